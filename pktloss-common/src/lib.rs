@@ -1,0 +1,278 @@
+//! Types shared by the eBPF programs (`pktloss-ebpf`) and userspace (`pktloss-user`).
+//!
+//! Every type is `#[repr(C)]`, `Copy` and free of implicit padding surprises so that the
+//! kernel side writes exactly the bytes userspace reads. With the `user` feature the types
+//! implement [`aya::Pod`] so they can be used as map keys and values.
+#![no_std]
+
+/// Largest number of packet bytes copied into one detail event.
+pub const MAX_SNAPLEN: usize = 256;
+/// Default number of packet bytes copied (enough for IPv6 + TCP with options).
+pub const DEFAULT_SNAPLEN: u32 = 128;
+/// Length of a task's `comm`.
+pub const COMM_LEN: usize = 16;
+
+/// Index of a counter in the per-CPU `STATS` array.
+pub mod stat {
+    /// Every `kfree_skb` drop (and `tcp_drop` call) seen.
+    pub const DROPS: u32 = 0;
+    /// Detail events written to the ring buffer.
+    pub const DETAIL_SENT: u32 = 1;
+    /// Detail events lost because the ring buffer was full.
+    pub const DETAIL_LOST_RINGBUF: u32 = 2;
+    /// Detail events not sent because the per-second budget was spent.
+    pub const DETAIL_LOST_BUDGET: u32 = 3;
+    /// New flows inserted in the flow LRU map.
+    pub const FLOW_INSERTS: u32 = 4;
+    /// Flow updates that failed (map update error): their drops are not in any flow.
+    pub const FLOW_FAILS: u32 = 5;
+    /// `bpf_get_stackid` failures (stack map full or collision).
+    pub const STACK_FAILS: u32 = 6;
+    /// Drops whose (reason, location) key could not be inserted (map full).
+    pub const DROP_KEY_FAILS: u32 = 7;
+    /// Packets seen on `net:net_dev_queue`.
+    pub const TX_PACKETS: u32 = 8;
+    /// TCP retransmissions seen.
+    pub const RETRANSMITS: u32 = 9;
+    /// Retransmission flow inserts.
+    pub const RETRANS_INSERTS: u32 = 10;
+    /// Device counter update failures.
+    pub const DEV_FAILS: u32 = 11;
+    /// Drops seen by the `tcp_drop` kprobe.
+    pub const TCP_DROP_CALLS: u32 = 12;
+    /// Number of counters.
+    pub const COUNT: u32 = 16;
+}
+
+/// Bits of [`Config::flags`].
+pub mod flag {
+    /// Count per (5-tuple, netns, ifindex, reason) flow.
+    pub const FLOWS: u32 = 1;
+    /// Send per-drop detail events through the ring buffer.
+    pub const DETAIL: u32 = 2;
+    /// Record a kernel stack id per (reason, location).
+    pub const STACKS: u32 = 4;
+    /// Copy packet bytes into detail events.
+    pub const PACKET_BYTES: u32 = 8;
+}
+
+/// Reason code used for drops seen through the `tcp_drop()` kprobe (old kernels).
+pub const REASON_TCP_DROP: u32 = 0x0001_0000;
+
+/// Offsets of kernel struct members, resolved from the running kernel's BTF by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// `sk_buff.dev`
+    pub skb_dev: u32,
+    /// `sk_buff.sk`
+    pub skb_sk: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.data`
+    pub skb_data: u32,
+    /// `sk_buff.len`
+    pub skb_len: u32,
+    /// `sk_buff.tail` (an offset from `head` on 64-bit kernels)
+    pub skb_tail: u32,
+    /// `sk_buff.network_header`
+    pub skb_network_header: u32,
+    /// `sk_buff.transport_header`
+    pub skb_transport_header: u32,
+    /// `sk_buff.mac_header`
+    pub skb_mac_header: u32,
+    /// `sk_buff.protocol`
+    pub skb_protocol: u32,
+    /// `net_device.ifindex`
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net` (a `possible_net_t` holding `struct net *`)
+    pub dev_nd_net: u32,
+    /// `net.ns.inum`
+    pub net_inum: u32,
+    /// `sock.__sk_common.skc_net`
+    pub sock_net: u32,
+}
+
+/// Offsets of the fields of the classic `skb:kfree_skb` tracepoint, read from tracefs.
+/// A field that the kernel does not have is `u32::MAX`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfreeTpOffsets {
+    pub skbaddr: u32,
+    pub location: u32,
+    pub protocol: u32,
+    pub reason: u32,
+    pub rx_sk: u32,
+}
+
+impl Default for KfreeTpOffsets {
+    fn default() -> Self {
+        Self { skbaddr: 8, location: 16, protocol: u32::MAX, reason: u32::MAX, rx_sk: u32::MAX }
+    }
+}
+
+/// Offsets of the fields of the classic `tcp:tcp_retransmit_skb` tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetransTpOffsets {
+    pub skaddr: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+}
+
+/// Positions of the arguments of the `kfree_skb` BTF tracepoint (`btf_trace_kfree_skb`),
+/// as indexes into the program context (the `void *__data` of the typedef is not in it).
+/// `u32::MAX` means the kernel lacks it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfreeBtfArgs {
+    pub skb: u32,
+    pub location: u32,
+    pub reason: u32,
+    pub rx_sk: u32,
+}
+
+impl Default for KfreeBtfArgs {
+    fn default() -> Self {
+        Self { skb: 0, location: 1, reason: 2, rx_sk: 3 }
+    }
+}
+
+/// Everything the programs need from userspace, written into the `CONFIG` global at load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub offsets: Offsets,
+    pub kfree_tp: KfreeTpOffsets,
+    pub kfree_btf: KfreeBtfArgs,
+    pub retrans_tp: RetransTpOffsets,
+    /// Bits from [`flag`].
+    pub flags: u32,
+    /// Detail events allowed per second on each CPU; `u32::MAX` means no limit.
+    pub detail_budget_per_cpu: u32,
+    /// Packet bytes to copy into each detail event (at most [`MAX_SNAPLEN`]).
+    pub snaplen: u32,
+    pub _pad: u32,
+}
+
+/// Key of the exact per-(reason, location[, stack]) drop counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DropKey {
+    /// Kernel address of the function that freed the skb.
+    pub location: u64,
+    /// Value of `enum skb_drop_reason`.
+    pub reason: u32,
+    /// Stack id in the `STACKS` map, or -1 when stacks are off or unavailable.
+    pub stack_id: i32,
+}
+
+/// Key of the per-flow drop counters (and the per-flow retransmission counters).
+///
+/// Addresses are in network order; IPv4 addresses use the first four bytes.
+/// Ports are in host order. For ICMP/ICMPv6, `sport` holds the type and `dport` the code.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Inode of the network namespace (as in `/proc/PID/ns/net`), 0 when unknown.
+    pub netns: u32,
+    /// Device index in that namespace, 0 when the skb had no device.
+    pub ifindex: u32,
+    /// Drop reason (0 for retransmissions).
+    pub reason: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// 4, 6, or 0 when the network header was not decodable.
+    pub family: u8,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...), 0 when unknown.
+    pub l4proto: u8,
+    /// `skb->protocol` (host order), e.g. 0x0800, 0x86dd, 0x0806.
+    pub ethertype: u16,
+}
+
+/// Key of the per-device transmit counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DevKey {
+    pub ifindex: u32,
+    pub netns: u32,
+}
+
+/// Per-CPU state of the detail-event budget.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub window_start_ns: u64,
+    pub used: u32,
+    pub _pad: u32,
+}
+
+/// Where the captured bytes of a detail event start.
+pub mod data_start {
+    /// No bytes captured.
+    pub const NONE: u8 = 0;
+    /// At the network (IP) header.
+    pub const NETWORK: u8 = 1;
+    /// At `skb->data` (header offsets were not set).
+    pub const DATA: u8 = 2;
+}
+
+/// One sampled drop, sent through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    pub location: u64,
+    pub flow: FlowKey,
+    pub stack_id: i32,
+    /// Thread id and process id of the task that was running.
+    pub tid: u32,
+    pub pid: u32,
+    pub cpu: u32,
+    /// `skb->len`.
+    pub skb_len: u32,
+    /// Number of valid bytes in `data`.
+    pub cap_len: u16,
+    /// One of [`data_start`].
+    pub data_start: u8,
+    /// 1 when the tracepoint reported a receiving socket.
+    pub has_rx_sk: u8,
+    pub comm: [u8; COMM_LEN],
+    pub data: [u8; MAX_SNAPLEN],
+}
+
+/// Size of [`DropEvent`] in bytes, as written by the kernel.
+pub const DROP_EVENT_SIZE: usize = core::mem::size_of::<DropEvent>();
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all these types are `#[repr(C)]`, `Copy`, contain only integers and arrays of
+    // integers, and any bit pattern is valid for them.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::DropKey {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::DevKey {}
+    unsafe impl aya::Pod for super::Budget {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_stable() {
+        assert_eq!(core::mem::size_of::<DropKey>(), 16);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 52);
+        assert_eq!(core::mem::size_of::<DevKey>(), 8);
+        assert_eq!(DROP_EVENT_SIZE % 8, 0);
+        assert_eq!(core::mem::size_of::<Config>() % 4, 0);
+    }
+}

@@ -1,0 +1,2 @@
+//! Marker library so that `pktloss-user/build.rs` can depend on this crate; the programs live in `main.rs`.
+#![no_std]

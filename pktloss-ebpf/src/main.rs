@@ -1,0 +1,464 @@
+//! pktloss kernel programs: exact drop counters, sampled drop detail, TX and retransmit counters.
+//!
+//! Every struct offset comes from userspace (`CONFIG`), resolved from the running kernel's BTF;
+//! nothing here knows the layout of a kernel struct.
+#![no_std]
+#![no_main]
+
+use core::{
+    mem::MaybeUninit,
+    ptr::{addr_of, read_volatile},
+};
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel as raw_read},
+    },
+    macros::{btf_tracepoint, kprobe, map, tracepoint},
+    maps::{LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
+};
+use pktloss_common::{
+    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, data_start,
+    flag, stat,
+};
+
+/// Written by userspace before load (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+static CONFIG: Config = unsafe { core::mem::zeroed() };
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Exact drop counts per (reason, location, stack id).
+#[map]
+static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Exact drop counts per flow, bounded; evictions are derived from `FLOW_INSERTS`.
+#[map]
+static FLOWS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// Transmitted packets per device (`net:net_dev_queue`).
+#[map]
+static TX: PerCpuHashMap<DevKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// Retransmissions per flow (`tcp:tcp_retransmit_skb`).
+#[map]
+static RETRANS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(4096, 0);
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+
+/// Detail budget state, one slot per CPU.
+#[map]
+static BUDGET: PerCpuArray<Budget> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sampled per-drop detail; size set by userspace.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Scratch flow key (too large to build twice on the 512-byte stack).
+#[map]
+static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+macro_rules! cfg {
+    ($($field:tt)+) => {
+        // SAFETY: CONFIG is a plain static; the volatile read stops the compiler from
+        // folding its (zero) initializer, since userspace rewrites it before load.
+        {
+            #[allow(unused_unsafe)]
+            let v = unsafe { read_volatile(addr_of!(CONFIG.$($field)+)) };
+            v
+        }
+    };
+}
+
+const NSEC_PER_SEC: u64 = 1_000_000_000;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const UNSET_HEADER: u16 = 0xffff;
+
+#[inline(always)]
+fn bump(idx: u32) {
+    if let Some(p) = STATS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Read a `T` at `base + off` in kernel memory.
+#[inline(always)]
+fn rd<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T).ok() }
+}
+
+/// Inode of the netns of a `net_device`.
+#[inline(always)]
+fn dev_netns(dev: u64) -> u32 {
+    let net: u64 = rd(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    rd(net, cfg!(offsets.net_inum)).unwrap_or(0)
+}
+
+/// Inode of the netns of a `sock`.
+#[inline(always)]
+fn sock_netns(sk: u64) -> u32 {
+    let net: u64 = rd(sk, cfg!(offsets.sock_net)).unwrap_or(0);
+    rd(net, cfg!(offsets.net_inum)).unwrap_or(0)
+}
+
+/// Fill `key` from the skb; returns (head, network header offset, tail offset) for the capture.
+#[inline(always)]
+fn decode_skb(skb: u64, rx_sk: u64, key: &mut FlowKey) -> (u64, u16, u32) {
+    let dev: u64 = rd(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    if dev != 0 {
+        key.ifindex = rd(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+        key.netns = dev_netns(dev);
+    }
+    if key.netns == 0 {
+        let sk: u64 = if rx_sk != 0 { rx_sk } else { rd(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
+        if sk != 0 {
+            key.netns = sock_netns(sk);
+        }
+    }
+    let proto_be: u16 = rd(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
+    key.ethertype = u16::from_be(proto_be);
+    let head: u64 = rd(skb, cfg!(offsets.skb_head)).unwrap_or(0);
+    let nh: u16 = rd(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
+    let tail: u32 = rd(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
+    if head == 0 || nh == UNSET_HEADER || u32::from(nh) >= tail {
+        return (head, UNSET_HEADER, tail);
+    }
+    let l3 = head + u64::from(nh);
+    let first: u8 = rd(l3, 0).unwrap_or(0);
+    let avail = tail - u32::from(nh);
+    let (l4, l4off) = match first >> 4 {
+        4 if avail >= 20 => {
+            let Some(h) = rd::<[u8; 20]>(l3, 0) else { return (head, nh, tail) };
+            key.family = 4;
+            key.l4proto = h[9];
+            key.saddr[..4].copy_from_slice(&h[12..16]);
+            key.daddr[..4].copy_from_slice(&h[16..20]);
+            let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+            if frag_off != 0 {
+                return (head, nh, tail);
+            }
+            (h[9], u32::from(h[0] & 0x0f) * 4)
+        }
+        6 if avail >= 40 => {
+            let Some(h) = rd::<[u8; 40]>(l3, 0) else { return (head, nh, tail) };
+            key.family = 6;
+            key.l4proto = h[6];
+            key.saddr.copy_from_slice(&h[8..24]);
+            key.daddr.copy_from_slice(&h[24..40]);
+            (h[6], 40)
+        }
+        _ => return (head, nh, tail),
+    };
+    if avail < l4off + 4 {
+        return (head, nh, tail);
+    }
+    match l4 {
+        6 | 17 | 132 | 136 => {
+            if let Some(p) = rd::<[u8; 4]>(l3, l4off) {
+                key.sport = u16::from_be_bytes([p[0], p[1]]);
+                key.dport = u16::from_be_bytes([p[2], p[3]]);
+            }
+        }
+        1 | 58 => {
+            if let Some(p) = rd::<[u8; 2]>(l3, l4off) {
+                key.sport = u16::from(p[0]);
+                key.dport = u16::from(p[1]);
+            }
+        }
+        _ => {}
+    }
+    (head, nh, tail)
+}
+
+/// Whether this CPU may still send a detail event in the current one-second window.
+#[inline(always)]
+fn take_budget(now: u64) -> bool {
+    let budget = cfg!(detail_budget_per_cpu);
+    if budget == u32::MAX {
+        return true;
+    }
+    let Some(b) = BUDGET.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU slot.
+    let b = unsafe { &mut *b };
+    if now.wrapping_sub(b.window_start_ns) >= NSEC_PER_SEC {
+        b.window_start_ns = now;
+        b.used = 0;
+    }
+    if b.used < budget {
+        b.used += 1;
+        true
+    } else {
+        false
+    }
+}
+
+#[inline(always)]
+fn count_in<K>(map: &PerCpuHashMap<K, u64>, key: &K) -> bool {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: per-CPU value of this CPU.
+        unsafe { *v += 1 };
+        return true;
+    }
+    // BPF_NOEXIST: another CPU may have inserted it meanwhile; then increment ours.
+    if map.insert(key, 1, 1).is_ok() {
+        return true;
+    }
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: as above.
+        unsafe { *v += 1 };
+        return true;
+    }
+    false
+}
+
+/// Count in an LRU map; returns (counted, inserted a new key).
+#[inline(always)]
+fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K) -> (bool, bool) {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: per-CPU value of this CPU.
+        unsafe { *v += 1 };
+        return (true, false);
+    }
+    if map.insert(key, 1, 1).is_ok() {
+        return (true, true);
+    }
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: as above.
+        unsafe { *v += 1 };
+        return (true, false);
+    }
+    (false, false)
+}
+
+/// The common drop path of every drop hook.
+#[inline(always)]
+fn on_drop<C: StackIdContext>(ctx: &C, skb: u64, location: u64, reason: u32, rx_sk: u64) {
+    bump(stat::DROPS);
+    let flags = cfg!(flags);
+    let mut stack_id = -1i32;
+    if flags & flag::STACKS != 0 {
+        match ctx.get_stackid(&STACKS, 0) {
+            Ok(id) => stack_id = id as i32,
+            Err(_) => bump(stat::STACK_FAILS),
+        }
+    }
+    let dkey = DropKey { location, reason, stack_id };
+    if !count_in(&DROPS, &dkey) {
+        bump(stat::DROP_KEY_FAILS);
+    }
+    if flags & (flag::FLOWS | flag::DETAIL) == 0 {
+        return;
+    }
+    let Some(key) = SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch slot, reinitialised on every use.
+    let key = unsafe { &mut *key };
+    *key = FlowKey { reason, ..FlowKey::default() };
+    let (head, nh, tail) = decode_skb(skb, rx_sk, key);
+    if flags & flag::FLOWS != 0 {
+        let (ok, inserted) = count_in_lru(&FLOWS, key);
+        if !ok {
+            bump(stat::FLOW_FAILS);
+        } else if inserted {
+            bump(stat::FLOW_INSERTS);
+        }
+    }
+    if flags & flag::DETAIL == 0 {
+        return;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_budget(now) {
+        bump(stat::DETAIL_LOST_BUDGET);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        bump(stat::DETAIL_LOST_RINGBUF);
+        return;
+    };
+    let ev: &mut MaybeUninit<DropEvent> = &mut entry;
+    let ev = ev.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: `ev` points at a reserved ring-buffer record of the right size; every field
+    // is written before submit.
+    unsafe {
+        (*ev).ts_ns = now;
+        (*ev).location = location;
+        (*ev).flow = *key;
+        (*ev).stack_id = stack_id;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).cpu = bpf_get_smp_processor_id();
+        (*ev).skb_len = rd(skb, cfg!(offsets.skb_len)).unwrap_or(0);
+        (*ev).has_rx_sk = u8::from(rx_sk != 0);
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*ev).cap_len = 0;
+        (*ev).data_start = data_start::NONE;
+        if flags & flag::PACKET_BYTES != 0 && head != 0 {
+            let (start, kind) = if nh != UNSET_HEADER {
+                (u32::from(nh), data_start::NETWORK)
+            } else {
+                let data: u64 = rd(skb, cfg!(offsets.skb_data)).unwrap_or(head);
+                (data.wrapping_sub(head) as u32, data_start::DATA)
+            };
+            if tail > start {
+                let mut n = tail - start;
+                let snap = cfg!(snaplen);
+                if n > snap {
+                    n = snap;
+                }
+                n &= 0x1ff;
+                if n > MAX_SNAPLEN as u32 {
+                    n = MAX_SNAPLEN as u32;
+                }
+                let dst = addr_of!((*ev).data) as *mut core::ffi::c_void;
+                let src = (head + u64::from(start)) as *const core::ffi::c_void;
+                if n > 0 && raw_read(dst, n, src) == 0 {
+                    (*ev).cap_len = n as u16;
+                    (*ev).data_start = kind;
+                }
+            }
+        }
+    }
+    entry.submit(0);
+    bump(stat::DETAIL_SENT);
+}
+
+/// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
+    let skb: u64 = btf_arg(&ctx, cfg!(kfree_btf.skb));
+    let location: u64 = btf_arg(&ctx, cfg!(kfree_btf.location));
+    let reason = btf_arg::<u64>(&ctx, cfg!(kfree_btf.reason)) as u32;
+    let rx_sk: u64 = btf_arg(&ctx, cfg!(kfree_btf.rx_sk));
+    on_drop(&ctx, skb, location, reason, rx_sk);
+    0
+}
+
+/// Read BTF argument `n` (0..=5) with a constant context offset for each arm, as the
+/// verifier requires; an absent argument (`u32::MAX`) reads as 0.
+#[inline(always)]
+fn btf_arg<T: aya_ebpf::Argument + Default>(ctx: &BtfTracePointContext, n: u32) -> T {
+    match n {
+        0 => ctx.arg(0),
+        1 => ctx.arg(1),
+        2 => ctx.arg(2),
+        3 => ctx.arg(3),
+        4 => ctx.arg(4),
+        5 => ctx.arg(5),
+        _ => T::default(),
+    }
+}
+
+/// Classic `skb:kfree_skb` tracepoint; field offsets from the tracefs format file.
+#[tracepoint]
+pub fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
+    let skb: u64 = tp_field(&ctx, cfg!(kfree_tp.skbaddr));
+    let location: u64 = tp_field(&ctx, cfg!(kfree_tp.location));
+    let reason: u32 = tp_field(&ctx, cfg!(kfree_tp.reason));
+    let rx_sk: u64 = tp_field(&ctx, cfg!(kfree_tp.rx_sk));
+    // Before 5.17 there is no reason field: NOT_SPECIFIED.
+    let reason = if cfg!(kfree_tp.reason) == u32::MAX { 2 } else { reason };
+    on_drop(&ctx, skb, location, reason, rx_sk);
+    0
+}
+
+#[inline(always)]
+fn tp_field<T: Default>(ctx: &TracePointContext, off: u32) -> T {
+    if off == u32::MAX || off > 512 {
+        return T::default();
+    }
+    // SAFETY: the offset comes from the tracepoint's format file.
+    unsafe { ctx.read_at::<T>(off as usize).unwrap_or_default() }
+}
+
+/// `tcp_drop()` on kernels before 5.19 (needs kprobes); arguments (sk, skb).
+#[kprobe]
+pub fn tcp_drop(ctx: ProbeContext) -> u32 {
+    bump(stat::TCP_DROP_CALLS);
+    let skb: u64 = ctx.arg(1).unwrap_or(0);
+    let sk: u64 = ctx.arg(0).unwrap_or(0);
+    // The caller's return address is the most useful location we have.
+    aya_log_ebpf::debug!(&ctx, "tcp_drop skb={:x}", skb);
+    on_drop(&ctx, skb, 0, REASON_TCP_DROP, sk);
+    0
+}
+
+#[inline(always)]
+fn count_tx(skb: u64) {
+    bump(stat::TX_PACKETS);
+    let dev: u64 = rd(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    if dev == 0 {
+        return;
+    }
+    let key = DevKey { ifindex: rd(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0), netns: dev_netns(dev) };
+    if !count_in(&TX, &key) {
+        bump(stat::DEV_FAILS);
+    }
+}
+
+/// `tp_btf/net_dev_queue`: per-device transmitted packets.
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
+    count_tx(ctx.arg(0));
+    0
+}
+
+/// Classic `net:net_dev_queue`: `skbaddr` is at offset 8 on every kernel that has it.
+#[tracepoint]
+pub fn net_dev_queue_tp(ctx: TracePointContext) -> i32 {
+    count_tx(tp_field(&ctx, 8));
+    0
+}
+
+/// Classic `tcp:tcp_retransmit_skb`: retransmissions per flow and netns.
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
+    bump(stat::RETRANSMITS);
+    let Some(key) = SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU scratch slot, reinitialised here.
+    let key = unsafe { &mut *key };
+    *key = FlowKey { l4proto: 6, ..FlowKey::default() };
+    let family: u16 = tp_field(&ctx, cfg!(retrans_tp.family));
+    key.sport = tp_field(&ctx, cfg!(retrans_tp.sport));
+    key.dport = tp_field(&ctx, cfg!(retrans_tp.dport));
+    if family == 10 {
+        key.family = 6;
+        key.ethertype = ETH_P_IPV6;
+        key.saddr = tp_field(&ctx, cfg!(retrans_tp.saddr_v6));
+        key.daddr = tp_field(&ctx, cfg!(retrans_tp.daddr_v6));
+    } else {
+        key.family = 4;
+        key.ethertype = ETH_P_IP;
+        let s: [u8; 4] = tp_field(&ctx, cfg!(retrans_tp.saddr));
+        let d: [u8; 4] = tp_field(&ctx, cfg!(retrans_tp.daddr));
+        key.saddr[..4].copy_from_slice(&s);
+        key.daddr[..4].copy_from_slice(&d);
+    }
+    let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
+    key.netns = sock_netns(sk);
+    let (_, inserted) = count_in_lru(&RETRANS, key);
+    if inserted {
+        bump(stat::RETRANS_INSERTS);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,186 @@
+//! The summary data model: what a capture produced, as plain serde types.
+//!
+//! Everything downstream of collection (text and JSON output, diagnosis, TUI, capture files)
+//! reads these types only, so it can run on live data or on a saved capture.
+use serde::{Deserialize, Serialize};
+
+/// Drops counted for one drop reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    /// Name from the kernel's `enum skb_drop_reason`, without the `SKB_DROP_REASON_` prefix.
+    pub reason: String,
+    /// Numeric value of the reason on the capturing kernel.
+    pub code: u32,
+    pub count: u64,
+    /// Short human description, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// Drops counted for one (location, reason[, stack]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationCount {
+    /// `function+0xoff` from /proc/kallsyms, or the hex address when unknown.
+    pub symbol: String,
+    /// Kernel address.
+    pub address: u64,
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+    /// Symbolized kernel stack (innermost first), when `--stacks` was on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<String>,
+}
+
+/// Drops counted for one flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowCount {
+    /// "tcp", "udp", "icmp", "icmpv6", "sctp", "proto-N", or "eth-0xNNNN" when no IP header.
+    pub proto: String,
+    /// 4, 6, or 0 when not an IP packet / not decodable.
+    pub family: u8,
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub netns: u32,
+    pub ifindex: u32,
+    /// Device name in that netns, when it could be resolved.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+    /// A process seen on this flow's drops (from detail events), "comm[pid]".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub process: String,
+}
+
+/// One network device seen transmitting or dropping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCount {
+    pub ifindex: u32,
+    pub name: String,
+    pub netns: u32,
+    /// Packets queued for transmission (`net:net_dev_queue`).
+    pub tx_packets: u64,
+    /// Drops attributed to this device (from the flow counters).
+    pub drops: u64,
+}
+
+/// TCP retransmissions of one flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetransCount {
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub netns: u32,
+    pub count: u64,
+}
+
+/// Retransmissions seen during the capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retransmits {
+    pub total: u64,
+    pub flows: Vec<RetransCount>,
+}
+
+/// State of one probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// e.g. "skb:kfree_skb".
+    pub name: String,
+    /// e.g. "tp_btf", "tracepoint", "kprobe".
+    pub attach: String,
+    pub active: bool,
+    /// Why it was skipped, or a note on how it is attached.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Accounting of the sampled per-drop detail.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetailStats {
+    /// Detail events received by userspace.
+    pub delivered: u64,
+    /// Not delivered: the per-second budget was spent.
+    pub lost_budget: u64,
+    /// Not delivered: the ring buffer was full.
+    pub lost_ringbuf: u64,
+    /// Configured budget per second (all CPUs), 0 = detail off, null = unlimited.
+    pub budget_per_sec: Option<u64>,
+}
+
+/// Accounting of the bounded flow table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTableStats {
+    pub capacity: u32,
+    /// Flows present at the end of the capture.
+    pub live: u64,
+    /// Flows evicted by the LRU (inserted but no longer present).
+    pub evicted: u64,
+    /// Drops counted in flows that were evicted, or that could not be counted in a flow.
+    pub drops_not_in_flows: u64,
+}
+
+/// A sampled drop (one detail event), decoded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Nanoseconds since the start of the capture.
+    pub t_ns: u64,
+    pub reason: String,
+    pub code: u32,
+    pub symbol: String,
+    pub proto: String,
+    pub family: u8,
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub cpu: u32,
+    pub skb_len: u32,
+    pub has_rx_sk: bool,
+    pub stack_id: i32,
+    /// "network" (bytes start at the IP header), "data" (at skb->data) or "none".
+    pub data_start: String,
+    /// First bytes of the packet, hex-encoded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_hex: String,
+}
+
+/// The dropwatch-style summary of a capture.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub hostname: String,
+    pub kernel: String,
+    /// Wall-clock start, RFC 3339.
+    pub started: String,
+    pub duration_secs: f64,
+    pub total_drops: u64,
+    /// Detail events not delivered (budget + ring buffer).
+    pub lost_events: u64,
+    pub drops_per_sec: f64,
+    /// Drops that produced a detail event / drops that did not.
+    pub drops_with_detail: u64,
+    pub drops_without_detail: u64,
+    pub reasons: Vec<ReasonCount>,
+    pub locations: Vec<LocationCount>,
+    pub flows: Vec<FlowCount>,
+    pub devices: Vec<DeviceCount>,
+    pub retransmits: Retransmits,
+    pub probes: Vec<ProbeStatus>,
+    pub detail: DetailStats,
+    pub flow_table: FlowTableStats,
+    /// Counter anomalies (map-full conditions) that make some breakdown incomplete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Sampled drops (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+}

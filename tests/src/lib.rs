@@ -1,0 +1,1 @@
+//! Real-kernel integration tests for pktloss; helpers shared by the tests.
