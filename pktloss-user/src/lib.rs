@@ -5,3 +5,13 @@
 //! `model`) -> classify (`diagnose`) -> ui/export (`output`, `tui`, `capture`).
 
 pub mod model;
+pub mod netns;
+pub mod aggregate;
+pub mod btf;
+pub mod cli;
+pub mod collect;
+pub mod decode;
+pub mod output;
+pub mod reasons;
+pub mod symbols;
+pub mod tracefs;

@@ -1,1 +1,4 @@
-fn main() {}
+//! The `pktloss` binary: see [`pktloss::cli`].
+fn main() -> std::process::ExitCode {
+    pktloss::cli::main()
+}

@@ -1,0 +1,377 @@
+//! Aggregate step: exact kernel counters plus sampled detail events into a [`Summary`].
+use std::collections::{BTreeMap, HashMap};
+
+use pktloss_common::{DevKey, DropEvent, FlowKey, stat};
+
+use crate::{
+    collect::RawCounts,
+    decode,
+    model::{
+        DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
+        Retransmits, Sample, Summary,
+    },
+    netns,
+    reasons::{ReasonTable, describe},
+    symbols::Kallsyms,
+};
+
+/// Static facts about a capture that are not in the counters.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureInfo {
+    pub hostname: String,
+    pub kernel: String,
+    pub started: String,
+    pub duration_secs: f64,
+    pub probes: Vec<ProbeStatus>,
+    /// Detail budget per second (None = unlimited), or Some(0) when detail is off.
+    pub detail_budget: Option<u64>,
+    pub flow_capacity: u32,
+}
+
+/// Collects detail events and turns raw counters into summaries.
+pub struct Aggregator {
+    pub reasons: ReasonTable,
+    pub syms: Kallsyms,
+    /// Monotonic time (ns) of the capture start, to make sample times relative.
+    pub start_mono_ns: u64,
+    /// Most samples kept (the first ones; later events are still counted).
+    pub max_samples: usize,
+    samples: Vec<Sample>,
+    delivered: u64,
+    /// A process seen per flow, from detail events.
+    flow_process: HashMap<FlowKey, String>,
+    /// Cache of device names: (netns, ifindex) -> name.
+    dev_names: HashMap<(u32, u32), String>,
+}
+
+/// Top-N limits of a summary.
+pub const TOP_FLOWS: usize = 200;
+
+fn is_user_comm(pid: u32) -> bool {
+    pid != 0
+}
+
+impl Aggregator {
+    /// A new aggregator.
+    pub fn new(reasons: ReasonTable, syms: Kallsyms, start_mono_ns: u64) -> Self {
+        Self {
+            reasons,
+            syms,
+            start_mono_ns,
+            max_samples: 1000,
+            samples: Vec::new(),
+            delivered: 0,
+            flow_process: HashMap::new(),
+            dev_names: HashMap::new(),
+        }
+    }
+
+    /// Detail events received so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The samples kept so far.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// Take one detail event.
+    pub fn ingest(&mut self, ev: &DropEvent) {
+        self.delivered += 1;
+        if is_user_comm(ev.pid) {
+            self.flow_process
+                .entry(ev.flow)
+                .or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
+        }
+        if self.samples.len() < self.max_samples {
+            let (src, dst) = decode::addr_strings(&ev.flow);
+            self.samples.push(Sample {
+                t_ns: ev.ts_ns.saturating_sub(self.start_mono_ns),
+                reason: self.reasons.name(ev.flow.reason),
+                code: ev.flow.reason,
+                symbol: self.syms.symbolize(ev.location),
+                proto: decode::proto_name(&ev.flow),
+                family: ev.flow.family,
+                src,
+                sport: ev.flow.sport,
+                dst,
+                dport: ev.flow.dport,
+                netns: ev.flow.netns,
+                ifindex: ev.flow.ifindex,
+                pid: ev.pid,
+                tid: ev.tid,
+                comm: decode::comm(&ev.comm),
+                cpu: ev.cpu,
+                skb_len: ev.skb_len,
+                has_rx_sk: ev.has_rx_sk != 0,
+                stack_id: ev.stack_id,
+                data_start: decode::data_start_name(ev.data_start).to_owned(),
+                data_hex: decode::hex(decode::packet_bytes(ev)),
+            });
+        }
+    }
+
+    /// Name of a device, resolved inside its namespace and cached.
+    pub fn device_name(&mut self, netns_map: &BTreeMap<u32, netns::NetnsRef>, ns: u32, ifindex: u32) -> String {
+        if ifindex == 0 {
+            return String::new();
+        }
+        if let Some(n) = self.dev_names.get(&(ns, ifindex)) {
+            return n.clone();
+        }
+        let name = netns_map.get(&ns).and_then(|r| netns::ifname_in(r, ifindex));
+        match name {
+            Some(n) => {
+                self.dev_names.insert((ns, ifindex), n.clone());
+                n
+            }
+            // Not cached: the namespace may appear later.
+            None => String::new(),
+        }
+    }
+
+    /// Build the summary from cumulative raw counters; `stacks` symbolizes a stack id.
+    pub fn summary(&mut self, raw: &RawCounts, info: &CaptureInfo, stacks: &dyn Fn(i32) -> Vec<u64>) -> Summary {
+        let total = raw.stat(stat::DROPS);
+        let lost_budget = raw.stat(stat::DETAIL_LOST_BUDGET);
+        let lost_ringbuf = raw.stat(stat::DETAIL_LOST_RINGBUF);
+        let sent = raw.stat(stat::DETAIL_SENT);
+
+        let mut by_reason: BTreeMap<u32, u64> = BTreeMap::new();
+        for (k, c) in &raw.drops {
+            *by_reason.entry(k.reason).or_default() += c;
+        }
+        let mut reasons: Vec<ReasonCount> = by_reason
+            .into_iter()
+            .map(|(code, count)| {
+                let reason = self.reasons.name(code);
+                ReasonCount { description: describe(&reason).to_owned(), reason, code, count }
+            })
+            .collect();
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+
+        let mut locations: Vec<LocationCount> = raw
+            .drops
+            .iter()
+            .map(|(k, c)| LocationCount {
+                symbol: self.syms.symbolize(k.location),
+                address: k.location,
+                reason: self.reasons.name(k.reason),
+                code: k.reason,
+                count: *c,
+                stack: if k.stack_id >= 0 {
+                    stacks(k.stack_id).into_iter().map(|ip| self.syms.symbolize(ip)).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
+
+        let need_names = raw.flows.iter().any(|(k, _)| k.ifindex != 0) || !raw.tx.is_empty();
+        let ns_map = if need_names { netns::list() } else { BTreeMap::new() };
+
+        let mut flows = Vec::new();
+        let mut dev_drops: BTreeMap<DevKey, u64> = BTreeMap::new();
+        let mut in_flows = 0u64;
+        for (k, c) in &raw.flows {
+            in_flows += c;
+            *dev_drops.entry(DevKey { ifindex: k.ifindex, netns: k.netns }).or_default() += c;
+        }
+        for (k, c) in raw.flows.iter().take(TOP_FLOWS) {
+            let (src, dst) = decode::addr_strings(k);
+            flows.push(FlowCount {
+                proto: decode::proto_name(k),
+                family: k.family,
+                src,
+                sport: k.sport,
+                dst,
+                dport: k.dport,
+                netns: k.netns,
+                ifindex: k.ifindex,
+                device: self.device_name(&ns_map, k.netns, k.ifindex),
+                reason: self.reasons.name(k.reason),
+                code: k.reason,
+                count: *c,
+                process: self.flow_process.get(k).cloned().unwrap_or_default(),
+            });
+        }
+
+        let mut devs: BTreeMap<DevKey, (u64, u64)> = BTreeMap::new();
+        for (k, c) in &raw.tx {
+            devs.entry(*k).or_default().0 += c;
+        }
+        for (k, c) in dev_drops {
+            if k.ifindex != 0 {
+                devs.entry(k).or_default().1 += c;
+            }
+        }
+        let mut devices: Vec<DeviceCount> = devs
+            .into_iter()
+            .map(|(k, (tx, drops))| DeviceCount {
+                ifindex: k.ifindex,
+                name: self.device_name(&ns_map, k.netns, k.ifindex),
+                netns: k.netns,
+                tx_packets: tx,
+                drops,
+            })
+            .collect();
+        devices.sort_by(|a, b| b.drops.cmp(&a.drops).then(b.tx_packets.cmp(&a.tx_packets)));
+
+        let mut rflows: Vec<RetransCount> = raw
+            .retrans
+            .iter()
+            .map(|(k, c)| {
+                let (src, dst) = decode::addr_strings(k);
+                RetransCount { src, sport: k.sport, dst, dport: k.dport, netns: k.netns, count: *c }
+            })
+            .collect();
+        rflows.sort_by(|a, b| b.count.cmp(&a.count));
+        rflows.truncate(TOP_FLOWS);
+
+        let inserts = raw.stat(stat::FLOW_INSERTS);
+        let live = raw.flows.len() as u64;
+        let flow_table = FlowTableStats {
+            capacity: info.flow_capacity,
+            live,
+            evicted: inserts.saturating_sub(live),
+            drops_not_in_flows: if info.flow_capacity == 0 { 0 } else { total.saturating_sub(in_flows) },
+        };
+
+        let mut warnings = Vec::new();
+        if raw.stat(stat::DROP_KEY_FAILS) > 0 {
+            warnings.push(format!(
+                "{} drops not in the reason x location table (map full)",
+                raw.stat(stat::DROP_KEY_FAILS)
+            ));
+        }
+        if flow_table.evicted > 0 {
+            warnings.push(format!(
+                "{} flows evicted from the {}-entry flow table; {} drops are not in the flow list",
+                flow_table.evicted, flow_table.capacity, flow_table.drops_not_in_flows
+            ));
+        }
+        if raw.stat(stat::STACK_FAILS) > 0 {
+            warnings.push(format!("{} stacks could not be recorded", raw.stat(stat::STACK_FAILS)));
+        }
+
+        let duration = info.duration_secs.max(1e-9);
+        Summary {
+            hostname: info.hostname.clone(),
+            kernel: info.kernel.clone(),
+            started: info.started.clone(),
+            duration_secs: info.duration_secs,
+            total_drops: total,
+            lost_events: lost_budget + lost_ringbuf,
+            drops_per_sec: total as f64 / duration,
+            drops_with_detail: sent,
+            drops_without_detail: total.saturating_sub(sent),
+            reasons,
+            locations,
+            flows,
+            devices,
+            retransmits: Retransmits { total: raw.stat(stat::RETRANSMITS), flows: rflows },
+            probes: info.probes.clone(),
+            detail: DetailStats {
+                delivered: self.delivered,
+                lost_budget,
+                lost_ringbuf,
+                budget_per_sec: info.detail_budget,
+            },
+            flow_table,
+            warnings,
+            samples: self.samples.clone(),
+        }
+    }
+}
+
+/// Per-(reason, location) drop counts of `now` minus `before` (for `watch` intervals).
+pub fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
+    let prev: HashMap<_, _> = before.drops.iter().map(|(k, c)| (*k, *c)).collect();
+    let mut drops: Vec<_> = now
+        .drops
+        .iter()
+        .filter_map(|(k, c)| {
+            let d = c.saturating_sub(prev.get(k).copied().unwrap_or(0));
+            (d > 0).then_some((*k, d))
+        })
+        .collect();
+    drops.sort_by(|a, b| b.1.cmp(&a.1));
+    let stats = now
+        .stats
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.saturating_sub(before.stats.get(i).copied().unwrap_or(0)))
+        .collect();
+    RawCounts { stats, drops, flows: Vec::new(), tx: Vec::new(), retrans: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use pktloss_common::DropKey;
+
+    use super::*;
+
+    fn raw() -> RawCounts {
+        let mut stats = vec![0; stat::COUNT as usize];
+        stats[stat::DROPS as usize] = 15;
+        stats[stat::DETAIL_SENT as usize] = 4;
+        stats[stat::DETAIL_LOST_BUDGET as usize] = 11;
+        stats[stat::FLOW_INSERTS as usize] = 3;
+        let mut f1 = FlowKey { family: 4, l4proto: 17, sport: 1000, dport: 9, netns: 42, reason: 3, ..FlowKey::default() };
+        f1.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        f1.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let f2 = FlowKey { family: 6, l4proto: 6, dport: 80, netns: 42, reason: 12, ..FlowKey::default() };
+        RawCounts {
+            stats,
+            drops: vec![
+                (DropKey { location: 0xffff_ffff_81a0_0010, reason: 3, stack_id: -1 }, 10),
+                (DropKey { location: 0xffff_ffff_81b0_0000, reason: 12, stack_id: -1 }, 5),
+            ],
+            flows: vec![(f1, 10), (f2, 4)],
+            tx: vec![],
+            retrans: vec![],
+        }
+    }
+
+    fn agg() -> Aggregator {
+        let reasons = ReasonTable::new([(3, "NO_SOCKET".to_owned()), (12, "NETFILTER_DROP".to_owned())]);
+        let syms = Kallsyms::parse("ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T nf_hook_slow\n");
+        Aggregator::new(reasons, syms, 0)
+    }
+
+    #[test]
+    fn summary_is_exact_and_accounts_for_everything() {
+        let mut a = agg();
+        let info = CaptureInfo { duration_secs: 5.0, flow_capacity: 8192, detail_budget: Some(4), ..CaptureInfo::default() };
+        let s = a.summary(&raw(), &info, &|_| Vec::new());
+        assert_eq!(s.total_drops, 15);
+        assert_eq!(s.reasons[0].reason, "NO_SOCKET");
+        assert_eq!(s.reasons[0].count, 10);
+        assert_eq!(s.reasons[1].code, 12);
+        assert_eq!(s.locations[0].symbol, "__udp4_lib_rcv+0x10");
+        assert_eq!(s.flows[0].src, "10.0.0.1");
+        assert_eq!(s.flows[0].proto, "udp");
+        assert_eq!(s.flows[1].dst, "::");
+        assert_eq!(s.lost_events, 11);
+        assert_eq!(s.drops_with_detail, 4);
+        assert_eq!(s.drops_without_detail, 11);
+        assert_eq!(s.flow_table.evicted, 1);
+        assert_eq!(s.flow_table.drops_not_in_flows, 1);
+        assert!((s.drops_per_sec - 3.0).abs() < 1e-9);
+        assert_eq!(s.warnings.len(), 1);
+    }
+
+    #[test]
+    fn interval_subtracts() {
+        let a = raw();
+        let mut b = raw();
+        b.drops[0].1 = 25;
+        b.stats[stat::DROPS as usize] = 30;
+        let d = interval(&a, &b);
+        assert_eq!(d.stat(stat::DROPS), 15);
+        assert_eq!(d.drops.len(), 1);
+        assert_eq!(d.drops[0].1, 15);
+    }
+}

@@ -1,0 +1,436 @@
+//! The `pktloss` command line: parse flags, run a subcommand, map failures to exit codes.
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pktloss_common::stat;
+
+use crate::{
+    aggregate::{Aggregator, CaptureInfo},
+    btf::KernelBtf,
+    collect::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
+    model::Summary,
+    output,
+    reasons::{ReasonTable, describe},
+    symbols::Kallsyms,
+};
+
+/// Exit code for bad input: flags, files, missing kernel features or privileges.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "pktloss", version, about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do")]
+pub struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach, collect for a while, detach and print a dropwatch-style summary.
+    Capture(CaptureArgs),
+    /// Print a line per interval, like dropwatch.
+    Watch(WatchArgs),
+    /// List the drop reasons of the running kernel (from its BTF).
+    Reasons(ReasonsArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Flags shared by every subcommand that traces.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Record a kernel stack per (reason, location).
+    #[arg(long)]
+    pub stacks: bool,
+    /// Detail events per second over all CPUs, or "unlimited".
+    #[arg(long, default_value = "1000", value_parser = parse_budget)]
+    pub detail_budget: Budget,
+    /// No per-drop detail events (exact counters only).
+    #[arg(long)]
+    pub no_detail: bool,
+    /// No per-flow counters.
+    #[arg(long)]
+    pub no_flows: bool,
+    /// Packet bytes kept per detail event (0..=256).
+    #[arg(long, default_value_t = pktloss_common::DEFAULT_SNAPLEN, value_parser = clap::value_parser!(u32).range(0..=pktloss_common::MAX_SNAPLEN as i64))]
+    pub snaplen: u32,
+    /// Ring buffer size in KiB (power of two, at least 4).
+    #[arg(long, default_value_t = 8192, value_parser = parse_ringbuf_kib)]
+    pub ringbuf_kib: u32,
+    /// Use the classic tracepoints even where tp_btf works.
+    #[arg(long)]
+    pub classic: bool,
+}
+
+/// A detail budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget(pub Option<u32>);
+
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    if s == "unlimited" {
+        return Ok(Budget(None));
+    }
+    s.parse::<u32>().map(|v| Budget(Some(v))).map_err(|_| format!("`{s}` is not a number or \"unlimited\""))
+}
+
+fn parse_ringbuf_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v < 4 || !v.is_power_of_two() || v > 1 << 20 {
+        return Err(format!("{v} KiB: must be a power of two between 4 and 1048576"));
+    }
+    Ok(v)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("`{s}`: must be more than zero"));
+    }
+    Ok(d)
+}
+
+impl TraceArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            flows: !self.no_flows,
+            detail: !self.no_detail,
+            stacks: self.stacks,
+            detail_budget: self.detail_budget.0,
+            snaplen: self.snaplen,
+            ringbuf_bytes: self.ringbuf_kib * 1024,
+            classic: self.classic,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// How long to capture (e.g. 10s, 1m); without it, until Ctrl-C or --count.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after at least this many drops.
+    #[arg(short, long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also save the output to this file.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Interval between lines.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this long.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Output format (json = one JSON object per line).
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReasonsArgs {
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`pktloss ... | head`), like other Unix tools; the kernel
+    // detaches the programs when the process exits.
+    // SAFETY: setting a signal disposition to its default.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One clear line.
+            let msg = e.to_string();
+            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad arguments");
+            eprintln!("pktloss: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new().filter_level(level).format_timestamp(None).parse_default_env().init();
+    let result = match cli.command {
+        Some(Command::Capture(a)) => capture(a),
+        Some(Command::Watch(a)) => watch(a),
+        Some(Command::Reasons(a)) => reasons(a),
+        None => {
+            eprintln!("pktloss: no subcommand; try `pktloss capture --duration 10s` or `pktloss --help`");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e.downcast_ref::<StartError>().is_some();
+            eprintln!("pktloss: {}", one_line(&e));
+            ExitCode::from(if usage { EXIT_USAGE } else { 1 })
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).context("installing signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Host name and kernel release.
+pub fn host_facts() -> (String, String) {
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    (host, kernel)
+}
+
+/// A running trace session: tracer + aggregator + metadata.
+pub struct Session {
+    pub tracer: Tracer,
+    pub agg: Aggregator,
+    pub info: CaptureInfo,
+    pub started: Instant,
+}
+
+impl Session {
+    /// Start tracing with these options.
+    pub fn start(opts: Options) -> Result<Self> {
+        let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+        let reasons = ReasonTable::new(kbtf.drop_reasons().map_err(|e| StartError(format!("{e:#}")))?);
+        drop(kbtf);
+        let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
+        let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
+        let tracer = Tracer::start(opts)?;
+        let syms = Kallsyms::load().unwrap_or_else(|e| {
+            log::warn!("{e}; locations will be addresses");
+            Kallsyms::default()
+        });
+        let (hostname, kernel) = host_facts();
+        let info = CaptureInfo {
+            hostname,
+            kernel,
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            duration_secs: 0.0,
+            probes: tracer.probes.clone(),
+            detail_budget,
+            flow_capacity,
+        };
+        Ok(Self { tracer, agg: Aggregator::new(reasons, syms, mono_ns()), info, started: Instant::now() })
+    }
+
+    /// Drain waiting detail events into the aggregator.
+    pub fn pump(&mut self, wait_ms: i32) {
+        self.tracer.wait(wait_ms);
+        let agg = &mut self.agg;
+        self.tracer.drain(|ev| agg.ingest(ev));
+    }
+
+    /// Summary of everything so far.
+    pub fn summary(&mut self) -> Result<Summary> {
+        let raw = self.tracer.read()?;
+        Ok(self.summary_of(&raw))
+    }
+
+    /// Summary of given raw counters.
+    pub fn summary_of(&mut self, raw: &RawCounts) -> Summary {
+        self.info.duration_secs = self.started.elapsed().as_secs_f64();
+        let tracer = &self.tracer;
+        self.agg.summary(raw, &self.info, &|id| tracer.stack(id))
+    }
+}
+
+/// Run until the deadline, the count, or a signal.
+pub fn run_until(session: &mut Session, duration: Option<Duration>, count: Option<u64>, stop: &AtomicBool, mut tick: impl FnMut(&mut Session)) {
+    let deadline = duration.map(|d| session.started + d);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
+        session.pump(wait);
+        if let Some(n) = count {
+            if session.tracer.stat(stat::DROPS) >= n {
+                break;
+            }
+        }
+        tick(session);
+    }
+    // Final drain so that every delivered event is in the samples.
+    session.pump(0);
+}
+
+fn capture(a: CaptureArgs) -> Result<()> {
+    if let Some(parent) = a.output.as_ref().and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
+        }
+    }
+    let stop = stop_flag()?;
+    let mut session = Session::start(a.trace.options())?;
+    let tty = std::io::stderr().is_terminal();
+    let mut last_progress = Instant::now();
+    run_until(&mut session, a.duration, a.count, &stop, |s| {
+        if tty && last_progress.elapsed() >= Duration::from_millis(500) {
+            last_progress = Instant::now();
+            let left = a.duration.map(|d| d.saturating_sub(s.started.elapsed()));
+            let drops = s.tracer.stat(stat::DROPS);
+            match left {
+                Some(l) => eprint!("\r\x1b[Kcapturing: {:.0}s left, {drops} drops so far", l.as_secs_f64().ceil()),
+                None => eprint!("\r\x1b[Kcapturing: {:.0}s, {drops} drops so far (Ctrl-C to stop)", s.started.elapsed().as_secs_f64()),
+            }
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    let summary = session.summary()?;
+    drop(session); // detach before printing
+    let text = match a.format {
+        Format::Text => output::summary_text(&summary),
+        Format::Json => output::json(&summary),
+    };
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    if let Some(path) = a.output {
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn watch(a: WatchArgs) -> Result<()> {
+    let stop = stop_flag()?;
+    let mut session = Session::start(a.trace.options())?;
+    let mut prev = session.tracer.read()?;
+    let mut last = Instant::now();
+    let interval = a.interval;
+    let format = a.format;
+    let mut failure: Option<anyhow::Error> = None;
+    run_until(&mut session, a.duration, None, &stop, |s| {
+        if last.elapsed() < interval || failure.is_some() {
+            return;
+        }
+        let secs = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        match s.tracer.read() {
+            Ok(now) => {
+                let d = crate::aggregate::interval(&prev, &now);
+                let line = output::WatchLine {
+                    t: s.started.elapsed().as_secs_f64(),
+                    interval_secs: secs,
+                    drops: d.stat(stat::DROPS),
+                    total_drops: now.stat(stat::DROPS),
+                    lost_events: d.stat(stat::DETAIL_LOST_BUDGET) + d.stat(stat::DETAIL_LOST_RINGBUF),
+                    top: d
+                        .drops
+                        .iter()
+                        .take(10)
+                        .map(|(k, c)| output::WatchEntry {
+                            reason: s.agg.reasons.name(k.reason),
+                            code: k.reason,
+                            symbol: s.agg.syms.symbolize(k.location),
+                            count: *c,
+                        })
+                        .collect(),
+                };
+                let text = match format {
+                    Format::Text => output::watch_text(&line),
+                    Format::Json => serde_json::to_string(&line).unwrap_or_default(),
+                };
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+                    // stdout closed (e.g. piped into head): stop quietly.
+                    failure = Some(anyhow!("stdout closed"));
+                }
+                prev = now;
+            }
+            Err(e) => failure = Some(e),
+        }
+    });
+    drop(session);
+    match failure {
+        Some(e) if e.to_string() == "stdout closed" => Ok(()),
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ReasonOut {
+    code: u32,
+    reason: String,
+    description: &'static str,
+}
+
+fn reasons(a: ReasonsArgs) -> Result<()> {
+    let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+    let table = ReasonTable::new(kbtf.drop_reasons().map_err(|e| StartError(format!("{e:#}")))?);
+    let rows: Vec<ReasonOut> = table
+        .iter()
+        .map(|(code, name)| ReasonOut { code, reason: name.to_owned(), description: describe(name) })
+        .collect();
+    match a.format {
+        Format::Json => println!("{}", output::json(&rows)),
+        Format::Text => {
+            println!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):", rows.len());
+            for r in rows {
+                println!("{:>8}  {:<32} {}", r.code, r.reason, r.description);
+            }
+        }
+    }
+    Ok(())
+}

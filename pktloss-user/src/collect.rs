@@ -1,0 +1,421 @@
+//! Kernel step: load the eBPF object, attach each probe through its lifecycle (can_run, attach,
+//! detach on drop), drain the detail ring buffer and read the exact in-kernel counters.
+use std::{
+    fs,
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    path::PathBuf,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    programs::{BtfTracePoint, KProbe, TracePoint},
+};
+use pktloss_common::{
+    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, flag, stat,
+};
+
+use crate::{btf::KernelBtf, decode, model::ProbeStatus, tracefs};
+
+/// The eBPF object built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
+
+/// Capacity of the in-kernel flow table (must match `FLOWS` in pktloss-ebpf).
+pub const FLOW_CAPACITY: u32 = 8192;
+
+/// What to collect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Exact per-flow counters.
+    pub flows: bool,
+    /// Sampled per-drop detail through the ring buffer.
+    pub detail: bool,
+    /// Kernel stack per (reason, location).
+    pub stacks: bool,
+    /// Detail events per second over all CPUs; None = unlimited.
+    pub detail_budget: Option<u32>,
+    /// Packet bytes per detail event (0 = none).
+    pub snaplen: u32,
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// Force the classic tracepoints even where tp_btf works (for tests and old kernels).
+    pub classic: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            flows: true,
+            detail: true,
+            stacks: false,
+            detail_budget: Some(1000),
+            snaplen: pktloss_common::DEFAULT_SNAPLEN,
+            ringbuf_bytes: 8 << 20,
+            classic: false,
+        }
+    }
+}
+
+/// The exact counters read from the kernel maps at one instant (cumulative since attach).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawCounts {
+    pub stats: Vec<u64>,
+    pub drops: Vec<(DropKey, u64)>,
+    pub flows: Vec<(FlowKey, u64)>,
+    pub tx: Vec<(DevKey, u64)>,
+    pub retrans: Vec<(FlowKey, u64)>,
+}
+
+impl RawCounts {
+    /// Value of a `pktloss_common::stat` counter.
+    pub fn stat(&self, idx: u32) -> u64 {
+        self.stats.get(idx as usize).copied().unwrap_or(0)
+    }
+}
+
+/// A user-facing start failure: printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    ring: Option<RingBuf<MapData>>,
+    /// State of each probe.
+    pub probes: Vec<ProbeStatus>,
+    /// Number of possible CPUs (per-CPU map width).
+    pub ncpus: usize,
+    /// The options in force.
+    pub options: Options,
+}
+
+fn status(name: &str, attach: &str, active: bool, note: impl Into<String>) -> ProbeStatus {
+    ProbeStatus { name: name.to_owned(), attach: attach.to_owned(), active, note: note.into() }
+}
+
+/// Check the privileges needed to load programs: root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN.
+pub fn check_privileges() -> Result<(), StartError> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(StartError(
+            "pktloss needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs".to_owned(),
+        ))
+    }
+}
+
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if ret != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11 that charge BPF memory to the memcg",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Whether the kernel can attach kprobes.
+fn kprobes_available(tracefs: &std::path::Path) -> bool {
+    tracefs.join("kprobe_events").exists() || PathBuf::from("/sys/bus/event_source/devices/kprobe").exists()
+}
+
+/// Whether kallsyms has a text symbol `name`.
+fn kallsyms_has(name: &str) -> bool {
+    fs::read_to_string("/proc/kallsyms")
+        .map(|t| t.lines().any(|l| l.split_whitespace().nth(2) == Some(name)))
+        .unwrap_or(false)
+}
+
+impl Tracer {
+    /// Resolve offsets, load the object and attach every probe the kernel supports.
+    pub fn start(options: Options) -> Result<Self> {
+        check_privileges()?;
+        if EBPF_OBJECT.is_empty() {
+            return Err(StartError("this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`".to_owned()).into());
+        }
+        if options.snaplen as usize > MAX_SNAPLEN {
+            return Err(StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into());
+        }
+        let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+        let tracefs = tracefs::root().map_err(|e| StartError(e.to_string()))?;
+        if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
+            return Err(StartError("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
+        }
+        let offsets = kbtf.offsets().map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e:#}")))?;
+        let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(|e| StartError(e.to_string()))?;
+        let kfree_btf = kbtf.kfree_skb_args().unwrap_or_default();
+        let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
+
+        let mut flags = 0;
+        if options.flows {
+            flags |= flag::FLOWS;
+        }
+        if options.detail {
+            flags |= flag::DETAIL;
+            if options.snaplen > 0 {
+                flags |= flag::PACKET_BYTES;
+            }
+        }
+        if options.stacks {
+            flags |= flag::STACKS;
+        }
+        let per_cpu = match options.detail_budget {
+            None => u32::MAX,
+            Some(b) => b.div_ceil(ncpus as u32),
+        };
+        let config = Config {
+            offsets,
+            kfree_tp: pktloss_common::KfreeTpOffsets {
+                skbaddr: kfree_fmt.offset_or_absent("skbaddr"),
+                location: kfree_fmt.offset_or_absent("location"),
+                protocol: kfree_fmt.offset_or_absent("protocol"),
+                reason: kfree_fmt.offset_or_absent("reason"),
+                rx_sk: kfree_fmt.offset_or_absent("rx_sk"),
+            },
+            kfree_btf,
+            retrans_tp: retrans_fmt.as_ref().map_or_else(RetransTpOffsets::default, |f| RetransTpOffsets {
+                skaddr: f.offset_or_absent("skaddr"),
+                sport: f.offset_or_absent("sport"),
+                dport: f.offset_or_absent("dport"),
+                family: f.offset_or_absent("family"),
+                saddr: f.offset_or_absent("saddr"),
+                daddr: f.offset_or_absent("daddr"),
+                saddr_v6: f.offset_or_absent("saddr_v6"),
+                daddr_v6: f.offset_or_absent("daddr_v6"),
+            }),
+            flags,
+            detail_budget_per_cpu: per_cpu,
+            snaplen: options.snaplen,
+            _pad: 0,
+        };
+        log::debug!("config: {config:?}");
+
+        raise_memlock();
+        let mut loader = EbpfLoader::new();
+        loader.override_global("CONFIG", &config, true);
+        loader.map_max_entries("EVENTS", options.ringbuf_bytes);
+        if !options.stacks {
+            loader.map_max_entries("STACKS", 1);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| StartError(format!("cannot load the eBPF object: {e}")))?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::debug!("eBPF logger not initialised: {e}");
+                None
+            }
+        };
+        let aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
+
+        let mut probes = Vec::new();
+        // skb:kfree_skb -- required.
+        let kfree = attach_kfree(&mut ebpf, &aya_btf, &kbtf, options.classic)?;
+        probes.push(kfree);
+        // net:net_dev_queue -- optional.
+        probes.push(attach_dev_queue(&mut ebpf, &aya_btf, &kbtf, &tracefs, options.classic));
+        // tcp:tcp_retransmit_skb -- optional.
+        probes.push(match retrans_fmt {
+            None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
+            Some(_) => match attach_tp(&mut ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb") {
+                Ok(()) => status("tcp:tcp_retransmit_skb", "tracepoint", true, ""),
+                Err(e) => status("tcp:tcp_retransmit_skb", "tracepoint", false, format!("attach failed: {e:#}")),
+            },
+        });
+        // tcp_drop() -- only on kernels that still have it, and only with kprobes.
+        probes.push(if !kallsyms_has("tcp_drop") {
+            status("tcp_drop", "kprobe", false, "tcp_drop() not in this kernel (removed in 5.19; drop reasons cover it)")
+        } else if !kprobes_available(&tracefs) {
+            status("tcp_drop", "kprobe", false, "kernel has no kprobe support (CONFIG_KPROBES off)")
+        } else {
+            match attach_kprobe(&mut ebpf, "tcp_drop") {
+                Ok(()) => status("tcp_drop", "kprobe", true, ""),
+                Err(e) => status("tcp_drop", "kprobe", false, format!("attach failed: {e:#}")),
+            }
+        });
+        for p in &probes {
+            if p.active {
+                log::info!("probe {} attached via {}", p.name, p.attach);
+            } else {
+                log::info!("probe {} skipped: {}", p.name, p.note);
+            }
+        }
+
+        let ring = if options.detail {
+            let map = ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("EVENTS map missing"))?;
+            Some(RingBuf::try_from(map).context("EVENTS ring buffer")?)
+        } else {
+            None
+        };
+        Ok(Self { ebpf, _logger: logger, ring, probes, ncpus, options })
+    }
+
+    /// File descriptor that becomes readable when detail events are waiting.
+    pub fn ring_fd(&self) -> Option<RawFd> {
+        self.ring.as_ref().map(|r| r.as_fd().as_raw_fd())
+    }
+
+    /// Hand every waiting detail event to `f`; returns how many (malformed records are logged
+    /// and skipped).
+    pub fn drain(&mut self, mut f: impl FnMut(&DropEvent)) -> usize {
+        let Some(ring) = self.ring.as_mut() else { return 0 };
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            match decode::drop_event(&item) {
+                Ok(ev) => {
+                    f(&ev);
+                    n += 1;
+                }
+                Err(e) => log::warn!("skipping malformed detail event: {e}"),
+            }
+        }
+        n
+    }
+
+    /// Wait up to `timeout_ms` for detail events (or just sleep when detail is off).
+    pub fn wait(&self, timeout_ms: i32) {
+        match self.ring_fd() {
+            Some(fd) => {
+                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(timeout_ms.max(0) as u64)),
+        }
+    }
+
+    /// Sum of a per-CPU stat counter.
+    pub fn stat(&self, idx: u32) -> u64 {
+        self.ebpf
+            .map("STATS")
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&idx, 0).ok())
+            .map_or(0, |v| v.iter().sum())
+    }
+
+    /// Read every counter map.
+    pub fn read(&self) -> Result<RawCounts> {
+        let stats_map = PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
+        let stats = (0..stat::COUNT)
+            .map(|i| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+            .collect();
+        Ok(RawCounts {
+            stats,
+            drops: sum_map::<DropKey>(&self.ebpf, "DROPS")?,
+            flows: sum_map::<FlowKey>(&self.ebpf, "FLOWS")?,
+            tx: sum_map::<DevKey>(&self.ebpf, "TX")?,
+            retrans: sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
+        })
+    }
+
+    /// Instruction pointers of a kernel stack recorded with `--stacks` (innermost first).
+    pub fn stack(&self, id: i32) -> Vec<u64> {
+        let Ok(id) = u32::try_from(id) else { return Vec::new() };
+        let Some(map) = self.ebpf.map("STACKS") else { return Vec::new() };
+        let Ok(stacks) = StackTraceMap::try_from(map) else { return Vec::new() };
+        stacks.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+    }
+}
+
+fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> {
+    let map = ebpf.map(name).ok_or_else(|| anyhow!("map {name} missing"))?;
+    let map = PerCpuHashMap::<_, K, u64>::try_from(map).with_context(|| format!("map {name}"))?;
+    let mut out = Vec::new();
+    for item in map.iter() {
+        match item {
+            Ok((k, v)) => {
+                let total: u64 = v.iter().sum();
+                if total > 0 {
+                    out.push((k, total));
+                }
+            }
+            // A key evicted or deleted between get_next_key and lookup: skip it.
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading map {name}")),
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+fn attach_btf(ebpf: &mut Ebpf, prog: &str, tp: &str, btf: &Btf) -> Result<()> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("program {prog} missing"))?
+        .try_into()?;
+    p.load(tp, btf)?;
+    p.attach()?;
+    Ok(())
+}
+
+fn attach_tp(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<()> {
+    let p: &mut TracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| anyhow!("program {prog} missing"))?
+        .try_into()?;
+    p.load()?;
+    p.attach(category, name)?;
+    Ok(())
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
+    let p: &mut KProbe = ebpf
+        .program_mut("tcp_drop")
+        .ok_or_else(|| anyhow!("program tcp_drop missing"))?
+        .try_into()?;
+    p.load()?;
+    p.attach(func, 0)?;
+    Ok(())
+}
+
+fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelBtf, classic: bool) -> Result<ProbeStatus> {
+    const NAME: &str = "skb:kfree_skb";
+    let mut why_not_btf = String::from("classic tracepoint requested");
+    if !classic {
+        if kbtf.has_tracepoint("kfree_skb") {
+            match attach_btf(ebpf, "kfree_skb_btf", "kfree_skb", btf) {
+                Ok(()) => return Ok(status(NAME, "tp_btf", true, "")),
+                Err(e) => why_not_btf = format!("tp_btf failed ({e:#})"),
+            }
+        } else {
+            why_not_btf = "no BTF tracepoint btf_trace_kfree_skb".to_owned();
+        }
+    }
+    match attach_tp(ebpf, "kfree_skb_tp", "skb", "kfree_skb") {
+        Ok(()) => Ok(status(NAME, "tracepoint", true, format!("{why_not_btf}; offsets from tracefs"))),
+        Err(e) => bail!(StartError(format!("cannot attach to skb:kfree_skb: {e:#} ({why_not_btf})"))),
+    }
+}
+
+fn attach_dev_queue(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelBtf, tracefs: &std::path::Path, classic: bool) -> ProbeStatus {
+    const NAME: &str = "net:net_dev_queue";
+    let mut note = String::new();
+    if !classic && kbtf.has_tracepoint("net_dev_queue") {
+        match attach_btf(ebpf, "net_dev_queue_btf", "net_dev_queue", btf) {
+            Ok(()) => return status(NAME, "tp_btf", true, ""),
+            Err(e) => note = format!("tp_btf failed ({e:#}); "),
+        }
+    }
+    if !tracefs::exists(tracefs, "net", "net_dev_queue") {
+        return status(NAME, "tracepoint", false, format!("{note}tracepoint absent in this kernel"));
+    }
+    match attach_tp(ebpf, "net_dev_queue_tp", "net", "net_dev_queue") {
+        Ok(()) => status(NAME, "tracepoint", true, note),
+        Err(e) => status(NAME, "tracepoint", false, format!("{note}attach failed: {e:#}")),
+    }
+}

@@ -1,0 +1,193 @@
+//! Decode step: raw ring-buffer records and map keys into readable values (addresses,
+//! protocols, comm), defensively: a short or malformed record is an error, never a panic.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pktloss_common::{DROP_EVENT_SIZE, DropEvent, FlowKey, data_start};
+use thiserror::Error;
+
+/// Why a ring-buffer record could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("drop event too short: {got} bytes, expected {want}")]
+    Short { got: usize, want: usize },
+    #[error("drop event claims {cap} captured bytes, more than {max}")]
+    CapLen { cap: usize, max: usize },
+}
+
+/// Decode one `DropEvent` record as written by the kernel.
+pub fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
+    if bytes.len() < DROP_EVENT_SIZE {
+        return Err(DecodeError::Short { got: bytes.len(), want: DROP_EVENT_SIZE });
+    }
+    // SAFETY: the length is checked above, DropEvent is plain data valid for any bit pattern,
+    // and read_unaligned has no alignment requirement.
+    let ev = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) };
+    if usize::from(ev.cap_len) > ev.data.len() {
+        return Err(DecodeError::CapLen { cap: usize::from(ev.cap_len), max: ev.data.len() });
+    }
+    Ok(ev)
+}
+
+/// The captured packet bytes of an event.
+pub fn packet_bytes(ev: &DropEvent) -> &[u8] {
+    ev.data.get(..usize::from(ev.cap_len)).unwrap_or(&[])
+}
+
+/// Name of where the captured bytes start.
+pub fn data_start_name(kind: u8) -> &'static str {
+    match kind {
+        data_start::NETWORK => "network",
+        data_start::DATA => "data",
+        _ => "none",
+    }
+}
+
+/// Source and destination addresses of a flow key, or None when it has no IP header.
+pub fn addrs(key: &FlowKey) -> Option<(IpAddr, IpAddr)> {
+    match key.family {
+        4 => {
+            let s = Ipv4Addr::new(key.saddr[0], key.saddr[1], key.saddr[2], key.saddr[3]);
+            let d = Ipv4Addr::new(key.daddr[0], key.daddr[1], key.daddr[2], key.daddr[3]);
+            Some((s.into(), d.into()))
+        }
+        6 => Some((Ipv6Addr::from(key.saddr).into(), Ipv6Addr::from(key.daddr).into())),
+        _ => None,
+    }
+}
+
+/// Text form of the addresses ("" when not IP).
+pub fn addr_strings(key: &FlowKey) -> (String, String) {
+    addrs(key).map_or((String::new(), String::new()), |(s, d)| (s.to_string(), d.to_string()))
+}
+
+/// Protocol name: tcp, udp, icmp, icmpv6, sctp, proto-N, or eth-0xNNNN without an IP header.
+pub fn proto_name(key: &FlowKey) -> String {
+    if key.family == 0 {
+        return match key.ethertype {
+            0 => "unknown".to_owned(),
+            0x0806 => "arp".to_owned(),
+            e => format!("eth-{e:#06x}"),
+        };
+    }
+    match key.l4proto {
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        1 => "icmp".to_owned(),
+        58 => "icmpv6".to_owned(),
+        132 => "sctp".to_owned(),
+        136 => "udplite".to_owned(),
+        47 => "gre".to_owned(),
+        n => format!("proto-{n}"),
+    }
+}
+
+/// Task name from a NUL-padded comm.
+pub fn comm(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Bytes from lower- or upper-case hex; None on odd length or a non-hex digit.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_bytes(ev: &DropEvent) -> Vec<u8> {
+        // SAFETY: DropEvent is plain data.
+        unsafe { std::slice::from_raw_parts((ev as *const DropEvent).cast::<u8>(), DROP_EVENT_SIZE) }.to_vec()
+    }
+
+    fn sample() -> DropEvent {
+        let mut flow = FlowKey { family: 4, l4proto: 17, sport: 40000, dport: 9, reason: 3, ..FlowKey::default() };
+        flow.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        flow.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        DropEvent {
+            ts_ns: 1,
+            location: 0xffff_ffff_8100_0000,
+            flow,
+            stack_id: -1,
+            tid: 7,
+            pid: 7,
+            cpu: 1,
+            skb_len: 40,
+            cap_len: 4,
+            data_start: data_start::NETWORK,
+            has_rx_sk: 0,
+            comm: *b"nc\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            data: [0x45; pktloss_common::MAX_SNAPLEN],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = event_bytes(&sample());
+        let ev = drop_event(&bytes).expect("decode");
+        assert_eq!(ev.flow.dport, 9);
+        assert_eq!(packet_bytes(&ev), &[0x45; 4]);
+        assert_eq!(comm(&ev.comm), "nc");
+        assert_eq!(addr_strings(&ev.flow), ("10.0.0.1".to_owned(), "10.0.0.2".to_owned()));
+        assert_eq!(proto_name(&ev.flow), "udp");
+    }
+
+    #[test]
+    fn malformed_records() {
+        let bytes = event_bytes(&sample());
+        for n in [0, 1, 8, DROP_EVENT_SIZE - 1] {
+            assert_eq!(drop_event(&bytes[..n]).err(), Some(DecodeError::Short { got: n, want: DROP_EVENT_SIZE }));
+        }
+        let mut bad = sample();
+        bad.cap_len = u16::MAX;
+        assert!(matches!(drop_event(&event_bytes(&bad)), Err(DecodeError::CapLen { .. })));
+        // Random garbage of the right size decodes or fails cleanly, never panics.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let junk: Vec<u8> = (0..DROP_EVENT_SIZE)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if let Ok(ev) = drop_event(&junk) {
+                let _ = (proto_name(&ev.flow), addr_strings(&ev.flow), comm(&ev.comm), packet_bytes(&ev).len());
+            }
+        }
+    }
+
+    #[test]
+    fn protocols_and_non_ip() {
+        let k = FlowKey { family: 0, ethertype: 0x0806, ..FlowKey::default() };
+        assert_eq!(proto_name(&k), "arp");
+        assert_eq!(addr_strings(&k), (String::new(), String::new()));
+        let k = FlowKey { family: 6, l4proto: 58, ..FlowKey::default() };
+        assert_eq!(proto_name(&k), "icmpv6");
+        assert_eq!(addr_strings(&k).0, "::");
+        let k = FlowKey { family: 4, l4proto: 99, ..FlowKey::default() };
+        assert_eq!(proto_name(&k), "proto-99");
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex("00AB10"), Some(vec![0, 0xab, 0x10]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

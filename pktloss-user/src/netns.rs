@@ -1,0 +1,140 @@
+//! Network namespaces: find them by inode and run code inside one (counters, device names).
+//!
+//! A drop event carries the inode of its netns (`net->ns.inum`). To read that namespace's
+//! counters and device names we need a handle on it: a bind mount under `/run/netns` (what
+//! `ip netns add` makes) or the `/proc/PID/ns/net` link of any process living in it.
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+
+/// A network namespace we can enter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetnsRef {
+    /// Inode number, as in the events.
+    pub inode: u32,
+    /// Path of a file that refers to it (`/run/netns/NAME` or `/proc/PID/ns/net`).
+    pub path: PathBuf,
+    /// Name from `/run/netns`, if it has one.
+    pub name: Option<String>,
+    /// True for the namespace pktloss itself runs in.
+    pub is_self: bool,
+}
+
+impl NetnsRef {
+    /// A short label: the `ip netns` name, "root" for our own, or "netns:INODE".
+    pub fn label(&self) -> String {
+        match (&self.name, self.is_self) {
+            (Some(n), _) => n.clone(),
+            (None, true) => "host".to_owned(),
+            (None, false) => format!("netns:{}", self.inode),
+        }
+    }
+}
+
+/// Inode of the netns this process runs in.
+pub fn self_inode() -> Result<u32> {
+    inode_of(Path::new("/proc/self/ns/net"))
+}
+
+fn inode_of(path: &Path) -> Result<u32> {
+    let md = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    u32::try_from(md.ino()).map_err(|_| anyhow!("netns inode of {} does not fit u32", path.display()))
+}
+
+/// Every network namespace reachable from `/run/netns` and `/proc/*/ns/net`, by inode.
+pub fn list() -> BTreeMap<u32, NetnsRef> {
+    let mut out = BTreeMap::new();
+    let me = self_inode().unwrap_or(0);
+    if let Ok(dir) = fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            let path = e.path();
+            if let Ok(inode) = inode_of(&path) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                out.entry(inode).or_insert(NetnsRef { inode, path, name: Some(name), is_self: inode == me });
+            }
+        }
+    }
+    if me != 0 {
+        out.entry(me).or_insert(NetnsRef {
+            inode: me,
+            path: PathBuf::from("/proc/self/ns/net"),
+            name: None,
+            is_self: true,
+        });
+    }
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let fname = e.file_name();
+            let Some(pid) = fname.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+                continue;
+            };
+            let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            if let Ok(inode) = inode_of(&path) {
+                out.entry(inode).or_insert(NetnsRef { inode, path, name: None, is_self: inode == me });
+            }
+        }
+    }
+    out
+}
+
+/// Find one namespace by inode.
+pub fn find(inode: u32) -> Option<NetnsRef> {
+    list().remove(&inode)
+}
+
+/// Run `f` on a new thread that has joined the namespace `ns`; the caller's thread is untouched.
+///
+/// Inside `f`, `/proc/thread-self/net/*` and sockets belong to `ns`.
+pub fn run_in<T, F>(ns: &NetnsRef, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let path = ns.path.clone();
+    let is_self = ns.is_self;
+    std::thread::spawn(move || -> Result<T> {
+        if !is_self {
+            let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("setns {}", path.display()))?;
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow!("netns worker thread panicked"))?
+}
+
+/// Name of device `ifindex` in namespace `ns` (`if_indextoname` inside it).
+pub fn ifname_in(ns: &NetnsRef, ifindex: u32) -> Option<String> {
+    run_in(ns, move || Ok(ifname(ifindex))).ok().flatten()
+}
+
+/// Name of device `ifindex` in the calling thread's namespace.
+pub fn ifname(ifindex: u32) -> Option<String> {
+    if ifindex == 0 {
+        return None;
+    }
+    nix::net::if_::if_indextoname(ifindex).ok().map(|s| s.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_namespace_is_listed_and_enterable() {
+        let me = self_inode().expect("own netns inode");
+        let all = list();
+        let ns = all.get(&me).expect("own netns listed");
+        assert!(ns.is_self);
+        let inside = run_in(ns, || inode_of(Path::new("/proc/thread-self/ns/net"))).expect("run_in");
+        assert_eq!(inside, me);
+        // Loopback is ifindex 1 in every namespace.
+        assert_eq!(ifname_in(ns, 1).as_deref(), Some("lo"));
+    }
+}

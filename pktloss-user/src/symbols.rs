@@ -1,0 +1,106 @@
+//! Decode step: kernel addresses to `function+0xoff [module]` from /proc/kallsyms.
+use std::fs;
+
+use anyhow::{Context as _, Result, bail};
+
+/// A sorted kernel symbol table.
+#[derive(Clone, Debug, Default)]
+pub struct Kallsyms {
+    syms: Vec<(u64, String)>,
+}
+
+impl Kallsyms {
+    /// Read /proc/kallsyms. Fails when addresses are hidden (not root / kptr_restrict).
+    pub fn load() -> Result<Self> {
+        let text = fs::read_to_string("/proc/kallsyms").context("read /proc/kallsyms")?;
+        let k = Self::parse(&text);
+        if k.syms.is_empty() {
+            bail!("/proc/kallsyms shows no addresses (needs root; see kernel.kptr_restrict)");
+        }
+        Ok(k)
+    }
+
+    /// Parse kallsyms text; lines that do not parse and zero addresses are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut syms: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+                let kind = it.next()?;
+                let name = it.next()?;
+                if addr == 0 || !matches!(kind, "t" | "T" | "w" | "W") {
+                    return None;
+                }
+                Some(match it.next() {
+                    Some(m) => (addr, format!("{name} {m}")),
+                    None => (addr, name.to_owned()),
+                })
+            })
+            .collect();
+        syms.sort_by_key(|(a, _)| *a);
+        Self { syms }
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.syms.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+
+    /// The function containing `addr` and the offset into it.
+    pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
+        let i = self.syms.partition_point(|(a, _)| *a <= addr);
+        let (base, name) = self.syms.get(i.checked_sub(1)?)?;
+        Some((name.as_str(), addr - base))
+    }
+
+    /// `function+0xoff` (module in brackets), or the hex address when unknown.
+    pub fn symbolize(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "unknown".to_owned();
+        }
+        match self.lookup(addr) {
+            Some((name, off)) => match name.split_once(' ') {
+                Some((f, m)) => format!("{f}+{off:#x} {m}"),
+                None => format!("{name}+{off:#x}"),
+            },
+            None => format!("{addr:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "ffffffff81000000 T _stext
+ffffffff81a00000 T __udp4_lib_rcv
+ffffffff81a00900 t udp_queue_rcv_one_skb
+ffffffff81a01000 d some_data
+ffffffffc0400000 t nft_do_chain\t[nf_tables]
+0000000000000000 T hidden
+garbage line
+";
+
+    #[test]
+    fn symbolizes_with_offsets_and_modules() {
+        let k = Kallsyms::parse(SAMPLE);
+        assert_eq!(k.len(), 4);
+        assert_eq!(k.symbolize(0xffffffff81a005e3), "__udp4_lib_rcv+0x5e3");
+        assert_eq!(k.symbolize(0xffffffff81a00900), "udp_queue_rcv_one_skb+0x0");
+        assert_eq!(k.symbolize(0xffffffffc0400010), "nft_do_chain+0x10 [nf_tables]");
+        assert_eq!(k.symbolize(0x10), "0x10");
+        assert_eq!(k.symbolize(0), "unknown");
+    }
+
+    #[test]
+    fn empty_and_garbage() {
+        assert!(Kallsyms::parse("").is_empty());
+        assert!(Kallsyms::parse("zz zz zz\n\u{0}").is_empty());
+    }
+}
