@@ -248,6 +248,7 @@ impl Session {
         drop(kbtf);
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
+        let start_mono = mono_ns();
         let tracer = Tracer::start(opts)?;
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
@@ -263,7 +264,9 @@ impl Session {
             detail_budget,
             flow_capacity,
         };
-        Ok(Self { tracer, agg: Aggregator::new(reasons, syms, mono_ns()), info, started: Instant::now() })
+        let active: Vec<&str> = tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
+        log::info!("pktloss: tracing with {}", active.join(", "));
+        Ok(Self { tracer, agg: Aggregator::new(reasons, syms, start_mono), info, started: Instant::now() })
     }
 
     /// Drain waiting detail events into the aggregator.
@@ -355,7 +358,8 @@ fn capture(a: CaptureArgs) -> Result<()> {
 fn watch(a: WatchArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
-    let mut prev = session.tracer.read()?;
+    // The first interval counts everything since attach.
+    let mut prev = RawCounts { stats: vec![0; stat::COUNT as usize], ..RawCounts::default() };
     let mut last = Instant::now();
     let interval = a.interval;
     let format = a.format;

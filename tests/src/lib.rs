@@ -1,1 +1,272 @@
-//! Real-kernel integration tests for pktloss; helpers shared by the tests.
+//! Real-kernel integration tests for pktloss: helpers to make namespaces, traffic and drops, and
+//! to run the real `pktloss` binary against them. Nothing here mocks the kernel.
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Read as _},
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Path of the `pktloss` binary under test (`PKTLOSS_BIN`, else `target/debug/pktloss`).
+pub fn pktloss_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PKTLOSS_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let p = root.join("target/debug/pktloss");
+    assert!(p.exists(), "pktloss binary not built at {} (run `cargo xtask test`)", p.display());
+    p
+}
+
+/// True when the test may touch the kernel. Under `CI=true` a missing privilege is a failure,
+/// never a skip; elsewhere the test is skipped with a printed reason.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI=true but not running as root");
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+/// Run a command, panic with its output on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace made for one test, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Create `pktl-<tag>-<pid>` with loopback up (IPv4 and IPv6).
+    pub fn new(tag: &str) -> Self {
+        let name = format!("pktl-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Run a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Inode of the namespace, as pktloss reports it.
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(format!("/run/netns/{}", self.name)).expect("stat netns").ino()
+    }
+
+    /// Run `f` on a thread inside the namespace.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = fs::File::open(&path).expect("open netns");
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: valid fd; affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    /// Send `n` UDP datagrams to `dst` from inside the namespace; returns the source address.
+    pub fn send_udp(&self, dst: SocketAddr, n: usize) -> SocketAddr {
+        self.run(move || {
+            let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("addr");
+            // Unconnected on purpose: a connected socket turns the ICMP port-unreachable of a
+            // previous datagram into ECONNREFUSED and does not send the next one.
+            let s = UdpSocket::bind(bind).expect("bind");
+            let local = s.local_addr().expect("local addr");
+            for i in 0..n {
+                let sent = s.send_to(format!("pktloss test {i}").as_bytes(), dst).expect("send_to");
+                assert!(sent > 0);
+            }
+            SocketAddr::new(dst.ip(), local.port())
+        })
+    }
+
+    /// A counter from /proc/net/snmp (e.g. "Udp", "NoPorts") or /proc/net/snmp6 inside the namespace.
+    pub fn snmp(&self, table: &str, field: &str) -> u64 {
+        let (table, field) = (table.to_owned(), field.to_owned());
+        self.run(move || {
+            if table.ends_with('6') || table.starts_with("Ip6") || table.starts_with("Udp6") {
+                let text = fs::read_to_string("/proc/thread-self/net/snmp6").expect("snmp6");
+                let key = format!("{table}{field}");
+                return text
+                    .lines()
+                    .find_map(|l| {
+                        let mut it = l.split_whitespace();
+                        (it.next() == Some(key.as_str())).then(|| it.next().and_then(|v| v.parse().ok()))?
+                    })
+                    .unwrap_or_else(|| panic!("no {key} in snmp6"));
+            }
+            let text = fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
+            assert!(lines.len() >= 2, "no {table} in snmp");
+            let names: Vec<&str> = lines[0].split_whitespace().collect();
+            let vals: Vec<&str> = lines[1].split_whitespace().collect();
+            let i = names.iter().position(|n| *n == field).unwrap_or_else(|| panic!("no {table}.{field}"));
+            vals[i].parse().expect("number")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A running `pktloss` whose stdout and stderr are collected.
+pub struct Running {
+    pub child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    /// Start `pktloss -v ARGS` and wait until it says it is tracing.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(pktloss_bin())
+            .arg("-v")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pktloss");
+        let mut out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        let err = child.stderr.take().expect("stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let st = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("pktloss: tracing") {
+                    let _ = ready_tx.send(());
+                }
+                if let Ok(mut s) = st.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut r = Self { child, stdout: rx, stderr };
+        loop {
+            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                return r;
+            }
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("pktloss exited early ({status}): {}", r.stderr());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "pktloss did not attach in 60 s: {}", r.stderr());
+        }
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Send a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Wait for exit (bounded) and return (exit code, stdout).
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("pktloss did not exit in 60 s: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = self.stdout.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        (status.code(), out)
+    }
+
+    /// SIGINT, then parse the JSON summary it prints.
+    pub fn stop_json(self) -> Value {
+        self.signal(libc::SIGINT);
+        let err = self.stderr();
+        let (code, out) = self.finish();
+        assert_eq!(code, Some(0), "pktloss failed: {err}\n{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    }
+}
+
+/// Run pktloss to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(pktloss_bin()).args(args).stdin(Stdio::null()).output().expect("run pktloss")
+}
+
+/// Names (as the kernel truncates them) of pktloss's programs.
+pub const PROGRAM_NAMES: &[&str] =
+    &["kfree_skb_btf", "kfree_skb_tp", "net_dev_queue_b", "net_dev_queue_t", "tcp_retransmit_", "tcp_drop"];
+
+/// IDs of loaded BPF programs whose names are pktloss's.
+pub fn loaded_pktloss_programs() -> Vec<String> {
+    let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().expect("bpftool (run `cargo xtask setup`)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let name = p.get("name")?.as_str()?;
+                    let id = p.get("id")?;
+                    PROGRAM_NAMES.iter().any(|n| name.starts_with(n)).then(|| format!("{id} {name}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sum of `count` over flows matching a predicate.
+pub fn flow_count(summary: &Value, pred: impl Fn(&Value) -> bool) -> u64 {
+    summary["flows"].as_array().map(|a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+}
+
+/// Count of a reason in the summary.
+pub fn reason_count(summary: &Value, reason: &str) -> u64 {
+    summary["reasons"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["reason"] == reason))
+        .and_then(|r| r["count"].as_u64())
+        .unwrap_or(0)
+}
