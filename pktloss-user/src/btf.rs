@@ -289,7 +289,7 @@ mod tests {
         let Some(k) = kernel() else { return };
         let r = k.drop_reasons().expect("reasons");
         let get = |n: &str| r.iter().find(|(_, name)| name == n).map(|(v, _)| *v);
-        assert_eq!(get("NOT_DROPPED_YET"), Some(0));
+        assert_eq!(get("SKB_NOT_DROPPED_YET"), Some(0));
         assert!(get("NO_SOCKET").is_some());
         assert!(get("NETFILTER_DROP").is_some());
         // The tracefs format file lists the same value for NO_SOCKET.
