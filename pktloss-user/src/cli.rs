@@ -245,11 +245,11 @@ impl Session {
     pub fn start(opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
         let reasons = ReasonTable::new(kbtf.drop_reasons().map_err(|e| StartError(format!("{e:#}")))?);
-        drop(kbtf);
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
-        let tracer = Tracer::start(opts)?;
+        let tracer = Tracer::start(opts, &kbtf)?;
+        drop(kbtf);
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
             Kallsyms::default()

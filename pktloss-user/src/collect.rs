@@ -143,7 +143,7 @@ fn kallsyms_has(name: &str) -> bool {
 
 impl Tracer {
     /// Resolve offsets, load the object and attach every probe the kernel supports.
-    pub fn start(options: Options) -> Result<Self> {
+    pub fn start(options: Options, kbtf: &KernelBtf) -> Result<Self> {
         check_privileges()?;
         if EBPF_OBJECT.is_empty() {
             return Err(StartError("this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`".to_owned()).into());
@@ -151,7 +151,6 @@ impl Tracer {
         if options.snaplen as usize > MAX_SNAPLEN {
             return Err(StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into());
         }
-        let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
         let tracefs = tracefs::root().map_err(|e| StartError(e.to_string()))?;
         if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
             return Err(StartError("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
@@ -225,10 +224,10 @@ impl Tracer {
 
         let mut probes = Vec::new();
         // skb:kfree_skb -- required.
-        let kfree = attach_kfree(&mut ebpf, &aya_btf, &kbtf, options.classic)?;
+        let kfree = attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?;
         probes.push(kfree);
         // net:net_dev_queue -- optional.
-        probes.push(attach_dev_queue(&mut ebpf, &aya_btf, &kbtf, &tracefs, options.classic));
+        probes.push(attach_dev_queue(&mut ebpf, &aya_btf, kbtf, &tracefs, options.classic));
         // tcp:tcp_retransmit_skb -- optional.
         probes.push(match retrans_fmt {
             None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),

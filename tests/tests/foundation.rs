@@ -300,3 +300,43 @@ fn reasons_come_from_the_running_kernel() {
         }
     }
 }
+
+#[test]
+fn tcp_retransmissions_are_counted_per_flow() {
+    if !require_root("tcp_retransmissions_are_counted_per_flow") {
+        return;
+    }
+    use std::io::Write as _;
+    let a = Netns::new("rta");
+    let b = Netns::new("rtb");
+    let (va, vb) = (format!("ra{}", std::process::id()), format!("rb{}", std::process::id()));
+    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
+    a.exec(&["ip", "addr", "add", "10.231.8.1/30", "dev", &va]);
+    b.exec(&["ip", "addr", "add", "10.231.8.2/30", "dev", &vb]);
+    a.exec(&["ip", "link", "set", &va, "up"]);
+    b.exec(&["ip", "link", "set", &vb, "up"]);
+    let listener = b.run(|| std::net::TcpListener::bind("10.231.8.2:8081").expect("listen"));
+    let client = a.run(|| std::net::TcpStream::connect("10.231.8.2:8081").expect("connect"));
+    let (_server, _) = listener.accept().expect("accept");
+    let sport = client.local_addr().expect("addr").port();
+    // From now on the receiver drops the client's segments: the client retransmits.
+    b.exec(&["nft", "add", "table", "inet", "pktlrt"]);
+    b.exec(&["nft", "add chain inet pktlrt input { type filter hook input priority 0 ; policy accept ; }"]);
+    b.exec(&["nft", "add rule inet pktlrt input tcp dport 8081 drop"]);
+    let p = Running::start(&["capture", "--format", "json"]);
+    let mut c = &client;
+    c.write_all(b"hello").expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.stop_json();
+    let r = &s["retransmits"];
+    assert!(r["total"].as_u64() >= Some(1), "{r:#}");
+    let inode_a = a.inode();
+    let flow = r["flows"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["netns"] == inode_a && f["sport"] == sport && f["dport"] == 8081))
+        .unwrap_or_else(|| panic!("no retransmit flow for :{sport}: {r:#}"));
+    assert_eq!(flow["src"], "10.231.8.1");
+    assert_eq!(flow["dst"], "10.231.8.2");
+    let dropped = flow_count(&s, |f| f["netns"] == b.inode() && f["reason"] == "NETFILTER_DROP" && f["sport"] == sport);
+    assert!(dropped >= 2, "original segment and its retransmissions dropped by nft: {dropped}");
+}
