@@ -45,6 +45,37 @@ pub enum Command {
     Watch(WatchArgs),
     /// List the drop reasons of the running kernel (from its BTF).
     Reasons(ReasonsArgs),
+    /// Capture, read kernel counters and configuration, and explain the causes of loss.
+    Diagnose(DiagnoseArgs),
+    /// Live view (the default on a terminal).
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// How long to capture.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after at least this many drops.
+    #[arg(short, long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also save the output to this file.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Seconds between counter and diagnosis refreshes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub refresh: Duration,
+    #[command(flatten)]
+    pub trace: TraceArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -190,9 +221,18 @@ pub fn main() -> ExitCode {
         Some(Command::Capture(a)) => capture(a),
         Some(Command::Watch(a)) => watch(a),
         Some(Command::Reasons(a)) => reasons(a),
+        Some(Command::Diagnose(a)) => diagnose_cmd(a),
+        Some(Command::Top(a)) => crate::live::top(a),
         None => {
-            eprintln!("pktloss: no subcommand; try `pktloss capture --duration 10s` or `pktloss --help`");
-            return ExitCode::from(EXIT_USAGE);
+            if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                match Cli::try_parse_from(["pktloss", "top"]) {
+                    Ok(Cli { command: Some(Command::Top(a)), .. }) => crate::live::top(a),
+                    _ => Err(anyhow!("cannot build the default `top` arguments")),
+                }
+            } else {
+                eprintln!("pktloss: no subcommand and not a terminal; try `pktloss capture --duration 10s` or `pktloss --help`");
+                return ExitCode::from(EXIT_USAGE);
+            }
         }
     };
     match result {
@@ -411,6 +451,110 @@ fn watch(a: WatchArgs) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Namespaces to snapshot before a capture: every one we can see, bounded.
+pub const MAX_NETNS: usize = 64;
+
+/// Counters and configuration around a capture, and the diagnosis they give.
+pub struct Diagnosed {
+    pub before: crate::counters::Gathered,
+    pub deltas: Vec<crate::counters::NetnsDelta>,
+    pub checks: Vec<crate::counters::ConfigChecks>,
+    pub diagnosis: crate::diagnose::Diagnosis,
+}
+
+/// Snapshot every visible namespace (bounded) before a capture.
+pub fn gather_before() -> crate::counters::Gathered {
+    let inodes: Vec<u32> = crate::netns::list().keys().copied().take(MAX_NETNS).collect();
+    crate::counters::gather(&inodes)
+}
+
+/// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
+pub fn gather_after(before: crate::counters::Gathered, summary: &Summary) -> Diagnosed {
+    let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
+    for f in &summary.flows {
+        if f.netns != 0 && !inodes.contains(&f.netns) {
+            inodes.push(f.netns);
+        }
+    }
+    let after = crate::counters::gather(&inodes);
+    let kept = before.clone();
+    let (deltas, checks) = crate::counters::finish(before, after);
+    let diagnosis = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
+    Diagnosed { before: kept, deltas, checks, diagnosis }
+}
+
+/// JSON of `pktloss diagnose`: the summary fields, then the causes and their inputs.
+#[derive(serde::Serialize)]
+pub struct DiagnoseJson<'a> {
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+    pub causes: &'a [crate::diagnose::Cause],
+    pub reconciliation: &'a [String],
+    pub unavailable: &'a [String],
+    pub counters: &'a [crate::counters::NetnsDelta],
+    pub checks: &'a [crate::counters::ConfigChecks],
+}
+
+fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
+    check_output_dir(a.output.as_deref())?;
+    let stop = stop_flag()?;
+    let mut session = Session::start(a.trace.options())?;
+    let before = gather_before();
+    run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});
+    let summary = session.summary()?;
+    drop(session);
+    let d = gather_after(before, &summary);
+    let text = match a.format {
+        Format::Json => output::json(&DiagnoseJson {
+            summary: &summary,
+            causes: &d.diagnosis.causes,
+            reconciliation: &d.diagnosis.reconciliation,
+            unavailable: &d.diagnosis.unavailable,
+            counters: &d.deltas,
+            checks: &d.checks,
+        }),
+        Format::Text => {
+            let mut t = output::summary_text(&summary);
+            t.push('\n');
+            if d.diagnosis.causes.is_empty() {
+                t.push_str("Diagnosis: no cause of packet loss found.\n");
+            } else {
+                t.push_str("Diagnosis (ranked by drops explained):\n");
+                t.push_str(&crate::diagnose::render_text(&d.diagnosis.causes));
+            }
+            if !d.diagnosis.reconciliation.is_empty() {
+                t.push_str("\nEvents vs counters:\n");
+                for r in &d.diagnosis.reconciliation {
+                    t.push_str(&format!("  {r}\n"));
+                }
+            }
+            t
+        }
+    };
+    emit(&text, a.output.as_deref())
+}
+
+fn check_output_dir(path: Option<&std::path::Path>) -> Result<()> {
+    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
+        }
+    }
+    Ok(())
+}
+
+/// Print `text` and, with -o, save it too.
+fn emit(text: &str, path: Option<&std::path::Path>) -> Result<()> {
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    if let Some(path) = path {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(serde::Serialize)]

@@ -6,6 +6,7 @@
 
 pub mod model;
 pub mod netns;
+pub mod tui;
 pub mod aggregate;
 pub mod btf;
 pub mod cli;
@@ -15,3 +16,6 @@ pub mod output;
 pub mod reasons;
 pub mod symbols;
 pub mod tracefs;
+pub mod counters;
+pub mod diagnose;
+pub mod live;

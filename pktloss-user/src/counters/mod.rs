@@ -1,0 +1,515 @@
+//! Kernel counters and configuration, read inside each network namespace, and their deltas.
+//!
+//! Two layers: [`parse`] turns the text of /proc files and tool outputs into the plain serde types
+//! below (pure, unit-tested on fixtures captured from a real 6.18 kernel), and [`gather`] reads
+//! them inside a namespace (a thread that joined it with `setns`, see [`crate::netns::run_in`];
+//! tools run as child processes of that thread and so inherit its namespace).
+//!
+//! Nothing here changes the system. A missing tool or unreadable file is recorded in
+//! `unavailable` as "what: why", never an error.
+//!
+//! Per-namespace vs host-wide: snmp/netstat/conntrack/devices/qdiscs/firewall/sockets and the
+//! per-netns sysctls (somaxconn, rp_filter, tcp_max_syn_backlog, tcp_syncookies, ...) are read in
+//! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (netdev_max_backlog,
+//! netdev_budget, tcp_mem, udp_mem, rmem_max in a child netns on some kernels) are host-wide: a
+//! child namespace does not have them and the diagnosis falls back to the host's value.
+pub mod gather;
+pub mod parse;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use gather::{config_checks, snapshot, snapshot_all};
+
+/// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftnetCpu {
+    pub cpu: u32,
+    pub processed: u64,
+    /// Packets dropped because the CPU's input backlog was full (netdev_max_backlog).
+    pub dropped: u64,
+    /// net_rx_action ran out of budget (netdev_budget / netdev_budget_usecs) with work left.
+    pub time_squeeze: u64,
+    pub received_rps: u64,
+    pub flow_limit_count: u64,
+    /// Gauge: packets in the backlog when read.
+    pub backlog_len: u64,
+}
+
+/// Counters of one network device (`ip -s -s -j link`, or /proc/net/dev as a fallback), plus its
+/// drop/error `ethtool -S` counters when the driver has them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStats {
+    pub name: String,
+    pub ifindex: u32,
+    #[serde(default)]
+    pub operstate: String,
+    #[serde(default)]
+    pub up: bool,
+    #[serde(default)]
+    pub lower_up: bool,
+    #[serde(default)]
+    pub mtu: u32,
+    #[serde(default)]
+    pub qdisc: String,
+    #[serde(default)]
+    pub txqlen: u32,
+    /// Link kind (veth, bridge, ...) when `ip -d` reports it.
+    #[serde(default)]
+    pub kind: String,
+    /// XDP program attached, if any.
+    #[serde(default)]
+    pub xdp: Option<String>,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub rx_over_errors: u64,
+    pub rx_crc_errors: u64,
+    pub rx_frame_errors: u64,
+    pub rx_fifo_errors: u64,
+    pub rx_missed_errors: u64,
+    pub rx_length_errors: u64,
+    #[serde(default)]
+    pub rx_nohandler: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+    pub tx_fifo_errors: u64,
+    pub tx_carrier_errors: u64,
+    pub carrier_changes: u64,
+    /// Drop/error counters from `ethtool -S` (names as the driver spells them).
+    #[serde(default)]
+    pub ethtool: BTreeMap<String, u64>,
+}
+
+/// One qdisc from `tc -s -j qdisc show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QdiscStats {
+    pub dev: String,
+    pub kind: String,
+    pub handle: String,
+    /// "root", a parent handle, or "ffff:fff1" for ingress/clsact.
+    pub parent: String,
+    pub bytes: u64,
+    pub packets: u64,
+    pub drops: u64,
+    pub overlimits: u64,
+    pub requeues: u64,
+    /// Gauges.
+    pub backlog: u64,
+    pub qlen: u64,
+}
+
+/// Connection tracking: table fill (gauges) and per-CPU stats summed (counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackStats {
+    pub count: Option<u64>,
+    pub max: Option<u64>,
+    /// "insert_failed", "drop", "early_drop", "invalid", ...
+    pub stats: BTreeMap<String, u64>,
+}
+
+/// Counters of one network namespace at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetnsSnapshot {
+    pub netns: u32,
+    pub label: String,
+    #[serde(default)]
+    pub is_self: bool,
+    /// Seconds since the Unix epoch (fractional) when the snapshot was taken.
+    #[serde(default)]
+    pub taken_at: f64,
+    /// /proc/net/snmp + snmp6: "Udp.RcvbufErrors", "Ip6.InNoRoutes", ...
+    pub snmp: BTreeMap<String, i64>,
+    /// /proc/net/netstat: "TcpExt.ListenOverflows", "IpExt.InCsumErrors", ...
+    pub netstat: BTreeMap<String, i64>,
+    /// Host-wide (the same in every namespace).
+    pub softnet: Vec<SoftnetCpu>,
+    pub devices: Vec<DeviceStats>,
+    pub qdiscs: Vec<QdiscStats>,
+    pub conntrack: Option<ConntrackStats>,
+    /// Neighbour-table stats, host-wide (init_net only): "arp.unresolved_discards",
+    /// "ndisc.table_fulls", ...
+    #[serde(default)]
+    pub neigh: BTreeMap<String, u64>,
+    /// "net.core.somaxconn" => "4096"; only the keys readable in this namespace.
+    pub sysctls: BTreeMap<String, String>,
+    pub unavailable: Vec<String>,
+}
+
+/// Counters of one device over the capture (after - before), gauges from `after`.
+pub type DeviceDelta = DeviceStats;
+
+/// What changed in one namespace between two snapshots.
+///
+/// Counters are `after - before` (saturating at 0, and only the non-zero ones are kept for
+/// snmp/netstat); gauges (conntrack count/max, qdisc backlog, sysctls, device state) are from
+/// `after`. When a namespace has no `before` snapshot, counters are left empty (`no_baseline`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetnsDelta {
+    pub netns: u32,
+    pub label: String,
+    #[serde(default)]
+    pub is_self: bool,
+    /// Seconds between the two snapshots.
+    pub seconds: f64,
+    #[serde(default)]
+    pub no_baseline: bool,
+    pub snmp: BTreeMap<String, i64>,
+    pub netstat: BTreeMap<String, i64>,
+    pub softnet: Vec<SoftnetCpu>,
+    pub devices: Vec<DeviceDelta>,
+    pub qdiscs: Vec<QdiscStats>,
+    pub conntrack: Option<ConntrackStats>,
+    #[serde(default)]
+    pub neigh: BTreeMap<String, u64>,
+    pub sysctls: BTreeMap<String, String>,
+    pub unavailable: Vec<String>,
+}
+
+impl NetnsDelta {
+    /// A counter from snmp or netstat ("Udp.RcvbufErrors", "TcpExt.ListenOverflows"), 0 if absent.
+    pub fn counter(&self, key: &str) -> u64 {
+        let v = self.snmp.get(key).or_else(|| self.netstat.get(key)).copied().unwrap_or(0);
+        u64::try_from(v).unwrap_or(0)
+    }
+}
+
+/// A base chain whose policy drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallChain {
+    /// "nft", "iptables" or "ip6tables".
+    pub backend: String,
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub hook: String,
+    pub policy: String,
+    /// Packets that hit the policy (iptables-save -c only).
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// A rule whose verdict is drop or reject.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallRule {
+    pub backend: String,
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: Option<u64>,
+    /// The rule as nft/iptables-save print it.
+    pub rule: String,
+    /// "drop" or "reject".
+    pub verdict: String,
+    /// Cumulative counter, when the rule has one.
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+    /// Packets matched during the capture (filled by [`finish`]).
+    #[serde(default)]
+    pub packets_delta: Option<u64>,
+}
+
+/// A listening TCP socket (`ss -ltnpmeH`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub addr: String,
+    pub port: u16,
+    /// Recv-Q: connections waiting in the accept queue now.
+    pub accept_queue: u64,
+    /// Send-Q: the accept queue limit, min(listen() backlog, somaxconn).
+    pub backlog: u64,
+    /// This listener's drop counter (skmem d: ListenDrops on this socket), cumulative.
+    pub drops: Option<u64>,
+    #[serde(default)]
+    pub drops_delta: Option<u64>,
+    pub inode: Option<u64>,
+    /// "comm[pid]" owners.
+    pub process: String,
+}
+
+/// A UDP socket (`ss -uamnpeH`, or /proc/net/udp{,6}).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpSocket {
+    pub addr: String,
+    pub port: u16,
+    pub peer: String,
+    /// Bytes queued for the application.
+    pub rx_queue: u64,
+    pub tx_queue: u64,
+    /// Effective SO_RCVBUF / SO_SNDBUF (skmem rb / tb).
+    pub rcvbuf: Option<u64>,
+    pub sndbuf: Option<u64>,
+    /// Cumulative drops of this socket.
+    pub drops: u64,
+    #[serde(default)]
+    pub drops_delta: Option<u64>,
+    pub inode: Option<u64>,
+    pub process: String,
+}
+
+/// Ring sizes of a device (`ethtool -g`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingParams {
+    pub dev: String,
+    pub rx: Option<u32>,
+    pub rx_max: Option<u32>,
+    pub tx: Option<u32>,
+    pub tx_max: Option<u32>,
+}
+
+/// A route that drops: blackhole, unreachable, prohibit (or throw).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    pub kind: String,
+    pub dst: String,
+    pub table: String,
+}
+
+/// RPS mask of one receive queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpsQueue {
+    pub dev: String,
+    pub queue: String,
+    pub mask: String,
+}
+
+/// Configuration of one namespace that can explain drops (read-only checks).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChecks {
+    pub netns: u32,
+    pub label: String,
+    #[serde(default)]
+    pub is_self: bool,
+    pub drop_chains: Vec<FirewallChain>,
+    pub drop_rules: Vec<FirewallRule>,
+    pub listeners: Vec<Listener>,
+    pub udp_sockets: Vec<UdpSocket>,
+    /// "all", "default" and per-interface values of net.ipv4.conf.*.rp_filter.
+    pub rp_filter: BTreeMap<String, u32>,
+    pub rps: Vec<RpsQueue>,
+    pub rings: Vec<RingParams>,
+    pub drop_routes: Vec<RouteEntry>,
+    /// Neighbour entries in FAILED/INCOMPLETE state ("10.0.0.9 dev eth0 FAILED").
+    pub failed_neighbors: Vec<String>,
+    pub unavailable: Vec<String>,
+}
+
+/// Everything read at one instant: counters and configuration of each namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gathered {
+    pub snapshots: Vec<NetnsSnapshot>,
+    pub checks: Vec<ConfigChecks>,
+}
+
+/// Snapshot counters and configuration of these namespaces (plus pktloss's own).
+pub fn gather(netns_inodes: &[u32]) -> Gathered {
+    gather::gather(netns_inodes)
+}
+
+/// Deltas of every namespace in `after`, and `after`'s configuration with the firewall-rule,
+/// listener and UDP-socket drop counters turned into deltas over the capture.
+pub fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
+    let deltas = after
+        .snapshots
+        .iter()
+        .map(|a| match before.snapshots.iter().find(|b| b.netns == a.netns) {
+            Some(b) => delta(b, a),
+            None => no_baseline(a),
+        })
+        .collect();
+    let checks = after
+        .checks
+        .into_iter()
+        .map(|mut a| {
+            if let Some(b) = before.checks.iter().find(|b| b.netns == a.netns) {
+                checks_delta(b, &mut a);
+            }
+            a
+        })
+        .collect();
+    (deltas, checks)
+}
+
+fn checks_delta(before: &ConfigChecks, after: &mut ConfigChecks) {
+    for r in &mut after.drop_rules {
+        let prev = before.drop_rules.iter().find(|p| {
+            p.backend == r.backend && p.family == r.family && p.table == r.table && p.chain == r.chain && {
+                if r.handle.is_some() { p.handle == r.handle } else { p.rule == r.rule }
+            }
+        });
+        // A rule added during the capture counts from zero.
+        r.packets_delta = r.packets.map(|a| a.saturating_sub(prev.and_then(|p| p.packets).unwrap_or(0)));
+    }
+    for c in &mut after.drop_chains {
+        if let (Some(a), Some(p)) = (
+            c.packets,
+            before
+                .drop_chains
+                .iter()
+                .find(|p| p.backend == c.backend && p.table == c.table && p.chain == c.chain)
+                .and_then(|p| p.packets),
+        ) {
+            // Policy counters of iptables chains: keep the capture's share only.
+            c.packets = Some(a.saturating_sub(p));
+        }
+    }
+    for l in &mut after.listeners {
+        let prev = before.listeners.iter().find(|p| match (p.inode, l.inode) {
+            (Some(a), Some(b)) => a == b,
+            _ => p.addr == l.addr && p.port == l.port,
+        });
+        l.drops_delta = match (l.drops, prev.and_then(|p| p.drops)) {
+            (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+            (Some(a), None) if prev.is_none() => Some(a),
+            _ => None,
+        };
+    }
+    for u in &mut after.udp_sockets {
+        let prev = before.udp_sockets.iter().find(|p| match (p.inode, u.inode) {
+            (Some(a), Some(b)) => a == b,
+            _ => p.addr == u.addr && p.port == u.port,
+        });
+        u.drops_delta = Some(u.drops.saturating_sub(prev.map_or(0, |p| p.drops)));
+    }
+}
+
+fn sub_map(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    after
+        .iter()
+        .filter_map(|(k, a)| {
+            let d = a.saturating_sub(before.get(k).copied().unwrap_or(*a)).max(0);
+            (d != 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+fn sub_umap(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, a)| {
+            let d = a.saturating_sub(before.get(k).copied().unwrap_or(*a));
+            (d != 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+fn device_delta(b: &DeviceStats, a: &DeviceStats) -> DeviceStats {
+    DeviceStats {
+        rx_bytes: a.rx_bytes.saturating_sub(b.rx_bytes),
+        rx_packets: a.rx_packets.saturating_sub(b.rx_packets),
+        rx_errors: a.rx_errors.saturating_sub(b.rx_errors),
+        rx_dropped: a.rx_dropped.saturating_sub(b.rx_dropped),
+        rx_over_errors: a.rx_over_errors.saturating_sub(b.rx_over_errors),
+        rx_crc_errors: a.rx_crc_errors.saturating_sub(b.rx_crc_errors),
+        rx_frame_errors: a.rx_frame_errors.saturating_sub(b.rx_frame_errors),
+        rx_fifo_errors: a.rx_fifo_errors.saturating_sub(b.rx_fifo_errors),
+        rx_missed_errors: a.rx_missed_errors.saturating_sub(b.rx_missed_errors),
+        rx_length_errors: a.rx_length_errors.saturating_sub(b.rx_length_errors),
+        rx_nohandler: a.rx_nohandler.saturating_sub(b.rx_nohandler),
+        tx_bytes: a.tx_bytes.saturating_sub(b.tx_bytes),
+        tx_packets: a.tx_packets.saturating_sub(b.tx_packets),
+        tx_errors: a.tx_errors.saturating_sub(b.tx_errors),
+        tx_dropped: a.tx_dropped.saturating_sub(b.tx_dropped),
+        tx_fifo_errors: a.tx_fifo_errors.saturating_sub(b.tx_fifo_errors),
+        tx_carrier_errors: a.tx_carrier_errors.saturating_sub(b.tx_carrier_errors),
+        carrier_changes: a.carrier_changes.saturating_sub(b.carrier_changes),
+        ethtool: sub_umap(&b.ethtool, &a.ethtool),
+        ..a.clone()
+    }
+}
+
+/// Counters over the capture: `after - before` (saturating), gauges from `after`.
+pub fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta {
+    let softnet = after
+        .softnet
+        .iter()
+        .map(|a| {
+            let b = before.softnet.iter().find(|b| b.cpu == a.cpu).cloned().unwrap_or_else(|| a.clone());
+            SoftnetCpu {
+                cpu: a.cpu,
+                processed: a.processed.saturating_sub(b.processed),
+                dropped: a.dropped.saturating_sub(b.dropped),
+                time_squeeze: a.time_squeeze.saturating_sub(b.time_squeeze),
+                received_rps: a.received_rps.saturating_sub(b.received_rps),
+                flow_limit_count: a.flow_limit_count.saturating_sub(b.flow_limit_count),
+                backlog_len: a.backlog_len,
+            }
+        })
+        .collect();
+    let devices = after
+        .devices
+        .iter()
+        .map(|a| match before.devices.iter().find(|b| b.name == a.name && b.ifindex == a.ifindex) {
+            Some(b) => device_delta(b, a),
+            // A device created during the capture counts from zero.
+            None => a.clone(),
+        })
+        .collect();
+    let qdiscs = after
+        .qdiscs
+        .iter()
+        .map(|a| {
+            let b = before.qdiscs.iter().find(|b| b.dev == a.dev && b.handle == a.handle && b.parent == a.parent);
+            match b {
+                Some(b) => QdiscStats {
+                    bytes: a.bytes.saturating_sub(b.bytes),
+                    packets: a.packets.saturating_sub(b.packets),
+                    drops: a.drops.saturating_sub(b.drops),
+                    overlimits: a.overlimits.saturating_sub(b.overlimits),
+                    requeues: a.requeues.saturating_sub(b.requeues),
+                    ..a.clone()
+                },
+                None => a.clone(),
+            }
+        })
+        .collect();
+    let conntrack = after.conntrack.as_ref().map(|a| ConntrackStats {
+        count: a.count,
+        max: a.max,
+        stats: match &before.conntrack {
+            Some(b) => sub_umap(&b.stats, &a.stats),
+            None => BTreeMap::new(),
+        },
+    });
+    let mut unavailable: BTreeSet<String> = before.unavailable.iter().cloned().collect();
+    unavailable.extend(after.unavailable.iter().cloned());
+    NetnsDelta {
+        netns: after.netns,
+        label: after.label.clone(),
+        is_self: after.is_self,
+        seconds: (after.taken_at - before.taken_at).max(0.0),
+        no_baseline: false,
+        snmp: sub_map(&before.snmp, &after.snmp),
+        netstat: sub_map(&before.netstat, &after.netstat),
+        softnet,
+        devices,
+        qdiscs,
+        conntrack,
+        neigh: sub_umap(&before.neigh, &after.neigh),
+        sysctls: after.sysctls.clone(),
+        unavailable: unavailable.into_iter().collect(),
+    }
+}
+
+/// A namespace seen only at the end: gauges, no counters.
+fn no_baseline(after: &NetnsSnapshot) -> NetnsDelta {
+    let mut unavailable = after.unavailable.clone();
+    unavailable.push("counters: no snapshot before the capture (namespace appeared during it)".to_owned());
+    NetnsDelta {
+        netns: after.netns,
+        label: after.label.clone(),
+        is_self: after.is_self,
+        no_baseline: true,
+        conntrack: after.conntrack.as_ref().map(|c| ConntrackStats { stats: BTreeMap::new(), ..c.clone() }),
+        sysctls: after.sysctls.clone(),
+        unavailable,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

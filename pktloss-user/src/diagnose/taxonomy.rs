@@ -1,0 +1,375 @@
+//! The cause taxonomy: the one readable table of the 26 causes of packet loss pktloss knows.
+//!
+//! Ids are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
+//! the signals that select it (drop reasons from `enum skb_drop_reason`, kernel counters), the
+//! checks to confirm it, the remediation and the command that verifies the fix. The categories,
+//! commands and advice follow the common troubleshooting guides (CVM packet-loss guide, "Package
+//! Loss Issue" NIC/backlog notes, "Understanding and Troubleshooting Linux Kernel Network Packet
+//! Loss", TCP drop checklists), but here each one is measured.
+//!
+//! Reason matching: an entry in `reasons` matches a reason name exactly, or as a prefix when it
+//! ends with `*`. `SOCKET_RCVBUFF` is split by protocol in code (UDP => udp-rcvbuf-full, TCP =>
+//! socket-memory-pressure). Reasons in [`BENIGN_REASONS`] are not packet loss. Reasons without a
+//! specific meaning (`NOT_SPECIFIED`, `TCP_DROP` on kernels without reasons) are classified by the
+//! drop location with [`LOCATION_HINTS`].
+
+/// One cause of packet loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CauseInfo {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub explanation: &'static str,
+    /// Human-readable list of what selects this cause.
+    pub signals: &'static [&'static str],
+    /// Drop reasons mapped to this cause (exact, or prefix with a trailing `*`).
+    pub reasons: &'static [&'static str],
+    /// Commands to confirm it.
+    pub checks: &'static [&'static str],
+    /// The fix: sysctl, command or code change.
+    pub remediation: &'static [&'static str],
+    /// Commands that verify the fix.
+    pub verify: &'static [&'static str],
+}
+
+/// Drop reasons that are not packet loss: data freed when a socket closes or a queue is purged.
+pub const BENIGN_REASONS: &[&str] =
+    &["SOCKET_CLOSE", "TCP_CLOSE", "UNIX_DISCONNECT", "UNIX_SKIP_OOB", "QUEUE_PURGE", "SOCKET_DESTROYED"];
+
+/// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`): a symbol
+/// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.
+pub const LOCATION_HINTS: &[(&str, &str)] = &[
+    ("nf_hook_slow", "firewall-drop"),
+    ("nft_", "firewall-drop"),
+    ("ipt_do_table", "firewall-drop"),
+    ("nf_conntrack", "conntrack-table-full"),
+    ("__nf_conntrack", "conntrack-table-full"),
+    ("enqueue_to_backlog", "softnet-backlog-full"),
+    ("__udp_queue_rcv_skb", "udp-rcvbuf-full"),
+    ("udp_queue_rcv", "udp-rcvbuf-full"),
+    ("__udp4_lib_rcv", "no-listener"),
+    ("__udp6_lib_rcv", "no-listener"),
+    ("tcp_v4_syn_recv_sock", "tcp-accept-queue-full"),
+    ("tcp_v6_syn_recv_sock", "tcp-accept-queue-full"),
+    ("tcp_conn_request", "tcp-syn-queue-full"),
+    ("tcp_add_backlog", "tcp-backlog-overflow"),
+    ("sk_add_backlog", "tcp-backlog-overflow"),
+    ("tcp_prune", "socket-memory-pressure"),
+    ("tcp_try_rmem_schedule", "socket-memory-pressure"),
+    ("tcp_", "tcp-protocol"),
+    ("ip_rcv_finish", "routing"),
+    ("ip_route_input", "routing"),
+    ("ip_error", "routing"),
+    ("ip6_pkt_drop", "routing"),
+    ("dst_discard", "routing"),
+    ("neigh_", "neighbor-failure"),
+    ("__neigh_event_send", "neighbor-failure"),
+    ("ip_defrag", "mtu-fragmentation"),
+    ("ip_frag", "mtu-fragmentation"),
+    ("ip_fragment", "mtu-fragmentation"),
+    ("ipv6_frag", "mtu-fragmentation"),
+    ("ip6_frag", "mtu-fragmentation"),
+    ("inet_frag", "mtu-fragmentation"),
+    ("pfifo_fast_enqueue", "qdisc-drop"),
+    ("qdisc_", "qdisc-drop"),
+    ("__dev_xmit_skb", "qdisc-drop"),
+    ("tcf_", "bpf-or-tc-program"),
+    ("sch_handle_", "bpf-or-tc-program"),
+    ("sk_filter", "bpf-or-tc-program"),
+    ("do_xdp", "bpf-or-tc-program"),
+    ("bpf_", "bpf-or-tc-program"),
+];
+
+/// All causes, in a stable order (used to break ties when ranking).
+pub const CAUSES: &[CauseInfo] = &[
+    CauseInfo {
+        id: "no-listener",
+        title: "No socket listening on the destination port",
+        explanation: "The packet reached this host but no socket is bound to its destination address and port, so the kernel drops it (TCP answers with a RST, UDP with an ICMP port unreachable). Usually the service is not running, listens on another port or address (127.0.0.1 instead of 0.0.0.0), lives in another network namespace, or the client targets the wrong port.",
+        signals: &["drop reason NO_SOCKET", "Udp.NoPorts / Udp6.NoPorts increasing"],
+        reasons: &["NO_SOCKET"],
+        checks: &["ss -ltnp; ss -lunp (is anything bound to the port, on which address?)", "nstat -az UdpNoPorts Udp6NoPorts"],
+        remediation: &["Start the service, or bind it to the address and port the clients use (0.0.0.0/[::] rather than 127.0.0.1), in the namespace that receives the traffic; or fix the client's destination port."],
+        verify: &["ss -ltnp 'sport = :PORT'; ss -lunp 'sport = :PORT'", "nstat -az UdpNoPorts (stops increasing)"],
+    },
+    CauseInfo {
+        id: "firewall-drop",
+        title: "Dropped by a firewall rule or chain policy (iptables/nftables)",
+        explanation: "A netfilter hook returned a drop verdict: either a rule with a DROP/REJECT verdict matched, or the packet fell through a base chain whose policy is DROP. The usual culprits are an INPUT policy of DROP with no accept rule for a custom service port, or an over-broad drop rule.",
+        signals: &["drop reason NETFILTER_DROP", "drop/reject rules whose packet counters increased", "base chains with policy DROP"],
+        reasons: &["NETFILTER_DROP", "SECURITY_HOOK"],
+        checks: &["iptables -L -n -v | grep -i policy; iptables -L -n -v", "nft list ruleset", "iptables -A INPUT -p tcp -j LOG --log-prefix \"TCP_INBOUND:\" (temporary, to see what is dropped)"],
+        remediation: &["Add an accept rule for the traffic, e.g. `iptables -A INPUT -p udp --dport 12345 -j ACCEPT` or `nft insert rule inet filter input udp dport 12345 accept`; or change the chain policy (`iptables -P INPUT ACCEPT`) if dropping by default was not intended. Back up the ruleset first."],
+        verify: &["iptables -L -n -v | grep policy", "nft list ruleset (the drop rule's counter stops increasing)"],
+    },
+    CauseInfo {
+        id: "conntrack-table-full",
+        title: "Connection tracking table full",
+        explanation: "Every new flow needs a conntrack entry; when nf_conntrack_count reaches nf_conntrack_max the kernel drops packets of new flows (\"nf_conntrack: table full, dropping packet\" in dmesg). Typical on NAT gateways, busy proxies and hosts under connection floods.",
+        signals: &["conntrack stats drop / insert_failed / early_drop increasing", "nf_conntrack_count close to nf_conntrack_max", "NETFILTER_DROP while conntrack drops"],
+        reasons: &[],
+        checks: &["cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max", "conntrack -S", "dmesg | grep -i conntrack"],
+        remediation: &["Raise the limit: `sysctl -w net.netfilter.nf_conntrack_max=N` (and nf_conntrack_buckets), shorten timeouts (nf_conntrack_tcp_timeout_established, ..._time_wait), or exempt high-volume stateless traffic with a `notrack` rule in the raw table."],
+        verify: &["conntrack -S (drop and insert_failed stop increasing)", "cat /proc/sys/net/netfilter/nf_conntrack_count"],
+    },
+    CauseInfo {
+        id: "rp-filter",
+        title: "Reverse-path filter (rp_filter) dropped the packet",
+        explanation: "With strict reverse-path filtering (rp_filter=1), a packet is dropped when the route back to its source does not leave through the interface it arrived on. This breaks multi-homed hosts, asymmetric routing, VMs and NAT setups.",
+        signals: &["drop reason IP_RPFILTER", "TcpExt.IPReversePathFilter increasing", "rp_filter=1 on the receiving interface or on all"],
+        reasons: &["IP_RPFILTER"],
+        checks: &["sysctl -a 2>/dev/null | grep '\\.rp_filter'", "ip route get SRC from DST iif DEV", "nstat -az TcpExtIPReversePathFilter"],
+        remediation: &["Use loose mode: `sysctl -w net.ipv4.conf.all.rp_filter=2` and `net.ipv4.conf.DEV.rp_filter=2` (the effective value is the maximum of `all` and the interface), persist in /etc/sysctl.conf and reload with `sysctl -p`; or fix the routing so the return path matches."],
+        verify: &["sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.DEV.rp_filter", "nstat -az TcpExtIPReversePathFilter (stops increasing)"],
+    },
+    CauseInfo {
+        id: "udp-rcvbuf-full",
+        title: "UDP receive buffer full",
+        explanation: "The UDP socket's receive buffer (SO_RCVBUF, default net.core.rmem_default, capped by net.core.rmem_max) was full when a datagram arrived, because the application reads more slowly than traffic arrives (bursts, slow processing, a single thread). The datagram is dropped and Udp RcvbufErrors increases.",
+        signals: &["drop reason SOCKET_RCVBUFF on UDP", "Udp.RcvbufErrors / Udp6.RcvbufErrors increasing", "a UDP socket whose drop counter increased"],
+        reasons: &[],
+        checks: &["ss -nump (skmem rb = buffer size, d = drops, Recv-Q)", "nstat -az UdpRcvbufErrors Udp6RcvbufErrors", "sysctl net.core.rmem_max net.core.rmem_default"],
+        remediation: &["Raise net.core.rmem_max and net.core.rmem_default (`sysctl -w net.core.rmem_max=26214400 net.core.rmem_default=26214400`) and restart the program; if the buffer does not grow, the program sets SO_RCVBUF with setsockopt: raise that value. Make the application read faster (more threads/sockets with SO_REUSEPORT, batching with recvmmsg)."],
+        verify: &["ss -nump (rb shows the new size, d stops increasing)", "nstat -az UdpRcvbufErrors"],
+    },
+    CauseInfo {
+        id: "udp-sndbuf-full",
+        title: "UDP send buffer full",
+        explanation: "The UDP socket's send buffer (SO_SNDBUF, default net.core.wmem_default, capped by net.core.wmem_max) was full, so sendmsg failed (ENOBUFS/EAGAIN) and the datagram was never sent. No skb is freed, so only the Udp SndbufErrors counter shows it.",
+        signals: &["Udp.SndbufErrors / Udp6.SndbufErrors increasing"],
+        reasons: &[],
+        checks: &["ss -nump (skmem tb = send buffer, Send-Q)", "nstat -az UdpSndbufErrors Udp6SndbufErrors", "sysctl net.core.wmem_max net.core.wmem_default"],
+        remediation: &["Raise net.core.wmem_max and net.core.wmem_default and restart the program; if the buffer does not grow, the program sets SO_SNDBUF with setsockopt: raise that value. Also check that the egress qdisc/device is not the bottleneck (tc -s qdisc)."],
+        verify: &["ss -nump (tb shows the new size)", "nstat -az UdpSndbufErrors (stops increasing)"],
+    },
+    CauseInfo {
+        id: "tcp-accept-queue-full",
+        title: "TCP accept queue full (listen backlog overflow)",
+        explanation: "Completed connections wait in the listener's accept queue until the application calls accept(). Its length is min(listen() backlog, net.core.somaxconn). When it is full, the kernel drops the incoming SYN or final ACK (ListenOverflows, ListenDrops) and clients see retransmitted SYNs and connection delays. On recent kernels these SYNs are freed with consume_skb, so only the counters show them.",
+        signals: &["drop reason TCP_LISTEN_OVERFLOW", "TcpExt.ListenOverflows / ListenDrops increasing", "a listener whose Recv-Q reached its Send-Q (backlog)"],
+        reasons: &["TCP_LISTEN_OVERFLOW"],
+        checks: &["ss -ltn (Recv-Q = queued connections, Send-Q = backlog)", "nstat -az TcpExtListenOverflows TcpExtListenDrops", "sysctl net.core.somaxconn"],
+        remediation: &["Raise the backlog the application passes to listen() and net.core.somaxconn (`sysctl -w net.core.somaxconn=4096`), then restart the listener; make the application accept() faster (more acceptor threads)."],
+        verify: &["ss -ltn (Send-Q shows the new backlog)", "nstat -az TcpExtListenOverflows (stops increasing)"],
+    },
+    CauseInfo {
+        id: "tcp-syn-queue-full",
+        title: "TCP SYN (request) queue full",
+        explanation: "Half-open connections (SYN received, SYN-ACK sent) wait in the listener's SYN queue, bounded by net.ipv4.tcp_max_syn_backlog and the listen backlog. When it is full the kernel sends SYN cookies (tcp_syncookies=1) or drops the SYN (TCPReqQFullDrop): a SYN flood or many slow clients.",
+        signals: &["TcpExt.TCPReqQFullDrop / TCPReqQFullDoCookies increasing", "TcpExt.SyncookiesSent increasing"],
+        reasons: &[],
+        checks: &["nstat -az TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtSyncookiesSent", "ss -n state syn-recv | wc -l", "sysctl net.ipv4.tcp_max_syn_backlog net.ipv4.tcp_syncookies"],
+        remediation: &["Raise net.ipv4.tcp_max_syn_backlog and the listen() backlog/somaxconn, keep net.ipv4.tcp_syncookies=1, and if it is a SYN flood filter it upstream."],
+        verify: &["nstat -az TcpExtTCPReqQFullDrop (stops increasing)"],
+    },
+    CauseInfo {
+        id: "tcp-backlog-overflow",
+        title: "TCP socket backlog overflow (socket locked by the application)",
+        explanation: "When a segment arrives while the application holds the socket lock, it goes to the socket backlog; if the backlog exceeds the receive+send buffer budget, the segment is dropped (TCPBacklogDrop). The application holds the socket too long or the buffers (SO_RCVBUF, tcp_rmem) are too small.",
+        signals: &["drop reason SOCKET_BACKLOG", "TcpExt.TCPBacklogDrop increasing"],
+        reasons: &["SOCKET_BACKLOG"],
+        checks: &["nstat -az TcpExtTCPBacklogDrop", "ss -tmi (skmem, rcv_space)", "sysctl net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.ipv4.tcp_mem"],
+        remediation: &["If the program sets SO_RCVBUF/SO_SNDBUF with setsockopt, use a larger value or drop the setting (limited by net.core.rmem_max/wmem_max); otherwise raise net.ipv4.tcp_rmem, tcp_wmem and tcp_mem, and restart the program."],
+        verify: &["nstat -az TcpExtTCPBacklogDrop (stops increasing)"],
+    },
+    CauseInfo {
+        id: "socket-memory-pressure",
+        title: "Socket memory limits (receive queue / protocol memory)",
+        explanation: "The socket's receive memory or the protocol-wide memory limit (tcp_mem, udp_mem) was exceeded, so data was dropped or queues were pruned (TCPRcvQDrop, RcvPruned, OfoPruned, PROTO_MEM). Slow readers with large windows, or too many sockets holding data.",
+        signals: &["drop reasons PROTO_MEM, TCP_OFO_QUEUE_PRUNE, SOCKET_RCVBUFF on TCP", "TcpExt.TCPRcvQDrop, RcvPruned, OfoPruned, TCPMemoryPressures, Udp.MemErrors increasing"],
+        reasons: &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"],
+        checks: &["nstat -az TcpExtTCPRcvQDrop TcpExtRcvPruned TcpExtOfoPruned TcpExtTCPMemoryPressures UdpMemErrors", "cat /proc/net/sockstat (mem vs tcp_mem)", "sysctl net.ipv4.tcp_mem net.ipv4.udp_mem net.ipv4.tcp_rmem"],
+        remediation: &["Raise net.ipv4.tcp_rmem/tcp_mem (TCP) or net.ipv4.udp_mem (UDP) and net.core.rmem_max; make the application read faster; avoid tiny SO_RCVBUF settings."],
+        verify: &["nstat -az TcpExtTCPRcvQDrop TcpExtRcvPruned (stop increasing)", "cat /proc/net/sockstat"],
+    },
+    CauseInfo {
+        id: "softnet-backlog-full",
+        title: "Per-CPU input backlog full (netdev_max_backlog)",
+        explanation: "Received packets are queued on a per-CPU backlog before the protocol stack runs (always for RPS, veth, loopback and non-NAPI paths). When that queue exceeds net.core.netdev_max_backlog the packet is dropped and the second column of /proc/net/softnet_stat increases. One CPU doing all the receive work makes it worse.",
+        signals: &["drop reason CPU_BACKLOG", "softnet_stat dropped column (2nd) increasing"],
+        reasons: &["CPU_BACKLOG"],
+        checks: &["cat /proc/net/softnet_stat (2nd column per CPU)", "sysctl net.core.netdev_max_backlog", "cat /sys/class/net/DEV/queues/rx-*/rps_cpus"],
+        remediation: &["If RPS is enabled, raise net.core.netdev_max_backlog (`sysctl -w net.core.netdev_max_backlog=16384`); if not, enable RPS to spread the soft interrupt load (`echo f > /sys/class/net/DEV/queues/rx-0/rps_cpus`) and check whether the application makes the soft interrupt load uneven."],
+        verify: &["watch -d cat /proc/net/softnet_stat (2nd column stops increasing)"],
+    },
+    CauseInfo {
+        id: "softirq-budget-exhausted",
+        title: "Receive softirq out of budget (time_squeeze)",
+        explanation: "net_rx_action stopped with packets still pending because it used up net.core.netdev_budget packets or netdev_budget_usecs of time (third column of /proc/net/softnet_stat, time_squeeze). Sustained squeezes delay receive processing and lead to NIC ring or backlog drops, especially when one CPU handles most interrupts.",
+        signals: &["softnet_stat time_squeeze (3rd column) increasing", "uneven per-CPU processed counts"],
+        reasons: &[],
+        checks: &["cat /proc/net/softnet_stat (3rd column)", "sysctl net.core.netdev_budget net.core.netdev_budget_usecs", "mpstat -P ALL 1 (%soft per CPU); cat /proc/interrupts"],
+        remediation: &["Raise net.core.netdev_budget (e.g. 600) and netdev_budget_usecs (e.g. 4000); spread interrupts and softirq work across CPUs (RSS queues with `ethtool -L`, irqbalance/IRQ affinity, RPS)."],
+        verify: &["cat /proc/net/softnet_stat (3rd column grows slower)"],
+    },
+    CauseInfo {
+        id: "nic-ring-full",
+        title: "NIC receive ring full",
+        explanation: "The NIC DMA-copies frames into a ring of receive descriptors that the driver refills from its softirq. When the ring is full (the host does not drain it fast enough, or the ring is small), the NIC drops frames: rx_missed_errors, rx_dropped or driver-specific no-buffer counters increase. No skb exists yet, so no drop event is traced.",
+        signals: &["device rx_missed_errors increasing", "ethtool -S ring/no-buffer drop counters increasing", "drop reason FULL_RING"],
+        reasons: &["FULL_RING"],
+        checks: &["ip -s -s link show DEV; netstat -i; sar -n EDEV 1", "ethtool -S DEV | grep -iE 'drop|miss|no_buf'", "ethtool -g DEV (current vs maximum ring size)"],
+        remediation: &["Enlarge the RX ring up to its maximum (`ethtool -G DEV rx MAX`), spread the load over more queues/CPUs (`ethtool -L DEV combined N`, IRQ affinity), and check interrupt coalescing (`ethtool -c DEV`)."],
+        verify: &["ethtool -g DEV", "ip -s -s link show DEV (missed/dropped stop increasing)"],
+    },
+    CauseInfo {
+        id: "nic-fifo-overrun",
+        title: "NIC FIFO overrun",
+        explanation: "Frames are first stored in the NIC's on-chip FIFO before DMA to the ring; when the FIFO overflows (the bus or host cannot keep up, or the ring is full for long) frames are lost: rx_fifo_errors / rx_over_errors increase.",
+        signals: &["device rx_fifo_errors / rx_over_errors increasing"],
+        reasons: &[],
+        checks: &["ip -s -s link show DEV; ifconfig DEV (overruns); sar -n EDEV 1", "ethtool -S DEV | grep -iE 'fifo|over'"],
+        remediation: &["Drain faster: larger RX ring (`ethtool -G`), more queues and CPUs for interrupts, flow control (`ethtool -A DEV rx on`); check the NIC's PCIe slot/bandwidth and driver/firmware."],
+        verify: &["ip -s -s link show DEV (fifo/overrun counters stop increasing)"],
+    },
+    CauseInfo {
+        id: "checksum-error",
+        title: "Checksum or CRC errors (corrupted packets)",
+        explanation: "Packets arrived corrupted: the Ethernet CRC (rx_crc_errors), the IP header checksum or the TCP/UDP/ICMP checksum did not match, so the receiver discarded them. Causes are faulty cables, optics, NICs or switches, packets modified in transit, or a sender computing checksums wrongly (e.g. broken checksum offload).",
+        signals: &["drop reasons TCP_CSUM, UDP_CSUM, IP_CSUM, ICMP_CSUM, SKB_CSUM", "InCsumErrors counters (Udp, Tcp, Icmp, IpExt) increasing", "device rx_crc_errors / rx_frame_errors increasing"],
+        reasons: &["TCP_CSUM", "UDP_CSUM", "IP_CSUM", "ICMP_CSUM", "SKB_CSUM"],
+        checks: &["nstat -az | grep -i CsumErrors", "ethtool -S DEV | grep -iE 'crc|csum|frame'", "ethtool -k DEV | grep checksum (offload settings on the sender)"],
+        remediation: &["Check and replace faulty hardware (cable, transceiver, NIC, switch port) when CRC errors grow; if only L4 checksums fail, find the sender or middlebox corrupting packets and update/patch its software or disable its broken checksum offload (`ethtool -K DEV tx off`)."],
+        verify: &["nstat -az | grep CsumErrors (stop increasing)", "ethtool -S DEV | grep crc"],
+    },
+    CauseInfo {
+        id: "qdisc-drop",
+        title: "Egress queue (qdisc) drop",
+        explanation: "The traffic-control queue of the outgoing interface was full or over its limit (drop-tail, a shaping rate like tbf/htb, fq flow limits, AQM), so the packet was dropped before reaching the driver. The queue length is txqueuelen or the qdisc's own limit.",
+        signals: &["drop reasons QDISC_*, CAKE_FLOOD, FQ_*", "tc -s qdisc dropped/overlimits increasing"],
+        reasons: &["QDISC_*", "CAKE_FLOOD", "FQ_*", "DUALPI2_*"],
+        checks: &["tc -s qdisc show dev DEV (dropped, overlimits, backlog)", "ip link show DEV (qlen = txqueuelen)"],
+        remediation: &["Raise the queue limit (`ip link set DEV txqueuelen 10000`, or the qdisc's limit with `tc qdisc change`), raise or remove the shaping rate if one is configured, or send less/pace the sender."],
+        verify: &["tc -s qdisc show dev DEV (dropped stops increasing)"],
+    },
+    CauseInfo {
+        id: "routing",
+        title: "No route, or an unreachable/blackhole route",
+        explanation: "The kernel found no route for the packet (IP_INNOROUTES/IP_OUTNOROUTES), the destination address is invalid for this host (IP_INADDRERRORS), or the route is of type blackhole/unreachable/prohibit. Misconfigured routing tables, missing default routes or policy rules.",
+        signals: &["drop reasons IP_INNOROUTES, IP_OUTNOROUTES, IP_INADDRERRORS, IP_INVALID_SOURCE, IP_INVALID_DEST, IP_LOCALNET, IP_LOCAL_SOURCE", "Ip.InNoRoutes, Ip.OutNoRoutes, Ip.InAddrErrors (and Ip6) increasing", "blackhole/unreachable/prohibit routes"],
+        reasons: &["IP_INNOROUTES", "IP_OUTNOROUTES", "IP_INADDRERRORS", "IP_INVALID_SOURCE", "IP_INVALID_DEST", "IP_LOCALNET", "IP_LOCAL_SOURCE", "IPV6DISABLED"],
+        checks: &["ip route get DST; ip route show table all; ip rule show", "route -n", "nstat -az IpInNoRoutes IpOutNoRoutes IpInAddrErrors Ip6InNoRoutes"],
+        remediation: &["Correct the routing table: add the missing route or default gateway (`ip route add DST via GW`), remove unintended blackhole/unreachable routes, fix policy rules; make sure addresses are unique on the network."],
+        verify: &["ip route get DST (shows a usable route)", "nstat -az IpOutNoRoutes IpInNoRoutes (stop increasing)"],
+    },
+    CauseInfo {
+        id: "neighbor-failure",
+        title: "Neighbor (ARP/NDP) resolution failed",
+        explanation: "The next hop's link-layer address could not be resolved (NEIGH_FAILED), the queue of packets waiting for resolution overflowed (NEIGH_QUEUEFULL), or the neighbor entry was dead or could not be created (table full, gc_thresh). The next hop is down, on another segment, or the neighbor table is too small.",
+        signals: &["drop reasons NEIGH_FAILED, NEIGH_QUEUEFULL, NEIGH_DEAD, NEIGH_CREATEFAIL", "arp_cache/ndisc_cache unresolved_discards or table_fulls increasing", "FAILED/INCOMPLETE neighbor entries"],
+        reasons: &["NEIGH_*"],
+        checks: &["ip neigh show (FAILED/INCOMPLETE entries)", "cat /proc/net/stat/arp_cache (unresolved_discards, table_fulls)", "arping -I DEV NEXTHOP"],
+        remediation: &["Make sure the next hop is up and on the same link (check addressing and VLANs); if table_fulls increases, raise net.ipv4.neigh.default.gc_thresh1/2/3; if the unresolved queue overflows, raise net.ipv4.neigh.DEV.unres_qlen_bytes."],
+        verify: &["ip neigh show NEXTHOP (REACHABLE)", "cat /proc/net/stat/arp_cache"],
+    },
+    CauseInfo {
+        id: "mtu-fragmentation",
+        title: "MTU and fragmentation problems",
+        explanation: "The packet was larger than the path or device MTU and could not be fragmented (DF set: PKT_TOO_BIG, FragFails), or reassembly failed (fragments lost, timed out, duplicated or out of range). Often Path MTU Discovery is broken because ICMP \"fragmentation needed\" is blocked, or MTUs differ on a tunnel/overlay.",
+        signals: &["drop reasons PKT_TOO_BIG, FRAG_*, DUP_FRAG, IPV6_NDISC_FRAG", "Ip.FragFails, Ip.ReasmFails, Ip6.FragFails, Ip6.ReasmFails, Ip6.InTooBigErrors increasing"],
+        reasons: &["PKT_TOO_BIG", "FRAG_*", "DUP_FRAG", "IPV6_NDISC_FRAG"],
+        checks: &["ip link show (mtu of each device on the path)", "tracepath DST", "nstat -az IpFragFails IpReasmFails Ip6FragFails Ip6ReasmFails"],
+        remediation: &["Align MTUs along the path (`ip link set DEV mtu N`, account for tunnel overhead), allow ICMP fragmentation-needed/packet-too-big through firewalls so PMTUD works, or clamp TCP MSS (`iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`)."],
+        verify: &["tracepath DST (pmtu is consistent)", "nstat -az IpFragFails IpReasmFails (stop increasing)"],
+    },
+    CauseInfo {
+        id: "tcp-protocol",
+        title: "TCP protocol-level drops (window, sequence, PAWS, out-of-order)",
+        explanation: "TCP discarded segments that did not fit the connection's state: outside the receive window, old or duplicate data, zero window, PAWS timestamp checks, invalid sequence or ACK numbers, or out-of-order queue limits. A few are normal (retransmitted duplicates); many indicate reordering, middleboxes rewriting sequence numbers or timestamps, or an overloaded receiver.",
+        signals: &["drop reasons TCP_* (other than listen overflow / OFO prune)", "TcpExt.TCPOFODrop, TCPZeroWindowDrop, PAWSEstab, BeyondWindow increasing"],
+        reasons: &["TCP_*", "TCP_DROP"],
+        checks: &["nstat -az | grep -E 'TcpExt(TCPOFODrop|TCPZeroWindowDrop|PAWSEstab|BeyondWindow)'", "ss -tin (rcv_space, rwnd, reordering)", "tcpdump -i DEV -nn port PORT (sequence numbers, window, retransmissions)"],
+        remediation: &["Find what disturbs the stream: make the receiver read faster (zero window), enlarge tcp_rmem for high BDP, look for middleboxes rewriting sequence numbers or timestamps (PAWS; try net.ipv4.tcp_timestamps only as a test), reduce reordering in the path."],
+        verify: &["nstat -az TcpExtTCPOFODrop TcpExtTCPZeroWindowDrop TcpExtPAWSEstab (stop increasing)"],
+    },
+    CauseInfo {
+        id: "bpf-or-tc-program",
+        title: "Dropped by an XDP, tc or cgroup BPF program (or a socket filter)",
+        explanation: "A BPF program attached to the device (XDP, tc ingress/egress), to a cgroup (egress), or to the socket (SO_ATTACH_FILTER) returned a drop verdict; also tc filter actions. Typical with CNI plugins, DDoS filters, load balancers and observability agents.",
+        signals: &["drop reasons XDP, TC_INGRESS, TC_EGRESS, BPF_CGROUP_EGRESS, SOCKET_FILTER, TC_*, TAP_FILTER", "XDP program attached to a device"],
+        reasons: &["XDP", "TC_INGRESS", "TC_EGRESS", "BPF_CGROUP_EGRESS", "SOCKET_FILTER", "TC_COOKIE_ERROR", "TC_CHAIN_NOTFOUND", "TC_RECLASSIFY_LOOP", "TAP_FILTER", "TAP_TXFILTER"],
+        checks: &["bpftool net show; bpftool prog show", "tc filter show dev DEV ingress; tc filter show dev DEV egress", "ip link show DEV (xdp attached?)", "bpftool cgroup tree"],
+        remediation: &["Identify the program (bpftool net show / cgroup tree) and its owner (CNI, firewall agent); fix its policy or detach it (`ip link set DEV xdp off`, `tc filter del dev DEV ingress`)."],
+        verify: &["bpftool net show", "tc -s filter show dev DEV ingress"],
+    },
+    CauseInfo {
+        id: "memory-pressure",
+        title: "Kernel memory allocation failure",
+        explanation: "The kernel could not allocate memory for the packet (NOMEM) or dropped it because it arrived on an emergency (pfmemalloc) reserve page destined to a socket not allowed to use it; NIC drivers count failed RX buffer allocations. The system is short of free or atomic memory.",
+        signals: &["drop reasons NOMEM, PFMEMALLOC", "TcpExt.PFMemallocDrop increasing", "driver allocation-failure counters (ethtool -S ...alloc...fail...)"],
+        reasons: &["NOMEM", "PFMEMALLOC"],
+        checks: &["free -m; cat /proc/meminfo; cat /proc/buddyinfo", "dmesg | grep -iE 'page allocation failure|oom'", "ethtool -S DEV | grep -i alloc"],
+        remediation: &["Free memory or add RAM; raise vm.min_free_kbytes so atomic allocations in the receive path succeed; find the process or cache exhausting memory."],
+        verify: &["grep -E 'MemFree|MemAvailable' /proc/meminfo", "ethtool -S DEV | grep -i alloc (stops increasing)"],
+    },
+    CauseInfo {
+        id: "interface-down",
+        title: "Interface down or link flapping",
+        explanation: "The device was not ready to send (DEV_READY: administratively down, no carrier, or a veth whose peer is down), or the link went down and up during the capture (carrier changes). Packets queued to it are dropped until the link is back.",
+        signals: &["drop reason DEV_READY", "device carrier_changes increasing", "device not UP / no LOWER_UP"],
+        reasons: &["DEV_READY"],
+        checks: &["ip -s link show DEV (state, carrier_changes)", "ethtool DEV (Link detected)", "dmesg | grep -i 'link is'"],
+        remediation: &["Bring the interface (and a veth's peer) up (`ip link set DEV up`), and for flapping links check cable/transceiver, switch port and autonegotiation (`ethtool DEV`)."],
+        verify: &["ip link show DEV (state UP, LOWER_UP)", "ip -s link show DEV (carrier_changes stays constant)"],
+    },
+    CauseInfo {
+        id: "external-loss",
+        title: "Loss outside this host (path, peer or cloud limits)",
+        explanation: "TCP retransmitted segments but this host dropped nothing that explains it: the loss happened in the network path (congestion, link errors), on the peer, or at a provider limit such as the instance's bandwidth, packets-per-second or connection-count caps, security groups or NACLs.",
+        signals: &["TCP retransmissions (events or Tcp.RetransSegs) without matching local drops"],
+        reasons: &[],
+        checks: &["sar -n DEV 2 (rxpck/s, txpck/s, rxkB/s, txkB/s vs the instance type's limits)", "mtr -rwc 100 PEER; traceroute PEER", "ss -ti dst PEER (retrans, rtt)", "tcpdump -i DEV -nn host PEER (retransmissions, SYN without SYN-ACK)"],
+        remediation: &["If the instance's bandwidth/pps/connection limits are reached, upgrade the instance or reduce traffic; otherwise check the path (mtr), security groups/NACLs, load balancer timeouts and the peer, and open a ticket with the provider with the mtr/tcpdump evidence."],
+        verify: &["ss -ti dst PEER (retrans stops growing)", "nstat -az TcpRetransSegs"],
+    },
+    CauseInfo {
+        id: "unclassified",
+        title: "Unclassified drop reason",
+        explanation: "The kernel dropped packets for a reason pktloss does not map to a documented cause. The raw reason and the kernel function that dropped them are kept so the code path can be read.",
+        signals: &["any drop reason not mapped above"],
+        reasons: &[],
+        checks: &["pktloss --stacks (kernel stack of the drop)", "grep the reason in include/net/dropreason-core.h and the function in the kernel source"],
+        remediation: &["Read the kernel function at the drop location and the reason's definition; report unknown frequent reasons to the pktloss maintainers."],
+        verify: &["pktloss diagnose --duration 10s (the reason no longer appears)"],
+    },
+];
+
+/// The cause with this id.
+pub fn info(id: &str) -> Option<&'static CauseInfo> {
+    CAUSES.iter().find(|c| c.id == id)
+}
+
+/// Position of a cause in [`CAUSES`] (for stable tie-breaking).
+pub fn order(id: &str) -> usize {
+    CAUSES.iter().position(|c| c.id == id).unwrap_or(usize::MAX)
+}
+
+fn pattern_matches(pattern: &str, reason: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => reason.starts_with(prefix),
+        None => pattern == reason,
+    }
+}
+
+/// Whether a reason is not packet loss (socket teardown, queue purge).
+pub fn is_benign(reason: &str) -> bool {
+    BENIGN_REASONS.contains(&reason)
+}
+
+/// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
+/// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
+pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
+    if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP") || is_benign(reason) {
+        return None;
+    }
+    CAUSES
+        .iter()
+        .find(|c| c.reasons.iter().any(|p| !p.ends_with('*') && *p == reason))
+        .or_else(|| CAUSES.iter().find(|c| c.reasons.iter().any(|p| pattern_matches(p, reason))))
+        .map(|c| c.id)
+}
+
+/// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.
+pub fn cause_for_location(symbol: &str) -> Option<&'static str> {
+    let func = symbol.split('+').next().unwrap_or(symbol);
+    LOCATION_HINTS.iter().find(|(p, _)| func.starts_with(p)).map(|(_, c)| *c)
+}

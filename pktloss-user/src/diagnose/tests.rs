@@ -1,0 +1,731 @@
+//! Classification tests: one per cause from constructed summaries and counter deltas (the
+//! VM-impossible ones from fixtures shaped like real /proc and ip/ethtool output), idle baseline,
+//! ranking, reconciliation and rendering.
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{
+    counters::{self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats, SoftnetCpu, UdpSocket, parse},
+    model::{FlowCount, LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
+};
+
+const HOST: u32 = 4026531840;
+const NSA: u32 = 4026532291;
+
+macro_rules! fx {
+    ($name:literal) => {
+        include_str!(concat!("../counters/fixtures/", $name))
+    };
+}
+
+fn summary(reasons: &[(&str, u64)]) -> Summary {
+    Summary {
+        total_drops: reasons.iter().map(|r| r.1).sum(),
+        reasons: reasons.iter().map(|(r, c)| ReasonCount { reason: (*r).into(), count: *c, ..Default::default() }).collect(),
+        ..Default::default()
+    }
+}
+
+fn flow(reason: &str, proto: &str, dst: &str, dport: u16, netns: u32, count: u64) -> FlowCount {
+    FlowCount {
+        proto: proto.into(),
+        family: 4,
+        src: "10.99.0.2".into(),
+        sport: 40000,
+        dst: dst.into(),
+        dport,
+        netns,
+        reason: reason.into(),
+        count,
+        ..Default::default()
+    }
+}
+
+fn host_delta() -> NetnsDelta {
+    NetnsDelta {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        seconds: 10.0,
+        softnet: vec![SoftnetCpu { cpu: 0, processed: 500, ..Default::default() }, SoftnetCpu { cpu: 1, processed: 480, ..Default::default() }],
+        sysctls: [
+            ("net.core.somaxconn", "4096"),
+            ("net.core.rmem_max", "212992"),
+            ("net.core.rmem_default", "212992"),
+            ("net.core.wmem_max", "212992"),
+            ("net.core.wmem_default", "212992"),
+            ("net.core.netdev_max_backlog", "1000"),
+            ("net.core.netdev_budget", "300"),
+            ("net.core.netdev_budget_usecs", "2000"),
+            ("net.ipv4.tcp_max_syn_backlog", "512"),
+            ("net.ipv4.tcp_syncookies", "1"),
+            ("net.ipv4.tcp_mem", "18486 24648 36972"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect(),
+        ..Default::default()
+    }
+}
+
+fn ns_delta(counters: &[(&str, i64)]) -> NetnsDelta {
+    let mut d = NetnsDelta { netns: NSA, label: "pktl-a".into(), seconds: 10.0, ..Default::default() };
+    for (k, v) in counters {
+        if k.starts_with("TcpExt.") || k.starts_with("IpExt.") {
+            d.netstat.insert((*k).into(), *v);
+        } else {
+            d.snmp.insert((*k).into(), *v);
+        }
+    }
+    d.sysctls.insert("net.core.somaxconn".into(), "4096".into());
+    d
+}
+
+fn checks(f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
+    let mut c = ConfigChecks { netns: NSA, label: "pktl-a".into(), ..Default::default() };
+    f(&mut c);
+    c
+}
+
+fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause> {
+    classify(&DiagnosisInput { summary: s, deltas, checks })
+}
+
+fn top<'a>(causes: &'a [Cause], id: &str) -> &'a Cause {
+    assert!(!causes.is_empty(), "no cause, expected {id}");
+    assert_eq!(causes[0].id, id, "top cause: {:#?}", causes);
+    &causes[0]
+}
+
+fn has(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn taxonomy_has_exactly_the_issue_ids() {
+    let ids: Vec<&str> = taxonomy::CAUSES.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "no-listener", "firewall-drop", "conntrack-table-full", "rp-filter", "udp-rcvbuf-full", "udp-sndbuf-full",
+            "tcp-accept-queue-full", "tcp-syn-queue-full", "tcp-backlog-overflow", "socket-memory-pressure",
+            "softnet-backlog-full", "softirq-budget-exhausted", "nic-ring-full", "nic-fifo-overrun", "checksum-error",
+            "qdisc-drop", "routing", "neighbor-failure", "mtu-fragmentation", "tcp-protocol", "bpf-or-tc-program",
+            "memory-pressure", "interface-down", "external-loss", "unclassified"
+        ]
+    );
+    for c in taxonomy::CAUSES {
+        assert!(!c.title.is_empty() && c.explanation.len() > 80, "{}", c.id);
+        assert!(!c.signals.is_empty() && !c.checks.is_empty() && !c.remediation.is_empty() && !c.verify.is_empty(), "{}", c.id);
+    }
+}
+
+#[test]
+fn reason_mapping() {
+    use taxonomy::cause_for_reason as m;
+    assert_eq!(m("NO_SOCKET"), Some("no-listener"));
+    assert_eq!(m("TCP_LISTEN_OVERFLOW"), Some("tcp-accept-queue-full"));
+    assert_eq!(m("TCP_OFO_QUEUE_PRUNE"), Some("socket-memory-pressure"));
+    assert_eq!(m("TCP_CSUM"), Some("checksum-error"));
+    assert_eq!(m("TCP_ZEROWINDOW"), Some("tcp-protocol"));
+    assert_eq!(m("FRAG_REASM_TIMEOUT"), Some("mtu-fragmentation"));
+    assert_eq!(m("QDISC_OVERLIMIT"), Some("qdisc-drop"));
+    assert_eq!(m("NEIGH_QUEUEFULL"), Some("neighbor-failure"));
+    assert_eq!(m("TC_INGRESS"), Some("bpf-or-tc-program"));
+    assert_eq!(m("SOCKET_RCVBUFF"), None);
+    assert_eq!(m("SOCKET_CLOSE"), None);
+    assert_eq!(m("SOMETHING_NEW"), None);
+    assert_eq!(taxonomy::cause_for_location("enqueue_to_backlog+0x1a2"), Some("softnet-backlog-full"));
+    assert_eq!(taxonomy::cause_for_location("tcp_v4_rcv+0x10"), Some("tcp-protocol"));
+}
+
+#[test]
+fn idle_baseline_gives_no_cause() {
+    // Counters that move on a healthy idle host: segments, ACK bookkeeping, one time_squeeze.
+    let mut h = host_delta();
+    h.softnet[0].time_squeeze = 1;
+    h.snmp.insert("Tcp.InSegs".into(), 40);
+    h.snmp.insert("Tcp.OutSegs".into(), 38);
+    h.snmp.insert("Ip.InReceives".into(), 45);
+    h.netstat.insert("TcpExt.TCPHPAcks".into(), 12);
+    h.netstat.insert("TcpExt.DelayedACKs".into(), 3);
+    h.netstat.insert("TcpExt.TCPOFODrop".into(), 1);
+    h.netstat.insert("TcpExt.ListenDrops".into(), 0);
+    h.devices.push(DeviceStats { name: "ifb0".into(), operstate: "DOWN".into(), ..Default::default() });
+    h.devices.push(DeviceStats { name: "eth0".into(), up: true, lower_up: true, rx_packets: 40, ..Default::default() });
+    h.qdiscs.push(QdiscStats { dev: "eth0".into(), kind: "pfifo_fast".into(), parent: "root".into(), packets: 38, ..Default::default() });
+    h.conntrack = Some(ConntrackStats { count: Some(12), max: Some(262144), stats: BTreeMap::new() });
+    // Configuration that looks alarming but drops nothing: FAILED neighbour, policy drop chain.
+    let c = ConfigChecks {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        failed_neighbors: vec!["fd00::1 dev eth0 FAILED".into()],
+        drop_chains: vec![FirewallChain { backend: "nft".into(), hook: "input".into(), policy: "drop".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    let mut s = summary(&[]);
+    s.retransmits.total = 2;
+    let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[h], checks: &[c] });
+    assert!(d.causes.is_empty(), "{:#?}", d.causes);
+    assert!(d.reconciliation.is_empty());
+    assert!(render_text(&d.causes).contains("No cause"));
+    // Socket teardown alone is not loss either.
+    let s = summary(&[("SOCKET_CLOSE", 3), ("TCP_CLOSE", 2)]);
+    let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
+    assert!(d.causes.is_empty());
+    assert!(has(&d.reconciliation, "5 socket teardown"));
+    // And no input at all.
+    assert!(run(&Summary::default(), &[], &[]).is_empty());
+}
+
+#[test]
+fn no_listener() {
+    let mut s = summary(&[("NO_SOCKET", 30)]);
+    s.flows.push(flow("NO_SOCKET", "udp", "10.99.0.1", 9000, NSA, 20));
+    s.flows.push(flow("NO_SOCKET", "tcp", "10.99.0.1", 8080, NSA, 10));
+    s.locations.push(LocationCount { symbol: "__udp4_lib_rcv+0x7a1".into(), reason: "NO_SOCKET".into(), count: 20, ..Default::default() });
+    let d = ns_delta(&[("Udp.NoPorts", 20)]);
+    let c = checks(|c| c.listeners.push(Listener { addr: "127.0.0.1".into(), port: 8080, backlog: 128, ..Default::default() }));
+    let causes = run(&s, &[host_delta(), d], &[c]);
+    let c = top(&causes, "no-listener");
+    assert_eq!(c.drops, 30);
+    assert_eq!(c.netns, [NSA]);
+    assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Udp.NoPorts +20"), "{:#?}", c.evidence);
+    assert!(has(&c.evidence, "__udp4_lib_rcv"));
+    assert!(has(&c.evidence, "nothing listens on udp port 9000"));
+    assert!(has(&c.advice, "bind it to 0.0.0.0"), "{:#?}", c.advice);
+}
+
+#[test]
+fn firewall_drop_with_rules() {
+    let texts = parse::nft_rule_texts(fx!("nft_ruleset.txt"));
+    let (chains, mut rules) = parse::nft_json(fx!("nft_ruleset.json"), &texts);
+    for r in &mut rules {
+        r.packets_delta = Some(if r.rule.contains("9999") { 20 } else { 0 });
+    }
+    let mut s = summary(&[("NETFILTER_DROP", 25)]);
+    s.flows.push(flow("NETFILTER_DROP", "udp", "10.99.0.1", 9999, NSA, 20));
+    s.flows.push(flow("NETFILTER_DROP", "tcp", "10.99.0.1", 8000, NSA, 5));
+    s.locations.push(LocationCount { symbol: "nf_hook_slow+0xd4".into(), reason: "NETFILTER_DROP".into(), count: 25, ..Default::default() });
+    let c = checks(|c| {
+        c.drop_chains = chains;
+        c.drop_rules = rules;
+    });
+    let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
+    let c = top(&causes, "firewall-drop");
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (25, 25, 20));
+    assert!(has(&c.evidence, "rule `udp dport 9999 counter packets 20 bytes 2560 drop`"), "{:#?}", c.evidence);
+    assert!(has(&c.evidence, "matched 20 packets"));
+    assert!(has(&c.evidence, "nft chain inet filter input has policy drop"));
+    assert!(has(&c.advice, "ip netns exec pktl-a nft delete rule inet filter input handle 4"), "{:#?}", c.advice);
+    assert!(has(&c.advice, "nft insert rule inet filter input tcp dport 8000 accept"));
+    assert!(has(&c.evidence, "reconcile:"));
+}
+
+#[test]
+fn firewall_drop_iptables_policy() {
+    let mut chains = vec![FirewallChain {
+        backend: "iptables".into(),
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "INPUT".into(),
+        hook: "input".into(),
+        policy: "drop".into(),
+        packets: Some(7),
+        bytes: Some(700),
+    }];
+    chains[0].packets = Some(7);
+    let c = ConfigChecks { netns: HOST, label: "host".into(), is_self: true, drop_chains: chains, ..Default::default() };
+    let mut s = summary(&[("NETFILTER_DROP", 7)]);
+    s.flows.push(flow("NETFILTER_DROP", "tcp", "10.0.0.5", 5432, HOST, 7));
+    let causes = run(&s, &[host_delta()], &[c]);
+    let c = top(&causes, "firewall-drop");
+    assert!(has(&c.advice, "iptables -I INPUT -p tcp --dport 5432 -j ACCEPT"), "{:#?}", c.advice);
+    assert!(has(&c.advice, "iptables -P INPUT ACCEPT"));
+    assert!(has(&c.evidence, "7 packets fell through to the policy"));
+}
+
+#[test]
+fn conntrack_table_full() {
+    let mut d = ns_delta(&[]);
+    d.conntrack = Some(ConntrackStats {
+        count: Some(65530),
+        max: Some(65536),
+        stats: [("drop".to_owned(), 40), ("early_drop".to_owned(), 3)].into(),
+    });
+    let s = summary(&[("NETFILTER_DROP", 40)]);
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, "conntrack-table-full");
+    assert_eq!(c.drops, 40);
+    assert!(has(&c.evidence, "conntrack count 65530 of max 65536"));
+    assert!(has(&c.advice, "nf_conntrack_max=131072"), "{:#?}", c.advice);
+    assert!(causes.iter().all(|c| c.id != "firewall-drop"), "the NETFILTER_DROPs are conntrack's");
+}
+
+#[test]
+fn rp_filter() {
+    let mut s = summary(&[("IP_RPFILTER", 12)]);
+    let mut f = flow("IP_RPFILTER", "udp", "10.99.0.1", 5000, NSA, 12);
+    f.device = "pktl-v0".into();
+    s.flows.push(f);
+    let d = ns_delta(&[("TcpExt.IPReversePathFilter", 12)]);
+    let c = checks(|c| {
+        c.rp_filter = [("all".to_owned(), 1), ("default".to_owned(), 1), ("pktl-v0".to_owned(), 1), ("lo".to_owned(), 0)].into();
+    });
+    let causes = run(&s, &[host_delta(), d], &[c]);
+    let c = top(&causes, "rp-filter");
+    assert_eq!(c.drops, 12);
+    assert!(has(&c.evidence, "rp_filter: all=1 default=1 pktl-v0=1"), "{:#?}", c.evidence);
+    assert!(has(&c.advice, "net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.pktl-v0.rp_filter=2"), "{:#?}", c.advice);
+    assert!(has(&c.evidence, "match the counters exactly"));
+}
+
+#[test]
+fn udp_rcvbuf_full() {
+    let mut s = summary(&[("SOCKET_RCVBUFF", 199)]);
+    let mut f = flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 199);
+    f.process = "python3[11082]".into();
+    s.flows.push(f);
+    let mut socks = parse::ss_udp(fx!("ss_uamn.txt"));
+    socks[0].drops_delta = Some(199);
+    socks[1].drops_delta = Some(0);
+    let c = checks(|c| c.udp_sockets = socks);
+    let d = ns_delta(&[("Udp.RcvbufErrors", 199), ("Udp.InErrors", 199)]);
+    let causes = run(&s, &[host_delta(), d], &[c]);
+    let c = top(&causes, "udp-rcvbuf-full");
+    assert_eq!(c.drops, 199);
+    assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Udp.RcvbufErrors +199"));
+    assert!(has(&c.evidence, "udp socket 0.0.0.0:5000 owned by python3[11082]: 199 drops"), "{:#?}", c.evidence);
+    assert!(has(&c.evidence, "SO_RCVBUF (skmem rb) 2304"));
+    assert!(has(&c.evidence, "net.core.rmem_max = 212992 (host-wide)"));
+    assert!(has(&c.advice, "setsockopt(SO_RCVBUF)"), "{:#?}", c.advice);
+    assert!(has(&c.advice, "rmem_max"));
+}
+
+#[test]
+fn udp_rcvbuf_counters_only_and_tcp_rcvbuff_split() {
+    // Counters only (e.g. detail budget exhausted, or a kernel without the reason).
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp6.RcvbufErrors", 50)])], &[]);
+    assert_eq!(top(&causes, "udp-rcvbuf-full").drops, 50);
+    // SOCKET_RCVBUFF on TCP flows => socket memory.
+    let mut s = summary(&[("SOCKET_RCVBUFF", 30)]);
+    s.flows.push(flow("SOCKET_RCVBUFF", "tcp", "10.0.0.1", 443, NSA, 30));
+    let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.TCPRcvQDrop", 30)])], &[]);
+    let c = top(&causes, "socket-memory-pressure");
+    assert_eq!(c.drops, 30);
+    assert!(has(&c.evidence, "net.ipv4.tcp_mem = 18486 24648 36972 (host-wide)"), "{:#?}", c.evidence);
+}
+
+#[test]
+fn udp_sndbuf_full() {
+    let mut socks = parse::ss_udp(fx!("ss_uamn.txt"));
+    socks[0].sndbuf = Some(4608);
+    socks[0].tx_queue = 4096;
+    let c = checks(|c| c.udp_sockets = socks);
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp.SndbufErrors", 43)])], &[c]);
+    let c = top(&causes, "udp-sndbuf-full");
+    assert_eq!((c.drops, c.event_drops), (43, 0));
+    assert!(has(&c.evidence, "none traced as drop events"));
+    assert!(has(&c.advice, "net.core.wmem_max"), "{:#?}", c.advice);
+    assert!(has(&c.advice, "setsockopt(SO_SNDBUF)"));
+}
+
+#[test]
+fn tcp_accept_queue_full_from_counters_alone() {
+    let mut ls = parse::ss_listeners(fx!("ss_ltn.txt"));
+    ls[0].drops_delta = Some(8);
+    ls[1].drops_delta = Some(0);
+    let c = checks(|c| c.listeners = ls);
+    let mut s = summary(&[]);
+    // SYN retransmissions caused by the overflow must not become external-loss.
+    s.retransmits = Retransmits {
+        total: 8,
+        flows: vec![RetransCount { src: "127.0.0.1".into(), sport: 1, dst: "127.0.0.1".into(), dport: 8080, netns: NSA, count: 8 }],
+    };
+    let d = ns_delta(&[("TcpExt.ListenOverflows", 8), ("TcpExt.ListenDrops", 8), ("Tcp.RetransSegs", 8)]);
+    let causes = run(&s, &[host_delta(), d], &[c]);
+    let c = top(&causes, "tcp-accept-queue-full");
+    assert_eq!(c.drops, 8);
+    assert_eq!(causes.len(), 1, "{causes:#?}");
+    assert!(has(&c.evidence, "listener 127.0.0.1:8080 (python3[11082]): backlog 1 (somaxconn 4096), accept queue 2/1, 8 listen drops"), "{:#?}", c.evidence);
+    assert!(has(&c.advice, "listener 127.0.0.1:8080 backlog 1 (somaxconn 4096): raise the backlog"), "{:#?}", c.advice);
+    assert!(has(&c.evidence, "consume_skb"));
+}
+
+#[test]
+fn tcp_syn_queue_full() {
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPReqQFullDrop", 100), ("TcpExt.TCPReqQFullDoCookies", 5)])], &[]);
+    let c = top(&causes, "tcp-syn-queue-full");
+    assert_eq!(c.drops, 100);
+    assert!(has(&c.evidence, "net.ipv4.tcp_max_syn_backlog = 512 (host-wide)"), "{:#?}", c.evidence);
+    assert!(has(&c.advice, "tcp_max_syn_backlog=4096"));
+}
+
+#[test]
+fn tcp_backlog_overflow() {
+    let s = summary(&[("SOCKET_BACKLOG", 9)]);
+    let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.TCPBacklogDrop", 9)])], &[]);
+    let c = top(&causes, "tcp-backlog-overflow");
+    assert_eq!(c.drops, 9);
+    assert!(has(&c.advice, "tcp_rmem"));
+}
+
+#[test]
+fn socket_memory_pressure() {
+    let s = summary(&[("PROTO_MEM", 4)]);
+    let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.RcvPruned", 10), ("TcpExt.PruneCalled", 30)])], &[]);
+    let c = top(&causes, "socket-memory-pressure");
+    assert_eq!(c.drops, 10);
+    assert!(has(&c.evidence, "TcpExt.PruneCalled +30"));
+}
+
+#[test]
+fn softnet_backlog_full() {
+    let mut h = host_delta();
+    h.softnet[1].dropped = 77;
+    let s = summary(&[("CPU_BACKLOG", 70)]);
+    let c = ConfigChecks {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        rps: vec![counters::RpsQueue { dev: "eth0".into(), queue: "rx-0".into(), mask: "0".into() }],
+        ..Default::default()
+    };
+    let causes = run(&s, &[h], &[c]);
+    let c = top(&causes, "softnet-backlog-full");
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (77, 70, 77));
+    assert!(has(&c.evidence, "[host-wide softnet_stat] dropped +77 (cpu1 +77)"));
+    assert!(has(&c.evidence, "net.core.netdev_max_backlog = 1000"));
+    assert!(has(&c.evidence, "RPS disabled (rps_cpus 0) on eth0"));
+    assert!(has(&c.advice, "netdev_max_backlog=4096"));
+    assert!(has(&c.advice, "RPS is not enabled"));
+}
+
+#[test]
+fn softirq_budget_exhausted_threshold() {
+    let mut h = host_delta();
+    h.softnet[0].time_squeeze = 9;
+    assert!(run(&summary(&[]), &[h.clone()], &[]).is_empty(), "below MIN_TIME_SQUEEZE");
+    h.softnet[0].time_squeeze = 40;
+    h.softnet[0].processed = 9000;
+    h.softnet[1].processed = 100;
+    let causes = run(&summary(&[]), &[h], &[]);
+    let c = top(&causes, "softirq-budget-exhausted");
+    assert_eq!(c.drops, 0);
+    assert!(has(&c.evidence, "time_squeeze +40"));
+    assert!(has(&c.evidence, "uneven load: cpu0 processed 99%"), "{:#?}", c.evidence);
+    assert!(has(&c.advice, "netdev_budget=600"));
+}
+
+/// Device snapshots from fixtures shaped like a real NIC (ip -s -s -j link, ethtool -S ixgbe):
+/// "before" has the error counters lower than "after".
+fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
+    let mut after_dev = parse::ip_link_json(fx!("ip_link_nic_errors.json")).remove(0);
+    after_dev.ethtool = parse::ethtool_stats(fx!("ethtool_S_ixgbe.txt"));
+    let mut before_dev = after_dev.clone();
+    before_dev.rx_missed_errors -= 1000;
+    before_dev.rx_fifo_errors -= 50;
+    before_dev.rx_over_errors -= 50;
+    before_dev.rx_crc_errors -= 7;
+    before_dev.carrier_changes -= 0;
+    for (k, v) in before_dev.ethtool.iter_mut() {
+        match k.as_str() {
+            "rx_missed_errors" => *v -= 1000,
+            "rx_fifo_errors" | "rx_over_errors" => *v -= 50,
+            "rx_crc_errors" => *v -= 7,
+            _ => {}
+        }
+    }
+    let snap = |d: DeviceStats, t: f64| NetnsSnapshot {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        taken_at: t,
+        devices: vec![d],
+        ..Default::default()
+    };
+    let mut d = counters::delta(&snap(before_dev, 0.0), &snap(after_dev, 10.0));
+    d.sysctls = host_delta().sysctls;
+    let c = ConfigChecks {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        rings: vec![parse::ethtool_ring("enp3s0f0", fx!("ethtool_g_eth0.txt").replacen("RX:\t\t256", "RX:\t\t4096", 1).as_str()).expect("ring")],
+        ..Default::default()
+    };
+    let mut c = c;
+    c.rings[0].dev = "enp3s0f0".into();
+    (d, c)
+}
+
+#[test]
+fn nic_ring_full_fifo_and_crc_from_fixtures() {
+    let (d, c) = nic_deltas();
+    let dev = &d.devices[0];
+    assert_eq!((dev.rx_missed_errors, dev.rx_fifo_errors, dev.rx_crc_errors), (1000, 50, 7));
+    let causes = run(&summary(&[]), &[d], &[c]);
+    let ids: Vec<&str> = causes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["nic-ring-full", "nic-fifo-overrun", "checksum-error"], "{causes:#?}");
+    let ring = &causes[0];
+    assert_eq!(ring.drops, 1000);
+    assert!(has(&ring.evidence, "[netns host (4026531840)] dev enp3s0f0 rx_missed_errors +1000"), "{:#?}", ring.evidence);
+    assert!(has(&ring.evidence, "RX ring 256 of maximum 4096"), "{:#?}", ring.evidence);
+    assert!(has(&ring.advice, "ethtool -G enp3s0f0 rx 4096"), "{:#?}", ring.advice);
+    assert!(has(&ring.evidence, "the NIC drops these frames before an skb exists"));
+    assert_eq!(causes[1].drops, 50);
+    assert!(has(&causes[1].evidence, "rx_fifo_errors +50"));
+    assert_eq!(causes[2].drops, 7);
+    assert!(has(&causes[2].advice, "cable"));
+}
+
+#[test]
+fn memory_pressure_from_netstat_fixture_and_events() {
+    // Real /proc/net/netstat, with PFMemallocDrop raised in "after".
+    let before = parse::proc_pairs(fx!("netstat.txt"));
+    let mut after = before.clone();
+    *after.get_mut("TcpExt.PFMemallocDrop").expect("key exists on 6.18") += 25;
+    let snap = |n: BTreeMap<String, i64>| NetnsSnapshot { netns: HOST, label: "host".into(), is_self: true, netstat: n, ..Default::default() };
+    let d = counters::delta(&snap(before), &snap(after));
+    assert_eq!(d.netstat.len(), 1);
+    let s = summary(&[("NOMEM", 5)]);
+    let causes = run(&s, &[d], &[]);
+    let c = top(&causes, "memory-pressure");
+    assert_eq!(c.drops, 25);
+    assert!(has(&c.evidence, "TcpExt.PFMemallocDrop +25"));
+    assert!(has(&c.evidence, "events: 5 drops with reason NOMEM"));
+    // Driver allocation failures (ethtool) alone.
+    let mut dev = DeviceStats { name: "enp3s0f0".into(), ..Default::default() };
+    dev.ethtool.insert("alloc_rx_buff_failed".into(), 9);
+    let mut h = host_delta();
+    h.devices.push(dev);
+    let causes = run(&summary(&[]), &[h], &[]);
+    assert_eq!(top(&causes, "memory-pressure").drops, 9);
+}
+
+#[test]
+fn checksum_error_from_counters() {
+    let causes = run(&summary(&[("UDP_CSUM", 3)]), &[host_delta(), ns_delta(&[("Udp.InCsumErrors", 3), ("Udp.InErrors", 3)])], &[]);
+    let c = top(&causes, "checksum-error");
+    assert_eq!(c.drops, 3);
+    assert!(has(&c.evidence, "Udp.InCsumErrors +3"));
+}
+
+#[test]
+fn qdisc_drop() {
+    let mut d = ns_delta(&[]);
+    d.qdiscs = parse::tc_qdisc_json(fx!("tc_qdisc.json"));
+    d.devices = parse::ip_link_json(fx!("ip_link.json"));
+    let mut s = summary(&[("QDISC_DROP", 43)]);
+    s.flows.push(flow("QDISC_DROP", "udp", "10.99.0.2", 5000, NSA, 43));
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, "qdisc-drop");
+    assert_eq!(c.drops, 43);
+    assert!(has(&c.evidence, "qdisc tbf 8001: on dev pktl-v0: dropped +43, overlimits +59"), "{:#?}", c.evidence);
+    assert!(has(&c.evidence, "txqueuelen 1000"));
+    assert!(has(&c.advice, "tbf qdisc on pktl-v0 shapes traffic"), "{:#?}", c.advice);
+    // A plain FIFO gets the txqueuelen advice.
+    let mut d = ns_delta(&[]);
+    d.qdiscs.push(QdiscStats { dev: "eth1".into(), kind: "pfifo_fast".into(), parent: "root".into(), drops: 5, ..Default::default() });
+    let causes = run(&summary(&[]), &[host_delta(), d], &[]);
+    assert!(has(&top(&causes, "qdisc-drop").advice, "ip netns exec pktl-a ip link set dev eth1 txqueuelen 10000"));
+}
+
+#[test]
+fn routing_blackhole() {
+    let mut s = summary(&[("IP_OUTNOROUTES", 6)]);
+    s.flows.push(flow("IP_OUTNOROUTES", "udp", "10.200.0.5", 53, NSA, 6));
+    let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
+    let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.OutNoRoutes", 6)])], &[c]);
+    let c = top(&causes, "routing");
+    assert_eq!(c.drops, 6);
+    assert!(has(&c.evidence, "blackhole route 10.200.0.0/24 (table main) matches dropped destination 10.200.0.5"), "{:#?}", c.evidence);
+    assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"));
+    assert!(has(&c.advice, "ip route get 10.200.0.5"));
+    assert!(in_prefix("2001:db8::1", "2001:db8::/64") && !in_prefix("10.1.0.1", "10.200.0.0/24"));
+}
+
+#[test]
+fn neighbor_failure() {
+    let mut s = summary(&[("NEIGH_FAILED", 4)]);
+    s.flows.push(flow("NEIGH_FAILED", "udp", "10.99.0.9", 5000, NSA, 4));
+    let c = checks(|c| c.failed_neighbors = vec!["10.99.0.9 dev pktl-v0 FAILED".into()]);
+    let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
+    let c = top(&causes, "neighbor-failure");
+    assert_eq!(c.drops, 4);
+    assert!(has(&c.evidence, "[netns pktl-a (4026532291)] neighbour 10.99.0.9 dev pktl-v0 FAILED"));
+    assert!(has(&c.advice, "arping -I pktl-v0 10.99.0.9"));
+    // Host-wide unresolved discards alone.
+    let mut h = host_delta();
+    h.neigh.insert("arp.unresolved_discards".into(), 3);
+    assert_eq!(top(&run(&summary(&[]), &[h], &[]), "neighbor-failure").drops, 3);
+}
+
+#[test]
+fn mtu_fragmentation() {
+    let s = summary(&[("PKT_TOO_BIG", 2), ("FRAG_REASM_TIMEOUT", 3)]);
+    let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.ReasmFails", 3)])], &[]);
+    let c = top(&causes, "mtu-fragmentation");
+    assert_eq!(c.drops, 5);
+}
+
+#[test]
+fn tcp_protocol_events_and_threshold() {
+    let causes = run(&summary(&[("TCP_OLD_DATA", 3), ("TCP_RFC7323_PAWS", 2)]), &[host_delta()], &[]);
+    assert_eq!(top(&causes, "tcp-protocol").drops, 5);
+    // Counters only: a handful is normal.
+    assert!(run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 3)])], &[]).is_empty());
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 30)])], &[]);
+    assert_eq!(top(&causes, "tcp-protocol").drops, 30);
+}
+
+#[test]
+fn bpf_or_tc_program() {
+    let mut d = ns_delta(&[]);
+    d.devices.push(DeviceStats { name: "eth0".into(), xdp: Some("mode 1 prog id 42".into()), up: true, lower_up: true, ..Default::default() });
+    d.qdiscs.push(QdiscStats { dev: "eth0".into(), kind: "clsact".into(), parent: "ffff:fff1".into(), ..Default::default() });
+    let causes = run(&summary(&[("XDP", 11), ("TC_INGRESS", 4)]), &[host_delta(), d], &[]);
+    let c = top(&causes, "bpf-or-tc-program");
+    assert_eq!(c.drops, 15);
+    assert!(has(&c.evidence, "dev eth0 has an XDP program attached (mode 1 prog id 42)"));
+    assert!(has(&c.advice, "tc filter show dev eth0 ingress"));
+}
+
+#[test]
+fn interface_down() {
+    let mut s = summary(&[("DEV_READY", 6)]);
+    let mut f = flow("DEV_READY", "udp", "10.99.0.2", 5000, NSA, 6);
+    f.device = "pktl-v0".into();
+    s.flows.push(f);
+    let mut d = ns_delta(&[]);
+    d.devices.push(DeviceStats { name: "pktl-v0".into(), operstate: "LOWERLAYERDOWN".into(), up: true, lower_up: false, carrier_changes: 1, ..Default::default() });
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, "interface-down");
+    assert_eq!(c.drops, 6);
+    assert!(has(&c.evidence, "carrier_changes +1"));
+    assert!(has(&c.advice, "pktl-v0 has no carrier"), "{:#?}", c.advice);
+}
+
+#[test]
+fn external_loss_only_without_local_drops() {
+    let mut s = summary(&[]);
+    s.retransmits = Retransmits {
+        total: 40,
+        flows: vec![RetransCount { src: "10.0.0.2".into(), sport: 5555, dst: "203.0.113.9".into(), dport: 443, netns: HOST, count: 40 }],
+    };
+    let mut h = host_delta();
+    h.snmp.insert("Tcp.RetransSegs".into(), 40);
+    let causes = run(&s, &[h.clone()], &[]);
+    let c = top(&causes, "external-loss");
+    assert_eq!(c.drops, 40);
+    assert!(has(&c.advice, "mtr -rwc 100 203.0.113.9"));
+    assert!(has(&c.evidence, "Tcp.RetransSegs +40"));
+    // The same retransmissions explained by local drops on the flow: no external loss.
+    s.reasons.push(ReasonCount { reason: "QDISC_DROP".into(), count: 40, ..Default::default() });
+    let mut f = flow("QDISC_DROP", "tcp", "203.0.113.9", 443, HOST, 40);
+    f.src = "10.0.0.2".into();
+    f.sport = 5555;
+    s.flows.push(f);
+    let causes = run(&s, &[h], &[]);
+    assert!(causes.iter().all(|c| c.id != "external-loss"), "{causes:#?}");
+}
+
+#[test]
+fn unclassified_keeps_reason_and_location() {
+    let mut s = summary(&[("SOMETHING_NEW", 5), ("NOT_SPECIFIED", 4)]);
+    s.locations.push(LocationCount { symbol: "mystery_func+0x42".into(), reason: "SOMETHING_NEW".into(), count: 5, ..Default::default() });
+    s.locations.push(LocationCount { symbol: "enqueue_to_backlog+0x1a2".into(), reason: "NOT_SPECIFIED".into(), count: 3, ..Default::default() });
+    s.locations.push(LocationCount { symbol: "other+0x1".into(), reason: "NOT_SPECIFIED".into(), count: 1, ..Default::default() });
+    s.samples.push(Sample { reason: "SOMETHING_NEW".into(), comm: "curl".into(), pid: 99, ..Default::default() });
+    let causes = run(&s, &[host_delta()], &[]);
+    let u = causes.iter().find(|c| c.id == "unclassified").expect("unclassified");
+    assert_eq!(u.drops, 6);
+    assert!(has(&u.evidence, "events: 5 drops with reason SOMETHING_NEW at mystery_func+0x42"), "{:#?}", u.evidence);
+    assert!(has(&u.evidence, "events: 1 drops with reason NOT_SPECIFIED at other+0x1"));
+    assert!(has(&u.evidence, "curl[99]"));
+    let b = causes.iter().find(|c| c.id == "softnet-backlog-full").expect("by location");
+    assert_eq!(b.drops, 3);
+}
+
+#[test]
+fn ranking_by_drops_and_reconciliation() {
+    let mut s = summary(&[("NO_SOCKET", 5), ("SOCKET_RCVBUFF", 100), ("SOCKET_CLOSE", 2)]);
+    s.flows.push(flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 100));
+    let d = ns_delta(&[("Udp.RcvbufErrors", 150), ("Udp.SndbufErrors", 20)]);
+    let dg = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta(), d], checks: &[] });
+    let ids: Vec<&str> = dg.causes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["udp-rcvbuf-full", "udp-sndbuf-full", "no-listener"]);
+    assert_eq!(dg.causes[0].drops, 150);
+    assert!(has(&dg.reconciliation, "udp-rcvbuf-full: counters show 150 drops, events 100: 50 not seen as events"), "{:#?}", dg.reconciliation);
+    assert!(has(&dg.reconciliation, "udp-sndbuf-full: 20 drops counted by the kernel, none traced"));
+    assert!(has(&dg.reconciliation, "traced drops: 107 in total; 105 assigned to causes; 2 socket teardown"));
+    let md = render_markdown(&dg);
+    assert!(md.contains("## Events vs counters") && md.contains("`udp-rcvbuf-full`"));
+    let txt = render_text(&dg.causes);
+    assert!(txt.starts_with("1. [udp-rcvbuf-full]"));
+    assert!(txt.contains("Evidence:") && txt.contains("Advice:") && txt.contains("$ ss -nump"));
+    // JSON shape.
+    let j = serde_json::to_value(&dg.causes).expect("json");
+    for k in ["id", "title", "drops", "evidence", "advice"] {
+        assert!(j[0].get(k).is_some(), "{k}");
+    }
+    // Events with no namespace counters read at all: still classified, evidence says so.
+    let dg = diagnose(&DiagnosisInput { summary: &s, deltas: &[], checks: &[] });
+    assert_eq!(dg.causes[0].id, "udp-rcvbuf-full");
+}
+
+#[test]
+fn no_baseline_namespace_counts_nothing() {
+    let mut d = ns_delta(&[("Udp.RcvbufErrors", 1000)]);
+    d.no_baseline = true;
+    d.unavailable.push("counters: no snapshot before the capture".into());
+    let dg = diagnose(&DiagnosisInput { summary: &summary(&[]), deltas: &[host_delta(), d], checks: &[] });
+    assert!(dg.causes.is_empty());
+    assert!(has(&dg.unavailable, "[netns pktl-a (4026532291)] counters: no snapshot"));
+}
+
+#[test]
+fn firewall_rule_counters_alone_select() {
+    let r = FirewallRule {
+        backend: "iptables".into(),
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "INPUT".into(),
+        rule: "-A INPUT -p udp -m udp --dport 7777 -j DROP".into(),
+        verdict: "drop".into(),
+        packets: Some(5),
+        packets_delta: Some(5),
+        ..Default::default()
+    };
+    let c = checks(|c| c.drop_rules.push(r));
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[])], &[c]);
+    let c = top(&causes, "firewall-drop");
+    assert_eq!(c.drops, 5);
+    assert!(has(&c.advice, "ip netns exec pktl-a iptables -t filter -D INPUT -p udp -m udp --dport 7777 -j DROP"), "{:#?}", c.advice);
+}
+
+#[test]
+fn udp_socket_unused_fields_are_fine() {
+    // A UdpSocket from /proc/net/udp (no process, no rb) still renders.
+    let mut u: UdpSocket = parse::proc_net_udp(fx!("udp.txt")).remove(0);
+    u.drops_delta = Some(10);
+    let c = checks(|c| c.udp_sockets.push(u));
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp.RcvbufErrors", 10)])], &[c]);
+    assert!(has(&top(&causes, "udp-rcvbuf-full").evidence, "SO_RCVBUF (skmem rb) ?"));
+}
+
+#[test]
+fn sndbuf_errors_from_qdisc_drops_are_the_qdisc() {
+    // UDP counts a send the local qdisc dropped (ENOBUFS) as SndbufErrors.
+    let mut d = ns_delta(&[("Udp.SndbufErrors", 23), ("Ip.OutDiscards", 23)]);
+    d.qdiscs.push(QdiscStats { dev: "pktl-v0".into(), kind: "tbf".into(), parent: "root".into(), drops: 23, ..Default::default() });
+    let causes = run(&summary(&[]), &[host_delta(), d.clone()], &[]);
+    let ids: Vec<&str> = causes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["qdisc-drop"], "{causes:#?}");
+    assert!(has(&causes[0].evidence, "Udp.SndbufErrors +23: 23 of them are these qdisc drops"));
+    // More SndbufErrors than qdisc drops: the rest is a full send buffer.
+    d.snmp.insert("Udp.SndbufErrors".into(), 64);
+    let causes = run(&summary(&[]), &[host_delta(), d], &[]);
+    let s = causes.iter().find(|c| c.id == "udp-sndbuf-full").expect("sndbuf");
+    assert_eq!(s.drops, 41);
+}

@@ -1,0 +1,155 @@
+//! `pktloss top`: a collector thread (kernel -> aggregate -> classify) feeding the TUI through
+//! a channel, one update a second; the TUI owns the terminal on the main thread.
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+
+use crate::{
+    cli::{Session, TopArgs, gather_before},
+    counters::{self, NetnsDelta, NetnsSnapshot},
+    diagnose::{self, Cause, DiagnosisInput, taxonomy},
+    model::Summary,
+    tui::{self, CauseView, CounterRow, Update},
+};
+
+/// Run the live view until the user quits or a signal arrives; probes are detached on return.
+pub fn top(a: TopArgs) -> Result<()> {
+    // Attach before taking the terminal, so start errors print as one clean line.
+    let session = Session::start(a.trace.options())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let stop2 = Arc::clone(&stop);
+    let refresh = a.refresh;
+    let collector = std::thread::Builder::new()
+        .name("pktloss-collect".into())
+        .spawn(move || collect_loop(session, &tx, &stop2, refresh))?;
+    let res = tui::run(rx, Arc::clone(&stop));
+    stop.store(true, Ordering::Relaxed);
+    // The session (and its programs) is dropped when the collector returns.
+    let _ = collector.join();
+    res
+}
+
+fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBool, refresh: Duration) {
+    let before = gather_before();
+    let base: HashMap<u32, NetnsSnapshot> = before.snapshots.iter().map(|s| (s.netns, s.clone())).collect();
+    let checks = before.checks.clone();
+    let mut deltas: Vec<NetnsDelta> = Vec::new();
+    let mut last_counters: Option<Instant> = None;
+    let mut last_send: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        session.pump(100);
+        if last_send.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            continue;
+        }
+        last_send = Some(Instant::now());
+        let Ok(summary) = session.summary() else { continue };
+        if last_counters.is_none_or(|t| t.elapsed() >= refresh) {
+            last_counters = Some(Instant::now());
+            let inodes: Vec<u32> = base.keys().copied().collect();
+            deltas = counters::snapshot_all(&inodes)
+                .iter()
+                .filter_map(|now| base.get(&now.netns).map(|b| counters::delta(b, now)))
+                .collect();
+        }
+        let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &deltas, checks: &checks });
+        let update = Update { causes: cause_views(&d.causes, &summary), counters: counter_rows(&deltas), summary };
+        if tx.send(update).is_err() {
+            break;
+        }
+    }
+}
+
+/// Map diagnosed causes to the TUI's view, linking each to the drop reasons it explains.
+pub fn cause_views(causes: &[Cause], summary: &Summary) -> Vec<CauseView> {
+    causes
+        .iter()
+        .map(|c| CauseView {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            drops: c.drops,
+            evidence: c.evidence.clone(),
+            advice: c.advice.clone(),
+            reasons: summary
+                .reasons
+                .iter()
+                .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id.as_str()))
+                .map(|r| r.reason.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Drop counters that no event shows: per-device NIC/queue counters and per-CPU softnet.
+pub fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
+    let mut rows = Vec::new();
+    let mut softnet_done = false;
+    for d in deltas {
+        for dev in &d.devices {
+            let scope = format!("{} ({})", dev.name, d.label);
+            for (name, v) in [
+                ("rx_dropped", dev.rx_dropped),
+                ("rx_missed_errors", dev.rx_missed_errors),
+                ("rx_fifo_errors", dev.rx_fifo_errors),
+                ("rx_over_errors", dev.rx_over_errors),
+                ("rx_crc_errors", dev.rx_crc_errors),
+                ("tx_dropped", dev.tx_dropped),
+                ("tx_errors", dev.tx_errors),
+            ] {
+                if v > 0 {
+                    rows.push(CounterRow { scope: scope.clone(), counter: name.to_owned(), total: v });
+                }
+            }
+            for (k, v) in &dev.ethtool {
+                if *v > 0 {
+                    rows.push(CounterRow { scope: scope.clone(), counter: format!("ethtool {k}"), total: *v });
+                }
+            }
+        }
+        for q in &d.qdiscs {
+            if q.drops > 0 {
+                rows.push(CounterRow { scope: format!("{} qdisc {} ({})", q.dev, q.kind, d.label), counter: "drops".into(), total: q.drops });
+            }
+        }
+        if !softnet_done && !d.softnet.is_empty() {
+            softnet_done = true;
+            for c in &d.softnet {
+                if c.dropped > 0 {
+                    rows.push(CounterRow { scope: format!("cpu{}", c.cpu), counter: "softnet dropped".into(), total: c.dropped });
+                }
+                if c.time_squeeze > 0 {
+                    rows.push(CounterRow { scope: format!("cpu{}", c.cpu), counter: "time_squeeze".into(), total: c.time_squeeze });
+                }
+            }
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::{DeviceStats, SoftnetCpu};
+
+    #[test]
+    fn counter_rows_only_nonzero_and_softnet_once() {
+        let d = NetnsDelta {
+            label: "host".into(),
+            devices: vec![DeviceStats { name: "eth0".into(), rx_missed_errors: 7, ..DeviceStats::default() }],
+            softnet: vec![SoftnetCpu { cpu: 1, dropped: 3, ..SoftnetCpu::default() }],
+            ..NetnsDelta::default()
+        };
+        let rows = counter_rows(&[d.clone(), d]);
+        assert_eq!(rows.iter().filter(|r| r.counter == "rx_missed_errors").count(), 2);
+        assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
+        assert_eq!(rows[0].scope, "eth0 (host)");
+    }
+}

@@ -1,0 +1,476 @@
+//! The drill-down overlay (Enter on a row): kernel stacks, sample packets, a cause's evidence
+//! and advice. Pure: [`detail_lines`] builds pre-wrapped lines for a given width.
+use ratatui::{
+    Frame,
+    layout::{Alignment, Rect},
+    style::{Color, Style, Stylize},
+    text::{Line, Span},
+    widgets::{Block, Clear, Paragraph},
+};
+
+use super::{
+    state::{CauseRow, Data, Panel, State, endpoint},
+    view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
+};
+use crate::model::Sample;
+
+/// Sample packets shown per drill-down (newest first).
+const MAX_SAMPLES: usize = 6;
+/// Flows listed in a cause's drill-down.
+const MAX_FLOWS: usize = 5;
+/// Width of the field labels.
+const LABEL_W: usize = 9;
+
+/// Greedy word wrap; words longer than a line are cut.
+fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut len = 0;
+    let mut width = first.max(1);
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let need = if len == 0 {
+                word.len()
+            } else {
+                len + 1 + word.len()
+            };
+            if need <= width {
+                if len > 0 {
+                    line.push(' ');
+                    len += 1;
+                }
+                line.extend(word.iter());
+                len += word.len();
+                break;
+            }
+            if len > 0 {
+                out.push(std::mem::take(&mut line));
+                len = 0;
+                width = rest.max(1);
+                continue;
+            }
+            // A word longer than a whole line.
+            let tail = word.split_off(width.min(word.len()));
+            out.push(word.iter().collect());
+            word = tail;
+            width = rest.max(1);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if len > 0 || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+/// Lines being built for one overlay, wrapped to its width.
+struct Doc {
+    width: usize,
+    lines: Vec<Line<'static>>,
+}
+
+impl Doc {
+    fn blank(&mut self) {
+        self.lines.push(Line::default());
+    }
+
+    fn section(&mut self, title: impl Into<String>) {
+        self.blank();
+        self.lines.push(Line::from(Span::styled(
+            title.into(),
+            Style::new().fg(ACCENT).bold(),
+        )));
+    }
+
+    /// `head` (styled) then `text` wrapped, continuation lines indented by `indent`.
+    fn wrapped(&mut self, head: Span<'static>, text: &str, indent: usize, style: Style) {
+        let head_w = head.width();
+        let parts = wrap(
+            text,
+            self.width.saturating_sub(head_w),
+            self.width.saturating_sub(indent),
+        );
+        let mut head = Some(head);
+        for part in parts {
+            let lead = head.take().unwrap_or_else(|| Span::raw(" ".repeat(indent)));
+            self.lines
+                .push(Line::from(vec![lead, Span::styled(part, style)]));
+        }
+    }
+
+    fn field(&mut self, label: &str, value: &str) {
+        self.wrapped(
+            Span::styled(format!("{label:<LABEL_W$}"), LABEL),
+            value,
+            LABEL_W,
+            Style::new(),
+        );
+    }
+
+    fn text(&mut self, indent: usize, text: &str, style: Style) {
+        self.wrapped(Span::raw(" ".repeat(indent)), text, indent, style);
+    }
+
+    /// `count` right-aligned in a column, then `text`.
+    fn counted(&mut self, count: u64, text: &str) {
+        self.wrapped(
+            Span::styled(format!("  {:>10}  ", fmt_count(count)), Style::new().bold()),
+            text,
+            14,
+            Style::new(),
+        );
+    }
+
+    fn note(&mut self, text: &str) {
+        self.text(2, text, DIM);
+    }
+
+    fn bullets(&mut self, items: &[String], none: &str) {
+        if items.is_empty() {
+            self.note(none);
+        }
+        for i in items {
+            self.wrapped(Span::raw("  • "), i, 4, Style::new());
+        }
+    }
+
+    fn sample(&mut self, s: &Sample, d: &Data) {
+        let who = if s.comm.is_empty() {
+            String::new()
+        } else {
+            format!(" {}[{}]", s.comm, s.pid)
+        };
+        let what = if s.family == 0 {
+            s.proto.clone()
+        } else {
+            format!(
+                "{} {} → {}",
+                s.proto,
+                endpoint(&s.src, s.sport, s.family),
+                endpoint(&s.dst, s.dport, s.family)
+            )
+        };
+        let dev = d
+            .device_name(s.netns, s.ifindex)
+            .map(|n| format!("dev {n}"))
+            .unwrap_or_else(|| format!("ifindex {}", s.ifindex));
+        self.wrapped(
+            Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
+            &format!(
+                "{what}  netns {} {dev}  len {}  cpu{}{who}",
+                s.netns, s.skb_len, s.cpu
+            ),
+            4,
+            Style::new(),
+        );
+        if !s.data_hex.is_empty() {
+            let bytes: Vec<&str> = s
+                .data_hex
+                .as_bytes()
+                .chunks(2)
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .take(32)
+                .collect();
+            for chunk in bytes.chunks(16) {
+                self.text(6, &chunk.join(" "), DIM);
+            }
+        }
+    }
+
+    fn samples<'a>(&mut self, d: &Data, matching: impl Iterator<Item = &'a Sample>) {
+        let all: Vec<&Sample> = matching.collect();
+        self.section(format!(
+            "Sample packets ({} of {} sampled)",
+            all.len().min(MAX_SAMPLES),
+            all.len()
+        ));
+        if all.is_empty() {
+            self.note("(none sampled: detail events are budgeted)");
+        }
+        for s in all.iter().rev().take(MAX_SAMPLES) {
+            self.sample(s, d);
+        }
+    }
+
+    fn causes(&mut self, causes: &[&CauseRow]) {
+        if causes.is_empty() {
+            self.note("(no cause classified for this reason)");
+        }
+        for c in causes {
+            self.lines.push(Line::from(vec![
+                Span::styled("  ● ", Style::new().fg(Color::Yellow)),
+                Span::styled(c.cause.title.clone(), Style::new().bold()),
+                Span::styled(format!("  {} drops", fmt_count(c.cause.drops)), DIM),
+            ]));
+            for e in &c.cause.evidence {
+                self.wrapped(Span::styled("    evidence ", LABEL), e, 13, Style::new());
+            }
+            for a in &c.cause.advice {
+                self.wrapped(Span::styled("    advice   ", LABEL), a, 13, Style::new());
+            }
+        }
+    }
+}
+
+/// What a NIC/softnet counter means, for its drill-down.
+fn counter_hint(counter: &str) -> &'static str {
+    let c = counter.to_ascii_lowercase();
+    if c.contains("missed") || c.contains("no_buffer") || c.contains("ring") {
+        "The NIC had no free RX descriptor: the ring was full because the host drained it too slowly. Grow it (ethtool -G <dev> rx N), spread the load (RSS, ethtool -L), check IRQ affinity."
+    } else if c.contains("fifo") || c.contains("over") {
+        "The NIC's internal FIFO overflowed before DMA: PCIe/memory pressure or bursts beyond the ring. See ethtool -S, ring size and interrupt coalescing."
+    } else if c.contains("squeeze") {
+        "NAPI ran out of budget or time with work left (not a drop by itself): raise net.core.netdev_budget / netdev_budget_usecs if drops follow."
+    } else if c.contains("softnet") || c.contains("backlog") || c.contains("dropped") {
+        "The per-CPU input backlog was full (enqueue_to_backlog): raise net.core.netdev_max_backlog, or spread RPS/RFS so one CPU is not saturated."
+    } else {
+        "A drop counter the kernel keeps outside the skb drop-reason tracepoint."
+    }
+}
+
+/// Title and lines of the drill-down overlay, wrapped to `width` columns.
+pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
+    let Some(detail) = &state.detail else {
+        return (String::new(), Vec::new());
+    };
+    let d = state.data();
+    let causes = d.cause_rows();
+    let rows = d.drop_rows();
+    let mut doc = Doc {
+        width: width.max(10) as usize,
+        lines: Vec::new(),
+    };
+    let causes_for = |reason: &str| -> Vec<&CauseRow> {
+        causes
+            .iter()
+            .filter(|c| c.cause.reasons.iter().any(|r| r == reason))
+            .collect()
+    };
+    let reason_line = |reason: &str, code: u32| {
+        let desc = d
+            .reason_description(reason)
+            .map(|s| format!(" — {s}"))
+            .unwrap_or_default();
+        format!("{reason} (code {code}){desc}")
+    };
+    let title = match detail.panel {
+        Panel::Drops => rows.iter().find(|r| r.key == detail.key).map(|r| {
+            let linked = causes_for(&r.reason);
+            doc.field("reason", &reason_line(&r.reason, r.code));
+            doc.field("location", &r.symbol);
+            doc.field(
+                "drops",
+                &format!(
+                    "{}  ·  {}/s  ·  {} of all  ·  trend {}",
+                    fmt_count(r.count),
+                    fmt_rate(r.rate),
+                    fmt_pct(r.share),
+                    spark(&r.trend, 16).trim_start()
+                ),
+            );
+            if let Some(c) = linked.first() {
+                doc.field("cause", &c.cause.title);
+            }
+            doc.section(format!("Kernel stacks ({})", r.stacks.len()));
+            if r.stacks.is_empty() {
+                doc.note("(no stacks recorded: capture with --stacks)");
+            }
+            for (i, (count, stack)) in r.stacks.iter().enumerate() {
+                doc.lines.push(Line::from(vec![
+                    Span::styled(format!("  #{} ", i + 1), Style::new().bold()),
+                    Span::styled(
+                        format!(
+                            "{} drops ({})",
+                            fmt_count(*count),
+                            fmt_pct(*count as f64 / r.count.max(1) as f64)
+                        ),
+                        LABEL,
+                    ),
+                ]));
+                for frame in stack {
+                    doc.text(6, frame, Style::new());
+                }
+            }
+            doc.samples(
+                d,
+                d.samples()
+                    .filter(|s| s.reason == r.reason && s.symbol == r.symbol),
+            );
+            doc.section("Causes");
+            doc.causes(&linked);
+            format!("{} at {}", r.reason, r.symbol)
+        }),
+        Panel::Causes => causes.iter().find(|c| c.key == detail.key).map(|c| {
+            let related = |reason: &str| c.cause.reasons.iter().any(|r| r == reason);
+            doc.field("cause", &format!("{} ({})", c.cause.title, c.cause.id));
+            doc.field(
+                "drops",
+                &format!(
+                    "{}  ·  {}/s  ·  {} of all",
+                    fmt_count(c.cause.drops),
+                    fmt_rate(c.rate),
+                    fmt_pct(c.share)
+                ),
+            );
+            if !c.cause.reasons.is_empty() {
+                doc.field("reasons", &c.cause.reasons.join(", "));
+            }
+            doc.section("Evidence");
+            doc.bullets(&c.cause.evidence, "(none)");
+            doc.section("Advice");
+            doc.bullets(&c.cause.advice, "(none)");
+            doc.section("Drop locations");
+            let mut any = false;
+            for r in rows.iter().filter(|r| related(&r.reason)) {
+                any = true;
+                doc.counted(r.count, &format!("{} at {}", r.reason, r.symbol));
+            }
+            if !any {
+                doc.note("(none linked)");
+            }
+            doc.section("Top flows");
+            let mut flows = d.flow_rows();
+            flows.retain(|f| related(&f.flow.reason));
+            flows.sort_by_key(|f| std::cmp::Reverse(f.flow.count));
+            if flows.is_empty() {
+                doc.note("(none linked)");
+            }
+            for f in flows.iter().take(MAX_FLOWS) {
+                doc.counted(
+                    f.flow.count,
+                    &format!(
+                        "{} {}  netns {} {}",
+                        f.flow.proto,
+                        flow_cell(&f.flow),
+                        f.flow.netns,
+                        or_dash(&f.flow.device)
+                    ),
+                );
+            }
+            doc.samples(d, d.samples().filter(|s| related(&s.reason)));
+            c.cause.title.clone()
+        }),
+        Panel::Flows => {
+            let flows = d.flow_rows();
+            flows.iter().find(|f| f.key == detail.key).map(|fr| {
+                let f = &fr.flow;
+                doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
+                doc.field("netns", &f.netns.to_string());
+                doc.field(
+                    "device",
+                    &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex),
+                );
+                doc.field("process", &or_dash(&f.process));
+                doc.field("reason", &reason_line(&f.reason, f.code));
+                doc.field(
+                    "drops",
+                    &format!(
+                        "{}  ·  {}/s  ·  trend {}",
+                        fmt_count(f.count),
+                        fmt_rate(fr.rate),
+                        spark(&fr.trend, 16).trim_start()
+                    ),
+                );
+                doc.section("Dropped at (locations with this reason, all flows)");
+                let mut any = false;
+                for r in rows.iter().filter(|r| r.reason == f.reason) {
+                    any = true;
+                    doc.counted(r.count, &r.symbol);
+                }
+                if !any {
+                    doc.note("(no location for this reason)");
+                }
+                doc.samples(
+                    d,
+                    d.samples().filter(|s| {
+                        s.proto == f.proto
+                            && s.src == f.src
+                            && s.dst == f.dst
+                            && s.sport == f.sport
+                            && s.dport == f.dport
+                            && s.netns == f.netns
+                    }),
+                );
+                doc.section("Causes");
+                doc.causes(&causes_for(&f.reason));
+                format!("{} {}", f.proto, flow_cell(f))
+            })
+        }
+        Panel::Counters => {
+            let counters = d.counter_rows();
+            counters.iter().find(|c| c.key == detail.key).map(|c| {
+                doc.field("counter", &c.row.counter);
+                doc.field("scope", &c.row.scope);
+                doc.field(
+                    "total",
+                    &format!(
+                        "{}  ·  {}/s  ·  trend {}",
+                        fmt_count(c.row.total),
+                        fmt_rate(c.rate),
+                        spark(&c.trend, 16).trim_start()
+                    ),
+                );
+                doc.section("What it means");
+                doc.text(2, counter_hint(&c.row.counter), Style::new());
+                doc.blank();
+                doc.note("These drops happen before an skb exists: no drop event shows them.");
+                format!("{} on {}", c.row.counter, c.row.scope)
+            })
+        }
+    };
+    match title {
+        Some(title) => (title, doc.lines),
+        None => {
+            doc.note("This row is no longer in the data (reset, or it aged out). Esc goes back.");
+            ("(gone)".to_string(), doc.lines)
+        }
+    }
+}
+
+/// Draw the drill-down over `area`.
+pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) {
+    let Some(detail) = &state.detail else { return };
+    let inner_width = area.width.saturating_sub(2);
+    let (title, lines) = detail_lines(state, inner_width);
+    let block = Block::bordered()
+        .border_style(Style::new().fg(ACCENT))
+        .title(Line::from(vec![
+            Span::styled(
+                format!(" {} › ", detail.panel.title()),
+                Style::new().fg(ACCENT),
+            ),
+            Span::styled(format!("{title} "), Style::new().bold()),
+        ]));
+    let inner = block.inner(area);
+    let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
+    let scroll = detail.scroll.min(max_scroll);
+    let block = if max_scroll > 0 {
+        block.title_bottom(
+            Line::from(Span::styled(
+                format!(" {}/{} ↑↓ ", scroll + 1, max_scroll + 1),
+                DIM,
+            ))
+            .alignment(Alignment::Right),
+        )
+    } else {
+        block
+    };
+    frame.render_widget(Clear, area);
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_words_and_cuts_long_ones() {
+        assert_eq!(wrap("a bb ccc", 4, 4), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4, 3), vec!["abcd", "efg", "hij"]);
+        assert_eq!(wrap("", 5, 5), vec![""]);
+        assert_eq!(wrap("one two three", 7, 5), vec!["one two", "three"]);
+    }
+}

@@ -1,0 +1,567 @@
+//! TUI tests: state logic, key map, and insta snapshots of every view from `TestBackend`.
+use insta::assert_snapshot;
+use ratatui::{
+    Terminal,
+    backend::TestBackend,
+    crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
+};
+
+use super::{
+    Action, Filter, Mode, Panel, SortKey, State, Term, Update,
+    fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
+    map_key, render,
+    state::{HISTORY_SECS, TREND_LEN},
+};
+
+fn draw(state: &State, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| render(f, state)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+/// Press keys through the real key map: chars are typed one by one.
+fn press(state: &mut State, codes: &[KeyCode]) {
+    for &code in codes {
+        let action = map_key(key(code), state.mode());
+        state.apply(action);
+    }
+}
+
+fn type_str(state: &mut State, text: &str) {
+    for c in text.chars() {
+        press(state, &[KeyCode::Char(c)]);
+    }
+}
+
+fn main_state() -> State {
+    state_after(30)
+}
+
+// ---------------------------------------------------------------------------------------------
+// State logic
+
+#[test]
+fn rates_come_from_successive_updates() {
+    let mut s = State::new();
+    s.ingest(update_at(0));
+    s.ingest(update_at(1));
+    let d = s.data();
+    let total1 = summary_at(1).total_drops as f64;
+    assert_eq!(d.rate(), total1);
+    s.ingest(update_at(2));
+    let d = s.data();
+    let delta = (summary_at(2).total_drops - summary_at(1).total_drops) as f64;
+    assert_eq!(d.rate(), delta);
+    let udp = d
+        .drop_rows()
+        .into_iter()
+        .find(|r| r.symbol.starts_with("__udp4_lib_rcv"))
+        .unwrap();
+    // 40 * WAVE[2] / 4 = 40 drops in second 2, over both stacks.
+    assert_eq!(udp.rate, 40.0);
+    assert_eq!(udp.trend, vec![30, 40]);
+    assert_eq!(udp.stacks.len(), 2);
+    assert!(udp.stacks[0].0 >= udp.stacks[1].0);
+}
+
+#[test]
+fn rates_use_capture_time_not_update_count() {
+    let mut s = State::new();
+    s.ingest(update_at(0));
+    s.ingest(update_at(2)); // a 2 s gap
+    assert_eq!(s.data().rate(), summary_at(2).total_drops as f64 / 2.0);
+    // A sub-second update refreshes counts but does not tick.
+    let mut u = update_at(2);
+    u.summary.duration_secs = 2.5;
+    u.summary.total_drops += 100;
+    s.ingest(u);
+    assert_eq!(s.data().history.len(), 1);
+    assert_eq!(s.data().total(), summary_at(2).total_drops + 100);
+}
+
+#[test]
+fn trend_and_history_are_bounded() {
+    let s = state_after(400);
+    let d = s.data();
+    assert!(d.history.len() <= HISTORY_SECS as usize + 1);
+    assert!(d.history.front().unwrap().0 >= 400.0 - HISTORY_SECS);
+    assert_eq!(d.history.back().unwrap().0, 400.0);
+    for r in d.drop_rows() {
+        assert_eq!(r.trend.len(), TREND_LEN);
+    }
+}
+
+#[test]
+fn a_new_capture_starts_over() {
+    let mut s = state_after(20);
+    s.ingest(update_at(3));
+    assert_eq!(s.data().history.len(), 1);
+    assert_eq!(s.data().total(), summary_at(3).total_drops);
+}
+
+#[test]
+fn reset_rebaselines_counts() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('r')]);
+    assert_eq!(s.data().total(), 0);
+    assert!(s.visible_drops().is_empty());
+    assert!(s.visible_flows().is_empty());
+    assert!(s.data().history.is_empty());
+    assert_eq!(s.data().lost(), 0);
+    assert_eq!(s.data().samples().count(), 0);
+    s.ingest(update_at(31));
+    let delta = summary_at(31).total_drops - summary_at(30).total_drops;
+    assert_eq!(s.data().total(), delta);
+    let sum: u64 = s.visible_drops().iter().map(|r| r.count).sum();
+    assert_eq!(sum, delta);
+    // Causes and counters are rebaselined too.
+    let causes: u64 = s.visible_causes().iter().map(|c| c.cause.drops).sum();
+    assert!(causes <= delta);
+    assert!(s.visible_counters().iter().all(|c| c.row.total < 100));
+}
+
+#[test]
+fn pause_freezes_the_display_but_keeps_collecting() {
+    let mut s = main_state();
+    s.clear_dirty();
+    press(&mut s, &[KeyCode::Char('p')]);
+    assert!(s.is_paused());
+    s.clear_dirty();
+    for t in 31..=40 {
+        s.ingest(update_at(t));
+    }
+    assert!(!s.is_dirty(), "paused updates do not redraw");
+    assert_eq!(s.data().now(), 30.0);
+    assert_eq!(s.live().now(), 40.0);
+    press(&mut s, &[KeyCode::Char('p')]);
+    assert!(!s.is_paused());
+    assert_eq!(s.data().now(), 40.0);
+    assert_eq!(s.data().history.len(), 40);
+}
+
+#[test]
+fn filter_parsing() {
+    let p = |s: &str| Filter::parse(s).unwrap().terms;
+    assert_eq!(p("proto:udp"), vec![Term::Proto("udp".into())]);
+    assert_eq!(p("port:53"), vec![Term::Port(53)]);
+    assert_eq!(p("netns:4026531840"), vec![Term::Netns(4026531840)]);
+    assert_eq!(p("dev:veth0"), vec![Term::Dev("veth0".into())]);
+    assert_eq!(p("host:10.0.0.1"), vec![Term::Host("10.0.0.1".into())]);
+    assert_eq!(
+        p("host:2001:db8::1"),
+        vec![Term::Host("2001:db8::1".into())]
+    );
+    assert_eq!(
+        p("reason:NO_SOCKET"),
+        vec![Term::Reason("NO_SOCKET".into())]
+    );
+    assert_eq!(
+        p("reason:SKB_DROP_REASON_NO_SOCKET"),
+        vec![Term::Reason("NO_SOCKET".into())]
+    );
+    assert_eq!(p("dig"), vec![Term::Word("dig".into())]);
+    assert_eq!(p("fe80::1"), vec![Term::Word("fe80::1".into())]);
+    assert_eq!(
+        p("  PROTO:tcp   port:8080 "),
+        vec![Term::Proto("tcp".into()), Term::Port(8080)]
+    );
+    assert_eq!(
+        Filter::parse("  proto:udp   port:53 ").unwrap().text,
+        "proto:udp port:53"
+    );
+    assert!(Filter::parse("").unwrap().is_empty());
+    assert!(Filter::parse("port:abc").unwrap_err().contains("bad port"));
+    assert!(Filter::parse("port:70000").is_err());
+    assert!(Filter::parse("netns:x").unwrap_err().contains("netns"));
+    assert!(
+        Filter::parse("proto:")
+            .unwrap_err()
+            .contains("needs a value")
+    );
+    assert!(
+        Filter::parse("foo:bar")
+            .unwrap_err()
+            .contains("unknown filter")
+    );
+}
+
+fn filtered(text: &str) -> State {
+    let mut s = main_state();
+    s.filter = Filter::parse(text).unwrap();
+    s
+}
+
+#[test]
+fn filter_matching() {
+    let s = filtered("proto:udp");
+    assert!(s.visible_flows().iter().all(|f| f.flow.proto == "udp"));
+    assert_eq!(s.visible_flows().len(), 3);
+    let drops: Vec<String> = s.visible_drops().into_iter().map(|r| r.symbol).collect();
+    assert_eq!(drops.len(), 2, "{drops:?}");
+    assert!(drops.iter().all(|d| d.contains("udp")));
+
+    let s = filtered("port:53");
+    assert_eq!(s.visible_flows().len(), 1);
+    assert_eq!(s.visible_drops().len(), 1);
+
+    let s = filtered(&format!("netns:{NS_HOST}"));
+    assert!(s.visible_flows().iter().all(|f| f.flow.netns == NS_HOST));
+    let s = filtered(&format!("netns:{NS_TEST} proto:tcp"));
+    assert_eq!(s.visible_flows().len(), 1);
+
+    let s = filtered("dev:veth0");
+    assert!(s.visible_flows().iter().all(|f| f.flow.device == "veth0"));
+    assert_eq!(s.visible_flows().len(), 3);
+    assert!(s.visible_counters().is_empty());
+    let s = filtered("dev:eth0");
+    assert_eq!(s.visible_counters().len(), 2);
+
+    let s = filtered("host:10.0.0.2");
+    assert_eq!(s.visible_flows().len(), 3);
+    let s = filtered("host:10.0.0.");
+    assert_eq!(s.visible_flows().len(), 4);
+    let s = filtered("host:2001:db8::2");
+    assert_eq!(s.visible_flows().len(), 1);
+
+    let s = filtered("reason:no_socket");
+    assert!(s.visible_drops().iter().all(|r| r.reason == "NO_SOCKET"));
+    assert_eq!(s.visible_drops().len(), 2);
+    assert_eq!(s.visible_causes().len(), 1);
+
+    // Bare words: a process, a function, a port number.
+    let s = filtered("avahi");
+    assert_eq!(s.visible_flows().len(), 1);
+    assert_eq!(s.visible_drops().len(), 1);
+    let s = filtered("tcp_v4_rcv");
+    assert_eq!(s.visible_drops().len(), 1);
+    let s = filtered("8080");
+    assert_eq!(s.visible_flows().len(), 1);
+
+    let s = filtered("proto:sctp");
+    assert!(s.visible_drops().is_empty());
+    assert!(s.visible_flows().is_empty());
+}
+
+#[test]
+fn sort_keys_order_rows() {
+    let mut s = main_state();
+    let counts: Vec<u64> = s.visible_drops().iter().map(|r| r.count).collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+    s.sort = SortKey::Rate;
+    let rates: Vec<f64> = s.visible_drops().iter().map(|r| r.rate).collect();
+    assert!(rates.windows(2).all(|w| w[0] >= w[1]));
+    s.sort = SortKey::Reason;
+    let reasons: Vec<String> = s.visible_drops().into_iter().map(|r| r.reason).collect();
+    assert!(reasons.windows(2).all(|w| w[0] <= w[1]));
+    s.sort = SortKey::Location;
+    s.reverse = true;
+    let places: Vec<String> = s.visible_drops().into_iter().map(|r| r.symbol).collect();
+    assert!(places.windows(2).all(|w| w[0] >= w[1]));
+    press(&mut s, &[KeyCode::Char('s')]);
+    assert_eq!(s.sort, SortKey::Count);
+}
+
+#[test]
+fn selection_follows_the_row_across_resorts() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Down, KeyCode::Down]);
+    let keys = s.visible_keys(Panel::Drops);
+    let chosen = keys[2].clone();
+    s.sort = SortKey::Reason;
+    let keys = s.visible_keys(Panel::Drops);
+    let i = s.selected_index(Panel::Drops, &keys).unwrap();
+    assert_eq!(keys[i], chosen);
+    press(&mut s, &[KeyCode::End]);
+    let keys = s.visible_keys(Panel::Drops);
+    assert_eq!(s.selected_index(Panel::Drops, &keys), Some(keys.len() - 1));
+    press(&mut s, &[KeyCode::Char('g'), KeyCode::Up]);
+    assert_eq!(s.selected_index(Panel::Drops, &keys), Some(0));
+}
+
+#[test]
+fn key_map() {
+    let m = |c, mode| map_key(key(c), mode);
+    assert_eq!(m(KeyCode::Char('q'), Mode::Normal), Action::Quit);
+    assert_eq!(m(KeyCode::Esc, Mode::Normal), Action::Quit);
+    assert_eq!(m(KeyCode::Esc, Mode::Detail), Action::Close);
+    assert_eq!(m(KeyCode::Char('q'), Mode::Detail), Action::Quit);
+    assert_eq!(m(KeyCode::Esc, Mode::Prompt), Action::Cancel);
+    assert_eq!(m(KeyCode::Char('q'), Mode::Prompt), Action::Input('q'));
+    assert_eq!(m(KeyCode::Char('x'), Mode::Help), Action::Close);
+    assert_eq!(m(KeyCode::Tab, Mode::Normal), Action::NextPanel);
+    assert_eq!(m(KeyCode::BackTab, Mode::Normal), Action::PrevPanel);
+    assert_eq!(m(KeyCode::Char('j'), Mode::Normal), Action::Down);
+    assert_eq!(m(KeyCode::Char('k'), Mode::Detail), Action::Up);
+    assert_eq!(m(KeyCode::Enter, Mode::Normal), Action::Open);
+    assert_eq!(m(KeyCode::Char('/'), Mode::Normal), Action::StartFilter);
+    assert_eq!(m(KeyCode::Char('?'), Mode::Normal), Action::ToggleHelp);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    for mode in [Mode::Normal, Mode::Detail, Mode::Help, Mode::Prompt] {
+        assert_eq!(map_key(ctrl_c, mode), Action::Quit);
+    }
+}
+
+#[test]
+fn quit_paths() {
+    for k in [KeyCode::Char('q'), KeyCode::Esc] {
+        let mut s = main_state();
+        press(&mut s, &[k]);
+        assert!(s.should_quit());
+    }
+    // Esc backs out of overlays before it quits.
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Enter, KeyCode::Esc]);
+    assert!(!s.should_quit() && s.detail.is_none());
+    press(&mut s, &[KeyCode::Char('/'), KeyCode::Esc]);
+    assert!(!s.should_quit() && s.prompt.is_none());
+    press(&mut s, &[KeyCode::Esc]);
+    assert!(s.should_quit());
+}
+
+#[test]
+fn tab_cycles_panels() {
+    let mut s = main_state();
+    let mut seen = vec![s.focus];
+    for _ in 0..4 {
+        press(&mut s, &[KeyCode::Tab]);
+        seen.push(s.focus);
+    }
+    assert_eq!(
+        seen,
+        vec![
+            Panel::Drops,
+            Panel::Causes,
+            Panel::Flows,
+            Panel::Counters,
+            Panel::Drops
+        ]
+    );
+    assert_eq!(
+        s.tab,
+        Panel::Counters,
+        "the tabbed area remembers the last panel"
+    );
+    press(&mut s, &[KeyCode::BackTab]);
+    assert_eq!(s.focus, Panel::Counters);
+}
+
+#[test]
+fn detail_scroll_is_bounded() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Enter, KeyCode::End]);
+    let end = s.detail.as_ref().unwrap().scroll;
+    assert!(end < 200, "{end}");
+    press(&mut s, &[KeyCode::Up]);
+    assert_eq!(s.detail.as_ref().unwrap().scroll, end - 1);
+    press(&mut s, &[KeyCode::Home]);
+    assert_eq!(s.detail.as_ref().unwrap().scroll, 0);
+}
+
+#[test]
+fn dirty_tracking() {
+    let mut s = main_state();
+    assert!(s.is_dirty());
+    s.clear_dirty();
+    s.apply(Action::None);
+    assert!(!s.is_dirty(), "an unmapped key does not redraw");
+    s.ingest(update_at(31));
+    assert!(s.is_dirty());
+    s.clear_dirty();
+    s.set_ended();
+    assert!(s.is_dirty());
+    s.clear_dirty();
+    s.set_ended();
+    assert!(!s.is_dirty());
+}
+
+#[test]
+fn any_size_renders_without_panic() {
+    let mut states = vec![State::new(), main_state()];
+    let mut detail = main_state();
+    press(&mut detail, &[KeyCode::Enter]);
+    states.push(detail);
+    let mut help = main_state();
+    press(&mut help, &[KeyCode::Char('?')]);
+    states.push(help);
+    let mut prompt = main_state();
+    press(
+        &mut prompt,
+        &[KeyCode::Tab, KeyCode::Tab, KeyCode::Char('/')],
+    );
+    type_str(&mut prompt, "proto:udp port:53");
+    states.push(prompt);
+    for state in &states {
+        for w in [1, 2, 10, 20, 29, 30, 40, 60, 69, 70, 80, 100, 139, 140, 220] {
+            for h in [1, 2, 5, 6, 10, 17, 18, 24, 39, 40, 70] {
+                draw(state, w, h);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+#[test]
+fn snap_main() {
+    let s = main_state();
+    assert_snapshot!("main_80x24", draw(&s, 80, 24));
+    assert_snapshot!("main_160x48", draw(&s, 160, 48));
+    assert_snapshot!("main_100x30", draw(&s, 100, 30));
+}
+
+#[test]
+fn snap_empty_and_idle() {
+    let s = State::new();
+    assert_snapshot!("empty_80x24", draw(&s, 80, 24));
+    assert_snapshot!("empty_160x48", draw(&s, 160, 48));
+    let mut s = State::new();
+    let mut quiet = Update {
+        summary: summary_at(0),
+        ..Default::default()
+    };
+    s.ingest(quiet.clone());
+    quiet.summary.duration_secs = 5.0;
+    s.ingest(quiet);
+    assert_snapshot!("idle_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_focus_each_panel() {
+    let mut s = main_state();
+    for name in ["focus_causes", "focus_flows", "focus_counters"] {
+        press(&mut s, &[KeyCode::Tab]);
+        assert_snapshot!(format!("{name}_80x24"), draw(&s, 80, 24));
+        assert_snapshot!(format!("{name}_160x48"), draw(&s, 160, 48));
+    }
+    // Select the second cause: its advice shows.
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('2'), KeyCode::Down]);
+    assert_snapshot!("focus_causes_second_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_sort_keys() {
+    let mut s = main_state();
+    for name in ["sort_rate", "sort_reason", "sort_location"] {
+        press(&mut s, &[KeyCode::Char('s')]);
+        assert_snapshot!(format!("{name}_80x24"), draw(&s, 80, 24));
+    }
+    press(&mut s, &[KeyCode::Char('s'), KeyCode::Char('S')]);
+    assert_snapshot!("sort_count_reversed_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_filter() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('/')]);
+    type_str(&mut s, "proto:udp");
+    assert_snapshot!("filter_prompt_80x24", draw(&s, 80, 24));
+    press(&mut s, &[KeyCode::Enter]);
+    assert_snapshot!("filter_applied_80x24", draw(&s, 80, 24));
+    press(&mut s, &[KeyCode::Char('3')]);
+    assert_snapshot!("filter_applied_flows_160x48", draw(&s, 160, 48));
+    let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
+    press(&mut s, &[KeyCode::Char('/')]);
+    assert_eq!(
+        s.prompt.as_deref(),
+        Some("proto:udp"),
+        "the prompt edits the filter"
+    );
+    s.apply(map_key(ctrl_u, s.mode()));
+    type_str(&mut s, "proto:sctp");
+    press(&mut s, &[KeyCode::Enter]);
+    assert_snapshot!("filter_no_match_80x24", draw(&s, 80, 24));
+    press(&mut s, &[KeyCode::Char('/')]);
+    s.apply(map_key(ctrl_u, s.mode()));
+    type_str(&mut s, "port:abc");
+    press(&mut s, &[KeyCode::Enter]);
+    assert_snapshot!("filter_error_80x24", draw(&s, 80, 24));
+    // An empty filter clears it.
+    s.apply(map_key(ctrl_u, s.mode()));
+    press(&mut s, &[KeyCode::Enter]);
+    assert!(s.filter.is_empty());
+}
+
+#[test]
+fn snap_paused() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('p')]);
+    for t in 31..=40 {
+        s.ingest(update_at(t));
+    }
+    assert_snapshot!("paused_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_reset_and_ended() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('r')]);
+    assert_snapshot!("reset_80x24", draw(&s, 80, 24));
+    s.ingest(update_at(31));
+    s.ingest(update_at(32));
+    s.set_ended();
+    assert_snapshot!("reset_then_ended_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_help() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Char('?')]);
+    assert_snapshot!("help_80x24", draw(&s, 80, 24));
+    assert_snapshot!("help_160x48", draw(&s, 160, 48));
+    press(&mut s, &[KeyCode::Char('x')]);
+    assert!(!s.help);
+}
+
+#[test]
+fn snap_detail_drop() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Enter]);
+    assert_eq!(s.mode(), Mode::Detail);
+    assert_snapshot!("detail_drop_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_drop_160x48", draw(&s, 160, 48));
+    press(&mut s, &[KeyCode::PageDown]);
+    assert_snapshot!("detail_drop_scrolled_80x24", draw(&s, 80, 24));
+    // Key path: back, two rows down, Enter.
+    press(
+        &mut s,
+        &[
+            KeyCode::Esc,
+            KeyCode::Char('j'),
+            KeyCode::Char('j'),
+            KeyCode::Enter,
+        ],
+    );
+    assert_snapshot!("detail_drop_third_row_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_detail_cause_flow_counter() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Tab, KeyCode::Enter]);
+    assert_snapshot!("detail_cause_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_cause_160x48", draw(&s, 160, 48));
+    press(&mut s, &[KeyCode::Esc, KeyCode::Tab, KeyCode::Enter]);
+    assert_snapshot!("detail_flow_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_flow_160x48", draw(&s, 160, 48));
+    press(&mut s, &[KeyCode::Esc, KeyCode::Tab, KeyCode::Enter]);
+    assert_snapshot!("detail_counter_80x24", draw(&s, 80, 24));
+    // The row disappears (reset) while its details are open.
+    press(&mut s, &[KeyCode::Char('r')]);
+    assert_snapshot!("detail_gone_80x24", draw(&s, 80, 24));
+}
+
+#[test]
+fn snap_small_terminals() {
+    let s = main_state();
+    assert_snapshot!("tiny_40x10", draw(&s, 40, 10));
+    assert_snapshot!("too_small_20x5", draw(&s, 20, 5));
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Tab, KeyCode::Tab]);
+    assert_snapshot!("tiny_flows_60x15", draw(&s, 60, 15));
+}
