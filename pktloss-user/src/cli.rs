@@ -49,6 +49,8 @@ pub enum Command {
     Diagnose(DiagnoseArgs),
     /// Live view (the default on a terminal).
     Top(TopArgs),
+    /// Summary and diagnosis of a saved capture file (no root needed).
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -162,11 +164,27 @@ pub struct CaptureArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Also save the output to this file.
+    /// Also save the output to this file; a name ending in `.pktloss` saves a self-contained
+    /// capture file instead (read it with `pktloss report`).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Also write the sampled dropped packets as pcapng.
+    #[arg(long)]
+    pub pcapng: Option<PathBuf>,
     #[command(flatten)]
     pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A capture file written by `pktloss capture -o FILE.pktloss`.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = crate::capture::ReportFormat::Text)]
+    pub format: crate::capture::ReportFormat,
+    /// Write the sampled dropped packets as pcapng to this file.
+    #[arg(long)]
+    pub pcapng: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +241,7 @@ pub fn main() -> ExitCode {
         Some(Command::Reasons(a)) => reasons(a),
         Some(Command::Diagnose(a)) => diagnose_cmd(a),
         Some(Command::Top(a)) => crate::live::top(a),
+        Some(Command::Report(a)) => report_cmd(a),
         None => {
             if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
                 match Cli::try_parse_from(["pktloss", "top"]) {
@@ -355,13 +374,12 @@ pub fn run_until(session: &mut Session, duration: Option<Duration>, count: Optio
 }
 
 fn capture(a: CaptureArgs) -> Result<()> {
-    if let Some(parent) = a.output.as_ref().and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
-        }
-    }
+    check_output_dir(a.output.as_deref())?;
+    check_output_dir(a.pcapng.as_deref())?;
+    let to_file = a.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "pktloss"));
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
+    let before = (to_file || a.pcapng.is_some()).then(gather_before);
     let tty = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
     run_until(&mut session, a.duration, a.count, &stop, |s| {
@@ -379,20 +397,125 @@ fn capture(a: CaptureArgs) -> Result<()> {
     if tty {
         eprint!("\r\x1b[K");
     }
+    let stopped_by = if stop.load(Ordering::Relaxed) {
+        "interrupted"
+    } else if a.count.is_some_and(|n| session.tracer.stat(stat::DROPS) >= n) {
+        "count"
+    } else {
+        "duration"
+    };
     let summary = session.summary()?;
-    drop(session); // detach before printing
+    let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
+    drop(session); // detach before the slower work
     let text = match a.format {
         Format::Text => output::summary_text(&summary),
         Format::Json => output::json(&summary),
     };
-    print!("{text}");
-    if !text.ends_with('\n') {
-        println!();
+    if let Some(before) = before {
+        let d = gather_after(before, &summary);
+        let file = capture_file(summary, &d, reasons, &a, stopped_by);
+        if let Some(path) = a.output.as_ref().filter(|_| to_file) {
+            crate::capture::write(path, &file).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("pktloss: wrote {} ({} drops, {} sampled packets)", path.display(), file.summary.total_drops, file.summary.samples.len());
+        }
+        if let Some(path) = &a.pcapng {
+            let n = crate::capture::write_pcapng(&file, path).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("pktloss: wrote {n} packets to {}", path.display());
+        }
     }
-    if let Some(path) = a.output {
-        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    emit(&text, a.output.as_deref().filter(|_| !to_file))
+}
+
+/// Build the self-contained capture file.
+fn capture_file(
+    summary: Summary,
+    d: &Diagnosed,
+    reasons: Vec<(u32, String)>,
+    a: &CaptureArgs,
+    stopped_by: &str,
+) -> crate::capture::CaptureFile {
+    use crate::capture::{CaptureFile, DropReasonName, Interface};
+    let mut file = CaptureFile::for_this_host(summary);
+    file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
+    file.stopped_by = stopped_by.to_owned();
+    file.options = serde_json::json!({
+        "duration": a.duration.map(|d| humantime::format_duration(d).to_string()),
+        "count": a.count,
+        "stacks": a.trace.stacks,
+        "detail": !a.trace.no_detail,
+        "detail_budget": a.trace.detail_budget.0,
+        "flows": !a.trace.no_flows,
+        "snaplen": a.trace.snaplen,
+        "classic": a.trace.classic,
+    });
+    // Interfaces of every namespace with drops or traffic.
+    let mut seen = std::collections::BTreeSet::new();
+    for (ns, ifindex) in file
+        .summary
+        .devices
+        .iter()
+        .map(|x| (x.netns, x.ifindex))
+        .chain(file.summary.flows.iter().map(|f| (f.netns, f.ifindex)))
+        .chain(file.summary.samples.iter().map(|x| (x.netns, x.ifindex)))
+    {
+        if ifindex != 0 {
+            seen.insert((ns, ifindex));
+        }
     }
-    Ok(())
+    let names: std::collections::HashMap<(u32, u32), String> = file
+        .summary
+        .devices
+        .iter()
+        .map(|x| ((x.netns, x.ifindex), x.name.clone()))
+        .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
+    let ns_map = crate::netns::list();
+    let after_devs: std::collections::HashMap<(u32, String), (u32, bool)> = d
+        .deltas
+        .iter()
+        .flat_map(|x| x.devices.iter().map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo"))))
+        .collect();
+    for (ns, ifindex) in seen {
+        let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
+        let netns_name = ns_map.get(&ns).map(|r| r.label()).unwrap_or_default();
+        let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
+        file.interfaces.push(Interface {
+            netns: ns,
+            netns_name,
+            ifindex,
+            arphrd: Some(if is_lo { 772 } else { 1 }),
+            mtu: (mtu > 0).then_some(mtu),
+            name,
+            mac: String::new(),
+        });
+    }
+    file.counters_before = serde_json::to_value(&d.before).unwrap_or_default();
+    file.counters_after = serde_json::to_value(&d.after).unwrap_or_default();
+    file.checks = serde_json::to_value(&d.checks).unwrap_or_default();
+    file.diagnosis = serde_json::to_value(&d.diagnosis).unwrap_or_default();
+    file
+}
+
+/// `pktloss report FILE`: the same summary and diagnosis as live, from the file alone.
+fn report_cmd(a: ReportArgs) -> Result<()> {
+    let mut file = crate::capture::read(&a.file).map_err(|e| StartError(format!("{}: {e}", a.file.display())))?;
+    // The diagnosis is a pure function of the saved data: recompute it with this pktloss.
+    if let (Ok(before), Ok(after)) = (
+        serde_json::from_value::<crate::counters::Gathered>(file.counters_before.clone()),
+        serde_json::from_value::<crate::counters::Gathered>(file.counters_after.clone()),
+    ) {
+        let (deltas, checks) = crate::counters::finish(before, after);
+        let diag = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &file.summary, deltas: &deltas, checks: &checks });
+        file.diagnosis = serde_json::to_value(&diag).unwrap_or_default();
+    }
+    if let Some(out) = &a.pcapng {
+        check_output_dir(Some(out))?;
+        let n = crate::capture::write_pcapng(&file, out).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("pktloss: wrote {n} packets to {}", out.display());
+    }
+    let text = crate::capture::render(&file, a.format);
+    emit(&text, None)
 }
 
 fn watch(a: WatchArgs) -> Result<()> {
@@ -459,6 +582,7 @@ pub const MAX_NETNS: usize = 64;
 /// Counters and configuration around a capture, and the diagnosis they give.
 pub struct Diagnosed {
     pub before: crate::counters::Gathered,
+    pub after: crate::counters::Gathered,
     pub deltas: Vec<crate::counters::NetnsDelta>,
     pub checks: Vec<crate::counters::ConfigChecks>,
     pub diagnosis: crate::diagnose::Diagnosis,
@@ -479,10 +603,10 @@ pub fn gather_after(before: crate::counters::Gathered, summary: &Summary) -> Dia
         }
     }
     let after = crate::counters::gather(&inodes);
-    let kept = before.clone();
+    let (kept_before, kept_after) = (before.clone(), after.clone());
     let (deltas, checks) = crate::counters::finish(before, after);
     let diagnosis = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
-    Diagnosed { before: kept, deltas, checks, diagnosis }
+    Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
 }
 
 /// JSON of `pktloss diagnose`: the summary fields, then the causes and their inputs.

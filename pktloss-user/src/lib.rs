@@ -7,6 +7,7 @@
 pub mod model;
 pub mod netns;
 pub mod tui;
+pub mod capture;
 pub mod aggregate;
 pub mod btf;
 pub mod cli;

@@ -1,0 +1,342 @@
+//! Capture files: one self-contained, versioned file per incident, read later on any machine.
+//!
+//! `pktloss capture -o incident.pktloss` writes a [`CaptureFile`] with [`write`];
+//! `pktloss report incident.pktloss` reads it back with [`read`] (no root, no kernel access
+//! needed) and renders it with [`render`] as text, Markdown or JSON, or exports the dropped
+//! packets' headers as pcapng with [`write_pcapng`].
+//!
+//! # File format (version 1.0)
+//!
+//! A file is a 40-byte header followed by one payload. All integers are little-endian.
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0  | 8 | magic `PKTLOSS\0` (`50 4B 54 4C 4F 53 53 00`) |
+//! | 8  | 2 | format major version (1) |
+//! | 10 | 2 | format minor version (0) |
+//! | 12 | 4 | flags: bit 0 = payload is raw DEFLATE (RFC 1951); other bits reserved, must be 0 |
+//! | 16 | 8 | stored payload length in bytes: the file is exactly 40 + this long |
+//! | 24 | 8 | JSON length in bytes (after decompression) |
+//! | 32 | 4 | CRC-32 (IEEE, as in zlib/PNG) of the stored payload |
+//! | 36 | 4 | CRC-32 of header bytes 0..36 |
+//!
+//! The payload is one UTF-8 JSON object: the serde form of [`CaptureFile`] (see
+//! `docs/capture-format.md` for every field). Packet bytes live in the summary's samples
+//! (`summary.samples[i].data_hex`, hex, starting where `data_start` says), exactly as in the
+//! live `--format json` output, so there is one copy of each and no index to keep in step.
+//!
+//! Versioning: a reader accepts every minor version of its major version. Minor versions only
+//! add JSON fields (old readers ignore them, new readers default them when absent). Anything
+//! an old reader would misread (a new flag, a changed meaning) bumps the major version, and a
+//! reader refuses other majors with a message naming both versions.
+//!
+//! Limits: the stored payload and the JSON are at most [`MAX_PAYLOAD`] and [`MAX_JSON`] bytes;
+//! the reader checks the declared lengths against the limits and against the real size of the
+//! file before it allocates anything, and stops decompressing at the declared length.
+//! Every failure is a [`CaptureError`] with one clear line of explanation.
+//!
+//! Files are created with mode 0600: they contain packet headers, addresses and process names.
+
+mod format;
+mod pcapng;
+mod report;
+
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+#[doc(hidden)]
+pub use format::raw_container;
+pub use format::{
+    CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, HEADER_LEN, MAGIC,
+    MAX_JSON, MAX_PAYLOAD, encode_container, from_bytes, to_bytes,
+};
+pub use pcapng::{pcapng_bytes, write_pcapng};
+pub use report::{ReportFormat, render, render_json, render_summary_text};
+
+use crate::model::{Sample, Summary};
+
+/// Name and version of the container format, repeated inside the JSON so that an extracted
+/// payload still says what it is. On reading, the header's version is authoritative.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatInfo {
+    /// Always [`FORMAT_NAME`] (`"pktloss-capture"`).
+    pub name: String,
+    pub major: u16,
+    pub minor: u16,
+}
+
+impl Default for FormatInfo {
+    fn default() -> Self {
+        Self {
+            name: FORMAT_NAME.to_string(),
+            major: FORMAT_MAJOR,
+            minor: FORMAT_MINOR,
+        }
+    }
+}
+
+/// One value of the capturing kernel's `enum skb_drop_reason`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropReasonName {
+    pub code: u32,
+    /// Name without the `SKB_DROP_REASON_` prefix, e.g. `NO_SOCKET`.
+    pub name: String,
+}
+
+/// A network device present during the capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// Inode of its network namespace, as in the events.
+    pub netns: u32,
+    /// `ip netns` name, "root" for pktloss's own namespace, or empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns_name: String,
+    pub ifindex: u32,
+    pub name: String,
+    /// `ARPHRD_*` link type from `/sys/class/net/DEV/type` (1 = Ethernet, 772 = loopback,
+    /// 65534 = none, e.g. tun/wireguard), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arphrd: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// MAC address, "aa:bb:cc:dd:ee:ff", when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+}
+
+impl Interface {
+    /// "veth0@ns1" style label used in reports and pcapng interface names.
+    pub fn label(&self) -> String {
+        format!(
+            "{}@{}",
+            self.name,
+            netns_label(self.netns, &self.netns_name)
+        )
+    }
+}
+
+/// "ns1" / "root" when the namespace has a name, else "netns:INODE".
+pub fn netns_label(inode: u32, name: &str) -> String {
+    if name.is_empty() {
+        format!("netns:{inode}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Everything one capture recorded. The serde form of this struct is the payload of a
+/// capture file. Fields marked `#[serde(default)]` may be absent; the others are required, so
+/// a JSON document of another shape is rejected rather than read as an empty capture.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureFile {
+    pub format: FormatInfo,
+    /// Version of the pktloss that wrote the file.
+    pub tool_version: String,
+    /// When the file was written, RFC 3339 UTC.
+    pub created: String,
+    /// argv of the capturing pktloss.
+    #[serde(default)]
+    pub command_line: Vec<String>,
+    /// Effective capture options (duration, count, snaplen, filters, ...), free-form.
+    #[serde(default)]
+    pub options: serde_json::Value,
+    /// Why the capture ended: "duration", "count", "interrupted", ... (free-form).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stopped_by: String,
+    #[serde(default)]
+    pub hostname: String,
+    /// `uname -r`.
+    #[serde(default)]
+    pub kernel: String,
+    /// `uname -v` (build number and date).
+    #[serde(default)]
+    pub kernel_version: String,
+    /// `uname -m`.
+    #[serde(default)]
+    pub arch: String,
+    /// `/proc/sys/kernel/random/boot_id`.
+    #[serde(default)]
+    pub boot_id: String,
+    /// The capturing kernel's `enum skb_drop_reason`, so codes can be named on any machine.
+    #[serde(default)]
+    pub drop_reasons: Vec<DropReasonName>,
+    /// Network devices of the namespaces seen in the capture.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// The aggregates and sampled drops (with packet bytes).
+    pub summary: Summary,
+    /// Kernel counters (SNMP, netstat, device stats, ...) before and after the capture.
+    #[serde(default)]
+    pub counters_before: serde_json::Value,
+    #[serde(default)]
+    pub counters_after: serde_json::Value,
+    /// Sysctls and configuration checks the diagnosis used.
+    #[serde(default)]
+    pub checks: serde_json::Value,
+    /// The diagnosis: an array of `{id, title, drops, evidence[], advice[]}` objects
+    /// (optionally with `reasons[]`, the drop reasons the cause explains).
+    #[serde(default)]
+    pub diagnosis: serde_json::Value,
+}
+
+impl CaptureFile {
+    /// A capture of `summary` on this machine: format, tool version, time of writing,
+    /// command line, host name, kernel, architecture and boot id filled in from the running
+    /// system (best effort: what cannot be read stays empty). The caller adds the rest.
+    pub fn for_this_host(summary: Summary) -> Self {
+        let read = |p: &str| {
+            fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let uts = nix::sys::utsname::uname().ok();
+        let uts_field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uts.as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            format: FormatInfo::default(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            command_line: std::env::args().collect(),
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: uts_field(|u| u.release()),
+            kernel_version: uts_field(|u| u.version()),
+            arch: uts_field(|u| u.machine()),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            summary,
+            ..Self::default()
+        }
+    }
+
+    /// The captured bytes of sample `i` (empty when it has none or they are not valid hex).
+    pub fn packet_bytes(&self, i: usize) -> Vec<u8> {
+        self.summary
+            .samples
+            .get(i)
+            .map(sample_bytes)
+            .unwrap_or_default()
+    }
+
+    /// Name of a drop-reason code on the capturing kernel.
+    pub fn reason_name(&self, code: u32) -> Option<&str> {
+        self.drop_reasons
+            .iter()
+            .find(|r| r.code == code)
+            .map(|r| r.name.as_str())
+    }
+
+    /// The device `(netns, ifindex)` as recorded in `interfaces`.
+    pub fn interface(&self, netns: u32, ifindex: u32) -> Option<&Interface> {
+        self.interfaces
+            .iter()
+            .find(|i| i.netns == netns && i.ifindex == ifindex)
+    }
+}
+
+/// Decode a sample's `data_hex` (empty on invalid hex: the reader never fails on it).
+pub fn sample_bytes(s: &Sample) -> Vec<u8> {
+    hex_decode(&s.data_hex).unwrap_or_default()
+}
+
+/// Lower-case hex, as in `Sample::data_hex`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// Parse hex (either case, no separators); None when malformed.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let nib = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    b.chunks_exact(2)
+        .map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?))
+        .collect()
+}
+
+/// Write `file` to `path` atomically, mode 0600 from creation on: the bytes go to a
+/// temporary file in the same directory which is then renamed over `path`.
+pub fn write(path: &Path, file: &CaptureFile) -> Result<()> {
+    let bytes = to_bytes(file)?;
+    write_private(path, &bytes)
+}
+
+/// Read and validate a capture file. Checks the size before reading it whole.
+pub fn read(path: &Path) -> Result<CaptureFile, CaptureError> {
+    let io = |source| CaptureError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(CaptureError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut f = fs::File::open(path).map_err(io)?;
+    format::read_from(&mut f, meta.len()).map_err(|e| match e {
+        CaptureError::Io { source, .. } => io(source),
+        e => e,
+    })
+}
+
+/// Read and validate a capture held in memory (what [`read`] does after opening the file).
+pub fn read_bytes(bytes: &[u8]) -> Result<CaptureFile, CaptureError> {
+    from_bytes(bytes)
+}
+
+/// Create `path` with `bytes`, mode 0600, atomically (temp file + rename in the same dir).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;
