@@ -1,0 +1,147 @@
+//! Incident capture files on the real kernel: capture known drops in a namespace, report on
+//! the file in an unprivileged process with exactly the live counts, pcapng read by tshark,
+//! and malformed files rejected with one clear line.
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use pktloss_tests::{Netns, Running, flow_count, pktloss_bin, require_root, run};
+use serde_json::Value;
+
+const N: usize = 150;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("pktl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        // World-traversable so the unprivileged report can reach the file we hand it.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(pktloss_bin()).arg("report").arg(file).args(args).uid(65534).gid(65534).output().expect("report as nobody")
+}
+
+#[test]
+fn capture_file_reports_live_counts_without_privileges() {
+    if !require_root("capture_file_reports_live_counts_without_privileges") {
+        return;
+    }
+    let ns = Netns::new("capf");
+    ns.exec(&["nft", "add", "table", "inet", "pktlcap"]);
+    ns.exec(&["nft", "add chain inet pktlcap input { type filter hook input priority 0 ; policy accept ; }"]);
+    ns.exec(&["nft", "add rule inet pktlcap input udp dport 7001 counter drop"]);
+    let dir = TempDir::new("capf");
+    let file = dir.0.join("incident.pktloss");
+    let pcap = dir.0.join("live.pcapng");
+    let file_s = file.to_str().expect("path");
+    let pcap_s = pcap.to_str().expect("path");
+    let p = Running::start(&["capture", "--format", "json", "-o", file_s, "--pcapng", pcap_s]);
+    std::thread::sleep(Duration::from_millis(800));
+    let src = ns.send_udp("127.0.0.1:7001".parse().expect("addr"), N);
+    ns.send_udp("127.0.0.1:7002".parse().expect("addr"), N);
+    std::thread::sleep(Duration::from_millis(300));
+    let live = p.stop_json();
+    let inode = ns.inode();
+    assert_eq!(flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NETFILTER_DROP" && f["sport"] == src.port()), N as u64);
+    assert_eq!(flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NO_SOCKET" && f["dport"] == 7002), N as u64);
+
+    let md = std::fs::metadata(&file).expect("capture file written");
+    assert_eq!(md.permissions().mode() & 0o777, 0o600, "capture files hold packets: mode 0600");
+    // Hand a copy to an unprivileged user, as on another machine.
+    let copy = dir.0.join("copy.pktloss");
+    std::fs::copy(&file, &copy).expect("copy");
+    // SAFETY: plain chown syscall on our own file.
+    let c = std::ffi::CString::new(copy.to_str().expect("path")).expect("cstr");
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+
+    let out = report_as_nobody(&copy, &["--format", "json"]);
+    assert!(out.status.success(), "report as nobody: {}", String::from_utf8_lossy(&out.stderr));
+    let rep: Value = serde_json::from_slice(&out.stdout).expect("report json");
+    for key in ["total_drops", "lost_events", "drops_with_detail", "drops_without_detail"] {
+        assert_eq!(rep[key], live[key], "{key} differs between live and report");
+    }
+    assert_eq!(rep["reasons"], live["reasons"], "reasons differ");
+    assert_eq!(rep["flows"], live["flows"], "flows differ");
+    assert_eq!(rep["locations"], live["locations"], "locations differ");
+    // The diagnosis is recomputed from the file: both causes, the firewall one names the rule.
+    let causes = rep["causes"].as_array().expect("causes");
+    let ids: Vec<&str> = causes.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert!(ids.contains(&"firewall-drop") && ids.contains(&"no-listener"), "{ids:?}");
+    let fw = causes.iter().find(|c| c["id"] == "firewall-drop").expect("firewall cause");
+    assert!(fw.to_string().contains("7001"), "firewall evidence names the rule: {fw}");
+    let cap = &rep["capture"];
+    assert!(cap["boot_id"].as_str().is_some_and(|b| b.len() > 10), "{cap}");
+    assert!(rep.to_string().contains(&std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id").trim().to_owned()));
+
+    let out = report_as_nobody(&copy, &["--format", "markdown"]);
+    assert!(out.status.success());
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("| Drops |") && md.contains("NETFILTER\\_DROP") || md.contains("`NETFILTER_DROP`"), "{md}");
+
+    // pcapng: from the live capture and from the report, read back by tshark with comments.
+    let from_report = dir.0.join("report.pcapng");
+    let out = Command::new(pktloss_bin())
+        .args(["report", file_s, "--pcapng", from_report.to_str().expect("path")])
+        .output()
+        .expect("report --pcapng");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for pc in [&pcap, &from_report] {
+        let t = Command::new("tshark")
+            .args(["-r", pc.to_str().expect("path"), "-T", "fields", "-e", "frame.comment", "-e", "ip.src", "-e", "udp.dstport"])
+            .output();
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but no tshark: {e}");
+                eprintln!("skipping tshark check: {e}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&t.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2 * N, "one packet per sampled drop: {text}");
+        assert!(lines.iter().any(|l| l.contains("reason=NETFILTER_DROP") && l.contains("cause=firewall-drop") && l.ends_with("7001")), "{text}");
+        assert!(lines.iter().any(|l| l.contains("reason=NO_SOCKET") && l.contains("cause=no-listener") && l.ends_with("7002")), "{text}");
+    }
+}
+
+fn assert_bad_file(bytes: &[u8], needle: &str) {
+    let dir = TempDir::new("badf");
+    let f = dir.0.join("bad.pktloss");
+    std::fs::write(&f, bytes).expect("write");
+    let out = run(&["report", f.to_str().expect("path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.to_lowercase().contains(needle), "{needle:?} not in {err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn malformed_capture_files_are_one_line_errors() {
+    assert_bad_file(b"", "empty");
+    assert_bad_file(b"hello, I am not a capture\n", "not a pktloss capture");
+    assert_bad_file(b"PKTLOSS\0\x01", "truncated");
+    let mut future = b"PKTLOSS\0".to_vec();
+    future.extend_from_slice(&[9, 0, 0, 0]);
+    future.extend_from_slice(&[0; 28]);
+    assert_bad_file(&future, "newer");
+    let out = run(&["report", "/nonexistent/incident.pktloss"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
+}
