@@ -307,8 +307,10 @@ impl Session {
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
-        let tracer = Tracer::start(opts, &kbtf)?;
+        let facts = crate::collect::KernelFacts::from_btf(&kbtf);
+        // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
+        let tracer = Tracer::start(opts, &facts)?;
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
             Kallsyms::default()

@@ -79,6 +79,28 @@ impl RawCounts {
 #[error("{0}")]
 pub struct StartError(pub String);
 
+/// What the programs need from the kernel's BTF, extracted up front so that the (large)
+/// parsed BTF can be freed before the eBPF object is loaded.
+#[derive(Clone, Debug)]
+pub struct KernelFacts {
+    pub offsets: Result<pktloss_common::Offsets, String>,
+    pub kfree_btf: pktloss_common::KfreeBtfArgs,
+    pub has_kfree_btf: bool,
+    pub has_dev_queue_btf: bool,
+}
+
+impl KernelFacts {
+    /// Extract the facts from the parsed BTF.
+    pub fn from_btf(kbtf: &KernelBtf) -> Self {
+        Self {
+            offsets: kbtf.offsets().map_err(|e| format!("{e:#}")),
+            kfree_btf: kbtf.kfree_skb_args().unwrap_or_default(),
+            has_kfree_btf: kbtf.has_tracepoint("kfree_skb"),
+            has_dev_queue_btf: kbtf.has_tracepoint("net_dev_queue"),
+        }
+    }
+}
+
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
@@ -143,7 +165,7 @@ fn kallsyms_has(name: &str) -> bool {
 
 impl Tracer {
     /// Resolve offsets, load the object and attach every probe the kernel supports.
-    pub fn start(options: Options, kbtf: &KernelBtf) -> Result<Self> {
+    pub fn start(options: Options, kbtf: &KernelFacts) -> Result<Self> {
         check_privileges()?;
         if EBPF_OBJECT.is_empty() {
             return Err(StartError("this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`".to_owned()).into());
@@ -155,9 +177,9 @@ impl Tracer {
         if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
             return Err(StartError("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
         }
-        let offsets = kbtf.offsets().map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e:#}")))?;
+        let offsets = kbtf.offsets.clone().map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
         let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(|e| StartError(e.to_string()))?;
-        let kfree_btf = kbtf.kfree_skb_args().unwrap_or_default();
+        let kfree_btf = kbtf.kfree_btf;
         let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
 
@@ -206,7 +228,10 @@ impl Tracer {
         log::debug!("config: {config:?}");
 
         raise_memlock();
+        // One parse of the kernel BTF serves both the loader and the tp_btf attach.
+        let aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
         let mut loader = EbpfLoader::new();
+        loader.btf(Some(&aya_btf));
         loader.override_global("CONFIG", &config, true);
         loader.map_max_entries("EVENTS", options.ringbuf_bytes);
         if !options.stacks {
@@ -220,7 +245,6 @@ impl Tracer {
                 None
             }
         };
-        let aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
 
         let mut probes = Vec::new();
         // skb:kfree_skb -- required.
@@ -382,11 +406,11 @@ fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
     Ok(())
 }
 
-fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelBtf, classic: bool) -> Result<ProbeStatus> {
+fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -> Result<ProbeStatus> {
     const NAME: &str = "skb:kfree_skb";
     let mut why_not_btf = String::from("classic tracepoint requested");
     if !classic {
-        if kbtf.has_tracepoint("kfree_skb") {
+        if kbtf.has_kfree_btf {
             match attach_btf(ebpf, "kfree_skb_btf", "kfree_skb", btf) {
                 Ok(()) => return Ok(status(NAME, "tp_btf", true, "")),
                 Err(e) => why_not_btf = format!("tp_btf failed ({e:#})"),
@@ -401,10 +425,10 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelBtf, classic: bool) -> 
     }
 }
 
-fn attach_dev_queue(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelBtf, tracefs: &std::path::Path, classic: bool) -> ProbeStatus {
+fn attach_dev_queue(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, tracefs: &std::path::Path, classic: bool) -> ProbeStatus {
     const NAME: &str = "net:net_dev_queue";
     let mut note = String::new();
-    if !classic && kbtf.has_tracepoint("net_dev_queue") {
+    if !classic && kbtf.has_dev_queue_btf {
         match attach_btf(ebpf, "net_dev_queue_btf", "net_dev_queue", btf) {
             Ok(()) => return status(NAME, "tp_btf", true, ""),
             Err(e) => note = format!("tp_btf failed ({e:#}); "),
