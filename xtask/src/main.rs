@@ -1,1 +1,68 @@
-fn main() {}
+//! `cargo xtask`: the build, test and benchmark entry points of pktloss.
+mod bench;
+mod setup;
+mod tasks;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build, run, test and benchmark pktloss.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Idempotent bootstrap: nightly rust-src, bpf-linker 0.13, Debian packages, tracefs.
+    Setup,
+    /// Build pktloss (and its eBPF programs) after the toolchain part of setup.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Setup, release build, then run `target/release/pktloss ARGS...`.
+    Run {
+        /// Arguments for pktloss (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, debug build, then every test of the workspace, one at a time.
+    Test {
+        /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// clippy (all targets, all crates but the eBPF one) with warnings denied.
+    Lint {
+        /// Also check formatting with `cargo fmt --all --check`.
+        #[arg(long)]
+        fmt: bool,
+    },
+    /// Drop-flood overhead of pktloss and its peers; table on stdout, JSON under target/bench/.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::setup(setup::Scope::All),
+        Cmd::Build { release } => tasks::build(release),
+        Cmd::Run { args } => tasks::run_pktloss(&args),
+        Cmd::Test { args } => tasks::test(&args),
+        Cmd::Lint { fmt } => tasks::lint(fmt),
+        Cmd::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

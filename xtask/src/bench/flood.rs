@@ -1,0 +1,268 @@
+//! The local drop flood: two namespaces joined by a veth pair, an nftables DROP rule in the
+//! receiver, and a sender thread pinned to one CPU that floods small UDP datagrams into it.
+//!
+//! Traffic never leaves the two namespaces this module creates; they (and with them the veth
+//! pair and the nftables table) are deleted when the [`Netns`] guard drops, and leftovers of a
+//! killed run are deleted before a new pair is made.
+use std::{
+    fs::File,
+    io::Write as _,
+    net::UdpSocket,
+    os::fd::AsRawFd as _,
+    path::Path,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::util::{output, run, succeeds};
+
+/// The sending namespace.
+pub const TX_NS: &str = "pktlb-tx";
+/// The receiving (dropping) namespace.
+pub const RX_NS: &str = "pktlb-rx";
+const TX_IF: &str = "pktlb0";
+const RX_IF: &str = "pktlb1";
+const TX_ADDR: &str = "10.231.0.1";
+const RX_ADDR: &str = "10.231.0.2";
+/// The UDP port the nftables rule drops.
+pub const DPORT: u16 = 9;
+const NFT_TABLE: &str = "pktlb";
+
+/// The two namespaces; deleted on drop.
+pub struct Netns(());
+
+impl Netns {
+    /// Delete leftovers, then create the namespaces, the veth pair and the DROP rule.
+    pub fn create() -> Result<Self> {
+        cleanup();
+        let guard = Netns(());
+        for ns in [TX_NS, RX_NS] {
+            run(Command::new("ip").args(["netns", "add", ns]))?;
+        }
+        run(Command::new("ip").args([
+            "link", "add", TX_IF, "netns", TX_NS, "type", "veth", "peer", "name", RX_IF, "netns",
+            RX_NS,
+        ]))?;
+        for (ns, ifname, addr) in [(TX_NS, TX_IF, TX_ADDR), (RX_NS, RX_IF, RX_ADDR)] {
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))?;
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/30"),
+                "dev",
+                ifname,
+            ]))?;
+            run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
+        }
+        let rules = format!(
+            "table inet {NFT_TABLE} {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
+             udp dport {DPORT} counter drop\n  }}\n}}\n"
+        );
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", RX_NS, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("cannot start nft")?;
+        if let Some(mut stdin) = nft.stdin.take() {
+            stdin
+                .write_all(rules.as_bytes())
+                .context("cannot write the nftables rules")?;
+        }
+        let status = nft.wait().context("nft")?;
+        if !status.success() {
+            bail!("nft could not load the DROP rule in {RX_NS} ({status})");
+        }
+        // Resolve the neighbour once so the first measured packets do not wait on ARP.
+        succeeds(Command::new("ip").args(["netns", "exec", TX_NS, "ping", "-c1", "-W1", RX_ADDR]));
+        Ok(guard)
+    }
+
+    /// The packets counted by the DROP rule so far.
+    pub fn dropped(&self) -> Result<u64> {
+        let out = output(Command::new("ip").args([
+            "netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE,
+        ]))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).context("nft printed invalid JSON")?;
+        find_counter(&v).context("no counter in the nftables table")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+fn find_counter(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(p) = m
+                .get("counter")
+                .and_then(|c| c.get("packets"))
+                .and_then(|p| p.as_u64())
+            {
+                return Some(p);
+            }
+            m.values().find_map(find_counter)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(find_counter),
+        _ => None,
+    }
+}
+
+/// Delete the namespaces if they exist (from this or a killed earlier run).
+pub fn cleanup() {
+    for ns in [TX_NS, RX_NS] {
+        if Path::new("/run/netns").join(ns).exists() {
+            succeeds(Command::new("ip").args(["netns", "del", ns]));
+        }
+    }
+}
+
+/// How to flood.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodCfg {
+    /// The CPU the sender is pinned to.
+    pub cpu: usize,
+    /// How long to send.
+    pub duration: Duration,
+    /// Packets per second, or `None` for as fast as possible.
+    pub rate: Option<u64>,
+    /// Datagrams per sendmmsg call.
+    pub batch: usize,
+}
+
+/// What one flood did.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodResult {
+    /// Datagrams the kernel accepted.
+    pub sent: u64,
+    /// How long the sender sent.
+    pub elapsed: Duration,
+}
+
+/// Start a flood in its own thread (which joins the sending namespace); `stop` ends it early.
+pub fn spawn(cfg: FloodCfg, stop: Arc<AtomicBool>) -> JoinHandle<Result<FloodResult>> {
+    thread::spawn(move || sender(cfg, &stop))
+}
+
+/// Flood for `cfg.duration` and return what was sent.
+pub fn flood(cfg: FloodCfg, stop: &Arc<AtomicBool>) -> Result<FloodResult> {
+    join(spawn(cfg, Arc::clone(stop)))
+}
+
+/// Wait for a flood thread.
+pub fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
+    h.join()
+        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
+}
+
+/// Most datagrams per sendmmsg call.
+pub const MAX_BATCH: usize = 1024;
+const PAYLOAD: [u8; 18] = *b"pktloss-bench-drop";
+
+fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
+    let ns = File::open(Path::new("/run/netns").join(TX_NS))
+        .with_context(|| format!("cannot open namespace {TX_NS}"))?;
+    // SAFETY: setns on a valid namespace fd; it changes only this thread's network namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns({TX_NS}): {}", std::io::Error::last_os_error());
+    }
+    pin_to(cfg.cpu)?;
+    let sock = UdpSocket::bind((TX_ADDR, 0)).context("cannot bind the sender socket")?;
+    sock.connect((RX_ADDR, DPORT))
+        .context("cannot connect the sender socket")?;
+    let fd = sock.as_raw_fd();
+    let batch = if cfg.rate.is_some() {
+        cfg.batch.clamp(1, 8)
+    } else {
+        cfg.batch.clamp(1, MAX_BATCH)
+    };
+    let mut iov = libc::iovec {
+        iov_base: PAYLOAD.as_ptr() as *mut libc::c_void,
+        iov_len: PAYLOAD.len(),
+    };
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
+    let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let mut last_err = None;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(rate) = cfg.rate {
+            let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+            if due > now {
+                std::thread::sleep((due - now).min(deadline - now));
+                continue;
+            }
+        }
+        // SAFETY: fd is a connected UDP socket; msgs holds `batch` headers whose single iovec
+        // points at PAYLOAD, which outlives the call; the kernel only reads them.
+        let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), batch as libc::c_uint, 0) };
+        if n > 0 {
+            sent += n as u64;
+        } else {
+            errors += 1;
+            last_err = Some(std::io::Error::last_os_error());
+        }
+    }
+    let elapsed = start.elapsed();
+    if sent == 0 && errors > 0 {
+        bail!(
+            "the sender sent nothing: {}",
+            last_err.map_or_else(String::new, |e| e.to_string())
+        );
+    }
+    Ok(FloodResult { sent, elapsed })
+}
+
+/// Pin the calling thread to one CPU.
+fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: cpu_set_t is plain old data; CPU_SET is bounds-checked against its size below.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            bail!("CPU {cpu} out of range");
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!(
+                "cannot pin the sender to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a plain cpu_set_t; CPU_ISSET reads it within bounds.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}

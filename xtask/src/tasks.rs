@@ -1,0 +1,167 @@
+//! `build`, `run`, `test` and `lint`: thin wrappers over cargo with the bootstrap in front.
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    setup::{self, Scope},
+    util::{self, run, show},
+};
+
+fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
+/// The pktloss binary of a profile.
+pub fn pktloss_bin(release: bool) -> PathBuf {
+    util::target_dir()
+        .join(profile_dir(release))
+        .join("pktloss")
+}
+
+fn cargo_build(release: bool) -> Result<()> {
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", "pktloss-user"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+/// `build [--release]`: the toolchain part of setup, then `cargo build -p pktloss-user`.
+pub fn build(release: bool) -> Result<()> {
+    setup::setup(Scope::Toolchain)?;
+    cargo_build(release)?;
+    println!("built {}", pktloss_bin(release).display());
+    Ok(())
+}
+
+/// `run -- ARGS`: setup, release build, then exec pktloss (its exit code is ours).
+pub fn run_pktloss(args: &[String]) -> Result<()> {
+    setup::setup(Scope::All)?;
+    cargo_build(true)?;
+    let bin = pktloss_bin(true);
+    let err = Command::new(&bin).args(args).exec();
+    bail!("cannot exec {}: {err}", bin.display())
+}
+
+/// Totals of cargo test's `test result:` lines.
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// Add one line if it is a `test result:` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut it = part.split_whitespace();
+            let (Some(n), Some(what)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `test`: full setup, a debug build so the binary exists, then every test, one at a time.
+pub fn test(extra: &[String]) -> Result<()> {
+    setup::setup(Scope::All)?;
+    cargo_build(false)?;
+    let bin = pktloss_bin(false);
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "pktloss-ebpf",
+        "--no-fail-fast",
+        "--",
+    ])
+    .arg("--test-threads=1")
+    .args(extra)
+    .env("PKTLOSS_BIN", &bin)
+    .stdout(Stdio::piped());
+    eprintln!("running: PKTLOSS_BIN={} {}", bin.display(), show(&cmd));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            totals.add_line(&line);
+        }
+    }
+    let status = child.wait().context("cargo test")?;
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() {
+        bail!("tests FAILED (cargo test: {status})");
+    }
+    if totals.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+/// `lint [--fmt]`: clippy on every crate but the eBPF one, warnings denied; rustfmt check too
+/// with `--fmt`.
+pub fn lint(fmt: bool) -> Result<()> {
+    setup::setup(Scope::Toolchain)?;
+    if fmt {
+        run(util::cargo().args(["fmt", "--all", "--check"]))?;
+    }
+    run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "pktloss-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    println!("lint: clean");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn totals_add_up_test_result_lines() {
+        let mut t = Totals::default();
+        t.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s");
+        t.add_line("running 3 tests");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 5,
+                failed: 1,
+                ignored: 1
+            }
+        );
+    }
+}
