@@ -15,9 +15,12 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
-    /// Parse `/sys/kernel/btf/vmlinux`.
+    /// Parse `/sys/kernel/btf/vmlinux` (or `$PKTLOSS_BTF`, for tests of a kernel without BTF).
     pub fn load() -> Result<Self> {
-        Self::from_path(Path::new(VMLINUX_BTF))
+        match std::env::var_os("PKTLOSS_BTF") {
+            Some(p) => Self::from_path(Path::new(&p)),
+            None => Self::from_path(Path::new(VMLINUX_BTF)),
+        }
     }
 
     /// Parse a BTF file.

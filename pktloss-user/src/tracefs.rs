@@ -35,8 +35,16 @@ impl Format {
     }
 }
 
-/// Mount point of tracefs with an `events` directory.
+/// Mount point of tracefs with an `events` directory (`$PKTLOSS_TRACEFS` overrides the
+/// search, for tests of a machine without tracefs).
 pub fn root() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PKTLOSS_TRACEFS") {
+        let p = PathBuf::from(p);
+        if p.join("events").is_dir() {
+            return Ok(p);
+        }
+        bail!("tracefs is not mounted at {} (run `mount -t tracefs nodev /sys/kernel/tracing`)", p.display());
+    }
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         if Path::new(p).join("events").is_dir() {
             return Ok(PathBuf::from(p));

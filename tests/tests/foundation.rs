@@ -340,3 +340,30 @@ fn tcp_retransmissions_are_counted_per_flow() {
     let dropped = flow_count(&s, |f| f["netns"] == b.inode() && f["reason"] == "NETFILTER_DROP" && f["sport"] == sport);
     assert!(dropped >= 2, "original segment and its retransmissions dropped by nft: {dropped}");
 }
+
+fn assert_start_error(env: (&str, &str), needle: &str) {
+    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
+        .args(["capture", "--duration", "1s"])
+        .env(env.0, env.1)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn missing_kernel_features_are_clear_errors() {
+    if !require_root("missing_kernel_features_are_clear_errors") {
+        return;
+    }
+    assert_start_error(("PKTLOSS_BTF", "/nonexistent/vmlinux"), "no kernel BTF");
+    assert_start_error(("PKTLOSS_TRACEFS", "/nonexistent/tracing"), "tracefs is not mounted");
+    // A tracefs without the skb:kfree_skb tracepoint.
+    let dir = std::env::temp_dir().join(format!("pktl-fake-tracefs-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("events/net")).expect("mkdir");
+    assert_start_error(("PKTLOSS_TRACEFS", dir.to_str().expect("path")), "no skb:kfree_skb tracepoint");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_nothing_attached("after start errors");
+}
