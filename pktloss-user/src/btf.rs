@@ -1,17 +1,68 @@
 //! Kernel step: resolve struct offsets, tracepoint arguments and drop-reason names from the
 //! running kernel's BTF (`/sys/kernel/btf/vmlinux`). Nothing about kernel layouts is hard-coded.
+//!
+//! A lean reader: the raw BTF blob plus one offset per type id (about 6 MiB for a distribution
+//! kernel), looked up by scanning. General BTF libraries build name indexes that cost several
+//! times that, which matters for a tool meant to stay resident on busy hosts.
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use btf_rs::{Btf, BtfType as _, Type};
 use pktloss_common::{KfreeBtfArgs, Offsets};
 
 /// Where the kernel exposes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+const BTF_MAGIC: u16 = 0xeb9f;
+
+mod kind {
+    pub const INT: u32 = 1;
+    pub const PTR: u32 = 2;
+    pub const ARRAY: u32 = 3;
+    pub const STRUCT: u32 = 4;
+    pub const UNION: u32 = 5;
+    pub const ENUM: u32 = 6;
+    pub const FWD: u32 = 7;
+    pub const TYPEDEF: u32 = 8;
+    pub const VOLATILE: u32 = 9;
+    pub const CONST: u32 = 10;
+    pub const RESTRICT: u32 = 11;
+    pub const FUNC: u32 = 12;
+    pub const FUNC_PROTO: u32 = 13;
+    pub const VAR: u32 = 14;
+    pub const DATASEC: u32 = 15;
+    pub const FLOAT: u32 = 16;
+    pub const DECL_TAG: u32 = 17;
+    pub const TYPE_TAG: u32 = 18;
+    pub const ENUM64: u32 = 19;
+}
+
+/// One type's common header.
+#[derive(Clone, Copy, Debug)]
+struct Ty {
+    name_off: u32,
+    kind: u32,
+    vlen: u32,
+    kind_flag: bool,
+    /// `size` or `type`, depending on the kind.
+    size_or_type: u32,
+    /// Byte offset of the kind-specific data that follows the header.
+    extra: usize,
+}
+
 /// The running kernel's BTF.
 pub struct KernelBtf {
-    btf: Btf,
+    data: Vec<u8>,
+    strings: std::ops::Range<usize>,
+    /// Byte offset of each type's header; index = type id (0 = void, unused).
+    types: Vec<u32>,
+}
+
+fn u16_at(d: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(d.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u32_at(d: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(d.get(off..off + 4)?.try_into().ok()?))
 }
 
 impl KernelBtf {
@@ -26,69 +77,143 @@ impl KernelBtf {
     /// Parse a BTF file.
     pub fn from_path(path: &Path) -> Result<Self> {
         if !path.exists() {
-            bail!(
-                "no kernel BTF at {} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)",
-                path.display()
-            );
+            bail!("no kernel BTF at {} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", path.display());
         }
-        let btf = Btf::from_file(path).map_err(|e| anyhow!("cannot parse BTF {}: {e}", path.display()))?;
-        Ok(Self { btf })
+        let data = std::fs::read(path).with_context(|| format!("cannot read BTF {}", path.display()))?;
+        Self::parse(data).with_context(|| format!("cannot parse BTF {}", path.display()))
     }
 
-    fn name_of(&self, t: &dyn btf_rs::BtfType) -> String {
-        self.btf.resolve_name(t).unwrap_or_default()
+    /// Parse raw (little-endian) BTF.
+    pub fn parse(data: Vec<u8>) -> Result<Self> {
+        let bad = || anyhow!("truncated or malformed BTF header");
+        if u16_at(&data, 0).ok_or_else(bad)? != BTF_MAGIC {
+            bail!("not BTF (bad magic), or a big-endian BTF");
+        }
+        let hdr_len = u32_at(&data, 4).ok_or_else(bad)? as usize;
+        let type_off = u32_at(&data, 8).ok_or_else(bad)? as usize;
+        let type_len = u32_at(&data, 12).ok_or_else(bad)? as usize;
+        let str_off = u32_at(&data, 16).ok_or_else(bad)? as usize;
+        let str_len = u32_at(&data, 20).ok_or_else(bad)? as usize;
+        let t_start = hdr_len.checked_add(type_off).ok_or_else(bad)?;
+        let t_end = t_start.checked_add(type_len).ok_or_else(bad)?;
+        let s_start = hdr_len.checked_add(str_off).ok_or_else(bad)?;
+        let s_end = s_start.checked_add(str_len).ok_or_else(bad)?;
+        if t_end > data.len() || s_end > data.len() {
+            bail!("BTF sections extend past the end of the data");
+        }
+        let mut types = vec![0u32];
+        let mut off = t_start;
+        while off < t_end {
+            let info = u32_at(&data, off + 4).ok_or_else(bad)?;
+            let vlen = (info & 0xffff) as usize;
+            let k = (info >> 24) & 0x1f;
+            let extra = match k {
+                kind::INT | kind::VAR | kind::DECL_TAG => 4,
+                kind::ARRAY => 12,
+                kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen,
+                kind::ENUM | kind::FUNC_PROTO => 8 * vlen,
+                kind::PTR
+                | kind::FWD
+                | kind::TYPEDEF
+                | kind::VOLATILE
+                | kind::CONST
+                | kind::RESTRICT
+                | kind::FUNC
+                | kind::FLOAT
+                | kind::TYPE_TAG => 0,
+                other => bail!("unknown BTF kind {other} at byte {off}"),
+            };
+            types.push(u32::try_from(off).map_err(|_| anyhow!("BTF too large"))?);
+            off += 12 + extra;
+        }
+        if off != t_end {
+            bail!("BTF type section is truncated");
+        }
+        Ok(Self { data, strings: s_start..s_end, types })
     }
 
-    fn type_by_id(&self, id: u32) -> Result<Type> {
-        self.btf.resolve_type_by_id(id).map_err(|e| anyhow!("BTF type {id}: {e}"))
+    /// Number of types (including void).
+    pub fn len(&self) -> usize {
+        self.types.len()
     }
 
-    /// Follow typedef/const/volatile/restrict/type-tag to the underlying type.
-    fn strip(&self, mut t: Type) -> Result<Type> {
+    /// Whether there are no types besides void.
+    pub fn is_empty(&self) -> bool {
+        self.types.len() <= 1
+    }
+
+    fn ty(&self, id: u32) -> Option<Ty> {
+        let off = *self.types.get(id as usize)? as usize;
+        if id == 0 {
+            return None;
+        }
+        let info = u32_at(&self.data, off + 4)?;
+        Some(Ty {
+            name_off: u32_at(&self.data, off)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: info & 0xffff,
+            kind_flag: info >> 31 == 1,
+            size_or_type: u32_at(&self.data, off + 8)?,
+            extra: off + 12,
+        })
+    }
+
+    fn name(&self, name_off: u32) -> &str {
+        let start = self.strings.start + name_off as usize;
+        let Some(rest) = self.data.get(start..self.strings.end) else { return "" };
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    /// Ids of types named `name` of kind `k`.
+    fn find(&self, name: &str, k: u32) -> impl Iterator<Item = u32> + '_ {
+        let name = name.to_owned();
+        (1..self.types.len() as u32).filter(move |&id| self.ty(id).is_some_and(|t| t.kind == k && self.name(t.name_off) == name))
+    }
+
+    /// Follow typedef/const/volatile/restrict/type-tag to the underlying type id.
+    fn strip(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
-            match &t {
-                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
-                    t = self.btf.resolve_chained_type(t.as_btf_type().ok_or_else(|| anyhow!("bad chain"))?)
-                        .map_err(|e| anyhow!("BTF chain: {e}"))?;
+            match self.ty(id) {
+                Some(t) if matches!(t.kind, kind::TYPEDEF | kind::CONST | kind::VOLATILE | kind::RESTRICT | kind::TYPE_TAG) => {
+                    id = t.size_or_type;
                 }
-                _ => return Ok(t),
+                _ => return id,
             }
         }
-        bail!("BTF type chain too long")
+        id
     }
 
-    /// The struct (not a forward declaration) named `name`.
-    fn struct_named(&self, name: &str) -> Result<btf_rs::Struct> {
-        let types = self.btf.resolve_types_by_name(name).map_err(|e| anyhow!("BTF has no `struct {name}`: {e}"))?;
-        types
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Struct(s) => Some(s),
-                _ => None,
+    /// Members of a struct/union: (name, type id, bit offset, bitfield size).
+    fn members(&self, t: &Ty) -> Vec<(&str, u32, u32, u32)> {
+        (0..t.vlen as usize)
+            .filter_map(|i| {
+                let m = t.extra + i * 12;
+                let name_off = u32_at(&self.data, m)?;
+                let tid = u32_at(&self.data, m + 4)?;
+                let raw = u32_at(&self.data, m + 8)?;
+                let (bit_off, bits) = if t.kind_flag { (raw & 0xff_ffff, raw >> 24) } else { (raw, 0) };
+                Some((self.name(name_off), tid, bit_off, bits))
             })
-            .ok_or_else(|| anyhow!("BTF has no `struct {name}`"))
+            .collect()
     }
 
-    /// Byte offset of `member` in `s`, looking through anonymous struct/union members.
-    /// Returns the offset and the member's type id.
-    fn find_member(&self, s: &btf_rs::Struct, member: &str, depth: u32) -> Result<Option<(u32, u32)>> {
+    /// Byte offset of `member` in struct/union `t`, looking through anonymous members.
+    fn find_member(&self, t: &Ty, member: &str, depth: u32) -> Result<Option<(u32, u32)>> {
         if depth > 8 {
             return Ok(None);
         }
-        for m in &s.members {
-            let name = self.name_of(m);
-            let tid = m.get_type_id().unwrap_or(0);
+        for (name, tid, bit_off, bits) in self.members(t) {
             if name == member {
-                if m.bitfield_size().is_some_and(|b| b != 0) || m.bit_offset() % 8 != 0 {
+                if bits != 0 || bit_off % 8 != 0 {
                     bail!("member `{member}` is a bitfield");
                 }
-                return Ok(Some((m.bit_offset() / 8, tid)));
+                return Ok(Some((bit_off / 8, tid)));
             }
             if name.is_empty() {
-                let inner = self.strip(self.type_by_id(tid)?)?;
-                if let Type::Struct(inner) | Type::Union(inner) = inner {
-                    if let Some((off, t)) = self.find_member(&inner, member, depth + 1)? {
-                        return Ok(Some((m.bit_offset() / 8 + off, t)));
+                if let Some(inner) = self.ty(self.strip(tid)).filter(|x| matches!(x.kind, kind::STRUCT | kind::UNION)) {
+                    if let Some((off, id)) = self.find_member(&inner, member, depth + 1)? {
+                        return Ok(Some((bit_off / 8 + off, id)));
                     }
                 }
             }
@@ -98,18 +223,19 @@ impl KernelBtf {
 
     /// Byte offset of `a.b.c` in `struct sname` (each step through a struct-typed member).
     pub fn offset_of(&self, sname: &str, path: &[&str]) -> Result<u32> {
-        let mut s = self.struct_named(sname)?;
+        let id = self.find(sname, kind::STRUCT).next().ok_or_else(|| anyhow!("BTF has no `struct {sname}`"))?;
+        let mut t = self.ty(id).ok_or_else(|| anyhow!("bad BTF type {id}"))?;
         let mut total = 0u32;
         for (i, step) in path.iter().enumerate() {
             let (off, tid) = self
-                .find_member(&s, step, 0)?
+                .find_member(&t, step, 0)?
                 .ok_or_else(|| anyhow!("`struct {sname}` has no member `{}`", path[..=i].join(".")))?;
             total += off;
             if i + 1 < path.len() {
-                match self.strip(self.type_by_id(tid)?)? {
-                    Type::Struct(inner) | Type::Union(inner) => s = inner,
-                    other => bail!("`{sname}.{}` is a {}, not a struct", path[..=i].join("."), other.name()),
-                }
+                t = self
+                    .ty(self.strip(tid))
+                    .filter(|x| matches!(x.kind, kind::STRUCT | kind::UNION))
+                    .ok_or_else(|| anyhow!("`{sname}.{}` is not a struct", path[..=i].join(".")))?;
             }
         }
         Ok(total)
@@ -137,38 +263,30 @@ impl KernelBtf {
     }
 
     /// Parameters of a tracepoint's BTF prototype (`btf_trace_NAME`), without the leading
-    /// `void *__data`: for each, the (stripped) type's kind and pointee/enum name.
+    /// `void *__data`: for each, ("ptr", pointee struct name or "void") or ("enum", name).
     fn tp_params(&self, tp: &str) -> Result<Vec<(String, String)>> {
         let typedef = format!("btf_trace_{tp}");
-        let t = self
-            .btf
-            .resolve_types_by_name(&typedef)
-            .map_err(|_| anyhow!("kernel BTF has no `{typedef}`: no BTF tracepoint {tp}"))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("kernel BTF has no `{typedef}`"))?;
-        let ptr = self.strip(t)?;
-        let Type::Ptr(ptr) = ptr else { bail!("`{typedef}` is not a function pointer") };
-        let proto = self.strip(self.btf.resolve_chained_type(&ptr).map_err(|e| anyhow!("{typedef}: {e}"))?)?;
-        let Type::FuncProto(proto) = proto else { bail!("`{typedef}` is not a function pointer") };
+        let id = self.find(&typedef, kind::TYPEDEF).next().ok_or_else(|| anyhow!("kernel BTF has no `{typedef}`"))?;
+        let ptr = self.ty(self.strip(id)).filter(|t| t.kind == kind::PTR).ok_or_else(|| anyhow!("`{typedef}` is not a pointer"))?;
+        let proto = self
+            .ty(self.strip(ptr.size_or_type))
+            .filter(|t| t.kind == kind::FUNC_PROTO)
+            .ok_or_else(|| anyhow!("`{typedef}` is not a function pointer"))?;
         let mut out = Vec::new();
-        for p in proto.parameters.iter().skip(1) {
-            let t = self.strip(self.type_by_id(p.get_type_id().unwrap_or(0))?)?;
-            let desc = match &t {
-                Type::Ptr(pp) => {
-                    let pointee = self.btf.resolve_chained_type(pp).ok();
-                    let pointee = pointee.map(|x| self.strip(x)).transpose()?;
-                    match pointee {
-                        Some(Type::Struct(s)) => ("ptr".to_owned(), self.name_of(&s)),
-                        Some(Type::Fwd(f)) => ("ptr".to_owned(), self.name_of(&f)),
-                        _ => ("ptr".to_owned(), "void".to_owned()),
-                    }
-                }
-                Type::Enum(e) => ("enum".to_owned(), self.name_of(e)),
-                Type::Enum64(e) => ("enum".to_owned(), self.name_of(e)),
-                other => (other.name().to_owned(), String::new()),
+        for i in 1..proto.vlen as usize {
+            let tid = u32_at(&self.data, proto.extra + i * 8 + 4).unwrap_or(0);
+            let Some(t) = self.ty(self.strip(tid)) else {
+                out.push(("void".to_owned(), String::new()));
+                continue;
             };
-            out.push(desc);
+            out.push(match t.kind {
+                kind::PTR => match self.ty(self.strip(t.size_or_type)) {
+                    Some(p) if matches!(p.kind, kind::STRUCT | kind::FWD) => ("ptr".to_owned(), self.name(p.name_off).to_owned()),
+                    _ => ("ptr".to_owned(), "void".to_owned()),
+                },
+                kind::ENUM | kind::ENUM64 => ("enum".to_owned(), self.name(t.name_off).to_owned()),
+                _ => ("other".to_owned(), String::new()),
+            });
         }
         Ok(out)
     }
@@ -176,20 +294,17 @@ impl KernelBtf {
     /// Positions of skb, location, reason and rx_sk in the `kfree_skb` BTF tracepoint.
     pub fn kfree_skb_args(&self) -> Result<KfreeBtfArgs> {
         let params = self.tp_params("kfree_skb")?;
-        let pos = |kind: &str, name: &str| -> u32 {
-            params
-                .iter()
-                .position(|(k, n)| k == kind && n == name)
-                .map_or(u32::MAX, |p| p as u32)
+        let pos = |k: &str, n: &str| params.iter().position(|(a, b)| a == k && b == n).map_or(u32::MAX, |p| p as u32);
+        let args = KfreeBtfArgs {
+            skb: pos("ptr", "sk_buff"),
+            location: pos("ptr", "void"),
+            reason: pos("enum", "skb_drop_reason"),
+            rx_sk: pos("ptr", "sock"),
         };
-        let skb = pos("ptr", "sk_buff");
-        let location = pos("ptr", "void");
-        let reason = pos("enum", "skb_drop_reason");
-        let rx_sk = pos("ptr", "sock");
-        if skb == u32::MAX || location == u32::MAX {
+        if args.skb == u32::MAX || args.location == u32::MAX {
             bail!("unexpected prototype of the kfree_skb tracepoint: {params:?}");
         }
-        Ok(KfreeBtfArgs { skb, location, reason, rx_sk })
+        Ok(args)
     }
 
     /// Whether the kernel has a BTF tracepoint named `tp`.
@@ -197,57 +312,46 @@ impl KernelBtf {
         self.tp_params(tp).is_ok()
     }
 
+    fn enum_members(&self, t: &Ty) -> Vec<(u32, &str)> {
+        (0..t.vlen as usize)
+            .filter_map(|i| {
+                let m = if t.kind == kind::ENUM64 { t.extra + i * 12 } else { t.extra + i * 8 };
+                Some((u32_at(&self.data, m + 4)?, self.name(u32_at(&self.data, m)?)))
+            })
+            .collect()
+    }
+
     /// Values and names of `enum skb_drop_reason` (prefix `SKB_DROP_REASON_` removed), plus the
-    /// subsystem reasons of other `*_drop_reason` enums (values with the subsystem in the
-    /// upper 16 bits).
+    /// subsystem reasons of the other `*_drop_reason` enums (subsystem in the upper 16 bits).
     pub fn drop_reasons(&self) -> Result<Vec<(u32, String)>> {
         let mut out = Vec::new();
-        let core = self
-            .btf
-            .resolve_types_by_name("skb_drop_reason")
-            .map_err(|_| anyhow!("kernel BTF has no `enum skb_drop_reason` (kernel older than 5.17?)"))?;
-        for t in core {
-            if let Type::Enum(e) = t {
-                for m in &e.members {
-                    let name = self.name_of(m);
-                    let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(&name).to_owned();
-                    out.push((m.val(), name));
+        let mut subsys = Vec::new();
+        for id in 1..self.types.len() as u32 {
+            let Some(t) = self.ty(id) else { continue };
+            if t.kind != kind::ENUM {
+                continue;
+            }
+            let name = self.name(t.name_off);
+            if name == "skb_drop_reason" {
+                for (v, n) in self.enum_members(&t) {
+                    out.push((v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(n).to_owned()));
                 }
+            } else if name.ends_with("_drop_reason") {
+                subsys.extend(self.enum_members(&t).into_iter().filter(|(v, _)| *v >= 1 << 16).map(|(v, n)| (v, n.to_owned())));
             }
         }
         if out.is_empty() {
-            bail!("`enum skb_drop_reason` is empty in the kernel BTF");
+            bail!("kernel BTF has no `enum skb_drop_reason` (kernel older than 5.17?)");
         }
-        // Subsystem reasons: enums like `mac80211_drop_reason`, `ovs_drop_reason`.
-        if let Ok(subsys) = subsystem_reasons(&self.btf) {
-            for (v, n) in subsys {
-                if v >= 1 << 16 && !out.iter().any(|(ov, _)| *ov == v) {
-                    out.push((v, n));
-                }
+        for (v, n) in subsys {
+            if !out.iter().any(|(ov, _)| *ov == v) {
+                out.push((v, n));
             }
         }
         out.sort();
         out.dedup_by_key(|(v, _)| *v);
         Ok(out)
     }
-}
-
-/// Members of every enum named `*_drop_reason` other than `skb_drop_reason`.
-fn subsystem_reasons(btf: &Btf) -> Result<Vec<(u32, String)>> {
-    use fallible_iterator::FallibleIterator as _;
-    let mut out = Vec::new();
-    let mut it = btf.type_iter();
-    while let Ok(Some(t)) = it.next() {
-        if let Type::Enum(e) = t {
-            let name = btf.resolve_name(&e).unwrap_or_default();
-            if name.ends_with("_drop_reason") && name != "skb_drop_reason" {
-                for m in &e.members {
-                    out.push((m.val(), btf.resolve_name(m).unwrap_or_default()));
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -268,14 +372,39 @@ mod tests {
     #[test]
     fn offsets_resolve_against_running_kernel() {
         let Some(k) = kernel() else { return };
+        assert!(k.len() > 1000);
         let o = k.offsets().expect("offsets");
-        // Sanity relations that hold on every kernel: head and data are adjacent pointers,
-        // the three header offsets are adjacent u16s, all inside a sk_buff of < 512 bytes.
+        // Relations that hold on every kernel: head and data are adjacent pointers, the three
+        // header offsets are adjacent u16s, all inside a sk_buff of < 512 bytes.
         assert_eq!(o.skb_data, o.skb_head + 8, "{o:?}");
         assert_eq!(o.skb_network_header, o.skb_transport_header + 2, "{o:?}");
         assert_eq!(o.skb_mac_header, o.skb_network_header + 2, "{o:?}");
         assert!(o.skb_head < 512 && o.skb_dev < 64, "{o:?}");
         assert!(o.net_inum > 0 && o.dev_ifindex > 0, "{o:?}");
+    }
+
+    #[test]
+    fn offsets_agree_with_bpftool() {
+        // Cross-check two offsets against bpftool's own BTF dump, when bpftool is installed.
+        let Some(k) = kernel() else { return };
+        let Ok(out) = std::process::Command::new("bpftool").args(["btf", "dump", "file", VMLINUX_BTF, "format", "raw"]).output() else {
+            eprintln!("skipping: no bpftool");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let start = text.find("STRUCT 'sk_buff'").expect("sk_buff in bpftool output");
+        let block: String = text[start..].lines().take(200).collect::<Vec<_>>().join("\n");
+        let bits = |member: &str| -> Option<u32> {
+            let l = block.lines().find(|l| l.trim_start().starts_with(&format!("'{member}' ")))?;
+            l.split("bits_offset=").nth(1)?.split_whitespace().next()?.parse().ok()
+        };
+        let o = k.offsets().expect("offsets");
+        if let Some(b) = bits("head") {
+            assert_eq!(o.skb_head, b / 8);
+        }
+        if let Some(b) = bits("len") {
+            assert_eq!(o.skb_len, b / 8);
+        }
     }
 
     #[test]
@@ -285,6 +414,8 @@ mod tests {
         assert_eq!(a.skb, 0);
         assert_eq!(a.location, 1);
         assert_ne!(a.reason, u32::MAX);
+        assert!(k.has_tracepoint("net_dev_queue"));
+        assert!(!k.has_tracepoint("no_such_tracepoint_pktloss"));
     }
 
     #[test]
@@ -307,5 +438,36 @@ mod tests {
         let Some(k) = kernel() else { return };
         let e = k.offset_of("sk_buff", &["no_such_member"]).expect_err("must fail");
         assert!(e.to_string().contains("no member"), "{e}");
+    }
+
+    #[test]
+    fn malformed_btf_is_an_error_not_a_panic() {
+        assert!(KernelBtf::parse(Vec::new()).is_err());
+        assert!(KernelBtf::parse(vec![0x9f, 0xeb]).is_err());
+        let mut hdr = vec![0x9f, 0xeb, 1, 0];
+        hdr.extend_from_slice(&24u32.to_le_bytes());
+        hdr.extend_from_slice(&0u32.to_le_bytes());
+        hdr.extend_from_slice(&1000u32.to_le_bytes()); // type_len past the end
+        hdr.extend_from_slice(&0u32.to_le_bytes());
+        hdr.extend_from_slice(&0u32.to_le_bytes());
+        assert!(KernelBtf::parse(hdr).is_err());
+        // Every prefix of the real BTF either parses or fails cleanly.
+        if let Ok(real) = std::fs::read(VMLINUX_BTF) {
+            for n in [24, 25, 100, 4096, real.len() / 2, real.len() - 1] {
+                let _ = KernelBtf::parse(real[..n.min(real.len())].to_vec());
+            }
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            for _ in 0..200 {
+                let mut m = real[..20_000.min(real.len())].to_vec();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = 24 + (x as usize % (m.len() - 24));
+                m[i] ^= (x >> 32) as u8 | 1;
+                if let Ok(k) = KernelBtf::parse(m) {
+                    let _ = (k.offsets(), k.drop_reasons(), k.kfree_skb_args());
+                }
+            }
+        }
     }
 }

@@ -105,7 +105,7 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = pktloss_common::DEFAULT_SNAPLEN, value_parser = clap::value_parser!(u32).range(0..=pktloss_common::MAX_SNAPLEN as i64))]
     pub snaplen: u32,
     /// Ring buffer size in KiB (power of two, at least 4).
-    #[arg(long, default_value_t = 8192, value_parser = parse_ringbuf_kib)]
+    #[arg(long, default_value_t = 2048, value_parser = parse_ringbuf_kib)]
     pub ringbuf_kib: u32,
     /// Use the classic tracepoints even where tp_btf works.
     #[arg(long)]

@@ -51,7 +51,7 @@ impl Default for Options {
             stacks: false,
             detail_budget: Some(1000),
             snaplen: pktloss_common::DEFAULT_SNAPLEN,
-            ringbuf_bytes: 8 << 20,
+            ringbuf_bytes: 2 << 20,
             classic: false,
         }
     }

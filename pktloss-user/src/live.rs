@@ -28,10 +28,20 @@ pub fn top(a: TopArgs) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let stop2 = Arc::clone(&stop);
     let refresh = a.refresh;
-    let collector = std::thread::Builder::new()
-        .name("pktloss-collect".into())
-        .spawn(move || collect_loop(session, &tx, &stop2, refresh))?;
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let collector = std::thread::Builder::new().name("pktloss-collect".into()).spawn(move || {
+        collect_loop(session, &tx, &stop2, refresh);
+        // The session is dropped: the probes are detached. Safety net: the TUI returns within
+        // a frame of `stop`, unless it is stuck reading a terminal that hung up at the wrong
+        // moment (crossterm-rs/crossterm#793, see `tui::term::InputWait`); then nothing else
+        // will end the process, so end it here.
+        if done_rx.recv_timeout(Duration::from_secs(2)) == Err(mpsc::RecvTimeoutError::Timeout) {
+            tui::term::restore();
+            std::process::exit(1);
+        }
+    })?;
     let res = tui::run(rx, Arc::clone(&stop));
+    let _ = done_tx.send(());
     stop.store(true, Ordering::Relaxed);
     // The session (and its programs) is dropped when the collector returns.
     let _ = collector.join();
@@ -40,8 +50,8 @@ pub fn top(a: TopArgs) -> Result<()> {
 
 fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBool, refresh: Duration) {
     let before = gather_before();
-    let base: HashMap<u32, NetnsSnapshot> = before.snapshots.iter().map(|s| (s.netns, s.clone())).collect();
-    let checks = before.checks.clone();
+    let mut base: HashMap<u32, NetnsSnapshot> = before.snapshots.iter().map(|s| (s.netns, s.clone())).collect();
+    let mut checks = before.checks.clone();
     let mut deltas: Vec<NetnsDelta> = Vec::new();
     let mut last_counters: Option<Instant> = None;
     let mut last_send: Option<Instant> = None;
@@ -54,6 +64,19 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
         let Ok(summary) = session.summary() else { continue };
         if last_counters.is_none_or(|t| t.elapsed() >= refresh) {
             last_counters = Some(Instant::now());
+            // Namespaces that appeared since the start (a new container): baseline them now.
+            let new: Vec<u32> = summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
+            if !new.is_empty() {
+                let g = counters::gather(&new);
+                for snap in g.snapshots {
+                    base.entry(snap.netns).or_insert(snap);
+                }
+                for c in g.checks {
+                    if !checks.iter().any(|x| x.netns == c.netns) {
+                        checks.push(c);
+                    }
+                }
+            }
             let inodes: Vec<u32> = base.keys().copied().collect();
             deltas = counters::snapshot_all(&inodes)
                 .iter()

@@ -3,17 +3,24 @@ use std::fs;
 
 use anyhow::{Context as _, Result, bail};
 
-/// A sorted kernel symbol table.
+/// A sorted kernel symbol table, compact: one string arena plus (address, name range) per
+/// text symbol (about 3 MiB for 120k symbols, instead of one allocation per name).
 #[derive(Clone, Debug, Default)]
 pub struct Kallsyms {
-    syms: Vec<(u64, String)>,
+    names: String,
+    syms: Vec<(u64, u32, u32)>,
 }
 
 impl Kallsyms {
     /// Read /proc/kallsyms. Fails when addresses are hidden (not root / kptr_restrict).
     pub fn load() -> Result<Self> {
-        let text = fs::read_to_string("/proc/kallsyms").context("read /proc/kallsyms")?;
-        let k = Self::parse(&text);
+        use std::io::BufRead as _;
+        let f = fs::File::open("/proc/kallsyms").context("read /proc/kallsyms")?;
+        let mut k = Self::default();
+        for line in std::io::BufReader::with_capacity(1 << 16, f).lines() {
+            k.add_line(&line.context("read /proc/kallsyms")?);
+        }
+        k.finish();
         if k.syms.is_empty() {
             bail!("/proc/kallsyms shows no addresses (needs root; see kernel.kptr_restrict)");
         }
@@ -22,24 +29,34 @@ impl Kallsyms {
 
     /// Parse kallsyms text; lines that do not parse and zero addresses are skipped.
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                if addr == 0 || !matches!(kind, "t" | "T" | "w" | "W") {
-                    return None;
-                }
-                Some(match it.next() {
-                    Some(m) => (addr, format!("{name} {m}")),
-                    None => (addr, name.to_owned()),
-                })
-            })
-            .collect();
-        syms.sort_by_key(|(a, _)| *a);
-        Self { syms }
+        let mut k = Self::default();
+        for l in text.lines() {
+            k.add_line(l);
+        }
+        k.finish();
+        k
+    }
+
+    fn add_line(&mut self, l: &str) {
+        let mut it = l.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else { return };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else { return };
+        if addr == 0 || !matches!(kind, "t" | "T" | "w" | "W") {
+            return;
+        }
+        let start = self.names.len() as u32;
+        self.names.push_str(name);
+        if let Some(m) = it.next() {
+            self.names.push(' ');
+            self.names.push_str(m);
+        }
+        self.syms.push((addr, start, self.names.len() as u32));
+    }
+
+    fn finish(&mut self) {
+        self.syms.sort_by_key(|(a, _, _)| *a);
+        self.syms.shrink_to_fit();
+        self.names.shrink_to_fit();
     }
 
     /// Number of symbols.
@@ -54,9 +71,9 @@ impl Kallsyms {
 
     /// The function containing `addr` and the offset into it.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        let (base, name) = self.syms.get(i.checked_sub(1)?)?;
-        Some((name.as_str(), addr - base))
+        let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
+        let (base, s, e) = self.syms.get(i.checked_sub(1)?)?;
+        Some((self.names.get(*s as usize..*e as usize)?, addr - base))
     }
 
     /// `function+0xoff` (module in brackets), or the hex address when unknown.

@@ -151,7 +151,8 @@ const COUNTER_RULES: &[CounterRule] = &[
     rule("checksum-error", "Icmp.InCsumErrors", Role::Drop, 1),
     rule("checksum-error", "Icmp6.InCsumErrors", Role::Drop, 1),
     rule("checksum-error", "IpExt.InCsumErrors", Role::Drop, 1),
-    rule("routing", "Ip.InNoRoutes", Role::Drop, 1),
+    // IPv4 InNoRoutes is in /proc/net/netstat (IpExt), not in the Ip line of /proc/net/snmp.
+    rule("routing", "IpExt.InNoRoutes", Role::Drop, 1),
     rule("routing", "Ip.OutNoRoutes", Role::Drop, 1),
     rule("routing", "Ip.InAddrErrors", Role::Drop, 1),
     rule("routing", "Ip6.InNoRoutes", Role::Drop, 1),
@@ -224,9 +225,9 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     fn tag(&self, netns: u32) -> String {
         match self.labels.get(&netns) {
-            Some(l) => format!("[netns {l} ({netns})]"),
-            None if netns == 0 => "[netns ?]".to_owned(),
-            None => format!("[netns netns:{netns} ({netns})]"),
+            Some(l) if !l.starts_with("netns:") => format!("[netns {l} ({netns})]"),
+            _ if netns == 0 => "[netns ?]".to_owned(),
+            _ => format!("[netns {netns}]"),
         }
     }
 
@@ -387,11 +388,12 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
         reconciliation.insert(
             0,
             format!(
-                "traced drops: {} in total; {} assigned to causes; {} socket teardown (not loss: {})",
+                "traced drops: {} in total; {} assigned to causes; {} socket teardown or unjoined multicast (not loss: {}, NOT_SPECIFIED at {})",
                 s.total_drops,
                 explained,
                 benign,
-                taxonomy::BENIGN_REASONS.join(", ")
+                taxonomy::BENIGN_REASONS.join(", "),
+                taxonomy::BENIGN_LOCATIONS.join(", ")
             ),
         );
     }
@@ -467,6 +469,11 @@ fn assign_events(cx: &mut Ctx) -> u64 {
                     let n = l.count.min(left);
                     if n == 0 {
                         break;
+                    }
+                    if taxonomy::is_benign_location(reason, &l.symbol) {
+                        benign += n;
+                        left -= n;
+                        continue;
                     }
                     let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
                         "tcp-protocol"
@@ -1562,6 +1569,10 @@ fn cfg_routing(cx: &mut Ctx) {
         cx,
         &["IP_INNOROUTES", "IP_OUTNOROUTES", "IP_INADDRERRORS", "IP_INVALID_SOURCE", "IP_INVALID_DEST", "IP_LOCALNET", "IP_LOCAL_SOURCE"],
     );
+    // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
+    // (assigned here by location): match those flows against the drop routes too.
+    let by_location = cx.acc.get("routing").is_some_and(|a| a.events.iter().any(|e| e.0 == "NOT_SPECIFIED"));
+    let unspecified = if by_location { drop_flows(cx, &["NOT_SPECIFIED"]) } else { Vec::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.checks_for("routing") {
@@ -1570,6 +1581,7 @@ fn cfg_routing(cx: &mut Ctx) {
         for r in &c.drop_routes {
             let hit: Vec<&str> = flows
                 .iter()
+                .chain(unspecified.iter())
                 .filter(|f| (f.netns == c.netns || f.netns == 0) && in_prefix(&f.dst, &r.dst))
                 .map(|f| f.dst.as_str())
                 .collect();

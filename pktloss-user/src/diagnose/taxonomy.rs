@@ -35,6 +35,11 @@ pub struct CauseInfo {
 pub const BENIGN_REASONS: &[&str] =
     &["SOCKET_CLOSE", "TCP_CLOSE", "UNIX_DISCONNECT", "UNIX_SKIP_OOB", "QUEUE_PURGE", "SOCKET_DESTROYED"];
 
+/// Locations where a drop with a reason that says nothing (`NOT_SPECIFIED`) is not packet loss:
+/// `ip6_mc_input` frees IPv6 multicast for groups this host has not joined (e.g. MLD reports to
+/// ff02::16 that every IPv6 link carries) with kfree_skb. Counted like [`BENIGN_REASONS`].
+pub const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
+
 /// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`): a symbol
 /// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.
 pub const LOCATION_HINTS: &[(&str, &str)] = &[
@@ -245,11 +250,11 @@ pub const CAUSES: &[CauseInfo] = &[
         id: "routing",
         title: "No route, or an unreachable/blackhole route",
         explanation: "The kernel found no route for the packet (IP_INNOROUTES/IP_OUTNOROUTES), the destination address is invalid for this host (IP_INADDRERRORS), or the route is of type blackhole/unreachable/prohibit. Misconfigured routing tables, missing default routes or policy rules.",
-        signals: &["drop reasons IP_INNOROUTES, IP_OUTNOROUTES, IP_INADDRERRORS, IP_INVALID_SOURCE, IP_INVALID_DEST, IP_LOCALNET, IP_LOCAL_SOURCE", "Ip.InNoRoutes, Ip.OutNoRoutes, Ip.InAddrErrors (and Ip6) increasing", "blackhole/unreachable/prohibit routes"],
+        signals: &["drop reasons IP_INNOROUTES, IP_OUTNOROUTES, IP_INADDRERRORS, IP_INVALID_SOURCE, IP_INVALID_DEST, IP_LOCALNET, IP_LOCAL_SOURCE", "IpExt.InNoRoutes, Ip.OutNoRoutes, Ip.InAddrErrors (and Ip6) increasing", "blackhole/unreachable/prohibit routes"],
         reasons: &["IP_INNOROUTES", "IP_OUTNOROUTES", "IP_INADDRERRORS", "IP_INVALID_SOURCE", "IP_INVALID_DEST", "IP_LOCALNET", "IP_LOCAL_SOURCE", "IPV6DISABLED"],
-        checks: &["ip route get DST; ip route show table all; ip rule show", "route -n", "nstat -az IpInNoRoutes IpOutNoRoutes IpInAddrErrors Ip6InNoRoutes"],
+        checks: &["ip route get DST; ip route show table all; ip rule show", "route -n", "nstat -az IpExtInNoRoutes IpOutNoRoutes IpInAddrErrors Ip6InNoRoutes"],
         remediation: &["Correct the routing table: add the missing route or default gateway (`ip route add DST via GW`), remove unintended blackhole/unreachable routes, fix policy rules; make sure addresses are unique on the network."],
-        verify: &["ip route get DST (shows a usable route)", "nstat -az IpOutNoRoutes IpInNoRoutes (stop increasing)"],
+        verify: &["ip route get DST (shows a usable route)", "nstat -az IpOutNoRoutes IpExtInNoRoutes (stop increasing)"],
     },
     CauseInfo {
         id: "neighbor-failure",
@@ -366,6 +371,12 @@ pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
         .find(|c| c.reasons.iter().any(|p| !p.ends_with('*') && *p == reason))
         .or_else(|| CAUSES.iter().find(|c| c.reasons.iter().any(|p| pattern_matches(p, reason))))
         .map(|c| c.id)
+}
+
+/// Whether a drop with a reason that says nothing, at this location, is not packet loss.
+pub fn is_benign_location(reason: &str, symbol: &str) -> bool {
+    let func = symbol.split('+').next().unwrap_or(symbol);
+    reason == "NOT_SPECIFIED" && BENIGN_LOCATIONS.contains(&func)
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.

@@ -543,6 +543,19 @@ fn routing_blackhole() {
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"));
     assert!(has(&c.advice, "ip route get 10.200.0.5"));
     assert!(in_prefix("2001:db8::1", "2001:db8::/64") && !in_prefix("10.1.0.1", "10.200.0.0/24"));
+    // Forwarded into a blackhole: NOT_SPECIFIED at ip_error, still matched to the route.
+    let mut s = summary(&[("NOT_SPECIFIED", 5)]);
+    s.locations.push(LocationCount { symbol: "ip_error+0x94".into(), reason: "NOT_SPECIFIED".into(), count: 5, ..Default::default() });
+    s.flows.push(flow("NOT_SPECIFIED", "udp", "10.200.0.7", 9, NSA, 5));
+    let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
+    let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
+    let c = top(&causes, "routing");
+    assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"), "{:#?}", c.advice);
+    // A router without a route: IPv4 InNoRoutes comes from /proc/net/netstat (IpExt).
+    let netstat = parse::proc_pairs(fx!("netstat.txt").replace("IpExt: 0 ", "IpExt: 7 ").as_str());
+    assert_eq!(netstat.get("IpExt.InNoRoutes"), Some(&7), "fixture shape");
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("IpExt.InNoRoutes", 7)])], &[]);
+    assert_eq!(top(&causes, "routing").drops, 7);
 }
 
 #[test]
@@ -628,6 +641,16 @@ fn external_loss_only_without_local_drops() {
     s.flows.push(f);
     let causes = run(&s, &[h], &[]);
     assert!(causes.iter().all(|c| c.id != "external-loss"), "{causes:#?}");
+}
+
+#[test]
+fn unjoined_ipv6_multicast_is_not_loss() {
+    // Seen on a fresh veth: MLD reports to ff02::16 freed by ip6_mc_input with NOT_SPECIFIED.
+    let mut s = summary(&[("NOT_SPECIFIED", 6)]);
+    s.locations.push(LocationCount { symbol: "ip6_mc_input+0x15e".into(), reason: "NOT_SPECIFIED".into(), count: 6, ..Default::default() });
+    let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
+    assert!(d.causes.is_empty(), "{:#?}", d.causes);
+    assert!(has(&d.reconciliation, "6 socket teardown or unjoined multicast"), "{:#?}", d.reconciliation);
 }
 
 #[test]

@@ -32,6 +32,8 @@ use ratatui::{
     crossterm::event::{self, Event, KeyEventKind},
 };
 
+use term::Wake;
+
 pub use input::{Action, Mode, map_key};
 pub use state::{Filter, Panel, SortKey, State, Term};
 pub use view::render;
@@ -103,6 +105,8 @@ fn event_loop<B: Backend>(
     let size = terminal.size()?;
     state.set_size(size.width, size.height);
     let mut last_draw: Option<Instant> = None;
+    // None when there is no terminal to poll (e.g. a test backend): crossterm waits alone.
+    let input = term::InputWait::new().ok();
     terminal.clear()?;
     loop {
         if stop.load(Ordering::Relaxed) || state.should_quit() {
@@ -133,7 +137,29 @@ fn event_loop<B: Backend>(
                 }
             }
         }
-        if event::poll(wait)? {
+        // Wait with poll(2) where we can (see `term::InputWait`); crossterm reads only when
+        // there is input, so a hung-up terminal cannot trap the loop in crossterm.
+        let ready = match &input {
+            None => event::poll(wait)?,
+            Some(input) => match input.wait(wait)? {
+                Wake::Timeout => false,
+                // crossterm watches the tty edge-triggered and may leave bytes unread (more
+                // than its 1 KiB buffer at once): then it has nothing to report although poll(2)
+                // says readable, so let it wait for more input itself instead of spinning.
+                Wake::Input => event::poll(Duration::ZERO)? || event::poll(wait)?,
+                Wake::Resize => {
+                    let (columns, rows) = ratatui::crossterm::terminal::size()?;
+                    terminal.autoresize()?;
+                    state.set_size(columns, rows);
+                    false
+                }
+                Wake::Hangup => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+            },
+        };
+        if ready {
             loop {
                 match event::read()? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => {

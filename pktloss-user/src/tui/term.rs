@@ -4,12 +4,21 @@
 //! caller's stop flag (in raw mode Ctrl-C arrives as a key, handled by the key map). Dropping
 //! the guard restores the terminal; so does the panic hook, before it calls the previous hook.
 //! [`restore`] is idempotent, so the two never fight.
+//!
+//! [`InputWait`] waits for input with poll(2) so that crossterm only reads when there is
+//! something to read, and notices a hung-up terminal.
 use std::{
-    io::{self, Write as _},
+    fs::File,
+    io::{self, IsTerminal as _, Read as _, Write as _},
+    os::{
+        fd::{AsFd as _, AsRawFd as _, OwnedFd},
+        unix::net::UnixStream,
+    },
     sync::{
         Arc, Once,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use ratatui::crossterm::{
@@ -22,7 +31,7 @@ use ratatui::crossterm::{
 };
 use signal_hook::{
     SigId,
-    consts::{SIGHUP, SIGINT, SIGTERM},
+    consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH},
 };
 
 /// The terminal is in raw mode / the alternate screen and must be restored.
@@ -100,4 +109,95 @@ fn install_panic_hook() {
             previous(info);
         }));
     });
+}
+
+/// What [`InputWait::wait`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Nothing (or a signal interrupted the wait: check the stop flag).
+    Timeout,
+    /// The terminal has input for crossterm to read.
+    Input,
+    /// SIGWINCH: the terminal was resized.
+    Resize,
+    /// The terminal is gone (hangup, error): nothing more will be read from it.
+    Hangup,
+}
+
+/// Waits for terminal input with poll(2), so that crossterm reads only when there is input.
+///
+/// crossterm 0.28's reader spins forever, whatever its timeout, once the terminal hangs up
+/// (the tty stays readable while `read` returns 0 or EIO; crossterm-rs/crossterm#793): the
+/// event loop would never see `stop` again and the process would burn a core after its
+/// terminal is gone (tmux kill-server, a closed ssh session). poll(2) reports the hangup
+/// (POLLHUP) instead, and a signal interrupts it, so `stop` is seen at once.
+pub struct InputWait {
+    /// The terminal crossterm reads: stdin when it is one, else /dev/tty (as crossterm does).
+    tty: OwnedFd,
+    /// Read end of a self-pipe written on SIGWINCH.
+    winch: UnixStream,
+    winch_id: SigId,
+}
+
+impl InputWait {
+    pub fn new() -> io::Result<Self> {
+        let tty = if io::stdin().is_terminal() {
+            io::stdin().as_fd().try_clone_to_owned()?
+        } else {
+            File::open("/dev/tty")?.into()
+        };
+        let (winch, writer) = UnixStream::pair()?;
+        winch.set_nonblocking(true)?;
+        let winch_id = signal_hook::low_level::pipe::register(SIGWINCH, writer)?;
+        Ok(Self {
+            tty,
+            winch,
+            winch_id,
+        })
+    }
+
+    /// Wait up to `timeout` for input, a resize or a hangup.
+    pub fn wait(&self, timeout: Duration) -> io::Result<Wake> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.tty.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.winch.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // Round up: a 0 ms poll for a sub-millisecond wait would spin until the frame is due.
+        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(Wake::Timeout);
+            }
+            return Err(err);
+        }
+        if fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Ok(Wake::Hangup);
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            let mut buf = [0u8; 64];
+            while matches!((&self.winch).read(&mut buf), Ok(n) if n > 0) {}
+            return Ok(Wake::Resize);
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            return Ok(Wake::Input);
+        }
+        Ok(Wake::Timeout)
+    }
+}
+
+impl Drop for InputWait {
+    fn drop(&mut self) {
+        signal_hook::low_level::unregister(self.winch_id);
+    }
 }
