@@ -1,22 +1,28 @@
 //! pktloss: a Linux kernel packet-drop tracer.
 //!
 //! The flow of data, one module per step:
-//! kernel (`btf`, `tracefs`, `probes`, `collect`) -> decode (`decode`) -> aggregate (`aggregate`,
-//! `model`) -> classify (`diagnose`) -> ui/export (`output`, `tui`, `capture`).
+//! - kernel: [`btf`] (offsets and reason names from the running kernel's BTF), [`tracefs`]
+//!   (classic tracepoint formats), [`collect`] (load, attach, drain, read maps), [`netns`];
+//! - decode: [`decode`] (ring-buffer records and keys), [`symbols`] (kallsyms), [`reasons`];
+//! - aggregate: [`aggregate`] into the [`model`] types;
+//! - classify: [`counters`] (kernel counters and configuration per namespace) and
+//!   [`diagnose`] (the cause taxonomy, a pure function of the collected data);
+//! - ui/export: [`output`] (text, JSON, watch lines), [`tui`] and [`live`] (`pktloss top`),
+//!   [`capture`] (incident files, offline reports, pcapng), [`cli`].
 
-pub mod model;
-pub mod netns;
-pub mod tui;
-pub mod capture;
 pub mod aggregate;
 pub mod btf;
+pub mod capture;
 pub mod cli;
 pub mod collect;
+pub mod counters;
 pub mod decode;
+pub mod diagnose;
+pub mod live;
+pub mod model;
+pub mod netns;
 pub mod output;
 pub mod reasons;
 pub mod symbols;
 pub mod tracefs;
-pub mod counters;
-pub mod diagnose;
-pub mod live;
+pub mod tui;
