@@ -295,7 +295,7 @@ fn reasons_come_from_the_running_kernel() {
     assert!(rows.len() > 20);
     for r in rows {
         let (code, name) = (r["code"].as_u64().expect("code"), r["reason"].as_str().expect("name"));
-        if !fmt.is_empty() && code >= 2 && code < 0x10000 && name != "MAX" {
+        if !fmt.is_empty() && (2..0x10000).contains(&code) && name != "MAX" {
             assert!(fmt.contains(&format!("{{ {code}, \"{name}\" }}")), "{code} {name} not in tracefs format");
         }
     }
