@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: idempotent bootstrap of everything pktloss needs to build and test.
 //!
-//! Each step prints one line: `ok: ... already present`, `did: ...` or `skip: ...`.
+//! Each step prints one line on stderr (stdout stays clean for `run`): `ok: ... already present`,
+//! `did: ...` or `skip: ...`.
 use std::{
     env, fs,
     os::unix::fs::symlink,
@@ -68,12 +69,12 @@ fn nightly_rust_src() -> Result<PathBuf> {
                 "rust-src",
             ]))
             .context("installing the nightly toolchain")?;
-            println!("did: installed the nightly toolchain with rust-src");
+            eprintln!("did: installed the nightly toolchain with rust-src");
             return nightly_sysroot();
         }
     };
     if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        println!("ok: nightly toolchain with rust-src already present");
+        eprintln!("ok: nightly toolchain with rust-src already present");
     } else {
         run(Command::new("rustup").args([
             "component",
@@ -83,7 +84,7 @@ fn nightly_rust_src() -> Result<PathBuf> {
             "nightly",
         ]))
         .context("adding rust-src to nightly")?;
-        println!("did: added rust-src to the nightly toolchain");
+        eprintln!("did: added rust-src to the nightly toolchain");
     }
     Ok(sysroot)
 }
@@ -102,7 +103,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     let force = env::var_os("PKTLOSS_REBUILD_BPF_LINKER").is_some_and(|v| v == "1");
     match output(Command::new("bpf-linker").arg("--version")) {
         Ok(v) if v.contains("bpf-linker 0.13") && !force => {
-            println!("ok: {} already present", v.trim());
+            eprintln!("ok: {} already present", v.trim());
             return Ok(());
         }
         _ => {}
@@ -122,7 +123,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
         }
         symlink(&target, &link).with_context(|| format!("cannot link {}", link.display()))?;
     }
-    println!("did: linked {} -> {}", lib.display(), target.display());
+    eprintln!("did: linked {} -> {}", lib.display(), target.display());
     eprintln!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (about a minute)...");
     run(util::cargo()
         .env("LLVM_PREFIX", &prefix)
@@ -140,7 +141,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     let installed = install_root().join("bin/bpf-linker");
     let v = output(Command::new(&installed).arg("--version"))
         .with_context(|| format!("{} was installed but does not run", installed.display()))?;
-    println!("did: installed {}", v.trim());
+    eprintln!("did: installed {}", v.trim());
     Ok(())
 }
 
@@ -182,7 +183,7 @@ fn nightly_llvm(sysroot: &Path) -> Result<(String, String)> {
 fn debian_packages() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
-        println!(
+        eprintln!(
             "ok: Debian packages already present ({})",
             DEBIAN_PACKAGES.join(" ")
         );
@@ -231,7 +232,7 @@ fn debian_packages() -> Result<()> {
             still.join(" ")
         );
     }
-    println!("did: installed Debian packages {}", missing.join(" "));
+    eprintln!("did: installed Debian packages {}", missing.join(" "));
     Ok(())
 }
 
@@ -271,14 +272,14 @@ fn mounted(fstype: &str, at: &str) -> bool {
 fn tracefs() -> Result<()> {
     const AT: &str = "/sys/kernel/tracing";
     if mounted("tracefs", AT) || Path::new(AT).join("events").is_dir() {
-        println!("ok: tracefs already mounted at {AT}");
+        eprintln!("ok: tracefs already mounted at {AT}");
         return Ok(());
     }
     if !is_root() {
         bail!("setup must run as root to mount tracefs at {AT}");
     }
     run(Command::new("mount").args(["-t", "tracefs", "nodev", AT]))?;
-    println!("did: mounted tracefs at {AT}");
+    eprintln!("did: mounted tracefs at {AT}");
     Ok(())
 }
 
@@ -286,12 +287,12 @@ fn tracefs() -> Result<()> {
 fn debugfs() {
     const AT: &str = "/sys/kernel/debug";
     if mounted("debugfs", AT) {
-        println!("ok: debugfs already mounted at {AT}");
+        eprintln!("ok: debugfs already mounted at {AT}");
     } else if !is_root() {
-        println!("skip: debugfs (optional) not mounted and not root");
+        eprintln!("skip: debugfs (optional) not mounted and not root");
     } else if util::succeeds(Command::new("mount").args(["-t", "debugfs", "nodev", AT])) {
-        println!("did: mounted debugfs at {AT}");
+        eprintln!("did: mounted debugfs at {AT}");
     } else {
-        println!("skip: debugfs (optional) could not be mounted at {AT}");
+        eprintln!("skip: debugfs (optional) could not be mounted at {AT}");
     }
 }

@@ -1602,8 +1602,15 @@ fn cfg_routing(cx: &mut Ctx) {
                 ));
             }
         }
-        let dsts: BTreeSet<&str> =
-            flows.iter().filter(|f| f.netns == c.netns || f.netns == 0).map(|f| f.dst.as_str()).take(3).collect();
+        // Multicast destinations (e.g. a DAD probe reaching a link before its multicast route
+        // exists) are not routed via a gateway: no "add the route" advice for them.
+        let dsts: BTreeSet<&str> = flows
+            .iter()
+            .filter(|f| f.netns == c.netns || f.netns == 0)
+            .filter(|f| !f.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
+            .map(|f| f.dst.as_str())
+            .take(3)
+            .collect();
         for d in dsts {
             adv.push(format!("{tag} check the route to {d}: `{pre}ip route get {d}`, and add the missing route (`{pre}ip route add {d} via GATEWAY`)."));
         }

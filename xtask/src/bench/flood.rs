@@ -266,3 +266,21 @@ pub fn allowed_cpus() -> Vec<usize> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::find_counter;
+
+    #[test]
+    fn finds_the_rule_counter_in_nft_json() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+                {"table": {"family": "inet", "name": "pktlb", "handle": 1}},
+                {"rule": {"family": "inet", "table": "pktlb", "chain": "input", "expr": [
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 9}},
+                    {"counter": {"packets": 1234, "bytes": 56789}}, {"drop": null}]}}]}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(find_counter(&v), Some(1234));
+    }
+}

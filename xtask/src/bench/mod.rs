@@ -290,6 +290,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         })
         .collect();
 
+    // perf record's data file goes away however the run ends.
+    struct RemovePerfData;
+    impl Drop for RemovePerfData {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(perf_data());
+        }
+    }
+    let _perf_data = RemovePerfData;
     let netns = Netns::create()?;
     let mut run = Run {
         rounds,
@@ -735,4 +743,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 
 fn fmt_f(x: f64, digits: usize) -> String {
     format!("{x:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
+        assert_eq!(median(Vec::new()), None);
+    }
 }
