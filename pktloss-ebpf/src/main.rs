@@ -20,8 +20,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
 };
 use pktloss_common::{
-    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, data_start,
-    flag, stat,
+    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, data_start, flag, stat,
 };
 
 /// Written by userspace before load (`EbpfLoader::override_global`).

@@ -80,9 +80,7 @@ impl Aggregator {
     pub fn ingest(&mut self, ev: &DropEvent) {
         self.delivered += 1;
         if is_user_comm(ev.pid) {
-            self.flow_process
-                .entry(ev.flow)
-                .or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
+            self.flow_process.entry(ev.flow).or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
         }
         if self.samples.len() < self.max_samples {
             let (src, dst) = decode::addr_strings(&ev.flow);
@@ -227,7 +225,7 @@ impl Aggregator {
                 RetransCount { src, sport: k.sport, dst, dport: k.dport, netns: k.netns, count: *c }
             })
             .collect();
-        rflows.sort_by(|a, b| b.count.cmp(&a.count));
+        rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
         rflows.truncate(TOP_FLOWS);
 
         let inserts = raw.stat(stat::FLOW_INSERTS);
@@ -297,7 +295,7 @@ pub fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
             (d > 0).then_some((*k, d))
         })
         .collect();
-    drops.sort_by(|a, b| b.1.cmp(&a.1));
+    drops.sort_by_key(|d| std::cmp::Reverse(d.1));
     let stats = now
         .stats
         .iter()
@@ -319,7 +317,8 @@ mod tests {
         stats[stat::DETAIL_SENT as usize] = 4;
         stats[stat::DETAIL_LOST_BUDGET as usize] = 11;
         stats[stat::FLOW_INSERTS as usize] = 3;
-        let mut f1 = FlowKey { family: 4, l4proto: 17, sport: 1000, dport: 9, netns: 42, reason: 3, ..FlowKey::default() };
+        let mut f1 =
+            FlowKey { family: 4, l4proto: 17, sport: 1000, dport: 9, netns: 42, reason: 3, ..FlowKey::default() };
         f1.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         f1.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
         let f2 = FlowKey { family: 6, l4proto: 6, dport: 80, netns: 42, reason: 12, ..FlowKey::default() };
@@ -344,7 +343,8 @@ mod tests {
     #[test]
     fn summary_is_exact_and_accounts_for_everything() {
         let mut a = agg();
-        let info = CaptureInfo { duration_secs: 5.0, flow_capacity: 8192, detail_budget: Some(4), ..CaptureInfo::default() };
+        let info =
+            CaptureInfo { duration_secs: 5.0, flow_capacity: 8192, detail_budget: Some(4), ..CaptureInfo::default() };
         let s = a.summary(&raw(), &info, &|_| Vec::new());
         assert_eq!(s.total_drops, 15);
         assert_eq!(s.reasons[0].reason, "NO_SOCKET");

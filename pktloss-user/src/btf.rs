@@ -168,14 +168,20 @@ impl KernelBtf {
     /// Ids of types named `name` of kind `k`.
     fn find(&self, name: &str, k: u32) -> impl Iterator<Item = u32> + '_ {
         let name = name.to_owned();
-        (1..self.types.len() as u32).filter(move |&id| self.ty(id).is_some_and(|t| t.kind == k && self.name(t.name_off) == name))
+        (1..self.types.len() as u32)
+            .filter(move |&id| self.ty(id).is_some_and(|t| t.kind == k && self.name(t.name_off) == name))
     }
 
     /// Follow typedef/const/volatile/restrict/type-tag to the underlying type id.
     fn strip(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.ty(id) {
-                Some(t) if matches!(t.kind, kind::TYPEDEF | kind::CONST | kind::VOLATILE | kind::RESTRICT | kind::TYPE_TAG) => {
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        kind::TYPEDEF | kind::CONST | kind::VOLATILE | kind::RESTRICT | kind::TYPE_TAG
+                    ) =>
+                {
                     id = t.size_or_type;
                 }
                 _ => return id,
@@ -210,13 +216,11 @@ impl KernelBtf {
                 }
                 return Ok(Some((bit_off / 8, tid)));
             }
-            if name.is_empty() {
-                if let Some(inner) = self.ty(self.strip(tid)).filter(|x| matches!(x.kind, kind::STRUCT | kind::UNION)) {
-                    if let Some((off, id)) = self.find_member(&inner, member, depth + 1)? {
+            if name.is_empty()
+                && let Some(inner) = self.ty(self.strip(tid)).filter(|x| matches!(x.kind, kind::STRUCT | kind::UNION))
+                    && let Some((off, id)) = self.find_member(&inner, member, depth + 1)? {
                         return Ok(Some((bit_off / 8 + off, id)));
                     }
-                }
-            }
         }
         Ok(None)
     }
@@ -267,7 +271,10 @@ impl KernelBtf {
     fn tp_params(&self, tp: &str) -> Result<Vec<(String, String)>> {
         let typedef = format!("btf_trace_{tp}");
         let id = self.find(&typedef, kind::TYPEDEF).next().ok_or_else(|| anyhow!("kernel BTF has no `{typedef}`"))?;
-        let ptr = self.ty(self.strip(id)).filter(|t| t.kind == kind::PTR).ok_or_else(|| anyhow!("`{typedef}` is not a pointer"))?;
+        let ptr = self
+            .ty(self.strip(id))
+            .filter(|t| t.kind == kind::PTR)
+            .ok_or_else(|| anyhow!("`{typedef}` is not a pointer"))?;
         let proto = self
             .ty(self.strip(ptr.size_or_type))
             .filter(|t| t.kind == kind::FUNC_PROTO)
@@ -281,7 +288,9 @@ impl KernelBtf {
             };
             out.push(match t.kind {
                 kind::PTR => match self.ty(self.strip(t.size_or_type)) {
-                    Some(p) if matches!(p.kind, kind::STRUCT | kind::FWD) => ("ptr".to_owned(), self.name(p.name_off).to_owned()),
+                    Some(p) if matches!(p.kind, kind::STRUCT | kind::FWD) => {
+                        ("ptr".to_owned(), self.name(p.name_off).to_owned())
+                    }
                     _ => ("ptr".to_owned(), "void".to_owned()),
                 },
                 kind::ENUM | kind::ENUM64 => ("enum".to_owned(), self.name(t.name_off).to_owned()),
@@ -337,7 +346,9 @@ impl KernelBtf {
                     out.push((v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(n).to_owned()));
                 }
             } else if name.ends_with("_drop_reason") {
-                subsys.extend(self.enum_members(&t).into_iter().filter(|(v, _)| *v >= 1 << 16).map(|(v, n)| (v, n.to_owned())));
+                subsys.extend(
+                    self.enum_members(&t).into_iter().filter(|(v, _)| *v >= 1 << 16).map(|(v, n)| (v, n.to_owned())),
+                );
             }
         }
         if out.is_empty() {
@@ -387,7 +398,9 @@ mod tests {
     fn offsets_agree_with_bpftool() {
         // Cross-check two offsets against bpftool's own BTF dump, when bpftool is installed.
         let Some(k) = kernel() else { return };
-        let Ok(out) = std::process::Command::new("bpftool").args(["btf", "dump", "file", VMLINUX_BTF, "format", "raw"]).output() else {
+        let Ok(out) =
+            std::process::Command::new("bpftool").args(["btf", "dump", "file", VMLINUX_BTF, "format", "raw"]).output()
+        else {
             eprintln!("skipping: no bpftool");
             return;
         };

@@ -28,7 +28,11 @@ use crate::{
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "pktloss", version, about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do")]
+#[command(
+    name = "pktloss",
+    version,
+    about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do"
+)]
 pub struct Cli {
     /// More logging (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -249,7 +253,9 @@ pub fn main() -> ExitCode {
                     _ => Err(anyhow!("cannot build the default `top` arguments")),
                 }
             } else {
-                eprintln!("pktloss: no subcommand and not a terminal; try `pktloss capture --duration 10s` or `pktloss --help`");
+                eprintln!(
+                    "pktloss: no subcommand and not a terminal; try `pktloss capture --duration 10s` or `pktloss --help`"
+                );
                 return ExitCode::from(EXIT_USAGE);
             }
         }
@@ -352,7 +358,13 @@ impl Session {
 }
 
 /// Run until the deadline, the count, or a signal.
-pub fn run_until(session: &mut Session, duration: Option<Duration>, count: Option<u64>, stop: &AtomicBool, mut tick: impl FnMut(&mut Session)) {
+pub fn run_until(
+    session: &mut Session,
+    duration: Option<Duration>,
+    count: Option<u64>,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(&mut Session),
+) {
     let deadline = duration.map(|d| session.started + d);
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -364,11 +376,10 @@ pub fn run_until(session: &mut Session, duration: Option<Duration>, count: Optio
         }
         let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
         session.pump(wait);
-        if let Some(n) = count {
-            if session.tracer.stat(stat::DROPS) >= n {
+        if let Some(n) = count
+            && session.tracer.stat(stat::DROPS) >= n {
                 break;
             }
-        }
         tick(session);
     }
     // Final drain so that every delivered event is in the samples.
@@ -391,7 +402,10 @@ fn capture(a: CaptureArgs) -> Result<()> {
             let drops = s.tracer.stat(stat::DROPS);
             match left {
                 Some(l) => eprint!("\r\x1b[Kcapturing: {:.0}s left, {drops} drops so far", l.as_secs_f64().ceil()),
-                None => eprint!("\r\x1b[Kcapturing: {:.0}s, {drops} drops so far (Ctrl-C to stop)", s.started.elapsed().as_secs_f64()),
+                None => eprint!(
+                    "\r\x1b[Kcapturing: {:.0}s, {drops} drops so far (Ctrl-C to stop)",
+                    s.started.elapsed().as_secs_f64()
+                ),
             }
             let _ = std::io::stderr().flush();
         }
@@ -418,7 +432,12 @@ fn capture(a: CaptureArgs) -> Result<()> {
         let file = capture_file(summary, &d, reasons, &a, stopped_by);
         if let Some(path) = a.output.as_ref().filter(|_| to_file) {
             crate::capture::write(path, &file).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("pktloss: wrote {} ({} drops, {} sampled packets)", path.display(), file.summary.total_drops, file.summary.samples.len());
+            eprintln!(
+                "pktloss: wrote {} ({} drops, {} sampled packets)",
+                path.display(),
+                file.summary.total_drops,
+                file.summary.samples.len()
+            );
         }
         if let Some(path) = &a.pcapng {
             let n = crate::capture::write_pcapng(&file, path).with_context(|| format!("writing {}", path.display()))?;
@@ -476,7 +495,11 @@ fn capture_file(
     let after_devs: std::collections::HashMap<(u32, String), (u32, bool)> = d
         .deltas
         .iter()
-        .flat_map(|x| x.devices.iter().map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo"))))
+        .flat_map(|x| {
+            x.devices
+                .iter()
+                .map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo")))
+        })
         .collect();
     for (ns, ifindex) in seen {
         let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
@@ -508,7 +531,11 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         serde_json::from_value::<crate::counters::Gathered>(file.counters_after.clone()),
     ) {
         let (deltas, checks) = crate::counters::finish(before, after);
-        let diag = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &file.summary, deltas: &deltas, checks: &checks });
+        let diag = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput {
+            summary: &file.summary,
+            deltas: &deltas,
+            checks: &checks,
+        });
         file.diagnosis = serde_json::to_value(&diag).unwrap_or_default();
     }
     if let Some(out) = &a.pcapng {
@@ -607,7 +634,8 @@ pub fn gather_after(before: crate::counters::Gathered, summary: &Summary) -> Dia
     let after = crate::counters::gather(&inodes);
     let (kept_before, kept_after) = (before.clone(), after.clone());
     let (deltas, checks) = crate::counters::finish(before, after);
-    let diagnosis = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
+    let diagnosis =
+        crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
     Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
 }
 
@@ -663,11 +691,10 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
 }
 
 fn check_output_dir(path: Option<&std::path::Path>) -> Result<()> {
-    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
+    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir() {
             return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
         }
-    }
     Ok(())
 }
 

@@ -12,9 +12,7 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
-use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, flag, stat,
-};
+use pktloss_common::{Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, flag, stat};
 
 use crate::{btf::KernelBtf, decode, model::ProbeStatus, tracefs};
 
@@ -168,16 +166,25 @@ impl Tracer {
     pub fn start(options: Options, kbtf: &KernelFacts) -> Result<Self> {
         check_privileges()?;
         if EBPF_OBJECT.is_empty() {
-            return Err(StartError("this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`".to_owned()).into());
+            return Err(StartError(
+                "this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
+                    .to_owned(),
+            )
+            .into());
         }
         if options.snaplen as usize > MAX_SNAPLEN {
-            return Err(StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into());
+            return Err(
+                StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into()
+            );
         }
         let tracefs = tracefs::root().map_err(|e| StartError(e.to_string()))?;
         if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
             return Err(StartError("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
         }
-        let offsets = kbtf.offsets.clone().map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
+        let offsets = kbtf
+            .offsets
+            .clone()
+            .map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
         let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(|e| StartError(e.to_string()))?;
         let kfree_btf = kbtf.kfree_btf;
         let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
@@ -262,7 +269,12 @@ impl Tracer {
         });
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
         probes.push(if !kallsyms_has("tcp_drop") {
-            status("tcp_drop", "kprobe", false, "tcp_drop() not in this kernel (removed in 5.19; drop reasons cover it)")
+            status(
+                "tcp_drop",
+                "kprobe",
+                false,
+                "tcp_drop() not in this kernel (removed in 5.19; drop reasons cover it)",
+            )
         } else if !kprobes_available(&tracefs) {
             status("tcp_drop", "kprobe", false, "kernel has no kprobe support (CONFIG_KPROBES off)")
         } else {
@@ -333,10 +345,9 @@ impl Tracer {
 
     /// Read every counter map.
     pub fn read(&self) -> Result<RawCounts> {
-        let stats_map = PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
-        let stats = (0..stat::COUNT)
-            .map(|i| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-            .collect();
+        let stats_map =
+            PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
+        let stats = (0..stat::COUNT).map(|i| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)).collect();
         Ok(RawCounts {
             stats,
             drops: sum_map::<DropKey>(&self.ebpf, "DROPS")?,
@@ -377,30 +388,21 @@ fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> 
 }
 
 fn attach_btf(ebpf: &mut Ebpf, prog: &str, tp: &str, btf: &Btf) -> Result<()> {
-    let p: &mut BtfTracePoint = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| anyhow!("program {prog} missing"))?
-        .try_into()?;
+    let p: &mut BtfTracePoint = ebpf.program_mut(prog).ok_or_else(|| anyhow!("program {prog} missing"))?.try_into()?;
     p.load(tp, btf)?;
     p.attach()?;
     Ok(())
 }
 
 fn attach_tp(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<()> {
-    let p: &mut TracePoint = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| anyhow!("program {prog} missing"))?
-        .try_into()?;
+    let p: &mut TracePoint = ebpf.program_mut(prog).ok_or_else(|| anyhow!("program {prog} missing"))?.try_into()?;
     p.load()?;
     p.attach(category, name)?;
     Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
-    let p: &mut KProbe = ebpf
-        .program_mut("tcp_drop")
-        .ok_or_else(|| anyhow!("program tcp_drop missing"))?
-        .try_into()?;
+    let p: &mut KProbe = ebpf.program_mut("tcp_drop").ok_or_else(|| anyhow!("program tcp_drop missing"))?.try_into()?;
     p.load()?;
     p.attach(func, 0)?;
     Ok(())
@@ -425,7 +427,13 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
     }
 }
 
-fn attach_dev_queue(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, tracefs: &std::path::Path, classic: bool) -> ProbeStatus {
+fn attach_dev_queue(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    kbtf: &KernelFacts,
+    tracefs: &std::path::Path,
+    classic: bool,
+) -> ProbeStatus {
     const NAME: &str = "net:net_dev_queue";
     let mut note = String::new();
     if !classic && kbtf.has_dev_queue_btf {

@@ -65,7 +65,8 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
         if last_counters.is_none_or(|t| t.elapsed() >= refresh) {
             last_counters = Some(Instant::now());
             // Namespaces that appeared since the start (a new container): baseline them now.
-            let new: Vec<u32> = summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
+            let new: Vec<u32> =
+                summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
             if !new.is_empty() {
                 let g = counters::gather(&new);
                 for snap in g.snapshots {
@@ -139,17 +140,29 @@ pub fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
         }
         for q in &d.qdiscs {
             if q.drops > 0 {
-                rows.push(CounterRow { scope: format!("{} qdisc {} ({})", q.dev, q.kind, d.label), counter: "drops".into(), total: q.drops });
+                rows.push(CounterRow {
+                    scope: format!("{} qdisc {} ({})", q.dev, q.kind, d.label),
+                    counter: "drops".into(),
+                    total: q.drops,
+                });
             }
         }
         if !softnet_done && !d.softnet.is_empty() {
             softnet_done = true;
             for c in &d.softnet {
                 if c.dropped > 0 {
-                    rows.push(CounterRow { scope: format!("cpu{}", c.cpu), counter: "softnet dropped".into(), total: c.dropped });
+                    rows.push(CounterRow {
+                        scope: format!("cpu{}", c.cpu),
+                        counter: "softnet dropped".into(),
+                        total: c.dropped,
+                    });
                 }
                 if c.time_squeeze > 0 {
-                    rows.push(CounterRow { scope: format!("cpu{}", c.cpu), counter: "time_squeeze".into(), total: c.time_squeeze });
+                    rows.push(CounterRow {
+                        scope: format!("cpu{}", c.cpu),
+                        counter: "time_squeeze".into(),
+                        total: c.time_squeeze,
+                    });
                 }
             }
         }

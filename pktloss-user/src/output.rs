@@ -48,8 +48,10 @@ pub fn summary_text(s: &Summary) -> String {
         "detail: {} drops with detail, {} without; {} detail events lost ({} over budget {budget}, {} ring buffer full)",
         s.drops_with_detail, s.drops_without_detail, s.lost_events, s.detail.lost_budget, s.detail.lost_ringbuf
     );
-    let active: Vec<String> = s.probes.iter().filter(|p| p.active).map(|p| format!("{} ({})", p.name, p.attach)).collect();
-    let skipped: Vec<String> = s.probes.iter().filter(|p| !p.active).map(|p| format!("{}: {}", p.name, p.note)).collect();
+    let active: Vec<String> =
+        s.probes.iter().filter(|p| p.active).map(|p| format!("{} ({})", p.name, p.attach)).collect();
+    let skipped: Vec<String> =
+        s.probes.iter().filter(|p| !p.active).map(|p| format!("{}: {}", p.name, p.note)).collect();
     let _ = writeln!(o, "probes: {}", if active.is_empty() { "none".to_owned() } else { active.join(", ") });
     for sk in skipped {
         let _ = writeln!(o, "  skipped {sk}");
@@ -99,7 +101,11 @@ pub fn summary_text(s: &Summary) -> String {
             );
         }
         if s.flow_table.evicted > 0 {
-            let _ = writeln!(o, "  ({} flows evicted, {} drops not listed)", s.flow_table.evicted, s.flow_table.drops_not_in_flows);
+            let _ = writeln!(
+                o,
+                "  ({} flows evicted, {} drops not listed)",
+                s.flow_table.evicted, s.flow_table.drops_not_in_flows
+            );
         }
     }
     let devs: Vec<_> = s.devices.iter().filter(|d| d.drops > 0 || d.tx_packets > 0).collect();
@@ -121,7 +127,13 @@ pub fn summary_text(s: &Summary) -> String {
     if s.retransmits.total > 0 {
         let _ = writeln!(o, "\nTCP retransmissions: {}", s.retransmits.total);
         for r in s.retransmits.flows.iter().take(10) {
-            let _ = writeln!(o, "  {:>10}  {}  netns {}", r.count, flow_line("tcp", &r.src, r.sport, &r.dst, r.dport), r.netns);
+            let _ = writeln!(
+                o,
+                "  {:>10}  {}  netns {}",
+                r.count,
+                flow_line("tcp", &r.src, r.sport, &r.dst, r.dport),
+                r.netns
+            );
         }
     }
     o

@@ -166,7 +166,13 @@ format:
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for bad in ["", "field:", "field:int x;\toffset:zz;\tsize:4;", "ID: abc\nfield:int x;offset:1;size:1;", "\u{0}\u{ff}garbage"] {
+        for bad in [
+            "",
+            "field:",
+            "field:int x;\toffset:zz;\tsize:4;",
+            "ID: abc\nfield:int x;offset:1;size:1;",
+            "\u{0}\u{ff}garbage",
+        ] {
             assert!(parse_format(bad).is_err(), "{bad:?}");
         }
     }

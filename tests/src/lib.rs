@@ -259,7 +259,10 @@ pub fn loaded_pktloss_programs() -> Vec<String> {
 
 /// Sum of `count` over flows matching a predicate.
 pub fn flow_count(summary: &Value, pred: impl Fn(&Value) -> bool) -> u64 {
-    summary["flows"].as_array().map(|a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum()).unwrap_or(0)
+    summary["flows"]
+        .as_array()
+        .map(|a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
 }
 
 /// Count of a reason in the summary.

@@ -33,7 +33,14 @@ impl Drop for TempDir {
 }
 
 fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(pktloss_bin()).arg("report").arg(file).args(args).uid(65534).gid(65534).output().expect("report as nobody")
+    Command::new(pktloss_bin())
+        .arg("report")
+        .arg(file)
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("report as nobody")
 }
 
 #[test]
@@ -57,8 +64,14 @@ fn capture_file_reports_live_counts_without_privileges() {
     std::thread::sleep(Duration::from_millis(300));
     let live = p.stop_json();
     let inode = ns.inode();
-    assert_eq!(flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NETFILTER_DROP" && f["sport"] == src.port()), N as u64);
-    assert_eq!(flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NO_SOCKET" && f["dport"] == 7002), N as u64);
+    assert_eq!(
+        flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NETFILTER_DROP" && f["sport"] == src.port()),
+        N as u64
+    );
+    assert_eq!(
+        flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NO_SOCKET" && f["dport"] == 7002),
+        N as u64
+    );
 
     let md = std::fs::metadata(&file).expect("capture file written");
     assert_eq!(md.permissions().mode() & 0o777, 0o600, "capture files hold packets: mode 0600");
@@ -86,7 +99,10 @@ fn capture_file_reports_live_counts_without_privileges() {
     assert!(fw.to_string().contains("7001"), "firewall evidence names the rule: {fw}");
     let cap = &rep["capture"];
     assert!(cap["boot_id"].as_str().is_some_and(|b| b.len() > 10), "{cap}");
-    assert!(rep.to_string().contains(&std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id").trim().to_owned()));
+    assert!(
+        rep.to_string()
+            .contains(&std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id").trim().to_owned())
+    );
 
     let out = report_as_nobody(&copy, &["--format", "markdown"]);
     assert!(out.status.success());
@@ -102,7 +118,18 @@ fn capture_file_reports_live_counts_without_privileges() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for pc in [&pcap, &from_report] {
         let t = Command::new("tshark")
-            .args(["-r", pc.to_str().expect("path"), "-T", "fields", "-e", "frame.comment", "-e", "ip.src", "-e", "udp.dstport"])
+            .args([
+                "-r",
+                pc.to_str().expect("path"),
+                "-T",
+                "fields",
+                "-e",
+                "frame.comment",
+                "-e",
+                "ip.src",
+                "-e",
+                "udp.dstport",
+            ])
             .output();
         let t = match t {
             Ok(t) => t,
@@ -115,8 +142,18 @@ fn capture_file_reports_live_counts_without_privileges() {
         let text = String::from_utf8_lossy(&t.stdout);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2 * N, "one packet per sampled drop: {text}");
-        assert!(lines.iter().any(|l| l.contains("reason=NETFILTER_DROP") && l.contains("cause=firewall-drop") && l.ends_with("7001")), "{text}");
-        assert!(lines.iter().any(|l| l.contains("reason=NO_SOCKET") && l.contains("cause=no-listener") && l.ends_with("7002")), "{text}");
+        assert!(
+            lines.iter().any(|l| l.contains("reason=NETFILTER_DROP")
+                && l.contains("cause=firewall-drop")
+                && l.ends_with("7001")),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("reason=NO_SOCKET") && l.contains("cause=no-listener") && l.ends_with("7002")),
+            "{text}"
+        );
     }
 }
 

@@ -202,7 +202,12 @@ fn firewall_drop_names_the_rule() {
     assert_advice(
         &v,
         c,
-        &[&tag, "udp dport 7788", &format!("dropped {N} packets"), &format!("ip netns exec {} nft delete rule inet pktldiag input handle", ns.name)],
+        &[
+            &tag,
+            "udp dport 7788",
+            &format!("dropped {N} packets"),
+            &format!("ip netns exec {} nft delete rule inet pktldiag input handle", ns.name),
+        ],
     );
 }
 
@@ -226,7 +231,11 @@ fn udp_rcvbuf_full_points_at_so_rcvbuf() {
     assert_eq!(drops(c), errs, "{}", causes(&v));
     assert_eq!(c["event_drops"].as_u64(), Some(errs), "{}", causes(&v));
     let tag = ns_tag(&ns);
-    assert_evidence(&v, c, &[&tag, "udp socket 127.0.0.1:5544", &format!("{errs} drops during the capture"), "rmem_max"]);
+    assert_evidence(
+        &v,
+        c,
+        &[&tag, "udp socket 127.0.0.1:5544", &format!("{errs} drops during the capture"), "rmem_max"],
+    );
     assert_advice(&v, c, &[&tag, "SO_RCVBUF on udp :5544", "rmem_max"]);
     drop(sock);
 }
@@ -318,7 +327,11 @@ fn rp_filter_points_at_loose_mode() {
     assert_eq!(c["event_drops"].as_u64(), Some(N as u64), "IP_RPFILTER events: {}", causes(&v));
     let tag = ns_tag(&b);
     assert_evidence(&v, c, &[&tag, "rp_filter", "all=1"]);
-    assert_advice(&v, c, &[&tag, "rp_filter", &format!("net.ipv4.conf.{vb}.rp_filter=2"), &format!("ip netns exec {}", b.name)]);
+    assert_advice(
+        &v,
+        c,
+        &[&tag, "rp_filter", &format!("net.ipv4.conf.{vb}.rp_filter=2"), &format!("ip netns exec {}", b.name)],
+    );
 }
 
 #[test]
@@ -351,11 +364,7 @@ fn qdisc_drop_points_at_the_tbf_rate() {
     assert_advice(&v, c, &[&tag, &format!("the tbf qdisc on {va} shapes traffic"), "rate"]);
     assert!(qd.contains(&format!("dropped {}", drops(c))), "tc disagrees: {qd}\n{}", causes(&v));
     // The sends the qdisc dropped are counted by UDP as SndbufErrors: not a second cause.
-    assert!(
-        v["causes"].as_array().is_some_and(|a| a.iter().all(|c| c["id"] != "udp-sndbuf-full")),
-        "{}",
-        causes(&v)
-    );
+    assert!(v["causes"].as_array().is_some_and(|a| a.iter().all(|c| c["id"] != "udp-sndbuf-full")), "{}", causes(&v));
 }
 
 /// Sum of the "dropped" column of /proc/net/softnet_stat (host-wide).

@@ -45,9 +45,13 @@ fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
         "no {sym} location: {:#}",
         s["locations"]
     );
-    let code = s["reasons"].as_array().and_then(|a| a.iter().find(|r| r["reason"] == "NO_SOCKET")).expect("reason")["code"].clone();
+    let code =
+        s["reasons"].as_array().and_then(|a| a.iter().find(|r| r["reason"] == "NO_SOCKET")).expect("reason")["code"]
+            .clone();
     assert!(code.as_u64().is_some(), "reason code");
-    assert!(s["probes"].as_array().expect("probes").iter().any(|p| p["name"] == "skb:kfree_skb" && p["active"] == true));
+    assert!(
+        s["probes"].as_array().expect("probes").iter().any(|p| p["name"] == "skb:kfree_skb" && p["active"] == true)
+    );
 }
 
 #[test]
@@ -92,7 +96,8 @@ fn nftables_drop_rule_exact() {
     let rules = ns.exec(&["nft", "list", "chain", "inet", "pktltest", "input"]);
     assert!(rules.contains(&format!("packets {N} ")), "nft counter disagrees: {rules}");
     // Samples carry the packet bytes of the dropped datagram, starting at the IPv4 header.
-    let sample = s["samples"].as_array().and_then(|a| a.iter().find(|x| x["netns"] == inode)).expect("a sample from our netns");
+    let sample =
+        s["samples"].as_array().and_then(|a| a.iter().find(|x| x["netns"] == inode)).expect("a sample from our netns");
     assert_eq!(sample["data_start"], "network");
     assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
     assert!(sample["comm"].as_str().is_some_and(|c| !c.is_empty()));

@@ -29,19 +29,12 @@ fn require(test: &str) -> bool {
     if !require_root(test) {
         return false;
     }
-    let ok = Command::new("tmux")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok =
+        Command::new("tmux").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if ok {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: CI=true but tmux is not installed"
-    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI=true but tmux is not installed");
     eprintln!("skipping {test}: needs tmux");
     false
 }
@@ -96,11 +89,7 @@ impl Tmux {
 
     fn tmux_ok(&self, args: &[&str]) -> String {
         let out = self.tmux(args);
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tmux {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -115,9 +104,7 @@ impl Tmux {
 
     /// A pane format variable, e.g. `#{alternate_on}`.
     fn pane(&self, format: &str) -> String {
-        self.tmux_ok(&["display-message", "-p", "-t", "t", format])
-            .trim()
-            .to_owned()
+        self.tmux_ok(&["display-message", "-p", "-t", "t", format]).trim().to_owned()
     }
 
     fn keys(&self, keys: &[&str]) {
@@ -149,10 +136,7 @@ impl Tmux {
             if let Some(rc) = self.exit_status() {
                 panic!("pktloss exited ({rc}) while waiting for {what}; screen:\n{s}");
             }
-            assert!(
-                started.elapsed() < timeout,
-                "no {what} on screen after {timeout:?}; screen:\n{s}"
-            );
+            assert!(started.elapsed() < timeout, "no {what} on screen after {timeout:?}; screen:\n{s}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -160,17 +144,13 @@ impl Tmux {
     /// Wait for the TUI to attach and show live data (header, LIVE badge, footer).
     fn wait_live(&self) -> String {
         self.wait_screen("live TUI header", START, |s| {
-            s.lines()
-                .next()
-                .is_some_and(|l| l.starts_with(" pktloss top") && l.trim_end().ends_with("LIVE"))
+            s.lines().next().is_some_and(|l| l.starts_with(" pktloss top") && l.trim_end().ends_with("LIVE"))
         })
     }
 
     /// pktloss's exit status once the wrapper recorded it.
     fn exit_status(&self) -> Option<String> {
-        fs::read_to_string(self.dir.join("rc"))
-            .ok()
-            .map(|s| s.trim().to_owned())
+        fs::read_to_string(self.dir.join("rc")).ok().map(|s| s.trim().to_owned())
     }
 
     /// Wait (bounded) for pktloss to exit; returns its exit status and how long it took.
@@ -180,11 +160,7 @@ impl Tmux {
             if let Some(rc) = self.exit_status() {
                 return (rc, started.elapsed());
             }
-            assert!(
-                started.elapsed() < QUIT,
-                "pktloss did not exit in {QUIT:?}; screen:\n{}",
-                self.screen()
-            );
+            assert!(started.elapsed() < QUIT, "pktloss did not exit in {QUIT:?}; screen:\n{}", self.screen());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -197,10 +173,7 @@ impl Tmux {
             if let Some(pid) = child_named(shell, "pktloss") {
                 return pid;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "no pktloss child of pane shell {shell}"
-            );
+            assert!(started.elapsed() < Duration::from_secs(5), "no pktloss child of pane shell {shell}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -209,20 +182,11 @@ impl Tmux {
     /// was left, the cursor is visible and the TUI's screen is not left behind.
     fn assert_restored(&self) {
         let stty = fs::read_to_string(self.dir.join("stty")).expect("stty -a output");
-        let flags: Vec<&str> = stty
-            .split(|c: char| c.is_whitespace() || c == ';')
-            .collect();
+        let flags: Vec<&str> = stty.split(|c: char| c.is_whitespace() || c == ';').collect();
         for flag in ["icanon", "echo", "isig", "icrnl", "opost"] {
-            assert!(
-                flags.contains(&flag),
-                "terminal not restored: no `{flag}` in stty -a:\n{stty}"
-            );
+            assert!(flags.contains(&flag), "terminal not restored: no `{flag}` in stty -a:\n{stty}");
         }
-        assert_eq!(
-            self.pane("#{alternate_on}"),
-            "0",
-            "still on the alternate screen"
-        );
+        assert_eq!(self.pane("#{alternate_on}"), "0", "still on the alternate screen");
         assert_eq!(self.pane("#{cursor_flag}"), "1", "cursor still hidden");
         let screen = self.screen();
         assert!(
@@ -238,8 +202,7 @@ impl Drop for Tmux {
         let _ = fs::remove_dir_all(&self.dir);
         // SAFETY: plain syscall.
         let uid = unsafe { libc::geteuid() };
-        let base =
-            std::env::var_os("TMUX_TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+        let base = std::env::var_os("TMUX_TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
         let _ = fs::remove_file(base.join(format!("tmux-{uid}")).join(&self.socket));
     }
 }
@@ -258,10 +221,7 @@ fn child_named(parent: i32, name: &str) -> Option<i32> {
             continue;
         };
         let comm = &stat[open + 1..close];
-        let ppid = stat[close + 1..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<i32>().ok());
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok());
         if comm == name && ppid == Some(parent) {
             return Some(pid);
         }
@@ -282,17 +242,11 @@ fn baseline() -> Vec<String> {
 fn assert_detached(before: &[String]) {
     let started = Instant::now();
     loop {
-        let left: Vec<String> = loaded_pktloss_programs()
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .collect();
+        let left: Vec<String> = loaded_pktloss_programs().into_iter().filter(|p| !before.contains(p)).collect();
         if left.is_empty() {
             return;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "programs still loaded after exit: {left:?}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "programs still loaded after exit: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -368,23 +322,14 @@ fn tui_shows_real_drops_and_quits_clean() {
     t.wait_live();
     let dst: SocketAddr = "127.0.0.1:9999".parse().expect("addr");
     let src = ns.send_udp(dst, N);
-    let screen = t.wait_screen("NO_SOCKET drops of our flow", SHOW, |s| {
-        shows_flow(s, src, dst)
-    });
+    let screen = t.wait_screen("NO_SOCKET drops of our flow", SHOW, |s| shows_flow(s, src, dst));
     // The drops table counts all of them (our flow is the only one in a fresh namespace).
     let n = N.to_string();
     assert!(
-        screen
-            .lines()
-            .any(|l| l.contains("NO_SOCKET") && l.contains("__udp4_lib_rcv") && l.contains(&n)),
+        screen.lines().any(|l| l.contains("NO_SOCKET") && l.contains("__udp4_lib_rcv") && l.contains(&n)),
         "no NO_SOCKET row at __udp4_lib_rcv with {N} drops:\n{screen}"
     );
-    assert!(
-        screen
-            .lines()
-            .any(|l| l.contains(&src.to_string()) && l.contains(" lo ")),
-        "flow device:\n{screen}"
-    );
+    assert!(screen.lines().any(|l| l.contains(&src.to_string()) && l.contains(" lo ")), "flow device:\n{screen}");
     t.keys(&["q"]);
     let (rc, took) = t.wait_exit();
     assert_eq!(rc, "0", "exit status after q");
@@ -408,21 +353,15 @@ fn tui_80x24_and_resize() {
     let dst: SocketAddr = "127.0.0.1:9998".parse().expect("addr");
     let src = ns.send_udp(dst, N);
     t.wait_screen("NO_SOCKET drop row", SHOW, |s| {
-        s.lines()
-            .any(|l| l.contains("NO_SOCKET") && l.contains("__udp4_lib_rcv"))
+        s.lines().any(|l| l.contains("NO_SOCKET") && l.contains("__udp4_lib_rcv"))
     });
     t.keys(&["3"]);
-    t.wait_screen("our flow in the Flows tab", SHOW, |s| {
-        shows_flow(s, src, dst)
-    });
+    t.wait_screen("our flow in the Flows tab", SHOW, |s| shows_flow(s, src, dst));
     for (w, h) in [(120, 40), (100, 30), (160, 48), (60, 15), (80, 24)] {
         t.resize(w, h);
         let s = wait_clean_frame(&t, w, h);
         if w >= 80 {
-            assert!(
-                shows_flow(&s, src, dst),
-                "flow lost after resize to {w}x{h}:\n{s}"
-            );
+            assert!(shows_flow(&s, src, dst), "flow lost after resize to {w}x{h}:\n{s}");
         }
     }
     // Ctrl-L redraws from scratch too.
@@ -445,20 +384,13 @@ fn signal_case(test: &str, sig: i32, tag: &str) {
     let before = baseline();
     let t = Tmux::start(tag, 100, 30, "top");
     t.wait_live();
-    assert_eq!(
-        t.pane("#{alternate_on}"),
-        "1",
-        "the TUI runs on the alternate screen"
-    );
+    assert_eq!(t.pane("#{alternate_on}"), "1", "the TUI runs on the alternate screen");
     let pid = t.pktloss_pid();
     // SAFETY: plain syscall on the pid we just found as the pane shell's child.
     let rc = unsafe { libc::kill(pid, sig) };
     assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
     let (status, took) = t.wait_exit();
-    assert!(
-        took < Duration::from_secs(3),
-        "signal {sig}: took {took:?} to exit"
-    );
+    assert!(took < Duration::from_secs(3), "signal {sig}: took {took:?} to exit");
     eprintln!("{test}: exit status {status} after {took:?}");
     t.assert_restored();
     assert_detached(&before);
@@ -466,20 +398,12 @@ fn signal_case(test: &str, sig: i32, tag: &str) {
 
 #[test]
 fn tui_sigterm_restores_terminal_and_detaches() {
-    signal_case(
-        "tui_sigterm_restores_terminal_and_detaches",
-        libc::SIGTERM,
-        "term",
-    );
+    signal_case("tui_sigterm_restores_terminal_and_detaches", libc::SIGTERM, "term");
 }
 
 #[test]
 fn tui_sigint_restores_terminal_and_detaches() {
-    signal_case(
-        "tui_sigint_restores_terminal_and_detaches",
-        libc::SIGINT,
-        "int",
-    );
+    signal_case("tui_sigint_restores_terminal_and_detaches", libc::SIGINT, "int");
 }
 
 /// The terminal goes away under the TUI (tmux kill-server: hangup and SIGHUP): pktloss exits
@@ -511,14 +435,7 @@ fn tui_terminal_hangup_exits_and_detaches() {
 fn process_alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rfind(')').and_then(|i| {
-                s[i + 1..]
-                    .split_whitespace()
-                    .next()
-                    .map(|st| st != "Z" && st != "X")
-            })
-        })
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z" && st != "X")))
         .unwrap_or(false)
 }
 
@@ -542,8 +459,7 @@ fn tui_keys_filter_drilldown_help_pause() {
     t.text("proto:udp port:9997");
     t.keys(&["Enter"]);
     t.wait_screen("the applied filter", SHOW, |s| {
-        s.lines()
-            .any(|l| l.contains("┌ Drops") && l.contains("filter proto:udp port:9997"))
+        s.lines().any(|l| l.contains("┌ Drops") && l.contains("filter proto:udp port:9997"))
     });
 
     // Tab twice: Drops -> Causes -> Flows; the flows table shows our flow.
@@ -551,67 +467,37 @@ fn tui_keys_filter_drilldown_help_pause() {
     t.keys(&["Tab"]);
     // The selection marker moves to the flows table, on our (only) flow.
     t.wait_screen("the focused Flows panel", SHOW, |s| {
-        shows_flow(s, src, dst)
-            && s.lines()
-                .any(|l| l.contains('▶') && l.contains(&dst.to_string()))
+        shows_flow(s, src, dst) && s.lines().any(|l| l.contains('▶') && l.contains(&dst.to_string()))
     });
 
     // Enter: drill-down of the flow with its reason and a sampled packet.
     t.keys(&["Enter"]);
     let flow = format!("udp {src} → {dst}");
-    let s = t.wait_screen("the flow drill-down", SHOW, |s| {
-        s.contains(&format!("Flows › {flow}"))
-    });
-    for want in [
-        "netns",
-        "device   lo",
-        "reason   NO_SOCKET",
-        "Sample packets",
-        &flow,
-    ] {
+    let s = t.wait_screen("the flow drill-down", SHOW, |s| s.contains(&format!("Flows › {flow}")));
+    for want in ["netns", "device   lo", "reason   NO_SOCKET", "Sample packets", &flow] {
         assert!(s.contains(want), "no {want:?} in the drill-down:\n{s}");
     }
-    assert!(
-        s.contains(&format!("{flow}  netns {}", ns.inode())),
-        "no sampled packet of our flow:\n{s}"
-    );
+    assert!(s.contains(&format!("{flow}  netns {}", ns.inode())), "no sampled packet of our flow:\n{s}");
     assert!(s.contains("Esc Back"), "drill-down footer:\n{s}");
     t.keys(&["Escape"]);
-    t.wait_screen("the main view again", SHOW, |s| {
-        s.contains("q Quit Tab Panel") && !s.contains("Flows ›")
-    });
+    t.wait_screen("the main view again", SHOW, |s| s.contains("q Quit Tab Panel") && !s.contains("Flows ›"));
 
     // Help, closed by any key.
     t.keys(&["?"]);
-    t.wait_screen("help", SHOW, |s| {
-        s.contains("pktloss top — help") && s.contains("Filter terms")
-    });
+    t.wait_screen("help", SHOW, |s| s.contains("pktloss top — help") && s.contains("Filter terms"));
     t.keys(&["x"]);
-    t.wait_screen("help closed", SHOW, |s| {
-        !s.contains("pktloss top — help") && s.contains("q Quit Tab Panel")
-    });
+    t.wait_screen("help closed", SHOW, |s| !s.contains("pktloss top — help") && s.contains("q Quit Tab Panel"));
 
     // Pause and resume.
     t.keys(&["p"]);
-    t.wait_screen("PAUSED", SHOW, |s| {
-        s.lines()
-            .next()
-            .is_some_and(|l| l.trim_end().ends_with("PAUSED"))
-    });
+    t.wait_screen("PAUSED", SHOW, |s| s.lines().next().is_some_and(|l| l.trim_end().ends_with("PAUSED")));
     t.keys(&["p"]);
-    t.wait_screen("LIVE again", SHOW, |s| {
-        s.lines()
-            .next()
-            .is_some_and(|l| l.trim_end().ends_with("LIVE"))
-    });
+    t.wait_screen("LIVE again", SHOW, |s| s.lines().next().is_some_and(|l| l.trim_end().ends_with("LIVE")));
 
     t.keys(&["C-c"]);
     let (rc, took) = t.wait_exit();
     assert_eq!(rc, "0", "exit status after Ctrl-C");
-    assert!(
-        took < Duration::from_secs(3),
-        "Ctrl-C took {took:?} to exit"
-    );
+    assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?} to exit");
     t.assert_restored();
     assert_detached(&before);
 }

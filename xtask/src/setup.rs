@@ -76,14 +76,8 @@ fn nightly_rust_src() -> Result<PathBuf> {
     if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
         eprintln!("ok: nightly toolchain with rust-src already present");
     } else {
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))
-        .context("adding rust-src to nightly")?;
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+            .context("adding rust-src to nightly")?;
         eprintln!("did: added rust-src to the nightly toolchain");
     }
     Ok(sysroot)
@@ -127,14 +121,7 @@ fn bpf_linker(sysroot: &Path) -> Result<()> {
     eprintln!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (about a minute)...");
     run(util::cargo()
         .env("LLVM_PREFIX", &prefix)
-        .args([
-            "install",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--locked",
-            "--force",
-        ])
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
         .args(["--no-default-features", "--features"])
         .arg(format!("llvm-{major}")))
     .context("building bpf-linker")?;
@@ -183,17 +170,11 @@ fn nightly_llvm(sysroot: &Path) -> Result<(String, String)> {
 fn debian_packages() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
-        eprintln!(
-            "ok: Debian packages already present ({})",
-            DEBIAN_PACKAGES.join(" ")
-        );
+        eprintln!("ok: Debian packages already present ({})", DEBIAN_PACKAGES.join(" "));
         return Ok(());
     }
     if !is_root() {
-        bail!(
-            "setup must run as root to install missing Debian packages: {}",
-            missing.join(" ")
-        );
+        bail!("setup must run as root to install missing Debian packages: {}", missing.join(" "));
     }
     // tshark asks whether non-root users may capture; answer before it asks.
     let mut debconf = Command::new("debconf-set-selections")
@@ -209,28 +190,17 @@ fn debian_packages() -> Result<()> {
     debconf.wait().context("debconf-set-selections")?;
     let apt = |args: &[&str]| {
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(std::process::Stdio::null())
-            .args(args);
+        c.env("DEBIAN_FRONTEND", "noninteractive").stdin(std::process::Stdio::null()).args(args);
         c
     };
     eprintln!("installing Debian packages: {}", missing.join(" "));
     run(&mut apt(&["update", "-q"]))?;
-    let mut install = apt(&[
-        "install",
-        "-y",
-        "-q",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-    ]);
+    let mut install = apt(&["install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold"]);
     install.args(&missing);
     run(&mut install)?;
     let still = missing_packages();
     if !still.is_empty() {
-        bail!(
-            "Debian packages still missing after apt-get install: {}",
-            still.join(" ")
-        );
+        bail!("Debian packages still missing after apt-get install: {}", still.join(" "));
     }
     eprintln!("did: installed Debian packages {}", missing.join(" "));
     Ok(())
@@ -243,9 +213,7 @@ fn missing_packages() -> Vec<String> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output();
-    let text = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     DEBIAN_PACKAGES
         .iter()
         .filter(|p| {

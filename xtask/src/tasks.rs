@@ -19,9 +19,7 @@ fn profile_dir(release: bool) -> &'static str {
 
 /// The pktloss binary of a profile.
 pub fn pktloss_bin(release: bool) -> PathBuf {
-    util::target_dir()
-        .join(profile_dir(release))
-        .join("pktloss")
+    util::target_dir().join(profile_dir(release)).join("pktloss")
 }
 
 fn cargo_build(release: bool) -> Result<()> {
@@ -86,22 +84,13 @@ pub fn test(extra: &[String]) -> Result<()> {
     cargo_build(false)?;
     let bin = pktloss_bin(false);
     let mut cmd = util::cargo();
-    cmd.args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "pktloss-ebpf",
-        "--no-fail-fast",
-        "--",
-    ])
-    .arg("--test-threads=1")
-    .args(extra)
-    .env("PKTLOSS_BIN", &bin)
-    .stdout(Stdio::piped());
+    cmd.args(["test", "--workspace", "--exclude", "pktloss-ebpf", "--no-fail-fast", "--"])
+        .arg("--test-threads=1")
+        .args(extra)
+        .env("PKTLOSS_BIN", &bin)
+        .stdout(Stdio::piped());
     eprintln!("running: PKTLOSS_BIN={} {}", bin.display(), show(&cmd));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", show(&cmd)))?;
     let mut totals = Totals::default();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
@@ -111,10 +100,7 @@ pub fn test(extra: &[String]) -> Result<()> {
         }
     }
     let status = child.wait().context("cargo test")?;
-    println!(
-        "xtask: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
-    );
+    println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     if !status.success() {
         bail!("tests FAILED (cargo test: {status})");
     }
@@ -155,13 +141,6 @@ mod tests {
         t.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
         t.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s");
         t.add_line("running 3 tests");
-        assert_eq!(
-            t,
-            Totals {
-                passed: 5,
-                failed: 1,
-                ignored: 1
-            }
-        );
+        assert_eq!(t, Totals { passed: 5, failed: 1, ignored: 1 });
     }
 }

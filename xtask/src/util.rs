@@ -19,11 +19,7 @@ pub fn target_dir() -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
+            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
         }
         _ => workspace_root().join("target"),
     }
@@ -54,9 +50,7 @@ pub fn show(cmd: &Command) -> String {
 
 /// Run a command with inherited stdio; fail with one line if it does not exit 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    let status = cmd.status().with_context(|| format!("cannot start `{}`", show(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", show(cmd));
     }
@@ -65,18 +59,10 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Run a command and capture its stdout; fail with its stderr's last line if it does not exit 0.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{}`", show(cmd)))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
         bail!("`{}` failed ({}): {last}", show(cmd), out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -84,11 +70,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Run a command quietly; true if it started and exited 0.
 pub fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Find an executable by name in PATH (or return the path if it contains a slash and exists).
@@ -99,22 +81,17 @@ pub fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
         return is_executable(p).then(|| p.to_path_buf());
     }
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|c| is_executable(c))
+    env::split_paths(&path).map(|d| d.join(name)).find(|c| is_executable(c))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `$HOME`, or `/root` if unset.
 pub fn home() -> PathBuf {
-    env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+    env::var_os("HOME").filter(|h| !h.is_empty()).map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
 
 /// Make sure `~/.cargo/bin` is on PATH for us and our children (bpf-linker lives there).

@@ -48,9 +48,7 @@ pub enum CaptureError {
     Empty,
     #[error("not a pktloss capture file{}", looks_like.map(|l| format!(" (it looks like {l})")).unwrap_or_default())]
     NotCapture { looks_like: Option<&'static str> },
-    #[error(
-        "truncated pktloss capture: the file has {have} bytes, fewer than the {HEADER_LEN}-byte header"
-    )]
+    #[error("truncated pktloss capture: the file has {have} bytes, fewer than the {HEADER_LEN}-byte header")]
     TruncatedHeader { have: u64 },
     #[error("written by a newer pktloss: capture format {major}.{minor}, but this pktloss ({}) reads format {FORMAT_MAJOR}.x; upgrade pktloss to read it", env!("CARGO_PKG_VERSION"))]
     NewerFormat { major: u16, minor: u16 },
@@ -62,14 +60,8 @@ pub enum CaptureError {
         "the capture uses features unknown to this pktloss (flags {flags:#x}); it was probably written by a newer pktloss"
     )]
     UnknownFlags { flags: u32 },
-    #[error(
-        "corrupted pktloss capture: it declares a {what} of {declared} bytes, over the {limit}-byte limit"
-    )]
-    TooLarge {
-        what: &'static str,
-        declared: u64,
-        limit: u64,
-    },
+    #[error("corrupted pktloss capture: it declares a {what} of {declared} bytes, over the {limit}-byte limit")]
+    TooLarge { what: &'static str, declared: u64, limit: u64 },
     #[error(
         "truncated pktloss capture: the header declares {declared} payload bytes but only {actual} follow (was the copy cut short?)"
     )]
@@ -127,14 +119,9 @@ fn sniff(b: &[u8]) -> Option<&'static str> {
     if starts(&[0x0a, 0x0d, 0x0d, 0x0a]) {
         return Some("a pcapng file");
     }
-    if [
-        [0xd4, 0xc3, 0xb2, 0xa1],
-        [0xa1, 0xb2, 0xc3, 0xd4],
-        [0x4d, 0x3c, 0xb2, 0xa1],
-        [0xa1, 0xb2, 0x3c, 0x4d],
-    ]
-    .iter()
-    .any(|m| starts(m))
+    if [[0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4], [0x4d, 0x3c, 0xb2, 0xa1], [0xa1, 0xb2, 0x3c, 0x4d]]
+        .iter()
+        .any(|m| starts(m))
     {
         return Some("a pcap file");
     }
@@ -157,10 +144,9 @@ fn sniff(b: &[u8]) -> Option<&'static str> {
     let text = match std::str::from_utf8(head) {
         Ok(t) => t,
         // A multi-byte character cut at the 512-byte boundary is still text.
-        Err(e) if e.error_len().is_none() => head
-            .get(..e.valid_up_to())
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .unwrap_or_default(),
+        Err(e) if e.error_len().is_none() => {
+            head.get(..e.valid_up_to()).and_then(|h| std::str::from_utf8(h).ok()).unwrap_or_default()
+        }
         Err(_) => return None,
     };
     if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
@@ -181,13 +167,9 @@ fn parse_header(prefix: &[u8], total: u64) -> Result<Header, CaptureError> {
     if total == 0 {
         return Err(CaptureError::Empty);
     }
-    let magic_part = prefix
-        .get(..prefix.len().min(MAGIC.len()))
-        .unwrap_or_default();
+    let magic_part = prefix.get(..prefix.len().min(MAGIC.len())).unwrap_or_default();
     if !MAGIC.starts_with(magic_part) {
-        return Err(CaptureError::NotCapture {
-            looks_like: sniff(prefix),
-        });
+        return Err(CaptureError::NotCapture { looks_like: sniff(prefix) });
     }
     if prefix.len() < HEADER_LEN || total < HEADER_LEN as u64 {
         return Err(CaptureError::TruncatedHeader { have: total });
@@ -218,30 +200,17 @@ fn parse_header(prefix: &[u8], total: u64) -> Result<Header, CaptureError> {
         return Err(CaptureError::UnknownFlags { flags: h.flags });
     }
     if h.payload_len > MAX_PAYLOAD {
-        return Err(CaptureError::TooLarge {
-            what: "payload",
-            declared: h.payload_len,
-            limit: MAX_PAYLOAD,
-        });
+        return Err(CaptureError::TooLarge { what: "payload", declared: h.payload_len, limit: MAX_PAYLOAD });
     }
     if h.json_len > MAX_JSON {
-        return Err(CaptureError::TooLarge {
-            what: "JSON document",
-            declared: h.json_len,
-            limit: MAX_JSON,
-        });
+        return Err(CaptureError::TooLarge { what: "JSON document", declared: h.json_len, limit: MAX_JSON });
     }
     let actual = total - HEADER_LEN as u64;
     if actual < h.payload_len {
-        return Err(CaptureError::Truncated {
-            declared: h.payload_len,
-            actual,
-        });
+        return Err(CaptureError::Truncated { declared: h.payload_len, actual });
     }
     if actual > h.payload_len {
-        return Err(CaptureError::TrailingBytes {
-            extra: actual - h.payload_len,
-        });
+        return Err(CaptureError::TrailingBytes { extra: actual - h.payload_len });
     }
     if h.flags & FLAG_DEFLATE == 0 && h.json_len != h.payload_len {
         return Err(CaptureError::Corrupt(format!(
@@ -249,9 +218,7 @@ fn parse_header(prefix: &[u8], total: u64) -> Result<Header, CaptureError> {
             h.payload_len, h.json_len
         )));
     }
-    if h.flags & FLAG_DEFLATE != 0
-        && h.json_len > h.payload_len.saturating_mul(MAX_DEFLATE_RATIO) + 64
-    {
+    if h.flags & FLAG_DEFLATE != 0 && h.json_len > h.payload_len.saturating_mul(MAX_DEFLATE_RATIO) + 64 {
         return Err(CaptureError::Corrupt(format!(
             "{} compressed bytes cannot hold the {} JSON bytes the header declares",
             h.payload_len, h.json_len
@@ -264,10 +231,7 @@ fn parse_header(prefix: &[u8], total: u64) -> Result<Header, CaptureError> {
 fn decode_payload(h: &Header, payload: &[u8]) -> Result<CaptureFile, CaptureError> {
     let actual = crc32fast::hash(payload);
     if actual != h.payload_crc {
-        return Err(CaptureError::PayloadChecksum {
-            expected: h.payload_crc,
-            actual,
-        });
+        return Err(CaptureError::PayloadChecksum { expected: h.payload_crc, actual });
     }
     let inflated;
     let json: &[u8] = if h.flags & FLAG_DEFLATE != 0 {
@@ -280,13 +244,8 @@ fn decode_payload(h: &Header, payload: &[u8]) -> Result<CaptureFile, CaptureErro
         if buf.len() as u64 != h.json_len {
             return Err(CaptureError::Corrupt(format!(
                 "the payload decompresses to {}{} bytes, the header says {}",
-                if buf.len() as u64 > h.json_len {
-                    "more than "
-                } else {
-                    ""
-                },
-                buf.len()
-                    .min(usize::try_from(h.json_len).unwrap_or(usize::MAX)),
+                if buf.len() as u64 > h.json_len { "more than " } else { "" },
+                buf.len().min(usize::try_from(h.json_len).unwrap_or(usize::MAX)),
                 h.json_len
             )));
         }
@@ -328,15 +287,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CaptureFile, CaptureError> {
 /// Decode a capture from a reader whose total size is `total` (the file's size): the header
 /// is read and checked first, then exactly the declared payload.
 pub(crate) fn read_from(r: &mut impl Read, total: u64) -> Result<CaptureFile, CaptureError> {
-    let io = |source| CaptureError::Io {
-        path: PathBuf::new(),
-        source,
-    };
+    let io = |source| CaptureError::Io { path: PathBuf::new(), source };
     let mut prefix = Vec::with_capacity(HEADER_LEN);
-    r.by_ref()
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut prefix)
-        .map_err(io)?;
+    r.by_ref().take(HEADER_LEN as u64).read_to_end(&mut prefix).map_err(io)?;
     let h = parse_header(&prefix, total.max(prefix.len() as u64))?;
     let len = usize::try_from(h.payload_len).map_err(|_| CaptureError::TooLarge {
         what: "payload",
@@ -344,15 +297,10 @@ pub(crate) fn read_from(r: &mut impl Read, total: u64) -> Result<CaptureFile, Ca
         limit: MAX_PAYLOAD,
     })?;
     let mut payload = Vec::with_capacity(len);
-    r.take(h.payload_len)
-        .read_to_end(&mut payload)
-        .map_err(io)?;
+    r.take(h.payload_len).read_to_end(&mut payload).map_err(io)?;
     if payload.len() != len {
         // The file shrank while we read it.
-        return Err(CaptureError::Truncated {
-            declared: h.payload_len,
-            actual: payload.len() as u64,
-        });
+        return Err(CaptureError::Truncated { declared: h.payload_len, actual: payload.len() as u64 });
     }
     decode_payload(&h, &payload)
 }
@@ -378,33 +326,15 @@ pub fn raw_container(major: u16, minor: u16, flags: u32, json_len: u64, payload:
 /// Wrap a JSON document in a current-version container, DEFLATE-compressed or not.
 pub fn encode_container(json: &[u8], compress: bool) -> Result<Vec<u8>> {
     if json.len() as u64 > MAX_JSON {
-        anyhow::bail!(
-            "capture too large: {} bytes of JSON, the format's limit is {MAX_JSON}",
-            json.len()
-        );
+        anyhow::bail!("capture too large: {} bytes of JSON, the format's limit is {MAX_JSON}", json.len());
     }
     if !compress {
-        return Ok(raw_container(
-            FORMAT_MAJOR,
-            FORMAT_MINOR,
-            0,
-            json.len() as u64,
-            json,
-        ));
+        return Ok(raw_container(FORMAT_MAJOR, FORMAT_MINOR, 0, json.len() as u64, json));
     }
-    let mut enc = DeflateEncoder::new(
-        Vec::with_capacity(json.len() / 4 + 64),
-        Compression::default(),
-    );
+    let mut enc = DeflateEncoder::new(Vec::with_capacity(json.len() / 4 + 64), Compression::default());
     std::io::Write::write_all(&mut enc, json)?;
     let payload = enc.finish()?;
-    Ok(raw_container(
-        FORMAT_MAJOR,
-        FORMAT_MINOR,
-        FLAG_DEFLATE,
-        json.len() as u64,
-        &payload,
-    ))
+    Ok(raw_container(FORMAT_MAJOR, FORMAT_MINOR, FLAG_DEFLATE, json.len() as u64, &payload))
 }
 
 /// Encode a capture as the bytes of a file (current format version, compressed).
@@ -412,10 +342,7 @@ pub fn to_bytes(file: &CaptureFile) -> Result<Vec<u8>> {
     let mut file = file.clone();
     file.format = super::FormatInfo::default();
     // serde_json writes NaN/inf as null, which would not read back as f64.
-    for x in [
-        &mut file.summary.duration_secs,
-        &mut file.summary.drops_per_sec,
-    ] {
+    for x in [&mut file.summary.duration_secs, &mut file.summary.drops_per_sec] {
         if !x.is_finite() {
             *x = 0.0;
         }

@@ -55,8 +55,8 @@ use serde::{Deserialize, Serialize};
 #[doc(hidden)]
 pub use format::raw_container;
 pub use format::{
-    CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, HEADER_LEN, MAGIC,
-    MAX_JSON, MAX_PAYLOAD, encode_container, from_bytes, to_bytes,
+    CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, HEADER_LEN, MAGIC, MAX_JSON, MAX_PAYLOAD,
+    encode_container, from_bytes, to_bytes,
 };
 pub use pcapng::{pcapng_bytes, write_pcapng};
 pub use report::{ReportFormat, render, render_json, render_summary_text};
@@ -75,11 +75,7 @@ pub struct FormatInfo {
 
 impl Default for FormatInfo {
     fn default() -> Self {
-        Self {
-            name: FORMAT_NAME.to_string(),
-            major: FORMAT_MAJOR,
-            minor: FORMAT_MINOR,
-        }
+        Self { name: FORMAT_NAME.to_string(), major: FORMAT_MAJOR, minor: FORMAT_MINOR }
     }
 }
 
@@ -115,21 +111,13 @@ pub struct Interface {
 impl Interface {
     /// "veth0@ns1" style label used in reports and pcapng interface names.
     pub fn label(&self) -> String {
-        format!(
-            "{}@{}",
-            self.name,
-            netns_label(self.netns, &self.netns_name)
-        )
+        format!("{}@{}", self.name, netns_label(self.netns, &self.netns_name))
     }
 }
 
 /// "ns1" / "root" when the namespace has a name, else "netns:INODE".
 pub fn netns_label(inode: u32, name: &str) -> String {
-    if name.is_empty() {
-        format!("netns:{inode}")
-    } else {
-        name.to_string()
-    }
+    if name.is_empty() { format!("netns:{inode}") } else { name.to_string() }
 }
 
 /// Everything one capture recorded. The serde form of this struct is the payload of a
@@ -192,16 +180,10 @@ impl CaptureFile {
     /// command line, host name, kernel, architecture and boot id filled in from the running
     /// system (best effort: what cannot be read stays empty). The caller adds the rest.
     pub fn for_this_host(summary: Summary) -> Self {
-        let read = |p: &str| {
-            fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
+        let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
         let uts = nix::sys::utsname::uname().ok();
         let uts_field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
-            uts.as_ref()
-                .map(|u| f(u).to_string_lossy().into_owned())
-                .unwrap_or_default()
+            uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
         };
         Self {
             format: FormatInfo::default(),
@@ -220,26 +202,17 @@ impl CaptureFile {
 
     /// The captured bytes of sample `i` (empty when it has none or they are not valid hex).
     pub fn packet_bytes(&self, i: usize) -> Vec<u8> {
-        self.summary
-            .samples
-            .get(i)
-            .map(sample_bytes)
-            .unwrap_or_default()
+        self.summary.samples.get(i).map(sample_bytes).unwrap_or_default()
     }
 
     /// Name of a drop-reason code on the capturing kernel.
     pub fn reason_name(&self, code: u32) -> Option<&str> {
-        self.drop_reasons
-            .iter()
-            .find(|r| r.code == code)
-            .map(|r| r.name.as_str())
+        self.drop_reasons.iter().find(|r| r.code == code).map(|r| r.name.as_str())
     }
 
     /// The device `(netns, ifindex)` as recorded in `interfaces`.
     pub fn interface(&self, netns: u32, ifindex: u32) -> Option<&Interface> {
-        self.interfaces
-            .iter()
-            .find(|i| i.netns == netns && i.ifindex == ifindex)
+        self.interfaces.iter().find(|i| i.netns == netns && i.ifindex == ifindex)
     }
 }
 
@@ -265,14 +238,8 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !b.len().is_multiple_of(2) {
         return None;
     }
-    let nib = |c: u8| {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    b.chunks_exact(2)
-        .map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?))
-        .collect()
+    let nib = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    b.chunks_exact(2).map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?)).collect()
 }
 
 /// Write `file` to `path` atomically, mode 0600 from creation on: the bytes go to a
@@ -284,15 +251,10 @@ pub fn write(path: &Path, file: &CaptureFile) -> Result<()> {
 
 /// Read and validate a capture file. Checks the size before reading it whole.
 pub fn read(path: &Path) -> Result<CaptureFile, CaptureError> {
-    let io = |source| CaptureError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| CaptureError::Io { path: path.to_path_buf(), source };
     let meta = fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
-        return Err(CaptureError::NotAFile {
-            path: path.to_path_buf(),
-        });
+        return Err(CaptureError::NotAFile { path: path.to_path_buf() });
     }
     let mut f = fs::File::open(path).map_err(io)?;
     format::read_from(&mut f, meta.len()).map_err(|e| match e {
@@ -325,12 +287,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -45,10 +45,7 @@ fn looks_like_ip(b: &[u8]) -> bool {
 }
 
 fn ethernet_header(b: &[u8]) -> bool {
-    matches!(
-        be16(b, 12),
-        Some(0x0800 | 0x86dd | 0x0806 | 0x8100 | 0x88a8 | 0x8847 | 0x8848)
-    )
+    matches!(be16(b, 12), Some(0x0800 | 0x86dd | 0x0806 | 0x8100 | 0x88a8 | 0x8847 | 0x8848))
 }
 
 /// Link type of a sample's bytes.
@@ -71,10 +68,7 @@ fn link_type(file: &CaptureFile, s: &Sample, bytes: &[u8]) -> DataLink {
 
 /// A string from the file, bounded (pcapng options are at most 64 KiB) and without controls.
 fn short(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(200)
-        .collect()
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).take(200).collect()
 }
 
 /// `key=value`, quoting values that contain spaces, quotes or `=`.
@@ -86,10 +80,7 @@ fn kv(out: &mut String, key: &str, value: &str) {
     out.push(' ');
     out.push_str(key);
     out.push('=');
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || c == '"' || c == '=')
-    {
+    if value.chars().any(|c| c.is_whitespace() || c == '"' || c == '=') {
         out.push('"');
         out.push_str(&value.replace('"', "'"));
         out.push('"');
@@ -100,28 +91,12 @@ fn kv(out: &mut String, key: &str, value: &str) {
 
 /// The comment of one packet.
 fn comment(file: &CaptureFile, causes: &[report::Cause], s: &Sample) -> String {
-    let reason = if s.reason.is_empty() {
-        file.reason_name(s.code).unwrap_or_default()
-    } else {
-        &s.reason
-    };
+    let reason = if s.reason.is_empty() { file.reason_name(s.code).unwrap_or_default() } else { &s.reason };
     let mut c = String::from("drop");
-    kv(
-        &mut c,
-        "reason",
-        if reason.is_empty() { "?" } else { reason },
-    );
+    kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);
     if let Some(cause) = report::cause_for_drop(causes, reason, &s.proto, &s.symbol) {
-        kv(
-            &mut c,
-            "cause",
-            if cause.id.is_empty() {
-                &cause.title
-            } else {
-                &cause.id
-            },
-        );
+        kv(&mut c, "cause", if cause.id.is_empty() { &cause.title } else { &cause.id });
     }
     kv(&mut c, "netns", &s.netns.to_string());
     if let Some(i) = file.interface(s.netns, s.ifindex) {
@@ -166,14 +141,9 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
 
     let shb = SectionHeaderBlock {
         options: vec![
-            SectionHeaderOption::UserApplication(Cow::Owned(format!(
-                "pktloss {}",
-                short(&file.tool_version)
-            ))),
+            SectionHeaderOption::UserApplication(Cow::Owned(format!("pktloss {}", short(&file.tool_version)))),
             SectionHeaderOption::OS(Cow::Owned(
-                format!("Linux {} {}", short(&file.kernel), short(&file.arch))
-                    .trim()
-                    .to_string(),
+                format!("Linux {} {}", short(&file.kernel), short(&file.arch)).trim().to_string(),
             )),
             SectionHeaderOption::Comment(Cow::Owned(format!(
                 "pktloss capture of host {} (boot id {}) started {}: headers of sampled dropped packets, one comment per packet with the drop reason, location and cause",
@@ -191,17 +161,14 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             linktype: DataLink::from(*lt),
             snaplen: *snaplen,
             options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(report::device_label(
-                    file, *netns, *ifindex,
-                ))),
+                InterfaceDescriptionOption::IfName(Cow::Owned(report::device_label(file, *netns, *ifindex))),
                 InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
                     "ifindex {ifindex} in netns {netns}, dropped packets seen by pktloss"
                 ))),
                 InterfaceDescriptionOption::IfTsResol(9),
             ],
         };
-        w.write_pcapng_block(idb)
-            .context("pcapng interface block")?;
+        w.write_pcapng_block(idb).context("pcapng interface block")?;
     }
     let n = packets.len();
     for (id, s, bytes) in packets {
@@ -211,9 +178,7 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             timestamp: start.saturating_add(Duration::from_nanos(s.t_ns)),
             original_len: s.skb_len.max(caplen),
             data: Cow::Owned(bytes),
-            options: vec![EnhancedPacketOption::Comment(Cow::Owned(comment(
-                file, &causes, s,
-            )))],
+            options: vec![EnhancedPacketOption::Comment(Cow::Owned(comment(file, &causes, s)))],
         };
         w.write_pcapng_block(epb).context("pcapng packet block")?;
     }

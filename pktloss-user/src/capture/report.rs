@@ -34,9 +34,7 @@ impl FromStr for ReportFormat {
             "text" | "txt" => Ok(Self::Text),
             "markdown" | "md" => Ok(Self::Markdown),
             "json" => Ok(Self::Json),
-            _ => Err(format!(
-                "unknown report format {s:?} (expected text, markdown or json)"
-            )),
+            _ => Err(format!("unknown report format {s:?} (expected text, markdown or json)")),
         }
     }
 }
@@ -61,10 +59,7 @@ pub fn render_json(file: &CaptureFile) -> Value {
     // `causes` is always the array of causes; a diagnosis object is also kept whole.
     let (causes, whole) = match &file.diagnosis {
         Value::Null => (json!([]), None),
-        Value::Object(m) => (
-            m.get("causes").cloned().unwrap_or(json!([])),
-            Some(file.diagnosis.clone()),
-        ),
+        Value::Object(m) => (m.get("causes").cloned().unwrap_or(json!([])), Some(file.diagnosis.clone())),
         d => (d.clone(), None),
     };
     let capture = json!({
@@ -154,10 +149,7 @@ pub(crate) fn causes(diagnosis: &Value) -> Vec<Cause> {
                     reasons,
                 }
             }
-            v => Cause {
-                title: value_text(v),
-                ..Cause::default()
-            },
+            v => Cause { title: value_text(v), ..Cause::default() },
         })
         .collect()
 }
@@ -166,10 +158,7 @@ pub(crate) fn causes(diagnosis: &Value) -> Vec<Cause> {
 fn diagnosis_notes(diagnosis: &Value) -> Vec<(&'static str, String)> {
     let mut out = vec![];
     if let Value::Object(m) = diagnosis {
-        for (key, label) in [
-            ("reconciliation", "Reconciliation"),
-            ("unavailable", "Not available"),
-        ] {
+        for (key, label) in [("reconciliation", "Reconciliation"), ("unavailable", "Not available")] {
             for line in value_list(m.get(key)) {
                 out.push((label, line));
             }
@@ -182,19 +171,11 @@ fn diagnosis_notes(diagnosis: &Value) -> Vec<(&'static str, String)> {
 /// `reasons` lists the reason, else the one with the best evidence line naming the reason as a
 /// word (as in the diagnosis's "events: N drops with reason R [on PROTO] [at SYMBOL]"): a line
 /// for another protocol is skipped, a line naming the sample's function is preferred.
-pub(crate) fn cause_for_drop<'a>(
-    causes: &'a [Cause],
-    reason: &str,
-    proto: &str,
-    symbol: &str,
-) -> Option<&'a Cause> {
+pub(crate) fn cause_for_drop<'a>(causes: &'a [Cause], reason: &str, proto: &str, symbol: &str) -> Option<&'a Cause> {
     if reason.is_empty() {
         return None;
     }
-    if let Some(c) = causes
-        .iter()
-        .find(|c| c.reasons.iter().any(|r| r == reason))
-    {
+    if let Some(c) = causes.iter().find(|c| c.reasons.iter().any(|r| r == reason)) {
         return Some(c);
     }
     const PROTOS: &[&str] = &["tcp", "udp", "icmp", "icmpv6", "sctp", "udplite", "raw"];
@@ -202,9 +183,7 @@ pub(crate) fn cause_for_drop<'a>(
     let mut best: Option<(u32, &Cause)> = None;
     for c in causes {
         for e in &c.evidence {
-            let words: Vec<&str> = e
-                .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                .collect();
+            let words: Vec<&str> = e.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).collect();
             if !words.contains(&reason) {
                 continue;
             }
@@ -259,22 +238,14 @@ fn code(s: &str) -> String {
 
 /// An inline code span for identifiers (symbols, reasons), safe in a table cell.
 fn md_code(s: &str) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!("`{}`", code(s).replace('|', "\\|"))
-    }
+    if s.is_empty() { String::new() } else { format!("`{}`", code(s).replace('|', "\\|")) }
 }
 
 /// Columns whose Markdown cells are code spans: kernel identifiers read better unescaped.
 const CODE_COLUMNS: &[&str] = &["REASON", "LOCATION", "PROBE", "DEVICE", "PROCESS"];
 
 fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
 /// A table with aligned columns.
@@ -286,11 +257,7 @@ struct Table {
 
 impl Table {
     fn new(cols: &[(&'static str, bool)]) -> Self {
-        Self {
-            headers: cols.iter().map(|c| c.0).collect(),
-            right: cols.iter().map(|c| c.1).collect(),
-            rows: vec![],
-        }
+        Self { headers: cols.iter().map(|c| c.0).collect(), right: cols.iter().map(|c| c.1).collect(), rows: vec![] }
     }
 
     fn row(&mut self, cells: Vec<String>) {
@@ -338,29 +305,17 @@ impl Table {
             .map(|h| {
                 let lower = h.to_lowercase();
                 let mut c = lower.chars();
-                c.next()
-                    .map(|f| f.to_uppercase().chain(c).collect())
-                    .unwrap_or_default()
+                c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
             })
             .collect();
         let _ = writeln!(out, "| {} |", titles.join(" | "));
-        let seps: Vec<&str> = self
-            .right
-            .iter()
-            .map(|r| if *r { "---:" } else { "---" })
-            .collect();
+        let seps: Vec<&str> = self.right.iter().map(|r| if *r { "---:" } else { "---" }).collect();
         let _ = writeln!(out, "|{}|", seps.join("|"));
         for r in &self.rows {
             let cells: Vec<String> = r
                 .iter()
                 .zip(&self.headers)
-                .map(|(c, h)| {
-                    if CODE_COLUMNS.contains(h) {
-                        md_code(c)
-                    } else {
-                        md(c)
-                    }
-                })
+                .map(|(c, h)| if CODE_COLUMNS.contains(h) { md_code(c) } else { md(c) })
                 .collect();
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
@@ -369,11 +324,7 @@ impl Table {
 
 fn more(out: &mut String, total: usize, shown: usize) {
     if total > shown {
-        let _ = writeln!(
-            out,
-            "  ... and {} more (all of them are in --format json)",
-            total - shown
-        );
+        let _ = writeln!(out, "  ... and {} more (all of them are in --format json)", total - shown);
     }
 }
 
@@ -392,18 +343,11 @@ fn endpoint(addr: &str, port: u16, family: u8, proto: &str) -> String {
 }
 
 fn flow_desc(f: &FlowCount) -> (String, String) {
-    (
-        endpoint(&f.src, f.sport, f.family, &f.proto),
-        endpoint(&f.dst, f.dport, f.family, &f.proto),
-    )
+    (endpoint(&f.src, f.sport, f.family, &f.proto), endpoint(&f.dst, f.dport, f.family, &f.proto))
 }
 
 fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{:.2}%", part as f64 * 100.0 / whole as f64)
-    }
+    if whole == 0 { "-".into() } else { format!("{:.2}%", part as f64 * 100.0 / whole as f64) }
 }
 
 fn secs(x: f64) -> String {
@@ -417,20 +361,13 @@ fn secs(x: f64) -> String {
 }
 
 fn rate(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.1}/s")
-    } else {
-        "?/s".into()
-    }
+    if x.is_finite() { format!("{x:.1}/s") } else { "?/s".into() }
 }
 
 fn shell_join(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-            {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -448,12 +385,8 @@ struct Sections<'a> {
 impl Sections<'_> {
     fn headline(&self) -> String {
         let s = self.s;
-        let mut h = format!(
-            "{} in {} ({})",
-            plural(s.total_drops, "drop"),
-            secs(s.duration_secs),
-            rate(s.drops_per_sec)
-        );
+        let mut h =
+            format!("{} in {} ({})", plural(s.total_drops, "drop"), secs(s.duration_secs), rate(s.drops_per_sec));
         if !s.hostname.is_empty() {
             let _ = write!(h, " on {}", s.hostname);
         }
@@ -476,23 +409,13 @@ impl Sections<'_> {
         };
         format!(
             "{} drops with detail, {} without; {} detail events lost ({} over budget, {} ring buffer full); detail budget {}",
-            s.drops_with_detail,
-            s.drops_without_detail,
-            s.lost_events,
-            d.lost_budget,
-            d.lost_ringbuf,
-            budget
+            s.drops_with_detail, s.drops_without_detail, s.lost_events, d.lost_budget, d.lost_ringbuf, budget
         )
     }
 
     fn reasons(&self) -> (Table, usize) {
-        let mut t = Table::new(&[
-            ("DROPS", true),
-            ("SHARE", true),
-            ("REASON", false),
-            ("CODE", true),
-            ("DESCRIPTION", false),
-        ]);
+        let mut t =
+            Table::new(&[("DROPS", true), ("SHARE", true), ("REASON", false), ("CODE", true), ("DESCRIPTION", false)]);
         for r in self.s.reasons.iter().take(TOP_ROWS) {
             t.row(vec![
                 r.count.to_string(),
@@ -508,11 +431,7 @@ impl Sections<'_> {
     fn locations(&self) -> (Table, usize) {
         let mut t = Table::new(&[("DROPS", true), ("LOCATION", false), ("REASON", false)]);
         for l in self.s.locations.iter().take(TOP_ROWS) {
-            t.row(vec![
-                l.count.to_string(),
-                l.symbol.clone(),
-                l.reason.clone(),
-            ]);
+            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.clone()]);
         }
         (t, self.s.locations.len())
     }
@@ -562,11 +481,7 @@ impl Sections<'_> {
         ]);
         for d in self.s.devices.iter().take(TOP_ROWS) {
             t.row(vec![
-                if d.name.is_empty() {
-                    format!("if{}", d.ifindex)
-                } else {
-                    d.name.clone()
-                },
+                if d.name.is_empty() { format!("if{}", d.ifindex) } else { d.name.clone() },
                 d.netns.to_string(),
                 d.ifindex.to_string(),
                 d.tx_packets.to_string(),
@@ -578,12 +493,7 @@ impl Sections<'_> {
     }
 
     fn retransmits(&self) -> (Table, usize) {
-        let mut t = Table::new(&[
-            ("COUNT", true),
-            ("SOURCE", false),
-            ("DESTINATION", false),
-            ("NETNS", true),
-        ]);
+        let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", true)]);
         for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
             t.row(vec![
                 r.count.to_string(),
@@ -596,12 +506,7 @@ impl Sections<'_> {
     }
 
     fn probes(&self) -> (Table, String) {
-        let mut t = Table::new(&[
-            ("STATE", false),
-            ("PROBE", false),
-            ("ATTACH", false),
-            ("NOTE", false),
-        ]);
+        let mut t = Table::new(&[("STATE", false), ("PROBE", false), ("ATTACH", false), ("NOTE", false)]);
         for p in &self.s.probes {
             t.row(vec![
                 if p.active { "active" } else { "skipped" }.into(),
@@ -611,10 +516,7 @@ impl Sections<'_> {
             ]);
         }
         let active = self.s.probes.iter().filter(|p| p.active).count();
-        (
-            t,
-            format!("{active} active, {} skipped", self.s.probes.len() - active),
-        )
+        (t, format!("{active} active, {} skipped", self.s.probes.len() - active))
     }
 
     fn flow_table_line(&self) -> String {
@@ -647,33 +549,18 @@ pub fn render_summary_text(s: &Summary) -> String {
     };
     section("Drops by reason".into(), sec.reasons(), &mut out);
     section("Drops by location".into(), sec.locations(), &mut out);
-    let stacks: Vec<_> = s
-        .locations
-        .iter()
-        .take(TOP_ROWS)
-        .filter(|l| !l.stack.is_empty())
-        .collect();
+    let stacks: Vec<_> = s.locations.iter().take(TOP_ROWS).filter(|l| !l.stack.is_empty()).collect();
     if !stacks.is_empty() {
         let _ = writeln!(out, "\nStacks");
         for l in stacks {
-            let _ = writeln!(
-                out,
-                "  {} at {} ({}):",
-                plural(l.count, "drop"),
-                clean(&l.symbol),
-                clean(&l.reason)
-            );
+            let _ = writeln!(out, "  {} at {} ({}):", plural(l.count, "drop"), clean(&l.symbol), clean(&l.reason));
             for (i, f) in l.stack.iter().enumerate().take(64) {
                 let _ = writeln!(out, "    #{i:<2} {}", clean(f));
             }
         }
     }
     section("Top flows".into(), sec.flows(), &mut out);
-    section(
-        "Devices (loss = drops / (drops + tx))".into(),
-        sec.devices(),
-        &mut out,
-    );
+    section("Devices (loss = drops / (drops + tx))".into(), sec.devices(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -708,33 +595,18 @@ fn summary_markdown(s: &Summary, out: &mut String) {
             let _ = writeln!(out, "### {title}\n");
             t.0.markdown(out);
             if t.1 > t.0.rows.len() {
-                let _ = writeln!(
-                    out,
-                    "\n... and {} more (all of them are in `--format json`)",
-                    t.1 - t.0.rows.len()
-                );
+                let _ = writeln!(out, "\n... and {} more (all of them are in `--format json`)", t.1 - t.0.rows.len());
             }
             out.push('\n');
         }
     };
     section("Drops by reason", sec.reasons(), out);
     section("Drops by location", sec.locations(), out);
-    let stacks: Vec<_> = s
-        .locations
-        .iter()
-        .take(TOP_ROWS)
-        .filter(|l| !l.stack.is_empty())
-        .collect();
+    let stacks: Vec<_> = s.locations.iter().take(TOP_ROWS).filter(|l| !l.stack.is_empty()).collect();
     if !stacks.is_empty() {
         let _ = writeln!(out, "### Stacks\n");
         for l in stacks {
-            let _ = writeln!(
-                out,
-                "{} at {} ({}):\n",
-                plural(l.count, "drop"),
-                md_code(&l.symbol),
-                md_code(&l.reason)
-            );
+            let _ = writeln!(out, "{} at {} ({}):\n", plural(l.count, "drop"), md_code(&l.symbol), md_code(&l.reason));
             let _ = writeln!(out, "```text");
             for (i, f) in l.stack.iter().enumerate().take(64) {
                 let _ = writeln!(out, "#{i:<2} {}", code(f));
@@ -776,11 +648,7 @@ fn header_rows(f: &CaptureFile) -> Vec<(&'static str, String)> {
     if !f.arch.is_empty() {
         let _ = write!(kernel, " ({})", f.arch);
     }
-    let host = if f.hostname.is_empty() {
-        s.hostname.clone()
-    } else {
-        f.hostname.clone()
-    };
+    let host = if f.hostname.is_empty() { s.hostname.clone() } else { f.hostname.clone() };
     let mut captured = format!("{} for {}", s.started, secs(s.duration_secs));
     if !f.stopped_by.is_empty() {
         let _ = write!(captured, ", stopped by {}", f.stopped_by);
@@ -855,22 +723,10 @@ fn sample_lines(f: &CaptureFile, i: usize, s: &Sample, indent: &str, out: &mut S
             out,
             "{indent}    {} bytes captured, starting at {}{}:",
             bytes.len(),
-            if s.data_start == "network" {
-                "the IP header"
-            } else {
-                "skb->data"
-            },
-            if bytes.len() > DUMP_BYTES {
-                format!(", first {DUMP_BYTES} shown")
-            } else {
-                String::new()
-            }
+            if s.data_start == "network" { "the IP header" } else { "skb->data" },
+            if bytes.len() > DUMP_BYTES { format!(", first {DUMP_BYTES} shown") } else { String::new() }
         );
-        hexdump(
-            bytes.get(..DUMP_BYTES.min(bytes.len())).unwrap_or_default(),
-            &format!("{indent}    "),
-            out,
-        );
+        hexdump(bytes.get(..DUMP_BYTES.min(bytes.len())).unwrap_or_default(), &format!("{indent}    "), out);
     }
 }
 
@@ -885,11 +741,7 @@ fn diagnosis_text(f: &CaptureFile, out: &mut String) {
         if !c.id.is_empty() {
             let _ = write!(head, "[{}] ", clean(&c.id));
         }
-        head.push_str(&clean(if c.title.is_empty() {
-            "(untitled)"
-        } else {
-            &c.title
-        }));
+        head.push_str(&clean(if c.title.is_empty() { "(untitled)" } else { &c.title }));
         if let Some(d) = c.drops {
             let _ = write!(head, " ({})", plural(d, "drop"));
         }
@@ -924,12 +776,7 @@ fn render_text(f: &CaptureFile) -> String {
     diagnosis_text(f, &mut out);
     let samples = &f.summary.samples;
     if !samples.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nSample drops ({} of {} recorded)",
-            samples.len().min(TOP_SAMPLES),
-            samples.len()
-        );
+        let _ = writeln!(out, "\nSample drops ({} of {} recorded)", samples.len().min(TOP_SAMPLES), samples.len());
         for (i, s) in samples.iter().enumerate().take(TOP_SAMPLES) {
             sample_lines(f, i, s, "  ", &mut out);
         }
@@ -939,24 +786,12 @@ fn render_text(f: &CaptureFile) -> String {
 
 fn render_markdown(f: &CaptureFile) -> String {
     let s = &f.summary;
-    let host = if f.hostname.is_empty() {
-        &s.hostname
-    } else {
-        &f.hostname
-    };
-    let mut out = format!(
-        "## pktloss capture: {} on {}\n\n",
-        plural(s.total_drops, "drop"),
-        md(host)
-    );
+    let host = if f.hostname.is_empty() { &s.hostname } else { &f.hostname };
+    let mut out = format!("## pktloss capture: {} on {}\n\n", plural(s.total_drops, "drop"), md(host));
     let _ = writeln!(out, "| | |\n|---|---|");
     for (k, v) in header_rows(f) {
         if !v.is_empty() {
-            let v = if k == "Command" {
-                format!("`{}`", code(&v))
-            } else {
-                md(&v)
-            };
+            let v = if k == "Command" { format!("`{}`", code(&v)) } else { md(&v) };
             let _ = writeln!(out, "| {k} | {v} |");
         }
     }
@@ -968,11 +803,7 @@ fn render_markdown(f: &CaptureFile) -> String {
         let _ = writeln!(out, "No cause was diagnosed in this capture.\n");
     }
     for (n, c) in cs.iter().enumerate() {
-        let title = if c.title.is_empty() {
-            "(untitled)"
-        } else {
-            &c.title
-        };
+        let title = if c.title.is_empty() { "(untitled)" } else { &c.title };
         let mut head = format!("**{}. {}**", n + 1, md(title));
         let mut extra = vec![];
         if !c.id.is_empty() {
@@ -1007,12 +838,8 @@ fn render_markdown(f: &CaptureFile) -> String {
         out.push('\n');
     }
     if !s.samples.is_empty() {
-        let _ = writeln!(
-            out,
-            "### Sample drops ({} of {} recorded)\n",
-            s.samples.len().min(TOP_SAMPLES),
-            s.samples.len()
-        );
+        let _ =
+            writeln!(out, "### Sample drops ({} of {} recorded)\n", s.samples.len().min(TOP_SAMPLES), s.samples.len());
         let _ = writeln!(out, "```text");
         for (i, smp) in s.samples.iter().enumerate().take(TOP_SAMPLES) {
             let mut block = String::new();
@@ -1042,20 +869,8 @@ pub(crate) fn device_label(f: &CaptureFile, netns: u32, ifindex: u32) -> String 
                 .find(|fl| fl.netns == netns && fl.ifindex == ifindex && !fl.device.is_empty())
                 .map(|fl| fl.device.clone())
         })
-        .unwrap_or_else(|| {
-            if ifindex == 0 {
-                "no-device".into()
-            } else {
-                format!("if{ifindex}")
-            }
-        });
-    let ns_name = f
-        .interfaces
-        .iter()
-        .find(|i| i.netns == netns && !i.netns_name.is_empty())
-        .map(|i| i.netns_name.as_str());
-    clean(&format!(
-        "{name}@{}",
-        netns_label(netns, ns_name.unwrap_or(""))
-    ))
+        .unwrap_or_else(|| if ifindex == 0 { "no-device".into() } else { format!("if{ifindex}") });
+    let ns_name =
+        f.interfaces.iter().find(|i| i.netns == netns && !i.netns_name.is_empty()).map(|i| i.netns_name.as_str());
+    clean(&format!("{name}@{}", netns_label(netns, ns_name.unwrap_or(""))))
 }

@@ -13,8 +13,7 @@ use crate::model::*;
 
 fn ipv4_udp() -> Vec<u8> {
     let mut p = vec![
-        0x45, 0x00, 0x00, 0x20, 0x00, 0x01, 0x40, 0x00, 0x40, 0x11, 0x00,
-        0x00, // ver/ihl .. proto, csum
+        0x45, 0x00, 0x00, 0x20, 0x00, 0x01, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, // ver/ihl .. proto, csum
         10, 0, 0, 1, // src
         10, 0, 0, 2, // dst
         0x9c, 0x40, 0x27, 0x0f, 0x00, 0x0c, 0x00, 0x00, // udp 40000 -> 9999, len 12
@@ -90,18 +89,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
         drops_with_detail: 3,
         drops_without_detail: 0,
         reasons: vec![
-            ReasonCount {
-                reason: "NO_SOCKET".into(),
-                code: 3,
-                count: 2,
-                description: "no socket found".into(),
-            },
-            ReasonCount {
-                reason: "NETFILTER_DROP".into(),
-                code: 10,
-                count: 1,
-                description: String::new(),
-            },
+            ReasonCount { reason: "NO_SOCKET".into(), code: 3, count: 2, description: "no socket found".into() },
+            ReasonCount { reason: "NETFILTER_DROP".into(), code: 10, count: 1, description: String::new() },
         ],
         locations: vec![
             LocationCount {
@@ -140,13 +129,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             count: 2,
             process: "nc[1234]".into(),
         }],
-        devices: vec![DeviceCount {
-            ifindex: 2,
-            name: "veth0".into(),
-            netns: NS,
-            tx_packets: 98,
-            drops: 2,
-        }],
+        devices: vec![DeviceCount { ifindex: 2, name: "veth0".into(), netns: NS, tx_packets: 98, drops: 2 }],
         retransmits: Retransmits {
             total: 1,
             flows: vec![RetransCount {
@@ -159,12 +142,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             }],
         },
         probes: vec![
-            ProbeStatus {
-                name: "skb:kfree_skb".into(),
-                attach: "tp_btf".into(),
-                active: true,
-                note: String::new(),
-            },
+            ProbeStatus { name: "skb:kfree_skb".into(), attach: "tp_btf".into(), active: true, note: String::new() },
             ProbeStatus {
                 name: "tcp:tcp_drop".into(),
                 attach: "kprobe".into(),
@@ -172,18 +150,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
                 note: "symbol not found".into(),
             },
         ],
-        detail: DetailStats {
-            delivered: 3,
-            lost_budget: 0,
-            lost_ringbuf: 0,
-            budget_per_sec: Some(1000),
-        },
-        flow_table: FlowTableStats {
-            capacity: 4096,
-            live: 1,
-            evicted: 0,
-            drops_not_in_flows: 0,
-        },
+        detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
+        flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
         samples: vec![
             sample(
@@ -252,14 +220,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
         arch: "x86_64".into(),
         boot_id: "0f2c1d3e-1111-2222-3333-444455556666".into(),
         drop_reasons: vec![
-            DropReasonName {
-                code: 3,
-                name: "NO_SOCKET".into(),
-            },
-            DropReasonName {
-                code: 10,
-                name: "NETFILTER_DROP".into(),
-            },
+            DropReasonName { code: 3, name: "NO_SOCKET".into() },
+            DropReasonName { code: 10, name: "NETFILTER_DROP".into() },
         ],
         interfaces: vec![
             Interface {
@@ -325,10 +287,7 @@ fn round_trip_bytes_and_file() {
     // Overwriting keeps 0600 and leaves no temp file behind.
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     write(&p, &f).unwrap();
-    assert_eq!(
-        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -346,10 +305,7 @@ fn non_finite_numbers_still_read_back() {
 fn uncompressed_and_newer_minor_are_read() {
     let f = sample_capture();
     let json = serde_json::to_vec(&f).unwrap();
-    assert_eq!(
-        read_bytes(&encode_container(&json, false).unwrap()).unwrap(),
-        f
-    );
+    assert_eq!(read_bytes(&encode_container(&json, false).unwrap()).unwrap(), f);
     // A newer minor version with an extra field is read; the unknown field is ignored.
     let mut v = serde_json::to_value(&f).unwrap();
     v["future_field"] = json!({"x": 1});
@@ -369,11 +325,7 @@ fn missing_optional_fields_default() {
     .unwrap();
     let f = read_bytes(&encode_container(&json, true).unwrap()).unwrap();
     assert!(f.interfaces.is_empty() && f.diagnosis.is_null());
-    for fmt in [
-        ReportFormat::Text,
-        ReportFormat::Markdown,
-        ReportFormat::Json,
-    ] {
+    for fmt in [ReportFormat::Text, ReportFormat::Markdown, ReportFormat::Json] {
         assert!(!render(&f, fmt).is_empty());
     }
     assert_eq!(pcapng_bytes(&f).unwrap().1, 0);
@@ -384,10 +336,7 @@ fn err(bytes: &[u8]) -> CaptureError {
         Ok(_) => panic!("accepted a malformed file of {} bytes", bytes.len()),
         Err(e) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains("pktloss") && !msg.contains('\n'),
-                "unclear message: {msg}"
-            );
+            assert!(msg.contains("pktloss") && !msg.contains('\n'), "unclear message: {msg}");
             e
         }
     }
@@ -401,10 +350,7 @@ fn malformed_corpus() {
     for n in 1..good.len() {
         let e = err(good.get(..n).unwrap());
         match n {
-            ..40 => assert!(
-                matches!(e, CaptureError::TruncatedHeader { .. }),
-                "{n}: {e}"
-            ),
+            ..40 => assert!(matches!(e, CaptureError::TruncatedHeader { .. }), "{n}: {e}"),
             _ => assert!(matches!(e, CaptureError::Truncated { .. }), "{n}: {e}"),
         }
     }
@@ -419,10 +365,7 @@ fn malformed_corpus() {
     }
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(matches!(
-        err(&trailing),
-        CaptureError::TrailingBytes { extra: 1 }
-    ));
+    assert!(matches!(err(&trailing), CaptureError::TrailingBytes { extra: 1 }));
 
     // Wrong magic and foreign files.
     let mut wrong = good.clone();
@@ -437,28 +380,14 @@ fn malformed_corpus() {
     assert!(err(b"\x1f\x8b\x08\x00").to_string().contains("gzip"));
     assert!(err(br#"{"total_drops": 3}"#).to_string().contains("JSON"));
     assert!(err(b"hello world\n").to_string().contains("text"));
-    assert!(
-        err(&[0u8; 100])
-            .to_string()
-            .contains("not a pktloss capture")
-    );
+    assert!(err(&[0u8; 100]).to_string().contains("not a pktloss capture"));
 
     // Versions and flags.
     let json = serde_json::to_vec(&sample_capture()).unwrap();
     let e = err(&raw_container(2, 3, 0, json.len() as u64, &json));
-    assert!(matches!(
-        e,
-        CaptureError::NewerFormat { major: 2, minor: 3 }
-    ));
-    assert!(
-        e.to_string().contains("newer pktloss: capture format 2.3")
-            && e.to_string().contains("1.x"),
-        "{e}"
-    );
-    assert!(matches!(
-        err(&raw_container(0, 9, 0, json.len() as u64, &json)),
-        CaptureError::OlderFormat { .. }
-    ));
+    assert!(matches!(e, CaptureError::NewerFormat { major: 2, minor: 3 }));
+    assert!(e.to_string().contains("newer pktloss: capture format 2.3") && e.to_string().contains("1.x"), "{e}");
+    assert!(matches!(err(&raw_container(0, 9, 0, json.len() as u64, &json)), CaptureError::OlderFormat { .. }));
     assert!(matches!(
         err(&raw_container(1, 0, 0x10, json.len() as u64, &json)),
         CaptureError::UnknownFlags { flags: 0x10 }
@@ -470,37 +399,16 @@ fn malformed_corpus() {
     huge.splice(24..32, (1u64 << 62).to_le_bytes());
     let crc = crc32fast::hash(huge.get(..36).unwrap());
     huge.splice(36..40, crc.to_le_bytes());
-    assert!(matches!(
-        err(&huge),
-        CaptureError::TooLarge {
-            what: "payload",
-            ..
-        }
-    ));
+    assert!(matches!(err(&huge), CaptureError::TooLarge { what: "payload", .. }));
     let mut big = raw_container(1, 0, FLAG_DEFLATE, 0, b"");
     big.splice(16..24, (1u64 << 29).to_le_bytes());
     big.splice(24..32, (1u64 << 29).to_le_bytes());
     let crc = crc32fast::hash(big.get(..36).unwrap());
     big.splice(36..40, crc.to_le_bytes());
-    assert!(matches!(
-        err(&big),
-        CaptureError::Truncated {
-            declared: 536870912,
-            actual: 0
-        }
-    ));
-    assert!(matches!(
-        err(&raw_container(1, 0, FLAG_DEFLATE, 1 << 29, b"x")),
-        CaptureError::Corrupt(_)
-    ));
-    assert!(matches!(
-        err(&raw_container(1, 0, 0, 5, b"x")),
-        CaptureError::Corrupt(_)
-    ));
-    assert!(matches!(
-        err(&raw_container(1, 0, FLAG_DEFLATE, u64::MAX, b"x")),
-        CaptureError::TooLarge { .. }
-    ));
+    assert!(matches!(err(&big), CaptureError::Truncated { declared: 536870912, actual: 0 }));
+    assert!(matches!(err(&raw_container(1, 0, FLAG_DEFLATE, 1 << 29, b"x")), CaptureError::Corrupt(_)));
+    assert!(matches!(err(&raw_container(1, 0, 0, 5, b"x")), CaptureError::Corrupt(_)));
+    assert!(matches!(err(&raw_container(1, 0, FLAG_DEFLATE, u64::MAX, b"x")), CaptureError::TooLarge { .. }));
 
     // Decompression bomb: stops one byte past the declared length.
     let zeros = vec![b' '; 4 << 20];
@@ -509,11 +417,7 @@ fn malformed_corpus() {
     let e = err(&raw_container(1, 0, FLAG_DEFLATE, 100, stored));
     assert!(e.to_string().contains("more than 100"), "{e}");
     // Not DEFLATE at all.
-    assert!(
-        err(&raw_container(1, 0, FLAG_DEFLATE, 10, b"\xff\xff\xff\xff"))
-            .to_string()
-            .contains("decompress")
-    );
+    assert!(err(&raw_container(1, 0, FLAG_DEFLATE, 10, b"\xff\xff\xff\xff")).to_string().contains("decompress"));
 
     // Valid containers around bad JSON.
     let bad_json: Vec<Vec<u8>> = vec![
@@ -536,13 +440,10 @@ fn malformed_corpus() {
         }
     }
     let mut v = serde_json::to_value(sample_capture()).unwrap();
-    v["checks"] = serde_json::from_str(&format!("{}1{}", "[".repeat(5000), "]".repeat(5000)))
-        .unwrap_or(json!(null));
+    v["checks"] = serde_json::from_str(&format!("{}1{}", "[".repeat(5000), "]".repeat(5000))).unwrap_or(json!(null));
     v["format"]["name"] = json!("something-else");
     assert!(
-        err(&encode_container(&serde_json::to_vec(&v).unwrap(), true).unwrap())
-            .to_string()
-            .contains("something-else")
+        err(&encode_container(&serde_json::to_vec(&v).unwrap(), true).unwrap()).to_string().contains("something-else")
     );
     let mut v = serde_json::to_value(sample_capture()).unwrap();
     v["format"]["major"] = json!(2);
@@ -562,33 +463,18 @@ fn malformed_corpus() {
 fn file_errors() {
     let d = tmpdir();
     let e = read(&d.join("missing.pktloss")).unwrap_err();
-    assert!(
-        matches!(e, CaptureError::Io { .. }) && e.to_string().contains("missing.pktloss"),
-        "{e}"
-    );
-    assert!(matches!(
-        read(&d).unwrap_err(),
-        CaptureError::NotAFile { .. }
-    ));
+    assert!(matches!(e, CaptureError::Io { .. }) && e.to_string().contains("missing.pktloss"), "{e}");
+    assert!(matches!(read(&d).unwrap_err(), CaptureError::NotAFile { .. }));
     let p = d.join("empty.pktloss");
     std::fs::write(&p, b"").unwrap();
     assert!(matches!(read(&p).unwrap_err(), CaptureError::Empty));
     let good = to_bytes(&sample_capture()).unwrap();
     std::fs::write(&p, good.get(..good.len() - 1).unwrap()).unwrap();
-    assert!(matches!(
-        read(&p).unwrap_err(),
-        CaptureError::Truncated { .. }
-    ));
+    assert!(matches!(read(&p).unwrap_err(), CaptureError::Truncated { .. }));
     std::fs::write(&p, good.get(..20).unwrap()).unwrap();
-    assert!(matches!(
-        read(&p).unwrap_err(),
-        CaptureError::TruncatedHeader { have: 20 }
-    ));
+    assert!(matches!(read(&p).unwrap_err(), CaptureError::TruncatedHeader { have: 20 }));
     if std::path::Path::new("/dev/zero").exists() {
-        assert!(matches!(
-            read(std::path::Path::new("/dev/zero")).unwrap_err(),
-            CaptureError::NotAFile { .. }
-        ));
+        assert!(matches!(read(std::path::Path::new("/dev/zero")).unwrap_err(), CaptureError::NotAFile { .. }));
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -603,11 +489,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
     }
 }
 
@@ -652,11 +534,7 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
 fn check_any(b: &[u8]) -> bool {
     match read_bytes(b) {
         Ok(f) => {
-            for fmt in [
-                ReportFormat::Text,
-                ReportFormat::Markdown,
-                ReportFormat::Json,
-            ] {
+            for fmt in [ReportFormat::Text, ReportFormat::Markdown, ReportFormat::Json] {
                 let _ = render(&f, fmt);
             }
             let _ = pcapng_bytes(&f);
@@ -664,10 +542,7 @@ fn check_any(b: &[u8]) -> bool {
         }
         Err(e) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains("pktloss") && !msg.contains('\n'),
-                "unclear message: {msg}"
-            );
+            assert!(msg.contains("pktloss") && !msg.contains('\n'), "unclear message: {msg}");
             false
         }
     }
@@ -727,24 +602,12 @@ fn text_report() {
     }
     // Columns line up: every row of the reason table has its REASON column at one offset.
     let s = render_summary_text(&f.summary);
-    let lines: Vec<&str> = s
-        .lines()
-        .skip_while(|l| *l != "Drops by reason")
-        .skip(1)
-        .take(3)
-        .collect();
+    let lines: Vec<&str> = s.lines().skip_while(|l| *l != "Drops by reason").skip(1).take(3).collect();
     let col: Vec<Option<usize>> = lines
         .iter()
-        .map(|l| {
-            l.find("REASON")
-                .or_else(|| l.find("NO_SOCKET"))
-                .or_else(|| l.find("NETFILTER"))
-        })
+        .map(|l| l.find("REASON").or_else(|| l.find("NO_SOCKET")).or_else(|| l.find("NETFILTER")))
         .collect();
-    assert!(
-        col.iter().all(|c| c.is_some() && *c == col[0]),
-        "{lines:#?}"
-    );
+    assert!(col.iter().all(|c| c.is_some() && *c == col[0]), "{lines:#?}");
 }
 
 #[test]
@@ -786,58 +649,35 @@ fn pcapng_structure() {
     let (mut idbs, mut comments) = (vec![], vec![]);
     while let Some(b) = r.next_block() {
         match b.unwrap() {
-            Block::InterfaceDescription(i) => {
-                idbs.push((u32::from(i.linktype), format!("{:?}", i.options)))
+            Block::InterfaceDescription(i) => idbs.push((u32::from(i.linktype), format!("{:?}", i.options))),
+            Block::EnhancedPacket(p) => {
+                comments.push((p.interface_id, p.original_len, p.timestamp, format!("{:?}", p.options)))
             }
-            Block::EnhancedPacket(p) => comments.push((
-                p.interface_id,
-                p.original_len,
-                p.timestamp,
-                format!("{:?}", p.options),
-            )),
             _ => {}
         }
     }
     // veth0 RAW, veth1 RAW, veth0 ETHERNET (the "data" sample with an Ethernet header).
     assert_eq!(idbs.len(), 3, "{idbs:?}");
-    assert_eq!(
-        idbs.iter().map(|i| i.0).collect::<Vec<_>>(),
-        vec![101, 101, 1]
-    );
+    assert_eq!(idbs.iter().map(|i| i.0).collect::<Vec<_>>(), vec![101, 101, 1]);
     assert!(idbs[0].1.contains("veth0@ns1") && idbs[1].1.contains("veth1@ns1"));
     assert_eq!(comments[0].1, 132);
-    assert_eq!(
-        comments[1].2,
-        std::time::Duration::from_secs(1_714_557_602) + std::time::Duration::from_millis(500)
-    );
+    assert_eq!(comments[1].2, std::time::Duration::from_secs(1_714_557_602) + std::time::Duration::from_millis(500));
     assert!(comments[0].3.contains("drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener netns=4026532291 dev=veth0 pid=1234 comm=nc"), "{}", comments[0].3);
-    assert!(
-        comments[1].3.contains("cause=netfilter"),
-        "{}",
-        comments[1].3
-    );
+    assert!(comments[1].3.contains("cause=netfilter"), "{}", comments[1].3);
 }
 
 #[test]
 fn pcapng_read_back_by_tshark() {
-    let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
+    let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].into_iter().find(|p| std::path::Path::new(p).exists());
     let Some(tshark) = tshark else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tshark is required under CI (apt-get install tshark)"
-        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "tshark is required under CI (apt-get install tshark)");
         eprintln!("SKIP pcapng_read_back_by_tshark: tshark not installed");
         return;
     };
     let d = tmpdir();
     let out = d.join("out.pcapng");
     assert_eq!(write_pcapng(&sample_capture(), &out).unwrap(), 3);
-    assert_eq!(
-        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let res = Command::new(tshark)
         .args(["-n", "-r"])
         .arg(&out)
@@ -860,20 +700,24 @@ fn pcapng_read_back_by_tshark() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&res.stdout);
-    assert!(
-        res.status.success(),
-        "tshark failed: {}\n{stdout}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "tshark failed: {}\n{stdout}", String::from_utf8_lossy(&res.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with("veth0@ns1|10.0.0.1||9999||drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener"), "{}", lines[0]);
-    assert!(lines[1].starts_with("veth1@ns1||fd00::1||443|drop reason=NETFILTER_DROP location=nf_hook_slow+0x91 cause=netfilter"), "{}", lines[1]);
     assert!(
-        lines[2].starts_with("veth0@ns1|10.0.0.1||9999||drop reason=NO_SOCKET"),
+        lines[0].starts_with(
+            "veth0@ns1|10.0.0.1||9999||drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener"
+        ),
         "{}",
-        lines[2]
+        lines[0]
     );
+    assert!(
+        lines[1].starts_with(
+            "veth1@ns1||fd00::1||443|drop reason=NETFILTER_DROP location=nf_hook_slow+0x91 cause=netfilter"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("veth0@ns1|10.0.0.1||9999||drop reason=NO_SOCKET"), "{}", lines[2]);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -883,17 +727,9 @@ fn pcapng_read_back_by_tshark() {
 fn write_fuzz_seed() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/capture_reader");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("valid-compressed.bin"),
-        to_bytes(&sample_capture()).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("valid-compressed.bin"), to_bytes(&sample_capture()).unwrap()).unwrap();
     let json = serde_json::to_vec(&sample_capture()).unwrap();
-    std::fs::write(
-        dir.join("valid-uncompressed.bin"),
-        encode_container(&json, false).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("valid-uncompressed.bin"), encode_container(&json, false).unwrap()).unwrap();
 }
 
 #[test]
@@ -919,14 +755,8 @@ fn causes_for_drops() {
     assert_eq!(cs[0].explanation, "why");
     assert_eq!(cs[4].title, "a bare string");
     let id = |r, p, s| cause_for_drop(&cs, r, p, s).map(|c| c.id.as_str());
-    assert_eq!(
-        id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"),
-        Some("udp-rcvbuf")
-    );
-    assert_eq!(
-        id("SOCKET_RCVBUFF", "tcp", "tcp_data_queue+0x9"),
-        Some("tcp-rcvbuf")
-    );
+    assert_eq!(id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"), Some("udp-rcvbuf"));
+    assert_eq!(id("SOCKET_RCVBUFF", "tcp", "tcp_data_queue+0x9"), Some("tcp-rcvbuf"));
     assert_eq!(id("NOT_SPECIFIED", "udp", "bar+0x9"), Some("loc-b"));
     assert_eq!(id("NOT_SPECIFIED", "udp", "baz+0x9"), Some("loc-a"));
     assert_eq!(id("NO_SOCKET", "udp", "x"), None);
@@ -934,15 +764,9 @@ fn causes_for_drops() {
     let mut f = sample_capture();
     f.diagnosis = d;
     let t = render(&f, ReportFormat::Text);
-    assert!(
-        t.contains("verify:   ss -uam") && t.contains("Not available: conntrack: not loaded"),
-        "{t}"
-    );
+    assert!(t.contains("verify:   ss -uam") && t.contains("Not available: conntrack: not loaded"), "{t}");
     let m = render(&f, ReportFormat::Markdown);
-    assert!(
-        m.contains("- Verify: `ss -uam`") && m.contains("- Reconciliation: udp-rcvbuf: ok"),
-        "{m}"
-    );
+    assert!(m.contains("- Verify: `ss -uam`") && m.contains("- Reconciliation: udp-rcvbuf: ok"), "{m}");
     let j = render_json(&f);
     assert_eq!(j["causes"][1]["id"], "tcp-rcvbuf");
     assert_eq!(j["diagnosis"]["unavailable"][0], "conntrack: not loaded");
@@ -953,11 +777,7 @@ fn host_metadata_and_format_names() {
     let f = CaptureFile::for_this_host(Summary::default());
     assert_eq!(f.format, FormatInfo::default());
     assert!(!f.kernel.is_empty() && !f.arch.is_empty() && !f.tool_version.is_empty());
-    assert!(
-        humantime::parse_rfc3339(&f.created).is_ok(),
-        "{}",
-        f.created
-    );
+    assert!(humantime::parse_rfc3339(&f.created).is_ok(), "{}", f.created);
     assert_eq!(read_bytes(&to_bytes(&f).unwrap()).unwrap(), f);
     assert_eq!("md".parse::<ReportFormat>(), Ok(ReportFormat::Markdown));
     assert!("xml".parse::<ReportFormat>().is_err());

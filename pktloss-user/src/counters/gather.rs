@@ -67,7 +67,9 @@ pub fn run_tool(prog: &str, args: &[&str]) -> Result<String, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { "not installed".to_owned() } else { e.to_string() })?;
+        .map_err(
+            |e| if e.kind() == std::io::ErrorKind::NotFound { "not installed".to_owned() } else { e.to_string() },
+        )?;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let reader = std::thread::spawn(move || {
@@ -193,11 +195,8 @@ fn snapshot_here(netns: u32, label: String, is_self: bool) -> NetnsSnapshot {
                 BTreeMap::new()
             }
         };
-        s.conntrack = Some(parse::conntrack(
-            count.as_deref(),
-            read_sysctl("net.netfilter.nf_conntrack_max").as_deref(),
-            stats,
-        ));
+        s.conntrack =
+            Some(parse::conntrack(count.as_deref(), read_sysctl("net.netfilter.nf_conntrack_max").as_deref(), stats));
     }
     if is_self {
         for (file, prefix) in [("arp_cache", "arp"), ("ndisc_cache", "ndisc")] {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{
-    ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, QdiscStats, RingParams,
-    RouteEntry, SoftnetCpu, UdpSocket,
+    ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, QdiscStats, RingParams, RouteEntry, SoftnetCpu,
+    UdpSocket,
 };
 
 /// `/proc/net/snmp` and `/proc/net/netstat`: pairs of "Proto: names" / "Proto: values" lines,
@@ -18,8 +18,7 @@ pub fn proc_pairs(text: &str) -> BTreeMap<String, i64> {
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
     while i + 1 < lines.len() {
-        let (Some((p1, names)), Some((p2, values))) = (lines[i].split_once(':'), lines[i + 1].split_once(':'))
-        else {
+        let (Some((p1, names)), Some((p2, values))) = (lines[i].split_once(':'), lines[i + 1].split_once(':')) else {
             i += 1;
             continue;
         };
@@ -462,9 +461,8 @@ pub fn ss_udp(text: &str) -> Vec<UdpSocket> {
 }
 
 fn proc_ip(hexaddr: &str) -> String {
-    let b: Vec<u8> = (0..hexaddr.len() / 2)
-        .filter_map(|i| u8::from_str_radix(hexaddr.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect();
+    let b: Vec<u8> =
+        (0..hexaddr.len() / 2).filter_map(|i| u8::from_str_radix(hexaddr.get(2 * i..2 * i + 2)?, 16).ok()).collect();
     match b.len() {
         4 => std::net::Ipv4Addr::new(b[3], b[2], b[1], b[0]).to_string(),
         16 => {

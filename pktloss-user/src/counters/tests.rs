@@ -1,8 +1,8 @@
 //! Tests of the counter parsers on files captured from a real 6.18 kernel (namespace `pktl-fx`
 //! with nft/iptables drop rules, a tbf qdisc, a backlog-1 listener and a 1 KiB-rcvbuf UDP socket),
 //! plus a live check that a setns'd thread sees its namespace's /proc and sysctls.
-use super::*;
 use super::gather::{read_sysctl, run_tool};
+use super::*;
 
 macro_rules! fx {
     ($name:literal) => {

@@ -175,7 +175,9 @@ const COUNTER_RULES: &[CounterRule] = &[
 fn counters_only_why(id: &str) -> &'static str {
     match id {
         "udp-sndbuf-full" => "sendmsg fails before an skb is queued, nothing is freed",
-        "tcp-accept-queue-full" => "the kernel frees SYNs dropped on a full accept queue with consume_skb, invisible to kfree_skb",
+        "tcp-accept-queue-full" => {
+            "the kernel frees SYNs dropped on a full accept queue with consume_skb, invisible to kfree_skb"
+        }
         "tcp-syn-queue-full" => "SYNs answered with cookies or dropped here leave no kfree_skb event on this kernel",
         "nic-ring-full" | "nic-fifo-overrun" => "the NIC drops these frames before an skb exists",
         "checksum-error" => "frames with a bad CRC are dropped by the NIC before an skb exists",
@@ -447,7 +449,9 @@ fn assign_events(cx: &mut Ctx) -> u64 {
                     .deltas
                     .iter()
                     .filter_map(|d| d.conntrack.as_ref())
-                    .map(|c| c.stats.get("drop").copied().unwrap_or(0) + c.stats.get("insert_failed").copied().unwrap_or(0))
+                    .map(|c| {
+                        c.stats.get("drop").copied().unwrap_or(0) + c.stats.get("insert_failed").copied().unwrap_or(0)
+                    })
                     .sum();
                 let to_ct = ct.min(r.count);
                 if to_ct > 0 {
@@ -493,7 +497,14 @@ fn assign_events(cx: &mut Ctx) -> u64 {
     benign
 }
 
-fn push_event(cx: &mut Ctx, id: &'static str, reason: &str, proto: Option<&'static str>, symbol: Option<String>, n: u64) {
+fn push_event(
+    cx: &mut Ctx,
+    id: &'static str,
+    reason: &str,
+    proto: Option<&'static str>,
+    symbol: Option<String>,
+    n: u64,
+) {
     let flows_ns: Vec<u32> = cx
         .input
         .summary
@@ -697,12 +708,7 @@ fn counter_signals(cx: &mut Ctx) {
 
         // A UDP send dropped by the local qdisc returns ENOBUFS, which UDP counts as a send
         // buffer error: those SndbufErrors are the qdisc's drops, not a full socket buffer.
-        let qdisc_drops: u64 = d
-            .qdiscs
-            .iter()
-            .filter(|q| !has_root || q.parent == "root")
-            .map(|q| q.drops)
-            .sum();
+        let qdisc_drops: u64 = d.qdiscs.iter().filter(|q| !has_root || q.parent == "root").map(|q| q.drops).sum();
         let sndbuf: u64 = ["Udp.SndbufErrors", "Udp6.SndbufErrors", "UdpLite.SndbufErrors", "UdpLite6.SndbufErrors"]
             .iter()
             .map(|k| d.counter(k))
@@ -777,7 +783,8 @@ fn counter_signals(cx: &mut Ctx) {
             a.score += squeeze;
             a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
             let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
-            if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1) {
+            if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1)
+            {
                 let share = top.processed as f64 * 100.0 / total as f64;
                 let even = 100.0 / h.softnet.len() as f64;
                 if share >= (2.0 * even).min(75.0) {
@@ -873,9 +880,18 @@ fn is_alloc_failure(name: &str) -> bool {
 
 fn tcp_local_drops(cx: &Ctx) -> u64 {
     let mut n = 0;
-    for id in ["tcp-accept-queue-full", "tcp-syn-queue-full", "tcp-backlog-overflow", "qdisc-drop", "nic-ring-full",
-        "nic-fifo-overrun", "softnet-backlog-full", "neighbor-failure", "routing", "interface-down"]
-    {
+    for id in [
+        "tcp-accept-queue-full",
+        "tcp-syn-queue-full",
+        "tcp-backlog-overflow",
+        "qdisc-drop",
+        "nic-ring-full",
+        "nic-fifo-overrun",
+        "softnet-backlog-full",
+        "neighbor-failure",
+        "routing",
+        "interface-down",
+    ] {
         if let Some(a) = cx.acc.get(id) {
             n += a.event_drops.max(a.counter_drops);
         }
@@ -920,7 +936,15 @@ fn external_loss(cx: &mut Ctx) {
     flows.sort_by_key(|f| std::cmp::Reverse(f.count));
     let mut nss = BTreeSet::new();
     for r in flows.iter().take(3) {
-        lines.push(format!("{} retransmits {}:{} -> {}:{}: {}", cx.tag(r.netns), r.src, r.sport, r.dst, r.dport, r.count));
+        lines.push(format!(
+            "{} retransmits {}:{} -> {}:{}: {}",
+            cx.tag(r.netns),
+            r.src,
+            r.sport,
+            r.dst,
+            r.dport,
+            r.count
+        ));
         nss.insert(r.netns);
     }
     for d in cx.input.deltas.iter().filter(|d| d.counter("Tcp.RetransSegs") > 0) {
@@ -994,8 +1018,16 @@ fn cfg_no_listener(cx: &mut Ctx) {
             .checks
             .iter()
             .flat_map(|c| {
-                let tcp = c.listeners.iter().filter(|l| f.proto == "tcp" && l.port == f.dport).map(|l| (l.addr.clone(), l.port));
-                let udp = c.udp_sockets.iter().filter(|u| f.proto == "udp" && u.port == f.dport).map(|u| (u.addr.clone(), u.port));
+                let tcp = c
+                    .listeners
+                    .iter()
+                    .filter(|l| f.proto == "tcp" && l.port == f.dport)
+                    .map(|l| (l.addr.clone(), l.port));
+                let udp = c
+                    .udp_sockets
+                    .iter()
+                    .filter(|u| f.proto == "udp" && u.port == f.dport)
+                    .map(|u| (u.addr.clone(), u.port));
                 tcp.chain(udp).map(move |(a, p)| (c.netns, a, p)).collect::<Vec<_>>()
             })
             .map(|(ns, a, p)| format!("{a}:{p} in {}", cx.tag(ns)))
@@ -1070,7 +1102,8 @@ fn cfg_firewall(cx: &mut Ctx) {
                 .collect();
             if ch.hook == "input" || ch.hook == "forward" {
                 let rule_drops: u64 = c.drop_rules.iter().filter_map(|r| r.packets_delta).sum();
-                let ports = if ch.packets.is_some_and(|p| p > 0) || fw_events > rule_drops { ports } else { BTreeSet::new() };
+                let ports =
+                    if ch.packets.is_some_and(|p| p > 0) || fw_events > rule_drops { ports } else { BTreeSet::new() };
                 for (p, port) in &ports {
                     adv.push(if ch.backend == "nft" {
                         format!(
@@ -1157,11 +1190,8 @@ fn cfg_rp_filter(cx: &mut Ctx) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         let all = c.rp_filter.get("all").copied().unwrap_or(0);
-        let devs: BTreeSet<String> = flows
-            .iter()
-            .filter(|f| f.netns == c.netns && !f.device.is_empty())
-            .map(|f| f.device.clone())
-            .collect();
+        let devs: BTreeSet<String> =
+            flows.iter().filter(|f| f.netns == c.netns && !f.device.is_empty()).map(|f| f.device.clone()).collect();
         let strict: Vec<String> = c
             .rp_filter
             .iter()
@@ -1172,7 +1202,8 @@ fn cfg_rp_filter(cx: &mut Ctx) {
             continue;
         }
         ev.push(format!("{tag} rp_filter: {} (effective value per interface is max(all, interface))", {
-            let v: Vec<String> = c.rp_filter.iter().filter(|(k, _)| *k != "lo").map(|(k, v)| format!("{k}={v}")).collect();
+            let v: Vec<String> =
+                c.rp_filter.iter().filter(|(k, _)| *k != "lo").map(|(k, v)| format!("{k}={v}")).collect();
             v.join(" ")
         }));
         let mut cmd = vec![format!("net.ipv4.conf.all.rp_filter=2")];
@@ -1266,7 +1297,8 @@ fn cfg_udp_sndbuf(cx: &mut Ctx) {
             cx.sysctl_str(d.netns, "net.core.wmem_default")
         ));
         let socks = cx.input.checks.iter().filter(|c| c.netns == d.netns).flat_map(|c| c.udp_sockets.iter());
-        for u in socks.filter(|u| u.tx_queue > 0 || matches!((u.sndbuf, wmem_def), (Some(t), Some(d)) if t < d)).take(5) {
+        for u in socks.filter(|u| u.tx_queue > 0 || matches!((u.sndbuf, wmem_def), (Some(t), Some(d)) if t < d)).take(5)
+        {
             let prog = if u.process.is_empty() { "the program".to_owned() } else { u.process.clone() };
             ev.push(format!(
                 "{tag} udp socket {}:{} ({prog}): SO_SNDBUF (skmem tb) {}, Send-Q {} bytes",
@@ -1473,14 +1505,17 @@ fn cfg_rings(cx: &mut Ctx, id: &'static str) {
         .flat_map(|d| {
             d.devices
                 .iter()
-                .filter(|x| x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ethtool_sum(x, is_ring_counter) > 0)
+                .filter(|x| {
+                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ethtool_sum(x, is_ring_counter) > 0
+                })
                 .map(move |x| (d.netns, x.name.clone()))
         })
         .collect();
     for (ns, dev) in &devs {
         let tag = cx.tag(*ns);
         let pre = cx.in_ns(*ns);
-        let ring = cx.input.checks.iter().filter(|c| c.netns == *ns).flat_map(|c| c.rings.iter()).find(|r| &r.dev == dev);
+        let ring =
+            cx.input.checks.iter().filter(|c| c.netns == *ns).flat_map(|c| c.rings.iter()).find(|r| &r.dev == dev);
         match ring {
             Some(r) => {
                 ev.push(format!(
@@ -1567,7 +1602,15 @@ fn in_prefix(addr: &str, prefix: &str) -> bool {
 fn cfg_routing(cx: &mut Ctx) {
     let flows = drop_flows(
         cx,
-        &["IP_INNOROUTES", "IP_OUTNOROUTES", "IP_INADDRERRORS", "IP_INVALID_SOURCE", "IP_INVALID_DEST", "IP_LOCALNET", "IP_LOCAL_SOURCE"],
+        &[
+            "IP_INNOROUTES",
+            "IP_OUTNOROUTES",
+            "IP_INADDRERRORS",
+            "IP_INVALID_SOURCE",
+            "IP_INVALID_DEST",
+            "IP_LOCALNET",
+            "IP_LOCAL_SOURCE",
+        ],
     );
     // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
     // (assigned here by location): match those flows against the drop routes too.
@@ -1643,8 +1686,13 @@ fn cfg_neigh(cx: &mut Ctx) {
     if flows.iter().any(|f| f.reason == "NEIGH_QUEUEFULL") {
         adv.push("Packets queued for resolution overflowed: raise net.ipv4.neigh.DEV.unres_qlen_bytes.".to_owned());
     }
-    if flows.iter().any(|f| f.reason == "NEIGH_CREATEFAIL") || cx.host().is_some_and(|h| h.neigh.keys().any(|k| k.ends_with("table_fulls") && h.neigh[k] > 0)) {
-        adv.push("The neighbour table is full: raise net.ipv4.neigh.default.gc_thresh1/2/3 (and net.ipv6.neigh.default.*).".to_owned());
+    if flows.iter().any(|f| f.reason == "NEIGH_CREATEFAIL")
+        || cx.host().is_some_and(|h| h.neigh.keys().any(|k| k.ends_with("table_fulls") && h.neigh[k] > 0))
+    {
+        adv.push(
+            "The neighbour table is full: raise net.ipv4.neigh.default.gc_thresh1/2/3 (and net.ipv6.neigh.default.*)."
+                .to_owned(),
+        );
     }
     let a = cx.a("neighbor-failure");
     for e in ev {
@@ -1658,8 +1706,12 @@ fn cfg_neigh(cx: &mut Ctx) {
 fn cfg_mtu(cx: &mut Ctx) {
     let mut ev = Vec::new();
     for d in cx.deltas_for("mtu-fragmentation") {
-        let mtus: Vec<String> =
-            d.devices.iter().filter(|x| x.name != "lo" && x.mtu > 0).map(|x| format!("{} mtu {}", x.name, x.mtu)).collect();
+        let mtus: Vec<String> = d
+            .devices
+            .iter()
+            .filter(|x| x.name != "lo" && x.mtu > 0)
+            .map(|x| format!("{} mtu {}", x.name, x.mtu))
+            .collect();
         if !mtus.is_empty() {
             ev.push(format!("{} {}", cx.tag(d.netns), mtus.join(", ")));
         }
@@ -1677,7 +1729,11 @@ fn cfg_bpf(cx: &mut Ctx) {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);
         for x in d.devices.iter().filter(|x| x.xdp.is_some()) {
-            ev.push(format!("{tag} dev {} has an XDP program attached ({})", x.name, x.xdp.clone().unwrap_or_default()));
+            ev.push(format!(
+                "{tag} dev {} has an XDP program attached ({})",
+                x.name,
+                x.xdp.clone().unwrap_or_default()
+            ));
             adv.push(format!("{tag} inspect the XDP program on {}: `{pre}bpftool net show dev {}`.", x.name, x.name));
         }
         for q in d.qdiscs.iter().filter(|q| q.kind == "clsact" || q.kind == "ingress") {
@@ -1700,8 +1756,11 @@ fn cfg_bpf(cx: &mut Ctx) {
 fn cfg_ifdown(cx: &mut Ctx) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let flow_devs: BTreeSet<(u32, String)> =
-        drop_flows(cx, &["DEV_READY"]).iter().filter(|f| !f.device.is_empty()).map(|f| (f.netns, f.device.clone())).collect();
+    let flow_devs: BTreeSet<(u32, String)> = drop_flows(cx, &["DEV_READY"])
+        .iter()
+        .filter(|f| !f.device.is_empty())
+        .map(|f| (f.netns, f.device.clone()))
+        .collect();
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);

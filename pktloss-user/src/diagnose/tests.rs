@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::{
-    counters::{self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats, SoftnetCpu, UdpSocket, parse},
+    counters::{
+        self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats,
+        SoftnetCpu, UdpSocket, parse,
+    },
     model::{FlowCount, LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
 };
 
@@ -21,7 +24,10 @@ macro_rules! fx {
 fn summary(reasons: &[(&str, u64)]) -> Summary {
     Summary {
         total_drops: reasons.iter().map(|r| r.1).sum(),
-        reasons: reasons.iter().map(|(r, c)| ReasonCount { reason: (*r).into(), count: *c, ..Default::default() }).collect(),
+        reasons: reasons
+            .iter()
+            .map(|(r, c)| ReasonCount { reason: (*r).into(), count: *c, ..Default::default() })
+            .collect(),
         ..Default::default()
     }
 }
@@ -47,7 +53,10 @@ fn host_delta() -> NetnsDelta {
         label: "host".into(),
         is_self: true,
         seconds: 10.0,
-        softnet: vec![SoftnetCpu { cpu: 0, processed: 500, ..Default::default() }, SoftnetCpu { cpu: 1, processed: 480, ..Default::default() }],
+        softnet: vec![
+            SoftnetCpu { cpu: 0, processed: 500, ..Default::default() },
+            SoftnetCpu { cpu: 1, processed: 480, ..Default::default() },
+        ],
         sysctls: [
             ("net.core.somaxconn", "4096"),
             ("net.core.rmem_max", "212992"),
@@ -107,16 +116,40 @@ fn taxonomy_has_exactly_the_issue_ids() {
     assert_eq!(
         ids,
         [
-            "no-listener", "firewall-drop", "conntrack-table-full", "rp-filter", "udp-rcvbuf-full", "udp-sndbuf-full",
-            "tcp-accept-queue-full", "tcp-syn-queue-full", "tcp-backlog-overflow", "socket-memory-pressure",
-            "softnet-backlog-full", "softirq-budget-exhausted", "nic-ring-full", "nic-fifo-overrun", "checksum-error",
-            "qdisc-drop", "routing", "neighbor-failure", "mtu-fragmentation", "tcp-protocol", "bpf-or-tc-program",
-            "memory-pressure", "interface-down", "external-loss", "unclassified"
+            "no-listener",
+            "firewall-drop",
+            "conntrack-table-full",
+            "rp-filter",
+            "udp-rcvbuf-full",
+            "udp-sndbuf-full",
+            "tcp-accept-queue-full",
+            "tcp-syn-queue-full",
+            "tcp-backlog-overflow",
+            "socket-memory-pressure",
+            "softnet-backlog-full",
+            "softirq-budget-exhausted",
+            "nic-ring-full",
+            "nic-fifo-overrun",
+            "checksum-error",
+            "qdisc-drop",
+            "routing",
+            "neighbor-failure",
+            "mtu-fragmentation",
+            "tcp-protocol",
+            "bpf-or-tc-program",
+            "memory-pressure",
+            "interface-down",
+            "external-loss",
+            "unclassified"
         ]
     );
     for c in taxonomy::CAUSES {
         assert!(!c.title.is_empty() && c.explanation.len() > 80, "{}", c.id);
-        assert!(!c.signals.is_empty() && !c.checks.is_empty() && !c.remediation.is_empty() && !c.verify.is_empty(), "{}", c.id);
+        assert!(
+            !c.signals.is_empty() && !c.checks.is_empty() && !c.remediation.is_empty() && !c.verify.is_empty(),
+            "{}",
+            c.id
+        );
     }
 }
 
@@ -153,7 +186,13 @@ fn idle_baseline_gives_no_cause() {
     h.netstat.insert("TcpExt.ListenDrops".into(), 0);
     h.devices.push(DeviceStats { name: "ifb0".into(), operstate: "DOWN".into(), ..Default::default() });
     h.devices.push(DeviceStats { name: "eth0".into(), up: true, lower_up: true, rx_packets: 40, ..Default::default() });
-    h.qdiscs.push(QdiscStats { dev: "eth0".into(), kind: "pfifo_fast".into(), parent: "root".into(), packets: 38, ..Default::default() });
+    h.qdiscs.push(QdiscStats {
+        dev: "eth0".into(),
+        kind: "pfifo_fast".into(),
+        parent: "root".into(),
+        packets: 38,
+        ..Default::default()
+    });
     h.conntrack = Some(ConntrackStats { count: Some(12), max: Some(262144), stats: BTreeMap::new() });
     // Configuration that looks alarming but drops nothing: FAILED neighbour, policy drop chain.
     let c = ConfigChecks {
@@ -161,7 +200,12 @@ fn idle_baseline_gives_no_cause() {
         label: "host".into(),
         is_self: true,
         failed_neighbors: vec!["fd00::1 dev eth0 FAILED".into()],
-        drop_chains: vec![FirewallChain { backend: "nft".into(), hook: "input".into(), policy: "drop".into(), ..Default::default() }],
+        drop_chains: vec![FirewallChain {
+            backend: "nft".into(),
+            hook: "input".into(),
+            policy: "drop".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let mut s = summary(&[]);
@@ -184,9 +228,16 @@ fn no_listener() {
     let mut s = summary(&[("NO_SOCKET", 30)]);
     s.flows.push(flow("NO_SOCKET", "udp", "10.99.0.1", 9000, NSA, 20));
     s.flows.push(flow("NO_SOCKET", "tcp", "10.99.0.1", 8080, NSA, 10));
-    s.locations.push(LocationCount { symbol: "__udp4_lib_rcv+0x7a1".into(), reason: "NO_SOCKET".into(), count: 20, ..Default::default() });
+    s.locations.push(LocationCount {
+        symbol: "__udp4_lib_rcv+0x7a1".into(),
+        reason: "NO_SOCKET".into(),
+        count: 20,
+        ..Default::default()
+    });
     let d = ns_delta(&[("Udp.NoPorts", 20)]);
-    let c = checks(|c| c.listeners.push(Listener { addr: "127.0.0.1".into(), port: 8080, backlog: 128, ..Default::default() }));
+    let c = checks(|c| {
+        c.listeners.push(Listener { addr: "127.0.0.1".into(), port: 8080, backlog: 128, ..Default::default() })
+    });
     let causes = run(&s, &[host_delta(), d], &[c]);
     let c = top(&causes, "no-listener");
     assert_eq!(c.drops, 30);
@@ -207,7 +258,12 @@ fn firewall_drop_with_rules() {
     let mut s = summary(&[("NETFILTER_DROP", 25)]);
     s.flows.push(flow("NETFILTER_DROP", "udp", "10.99.0.1", 9999, NSA, 20));
     s.flows.push(flow("NETFILTER_DROP", "tcp", "10.99.0.1", 8000, NSA, 5));
-    s.locations.push(LocationCount { symbol: "nf_hook_slow+0xd4".into(), reason: "NETFILTER_DROP".into(), count: 25, ..Default::default() });
+    s.locations.push(LocationCount {
+        symbol: "nf_hook_slow+0xd4".into(),
+        reason: "NETFILTER_DROP".into(),
+        count: 25,
+        ..Default::default()
+    });
     let c = checks(|c| {
         c.drop_chains = chains;
         c.drop_rules = rules;
@@ -236,7 +292,8 @@ fn firewall_drop_iptables_policy() {
         bytes: Some(700),
     }];
     chains[0].packets = Some(7);
-    let c = ConfigChecks { netns: HOST, label: "host".into(), is_self: true, drop_chains: chains, ..Default::default() };
+    let c =
+        ConfigChecks { netns: HOST, label: "host".into(), is_self: true, drop_chains: chains, ..Default::default() };
     let mut s = summary(&[("NETFILTER_DROP", 7)]);
     s.flows.push(flow("NETFILTER_DROP", "tcp", "10.0.0.5", 5432, HOST, 7));
     let causes = run(&s, &[host_delta()], &[c]);
@@ -271,7 +328,8 @@ fn rp_filter() {
     s.flows.push(f);
     let d = ns_delta(&[("TcpExt.IPReversePathFilter", 12)]);
     let c = checks(|c| {
-        c.rp_filter = [("all".to_owned(), 1), ("default".to_owned(), 1), ("pktl-v0".to_owned(), 1), ("lo".to_owned(), 0)].into();
+        c.rp_filter =
+            [("all".to_owned(), 1), ("default".to_owned(), 1), ("pktl-v0".to_owned(), 1), ("lo".to_owned(), 0)].into();
     });
     let causes = run(&s, &[host_delta(), d], &[c]);
     let c = top(&causes, "rp-filter");
@@ -341,21 +399,39 @@ fn tcp_accept_queue_full_from_counters_alone() {
     // SYN retransmissions caused by the overflow must not become external-loss.
     s.retransmits = Retransmits {
         total: 8,
-        flows: vec![RetransCount { src: "127.0.0.1".into(), sport: 1, dst: "127.0.0.1".into(), dport: 8080, netns: NSA, count: 8 }],
+        flows: vec![RetransCount {
+            src: "127.0.0.1".into(),
+            sport: 1,
+            dst: "127.0.0.1".into(),
+            dport: 8080,
+            netns: NSA,
+            count: 8,
+        }],
     };
     let d = ns_delta(&[("TcpExt.ListenOverflows", 8), ("TcpExt.ListenDrops", 8), ("Tcp.RetransSegs", 8)]);
     let causes = run(&s, &[host_delta(), d], &[c]);
     let c = top(&causes, "tcp-accept-queue-full");
     assert_eq!(c.drops, 8);
     assert_eq!(causes.len(), 1, "{causes:#?}");
-    assert!(has(&c.evidence, "listener 127.0.0.1:8080 (python3[11082]): backlog 1 (somaxconn 4096), accept queue 2/1, 8 listen drops"), "{:#?}", c.evidence);
+    assert!(
+        has(
+            &c.evidence,
+            "listener 127.0.0.1:8080 (python3[11082]): backlog 1 (somaxconn 4096), accept queue 2/1, 8 listen drops"
+        ),
+        "{:#?}",
+        c.evidence
+    );
     assert!(has(&c.advice, "listener 127.0.0.1:8080 backlog 1 (somaxconn 4096): raise the backlog"), "{:#?}", c.advice);
     assert!(has(&c.evidence, "consume_skb"));
 }
 
 #[test]
 fn tcp_syn_queue_full() {
-    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPReqQFullDrop", 100), ("TcpExt.TCPReqQFullDoCookies", 5)])], &[]);
+    let causes = run(
+        &summary(&[]),
+        &[host_delta(), ns_delta(&[("TcpExt.TCPReqQFullDrop", 100), ("TcpExt.TCPReqQFullDoCookies", 5)])],
+        &[],
+    );
     let c = top(&causes, "tcp-syn-queue-full");
     assert_eq!(c.drops, 100);
     assert!(has(&c.evidence, "net.ipv4.tcp_max_syn_backlog = 512 (host-wide)"), "{:#?}", c.evidence);
@@ -451,7 +527,13 @@ fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
         netns: HOST,
         label: "host".into(),
         is_self: true,
-        rings: vec![parse::ethtool_ring("enp3s0f0", fx!("ethtool_g_eth0.txt").replacen("RX:\t\t256", "RX:\t\t4096", 1).as_str()).expect("ring")],
+        rings: vec![
+            parse::ethtool_ring(
+                "enp3s0f0",
+                fx!("ethtool_g_eth0.txt").replacen("RX:\t\t256", "RX:\t\t4096", 1).as_str(),
+            )
+            .expect("ring"),
+        ],
         ..Default::default()
     };
     let mut c = c;
@@ -469,7 +551,11 @@ fn nic_ring_full_fifo_and_crc_from_fixtures() {
     assert_eq!(ids, ["nic-ring-full", "nic-fifo-overrun", "checksum-error"], "{causes:#?}");
     let ring = &causes[0];
     assert_eq!(ring.drops, 1000);
-    assert!(has(&ring.evidence, "[netns host (4026531840)] dev enp3s0f0 rx_missed_errors +1000"), "{:#?}", ring.evidence);
+    assert!(
+        has(&ring.evidence, "[netns host (4026531840)] dev enp3s0f0 rx_missed_errors +1000"),
+        "{:#?}",
+        ring.evidence
+    );
     assert!(has(&ring.evidence, "RX ring 256 of maximum 4096"), "{:#?}", ring.evidence);
     assert!(has(&ring.advice, "ethtool -G enp3s0f0 rx 4096"), "{:#?}", ring.advice);
     assert!(has(&ring.evidence, "the NIC drops these frames before an skb exists"));
@@ -485,7 +571,13 @@ fn memory_pressure_from_netstat_fixture_and_events() {
     let before = parse::proc_pairs(fx!("netstat.txt"));
     let mut after = before.clone();
     *after.get_mut("TcpExt.PFMemallocDrop").expect("key exists on 6.18") += 25;
-    let snap = |n: BTreeMap<String, i64>| NetnsSnapshot { netns: HOST, label: "host".into(), is_self: true, netstat: n, ..Default::default() };
+    let snap = |n: BTreeMap<String, i64>| NetnsSnapshot {
+        netns: HOST,
+        label: "host".into(),
+        is_self: true,
+        netstat: n,
+        ..Default::default()
+    };
     let d = counters::delta(&snap(before), &snap(after));
     assert_eq!(d.netstat.len(), 1);
     let s = summary(&[("NOMEM", 5)]);
@@ -505,7 +597,11 @@ fn memory_pressure_from_netstat_fixture_and_events() {
 
 #[test]
 fn checksum_error_from_counters() {
-    let causes = run(&summary(&[("UDP_CSUM", 3)]), &[host_delta(), ns_delta(&[("Udp.InCsumErrors", 3), ("Udp.InErrors", 3)])], &[]);
+    let causes = run(
+        &summary(&[("UDP_CSUM", 3)]),
+        &[host_delta(), ns_delta(&[("Udp.InCsumErrors", 3), ("Udp.InErrors", 3)])],
+        &[],
+    );
     let c = top(&causes, "checksum-error");
     assert_eq!(c.drops, 3);
     assert!(has(&c.evidence, "Udp.InCsumErrors +3"));
@@ -526,7 +622,13 @@ fn qdisc_drop() {
     assert!(has(&c.advice, "tbf qdisc on pktl-v0 shapes traffic"), "{:#?}", c.advice);
     // A plain FIFO gets the txqueuelen advice.
     let mut d = ns_delta(&[]);
-    d.qdiscs.push(QdiscStats { dev: "eth1".into(), kind: "pfifo_fast".into(), parent: "root".into(), drops: 5, ..Default::default() });
+    d.qdiscs.push(QdiscStats {
+        dev: "eth1".into(),
+        kind: "pfifo_fast".into(),
+        parent: "root".into(),
+        drops: 5,
+        ..Default::default()
+    });
     let causes = run(&summary(&[]), &[host_delta(), d], &[]);
     assert!(has(&top(&causes, "qdisc-drop").advice, "ip netns exec pktl-a ip link set dev eth1 txqueuelen 10000"));
 }
@@ -539,7 +641,11 @@ fn routing_blackhole() {
     let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.OutNoRoutes", 6)])], &[c]);
     let c = top(&causes, "routing");
     assert_eq!(c.drops, 6);
-    assert!(has(&c.evidence, "blackhole route 10.200.0.0/24 (table main) matches dropped destination 10.200.0.5"), "{:#?}", c.evidence);
+    assert!(
+        has(&c.evidence, "blackhole route 10.200.0.0/24 (table main) matches dropped destination 10.200.0.5"),
+        "{:#?}",
+        c.evidence
+    );
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"));
     assert!(has(&c.advice, "ip route get 10.200.0.5"));
     assert!(in_prefix("2001:db8::1", "2001:db8::/64") && !in_prefix("10.1.0.1", "10.200.0.0/24"));
@@ -550,7 +656,12 @@ fn routing_blackhole() {
     assert!(!has(&top(&causes, "routing").advice, "ff02::1:ff32:6072"), "{causes:#?}");
     // Forwarded into a blackhole: NOT_SPECIFIED at ip_error, still matched to the route.
     let mut s = summary(&[("NOT_SPECIFIED", 5)]);
-    s.locations.push(LocationCount { symbol: "ip_error+0x94".into(), reason: "NOT_SPECIFIED".into(), count: 5, ..Default::default() });
+    s.locations.push(LocationCount {
+        symbol: "ip_error+0x94".into(),
+        reason: "NOT_SPECIFIED".into(),
+        count: 5,
+        ..Default::default()
+    });
     s.flows.push(flow("NOT_SPECIFIED", "udp", "10.200.0.7", 9, NSA, 5));
     let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
@@ -600,8 +711,19 @@ fn tcp_protocol_events_and_threshold() {
 #[test]
 fn bpf_or_tc_program() {
     let mut d = ns_delta(&[]);
-    d.devices.push(DeviceStats { name: "eth0".into(), xdp: Some("mode 1 prog id 42".into()), up: true, lower_up: true, ..Default::default() });
-    d.qdiscs.push(QdiscStats { dev: "eth0".into(), kind: "clsact".into(), parent: "ffff:fff1".into(), ..Default::default() });
+    d.devices.push(DeviceStats {
+        name: "eth0".into(),
+        xdp: Some("mode 1 prog id 42".into()),
+        up: true,
+        lower_up: true,
+        ..Default::default()
+    });
+    d.qdiscs.push(QdiscStats {
+        dev: "eth0".into(),
+        kind: "clsact".into(),
+        parent: "ffff:fff1".into(),
+        ..Default::default()
+    });
     let causes = run(&summary(&[("XDP", 11), ("TC_INGRESS", 4)]), &[host_delta(), d], &[]);
     let c = top(&causes, "bpf-or-tc-program");
     assert_eq!(c.drops, 15);
@@ -616,7 +738,14 @@ fn interface_down() {
     f.device = "pktl-v0".into();
     s.flows.push(f);
     let mut d = ns_delta(&[]);
-    d.devices.push(DeviceStats { name: "pktl-v0".into(), operstate: "LOWERLAYERDOWN".into(), up: true, lower_up: false, carrier_changes: 1, ..Default::default() });
+    d.devices.push(DeviceStats {
+        name: "pktl-v0".into(),
+        operstate: "LOWERLAYERDOWN".into(),
+        up: true,
+        lower_up: false,
+        carrier_changes: 1,
+        ..Default::default()
+    });
     let causes = run(&s, &[host_delta(), d], &[]);
     let c = top(&causes, "interface-down");
     assert_eq!(c.drops, 6);
@@ -629,7 +758,14 @@ fn external_loss_only_without_local_drops() {
     let mut s = summary(&[]);
     s.retransmits = Retransmits {
         total: 40,
-        flows: vec![RetransCount { src: "10.0.0.2".into(), sport: 5555, dst: "203.0.113.9".into(), dport: 443, netns: HOST, count: 40 }],
+        flows: vec![RetransCount {
+            src: "10.0.0.2".into(),
+            sport: 5555,
+            dst: "203.0.113.9".into(),
+            dport: 443,
+            netns: HOST,
+            count: 40,
+        }],
     };
     let mut h = host_delta();
     h.snmp.insert("Tcp.RetransSegs".into(), 40);
@@ -652,7 +788,12 @@ fn external_loss_only_without_local_drops() {
 fn unjoined_ipv6_multicast_is_not_loss() {
     // Seen on a fresh veth: MLD reports to ff02::16 freed by ip6_mc_input with NOT_SPECIFIED.
     let mut s = summary(&[("NOT_SPECIFIED", 6)]);
-    s.locations.push(LocationCount { symbol: "ip6_mc_input+0x15e".into(), reason: "NOT_SPECIFIED".into(), count: 6, ..Default::default() });
+    s.locations.push(LocationCount {
+        symbol: "ip6_mc_input+0x15e".into(),
+        reason: "NOT_SPECIFIED".into(),
+        count: 6,
+        ..Default::default()
+    });
     let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
     assert!(d.causes.is_empty(), "{:#?}", d.causes);
     assert!(has(&d.reconciliation, "6 socket teardown or unjoined multicast"), "{:#?}", d.reconciliation);
@@ -661,9 +802,24 @@ fn unjoined_ipv6_multicast_is_not_loss() {
 #[test]
 fn unclassified_keeps_reason_and_location() {
     let mut s = summary(&[("SOMETHING_NEW", 5), ("NOT_SPECIFIED", 4)]);
-    s.locations.push(LocationCount { symbol: "mystery_func+0x42".into(), reason: "SOMETHING_NEW".into(), count: 5, ..Default::default() });
-    s.locations.push(LocationCount { symbol: "enqueue_to_backlog+0x1a2".into(), reason: "NOT_SPECIFIED".into(), count: 3, ..Default::default() });
-    s.locations.push(LocationCount { symbol: "other+0x1".into(), reason: "NOT_SPECIFIED".into(), count: 1, ..Default::default() });
+    s.locations.push(LocationCount {
+        symbol: "mystery_func+0x42".into(),
+        reason: "SOMETHING_NEW".into(),
+        count: 5,
+        ..Default::default()
+    });
+    s.locations.push(LocationCount {
+        symbol: "enqueue_to_backlog+0x1a2".into(),
+        reason: "NOT_SPECIFIED".into(),
+        count: 3,
+        ..Default::default()
+    });
+    s.locations.push(LocationCount {
+        symbol: "other+0x1".into(),
+        reason: "NOT_SPECIFIED".into(),
+        count: 1,
+        ..Default::default()
+    });
     s.samples.push(Sample { reason: "SOMETHING_NEW".into(), comm: "curl".into(), pid: 99, ..Default::default() });
     let causes = run(&s, &[host_delta()], &[]);
     let u = causes.iter().find(|c| c.id == "unclassified").expect("unclassified");
@@ -684,7 +840,11 @@ fn ranking_by_drops_and_reconciliation() {
     let ids: Vec<&str> = dg.causes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["udp-rcvbuf-full", "udp-sndbuf-full", "no-listener"]);
     assert_eq!(dg.causes[0].drops, 150);
-    assert!(has(&dg.reconciliation, "udp-rcvbuf-full: counters show 150 drops, events 100: 50 not seen as events"), "{:#?}", dg.reconciliation);
+    assert!(
+        has(&dg.reconciliation, "udp-rcvbuf-full: counters show 150 drops, events 100: 50 not seen as events"),
+        "{:#?}",
+        dg.reconciliation
+    );
     assert!(has(&dg.reconciliation, "udp-sndbuf-full: 20 drops counted by the kernel, none traced"));
     assert!(has(&dg.reconciliation, "traced drops: 107 in total; 105 assigned to causes; 2 socket teardown"));
     let md = render_markdown(&dg);
@@ -729,7 +889,11 @@ fn firewall_rule_counters_alone_select() {
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[])], &[c]);
     let c = top(&causes, "firewall-drop");
     assert_eq!(c.drops, 5);
-    assert!(has(&c.advice, "ip netns exec pktl-a iptables -t filter -D INPUT -p udp -m udp --dport 7777 -j DROP"), "{:#?}", c.advice);
+    assert!(
+        has(&c.advice, "ip netns exec pktl-a iptables -t filter -D INPUT -p udp -m udp --dport 7777 -j DROP"),
+        "{:#?}",
+        c.advice
+    );
 }
 
 #[test]
@@ -746,7 +910,13 @@ fn udp_socket_unused_fields_are_fine() {
 fn sndbuf_errors_from_qdisc_drops_are_the_qdisc() {
     // UDP counts a send the local qdisc dropped (ENOBUFS) as SndbufErrors.
     let mut d = ns_delta(&[("Udp.SndbufErrors", 23), ("Ip.OutDiscards", 23)]);
-    d.qdiscs.push(QdiscStats { dev: "pktl-v0".into(), kind: "tbf".into(), parent: "root".into(), drops: 23, ..Default::default() });
+    d.qdiscs.push(QdiscStats {
+        dev: "pktl-v0".into(),
+        kind: "tbf".into(),
+        parent: "root".into(),
+        drops: 23,
+        ..Default::default()
+    });
     let causes = run(&summary(&[]), &[host_delta(), d.clone()], &[]);
     let ids: Vec<&str> = causes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["qdisc-drop"], "{causes:#?}");

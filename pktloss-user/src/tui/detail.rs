@@ -30,11 +30,7 @@ fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     for word in text.split(' ') {
         let mut word: Vec<char> = word.chars().collect();
         loop {
-            let need = if len == 0 {
-                word.len()
-            } else {
-                len + 1 + word.len()
-            };
+            let need = if len == 0 { word.len() } else { len + 1 + word.len() };
             if need <= width {
                 if len > 0 {
                     line.push(' ');
@@ -79,35 +75,22 @@ impl Doc {
 
     fn section(&mut self, title: impl Into<String>) {
         self.blank();
-        self.lines.push(Line::from(Span::styled(
-            title.into(),
-            Style::new().fg(ACCENT).bold(),
-        )));
+        self.lines.push(Line::from(Span::styled(title.into(), Style::new().fg(ACCENT).bold())));
     }
 
     /// `head` (styled) then `text` wrapped, continuation lines indented by `indent`.
     fn wrapped(&mut self, head: Span<'static>, text: &str, indent: usize, style: Style) {
         let head_w = head.width();
-        let parts = wrap(
-            text,
-            self.width.saturating_sub(head_w),
-            self.width.saturating_sub(indent),
-        );
+        let parts = wrap(text, self.width.saturating_sub(head_w), self.width.saturating_sub(indent));
         let mut head = Some(head);
         for part in parts {
             let lead = head.take().unwrap_or_else(|| Span::raw(" ".repeat(indent)));
-            self.lines
-                .push(Line::from(vec![lead, Span::styled(part, style)]));
+            self.lines.push(Line::from(vec![lead, Span::styled(part, style)]));
         }
     }
 
     fn field(&mut self, label: &str, value: &str) {
-        self.wrapped(
-            Span::styled(format!("{label:<LABEL_W$}"), LABEL),
-            value,
-            LABEL_W,
-            Style::new(),
-        );
+        self.wrapped(Span::styled(format!("{label:<LABEL_W$}"), LABEL), value, LABEL_W, Style::new());
     }
 
     fn text(&mut self, indent: usize, text: &str, style: Style) {
@@ -138,20 +121,11 @@ impl Doc {
     }
 
     fn sample(&mut self, s: &Sample, d: &Data) {
-        let who = if s.comm.is_empty() {
-            String::new()
-        } else {
-            format!(" {}[{}]", s.comm, s.pid)
-        };
+        let who = if s.comm.is_empty() { String::new() } else { format!(" {}[{}]", s.comm, s.pid) };
         let what = if s.family == 0 {
             s.proto.clone()
         } else {
-            format!(
-                "{} {} → {}",
-                s.proto,
-                endpoint(&s.src, s.sport, s.family),
-                endpoint(&s.dst, s.dport, s.family)
-            )
+            format!("{} {} → {}", s.proto, endpoint(&s.src, s.sport, s.family), endpoint(&s.dst, s.dport, s.family))
         };
         let dev = d
             .device_name(s.netns, s.ifindex)
@@ -159,21 +133,13 @@ impl Doc {
             .unwrap_or_else(|| format!("ifindex {}", s.ifindex));
         self.wrapped(
             Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
-            &format!(
-                "{what}  netns {} {dev}  len {}  cpu{}{who}",
-                s.netns, s.skb_len, s.cpu
-            ),
+            &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns, s.skb_len, s.cpu),
             4,
             Style::new(),
         );
         if !s.data_hex.is_empty() {
-            let bytes: Vec<&str> = s
-                .data_hex
-                .as_bytes()
-                .chunks(2)
-                .filter_map(|c| std::str::from_utf8(c).ok())
-                .take(32)
-                .collect();
+            let bytes: Vec<&str> =
+                s.data_hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).take(32).collect();
             for chunk in bytes.chunks(16) {
                 self.text(6, &chunk.join(" "), DIM);
             }
@@ -182,11 +148,7 @@ impl Doc {
 
     fn samples<'a>(&mut self, d: &Data, matching: impl Iterator<Item = &'a Sample>) {
         let all: Vec<&Sample> = matching.collect();
-        self.section(format!(
-            "Sample packets ({} of {} sampled)",
-            all.len().min(MAX_SAMPLES),
-            all.len()
-        ));
+        self.section(format!("Sample packets ({} of {} sampled)", all.len().min(MAX_SAMPLES), all.len()));
         if all.is_empty() {
             self.note("(none sampled: detail events are budgeted)");
         }
@@ -239,21 +201,12 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
     let d = state.data();
     let causes = d.cause_rows();
     let rows = d.drop_rows();
-    let mut doc = Doc {
-        width: width.max(10) as usize,
-        lines: Vec::new(),
-    };
+    let mut doc = Doc { width: width.max(10) as usize, lines: Vec::new() };
     let causes_for = |reason: &str| -> Vec<&CauseRow> {
-        causes
-            .iter()
-            .filter(|c| c.cause.reasons.iter().any(|r| r == reason))
-            .collect()
+        causes.iter().filter(|c| c.cause.reasons.iter().any(|r| r == reason)).collect()
     };
     let reason_line = |reason: &str, code: u32| {
-        let desc = d
-            .reason_description(reason)
-            .map(|s| format!(" — {s}"))
-            .unwrap_or_default();
+        let desc = d.reason_description(reason).map(|s| format!(" — {s}")).unwrap_or_default();
         format!("{reason} (code {code}){desc}")
     };
     let title = match detail.panel {
@@ -282,11 +235,7 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                 doc.lines.push(Line::from(vec![
                     Span::styled(format!("  #{} ", i + 1), Style::new().bold()),
                     Span::styled(
-                        format!(
-                            "{} drops ({})",
-                            fmt_count(*count),
-                            fmt_pct(*count as f64 / r.count.max(1) as f64)
-                        ),
+                        format!("{} drops ({})", fmt_count(*count), fmt_pct(*count as f64 / r.count.max(1) as f64)),
                         LABEL,
                     ),
                 ]));
@@ -294,11 +243,7 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                     doc.text(6, frame, Style::new());
                 }
             }
-            doc.samples(
-                d,
-                d.samples()
-                    .filter(|s| s.reason == r.reason && s.symbol == r.symbol),
-            );
+            doc.samples(d, d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol));
             doc.section("Causes");
             doc.causes(&linked);
             format!("{} at {}", r.reason, r.symbol)
@@ -308,12 +253,7 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
             doc.field("cause", &format!("{} ({})", c.cause.title, c.cause.id));
             doc.field(
                 "drops",
-                &format!(
-                    "{}  ·  {}/s  ·  {} of all",
-                    fmt_count(c.cause.drops),
-                    fmt_rate(c.rate),
-                    fmt_pct(c.share)
-                ),
+                &format!("{}  ·  {}/s  ·  {} of all", fmt_count(c.cause.drops), fmt_rate(c.rate), fmt_pct(c.share)),
             );
             if !c.cause.reasons.is_empty() {
                 doc.field("reasons", &c.cause.reasons.join(", "));
@@ -359,10 +299,7 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                 let f = &fr.flow;
                 doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
                 doc.field("netns", &f.netns.to_string());
-                doc.field(
-                    "device",
-                    &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex),
-                );
+                doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
                 doc.field("process", &or_dash(&f.process));
                 doc.field("reason", &reason_line(&f.reason, f.code));
                 doc.field(
@@ -435,25 +372,17 @@ pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) {
     let Some(detail) = &state.detail else { return };
     let inner_width = area.width.saturating_sub(2);
     let (title, lines) = detail_lines(state, inner_width);
-    let block = Block::bordered()
-        .border_style(Style::new().fg(ACCENT))
-        .title(Line::from(vec![
-            Span::styled(
-                format!(" {} › ", detail.panel.title()),
-                Style::new().fg(ACCENT),
-            ),
-            Span::styled(format!("{title} "), Style::new().bold()),
-        ]));
+    let block = Block::bordered().border_style(Style::new().fg(ACCENT)).title(Line::from(vec![
+        Span::styled(format!(" {} › ", detail.panel.title()), Style::new().fg(ACCENT)),
+        Span::styled(format!("{title} "), Style::new().bold()),
+    ]));
     let inner = block.inner(area);
     let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
     let scroll = detail.scroll.min(max_scroll);
     let block = if max_scroll > 0 {
         block.title_bottom(
-            Line::from(Span::styled(
-                format!(" {}/{} ↑↓ ", scroll + 1, max_scroll + 1),
-                DIM,
-            ))
-            .alignment(Alignment::Right),
+            Line::from(Span::styled(format!(" {}/{} ↑↓ ", scroll + 1, max_scroll + 1), DIM))
+                .alignment(Alignment::Right),
         )
     } else {
         block

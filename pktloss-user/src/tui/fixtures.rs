@@ -1,8 +1,8 @@
 //! Test fixtures: a deterministic capture whose cumulative updates grow with time.
 use super::{CauseView, CounterRow, State, Update};
 use crate::model::{
-    DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount,
-    RetransCount, Retransmits, Sample, Summary,
+    DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
+    Retransmits, Sample, Summary,
 };
 
 /// Drops in second `i` for a row with base rate `rate`, varying so trends have a shape.
@@ -204,12 +204,7 @@ pub fn summary_at(t: u64) -> Summary {
             count: rcvbuf,
             description: "socket receive buffer full".into(),
         },
-        ReasonCount {
-            reason: "NETFILTER_DROP".into(),
-            code: 8,
-            count: nf,
-            description: "dropped by netfilter".into(),
-        },
+        ReasonCount { reason: "NETFILTER_DROP".into(), code: 8, count: nf, description: "dropped by netfilter".into() },
     ];
     let flows = vec![
         flow(
@@ -272,36 +267,8 @@ pub fn summary_at(t: u64) -> Summary {
             tcp_nosock,
             "curl[4300]",
         ),
-        flow(
-            "tcp",
-            6,
-            "2001:db8::1",
-            443,
-            "2001:db8::2",
-            39000,
-            NS_HOST,
-            2,
-            "eth0",
-            "NETFILTER_DROP",
-            8,
-            nf,
-            "",
-        ),
-        flow(
-            "icmp",
-            4,
-            "10.0.0.9",
-            0,
-            "10.0.0.7",
-            0,
-            NS_HOST,
-            2,
-            "",
-            "OTHERHOST",
-            16,
-            otherhost,
-            "",
-        ),
+        flow("tcp", 6, "2001:db8::1", 443, "2001:db8::2", 39000, NS_HOST, 2, "eth0", "NETFILTER_DROP", 8, nf, ""),
+        flow("icmp", 4, "10.0.0.9", 0, "10.0.0.7", 0, NS_HOST, 2, "", "OTHERHOST", 16, otherhost, ""),
     ];
     let mut samples = Vec::new();
     if t > 0 {
@@ -397,20 +364,8 @@ pub fn summary_at(t: u64) -> Summary {
         locations,
         flows,
         devices: vec![
-            DeviceCount {
-                ifindex: 2,
-                name: "eth0".into(),
-                netns: NS_HOST,
-                tx_packets: 100 * t,
-                drops: 0,
-            },
-            DeviceCount {
-                ifindex: 3,
-                name: "veth0".into(),
-                netns: NS_TEST,
-                tx_packets: 10 * t,
-                drops: 0,
-            },
+            DeviceCount { ifindex: 2, name: "eth0".into(), netns: NS_HOST, tx_packets: 100 * t, drops: 0 },
+            DeviceCount { ifindex: 3, name: "veth0".into(), netns: NS_TEST, tx_packets: 10 * t, drops: 0 },
         ],
         retransmits: Retransmits {
             total: t * 2,
@@ -424,12 +379,7 @@ pub fn summary_at(t: u64) -> Summary {
             }],
         },
         probes: vec![
-            ProbeStatus {
-                name: "skb:kfree_skb".into(),
-                attach: "tp_btf".into(),
-                active: true,
-                note: String::new(),
-            },
+            ProbeStatus { name: "skb:kfree_skb".into(), attach: "tp_btf".into(), active: true, note: String::new() },
             ProbeStatus {
                 name: "net:net_dev_queue".into(),
                 attach: "tracepoint".into(),
@@ -455,12 +405,7 @@ pub fn summary_at(t: u64) -> Summary {
             lost_ringbuf: total / 40 - total / 50,
             budget_per_sec: Some(1000),
         },
-        flow_table: FlowTableStats {
-            capacity: 4096,
-            live: 6,
-            evicted: 0,
-            drops_not_in_flows: 0,
-        },
+        flow_table: FlowTableStats { capacity: 4096, live: 6, evicted: 0, drops_not_in_flows: 0 },
         warnings: Vec::new(),
         samples,
     }
@@ -508,40 +453,16 @@ pub fn causes_at(t: u64) -> Vec<CauseView> {
 /// Counters at time `t`.
 pub fn counters_at(t: u64) -> Vec<CounterRow> {
     vec![
-        CounterRow {
-            scope: "eth0 (netns host)".into(),
-            counter: "rx_missed_errors".into(),
-            total: cum(12, t, 4),
-        },
-        CounterRow {
-            scope: "eth0 (netns host)".into(),
-            counter: "rx_fifo_errors".into(),
-            total: t / 3,
-        },
-        CounterRow {
-            scope: "cpu0".into(),
-            counter: "softnet dropped".into(),
-            total: cum(3, t, 2),
-        },
-        CounterRow {
-            scope: "cpu1".into(),
-            counter: "time_squeeze".into(),
-            total: cum(1, t, 7),
-        },
-        CounterRow {
-            scope: "cpu2".into(),
-            counter: "softnet dropped".into(),
-            total: 0,
-        },
+        CounterRow { scope: "eth0 (netns host)".into(), counter: "rx_missed_errors".into(), total: cum(12, t, 4) },
+        CounterRow { scope: "eth0 (netns host)".into(), counter: "rx_fifo_errors".into(), total: t / 3 },
+        CounterRow { scope: "cpu0".into(), counter: "softnet dropped".into(), total: cum(3, t, 2) },
+        CounterRow { scope: "cpu1".into(), counter: "time_squeeze".into(), total: cum(1, t, 7) },
+        CounterRow { scope: "cpu2".into(), counter: "softnet dropped".into(), total: 0 },
     ]
 }
 
 pub fn update_at(t: u64) -> Update {
-    Update {
-        summary: summary_at(t),
-        causes: causes_at(t),
-        counters: counters_at(t),
-    }
+    Update { summary: summary_at(t), causes: causes_at(t), counters: counters_at(t) }
 }
 
 /// A state that has ingested updates for t = 0..=`secs`.

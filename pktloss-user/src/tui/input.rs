@@ -80,11 +80,7 @@ pub fn map_key(key: KeyEvent, mode: Mode) -> Action {
         },
         Mode::Detail => match key.code {
             KeyCode::Char('q') | KeyCode::F(10) => Action::Quit,
-            KeyCode::Esc
-            | KeyCode::Enter
-            | KeyCode::Backspace
-            | KeyCode::Left
-            | KeyCode::Char('h') => Action::Close,
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => Action::Close,
             KeyCode::Char('?') | KeyCode::F(1) => Action::ToggleHelp,
             KeyCode::Char('p') => Action::TogglePause,
             KeyCode::Char('r') => Action::Reset,

@@ -220,11 +220,7 @@ impl Data {
         }
         self.total.tick(self.update.summary.total_drops, dt);
         self.history.push_back((t, self.total.rate));
-        while self
-            .history
-            .front()
-            .is_some_and(|&(t0, _)| t - t0 > HISTORY_SECS)
-        {
+        while self.history.front().is_some_and(|&(t0, _)| t - t0 > HISTORY_SECS) {
             self.history.pop_front();
         }
         self.last_tick = t;
@@ -255,9 +251,7 @@ impl Data {
         let s = &u.summary;
         let mut base: HashMap<String, u64> = HashMap::new();
         for l in &s.locations {
-            *base
-                .entry(stack_key(&l.reason, &l.symbol, &l.stack))
-                .or_default() += l.count;
+            *base.entry(stack_key(&l.reason, &l.symbol, &l.stack)).or_default() += l.count;
         }
         for f in &s.flows {
             *base.entry(flow_key(f)).or_default() += f.count;
@@ -287,10 +281,7 @@ impl Data {
     }
 
     fn series(&self, key: &str) -> (f64, Vec<u64>) {
-        self.series
-            .get(key)
-            .map(|s| (s.rate, s.trend.iter().copied().collect()))
-            .unwrap_or_default()
+        self.series.get(key).map(|s| (s.rate, s.trend.iter().copied().collect())).unwrap_or_default()
     }
 
     /// A first update arrived.
@@ -316,11 +307,7 @@ impl Data {
     /// Mean drops per second since start/reset.
     pub fn avg_rate(&self) -> f64 {
         let e = self.elapsed();
-        if e > 0.0 {
-            self.total() as f64 / e
-        } else {
-            0.0
-        }
+        if e > 0.0 { self.total() as f64 / e } else { 0.0 }
     }
     /// Detail events not delivered since start/reset.
     pub fn lost(&self) -> u64 {
@@ -394,12 +381,7 @@ impl Data {
                     if flow.device.is_empty() {
                         flow.device = self.device_name(f.netns, f.ifindex).unwrap_or_default();
                     }
-                    FlowRow {
-                        key,
-                        flow,
-                        rate,
-                        trend,
-                    }
+                    FlowRow { key, flow, rate, trend }
                 })
             })
             .collect()
@@ -417,20 +399,10 @@ impl Data {
                 let mut cause = c.clone();
                 cause.drops = self.adj(&key, c.drops);
                 let (rate, _) = self.series(&key);
-                CauseRow {
-                    key,
-                    share: cause.drops as f64 / total,
-                    cause,
-                    rate,
-                }
+                CauseRow { key, share: cause.drops as f64 / total, cause, rate }
             })
             .collect();
-        rows.sort_by(|a, b| {
-            b.cause
-                .drops
-                .cmp(&a.cause.drops)
-                .then_with(|| a.cause.title.cmp(&b.cause.title))
-        });
+        rows.sort_by(|a, b| b.cause.drops.cmp(&a.cause.drops).then_with(|| a.cause.title.cmp(&b.cause.title)));
         rows
     }
 
@@ -446,12 +418,7 @@ impl Data {
                     let (rate, trend) = self.series(&key);
                     let mut row = c.clone();
                     row.total = total;
-                    CounterLine {
-                        key,
-                        row,
-                        rate,
-                        trend,
-                    }
+                    CounterLine { key, row, rate, trend }
                 })
             })
             .collect()
@@ -460,11 +427,7 @@ impl Data {
     /// Sampled drops since start/reset.
     pub fn samples(&self) -> impl Iterator<Item = &Sample> {
         let from_ns = self.reset_at * 1e9;
-        self.update
-            .summary
-            .samples
-            .iter()
-            .filter(move |s| s.t_ns as f64 >= from_ns)
+        self.update.summary.samples.iter().filter(move |s| s.t_ns as f64 >= from_ns)
     }
 
     /// Name of a device, from the summary's devices or flows.
@@ -597,14 +560,8 @@ impl Term {
             Term::Netns(n) => p.netns == *n,
             Term::Dev(d) => p.device.eq_ignore_ascii_case(d) || p.ifindex.to_string() == *d,
             Term::Word(w) => {
-                [
-                    p.reason, p.symbol, p.proto, p.src, p.dst, p.device, p.process,
-                ]
-                .iter()
-                .any(|f| contains_ci(f, w))
-                    || [p.sport as u32, p.dport as u32, p.netns, p.ifindex]
-                        .iter()
-                        .any(|n| n.to_string() == *w)
+                [p.reason, p.symbol, p.proto, p.src, p.dst, p.device, p.process].iter().any(|f| contains_ci(f, w))
+                    || [p.sport as u32, p.dport as u32, p.netns, p.ifindex].iter().any(|n| n.to_string() == *w)
             }
         }
     }
@@ -621,24 +578,13 @@ impl Filter {
                         return Err(format!("'{key}:' needs a value"));
                     }
                     match key.to_ascii_lowercase().as_str() {
-                        "reason" => Term::Reason(
-                            value
-                                .strip_prefix("SKB_DROP_REASON_")
-                                .unwrap_or(value)
-                                .to_string(),
-                        ),
+                        "reason" => Term::Reason(value.strip_prefix("SKB_DROP_REASON_").unwrap_or(value).to_string()),
                         "proto" => Term::Proto(value.to_string()),
-                        "port" => Term::Port(
-                            value
-                                .parse()
-                                .map_err(|_| format!("bad port '{value}' (0-65535)"))?,
-                        ),
+                        "port" => Term::Port(value.parse().map_err(|_| format!("bad port '{value}' (0-65535)"))?),
                         "host" => Term::Host(value.to_string()),
-                        "netns" => Term::Netns(
-                            value
-                                .parse()
-                                .map_err(|_| format!("bad netns '{value}' (an inode number)"))?,
-                        ),
+                        "netns" => {
+                            Term::Netns(value.parse().map_err(|_| format!("bad netns '{value}' (an inode number)"))?)
+                        }
                         _ => Term::Dev(value.to_string()),
                     }
                 }
@@ -654,10 +600,7 @@ impl Filter {
             };
             terms.push(term);
         }
-        Ok(Filter {
-            text: terms_text(text),
-            terms,
-        })
+        Ok(Filter { text: terms_text(text), terms })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -695,10 +638,7 @@ impl Filter {
             .filter(|s| s.reason == row.reason && s.symbol == row.symbol)
             .map(|s| (s, data.device_name(s.netns, s.ifindex).unwrap_or_default()))
             .collect();
-        if samples
-            .iter()
-            .any(|(s, d)| rest.iter().all(|t| t.matches_pkt(&Pkt::sample(s, d))))
-        {
+        if samples.iter().any(|(s, d)| rest.iter().all(|t| t.matches_pkt(&Pkt::sample(s, d)))) {
             return true;
         }
         // A flow with the row's reason, from a protocol and netns the row's samples show (any,
@@ -708,12 +648,7 @@ impl Filter {
             .flows
             .iter()
             .filter(|f| f.reason == row.reason)
-            .filter(|f| {
-                samples.is_empty()
-                    || samples
-                        .iter()
-                        .any(|(s, _)| s.proto == f.proto && s.netns == f.netns)
-            })
+            .filter(|f| samples.is_empty() || samples.iter().any(|(s, _)| s.proto == f.proto && s.netns == f.netns))
             .any(|f| rest.iter().all(|t| t.matches_pkt(&Pkt::flow(f))))
     }
 
@@ -722,9 +657,7 @@ impl Filter {
     fn matches_cause(&self, c: &CauseView) -> bool {
         self.terms.iter().all(|t| match t {
             Term::Reason(r) => {
-                c.reasons.iter().any(|x| contains_ci(x, r))
-                    || contains_ci(&c.id, r)
-                    || contains_ci(&c.title, r)
+                c.reasons.iter().any(|x| contains_ci(x, r)) || contains_ci(&c.id, r) || contains_ci(&c.title, r)
             }
             Term::Word(w) => {
                 contains_ci(&c.id, w)
@@ -748,10 +681,7 @@ impl Filter {
 }
 
 fn is_filter_key(key: &str) -> bool {
-    matches!(
-        key.to_ascii_lowercase().as_str(),
-        "reason" | "proto" | "port" | "host" | "netns" | "dev"
-    )
+    matches!(key.to_ascii_lowercase().as_str(), "reason" | "proto" | "port" | "host" | "netns" | "dev")
 }
 
 fn terms_text(text: &str) -> String {
@@ -824,12 +754,7 @@ fn sort_rows<T>(
 
 /// The flow as one sortable/printable string.
 pub fn flow_tuple(f: &FlowCount) -> String {
-    format!(
-        "{} {} {}",
-        f.proto,
-        endpoint(&f.src, f.sport, f.family),
-        endpoint(&f.dst, f.dport, f.family)
-    )
+    format!("{} {} {}", f.proto, endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
 }
 
 /// `addr:port`, `[v6]:port`, or `addr` when there is no port.
@@ -996,9 +921,7 @@ impl State {
             return None;
         }
         let (key, last) = &self.selected[panel.index()];
-        key.as_ref()
-            .and_then(|k| keys.iter().position(|x| x == k))
-            .or(Some((*last).min(keys.len() - 1)))
+        key.as_ref().and_then(|k| keys.iter().position(|x| x == k)).or(Some((*last).min(keys.len() - 1)))
     }
 
     fn move_selection(&mut self, to: impl Fn(usize, usize) -> usize) {
@@ -1022,10 +945,7 @@ impl State {
             return;
         }
         self.dirty = true;
-        if !matches!(
-            action,
-            Action::Input(_) | Action::Backspace | Action::ClearInput
-        ) {
+        if !matches!(action, Action::Input(_) | Action::Backspace | Action::ClearInput) {
             self.message = None;
         }
         let in_detail = self.detail.is_some() && !self.help;
@@ -1061,11 +981,7 @@ impl State {
                 let keys = self.visible_keys(self.focus);
                 if let Some(i) = self.selected_index(self.focus, &keys) {
                     self.selected[self.focus.index()] = (Some(keys[i].clone()), i);
-                    self.detail = Some(Detail {
-                        panel: self.focus,
-                        key: keys[i].clone(),
-                        scroll: 0,
-                    });
+                    self.detail = Some(Detail { panel: self.focus, key: keys[i].clone(), scroll: 0 });
                 }
             }
             Action::Close => {
@@ -1124,9 +1040,7 @@ impl State {
             let area = super::view::detail_area(Rect::new(0, 0, self.size.0, self.size.1));
             let inner = (area.width.saturating_sub(2), area.height.saturating_sub(2));
             let lines = super::detail::detail_lines(self, inner.0).1.len();
-            let max = u16::try_from(lines)
-                .unwrap_or(u16::MAX)
-                .saturating_sub(inner.1);
+            let max = u16::try_from(lines).unwrap_or(u16::MAX).saturating_sub(inner.1);
             if let Some(d) = &mut self.detail {
                 d.scroll = scroll.min(max);
             }

@@ -24,10 +24,7 @@ use std::{
 use ratatui::crossterm::{
     cursor::Show,
     execute,
-    terminal::{
-        Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode,
-        enable_raw_mode,
-    },
+    terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
 };
 use signal_hook::{
     SigId,
@@ -49,22 +46,14 @@ impl TermGuard {
     /// Raw mode + alternate screen + hidden cursor; SIGINT/SIGTERM/SIGHUP set `stop`.
     pub fn enter(stop: &Arc<AtomicBool>) -> io::Result<Self> {
         install_panic_hook();
-        let mut guard = TermGuard {
-            signals: Vec::new(),
-        };
+        let mut guard = TermGuard { signals: Vec::new() };
         for signal in [SIGINT, SIGTERM, SIGHUP] {
-            guard
-                .signals
-                .push(signal_hook::flag::register(signal, Arc::clone(stop))?);
+            guard.signals.push(signal_hook::flag::register(signal, Arc::clone(stop))?);
         }
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         // On error the guard drops here and restores what was done.
-        execute!(
-            io::stdout(),
-            EnterAlternateScreen,
-            ratatui::crossterm::cursor::Hide
-        )?;
+        execute!(io::stdout(), EnterAlternateScreen, ratatui::crossterm::cursor::Hide)?;
         Ok(guard)
     }
 }
@@ -149,26 +138,14 @@ impl InputWait {
         let (winch, writer) = UnixStream::pair()?;
         winch.set_nonblocking(true)?;
         let winch_id = signal_hook::low_level::pipe::register(SIGWINCH, writer)?;
-        Ok(Self {
-            tty,
-            winch,
-            winch_id,
-        })
+        Ok(Self { tty, winch, winch_id })
     }
 
     /// Wait up to `timeout` for input, a resize or a hangup.
     pub fn wait(&self, timeout: Duration) -> io::Result<Wake> {
         let mut fds = [
-            libc::pollfd {
-                fd: self.tty.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.winch.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd: self.tty.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.winch.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // Round up: a 0 ms poll for a sub-millisecond wait would spin until the frame is due.
         let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);

@@ -56,11 +56,7 @@ fn rates_come_from_successive_updates() {
     let d = s.data();
     let delta = (summary_at(2).total_drops - summary_at(1).total_drops) as f64;
     assert_eq!(d.rate(), delta);
-    let udp = d
-        .drop_rows()
-        .into_iter()
-        .find(|r| r.symbol.starts_with("__udp4_lib_rcv"))
-        .unwrap();
+    let udp = d.drop_rows().into_iter().find(|r| r.symbol.starts_with("__udp4_lib_rcv")).unwrap();
     // 40 * WAVE[2] / 4 = 40 drops in second 2, over both stacks.
     assert_eq!(udp.rate, 40.0);
     assert_eq!(udp.trend, vec![30, 40]);
@@ -151,42 +147,19 @@ fn filter_parsing() {
     assert_eq!(p("netns:4026531840"), vec![Term::Netns(4026531840)]);
     assert_eq!(p("dev:veth0"), vec![Term::Dev("veth0".into())]);
     assert_eq!(p("host:10.0.0.1"), vec![Term::Host("10.0.0.1".into())]);
-    assert_eq!(
-        p("host:2001:db8::1"),
-        vec![Term::Host("2001:db8::1".into())]
-    );
-    assert_eq!(
-        p("reason:NO_SOCKET"),
-        vec![Term::Reason("NO_SOCKET".into())]
-    );
-    assert_eq!(
-        p("reason:SKB_DROP_REASON_NO_SOCKET"),
-        vec![Term::Reason("NO_SOCKET".into())]
-    );
+    assert_eq!(p("host:2001:db8::1"), vec![Term::Host("2001:db8::1".into())]);
+    assert_eq!(p("reason:NO_SOCKET"), vec![Term::Reason("NO_SOCKET".into())]);
+    assert_eq!(p("reason:SKB_DROP_REASON_NO_SOCKET"), vec![Term::Reason("NO_SOCKET".into())]);
     assert_eq!(p("dig"), vec![Term::Word("dig".into())]);
     assert_eq!(p("fe80::1"), vec![Term::Word("fe80::1".into())]);
-    assert_eq!(
-        p("  PROTO:tcp   port:8080 "),
-        vec![Term::Proto("tcp".into()), Term::Port(8080)]
-    );
-    assert_eq!(
-        Filter::parse("  proto:udp   port:53 ").unwrap().text,
-        "proto:udp port:53"
-    );
+    assert_eq!(p("  PROTO:tcp   port:8080 "), vec![Term::Proto("tcp".into()), Term::Port(8080)]);
+    assert_eq!(Filter::parse("  proto:udp   port:53 ").unwrap().text, "proto:udp port:53");
     assert!(Filter::parse("").unwrap().is_empty());
     assert!(Filter::parse("port:abc").unwrap_err().contains("bad port"));
     assert!(Filter::parse("port:70000").is_err());
     assert!(Filter::parse("netns:x").unwrap_err().contains("netns"));
-    assert!(
-        Filter::parse("proto:")
-            .unwrap_err()
-            .contains("needs a value")
-    );
-    assert!(
-        Filter::parse("foo:bar")
-            .unwrap_err()
-            .contains("unknown filter")
-    );
+    assert!(Filter::parse("proto:").unwrap_err().contains("needs a value"));
+    assert!(Filter::parse("foo:bar").unwrap_err().contains("unknown filter"));
 }
 
 fn filtered(text: &str) -> State {
@@ -330,21 +303,8 @@ fn tab_cycles_panels() {
         press(&mut s, &[KeyCode::Tab]);
         seen.push(s.focus);
     }
-    assert_eq!(
-        seen,
-        vec![
-            Panel::Drops,
-            Panel::Causes,
-            Panel::Flows,
-            Panel::Counters,
-            Panel::Drops
-        ]
-    );
-    assert_eq!(
-        s.tab,
-        Panel::Counters,
-        "the tabbed area remembers the last panel"
-    );
+    assert_eq!(seen, vec![Panel::Drops, Panel::Causes, Panel::Flows, Panel::Counters, Panel::Drops]);
+    assert_eq!(s.tab, Panel::Counters, "the tabbed area remembers the last panel");
     press(&mut s, &[KeyCode::BackTab]);
     assert_eq!(s.focus, Panel::Counters);
 }
@@ -388,10 +348,7 @@ fn any_size_renders_without_panic() {
     press(&mut help, &[KeyCode::Char('?')]);
     states.push(help);
     let mut prompt = main_state();
-    press(
-        &mut prompt,
-        &[KeyCode::Tab, KeyCode::Tab, KeyCode::Char('/')],
-    );
+    press(&mut prompt, &[KeyCode::Tab, KeyCode::Tab, KeyCode::Char('/')]);
     type_str(&mut prompt, "proto:udp port:53");
     states.push(prompt);
     for state in &states {
@@ -420,10 +377,7 @@ fn snap_empty_and_idle() {
     assert_snapshot!("empty_80x24", draw(&s, 80, 24));
     assert_snapshot!("empty_160x48", draw(&s, 160, 48));
     let mut s = State::new();
-    let mut quiet = Update {
-        summary: summary_at(0),
-        ..Default::default()
-    };
+    let mut quiet = Update { summary: summary_at(0), ..Default::default() };
     s.ingest(quiet.clone());
     quiet.summary.duration_secs = 5.0;
     s.ingest(quiet);
@@ -467,11 +421,7 @@ fn snap_filter() {
     assert_snapshot!("filter_applied_flows_160x48", draw(&s, 160, 48));
     let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
     press(&mut s, &[KeyCode::Char('/')]);
-    assert_eq!(
-        s.prompt.as_deref(),
-        Some("proto:udp"),
-        "the prompt edits the filter"
-    );
+    assert_eq!(s.prompt.as_deref(), Some("proto:udp"), "the prompt edits the filter");
     s.apply(map_key(ctrl_u, s.mode()));
     type_str(&mut s, "proto:sctp");
     press(&mut s, &[KeyCode::Enter]);
@@ -528,15 +478,7 @@ fn snap_detail_drop() {
     press(&mut s, &[KeyCode::PageDown]);
     assert_snapshot!("detail_drop_scrolled_80x24", draw(&s, 80, 24));
     // Key path: back, two rows down, Enter.
-    press(
-        &mut s,
-        &[
-            KeyCode::Esc,
-            KeyCode::Char('j'),
-            KeyCode::Char('j'),
-            KeyCode::Enter,
-        ],
-    );
+    press(&mut s, &[KeyCode::Esc, KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Enter]);
     assert_snapshot!("detail_drop_third_row_80x24", draw(&s, 80, 24));
 }
 

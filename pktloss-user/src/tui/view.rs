@@ -10,14 +10,12 @@ use ratatui::{
     symbols::Marker,
     text::{Line, Span},
     widgets::{
-        Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, HighlightSpacing, Padding,
-        Paragraph, Row, Sparkline, Table, TableState, Wrap,
+        Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, HighlightSpacing, Padding, Paragraph, Row,
+        Sparkline, Table, TableState, Wrap,
     },
 };
 
-use super::state::{
-    CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint,
-};
+use super::state::{CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint};
 use crate::model::FlowCount;
 
 pub(super) const ACCENT: Color = Color::Cyan;
@@ -48,20 +46,11 @@ impl Views {
 pub fn render(frame: &mut Frame, state: &State) {
     let area = frame.area();
     if area.width < 30 || area.height < 6 {
-        frame.render_widget(
-            Paragraph::new("pktloss: terminal too small (q quits)").wrap(Wrap { trim: true }),
-            area,
-        );
+        frame.render_widget(Paragraph::new("pktloss: terminal too small (q quits)").wrap(Wrap { trim: true }), area);
         return;
     }
     let views = Views::new(state);
-    let Screen {
-        compact,
-        full,
-        header,
-        body,
-        footer,
-    } = Screen::new(area);
+    let Screen { compact, full, header, body, footer } = Screen::new(area);
     render_header(frame, header, state);
     render_footer(frame, footer, state);
 
@@ -69,18 +58,12 @@ pub fn render(frame: &mut Frame, state: &State) {
         render_panel(frame, body, state, &views, state.focus, false);
     } else if full {
         let chart_height = (body.height / 4).clamp(8, 14);
-        let [top, middle, bottom] = Layout::vertical([
-            Constraint::Length(chart_height),
-            Constraint::Fill(3),
-            Constraint::Fill(2),
-        ])
-        .areas(body);
-        let [chart, counters] =
-            Layout::horizontal([Constraint::Fill(1), Constraint::Length(72)]).areas(top);
+        let [top, middle, bottom] =
+            Layout::vertical([Constraint::Length(chart_height), Constraint::Fill(3), Constraint::Fill(2)]).areas(body);
+        let [chart, counters] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(72)]).areas(top);
         render_chart_full(frame, chart, state.data());
         render_panel(frame, counters, state, &views, Panel::Counters, false);
-        let [drops, causes] =
-            Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(middle);
+        let [drops, causes] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(middle);
         render_panel(frame, drops, state, &views, Panel::Drops, false);
         render_panel(frame, causes, state, &views, Panel::Causes, false);
         render_panel(frame, bottom, state, &views, Panel::Flows, false);
@@ -88,12 +71,9 @@ pub fn render(frame: &mut Frame, state: &State) {
         let chart_height = (body.height / 5).clamp(4, 10);
         let rest = body.height.saturating_sub(chart_height);
         let tab_height = (rest * 9 / 20).max(7);
-        let [chart, drops, tab] = Layout::vertical([
-            Constraint::Length(chart_height),
-            Constraint::Min(5),
-            Constraint::Length(tab_height),
-        ])
-        .areas(body);
+        let [chart, drops, tab] =
+            Layout::vertical([Constraint::Length(chart_height), Constraint::Min(5), Constraint::Length(tab_height)])
+                .areas(body);
         render_chart_small(frame, chart, state.data());
         render_panel(frame, drops, state, &views, Panel::Drops, false);
         render_panel(frame, tab, state, &views, state.tab, true);
@@ -129,19 +109,10 @@ impl Screen {
         } else {
             2
         };
-        let [header, body, footer] = Layout::vertical([
-            Constraint::Length(header_height),
-            Constraint::Min(1),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        Screen {
-            compact,
-            full,
-            header,
-            body,
-            footer,
-        }
+        let [header, body, footer] =
+            Layout::vertical([Constraint::Length(header_height), Constraint::Min(1), Constraint::Length(1)])
+                .areas(area);
+        Screen { compact, full, header, body, footer }
     }
 }
 
@@ -193,22 +164,14 @@ pub fn fmt_short(v: f64) -> String {
 }
 
 pub(super) fn fmt_pct(x: f64) -> String {
-    if x >= 0.9995 {
-        "100%".into()
-    } else {
-        format!("{:.1}%", x * 100.0)
-    }
+    if x >= 0.9995 { "100%".into() } else { format!("{:.1}%", x * 100.0) }
 }
 
 /// Seconds as `HH:MM:SS` (`Nd HH:MM:SS` past a day).
 pub fn fmt_hms(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if d > 0 {
-        format!("{d}d {h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
+    if d > 0 { format!("{d}d {h:02}:{m:02}:{s:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
 }
 
 /// The last `width` values as block characters, newest on the right; blank for zero.
@@ -218,11 +181,7 @@ pub fn spark(values: &[u64], width: usize) -> String {
     let max = tail.iter().copied().max().unwrap_or(0);
     let mut out: String = " ".repeat(width - tail.len());
     for &v in tail {
-        out.push(if v == 0 || max == 0 {
-            ' '
-        } else {
-            BARS[((v * 8).div_ceil(max) as usize).clamp(1, 8) - 1]
-        });
+        out.push(if v == 0 || max == 0 { ' ' } else { BARS[((v * 8).div_ceil(max) as usize).clamp(1, 8) - 1] });
     }
     out
 }
@@ -243,13 +202,7 @@ fn kv(spans: &mut Vec<Span<'static>>, label: &str, value: impl Into<String>) {
 fn render_header(frame: &mut Frame, area: Rect, state: &State) {
     let d = state.data();
     let s = &d.update.summary;
-    let mut l1 = vec![
-        Span::styled(
-            " pktloss top ",
-            Style::new().bg(ACCENT).fg(Color::Black).bold(),
-        ),
-        Span::raw(" "),
-    ];
+    let mut l1 = vec![Span::styled(" pktloss top ", Style::new().bg(ACCENT).fg(Color::Black).bold()), Span::raw(" ")];
     let mut l2 = Vec::new();
     let mut l3 = Vec::new();
     if d.has_data() {
@@ -264,21 +217,10 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
         kv(&mut l2, "drops", fmt_count(d.total()));
         kv(&mut l2, "now", format!("{}/s", fmt_rate(d.rate())));
         kv(&mut l2, "avg", format!("{}/s", fmt_rate(d.avg_rate())));
-        kv(
-            &mut l2,
-            "detail",
-            d.coverage().map(fmt_pct).unwrap_or_else(|| "-".into()),
-        );
+        kv(&mut l2, "detail", d.coverage().map(fmt_pct).unwrap_or_else(|| "-".into()));
         let lost = d.lost();
         l2.push(Span::styled("lost ", LABEL));
-        l2.push(Span::styled(
-            fmt_count(lost),
-            if lost > 0 {
-                WARN.bold()
-            } else {
-                Style::new().bold()
-            },
-        ));
+        l2.push(Span::styled(fmt_count(lost), if lost > 0 { WARN.bold() } else { Style::new().bold() }));
         l2.push(Span::raw("  "));
         let active = s.probes.iter().filter(|p| p.active).count();
         kv(&mut l2, "probes", format!("{active}/{}", s.probes.len()));
@@ -291,11 +233,7 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
         }
         l3.push(Span::styled("probes ", LABEL));
         for p in &s.probes {
-            let (mark, style) = if p.active {
-                ("✓", Style::new().fg(Color::Green))
-            } else {
-                ("✗", DIM)
-            };
+            let (mark, style) = if p.active { ("✓", Style::new().fg(Color::Green)) } else { ("✗", DIM) };
             l3.push(Span::styled(format!("{mark}{}", p.name), style));
             if !p.attach.is_empty() && p.active {
                 l3.push(Span::styled(format!(" ({})", p.attach), DIM));
@@ -309,30 +247,17 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
         l1.push(Span::styled("waiting for the first update…", LABEL));
     }
     let status = if state.ended {
-        Span::styled(
-            " ENDED ",
-            Style::new().bg(Color::Red).fg(Color::White).bold(),
-        )
+        Span::styled(" ENDED ", Style::new().bg(Color::Red).fg(Color::White).bold())
     } else if state.is_paused() {
-        Span::styled(
-            " PAUSED ",
-            Style::new().bg(Color::Yellow).fg(Color::Black).bold(),
-        )
+        Span::styled(" PAUSED ", Style::new().bg(Color::Yellow).fg(Color::Black).bold())
     } else if d.has_data() {
-        Span::styled(
-            " LIVE ",
-            Style::new().bg(Color::Green).fg(Color::Black).bold(),
-        )
+        Span::styled(" LIVE ", Style::new().bg(Color::Green).fg(Color::Black).bold())
     } else {
-        Span::styled(
-            " STARTING ",
-            Style::new().bg(Color::DarkGray).fg(Color::White),
-        )
+        Span::styled(" STARTING ", Style::new().bg(Color::DarkGray).fg(Color::White))
     };
     let rows = Layout::vertical(vec![Constraint::Length(1); area.height as usize]).split(area);
     let status_width = status.width() as u16;
-    let [left, right] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(status_width)]).areas(rows[0]);
+    let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(status_width)]).areas(rows[0]);
     frame.render_widget(Paragraph::new(Line::from(l1)), left);
     frame.render_widget(Paragraph::new(Line::from(status)), right);
     if area.height == 1 {
@@ -347,10 +272,7 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
 fn hints(items: &[(&str, &str)]) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for (key, label) in items {
-        spans.push(Span::styled(
-            key.to_string(),
-            Style::new().bg(ACCENT).fg(Color::Black).bold(),
-        ));
+        spans.push(Span::styled(key.to_string(), Style::new().bg(ACCENT).fg(Color::Black).bold()));
         spans.push(Span::raw(format!(" {label} ")));
     }
     spans
@@ -370,10 +292,7 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
                 Some(m) => spans.push(Span::styled(m.clone(), Style::new().fg(Color::Red))),
                 None => {
                     spans.extend(hints(&[("⏎", "Apply"), ("Esc", "Cancel")]));
-                    spans.push(Span::styled(
-                        "reason: proto: port: host: netns: dev: word",
-                        DIM,
-                    ));
+                    spans.push(Span::styled("reason: proto: port: host: netns: dev: word", DIM));
                 }
             }
             Line::from(spans)
@@ -387,13 +306,9 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
             ("?", "Help"),
             ("q", "Quit"),
         ])),
-        super::Mode::Normal if area.width < 76 => Line::from(hints(&[
-            ("q", "Quit"),
-            ("Tab", "Panel"),
-            ("⏎", "Details"),
-            ("/", "Filter"),
-            ("?", "Help"),
-        ])),
+        super::Mode::Normal if area.width < 76 => {
+            Line::from(hints(&[("q", "Quit"), ("Tab", "Panel"), ("⏎", "Details"), ("/", "Filter"), ("?", "Help")]))
+        }
         super::Mode::Normal => Line::from(hints(&[
             ("q", "Quit"),
             ("Tab", "Panel"),
@@ -411,11 +326,8 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
         && let Some(m) = &state.message
     {
         frame.render_widget(
-            Paragraph::new(Line::from(Span::styled(
-                m.clone(),
-                Style::new().fg(Color::Red),
-            )))
-            .alignment(Alignment::Right),
+            Paragraph::new(Line::from(Span::styled(m.clone(), Style::new().fg(Color::Red))))
+                .alignment(Alignment::Right),
             area,
         );
     }
@@ -425,32 +337,19 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
 // Panels
 
 fn panel_block(title: Vec<Span<'static>>, focused: bool) -> Block<'static> {
-    let border = if focused {
-        Style::new().fg(ACCENT)
-    } else {
-        Style::new().fg(Color::DarkGray)
-    };
-    Block::bordered()
-        .border_style(border)
-        .title(Line::from(title))
+    let border = if focused { Style::new().fg(ACCENT) } else { Style::new().fg(Color::DarkGray) };
+    Block::bordered().border_style(border).title(Line::from(title))
 }
 
 fn panel_title(panel: Panel, focused: bool) -> Span<'static> {
-    let style = if focused {
-        Style::new().fg(ACCENT).bold()
-    } else {
-        Style::new().bold()
-    };
+    let style = if focused { Style::new().fg(ACCENT).bold() } else { Style::new().bold() };
     Span::styled(format!(" {} ", panel.title()), style)
 }
 
 /// The title of the tabbed area: all three secondary panels, the shown one highlighted.
 fn tab_title(state: &State) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
-    for (i, p) in [Panel::Causes, Panel::Flows, Panel::Counters]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, p) in [Panel::Causes, Panel::Flows, Panel::Counters].into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled("│", DIM));
         }
@@ -461,10 +360,7 @@ fn tab_title(state: &State) -> Vec<Span<'static>> {
         } else {
             DIM
         };
-        spans.push(Span::styled(
-            format!(" {} {} ", p.index() + 1, p.title()),
-            style,
-        ));
+        spans.push(Span::styled(format!(" {} {} ", p.index() + 1, p.title()), style));
     }
     spans
 }
@@ -473,38 +369,21 @@ fn title_info(state: &State, rows: usize, sortable: bool) -> Vec<Span<'static>> 
     let mut spans = vec![Span::styled(format!("({rows}) "), DIM)];
     if sortable {
         let arrow = if state.reverse { "↑" } else { "↓" };
-        spans.push(Span::styled(
-            format!("sort {}{arrow} ", state.sort.label()),
-            DIM,
-        ));
+        spans.push(Span::styled(format!("sort {}{arrow} ", state.sort.label()), DIM));
     }
     if !state.filter.is_empty() {
         spans.push(Span::styled(format!("filter {} ", state.filter.text), WARN));
     }
     let d = state.data();
     if d.reset_at > 0.0 {
-        spans.push(Span::styled(
-            format!("since reset {} ", fmt_hms(d.elapsed())),
-            WARN,
-        ));
+        spans.push(Span::styled(format!("since reset {} ", fmt_hms(d.elapsed())), WARN));
     }
     spans
 }
 
-fn render_panel(
-    frame: &mut Frame,
-    area: Rect,
-    state: &State,
-    views: &Views,
-    panel: Panel,
-    tabbed: bool,
-) {
+fn render_panel(frame: &mut Frame, area: Rect, state: &State, views: &Views, panel: Panel, tabbed: bool) {
     let focused = state.focus == panel;
-    let mut title = if tabbed {
-        tab_title(state)
-    } else {
-        vec![panel_title(panel, focused)]
-    };
+    let mut title = if tabbed { tab_title(state) } else { vec![panel_title(panel, focused)] };
     let (count, sortable) = match panel {
         Panel::Drops => (views.drops.len(), true),
         Panel::Causes => (views.causes.len(), false),
@@ -549,11 +428,8 @@ fn draw_table(
     empty: &str,
 ) {
     let is_empty = rows.is_empty();
-    let highlight = if focused {
-        Style::new().bg(ACCENT).fg(Color::Black)
-    } else {
-        Style::new().add_modifier(Modifier::BOLD)
-    };
+    let highlight =
+        if focused { Style::new().bg(ACCENT).fg(Color::Black) } else { Style::new().add_modifier(Modifier::BOLD) };
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
@@ -570,15 +446,9 @@ fn draw_table(
         } else {
             format!("{empty} yet")
         };
-        let msg_area = Rect {
-            y: area.y + 1,
-            height: area.height - 1,
-            ..area
-        };
+        let msg_area = Rect { y: area.y + 1, height: area.height - 1, ..area };
         frame.render_widget(
-            Paragraph::new(Line::from(Span::styled(text, DIM)))
-                .alignment(Alignment::Center)
-                .wrap(Wrap { trim: true }),
+            Paragraph::new(Line::from(Span::styled(text, DIM))).alignment(Alignment::Center).wrap(Wrap { trim: true }),
             msg_area,
         );
     }
@@ -634,11 +504,7 @@ pub(super) fn ellipsize_symbol(s: &str, w: usize) -> String {
 fn drops_table(frame: &mut Frame, area: Rect, state: &State, rows: &[DropRow], focused: bool) {
     let narrow = area.width < 60;
     let tw = trend_width(area.width);
-    let mut widths = vec![
-        Constraint::Fill(2),
-        Constraint::Fill(3),
-        Constraint::Length(if narrow { 9 } else { 10 }),
-    ];
+    let mut widths = vec![Constraint::Fill(2), Constraint::Fill(3), Constraint::Length(if narrow { 9 } else { 10 })];
     let mut head = vec![Cell::from("Reason"), Cell::from("Location"), right("Count")];
     if !narrow {
         widths.extend([Constraint::Length(8), Constraint::Length(6)]);
@@ -661,26 +527,13 @@ fn drops_table(frame: &mut Frame, area: Rect, state: &State, rows: &[DropRow], f
                 cells.extend([right(fmt_rate(r.rate)), right(fmt_pct(r.share))]);
             }
             if tw > 0 {
-                cells.push(Cell::from(Span::styled(
-                    spark(&r.trend, tw as usize),
-                    Style::new().fg(Color::Red),
-                )));
+                cells.push(Cell::from(Span::styled(spark(&r.trend, tw as usize), Style::new().fg(Color::Red))));
             }
             Row::new(cells)
         })
         .collect();
     let sel = selection(state, Panel::Drops, rows.iter().map(|r| r.key.clone()));
-    draw_table(
-        frame,
-        area,
-        state,
-        header_row(head),
-        body,
-        widths,
-        sel,
-        focused,
-        "no drops",
-    );
+    draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no drops");
 }
 
 fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow], focused: bool) {
@@ -690,16 +543,10 @@ fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow],
         let [a, b] = Layout::horizontal([Constraint::Fill(3), Constraint::Fill(2)]).areas(area);
         (a, b)
     } else {
-        let [a, b] = Layout::vertical([Constraint::Fill(1), Constraint::Length(area.height / 2)])
-            .areas(area);
+        let [a, b] = Layout::vertical([Constraint::Fill(1), Constraint::Length(area.height / 2)]).areas(area);
         (a, b)
     };
-    let widths = vec![
-        Constraint::Length(2),
-        Constraint::Fill(1),
-        Constraint::Length(9),
-        Constraint::Length(6),
-    ];
+    let widths = vec![Constraint::Length(2), Constraint::Fill(1), Constraint::Length(9), Constraint::Length(6)];
     let cols = column_widths(list.width, &widths);
     let body = rows
         .iter()
@@ -717,12 +564,7 @@ fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow],
         frame,
         list,
         state,
-        header_row(vec![
-            right("#"),
-            Cell::from("Cause"),
-            right("Drops"),
-            right("Share"),
-        ]),
+        header_row(vec![right("#"), Cell::from("Cause"), right("Drops"), right("Share")]),
         body,
         widths,
         sel,
@@ -731,10 +573,7 @@ fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow],
     );
     let mut lines = Vec::new();
     if let Some(r) = sel.and_then(|i| rows.get(i)) {
-        lines.push(Line::from(Span::styled(
-            "Advice",
-            Style::new().fg(ACCENT).bold(),
-        )));
+        lines.push(Line::from(Span::styled("Advice", Style::new().fg(ACCENT).bold())));
         if r.cause.advice.is_empty() {
             lines.push(Line::from(Span::styled("(none)", DIM)));
         }
@@ -743,36 +582,20 @@ fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow],
         }
     }
     let block = if side_by_side {
-        Block::new()
-            .borders(Borders::LEFT)
-            .border_style(DIM)
-            .padding(Padding::left(1))
+        Block::new().borders(Borders::LEFT).border_style(DIM).padding(Padding::left(1))
     } else {
         Block::new().borders(Borders::TOP).border_style(DIM)
     };
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        advice,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), advice);
 }
 
 /// `src -> dst`, compact for the table.
 pub(super) fn flow_cell(f: &FlowCount) -> String {
-    format!(
-        "{} → {}",
-        endpoint(&f.src, f.sport, f.family),
-        endpoint(&f.dst, f.dport, f.family)
-    )
+    format!("{} → {}", endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
 }
 
 pub(super) fn or_dash(s: &str) -> String {
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s.to_string()
-    }
+    if s.is_empty() { "-".into() } else { s.to_string() }
 }
 
 fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], focused: bool) {
@@ -804,13 +627,7 @@ fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], f
         )
     } else {
         (
-            vec![
-                Cell::from("Proto"),
-                Cell::from("Flow"),
-                right("Netns"),
-                Cell::from("Device"),
-                right("Count"),
-            ],
+            vec![Cell::from("Proto"), Cell::from("Flow"), right("Netns"), Cell::from("Device"), right("Count")],
             vec![
                 Constraint::Length(5),
                 Constraint::Fill(1),
@@ -849,39 +666,13 @@ fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], f
         })
         .collect();
     let sel = selection(state, Panel::Flows, rows.iter().map(|r| r.key.clone()));
-    draw_table(
-        frame,
-        area,
-        state,
-        header_row(head),
-        body,
-        widths,
-        sel,
-        focused,
-        "no flows",
-    );
+    draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no flows");
 }
 
-fn counters_table(
-    frame: &mut Frame,
-    area: Rect,
-    state: &State,
-    rows: &[CounterLine],
-    focused: bool,
-) {
+fn counters_table(frame: &mut Frame, area: Rect, state: &State, rows: &[CounterLine], focused: bool) {
     let tw = if area.width >= 60 { 10 } else { 0 };
-    let mut head = vec![
-        Cell::from("Scope"),
-        Cell::from("Counter"),
-        right("Total"),
-        right("Rate/s"),
-    ];
-    let mut widths = vec![
-        Constraint::Fill(1),
-        Constraint::Fill(1),
-        Constraint::Length(10),
-        Constraint::Length(8),
-    ];
+    let mut head = vec![Cell::from("Scope"), Cell::from("Counter"), right("Total"), right("Rate/s")];
+    let mut widths = vec![Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(10), Constraint::Length(8)];
     if tw > 0 {
         head.push(Cell::from("Trend"));
         widths.push(Constraint::Length(tw));
@@ -897,26 +688,13 @@ fn counters_table(
                 right(fmt_rate(r.rate)),
             ];
             if tw > 0 {
-                cells.push(Cell::from(Span::styled(
-                    spark(&r.trend, tw as usize),
-                    Style::new().fg(Color::Magenta),
-                )));
+                cells.push(Cell::from(Span::styled(spark(&r.trend, tw as usize), Style::new().fg(Color::Magenta))));
             }
             Row::new(cells)
         })
         .collect();
     let sel = selection(state, Panel::Counters, rows.iter().map(|r| r.key.clone()));
-    draw_table(
-        frame,
-        area,
-        state,
-        header_row(head),
-        body,
-        widths,
-        sel,
-        focused,
-        "no NIC/softnet drops",
-    );
+    draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no NIC/softnet drops");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -937,12 +715,7 @@ fn chart_title(d: &Data, span_secs: f64) -> Vec<Span<'static>> {
     if !d.history.is_empty() {
         let peak = d.history.iter().map(|p| p.1).fold(0.0, f64::max);
         spans.push(Span::styled(
-            format!(
-                "now {}/s · peak {}/s · last {} ",
-                fmt_rate(d.rate()),
-                fmt_rate(peak),
-                fmt_span(span_secs)
-            ),
+            format!("now {}/s · peak {}/s · last {} ", fmt_rate(d.rate()), fmt_rate(peak), fmt_span(span_secs)),
             DIM,
         ));
     }
@@ -952,39 +725,20 @@ fn chart_title(d: &Data, span_secs: f64) -> Vec<Span<'static>> {
 /// The 80-column chart: a sparkline, one column per second, newest on the right.
 fn render_chart_small(frame: &mut Frame, area: Rect, d: &Data) {
     let width = area.width as usize;
-    let points: Vec<u64> = d
-        .history
-        .iter()
-        .skip(d.history.len().saturating_sub(width))
-        .map(|&(_, r)| r.ceil() as u64)
-        .collect();
-    let block = Block::new()
-        .borders(Borders::TOP)
-        .border_style(DIM)
-        .title(Line::from(chart_title(d, points.len() as f64)));
+    let points: Vec<u64> =
+        d.history.iter().skip(d.history.len().saturating_sub(width)).map(|&(_, r)| r.ceil() as u64).collect();
+    let block =
+        Block::new().borders(Borders::TOP).border_style(DIM).title(Line::from(chart_title(d, points.len() as f64)));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if points.is_empty() {
-        frame.render_widget(
-            Paragraph::new(Span::styled("collecting…", DIM)).alignment(Alignment::Center),
-            inner,
-        );
+        frame.render_widget(Paragraph::new(Span::styled("collecting…", DIM)).alignment(Alignment::Center), inner);
         return;
     }
     let max = points.iter().copied().max().unwrap_or(0).max(1);
     let used = (points.len() as u16).min(inner.width);
-    let spark_area = Rect {
-        x: inner.right() - used,
-        width: used,
-        ..inner
-    };
-    frame.render_widget(
-        Sparkline::default()
-            .data(&points)
-            .max(max)
-            .style(Style::new().fg(Color::Red)),
-        spark_area,
-    );
+    let spark_area = Rect { x: inner.right() - used, width: used, ..inner };
+    frame.render_widget(Sparkline::default().data(&points).max(max).style(Style::new().fg(Color::Red)), spark_area);
 }
 
 fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
@@ -997,10 +751,7 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
     if points.is_empty() {
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        frame.render_widget(
-            Paragraph::new(Span::styled("collecting…", DIM)).alignment(Alignment::Center),
-            inner,
-        );
+        frame.render_widget(Paragraph::new(Span::styled("collecting…", DIM)).alignment(Alignment::Center), inner);
         return;
     }
     let top = if peak > 0.0 { peak * 1.1 } else { 1.0 };
@@ -1012,16 +763,11 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
             .data(&points),
     ])
     .block(block)
-    .x_axis(
-        Axis::default()
-            .style(DIM)
-            .bounds([-HISTORY_SECS, 0.0])
-            .labels(vec![
-                Line::from("-5m"),
-                Line::from("-2m30s"),
-                Line::from("now"),
-            ]),
-    )
+    .x_axis(Axis::default().style(DIM).bounds([-HISTORY_SECS, 0.0]).labels(vec![
+        Line::from("-5m"),
+        Line::from("-2m30s"),
+        Line::from("now"),
+    ]))
     .y_axis(Axis::default().style(DIM).bounds([0.0, top]).labels(vec![
         Line::from("0"),
         Line::from(fmt_short(top / 2.0)),
@@ -1034,22 +780,10 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
 // Help
 
 const HELP: &[(&str, &str)] = &[
-    (
-        "q  F10  Ctrl-C",
-        "quit (Esc quits too; in an overlay it closes it)",
-    ),
-    (
-        "Tab  Shift-Tab",
-        "next / previous panel    1-4  jump to a panel",
-    ),
-    (
-        "↑ ↓  j k",
-        "select a row    PgUp PgDn g G  page, first, last",
-    ),
-    (
-        "Enter  →  l",
-        "details: kernel stacks, sample packets, evidence",
-    ),
+    ("q  F10  Ctrl-C", "quit (Esc quits too; in an overlay it closes it)"),
+    ("Tab  Shift-Tab", "next / previous panel    1-4  jump to a panel"),
+    ("↑ ↓  j k", "select a row    PgUp PgDn g G  page, first, last"),
+    ("Enter  →  l", "details: kernel stacks, sample packets, evidence"),
     ("s  S", "sort by count, rate, reason, location / reverse"),
     ("p  Space", "pause the display (collection goes on)"),
     ("/", "filter; Enter applies, empty clears, Esc cancels"),
@@ -1065,42 +799,25 @@ const FILTER_HELP: &[&str] = &[
 ];
 
 fn render_help(frame: &mut Frame, body: Rect) {
-    let mut lines = vec![Line::from(Span::styled(
-        "Keys",
-        Style::new().fg(ACCENT).bold(),
-    ))];
+    let mut lines = vec![Line::from(Span::styled("Keys", Style::new().fg(ACCENT).bold()))];
     for (k, v) in HELP {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {k:<16}"), Style::new().bold()),
-            Span::raw(v.to_string()),
-        ]));
+        lines.push(Line::from(vec![Span::styled(format!("  {k:<16}"), Style::new().bold()), Span::raw(v.to_string())]));
     }
     lines.push(Line::default());
-    lines.push(Line::from(Span::styled(
-        "Filter terms",
-        Style::new().fg(ACCENT).bold(),
-    )));
+    lines.push(Line::from(Span::styled("Filter terms", Style::new().fg(ACCENT).bold())));
     for l in FILTER_HELP {
         lines.push(Line::from(format!("  {l}")));
     }
     let width = body.width.min(72);
     let height = body.height.min(lines.len() as u16 + 2);
-    let area = Rect {
-        x: body.x + (body.width - width) / 2,
-        y: body.y + (body.height - height) / 2,
-        width,
-        height,
-    };
+    let area = Rect { x: body.x + (body.width - width) / 2, y: body.y + (body.height - height) / 2, width, height };
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines)
             .block(
                 Block::bordered()
                     .border_style(Style::new().fg(ACCENT))
-                    .title(Line::from(Span::styled(
-                        " pktloss top — help ",
-                        Style::new().bold(),
-                    ))),
+                    .title(Line::from(Span::styled(" pktloss top — help ", Style::new().bold()))),
             )
             .wrap(Wrap { trim: false }),
         area,

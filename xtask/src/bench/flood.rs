@@ -46,21 +46,11 @@ impl Netns {
         for ns in [TX_NS, RX_NS] {
             run(Command::new("ip").args(["netns", "add", ns]))?;
         }
-        run(Command::new("ip").args([
-            "link", "add", TX_IF, "netns", TX_NS, "type", "veth", "peer", "name", RX_IF, "netns",
-            RX_NS,
-        ]))?;
+        run(Command::new("ip")
+            .args(["link", "add", TX_IF, "netns", TX_NS, "type", "veth", "peer", "name", RX_IF, "netns", RX_NS]))?;
         for (ns, ifname, addr) in [(TX_NS, TX_IF, TX_ADDR), (RX_NS, RX_IF, RX_ADDR)] {
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))?;
-            run(Command::new("ip").args([
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/30"),
-                "dev",
-                ifname,
-            ]))?;
+            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ifname]))?;
             run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
         }
         let rules = format!(
@@ -73,9 +63,7 @@ impl Netns {
             .spawn()
             .context("cannot start nft")?;
         if let Some(mut stdin) = nft.stdin.take() {
-            stdin
-                .write_all(rules.as_bytes())
-                .context("cannot write the nftables rules")?;
+            stdin.write_all(rules.as_bytes()).context("cannot write the nftables rules")?;
         }
         let status = nft.wait().context("nft")?;
         if !status.success() {
@@ -88,11 +76,9 @@ impl Netns {
 
     /// The packets counted by the DROP rule so far.
     pub fn dropped(&self) -> Result<u64> {
-        let out = output(Command::new("ip").args([
-            "netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE,
-        ]))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&out).context("nft printed invalid JSON")?;
+        let out =
+            output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("nft printed invalid JSON")?;
         find_counter(&v).context("no counter in the nftables table")
     }
 }
@@ -106,11 +92,7 @@ impl Drop for Netns {
 fn find_counter(v: &serde_json::Value) -> Option<u64> {
     match v {
         serde_json::Value::Object(m) => {
-            if let Some(p) = m
-                .get("counter")
-                .and_then(|c| c.get("packets"))
-                .and_then(|p| p.as_u64())
-            {
+            if let Some(p) = m.get("counter").and_then(|c| c.get("packets")).and_then(|p| p.as_u64()) {
                 return Some(p);
             }
             m.values().find_map(find_counter)
@@ -163,8 +145,7 @@ pub fn flood(cfg: FloodCfg, stop: &Arc<AtomicBool>) -> Result<FloodResult> {
 
 /// Wait for a flood thread.
 pub fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
-    h.join()
-        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
+    h.join().map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
 }
 
 /// Most datagrams per sendmmsg call.
@@ -172,26 +153,18 @@ pub const MAX_BATCH: usize = 1024;
 const PAYLOAD: [u8; 18] = *b"pktloss-bench-drop";
 
 fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
-    let ns = File::open(Path::new("/run/netns").join(TX_NS))
-        .with_context(|| format!("cannot open namespace {TX_NS}"))?;
+    let ns =
+        File::open(Path::new("/run/netns").join(TX_NS)).with_context(|| format!("cannot open namespace {TX_NS}"))?;
     // SAFETY: setns on a valid namespace fd; it changes only this thread's network namespace.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         bail!("setns({TX_NS}): {}", std::io::Error::last_os_error());
     }
     pin_to(cfg.cpu)?;
     let sock = UdpSocket::bind((TX_ADDR, 0)).context("cannot bind the sender socket")?;
-    sock.connect((RX_ADDR, DPORT))
-        .context("cannot connect the sender socket")?;
+    sock.connect((RX_ADDR, DPORT)).context("cannot connect the sender socket")?;
     let fd = sock.as_raw_fd();
-    let batch = if cfg.rate.is_some() {
-        cfg.batch.clamp(1, 8)
-    } else {
-        cfg.batch.clamp(1, MAX_BATCH)
-    };
-    let mut iov = libc::iovec {
-        iov_base: PAYLOAD.as_ptr() as *mut libc::c_void,
-        iov_len: PAYLOAD.len(),
-    };
+    let batch = if cfg.rate.is_some() { cfg.batch.clamp(1, 8) } else { cfg.batch.clamp(1, MAX_BATCH) };
+    let mut iov = libc::iovec { iov_base: PAYLOAD.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD.len() };
     // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
     let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
     for m in &mut msgs {
@@ -226,10 +199,7 @@ fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
     }
     let elapsed = start.elapsed();
     if sent == 0 && errors > 0 {
-        bail!(
-            "the sender sent nothing: {}",
-            last_err.map_or_else(String::new, |e| e.to_string())
-        );
+        bail!("the sender sent nothing: {}", last_err.map_or_else(String::new, |e| e.to_string()));
     }
     Ok(FloodResult { sent, elapsed })
 }
@@ -244,10 +214,7 @@ fn pin_to(cpu: usize) -> Result<()> {
         }
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!(
-                "cannot pin the sender to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("cannot pin the sender to CPU {cpu}: {}", std::io::Error::last_os_error());
         }
     }
     Ok(())
@@ -261,9 +228,7 @@ pub fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return vec![0];
         }
-        (0..8 * std::mem::size_of::<libc::cpu_set_t>())
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+        (0..8 * std::mem::size_of::<libc::cpu_set_t>()).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
     }
 }
 

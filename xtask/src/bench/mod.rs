@@ -81,21 +81,14 @@ struct Mode {
     default: bool,
 }
 
-const BT_REASON_LOC: &str =
-    "tracepoint:skb:kfree_skb { @[args->reason, args->location] = count(); }";
+const BT_REASON_LOC: &str = "tracepoint:skb:kfree_skb { @[args->reason, args->location] = count(); }";
 const BT_5TUPLE: &str = "tracepoint:skb:kfree_skb { $s = (struct sk_buff *)args->skbaddr; \
     $ip = (struct iphdr *)($s->head + $s->network_header); \
     $p = (struct udphdr *)($s->head + $s->transport_header); \
     @[$ip->saddr, $ip->daddr, $ip->protocol, $p->source, $p->dest] = count(); }";
 
 const MODES: &[Mode] = &[
-    Mode {
-        key: "untraced",
-        what: "no tracer",
-        kind: Kind::Untraced,
-        rate: None,
-        default: true,
-    },
+    Mode { key: "untraced", what: "no tracer", kind: Kind::Untraced, rate: None, default: true },
     Mode {
         key: "pktloss",
         what: "pktloss capture (default mode)",
@@ -145,13 +138,7 @@ const MODES: &[Mode] = &[
         rate: None,
         default: true,
     },
-    Mode {
-        key: "argdist",
-        what: "bcc argdist -C kfree_skb by reason",
-        kind: Kind::Argdist,
-        rate: None,
-        default: true,
-    },
+    Mode { key: "argdist", what: "bcc argdist -C kfree_skb by reason", kind: Kind::Argdist, rate: None, default: true },
     Mode {
         key: "perf-record",
         what: "perf record -e skb:kfree_skb -a",
@@ -244,14 +231,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
             .context("cannot install the signal handler")?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
-    let (rounds, seconds) = if args.quick {
-        (1, 1.0)
-    } else {
-        (args.rounds.max(1), args.seconds.max(0.2))
-    };
+    let (rounds, seconds) = if args.quick { (1, 1.0) } else { (args.rounds.max(1), args.seconds.max(0.2)) };
     let batch = usize::from(args.batch);
     let cpus = flood::allowed_cpus();
     let cpu = match args.cpu {
@@ -259,19 +241,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         Some(c) => bail!("--cpu {c} is not one of the allowed CPUs {cpus:?}"),
         None => *cpus.last().unwrap_or(&0),
     };
-    let bin = args
-        .bin
-        .clone()
-        .unwrap_or_else(|| util::target_dir().join("release/pktloss"));
+    let bin = args.bin.clone().unwrap_or_else(|| util::target_dir().join("release/pktloss"));
     let pktloss_problem = prepare_pktloss(&args, &bin);
 
     let wanted = |m: &Mode| {
-        m.key == "untraced"
-            || if args.modes.is_empty() {
-                m.default
-            } else {
-                args.modes.iter().any(|k| k == m.key)
-            }
+        m.key == "untraced" || if args.modes.is_empty() { m.default } else { args.modes.iter().any(|k| k == m.key) }
     };
     for k in &args.modes {
         if !MODES.iter().any(|m| m.key == k) {
@@ -282,12 +256,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut runs: Vec<ModeRun> = MODES
         .iter()
         .filter(|m| wanted(m))
-        .map(|m| ModeRun {
-            mode: m,
-            problem: availability(m, &pktloss_problem),
-            samples: Vec::new(),
-            stats: None,
-        })
+        .map(|m| ModeRun { mode: m, problem: availability(m, &pktloss_problem), samples: Vec::new(), stats: None })
         .collect();
 
     // perf record's data file goes away however the run ends.
@@ -316,20 +285,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         bin.display()
     );
     // Warm-up (ARP, caches, nft), not recorded.
-    flood::flood(
-        FloodCfg {
-            cpu,
-            duration: Duration::from_millis(500),
-            rate: None,
-            batch,
-        },
-        &stop,
-    )?;
+    flood::flood(FloodCfg { cpu, duration: Duration::from_millis(500), rate: None, batch }, &stop)?;
 
     for round in 0..rounds {
-        let active: Vec<usize> = (0..runs.len())
-            .filter(|&i| runs[i].problem.is_none())
-            .collect();
+        let active: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].problem.is_none()).collect();
         let n = active.len().max(1);
         for k in 0..active.len() {
             let i = active[(k + round) % n];
@@ -337,12 +296,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if r.problem.is_some() {
                 continue;
             }
-            let cfg = FloodCfg {
-                cpu,
-                duration: dur,
-                rate: r.mode.rate,
-                batch,
-            };
+            let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch };
             match measure(r.mode, &bin, &netns, cfg, &stop, false) {
                 Ok(s) => {
                     eprintln!(
@@ -350,10 +304,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                         round + 1,
                         r.mode.key,
                         s.rate() / 1e3,
-                        s.tracer.as_ref().and_then(|t| t.cpu_flood_s).map_or_else(
-                            String::new,
-                            |c| format!("  tracer cpu {:.1}%", 100.0 * c / s.elapsed_s)
-                        )
+                        s.tracer
+                            .as_ref()
+                            .and_then(|t| t.cpu_flood_s)
+                            .map_or_else(String::new, |c| format!("  tracer cpu {:.1}%", 100.0 * c / s.elapsed_s))
                     );
                     r.samples.push((round, s));
                 }
@@ -362,11 +316,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     return Err(e.context("untraced flood failed"));
                 }
                 Err(e) => {
-                    eprintln!(
-                        "round {}/{rounds}  {:<20} FAILED: {e:#}",
-                        round + 1,
-                        r.mode.key
-                    );
+                    eprintln!("round {}/{rounds}  {:<20} FAILED: {e:#}", round + 1, r.mode.key);
                     r.problem = Some(format!("failed: {e:#}"));
                 }
             }
@@ -374,19 +324,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         if run.ttfd_problem.is_none() && runs.iter().any(|r| r.mode.key == "pktloss") {
             match time_to_first_drop(&bin, cpu, &stop) {
                 Ok(t) => {
-                    eprintln!(
-                        "round {}/{rounds}  time to first counted drop {:.3} s",
-                        round + 1,
-                        t
-                    );
+                    eprintln!("round {}/{rounds}  time to first counted drop {:.3} s", round + 1, t);
                     run.ttfd.push(t);
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => bail!("interrupted"),
                 Err(e) => {
-                    eprintln!(
-                        "round {}/{rounds}  time to first drop FAILED: {e:#}",
-                        round + 1
-                    );
+                    eprintln!("round {}/{rounds}  time to first drop FAILED: {e:#}", round + 1);
                     run.ttfd_problem = Some(format!("failed: {e:#}"));
                 }
             }
@@ -400,12 +343,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if matches!(r.mode.kind, Kind::Untraced | Kind::Perf(_)) {
                 continue;
             }
-            let cfg = FloodCfg {
-                cpu,
-                duration: dur,
-                rate: r.mode.rate,
-                batch,
-            };
+            let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch };
             match measure(r.mode, &bin, &netns, cfg, &stop, true) {
                 Ok(s) => {
                     if let Some(b) = s.tracer.as_ref().and_then(|t| t.bpf.as_ref()) {
@@ -425,9 +363,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     drop(netns);
     run.runs = runs;
-    let out = args
-        .out
-        .unwrap_or_else(|| util::target_dir().join("bench/bench.json"));
+    let out = args.out.unwrap_or_else(|| util::target_dir().join("bench/bench.json"));
     report::report(&run, &out)
 }
 
@@ -441,10 +377,7 @@ fn prepare_pktloss(args: &BenchArgs, bin: &Path) -> Option<String> {
         }
     }
     if !bin.is_file() {
-        return Some(format!(
-            "pktloss is not built ({} missing; run `cargo xtask build --release`)",
-            bin.display()
-        ));
+        return Some(format!("pktloss is not built ({} missing; run `cargo xtask build --release`)", bin.display()));
     }
     None
 }
@@ -454,13 +387,9 @@ fn availability(m: &Mode, pktloss_problem: &Option<String>) -> Option<String> {
     match m.kind {
         Kind::Untraced => None,
         Kind::Pktloss(_) => pktloss_problem.clone(),
-        Kind::Bpftrace(_) => util::which("bpftrace")
-            .is_none()
-            .then(|| "not installed".into()),
+        Kind::Bpftrace(_) => util::which("bpftrace").is_none().then(|| "not installed".into()),
         Kind::Argdist => argdist().is_none().then(|| "not installed".into()),
-        Kind::Perf(_) => util::which("perf")
-            .is_none()
-            .then(|| "not installed".into()),
+        Kind::Perf(_) => util::which("perf").is_none().then(|| "not installed".into()),
     }
 }
 
@@ -482,8 +411,7 @@ fn command(m: &Mode, bin: &Path) -> Option<Command> {
         Kind::Untraced => None,
         Kind::Pktloss(extra) => {
             let mut c = Command::new(bin);
-            c.args(["capture", "--duration", "10m", "--format", "json"])
-                .args(extra);
+            c.args(["capture", "--duration", "10m", "--format", "json"]).args(extra);
             Some(c)
         }
         Kind::Bpftrace(prog) => {
@@ -498,8 +426,7 @@ fn command(m: &Mode, bin: &Path) -> Option<Command> {
         }
         Kind::Perf(g) => {
             let mut c = Command::new("perf");
-            c.args(["record", "-a", "-e", "skb:kfree_skb", "-o"])
-                .arg(perf_data());
+            c.args(["record", "-a", "-e", "skb:kfree_skb", "-o"]).arg(perf_data());
             if g {
                 c.arg("-g");
             }
@@ -509,14 +436,7 @@ fn command(m: &Mode, bin: &Path) -> Option<Command> {
 }
 
 /// One flood under one mode.
-fn measure(
-    m: &Mode,
-    bin: &Path,
-    netns: &Netns,
-    cfg: FloodCfg,
-    stop: &Arc<AtomicBool>,
-    stats: bool,
-) -> Result<Sample> {
+fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<AtomicBool>, stats: bool) -> Result<Sample> {
     let mut tracer = match command(m, bin) {
         Some(cmd) => {
             if matches!(m.kind, Kind::Perf(_)) {
@@ -533,12 +453,8 @@ fn measure(
     let d0 = netns.dropped()?;
     let fr = flood::flood(cfg, stop)?;
     let d1 = netns.dropped()?;
-    let mut sample = Sample {
-        drops: d1.saturating_sub(d0),
-        sent: fr.sent,
-        elapsed_s: fr.elapsed.as_secs_f64(),
-        tracer: None,
-    };
+    let mut sample =
+        Sample { drops: d1.saturating_sub(d0), sent: fr.sent, elapsed_s: fr.elapsed.as_secs_f64(), tracer: None };
     if tracer.as_mut().is_some_and(|t| !t.alive()) {
         bail!("the tracer exited during the flood");
     }
@@ -550,14 +466,7 @@ fn measure(
         let _ = fs::remove_file(perf_data());
     }
     if !fin.ok {
-        let last = fin
-            .stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let last = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
         bail!("tracer ended badly ({}): {last}", fin.status);
     }
     let mut ts = TracerSample {
@@ -566,11 +475,7 @@ fn measure(
         maxrss_kib: fin.maxrss_kib,
         ..Default::default()
     };
-    let names = if stats {
-        tracer::prog_names()
-    } else {
-        Default::default()
-    };
+    let names = if stats { tracer::prog_names() } else { Default::default() };
     if stats {
         let mut b = BpfSample::default();
         for (id, p1) in &progs1 {
@@ -590,23 +495,10 @@ fn measure(
             let text = fin.stdout_text();
             let report = serde_json::from_str::<Value>(&text)
                 .ok()
-                .or_else(|| {
-                    text.lines()
-                        .rev()
-                        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-                })
+                .or_else(|| text.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()))
                 .with_context(|| {
-                    let err = fin
-                        .stderr
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("")
-                        .trim();
-                    format!(
-                        "pktloss printed no JSON report ({} bytes of stdout; stderr: {err})",
-                        text.len()
-                    )
+                    let err = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    format!("pktloss printed no JSON report ({} bytes of stdout; stderr: {err})", text.len())
                 })?;
             ts.counted = report.get("total_drops").and_then(Value::as_u64);
             ts.report = Some(report);
@@ -636,10 +528,7 @@ fn measure(
 /// Seconds from spawning `pktloss watch` (with a 100k/s flood already running) to its first
 /// line that reports drops.
 fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<f64> {
-    struct FloodGuard(
-        Arc<AtomicBool>,
-        Option<thread::JoinHandle<Result<flood::FloodResult>>>,
-    );
+    struct FloodGuard(Arc<AtomicBool>, Option<thread::JoinHandle<Result<flood::FloodResult>>>);
     impl Drop for FloodGuard {
         fn drop(&mut self) {
             self.0.store(true, Ordering::Relaxed);
@@ -650,12 +539,7 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
     }
     let fstop = Arc::new(AtomicBool::new(false));
     let handle = flood::spawn(
-        FloodCfg {
-            cpu,
-            duration: Duration::from_secs(20),
-            rate: Some(100_000),
-            batch: 8,
-        },
+        FloodCfg { cpu, duration: Duration::from_secs(20), rate: Some(100_000), batch: 8 },
         Arc::clone(&fstop),
     );
     let _flood = FloodGuard(fstop, Some(handle));
@@ -672,11 +556,7 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            let drops = v
-                .get("drops")
-                .or_else(|| v.get("total_drops"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            let drops = v.get("drops").or_else(|| v.get("total_drops")).and_then(Value::as_u64).unwrap_or(0);
             if drops > 0 {
                 let secs = at.duration_since(t.started()).as_secs_f64();
                 t.stop(Duration::from_secs(5));
@@ -684,18 +564,8 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
             }
         } else if !t.alive() {
             let fin = t.stop(Duration::from_secs(1));
-            let last = fin
-                .stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            bail!(
-                "`pktloss watch` exited ({}) before reporting a drop: {last}",
-                fin.status
-            );
+            let last = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            bail!("`pktloss watch` exited ({}) before reporting a drop: {last}", fin.status);
         }
         if Instant::now() >= deadline {
             t.stop(Duration::from_secs(5));
@@ -711,8 +581,7 @@ struct BpfStatsOn(Option<String>);
 
 impl BpfStatsOn {
     fn enable() -> Result<Self> {
-        let old = fs::read_to_string(STATS_SYSCTL)
-            .with_context(|| format!("cannot read {STATS_SYSCTL}"))?;
+        let old = fs::read_to_string(STATS_SYSCTL).with_context(|| format!("cannot read {STATS_SYSCTL}"))?;
         fs::write(STATS_SYSCTL, "1").with_context(|| format!("cannot write {STATS_SYSCTL}"))?;
         Ok(BpfStatsOn(Some(old.trim().to_string())))
     }
@@ -734,11 +603,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
 fn fmt_f(x: f64, digits: usize) -> String {

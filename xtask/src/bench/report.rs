@@ -42,20 +42,12 @@ fn detail_of(s: &Sample) -> Option<(u64, u64, u64, u64)> {
 
 fn summarize(run: &Run, r: &ModeRun) -> Summary {
     let untraced = run.runs.iter().find(|u| u.mode.key == "untraced");
-    let base = |round: usize| {
-        untraced
-            .and_then(|u| u.samples.iter().find(|(rr, _)| *rr == round))
-            .map(|(_, s)| s.rate())
-    };
+    let base =
+        |round: usize| untraced.and_then(|u| u.samples.iter().find(|(rr, _)| *rr == round)).map(|(_, s)| s.rate());
     let samples: Vec<&Sample> = r.samples.iter().map(|(_, s)| s).collect();
     let rates: Vec<f64> = samples.iter().map(|s| s.rate()).collect();
-    let ratios = r
-        .samples
-        .iter()
-        .filter_map(|(round, s)| Some(s.rate() / base(*round)?))
-        .collect();
-    let tr =
-        |f: &dyn Fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(|s| f(s)).collect());
+    let ratios = r.samples.iter().filter_map(|(round, s)| Some(s.rate() / base(*round)?)).collect();
+    let tr = |f: &dyn Fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(|s| f(s)).collect());
     let stats = r.stats.as_ref();
     let bpf = stats.and_then(|s| Some((s, s.tracer.as_ref()?.bpf.as_ref()?)));
     let progs = bpf
@@ -85,11 +77,7 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         problem: r.problem.clone(),
         rate: median(rates.clone()),
         rates,
-        ratio: if r.mode.rate.is_some() {
-            None
-        } else {
-            median(ratios)
-        },
+        ratio: if r.mode.rate.is_some() { None } else { median(ratios) },
         cpu_pct: tr(&|s| Some(100.0 * s.tracer.as_ref()?.cpu_flood_s? / s.elapsed_s)),
         rss_mib: tr(&|s| Some(s.tracer.as_ref()?.maxrss_kib as f64 / 1024.0)),
         ns_per_drop: bpf.map(|(s, b)| b.run_time_ns as f64 / s.drops.max(1) as f64),
@@ -99,14 +87,7 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         detail_lost_budget_per_s: tr(&|s| Some(detail_of(s)?.2 as f64 / s.elapsed_s)),
         detail_lost_ringbuf_per_s: tr(&|s| Some(detail_of(s)?.3 as f64 / s.elapsed_s)),
         detail_unaccounted: unaccounted,
-        lost_events: tr(&|s| {
-            s.tracer
-                .as_ref()?
-                .report
-                .as_ref()?
-                .get("lost_events")?
-                .as_f64()
-        }),
+        lost_events: tr(&|s| s.tracer.as_ref()?.report.as_ref()?.get("lost_events")?.as_f64()),
         progs,
     }
 }
@@ -162,13 +143,7 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()
-                .map(|r| {
-                    if r[1].contains(' ') && c == 1 {
-                        0
-                    } else {
-                        r[c].len()
-                    }
-                })
+                .map(|r| if r[1].contains(' ') && c == 1 { 0 } else { r[c].len() })
                 .max()
                 .unwrap_or(0)
                 .max(header[c].len())
@@ -213,18 +188,13 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
         println!("{verdict:<6} {name}: {measured} (target {target})");
     }
     if run.bpf_stats_preenabled {
-        println!(
-            "note: kernel.bpf_stats_enabled was already 1, so the rates include bpf_stats overhead"
-        );
+        println!("note: kernel.bpf_stats_enabled was already 1, so the rates include bpf_stats overhead");
     }
 
     // Markdown, for the README.
     let mut md = String::new();
     md.push_str(&format!("| {} |\n", header.join(" | ")));
-    md.push_str(&format!(
-        "|{}\n",
-        header.iter().map(|_| "---|").collect::<String>()
-    ));
+    md.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
     for r in &rows {
         md.push_str(&format!("| {} |\n", r.join(" | ")));
     }
@@ -318,20 +288,10 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
         t.push((name, opt(r, 3), want, r.map(|r| r >= min)));
     };
     ratio_target("default mode rate ratio", "pktloss", 0.95, ">= 0.95");
-    ratio_target(
-        "detail unlimited rate ratio",
-        "pktloss-detail",
-        0.85,
-        ">= 0.85",
-    );
+    ratio_target("detail unlimited rate ratio", "pktloss-detail", 0.85, ">= 0.85");
     ratio_target("stacks rate ratio", "pktloss-stacks", 0.85, ">= 0.85");
     let ns = get("pktloss").and_then(|s| s.ns_per_drop);
-    t.push((
-        "default mode BPF ns per drop",
-        opt(ns, 1),
-        "<= 80",
-        ns.map(|n| n <= 80.0),
-    ));
+    t.push(("default mode BPF ns per drop", opt(ns, 1), "<= 80", ns.map(|n| n <= 80.0)));
     let best_peer = sums
         .iter()
         .filter(|s| !s.key.starts_with("pktloss") && s.key != "untraced")
@@ -361,28 +321,9 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
         per_s.map(|p| p >= 300_000.0 && unacc == Some(0)),
     ));
     let cpu = get("pktloss-100k").and_then(|s| s.cpu_pct);
-    t.push((
-        "userspace CPU at 100k drops/s",
-        opt(cpu, 2).to_string() + " %",
-        "<= 5 %",
-        cpu.map(|c| c <= 5.0),
-    ));
-    let rss = sums
-        .iter()
-        .filter(|s| s.key.starts_with("pktloss"))
-        .filter_map(|s| s.rss_mib)
-        .max_by(f64::total_cmp);
-    t.push((
-        "peak RSS (largest pktloss mode)",
-        opt(rss, 1) + " MiB",
-        "<= 40 MiB",
-        rss.map(|r| r <= 40.0),
-    ));
-    t.push((
-        "start to first counted drop",
-        opt(ttfd, 3) + " s",
-        "<= 0.5 s",
-        ttfd.map(|x| x <= 0.5),
-    ));
+    t.push(("userspace CPU at 100k drops/s", opt(cpu, 2).to_string() + " %", "<= 5 %", cpu.map(|c| c <= 5.0)));
+    let rss = sums.iter().filter(|s| s.key.starts_with("pktloss")).filter_map(|s| s.rss_mib).max_by(f64::total_cmp);
+    t.push(("peak RSS (largest pktloss mode)", opt(rss, 1) + " MiB", "<= 40 MiB", rss.map(|r| r <= 40.0)));
+    t.push(("start to first counted drop", opt(ttfd, 3) + " s", "<= 0.5 s", ttfd.map(|x| x <= 0.5)));
     t
 }

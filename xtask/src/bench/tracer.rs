@@ -69,9 +69,7 @@ impl Finished {
 impl Tracer {
     /// Spawn `cmd` with piped output; it gets SIGTERM if we die.
     pub fn spawn(mut cmd: Command) -> Result<Self> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
             cmd.pre_exec(|| {
@@ -83,9 +81,7 @@ impl Tracer {
         }
         let what = show(&cmd);
         let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start `{what}`"))?;
+        let mut child = cmd.spawn().with_context(|| format!("cannot start `{what}`"))?;
         let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
         let (tx, lines) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
@@ -107,15 +103,7 @@ impl Tracer {
         });
         // `child` is reaped by wait4 below (for its rusage), never by std.
         drop(child);
-        Ok(Tracer {
-            pid,
-            what,
-            started,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-            exit: None,
-        })
+        Ok(Tracer { pid, what, started, lines, stdout: Vec::new(), stderr, exit: None })
     }
 
     /// When it was spawned.
@@ -144,10 +132,7 @@ impl Tracer {
     /// Wait for the next stdout line until `deadline`.
     pub fn next_line(&mut self, deadline: Instant) -> Option<(Instant, String)> {
         let now = Instant::now();
-        let l = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(now))
-            .ok()?;
+        let l = self.lines.recv_timeout(deadline.saturating_duration_since(now)).ok()?;
         self.stdout.push(l.clone());
         Some(l)
     }
@@ -176,29 +161,15 @@ impl Tracer {
             }
             last = n;
             if Instant::now() >= deadline {
-                bail!(
-                    "`{}` did not attach within {}s",
-                    self.what,
-                    timeout.as_secs()
-                );
+                bail!("`{}` did not attach within {}s", self.what, timeout.as_secs());
             }
             thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn died_message(&mut self) -> String {
-        let err = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let err = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
         let status = self.exit.map_or_else(|| "?".into(), |(s, _)| describe(s));
         if last.is_empty() {
             format!("`{}` exited early ({status})", self.what)
@@ -257,11 +228,7 @@ impl Tracer {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.stdout.push(l);
         }
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let (status, ru) = self.exit.unwrap_or((0, {
             // SAFETY: all-zero rusage is valid.
             unsafe { std::mem::zeroed() }
@@ -313,9 +280,7 @@ fn tracing_fds(pid: libc::pid_t) -> usize {
         .filter_map(|e| fs::read_link(e.path()).ok())
         .filter(|t| {
             let t = t.to_string_lossy();
-            t == "anon_inode:bpf-prog"
-                || t == "anon_inode:bpf_link"
-                || t == "anon_inode:[perf_event]"
+            t == "anon_inode:bpf-prog" || t == "anon_inode:bpf_link" || t == "anon_inode:[perf_event]"
         })
         .count()
 }
@@ -330,26 +295,16 @@ pub fn bpf_progs(pid: libc::pid_t) -> BTreeMap<u32, ProgStats> {
         if fs::read_link(e.path()).map_or(true, |t| t.to_string_lossy() != "anon_inode:bpf-prog") {
             continue;
         }
-        let Ok(info) = fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            e.file_name().to_string_lossy()
-        )) else {
+        let Ok(info) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())) else {
             continue;
         };
-        let field = |k: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+        let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
         let Some(id) = field("prog_id:").and_then(|i| u32::try_from(i).ok()) else {
             continue;
         };
         progs.insert(
             id,
-            ProgStats {
-                run_time_ns: field("run_time_ns:").unwrap_or(0),
-                run_cnt: field("run_cnt:").unwrap_or(0),
-            },
+            ProgStats { run_time_ns: field("run_time_ns:").unwrap_or(0), run_cnt: field("run_cnt:").unwrap_or(0) },
         );
     }
     progs
@@ -360,8 +315,7 @@ pub fn prog_names() -> BTreeMap<u32, String> {
     let Ok(out) = crate::util::output(Command::new("bpftool").args(["-j", "prog", "show"])) else {
         return BTreeMap::new();
     };
-    let Ok(serde_json::Value::Array(progs)) = serde_json::from_str::<serde_json::Value>(&out)
-    else {
+    let Ok(serde_json::Value::Array(progs)) = serde_json::from_str::<serde_json::Value>(&out) else {
         return BTreeMap::new();
     };
     progs
