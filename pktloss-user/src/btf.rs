@@ -218,9 +218,10 @@ impl KernelBtf {
             }
             if name.is_empty()
                 && let Some(inner) = self.ty(self.strip(tid)).filter(|x| matches!(x.kind, kind::STRUCT | kind::UNION))
-                    && let Some((off, id)) = self.find_member(&inner, member, depth + 1)? {
-                        return Ok(Some((bit_off / 8 + off, id)));
-                    }
+                && let Some((off, id)) = self.find_member(&inner, member, depth + 1)?
+            {
+                return Ok(Some((bit_off / 8 + off, id)));
+            }
         }
         Ok(None)
     }

@@ -377,9 +377,10 @@ pub fn run_until(
         let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
         session.pump(wait);
         if let Some(n) = count
-            && session.tracer.stat(stat::DROPS) >= n {
-                break;
-            }
+            && session.tracer.stat(stat::DROPS) >= n
+        {
+            break;
+        }
         tick(session);
     }
     // Final drain so that every delivered event is in the samples.
@@ -692,9 +693,10 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
 
 fn check_output_dir(path: Option<&std::path::Path>) -> Result<()> {
     if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir() {
-            return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
-        }
+        && !parent.is_dir()
+    {
+        return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
+    }
     Ok(())
 }
 
