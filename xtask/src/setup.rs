@@ -50,7 +50,20 @@ pub fn setup(scope: Scope) -> Result<()> {
         debian_packages()?;
         tracefs()?;
         debugfs();
+        cargo_fuzz()?;
     }
+    Ok(())
+}
+
+/// cargo-fuzz, for the bounded fuzz smoke run of the capture-file reader in `xtask test`.
+fn cargo_fuzz() -> Result<()> {
+    if let Ok(v) = output(util::cargo().args(["fuzz", "--version"])) {
+        eprintln!("ok: {} already present", v.trim());
+        return Ok(());
+    }
+    eprintln!("installing cargo-fuzz (about a minute)...");
+    run(util::cargo().args(["install", "cargo-fuzz", "--locked"])).context("installing cargo-fuzz")?;
+    eprintln!("did: installed cargo-fuzz");
     Ok(())
 }
 

@@ -107,6 +107,25 @@ pub fn test(extra: &[String]) -> Result<()> {
     if totals.passed == 0 {
         bail!("no test ran");
     }
+    fuzz_smoke()
+}
+
+/// Bounded cargo-fuzz run of the capture-file reader (the target in `fuzz/`), seeded with
+/// the committed valid captures; any crash fails the test command.
+fn fuzz_smoke() -> Result<()> {
+    let root = util::workspace_root();
+    let corpus = root.join("fuzz/corpus/capture_reader");
+    std::fs::create_dir_all(&corpus).with_context(|| format!("cannot create {}", corpus.display()))?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root.join("fuzz"))
+        .env("AYA_BUILD_SKIP", "1")
+        .args(["+nightly", "fuzz", "run", "capture_reader"])
+        .arg(&corpus)
+        .arg(root.join("fuzz/seeds/capture_reader"))
+        .args(["--", "-max_total_time=30", "-rss_limit_mb=2048", "-max_len=65536"]);
+    eprintln!("running: {}", show(&cmd));
+    run(&mut cmd).context("fuzz smoke run of the capture reader FAILED")?;
+    println!("xtask: fuzz smoke run of capture_reader: 30 s, no crash");
     Ok(())
 }
 

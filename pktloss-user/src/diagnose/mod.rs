@@ -206,6 +206,13 @@ struct Acc {
 }
 
 impl Acc {
+    /// Selects the cause by a counter: `drops` packets it counted (0 for a signal that is not a
+    /// drop count) and `score` for ranking.
+    fn select(&mut self, drops: u64, score: u64) {
+        self.counter_drops += drops;
+        self.selected = true;
+        self.score += score;
+    }
     fn ev(&mut self, s: String) {
         if !self.evidence.contains(&s) {
             self.evidence.push(s);
@@ -246,6 +253,25 @@ impl<'a> Ctx<'a> {
 
     fn a(&mut self, id: &'static str) -> &mut Acc {
         self.acc.entry(id).or_default()
+    }
+
+    /// Selects cause `id` by `drops` packets a counter in `netns` counted; returns it for evidence.
+    fn counted(&mut self, id: &'static str, netns: u32, drops: u64) -> &mut Acc {
+        let a = self.a(id);
+        a.select(drops, drops);
+        a.netns.insert(netns);
+        a
+    }
+
+    /// Adds evidence and advice (in order, without repeats) to a cause.
+    fn add(&mut self, id: &'static str, evidence: Vec<String>, advice: Vec<String>) {
+        let a = self.a(id);
+        for e in evidence {
+            a.ev(e);
+        }
+        for x in advice {
+            a.adv(x);
+        }
     }
 
     /// The host's (our own namespace's) delta, for host-wide counters and sysctls.
@@ -598,11 +624,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
             match r.role {
                 Role::Drop | Role::Select => {
-                    if r.role == Role::Drop {
-                        a.counter_drops += v;
-                    }
-                    a.selected = true;
-                    a.score += v;
+                    a.select(if r.role == Role::Drop { v } else { 0 }, v);
                     a.netns.insert(d.netns);
                     a.ev(format!("{tag} {} +{v}", r.key));
                 }
@@ -619,11 +641,7 @@ fn counter_signals(cx: &mut Ctx) {
         for dev in &d.devices {
             let ring = dev.rx_missed_errors.max(ethtool_sum(dev, is_ring_counter));
             if ring > 0 {
-                let a = cx.a("nic-ring-full");
-                a.counter_drops += ring;
-                a.selected = true;
-                a.score += ring;
-                a.netns.insert(d.netns);
+                let a = cx.counted("nic-ring-full", d.netns, ring);
                 a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
                 for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_ring_counter(k)) {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
@@ -634,11 +652,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
             if fifo > 0 {
-                let a = cx.a("nic-fifo-overrun");
-                a.counter_drops += fifo;
-                a.selected = true;
-                a.score += fifo;
-                a.netns.insert(d.netns);
+                let a = cx.counted("nic-fifo-overrun", d.netns, fifo);
                 a.ev(format!(
                     "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
                     dev.name, dev.rx_fifo_errors, dev.rx_over_errors
@@ -646,11 +660,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let crc = dev.rx_crc_errors + dev.rx_frame_errors;
             if crc > 0 {
-                let a = cx.a("checksum-error");
-                a.counter_drops += crc;
-                a.selected = true;
-                a.score += crc;
-                a.netns.insert(d.netns);
+                let a = cx.counted("checksum-error", d.netns, crc);
                 a.ev(format!(
                     "{tag} dev {} rx_crc_errors +{} rx_frame_errors +{} (link-layer corruption: cable, optics, NIC or switch port)",
                     dev.name, dev.rx_crc_errors, dev.rx_frame_errors
@@ -658,19 +668,14 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let alloc = ethtool_sum(dev, is_alloc_failure);
             if alloc > 0 {
-                let a = cx.a("memory-pressure");
-                a.counter_drops += alloc;
-                a.selected = true;
-                a.score += alloc;
-                a.netns.insert(d.netns);
+                let a = cx.counted("memory-pressure", d.netns, alloc);
                 for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_alloc_failure(k)) {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
                 }
             }
             if dev.carrier_changes > 0 {
                 let a = cx.a("interface-down");
-                a.selected = true;
-                a.score += dev.carrier_changes;
+                a.select(0, dev.carrier_changes);
                 a.netns.insert(d.netns);
                 a.ev(format!(
                     "{tag} dev {} carrier_changes +{} (link went down/up during the capture; now {})",
@@ -688,11 +693,7 @@ fn counter_signals(cx: &mut Ctx) {
                 continue;
             }
             let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
-            let a = cx.a("qdisc-drop");
-            a.counter_drops += q.drops;
-            a.selected = true;
-            a.score += q.drops;
-            a.netns.insert(d.netns);
+            let a = cx.counted("qdisc-drop", d.netns, q.drops);
             a.ev(format!(
                 "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
                 q.kind,
@@ -737,9 +738,7 @@ fn counter_signals(cx: &mut Ctx) {
             };
             if drop + failed + early > 0 || full {
                 let a = cx.a("conntrack-table-full");
-                a.counter_drops += drop + failed;
-                a.selected = true;
-                a.score += drop + failed + early + u64::from(full);
+                a.select(drop + failed, drop + failed + early + u64::from(full));
                 a.netns.insert(d.netns);
                 a.ev(format!(
                     "{tag} conntrack count {} of max {}; stats drop +{drop}, insert_failed +{failed}, early_drop +{early}",
@@ -758,9 +757,7 @@ fn counter_signals(cx: &mut Ctx) {
             let per: Vec<String> =
                 h.softnet.iter().filter(|c| c.dropped > 0).map(|c| format!("cpu{} +{}", c.cpu, c.dropped)).collect();
             let a = cx.a("softnet-backlog-full");
-            a.counter_drops += dropped;
-            a.selected = true;
-            a.score += dropped;
+            a.select(dropped, dropped);
             a.ev(format!("{tag} dropped +{dropped} ({})", per.join(", ")));
             let flow: u64 = h.softnet.iter().map(|c| c.flow_limit_count).sum();
             if flow > 0 {
@@ -779,8 +776,7 @@ fn counter_signals(cx: &mut Ctx) {
                 .map(|c| format!("cpu{} +{}", c.cpu, c.time_squeeze))
                 .collect();
             let a = cx.a("softirq-budget-exhausted");
-            a.selected = true;
-            a.score += squeeze;
+            a.select(0, squeeze);
             a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
             let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
             if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1)
@@ -808,11 +804,7 @@ fn counter_signals(cx: &mut Ctx) {
                 continue;
             }
             let a = cx.a("neighbor-failure");
-            if role == Role::Drop {
-                a.counter_drops += v;
-            }
-            a.selected = true;
-            a.score += v;
+            a.select(if role == Role::Drop { v } else { 0 }, v);
             a.ev(format!("{neigh_tag} {k} +{v}"));
         }
     }
@@ -822,11 +814,7 @@ fn counter_signals(cx: &mut Ctx) {
         let tag = cx.tag(c.netns);
         for r in &c.drop_rules {
             let Some(n) = r.packets_delta.filter(|n| *n > 0) else { continue };
-            let a = cx.a("firewall-drop");
-            a.counter_drops += n;
-            a.selected = true;
-            a.score += n;
-            a.netns.insert(c.netns);
+            let a = cx.counted("firewall-drop", c.netns, n);
             a.ev(format!(
                 "{tag} {} rule `{}` ({} {} {}{}) matched {n} packets during the capture",
                 r.backend,
@@ -839,11 +827,7 @@ fn counter_signals(cx: &mut Ctx) {
         }
         for ch in &c.drop_chains {
             if let Some(n) = ch.packets.filter(|n| *n > 0) {
-                let a = cx.a("firewall-drop");
-                a.counter_drops += n;
-                a.selected = true;
-                a.score += n;
-                a.netns.insert(c.netns);
+                let a = cx.counted("firewall-drop", c.netns, n);
                 a.ev(format!(
                     "{tag} {} chain {} {} {} policy {}: {n} packets fell through to the policy",
                     ch.backend, ch.family, ch.table, ch.chain, ch.policy
@@ -953,9 +937,7 @@ fn external_loss(cx: &mut Ctx) {
     }
     let peer = flows.first().map(|r| r.dst.clone()).unwrap_or_else(|| "PEER".to_owned());
     let a = cx.a("external-loss");
-    a.counter_drops += unexplained;
-    a.selected = true;
-    a.score += unexplained;
+    a.select(unexplained, unexplained);
     a.netns.extend(nss);
     for l in lines {
         a.ev(l);
@@ -1050,11 +1032,8 @@ fn cfg_no_listener(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("no-listener");
-    for (e, ad) in out {
-        a.ev(e);
-        a.adv(ad);
-    }
+    let (ev, adv) = out.into_iter().unzip();
+    cx.add("no-listener", ev, adv);
 }
 
 fn cfg_firewall(cx: &mut Ctx) {
@@ -1153,13 +1132,7 @@ fn cfg_firewall(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("firewall-drop");
-    for e in ev {
-        a.ev(e);
-    }
-    for ad in adv {
-        a.adv(ad);
-    }
+    cx.add("firewall-drop", ev, adv);
 }
 
 fn cfg_conntrack(cx: &mut Ctx) {
@@ -1176,10 +1149,7 @@ fn cfg_conntrack(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("conntrack-table-full");
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("conntrack-table-full", Vec::new(), adv);
 }
 
 fn cfg_rp_filter(cx: &mut Ctx) {
@@ -1216,13 +1186,7 @@ fn cfg_rp_filter(cx: &mut Ctx) {
             cmd.join(" ")
         ));
     }
-    let a = cx.a("rp-filter");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("rp-filter", ev, adv);
 }
 
 fn cfg_udp_rcvbuf(cx: &mut Ctx) {
@@ -1275,13 +1239,7 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("udp-rcvbuf-full");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("udp-rcvbuf-full", ev, adv);
 }
 
 fn cfg_udp_sndbuf(cx: &mut Ctx) {
@@ -1318,13 +1276,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx) {
             "{tag} raise the send buffer limits: `{pre}sysctl -w net.core.wmem_max=26214400 net.core.wmem_default=26214400`, then restart the sending program."
         ));
     }
-    let a = cx.a("udp-sndbuf-full");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("udp-sndbuf-full", ev, adv);
 }
 
 fn cfg_accept_queue(cx: &mut Ctx) {
@@ -1370,13 +1322,7 @@ fn cfg_accept_queue(cx: &mut Ctx) {
             ev.push(format!("{tag} {}", cx.sysctl_str(c.netns, "net.core.somaxconn")));
         }
     }
-    let a = cx.a("tcp-accept-queue-full");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("tcp-accept-queue-full", ev, adv);
 }
 
 fn cfg_syn_queue(cx: &mut Ctx) {
@@ -1400,13 +1346,7 @@ fn cfg_syn_queue(cx: &mut Ctx) {
             adv.push(format!("{tag} SYN cookies are off: `{pre}sysctl -w net.ipv4.tcp_syncookies=1`."));
         }
     }
-    let a = cx.a("tcp-syn-queue-full");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("tcp-syn-queue-full", ev, adv);
 }
 
 fn cfg_socket_mem(cx: &mut Ctx, id: &'static str) {
@@ -1421,10 +1361,7 @@ fn cfg_socket_mem(cx: &mut Ctx, id: &'static str) {
             cx.sysctl_str(d.netns, "net.core.rmem_max")
         ));
     }
-    let a = cx.a(id);
-    for e in ev {
-        a.ev(e);
-    }
+    cx.add(id, ev, Vec::new());
 }
 
 fn rps_summary(c: &ConfigChecks) -> (Vec<String>, Vec<String>) {
@@ -1468,13 +1405,7 @@ fn cfg_softnet(cx: &mut Ctx) {
                 .to_owned(),
         );
     }
-    let a = cx.a("softnet-backlog-full");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("softnet-backlog-full", ev, adv);
 }
 
 fn cfg_budget(cx: &mut Ctx) {
@@ -1535,13 +1466,7 @@ fn cfg_rings(cx: &mut Ctx, id: &'static str) {
             None => adv.push(format!("{tag} check the ring size of {dev}: `{pre}ethtool -g {dev}`, and raise it with `ethtool -G {dev} rx MAX`.")),
         }
     }
-    let a = cx.a(id);
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add(id, ev, adv);
 }
 
 fn cfg_qdisc(cx: &mut Ctx) {
@@ -1571,10 +1496,7 @@ fn cfg_qdisc(cx: &mut Ctx) {
             }
         }
     }
-    let a = cx.a("qdisc-drop");
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("qdisc-drop", Vec::new(), adv);
 }
 
 /// Whether an address is inside a prefix ("10.200.0.0/24", "default", "2001:db8::/64").
@@ -1600,18 +1522,14 @@ fn in_prefix(addr: &str, prefix: &str) -> bool {
 }
 
 fn cfg_routing(cx: &mut Ctx) {
-    let flows = drop_flows(
-        cx,
-        &[
-            "IP_INNOROUTES",
-            "IP_OUTNOROUTES",
-            "IP_INADDRERRORS",
-            "IP_INVALID_SOURCE",
-            "IP_INVALID_DEST",
-            "IP_LOCALNET",
-            "IP_LOCAL_SOURCE",
-        ],
-    );
+    // The routing cause's reasons, but IPV6DISABLED: no route to add or remove for those.
+    let reasons: Vec<&str> = taxonomy::info("routing")
+        .map_or(&[][..], |i| i.reasons)
+        .iter()
+        .copied()
+        .filter(|r| *r != "IPV6DISABLED")
+        .collect();
+    let flows = drop_flows(cx, &reasons);
     // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
     // (assigned here by location): match those flows against the drop routes too.
     let by_location = cx.acc.get("routing").is_some_and(|a| a.events.iter().any(|e| e.0 == "NOT_SPECIFIED"));
@@ -1658,13 +1576,7 @@ fn cfg_routing(cx: &mut Ctx) {
             adv.push(format!("{tag} check the route to {d}: `{pre}ip route get {d}`, and add the missing route (`{pre}ip route add {d} via GATEWAY`)."));
         }
     }
-    let a = cx.a("routing");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("routing", ev, adv);
 }
 
 fn cfg_neigh(cx: &mut Ctx) {
@@ -1694,13 +1606,7 @@ fn cfg_neigh(cx: &mut Ctx) {
                 .to_owned(),
         );
     }
-    let a = cx.a("neighbor-failure");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("neighbor-failure", ev, adv);
 }
 
 fn cfg_mtu(cx: &mut Ctx) {
@@ -1716,10 +1622,7 @@ fn cfg_mtu(cx: &mut Ctx) {
             ev.push(format!("{} {}", cx.tag(d.netns), mtus.join(", ")));
         }
     }
-    let a = cx.a("mtu-fragmentation");
-    for e in ev {
-        a.ev(e);
-    }
+    cx.add("mtu-fragmentation", ev, Vec::new());
 }
 
 fn cfg_bpf(cx: &mut Ctx) {
@@ -1744,13 +1647,7 @@ fn cfg_bpf(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("bpf-or-tc-program");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("bpf-or-tc-program", ev, adv);
 }
 
 fn cfg_ifdown(cx: &mut Ctx) {
@@ -1790,13 +1687,7 @@ fn cfg_ifdown(cx: &mut Ctx) {
             }
         }
     }
-    let a = cx.a("interface-down");
-    for e in ev {
-        a.ev(e);
-    }
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("interface-down", ev, adv);
 }
 
 fn cfg_csum(cx: &mut Ctx) {
@@ -1811,10 +1702,7 @@ fn cfg_csum(cx: &mut Ctx) {
             ));
         }
     }
-    let a = cx.a("checksum-error");
-    for x in adv {
-        a.adv(x);
-    }
+    cx.add("checksum-error", Vec::new(), adv);
 }
 
 /// Plain-text report of the causes (what `pktloss diagnose` prints).
