@@ -205,6 +205,22 @@ pub struct DevKey {
     pub netns: u32,
 }
 
+/// Per-CPU run-length cache: consecutive events with the same key are counted here and
+/// flushed into the hash maps only when the key changes, which saves a hash-map operation per
+/// event during a flood. Userspace adds the pending counts of every CPU when it reads the
+/// maps, and reads after detaching the programs at the end, so totals stay exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCache {
+    pub drop_key: DropKey,
+    pub drop_pending: u64,
+    pub flow_key: FlowKey,
+    pub _pad: u32,
+    pub flow_pending: u64,
+    pub dev_key: DevKey,
+    pub dev_pending: u64,
+}
+
 /// Per-CPU state of the detail-event budget.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -261,6 +277,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::DevKey {}
     unsafe impl aya::Pod for super::Budget {}
+    unsafe impl aya::Pod for super::RunCache {}
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
 };
 use pktloss_common::{
-    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, data_start, flag, stat,
+    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, RunCache, data_start, flag, stat,
 };
 
 /// Written by userspace before load (`EbpfLoader::override_global`).
@@ -56,6 +56,10 @@ static BUDGET: PerCpuArray<Budget> = PerCpuArray::with_max_entries(1, 0);
 /// Sampled per-drop detail; size set by userspace.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Run-length caches in front of DROPS, FLOWS and TX (see `RunCache`).
+#[map]
+static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1, 0);
 
 /// Scratch flow key (too large to build twice on the 512-byte stack).
 #[map]
@@ -246,38 +250,62 @@ fn take_budget(now: u64) -> bool {
 }
 
 #[inline(always)]
-fn count_in<K>(map: &PerCpuHashMap<K, u64>, key: &K) -> bool {
+fn count_in<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) -> bool {
     if let Some(v) = map.get_ptr_mut(key) {
         // SAFETY: per-CPU value of this CPU.
-        unsafe { *v += 1 };
+        unsafe { *v += n };
         return true;
     }
     // BPF_NOEXIST: another CPU may have inserted it meanwhile; then increment ours.
-    if map.insert(key, 1, 1).is_ok() {
+    if map.insert(key, n, 1).is_ok() {
         return true;
     }
     if let Some(v) = map.get_ptr_mut(key) {
         // SAFETY: as above.
-        unsafe { *v += 1 };
+        unsafe { *v += n };
         return true;
     }
     false
 }
 
+/// Add `n` to a per-CPU stat counter.
+#[inline(always)]
+fn bump_by(idx: u32, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot.
+        unsafe { *p += n };
+    }
+}
+
+/// Word-wise equality of two plain keys (no memcmp in BPF).
+#[inline(always)]
+fn same<T, const W: usize>(a: &T, b: &T) -> bool {
+    // SAFETY: callers pass #[repr(C)] keys of exactly W u32 words without padding.
+    let (a, b) = unsafe { (&*(a as *const T as *const [u32; W]), &*(b as *const T as *const [u32; W])) };
+    let mut i = 0;
+    while i < W {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Count in an LRU map; returns (counted, inserted a new key).
 #[inline(always)]
-fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K) -> (bool, bool) {
+fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K, n: u64) -> (bool, bool) {
     if let Some(v) = map.get_ptr_mut(key) {
         // SAFETY: per-CPU value of this CPU.
-        unsafe { *v += 1 };
+        unsafe { *v += n };
         return (true, false);
     }
-    if map.insert(key, 1, 1).is_ok() {
+    if map.insert(key, n, 1).is_ok() {
         return (true, true);
     }
     if let Some(v) = map.get_ptr_mut(key) {
         // SAFETY: as above.
-        unsafe { *v += 1 };
+        unsafe { *v += n };
         return (true, false);
     }
     (false, false)
@@ -296,8 +324,17 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         }
     }
     let dkey = DropKey { location, reason, stack_id };
-    if !count_in(&DROPS, &dkey) {
-        bump(stat::DROP_KEY_FAILS);
+    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; the kernel does not nest a program on its own CPU.
+    let rc = unsafe { &mut *rc };
+    if rc.drop_pending != 0 && same::<_, 4>(&rc.drop_key, &dkey) {
+        rc.drop_pending += 1;
+    } else {
+        if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
+            bump_by(stat::DROP_KEY_FAILS, rc.drop_pending);
+        }
+        rc.drop_key = dkey;
+        rc.drop_pending = 1;
     }
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
@@ -308,11 +345,19 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     *key = FlowKey { reason, ..FlowKey::default() };
     let (head, nh, tail) = decode_skb::<M>(skb, rx_sk, key);
     if flags & flag::FLOWS != 0 {
-        let (ok, inserted) = count_in_lru(&FLOWS, key);
-        if !ok {
-            bump(stat::FLOW_FAILS);
-        } else if inserted {
-            bump(stat::FLOW_INSERTS);
+        if rc.flow_pending != 0 && same::<_, 13>(&rc.flow_key, key) {
+            rc.flow_pending += 1;
+        } else {
+            if rc.flow_pending != 0 {
+                let (ok, inserted) = count_in_lru(&FLOWS, &rc.flow_key, rc.flow_pending);
+                if !ok {
+                    bump_by(stat::FLOW_FAILS, rc.flow_pending);
+                } else if inserted {
+                    bump(stat::FLOW_INSERTS);
+                }
+            }
+            rc.flow_key = *key;
+            rc.flow_pending = 1;
         }
     }
     if flags & flag::DETAIL == 0 {
@@ -444,9 +489,18 @@ fn count_tx<M: Mem>(skb: u64) {
         return;
     }
     let key = DevKey { ifindex: M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0), netns: dev_netns::<M>(dev) };
-    if !count_in(&TX, &key) {
-        bump(stat::DEV_FAILS);
+    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; only this program touches the dev_* fields.
+    let rc = unsafe { &mut *rc };
+    if rc.dev_pending != 0 && same::<_, 2>(&rc.dev_key, &key) {
+        rc.dev_pending += 1;
+        return;
     }
+    if rc.dev_pending != 0 && !count_in(&TX, &rc.dev_key, rc.dev_pending) {
+        bump_by(stat::DEV_FAILS, rc.dev_pending);
+    }
+    rc.dev_key = key;
+    rc.dev_pending = 1;
 }
 
 /// `tp_btf/net_dev_queue`: per-device transmitted packets.
@@ -489,7 +543,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
     key.netns = sock_netns::<Probe>(sk);
-    let (_, inserted) = count_in_lru(&RETRANS, key);
+    let (_, inserted) = count_in_lru(&RETRANS, key, 1);
     if inserted {
         bump(stat::RETRANS_INSERTS);
     }

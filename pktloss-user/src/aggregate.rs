@@ -233,7 +233,7 @@ impl Aggregator {
         let flow_table = FlowTableStats {
             capacity: info.flow_capacity,
             live,
-            evicted: inserts.saturating_sub(live),
+            evicted: (inserts + raw.pending_new_flows).saturating_sub(live),
             drops_not_in_flows: if info.flow_capacity == 0 { 0 } else { total.saturating_sub(in_flows) },
         };
 
@@ -302,7 +302,7 @@ pub fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
         .enumerate()
         .map(|(i, v)| v.saturating_sub(before.stats.get(i).copied().unwrap_or(0)))
         .collect();
-    RawCounts { stats, drops, flows: Vec::new(), tx: Vec::new(), retrans: Vec::new() }
+    RawCounts { stats, drops, ..RawCounts::default() }
 }
 
 #[cfg(test)]
@@ -331,6 +331,7 @@ mod tests {
             flows: vec![(f1, 10), (f2, 4)],
             tx: vec![],
             retrans: vec![],
+            pending_new_flows: 0,
         }
     }
 

@@ -349,6 +349,14 @@ impl Session {
         Ok(self.summary_of(&raw))
     }
 
+    /// The final, exact summary: detach the programs, drain the last detail events, read.
+    pub fn final_summary(&mut self) -> Result<Summary> {
+        self.tracer.detach();
+        let agg = &mut self.agg;
+        self.tracer.drain(|ev| agg.ingest(ev));
+        self.summary()
+    }
+
     /// Summary of given raw counters.
     pub fn summary_of(&mut self, raw: &RawCounts) -> Summary {
         self.info.duration_secs = self.started.elapsed().as_secs_f64();
@@ -421,7 +429,7 @@ fn capture(a: CaptureArgs) -> Result<()> {
     } else {
         "duration"
     };
-    let summary = session.summary()?;
+    let summary = session.final_summary()?;
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     drop(session); // detach before the slower work
     let text = match a.format {
@@ -658,7 +666,7 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     let mut session = Session::start(a.trace.options())?;
     let before = gather_before();
     run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});
-    let summary = session.summary()?;
+    let summary = session.final_summary()?;
     drop(session);
     let d = gather_after(before, &summary);
     let text = match a.format {

@@ -12,7 +12,9 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
-use pktloss_common::{Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, flag, stat};
+use pktloss_common::{
+    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
+};
 
 use crate::{btf::KernelBtf, decode, model::ProbeStatus, tracefs};
 
@@ -63,6 +65,8 @@ pub struct RawCounts {
     pub flows: Vec<(FlowKey, u64)>,
     pub tx: Vec<(DevKey, u64)>,
     pub retrans: Vec<(FlowKey, u64)>,
+    /// Flows counted only in a run-length cache so far (not inserted in the map yet).
+    pub pending_new_flows: u64,
 }
 
 impl RawCounts {
@@ -348,13 +352,54 @@ impl Tracer {
         let stats_map =
             PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
         let stats = (0..stat::COUNT).map(|i| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)).collect();
-        Ok(RawCounts {
+        let mut raw = RawCounts {
             stats,
             drops: sum_map::<DropKey>(&self.ebpf, "DROPS")?,
             flows: sum_map::<FlowKey>(&self.ebpf, "FLOWS")?,
             tx: sum_map::<DevKey>(&self.ebpf, "TX")?,
             retrans: sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
-        })
+            pending_new_flows: 0,
+        };
+        // Add what the per-CPU run-length caches have not flushed yet.
+        let runs = PerCpuArray::<_, RunCache>::try_from(self.ebpf.map("RUNS").ok_or_else(|| anyhow!("RUNS missing"))?)?;
+        if let Ok(per_cpu) = runs.get(&0, 0) {
+            for rc in per_cpu.iter() {
+                if rc.drop_pending > 0 {
+                    merge(&mut raw.drops, rc.drop_key, rc.drop_pending);
+                }
+                if rc.flow_pending > 0 {
+                    if !raw.flows.iter().any(|(k, _)| *k == rc.flow_key) {
+                        // A flow not inserted in the map yet: not an insert, not an eviction.
+                        raw.pending_new_flows += 1;
+                    }
+                    merge(&mut raw.flows, rc.flow_key, rc.flow_pending);
+                }
+                if rc.dev_pending > 0 {
+                    merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
+                }
+            }
+        }
+        raw.drops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        raw.flows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        raw.tx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(raw)
+    }
+
+    /// Detach every program (maps stay readable), so that a final [`Tracer::read`] is exact:
+    /// nothing can move between the run-length caches and the maps while it reads.
+    pub fn detach(&mut self) {
+        use aya::programs::Program;
+        for (name, prog) in self.ebpf.programs_mut() {
+            let res = match prog {
+                Program::BtfTracePoint(p) => p.unload(),
+                Program::TracePoint(p) => p.unload(),
+                Program::KProbe(p) => p.unload(),
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                log::debug!("unloading {name}: {e}");
+            }
+        }
     }
 
     /// Instruction pointers of a kernel stack recorded with `--stacks` (innermost first).
@@ -363,6 +408,14 @@ impl Tracer {
         let Some(map) = self.ebpf.map("STACKS") else { return Vec::new() };
         let Ok(stacks) = StackTraceMap::try_from(map) else { return Vec::new() };
         stacks.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+    }
+}
+
+/// Add `n` to `key` in a (key, count) list.
+fn merge<K: PartialEq>(list: &mut Vec<(K, u64)>, key: K, n: u64) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, c)) => *c += n,
+        None => list.push((key, n)),
     }
 }
 
