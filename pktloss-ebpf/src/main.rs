@@ -84,9 +84,15 @@ const UNSET_HEADER: u16 = 0xffff;
 
 #[inline(always)]
 fn bump(idx: u32) {
+    bump_by(idx, 1);
+}
+
+/// Add `n` to a per-CPU stat counter.
+#[inline(always)]
+fn bump_by(idx: u32, n: u64) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-        unsafe { *p += 1 };
+        unsafe { *p += n };
     }
 }
 
@@ -266,15 +272,6 @@ fn count_in<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) -> bool {
         return true;
     }
     false
-}
-
-/// Add `n` to a per-CPU stat counter.
-#[inline(always)]
-fn bump_by(idx: u32, n: u64) {
-    if let Some(p) = STATS.get_ptr_mut(idx) {
-        // SAFETY: per-CPU slot.
-        unsafe { *p += n };
-    }
 }
 
 /// Word-wise equality of two plain keys (no memcmp in BPF).

@@ -313,14 +313,16 @@ impl Session {
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
-        let facts = crate::collect::KernelFacts::from_btf(&kbtf);
+        let mut facts = crate::collect::KernelFacts::from_btf(&kbtf);
         // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
-        let tracer = Tracer::start(opts, &facts)?;
+        crate::collect::check_privileges()?;
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
             Kallsyms::default()
         });
+        facts.has_tcp_drop = syms.contains("tcp_drop");
+        let tracer = Tracer::start(opts, &facts)?;
         let (hostname, kernel) = host_facts();
         let info = CaptureInfo {
             hostname,

@@ -89,6 +89,8 @@ pub struct KernelFacts {
     pub kfree_btf: pktloss_common::KfreeBtfArgs,
     pub has_kfree_btf: bool,
     pub has_dev_queue_btf: bool,
+    /// The kernel still has `tcp_drop()` (from kallsyms, filled in by the caller).
+    pub has_tcp_drop: bool,
 }
 
 impl KernelFacts {
@@ -99,6 +101,7 @@ impl KernelFacts {
             kfree_btf: kbtf.kfree_skb_args().unwrap_or_default(),
             has_kfree_btf: kbtf.has_tracepoint("kfree_skb"),
             has_dev_queue_btf: kbtf.has_tracepoint("net_dev_queue"),
+            has_tcp_drop: false,
         }
     }
 }
@@ -156,13 +159,6 @@ fn raise_memlock() {
 /// Whether the kernel can attach kprobes.
 fn kprobes_available(tracefs: &std::path::Path) -> bool {
     tracefs.join("kprobe_events").exists() || PathBuf::from("/sys/bus/event_source/devices/kprobe").exists()
-}
-
-/// Whether kallsyms has a text symbol `name`.
-fn kallsyms_has(name: &str) -> bool {
-    fs::read_to_string("/proc/kallsyms")
-        .map(|t| t.lines().any(|l| l.split_whitespace().nth(2) == Some(name)))
-        .unwrap_or(false)
 }
 
 impl Tracer {
@@ -272,7 +268,7 @@ impl Tracer {
             },
         });
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
-        probes.push(if !kallsyms_has("tcp_drop") {
+        probes.push(if !kbtf.has_tcp_drop {
             status(
                 "tcp_drop",
                 "kprobe",
@@ -379,9 +375,10 @@ impl Tracer {
                 }
             }
         }
-        raw.drops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        raw.flows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        raw.tx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        sort_counts(&mut raw.drops);
+        sort_counts(&mut raw.flows);
+        sort_counts(&mut raw.tx);
+        sort_counts(&mut raw.retrans);
         Ok(raw)
     }
 
@@ -436,8 +433,12 @@ fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> 
             Err(e) => return Err(e).with_context(|| format!("reading map {name}")),
         }
     }
-    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(out)
+}
+
+/// Largest count first, then by key (stable output).
+fn sort_counts<K: Ord>(list: &mut [(K, u64)]) {
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
 fn attach_btf(ebpf: &mut Ebpf, prog: &str, tp: &str, btf: &Btf) -> Result<()> {

@@ -69,6 +69,13 @@ impl Kallsyms {
         self.syms.is_empty()
     }
 
+    /// Whether a text symbol named exactly `name` (in the kernel or a module) exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.syms.iter().any(|(_, s, e)| {
+            self.names.get(*s as usize..*e as usize).is_some_and(|n| n.split(' ').next() == Some(name))
+        })
+    }
+
     /// The function containing `addr` and the offset into it.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
@@ -113,6 +120,8 @@ garbage line
         assert_eq!(k.symbolize(0xffffffffc0400010), "nft_do_chain+0x10 [nf_tables]");
         assert_eq!(k.symbolize(0x10), "0x10");
         assert_eq!(k.symbolize(0), "unknown");
+        assert!(k.contains("nft_do_chain") && k.contains("__udp4_lib_rcv"));
+        assert!(!k.contains("some_data") && !k.contains("hidden") && !k.contains("nft"));
     }
 
     #[test]
