@@ -273,3 +273,36 @@ pub fn reason_count(summary: &Value, reason: &str) -> u64 {
         .and_then(|r| r["count"].as_u64())
         .unwrap_or(0)
 }
+
+/// A copy of the binary that an unprivileged user can execute, wherever the checkout lives: a
+/// clone under /root or in a 0700 `mktemp -d` directory is not traversable by `nobody`.
+/// Removed on drop.
+pub struct NobodyBin {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl NobodyBin {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("pktl-bin-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir for the unprivileged binary");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let path = dir.join("pktloss");
+        fs::copy(pktloss_bin(), &path).expect("copy pktloss");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod pktloss");
+        Self { dir, path }
+    }
+}
+
+impl Default for NobodyBin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NobodyBin {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

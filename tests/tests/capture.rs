@@ -33,14 +33,8 @@ impl Drop for TempDir {
 }
 
 fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(pktloss_bin())
-        .arg("report")
-        .arg(file)
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("report as nobody")
+    let bin = pktloss_tests::NobodyBin::new();
+    Command::new(&bin.path).arg("report").arg(file).args(args).uid(65534).gid(65534).output().expect("report as nobody")
 }
 
 #[test]

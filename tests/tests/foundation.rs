@@ -278,7 +278,8 @@ fn unprivileged_is_a_clear_error() {
         return;
     }
     use std::os::unix::process::CommandExt as _;
-    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
+    let bin = pktloss_tests::NobodyBin::new();
+    let out = std::process::Command::new(&bin.path)
         .args(["capture", "--duration", "1s"])
         .uid(65534)
         .gid(65534)
