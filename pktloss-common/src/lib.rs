@@ -14,13 +14,15 @@ pub const COMM_LEN: usize = 16;
 
 /// Index of a counter in the per-CPU `STATS` array.
 pub mod stat {
-    /// Every `kfree_skb` drop (and `tcp_drop` call) seen.
+    /// Every `kfree_skb` drop (and `tcp_drop` call) seen. Counted in `RunCache::drops`
+    /// (no extra map access per drop); userspace fills it in when it reads.
     pub const DROPS: u32 = 0;
     /// Detail events written to the ring buffer.
     pub const DETAIL_SENT: u32 = 1;
     /// Detail events lost because the ring buffer was full.
     pub const DETAIL_LOST_RINGBUF: u32 = 2;
-    /// Detail events not sent because the per-second budget was spent.
+    /// Detail events not sent because the per-second budget was spent (from
+    /// `RunCache::budget_lost`, as for `DROPS`).
     pub const DETAIL_LOST_BUDGET: u32 = 3;
     /// New flows inserted in the flow LRU map.
     pub const FLOW_INSERTS: u32 = 4;
@@ -30,7 +32,7 @@ pub mod stat {
     pub const STACK_FAILS: u32 = 6;
     /// Drops whose (reason, location) key could not be inserted (map full).
     pub const DROP_KEY_FAILS: u32 = 7;
-    /// Packets seen on `net:net_dev_queue`.
+    /// Packets seen on `net:net_dev_queue` (from `RunCache::tx_packets`, as for `DROPS`).
     pub const TX_PACKETS: u32 = 8;
     /// TCP retransmissions seen.
     pub const RETRANSMITS: u32 = 9;
@@ -209,6 +211,15 @@ pub struct DevKey {
 /// flushed into the hash maps only when the key changes, which saves a hash-map operation per
 /// event during a flood. Userspace adds the pending counts of every CPU when it reads the
 /// maps, and reads after detaching the programs at the end, so totals stay exact.
+///
+/// It also holds this CPU's detail budget (`budget_used` events were sent in budget epoch
+/// `budget_epoch`; userspace advances the epoch in `EPOCH` once a second, so the programs
+/// never read a clock on the drop path) and the hottest counters, which would otherwise cost a
+/// `STATS` access per event.
+///
+/// The kfree_skb and net_dev_queue programs can nest on one CPU (an interrupt during one runs
+/// the other), so each writes only its own fields: `dev_*` and `tx_packets` belong to
+/// net_dev_queue, the rest to the drop programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunCache {
@@ -219,15 +230,18 @@ pub struct RunCache {
     pub flow_pending: u64,
     pub dev_key: DevKey,
     pub dev_pending: u64,
-}
-
-/// Per-CPU state of the detail-event budget.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Budget {
-    pub window_start_ns: u64,
-    pub used: u32,
-    pub _pad: u32,
+    /// The `net_device` (and its `struct net`) whose resolved key is `dev_key`: a packet on the
+    /// same device continues the run without resolving the key again.
+    pub dev_ptr: u64,
+    pub dev_net_ptr: u64,
+    pub budget_epoch: u32,
+    pub budget_used: u32,
+    /// Drops seen ([`stat::DROPS`]).
+    pub drops: u64,
+    /// Detail events over budget ([`stat::DETAIL_LOST_BUDGET`]).
+    pub budget_lost: u64,
+    /// Packets seen on net_dev_queue ([`stat::TX_PACKETS`]).
+    pub tx_packets: u64,
 }
 
 /// Where the captured bytes of a detail event start.
@@ -276,7 +290,6 @@ mod pod {
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::DevKey {}
-    unsafe impl aya::Pod for super::Budget {}
     unsafe impl aya::Pod for super::RunCache {}
 }
 

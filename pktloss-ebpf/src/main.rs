@@ -12,15 +12,19 @@ use core::{
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel as raw_read},
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{
+            bpf_get_current_comm as raw_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+            bpf_probe_read_kernel as raw_read,
+        },
     },
     macros::{btf_tracepoint, kprobe, map, tracepoint},
-    maps::{LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
 };
 use pktloss_common::{
-    Budget, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, RunCache, data_start, flag, stat,
+    COMM_LEN, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, RunCache, data_start, flag,
+    stat,
 };
 
 /// Written by userspace before load (`EbpfLoader::override_global`).
@@ -49,9 +53,9 @@ static RETRANS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entr
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
 
-/// Detail budget state, one slot per CPU.
+/// Detail budget epoch, advanced by userspace once a second (see `RunCache`).
 #[map]
-static BUDGET: PerCpuArray<Budget> = PerCpuArray::with_max_entries(1, 0);
+static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Sampled per-drop detail; size set by userspace.
 #[map]
@@ -77,7 +81,6 @@ macro_rules! cfg {
     };
 }
 
-const NSEC_PER_SEC: u64 = 1_000_000_000;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const UNSET_HEADER: u16 = 0xffff;
@@ -233,25 +236,52 @@ fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, key: &mut FlowKey) -> (u64, u16, u32
     (head, nh, tail)
 }
 
-/// Whether this CPU may still send a detail event in the current one-second window.
+/// Whether this CPU may still send a detail event in the current budget epoch.
 #[inline(always)]
-fn take_budget(now: u64) -> bool {
+fn take_budget(rc: &mut RunCache) -> bool {
     let budget = cfg!(detail_budget_per_cpu);
     if budget == u32::MAX {
         return true;
     }
-    let Some(b) = BUDGET.get_ptr_mut(0) else { return false };
-    // SAFETY: per-CPU slot.
-    let b = unsafe { &mut *b };
-    if now.wrapping_sub(b.window_start_ns) >= NSEC_PER_SEC {
-        b.window_start_ns = now;
-        b.used = 0;
+    let epoch = match EPOCH.get_ptr(0) {
+        // SAFETY: a valid array slot; userspace only ever stores whole u32 values in it.
+        Some(p) => unsafe { *p },
+        None => return false,
+    };
+    if rc.budget_epoch != epoch {
+        rc.budget_epoch = epoch;
+        rc.budget_used = 0;
     }
-    if b.used < budget {
-        b.used += 1;
+    if rc.budget_used < budget {
+        rc.budget_used += 1;
         true
     } else {
         false
+    }
+}
+
+/// Zero a plain key of exactly `W` u32 words. Volatile stores keep LLVM from turning this into
+/// a call to a `memset` subprogram.
+#[inline(always)]
+fn zero<T, const W: usize>(v: &mut T) {
+    let w = v as *mut T as *mut u32;
+    let mut i = 0;
+    while i < W {
+        // SAFETY: callers pass #[repr(C)] values of exactly W u32 words.
+        unsafe { core::ptr::write_volatile(w.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// Copy a plain key of exactly `W` u32 words (no `memmove` subprogram, as for [`zero`]).
+#[inline(always)]
+fn copy<T, const W: usize>(dst: &mut T, src: &T) {
+    let (d, s) = (dst as *mut T as *mut u32, src as *const T as *const u32);
+    let mut i = 0;
+    while i < W {
+        // SAFETY: as for `zero`; `src` and `dst` do not overlap (distinct objects).
+        unsafe { core::ptr::write_volatile(d.add(i), *s.add(i)) };
+        i += 1;
     }
 }
 
@@ -311,7 +341,11 @@ fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K, n: u64) -> (bool, bo
 /// The common drop path of every drop hook.
 #[inline(always)]
 fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: u32, rx_sk: u64) {
-    bump(stat::DROPS);
+    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; this program does not nest on its own CPU, and the only other
+    // writer (net_dev_queue) touches other fields.
+    let rc = unsafe { &mut *rc };
+    rc.drops += 1;
     let flags = cfg!(flags);
     let mut stack_id = -1i32;
     if flags & flag::STACKS != 0 {
@@ -321,9 +355,6 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         }
     }
     let dkey = DropKey { location, reason, stack_id };
-    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot; the kernel does not nest a program on its own CPU.
-    let rc = unsafe { &mut *rc };
     if rc.drop_pending != 0 && same::<_, 4>(&rc.drop_key, &dkey) {
         rc.drop_pending += 1;
     } else {
@@ -339,7 +370,8 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     let Some(key) = SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch slot, reinitialised on every use.
     let key = unsafe { &mut *key };
-    *key = FlowKey { reason, ..FlowKey::default() };
+    zero::<_, 13>(key);
+    key.reason = reason;
     let (head, nh, tail) = decode_skb::<M>(skb, rx_sk, key);
     if flags & flag::FLOWS != 0 {
         if rc.flow_pending != 0 && same::<_, 13>(&rc.flow_key, key) {
@@ -353,17 +385,15 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
                     bump(stat::FLOW_INSERTS);
                 }
             }
-            rc.flow_key = *key;
+            copy::<_, 13>(&mut rc.flow_key, key);
             rc.flow_pending = 1;
         }
     }
     if flags & flag::DETAIL == 0 {
         return;
     }
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !take_budget(now) {
-        bump(stat::DETAIL_LOST_BUDGET);
+    if !take_budget(rc) {
+        rc.budget_lost += 1;
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
@@ -376,16 +406,17 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     // SAFETY: `ev` points at a reserved ring-buffer record of the right size; every field
     // is written before submit.
     unsafe {
-        (*ev).ts_ns = now;
+        (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = location;
-        (*ev).flow = *key;
+        copy::<_, 13>(&mut (*ev).flow, key);
         (*ev).stack_id = stack_id;
         (*ev).tid = pid_tgid as u32;
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).cpu = bpf_get_smp_processor_id();
         (*ev).skb_len = M::get(skb, cfg!(offsets.skb_len)).unwrap_or(0);
         (*ev).has_rx_sk = u8::from(rx_sk != 0);
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        // The helper zeroes the buffer itself when there is no current task.
+        raw_comm(addr_of!((*ev).comm) as *mut core::ffi::c_void, COMM_LEN as u32);
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
@@ -480,15 +511,26 @@ pub fn tcp_drop(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn count_tx<M: Mem>(skb: u64) {
-    bump(stat::TX_PACKETS);
+    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot; only this program touches the dev_* fields and tx_packets.
+    let rc = unsafe { &mut *rc };
+    rc.tx_packets += 1;
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
     if dev == 0 {
         return;
     }
-    let key = DevKey { ifindex: M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0), netns: dev_netns::<M>(dev) };
-    let Some(rc) = RUNS.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot; only this program touches the dev_* fields.
-    let rc = unsafe { &mut *rc };
+    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    // Same device, same index, same namespace as the run: no need to resolve the key. (The
+    // index and namespace guard against a freed device whose memory was reused, or a device
+    // moved to another namespace.)
+    if rc.dev_pending != 0 && rc.dev_ptr == dev && rc.dev_net_ptr == net && rc.dev_key.ifindex == ifindex {
+        rc.dev_pending += 1;
+        return;
+    }
+    let key = DevKey { ifindex, netns: M::get(net, cfg!(offsets.net_inum)).unwrap_or(0) };
+    rc.dev_ptr = dev;
+    rc.dev_net_ptr = net;
     if rc.dev_pending != 0 && same::<_, 2>(&rc.dev_key, &key) {
         rc.dev_pending += 1;
         return;
@@ -521,7 +563,8 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     let Some(key) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch slot, reinitialised here.
     let key = unsafe { &mut *key };
-    *key = FlowKey { l4proto: 6, ..FlowKey::default() };
+    zero::<_, 13>(key);
+    key.l4proto = 6;
     let family: u16 = tp_field(&ctx, cfg!(retrans_tp.family));
     key.sport = tp_field(&ctx, cfg!(retrans_tp.sport));
     key.dport = tp_field(&ctx, cfg!(retrans_tp.dport));

@@ -4,12 +4,14 @@ use std::{
     fs,
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
     path::PathBuf,
+    sync::mpsc,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
@@ -111,6 +113,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     ring: Option<RingBuf<MapData>>,
+    /// Dropping it stops the budget clock thread (see [`budget_clock`]).
+    _budget_clock: Option<mpsc::Sender<()>>,
     /// State of each probe.
     pub probes: Vec<ProbeStatus>,
     /// Number of possible CPUs (per-CPU map width).
@@ -297,7 +301,13 @@ impl Tracer {
         } else {
             None
         };
-        Ok(Self { ebpf, _logger: logger, ring, probes, ncpus, options })
+        let budget_clock = if options.detail && per_cpu != u32::MAX {
+            let map = ebpf.take_map("EPOCH").ok_or_else(|| anyhow!("EPOCH map missing"))?;
+            Some(budget_clock(Array::try_from(map).context("EPOCH array")?)?)
+        } else {
+            None
+        };
+        Ok(Self { ebpf, _logger: logger, ring, _budget_clock: budget_clock, probes, ncpus, options })
     }
 
     /// File descriptor that becomes readable when detail events are waiting.
@@ -336,6 +346,9 @@ impl Tracer {
 
     /// Sum of a per-CPU stat counter.
     pub fn stat(&self, idx: u32) -> u64 {
+        if let Some(v) = run_stat(&self.runs(), idx) {
+            return v;
+        }
         self.ebpf
             .map("STATS")
             .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
@@ -343,11 +356,24 @@ impl Tracer {
             .map_or(0, |v| v.iter().sum())
     }
 
+    /// The run-length cache of every CPU.
+    fn runs(&self) -> Vec<RunCache> {
+        self.ebpf
+            .map("RUNS")
+            .and_then(|m| PerCpuArray::<_, RunCache>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Read every counter map.
     pub fn read(&self) -> Result<RawCounts> {
         let stats_map =
             PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
-        let stats = (0..stat::COUNT).map(|i| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)).collect();
+        let runs = self.runs();
+        let stats = (0..stat::COUNT)
+            .map(|i| run_stat(&runs, i).unwrap_or_else(|| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)))
+            .collect();
         let mut raw = RawCounts {
             stats,
             drops: sum_map::<DropKey>(&self.ebpf, "DROPS")?,
@@ -357,22 +383,19 @@ impl Tracer {
             pending_new_flows: 0,
         };
         // Add what the per-CPU run-length caches have not flushed yet.
-        let runs = PerCpuArray::<_, RunCache>::try_from(self.ebpf.map("RUNS").ok_or_else(|| anyhow!("RUNS missing"))?)?;
-        if let Ok(per_cpu) = runs.get(&0, 0) {
-            for rc in per_cpu.iter() {
-                if rc.drop_pending > 0 {
-                    merge(&mut raw.drops, rc.drop_key, rc.drop_pending);
+        for rc in &runs {
+            if rc.drop_pending > 0 {
+                merge(&mut raw.drops, rc.drop_key, rc.drop_pending);
+            }
+            if rc.flow_pending > 0 {
+                if !raw.flows.iter().any(|(k, _)| *k == rc.flow_key) {
+                    // A flow not inserted in the map yet: not an insert, not an eviction.
+                    raw.pending_new_flows += 1;
                 }
-                if rc.flow_pending > 0 {
-                    if !raw.flows.iter().any(|(k, _)| *k == rc.flow_key) {
-                        // A flow not inserted in the map yet: not an insert, not an eviction.
-                        raw.pending_new_flows += 1;
-                    }
-                    merge(&mut raw.flows, rc.flow_key, rc.flow_pending);
-                }
-                if rc.dev_pending > 0 {
-                    merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
-                }
+                merge(&mut raw.flows, rc.flow_key, rc.flow_pending);
+            }
+            if rc.dev_pending > 0 {
+                merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
             }
         }
         sort_counts(&mut raw.drops);
@@ -406,6 +429,37 @@ impl Tracer {
         let Ok(stacks) = StackTraceMap::try_from(map) else { return Vec::new() };
         stacks.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
     }
+}
+
+/// Start the thread that advances the detail-budget epoch once a second, so that the programs
+/// need no clock on the drop path. It ends when the returned sender is dropped.
+fn budget_clock(mut epoch: Array<MapData, u32>) -> Result<mpsc::Sender<()>> {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("budget-clock".to_owned())
+        .spawn(move || {
+            let mut n = 0u32;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+                n = n.wrapping_add(1);
+                if let Err(e) = epoch.set(0, n, 0) {
+                    log::warn!("cannot advance the detail budget epoch: {e}");
+                    return;
+                }
+            }
+        })
+        .context("cannot start the budget clock thread")?;
+    Ok(tx)
+}
+
+/// The stat counters kept in the run-length caches rather than in `STATS`.
+fn run_stat(runs: &[RunCache], idx: u32) -> Option<u64> {
+    let field: fn(&RunCache) -> u64 = match idx {
+        stat::DROPS => |rc| rc.drops,
+        stat::DETAIL_LOST_BUDGET => |rc| rc.budget_lost,
+        stat::TX_PACKETS => |rc| rc.tx_packets,
+        _ => return None,
+    };
+    Some(runs.iter().map(field).sum())
 }
 
 /// Add `n` to `key` in a (key, count) list.

@@ -46,6 +46,8 @@ enum Cmd {
     },
     /// Drop-flood overhead of pktloss and its peers; table on stdout, JSON under target/bench/.
     Bench(bench::BenchArgs),
+    /// The benchmark's drop flood alone (namespaces, nftables DROP rule), for profiling.
+    Flood(bench::FloodArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => tasks::test(&args),
         Cmd::Lint { fmt } => tasks::lint(fmt),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Flood(args) => bench::flood_only(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

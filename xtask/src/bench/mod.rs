@@ -622,3 +622,57 @@ mod tests {
         assert_eq!(median(Vec::new()), None);
     }
 }
+
+/// Options of `cargo xtask flood`.
+#[derive(clap::Args, Debug)]
+pub struct FloodArgs {
+    /// Seconds to flood.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Packets per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Datagrams per sendmmsg call.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    batch: u16,
+    /// CPU to pin the sender to (default: the last allowed CPU).
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// `cargo xtask flood`: the benchmark's drop flood alone, for profiling a tracer started by
+/// hand (`perf record -C CPU`, bpftool, ...). Prints the rate; the namespaces go away at the end.
+pub fn flood_only(args: FloodArgs) -> Result<()> {
+    if !util::is_root() {
+        bail!("flood must run as root (namespaces, nftables)");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    let cpus = flood::allowed_cpus();
+    let cpu = match args.cpu {
+        Some(c) if cpus.contains(&c) => c,
+        Some(c) => bail!("--cpu {c} is not one of the allowed CPUs {cpus:?}"),
+        None => *cpus.last().unwrap_or(&0),
+    };
+    let netns = Netns::create()?;
+    let before = netns.dropped()?;
+    let cfg = FloodCfg {
+        cpu,
+        duration: Duration::from_secs_f64(args.seconds.max(0.1)),
+        rate: args.rate,
+        batch: usize::from(args.batch),
+    };
+    eprintln!("flood: {} s on CPU {cpu}", args.seconds);
+    let r = flood::flood(cfg, &stop)?;
+    let dropped = netns.dropped()? - before;
+    println!(
+        "sent {} dropped {} in {:.3} s: {:.1}k drops/s",
+        r.sent,
+        dropped,
+        r.elapsed.as_secs_f64(),
+        dropped as f64 / r.elapsed.as_secs_f64() / 1e3
+    );
+    Ok(())
+}
