@@ -52,10 +52,13 @@ pub mod flag {
     pub const FLOWS: u32 = 1;
     /// Send per-drop detail events through the ring buffer.
     pub const DETAIL: u32 = 2;
-    /// Record a kernel stack id per (reason, location).
+    /// Record the kernel stack of each detail event (sampled, like the detail itself).
     pub const STACKS: u32 = 4;
     /// Copy packet bytes into detail events.
     pub const PACKET_BYTES: u32 = 8;
+    /// The tp_btf programs may load packet bytes directly through `skb->head` (the kernel
+    /// types `char *` fields of BTF pointers as read-only untrusted memory, 6.17+).
+    pub const UNTRUSTED_LOADS: u32 = 16;
 }
 
 /// Reason code used for drops seen through the `tcp_drop()` kprobe (old kernels).
@@ -159,6 +162,13 @@ pub struct Config {
     pub detail_budget_per_cpu: u32,
     /// Packet bytes to copy into each detail event (at most [`MAX_SNAPLEN`]).
     pub snaplen: u32,
+    /// Detail events are submitted without waking the reader until this many bytes wait in
+    /// the ring buffer (the reader also polls with a timeout); a wakeup per event would cost
+    /// more than the event.
+    pub wakeup_bytes: u32,
+    /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length rounded up
+    /// to 8 (records carry only the packet bytes asked for).
+    pub event_bytes: u32,
     pub _pad: u32,
 }
 
@@ -170,7 +180,7 @@ pub struct DropKey {
     pub location: u64,
     /// Value of `enum skb_drop_reason`.
     pub reason: u32,
-    /// Stack id in the `STACKS` map, or -1 when stacks are off or unavailable.
+    /// Always -1 since stacks are sampled with the detail events (kept for the layout).
     pub stack_id: i32,
 }
 
@@ -279,8 +289,15 @@ pub struct DropEvent {
     pub data: [u8; MAX_SNAPLEN],
 }
 
-/// Size of [`DropEvent`] in bytes, as written by the kernel.
+/// Size of a full [`DropEvent`] in bytes (a record with [`MAX_SNAPLEN`] packet bytes).
 pub const DROP_EVENT_SIZE: usize = core::mem::size_of::<DropEvent>();
+/// Bytes of a [`DropEvent`] before its packet bytes: the smallest valid record.
+pub const DROP_EVENT_HEADER: usize = core::mem::offset_of!(DropEvent, data);
+
+/// Size of the detail records for a snap length.
+pub const fn event_bytes(snaplen: u32) -> u32 {
+    DROP_EVENT_HEADER as u32 + snaplen.div_ceil(8) * 8
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -303,6 +320,10 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 52);
         assert_eq!(core::mem::size_of::<DevKey>(), 8);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
+        assert_eq!(DROP_EVENT_HEADER, 112);
+        assert_eq!(event_bytes(0), 112);
+        assert_eq!(event_bytes(1), 120);
+        assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
         assert_eq!(core::mem::size_of::<Config>() % 4, 0);
     }
 }

@@ -6,7 +6,6 @@
 #![no_main]
 
 use core::{
-    mem::MaybeUninit,
     ptr::{addr_of, read_volatile},
 };
 
@@ -84,6 +83,9 @@ macro_rules! cfg {
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const UNSET_HEADER: u16 = 0xffff;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -114,6 +116,12 @@ fn rd<T>(base: u64, off: u32) -> Option<T> {
 trait Mem {
     /// Read a `T` at `base + off`; `None` when `base` is null.
     fn get<T: Copy>(base: u64, off: u32) -> Option<T>;
+
+    /// Read the first `L3_PEEK` bytes at `l3`, a pointer into packet memory.
+    #[inline(always)]
+    fn peek(l3: u64) -> Option<[u8; L3_PEEK]> {
+        rd(l3, 0)
+    }
 }
 
 /// Helper-based reads: for classic tracepoints, whose pointers are untyped scalars.
@@ -140,6 +148,34 @@ impl Mem for Direct {
         // SAFETY: `base` is a BTF-typed kernel pointer and `off` a member offset from the
         // kernel's own BTF; the verifier rejects the program otherwise.
         Some(unsafe { core::ptr::read((base + u64::from(off)) as *const T) })
+    }
+
+    /// With `flag::UNTRUSTED_LOADS`, `skb->head` (a `char *` read through a BTF pointer) is
+    /// read-only untrusted memory to the verifier: six plain loads, each made fault-tolerant
+    /// by the JIT, instead of a helper call. The flag is a constant of the frozen config, so
+    /// the verifier only sees the branch that this kernel supports.
+    #[inline(always)]
+    fn peek(l3: u64) -> Option<[u8; L3_PEEK]> {
+        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
+            return rd(l3, 0);
+        }
+        let p = l3 as *const u64;
+        // SAFETY: see above; a load that faults reads as zero instead of oopsing.
+        let w: [u64; 6] = unsafe {
+            [
+                read_volatile(p),
+                read_volatile(p.add(1)),
+                read_volatile(p.add(2)),
+                read_volatile(p.add(3)),
+                read_volatile(p.add(4)),
+                u64::from(read_volatile(p.add(5) as *const u32)),
+            ]
+        };
+        // SAFETY: [u64; 6] is 48 plain bytes; the first 44 are the peek.
+        let b: [u8; 48] = unsafe { core::mem::transmute(w) };
+        let mut out = [0u8; L3_PEEK];
+        out.copy_from_slice(&b[..L3_PEEK]);
+        Some(out)
     }
 }
 
@@ -187,7 +223,7 @@ fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, key: &mut FlowKey) -> (u64, u16, u32
     let avail = tail - u32::from(nh);
     // One read covers the common cases; bytes past `avail` are ignored (the head buffer
     // always extends past `tail`, into skb_shared_info, so the read itself is safe).
-    let Some(h) = rd::<[u8; L3_PEEK]>(l3, 0) else { return (head, nh, tail) };
+    let Some(h) = M::peek(l3) else { return (head, nh, tail) };
     let ports: [u8; 4];
     let l4: u8;
     match h[0] >> 4 {
@@ -347,14 +383,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     let rc = unsafe { &mut *rc };
     rc.drops += 1;
     let flags = cfg!(flags);
-    let mut stack_id = -1i32;
-    if flags & flag::STACKS != 0 {
-        match ctx.get_stackid(&STACKS, 0) {
-            Ok(id) => stack_id = id as i32,
-            Err(_) => bump(stat::STACK_FAILS),
-        }
-    }
-    let dkey = DropKey { location, reason, stack_id };
+    let dkey = DropKey { location, reason, stack_id: -1 };
     if rc.drop_pending != 0 && same::<_, 4>(&rc.drop_key, &dkey) {
         rc.drop_pending += 1;
     } else {
@@ -396,14 +425,25 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         rc.budget_lost += 1;
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+    // Unwinding costs about a microsecond: only for the sampled events.
+    let mut stack_id = -1i32;
+    if flags & flag::STACKS != 0 {
+        match ctx.get_stackid(&STACKS, 0) {
+            Ok(id) => stack_id = id as i32,
+            Err(_) => bump(stat::STACK_FAILS),
+        }
+    }
+    // The record holds the header and `snaplen` packet bytes; the size is a constant of the
+    // frozen config, as the verifier requires.
+    let size = cfg!(event_bytes);
+    let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
         bump(stat::DETAIL_LOST_RINGBUF);
         return;
     };
-    let ev: &mut MaybeUninit<DropEvent> = &mut entry;
-    let ev = ev.as_mut_ptr();
+    let ev = entry.as_mut_ptr() as *mut DropEvent;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: `ev` points at a reserved ring-buffer record of the right size; every field
+    // SAFETY: `ev` points at a reserved ring-buffer record of `size` bytes: the DropEvent
+    // header plus `snaplen` bytes of `data`, the only part of `data` written. Every header field
     // is written before submit.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
@@ -445,7 +485,19 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
             }
         }
     }
-    entry.submit(0);
+    // Wake the reader only when this record makes the waiting data cross a multiple of the
+    // threshold (it polls with a timeout anyway, and poll returns at once while data waits):
+    // a wakeup is an interrupt, far dearer than the event. Multiples, so that a crossing
+    // missed while another CPU reserved concurrently is made up at the next one.
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    let mark = u64::from(cfg!(wakeup_bytes));
+    let before = avail.saturating_sub(u64::from(size) + 8);
+    let wake = if mark != 0 && avail / mark != before / mark {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wake);
     bump(stat::DETAIL_SENT);
 }
 

@@ -42,6 +42,9 @@ pub struct Aggregator {
     flow_process: HashMap<FlowKey, String>,
     /// Cache of device names: (netns, ifindex) -> name.
     dev_names: HashMap<(u32, u32), String>,
+    /// Stack ids of the sampled detail events per (reason, location), with how often each
+    /// was seen (`--stacks`).
+    stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
 }
 
 /// Top-N limits of a summary.
@@ -63,6 +66,7 @@ impl Aggregator {
             delivered: 0,
             flow_process: HashMap::new(),
             dev_names: HashMap::new(),
+            stack_samples: HashMap::new(),
         }
     }
 
@@ -79,6 +83,9 @@ impl Aggregator {
     /// Take one detail event.
     pub fn ingest(&mut self, ev: &DropEvent) {
         self.delivered += 1;
+        if ev.stack_id >= 0 {
+            *self.stack_samples.entry((ev.flow.reason, ev.location)).or_default().entry(ev.stack_id).or_default() += 1;
+        }
         if is_user_comm(ev.pid) {
             self.flow_process.entry(ev.flow).or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
         }
@@ -129,6 +136,19 @@ impl Aggregator {
         }
     }
 
+    /// The stack to show for a (reason, location): the one in its key, or else the one seen
+    /// most often among its sampled detail events (ties: the lowest id, for stable output).
+    fn stack_of(&self, reason: u32, location: u64, key_stack: i32) -> Option<i32> {
+        if key_stack >= 0 {
+            return Some(key_stack);
+        }
+        self.stack_samples
+            .get(&(reason, location))?
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(id, _)| *id)
+    }
+
     /// Build the summary from cumulative raw counters; `stacks` symbolizes a stack id.
     pub fn summary(&mut self, raw: &RawCounts, info: &CaptureInfo, stacks: &dyn Fn(i32) -> Vec<u64>) -> Summary {
         let total = raw.stat(stat::DROPS);
@@ -158,10 +178,9 @@ impl Aggregator {
                 reason: self.reasons.name(k.reason),
                 code: k.reason,
                 count: *c,
-                stack: if k.stack_id >= 0 {
-                    stacks(k.stack_id).into_iter().map(|ip| self.syms.symbolize(ip)).collect()
-                } else {
-                    Vec::new()
+                stack: match self.stack_of(k.reason, k.location, k.stack_id) {
+                    Some(id) => stacks(id).into_iter().map(|ip| self.syms.symbolize(ip)).collect(),
+                    None => Vec::new(),
                 },
             })
             .collect();

@@ -322,6 +322,15 @@ impl KernelBtf {
         self.tp_params(tp).is_ok()
     }
 
+    /// Whether some enum named `enum_name` has a member named `member`.
+    pub fn has_enum_member(&self, enum_name: &str, member: &str) -> bool {
+        (1..self.types.len() as u32).filter_map(|id| self.ty(id)).any(|t| {
+            (t.kind == kind::ENUM || t.kind == kind::ENUM64)
+                && self.name(t.name_off) == enum_name
+                && self.enum_members(&t).iter().any(|(_, n)| *n == member)
+        })
+    }
+
     fn enum_members(&self, t: &Ty) -> Vec<(u32, &str)> {
         (0..t.vlen as usize)
             .filter_map(|i| {

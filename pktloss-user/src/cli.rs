@@ -114,6 +114,10 @@ pub struct TraceArgs {
     /// Use the classic tracepoints even where tp_btf works.
     #[arg(long)]
     pub classic: bool,
+    /// Count transmitted packets per device with the net:net_dev_queue tracepoint (a program
+    /// run per transmitted packet) instead of the devices' own counters.
+    #[arg(long)]
+    pub tx_trace: bool,
 }
 
 /// A detail budget.
@@ -153,6 +157,7 @@ impl TraceArgs {
             snaplen: self.snaplen,
             ringbuf_bytes: self.ringbuf_kib * 1024,
             classic: self.classic,
+            tx_trace: self.tx_trace,
         }
     }
 }
@@ -479,6 +484,7 @@ fn capture_file(
         "flows": !a.trace.no_flows,
         "snaplen": a.trace.snaplen,
         "classic": a.trace.classic,
+        "tx_trace": a.trace.tx_trace,
     });
     // Interfaces of every namespace with drops or traffic.
     let mut seen = std::collections::BTreeSet::new();

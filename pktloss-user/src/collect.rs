@@ -4,7 +4,7 @@ use std::{
     fs,
     os::fd::{AsFd as _, AsRawFd as _, RawFd},
     path::PathBuf,
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::Duration,
 };
 
@@ -18,7 +18,7 @@ use pktloss_common::{
     Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
 };
 
-use crate::{btf::KernelBtf, decode, model::ProbeStatus, tracefs};
+use crate::{btf::KernelBtf, counters::devtx::DeviceTx, decode, model::ProbeStatus, tracefs};
 
 /// The eBPF object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
@@ -43,6 +43,9 @@ pub struct Options {
     pub ringbuf_bytes: u32,
     /// Force the classic tracepoints even where tp_btf works (for tests and old kernels).
     pub classic: bool,
+    /// Count transmitted packets with the `net:net_dev_queue` probe (a program run per
+    /// transmitted packet) instead of reading the devices' own counters.
+    pub tx_trace: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             snaplen: pktloss_common::DEFAULT_SNAPLEN,
             ringbuf_bytes: 2 << 20,
             classic: false,
+            tx_trace: false,
         }
     }
 }
@@ -93,6 +97,10 @@ pub struct KernelFacts {
     pub has_dev_queue_btf: bool,
     /// The kernel still has `tcp_drop()` (from kallsyms, filled in by the caller).
     pub has_tcp_drop: bool,
+    /// `char *` fields read from BTF-typed pointers are dereferenceable read-only untrusted
+    /// memory (`BPF_FEAT_RDONLY_CAST_TO_VOID`, 6.17+): tp_btf programs then read packet headers
+    /// with plain fault-tolerant loads instead of `bpf_probe_read_kernel` calls.
+    pub untrusted_mem_loads: bool,
 }
 
 impl KernelFacts {
@@ -104,6 +112,7 @@ impl KernelFacts {
             has_kfree_btf: kbtf.has_tracepoint("kfree_skb"),
             has_dev_queue_btf: kbtf.has_tracepoint("net_dev_queue"),
             has_tcp_drop: false,
+            untrusted_mem_loads: kbtf.has_enum_member("bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID"),
         }
     }
 }
@@ -115,6 +124,8 @@ pub struct Tracer {
     ring: Option<RingBuf<MapData>>,
     /// Dropping it stops the budget clock thread (see [`budget_clock`]).
     _budget_clock: Option<mpsc::Sender<()>>,
+    /// Device TX from the kernel's counters when the net_dev_queue probe is off.
+    device_tx: Option<Mutex<DeviceTx>>,
     /// State of each probe.
     pub probes: Vec<ProbeStatus>,
     /// Number of possible CPUs (per-CPU map width).
@@ -176,6 +187,12 @@ impl Tracer {
             )
             .into());
         }
+        if options.stacks && !options.detail {
+            return Err(StartError(
+                "--stacks records the stack of each sampled detail event; it cannot go with --no-detail".to_owned(),
+            )
+            .into());
+        }
         if options.snaplen as usize > MAX_SNAPLEN {
             return Err(
                 StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into()
@@ -207,6 +224,9 @@ impl Tracer {
         if options.stacks {
             flags |= flag::STACKS;
         }
+        if kbtf.untrusted_mem_loads {
+            flags |= flag::UNTRUSTED_LOADS;
+        }
         let per_cpu = match options.detail_budget {
             None => u32::MAX,
             Some(b) => b.div_ceil(ncpus as u32),
@@ -234,6 +254,8 @@ impl Tracer {
             flags,
             detail_budget_per_cpu: per_cpu,
             snaplen: options.snaplen,
+            wakeup_bytes: options.ringbuf_bytes / 8,
+            event_bytes: pktloss_common::event_bytes(options.snaplen),
             _pad: 0,
         };
         log::debug!("config: {config:?}");
@@ -261,8 +283,19 @@ impl Tracer {
         // skb:kfree_skb -- required.
         let kfree = attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?;
         probes.push(kfree);
-        // net:net_dev_queue -- optional.
-        probes.push(attach_dev_queue(&mut ebpf, &aya_btf, kbtf, &tracefs, options.classic));
+        // net:net_dev_queue -- on request; otherwise TX comes from the device counters.
+        let device_tx = if options.tx_trace {
+            probes.push(attach_dev_queue(&mut ebpf, &aya_btf, kbtf, &tracefs, options.classic));
+            None
+        } else {
+            probes.push(status(
+                "net:net_dev_queue",
+                "tp_btf",
+                false,
+                "off by default (a program run per transmitted packet); TX from device counters, --tx-trace to attach",
+            ));
+            Some(Mutex::new(DeviceTx::start()))
+        };
         // tcp:tcp_retransmit_skb -- optional.
         probes.push(match retrans_fmt {
             None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
@@ -307,7 +340,7 @@ impl Tracer {
         } else {
             None
         };
-        Ok(Self { ebpf, _logger: logger, ring, _budget_clock: budget_clock, probes, ncpus, options })
+        Ok(Self { ebpf, _logger: logger, ring, _budget_clock: budget_clock, device_tx, probes, ncpus, options })
     }
 
     /// File descriptor that becomes readable when detail events are waiting.
@@ -397,6 +430,13 @@ impl Tracer {
             if rc.dev_pending > 0 {
                 merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
             }
+        }
+        if let Some(dtx) = &self.device_tx {
+            let mut with_drops: Vec<u32> =
+                raw.flows.iter().filter(|(k, _)| k.ifindex != 0).map(|(k, _)| k.netns).collect();
+            with_drops.sort_unstable();
+            with_drops.dedup();
+            raw.tx = dtx.lock().map(|mut d| d.read(&with_drops)).unwrap_or_default();
         }
         sort_counts(&mut raw.drops);
         sort_counts(&mut raw.flows);

@@ -2,7 +2,7 @@
 //! protocols, comm), defensively: a short or malformed record is an error, never a panic.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use pktloss_common::{DROP_EVENT_SIZE, DropEvent, FlowKey, data_start};
+use pktloss_common::{DROP_EVENT_HEADER, DROP_EVENT_SIZE, DropEvent, FlowKey, data_start};
 use thiserror::Error;
 
 /// Why a ring-buffer record could not be decoded.
@@ -16,14 +16,19 @@ pub enum DecodeError {
 
 /// Decode one `DropEvent` record as written by the kernel.
 pub fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
-    if bytes.len() < DROP_EVENT_SIZE {
-        return Err(DecodeError::Short { got: bytes.len(), want: DROP_EVENT_SIZE });
+    if bytes.len() < DROP_EVENT_HEADER {
+        return Err(DecodeError::Short { got: bytes.len(), want: DROP_EVENT_HEADER });
     }
-    // SAFETY: the length is checked above, DropEvent is plain data valid for any bit pattern,
-    // and read_unaligned has no alignment requirement.
-    let ev = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) };
-    if usize::from(ev.cap_len) > ev.data.len() {
-        return Err(DecodeError::CapLen { cap: usize::from(ev.cap_len), max: ev.data.len() });
+    // Records carry the header and as many packet bytes as the snap length asked for.
+    let mut full = [0u8; DROP_EVENT_SIZE];
+    let n = bytes.len().min(DROP_EVENT_SIZE);
+    full[..n].copy_from_slice(&bytes[..n]);
+    // SAFETY: `full` holds DROP_EVENT_SIZE bytes, DropEvent is plain data valid for any bit
+    // pattern, and read_unaligned has no alignment requirement.
+    let ev = unsafe { std::ptr::read_unaligned(full.as_ptr().cast::<DropEvent>()) };
+    let max = n - DROP_EVENT_HEADER;
+    if usize::from(ev.cap_len) > max {
+        return Err(DecodeError::CapLen { cap: usize::from(ev.cap_len), max });
     }
     Ok(ev)
 }
@@ -148,9 +153,13 @@ mod tests {
     #[test]
     fn malformed_records() {
         let bytes = event_bytes(&sample());
-        for n in [0, 1, 8, DROP_EVENT_SIZE - 1] {
-            assert_eq!(drop_event(&bytes[..n]).err(), Some(DecodeError::Short { got: n, want: DROP_EVENT_SIZE }));
+        for n in [0, 1, 8, DROP_EVENT_HEADER - 1] {
+            assert_eq!(drop_event(&bytes[..n]).err(), Some(DecodeError::Short { got: n, want: DROP_EVENT_HEADER }));
         }
+        // A record sized for a shorter snap length: fine while cap_len fits in it.
+        let short = &bytes[..DROP_EVENT_HEADER + 8];
+        assert_eq!(packet_bytes(&drop_event(short).expect("short record")), &[0x45; 4]);
+        assert_eq!(drop_event(&bytes[..DROP_EVENT_HEADER]).err(), Some(DecodeError::CapLen { cap: 4, max: 0 }));
         let mut bad = sample();
         bad.cap_len = u16::MAX;
         assert!(matches!(drop_event(&event_bytes(&bad)), Err(DecodeError::CapLen { .. })));

@@ -62,7 +62,8 @@ pub struct DeviceCount {
     pub ifindex: u32,
     pub name: String,
     pub netns: u32,
-    /// Packets queued for transmission (`net:net_dev_queue`).
+    /// Packets transmitted: queued to the device (`net:net_dev_queue`, with `--tx-trace`), or by
+    /// default the device's own `tx_packets` counter since the start.
     pub tx_packets: u64,
     /// Drops attributed to this device (from the flow counters).
     pub drops: u64,

@@ -13,6 +13,7 @@
 //! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (netdev_max_backlog,
 //! netdev_budget, tcp_mem, udp_mem, rmem_max in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
+pub mod devtx;
 pub mod gather;
 pub mod parse;
 

@@ -118,6 +118,20 @@ const MODES: &[Mode] = &[
         default: false,
     },
     Mode {
+        key: "pktloss-counts",
+        what: "pktloss capture --no-flows --no-detail (reason x location only)",
+        kind: Kind::Pktloss(&["--no-flows", "--no-detail"]),
+        rate: None,
+        default: false,
+    },
+    Mode {
+        key: "pktloss-tx-trace",
+        what: "pktloss capture --tx-trace (net_dev_queue probe on)",
+        kind: Kind::Pktloss(&["--tx-trace"]),
+        rate: None,
+        default: false,
+    },
+    Mode {
         key: "pktloss-100k",
         what: "pktloss capture (default mode), flood paced to 100k/s",
         kind: Kind::Pktloss(&[]),
