@@ -166,7 +166,7 @@ pub struct Config {
     /// the ring buffer (the reader also polls with a timeout); a wakeup per event would cost
     /// more than the event.
     pub wakeup_bytes: u32,
-    /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length rounded up
+    /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
     /// to 8 (records carry only the packet bytes asked for).
     pub event_bytes: u32,
     pub _pad: u32,
@@ -294,9 +294,10 @@ pub const DROP_EVENT_SIZE: usize = core::mem::size_of::<DropEvent>();
 /// Bytes of a [`DropEvent`] before its packet bytes: the smallest valid record.
 pub const DROP_EVENT_HEADER: usize = core::mem::offset_of!(DropEvent, data);
 
-/// Size of the detail records for a snap length.
+/// Size of the detail records for a snap length (a multiple of 8, as the ring buffer
+/// allocates).
 pub const fn event_bytes(snaplen: u32) -> u32 {
-    DROP_EVENT_HEADER as u32 + snaplen.div_ceil(8) * 8
+    (DROP_EVENT_HEADER as u32 + snaplen).div_ceil(8) * 8
 }
 
 #[cfg(feature = "user")]
@@ -320,9 +321,10 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 52);
         assert_eq!(core::mem::size_of::<DevKey>(), 8);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
-        assert_eq!(DROP_EVENT_HEADER, 112);
+        assert_eq!(DROP_EVENT_HEADER, 108);
         assert_eq!(event_bytes(0), 112);
-        assert_eq!(event_bytes(1), 120);
+        assert_eq!(event_bytes(4), 112);
+        assert_eq!(event_bytes(5), 120);
         assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
         assert_eq!(core::mem::size_of::<Config>() % 4, 0);
     }
