@@ -93,8 +93,8 @@ pub enum Format {
 /// Flags shared by every subcommand that traces.
 #[derive(Args, Debug, Clone)]
 pub struct TraceArgs {
-    /// Record a kernel stack per (reason, location).
-    #[arg(long)]
+    /// Record the kernel stack of each sampled detail event (shown per reason x location).
+    #[arg(long, conflicts_with = "no_detail")]
     pub stacks: bool,
     /// Detail events per second over all CPUs, or "unlimited".
     #[arg(long, default_value = "1000", value_parser = parse_budget)]

@@ -286,6 +286,7 @@ fn bad_input_is_one_line_and_exit_2() {
     assert_usage_error(&["capture", "--snaplen", "9999"], "9999");
     assert_usage_error(&["capture", "--detail-budget", "lots"], "lots");
     assert_usage_error(&["capture", "--ringbuf-kib", "3"], "power of two");
+    assert_usage_error(&["capture", "--stacks", "--no-detail"], "--no-detail");
     assert_usage_error(&["frobnicate"], "frobnicate");
     if require_root("bad_output_dir") {
         assert_usage_error(&["capture", "--duration", "1s", "-o", "/nonexistent/dir/x.json"], "does not exist");
