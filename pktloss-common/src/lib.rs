@@ -162,9 +162,8 @@ pub struct Config {
     pub detail_budget_per_cpu: u32,
     /// Packet bytes to copy into each detail event (at most [`MAX_SNAPLEN`]).
     pub snaplen: u32,
-    /// Detail events are submitted without waking the reader until this many bytes wait in
-    /// the ring buffer (the reader also polls with a timeout); a wakeup per event would cost
-    /// more than the event.
+    /// Detail events wake the reader once per this many bytes produced (the reader also polls
+    /// with a timeout); a wakeup per event would cost more than the event.
     pub wakeup_bytes: u32,
     /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
     /// to 8 (records carry only the packet bytes asked for).

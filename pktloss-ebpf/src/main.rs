@@ -85,7 +85,7 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const UNSET_HEADER: u16 = 0xffff;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_PROD_POS: u64 = 3;
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -485,14 +485,13 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
             }
         }
     }
-    // Wake the reader only when this record makes the waiting data cross a multiple of the
-    // threshold (it polls with a timeout anyway, and poll returns at once while data waits):
-    // a wakeup is an interrupt, far dearer than the event. Multiples, so that a crossing
-    // missed while another CPU reserved concurrently is made up at the next one.
-    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    // Wake the reader once per `wakeup_bytes` produced: when this record takes the producer
+    // position across a multiple of it. The reader polls with a timeout anyway, and its poll
+    // returns at once while data waits; a wakeup per event would be an interrupt per event.
+    let prod = EVENTS.query(BPF_RB_PROD_POS);
     let mark = u64::from(cfg!(wakeup_bytes));
-    let before = avail.saturating_sub(u64::from(size) + 8);
-    let wake = if mark != 0 && avail / mark != before / mark {
+    let before = prod.saturating_sub(u64::from(size) + 8);
+    let wake = if mark != 0 && prod / mark != before / mark {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
