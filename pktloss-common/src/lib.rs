@@ -251,6 +251,10 @@ pub struct RunCache {
     pub budget_lost: u64,
     /// Packets seen on net_dev_queue ([`stat::TX_PACKETS`]).
     pub tx_packets: u64,
+    /// Where the drop programs build the flow key of the current drop (saves a scratch-map
+    /// lookup per drop).
+    pub scratch: FlowKey,
+    pub _pad2: u32,
 }
 
 /// Where the captured bytes of a detail event start.

@@ -64,7 +64,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1, 0);
 
-/// Scratch flow key (too large to build twice on the 512-byte stack).
+/// Scratch flow key of the retransmission program (the drop programs use `RunCache::scratch`).
 #[map]
 static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
@@ -274,7 +274,7 @@ fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, key: &mut FlowKey) -> (u64, u16, u32
 
 /// Whether this CPU may still send a detail event in the current budget epoch.
 #[inline(always)]
-fn take_budget(rc: &mut RunCache) -> bool {
+fn take_budget(budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
     let budget = cfg!(detail_budget_per_cpu);
     if budget == u32::MAX {
         return true;
@@ -284,12 +284,12 @@ fn take_budget(rc: &mut RunCache) -> bool {
         Some(p) => unsafe { *p },
         None => return false,
     };
-    if rc.budget_epoch != epoch {
-        rc.budget_epoch = epoch;
-        rc.budget_used = 0;
+    if *budget_epoch != epoch {
+        *budget_epoch = epoch;
+        *budget_used = 0;
     }
-    if rc.budget_used < budget {
-        rc.budget_used += 1;
+    if *budget_used < budget {
+        *budget_used += 1;
         true
     } else {
         false
@@ -384,7 +384,8 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     rc.drops += 1;
     let flags = cfg!(flags);
     let dkey = DropKey { location, reason, stack_id: -1 };
-    if rc.drop_pending != 0 && same::<_, 4>(&rc.drop_key, &dkey) {
+    // The stack id is always -1 here: compare location and reason only.
+    if rc.drop_pending != 0 && same::<_, 3>(&rc.drop_key, &dkey) {
         rc.drop_pending += 1;
     } else {
         if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
@@ -396,9 +397,8 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
-    let Some(key) = SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU scratch slot, reinitialised on every use.
-    let key = unsafe { &mut *key };
+    // The key is built in the run cache's scratch slot, reinitialised on every use.
+    let key = &mut rc.scratch;
     zero::<_, 13>(key);
     key.reason = reason;
     let (head, nh, tail) = decode_skb::<M>(skb, rx_sk, key);
@@ -421,7 +421,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     if flags & flag::DETAIL == 0 {
         return;
     }
-    if !take_budget(rc) {
+    if !take_budget(&mut rc.budget_epoch, &mut rc.budget_used) {
         rc.budget_lost += 1;
         return;
     }
