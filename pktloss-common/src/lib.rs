@@ -162,8 +162,8 @@ pub struct Config {
     pub detail_budget_per_cpu: u32,
     /// Packet bytes to copy into each detail event (at most [`MAX_SNAPLEN`]).
     pub snaplen: u32,
-    /// Detail events wake the reader once per this many bytes produced (the reader also polls
-    /// with a timeout); a wakeup per event would cost more than the event.
+    /// Detail events wake the reader once per this many bytes produced on a CPU (the reader
+    /// also polls with a timeout); a wakeup per event would cost more than the event.
     pub wakeup_bytes: u32,
     /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
     /// to 8 (records carry only the packet bytes asked for).
@@ -254,7 +254,8 @@ pub struct RunCache {
     /// Where the drop programs build the flow key of the current drop (saves a scratch-map
     /// lookup per drop).
     pub scratch: FlowKey,
-    pub _pad2: u32,
+    /// Detail bytes this CPU produced since it last woke the reader.
+    pub ring_bytes: u32,
 }
 
 /// Where the captured bytes of a detail event start.

@@ -85,7 +85,6 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const UNSET_HEADER: u16 = 0xffff;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_PROD_POS: u64 = 3;
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -485,13 +484,12 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
             }
         }
     }
-    // Wake the reader once per `wakeup_bytes` produced: when this record takes the producer
-    // position across a multiple of it. The reader polls with a timeout anyway, and its poll
-    // returns at once while data waits; a wakeup per event would be an interrupt per event.
-    let prod = EVENTS.query(BPF_RB_PROD_POS);
-    let mark = u64::from(cfg!(wakeup_bytes));
-    let before = prod.saturating_sub(u64::from(size) + 8);
-    let wake = if mark != 0 && prod / mark != before / mark {
+    // Wake the reader once per `wakeup_bytes` this CPU produced. The reader polls with a
+    // timeout anyway, and its poll returns at once while data waits; a wakeup per event would
+    // be an interrupt per event.
+    rc.ring_bytes += size + 8;
+    let wake = if rc.ring_bytes >= cfg!(wakeup_bytes) {
+        rc.ring_bytes = 0;
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -457,6 +457,20 @@ mod tests {
     }
 
     #[test]
+    fn enum_members_are_found_by_name() {
+        let Some(k) = kernel() else { return };
+        assert!(k.has_enum_member("skb_drop_reason", "SKB_DROP_REASON_NO_SOCKET"));
+        assert!(!k.has_enum_member("skb_drop_reason", "SKB_DROP_REASON_NO_SUCH_THING"));
+        assert!(!k.has_enum_member("no_such_enum", "SKB_DROP_REASON_NO_SOCKET"));
+        // The feature that lets tp_btf programs load packet bytes directly: 6.17+ kernels.
+        let text = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let ver: Vec<u32> = text.trim().split(['.', '-']).take(2).filter_map(|x| x.parse().ok()).collect();
+        if ver.len() == 2 && (ver[0], ver[1]) >= (6, 17) {
+            assert!(k.has_enum_member("bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID"), "{ver:?}");
+        }
+    }
+
+    #[test]
     fn missing_member_is_a_clear_error() {
         let Some(k) = kernel() else { return };
         let e = k.offset_of("sk_buff", &["no_such_member"]).expect_err("must fail");
