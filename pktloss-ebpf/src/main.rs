@@ -5,9 +5,7 @@
 #![no_std]
 #![no_main]
 
-use core::{
-    ptr::{addr_of, read_volatile},
-};
+use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{
     helpers::{

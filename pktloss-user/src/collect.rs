@@ -264,10 +264,9 @@ impl Tracer {
         // One parse of the kernel BTF serves both the loader and the tp_btf attach. The loader
         // parses its own copy when created: drop it before parsing ours, so that two parsed
         // copies (about 10 MiB each) never live at once.
-        let aya_btf;
         let mut loader = EbpfLoader::new();
         loader.btf(None);
-        aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
+        let aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
         loader.btf(Some(&aya_btf));
         loader.override_global("CONFIG", &config, true);
         loader.map_max_entries("EVENTS", options.ringbuf_bytes);

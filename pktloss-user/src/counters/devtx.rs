@@ -110,11 +110,7 @@ mod tests {
     fn deltas_from_baseline_first_sight_and_reset() {
         let mut base = BTreeMap::new();
         assert_eq!(deltas(&mut base, vec![(k(1), 100), (k(2), 5)]), vec![(k(1), 0), (k(2), 0)]);
-        assert_eq!(deltas(&mut base, vec![(k(1), 150), (k(2), 5), (k(3), 9)]), vec![
-            (k(1), 50),
-            (k(2), 0),
-            (k(3), 0)
-        ]);
+        assert_eq!(deltas(&mut base, vec![(k(1), 150), (k(2), 5), (k(3), 9)]), vec![(k(1), 50), (k(2), 0), (k(3), 0)]);
         // Device 1 recreated with the same index: its counter restarts.
         assert_eq!(deltas(&mut base, vec![(k(1), 3), (k(3), 10)]), vec![(k(1), 0), (k(3), 1)]);
         assert_eq!(deltas(&mut base, vec![(k(1), 4)]), vec![(k(1), 1)]);
