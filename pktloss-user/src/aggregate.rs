@@ -136,12 +136,10 @@ impl Aggregator {
         }
     }
 
-    /// The stack to show for a (reason, location): the one in its key, or else the one seen
-    /// most often among its sampled detail events (ties: the lowest id, for stable output).
-    fn stack_of(&self, reason: u32, location: u64, key_stack: i32) -> Option<i32> {
-        if key_stack >= 0 {
-            return Some(key_stack);
-        }
+    /// The stack to show for a (reason, location): the one seen most often among its sampled
+    /// detail events (ties: the lowest id, for stable output). The kernel no longer puts stack
+    /// ids in the drop keys.
+    fn sampled_stack(&self, reason: u32, location: u64) -> Option<i32> {
         self.stack_samples
             .get(&(reason, location))?
             .iter()
@@ -178,7 +176,7 @@ impl Aggregator {
                 reason: self.reasons.name(k.reason),
                 code: k.reason,
                 count: *c,
-                stack: match self.stack_of(k.reason, k.location, k.stack_id) {
+                stack: match self.sampled_stack(k.reason, k.location) {
                     Some(id) => stacks(id).into_iter().map(|ip| self.syms.symbolize(ip)).collect(),
                     None => Vec::new(),
                 },

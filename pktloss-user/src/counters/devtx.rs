@@ -17,7 +17,8 @@ pub const MAX_NAMESPACES: usize = 64;
 /// Device TX counters since a baseline.
 #[derive(Debug, Default)]
 pub struct DeviceTx {
-    /// Namespaces that existed at start, read at every call.
+    /// Namespaces read at every call: those that existed at start, then those where drops
+    /// appeared later (looked up once).
     watched: Vec<NetnsRef>,
     /// Counter value at the baseline (start, or first sight for devices and namespaces that
     /// appear later).
@@ -39,17 +40,18 @@ impl DeviceTx {
     /// Packets transmitted per device since the baseline, in the watched namespaces and in
     /// `with_drops` (namespaces where drops were seen).
     pub fn read(&mut self, with_drops: &[u32]) -> Vec<(DevKey, u64)> {
-        let mut namespaces: Vec<NetnsRef> = Vec::new();
-        let known = if with_drops.iter().any(|i| !self.watched.iter().any(|w| w.inode == *i)) {
-            netns::list()
-        } else {
-            BTreeMap::new()
-        };
-        for inode in with_drops {
-            if let Some(ns) = self.watched.iter().find(|w| w.inode == *inode).or_else(|| known.get(inode)) {
-                namespaces.push(ns.clone());
+        if with_drops.iter().any(|i| !self.watched.iter().any(|w| w.inode == *i)) {
+            let mut known = netns::list();
+            for inode in with_drops {
+                if !self.watched.iter().any(|w| w.inode == *inode)
+                    && let Some(ns) = known.remove(inode)
+                {
+                    self.watched.push(ns);
+                }
             }
         }
+        let mut namespaces: Vec<NetnsRef> =
+            with_drops.iter().filter_map(|i| self.watched.iter().find(|w| w.inode == *i)).cloned().collect();
         for w in &self.watched {
             if !namespaces.iter().any(|n| n.inode == w.inode) {
                 namespaces.push(w.clone());

@@ -249,12 +249,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     let (rounds, seconds) = if args.quick { (1, 1.0) } else { (args.rounds.max(1), args.seconds.max(0.2)) };
     let batch = usize::from(args.batch);
-    let cpus = flood::allowed_cpus();
-    let cpu = match args.cpu {
-        Some(c) if cpus.contains(&c) => c,
-        Some(c) => bail!("--cpu {c} is not one of the allowed CPUs {cpus:?}"),
-        None => *cpus.last().unwrap_or(&0),
-    };
+    let cpu = pick_cpu(args.cpu)?;
     let bin = args.bin.clone().unwrap_or_else(|| util::target_dir().join("release/pktloss"));
     let pktloss_problem = prepare_pktloss(&args, &bin);
 
@@ -637,6 +632,16 @@ mod tests {
     }
 }
 
+/// The CPU to pin the sender to: `wanted` if allowed, else the last allowed CPU.
+fn pick_cpu(wanted: Option<usize>) -> Result<usize> {
+    let cpus = flood::allowed_cpus();
+    match wanted {
+        Some(c) if cpus.contains(&c) => Ok(c),
+        Some(c) => bail!("--cpu {c} is not one of the allowed CPUs {cpus:?}"),
+        None => Ok(*cpus.last().unwrap_or(&0)),
+    }
+}
+
 /// Options of `cargo xtask flood`.
 #[derive(clap::Args, Debug)]
 pub struct FloodArgs {
@@ -664,12 +669,7 @@ pub fn flood_only(args: FloodArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
-    let cpus = flood::allowed_cpus();
-    let cpu = match args.cpu {
-        Some(c) if cpus.contains(&c) => c,
-        Some(c) => bail!("--cpu {c} is not one of the allowed CPUs {cpus:?}"),
-        None => *cpus.last().unwrap_or(&0),
-    };
+    let cpu = pick_cpu(args.cpu)?;
     let netns = Netns::create()?;
     let before = netns.dropped()?;
     let cfg = FloodCfg {
