@@ -96,6 +96,8 @@ pub struct Offsets {
     pub net_inum: u32,
     /// `sock.__sk_common.skc_net`
     pub sock_net: u32,
+    /// `task_struct.comm`
+    pub task_comm: u32,
 }
 
 /// Offsets of the fields of the classic `skb:kfree_skb` tracepoint, read from tracefs.
@@ -162,13 +164,15 @@ pub struct Config {
     pub detail_budget_per_cpu: u32,
     /// Packet bytes to copy into each detail event (at most [`MAX_SNAPLEN`]).
     pub snaplen: u32,
-    /// Detail events wake the reader once per this many bytes produced on a CPU (the reader
-    /// also polls with a timeout); a wakeup per event would cost more than the event.
-    pub wakeup_bytes: u32,
+    /// Each CPU checks the ring's fill level once per this many detail bytes it produced.
+    pub check_bytes: u32,
+    /// ... and wakes the reader when more than this many bytes wait. The reader polls on its
+    /// own (with a timeout, and every millisecond while events stream in), so it is woken only
+    /// when it fell behind: a wakeup is an interrupt (on a VM, an exit) on the traced CPU.
+    pub wakeup_fill: u32,
     /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
     /// to 8 (records carry only the packet bytes asked for).
     pub event_bytes: u32,
-    pub _pad: u32,
 }
 
 /// Key of the exact per-(reason, location[, stack]) drop counters.
@@ -251,12 +255,15 @@ pub struct RunCache {
     pub budget_lost: u64,
     /// Packets seen on net_dev_queue ([`stat::TX_PACKETS`]).
     pub tx_packets: u64,
-    /// Where the drop programs build the flow key of the current drop (saves a scratch-map
-    /// lookup per drop).
-    pub scratch: FlowKey,
-    /// Detail bytes this CPU produced since it last woke the reader.
+    /// Detail events sent ([`stat::DETAIL_SENT`]).
+    pub detail_sent: u64,
+    /// Detail bytes this CPU produced since it last checked the ring's fill level.
     pub ring_bytes: u32,
 }
+
+// The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.
+const _: () = assert!(core::mem::offset_of!(RunCache, flow_key) % 8 == 0);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 
 /// Where the captured bytes of a detail event start.
 pub mod data_start {
@@ -292,6 +299,9 @@ pub struct DropEvent {
     pub comm: [u8; COMM_LEN],
     pub data: [u8; MAX_SNAPLEN],
 }
+
+const _: () = assert!(core::mem::offset_of!(DropEvent, flow) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(DropEvent, comm) % 4 == 0);
 
 /// Size of a full [`DropEvent`] in bytes (a record with [`MAX_SNAPLEN`] packet bytes).
 pub const DROP_EVENT_SIZE: usize = core::mem::size_of::<DropEvent>();

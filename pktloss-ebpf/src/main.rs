@@ -5,13 +5,14 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::{addr_of, read_volatile};
+use core::ptr::{addr_of, addr_of_mut, read_volatile};
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_comm as raw_comm, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+            bpf_get_current_comm as raw_comm, bpf_get_current_task_btf, bpf_get_smp_processor_id,
+            bpf_ktime_get_ns,
             bpf_probe_read_kernel as raw_read,
         },
     },
@@ -62,7 +63,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1, 0);
 
-/// Scratch flow key of the retransmission program (the drop programs use `RunCache::scratch`).
+/// Scratch flow key of the retransmission program.
 #[map]
 static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
@@ -83,6 +84,7 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const UNSET_HEADER: u16 = 0xffff;
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -114,10 +116,19 @@ trait Mem {
     /// Read a `T` at `base + off`; `None` when `base` is null.
     fn get<T: Copy>(base: u64, off: u32) -> Option<T>;
 
-    /// Read the first `L3_PEEK` bytes at `l3`, a pointer into packet memory.
+    /// Read the first `PEEK_WORDS` little-endian words at `l3`, a pointer into packet memory
+    /// (the last one holds 4 bytes).
     #[inline(always)]
-    fn peek(l3: u64) -> Option<[u8; L3_PEEK]> {
+    fn peek(l3: u64) -> Option<[u64; PEEK_WORDS]> {
         rd(l3, 0)
+    }
+
+    /// Copy the current task's name to `dst` (`COMM_LEN` bytes, 4-byte aligned).
+    #[inline(always)]
+    fn comm(dst: *mut u8) {
+        // SAFETY: `dst` has room for COMM_LEN bytes; the helper zeroes them when there is no
+        // current task.
+        unsafe { raw_comm(dst as *mut core::ffi::c_void, COMM_LEN as u32) };
     }
 }
 
@@ -152,13 +163,13 @@ impl Mem for Direct {
     /// by the JIT, instead of a helper call. The flag is a constant of the frozen config, so
     /// the verifier only sees the branch that this kernel supports.
     #[inline(always)]
-    fn peek(l3: u64) -> Option<[u8; L3_PEEK]> {
+    fn peek(l3: u64) -> Option<[u64; PEEK_WORDS]> {
         if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
             return rd(l3, 0);
         }
         let p = l3 as *const u64;
         // SAFETY: see above; a load that faults reads as zero instead of oopsing.
-        let w: [u64; 6] = unsafe {
+        Some(unsafe {
             [
                 read_volatile(p),
                 read_volatile(p.add(1)),
@@ -167,12 +178,25 @@ impl Mem for Direct {
                 read_volatile(p.add(4)),
                 u64::from(read_volatile(p.add(5) as *const u32)),
             ]
-        };
-        // SAFETY: [u64; 6] is 48 plain bytes; the first 44 are the peek.
-        let b: [u8; 48] = unsafe { core::mem::transmute(w) };
-        let mut out = [0u8; L3_PEEK];
-        out.copy_from_slice(&b[..L3_PEEK]);
-        Some(out)
+        })
+    }
+
+    /// Two direct loads from the BTF-typed current task (`bpf_get_current_task_btf` is inlined
+    /// by the JIT) instead of the `bpf_get_current_comm` helper, which copies with
+    /// `strscpy_pad`. The kernel keeps `comm` NUL-padded; userspace stops at the first NUL.
+    #[inline(always)]
+    fn comm(dst: *mut u8) {
+        // SAFETY: the helper returns the current task, never null in a tracing program.
+        let task = unsafe { bpf_get_current_task_btf() } as u64;
+        let w: [u64; 2] = Self::get(task, cfg!(offsets.task_comm)).unwrap_or([0; 2]);
+        let d = dst as *mut u32;
+        // SAFETY: `dst` is 4-byte aligned with room for COMM_LEN (16) bytes.
+        unsafe {
+            core::ptr::write_volatile(d, w[0] as u32);
+            core::ptr::write_volatile(d.add(1), (w[0] >> 32) as u32);
+            core::ptr::write_volatile(d.add(2), w[1] as u32);
+            core::ptr::write_volatile(d.add(3), (w[1] >> 32) as u32);
+        }
     }
 }
 
@@ -190,83 +214,148 @@ fn sock_netns<M: Mem>(sk: u64) -> u32 {
     M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
 }
 
-/// Bytes read at the network header in one go: an IPv6 header or an IPv4 header without
-/// options, plus the first four bytes of the transport header.
-const L3_PEEK: usize = 44;
+/// Words read at the network header in one go: an IPv6 header or an IPv4 header without
+/// options, plus the first four bytes of the transport header (44 bytes).
+const PEEK_WORDS: usize = 6;
 
-/// Fill `key` from the skb; returns (head, network header offset, tail offset) for the capture.
+/// A [`FlowKey`] as six native-endian u64 words and a trailing u32 (see `FlowKey` for the
+/// layout): saddr (2 words), daddr (2), `netns | ifindex << 32`, `reason | ports << 32`, and
+/// `family | l4proto << 8 | ethertype << 16`.
+///
+/// The key is assembled in registers from the header words and compared and stored a whole
+/// word at a time: seven compares instead of thirteen, and no byte or half-word stores, which
+/// would stall store forwarding when the run comparison loads the words back.
+#[derive(Clone, Copy)]
+struct Key {
+    w: [u64; 6],
+    proto: u32,
+}
+
+/// Whether the flow key at `at` (8-byte aligned) is `k`.
 #[inline(always)]
-fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, key: &mut FlowKey) -> (u64, u16, u32) {
-    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
-    if dev != 0 {
-        key.ifindex = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
-        key.netns = dev_netns::<M>(dev);
+fn key_is(at: *const FlowKey, k: &Key) -> bool {
+    let p = at as *const u64;
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: `at` is an 8-byte aligned FlowKey (52 bytes: six u64 and a u32).
+        if unsafe { *p.add(i) } != k.w[i] {
+            return false;
+        }
+        i += 1;
     }
-    if key.netns == 0 {
+    // SAFETY: as above.
+    unsafe { *(p.add(6) as *const u32) == k.proto }
+}
+
+/// Store `k` as the flow key at `at` (8-byte aligned). Volatile stores keep LLVM from
+/// calling a `memcpy` subprogram.
+#[inline(always)]
+fn key_store(at: *mut FlowKey, k: &Key) {
+    let p = at as *mut u64;
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: as for `key_is`.
+        unsafe { core::ptr::write_volatile(p.add(i), k.w[i]) };
+        i += 1;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p.add(6) as *mut u32, k.proto) };
+}
+
+/// The flow of a dropped skb, and where its bytes are for the capture.
+struct Decoded {
+    key: Key,
+    head: u64,
+    /// Network header offset from `head`, `UNSET_HEADER` when unknown.
+    nh: u16,
+    /// Tail offset from `head`.
+    tail: u32,
+}
+
+/// The last word of a flow key: family, IP protocol, ethertype.
+#[inline(always)]
+fn proto_word(family: u8, l4: u8, ethertype: u16) -> u32 {
+    u32::from(family) | u32::from(l4) << 8 | u32::from(ethertype) << 16
+}
+
+/// The ports half-word pair of a flow key from the first four transport bytes as loaded
+/// (little-endian).
+#[inline(always)]
+fn ports_word(l4: u8, raw: u32) -> u32 {
+    match l4 {
+        // Big-endian source and destination ports, stored host-endian.
+        6 | 17 | 132 | 136 => {
+            u32::from(u16::from_be(raw as u16)) | u32::from(u16::from_be((raw >> 16) as u16)) << 16
+        }
+        // ICMP type and code.
+        1 | 58 => (raw & 0xff) | ((raw >> 8) & 0xff) << 16,
+        _ => 0,
+    }
+}
+
+/// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).
+#[inline(always)]
+fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, reason: u32) -> Decoded {
+    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    let (mut netns, mut ifindex) = (0u32, 0u32);
+    if dev != 0 {
+        ifindex = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+        netns = dev_netns::<M>(dev);
+    }
+    if netns == 0 {
         let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
         if sk != 0 {
-            key.netns = sock_netns::<M>(sk);
+            netns = sock_netns::<M>(sk);
         }
     }
     let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
-    key.ethertype = u16::from_be(proto_be);
+    let ethertype = u16::from_be(proto_be);
+    let mut key = Key {
+        w: [0, 0, 0, 0, u64::from(netns) | u64::from(ifindex) << 32, u64::from(reason)],
+        proto: proto_word(0, 0, ethertype),
+    };
     let head: u64 = M::get(skb, cfg!(offsets.skb_head)).unwrap_or(0);
     let nh: u16 = M::get(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
     let tail: u32 = M::get(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
     if head == 0 || nh == UNSET_HEADER || u32::from(nh) >= tail {
-        return (head, UNSET_HEADER, tail);
+        return Decoded { key, head, nh: UNSET_HEADER, tail };
     }
     let l3 = head + u64::from(nh);
     let avail = tail - u32::from(nh);
     // One read covers the common cases; bytes past `avail` are ignored (the head buffer
     // always extends past `tail`, into skb_shared_info, so the read itself is safe).
-    let Some(h) = M::peek(l3) else { return (head, nh, tail) };
-    let ports: [u8; 4];
-    let l4: u8;
-    match h[0] >> 4 {
+    let Some(w) = M::peek(l3) else { return Decoded { key, head, nh, tail } };
+    let done = |key| Decoded { key, head, nh, tail };
+    match (w[0] as u8) >> 4 {
         4 if avail >= 20 => {
-            key.family = 4;
-            l4 = h[9];
-            key.l4proto = l4;
-            key.saddr[..4].copy_from_slice(&h[12..16]);
-            key.daddr[..4].copy_from_slice(&h[16..20]);
-            let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-            let ihl = u32::from(h[0] & 0x0f) * 4;
+            let l4 = (w[1] >> 8) as u8;
+            key.proto = proto_word(4, l4, ethertype);
+            key.w[0] = w[1] >> 32;
+            key.w[2] = w[2] & 0xffff_ffff;
+            let frag_off = u16::from_be((w[0] >> 48) as u16) & 0x1fff;
+            let ihl = u32::from(w[0] as u8 & 0x0f) * 4;
             if frag_off != 0 || avail < ihl + 4 {
-                return (head, nh, tail);
+                return done(key);
             }
-            if ihl == 20 {
-                ports = [h[20], h[21], h[22], h[23]];
+            let raw = if ihl == 20 {
+                (w[2] >> 32) as u32
             } else {
-                let Some(p) = rd::<[u8; 4]>(l3, ihl) else { return (head, nh, tail) };
-                ports = p;
-            }
+                let Some(p) = rd::<u32>(l3, ihl) else { return done(key) };
+                p
+            };
+            key.w[5] |= u64::from(ports_word(l4, raw)) << 32;
         }
         6 if avail >= 40 => {
-            key.family = 6;
-            l4 = h[6];
-            key.l4proto = l4;
-            key.saddr.copy_from_slice(&h[8..24]);
-            key.daddr.copy_from_slice(&h[24..40]);
-            if avail < 44 {
-                return (head, nh, tail);
+            let l4 = (w[0] >> 48) as u8;
+            key.proto = proto_word(6, l4, ethertype);
+            key.w[..4].copy_from_slice(&w[1..5]);
+            if avail >= 44 {
+                key.w[5] |= u64::from(ports_word(l4, w[5] as u32)) << 32;
             }
-            ports = [h[40], h[41], h[42], h[43]];
-        }
-        _ => return (head, nh, tail),
-    }
-    match l4 {
-        6 | 17 | 132 | 136 => {
-            key.sport = u16::from_be_bytes([ports[0], ports[1]]);
-            key.dport = u16::from_be_bytes([ports[2], ports[3]]);
-        }
-        1 | 58 => {
-            key.sport = u16::from(ports[0]);
-            key.dport = u16::from(ports[1]);
         }
         _ => {}
     }
-    (head, nh, tail)
+    done(key)
 }
 
 /// Whether this CPU may still send a detail event in the current budget epoch.
@@ -302,18 +391,6 @@ fn zero<T, const W: usize>(v: &mut T) {
     while i < W {
         // SAFETY: callers pass #[repr(C)] values of exactly W u32 words.
         unsafe { core::ptr::write_volatile(w.add(i), 0) };
-        i += 1;
-    }
-}
-
-/// Copy a plain key of exactly `W` u32 words (no `memmove` subprogram, as for [`zero`]).
-#[inline(always)]
-fn copy<T, const W: usize>(dst: &mut T, src: &T) {
-    let (d, s) = (dst as *mut T as *mut u32, src as *const T as *const u32);
-    let mut i = 0;
-    while i < W {
-        // SAFETY: as for `zero`; `src` and `dst` do not overlap (distinct objects).
-        unsafe { core::ptr::write_volatile(d.add(i), *s.add(i)) };
         i += 1;
     }
 }
@@ -394,13 +471,9 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
-    // The key is built in the run cache's scratch slot, reinitialised on every use.
-    let key = &mut rc.scratch;
-    zero::<_, 13>(key);
-    key.reason = reason;
-    let (head, nh, tail) = decode_skb::<M>(skb, rx_sk, key);
+    let Decoded { key, head, nh, tail } = decode_skb::<M>(skb, rx_sk, reason);
     if flags & flag::FLOWS != 0 {
-        if rc.flow_pending != 0 && same::<_, 13>(&rc.flow_key, key) {
+        if rc.flow_pending != 0 && key_is(addr_of!(rc.flow_key), &key) {
             rc.flow_pending += 1;
         } else {
             if rc.flow_pending != 0 {
@@ -411,7 +484,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
                     bump(stat::FLOW_INSERTS);
                 }
             }
-            copy::<_, 13>(&mut rc.flow_key, key);
+            key_store(addr_of_mut!(rc.flow_key), &key);
             rc.flow_pending = 1;
         }
     }
@@ -445,15 +518,14 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = location;
-        copy::<_, 13>(&mut (*ev).flow, key);
+        key_store(addr_of_mut!((*ev).flow), &key);
         (*ev).stack_id = stack_id;
         (*ev).tid = pid_tgid as u32;
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).cpu = bpf_get_smp_processor_id();
         (*ev).skb_len = M::get(skb, cfg!(offsets.skb_len)).unwrap_or(0);
         (*ev).has_rx_sk = u8::from(rx_sk != 0);
-        // The helper zeroes the buffer itself when there is no current task.
-        raw_comm(addr_of!((*ev).comm) as *mut core::ffi::c_void, COMM_LEN as u32);
+        M::comm(addr_of_mut!((*ev).comm) as *mut u8);
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
@@ -482,18 +554,19 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
             }
         }
     }
-    // Wake the reader once per `wakeup_bytes` this CPU produced. The reader polls with a
-    // timeout anyway, and its poll returns at once while data waits; a wakeup per event would
-    // be an interrupt per event.
+    // The reader polls on its own; wake it only when it fell behind (more than `wakeup_fill`
+    // bytes waiting), checked once per `check_bytes` this CPU produced. A wakeup is an
+    // interrupt on this CPU; one per event would cost more than the event.
     rc.ring_bytes += size + 8;
-    let wake = if rc.ring_bytes >= cfg!(wakeup_bytes) {
+    let mut wake = BPF_RB_NO_WAKEUP;
+    if rc.ring_bytes >= cfg!(check_bytes) {
         rc.ring_bytes = 0;
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+        if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(cfg!(wakeup_fill)) {
+            wake = BPF_RB_FORCE_WAKEUP;
+        }
+    }
     entry.submit(wake);
-    bump(stat::DETAIL_SENT);
+    rc.detail_sent += 1;
 }
 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.

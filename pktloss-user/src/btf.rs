@@ -264,6 +264,7 @@ impl KernelBtf {
             dev_nd_net: self.offset_of("net_device", &["nd_net"])?,
             net_inum: self.offset_of("net", &["ns", "inum"])?,
             sock_net: self.offset_of("sock", &["__sk_common", "skc_net"])?,
+            task_comm: self.offset_of("task_struct", &["comm"])?,
         })
     }
 

@@ -2,7 +2,7 @@
 //! detach on drop), drain the detail ring buffer and read the exact in-kernel counters.
 use std::{
     fs,
-    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    os::fd::RawFd,
     path::PathBuf,
     sync::{Mutex, mpsc},
     time::Duration,
@@ -11,14 +11,14 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap},
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
     Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
 };
 
-use crate::{btf::KernelBtf, counters::devtx::DeviceTx, decode, model::ProbeStatus, tracefs};
+use crate::{btf::KernelBtf, counters::devtx::DeviceTx, decode, model::ProbeStatus, ring::Ring, tracefs};
 
 /// The eBPF object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
@@ -121,7 +121,11 @@ impl KernelFacts {
 pub struct Tracer {
     ebpf: Ebpf,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    ring: Option<RingBuf<MapData>>,
+    ring: Option<Ring>,
+    /// A malformed ring record was already reported.
+    ring_malformed: bool,
+    /// The last drain read enough to expect more at once (see [`Tracer::wait`]).
+    streaming: bool,
     /// Dropping it stops the budget clock thread (see [`budget_clock`]).
     _budget_clock: Option<mpsc::Sender<()>>,
     /// Device TX from the kernel's counters when the net_dev_queue probe is off.
@@ -254,9 +258,11 @@ impl Tracer {
             flags,
             detail_budget_per_cpu: per_cpu,
             snaplen: options.snaplen,
-            wakeup_bytes: options.ringbuf_bytes / 8,
+            // Every CPU may be producing at once: check often enough that together they cannot
+            // fill the ring between two checks of the same CPU.
+            check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
+            wakeup_fill: options.ringbuf_bytes / 4,
             event_bytes: pktloss_common::event_bytes(options.snaplen),
-            _pad: 0,
         };
         log::debug!("config: {config:?}");
 
@@ -332,8 +338,10 @@ impl Tracer {
         }
 
         let ring = if options.detail {
-            let map = ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("EVENTS map missing"))?;
-            Some(RingBuf::try_from(map).context("EVENTS ring buffer")?)
+            match ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("EVENTS map missing"))? {
+                Map::RingBuf(data) => Some(Ring::new(data).context("EVENTS ring buffer")?),
+                _ => bail!("EVENTS is not a ring buffer"),
+            }
         } else {
             None
         };
@@ -343,12 +351,23 @@ impl Tracer {
         } else {
             None
         };
-        Ok(Self { ebpf, _logger: logger, ring, _budget_clock: budget_clock, device_tx, probes, ncpus, options })
+        Ok(Self {
+            ebpf,
+            _logger: logger,
+            ring,
+            ring_malformed: false,
+            streaming: false,
+            _budget_clock: budget_clock,
+            device_tx,
+            probes,
+            ncpus,
+            options,
+        })
     }
 
     /// File descriptor that becomes readable when detail events are waiting.
     pub fn ring_fd(&self) -> Option<RawFd> {
-        self.ring.as_ref().map(|r| r.as_fd().as_raw_fd())
+        self.ring.as_ref().map(Ring::fd)
     }
 
     /// Hand every waiting detail event to `f`; returns how many (malformed records are logged
@@ -356,21 +375,32 @@ impl Tracer {
     pub fn drain(&mut self, mut f: impl FnMut(&DropEvent)) -> usize {
         let Some(ring) = self.ring.as_mut() else { return 0 };
         let mut n = 0;
-        while let Some(item) = ring.next() {
-            match decode::drop_event(&item) {
-                Ok(ev) => {
-                    f(&ev);
-                    n += 1;
-                }
-                Err(e) => log::warn!("skipping malformed detail event: {e}"),
+        let drained = ring.drain(|rec| match decode::drop_event(rec) {
+            Ok(ev) => {
+                f(&ev);
+                n += 1;
             }
+            Err(e) => log::warn!("skipping malformed detail event: {e}"),
+        });
+        self.streaming = drained.bytes >= ring.size() / 16;
+        if let Some(bad) = drained.malformed
+            && !self.ring_malformed
+        {
+            self.ring_malformed = true;
+            log::warn!("detail ring buffer: {bad:?}; no more detail events are read");
         }
         n
     }
 
-    /// Wait up to `timeout_ms` for detail events (or just sleep when detail is off).
+    /// Wait up to `timeout_ms` for detail events (or just sleep when detail is off). While
+    /// events stream in (the last drain read a sixteenth of the ring or more), sleep a
+    /// millisecond instead: the reader then keeps up without being woken by the programs,
+    /// whose wakeups interrupt the traced CPU.
     pub fn wait(&self, timeout_ms: i32) {
         match self.ring_fd() {
+            Some(_) if self.streaming => {
+                std::thread::sleep(std::time::Duration::from_millis(timeout_ms.clamp(0, 1) as u64));
+            }
             Some(fd) => {
                 let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.
@@ -500,6 +530,7 @@ fn run_stat(runs: &[RunCache], idx: u32) -> Option<u64> {
         stat::DROPS => |rc| rc.drops,
         stat::DETAIL_LOST_BUDGET => |rc| rc.budget_lost,
         stat::TX_PACKETS => |rc| rc.tx_packets,
+        stat::DETAIL_SENT => |rc| rc.detail_sent,
         _ => return None,
     };
     Some(runs.iter().map(field).sum())

@@ -2,7 +2,8 @@
 //!
 //! The flow of data, one module per step:
 //! - kernel: [`btf`] (offsets and reason names from the running kernel's BTF), [`tracefs`]
-//!   (classic tracepoint formats), [`collect`] (load, attach, drain, read maps), [`netns`];
+//!   (classic tracepoint formats), [`collect`] (load, attach, drain, read maps), [`ring`] (the
+//!   detail ring buffer's consumer), [`netns`];
 //! - decode: [`decode`] (ring-buffer records and keys), [`symbols`] (kallsyms), [`reasons`];
 //! - aggregate: [`aggregate`] into the [`model`] types;
 //! - classify: [`counters`] (kernel counters and configuration per namespace) and
@@ -23,6 +24,7 @@ pub mod model;
 pub mod netns;
 pub mod output;
 pub mod reasons;
+pub mod ring;
 pub mod symbols;
 pub mod tracefs;
 pub mod tui;

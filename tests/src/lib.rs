@@ -48,6 +48,9 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Name of the threads that run code inside a test namespace (the `comm` of their drops).
+pub const NETNS_THREAD: &str = "pktl-netns";
+
 /// A network namespace made for one test, deleted on drop.
 pub struct Netns {
     pub name: String,
@@ -77,10 +80,10 @@ impl Netns {
         fs::metadata(format!("/run/netns/{}", self.name)).expect("stat netns").ino()
     }
 
-    /// Run `f` on a thread inside the namespace.
+    /// Run `f` on a thread named [`NETNS_THREAD`] inside the namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
+        std::thread::Builder::new().name(NETNS_THREAD.into()).spawn(move || {
             let file = fs::File::open(&path).expect("open netns");
             use std::os::fd::AsRawFd as _;
             // SAFETY: valid fd; affects only this thread.
@@ -88,6 +91,7 @@ impl Netns {
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
         })
+        .expect("spawn netns thread")
         .join()
         .expect("netns thread")
     }

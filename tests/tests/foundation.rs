@@ -2,7 +2,7 @@
 //! Each test makes its own namespaces and real traffic; run with `--test-threads=1`.
 use std::{net::SocketAddr, time::Duration};
 
-use pktloss_tests::{Netns, Running, flow_count, loaded_pktloss_programs, reason_count, require_root, run, sh};
+use pktloss_tests::{NETNS_THREAD, Netns, Running, flow_count, loaded_pktloss_programs, reason_count, require_root, run, sh};
 
 const N: usize = 200;
 
@@ -52,6 +52,20 @@ fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
     assert!(
         s["probes"].as_array().expect("probes").iter().any(|p| p["name"] == "skb:kfree_skb" && p["active"] == true)
     );
+    // With detail on, the samples of our flow name the sending thread and process.
+    if !extra.contains(&"--no-detail") {
+        let ours: Vec<&serde_json::Value> = s["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .filter(|x| x["netns"] == inode && x["sport"] == src.port())
+            .collect();
+        assert!(!ours.is_empty(), "no sample of our flow: {:#}", s["samples"]);
+        for x in ours {
+            assert_eq!(x["comm"], NETNS_THREAD, "{x:#}");
+            assert_eq!(x["pid"], u64::from(std::process::id()), "{x:#}");
+        }
+    }
 }
 
 #[test]
@@ -100,7 +114,9 @@ fn nftables_drop_rule_exact() {
         s["samples"].as_array().and_then(|a| a.iter().find(|x| x["netns"] == inode)).expect("a sample from our netns");
     assert_eq!(sample["data_start"], "network");
     assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
-    assert!(sample["comm"].as_str().is_some_and(|c| !c.is_empty()));
+    // The sending thread, as the kernel saw it.
+    assert_eq!(sample["comm"], NETNS_THREAD, "{sample:#}");
+    assert_eq!(sample["pid"], u64::from(std::process::id()), "{sample:#}");
 }
 
 #[test]
