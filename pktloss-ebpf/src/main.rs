@@ -159,8 +159,8 @@ impl Mem for Direct {
     }
 
     /// With `flag::UNTRUSTED_LOADS`, `skb->head` (a `char *` read through a BTF pointer) is
-    /// read-only untrusted memory to the verifier: six plain loads, each made fault-tolerant
-    /// by the JIT, instead of a helper call. The flag is a constant of the frozen config, so
+    /// read-only untrusted memory to the verifier: plain loads (three for IPv4, six for IPv6),
+    /// each made fault-tolerant by the JIT, instead of a helper call. The flag is a constant of the frozen config, so
     /// the verifier only sees the branch that this kernel supports.
     #[inline(always)]
     fn peek(l3: u64) -> Option<[u64; PEEK_WORDS]> {
@@ -169,9 +169,17 @@ impl Mem for Direct {
         }
         let p = l3 as *const u64;
         // SAFETY: see above; a load that faults reads as zero instead of oopsing.
+        let w0 = unsafe { read_volatile(p) };
+        // An IPv4 header without options and the ports fit in the first three words: only
+        // IPv6 needs the other three.
+        if (w0 as u8) >> 4 != 6 {
+            // SAFETY: as above.
+            return Some(unsafe { [w0, read_volatile(p.add(1)), read_volatile(p.add(2)), 0, 0, 0] });
+        }
+        // SAFETY: as above.
         Some(unsafe {
             [
-                read_volatile(p),
+                w0,
                 read_volatile(p.add(1)),
                 read_volatile(p.add(2)),
                 read_volatile(p.add(3)),

@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: drop-flood overhead of pktloss and its peers, measured in one run.
 //!
 //! Every mode floods the same nftables DROP rule from one pinned CPU; rounds are interleaved
-//! (the mode order rotates each round) and medians are reported, as ratios to the untraced rate
-//! of the same run. BPF cost per drop comes from a separate pass with kernel.bpf_stats_enabled=1
+//! (the mode order rotates each round), each traced flood is bracketed by untraced floods and
+//! its ratio taken to their mean, and medians over the rounds are reported. BPF cost per drop comes from a separate pass with kernel.bpf_stats_enabled=1
 //! (its own overhead would otherwise skew the rates).
 mod flood;
 mod report;
@@ -201,6 +201,9 @@ struct Sample {
     sent: u64,
     elapsed_s: f64,
     tracer: Option<TracerSample>,
+    /// For a traced flood at full speed: the mean rate of the untraced floods just before and
+    /// just after it, the denominator of its ratio.
+    baseline: Option<f64>,
 }
 
 impl Sample {
@@ -296,23 +299,44 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // Warm-up (ARP, caches, nft), not recorded.
     flood::flood(FloodCfg { cpu, duration: Duration::from_millis(500), rate: None, batch }, &stop)?;
 
+    // Each traced flood is bracketed by untraced ones and compared with their mean: the
+    // untraced rate of this VM drifts by several percent within a minute, so a ratio to an
+    // untraced flood measured far away in time would mostly measure the drift.
+    let u = runs.iter().position(|r| r.mode.key == "untraced").context("no untraced mode")?;
     for round in 0..rounds {
-        let active: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].problem.is_none()).collect();
+        let active: Vec<usize> =
+            (0..runs.len()).filter(|&i| i != u && runs[i].problem.is_none()).collect();
         let n = active.len().max(1);
+        let untraced = |runs: &mut Vec<ModeRun>, stop: &Arc<AtomicBool>| -> Result<f64> {
+            let cfg = FloodCfg { cpu, duration: dur, rate: None, batch };
+            let s = measure(runs[u].mode, &bin, &netns, cfg, stop, false).context("untraced flood failed")?;
+            let rate = s.rate();
+            eprintln!("round {}/{rounds}  {:<20} {:>9.1}k drops/s", round + 1, "untraced", rate / 1e3);
+            runs[u].samples.push((round, s));
+            Ok(rate)
+        };
+        let mut before = untraced(&mut runs, &stop)?;
         for k in 0..active.len() {
             let i = active[(k + round) % n];
-            let r = &mut runs[i];
-            if r.problem.is_some() {
+            if runs[i].problem.is_some() {
                 continue;
             }
-            let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch };
-            match measure(r.mode, &bin, &netns, cfg, &stop, false) {
-                Ok(s) => {
+            let mode = runs[i].mode;
+            let cfg = FloodCfg { cpu, duration: dur, rate: mode.rate, batch };
+            match measure(mode, &bin, &netns, cfg, &stop, false) {
+                Ok(mut s) => {
+                    if mode.rate.is_none() {
+                        let after = untraced(&mut runs, &stop)?;
+                        s.baseline = Some((before + after) / 2.0);
+                        before = after;
+                    }
+                    let r = &mut runs[i];
                     eprintln!(
-                        "round {}/{rounds}  {:<20} {:>9.1}k drops/s{}",
+                        "round {}/{rounds}  {:<20} {:>9.1}k drops/s{}{}",
                         round + 1,
                         r.mode.key,
                         s.rate() / 1e3,
+                        s.baseline.map_or_else(String::new, |b| format!("  ratio {:.3}", s.rate() / b)),
                         s.tracer
                             .as_ref()
                             .and_then(|t| t.cpu_flood_s)
@@ -321,12 +345,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     r.samples.push((round, s));
                 }
                 Err(_) if stop.load(Ordering::Relaxed) => bail!("interrupted"),
-                Err(e) if r.mode.key == "untraced" => {
-                    return Err(e.context("untraced flood failed"));
-                }
                 Err(e) => {
-                    eprintln!("round {}/{rounds}  {:<20} FAILED: {e:#}", round + 1, r.mode.key);
-                    r.problem = Some(format!("failed: {e:#}"));
+                    eprintln!("round {}/{rounds}  {:<20} FAILED: {e:#}", round + 1, mode.key);
+                    runs[i].problem = Some(format!("failed: {e:#}"));
                 }
             }
         }
@@ -462,8 +483,13 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
     let d0 = netns.dropped()?;
     let fr = flood::flood(cfg, stop)?;
     let d1 = netns.dropped()?;
-    let mut sample =
-        Sample { drops: d1.saturating_sub(d0), sent: fr.sent, elapsed_s: fr.elapsed.as_secs_f64(), tracer: None };
+    let mut sample = Sample {
+        drops: d1.saturating_sub(d0),
+        sent: fr.sent,
+        elapsed_s: fr.elapsed.as_secs_f64(),
+        tracer: None,
+        baseline: None,
+    };
     if tracer.as_mut().is_some_and(|t| !t.alive()) {
         bail!("the tracer exited during the flood");
     }

@@ -13,7 +13,10 @@ struct Summary {
     problem: Option<String>,
     rates: Vec<f64>,
     rate: Option<f64>,
+    /// Per-round ratios to the bracketing untraced floods, their median and quartiles.
+    ratios: Vec<f64>,
     ratio: Option<f64>,
+    ratio_iqr: Option<(f64, f64)>,
     cpu_pct: Option<f64>,
     rss_mib: Option<f64>,
     ns_per_drop: Option<f64>,
@@ -46,7 +49,9 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         |round: usize| untraced.and_then(|u| u.samples.iter().find(|(rr, _)| *rr == round)).map(|(_, s)| s.rate());
     let samples: Vec<&Sample> = r.samples.iter().map(|(_, s)| s).collect();
     let rates: Vec<f64> = samples.iter().map(|s| s.rate()).collect();
-    let ratios = r.samples.iter().filter_map(|(round, s)| Some(s.rate() / base(*round)?)).collect();
+    // The bracketing untraced floods (older reports: the round's untraced flood).
+    let ratios: Vec<f64> =
+        r.samples.iter().filter_map(|(round, s)| Some(s.rate() / s.baseline.or_else(|| base(*round))?)).collect();
     let tr = |f: &dyn Fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(|s| f(s)).collect());
     let stats = r.stats.as_ref();
     let bpf = stats.and_then(|s| Some((s, s.tracer.as_ref()?.bpf.as_ref()?)));
@@ -77,7 +82,9 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         problem: r.problem.clone(),
         rate: median(rates.clone()),
         rates,
-        ratio: if r.mode.rate.is_some() { None } else { median(ratios) },
+        ratio: if r.mode.rate.is_some() { None } else { median(ratios.clone()) },
+        ratio_iqr: if r.mode.rate.is_some() || r.mode.key == "untraced" { None } else { quartiles(&ratios) },
+        ratios: if r.mode.rate.is_some() || r.mode.key == "untraced" { Vec::new() } else { ratios },
         cpu_pct: tr(&|s| Some(100.0 * s.tracer.as_ref()?.cpu_flood_s? / s.elapsed_s)),
         rss_mib: tr(&|s| Some(s.tracer.as_ref()?.maxrss_kib as f64 / 1024.0)),
         ns_per_drop: bpf.map(|(s, b)| b.run_time_ns as f64 / s.drops.max(1) as f64),
@@ -90,6 +97,21 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         lost_events: tr(&|s| s.tracer.as_ref()?.report.as_ref()?.get("lost_events")?.as_f64()),
         progs,
     }
+}
+
+/// First and third quartiles (linear interpolation), None for fewer than two values.
+fn quartiles(v: &[f64]) -> Option<(f64, f64)> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < 2 {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let x = q * (v.len() - 1) as f64;
+        let (i, f) = (x.floor() as usize, x.fract());
+        v[i] + f * (v[(i + 1).min(v.len() - 1)] - v[i])
+    };
+    Some((at(0.25), at(0.75)))
 }
 
 fn opt(x: Option<f64>, digits: usize) -> String {
@@ -111,6 +133,7 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
         "mode",
         "drops/s",
         "ratio",
+        "ratio IQR",
         "bpf ns/drop",
         "cpu %",
         "RSS MiB",
@@ -131,6 +154,7 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
             s.key.into(),
             k(s.rate),
             opt(s.ratio, 3),
+            s.ratio_iqr.map_or_else(|| "-".into(), |(a, b)| format!("{a:.3}-{b:.3}")),
             opt(s.ns_per_drop, 1),
             opt(s.cpu_pct, 1),
             opt(s.rss_mib, 1),
@@ -214,6 +238,8 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
                 "drops_per_s": s.rate,
                 "drops_per_s_rounds": s.rates,
                 "ratio_to_untraced": s.ratio,
+                "ratio_rounds": s.ratios,
+                "ratio_iqr": s.ratio_iqr.map(|(a, b)| [a, b]),
                 "bpf_ns_per_drop": s.ns_per_drop,
                 "bpf_runs_per_drop": s.runs_per_drop,
                 "bpf_progs": s.progs,
@@ -272,8 +298,21 @@ fn sample_json(round: Option<usize>, s: &Sample) -> Value {
         "tracer_counted": t.and_then(|t| t.counted),
         "bpf_run_time_ns": t.and_then(|t| t.bpf.as_ref()).map(|b| b.run_time_ns),
         "bpf_run_cnt": t.and_then(|t| t.bpf.as_ref()).map(|b| b.run_cnt),
-        "report": t.and_then(|t| t.report.clone()),
+        "baseline_drops_per_s": s.baseline,
+        "report": t.and_then(|t| t.report.as_ref()).map(trimmed_report),
     })
+}
+
+/// pktloss's report without its per-flow, per-location and sample lists (megabytes over a
+/// run; the totals, detail accounting and probes are what the benchmark uses).
+fn trimmed_report(r: &Value) -> Value {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        for k in ["samples", "flows", "locations", "devices", "retransmits"] {
+            o.remove(k);
+        }
+    }
+    r
 }
 
 type Target = (&'static str, String, &'static str, Option<bool>);
@@ -326,4 +365,17 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
     t.push(("peak RSS (largest pktloss mode)", opt(rss, 1) + " MiB", "<= 40 MiB", rss.map(|r| r <= 40.0)));
     t.push(("start to first counted drop", opt(ttfd, 3) + " s", "<= 0.5 s", ttfd.map(|x| x <= 0.5)));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quartiles;
+
+    #[test]
+    fn quartiles_interpolate() {
+        assert_eq!(quartiles(&[1.0]), None);
+        assert_eq!(quartiles(&[2.0, 1.0]), Some((1.25, 1.75)));
+        assert_eq!(quartiles(&[5.0, 1.0, 3.0, 2.0, 4.0]), Some((2.0, 4.0)));
+        assert_eq!(quartiles(&[1.0, f64::NAN, 3.0]), Some((1.5, 2.5)));
+    }
 }
