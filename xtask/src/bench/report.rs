@@ -211,6 +211,9 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
         };
         println!("{verdict:<6} {name}: {measured} (target {target})");
     }
+    for r in run.runs.iter().filter(|r| !r.failures.is_empty()) {
+        println!("note: {}: {} failed measurement(s): {}", r.mode.key, r.failures.len(), r.failures.join("; "));
+    }
     if run.bpf_stats_preenabled {
         println!("note: kernel.bpf_stats_enabled was already 1, so the rates include bpf_stats overhead");
     }
@@ -251,6 +254,7 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
                 "detail_lost_ringbuf_per_s": s.detail_lost_ringbuf_per_s,
                 "detail_unaccounted_max": s.detail_unaccounted,
                 "lost_events": s.lost_events,
+                "failed_measurements": r.failures,
                 "samples": r.samples.iter().map(|(round, x)| sample_json(Some(*round), x)).collect::<Vec<_>>(),
                 "bpf_stats_sample": r.stats.as_ref().map(|x| sample_json(None, x)),
             })
