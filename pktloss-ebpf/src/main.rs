@@ -11,8 +11,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_comm as raw_comm, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-            bpf_ktime_get_ns,
+            bpf_get_current_comm as raw_comm, bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_ktime_get_ns,
             bpf_probe_read_kernel as raw_read,
         },
     },
@@ -292,9 +291,7 @@ fn proto_word(family: u8, l4: u8, ethertype: u16) -> u32 {
 fn ports_word(l4: u8, raw: u32) -> u32 {
     match l4 {
         // Big-endian source and destination ports, stored host-endian.
-        6 | 17 | 132 | 136 => {
-            u32::from(u16::from_be(raw as u16)) | u32::from(u16::from_be((raw >> 16) as u16)) << 16
-        }
+        6 | 17 | 132 | 136 => u32::from(u16::from_be(raw as u16)) | u32::from(u16::from_be((raw >> 16) as u16)) << 16,
         // ICMP type and code.
         1 | 58 => (raw & 0xff) | ((raw >> 8) & 0xff) << 16,
         _ => 0,

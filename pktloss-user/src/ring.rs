@@ -76,8 +76,6 @@ unsafe impl Send for Ring {}
 /// What a drain read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Drained {
-    /// Records handed over.
-    pub records: usize,
     /// Bytes consumed (headers, discarded records and padding included).
     pub bytes: u64,
     /// Why it stopped early, if it did.
@@ -141,14 +139,15 @@ impl Ring {
     /// yet (its producer is still writing it) and at a malformed one.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Drained {
         let start = self.pos;
-        let (records, malformed) = self.drain_records(&mut f);
-        Drained { records, bytes: self.pos - start, malformed }
+        let malformed = self.drain_records(&mut f);
+        self.publish();
+        Drained { bytes: self.pos - start, malformed }
     }
 
-    fn drain_records(&mut self, f: &mut impl FnMut(&[u8])) -> (usize, Option<Malformed>) {
+    /// The loop of [`Ring::drain`], which publishes the position however it ends.
+    fn drain_records(&mut self, f: &mut impl FnMut(&[u8])) -> Option<Malformed> {
         // SAFETY: the data pages follow the producer page, twice, for as long as `self`.
         let data = Data { base: unsafe { self.producer.ptr.as_ptr().add(self.page) }, mask: self.mask };
-        let mut n = 0;
         loop {
             // Acquire pairs with the kernel's release store after it reserves a record.
             let prod = self.producer_pos().load(Ordering::Acquire);
@@ -158,18 +157,11 @@ impl Ring {
             while self.pos != prod {
                 // SAFETY: `data` is the mapped data area; `pos` is a record the kernel reserved.
                 match unsafe { data.at(self.pos) } {
-                    Rec::Busy => {
-                        self.publish();
-                        return (n, None);
-                    }
-                    Rec::Malformed(len) => {
-                        self.publish();
-                        return (n, Some(Malformed::Length(len)));
-                    }
+                    Rec::Busy => return None,
+                    Rec::Malformed(len) => return Some(Malformed::Length(len)),
                     Rec::Discarded(next) => self.pos = next,
                     Rec::Data(rec, next) => {
                         f(rec);
-                        n += 1;
                         self.pos = next;
                     }
                 }
@@ -178,8 +170,7 @@ impl Ring {
                 }
             }
         }
-        self.publish();
-        (n, None)
+        None
     }
 }
 

@@ -83,17 +83,19 @@ impl Netns {
     /// Run `f` on a thread named [`NETNS_THREAD`] inside the namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::Builder::new().name(NETNS_THREAD.into()).spawn(move || {
-            let file = fs::File::open(&path).expect("open netns");
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: valid fd; affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .expect("spawn netns thread")
-        .join()
-        .expect("netns thread")
+        std::thread::Builder::new()
+            .name(NETNS_THREAD.into())
+            .spawn(move || {
+                let file = fs::File::open(&path).expect("open netns");
+                use std::os::fd::AsRawFd as _;
+                // SAFETY: valid fd; affects only this thread.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .expect("spawn netns thread")
+            .join()
+            .expect("netns thread")
     }
 
     /// Send `n` UDP datagrams to `dst` from inside the namespace; returns the source address.

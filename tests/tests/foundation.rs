@@ -2,7 +2,9 @@
 //! Each test makes its own namespaces and real traffic; run with `--test-threads=1`.
 use std::{net::SocketAddr, time::Duration};
 
-use pktloss_tests::{NETNS_THREAD, Netns, Running, flow_count, loaded_pktloss_programs, reason_count, require_root, run, sh};
+use pktloss_tests::{
+    NETNS_THREAD, Netns, Running, flow_count, loaded_pktloss_programs, reason_count, require_root, run, sh,
+};
 
 const N: usize = 200;
 

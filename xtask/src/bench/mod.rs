@@ -2,8 +2,9 @@
 //!
 //! Every mode floods the same nftables DROP rule from one pinned CPU; rounds are interleaved
 //! (the mode order rotates each round), each traced flood is bracketed by untraced floods and
-//! its ratio taken to their mean, and medians over the rounds are reported. BPF cost per drop comes from a separate pass with kernel.bpf_stats_enabled=1
-//! (its own overhead would otherwise skew the rates).
+//! its ratio taken to their mean, and medians over the rounds are reported. BPF cost per drop
+//! comes from a separate pass with kernel.bpf_stats_enabled=1 (its own overhead would otherwise
+//! skew the rates).
 mod flood;
 mod report;
 mod tracer;
@@ -317,8 +318,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // untraced flood measured far away in time would mostly measure the drift.
     let u = runs.iter().position(|r| r.mode.key == "untraced").context("no untraced mode")?;
     for round in 0..rounds {
-        let active: Vec<usize> =
-            (0..runs.len()).filter(|&i| i != u && runs[i].problem.is_none()).collect();
+        let active: Vec<usize> = (0..runs.len()).filter(|&i| i != u && runs[i].problem.is_none()).collect();
         let n = active.len().max(1);
         let untraced = |runs: &mut Vec<ModeRun>, stop: &Arc<AtomicBool>| -> Result<f64> {
             let cfg = FloodCfg { cpu, duration: dur, rate: None, batch };

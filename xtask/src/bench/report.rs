@@ -43,15 +43,11 @@ fn detail_of(s: &Sample) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
-fn summarize(run: &Run, r: &ModeRun) -> Summary {
-    let untraced = run.runs.iter().find(|u| u.mode.key == "untraced");
-    let base =
-        |round: usize| untraced.and_then(|u| u.samples.iter().find(|(rr, _)| *rr == round)).map(|(_, s)| s.rate());
+fn summarize(r: &ModeRun) -> Summary {
     let samples: Vec<&Sample> = r.samples.iter().map(|(_, s)| s).collect();
     let rates: Vec<f64> = samples.iter().map(|s| s.rate()).collect();
-    // The bracketing untraced floods (older reports: the round's untraced flood).
-    let ratios: Vec<f64> =
-        r.samples.iter().filter_map(|(round, s)| Some(s.rate() / s.baseline.or_else(|| base(*round))?)).collect();
+    // Only traced floods at full speed have a baseline (the bracketing untraced floods).
+    let ratios: Vec<f64> = r.samples.iter().filter_map(|(_, s)| Some(s.rate() / s.baseline?)).collect();
     let tr = |f: &dyn Fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(|s| f(s)).collect());
     let stats = r.stats.as_ref();
     let bpf = stats.and_then(|s| Some((s, s.tracer.as_ref()?.bpf.as_ref()?)));
@@ -82,9 +78,9 @@ fn summarize(run: &Run, r: &ModeRun) -> Summary {
         problem: r.problem.clone(),
         rate: median(rates.clone()),
         rates,
-        ratio: if r.mode.rate.is_some() { None } else { median(ratios.clone()) },
-        ratio_iqr: if r.mode.rate.is_some() || r.mode.key == "untraced" { None } else { quartiles(&ratios) },
-        ratios: if r.mode.rate.is_some() || r.mode.key == "untraced" { Vec::new() } else { ratios },
+        ratio: if r.mode.key == "untraced" { Some(1.0) } else { median(ratios.clone()) },
+        ratio_iqr: quartiles(&ratios),
+        ratios,
         cpu_pct: tr(&|s| Some(100.0 * s.tracer.as_ref()?.cpu_flood_s? / s.elapsed_s)),
         rss_mib: tr(&|s| Some(s.tracer.as_ref()?.maxrss_kib as f64 / 1024.0)),
         ns_per_drop: bpf.map(|(s, b)| b.run_time_ns as f64 / s.drops.max(1) as f64),
@@ -128,7 +124,7 @@ fn k(x: Option<f64>) -> String {
 
 /// Print the table, write the Markdown and JSON reports.
 pub fn report(run: &Run, out: &Path) -> Result<()> {
-    let sums: Vec<Summary> = run.runs.iter().map(|r| summarize(run, r)).collect();
+    let sums: Vec<Summary> = run.runs.iter().map(summarize).collect();
     let header = [
         "mode",
         "drops/s",
