@@ -122,6 +122,12 @@ trait Mem {
         rd(l3, 0)
     }
 
+    /// Read the u32 at `l3 + off` in packet memory (0 when unreadable).
+    #[inline(always)]
+    fn word(l3: u64, off: u32) -> u32 {
+        rd(l3, off).unwrap_or(0)
+    }
+
     /// Copy the current task's name to `dst` (`COMM_LEN` bytes, 4-byte aligned).
     #[inline(always)]
     fn comm(dst: *mut u8) {
@@ -188,6 +194,16 @@ impl Mem for Direct {
         })
     }
 
+    /// A plain load under `flag::UNTRUSTED_LOADS`, as for `peek`.
+    #[inline(always)]
+    fn word(l3: u64, off: u32) -> u32 {
+        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
+            return rd(l3, off).unwrap_or(0);
+        }
+        // SAFETY: as for `peek`.
+        unsafe { read_volatile((l3 + u64::from(off)) as *const u32) }
+    }
+
     /// Two direct loads from the BTF-typed current task (`bpf_get_current_task_btf` is inlined
     /// by the JIT) instead of the `bpf_get_current_comm` helper, which copies with
     /// `strscpy_pad`. The kernel keeps `comm` NUL-padded; userspace stops at the first NUL.
@@ -225,58 +241,85 @@ fn sock_netns<M: Mem>(sk: u64) -> u32 {
 /// options, plus the first four bytes of the transport header (44 bytes).
 const PEEK_WORDS: usize = 6;
 
-/// A [`FlowKey`] as six native-endian u64 words and a trailing u32 (see `FlowKey` for the
-/// layout): saddr (2 words), daddr (2), `netns | ifindex << 32`, `reason | ports << 32`, and
+/// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is six
+/// native-endian u64 words and a trailing u32 (see `FlowKey` for the layout): saddr (2 words),
+/// daddr (2), `netns | ifindex << 32`, `reason | ports << 32`, and
 /// `family | l4proto << 8 | ethertype << 16`.
 ///
-/// The key is assembled in registers from the header words and compared and stored a whole
-/// word at a time: seven compares instead of thirteen, and no byte or half-word stores, which
-/// would stall store forwarding when the run comparison loads the words back.
-#[derive(Clone, Copy)]
-struct Key {
-    w: [u64; 6],
-    proto: u32,
+/// Words are compared or stored as soon as they are known, a whole word at a time: no key is
+/// held in registers (BPF has few, so LLVM spilled it to the stack on every drop), and no byte
+/// or half-word stores, which would stall store forwarding when the run comparison loads the
+/// words back.
+trait KeySink {
+    /// Word `i` (0..6) of the key.
+    fn word(&mut self, i: usize, v: u64);
+    /// The trailing u32.
+    fn proto(&mut self, v: u32);
 }
 
-/// Whether the flow key at `at` (8-byte aligned) is `k`.
-#[inline(always)]
-fn key_is(at: *const FlowKey, k: &Key) -> bool {
-    let p = at as *const u64;
-    let mut i = 0;
-    while i < 6 {
+/// Compares a key with the one at `at` (an 8-byte aligned `FlowKey`): `diff` stays 0 while
+/// every word matches.
+struct Diff {
+    at: *const u64,
+    diff: u64,
+}
+
+impl KeySink for Diff {
+    #[inline(always)]
+    fn word(&mut self, i: usize, v: u64) {
         // SAFETY: `at` is an 8-byte aligned FlowKey (52 bytes: six u64 and a u32).
-        if unsafe { *p.add(i) } != k.w[i] {
-            return false;
-        }
-        i += 1;
+        self.diff |= v ^ unsafe { *self.at.add(i) };
     }
-    // SAFETY: as above.
-    unsafe { *(p.add(6) as *const u32) == k.proto }
+
+    #[inline(always)]
+    fn proto(&mut self, v: u32) {
+        // SAFETY: as above.
+        self.diff |= u64::from(v ^ unsafe { *(self.at.add(6) as *const u32) });
+    }
 }
 
-/// Store `k` as the flow key at `at` (8-byte aligned). Volatile stores keep LLVM from
-/// calling a `memcpy` subprogram.
+/// Stores a key at `at` (an 8-byte aligned `FlowKey`). Volatile stores keep LLVM from calling
+/// a `memcpy` subprogram.
+struct Store {
+    at: *mut u64,
+}
+
+impl KeySink for Store {
+    #[inline(always)]
+    fn word(&mut self, i: usize, v: u64) {
+        // SAFETY: as for `Diff`.
+        unsafe { core::ptr::write_volatile(self.at.add(i), v) };
+    }
+
+    #[inline(always)]
+    fn proto(&mut self, v: u32) {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(self.at.add(6) as *mut u32, v) };
+    }
+}
+
+/// Copy the flow key at `src` to `dst` (both 8-byte aligned).
 #[inline(always)]
-fn key_store(at: *mut FlowKey, k: &Key) {
-    let p = at as *mut u64;
+fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
+    let (d, s) = (dst as *mut u64, src as *const u64);
     let mut i = 0;
     while i < 6 {
-        // SAFETY: as for `key_is`.
-        unsafe { core::ptr::write_volatile(p.add(i), k.w[i]) };
+        // SAFETY: both are 8-byte aligned FlowKeys.
+        unsafe { core::ptr::write_volatile(d.add(i), read_volatile(s.add(i))) };
         i += 1;
     }
     // SAFETY: as above.
-    unsafe { core::ptr::write_volatile(p.add(6) as *mut u32, k.proto) };
+    unsafe { core::ptr::write_volatile(d.add(6) as *mut u32, read_volatile(s.add(6) as *const u32)) };
 }
 
-/// The flow of a dropped skb, and where its bytes are for the capture.
-struct Decoded {
-    key: Key,
-    head: u64,
-    /// Network header offset from `head`, `UNSET_HEADER` when unknown.
-    nh: u16,
-    /// Tail offset from `head`.
-    tail: u32,
+/// Where the network header of `skb` is: `head`, the header's offset from it (`UNSET_HEADER`
+/// when unknown) and the tail offset.
+#[inline(always)]
+fn l3_of<M: Mem>(skb: u64) -> (u64, u16, u32) {
+    let head: u64 = M::get(skb, cfg!(offsets.skb_head)).unwrap_or(0);
+    let nh: u16 = M::get(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
+    let tail: u32 = M::get(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
+    (head, nh, tail)
 }
 
 /// The last word of a flow key: family, IP protocol, ethertype.
@@ -299,8 +342,13 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
 }
 
 /// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).
+///
+/// It runs on every drop, so it is written for the code LLVM makes of it: one exit, the key
+/// assembled at the end from a few locals, and no helper call on the paths the verifier keeps
+/// for this kernel. (Returning early with a half-built key made LLVM copy the key to the stack on
+/// every path; a helper call made it spill everything live across it.)
 #[inline(always)]
-fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, reason: u32) -> Decoded {
+fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) {
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
     let (mut netns, mut ifindex) = (0u32, 0u32);
     if dev != 0 {
@@ -313,54 +361,52 @@ fn decode_skb<M: Mem>(skb: u64, rx_sk: u64, reason: u32) -> Decoded {
             netns = sock_netns::<M>(sk);
         }
     }
+    out.word(4, u64::from(netns) | u64::from(ifindex) << 32);
     let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
     let ethertype = u16::from_be(proto_be);
-    let mut key = Key {
-        w: [0, 0, 0, 0, u64::from(netns) | u64::from(ifindex) << 32, u64::from(reason)],
-        proto: proto_word(0, 0, ethertype),
-    };
-    let head: u64 = M::get(skb, cfg!(offsets.skb_head)).unwrap_or(0);
-    let nh: u16 = M::get(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
-    let tail: u32 = M::get(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
-    if head == 0 || nh == UNSET_HEADER || u32::from(nh) >= tail {
-        return Decoded { key, head, nh: UNSET_HEADER, tail };
-    }
-    let l3 = head + u64::from(nh);
-    let avail = tail - u32::from(nh);
-    // One read covers the common cases; bytes past `avail` are ignored (the head buffer
-    // always extends past `tail`, into skb_shared_info, so the read itself is safe).
-    let Some(w) = M::peek(l3) else { return Decoded { key, head, nh, tail } };
-    let done = |key| Decoded { key, head, nh, tail };
-    match (w[0] as u8) >> 4 {
-        4 if avail >= 20 => {
-            let l4 = (w[1] >> 8) as u8;
-            key.proto = proto_word(4, l4, ethertype);
-            key.w[0] = w[1] >> 32;
-            key.w[2] = w[2] & 0xffff_ffff;
-            let frag_off = u16::from_be((w[0] >> 48) as u16) & 0x1fff;
-            let ihl = u32::from(w[0] as u8 & 0x0f) * 4;
-            if frag_off != 0 || avail < ihl + 4 {
-                return done(key);
-            }
-            let raw = if ihl == 20 {
-                (w[2] >> 32) as u32
-            } else {
-                let Some(p) = rd::<u32>(l3, ihl) else { return done(key) };
-                p
-            };
-            key.w[5] |= u64::from(ports_word(l4, raw)) << 32;
-        }
-        6 if avail >= 40 => {
-            let l4 = (w[0] >> 48) as u8;
-            key.proto = proto_word(6, l4, ethertype);
-            key.w[..4].copy_from_slice(&w[1..5]);
-            if avail >= 44 {
-                key.w[5] |= u64::from(ports_word(l4, w[5] as u32)) << 32;
+    let (head, nh, tail) = l3_of::<M>(skb);
+    let (mut family, mut l4, mut ports) = (0u8, 0u8, 0u32);
+    if head != 0 && nh != UNSET_HEADER && u32::from(nh) < tail {
+        let l3 = head + u64::from(nh);
+        let avail = tail - u32::from(nh);
+        // One read covers the common cases; bytes past `avail` are ignored (the head buffer
+        // always extends past `tail`, into skb_shared_info, so the read itself is safe).
+        if let Some(w) = M::peek(l3) {
+            let version = (w[0] as u8) >> 4;
+            if version == 4 && avail >= 20 {
+                family = 4;
+                l4 = (w[1] >> 8) as u8;
+                let frag_off = u16::from_be((w[0] >> 48) as u16) & 0x1fff;
+                let ihl = u32::from(w[0] as u8 & 0x0f) * 4;
+                if frag_off == 0 && avail >= ihl + 4 {
+                    let raw = if ihl == 20 { (w[2] >> 32) as u32 } else { M::word(l3, ihl) };
+                    ports = ports_word(l4, raw);
+                }
+                out.word(0, w[1] >> 32);
+                out.word(1, 0);
+                out.word(2, w[2] & 0xffff_ffff);
+                out.word(3, 0);
+            } else if version == 6 && avail >= 40 {
+                family = 6;
+                l4 = (w[0] >> 48) as u8;
+                if avail >= 44 {
+                    ports = ports_word(l4, w[5] as u32);
+                }
+                out.word(0, w[1]);
+                out.word(1, w[2]);
+                out.word(2, w[3]);
+                out.word(3, w[4]);
             }
         }
-        _ => {}
     }
-    done(key)
+    if family == 0 {
+        out.word(0, 0);
+        out.word(1, 0);
+        out.word(2, 0);
+        out.word(3, 0);
+    }
+    out.word(5, u64::from(reason) | u64::from(ports) << 32);
+    out.proto(proto_word(family, l4, ethertype));
 }
 
 /// Whether this CPU may still send a detail event in the current budget epoch.
@@ -476,9 +522,11 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
-    let Decoded { key, head, nh, tail } = decode_skb::<M>(skb, rx_sk, reason);
-    if flags & flag::FLOWS != 0 {
-        if rc.flow_pending != 0 && key_is(addr_of!(rc.flow_key), &key) {
+    let flows = flags & flag::FLOWS != 0;
+    if flows {
+        let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
+        flow_key::<M, _>(skb, rx_sk, reason, &mut d);
+        if rc.flow_pending != 0 && d.diff == 0 {
             rc.flow_pending += 1;
         } else {
             if rc.flow_pending != 0 {
@@ -489,7 +537,8 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
                     bump(stat::FLOW_INSERTS);
                 }
             }
-            key_store(addr_of_mut!(rc.flow_key), &key);
+            // The key was compared, not kept: decode again to store it.
+            flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
             rc.flow_pending = 1;
         }
     }
@@ -523,7 +572,12 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = location;
-        key_store(addr_of_mut!((*ev).flow), &key);
+        // With flow counts on, the run cache holds this drop's key.
+        if flows {
+            key_copy(addr_of_mut!((*ev).flow), addr_of!(rc.flow_key));
+        } else {
+            flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!((*ev).flow) as *mut u64 });
+        }
         (*ev).stack_id = stack_id;
         (*ev).tid = pid_tgid as u32;
         (*ev).pid = (pid_tgid >> 32) as u32;
@@ -533,6 +587,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         M::comm(addr_of_mut!((*ev).comm) as *mut u8);
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
+        let (head, nh, tail) = l3_of::<M>(skb);
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
             let (start, kind) = if nh != UNSET_HEADER {
                 (u32::from(nh), data_start::NETWORK)

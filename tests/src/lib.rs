@@ -100,11 +100,32 @@ impl Netns {
 
     /// Send `n` UDP datagrams to `dst` from inside the namespace; returns the source address.
     pub fn send_udp(&self, dst: SocketAddr, n: usize) -> SocketAddr {
+        self.send_udp_with(dst, n, &[])
+    }
+
+    /// As [`Netns::send_udp`] (IPv4 only), with `options` in every IPv4 header (`IP_OPTIONS`):
+    /// the transport header then starts past byte 20.
+    pub fn send_udp_with(&self, dst: SocketAddr, n: usize, options: &[u8]) -> SocketAddr {
+        let options = options.to_vec();
         self.run(move || {
             let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("addr");
             // Unconnected on purpose: a connected socket turns the ICMP port-unreachable of a
             // previous datagram into ECONNREFUSED and does not send the next one.
             let s = UdpSocket::bind(bind).expect("bind");
+            if !options.is_empty() {
+                use std::os::fd::AsRawFd as _;
+                // SAFETY: a valid socket and a buffer of the given length.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_IP,
+                        libc::IP_OPTIONS,
+                        options.as_ptr().cast(),
+                        options.len() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0, "IP_OPTIONS: {}", std::io::Error::last_os_error());
+            }
             let local = s.local_addr().expect("local addr");
             for i in 0..n {
                 let sent = s.send_to(format!("pktloss test {i}").as_bytes(), dst).expect("send_to");

@@ -9,6 +9,12 @@ use pktloss_tests::{
 const N: usize = 200;
 
 fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
+    no_socket_case_with(tag, dst, extra, &[]);
+}
+
+/// NO_SOCKET drops of `N` datagrams to `dst`, with `ip_options` in their IPv4 headers: exact
+/// counts of the flow (ports included), the kernel's NoPorts, the location and the samples.
+fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) {
     if !require_root(tag) {
         return;
     }
@@ -19,7 +25,7 @@ fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
     let mut args = vec!["capture", "--format", "json"];
     args.extend_from_slice(extra);
     let p = Running::start(&args);
-    let src = ns.send_udp(dst, N);
+    let src = ns.send_udp_with(dst, N, ip_options);
     std::thread::sleep(Duration::from_millis(300));
     let s = p.stop_json();
     let after = if v6 { ns.snmp("Udp6", "NoPorts") } else { ns.snmp("Udp", "NoPorts") };
@@ -64,6 +70,12 @@ fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
             .collect();
         assert!(!ours.is_empty(), "no sample of our flow: {:#}", s["samples"]);
         for x in ours {
+            if !ip_options.is_empty() && x["data_start"] == "network" {
+                // Version 4, header length 5 words plus the options.
+                let ihl = 5 + ip_options.len() / 4;
+                let first = format!("4{ihl:x}");
+                assert!(x["data_hex"].as_str().is_some_and(|h| h.starts_with(&first)), "{x:#}");
+            }
             assert_eq!(x["comm"], NETNS_THREAD, "{x:#}");
             assert_eq!(x["pid"], u64::from(std::process::id()), "{x:#}");
         }
@@ -83,6 +95,19 @@ fn udp6_no_socket_exact() {
 #[test]
 fn udp4_no_socket_exact_classic_tracepoint() {
     no_socket_case("nosockc", "127.0.0.1:9997", &["--classic"]);
+}
+
+/// Four NOPs of IPv4 options: the ports sit at byte 24, read apart from the header words.
+const IP_NOPS: [u8; 4] = [1, 1, 1, 1];
+
+#[test]
+fn udp4_with_ip_options_exact() {
+    no_socket_case_with("nosocko", "127.0.0.1:9995", &[], &IP_NOPS);
+}
+
+#[test]
+fn udp4_with_ip_options_exact_classic_tracepoint() {
+    no_socket_case_with("nosockoc", "127.0.0.1:9994", &["--classic"], &IP_NOPS);
 }
 
 #[test]
