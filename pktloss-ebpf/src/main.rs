@@ -343,10 +343,11 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
 
 /// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).
 ///
-/// It runs on every drop, so it is written for the code LLVM makes of it: one exit, the key
-/// assembled at the end from a few locals, and no helper call on the paths the verifier keeps
-/// for this kernel. (Returning early with a half-built key made LLVM copy the key to the stack on
-/// every path; a helper call made it spill everything live across it.)
+/// It runs on every drop, so it is written for the code LLVM makes of it: each word goes to
+/// `out` as soon as it is known, one straight path with no early return, and no helper call on
+/// the paths the verifier keeps for this kernel. (Returning early with a half-built key made
+/// LLVM copy the key to the stack on every path; a helper call made it spill everything live
+/// across it.)
 #[inline(always)]
 fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) {
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
@@ -588,6 +589,8 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
         let (head, nh, tail) = l3_of::<M>(skb);
+        // A network header at or past the tail is not one: capture from `data` instead.
+        let nh = if u32::from(nh) >= tail { UNSET_HEADER } else { nh };
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
             let (start, kind) = if nh != UNSET_HEADER {
                 (u32::from(nh), data_start::NETWORK)
