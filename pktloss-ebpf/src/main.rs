@@ -110,16 +110,29 @@ fn rd<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T).ok() }
 }
 
+/// `Mem::peek` with `bpf_probe_read_kernel` (one call for words 0..3, two for 3..6).
+#[inline(always)]
+fn peek_helper<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
+    if AT == 0 {
+        return rd(l3, 0);
+    }
+    let w: [u64; 2] = rd(l3, 8 * AT as u32)?;
+    let x: u32 = rd(l3, 8 * AT as u32 + 16)?;
+    Some([w[0], w[1], u64::from(x)])
+}
+
 /// How a program reads kernel struct fields.
 trait Mem {
-    /// Read a `T` at `base + off`; `None` when `base` is null.
+    /// Read a `T` at `base + off`; `None` (helper reads) or zero (direct loads) when `base` is
+    /// null.
     fn get<T: Copy>(base: u64, off: u32) -> Option<T>;
 
-    /// Read the first `PEEK_WORDS` little-endian words at `l3`, a pointer into packet memory
-    /// (the last one holds 4 bytes).
+    /// Read the three little-endian words at `l3 + 8 * AT`, a pointer into packet memory: at 0,
+    /// an IPv4 header without options and the first four transport bytes; at 3, the rest of an
+    /// IPv6 header and its first four transport bytes (the last word holds 4 bytes).
     #[inline(always)]
-    fn peek(l3: u64) -> Option<[u64; PEEK_WORDS]> {
-        rd(l3, 0)
+    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
+        peek_helper::<AT>(l3)
     }
 
     /// Read the u32 at `l3 + off` in packet memory (0 when unreadable).
@@ -155,41 +168,28 @@ struct Direct;
 impl Mem for Direct {
     #[inline(always)]
     fn get<T: Copy>(base: u64, off: u32) -> Option<T> {
-        if base == 0 {
-            return None;
-        }
         // SAFETY: `base` is a BTF-typed kernel pointer and `off` a member offset from the
-        // kernel's own BTF; the verifier rejects the program otherwise.
+        // kernel's own BTF; the verifier rejects the program otherwise. A null walked pointer
+        // needs no test: its loads are fault-tolerant and read as zero.
         Some(unsafe { core::ptr::read((base + u64::from(off)) as *const T) })
     }
 
     /// With `flag::UNTRUSTED_LOADS`, `skb->head` (a `char *` read through a BTF pointer) is
-    /// read-only untrusted memory to the verifier: plain loads (three for IPv4, six for IPv6),
-    /// each made fault-tolerant by the JIT, instead of a helper call. The flag is a constant of the frozen config, so
-    /// the verifier only sees the branch that this kernel supports.
+    /// read-only untrusted memory to the verifier: plain loads, each made fault-tolerant by the
+    /// JIT, instead of a helper call. The flag is a constant of the frozen config, so the
+    /// verifier only sees the branch that this kernel supports.
     #[inline(always)]
-    fn peek(l3: u64) -> Option<[u64; PEEK_WORDS]> {
+    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
         if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
-            return rd(l3, 0);
+            return peek_helper::<AT>(l3);
         }
-        let p = l3 as *const u64;
+        let p = (l3 as *const u64).wrapping_add(AT);
         // SAFETY: see above; a load that faults reads as zero instead of oopsing.
-        let w0 = unsafe { read_volatile(p) };
-        // An IPv4 header without options and the ports fit in the first three words: only
-        // IPv6 needs the other three.
-        if (w0 as u8) >> 4 != 6 {
-            // SAFETY: as above.
-            return Some(unsafe { [w0, read_volatile(p.add(1)), read_volatile(p.add(2)), 0, 0, 0] });
-        }
-        // SAFETY: as above.
         Some(unsafe {
             [
-                w0,
+                read_volatile(p),
                 read_volatile(p.add(1)),
-                read_volatile(p.add(2)),
-                read_volatile(p.add(3)),
-                read_volatile(p.add(4)),
-                u64::from(read_volatile(p.add(5) as *const u32)),
+                if AT == 0 { read_volatile(p.add(2)) } else { u64::from(read_volatile(p.add(2) as *const u32)) },
             ]
         })
     }
@@ -236,10 +236,6 @@ fn sock_netns<M: Mem>(sk: u64) -> u32 {
     let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
     M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
 }
-
-/// Words read at the network header in one go: an IPv6 header or an IPv4 header without
-/// options, plus the first four bytes of the transport header (44 bytes).
-const PEEK_WORDS: usize = 6;
 
 /// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is six
 /// native-endian u64 words and a trailing u32 (see `FlowKey` for the layout): saddr (2 words),
@@ -350,12 +346,10 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
 /// across it.)
 #[inline(always)]
 fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) {
+    // A null device reads as ifindex 0 in namespace 0.
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
-    let (mut netns, mut ifindex) = (0u32, 0u32);
-    if dev != 0 {
-        ifindex = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
-        netns = dev_netns::<M>(dev);
-    }
+    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    let mut netns = dev_netns::<M>(dev);
     if netns == 0 {
         let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
         if sk != 0 {
@@ -370,9 +364,9 @@ fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) 
     if head != 0 && nh != UNSET_HEADER && u32::from(nh) < tail {
         let l3 = head + u64::from(nh);
         let avail = tail - u32::from(nh);
-        // One read covers the common cases; bytes past `avail` are ignored (the head buffer
-        // always extends past `tail`, into skb_shared_info, so the read itself is safe).
-        if let Some(w) = M::peek(l3) {
+        // Bytes past `avail` are ignored (the head buffer always extends past `tail`, into
+        // skb_shared_info, so the reads themselves are safe).
+        if let Some(w) = M::peek::<0>(l3) {
             let version = (w[0] as u8) >> 4;
             if version == 4 && avail >= 20 {
                 family = 4;
@@ -388,15 +382,17 @@ fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) 
                 out.word(2, w[2] & 0xffff_ffff);
                 out.word(3, 0);
             } else if version == 6 && avail >= 40 {
-                family = 6;
-                l4 = (w[0] >> 48) as u8;
-                if avail >= 44 {
-                    ports = ports_word(l4, w[5] as u32);
+                if let Some(x) = M::peek::<3>(l3) {
+                    family = 6;
+                    l4 = (w[0] >> 48) as u8;
+                    if avail >= 44 {
+                        ports = ports_word(l4, x[2] as u32);
+                    }
+                    out.word(0, w[1]);
+                    out.word(1, w[2]);
+                    out.word(2, x[0]);
+                    out.word(3, x[1]);
                 }
-                out.word(0, w[1]);
-                out.word(1, w[2]);
-                out.word(2, w[3]);
-                out.word(3, w[4]);
             }
         }
     }
@@ -501,6 +497,10 @@ fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K, n: u64) -> (bool, bo
 }
 
 /// The common drop path of every drop hook.
+///
+/// It runs on every drop, so only the checks that usually pass are written inline; what runs
+/// when a run ends or a detail event is sent lives in subprograms (BPF-to-BPF calls), so the
+/// per-drop code stays small and close together.
 #[inline(always)]
 fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: u32, rx_sk: u64) {
     let Some(rc) = RUNS.get_ptr_mut(0) else { return };
@@ -514,33 +514,18 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     if rc.drop_pending != 0 && same::<_, 3>(&rc.drop_key, &dkey) {
         rc.drop_pending += 1;
     } else {
-        if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
-            bump_by(stat::DROP_KEY_FAILS, rc.drop_pending);
-        }
-        rc.drop_key = dkey;
-        rc.drop_pending = 1;
+        new_drop_run(rc, location, reason);
     }
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
-    let flows = flags & flag::FLOWS != 0;
-    if flows {
+    if flags & flag::FLOWS != 0 {
         let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
         flow_key::<M, _>(skb, rx_sk, reason, &mut d);
         if rc.flow_pending != 0 && d.diff == 0 {
             rc.flow_pending += 1;
         } else {
-            if rc.flow_pending != 0 {
-                let (ok, inserted) = count_in_lru(&FLOWS, &rc.flow_key, rc.flow_pending);
-                if !ok {
-                    bump_by(stat::FLOW_FAILS, rc.flow_pending);
-                } else if inserted {
-                    bump(stat::FLOW_INSERTS);
-                }
-            }
-            // The key was compared, not kept: decode again to store it.
-            flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
-            rc.flow_pending = 1;
+            new_flow_run::<M>(rc, skb, rx_sk, reason);
         }
     }
     if flags & flag::DETAIL == 0 {
@@ -550,6 +535,44 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
         rc.budget_lost += 1;
         return;
     }
+    send_detail::<C, M>(ctx, rc, skb, rx_sk, flags);
+}
+
+/// Count the (reason, location) run that just ended and start one for this drop. Subprograms
+/// return a value: the verifier wants R0 set at every exit.
+#[inline(never)]
+fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) -> u32 {
+    if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
+        bump_by(stat::DROP_KEY_FAILS, rc.drop_pending);
+    }
+    rc.drop_key = DropKey { location, reason, stack_id: -1 };
+    rc.drop_pending = 1;
+    0
+}
+
+/// Count the flow run that just ended and start one for this drop's flow.
+#[inline(never)]
+fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) -> u32 {
+    if rc.flow_pending != 0 {
+        let (ok, inserted) = count_in_lru(&FLOWS, &rc.flow_key, rc.flow_pending);
+        if !ok {
+            bump_by(stat::FLOW_FAILS, rc.flow_pending);
+        } else if inserted {
+            bump(stat::FLOW_INSERTS);
+        }
+    }
+    // The key was compared, not kept: decode again to store it.
+    flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
+    rc.flow_pending = 1;
+    0
+}
+
+/// Send this drop's detail event (within budget). The drop's reason and location are in
+/// `rc.drop_key`, and, with flow counts on, its flow key in `rc.flow_key`.
+#[inline(never)]
+fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, rx_sk: u64, flags: u32) -> u32 {
+    let (location, reason) = (rc.drop_key.location, rc.drop_key.reason);
+    let flows = flags & flag::FLOWS != 0;
     // Unwinding costs about a microsecond: only for the sampled events.
     let mut stack_id = -1i32;
     if flags & flag::STACKS != 0 {
@@ -563,7 +586,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     let size = cfg!(event_bytes);
     let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
         bump(stat::DETAIL_LOST_RINGBUF);
-        return;
+        return 0;
     };
     let ev = entry.as_mut_ptr() as *mut DropEvent;
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -630,6 +653,7 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     }
     entry.submit(wake);
     rc.detail_sent += 1;
+    0
 }
 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.

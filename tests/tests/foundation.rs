@@ -97,6 +97,12 @@ fn udp4_no_socket_exact_classic_tracepoint() {
     no_socket_case("nosockc", "127.0.0.1:9997", &["--classic"]);
 }
 
+/// The helper-read path of IPv6 (two reads: the addresses span both halves of the header).
+#[test]
+fn udp6_no_socket_exact_classic_tracepoint() {
+    no_socket_case("nosock6c", "[::1]:9992", &["--classic"]);
+}
+
 /// Four NOPs of IPv4 options: the ports sit at byte 24, read apart from the header words.
 const IP_NOPS: [u8; 4] = [1, 1, 1, 1];
 
