@@ -538,21 +538,19 @@ fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: 
     send_detail::<C, M>(ctx, rc, skb, rx_sk, flags);
 }
 
-/// Count the (reason, location) run that just ended and start one for this drop. Subprograms
-/// return a value: the verifier wants R0 set at every exit.
+/// Count the (reason, location) run that just ended and start one for this drop.
 #[inline(never)]
-fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) -> u32 {
+fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) {
     if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
         bump_by(stat::DROP_KEY_FAILS, rc.drop_pending);
     }
     rc.drop_key = DropKey { location, reason, stack_id: -1 };
     rc.drop_pending = 1;
-    0
 }
 
 /// Count the flow run that just ended and start one for this drop's flow.
 #[inline(never)]
-fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) -> u32 {
+fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) {
     if rc.flow_pending != 0 {
         let (ok, inserted) = count_in_lru(&FLOWS, &rc.flow_key, rc.flow_pending);
         if !ok {
@@ -564,13 +562,12 @@ fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) ->
     // The key was compared, not kept: decode again to store it.
     flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
     rc.flow_pending = 1;
-    0
 }
 
 /// Send this drop's detail event (within budget). The drop's reason and location are in
 /// `rc.drop_key`, and, with flow counts on, its flow key in `rc.flow_key`.
 #[inline(never)]
-fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, rx_sk: u64, flags: u32) -> u32 {
+fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, rx_sk: u64, flags: u32) {
     let (location, reason) = (rc.drop_key.location, rc.drop_key.reason);
     let flows = flags & flag::FLOWS != 0;
     // Unwinding costs about a microsecond: only for the sampled events.
@@ -586,7 +583,7 @@ fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, 
     let size = cfg!(event_bytes);
     let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
         bump(stat::DETAIL_LOST_RINGBUF);
-        return 0;
+        return;
     };
     let ev = entry.as_mut_ptr() as *mut DropEvent;
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -653,7 +650,6 @@ fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, 
     }
     entry.submit(wake);
     rc.detail_sent += 1;
-    0
 }
 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.
