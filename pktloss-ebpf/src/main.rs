@@ -4,10 +4,12 @@
 //! nothing here knows the layout of a kernel struct.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile};
 
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
@@ -66,15 +68,25 @@ static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
+/// The frozen config as an opaque reference: LLVM cannot fold its (zero) initializer, since
+/// userspace rewrites it before load, yet reads through the reference are plain loads from one
+/// address it may keep in a register (the asm is pure, so calls share it), instead of a fresh
+/// 64-bit map address and a volatile load for every field. The verifier still sees a read of
+/// the frozen `.rodata` map at a constant offset, hence a known constant.
+#[inline(always)]
+fn config() -> &'static Config {
+    let mut p = addr_of!(CONFIG) as u64;
+    // SAFETY: an empty asm block that only hides where the address comes from (unlike
+    // `black_box`, it keeps the address in a register instead of passing it through the stack).
+    unsafe { core::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags)) };
+    // SAFETY: `p` is the address of CONFIG.
+    unsafe { &*(p as *const Config) }
+}
+
+/// One field of the config, for code off the per-drop path.
 macro_rules! cfg {
     ($($field:tt)+) => {
-        // SAFETY: CONFIG is a plain static; the volatile read stops the compiler from
-        // folding its (zero) initializer, since userspace rewrites it before load.
-        {
-            #[allow(unused_unsafe)]
-            let v = unsafe { read_volatile(addr_of!(CONFIG.$($field)+)) };
-            v
-        }
+        config().$($field)+
     };
 }
 
@@ -131,13 +143,13 @@ trait Mem {
     /// an IPv4 header without options and the first four transport bytes; at 3, the rest of an
     /// IPv6 header and its first four transport bytes (the last word holds 4 bytes).
     #[inline(always)]
-    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
+    fn peek<const AT: usize>(_c: &Config, l3: u64) -> Option<[u64; 3]> {
         peek_helper::<AT>(l3)
     }
 
     /// Read the u32 at `l3 + off` in packet memory (0 when unreadable).
     #[inline(always)]
-    fn word(l3: u64, off: u32) -> u32 {
+    fn word(_c: &Config, l3: u64, off: u32) -> u32 {
         rd(l3, off).unwrap_or(0)
     }
 
@@ -179,8 +191,8 @@ impl Mem for Direct {
     /// JIT, instead of a helper call. The flag is a constant of the frozen config, so the
     /// verifier only sees the branch that this kernel supports.
     #[inline(always)]
-    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
-        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
+    fn peek<const AT: usize>(c: &Config, l3: u64) -> Option<[u64; 3]> {
+        if c.flags & flag::UNTRUSTED_LOADS == 0 {
             return peek_helper::<AT>(l3);
         }
         let p = (l3 as *const u64).wrapping_add(AT);
@@ -196,8 +208,8 @@ impl Mem for Direct {
 
     /// A plain load under `flag::UNTRUSTED_LOADS`, as for `peek`.
     #[inline(always)]
-    fn word(l3: u64, off: u32) -> u32 {
-        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
+    fn word(c: &Config, l3: u64, off: u32) -> u32 {
+        if c.flags & flag::UNTRUSTED_LOADS == 0 {
             return rd(l3, off).unwrap_or(0);
         }
         // SAFETY: as for `peek`.
@@ -225,16 +237,16 @@ impl Mem for Direct {
 
 /// Inode of the netns of a `net_device`.
 #[inline(always)]
-fn dev_netns<M: Mem>(dev: u64) -> u32 {
-    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
-    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
+fn dev_netns<M: Mem>(c: &Config, dev: u64) -> u32 {
+    let net: u64 = M::get(dev, c.offsets.dev_nd_net).unwrap_or(0);
+    M::get(net, c.offsets.net_inum).unwrap_or(0)
 }
 
 /// Inode of the netns of a `sock`.
 #[inline(always)]
-fn sock_netns<M: Mem>(sk: u64) -> u32 {
-    let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
-    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
+fn sock_netns<M: Mem>(c: &Config, sk: u64) -> u32 {
+    let net: u64 = M::get(sk, c.offsets.sock_net).unwrap_or(0);
+    M::get(net, c.offsets.net_inum).unwrap_or(0)
 }
 
 /// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is six
@@ -311,10 +323,10 @@ fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
 /// Where the network header of `skb` is: `head`, the header's offset from it (`UNSET_HEADER`
 /// when unknown) and the tail offset.
 #[inline(always)]
-fn l3_of<M: Mem>(skb: u64) -> (u64, u16, u32) {
-    let head: u64 = M::get(skb, cfg!(offsets.skb_head)).unwrap_or(0);
-    let nh: u16 = M::get(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
-    let tail: u32 = M::get(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
+fn l3_of<M: Mem>(c: &Config, skb: u64) -> (u64, u16, u32) {
+    let head: u64 = M::get(skb, c.offsets.skb_head).unwrap_or(0);
+    let nh: u16 = M::get(skb, c.offsets.skb_network_header).unwrap_or(UNSET_HEADER);
+    let tail: u32 = M::get(skb, c.offsets.skb_tail).unwrap_or(0);
     (head, nh, tail)
 }
 
@@ -345,28 +357,31 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
 /// LLVM copy the key to the stack on every path; a helper call made it spill everything live
 /// across it.)
 #[inline(always)]
-fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) {
+fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
+    let c = config();
+    let skb = h.skb();
     // A null device reads as ifindex 0 in namespace 0.
-    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
-    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
-    let mut netns = dev_netns::<M>(dev);
+    let dev: u64 = M::get(skb, c.offsets.skb_dev).unwrap_or(0);
+    let ifindex: u32 = M::get(dev, c.offsets.dev_ifindex).unwrap_or(0);
+    let mut netns = dev_netns::<M>(c, dev);
     if netns == 0 {
-        let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
+        let rx_sk = h.rx_sk();
+        let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, c.offsets.skb_sk).unwrap_or(0) };
         if sk != 0 {
-            netns = sock_netns::<M>(sk);
+            netns = sock_netns::<M>(c, sk);
         }
     }
     out.word(4, u64::from(netns) | u64::from(ifindex) << 32);
-    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
+    let proto_be: u16 = M::get(skb, c.offsets.skb_protocol).unwrap_or(0);
     let ethertype = u16::from_be(proto_be);
-    let (head, nh, tail) = l3_of::<M>(skb);
+    let (head, nh, tail) = l3_of::<M>(c, skb);
     let (mut family, mut l4, mut ports) = (0u8, 0u8, 0u32);
     if head != 0 && nh != UNSET_HEADER && u32::from(nh) < tail {
         let l3 = head + u64::from(nh);
         let avail = tail - u32::from(nh);
         // Bytes past `avail` are ignored (the head buffer always extends past `tail`, into
         // skb_shared_info, so the reads themselves are safe).
-        if let Some(w) = M::peek::<0>(l3) {
+        if let Some(w) = M::peek::<0>(c, l3) {
             let version = (w[0] as u8) >> 4;
             if version == 4 && avail >= 20 {
                 family = 4;
@@ -374,7 +389,7 @@ fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) 
                 let frag_off = u16::from_be((w[0] >> 48) as u16) & 0x1fff;
                 let ihl = u32::from(w[0] as u8 & 0x0f) * 4;
                 if frag_off == 0 && avail >= ihl + 4 {
-                    let raw = if ihl == 20 { (w[2] >> 32) as u32 } else { M::word(l3, ihl) };
+                    let raw = if ihl == 20 { (w[2] >> 32) as u32 } else { M::word(c, l3, ihl) };
                     ports = ports_word(l4, raw);
                 }
                 out.word(0, w[1] >> 32);
@@ -382,7 +397,7 @@ fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) 
                 out.word(2, w[2] & 0xffff_ffff);
                 out.word(3, 0);
             } else if version == 6 && avail >= 40 {
-                if let Some(x) = M::peek::<3>(l3) {
+                if let Some(x) = M::peek::<3>(c, l3) {
                     family = 6;
                     l4 = (w[0] >> 48) as u8;
                     if avail >= 44 {
@@ -402,14 +417,14 @@ fn flow_key<M: Mem, S: KeySink>(skb: u64, rx_sk: u64, reason: u32, out: &mut S) 
         out.word(2, 0);
         out.word(3, 0);
     }
-    out.word(5, u64::from(reason) | u64::from(ports) << 32);
+    out.word(5, u64::from(h.reason()) | u64::from(ports) << 32);
     out.proto(proto_word(family, l4, ethertype));
 }
 
 /// Whether this CPU may still send a detail event in the current budget epoch.
 #[inline(always)]
-fn take_budget(budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
-    let budget = cfg!(detail_budget_per_cpu);
+fn take_budget(c: &Config, budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
+    let budget = c.detail_budget_per_cpu;
     if budget == u32::MAX {
         return true;
     }
@@ -496,46 +511,144 @@ fn count_in_lru<K>(map: &LruPerCpuHashMap<K, u64>, key: &K, n: u64) -> (bool, bo
     (false, false)
 }
 
+/// A drop hook as the drop path sees it: the program context (for stack ids) and the drop's
+/// arguments. The arguments are methods, not values, so that the tp_btf hook reads each one
+/// from its context where it is used (a load from the tracepoint's argument array) instead of
+/// holding it past the subprogram calls: BPF has four callee-saved registers, and each value
+/// held past a call cost a stack slot with its stores and loads on every drop.
+trait Hook: Copy {
+    type Ctx: StackIdContext;
+    fn ctx(&self) -> &Self::Ctx;
+    fn skb(&self) -> u64;
+    fn location(&self) -> u64;
+    fn reason(&self) -> u32;
+    fn rx_sk(&self) -> u64;
+}
+
+/// `tp_btf/kfree_skb`: each argument read from the context when needed, at its position from
+/// `CONFIG.kfree_btf`.
+#[derive(Clone, Copy)]
+struct BtfHook<'a>(&'a BtfTracePointContext);
+
+impl Hook for BtfHook<'_> {
+    type Ctx = BtfTracePointContext;
+
+    #[inline(always)]
+    fn ctx(&self) -> &Self::Ctx {
+        self.0
+    }
+
+    #[inline(always)]
+    fn skb(&self) -> u64 {
+        btf_arg(self.0, config().kfree_btf.skb)
+    }
+
+    #[inline(always)]
+    fn location(&self) -> u64 {
+        btf_arg(self.0, config().kfree_btf.location)
+    }
+
+    #[inline(always)]
+    fn reason(&self) -> u32 {
+        btf_arg(self.0, config().kfree_btf.reason) as u32
+    }
+
+    #[inline(always)]
+    fn rx_sk(&self) -> u64 {
+        btf_arg(self.0, config().kfree_btf.rx_sk)
+    }
+}
+
+/// Hooks whose arguments are read once, at entry (the classic tracepoint reads them with a
+/// helper; the kprobe has them in registers).
+struct Args<'a, C> {
+    ctx: &'a C,
+    skb: u64,
+    location: u64,
+    reason: u32,
+    rx_sk: u64,
+}
+
+impl<C> Clone for Args<'_, C> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Args<'_, C> {}
+
+impl<C: StackIdContext> Hook for Args<'_, C> {
+    type Ctx = C;
+
+    #[inline(always)]
+    fn ctx(&self) -> &C {
+        self.ctx
+    }
+
+    #[inline(always)]
+    fn skb(&self) -> u64 {
+        self.skb
+    }
+
+    #[inline(always)]
+    fn location(&self) -> u64 {
+        self.location
+    }
+
+    #[inline(always)]
+    fn reason(&self) -> u32 {
+        self.reason
+    }
+
+    #[inline(always)]
+    fn rx_sk(&self) -> u64 {
+        self.rx_sk
+    }
+}
+
 /// The common drop path of every drop hook.
 ///
 /// It runs on every drop, so only the checks that usually pass are written inline; what runs
 /// when a run ends or a detail event is sent lives in subprograms (BPF-to-BPF calls), so the
-/// per-drop code stays small and close together.
+/// per-drop code stays small and close together. Past each call, the arguments and the config
+/// are read again rather than kept (see `Hook`).
 #[inline(always)]
-fn on_drop<C: StackIdContext, M: Mem>(ctx: &C, skb: u64, location: u64, reason: u32, rx_sk: u64) {
+fn on_drop<H: Hook, M: Mem>(h: H) {
     let Some(rc) = RUNS.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slot; this program does not nest on its own CPU, and the only other
     // writer (net_dev_queue) touches other fields.
     let rc = unsafe { &mut *rc };
     rc.drops += 1;
-    let flags = cfg!(flags);
-    let dkey = DropKey { location, reason, stack_id: -1 };
-    // The stack id is always -1 here: compare location and reason only.
-    if rc.drop_pending != 0 && same::<_, 3>(&rc.drop_key, &dkey) {
+    let (location, reason) = (h.location(), h.reason());
+    // The stack id is always -1 here: compare location (one 64-bit word) and reason only.
+    if rc.drop_pending != 0 && rc.drop_key.location == location && rc.drop_key.reason == reason {
         rc.drop_pending += 1;
     } else {
         new_drop_run(rc, location, reason);
     }
+    let flags = config().flags;
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
     if flags & flag::FLOWS != 0 {
         let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
-        flow_key::<M, _>(skb, rx_sk, reason, &mut d);
+        flow_key::<H, M, _>(h, &mut d);
         if rc.flow_pending != 0 && d.diff == 0 {
             rc.flow_pending += 1;
         } else {
-            new_flow_run::<M>(rc, skb, rx_sk, reason);
+            new_flow_run::<H, M>(h, rc);
         }
     }
-    if flags & flag::DETAIL == 0 {
+    let c = config();
+    if c.flags & flag::DETAIL == 0 {
         return;
     }
-    if !take_budget(&mut rc.budget_epoch, &mut rc.budget_used) {
+    if !take_budget(c, &mut rc.budget_epoch, &mut rc.budget_used) {
         rc.budget_lost += 1;
         return;
     }
-    send_detail::<C, M>(ctx, rc, skb, rx_sk, flags);
+    send_detail::<H, M>(h, rc);
 }
 
 /// Count the (reason, location) run that just ended and start one for this drop.
@@ -550,7 +663,7 @@ fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) {
 
 /// Count the flow run that just ended and start one for this drop's flow.
 #[inline(never)]
-fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) {
+fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     if rc.flow_pending != 0 {
         let (ok, inserted) = count_in_lru(&FLOWS, &rc.flow_key, rc.flow_pending);
         if !ok {
@@ -560,27 +673,29 @@ fn new_flow_run<M: Mem>(rc: &mut RunCache, skb: u64, rx_sk: u64, reason: u32) {
         }
     }
     // The key was compared, not kept: decode again to store it.
-    flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
+    flow_key::<H, M, _>(h, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
     rc.flow_pending = 1;
 }
 
 /// Send this drop's detail event (within budget). The drop's reason and location are in
 /// `rc.drop_key`, and, with flow counts on, its flow key in `rc.flow_key`.
 #[inline(never)]
-fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, rx_sk: u64, flags: u32) {
-    let (location, reason) = (rc.drop_key.location, rc.drop_key.reason);
+fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
+    let c = config();
+    let (flags, skb, rx_sk) = (c.flags, h.skb(), h.rx_sk());
+    let location = rc.drop_key.location;
     let flows = flags & flag::FLOWS != 0;
     // Unwinding costs about a microsecond: only for the sampled events.
     let mut stack_id = -1i32;
     if flags & flag::STACKS != 0 {
-        match ctx.get_stackid(&STACKS, 0) {
+        match h.ctx().get_stackid(&STACKS, 0) {
             Ok(id) => stack_id = id as i32,
             Err(_) => bump(stat::STACK_FAILS),
         }
     }
     // The record holds the header and `snaplen` packet bytes; the size is a constant of the
     // frozen config, as the verifier requires.
-    let size = cfg!(event_bytes);
+    let size = c.event_bytes;
     let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
         bump(stat::DETAIL_LOST_RINGBUF);
         return;
@@ -597,30 +712,30 @@ fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, 
         if flows {
             key_copy(addr_of_mut!((*ev).flow), addr_of!(rc.flow_key));
         } else {
-            flow_key::<M, _>(skb, rx_sk, reason, &mut Store { at: addr_of_mut!((*ev).flow) as *mut u64 });
+            flow_key::<H, M, _>(h, &mut Store { at: addr_of_mut!((*ev).flow) as *mut u64 });
         }
         (*ev).stack_id = stack_id;
         (*ev).tid = pid_tgid as u32;
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).cpu = bpf_get_smp_processor_id();
-        (*ev).skb_len = M::get(skb, cfg!(offsets.skb_len)).unwrap_or(0);
+        (*ev).skb_len = M::get(skb, c.offsets.skb_len).unwrap_or(0);
         (*ev).has_rx_sk = u8::from(rx_sk != 0);
         M::comm(addr_of_mut!((*ev).comm) as *mut u8);
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
-        let (head, nh, tail) = l3_of::<M>(skb);
+        let (head, nh, tail) = l3_of::<M>(c, skb);
         // A network header at or past the tail is not one: capture from `data` instead.
         let nh = if u32::from(nh) >= tail { UNSET_HEADER } else { nh };
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
             let (start, kind) = if nh != UNSET_HEADER {
                 (u32::from(nh), data_start::NETWORK)
             } else {
-                let data: u64 = M::get(skb, cfg!(offsets.skb_data)).unwrap_or(head);
+                let data: u64 = M::get(skb, c.offsets.skb_data).unwrap_or(head);
                 (data.wrapping_sub(head) as u32, data_start::DATA)
             };
             if tail > start {
                 let mut n = tail - start;
-                let snap = cfg!(snaplen);
+                let snap = c.snaplen;
                 if n > snap {
                     n = snap;
                 }
@@ -642,9 +757,9 @@ fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, 
     // interrupt on this CPU; one per event would cost more than the event.
     rc.ring_bytes += size + 8;
     let mut wake = BPF_RB_NO_WAKEUP;
-    if rc.ring_bytes >= cfg!(check_bytes) {
+    if rc.ring_bytes >= c.check_bytes {
         rc.ring_bytes = 0;
-        if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(cfg!(wakeup_fill)) {
+        if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(c.wakeup_fill) {
             wake = BPF_RB_FORCE_WAKEUP;
         }
     }
@@ -655,26 +770,42 @@ fn send_detail<C: StackIdContext, M: Mem>(ctx: &C, rc: &mut RunCache, skb: u64, 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
-    let skb: u64 = btf_arg(&ctx, cfg!(kfree_btf.skb));
-    let location: u64 = btf_arg(&ctx, cfg!(kfree_btf.location));
-    let reason = btf_arg::<u64>(&ctx, cfg!(kfree_btf.reason)) as u32;
-    let rx_sk: u64 = btf_arg(&ctx, cfg!(kfree_btf.rx_sk));
-    on_drop::<_, Direct>(&ctx, skb, location, reason, rx_sk);
+    on_drop::<_, Direct>(BtfHook(&ctx));
     0
 }
 
 /// Read BTF argument `n` (0..=5) with a constant context offset for each arm, as the
-/// verifier requires; an absent argument (`u32::MAX`) reads as 0.
+/// verifier requires (it keeps only the arm of the frozen config's `n`); an absent argument
+/// (`u32::MAX`) reads as 0. Each arm is one load written in assembly: LLVM neither keeps the
+/// value past its use (see `Hook`) nor merges the arms into one load from a computed context
+/// address, which the verifier rejects.
 #[inline(always)]
-fn btf_arg<T: aya_ebpf::Argument + Default>(ctx: &BtfTracePointContext, n: u32) -> T {
+fn btf_arg(ctx: &BtfTracePointContext, n: u32) -> u64 {
+    let args = ctx.as_ptr() as u64;
+    macro_rules! load {
+        ($off:literal) => {{
+            let v: u64;
+            // SAFETY: a tp_btf context is the array of the tracepoint's arguments, one u64
+            // each, and the config's positions come from the kernel's BTF of this tracepoint.
+            unsafe {
+                core::arch::asm!(
+                    concat!("{0} = *(u64 *)({1} + ", $off, ")"),
+                    out(reg) v,
+                    in(reg) args,
+                    options(readonly, nostack, preserves_flags)
+                )
+            };
+            v
+        }};
+    }
     match n {
-        0 => ctx.arg(0),
-        1 => ctx.arg(1),
-        2 => ctx.arg(2),
-        3 => ctx.arg(3),
-        4 => ctx.arg(4),
-        5 => ctx.arg(5),
-        _ => T::default(),
+        0 => load!(0),
+        1 => load!(8),
+        2 => load!(16),
+        3 => load!(24),
+        4 => load!(32),
+        5 => load!(40),
+        _ => 0,
     }
 }
 
@@ -687,7 +818,7 @@ pub fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
     let rx_sk: u64 = tp_field(&ctx, cfg!(kfree_tp.rx_sk));
     // Before 5.17 there is no reason field: NOT_SPECIFIED.
     let reason = if cfg!(kfree_tp.reason) == u32::MAX { 2 } else { reason };
-    on_drop::<_, Probe>(&ctx, skb, location, reason, rx_sk);
+    on_drop::<_, Probe>(Args { ctx: &ctx, skb, location, reason, rx_sk });
     0
 }
 
@@ -708,22 +839,23 @@ pub fn tcp_drop(ctx: ProbeContext) -> u32 {
     let sk: u64 = ctx.arg(0).unwrap_or(0);
     // The caller's return address is the most useful location we have.
     aya_log_ebpf::debug!(&ctx, "tcp_drop skb={:x}", skb);
-    on_drop::<_, Probe>(&ctx, skb, 0, REASON_TCP_DROP, sk);
+    on_drop::<_, Probe>(Args { ctx: &ctx, skb, location: 0, reason: REASON_TCP_DROP, rx_sk: sk });
     0
 }
 
 #[inline(always)]
 fn count_tx<M: Mem>(skb: u64) {
+    let c = config();
     let Some(rc) = RUNS.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slot; only this program touches the dev_* fields and tx_packets.
     let rc = unsafe { &mut *rc };
     rc.tx_packets += 1;
-    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    let dev: u64 = M::get(skb, c.offsets.skb_dev).unwrap_or(0);
     if dev == 0 {
         return;
     }
-    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
-    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    let ifindex: u32 = M::get(dev, c.offsets.dev_ifindex).unwrap_or(0);
+    let net: u64 = M::get(dev, c.offsets.dev_nd_net).unwrap_or(0);
     // Same device, same index, same namespace as the run: no need to resolve the key. (The
     // index and namespace guard against a freed device whose memory was reused, or a device
     // moved to another namespace.)
@@ -731,7 +863,7 @@ fn count_tx<M: Mem>(skb: u64) {
         rc.dev_pending += 1;
         return;
     }
-    let key = DevKey { ifindex, netns: M::get(net, cfg!(offsets.net_inum)).unwrap_or(0) };
+    let key = DevKey { ifindex, netns: M::get(net, c.offsets.net_inum).unwrap_or(0) };
     rc.dev_ptr = dev;
     rc.dev_net_ptr = net;
     if rc.dev_pending != 0 && same::<_, 2>(&rc.dev_key, &key) {
@@ -785,7 +917,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
         key.daddr[..4].copy_from_slice(&d);
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
-    key.netns = sock_netns::<Probe>(sk);
+    key.netns = sock_netns::<Probe>(config(), sk);
     let (_, inserted) = count_in_lru(&RETRANS, key, 1);
     if inserted {
         bump(stat::RETRANS_INSERTS);
