@@ -266,7 +266,8 @@ pub struct RunCache {
 
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.
 const _: () = assert!(core::mem::offset_of!(RunCache, flow_key) % 8 == 0);
-const _: () = assert!(core::mem::offset_of!(RunCache, detail_sent) + 8 <= 128);
+// The fields of every drop end with `budget_lost` (see the comment atop `RunCache`).
+const _: () = assert!(core::mem::offset_of!(RunCache, budget_lost) + 8 == 112);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 
 /// Where the captured bytes of a detail event start.

@@ -83,7 +83,8 @@ fn config() -> &'static Config {
     unsafe { &*(p as *const Config) }
 }
 
-/// One field of the config, for code off the per-drop path.
+/// One field of the config. The asm in `config` is pure, so the reads of one function share
+/// the address: there is no need to pass the reference around.
 macro_rules! cfg {
     ($($field:tt)+) => {
         config().$($field)+
@@ -143,13 +144,13 @@ trait Mem {
     /// an IPv4 header without options and the first four transport bytes; at 3, the rest of an
     /// IPv6 header and its first four transport bytes (the last word holds 4 bytes).
     #[inline(always)]
-    fn peek<const AT: usize>(_c: &Config, l3: u64) -> Option<[u64; 3]> {
+    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
         peek_helper::<AT>(l3)
     }
 
     /// Read the u32 at `l3 + off` in packet memory (0 when unreadable).
     #[inline(always)]
-    fn word(_c: &Config, l3: u64, off: u32) -> u32 {
+    fn word(l3: u64, off: u32) -> u32 {
         rd(l3, off).unwrap_or(0)
     }
 
@@ -191,8 +192,8 @@ impl Mem for Direct {
     /// JIT, instead of a helper call. The flag is a constant of the frozen config, so the
     /// verifier only sees the branch that this kernel supports.
     #[inline(always)]
-    fn peek<const AT: usize>(c: &Config, l3: u64) -> Option<[u64; 3]> {
-        if c.flags & flag::UNTRUSTED_LOADS == 0 {
+    fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
+        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
             return peek_helper::<AT>(l3);
         }
         let p = (l3 as *const u64).wrapping_add(AT);
@@ -208,8 +209,8 @@ impl Mem for Direct {
 
     /// A plain load under `flag::UNTRUSTED_LOADS`, as for `peek`.
     #[inline(always)]
-    fn word(c: &Config, l3: u64, off: u32) -> u32 {
-        if c.flags & flag::UNTRUSTED_LOADS == 0 {
+    fn word(l3: u64, off: u32) -> u32 {
+        if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
             return rd(l3, off).unwrap_or(0);
         }
         // SAFETY: as for `peek`.
@@ -237,16 +238,16 @@ impl Mem for Direct {
 
 /// Inode of the netns of a `net_device`.
 #[inline(always)]
-fn dev_netns<M: Mem>(c: &Config, dev: u64) -> u32 {
-    let net: u64 = M::get(dev, c.offsets.dev_nd_net).unwrap_or(0);
-    M::get(net, c.offsets.net_inum).unwrap_or(0)
+fn dev_netns<M: Mem>(dev: u64) -> u32 {
+    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
 }
 
 /// Inode of the netns of a `sock`.
 #[inline(always)]
-fn sock_netns<M: Mem>(c: &Config, sk: u64) -> u32 {
-    let net: u64 = M::get(sk, c.offsets.sock_net).unwrap_or(0);
-    M::get(net, c.offsets.net_inum).unwrap_or(0)
+fn sock_netns<M: Mem>(sk: u64) -> u32 {
+    let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
+    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
 }
 
 /// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is six
@@ -323,10 +324,10 @@ fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
 /// Where the network header of `skb` is: `head`, the header's offset from it (`UNSET_HEADER`
 /// when unknown) and the tail offset.
 #[inline(always)]
-fn l3_of<M: Mem>(c: &Config, skb: u64) -> (u64, u16, u32) {
-    let head: u64 = M::get(skb, c.offsets.skb_head).unwrap_or(0);
-    let nh: u16 = M::get(skb, c.offsets.skb_network_header).unwrap_or(UNSET_HEADER);
-    let tail: u32 = M::get(skb, c.offsets.skb_tail).unwrap_or(0);
+fn l3_of<M: Mem>(skb: u64) -> (u64, u16, u32) {
+    let head: u64 = M::get(skb, cfg!(offsets.skb_head)).unwrap_or(0);
+    let nh: u16 = M::get(skb, cfg!(offsets.skb_network_header)).unwrap_or(UNSET_HEADER);
+    let tail: u32 = M::get(skb, cfg!(offsets.skb_tail)).unwrap_or(0);
     (head, nh, tail)
 }
 
@@ -358,30 +359,29 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
 /// across it.)
 #[inline(always)]
 fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
-    let c = config();
     let skb = h.skb();
     // A null device reads as ifindex 0 in namespace 0.
-    let dev: u64 = M::get(skb, c.offsets.skb_dev).unwrap_or(0);
-    let ifindex: u32 = M::get(dev, c.offsets.dev_ifindex).unwrap_or(0);
-    let mut netns = dev_netns::<M>(c, dev);
+    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    let mut netns = dev_netns::<M>(dev);
     if netns == 0 {
         let rx_sk = h.rx_sk();
-        let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, c.offsets.skb_sk).unwrap_or(0) };
+        let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
         if sk != 0 {
-            netns = sock_netns::<M>(c, sk);
+            netns = sock_netns::<M>(sk);
         }
     }
     out.word(4, u64::from(netns) | u64::from(ifindex) << 32);
-    let proto_be: u16 = M::get(skb, c.offsets.skb_protocol).unwrap_or(0);
+    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
     let ethertype = u16::from_be(proto_be);
-    let (head, nh, tail) = l3_of::<M>(c, skb);
+    let (head, nh, tail) = l3_of::<M>(skb);
     let (mut family, mut l4, mut ports) = (0u8, 0u8, 0u32);
     if head != 0 && nh != UNSET_HEADER && u32::from(nh) < tail {
         let l3 = head + u64::from(nh);
         let avail = tail - u32::from(nh);
         // Bytes past `avail` are ignored (the head buffer always extends past `tail`, into
         // skb_shared_info, so the reads themselves are safe).
-        if let Some(w) = M::peek::<0>(c, l3) {
+        if let Some(w) = M::peek::<0>(l3) {
             let version = (w[0] as u8) >> 4;
             if version == 4 && avail >= 20 {
                 family = 4;
@@ -389,7 +389,7 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
                 let frag_off = u16::from_be((w[0] >> 48) as u16) & 0x1fff;
                 let ihl = u32::from(w[0] as u8 & 0x0f) * 4;
                 if frag_off == 0 && avail >= ihl + 4 {
-                    let raw = if ihl == 20 { (w[2] >> 32) as u32 } else { M::word(c, l3, ihl) };
+                    let raw = if ihl == 20 { (w[2] >> 32) as u32 } else { M::word(l3, ihl) };
                     ports = ports_word(l4, raw);
                 }
                 out.word(0, w[1] >> 32);
@@ -397,7 +397,7 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
                 out.word(2, w[2] & 0xffff_ffff);
                 out.word(3, 0);
             } else if version == 6 && avail >= 40 {
-                if let Some(x) = M::peek::<3>(c, l3) {
+                if let Some(x) = M::peek::<3>(l3) {
                     family = 6;
                     l4 = (w[0] >> 48) as u8;
                     if avail >= 44 {
@@ -423,8 +423,8 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
 
 /// Whether this CPU may still send a detail event in the current budget epoch.
 #[inline(always)]
-fn take_budget(c: &Config, budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
-    let budget = c.detail_budget_per_cpu;
+fn take_budget(budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
+    let budget = cfg!(detail_budget_per_cpu);
     if budget == u32::MAX {
         return true;
     }
@@ -627,7 +627,7 @@ fn on_drop<H: Hook, M: Mem>(h: H) {
     } else {
         new_drop_run(rc, location, reason);
     }
-    let flags = config().flags;
+    let flags = cfg!(flags);
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
@@ -640,11 +640,10 @@ fn on_drop<H: Hook, M: Mem>(h: H) {
             new_flow_run::<H, M>(h, rc);
         }
     }
-    let c = config();
-    if c.flags & flag::DETAIL == 0 {
+    if cfg!(flags) & flag::DETAIL == 0 {
         return;
     }
-    if !take_budget(c, &mut rc.budget_epoch, &mut rc.budget_used) {
+    if !take_budget(&mut rc.budget_epoch, &mut rc.budget_used) {
         rc.budget_lost += 1;
         return;
     }
@@ -681,8 +680,7 @@ fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
 /// `rc.drop_key`, and, with flow counts on, its flow key in `rc.flow_key`.
 #[inline(never)]
 fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
-    let c = config();
-    let (flags, skb, rx_sk) = (c.flags, h.skb(), h.rx_sk());
+    let (flags, skb, rx_sk) = (cfg!(flags), h.skb(), h.rx_sk());
     let location = rc.drop_key.location;
     let flows = flags & flag::FLOWS != 0;
     // Unwinding costs about a microsecond: only for the sampled events.
@@ -695,7 +693,7 @@ fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     }
     // The record holds the header and `snaplen` packet bytes; the size is a constant of the
     // frozen config, as the verifier requires.
-    let size = c.event_bytes;
+    let size = cfg!(event_bytes);
     let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
         bump(stat::DETAIL_LOST_RINGBUF);
         return;
@@ -718,24 +716,24 @@ fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
         (*ev).tid = pid_tgid as u32;
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).cpu = bpf_get_smp_processor_id();
-        (*ev).skb_len = M::get(skb, c.offsets.skb_len).unwrap_or(0);
+        (*ev).skb_len = M::get(skb, cfg!(offsets.skb_len)).unwrap_or(0);
         (*ev).has_rx_sk = u8::from(rx_sk != 0);
         M::comm(addr_of_mut!((*ev).comm) as *mut u8);
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
-        let (head, nh, tail) = l3_of::<M>(c, skb);
+        let (head, nh, tail) = l3_of::<M>(skb);
         // A network header at or past the tail is not one: capture from `data` instead.
         let nh = if u32::from(nh) >= tail { UNSET_HEADER } else { nh };
         if flags & flag::PACKET_BYTES != 0 && head != 0 {
             let (start, kind) = if nh != UNSET_HEADER {
                 (u32::from(nh), data_start::NETWORK)
             } else {
-                let data: u64 = M::get(skb, c.offsets.skb_data).unwrap_or(head);
+                let data: u64 = M::get(skb, cfg!(offsets.skb_data)).unwrap_or(head);
                 (data.wrapping_sub(head) as u32, data_start::DATA)
             };
             if tail > start {
                 let mut n = tail - start;
-                let snap = c.snaplen;
+                let snap = cfg!(snaplen);
                 if n > snap {
                     n = snap;
                 }
@@ -757,9 +755,9 @@ fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     // interrupt on this CPU; one per event would cost more than the event.
     rc.ring_bytes += size + 8;
     let mut wake = BPF_RB_NO_WAKEUP;
-    if rc.ring_bytes >= c.check_bytes {
+    if rc.ring_bytes >= cfg!(check_bytes) {
         rc.ring_bytes = 0;
-        if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(c.wakeup_fill) {
+        if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(cfg!(wakeup_fill)) {
             wake = BPF_RB_FORCE_WAKEUP;
         }
     }
@@ -845,17 +843,16 @@ pub fn tcp_drop(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn count_tx<M: Mem>(skb: u64) {
-    let c = config();
     let Some(rc) = RUNS.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slot; only this program touches the dev_* fields and tx_packets.
     let rc = unsafe { &mut *rc };
     rc.tx_packets += 1;
-    let dev: u64 = M::get(skb, c.offsets.skb_dev).unwrap_or(0);
+    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
     if dev == 0 {
         return;
     }
-    let ifindex: u32 = M::get(dev, c.offsets.dev_ifindex).unwrap_or(0);
-    let net: u64 = M::get(dev, c.offsets.dev_nd_net).unwrap_or(0);
+    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
     // Same device, same index, same namespace as the run: no need to resolve the key. (The
     // index and namespace guard against a freed device whose memory was reused, or a device
     // moved to another namespace.)
@@ -863,7 +860,7 @@ fn count_tx<M: Mem>(skb: u64) {
         rc.dev_pending += 1;
         return;
     }
-    let key = DevKey { ifindex, netns: M::get(net, c.offsets.net_inum).unwrap_or(0) };
+    let key = DevKey { ifindex, netns: M::get(net, cfg!(offsets.net_inum)).unwrap_or(0) };
     rc.dev_ptr = dev;
     rc.dev_net_ptr = net;
     if rc.dev_pending != 0 && same::<_, 2>(&rc.dev_key, &key) {
@@ -917,7 +914,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
         key.daddr[..4].copy_from_slice(&d);
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
-    key.netns = sock_netns::<Probe>(config(), sk);
+    key.netns = sock_netns::<Probe>(sk);
     let (_, inserted) = count_in_lru(&RETRANS, key, 1);
     if inserted {
         bump(stat::RETRANS_INSERTS);
