@@ -236,19 +236,35 @@ pub struct DevKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunCache {
-    // Fields of every drop first, so that a drop touches the first 112 bytes (two cache lines
-    // when the slot is line-aligned) and not the transmit fields.
+    // Fields of every drop first, so that a drop touches the first 104 bytes (two cache lines
+    // when the slot is line-aligned) and not the transmit fields. A drop of a plain IPv4 run
+    // compares its raw signature (`raw`, `raw_mask2`, `raw_dev`, `raw_misc`) and does not
+    // read `flow_key`.
     pub drop_key: DropKey,
     pub drop_pending: u64,
     /// Drops seen ([`stat::DROPS`]).
     pub drops: u64,
-    pub flow_key: FlowKey,
-    pub _pad: u32,
     pub flow_pending: u64,
+    /// Raw signature of the flow run, when its first packet was plain IPv4 (no IP options,
+    /// at least 24 bytes from the network header): the first three little-endian words of
+    /// the IPv4 header masked to what the flow key is made of ([`RAW_MASK0`], [`RAW_MASK1`],
+    /// `raw_mask2`). A packet whose signature matches has the same flow key.
+    pub raw: [u64; 3],
+    /// Mask of the third word: the destination address, and the transport bytes that the
+    /// key keeps for this protocol. Zero when the run has no raw signature.
+    pub raw_mask2: u64,
+    /// The run's `netns | ifindex << 32` (word 4 of its key).
+    pub raw_dev: u64,
+    /// The run's drop reason and `skb->protocol` as stored (big-endian): `reason | proto << 32`.
+    pub raw_misc: u64,
     pub budget_epoch: u32,
     pub budget_used: u32,
     /// Detail events over budget ([`stat::DETAIL_LOST_BUDGET`]).
     pub budget_lost: u64,
+    /// The flow key of the run (read when the run ends, or to compare a packet without a raw
+    /// signature).
+    pub flow_key: FlowKey,
+    pub _pad: u32,
     /// Detail events sent ([`stat::DETAIL_SENT`]).
     pub detail_sent: u64,
     /// Detail bytes this CPU produced since it last checked the ring's fill level.
@@ -267,7 +283,15 @@ pub struct RunCache {
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.
 const _: () = assert!(core::mem::offset_of!(RunCache, flow_key) % 8 == 0);
 // The fields of every drop end with `budget_lost` (see the comment atop `RunCache`).
-const _: () = assert!(core::mem::offset_of!(RunCache, budget_lost) + 8 == 112);
+const _: () = assert!(core::mem::offset_of!(RunCache, budget_lost) + 8 == 104);
+
+/// Mask of the first raw IPv4 word of a flow signature (see [`RunCache::raw`]): version and
+/// IHL (byte 0) and the fragment offset (bytes 6 and 7 without the flags); not the TOS, total
+/// length or identification.
+pub const RAW_MASK0: u64 = 0xff1f_0000_0000_00ff;
+/// Mask of the second raw IPv4 word: protocol (byte 9) and source address (bytes 12..16); not
+/// the TTL or the checksum.
+pub const RAW_MASK1: u64 = 0xffff_ffff_0000_ff00;
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
 
 /// Where the captured bytes of a detail event start.

@@ -22,8 +22,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
 };
 use pktloss_common::{
-    COMM_LEN, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, REASON_TCP_DROP, RunCache, data_start, flag,
-    stat,
+    COMM_LEN, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RAW_MASK0, RAW_MASK1, REASON_TCP_DROP,
+    RunCache, data_start, flag, stat,
 };
 
 /// Written by userspace before load (`EbpfLoader::override_global`).
@@ -350,17 +350,11 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
     }
 }
 
-/// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).
-///
-/// It runs on every drop, so it is written for the code LLVM makes of it: each word goes to
-/// `out` as soon as it is known, one straight path with no early return, and no helper call on
-/// the paths the verifier keeps for this kernel. (Returning early with a half-built key made
-/// LLVM copy the key to the stack on every path; a helper call made it spill everything live
-/// across it.)
+/// Word 4 of the flow key of the drop: `netns | ifindex << 32`. The namespace is the device's,
+/// or without a device the socket's (a null device reads as ifindex 0 in namespace 0).
 #[inline(always)]
-fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
+fn dev_word<H: Hook, M: Mem>(h: H) -> u64 {
     let skb = h.skb();
-    // A null device reads as ifindex 0 in namespace 0.
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
     let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
     let mut netns = dev_netns::<M>(dev);
@@ -371,7 +365,80 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
             netns = sock_netns::<M>(sk);
         }
     }
-    out.word(4, u64::from(netns) | u64::from(ifindex) << 32);
+    u64::from(netns) | u64::from(ifindex) << 32
+}
+
+/// The first three words of a plain IPv4 header of `skb` (version 4, no options, at least 24
+/// bytes from the network header to the tail), or `None`.
+#[inline(always)]
+fn plain_v4<M: Mem>(skb: u64) -> Option<[u64; 3]> {
+    let (head, nh, tail) = l3_of::<M>(skb);
+    if head == 0 || nh == UNSET_HEADER || u32::from(nh) >= tail || tail - u32::from(nh) < 24 {
+        return None;
+    }
+    let w = M::peek::<0>(head + u64::from(nh))?;
+    if w[0] & 0xff != 0x45 {
+        return None;
+    }
+    Some(w)
+}
+
+/// Whether this drop continues the flow run of `rc` by its raw signature (see
+/// `RunCache::raw`): it has the same device word, reason and `skb->protocol`, and a plain IPv4
+/// header equal to the run's in every bit the flow key is made of. Equal signatures mean
+/// equal keys (the key of a plain IPv4 header depends only on those bits), so the header is
+/// not decoded. `false` means only "not known to be the same".
+#[inline(always)]
+fn same_raw_flow<H: Hook, M: Mem>(h: H, rc: &RunCache) -> bool {
+    let mask2 = rc.raw_mask2;
+    if mask2 == 0 {
+        return false;
+    }
+    let skb = h.skb();
+    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
+    let mut diff = dev_word::<H, M>(h) ^ rc.raw_dev;
+    diff |= (u64::from(h.reason()) | u64::from(proto_be) << 32) ^ rc.raw_misc;
+    let Some(w) = plain_v4::<M>(skb) else { return false };
+    diff |= ((w[0] & RAW_MASK0) ^ rc.raw[0]) | ((w[1] & RAW_MASK1) ^ rc.raw[1]) | ((w[2] & mask2) ^ rc.raw[2]);
+    diff == 0
+}
+
+/// Give the flow run just started in `rc` the raw signature of this drop, if its header is
+/// plain IPv4 (no signature otherwise: `raw_mask2` = 0).
+#[inline(always)]
+fn set_raw_flow<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
+    rc.raw_mask2 = 0;
+    let skb = h.skb();
+    let Some(w) = plain_v4::<M>(skb) else { return };
+    // The transport bytes the key keeps (see `ports_word`), none in a non-first fragment.
+    let ports: u64 = if w[0] & RAW_MASK0 & !0xff != 0 {
+        0
+    } else {
+        match (w[1] >> 8) as u8 {
+            6 | 17 | 132 | 136 => 0xffff_ffff,
+            1 | 58 => 0xffff,
+            _ => 0,
+        }
+    };
+    let mask2 = 0xffff_ffff | ports << 32;
+    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
+    rc.raw = [w[0] & RAW_MASK0, w[1] & RAW_MASK1, w[2] & mask2];
+    rc.raw_dev = dev_word::<H, M>(h);
+    rc.raw_misc = u64::from(h.reason()) | u64::from(proto_be) << 32;
+    rc.raw_mask2 = mask2;
+}
+
+/// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).
+///
+/// It runs on every drop, so it is written for the code LLVM makes of it: each word goes to
+/// `out` as soon as it is known, one straight path with no early return, and no helper call on
+/// the paths the verifier keeps for this kernel. (Returning early with a half-built key made
+/// LLVM copy the key to the stack on every path; a helper call made it spill everything live
+/// across it.)
+#[inline(always)]
+fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
+    let skb = h.skb();
+    out.word(4, dev_word::<H, M>(h));
     let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
     let ethertype = u16::from_be(proto_be);
     let (head, nh, tail) = l3_of::<M>(skb);
@@ -421,12 +488,25 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
     out.proto(proto_word(family, l4, ethertype));
 }
 
+/// How often (in drops over budget, a power of two) a CPU whose budget is spent reads `EPOCH`
+/// to see whether a new epoch gave it a fresh budget.
+const EPOCH_CHECK_EVERY: u64 = 64;
+
 /// Whether this CPU may still send a detail event in the current budget epoch.
+///
+/// During a flood nearly every drop is over budget, and reading `EPOCH` (a cache line of its
+/// own, which userspace writes once a second) on each of them cost more than the rest of the
+/// budget check: a CPU whose budget is spent looks at `EPOCH` only once every
+/// `EPOCH_CHECK_EVERY` drops over budget (`budget_lost`), so it notices a new epoch at most
+/// that many drops late.
 #[inline(always)]
-fn take_budget(budget_epoch: &mut u32, budget_used: &mut u32) -> bool {
+fn take_budget(budget_epoch: &mut u32, budget_used: &mut u32, budget_lost: u64) -> bool {
     let budget = cfg!(detail_budget_per_cpu);
     if budget == u32::MAX {
         return true;
+    }
+    if *budget_used >= budget && budget_lost % EPOCH_CHECK_EVERY != EPOCH_CHECK_EVERY - 1 {
+        return false;
     }
     let epoch = match EPOCH.get_ptr(0) {
         // SAFETY: a valid array slot; userspace only ever stores whole u32 values in it.
@@ -632,18 +712,22 @@ fn on_drop<H: Hook, M: Mem>(h: H) {
         return;
     }
     if flags & flag::FLOWS != 0 {
-        let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
-        flow_key::<H, M, _>(h, &mut d);
-        if rc.flow_pending != 0 && d.diff == 0 {
+        if rc.flow_pending != 0 && same_raw_flow::<H, M>(h, rc) {
             rc.flow_pending += 1;
         } else {
-            new_flow_run::<H, M>(h, rc);
+            let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
+            flow_key::<H, M, _>(h, &mut d);
+            if rc.flow_pending != 0 && d.diff == 0 {
+                rc.flow_pending += 1;
+            } else {
+                new_flow_run::<H, M>(h, rc);
+            }
         }
     }
     if cfg!(flags) & flag::DETAIL == 0 {
         return;
     }
-    if !take_budget(&mut rc.budget_epoch, &mut rc.budget_used) {
+    if !take_budget(&mut rc.budget_epoch, &mut rc.budget_used, rc.budget_lost) {
         rc.budget_lost += 1;
         return;
     }
@@ -673,6 +757,7 @@ fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     }
     // The key was compared, not kept: decode again to store it.
     flow_key::<H, M, _>(h, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
+    set_raw_flow::<H, M>(h, rc);
     rc.flow_pending = 1;
 }
 

@@ -122,6 +122,116 @@ fn udp4_no_socket_exact_counters_only() {
     no_socket_case("nosockx", "127.0.0.1:9996", &["--no-detail"]);
 }
 
+/// Flows that differ in one key field from the drop before (destination port, destination
+/// address, source port), sent interleaved so that every drop ends the run of the one before,
+/// and one flow whose consecutive packets differ only outside the key (TTL, and with it the
+/// checksum and the IP ID): each flow counted exactly and apart from the others.
+#[test]
+fn interleaved_flows_are_counted_apart() {
+    if !require_root("interleaved_flows_are_counted_apart") {
+        return;
+    }
+    let ns = Netns::new("mix");
+    let p = Running::start(&["capture", "--format", "json", "--no-detail"]);
+    let (a, b, c) = ns.run(|| {
+        let sock = || std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (a, b, c) = (sock(), sock(), sock());
+        for _ in 0..N {
+            for (s, dst) in [(&a, "127.0.0.1:9"), (&a, "127.0.0.1:10"), (&a, "127.0.0.2:10"), (&b, "127.0.0.2:10")] {
+                s.send_to(b"pktloss mix", dst).expect("send_to");
+            }
+            for ttl in [64, 65] {
+                c.set_ttl(ttl).expect("ttl");
+                c.send_to(b"pktloss mix", "127.0.0.1:11").expect("send_to");
+            }
+        }
+        let port = |s: &std::net::UdpSocket| s.local_addr().expect("addr").port();
+        (port(&a), port(&b), port(&c))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s = p.stop_json();
+    let inode = ns.inode();
+    let count = |sport: u16, dst: &str, dport: u16| {
+        flow_count(&s, |f| {
+            f["netns"] == inode
+                && f["proto"] == "udp"
+                && f["reason"] == "NO_SOCKET"
+                && f["src"] == "127.0.0.1"
+                && f["sport"] == sport
+                && f["dst"] == dst
+                && f["dport"] == dport
+        })
+    };
+    let n = N as u64;
+    assert_eq!(count(a, "127.0.0.1", 9), n, "{:#}", s["flows"]);
+    assert_eq!(count(a, "127.0.0.1", 10), n, "{:#}", s["flows"]);
+    assert_eq!(count(a, "127.0.0.2", 10), n, "{:#}", s["flows"]);
+    assert_eq!(count(b, "127.0.0.2", 10), n, "{:#}", s["flows"]);
+    assert_eq!(count(c, "127.0.0.1", 11), 2 * n, "{:#}", s["flows"]);
+    let ours = s["flows"].as_array().expect("flows").iter().filter(|f| f["netns"] == inode && f["dport"] == 11).count();
+    assert_eq!(ours, 1, "the TTL split a flow: {:#}", s["flows"]);
+}
+
+/// A spent detail budget comes back with the next budget epoch (once a second): drops sent
+/// from one CPU a second apart both get detail events, however many drops were over budget.
+#[test]
+fn detail_budget_comes_back_each_second() {
+    if !require_root("detail_budget_comes_back_each_second") {
+        return;
+    }
+    let ns = Netns::new("refill");
+    let p = Running::start(&["capture", "--format", "json", "--detail-budget", "1"]);
+    let dst: SocketAddr = "127.0.0.1:12".parse().expect("addr");
+    // The sending threads inherit this thread's CPU, so both bursts spend one CPU's budget.
+    let pinned = PinnedHere::new();
+    let cpu = pinned.cpu;
+    let first = ns.send_udp(dst, 500);
+    std::thread::sleep(Duration::from_millis(1300));
+    let second = ns.send_udp(dst, 500);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = p.stop_json();
+    let inode = ns.inode();
+    let samples = |port: u16| {
+        s["samples"].as_array().expect("samples").iter().filter(|x| x["netns"] == inode && x["sport"] == port).count()
+    };
+    assert!(samples(first.port()) >= 1, "no detail for the first burst (CPU {cpu}): {:#}", s["detail"]);
+    assert!(samples(second.port()) >= 1, "no detail for the second burst (CPU {cpu}): {:#}", s["detail"]);
+    assert!(s["detail"]["lost_budget"].as_u64().unwrap_or(0) >= 900, "{:#}", s["detail"]);
+}
+
+/// Keeps the calling thread on the CPU it runs on; the thread's CPUs come back on drop.
+struct PinnedHere {
+    cpu: usize,
+    old: libc::cpu_set_t,
+}
+
+impl PinnedHere {
+    fn new() -> Self {
+        // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it; the affinity calls
+        // with pid 0 read and change only this thread's.
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+            assert_eq!(rc, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+            let cpu = libc::sched_getcpu();
+            assert!(cpu >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
+            let cpu = cpu as usize;
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+            Self { cpu, old }
+        }
+    }
+}
+
+impl Drop for PinnedHere {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old) };
+    }
+}
+
 #[test]
 fn nftables_drop_rule_exact() {
     if !require_root("nftables_drop_rule_exact") {

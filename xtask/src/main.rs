@@ -48,6 +48,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// The benchmark's drop flood alone (namespaces, nftables DROP rule), for profiling.
     Flood(bench::FloodArgs),
+    /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
+    BenchPair(bench::PairArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Lint { fmt } => tasks::lint(fmt),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Flood(args) => bench::flood_only(args),
+        Cmd::BenchPair(args) => bench::pair(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,11 @@
 //! comes from a separate pass with kernel.bpf_stats_enabled=1 (its own overhead would otherwise
 //! skew the rates).
 mod flood;
+mod pair;
 mod report;
 mod tracer;
+
+pub use pair::{PairArgs, pair};
 
 use std::{
     fs,
