@@ -60,6 +60,12 @@ fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) 
     assert!(
         s["probes"].as_array().expect("probes").iter().any(|p| p["name"] == "skb:kfree_skb" && p["active"] == true)
     );
+    // With kernel BTF, the default is the tp_btf program: a verifier rejection would fall back
+    // to the classic tracepoint silently and cost more per drop.
+    if !extra.contains(&"--classic") && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        let kfree = s["probes"].as_array().expect("probes").iter().find(|p| p["name"] == "skb:kfree_skb").expect("kfree");
+        assert_eq!(kfree["attach"], "tp_btf", "{kfree:#}");
+    }
     // With detail on, the samples of our flow name the sending thread and process.
     if !extra.contains(&"--no-detail") {
         let ours: Vec<&serde_json::Value> = s["samples"]
