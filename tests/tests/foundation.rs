@@ -63,7 +63,8 @@ fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) 
     // With kernel BTF, the default is the tp_btf program: a verifier rejection would fall back
     // to the classic tracepoint silently and cost more per drop.
     if !extra.contains(&"--classic") && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        let kfree = s["probes"].as_array().expect("probes").iter().find(|p| p["name"] == "skb:kfree_skb").expect("kfree");
+        let kfree =
+            s["probes"].as_array().expect("probes").iter().find(|p| p["name"] == "skb:kfree_skb").expect("kfree");
         assert_eq!(kfree["attach"], "tp_btf", "{kfree:#}");
     }
     // With detail on, the samples of our flow name the sending thread and process.
