@@ -383,6 +383,19 @@ fn plain_v4<M: Mem>(skb: u64) -> Option<[u64; 3]> {
     Some(w)
 }
 
+/// The raw signature's `reason | skb->protocol << 32` of this drop (`RunCache::raw_misc`).
+#[inline(always)]
+fn raw_misc<H: Hook, M: Mem>(h: H) -> u64 {
+    let proto_be: u16 = M::get(h.skb(), cfg!(offsets.skb_protocol)).unwrap_or(0);
+    u64::from(h.reason()) | u64::from(proto_be) << 32
+}
+
+/// The header words `w` of a plain IPv4 header masked as in a raw signature (`RunCache::raw`).
+#[inline(always)]
+fn raw_words(w: [u64; 3], mask2: u64) -> [u64; 3] {
+    [w[0] & RAW_MASK0, w[1] & RAW_MASK1, w[2] & mask2]
+}
+
 /// Whether this drop continues the flow run of `rc` by its raw signature (see
 /// `RunCache::raw`): it has the same device word, reason and `skb->protocol`, and a plain IPv4
 /// header equal to the run's in every bit the flow key is made of. Equal signatures mean
@@ -394,12 +407,10 @@ fn same_raw_flow<H: Hook, M: Mem>(h: H, rc: &RunCache) -> bool {
     if mask2 == 0 {
         return false;
     }
-    let skb = h.skb();
-    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
-    let mut diff = dev_word::<H, M>(h) ^ rc.raw_dev;
-    diff |= (u64::from(h.reason()) | u64::from(proto_be) << 32) ^ rc.raw_misc;
-    let Some(w) = plain_v4::<M>(skb) else { return false };
-    diff |= ((w[0] & RAW_MASK0) ^ rc.raw[0]) | ((w[1] & RAW_MASK1) ^ rc.raw[1]) | ((w[2] & mask2) ^ rc.raw[2]);
+    let mut diff = (dev_word::<H, M>(h) ^ rc.raw_dev) | (raw_misc::<H, M>(h) ^ rc.raw_misc);
+    let Some(w) = plain_v4::<M>(h.skb()) else { return false };
+    let w = raw_words(w, mask2);
+    diff |= (w[0] ^ rc.raw[0]) | (w[1] ^ rc.raw[1]) | (w[2] ^ rc.raw[2]);
     diff == 0
 }
 
@@ -408,8 +419,7 @@ fn same_raw_flow<H: Hook, M: Mem>(h: H, rc: &RunCache) -> bool {
 #[inline(always)]
 fn set_raw_flow<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     rc.raw_mask2 = 0;
-    let skb = h.skb();
-    let Some(w) = plain_v4::<M>(skb) else { return };
+    let Some(w) = plain_v4::<M>(h.skb()) else { return };
     // The transport bytes the key keeps (see `ports_word`), none in a non-first fragment.
     let ports: u64 = if w[0] & RAW_MASK0 & !0xff != 0 {
         0
@@ -421,10 +431,9 @@ fn set_raw_flow<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
         }
     };
     let mask2 = 0xffff_ffff | ports << 32;
-    let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
-    rc.raw = [w[0] & RAW_MASK0, w[1] & RAW_MASK1, w[2] & mask2];
+    rc.raw = raw_words(w, mask2);
     rc.raw_dev = dev_word::<H, M>(h);
-    rc.raw_misc = u64::from(h.reason()) | u64::from(proto_be) << 32;
+    rc.raw_misc = raw_misc::<H, M>(h);
     rc.raw_mask2 = mask2;
 }
 

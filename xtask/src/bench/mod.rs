@@ -455,15 +455,27 @@ fn perf_data() -> PathBuf {
     util::target_dir().join("bench/perf.data")
 }
 
+/// A pktloss capture that runs until stopped and prints its JSON report, with `extra` options.
+fn pktloss_command<S: AsRef<std::ffi::OsStr>>(bin: &Path, extra: &[S]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["capture", "--duration", "10m", "--format", "json"]).args(extra);
+    c
+}
+
+/// A flag that SIGINT or SIGTERM sets.
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    Ok(stop)
+}
+
 /// The command a mode runs (None for untraced).
 fn command(m: &Mode, bin: &Path) -> Option<Command> {
     match m.kind {
         Kind::Untraced => None,
-        Kind::Pktloss(extra) => {
-            let mut c = Command::new(bin);
-            c.args(["capture", "--duration", "10m", "--format", "json"]).args(extra);
-            Some(c)
-        }
+        Kind::Pktloss(extra) => Some(pktloss_command(bin, extra)),
         Kind::Bpftrace(prog) => {
             let mut c = Command::new("bpftrace");
             c.env("BPFTRACE_MAX_MAP_KEYS", "65536").args(["-e", prog]);
@@ -534,11 +546,7 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
     if stats {
         let mut b = BpfSample::default();
         for (id, p1) in &progs1 {
-            let p0 = progs0.get(id).copied().unwrap_or_default();
-            let d = ProgStats {
-                run_time_ns: p1.run_time_ns.saturating_sub(p0.run_time_ns),
-                run_cnt: p1.run_cnt.saturating_sub(p0.run_cnt),
-            };
+            let d = p1.since(progs0.get(id).copied().unwrap_or_default());
             b.run_time_ns += d.run_time_ns;
             b.run_cnt += d.run_cnt;
             b.progs.push((*id, names.get(id).cloned(), d));
@@ -711,10 +719,7 @@ pub fn flood_only(args: FloodArgs) -> Result<()> {
     if !util::is_root() {
         bail!("flood must run as root (namespaces, nftables)");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
-    }
+    let stop = stop_flag()?;
     let cpu = pick_cpu(args.cpu)?;
     let netns = Netns::create()?;
     let before = netns.dropped()?;

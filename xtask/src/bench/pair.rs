@@ -5,22 +5,14 @@
 //! programs run on every drop of the same flood, so the drift cancels in their difference. The
 //! program that runs first pays a few ns more (it warms the cache lines the other reads), so the
 //! order alternates every repetition and the mean difference is over both orders.
-use std::{
-    path::PathBuf,
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::atomic::Ordering, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
 use super::{
     BpfStatsOn,
     flood::{self, FloodCfg, Netns},
-    pick_cpu,
+    pick_cpu, pktloss_command, stop_flag,
     tracer::{ProgStats, Tracer},
 };
 use crate::util;
@@ -63,18 +55,13 @@ impl Side {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(["capture", "--duration", "10m", "--format", "json"]).args(&self.extra);
-        c
+        pktloss_command(&self.bin, &self.extra)
     }
 }
 
 /// Sum of the programs' run time between two readings.
-fn run_time_ns(
-    before: &std::collections::BTreeMap<u32, ProgStats>,
-    after: &std::collections::BTreeMap<u32, ProgStats>,
-) -> u64 {
-    after.iter().map(|(id, p)| p.run_time_ns.saturating_sub(before.get(id).map_or(0, |b| b.run_time_ns))).sum()
+fn run_time_ns(before: &BTreeMap<u32, ProgStats>, after: &BTreeMap<u32, ProgStats>) -> u64 {
+    after.iter().map(|(id, p)| p.since(before.get(id).copied().unwrap_or_default()).run_time_ns).sum()
 }
 
 /// `cargo xtask bench-pair A B`.
@@ -86,10 +73,7 @@ pub fn pair(args: PairArgs) -> Result<()> {
         bail!("--reps must be at least 1");
     }
     let sides = [Side::parse(&args.a)?, Side::parse(&args.b)?];
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
-    }
+    let stop = stop_flag()?;
     let cpu = pick_cpu(args.cpu)?;
     let netns = Netns::create()?;
     let _stats = BpfStatsOn::enable()?;

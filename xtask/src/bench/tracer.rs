@@ -27,6 +27,16 @@ pub struct ProgStats {
     pub run_cnt: u64,
 }
 
+impl ProgStats {
+    /// What the program added since the reading `before` (of the same program).
+    pub fn since(self, before: ProgStats) -> ProgStats {
+        ProgStats {
+            run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
+            run_cnt: self.run_cnt.saturating_sub(before.run_cnt),
+        }
+    }
+}
+
 /// A running traced child.
 pub struct Tracer {
     pid: libc::pid_t,
