@@ -154,7 +154,22 @@ fn idle_baseline_has_no_cause() {
     let _sock = udp_bound(&b, "10.231.9.2:5353");
     let v = diagnose(3, || {});
     let list = v["causes"].as_array().expect("causes array");
-    assert!(list.is_empty(), "idle capture gave causes: {}\nreconciliation: {:#}", causes(&v), v["reconciliation"]);
+    // The capture is host-wide: a drop of the host's own (a VM agent's vsock packet, say) may
+    // rightly select a cause. What must not happen is a cause without drops (configuration
+    // alone) or one in the idle namespaces.
+    let ours = [a.inode(), b.inode()];
+    for c in list {
+        let in_ours = c["netns"].as_array().is_some_and(|n| n.iter().any(|i| ours.iter().any(|o| *i == *o)));
+        assert!(
+            drops(c) > 0 && !in_ours,
+            "idle capture gave cause {} (drops {}, in the test's namespaces: {in_ours}): {}\nreconciliation: {:#}",
+            c["id"],
+            drops(c),
+            causes(&v),
+            v["reconciliation"]
+        );
+        println!("idle capture: host drop outside the test's namespaces, cause {} ({} drops)", c["id"], drops(c));
+    }
 }
 
 #[test]
