@@ -143,6 +143,21 @@ pub fn flood(cfg: FloodCfg, stop: &Arc<AtomicBool>) -> Result<FloodResult> {
     join(spawn(cfg, Arc::clone(stop)))
 }
 
+/// Flood from one sender per CPU of `cpus` at once (each with `cfg` but its own CPU and
+/// socket): what they sent together, over the longest sender's time.
+pub fn flood_cpus(cfg: FloodCfg, cpus: &[usize], stop: &Arc<AtomicBool>) -> Result<FloodResult> {
+    let handles: Vec<_> = cpus.iter().map(|&cpu| spawn(FloodCfg { cpu, ..cfg }, Arc::clone(stop))).collect();
+    let mut total = FloodResult { sent: 0, elapsed: Duration::ZERO };
+    // Join every sender before reporting a failure, so none outlives the call.
+    let results: Vec<Result<FloodResult>> = handles.into_iter().map(join).collect();
+    for r in results {
+        let r = r?;
+        total.sent += r.sent;
+        total.elapsed = total.elapsed.max(r.elapsed);
+    }
+    Ok(total)
+}
+
 /// Wait for a flood thread.
 pub fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
     h.join().map_err(|_| anyhow::anyhow!("the sender thread panicked"))?

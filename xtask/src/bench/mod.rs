@@ -83,6 +83,10 @@ struct Mode {
     rate: Option<u64>,
     /// Run unless `--modes` names others.
     default: bool,
+    /// Flood from one sender per allowed CPU instead of the one pinned sender: a capacity
+    /// measure (how many detail events the pipeline delivers when the drops come faster than
+    /// one sender makes them on a slow VM), with no ratio to the single-sender untraced rate.
+    all_cpus: bool,
 }
 
 const BT_REASON_LOC: &str = "tracepoint:skb:kfree_skb { @[args->reason, args->location] = count(); }";
@@ -92,13 +96,14 @@ const BT_5TUPLE: &str = "tracepoint:skb:kfree_skb { $s = (struct sk_buff *)args-
     @[$ip->saddr, $ip->daddr, $ip->protocol, $p->source, $p->dest] = count(); }";
 
 const MODES: &[Mode] = &[
-    Mode { key: "untraced", what: "no tracer", kind: Kind::Untraced, rate: None, default: true },
+    Mode { key: "untraced", what: "no tracer", kind: Kind::Untraced, rate: None, default: true, all_cpus: false },
     Mode {
         key: "pktloss",
         what: "pktloss capture (default mode)",
         kind: Kind::Pktloss(&[]),
         rate: None,
         default: true,
+        all_cpus: false,
     },
     Mode {
         key: "pktloss-detail",
@@ -106,6 +111,15 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&["--detail-budget", "unlimited"]),
         rate: None,
         default: true,
+        all_cpus: false,
+    },
+    Mode {
+        key: "pktloss-detail-cpus",
+        what: "pktloss capture --detail-budget unlimited, one sender per CPU (detail capacity)",
+        kind: Kind::Pktloss(&["--detail-budget", "unlimited"]),
+        rate: None,
+        default: true,
+        all_cpus: true,
     },
     Mode {
         key: "pktloss-stacks",
@@ -113,6 +127,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&["--stacks"]),
         rate: None,
         default: true,
+        all_cpus: false,
     },
     Mode {
         key: "pktloss-nodetail",
@@ -120,6 +135,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&["--no-detail"]),
         rate: None,
         default: false,
+        all_cpus: false,
     },
     Mode {
         key: "pktloss-counts",
@@ -127,6 +143,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&["--no-flows", "--no-detail"]),
         rate: None,
         default: false,
+        all_cpus: false,
     },
     Mode {
         key: "pktloss-tx-trace",
@@ -134,6 +151,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&["--tx-trace"]),
         rate: None,
         default: false,
+        all_cpus: false,
     },
     Mode {
         key: "pktloss-100k",
@@ -141,6 +159,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Pktloss(&[]),
         rate: Some(100_000),
         default: true,
+        all_cpus: false,
     },
     Mode {
         key: "bpftrace-reason-loc",
@@ -148,6 +167,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Bpftrace(BT_REASON_LOC),
         rate: None,
         default: true,
+        all_cpus: false,
     },
     Mode {
         key: "bpftrace-5tuple",
@@ -155,14 +175,23 @@ const MODES: &[Mode] = &[
         kind: Kind::Bpftrace(BT_5TUPLE),
         rate: None,
         default: true,
+        all_cpus: false,
     },
-    Mode { key: "argdist", what: "bcc argdist -C kfree_skb by reason", kind: Kind::Argdist, rate: None, default: true },
+    Mode {
+        key: "argdist",
+        what: "bcc argdist -C kfree_skb by reason",
+        kind: Kind::Argdist,
+        rate: None,
+        default: true,
+        all_cpus: false,
+    },
     Mode {
         key: "perf-record",
         what: "perf record -e skb:kfree_skb -a",
         kind: Kind::Perf(false),
         rate: None,
         default: true,
+        all_cpus: false,
     },
     Mode {
         key: "perf-record-g",
@@ -170,6 +199,7 @@ const MODES: &[Mode] = &[
         kind: Kind::Perf(true),
         rate: None,
         default: false,
+        all_cpus: false,
     },
 ];
 
@@ -341,7 +371,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let cfg = FloodCfg { cpu, duration: dur, rate: mode.rate, batch };
             match measure(mode, &bin, &netns, cfg, &stop, false) {
                 Ok(mut s) => {
-                    if mode.rate.is_none() {
+                    if mode.rate.is_none() && !mode.all_cpus {
                         let after = untraced(&mut runs, &stop)?;
                         s.baseline = Some((before + after) / 2.0);
                         before = after;
@@ -513,7 +543,7 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
     let progs0 = tracer.as_ref().map(Tracer::progs).unwrap_or_default();
     let cpu0 = tracer.as_ref().and_then(Tracer::cpu_s);
     let d0 = netns.dropped()?;
-    let fr = flood::flood(cfg, stop)?;
+    let fr = if m.all_cpus { flood::flood_cpus(cfg, &flood::allowed_cpus(), stop)? } else { flood::flood(cfg, stop)? };
     let d1 = netns.dropped()?;
     let mut sample = Sample {
         drops: d1.saturating_sub(d0),

@@ -346,7 +346,9 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
         "> best peer ratio",
         def.zip(best_peer).map(|(d, (_, p))| d > p),
     ));
-    let det = get("pktloss-detail");
+    // The pipeline's capacity: with a sender per CPU where that mode ran (a slow VM's single
+    // sender makes fewer drops than the target), else the single sender's.
+    let det = get("pktloss-detail-cpus").or_else(|| get("pktloss-detail"));
     let per_s = det.and_then(|s| s.detail_per_s);
     let unacc = det.and_then(|s| s.detail_unaccounted);
     t.push((
