@@ -59,10 +59,21 @@ pub mod flag {
     /// The tp_btf programs may load packet bytes directly through `skb->head` (the kernel
     /// types `char *` fields of BTF pointers as read-only untrusted memory, 6.17+).
     pub const UNTRUSTED_LOADS: u32 = 16;
+    /// The kernel has `bpf_get_current_task_btf` (5.11+): the tp_btf programs read the task
+    /// name by direct loads instead of the `bpf_get_current_comm` helper.
+    pub const TASK_BTF: u32 = 32;
+    /// The kernel's `kfree_skb` has no drop reason (before 5.17): flows are keyed by the low
+    /// half of the drop location in place of the reason (kernel text and modules lie in the
+    /// top 4 GiB, so it names the location), so that each flow's drops are counted apart by
+    /// where they happened, the one thing such a kernel says about why.
+    pub const NO_REASONS: u32 = 64;
 }
 
 /// Reason code used for drops seen through the `tcp_drop()` kprobe (old kernels).
 pub const REASON_TCP_DROP: u32 = 0x0001_0000;
+/// Reason code of `kfree_skb` drops on kernels whose tracepoint has no reason (before 5.17):
+/// the drop is counted by location and flow, its reason unknown.
+pub const REASON_NONE: u32 = 0x0002_0000;
 
 /// Offsets of kernel struct members, resolved from the running kernel's BTF by userspace.
 #[repr(C)]

@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, TracePointContext, tracing::StackIdContext},
 };
 use pktloss_common::{
-    COMM_LEN, Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RAW_MASK0, RAW_MASK1, REASON_TCP_DROP,
+    COMM_LEN, Config, DevKey, DropEvent, DropKey, FlowKey, RAW_MASK0, RAW_MASK1, REASON_NONE, REASON_TCP_DROP,
     RunCache, data_start, flag, stat,
 };
 
@@ -220,8 +220,14 @@ impl Mem for Direct {
     /// Two direct loads from the BTF-typed current task (`bpf_get_current_task_btf` is inlined
     /// by the JIT) instead of the `bpf_get_current_comm` helper, which copies with
     /// `strscpy_pad`. The kernel keeps `comm` NUL-padded; userspace stops at the first NUL.
+    /// Kernels before 5.11 lack that helper (`flag::TASK_BTF`): they use the copy.
     #[inline(always)]
     fn comm(dst: *mut u8) {
+        if cfg!(flags) & flag::TASK_BTF == 0 {
+            // SAFETY: as in the default method.
+            unsafe { raw_comm(dst as *mut core::ffi::c_void, COMM_LEN as u32) };
+            return;
+        }
         // SAFETY: the helper returns the current task, never null in a tracing program.
         let task = unsafe { bpf_get_current_task_btf() } as u64;
         let w: [u64; 2] = Self::get(task, cfg!(offsets.task_comm)).unwrap_or([0; 2]);
@@ -387,7 +393,7 @@ fn plain_v4<M: Mem>(skb: u64) -> Option<[u64; 3]> {
 #[inline(always)]
 fn raw_misc<H: Hook, M: Mem>(h: H) -> u64 {
     let proto_be: u16 = M::get(h.skb(), cfg!(offsets.skb_protocol)).unwrap_or(0);
-    u64::from(h.reason()) | u64::from(proto_be) << 32
+    u64::from(h.flow_reason()) | u64::from(proto_be) << 32
 }
 
 /// The header words `w` of a plain IPv4 header masked as in a raw signature (`RunCache::raw`).
@@ -493,7 +499,7 @@ fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
         out.word(2, 0);
         out.word(3, 0);
     }
-    out.word(5, u64::from(h.reason()) | u64::from(ports) << 32);
+    out.word(5, u64::from(h.flow_reason()) | u64::from(ports) << 32);
     out.proto(proto_word(family, l4, ethertype));
 }
 
@@ -612,6 +618,14 @@ trait Hook: Copy {
     fn location(&self) -> u64;
     fn reason(&self) -> u32;
     fn rx_sk(&self) -> u64;
+
+    /// The reason word of the flow key: the reason, or on a kernel without reasons the low
+    /// half of the location (`flag::NO_REASONS`, a constant: the verifier keeps one path).
+    #[inline(always)]
+    fn flow_reason(&self) -> u32 {
+        let reason = self.reason();
+        if cfg!(flags) & flag::NO_REASONS != 0 && reason == REASON_NONE { self.location() as u32 } else { reason }
+    }
 }
 
 /// `tp_btf/kfree_skb`: each argument read from the context when needed, at its position from
@@ -639,7 +653,10 @@ impl Hook for BtfHook<'_> {
 
     #[inline(always)]
     fn reason(&self) -> u32 {
-        btf_arg(self.0, config().kfree_btf.reason) as u32
+        let n = config().kfree_btf.reason;
+        // Before 5.17 the tracepoint has no reason (a constant of the frozen config: the
+        // verifier keeps one of the two paths).
+        if n == u32::MAX { REASON_NONE } else { btf_arg(self.0, n) as u32 }
     }
 
     #[inline(always)]
@@ -826,15 +843,7 @@ fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
                 (data.wrapping_sub(head) as u32, data_start::DATA)
             };
             if tail > start {
-                let mut n = tail - start;
-                let snap = cfg!(snaplen);
-                if n > snap {
-                    n = snap;
-                }
-                n &= 0x1ff;
-                if n > MAX_SNAPLEN as u32 {
-                    n = MAX_SNAPLEN as u32;
-                }
+                let n = at_most(u64::from(tail - start), u64::from(cfg!(snaplen))) as u32;
                 let dst = addr_of!((*ev).data) as *mut core::ffi::c_void;
                 let src = (head + u64::from(start)) as *const core::ffi::c_void;
                 if n > 0 && raw_read(dst, n, src) == 0 {
@@ -857,6 +866,27 @@ fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     }
     entry.submit(wake);
     rc.detail_sent += 1;
+}
+
+/// `min(n, max)` written so that every verifier can follow it: one compare of `n` with the
+/// register holding `max` (for the callers a known constant of the frozen config) and a move,
+/// so that `n <= max` holds on both paths. LLVM's own clamps (with a mask and a second clamp to
+/// `MAX_SNAPLEN`) came out in an order where the 6.1 verifier walked a path it could not see
+/// was impossible (`umin=256,umax=127`) and rejected the copy.
+#[inline(always)]
+fn at_most(n: u64, max: u64) -> u64 {
+    let mut n = n;
+    // SAFETY: register arithmetic only.
+    unsafe {
+        core::arch::asm!(
+            "if {n} <= {max} goto +1",
+            "{n} = {max}",
+            n = inout(reg) n,
+            max = in(reg) max,
+            options(pure, nomem, nostack)
+        )
+    };
+    n
 }
 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.
@@ -908,8 +938,8 @@ pub fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
     let location: u64 = tp_field(&ctx, cfg!(kfree_tp.location));
     let reason: u32 = tp_field(&ctx, cfg!(kfree_tp.reason));
     let rx_sk: u64 = tp_field(&ctx, cfg!(kfree_tp.rx_sk));
-    // Before 5.17 there is no reason field: NOT_SPECIFIED.
-    let reason = if cfg!(kfree_tp.reason) == u32::MAX { 2 } else { reason };
+    // Before 5.17 there is no reason field.
+    let reason = if cfg!(kfree_tp.reason) == u32::MAX { REASON_NONE } else { reason };
     on_drop::<_, Probe>(Args { ctx: &ctx, skb, location, reason, rx_sk });
     0
 }

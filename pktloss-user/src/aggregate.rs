@@ -1,7 +1,7 @@
 //! Aggregate step: exact kernel counters plus sampled detail events into a [`Summary`].
 use std::collections::{BTreeMap, HashMap};
 
-use pktloss_common::{DevKey, DropEvent, FlowKey, stat};
+use pktloss_common::{DevKey, DropEvent, FlowKey, REASON_NONE, REASON_TCP_DROP, stat};
 
 use crate::{
     collect::RawCounts,
@@ -45,6 +45,9 @@ pub struct Aggregator {
     /// Stack ids of the sampled detail events per (reason, location), with how often each
     /// was seen (`--stacks`).
     stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
+    /// The kernel has no drop reasons: the reason word of a flow key is the low half of its
+    /// drop location (`pktloss_common::flag::NO_REASONS`).
+    pub flows_by_location: bool,
 }
 
 /// Top-N limits of a summary.
@@ -67,6 +70,18 @@ impl Aggregator {
             flow_process: HashMap::new(),
             dev_names: HashMap::new(),
             stack_samples: HashMap::new(),
+            flows_by_location: false,
+        }
+    }
+
+    /// The reason code and, on a kernel without drop reasons, the drop location of a flow
+    /// key's reason word.
+    pub fn flow_reason(&self, word: u32) -> (u32, Option<u64>) {
+        if self.flows_by_location && word != REASON_NONE && word != REASON_TCP_DROP {
+            // Kernel text and modules lie in the top 4 GiB of the address space.
+            (REASON_NONE, Some(0xffff_ffff_0000_0000 | u64::from(word)))
+        } else {
+            (word, None)
         }
     }
 
@@ -83,8 +98,9 @@ impl Aggregator {
     /// Take one detail event.
     pub fn ingest(&mut self, ev: &DropEvent) {
         self.delivered += 1;
+        let (code, _) = self.flow_reason(ev.flow.reason);
         if ev.stack_id >= 0 {
-            *self.stack_samples.entry((ev.flow.reason, ev.location)).or_default().entry(ev.stack_id).or_default() += 1;
+            *self.stack_samples.entry((code, ev.location)).or_default().entry(ev.stack_id).or_default() += 1;
         }
         if is_user_comm(ev.pid) {
             self.flow_process.entry(ev.flow).or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
@@ -93,8 +109,8 @@ impl Aggregator {
             let (src, dst) = decode::addr_strings(&ev.flow);
             self.samples.push(Sample {
                 t_ns: ev.ts_ns.saturating_sub(self.start_mono_ns),
-                reason: self.reasons.name(ev.flow.reason),
-                code: ev.flow.reason,
+                reason: self.reasons.name(code),
+                code,
                 symbol: self.syms.symbolize(ev.location),
                 proto: decode::proto_name(&ev.flow),
                 family: ev.flow.family,
@@ -196,6 +212,7 @@ impl Aggregator {
         }
         for (k, c) in raw.flows.iter().take(TOP_FLOWS) {
             let (src, dst) = decode::addr_strings(k);
+            let (code, location) = self.flow_reason(k.reason);
             flows.push(FlowCount {
                 proto: decode::proto_name(k),
                 family: k.family,
@@ -206,8 +223,9 @@ impl Aggregator {
                 netns: k.netns,
                 ifindex: k.ifindex,
                 device: self.device_name(&ns_map, k.netns, k.ifindex),
-                reason: self.reasons.name(k.reason),
-                code: k.reason,
+                reason: self.reasons.name(code),
+                code,
+                location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
                 count: *c,
                 process: self.flow_process.get(k).cloned().unwrap_or_default(),
             });
@@ -379,6 +397,36 @@ mod tests {
         assert_eq!(s.flow_table.drops_not_in_flows, 1);
         assert!((s.drops_per_sec - 3.0).abs() < 1e-9);
         assert_eq!(s.warnings.len(), 1);
+    }
+
+    /// A kernel without drop reasons (5.10): the programs key flows by the low half of the
+    /// drop location, and the summary names it, with reason UNKNOWN.
+    #[test]
+    fn flows_of_a_kernel_without_reasons_carry_their_location() {
+        let syms = Kallsyms::parse("ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T nf_hook_slow\n");
+        let mut a = Aggregator::new(ReasonTable::default(), syms, 0);
+        a.flows_by_location = true;
+        let none = pktloss_common::REASON_NONE;
+        let udp = FlowKey { family: 4, l4proto: 17, dport: 9, netns: 42, reason: 0x81a0_0010, ..FlowKey::default() };
+        let nft = FlowKey { reason: 0x81b0_0093, ..udp };
+        let raw = RawCounts {
+            stats: vec![0; stat::COUNT as usize],
+            drops: vec![
+                (DropKey { location: 0xffff_ffff_81a0_0010, reason: none, stack_id: -1 }, 7),
+                (DropKey { location: 0xffff_ffff_81b0_0093, reason: none, stack_id: -1 }, 3),
+            ],
+            flows: vec![(udp, 7), (nft, 3)],
+            ..RawCounts::default()
+        };
+        let s = a.summary(&raw, &CaptureInfo::default(), &|_| Vec::new());
+        assert_eq!((s.reasons[0].reason.as_str(), s.reasons[0].count), ("UNKNOWN", 10));
+        let flows: Vec<(&str, &str, u32, u64)> =
+            s.flows.iter().map(|f| (f.reason.as_str(), f.location.as_str(), f.code, f.count)).collect();
+        assert_eq!(flows, [("UNKNOWN", "__udp4_lib_rcv+0x10", none, 7), ("UNKNOWN", "nf_hook_slow+0x93", none, 3)]);
+        assert!(
+            s.flows[0].is("UNKNOWN", Some("__udp4_lib_rcv+0x10"))
+                && !s.flows[0].is("UNKNOWN", Some("nf_hook_slow+0x93"))
+        );
     }
 
     #[test]

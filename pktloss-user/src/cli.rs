@@ -275,8 +275,10 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// An error as one line of at most 1000 characters (messages are written short; this bounds
+/// what a library error may add).
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    crate::verifier::shorten(&format!("{e:#}").replace('\n', " "), 1000)
 }
 
 /// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
@@ -314,11 +316,12 @@ impl Session {
     /// Start tracing with these options.
     pub fn start(opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
-        let reasons = ReasonTable::new(kbtf.drop_reasons().map_err(|e| StartError(format!("{e:#}")))?);
+        let reasons = ReasonTable::new(kbtf.drop_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
-        let mut facts = crate::collect::KernelFacts::from_btf(&kbtf);
+        let (hostname, kernel) = host_facts();
+        let mut facts = crate::collect::KernelFacts::from_btf(&kbtf).with_release(&kernel);
         // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
         crate::collect::check_privileges()?;
@@ -328,7 +331,6 @@ impl Session {
         });
         facts.has_tcp_drop = syms.contains("tcp_drop");
         let tracer = Tracer::start(opts, &facts)?;
-        let (hostname, kernel) = host_facts();
         let info = CaptureInfo {
             hostname,
             kernel,
@@ -338,9 +340,19 @@ impl Session {
             detail_budget,
             flow_capacity,
         };
-        let active: Vec<&str> = tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
+        let flows_by_location = reasons.is_empty();
+        let mut agg = Aggregator::new(reasons, syms, start_mono);
+        agg.flows_by_location = flows_by_location;
+        Ok(Self { tracer, agg, info, started: Instant::now() })
+    }
+
+    /// Say (with -v) that the capture is under way: the probes are attached and the counters
+    /// a command compares against were read. Tests wait for this line. The capture's duration
+    /// counts from here (reading every namespace's counters can take seconds on a slow host).
+    pub fn announce(&mut self) {
+        self.started = Instant::now();
+        let active: Vec<&str> = self.tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
         log::info!("pktloss: tracing with {}", active.join(", "));
-        Ok(Self { tracer, agg: Aggregator::new(reasons, syms, start_mono), info, started: Instant::now() })
     }
 
     /// Drain waiting detail events into the aggregator.
@@ -409,6 +421,7 @@ fn capture(a: CaptureArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
     let before = (to_file || a.pcapng.is_some()).then(gather_before);
+    session.announce();
     let tty = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
     run_until(&mut session, a.duration, a.count, &stop, |s| {
@@ -567,6 +580,7 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
 fn watch(a: WatchArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
+    session.announce();
     // The first interval counts everything since attach.
     let mut prev = RawCounts { stats: vec![0; stat::COUNT as usize], ..RawCounts::default() };
     let mut last = Instant::now();
@@ -673,6 +687,7 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
     let before = gather_before();
+    session.announce();
     run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});
     let summary = session.final_summary()?;
     drop(session);
@@ -737,13 +752,18 @@ struct ReasonOut {
 
 fn reasons(a: ReasonsArgs) -> Result<()> {
     let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
-    let table = ReasonTable::new(kbtf.drop_reasons().map_err(|e| StartError(format!("{e:#}")))?);
+    let table = ReasonTable::new(kbtf.drop_reasons());
     let rows: Vec<ReasonOut> = table
         .iter()
         .map(|(code, name)| ReasonOut { code, reason: name.to_owned(), description: describe(name) })
         .collect();
     match a.format {
         Format::Json => println!("{}", output::json(&rows)),
+        Format::Text if rows.is_empty() => println!(
+            "this kernel has no drop reasons (enum skb_drop_reason is new in 5.17): pktloss counts its drops by \
+             location and flow, with reason {}",
+            crate::reasons::NO_REASON
+        ),
         Format::Text => {
             println!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):", rows.len());
             for r in rows {

@@ -101,6 +101,12 @@ pub struct KernelFacts {
     /// memory (`BPF_FEAT_RDONLY_CAST_TO_VOID`, 6.17+): tp_btf programs then read packet headers
     /// with plain fault-tolerant loads instead of `bpf_probe_read_kernel` calls.
     pub untrusted_mem_loads: bool,
+    /// The kernel has the `bpf_get_current_task_btf` helper (5.11+).
+    pub task_btf: bool,
+    /// `uname -r`, for messages.
+    pub release: String,
+    /// `major.minor` of the running kernel, when `release` starts with it.
+    pub version: Option<(u32, u32)>,
 }
 
 impl KernelFacts {
@@ -113,8 +119,37 @@ impl KernelFacts {
             has_dev_queue_btf: kbtf.has_tracepoint("net_dev_queue"),
             has_tcp_drop: false,
             untrusted_mem_loads: kbtf.has_enum_member("bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID"),
+            task_btf: kbtf.has_enum_member("bpf_func_id", "BPF_FUNC_get_current_task_btf"),
+            release: String::new(),
+            version: None,
         }
     }
+
+    /// Set the kernel release (`uname -r`) and the version parsed from it.
+    pub fn with_release(mut self, release: &str) -> Self {
+        self.release = release.to_owned();
+        self.version = parse_version(release);
+        self
+    }
+
+    /// Why the `tcp_drop()` kprobe is not attached, when it is not (None: attach it).
+    fn tcp_drop_skip(&self, kprobes: bool) -> Option<String> {
+        if !self.has_tcp_drop {
+            // 5.19 removed the function; before that a compiler may have inlined it.
+            return Some(match self.version {
+                Some(v) if v >= (5, 19) => "tcp_drop() is gone since 5.19 (drop reasons cover it)".to_owned(),
+                _ => "tcp_drop() not in kallsyms: inlined by this kernel's compiler (its drops reach kfree_skb)"
+                    .to_owned(),
+            });
+        }
+        (!kprobes).then(|| "kernel has no kprobe support (CONFIG_KPROBES off)".to_owned())
+    }
+}
+
+/// `(major, minor)` of a kernel release such as `6.1.0-57-amd64`.
+pub fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
@@ -231,6 +266,12 @@ impl Tracer {
         if kbtf.untrusted_mem_loads {
             flags |= flag::UNTRUSTED_LOADS;
         }
+        if kbtf.task_btf {
+            flags |= flag::TASK_BTF;
+        }
+        if kfree_fmt.offset_or_absent("reason") == u32::MAX {
+            flags |= flag::NO_REASONS;
+        }
         let per_cpu = match options.detail_budget {
             None => u32::MAX,
             Some(b) => b.div_ceil(ncpus as u32),
@@ -264,6 +305,13 @@ impl Tracer {
             wakeup_fill: options.ringbuf_bytes / 4,
             event_bytes: pktloss_common::event_bytes(options.snaplen),
         };
+        // Fault injection for the tests: records 8 bytes too short for the packet copy, which
+        // every verifier must refuse (a real rejection, to test how it is reported).
+        let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen >= 8 {
+            Config { event_bytes: config.event_bytes - 8, ..config }
+        } else {
+            config
+        };
         log::debug!("config: {config:?}");
 
         raise_memlock();
@@ -279,7 +327,13 @@ impl Tracer {
         if !options.stacks {
             loader.map_max_entries("STACKS", 1);
         }
-        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| StartError(format!("cannot load the eBPF object: {e}")))?;
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
+            StartError(format!(
+                "cannot load the eBPF object on kernel {}: {}",
+                kbtf.release,
+                crate::verifier::shorten(&format!("{e}").replace('\n', " "), 300)
+            ))
+        })?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -309,25 +363,32 @@ impl Tracer {
         probes.push(match retrans_fmt {
             None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
             Some(_) => match attach_tp(&mut ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb") {
-                Ok(()) => status("tcp:tcp_retransmit_skb", "tracepoint", true, ""),
-                Err(e) => status("tcp:tcp_retransmit_skb", "tracepoint", false, format!("attach failed: {e:#}")),
+                Ok(()) => status(
+                    "tcp:tcp_retransmit_skb",
+                    "tracepoint",
+                    true,
+                    "classic only: it runs per retransmission, fields from tracefs",
+                ),
+                Err(e) => status(
+                    "tcp:tcp_retransmit_skb",
+                    "tracepoint",
+                    false,
+                    crate::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
+                ),
             },
         });
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
-        probes.push(if !kbtf.has_tcp_drop {
-            status(
-                "tcp_drop",
-                "kprobe",
-                false,
-                "tcp_drop() not in this kernel (removed in 5.19; drop reasons cover it)",
-            )
-        } else if !kprobes_available(&tracefs) {
-            status("tcp_drop", "kprobe", false, "kernel has no kprobe support (CONFIG_KPROBES off)")
-        } else {
-            match attach_kprobe(&mut ebpf, "tcp_drop") {
+        probes.push(match kbtf.tcp_drop_skip(kprobes_available(&tracefs)) {
+            Some(why) => status("tcp_drop", "kprobe", false, why),
+            None => match attach_kprobe(&mut ebpf, "tcp_drop") {
                 Ok(()) => status("tcp_drop", "kprobe", true, ""),
-                Err(e) => status("tcp_drop", "kprobe", false, format!("attach failed: {e:#}")),
-            }
+                Err(e) => status(
+                    "tcp_drop",
+                    "kprobe",
+                    false,
+                    crate::verifier::describe_failure("tcp_drop", &kbtf.release, &e).line,
+                ),
+            },
         });
         for p in &probes {
             if p.active {
@@ -592,12 +653,18 @@ fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
 
 fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -> Result<ProbeStatus> {
     const NAME: &str = "skb:kfree_skb";
-    let mut why_not_btf = String::from("classic tracepoint requested");
+    let mut why_not_btf = String::from("classic tracepoint requested (--classic)");
+    let mut btf_log = None;
     if !classic {
         if kbtf.has_kfree_btf {
             match attach_btf(ebpf, "kfree_skb_btf", "kfree_skb", btf) {
-                Ok(()) => return Ok(status(NAME, "tp_btf", true, "")),
-                Err(e) => why_not_btf = format!("tp_btf failed ({e:#})"),
+                Ok(()) => return Ok(status(NAME, "tp_btf", true, "typed arguments, direct loads")),
+                Err(e) => {
+                    let failure = crate::verifier::describe_failure("kfree_skb_btf", &kbtf.release, &e);
+                    log::info!("tp_btf not used, falling back to the classic tracepoint: {failure}");
+                    why_not_btf = format!("tp_btf failed: {failure}");
+                    btf_log = Some(failure.log);
+                }
             }
         } else {
             why_not_btf = "no BTF tracepoint btf_trace_kfree_skb".to_owned();
@@ -605,7 +672,16 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
     }
     match attach_tp(ebpf, "kfree_skb_tp", "skb", "kfree_skb") {
         Ok(()) => Ok(status(NAME, "tracepoint", true, format!("{why_not_btf}; offsets from tracefs"))),
-        Err(e) => bail!(StartError(format!("cannot attach to skb:kfree_skb: {e:#} ({why_not_btf})"))),
+        Err(e) => {
+            let classic = crate::verifier::describe_failure("kfree_skb_tp", &kbtf.release, &e);
+            // The tp_btf failure in a few words: the line is about the last program tried.
+            let btf = match btf_log {
+                Some(Some(log)) => format!("; tp_btf refused too, log in {}", log.display()),
+                Some(None) => "; tp_btf failed too (-v for why)".to_owned(),
+                None => String::new(),
+            };
+            bail!(StartError(format!("cannot attach to skb:kfree_skb: {classic}{btf}")))
+        }
     }
 }
 
@@ -617,18 +693,31 @@ fn attach_dev_queue(
     classic: bool,
 ) -> ProbeStatus {
     const NAME: &str = "net:net_dev_queue";
-    let mut note = String::new();
-    if !classic && kbtf.has_dev_queue_btf {
+    let note = if classic {
+        "classic tracepoint requested (--classic); ".to_owned()
+    } else if kbtf.has_dev_queue_btf {
         match attach_btf(ebpf, "net_dev_queue_btf", "net_dev_queue", btf) {
-            Ok(()) => return status(NAME, "tp_btf", true, ""),
-            Err(e) => note = format!("tp_btf failed ({e:#}); "),
+            Ok(()) => return status(NAME, "tp_btf", true, "typed arguments, direct loads"),
+            Err(e) => {
+                format!(
+                    "tp_btf failed: {}; ",
+                    crate::verifier::describe_failure("net_dev_queue_btf", &kbtf.release, &e)
+                )
+            }
         }
-    }
+    } else {
+        "no BTF tracepoint btf_trace_net_dev_queue; ".to_owned()
+    };
     if !tracefs::exists(tracefs, "net", "net_dev_queue") {
         return status(NAME, "tracepoint", false, format!("{note}tracepoint absent in this kernel"));
     }
     match attach_tp(ebpf, "net_dev_queue_tp", "net", "net_dev_queue") {
-        Ok(()) => status(NAME, "tracepoint", true, note),
-        Err(e) => status(NAME, "tracepoint", false, format!("{note}attach failed: {e:#}")),
+        Ok(()) => status(NAME, "tracepoint", true, note.trim_end_matches("; ")),
+        Err(e) => status(
+            NAME,
+            "tracepoint",
+            false,
+            format!("{note}{}", crate::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
+        ),
     }
 }

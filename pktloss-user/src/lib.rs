@@ -28,3 +28,4 @@ pub mod ring;
 pub mod symbols;
 pub mod tracefs;
 pub mod tui;
+pub mod verifier;

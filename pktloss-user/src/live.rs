@@ -23,7 +23,8 @@ use crate::{
 /// Run the live view until the user quits or a signal arrives; probes are detached on return.
 pub fn top(a: TopArgs) -> Result<()> {
     // Attach before taking the terminal, so start errors print as one clean line.
-    let session = Session::start(a.trace.options())?;
+    let mut session = Session::start(a.trace.options())?;
+    session.announce();
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let stop2 = Arc::clone(&stop);

@@ -50,10 +50,27 @@ pub struct FlowCount {
     pub device: String,
     pub reason: String,
     pub code: u32,
+    /// Where these drops happened (`function+0xoff`), on kernels without drop reasons: their
+    /// flows are counted apart by location instead (see `pktloss_common::flag::NO_REASONS`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
     pub count: u64,
     /// A process seen on this flow's drops (from detail events), "comm[pid]".
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub process: String,
+}
+
+impl FlowCount {
+    /// Whether these are drops of `reason` (and, where the flow has a location because the
+    /// kernel gives no reasons, at `symbol` when one is given).
+    pub fn is(&self, reason: &str, symbol: Option<&str>) -> bool {
+        self.reason == reason && (self.location.is_empty() || symbol.is_none_or(|s| self.location == s))
+    }
+
+    /// What tells these drops apart: the reason, or the location where the kernel gives none.
+    pub fn why(&self) -> &str {
+        if self.location.is_empty() { &self.reason } else { &self.location }
+    }
 }
 
 /// One network device seen transmitting or dropping.

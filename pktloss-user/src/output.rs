@@ -94,7 +94,7 @@ pub fn summary_text(s: &Summary) -> String {
                 "  {:>10}  {:<52} {:<18} netns {} dev {}{}",
                 f.count,
                 flow_line(&f.proto, &f.src, f.sport, &f.dst, f.dport),
-                f.reason,
+                f.why(),
                 f.netns,
                 dev,
                 proc_

@@ -2,7 +2,10 @@
 //! human descriptions for the common ones (the names themselves always come from BTF).
 use std::collections::BTreeMap;
 
-use pktloss_common::REASON_TCP_DROP;
+use pktloss_common::{REASON_NONE, REASON_TCP_DROP};
+
+/// Name of the drops of a kernel without drop reasons (before 5.17; [`REASON_NONE`]).
+pub const NO_REASON: &str = "UNKNOWN";
 
 /// Reason value -> name table of one kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +23,9 @@ impl ReasonTable {
     pub fn name(&self, code: u32) -> String {
         if code == REASON_TCP_DROP {
             return "TCP_DROP".to_owned();
+        }
+        if code == REASON_NONE {
+            return NO_REASON.to_owned();
         }
         self.names.get(&code).cloned().unwrap_or_else(|| format!("REASON_{code}"))
     }
@@ -49,6 +55,7 @@ impl ReasonTable {
 pub fn describe(name: &str) -> &'static str {
     match name {
         "NOT_SPECIFIED" => "dropped without a specific reason",
+        NO_REASON => "this kernel gives no drop reasons (before 5.17): see the location",
         "NO_SOCKET" => "no socket listening on the destination port",
         "SOCKET_CLOSE" => "socket was closed",
         "SOCKET_FILTER" => "dropped by a socket filter (BPF/SO_ATTACH_FILTER)",

@@ -48,6 +48,27 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether the running kernel gives drop reasons: its `skb:kfree_skb` tracepoint has a
+/// `reason` field (5.17+).
+pub fn kernel_has_reasons() -> bool {
+    fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
+        .expect("tracefs format of skb:kfree_skb (run `cargo xtask setup`)")
+        .contains(" reason;")
+}
+
+/// The reason pktloss reports for drops the kernel gives `reason`: the name itself, or
+/// `UNKNOWN` on kernels without drop reasons (their drops are told apart by location).
+pub fn reason_name(reason: &'static str) -> &'static str {
+    if kernel_has_reasons() { reason } else { "UNKNOWN" }
+}
+
+/// `(major, minor)` of the running kernel.
+pub fn kernel_version() -> (u32, u32) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut it = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
 /// Name of the threads that run code inside a test namespace (the `comm` of their drops).
 pub const NETNS_THREAD: &str = "pktl-netns";
 

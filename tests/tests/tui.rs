@@ -254,7 +254,7 @@ fn assert_detached(before: &[String]) {
 /// The row of the flow `src -> dst` is on screen, with its reason on screen too.
 fn shows_flow(screen: &str, src: SocketAddr, dst: SocketAddr) -> bool {
     let (s, d) = (src.to_string(), dst.to_string());
-    screen.contains("NO_SOCKET") && screen.lines().any(|l| l.contains(&s) && l.contains(&d))
+    screen.contains(pktloss_tests::reason_name("NO_SOCKET")) && screen.lines().any(|l| l.contains(&s) && l.contains(&d))
 }
 
 /// The screen is a clean frame of `width` x `height`: one header at the top, one footer at the
@@ -325,9 +325,10 @@ fn tui_shows_real_drops_and_quits_clean() {
     let screen = t.wait_screen("NO_SOCKET drops of our flow", SHOW, |s| shows_flow(s, src, dst));
     // The drops table counts all of them (our flow is the only one in a fresh namespace).
     let n = N.to_string();
+    let reason = pktloss_tests::reason_name("NO_SOCKET");
     assert!(
-        screen.lines().any(|l| l.contains("NO_SOCKET") && l.contains("__udp4_lib_rcv") && l.contains(&n)),
-        "no NO_SOCKET row at __udp4_lib_rcv with {N} drops:\n{screen}"
+        screen.lines().any(|l| l.contains(reason) && l.contains("__udp4_lib_rcv") && l.contains(&n)),
+        "no {reason} row at __udp4_lib_rcv with {N} drops:\n{screen}"
     );
     assert!(screen.lines().any(|l| l.contains(&src.to_string()) && l.contains(" lo ")), "flow device:\n{screen}");
     t.keys(&["q"]);

@@ -3,6 +3,7 @@ mod bench;
 mod setup;
 mod tasks;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -32,8 +33,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Setup, debug build, then every test of the workspace, one at a time.
+    /// Setup, debug build, every test of the workspace one at a time, then the kernel matrix
+    /// (the portability tests in qemu guests, see `vm-test`) and a fuzz smoke run.
     Test {
+        /// Skip the kernel matrix.
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for the test binaries (a name filter, --nocapture, ...).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -48,6 +53,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// The benchmark's drop flood alone (namespaces, nftables DROP rule), for profiling.
     Flood(bench::FloodArgs),
+    /// The portability tests in qemu guests booted with Debian's 5.10, 6.1 and 6.12 kernels
+    /// (the host's kernel runs them in `test`).
+    VmTest(vm::VmArgs),
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
     BenchPair(bench::PairArgs),
 }
@@ -58,11 +66,12 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::setup(setup::Scope::All),
         Cmd::Build { release } => tasks::build(release),
         Cmd::Run { args } => tasks::run_pktloss(&args),
-        Cmd::Test { args } => tasks::test(&args),
+        Cmd::Test { no_vm, args } => tasks::test(&args, !no_vm),
         Cmd::Lint { fmt } => tasks::lint(fmt),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Flood(args) => bench::flood_only(args),
         Cmd::BenchPair(args) => bench::pair(args),
+        Cmd::VmTest(args) => vm::vm_test(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

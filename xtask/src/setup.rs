@@ -27,6 +27,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "bpftrace",
     "procps",
     "kmod",
+    // The kernel matrix (`cargo xtask vm-test`).
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "xz-utils",
+    "zstd",
 ];
 
 /// The bpf-linker series we build with.

@@ -22,7 +22,7 @@ pub fn pktloss_bin(release: bool) -> PathBuf {
     util::target_dir().join(profile_dir(release)).join("pktloss")
 }
 
-fn cargo_build(release: bool) -> Result<()> {
+pub fn cargo_build(release: bool) -> Result<()> {
     let mut cmd = util::cargo();
     cmd.args(["build", "-p", "pktloss-user"]);
     if release {
@@ -50,15 +50,15 @@ pub fn run_pktloss(args: &[String]) -> Result<()> {
 
 /// Totals of cargo test's `test result:` lines.
 #[derive(Default, Debug, PartialEq, Eq)]
-struct Totals {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
 }
 
 impl Totals {
     /// Add one line if it is a `test result:` line.
-    fn add_line(&mut self, line: &str) {
+    pub fn add_line(&mut self, line: &str) {
         let Some(rest) = line.trim().strip_prefix("test result: ") else {
             return;
         };
@@ -78,8 +78,9 @@ impl Totals {
     }
 }
 
-/// `test`: full setup, a debug build so the binary exists, then every test, one at a time.
-pub fn test(extra: &[String]) -> Result<()> {
+/// `test`: full setup, a debug build so the binary exists, then every test, one at a time, the
+/// kernel matrix (unless `vm` is false) and the fuzz smoke run.
+pub fn test(extra: &[String], vm: bool) -> Result<()> {
     setup::setup(Scope::All)?;
     cargo_build(false)?;
     let bin = pktloss_bin(false);
@@ -101,12 +102,20 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     let status = child.wait().context("cargo test")?;
     println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    // The matrix runs even when a host test failed: CI should show both.
+    let matrix = if vm {
+        crate::vm::test_binaries().and_then(|bins| crate::vm::run_matrix(&crate::vm::VmArgs::default(), &bins))
+    } else {
+        println!("xtask: kernel matrix skipped (--no-vm)");
+        Ok(())
+    };
     if !status.success() {
         bail!("tests FAILED (cargo test: {status})");
     }
     if totals.passed == 0 {
         bail!("no test ran");
     }
+    matrix?;
     fuzz_smoke()
 }
 

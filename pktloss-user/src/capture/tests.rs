@@ -126,6 +126,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             device: "veth0".into(),
             reason: "NO_SOCKET".into(),
             code: 3,
+            location: String::new(),
             count: 2,
             process: "nc[1234]".into(),
         }],

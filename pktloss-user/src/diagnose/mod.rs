@@ -536,7 +536,7 @@ fn push_event(
         .summary
         .flows
         .iter()
-        .filter(|f| f.reason == reason && proto.is_none_or(|p| f.proto == p) && f.netns != 0)
+        .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p) && f.netns != 0)
         .map(|f| f.netns)
         .collect();
     let a = cx.a(id);
@@ -569,9 +569,18 @@ fn event_evidence(cx: &mut Ctx) {
                 format!(" at {}", locs.join(", "))
             };
             let on = proto.map(|p| format!(" on {p}")).unwrap_or_default();
-            lines.push(format!("events: {n} drops with reason {reason}{on}{at}"));
-            let mut flows: Vec<_> =
-                s.flows.iter().filter(|f| &f.reason == reason && proto.is_none_or(|p| f.proto == p)).collect();
+            if reason == crate::reasons::NO_REASON {
+                lines.push(format!(
+                    "events: {n} drops{on}{at}; this kernel gives no drop reasons (before 5.17): classified by the drop location"
+                ));
+            } else {
+                lines.push(format!("events: {n} drops with reason {reason}{on}{at}"));
+            }
+            let mut flows: Vec<_> = s
+                .flows
+                .iter()
+                .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p))
+                .collect();
             flows.sort_by_key(|f| std::cmp::Reverse(f.count));
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
@@ -591,6 +600,7 @@ fn event_evidence(cx: &mut Ctx) {
                 .samples
                 .iter()
                 .filter(|x| &x.reason == reason && !x.comm.is_empty() && x.pid != 0)
+                .filter(|x| reason != crate::reasons::NO_REASON || symbol.as_ref().is_none_or(|sy| &x.symbol == sy))
                 .filter(|x| proto.is_none_or(|p| x.proto == p))
                 .map(|x| format!("{}[{}]", x.comm, x.pid))
                 .take(3)
@@ -980,8 +990,17 @@ fn config_findings(cx: &mut Ctx) {
     }
 }
 
+/// The flows dropped with one of `reasons`, largest first; on a kernel without drop reasons,
+/// the flows whose drop location points at the cause those reasons select.
 fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
-    let mut v: Vec<_> = cx.input.summary.flows.iter().filter(|f| reasons.contains(&f.reason.as_str())).collect();
+    let causes: Vec<&str> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
+    let by_location = |f: &crate::model::FlowCount| {
+        f.reason == crate::reasons::NO_REASON
+            && !f.location.is_empty()
+            && taxonomy::cause_for_location(&f.location).is_some_and(|c| causes.contains(&c))
+    };
+    let mut v: Vec<_> =
+        cx.input.summary.flows.iter().filter(|f| reasons.contains(&f.reason.as_str()) || by_location(f)).collect();
     v.sort_by_key(|f| std::cmp::Reverse(f.count));
     v
 }

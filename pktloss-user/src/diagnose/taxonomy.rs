@@ -40,7 +40,8 @@ pub const BENIGN_REASONS: &[&str] =
 /// ff02::16 that every IPv6 link carries) with kfree_skb. Counted like [`BENIGN_REASONS`].
 pub const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
 
-/// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`): a symbol
+/// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`, and
+/// `UNKNOWN` on kernels without drop reasons, before 5.17): a symbol
 /// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.
 pub const LOCATION_HINTS: &[(&str, &str)] = &[
     ("nf_hook_slow", "firewall-drop"),
@@ -589,7 +590,9 @@ pub fn is_benign(reason: &str) -> bool {
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
 pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
-    if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP") || is_benign(reason) {
+    if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::reasons::NO_REASON)
+        || is_benign(reason)
+    {
         return None;
     }
     CAUSES
@@ -602,7 +605,7 @@ pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
 /// Whether a drop with a reason that says nothing, at this location, is not packet loss.
 pub fn is_benign_location(reason: &str, symbol: &str) -> bool {
     let func = symbol.split('+').next().unwrap_or(symbol);
-    reason == "NOT_SPECIFIED" && BENIGN_LOCATIONS.contains(&func)
+    matches!(reason, "NOT_SPECIFIED" | crate::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.

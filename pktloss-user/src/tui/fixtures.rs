@@ -48,6 +48,7 @@ fn flow(
         device: device.into(),
         reason: reason.into(),
         code,
+        location: String::new(),
         count,
         process: process.into(),
     }
