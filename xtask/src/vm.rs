@@ -414,6 +414,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /lower || 
 mount -t tmpfs tmpfs /rw && mkdir /rw/up /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/up,workdir=/rw/work /newroot || fail "cannot mount the overlay root"
 V=$(uname -r)
+# The guest's own /run (the host's holds its namespaces and sockets).
+mount -t tmpfs tmpfs /newroot/run
 mkdir -p /newroot/lib/modules/$V /newroot/run/xchg
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 kmods /newroot/lib/modules/$V || fail "cannot mount the modules"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 xchg /newroot/run/xchg || fail "cannot mount the exchange directory"
@@ -421,7 +423,7 @@ mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts && mount -t devpts devpts /newroot/dev/pts
-mount -t tmpfs tmpfs /newroot/tmp
+# /tmp stays the host's (under the overlay): the checkout may live there.
 echo 1 > /proc/sys/kernel/panic_on_oops
 # switch_root, not chroot: the kernel runs modprobe (module autoload) in init's root.
 exec switch_root /newroot /bin/bash -c '/bin/bash /run/xchg/run.sh; echo "PKTLOSS-VM-EXIT=$?"; /bin/busybox poweroff -f'
