@@ -1,31 +1,22 @@
 //! pktloss: a Linux kernel packet-drop tracer.
 //!
-//! The flow of data, one module per step:
-//! - kernel: [`btf`] (offsets and reason names from the running kernel's BTF), [`tracefs`]
-//!   (classic tracepoint formats), [`collect`] (load, attach, drain, read maps), [`ring`] (the
-//!   detail ring buffer's consumer), [`netns`];
-//! - decode: [`decode`] (ring-buffer records and keys), [`symbols`] (kallsyms), [`reasons`];
-//! - aggregate: [`aggregate`] into the [`model`] types;
-//! - classify: [`counters`] (kernel counters and configuration per namespace) and
-//!   [`diagnose`] (the cause taxonomy, a pure function of the collected data);
-//! - ui/export: [`output`] (text, JSON, watch lines), [`tui`] and [`live`] (`pktloss top`),
-//!   [`capture`] (incident files, offline reports, pcapng), [`cli`].
+//! The source tree is the pipeline, one directory per step:
+//! - [`kernel`]: BTF, tracefs formats, load and attach the programs, read their maps, drain the
+//!   detail ring buffer;
+//! - [`decode`]: ring-buffer records and map keys, kallsyms, drop-reason names;
+//! - [`aggregate`]: exact counters and sampled detail into the [`model`] types;
+//! - [`host`]: every read of /proc and /sys (namespaces, counters, configuration, devices);
+//! - [`diagnose`]: the cause taxonomy, a pure function of the collected data;
+//! - [`render`], [`tui`], [`capture`]: text, Markdown and JSON, the live view, incident files;
+//! - [`session`] runs the pipeline for every command of [`cli`].
 
 pub mod aggregate;
-pub mod btf;
 pub mod capture;
 pub mod cli;
-pub mod collect;
-pub mod counters;
 pub mod decode;
 pub mod diagnose;
-pub mod live;
+pub mod host;
+pub mod kernel;
 pub mod model;
-pub mod netns;
-pub mod output;
-pub mod reasons;
-pub mod ring;
-pub mod symbols;
-pub mod tracefs;
+pub mod render;
 pub mod tui;
-pub mod verifier;

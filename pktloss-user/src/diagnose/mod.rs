@@ -1,7 +1,7 @@
 //! Diagnosis: classify a capture's drops into documented causes, with evidence and advice.
 //!
 //! [`classify`] is a pure function of the collected data (the [`Summary`] of the drop events plus
-//! the per-namespace counter deltas and configuration checks from [`crate::counters`]), so it runs
+//! the per-namespace counter deltas and configuration checks from [`crate::host::counters`]), so it runs
 //! the same on a live capture, in the TUI and on a saved capture. The causes and their texts live
 //! in [`taxonomy`].
 //!
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    counters::{ConfigChecks, NetnsDelta},
+    host::counters::{ConfigChecks, NetnsDelta},
     model::Summary,
 };
 
@@ -48,7 +48,7 @@ pub const CONNTRACK_FULL_RATIO: f64 = 0.9;
 #[derive(Clone, Copy, Debug)]
 pub struct DiagnosisInput<'a> {
     pub summary: &'a Summary,
-    /// Counter deltas per namespace ([`crate::counters::finish`]).
+    /// Counter deltas per namespace ([`crate::host::counters::finish`]).
     pub deltas: &'a [NetnsDelta],
     /// Configuration per namespace, with rule/socket counters as deltas.
     pub checks: &'a [ConfigChecks],
@@ -569,7 +569,7 @@ fn event_evidence(cx: &mut Ctx) {
                 format!(" at {}", locs.join(", "))
             };
             let on = proto.map(|p| format!(" on {p}")).unwrap_or_default();
-            if reason == crate::reasons::NO_REASON {
+            if reason == crate::decode::reasons::NO_REASON {
                 lines.push(format!(
                     "events: {n} drops{on}{at}; this kernel gives no drop reasons (before 5.17): classified by the drop location"
                 ));
@@ -600,7 +600,9 @@ fn event_evidence(cx: &mut Ctx) {
                 .samples
                 .iter()
                 .filter(|x| &x.reason == reason && !x.comm.is_empty() && x.pid != 0)
-                .filter(|x| reason != crate::reasons::NO_REASON || symbol.as_ref().is_none_or(|sy| &x.symbol == sy))
+                .filter(|x| {
+                    reason != crate::decode::reasons::NO_REASON || symbol.as_ref().is_none_or(|sy| &x.symbol == sy)
+                })
                 .filter(|x| proto.is_none_or(|p| x.proto == p))
                 .map(|x| format!("{}[{}]", x.comm, x.pid))
                 .take(3)
@@ -847,7 +849,7 @@ fn counter_signals(cx: &mut Ctx) {
     }
 }
 
-fn ethtool_sum(dev: &crate::counters::DeviceStats, f: fn(&str) -> bool) -> u64 {
+fn ethtool_sum(dev: &crate::host::counters::DeviceStats, f: fn(&str) -> bool) -> u64 {
     // Per-queue counters repeat the totals; take the largest matching one as the lower bound.
     dev.ethtool.iter().filter(|(k, _)| f(k)).map(|(_, v)| *v).max().unwrap_or(0)
 }
@@ -995,7 +997,7 @@ fn config_findings(cx: &mut Ctx) {
 fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
     let causes: Vec<&str> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
     let by_location = |f: &crate::model::FlowCount| {
-        f.reason == crate::reasons::NO_REASON
+        f.reason == crate::decode::reasons::NO_REASON
             && !f.location.is_empty()
             && taxonomy::cause_for_location(&f.location).is_some_and(|c| causes.contains(&c))
     };
@@ -1387,7 +1389,7 @@ fn rps_summary(c: &ConfigChecks) -> (Vec<String>, Vec<String>) {
     let mut on = BTreeSet::new();
     let mut off = BTreeSet::new();
     for q in &c.rps {
-        if crate::counters::parse::rps_mask_enabled(&q.mask) {
+        if crate::host::counters::parse::rps_mask_enabled(&q.mask) {
             on.insert(q.dev.clone());
         } else {
             off.insert(q.dev.clone());

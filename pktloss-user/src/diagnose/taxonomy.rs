@@ -590,7 +590,7 @@ pub fn is_benign(reason: &str) -> bool {
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
 pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
-    if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::reasons::NO_REASON)
+    if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::decode::reasons::NO_REASON)
         || is_benign(reason)
     {
         return None;
@@ -605,7 +605,7 @@ pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
 /// Whether a drop with a reason that says nothing, at this location, is not packet loss.
 pub fn is_benign_location(reason: &str, symbol: &str) -> bool {
     let func = symbol.split('+').next().unwrap_or(symbol);
-    matches!(reason, "NOT_SPECIFIED" | crate::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
+    matches!(reason, "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.

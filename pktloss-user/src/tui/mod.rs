@@ -6,6 +6,7 @@
 //! second, and only when something changed. [`term`] restores the terminal on every exit path.
 pub mod detail;
 pub mod input;
+pub mod live;
 pub mod state;
 pub mod term;
 pub mod view;

@@ -1,6 +1,6 @@
 //! Gathering layer: read counters and configuration inside a network namespace (read-only).
 //!
-//! Everything runs on a thread that joined the namespace ([`crate::netns::run_in`]):
+//! Everything runs on a thread that joined the namespace ([`crate::host::netns::run_in`]):
 //! `/proc/thread-self/net/*` and `/proc/sys/net/*` opened by that thread belong to its
 //! namespace, and tools (`ip`, `tc`, `ss`, `nft`, `ethtool`) started from it inherit it. Only
 //! `/sys/class/net` follows the mount namespace instead, so RPS masks of another namespace are
@@ -18,7 +18,7 @@ use std::{
 };
 
 use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, parse};
-use crate::netns::{self, NetnsRef};
+use crate::host::netns::{self, NetnsRef};
 
 /// How long one tool may run before it is killed and recorded as unavailable.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5);

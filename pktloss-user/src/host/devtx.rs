@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use pktloss_common::DevKey;
 
 use crate::{
-    counters::parse,
-    netns::{self, NetnsRef},
+    host::counters::parse,
+    host::netns::{self, NetnsRef},
 };
 
 /// Most namespaces read per call (namespaces with drops first); bounds the cost of a tick on a

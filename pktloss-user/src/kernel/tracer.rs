@@ -18,7 +18,9 @@ use pktloss_common::{
     Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
 };
 
-use crate::{btf::KernelBtf, counters::devtx::DeviceTx, decode, model::ProbeStatus, ring::Ring, tracefs};
+use crate::{
+    decode, host::devtx::DeviceTx, kernel::btf::KernelBtf, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus,
+};
 
 /// The eBPF object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
@@ -331,7 +333,7 @@ impl Tracer {
             StartError(format!(
                 "cannot load the eBPF object on kernel {}: {}",
                 kbtf.release,
-                crate::verifier::shorten(&format!("{e}").replace('\n', " "), 300)
+                crate::kernel::verifier::shorten(&format!("{e}").replace('\n', " "), 300)
             ))
         })?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -373,7 +375,7 @@ impl Tracer {
                     "tcp:tcp_retransmit_skb",
                     "tracepoint",
                     false,
-                    crate::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
+                    crate::kernel::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
                 ),
             },
         });
@@ -386,7 +388,7 @@ impl Tracer {
                     "tcp_drop",
                     "kprobe",
                     false,
-                    crate::verifier::describe_failure("tcp_drop", &kbtf.release, &e).line,
+                    crate::kernel::verifier::describe_failure("tcp_drop", &kbtf.release, &e).line,
                 ),
             },
         });
@@ -660,7 +662,7 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
             match attach_btf(ebpf, "kfree_skb_btf", "kfree_skb", btf) {
                 Ok(()) => return Ok(status(NAME, "tp_btf", true, "typed arguments, direct loads")),
                 Err(e) => {
-                    let failure = crate::verifier::describe_failure("kfree_skb_btf", &kbtf.release, &e);
+                    let failure = crate::kernel::verifier::describe_failure("kfree_skb_btf", &kbtf.release, &e);
                     log::info!("tp_btf not used, falling back to the classic tracepoint: {failure}");
                     why_not_btf = format!("tp_btf failed: {failure}");
                     btf_log = Some(failure.log);
@@ -673,7 +675,7 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
     match attach_tp(ebpf, "kfree_skb_tp", "skb", "kfree_skb") {
         Ok(()) => Ok(status(NAME, "tracepoint", true, format!("{why_not_btf}; offsets from tracefs"))),
         Err(e) => {
-            let classic = crate::verifier::describe_failure("kfree_skb_tp", &kbtf.release, &e);
+            let classic = crate::kernel::verifier::describe_failure("kfree_skb_tp", &kbtf.release, &e);
             // The tp_btf failure in a few words: the line is about the last program tried.
             let btf = match btf_log {
                 Some(Some(log)) => format!("; tp_btf refused too, log in {}", log.display()),
@@ -701,7 +703,7 @@ fn attach_dev_queue(
             Err(e) => {
                 format!(
                     "tp_btf failed: {}; ",
-                    crate::verifier::describe_failure("net_dev_queue_btf", &kbtf.release, &e)
+                    crate::kernel::verifier::describe_failure("net_dev_queue_btf", &kbtf.release, &e)
                 )
             }
         }
@@ -717,7 +719,7 @@ fn attach_dev_queue(
             NAME,
             "tracepoint",
             false,
-            format!("{note}{}", crate::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
+            format!("{note}{}", crate::kernel::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
         ),
     }
 }

@@ -14,7 +14,7 @@ pub struct ReasonTable {
 }
 
 impl ReasonTable {
-    /// Build from (value, name) pairs, e.g. [`crate::btf::KernelBtf::drop_reasons`].
+    /// Build from (value, name) pairs, e.g. [`crate::kernel::btf::KernelBtf::drop_reasons`].
     pub fn new(pairs: impl IntoIterator<Item = (u32, String)>) -> Self {
         Self { names: pairs.into_iter().collect() }
     }

@@ -2,7 +2,7 @@
 //!
 //! Two layers: [`parse`] turns the text of /proc files and tool outputs into the plain serde types
 //! below (pure, unit-tested on fixtures captured from a real 6.18 kernel), and [`gather`] reads
-//! them inside a namespace (a thread that joined it with `setns`, see [`crate::netns::run_in`];
+//! them inside a namespace (a thread that joined it with `setns`, see [`crate::host::netns::run_in`];
 //! tools run as child processes of that thread and so inherit its namespace).
 //!
 //! Nothing here changes the system. A missing tool or unreadable file is recorded in
@@ -13,7 +13,6 @@
 //! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (netdev_max_backlog,
 //! netdev_budget, tcp_mem, udp_mem, rmem_max in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
-pub mod devtx;
 pub mod gather;
 pub mod parse;
 

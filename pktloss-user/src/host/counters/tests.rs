@@ -315,7 +315,7 @@ fn live_namespace_view() {
     let result = std::panic::catch_unwind(|| {
         let path = std::path::PathBuf::from(format!("/run/netns/{name}"));
         let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("stat")) as u32;
-        let ns = crate::netns::NetnsRef { inode, path, name: Some(name.clone()), is_self: false };
+        let ns = crate::host::netns::NetnsRef { inode, path, name: Some(name.clone()), is_self: false };
         // Set a sysctl inside the namespace only, to a value the host is unlikely to have.
         run_tool("ip", &["netns", "exec", &name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]).expect("sysctl");
         run_tool("ip", &["netns", "exec", &name, "sysctl", "-qw", "net.core.somaxconn=77"]).expect("sysctl");

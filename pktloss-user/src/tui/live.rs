@@ -14,8 +14,8 @@ use anyhow::Result;
 
 use crate::{
     cli::{Session, TopArgs, gather_before},
-    counters::{self, NetnsDelta, NetnsSnapshot},
     diagnose::{self, Cause, DiagnosisInput, taxonomy},
+    host::counters::{self, NetnsDelta, NetnsSnapshot},
     model::Summary,
     tui::{self, CauseView, CounterRow, Update},
 };
@@ -174,7 +174,7 @@ pub fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{DeviceStats, SoftnetCpu};
+    use crate::host::counters::{DeviceStats, SoftnetCpu};
 
     #[test]
     fn counter_rows_only_nonzero_and_softnet_once() {

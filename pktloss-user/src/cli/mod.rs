@@ -16,12 +16,12 @@ use pktloss_common::stat;
 
 use crate::{
     aggregate::{Aggregator, CaptureInfo},
-    btf::KernelBtf,
-    collect::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
+    decode::reasons::{ReasonTable, describe},
+    decode::symbols::Kallsyms,
+    kernel::btf::KernelBtf,
+    kernel::tracer::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
     model::Summary,
-    output,
-    reasons::{ReasonTable, describe},
-    symbols::Kallsyms,
+    render,
 };
 
 /// Exit code for bad input: flags, files, missing kernel features or privileges.
@@ -249,12 +249,12 @@ pub fn main() -> ExitCode {
         Some(Command::Watch(a)) => watch(a),
         Some(Command::Reasons(a)) => reasons(a),
         Some(Command::Diagnose(a)) => diagnose_cmd(a),
-        Some(Command::Top(a)) => crate::live::top(a),
+        Some(Command::Top(a)) => crate::tui::live::top(a),
         Some(Command::Report(a)) => report_cmd(a),
         None => {
             if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
                 match Cli::try_parse_from(["pktloss", "top"]) {
-                    Ok(Cli { command: Some(Command::Top(a)), .. }) => crate::live::top(a),
+                    Ok(Cli { command: Some(Command::Top(a)), .. }) => crate::tui::live::top(a),
                     _ => Err(anyhow!("cannot build the default `top` arguments")),
                 }
             } else {
@@ -278,7 +278,7 @@ pub fn main() -> ExitCode {
 /// An error as one line of at most 1000 characters (messages are written short; this bounds
 /// what a library error may add).
 fn one_line(e: &anyhow::Error) -> String {
-    crate::verifier::shorten(&format!("{e:#}").replace('\n', " "), 1000)
+    crate::kernel::verifier::shorten(&format!("{e:#}").replace('\n', " "), 1000)
 }
 
 /// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
@@ -321,10 +321,10 @@ impl Session {
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
         let (hostname, kernel) = host_facts();
-        let mut facts = crate::collect::KernelFacts::from_btf(&kbtf).with_release(&kernel);
+        let mut facts = crate::kernel::tracer::KernelFacts::from_btf(&kbtf).with_release(&kernel);
         // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
-        crate::collect::check_privileges()?;
+        crate::kernel::tracer::check_privileges()?;
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
             Kallsyms::default()
@@ -453,8 +453,8 @@ fn capture(a: CaptureArgs) -> Result<()> {
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     drop(session); // detach before the slower work
     let text = match a.format {
-        Format::Text => output::summary_text(&summary),
-        Format::Json => output::json(&summary),
+        Format::Text => render::summary_text(&summary),
+        Format::Json => render::json(&summary),
     };
     if let Some(before) = before {
         let d = gather_after(before, &summary);
@@ -521,7 +521,7 @@ fn capture_file(
         .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
         .filter(|(_, n)| !n.is_empty())
         .collect();
-    let ns_map = crate::netns::list();
+    let ns_map = crate::host::netns::list();
     let after_devs: std::collections::HashMap<(u32, String), (u32, bool)> = d
         .deltas
         .iter()
@@ -557,10 +557,10 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
     let mut file = crate::capture::read(&a.file).map_err(|e| StartError(format!("{}: {e}", a.file.display())))?;
     // The diagnosis is a pure function of the saved data: recompute it with this pktloss.
     if let (Ok(before), Ok(after)) = (
-        serde_json::from_value::<crate::counters::Gathered>(file.counters_before.clone()),
-        serde_json::from_value::<crate::counters::Gathered>(file.counters_after.clone()),
+        serde_json::from_value::<crate::host::counters::Gathered>(file.counters_before.clone()),
+        serde_json::from_value::<crate::host::counters::Gathered>(file.counters_after.clone()),
     ) {
-        let (deltas, checks) = crate::counters::finish(before, after);
+        let (deltas, checks) = crate::host::counters::finish(before, after);
         let diag = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput {
             summary: &file.summary,
             deltas: &deltas,
@@ -596,7 +596,7 @@ fn watch(a: WatchArgs) -> Result<()> {
         match s.tracer.read() {
             Ok(now) => {
                 let d = crate::aggregate::interval(&prev, &now);
-                let line = output::WatchLine {
+                let line = render::WatchLine {
                     t: s.started.elapsed().as_secs_f64(),
                     interval_secs: secs,
                     drops: d.stat(stat::DROPS),
@@ -606,7 +606,7 @@ fn watch(a: WatchArgs) -> Result<()> {
                         .drops
                         .iter()
                         .take(10)
-                        .map(|(k, c)| output::WatchEntry {
+                        .map(|(k, c)| render::WatchEntry {
                             reason: s.agg.reasons.name(k.reason),
                             code: k.reason,
                             symbol: s.agg.syms.symbolize(k.location),
@@ -615,7 +615,7 @@ fn watch(a: WatchArgs) -> Result<()> {
                         .collect(),
                 };
                 let text = match format {
-                    Format::Text => output::watch_text(&line),
+                    Format::Text => render::watch_text(&line),
                     Format::Json => serde_json::to_string(&line).unwrap_or_default(),
                 };
                 let mut out = std::io::stdout().lock();
@@ -641,30 +641,30 @@ pub const MAX_NETNS: usize = 64;
 
 /// Counters and configuration around a capture, and the diagnosis they give.
 pub struct Diagnosed {
-    pub before: crate::counters::Gathered,
-    pub after: crate::counters::Gathered,
-    pub deltas: Vec<crate::counters::NetnsDelta>,
-    pub checks: Vec<crate::counters::ConfigChecks>,
+    pub before: crate::host::counters::Gathered,
+    pub after: crate::host::counters::Gathered,
+    pub deltas: Vec<crate::host::counters::NetnsDelta>,
+    pub checks: Vec<crate::host::counters::ConfigChecks>,
     pub diagnosis: crate::diagnose::Diagnosis,
 }
 
 /// Snapshot every visible namespace (bounded) before a capture.
-pub fn gather_before() -> crate::counters::Gathered {
-    let inodes: Vec<u32> = crate::netns::list().keys().copied().take(MAX_NETNS).collect();
-    crate::counters::gather(&inodes)
+pub fn gather_before() -> crate::host::counters::Gathered {
+    let inodes: Vec<u32> = crate::host::netns::list().keys().copied().take(MAX_NETNS).collect();
+    crate::host::counters::gather(&inodes)
 }
 
 /// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
-pub fn gather_after(before: crate::counters::Gathered, summary: &Summary) -> Diagnosed {
+pub fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) -> Diagnosed {
     let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
     for f in &summary.flows {
         if f.netns != 0 && !inodes.contains(&f.netns) {
             inodes.push(f.netns);
         }
     }
-    let after = crate::counters::gather(&inodes);
+    let after = crate::host::counters::gather(&inodes);
     let (kept_before, kept_after) = (before.clone(), after.clone());
-    let (deltas, checks) = crate::counters::finish(before, after);
+    let (deltas, checks) = crate::host::counters::finish(before, after);
     let diagnosis =
         crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
     Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
@@ -678,8 +678,8 @@ pub struct DiagnoseJson<'a> {
     pub causes: &'a [crate::diagnose::Cause],
     pub reconciliation: &'a [String],
     pub unavailable: &'a [String],
-    pub counters: &'a [crate::counters::NetnsDelta],
-    pub checks: &'a [crate::counters::ConfigChecks],
+    pub counters: &'a [crate::host::counters::NetnsDelta],
+    pub checks: &'a [crate::host::counters::ConfigChecks],
 }
 
 fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
@@ -693,7 +693,7 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     drop(session);
     let d = gather_after(before, &summary);
     let text = match a.format {
-        Format::Json => output::json(&DiagnoseJson {
+        Format::Json => render::json(&DiagnoseJson {
             summary: &summary,
             causes: &d.diagnosis.causes,
             reconciliation: &d.diagnosis.reconciliation,
@@ -702,7 +702,7 @@ fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
             checks: &d.checks,
         }),
         Format::Text => {
-            let mut t = output::summary_text(&summary);
+            let mut t = render::summary_text(&summary);
             t.push('\n');
             if d.diagnosis.causes.is_empty() {
                 t.push_str("Diagnosis: no cause of packet loss found.\n");
@@ -758,11 +758,11 @@ fn reasons(a: ReasonsArgs) -> Result<()> {
         .map(|(code, name)| ReasonOut { code, reason: name.to_owned(), description: describe(name) })
         .collect();
     match a.format {
-        Format::Json => println!("{}", output::json(&rows)),
+        Format::Json => println!("{}", render::json(&rows)),
         Format::Text if rows.is_empty() => println!(
             "this kernel has no drop reasons (enum skb_drop_reason is new in 5.17): pktloss counts its drops by \
              location and flow, with reason {}",
-            crate::reasons::NO_REASON
+            crate::decode::reasons::NO_REASON
         ),
         Format::Text => {
             println!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):", rows.len());

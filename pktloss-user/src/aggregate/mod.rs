@@ -4,15 +4,15 @@ use std::collections::{BTreeMap, HashMap};
 use pktloss_common::{DevKey, DropEvent, FlowKey, REASON_NONE, REASON_TCP_DROP, stat};
 
 use crate::{
-    collect::RawCounts,
     decode,
+    decode::reasons::{ReasonTable, describe},
+    decode::symbols::Kallsyms,
+    host::netns,
+    kernel::tracer::RawCounts,
     model::{
         DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
         Retransmits, Sample, Summary,
     },
-    netns,
-    reasons::{ReasonTable, describe},
-    symbols::Kallsyms,
 };
 
 /// Static facts about a capture that are not in the counters.

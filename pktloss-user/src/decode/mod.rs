@@ -1,5 +1,8 @@
 //! Decode step: raw ring-buffer records and map keys into readable values (addresses,
 //! protocols, comm), defensively: a short or malformed record is an error, never a panic.
+pub mod reasons;
+pub mod symbols;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pktloss_common::{DROP_EVENT_HEADER, DROP_EVENT_SIZE, DropEvent, FlowKey, data_start};
