@@ -19,4 +19,5 @@ pub mod host;
 pub mod kernel;
 pub mod model;
 pub mod render;
+pub mod session;
 pub mod tui;

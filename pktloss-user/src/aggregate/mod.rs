@@ -7,7 +7,6 @@ use crate::{
     decode,
     decode::reasons::{ReasonTable, describe},
     decode::symbols::Kallsyms,
-    host::netns,
     kernel::tracer::RawCounts,
     model::{
         DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
@@ -40,8 +39,6 @@ pub struct Aggregator {
     delivered: u64,
     /// A process seen per flow, from detail events.
     flow_process: HashMap<FlowKey, String>,
-    /// Cache of device names: (netns, ifindex) -> name.
-    dev_names: HashMap<(u32, u32), String>,
     /// Stack ids of the sampled detail events per (reason, location), with how often each
     /// was seen (`--stacks`).
     stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
@@ -68,7 +65,6 @@ impl Aggregator {
             samples: Vec::new(),
             delivered: 0,
             flow_process: HashMap::new(),
-            dev_names: HashMap::new(),
             stack_samples: HashMap::new(),
             flows_by_location: false,
         }
@@ -133,25 +129,6 @@ impl Aggregator {
         }
     }
 
-    /// Name of a device, resolved inside its namespace and cached.
-    pub fn device_name(&mut self, netns_map: &BTreeMap<u32, netns::NetnsRef>, ns: u32, ifindex: u32) -> String {
-        if ifindex == 0 {
-            return String::new();
-        }
-        if let Some(n) = self.dev_names.get(&(ns, ifindex)) {
-            return n.clone();
-        }
-        let name = netns_map.get(&ns).and_then(|r| netns::ifname_in(r, ifindex));
-        match name {
-            Some(n) => {
-                self.dev_names.insert((ns, ifindex), n.clone());
-                n
-            }
-            // Not cached: the namespace may appear later.
-            None => String::new(),
-        }
-    }
-
     /// The stack to show for a (reason, location): the one seen most often among its sampled
     /// detail events (ties: the lowest id, for stable output). The kernel no longer puts stack
     /// ids in the drop keys.
@@ -163,8 +140,15 @@ impl Aggregator {
             .map(|(id, _)| *id)
     }
 
-    /// Build the summary from cumulative raw counters; `stacks` symbolizes a stack id.
-    pub fn summary(&mut self, raw: &RawCounts, info: &CaptureInfo, stacks: &dyn Fn(i32) -> Vec<u64>) -> Summary {
+    /// Build the summary from cumulative raw counters; `stacks` gives the frames of a stack id
+    /// and `names` the name of a device (netns, ifindex), both read by the caller.
+    pub fn summary(
+        &mut self,
+        raw: &RawCounts,
+        info: &CaptureInfo,
+        stacks: &dyn Fn(i32) -> Vec<u64>,
+        names: &mut dyn FnMut(u32, u32) -> String,
+    ) -> Summary {
         let total = raw.stat(stat::DROPS);
         let lost_budget = raw.stat(stat::DETAIL_LOST_BUDGET);
         let lost_ringbuf = raw.stat(stat::DETAIL_LOST_RINGBUF);
@@ -200,9 +184,6 @@ impl Aggregator {
             .collect();
         locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
 
-        let need_names = raw.flows.iter().any(|(k, _)| k.ifindex != 0) || !raw.tx.is_empty();
-        let ns_map = if need_names { netns::list() } else { BTreeMap::new() };
-
         let mut flows = Vec::new();
         let mut dev_drops: BTreeMap<DevKey, u64> = BTreeMap::new();
         let mut in_flows = 0u64;
@@ -222,7 +203,7 @@ impl Aggregator {
                 dport: k.dport,
                 netns: k.netns,
                 ifindex: k.ifindex,
-                device: self.device_name(&ns_map, k.netns, k.ifindex),
+                device: names(k.netns, k.ifindex),
                 reason: self.reasons.name(code),
                 code,
                 location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
@@ -244,7 +225,7 @@ impl Aggregator {
             .into_iter()
             .map(|(k, (tx, drops))| DeviceCount {
                 ifindex: k.ifindex,
-                name: self.device_name(&ns_map, k.netns, k.ifindex),
+                name: names(k.netns, k.ifindex),
                 netns: k.netns,
                 tx_packets: tx,
                 drops,
@@ -381,7 +362,7 @@ mod tests {
         let mut a = agg();
         let info =
             CaptureInfo { duration_secs: 5.0, flow_capacity: 8192, detail_budget: Some(4), ..CaptureInfo::default() };
-        let s = a.summary(&raw(), &info, &|_| Vec::new());
+        let s = a.summary(&raw(), &info, &|_| Vec::new(), &mut |_, _| String::new());
         assert_eq!(s.total_drops, 15);
         assert_eq!(s.reasons[0].reason, "NO_SOCKET");
         assert_eq!(s.reasons[0].count, 10);
@@ -418,7 +399,7 @@ mod tests {
             flows: vec![(udp, 7), (nft, 3)],
             ..RawCounts::default()
         };
-        let s = a.summary(&raw, &CaptureInfo::default(), &|_| Vec::new());
+        let s = a.summary(&raw, &CaptureInfo::default(), &|_| Vec::new(), &mut |_, _| String::new());
         assert_eq!((s.reasons[0].reason.as_str(), s.reasons[0].count), ("UNKNOWN", 10));
         let flows: Vec<(&str, &str, u32, u64)> =
             s.flows.iter().map(|f| (f.reason.as_str(), f.location.as_str(), f.code, f.count)).collect();

@@ -17,7 +17,7 @@ const NSA: u32 = 4026532291;
 
 macro_rules! fx {
     ($name:literal) => {
-        include_str!(concat!("../counters/fixtures/", $name))
+        include_str!(concat!("../host/counters/fixtures/", $name))
     };
 }
 

@@ -2,5 +2,6 @@
 //! counters and configuration per namespace, device names and transmit counters.
 
 pub mod counters;
+pub mod devices;
 pub mod devtx;
 pub mod netns;

@@ -1,12 +1,6 @@
 //! Kernel step: load the eBPF object, attach each probe through its lifecycle (can_run, attach,
 //! detach on drop), drain the detail ring buffer and read the exact in-kernel counters.
-use std::{
-    fs,
-    os::fd::RawFd,
-    path::PathBuf,
-    sync::{Mutex, mpsc},
-    time::Duration,
-};
+use std::{fs, os::fd::RawFd, path::PathBuf, sync::mpsc, time::Duration};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
@@ -18,9 +12,7 @@ use pktloss_common::{
     Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
 };
 
-use crate::{
-    decode, host::devtx::DeviceTx, kernel::btf::KernelBtf, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus,
-};
+use crate::{decode, kernel::btf::KernelBtf, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus};
 
 /// The eBPF object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
@@ -165,8 +157,6 @@ pub struct Tracer {
     streaming: bool,
     /// Dropping it stops the budget clock thread (see [`budget_clock`]).
     _budget_clock: Option<mpsc::Sender<()>>,
-    /// Device TX from the kernel's counters when the net_dev_queue probe is off.
-    device_tx: Option<Mutex<DeviceTx>>,
     /// State of each probe.
     pub probes: Vec<ProbeStatus>,
     /// Number of possible CPUs (per-CPU map width).
@@ -349,9 +339,8 @@ impl Tracer {
         let kfree = attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?;
         probes.push(kfree);
         // net:net_dev_queue -- on request; otherwise TX comes from the device counters.
-        let device_tx = if options.tx_trace {
+        if options.tx_trace {
             probes.push(attach_dev_queue(&mut ebpf, &aya_btf, kbtf, &tracefs, options.classic));
-            None
         } else {
             probes.push(status(
                 "net:net_dev_queue",
@@ -359,8 +348,7 @@ impl Tracer {
                 false,
                 "off by default (a program run per transmitted packet); TX from device counters, --tx-trace to attach",
             ));
-            Some(Mutex::new(DeviceTx::start()))
-        };
+        }
         // tcp:tcp_retransmit_skb -- optional.
         probes.push(match retrans_fmt {
             None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
@@ -421,7 +409,6 @@ impl Tracer {
             ring_malformed: false,
             streaming: false,
             _budget_clock: budget_clock,
-            device_tx,
             probes,
             ncpus,
             options,
@@ -526,13 +513,6 @@ impl Tracer {
             if rc.dev_pending > 0 {
                 merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
             }
-        }
-        if let Some(dtx) = &self.device_tx {
-            let mut with_drops: Vec<u32> =
-                raw.flows.iter().filter(|(k, _)| k.ifindex != 0).map(|(k, _)| k.netns).collect();
-            with_drops.sort_unstable();
-            with_drops.dedup();
-            raw.tx = dtx.lock().map(|mut d| d.read(&with_drops)).unwrap_or_default();
         }
         sort_counts(&mut raw.drops);
         sort_counts(&mut raw.flows);

@@ -367,9 +367,9 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
     }
 }
 
-/// Draw the drill-down over `area`.
-pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) {
-    let Some(detail) = &state.detail else { return };
+/// Draw the drill-down over `area`; returns the farthest it can scroll.
+pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) -> Option<u16> {
+    let Some(detail) = &state.detail else { return None };
     let inner_width = area.width.saturating_sub(2);
     let (title, lines) = detail_lines(state, inner_width);
     let block = Block::bordered().border_style(Style::new().fg(ACCENT)).title(Line::from(vec![
@@ -389,6 +389,7 @@ pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) {
     };
     frame.render_widget(Clear, area);
     frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
+    Some(max_scroll)
 }
 
 #[cfg(test)]

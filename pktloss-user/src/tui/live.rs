@@ -13,22 +13,23 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    cli::{Session, TopArgs, gather_before},
     diagnose::{self, Cause, DiagnosisInput, taxonomy},
     host::counters::{self, NetnsDelta, NetnsSnapshot},
+    kernel::tracer::Options,
     model::Summary,
+    session::{Session, gather_before},
     tui::{self, CauseView, CounterRow, Update},
 };
 
 /// Run the live view until the user quits or a signal arrives; probes are detached on return.
-pub fn top(a: TopArgs) -> Result<()> {
+/// Counters and the diagnosis refresh every `refresh`.
+pub fn top(options: Options, refresh: Duration) -> Result<()> {
     // Attach before taking the terminal, so start errors print as one clean line.
-    let mut session = Session::start(a.trace.options())?;
+    let mut session = Session::start(options)?;
     session.announce();
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let stop2 = Arc::clone(&stop);
-    let refresh = a.refresh;
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let collector = std::thread::Builder::new().name("pktloss-collect".into()).spawn(move || {
         collect_loop(session, &tx, &stop2, refresh);

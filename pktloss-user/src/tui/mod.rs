@@ -36,7 +36,7 @@ use ratatui::{
 use term::Wake;
 
 pub use input::{Action, Mode, map_key};
-pub use state::{Filter, Panel, SortKey, State, Term};
+pub use state::{Drawn, Filter, Panel, SortKey, State, Term};
 pub use view::render;
 
 /// One classified cause, as the diagnosis shows it (ranked by `drops`).
@@ -103,8 +103,6 @@ fn event_loop<B: Backend>(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut state = State::new();
-    let size = terminal.size()?;
-    state.set_size(size.width, size.height);
     let mut last_draw: Option<Instant> = None;
     // None when there is no terminal to poll (e.g. a test backend): crossterm waits alone.
     let input = term::InputWait::new().ok();
@@ -132,7 +130,9 @@ fn event_loop<B: Backend>(
             match since {
                 Some(since) if since < FRAME => wait = FRAME - since,
                 _ => {
-                    terminal.draw(|frame| render(frame, &state))?;
+                    let mut drawn = Drawn::default();
+                    terminal.draw(|frame| drawn = render(frame, &state))?;
+                    state.drawn(drawn);
                     state.clear_dirty();
                     last_draw = Some(Instant::now());
                 }
@@ -149,9 +149,8 @@ fn event_loop<B: Backend>(
                 // says readable, so let it wait for more input itself instead of spinning.
                 Wake::Input => event::poll(Duration::ZERO)? || event::poll(wait)?,
                 Wake::Resize => {
-                    let (columns, rows) = ratatui::crossterm::terminal::size()?;
                     terminal.autoresize()?;
-                    state.set_size(columns, rows);
+                    state.resized();
                     false
                 }
                 Wake::Hangup => {
@@ -170,9 +169,9 @@ fn event_loop<B: Backend>(
                         }
                         state.apply(action);
                     }
-                    Event::Resize(columns, rows) => {
+                    Event::Resize(..) => {
                         terminal.autoresize()?;
-                        state.set_size(columns, rows);
+                        state.resized();
                     }
                     _ => {}
                 }

@@ -7,8 +7,6 @@
 //! baseline saved by `r`. Pause freezes a copy of the data and keeps ingesting behind it.
 use std::collections::{HashMap, VecDeque};
 
-use ratatui::layout::Rect;
-
 use super::{CauseView, CounterRow, Update, input::Action, input::Mode};
 use crate::model::{FlowCount, Sample};
 
@@ -694,6 +692,17 @@ pub struct Detail {
     pub panel: Panel,
     pub key: String,
     pub scroll: u16,
+    /// The farthest it can scroll, as last drawn (`u16::MAX` until drawn): the view measures
+    /// its content, the state only keeps the number ([`State::drawn`]).
+    pub max_scroll: u16,
+}
+
+/// What a draw measured that the state needs for the next key (rendering itself stays a pure
+/// function of the state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// The farthest the drill-down can scroll at this size, when one is open.
+    pub detail_max_scroll: Option<u16>,
 }
 
 /// Everything the view draws.
@@ -719,8 +728,6 @@ pub struct State {
     pub help: bool,
     /// The update channel closed: the capture is over.
     pub ended: bool,
-    /// Terminal size (columns, rows), for scrolling bounds; the view itself uses the frame.
-    pub size: (u16, u16),
     dirty: bool,
     quit: bool,
 }
@@ -782,7 +789,6 @@ impl State {
             detail: None,
             help: false,
             ended: false,
-            size: (80, 24),
             dirty: true,
             quit: false,
         }
@@ -816,9 +822,8 @@ impl State {
         }
     }
 
-    /// The terminal was resized.
-    pub fn set_size(&mut self, columns: u16, rows: u16) {
-        self.size = (columns, rows);
+    /// The terminal was resized: redraw (the view takes the size from the frame).
+    pub fn resized(&mut self) {
         self.dirty = true;
     }
 
@@ -963,12 +968,13 @@ impl State {
                         Action::Down => d.scroll.saturating_add(1),
                         Action::PageUp => d.scroll.saturating_sub(PAGE as u16),
                         _ => d.scroll.saturating_add(PAGE as u16),
-                    };
+                    }
+                    .min(d.max_scroll);
                 }
             }
             Action::Top | Action::Bottom if in_detail => {
                 if let Some(d) = &mut self.detail {
-                    d.scroll = if action == Action::Top { 0 } else { u16::MAX };
+                    d.scroll = if action == Action::Top { 0 } else { d.max_scroll };
                 }
             }
             Action::Up => self.move_selection(|i, _| i.saturating_sub(1)),
@@ -981,7 +987,8 @@ impl State {
                 let keys = self.visible_keys(self.focus);
                 if let Some(i) = self.selected_index(self.focus, &keys) {
                     self.selected[self.focus.index()] = (Some(keys[i].clone()), i);
-                    self.detail = Some(Detail { panel: self.focus, key: keys[i].clone(), scroll: 0 });
+                    self.detail =
+                        Some(Detail { panel: self.focus, key: keys[i].clone(), scroll: 0, max_scroll: u16::MAX });
                 }
             }
             Action::Close => {
@@ -1035,15 +1042,13 @@ impl State {
             }
             Action::Cancel => self.prompt = None,
         }
-        // Keep the drill-down scroll within its content (the view clamps to the screen).
-        if in_detail && let Some(scroll) = self.detail.as_ref().map(|d| d.scroll) {
-            let area = super::view::detail_area(Rect::new(0, 0, self.size.0, self.size.1));
-            let inner = (area.width.saturating_sub(2), area.height.saturating_sub(2));
-            let lines = super::detail::detail_lines(self, inner.0).1.len();
-            let max = u16::try_from(lines).unwrap_or(u16::MAX).saturating_sub(inner.1);
-            if let Some(d) = &mut self.detail {
-                d.scroll = scroll.min(max);
-            }
+    }
+
+    /// Take what the last draw measured: the drill-down's scroll stays within its content.
+    pub fn drawn(&mut self, drawn: Drawn) {
+        if let (Some(d), Some(max)) = (&mut self.detail, drawn.detail_max_scroll) {
+            d.max_scroll = max;
+            d.scroll = d.scroll.min(max);
         }
     }
 }

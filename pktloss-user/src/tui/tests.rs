@@ -7,15 +7,18 @@ use ratatui::{
 };
 
 use super::{
-    Action, Filter, Mode, Panel, SortKey, State, Term, Update,
+    Action, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
 };
 
-fn draw(state: &State, width: u16, height: u16) -> String {
+/// Draw as the TUI loop does: render, then hand the state what the draw measured.
+fn draw(state: &mut State, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|f| render(f, state)).unwrap();
+    let mut drawn = Drawn::default();
+    terminal.draw(|f| drawn = render(f, state)).unwrap();
+    state.drawn(drawn);
     terminal.backend().to_string()
 }
 
@@ -312,9 +315,13 @@ fn tab_cycles_panels() {
 #[test]
 fn detail_scroll_is_bounded() {
     let mut s = main_state();
-    press(&mut s, &[KeyCode::Enter, KeyCode::End]);
+    press(&mut s, &[KeyCode::Enter]);
+    draw(&mut s, 80, 24);
+    press(&mut s, &[KeyCode::End]);
     let end = s.detail.as_ref().unwrap().scroll;
-    assert!(end < 200, "{end}");
+    assert!(end > 0 && end < 200, "{end}");
+    press(&mut s, &[KeyCode::Down, KeyCode::PageDown]);
+    assert_eq!(s.detail.as_ref().unwrap().scroll, end, "no scrolling past the end");
     press(&mut s, &[KeyCode::Up]);
     assert_eq!(s.detail.as_ref().unwrap().scroll, end - 1);
     press(&mut s, &[KeyCode::Home]);
@@ -351,7 +358,7 @@ fn any_size_renders_without_panic() {
     press(&mut prompt, &[KeyCode::Tab, KeyCode::Tab, KeyCode::Char('/')]);
     type_str(&mut prompt, "proto:udp port:53");
     states.push(prompt);
-    for state in &states {
+    for state in &mut states {
         for w in [1, 2, 10, 20, 29, 30, 40, 60, 69, 70, 80, 100, 139, 140, 220] {
             for h in [1, 2, 5, 6, 10, 17, 18, 24, 39, 40, 70] {
                 draw(state, w, h);
@@ -365,23 +372,23 @@ fn any_size_renders_without_panic() {
 
 #[test]
 fn snap_main() {
-    let s = main_state();
-    assert_snapshot!("main_80x24", draw(&s, 80, 24));
-    assert_snapshot!("main_160x48", draw(&s, 160, 48));
-    assert_snapshot!("main_100x30", draw(&s, 100, 30));
+    let mut s = main_state();
+    assert_snapshot!("main_80x24", draw(&mut s, 80, 24));
+    assert_snapshot!("main_160x48", draw(&mut s, 160, 48));
+    assert_snapshot!("main_100x30", draw(&mut s, 100, 30));
 }
 
 #[test]
 fn snap_empty_and_idle() {
-    let s = State::new();
-    assert_snapshot!("empty_80x24", draw(&s, 80, 24));
-    assert_snapshot!("empty_160x48", draw(&s, 160, 48));
+    let mut s = State::new();
+    assert_snapshot!("empty_80x24", draw(&mut s, 80, 24));
+    assert_snapshot!("empty_160x48", draw(&mut s, 160, 48));
     let mut s = State::new();
     let mut quiet = Update { summary: summary_at(0), ..Default::default() };
     s.ingest(quiet.clone());
     quiet.summary.duration_secs = 5.0;
     s.ingest(quiet);
-    assert_snapshot!("idle_80x24", draw(&s, 80, 24));
+    assert_snapshot!("idle_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
@@ -389,13 +396,13 @@ fn snap_focus_each_panel() {
     let mut s = main_state();
     for name in ["focus_causes", "focus_flows", "focus_counters"] {
         press(&mut s, &[KeyCode::Tab]);
-        assert_snapshot!(format!("{name}_80x24"), draw(&s, 80, 24));
-        assert_snapshot!(format!("{name}_160x48"), draw(&s, 160, 48));
+        assert_snapshot!(format!("{name}_80x24"), draw(&mut s, 80, 24));
+        assert_snapshot!(format!("{name}_160x48"), draw(&mut s, 160, 48));
     }
     // Select the second cause: its advice shows.
     let mut s = main_state();
     press(&mut s, &[KeyCode::Char('2'), KeyCode::Down]);
-    assert_snapshot!("focus_causes_second_80x24", draw(&s, 80, 24));
+    assert_snapshot!("focus_causes_second_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
@@ -403,10 +410,10 @@ fn snap_sort_keys() {
     let mut s = main_state();
     for name in ["sort_rate", "sort_reason", "sort_location"] {
         press(&mut s, &[KeyCode::Char('s')]);
-        assert_snapshot!(format!("{name}_80x24"), draw(&s, 80, 24));
+        assert_snapshot!(format!("{name}_80x24"), draw(&mut s, 80, 24));
     }
     press(&mut s, &[KeyCode::Char('s'), KeyCode::Char('S')]);
-    assert_snapshot!("sort_count_reversed_80x24", draw(&s, 80, 24));
+    assert_snapshot!("sort_count_reversed_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
@@ -414,23 +421,23 @@ fn snap_filter() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Char('/')]);
     type_str(&mut s, "proto:udp");
-    assert_snapshot!("filter_prompt_80x24", draw(&s, 80, 24));
+    assert_snapshot!("filter_prompt_80x24", draw(&mut s, 80, 24));
     press(&mut s, &[KeyCode::Enter]);
-    assert_snapshot!("filter_applied_80x24", draw(&s, 80, 24));
+    assert_snapshot!("filter_applied_80x24", draw(&mut s, 80, 24));
     press(&mut s, &[KeyCode::Char('3')]);
-    assert_snapshot!("filter_applied_flows_160x48", draw(&s, 160, 48));
+    assert_snapshot!("filter_applied_flows_160x48", draw(&mut s, 160, 48));
     let ctrl_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL);
     press(&mut s, &[KeyCode::Char('/')]);
     assert_eq!(s.prompt.as_deref(), Some("proto:udp"), "the prompt edits the filter");
     s.apply(map_key(ctrl_u, s.mode()));
     type_str(&mut s, "proto:sctp");
     press(&mut s, &[KeyCode::Enter]);
-    assert_snapshot!("filter_no_match_80x24", draw(&s, 80, 24));
+    assert_snapshot!("filter_no_match_80x24", draw(&mut s, 80, 24));
     press(&mut s, &[KeyCode::Char('/')]);
     s.apply(map_key(ctrl_u, s.mode()));
     type_str(&mut s, "port:abc");
     press(&mut s, &[KeyCode::Enter]);
-    assert_snapshot!("filter_error_80x24", draw(&s, 80, 24));
+    assert_snapshot!("filter_error_80x24", draw(&mut s, 80, 24));
     // An empty filter clears it.
     s.apply(map_key(ctrl_u, s.mode()));
     press(&mut s, &[KeyCode::Enter]);
@@ -444,26 +451,26 @@ fn snap_paused() {
     for t in 31..=40 {
         s.ingest(update_at(t));
     }
-    assert_snapshot!("paused_80x24", draw(&s, 80, 24));
+    assert_snapshot!("paused_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
 fn snap_reset_and_ended() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Char('r')]);
-    assert_snapshot!("reset_80x24", draw(&s, 80, 24));
+    assert_snapshot!("reset_80x24", draw(&mut s, 80, 24));
     s.ingest(update_at(31));
     s.ingest(update_at(32));
     s.set_ended();
-    assert_snapshot!("reset_then_ended_80x24", draw(&s, 80, 24));
+    assert_snapshot!("reset_then_ended_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
 fn snap_help() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Char('?')]);
-    assert_snapshot!("help_80x24", draw(&s, 80, 24));
-    assert_snapshot!("help_160x48", draw(&s, 160, 48));
+    assert_snapshot!("help_80x24", draw(&mut s, 80, 24));
+    assert_snapshot!("help_160x48", draw(&mut s, 160, 48));
     press(&mut s, &[KeyCode::Char('x')]);
     assert!(!s.help);
 }
@@ -473,37 +480,37 @@ fn snap_detail_drop() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Enter]);
     assert_eq!(s.mode(), Mode::Detail);
-    assert_snapshot!("detail_drop_80x24", draw(&s, 80, 24));
-    assert_snapshot!("detail_drop_160x48", draw(&s, 160, 48));
+    assert_snapshot!("detail_drop_160x48", draw(&mut s, 160, 48));
+    assert_snapshot!("detail_drop_80x24", draw(&mut s, 80, 24));
     press(&mut s, &[KeyCode::PageDown]);
-    assert_snapshot!("detail_drop_scrolled_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_drop_scrolled_80x24", draw(&mut s, 80, 24));
     // Key path: back, two rows down, Enter.
     press(&mut s, &[KeyCode::Esc, KeyCode::Char('j'), KeyCode::Char('j'), KeyCode::Enter]);
-    assert_snapshot!("detail_drop_third_row_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_drop_third_row_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
 fn snap_detail_cause_flow_counter() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Tab, KeyCode::Enter]);
-    assert_snapshot!("detail_cause_80x24", draw(&s, 80, 24));
-    assert_snapshot!("detail_cause_160x48", draw(&s, 160, 48));
+    assert_snapshot!("detail_cause_80x24", draw(&mut s, 80, 24));
+    assert_snapshot!("detail_cause_160x48", draw(&mut s, 160, 48));
     press(&mut s, &[KeyCode::Esc, KeyCode::Tab, KeyCode::Enter]);
-    assert_snapshot!("detail_flow_80x24", draw(&s, 80, 24));
-    assert_snapshot!("detail_flow_160x48", draw(&s, 160, 48));
+    assert_snapshot!("detail_flow_80x24", draw(&mut s, 80, 24));
+    assert_snapshot!("detail_flow_160x48", draw(&mut s, 160, 48));
     press(&mut s, &[KeyCode::Esc, KeyCode::Tab, KeyCode::Enter]);
-    assert_snapshot!("detail_counter_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_counter_80x24", draw(&mut s, 80, 24));
     // The row disappears (reset) while its details are open.
     press(&mut s, &[KeyCode::Char('r')]);
-    assert_snapshot!("detail_gone_80x24", draw(&s, 80, 24));
+    assert_snapshot!("detail_gone_80x24", draw(&mut s, 80, 24));
 }
 
 #[test]
 fn snap_small_terminals() {
-    let s = main_state();
-    assert_snapshot!("tiny_40x10", draw(&s, 40, 10));
-    assert_snapshot!("too_small_20x5", draw(&s, 20, 5));
+    let mut s = main_state();
+    assert_snapshot!("tiny_40x10", draw(&mut s, 40, 10));
+    assert_snapshot!("too_small_20x5", draw(&mut s, 20, 5));
     let mut s = main_state();
     press(&mut s, &[KeyCode::Tab, KeyCode::Tab]);
-    assert_snapshot!("tiny_flows_60x15", draw(&s, 60, 15));
+    assert_snapshot!("tiny_flows_60x15", draw(&mut s, 60, 15));
 }

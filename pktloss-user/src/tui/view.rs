@@ -15,7 +15,7 @@ use ratatui::{
     },
 };
 
-use super::state::{CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint};
+use super::state::{CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint};
 use crate::model::FlowCount;
 
 pub(super) const ACCENT: Color = Color::Cyan;
@@ -42,12 +42,12 @@ impl Views {
     }
 }
 
-/// Draw the whole screen.
-pub fn render(frame: &mut Frame, state: &State) {
+/// Draw the whole screen; returns what the state needs to know of the layout.
+pub fn render(frame: &mut Frame, state: &State) -> Drawn {
     let area = frame.area();
     if area.width < 30 || area.height < 6 {
         frame.render_widget(Paragraph::new("pktloss: terminal too small (q quits)").wrap(Wrap { trim: true }), area);
-        return;
+        return Drawn::default();
     }
     let views = Views::new(state);
     let Screen { compact, full, header, body, footer } = Screen::new(area);
@@ -79,12 +79,12 @@ pub fn render(frame: &mut Frame, state: &State) {
         render_panel(frame, tab, state, &views, state.tab, true);
     }
 
-    if state.detail.is_some() {
-        super::detail::render_detail(frame, detail_area(area), state);
-    }
+    let detail_max_scroll =
+        if state.detail.is_some() { super::detail::render_detail(frame, detail_area(area), state) } else { None };
     if state.help {
         render_help(frame, body);
     }
+    Drawn { detail_max_scroll }
 }
 
 /// The screen's layout class and its three bands.

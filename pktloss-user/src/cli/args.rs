@@ -1,0 +1,199 @@
+//! The command line's words: subcommands, their flags and how flag values are parsed.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::kernel::tracer::Options;
+
+/// Exit code for bad input: flags, files, missing kernel features or privileges.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pktloss",
+    version,
+    about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do"
+)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach, collect for a while, detach and print a dropwatch-style summary.
+    Capture(CaptureArgs),
+    /// Print a line per interval, like dropwatch.
+    Watch(WatchArgs),
+    /// List the drop reasons of the running kernel (from its BTF).
+    Reasons(ReasonsArgs),
+    /// Capture, read kernel counters and configuration, and explain the causes of loss.
+    Diagnose(DiagnoseArgs),
+    /// Live view (the default on a terminal).
+    Top(TopArgs),
+    /// Summary and diagnosis of a saved capture file (no root needed).
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiagnoseArgs {
+    /// How long to capture.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after at least this many drops.
+    #[arg(short, long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also save the output to this file.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Seconds between counter and diagnosis refreshes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub refresh: Duration,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Flags shared by every subcommand that traces.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Record the kernel stack of each sampled detail event (shown per reason x location).
+    #[arg(long, conflicts_with = "no_detail")]
+    pub stacks: bool,
+    /// Detail events per second over all CPUs, or "unlimited".
+    #[arg(long, default_value = "1000", value_parser = parse_budget)]
+    pub detail_budget: Budget,
+    /// No per-drop detail events (exact counters only).
+    #[arg(long)]
+    pub no_detail: bool,
+    /// No per-flow counters.
+    #[arg(long)]
+    pub no_flows: bool,
+    /// Packet bytes kept per detail event (0..=256).
+    #[arg(long, default_value_t = pktloss_common::DEFAULT_SNAPLEN, value_parser = clap::value_parser!(u32).range(0..=pktloss_common::MAX_SNAPLEN as i64))]
+    pub snaplen: u32,
+    /// Ring buffer size in KiB (power of two, at least 4).
+    #[arg(long, default_value_t = 2048, value_parser = parse_ringbuf_kib)]
+    pub ringbuf_kib: u32,
+    /// Use the classic tracepoints even where tp_btf works.
+    #[arg(long)]
+    pub classic: bool,
+    /// Count transmitted packets per device with the net:net_dev_queue tracepoint (a program
+    /// run per transmitted packet) instead of the devices' own counters.
+    #[arg(long)]
+    pub tx_trace: bool,
+}
+
+/// A detail budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget(pub Option<u32>);
+
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    if s == "unlimited" {
+        return Ok(Budget(None));
+    }
+    s.parse::<u32>().map(|v| Budget(Some(v))).map_err(|_| format!("`{s}` is not a number or \"unlimited\""))
+}
+
+fn parse_ringbuf_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v < 4 || !v.is_power_of_two() || v > 1 << 20 {
+        return Err(format!("{v} KiB: must be a power of two between 4 and 1048576"));
+    }
+    Ok(v)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("`{s}`: must be more than zero"));
+    }
+    Ok(d)
+}
+
+impl TraceArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            flows: !self.no_flows,
+            detail: !self.no_detail,
+            stacks: self.stacks,
+            detail_budget: self.detail_budget.0,
+            snaplen: self.snaplen,
+            ringbuf_bytes: self.ringbuf_kib * 1024,
+            classic: self.classic,
+            tx_trace: self.tx_trace,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// How long to capture (e.g. 10s, 1m); without it, until Ctrl-C or --count.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after at least this many drops.
+    #[arg(short, long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also save the output to this file; a name ending in `.pktloss` saves a self-contained
+    /// capture file instead (read it with `pktloss report`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Also write the sampled dropped packets as pcapng.
+    #[arg(long)]
+    pub pcapng: Option<PathBuf>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A capture file written by `pktloss capture -o FILE.pktloss`.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = crate::capture::ReportFormat::Text)]
+    pub format: crate::capture::ReportFormat,
+    /// Write the sampled dropped packets as pcapng to this file.
+    #[arg(long)]
+    pub pcapng: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Interval between lines.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this long.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Output format (json = one JSON object per line).
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReasonsArgs {
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}

@@ -1,0 +1,212 @@
+//! The pipeline every command runs: attach (kernel), drain and aggregate while the capture
+//! lasts, read the host's counters before and after, and diagnose.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use pktloss_common::stat;
+
+use crate::{
+    aggregate::{Aggregator, CaptureInfo},
+    decode::{reasons::ReasonTable, symbols::Kallsyms},
+    host::{devices::DeviceNames, devtx::DeviceTx},
+    kernel::{
+        btf::KernelBtf,
+        tracer::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
+    },
+    model::Summary,
+};
+
+/// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).context("installing signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Host name and kernel release.
+pub fn host_facts() -> (String, String) {
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    (host, kernel)
+}
+
+/// A running trace session: tracer + aggregator + metadata.
+pub struct Session {
+    pub tracer: Tracer,
+    pub agg: Aggregator,
+    pub info: CaptureInfo,
+    pub started: Instant,
+    /// Device TX from the devices' own counters, when the net_dev_queue probe is off.
+    device_tx: Option<DeviceTx>,
+    device_names: DeviceNames,
+}
+
+impl Session {
+    /// Start tracing with these options.
+    pub fn start(opts: Options) -> Result<Self> {
+        let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+        let reasons = ReasonTable::new(kbtf.drop_reasons());
+        let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
+        let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
+        let start_mono = mono_ns();
+        let (hostname, kernel) = host_facts();
+        let mut facts = crate::kernel::tracer::KernelFacts::from_btf(&kbtf).with_release(&kernel);
+        // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
+        drop(kbtf);
+        crate::kernel::tracer::check_privileges()?;
+        let syms = Kallsyms::load().unwrap_or_else(|e| {
+            log::warn!("{e}; locations will be addresses");
+            Kallsyms::default()
+        });
+        facts.has_tcp_drop = syms.contains("tcp_drop");
+        let opts_tx_trace = opts.tx_trace;
+        let tracer = Tracer::start(opts, &facts)?;
+        let info = CaptureInfo {
+            hostname,
+            kernel,
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            duration_secs: 0.0,
+            probes: tracer.probes.clone(),
+            detail_budget,
+            flow_capacity,
+        };
+        let flows_by_location = reasons.is_empty();
+        let mut agg = Aggregator::new(reasons, syms, start_mono);
+        agg.flows_by_location = flows_by_location;
+        let device_tx = (!opts_tx_trace).then(DeviceTx::start);
+        Ok(Self { tracer, agg, info, started: Instant::now(), device_tx, device_names: DeviceNames::default() })
+    }
+
+    /// Say (with -v) that the capture is under way: the probes are attached and the counters
+    /// a command compares against were read. Tests wait for this line. The capture's duration
+    /// counts from here (reading every namespace's counters can take seconds on a slow host).
+    pub fn announce(&mut self) {
+        self.started = Instant::now();
+        let active: Vec<&str> = self.tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
+        log::info!("pktloss: tracing with {}", active.join(", "));
+    }
+
+    /// Drain waiting detail events into the aggregator.
+    pub fn pump(&mut self, wait_ms: i32) {
+        self.tracer.wait(wait_ms);
+        let agg = &mut self.agg;
+        self.tracer.drain(|ev| agg.ingest(ev));
+    }
+
+    /// The counters so far: the programs' maps, and device TX from the devices' counters
+    /// (of the namespaces with drops) when the net_dev_queue probe is off.
+    pub fn read(&mut self) -> Result<RawCounts> {
+        let mut raw = self.tracer.read()?;
+        if let Some(dtx) = &mut self.device_tx {
+            let mut with_drops: Vec<u32> =
+                raw.flows.iter().filter(|(k, _)| k.ifindex != 0).map(|(k, _)| k.netns).collect();
+            with_drops.sort_unstable();
+            with_drops.dedup();
+            raw.tx = dtx.read(&with_drops);
+            raw.tx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        Ok(raw)
+    }
+
+    /// Summary of everything so far.
+    pub fn summary(&mut self) -> Result<Summary> {
+        let raw = self.read()?;
+        Ok(self.summary_of(&raw))
+    }
+
+    /// The final, exact summary: detach the programs, drain the last detail events, read.
+    pub fn final_summary(&mut self) -> Result<Summary> {
+        self.tracer.detach();
+        let agg = &mut self.agg;
+        self.tracer.drain(|ev| agg.ingest(ev));
+        self.summary()
+    }
+
+    /// Summary of given raw counters.
+    pub fn summary_of(&mut self, raw: &RawCounts) -> Summary {
+        self.info.duration_secs = self.started.elapsed().as_secs_f64();
+        let tracer = &self.tracer;
+        let names = &mut self.device_names;
+        names.refresh();
+        self.agg.summary(raw, &self.info, &|id| tracer.stack(id), &mut |ns, ifindex| names.name(ns, ifindex))
+    }
+}
+
+/// Run until the deadline, the count, or a signal.
+pub fn run_until(
+    session: &mut Session,
+    duration: Option<Duration>,
+    count: Option<u64>,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(&mut Session),
+) {
+    let deadline = duration.map(|d| session.started + d);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
+        session.pump(wait);
+        if let Some(n) = count
+            && session.tracer.stat(stat::DROPS) >= n
+        {
+            break;
+        }
+        tick(session);
+    }
+    // Final drain so that every delivered event is in the samples.
+    session.pump(0);
+}
+
+/// Namespaces to snapshot before a capture: every one we can see, bounded.
+pub const MAX_NETNS: usize = 64;
+
+/// Counters and configuration around a capture, and the diagnosis they give.
+pub struct Diagnosed {
+    pub before: crate::host::counters::Gathered,
+    pub after: crate::host::counters::Gathered,
+    pub deltas: Vec<crate::host::counters::NetnsDelta>,
+    pub checks: Vec<crate::host::counters::ConfigChecks>,
+    pub diagnosis: crate::diagnose::Diagnosis,
+}
+
+/// Snapshot every visible namespace (bounded) before a capture.
+pub fn gather_before() -> crate::host::counters::Gathered {
+    let inodes: Vec<u32> = crate::host::netns::list().keys().copied().take(MAX_NETNS).collect();
+    crate::host::counters::gather(&inodes)
+}
+
+/// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
+pub fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) -> Diagnosed {
+    let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
+    for f in &summary.flows {
+        if f.netns != 0 && !inodes.contains(&f.netns) {
+            inodes.push(f.netns);
+        }
+    }
+    let after = crate::host::counters::gather(&inodes);
+    let (kept_before, kept_after) = (before.clone(), after.clone());
+    let (deltas, checks) = crate::host::counters::finish(before, after);
+    let diagnosis =
+        crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
+    Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
+}
