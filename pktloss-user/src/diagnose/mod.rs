@@ -26,6 +26,8 @@
 //! on their own: they add evidence and advice to a cause selected by drops or counters.
 pub mod taxonomy;
 
+pub use taxonomy::CauseId;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -57,8 +59,8 @@ pub struct DiagnosisInput<'a> {
 /// One diagnosed cause.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
-    /// Stable id from the taxonomy ("udp-rcvbuf-full").
-    pub id: String,
+    /// Stable id from the taxonomy (CauseId::UdpRcvbufFull).
+    pub id: CauseId,
     pub title: String,
     /// Drops this cause explains: max(traced drops, counter drops).
     pub drops: u64,
@@ -104,87 +106,89 @@ enum Role {
 }
 
 struct CounterRule {
-    cause: &'static str,
+    cause: CauseId,
     key: &'static str,
     role: Role,
     min: u64,
 }
 
-const fn rule(cause: &'static str, key: &'static str, role: Role, min: u64) -> CounterRule {
+const fn rule(cause: CauseId, key: &'static str, role: Role, min: u64) -> CounterRule {
     CounterRule { cause, key, role, min }
 }
 
 /// snmp/netstat counters that select causes (see the module doc for thresholds).
 const COUNTER_RULES: &[CounterRule] = &[
-    rule("no-listener", "Udp.NoPorts", Role::Drop, 1),
-    rule("no-listener", "Udp6.NoPorts", Role::Drop, 1),
-    rule("rp-filter", "TcpExt.IPReversePathFilter", Role::Drop, 1),
-    rule("udp-rcvbuf-full", "Udp.RcvbufErrors", Role::Drop, 1),
-    rule("udp-rcvbuf-full", "Udp6.RcvbufErrors", Role::Drop, 1),
-    rule("udp-rcvbuf-full", "UdpLite.RcvbufErrors", Role::Drop, 1),
-    rule("udp-rcvbuf-full", "UdpLite6.RcvbufErrors", Role::Drop, 1),
-    rule("udp-sndbuf-full", "Udp.SndbufErrors", Role::Drop, 1),
-    rule("udp-sndbuf-full", "Udp6.SndbufErrors", Role::Drop, 1),
-    rule("udp-sndbuf-full", "UdpLite.SndbufErrors", Role::Drop, 1),
-    rule("udp-sndbuf-full", "UdpLite6.SndbufErrors", Role::Drop, 1),
-    rule("tcp-accept-queue-full", "TcpExt.ListenOverflows", Role::Drop, 1),
-    rule("tcp-accept-queue-full", "TcpExt.ListenDrops", Role::Evidence, 1),
-    rule("tcp-accept-queue-full", "TcpExt.TCPFastOpenListenOverflow", Role::Evidence, 1),
-    rule("tcp-syn-queue-full", "TcpExt.TCPReqQFullDrop", Role::Drop, 1),
-    rule("tcp-syn-queue-full", "TcpExt.TCPReqQFullDoCookies", Role::Select, 1),
-    rule("tcp-syn-queue-full", "TcpExt.SyncookiesSent", Role::Select, 1),
-    rule("tcp-syn-queue-full", "TcpExt.SyncookiesFailed", Role::Evidence, 1),
-    rule("tcp-backlog-overflow", "TcpExt.TCPBacklogDrop", Role::Drop, 1),
-    rule("socket-memory-pressure", "TcpExt.TCPRcvQDrop", Role::Drop, 1),
-    rule("socket-memory-pressure", "TcpExt.RcvPruned", Role::Drop, 1),
-    rule("socket-memory-pressure", "TcpExt.OfoPruned", Role::Drop, 1),
-    rule("socket-memory-pressure", "Udp.MemErrors", Role::Drop, 1),
-    rule("socket-memory-pressure", "Udp6.MemErrors", Role::Drop, 1),
-    rule("socket-memory-pressure", "TcpExt.TCPMemoryPressures", Role::Select, 1),
-    rule("socket-memory-pressure", "TcpExt.TCPAbortOnMemory", Role::Select, 1),
-    rule("socket-memory-pressure", "TcpExt.PruneCalled", Role::Evidence, 1),
-    rule("checksum-error", "Udp.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "Udp6.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "UdpLite.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "UdpLite6.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "Tcp.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "Icmp.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "Icmp6.InCsumErrors", Role::Drop, 1),
-    rule("checksum-error", "IpExt.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::NoListener, "Udp.NoPorts", Role::Drop, 1),
+    rule(CauseId::NoListener, "Udp6.NoPorts", Role::Drop, 1),
+    rule(CauseId::RpFilter, "TcpExt.IPReversePathFilter", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "Udp.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "Udp6.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "UdpLite.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "UdpLite6.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "Udp.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "Udp6.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "UdpLite.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "UdpLite6.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.ListenOverflows", Role::Drop, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.ListenDrops", Role::Evidence, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.TCPFastOpenListenOverflow", Role::Evidence, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.TCPReqQFullDrop", Role::Drop, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.TCPReqQFullDoCookies", Role::Select, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesSent", Role::Select, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesFailed", Role::Evidence, 1),
+    rule(CauseId::TcpBacklogOverflow, "TcpExt.TCPBacklogDrop", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPRcvQDrop", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.RcvPruned", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.OfoPruned", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "Udp.MemErrors", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "Udp6.MemErrors", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPMemoryPressures", Role::Select, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPAbortOnMemory", Role::Select, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.PruneCalled", Role::Evidence, 1),
+    rule(CauseId::ChecksumError, "Udp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Udp6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "UdpLite.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "UdpLite6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Tcp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Icmp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Icmp6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "IpExt.InCsumErrors", Role::Drop, 1),
     // IPv4 InNoRoutes is in /proc/net/netstat (IpExt), not in the Ip line of /proc/net/snmp.
-    rule("routing", "IpExt.InNoRoutes", Role::Drop, 1),
-    rule("routing", "Ip.OutNoRoutes", Role::Drop, 1),
-    rule("routing", "Ip.InAddrErrors", Role::Drop, 1),
-    rule("routing", "Ip6.InNoRoutes", Role::Drop, 1),
-    rule("routing", "Ip6.OutNoRoutes", Role::Drop, 1),
-    rule("routing", "Ip6.InAddrErrors", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip.FragFails", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip.ReasmFails", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip6.FragFails", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip6.ReasmFails", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip6.InTooBigErrors", Role::Drop, 1),
-    rule("mtu-fragmentation", "Ip.ReasmTimeout", Role::Evidence, 1),
-    rule("tcp-protocol", "TcpExt.TCPOFODrop", Role::Drop, MIN_TCP_PROTOCOL),
-    rule("tcp-protocol", "TcpExt.TCPZeroWindowDrop", Role::Drop, MIN_TCP_PROTOCOL),
-    rule("tcp-protocol", "TcpExt.PAWSEstab", Role::Drop, MIN_TCP_PROTOCOL),
-    rule("tcp-protocol", "TcpExt.BeyondWindow", Role::Drop, MIN_TCP_PROTOCOL),
-    rule("memory-pressure", "TcpExt.PFMemallocDrop", Role::Drop, 1),
+    rule(CauseId::Routing, "IpExt.InNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip.OutNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip.InAddrErrors", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.InNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.OutNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.InAddrErrors", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.FragFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.ReasmFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.FragFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.ReasmFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.InTooBigErrors", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.ReasmTimeout", Role::Evidence, 1),
+    rule(CauseId::TcpProtocol, "TcpExt.TCPOFODrop", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.TCPZeroWindowDrop", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.PAWSEstab", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.BeyondWindow", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::MemoryPressure, "TcpExt.PFMemallocDrop", Role::Drop, 1),
 ];
 
 /// Why counters can show drops that events do not.
-fn counters_only_why(id: &str) -> &'static str {
+fn counters_only_why(id: CauseId) -> &'static str {
     match id {
-        "udp-sndbuf-full" => "sendmsg fails before an skb is queued, nothing is freed",
-        "tcp-accept-queue-full" => {
+        CauseId::UdpSndbufFull => "sendmsg fails before an skb is queued, nothing is freed",
+        CauseId::TcpAcceptQueueFull => {
             "the kernel frees SYNs dropped on a full accept queue with consume_skb, invisible to kfree_skb"
         }
-        "tcp-syn-queue-full" => "SYNs answered with cookies or dropped here leave no kfree_skb event on this kernel",
-        "nic-ring-full" | "nic-fifo-overrun" => "the NIC drops these frames before an skb exists",
-        "checksum-error" => "frames with a bad CRC are dropped by the NIC before an skb exists",
-        "qdisc-drop" => "drops inside some qdiscs are freed in bulk without a per-packet reason",
-        "firewall-drop" => "traced, they show as NETFILTER_DROP: the drop probe was inactive or missed them",
-        "routing" => "a send with no route fails before an skb exists (the application gets ENETUNREACH)",
-        "neighbor-failure" => "the neighbour table counts discards in the whole host",
+        CauseId::TcpSynQueueFull => {
+            "SYNs answered with cookies or dropped here leave no kfree_skb event on this kernel"
+        }
+        CauseId::NicRingFull | CauseId::NicFifoOverrun => "the NIC drops these frames before an skb exists",
+        CauseId::ChecksumError => "frames with a bad CRC are dropped by the NIC before an skb exists",
+        CauseId::QdiscDrop => "drops inside some qdiscs are freed in bulk without a per-packet reason",
+        CauseId::FirewallDrop => "traced, they show as NETFILTER_DROP: the drop probe was inactive or missed them",
+        CauseId::Routing => "a send with no route fails before an skb exists (the application gets ENETUNREACH)",
+        CauseId::NeighborFailure => "the neighbour table counts discards in the whole host",
         _ => "the kernel counts these drops without a kfree_skb event, or they happened outside the traced probes",
     }
 }
@@ -228,7 +232,7 @@ impl Acc {
 struct Ctx<'a> {
     input: &'a DiagnosisInput<'a>,
     labels: BTreeMap<u32, String>,
-    acc: BTreeMap<&'static str, Acc>,
+    acc: BTreeMap<CauseId, Acc>,
 }
 
 impl<'a> Ctx<'a> {
@@ -251,12 +255,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn a(&mut self, id: &'static str) -> &mut Acc {
+    fn a(&mut self, id: CauseId) -> &mut Acc {
         self.acc.entry(id).or_default()
     }
 
     /// Selects cause `id` by `drops` packets a counter in `netns` counted; returns it for evidence.
-    fn counted(&mut self, id: &'static str, netns: u32, drops: u64) -> &mut Acc {
+    fn counted(&mut self, id: CauseId, netns: u32, drops: u64) -> &mut Acc {
         let a = self.a(id);
         a.select(drops, drops);
         a.netns.insert(netns);
@@ -264,7 +268,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Adds evidence and advice (in order, without repeats) to a cause.
-    fn add(&mut self, id: &'static str, evidence: Vec<String>, advice: Vec<String>) {
+    fn add(&mut self, id: CauseId, evidence: Vec<String>, advice: Vec<String>) {
         let a = self.a(id);
         for e in evidence {
             a.ev(e);
@@ -299,13 +303,13 @@ impl<'a> Ctx<'a> {
         self.sysctl(netns, key).and_then(|(v, _)| v.split_whitespace().next().and_then(|x| x.parse().ok()))
     }
 
-    fn checks_for(&self, id: &'static str) -> Vec<&'a ConfigChecks> {
-        let ns = self.acc.get(id).map(|a| a.netns.clone()).unwrap_or_default();
+    fn checks_for(&self, id: CauseId) -> Vec<&'a ConfigChecks> {
+        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
         self.input.checks.iter().filter(|c| ns.is_empty() || ns.contains(&c.netns)).collect()
     }
 
-    fn deltas_for(&self, id: &'static str) -> Vec<&'a NetnsDelta> {
-        let ns = self.acc.get(id).map(|a| a.netns.clone()).unwrap_or_default();
+    fn deltas_for(&self, id: CauseId) -> Vec<&'a NetnsDelta> {
+        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
         self.input.deltas.iter().filter(|d| ns.is_empty() || ns.contains(&d.netns)).collect()
     }
 }
@@ -330,14 +334,14 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
 
     // Build, reconcile, rank.
     let mut causes = Vec::new();
-    let ids: Vec<&'static str> = cx.acc.keys().copied().collect();
+    let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
-        let a = cx.acc.remove(id).unwrap_or_default();
+        let a = cx.acc.remove(&id).unwrap_or_default();
         let drops = a.event_drops.max(a.counter_drops);
         if drops == 0 && !a.selected {
             continue;
         }
-        let Some(info) = taxonomy::info(id) else { continue };
+        let info = taxonomy::info(id);
         let mut evidence = a.evidence;
         if a.event_drops > 0 && a.counter_drops > 0 {
             let line = match a.counter_drops.cmp(&a.event_drops) {
@@ -406,7 +410,7 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
             .cmp(&a.drops)
             .then(sb.cmp(sa))
             .then(b.evidence.len().cmp(&a.evidence.len()))
-            .then(taxonomy::order(&a.id).cmp(&taxonomy::order(&b.id)))
+            .then(taxonomy::order(a.id).cmp(&taxonomy::order(b.id)))
     });
     let causes: Vec<Cause> = causes.into_iter().map(|(_, c)| c).collect();
 
@@ -462,10 +466,10 @@ fn assign_events(cx: &mut Ctx) -> u64 {
                 let rest_to_tcp = tcp > udp && udp_counters == 0;
                 let (udp, tcp) = if rest_to_tcp { (udp, tcp + rest) } else { (udp + rest, tcp) };
                 if udp > 0 {
-                    push_event(cx, "udp-rcvbuf-full", &r.reason, Some("udp"), None, udp);
+                    push_event(cx, CauseId::UdpRcvbufFull, &r.reason, Some("udp"), None, udp);
                 }
                 if tcp > 0 {
-                    push_event(cx, "socket-memory-pressure", &r.reason, Some("tcp"), None, tcp);
+                    push_event(cx, CauseId::SocketMemoryPressure, &r.reason, Some("tcp"), None, tcp);
                 }
             }
             "NETFILTER_DROP" => {
@@ -481,10 +485,10 @@ fn assign_events(cx: &mut Ctx) -> u64 {
                     .sum();
                 let to_ct = ct.min(r.count);
                 if to_ct > 0 {
-                    push_event(cx, "conntrack-table-full", &r.reason, None, None, to_ct);
+                    push_event(cx, CauseId::ConntrackTableFull, &r.reason, None, None, to_ct);
                 }
                 if r.count > to_ct {
-                    push_event(cx, "firewall-drop", &r.reason, None, None, r.count - to_ct);
+                    push_event(cx, CauseId::FirewallDrop, &r.reason, None, None, r.count - to_ct);
                 }
             }
             reason => {
@@ -506,15 +510,15 @@ fn assign_events(cx: &mut Ctx) -> u64 {
                         continue;
                     }
                     let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
-                        "tcp-protocol"
+                        CauseId::TcpProtocol
                     } else {
-                        "unclassified"
+                        CauseId::Unclassified
                     });
                     push_event(cx, id, reason, None, Some(l.symbol.clone()), n);
                     left -= n;
                 }
                 if left > 0 {
-                    let id = if reason == "TCP_DROP" { "tcp-protocol" } else { "unclassified" };
+                    let id = if reason == "TCP_DROP" { CauseId::TcpProtocol } else { CauseId::Unclassified };
                     push_event(cx, id, reason, None, None, left);
                 }
             }
@@ -523,14 +527,7 @@ fn assign_events(cx: &mut Ctx) -> u64 {
     benign
 }
 
-fn push_event(
-    cx: &mut Ctx,
-    id: &'static str,
-    reason: &str,
-    proto: Option<&'static str>,
-    symbol: Option<String>,
-    n: u64,
-) {
+fn push_event(cx: &mut Ctx, id: CauseId, reason: &str, proto: Option<&'static str>, symbol: Option<String>, n: u64) {
     let flows_ns: Vec<u32> = cx
         .input
         .summary
@@ -549,9 +546,9 @@ fn push_event(
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
 fn event_evidence(cx: &mut Ctx) {
     let s = cx.input.summary;
-    let ids: Vec<&'static str> = cx.acc.keys().copied().collect();
+    let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
-        let events = cx.acc.get(id).map(|a| a.events.clone()).unwrap_or_default();
+        let events = cx.acc.get(&id).map(|a| a.events.clone()).unwrap_or_default();
         let mut lines = Vec::new();
         for (reason, proto, symbol, n) in &events {
             let locs: Vec<String> = s
@@ -653,7 +650,7 @@ fn counter_signals(cx: &mut Ctx) {
         for dev in &d.devices {
             let ring = dev.rx_missed_errors.max(ethtool_sum(dev, is_ring_counter));
             if ring > 0 {
-                let a = cx.counted("nic-ring-full", d.netns, ring);
+                let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
                 a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
                 for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_ring_counter(k)) {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
@@ -664,7 +661,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
             if fifo > 0 {
-                let a = cx.counted("nic-fifo-overrun", d.netns, fifo);
+                let a = cx.counted(CauseId::NicFifoOverrun, d.netns, fifo);
                 a.ev(format!(
                     "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
                     dev.name, dev.rx_fifo_errors, dev.rx_over_errors
@@ -672,7 +669,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let crc = dev.rx_crc_errors + dev.rx_frame_errors;
             if crc > 0 {
-                let a = cx.counted("checksum-error", d.netns, crc);
+                let a = cx.counted(CauseId::ChecksumError, d.netns, crc);
                 a.ev(format!(
                     "{tag} dev {} rx_crc_errors +{} rx_frame_errors +{} (link-layer corruption: cable, optics, NIC or switch port)",
                     dev.name, dev.rx_crc_errors, dev.rx_frame_errors
@@ -680,13 +677,13 @@ fn counter_signals(cx: &mut Ctx) {
             }
             let alloc = ethtool_sum(dev, is_alloc_failure);
             if alloc > 0 {
-                let a = cx.counted("memory-pressure", d.netns, alloc);
+                let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
                 for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_alloc_failure(k)) {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
                 }
             }
             if dev.carrier_changes > 0 {
-                let a = cx.a("interface-down");
+                let a = cx.a(CauseId::InterfaceDown);
                 a.select(0, dev.carrier_changes);
                 a.netns.insert(d.netns);
                 a.ev(format!(
@@ -705,7 +702,7 @@ fn counter_signals(cx: &mut Ctx) {
                 continue;
             }
             let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
-            let a = cx.counted("qdisc-drop", d.netns, q.drops);
+            let a = cx.counted(CauseId::QdiscDrop, d.netns, q.drops);
             a.ev(format!(
                 "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
                 q.kind,
@@ -728,13 +725,13 @@ fn counter_signals(cx: &mut Ctx) {
             .sum();
         let by_qdisc = sndbuf.min(qdisc_drops);
         if by_qdisc > 0 {
-            let a = cx.a("udp-sndbuf-full");
+            let a = cx.a(CauseId::UdpSndbufFull);
             a.counter_drops = a.counter_drops.saturating_sub(by_qdisc);
             a.selected = a.counter_drops > 0;
             a.ev(format!(
                 "{tag} {by_qdisc} of the SndbufErrors are sends the local qdisc dropped (UDP counts its ENOBUFS as a send buffer error): see qdisc-drop"
             ));
-            cx.a("qdisc-drop").ev(format!(
+            cx.a(CauseId::QdiscDrop).ev(format!(
                 "{tag} Udp.SndbufErrors +{sndbuf}: {by_qdisc} of them are these qdisc drops (the sender got ENOBUFS)"
             ));
         }
@@ -749,7 +746,7 @@ fn counter_signals(cx: &mut Ctx) {
                 _ => false,
             };
             if drop + failed + early > 0 || full {
-                let a = cx.a("conntrack-table-full");
+                let a = cx.a(CauseId::ConntrackTableFull);
                 a.select(drop + failed, drop + failed + early + u64::from(full));
                 a.netns.insert(d.netns);
                 a.ev(format!(
@@ -768,7 +765,7 @@ fn counter_signals(cx: &mut Ctx) {
         if dropped > 0 {
             let per: Vec<String> =
                 h.softnet.iter().filter(|c| c.dropped > 0).map(|c| format!("cpu{} +{}", c.cpu, c.dropped)).collect();
-            let a = cx.a("softnet-backlog-full");
+            let a = cx.a(CauseId::SoftnetBacklogFull);
             a.select(dropped, dropped);
             a.ev(format!("{tag} dropped +{dropped} ({})", per.join(", ")));
             let flow: u64 = h.softnet.iter().map(|c| c.flow_limit_count).sum();
@@ -777,7 +774,7 @@ fn counter_signals(cx: &mut Ctx) {
             }
         }
         if !h.softnet.is_empty() {
-            cx.a("softnet-backlog-full").counter_seen = true;
+            cx.a(CauseId::SoftnetBacklogFull).counter_seen = true;
         }
         let squeeze: u64 = h.softnet.iter().map(|c| c.time_squeeze).sum();
         if squeeze >= MIN_TIME_SQUEEZE {
@@ -787,7 +784,7 @@ fn counter_signals(cx: &mut Ctx) {
                 .filter(|c| c.time_squeeze > 0)
                 .map(|c| format!("cpu{} +{}", c.cpu, c.time_squeeze))
                 .collect();
-            let a = cx.a("softirq-budget-exhausted");
+            let a = cx.a(CauseId::SoftirqBudgetExhausted);
             a.select(0, squeeze);
             a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
             let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
@@ -815,7 +812,7 @@ fn counter_signals(cx: &mut Ctx) {
             if v == 0 {
                 continue;
             }
-            let a = cx.a("neighbor-failure");
+            let a = cx.a(CauseId::NeighborFailure);
             a.select(if role == Role::Drop { v } else { 0 }, v);
             a.ev(format!("{neigh_tag} {k} +{v}"));
         }
@@ -826,7 +823,7 @@ fn counter_signals(cx: &mut Ctx) {
         let tag = cx.tag(c.netns);
         for r in &c.drop_rules {
             let Some(n) = r.packets_delta.filter(|n| *n > 0) else { continue };
-            let a = cx.counted("firewall-drop", c.netns, n);
+            let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
             a.ev(format!(
                 "{tag} {} rule `{}` ({} {} {}{}) matched {n} packets during the capture",
                 r.backend,
@@ -839,7 +836,7 @@ fn counter_signals(cx: &mut Ctx) {
         }
         for ch in &c.drop_chains {
             if let Some(n) = ch.packets.filter(|n| *n > 0) {
-                let a = cx.counted("firewall-drop", c.netns, n);
+                let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
                 a.ev(format!(
                     "{tag} {} chain {} {} {} policy {}: {n} packets fell through to the policy",
                     ch.backend, ch.family, ch.table, ch.chain, ch.policy
@@ -877,18 +874,18 @@ fn is_alloc_failure(name: &str) -> bool {
 fn tcp_local_drops(cx: &Ctx) -> u64 {
     let mut n = 0;
     for id in [
-        "tcp-accept-queue-full",
-        "tcp-syn-queue-full",
-        "tcp-backlog-overflow",
-        "qdisc-drop",
-        "nic-ring-full",
-        "nic-fifo-overrun",
-        "softnet-backlog-full",
-        "neighbor-failure",
-        "routing",
-        "interface-down",
+        CauseId::TcpAcceptQueueFull,
+        CauseId::TcpSynQueueFull,
+        CauseId::TcpBacklogOverflow,
+        CauseId::QdiscDrop,
+        CauseId::NicRingFull,
+        CauseId::NicFifoOverrun,
+        CauseId::SoftnetBacklogFull,
+        CauseId::NeighborFailure,
+        CauseId::Routing,
+        CauseId::InterfaceDown,
     ] {
-        if let Some(a) = cx.acc.get(id) {
+        if let Some(a) = cx.acc.get(&id) {
             n += a.event_drops.max(a.counter_drops);
         }
     }
@@ -948,7 +945,7 @@ fn external_loss(cx: &mut Ctx) {
         nss.insert(d.netns);
     }
     let peer = flows.first().map(|r| r.dst.clone()).unwrap_or_else(|| "PEER".to_owned());
-    let a = cx.a("external-loss");
+    let a = cx.a(CauseId::ExternalLoss);
     a.select(unexplained, unexplained);
     a.netns.extend(nss);
     for l in lines {
@@ -961,30 +958,30 @@ fn external_loss(cx: &mut Ctx) {
 
 /// Configuration findings: evidence and specific advice for the selected causes.
 fn config_findings(cx: &mut Ctx) {
-    let ids: Vec<&'static str> = cx.acc.iter().filter(|(_, a)| a.selected).map(|(k, _)| *k).collect();
+    let ids: Vec<CauseId> = cx.acc.iter().filter(|(_, a)| a.selected).map(|(k, _)| *k).collect();
     for id in ids {
         match id {
-            "no-listener" => cfg_no_listener(cx),
-            "firewall-drop" => cfg_firewall(cx),
-            "conntrack-table-full" => cfg_conntrack(cx),
-            "rp-filter" => cfg_rp_filter(cx),
-            "udp-rcvbuf-full" => cfg_udp_rcvbuf(cx),
-            "udp-sndbuf-full" => cfg_udp_sndbuf(cx),
-            "tcp-accept-queue-full" => cfg_accept_queue(cx),
-            "tcp-syn-queue-full" => cfg_syn_queue(cx),
-            "tcp-backlog-overflow" | "socket-memory-pressure" => cfg_socket_mem(cx, id),
-            "softnet-backlog-full" => cfg_softnet(cx),
-            "softirq-budget-exhausted" => cfg_budget(cx),
-            "nic-ring-full" | "nic-fifo-overrun" => cfg_rings(cx, id),
-            "qdisc-drop" => cfg_qdisc(cx),
-            "routing" => cfg_routing(cx),
-            "neighbor-failure" => cfg_neigh(cx),
-            "mtu-fragmentation" => cfg_mtu(cx),
-            "bpf-or-tc-program" => cfg_bpf(cx),
-            "interface-down" => cfg_ifdown(cx),
-            "checksum-error" => cfg_csum(cx),
-            "unclassified" => {
-                let a = cx.a("unclassified");
+            CauseId::NoListener => cfg_no_listener(cx),
+            CauseId::FirewallDrop => cfg_firewall(cx),
+            CauseId::ConntrackTableFull => cfg_conntrack(cx),
+            CauseId::RpFilter => cfg_rp_filter(cx),
+            CauseId::UdpRcvbufFull => cfg_udp_rcvbuf(cx),
+            CauseId::UdpSndbufFull => cfg_udp_sndbuf(cx),
+            CauseId::TcpAcceptQueueFull => cfg_accept_queue(cx),
+            CauseId::TcpSynQueueFull => cfg_syn_queue(cx),
+            CauseId::TcpBacklogOverflow | CauseId::SocketMemoryPressure => cfg_socket_mem(cx, id),
+            CauseId::SoftnetBacklogFull => cfg_softnet(cx),
+            CauseId::SoftirqBudgetExhausted => cfg_budget(cx),
+            CauseId::NicRingFull | CauseId::NicFifoOverrun => cfg_rings(cx, id),
+            CauseId::QdiscDrop => cfg_qdisc(cx),
+            CauseId::Routing => cfg_routing(cx),
+            CauseId::NeighborFailure => cfg_neigh(cx),
+            CauseId::MtuFragmentation => cfg_mtu(cx),
+            CauseId::BpfOrTcProgram => cfg_bpf(cx),
+            CauseId::InterfaceDown => cfg_ifdown(cx),
+            CauseId::ChecksumError => cfg_csum(cx),
+            CauseId::Unclassified => {
+                let a = cx.a(CauseId::Unclassified);
                 a.adv("Run again with --stacks to see the kernel stack of these drops.".to_owned());
             }
             _ => {}
@@ -995,7 +992,7 @@ fn config_findings(cx: &mut Ctx) {
 /// The flows dropped with one of `reasons`, largest first; on a kernel without drop reasons,
 /// the flows whose drop location points at the cause those reasons select.
 fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
-    let causes: Vec<&str> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
+    let causes: Vec<CauseId> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
     let by_location = |f: &crate::model::FlowCount| {
         f.reason == crate::decode::reasons::NO_REASON
             && !f.location.is_empty()
@@ -1054,12 +1051,12 @@ fn cfg_no_listener(cx: &mut Ctx) {
         }
     }
     let (ev, adv) = out.into_iter().unzip();
-    cx.add("no-listener", ev, adv);
+    cx.add(CauseId::NoListener, ev, adv);
 }
 
 fn cfg_firewall(cx: &mut Ctx) {
-    let checks = cx.checks_for("firewall-drop");
-    let fw_events = cx.acc.get("firewall-drop").map_or(0, |a| a.event_drops);
+    let checks = cx.checks_for(CauseId::FirewallDrop);
+    let fw_events = cx.acc.get(&CauseId::FirewallDrop).map_or(0, |a| a.event_drops);
     let flows = drop_flows(cx, &["NETFILTER_DROP"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
@@ -1153,12 +1150,12 @@ fn cfg_firewall(cx: &mut Ctx) {
             ));
         }
     }
-    cx.add("firewall-drop", ev, adv);
+    cx.add(CauseId::FirewallDrop, ev, adv);
 }
 
 fn cfg_conntrack(cx: &mut Ctx) {
     let mut adv = Vec::new();
-    for d in cx.deltas_for("conntrack-table-full") {
+    for d in cx.deltas_for(CauseId::ConntrackTableFull) {
         if let Some(ct) = &d.conntrack {
             let pre = cx.in_ns(d.netns);
             let max = ct.max.unwrap_or(65536);
@@ -1170,14 +1167,14 @@ fn cfg_conntrack(cx: &mut Ctx) {
             ));
         }
     }
-    cx.add("conntrack-table-full", Vec::new(), adv);
+    cx.add(CauseId::ConntrackTableFull, Vec::new(), adv);
 }
 
 fn cfg_rp_filter(cx: &mut Ctx) {
     let flows = drop_flows(cx, &["IP_RPFILTER"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    for c in cx.checks_for("rp-filter") {
+    for c in cx.checks_for(CauseId::RpFilter) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         let all = c.rp_filter.get("all").copied().unwrap_or(0);
@@ -1207,7 +1204,7 @@ fn cfg_rp_filter(cx: &mut Ctx) {
             cmd.join(" ")
         ));
     }
-    cx.add("rp-filter", ev, adv);
+    cx.add(CauseId::RpFilter, ev, adv);
 }
 
 fn cfg_udp_rcvbuf(cx: &mut Ctx) {
@@ -1215,7 +1212,7 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx) {
     let mut adv = Vec::new();
     let flows = drop_flows(cx, &["SOCKET_RCVBUFF"]);
     let ports: BTreeSet<(u32, u16)> = flows.iter().filter(|f| f.proto == "udp").map(|f| (f.netns, f.dport)).collect();
-    for c in cx.checks_for("udp-rcvbuf-full") {
+    for c in cx.checks_for(CauseId::UdpRcvbufFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         let rmem_max = cx.sysctl_u64(c.netns, "net.core.rmem_max");
@@ -1260,13 +1257,13 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx) {
             ));
         }
     }
-    cx.add("udp-rcvbuf-full", ev, adv);
+    cx.add(CauseId::UdpRcvbufFull, ev, adv);
 }
 
 fn cfg_udp_sndbuf(cx: &mut Ctx) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    for d in cx.deltas_for("udp-sndbuf-full") {
+    for d in cx.deltas_for(CauseId::UdpSndbufFull) {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);
         let wmem_def = cx.sysctl_u64(d.netns, "net.core.wmem_default");
@@ -1297,14 +1294,14 @@ fn cfg_udp_sndbuf(cx: &mut Ctx) {
             "{tag} raise the send buffer limits: `{pre}sysctl -w net.core.wmem_max=26214400 net.core.wmem_default=26214400`, then restart the sending program."
         ));
     }
-    cx.add("udp-sndbuf-full", ev, adv);
+    cx.add(CauseId::UdpSndbufFull, ev, adv);
 }
 
 fn cfg_accept_queue(cx: &mut Ctx) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let ports: BTreeSet<u16> = drop_flows(cx, &["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.dport).collect();
-    for c in cx.checks_for("tcp-accept-queue-full") {
+    for c in cx.checks_for(CauseId::TcpAcceptQueueFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         let somax = cx.sysctl_u64(c.netns, "net.core.somaxconn");
@@ -1343,13 +1340,13 @@ fn cfg_accept_queue(cx: &mut Ctx) {
             ev.push(format!("{tag} {}", cx.sysctl_str(c.netns, "net.core.somaxconn")));
         }
     }
-    cx.add("tcp-accept-queue-full", ev, adv);
+    cx.add(CauseId::TcpAcceptQueueFull, ev, adv);
 }
 
 fn cfg_syn_queue(cx: &mut Ctx) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    for c in cx.deltas_for("tcp-syn-queue-full") {
+    for c in cx.deltas_for(CauseId::TcpSynQueueFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         ev.push(format!(
@@ -1367,10 +1364,10 @@ fn cfg_syn_queue(cx: &mut Ctx) {
             adv.push(format!("{tag} SYN cookies are off: `{pre}sysctl -w net.ipv4.tcp_syncookies=1`."));
         }
     }
-    cx.add("tcp-syn-queue-full", ev, adv);
+    cx.add(CauseId::TcpSynQueueFull, ev, adv);
 }
 
-fn cfg_socket_mem(cx: &mut Ctx, id: &'static str) {
+fn cfg_socket_mem(cx: &mut Ctx, id: CauseId) {
     let mut ev = Vec::new();
     for d in cx.deltas_for(id) {
         ev.push(format!(
@@ -1426,7 +1423,7 @@ fn cfg_softnet(cx: &mut Ctx) {
                 .to_owned(),
         );
     }
-    cx.add("softnet-backlog-full", ev, adv);
+    cx.add(CauseId::SoftnetBacklogFull, ev, adv);
 }
 
 fn cfg_budget(cx: &mut Ctx) {
@@ -1438,7 +1435,7 @@ fn cfg_budget(cx: &mut Ctx) {
     );
     let budget = cx.sysctl_u64(host_ns, "net.core.netdev_budget").unwrap_or(300);
     let usecs = cx.sysctl_u64(host_ns, "net.core.netdev_budget_usecs").unwrap_or(2000);
-    let a = cx.a("softirq-budget-exhausted");
+    let a = cx.a(CauseId::SoftirqBudgetExhausted);
     a.ev(ev);
     a.adv(format!(
         "Give the receive softirq more budget: `sysctl -w net.core.netdev_budget={} net.core.netdev_budget_usecs={}`, and spread interrupts over CPUs (RSS queues, IRQ affinity, RPS).",
@@ -1447,7 +1444,7 @@ fn cfg_budget(cx: &mut Ctx) {
     ));
 }
 
-fn cfg_rings(cx: &mut Ctx, id: &'static str) {
+fn cfg_rings(cx: &mut Ctx, id: CauseId) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let devs: BTreeSet<(u32, String)> = cx
@@ -1492,7 +1489,7 @@ fn cfg_rings(cx: &mut Ctx, id: &'static str) {
 
 fn cfg_qdisc(cx: &mut Ctx) {
     let mut adv = Vec::new();
-    for d in cx.deltas_for("qdisc-drop") {
+    for d in cx.deltas_for(CauseId::QdiscDrop) {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);
         for q in d.qdiscs.iter().filter(|q| q.drops > 0) {
@@ -1517,7 +1514,7 @@ fn cfg_qdisc(cx: &mut Ctx) {
             }
         }
     }
-    cx.add("qdisc-drop", Vec::new(), adv);
+    cx.add(CauseId::QdiscDrop, Vec::new(), adv);
 }
 
 /// Whether an address is inside a prefix ("10.200.0.0/24", "default", "2001:db8::/64").
@@ -1544,20 +1541,16 @@ fn in_prefix(addr: &str, prefix: &str) -> bool {
 
 fn cfg_routing(cx: &mut Ctx) {
     // The routing cause's reasons, but IPV6DISABLED: no route to add or remove for those.
-    let reasons: Vec<&str> = taxonomy::info("routing")
-        .map_or(&[][..], |i| i.reasons)
-        .iter()
-        .copied()
-        .filter(|r| *r != "IPV6DISABLED")
-        .collect();
+    let reasons: Vec<&str> =
+        taxonomy::info(CauseId::Routing).reasons.iter().copied().filter(|r| *r != "IPV6DISABLED").collect();
     let flows = drop_flows(cx, &reasons);
     // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
     // (assigned here by location): match those flows against the drop routes too.
-    let by_location = cx.acc.get("routing").is_some_and(|a| a.events.iter().any(|e| e.0 == "NOT_SPECIFIED"));
+    let by_location = cx.acc.get(&CauseId::Routing).is_some_and(|a| a.events.iter().any(|e| e.0 == "NOT_SPECIFIED"));
     let unspecified = if by_location { drop_flows(cx, &["NOT_SPECIFIED"]) } else { Vec::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    for c in cx.checks_for("routing") {
+    for c in cx.checks_for(CauseId::Routing) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         for r in &c.drop_routes {
@@ -1597,14 +1590,14 @@ fn cfg_routing(cx: &mut Ctx) {
             adv.push(format!("{tag} check the route to {d}: `{pre}ip route get {d}`, and add the missing route (`{pre}ip route add {d} via GATEWAY`)."));
         }
     }
-    cx.add("routing", ev, adv);
+    cx.add(CauseId::Routing, ev, adv);
 }
 
 fn cfg_neigh(cx: &mut Ctx) {
     let flows = drop_flows(cx, &["NEIGH_FAILED", "NEIGH_QUEUEFULL", "NEIGH_DEAD", "NEIGH_CREATEFAIL"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    for c in cx.checks_for("neighbor-failure") {
+    for c in cx.checks_for(CauseId::NeighborFailure) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         for n in c.failed_neighbors.iter().take(5) {
@@ -1627,12 +1620,12 @@ fn cfg_neigh(cx: &mut Ctx) {
                 .to_owned(),
         );
     }
-    cx.add("neighbor-failure", ev, adv);
+    cx.add(CauseId::NeighborFailure, ev, adv);
 }
 
 fn cfg_mtu(cx: &mut Ctx) {
     let mut ev = Vec::new();
-    for d in cx.deltas_for("mtu-fragmentation") {
+    for d in cx.deltas_for(CauseId::MtuFragmentation) {
         let mtus: Vec<String> = d
             .devices
             .iter()
@@ -1643,7 +1636,7 @@ fn cfg_mtu(cx: &mut Ctx) {
             ev.push(format!("{} {}", cx.tag(d.netns), mtus.join(", ")));
         }
     }
-    cx.add("mtu-fragmentation", ev, Vec::new());
+    cx.add(CauseId::MtuFragmentation, ev, Vec::new());
 }
 
 fn cfg_bpf(cx: &mut Ctx) {
@@ -1668,7 +1661,7 @@ fn cfg_bpf(cx: &mut Ctx) {
             ));
         }
     }
-    cx.add("bpf-or-tc-program", ev, adv);
+    cx.add(CauseId::BpfOrTcProgram, ev, adv);
 }
 
 fn cfg_ifdown(cx: &mut Ctx) {
@@ -1708,7 +1701,7 @@ fn cfg_ifdown(cx: &mut Ctx) {
             }
         }
     }
-    cx.add("interface-down", ev, adv);
+    cx.add(CauseId::InterfaceDown, ev, adv);
 }
 
 fn cfg_csum(cx: &mut Ctx) {
@@ -1723,7 +1716,7 @@ fn cfg_csum(cx: &mut Ctx) {
             ));
         }
     }
-    cx.add("checksum-error", Vec::new(), adv);
+    cx.add(CauseId::ChecksumError, Vec::new(), adv);
 }
 
 /// Plain-text report of the causes (what `pktloss diagnose` prints).

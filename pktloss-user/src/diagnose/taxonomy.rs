@@ -1,6 +1,6 @@
 //! The cause taxonomy: the one readable table of the 26 causes of packet loss pktloss knows.
 //!
-//! Ids are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
+//! Ids ([`CauseId`]) are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
 //! the signals that select it (drop reasons from `enum skb_drop_reason`, kernel counters), the
 //! checks to confirm it, the remediation and the command that verifies the fix. The categories,
 //! commands and advice follow the common troubleshooting guides (CVM packet-loss guide, "Package
@@ -13,10 +13,126 @@
 //! specific meaning (`NOT_SPECIFIED`, `TCP_DROP` on kernels without reasons) are classified by the
 //! drop location with [`LOCATION_HINTS`].
 
+use serde::{Deserialize, Serialize};
+
+/// The id of a cause: one variant per entry of [`CAUSES`], written as its stable kebab-case
+/// name (CauseId::NoListener) in JSON, capture files and text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CauseId {
+    NoListener,
+    FirewallDrop,
+    ConntrackTableFull,
+    RpFilter,
+    UdpRcvbufFull,
+    UdpSndbufFull,
+    TcpAcceptQueueFull,
+    TcpSynQueueFull,
+    TcpBacklogOverflow,
+    SocketMemoryPressure,
+    SoftnetBacklogFull,
+    SoftirqBudgetExhausted,
+    NicRingFull,
+    NicFifoOverrun,
+    ChecksumError,
+    QdiscDrop,
+    Routing,
+    NeighborFailure,
+    MtuFragmentation,
+    TcpProtocol,
+    BpfOrTcProgram,
+    MemoryPressure,
+    InterfaceDown,
+    ExternalLoss,
+    #[default]
+    Unclassified,
+}
+
+impl CauseId {
+    /// Every cause, in taxonomy order.
+    pub const ALL: [Self; 25] = [
+        Self::NoListener,
+        Self::FirewallDrop,
+        Self::ConntrackTableFull,
+        Self::RpFilter,
+        Self::UdpRcvbufFull,
+        Self::UdpSndbufFull,
+        Self::TcpAcceptQueueFull,
+        Self::TcpSynQueueFull,
+        Self::TcpBacklogOverflow,
+        Self::SocketMemoryPressure,
+        Self::SoftnetBacklogFull,
+        Self::SoftirqBudgetExhausted,
+        Self::NicRingFull,
+        Self::NicFifoOverrun,
+        Self::ChecksumError,
+        Self::QdiscDrop,
+        Self::Routing,
+        Self::NeighborFailure,
+        Self::MtuFragmentation,
+        Self::TcpProtocol,
+        Self::BpfOrTcProgram,
+        Self::MemoryPressure,
+        Self::InterfaceDown,
+        Self::ExternalLoss,
+        Self::Unclassified,
+    ];
+
+    /// The stable name (CauseId::NoListener).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoListener => "no-listener",
+            Self::FirewallDrop => "firewall-drop",
+            Self::ConntrackTableFull => "conntrack-table-full",
+            Self::RpFilter => "rp-filter",
+            Self::UdpRcvbufFull => "udp-rcvbuf-full",
+            Self::UdpSndbufFull => "udp-sndbuf-full",
+            Self::TcpAcceptQueueFull => "tcp-accept-queue-full",
+            Self::TcpSynQueueFull => "tcp-syn-queue-full",
+            Self::TcpBacklogOverflow => "tcp-backlog-overflow",
+            Self::SocketMemoryPressure => "socket-memory-pressure",
+            Self::SoftnetBacklogFull => "softnet-backlog-full",
+            Self::SoftirqBudgetExhausted => "softirq-budget-exhausted",
+            Self::NicRingFull => "nic-ring-full",
+            Self::NicFifoOverrun => "nic-fifo-overrun",
+            Self::ChecksumError => "checksum-error",
+            Self::QdiscDrop => "qdisc-drop",
+            Self::Routing => "routing",
+            Self::NeighborFailure => "neighbor-failure",
+            Self::MtuFragmentation => "mtu-fragmentation",
+            Self::TcpProtocol => "tcp-protocol",
+            Self::BpfOrTcProgram => "bpf-or-tc-program",
+            Self::MemoryPressure => "memory-pressure",
+            Self::InterfaceDown => "interface-down",
+            Self::ExternalLoss => "external-loss",
+            Self::Unclassified => "unclassified",
+        }
+    }
+
+    /// The taxonomy entry.
+    pub fn info(self) -> &'static CauseInfo {
+        &CAUSES[self as usize]
+    }
+}
+
+impl std::fmt::Display for CauseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CauseId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| format!("no cause named `{s}`"))
+    }
+}
+
 /// One cause of packet loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CauseInfo {
-    pub id: &'static str,
+    pub id: CauseId,
     pub title: &'static str,
     pub explanation: &'static str,
     /// Human-readable list of what selects this cause.
@@ -43,52 +159,52 @@ pub const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
 /// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`, and
 /// `UNKNOWN` on kernels without drop reasons, before 5.17): a symbol
 /// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.
-pub const LOCATION_HINTS: &[(&str, &str)] = &[
-    ("nf_hook_slow", "firewall-drop"),
-    ("nft_", "firewall-drop"),
-    ("ipt_do_table", "firewall-drop"),
-    ("nf_conntrack", "conntrack-table-full"),
-    ("__nf_conntrack", "conntrack-table-full"),
-    ("enqueue_to_backlog", "softnet-backlog-full"),
-    ("__udp_queue_rcv_skb", "udp-rcvbuf-full"),
-    ("udp_queue_rcv", "udp-rcvbuf-full"),
-    ("__udp4_lib_rcv", "no-listener"),
-    ("__udp6_lib_rcv", "no-listener"),
-    ("tcp_v4_syn_recv_sock", "tcp-accept-queue-full"),
-    ("tcp_v6_syn_recv_sock", "tcp-accept-queue-full"),
-    ("tcp_conn_request", "tcp-syn-queue-full"),
-    ("tcp_add_backlog", "tcp-backlog-overflow"),
-    ("sk_add_backlog", "tcp-backlog-overflow"),
-    ("tcp_prune", "socket-memory-pressure"),
-    ("tcp_try_rmem_schedule", "socket-memory-pressure"),
-    ("tcp_", "tcp-protocol"),
-    ("ip_rcv_finish", "routing"),
-    ("ip_route_input", "routing"),
-    ("ip_error", "routing"),
-    ("ip6_pkt_drop", "routing"),
-    ("dst_discard", "routing"),
-    ("neigh_", "neighbor-failure"),
-    ("__neigh_event_send", "neighbor-failure"),
-    ("ip_defrag", "mtu-fragmentation"),
-    ("ip_frag", "mtu-fragmentation"),
-    ("ip_fragment", "mtu-fragmentation"),
-    ("ipv6_frag", "mtu-fragmentation"),
-    ("ip6_frag", "mtu-fragmentation"),
-    ("inet_frag", "mtu-fragmentation"),
-    ("pfifo_fast_enqueue", "qdisc-drop"),
-    ("qdisc_", "qdisc-drop"),
-    ("__dev_xmit_skb", "qdisc-drop"),
-    ("tcf_", "bpf-or-tc-program"),
-    ("sch_handle_", "bpf-or-tc-program"),
-    ("sk_filter", "bpf-or-tc-program"),
-    ("do_xdp", "bpf-or-tc-program"),
-    ("bpf_", "bpf-or-tc-program"),
+pub const LOCATION_HINTS: &[(&str, CauseId)] = &[
+    ("nf_hook_slow", CauseId::FirewallDrop),
+    ("nft_", CauseId::FirewallDrop),
+    ("ipt_do_table", CauseId::FirewallDrop),
+    ("nf_conntrack", CauseId::ConntrackTableFull),
+    ("__nf_conntrack", CauseId::ConntrackTableFull),
+    ("enqueue_to_backlog", CauseId::SoftnetBacklogFull),
+    ("__udp_queue_rcv_skb", CauseId::UdpRcvbufFull),
+    ("udp_queue_rcv", CauseId::UdpRcvbufFull),
+    ("__udp4_lib_rcv", CauseId::NoListener),
+    ("__udp6_lib_rcv", CauseId::NoListener),
+    ("tcp_v4_syn_recv_sock", CauseId::TcpAcceptQueueFull),
+    ("tcp_v6_syn_recv_sock", CauseId::TcpAcceptQueueFull),
+    ("tcp_conn_request", CauseId::TcpSynQueueFull),
+    ("tcp_add_backlog", CauseId::TcpBacklogOverflow),
+    ("sk_add_backlog", CauseId::TcpBacklogOverflow),
+    ("tcp_prune", CauseId::SocketMemoryPressure),
+    ("tcp_try_rmem_schedule", CauseId::SocketMemoryPressure),
+    ("tcp_", CauseId::TcpProtocol),
+    ("ip_rcv_finish", CauseId::Routing),
+    ("ip_route_input", CauseId::Routing),
+    ("ip_error", CauseId::Routing),
+    ("ip6_pkt_drop", CauseId::Routing),
+    ("dst_discard", CauseId::Routing),
+    ("neigh_", CauseId::NeighborFailure),
+    ("__neigh_event_send", CauseId::NeighborFailure),
+    ("ip_defrag", CauseId::MtuFragmentation),
+    ("ip_frag", CauseId::MtuFragmentation),
+    ("ip_fragment", CauseId::MtuFragmentation),
+    ("ipv6_frag", CauseId::MtuFragmentation),
+    ("ip6_frag", CauseId::MtuFragmentation),
+    ("inet_frag", CauseId::MtuFragmentation),
+    ("pfifo_fast_enqueue", CauseId::QdiscDrop),
+    ("qdisc_", CauseId::QdiscDrop),
+    ("__dev_xmit_skb", CauseId::QdiscDrop),
+    ("tcf_", CauseId::BpfOrTcProgram),
+    ("sch_handle_", CauseId::BpfOrTcProgram),
+    ("sk_filter", CauseId::BpfOrTcProgram),
+    ("do_xdp", CauseId::BpfOrTcProgram),
+    ("bpf_", CauseId::BpfOrTcProgram),
 ];
 
 /// All causes, in a stable order (used to break ties when ranking).
 pub const CAUSES: &[CauseInfo] = &[
     CauseInfo {
-        id: "no-listener",
+        id: CauseId::NoListener,
         title: "No socket listening on the destination port",
         explanation: "The packet reached this host but no socket is bound to its destination address and port, so the kernel drops it (TCP answers with a RST, UDP with an ICMP port unreachable). Usually the service is not running, listens on another port or address (127.0.0.1 instead of 0.0.0.0), lives in another network namespace, or the client targets the wrong port.",
         signals: &["drop reason NO_SOCKET", "Udp.NoPorts / Udp6.NoPorts increasing"],
@@ -103,7 +219,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ss -ltnp 'sport = :PORT'; ss -lunp 'sport = :PORT'", "nstat -az UdpNoPorts (stops increasing)"],
     },
     CauseInfo {
-        id: "firewall-drop",
+        id: CauseId::FirewallDrop,
         title: "Dropped by a firewall rule or chain policy (iptables/nftables)",
         explanation: "A netfilter hook returned a drop verdict: either a rule with a DROP/REJECT verdict matched, or the packet fell through a base chain whose policy is DROP. The usual culprits are an INPUT policy of DROP with no accept rule for a custom service port, or an over-broad drop rule.",
         signals: &[
@@ -123,7 +239,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["iptables -L -n -v | grep policy", "nft list ruleset (the drop rule's counter stops increasing)"],
     },
     CauseInfo {
-        id: "conntrack-table-full",
+        id: CauseId::ConntrackTableFull,
         title: "Connection tracking table full",
         explanation: "Every new flow needs a conntrack entry; when nf_conntrack_count reaches nf_conntrack_max the kernel drops packets of new flows (\"nf_conntrack: table full, dropping packet\" in dmesg). Typical on NAT gateways, busy proxies and hosts under connection floods.",
         signals: &[
@@ -146,7 +262,7 @@ pub const CAUSES: &[CauseInfo] = &[
         ],
     },
     CauseInfo {
-        id: "rp-filter",
+        id: CauseId::RpFilter,
         title: "Reverse-path filter (rp_filter) dropped the packet",
         explanation: "With strict reverse-path filtering (rp_filter=1), a packet is dropped when the route back to its source does not leave through the interface it arrived on. This breaks multi-homed hosts, asymmetric routing, VMs and NAT setups.",
         signals: &[
@@ -169,7 +285,7 @@ pub const CAUSES: &[CauseInfo] = &[
         ],
     },
     CauseInfo {
-        id: "udp-rcvbuf-full",
+        id: CauseId::UdpRcvbufFull,
         title: "UDP receive buffer full",
         explanation: "The UDP socket's receive buffer (SO_RCVBUF, default net.core.rmem_default, capped by net.core.rmem_max) was full when a datagram arrived, because the application reads more slowly than traffic arrives (bursts, slow processing, a single thread). The datagram is dropped and Udp RcvbufErrors increases.",
         signals: &[
@@ -189,7 +305,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ss -nump (rb shows the new size, d stops increasing)", "nstat -az UdpRcvbufErrors"],
     },
     CauseInfo {
-        id: "udp-sndbuf-full",
+        id: CauseId::UdpSndbufFull,
         title: "UDP send buffer full",
         explanation: "The UDP socket's send buffer (SO_SNDBUF, default net.core.wmem_default, capped by net.core.wmem_max) was full, so sendmsg failed (ENOBUFS/EAGAIN) and the datagram was never sent. No skb is freed, so only the Udp SndbufErrors counter shows it.",
         signals: &["Udp.SndbufErrors / Udp6.SndbufErrors increasing"],
@@ -205,7 +321,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ss -nump (tb shows the new size)", "nstat -az UdpSndbufErrors (stops increasing)"],
     },
     CauseInfo {
-        id: "tcp-accept-queue-full",
+        id: CauseId::TcpAcceptQueueFull,
         title: "TCP accept queue full (listen backlog overflow)",
         explanation: "Completed connections wait in the listener's accept queue until the application calls accept(). Its length is min(listen() backlog, net.core.somaxconn). When it is full, the kernel drops the incoming SYN or final ACK (ListenOverflows, ListenDrops) and clients see retransmitted SYNs and connection delays. On recent kernels these SYNs are freed with consume_skb, so only the counters show them.",
         signals: &[
@@ -225,7 +341,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ss -ltn (Send-Q shows the new backlog)", "nstat -az TcpExtListenOverflows (stops increasing)"],
     },
     CauseInfo {
-        id: "tcp-syn-queue-full",
+        id: CauseId::TcpSynQueueFull,
         title: "TCP SYN (request) queue full",
         explanation: "Half-open connections (SYN received, SYN-ACK sent) wait in the listener's SYN queue, bounded by net.ipv4.tcp_max_syn_backlog and the listen backlog. When it is full the kernel sends SYN cookies (tcp_syncookies=1) or drops the SYN (TCPReqQFullDrop): a SYN flood or many slow clients.",
         signals: &["TcpExt.TCPReqQFullDrop / TCPReqQFullDoCookies increasing", "TcpExt.SyncookiesSent increasing"],
@@ -241,7 +357,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["nstat -az TcpExtTCPReqQFullDrop (stops increasing)"],
     },
     CauseInfo {
-        id: "tcp-backlog-overflow",
+        id: CauseId::TcpBacklogOverflow,
         title: "TCP socket backlog overflow (socket locked by the application)",
         explanation: "When a segment arrives while the application holds the socket lock, it goes to the socket backlog; if the backlog exceeds the receive+send buffer budget, the segment is dropped (TCPBacklogDrop). The application holds the socket too long or the buffers (SO_RCVBUF, tcp_rmem) are too small.",
         signals: &["drop reason SOCKET_BACKLOG", "TcpExt.TCPBacklogDrop increasing"],
@@ -257,7 +373,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["nstat -az TcpExtTCPBacklogDrop (stops increasing)"],
     },
     CauseInfo {
-        id: "socket-memory-pressure",
+        id: CauseId::SocketMemoryPressure,
         title: "Socket memory limits (receive queue / protocol memory)",
         explanation: "The socket's receive memory or the protocol-wide memory limit (tcp_mem, udp_mem) was exceeded, so data was dropped or queues were pruned (TCPRcvQDrop, RcvPruned, OfoPruned, PROTO_MEM). Slow readers with large windows, or too many sockets holding data.",
         signals: &[
@@ -276,7 +392,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["nstat -az TcpExtTCPRcvQDrop TcpExtRcvPruned (stop increasing)", "cat /proc/net/sockstat"],
     },
     CauseInfo {
-        id: "softnet-backlog-full",
+        id: CauseId::SoftnetBacklogFull,
         title: "Per-CPU input backlog full (netdev_max_backlog)",
         explanation: "Received packets are queued on a per-CPU backlog before the protocol stack runs (always for RPS, veth, loopback and non-NAPI paths). When that queue exceeds net.core.netdev_max_backlog the packet is dropped and the second column of /proc/net/softnet_stat increases. One CPU doing all the receive work makes it worse.",
         signals: &["drop reason CPU_BACKLOG", "softnet_stat dropped column (2nd) increasing"],
@@ -292,7 +408,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["watch -d cat /proc/net/softnet_stat (2nd column stops increasing)"],
     },
     CauseInfo {
-        id: "softirq-budget-exhausted",
+        id: CauseId::SoftirqBudgetExhausted,
         title: "Receive softirq out of budget (time_squeeze)",
         explanation: "net_rx_action stopped with packets still pending because it used up net.core.netdev_budget packets or netdev_budget_usecs of time (third column of /proc/net/softnet_stat, time_squeeze). Sustained squeezes delay receive processing and lead to NIC ring or backlog drops, especially when one CPU handles most interrupts.",
         signals: &["softnet_stat time_squeeze (3rd column) increasing", "uneven per-CPU processed counts"],
@@ -308,7 +424,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["cat /proc/net/softnet_stat (3rd column grows slower)"],
     },
     CauseInfo {
-        id: "nic-ring-full",
+        id: CauseId::NicRingFull,
         title: "NIC receive ring full",
         explanation: "The NIC DMA-copies frames into a ring of receive descriptors that the driver refills from its softirq. When the ring is full (the host does not drain it fast enough, or the ring is small), the NIC drops frames: rx_missed_errors, rx_dropped or driver-specific no-buffer counters increase. No skb exists yet, so no drop event is traced.",
         signals: &[
@@ -328,7 +444,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ethtool -g DEV", "ip -s -s link show DEV (missed/dropped stop increasing)"],
     },
     CauseInfo {
-        id: "nic-fifo-overrun",
+        id: CauseId::NicFifoOverrun,
         title: "NIC FIFO overrun",
         explanation: "Frames are first stored in the NIC's on-chip FIFO before DMA to the ring; when the FIFO overflows (the bus or host cannot keep up, or the ring is full for long) frames are lost: rx_fifo_errors / rx_over_errors increase.",
         signals: &["device rx_fifo_errors / rx_over_errors increasing"],
@@ -343,7 +459,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ip -s -s link show DEV (fifo/overrun counters stop increasing)"],
     },
     CauseInfo {
-        id: "checksum-error",
+        id: CauseId::ChecksumError,
         title: "Checksum or CRC errors (corrupted packets)",
         explanation: "Packets arrived corrupted: the Ethernet CRC (rx_crc_errors), the IP header checksum or the TCP/UDP/ICMP checksum did not match, so the receiver discarded them. Causes are faulty cables, optics, NICs or switches, packets modified in transit, or a sender computing checksums wrongly (e.g. broken checksum offload).",
         signals: &[
@@ -363,7 +479,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["nstat -az | grep CsumErrors (stop increasing)", "ethtool -S DEV | grep crc"],
     },
     CauseInfo {
-        id: "qdisc-drop",
+        id: CauseId::QdiscDrop,
         title: "Egress queue (qdisc) drop",
         explanation: "The traffic-control queue of the outgoing interface was full or over its limit (drop-tail, a shaping rate like tbf/htb, fq flow limits, AQM), so the packet was dropped before reaching the driver. The queue length is txqueuelen or the qdisc's own limit.",
         signals: &["drop reasons QDISC_*, CAKE_FLOOD, FQ_*", "tc -s qdisc dropped/overlimits increasing"],
@@ -375,7 +491,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["tc -s qdisc show dev DEV (dropped stops increasing)"],
     },
     CauseInfo {
-        id: "routing",
+        id: CauseId::Routing,
         title: "No route, or an unreachable/blackhole route",
         explanation: "The kernel found no route for the packet (IP_INNOROUTES/IP_OUTNOROUTES), the destination address is invalid for this host (IP_INADDRERRORS), or the route is of type blackhole/unreachable/prohibit. Misconfigured routing tables, missing default routes or policy rules.",
         signals: &[
@@ -407,7 +523,7 @@ pub const CAUSES: &[CauseInfo] = &[
         ],
     },
     CauseInfo {
-        id: "neighbor-failure",
+        id: CauseId::NeighborFailure,
         title: "Neighbor (ARP/NDP) resolution failed",
         explanation: "The next hop's link-layer address could not be resolved (NEIGH_FAILED), the queue of packets waiting for resolution overflowed (NEIGH_QUEUEFULL), or the neighbor entry was dead or could not be created (table full, gc_thresh). The next hop is down, on another segment, or the neighbor table is too small.",
         signals: &[
@@ -427,7 +543,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ip neigh show NEXTHOP (REACHABLE)", "cat /proc/net/stat/arp_cache"],
     },
     CauseInfo {
-        id: "mtu-fragmentation",
+        id: CauseId::MtuFragmentation,
         title: "MTU and fragmentation problems",
         explanation: "The packet was larger than the path or device MTU and could not be fragmented (DF set: PKT_TOO_BIG, FragFails), or reassembly failed (fragments lost, timed out, duplicated or out of range). Often Path MTU Discovery is broken because ICMP \"fragmentation needed\" is blocked, or MTUs differ on a tunnel/overlay.",
         signals: &[
@@ -446,7 +562,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["tracepath DST (pmtu is consistent)", "nstat -az IpFragFails IpReasmFails (stop increasing)"],
     },
     CauseInfo {
-        id: "tcp-protocol",
+        id: CauseId::TcpProtocol,
         title: "TCP protocol-level drops (window, sequence, PAWS, out-of-order)",
         explanation: "TCP discarded segments that did not fit the connection's state: outside the receive window, old or duplicate data, zero window, PAWS timestamp checks, invalid sequence or ACK numbers, or out-of-order queue limits. A few are normal (retransmitted duplicates); many indicate reordering, middleboxes rewriting sequence numbers or timestamps, or an overloaded receiver.",
         signals: &[
@@ -465,7 +581,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["nstat -az TcpExtTCPOFODrop TcpExtTCPZeroWindowDrop TcpExtPAWSEstab (stop increasing)"],
     },
     CauseInfo {
-        id: "bpf-or-tc-program",
+        id: CauseId::BpfOrTcProgram,
         title: "Dropped by an XDP, tc or cgroup BPF program (or a socket filter)",
         explanation: "A BPF program attached to the device (XDP, tc ingress/egress), to a cgroup (egress), or to the socket (SO_ATTACH_FILTER) returned a drop verdict; also tc filter actions. Typical with CNI plugins, DDoS filters, load balancers and observability agents.",
         signals: &[
@@ -496,7 +612,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["bpftool net show", "tc -s filter show dev DEV ingress"],
     },
     CauseInfo {
-        id: "memory-pressure",
+        id: CauseId::MemoryPressure,
         title: "Kernel memory allocation failure",
         explanation: "The kernel could not allocate memory for the packet (NOMEM) or dropped it because it arrived on an emergency (pfmemalloc) reserve page destined to a socket not allowed to use it; NIC drivers count failed RX buffer allocations. The system is short of free or atomic memory.",
         signals: &[
@@ -516,7 +632,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["grep -E 'MemFree|MemAvailable' /proc/meminfo", "ethtool -S DEV | grep -i alloc (stops increasing)"],
     },
     CauseInfo {
-        id: "interface-down",
+        id: CauseId::InterfaceDown,
         title: "Interface down or link flapping",
         explanation: "The device was not ready to send (DEV_READY: administratively down, no carrier, or a veth whose peer is down), or the link went down and up during the capture (carrier changes). Packets queued to it are dropped until the link is back.",
         signals: &["drop reason DEV_READY", "device carrier_changes increasing", "device not UP / no LOWER_UP"],
@@ -532,7 +648,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ip link show DEV (state UP, LOWER_UP)", "ip -s link show DEV (carrier_changes stays constant)"],
     },
     CauseInfo {
-        id: "external-loss",
+        id: CauseId::ExternalLoss,
         title: "Loss outside this host (path, peer or cloud limits)",
         explanation: "TCP retransmitted segments but this host dropped nothing that explains it: the loss happened in the network path (congestion, link errors), on the peer, or at a provider limit such as the instance's bandwidth, packets-per-second or connection-count caps, security groups or NACLs.",
         signals: &["TCP retransmissions (events or Tcp.RetransSegs) without matching local drops"],
@@ -549,7 +665,7 @@ pub const CAUSES: &[CauseInfo] = &[
         verify: &["ss -ti dst PEER (retrans stops growing)", "nstat -az TcpRetransSegs"],
     },
     CauseInfo {
-        id: "unclassified",
+        id: CauseId::Unclassified,
         title: "Unclassified drop reason",
         explanation: "The kernel dropped packets for a reason pktloss does not map to a documented cause. The raw reason and the kernel function that dropped them are kept so the code path can be read.",
         signals: &["any drop reason not mapped above"],
@@ -566,13 +682,13 @@ pub const CAUSES: &[CauseInfo] = &[
 ];
 
 /// The cause with this id.
-pub fn info(id: &str) -> Option<&'static CauseInfo> {
-    CAUSES.iter().find(|c| c.id == id)
+pub fn info(id: CauseId) -> &'static CauseInfo {
+    id.info()
 }
 
 /// Position of a cause in [`CAUSES`] (for stable tie-breaking).
-pub fn order(id: &str) -> usize {
-    CAUSES.iter().position(|c| c.id == id).unwrap_or(usize::MAX)
+pub fn order(id: CauseId) -> usize {
+    id as usize
 }
 
 fn pattern_matches(pattern: &str, reason: &str) -> bool {
@@ -589,7 +705,7 @@ pub fn is_benign(reason: &str) -> bool {
 
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
-pub fn cause_for_reason(reason: &str) -> Option<&'static str> {
+pub fn cause_for_reason(reason: &str) -> Option<CauseId> {
     if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::decode::reasons::NO_REASON)
         || is_benign(reason)
     {
@@ -609,7 +725,7 @@ pub fn is_benign_location(reason: &str, symbol: &str) -> bool {
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.
-pub fn cause_for_location(symbol: &str) -> Option<&'static str> {
+pub fn cause_for_location(symbol: &str) -> Option<CauseId> {
     let func = symbol.split('+').next().unwrap_or(symbol);
     LOCATION_HINTS.iter().find(|(p, _)| func.starts_with(p)).map(|(_, c)| *c)
 }

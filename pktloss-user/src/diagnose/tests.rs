@@ -100,7 +100,7 @@ fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause
     classify(&DiagnosisInput { summary: s, deltas, checks })
 }
 
-fn top<'a>(causes: &'a [Cause], id: &str) -> &'a Cause {
+fn top<'a>(causes: &'a [Cause], id: CauseId) -> &'a Cause {
     assert!(!causes.is_empty(), "no cause, expected {id}");
     assert_eq!(causes[0].id, id, "top cause: {:#?}", causes);
     &causes[0]
@@ -112,7 +112,7 @@ fn has(lines: &[String], needle: &str) -> bool {
 
 #[test]
 fn taxonomy_has_exactly_the_issue_ids() {
-    let ids: Vec<&str> = taxonomy::CAUSES.iter().map(|c| c.id).collect();
+    let ids: Vec<&str> = taxonomy::CAUSES.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
         [
@@ -156,20 +156,20 @@ fn taxonomy_has_exactly_the_issue_ids() {
 #[test]
 fn reason_mapping() {
     use taxonomy::cause_for_reason as m;
-    assert_eq!(m("NO_SOCKET"), Some("no-listener"));
-    assert_eq!(m("TCP_LISTEN_OVERFLOW"), Some("tcp-accept-queue-full"));
-    assert_eq!(m("TCP_OFO_QUEUE_PRUNE"), Some("socket-memory-pressure"));
-    assert_eq!(m("TCP_CSUM"), Some("checksum-error"));
-    assert_eq!(m("TCP_ZEROWINDOW"), Some("tcp-protocol"));
-    assert_eq!(m("FRAG_REASM_TIMEOUT"), Some("mtu-fragmentation"));
-    assert_eq!(m("QDISC_OVERLIMIT"), Some("qdisc-drop"));
-    assert_eq!(m("NEIGH_QUEUEFULL"), Some("neighbor-failure"));
-    assert_eq!(m("TC_INGRESS"), Some("bpf-or-tc-program"));
+    assert_eq!(m("NO_SOCKET"), Some(CauseId::NoListener));
+    assert_eq!(m("TCP_LISTEN_OVERFLOW"), Some(CauseId::TcpAcceptQueueFull));
+    assert_eq!(m("TCP_OFO_QUEUE_PRUNE"), Some(CauseId::SocketMemoryPressure));
+    assert_eq!(m("TCP_CSUM"), Some(CauseId::ChecksumError));
+    assert_eq!(m("TCP_ZEROWINDOW"), Some(CauseId::TcpProtocol));
+    assert_eq!(m("FRAG_REASM_TIMEOUT"), Some(CauseId::MtuFragmentation));
+    assert_eq!(m("QDISC_OVERLIMIT"), Some(CauseId::QdiscDrop));
+    assert_eq!(m("NEIGH_QUEUEFULL"), Some(CauseId::NeighborFailure));
+    assert_eq!(m("TC_INGRESS"), Some(CauseId::BpfOrTcProgram));
     assert_eq!(m("SOCKET_RCVBUFF"), None);
     assert_eq!(m("SOCKET_CLOSE"), None);
     assert_eq!(m("SOMETHING_NEW"), None);
-    assert_eq!(taxonomy::cause_for_location("enqueue_to_backlog+0x1a2"), Some("softnet-backlog-full"));
-    assert_eq!(taxonomy::cause_for_location("tcp_v4_rcv+0x10"), Some("tcp-protocol"));
+    assert_eq!(taxonomy::cause_for_location("enqueue_to_backlog+0x1a2"), Some(CauseId::SoftnetBacklogFull));
+    assert_eq!(taxonomy::cause_for_location("tcp_v4_rcv+0x10"), Some(CauseId::TcpProtocol));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn no_listener() {
         c.listeners.push(Listener { addr: "127.0.0.1".into(), port: 8080, backlog: 128, ..Default::default() })
     });
     let causes = run(&s, &[host_delta(), d], &[c]);
-    let c = top(&causes, "no-listener");
+    let c = top(&causes, CauseId::NoListener);
     assert_eq!(c.drops, 30);
     assert_eq!(c.netns, [NSA]);
     assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Udp.NoPorts +20"), "{:#?}", c.evidence);
@@ -269,7 +269,7 @@ fn firewall_drop_with_rules() {
         c.drop_rules = rules;
     });
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
-    let c = top(&causes, "firewall-drop");
+    let c = top(&causes, CauseId::FirewallDrop);
     assert_eq!((c.drops, c.event_drops, c.counter_drops), (25, 25, 20));
     assert!(has(&c.evidence, "rule `udp dport 9999 counter packets 20 bytes 2560 drop`"), "{:#?}", c.evidence);
     assert!(has(&c.evidence, "matched 20 packets"));
@@ -297,7 +297,7 @@ fn firewall_drop_iptables_policy() {
     let mut s = summary(&[("NETFILTER_DROP", 7)]);
     s.flows.push(flow("NETFILTER_DROP", "tcp", "10.0.0.5", 5432, HOST, 7));
     let causes = run(&s, &[host_delta()], &[c]);
-    let c = top(&causes, "firewall-drop");
+    let c = top(&causes, CauseId::FirewallDrop);
     assert!(has(&c.advice, "iptables -I INPUT -p tcp --dport 5432 -j ACCEPT"), "{:#?}", c.advice);
     assert!(has(&c.advice, "iptables -P INPUT ACCEPT"));
     assert!(has(&c.evidence, "7 packets fell through to the policy"));
@@ -313,11 +313,11 @@ fn conntrack_table_full() {
     });
     let s = summary(&[("NETFILTER_DROP", 40)]);
     let causes = run(&s, &[host_delta(), d], &[]);
-    let c = top(&causes, "conntrack-table-full");
+    let c = top(&causes, CauseId::ConntrackTableFull);
     assert_eq!(c.drops, 40);
     assert!(has(&c.evidence, "conntrack count 65530 of max 65536"));
     assert!(has(&c.advice, "nf_conntrack_max=131072"), "{:#?}", c.advice);
-    assert!(causes.iter().all(|c| c.id != "firewall-drop"), "the NETFILTER_DROPs are conntrack's");
+    assert!(causes.iter().all(|c| c.id != CauseId::FirewallDrop), "the NETFILTER_DROPs are conntrack's");
 }
 
 #[test]
@@ -332,7 +332,7 @@ fn rp_filter() {
             [("all".to_owned(), 1), ("default".to_owned(), 1), ("pktl-v0".to_owned(), 1), ("lo".to_owned(), 0)].into();
     });
     let causes = run(&s, &[host_delta(), d], &[c]);
-    let c = top(&causes, "rp-filter");
+    let c = top(&causes, CauseId::RpFilter);
     assert_eq!(c.drops, 12);
     assert!(has(&c.evidence, "rp_filter: all=1 default=1 pktl-v0=1"), "{:#?}", c.evidence);
     assert!(has(&c.advice, "net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.pktl-v0.rp_filter=2"), "{:#?}", c.advice);
@@ -351,7 +351,7 @@ fn udp_rcvbuf_full() {
     let c = checks(|c| c.udp_sockets = socks);
     let d = ns_delta(&[("Udp.RcvbufErrors", 199), ("Udp.InErrors", 199)]);
     let causes = run(&s, &[host_delta(), d], &[c]);
-    let c = top(&causes, "udp-rcvbuf-full");
+    let c = top(&causes, CauseId::UdpRcvbufFull);
     assert_eq!(c.drops, 199);
     assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Udp.RcvbufErrors +199"));
     assert!(has(&c.evidence, "udp socket 0.0.0.0:5000 owned by python3[11082]: 199 drops"), "{:#?}", c.evidence);
@@ -365,12 +365,12 @@ fn udp_rcvbuf_full() {
 fn udp_rcvbuf_counters_only_and_tcp_rcvbuff_split() {
     // Counters only (e.g. detail budget exhausted, or a kernel without the reason).
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp6.RcvbufErrors", 50)])], &[]);
-    assert_eq!(top(&causes, "udp-rcvbuf-full").drops, 50);
+    assert_eq!(top(&causes, CauseId::UdpRcvbufFull).drops, 50);
     // SOCKET_RCVBUFF on TCP flows => socket memory.
     let mut s = summary(&[("SOCKET_RCVBUFF", 30)]);
     s.flows.push(flow("SOCKET_RCVBUFF", "tcp", "10.0.0.1", 443, NSA, 30));
     let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.TCPRcvQDrop", 30)])], &[]);
-    let c = top(&causes, "socket-memory-pressure");
+    let c = top(&causes, CauseId::SocketMemoryPressure);
     assert_eq!(c.drops, 30);
     assert!(has(&c.evidence, "net.ipv4.tcp_mem = 18486 24648 36972 (host-wide)"), "{:#?}", c.evidence);
 }
@@ -382,7 +382,7 @@ fn udp_sndbuf_full() {
     socks[0].tx_queue = 4096;
     let c = checks(|c| c.udp_sockets = socks);
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp.SndbufErrors", 43)])], &[c]);
-    let c = top(&causes, "udp-sndbuf-full");
+    let c = top(&causes, CauseId::UdpSndbufFull);
     assert_eq!((c.drops, c.event_drops), (43, 0));
     assert!(has(&c.evidence, "none traced as drop events"));
     assert!(has(&c.advice, "net.core.wmem_max"), "{:#?}", c.advice);
@@ -410,7 +410,7 @@ fn tcp_accept_queue_full_from_counters_alone() {
     };
     let d = ns_delta(&[("TcpExt.ListenOverflows", 8), ("TcpExt.ListenDrops", 8), ("Tcp.RetransSegs", 8)]);
     let causes = run(&s, &[host_delta(), d], &[c]);
-    let c = top(&causes, "tcp-accept-queue-full");
+    let c = top(&causes, CauseId::TcpAcceptQueueFull);
     assert_eq!(c.drops, 8);
     assert_eq!(causes.len(), 1, "{causes:#?}");
     assert!(
@@ -432,7 +432,7 @@ fn tcp_syn_queue_full() {
         &[host_delta(), ns_delta(&[("TcpExt.TCPReqQFullDrop", 100), ("TcpExt.TCPReqQFullDoCookies", 5)])],
         &[],
     );
-    let c = top(&causes, "tcp-syn-queue-full");
+    let c = top(&causes, CauseId::TcpSynQueueFull);
     assert_eq!(c.drops, 100);
     assert!(has(&c.evidence, "net.ipv4.tcp_max_syn_backlog = 512 (host-wide)"), "{:#?}", c.evidence);
     assert!(has(&c.advice, "tcp_max_syn_backlog=4096"));
@@ -442,7 +442,7 @@ fn tcp_syn_queue_full() {
 fn tcp_backlog_overflow() {
     let s = summary(&[("SOCKET_BACKLOG", 9)]);
     let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.TCPBacklogDrop", 9)])], &[]);
-    let c = top(&causes, "tcp-backlog-overflow");
+    let c = top(&causes, CauseId::TcpBacklogOverflow);
     assert_eq!(c.drops, 9);
     assert!(has(&c.advice, "tcp_rmem"));
 }
@@ -451,7 +451,7 @@ fn tcp_backlog_overflow() {
 fn socket_memory_pressure() {
     let s = summary(&[("PROTO_MEM", 4)]);
     let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.RcvPruned", 10), ("TcpExt.PruneCalled", 30)])], &[]);
-    let c = top(&causes, "socket-memory-pressure");
+    let c = top(&causes, CauseId::SocketMemoryPressure);
     assert_eq!(c.drops, 10);
     assert!(has(&c.evidence, "TcpExt.PruneCalled +30"));
 }
@@ -469,7 +469,7 @@ fn softnet_backlog_full() {
         ..Default::default()
     };
     let causes = run(&s, &[h], &[c]);
-    let c = top(&causes, "softnet-backlog-full");
+    let c = top(&causes, CauseId::SoftnetBacklogFull);
     assert_eq!((c.drops, c.event_drops, c.counter_drops), (77, 70, 77));
     assert!(has(&c.evidence, "[host-wide softnet_stat] dropped +77 (cpu1 +77)"));
     assert!(has(&c.evidence, "net.core.netdev_max_backlog = 1000"));
@@ -487,7 +487,7 @@ fn softirq_budget_exhausted_threshold() {
     h.softnet[0].processed = 9000;
     h.softnet[1].processed = 100;
     let causes = run(&summary(&[]), &[h], &[]);
-    let c = top(&causes, "softirq-budget-exhausted");
+    let c = top(&causes, CauseId::SoftirqBudgetExhausted);
     assert_eq!(c.drops, 0);
     assert!(has(&c.evidence, "time_squeeze +40"));
     assert!(has(&c.evidence, "uneven load: cpu0 processed 99%"), "{:#?}", c.evidence);
@@ -547,8 +547,8 @@ fn nic_ring_full_fifo_and_crc_from_fixtures() {
     let dev = &d.devices[0];
     assert_eq!((dev.rx_missed_errors, dev.rx_fifo_errors, dev.rx_crc_errors), (1000, 50, 7));
     let causes = run(&summary(&[]), &[d], &[c]);
-    let ids: Vec<&str> = causes.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["nic-ring-full", "nic-fifo-overrun", "checksum-error"], "{causes:#?}");
+    let ids: Vec<CauseId> = causes.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [CauseId::NicRingFull, CauseId::NicFifoOverrun, CauseId::ChecksumError], "{causes:#?}");
     let ring = &causes[0];
     assert_eq!(ring.drops, 1000);
     assert!(
@@ -582,7 +582,7 @@ fn memory_pressure_from_netstat_fixture_and_events() {
     assert_eq!(d.netstat.len(), 1);
     let s = summary(&[("NOMEM", 5)]);
     let causes = run(&s, &[d], &[]);
-    let c = top(&causes, "memory-pressure");
+    let c = top(&causes, CauseId::MemoryPressure);
     assert_eq!(c.drops, 25);
     assert!(has(&c.evidence, "TcpExt.PFMemallocDrop +25"));
     assert!(has(&c.evidence, "events: 5 drops with reason NOMEM"));
@@ -592,7 +592,7 @@ fn memory_pressure_from_netstat_fixture_and_events() {
     let mut h = host_delta();
     h.devices.push(dev);
     let causes = run(&summary(&[]), &[h], &[]);
-    assert_eq!(top(&causes, "memory-pressure").drops, 9);
+    assert_eq!(top(&causes, CauseId::MemoryPressure).drops, 9);
 }
 
 #[test]
@@ -602,7 +602,7 @@ fn checksum_error_from_counters() {
         &[host_delta(), ns_delta(&[("Udp.InCsumErrors", 3), ("Udp.InErrors", 3)])],
         &[],
     );
-    let c = top(&causes, "checksum-error");
+    let c = top(&causes, CauseId::ChecksumError);
     assert_eq!(c.drops, 3);
     assert!(has(&c.evidence, "Udp.InCsumErrors +3"));
 }
@@ -615,7 +615,7 @@ fn qdisc_drop() {
     let mut s = summary(&[("QDISC_DROP", 43)]);
     s.flows.push(flow("QDISC_DROP", "udp", "10.99.0.2", 5000, NSA, 43));
     let causes = run(&s, &[host_delta(), d], &[]);
-    let c = top(&causes, "qdisc-drop");
+    let c = top(&causes, CauseId::QdiscDrop);
     assert_eq!(c.drops, 43);
     assert!(has(&c.evidence, "qdisc tbf 8001: on dev pktl-v0: dropped +43, overlimits +59"), "{:#?}", c.evidence);
     assert!(has(&c.evidence, "txqueuelen 1000"));
@@ -630,7 +630,10 @@ fn qdisc_drop() {
         ..Default::default()
     });
     let causes = run(&summary(&[]), &[host_delta(), d], &[]);
-    assert!(has(&top(&causes, "qdisc-drop").advice, "ip netns exec pktl-a ip link set dev eth1 txqueuelen 10000"));
+    assert!(has(
+        &top(&causes, CauseId::QdiscDrop).advice,
+        "ip netns exec pktl-a ip link set dev eth1 txqueuelen 10000"
+    ));
 }
 
 #[test]
@@ -639,7 +642,7 @@ fn routing_blackhole() {
     s.flows.push(flow("IP_OUTNOROUTES", "udp", "10.200.0.5", 53, NSA, 6));
     let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
     let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.OutNoRoutes", 6)])], &[c]);
-    let c = top(&causes, "routing");
+    let c = top(&causes, CauseId::Routing);
     assert_eq!(c.drops, 6);
     assert!(
         has(&c.evidence, "blackhole route 10.200.0.0/24 (table main) matches dropped destination 10.200.0.5"),
@@ -653,7 +656,7 @@ fn routing_blackhole() {
     let mut s = summary(&[("IP_INNOROUTES", 1)]);
     s.flows.push(flow("IP_INNOROUTES", "icmpv6", "ff02::1:ff32:6072", 0, NSA, 1));
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[checks(|_| {})]);
-    assert!(!has(&top(&causes, "routing").advice, "ff02::1:ff32:6072"), "{causes:#?}");
+    assert!(!has(&top(&causes, CauseId::Routing).advice, "ff02::1:ff32:6072"), "{causes:#?}");
     // Forwarded into a blackhole: NOT_SPECIFIED at ip_error, still matched to the route.
     let mut s = summary(&[("NOT_SPECIFIED", 5)]);
     s.locations.push(LocationCount {
@@ -665,13 +668,13 @@ fn routing_blackhole() {
     s.flows.push(flow("NOT_SPECIFIED", "udp", "10.200.0.7", 9, NSA, 5));
     let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
-    let c = top(&causes, "routing");
+    let c = top(&causes, CauseId::Routing);
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"), "{:#?}", c.advice);
     // A router without a route: IPv4 InNoRoutes comes from /proc/net/netstat (IpExt).
     let netstat = parse::proc_pairs(fx!("netstat.txt").replace("IpExt: 0 ", "IpExt: 7 ").as_str());
     assert_eq!(netstat.get("IpExt.InNoRoutes"), Some(&7), "fixture shape");
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("IpExt.InNoRoutes", 7)])], &[]);
-    assert_eq!(top(&causes, "routing").drops, 7);
+    assert_eq!(top(&causes, CauseId::Routing).drops, 7);
 }
 
 #[test]
@@ -680,32 +683,32 @@ fn neighbor_failure() {
     s.flows.push(flow("NEIGH_FAILED", "udp", "10.99.0.9", 5000, NSA, 4));
     let c = checks(|c| c.failed_neighbors = vec!["10.99.0.9 dev pktl-v0 FAILED".into()]);
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
-    let c = top(&causes, "neighbor-failure");
+    let c = top(&causes, CauseId::NeighborFailure);
     assert_eq!(c.drops, 4);
     assert!(has(&c.evidence, "[netns pktl-a (4026532291)] neighbour 10.99.0.9 dev pktl-v0 FAILED"));
     assert!(has(&c.advice, "arping -I pktl-v0 10.99.0.9"));
     // Host-wide unresolved discards alone.
     let mut h = host_delta();
     h.neigh.insert("arp.unresolved_discards".into(), 3);
-    assert_eq!(top(&run(&summary(&[]), &[h], &[]), "neighbor-failure").drops, 3);
+    assert_eq!(top(&run(&summary(&[]), &[h], &[]), CauseId::NeighborFailure).drops, 3);
 }
 
 #[test]
 fn mtu_fragmentation() {
     let s = summary(&[("PKT_TOO_BIG", 2), ("FRAG_REASM_TIMEOUT", 3)]);
     let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.ReasmFails", 3)])], &[]);
-    let c = top(&causes, "mtu-fragmentation");
+    let c = top(&causes, CauseId::MtuFragmentation);
     assert_eq!(c.drops, 5);
 }
 
 #[test]
 fn tcp_protocol_events_and_threshold() {
     let causes = run(&summary(&[("TCP_OLD_DATA", 3), ("TCP_RFC7323_PAWS", 2)]), &[host_delta()], &[]);
-    assert_eq!(top(&causes, "tcp-protocol").drops, 5);
+    assert_eq!(top(&causes, CauseId::TcpProtocol).drops, 5);
     // Counters only: a handful is normal.
     assert!(run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 3)])], &[]).is_empty());
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 30)])], &[]);
-    assert_eq!(top(&causes, "tcp-protocol").drops, 30);
+    assert_eq!(top(&causes, CauseId::TcpProtocol).drops, 30);
 }
 
 #[test]
@@ -725,7 +728,7 @@ fn bpf_or_tc_program() {
         ..Default::default()
     });
     let causes = run(&summary(&[("XDP", 11), ("TC_INGRESS", 4)]), &[host_delta(), d], &[]);
-    let c = top(&causes, "bpf-or-tc-program");
+    let c = top(&causes, CauseId::BpfOrTcProgram);
     assert_eq!(c.drops, 15);
     assert!(has(&c.evidence, "dev eth0 has an XDP program attached (mode 1 prog id 42)"));
     assert!(has(&c.advice, "tc filter show dev eth0 ingress"));
@@ -747,7 +750,7 @@ fn interface_down() {
         ..Default::default()
     });
     let causes = run(&s, &[host_delta(), d], &[]);
-    let c = top(&causes, "interface-down");
+    let c = top(&causes, CauseId::InterfaceDown);
     assert_eq!(c.drops, 6);
     assert!(has(&c.evidence, "carrier_changes +1"));
     assert!(has(&c.advice, "pktl-v0 has no carrier"), "{:#?}", c.advice);
@@ -770,7 +773,7 @@ fn external_loss_only_without_local_drops() {
     let mut h = host_delta();
     h.snmp.insert("Tcp.RetransSegs".into(), 40);
     let causes = run(&s, &[h.clone()], &[]);
-    let c = top(&causes, "external-loss");
+    let c = top(&causes, CauseId::ExternalLoss);
     assert_eq!(c.drops, 40);
     assert!(has(&c.advice, "mtr -rwc 100 203.0.113.9"));
     assert!(has(&c.evidence, "Tcp.RetransSegs +40"));
@@ -781,7 +784,7 @@ fn external_loss_only_without_local_drops() {
     f.sport = 5555;
     s.flows.push(f);
     let causes = run(&s, &[h], &[]);
-    assert!(causes.iter().all(|c| c.id != "external-loss"), "{causes:#?}");
+    assert!(causes.iter().all(|c| c.id != CauseId::ExternalLoss), "{causes:#?}");
 }
 
 #[test]
@@ -822,12 +825,12 @@ fn unclassified_keeps_reason_and_location() {
     });
     s.samples.push(Sample { reason: "SOMETHING_NEW".into(), comm: "curl".into(), pid: 99, ..Default::default() });
     let causes = run(&s, &[host_delta()], &[]);
-    let u = causes.iter().find(|c| c.id == "unclassified").expect("unclassified");
+    let u = causes.iter().find(|c| c.id == CauseId::Unclassified).expect("unclassified");
     assert_eq!(u.drops, 6);
     assert!(has(&u.evidence, "events: 5 drops with reason SOMETHING_NEW at mystery_func+0x42"), "{:#?}", u.evidence);
     assert!(has(&u.evidence, "events: 1 drops with reason NOT_SPECIFIED at other+0x1"));
     assert!(has(&u.evidence, "curl[99]"));
-    let b = causes.iter().find(|c| c.id == "softnet-backlog-full").expect("by location");
+    let b = causes.iter().find(|c| c.id == CauseId::SoftnetBacklogFull).expect("by location");
     assert_eq!(b.drops, 3);
 }
 
@@ -837,8 +840,8 @@ fn ranking_by_drops_and_reconciliation() {
     s.flows.push(flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 100));
     let d = ns_delta(&[("Udp.RcvbufErrors", 150), ("Udp.SndbufErrors", 20)]);
     let dg = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta(), d], checks: &[] });
-    let ids: Vec<&str> = dg.causes.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["udp-rcvbuf-full", "udp-sndbuf-full", "no-listener"]);
+    let ids: Vec<CauseId> = dg.causes.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [CauseId::UdpRcvbufFull, CauseId::UdpSndbufFull, CauseId::NoListener]);
     assert_eq!(dg.causes[0].drops, 150);
     assert!(
         has(&dg.reconciliation, "udp-rcvbuf-full: counters show 150 drops, events 100: 50 not seen as events"),
@@ -859,7 +862,7 @@ fn ranking_by_drops_and_reconciliation() {
     }
     // Events with no namespace counters read at all: still classified, evidence says so.
     let dg = diagnose(&DiagnosisInput { summary: &s, deltas: &[], checks: &[] });
-    assert_eq!(dg.causes[0].id, "udp-rcvbuf-full");
+    assert_eq!(dg.causes[0].id, CauseId::UdpRcvbufFull);
 }
 
 #[test]
@@ -887,7 +890,7 @@ fn firewall_rule_counters_alone_select() {
     };
     let c = checks(|c| c.drop_rules.push(r));
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[])], &[c]);
-    let c = top(&causes, "firewall-drop");
+    let c = top(&causes, CauseId::FirewallDrop);
     assert_eq!(c.drops, 5);
     assert!(
         has(&c.advice, "ip netns exec pktl-a iptables -t filter -D INPUT -p udp -m udp --dport 7777 -j DROP"),
@@ -903,7 +906,7 @@ fn udp_socket_unused_fields_are_fine() {
     u.drops_delta = Some(10);
     let c = checks(|c| c.udp_sockets.push(u));
     let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("Udp.RcvbufErrors", 10)])], &[c]);
-    assert!(has(&top(&causes, "udp-rcvbuf-full").evidence, "SO_RCVBUF (skmem rb) ?"));
+    assert!(has(&top(&causes, CauseId::UdpRcvbufFull).evidence, "SO_RCVBUF (skmem rb) ?"));
 }
 
 #[test]
@@ -918,12 +921,12 @@ fn sndbuf_errors_from_qdisc_drops_are_the_qdisc() {
         ..Default::default()
     });
     let causes = run(&summary(&[]), &[host_delta(), d.clone()], &[]);
-    let ids: Vec<&str> = causes.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["qdisc-drop"], "{causes:#?}");
+    let ids: Vec<CauseId> = causes.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [CauseId::QdiscDrop], "{causes:#?}");
     assert!(has(&causes[0].evidence, "Udp.SndbufErrors +23: 23 of them are these qdisc drops"));
     // More SndbufErrors than qdisc drops: the rest is a full send buffer.
     d.snmp.insert("Udp.SndbufErrors".into(), 64);
     let causes = run(&summary(&[]), &[host_delta(), d], &[]);
-    let s = causes.iter().find(|c| c.id == "udp-sndbuf-full").expect("sndbuf");
+    let s = causes.iter().find(|c| c.id == CauseId::UdpSndbufFull).expect("sndbuf");
     assert_eq!(s.drops, 41);
 }

@@ -99,7 +99,7 @@ pub fn cause_views(causes: &[Cause], summary: &Summary) -> Vec<CauseView> {
     causes
         .iter()
         .map(|c| CauseView {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             title: c.title.clone(),
             drops: c.drops,
             evidence: c.evidence.clone(),
@@ -107,7 +107,7 @@ pub fn cause_views(causes: &[Cause], summary: &Summary) -> Vec<CauseView> {
             reasons: summary
                 .reasons
                 .iter()
-                .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id.as_str()))
+                .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id))
                 .map(|r| r.reason.clone())
                 .collect(),
         })
