@@ -1,0 +1,45 @@
+//! The maps shared with userspace.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+};
+use pktloss_common::{DevKey, DropKey, FlowKey, RunCache, stat};
+
+#[map]
+pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Exact drop counts per (reason, location, stack id).
+#[map]
+pub(crate) static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Exact drop counts per flow, bounded; evictions are derived from `FLOW_INSERTS`.
+#[map]
+pub(crate) static FLOWS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// Transmitted packets per device (`net:net_dev_queue`).
+#[map]
+pub(crate) static TX: PerCpuHashMap<DevKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// Retransmissions per flow (`tcp:tcp_retransmit_skb`).
+#[map]
+pub(crate) static RETRANS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(4096, 0);
+
+#[map]
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+
+/// Detail budget epoch, advanced by userspace once a second (see `RunCache`).
+#[map]
+pub(crate) static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Sampled per-drop detail; size set by userspace.
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Run-length caches in front of DROPS, FLOWS and TX (see `RunCache`).
+#[map]
+pub(crate) static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch flow key of the retransmission program.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
