@@ -210,3 +210,70 @@ pub fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) 
         crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
     Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
 }
+
+/// The self-contained capture file of a session: its summary, the counters and configuration
+/// read before and after, the diagnosis, the drop-reason names and the devices seen.
+pub fn capture_file(
+    summary: Summary,
+    d: &Diagnosed,
+    reasons: Vec<(u32, String)>,
+    options: serde_json::Value,
+    stopped_by: &str,
+) -> crate::capture::CaptureFile {
+    use crate::capture::{CaptureFile, DropReasonName, Interface};
+    let mut file = CaptureFile::for_this_host(summary);
+    file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
+    file.stopped_by = stopped_by.to_owned();
+    file.options = options;
+    // Interfaces of every namespace with drops or traffic.
+    let mut seen = std::collections::BTreeSet::new();
+    for (ns, ifindex) in file
+        .summary
+        .devices
+        .iter()
+        .map(|x| (x.netns, x.ifindex))
+        .chain(file.summary.flows.iter().map(|f| (f.netns, f.ifindex)))
+        .chain(file.summary.samples.iter().map(|x| (x.netns, x.ifindex)))
+    {
+        if ifindex != 0 {
+            seen.insert((ns, ifindex));
+        }
+    }
+    let names: std::collections::HashMap<(u32, u32), String> = file
+        .summary
+        .devices
+        .iter()
+        .map(|x| ((x.netns, x.ifindex), x.name.clone()))
+        .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
+    let ns_map = crate::host::netns::list();
+    let after_devs: std::collections::HashMap<(u32, String), (u32, bool)> = d
+        .deltas
+        .iter()
+        .flat_map(|x| {
+            x.devices
+                .iter()
+                .map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo")))
+        })
+        .collect();
+    for (ns, ifindex) in seen {
+        let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
+        let netns_name = ns_map.get(&ns).map(|r| r.label()).unwrap_or_default();
+        let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
+        file.interfaces.push(Interface {
+            netns: ns,
+            netns_name,
+            ifindex,
+            arphrd: Some(if is_lo { 772 } else { 1 }),
+            mtu: (mtu > 0).then_some(mtu),
+            name,
+            mac: String::new(),
+        });
+    }
+    file.counters_before = Some(d.before.clone());
+    file.counters_after = Some(d.after.clone());
+    file.checks = d.checks.clone();
+    file.diagnosis = d.diagnosis.clone();
+    file
+}

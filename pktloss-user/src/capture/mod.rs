@@ -2,8 +2,8 @@
 //!
 //! `pktloss capture -o incident.pktloss` writes a [`CaptureFile`] with [`write`];
 //! `pktloss report incident.pktloss` reads it back with [`read`] (no root, no kernel access
-//! needed) and renders it with [`render`] as text, Markdown or JSON, or exports the dropped
-//! packets' headers as pcapng with [`write_pcapng`].
+//! needed); [`crate::render::report`] renders it as text, Markdown or JSON, and
+//! [`crate::render::pcapng`] exports the dropped packets' headers.
 //!
 //! # File format (version 1.0)
 //!
@@ -38,8 +38,6 @@
 //! Files are created with mode 0600: they contain packet headers, addresses and process names.
 
 mod format;
-mod pcapng;
-mod report;
 
 use std::{
     fs,
@@ -52,14 +50,17 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::{
+    diagnose::{Diagnosis, DiagnosisInput},
+    host::counters::{ConfigChecks, Gathered, NetnsDelta},
+};
+
 #[doc(hidden)]
 pub use format::raw_container;
 pub use format::{
     CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, HEADER_LEN, MAGIC, MAX_JSON, MAX_PAYLOAD,
     encode_container, from_bytes, to_bytes,
 };
-pub use pcapng::{pcapng_bytes, write_pcapng};
-pub use report::{ReportFormat, render, render_json, render_summary_text};
 
 use crate::model::{Sample, Summary};
 
@@ -161,21 +162,48 @@ pub struct CaptureFile {
     pub interfaces: Vec<Interface>,
     /// The aggregates and sampled drops (with packet bytes).
     pub summary: Summary,
-    /// Kernel counters (SNMP, netstat, device stats, ...) before and after the capture.
+    /// Kernel counters (SNMP, netstat, device stats, ...) and configuration of every
+    /// namespace read, before and after the capture: `pktloss report` diagnoses from them.
     #[serde(default)]
-    pub counters_before: serde_json::Value,
+    pub counters_before: Option<Gathered>,
     #[serde(default)]
-    pub counters_after: serde_json::Value,
-    /// Sysctls and configuration checks the diagnosis used.
-    #[serde(default)]
-    pub checks: serde_json::Value,
-    /// The diagnosis: an array of `{id, title, drops, evidence[], advice[]}` objects
-    /// (optionally with `reasons[]`, the drop reasons the cause explains).
-    #[serde(default)]
-    pub diagnosis: serde_json::Value,
+    pub counters_after: Option<Gathered>,
+    /// Sysctls and configuration checks the diagnosis used (rule and socket counters as
+    /// deltas).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub checks: Vec<ConfigChecks>,
+    /// The diagnosis made when the capture was written.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub diagnosis: Diagnosis,
+    /// Counter deltas of each namespace, derived from the counters before and after by
+    /// [`CaptureFile::rediagnose`] (not stored).
+    #[serde(skip)]
+    pub deltas: Vec<NetnsDelta>,
+}
+
+/// A field written as `null` reads as its default (files of 1.0 wrote absent parts as null).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl CaptureFile {
+    /// Diagnose this capture again from what it recorded (the summary and the counters before
+    /// and after) with this pktloss's rules; a file without counters keeps its saved diagnosis.
+    pub fn rediagnose(&mut self) {
+        let (Some(before), Some(after)) = (&self.counters_before, &self.counters_after) else {
+            return;
+        };
+        let (deltas, checks) = crate::host::counters::finish(before.clone(), after.clone());
+        self.diagnosis =
+            crate::diagnose::diagnose(&DiagnosisInput { summary: &self.summary, deltas: &deltas, checks: &checks });
+        self.deltas = deltas;
+        self.checks = checks;
+    }
+
     /// A capture of `summary` on this machine: format, tool version, time of writing,
     /// command line, host name, kernel, architecture and boot id filled in from the running
     /// system (best effort: what cannot be read stays empty). The caller adds the rest.

@@ -9,7 +9,15 @@ use std::{
 use serde_json::json;
 
 use super::*;
-use crate::model::*;
+use crate::{
+    diagnose::{Cause, CauseId, Explained},
+    model::*,
+    render::{
+        pcapng::{pcapng_bytes, write_pcapng},
+        report::{ReportFormat, render, render_json},
+        summary,
+    },
+};
 
 fn ipv4_udp() -> Vec<u8> {
     let mut p = vec![
@@ -245,17 +253,36 @@ pub(crate) fn sample_capture() -> CaptureFile {
             },
         ],
         summary,
-        counters_before: json!({"Udp": {"NoPorts": 10}}),
-        counters_after: json!({"Udp": {"NoPorts": 12}}),
-        checks: json!({"net.ipv4.ip_forward": "1"}),
-        diagnosis: json!([
-            {"id": "no-listener", "title": "UDP datagrams to a port nobody listens on", "drops": 2,
-             "evidence": ["NO_SOCKET at __udp4_lib_rcv+0x5e3: 2 drops", "Udp NoPorts +2"],
-             "advice": ["start the service on udp/9999 or fix the client's destination port"],
-             "reasons": ["NO_SOCKET"]},
-            {"id": "netfilter", "title": "Dropped by a firewall rule", "drops": 1,
-             "evidence": ["events: 1 drops with reason NETFILTER_DROP at nf_hook_slow+0x91"], "advice": ["check nft list ruleset"]}
-        ]),
+        diagnosis: Diagnosis {
+            causes: vec![
+                Cause {
+                    id: CauseId::NoListener,
+                    title: "UDP datagrams to a port nobody listens on".into(),
+                    drops: 2,
+                    evidence: vec!["NO_SOCKET at __udp4_lib_rcv+0x5e3: 2 drops".into(), "Udp NoPorts +2".into()],
+                    advice: vec!["start the service on udp/9999 or fix the client's destination port".into()],
+                    ..Cause::default()
+                },
+                Cause {
+                    id: CauseId::FirewallDrop,
+                    title: "Dropped by a firewall rule".into(),
+                    drops: 1,
+                    evidence: vec!["events: 1 drops with reason NETFILTER_DROP at nf_hook_slow+0x91".into()],
+                    advice: vec!["check `nft list ruleset`".into()],
+                    ..Cause::default()
+                },
+            ],
+            explained: vec![
+                Explained { cause: CauseId::NoListener, reason: "NO_SOCKET".into(), drops: 2, ..Explained::default() },
+                Explained {
+                    cause: CauseId::FirewallDrop,
+                    reason: "NETFILTER_DROP".into(),
+                    drops: 1,
+                    ..Explained::default()
+                },
+            ],
+            ..Diagnosis::default()
+        },
         ..CaptureFile::default()
     }
 }
@@ -325,7 +352,7 @@ fn missing_optional_fields_default() {
     }))
     .unwrap();
     let f = read_bytes(&encode_container(&json, true).unwrap()).unwrap();
-    assert!(f.interfaces.is_empty() && f.diagnosis.is_null());
+    assert!(f.interfaces.is_empty() && f.diagnosis == Diagnosis::default());
     for fmt in [ReportFormat::Text, ReportFormat::Markdown, ReportFormat::Json] {
         assert!(!render(&f, fmt).is_empty());
     }
@@ -592,17 +619,17 @@ fn text_report() {
         "#2  ip_protocol_deliver_rcu+0x3c",
         "10.0.0.1:40000",
         "[fd00::1]:443",
-        "2.00%",
         "1 active, 1 skipped",
-        "[no-listener] UDP datagrams to a port nobody listens on (2 drops)",
-        "advice:   start the service",
+        "1. [no-listener] UDP datagrams to a port nobody listens on — 2 drops",
+        "     - start the service",
+        "     - check `nft list ruleset`",
         "0000  45 00 00 20",
         "dev veth0 (ifindex 2), nc[1234]",
     ] {
         assert!(t.contains(want), "missing {want:?} in\n{t}");
     }
     // Columns line up: every row of the reason table has its REASON column at one offset.
-    let s = render_summary_text(&f.summary);
+    let s = summary::text(&f.summary);
     let lines: Vec<&str> = s.lines().skip_while(|l| *l != "Drops by reason").skip(1).take(3).collect();
     let col: Vec<Option<usize>> = lines
         .iter()
@@ -625,7 +652,8 @@ fn markdown_and_json_reports() {
         "| 2 | `__udp4_lib_rcv+0x5e3` | `NO_SOCKET` |",
         "**1. UDP datagrams",
         "(`no-listener`, 2 drops)",
-        "(`netfilter`, 1 drop)",
+        "(`firewall-drop`, 1 drop)",
+        "- **Advice:** check `nft list ruleset`",
     ] {
         assert!(m.contains(want), "missing {want:?} in\n{m}");
     }
@@ -637,7 +665,8 @@ fn markdown_and_json_reports() {
     assert_eq!(v["causes"][0]["id"], "no-listener");
     assert_eq!(v["capture"]["boot_id"], f.boot_id);
     assert_eq!(v["capture"]["format"]["major"], 1);
-    assert_eq!(v["capture"]["counters_after"]["Udp"]["NoPorts"], 12);
+    assert_eq!(v["explained"][0]["cause"], "no-listener");
+    assert!(v["counters"].is_array() && v["checks"].is_array(), "{v:#}");
 }
 
 #[test]
@@ -664,7 +693,7 @@ fn pcapng_structure() {
     assert_eq!(comments[0].1, 132);
     assert_eq!(comments[1].2, std::time::Duration::from_secs(1_714_557_602) + std::time::Duration::from_millis(500));
     assert!(comments[0].3.contains("drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener netns=4026532291 dev=veth0 pid=1234 comm=nc"), "{}", comments[0].3);
-    assert!(comments[1].3.contains("cause=netfilter"), "{}", comments[1].3);
+    assert!(comments[1].3.contains("cause=firewall-drop"), "{}", comments[1].3);
 }
 
 #[test]
@@ -713,7 +742,7 @@ fn pcapng_read_back_by_tshark() {
     );
     assert!(
         lines[1].starts_with(
-            "veth1@ns1||fd00::1||443|drop reason=NETFILTER_DROP location=nf_hook_slow+0x91 cause=netfilter"
+            "veth1@ns1||fd00::1||443|drop reason=NETFILTER_DROP location=nf_hook_slow+0x91 cause=firewall-drop"
         ),
         "{}",
         lines[1]
@@ -742,35 +771,48 @@ fn show_reports() {
 
 #[test]
 fn causes_for_drops() {
-    use super::report::{cause_for_drop, causes};
-    let d = json!({"causes": [
-        {"id": "udp-rcvbuf", "title": "t", "drops": 5, "explanation": "why", "verify": ["ss -uam"],
-         "evidence": ["events: 5 drops with reason SOCKET_RCVBUFF on udp at __udp_enqueue_schedule_skb+0x1"]},
-        {"id": "tcp-rcvbuf", "evidence": ["events: 2 drops with reason SOCKET_RCVBUFF on tcp"]},
-        {"id": "loc-a", "evidence": ["events: 3 drops with reason NOT_SPECIFIED at foo+0x1"]},
-        {"id": "loc-b", "evidence": ["events: 3 drops with reason NOT_SPECIFIED at bar+0x2"]},
-        "a bare string",
-    ], "reconciliation": ["udp-rcvbuf: ok"], "unavailable": ["conntrack: not loaded"]});
-    let cs = causes(&d);
-    assert_eq!(cs.len(), 5);
-    assert_eq!(cs[0].explanation, "why");
-    assert_eq!(cs[4].title, "a bare string");
-    let id = |r, p, s| cause_for_drop(&cs, r, p, s).map(|c| c.id.as_str());
-    assert_eq!(id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"), Some("udp-rcvbuf"));
-    assert_eq!(id("SOCKET_RCVBUFF", "tcp", "tcp_data_queue+0x9"), Some("tcp-rcvbuf"));
-    assert_eq!(id("NOT_SPECIFIED", "udp", "bar+0x9"), Some("loc-b"));
-    assert_eq!(id("NOT_SPECIFIED", "udp", "baz+0x9"), Some("loc-a"));
+    let cause = |id: CauseId| Cause { id, title: id.to_string(), drops: 1, ..Cause::default() };
+    let explained = |cause, reason: &str, proto: Option<&str>, symbol: Option<&str>| Explained {
+        cause,
+        reason: reason.into(),
+        proto: proto.map(Into::into),
+        symbol: symbol.map(Into::into),
+        drops: 1,
+    };
+    let d = Diagnosis {
+        causes: vec![
+            Cause { explanation: "why".into(), verify: vec!["ss -uam".into()], ..cause(CauseId::UdpRcvbufFull) },
+            cause(CauseId::SocketMemoryPressure),
+            cause(CauseId::FirewallDrop),
+            cause(CauseId::Routing),
+        ],
+        explained: vec![
+            explained(CauseId::UdpRcvbufFull, "SOCKET_RCVBUFF", Some("udp"), None),
+            explained(CauseId::SocketMemoryPressure, "SOCKET_RCVBUFF", Some("tcp"), None),
+            explained(CauseId::FirewallDrop, "NOT_SPECIFIED", None, Some("nf_hook_slow+0x1")),
+            explained(CauseId::Routing, "NOT_SPECIFIED", None, Some("ip_error+0x2")),
+        ],
+        reconciliation: vec!["udp-rcvbuf-full: ok".into()],
+        unavailable: vec!["conntrack: not loaded".into()],
+    };
+    let id = |r, p, s| d.cause_for_drop(r, p, s).map(|c| c.id);
+    assert_eq!(id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"), Some(CauseId::UdpRcvbufFull));
+    assert_eq!(id("SOCKET_RCVBUFF", "tcp", "tcp_data_queue+0x9"), Some(CauseId::SocketMemoryPressure));
+    // By the function of the location, whatever the offset.
+    assert_eq!(id("NOT_SPECIFIED", "udp", "ip_error+0x9"), Some(CauseId::Routing));
+    assert_eq!(id("NOT_SPECIFIED", "udp", "nf_hook_slow+0x1"), Some(CauseId::FirewallDrop));
+    assert_eq!(id("NOT_SPECIFIED", "udp", "baz+0x9"), None);
     assert_eq!(id("NO_SOCKET", "udp", "x"), None);
     assert_eq!(id("", "udp", "x"), None);
     let mut f = sample_capture();
     f.diagnosis = d;
     let t = render(&f, ReportFormat::Text);
-    assert!(t.contains("verify:   ss -uam") && t.contains("Not available: conntrack: not loaded"), "{t}");
+    assert!(t.contains("     $ ss -uam") && t.contains("Not available:\n  conntrack: not loaded"), "{t}");
     let m = render(&f, ReportFormat::Markdown);
-    assert!(m.contains("- Verify: `ss -uam`") && m.contains("- Reconciliation: udp-rcvbuf: ok"), "{m}");
+    assert!(m.contains("- Verify: `ss -uam`") && m.contains("#### Events vs counters\n\n- udp-rcvbuf-full: ok"), "{m}");
     let j = render_json(&f);
-    assert_eq!(j["causes"][1]["id"], "tcp-rcvbuf");
-    assert_eq!(j["diagnosis"]["unavailable"][0], "conntrack: not loaded");
+    assert_eq!(j["causes"][1]["id"], "socket-memory-pressure");
+    assert_eq!(j["unavailable"][0], "conntrack: not loaded");
 }
 
 #[test]

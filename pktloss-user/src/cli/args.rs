@@ -170,8 +170,8 @@ pub struct ReportArgs {
     /// A capture file written by `pktloss capture -o FILE.pktloss`.
     pub file: PathBuf,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = crate::capture::ReportFormat::Text)]
-    pub format: crate::capture::ReportFormat,
+    #[arg(short, long, value_enum, default_value_t = crate::render::report::ReportFormat::Text)]
+    pub format: crate::render::report::ReportFormat,
     /// Write the sampled dropped packets as pcapng to this file.
     #[arg(long)]
     pub pcapng: Option<PathBuf>,

@@ -1,7 +1,9 @@
-//! The subcommands: each parses nothing itself, runs the [`crate::session`] pipeline and hands
-//! what it found to [`crate::render`].
+//! The subcommands: each runs the [`crate::session`] pipeline and hands what it found to
+//! [`crate::render`]. `-o FILE` means the same for every command, by the file's extension
+//! ([`OutKind`]).
 use std::{
     io::{IsTerminal as _, Write as _},
+    path::Path,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -9,179 +11,223 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use pktloss_common::stat;
 
-use super::args::{CaptureArgs, DiagnoseArgs, Format, ReasonsArgs, ReportArgs, WatchArgs};
+use super::args::{CaptureArgs, DiagnoseArgs, Format, ReasonsArgs, ReportArgs, TraceArgs, WatchArgs};
 use crate::{
+    capture::write_private,
     decode::reasons::{ReasonTable, describe},
     kernel::{
         btf::KernelBtf,
         tracer::{RawCounts, StartError},
     },
-    model::Summary,
-    render,
-    session::{Diagnosed, Session, gather_after, gather_before, run_until, stop_flag},
+    render::{diagnosis, json, pcapng, report, summary, watch},
+    session::{Session, capture_file, gather_after, gather_before, run_until, stop_flag},
 };
+
+/// What `-o FILE` writes, by the file's extension: `.pktloss` a capture file (read it with
+/// `pktloss report`), `.json` JSON, `.md` Markdown, anything else text. Every file is created
+/// mode 0600: they hold addresses, process names and packet bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutKind {
+    Capture,
+    Json,
+    Markdown,
+    Text,
+}
+
+impl OutKind {
+    pub(crate) fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("pktloss") => Self::Capture,
+            Some("json") => Self::Json,
+            Some("md" | "markdown") => Self::Markdown,
+            _ => Self::Text,
+        }
+    }
+}
+
+/// Fail early (before attaching) on output paths that cannot be written.
+fn check_output_dir(path: Option<&Path>) -> Result<()> {
+    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
+    }
+    Ok(())
+}
+
+/// Refuse `--pcapng` when no packet would be in it.
+fn check_pcapng(pcapng: Option<&Path>, trace: &TraceArgs) -> Result<()> {
+    if pcapng.is_some() && (trace.no_detail || trace.snaplen == 0) {
+        let why = if trace.no_detail { "--no-detail" } else { "--snaplen 0" };
+        return Err(StartError(format!("--pcapng writes the sampled packets' bytes; {why} keeps none")).into());
+    }
+    Ok(())
+}
+
+/// Print `text` to stdout.
+fn print(text: &str) {
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+}
+
+/// Write an output file, mode 0600, and say so on stderr.
+fn save(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    write_private(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("pktloss: wrote {} ({what})", path.display());
+    Ok(())
+}
+
+/// The options of a capture, as recorded in its file.
+fn options_json(trace: &TraceArgs, duration: Option<Duration>, count: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "duration": duration.map(|d| humantime::format_duration(d).to_string()),
+        "count": count,
+        "stacks": trace.stacks,
+        "detail": !trace.no_detail,
+        "detail_budget": trace.detail_budget.0,
+        "flows": !trace.no_flows,
+        "snaplen": trace.snaplen,
+        "classic": trace.classic,
+        "tx_trace": trace.tx_trace,
+    })
+}
+
+/// Why a run ended, as the capture file records it.
+fn stopped_by(session: &Session, interrupted: bool, count: Option<u64>) -> &'static str {
+    if interrupted {
+        "interrupted"
+    } else if count.is_some_and(|n| session.tracer.stat(stat::DROPS) >= n) {
+        "count"
+    } else {
+        "duration"
+    }
+}
+
+/// A progress line on a terminal's stderr, every half second.
+struct Progress {
+    tty: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { tty: std::io::stderr().is_terminal(), last: Instant::now() }
+    }
+
+    fn tick(&mut self, s: &Session, duration: Option<Duration>) {
+        if !self.tty || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let drops = s.tracer.stat(stat::DROPS);
+        match duration.map(|d| d.saturating_sub(s.started.elapsed())) {
+            Some(l) => eprint!("\r\x1b[Kcapturing: {:.0}s left, {drops} drops so far", l.as_secs_f64().ceil()),
+            None => eprint!(
+                "\r\x1b[Kcapturing: {:.0}s, {drops} drops so far (Ctrl-C to stop)",
+                s.started.elapsed().as_secs_f64()
+            ),
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
 
 pub(super) fn capture(a: CaptureArgs) -> Result<()> {
     check_output_dir(a.output.as_deref())?;
     check_output_dir(a.pcapng.as_deref())?;
-    let to_file = a.output.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "pktloss"));
+    check_pcapng(a.pcapng.as_deref(), &a.trace)?;
+    let out = a.output.as_deref().map(|p| (p, OutKind::of(p)));
+    let needs_file = out.is_some_and(|(_, k)| k == OutKind::Capture) || a.pcapng.is_some();
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
-    let before = (to_file || a.pcapng.is_some()).then(gather_before);
+    let before = needs_file.then(gather_before);
     session.announce();
-    let tty = std::io::stderr().is_terminal();
-    let mut last_progress = Instant::now();
-    run_until(&mut session, a.duration, a.count, &stop, |s| {
-        if tty && last_progress.elapsed() >= Duration::from_millis(500) {
-            last_progress = Instant::now();
-            let left = a.duration.map(|d| d.saturating_sub(s.started.elapsed()));
-            let drops = s.tracer.stat(stat::DROPS);
-            match left {
-                Some(l) => eprint!("\r\x1b[Kcapturing: {:.0}s left, {drops} drops so far", l.as_secs_f64().ceil()),
-                None => eprint!(
-                    "\r\x1b[Kcapturing: {:.0}s, {drops} drops so far (Ctrl-C to stop)",
-                    s.started.elapsed().as_secs_f64()
-                ),
-            }
-            let _ = std::io::stderr().flush();
-        }
-    });
-    if tty {
-        eprint!("\r\x1b[K");
-    }
-    let stopped_by = if stop.load(Ordering::Relaxed) {
-        "interrupted"
-    } else if a.count.is_some_and(|n| session.tracer.stat(stat::DROPS) >= n) {
-        "count"
-    } else {
-        "duration"
-    };
+    let mut progress = Progress::new();
+    run_until(&mut session, a.duration, a.count, &stop, |s| progress.tick(s, a.duration));
+    progress.done();
+    let stopped = stopped_by(&session, stop.load(Ordering::Relaxed), a.count);
     let summary = session.final_summary()?;
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     drop(session); // detach before the slower work
-    let text = match a.format {
-        Format::Text => render::summary_text(&summary),
-        Format::Json => render::json(&summary),
-    };
-    if let Some(before) = before {
-        let d = gather_after(before, &summary);
-        let file = capture_file(summary, &d, reasons, &a, stopped_by);
-        if let Some(path) = a.output.as_ref().filter(|_| to_file) {
-            crate::capture::write(path, &file).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!(
-                "pktloss: wrote {} ({} drops, {} sampled packets)",
-                path.display(),
-                file.summary.total_drops,
-                file.summary.samples.len()
-            );
-        }
-        if let Some(path) = &a.pcapng {
-            let n = crate::capture::write_pcapng(&file, path).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("pktloss: wrote {n} packets to {}", path.display());
-        }
-    }
-    emit(&text, a.output.as_deref().filter(|_| !to_file))
-}
-
-/// Build the self-contained capture file.
-fn capture_file(
-    summary: Summary,
-    d: &Diagnosed,
-    reasons: Vec<(u32, String)>,
-    a: &CaptureArgs,
-    stopped_by: &str,
-) -> crate::capture::CaptureFile {
-    use crate::capture::{CaptureFile, DropReasonName, Interface};
-    let mut file = CaptureFile::for_this_host(summary);
-    file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
-    file.stopped_by = stopped_by.to_owned();
-    file.options = serde_json::json!({
-        "duration": a.duration.map(|d| humantime::format_duration(d).to_string()),
-        "count": a.count,
-        "stacks": a.trace.stacks,
-        "detail": !a.trace.no_detail,
-        "detail_budget": a.trace.detail_budget.0,
-        "flows": !a.trace.no_flows,
-        "snaplen": a.trace.snaplen,
-        "classic": a.trace.classic,
-        "tx_trace": a.trace.tx_trace,
+    print(&match a.format {
+        Format::Text => summary::text(&summary),
+        Format::Json => json::pretty(&summary),
     });
-    // Interfaces of every namespace with drops or traffic.
-    let mut seen = std::collections::BTreeSet::new();
-    for (ns, ifindex) in file
-        .summary
-        .devices
-        .iter()
-        .map(|x| (x.netns, x.ifindex))
-        .chain(file.summary.flows.iter().map(|f| (f.netns, f.ifindex)))
-        .chain(file.summary.samples.iter().map(|x| (x.netns, x.ifindex)))
-    {
-        if ifindex != 0 {
-            seen.insert((ns, ifindex));
-        }
+    let file = before.map(|before| {
+        let d = gather_after(before, &summary);
+        capture_file(summary.clone(), &d, reasons, options_json(&a.trace, a.duration, a.count), stopped)
+    });
+    if let Some((path, kind)) = out {
+        let bytes = match (kind, &file) {
+            (OutKind::Capture, Some(f)) => crate::capture::to_bytes(f).context("encoding the capture file")?,
+            (OutKind::Json, _) => json::pretty(&summary).into_bytes(),
+            (OutKind::Markdown, _) => {
+                let mut m = String::new();
+                summary::markdown(&summary, &mut m);
+                m.into_bytes()
+            }
+            _ => summary::text(&summary).into_bytes(),
+        };
+        let what = match &file {
+            Some(f) if kind == OutKind::Capture => {
+                format!(
+                    "{} drops, {} sampled packets; read it with pktloss report",
+                    f.summary.total_drops,
+                    f.summary.samples.len()
+                )
+            }
+            _ => format!("{} drops", summary.total_drops),
+        };
+        save(path, &bytes, &what)?;
     }
-    let names: std::collections::HashMap<(u32, u32), String> = file
-        .summary
-        .devices
-        .iter()
-        .map(|x| ((x.netns, x.ifindex), x.name.clone()))
-        .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
-        .filter(|(_, n)| !n.is_empty())
-        .collect();
-    let ns_map = crate::host::netns::list();
-    let after_devs: std::collections::HashMap<(u32, String), (u32, bool)> = d
-        .deltas
-        .iter()
-        .flat_map(|x| {
-            x.devices
-                .iter()
-                .map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo")))
-        })
-        .collect();
-    for (ns, ifindex) in seen {
-        let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
-        let netns_name = ns_map.get(&ns).map(|r| r.label()).unwrap_or_default();
-        let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
-        file.interfaces.push(Interface {
-            netns: ns,
-            netns_name,
-            ifindex,
-            arphrd: Some(if is_lo { 772 } else { 1 }),
-            mtu: (mtu > 0).then_some(mtu),
-            name,
-            mac: String::new(),
-        });
+    if let (Some(path), Some(f)) = (&a.pcapng, &file) {
+        let (bytes, n) = pcapng::pcapng_bytes(f).with_context(|| format!("writing {}", path.display()))?;
+        save(path, &bytes, &format!("{n} packets"))?;
     }
-    file.counters_before = serde_json::to_value(&d.before).unwrap_or_default();
-    file.counters_after = serde_json::to_value(&d.after).unwrap_or_default();
-    file.checks = serde_json::to_value(&d.checks).unwrap_or_default();
-    file.diagnosis = serde_json::to_value(&d.diagnosis).unwrap_or_default();
-    file
+    Ok(())
 }
 
 /// `pktloss report FILE`: the same summary and diagnosis as live, from the file alone.
 pub(super) fn report_cmd(a: ReportArgs) -> Result<()> {
     let mut file = crate::capture::read(&a.file).map_err(|e| StartError(format!("{}: {e}", a.file.display())))?;
+    check_output_dir(a.pcapng.as_deref())?;
     // The diagnosis is a pure function of the saved data: recompute it with this pktloss.
-    if let (Ok(before), Ok(after)) = (
-        serde_json::from_value::<crate::host::counters::Gathered>(file.counters_before.clone()),
-        serde_json::from_value::<crate::host::counters::Gathered>(file.counters_after.clone()),
-    ) {
-        let (deltas, checks) = crate::host::counters::finish(before, after);
-        let diag = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput {
-            summary: &file.summary,
-            deltas: &deltas,
-            checks: &checks,
-        });
-        file.diagnosis = serde_json::to_value(&diag).unwrap_or_default();
-    }
+    file.rediagnose();
     if let Some(out) = &a.pcapng {
-        check_output_dir(Some(out))?;
-        let n = crate::capture::write_pcapng(&file, out).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("pktloss: wrote {n} packets to {}", out.display());
+        let (bytes, n) = pcapng::pcapng_bytes(&file).with_context(|| format!("writing {}", out.display()))?;
+        save(out, &bytes, &format!("{n} packets"))?;
     }
-    let text = crate::capture::render(&file, a.format);
-    emit(&text, None)
+    print(&report::render(&file, a.format));
+    Ok(())
+}
+
+/// One `watch` line: the (reason, location) counts of `d` (an interval or the whole run).
+fn watch_line(s: &Session, d: &RawCounts, total: u64, t: f64, interval_secs: f64, whole: bool) -> watch::WatchLine {
+    watch::WatchLine {
+        t,
+        interval_secs,
+        drops: d.stat(stat::DROPS),
+        total_drops: total,
+        lost_events: d.stat(stat::DETAIL_LOST_BUDGET) + d.stat(stat::DETAIL_LOST_RINGBUF),
+        top: d
+            .drops
+            .iter()
+            .map(|(k, c)| watch::WatchEntry {
+                reason: s.agg.reasons.name(k.reason),
+                code: k.reason,
+                symbol: s.agg.syms.symbolize(k.location),
+                count: *c,
+            })
+            .collect(),
+        total: whole,
+    }
 }
 
 pub(super) fn watch(a: WatchArgs) -> Result<()> {
@@ -189,13 +235,24 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     let mut session = Session::start(a.trace.options())?;
     session.announce();
     // The first interval counts everything since attach.
-    let mut prev = RawCounts { stats: vec![0; stat::COUNT as usize], ..RawCounts::default() };
+    let zero = RawCounts { stats: vec![0; stat::COUNT as usize], ..RawCounts::default() };
+    let mut prev = zero.clone();
     let mut last = Instant::now();
-    let interval = a.interval;
     let format = a.format;
     let mut failure: Option<anyhow::Error> = None;
+    let emit = |line: &watch::WatchLine, failure: &mut Option<anyhow::Error>| {
+        let text = match format {
+            Format::Text => watch::text(line),
+            Format::Json => serde_json::to_string(line).unwrap_or_default(),
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            // stdout closed (e.g. piped into head): stop quietly.
+            *failure = Some(anyhow!("stdout closed"));
+        }
+    };
     run_until(&mut session, a.duration, None, &stop, |s| {
-        if last.elapsed() < interval || failure.is_some() {
+        if last.elapsed() < a.interval || failure.is_some() {
             return;
         }
         let secs = last.elapsed().as_secs_f64();
@@ -203,56 +260,33 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
         match s.read() {
             Ok(now) => {
                 let d = crate::aggregate::interval(&prev, &now);
-                let line = render::WatchLine {
-                    t: s.started.elapsed().as_secs_f64(),
-                    interval_secs: secs,
-                    drops: d.stat(stat::DROPS),
-                    total_drops: now.stat(stat::DROPS),
-                    lost_events: d.stat(stat::DETAIL_LOST_BUDGET) + d.stat(stat::DETAIL_LOST_RINGBUF),
-                    top: d
-                        .drops
-                        .iter()
-                        .take(10)
-                        .map(|(k, c)| render::WatchEntry {
-                            reason: s.agg.reasons.name(k.reason),
-                            code: k.reason,
-                            symbol: s.agg.syms.symbolize(k.location),
-                            count: *c,
-                        })
-                        .collect(),
-                };
-                let text = match format {
-                    Format::Text => render::watch_text(&line),
-                    Format::Json => serde_json::to_string(&line).unwrap_or_default(),
-                };
-                let mut out = std::io::stdout().lock();
-                if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-                    // stdout closed (e.g. piped into head): stop quietly.
-                    failure = Some(anyhow!("stdout closed"));
-                }
+                let line = watch_line(s, &d, now.stat(stat::DROPS), s.started.elapsed().as_secs_f64(), secs, false);
+                emit(&line, &mut failure);
                 prev = now;
             }
             Err(e) => failure = Some(e),
         }
     });
+    if failure.is_none() {
+        // The last, partial interval (cut by --duration or Ctrl-C), read exactly after
+        // detaching, then the closing total of the whole run.
+        session.tracer.detach();
+        let now = session.read()?;
+        let t = session.started.elapsed().as_secs_f64();
+        let secs = last.elapsed().as_secs_f64();
+        let d = crate::aggregate::interval(&prev, &now);
+        if secs >= 0.001 || d.stat(stat::DROPS) > 0 {
+            emit(&watch_line(&session, &d, now.stat(stat::DROPS), t, secs, false), &mut failure);
+        }
+        let all = crate::aggregate::interval(&zero, &now);
+        emit(&watch_line(&session, &all, now.stat(stat::DROPS), t, t, true), &mut failure);
+    }
     drop(session);
     match failure {
         Some(e) if e.to_string() == "stdout closed" => Ok(()),
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// JSON of `pktloss diagnose`: the summary fields, then the causes and their inputs.
-#[derive(serde::Serialize)]
-pub struct DiagnoseJson<'a> {
-    #[serde(flatten)]
-    pub summary: &'a Summary,
-    pub causes: &'a [crate::diagnose::Cause],
-    pub reconciliation: &'a [String],
-    pub unavailable: &'a [String],
-    pub counters: &'a [crate::host::counters::NetnsDelta],
-    pub checks: &'a [crate::host::counters::ConfigChecks],
 }
 
 pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
@@ -262,56 +296,34 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     let before = gather_before();
     session.announce();
     run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});
+    let stopped = stopped_by(&session, stop.load(Ordering::Relaxed), a.count);
     let summary = session.final_summary()?;
+    let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     drop(session);
     let d = gather_after(before, &summary);
-    let text = match a.format {
-        Format::Json => render::json(&DiagnoseJson {
-            summary: &summary,
-            causes: &d.diagnosis.causes,
-            reconciliation: &d.diagnosis.reconciliation,
-            unavailable: &d.diagnosis.unavailable,
-            counters: &d.deltas,
-            checks: &d.checks,
-        }),
-        Format::Text => {
-            let mut t = render::summary_text(&summary);
-            t.push('\n');
-            if d.diagnosis.causes.is_empty() {
-                t.push_str("Diagnosis: no cause of packet loss found.\n");
-            } else {
-                t.push_str("Diagnosis (ranked by drops explained):\n");
-                t.push_str(&crate::diagnose::render_text(&d.diagnosis.causes));
+    let as_json = || json::pretty(&json::Diagnosed::new(&summary, &d.diagnosis, &d.deltas, &d.checks));
+    let as_text = || format!("{}\n{}", summary::text(&summary), diagnosis::text(&d.diagnosis));
+    print(&match a.format {
+        Format::Json => as_json(),
+        Format::Text => as_text(),
+    });
+    if let Some(path) = a.output.as_deref() {
+        let bytes = match OutKind::of(path) {
+            OutKind::Capture => {
+                let options = options_json(&a.trace, Some(a.duration), a.count);
+                let file = capture_file(summary.clone(), &d, reasons, options, stopped);
+                crate::capture::to_bytes(&file).context("encoding the capture file")?
             }
-            if !d.diagnosis.reconciliation.is_empty() {
-                t.push_str("\nEvents vs counters:\n");
-                for r in &d.diagnosis.reconciliation {
-                    t.push_str(&format!("  {r}\n"));
-                }
+            OutKind::Json => as_json().into_bytes(),
+            OutKind::Markdown => {
+                let mut m = String::new();
+                summary::markdown(&summary, &mut m);
+                diagnosis::markdown(&d.diagnosis, &mut m);
+                m.into_bytes()
             }
-            t
-        }
-    };
-    emit(&text, a.output.as_deref())
-}
-
-fn check_output_dir(path: Option<&std::path::Path>) -> Result<()> {
-    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
-    }
-    Ok(())
-}
-
-/// Print `text` and, with -o, save it too.
-fn emit(text: &str, path: Option<&std::path::Path>) -> Result<()> {
-    print!("{text}");
-    if !text.ends_with('\n') {
-        println!();
-    }
-    if let Some(path) = path {
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            OutKind::Text => as_text().into_bytes(),
+        };
+        save(path, &bytes, &format!("{} causes", d.diagnosis.causes.len()))?;
     }
     Ok(())
 }
@@ -331,7 +343,7 @@ pub(super) fn reasons(a: ReasonsArgs) -> Result<()> {
         .map(|(code, name)| ReasonOut { code, reason: name.to_owned(), description: describe(name) })
         .collect();
     match a.format {
-        Format::Json => println!("{}", render::json(&rows)),
+        Format::Json => println!("{}", json::pretty(&rows)),
         Format::Text if rows.is_empty() => println!(
             "this kernel has no drop reasons (enum skb_drop_reason is new in 5.17): pktloss counts its drops by \
              location and flow, with reason {}",

@@ -58,6 +58,7 @@ pub struct DiagnosisInput<'a> {
 
 /// One diagnosed cause.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Cause {
     /// Stable id from the taxonomy (CauseId::UdpRcvbufFull).
     pub id: CauseId,
@@ -81,13 +82,57 @@ pub struct Cause {
     pub netns: Vec<u32>,
 }
 
-/// The full diagnosis: ranked causes, the reconciliation of events and counters, and what could
-/// not be read.
+/// Which cause explains the traced drops of one reason (split by protocol or drop location where
+/// the diagnosis split them): each drop's explanation as data, for the report and the pcapng
+/// comments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explained {
+    pub cause: CauseId,
+    pub reason: String,
+    /// Only these drops of the reason: one protocol ("udp").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// Only these drops of the reason: one location (`function+0xoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub drops: u64,
+}
+
+/// The full diagnosis: ranked causes, which cause explains which drops, the reconciliation of
+/// events and counters, and what could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
+    #[serde(default)]
     pub causes: Vec<Cause>,
+    #[serde(default)]
+    pub explained: Vec<Explained>,
+    #[serde(default)]
     pub reconciliation: Vec<String>,
+    #[serde(default)]
     pub unavailable: Vec<String>,
+}
+
+/// The function of a location (`function+0xoff`).
+fn function(symbol: &str) -> &str {
+    symbol.split('+').next().unwrap_or(symbol)
+}
+
+impl Diagnosis {
+    /// The cause that explains a traced drop of `reason` (protocol `proto`, at `symbol`): the
+    /// most specific assignment that matches (location by its function, then protocol, then the
+    /// reason alone).
+    pub fn cause_for_drop(&self, reason: &str, proto: &str, symbol: &str) -> Option<&Cause> {
+        let e = self
+            .explained
+            .iter()
+            .filter(|e| {
+                e.reason == reason
+                    && e.proto.as_deref().is_none_or(|p| p == proto)
+                    && e.symbol.as_deref().is_none_or(|s| function(s) == function(symbol))
+            })
+            .max_by_key(|e| (e.symbol.is_some(), e.proto.is_some(), e.drops))?;
+        self.causes.iter().find(|c| c.id == e.cause)
+    }
 }
 
 /// Causes ranked by drops explained (then by counter evidence). Empty for an idle capture.
@@ -332,6 +377,22 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
     event_evidence(&mut cx);
     config_findings(&mut cx);
 
+    // Which cause explains which traced drops.
+    let mut assignments: Vec<Explained> = cx
+        .acc
+        .iter()
+        .flat_map(|(id, a)| {
+            a.events.iter().map(|(reason, proto, symbol, n)| Explained {
+                cause: *id,
+                reason: reason.clone(),
+                proto: proto.map(str::to_owned),
+                symbol: symbol.clone(),
+                drops: *n,
+            })
+        })
+        .collect();
+    assignments.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.cause.cmp(&b.cause)));
+
     // Build, reconcile, rank.
     let mut causes = Vec::new();
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
@@ -440,7 +501,7 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
             unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
         }
     }
-    Diagnosis { causes, reconciliation, unavailable: unavailable.into_iter().collect() }
+    Diagnosis { causes, explained: assignments, reconciliation, unavailable: unavailable.into_iter().collect() }
 }
 
 /// Map every drop reason of the summary to a cause. Returns the benign (teardown) drops.
@@ -1717,79 +1778,6 @@ fn cfg_csum(cx: &mut Ctx) {
         }
     }
     cx.add(CauseId::ChecksumError, Vec::new(), adv);
-}
-
-/// Plain-text report of the causes (what `pktloss diagnose` prints).
-pub fn render_text(causes: &[Cause]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    if causes.is_empty() {
-        out.push_str("No cause of packet loss found: no drops and no drop counters moved.\n");
-        return out;
-    }
-    for (i, c) in causes.iter().enumerate() {
-        let _ = writeln!(out, "{}. [{}] {} — {} drops", i + 1, c.id, c.title, c.drops);
-        let _ = writeln!(out, "   {}", c.explanation);
-        if !c.evidence.is_empty() {
-            out.push_str("   Evidence:\n");
-            for e in &c.evidence {
-                let _ = writeln!(out, "     - {e}");
-            }
-        }
-        if !c.advice.is_empty() {
-            out.push_str("   Advice:\n");
-            for a in &c.advice {
-                let _ = writeln!(out, "     - {a}");
-            }
-        }
-        if !c.verify.is_empty() {
-            out.push_str("   Verify:\n");
-            for v in &c.verify {
-                let _ = writeln!(out, "     $ {}", v.trim_start_matches("check: "));
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// Markdown report of a diagnosis (causes, reconciliation, unavailable data).
-pub fn render_markdown(d: &Diagnosis) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from("# pktloss diagnosis\n\n");
-    if d.causes.is_empty() {
-        out.push_str("No cause of packet loss found.\n");
-    }
-    for c in &d.causes {
-        let _ = writeln!(out, "## {} (`{}`): {} drops\n\n{}\n", c.title, c.id, c.drops, c.explanation);
-        out.push_str("**Evidence**\n\n");
-        for e in &c.evidence {
-            let _ = writeln!(out, "- {e}");
-        }
-        out.push_str("\n**Advice**\n\n");
-        for a in &c.advice {
-            let _ = writeln!(out, "- {a}");
-        }
-        out.push_str("\n**Verify**\n\n");
-        for v in &c.verify {
-            let _ = writeln!(out, "- `{}`", v.trim_start_matches("check: "));
-        }
-        out.push('\n');
-    }
-    if !d.reconciliation.is_empty() {
-        out.push_str("## Events vs counters\n\n");
-        for r in &d.reconciliation {
-            let _ = writeln!(out, "- {r}");
-        }
-        out.push('\n');
-    }
-    if !d.unavailable.is_empty() {
-        out.push_str("## Not available\n\n");
-        for u in &d.unavailable {
-            let _ = writeln!(out, "- {u}");
-        }
-    }
-    out
 }
 
 #[cfg(test)]

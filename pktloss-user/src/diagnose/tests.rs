@@ -100,7 +100,7 @@ fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause
     classify(&DiagnosisInput { summary: s, deltas, checks })
 }
 
-fn top<'a>(causes: &'a [Cause], id: CauseId) -> &'a Cause {
+fn top(causes: &[Cause], id: CauseId) -> &Cause {
     assert!(!causes.is_empty(), "no cause, expected {id}");
     assert_eq!(causes[0].id, id, "top cause: {:#?}", causes);
     &causes[0]
@@ -213,7 +213,7 @@ fn idle_baseline_gives_no_cause() {
     let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[h], checks: &[c] });
     assert!(d.causes.is_empty(), "{:#?}", d.causes);
     assert!(d.reconciliation.is_empty());
-    assert!(render_text(&d.causes).contains("No cause"));
+    assert!(crate::render::diagnosis::text(&d).contains("no cause"));
     // Socket teardown alone is not loss either.
     let s = summary(&[("SOCKET_CLOSE", 3), ("TCP_CLOSE", 2)]);
     let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
@@ -850,10 +850,11 @@ fn ranking_by_drops_and_reconciliation() {
     );
     assert!(has(&dg.reconciliation, "udp-sndbuf-full: 20 drops counted by the kernel, none traced"));
     assert!(has(&dg.reconciliation, "traced drops: 107 in total; 105 assigned to causes; 2 socket teardown"));
-    let md = render_markdown(&dg);
-    assert!(md.contains("## Events vs counters") && md.contains("`udp-rcvbuf-full`"));
-    let txt = render_text(&dg.causes);
-    assert!(txt.starts_with("1. [udp-rcvbuf-full]"));
+    let mut md = String::new();
+    crate::render::diagnosis::markdown(&dg, &mut md);
+    assert!(md.contains("#### Events vs counters") && md.contains("`udp-rcvbuf-full`"));
+    let txt = crate::render::diagnosis::text(&dg);
+    assert!(txt.contains("\n1. [udp-rcvbuf-full]"));
     assert!(txt.contains("Evidence:") && txt.contains("Advice:") && txt.contains("$ ss -nump"));
     // JSON shape.
     let j = serde_json::to_value(&dg.causes).expect("json");

@@ -1,216 +1,262 @@
-//! Export step: the dropwatch-style text summary, JSON, and `watch` lines.
+//! Render step: the only place text, Markdown and JSON are made, for every command. Each
+//! object has one text form, one Markdown form and one JSON shape ([`json`]), whichever command
+//! prints it (`capture`, `watch`, `diagnose`, `report`); the TUI draws the same model types.
+//!
+//! Strings may come from a capture file made elsewhere: they are untrusted, stripped of control
+//! characters (no terminal escapes) and escaped for Markdown. Every list that is cut says how
+//! much it left out.
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use crate::model::FlowCount;
 
-use crate::model::Summary;
+pub mod diagnosis;
+pub mod json;
+pub mod pcapng;
+pub mod report;
+pub mod summary;
+pub mod watch;
 
-fn endpoint(addr: &str, port: u16, proto: &str) -> String {
-    if addr.is_empty() {
-        return "-".to_owned();
-    }
-    let a = if addr.contains(':') { format!("[{addr}]") } else { addr.to_owned() };
-    match proto {
-        "tcp" | "udp" | "sctp" | "udplite" => format!("{a}:{port}"),
-        _ => a,
-    }
-}
+/// Rows shown per table in text and Markdown before "... and N more" (JSON has everything).
+pub(crate) const TOP_ROWS: usize = 20;
+/// Longest string shown in a table cell.
+const MAX_CELL: usize = 200;
 
-/// One-line form of a flow: `udp 10.0.0.1:5000 -> 10.0.0.2:9`.
-pub fn flow_line(proto: &str, src: &str, sport: u16, dst: &str, dport: u16) -> String {
-    let mut s = format!("{proto} {} -> {}", endpoint(src, sport, proto), endpoint(dst, dport, proto));
-    if proto.starts_with("icmp") {
-        let _ = write!(s, " type {sport} code {dport}");
-    }
-    s
-}
-
-/// Percentage of `part` in `whole`.
-fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
-}
-
-/// The dropwatch-style summary.
-pub fn summary_text(s: &Summary) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "pktloss: {} drops in {:.1}s ({:.1}/s) on {} (kernel {})",
-        s.total_drops, s.duration_secs, s.drops_per_sec, s.hostname, s.kernel
-    );
-    let budget = match s.detail.budget_per_sec {
-        None => "unlimited".to_owned(),
-        Some(0) => "off".to_owned(),
-        Some(b) => format!("{b}/s"),
-    };
-    let _ = writeln!(
-        o,
-        "detail: {} drops with detail, {} without; {} detail events lost ({} over budget {budget}, {} ring buffer full)",
-        s.drops_with_detail, s.drops_without_detail, s.lost_events, s.detail.lost_budget, s.detail.lost_ringbuf
-    );
-    let active: Vec<String> =
-        s.probes.iter().filter(|p| p.active).map(|p| format!("{} ({})", p.name, p.attach)).collect();
-    let skipped: Vec<String> =
-        s.probes.iter().filter(|p| !p.active).map(|p| format!("{}: {}", p.name, p.note)).collect();
-    let _ = writeln!(o, "probes: {}", if active.is_empty() { "none".to_owned() } else { active.join(", ") });
-    for sk in skipped {
-        let _ = writeln!(o, "  skipped {sk}");
-    }
-    for w in &s.warnings {
-        let _ = writeln!(o, "warning: {w}");
-    }
-    if s.total_drops == 0 {
-        let _ = writeln!(o, "\nno drops");
-    }
-    if !s.reasons.is_empty() {
-        let _ = writeln!(o, "\nDrops by reason:");
-        for r in &s.reasons {
-            let _ = writeln!(
-                o,
-                "  {:>10}  {:>5.1}%  {:<28} {}",
-                r.count,
-                pct(r.count, s.total_drops),
-                r.reason,
-                r.description
-            );
+/// A string from the file made safe to print: control characters escaped, length bounded.
+pub(crate) fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_CELL + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n >= MAX_CELL {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
-    if !s.locations.is_empty() {
-        let _ = writeln!(o, "\nDrops by location:");
-        for l in s.locations.iter().take(30) {
-            let _ = writeln!(o, "  {:>10}  {:<44} {}", l.count, l.symbol, l.reason);
-            for f in l.stack.iter().take(24) {
-                let _ = writeln!(o, "              {f}");
+    out
+}
+
+/// [`clean`] plus Markdown escaping for table cells and inline text.
+pub(crate) fn md(s: &str) -> String {
+    let mut out = String::new();
+    for c in clean(s).chars() {
+        if matches!(c, '|' | '\\' | '`' | '*' | '_' | '<' | '>' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Text safe inside a fenced code block (no fence can be closed from inside).
+pub(crate) fn code(s: &str) -> String {
+    clean(s).replace('`', "'")
+}
+
+/// An inline code span for identifiers (symbols, reasons), safe in a table cell.
+pub(crate) fn md_code(s: &str) -> String {
+    if s.is_empty() { String::new() } else { format!("`{}`", code(s).replace('|', "\\|")) }
+}
+
+/// Columns whose Markdown cells are code spans: kernel identifiers read better unescaped.
+pub(crate) const CODE_COLUMNS: &[&str] = &["REASON", "LOCATION", "PROBE", "DEVICE", "PROCESS"];
+
+pub(crate) fn plural(n: u64, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// A table with aligned columns.
+pub(crate) struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    pub(crate) rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub(crate) fn new(cols: &[(&'static str, bool)]) -> Self {
+        Self { headers: cols.iter().map(|c| c.0).collect(), right: cols.iter().map(|c| c.1).collect(), rows: vec![] }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.iter().map(|c| clean(c)).collect());
+    }
+
+    pub(crate) fn text(&self, out: &mut String) {
+        let n = self.headers.len();
+        let mut width: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
             }
         }
-    }
-    if !s.flows.is_empty() {
-        let _ = writeln!(o, "\nTop flows:");
-        for f in s.flows.iter().take(20) {
-            let dev = if f.device.is_empty() { format!("if{}", f.ifindex) } else { f.device.clone() };
-            let proc_ = if f.process.is_empty() { String::new() } else { format!(" by {}", f.process) };
-            let _ = writeln!(
-                o,
-                "  {:>10}  {:<52} {:<18} netns {} dev {}{}",
-                f.count,
-                flow_line(&f.proto, &f.src, f.sport, &f.dst, f.dport),
-                f.why(),
-                f.netns,
-                dev,
-                proc_
-            );
-        }
-        if s.flow_table.evicted > 0 {
-            let _ = writeln!(
-                o,
-                "  ({} flows evicted, {} drops not listed)",
-                s.flow_table.evicted, s.flow_table.drops_not_in_flows
-            );
-        }
-    }
-    let devs: Vec<_> = s.devices.iter().filter(|d| d.drops > 0 || d.tx_packets > 0).collect();
-    if !devs.is_empty() {
-        let _ = writeln!(o, "\nDevices:");
-        for d in devs.iter().take(20) {
-            let name = if d.name.is_empty() { format!("if{}", d.ifindex) } else { d.name.clone() };
-            let _ = writeln!(
-                o,
-                "  {:<16} netns {:<11} tx {:>10}  drops {:>10}  ({:.2}% of tx+drops)",
-                name,
-                d.netns,
-                d.tx_packets,
-                d.drops,
-                pct(d.drops, d.drops + d.tx_packets)
-            );
-        }
-    }
-    if s.retransmits.total > 0 {
-        let _ = writeln!(o, "\nTCP retransmissions: {}", s.retransmits.total);
-        for r in s.retransmits.flows.iter().take(10) {
-            let _ = writeln!(
-                o,
-                "  {:>10}  {}  netns {}",
-                r.count,
-                flow_line("tcp", &r.src, r.sport, &r.dst, r.dport),
-                r.netns
-            );
-        }
-    }
-    o
-}
-
-/// Pretty JSON of any serializable value (the summary, or a report with causes).
-pub fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-}
-
-/// One `watch` interval.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct WatchLine {
-    /// Seconds since start, at the end of the interval.
-    pub t: f64,
-    pub interval_secs: f64,
-    /// Drops in this interval.
-    pub drops: u64,
-    pub total_drops: u64,
-    pub lost_events: u64,
-    /// Drops per (reason, location) in this interval, largest first.
-    pub top: Vec<WatchEntry>,
-}
-
-/// A (reason, location) count of one interval.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct WatchEntry {
-    pub reason: String,
-    pub code: u32,
-    pub symbol: String,
-    pub count: u64,
-}
-
-/// dropwatch-like text of one interval.
-pub fn watch_text(w: &WatchLine) -> String {
-    let mut o = format!("{:>8.1}s  {:>8} drops", w.t, w.drops);
-    if w.lost_events > 0 {
-        let _ = write!(o, " ({} detail lost)", w.lost_events);
-    }
-    for e in w.top.iter().take(4) {
-        let _ = write!(o, "  | {} {} at {}", e.count, e.reason, e.symbol);
-    }
-    o
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{FlowCount, ReasonCount};
-
-    #[test]
-    fn text_summary_lists_reasons_and_flows() {
-        let s = Summary {
-            total_drops: 3,
-            duration_secs: 1.0,
-            drops_per_sec: 3.0,
-            reasons: vec![ReasonCount { reason: "NO_SOCKET".into(), code: 3, count: 3, description: "x".into() }],
-            flows: vec![FlowCount {
-                proto: "udp".into(),
-                src: "fd00::1".into(),
-                sport: 1,
-                dst: "fd00::2".into(),
-                dport: 9,
-                count: 3,
-                ..FlowCount::default()
-            }],
-            ..Summary::default()
+        let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+            let mut s = String::from(" ");
+            for (i, c) in cells.enumerate().take(n) {
+                let w = width.get(i).copied().unwrap_or(0);
+                let pad = w.saturating_sub(c.chars().count());
+                s.push(' ');
+                if self.right.get(i).copied().unwrap_or(false) {
+                    s.extend(std::iter::repeat_n(' ', pad));
+                    s.push_str(c);
+                } else {
+                    s.push_str(c);
+                    if i + 1 < n {
+                        s.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+                s.push(' ');
+            }
+            out.push_str(s.trim_end());
+            out.push('\n');
         };
-        let t = summary_text(&s);
-        assert!(t.contains("NO_SOCKET"), "{t}");
-        assert!(t.contains("udp [fd00::1]:1 -> [fd00::2]:9"), "{t}");
-        assert!(t.contains("100.0%"), "{t}");
+        line(&mut self.headers.iter().copied(), out);
+        for r in &self.rows {
+            line(&mut r.iter().map(String::as_str), out);
+        }
     }
 
-    #[test]
-    fn icmp_flow_line() {
-        assert_eq!(flow_line("icmp", "10.0.0.1", 8, "10.0.0.2", 0), "icmp 10.0.0.1 -> 10.0.0.2 type 8 code 0");
-        assert_eq!(flow_line("arp", "", 0, "", 0), "arp - -> -");
+    pub(crate) fn markdown(&self, out: &mut String) {
+        let titles: Vec<String> = self
+            .headers
+            .iter()
+            .map(|h| {
+                let lower = h.to_lowercase();
+                let mut c = lower.chars();
+                c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", titles.join(" | "));
+        let seps: Vec<&str> = self.right.iter().map(|r| if *r { "---:" } else { "---" }).collect();
+        let _ = writeln!(out, "|{}|", seps.join("|"));
+        for r in &self.rows {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&self.headers)
+                .map(|(c, h)| if CODE_COLUMNS.contains(h) { md_code(c) } else { md(c) })
+                .collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
     }
+}
+
+pub(crate) fn more(out: &mut String, total: usize, shown: usize) {
+    if total > shown {
+        let _ = writeln!(out, "  ... and {} more (all of them are in --format json)", total - shown);
+    }
+}
+
+pub(crate) fn endpoint(addr: &str, port: u16, family: u8, proto: &str) -> String {
+    let portless = port == 0 && !matches!(proto, "tcp" | "udp" | "sctp");
+    if addr.is_empty() {
+        return String::new();
+    }
+    if portless {
+        addr.to_string()
+    } else if family == 6 || addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+pub(crate) fn flow_desc(f: &FlowCount) -> (String, String) {
+    (endpoint(&f.src, f.sport, f.family, &f.proto), endpoint(&f.dst, f.dport, f.family, &f.proto))
+}
+
+pub(crate) fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 { "-".into() } else { format!("{:.2}%", part as f64 * 100.0 / whole as f64) }
+}
+
+pub(crate) fn secs(x: f64) -> String {
+    if !x.is_finite() || x < 0.0 {
+        "?".into()
+    } else if x < 10.0 {
+        format!("{x:.2} s")
+    } else {
+        format!("{x:.1} s")
+    }
+}
+
+pub(crate) fn rate(x: f64) -> String {
+    if x.is_finite() { format!("{x:.1}/s") } else { "?/s".into() }
+}
+
+pub(crate) fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A string made safe to print whole (control characters escaped, nothing cut): for sentences
+/// and commands, which must not be cut mid-way.
+pub(crate) fn clean_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A sentence for Markdown: escaped, except inside its `code spans`, which stay code (a
+/// command in the advice renders as code and copies as typed). Unbalanced backticks are
+/// escaped like the rest.
+pub(crate) fn md_sentence(s: &str) -> String {
+    let s = clean_line(s);
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return md_escape(&s);
+    }
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push('`');
+            out.push_str(p);
+            out.push('`');
+        } else {
+            out.push_str(&md_escape(p));
+        }
+    }
+    out
+}
+
+/// A whole command as a Markdown code span (a longer fence when it holds backticks); nothing
+/// is escaped inside, so it copies as typed.
+pub(crate) fn md_command(s: &str) -> String {
+    let s = clean_line(s);
+    if s.contains('`') { format!("`` {s} ``") } else { format!("`{s}`") }
+}
+
+fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '|' | '\\' | '`' | '*' | '_' | '<' | '>' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One-line form of a flow: `udp 10.0.0.1:5000 -> 10.0.0.2:9` (ICMP: type and code).
+pub fn flow_line(f: &FlowCount) -> String {
+    let (src, dst) = flow_desc(f);
+    let dash = |e: String| if e.is_empty() { "-".to_owned() } else { e };
+    let mut s = format!("{} {} -> {}", f.proto, dash(src), dash(dst));
+    if f.proto.starts_with("icmp") {
+        let _ = write!(s, " type {} code {}", f.sport, f.dport);
+    }
+    s
 }

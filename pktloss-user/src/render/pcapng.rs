@@ -26,8 +26,12 @@ use pcap_file::{
     },
 };
 
-use super::{CaptureFile, report, sample_bytes};
-use crate::model::Sample;
+use crate::{
+    capture::{CaptureFile, sample_bytes, write_private},
+    diagnose::Diagnosis,
+    model::Sample,
+    render::report::device_label,
+};
 
 const ARPHRD_ETHER: u16 = 1;
 const ARPHRD_LOOPBACK: u16 = 772;
@@ -90,13 +94,13 @@ fn kv(out: &mut String, key: &str, value: &str) {
 }
 
 /// The comment of one packet.
-fn comment(file: &CaptureFile, causes: &[report::Cause], s: &Sample) -> String {
+fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     let reason = if s.reason.is_empty() { file.reason_name(s.code).unwrap_or_default() } else { &s.reason };
     let mut c = String::from("drop");
     kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);
-    if let Some(cause) = report::cause_for_drop(causes, reason, &s.proto, &s.symbol) {
-        kv(&mut c, "cause", if cause.id.is_empty() { &cause.title } else { &cause.id });
+    if let Some(cause) = diagnosis.cause_for_drop(reason, &s.proto, &s.symbol) {
+        kv(&mut c, "cause", cause.id.as_str());
     }
     kv(&mut c, "netns", &s.netns.to_string());
     if let Some(i) = file.interface(s.netns, s.ifindex) {
@@ -114,7 +118,6 @@ fn comment(file: &CaptureFile, causes: &[report::Cause], s: &Sample) -> String {
 
 /// The pcapng bytes for a capture, and how many packets they hold.
 pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
-    let causes = report::causes(&file.diagnosis);
     let start = humantime::parse_rfc3339_weak(&file.summary.started)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -161,7 +164,7 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             linktype: DataLink::from(*lt),
             snaplen: *snaplen,
             options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(report::device_label(file, *netns, *ifindex))),
+                InterfaceDescriptionOption::IfName(Cow::Owned(device_label(file, *netns, *ifindex))),
                 InterfaceDescriptionOption::IfDescription(Cow::Owned(format!(
                     "ifindex {ifindex} in netns {netns}, dropped packets seen by pktloss"
                 ))),
@@ -178,7 +181,7 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             timestamp: start.saturating_add(Duration::from_nanos(s.t_ns)),
             original_len: s.skb_len.max(caplen),
             data: Cow::Owned(bytes),
-            options: vec![EnhancedPacketOption::Comment(Cow::Owned(comment(file, &causes, s)))],
+            options: vec![EnhancedPacketOption::Comment(Cow::Owned(comment(file, &file.diagnosis, s)))],
         };
         w.write_pcapng_block(epb).context("pcapng packet block")?;
     }
@@ -188,6 +191,6 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
 /// Write the sampled drops' packets as pcapng to `out` (mode 0600); returns packets written.
 pub fn write_pcapng(file: &CaptureFile, out: &Path) -> Result<usize> {
     let (bytes, n) = pcapng_bytes(file)?;
-    super::write_private(out, &bytes)?;
+    write_private(out, &bytes)?;
     Ok(n)
 }

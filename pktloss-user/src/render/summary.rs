@@ -1,0 +1,260 @@
+//! The capture summary (drops by reason, location, flow and device, retransmits, probes) as
+//! text and Markdown, built once as tables.
+use std::fmt::Write as _;
+
+use super::{TOP_ROWS, Table, clean, code, endpoint, flow_desc, md, md_code, more, percent, plural, rate, secs};
+use crate::model::Summary;
+
+/// The summary's sections as (title, body) built as tables, shared by text and Markdown.
+struct Sections<'a> {
+    s: &'a Summary,
+}
+
+impl Sections<'_> {
+    fn headline(&self) -> String {
+        let s = self.s;
+        let mut h =
+            format!("{} in {} ({})", plural(s.total_drops, "drop"), secs(s.duration_secs), rate(s.drops_per_sec));
+        if !s.hostname.is_empty() {
+            let _ = write!(h, " on {}", s.hostname);
+        }
+        if !s.kernel.is_empty() {
+            let _ = write!(h, ", kernel {}", s.kernel);
+        }
+        if !s.started.is_empty() {
+            let _ = write!(h, ", started {}", s.started);
+        }
+        h
+    }
+
+    fn detail_line(&self) -> String {
+        let s = self.s;
+        let d = &s.detail;
+        let budget = match d.budget_per_sec {
+            None => "unlimited".to_string(),
+            Some(0) => "off".to_string(),
+            Some(b) => format!("{b}/s"),
+        };
+        format!(
+            "{} drops with detail, {} without; {} detail events lost ({} over budget, {} ring buffer full); detail budget {}",
+            s.drops_with_detail, s.drops_without_detail, s.lost_events, d.lost_budget, d.lost_ringbuf, budget
+        )
+    }
+
+    fn reasons(&self) -> (Table, usize) {
+        let mut t =
+            Table::new(&[("DROPS", true), ("SHARE", true), ("REASON", false), ("CODE", true), ("DESCRIPTION", false)]);
+        for r in self.s.reasons.iter().take(TOP_ROWS) {
+            t.row(vec![
+                r.count.to_string(),
+                percent(r.count, self.s.total_drops),
+                r.reason.clone(),
+                r.code.to_string(),
+                r.description.clone(),
+            ]);
+        }
+        (t, self.s.reasons.len())
+    }
+
+    fn locations(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("DROPS", true), ("LOCATION", false), ("REASON", false)]);
+        for l in self.s.locations.iter().take(TOP_ROWS) {
+            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.clone()]);
+        }
+        (t, self.s.locations.len())
+    }
+
+    fn flows(&self) -> (Table, usize) {
+        let mut t = Table::new(&[
+            ("DROPS", true),
+            ("PROTO", false),
+            ("SOURCE", false),
+            ("DESTINATION", false),
+            ("NETNS", true),
+            ("DEVICE", false),
+            ("REASON", false),
+            ("PROCESS", false),
+        ]);
+        for f in self.s.flows.iter().take(TOP_ROWS) {
+            let (src, dst) = flow_desc(f);
+            let dev = if !f.device.is_empty() {
+                f.device.clone()
+            } else if f.ifindex != 0 {
+                format!("if{}", f.ifindex)
+            } else {
+                "-".into()
+            };
+            t.row(vec![
+                f.count.to_string(),
+                f.proto.clone(),
+                src,
+                dst,
+                f.netns.to_string(),
+                dev,
+                f.why().to_owned(),
+                f.process.clone(),
+            ]);
+        }
+        (t, self.s.flows.len())
+    }
+
+    fn devices(&self) -> (Table, usize) {
+        // Drops on a device happen on receive and on transmit alike: a share of the transmitted
+        // packets would mix the two, so both counts stand alone.
+        let mut t =
+            Table::new(&[("DEVICE", false), ("NETNS", true), ("IFINDEX", true), ("TX PACKETS", true), ("DROPS", true)]);
+        for d in self.s.devices.iter().take(TOP_ROWS) {
+            t.row(vec![
+                if d.name.is_empty() { format!("if{}", d.ifindex) } else { d.name.clone() },
+                d.netns.to_string(),
+                d.ifindex.to_string(),
+                d.tx_packets.to_string(),
+                d.drops.to_string(),
+            ]);
+        }
+        (t, self.s.devices.len())
+    }
+
+    fn retransmits(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", true)]);
+        for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
+            t.row(vec![
+                r.count.to_string(),
+                endpoint(&r.src, r.sport, 0, "tcp"),
+                endpoint(&r.dst, r.dport, 0, "tcp"),
+                r.netns.to_string(),
+            ]);
+        }
+        (t, self.s.retransmits.flows.len())
+    }
+
+    fn probes(&self) -> (Table, String) {
+        let mut t = Table::new(&[("STATE", false), ("PROBE", false), ("ATTACH", false), ("NOTE", false)]);
+        for p in &self.s.probes {
+            t.row(vec![
+                if p.active { "active" } else { "skipped" }.into(),
+                p.name.clone(),
+                p.attach.clone(),
+                p.note.clone(),
+            ]);
+        }
+        let active = self.s.probes.iter().filter(|p| p.active).count();
+        (t, format!("{active} active, {} skipped", self.s.probes.len() - active))
+    }
+
+    fn flow_table_line(&self) -> String {
+        let f = &self.s.flow_table;
+        format!(
+            "{} flows live of {} slots, {} evicted, {} drops not counted in a flow",
+            f.live, f.capacity, f.evicted, f.drops_not_in_flows
+        )
+    }
+}
+
+/// The dropwatch-style summary as aligned plain text.
+pub fn text(s: &Summary) -> String {
+    let sec = Sections { s };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", clean(&sec.headline()));
+    let _ = writeln!(out, "  {}", sec.detail_line());
+    for w in &s.warnings {
+        let _ = writeln!(out, "  warning: {}", clean(w));
+    }
+    if s.total_drops == 0 && s.reasons.is_empty() {
+        let _ = writeln!(out, "\nNo packet drops were seen.");
+    }
+    let section = |title: String, t: (Table, usize), out: &mut String| {
+        if t.1 > 0 {
+            let _ = writeln!(out, "\n{title}");
+            t.0.text(out);
+            more(out, t.1, t.0.rows.len());
+        }
+    };
+    section("Drops by reason".into(), sec.reasons(), &mut out);
+    section("Drops by location".into(), sec.locations(), &mut out);
+    let stacks: Vec<_> = s.locations.iter().take(TOP_ROWS).filter(|l| !l.stack.is_empty()).collect();
+    if !stacks.is_empty() {
+        let _ = writeln!(out, "\nStacks");
+        for l in stacks {
+            let _ = writeln!(out, "  {} at {} ({}):", plural(l.count, "drop"), clean(&l.symbol), clean(&l.reason));
+            for (i, f) in l.stack.iter().enumerate().take(64) {
+                let _ = writeln!(out, "    #{i:<2} {}", clean(f));
+            }
+        }
+    }
+    section("Top flows".into(), sec.flows(), &mut out);
+    section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
+    if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
+        let (t, n) = sec.retransmits();
+        let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
+        if n > 0 {
+            t.text(&mut out);
+            more(&mut out, n, t.rows.len());
+        }
+    }
+    if !s.probes.is_empty() {
+        let (t, line) = sec.probes();
+        let _ = writeln!(out, "\nProbes: {line}");
+        t.text(&mut out);
+    }
+    if s.flow_table.capacity > 0 {
+        let _ = writeln!(out, "\nFlow table: {}", sec.flow_table_line());
+    }
+    out
+}
+
+/// The summary as Markdown sections (for tickets).
+pub fn markdown(s: &Summary, out: &mut String) {
+    let sec = Sections { s };
+    let _ = writeln!(out, "**{}**  ", md(&sec.headline()));
+    let _ = writeln!(out, "{}\n", md(&sec.detail_line()));
+    for w in &s.warnings {
+        let _ = writeln!(out, "> **Warning:** {}\n", md(w));
+    }
+    if s.total_drops == 0 && s.reasons.is_empty() {
+        let _ = writeln!(out, "No packet drops were seen.\n");
+    }
+    let section = |title: &str, t: (Table, usize), out: &mut String| {
+        if t.1 > 0 {
+            let _ = writeln!(out, "### {title}\n");
+            t.0.markdown(out);
+            if t.1 > t.0.rows.len() {
+                let _ = writeln!(out, "\n... and {} more (all of them are in `--format json`)", t.1 - t.0.rows.len());
+            }
+            out.push('\n');
+        }
+    };
+    section("Drops by reason", sec.reasons(), out);
+    section("Drops by location", sec.locations(), out);
+    let stacks: Vec<_> = s.locations.iter().take(TOP_ROWS).filter(|l| !l.stack.is_empty()).collect();
+    if !stacks.is_empty() {
+        let _ = writeln!(out, "### Stacks\n");
+        for l in stacks {
+            let _ = writeln!(out, "{} at {} ({}):\n", plural(l.count, "drop"), md_code(&l.symbol), md_code(&l.reason));
+            let _ = writeln!(out, "```text");
+            for (i, f) in l.stack.iter().enumerate().take(64) {
+                let _ = writeln!(out, "#{i:<2} {}", code(f));
+            }
+            let _ = writeln!(out, "```\n");
+        }
+    }
+    section("Top flows", sec.flows(), out);
+    section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
+    if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
+        let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
+        let (t, n) = sec.retransmits();
+        if n > 0 {
+            t.markdown(out);
+            out.push('\n');
+        }
+    }
+    if !s.probes.is_empty() {
+        let (t, line) = sec.probes();
+        let _ = writeln!(out, "### Probes: {line}\n");
+        t.markdown(out);
+        out.push('\n');
+    }
+    if s.flow_table.capacity > 0 {
+        let _ = writeln!(out, "Flow table: {}\n", sec.flow_table_line());
+    }
+}
