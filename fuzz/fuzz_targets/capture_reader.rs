@@ -4,7 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pktloss::capture::{self, ReportFormat};
+use pktloss::{
+    capture,
+    render::{pcapng::pcapng_bytes, report::{ReportFormat, render}},
+};
 
 fn check(data: &[u8]) {
     match capture::read_bytes(data) {
@@ -14,9 +17,9 @@ fn check(data: &[u8]) {
                 ReportFormat::Markdown,
                 ReportFormat::Json,
             ] {
-                let _ = capture::render(&file, format);
+                let _ = render(&file, format);
             }
-            let _ = capture::pcapng_bytes(&file);
+            let _ = pcapng_bytes(&file);
         }
         Err(e) => {
             let msg = e.to_string();

@@ -389,17 +389,60 @@ fn watch_json_lines_add_up() {
     let (code, out) = p.finish();
     assert_eq!(code, Some(0), "{out}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    assert!(lines.len() >= 2, "{out}");
-    let no_socket: u64 = lines
-        .iter()
-        .flat_map(|l| l["top"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["reason"] == "NO_SOCKET")
-        .map(|e| e["count"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(no_socket >= N as u64, "{out}");
-    let last = lines.last().expect("line");
-    let sum: u64 = lines.iter().map(|l| l["drops"].as_u64().unwrap_or(0)).sum();
-    assert_eq!(sum, last["total_drops"].as_u64().unwrap_or(0), "interval drops add up to the total");
+    assert!(lines.len() >= 3, "{out}");
+    // The last line is the closing total; the lines before it are the intervals, the last of
+    // them the partial one cut by the signal.
+    let (total, intervals) = lines.split_last().expect("lines");
+    assert_eq!(total["total"], true, "{out}");
+    assert!(intervals.iter().all(|l| l.get("total").is_none()), "{out}");
+    let no_socket = |ls: &[serde_json::Value]| -> u64 {
+        ls.iter()
+            .flat_map(|l| l["top"].as_array().cloned().unwrap_or_default())
+            .filter(|e| {
+                e["reason"] == reason_name("NO_SOCKET")
+                    && e["symbol"].as_str().is_some_and(|x| x.starts_with("__udp4_lib_rcv"))
+            })
+            .map(|e| e["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(no_socket(intervals) >= N as u64, "{out}");
+    assert_eq!(no_socket(intervals), no_socket(std::slice::from_ref(total)), "intervals add up to the total: {out}");
+    let sum: u64 = intervals.iter().map(|l| l["drops"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(sum, total["drops"].as_u64().unwrap_or(0), "interval drops add up to the total");
+    assert_eq!(sum, total["total_drops"].as_u64().unwrap_or(0), "{out}");
+}
+
+/// `watch --duration` ends with the last, partial interval and the closing total: drops made
+/// just before the end are shown.
+#[test]
+fn watch_duration_shows_the_last_partial_interval() {
+    if !require_root("watch_duration_shows_the_last_partial_interval") {
+        return;
+    }
+    let ns = Netns::new("watchend");
+    let p = Running::start(&["watch", "--interval", "1s", "--duration", "1500ms", "--format", "json"]);
+    std::thread::sleep(Duration::from_millis(1150));
+    ns.send_udp("127.0.0.1:9992".parse().expect("addr"), 30);
+    let (code, out) = p.finish();
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let (total, intervals) = lines.split_last().expect("lines");
+    assert_eq!(total["total"], true, "{out}");
+    let last = intervals.last().expect("the partial interval");
+    assert!(last["interval_secs"].as_f64().is_some_and(|s| s < 0.9), "the last interval is the partial one: {out}");
+    let ours = |l: &serde_json::Value| -> u64 {
+        l["top"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter(|e| e["reason"] == reason_name("NO_SOCKET"))
+                    .map(|e| e["count"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    assert!(ours(last) >= 30, "the drops of the last half second are in the partial interval: {out}");
+    assert!(ours(total) >= 30, "{out}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub const MAGIC: [u8; 8] = *b"PKTLOSS\0";
 /// Format major version written and read by this pktloss.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this pktloss (any minor of [`FORMAT_MAJOR`] is read).
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 /// `format.name` inside the JSON payload.
 pub const FORMAT_NAME: &str = "pktloss-capture";
 /// Size of the fixed header.
