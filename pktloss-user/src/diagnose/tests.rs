@@ -651,7 +651,10 @@ fn routing_blackhole() {
     );
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"));
     assert!(has(&c.advice, "ip route get 10.200.0.5"));
-    assert!(in_prefix("2001:db8::1", "2001:db8::/64") && !in_prefix("10.1.0.1", "10.200.0.0/24"));
+    assert!(
+        super::checks::in_prefix("2001:db8::1", "2001:db8::/64")
+            && !super::checks::in_prefix("10.1.0.1", "10.200.0.0/24")
+    );
     // No "add the route" advice for a multicast destination.
     let mut s = summary(&[("IP_INNOROUTES", 1)]);
     s.flows.push(flow("IP_INNOROUTES", "icmpv6", "ff02::1:ff32:6072", 0, NSA, 1));

@@ -1,0 +1,443 @@
+//! Counter rules: kernel counters (snmp/netstat, softnet, devices, qdiscs, conntrack, firewall
+//! rules) that select causes or add to their drops, and TCP retransmissions no local drop
+//! explains (external loss).
+use std::collections::BTreeSet;
+
+use super::{CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Counts dropped packets: adds to the cause's counter drops.
+    Drop,
+    /// Selects the cause but is not a drop count.
+    Select,
+    /// Shown only when the cause is selected otherwise.
+    Evidence,
+}
+
+struct CounterRule {
+    cause: CauseId,
+    key: &'static str,
+    role: Role,
+    min: u64,
+}
+
+const fn rule(cause: CauseId, key: &'static str, role: Role, min: u64) -> CounterRule {
+    CounterRule { cause, key, role, min }
+}
+
+/// snmp/netstat counters that select causes (see the module doc for thresholds).
+const COUNTER_RULES: &[CounterRule] = &[
+    rule(CauseId::NoListener, "Udp.NoPorts", Role::Drop, 1),
+    rule(CauseId::NoListener, "Udp6.NoPorts", Role::Drop, 1),
+    rule(CauseId::RpFilter, "TcpExt.IPReversePathFilter", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "Udp.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "Udp6.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "UdpLite.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpRcvbufFull, "UdpLite6.RcvbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "Udp.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "Udp6.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "UdpLite.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::UdpSndbufFull, "UdpLite6.SndbufErrors", Role::Drop, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.ListenOverflows", Role::Drop, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.ListenDrops", Role::Evidence, 1),
+    rule(CauseId::TcpAcceptQueueFull, "TcpExt.TCPFastOpenListenOverflow", Role::Evidence, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.TCPReqQFullDrop", Role::Drop, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.TCPReqQFullDoCookies", Role::Select, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesSent", Role::Select, 1),
+    rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesFailed", Role::Evidence, 1),
+    rule(CauseId::TcpBacklogOverflow, "TcpExt.TCPBacklogDrop", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPRcvQDrop", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.RcvPruned", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.OfoPruned", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "Udp.MemErrors", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "Udp6.MemErrors", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPMemoryPressures", Role::Select, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPAbortOnMemory", Role::Select, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.PruneCalled", Role::Evidence, 1),
+    rule(CauseId::ChecksumError, "Udp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Udp6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "UdpLite.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "UdpLite6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Tcp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Icmp.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "Icmp6.InCsumErrors", Role::Drop, 1),
+    rule(CauseId::ChecksumError, "IpExt.InCsumErrors", Role::Drop, 1),
+    // IPv4 InNoRoutes is in /proc/net/netstat (IpExt), not in the Ip line of /proc/net/snmp.
+    rule(CauseId::Routing, "IpExt.InNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip.OutNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip.InAddrErrors", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.InNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.OutNoRoutes", Role::Drop, 1),
+    rule(CauseId::Routing, "Ip6.InAddrErrors", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.FragFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.ReasmFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.FragFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.ReasmFails", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip6.InTooBigErrors", Role::Drop, 1),
+    rule(CauseId::MtuFragmentation, "Ip.ReasmTimeout", Role::Evidence, 1),
+    rule(CauseId::TcpProtocol, "TcpExt.TCPOFODrop", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.TCPZeroWindowDrop", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.PAWSEstab", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::TcpProtocol, "TcpExt.BeyondWindow", Role::Drop, MIN_TCP_PROTOCOL),
+    rule(CauseId::MemoryPressure, "TcpExt.PFMemallocDrop", Role::Drop, 1),
+];
+
+/// Why counters can show drops that events do not.
+pub(super) fn counters_only_why(id: CauseId) -> &'static str {
+    match id {
+        CauseId::UdpSndbufFull => "sendmsg fails before an skb is queued, nothing is freed",
+        CauseId::TcpAcceptQueueFull => {
+            "the kernel frees SYNs dropped on a full accept queue with consume_skb, invisible to kfree_skb"
+        }
+        CauseId::TcpSynQueueFull => {
+            "SYNs answered with cookies or dropped here leave no kfree_skb event on this kernel"
+        }
+        CauseId::NicRingFull | CauseId::NicFifoOverrun => "the NIC drops these frames before an skb exists",
+        CauseId::ChecksumError => "frames with a bad CRC are dropped by the NIC before an skb exists",
+        CauseId::QdiscDrop => "drops inside some qdiscs are freed in bulk without a per-packet reason",
+        CauseId::FirewallDrop => "traced, they show as NETFILTER_DROP: the drop probe was inactive or missed them",
+        CauseId::Routing => "a send with no route fails before an skb exists (the application gets ENETUNREACH)",
+        CauseId::NeighborFailure => "the neighbour table counts discards in the whole host",
+        _ => "the kernel counts these drops without a kfree_skb event, or they happened outside the traced probes",
+    }
+}
+
+/// Counters (snmp/netstat, softnet, devices, qdiscs, conntrack, neighbours, firewall counters).
+pub(super) fn counter_signals(cx: &mut Ctx) {
+    let deltas = cx.input.deltas;
+    for d in deltas.iter().filter(|d| !d.no_baseline) {
+        let tag = cx.tag(d.netns);
+        for r in COUNTER_RULES {
+            let v = d.counter(r.key);
+            let a = cx.a(r.cause);
+            if d.snmp.contains_key(r.key) || d.netstat.contains_key(r.key) {
+                a.counter_seen = true;
+            }
+            if v < r.min || v == 0 {
+                continue;
+            }
+            match r.role {
+                Role::Drop | Role::Select => {
+                    a.select(if r.role == Role::Drop { v } else { 0 }, v);
+                    a.netns.insert(d.netns);
+                    a.ev(format!("{tag} {} +{v}", r.key));
+                }
+                Role::Evidence => {
+                    a.score += v;
+                    a.ev(format!("{tag} {} +{v}", r.key));
+                }
+            }
+        }
+        // Evidence-only counters shown for unselected causes would be noise: drop them later
+        // (a cause with no drops and not selected is skipped when building the output).
+
+        // Devices.
+        for dev in &d.devices {
+            let ring = dev.rx_missed_errors.max(ethtool_sum(dev, is_ring_counter));
+            if ring > 0 {
+                let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
+                a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
+                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_ring_counter(k)) {
+                    a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
+                }
+                if dev.rx_dropped > 0 {
+                    a.ev(format!("{tag} dev {} rx_dropped +{}", dev.name, dev.rx_dropped));
+                }
+            }
+            let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
+            if fifo > 0 {
+                let a = cx.counted(CauseId::NicFifoOverrun, d.netns, fifo);
+                a.ev(format!(
+                    "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
+                    dev.name, dev.rx_fifo_errors, dev.rx_over_errors
+                ));
+            }
+            let crc = dev.rx_crc_errors + dev.rx_frame_errors;
+            if crc > 0 {
+                let a = cx.counted(CauseId::ChecksumError, d.netns, crc);
+                a.ev(format!(
+                    "{tag} dev {} rx_crc_errors +{} rx_frame_errors +{} (link-layer corruption: cable, optics, NIC or switch port)",
+                    dev.name, dev.rx_crc_errors, dev.rx_frame_errors
+                ));
+            }
+            let alloc = ethtool_sum(dev, is_alloc_failure);
+            if alloc > 0 {
+                let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
+                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_alloc_failure(k)) {
+                    a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
+                }
+            }
+            if dev.carrier_changes > 0 {
+                let a = cx.a(CauseId::InterfaceDown);
+                a.select(0, dev.carrier_changes);
+                a.netns.insert(d.netns);
+                a.ev(format!(
+                    "{tag} dev {} carrier_changes +{} (link went down/up during the capture; now {})",
+                    dev.name,
+                    dev.carrier_changes,
+                    if dev.operstate.is_empty() { "?" } else { &dev.operstate }
+                ));
+            }
+        }
+
+        // Qdiscs: root (and ingress) qdiscs only, children are included in their root's stats.
+        let has_root = d.qdiscs.iter().any(|q| q.parent == "root");
+        for q in d.qdiscs.iter().filter(|q| !has_root || q.parent == "root" || q.parent.starts_with("ffff:")) {
+            if q.drops == 0 {
+                continue;
+            }
+            let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
+            let a = cx.counted(CauseId::QdiscDrop, d.netns, q.drops);
+            a.ev(format!(
+                "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
+                q.kind,
+                q.handle,
+                q.dev,
+                q.drops,
+                q.overlimits,
+                q.backlog,
+                q.qlen,
+                txq.map(|t| format!(", txqueuelen {t}")).unwrap_or_default()
+            ));
+        }
+
+        // A UDP send dropped by the local qdisc returns ENOBUFS, which UDP counts as a send
+        // buffer error: those SndbufErrors are the qdisc's drops, not a full socket buffer.
+        let qdisc_drops: u64 = d.qdiscs.iter().filter(|q| !has_root || q.parent == "root").map(|q| q.drops).sum();
+        let sndbuf: u64 = ["Udp.SndbufErrors", "Udp6.SndbufErrors", "UdpLite.SndbufErrors", "UdpLite6.SndbufErrors"]
+            .iter()
+            .map(|k| d.counter(k))
+            .sum();
+        let by_qdisc = sndbuf.min(qdisc_drops);
+        if by_qdisc > 0 {
+            let a = cx.a(CauseId::UdpSndbufFull);
+            a.counter_drops = a.counter_drops.saturating_sub(by_qdisc);
+            a.selected = a.counter_drops > 0;
+            a.ev(format!(
+                "{tag} {by_qdisc} of the SndbufErrors are sends the local qdisc dropped (UDP counts its ENOBUFS as a send buffer error): see qdisc-drop"
+            ));
+            cx.a(CauseId::QdiscDrop).ev(format!(
+                "{tag} Udp.SndbufErrors +{sndbuf}: {by_qdisc} of them are these qdisc drops (the sender got ENOBUFS)"
+            ));
+        }
+
+        // Conntrack.
+        if let Some(ct) = &d.conntrack {
+            let drop = ct.stats.get("drop").copied().unwrap_or(0);
+            let failed = ct.stats.get("insert_failed").copied().unwrap_or(0);
+            let early = ct.stats.get("early_drop").copied().unwrap_or(0);
+            let full = match (ct.count, ct.max) {
+                (Some(c), Some(m)) if m > 0 => c as f64 / m as f64 >= CONNTRACK_FULL_RATIO,
+                _ => false,
+            };
+            if drop + failed + early > 0 || full {
+                let a = cx.a(CauseId::ConntrackTableFull);
+                a.select(drop + failed, drop + failed + early + u64::from(full));
+                a.netns.insert(d.netns);
+                a.ev(format!(
+                    "{tag} conntrack count {} of max {}; stats drop +{drop}, insert_failed +{failed}, early_drop +{early}",
+                    ct.count.map_or("?".to_owned(), |c| c.to_string()),
+                    ct.max.map_or("?".to_owned(), |c| c.to_string()),
+                ));
+            }
+        }
+    }
+
+    // Host-wide: softnet_stat and the neighbour tables, read once (from our own namespace).
+    if let Some(h) = cx.host() {
+        let tag = "[host-wide softnet_stat]";
+        let dropped: u64 = h.softnet.iter().map(|c| c.dropped).sum();
+        if dropped > 0 {
+            let per: Vec<String> =
+                h.softnet.iter().filter(|c| c.dropped > 0).map(|c| format!("cpu{} +{}", c.cpu, c.dropped)).collect();
+            let a = cx.a(CauseId::SoftnetBacklogFull);
+            a.select(dropped, dropped);
+            a.ev(format!("{tag} dropped +{dropped} ({})", per.join(", ")));
+            let flow: u64 = h.softnet.iter().map(|c| c.flow_limit_count).sum();
+            if flow > 0 {
+                a.ev(format!("{tag} flow_limit_count +{flow} (flow limit dropped large flows first)"));
+            }
+        }
+        if !h.softnet.is_empty() {
+            cx.a(CauseId::SoftnetBacklogFull).counter_seen = true;
+        }
+        let squeeze: u64 = h.softnet.iter().map(|c| c.time_squeeze).sum();
+        if squeeze >= MIN_TIME_SQUEEZE {
+            let per: Vec<String> = h
+                .softnet
+                .iter()
+                .filter(|c| c.time_squeeze > 0)
+                .map(|c| format!("cpu{} +{}", c.cpu, c.time_squeeze))
+                .collect();
+            let a = cx.a(CauseId::SoftirqBudgetExhausted);
+            a.select(0, squeeze);
+            a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
+            let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
+            if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1)
+            {
+                let share = top.processed as f64 * 100.0 / total as f64;
+                let even = 100.0 / h.softnet.len() as f64;
+                if share >= (2.0 * even).min(75.0) {
+                    a.ev(format!(
+                        "{tag} uneven load: cpu{} processed {share:.0}% of received packets ({} CPUs)",
+                        top.cpu,
+                        h.softnet.len()
+                    ));
+                }
+            }
+        }
+        let neigh_tag = "[host-wide neighbour tables]";
+        for (k, role) in [
+            ("arp.unresolved_discards", Role::Drop),
+            ("ndisc.unresolved_discards", Role::Drop),
+            ("arp.table_fulls", Role::Select),
+            ("ndisc.table_fulls", Role::Select),
+        ] {
+            let v = h.neigh.get(k).copied().unwrap_or(0);
+            if v == 0 {
+                continue;
+            }
+            let a = cx.a(CauseId::NeighborFailure);
+            a.select(if role == Role::Drop { v } else { 0 }, v);
+            a.ev(format!("{neigh_tag} {k} +{v}"));
+        }
+    }
+
+    // Firewall rule and policy counters over the capture.
+    for c in cx.input.checks {
+        let tag = cx.tag(c.netns);
+        for r in &c.drop_rules {
+            let Some(n) = r.packets_delta.filter(|n| *n > 0) else { continue };
+            let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
+            a.ev(format!(
+                "{tag} {} rule `{}` ({} {} {}{}) matched {n} packets during the capture",
+                r.backend,
+                r.rule,
+                r.family,
+                r.table,
+                r.chain,
+                r.handle.map(|h| format!(" handle {h}")).unwrap_or_default()
+            ));
+        }
+        for ch in &c.drop_chains {
+            if let Some(n) = ch.packets.filter(|n| *n > 0) {
+                let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
+                a.ev(format!(
+                    "{tag} {} chain {} {} {} policy {}: {n} packets fell through to the policy",
+                    ch.backend, ch.family, ch.table, ch.chain, ch.policy
+                ));
+            }
+        }
+    }
+}
+
+pub(super) fn ethtool_sum(dev: &crate::host::counters::DeviceStats, f: fn(&str) -> bool) -> u64 {
+    // Per-queue counters repeat the totals; take the largest matching one as the lower bound.
+    dev.ethtool.iter().filter(|(k, _)| f(k)).map(|(_, v)| *v).max().unwrap_or(0)
+}
+
+/// ethtool counters that mean "no RX descriptor/buffer available" (ring full).
+pub(super) fn is_ring_counter(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    (n.contains("missed") && n.contains("rx"))
+        || n.contains("no_buffer")
+        || n.contains("nobuf")
+        || n.contains("no_dma")
+        || n.contains("out_of_buffer")
+        || n.contains("rx_discards")
+        || n.contains("rx_fw_discards")
+        || (n.starts_with("rx") && n.ends_with("_drops") && !n.contains("xdp"))
+        || n == "rx_dropped"
+}
+
+/// ethtool counters of failed RX buffer allocations.
+pub(super) fn is_alloc_failure(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("alloc") && (n.contains("fail") || n.contains("err"))
+}
+
+pub(super) fn tcp_local_drops(cx: &Ctx) -> u64 {
+    let mut n = 0;
+    for id in [
+        CauseId::TcpAcceptQueueFull,
+        CauseId::TcpSynQueueFull,
+        CauseId::TcpBacklogOverflow,
+        CauseId::QdiscDrop,
+        CauseId::NicRingFull,
+        CauseId::NicFifoOverrun,
+        CauseId::SoftnetBacklogFull,
+        CauseId::NeighborFailure,
+        CauseId::Routing,
+        CauseId::InterfaceDown,
+    ] {
+        if let Some(a) = cx.acc.get(&id) {
+            n += a.event_drops.max(a.counter_drops);
+        }
+    }
+    n
+}
+
+/// TCP retransmissions with no local drop to explain them.
+pub(super) fn external_loss(cx: &mut Ctx) {
+    let s = cx.input.summary;
+    let counter_retrans: u64 = cx.input.deltas.iter().map(|d| d.counter("Tcp.RetransSegs")).sum();
+    let total = s.retransmits.total.max(counter_retrans);
+    if total < MIN_EXTERNAL_RETRANS {
+        return;
+    }
+    // Retransmitted flows that have local drops on the same 4-tuple (either direction).
+    let matched: u64 = s
+        .retransmits
+        .flows
+        .iter()
+        .filter(|r| {
+            s.flows.iter().any(|f| {
+                f.proto == "tcp"
+                    && ((f.src == r.src && f.sport == r.sport && f.dst == r.dst && f.dport == r.dport)
+                        || (f.src == r.dst && f.sport == r.dport && f.dst == r.src && f.dport == r.sport))
+            })
+        })
+        .map(|r| r.count)
+        .sum();
+    // Local TCP drops on any tuple (NAT may hide the match) and drops at layers that do not
+    // know the protocol (qdisc, NIC, backlog, ...) may explain retransmissions too.
+    let tcp_flow_drops: u64 = s.flows.iter().filter(|f| f.proto == "tcp").map(|f| f.count).sum();
+    let unexplained = total.saturating_sub(matched.max(tcp_flow_drops) + tcp_local_drops(cx));
+    if unexplained < MIN_EXTERNAL_RETRANS {
+        return;
+    }
+    let mut lines = vec![format!(
+        "TCP retransmissions: {total} (events {}, Tcp.RetransSegs +{counter_retrans}); {unexplained} not explained by any local drop",
+        s.retransmits.total
+    )];
+    let mut flows: Vec<_> = s.retransmits.flows.iter().collect();
+    flows.sort_by_key(|f| std::cmp::Reverse(f.count));
+    let mut nss = BTreeSet::new();
+    for r in flows.iter().take(3) {
+        lines.push(format!(
+            "{} retransmits {}:{} -> {}:{}: {}",
+            cx.tag(r.netns),
+            r.src,
+            r.sport,
+            r.dst,
+            r.dport,
+            r.count
+        ));
+        nss.insert(r.netns);
+    }
+    for d in cx.input.deltas.iter().filter(|d| d.counter("Tcp.RetransSegs") > 0) {
+        lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag(d.netns), d.counter("Tcp.RetransSegs")));
+        nss.insert(d.netns);
+    }
+    let peer = flows.first().map(|r| r.dst.clone()).unwrap_or_else(|| "PEER".to_owned());
+    let a = cx.a(CauseId::ExternalLoss);
+    a.select(unexplained, unexplained);
+    a.netns.extend(nss);
+    for l in lines {
+        a.ev(l);
+    }
+    a.adv(format!(
+        "No local drop explains these retransmissions: compare `sar -n DEV 2` with the instance's bandwidth/pps limits, and run `mtr -rwc 100 {peer}` to find the lossy hop."
+    ));
+}

@@ -1,0 +1,278 @@
+//! The engine: each rule adds drops, evidence and advice to a cause's accumulator ([`Acc`]);
+//! [`diagnose`] runs the rules in order, then builds, reconciles and ranks the causes.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    Cause, CauseId, Diagnosis, DiagnosisInput, Explained,
+    checks::config_findings,
+    counter_rules::{counter_signals, counters_only_why, external_loss},
+    events::{assign_events, event_evidence},
+    taxonomy,
+};
+use crate::host::counters::{ConfigChecks, NetnsDelta};
+
+#[derive(Default)]
+pub(super) struct Acc {
+    pub(super) event_drops: u64,
+    pub(super) counter_drops: u64,
+    /// Counter magnitude, for ranking causes with equal drops.
+    pub(super) score: u64,
+    pub(super) selected: bool,
+    pub(super) evidence: Vec<String>,
+    pub(super) advice: Vec<String>,
+    pub(super) netns: BTreeSet<u32>,
+    /// (reason, protocol filter, symbol filter) of the events assigned here.
+    pub(super) events: Vec<(String, Option<&'static str>, Option<String>, u64)>,
+    /// Counter keys seen (for reconciliation): counters for this cause were readable.
+    pub(super) counter_seen: bool,
+}
+
+impl Acc {
+    /// Selects the cause by a counter: `drops` packets it counted (0 for a signal that is not a
+    /// drop count) and `score` for ranking.
+    pub(super) fn select(&mut self, drops: u64, score: u64) {
+        self.counter_drops += drops;
+        self.selected = true;
+        self.score += score;
+    }
+    pub(super) fn ev(&mut self, s: String) {
+        if !self.evidence.contains(&s) {
+            self.evidence.push(s);
+        }
+    }
+    pub(super) fn adv(&mut self, s: String) {
+        if !self.advice.contains(&s) {
+            self.advice.push(s);
+        }
+    }
+}
+
+pub(super) struct Ctx<'a> {
+    pub(super) input: &'a DiagnosisInput<'a>,
+    pub(super) labels: BTreeMap<u32, String>,
+    pub(super) acc: BTreeMap<CauseId, Acc>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn tag(&self, netns: u32) -> String {
+        match self.labels.get(&netns) {
+            Some(l) if !l.starts_with("netns:") => format!("[netns {l} ({netns})]"),
+            _ if netns == 0 => "[netns ?]".to_owned(),
+            _ => format!("[netns {netns}]"),
+        }
+    }
+
+    /// Shell prefix that runs a command in a namespace ("ip netns exec NAME ").
+    pub(super) fn in_ns(&self, netns: u32) -> String {
+        let host = self.input.deltas.iter().any(|d| d.netns == netns && d.is_self)
+            || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
+        match self.labels.get(&netns) {
+            _ if host => String::new(),
+            Some(l) if !l.starts_with("netns:") && l != "host" => format!("ip netns exec {l} "),
+            _ => format!("nsenter --net=/proc/<PID in netns {netns}>/ns/net "),
+        }
+    }
+
+    pub(super) fn a(&mut self, id: CauseId) -> &mut Acc {
+        self.acc.entry(id).or_default()
+    }
+
+    /// Selects cause `id` by `drops` packets a counter in `netns` counted; returns it for evidence.
+    pub(super) fn counted(&mut self, id: CauseId, netns: u32, drops: u64) -> &mut Acc {
+        let a = self.a(id);
+        a.select(drops, drops);
+        a.netns.insert(netns);
+        a
+    }
+
+    /// Adds evidence and advice (in order, without repeats) to a cause.
+    pub(super) fn add(&mut self, id: CauseId, evidence: Vec<String>, advice: Vec<String>) {
+        let a = self.a(id);
+        for e in evidence {
+            a.ev(e);
+        }
+        for x in advice {
+            a.adv(x);
+        }
+    }
+
+    /// The host's (our own namespace's) delta, for host-wide counters and sysctls.
+    pub(super) fn host(&self) -> Option<&'a NetnsDelta> {
+        self.input.deltas.iter().find(|d| d.is_self).or_else(|| self.input.deltas.first())
+    }
+
+    /// A sysctl in a namespace, falling back to the host's value for host-wide ones.
+    pub(super) fn sysctl(&self, netns: u32, key: &str) -> Option<(String, bool)> {
+        if let Some(v) = self.input.deltas.iter().find(|d| d.netns == netns).and_then(|d| d.sysctls.get(key)) {
+            return Some((v.clone(), false));
+        }
+        self.host().and_then(|h| h.sysctls.get(key)).map(|v| (v.clone(), true))
+    }
+
+    pub(super) fn sysctl_str(&self, netns: u32, key: &str) -> String {
+        match self.sysctl(netns, key) {
+            Some((v, false)) => format!("{key} = {v}"),
+            Some((v, true)) => format!("{key} = {v} (host-wide)"),
+            None => format!("{key} unknown"),
+        }
+    }
+
+    pub(super) fn sysctl_u64(&self, netns: u32, key: &str) -> Option<u64> {
+        self.sysctl(netns, key).and_then(|(v, _)| v.split_whitespace().next().and_then(|x| x.parse().ok()))
+    }
+
+    pub(super) fn checks_for(&self, id: CauseId) -> Vec<&'a ConfigChecks> {
+        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
+        self.input.checks.iter().filter(|c| ns.is_empty() || ns.contains(&c.netns)).collect()
+    }
+
+    pub(super) fn deltas_for(&self, id: CauseId) -> Vec<&'a NetnsDelta> {
+        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
+        self.input.deltas.iter().filter(|d| ns.is_empty() || ns.contains(&d.netns)).collect()
+    }
+}
+
+/// Classify, and also return the reconciliation and what could not be read.
+pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
+    let mut labels = BTreeMap::new();
+    for d in input.deltas {
+        labels.insert(d.netns, d.label.clone());
+    }
+    for c in input.checks {
+        labels.entry(c.netns).or_insert_with(|| c.label.clone());
+    }
+    let mut cx = Ctx { input, labels, acc: BTreeMap::new() };
+    let mut reconciliation = Vec::new();
+
+    let benign = assign_events(&mut cx);
+    counter_signals(&mut cx);
+    external_loss(&mut cx);
+    event_evidence(&mut cx);
+    config_findings(&mut cx);
+
+    // Which cause explains which traced drops.
+    let mut assignments: Vec<Explained> = cx
+        .acc
+        .iter()
+        .flat_map(|(id, a)| {
+            a.events.iter().map(|(reason, proto, symbol, n)| Explained {
+                cause: *id,
+                reason: reason.clone(),
+                proto: proto.map(str::to_owned),
+                symbol: symbol.clone(),
+                drops: *n,
+            })
+        })
+        .collect();
+    assignments.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.cause.cmp(&b.cause)));
+
+    // Build, reconcile, rank.
+    let mut causes = Vec::new();
+    let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
+    for id in ids {
+        let a = cx.acc.remove(&id).unwrap_or_default();
+        let drops = a.event_drops.max(a.counter_drops);
+        if drops == 0 && !a.selected {
+            continue;
+        }
+        let info = taxonomy::info(id);
+        let mut evidence = a.evidence;
+        if a.event_drops > 0 && a.counter_drops > 0 {
+            let line = match a.counter_drops.cmp(&a.event_drops) {
+                std::cmp::Ordering::Equal => {
+                    format!("reconcile: {} traced drops match the counters exactly", a.event_drops)
+                }
+                std::cmp::Ordering::Greater => format!(
+                    "reconcile: counters show {} drops, events {}: {} not seen as events ({})",
+                    a.counter_drops,
+                    a.event_drops,
+                    a.counter_drops - a.event_drops,
+                    counters_only_why(id)
+                ),
+                std::cmp::Ordering::Less => format!(
+                    "reconcile: events show {} drops, counters {}: {} not in the counters read (a namespace not read, or counted under another counter)",
+                    a.event_drops,
+                    a.counter_drops,
+                    a.event_drops - a.counter_drops
+                ),
+            };
+            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
+            evidence.push(line);
+        } else if a.counter_drops > 0 && a.event_drops == 0 {
+            let line = format!(
+                "reconcile: {} drops counted by the kernel, none traced as drop events ({})",
+                a.counter_drops,
+                counters_only_why(id)
+            );
+            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
+            evidence.push(line);
+        } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen {
+            let line = format!(
+                "reconcile: {} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
+                a.event_drops
+            );
+            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
+            evidence.push(line);
+        }
+        let mut advice = a.advice;
+        for r in info.remediation {
+            let r = (*r).to_owned();
+            if !advice.contains(&r) {
+                advice.push(r);
+            }
+        }
+        let mut verify: Vec<String> = info.verify.iter().map(|s| (*s).to_owned()).collect();
+        verify.extend(info.checks.iter().map(|s| format!("check: {s}")));
+        causes.push((
+            a.score,
+            Cause {
+                id: id.to_owned(),
+                title: info.title.to_owned(),
+                drops,
+                event_drops: a.event_drops,
+                counter_drops: a.counter_drops,
+                explanation: info.explanation.to_owned(),
+                evidence,
+                advice,
+                verify,
+                netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
+            },
+        ));
+    }
+    causes.sort_by(|(sa, a), (sb, b)| {
+        b.drops
+            .cmp(&a.drops)
+            .then(sb.cmp(sa))
+            .then(b.evidence.len().cmp(&a.evidence.len()))
+            .then(taxonomy::order(a.id).cmp(&taxonomy::order(b.id)))
+    });
+    let causes: Vec<Cause> = causes.into_iter().map(|(_, c)| c).collect();
+
+    let s = input.summary;
+    let explained: u64 = causes.iter().map(|c| c.event_drops).sum();
+    if s.total_drops > 0 || benign > 0 {
+        reconciliation.insert(
+            0,
+            format!(
+                "traced drops: {} in total; {} assigned to causes; {} socket teardown or unjoined multicast (not loss: {}, NOT_SPECIFIED at {})",
+                s.total_drops,
+                explained,
+                benign,
+                taxonomy::BENIGN_REASONS.join(", "),
+                taxonomy::BENIGN_LOCATIONS.join(", ")
+            ),
+        );
+    }
+    let mut unavailable = BTreeSet::new();
+    for d in input.deltas {
+        for u in &d.unavailable {
+            unavailable.insert(format!("{} {u}", cx.tag(d.netns)));
+        }
+    }
+    for c in input.checks {
+        for u in &c.unavailable {
+            unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
+        }
+    }
+    Diagnosis { causes, explained: assignments, reconciliation, unavailable: unavailable.into_iter().collect() }
+}

@@ -1,0 +1,186 @@
+//! Event rules: every traced drop reason assigned to one cause (by reason, by protocol for
+//! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
+use std::collections::BTreeSet;
+
+use super::{CauseId, engine::Ctx, taxonomy};
+
+/// Map every drop reason of the summary to a cause. Returns the benign (teardown) drops.
+pub(super) fn assign_events(cx: &mut Ctx) -> u64 {
+    let s = cx.input.summary;
+    let mut benign = 0;
+    let total_counter = |cx: &Ctx, key: &str| cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>();
+    for r in &s.reasons {
+        if r.count == 0 {
+            continue;
+        }
+        if taxonomy::is_benign(&r.reason) {
+            benign += r.count;
+            continue;
+        }
+        let flows: Vec<_> = s.flows.iter().filter(|f| f.reason == r.reason).collect();
+        match r.reason.as_str() {
+            "SOCKET_RCVBUFF" => {
+                let by = |p: &str| flows.iter().filter(|f| f.proto == p).map(|f| f.count).sum::<u64>();
+                let (udp, tcp) = (by("udp"), by("tcp"));
+                let rest = r.count.saturating_sub(udp + tcp);
+                let udp_counters = total_counter(cx, "Udp.RcvbufErrors") + total_counter(cx, "Udp6.RcvbufErrors");
+                let rest_to_tcp = tcp > udp && udp_counters == 0;
+                let (udp, tcp) = if rest_to_tcp { (udp, tcp + rest) } else { (udp + rest, tcp) };
+                if udp > 0 {
+                    push_event(cx, CauseId::UdpRcvbufFull, &r.reason, Some("udp"), None, udp);
+                }
+                if tcp > 0 {
+                    push_event(cx, CauseId::SocketMemoryPressure, &r.reason, Some("tcp"), None, tcp);
+                }
+            }
+            "NETFILTER_DROP" => {
+                // Conntrack refusing new entries shows as NETFILTER_DROP too.
+                let ct: u64 = cx
+                    .input
+                    .deltas
+                    .iter()
+                    .filter_map(|d| d.conntrack.as_ref())
+                    .map(|c| {
+                        c.stats.get("drop").copied().unwrap_or(0) + c.stats.get("insert_failed").copied().unwrap_or(0)
+                    })
+                    .sum();
+                let to_ct = ct.min(r.count);
+                if to_ct > 0 {
+                    push_event(cx, CauseId::ConntrackTableFull, &r.reason, None, None, to_ct);
+                }
+                if r.count > to_ct {
+                    push_event(cx, CauseId::FirewallDrop, &r.reason, None, None, r.count - to_ct);
+                }
+            }
+            reason => {
+                if let Some(id) = taxonomy::cause_for_reason(reason) {
+                    push_event(cx, id, reason, None, None, r.count);
+                    continue;
+                }
+                // By location: NOT_SPECIFIED, TCP_DROP and unknown reasons.
+                let mut left = r.count;
+                let locs: Vec<_> = s.locations.iter().filter(|l| l.reason == reason && l.count > 0).collect();
+                for l in locs {
+                    let n = l.count.min(left);
+                    if n == 0 {
+                        break;
+                    }
+                    if taxonomy::is_benign_location(reason, &l.symbol) {
+                        benign += n;
+                        left -= n;
+                        continue;
+                    }
+                    let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
+                        CauseId::TcpProtocol
+                    } else {
+                        CauseId::Unclassified
+                    });
+                    push_event(cx, id, reason, None, Some(l.symbol.clone()), n);
+                    left -= n;
+                }
+                if left > 0 {
+                    let id = if reason == "TCP_DROP" { CauseId::TcpProtocol } else { CauseId::Unclassified };
+                    push_event(cx, id, reason, None, None, left);
+                }
+            }
+        }
+    }
+    benign
+}
+
+pub(super) fn push_event(
+    cx: &mut Ctx,
+    id: CauseId,
+    reason: &str,
+    proto: Option<&'static str>,
+    symbol: Option<String>,
+    n: u64,
+) {
+    let flows_ns: Vec<u32> = cx
+        .input
+        .summary
+        .flows
+        .iter()
+        .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p) && f.netns != 0)
+        .map(|f| f.netns)
+        .collect();
+    let a = cx.a(id);
+    a.event_drops += n;
+    a.selected = true;
+    a.netns.extend(flows_ns);
+    a.events.push((reason.to_owned(), proto, symbol, n));
+}
+
+/// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
+pub(super) fn event_evidence(cx: &mut Ctx) {
+    let s = cx.input.summary;
+    let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
+    for id in ids {
+        let events = cx.acc.get(&id).map(|a| a.events.clone()).unwrap_or_default();
+        let mut lines = Vec::new();
+        for (reason, proto, symbol, n) in &events {
+            let locs: Vec<String> = s
+                .locations
+                .iter()
+                .filter(|l| &l.reason == reason && symbol.as_ref().is_none_or(|sy| &l.symbol == sy))
+                .take(2)
+                .map(|l| l.symbol.clone())
+                .collect();
+            let at = if let Some(sy) = symbol {
+                format!(" at {sy}")
+            } else if locs.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", locs.join(", "))
+            };
+            let on = proto.map(|p| format!(" on {p}")).unwrap_or_default();
+            if reason == crate::decode::reasons::NO_REASON {
+                lines.push(format!(
+                    "events: {n} drops{on}{at}; this kernel gives no drop reasons (before 5.17): classified by the drop location"
+                ));
+            } else {
+                lines.push(format!("events: {n} drops with reason {reason}{on}{at}"));
+            }
+            let mut flows: Vec<_> = s
+                .flows
+                .iter()
+                .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p))
+                .collect();
+            flows.sort_by_key(|f| std::cmp::Reverse(f.count));
+            for f in flows.iter().take(3) {
+                let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
+                let who = if f.process.is_empty() { String::new() } else { format!(" process {}", f.process) };
+                lines.push(format!(
+                    "{} flow {} {}:{} -> {}:{}{dev}{who}: {} drops",
+                    cx.tag(f.netns),
+                    f.proto,
+                    f.src,
+                    f.sport,
+                    f.dst,
+                    f.dport,
+                    f.count
+                ));
+            }
+            let procs: BTreeSet<String> = s
+                .samples
+                .iter()
+                .filter(|x| &x.reason == reason && !x.comm.is_empty() && x.pid != 0)
+                .filter(|x| {
+                    reason != crate::decode::reasons::NO_REASON || symbol.as_ref().is_none_or(|sy| &x.symbol == sy)
+                })
+                .filter(|x| proto.is_none_or(|p| x.proto == p))
+                .map(|x| format!("{}[{}]", x.comm, x.pid))
+                .take(3)
+                .collect();
+            if !procs.is_empty() && flows.iter().all(|f| f.process.is_empty()) {
+                lines.push(format!("processes on these drops: {}", procs.into_iter().collect::<Vec<_>>().join(", ")));
+            }
+        }
+        let a = cx.a(id);
+        for (i, l) in lines.into_iter().enumerate() {
+            if !a.evidence.contains(&l) {
+                a.evidence.insert(i.min(a.evidence.len()), l);
+            }
+        }
+    }
+}
