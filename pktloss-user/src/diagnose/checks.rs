@@ -458,6 +458,7 @@ fn cfg_softnet(cx: &mut Ctx) {
     ev.push(format!("[host-wide] {}", cx.sysctl_str(host_ns, "net.core.netdev_max_backlog")));
     let cur = cx.sysctl_u64(host_ns, "net.core.netdev_max_backlog").unwrap_or(1000);
     let mut any_rps = false;
+    let mut host_off: Vec<String> = Vec::new();
     for c in cx.input.checks {
         let (on, off) = rps_summary(c);
         if !on.is_empty() {
@@ -466,6 +467,7 @@ fn cfg_softnet(cx: &mut Ctx) {
         }
         if !off.is_empty() && c.is_self {
             ev.push(format!("{} RPS disabled (rps_cpus 0) on {}", cx.tag(c.netns), off.join(", ")));
+            host_off.clone_from(&off);
         }
     }
     adv.push(format!(
@@ -473,10 +475,25 @@ fn cfg_softnet(cx: &mut Ctx) {
         cur.saturating_mul(4).max(4096)
     ));
     if !any_rps {
-        adv.push(
-            "RPS is not enabled: spread receive processing over CPUs with `echo f > /sys/class/net/DEV/queues/rx-0/rps_cpus` (a CPU mask), and check whether the application makes soft interrupts uneven."
-                .to_owned(),
-        );
+        // A mask of every CPU the softnet counters list.
+        let cpus = cx.host().map_or(0, |h| h.softnet.len()).clamp(1, 64);
+        let mask = format!("{:x}", u64::MAX >> (64 - cpus));
+        let cmds: Vec<String> = host_off
+            .iter()
+            .take(3)
+            .map(|dev| format!("`echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus`"))
+            .collect();
+        if cmds.is_empty() {
+            adv.push(
+                "RPS is not enabled: spread receive processing over the CPUs (the rps_cpus mask of each receive queue of the busy device), and check whether the application makes soft interrupts uneven."
+                    .to_owned(),
+            );
+        } else {
+            adv.push(format!(
+                "RPS is not enabled: spread receive processing over the {cpus} CPUs with {} (each receive queue has its own rps_cpus), and check whether the application makes soft interrupts uneven.",
+                cmds.join(", ")
+            ));
+        }
     }
     cx.add(CauseId::SoftnetBacklogFull, ev, adv);
 }

@@ -8,6 +8,7 @@ use super::{
     counter_rules::{counter_signals, counters_only_why, external_loss},
     events::{assign_events, event_evidence},
     taxonomy,
+    template::Fill,
 };
 use crate::host::counters::{ConfigChecks, NetnsDelta};
 
@@ -214,15 +215,38 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
             reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
             evidence.push(line);
         }
+        // The taxonomy's generic lines, made concrete from the largest flow of this cause's
+        // drops and run in its namespace; a line that cannot be made concrete is left out.
+        let flow = input
+            .summary
+            .flows
+            .iter()
+            .filter(|f| {
+                a.events.iter().any(|(reason, proto, symbol, _)| {
+                    f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p)
+                })
+            })
+            .max_by_key(|f| f.count);
+        let namespaces: Vec<u32> = a.netns.iter().copied().filter(|n| *n != 0).collect();
+        let in_ns = match namespaces.as_slice() {
+            [one] => cx.in_ns(*one),
+            _ => String::new(),
+        };
+        let fill = Fill::from_flow(flow, in_ns);
         let mut advice = a.advice;
-        for r in info.remediation {
-            let r = (*r).to_owned();
-            if !advice.contains(&r) {
-                advice.push(r);
+        // The generic remediation only when the checks found nothing specific to say.
+        if advice.is_empty() {
+            advice.extend(info.remediation.iter().filter_map(|r| fill.fill(r)));
+        }
+        let mut verify: Vec<String> = Vec::new();
+        let lines = info.verify.iter().map(|v| (*v, "")).chain(info.checks.iter().map(|c| (*c, "check: ")));
+        for (line, kind) in lines {
+            if let Some(cmd) = fill.command(line)
+                && !verify.iter().any(|v| v.trim_start_matches("check: ") == cmd)
+            {
+                verify.push(format!("{kind}{cmd}"));
             }
         }
-        let mut verify: Vec<String> = info.verify.iter().map(|s| (*s).to_owned()).collect();
-        verify.extend(info.checks.iter().map(|s| format!("check: {s}")));
         causes.push((
             a.score,
             Cause {

@@ -29,6 +29,7 @@ mod counter_rules;
 mod engine;
 mod events;
 pub mod taxonomy;
+mod template;
 
 pub use taxonomy::CauseId;
 

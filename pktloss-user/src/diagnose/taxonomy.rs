@@ -231,7 +231,7 @@ pub const CAUSES: &[CauseInfo] = &[
         checks: &[
             "iptables -L -n -v | grep -i policy; iptables -L -n -v",
             "nft list ruleset",
-            "iptables -A INPUT -p tcp -j LOG --log-prefix \"TCP_INBOUND:\" (temporary, to see what is dropped)",
+            "iptables -I INPUT -p PROTO -j LOG --log-prefix pktloss: (temporary, to see what is dropped; iptables -D INPUT -p PROTO -j LOG --log-prefix pktloss: removes it)",
         ],
         remediation: &[
             "Add an accept rule for the traffic, e.g. `iptables -A INPUT -p udp --dport 12345 -j ACCEPT` or `nft insert rule inet filter input udp dport 12345 accept`; or change the chain policy (`iptables -P INPUT ACCEPT`) if dropping by default was not intended. Back up the ruleset first.",
@@ -474,7 +474,8 @@ pub const CAUSES: &[CauseInfo] = &[
             "ethtool -k DEV | grep checksum (offload settings on the sender)",
         ],
         remediation: &[
-            "Check and replace faulty hardware (cable, transceiver, NIC, switch port) when CRC errors grow; if only L4 checksums fail, find the sender or middlebox corrupting packets and update/patch its software or disable its broken checksum offload (`ethtool -K DEV tx off`).",
+            "Check and replace faulty hardware (cable, transceiver, NIC, switch port) when CRC errors grow.",
+            "Only the checksums of packets from SRC fail: the sender or a middlebox on the way corrupts them; update or patch its software, or turn off its broken checksum offload (`ethtool -K <its device> tx off`, run on the sender).",
         ],
         verify: &["nstat -az | grep CsumErrors (stop increasing)", "ethtool -S DEV | grep crc"],
     },

@@ -96,8 +96,23 @@ fn checks(f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
     c
 }
 
+/// Classify, and check what every diagnosis must hold: advice and verify lines are concrete
+/// (no template placeholder left) and none is repeated.
 fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause> {
-    classify(&DiagnosisInput { summary: s, deltas, checks })
+    let causes = classify(&DiagnosisInput { summary: s, deltas, checks });
+    for c in &causes {
+        for lines in [&c.advice, &c.verify] {
+            for (i, l) in lines.iter().enumerate() {
+                assert!(!lines[..i].contains(l), "{} repeats {l:?}", c.id);
+                let l = l.replace("sar -n DEV", "sar -n");
+                let words: Vec<&str> = l.split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).collect();
+                for p in ["PORT", "DEV", "DST", "SRC", "PEER", "PROTO", "GW", "NEXTHOP", "MAX", "12345"] {
+                    assert!(!words.contains(&p), "{}: template word {p} in {l:?}", c.id);
+                }
+            }
+        }
+    }
+    causes
 }
 
 fn top(causes: &[Cause], id: CauseId) -> &Cause {
@@ -858,7 +873,9 @@ fn ranking_by_drops_and_reconciliation() {
     assert!(md.contains("#### Events vs counters") && md.contains("`udp-rcvbuf-full`"));
     let txt = crate::render::diagnosis::text(&dg);
     assert!(txt.contains("\n1. [udp-rcvbuf-full]"));
-    assert!(txt.contains("Evidence:") && txt.contains("Advice:") && txt.contains("$ ss -nump"));
+    // Verify commands run in the namespace of the drops (pktl-a), notes as shell comments.
+    assert!(txt.contains("Evidence:") && txt.contains("Advice:"), "{txt}");
+    assert!(txt.contains("$ ip netns exec pktl-a ss -nump  # "), "{txt}");
     // JSON shape.
     let j = serde_json::to_value(&dg.causes).expect("json");
     for k in ["id", "title", "drops", "evidence", "advice"] {
