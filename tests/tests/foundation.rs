@@ -321,6 +321,9 @@ fn stacks_are_symbolized() {
     let stack: Vec<&str> = loc["stack"].as_array().expect("stack").iter().filter_map(|f| f.as_str()).collect();
     assert!(stack.len() >= 3, "{stack:?}");
     assert!(stack.iter().any(|f| f.starts_with("ip_") || f.starts_with("__netif") || f.contains("udp")), "{stack:?}");
+    // The stack starts at the drop location: none of the tracer's own frames above it.
+    assert_eq!(stack[0], loc["symbol"], "{stack:?}");
+    assert!(!stack.iter().any(|f| f.starts_with("bpf_trace_run") || f.starts_with("_einittext")), "{stack:?}");
 }
 
 /// N datagrams over a veth pair into a namespace that drops them: the sender's veth shows at

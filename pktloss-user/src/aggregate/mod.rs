@@ -177,7 +177,9 @@ impl Aggregator {
                 code: k.reason,
                 count: *c,
                 stack: match self.sampled_stack(k.reason, k.location) {
-                    Some(id) => stacks(id).into_iter().map(|ip| self.syms.symbolize(ip)).collect(),
+                    Some(id) => {
+                        from_location(stacks(id), k.location).into_iter().map(|ip| self.syms.symbolize(ip)).collect()
+                    }
                     None => Vec::new(),
                 },
             })
@@ -300,6 +302,16 @@ impl Aggregator {
     }
 }
 
+/// A drop's kernel stack from its location on: the frames above it are the tracer's own (the
+/// BPF program, with no symbol of its own, `bpf_trace_run*`, and the function that freed the
+/// skb), not the path of the packet. A stack without the location is kept whole.
+fn from_location(frames: Vec<u64>, location: u64) -> Vec<u64> {
+    match frames.iter().position(|ip| *ip == location) {
+        Some(i) => frames[i..].to_vec(),
+        None => frames,
+    }
+}
+
 /// Per-(reason, location) drop counts of `now` minus `before` (for `watch` intervals).
 pub fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
     let prev: HashMap<_, _> = before.drops.iter().map(|(k, c)| (*k, *c)).collect();
@@ -408,6 +420,28 @@ mod tests {
             s.flows[0].is("UNKNOWN", Some("__udp4_lib_rcv+0x10"))
                 && !s.flows[0].is("UNKNOWN", Some("nf_hook_slow+0x93"))
         );
+    }
+
+    /// A stack recorded on 6.18 (`capture --stacks`, NO_SOCKET at __udp4_lib_rcv+0x4bc): two
+    /// frames of the BPF program (symbolized past `_einittext`), bpf_trace_run4 and
+    /// sk_skb_reason_drop come before the location.
+    #[test]
+    fn stacks_start_at_the_drop_location() {
+        let syms = Kallsyms::parse(
+            "ffffffff81a00000 T __udp4_lib_rcv\nffffffff81900000 T bpf_trace_run4\nffffffff81800000 T sk_skb_reason_drop\nffffffff81b00000 T ip_protocol_deliver_rcu\nffffffff82000000 T _einittext\n",
+        );
+        let location = 0xffff_ffff_81a0_04bc;
+        let frames = vec![
+            0xffff_ffff_be63_b609,
+            0xffff_ffff_be63_b1a2,
+            0xffff_ffff_8190_010d,
+            0xffff_ffff_8180_0090,
+            location,
+            0xffff_ffff_81b0_00d8,
+        ];
+        let names: Vec<String> = from_location(frames, location).into_iter().map(|ip| syms.symbolize(ip)).collect();
+        assert_eq!(names, ["__udp4_lib_rcv+0x4bc", "ip_protocol_deliver_rcu+0xd8"]);
+        assert_eq!(from_location(vec![1, 2], 3), [1, 2], "a stack without the location stays whole");
     }
 
     #[test]
