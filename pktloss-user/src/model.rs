@@ -22,7 +22,9 @@ pub struct ReasonCount {
 pub struct LocationCount {
     /// `function+0xoff` from /proc/kallsyms, or the hex address when unknown.
     pub symbol: String,
-    /// Kernel address.
+    /// Kernel address; in JSON a hex string ("0xffffffff81a004bc"): as a number, past 2^53 it
+    /// would not survive JSON tools that read numbers as doubles (jq).
+    #[serde(with = "hex_address")]
     pub address: u64,
     pub reason: String,
     pub code: u32,
@@ -65,6 +67,24 @@ impl FlowCount {
     /// kernel gives no reasons, at `symbol` when one is given).
     pub fn is(&self, reason: &str, symbol: Option<&str>) -> bool {
         self.reason == reason && (self.location.is_empty() || symbol.is_none_or(|s| self.location == s))
+    }
+
+    /// `udp 10.0.0.1:5000 -> [fd00::2]:9` (ICMP: type and code; no ports for portless
+    /// protocols; `-` for an unknown address).
+    pub fn line(&self) -> String {
+        let ported = matches!(self.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite");
+        let end = |addr: &str, port: u16| {
+            if addr.is_empty() {
+                return "-".to_owned();
+            }
+            let a = if addr.contains(':') { format!("[{addr}]") } else { addr.to_owned() };
+            if ported { format!("{a}:{port}") } else { a }
+        };
+        let mut s = format!("{} {} -> {}", self.proto, end(&self.src, self.sport), end(&self.dst, self.dport));
+        if self.proto.starts_with("icmp") {
+            s.push_str(&format!(" type {} code {}", self.sport, self.dport));
+        }
+        s
     }
 
     /// What tells these drops apart: the reason, or the location where the kernel gives none.
@@ -201,4 +221,46 @@ pub struct Summary {
     /// Sampled drops (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocationCount;
+
+    #[test]
+    fn addresses_are_hex_strings_and_numbers_still_read() {
+        let l = LocationCount { address: 0xffff_ffff_81a0_04bc, ..LocationCount::default() };
+        let v = serde_json::to_value(&l).expect("json");
+        assert_eq!(v["address"], "0xffffffff81a004bc");
+        let back: LocationCount = serde_json::from_value(v).expect("back");
+        assert_eq!(back.address, l.address);
+        let old: LocationCount = serde_json::from_str(
+            r#"{"symbol":"x","address":18446744071589512380,"reason":"NO_SOCKET","code":2,"count":1}"#,
+        )
+        .expect("a number");
+        assert_eq!(old.address, 18_446_744_071_589_512_380);
+    }
+}
+
+/// A kernel address as a `0x` hex string; reads the numbers older files hold too.
+mod hex_address {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(t) => u64::from_str_radix(t.trim_start_matches("0x"), 16).map_err(D::Error::custom),
+        }
+    }
 }

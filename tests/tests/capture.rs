@@ -179,3 +179,50 @@ fn malformed_capture_files_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
 }
+
+/// `-o FILE` means one thing per extension for every command, and every file is private
+/// (0600): addresses, process names and packet bytes are in them. A `.pktloss` written by
+/// `diagnose` is a capture file `report` reads.
+#[test]
+fn outputs_are_private_and_chosen_by_extension() {
+    if !pktloss_tests::require_root("outputs_are_private_and_chosen_by_extension") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("pktl-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = |name: &str| dir.join(name).to_str().expect("path").to_owned();
+    let mode = |p: &str| std::fs::metadata(p).expect("output written").permissions().mode() & 0o777;
+    for (cmd, name) in [
+        ("capture", "c.json"),
+        ("capture", "c.md"),
+        ("capture", "c.txt"),
+        ("capture", "c.pktloss"),
+        ("diagnose", "d.json"),
+        ("diagnose", "d.md"),
+        ("diagnose", "d.pktloss"),
+    ] {
+        let p = path(name);
+        let out = pktloss_tests::run(&[cmd, "--duration", "1s", "-o", &p]);
+        assert!(out.status.success(), "{cmd} -o {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(mode(&p), 0o600, "{cmd} -o {name}");
+        let bytes = std::fs::read(&p).expect("read");
+        match name.rsplit('.').next() {
+            Some("json") => {
+                let v: Value = serde_json::from_slice(&bytes).expect("a JSON file");
+                assert!(v["total_drops"].is_u64(), "{cmd}: {v}");
+                assert_eq!(v["causes"].is_array(), cmd == "diagnose", "{cmd}: {v}");
+            }
+            Some("md") => assert!(String::from_utf8_lossy(&bytes).contains("### "), "{cmd}: Markdown"),
+            Some("pktloss") => {
+                let rep = pktloss_tests::run(&["report", &p, "--format", "json"]);
+                assert!(rep.status.success(), "report of {cmd} -o {name}: {}", String::from_utf8_lossy(&rep.stderr));
+            }
+            _ => assert!(
+                String::from_utf8_lossy(&bytes).contains("Drops") || String::from_utf8_lossy(&bytes).contains("drops")
+            ),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

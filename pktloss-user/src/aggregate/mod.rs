@@ -47,9 +47,6 @@ pub struct Aggregator {
     pub flows_by_location: bool,
 }
 
-/// Top-N limits of a summary.
-pub const TOP_FLOWS: usize = 200;
-
 fn is_user_comm(pid: u32) -> bool {
     pid != 0
 }
@@ -193,7 +190,8 @@ impl Aggregator {
             in_flows += c;
             *dev_drops.entry(DevKey { ifindex: k.ifindex, netns: k.netns }).or_default() += c;
         }
-        for (k, c) in raw.flows.iter().take(TOP_FLOWS) {
+        // Every flow the table holds (8192 at most): JSON is complete; text cuts and says so.
+        for (k, c) in &raw.flows {
             let (src, dst) = decode::addr_strings(k);
             let (code, location) = self.flow_reason(k.reason);
             flows.push(FlowCount {
@@ -244,7 +242,6 @@ impl Aggregator {
             })
             .collect();
         rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
-        rflows.truncate(TOP_FLOWS);
 
         let inserts = raw.stat(stat::FLOW_INSERTS);
         let live = raw.flows.len() as u64;

@@ -43,8 +43,8 @@ pub struct DiagnoseArgs {
     /// How long to capture.
     #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Stop after at least this many drops.
-    #[arg(short, long)]
+    /// Stop after at least this many drops (1 or more).
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
@@ -148,8 +148,8 @@ pub struct CaptureArgs {
     /// How long to capture (e.g. 10s, 1m); without it, until Ctrl-C or --count.
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Stop after at least this many drops.
-    #[arg(short, long)]
+    /// Stop after at least this many drops (1 or more).
+    #[arg(short, long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]

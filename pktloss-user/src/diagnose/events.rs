@@ -150,16 +150,7 @@ pub(super) fn event_evidence(cx: &mut Ctx) {
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
                 let who = if f.process.is_empty() { String::new() } else { format!(" process {}", f.process) };
-                lines.push(format!(
-                    "{} flow {} {}:{} -> {}:{}{dev}{who}: {} drops",
-                    cx.tag(f.netns),
-                    f.proto,
-                    f.src,
-                    f.sport,
-                    f.dst,
-                    f.dport,
-                    f.count
-                ));
+                lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag(f.netns), f.line(), f.count));
             }
             let procs: BTreeSet<String> = s
                 .samples

@@ -354,8 +354,13 @@ impl KernelBtf {
             }
             let name = self.name(t.name_off);
             if name == "skb_drop_reason" {
+                // Only the drop reasons: not SKB_NOT_DROPPED_YET, SKB_CONSUMED (frees that are
+                // not drops) nor the enum's bookkeeping (MAX, SUBSYS_MASK, SUBSYS_SHIFT).
                 for (v, n) in self.enum_members(&t) {
-                    out.push((v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(n).to_owned()));
+                    let Some(reason) = n.strip_prefix("SKB_DROP_REASON_") else { continue };
+                    if !matches!(reason, "MAX" | "SUBSYS_MASK" | "SUBSYS_SHIFT") {
+                        out.push((v, reason.to_owned()));
+                    }
                 }
             } else if name.ends_with("_drop_reason") {
                 subsys.extend(
@@ -448,7 +453,12 @@ mod tests {
         let Some(k) = kernel() else { return };
         let r = k.drop_reasons();
         let get = |n: &str| r.iter().find(|(_, name)| name == n).map(|(v, _)| *v);
-        assert_eq!(get("SKB_NOT_DROPPED_YET"), Some(0));
+        // Frees that are not drops and the enum's bookkeeping are not reasons.
+        for not_a_reason in ["SKB_NOT_DROPPED_YET", "NOT_DROPPED_YET", "SKB_CONSUMED", "CONSUMED", "MAX", "SUBSYS_MASK"]
+        {
+            assert_eq!(get(not_a_reason), None, "{not_a_reason}");
+        }
+        assert_eq!(get("NOT_SPECIFIED"), Some(2));
         assert!(get("NO_SOCKET").is_some());
         assert!(get("NETFILTER_DROP").is_some());
         // The tracefs format file lists the same value for NO_SOCKET.

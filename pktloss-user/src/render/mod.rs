@@ -249,14 +249,3 @@ fn md_escape(s: &str) -> String {
     }
     out
 }
-
-/// One-line form of a flow: `udp 10.0.0.1:5000 -> 10.0.0.2:9` (ICMP: type and code).
-pub fn flow_line(f: &FlowCount) -> String {
-    let (src, dst) = flow_desc(f);
-    let dash = |e: String| if e.is_empty() { "-".to_owned() } else { e };
-    let mut s = format!("{} {} -> {}", f.proto, dash(src), dash(dst));
-    if f.proto.starts_with("icmp") {
-        let _ = write!(s, " type {} code {}", f.sport, f.dport);
-    }
-    s
-}
