@@ -21,3 +21,6 @@ pub mod model;
 pub mod render;
 pub mod session;
 pub mod tui;
+
+#[cfg(test)]
+mod testdata;

@@ -14,12 +14,12 @@ use pktloss_common::stat;
 use super::args::{CaptureArgs, DiagnoseArgs, Format, ReasonsArgs, ReportArgs, TraceArgs, WatchArgs};
 use crate::{
     capture::write_private,
-    decode::reasons::{ReasonTable, describe},
+    decode::reasons::ReasonTable,
     kernel::{
         btf::KernelBtf,
         tracer::{RawCounts, StartError},
     },
-    render::{diagnosis, json, pcapng, report, summary, watch},
+    render::{diagnosis, json, pcapng, reasons, report, summary, watch},
     session::{Session, capture_file, gather_after, gather_before, run_until, stop_flag},
 };
 
@@ -328,33 +328,12 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct ReasonOut {
-    code: u32,
-    reason: String,
-    description: &'static str,
-}
-
 pub(super) fn reasons(a: ReasonsArgs) -> Result<()> {
     let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
-    let table = ReasonTable::new(kbtf.drop_reasons());
-    let rows: Vec<ReasonOut> = table
-        .iter()
-        .map(|(code, name)| ReasonOut { code, reason: name.to_owned(), description: describe(name) })
-        .collect();
-    match a.format {
-        Format::Json => println!("{}", json::pretty(&rows)),
-        Format::Text if rows.is_empty() => println!(
-            "this kernel has no drop reasons (enum skb_drop_reason is new in 5.17): pktloss counts its drops by \
-             location and flow, with reason {}",
-            crate::decode::reasons::NO_REASON
-        ),
-        Format::Text => {
-            println!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):", rows.len());
-            for r in rows {
-                println!("{:>8}  {:<32} {}", r.code, r.reason, r.description);
-            }
-        }
-    }
+    let rows = reasons::rows(&ReasonTable::new(kbtf.drop_reasons()));
+    print(&match a.format {
+        Format::Json => json::pretty(&rows),
+        Format::Text => reasons::text(&rows),
+    });
     Ok(())
 }

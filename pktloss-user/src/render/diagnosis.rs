@@ -21,7 +21,9 @@ pub fn text(d: &Diagnosis) -> String {
     }
     for (i, c) in d.causes.iter().enumerate() {
         let _ = writeln!(out, "{}. [{}] {} — {}", i + 1, c.id, clean_line(&c.title), plural(c.drops, "drop"));
-        let _ = writeln!(out, "   {}", clean_line(&c.explanation));
+        if !c.explanation.is_empty() {
+            let _ = writeln!(out, "   {}", clean_line(&c.explanation));
+        }
         for (title, lines) in [("Evidence", &c.evidence), ("Advice", &c.advice)] {
             if !lines.is_empty() {
                 let _ = writeln!(out, "   {title}:");
@@ -57,7 +59,9 @@ pub fn markdown(d: &Diagnosis, out: &mut String) {
     }
     for (i, c) in d.causes.iter().enumerate() {
         let _ = writeln!(out, "**{}. {}** (`{}`, {})\n", i + 1, md_sentence(&c.title), c.id, plural(c.drops, "drop"));
-        let _ = writeln!(out, "{}\n", md_sentence(&c.explanation));
+        if !c.explanation.is_empty() {
+            let _ = writeln!(out, "{}\n", md_sentence(&c.explanation));
+        }
         for e in &c.evidence {
             let _ = writeln!(out, "- Evidence: {}", md_sentence(e));
         }

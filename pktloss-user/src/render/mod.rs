@@ -12,6 +12,7 @@ use crate::model::FlowCount;
 pub mod diagnosis;
 pub mod json;
 pub mod pcapng;
+pub mod reasons;
 pub mod report;
 pub mod summary;
 pub mod watch;
@@ -249,3 +250,6 @@ fn md_escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! Snapshot tests of every rendered format, on the shared test capture: what users read is
+//! reviewed as a whole when it changes (`cargo insta review`, or `INSTA_UPDATE=always`).
+use insta::assert_snapshot;
+
+use super::{diagnosis, json, reasons, report, summary, watch};
+use crate::{
+    decode::reasons::ReasonTable,
+    diagnose::Diagnosis,
+    host::counters::{ConfigChecks, NetnsDelta},
+    testdata::sample_capture,
+};
+
+#[test]
+fn summary_text_and_markdown() {
+    let f = sample_capture();
+    assert_snapshot!("summary_text", summary::text(&f.summary));
+    let mut md = String::new();
+    summary::markdown(&f.summary, &mut md);
+    assert_snapshot!("summary_markdown", md);
+}
+
+#[test]
+fn summary_json() {
+    assert_snapshot!("summary_json", json::pretty(&sample_capture().summary));
+}
+
+/// A diagnosis with commands in its advice (code spans must stay code in Markdown), a verify
+/// command with a pipe (no table escaping outside tables), notes, and a long advice line that
+/// must not be cut.
+fn diagnosis_with_commands() -> Diagnosis {
+    let mut d = sample_capture().diagnosis;
+    d.causes[1].advice.push(format!(
+        "[netns uxb (4026532291)] the nft rule `udp dport 7777 counter packets 30 bytes 870 drop` dropped 30 packets: remove or narrow it if that traffic is legitimate (`ip netns exec uxb nft delete rule inet uxfw input handle 4`). {}",
+        "Then watch its counter stay still. ".repeat(6)
+    ));
+    d.causes[1].verify =
+        vec!["ip netns exec uxb nft list ruleset | grep -c drop  # the drop rule's counter stops increasing".into()];
+    d.reconciliation = vec!["firewall-drop: 1 traced drops match the counters exactly".into()];
+    d.unavailable = vec!["[netns ?] conntrack: module not loaded".into()];
+    d
+}
+
+#[test]
+fn diagnosis_text_and_markdown() {
+    let d = diagnosis_with_commands();
+    let text = diagnosis::text(&d);
+    assert!(text.contains("ip netns exec uxb nft delete rule inet uxfw input handle 4`). Then"), "not cut: {text}");
+    assert_snapshot!("diagnosis_text", text);
+    let mut md = String::new();
+    diagnosis::markdown(&d, &mut md);
+    assert!(md.contains("(`ip netns exec uxb nft delete rule inet uxfw input handle 4`)"), "code stays code: {md}");
+    assert!(md.contains("- Verify: `ip netns exec uxb nft list ruleset | grep -c drop"), "no table escaping: {md}");
+    assert_snapshot!("diagnosis_markdown", md);
+    assert_snapshot!("diagnosis_empty_text", diagnosis::text(&Diagnosis::default()));
+}
+
+#[test]
+fn diagnosed_json() {
+    let f = sample_capture();
+    let d = diagnosis_with_commands();
+    let counters: Vec<NetnsDelta> = Vec::new();
+    let checks: Vec<ConfigChecks> = Vec::new();
+    assert_snapshot!("diagnosed_json", json::pretty(&json::Diagnosed::new(&f.summary, &d, &counters, &checks)));
+}
+
+#[test]
+fn report_text_markdown_json() {
+    let mut f = sample_capture();
+    f.diagnosis = diagnosis_with_commands();
+    assert_snapshot!("report_text", report::render(&f, report::ReportFormat::Text));
+    assert_snapshot!("report_markdown", report::render(&f, report::ReportFormat::Markdown));
+    assert_snapshot!("report_json", report::render(&f, report::ReportFormat::Json));
+}
+
+#[test]
+fn watch_lines() {
+    let entry = |n: u64, reason: &str, symbol: &str| watch::WatchEntry {
+        reason: reason.into(),
+        code: 2,
+        symbol: symbol.into(),
+        count: n,
+    };
+    let line = watch::WatchLine {
+        t: 3.0,
+        interval_secs: 1.0,
+        drops: 21,
+        total_drops: 60,
+        lost_events: 2,
+        top: vec![
+            entry(10, "NO_SOCKET", "__udp4_lib_rcv+0x4bc"),
+            entry(5, "NETFILTER_DROP", "nft_do_chain+0x40f"),
+            entry(3, "NO_SOCKET", "__udp6_lib_rcv+0x1ab"),
+            entry(2, "TCP_CLOSE", "tcp_rcv_state_process+0x2a"),
+            entry(1, "OTHERHOST", "ip_rcv_core+0x1d"),
+        ],
+        total: false,
+    };
+    assert_snapshot!("watch_text", watch::text(&line));
+    assert_snapshot!("watch_json", serde_json::to_string(&line).expect("json"));
+    let total = watch::WatchLine { t: 3.4, interval_secs: 3.4, total: true, ..line };
+    assert_snapshot!("watch_total_text", watch::text(&total));
+}
+
+#[test]
+fn reasons_text_and_json() {
+    let table = ReasonTable::new([(2, "NOT_SPECIFIED".to_owned()), (3, "NO_SOCKET".to_owned())]);
+    let rows = reasons::rows(&table);
+    assert_snapshot!("reasons_text", reasons::text(&rows));
+    assert_snapshot!("reasons_json", json::pretty(&rows));
+    assert_snapshot!("reasons_none_text", reasons::text(&[]));
+}
