@@ -244,18 +244,19 @@ pub(crate) fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
                 out.word(1, 0);
                 out.word(2, w[2] & 0xffff_ffff);
                 out.word(3, 0);
-            } else if version == 6 && avail >= 40 {
-                if let Some(x) = M::peek::<3>(l3) {
-                    family = 6;
-                    l4 = (w[0] >> 48) as u8;
-                    if avail >= 44 {
-                        ports = ports_word(l4, x[2] as u32);
-                    }
-                    out.word(0, w[1]);
-                    out.word(1, w[2]);
-                    out.word(2, x[0]);
-                    out.word(3, x[1]);
+            } else if version == 6
+                && avail >= 40
+                && let Some(x) = M::peek::<3>(l3)
+            {
+                family = 6;
+                l4 = (w[0] >> 48) as u8;
+                if avail >= 44 {
+                    ports = ports_word(l4, x[2] as u32);
                 }
+                out.word(0, w[1]);
+                out.word(1, w[2]);
+                out.word(2, x[0]);
+                out.word(3, x[1]);
             }
         }
     }
