@@ -57,7 +57,8 @@ pub fn tcp_drop(ctx: ProbeContext) -> u32 {
     bump(stat::TCP_DROP_CALLS);
     let skb: u64 = ctx.arg(1).unwrap_or(0);
     let sk: u64 = ctx.arg(0).unwrap_or(0);
-    // The caller's return address is the most useful location we have.
+    // No location: the kprobe does not read its caller (location 0 shows as `unknown`); the
+    // reason TCP_DROP says where the drop happened.
     aya_log_ebpf::debug!(&ctx, "tcp_drop skb={:x}", skb);
     on_drop::<_, Probe>(Args { ctx: &ctx, skb, location: 0, reason: REASON_TCP_DROP, rx_sk: sk });
     0

@@ -5,7 +5,7 @@
 //! needed); [`crate::render::report`] renders it as text, Markdown or JSON, and
 //! [`crate::render::pcapng`] exports the dropped packets' headers.
 //!
-//! # File format (version 1.0)
+//! # File format (version 1.1)
 //!
 //! A file is a 40-byte header followed by one payload. All integers are little-endian.
 //!
@@ -13,7 +13,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 8 | magic `PKTLOSS\0` (`50 4B 54 4C 4F 53 53 00`) |
 //! | 8  | 2 | format major version (1) |
-//! | 10 | 2 | format minor version (0) |
+//! | 10 | 2 | format minor version (1) |
 //! | 12 | 4 | flags: bit 0 = payload is raw DEFLATE (RFC 1951); other bits reserved, must be 0 |
 //! | 16 | 8 | stored payload length in bytes: the file is exactly 40 + this long |
 //! | 24 | 8 | JSON length in bytes (after decompression) |
@@ -93,7 +93,7 @@ pub struct DropReasonName {
 pub struct Interface {
     /// Inode of its network namespace, as in the events.
     pub netns: u32,
-    /// `ip netns` name, "root" for pktloss's own namespace, or empty when unknown.
+    /// `ip netns` name, "host" for pktloss's own namespace, or empty when unknown.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns_name: String,
     pub ifindex: u32,
@@ -116,7 +116,7 @@ impl Interface {
     }
 }
 
-/// "ns1" / "root" when the namespace has a name, else "netns:INODE".
+/// "ns1" / "host" when the namespace has a name, else "netns:INODE".
 pub fn netns_label(inode: u32, name: &str) -> String {
     if name.is_empty() { format!("netns:{inode}") } else { name.to_string() }
 }

@@ -561,3 +561,12 @@ fn host_metadata_and_format_names() {
     assert_eq!(hex_decode("0g"), None);
     assert_eq!(hex_decode("abc"), None);
 }
+
+/// A cause id this pktloss does not know (a file from a newer one) reads as unclassified.
+#[test]
+fn unknown_cause_ids_read_as_unclassified() {
+    let mut v = serde_json::to_value(sample_capture()).unwrap();
+    v["diagnosis"]["causes"][0]["id"] = json!("a-cause-from-the-future");
+    let f = read_bytes(&encode_container(&serde_json::to_vec(&v).unwrap(), true).unwrap()).unwrap();
+    assert_eq!(f.diagnosis.causes[0].id, CauseId::Unclassified);
+}

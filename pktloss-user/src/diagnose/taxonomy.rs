@@ -1,4 +1,4 @@
-//! The cause taxonomy: the one readable table of the 26 causes of packet loss pktloss knows.
+//! The cause taxonomy: the one readable table of the 25 causes of packet loss pktloss knows.
 //!
 //! Ids ([`CauseId`]) are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
 //! the signals that select it (drop reasons from `enum skb_drop_reason`, kernel counters), the
@@ -44,7 +44,10 @@ pub enum CauseId {
     MemoryPressure,
     InterfaceDown,
     ExternalLoss,
+    /// Also what a cause id this pktloss does not know reads as (a capture file written by a
+    /// newer one).
     #[default]
+    #[serde(other)]
     Unclassified,
 }
 

@@ -26,7 +26,7 @@ pub struct NetnsRef {
 }
 
 impl NetnsRef {
-    /// A short label: the `ip netns` name, "root" for our own, or "netns:INODE".
+    /// A short label: the `ip netns` name, "host" for our own, or "netns:INODE".
     pub fn label(&self) -> String {
         match (&self.name, self.is_self) {
             (Some(n), _) => n.clone(),

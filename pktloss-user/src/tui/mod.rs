@@ -42,7 +42,7 @@ pub use view::render;
 /// One classified cause, as the diagnosis shows it (ranked by `drops`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CauseView {
-    /// Stable identifier, e.g. "udp-no-socket".
+    /// Stable identifier, e.g. "no-listener" ([`crate::diagnose::CauseId`]).
     pub id: String,
     /// One-line human title.
     pub title: String,
