@@ -243,7 +243,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     let emit = |line: &watch::WatchLine, failure: &mut Option<anyhow::Error>| {
         let text = match format {
             Format::Text => watch::text(line),
-            Format::Json => serde_json::to_string(line).unwrap_or_default(),
+            Format::Json => watch::json_line(line),
         };
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {

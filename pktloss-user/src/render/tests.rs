@@ -96,7 +96,7 @@ fn watch_lines() {
         total: false,
     };
     assert_snapshot!("watch_text", watch::text(&line));
-    assert_snapshot!("watch_json", serde_json::to_string(&line).expect("json"));
+    assert_snapshot!("watch_json", watch::json_line(&line));
     let total = watch::WatchLine { t: 3.4, interval_secs: 3.4, total: true, ..line };
     assert_snapshot!("watch_total_text", watch::text(&total));
 }

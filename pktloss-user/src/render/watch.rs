@@ -54,3 +54,8 @@ pub fn text(w: &WatchLine) -> String {
     }
     o
 }
+
+/// One interval as one line of JSON (`--format json`: a JSON object per line).
+pub fn json_line(w: &WatchLine) -> String {
+    serde_json::to_string(w).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
