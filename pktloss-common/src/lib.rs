@@ -56,10 +56,10 @@ pub mod flag {
     pub const STACKS: u32 = 4;
     /// Copy packet bytes into detail events.
     pub const PACKET_BYTES: u32 = 8;
-    /// The tp_btf programs may load packet bytes directly through `skb->head` (the kernel
+    /// The `tp_btf` programs may load packet bytes directly through `skb->head` (the kernel
     /// types `char *` fields of BTF pointers as read-only untrusted memory, 6.17+).
     pub const UNTRUSTED_LOADS: u32 = 16;
-    /// The kernel has `bpf_get_current_task_btf` (5.11+): the tp_btf programs read the task
+    /// The kernel has `bpf_get_current_task_btf` (5.11+): the `tp_btf` programs read the task
     /// name by direct loads instead of the `bpf_get_current_comm` helper.
     pub const TASK_BTF: u32 = 32;
     /// The kernel's `kfree_skb` has no drop reason (before 5.17): flows are keyed by the low
@@ -217,7 +217,7 @@ pub struct FlowKey {
     pub dport: u16,
     /// 4, 6, or 0 when the network header was not decodable.
     pub family: u8,
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...), 0 when unknown.
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 `ICMPv6`, ...), 0 when unknown.
     pub l4proto: u8,
     /// `skb->protocol` (host order), e.g. 0x0800, 0x86dd, 0x0806.
     pub ethertype: u16,
@@ -241,9 +241,9 @@ pub struct DevKey {
 /// never read a clock on the drop path) and the hottest counters, which would otherwise cost a
 /// `STATS` access per event.
 ///
-/// The kfree_skb and net_dev_queue programs can nest on one CPU (an interrupt during one runs
+/// The `kfree_skb` and `net_dev_queue` programs can nest on one CPU (an interrupt during one runs
 /// the other), so each writes only its own fields: `dev_*` and `tx_packets` belong to
-/// net_dev_queue, the rest to the drop programs.
+/// `net_dev_queue`, the rest to the drop programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunCache {
@@ -287,7 +287,7 @@ pub struct RunCache {
     /// same device continues the run without resolving the key again.
     pub dev_ptr: u64,
     pub dev_net_ptr: u64,
-    /// Packets seen on net_dev_queue ([`stat::TX_PACKETS`]).
+    /// Packets seen on `net_dev_queue` ([`stat::TX_PACKETS`]).
     pub tx_packets: u64,
 }
 
@@ -303,7 +303,7 @@ pub const RAW_MASK0: u64 = 0xff1f_0000_0000_00ff;
 /// Mask of the second raw IPv4 word: protocol (byte 9) and source address (bytes 12..16); not
 /// the TTL or the checksum.
 pub const RAW_MASK1: u64 = 0xffff_ffff_0000_ff00;
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 52);
+const _: () = assert!(size_of::<FlowKey>() == 52);
 
 /// Where the captured bytes of a detail event start.
 pub mod data_start {
@@ -319,7 +319,7 @@ pub mod data_start {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DropEvent {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`).
     pub ts_ns: u64,
     pub location: u64,
     pub flow: FlowKey,
@@ -344,7 +344,7 @@ const _: () = assert!(core::mem::offset_of!(DropEvent, flow) % 8 == 0);
 const _: () = assert!(core::mem::offset_of!(DropEvent, comm) % 4 == 0);
 
 /// Size of a full [`DropEvent`] in bytes (a record with [`MAX_SNAPLEN`] packet bytes).
-pub const DROP_EVENT_SIZE: usize = core::mem::size_of::<DropEvent>();
+pub const DROP_EVENT_SIZE: usize = size_of::<DropEvent>();
 /// Bytes of a [`DropEvent`] before its packet bytes: the smallest valid record.
 pub const DROP_EVENT_HEADER: usize = core::mem::offset_of!(DropEvent, data);
 
@@ -371,15 +371,15 @@ mod tests {
 
     #[test]
     fn layouts_are_stable() {
-        assert_eq!(core::mem::size_of::<DropKey>(), 16);
-        assert_eq!(core::mem::size_of::<FlowKey>(), 52);
-        assert_eq!(core::mem::size_of::<DevKey>(), 8);
+        assert_eq!(size_of::<DropKey>(), 16);
+        assert_eq!(size_of::<FlowKey>(), 52);
+        assert_eq!(size_of::<DevKey>(), 8);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
         assert_eq!(DROP_EVENT_HEADER, 108);
         assert_eq!(event_bytes(0), 112);
         assert_eq!(event_bytes(4), 112);
         assert_eq!(event_bytes(5), 120);
         assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
-        assert_eq!(core::mem::size_of::<Config>() % 4, 0);
+        assert_eq!(size_of::<Config>() % 4, 0);
     }
 }

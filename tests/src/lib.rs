@@ -156,7 +156,7 @@ impl Netns {
         })
     }
 
-    /// A counter from /proc/net/snmp (e.g. "Udp", "NoPorts") or /proc/net/snmp6 inside the namespace.
+    /// A counter from /proc/net/snmp (e.g. "Udp", "`NoPorts`") or /proc/net/snmp6 inside the namespace.
     pub fn snmp(&self, table: &str, field: &str) -> u64 {
         let (table, field) = (table.to_owned(), field.to_owned());
         self.run(move || {
@@ -237,7 +237,7 @@ impl Running {
             if let Ok(Some(status)) = r.child.try_wait() {
                 panic!("pktloss exited early ({status}): {}", r.stderr());
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "pktloss did not attach in 60 s: {}", r.stderr());
+            assert!(started.elapsed() < Duration::from_mins(1), "pktloss did not attach in 60 s: {}", r.stderr());
         }
     }
 
@@ -259,7 +259,7 @@ impl Running {
             if let Ok(Some(s)) = self.child.try_wait() {
                 break s;
             }
-            if started.elapsed() > Duration::from_secs(60) {
+            if started.elapsed() > Duration::from_mins(1) {
                 let _ = self.child.kill();
                 panic!("pktloss did not exit in 60 s: {}", self.stderr());
             }
@@ -309,8 +309,7 @@ pub fn loaded_pktloss_programs() -> Vec<String> {
 pub fn flow_count(summary: &Value, pred: impl Fn(&Value) -> bool) -> u64 {
     summary["flows"]
         .as_array()
-        .map(|a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum())
-        .unwrap_or(0)
+        .map_or(0, |a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum())
 }
 
 /// Count of a reason in the summary.

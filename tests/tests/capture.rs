@@ -185,7 +185,7 @@ fn malformed_capture_files_are_one_line_errors() {
 /// `diagnose` is a capture file `report` reads.
 #[test]
 fn outputs_are_private_and_chosen_by_extension() {
-    if !pktloss_tests::require_root("outputs_are_private_and_chosen_by_extension") {
+    if !require_root("outputs_are_private_and_chosen_by_extension") {
         return;
     }
     use std::os::unix::fs::PermissionsExt as _;
@@ -204,7 +204,7 @@ fn outputs_are_private_and_chosen_by_extension() {
         ("diagnose", "d.pktloss"),
     ] {
         let p = path(name);
-        let out = pktloss_tests::run(&[cmd, "--duration", "1s", "-o", &p]);
+        let out = run(&[cmd, "--duration", "1s", "-o", &p]);
         assert!(out.status.success(), "{cmd} -o {name}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(mode(&p), 0o600, "{cmd} -o {name}");
         let bytes = std::fs::read(&p).expect("read");
@@ -216,7 +216,7 @@ fn outputs_are_private_and_chosen_by_extension() {
             }
             Some("md") => assert!(String::from_utf8_lossy(&bytes).contains("### "), "{cmd}: Markdown"),
             Some("pktloss") => {
-                let rep = pktloss_tests::run(&["report", &p, "--format", "json"]);
+                let rep = run(&["report", &p, "--format", "json"]);
                 assert!(rep.status.success(), "report of {cmd} -o {name}: {}", String::from_utf8_lossy(&rep.stderr));
             }
             _ => assert!(

@@ -15,7 +15,7 @@ use pktloss_tests::{Netns, Running, require_root, sh};
 use serde_json::Value;
 
 /// Time between "tracing" and the traffic, for the "before" snapshot.
-const SETTLE: Duration = Duration::from_millis(1000);
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Run `pktloss diagnose` for `secs` seconds; `traffic` runs after [`SETTLE`]. Returns the JSON.
 fn diagnose(secs: u32, traffic: impl FnOnce()) -> Value {
@@ -114,7 +114,7 @@ fn sockaddr_in(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-/// A counter from /proc/net/netstat ("TcpExt", "ListenOverflows") inside the namespace.
+/// A counter from /proc/net/netstat ("`TcpExt`", "`ListenOverflows`") inside the namespace.
 fn netstat(ns: &Netns, table: &str, field: &str) -> u64 {
     let text = ns.exec(&["cat", "/proc/net/netstat"]);
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
@@ -382,7 +382,7 @@ fn qdisc_drop_points_at_the_tbf_rate() {
     assert!(v["causes"].as_array().is_some_and(|a| a.iter().all(|c| c["id"] != "udp-sndbuf-full")), "{}", causes(&v));
 }
 
-/// Sum of the "dropped" column of /proc/net/softnet_stat (host-wide).
+/// Sum of the "dropped" column of /`proc/net/softnet_stat` (host-wide).
 fn softnet_dropped() -> u64 {
     std::fs::read_to_string("/proc/net/softnet_stat")
         .expect("softnet_stat")
@@ -423,7 +423,7 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
     // RPS steers the receive processing of the receiving veth to the last CPU; one sender pinned
     // to CPU 0 queues to that CPU's backlog faster than it drains it (on the sender's own CPU
     // each packet would be processed before the next one is sent, and nothing would queue).
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    let ncpu = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(64);
     assert!(ncpu >= 2, "softnet-backlog-full needs 2 CPUs to reproduce");
     let mask = format!("{:x}", 1u64 << (ncpu - 1));
     b.exec(&["sh", "-c", &format!("echo {mask} > /sys/class/net/{vb}/queues/rx-0/rps_cpus")]);
@@ -441,7 +441,7 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
                 unsafe {
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
                     libc::CPU_SET(0, &mut set);
-                    assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set), 0);
+                    assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set), 0);
                 }
                 let s = UdpSocket::bind("10.231.14.1:0").expect("bind");
                 let deadline = Instant::now() + Duration::from_millis(1200);

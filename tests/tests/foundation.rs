@@ -13,8 +13,8 @@ fn no_socket_case(tag: &str, dst: &str, extra: &[&str]) {
     no_socket_case_with(tag, dst, extra, &[]);
 }
 
-/// NO_SOCKET drops of `N` datagrams to `dst`, with `ip_options` in their IPv4 headers: exact
-/// counts of the flow (ports included), the kernel's NoPorts, the location and the samples.
+/// `NO_SOCKET` drops of `N` datagrams to `dst`, with `ip_options` in their IPv4 headers: exact
+/// counts of the flow (ports included), the kernel's `NoPorts`, the location and the samples.
 fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) {
     if !require_root(tag) {
         return;
@@ -219,14 +219,14 @@ impl PinnedHere {
         // with pid 0 read and change only this thread's.
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();
-            let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+            let rc = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut old);
             assert_eq!(rc, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
             let cpu = libc::sched_getcpu();
             assert!(cpu >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
             let cpu = cpu as usize;
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
-            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
             assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
             Self { cpu, old }
         }
@@ -236,7 +236,7 @@ impl PinnedHere {
 impl Drop for PinnedHere {
     fn drop(&mut self) {
         // SAFETY: as in `new`.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old) };
+        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const self.old) };
     }
 }
 
@@ -328,7 +328,7 @@ fn stacks_are_symbolized() {
 
 /// N datagrams over a veth pair into a namespace that drops them: the sender's veth shows at
 /// least N transmitted packets and the receiver's exactly N drops, with TX from `flags` (the
-/// device counters by default, the net_dev_queue probe with --tx-trace).
+/// device counters by default, the `net_dev_queue` probe with --tx-trace).
 fn device_tx_counts(test: &str, tag: &str, flags: &[&str]) {
     if !require_root(test) {
         return;
@@ -434,15 +434,9 @@ fn watch_duration_shows_the_last_partial_interval() {
     let last = intervals.last().expect("the partial interval");
     assert!(last["interval_secs"].as_f64().is_some_and(|s| s < 0.9), "the last interval is the partial one: {out}");
     let ours = |l: &serde_json::Value| -> u64 {
-        l["top"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter(|e| e["reason"] == reason_name("NO_SOCKET"))
-                    .map(|e| e["count"].as_u64().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
+        l["top"].as_array().map_or(0, |t| {
+            t.iter().filter(|e| e["reason"] == reason_name("NO_SOCKET")).map(|e| e["count"].as_u64().unwrap_or(0)).sum()
+        })
     };
     assert!(ours(last) >= 30, "the drops of the last half second are in the partial interval: {out}");
     assert!(ours(total) >= 30, "{out}");
@@ -652,7 +646,7 @@ fn probe<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 /// Every program variant a flag can select passes this kernel's verifier and attaches: detail
 /// on and off, stacks, flows off, each record-size class of `--snaplen` (the header alone, each
 /// 8-byte rounding step near the edges, the default and the maximum), `--tx-trace`, on the
-/// tp_btf path and on the classic one.
+/// `tp_btf` path and on the classic one.
 #[test]
 fn every_flag_variant_loads() {
     if !require_root("every_flag_variant_loads") {
@@ -698,8 +692,8 @@ fn every_flag_variant_loads() {
     }
 }
 
-/// Each probe says how it is attached and, when it is not, why: the kfree_skb program by
-/// tp_btf where the kernel has BTF, retransmissions by the classic tracepoint, and the
+/// Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
+/// `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
 /// `tcp_drop()` kprobe attached exactly where kallsyms has the function and kprobes exist,
 /// its skip note telling removed (5.19+) from inlined.
 #[test]

@@ -15,7 +15,7 @@ use std::{
 
 use pktloss_tests::{Netns, loaded_pktloss_programs, pktloss_bin, require_root};
 
-/// Datagrams sent to a closed port per test (each one is a NO_SOCKET drop).
+/// Datagrams sent to a closed port per test (each one is a `NO_SOCKET` drop).
 const N: usize = 300;
 /// How long the TUI may take to attach and draw its header.
 const START: Duration = Duration::from_secs(30);
@@ -309,7 +309,7 @@ fn wait_clean_frame(t: &Tmux, width: u16, height: u16) -> String {
     }
 }
 
-/// 160x48 (the full layout, every panel on screen): real NO_SOCKET drops show their reason and
+/// 160x48 (the full layout, every panel on screen): real `NO_SOCKET` drops show their reason and
 /// their flow; q quits promptly, the terminal is restored and nothing stays attached.
 #[test]
 fn tui_shows_real_drops_and_quits_clean() {

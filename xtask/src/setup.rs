@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::util::{self, home, is_root, output, run};
 
 /// Debian packages the tests and the benchmark use.
-pub const DEBIAN_PACKAGES: &[&str] = &[
+pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "conntrack",
@@ -40,7 +40,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// How much of the bootstrap a subcommand needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Only what building needs: nightly rust-src and bpf-linker (no root needed).
     Toolchain,
     /// Everything: also Debian packages and tracefs (root needed when something is missing).
@@ -48,7 +48,7 @@ pub enum Scope {
 }
 
 /// Run the bootstrap steps for `scope`.
-pub fn setup(scope: Scope) -> Result<()> {
+pub(crate) fn setup(scope: Scope) -> Result<()> {
     util::ensure_cargo_bin_on_path();
     let sysroot = nightly_rust_src()?;
     bpf_linker(&sysroot)?;
@@ -75,22 +75,21 @@ fn cargo_fuzz() -> Result<()> {
 
 /// The nightly toolchain with rust-src (aya-build builds the eBPF crate with `-Z build-std`).
 fn nightly_rust_src() -> Result<PathBuf> {
-    let sysroot = match nightly_sysroot() {
-        Ok(s) => s,
-        Err(_) => {
-            run(Command::new("rustup").args([
-                "toolchain",
-                "install",
-                "nightly",
-                "--profile",
-                "minimal",
-                "--component",
-                "rust-src",
-            ]))
-            .context("installing the nightly toolchain")?;
-            eprintln!("did: installed the nightly toolchain with rust-src");
-            return nightly_sysroot();
-        }
+    let sysroot = if let Ok(s) = nightly_sysroot() {
+        s
+    } else {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))
+        .context("installing the nightly toolchain")?;
+        eprintln!("did: installed the nightly toolchain with rust-src");
+        return nightly_sysroot();
     };
     if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
         eprintln!("ok: nightly toolchain with rust-src already present");
@@ -178,7 +177,7 @@ fn nightly_llvm(sysroot: &Path) -> Result<(String, String)> {
     let libdir = sysroot.join("lib");
     let soname = fs::read_dir(&libdir)
         .with_context(|| format!("cannot read {}", libdir.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.contains(".so")))
         .with_context(|| format!("no libLLVM.so.* in {}", libdir.display()))?;

@@ -18,11 +18,11 @@ fn profile_dir(release: bool) -> &'static str {
 }
 
 /// The pktloss binary of a profile.
-pub fn pktloss_bin(release: bool) -> PathBuf {
+pub(crate) fn pktloss_bin(release: bool) -> PathBuf {
     util::target_dir().join(profile_dir(release)).join("pktloss")
 }
 
-pub fn cargo_build(release: bool) -> Result<()> {
+pub(crate) fn cargo_build(release: bool) -> Result<()> {
     let mut cmd = util::cargo();
     cmd.args(["build", "-p", "pktloss-user"]);
     if release {
@@ -32,7 +32,7 @@ pub fn cargo_build(release: bool) -> Result<()> {
 }
 
 /// `build [--release]`: the toolchain part of setup, then `cargo build -p pktloss-user`.
-pub fn build(release: bool) -> Result<()> {
+pub(crate) fn build(release: bool) -> Result<()> {
     setup::setup(Scope::Toolchain)?;
     cargo_build(release)?;
     println!("built {}", pktloss_bin(release).display());
@@ -40,7 +40,7 @@ pub fn build(release: bool) -> Result<()> {
 }
 
 /// `run -- ARGS`: setup, release build, then exec pktloss (its exit code is ours).
-pub fn run_pktloss(args: &[String]) -> Result<()> {
+pub(crate) fn run_pktloss(args: &[String]) -> Result<()> {
     setup::setup(Scope::All)?;
     cargo_build(true)?;
     let bin = pktloss_bin(true);
@@ -50,7 +50,7 @@ pub fn run_pktloss(args: &[String]) -> Result<()> {
 
 /// Totals of cargo test's `test result:` lines.
 #[derive(Default, Debug, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub passed: u64,
     pub failed: u64,
     pub ignored: u64,
@@ -58,7 +58,7 @@ pub struct Totals {
 
 impl Totals {
     /// Add one line if it is a `test result:` line.
-    pub fn add_line(&mut self, line: &str) {
+    pub(crate) fn add_line(&mut self, line: &str) {
         let Some(rest) = line.trim().strip_prefix("test result: ") else {
             return;
         };
@@ -80,7 +80,7 @@ impl Totals {
 
 /// `test`: full setup, a debug build so the binary exists, then every test, one at a time, the
 /// kernel matrix (unless `vm` is false) and the fuzz smoke run.
-pub fn test(extra: &[String], vm: bool) -> Result<()> {
+pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     setup::setup(Scope::All)?;
     cargo_build(false)?;
     let bin = pktloss_bin(false);
@@ -140,7 +140,7 @@ fn fuzz_smoke() -> Result<()> {
 
 /// `lint [--fmt]`: clippy on every crate but the eBPF one, warnings denied; rustfmt check too
 /// with `--fmt`.
-pub fn lint(fmt: bool) -> Result<()> {
+pub(crate) fn lint(fmt: bool) -> Result<()> {
     setup::setup(Scope::Toolchain)?;
     if fmt {
         run(util::cargo().args(["fmt", "--all", "--check"]))?;

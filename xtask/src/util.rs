@@ -9,13 +9,13 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// The workspace root (the parent of this crate's manifest directory).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// The cargo target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.
-pub fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
@@ -26,20 +26,20 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The `cargo` to run: the one that started us (`CARGO`), else `cargo` from PATH.
-pub fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
 }
 
 /// Whether we run as root (euid 0).
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// A short, shell-like rendering of a command for messages.
-pub fn show(cmd: &Command) -> String {
+pub(crate) fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
         s.push(' ');
@@ -49,7 +49,7 @@ pub fn show(cmd: &Command) -> String {
 }
 
 /// Run a command with inherited stdio; fail with one line if it does not exit 0.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("cannot start `{}`", show(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", show(cmd));
@@ -58,7 +58,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Run a command and capture its stdout; fail with its stderr's last line if it does not exit 0.
-pub fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{}`", show(cmd)))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -69,12 +69,12 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// Run a command quietly; true if it started and exited 0.
-pub fn succeeds(cmd: &mut Command) -> bool {
+pub(crate) fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Find an executable by name in PATH (or return the path if it contains a slash and exists).
-pub fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
+pub(crate) fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
     let name = name.as_ref();
     let p = Path::new(name);
     if p.components().count() > 1 {
@@ -90,12 +90,12 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// `$HOME`, or `/root` if unset.
-pub fn home() -> PathBuf {
+pub(crate) fn home() -> PathBuf {
     env::var_os("HOME").filter(|h| !h.is_empty()).map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
 
 /// Make sure `~/.cargo/bin` is on PATH for us and our children (bpf-linker lives there).
-pub fn ensure_cargo_bin_on_path() {
+pub(crate) fn ensure_cargo_bin_on_path() {
     let bin = env::var_os("CARGO_HOME")
         .filter(|h| !h.is_empty())
         .map_or_else(|| home().join(".cargo"), PathBuf::from)

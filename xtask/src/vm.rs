@@ -65,7 +65,7 @@ const MATRIX: &[Series] = &[
 
 /// The tests that matter for portability, run in every guest (`binary::name`). Each must run:
 /// a name that matches nothing fails the matrix, so a rename cannot silently empty it.
-pub const PORTABILITY_TESTS: &[(&str, &str)] = &[
+pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("foundation", "udp4_no_socket_exact"),
     ("foundation", "udp6_no_socket_exact"),
     ("foundation", "udp4_no_socket_exact_classic_tracepoint"),
@@ -95,7 +95,7 @@ const DEFAULT_MEMORY_MIB: u32 = 2048;
 const DEFAULT_TIMEOUT_SECS: u64 = 900;
 
 #[derive(clap::Args)]
-pub struct VmArgs {
+pub(crate) struct VmArgs {
     /// Kernel series to boot (comma-separated): 5.10, 6.1, 6.12, or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     kernel: Vec<String>,
@@ -131,7 +131,7 @@ impl Default for VmArgs {
 }
 
 /// `vm-test`: setup, debug build, then every selected kernel in turn; fails if any guest does.
-pub fn vm_test(args: VmArgs) -> Result<()> {
+pub(crate) fn vm_test(args: VmArgs) -> Result<()> {
     setup::setup(Scope::All)?;
     tasks::cargo_build(false)?;
     let binaries = test_binaries()?;
@@ -139,7 +139,7 @@ pub fn vm_test(args: VmArgs) -> Result<()> {
 }
 
 /// Boot the selected kernels with already-built test binaries (`name -> path`).
-pub fn run_matrix(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<()> {
+pub(crate) fn run_matrix(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<()> {
     let series = select(&args.kernel)?;
     let cache = cache_dir();
     let started = Instant::now();
@@ -232,7 +232,7 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
     fs::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
     run(apt.cmd("apt-get").arg("download").arg(&pkg).current_dir(&dl))?;
     let deb = fs::read_dir(&dl)?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .with_context(|| format!("apt-get download {pkg} left no .deb in {}", dl.display()))?;
@@ -252,7 +252,7 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
 fn unpacked(root: &Path) -> Option<Kernel> {
     let release = fs::read_dir(root.join("lib/modules"))
         .ok()?
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .next()?;
     let k = Kernel { release, root: root.to_path_buf() };
@@ -327,7 +327,7 @@ impl Apt {
 }
 
 /// The integration-test binaries of the `tests` crate, by name (`foundation`, `diagnose`, ...).
-pub fn test_binaries() -> Result<BTreeMap<String, PathBuf>> {
+pub(crate) fn test_binaries() -> Result<BTreeMap<String, PathBuf>> {
     let out = output(util::cargo().args([
         "test",
         "-p",

@@ -24,23 +24,23 @@ use anyhow::{Context as _, Result, bail};
 use crate::util::{output, run, succeeds};
 
 /// The sending namespace.
-pub const TX_NS: &str = "pktlb-tx";
+pub(super) const TX_NS: &str = "pktlb-tx";
 /// The receiving (dropping) namespace.
-pub const RX_NS: &str = "pktlb-rx";
+pub(super) const RX_NS: &str = "pktlb-rx";
 const TX_IF: &str = "pktlb0";
 const RX_IF: &str = "pktlb1";
 const TX_ADDR: &str = "10.231.0.1";
 const RX_ADDR: &str = "10.231.0.2";
 /// The UDP port the nftables rule drops.
-pub const DPORT: u16 = 9;
+pub(super) const DPORT: u16 = 9;
 const NFT_TABLE: &str = "pktlb";
 
 /// The two namespaces; deleted on drop.
-pub struct Netns(());
+pub(super) struct Netns(());
 
 impl Netns {
     /// Delete leftovers, then create the namespaces, the veth pair and the DROP rule.
-    pub fn create() -> Result<Self> {
+    pub(super) fn create() -> Result<Self> {
         cleanup();
         let guard = Netns(());
         for ns in [TX_NS, RX_NS] {
@@ -75,7 +75,7 @@ impl Netns {
     }
 
     /// The packets counted by the DROP rule so far.
-    pub fn dropped(&self) -> Result<u64> {
+    pub(super) fn dropped(&self) -> Result<u64> {
         let out =
             output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
         let v: serde_json::Value = serde_json::from_str(&out).context("nft printed invalid JSON")?;
@@ -92,7 +92,7 @@ impl Drop for Netns {
 fn find_counter(v: &serde_json::Value) -> Option<u64> {
     match v {
         serde_json::Value::Object(m) => {
-            if let Some(p) = m.get("counter").and_then(|c| c.get("packets")).and_then(|p| p.as_u64()) {
+            if let Some(p) = m.get("counter").and_then(|c| c.get("packets")).and_then(serde_json::Value::as_u64) {
                 return Some(p);
             }
             m.values().find_map(find_counter)
@@ -103,7 +103,7 @@ fn find_counter(v: &serde_json::Value) -> Option<u64> {
 }
 
 /// Delete the namespaces if they exist (from this or a killed earlier run).
-pub fn cleanup() {
+pub(super) fn cleanup() {
     for ns in [TX_NS, RX_NS] {
         if Path::new("/run/netns").join(ns).exists() {
             succeeds(Command::new("ip").args(["netns", "del", ns]));
@@ -113,7 +113,7 @@ pub fn cleanup() {
 
 /// How to flood.
 #[derive(Clone, Copy, Debug)]
-pub struct FloodCfg {
+pub(super) struct FloodCfg {
     /// The CPU the sender is pinned to.
     pub cpu: usize,
     /// How long to send.
@@ -126,7 +126,7 @@ pub struct FloodCfg {
 
 /// What one flood did.
 #[derive(Clone, Copy, Debug)]
-pub struct FloodResult {
+pub(super) struct FloodResult {
     /// Datagrams the kernel accepted.
     pub sent: u64,
     /// How long the sender sent.
@@ -134,18 +134,18 @@ pub struct FloodResult {
 }
 
 /// Start a flood in its own thread (which joins the sending namespace); `stop` ends it early.
-pub fn spawn(cfg: FloodCfg, stop: Arc<AtomicBool>) -> JoinHandle<Result<FloodResult>> {
+pub(super) fn spawn(cfg: FloodCfg, stop: Arc<AtomicBool>) -> JoinHandle<Result<FloodResult>> {
     thread::spawn(move || sender(cfg, &stop))
 }
 
 /// Flood for `cfg.duration` and return what was sent.
-pub fn flood(cfg: FloodCfg, stop: &Arc<AtomicBool>) -> Result<FloodResult> {
+pub(super) fn flood(cfg: FloodCfg, stop: &Arc<AtomicBool>) -> Result<FloodResult> {
     join(spawn(cfg, Arc::clone(stop)))
 }
 
 /// Flood from one sender per CPU of `cpus` at once (each with `cfg` but its own CPU and
 /// socket): what they sent together, over the longest sender's time.
-pub fn flood_cpus(cfg: FloodCfg, cpus: &[usize], stop: &Arc<AtomicBool>) -> Result<FloodResult> {
+pub(super) fn flood_cpus(cfg: FloodCfg, cpus: &[usize], stop: &Arc<AtomicBool>) -> Result<FloodResult> {
     let handles: Vec<_> = cpus.iter().map(|&cpu| spawn(FloodCfg { cpu, ..cfg }, Arc::clone(stop))).collect();
     let mut total = FloodResult { sent: 0, elapsed: Duration::ZERO };
     // Join every sender before reporting a failure, so none outlives the call.
@@ -159,12 +159,12 @@ pub fn flood_cpus(cfg: FloodCfg, cpus: &[usize], stop: &Arc<AtomicBool>) -> Resu
 }
 
 /// Wait for a flood thread.
-pub fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
+pub(super) fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
     h.join().map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
 }
 
 /// Most datagrams per sendmmsg call.
-pub const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
 const PAYLOAD: [u8; 18] = *b"pktloss-bench-drop";
 
 fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
@@ -183,7 +183,7 @@ fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
     // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
     let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
     for m in &mut msgs {
-        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iov = &raw mut iov;
         m.msg_hdr.msg_iovlen = 1;
     }
     let start = Instant::now();
@@ -198,7 +198,7 @@ fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
         if let Some(rate) = cfg.rate {
             let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
             if due > now {
-                std::thread::sleep((due - now).min(deadline - now));
+                thread::sleep((due - now).min(deadline - now));
                 continue;
             }
         }
@@ -224,11 +224,11 @@ fn pin_to(cpu: usize) -> Result<()> {
     // SAFETY: cpu_set_t is plain old data; CPU_SET is bounds-checked against its size below.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        if cpu >= 8 * size_of::<libc::cpu_set_t>() {
             bail!("CPU {cpu} out of range");
         }
         libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
             bail!("cannot pin the sender to CPU {cpu}: {}", std::io::Error::last_os_error());
         }
     }
@@ -236,14 +236,14 @@ fn pin_to(cpu: usize) -> Result<()> {
 }
 
 /// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
+pub(super) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: sched_getaffinity fills a plain cpu_set_t; CPU_ISSET reads it within bounds.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) != 0 {
             return vec![0];
         }
-        (0..8 * std::mem::size_of::<libc::cpu_set_t>()).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        (0..8 * size_of::<libc::cpu_set_t>()).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
     }
 }
 

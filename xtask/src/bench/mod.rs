@@ -3,14 +3,14 @@
 //! Every mode floods the same nftables DROP rule from one pinned CPU; rounds are interleaved
 //! (the mode order rotates each round), each traced flood is bracketed by untraced floods and
 //! its ratio taken to their mean, and medians over the rounds are reported. BPF cost per drop
-//! comes from a separate pass with kernel.bpf_stats_enabled=1 (its own overhead would otherwise
+//! comes from a separate pass with `kernel.bpf_stats_enabled=1` (its own overhead would otherwise
 //! skew the rates).
 mod flood;
 mod pair;
 mod report;
 mod tracer;
 
-pub use pair::{PairArgs, pair};
+pub(crate) use pair::{PairArgs, pair};
 
 use std::{
     fs,
@@ -33,7 +33,7 @@ use tracer::{ProgStats, Tracer};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Rounds (each mode measured once per round; medians over rounds).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -43,7 +43,7 @@ pub struct BenchArgs {
     /// Datagrams per sendmmsg call of the unpaced sender (1 = one syscall per drop).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
-    /// Fast smoke run: 1 round of 1 s, no separate bpf_stats pass repeats.
+    /// Fast smoke run: 1 round of 1 s, no separate `bpf_stats` pass repeats.
     #[arg(long)]
     quick: bool,
     /// CPU to pin the sender to (default: the last allowed CPU).
@@ -254,7 +254,7 @@ struct ModeRun {
     problem: Option<String>,
     /// (round, sample).
     samples: Vec<(usize, Sample)>,
-    /// The bpf_stats pass.
+    /// The `bpf_stats` pass.
     stats: Option<Sample>,
     /// Measurements that failed (a mode is dropped after [`MAX_FAILURES`]).
     failures: Vec<String>,
@@ -279,7 +279,7 @@ struct Run {
 }
 
 /// Run the benchmark.
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("bench must run as root (namespaces, nftables, BPF)");
     }
@@ -373,7 +373,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 Ok(mut s) => {
                     if mode.rate.is_none() && !mode.all_cpus {
                         let after = untraced(&mut runs, &stop)?;
-                        s.baseline = Some((before + after) / 2.0);
+                        s.baseline = Some(f64::midpoint(before, after));
                         before = after;
                     }
                     let r = &mut runs[i];
@@ -669,7 +669,7 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-/// kernel.bpf_stats_enabled=1 while alive; the old value comes back on drop.
+/// `kernel.bpf_stats_enabled=1` while alive; the old value comes back on drop.
 struct BpfStatsOn(Option<String>);
 
 impl BpfStatsOn {
@@ -696,7 +696,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 { v[n / 2] } else { f64::midpoint(v[n / 2 - 1], v[n / 2]) })
 }
 
 fn fmt_f(x: f64, digits: usize) -> String {
@@ -728,7 +728,7 @@ fn pick_cpu(wanted: Option<usize>) -> Result<usize> {
 
 /// Options of `cargo xtask flood`.
 #[derive(clap::Args, Debug)]
-pub struct FloodArgs {
+pub(crate) struct FloodArgs {
     /// Seconds to flood.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -745,7 +745,7 @@ pub struct FloodArgs {
 
 /// `cargo xtask flood`: the benchmark's drop flood alone, for profiling a tracer started by
 /// hand (`perf record -C CPU`, bpftool, ...). Prints the rate; the namespaces go away at the end.
-pub fn flood_only(args: FloodArgs) -> Result<()> {
+pub(crate) fn flood_only(args: FloodArgs) -> Result<()> {
     if !util::is_root() {
         bail!("flood must run as root (namespaces, nftables)");
     }

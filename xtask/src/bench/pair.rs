@@ -1,6 +1,6 @@
 //! `cargo xtask bench-pair`: the BPF cost per drop of two pktloss builds or modes, attached at once.
 //!
-//! On a noisy VM, bpf_stats of one build measured after another drifts with the machine (the
+//! On a noisy VM, `bpf_stats` of one build measured after another drifts with the machine (the
 //! same build reads 80-100 ns per drop from one run to the next here). Attached together, both
 //! programs run on every drop of the same flood, so the drift cancels in their difference. The
 //! program that runs first pays a few ns more (it warms the cache lines the other reads), so the
@@ -19,7 +19,7 @@ use crate::util;
 
 /// Options of `cargo xtask bench-pair`.
 #[derive(clap::Args, Debug)]
-pub struct PairArgs {
+pub(crate) struct PairArgs {
     /// First side: a pktloss binary and its `capture` options, e.g. "target/release/pktloss".
     a: String,
     /// Second side, e.g. "/tmp/pktloss-new --no-detail".
@@ -65,7 +65,7 @@ fn run_time_ns(before: &BTreeMap<u32, ProgStats>, after: &BTreeMap<u32, ProgStat
 }
 
 /// `cargo xtask bench-pair A B`.
-pub fn pair(args: PairArgs) -> Result<()> {
+pub(crate) fn pair(args: PairArgs) -> Result<()> {
     if !util::is_root() {
         bail!("bench-pair must run as root (BPF, namespaces, nftables)");
     }

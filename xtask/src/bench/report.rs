@@ -25,7 +25,7 @@ struct Summary {
     detail_per_s: Option<f64>,
     detail_lost_budget_per_s: Option<f64>,
     detail_lost_ringbuf_per_s: Option<f64>,
-    /// Largest |total_drops - (delivered + lost_budget + lost_ringbuf)| over the samples.
+    /// Largest |`total_drops` - (delivered + `lost_budget` + `lost_ringbuf`)| over the samples.
     detail_unaccounted: Option<i64>,
     lost_events: Option<f64>,
     progs: Vec<Value>,
@@ -123,7 +123,7 @@ fn k(x: Option<f64>) -> String {
 }
 
 /// Print the table, write the Markdown and JSON reports.
-pub fn report(run: &Run, out: &Path) -> Result<()> {
+pub(super) fn report(run: &Run, out: &Path) -> Result<()> {
     let sums: Vec<Summary> = run.runs.iter().map(summarize).collect();
     let header = [
         "mode",
@@ -265,7 +265,7 @@ pub fn report(run: &Run, out: &Path) -> Result<()> {
         "pktloss_bin": run.bin,
         "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).ok(),
         "cpus": super::flood::allowed_cpus().len(),
-        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         "bpf_stats_preenabled": run.bpf_stats_preenabled,
         "modes": modes,
         "time_to_first_drop_s": ttfd,
@@ -362,7 +362,7 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
         per_s.map(|p| p >= 300_000.0 && unacc == Some(0)),
     ));
     let cpu = get("pktloss-100k").and_then(|s| s.cpu_pct);
-    t.push(("userspace CPU at 100k drops/s", opt(cpu, 2).to_string() + " %", "<= 5 %", cpu.map(|c| c <= 5.0)));
+    t.push(("userspace CPU at 100k drops/s", opt(cpu, 2).clone() + " %", "<= 5 %", cpu.map(|c| c <= 5.0)));
     let rss = sums.iter().filter(|s| s.key.starts_with("pktloss")).filter_map(|s| s.rss_mib).max_by(f64::total_cmp);
     t.push(("peak RSS (largest pktloss mode)", opt(rss, 1) + " MiB", "<= 40 MiB", rss.map(|r| r <= 40.0)));
     t.push(("start to first counted drop", opt(ttfd, 3) + " s", "<= 0.5 s", ttfd.map(|x| x <= 0.5)));

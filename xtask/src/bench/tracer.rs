@@ -20,8 +20,8 @@ use crate::util::show;
 
 /// One BPF program held by the child, as its fdinfo shows it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProgStats {
-    /// Nanoseconds spent in the program (only grows while kernel.bpf_stats_enabled=1).
+pub(super) struct ProgStats {
+    /// Nanoseconds spent in the program (only grows while `kernel.bpf_stats_enabled=1`).
     pub run_time_ns: u64,
     /// Times the program ran (same condition).
     pub run_cnt: u64,
@@ -29,7 +29,7 @@ pub struct ProgStats {
 
 impl ProgStats {
     /// What the program added since the reading `before` (of the same program).
-    pub fn since(self, before: ProgStats) -> ProgStats {
+    pub(super) fn since(self, before: ProgStats) -> ProgStats {
         ProgStats {
             run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
             run_cnt: self.run_cnt.saturating_sub(before.run_cnt),
@@ -38,7 +38,7 @@ impl ProgStats {
 }
 
 /// A running traced child.
-pub struct Tracer {
+pub(super) struct Tracer {
     pid: libc::pid_t,
     what: String,
     started: Instant,
@@ -49,14 +49,14 @@ pub struct Tracer {
 }
 
 /// What a stopped child left.
-pub struct Finished {
+pub(super) struct Finished {
     /// Its standard output, line by line with the time each line arrived.
     pub stdout: Vec<(Instant, String)>,
     /// Its standard error.
     pub stderr: String,
     /// User+system CPU seconds over its whole life.
     pub cpu_s: f64,
-    /// Peak resident set size in KiB (VmHWM, last seen before it exited).
+    /// Peak resident set size in KiB (`VmHWM`, last seen before it exited).
     pub maxrss_kib: u64,
     /// Whether it exited 0 (or by the SIGINT we sent).
     pub ok: bool,
@@ -66,7 +66,7 @@ pub struct Finished {
 
 impl Finished {
     /// Standard output as one string.
-    pub fn stdout_text(&self) -> String {
+    pub(super) fn stdout_text(&self) -> String {
         let mut s = String::new();
         for (_, l) in &self.stdout {
             s.push_str(l);
@@ -78,7 +78,7 @@ impl Finished {
 
 impl Tracer {
     /// Spawn `cmd` with piped output; it gets SIGTERM if we die.
-    pub fn spawn(mut cmd: Command) -> Result<Self> {
+    pub(super) fn spawn(mut cmd: Command) -> Result<Self> {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
@@ -117,12 +117,12 @@ impl Tracer {
     }
 
     /// When it was spawned.
-    pub fn started(&self) -> Instant {
+    pub(super) fn started(&self) -> Instant {
         self.started
     }
 
     /// Reap it if it has exited; true while it still runs.
-    pub fn alive(&mut self) -> bool {
+    pub(super) fn alive(&mut self) -> bool {
         if self.exit.is_some() {
             return false;
         }
@@ -130,7 +130,7 @@ impl Tracer {
         // SAFETY: rusage is plain old data; wait4 on our own child pid.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers to locals; WNOHANG never blocks.
-        let r = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut ru) };
+        let r = unsafe { libc::wait4(self.pid, &raw mut status, libc::WNOHANG, &raw mut ru) };
         if r == self.pid {
             self.exit = Some((status, ru));
             false
@@ -140,7 +140,7 @@ impl Tracer {
     }
 
     /// Wait for the next stdout line until `deadline`.
-    pub fn next_line(&mut self, deadline: Instant) -> Option<(Instant, String)> {
+    pub(super) fn next_line(&mut self, deadline: Instant) -> Option<(Instant, String)> {
         let now = Instant::now();
         let l = self.lines.recv_timeout(deadline.saturating_duration_since(now)).ok()?;
         self.stdout.push(l.clone());
@@ -149,7 +149,7 @@ impl Tracer {
 
     /// Wait until the child holds BPF programs or perf events and their number has stayed the
     /// same for a few polls (it has loaded and attached), plus a short grace.
-    pub fn wait_attached(&mut self, timeout: Duration, stop: &AtomicBool) -> Result<()> {
+    pub(super) fn wait_attached(&mut self, timeout: Duration, stop: &AtomicBool) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let (mut last, mut stable) = (0usize, 0u32);
         loop {
@@ -189,7 +189,7 @@ impl Tracer {
     }
 
     /// User+system CPU seconds so far (from /proc/PID/stat).
-    pub fn cpu_s(&self) -> Option<f64> {
+    pub(super) fn cpu_s(&self) -> Option<f64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         let rest = &stat[stat.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -199,9 +199,9 @@ impl Tracer {
         Some(ticks as f64 / hz as f64)
     }
 
-    /// Peak resident set size so far in KiB (VmHWM; unlike wait4's ru_maxrss it starts afresh at
+    /// Peak resident set size so far in KiB (`VmHWM`; unlike wait4's `ru_maxrss` it starts afresh at
     /// exec, so the pre-exec image forked from us does not count).
-    pub fn hwm_kib(&self) -> Option<u64> {
+    pub(super) fn hwm_kib(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         status
             .lines()
@@ -211,12 +211,12 @@ impl Tracer {
     }
 
     /// The BPF programs it holds, by program id.
-    pub fn progs(&self) -> BTreeMap<u32, ProgStats> {
+    pub(super) fn progs(&self) -> BTreeMap<u32, ProgStats> {
         bpf_progs(self.pid)
     }
 
     /// Send SIGINT, wait up to `timeout` (then SIGKILL) and collect everything.
-    pub fn stop(mut self, timeout: Duration) -> Finished {
+    pub(super) fn stop(mut self, timeout: Duration) -> Finished {
         let mut hwm = self.hwm_kib().unwrap_or(0);
         if self.alive() {
             // SAFETY: signalling our own unreaped child.
@@ -265,7 +265,7 @@ impl Drop for Tracer {
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);
                 let mut status = 0;
-                libc::waitpid(self.pid, &mut status, 0);
+                libc::waitpid(self.pid, &raw mut status, 0);
             }
         }
     }
@@ -286,7 +286,7 @@ fn tracing_fds(pid: libc::pid_t) -> usize {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return 0;
     };
-    dir.filter_map(|e| e.ok())
+    dir.filter_map(std::result::Result::ok)
         .filter_map(|e| fs::read_link(e.path()).ok())
         .filter(|t| {
             let t = t.to_string_lossy();
@@ -296,12 +296,12 @@ fn tracing_fds(pid: libc::pid_t) -> usize {
 }
 
 /// The BPF programs a process holds, from /proc/PID/fdinfo (deduplicated by program id).
-pub fn bpf_progs(pid: libc::pid_t) -> BTreeMap<u32, ProgStats> {
+pub(super) fn bpf_progs(pid: libc::pid_t) -> BTreeMap<u32, ProgStats> {
     let mut progs = BTreeMap::new();
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return progs;
     };
-    for e in dir.filter_map(|e| e.ok()) {
+    for e in dir.filter_map(std::result::Result::ok) {
         if fs::read_link(e.path()).map_or(true, |t| t.to_string_lossy() != "anon_inode:bpf-prog") {
             continue;
         }
@@ -321,7 +321,7 @@ pub fn bpf_progs(pid: libc::pid_t) -> BTreeMap<u32, ProgStats> {
 }
 
 /// Program names by id, from one `bpftool -j prog show` (empty if bpftool is missing).
-pub fn prog_names() -> BTreeMap<u32, String> {
+pub(super) fn prog_names() -> BTreeMap<u32, String> {
     let Ok(out) = crate::util::output(Command::new("bpftool").args(["-j", "prog", "show"])) else {
         return BTreeMap::new();
     };
