@@ -3,6 +3,18 @@
 //! capture file around them), built from plain values.
 use serde_json::json;
 
+/// Whether a test that needs `what` (root, the kernel's BTF, tracefs, a tool) can run: under
+/// `CI=true` a missing one fails the test, elsewhere the test is skipped with a printed reason.
+/// The one gate of every unit test that needs more than the code.
+pub(crate) fn available(test: &str, what: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI=true but {what} is missing");
+    eprintln!("skipping {test}: needs {what}");
+    false
+}
+
 use crate::{
     capture::{CaptureFile, DropReasonName, Interface, hex_encode},
     diagnose::{Cause, CauseId, Diagnosis, Explained},
