@@ -6,11 +6,21 @@ use ratatui::{
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
 };
 
+use std::{
+    collections::VecDeque,
+    io,
+    sync::{atomic::AtomicBool, mpsc},
+    time::Duration,
+};
+
+use ratatui::crossterm::event::Event;
+
 use super::{
-    Action, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update,
+    Action, AfterWake, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake, event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
+    term::{Input, Wake},
 };
 
 /// Draw as the TUI loop does: render, then hand the state what the draw measured.
@@ -513,4 +523,175 @@ fn snap_small_terminals() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Tab, KeyCode::Tab]);
     assert_snapshot!("tiny_flows_60x15", draw(&mut s, 60, 15));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event loop, on a model of the terminal and of crossterm's reader
+
+/// What reaches the terminal, in order.
+#[derive(Clone, Copy, Debug)]
+enum Arrive {
+    Key(KeyCode),
+    Resize,
+    /// A resize and a key, both ready before anyone looks (they wake the loop together).
+    ResizeAndKey(KeyCode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Tty,
+    Signal,
+}
+
+/// The terminal as the loop sees it, with crossterm 0.28's reader modelled as it behaves on
+/// Linux: poll(2) (`wait`) is level-triggered, but crossterm's epoll is edge-triggered (mio),
+/// and when one epoll round has both its SIGWINCH pipe and the tty ready it returns the
+/// resize and forgets the tty's readiness: those keys wait for the next byte to arrive.
+/// Touching the termios wakes the tty's readers, which re-arms the edge (`rearm`).
+struct Model {
+    /// What arrives next, one item each time `wait` finds nothing pending.
+    script: VecDeque<Arrive>,
+    /// Keys in the kernel's tty queue, not yet read by crossterm.
+    tty: VecDeque<KeyCode>,
+    /// The loop's SIGWINCH pipe has a byte.
+    winch: bool,
+    /// crossterm's epoll ready list (edge-triggered: one entry per edge).
+    epoll: Vec<Token>,
+    /// Events crossterm has parsed and not yet returned.
+    parsed: VecDeque<Event>,
+    /// Calls to `wait`; the terminal hangs up after 50 (a stuck key).
+    waits: usize,
+}
+
+impl Model {
+    fn new(script: &[Arrive]) -> Self {
+        Model {
+            script: script.iter().copied().collect(),
+            tty: VecDeque::new(),
+            winch: false,
+            epoll: Vec::new(),
+            parsed: VecDeque::new(),
+            waits: 0,
+        }
+    }
+
+    fn edge(&mut self, token: Token) {
+        if !self.epoll.contains(&token) {
+            self.epoll.push(token);
+        }
+    }
+
+    fn arrive(&mut self, a: Arrive) {
+        let (resize, key) = match a {
+            Arrive::Key(k) => (false, Some(k)),
+            Arrive::Resize => (true, None),
+            Arrive::ResizeAndKey(k) => (true, Some(k)),
+        };
+        if resize {
+            self.winch = true;
+            self.edge(Token::Signal);
+        }
+        if let Some(k) = key {
+            self.tty.push_back(k);
+            self.edge(Token::Tty);
+        }
+    }
+}
+
+impl Input for Model {
+    fn wait(&mut self, _timeout: Duration) -> io::Result<Wake> {
+        self.waits += 1;
+        if self.waits > 50 {
+            return Ok(Wake::Hangup);
+        }
+        if !self.winch && self.tty.is_empty() {
+            match self.script.pop_front() {
+                Some(a) => self.arrive(a),
+                // The script is over: hang up, which ends the loop.
+                None => return Ok(Wake::Hangup),
+            }
+        }
+        Ok(if std::mem::take(&mut self.winch) {
+            Wake::Resize
+        } else if !self.tty.is_empty() {
+            Wake::Input
+        } else {
+            Wake::Timeout
+        })
+    }
+
+    fn poll(&mut self, _timeout: Duration) -> io::Result<bool> {
+        if !self.parsed.is_empty() {
+            return Ok(true);
+        }
+        for token in std::mem::take(&mut self.epoll) {
+            match token {
+                // The rest of this round's readiness is dropped.
+                Token::Signal => {
+                    self.parsed.push_back(Event::Resize(80, 24));
+                    return Ok(true);
+                }
+                Token::Tty => {
+                    self.parsed.extend(self.tty.drain(..).map(|c| Event::Key(key(c))));
+                    if !self.parsed.is_empty() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn rearm(&mut self) {
+        if !self.tty.is_empty() {
+            self.edge(Token::Tty);
+        }
+    }
+
+    fn read(&mut self) -> io::Result<Event> {
+        if self.parsed.is_empty() {
+            self.poll(Duration::ZERO)?;
+        }
+        Ok(self.parsed.pop_front().expect("read would block: the loop reads only after poll"))
+    }
+}
+
+/// Run the real event loop on a capture's updates and the model; returns whether it quit
+/// (a key), rather than ended by the hangup, and the model.
+fn run_loop(script: &[Arrive]) -> (bool, Model) {
+    let (tx, rx) = mpsc::channel();
+    for t in 0..=30 {
+        tx.send(update_at(t)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut model = Model::new(script);
+    event_loop(&mut terminal, &rx, &stop, &mut model).unwrap();
+    (!stop.load(std::sync::atomic::Ordering::Relaxed), model)
+}
+
+/// The reported bug: drill-down, Esc, a resize, then q; q was held back until another key
+/// came, because the loop left crossterm's own resize pending, and crossterm then answered
+/// the q's wake-up with that resize and dropped the q's readiness.
+#[test]
+fn q_after_a_resize_quits_at_once() {
+    use Arrive::*;
+    let (quit, model) = run_loop(&[Key(KeyCode::Enter), Key(KeyCode::Esc), Resize, Key(KeyCode::Char('q'))]);
+    assert!(quit, "q not read after the resize ({} waits, {:?} still queued)", model.waits, model.tty);
+}
+
+/// A key that arrives together with the resize (one epoll round for crossterm) is read too.
+#[test]
+fn a_key_arriving_with_a_resize_is_read() {
+    use Arrive::*;
+    let (quit, model) = run_loop(&[Key(KeyCode::Enter), Key(KeyCode::Esc), ResizeAndKey(KeyCode::Char('q'))]);
+    assert!(quit, "q not read after the resize ({} waits, {:?} still queued)", model.waits, model.tty);
+}
+
+#[test]
+fn a_resize_reads_pending_input() {
+    assert_eq!(after_wake(Wake::Resize), AfterWake::ResizeThenRead);
+    assert_eq!(after_wake(Wake::Input), AfterWake::Read);
+    assert_eq!(after_wake(Wake::Timeout), AfterWake::Idle);
+    assert_eq!(after_wake(Wake::Hangup), AfterWake::Stop);
 }
