@@ -1,7 +1,8 @@
 //! Key map: a pure function from a key press (and the current mode) to an [`Action`].
 //!
-//! htop-like: q/Esc/F10 quit, Tab/Shift-Tab panels, arrows/j/k select, Enter details, s sort,
-//! p pause, / filter, r reset, ? help. Ctrl-C quits in every mode (raw mode eats SIGINT).
+//! htop-like: q/F10 quit, Tab/Shift-Tab panels, arrows/j/k select, Enter details, s sort,
+//! p pause, / filter, r reset, ? help. Ctrl-C quits in every mode (raw mode eats SIGINT). Esc
+//! never quits: it closes the help, the prompt or the drill-down, or clears the filter.
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::state::Panel;
@@ -37,6 +38,8 @@ pub enum Action {
     Open,
     /// Close the overlay (details or help).
     Close,
+    /// Clear the applied filter (Esc on the main screen).
+    ClearFilter,
     CycleSort,
     ReverseSort,
     TogglePause,
@@ -87,7 +90,8 @@ pub fn map_key(key: KeyEvent, mode: Mode) -> Action {
             _ => movement(key.code),
         },
         Mode::Normal => match key.code {
-            KeyCode::Char('q') | KeyCode::Esc | KeyCode::F(10) => Action::Quit,
+            KeyCode::Char('q') | KeyCode::F(10) => Action::Quit,
+            KeyCode::Esc => Action::ClearFilter,
             KeyCode::Tab => Action::NextPanel,
             KeyCode::BackTab => Action::PrevPanel,
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => Action::Open,

@@ -83,7 +83,7 @@ const FRAME: Duration = Duration::from_millis(100);
 /// `stop`, and is the only wake-up when idle.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// Run the live TUI until the user quits (q/Esc/Ctrl-C) or `stop` is set.
+/// Run the live TUI until the user quits (q/F10/Ctrl-C) or `stop` is set.
 ///
 /// Takes over the terminal (raw mode, alternate screen) and always gives it back, also on
 /// panic (a hook restores it, then calls the previous hook) and on SIGINT/SIGTERM/SIGHUP (which

@@ -272,7 +272,7 @@ fn selection_follows_the_row_across_resorts() {
 fn key_map() {
     let m = |c, mode| map_key(key(c), mode);
     assert_eq!(m(KeyCode::Char('q'), Mode::Normal), Action::Quit);
-    assert_eq!(m(KeyCode::Esc, Mode::Normal), Action::Quit);
+    assert_eq!(m(KeyCode::Esc, Mode::Normal), Action::ClearFilter);
     assert_eq!(m(KeyCode::Esc, Mode::Detail), Action::Close);
     assert_eq!(m(KeyCode::Char('q'), Mode::Detail), Action::Quit);
     assert_eq!(m(KeyCode::Esc, Mode::Prompt), Action::Cancel);
@@ -293,18 +293,55 @@ fn key_map() {
 
 #[test]
 fn quit_paths() {
-    for k in [KeyCode::Char('q'), KeyCode::Esc] {
+    for k in [KeyCode::Char('q'), KeyCode::F(10)] {
         let mut s = main_state();
         press(&mut s, &[k]);
         assert!(s.should_quit());
     }
-    // Esc backs out of overlays before it quits.
     let mut s = main_state();
+    s.apply(map_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), s.mode()));
+    assert!(s.should_quit());
+    // q quits from the overlays too.
+    for open in [KeyCode::Enter, KeyCode::Char('?')] {
+        let mut s = main_state();
+        press(&mut s, &[open, KeyCode::Char('q')]);
+        assert!(s.should_quit());
+    }
+}
+
+/// Esc closes the help, the prompt and the drill-down, clears an applied filter, and never
+/// quits (htop does not either); it used to quit from the main screen.
+#[test]
+fn esc_never_quits() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Esc, KeyCode::Esc]);
+    assert!(!s.should_quit(), "Esc on the main screen quit");
+    assert_eq!(s.mode(), Mode::Normal);
+
+    press(&mut s, &[KeyCode::Char('?'), KeyCode::Esc]);
+    assert!(!s.help && !s.should_quit());
     press(&mut s, &[KeyCode::Enter, KeyCode::Esc]);
-    assert!(!s.should_quit() && s.detail.is_none());
-    press(&mut s, &[KeyCode::Char('/'), KeyCode::Esc]);
-    assert!(!s.should_quit() && s.prompt.is_none());
+    assert!(s.detail.is_none() && !s.should_quit());
+    // Help over a drill-down: Esc closes the help, then the drill-down.
+    press(&mut s, &[KeyCode::Enter, KeyCode::Char('?'), KeyCode::Esc]);
+    assert!(!s.help && s.detail.is_some());
     press(&mut s, &[KeyCode::Esc]);
+    assert!(s.detail.is_none() && !s.should_quit());
+
+    // The prompt: Esc cancels the typing, and keeps the filter applied before.
+    press(&mut s, &[KeyCode::Char('/')]);
+    type_str(&mut s, "proto:udp");
+    press(&mut s, &[KeyCode::Enter, KeyCode::Char('/'), KeyCode::Char('x'), KeyCode::Esc]);
+    assert!(s.prompt.is_none() && !s.should_quit());
+    assert_eq!(s.filter.text, "proto:udp");
+    // Then Esc clears the applied filter; once more does nothing.
+    press(&mut s, &[KeyCode::Esc]);
+    assert!(s.filter.is_empty() && !s.should_quit());
+    press(&mut s, &[KeyCode::Esc]);
+    assert!(!s.should_quit());
+    assert_eq!(s.mode(), Mode::Normal);
+
+    press(&mut s, &[KeyCode::Char('q')]);
     assert!(s.should_quit());
 }
 

@@ -780,7 +780,8 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
 // Help
 
 const HELP: &[(&str, &str)] = &[
-    ("q  F10  Ctrl-C", "quit (Esc quits too; in an overlay it closes it)"),
+    ("q  F10  Ctrl-C", "quit"),
+    ("Esc", "close help, prompt or details, else clear the filter"),
     ("Tab  Shift-Tab", "next / previous panel    1-4  jump to a panel"),
     ("↑ ↓  j k", "select a row    PgUp PgDn g G  page, first, last"),
     ("Enter  →  l", "details: kernel stacks, sample packets, evidence"),

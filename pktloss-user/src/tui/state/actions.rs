@@ -75,6 +75,7 @@ impl State {
                     self.detail = None;
                 }
             }
+            Action::ClearFilter => self.filter = Filter::default(),
             Action::CycleSort => self.sort = self.sort.next(),
             Action::ReverseSort => self.reverse = !self.reverse,
             Action::TogglePause => {
