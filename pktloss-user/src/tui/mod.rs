@@ -53,8 +53,11 @@ pub struct CauseView {
     /// What to do about it (one line each).
     pub advice: Vec<String>,
     /// Drop reasons (`NO_SOCKET`, ...) this cause accounts for: links drops rows and flows to
-    /// the cause in the drill-downs and the `reason:` filter. May be empty.
+    /// the cause in the drill-downs and the filter. May be empty.
     pub reasons: Vec<String>,
+    /// Network namespaces (inodes) the cause involves, from the diagnosis: the `netns:` filter
+    /// of a cause that no traced drop shows (selected by counters).
+    pub netns: Vec<u32>,
 }
 
 /// A drop counter that no event shows (NIC ring/FIFO, softnet), per interface or per CPU.

@@ -16,7 +16,7 @@ use std::{
 use ratatui::crossterm::event::Event;
 
 use super::{
-    Action, AfterWake, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake, event_loop,
+    Action, AfterWake, CauseView, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake, event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
@@ -230,6 +230,56 @@ fn filter_matching() {
     let s = filtered("proto:sctp");
     assert!(s.visible_drops().is_empty());
     assert!(s.visible_flows().is_empty());
+}
+
+/// Every term filters every panel alike: `port:53` keeps the causes that explain port-53
+/// drops, as it keeps the port-53 drops and flows (it used to leave the Causes panel
+/// unfiltered, while a bare number filtered it).
+#[test]
+fn field_terms_filter_the_causes_panel() {
+    let ids = |s: &State| s.visible_causes().into_iter().map(|c| c.cause.id).collect::<Vec<_>>();
+    // The port-53 flow is a UDP NO_SOCKET drop: its cause only.
+    assert_eq!(ids(&filtered("port:53")), ["udp-no-socket"]);
+    // 8080 is a TCP NO_SOCKET flow: the same as a term and as a bare word.
+    assert_eq!(ids(&filtered("port:8080")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("8080")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("proto:udp")), ["udp-no-socket", "udp-rcvbuf"]);
+    assert_eq!(ids(&filtered("host:2001:db8::1")), ["netfilter"]);
+    assert_eq!(ids(&filtered(&format!("netns:{NS_HOST}"))), ["udp-rcvbuf", "netfilter"]);
+    assert_eq!(ids(&filtered("dev:veth0")), ["udp-no-socket"]);
+    // The terms hold together for one packet: no UDP drop to port 8080.
+    assert!(ids(&filtered("proto:udp port:8080")).is_empty());
+    assert!(ids(&filtered("port:9")).is_empty());
+    assert!(ids(&filtered("proto:sctp")).is_empty());
+    // reason: and words still match what the cause says.
+    assert_eq!(ids(&filtered("reason:rcvbuf")), ["udp-rcvbuf"]);
+    assert_eq!(ids(&filtered("reason:no_socket")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("netfilter port:443")), ["netfilter"]);
+
+    // A cause that no traced drop shows (counters only) is matched on what it says, and on
+    // its namespaces.
+    let mut u = update_at(31);
+    u.causes.push(CauseView {
+        id: "nic-ring-full".into(),
+        title: "NIC RX ring full".into(),
+        drops: 500,
+        evidence: vec!["eth0: rx_missed_errors +500".into()],
+        netns: vec![NS_HOST],
+        ..Default::default()
+    });
+    let mut s = main_state();
+    s.ingest(u);
+    let mut shows = |text: &str| {
+        s.filter = Filter::parse(text).unwrap();
+        ids(&s).iter().any(|id| id == "nic-ring-full")
+    };
+    assert!(shows(&format!("netns:{NS_HOST}")) && shows("dev:eth0") && shows("eth0"));
+    assert!(!shows("port:53") && !shows(&format!("netns:{NS_TEST}")) && !shows("proto:tcp"));
+
+    // Counters count packets of no known port: hidden by a port term as by the bare number.
+    assert!(filtered("port:53").visible_counters().is_empty());
+    assert!(filtered("53").visible_counters().is_empty());
+    assert_eq!(filtered("dev:eth0").visible_counters().len(), 2);
 }
 
 #[test]

@@ -795,8 +795,8 @@ const HELP: &[(&str, &str)] = &[
 const FILTER_HELP: &[&str] = &[
     "reason:NO_SOCKET  proto:udp  port:53  host:10.0.0.1",
     "host:10.0.0.  netns:4026531840  dev:veth0  or a bare word",
-    "All terms must match; a drops row matches through its",
-    "sampled packets and the flows with its reason.",
+    "All terms must match, together, one dropped packet: drops",
+    "rows and causes match through the drops they count or explain.",
 ];
 
 fn render_help(frame: &mut Frame, body: Rect) {

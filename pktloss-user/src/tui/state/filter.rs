@@ -60,7 +60,8 @@ impl<'a> Pkt<'a> {
             device: &f.device,
             process: &f.process,
             reason: &f.reason,
-            symbol: "",
+            // Only on kernels without drop reasons, where flows are counted by location.
+            symbol: &f.location,
         }
     }
     fn sample(s: &'a Sample, device: &'a str) -> Self {
@@ -100,6 +101,16 @@ fn host_match(addr: &str, pattern: &str) -> bool {
 const FILTER_KEYS: &str = "reason, proto, port, host, netns, dev";
 
 impl Term {
+    /// The term's value as a bare word would be typed.
+    fn word(&self) -> String {
+        match self {
+            Term::Reason(x) | Term::Proto(x) | Term::Dev(x) | Term::Word(x) => x.clone(),
+            Term::Host(h) => h.trim_end_matches('*').to_string(),
+            Term::Port(n) => n.to_string(),
+            Term::Netns(n) => n.to_string(),
+        }
+    }
+
     fn matches_pkt(&self, p: &Pkt) -> bool {
         match self {
             Term::Reason(r) => contains_ci(p.reason, r),
@@ -164,8 +175,8 @@ impl Filter {
 
     /// A drops row matches when its reason/location satisfy the reason terms (and the words
     /// they contain), and one related packet satisfies all the remaining terms together. The
-    /// related packets are the row's samples, and the flows with its reason (the flow table
-    /// has no location) whose protocol and netns one of those samples shows.
+    /// related packets are the row's samples, and the flows of its reason (and location, where
+    /// flows have one) whose protocol and netns one of those samples shows.
     pub(super) fn matches_drop(&self, row: &DropRow, data: &Data) -> bool {
         let mut rest: Vec<&Term> = Vec::new();
         for t in &self.terms {
@@ -182,51 +193,83 @@ impl Filter {
         if rest.is_empty() {
             return true;
         }
-        let samples: Vec<(&Sample, String)> = data
-            .samples()
-            .filter(|s| s.reason == row.reason && s.symbol == row.symbol)
-            .map(|s| (s, data.device_name(s.netns, s.ifindex).unwrap_or_default()))
-            .collect();
-        if samples.iter().any(|(s, d)| rest.iter().all(|t| t.matches_pkt(&Pkt::sample(s, d)))) {
-            return true;
-        }
-        // A flow with the row's reason, from a protocol and netns the row's samples show (any,
+        let samples: Vec<&Sample> =
+            data.samples().filter(|s| s.reason == row.reason && s.symbol == row.symbol).collect();
+        // The flows of the row's reason, from a protocol and netns the row's samples show (any,
         // when it has none).
-        data.update
+        let flows: Vec<&FlowCount> = data
+            .update
             .summary
             .flows
             .iter()
-            .filter(|f| f.reason == row.reason)
-            .filter(|f| samples.is_empty() || samples.iter().any(|(s, _)| s.proto == f.proto && s.netns == f.netns))
-            .any(|f| rest.iter().all(|t| t.matches_pkt(&Pkt::flow(f))))
+            .filter(|f| f.is(&row.reason, Some(&row.symbol)))
+            .filter(|f| samples.is_empty() || samples.iter().any(|s| s.proto == f.proto && s.netns == f.netns))
+            .collect();
+        any_packet(&rest, data, &samples, &flows)
     }
 
-    /// Causes look at reason terms (their reasons, id or title) and words; packet terms don't
-    /// apply to them.
-    pub(super) fn matches_cause(&self, c: &CauseView) -> bool {
-        self.terms.iter().all(|t| match t {
-            Term::Reason(r) => {
-                c.reasons.iter().any(|x| contains_ci(x, r)) || contains_ci(&c.id, r) || contains_ci(&c.title, r)
+    /// A cause matches when it explains drops that match: the reason terms hold for its id or
+    /// title, or for one of its reasons (then for the packets too), words are in what it says
+    /// (id, title, reasons, evidence), and one packet it explains satisfies all the remaining
+    /// terms together: a sampled drop or a flow with one of its reasons. So `port:53` keeps
+    /// the causes of the port-53 drops, as the drops and flows panels do. A cause that explains
+    /// no traced packet (one selected by counters alone) is matched on what it says: each
+    /// remaining term as a bare word, a netns also against its namespaces.
+    pub(super) fn matches_cause(&self, c: &CauseView, data: &Data) -> bool {
+        let mut rest: Vec<&Term> = Vec::new();
+        for t in &self.terms {
+            match t {
+                Term::Reason(r) if contains_ci(&c.id, r) || contains_ci(&c.title, r) => {}
+                Term::Reason(r) if c.reasons.iter().any(|x| contains_ci(x, r)) => rest.push(t),
+                Term::Reason(_) => return false,
+                Term::Word(w) if cause_says(c, w) => {}
+                t => rest.push(t),
             }
-            Term::Word(w) => {
-                contains_ci(&c.id, w)
-                    || contains_ci(&c.title, w)
-                    || c.reasons.iter().any(|x| contains_ci(x, w))
-                    || c.evidence.iter().any(|x| contains_ci(x, w))
-            }
-            _ => true,
-        })
+        }
+        if rest.is_empty() {
+            return true;
+        }
+        let explains = |reason: &str| c.reasons.iter().any(|r| r == reason);
+        let samples: Vec<&Sample> = data.samples().filter(|s| explains(&s.reason)).collect();
+        let flows: Vec<&FlowCount> = data.update.summary.flows.iter().filter(|f| explains(&f.reason)).collect();
+        if samples.is_empty() && flows.is_empty() {
+            return rest.iter().all(|t| match t {
+                // Only here when one of its reasons matched.
+                Term::Reason(_) => true,
+                Term::Netns(n) => c.netns.contains(n) || cause_says(c, &n.to_string()),
+                t => cause_says(c, &t.word()),
+            });
+        }
+        any_packet(&rest, data, &samples, &flows)
     }
 
-    /// Counters look at dev, netns and words (against scope and counter name).
+    /// Counters look at dev, netns and words (against scope and counter name). They count
+    /// packets of no known flow or reason: a term about packets (reason, proto, port, host)
+    /// hides them, as the same value typed as a bare word does.
     pub(super) fn matches_counter(&self, c: &CounterRow) -> bool {
         self.terms.iter().all(|t| match t {
             Term::Dev(d) => contains_ci(&c.scope, d),
             Term::Netns(n) => c.scope.contains(&n.to_string()),
             Term::Word(w) => contains_ci(&c.scope, w) || contains_ci(&c.counter, w),
-            Term::Reason(_) | Term::Proto(_) | Term::Port(_) | Term::Host(_) => true,
+            Term::Reason(_) | Term::Proto(_) | Term::Port(_) | Term::Host(_) => false,
         })
     }
+}
+
+/// Whether one of the packets, sampled drops or flows, satisfies every term together.
+fn any_packet(terms: &[&Term], data: &Data, samples: &[&Sample], flows: &[&FlowCount]) -> bool {
+    samples.iter().any(|s| {
+        let device = data.device_name(s.netns, s.ifindex).unwrap_or_default();
+        terms.iter().all(|t| t.matches_pkt(&Pkt::sample(s, &device)))
+    }) || flows.iter().any(|f| terms.iter().all(|t| t.matches_pkt(&Pkt::flow(f))))
+}
+
+/// Whether a cause's own text (id, title, reasons, evidence) contains `word`.
+fn cause_says(c: &CauseView, word: &str) -> bool {
+    contains_ci(&c.id, word)
+        || contains_ci(&c.title, word)
+        || c.reasons.iter().any(|x| contains_ci(x, word))
+        || c.evidence.iter().any(|x| contains_ci(x, word))
 }
 
 fn is_filter_key(key: &str) -> bool {

@@ -188,7 +188,7 @@ impl State {
     /// Causes after filter, ranked.
     pub fn visible_causes(&self) -> Vec<CauseRow> {
         let mut rows = self.data().cause_rows();
-        rows.retain(|r| self.filter.matches_cause(&r.cause));
+        rows.retain(|r| self.filter.matches_cause(&r.cause, self.data()));
         rows
     }
 
