@@ -16,12 +16,16 @@ use std::{
 use ratatui::crossterm::event::Event;
 
 use super::{
-    Action, AfterWake, CauseView, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake, event_loop,
+    Action, AfterWake, CauseView, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake,
+    detail::detail_lines,
+    event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
     term::{Input, Wake},
+    view::fmt_count,
 };
+use crate::model::FlowCount;
 
 /// Draw as the TUI loop does: render, then hand the state what the draw measured.
 fn draw(state: &mut State, width: u16, height: u16) -> String {
@@ -280,6 +284,80 @@ fn field_terms_filter_the_causes_panel() {
     assert!(filtered("port:53").visible_counters().is_empty());
     assert!(filtered("53").visible_counters().is_empty());
     assert_eq!(filtered("dev:eth0").visible_counters().len(), 2);
+}
+
+/// The "Dropped at" section of the drill-down of the flow row `pick` chooses.
+fn flow_detail(s: &mut State, pick: impl Fn(&FlowCount) -> bool) -> String {
+    press(s, &[KeyCode::Char('3'), KeyCode::Home]);
+    let i = s.visible_flows().iter().position(|r| pick(&r.flow)).expect("no such flow");
+    for _ in 0..i {
+        press(s, &[KeyCode::Down]);
+    }
+    press(s, &[KeyCode::Enter]);
+    let (_, lines) = detail_lines(s, 150);
+    press(s, &[KeyCode::Esc]);
+    let text: Vec<String> = lines.iter().map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect()).collect();
+    let text = text.join("\n");
+    // Its "Dropped at" section.
+    let from = text.find("Dropped at").expect("no Dropped at section");
+    let to = text.find("Sample packets").expect("no Sample packets section");
+    text[from..to].to_string()
+}
+
+/// A flow's drill-down shows where that flow's drops happened: never the locations of other
+/// flows' drops (it listed every location of the flow's reason, e.g. tcp_v4_rcv for a UDP
+/// flow); where the data cannot tell, it says so.
+#[test]
+fn flow_detail_shows_only_the_flows_locations() {
+    let mut s = main_state();
+    // NO_SOCKET happens at two locations (UDP and TCP); flows are counted per reason, so the
+    // UDP flow's locations are the ones its samples show.
+    let udp = flow_detail(&mut s, |f| f.dport == 53);
+    assert!(udp.contains("__udp4_lib_rcv+0x8b2  (in 1 of the flow's 1 sampled drops)"), "{udp}");
+    assert!(!udp.contains("tcp_v4_rcv"), "another flow's location in the UDP flow's details:\n{udp}");
+    assert!(udp.contains("NO_SOCKET drops happen at 2 locations"), "{udp}");
+    let tcp = flow_detail(&mut s, |f| f.dport == 8080);
+    assert!(tcp.contains("tcp_v4_rcv+0x1a2  (in 1 of the flow's 1 sampled drops)"), "{tcp}");
+    assert!(!tcp.contains("__udp4_lib_rcv"), "{tcp}");
+    // SOCKET_RCVBUFF happens at one location: all of the flow's drops happened there.
+    let rcvbuf = flow_detail(&mut s, |f| f.reason == "SOCKET_RCVBUFF");
+    let count = s.visible_flows().iter().find(|r| r.flow.reason == "SOCKET_RCVBUFF").unwrap().flow.count;
+    assert!(
+        rcvbuf.lines().any(|l| l.contains(&fmt_count(count)) && l.contains("__udp_enqueue_schedule_skb+0x1d3")),
+        "{rcvbuf}"
+    );
+    assert!(!rcvbuf.contains("not known"), "{rcvbuf}");
+
+    // A kernel without drop reasons counts flows per location: the same packet tuple dropped
+    // at two places is two rows, each with its own location and count only.
+    let mut u = update_at(30);
+    let udp = u.summary.flows[0].clone();
+    let at = |location: &str, count: u64, f: &FlowCount| FlowCount {
+        reason: "UNKNOWN".into(),
+        code: 0,
+        location: location.into(),
+        count,
+        ..f.clone()
+    };
+    let tcp = u.summary.flows[3].clone();
+    u.summary.flows = vec![
+        at("__udp4_lib_rcv+0x8b2", 70, &udp),
+        at("udp_queue_rcv_one_skb+0x1e8", 30, &udp),
+        at("tcp_v4_rcv+0x1a2", 5, &tcp),
+    ];
+    for l in &mut u.summary.locations {
+        l.reason = "UNKNOWN".into();
+    }
+    u.summary.samples.clear();
+    let mut s = State::new();
+    s.ingest(u);
+    assert_eq!(s.visible_flows().len(), 3, "one row per (flow, location)");
+    let first = flow_detail(&mut s, |f| f.location.starts_with("__udp4"));
+    assert!(first.lines().any(|l| l.contains(" 70  __udp4_lib_rcv+0x8b2")), "{first}");
+    assert!(!first.contains("udp_queue_rcv_one_skb") && !first.contains("tcp_v4_rcv"), "{first}");
+    let second = flow_detail(&mut s, |f| f.location.starts_with("udp_queue"));
+    assert!(second.lines().any(|l| l.contains(" 30  udp_queue_rcv_one_skb+0x1e8")), "{second}");
+    assert!(!second.contains("__udp4_lib_rcv") && !second.contains("tcp_v4_rcv"), "{second}");
 }
 
 #[test]

@@ -111,10 +111,12 @@ fn drop_key(reason: &str, symbol: &str) -> String {
 fn stack_key(reason: &str, symbol: &str, stack: &[String]) -> String {
     format!("s{SEP}{reason}{SEP}{symbol}{SEP}{}", stack.join(","))
 }
+/// A flow row is one flow table entry: the location is part of it on kernels without drop
+/// reasons.
 fn flow_key(f: &FlowCount) -> String {
     format!(
-        "f{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
-        f.proto, f.src, f.sport, f.dst, f.dport, f.netns, f.ifindex, f.reason
+        "f{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
+        f.proto, f.src, f.sport, f.dst, f.dport, f.netns, f.ifindex, f.reason, f.location
     )
 }
 fn cause_key(c: &CauseView) -> String {
