@@ -7,6 +7,24 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::state::Panel;
 
+/// The keys as the help overlay and `pktloss top --help` list them: (keys, what they do). One
+/// table for both, so they cannot drift; a test checks every key here does what it says.
+pub const KEYS: &[(&str, &str)] = &[
+    ("q  F10  Ctrl-C", "quit"),
+    ("Esc", "close help, prompt or details, else clear the filter"),
+    ("Tab  Shift-Tab", "next / previous panel"),
+    ("1  2  3  4", "Drops, Causes, Flows, Counters panel"),
+    ("↑ ↓  j k", "select a row"),
+    ("PgUp PgDn  g G", "page up / down, first / last row"),
+    ("Enter  →  l", "details: kernel stacks, sample packets, evidence"),
+    ("s  S", "sort by count, rate, reason, location / reverse"),
+    ("p  Space", "pause the display (collection goes on)"),
+    ("/  F4", "filter (terms below); Enter applies, empty clears"),
+    ("r", "reset: counts, trends and the chart restart at 0"),
+    ("?  h  F1", "this help"),
+    ("Ctrl-L", "redraw the screen"),
+];
+
 /// What the keys mean right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

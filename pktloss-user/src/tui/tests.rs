@@ -1,4 +1,5 @@
 //! TUI tests: state logic, key map, and insta snapshots of every view from `TestBackend`.
+use clap::CommandFactory as _;
 use insta::assert_snapshot;
 use ratatui::{
     Terminal,
@@ -20,12 +21,20 @@ use super::{
     detail::detail_lines,
     event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
+    input::KEYS,
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
     term::{Input, Wake},
     view::fmt_count,
 };
-use crate::model::FlowCount;
+use crate::{
+    cli::{
+        args::Cli,
+        help::{self, Example},
+    },
+    model::FlowCount,
+    tui::state::filter::FILTER_HELP,
+};
 
 /// Draw as the TUI loop does: render, then hand the state what the draw measured.
 fn draw(state: &mut State, width: u16, height: u16) -> String {
@@ -417,6 +426,113 @@ fn key_map() {
     for mode in [Mode::Normal, Mode::Detail, Mode::Help, Mode::Prompt] {
         assert_eq!(map_key(ctrl_c, mode), Action::Quit);
     }
+}
+
+/// The help table (shown in the overlay and by `pktloss top --help`) says what the key map
+/// does: every key it lists, on the main screen.
+#[test]
+fn help_table_matches_the_key_map() {
+    use Action::*;
+    let event = |name: &str| -> KeyEvent {
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        match name {
+            "Ctrl-C" => ctrl('c'),
+            "Ctrl-L" => ctrl('l'),
+            "Esc" => key(KeyCode::Esc),
+            "Tab" => key(KeyCode::Tab),
+            "Shift-Tab" => key(KeyCode::BackTab),
+            "Enter" => key(KeyCode::Enter),
+            "Space" => key(KeyCode::Char(' ')),
+            "PgUp" => key(KeyCode::PageUp),
+            "PgDn" => key(KeyCode::PageDown),
+            "↑" => key(KeyCode::Up),
+            "↓" => key(KeyCode::Down),
+            "→" => key(KeyCode::Right),
+            f if f.starts_with('F') && f.len() > 1 => key(KeyCode::F(f[1..].parse().unwrap())),
+            c if c.chars().count() == 1 => key(KeyCode::Char(c.chars().next().unwrap())),
+            other => panic!("help key {other:?}: add it to this test"),
+        }
+    };
+    let expected: &[&[Action]] = &[
+        &[Quit, Quit, Quit],
+        &[ClearFilter],
+        &[NextPanel, PrevPanel],
+        &[Focus(Panel::Drops), Focus(Panel::Causes), Focus(Panel::Flows), Focus(Panel::Counters)],
+        &[Up, Down, Down, Up],
+        &[PageUp, PageDown, Top, Bottom],
+        &[Open, Open, Open],
+        &[CycleSort, ReverseSort],
+        &[TogglePause, TogglePause],
+        &[StartFilter, StartFilter],
+        &[Reset],
+        &[ToggleHelp, ToggleHelp, ToggleHelp],
+        &[Redraw],
+    ];
+    assert_eq!(KEYS.len(), expected.len());
+    for ((keys, what), want) in KEYS.iter().zip(expected) {
+        let got: Vec<Action> = keys.split_whitespace().map(|k| map_key(event(k), Mode::Normal)).collect();
+        assert_eq!(&got, want, "help line {keys:?} ({what})");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pktloss top --help (and every subcommand's examples)
+
+/// Each subcommand with its examples.
+fn help_examples() -> [(&'static str, &'static [Example]); 6] {
+    use help::*;
+    [
+        ("capture", CAPTURE),
+        ("watch", WATCH),
+        ("diagnose", DIAGNOSE),
+        ("top", TOP),
+        ("report", REPORT),
+        ("reasons", REASONS),
+    ]
+}
+
+/// `pktloss NAME --help`, as clap renders it.
+fn subcommand_long_help(name: &str) -> String {
+    let mut cli = Cli::command();
+    cli.build();
+    cli.find_subcommand_mut(name).unwrap_or_else(|| panic!("no subcommand {name}")).render_long_help().to_string()
+}
+
+/// Every subcommand's --help ends with examples that are real invocations of it, and
+/// `top --help` lists every key of the TUI's help table and its filter terms.
+#[test]
+fn top_help_lists_every_key_and_every_subcommand_has_examples() {
+    let mut names: Vec<String> =
+        Cli::command().get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
+    names.sort();
+    let mut covered: Vec<&str> = help_examples().iter().map(|(n, _)| *n).collect();
+    covered.sort();
+    assert_eq!(names, covered, "a subcommand without examples");
+    for (name, list) in help_examples() {
+        let help = subcommand_long_help(name);
+        assert!(help.contains("Examples:"), "`pktloss {name} --help` has no examples:\n{help}");
+        assert!((2..=4).contains(&list.len()), "{name}: {} examples", list.len());
+        for (command, what) in list {
+            assert!(help.contains(command) && help.contains(what), "{name} --help lacks {command:?}:\n{help}");
+            let args: Vec<&str> = command.split_whitespace().collect();
+            let matches = Cli::command()
+                .try_get_matches_from(&args)
+                .unwrap_or_else(|e| panic!("example {command:?} does not parse: {e}"));
+            assert_eq!(matches.subcommand_name(), Some(name), "{command:?}");
+        }
+    }
+    let top = subcommand_long_help("top");
+    for (keys, what) in KEYS {
+        assert!(top.contains(keys) && top.contains(what), "top --help lacks {keys:?}:\n{top}");
+    }
+    for line in FILTER_HELP {
+        assert!(top.contains(line), "top --help lacks the filter line {line:?}:\n{top}");
+    }
+    // The short help (-h) has them too.
+    let mut cli = Cli::command();
+    cli.build();
+    let short = cli.find_subcommand_mut("top").unwrap().render_help().to_string();
+    assert!(short.contains("Keys (in the live view") && short.contains("Examples:"), "{short}");
 }
 
 #[test]

@@ -100,6 +100,13 @@ fn host_match(addr: &str, pattern: &str) -> bool {
 
 const FILTER_KEYS: &str = "reason, proto, port, host, netns, dev";
 
+/// The filter syntax as the help overlay and `pktloss top --help` show it.
+pub const FILTER_HELP: &[&str] = &[
+    "reason:NO_SOCKET  proto:udp  port:53  host:10.0.0.1  host:10.0.0.",
+    "netns:4026531840  dev:veth0  or a bare word. All terms must hold",
+    "together for one dropped packet the row counts or explains.",
+];
+
 impl Term {
     /// The term's value as a bare word would be typed.
     fn word(&self) -> String {
