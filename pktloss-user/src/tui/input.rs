@@ -5,7 +5,7 @@
 //! never quits: it closes the help, the prompt or the drill-down, or clears the filter.
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::state::Panel;
+use super::state::select::Panel;
 
 /// The keys as the help overlay and `pktloss top --help` list them: (keys, what they do). One
 /// table for both, so they cannot drift; a test checks every key here does what it says.

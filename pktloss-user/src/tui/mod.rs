@@ -95,7 +95,7 @@ pub fn run(updates: Receiver<Update>, stop: Arc<AtomicBool>) -> anyhow::Result<(
     let guard = term::TermGuard::enter(&stop).context("set up the terminal")?;
     let result = Terminal::new(CrosstermBackend::new(io::stdout()))
         .context("open the terminal")
-        .and_then(|mut terminal| event_loop(&mut terminal, &updates, &stop, &mut term::Crossterm::new()));
+        .and_then(|mut terminal| event_loop(&mut terminal, &updates, &stop, &mut term::Crossterm::open()));
     drop(guard);
     result
 }

@@ -215,7 +215,8 @@ pub struct Crossterm {
 }
 
 impl Crossterm {
-    pub fn new() -> Self {
+    /// The terminal crossterm reads, polled where it can be.
+    pub fn open() -> Self {
         Crossterm { wait: InputWait::new().ok() }
     }
 }

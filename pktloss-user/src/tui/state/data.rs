@@ -7,8 +7,10 @@
 //! baseline saved by `r`.
 use std::collections::{HashMap, VecDeque};
 
-use super::super::{CauseView, CounterRow, Update};
-use crate::model::{FlowCount, Sample};
+use crate::{
+    model::{FlowCount, Sample},
+    tui::{CauseView, CounterRow, Update},
+};
 
 /// How much drop-rate history the chart keeps, in seconds of capture time.
 pub const HISTORY_SECS: f64 = 300.0;
