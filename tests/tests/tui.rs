@@ -368,6 +368,13 @@ fn tui_80x24_and_resize() {
     // Ctrl-L redraws from scratch too.
     t.keys(&["C-l"]);
     wait_clean_frame(&t, 80, 24);
+    // A drill-down, Esc, a resize, then q at once: q quits (it used to be held back until
+    // another key came, crossterm having dropped its readiness behind the resize).
+    t.keys(&["Enter"]);
+    t.wait_screen("the flow drill-down", SHOW, |s| s.contains("Flows ›"));
+    t.keys(&["Escape"]);
+    t.wait_screen("the main view again", SHOW, |s| !s.contains("Flows ›"));
+    t.resize(100, 30);
     t.keys(&["q"]);
     let (rc, took) = t.wait_exit();
     assert_eq!(rc, "0", "exit status after q");
@@ -482,6 +489,10 @@ fn tui_keys_filter_drilldown_help_pause() {
     assert!(s.contains("Esc Back"), "drill-down footer:\n{s}");
     t.keys(&["Escape"]);
     t.wait_screen("the main view again", SHOW, |s| s.contains("q Quit Tab Panel") && !s.contains("Flows ›"));
+    // Esc on the main screen clears the filter; it does not quit.
+    t.keys(&["Escape"]);
+    t.wait_screen("the filter cleared", SHOW, |s| !s.contains("filter proto:udp"));
+    assert!(t.exit_status().is_none(), "Esc on the main screen quit the TUI");
 
     // Help, closed by any key.
     t.keys(&["?"]);

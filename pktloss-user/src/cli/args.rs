@@ -3,6 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::help;
 use crate::kernel::tracer::Options;
 
 /// Exit code for bad input: flags, files, missing kernel features or privileges.
@@ -25,16 +26,22 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Attach, collect for a while, detach and print a dropwatch-style summary.
+    #[command(after_help = help::examples(help::CAPTURE))]
     Capture(CaptureArgs),
     /// Print a line per interval, like dropwatch.
+    #[command(after_help = help::examples(help::WATCH))]
     Watch(WatchArgs),
     /// List the drop reasons of the running kernel (from its BTF).
+    #[command(after_help = help::examples(help::REASONS))]
     Reasons(ReasonsArgs),
     /// Capture, read kernel counters and configuration, and explain the causes of loss.
+    #[command(after_help = help::examples(help::DIAGNOSE))]
     Diagnose(DiagnoseArgs),
     /// Live view (the default on a terminal).
+    #[command(after_help = help::top())]
     Top(TopArgs),
     /// Summary and diagnosis of a saved capture file (no root needed).
+    #[command(after_help = help::examples(help::REPORT))]
     Report(ReportArgs),
 }
 

@@ -6,6 +6,7 @@ use clap::Parser as _;
 
 pub mod args;
 mod commands;
+pub(crate) mod help;
 
 use args::{Cli, Command, EXIT_USAGE};
 

@@ -9,10 +9,10 @@ use ratatui::{
 };
 
 use super::{
-    state::{CauseRow, Data, Panel, State, endpoint},
+    state::{CauseRow, Data, DropRow, Panel, State, endpoint},
     view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
-use crate::model::Sample;
+use crate::model::{FlowCount, Sample};
 
 /// Sample packets shown per drill-down (newest first).
 const MAX_SAMPLES: usize = 6;
@@ -157,6 +157,46 @@ impl Doc {
         }
     }
 
+    /// Where a flow's drops happened, as far as the data ties locations to the flow: never the
+    /// locations of other flows' drops.
+    fn flow_locations(&mut self, f: &FlowCount, rows: &[DropRow], sampled: &[&Sample]) {
+        if !f.location.is_empty() {
+            // A kernel without drop reasons: flows are counted per location.
+            self.counted(f.count, &f.location);
+            return;
+        }
+        let places: Vec<&DropRow> = rows.iter().filter(|r| r.reason == f.reason).collect();
+        match places.as_slice() {
+            [] => self.note(&format!("(no drop location recorded for {})", f.reason)),
+            // Every drop of the reason happened there, this flow's too.
+            [only] => self.counted(f.count, &only.symbol),
+            _ => {
+                let mut seen: Vec<(&str, usize)> = Vec::new();
+                for s in sampled {
+                    match seen.iter_mut().find(|(sym, _)| *sym == s.symbol) {
+                        Some((_, n)) => *n += 1,
+                        None => seen.push((&s.symbol, 1)),
+                    }
+                }
+                seen.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+                for (sym, n) in &seen {
+                    self.text(
+                        2,
+                        &format!("{sym}  (in {n} of the flow's {} sampled drops)", sampled.len()),
+                        Style::new(),
+                    );
+                }
+                let unknown =
+                    if seen.is_empty() { "where its drops happened" } else { "where its other drops happened" };
+                self.note(&format!(
+                    "{} drops happen at {} locations and flows are counted per reason, not per location: {unknown} is not known.",
+                    f.reason,
+                    places.len()
+                ));
+            }
+        }
+    }
+
     fn causes(&mut self, causes: &[&CauseRow]) {
         if causes.is_empty() {
             self.note("(no cause classified for this reason)");
@@ -175,6 +215,18 @@ impl Doc {
             }
         }
     }
+}
+
+/// Whether a sampled drop is one of the flow's: same packet tuple, namespace and reason (and
+/// location, where flows have one).
+fn sample_of(s: &Sample, f: &FlowCount) -> bool {
+    s.proto == f.proto
+        && s.src == f.src
+        && s.dst == f.dst
+        && s.sport == f.sport
+        && s.dport == f.dport
+        && s.netns == f.netns
+        && f.is(&s.reason, Some(&s.symbol))
 }
 
 /// What a NIC/softnet counter means, for its drill-down.
@@ -311,26 +363,10 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                         spark(&fr.trend, 16).trim_start()
                     ),
                 );
-                doc.section("Dropped at (locations with this reason, all flows)");
-                let mut any = false;
-                for r in rows.iter().filter(|r| r.reason == f.reason) {
-                    any = true;
-                    doc.counted(r.count, &r.symbol);
-                }
-                if !any {
-                    doc.note("(no location for this reason)");
-                }
-                doc.samples(
-                    d,
-                    d.samples().filter(|s| {
-                        s.proto == f.proto
-                            && s.src == f.src
-                            && s.dst == f.dst
-                            && s.sport == f.sport
-                            && s.dport == f.dport
-                            && s.netns == f.netns
-                    }),
-                );
+                let sampled: Vec<&Sample> = d.samples().filter(|s| sample_of(s, f)).collect();
+                doc.section("Dropped at");
+                doc.flow_locations(f, &rows, &sampled);
+                doc.samples(d, sampled.into_iter());
                 doc.section("Causes");
                 doc.causes(&causes_for(&f.reason));
                 format!("{} {}", f.proto, flow_cell(f))

@@ -428,6 +428,7 @@ pub fn causes_at(t: u64) -> Vec<CauseView> {
                 "Check `ss -ulpn` in the receiving netns".into(),
             ],
             reasons: vec!["NO_SOCKET".into()],
+            netns: vec![NS_TEST],
         },
         CauseView {
             id: "udp-rcvbuf".into(),
@@ -439,6 +440,7 @@ pub fn causes_at(t: u64) -> Vec<CauseView> {
                 "Make the reader faster or add readers (SO_REUSEPORT)".into(),
             ],
             reasons: vec!["SOCKET_RCVBUFF".into()],
+            netns: vec![NS_HOST],
         },
         CauseView {
             id: "netfilter".into(),
@@ -447,6 +449,7 @@ pub fn causes_at(t: u64) -> Vec<CauseView> {
             evidence: vec!["NETFILTER_DROP in nf_hook_slow, tcp 443".into()],
             advice: vec!["Find the rule: nft list ruleset / iptables-save -c".into()],
             reasons: vec!["NETFILTER_DROP".into()],
+            netns: vec![NS_HOST],
         },
     ]
 }

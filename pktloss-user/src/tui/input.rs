@@ -1,10 +1,29 @@
 //! Key map: a pure function from a key press (and the current mode) to an [`Action`].
 //!
-//! htop-like: q/Esc/F10 quit, Tab/Shift-Tab panels, arrows/j/k select, Enter details, s sort,
-//! p pause, / filter, r reset, ? help. Ctrl-C quits in every mode (raw mode eats SIGINT).
+//! htop-like: q/F10 quit, Tab/Shift-Tab panels, arrows/j/k select, Enter details, s sort,
+//! p pause, / filter, r reset, ? help. Ctrl-C quits in every mode (raw mode eats SIGINT). Esc
+//! never quits: it closes the help, the prompt or the drill-down, or clears the filter.
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::state::Panel;
+use super::state::select::Panel;
+
+/// The keys as the help overlay and `pktloss top --help` list them: (keys, what they do). One
+/// table for both, so they cannot drift; a test checks every key here does what it says.
+pub const KEYS: &[(&str, &str)] = &[
+    ("q  F10  Ctrl-C", "quit"),
+    ("Esc", "close help, prompt or details, else clear the filter"),
+    ("Tab  Shift-Tab", "next / previous panel"),
+    ("1  2  3  4", "Drops, Causes, Flows, Counters panel"),
+    ("↑ ↓  j k", "select a row"),
+    ("PgUp PgDn  g G", "page up / down, first / last row"),
+    ("Enter  →  l", "details: kernel stacks, sample packets, evidence"),
+    ("s  S", "sort by count, rate, reason, location / reverse"),
+    ("p  Space", "pause the display (collection goes on)"),
+    ("/  F4", "filter (terms below); Enter applies, empty clears"),
+    ("r", "reset: counts, trends and the chart restart at 0"),
+    ("?  h  F1", "this help"),
+    ("Ctrl-L", "redraw the screen"),
+];
 
 /// What the keys mean right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +56,8 @@ pub enum Action {
     Open,
     /// Close the overlay (details or help).
     Close,
+    /// Clear the applied filter (Esc on the main screen).
+    ClearFilter,
     CycleSort,
     ReverseSort,
     TogglePause,
@@ -87,7 +108,8 @@ pub fn map_key(key: KeyEvent, mode: Mode) -> Action {
             _ => movement(key.code),
         },
         Mode::Normal => match key.code {
-            KeyCode::Char('q') | KeyCode::Esc | KeyCode::F(10) => Action::Quit,
+            KeyCode::Char('q') | KeyCode::F(10) => Action::Quit,
+            KeyCode::Esc => Action::ClearFilter,
             KeyCode::Tab => Action::NextPanel,
             KeyCode::BackTab => Action::PrevPanel,
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => Action::Open,

@@ -104,6 +104,7 @@ pub fn cause_views(causes: &[Cause], summary: &Summary) -> Vec<CauseView> {
             drops: c.drops,
             evidence: c.evidence.clone(),
             advice: c.advice.clone(),
+            netns: c.netns.clone(),
             reasons: summary
                 .reasons
                 .iter()

@@ -30,10 +30,10 @@ use anyhow::Context as _;
 use ratatui::{
     Terminal,
     backend::{Backend, CrosstermBackend},
-    crossterm::event::{self, Event, KeyEventKind},
+    crossterm::event::{Event, KeyEventKind},
 };
 
-use term::Wake;
+use term::{Input, Wake};
 
 pub use input::{Action, Mode, map_key};
 pub use state::{Drawn, Filter, Panel, SortKey, State, Term};
@@ -53,8 +53,11 @@ pub struct CauseView {
     /// What to do about it (one line each).
     pub advice: Vec<String>,
     /// Drop reasons (`NO_SOCKET`, ...) this cause accounts for: links drops rows and flows to
-    /// the cause in the drill-downs and the `reason:` filter. May be empty.
+    /// the cause in the drill-downs and the filter. May be empty.
     pub reasons: Vec<String>,
+    /// Network namespaces (inodes) the cause involves, from the diagnosis: the `netns:` filter
+    /// of a cause that no traced drop shows (selected by counters).
+    pub netns: Vec<u32>,
 }
 
 /// A drop counter that no event shows (NIC ring/FIFO, softnet), per interface or per CPU.
@@ -83,7 +86,7 @@ const FRAME: Duration = Duration::from_millis(100);
 /// `stop`, and is the only wake-up when idle.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// Run the live TUI until the user quits (q/Esc/Ctrl-C) or `stop` is set.
+/// Run the live TUI until the user quits (q/F10/Ctrl-C) or `stop` is set.
 ///
 /// Takes over the terminal (raw mode, alternate screen) and always gives it back, also on
 /// panic (a hook restores it, then calls the previous hook) and on SIGINT/SIGTERM/SIGHUP (which
@@ -92,20 +95,60 @@ pub fn run(updates: Receiver<Update>, stop: Arc<AtomicBool>) -> anyhow::Result<(
     let guard = term::TermGuard::enter(&stop).context("set up the terminal")?;
     let result = Terminal::new(CrosstermBackend::new(io::stdout()))
         .context("open the terminal")
-        .and_then(|mut terminal| event_loop(&mut terminal, &updates, &stop));
+        .and_then(|mut terminal| event_loop(&mut terminal, &updates, &stop, &mut term::Crossterm::open()));
     drop(guard);
     result
+}
+
+/// What the loop does after a wake-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterWake {
+    /// Nothing came (or a signal: the loop looks at `stop` first).
+    Idle,
+    /// poll(2) saw input: read crossterm's events, waiting for it if it has none yet.
+    Read,
+    /// The terminal was resized: resize and redraw, and read the events crossterm already has,
+    /// without waiting.
+    ResizeThenRead,
+    /// The terminal is gone.
+    Stop,
+}
+
+/// The decision after [`Input::wait`], apart from the I/O so that it can be tested.
+///
+/// A resize must read pending input too. crossterm notices the resize itself (its own SIGWINCH
+/// pipe, in the same epoll set as the tty, both edge-triggered), and the loop used not to ask
+/// it after a resize: its resize stayed pending, and when the next key came crossterm's poll
+/// returned the resize and dropped the tty's readiness with it, so the key sat unread until
+/// another key made a new edge. Reading right after the resize takes crossterm's resize out of
+/// the way (and gets any key already there).
+fn after_wake(wake: Wake) -> AfterWake {
+    match wake {
+        Wake::Timeout => AfterWake::Idle,
+        Wake::Input => AfterWake::Read,
+        Wake::Resize => AfterWake::ResizeThenRead,
+        Wake::Hangup => AfterWake::Stop,
+    }
+}
+
+/// Whether crossterm has an event now, poll(2) having said the terminal is readable. When it
+/// has none it lost the tty's edge (see [`term::InputWait::rearm`]): re-arm it and ask again.
+fn input_pending(input: &mut impl Input) -> io::Result<bool> {
+    if input.poll(Duration::ZERO)? {
+        return Ok(true);
+    }
+    input.rearm();
+    input.poll(Duration::ZERO)
 }
 
 fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     updates: &Receiver<Update>,
     stop: &AtomicBool,
+    input: &mut impl Input,
 ) -> anyhow::Result<()> {
     let mut state = State::new();
     let mut last_draw: Option<Instant> = None;
-    // None when there is no terminal to poll (e.g. a test backend): crossterm waits alone.
-    let input = term::InputWait::new().ok();
     terminal.clear()?;
     loop {
         if stop.load(Ordering::Relaxed) || state.should_quit() {
@@ -140,28 +183,24 @@ fn event_loop<B: Backend>(
         }
         // Wait with poll(2) where we can (see `term::InputWait`); crossterm reads only when
         // there is input, so a hung-up terminal cannot trap the loop in crossterm.
-        let ready = match &input {
-            None => event::poll(wait)?,
-            Some(input) => match input.wait(wait)? {
-                Wake::Timeout => false,
-                // crossterm watches the tty edge-triggered and may leave bytes unread (more
-                // than its 1 KiB buffer at once): then it has nothing to report although poll(2)
-                // says readable, so let it wait for more input itself instead of spinning.
-                Wake::Input => event::poll(Duration::ZERO)? || event::poll(wait)?,
-                Wake::Resize => {
-                    terminal.autoresize()?;
-                    state.resized();
-                    false
-                }
-                Wake::Hangup => {
-                    stop.store(true, Ordering::Relaxed);
-                    return Ok(());
-                }
-            },
+        let ready = match after_wake(input.wait(wait)?) {
+            AfterWake::Idle => false,
+            // If crossterm still has nothing, let it wait for more input itself instead of
+            // spinning.
+            AfterWake::Read => input_pending(input)? || input.poll(wait)?,
+            AfterWake::ResizeThenRead => {
+                terminal.autoresize()?;
+                state.resized();
+                input.poll(Duration::ZERO)?
+            }
+            AfterWake::Stop => {
+                stop.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
         };
         if ready {
             loop {
-                match event::read()? {
+                match input.read()? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => {
                         let action = map_key(key, state.mode());
                         if action == Action::Redraw {
@@ -175,7 +214,7 @@ fn event_loop<B: Backend>(
                     }
                     _ => {}
                 }
-                if !event::poll(Duration::ZERO)? {
+                if !input.poll(Duration::ZERO)? {
                     break;
                 }
             }

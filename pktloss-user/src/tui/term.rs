@@ -23,6 +23,7 @@ use std::{
 
 use ratatui::crossterm::{
     cursor::Show,
+    event::{self, Event},
     execute,
     terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
 };
@@ -170,6 +171,73 @@ impl InputWait {
             return Ok(Wake::Input);
         }
         Ok(Wake::Timeout)
+    }
+
+    /// Make crossterm look at the terminal's pending input again.
+    ///
+    /// crossterm 0.28 watches the tty edge-triggered (epoll through mio) and forgets a
+    /// readiness it does not act on: when one of its polls finds its SIGWINCH pipe and the tty
+    /// ready together it returns the resize and drops the tty's edge; when more than its 1 KiB
+    /// buffer is pending it reads 1 KiB and stops. Then poll(2) says readable, crossterm has
+    /// nothing, and the keys wait for the next byte typed. Setting the terminal's attributes to
+    /// what they are wakes the tty's readers (Linux's n_tty set_termios wakes its read queue),
+    /// which gives crossterm's epoll a new edge on the bytes still unread.
+    pub fn rearm(&self) {
+        let fd = self.tty.as_raw_fd();
+        // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr, then passed back
+        // unchanged; both are plain ioctls on a descriptor we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) == 0 {
+                libc::tcsetattr(fd, libc::TCSANOW, &t);
+            }
+        }
+    }
+}
+
+/// The input side of the event loop: poll(2) on the terminal ([`InputWait`]) and crossterm's
+/// reader. A trait so that tests can drive the loop with a model of crossterm's reader.
+pub trait Input {
+    /// Wait up to `timeout` for input, a resize or a hangup.
+    fn wait(&mut self, timeout: Duration) -> io::Result<Wake>;
+    /// Whether crossterm has an event within `timeout` (`crossterm::event::poll`).
+    fn poll(&mut self, timeout: Duration) -> io::Result<bool>;
+    /// The next event (`crossterm::event::read`); blocks when there is none.
+    fn read(&mut self) -> io::Result<Event>;
+    /// Make crossterm look at the terminal's pending input again ([`InputWait::rearm`]).
+    fn rearm(&mut self);
+}
+
+/// The real terminal: [`InputWait`] where there is a terminal to poll, crossterm's reader.
+pub struct Crossterm {
+    /// None when there is no terminal to poll (e.g. a test backend): crossterm waits alone.
+    wait: Option<InputWait>,
+}
+
+impl Crossterm {
+    /// The terminal crossterm reads, polled where it can be.
+    pub fn open() -> Self {
+        Crossterm { wait: InputWait::new().ok() }
+    }
+}
+
+impl Input for Crossterm {
+    fn wait(&mut self, timeout: Duration) -> io::Result<Wake> {
+        match &self.wait {
+            Some(w) => w.wait(timeout),
+            None => Ok(if event::poll(timeout)? { Wake::Input } else { Wake::Timeout }),
+        }
+    }
+    fn poll(&mut self, timeout: Duration) -> io::Result<bool> {
+        event::poll(timeout)
+    }
+    fn read(&mut self) -> io::Result<Event> {
+        event::read()
+    }
+    fn rearm(&mut self) {
+        if let Some(w) = &self.wait {
+            w.rearm();
+        }
     }
 }
 

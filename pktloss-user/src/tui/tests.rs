@@ -1,4 +1,5 @@
 //! TUI tests: state logic, key map, and insta snapshots of every view from `TestBackend`.
+use clap::CommandFactory as _;
 use insta::assert_snapshot;
 use ratatui::{
     Terminal,
@@ -6,11 +7,33 @@ use ratatui::{
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
 };
 
+use std::{
+    collections::VecDeque,
+    io,
+    sync::{atomic::AtomicBool, mpsc},
+    time::Duration,
+};
+
+use ratatui::crossterm::event::Event;
+
 use super::{
-    Action, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update,
+    Action, AfterWake, CauseView, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake,
+    detail::detail_lines,
+    event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
+    input::KEYS,
     map_key, render,
     state::{HISTORY_SECS, TREND_LEN},
+    term::{Input, Wake},
+    view::fmt_count,
+};
+use crate::{
+    cli::{
+        args::Cli,
+        help::{self, Example},
+    },
+    model::FlowCount,
+    tui::state::filter::FILTER_HELP,
 };
 
 /// Draw as the TUI loop does: render, then hand the state what the draw measured.
@@ -222,6 +245,130 @@ fn filter_matching() {
     assert!(s.visible_flows().is_empty());
 }
 
+/// Every term filters every panel alike: `port:53` keeps the causes that explain port-53
+/// drops, as it keeps the port-53 drops and flows (it used to leave the Causes panel
+/// unfiltered, while a bare number filtered it).
+#[test]
+fn field_terms_filter_the_causes_panel() {
+    let ids = |s: &State| s.visible_causes().into_iter().map(|c| c.cause.id).collect::<Vec<_>>();
+    // The port-53 flow is a UDP NO_SOCKET drop: its cause only.
+    assert_eq!(ids(&filtered("port:53")), ["udp-no-socket"]);
+    // 8080 is a TCP NO_SOCKET flow: the same as a term and as a bare word.
+    assert_eq!(ids(&filtered("port:8080")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("8080")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("proto:udp")), ["udp-no-socket", "udp-rcvbuf"]);
+    assert_eq!(ids(&filtered("host:2001:db8::1")), ["netfilter"]);
+    assert_eq!(ids(&filtered(&format!("netns:{NS_HOST}"))), ["udp-rcvbuf", "netfilter"]);
+    assert_eq!(ids(&filtered("dev:veth0")), ["udp-no-socket"]);
+    // The terms hold together for one packet: no UDP drop to port 8080.
+    assert!(ids(&filtered("proto:udp port:8080")).is_empty());
+    assert!(ids(&filtered("port:9")).is_empty());
+    assert!(ids(&filtered("proto:sctp")).is_empty());
+    // reason: and words still match what the cause says.
+    assert_eq!(ids(&filtered("reason:rcvbuf")), ["udp-rcvbuf"]);
+    assert_eq!(ids(&filtered("reason:no_socket")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("netfilter port:443")), ["netfilter"]);
+
+    // A cause that no traced drop shows (counters only) is matched on what it says, and on
+    // its namespaces.
+    let mut u = update_at(31);
+    u.causes.push(CauseView {
+        id: "nic-ring-full".into(),
+        title: "NIC RX ring full".into(),
+        drops: 500,
+        evidence: vec!["eth0: rx_missed_errors +500".into()],
+        netns: vec![NS_HOST],
+        ..Default::default()
+    });
+    let mut s = main_state();
+    s.ingest(u);
+    let mut shows = |text: &str| {
+        s.filter = Filter::parse(text).unwrap();
+        ids(&s).iter().any(|id| id == "nic-ring-full")
+    };
+    assert!(shows(&format!("netns:{NS_HOST}")) && shows("dev:eth0") && shows("eth0"));
+    assert!(!shows("port:53") && !shows(&format!("netns:{NS_TEST}")) && !shows("proto:tcp"));
+
+    // Counters count packets of no known port: hidden by a port term as by the bare number.
+    assert!(filtered("port:53").visible_counters().is_empty());
+    assert!(filtered("53").visible_counters().is_empty());
+    assert_eq!(filtered("dev:eth0").visible_counters().len(), 2);
+}
+
+/// The "Dropped at" section of the drill-down of the flow row `pick` chooses.
+fn flow_detail(s: &mut State, pick: impl Fn(&FlowCount) -> bool) -> String {
+    press(s, &[KeyCode::Char('3'), KeyCode::Home]);
+    let i = s.visible_flows().iter().position(|r| pick(&r.flow)).expect("no such flow");
+    for _ in 0..i {
+        press(s, &[KeyCode::Down]);
+    }
+    press(s, &[KeyCode::Enter]);
+    let (_, lines) = detail_lines(s, 150);
+    press(s, &[KeyCode::Esc]);
+    let text: Vec<String> = lines.iter().map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect()).collect();
+    let text = text.join("\n");
+    // Its "Dropped at" section.
+    let from = text.find("Dropped at").expect("no Dropped at section");
+    let to = text.find("Sample packets").expect("no Sample packets section");
+    text[from..to].to_string()
+}
+
+/// A flow's drill-down shows where that flow's drops happened: never the locations of other
+/// flows' drops (it listed every location of the flow's reason, e.g. tcp_v4_rcv for a UDP
+/// flow); where the data cannot tell, it says so.
+#[test]
+fn flow_detail_shows_only_the_flows_locations() {
+    let mut s = main_state();
+    // NO_SOCKET happens at two locations (UDP and TCP); flows are counted per reason, so the
+    // UDP flow's locations are the ones its samples show.
+    let udp = flow_detail(&mut s, |f| f.dport == 53);
+    assert!(udp.contains("__udp4_lib_rcv+0x8b2  (in 1 of the flow's 1 sampled drops)"), "{udp}");
+    assert!(!udp.contains("tcp_v4_rcv"), "another flow's location in the UDP flow's details:\n{udp}");
+    assert!(udp.contains("NO_SOCKET drops happen at 2 locations"), "{udp}");
+    let tcp = flow_detail(&mut s, |f| f.dport == 8080);
+    assert!(tcp.contains("tcp_v4_rcv+0x1a2  (in 1 of the flow's 1 sampled drops)"), "{tcp}");
+    assert!(!tcp.contains("__udp4_lib_rcv"), "{tcp}");
+    // SOCKET_RCVBUFF happens at one location: all of the flow's drops happened there.
+    let rcvbuf = flow_detail(&mut s, |f| f.reason == "SOCKET_RCVBUFF");
+    let count = s.visible_flows().iter().find(|r| r.flow.reason == "SOCKET_RCVBUFF").unwrap().flow.count;
+    assert!(
+        rcvbuf.lines().any(|l| l.contains(&fmt_count(count)) && l.contains("__udp_enqueue_schedule_skb+0x1d3")),
+        "{rcvbuf}"
+    );
+    assert!(!rcvbuf.contains("not known"), "{rcvbuf}");
+
+    // A kernel without drop reasons counts flows per location: the same packet tuple dropped
+    // at two places is two rows, each with its own location and count only.
+    let mut u = update_at(30);
+    let udp = u.summary.flows[0].clone();
+    let at = |location: &str, count: u64, f: &FlowCount| FlowCount {
+        reason: "UNKNOWN".into(),
+        code: 0,
+        location: location.into(),
+        count,
+        ..f.clone()
+    };
+    let tcp = u.summary.flows[3].clone();
+    u.summary.flows = vec![
+        at("__udp4_lib_rcv+0x8b2", 70, &udp),
+        at("udp_queue_rcv_one_skb+0x1e8", 30, &udp),
+        at("tcp_v4_rcv+0x1a2", 5, &tcp),
+    ];
+    for l in &mut u.summary.locations {
+        l.reason = "UNKNOWN".into();
+    }
+    u.summary.samples.clear();
+    let mut s = State::new();
+    s.ingest(u);
+    assert_eq!(s.visible_flows().len(), 3, "one row per (flow, location)");
+    let first = flow_detail(&mut s, |f| f.location.starts_with("__udp4"));
+    assert!(first.lines().any(|l| l.contains(" 70  __udp4_lib_rcv+0x8b2")), "{first}");
+    assert!(!first.contains("udp_queue_rcv_one_skb") && !first.contains("tcp_v4_rcv"), "{first}");
+    let second = flow_detail(&mut s, |f| f.location.starts_with("udp_queue"));
+    assert!(second.lines().any(|l| l.contains(" 30  udp_queue_rcv_one_skb+0x1e8")), "{second}");
+    assert!(!second.contains("__udp4_lib_rcv") && !second.contains("tcp_v4_rcv"), "{second}");
+}
+
 #[test]
 fn sort_keys_order_rows() {
     let mut s = main_state();
@@ -262,7 +409,7 @@ fn selection_follows_the_row_across_resorts() {
 fn key_map() {
     let m = |c, mode| map_key(key(c), mode);
     assert_eq!(m(KeyCode::Char('q'), Mode::Normal), Action::Quit);
-    assert_eq!(m(KeyCode::Esc, Mode::Normal), Action::Quit);
+    assert_eq!(m(KeyCode::Esc, Mode::Normal), Action::ClearFilter);
     assert_eq!(m(KeyCode::Esc, Mode::Detail), Action::Close);
     assert_eq!(m(KeyCode::Char('q'), Mode::Detail), Action::Quit);
     assert_eq!(m(KeyCode::Esc, Mode::Prompt), Action::Cancel);
@@ -281,20 +428,164 @@ fn key_map() {
     }
 }
 
+/// The help table (shown in the overlay and by `pktloss top --help`) says what the key map
+/// does: every key it lists, on the main screen.
+#[test]
+fn help_table_matches_the_key_map() {
+    use Action::*;
+    let event = |name: &str| -> KeyEvent {
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        match name {
+            "Ctrl-C" => ctrl('c'),
+            "Ctrl-L" => ctrl('l'),
+            "Esc" => key(KeyCode::Esc),
+            "Tab" => key(KeyCode::Tab),
+            "Shift-Tab" => key(KeyCode::BackTab),
+            "Enter" => key(KeyCode::Enter),
+            "Space" => key(KeyCode::Char(' ')),
+            "PgUp" => key(KeyCode::PageUp),
+            "PgDn" => key(KeyCode::PageDown),
+            "↑" => key(KeyCode::Up),
+            "↓" => key(KeyCode::Down),
+            "→" => key(KeyCode::Right),
+            f if f.starts_with('F') && f.len() > 1 => key(KeyCode::F(f[1..].parse().unwrap())),
+            c if c.chars().count() == 1 => key(KeyCode::Char(c.chars().next().unwrap())),
+            other => panic!("help key {other:?}: add it to this test"),
+        }
+    };
+    let expected: &[&[Action]] = &[
+        &[Quit, Quit, Quit],
+        &[ClearFilter],
+        &[NextPanel, PrevPanel],
+        &[Focus(Panel::Drops), Focus(Panel::Causes), Focus(Panel::Flows), Focus(Panel::Counters)],
+        &[Up, Down, Down, Up],
+        &[PageUp, PageDown, Top, Bottom],
+        &[Open, Open, Open],
+        &[CycleSort, ReverseSort],
+        &[TogglePause, TogglePause],
+        &[StartFilter, StartFilter],
+        &[Reset],
+        &[ToggleHelp, ToggleHelp, ToggleHelp],
+        &[Redraw],
+    ];
+    assert_eq!(KEYS.len(), expected.len());
+    for ((keys, what), want) in KEYS.iter().zip(expected) {
+        let got: Vec<Action> = keys.split_whitespace().map(|k| map_key(event(k), Mode::Normal)).collect();
+        assert_eq!(&got, want, "help line {keys:?} ({what})");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pktloss top --help (and every subcommand's examples)
+
+/// Each subcommand with its examples.
+fn help_examples() -> [(&'static str, &'static [Example]); 6] {
+    use help::*;
+    [
+        ("capture", CAPTURE),
+        ("watch", WATCH),
+        ("diagnose", DIAGNOSE),
+        ("top", TOP),
+        ("report", REPORT),
+        ("reasons", REASONS),
+    ]
+}
+
+/// `pktloss NAME --help`, as clap renders it.
+fn subcommand_long_help(name: &str) -> String {
+    let mut cli = Cli::command();
+    cli.build();
+    cli.find_subcommand_mut(name).unwrap_or_else(|| panic!("no subcommand {name}")).render_long_help().to_string()
+}
+
+/// Every subcommand's --help ends with examples that are real invocations of it, and
+/// `top --help` lists every key of the TUI's help table and its filter terms.
+#[test]
+fn top_help_lists_every_key_and_every_subcommand_has_examples() {
+    let mut names: Vec<String> =
+        Cli::command().get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
+    names.sort();
+    let mut covered: Vec<&str> = help_examples().iter().map(|(n, _)| *n).collect();
+    covered.sort();
+    assert_eq!(names, covered, "a subcommand without examples");
+    for (name, list) in help_examples() {
+        let help = subcommand_long_help(name);
+        assert!(help.contains("Examples:"), "`pktloss {name} --help` has no examples:\n{help}");
+        assert!((2..=4).contains(&list.len()), "{name}: {} examples", list.len());
+        for (command, what) in list {
+            assert!(help.contains(command) && help.contains(what), "{name} --help lacks {command:?}:\n{help}");
+            let args: Vec<&str> = command.split_whitespace().collect();
+            let matches = Cli::command()
+                .try_get_matches_from(&args)
+                .unwrap_or_else(|e| panic!("example {command:?} does not parse: {e}"));
+            assert_eq!(matches.subcommand_name(), Some(name), "{command:?}");
+        }
+    }
+    let top = subcommand_long_help("top");
+    for (keys, what) in KEYS {
+        assert!(top.contains(keys) && top.contains(what), "top --help lacks {keys:?}:\n{top}");
+    }
+    for line in FILTER_HELP {
+        assert!(top.contains(line), "top --help lacks the filter line {line:?}:\n{top}");
+    }
+    // The short help (-h) has them too.
+    let mut cli = Cli::command();
+    cli.build();
+    let short = cli.find_subcommand_mut("top").unwrap().render_help().to_string();
+    assert!(short.contains("Keys (in the live view") && short.contains("Examples:"), "{short}");
+}
+
 #[test]
 fn quit_paths() {
-    for k in [KeyCode::Char('q'), KeyCode::Esc] {
+    for k in [KeyCode::Char('q'), KeyCode::F(10)] {
         let mut s = main_state();
         press(&mut s, &[k]);
         assert!(s.should_quit());
     }
-    // Esc backs out of overlays before it quits.
     let mut s = main_state();
+    s.apply(map_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), s.mode()));
+    assert!(s.should_quit());
+    // q quits from the overlays too.
+    for open in [KeyCode::Enter, KeyCode::Char('?')] {
+        let mut s = main_state();
+        press(&mut s, &[open, KeyCode::Char('q')]);
+        assert!(s.should_quit());
+    }
+}
+
+/// Esc closes the help, the prompt and the drill-down, clears an applied filter, and never
+/// quits (htop does not either); it used to quit from the main screen.
+#[test]
+fn esc_never_quits() {
+    let mut s = main_state();
+    press(&mut s, &[KeyCode::Esc, KeyCode::Esc]);
+    assert!(!s.should_quit(), "Esc on the main screen quit");
+    assert_eq!(s.mode(), Mode::Normal);
+
+    press(&mut s, &[KeyCode::Char('?'), KeyCode::Esc]);
+    assert!(!s.help && !s.should_quit());
     press(&mut s, &[KeyCode::Enter, KeyCode::Esc]);
-    assert!(!s.should_quit() && s.detail.is_none());
-    press(&mut s, &[KeyCode::Char('/'), KeyCode::Esc]);
-    assert!(!s.should_quit() && s.prompt.is_none());
+    assert!(s.detail.is_none() && !s.should_quit());
+    // Help over a drill-down: Esc closes the help, then the drill-down.
+    press(&mut s, &[KeyCode::Enter, KeyCode::Char('?'), KeyCode::Esc]);
+    assert!(!s.help && s.detail.is_some());
     press(&mut s, &[KeyCode::Esc]);
+    assert!(s.detail.is_none() && !s.should_quit());
+
+    // The prompt: Esc cancels the typing, and keeps the filter applied before.
+    press(&mut s, &[KeyCode::Char('/')]);
+    type_str(&mut s, "proto:udp");
+    press(&mut s, &[KeyCode::Enter, KeyCode::Char('/'), KeyCode::Char('x'), KeyCode::Esc]);
+    assert!(s.prompt.is_none() && !s.should_quit());
+    assert_eq!(s.filter.text, "proto:udp");
+    // Then Esc clears the applied filter; once more does nothing.
+    press(&mut s, &[KeyCode::Esc]);
+    assert!(s.filter.is_empty() && !s.should_quit());
+    press(&mut s, &[KeyCode::Esc]);
+    assert!(!s.should_quit());
+    assert_eq!(s.mode(), Mode::Normal);
+
+    press(&mut s, &[KeyCode::Char('q')]);
     assert!(s.should_quit());
 }
 
@@ -513,4 +804,175 @@ fn snap_small_terminals() {
     let mut s = main_state();
     press(&mut s, &[KeyCode::Tab, KeyCode::Tab]);
     assert_snapshot!("tiny_flows_60x15", draw(&mut s, 60, 15));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event loop, on a model of the terminal and of crossterm's reader
+
+/// What reaches the terminal, in order.
+#[derive(Clone, Copy, Debug)]
+enum Arrive {
+    Key(KeyCode),
+    Resize,
+    /// A resize and a key, both ready before anyone looks (they wake the loop together).
+    ResizeAndKey(KeyCode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Tty,
+    Signal,
+}
+
+/// The terminal as the loop sees it, with crossterm 0.28's reader modelled as it behaves on
+/// Linux: poll(2) (`wait`) is level-triggered, but crossterm's epoll is edge-triggered (mio),
+/// and when one epoll round has both its SIGWINCH pipe and the tty ready it returns the
+/// resize and forgets the tty's readiness: those keys wait for the next byte to arrive.
+/// Touching the termios wakes the tty's readers, which re-arms the edge (`rearm`).
+struct Model {
+    /// What arrives next, one item each time `wait` finds nothing pending.
+    script: VecDeque<Arrive>,
+    /// Keys in the kernel's tty queue, not yet read by crossterm.
+    tty: VecDeque<KeyCode>,
+    /// The loop's SIGWINCH pipe has a byte.
+    winch: bool,
+    /// crossterm's epoll ready list (edge-triggered: one entry per edge).
+    epoll: Vec<Token>,
+    /// Events crossterm has parsed and not yet returned.
+    parsed: VecDeque<Event>,
+    /// Calls to `wait`; the terminal hangs up after 50 (a stuck key).
+    waits: usize,
+}
+
+impl Model {
+    fn new(script: &[Arrive]) -> Self {
+        Model {
+            script: script.iter().copied().collect(),
+            tty: VecDeque::new(),
+            winch: false,
+            epoll: Vec::new(),
+            parsed: VecDeque::new(),
+            waits: 0,
+        }
+    }
+
+    fn edge(&mut self, token: Token) {
+        if !self.epoll.contains(&token) {
+            self.epoll.push(token);
+        }
+    }
+
+    fn arrive(&mut self, a: Arrive) {
+        let (resize, key) = match a {
+            Arrive::Key(k) => (false, Some(k)),
+            Arrive::Resize => (true, None),
+            Arrive::ResizeAndKey(k) => (true, Some(k)),
+        };
+        if resize {
+            self.winch = true;
+            self.edge(Token::Signal);
+        }
+        if let Some(k) = key {
+            self.tty.push_back(k);
+            self.edge(Token::Tty);
+        }
+    }
+}
+
+impl Input for Model {
+    fn wait(&mut self, _timeout: Duration) -> io::Result<Wake> {
+        self.waits += 1;
+        if self.waits > 50 {
+            return Ok(Wake::Hangup);
+        }
+        if !self.winch && self.tty.is_empty() {
+            match self.script.pop_front() {
+                Some(a) => self.arrive(a),
+                // The script is over: hang up, which ends the loop.
+                None => return Ok(Wake::Hangup),
+            }
+        }
+        Ok(if std::mem::take(&mut self.winch) {
+            Wake::Resize
+        } else if !self.tty.is_empty() {
+            Wake::Input
+        } else {
+            Wake::Timeout
+        })
+    }
+
+    fn poll(&mut self, _timeout: Duration) -> io::Result<bool> {
+        if !self.parsed.is_empty() {
+            return Ok(true);
+        }
+        for token in std::mem::take(&mut self.epoll) {
+            match token {
+                // The rest of this round's readiness is dropped.
+                Token::Signal => {
+                    self.parsed.push_back(Event::Resize(80, 24));
+                    return Ok(true);
+                }
+                Token::Tty => {
+                    self.parsed.extend(self.tty.drain(..).map(|c| Event::Key(key(c))));
+                    if !self.parsed.is_empty() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn rearm(&mut self) {
+        if !self.tty.is_empty() {
+            self.edge(Token::Tty);
+        }
+    }
+
+    fn read(&mut self) -> io::Result<Event> {
+        if self.parsed.is_empty() {
+            self.poll(Duration::ZERO)?;
+        }
+        Ok(self.parsed.pop_front().expect("read would block: the loop reads only after poll"))
+    }
+}
+
+/// Run the real event loop on a capture's updates and the model; returns whether it quit
+/// (a key), rather than ended by the hangup, and the model.
+fn run_loop(script: &[Arrive]) -> (bool, Model) {
+    let (tx, rx) = mpsc::channel();
+    for t in 0..=30 {
+        tx.send(update_at(t)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut model = Model::new(script);
+    event_loop(&mut terminal, &rx, &stop, &mut model).unwrap();
+    (!stop.load(std::sync::atomic::Ordering::Relaxed), model)
+}
+
+/// The reported bug: drill-down, Esc, a resize, then q; q was held back until another key
+/// came, because the loop left crossterm's own resize pending, and crossterm then answered
+/// the q's wake-up with that resize and dropped the q's readiness.
+#[test]
+fn q_after_a_resize_quits_at_once() {
+    use Arrive::*;
+    let (quit, model) = run_loop(&[Key(KeyCode::Enter), Key(KeyCode::Esc), Resize, Key(KeyCode::Char('q'))]);
+    assert!(quit, "q not read after the resize ({} waits, {:?} still queued)", model.waits, model.tty);
+}
+
+/// A key that arrives together with the resize (one epoll round for crossterm) is read too.
+#[test]
+fn a_key_arriving_with_a_resize_is_read() {
+    use Arrive::*;
+    let (quit, model) = run_loop(&[Key(KeyCode::Enter), Key(KeyCode::Esc), ResizeAndKey(KeyCode::Char('q'))]);
+    assert!(quit, "q not read after the resize ({} waits, {:?} still queued)", model.waits, model.tty);
+}
+
+#[test]
+fn a_resize_reads_pending_input() {
+    assert_eq!(after_wake(Wake::Resize), AfterWake::ResizeThenRead);
+    assert_eq!(after_wake(Wake::Input), AfterWake::Read);
+    assert_eq!(after_wake(Wake::Timeout), AfterWake::Idle);
+    assert_eq!(after_wake(Wake::Hangup), AfterWake::Stop);
 }

@@ -15,7 +15,12 @@ use ratatui::{
     },
 };
 
-use super::state::{CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint};
+use super::{
+    input::KEYS,
+    state::{
+        CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint, filter::FILTER_HELP,
+    },
+};
 use crate::model::FlowCount;
 
 pub(super) const ACCENT: Color = Color::Cyan;
@@ -779,28 +784,9 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
 // ---------------------------------------------------------------------------------------------
 // Help
 
-const HELP: &[(&str, &str)] = &[
-    ("q  F10  Ctrl-C", "quit (Esc quits too; in an overlay it closes it)"),
-    ("Tab  Shift-Tab", "next / previous panel    1-4  jump to a panel"),
-    ("↑ ↓  j k", "select a row    PgUp PgDn g G  page, first, last"),
-    ("Enter  →  l", "details: kernel stacks, sample packets, evidence"),
-    ("s  S", "sort by count, rate, reason, location / reverse"),
-    ("p  Space", "pause the display (collection goes on)"),
-    ("/", "filter; Enter applies, empty clears, Esc cancels"),
-    ("r", "reset: counts, trends and the chart restart at 0"),
-    ("Ctrl-L", "redraw        ?  h  F1   this help"),
-];
-
-const FILTER_HELP: &[&str] = &[
-    "reason:NO_SOCKET  proto:udp  port:53  host:10.0.0.1",
-    "host:10.0.0.  netns:4026531840  dev:veth0  or a bare word",
-    "All terms must match; a drops row matches through its",
-    "sampled packets and the flows with its reason.",
-];
-
 fn render_help(frame: &mut Frame, body: Rect) {
     let mut lines = vec![Line::from(Span::styled("Keys", Style::new().fg(ACCENT).bold()))];
-    for (k, v) in HELP {
+    for (k, v) in KEYS {
         lines.push(Line::from(vec![Span::styled(format!("  {k:<16}"), Style::new().bold()), Span::raw(v.to_string())]));
     }
     lines.push(Line::default());
