@@ -13,7 +13,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    diagnose::{self, Cause, DiagnosisInput, taxonomy},
+    diagnose::{self, Diagnosis, DiagnosisInput, taxonomy},
     host::counters::{self, NetnsDelta, NetnsSnapshot},
     kernel::tracer::Options,
     model::Summary,
@@ -87,30 +87,41 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
                 .collect();
         }
         let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &deltas, checks: &checks });
-        let update = Update { causes: cause_views(&d.causes, &summary), counters: counter_rows(&deltas), summary };
+        let update = Update { causes: cause_views(&d, &summary), counters: counter_rows(&deltas), summary };
         if tx.send(update).is_err() {
             break;
         }
     }
 }
 
-/// Map diagnosed causes to the TUI's view, linking each to the drop reasons it explains.
-pub fn cause_views(causes: &[Cause], summary: &Summary) -> Vec<CauseView> {
-    causes
+/// Map diagnosed causes to the TUI's view, linking each to the drop reasons it explains: the
+/// diagnosis's own assignments (which split a reason by protocol or location), else the
+/// reasons the taxonomy maps to the cause.
+pub fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
+    d.causes
         .iter()
-        .map(|c| CauseView {
-            id: c.id.to_string(),
-            title: c.title.clone(),
-            drops: c.drops,
-            evidence: c.evidence.clone(),
-            advice: c.advice.clone(),
-            netns: c.netns.clone(),
-            reasons: summary
+        .map(|c| {
+            let mut reasons: Vec<String> = Vec::new();
+            let assigned = d.explained.iter().filter(|e| e.cause == c.id).map(|e| &e.reason);
+            let mapped = summary
                 .reasons
                 .iter()
                 .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id))
-                .map(|r| r.reason.clone())
-                .collect(),
+                .map(|r| &r.reason);
+            for r in assigned.chain(mapped) {
+                if !reasons.contains(r) {
+                    reasons.push(r.clone());
+                }
+            }
+            CauseView {
+                id: c.id.to_string(),
+                title: c.title.clone(),
+                drops: c.drops,
+                evidence: c.evidence.clone(),
+                advice: c.advice.clone(),
+                netns: c.netns.clone(),
+                reasons,
+            }
         })
         .collect()
 }
@@ -190,5 +201,41 @@ mod tests {
         assert_eq!(rows.iter().filter(|r| r.counter == "rx_missed_errors").count(), 2);
         assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
         assert_eq!(rows[0].scope, "eth0 (host)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause_views;
+    use crate::{
+        diagnose::{Cause, CauseId, Diagnosis, Explained},
+        model::{ReasonCount, Summary},
+    };
+
+    /// Reasons the diagnosis splits (SOCKET_RCVBUFF by protocol, UNKNOWN by location) link to
+    /// the causes it gave them; the others by the taxonomy.
+    #[test]
+    fn causes_link_to_the_reasons_the_diagnosis_gave_them() {
+        let cause = |id| Cause { id, ..Cause::default() };
+        let explained =
+            |cause, reason: &str| Explained { cause, reason: reason.into(), drops: 1, ..Explained::default() };
+        let d = Diagnosis {
+            causes: vec![cause(CauseId::UdpRcvbufFull), cause(CauseId::NoListener), cause(CauseId::FirewallDrop)],
+            explained: vec![
+                explained(CauseId::UdpRcvbufFull, "SOCKET_RCVBUFF"),
+                explained(CauseId::NoListener, "UNKNOWN"),
+            ],
+            ..Diagnosis::default()
+        };
+        let reason = |r: &str| ReasonCount { reason: r.into(), ..ReasonCount::default() };
+        let s = Summary {
+            reasons: vec![reason("SOCKET_RCVBUFF"), reason("UNKNOWN"), reason("NETFILTER_DROP")],
+            ..Summary::default()
+        };
+        let links: Vec<Vec<String>> = cause_views(&d, &s).into_iter().map(|v| v.reasons).collect();
+        assert_eq!(
+            links,
+            [vec!["SOCKET_RCVBUFF".to_owned()], vec!["UNKNOWN".to_owned()], vec!["NETFILTER_DROP".to_owned()]]
+        );
     }
 }
