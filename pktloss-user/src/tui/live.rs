@@ -187,7 +187,11 @@ pub fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::counters::{DeviceStats, SoftnetCpu};
+    use crate::{
+        diagnose::{Cause, CauseId, Explained},
+        host::counters::{DeviceStats, SoftnetCpu},
+        model::ReasonCount,
+    };
 
     #[test]
     fn counter_rows_only_nonzero_and_softnet_once() {
@@ -202,15 +206,6 @@ mod tests {
         assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
         assert_eq!(rows[0].scope, "eth0 (host)");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cause_views;
-    use crate::{
-        diagnose::{Cause, CauseId, Diagnosis, Explained},
-        model::{ReasonCount, Summary},
-    };
 
     /// Reasons the diagnosis splits (SOCKET_RCVBUFF by protocol, UNKNOWN by location) link to
     /// the causes it gave them; the others by the taxonomy.
