@@ -57,9 +57,16 @@ pub struct FlowCount {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
     pub count: u64,
-    /// A process seen on this flow's drops (from detail events), "comm[pid]".
+    /// A process seen on this flow's drops (from detail events), as the samples say it: the
+    /// task name and its process id (0: none seen).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub process: String,
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl FlowCount {
@@ -85,6 +92,11 @@ impl FlowCount {
             s.push_str(&format!(" type {} code {}", self.sport, self.dport));
         }
         s
+    }
+
+    /// The process as text, `comm[pid]`, empty when none was seen.
+    pub fn process(&self) -> String {
+        if self.pid == 0 && self.comm.is_empty() { String::new() } else { format!("{}[{}]", self.comm, self.pid) }
     }
 
     /// What tells these drops apart: the reason, or the location where the kernel gives none.

@@ -138,7 +138,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
             code: 3,
             location: String::new(),
             count: 2,
-            process: "nc[1234]".into(),
+            comm: "nc".into(),
+            pid: 1234,
         }],
         devices: vec![DeviceCount { ifindex: 2, name: "veth0".into(), netns: NS, tx_packets: 98, drops: 2 }],
         retransmits: Retransmits {

@@ -38,7 +38,7 @@ pub struct Aggregator {
     samples: Vec<Sample>,
     delivered: u64,
     /// A process seen per flow, from detail events.
-    flow_process: HashMap<FlowKey, String>,
+    flow_process: HashMap<FlowKey, (String, u32)>,
     /// Stack ids of the sampled detail events per (reason, location), with how often each
     /// was seen (`--stacks`).
     stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
@@ -96,7 +96,7 @@ impl Aggregator {
             *self.stack_samples.entry((code, ev.location)).or_default().entry(ev.stack_id).or_default() += 1;
         }
         if is_user_comm(ev.pid) {
-            self.flow_process.entry(ev.flow).or_insert_with(|| format!("{}[{}]", decode::comm(&ev.comm), ev.pid));
+            self.flow_process.entry(ev.flow).or_insert_with(|| (decode::comm(&ev.comm), ev.pid));
         }
         if self.samples.len() < self.max_samples {
             let (src, dst) = decode::addr_strings(&ev.flow);
@@ -208,7 +208,8 @@ impl Aggregator {
                 code,
                 location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
                 count: *c,
-                process: self.flow_process.get(k).cloned().unwrap_or_default(),
+                comm: self.flow_process.get(k).map(|p| p.0.clone()).unwrap_or_default(),
+                pid: self.flow_process.get(k).map_or(0, |p| p.1),
             });
         }
 

@@ -149,7 +149,7 @@ pub(super) fn event_evidence(cx: &mut Ctx) {
             flows.sort_by_key(|f| std::cmp::Reverse(f.count));
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
-                let who = if f.process.is_empty() { String::new() } else { format!(" process {}", f.process) };
+                let who = if f.pid == 0 { String::new() } else { format!(" process {}", f.process()) };
                 lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag(f.netns), f.line(), f.count));
             }
             let procs: BTreeSet<String> = s
@@ -163,7 +163,7 @@ pub(super) fn event_evidence(cx: &mut Ctx) {
                 .map(|x| format!("{}[{}]", x.comm, x.pid))
                 .take(3)
                 .collect();
-            if !procs.is_empty() && flows.iter().all(|f| f.process.is_empty()) {
+            if !procs.is_empty() && flows.iter().all(|f| f.pid == 0) {
                 lines.push(format!("processes on these drops: {}", procs.into_iter().collect::<Vec<_>>().join(", ")));
             }
         }

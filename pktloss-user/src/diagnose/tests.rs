@@ -358,7 +358,7 @@ fn rp_filter() {
 fn udp_rcvbuf_full() {
     let mut s = summary(&[("SOCKET_RCVBUFF", 199)]);
     let mut f = flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 199);
-    f.process = "python3[11082]".into();
+    (f.comm, f.pid) = ("python3".into(), 11082);
     s.flows.push(f);
     let mut socks = parse::ss_udp(fx!("ss_uamn.txt"));
     socks[0].drops_delta = Some(199);

@@ -92,7 +92,7 @@ impl Sections<'_> {
                 f.netns.to_string(),
                 dev,
                 f.why().to_owned(),
-                f.process.clone(),
+                f.process(),
             ]);
         }
         (t, self.s.flows.len())

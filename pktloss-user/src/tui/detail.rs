@@ -352,7 +352,7 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                 doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
                 doc.field("netns", &f.netns.to_string());
                 doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
-                doc.field("process", &or_dash(&f.process));
+                doc.field("process", &or_dash(&f.process()));
                 doc.field("reason", &reason_line(&f.reason, f.code));
                 doc.field(
                     "drops",

@@ -50,7 +50,9 @@ fn flow(
         code,
         location: String::new(),
         count,
-        process: process.into(),
+        // "comm[pid]" as the fixtures write it.
+        comm: process.split('[').next().unwrap_or_default().into(),
+        pid: process.split('[').nth(1).and_then(|p| p.trim_end_matches(']').parse().ok()).unwrap_or(0),
     }
 }
 

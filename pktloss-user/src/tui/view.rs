@@ -654,7 +654,7 @@ fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], f
                     Cell::from(ellipsize(&endpoint(&f.dst, f.dport, f.family), cols[2])),
                     right(f.netns.to_string()),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
-                    Cell::from(ellipsize(&or_dash(&f.process), cols[5])),
+                    Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
                     Cell::from(ellipsize(&f.reason, cols[6])),
                     right(fmt_count(f.count)),
                     right(fmt_rate(r.rate)),

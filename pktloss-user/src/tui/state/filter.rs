@@ -58,7 +58,7 @@ impl<'a> Pkt<'a> {
             netns: f.netns,
             ifindex: f.ifindex,
             device: &f.device,
-            process: &f.process,
+            process: &f.comm,
             reason: &f.reason,
             // Only on kernels without drop reasons, where flows are counted by location.
             symbol: &f.location,
