@@ -240,6 +240,21 @@ mod tests {
     use super::LocationCount;
 
     #[test]
+    fn flow_lines_bracket_ipv6_and_drop_ports_where_there_are_none() {
+        let f = |proto: &str, src: &str, dst: &str| super::FlowCount {
+            proto: proto.into(),
+            src: src.into(),
+            sport: 5000,
+            dst: dst.into(),
+            dport: 53,
+            ..super::FlowCount::default()
+        };
+        assert_eq!(f("udp", "fd00::1", "fd00::2").line(), "udp [fd00::1]:5000 -> [fd00::2]:53");
+        assert_eq!(f("tcp", "10.0.0.1", "10.0.0.2").line(), "tcp 10.0.0.1:5000 -> 10.0.0.2:53");
+        assert_eq!(f("icmp", "10.0.0.1", "").line(), "icmp 10.0.0.1 -> - type 5000 code 53");
+    }
+
+    #[test]
     fn addresses_are_hex_strings_and_numbers_still_read() {
         let l = LocationCount { address: 0xffff_ffff_81a0_04bc, ..LocationCount::default() };
         let v = serde_json::to_value(&l).expect("json");

@@ -442,6 +442,22 @@ mod tests {
         assert_eq!(from_location(vec![1, 2], 3), [1, 2], "a stack without the location stays whole");
     }
 
+    /// Every flow of the table is in the summary (JSON lists them all; text cuts and says so).
+    #[test]
+    fn every_flow_is_in_the_summary() {
+        let mut raw = raw();
+        raw.flows = (0..300u16)
+            .map(|i| {
+                (FlowKey { family: 4, l4proto: 17, sport: i, dport: 9, netns: 42, reason: 3, ..FlowKey::default() }, 10)
+            })
+            .collect();
+        let s = agg().summary(&raw, &CaptureInfo::default(), &|_| Vec::new(), &mut |_, _| String::new());
+        assert_eq!(s.flows.len(), 300);
+        assert_eq!(s.flows.iter().map(|f| f.count).sum::<u64>(), 3000);
+        let text = crate::render::summary::text(&s);
+        assert!(text.contains("... and 280 more (all of them are in --format json)"), "{text}");
+    }
+
     #[test]
     fn interval_subtracts() {
         let a = raw();
