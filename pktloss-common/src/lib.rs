@@ -275,12 +275,12 @@ pub struct RunCache {
     /// The flow key of the run (read when the run ends, or to compare a packet without a raw
     /// signature).
     pub flow_key: FlowKey,
-    pub _pad: u32,
+    _pad: u32,
     /// Detail events sent ([`stat::DETAIL_SENT`]).
     pub detail_sent: u64,
     /// Detail bytes this CPU produced since it last checked the ring's fill level.
     pub ring_bytes: u32,
-    pub _pad2: u32,
+    _pad2: u32,
     pub dev_key: DevKey,
     pub dev_pending: u64,
     /// The `net_device` (and its `struct net`) whose resolved key is `dev_key`: a packet on the

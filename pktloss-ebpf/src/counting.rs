@@ -20,6 +20,12 @@ pub(crate) fn bump_by(idx: u32, n: u64) {
 
 /// Zero a plain key of exactly `W` u32 words. Volatile stores keep LLVM from turning this into
 /// a call to a `memset` subprogram.
+#[expect(
+    trivial_casts,
+    clippy::ref_as_ptr,
+    clippy::ptr_as_ptr,
+    reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+)]
 #[inline(always)]
 pub(crate) fn zero<T, const W: usize>(v: &mut T) {
     let w = v as *mut T as *mut u32;
@@ -51,6 +57,12 @@ pub(crate) fn count_in<K>(map: &PerCpuHashMap<K, u64>, key: &K, n: u64) -> bool 
 }
 
 /// Word-wise equality of two plain keys (no memcmp in BPF).
+#[expect(
+    trivial_casts,
+    clippy::ref_as_ptr,
+    clippy::ptr_as_ptr,
+    reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+)]
 #[inline(always)]
 pub(crate) fn same<T, const W: usize>(a: &T, b: &T) -> bool {
     // SAFETY: callers pass #[repr(C)] keys of exactly W u32 words without padding.

@@ -52,6 +52,10 @@ impl KeySink for Diff {
         self.diff |= v ^ unsafe { *self.at.add(i) };
     }
 
+    #[expect(
+        clippy::ptr_as_ptr,
+        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+    )]
     #[inline(always)]
     fn proto(&mut self, v: u32) {
         // SAFETY: as above.
@@ -72,6 +76,10 @@ impl KeySink for Store {
         unsafe { core::ptr::write_volatile(self.at.add(i), v) };
     }
 
+    #[expect(
+        clippy::ptr_as_ptr,
+        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+    )]
     #[inline(always)]
     fn proto(&mut self, v: u32) {
         // SAFETY: as above.
@@ -80,6 +88,14 @@ impl KeySink for Store {
 }
 
 /// Copy the flow key at `src` to `dst` (both 8-byte aligned).
+#[expect(
+    clippy::ptr_as_ptr,
+    reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+)]
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "both keys are 8-byte aligned (`RunCache::flow_key`, `DropEvent::flow`), as the callers guarantee"
+)]
 #[inline(always)]
 pub(crate) fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
     let (d, s) = (dst as *mut u64, src as *const u64);

@@ -10,7 +10,7 @@ use pktloss_common::{REASON_NONE, flag};
 use crate::config::config;
 
 /// A drop hook as the drop path sees it: the program context (for stack ids) and the drop's
-/// arguments. The arguments are methods, not values, so that the tp_btf hook reads each one
+/// arguments. The arguments are methods, not values, so that the `tp_btf` hook reads each one
 /// from its context where it is used (a load from the tracepoint's argument array) instead of
 /// holding it past the subprogram calls: BPF has four callee-saved registers, and each value
 /// held past a call cost a stack slot with its stores and loads on every drop.

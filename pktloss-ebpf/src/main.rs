@@ -33,14 +33,14 @@ use crate::{
 
 /// `tp_btf/kfree_skb`: arguments come typed from BTF; positions from `CONFIG.kfree_btf`.
 #[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
+fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     on_drop::<_, Direct>(BtfHook(&ctx));
     0
 }
 
 /// Classic `skb:kfree_skb` tracepoint; field offsets from the tracefs format file.
 #[tracepoint]
-pub fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
+fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
     let skb: u64 = tp_field(&ctx, cfg!(kfree_tp.skbaddr));
     let location: u64 = tp_field(&ctx, cfg!(kfree_tp.location));
     let reason: u32 = tp_field(&ctx, cfg!(kfree_tp.reason));
@@ -53,7 +53,7 @@ pub fn kfree_skb_tp(ctx: TracePointContext) -> i32 {
 
 /// `tcp_drop()` on kernels before 5.19 (needs kprobes); arguments (sk, skb).
 #[kprobe]
-pub fn tcp_drop(ctx: ProbeContext) -> u32 {
+fn tcp_drop(ctx: ProbeContext) -> u32 {
     bump(stat::TCP_DROP_CALLS);
     let skb: u64 = ctx.arg(1).unwrap_or(0);
     let sk: u64 = ctx.arg(0).unwrap_or(0);
@@ -66,7 +66,7 @@ pub fn tcp_drop(ctx: ProbeContext) -> u32 {
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
 

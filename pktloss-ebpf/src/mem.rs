@@ -52,6 +52,10 @@ pub(crate) trait Mem {
     }
 
     /// Copy the current task's name to `dst` (`COMM_LEN` bytes, 4-byte aligned).
+    #[expect(
+        clippy::ptr_as_ptr,
+        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+    )]
     #[inline(always)]
     fn comm(dst: *mut u8) {
         // SAFETY: `dst` has room for COMM_LEN bytes; the helper zeroes them when there is no
@@ -70,7 +74,7 @@ impl Mem for Probe {
     }
 }
 
-/// Direct loads: for tp_btf programs, whose arguments are BTF-typed pointers. The verifier
+/// Direct loads: for `tp_btf` programs, whose arguments are BTF-typed pointers. The verifier
 /// checks each load against the kernel's BTF (the offsets are constants from the frozen
 /// `.rodata`) and the JIT turns it into a fault-tolerant load, far cheaper than a helper call.
 pub(crate) struct Direct;
@@ -88,6 +92,10 @@ impl Mem for Direct {
     /// read-only untrusted memory to the verifier: plain loads, each made fault-tolerant by the
     /// JIT, instead of a helper call. The flag is a constant of the frozen config, so the
     /// verifier only sees the branch that this kernel supports.
+    #[expect(
+        clippy::ptr_as_ptr,
+        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+    )]
     #[inline(always)]
     fn peek<const AT: usize>(l3: u64) -> Option<[u64; 3]> {
         if cfg!(flags) & flag::UNTRUSTED_LOADS == 0 {
@@ -118,6 +126,14 @@ impl Mem for Direct {
     /// by the JIT) instead of the `bpf_get_current_comm` helper, which copies with
     /// `strscpy_pad`. The kernel keeps `comm` NUL-padded; userspace stops at the first NUL.
     /// Kernels before 5.11 lack that helper (`flag::TASK_BTF`): they use the copy.
+    #[expect(
+        clippy::ptr_as_ptr,
+        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+    )]
+    #[expect(
+        clippy::cast_ptr_alignment,
+        reason = "`dst` is `DropEvent::comm`, 4-byte aligned (offset 92 of an 8-byte aligned record)"
+    )]
     #[inline(always)]
     fn comm(dst: *mut u8) {
         if cfg!(flags) & flag::TASK_BTF == 0 {

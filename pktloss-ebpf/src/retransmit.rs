@@ -16,7 +16,7 @@ const ETH_P_IPV6: u16 = 0x86dd;
 
 /// Classic `tcp:tcp_retransmit_skb`: retransmissions per flow and netns.
 #[tracepoint]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
+fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     bump(stat::RETRANSMITS);
     let Some(key) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch slot, reinitialised here.

@@ -48,14 +48,14 @@ fn count_tx<M: Mem>(skb: u64) {
 
 /// `tp_btf/net_dev_queue`: per-device transmitted packets.
 #[btf_tracepoint(function = "net_dev_queue")]
-pub fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
+fn net_dev_queue_btf(ctx: BtfTracePointContext) -> i32 {
     count_tx::<Direct>(ctx.arg(0));
     0
 }
 
 /// Classic `net:net_dev_queue`: `skbaddr` is at offset 8 on every kernel that has it.
 #[tracepoint]
-pub fn net_dev_queue_tp(ctx: TracePointContext) -> i32 {
+fn net_dev_queue_tp(ctx: TracePointContext) -> i32 {
     count_tx::<Probe>(tp_field(&ctx, 8));
     0
 }

@@ -10,17 +10,17 @@
 //! - [`render`], [`tui`], [`capture`]: text, Markdown and JSON, the live view, incident files;
 //! - [`session`] runs the pipeline for every command of [`cli`].
 
-pub mod aggregate;
+mod aggregate;
 pub mod capture;
 pub mod cli;
-pub mod decode;
-pub mod diagnose;
-pub mod host;
-pub mod kernel;
-pub mod model;
+mod decode;
+mod diagnose;
+mod host;
+mod kernel;
+mod model;
 pub mod render;
-pub mod session;
-pub mod tui;
+mod session;
+mod tui;
 
 #[cfg(test)]
 mod testdata;

@@ -2,11 +2,13 @@
 //!
 //! Everything downstream of collection (text and JSON output, diagnosis, TUI, capture files)
 //! reads these types only, so it can run on live data or on a saved capture.
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 /// Drops counted for one drop reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReasonCount {
+pub(crate) struct ReasonCount {
     /// Name from the kernel's `enum skb_drop_reason`, without the `SKB_DROP_REASON_` prefix.
     pub reason: String,
     /// Numeric value of the reason on the capturing kernel.
@@ -19,7 +21,7 @@ pub struct ReasonCount {
 
 /// Drops counted for one (location, reason[, stack]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocationCount {
+pub(crate) struct LocationCount {
     /// `function+0xoff` from /proc/kallsyms, or the hex address when unknown.
     pub symbol: String,
     /// Kernel address; in JSON a hex string ("0xffffffff81a004bc"): as a number, past 2^53 it
@@ -36,7 +38,7 @@ pub struct LocationCount {
 
 /// Drops counted for one flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowCount {
+pub(crate) struct FlowCount {
     /// "tcp", "udp", "icmp", "icmpv6", "sctp", "proto-N", or "eth-0xNNNN" when no IP header.
     pub proto: String,
     /// 4, 6, or 0 when not an IP packet / not decodable.
@@ -65,6 +67,7 @@ pub struct FlowCount {
     pub pid: u32,
 }
 
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
 fn is_zero(v: &u32) -> bool {
     *v == 0
 }
@@ -72,13 +75,13 @@ fn is_zero(v: &u32) -> bool {
 impl FlowCount {
     /// Whether these are drops of `reason` (and, where the flow has a location because the
     /// kernel gives no reasons, at `symbol` when one is given).
-    pub fn is(&self, reason: &str, symbol: Option<&str>) -> bool {
+    pub(crate) fn is(&self, reason: &str, symbol: Option<&str>) -> bool {
         self.reason == reason && (self.location.is_empty() || symbol.is_none_or(|s| self.location == s))
     }
 
     /// `udp 10.0.0.1:5000 -> [fd00::2]:9` (ICMP: type and code; no ports for portless
     /// protocols; `-` for an unknown address).
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let ported = matches!(self.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite");
         let end = |addr: &str, port: u16| {
             if addr.is_empty() {
@@ -89,25 +92,25 @@ impl FlowCount {
         };
         let mut s = format!("{} {} -> {}", self.proto, end(&self.src, self.sport), end(&self.dst, self.dport));
         if self.proto.starts_with("icmp") {
-            s.push_str(&format!(" type {} code {}", self.sport, self.dport));
+            let _ = write!(s, " type {} code {}", self.sport, self.dport);
         }
         s
     }
 
     /// The process as text, `comm[pid]`, empty when none was seen.
-    pub fn process(&self) -> String {
+    pub(crate) fn process(&self) -> String {
         if self.pid == 0 && self.comm.is_empty() { String::new() } else { format!("{}[{}]", self.comm, self.pid) }
     }
 
     /// What tells these drops apart: the reason, or the location where the kernel gives none.
-    pub fn why(&self) -> &str {
+    pub(crate) fn why(&self) -> &str {
         if self.location.is_empty() { &self.reason } else { &self.location }
     }
 }
 
 /// One network device seen transmitting or dropping.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceCount {
+pub(crate) struct DeviceCount {
     pub ifindex: u32,
     pub name: String,
     pub netns: u32,
@@ -120,7 +123,7 @@ pub struct DeviceCount {
 
 /// TCP retransmissions of one flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetransCount {
+pub(crate) struct RetransCount {
     pub src: String,
     pub sport: u16,
     pub dst: String,
@@ -131,17 +134,17 @@ pub struct RetransCount {
 
 /// Retransmissions seen during the capture.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retransmits {
+pub(crate) struct Retransmits {
     pub total: u64,
     pub flows: Vec<RetransCount>,
 }
 
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeStatus {
-    /// e.g. "skb:kfree_skb".
+pub(crate) struct ProbeStatus {
+    /// e.g. `skb:kfree_skb`.
     pub name: String,
-    /// e.g. "tp_btf", "tracepoint", "kprobe".
+    /// e.g. `tp_btf`, `tracepoint`, `kprobe`.
     pub attach: String,
     pub active: bool,
     /// Why it was skipped, or a note on how it is attached.
@@ -151,7 +154,7 @@ pub struct ProbeStatus {
 
 /// Accounting of the sampled per-drop detail.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DetailStats {
+pub(crate) struct DetailStats {
     /// Detail events received by userspace.
     pub delivered: u64,
     /// Not delivered: the per-second budget was spent.
@@ -164,7 +167,7 @@ pub struct DetailStats {
 
 /// Accounting of the bounded flow table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowTableStats {
+pub(crate) struct FlowTableStats {
     pub capacity: u32,
     /// Flows present at the end of the capture.
     pub live: u64,
@@ -176,7 +179,7 @@ pub struct FlowTableStats {
 
 /// A sampled drop (one detail event), decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Nanoseconds since the start of the capture.
     pub t_ns: u64,
     pub reason: String,
@@ -206,7 +209,7 @@ pub struct Sample {
 
 /// The dropwatch-style summary of a capture.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub hostname: String,
     pub kernel: String,
     /// Wall-clock start, RFC 3339.
@@ -273,6 +276,7 @@ mod tests {
 mod hex_address {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `serialize_with` passes the field by reference")]
     pub(super) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{v:#x}"))
     }

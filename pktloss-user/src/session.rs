@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&flag)).context("installing signal handler")?;
@@ -34,31 +34,31 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 fn mono_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Host name and kernel release.
-pub fn host_facts() -> (String, String) {
+pub(crate) fn host_facts() -> (String, String) {
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     (host, kernel)
 }
 
 /// A running trace session: tracer + aggregator + metadata.
-pub struct Session {
+pub(crate) struct Session {
     pub tracer: Tracer,
     pub agg: Aggregator,
     pub info: CaptureInfo,
     pub started: Instant,
-    /// Device TX from the devices' own counters, when the net_dev_queue probe is off.
+    /// Device TX from the devices' own counters, when the `net_dev_queue` probe is off.
     device_tx: Option<DeviceTx>,
     device_names: DeviceNames,
 }
 
 impl Session {
     /// Start tracing with these options.
-    pub fn start(opts: Options) -> Result<Self> {
+    pub(crate) fn start(opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
@@ -95,22 +95,22 @@ impl Session {
     /// Say (with -v) that the capture is under way: the probes are attached and the counters
     /// a command compares against were read. Tests wait for this line. The capture's duration
     /// counts from here (reading every namespace's counters can take seconds on a slow host).
-    pub fn announce(&mut self) {
+    pub(crate) fn announce(&mut self) {
         self.started = Instant::now();
         let active: Vec<&str> = self.tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
         log::info!("pktloss: tracing with {}", active.join(", "));
     }
 
     /// Drain waiting detail events into the aggregator.
-    pub fn pump(&mut self, wait_ms: i32) {
+    pub(crate) fn pump(&mut self, wait_ms: i32) {
         self.tracer.wait(wait_ms);
         let agg = &mut self.agg;
         self.tracer.drain(|ev| agg.ingest(ev));
     }
 
     /// The counters so far: the programs' maps, and device TX from the devices' counters
-    /// (of the namespaces with drops) when the net_dev_queue probe is off.
-    pub fn read(&mut self) -> Result<RawCounts> {
+    /// (of the namespaces with drops) when the `net_dev_queue` probe is off.
+    pub(crate) fn read(&mut self) -> Result<RawCounts> {
         let mut raw = self.tracer.read()?;
         if let Some(dtx) = &mut self.device_tx {
             let mut with_drops: Vec<u32> =
@@ -124,13 +124,13 @@ impl Session {
     }
 
     /// Summary of everything so far.
-    pub fn summary(&mut self) -> Result<Summary> {
+    pub(crate) fn summary(&mut self) -> Result<Summary> {
         let raw = self.read()?;
         Ok(self.summary_of(&raw))
     }
 
     /// The final, exact summary: detach the programs, drain the last detail events, read.
-    pub fn final_summary(&mut self) -> Result<Summary> {
+    pub(crate) fn final_summary(&mut self) -> Result<Summary> {
         self.tracer.detach();
         let agg = &mut self.agg;
         self.tracer.drain(|ev| agg.ingest(ev));
@@ -138,7 +138,7 @@ impl Session {
     }
 
     /// Summary of given raw counters.
-    pub fn summary_of(&mut self, raw: &RawCounts) -> Summary {
+    pub(crate) fn summary_of(&mut self, raw: &RawCounts) -> Summary {
         self.info.duration_secs = self.started.elapsed().as_secs_f64();
         let tracer = &self.tracer;
         let names = &mut self.device_names;
@@ -148,7 +148,7 @@ impl Session {
 }
 
 /// Run until the deadline, the count, or a signal.
-pub fn run_until(
+pub(crate) fn run_until(
     session: &mut Session,
     duration: Option<Duration>,
     count: Option<u64>,
@@ -178,10 +178,10 @@ pub fn run_until(
 }
 
 /// Namespaces to snapshot before a capture: every one we can see, bounded.
-pub const MAX_NETNS: usize = 64;
+pub(crate) const MAX_NETNS: usize = 64;
 
 /// Counters and configuration around a capture, and the diagnosis they give.
-pub struct Diagnosed {
+pub(crate) struct Diagnosed {
     pub before: crate::host::counters::Gathered,
     pub after: crate::host::counters::Gathered,
     pub deltas: Vec<crate::host::counters::NetnsDelta>,
@@ -190,13 +190,13 @@ pub struct Diagnosed {
 }
 
 /// Snapshot every visible namespace (bounded) before a capture.
-pub fn gather_before() -> crate::host::counters::Gathered {
+pub(crate) fn gather_before() -> crate::host::counters::Gathered {
     let inodes: Vec<u32> = crate::host::netns::list().keys().copied().take(MAX_NETNS).collect();
     crate::host::counters::gather(&inodes)
 }
 
 /// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
-pub fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) -> Diagnosed {
+pub(crate) fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) -> Diagnosed {
     let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
     for f in &summary.flows {
         if f.netns != 0 && !inodes.contains(&f.netns) {
@@ -213,7 +213,7 @@ pub fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) 
 
 /// The self-contained capture file of a session: its summary, the counters and configuration
 /// read before and after, the diagnosis, the drop-reason names and the devices seen.
-pub fn capture_file(
+pub(crate) fn capture_file(
     summary: Summary,
     d: &Diagnosed,
     reasons: Vec<(u32, String)>,
@@ -223,7 +223,7 @@ pub fn capture_file(
     use crate::capture::{CaptureFile, DropReasonName, Interface};
     let mut file = CaptureFile::for_this_host(summary);
     file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
-    file.stopped_by = stopped_by.to_owned();
+    stopped_by.clone_into(&mut file.stopped_by);
     file.options = options;
     // Interfaces of every namespace with drops or traffic.
     let mut seen = std::collections::BTreeSet::new();
@@ -259,7 +259,7 @@ pub fn capture_file(
         .collect();
     for (ns, ifindex) in seen {
         let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
-        let netns_name = ns_map.get(&ns).map(|r| r.label()).unwrap_or_default();
+        let netns_name = ns_map.get(&ns).map(crate::host::netns::NetnsRef::label).unwrap_or_default();
         let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
         file.interfaces.push(Interface {
             netns: ns,
@@ -273,7 +273,7 @@ pub fn capture_file(
     }
     file.counters_before = Some(d.before.clone());
     file.counters_after = Some(d.after.clone());
-    file.checks = d.checks.clone();
+    file.checks.clone_from(&d.checks);
     file.diagnosis = d.diagnosis.clone();
     file
 }

@@ -81,7 +81,7 @@ impl Netns {
     /// Create `pktl-<tag>-<pid>` with loopback up (IPv4 and IPv6).
     pub fn new(tag: &str) -> Self {
         let name = format!("pktl-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        drop(Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status());
         sh(&["ip", "netns", "add", &name]);
         let ns = Self { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
@@ -184,7 +184,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        drop(Command::new("ip").args(["netns", "del", &self.name]).status());
     }
 }
 
@@ -210,8 +210,8 @@ impl Running {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            let _ = tx.send(s);
+            drop(out.read_to_string(&mut s));
+            drop(tx.send(s));
         });
         let err = child.stderr.take().expect("stderr");
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -260,7 +260,7 @@ impl Running {
                 break s;
             }
             if started.elapsed() > Duration::from_mins(1) {
-                let _ = self.child.kill();
+                drop(self.child.kill());
                 panic!("pktloss did not exit in 60 s: {}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -350,6 +350,6 @@ impl Default for NobodyBin {
 
 impl Drop for NobodyBin {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        drop(fs::remove_dir_all(&self.dir));
     }
 }

@@ -18,7 +18,7 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> Self {
         let p = std::env::temp_dir().join(format!("pktl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
+        drop(std::fs::remove_dir_all(&p));
         std::fs::create_dir_all(&p).expect("mkdir");
         // World-traversable so the unprivileged report can reach the file we hand it.
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -28,7 +28,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        drop(std::fs::remove_dir_all(&self.0));
     }
 }
 
@@ -190,7 +190,7 @@ fn outputs_are_private_and_chosen_by_extension() {
     }
     use std::os::unix::fs::PermissionsExt as _;
     let dir = std::env::temp_dir().join(format!("pktl-out-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(std::fs::remove_dir_all(&dir));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = |name: &str| dir.join(name).to_str().expect("path").to_owned();
     let mode = |p: &str| std::fs::metadata(p).expect("output written").permissions().mode() & 0o777;
@@ -224,5 +224,5 @@ fn outputs_are_private_and_chosen_by_extension() {
             ),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(std::fs::remove_dir_all(&dir));
 }

@@ -408,7 +408,7 @@ impl SysctlGuard {
 
 impl Drop for SysctlGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("sysctl").args(["-qw", &format!("{}={}", self.key, self.old)]).status();
+        drop(std::process::Command::new("sysctl").args(["-qw", &format!("{}={}", self.key, self.old)]).status());
     }
 }
 
@@ -449,7 +449,7 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
                     if Instant::now() >= deadline {
                         break;
                     }
-                    let _ = s.send_to(&[0u8; 16], "10.231.14.2:5000");
+                    drop(s.send_to(&[0u8; 16], "10.231.14.2:5000"));
                 }
             });
             std::thread::sleep(Duration::from_millis(100));

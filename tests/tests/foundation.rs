@@ -135,6 +135,10 @@ fn udp4_no_socket_exact_counters_only() {
 /// and one flow whose consecutive packets differ only outside the key (TTL, and with it the
 /// checksum and the IP ID): each flow counted exactly and apart from the others.
 #[test]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the flows' sockets `a`, `b`, `c` and the pktloss run `p` with its summary `s`, as in the assertions"
+)]
 fn interleaved_flows_are_counted_apart() {
     if !require_root("interleaved_flows_are_counted_apart") {
         return;
@@ -486,7 +490,7 @@ fn nothing_stays_loaded_after_exit_sigterm_sigkill() {
 
     let p = Running::start(&["watch"]);
     p.signal(libc::SIGKILL);
-    let _ = p.finish();
+    drop(p.finish());
     assert_nothing_attached("after SIGKILL");
 }
 
@@ -569,6 +573,10 @@ fn reasons_come_from_the_running_kernel() {
 }
 
 #[test]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the namespaces `a` and `b` at the ends of the veth pair, the pktloss run `p` and its summary `s`"
+)]
 fn tcp_retransmissions_are_counted_per_flow() {
     if !require_root("tcp_retransmissions_are_counted_per_flow") {
         return;
@@ -631,7 +639,7 @@ fn missing_kernel_features_are_clear_errors() {
     let dir = std::env::temp_dir().join(format!("pktl-fake-tracefs-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("events/net")).expect("mkdir");
     assert_start_error(("PKTLOSS_TRACEFS", dir.to_str().expect("path")), "no skb:kfree_skb tracepoint");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(std::fs::remove_dir_all(&dir));
     assert_nothing_attached("after start errors");
 }
 
@@ -762,7 +770,7 @@ fn verifier_rejection_is_one_line_with_the_log_in_a_file() {
     assert!(log.contains("processed ") && log.len() > 1000, "a whole verifier log: {} bytes", log.len());
     assert_eq!(std::fs::metadata(path).expect("stat").permissions().mode() & 0o777, 0o600);
     for p in err.split("log in ").skip(1).filter_map(|r| r.split([')', ';']).next()) {
-        let _ = std::fs::remove_file(p.trim());
+        drop(std::fs::remove_file(p.trim()));
     }
     assert_nothing_attached("after a verifier rejection");
 }

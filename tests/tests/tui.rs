@@ -57,7 +57,7 @@ impl Tmux {
     fn start(tag: &str, width: u16, height: u16, args: &str) -> Self {
         let socket = format!("pktl-test-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&socket);
-        let _ = fs::remove_dir_all(&dir);
+        drop(fs::remove_dir_all(&dir));
         fs::create_dir_all(&dir).expect("temp dir");
         let t = Self { socket, dir };
         t.kill_server();
@@ -94,7 +94,7 @@ impl Tmux {
     }
 
     fn kill_server(&self) {
-        let _ = self.tmux(&["kill-server"]);
+        drop(self.tmux(&["kill-server"]));
     }
 
     /// The visible screen, one string per row (trailing blanks trimmed by tmux).
@@ -199,11 +199,11 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         self.kill_server();
-        let _ = fs::remove_dir_all(&self.dir);
+        drop(fs::remove_dir_all(&self.dir));
         // SAFETY: plain syscall.
         let uid = unsafe { libc::geteuid() };
         let base = std::env::var_os("TMUX_TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-        let _ = fs::remove_file(base.join(format!("tmux-{uid}")).join(&self.socket));
+        drop(fs::remove_file(base.join(format!("tmux-{uid}")).join(&self.socket)));
     }
 }
 
@@ -293,6 +293,10 @@ fn assert_clean_frame(screen: &str, width: usize, height: usize) -> Result<(), S
     Ok(())
 }
 
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the tmux session `t`, the frame size `w` x `h`, its screen `s` and the error `e`"
+)]
 fn wait_clean_frame(t: &Tmux, width: u16, height: u16) -> String {
     let (w, h) = (usize::from(width), usize::from(height));
     let started = Instant::now();

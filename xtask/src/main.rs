@@ -43,7 +43,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// clippy (all targets, all crates but the eBPF one) with warnings denied.
+    /// clippy with warnings denied: the host crates (all targets), then the eBPF crate
+    /// (nightly, bpfel-unknown-none).
     Lint {
         /// Also check formatting with `cargo fmt --all --check`.
         #[arg(long)]

@@ -75,9 +75,7 @@ fn cargo_fuzz() -> Result<()> {
 
 /// The nightly toolchain with rust-src (aya-build builds the eBPF crate with `-Z build-std`).
 fn nightly_rust_src() -> Result<PathBuf> {
-    let sysroot = if let Ok(s) = nightly_sysroot() {
-        s
-    } else {
+    let Ok(sysroot) = nightly_sysroot() else {
         run(Command::new("rustup").args([
             "toolchain",
             "install",

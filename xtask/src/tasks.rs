@@ -138,8 +138,8 @@ fn fuzz_smoke() -> Result<()> {
     Ok(())
 }
 
-/// `lint [--fmt]`: clippy on every crate but the eBPF one, warnings denied; rustfmt check too
-/// with `--fmt`.
+/// `lint [--fmt]`: clippy with warnings denied on the host crates, then on the eBPF crate as
+/// aya-build compiles it; rustfmt check too with `--fmt`.
 pub(crate) fn lint(fmt: bool) -> Result<()> {
     setup::setup(Scope::Toolchain)?;
     if fmt {
@@ -155,8 +155,30 @@ pub(crate) fn lint(fmt: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    clippy_ebpf()?;
     println!("lint: clean");
     Ok(())
+}
+
+/// clippy on the eBPF crate for `bpfel-unknown-none`, the way aya-build builds it: nightly,
+/// `core` from source, release, `bpf_target_arch` set to this host's architecture (the one the
+/// programs are built for). It has its own target directory, so that the host crates' build
+/// cache is left alone.
+fn clippy_ebpf() -> Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root())
+        // As aya-build does: the rustup proxy picks the toolchain from `+nightly` (`RUSTC` or a
+        // wrapper would bypass it), and the flags are these (`CARGO_ENCODED_RUSTFLAGS` would win).
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", format!("--cfg bpf_target_arch=\"{}\"", std::env::consts::ARCH))
+        .args(["+nightly", "clippy", "-p", "pktloss-ebpf", "--target", "bpfel-unknown-none"])
+        .args(["-Z", "build-std=core", "--release", "--target-dir"])
+        .arg(util::target_dir().join("ebpf-clippy"))
+        .args(["--", "-D", "warnings"]);
+    eprintln!("running: {}", show(&cmd));
+    run(&mut cmd).context("clippy on the eBPF crate")
 }
 
 #[cfg(test)]

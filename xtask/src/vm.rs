@@ -12,7 +12,9 @@
 //! `~/.cache/pktloss/vm`): a second run neither updates the package lists nor downloads.
 use std::{
     collections::BTreeMap,
-    env, fs,
+    env,
+    fmt::Write as _,
+    fs,
     io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -228,7 +230,7 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
     let pkg = apt.newest(s)?;
     eprintln!("downloading {pkg}...");
     let dl = dir.join("download");
-    let _ = fs::remove_dir_all(&dir);
+    drop(fs::remove_dir_all(&dir));
     fs::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
     run(apt.cmd("apt-get").arg("download").arg(&pkg).current_dir(&dl))?;
     let deb = fs::read_dir(&dl)?
@@ -276,9 +278,10 @@ impl Apt {
         suites.dedup();
         for suite in suites {
             let archive = if suite.ends_with("-security") { "debian-security" } else { "debian" };
-            sources.push_str(&format!(
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main\n"
-            ));
+            let _ = writeln!(
+                sources,
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
+            );
         }
         fs::write(dir.join("sources.list"), sources)?;
         let apt = Self { dir };
@@ -366,8 +369,8 @@ fn guest_script(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<S
          ip link set lo up\n\
          echo \"guest: $(uname -r), $(nproc) CPUs, kprobes $(test -e /sys/kernel/tracing/kprobe_events && echo yes || echo no)\"\n",
     );
-    s.push_str(&format!("export PKTLOSS_BIN={}\n", sh_quote(&bin.to_string_lossy())));
-    s.push_str(&format!("cd {}\n", sh_quote(&util::workspace_root().join("tests").to_string_lossy())));
+    let _ = writeln!(s, "export PKTLOSS_BIN={}", sh_quote(&bin.to_string_lossy()));
+    let _ = writeln!(s, "cd {}", sh_quote(&util::workspace_root().join("tests").to_string_lossy()));
     if let Some(cmd) = &args.exec {
         s.push_str(cmd);
         s.push('\n');
@@ -387,11 +390,12 @@ fn guest_script(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<S
     }
     for (b, names) in by_binary {
         let exe = binaries.get(b).with_context(|| format!("no test binary {b}"))?;
-        s.push_str(&format!(
-            "{} --test-threads=1 --color never --exact {} || rc=1\n",
+        let _ = writeln!(
+            s,
+            "{} --test-threads=1 --color never --exact {} || rc=1",
             sh_quote(&exe.to_string_lossy()),
             names.iter().map(|n| sh_quote(n)).collect::<Vec<_>>().join(" ")
-        ));
+        );
     }
     s.push_str("exit $rc\n");
     Ok(s)
@@ -497,7 +501,7 @@ fn initramfs(k: &Kernel, dir: &Path) -> Result<PathBuf> {
 /// totals; fails on a guest failure, a timeout or no test run.
 fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Result<Totals> {
     let work = util::target_dir().join("vm").join(&k.release);
-    let _ = fs::remove_dir_all(&work);
+    drop(fs::remove_dir_all(&work));
     let xchg = work.join("xchg");
     fs::create_dir_all(&xchg)?;
     fs::write(xchg.join("run.sh"), guest_script(args, binaries)?)?;
@@ -532,8 +536,8 @@ fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Resu
     let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
     let (tx, rx) = mpsc::channel::<String>();
     for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child.stdout.take().map(|p| -> Box<dyn std::io::Read + Send> { Box::new(p) }),
+        child.stderr.take().map(|p| -> Box<dyn std::io::Read + Send> { Box::new(p) }),
     ]
     .into_iter()
     .flatten()
@@ -565,8 +569,8 @@ fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Resu
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(child.kill());
+                drop(child.wait());
                 bail!("timed out after {} s", args.timeout_secs);
             }
         }

@@ -16,7 +16,7 @@ use crate::{
 
 /// Static facts about a capture that are not in the counters.
 #[derive(Clone, Debug, Default)]
-pub struct CaptureInfo {
+pub(crate) struct CaptureInfo {
     pub hostname: String,
     pub kernel: String,
     pub started: String,
@@ -28,7 +28,7 @@ pub struct CaptureInfo {
 }
 
 /// Collects detail events and turns raw counters into summaries.
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     pub reasons: ReasonTable,
     pub syms: Kallsyms,
     /// Monotonic time (ns) of the capture start, to make sample times relative.
@@ -53,7 +53,7 @@ fn is_user_comm(pid: u32) -> bool {
 
 impl Aggregator {
     /// A new aggregator.
-    pub fn new(reasons: ReasonTable, syms: Kallsyms, start_mono_ns: u64) -> Self {
+    pub(crate) fn new(reasons: ReasonTable, syms: Kallsyms, start_mono_ns: u64) -> Self {
         Self {
             reasons,
             syms,
@@ -69,7 +69,7 @@ impl Aggregator {
 
     /// The reason code and, on a kernel without drop reasons, the drop location of a flow
     /// key's reason word.
-    pub fn flow_reason(&self, word: u32) -> (u32, Option<u64>) {
+    pub(crate) fn flow_reason(&self, word: u32) -> (u32, Option<u64>) {
         if self.flows_by_location && word != REASON_NONE && word != REASON_TCP_DROP {
             // Kernel text and modules lie in the top 4 GiB of the address space.
             (REASON_NONE, Some(0xffff_ffff_0000_0000 | u64::from(word)))
@@ -78,18 +78,8 @@ impl Aggregator {
         }
     }
 
-    /// Detail events received so far.
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
-
-    /// The samples kept so far.
-    pub fn samples(&self) -> &[Sample] {
-        &self.samples
-    }
-
     /// Take one detail event.
-    pub fn ingest(&mut self, ev: &DropEvent) {
+    pub(crate) fn ingest(&mut self, ev: &DropEvent) {
         self.delivered += 1;
         let (code, _) = self.flow_reason(ev.flow.reason);
         if ev.stack_id >= 0 {
@@ -139,7 +129,11 @@ impl Aggregator {
 
     /// Build the summary from cumulative raw counters; `stacks` gives the frames of a stack id
     /// and `names` the name of a device (netns, ifindex), both read by the caller.
-    pub fn summary(
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "drops per second is a rate for display; f64 holds counts exactly up to 2^53"
+    )]
+    pub(crate) fn summary(
         &mut self,
         raw: &RawCounts,
         info: &CaptureInfo,
@@ -311,7 +305,7 @@ fn from_location(frames: Vec<u64>, location: u64) -> Vec<u64> {
 }
 
 /// Per-(reason, location) drop counts of `now` minus `before` (for `watch` intervals).
-pub fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
+pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
     let prev: HashMap<_, _> = before.drops.iter().map(|(k, c)| (*k, *c)).collect();
     let mut drops: Vec<_> = now
         .drops
@@ -397,7 +391,7 @@ mod tests {
         let syms = Kallsyms::parse("ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T nf_hook_slow\n");
         let mut a = Aggregator::new(ReasonTable::default(), syms, 0);
         a.flows_by_location = true;
-        let none = pktloss_common::REASON_NONE;
+        let none = REASON_NONE;
         let udp = FlowKey { family: 4, l4proto: 17, dport: 9, netns: 42, reason: 0x81a0_0010, ..FlowKey::default() };
         let nft = FlowKey { reason: 0x81b0_0093, ..udp };
         let raw = RawCounts {
@@ -420,9 +414,9 @@ mod tests {
         );
     }
 
-    /// A stack recorded on 6.18 (`capture --stacks`, NO_SOCKET at __udp4_lib_rcv+0x4bc): two
-    /// frames of the BPF program (symbolized past `_einittext`), bpf_trace_run4 and
-    /// sk_skb_reason_drop come before the location.
+    /// A stack recorded on 6.18 (`capture --stacks`, `NO_SOCKET` at `__udp4_lib_rcv+0x4bc`): two
+    /// frames of the BPF program (symbolized past `_einittext`), `bpf_trace_run4` and
+    /// `sk_skb_reason_drop` come before the location.
     #[test]
     fn stacks_start_at_the_drop_location() {
         let syms = Kallsyms::parse(

@@ -11,22 +11,22 @@ use flate2::{Compression, read::DeflateDecoder, write::DeflateEncoder};
 use super::CaptureFile;
 
 /// First 8 bytes of every capture file.
-pub const MAGIC: [u8; 8] = *b"PKTLOSS\0";
+pub(crate) const MAGIC: [u8; 8] = *b"PKTLOSS\0";
 /// Format major version written and read by this pktloss.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this pktloss (any minor of [`FORMAT_MAJOR`] is read).
 pub const FORMAT_MINOR: u16 = 1;
 /// `format.name` inside the JSON payload.
-pub const FORMAT_NAME: &str = "pktloss-capture";
+pub(crate) const FORMAT_NAME: &str = "pktloss-capture";
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 40;
+pub(crate) const HEADER_LEN: usize = 40;
 /// Header flag: the payload is raw DEFLATE (RFC 1951).
 pub const FLAG_DEFLATE: u32 = 1;
 const KNOWN_FLAGS: u32 = FLAG_DEFLATE;
 /// Largest stored payload accepted (1 GiB).
-pub const MAX_PAYLOAD: u64 = 1 << 30;
+pub(crate) const MAX_PAYLOAD: u64 = 1 << 30;
 /// Largest JSON document accepted after decompression (1 GiB).
-pub const MAX_JSON: u64 = 1 << 30;
+pub(crate) const MAX_JSON: u64 = 1 << 30;
 /// DEFLATE cannot expand data by more than about 1032:1; a header claiming more is corrupt.
 const MAX_DEFLATE_RATIO: u64 = 1040;
 /// Initial buffer for decompression; it grows with the real output, never to the declared size.
@@ -153,7 +153,7 @@ fn sniff(b: &[u8]) -> Option<&'static str> {
         return None;
     }
     match text.trim_start().chars().next() {
-        Some('{') | Some('[') => Some(
+        Some('{' | '[') => Some(
             "JSON text, perhaps `pktloss --format json` output; a capture file is made by `pktloss capture -o FILE`",
         ),
         Some(_) => Some("text"),
@@ -278,7 +278,7 @@ fn decode_payload(h: &Header, payload: &[u8]) -> Result<CaptureFile, CaptureErro
 }
 
 /// Decode a capture held in memory.
-pub fn from_bytes(bytes: &[u8]) -> Result<CaptureFile, CaptureError> {
+pub(crate) fn from_bytes(bytes: &[u8]) -> Result<CaptureFile, CaptureError> {
     let prefix = bytes.get(..bytes.len().min(HEADER_LEN)).unwrap_or_default();
     let h = parse_header(prefix, bytes.len() as u64)?;
     decode_payload(&h, bytes.get(HEADER_LEN..).unwrap_or_default())
@@ -338,7 +338,7 @@ pub fn encode_container(json: &[u8], compress: bool) -> Result<Vec<u8>> {
 }
 
 /// Encode a capture as the bytes of a file (current format version, compressed).
-pub fn to_bytes(file: &CaptureFile) -> Result<Vec<u8>> {
+pub(crate) fn to_bytes(file: &CaptureFile) -> Result<Vec<u8>> {
     let mut file = file.clone();
     file.format = super::FormatInfo::default();
     // serde_json writes NaN/inf as null, which would not read back as f64.

@@ -30,7 +30,7 @@
 //! an old reader would misread (a new flag, a changed meaning) bumps the major version, and a
 //! reader refuses other majors with a message naming both versions.
 //!
-//! Limits: the stored payload and the JSON are at most [`MAX_PAYLOAD`] and [`MAX_JSON`] bytes;
+//! Limits: the stored payload and the JSON are at most [`MAX_PAYLOAD`](format::MAX_PAYLOAD) and [`MAX_JSON`](format::MAX_JSON) bytes;
 //! the reader checks the declared lengths against the limits and against the real size of the
 //! file before it allocates anything, and stops decompressing at the declared length.
 //! Every failure is a [`CaptureError`] with one clear line of explanation.
@@ -57,17 +57,15 @@ use crate::{
 
 #[doc(hidden)]
 pub use format::raw_container;
-pub use format::{
-    CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, HEADER_LEN, MAGIC, MAX_JSON, MAX_PAYLOAD,
-    encode_container, from_bytes, to_bytes,
-};
+pub use format::{CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, encode_container};
+pub(crate) use format::{FORMAT_NAME, from_bytes, to_bytes};
 
 use crate::model::{Sample, Summary};
 
 /// Name and version of the container format, repeated inside the JSON so that an extracted
 /// payload still says what it is. On reading, the header's version is authoritative.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FormatInfo {
+pub(crate) struct FormatInfo {
     /// Always [`FORMAT_NAME`] (`"pktloss-capture"`).
     pub name: String,
     pub major: u16,
@@ -82,7 +80,7 @@ impl Default for FormatInfo {
 
 /// One value of the capturing kernel's `enum skb_drop_reason`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DropReasonName {
+pub(crate) struct DropReasonName {
     pub code: u32,
     /// Name without the `SKB_DROP_REASON_` prefix, e.g. `NO_SOCKET`.
     pub name: String,
@@ -90,7 +88,7 @@ pub struct DropReasonName {
 
 /// A network device present during the capture.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interface {
+pub(crate) struct Interface {
     /// Inode of its network namespace, as in the events.
     pub netns: u32,
     /// `ip netns` name, "host" for pktloss's own namespace, or empty when unknown.
@@ -111,13 +109,13 @@ pub struct Interface {
 
 impl Interface {
     /// "veth0@ns1" style label used in reports and pcapng interface names.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("{}@{}", self.name, netns_label(self.netns, &self.netns_name))
     }
 }
 
 /// "ns1" / "host" when the namespace has a name, else "netns:INODE".
-pub fn netns_label(inode: u32, name: &str) -> String {
+pub(crate) fn netns_label(inode: u32, name: &str) -> String {
     if name.is_empty() { format!("netns:{inode}") } else { name.to_string() }
 }
 
@@ -126,59 +124,59 @@ pub fn netns_label(inode: u32, name: &str) -> String {
 /// a JSON document of another shape is rejected rather than read as an empty capture.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureFile {
-    pub format: FormatInfo,
+    pub(crate) format: FormatInfo,
     /// Version of the pktloss that wrote the file.
-    pub tool_version: String,
+    pub(crate) tool_version: String,
     /// When the file was written, RFC 3339 UTC.
-    pub created: String,
+    pub(crate) created: String,
     /// argv of the capturing pktloss.
     #[serde(default)]
-    pub command_line: Vec<String>,
+    pub(crate) command_line: Vec<String>,
     /// Effective capture options (duration, count, snaplen, filters, ...), free-form.
     #[serde(default)]
-    pub options: serde_json::Value,
+    pub(crate) options: serde_json::Value,
     /// Why the capture ended: "duration", "count", "interrupted", ... (free-form).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub stopped_by: String,
+    pub(crate) stopped_by: String,
     #[serde(default)]
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// `uname -r`.
     #[serde(default)]
-    pub kernel: String,
+    pub(crate) kernel: String,
     /// `uname -v` (build number and date).
     #[serde(default)]
-    pub kernel_version: String,
+    pub(crate) kernel_version: String,
     /// `uname -m`.
     #[serde(default)]
-    pub arch: String,
+    pub(crate) arch: String,
     /// `/proc/sys/kernel/random/boot_id`.
     #[serde(default)]
-    pub boot_id: String,
+    pub(crate) boot_id: String,
     /// The capturing kernel's `enum skb_drop_reason`, so codes can be named on any machine.
     #[serde(default)]
-    pub drop_reasons: Vec<DropReasonName>,
+    pub(crate) drop_reasons: Vec<DropReasonName>,
     /// Network devices of the namespaces seen in the capture.
     #[serde(default)]
-    pub interfaces: Vec<Interface>,
+    pub(crate) interfaces: Vec<Interface>,
     /// The aggregates and sampled drops (with packet bytes).
-    pub summary: Summary,
+    pub(crate) summary: Summary,
     /// Kernel counters (SNMP, netstat, device stats, ...) and configuration of every
     /// namespace read, before and after the capture: `pktloss report` diagnoses from them.
     #[serde(default)]
-    pub counters_before: Option<Gathered>,
+    pub(crate) counters_before: Option<Gathered>,
     #[serde(default)]
-    pub counters_after: Option<Gathered>,
+    pub(crate) counters_after: Option<Gathered>,
     /// Sysctls and configuration checks the diagnosis used (rule and socket counters as
     /// deltas).
     #[serde(default, deserialize_with = "null_as_default")]
-    pub checks: Vec<ConfigChecks>,
+    pub(crate) checks: Vec<ConfigChecks>,
     /// The diagnosis made when the capture was written.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub diagnosis: Diagnosis,
+    pub(crate) diagnosis: Diagnosis,
     /// Counter deltas of each namespace, derived from the counters before and after by
     /// [`CaptureFile::rediagnose`] (not stored).
     #[serde(skip)]
-    pub deltas: Vec<NetnsDelta>,
+    pub(crate) deltas: Vec<NetnsDelta>,
 }
 
 /// A field written as `null` reads as its default (files of 1.0 wrote absent parts as null).
@@ -193,7 +191,7 @@ where
 impl CaptureFile {
     /// Diagnose this capture again from what it recorded (the summary and the counters before
     /// and after) with this pktloss's rules; a file without counters keeps its saved diagnosis.
-    pub fn rediagnose(&mut self) {
+    pub(crate) fn rediagnose(&mut self) {
         let (Some(before), Some(after)) = (&self.counters_before, &self.counters_after) else {
             return;
         };
@@ -207,7 +205,7 @@ impl CaptureFile {
     /// A capture of `summary` on this machine: format, tool version, time of writing,
     /// command line, host name, kernel, architecture and boot id filled in from the running
     /// system (best effort: what cannot be read stays empty). The caller adds the rest.
-    pub fn for_this_host(summary: Summary) -> Self {
+    pub(crate) fn for_this_host(summary: Summary) -> Self {
         let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
         let uts = nix::sys::utsname::uname().ok();
         let uts_field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
@@ -228,29 +226,25 @@ impl CaptureFile {
         }
     }
 
-    /// The captured bytes of sample `i` (empty when it has none or they are not valid hex).
-    pub fn packet_bytes(&self, i: usize) -> Vec<u8> {
-        self.summary.samples.get(i).map(sample_bytes).unwrap_or_default()
-    }
-
     /// Name of a drop-reason code on the capturing kernel.
-    pub fn reason_name(&self, code: u32) -> Option<&str> {
+    pub(crate) fn reason_name(&self, code: u32) -> Option<&str> {
         self.drop_reasons.iter().find(|r| r.code == code).map(|r| r.name.as_str())
     }
 
     /// The device `(netns, ifindex)` as recorded in `interfaces`.
-    pub fn interface(&self, netns: u32, ifindex: u32) -> Option<&Interface> {
+    pub(crate) fn interface(&self, netns: u32, ifindex: u32) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.netns == netns && i.ifindex == ifindex)
     }
 }
 
 /// Decode a sample's `data_hex` (empty on invalid hex: the reader never fails on it).
-pub fn sample_bytes(s: &Sample) -> Vec<u8> {
+pub(crate) fn sample_bytes(s: &Sample) -> Vec<u8> {
     hex_decode(&s.data_hex).unwrap_or_default()
 }
 
 /// Lower-case hex, as in `Sample::data_hex`.
-pub fn hex_encode(bytes: &[u8]) -> String {
+#[cfg(test)]
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -261,7 +255,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 }
 
 /// Parse hex (either case, no separators); None when malformed.
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     if !b.len().is_multiple_of(2) {
         return None;
@@ -272,13 +266,14 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Write `file` to `path` atomically, mode 0600 from creation on: the bytes go to a
 /// temporary file in the same directory which is then renamed over `path`.
-pub fn write(path: &Path, file: &CaptureFile) -> Result<()> {
+#[cfg(test)]
+pub(crate) fn write(path: &Path, file: &CaptureFile) -> Result<()> {
     let bytes = to_bytes(file)?;
     write_private(path, &bytes)
 }
 
 /// Read and validate a capture file. Checks the size before reading it whole.
-pub fn read(path: &Path) -> Result<CaptureFile, CaptureError> {
+pub(crate) fn read(path: &Path) -> Result<CaptureFile, CaptureError> {
     let io = |source| CaptureError::Io { path: path.to_path_buf(), source };
     let meta = fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
@@ -320,7 +315,8 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        // Best effort: the error that matters is the one returned.
+        drop(fs::remove_file(&tmp));
     }
     result
 }

@@ -1,14 +1,16 @@
 //! Tests of the capture format, the malformed-file corpus, reports and pcapng export.
 use std::{
     os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
 
 use serde_json::json;
 
-use super::*;
+use super::{
+    format::{HEADER_LEN, MAGIC},
+    *,
+};
 use crate::testdata::sample_capture;
 use crate::{
     diagnose::{Cause, CauseId, Explained},
@@ -27,8 +29,8 @@ fn tmpdir() -> PathBuf {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    drop(fs::remove_dir_all(&d));
+    fs::create_dir_all(&d).unwrap();
     d
 }
 
@@ -42,18 +44,19 @@ fn round_trip_bytes_and_file() {
     let d = tmpdir();
     let p = d.join("incident.pktloss");
     write(&p, &f).unwrap();
-    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(read(&p).unwrap(), f);
     // Overwriting keeps 0600 and leaves no temp file behind.
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     write(&p, &f).unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
-    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    drop(fs::remove_dir_all(&d));
 }
 
 #[test]
+#[expect(clippy::float_cmp, reason = "a non-finite number must read back as exactly 0.0")]
 fn non_finite_numbers_still_read_back() {
     let mut f = sample_capture();
     f.summary.duration_secs = f64::NAN;
@@ -134,9 +137,8 @@ fn malformed_corpus() {
     assert!(matches!(err(&wrong), CaptureError::NotCapture { .. }));
     let pcapng = pcapng_bytes(&sample_capture()).unwrap().0;
     assert!(err(&pcapng).to_string().contains("pcapng"));
-    let elf: Vec<u8> = std::fs::read("/proc/self/exe")
-        .map(|b| b.into_iter().take(4096).collect())
-        .unwrap_or_else(|_| b"\x7fELF\x02\x01\x01".to_vec());
+    let elf: Vec<u8> = fs::read("/proc/self/exe")
+        .map_or_else(|_| b"\x7fELF\x02\x01\x01".to_vec(), |b| b.into_iter().take(4096).collect());
     assert!(err(&elf).to_string().contains("ELF"));
     assert!(err(b"\x1f\x8b\x08\x00").to_string().contains("gzip"));
     assert!(err(br#"{"total_drops": 3}"#).to_string().contains("JSON"));
@@ -227,17 +229,17 @@ fn file_errors() {
     assert!(matches!(e, CaptureError::Io { .. }) && e.to_string().contains("missing.pktloss"), "{e}");
     assert!(matches!(read(&d).unwrap_err(), CaptureError::NotAFile { .. }));
     let p = d.join("empty.pktloss");
-    std::fs::write(&p, b"").unwrap();
+    fs::write(&p, b"").unwrap();
     assert!(matches!(read(&p).unwrap_err(), CaptureError::Empty));
     let good = to_bytes(&sample_capture()).unwrap();
-    std::fs::write(&p, good.get(..good.len() - 1).unwrap()).unwrap();
+    fs::write(&p, good.get(..good.len() - 1).unwrap()).unwrap();
     assert!(matches!(read(&p).unwrap_err(), CaptureError::Truncated { .. }));
-    std::fs::write(&p, good.get(..20).unwrap()).unwrap();
+    fs::write(&p, good.get(..20).unwrap()).unwrap();
     assert!(matches!(read(&p).unwrap_err(), CaptureError::TruncatedHeader { have: 20 }));
-    if std::path::Path::new("/dev/zero").exists() {
-        assert!(matches!(read(std::path::Path::new("/dev/zero")).unwrap_err(), CaptureError::NotAFile { .. }));
+    if Path::new("/dev/zero").exists() {
+        assert!(matches!(read(Path::new("/dev/zero")).unwrap_err(), CaptureError::NotAFile { .. }));
     }
-    let _ = std::fs::remove_dir_all(&d);
+    drop(fs::remove_dir_all(&d));
 }
 
 /// xorshift64*: a fixed-seed generator so the mutation run is reproducible.
@@ -296,9 +298,9 @@ fn check_any(b: &[u8]) -> bool {
     match read_bytes(b) {
         Ok(f) => {
             for fmt in [ReportFormat::Text, ReportFormat::Markdown, ReportFormat::Json] {
-                let _ = render(&f, fmt);
+                drop(render(&f, fmt));
             }
-            let _ = pcapng_bytes(&f);
+            drop(pcapng_bytes(&f));
             true
         }
         Err(e) => {
@@ -431,7 +433,7 @@ fn pcapng_structure() {
 
 #[test]
 fn pcapng_read_back_by_tshark() {
-    let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].into_iter().find(|p| Path::new(p).exists());
     if !crate::testdata::available("pcapng_read_back_by_tshark", "tshark", tshark.is_some()) {
         return;
     }
@@ -439,7 +441,7 @@ fn pcapng_read_back_by_tshark() {
     let d = tmpdir();
     let out = d.join("out.pcapng");
     assert_eq!(write_pcapng(&sample_capture(), &out).unwrap(), 3);
-    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let res = Command::new(tshark)
         .args(["-n", "-r"])
         .arg(&out)
@@ -480,28 +482,32 @@ fn pcapng_read_back_by_tshark() {
         lines[1]
     );
     assert!(lines[2].starts_with("veth0@ns1|10.0.0.1||9999||drop reason=NO_SOCKET"), "{}", lines[2]);
-    let _ = std::fs::remove_dir_all(&d);
+    drop(fs::remove_dir_all(&d));
 }
 
 /// Regenerates the committed fuzz seed: `cargo test -p pktloss-user --lib write_fuzz_seed -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "writes the committed fuzz seeds; run by hand after a format change"]
 fn write_fuzz_seed() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/capture_reader");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("valid-compressed.bin"), to_bytes(&sample_capture()).unwrap()).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("valid-compressed.bin"), to_bytes(&sample_capture()).unwrap()).unwrap();
     let json = serde_json::to_vec(&sample_capture()).unwrap();
-    std::fs::write(dir.join("valid-uncompressed.bin"), encode_container(&json, false).unwrap()).unwrap();
+    fs::write(dir.join("valid-uncompressed.bin"), encode_container(&json, false).unwrap()).unwrap();
 }
 
 #[test]
-#[ignore]
+#[ignore = "prints a sample report for a human to read"]
 fn show_reports() {
     let f = sample_capture();
     println!("{}", render(&f, ReportFormat::Text));
 }
 
 #[test]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the capture `f`, its diagnosis `d` and its text, Markdown and JSON renderings `t`, `m`, `j`"
+)]
 fn causes_for_drops() {
     let cause = |id: CauseId| Cause { id, title: id.to_string(), drops: 1, ..Cause::default() };
     let explained = |cause, reason: &str, proto: Option<&str>, symbol: Option<&str>| Explained {

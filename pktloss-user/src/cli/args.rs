@@ -7,7 +7,7 @@ use super::help;
 use crate::kernel::tracer::Options;
 
 /// Exit code for bad input: flags, files, missing kernel features or privileges.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,7 +15,7 @@ pub const EXIT_USAGE: u8 = 2;
     version,
     about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// More logging (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -24,7 +24,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Attach, collect for a while, detach and print a dropwatch-style summary.
     #[command(after_help = help::examples(help::CAPTURE))]
     Capture(CaptureArgs),
@@ -46,7 +46,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
-pub struct DiagnoseArgs {
+pub(crate) struct DiagnoseArgs {
     /// How long to capture.
     #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -64,7 +64,7 @@ pub struct DiagnoseArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct TopArgs {
+pub(crate) struct TopArgs {
     /// Seconds between counter and diagnosis refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub refresh: Duration,
@@ -73,14 +73,14 @@ pub struct TopArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 /// Flags shared by every subcommand that traces.
 #[derive(Args, Debug, Clone)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// Record the kernel stack of each sampled detail event (shown per reason x location).
     #[arg(long, conflicts_with = "no_detail")]
     pub stacks: bool,
@@ -100,17 +100,25 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = 2048, value_parser = parse_ringbuf_kib)]
     pub ringbuf_kib: u32,
     /// Use the classic tracepoints even where tp_btf works.
+    #[expect(
+        clippy::doc_markdown,
+        reason = "clap prints this doc comment verbatim as the option's --help text, where backticks would show"
+    )]
     #[arg(long)]
     pub classic: bool,
     /// Count transmitted packets per device with the net:net_dev_queue tracepoint (a program
     /// run per transmitted packet) instead of the devices' own counters.
+    #[expect(
+        clippy::doc_markdown,
+        reason = "clap prints this doc comment verbatim as the option's --help text, where backticks would show"
+    )]
     #[arg(long)]
     pub tx_trace: bool,
 }
 
 /// A detail budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget(pub Option<u32>);
+pub(crate) struct Budget(pub Option<u32>);
 
 fn parse_budget(s: &str) -> Result<Budget, String> {
     if s == "unlimited" {
@@ -136,7 +144,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl TraceArgs {
-    pub fn options(&self) -> Options {
+    pub(crate) fn options(&self) -> Options {
         Options {
             flows: !self.no_flows,
             detail: !self.no_detail,
@@ -151,7 +159,7 @@ impl TraceArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct CaptureArgs {
+pub(crate) struct CaptureArgs {
     /// How long to capture (e.g. 10s, 1m); without it, until Ctrl-C or --count.
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -173,7 +181,7 @@ pub struct CaptureArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// A capture file written by `pktloss capture -o FILE.pktloss`.
     pub file: PathBuf,
     /// Output format.
@@ -185,7 +193,7 @@ pub struct ReportArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Interval between lines.
     #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -200,7 +208,7 @@ pub struct WatchArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ReasonsArgs {
+pub(crate) struct ReasonsArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

@@ -129,7 +129,8 @@ impl Progress {
                 s.started.elapsed().as_secs_f64()
             ),
         }
-        let _ = std::io::stderr().flush();
+        // The progress line is cosmetic: a failed flush must not stop the capture.
+        drop(std::io::stderr().flush());
     }
 
     fn done(&self) {

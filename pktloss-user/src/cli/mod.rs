@@ -4,7 +4,7 @@ use std::{io::IsTerminal as _, process::ExitCode};
 use anyhow::anyhow;
 use clap::Parser as _;
 
-pub mod args;
+pub(crate) mod args;
 mod commands;
 pub(crate) mod help;
 
@@ -23,7 +23,8 @@ pub fn main() -> ExitCode {
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
+                // Nothing better to do when stdout is gone (e.g. a closed pipe).
+                drop(e.print());
                 return ExitCode::SUCCESS;
             }
             // One clear line.

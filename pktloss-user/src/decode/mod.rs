@@ -1,7 +1,7 @@
 //! Decode step: raw ring-buffer records and map keys into readable values (addresses,
 //! protocols, comm), defensively: a short or malformed record is an error, never a panic.
-pub mod reasons;
-pub mod symbols;
+pub(crate) mod reasons;
+pub(crate) mod symbols;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -10,7 +10,7 @@ use thiserror::Error;
 
 /// Why a ring-buffer record could not be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("drop event too short: {got} bytes, expected {want}")]
     Short { got: usize, want: usize },
     #[error("drop event claims {cap} captured bytes, more than {max}")]
@@ -18,7 +18,7 @@ pub enum DecodeError {
 }
 
 /// Decode one `DropEvent` record as written by the kernel.
-pub fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
+pub(crate) fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
     if bytes.len() < DROP_EVENT_HEADER {
         return Err(DecodeError::Short { got: bytes.len(), want: DROP_EVENT_HEADER });
     }
@@ -37,12 +37,12 @@ pub fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
 }
 
 /// The captured packet bytes of an event.
-pub fn packet_bytes(ev: &DropEvent) -> &[u8] {
+pub(crate) fn packet_bytes(ev: &DropEvent) -> &[u8] {
     ev.data.get(..usize::from(ev.cap_len)).unwrap_or(&[])
 }
 
 /// Name of where the captured bytes start.
-pub fn data_start_name(kind: u8) -> &'static str {
+pub(crate) fn data_start_name(kind: u8) -> &'static str {
     match kind {
         data_start::NETWORK => "network",
         data_start::DATA => "data",
@@ -51,7 +51,7 @@ pub fn data_start_name(kind: u8) -> &'static str {
 }
 
 /// Source and destination addresses of a flow key, or None when it has no IP header.
-pub fn addrs(key: &FlowKey) -> Option<(IpAddr, IpAddr)> {
+pub(crate) fn addrs(key: &FlowKey) -> Option<(IpAddr, IpAddr)> {
     match key.family {
         4 => {
             let s = Ipv4Addr::new(key.saddr[0], key.saddr[1], key.saddr[2], key.saddr[3]);
@@ -64,12 +64,12 @@ pub fn addrs(key: &FlowKey) -> Option<(IpAddr, IpAddr)> {
 }
 
 /// Text form of the addresses ("" when not IP).
-pub fn addr_strings(key: &FlowKey) -> (String, String) {
+pub(crate) fn addr_strings(key: &FlowKey) -> (String, String) {
     addrs(key).map_or((String::new(), String::new()), |(s, d)| (s.to_string(), d.to_string()))
 }
 
 /// Protocol name: tcp, udp, icmp, icmpv6, sctp, proto-N, or eth-0xNNNN without an IP header.
-pub fn proto_name(key: &FlowKey) -> String {
+pub(crate) fn proto_name(key: &FlowKey) -> String {
     if key.family == 0 {
         return match key.ethertype {
             0 => "unknown".to_owned(),
@@ -90,13 +90,13 @@ pub fn proto_name(key: &FlowKey) -> String {
 }
 
 /// Task name from a NUL-padded comm.
-pub fn comm(raw: &[u8]) -> String {
+pub(crate) fn comm(raw: &[u8]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
 /// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -105,7 +105,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Bytes from lower- or upper-case hex; None on odd length or a non-hex digit.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -118,7 +119,8 @@ mod tests {
 
     fn event_bytes(ev: &DropEvent) -> Vec<u8> {
         // SAFETY: DropEvent is plain data.
-        unsafe { std::slice::from_raw_parts((ev as *const DropEvent).cast::<u8>(), DROP_EVENT_SIZE) }.to_vec()
+        unsafe { std::slice::from_raw_parts(std::ptr::from_ref::<DropEvent>(ev).cast::<u8>(), DROP_EVENT_SIZE) }
+            .to_vec()
     }
 
     fn sample() -> DropEvent {
@@ -178,7 +180,7 @@ mod tests {
                 })
                 .collect();
             if let Ok(ev) = drop_event(&junk) {
-                let _ = (proto_name(&ev.flow), addr_strings(&ev.flow), comm(&ev.comm), packet_bytes(&ev).len());
+                drop((proto_name(&ev.flow), addr_strings(&ev.flow), comm(&ev.comm), packet_bytes(&ev).len()));
             }
         }
     }

@@ -5,22 +5,22 @@ use std::collections::BTreeMap;
 use pktloss_common::{REASON_NONE, REASON_TCP_DROP};
 
 /// Name of the drops of a kernel without drop reasons (before 5.17; [`REASON_NONE`]).
-pub const NO_REASON: &str = "UNKNOWN";
+pub(crate) const NO_REASON: &str = "UNKNOWN";
 
 /// Reason value -> name table of one kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReasonTable {
+pub(crate) struct ReasonTable {
     names: BTreeMap<u32, String>,
 }
 
 impl ReasonTable {
     /// Build from (value, name) pairs, e.g. [`crate::kernel::btf::KernelBtf::drop_reasons`].
-    pub fn new(pairs: impl IntoIterator<Item = (u32, String)>) -> Self {
+    pub(crate) fn new(pairs: impl IntoIterator<Item = (u32, String)>) -> Self {
         Self { names: pairs.into_iter().collect() }
     }
 
     /// Name of a reason value; unknown values print as `REASON_<n>`.
-    pub fn name(&self, code: u32) -> String {
+    pub(crate) fn name(&self, code: u32) -> String {
         if code == REASON_TCP_DROP {
             return "TCP_DROP".to_owned();
         }
@@ -31,28 +31,24 @@ impl ReasonTable {
     }
 
     /// Value of a reason name.
-    pub fn code(&self, name: &str) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn code(&self, name: &str) -> Option<u32> {
         self.names.iter().find(|(_, n)| n.as_str() == name).map(|(c, _)| *c)
     }
 
     /// All (value, name) pairs in value order.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
         self.names.iter().map(|(c, n)| (*c, n.as_str()))
     }
 
-    /// Number of reasons.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
     /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 }
 
 /// A short description of a reason, by name (stable across kernels, unlike values).
-pub fn describe(name: &str) -> &'static str {
+pub(crate) fn describe(name: &str) -> &'static str {
     match name {
         "NOT_SPECIFIED" => "dropped without a specific reason",
         NO_REASON => "this kernel gives no drop reasons (before 5.17): see the location",

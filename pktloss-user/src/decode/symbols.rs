@@ -6,14 +6,14 @@ use anyhow::{Context as _, Result, bail};
 /// A sorted kernel symbol table, compact: one string arena plus (address, name range) per
 /// text symbol (about 3 MiB for 120k symbols, instead of one allocation per name).
 #[derive(Clone, Debug, Default)]
-pub struct Kallsyms {
+pub(crate) struct Kallsyms {
     names: String,
     syms: Vec<(u64, u32, u32)>,
 }
 
 impl Kallsyms {
-    /// Read /proc/kallsyms. Fails when addresses are hidden (not root / kptr_restrict).
-    pub fn load() -> Result<Self> {
+    /// Read /proc/kallsyms. Fails when addresses are hidden (not root / `kptr_restrict`).
+    pub(crate) fn load() -> Result<Self> {
         use std::io::BufRead as _;
         let f = fs::File::open("/proc/kallsyms").context("read /proc/kallsyms")?;
         let mut k = Self::default();
@@ -28,7 +28,8 @@ impl Kallsyms {
     }
 
     /// Parse kallsyms text; lines that do not parse and zero addresses are skipped.
-    pub fn parse(text: &str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn parse(text: &str) -> Self {
         let mut k = Self::default();
         for l in text.lines() {
             k.add_line(l);
@@ -60,31 +61,33 @@ impl Kallsyms {
     }
 
     /// Number of symbols.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.syms.len()
     }
 
     /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.syms.is_empty()
     }
 
     /// Whether a text symbol named exactly `name` (in the kernel or a module) exists.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.syms.iter().any(|(_, s, e)| {
             self.names.get(*s as usize..*e as usize).is_some_and(|n| n.split(' ').next() == Some(name))
         })
     }
 
     /// The function containing `addr` and the offset into it.
-    pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
+    pub(crate) fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.syms.partition_point(|(a, _, _)| *a <= addr);
         let (base, s, e) = self.syms.get(i.checked_sub(1)?)?;
         Some((self.names.get(*s as usize..*e as usize)?, addr - base))
     }
 
     /// `function+0xoff` (module in brackets), or the hex address when unknown.
-    pub fn symbolize(&self, addr: u64) -> String {
+    pub(crate) fn symbolize(&self, addr: u64) -> String {
         if addr == 0 {
             return "unknown".to_owned();
         }

@@ -12,7 +12,7 @@ use super::{
 use crate::host::counters::ConfigChecks;
 
 /// Configuration findings: evidence and specific advice for the selected causes.
-pub(super) fn config_findings(cx: &mut Ctx) {
+pub(super) fn config_findings(cx: &mut Ctx<'_>) {
     let ids: Vec<CauseId> = cx.acc.iter().filter(|(_, a)| a.selected).map(|(k, _)| *k).collect();
     for id in ids {
         match id {
@@ -59,7 +59,7 @@ pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::m
     v
 }
 
-fn cfg_no_listener(cx: &mut Ctx) {
+fn cfg_no_listener(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["NO_SOCKET"]);
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
@@ -109,7 +109,7 @@ fn cfg_no_listener(cx: &mut Ctx) {
     cx.add(CauseId::NoListener, ev, adv);
 }
 
-fn cfg_firewall(cx: &mut Ctx) {
+fn cfg_firewall(cx: &mut Ctx<'_>) {
     let checks = cx.checks_for(CauseId::FirewallDrop);
     let fw_events = cx.acc.get(&CauseId::FirewallDrop).map_or(0, |a| a.event_drops);
     let flows = drop_flows(cx, &["NETFILTER_DROP"]);
@@ -208,7 +208,7 @@ fn cfg_firewall(cx: &mut Ctx) {
     cx.add(CauseId::FirewallDrop, ev, adv);
 }
 
-fn cfg_conntrack(cx: &mut Ctx) {
+fn cfg_conntrack(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::ConntrackTableFull) {
         if let Some(ct) = &d.conntrack {
@@ -225,7 +225,7 @@ fn cfg_conntrack(cx: &mut Ctx) {
     cx.add(CauseId::ConntrackTableFull, Vec::new(), adv);
 }
 
-fn cfg_rp_filter(cx: &mut Ctx) {
+fn cfg_rp_filter(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["IP_RPFILTER"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
@@ -262,7 +262,7 @@ fn cfg_rp_filter(cx: &mut Ctx) {
     cx.add(CauseId::RpFilter, ev, adv);
 }
 
-fn cfg_udp_rcvbuf(cx: &mut Ctx) {
+fn cfg_udp_rcvbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let flows = drop_flows(cx, &["SOCKET_RCVBUFF"]);
@@ -315,7 +315,7 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx) {
     cx.add(CauseId::UdpRcvbufFull, ev, adv);
 }
 
-fn cfg_udp_sndbuf(cx: &mut Ctx) {
+fn cfg_udp_sndbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::UdpSndbufFull) {
@@ -352,7 +352,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx) {
     cx.add(CauseId::UdpSndbufFull, ev, adv);
 }
 
-fn cfg_accept_queue(cx: &mut Ctx) {
+fn cfg_accept_queue(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let ports: BTreeSet<u16> = drop_flows(cx, &["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.dport).collect();
@@ -398,7 +398,7 @@ fn cfg_accept_queue(cx: &mut Ctx) {
     cx.add(CauseId::TcpAcceptQueueFull, ev, adv);
 }
 
-fn cfg_syn_queue(cx: &mut Ctx) {
+fn cfg_syn_queue(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.deltas_for(CauseId::TcpSynQueueFull) {
@@ -422,7 +422,7 @@ fn cfg_syn_queue(cx: &mut Ctx) {
     cx.add(CauseId::TcpSynQueueFull, ev, adv);
 }
 
-fn cfg_socket_mem(cx: &mut Ctx, id: CauseId) {
+fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
     let mut ev = Vec::new();
     for d in cx.deltas_for(id) {
         ev.push(format!(
@@ -451,10 +451,10 @@ fn rps_summary(c: &ConfigChecks) -> (Vec<String>, Vec<String>) {
     (on.into_iter().collect(), off)
 }
 
-fn cfg_softnet(cx: &mut Ctx) {
+fn cfg_softnet(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let host_ns = cx.host().map(|h| h.netns).unwrap_or(0);
+    let host_ns = cx.host().map_or(0, |h| h.netns);
     ev.push(format!("[host-wide] {}", cx.sysctl_str(host_ns, "net.core.netdev_max_backlog")));
     let cur = cx.sysctl_u64(host_ns, "net.core.netdev_max_backlog").unwrap_or(1000);
     let mut any_rps = false;
@@ -498,8 +498,8 @@ fn cfg_softnet(cx: &mut Ctx) {
     cx.add(CauseId::SoftnetBacklogFull, ev, adv);
 }
 
-fn cfg_budget(cx: &mut Ctx) {
-    let host_ns = cx.host().map(|h| h.netns).unwrap_or(0);
+fn cfg_budget(cx: &mut Ctx<'_>) {
+    let host_ns = cx.host().map_or(0, |h| h.netns);
     let ev = format!(
         "[host-wide] {}, {}",
         cx.sysctl_str(host_ns, "net.core.netdev_budget"),
@@ -516,7 +516,7 @@ fn cfg_budget(cx: &mut Ctx) {
     ));
 }
 
-fn cfg_rings(cx: &mut Ctx, id: CauseId) {
+fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let devs: BTreeSet<(u32, String)> = cx
@@ -559,13 +559,13 @@ fn cfg_rings(cx: &mut Ctx, id: CauseId) {
     cx.add(id, ev, adv);
 }
 
-fn cfg_qdisc(cx: &mut Ctx) {
+fn cfg_qdisc(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::QdiscDrop) {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);
         for q in d.qdiscs.iter().filter(|q| q.drops > 0) {
-            let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen).unwrap_or(1000);
+            let txq = d.devices.iter().find(|x| x.name == q.dev).map_or(1000, |x| x.txqlen);
             match q.kind.as_str() {
                 "tbf" | "htb" | "hfsc" | "cbq" | "cake" | "police" => adv.push(format!(
                     "{tag} the {} qdisc on {} shapes traffic and dropped {} packets over its rate: raise its rate/burst (`{pre}tc qdisc show dev {}`) or send less.",
@@ -589,7 +589,7 @@ fn cfg_qdisc(cx: &mut Ctx) {
     cx.add(CauseId::QdiscDrop, Vec::new(), adv);
 }
 
-/// Whether an address is inside a prefix ("10.200.0.0/24", "default", "2001:db8::/64").
+/// Whether an address is inside a prefix (`10.200.0.0/24`, `default`, `2001:db8::/64`).
 pub(super) fn in_prefix(addr: &str, prefix: &str) -> bool {
     use std::net::IpAddr;
     let Ok(a) = addr.parse::<IpAddr>() else { return false };
@@ -611,7 +611,7 @@ pub(super) fn in_prefix(addr: &str, prefix: &str) -> bool {
     }
 }
 
-fn cfg_routing(cx: &mut Ctx) {
+fn cfg_routing(cx: &mut Ctx<'_>) {
     // The routing cause's reasons, but IPV6DISABLED: no route to add or remove for those.
     let reasons: Vec<&str> =
         taxonomy::info(CauseId::Routing).reasons.iter().copied().filter(|r| *r != "IPV6DISABLED").collect();
@@ -665,7 +665,7 @@ fn cfg_routing(cx: &mut Ctx) {
     cx.add(CauseId::Routing, ev, adv);
 }
 
-fn cfg_neigh(cx: &mut Ctx) {
+fn cfg_neigh(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["NEIGH_FAILED", "NEIGH_QUEUEFULL", "NEIGH_DEAD", "NEIGH_CREATEFAIL"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
@@ -695,7 +695,7 @@ fn cfg_neigh(cx: &mut Ctx) {
     cx.add(CauseId::NeighborFailure, ev, adv);
 }
 
-fn cfg_mtu(cx: &mut Ctx) {
+fn cfg_mtu(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     for d in cx.deltas_for(CauseId::MtuFragmentation) {
         let mtus: Vec<String> = d
@@ -711,7 +711,7 @@ fn cfg_mtu(cx: &mut Ctx) {
     cx.add(CauseId::MtuFragmentation, ev, Vec::new());
 }
 
-fn cfg_bpf(cx: &mut Ctx) {
+fn cfg_bpf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for d in cx.input.deltas {
@@ -736,7 +736,7 @@ fn cfg_bpf(cx: &mut Ctx) {
     cx.add(CauseId::BpfOrTcProgram, ev, adv);
 }
 
-fn cfg_ifdown(cx: &mut Ctx) {
+fn cfg_ifdown(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let flow_devs: BTreeSet<(u32, String)> = drop_flows(cx, &["DEV_READY"])
@@ -776,7 +776,7 @@ fn cfg_ifdown(cx: &mut Ctx) {
     cx.add(CauseId::InterfaceDown, ev, adv);
 }
 
-fn cfg_csum(cx: &mut Ctx) {
+fn cfg_csum(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     for d in cx.input.deltas {
         for x in d.devices.iter().filter(|x| x.rx_crc_errors + x.rx_frame_errors > 0) {

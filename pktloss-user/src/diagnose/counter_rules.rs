@@ -104,7 +104,7 @@ pub(super) fn counters_only_why(id: CauseId) -> &'static str {
 }
 
 /// Counters (snmp/netstat, softnet, devices, qdiscs, conntrack, neighbours, firewall counters).
-pub(super) fn counter_signals(cx: &mut Ctx) {
+pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
     let deltas = cx.input.deltas;
     for d in deltas.iter().filter(|d| !d.no_baseline) {
         let tag = cx.tag(d.netns);
@@ -227,6 +227,10 @@ pub(super) fn counter_signals(cx: &mut Ctx) {
             let drop = ct.stats.get("drop").copied().unwrap_or(0);
             let failed = ct.stats.get("insert_failed").copied().unwrap_or(0);
             let early = ct.stats.get("early_drop").copied().unwrap_or(0);
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "the conntrack fill ratio, compared with a threshold; entry counts are far below 2^53"
+            )]
             let full = match (ct.count, ct.max) {
                 (Some(c), Some(m)) if m > 0 => c as f64 / m as f64 >= CONNTRACK_FULL_RATIO,
                 _ => false,
@@ -276,7 +280,15 @@ pub(super) fn counter_signals(cx: &mut Ctx) {
             let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
             if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1)
             {
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "a CPU's share of the received packets, a percentage for the evidence line"
+                )]
                 let share = top.processed as f64 * 100.0 / total as f64;
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "the even share of one CPU; a CPU count is exact in f64"
+                )]
                 let even = 100.0 / h.softnet.len() as f64;
                 if share >= (2.0 * even).min(75.0) {
                     a.ev(format!(
@@ -357,7 +369,7 @@ pub(super) fn is_alloc_failure(name: &str) -> bool {
     n.contains("alloc") && (n.contains("fail") || n.contains("err"))
 }
 
-pub(super) fn tcp_local_drops(cx: &Ctx) -> u64 {
+pub(super) fn tcp_local_drops(cx: &Ctx<'_>) -> u64 {
     let mut n = 0;
     for id in [
         CauseId::TcpAcceptQueueFull,
@@ -379,7 +391,7 @@ pub(super) fn tcp_local_drops(cx: &Ctx) -> u64 {
 }
 
 /// TCP retransmissions with no local drop to explain them.
-pub(super) fn external_loss(cx: &mut Ctx) {
+pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     let s = cx.input.summary;
     let counter_retrans: u64 = cx.input.deltas.iter().map(|d| d.counter("Tcp.RetransSegs")).sum();
     let total = s.retransmits.total.max(counter_retrans);
@@ -430,7 +442,7 @@ pub(super) fn external_loss(cx: &mut Ctx) {
         lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag(d.netns), d.counter("Tcp.RetransSegs")));
         nss.insert(d.netns);
     }
-    let peer = flows.first().map(|r| r.dst.clone()).unwrap_or_else(|| "PEER".to_owned());
+    let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.dst.clone());
     let a = cx.a(CauseId::ExternalLoss);
     a.select(unexplained, unexplained);
     a.netns.extend(nss);

@@ -134,7 +134,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// Classify, and also return the reconciliation and what could not be read.
-pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
+pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     let mut labels = BTreeMap::new();
     for d in input.deltas {
         labels.insert(d.netns, d.label.clone());
@@ -250,7 +250,7 @@ pub fn diagnose(input: &DiagnosisInput) -> Diagnosis {
         causes.push((
             a.score,
             Cause {
-                id: id.to_owned(),
+                id,
                 title: info.title.to_owned(),
                 drops,
                 event_drops: a.event_drops,

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use super::{CauseId, engine::Ctx, taxonomy};
 
 /// Map every drop reason of the summary to a cause. Returns the benign (teardown) drops.
-pub(super) fn assign_events(cx: &mut Ctx) -> u64 {
+pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
     let s = cx.input.summary;
     let mut benign = 0;
-    let total_counter = |cx: &Ctx, key: &str| cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>();
+    let total_counter = |cx: &Ctx<'_>, key: &str| cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>();
     for r in &s.reasons {
         if r.count == 0 {
             continue;
@@ -89,7 +89,7 @@ pub(super) fn assign_events(cx: &mut Ctx) -> u64 {
 }
 
 pub(super) fn push_event(
-    cx: &mut Ctx,
+    cx: &mut Ctx<'_>,
     id: CauseId,
     reason: &str,
     proto: Option<&'static str>,
@@ -112,7 +112,7 @@ pub(super) fn push_event(
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
-pub(super) fn event_evidence(cx: &mut Ctx) {
+pub(super) fn event_evidence(cx: &mut Ctx<'_>) {
     let s = cx.input.summary;
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {

@@ -1,6 +1,6 @@
 //! Diagnosis: classify a capture's drops into documented causes, with evidence and advice.
 //!
-//! [`classify`] is a pure function of the collected data (the [`Summary`] of the drop events plus
+//! [`diagnose`] is a pure function of the collected data (the [`Summary`] of the drop events plus
 //! the per-namespace counter deltas and configuration checks from [`crate::host::counters`]), so it runs
 //! the same on a live capture, in the TUI and on a saved capture. The causes and their texts live
 //! in [`taxonomy`].
@@ -12,7 +12,7 @@
 //!   go to `unclassified` with the raw reason and location; [`taxonomy::BENIGN_REASONS`] (socket
 //!   teardown) are not loss and only reported in the reconciliation.
 //! - Counters alone also select causes (see `COUNTER_RULES`), e.g. `Udp.SndbufErrors`,
-//!   `TcpExt.ListenOverflows` (SYNs freed with consume_skb leave no drop event), softnet dropped,
+//!   `TcpExt.ListenOverflows` (SYNs freed with `consume_skb` leave no drop event), softnet dropped,
 //!   device missed/FIFO/CRC errors, qdisc drops, conntrack drops, firewall rule counters.
 //! - A cause's `drops` is max(events, counters) since both count the same packets; they are
 //!   reconciled in the evidence.
@@ -28,10 +28,10 @@ mod checks;
 mod counter_rules;
 mod engine;
 mod events;
-pub mod taxonomy;
+pub(crate) mod taxonomy;
 mod template;
 
-pub use taxonomy::CauseId;
+pub(crate) use taxonomy::CauseId;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,18 +40,18 @@ use crate::{
     model::Summary,
 };
 
-/// Minimum time_squeeze increase (all CPUs, whole capture) for softirq-budget-exhausted.
-pub const MIN_TIME_SQUEEZE: u64 = 10;
-/// Minimum counter-only TCP protocol drops (TCPOFODrop, PAWSEstab, ...) for tcp-protocol.
-pub const MIN_TCP_PROTOCOL: u64 = 10;
+/// Minimum `time_squeeze` increase (all CPUs, whole capture) for softirq-budget-exhausted.
+pub(crate) const MIN_TIME_SQUEEZE: u64 = 10;
+/// Minimum counter-only TCP protocol drops (`TCPOFODrop`, `PAWSEstab`, ...) for tcp-protocol.
+pub(crate) const MIN_TCP_PROTOCOL: u64 = 10;
 /// Minimum TCP retransmissions not explained by local drops for external-loss.
-pub const MIN_EXTERNAL_RETRANS: u64 = 5;
+pub(crate) const MIN_EXTERNAL_RETRANS: u64 = 5;
 /// Conntrack count / max at or above which the table counts as (nearly) full.
-pub const CONNTRACK_FULL_RATIO: f64 = 0.9;
+pub(crate) const CONNTRACK_FULL_RATIO: f64 = 0.9;
 
 /// What the classification reads.
 #[derive(Clone, Copy, Debug)]
-pub struct DiagnosisInput<'a> {
+pub(crate) struct DiagnosisInput<'a> {
     pub summary: &'a Summary,
     /// Counter deltas per namespace ([`crate::host::counters::finish`]).
     pub deltas: &'a [NetnsDelta],
@@ -62,8 +62,8 @@ pub struct DiagnosisInput<'a> {
 /// One diagnosed cause.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Cause {
-    /// Stable id from the taxonomy (CauseId::UdpRcvbufFull).
+pub(crate) struct Cause {
+    /// Stable id from the taxonomy (`CauseId::UdpRcvbufFull`).
     pub id: CauseId,
     pub title: String,
     /// Drops this cause explains: max(traced drops, counter drops).
@@ -89,7 +89,7 @@ pub struct Cause {
 /// the diagnosis split them): each drop's explanation as data, for the report and the pcapng
 /// comments.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Explained {
+pub(crate) struct Explained {
     pub cause: CauseId,
     pub reason: String,
     /// Only these drops of the reason: one protocol ("udp").
@@ -104,7 +104,7 @@ pub struct Explained {
 /// The full diagnosis: ranked causes, which cause explains which drops, the reconciliation of
 /// events and counters, and what could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Diagnosis {
+pub(crate) struct Diagnosis {
     #[serde(default)]
     pub causes: Vec<Cause>,
     #[serde(default)]
@@ -124,7 +124,7 @@ impl Diagnosis {
     /// The cause that explains a traced drop of `reason` (protocol `proto`, at `symbol`): the
     /// most specific assignment that matches (location by its function, then protocol, then the
     /// reason alone).
-    pub fn cause_for_drop(&self, reason: &str, proto: &str, symbol: &str) -> Option<&Cause> {
+    pub(crate) fn cause_for_drop(&self, reason: &str, proto: &str, symbol: &str) -> Option<&Cause> {
         let e = self
             .explained
             .iter()
@@ -139,11 +139,12 @@ impl Diagnosis {
 }
 
 /// Causes ranked by drops explained (then by counter evidence). Empty for an idle capture.
-pub fn classify(input: &DiagnosisInput) -> Vec<Cause> {
+#[cfg(test)]
+pub(crate) fn classify(input: &DiagnosisInput<'_>) -> Vec<Cause> {
     diagnose(input).causes
 }
 
-pub use engine::diagnose;
+pub(crate) use engine::diagnose;
 
 #[cfg(test)]
 mod tests;

@@ -16,10 +16,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The id of a cause: one variant per entry of [`CAUSES`], written as its stable kebab-case
-/// name (CauseId::NoListener) in JSON, capture files and text.
+/// name (`CauseId::NoListener`) in JSON, capture files and text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CauseId {
+pub(crate) enum CauseId {
     NoListener,
     FirewallDrop,
     ConntrackTableFull,
@@ -53,7 +53,7 @@ pub enum CauseId {
 
 impl CauseId {
     /// Every cause, in taxonomy order.
-    pub const ALL: [Self; 25] = [
+    pub(crate) const ALL: [Self; 25] = [
         Self::NoListener,
         Self::FirewallDrop,
         Self::ConntrackTableFull,
@@ -81,8 +81,8 @@ impl CauseId {
         Self::Unclassified,
     ];
 
-    /// The stable name (CauseId::NoListener).
-    pub const fn as_str(self) -> &'static str {
+    /// The stable name (`CauseId::NoListener`).
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::NoListener => "no-listener",
             Self::FirewallDrop => "firewall-drop",
@@ -113,7 +113,7 @@ impl CauseId {
     }
 
     /// The taxonomy entry.
-    pub fn info(self) -> &'static CauseInfo {
+    pub(crate) fn info(self) -> &'static CauseInfo {
         &CAUSES[self as usize]
     }
 }
@@ -134,7 +134,7 @@ impl std::str::FromStr for CauseId {
 
 /// One cause of packet loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CauseInfo {
+pub(crate) struct CauseInfo {
     pub id: CauseId,
     pub title: &'static str,
     pub explanation: &'static str,
@@ -151,18 +151,18 @@ pub struct CauseInfo {
 }
 
 /// Drop reasons that are not packet loss: data freed when a socket closes or a queue is purged.
-pub const BENIGN_REASONS: &[&str] =
+pub(crate) const BENIGN_REASONS: &[&str] =
     &["SOCKET_CLOSE", "TCP_CLOSE", "UNIX_DISCONNECT", "UNIX_SKIP_OOB", "QUEUE_PURGE", "SOCKET_DESTROYED"];
 
 /// Locations where a drop with a reason that says nothing (`NOT_SPECIFIED`) is not packet loss:
 /// `ip6_mc_input` frees IPv6 multicast for groups this host has not joined (e.g. MLD reports to
-/// ff02::16 that every IPv6 link carries) with kfree_skb. Counted like [`BENIGN_REASONS`].
-pub const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
+/// `ff02::16` that every IPv6 link carries) with `kfree_skb`. Counted like [`BENIGN_REASONS`].
+pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
 
 /// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`, and
 /// `UNKNOWN` on kernels without drop reasons, before 5.17): a symbol
 /// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.
-pub const LOCATION_HINTS: &[(&str, CauseId)] = &[
+pub(crate) const LOCATION_HINTS: &[(&str, CauseId)] = &[
     ("nf_hook_slow", CauseId::FirewallDrop),
     ("nft_", CauseId::FirewallDrop),
     ("ipt_do_table", CauseId::FirewallDrop),
@@ -205,7 +205,7 @@ pub const LOCATION_HINTS: &[(&str, CauseId)] = &[
 ];
 
 /// All causes, in a stable order (used to break ties when ranking).
-pub const CAUSES: &[CauseInfo] = &[
+pub(crate) const CAUSES: &[CauseInfo] = &[
     CauseInfo {
         id: CauseId::NoListener,
         title: "No socket listening on the destination port",
@@ -686,12 +686,12 @@ pub const CAUSES: &[CauseInfo] = &[
 ];
 
 /// The cause with this id.
-pub fn info(id: CauseId) -> &'static CauseInfo {
+pub(crate) fn info(id: CauseId) -> &'static CauseInfo {
     id.info()
 }
 
 /// Position of a cause in [`CAUSES`] (for stable tie-breaking).
-pub fn order(id: CauseId) -> usize {
+pub(crate) fn order(id: CauseId) -> usize {
     id as usize
 }
 
@@ -703,13 +703,13 @@ fn pattern_matches(pattern: &str, reason: &str) -> bool {
 }
 
 /// Whether a reason is not packet loss (socket teardown, queue purge).
-pub fn is_benign(reason: &str) -> bool {
+pub(crate) fn is_benign(reason: &str) -> bool {
     BENIGN_REASONS.contains(&reason)
 }
 
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
-pub fn cause_for_reason(reason: &str) -> Option<CauseId> {
+pub(crate) fn cause_for_reason(reason: &str) -> Option<CauseId> {
     if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::decode::reasons::NO_REASON)
         || is_benign(reason)
     {
@@ -723,13 +723,13 @@ pub fn cause_for_reason(reason: &str) -> Option<CauseId> {
 }
 
 /// Whether a drop with a reason that says nothing, at this location, is not packet loss.
-pub fn is_benign_location(reason: &str, symbol: &str) -> bool {
+pub(crate) fn is_benign_location(reason: &str, symbol: &str) -> bool {
     let func = symbol.split('+').next().unwrap_or(symbol);
     matches!(reason, "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.
-pub fn cause_for_location(symbol: &str) -> Option<CauseId> {
+pub(crate) fn cause_for_location(symbol: &str) -> Option<CauseId> {
     let func = symbol.split('+').next().unwrap_or(symbol);
     LOCATION_HINTS.iter().find(|(p, _)| func.starts_with(p)).map(|(_, c)| *c)
 }

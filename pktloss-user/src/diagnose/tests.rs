@@ -117,7 +117,7 @@ fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause
 
 fn top(causes: &[Cause], id: CauseId) -> &Cause {
     assert!(!causes.is_empty(), "no cause, expected {id}");
-    assert_eq!(causes[0].id, id, "top cause: {:#?}", causes);
+    assert_eq!(causes[0].id, id, "top cause: {causes:#?}");
     &causes[0]
 }
 
@@ -520,7 +520,7 @@ fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
     before_dev.rx_over_errors -= 50;
     before_dev.rx_crc_errors -= 7;
     before_dev.carrier_changes -= 0;
-    for (k, v) in before_dev.ethtool.iter_mut() {
+    for (k, v) in &mut before_dev.ethtool {
         match k.as_str() {
             "rx_missed_errors" => *v -= 1000,
             "rx_fifo_errors" | "rx_over_errors" => *v -= 50,
@@ -666,10 +666,7 @@ fn routing_blackhole() {
     );
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"));
     assert!(has(&c.advice, "ip route get 10.200.0.5"));
-    assert!(
-        super::checks::in_prefix("2001:db8::1", "2001:db8::/64")
-            && !super::checks::in_prefix("10.1.0.1", "10.200.0.0/24")
-    );
+    assert!(checks::in_prefix("2001:db8::1", "2001:db8::/64") && !checks::in_prefix("10.1.0.1", "10.200.0.0/24"));
     // No "add the route" advice for a multicast destination.
     let mut s = summary(&[("IP_INNOROUTES", 1)]);
     s.flows.push(flow("IP_INNOROUTES", "icmpv6", "ff02::1:ff32:6072", 0, NSA, 1));

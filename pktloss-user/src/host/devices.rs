@@ -8,7 +8,7 @@ const MAX_NAMES: usize = 4096;
 
 /// Names of devices by (netns inode, ifindex).
 #[derive(Default)]
-pub struct DeviceNames {
+pub(crate) struct DeviceNames {
     cache: HashMap<(u32, u32), String>,
     /// The namespaces, listed at the first miss since the last [`DeviceNames::refresh`].
     namespaces: Option<BTreeMap<u32, NetnsRef>>,
@@ -16,13 +16,13 @@ pub struct DeviceNames {
 
 impl DeviceNames {
     /// Forget the list of namespaces: they come and go between two summaries.
-    pub fn refresh(&mut self) {
+    pub(crate) fn refresh(&mut self) {
         self.namespaces = None;
     }
 
     /// The name of device `ifindex` in namespace `ns`, empty when it cannot be found (a
     /// namespace gone or not reachable; not cached, as it may appear later).
-    pub fn name(&mut self, ns: u32, ifindex: u32) -> String {
+    pub(crate) fn name(&mut self, ns: u32, ifindex: u32) -> String {
         if ifindex == 0 {
             return String::new();
         }

@@ -12,11 +12,11 @@ use crate::{
 
 /// Most namespaces read per call (namespaces with drops first); bounds the cost of a tick on a
 /// host with many containers.
-pub const MAX_NAMESPACES: usize = 64;
+pub(crate) const MAX_NAMESPACES: usize = 64;
 
 /// Device TX counters since a baseline.
 #[derive(Debug, Default)]
-pub struct DeviceTx {
+pub(crate) struct DeviceTx {
     /// Namespaces read at every call: those that existed at start, then those where drops
     /// appeared later (looked up once).
     watched: Vec<NetnsRef>,
@@ -27,7 +27,7 @@ pub struct DeviceTx {
 
 impl DeviceTx {
     /// Baseline the devices of every namespace that exists now.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut s = Self::default();
         for ns in netns::list().into_values().take(MAX_NAMESPACES) {
             let now = tx_in(&ns);
@@ -39,7 +39,7 @@ impl DeviceTx {
 
     /// Packets transmitted per device since the baseline, in the watched namespaces and in
     /// `with_drops` (namespaces where drops were seen).
-    pub fn read(&mut self, with_drops: &[u32]) -> Vec<(DevKey, u64)> {
+    pub(crate) fn read(&mut self, with_drops: &[u32]) -> Vec<(DevKey, u64)> {
         if with_drops.iter().any(|i| !self.watched.iter().any(|w| w.inode == *i)) {
             let mut known = netns::list();
             for inode in with_drops {
@@ -86,7 +86,7 @@ fn tx_in(ns: &NetnsRef) -> Vec<(DevKey, u64)> {
 
 /// Turn current counter values into deltas from `base`; a device not in `base` is baselined
 /// now (delta 0), and a counter that went backwards (device recreated) is re-baselined.
-pub fn deltas(base: &mut BTreeMap<DevKey, u64>, now: Vec<(DevKey, u64)>) -> Vec<(DevKey, u64)> {
+pub(crate) fn deltas(base: &mut BTreeMap<DevKey, u64>, now: Vec<(DevKey, u64)>) -> Vec<(DevKey, u64)> {
     let mut out = Vec::with_capacity(now.len());
     for (k, v) in now {
         let b = *base.entry(k).or_insert(v);
@@ -125,7 +125,7 @@ mod tests {
         // Loopback transmits what we send to ourselves.
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         for _ in 0..10 {
-            let _ = sock.send_to(b"x", "127.0.0.1:9");
+            drop(sock.send_to(b"x", "127.0.0.1:9"));
         }
         let lo = tx.read(&[me]).into_iter().find(|(d, _)| d.netns == me && d.ifindex == 1).expect("lo counted");
         assert!(lo.1 >= 10, "{lo:?}");

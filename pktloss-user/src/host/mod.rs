@@ -1,7 +1,7 @@
 //! Host step: every read of /proc and /sys outside the eBPF maps: network namespaces, kernel
 //! counters and configuration per namespace, device names and transmit counters.
 
-pub mod counters;
-pub mod devices;
-pub mod devtx;
-pub mod netns;
+pub(crate) mod counters;
+pub(crate) mod devices;
+pub(crate) mod devtx;
+pub(crate) mod netns;

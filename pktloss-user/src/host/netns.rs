@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, anyhow};
 
 /// A network namespace we can enter.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetnsRef {
+pub(crate) struct NetnsRef {
     /// Inode number, as in the events.
     pub inode: u32,
     /// Path of a file that refers to it (`/run/netns/NAME` or `/proc/PID/ns/net`).
@@ -27,7 +27,7 @@ pub struct NetnsRef {
 
 impl NetnsRef {
     /// A short label: the `ip netns` name, "host" for our own, or "netns:INODE".
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match (&self.name, self.is_self) {
             (Some(n), _) => n.clone(),
             (None, true) => "host".to_owned(),
@@ -37,7 +37,7 @@ impl NetnsRef {
 }
 
 /// Inode of the netns this process runs in.
-pub fn self_inode() -> Result<u32> {
+pub(crate) fn self_inode() -> Result<u32> {
     inode_of(Path::new("/proc/self/ns/net"))
 }
 
@@ -47,7 +47,7 @@ fn inode_of(path: &Path) -> Result<u32> {
 }
 
 /// Every network namespace reachable from `/run/netns` and `/proc/*/ns/net`, by inode.
-pub fn list() -> BTreeMap<u32, NetnsRef> {
+pub(crate) fn list() -> BTreeMap<u32, NetnsRef> {
     let mut out = BTreeMap::new();
     let me = self_inode().unwrap_or(0);
     if let Ok(dir) = fs::read_dir("/run/netns") {
@@ -82,15 +82,10 @@ pub fn list() -> BTreeMap<u32, NetnsRef> {
     out
 }
 
-/// Find one namespace by inode.
-pub fn find(inode: u32) -> Option<NetnsRef> {
-    list().remove(&inode)
-}
-
 /// Run `f` on a new thread that has joined the namespace `ns`; the caller's thread is untouched.
 ///
 /// Inside `f`, `/proc/thread-self/net/*` and sockets belong to `ns`.
-pub fn run_in<T, F>(ns: &NetnsRef, f: F) -> Result<T>
+pub(crate) fn run_in<T, F>(ns: &NetnsRef, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -110,12 +105,12 @@ where
 }
 
 /// Name of device `ifindex` in namespace `ns` (`if_indextoname` inside it).
-pub fn ifname_in(ns: &NetnsRef, ifindex: u32) -> Option<String> {
+pub(crate) fn ifname_in(ns: &NetnsRef, ifindex: u32) -> Option<String> {
     run_in(ns, move || Ok(ifname(ifindex))).ok().flatten()
 }
 
 /// Name of device `ifindex` in the calling thread's namespace.
-pub fn ifname(ifindex: u32) -> Option<String> {
+pub(crate) fn ifname(ifindex: u32) -> Option<String> {
     if ifindex == 0 {
         return None;
     }

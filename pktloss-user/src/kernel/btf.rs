@@ -10,30 +10,30 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use pktloss_common::{KfreeBtfArgs, Offsets};
 
 /// Where the kernel exposes its own BTF.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
 mod kind {
-    pub const INT: u32 = 1;
-    pub const PTR: u32 = 2;
-    pub const ARRAY: u32 = 3;
-    pub const STRUCT: u32 = 4;
-    pub const UNION: u32 = 5;
-    pub const ENUM: u32 = 6;
-    pub const FWD: u32 = 7;
-    pub const TYPEDEF: u32 = 8;
-    pub const VOLATILE: u32 = 9;
-    pub const CONST: u32 = 10;
-    pub const RESTRICT: u32 = 11;
-    pub const FUNC: u32 = 12;
-    pub const FUNC_PROTO: u32 = 13;
-    pub const VAR: u32 = 14;
-    pub const DATASEC: u32 = 15;
-    pub const FLOAT: u32 = 16;
-    pub const DECL_TAG: u32 = 17;
-    pub const TYPE_TAG: u32 = 18;
-    pub const ENUM64: u32 = 19;
+    pub(super) const INT: u32 = 1;
+    pub(super) const PTR: u32 = 2;
+    pub(super) const ARRAY: u32 = 3;
+    pub(super) const STRUCT: u32 = 4;
+    pub(super) const UNION: u32 = 5;
+    pub(super) const ENUM: u32 = 6;
+    pub(super) const FWD: u32 = 7;
+    pub(super) const TYPEDEF: u32 = 8;
+    pub(super) const VOLATILE: u32 = 9;
+    pub(super) const CONST: u32 = 10;
+    pub(super) const RESTRICT: u32 = 11;
+    pub(super) const FUNC: u32 = 12;
+    pub(super) const FUNC_PROTO: u32 = 13;
+    pub(super) const VAR: u32 = 14;
+    pub(super) const DATASEC: u32 = 15;
+    pub(super) const FLOAT: u32 = 16;
+    pub(super) const DECL_TAG: u32 = 17;
+    pub(super) const TYPE_TAG: u32 = 18;
+    pub(super) const ENUM64: u32 = 19;
 }
 
 /// One type's common header.
@@ -50,7 +50,7 @@ struct Ty {
 }
 
 /// The running kernel's BTF.
-pub struct KernelBtf {
+pub(crate) struct KernelBtf {
     data: Vec<u8>,
     strings: std::ops::Range<usize>,
     /// Byte offset of each type's header; index = type id (0 = void, unused).
@@ -67,7 +67,7 @@ fn u32_at(d: &[u8], off: usize) -> Option<u32> {
 
 impl KernelBtf {
     /// Parse `/sys/kernel/btf/vmlinux` (or `$PKTLOSS_BTF`, for tests of a kernel without BTF).
-    pub fn load() -> Result<Self> {
+    pub(crate) fn load() -> Result<Self> {
         match std::env::var_os("PKTLOSS_BTF") {
             Some(p) => Self::from_path(Path::new(&p)),
             None => Self::from_path(Path::new(VMLINUX_BTF)),
@@ -75,7 +75,7 @@ impl KernelBtf {
     }
 
     /// Parse a BTF file.
-    pub fn from_path(path: &Path) -> Result<Self> {
+    pub(crate) fn from_path(path: &Path) -> Result<Self> {
         if !path.exists() {
             bail!("no kernel BTF at {} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", path.display());
         }
@@ -84,7 +84,7 @@ impl KernelBtf {
     }
 
     /// Parse raw (little-endian) BTF.
-    pub fn parse(data: Vec<u8>) -> Result<Self> {
+    pub(crate) fn parse(data: Vec<u8>) -> Result<Self> {
         let bad = || anyhow!("truncated or malformed BTF header");
         if u16_at(&data, 0).ok_or_else(bad)? != BTF_MAGIC {
             bail!("not BTF (bad magic), or a big-endian BTF");
@@ -133,13 +133,9 @@ impl KernelBtf {
     }
 
     /// Number of types (including void).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.types.len()
-    }
-
-    /// Whether there are no types besides void.
-    pub fn is_empty(&self) -> bool {
-        self.types.len() <= 1
     }
 
     fn ty(&self, id: u32) -> Option<Ty> {
@@ -227,7 +223,7 @@ impl KernelBtf {
     }
 
     /// Byte offset of `a.b.c` in `struct sname` (each step through a struct-typed member).
-    pub fn offset_of(&self, sname: &str, path: &[&str]) -> Result<u32> {
+    pub(crate) fn offset_of(&self, sname: &str, path: &[&str]) -> Result<u32> {
         let id = self.find(sname, kind::STRUCT).next().ok_or_else(|| anyhow!("BTF has no `struct {sname}`"))?;
         let mut t = self.ty(id).ok_or_else(|| anyhow!("bad BTF type {id}"))?;
         let mut total = 0u32;
@@ -247,7 +243,7 @@ impl KernelBtf {
     }
 
     /// All offsets the programs need.
-    pub fn offsets(&self) -> Result<Offsets> {
+    pub(crate) fn offsets(&self) -> Result<Offsets> {
         let skb = |p: &[&str]| self.offset_of("sk_buff", p).context("resolving struct sk_buff");
         Ok(Offsets {
             skb_dev: skb(&["dev"])?,
@@ -302,8 +298,8 @@ impl KernelBtf {
         Ok(out)
     }
 
-    /// Positions of skb, location, reason and rx_sk in the `kfree_skb` BTF tracepoint.
-    pub fn kfree_skb_args(&self) -> Result<KfreeBtfArgs> {
+    /// Positions of skb, location, reason and `rx_sk` in the `kfree_skb` BTF tracepoint.
+    pub(crate) fn kfree_skb_args(&self) -> Result<KfreeBtfArgs> {
         let params = self.tp_params("kfree_skb")?;
         let pos = |k: &str, n: &str| params.iter().position(|(a, b)| a == k && b == n).map_or(u32::MAX, |p| p as u32);
         let args = KfreeBtfArgs {
@@ -319,12 +315,12 @@ impl KernelBtf {
     }
 
     /// Whether the kernel has a BTF tracepoint named `tp`.
-    pub fn has_tracepoint(&self, tp: &str) -> bool {
+    pub(crate) fn has_tracepoint(&self, tp: &str) -> bool {
         self.tp_params(tp).is_ok()
     }
 
     /// Whether some enum named `enum_name` has a member named `member`.
-    pub fn has_enum_member(&self, enum_name: &str, member: &str) -> bool {
+    pub(crate) fn has_enum_member(&self, enum_name: &str, member: &str) -> bool {
         (1..self.types.len() as u32).filter_map(|id| self.ty(id)).any(|t| {
             (t.kind == kind::ENUM || t.kind == kind::ENUM64)
                 && self.name(t.name_off) == enum_name
@@ -344,7 +340,7 @@ impl KernelBtf {
     /// Values and names of `enum skb_drop_reason` (prefix `SKB_DROP_REASON_` removed), plus the
     /// subsystem reasons of the other `*_drop_reason` enums (subsystem in the upper 16 bits).
     /// Empty on kernels without drop reasons (before 5.17).
-    pub fn drop_reasons(&self) -> Vec<(u32, String)> {
+    pub(crate) fn drop_reasons(&self) -> Vec<(u32, String)> {
         let mut out = Vec::new();
         let mut subsys = Vec::new();
         for id in 1..self.types.len() as u32 {
@@ -497,7 +493,7 @@ mod tests {
         // Every prefix of the real BTF either parses or fails cleanly.
         if let Ok(real) = std::fs::read(VMLINUX_BTF) {
             for n in [24, 25, 100, 4096, real.len() / 2, real.len() - 1] {
-                let _ = KernelBtf::parse(real[..n.min(real.len())].to_vec());
+                drop(KernelBtf::parse(real[..n.min(real.len())].to_vec()));
             }
             let mut x: u64 = 0x2545_f491_4f6c_dd1d;
             for _ in 0..200 {
@@ -508,7 +504,7 @@ mod tests {
                 let i = 24 + (x as usize % (m.len() - 24));
                 m[i] ^= (x >> 32) as u8 | 1;
                 if let Ok(k) = KernelBtf::parse(m) {
-                    let _ = (k.offsets(), k.drop_reasons(), k.kfree_skb_args());
+                    drop((k.offsets(), k.drop_reasons(), k.kfree_skb_args()));
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! Kernel step: what the running kernel offers (BTF, tracefs), the programs loaded and attached
 //! through each probe's lifecycle, their maps read and their detail ring buffer drained.
 
-pub mod btf;
-pub mod ring;
-pub mod tracefs;
-pub mod tracer;
-pub mod verifier;
+pub(crate) mod btf;
+pub(crate) mod ring;
+pub(crate) mod tracefs;
+pub(crate) mod tracer;
+pub(crate) mod verifier;

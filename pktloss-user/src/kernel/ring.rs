@@ -27,7 +27,7 @@ const HEADER_BYTES: u64 = 8;
 
 /// Consumed bytes after which the consumer position is published even in the middle of a
 /// drain, so that a long drain of a full ring frees space for the producers as it goes.
-pub const PUBLISH_BYTES: u64 = 64 << 10;
+pub(crate) const PUBLISH_BYTES: u64 = 64 << 10;
 
 /// A shared mapping, unmapped on drop.
 struct Mapping {
@@ -56,7 +56,7 @@ impl Drop for Mapping {
 }
 
 /// The reading end of a BPF ring buffer.
-pub struct Ring {
+pub(crate) struct Ring {
     map: MapData,
     consumer: Mapping,
     /// Producer page followed by the data pages, twice.
@@ -75,7 +75,7 @@ unsafe impl Send for Ring {}
 
 /// What a drain read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Drained {
+pub(crate) struct Drained {
     /// Bytes consumed (headers, discarded records and padding included).
     pub bytes: u64,
     /// Why it stopped early, if it did.
@@ -84,14 +84,14 @@ pub struct Drained {
 
 /// Why a drain stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Malformed {
+pub(crate) enum Malformed {
     /// A record claims more bytes than the ring holds; reading stops at it.
     Length(u32),
 }
 
 impl Ring {
     /// Map the ring buffer `map` (its size is read from the kernel).
-    pub fn new(map: MapData) -> Result<Self> {
+    pub(crate) fn new(map: MapData) -> Result<Self> {
         let size = map.info().context("ring buffer info")?.max_entries() as usize;
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -108,18 +108,24 @@ impl Ring {
     }
 
     /// File descriptor that polls readable while records wait.
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.map.fd().as_fd().as_raw_fd()
     }
 
     fn consumer_pos(&self) -> &AtomicU64 {
         // SAFETY: the consumer page is mapped read-write, page aligned, for as long as `self`.
-        unsafe { &*self.consumer.ptr.as_ptr().cast::<AtomicU64>() }
+        #[expect(clippy::cast_ptr_alignment, reason = "the mapping is page aligned, so 8-byte aligned")]
+        unsafe {
+            &*self.consumer.ptr.as_ptr().cast::<AtomicU64>()
+        }
     }
 
     fn producer_pos(&self) -> &AtomicU64 {
         // SAFETY: as above, read-only.
-        unsafe { &*self.producer.ptr.as_ptr().cast::<AtomicU64>() }
+        #[expect(clippy::cast_ptr_alignment, reason = "the mapping is page aligned, so 8-byte aligned")]
+        unsafe {
+            &*self.producer.ptr.as_ptr().cast::<AtomicU64>()
+        }
     }
 
     fn publish(&mut self) {
@@ -131,13 +137,13 @@ impl Ring {
     }
 
     /// Bytes the ring holds.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.mask + 1
     }
 
     /// Hand every committed record to `f`, in order. Stops at a record that is not committed
     /// yet (its producer is still writing it) and at a malformed one.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Drained {
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Drained {
         let start = self.pos;
         let malformed = self.drain_records(&mut f);
         self.publish();
@@ -204,6 +210,10 @@ impl Data {
         let off = (pos & self.mask) as usize;
         // SAFETY: `off` < size and records are multiples of 8 bytes, so the header is aligned
         // and within the first copy.
+        #[expect(
+            clippy::cast_ptr_alignment,
+            reason = "`base` is 8-byte aligned and records are multiples of 8 bytes (see the SAFETY comment)"
+        )]
         let hdr = unsafe { &*self.base.add(off).cast::<AtomicU32>() };
         // Acquire pairs with the kernel's xchg that commits the record.
         let word = hdr.load(Ordering::Acquire);

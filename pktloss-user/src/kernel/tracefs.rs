@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow, bail};
 
 /// One field of a tracepoint's format.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     pub name: String,
     pub offset: u32,
     pub size: u32,
@@ -17,7 +17,7 @@ pub struct Field {
 
 /// A parsed `events/CATEGORY/NAME/format` file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Format {
+pub(crate) struct Format {
     pub name: String,
     pub id: u32,
     pub fields: Vec<Field>,
@@ -25,19 +25,19 @@ pub struct Format {
 
 impl Format {
     /// Offset of a field, if the kernel has it.
-    pub fn offset(&self, name: &str) -> Option<u32> {
+    pub(crate) fn offset(&self, name: &str) -> Option<u32> {
         self.fields.iter().find(|f| f.name == name).map(|f| f.offset)
     }
 
     /// Offset of a field, or `u32::MAX` (the programs' "absent" marker).
-    pub fn offset_or_absent(&self, name: &str) -> u32 {
+    pub(crate) fn offset_or_absent(&self, name: &str) -> u32 {
         self.offset(name).unwrap_or(u32::MAX)
     }
 }
 
 /// Mount point of tracefs with an `events` directory (`$PKTLOSS_TRACEFS` overrides the
 /// search, for tests of a machine without tracefs).
-pub fn root() -> Result<PathBuf> {
+pub(crate) fn root() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("PKTLOSS_TRACEFS") {
         let p = PathBuf::from(p);
         if p.join("events").is_dir() {
@@ -54,12 +54,12 @@ pub fn root() -> Result<PathBuf> {
 }
 
 /// Whether tracepoint `category:name` exists.
-pub fn exists(root: &Path, category: &str, name: &str) -> bool {
+pub(crate) fn exists(root: &Path, category: &str, name: &str) -> bool {
     root.join("events").join(category).join(name).join("format").is_file()
 }
 
 /// Read and parse a tracepoint's format file.
-pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Format> {
+pub(crate) fn read_format(root: &Path, category: &str, name: &str) -> Result<Format> {
     let path = root.join("events").join(category).join(name).join("format");
     let text = fs::read_to_string(&path)
         .map_err(|e| anyhow!("tracepoint {category}:{name} not available ({}: {e})", path.display()))?;
@@ -67,12 +67,12 @@ pub fn read_format(root: &Path, category: &str, name: &str) -> Result<Format> {
 }
 
 /// Parse the text of a format file.
-pub fn parse_format(text: &str) -> Result<Format> {
+pub(crate) fn parse_format(text: &str) -> Result<Format> {
     let mut fmt = Format::default();
     for line in text.lines() {
         let line = line.trim();
         if let Some(n) = line.strip_prefix("name:") {
-            fmt.name = n.trim().to_owned();
+            n.trim().clone_into(&mut fmt.name);
         } else if let Some(id) = line.strip_prefix("ID:") {
             fmt.id = id.trim().parse().map_err(|_| anyhow!("bad ID line `{line}`"))?;
         } else if let Some(rest) = line.strip_prefix("field:") {
@@ -127,7 +127,7 @@ format:
 print fmt: \"skbaddr=%p\", REC->skbaddr
 ";
 
-    /// 5.15 had no reason and no rx_sk.
+    /// 5.15 had no reason and no `rx_sk`.
     const KFREE_5_15: &str = "name: kfree_skb
 ID: 1443
 format:

@@ -1,4 +1,4 @@
-//! Kernel step: load the eBPF object, attach each probe through its lifecycle (can_run, attach,
+//! Kernel step: load the eBPF object, attach each probe through its lifecycle (`can_run`, attach,
 //! detach on drop), drain the detail ring buffer and read the exact in-kernel counters.
 use std::{fs, os::fd::RawFd, path::PathBuf, sync::mpsc, time::Duration};
 
@@ -18,11 +18,11 @@ use crate::{decode, kernel::btf::KernelBtf, kernel::ring::Ring, kernel::tracefs,
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
 
 /// Capacity of the in-kernel flow table (must match `FLOWS` in pktloss-ebpf).
-pub const FLOW_CAPACITY: u32 = 8192;
+pub(crate) const FLOW_CAPACITY: u32 = 8192;
 
 /// What to collect.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Exact per-flow counters.
     pub flows: bool,
     /// Sampled per-drop detail through the ring buffer.
@@ -35,7 +35,7 @@ pub struct Options {
     pub snaplen: u32,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
-    /// Force the classic tracepoints even where tp_btf works (for tests and old kernels).
+    /// Force the classic tracepoints even where `tp_btf` works (for tests and old kernels).
     pub classic: bool,
     /// Count transmitted packets with the `net:net_dev_queue` probe (a program run per
     /// transmitted packet) instead of reading the devices' own counters.
@@ -59,7 +59,7 @@ impl Default for Options {
 
 /// The exact counters read from the kernel maps at one instant (cumulative since attach).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawCounts {
+pub(crate) struct RawCounts {
     pub stats: Vec<u64>,
     pub drops: Vec<(DropKey, u64)>,
     pub flows: Vec<(FlowKey, u64)>,
@@ -71,7 +71,7 @@ pub struct RawCounts {
 
 impl RawCounts {
     /// Value of a `pktloss_common::stat` counter.
-    pub fn stat(&self, idx: u32) -> u64 {
+    pub(crate) fn stat(&self, idx: u32) -> u64 {
         self.stats.get(idx as usize).copied().unwrap_or(0)
     }
 }
@@ -79,12 +79,12 @@ impl RawCounts {
 /// A user-facing start failure: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct StartError(pub String);
+pub(crate) struct StartError(pub String);
 
 /// What the programs need from the kernel's BTF, extracted up front so that the (large)
 /// parsed BTF can be freed before the eBPF object is loaded.
 #[derive(Clone, Debug)]
-pub struct KernelFacts {
+pub(crate) struct KernelFacts {
     pub offsets: Result<pktloss_common::Offsets, String>,
     pub kfree_btf: pktloss_common::KfreeBtfArgs,
     pub has_kfree_btf: bool,
@@ -92,7 +92,7 @@ pub struct KernelFacts {
     /// The kernel still has `tcp_drop()` (from kallsyms, filled in by the caller).
     pub has_tcp_drop: bool,
     /// `char *` fields read from BTF-typed pointers are dereferenceable read-only untrusted
-    /// memory (`BPF_FEAT_RDONLY_CAST_TO_VOID`, 6.17+): tp_btf programs then read packet headers
+    /// memory (`BPF_FEAT_RDONLY_CAST_TO_VOID`, 6.17+): `tp_btf` programs then read packet headers
     /// with plain fault-tolerant loads instead of `bpf_probe_read_kernel` calls.
     pub untrusted_mem_loads: bool,
     /// The kernel has the `bpf_get_current_task_btf` helper (5.11+).
@@ -105,7 +105,7 @@ pub struct KernelFacts {
 
 impl KernelFacts {
     /// Extract the facts from the parsed BTF.
-    pub fn from_btf(kbtf: &KernelBtf) -> Self {
+    pub(crate) fn from_btf(kbtf: &KernelBtf) -> Self {
         Self {
             offsets: kbtf.offsets().map_err(|e| format!("{e:#}")),
             kfree_btf: kbtf.kfree_skb_args().unwrap_or_default(),
@@ -120,8 +120,8 @@ impl KernelFacts {
     }
 
     /// Set the kernel release (`uname -r`) and the version parsed from it.
-    pub fn with_release(mut self, release: &str) -> Self {
-        self.release = release.to_owned();
+    pub(crate) fn with_release(mut self, release: &str) -> Self {
+        release.clone_into(&mut self.release);
         self.version = parse_version(release);
         self
     }
@@ -141,13 +141,13 @@ impl KernelFacts {
 }
 
 /// `(major, minor)` of a kernel release such as `6.1.0-57-amd64`.
-pub fn parse_version(release: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_version(release: &str) -> Option<(u32, u32)> {
     let mut it = release.split(|c: char| !c.is_ascii_digit());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
-pub struct Tracer {
+pub(crate) struct Tracer {
     ebpf: Ebpf,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     ring: Option<Ring>,
@@ -159,18 +159,14 @@ pub struct Tracer {
     _budget_clock: Option<mpsc::Sender<()>>,
     /// State of each probe.
     pub probes: Vec<ProbeStatus>,
-    /// Number of possible CPUs (per-CPU map width).
-    pub ncpus: usize,
-    /// The options in force.
-    pub options: Options,
 }
 
 fn status(name: &str, attach: &str, active: bool, note: impl Into<String>) -> ProbeStatus {
     ProbeStatus { name: name.to_owned(), attach: attach.to_owned(), active, note: note.into() }
 }
 
-/// Check the privileges needed to load programs: root, or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN.
-pub fn check_privileges() -> Result<(), StartError> {
+/// Check the privileges needed to load programs: root, or `CAP_BPF` + `CAP_PERFMON`, or `CAP_SYS_ADMIN`.
+pub(crate) fn check_privileges() -> Result<(), StartError> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let cap_eff = status
         .lines()
@@ -193,7 +189,7 @@ pub fn check_privileges() -> Result<(), StartError> {
 fn raise_memlock() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: plain syscall with a valid pointer.
-    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) };
     if ret != 0 {
         log::debug!(
             "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11 that charge BPF memory to the memcg",
@@ -209,7 +205,7 @@ fn kprobes_available(tracefs: &std::path::Path) -> bool {
 
 impl Tracer {
     /// Resolve offsets, load the object and attach every probe the kernel supports.
-    pub fn start(options: Options, kbtf: &KernelFacts) -> Result<Self> {
+    pub(crate) fn start(options: Options, kbtf: &KernelFacts) -> Result<Self> {
         check_privileges()?;
         if EBPF_OBJECT.is_empty() {
             return Err(StartError(
@@ -410,19 +406,17 @@ impl Tracer {
             streaming: false,
             _budget_clock: budget_clock,
             probes,
-            ncpus,
-            options,
         })
     }
 
     /// File descriptor that becomes readable when detail events are waiting.
-    pub fn ring_fd(&self) -> Option<RawFd> {
+    pub(crate) fn ring_fd(&self) -> Option<RawFd> {
         self.ring.as_ref().map(Ring::fd)
     }
 
     /// Hand every waiting detail event to `f`; returns how many (malformed records are logged
     /// and skipped).
-    pub fn drain(&mut self, mut f: impl FnMut(&DropEvent)) -> usize {
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(&DropEvent)) -> usize {
         let Some(ring) = self.ring.as_mut() else { return 0 };
         let mut n = 0;
         let drained = ring.drain(|rec| match decode::drop_event(rec) {
@@ -446,22 +440,22 @@ impl Tracer {
     /// events stream in (the last drain read a sixteenth of the ring or more), sleep a
     /// millisecond instead: the reader then keeps up without being woken by the programs,
     /// whose wakeups interrupt the traced CPU.
-    pub fn wait(&self, timeout_ms: i32) {
+    pub(crate) fn wait(&self, timeout_ms: i32) {
         match self.ring_fd() {
             Some(_) if self.streaming => {
-                std::thread::sleep(std::time::Duration::from_millis(timeout_ms.clamp(0, 1) as u64));
+                std::thread::sleep(Duration::from_millis(timeout_ms.clamp(0, 1) as u64));
             }
             Some(fd) => {
                 let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+                unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
             }
-            None => std::thread::sleep(std::time::Duration::from_millis(timeout_ms.max(0) as u64)),
+            None => std::thread::sleep(Duration::from_millis(timeout_ms.max(0) as u64)),
         }
     }
 
     /// Sum of a per-CPU stat counter.
-    pub fn stat(&self, idx: u32) -> u64 {
+    pub(crate) fn stat(&self, idx: u32) -> u64 {
         if let Some(v) = run_stat(&self.runs(), idx) {
             return v;
         }
@@ -483,12 +477,12 @@ impl Tracer {
     }
 
     /// Read every counter map.
-    pub fn read(&self) -> Result<RawCounts> {
+    pub(crate) fn read(&self) -> Result<RawCounts> {
         let stats_map =
             PerCpuArray::<_, u64>::try_from(self.ebpf.map("STATS").ok_or_else(|| anyhow!("STATS missing"))?)?;
         let runs = self.runs();
         let stats = (0..stat::COUNT)
-            .map(|i| run_stat(&runs, i).unwrap_or_else(|| stats_map.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)))
+            .map(|i| run_stat(&runs, i).unwrap_or_else(|| stats_map.get(&i, 0).map_or(0, |v| v.iter().sum())))
             .collect();
         let mut raw = RawCounts {
             stats,
@@ -523,7 +517,7 @@ impl Tracer {
 
     /// Detach every program (maps stay readable), so that a final [`Tracer::read`] is exact:
     /// nothing can move between the run-length caches and the maps while it reads.
-    pub fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         use aya::programs::Program;
         for (name, prog) in self.ebpf.programs_mut() {
             let res = match prog {
@@ -539,7 +533,7 @@ impl Tracer {
     }
 
     /// Instruction pointers of a kernel stack recorded with `--stacks` (innermost first).
-    pub fn stack(&self, id: i32) -> Vec<u64> {
+    pub(crate) fn stack(&self, id: i32) -> Vec<u64> {
         let Ok(id) = u32::try_from(id) else { return Vec::new() };
         let Some(map) = self.ebpf.map("STACKS") else { return Vec::new() };
         let Ok(stacks) = StackTraceMap::try_from(map) else { return Vec::new() };
@@ -591,7 +585,7 @@ fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> 
     let map = ebpf.map(name).ok_or_else(|| anyhow!("map {name} missing"))?;
     let map = PerCpuHashMap::<_, K, u64>::try_from(map).with_context(|| format!("map {name}"))?;
     let mut out = Vec::new();
-    for item in map.iter() {
+    for item in &map {
         match item {
             Ok((k, v)) => {
                 let total: u64 = v.iter().sum();
@@ -649,7 +643,7 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
                 }
             }
         } else {
-            why_not_btf = "no BTF tracepoint btf_trace_kfree_skb".to_owned();
+            "no BTF tracepoint btf_trace_kfree_skb".clone_into(&mut why_not_btf);
         }
     }
     match attach_tp(ebpf, "kfree_skb_tp", "skb", "kfree_skb") {

@@ -30,7 +30,7 @@ fn is_instruction(line: &str) -> bool {
 
 /// The verifier's verdict: the last instruction it looked at and the messages it printed after
 /// it, as `"<insn>: <message>; <message>"` (at most 300 characters). Empty when the log is.
-pub fn verdict(log: &str) -> String {
+pub(crate) fn verdict(log: &str) -> String {
     let lines: Vec<&str> =
         log.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with(';') && !is_statistics(l)).collect();
     let Some(last) = lines.len().checked_sub(1) else {
@@ -52,7 +52,7 @@ pub fn verdict(log: &str) -> String {
 }
 
 /// At most `max` characters, with an ellipsis when cut.
-pub fn shorten(s: &str, max: usize) -> String {
+pub(crate) fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_owned();
     }
@@ -63,7 +63,7 @@ pub fn shorten(s: &str, max: usize) -> String {
 
 /// Write the full log of `program` to a new 0600 file in `dir`; its path, or `None` if it
 /// could not be written.
-pub fn save_log(dir: &Path, program: &str, log: &str) -> Option<PathBuf> {
+pub(crate) fn save_log(dir: &Path, program: &str, log: &str) -> Option<PathBuf> {
     let path = dir.join(format!("pktloss-{}-{program}.verifier.log", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
@@ -79,7 +79,7 @@ pub fn save_log(dir: &Path, program: &str, log: &str) -> Option<PathBuf> {
 
 /// A program that failed to load or attach, said in one line.
 #[derive(Clone, Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The line: the kernel's verdict and where its full log is when the verifier refused the
     /// program, else the error itself (shortened).
     pub line: String,
@@ -94,7 +94,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Describe why `program` could not be loaded or attached on kernel `kernel`.
-pub fn describe_failure(program: &str, kernel: &str, err: &anyhow::Error) -> Failure {
+pub(crate) fn describe_failure(program: &str, kernel: &str, err: &anyhow::Error) -> Failure {
     let rejected = err.chain().find_map(|e| match e.downcast_ref::<aya::programs::ProgramError>() {
         Some(aya::programs::ProgramError::LoadError { io_error, verifier_log }) => {
             Some((io_error.to_string(), verifier_log.to_string()))
@@ -122,7 +122,7 @@ pub fn describe_failure(program: &str, kernel: &str, err: &anyhow::Error) -> Fai
 mod tests {
     use super::*;
 
-    /// The last lines of a real verifier log: kernel 6.18 refusing the classic kfree_skb
+    /// The last lines of a real verifier log: kernel 6.18 refusing the classic `kfree_skb`
     /// program whose records `PKTLOSS_TEST_SHORT_RECORDS` made 8 bytes too short.
     const LOG_TAIL: &str = "\
 1244: (0f) r3 += r1                   ; frame1: R1=0 R3=scalar(id=69+0,umin=1) refs=66
@@ -167,6 +167,6 @@ processed 2518 insns (limit 1000000) max_states_per_insn 5 total_states 188 peak
         let p = save_log(&dir, "kfree_skb_tp", LOG_TAIL).expect("saved");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), LOG_TAIL);
         assert_eq!(std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777, 0o600);
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(std::fs::remove_dir_all(&dir));
     }
 }

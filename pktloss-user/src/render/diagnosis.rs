@@ -12,7 +12,7 @@ fn command(v: &str) -> &str {
 }
 
 /// The diagnosis as text (what `pktloss diagnose` and `pktloss report` print).
-pub fn text(d: &Diagnosis) -> String {
+pub(crate) fn text(d: &Diagnosis) -> String {
     let mut out = String::new();
     if d.causes.is_empty() {
         out.push_str("Diagnosis: no cause of packet loss found.\n");
@@ -52,7 +52,7 @@ pub fn text(d: &Diagnosis) -> String {
 }
 
 /// The diagnosis as Markdown: commands in the advice stay code spans, verify lines are code.
-pub fn markdown(d: &Diagnosis, out: &mut String) {
+pub(crate) fn markdown(d: &Diagnosis, out: &mut String) {
     let _ = writeln!(out, "### Diagnosis\n");
     if d.causes.is_empty() {
         let _ = writeln!(out, "No cause of packet loss found.\n");

@@ -11,13 +11,13 @@ use crate::{
 };
 
 /// Pretty JSON of any serializable value.
-pub fn pretty<T: Serialize>(v: &T) -> String {
+pub(crate) fn pretty<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// A diagnosed capture: `pktloss diagnose --format json` and `pktloss report --format json`.
 #[derive(Serialize)]
-pub struct Diagnosed<'a> {
+pub(crate) struct Diagnosed<'a> {
     #[serde(flatten)]
     pub summary: &'a Summary,
     pub causes: &'a [Cause],
@@ -34,7 +34,12 @@ pub struct Diagnosed<'a> {
 
 impl<'a> Diagnosed<'a> {
     /// A diagnosis of `summary` with the counters and checks it read.
-    pub fn new(summary: &'a Summary, d: &'a Diagnosis, counters: &'a [NetnsDelta], checks: &'a [ConfigChecks]) -> Self {
+    pub(crate) fn new(
+        summary: &'a Summary,
+        d: &'a Diagnosis,
+        counters: &'a [NetnsDelta],
+        checks: &'a [ConfigChecks],
+    ) -> Self {
         Self {
             summary,
             causes: &d.causes,
@@ -50,7 +55,7 @@ impl<'a> Diagnosed<'a> {
 
 /// The capture file's own fields, in a report.
 #[derive(Serialize)]
-pub struct CaptureMeta<'a> {
+pub(crate) struct CaptureMeta<'a> {
     pub format: &'a FormatInfo,
     pub tool_version: &'a str,
     pub created: &'a str,
@@ -67,7 +72,7 @@ pub struct CaptureMeta<'a> {
 }
 
 impl<'a> CaptureMeta<'a> {
-    pub fn of(f: &'a CaptureFile) -> Self {
+    pub(crate) fn of(f: &'a CaptureFile) -> Self {
         Self {
             format: &f.format,
             tool_version: &f.tool_version,

@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 
 use crate::model::FlowCount;
 
-pub mod diagnosis;
-pub mod json;
+pub(crate) mod diagnosis;
+pub(crate) mod json;
 pub mod pcapng;
-pub mod reasons;
+pub(crate) mod reasons;
 pub mod report;
-pub mod summary;
-pub mod watch;
+pub(crate) mod summary;
+pub(crate) mod watch;
 
 /// Rows shown per table in text and Markdown before "... and N more" (JSON has everything).
 pub(crate) const TOP_ROWS: usize = 20;
@@ -166,6 +166,10 @@ pub(crate) fn flow_desc(f: &FlowCount) -> (String, String) {
     (endpoint(&f.src, f.sport, f.family, &f.proto), endpoint(&f.dst, f.dport, f.family, &f.proto))
 }
 
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "a percentage for display, two decimals: the rounding of huge counts is far below that"
+)]
 pub(crate) fn percent(part: u64, whole: u64) -> String {
     if whole == 0 { "-".into() } else { format!("{:.2}%", part as f64 * 100.0 / whole as f64) }
 }

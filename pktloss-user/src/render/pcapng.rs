@@ -9,7 +9,6 @@
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    path::Path,
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -27,7 +26,7 @@ use pcap_file::{
 };
 
 use crate::{
-    capture::{CaptureFile, sample_bytes, write_private},
+    capture::{CaptureFile, sample_bytes},
     diagnose::Diagnosis,
     model::Sample,
     render::report::device_label,
@@ -189,8 +188,9 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
 }
 
 /// Write the sampled drops' packets as pcapng to `out` (mode 0600); returns packets written.
-pub fn write_pcapng(file: &CaptureFile, out: &Path) -> Result<usize> {
+#[cfg(test)]
+pub(crate) fn write_pcapng(file: &CaptureFile, out: &std::path::Path) -> Result<usize> {
     let (bytes, n) = pcapng_bytes(file)?;
-    write_private(out, &bytes)?;
+    crate::capture::write_private(out, &bytes)?;
     Ok(n)
 }

@@ -8,19 +8,19 @@ use crate::decode::reasons::{NO_REASON, ReasonTable, describe};
 
 /// One drop reason of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ReasonRow {
+pub(crate) struct ReasonRow {
     pub code: u32,
     pub reason: String,
     pub description: &'static str,
 }
 
 /// The rows of a kernel's reason table, in value order.
-pub fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
+pub(crate) fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
     table.iter().map(|(code, name)| ReasonRow { code, reason: name.to_owned(), description: describe(name) }).collect()
 }
 
 /// The table as text; a kernel without drop reasons says so.
-pub fn text(rows: &[ReasonRow]) -> String {
+pub(crate) fn text(rows: &[ReasonRow]) -> String {
     if rows.is_empty() {
         return format!(
             "this kernel has no drop reasons (enum skb_drop_reason is new in 5.17): pktloss counts its drops by \

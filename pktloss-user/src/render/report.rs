@@ -51,7 +51,8 @@ pub fn render(file: &CaptureFile, format: ReportFormat) -> String {
 
 /// The JSON report: the shape of `pktloss diagnose --format json` (the summary's fields, the
 /// diagnosis, the counter deltas and checks), plus `capture` (what else the file recorded).
-pub fn render_json(file: &CaptureFile) -> serde_json::Value {
+#[cfg(test)]
+pub(crate) fn render_json(file: &CaptureFile) -> serde_json::Value {
     serde_json::to_value(report_json(file)).unwrap_or_default()
 }
 
@@ -80,7 +81,7 @@ fn header_rows(f: &CaptureFile) -> Vec<(&'static str, String)> {
     if !f.stopped_by.is_empty() {
         let _ = write!(captured, ", stopped by {}", f.stopped_by);
     }
-    let ifaces: Vec<String> = f.interfaces.iter().take(32).map(|i| i.label()).collect();
+    let ifaces: Vec<String> = f.interfaces.iter().take(32).map(crate::capture::Interface::label).collect();
     let mut ifaces = ifaces.join(", ");
     if f.interfaces.len() > 32 {
         let _ = write!(ifaces, ", ... ({} in all)", f.interfaces.len());

@@ -152,7 +152,7 @@ impl Sections<'_> {
 }
 
 /// The dropwatch-style summary as aligned plain text.
-pub fn text(s: &Summary) -> String {
+pub(crate) fn text(s: &Summary) -> String {
     let sec = Sections { s };
     let mut out = String::new();
     let _ = writeln!(out, "{}", clean(&sec.headline()));
@@ -204,7 +204,7 @@ pub fn text(s: &Summary) -> String {
 }
 
 /// The summary as Markdown sections (for tickets).
-pub fn markdown(s: &Summary, out: &mut String) {
+pub(crate) fn markdown(s: &Summary, out: &mut String) {
     let sec = Sections { s };
     let _ = writeln!(out, "**{}**  ", md(&sec.headline()));
     let _ = writeln!(out, "{}\n", md(&sec.detail_line()));

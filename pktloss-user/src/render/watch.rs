@@ -10,7 +10,7 @@ const TOP_ON_LINE: usize = 4;
 
 /// One `watch` interval (or the closing total, `total: true`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct WatchLine {
+pub(crate) struct WatchLine {
     /// Seconds since start, at the end of the interval.
     pub t: f64,
     pub interval_secs: f64,
@@ -27,7 +27,7 @@ pub struct WatchLine {
 
 /// A (reason, location) count of one interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct WatchEntry {
+pub(crate) struct WatchEntry {
     pub reason: String,
     pub code: u32,
     pub symbol: String,
@@ -35,7 +35,7 @@ pub struct WatchEntry {
 }
 
 /// dropwatch-like text of one interval.
-pub fn text(w: &WatchLine) -> String {
+pub(crate) fn text(w: &WatchLine) -> String {
     let mut o = if w.total {
         format!("{:>8.1}s  {:>8} drops in total", w.t, w.drops)
     } else {
@@ -56,6 +56,6 @@ pub fn text(w: &WatchLine) -> String {
 }
 
 /// One interval as one line of JSON (`--format json`: a JSON object per line).
-pub fn json_line(w: &WatchLine) -> String {
+pub(crate) fn json_line(w: &WatchLine) -> String {
     serde_json::to_string(w).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

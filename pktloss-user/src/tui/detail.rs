@@ -120,6 +120,10 @@ impl Doc {
         }
     }
 
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "the sample's time since the capture start in seconds for display; exact below 2^53 ns (104 days)"
+    )]
     fn sample(&mut self, s: &Sample, d: &Data) {
         let who = if s.comm.is_empty() { String::new() } else { format!(" {}[{}]", s.comm, s.pid) };
         let what = if s.family == 0 {
@@ -127,10 +131,8 @@ impl Doc {
         } else {
             format!("{} {} → {}", s.proto, endpoint(&s.src, s.sport, s.family), endpoint(&s.dst, s.dport, s.family))
         };
-        let dev = d
-            .device_name(s.netns, s.ifindex)
-            .map(|n| format!("dev {n}"))
-            .unwrap_or_else(|| format!("ifindex {}", s.ifindex));
+        let dev =
+            d.device_name(s.netns, s.ifindex).map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
         self.wrapped(
             Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
             &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns, s.skb_len, s.cpu),
@@ -146,6 +148,10 @@ impl Doc {
         }
     }
 
+    #[expect(
+        single_use_lifetimes,
+        reason = "the lifetime cannot be elided: anonymous lifetimes in `impl Trait` are unstable"
+    )]
     fn samples<'a>(&mut self, d: &Data, matching: impl Iterator<Item = &'a Sample>) {
         let all: Vec<&Sample> = matching.collect();
         self.section(format!("Sample packets ({} of {} sampled)", all.len().min(MAX_SAMPLES), all.len()));
@@ -246,7 +252,7 @@ fn counter_hint(counter: &str) -> &'static str {
 }
 
 /// Title and lines of the drill-down overlay, wrapped to `width` columns.
-pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
+pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
     let Some(detail) = &state.detail else {
         return (String::new(), Vec::new());
     };
@@ -284,6 +290,10 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
                 doc.note("(no stacks recorded: capture with --stacks)");
             }
             for (i, (count, stack)) in r.stacks.iter().enumerate() {
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "a stack's share of its row's drops, a percentage for display"
+                )]
                 doc.lines.push(Line::from(vec![
                     Span::styled(format!("  #{} ", i + 1), Style::new().bold()),
                     Span::styled(
@@ -394,17 +404,16 @@ pub fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
             })
         }
     };
-    match title {
-        Some(title) => (title, doc.lines),
-        None => {
-            doc.note("This row is no longer in the data (reset, or it aged out). Esc goes back.");
-            ("(gone)".to_string(), doc.lines)
-        }
+    if let Some(title) = title {
+        (title, doc.lines)
+    } else {
+        doc.note("This row is no longer in the data (reset, or it aged out). Esc goes back.");
+        ("(gone)".to_string(), doc.lines)
     }
 }
 
 /// Draw the drill-down over `area`; returns the farthest it can scroll.
-pub fn render_detail(frame: &mut Frame, area: Rect, state: &State) -> Option<u16> {
+pub(crate) fn render_detail(frame: &mut Frame<'_>, area: Rect, state: &State) -> Option<u16> {
     let Some(detail) = &state.detail else { return None };
     let inner_width = area.width.saturating_sub(2);
     let (title, lines) = detail_lines(state, inner_width);

@@ -17,10 +17,13 @@ fn cum(rate: u64, t: u64, phase: u64) -> u64 {
 }
 
 fn stack(frames: &[&str]) -> Vec<String> {
-    frames.iter().map(|s| s.to_string()).collect()
+    frames.iter().map(ToString::to_string).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a fixture flow is one call with every field it sets, read like a table row"
+)]
 fn flow(
     proto: &str,
     family: u8,
@@ -56,10 +59,13 @@ fn flow(
     }
 }
 
-pub const NS_HOST: u32 = 4026531840;
-pub const NS_TEST: u32 = 4026532301;
+pub(super) const NS_HOST: u32 = 4026531840;
+pub(super) const NS_TEST: u32 = 4026532301;
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a fixture sample is one call with every field it sets, read like a table row"
+)]
 fn sample(
     t_ms: u64,
     reason: &str,
@@ -101,7 +107,8 @@ fn sample(
 }
 
 /// The summary at capture time `t` seconds (t >= 0).
-pub fn summary_at(t: u64) -> Summary {
+#[expect(clippy::cast_precision_loss, reason = "test fixture: small counts and times, exact in f64")]
+pub(super) fn summary_at(t: u64) -> Summary {
     let udp_nosock = cum(40, t, 0);
     let tcp_nosock = cum(6, t, 3);
     let rcvbuf = cum(25, t, 5);
@@ -415,7 +422,7 @@ pub fn summary_at(t: u64) -> Summary {
 }
 
 /// Causes at time `t`, consistent with [`summary_at`].
-pub fn causes_at(t: u64) -> Vec<CauseView> {
+pub(super) fn causes_at(t: u64) -> Vec<CauseView> {
     vec![
         CauseView {
             id: "udp-no-socket".into(),
@@ -457,7 +464,7 @@ pub fn causes_at(t: u64) -> Vec<CauseView> {
 }
 
 /// Counters at time `t`.
-pub fn counters_at(t: u64) -> Vec<CounterRow> {
+pub(super) fn counters_at(t: u64) -> Vec<CounterRow> {
     vec![
         CounterRow { scope: "eth0 (netns host)".into(), counter: "rx_missed_errors".into(), total: cum(12, t, 4) },
         CounterRow { scope: "eth0 (netns host)".into(), counter: "rx_fifo_errors".into(), total: t / 3 },
@@ -467,12 +474,12 @@ pub fn counters_at(t: u64) -> Vec<CounterRow> {
     ]
 }
 
-pub fn update_at(t: u64) -> Update {
+pub(super) fn update_at(t: u64) -> Update {
     Update { summary: summary_at(t), causes: causes_at(t), counters: counters_at(t) }
 }
 
 /// A state that has ingested updates for t = 0..=`secs`.
-pub fn state_after(secs: u64) -> State {
+pub(super) fn state_after(secs: u64) -> State {
     let mut s = State::new();
     for t in 0..=secs {
         s.ingest(update_at(t));

@@ -9,7 +9,7 @@ use super::state::select::Panel;
 
 /// The keys as the help overlay and `pktloss top --help` list them: (keys, what they do). One
 /// table for both, so they cannot drift; a test checks every key here does what it says.
-pub const KEYS: &[(&str, &str)] = &[
+pub(crate) const KEYS: &[(&str, &str)] = &[
     ("q  F10  Ctrl-C", "quit"),
     ("Esc", "close help, prompt or details, else clear the filter"),
     ("Tab  Shift-Tab", "next / previous panel"),
@@ -27,7 +27,7 @@ pub const KEYS: &[(&str, &str)] = &[
 
 /// What the keys mean right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Panels, selection.
     Normal,
     /// The drill-down overlay of one row.
@@ -40,7 +40,7 @@ pub enum Mode {
 
 /// A user intent; [`super::State::apply`] carries it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     None,
     Quit,
     NextPanel,
@@ -75,7 +75,7 @@ pub enum Action {
 }
 
 /// Map one key press to an action.
-pub fn map_key(key: KeyEvent, mode: Mode) -> Action {
+pub(crate) fn map_key(key: KeyEvent, mode: Mode) -> Action {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl {
         return match key.code {
@@ -115,10 +115,10 @@ pub fn map_key(key: KeyEvent, mode: Mode) -> Action {
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => Action::Open,
             KeyCode::Char('s') | KeyCode::F(6) => Action::CycleSort,
             KeyCode::Char('S') => Action::ReverseSort,
-            KeyCode::Char('p') | KeyCode::Char(' ') => Action::TogglePause,
+            KeyCode::Char('p' | ' ') => Action::TogglePause,
             KeyCode::Char('/') | KeyCode::F(4) => Action::StartFilter,
             KeyCode::Char('r') => Action::Reset,
-            KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => Action::ToggleHelp,
+            KeyCode::Char('?' | 'h') | KeyCode::F(1) => Action::ToggleHelp,
             KeyCode::Char('1') => Action::Focus(Panel::Drops),
             KeyCode::Char('2') => Action::Focus(Panel::Causes),
             KeyCode::Char('3') => Action::Focus(Panel::Flows),

@@ -23,7 +23,7 @@ use crate::{
 
 /// Run the live view until the user quits or a signal arrives; probes are detached on return.
 /// Counters and the diagnosis refresh every `refresh`.
-pub fn top(options: Options, refresh: Duration) -> Result<()> {
+pub(crate) fn top(options: Options, refresh: Duration) -> Result<()> {
     // Attach before taking the terminal, so start errors print as one clean line.
     let mut session = Session::start(options)?;
     session.announce();
@@ -45,8 +45,9 @@ pub fn top(options: Options, refresh: Duration) -> Result<()> {
     let res = tui::run(rx, Arc::clone(&stop));
     let _ = done_tx.send(());
     stop.store(true, Ordering::Relaxed);
-    // The session (and its programs) is dropped when the collector returns.
-    let _ = collector.join();
+    // The session (and its programs) is dropped when the collector returns. A panic in it was
+    // already reported by the panic hook; the TUI's own result is what counts here.
+    drop(collector.join());
     res
 }
 
@@ -97,7 +98,7 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
 /// Map diagnosed causes to the TUI's view, linking each to the drop reasons it explains: the
 /// diagnosis's own assignments (which split a reason by protocol or location), else the
 /// reasons the taxonomy maps to the cause.
-pub fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
+pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
     d.causes
         .iter()
         .map(|c| {
@@ -127,7 +128,7 @@ pub fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
 }
 
 /// Drop counters that no event shows: per-device NIC/queue counters and per-CPU softnet.
-pub fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
+pub(crate) fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
     let mut rows = Vec::new();
     let mut softnet_done = false;
     for d in deltas {
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(rows[0].scope, "eth0 (host)");
     }
 
-    /// Reasons the diagnosis splits (SOCKET_RCVBUFF by protocol, UNKNOWN by location) link to
+    /// Reasons the diagnosis splits (`SOCKET_RCVBUFF` by protocol, UNKNOWN by location) link to
     /// the causes it gave them; the others by the taxonomy.
     #[test]
     fn causes_link_to_the_reasons_the_diagnosis_gave_them() {

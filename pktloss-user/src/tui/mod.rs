@@ -4,12 +4,12 @@
 //! terminal, turns key presses into [`Action`]s ([`input`]), folds updates and actions into a
 //! [`State`] ([`state`]) and draws it with the pure [`render`] ([`view`]) at most ~10 times a
 //! second, and only when something changed. [`term`] restores the terminal on every exit path.
-pub mod detail;
-pub mod input;
-pub mod live;
-pub mod state;
-pub mod term;
-pub mod view;
+pub(crate) mod detail;
+pub(crate) mod input;
+pub(crate) mod live;
+pub(crate) mod state;
+pub(crate) mod term;
+pub(crate) mod view;
 
 #[cfg(test)]
 mod fixtures;
@@ -35,13 +35,13 @@ use ratatui::{
 
 use term::{Input, Wake};
 
-pub use input::{Action, Mode, map_key};
-pub use state::{Drawn, Filter, Panel, SortKey, State, Term};
-pub use view::render;
+pub(crate) use input::{Action, Mode, map_key};
+pub(crate) use state::{Drawn, State};
+pub(crate) use view::render;
 
 /// One classified cause, as the diagnosis shows it (ranked by `drops`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CauseView {
+pub(crate) struct CauseView {
     /// Stable identifier, e.g. "no-listener" ([`crate::diagnose::CauseId`]).
     pub id: String,
     /// One-line human title.
@@ -62,10 +62,10 @@ pub struct CauseView {
 
 /// A drop counter that no event shows (NIC ring/FIFO, softnet), per interface or per CPU.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CounterRow {
+pub(crate) struct CounterRow {
     /// Where: "eth0 (netns host)" or "cpu1".
     pub scope: String,
-    /// Which: "rx_missed_errors", "softnet dropped", "time_squeeze", ...
+    /// Which: `rx_missed_errors`, `softnet dropped`, `time_squeeze`, ...
     pub counter: String,
     /// Delta since the capture start.
     pub total: u64,
@@ -73,7 +73,7 @@ pub struct CounterRow {
 
 /// What the pipeline sends to the TUI, typically once a second.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Update {
+pub(crate) struct Update {
     /// Cumulative since the capture start (`duration_secs` is the update's time axis).
     pub summary: crate::model::Summary,
     pub causes: Vec<CauseView>,
@@ -91,7 +91,7 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Takes over the terminal (raw mode, alternate screen) and always gives it back, also on
 /// panic (a hook restores it, then calls the previous hook) and on SIGINT/SIGTERM/SIGHUP (which
 /// set `stop`). When `updates` disconnects the view stays up, marked ENDED, until the user quits.
-pub fn run(updates: Receiver<Update>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub(crate) fn run(updates: Receiver<Update>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let guard = term::TermGuard::enter(&stop).context("set up the terminal")?;
     let result = Terminal::new(CrosstermBackend::new(io::stdout()))
         .context("open the terminal")
@@ -171,7 +171,7 @@ fn event_loop<B: Backend>(
         if state.is_dirty() {
             let since = last_draw.map(|t| t.elapsed());
             match since {
-                Some(since) if since < FRAME => wait = FRAME - since,
+                Some(since) if since < FRAME => wait = FRAME.saturating_sub(since),
                 _ => {
                     let mut drawn = Drawn::default();
                     terminal.draw(|frame| drawn = render(frame, &state))?;

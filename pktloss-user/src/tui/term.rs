@@ -39,13 +39,13 @@ static PANICKED: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
 
 /// Owns the terminal while the TUI runs; restores it and unregisters the signals on drop.
-pub struct TermGuard {
+pub(crate) struct TermGuard {
     signals: Vec<SigId>,
 }
 
 impl TermGuard {
     /// Raw mode + alternate screen + hidden cursor; SIGINT/SIGTERM/SIGHUP set `stop`.
-    pub fn enter(stop: &Arc<AtomicBool>) -> io::Result<Self> {
+    pub(crate) fn enter(stop: &Arc<AtomicBool>) -> io::Result<Self> {
         install_panic_hook();
         let mut guard = TermGuard { signals: Vec::new() };
         for signal in [SIGINT, SIGTERM, SIGHUP] {
@@ -70,19 +70,20 @@ impl Drop for TermGuard {
 
 /// Give the terminal back: leave raw mode and the alternate screen, show the cursor. Safe to
 /// call any number of times, from any thread; does nothing when the TUI does not own it.
-pub fn restore() {
+pub(crate) fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
-        let _ = disable_raw_mode();
+        // Best effort, each step on its own: a terminal that is gone cannot be restored anyway.
+        drop(disable_raw_mode());
         let mut out = io::stdout();
         // Blank the alternate screen first: some multiplexers (tmux after a resize) copy
         // part of it back onto the main screen.
-        let _ = execute!(out, Clear(ClearType::All), LeaveAlternateScreen, Show);
-        let _ = out.flush();
+        drop(execute!(out, Clear(ClearType::All), LeaveAlternateScreen, Show));
+        drop(out.flush());
     }
 }
 
 /// A panic restored the terminal while the TUI was running.
-pub fn panicked() -> bool {
+pub(crate) fn panicked() -> bool {
     PANICKED.load(Ordering::SeqCst)
 }
 
@@ -103,7 +104,7 @@ fn install_panic_hook() {
 
 /// What [`InputWait::wait`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wake {
+pub(crate) enum Wake {
     /// Nothing (or a signal interrupted the wait: check the stop flag).
     Timeout,
     /// The terminal has input for crossterm to read.
@@ -121,7 +122,7 @@ pub enum Wake {
 /// event loop would never see `stop` again and the process would burn a core after its
 /// terminal is gone (tmux kill-server, a closed ssh session). poll(2) reports the hangup
 /// (POLLHUP) instead, and a signal interrupts it, so `stop` is seen at once.
-pub struct InputWait {
+pub(crate) struct InputWait {
     /// The terminal crossterm reads: stdin when it is one, else /dev/tty (as crossterm does).
     tty: OwnedFd,
     /// Read end of a self-pipe written on SIGWINCH.
@@ -130,7 +131,7 @@ pub struct InputWait {
 }
 
 impl InputWait {
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         let tty = if io::stdin().is_terminal() {
             io::stdin().as_fd().try_clone_to_owned()?
         } else {
@@ -143,7 +144,7 @@ impl InputWait {
     }
 
     /// Wait up to `timeout` for input, a resize or a hangup.
-    pub fn wait(&self, timeout: Duration) -> io::Result<Wake> {
+    pub(crate) fn wait(&self, timeout: Duration) -> io::Result<Wake> {
         let mut fds = [
             libc::pollfd { fd: self.tty.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: self.winch.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -180,16 +181,16 @@ impl InputWait {
     /// ready together it returns the resize and drops the tty's edge; when more than its 1 KiB
     /// buffer is pending it reads 1 KiB and stops. Then poll(2) says readable, crossterm has
     /// nothing, and the keys wait for the next byte typed. Setting the terminal's attributes to
-    /// what they are wakes the tty's readers (Linux's n_tty set_termios wakes its read queue),
+    /// what they are wakes the tty's readers (Linux's `n_tty` `set_termios` wakes its read queue),
     /// which gives crossterm's epoll a new edge on the bytes still unread.
-    pub fn rearm(&self) {
+    pub(crate) fn rearm(&self) {
         let fd = self.tty.as_raw_fd();
         // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr, then passed back
         // unchanged; both are plain ioctls on a descriptor we own.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(fd, &mut t) == 0 {
-                libc::tcsetattr(fd, libc::TCSANOW, &t);
+            if libc::tcgetattr(fd, &raw mut t) == 0 {
+                libc::tcsetattr(fd, libc::TCSANOW, &raw const t);
             }
         }
     }
@@ -197,7 +198,7 @@ impl InputWait {
 
 /// The input side of the event loop: poll(2) on the terminal ([`InputWait`]) and crossterm's
 /// reader. A trait so that tests can drive the loop with a model of crossterm's reader.
-pub trait Input {
+pub(crate) trait Input {
     /// Wait up to `timeout` for input, a resize or a hangup.
     fn wait(&mut self, timeout: Duration) -> io::Result<Wake>;
     /// Whether crossterm has an event within `timeout` (`crossterm::event::poll`).
@@ -209,14 +210,14 @@ pub trait Input {
 }
 
 /// The real terminal: [`InputWait`] where there is a terminal to poll, crossterm's reader.
-pub struct Crossterm {
+pub(crate) struct Crossterm {
     /// None when there is no terminal to poll (e.g. a test backend): crossterm waits alone.
     wait: Option<InputWait>,
 }
 
 impl Crossterm {
     /// The terminal crossterm reads, polled where it can be.
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         Crossterm { wait: InputWait::new().ok() }
     }
 }

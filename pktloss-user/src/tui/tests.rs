@@ -17,13 +17,13 @@ use std::{
 use ratatui::crossterm::event::Event;
 
 use super::{
-    Action, AfterWake, CauseView, Drawn, Filter, Mode, Panel, SortKey, State, Term, Update, after_wake,
+    Action, AfterWake, CauseView, Drawn, Mode, State, Update, after_wake,
     detail::detail_lines,
     event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     input::KEYS,
     map_key, render,
-    state::{HISTORY_SECS, TREND_LEN},
+    state::{Filter, HISTORY_SECS, Panel, SortKey, data::TREND_LEN, filter::Term},
     term::{Input, Wake},
     view::fmt_count,
 };
@@ -71,6 +71,8 @@ fn main_state() -> State {
 // State logic
 
 #[test]
+#[expect(clippy::cast_precision_loss, reason = "small test counts, exact in f64")]
+#[expect(clippy::float_cmp, reason = "rates of small whole counts over whole seconds are exact in f64")]
 fn rates_come_from_successive_updates() {
     let mut s = State::new();
     s.ingest(update_at(0));
@@ -91,6 +93,8 @@ fn rates_come_from_successive_updates() {
 }
 
 #[test]
+#[expect(clippy::cast_precision_loss, reason = "small test counts, exact in f64")]
+#[expect(clippy::float_cmp, reason = "rates of small whole counts over whole seconds are exact in f64")]
 fn rates_use_capture_time_not_update_count() {
     let mut s = State::new();
     s.ingest(update_at(0));
@@ -106,6 +110,7 @@ fn rates_use_capture_time_not_update_count() {
 }
 
 #[test]
+#[expect(clippy::float_cmp, reason = "the fixtures' capture times are whole seconds, exact in f64")]
 fn trend_and_history_are_bounded() {
     let s = state_after(400);
     let d = s.data();
@@ -147,6 +152,7 @@ fn reset_rebaselines_counts() {
 }
 
 #[test]
+#[expect(clippy::float_cmp, reason = "the fixtures' capture times are whole seconds, exact in f64")]
 fn pause_freezes_the_display_but_keeps_collecting() {
     let mut s = main_state();
     s.clear_dirty();
@@ -314,7 +320,7 @@ fn flow_detail(s: &mut State, pick: impl Fn(&FlowCount) -> bool) -> String {
 }
 
 /// A flow's drill-down shows where that flow's drops happened: never the locations of other
-/// flows' drops (it listed every location of the flow's reason, e.g. tcp_v4_rcv for a UDP
+/// flows' drops (it listed every location of the flow's reason, e.g. `tcp_v4_rcv` for a UDP
 /// flow); where the data cannot tell, it says so.
 #[test]
 fn flow_detail_shows_only_the_flows_locations() {
@@ -506,7 +512,7 @@ fn top_help_lists_every_key_and_every_subcommand_has_examples() {
         Cli::command().get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
     names.sort();
     let mut covered: Vec<&str> = help_examples().iter().map(|(n, _)| *n).collect();
-    covered.sort();
+    covered.sort_unstable();
     assert_eq!(names, covered, "a subcommand without examples");
     for (name, list) in help_examples() {
         let help = subcommand_long_help(name);

@@ -48,7 +48,7 @@ impl Views {
 }
 
 /// Draw the whole screen; returns what the state needs to know of the layout.
-pub fn render(frame: &mut Frame, state: &State) -> Drawn {
+pub(crate) fn render(frame: &mut Frame<'_>, state: &State) -> Drawn {
     let area = frame.area();
     if area.width < 30 || area.height < 6 {
         frame.render_widget(Paragraph::new("pktloss: terminal too small (q quits)").wrap(Wrap { trim: true }), area);
@@ -122,7 +122,7 @@ impl Screen {
 }
 
 /// Where the drill-down overlay goes on a screen of `area`: over the panels.
-pub fn detail_area(area: Rect) -> Rect {
+pub(crate) fn detail_area(area: Rect) -> Rect {
     Screen::new(area).body
 }
 
@@ -130,7 +130,7 @@ pub fn detail_area(area: Rect) -> Rect {
 // Formatting
 
 /// `1234567` -> `1,234,567`.
-pub fn fmt_count(n: u64) -> String {
+pub(crate) fn fmt_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -143,7 +143,7 @@ pub fn fmt_count(n: u64) -> String {
 }
 
 /// A rate: one decimal below 100, whole numbers with separators above.
-pub fn fmt_rate(r: f64) -> String {
+pub(crate) fn fmt_rate(r: f64) -> String {
     if r <= 0.0 {
         "0".into()
     } else if r < 100.0 {
@@ -154,7 +154,7 @@ pub fn fmt_rate(r: f64) -> String {
 }
 
 /// Short number for axes and titles: `950`, `1.2k`, `3.4M`.
-pub fn fmt_short(v: f64) -> String {
+pub(crate) fn fmt_short(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e4 {
@@ -173,14 +173,14 @@ pub(super) fn fmt_pct(x: f64) -> String {
 }
 
 /// Seconds as `HH:MM:SS` (`Nd HH:MM:SS` past a day).
-pub fn fmt_hms(secs: f64) -> String {
+pub(crate) fn fmt_hms(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
     if d > 0 { format!("{d}d {h:02}:{m:02}:{s:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
 }
 
 /// The last `width` values as block characters, newest on the right; blank for zero.
-pub fn spark(values: &[u64], width: usize) -> String {
+pub(crate) fn spark(values: &[u64], width: usize) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let tail = &values[values.len().saturating_sub(width)..];
     let max = tail.iter().copied().max().unwrap_or(0);
@@ -204,7 +204,7 @@ fn kv(spans: &mut Vec<Span<'static>>, label: &str, value: impl Into<String>) {
 // ---------------------------------------------------------------------------------------------
 // Header and footer
 
-fn render_header(frame: &mut Frame, area: Rect, state: &State) {
+fn render_header(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let d = state.data();
     let s = &d.update.summary;
     let mut l1 = vec![Span::styled(" pktloss top ", Style::new().bg(ACCENT).fg(Color::Black).bold()), Span::raw(" ")];
@@ -222,7 +222,7 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
         kv(&mut l2, "drops", fmt_count(d.total()));
         kv(&mut l2, "now", format!("{}/s", fmt_rate(d.rate())));
         kv(&mut l2, "avg", format!("{}/s", fmt_rate(d.avg_rate())));
-        kv(&mut l2, "detail", d.coverage().map(fmt_pct).unwrap_or_else(|| "-".into()));
+        kv(&mut l2, "detail", d.coverage().map_or_else(|| "-".into(), fmt_pct));
         let lost = d.lost();
         l2.push(Span::styled("lost ", LABEL));
         l2.push(Span::styled(fmt_count(lost), if lost > 0 { WARN.bold() } else { Style::new().bold() }));
@@ -283,7 +283,7 @@ fn hints(items: &[(&str, &str)]) -> Vec<Span<'static>> {
     spans
 }
 
-fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
+fn render_footer(frame: &mut Frame<'_>, area: Rect, state: &State) {
     let line = match state.mode() {
         super::Mode::Prompt => {
             let text = state.prompt.clone().unwrap_or_default();
@@ -293,12 +293,11 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
                 Span::styled("▏", Style::new().fg(ACCENT)),
                 Span::raw("  "),
             ];
-            match &state.message {
-                Some(m) => spans.push(Span::styled(m.clone(), Style::new().fg(Color::Red))),
-                None => {
-                    spans.extend(hints(&[("⏎", "Apply"), ("Esc", "Cancel")]));
-                    spans.push(Span::styled("reason: proto: port: host: netns: dev: word", DIM));
-                }
+            if let Some(m) = &state.message {
+                spans.push(Span::styled(m.clone(), Style::new().fg(Color::Red)))
+            } else {
+                spans.extend(hints(&[("⏎", "Apply"), ("Esc", "Cancel")]));
+                spans.push(Span::styled("reason: proto: port: host: netns: dev: word", DIM));
             }
             Line::from(spans)
         }
@@ -386,7 +385,7 @@ fn title_info(state: &State, rows: usize, sortable: bool) -> Vec<Span<'static>> 
     spans
 }
 
-fn render_panel(frame: &mut Frame, area: Rect, state: &State, views: &Views, panel: Panel, tabbed: bool) {
+fn render_panel(frame: &mut Frame<'_>, area: Rect, state: &State, views: &Views, panel: Panel, tabbed: bool) {
     let focused = state.focus == panel;
     let mut title = if tabbed { tab_title(state) } else { vec![panel_title(panel, focused)] };
     let (count, sortable) = match panel {
@@ -420,9 +419,12 @@ fn selection(state: &State, panel: Panel, keys: impl Iterator<Item = String>) ->
 }
 
 /// Draw a table with the panel's selection; an explanatory line when it has no rows.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one table (header, rows, widths) and how to show it (selection, focus, empty note); a struct would only rename them"
+)]
 fn draw_table(
-    frame: &mut Frame,
+    frame: &mut Frame<'_>,
     area: Rect,
     state: &State,
     header: Row<'static>,
@@ -506,7 +508,7 @@ pub(super) fn ellipsize_symbol(s: &str, w: usize) -> String {
     }
 }
 
-fn drops_table(frame: &mut Frame, area: Rect, state: &State, rows: &[DropRow], focused: bool) {
+fn drops_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[DropRow], focused: bool) {
     let narrow = area.width < 60;
     let tw = trend_width(area.width);
     let mut widths = vec![Constraint::Fill(2), Constraint::Fill(3), Constraint::Length(if narrow { 9 } else { 10 })];
@@ -541,7 +543,7 @@ fn drops_table(frame: &mut Frame, area: Rect, state: &State, rows: &[DropRow], f
     draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no drops");
 }
 
-fn causes_panel(frame: &mut Frame, area: Rect, state: &State, rows: &[CauseRow], focused: bool) {
+fn causes_panel(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CauseRow], focused: bool) {
     let sel = selection(state, Panel::Causes, rows.iter().map(|r| r.key.clone()));
     let side_by_side = area.width >= 100 || area.height < 12;
     let (list, advice) = if side_by_side {
@@ -603,7 +605,7 @@ pub(super) fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.to_string() }
 }
 
-fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], focused: bool) {
+fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow], focused: bool) {
     let wide = area.width >= 110;
     let (head, widths) = if wide {
         (
@@ -674,7 +676,7 @@ fn flows_table(frame: &mut Frame, area: Rect, state: &State, rows: &[FlowRow], f
     draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no flows");
 }
 
-fn counters_table(frame: &mut Frame, area: Rect, state: &State, rows: &[CounterLine], focused: bool) {
+fn counters_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CounterLine], focused: bool) {
     let tw = if area.width >= 60 { 10 } else { 0 };
     let mut head = vec![Cell::from("Scope"), Cell::from("Counter"), right("Total"), right("Rate/s")];
     let mut widths = vec![Constraint::Fill(1), Constraint::Fill(1), Constraint::Length(10), Constraint::Length(8)];
@@ -728,7 +730,11 @@ fn chart_title(d: &Data, span_secs: f64) -> Vec<Span<'static>> {
 }
 
 /// The 80-column chart: a sparkline, one column per second, newest on the right.
-fn render_chart_small(frame: &mut Frame, area: Rect, d: &Data) {
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "the number of chart points is at most the terminal width, exact in f64"
+)]
+fn render_chart_small(frame: &mut Frame<'_>, area: Rect, d: &Data) {
     let width = area.width as usize;
     let points: Vec<u64> =
         d.history.iter().skip(d.history.len().saturating_sub(width)).map(|&(_, r)| r.ceil() as u64).collect();
@@ -746,8 +752,8 @@ fn render_chart_small(frame: &mut Frame, area: Rect, d: &Data) {
     frame.render_widget(Sparkline::default().data(&points).max(max).style(Style::new().fg(Color::Red)), spark_area);
 }
 
-fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
-    let now = d.history.back().map(|p| p.0).unwrap_or(0.0);
+fn render_chart_full(frame: &mut Frame<'_>, area: Rect, d: &Data) {
+    let now = d.history.back().map_or(0.0, |p| p.0);
     let points: Vec<(f64, f64)> = d.history.iter().map(|&(t, r)| (t - now, r)).collect();
     let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
     let block = Block::bordered()
@@ -784,7 +790,7 @@ fn render_chart_full(frame: &mut Frame, area: Rect, d: &Data) {
 // ---------------------------------------------------------------------------------------------
 // Help
 
-fn render_help(frame: &mut Frame, body: Rect) {
+fn render_help(frame: &mut Frame<'_>, body: Rect) {
     let mut lines = vec![Line::from(Span::styled("Keys", Style::new().fg(ACCENT).bold()))];
     for (k, v) in KEYS {
         lines.push(Line::from(vec![Span::styled(format!("  {k:<16}"), Style::new().bold()), Span::raw(v.to_string())]));

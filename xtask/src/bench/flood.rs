@@ -75,6 +75,10 @@ impl Netns {
     }
 
     /// The packets counted by the DROP rule so far.
+    #[expect(
+        clippy::unused_self,
+        reason = "the counter lives in the namespaces this guard owns: `&self` says they must still exist"
+    )]
     pub(super) fn dropped(&self) -> Result<u64> {
         let out =
             output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
@@ -167,6 +171,10 @@ pub(super) fn join(h: JoinHandle<Result<FloodResult>>) -> Result<FloodResult> {
 pub(super) const MAX_BATCH: usize = 1024;
 const PAYLOAD: [u8; 18] = *b"pktloss-bench-drop";
 
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "pacing: when packet number `sent` is due at `rate` packets/s; counts stay far below 2^53"
+)]
 fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
     let ns =
         File::open(Path::new("/run/netns").join(TX_NS)).with_context(|| format!("cannot open namespace {TX_NS}"))?;

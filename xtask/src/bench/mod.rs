@@ -241,6 +241,7 @@ struct Sample {
 }
 
 impl Sample {
+    #[expect(clippy::cast_precision_loss, reason = "a benchmark rate (drops/s) for the report")]
     fn rate(&self) -> f64 {
         self.drops as f64 / self.elapsed_s.max(1e-9)
     }
@@ -311,7 +312,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         .filter(|m| wanted(m))
         .map(|m| ModeRun {
             mode: m,
-            problem: availability(m, &pktloss_problem),
+            problem: availability(m, pktloss_problem.as_deref()),
             samples: Vec::new(),
             stats: None,
             failures: Vec::new(),
@@ -322,7 +323,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     struct RemovePerfData;
     impl Drop for RemovePerfData {
         fn drop(&mut self) {
-            let _ = fs::remove_file(perf_data());
+            drop(fs::remove_file(perf_data()));
         }
     }
     let _perf_data = RemovePerfData;
@@ -349,16 +350,16 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     // Each traced flood is bracketed by untraced ones and compared with their mean: the
     // untraced rate of this VM drifts by several percent within a minute, so a ratio to an
     // untraced flood measured far away in time would mostly measure the drift.
-    let u = runs.iter().position(|r| r.mode.key == "untraced").context("no untraced mode")?;
+    let untraced_at = runs.iter().position(|r| r.mode.key == "untraced").context("no untraced mode")?;
     for round in 0..rounds {
-        let active: Vec<usize> = (0..runs.len()).filter(|&i| i != u && runs[i].problem.is_none()).collect();
+        let active: Vec<usize> = (0..runs.len()).filter(|&i| i != untraced_at && runs[i].problem.is_none()).collect();
         let n = active.len().max(1);
         let untraced = |runs: &mut Vec<ModeRun>, stop: &Arc<AtomicBool>| -> Result<f64> {
             let cfg = FloodCfg { cpu, duration: dur, rate: None, batch };
-            let s = measure(runs[u].mode, &bin, &netns, cfg, stop, false).context("untraced flood failed")?;
+            let s = measure(runs[untraced_at].mode, &bin, &netns, cfg, stop, false).context("untraced flood failed")?;
             let rate = s.rate();
             eprintln!("round {}/{rounds}  {:<20} {:>9.1}k drops/s", round + 1, "untraced", rate / 1e3);
-            runs[u].samples.push((round, s));
+            runs[untraced_at].samples.push((round, s));
             Ok(rate)
         };
         let mut before = untraced(&mut runs, &stop)?;
@@ -426,6 +427,10 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
             let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch };
             match measure(r.mode, &bin, &netns, cfg, &stop, true) {
                 Ok(s) => {
+                    #[expect(
+                        clippy::cast_precision_loss,
+                        reason = "BPF time and runs per drop, printed with one and two decimals"
+                    )]
                     if let Some(b) = s.tracer.as_ref().and_then(|t| t.bpf.as_ref()) {
                         eprintln!(
                             "bpf_stats  {:<20} {:>7.1} ns/drop ({} runs per drop)",
@@ -463,10 +468,10 @@ fn prepare_pktloss(args: &BenchArgs, bin: &Path) -> Option<String> {
 }
 
 /// Why a mode cannot run here, if it cannot.
-fn availability(m: &Mode, pktloss_problem: &Option<String>) -> Option<String> {
+fn availability(m: &Mode, pktloss_problem: Option<&str>) -> Option<String> {
     match m.kind {
         Kind::Untraced => None,
-        Kind::Pktloss(_) => pktloss_problem.clone(),
+        Kind::Pktloss(_) => pktloss_problem.map(str::to_owned),
         Kind::Bpftrace(_) => util::which("bpftrace").is_none().then(|| "not installed".into()),
         Kind::Argdist => argdist().is_none().then(|| "not installed".into()),
         Kind::Perf(_) => util::which("perf").is_none().then(|| "not installed".into()),
@@ -532,7 +537,7 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
     let mut tracer = match command(m, bin) {
         Some(cmd) => {
             if matches!(m.kind, Kind::Perf(_)) {
-                let _ = fs::create_dir_all(util::target_dir().join("bench"));
+                drop(fs::create_dir_all(util::target_dir().join("bench")));
             }
             let mut t = Tracer::spawn(cmd)?;
             t.wait_attached(Duration::from_secs(30), stop)?;
@@ -560,7 +565,7 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
     let progs1 = t.progs();
     let fin = t.stop(Duration::from_secs(15));
     if matches!(m.kind, Kind::Perf(_)) {
-        let _ = fs::remove_file(perf_data());
+        drop(fs::remove_file(perf_data()));
     }
     if !fin.ok {
         let last = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -626,7 +631,7 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
         fn drop(&mut self) {
             self.0.store(true, Ordering::Relaxed);
             if let Some(h) = self.1.take() {
-                let _ = h.join();
+                drop(h.join());
             }
         }
     }
@@ -683,7 +688,7 @@ impl BpfStatsOn {
 impl Drop for BpfStatsOn {
     fn drop(&mut self) {
         if let Some(old) = self.0.take() {
-            let _ = fs::write(STATS_SYSCTL, old);
+            drop(fs::write(STATS_SYSCTL, old));
         }
     }
 }
@@ -745,6 +750,7 @@ pub(crate) struct FloodArgs {
 
 /// `cargo xtask flood`: the benchmark's drop flood alone, for profiling a tracer started by
 /// hand (`perf record -C CPU`, bpftool, ...). Prints the rate; the namespaces go away at the end.
+#[expect(clippy::cast_precision_loss, reason = "the drop rate, printed with one decimal")]
 pub(crate) fn flood_only(args: FloodArgs) -> Result<()> {
     if !util::is_root() {
         bail!("flood must run as root (namespaces, nftables)");

@@ -65,6 +65,10 @@ fn run_time_ns(before: &BTreeMap<u32, ProgStats>, after: &BTreeMap<u32, ProgStat
 }
 
 /// `cargo xtask bench-pair A B`.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "nanoseconds per drop and their mean over the repetitions, printed with one decimal"
+)]
 pub(crate) fn pair(args: PairArgs) -> Result<()> {
     if !util::is_root() {
         bail!("bench-pair must run as root (BPF, namespaces, nftables)");

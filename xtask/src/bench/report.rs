@@ -1,5 +1,5 @@
 //! The benchmark's summary: a table on stdout, the same as Markdown, and the JSON report.
-use std::{fs, path::Path};
+use std::{fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
@@ -43,6 +43,10 @@ fn detail_of(s: &Sample) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "the report's rates and ratios: benchmark statistics from counts far below 2^53"
+)]
 fn summarize(r: &ModeRun) -> Summary {
     let samples: Vec<&Sample> = r.samples.iter().map(|(_, s)| s).collect();
     let rates: Vec<f64> = samples.iter().map(|s| s.rate()).collect();
@@ -96,6 +100,7 @@ fn summarize(r: &ModeRun) -> Summary {
 }
 
 /// First and third quartiles (linear interpolation), None for fewer than two values.
+#[expect(clippy::cast_precision_loss, reason = "an interpolation position in a short list of samples")]
 fn quartiles(v: &[f64]) -> Option<(f64, f64)> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if v.len() < 2 {
@@ -173,11 +178,11 @@ pub(super) fn report(run: &Run, out: &Path) -> Result<()> {
         let mut s = String::new();
         for (c, cell) in cells.iter().enumerate() {
             if c == 0 {
-                s.push_str(&format!("{cell:<w$}", w = widths[0]));
+                let _ = write!(s, "{cell:<w$}", w = widths[0]);
             } else if cell.contains(' ') && c == 1 {
-                s.push_str(&format!("  {cell}"));
+                let _ = write!(s, "  {cell}");
             } else {
-                s.push_str(&format!("  {cell:>w$}", w = widths[c]));
+                let _ = write!(s, "  {cell:>w$}", w = widths[c]);
             }
         }
         s.trim_end().to_string()
@@ -216,13 +221,13 @@ pub(super) fn report(run: &Run, out: &Path) -> Result<()> {
 
     // Markdown, for the README.
     let mut md = String::new();
-    md.push_str(&format!("| {} |\n", header.join(" | ")));
-    md.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let _ = writeln!(md, "|{}", header.iter().map(|_| "---|").collect::<String>());
     for r in &rows {
-        md.push_str(&format!("| {} |\n", r.join(" | ")));
+        let _ = writeln!(md, "| {} |", r.join(" | "));
     }
     if let Some(t) = ttfd {
-        md.push_str(&format!("\nStart to first counted drop: {t:.3} s.\n"));
+        let _ = writeln!(md, "\nStart to first counted drop: {t:.3} s.");
     }
 
     let modes: Vec<Value> = sums

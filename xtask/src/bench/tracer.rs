@@ -107,7 +107,7 @@ impl Tracer {
         let stderr = child.stderr.take().map(|mut err| {
             thread::spawn(move || {
                 let mut s = String::new();
-                let _ = err.read_to_string(&mut s);
+                drop(err.read_to_string(&mut s));
                 s
             })
         });
@@ -189,6 +189,7 @@ impl Tracer {
     }
 
     /// User+system CPU seconds so far (from /proc/PID/stat).
+    #[expect(clippy::cast_precision_loss, reason = "CPU seconds from clock ticks; tick counts are far below 2^53")]
     pub(super) fn cpu_s(&self) -> Option<f64> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         let rest = &stat[stat.rfind(')')? + 1..];
@@ -243,6 +244,7 @@ impl Tracer {
             // SAFETY: all-zero rusage is valid.
             unsafe { std::mem::zeroed() }
         }));
+        #[expect(clippy::cast_precision_loss, reason = "a timeval as seconds, for the report")]
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
             || libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGINT

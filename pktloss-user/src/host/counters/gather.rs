@@ -8,9 +8,10 @@
 //! does), which disappears with it.
 //!
 //! Tools that would autoload kernel modules are not run when their subsystem is absent
-//! (`nft`/`iptables-save` without nf_tables/ip_tables, `conntrack -S` without ctnetlink).
+//! (`nft`/`iptables-save` without `nf_tables`/`ip_tables`, `conntrack -S` without ctnetlink).
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     io::Read as _,
     path::Path,
     process::{Command, Stdio},
@@ -27,7 +28,7 @@ const MAX_ETHTOOL_DEVICES: usize = 64;
 
 /// The sysctls read in each namespace. Keys missing in a child namespace are host-wide ones
 /// (the diagnosis uses the host's value).
-pub const SYSCTLS: &[&str] = &[
+pub(crate) const SYSCTLS: &[&str] = &[
     "net.core.somaxconn",
     "net.core.rmem_max",
     "net.core.rmem_default",
@@ -56,11 +57,11 @@ pub const SYSCTLS: &[&str] = &[
 ];
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Run a tool in the calling thread's namespace; stdout, or "why" it is unavailable.
-pub fn run_tool(prog: &str, args: &[&str]) -> Result<String, String> {
+pub(crate) fn run_tool(prog: &str, args: &[&str]) -> Result<String, String> {
     let mut child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -72,14 +73,15 @@ pub fn run_tool(prog: &str, args: &[&str]) -> Result<String, String> {
         )?;
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
+    // A read error keeps what was read so far: the exit status decides the outcome.
     let reader = std::thread::spawn(move || {
         let mut s = Vec::new();
         if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut s);
+            drop(o.read_to_end(&mut s));
         }
         let mut e = Vec::new();
         if let Some(o) = err.as_mut() {
-            let _ = o.read_to_end(&mut e);
+            drop(o.read_to_end(&mut e));
         }
         (s, e)
     });
@@ -89,8 +91,9 @@ pub fn run_tool(prog: &str, args: &[&str]) -> Result<String, String> {
             Ok(Some(st)) => break st,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                // Best effort: the child may have exited meanwhile; the timeout is the error.
+                drop(child.kill());
+                drop(child.wait());
                 return Err(format!("timed out after {}s", TOOL_TIMEOUT.as_secs()));
             }
             Err(e) => return Err(e.to_string()),
@@ -111,7 +114,7 @@ fn read(path: &str) -> Result<String, String> {
 }
 
 /// Read one sysctl ("net.core.somaxconn") in the calling thread's namespace.
-pub fn read_sysctl(key: &str) -> Option<String> {
+pub(crate) fn read_sysctl(key: &str) -> Option<String> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     std::fs::read_to_string(path).ok().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -290,7 +293,7 @@ fn checks_here(netns: u32, label: String, is_self: bool) -> ConfigChecks {
                 for q in std::fs::read_dir(&qdir).into_iter().flatten().flatten() {
                     let f = q.path().join("rps_cpus");
                     if let Ok(m) = std::fs::read_to_string(&f) {
-                        out.push_str(&format!("{} {}\n", f.display(), m.trim()));
+                        let _ = writeln!(out, "{} {}", f.display(), m.trim());
                     }
                 }
             }
@@ -346,7 +349,7 @@ fn checks_here(netns: u32, label: String, is_self: bool) -> ConfigChecks {
 }
 
 /// Counters of one namespace.
-pub fn snapshot(ns: &NetnsRef) -> NetnsSnapshot {
+pub(crate) fn snapshot(ns: &NetnsRef) -> NetnsSnapshot {
     let (inode, label, is_self) = (ns.inode, ns.label(), ns.is_self);
     let l = label.clone();
     netns::run_in(ns, move || Ok(snapshot_here(inode, l, is_self))).unwrap_or_else(|e| NetnsSnapshot {
@@ -360,7 +363,7 @@ pub fn snapshot(ns: &NetnsRef) -> NetnsSnapshot {
 }
 
 /// Configuration checks of one namespace.
-pub fn config_checks(ns: &NetnsRef) -> ConfigChecks {
+pub(crate) fn config_checks(ns: &NetnsRef) -> ConfigChecks {
     let (inode, label, is_self) = (ns.inode, ns.label(), ns.is_self);
     let l = label.clone();
     netns::run_in(ns, move || Ok(checks_here(inode, l, is_self))).unwrap_or_else(|e| ConfigChecks {
@@ -386,7 +389,7 @@ fn resolve(inodes: &[u32]) -> Vec<Result<NetnsRef, u32>> {
 }
 
 /// Counters of these namespaces plus our own.
-pub fn snapshot_all(inodes: &[u32]) -> Vec<NetnsSnapshot> {
+pub(crate) fn snapshot_all(inodes: &[u32]) -> Vec<NetnsSnapshot> {
     resolve(inodes)
         .into_iter()
         .map(|r| match r {
@@ -403,7 +406,7 @@ pub fn snapshot_all(inodes: &[u32]) -> Vec<NetnsSnapshot> {
 }
 
 /// Counters and configuration of these namespaces plus our own.
-pub fn gather(inodes: &[u32]) -> Gathered {
+pub(crate) fn gather(inodes: &[u32]) -> Gathered {
     let mut g = Gathered::default();
     for r in resolve(inodes) {
         match r {

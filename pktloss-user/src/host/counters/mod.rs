@@ -9,27 +9,27 @@
 //! `unavailable` as "what: why", never an error.
 //!
 //! Per-namespace vs host-wide: snmp/netstat/conntrack/devices/qdiscs/firewall/sockets and the
-//! per-netns sysctls (somaxconn, rp_filter, tcp_max_syn_backlog, tcp_syncookies, ...) are read in
-//! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (netdev_max_backlog,
-//! netdev_budget, tcp_mem, udp_mem, rmem_max in a child netns on some kernels) are host-wide: a
+//! per-netns sysctls (somaxconn, `rp_filter`, `tcp_max_syn_backlog`, `tcp_syncookies`, ...) are read in
+//! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (`netdev_max_backlog`,
+//! `netdev_budget`, `tcp_mem`, `udp_mem`, `rmem_max` in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
-pub mod gather;
-pub mod parse;
+pub(crate) mod gather;
+pub(crate) mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use gather::{config_checks, snapshot, snapshot_all};
+pub(crate) use gather::snapshot_all;
 
 /// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SoftnetCpu {
+pub(crate) struct SoftnetCpu {
     pub cpu: u32,
     pub processed: u64,
-    /// Packets dropped because the CPU's input backlog was full (netdev_max_backlog).
+    /// Packets dropped because the CPU's input backlog was full (`netdev_max_backlog`).
     pub dropped: u64,
-    /// net_rx_action ran out of budget (netdev_budget / netdev_budget_usecs) with work left.
+    /// `net_rx_action` ran out of budget (`netdev_budget` / `netdev_budget_usecs`) with work left.
     pub time_squeeze: u64,
     pub received_rps: u64,
     pub flow_limit_count: u64,
@@ -40,7 +40,7 @@ pub struct SoftnetCpu {
 /// Counters of one network device (`ip -s -s -j link`, or /proc/net/dev as a fallback), plus its
 /// drop/error `ethtool -S` counters when the driver has them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceStats {
+pub(crate) struct DeviceStats {
     pub name: String,
     pub ifindex: u32,
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct DeviceStats {
 
 /// One qdisc from `tc -s -j qdisc show`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QdiscStats {
+pub(crate) struct QdiscStats {
     pub dev: String,
     pub kind: String,
     pub handle: String,
@@ -105,16 +105,16 @@ pub struct QdiscStats {
 
 /// Connection tracking: table fill (gauges) and per-CPU stats summed (counters).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConntrackStats {
+pub(crate) struct ConntrackStats {
     pub count: Option<u64>,
     pub max: Option<u64>,
-    /// "insert_failed", "drop", "early_drop", "invalid", ...
+    /// `insert_failed`, `drop`, `early_drop`, `invalid`, ...
     pub stats: BTreeMap<String, u64>,
 }
 
 /// Counters of one network namespace at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct NetnsSnapshot {
+pub(crate) struct NetnsSnapshot {
     pub netns: u32,
     pub label: String,
     #[serde(default)]
@@ -131,8 +131,8 @@ pub struct NetnsSnapshot {
     pub devices: Vec<DeviceStats>,
     pub qdiscs: Vec<QdiscStats>,
     pub conntrack: Option<ConntrackStats>,
-    /// Neighbour-table stats, host-wide (init_net only): "arp.unresolved_discards",
-    /// "ndisc.table_fulls", ...
+    /// Neighbour-table stats, host-wide (`init_net` only): `arp.unresolved_discards`,
+    /// `ndisc.table_fulls`, ...
     #[serde(default)]
     pub neigh: BTreeMap<String, u64>,
     /// "net.core.somaxconn" => "4096"; only the keys readable in this namespace.
@@ -141,7 +141,7 @@ pub struct NetnsSnapshot {
 }
 
 /// Counters of one device over the capture (after - before), gauges from `after`.
-pub type DeviceDelta = DeviceStats;
+pub(crate) type DeviceDelta = DeviceStats;
 
 /// What changed in one namespace between two snapshots.
 ///
@@ -149,7 +149,7 @@ pub type DeviceDelta = DeviceStats;
 /// snmp/netstat); gauges (conntrack count/max, qdisc backlog, sysctls, device state) are from
 /// `after`. When a namespace has no `before` snapshot, counters are left empty (`no_baseline`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct NetnsDelta {
+pub(crate) struct NetnsDelta {
     pub netns: u32,
     pub label: String,
     #[serde(default)]
@@ -172,7 +172,7 @@ pub struct NetnsDelta {
 
 impl NetnsDelta {
     /// A counter from snmp or netstat ("Udp.RcvbufErrors", "TcpExt.ListenOverflows"), 0 if absent.
-    pub fn counter(&self, key: &str) -> u64 {
+    pub(crate) fn counter(&self, key: &str) -> u64 {
         let v = self.snmp.get(key).or_else(|| self.netstat.get(key)).copied().unwrap_or(0);
         u64::try_from(v).unwrap_or(0)
     }
@@ -180,7 +180,7 @@ impl NetnsDelta {
 
 /// A base chain whose policy drops.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirewallChain {
+pub(crate) struct FirewallChain {
     /// "nft", "iptables" or "ip6tables".
     pub backend: String,
     pub family: String,
@@ -195,7 +195,7 @@ pub struct FirewallChain {
 
 /// A rule whose verdict is drop or reject.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirewallRule {
+pub(crate) struct FirewallRule {
     pub backend: String,
     pub family: String,
     pub table: String,
@@ -215,14 +215,14 @@ pub struct FirewallRule {
 
 /// A listening TCP socket (`ss -ltnpmeH`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listener {
+pub(crate) struct Listener {
     pub addr: String,
     pub port: u16,
     /// Recv-Q: connections waiting in the accept queue now.
     pub accept_queue: u64,
-    /// Send-Q: the accept queue limit, min(listen() backlog, somaxconn).
+    /// Send-Q: the accept queue limit, min(`listen()` backlog, somaxconn).
     pub backlog: u64,
-    /// This listener's drop counter (skmem d: ListenDrops on this socket), cumulative.
+    /// This listener's drop counter (skmem d: `ListenDrops` on this socket), cumulative.
     pub drops: Option<u64>,
     #[serde(default)]
     pub drops_delta: Option<u64>,
@@ -233,14 +233,14 @@ pub struct Listener {
 
 /// A UDP socket (`ss -uamnpeH`, or /proc/net/udp{,6}).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UdpSocket {
+pub(crate) struct UdpSocket {
     pub addr: String,
     pub port: u16,
     pub peer: String,
     /// Bytes queued for the application.
     pub rx_queue: u64,
     pub tx_queue: u64,
-    /// Effective SO_RCVBUF / SO_SNDBUF (skmem rb / tb).
+    /// Effective `SO_RCVBUF` / `SO_SNDBUF` (skmem rb / tb).
     pub rcvbuf: Option<u64>,
     pub sndbuf: Option<u64>,
     /// Cumulative drops of this socket.
@@ -253,7 +253,7 @@ pub struct UdpSocket {
 
 /// Ring sizes of a device (`ethtool -g`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingParams {
+pub(crate) struct RingParams {
     pub dev: String,
     pub rx: Option<u32>,
     pub rx_max: Option<u32>,
@@ -263,7 +263,7 @@ pub struct RingParams {
 
 /// A route that drops: blackhole, unreachable, prohibit (or throw).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteEntry {
+pub(crate) struct RouteEntry {
     pub kind: String,
     pub dst: String,
     pub table: String,
@@ -271,7 +271,7 @@ pub struct RouteEntry {
 
 /// RPS mask of one receive queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RpsQueue {
+pub(crate) struct RpsQueue {
     pub dev: String,
     pub queue: String,
     pub mask: String,
@@ -279,7 +279,7 @@ pub struct RpsQueue {
 
 /// Configuration of one namespace that can explain drops (read-only checks).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConfigChecks {
+pub(crate) struct ConfigChecks {
     pub netns: u32,
     pub label: String,
     #[serde(default)]
@@ -288,7 +288,7 @@ pub struct ConfigChecks {
     pub drop_rules: Vec<FirewallRule>,
     pub listeners: Vec<Listener>,
     pub udp_sockets: Vec<UdpSocket>,
-    /// "all", "default" and per-interface values of net.ipv4.conf.*.rp_filter.
+    /// "all", "default" and per-interface values of `net.ipv4.conf.*.rp_filter`.
     pub rp_filter: BTreeMap<String, u32>,
     pub rps: Vec<RpsQueue>,
     pub rings: Vec<RingParams>,
@@ -300,19 +300,19 @@ pub struct ConfigChecks {
 
 /// Everything read at one instant: counters and configuration of each namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Gathered {
+pub(crate) struct Gathered {
     pub snapshots: Vec<NetnsSnapshot>,
     pub checks: Vec<ConfigChecks>,
 }
 
 /// Snapshot counters and configuration of these namespaces (plus pktloss's own).
-pub fn gather(netns_inodes: &[u32]) -> Gathered {
+pub(crate) fn gather(netns_inodes: &[u32]) -> Gathered {
     gather::gather(netns_inodes)
 }
 
 /// Deltas of every namespace in `after`, and `after`'s configuration with the firewall-rule,
 /// listener and UDP-socket drop counters turned into deltas over the capture.
-pub fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
+pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
     let deltas = after
         .snapshots
         .iter()
@@ -423,7 +423,7 @@ fn device_delta(b: &DeviceStats, a: &DeviceStats) -> DeviceStats {
 }
 
 /// Counters over the capture: `after - before` (saturating), gauges from `after`.
-pub fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta {
+pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta {
     let softnet = after
         .softnet
         .iter()

@@ -13,7 +13,7 @@ use super::{
 
 /// `/proc/net/snmp` and `/proc/net/netstat`: pairs of "Proto: names" / "Proto: values" lines,
 /// into "Proto.Name" => value ("Udp.RcvbufErrors", "TcpExt.ListenOverflows").
-pub fn proc_pairs(text: &str) -> BTreeMap<String, i64> {
+pub(crate) fn proc_pairs(text: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -43,8 +43,8 @@ pub fn proc_pairs(text: &str) -> BTreeMap<String, i64> {
     out
 }
 
-/// `/proc/net/snmp6`: "Ip6InReceives  8" lines, into "Ip6.InReceives" => 8.
-pub fn snmp6(text: &str) -> BTreeMap<String, i64> {
+/// `/proc/net/snmp6`: `Ip6InReceives  8` lines, into `Ip6.InReceives` => 8.
+pub(crate) fn snmp6(text: &str) -> BTreeMap<String, i64> {
     const PREFIXES: [&str; 4] = ["UdpLite6", "Icmp6", "Udp6", "Ip6"];
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -54,8 +54,7 @@ pub fn snmp6(text: &str) -> BTreeMap<String, i64> {
         let key = PREFIXES
             .iter()
             .find(|p| name.starts_with(*p) && name.len() > p.len())
-            .map(|p| format!("{}.{}", p, &name[p.len()..]))
-            .unwrap_or_else(|| name.to_owned());
+            .map_or_else(|| name.to_owned(), |p| format!("{}.{}", p, &name[p.len()..]));
         out.insert(key, value);
     }
     out
@@ -67,7 +66,7 @@ fn hex(s: &str) -> Option<u64> {
 
 /// `/proc/net/softnet_stat`: one line per online CPU, hex columns. Column 13 (when present) is
 /// the CPU number; older kernels lack it and the line index is used.
-pub fn softnet_stat(text: &str) -> Vec<SoftnetCpu> {
+pub(crate) fn softnet_stat(text: &str) -> Vec<SoftnetCpu> {
     let mut out = Vec::new();
     for (idx, line) in text.lines().enumerate() {
         let cols: Vec<u64> = line.split_whitespace().map_while(hex).collect();
@@ -89,7 +88,7 @@ pub fn softnet_stat(text: &str) -> Vec<SoftnetCpu> {
 }
 
 /// `/proc/net/dev`: fallback device counters when `ip -j` is unavailable.
-pub fn proc_net_dev(text: &str) -> Vec<DeviceStats> {
+pub(crate) fn proc_net_dev(text: &str) -> Vec<DeviceStats> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((name, rest)) = line.split_once(':') else { continue };
@@ -139,7 +138,7 @@ fn js(v: &Value, key: &str) -> String {
 }
 
 /// `ip -s -s -j link show`: devices with their full statistics.
-pub fn ip_link_json(text: &str) -> Vec<DeviceStats> {
+pub(crate) fn ip_link_json(text: &str) -> Vec<DeviceStats> {
     let Ok(Value::Array(links)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
     let mut out = Vec::new();
     for l in &links {
@@ -203,7 +202,7 @@ pub fn ip_link_json(text: &str) -> Vec<DeviceStats> {
 
 /// Whether an `ethtool -S` counter name is about drops, errors or missed frames (the rest, e.g.
 /// byte counters per queue, is left out to keep snapshots small on NICs with thousands).
-pub fn ethtool_key_is_interesting(name: &str) -> bool {
+pub(crate) fn ethtool_key_is_interesting(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["drop", "miss", "fifo", "over", "crc", "err", "discard", "no_buf", "nobuf", "no_dma", "alloc", "full", "fail"]
         .iter()
@@ -212,7 +211,7 @@ pub fn ethtool_key_is_interesting(name: &str) -> bool {
 
 /// `ethtool -S DEV`: "     name: value" lines (drop/error ones only, see
 /// [`ethtool_key_is_interesting`]).
-pub fn ethtool_stats(text: &str) -> BTreeMap<String, u64> {
+pub(crate) fn ethtool_stats(text: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let Some((k, v)) = line.rsplit_once(':') else { continue };
@@ -226,7 +225,7 @@ pub fn ethtool_stats(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// `ethtool -g DEV`: ring sizes (current vs pre-set maximum). `None` when nothing parses.
-pub fn ethtool_ring(dev: &str, text: &str) -> Option<RingParams> {
+pub(crate) fn ethtool_ring(dev: &str, text: &str) -> Option<RingParams> {
     let mut max = (None, None);
     let mut cur = (None, None);
     let mut in_cur = None::<bool>;
@@ -257,7 +256,7 @@ pub fn ethtool_ring(dev: &str, text: &str) -> Option<RingParams> {
 }
 
 /// `tc -s -j qdisc show`.
-pub fn tc_qdisc_json(text: &str) -> Vec<QdiscStats> {
+pub(crate) fn tc_qdisc_json(text: &str) -> Vec<QdiscStats> {
     let Ok(Value::Array(qs)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
     qs.iter()
         .map(|q| QdiscStats {
@@ -283,7 +282,7 @@ pub fn tc_qdisc_json(text: &str) -> Vec<QdiscStats> {
 
 /// `/proc/net/stat/nf_conntrack` (header line + one hex line per CPU; the first column,
 /// `entries`, is global) summed over CPUs. Also fits `/proc/net/stat/arp_cache` and `ndisc_cache`.
-pub fn proc_stat_table(text: &str) -> BTreeMap<String, u64> {
+pub(crate) fn proc_stat_table(text: &str) -> BTreeMap<String, u64> {
     let mut lines = text.lines();
     let Some(header) = lines.next() else { return BTreeMap::new() };
     let names: Vec<&str> = header.split_whitespace().collect();
@@ -305,8 +304,8 @@ pub fn proc_stat_table(text: &str) -> BTreeMap<String, u64> {
     out
 }
 
-/// `conntrack -S`: "cpu=0 found=0 invalid=3 insert_failed=0 drop=0 ..." summed over CPUs.
-pub fn conntrack_s(text: &str) -> BTreeMap<String, u64> {
+/// `conntrack -S`: `cpu=0 found=0 invalid=3 insert_failed=0 drop=0 ...` summed over CPUs.
+pub(crate) fn conntrack_s(text: &str) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for tok in text.split_whitespace() {
         let Some((k, v)) = tok.split_once('=') else { continue };
@@ -322,7 +321,7 @@ pub fn conntrack_s(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// Conntrack gauges and stats, from the count/max sysctls and a stats table.
-pub fn conntrack(count: Option<&str>, max: Option<&str>, mut stats: BTreeMap<String, u64>) -> ConntrackStats {
+pub(crate) fn conntrack(count: Option<&str>, max: Option<&str>, mut stats: BTreeMap<String, u64>) -> ConntrackStats {
     // `entries` is a gauge (the count), not a counter.
     stats.remove("entries");
     ConntrackStats {
@@ -332,8 +331,8 @@ pub fn conntrack(count: Option<&str>, max: Option<&str>, mut stats: BTreeMap<Str
     }
 }
 
-/// A local address "127.0.0.1:8080", "[::1]:8443", "*:5353", "0.0.0.0%lo:53" into (addr, port).
-pub fn split_addr_port(s: &str) -> (String, u16) {
+/// A local address `127.0.0.1:8080`, `[::1]:8443`, `*:5353`, `0.0.0.0%lo:53` into (addr, port).
+pub(crate) fn split_addr_port(s: &str) -> (String, u16) {
     match s.rsplit_once(':') {
         Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().unwrap_or(0)),
         None => (s.to_owned(), 0),
@@ -407,8 +406,8 @@ fn ss_records(text: &str) -> Vec<String> {
 }
 
 /// `ss -ltnpmeH`: listening TCP sockets. Recv-Q is the current accept queue, Send-Q the backlog
-/// passed to listen() (already capped by somaxconn); skmem `d` counts this listener's drops.
-pub fn ss_listeners(text: &str) -> Vec<Listener> {
+/// passed to `listen()` (already capped by somaxconn); skmem `d` counts this listener's drops.
+pub(crate) fn ss_listeners(text: &str) -> Vec<Listener> {
     let mut out = Vec::new();
     for rec in ss_records(text) {
         let cols: Vec<&str> = rec.split_whitespace().collect();
@@ -433,7 +432,7 @@ pub fn ss_listeners(text: &str) -> Vec<Listener> {
 }
 
 /// `ss -uamnpeH`: UDP sockets with their queues, buffer sizes (skmem rb/tb) and drops (d).
-pub fn ss_udp(text: &str) -> Vec<UdpSocket> {
+pub(crate) fn ss_udp(text: &str) -> Vec<UdpSocket> {
     let mut out = Vec::new();
     for rec in ss_records(text) {
         let cols: Vec<&str> = rec.split_whitespace().collect();
@@ -480,7 +479,7 @@ fn proc_ip(hexaddr: &str) -> String {
 }
 
 /// `/proc/net/udp` and `udp6` (fallback when `ss` is missing): queues and the drops column.
-pub fn proc_net_udp(text: &str) -> Vec<UdpSocket> {
+pub(crate) fn proc_net_udp(text: &str) -> Vec<UdpSocket> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let c: Vec<&str> = line.split_whitespace().collect();
@@ -508,7 +507,7 @@ pub fn proc_net_udp(text: &str) -> Vec<UdpSocket> {
 
 /// `iptables-save -c` / `ip6tables-save -c` (counters optional): chains whose policy is DROP and
 /// rules that jump to DROP or REJECT.
-pub fn iptables_save(backend: &str, text: &str) -> (Vec<FirewallChain>, Vec<FirewallRule>) {
+pub(crate) fn iptables_save(backend: &str, text: &str) -> (Vec<FirewallChain>, Vec<FirewallRule>) {
     let mut chains = Vec::new();
     let mut rules = Vec::new();
     let mut table = String::new();
@@ -516,7 +515,7 @@ pub fn iptables_save(backend: &str, text: &str) -> (Vec<FirewallChain>, Vec<Fire
     for line in text.lines() {
         let line = line.trim();
         if let Some(t) = line.strip_prefix('*') {
-            table = t.to_owned();
+            t.clone_into(&mut table);
         } else if let Some(c) = line.strip_prefix(':') {
             // :INPUT DROP [12:345]
             let f: Vec<&str> = c.split_whitespace().collect();
@@ -575,7 +574,7 @@ fn bracket_counters(s: &str) -> (Option<u64>, Option<u64>) {
 }
 
 /// `nft -a list ruleset` (text): rule text by (family, table, chain, handle), for display.
-pub fn nft_rule_texts(text: &str) -> BTreeMap<(String, String, String, u64), String> {
+pub(crate) fn nft_rule_texts(text: &str) -> BTreeMap<(String, String, String, u64), String> {
     let mut out = BTreeMap::new();
     let (mut fam, mut table, mut chain) = (String::new(), String::new(), String::new());
     for line in text.lines() {
@@ -586,10 +585,10 @@ pub fn nft_rule_texts(text: &str) -> BTreeMap<(String, String, String, u64), Str
         };
         let w: Vec<&str> = body.split_whitespace().collect();
         if w.first() == Some(&"table") && w.len() >= 3 {
-            fam = w[1].to_owned();
-            table = w[2].to_owned();
+            w[1].clone_into(&mut fam);
+            w[2].clone_into(&mut table);
         } else if w.first() == Some(&"chain") && w.len() >= 2 {
-            chain = w[1].to_owned();
+            w[1].clone_into(&mut chain);
         } else if let Some(h) = handle.filter(|_| !body.is_empty()) {
             out.insert((fam.clone(), table.clone(), chain.clone(), h), body.to_owned());
         }
@@ -644,7 +643,7 @@ fn nft_operand(v: &Value) -> String {
 /// `nft -j -a list ruleset`: base chains with policy drop, and rules whose verdict is drop or
 /// reject (including iptables-nft `xt` DROP/REJECT targets), with their counters when the rule
 /// has one. `texts` (from [`nft_rule_texts`]) supplies the rule as the user wrote it.
-pub fn nft_json(
+pub(crate) fn nft_json(
     text: &str,
     texts: &BTreeMap<(String, String, String, u64), String>,
 ) -> (Vec<FirewallChain>, Vec<FirewallRule>) {
@@ -710,7 +709,7 @@ pub fn nft_json(
 }
 
 /// `ip -j route show table all` (and `-6`): routes of type blackhole, unreachable or prohibit.
-pub fn ip_route_json(text: &str) -> Vec<RouteEntry> {
+pub(crate) fn ip_route_json(text: &str) -> Vec<RouteEntry> {
     let Ok(Value::Array(rs)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
     rs.iter()
         .filter_map(|r| {
@@ -728,7 +727,7 @@ pub fn ip_route_json(text: &str) -> Vec<RouteEntry> {
 }
 
 /// `ip -j neigh show`: neighbour entries in FAILED or INCOMPLETE state, as "dst dev state".
-pub fn ip_neigh_failed(text: &str) -> Vec<String> {
+pub(crate) fn ip_neigh_failed(text: &str) -> Vec<String> {
     let Ok(Value::Array(ns)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
     ns.iter()
         .filter_map(|n| {
@@ -744,7 +743,7 @@ pub fn ip_neigh_failed(text: &str) -> Vec<String> {
 
 /// "path value" lines printed by the RPS helper script: `/sys/class/net/DEV/queues/rx-N/rps_cpus
 /// 0000000f` into (dev, queue, mask).
-pub fn rps_lines(text: &str) -> Vec<(String, String, String)> {
+pub(crate) fn rps_lines(text: &str) -> Vec<(String, String, String)> {
     text.lines()
         .filter_map(|l| {
             let (path, mask) = l.trim().split_once(' ')?;
@@ -756,6 +755,6 @@ pub fn rps_lines(text: &str) -> Vec<(String, String, String)> {
 }
 
 /// Whether an RPS mask ("0", "00000000,00000003") selects any CPU.
-pub fn rps_mask_enabled(mask: &str) -> bool {
+pub(crate) fn rps_mask_enabled(mask: &str) -> bool {
     mask.chars().any(|c| c.is_ascii_hexdigit() && c != '0')
 }

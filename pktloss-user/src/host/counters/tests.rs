@@ -1,7 +1,7 @@
 //! Tests of the counter parsers on files captured from a real 6.18 kernel (namespace `pktl-fx`
 //! with nft/iptables drop rules, a tbf qdisc, a backlog-1 listener and a 1 KiB-rcvbuf UDP socket),
 //! plus a live check that a setns'd thread sees its namespace's /proc and sysctls.
-use super::gather::{read_sysctl, run_tool};
+use super::gather::{config_checks, read_sysctl, run_tool, snapshot};
 use super::*;
 
 macro_rules! fx {
@@ -201,29 +201,29 @@ fn garbage_never_panics() {
     ];
     let truncated: Vec<&str> = [fx!("snmp.txt"), fx!("netstat.txt"), fx!("nft_ruleset.json"), fx!("ss_uamn.txt")]
         .iter()
-        .flat_map(|f| [&f[..f.len() / 3], &f[..f.len() / 2 + 1]])
+        .flat_map(|f| [&f[..f.len() / 3], &f[..=(f.len() / 2)]])
         .collect();
     for t in inputs.iter().chain(truncated.iter()) {
-        let _ = parse::proc_pairs(t);
-        let _ = parse::snmp6(t);
-        let _ = parse::softnet_stat(t);
-        let _ = parse::proc_net_dev(t);
-        let _ = parse::ip_link_json(t);
-        let _ = parse::ethtool_stats(t);
-        let _ = parse::ethtool_ring("x", t);
-        let _ = parse::tc_qdisc_json(t);
-        let _ = parse::proc_stat_table(t);
-        let _ = parse::conntrack_s(t);
-        let _ = parse::ss_listeners(t);
-        let _ = parse::ss_udp(t);
-        let _ = parse::proc_net_udp(t);
-        let _ = parse::iptables_save("iptables", t);
-        let _ = parse::nft_rule_texts(t);
-        let _ = parse::nft_json(t, &BTreeMap::new());
-        let _ = parse::ip_route_json(t);
-        let _ = parse::ip_neigh_failed(t);
-        let _ = parse::rps_lines(t);
-        let _ = parse::split_addr_port(t);
+        drop(parse::proc_pairs(t));
+        drop(parse::snmp6(t));
+        drop(parse::softnet_stat(t));
+        drop(parse::proc_net_dev(t));
+        drop(parse::ip_link_json(t));
+        drop(parse::ethtool_stats(t));
+        drop(parse::ethtool_ring("x", t));
+        drop(parse::tc_qdisc_json(t));
+        drop(parse::proc_stat_table(t));
+        drop(parse::conntrack_s(t));
+        drop(parse::ss_listeners(t));
+        drop(parse::ss_udp(t));
+        drop(parse::proc_net_udp(t));
+        drop(parse::iptables_save("iptables", t));
+        drop(parse::nft_rule_texts(t));
+        drop(parse::nft_json(t, &BTreeMap::new()));
+        drop(parse::ip_route_json(t));
+        drop(parse::ip_neigh_failed(t));
+        drop(parse::rps_lines(t));
+        drop(parse::split_addr_port(t));
     }
 }
 
@@ -241,6 +241,7 @@ fn snap(snmp: &[(&str, i64)], t: f64) -> NetnsSnapshot {
 }
 
 #[test]
+#[expect(clippy::float_cmp, reason = "110.0 - 100.0 is exactly 10.0 in f64")]
 fn deltas() {
     let b = snap(&[("Udp.RcvbufErrors", 10), ("Tcp.CurrEstab", 5), ("Udp.NoPorts", 3)], 100.0);
     let mut a = snap(&[("Udp.RcvbufErrors", 510), ("Tcp.CurrEstab", 2), ("Udp.NoPorts", 3), ("New.Key", 9)], 110.0);
@@ -329,7 +330,7 @@ fn live_namespace_view() {
         assert!(c.listeners.is_empty());
         assert_ne!(read_sysctl("net.core.somaxconn").as_deref(), Some("77"), "host untouched");
     });
-    let _ = run_tool("ip", &["netns", "del", &name]);
+    drop(run_tool("ip", &["netns", "del", &name]));
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

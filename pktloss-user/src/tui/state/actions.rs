@@ -22,7 +22,7 @@ impl State {
     }
 
     /// Carry out one action.
-    pub fn apply(&mut self, action: Action) {
+    pub(crate) fn apply(&mut self, action: Action) {
         if action == Action::None {
             return;
         }

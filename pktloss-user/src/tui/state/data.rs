@@ -13,9 +13,9 @@ use crate::{
 };
 
 /// How much drop-rate history the chart keeps, in seconds of capture time.
-pub const HISTORY_SECS: f64 = 300.0;
+pub(crate) const HISTORY_SECS: f64 = 300.0;
 /// Points kept per row for the trend column.
-pub const TREND_LEN: usize = 32;
+pub(crate) const TREND_LEN: usize = 32;
 /// Minimum capture time between two ticks.
 const TICK_SECS: f64 = 0.95;
 /// Separator inside internal keys.
@@ -30,6 +30,7 @@ struct Series {
 }
 
 impl Series {
+    #[expect(clippy::cast_precision_loss, reason = "a per-second rate for display")]
     fn tick(&mut self, raw: u64, dt: f64) {
         let delta = raw.saturating_sub(self.tick_raw);
         self.tick_raw = raw;
@@ -43,7 +44,7 @@ impl Series {
 
 /// One row of the drops table: a (reason, location), summed over its stacks.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DropRow {
+pub(crate) struct DropRow {
     pub key: String,
     pub reason: String,
     pub code: u32,
@@ -60,7 +61,7 @@ pub struct DropRow {
 
 /// One row of the flows table.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FlowRow {
+pub(crate) struct FlowRow {
     pub key: String,
     /// `count` is since start/reset.
     pub flow: FlowCount,
@@ -70,7 +71,7 @@ pub struct FlowRow {
 
 /// One row of the causes panel.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CauseRow {
+pub(crate) struct CauseRow {
     pub key: String,
     /// `drops` is since start/reset.
     pub cause: CauseView,
@@ -80,7 +81,7 @@ pub struct CauseRow {
 
 /// One row of the counters panel.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CounterLine {
+pub(crate) struct CounterLine {
     pub key: String,
     /// `total` is since start/reset.
     pub row: CounterRow,
@@ -91,7 +92,7 @@ pub struct CounterLine {
 /// The data side of the state: latest update, baseline, rates, trends and history. Pause
 /// freezes a clone of it.
 #[derive(Clone, Debug, Default)]
-pub struct Data {
+pub(crate) struct Data {
     /// Latest update, cumulative since the capture start.
     pub update: Update,
     /// Updates received.
@@ -135,7 +136,7 @@ const K_RETRANS: &str = "h\u{1f}retrans";
 
 impl Data {
     /// Take a new cumulative update; tick when it is ~1 s newer than the last tick.
-    pub fn ingest(&mut self, update: Update) {
+    pub(crate) fn ingest(&mut self, update: Update) {
         let t = update.summary.duration_secs;
         if t + 1e-9 < self.last_tick {
             // A new capture behind the same channel: start over.
@@ -183,7 +184,7 @@ impl Data {
     }
 
     /// Rebaseline: counts restart from zero, trends and chart start over.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         let u = &self.update;
         let s = &u.summary;
         let mut base: HashMap<String, u64> = HashMap::new();
@@ -222,52 +223,51 @@ impl Data {
     }
 
     /// A first update arrived.
-    pub fn has_data(&self) -> bool {
+    pub(crate) fn has_data(&self) -> bool {
         self.updates > 0
     }
     /// Capture time, seconds since start.
-    pub fn now(&self) -> f64 {
+    pub(crate) fn now(&self) -> f64 {
         self.update.summary.duration_secs
     }
     /// Capture time since the last reset (or start).
-    pub fn elapsed(&self) -> f64 {
+    pub(crate) fn elapsed(&self) -> f64 {
         (self.now() - self.reset_at).max(0.0)
     }
     /// Drops since start/reset.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.adj(K_TOTAL, self.update.summary.total_drops)
     }
     /// Drops per second over the last tick.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.total.rate
     }
     /// Mean drops per second since start/reset.
-    pub fn avg_rate(&self) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "a mean rate for display")]
+    pub(crate) fn avg_rate(&self) -> f64 {
         let e = self.elapsed();
         if e > 0.0 { self.total() as f64 / e } else { 0.0 }
     }
     /// Detail events not delivered since start/reset.
-    pub fn lost(&self) -> u64 {
+    pub(crate) fn lost(&self) -> u64 {
         self.adj(K_LOST, self.update.summary.lost_events)
     }
     /// Share of drops with a detail event (0..=1), None before any drop.
-    pub fn coverage(&self) -> Option<f64> {
+    #[expect(clippy::cast_precision_loss, reason = "a share (0..=1) for display")]
+    pub(crate) fn coverage(&self) -> Option<f64> {
         let s = &self.update.summary;
         let with = self.adj(K_WITH, s.drops_with_detail);
         let without = self.adj(K_WITHOUT, s.drops_without_detail);
         (with + without > 0).then(|| with as f64 / (with + without) as f64)
     }
     /// TCP retransmissions since start/reset.
-    pub fn retransmits(&self) -> u64 {
+    pub(crate) fn retransmits(&self) -> u64 {
         self.adj(K_RETRANS, self.update.summary.retransmits.total)
-    }
-    /// Total-drop trend, one point per tick.
-    pub fn total_trend(&self) -> Vec<u64> {
-        self.total.trend.iter().copied().collect()
     }
 
     /// Drops rows with a count since start/reset, unsorted.
-    pub fn drop_rows(&self) -> Vec<DropRow> {
+    #[expect(clippy::cast_precision_loss, reason = "each row's share of all drops, a fraction for display")]
+    pub(crate) fn drop_rows(&self) -> Vec<DropRow> {
         let total = self.total().max(1) as f64;
         let mut rows: Vec<DropRow> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -303,7 +303,7 @@ impl Data {
     }
 
     /// Flow rows with a count since start/reset, unsorted.
-    pub fn flow_rows(&self) -> Vec<FlowRow> {
+    pub(crate) fn flow_rows(&self) -> Vec<FlowRow> {
         self.update
             .summary
             .flows
@@ -325,7 +325,8 @@ impl Data {
     }
 
     /// Causes, ranked by drops since start/reset (then title).
-    pub fn cause_rows(&self) -> Vec<CauseRow> {
+    #[expect(clippy::cast_precision_loss, reason = "each cause's share of all drops, a fraction for display")]
+    pub(crate) fn cause_rows(&self) -> Vec<CauseRow> {
         let total = self.total().max(1) as f64;
         let mut rows: Vec<CauseRow> = self
             .update
@@ -344,7 +345,7 @@ impl Data {
     }
 
     /// Counters that moved since start/reset, unsorted.
-    pub fn counter_rows(&self) -> Vec<CounterLine> {
+    pub(crate) fn counter_rows(&self) -> Vec<CounterLine> {
         self.update
             .counters
             .iter()
@@ -362,13 +363,17 @@ impl Data {
     }
 
     /// Sampled drops since start/reset.
-    pub fn samples(&self) -> impl Iterator<Item = &Sample> {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "sample times are nanoseconds since the capture start, exact in f64 below 2^53 ns (104 days); the reset time is an f64"
+    )]
+    pub(crate) fn samples(&self) -> impl Iterator<Item = &Sample> {
         let from_ns = self.reset_at * 1e9;
         self.update.summary.samples.iter().filter(move |s| s.t_ns as f64 >= from_ns)
     }
 
     /// Name of a device, from the summary's devices or flows.
-    pub fn device_name(&self, netns: u32, ifindex: u32) -> Option<String> {
+    pub(crate) fn device_name(&self, netns: u32, ifindex: u32) -> Option<String> {
         let s = &self.update.summary;
         s.devices
             .iter()
@@ -383,7 +388,7 @@ impl Data {
     }
 
     /// Human description of a drop reason, when the summary has one.
-    pub fn reason_description(&self, reason: &str) -> Option<&str> {
+    pub(crate) fn reason_description(&self, reason: &str) -> Option<&str> {
         self.update
             .summary
             .reasons

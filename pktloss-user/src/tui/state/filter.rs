@@ -7,7 +7,7 @@ use crate::{
 
 /// One filter term; a filter is the AND of its terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Term {
+pub(crate) enum Term {
     /// `reason:X`: drop reason contains X (case-insensitive).
     Reason(String),
     /// `proto:X`: protocol is X.
@@ -26,7 +26,7 @@ pub enum Term {
 
 /// A parsed `/` filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// What the user typed.
     pub text: String,
     pub terms: Vec<Term>,
@@ -101,7 +101,7 @@ fn host_match(addr: &str, pattern: &str) -> bool {
 const FILTER_KEYS: &str = "reason, proto, port, host, netns, dev";
 
 /// The filter syntax as the help overlay and `pktloss top --help` show it.
-pub const FILTER_HELP: &[&str] = &[
+pub(crate) const FILTER_HELP: &[&str] = &[
     "reason:NO_SOCKET  proto:udp  port:53  host:10.0.0.1  host:10.0.0.",
     "netns:4026531840  dev:veth0  or a bare word. All terms must hold",
     "together for one dropped packet the row counts or explains.",
@@ -118,7 +118,7 @@ impl Term {
         }
     }
 
-    fn matches_pkt(&self, p: &Pkt) -> bool {
+    fn matches_pkt(&self, p: &Pkt<'_>) -> bool {
         match self {
             Term::Reason(r) => contains_ci(p.reason, r),
             Term::Proto(x) => p.proto.eq_ignore_ascii_case(x),
@@ -128,7 +128,7 @@ impl Term {
             Term::Dev(d) => p.device.eq_ignore_ascii_case(d) || p.ifindex.to_string() == *d,
             Term::Word(w) => {
                 [p.reason, p.symbol, p.proto, p.src, p.dst, p.device, p.process].iter().any(|f| contains_ci(f, w))
-                    || [p.sport as u32, p.dport as u32, p.netns, p.ifindex].iter().any(|n| n.to_string() == *w)
+                    || [u32::from(p.sport), u32::from(p.dport), p.netns, p.ifindex].iter().any(|n| n.to_string() == *w)
             }
         }
     }
@@ -136,7 +136,7 @@ impl Term {
 
 impl Filter {
     /// Parse space-separated terms: `reason:X proto:X port:N host:A netns:N dev:X word`.
-    pub fn parse(text: &str) -> Result<Filter, String> {
+    pub(crate) fn parse(text: &str) -> Result<Filter, String> {
         let mut terms = Vec::new();
         for token in text.split_whitespace() {
             let term = match token.split_once(':') {
@@ -170,12 +170,12 @@ impl Filter {
         Ok(Filter { text: terms_text(text), terms })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.terms.is_empty()
     }
 
     /// A flow matches when every term does.
-    pub fn matches_flow(&self, f: &FlowCount) -> bool {
+    pub(crate) fn matches_flow(&self, f: &FlowCount) -> bool {
         let p = Pkt::flow(f);
         self.terms.iter().all(|t| t.matches_pkt(&p))
     }

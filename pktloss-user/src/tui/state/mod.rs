@@ -8,20 +8,20 @@
 //!
 //! Pause freezes a copy of the data and keeps ingesting behind it.
 mod actions;
-pub mod data;
-pub mod filter;
-pub mod select;
+pub(crate) mod data;
+pub(crate) mod filter;
+pub(crate) mod select;
 
-pub use data::{CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS, TREND_LEN};
-pub use filter::{Filter, Term};
-pub use select::{Panel, SortKey, endpoint, flow_tuple};
+pub(crate) use data::{CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS};
+pub(crate) use filter::Filter;
+pub(crate) use select::{Panel, SortKey, endpoint, flow_tuple};
 
 use super::{Update, input::Mode};
 use select::{Selection, sort_rows};
 
 /// The drill-down overlay: which row, and how far it is scrolled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Detail {
+pub(crate) struct Detail {
     pub panel: Panel,
     pub key: String,
     pub scroll: u16,
@@ -33,14 +33,14 @@ pub struct Detail {
 /// What a draw measured that the state needs for the next key (rendering itself stays a pure
 /// function of the state).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Drawn {
+pub(crate) struct Drawn {
     /// The farthest the drill-down can scroll at this size, when one is open.
     pub detail_max_scroll: Option<u16>,
 }
 
 /// Everything the view draws.
 #[derive(Clone, Debug)]
-pub struct State {
+pub(crate) struct State {
     live: Data,
     frozen: Option<Data>,
     /// Focused panel.
@@ -72,7 +72,7 @@ impl Default for State {
 }
 
 impl State {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         State {
             live: Data::default(),
             frozen: None,
@@ -93,19 +93,21 @@ impl State {
     }
 
     /// What is on screen: the frozen copy when paused, else the live data.
-    pub fn data(&self) -> &Data {
+    pub(crate) fn data(&self) -> &Data {
         self.frozen.as_ref().unwrap_or(&self.live)
     }
     /// The live data, also while paused.
-    pub fn live(&self) -> &Data {
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> &Data {
         &self.live
     }
-    pub fn is_paused(&self) -> bool {
+
+    pub(crate) fn is_paused(&self) -> bool {
         self.frozen.is_some()
     }
 
     /// Take an update from the pipeline. While paused it is collected but not shown.
-    pub fn ingest(&mut self, update: Update) {
+    pub(crate) fn ingest(&mut self, update: Update) {
         self.live.ingest(update);
         if !self.is_paused() {
             self.dirty = true;
@@ -113,7 +115,7 @@ impl State {
     }
 
     /// The pipeline is gone.
-    pub fn set_ended(&mut self) {
+    pub(crate) fn set_ended(&mut self) {
         if !self.ended {
             self.ended = true;
             self.dirty = true;
@@ -121,24 +123,21 @@ impl State {
     }
 
     /// The terminal was resized: redraw (the view takes the size from the frame).
-    pub fn resized(&mut self) {
+    pub(crate) fn resized(&mut self) {
         self.dirty = true;
     }
 
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
     }
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
-    }
-    pub fn clear_dirty(&mut self) {
+    pub(crate) fn clear_dirty(&mut self) {
         self.dirty = false;
     }
-    pub fn should_quit(&self) -> bool {
+    pub(crate) fn should_quit(&self) -> bool {
         self.quit
     }
 
-    pub fn mode(&self) -> Mode {
+    pub(crate) fn mode(&self) -> Mode {
         if self.prompt.is_some() {
             Mode::Prompt
         } else if self.help {
@@ -151,7 +150,7 @@ impl State {
     }
 
     /// Drops rows after filter and sort.
-    pub fn visible_drops(&self) -> Vec<DropRow> {
+    pub(crate) fn visible_drops(&self) -> Vec<DropRow> {
         let d = self.data();
         let mut rows = d.drop_rows();
         if !self.filter.is_empty() {
@@ -170,7 +169,7 @@ impl State {
     }
 
     /// Flow rows after filter and sort.
-    pub fn visible_flows(&self) -> Vec<FlowRow> {
+    pub(crate) fn visible_flows(&self) -> Vec<FlowRow> {
         let mut rows = self.data().flow_rows();
         rows.retain(|r| self.filter.matches_flow(&r.flow));
         sort_rows(
@@ -186,14 +185,14 @@ impl State {
     }
 
     /// Causes after filter, ranked.
-    pub fn visible_causes(&self) -> Vec<CauseRow> {
+    pub(crate) fn visible_causes(&self) -> Vec<CauseRow> {
         let mut rows = self.data().cause_rows();
         rows.retain(|r| self.filter.matches_cause(&r.cause, self.data()));
         rows
     }
 
     /// Counters after filter and sort.
-    pub fn visible_counters(&self) -> Vec<CounterLine> {
+    pub(crate) fn visible_counters(&self) -> Vec<CounterLine> {
         let mut rows = self.data().counter_rows();
         rows.retain(|r| self.filter.matches_counter(&r.row));
         sort_rows(
@@ -209,7 +208,7 @@ impl State {
     }
 
     /// Keys of the visible rows of a panel, in display order.
-    pub fn visible_keys(&self, panel: Panel) -> Vec<String> {
+    pub(crate) fn visible_keys(&self, panel: Panel) -> Vec<String> {
         match panel {
             Panel::Drops => self.visible_drops().into_iter().map(|r| r.key).collect(),
             Panel::Causes => self.visible_causes().into_iter().map(|r| r.key).collect(),
@@ -219,12 +218,12 @@ impl State {
     }
 
     /// Index of the selected row among `keys` (the panel's visible keys), None when empty.
-    pub fn selected_index(&self, panel: Panel, keys: &[String]) -> Option<usize> {
+    pub(crate) fn selected_index(&self, panel: Panel, keys: &[String]) -> Option<usize> {
         self.selected.index(panel, keys)
     }
 
     /// Take what the last draw measured: the drill-down's scroll stays within its content.
-    pub fn drawn(&mut self, drawn: Drawn) {
+    pub(crate) fn drawn(&mut self, drawn: Drawn) {
         if let (Some(d), Some(max)) = (&mut self.detail, drawn.detail_max_scroll) {
             d.max_scroll = max;
             d.scroll = d.scroll.min(max);

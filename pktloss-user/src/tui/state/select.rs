@@ -3,7 +3,7 @@ use crate::model::FlowCount;
 
 /// The panels, in Tab order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Panel {
+pub(crate) enum Panel {
     Drops,
     Causes,
     Flows,
@@ -11,18 +11,18 @@ pub enum Panel {
 }
 
 impl Panel {
-    pub const ALL: [Panel; 4] = [Panel::Drops, Panel::Causes, Panel::Flows, Panel::Counters];
+    pub(crate) const ALL: [Panel; 4] = [Panel::Drops, Panel::Causes, Panel::Flows, Panel::Counters];
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
-    pub fn next(self) -> Panel {
+    pub(crate) fn next(self) -> Panel {
         Panel::ALL[(self.index() + 1) % 4]
     }
-    pub fn prev(self) -> Panel {
+    pub(crate) fn prev(self) -> Panel {
         Panel::ALL[(self.index() + 3) % 4]
     }
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Panel::Drops => "Drops",
             Panel::Causes => "Causes",
@@ -34,7 +34,7 @@ impl Panel {
 
 /// Sort order of the drops, flows and counters tables (causes are always ranked by drops).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
+pub(crate) enum SortKey {
     /// Count since start/reset, largest first.
     Count,
     /// Current rate, largest first.
@@ -46,7 +46,7 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub fn next(self) -> SortKey {
+    pub(crate) fn next(self) -> SortKey {
         match self {
             SortKey::Count => SortKey::Rate,
             SortKey::Rate => SortKey::Reason,
@@ -54,7 +54,7 @@ impl SortKey {
             SortKey::Location => SortKey::Count,
         }
     }
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SortKey::Count => "count",
             SortKey::Rate => "rate",
@@ -65,7 +65,7 @@ impl SortKey {
 }
 
 /// Sort a table's rows by `key` (ties by count, then name), or the other way round.
-pub fn sort_rows<T>(
+pub(crate) fn sort_rows<T>(
     rows: &mut [T],
     key: SortKey,
     reverse: bool,
@@ -87,12 +87,12 @@ pub fn sort_rows<T>(
 }
 
 /// The flow as one sortable/printable string.
-pub fn flow_tuple(f: &FlowCount) -> String {
+pub(crate) fn flow_tuple(f: &FlowCount) -> String {
     format!("{} {} {}", f.proto, endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
 }
 
 /// `addr:port`, `[v6]:port`, or `addr` when there is no port.
-pub fn endpoint(addr: &str, port: u16, family: u8) -> String {
+pub(crate) fn endpoint(addr: &str, port: u16, family: u8) -> String {
     match (port, family == 6 || addr.contains(':')) {
         (0, _) => addr.to_string(),
         (_, true) => format!("[{addr}]:{port}"),
@@ -102,11 +102,11 @@ pub fn endpoint(addr: &str, port: u16, family: u8) -> String {
 
 /// The selected row of each panel: its key, and its last index (used when the key disappears).
 #[derive(Clone, Debug, Default)]
-pub struct Selection([(Option<String>, usize); 4]);
+pub(crate) struct Selection([(Option<String>, usize); 4]);
 
 impl Selection {
     /// Index of the selected row among `keys` (the panel's visible keys), None when empty.
-    pub fn index(&self, panel: Panel, keys: &[String]) -> Option<usize> {
+    pub(crate) fn index(&self, panel: Panel, keys: &[String]) -> Option<usize> {
         if keys.is_empty() {
             return None;
         }
@@ -115,7 +115,7 @@ impl Selection {
     }
 
     /// Select row `i` of `keys`.
-    pub fn select(&mut self, panel: Panel, keys: &[String], i: usize) {
+    pub(crate) fn select(&mut self, panel: Panel, keys: &[String], i: usize) {
         self.0[panel.index()] = (Some(keys[i].clone()), i);
     }
 }
