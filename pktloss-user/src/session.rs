@@ -14,7 +14,7 @@ use pktloss_common::stat;
 use crate::{
     aggregate::{Aggregator, CaptureInfo},
     decode::{reasons::ReasonTable, symbols::Kallsyms},
-    host::{devices::DeviceNames, devtx::DeviceTx},
+    host::{devices::DeviceNames, devtx::DeviceTx, lifecycle::Lifecycle},
     kernel::{
         btf::KernelBtf,
         tracer::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
@@ -54,6 +54,10 @@ pub(crate) struct Session {
     /// Device TX from the devices' own counters, when the `net_dev_queue` probe is off.
     device_tx: Option<DeviceTx>,
     device_names: DeviceNames,
+    /// The namespaces followed from birth to death (commands that diagnose).
+    pub lifecycle: Option<Lifecycle>,
+    /// When the lifecycle watcher was last told where drops are.
+    drops_told: Instant,
 }
 
 impl Session {
@@ -89,7 +93,35 @@ impl Session {
         let mut agg = Aggregator::new(reasons, syms, start_mono);
         agg.flows_by_location = flows_by_location;
         let device_tx = (!opts_tx_trace).then(DeviceTx::start);
-        Ok(Self { tracer, agg, info, started: Instant::now(), device_tx, device_names: DeviceNames::default() })
+        Ok(Self {
+            tracer,
+            agg,
+            info,
+            started: Instant::now(),
+            device_tx,
+            device_names: DeviceNames::default(),
+            lifecycle: None,
+            drops_told: Instant::now(),
+        })
+    }
+
+    /// Follow the namespaces from now on (born during the capture, gone before its end); the
+    /// counters read before the capture are its baseline.
+    pub(crate) fn watch_namespaces(&mut self) {
+        self.lifecycle = Some(Lifecycle::start(LIFECYCLE_INTERVAL));
+    }
+
+    /// Once per [`LIFECYCLE_INTERVAL`], tell the watcher which namespaces have drops, so that
+    /// it reads them while they live.
+    fn tell_lifecycle(&mut self) {
+        let Some(l) = &self.lifecycle else { return };
+        if self.drops_told.elapsed() < LIFECYCLE_INTERVAL {
+            return;
+        }
+        self.drops_told = Instant::now();
+        if let Ok(raw) = self.tracer.read() {
+            l.drops_in(raw.flows.iter().map(|(k, _)| k.netns));
+        }
     }
 
     /// Say (with -v) that the capture is under way: the probes are attached and the counters
@@ -166,6 +198,7 @@ pub(crate) fn run_until(
         }
         let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
         session.pump(wait);
+        session.tell_lifecycle();
         if let Some(n) = count
             && session.tracer.stat(stat::DROPS) >= n
         {
@@ -176,6 +209,9 @@ pub(crate) fn run_until(
     // Final drain so that every delivered event is in the samples.
     session.pump(0);
 }
+
+/// How often the namespaces are listed, and those with drops or born during the capture read.
+const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Namespaces to snapshot before a capture: every one we can see, bounded.
 pub(crate) const MAX_NETNS: usize = 64;
@@ -196,14 +232,25 @@ pub(crate) fn gather_before() -> crate::host::counters::Gathered {
 }
 
 /// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
-pub(crate) fn gather_after(before: crate::host::counters::Gathered, summary: &Summary) -> Diagnosed {
+/// Namespaces born during the capture (read at the end) are counted from zero, and those gone
+/// before the end keep their last reading, when a `lifecycle` watcher followed them.
+pub(crate) fn gather_after(
+    before: crate::host::counters::Gathered,
+    summary: &Summary,
+    lifecycle: Option<Lifecycle>,
+) -> Diagnosed {
     let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
-    for f in &summary.flows {
-        if f.netns != 0 && !inodes.contains(&f.netns) {
-            inodes.push(f.netns);
+    let born = lifecycle.as_ref().map(Lifecycle::born).unwrap_or_default();
+    for n in summary.flows.iter().map(|f| f.netns).chain(born) {
+        if n != 0 && !inodes.contains(&n) {
+            inodes.push(n);
         }
     }
     let after = crate::host::counters::gather(&inodes);
+    let after = match lifecycle {
+        Some(l) => l.complete(after),
+        None => after,
+    };
     let (kept_before, kept_after) = (before.clone(), after.clone());
     let (deltas, checks) = crate::host::counters::finish(before, after);
     let diagnosis =

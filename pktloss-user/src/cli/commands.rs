@@ -149,6 +149,9 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
     let before = needs_file.then(gather_before);
+    if needs_file {
+        session.watch_namespaces();
+    }
     session.announce();
     let mut progress = Progress::new();
     run_until(&mut session, a.duration, a.count, &stop, |s| progress.tick(s, a.duration));
@@ -156,13 +159,14 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
     let stopped = stopped_by(&session, stop.load(Ordering::Relaxed), a.count);
     let summary = session.final_summary()?;
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
+    let lifecycle = session.lifecycle.take();
     drop(session); // detach before the slower work
     print(&match a.format {
         Format::Text => summary::text(&summary),
         Format::Json => json::pretty(&summary),
     });
     let file = before.map(|before| {
-        let d = gather_after(before, &summary);
+        let d = gather_after(before, &summary, lifecycle);
         capture_file(summary.clone(), &d, reasons, options_json(&a.trace, a.duration, a.count), stopped)
     });
     if let Some((path, kind)) = out {
@@ -295,13 +299,15 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options())?;
     let before = gather_before();
+    session.watch_namespaces();
     session.announce();
     run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});
     let stopped = stopped_by(&session, stop.load(Ordering::Relaxed), a.count);
     let summary = session.final_summary()?;
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
+    let lifecycle = session.lifecycle.take();
     drop(session);
-    let d = gather_after(before, &summary);
+    let d = gather_after(before, &summary, lifecycle);
     let as_json = || json::pretty(&json::Diagnosed::new(&summary, &d.diagnosis, &d.deltas, &d.checks));
     let as_text = || format!("{}\n{}", summary::text(&summary), diagnosis::text(&d.diagnosis));
     print(&match a.format {

@@ -178,6 +178,21 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
         }
         let info = taxonomy::info(id);
         let mut evidence = a.evidence;
+        // Namespaces that came or went during the capture: where their counters come from.
+        for d in input.deltas.iter().filter(|d| a.netns.contains(&d.netns)) {
+            if let Some(t) = d.appeared_after {
+                evidence.push(format!(
+                    "{} appeared {t:.1} s into the capture: its counters count from its birth",
+                    cx.tag(d.netns)
+                ));
+            }
+            if let Some(t) = d.gone_after {
+                evidence.push(format!(
+                    "{} was gone {t:.1} s into the capture: its counters are its last reading",
+                    cx.tag(d.netns)
+                ));
+            }
+        }
         if a.event_drops > 0 && a.counter_drops > 0 {
             let line = match a.counter_drops.cmp(&a.event_drops) {
                 std::cmp::Ordering::Equal => {

@@ -4,4 +4,5 @@
 pub(crate) mod counters;
 pub(crate) mod devices;
 pub(crate) mod devtx;
+pub(crate) mod lifecycle;
 pub(crate) mod netns;

@@ -1,7 +1,7 @@
 //! `pktloss top`: a collector thread (kernel -> aggregate -> classify) feeding the TUI through
 //! a channel, one update a second; the TUI owns the terminal on the main thread.
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,6 +17,7 @@ use crate::{
     host::counters::{self, NetnsDelta, NetnsSnapshot},
     kernel::tracer::Options,
     model::Summary,
+    host::netns,
     session::{Session, gather_before},
     tui::{self, CauseView, CounterRow, Update},
 };
@@ -52,6 +53,8 @@ pub(crate) fn top(options: Options, refresh: Duration) -> Result<()> {
 }
 
 fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBool, refresh: Duration) {
+    // Namespaces that exist now; one seen later was born during the run and counts from zero.
+    let at_start: BTreeSet<u32> = netns::list().keys().copied().collect();
     let before = gather_before();
     let mut base: HashMap<u32, NetnsSnapshot> = before.snapshots.iter().map(|s| (s.netns, s.clone())).collect();
     let mut checks = before.checks.clone();
@@ -72,8 +75,9 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
                 summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
             if !new.is_empty() {
                 let g = counters::gather(&new);
-                for snap in g.snapshots {
-                    base.entry(snap.netns).or_insert(snap);
+                for snap in g.snapshots.into_iter().filter(|s| !counters::not_found(s)) {
+                    let baseline = if at_start.contains(&snap.netns) { snap } else { snap.at_birth() };
+                    base.entry(baseline.netns).or_insert(baseline);
                 }
                 for c in g.checks {
                     if !checks.iter().any(|x| x.netns == c.netns) {
@@ -82,10 +86,16 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
                 }
             }
             let inodes: Vec<u32> = base.keys().copied().collect();
-            deltas = counters::snapshot_all(&inodes)
-                .iter()
-                .filter_map(|now| base.get(&now.netns).map(|b| counters::delta(b, now)))
-                .collect();
+            let mut next: Vec<NetnsDelta> = Vec::new();
+            for now in counters::snapshot_all(&inodes) {
+                if counters::not_found(&now) {
+                    // Gone: keep what it counted while it lived.
+                    next.extend(deltas.iter().find(|d| d.netns == now.netns).cloned());
+                } else if let Some(b) = base.get(&now.netns) {
+                    next.push(counters::delta(b, &now));
+                }
+            }
+            deltas = next;
         }
         let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &deltas, checks: &checks });
         let update = Update { causes: cause_views(&d, &summary), counters: counter_rows(&deltas), summary };

@@ -398,7 +398,7 @@ pub(crate) fn snapshot_all(inodes: &[u32]) -> Vec<NetnsSnapshot> {
                 netns: inode,
                 label: format!("netns:{inode}"),
                 taken_at: now(),
-                unavailable: vec!["netns: not found (no process or /run/netns entry holds it)".to_owned()],
+                unavailable: vec![super::NOT_FOUND.to_owned()],
                 ..Default::default()
             },
         })
@@ -415,7 +415,7 @@ pub(crate) fn gather(inodes: &[u32]) -> Gathered {
                 g.checks.push(config_checks(&ns));
             }
             Err(inode) => {
-                let why = "netns: not found (no process or /run/netns entry holds it)".to_owned();
+                let why = super::NOT_FOUND.to_owned();
                 g.snapshots.push(NetnsSnapshot {
                     netns: inode,
                     label: format!("netns:{inode}"),

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use gather::snapshot_all;
+pub(crate) use gather::{config_checks, snapshot, snapshot_all};
 
 /// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +138,38 @@ pub(crate) struct NetnsSnapshot {
     /// "net.core.somaxconn" => "4096"; only the keys readable in this namespace.
     pub sysctls: BTreeMap<String, String>,
     pub unavailable: Vec<String>,
+    /// The namespace did not exist when the capture started: when it was first seen (Unix
+    /// seconds). Its counters count from zero, from its birth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appeared_at: Option<f64>,
+    /// The namespace was gone before the end: this is its last reading, and it was last seen
+    /// at this time (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_at: Option<f64>,
+}
+
+impl NetnsSnapshot {
+    /// The baseline of a namespace born during the capture: its counters were all zero at its
+    /// birth; the host-wide ones (softnet, neighbour tables) are not its own and count from this
+    /// reading.
+    pub(crate) fn at_birth(&self) -> Self {
+        Self {
+            netns: self.netns,
+            label: self.label.clone(),
+            is_self: self.is_self,
+            taken_at: self.appeared_at.unwrap_or(self.taken_at),
+            // Every counter at zero (a key missing from a baseline reads as no change).
+            snmp: self.snmp.keys().map(|k| (k.clone(), 0)).collect(),
+            netstat: self.netstat.keys().map(|k| (k.clone(), 0)).collect(),
+            softnet: self.softnet.clone(),
+            neigh: self.neigh.clone(),
+            conntrack: self.conntrack.as_ref().map(|c| ConntrackStats {
+                stats: c.stats.keys().map(|k| (k.clone(), 0)).collect(),
+                ..c.clone()
+            }),
+            ..Self::default()
+        }
+    }
 }
 
 /// Counters of one device over the capture (after - before), gauges from `after`.
@@ -168,6 +200,14 @@ pub(crate) struct NetnsDelta {
     pub neigh: BTreeMap<String, u64>,
     pub sysctls: BTreeMap<String, String>,
     pub unavailable: Vec<String>,
+    /// Born during the capture: seconds after its start when the namespace was first seen
+    /// (its counters are from its birth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appeared_after: Option<f64>,
+    /// Gone before the end: seconds after the start when it was last seen (its counters are
+    /// its last reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_after: Option<f64>,
 }
 
 impl NetnsDelta {
@@ -298,6 +338,14 @@ pub(crate) struct ConfigChecks {
     pub unavailable: Vec<String>,
 }
 
+/// Why a namespace has no reading: it could not be found when it was to be read.
+pub(crate) const NOT_FOUND: &str = "netns: not found (no process or /run/netns entry holds it)";
+
+/// Whether `s` stands for a namespace that could not be found (no counters in it).
+pub(crate) fn not_found(s: &NetnsSnapshot) -> bool {
+    s.unavailable.iter().any(|u| u == NOT_FOUND)
+}
+
 /// Everything read at one instant: counters and configuration of each namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Gathered {
@@ -313,12 +361,22 @@ pub(crate) fn gather(netns_inodes: &[u32]) -> Gathered {
 /// Deltas of every namespace in `after`, and `after`'s configuration with the firewall-rule,
 /// listener and UDP-socket drop counters turned into deltas over the capture.
 pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
+    // The capture's start: the first reading before it.
+    let t0 = before.snapshots.iter().map(|s| s.taken_at).filter(|t| *t > 0.0).fold(f64::INFINITY, f64::min);
+    let since_start = |t: Option<f64>| t.filter(|_| t0.is_finite()).map(|t| (t - t0).max(0.0));
     let deltas = after
         .snapshots
         .iter()
-        .map(|a| match before.snapshots.iter().find(|b| b.netns == a.netns) {
-            Some(b) => delta(b, a),
-            None => no_baseline(a),
+        .map(|a| {
+            let mut d = match before.snapshots.iter().find(|b| b.netns == a.netns) {
+                Some(b) => delta(b, a),
+                // Born during the capture: its counters started at zero.
+                None if a.appeared_at.is_some() => delta(&a.at_birth(), a),
+                None => no_baseline(a),
+            };
+            d.appeared_after = since_start(a.appeared_at);
+            d.gone_after = since_start(a.gone_at);
+            d
         })
         .collect();
     let checks = after
@@ -492,6 +550,8 @@ pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta
         neigh: sub_umap(&before.neigh, &after.neigh),
         sysctls: after.sysctls.clone(),
         unavailable: unavailable.into_iter().collect(),
+        appeared_after: None,
+        gone_after: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Tests of the counter parsers on files captured from a real 6.18 kernel (namespace `pktl-fx`
 //! with nft/iptables drop rules, a tbf qdisc, a backlog-1 listener and a 1 KiB-rcvbuf UDP socket),
 //! plus a live check that a setns'd thread sees its namespace's /proc and sysctls.
-use super::gather::{config_checks, read_sysctl, run_tool, snapshot};
+use super::gather::{read_sysctl, run_tool};
 use super::*;
 
 macro_rules! fx {
@@ -289,6 +289,35 @@ fn finish_turns_rule_and_socket_counters_into_deltas() {
     assert_eq!(checks[0].listeners[0].drops_delta, Some(12));
     assert_eq!(deltas.len(), 2);
     assert!(deltas[1].no_baseline && deltas[1].snmp.is_empty());
+}
+
+/// A namespace born during the capture counts from zero (its counters started at its birth,
+/// host-wide softnet from its first reading); one gone before the end is its last reading;
+/// both say when, in seconds since the capture started.
+#[test]
+fn born_and_gone_namespaces_keep_their_counters() {
+    let host = NetnsSnapshot { netns: 1, softnet: vec![SoftnetCpu { cpu: 0, dropped: 5, ..SoftnetCpu::default() }], ..snap(&[], 100.0) };
+    let mut old = snap(&[("Udp.NoPorts", 10)], 100.0);
+    old.netns = 7;
+    let before = Gathered { snapshots: vec![host.clone(), old.clone()], checks: vec![] };
+    let mut born = snap(&[("Udp.NoPorts", 40), ("TcpExt.ListenOverflows", 3)], 104.0);
+    born.netns = 9;
+    born.appeared_at = Some(102.5);
+    born.softnet = vec![SoftnetCpu { cpu: 0, dropped: 8, ..SoftnetCpu::default() }];
+    let mut gone = snap(&[("Udp.NoPorts", 25)], 103.0);
+    gone.netns = 7;
+    gone.gone_at = Some(103.0);
+    let after = Gathered { snapshots: vec![host, gone, born], checks: vec![] };
+    let (deltas, _) = finish(before, after);
+    let d = |n: u32| deltas.iter().find(|d| d.netns == n).expect("delta");
+    let b = d(9);
+    assert!(!b.no_baseline);
+    assert_eq!((b.counter("Udp.NoPorts"), b.counter("TcpExt.ListenOverflows")), (40, 3), "from its birth");
+    assert_eq!(b.softnet[0].dropped, 0, "host-wide softnet is not the new namespace's");
+    assert_eq!(b.appeared_after, Some(2.5));
+    let g = d(7);
+    assert_eq!(g.counter("Udp.NoPorts"), 15, "its last reading against its baseline");
+    assert_eq!(g.gone_after, Some(3.0));
 }
 
 #[test]
