@@ -3,7 +3,9 @@
 //! explains (external loss).
 use std::collections::BTreeSet;
 
-use super::{CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx};
+use super::{
+    CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx, taxonomy,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -109,7 +111,19 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
     for d in deltas.iter().filter(|d| !d.no_baseline) {
         let tag = cx.tag(d.netns);
         for r in COUNTER_RULES {
-            let v = d.counter(r.key);
+            let mut v = d.counter(r.key);
+            if r.key == "Ip6.InNoRoutes" {
+                // The namespace's IPv6 start-up chatter, dropped for want of a route: not loss.
+                let chatter: u64 = cx
+                    .input
+                    .summary
+                    .flows
+                    .iter()
+                    .filter(|f| f.netns == d.netns && f.reason == "IP_INNOROUTES" && taxonomy::is_link_local_control(f))
+                    .map(|f| f.count)
+                    .sum();
+                v = v.saturating_sub(chatter);
+            }
             let a = cx.a(r.cause);
             if d.snmp.contains_key(r.key) || d.netstat.contains_key(r.key) {
                 a.counter_seen = true;

@@ -293,7 +293,7 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
         reconciliation.insert(
             0,
             format!(
-                "traced drops: {} in total; {} assigned to causes; {} socket teardown or unjoined multicast (not loss: {}, NOT_SPECIFIED at {})",
+                "traced drops: {} in total; {} assigned to causes; {} socket teardown, unjoined multicast or IPv6 link start-up (not loss: {}, NOT_SPECIFIED at {}, router and neighbour solicitations and MLD reports to ff02::/16)",
                 s.total_drops,
                 explained,
                 benign,

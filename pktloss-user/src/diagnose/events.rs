@@ -17,6 +17,19 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
             benign += r.count;
             continue;
         }
+        // IPv6 start-up chatter of a link (RS, NS, MLD to ff02::/16): not loss. (Reasons
+        // classified by location have it at ip6_mc_input, benign there already.)
+        let chatter: u64 = if taxonomy::cause_for_reason(&r.reason).is_some() {
+            s.flows.iter().filter(|f| f.reason == r.reason && taxonomy::is_link_local_control(f)).map(|f| f.count).sum()
+        } else {
+            0
+        };
+        let chatter = chatter.min(r.count);
+        benign += chatter;
+        let r = &crate::model::ReasonCount { count: r.count - chatter, ..r.clone() };
+        if r.count == 0 {
+            continue;
+        }
         let flows: Vec<_> = s.flows.iter().filter(|f| f.reason == r.reason).collect();
         match r.reason.as_str() {
             "SOCKET_RCVBUFF" => {

@@ -159,6 +159,24 @@ pub(crate) const BENIGN_REASONS: &[&str] =
 /// `ff02::16` that every IPv6 link carries) with `kfree_skb`. Counted like [`BENIGN_REASONS`].
 pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
 
+/// Whether a flow is IPv6 link-local control traffic: router solicitations, neighbour
+/// solicitations (address autoconfiguration) and MLD reports to a link-scope multicast group
+/// (`ff02::/16`). A namespace or link coming up sends them before it has routes or listeners,
+/// and the kernel drops them (`IP_INNOROUTES` at `ip6_pkt_discard`, `NOT_SPECIFIED` at
+/// `ip6_mc_input`): start-up chatter, not loss. Data to a link-scope group, or anything to a
+/// unicast or wider-scope address, is not this.
+pub fn is_link_local_control(f: &crate::model::FlowCount) -> bool {
+    let link_scope = f.dst.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ff02:"));
+    // ICMPv6 RS (133), NS (135), MLDv2 report (143); MLD behind a hop-by-hop header shows as
+    // protocol 0.
+    let control = match f.proto.as_str() {
+        "icmpv6" => matches!(f.sport, 133 | 135 | 143),
+        "proto-0" => true,
+        _ => false,
+    };
+    f.family == 6 && link_scope && control
+}
+
 /// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`, and
 /// `UNKNOWN` on kernels without drop reasons, before 5.17): a symbol
 /// prefix (the function name of `function+0xoff`) and the cause it indicates. First match wins.

@@ -802,6 +802,62 @@ fn external_loss_only_without_local_drops() {
     assert!(causes.iter().all(|c| c.id != CauseId::ExternalLoss), "{causes:#?}");
 }
 
+/// Two namespaces joined by a veth, brought up during a capture on 6.18: their router and
+/// neighbour solicitations and MLD reports to ff02::/16 were dropped (IP_INNOROUTES at
+/// ip6_pkt_discard, NOT_SPECIFIED at ip6_mc_input) and Ip6.InNoRoutes counted them. Start-up
+/// chatter, no cause; a real IPv6 routing drop beside it is still found.
+#[test]
+fn ipv6_link_start_up_chatter_is_not_a_cause() {
+    let v6 = |reason: &str, proto: &str, src: &str, sport: u16, dst: &str, count: u64| FlowCount {
+        proto: proto.into(),
+        family: 6,
+        src: src.into(),
+        sport,
+        dst: dst.into(),
+        netns: NSA,
+        reason: reason.into(),
+        count,
+        ..Default::default()
+    };
+    let mut s = summary(&[("IP_INNOROUTES", 3), ("NOT_SPECIFIED", 9)]);
+    s.flows = vec![
+        v6("IP_INNOROUTES", "proto-0", "::", 0, "ff02::16", 2),
+        v6("IP_INNOROUTES", "icmpv6", "::", 135, "ff02::1:ffb5:37ff", 1),
+        v6("NOT_SPECIFIED", "proto-0", "fe80::3401:70ff:feb5:37ff", 0, "ff02::16", 2),
+        v6("NOT_SPECIFIED", "icmpv6", "fe80::3401:70ff:feb5:37ff", 133, "ff02::2", 1),
+    ];
+    s.locations = vec![
+        LocationCount {
+            symbol: "ip6_mc_input+0xd4".into(),
+            reason: "NOT_SPECIFIED".into(),
+            count: 9,
+            ..Default::default()
+        },
+        LocationCount {
+            symbol: "ip6_pkt_discard+0x11".into(),
+            reason: "IP_INNOROUTES".into(),
+            count: 3,
+            ..Default::default()
+        },
+    ];
+    let d = ns_delta(&[("Ip6.InNoRoutes", 3)]);
+    let dg = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta(), d.clone()], checks: &[] });
+    assert!(dg.causes.is_empty(), "{:#?}", dg.causes);
+    assert!(
+        has(&dg.reconciliation, "12 socket teardown, unjoined multicast or IPv6 link start-up"),
+        "{:#?}",
+        dg.reconciliation
+    );
+    // Beside it, 20 datagrams to a unicast address without a route: routing, exactly 20.
+    let mut s = s;
+    s.reasons[0].count += 20;
+    s.flows.push(v6("IP_INNOROUTES", "udp", "fd00::1", 40000, "fd00:99::1", 20));
+    let d = ns_delta(&[("Ip6.InNoRoutes", 23)]);
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, CauseId::Routing);
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (20, 20, 20), "{c:#?}");
+}
+
 #[test]
 fn unjoined_ipv6_multicast_is_not_loss() {
     // Seen on a fresh veth: MLD reports to ff02::16 freed by ip6_mc_input with NOT_SPECIFIED.
@@ -814,7 +870,11 @@ fn unjoined_ipv6_multicast_is_not_loss() {
     });
     let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
     assert!(d.causes.is_empty(), "{:#?}", d.causes);
-    assert!(has(&d.reconciliation, "6 socket teardown or unjoined multicast"), "{:#?}", d.reconciliation);
+    assert!(
+        has(&d.reconciliation, "6 socket teardown, unjoined multicast or IPv6 link start-up"),
+        "{:#?}",
+        d.reconciliation
+    );
 }
 
 #[test]

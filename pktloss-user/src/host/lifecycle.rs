@@ -49,7 +49,8 @@ impl Seen {
                 self.born.insert(*inode, t);
             }
         }
-        let watched: Vec<u32> = self.born.keys().chain(self.with_drops.iter()).copied().collect::<BTreeSet<u32>>().into_iter().collect();
+        let watched: Vec<u32> =
+            self.born.keys().chain(self.with_drops.iter()).copied().collect::<BTreeSet<u32>>().into_iter().collect();
         for inode in &watched {
             if !listed.contains(inode) && self.last.contains_key(inode) && !self.gone.contains_key(inode) {
                 let seen = self.last.get(inode).map_or(t, |(s, _)| s.taken_at);
@@ -169,7 +170,10 @@ mod tests {
         assert_eq!(s.round(&set(&[1, 2, 7]), 11.0), [7]);
         assert_eq!(s.born.get(&7), Some(&11.0));
         s.with_drops.insert(2);
-        s.last.insert(7, (NetnsSnapshot { netns: 7, taken_at: 11.5, ..NetnsSnapshot::default() }, ConfigChecks::default()));
+        s.last.insert(
+            7,
+            (NetnsSnapshot { netns: 7, taken_at: 11.5, ..NetnsSnapshot::default() }, ConfigChecks::default()),
+        );
         assert_eq!(s.round(&set(&[1, 2]), 12.0), [2], "7 is gone; 2 has drops");
         assert_eq!(s.gone.get(&7), Some(&11.5), "gone as of its last reading");
         assert_eq!(s.born.get(&7), Some(&11.0));

@@ -15,9 +15,9 @@ use anyhow::Result;
 use crate::{
     diagnose::{self, Diagnosis, DiagnosisInput, taxonomy},
     host::counters::{self, NetnsDelta, NetnsSnapshot},
+    host::netns,
     kernel::tracer::Options,
     model::Summary,
-    host::netns,
     session::{Session, gather_before},
     tui::{self, CauseView, CounterRow, Update},
 };

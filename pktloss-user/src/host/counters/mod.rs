@@ -163,10 +163,10 @@ impl NetnsSnapshot {
             netstat: self.netstat.keys().map(|k| (k.clone(), 0)).collect(),
             softnet: self.softnet.clone(),
             neigh: self.neigh.clone(),
-            conntrack: self.conntrack.as_ref().map(|c| ConntrackStats {
-                stats: c.stats.keys().map(|k| (k.clone(), 0)).collect(),
-                ..c.clone()
-            }),
+            conntrack: self
+                .conntrack
+                .as_ref()
+                .map(|c| ConntrackStats { stats: c.stats.keys().map(|k| (k.clone(), 0)).collect(), ..c.clone() }),
             ..Self::default()
         }
     }

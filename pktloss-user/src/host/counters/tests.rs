@@ -296,7 +296,11 @@ fn finish_turns_rule_and_socket_counters_into_deltas() {
 /// both say when, in seconds since the capture started.
 #[test]
 fn born_and_gone_namespaces_keep_their_counters() {
-    let host = NetnsSnapshot { netns: 1, softnet: vec![SoftnetCpu { cpu: 0, dropped: 5, ..SoftnetCpu::default() }], ..snap(&[], 100.0) };
+    let host = NetnsSnapshot {
+        netns: 1,
+        softnet: vec![SoftnetCpu { cpu: 0, dropped: 5, ..SoftnetCpu::default() }],
+        ..snap(&[], 100.0)
+    };
     let mut old = snap(&[("Udp.NoPorts", 10)], 100.0);
     old.netns = 7;
     let before = Gathered { snapshots: vec![host.clone(), old.clone()], checks: vec![] };
