@@ -212,10 +212,15 @@ fn cfg_conntrack(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::ConntrackTableFull) {
         if let Some(ct) = &d.conntrack {
-            let pre = cx.in_ns(d.netns);
             let max = ct.max.unwrap_or(65536);
+            // The limit is the host's: read-only inside a namespace, one value for all of them.
+            let on = if d.is_self {
+                String::new()
+            } else {
+                format!(" on the host (it is host-wide, read-only in {})", cx.tag(d.netns))
+            };
             adv.push(format!(
-                "{} raise the conntrack limit: `{pre}sysctl -w net.netfilter.nf_conntrack_max={}` (now {max}, count {}), or shorten conntrack timeouts / add notrack rules for stateless traffic.",
+                "{} raise the conntrack limit{on}: `sysctl -w net.netfilter.nf_conntrack_max={}` (now {max}, count {}), or shorten conntrack timeouts / add notrack rules for stateless traffic.",
                 cx.tag(d.netns),
                 max.saturating_mul(2),
                 ct.count.map_or("?".to_owned(), |c| c.to_string())

@@ -332,6 +332,9 @@ fn conntrack_table_full() {
     assert_eq!(c.drops, 40);
     assert!(has(&c.evidence, "conntrack count 65530 of max 65536"));
     assert!(has(&c.advice, "nf_conntrack_max=131072"), "{:#?}", c.advice);
+    // The knob is the host's (read-only in a namespace): no `ip netns exec` in front of it.
+    assert!(has(&c.advice, "on the host (it is host-wide, read-only in [netns pktl-a"), "{:#?}", c.advice);
+    assert!(!c.advice.iter().any(|a| a.contains("ip netns exec pktl-a sysctl -w net.netfilter")), "{:#?}", c.advice);
     assert!(causes.iter().all(|c| c.id != CauseId::FirewallDrop), "the NETFILTER_DROPs are conntrack's");
 }
 
