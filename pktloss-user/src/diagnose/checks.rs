@@ -744,20 +744,23 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
 fn cfg_ifdown(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let flow_devs: BTreeSet<(u32, String)> = drop_flows(cx, &["DEV_READY"])
-        .iter()
-        .filter(|f| !f.device.is_empty())
-        .map(|f| (f.netns, f.device.clone()))
-        .collect();
+    // The devices the drops went to: DEV_READY, and QDISC_DROP (a down device's noop qdisc).
+    let flows = drop_flows(cx, &["DEV_READY", "QDISC_DROP"]);
+    let flow_devs: BTreeSet<(u32, String)> =
+        flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.netns, f.device.clone())).collect();
+    let flow_ifs: BTreeSet<(u32, u32)> =
+        flows.iter().filter(|f| f.ifindex != 0).map(|f| (f.netns, f.ifindex)).collect();
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);
         for x in &d.devices {
-            let involved = flow_devs.contains(&(d.netns, x.name.clone())) || x.carrier_changes > 0;
+            let involved = flow_devs.contains(&(d.netns, x.name.clone()))
+                || (flow_ifs.contains(&(d.netns, x.ifindex)) && !(x.up && x.lower_up))
+                || x.carrier_changes > 0;
             if !involved && (x.up && x.lower_up || x.name == "lo" || x.operstate.is_empty()) {
                 continue;
             }
-            if !involved && flow_devs.is_empty() {
+            if !involved && flow_devs.is_empty() && flow_ifs.is_empty() {
                 // A down device nobody sent to is normal (spare NICs, ifb).
                 continue;
             }

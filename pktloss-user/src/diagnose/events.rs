@@ -46,6 +46,18 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
                     push_event(cx, CauseId::SocketMemoryPressure, &r.reason, Some("tcp"), None, tcp);
                 }
             }
+            "QDISC_DROP" => {
+                // A device without carrier (or down) holds the noop qdisc, which drops every
+                // packet with QDISC_DROP: the interface is down, no queue is too short.
+                let down: u64 = flows.iter().filter(|f| device_is_down(cx, f.netns, f.ifindex)).map(|f| f.count).sum();
+                let down = down.min(r.count);
+                if down > 0 {
+                    push_event(cx, CauseId::InterfaceDown, &r.reason, None, None, down);
+                }
+                if r.count > down {
+                    push_event(cx, CauseId::QdiscDrop, &r.reason, None, None, r.count - down);
+                }
+            }
             "NETFILTER_DROP" => {
                 // Conntrack refusing new entries shows as NETFILTER_DROP too.
                 let ct: u64 = cx
@@ -99,6 +111,19 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
         }
     }
     benign
+}
+
+/// Whether device `ifindex` of namespace `netns` was down or without carrier at the end of the
+/// capture (its qdisc then is noop).
+pub(super) fn device_is_down(cx: &Ctx<'_>, netns: u32, ifindex: u32) -> bool {
+    ifindex != 0
+        && cx
+            .input
+            .deltas
+            .iter()
+            .filter(|d| d.netns == netns)
+            .flat_map(|d| &d.devices)
+            .any(|x| x.ifindex == ifindex && !x.operstate.is_empty() && (!x.up || !x.lower_up || x.qdisc == "noop"))
 }
 
 pub(super) fn push_event(

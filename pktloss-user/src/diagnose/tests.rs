@@ -752,6 +752,52 @@ fn bpf_or_tc_program() {
     assert!(has(&c.advice, "tc filter show dev eth0 ingress"));
 }
 
+/// A tc ingress program's drops: TC_INGRESS events, and the same packets in the clsact qdisc's
+/// drop counter. One cause, counted once; no queue overflow.
+#[test]
+fn tc_ingress_drops_are_not_counted_twice() {
+    let mut d = ns_delta(&[]);
+    d.qdiscs.push(QdiscStats {
+        dev: "pktl-v0".into(),
+        kind: "clsact".into(),
+        parent: "ffff:fff1".into(),
+        drops: 2000,
+        ..Default::default()
+    });
+    let mut s = summary(&[("TC_INGRESS", 2000)]);
+    s.flows.push(flow("TC_INGRESS", "udp", "10.99.0.2", 5000, NSA, 2000));
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, CauseId::BpfOrTcProgram);
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (2000, 2000, 2000), "{c:#?}");
+    assert!(has(&c.evidence, "qdisc clsact on dev pktl-v0: dropped +2000 (the verdicts of its tc programs)"));
+    assert_eq!(causes.len(), 1, "no qdisc-drop beside it: {causes:#?}");
+}
+
+/// A device without carrier has the noop qdisc, which drops everything sent to it with
+/// QDISC_DROP: the interface is down, no queue is too short.
+#[test]
+fn qdisc_drops_on_a_device_without_carrier_are_interface_down() {
+    let mut s = summary(&[("QDISC_DROP", 30)]);
+    let mut f = flow("QDISC_DROP", "udp", "10.99.0.2", 5000, NSA, 30);
+    f.ifindex = 7;
+    s.flows.push(f);
+    let mut d = ns_delta(&[]);
+    d.devices.push(DeviceStats {
+        name: "pktl-v0".into(),
+        ifindex: 7,
+        operstate: "LOWERLAYERDOWN".into(),
+        up: true,
+        lower_up: false,
+        qdisc: "noop".into(),
+        ..Default::default()
+    });
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let c = top(&causes, CauseId::InterfaceDown);
+    assert_eq!(c.drops, 30);
+    assert!(has(&c.advice, "pktl-v0 has no carrier"), "{:#?}", c.advice);
+    assert!(causes.iter().all(|c| c.id != CauseId::QdiscDrop), "{causes:#?}");
+}
+
 #[test]
 fn interface_down() {
     let mut s = summary(&[("DEV_READY", 6)]);
