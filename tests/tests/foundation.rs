@@ -84,10 +84,19 @@ fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) 
                 let first = format!("4{ihl:x}");
                 assert!(x["data_hex"].as_str().is_some_and(|h| h.starts_with(&first)), "{x:#}");
             }
-            assert_eq!(x["comm"], NETNS_THREAD, "{x:#}");
-            assert_eq!(x["pid"], u64::from(std::process::id()), "{x:#}");
+            assert_sender_or_softirq(x);
         }
     }
+}
+
+/// A sample names the sending thread, or the kernel's softirq thread: a loopback receive runs
+/// in the sender's context unless softirq work was deferred to `ksoftirqd` (a busy CPU).
+fn assert_sender_or_softirq(x: &serde_json::Value) {
+    if x["comm"].as_str().is_some_and(|c| c.starts_with("ksoftirqd/")) {
+        return;
+    }
+    assert_eq!(x["comm"], NETNS_THREAD, "{x:#}");
+    assert_eq!(x["pid"], u64::from(std::process::id()), "{x:#}");
 }
 
 #[test]
@@ -281,9 +290,8 @@ fn nftables_drop_rule_exact() {
         s["samples"].as_array().and_then(|a| a.iter().find(|x| x["netns"] == inode)).expect("a sample from our netns");
     assert_eq!(sample["data_start"], "network");
     assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
-    // The sending thread, as the kernel saw it.
-    assert_eq!(sample["comm"], NETNS_THREAD, "{sample:#}");
-    assert_eq!(sample["pid"], u64::from(std::process::id()), "{sample:#}");
+    // The sending thread, as the kernel saw it (or the softirq thread it deferred to).
+    assert_sender_or_softirq(sample);
 }
 
 #[test]
