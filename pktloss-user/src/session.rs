@@ -234,9 +234,11 @@ pub(crate) fn gather_before() -> crate::host::counters::Gathered {
 /// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
 /// Namespaces born during the capture (read at the end) are counted from zero, and those gone
 /// before the end keep their last reading, when a `lifecycle` watcher followed them.
+/// Device names the summary could not resolve (a namespace gone before it was read) are filled
+/// from the namespaces' readings.
 pub(crate) fn gather_after(
     before: crate::host::counters::Gathered,
-    summary: &Summary,
+    summary: &mut Summary,
     lifecycle: Option<Lifecycle>,
 ) -> Diagnosed {
     let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
@@ -251,11 +253,38 @@ pub(crate) fn gather_after(
         Some(l) => l.complete(after),
         None => after,
     };
+    fill_device_names(summary, &after);
+    let summary = &*summary;
     let (kept_before, kept_after) = (before.clone(), after.clone());
     let (deltas, checks) = crate::host::counters::finish(before, after);
     let diagnosis =
         crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
     Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
+}
+
+/// Names of the devices of flows and device rows that have none, from the readings of their
+/// namespaces (a namespace gone before the summary named its devices was still read while it
+/// lived).
+fn fill_device_names(summary: &mut Summary, readings: &crate::host::counters::Gathered) {
+    let name = |netns: u32, ifindex: u32| {
+        readings
+            .snapshots
+            .iter()
+            .filter(|s| s.netns == netns)
+            .flat_map(|s| &s.devices)
+            .find(|d| d.ifindex == ifindex && ifindex != 0)
+            .map(|d| d.name.clone())
+    };
+    for f in summary.flows.iter_mut().filter(|f| f.device.is_empty()) {
+        if let Some(n) = name(f.netns, f.ifindex) {
+            f.device = n;
+        }
+    }
+    for d in summary.devices.iter_mut().filter(|d| d.name.is_empty()) {
+        if let Some(n) = name(d.netns, d.ifindex) {
+            d.name = n;
+        }
+    }
 }
 
 /// The self-contained capture file of a session: its summary, the counters and configuration

@@ -226,3 +226,46 @@ fn outputs_are_private_and_chosen_by_extension() {
     }
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// `report` of a capture file ranks the causes as the live diagnosis of that capture did, also
+/// for namespaces born during it and gone before its end.
+#[test]
+fn report_ranks_like_the_live_diagnosis() {
+    if !require_root("report_ranks_like_the_live_diagnosis") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pktl-rank-{}", std::process::id()));
+    drop(std::fs::remove_dir_all(&dir));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("rank.pktloss");
+    let p = Running::start(&["diagnose", "--duration", "8s", "--format", "json", "-o", file.to_str().expect("path")]);
+    std::thread::sleep(Duration::from_secs(1));
+    {
+        let a = Netns::new("rnka");
+        let b = Netns::new("rnkb");
+        b.exec(&["nft", "add", "table", "inet", "pktlrank"]);
+        b.exec(&["nft", "add chain inet pktlrank input { type filter hook input priority 0 ; policy accept ; }"]);
+        b.exec(&["nft", "add rule inet pktlrank input udp dport 7798 counter drop"]);
+        a.send_udp("127.0.0.1:9914".parse().expect("addr"), 60);
+        b.send_udp("127.0.0.1:7798".parse().expect("addr"), 25);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let err = p.stderr();
+    let (code, out) = p.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let live: Value = serde_json::from_str(&out).expect("live JSON");
+    let rep = run(&["report", file.to_str().expect("path"), "--format", "json"]);
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let rep: Value = serde_json::from_slice(&rep.stdout).expect("report JSON");
+    let ranking = |v: &Value| -> Vec<(String, u64)> {
+        v["causes"]
+            .as_array()
+            .expect("causes")
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap_or_default().to_owned(), c["drops"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    assert_eq!(ranking(&rep), ranking(&live), "report vs live");
+    assert!(ranking(&live).iter().any(|(id, n)| id == "no-listener" && *n >= 60), "{:#?}", live["causes"]);
+    drop(std::fs::remove_dir_all(&dir));
+}

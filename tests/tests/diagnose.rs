@@ -275,15 +275,14 @@ fn udp_rcvbuf_full_points_at_so_rcvbuf() {
         return;
     }
     const N: usize = 200;
-    let (v, (ns, errs)) = diagnose_born(9, |nss| {
+    let (v, (ns, errs, _sock)) = diagnose_born(9, |nss| {
         let i = born(nss, "drcvbuf");
         let ns = &nss[i];
         let sock = udp_bound(ns, "127.0.0.1:5544");
         setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1024);
         ns.send_udp("127.0.0.1:5544".parse().expect("addr"), N);
-        let errs = ns.snmp("Udp", "RcvbufErrors");
-        drop(sock);
-        (Gone::of(ns), errs)
+        // The socket lives until its namespace goes: pktloss reads it while it lives.
+        (Gone::of(ns), ns.snmp("Udp", "RcvbufErrors"), sock)
     });
     assert!(errs >= N as u64 / 2, "Udp.RcvbufErrors +{errs}");
     let c = top(&v, "udp-rcvbuf-full");
@@ -719,4 +718,35 @@ fn mixed_causes_rank_by_drops() {
         .map(|c| (c["id"].as_str().unwrap_or_default(), drops(c)))
         .collect();
     assert_eq!(ours, [("no-listener", 90), ("firewall-drop", 30)], "{}", causes(&v));
+}
+
+/// Every verify command of a diagnosis runs where it says (`ip netns exec NAME ...` for the
+/// namespace it concerns) and succeeds: advice that cannot be followed is a defect.
+#[test]
+fn verify_commands_run_where_they_say() {
+    if !require_root("verify_commands") {
+        return;
+    }
+    let ns = Netns::new("dverify");
+    ns.exec(&["nft", "add", "table", "inet", "pktlverify"]);
+    ns.exec(&["nft", "add chain inet pktlverify input { type filter hook input priority 0 ; policy accept ; }"]);
+    ns.exec(&["nft", "add rule inet pktlverify input udp dport 7797 counter drop"]);
+    let (v, ()) = diagnose_born(6, |_| {
+        ns.send_udp("127.0.0.1:9913".parse().expect("addr"), 20);
+        ns.send_udp("127.0.0.1:7797".parse().expect("addr"), 20);
+    });
+    let mut ran = 0;
+    for id in ["no-listener", "firewall-drop"] {
+        let c = v["causes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == id))
+            .unwrap_or_else(|| panic!("no {id}: {}", causes(&v)));
+        for line in lines(c, "verify").iter().filter(|l| !l.starts_with("check: ")) {
+            assert!(line.contains(&format!("ip netns exec {} ", ns.name)) || !line.contains("ss "), "{id}: {line}");
+            let out = std::process::Command::new("sh").args(["-c", line]).output().expect("sh");
+            assert!(out.status.success(), "{id}: `{line}` failed: {}", String::from_utf8_lossy(&out.stderr));
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "{}", causes(&v));
 }

@@ -166,7 +166,8 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
         Format::Json => json::pretty(&summary),
     });
     let file = before.map(|before| {
-        let d = gather_after(before, &summary, lifecycle);
+        let mut summary = summary.clone();
+        let d = gather_after(before, &mut summary, lifecycle);
         capture_file(summary.clone(), &d, reasons, options_json(&a.trace, a.duration, a.count), stopped)
     });
     if let Some((path, kind)) = out {
@@ -307,7 +308,8 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     let lifecycle = session.lifecycle.take();
     drop(session);
-    let d = gather_after(before, &summary, lifecycle);
+    let mut summary = summary;
+    let d = gather_after(before, &mut summary, lifecycle);
     let as_json = || json::pretty(&json::Diagnosed::new(&summary, &d.diagnosis, &d.deltas, &d.checks));
     let as_text = || format!("{}\n{}", summary::text(&summary), diagnosis::text(&d.diagnosis));
     print(&match a.format {

@@ -156,8 +156,11 @@ pub(crate) const BENIGN_REASONS: &[&str] =
 
 /// Locations where a drop with a reason that says nothing (`NOT_SPECIFIED`) is not packet loss:
 /// `ip6_mc_input` frees IPv6 multicast for groups this host has not joined (e.g. MLD reports to
-/// `ff02::16` that every IPv6 link carries) with `kfree_skb`. Counted like [`BENIGN_REASONS`].
-pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
+/// `ff02::16` that every IPv6 link carries) with `kfree_skb`; `udp_destruct_common` and
+/// `inet_sock_destruct` free what a socket still had queued when it closed (a program or
+/// container exiting with unread datagrams), as `SOCKET_CLOSE` does for TCP. Counted like
+/// [`BENIGN_REASONS`].
+pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input", "udp_destruct_common", "inet_sock_destruct"];
 
 /// Whether a flow is IPv6 link-local control traffic: router solicitations, neighbour
 /// solicitations (address autoconfiguration) and MLD reports to a link-scope multicast group
@@ -165,7 +168,7 @@ pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input"];
 /// and the kernel drops them (`IP_INNOROUTES` at `ip6_pkt_discard`, `NOT_SPECIFIED` at
 /// `ip6_mc_input`): start-up chatter, not loss. Data to a link-scope group, or anything to a
 /// unicast or wider-scope address, is not this.
-pub fn is_link_local_control(f: &crate::model::FlowCount) -> bool {
+pub(crate) fn is_link_local_control(f: &crate::model::FlowCount) -> bool {
     let link_scope = f.dst.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ff02:"));
     // ICMPv6 RS (133), NS (135), MLDv2 report (143); MLD behind a hop-by-hop header shows as
     // protocol 0.

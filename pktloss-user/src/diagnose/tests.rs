@@ -752,7 +752,7 @@ fn bpf_or_tc_program() {
     assert!(has(&c.advice, "tc filter show dev eth0 ingress"));
 }
 
-/// A tc ingress program's drops: TC_INGRESS events, and the same packets in the clsact qdisc's
+/// A tc ingress program's drops: `TC_INGRESS` events, and the same packets in the clsact qdisc's
 /// drop counter. One cause, counted once; no queue overflow.
 #[test]
 fn tc_ingress_drops_are_not_counted_twice() {
@@ -774,7 +774,7 @@ fn tc_ingress_drops_are_not_counted_twice() {
 }
 
 /// A device without carrier has the noop qdisc, which drops everything sent to it with
-/// QDISC_DROP: the interface is down, no queue is too short.
+/// `QDISC_DROP`: the interface is down, no queue is too short.
 #[test]
 fn qdisc_drops_on_a_device_without_carrier_are_interface_down() {
     let mut s = summary(&[("QDISC_DROP", 30)]);
@@ -852,8 +852,8 @@ fn external_loss_only_without_local_drops() {
 }
 
 /// Two namespaces joined by a veth, brought up during a capture on 6.18: their router and
-/// neighbour solicitations and MLD reports to ff02::/16 were dropped (IP_INNOROUTES at
-/// ip6_pkt_discard, NOT_SPECIFIED at ip6_mc_input) and Ip6.InNoRoutes counted them. Start-up
+/// neighbour solicitations and MLD reports to `ff02::/16` were dropped (`IP_INNOROUTES` at
+/// `ip6_pkt_discard`, `NOT_SPECIFIED` at `ip6_mc_input`) and Ip6.InNoRoutes counted them. Start-up
 /// chatter, no cause; a real IPv6 routing drop beside it is still found.
 #[test]
 fn ipv6_link_start_up_chatter_is_not_a_cause() {
@@ -898,13 +898,27 @@ fn ipv6_link_start_up_chatter_is_not_a_cause() {
         dg.reconciliation
     );
     // Beside it, 20 datagrams to a unicast address without a route: routing, exactly 20.
-    let mut s = s;
     s.reasons[0].count += 20;
     s.flows.push(v6("IP_INNOROUTES", "udp", "fd00::1", 40000, "fd00:99::1", 20));
     let d = ns_delta(&[("Ip6.InNoRoutes", 23)]);
     let causes = run(&s, &[host_delta(), d], &[]);
     let c = top(&causes, CauseId::Routing);
     assert_eq!((c.drops, c.event_drops, c.counter_drops), (20, 20, 20), "{c:#?}");
+}
+
+/// A socket closing with datagrams still queued (a program or container exiting) frees them at
+/// `udp_destruct_common` with `NOT_SPECIFIED`: not network loss.
+#[test]
+fn queued_data_freed_by_a_closing_socket_is_not_loss() {
+    let mut s = summary(&[("NOT_SPECIFIED", 14330)]);
+    s.locations.push(LocationCount {
+        symbol: "udp_destruct_common+0xb9".into(),
+        reason: "NOT_SPECIFIED".into(),
+        count: 14330,
+        ..Default::default()
+    });
+    let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta()], checks: &[] });
+    assert!(d.causes.is_empty(), "{:#?}", d.causes);
 }
 
 #[test]

@@ -379,12 +379,16 @@ pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec
             d
         })
         .collect();
+    let born: BTreeSet<u32> = after.snapshots.iter().filter(|s| s.appeared_at.is_some()).map(|s| s.netns).collect();
     let checks = after
         .checks
         .into_iter()
         .map(|mut a| {
             if let Some(b) = before.checks.iter().find(|b| b.netns == a.netns) {
                 checks_delta(b, &mut a);
+            } else if born.contains(&a.netns) {
+                // Born during the capture: its rules and sockets counted from zero.
+                checks_delta(&ConfigChecks::default(), &mut a);
             }
             a
         })
@@ -503,8 +507,9 @@ pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta
         .iter()
         .map(|a| match before.devices.iter().find(|b| b.name == a.name && b.ifindex == a.ifindex) {
             Some(b) => device_delta(b, a),
-            // A device created during the capture counts from zero.
-            None => a.clone(),
+            // A device created during the capture counts from zero; its link coming up (the
+            // carrier changes of its creation) is not a flap.
+            None => DeviceStats { carrier_changes: 0, ..a.clone() },
         })
         .collect();
     let qdiscs = after

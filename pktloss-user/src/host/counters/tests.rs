@@ -324,6 +324,35 @@ fn born_and_gone_namespaces_keep_their_counters() {
     assert_eq!(g.gone_after, Some(3.0));
 }
 
+/// The rules, sockets and devices of a namespace born during the capture count from zero, and
+/// the carrier changes of a device's creation are not a flap.
+#[test]
+fn a_born_namespaces_rules_sockets_and_devices_count_from_zero() {
+    let mut born = snap(&[], 104.0);
+    born.netns = 9;
+    born.appeared_at = Some(102.0);
+    born.devices = vec![DeviceStats {
+        name: "veth9".into(),
+        ifindex: 2,
+        carrier_changes: 2,
+        rx_dropped: 4,
+        ..DeviceStats::default()
+    }];
+    let (_, rules) = parse::nft_json(fx!("nft_ruleset.json"), &BTreeMap::new());
+    let checks = ConfigChecks {
+        netns: 9,
+        drop_rules: rules,
+        udp_sockets: parse::ss_udp(fx!("ss_uamn.txt")),
+        ..ConfigChecks::default()
+    };
+    let (deltas, checks) =
+        finish(Gathered::default(), Gathered { snapshots: vec![born], checks: vec![checks.clone()] });
+    assert_eq!(checks[0].drop_rules[0].packets_delta, checks[0].drop_rules[0].packets, "{:?}", checks[0].drop_rules[0]);
+    assert_eq!(checks[0].udp_sockets[0].drops_delta, Some(checks[0].udp_sockets[0].drops));
+    let dev = &deltas[0].devices[0];
+    assert_eq!((dev.carrier_changes, dev.rx_dropped), (0, 4));
+}
+
 #[test]
 fn serde_roundtrip() {
     let g = Gathered { snapshots: vec![snap(&[("Udp.NoPorts", 1)], 1.0)], checks: vec![ConfigChecks::default()] };
