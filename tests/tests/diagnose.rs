@@ -31,13 +31,16 @@ const LIVE: Duration = Duration::from_secs(3);
 /// its fault and traffic, and returns what the assertions need; the namespaces live [`LIVE`]
 /// longer, then are deleted before the capture ends, as a short-lived container's would be.
 fn diagnose_born<T>(secs: u32, scenario: impl FnOnce(&mut Vec<Netns>) -> T) -> (Value, T) {
+    // A slow machine (the kernel matrix's emulated guests) stretches every wait.
+    let slow: u32 = std::env::var("PKTLOSS_TEST_SLOW").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let secs = secs * slow;
     let dur = format!("{secs}s");
     let p = Running::start(&["diagnose", "--duration", &dur, "--format", "json"]);
     let started = Instant::now();
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(SETTLE * slow);
     let mut nss = Vec::new();
     let out = scenario(&mut nss);
-    std::thread::sleep(LIVE);
+    std::thread::sleep(LIVE * slow);
     drop(nss);
     assert!(
         started.elapsed() + Duration::from_millis(500) < Duration::from_secs(secs.into()),
