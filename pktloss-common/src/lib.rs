@@ -62,10 +62,10 @@ pub mod flag {
     /// The kernel has `bpf_get_current_task_btf` (5.11+): the `tp_btf` programs read the task
     /// name by direct loads instead of the `bpf_get_current_comm` helper.
     pub const TASK_BTF: u32 = 32;
-    /// The kernel's `kfree_skb` has no drop reason (before 5.17): flows are keyed by the low
-    /// half of the drop location in place of the reason (kernel text and modules lie in the
-    /// top 4 GiB, so it names the location), so that each flow's drops are counted apart by
-    /// where they happened, the one thing such a kernel says about why.
+    /// The kernel's `kfree_skb` has no drop reason (before 5.17): every drop has reason
+    /// [`REASON_NONE`], whose flows are keyed by location (see
+    /// [`Config::location_keyed_reason`]): each flow's drops are counted apart by where they
+    /// happened, the one thing such a kernel says about why.
     pub const NO_REASONS: u32 = 64;
 }
 
@@ -184,7 +184,16 @@ pub struct Config {
     /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
     /// to 8 (records carry only the packet bytes asked for).
     pub event_bytes: u32,
+    /// Drops with this reason code are told apart by where they happened, not by why: their
+    /// flows are keyed by the low half of the drop location in place of the reason (kernel
+    /// text and modules lie in the top 4 GiB, so the word is at least 2^31 and cannot be a
+    /// reason code). It is `NOT_SPECIFIED` (from the running kernel's BTF), or [`REASON_NONE`]
+    /// on a kernel without drop reasons; [`NO_LOCATION_KEYED_REASON`] for none.
+    pub location_keyed_reason: u32,
 }
+
+/// [`Config::location_keyed_reason`] when no reason's flows are keyed by location.
+pub const NO_LOCATION_KEYED_REASON: u32 = u32::MAX;
 
 /// Key of the exact per-(reason, location[, stack]) drop counters.
 #[repr(C)]

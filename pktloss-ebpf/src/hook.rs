@@ -5,7 +5,7 @@ use aya_ebpf::{
     EbpfContext as _,
     programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
 };
-use pktloss_common::{REASON_NONE, flag};
+use pktloss_common::REASON_NONE;
 
 use crate::config::config;
 
@@ -22,12 +22,13 @@ pub(crate) trait Hook: Copy {
     fn reason(&self) -> u32;
     fn rx_sk(&self) -> u64;
 
-    /// The reason word of the flow key: the reason, or on a kernel without reasons the low
-    /// half of the location (`flag::NO_REASONS`, a constant: the verifier keeps one path).
+    /// The reason word of the flow key: the reason, or for the reason that says nothing
+    /// (`NOT_SPECIFIED`, or none on a kernel without reasons) the low half of the location
+    /// (see `Config::location_keyed_reason`).
     #[inline(always)]
     fn flow_reason(&self) -> u32 {
         let reason = self.reason();
-        if cfg!(flags) & flag::NO_REASONS != 0 && reason == REASON_NONE { self.location() as u32 } else { reason }
+        if reason == cfg!(location_keyed_reason) { self.location() as u32 } else { reason }
     }
 }
 

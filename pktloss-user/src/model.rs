@@ -54,8 +54,9 @@ pub(crate) struct FlowCount {
     pub device: String,
     pub reason: String,
     pub code: u32,
-    /// Where these drops happened (`function+0xoff`), on kernels without drop reasons: their
-    /// flows are counted apart by location instead (see `pktloss_common::flag::NO_REASONS`).
+    /// Where these drops happened (`function+0xoff`), for drops whose reason says nothing
+    /// (`NOT_SPECIFIED`, or any drop on a kernel without reasons): their flows are counted apart
+    /// by location (see `pktloss_common::Config::location_keyed_reason`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
     pub count: u64,
@@ -73,8 +74,8 @@ fn is_zero(v: &u32) -> bool {
 }
 
 impl FlowCount {
-    /// Whether these are drops of `reason` (and, where the flow has a location because the
-    /// kernel gives no reasons, at `symbol` when one is given).
+    /// Whether these are drops of `reason` (and, where the flow has a location because its
+    /// reason says nothing, at `symbol` when one is given).
     pub(crate) fn is(&self, reason: &str, symbol: Option<&str>) -> bool {
         self.reason == reason && (self.location.is_empty() || symbol.is_none_or(|s| self.location == s))
     }

@@ -89,9 +89,8 @@ impl Session {
             detail_budget,
             flow_capacity,
         };
-        let flows_by_location = reasons.is_empty();
         let mut agg = Aggregator::new(reasons, syms, start_mono);
-        agg.flows_by_location = flows_by_location;
+        agg.location_keyed_reason = tracer.location_keyed_reason;
         let device_tx = (!opts_tx_trace).then(DeviceTx::start);
         Ok(Self {
             tracer,

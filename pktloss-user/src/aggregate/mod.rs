@@ -1,7 +1,7 @@
 //! Aggregate step: exact kernel counters plus sampled detail events into a [`Summary`].
 use std::collections::{BTreeMap, HashMap};
 
-use pktloss_common::{DevKey, DropEvent, FlowKey, REASON_NONE, REASON_TCP_DROP, stat};
+use pktloss_common::{DevKey, DropEvent, FlowKey, stat};
 
 use crate::{
     decode,
@@ -42,9 +42,10 @@ pub(crate) struct Aggregator {
     /// Stack ids of the sampled detail events per (reason, location), with how often each
     /// was seen (`--stacks`).
     stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
-    /// The kernel has no drop reasons: the reason word of a flow key is the low half of its
-    /// drop location (`pktloss_common::flag::NO_REASONS`).
-    pub flows_by_location: bool,
+    /// The reason whose flows the programs key by the low half of the drop location
+    /// (`pktloss_common::Config::location_keyed_reason`): `NOT_SPECIFIED`, or on a kernel
+    /// without drop reasons `REASON_NONE`.
+    pub location_keyed_reason: u32,
 }
 
 fn is_user_comm(pid: u32) -> bool {
@@ -63,16 +64,16 @@ impl Aggregator {
             delivered: 0,
             flow_process: HashMap::new(),
             stack_samples: HashMap::new(),
-            flows_by_location: false,
+            location_keyed_reason: pktloss_common::NO_LOCATION_KEYED_REASON,
         }
     }
 
-    /// The reason code and, on a kernel without drop reasons, the drop location of a flow
+    /// The reason code and, for the reason keyed by location, the drop location of a flow
     /// key's reason word.
     pub(crate) fn flow_reason(&self, word: u32) -> (u32, Option<u64>) {
-        if self.flows_by_location && word != REASON_NONE && word != REASON_TCP_DROP {
+        if self.location_keyed_reason != pktloss_common::NO_LOCATION_KEYED_REASON && word >= 0x8000_0000 {
             // Kernel text and modules lie in the top 4 GiB of the address space.
-            (REASON_NONE, Some(0xffff_ffff_0000_0000 | u64::from(word)))
+            (self.location_keyed_reason, Some(0xffff_ffff_0000_0000 | u64::from(word)))
         } else {
             (word, None)
         }
@@ -327,7 +328,7 @@ pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
 
 #[cfg(test)]
 mod tests {
-    use pktloss_common::DropKey;
+    use pktloss_common::{DropKey, REASON_NONE};
 
     use super::*;
 
@@ -390,7 +391,7 @@ mod tests {
     fn flows_of_a_kernel_without_reasons_carry_their_location() {
         let syms = Kallsyms::parse("ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T nf_hook_slow\n");
         let mut a = Aggregator::new(ReasonTable::default(), syms, 0);
-        a.flows_by_location = true;
+        a.location_keyed_reason = REASON_NONE;
         let none = REASON_NONE;
         let udp = FlowKey { family: 4, l4proto: 17, dport: 9, netns: 42, reason: 0x81a0_0010, ..FlowKey::default() };
         let nft = FlowKey { reason: 0x81b0_0093, ..udp };
@@ -411,6 +412,47 @@ mod tests {
         assert!(
             s.flows[0].is("UNKNOWN", Some("__udp4_lib_rcv+0x10"))
                 && !s.flows[0].is("UNKNOWN", Some("nf_hook_slow+0x93"))
+        );
+    }
+
+    /// A kernel with reasons: `NOT_SPECIFIED` drops are keyed by location (a host's vsock drop
+    /// and a namespace's IPv6 chatter at `ip6_mc_input` are two flows with their places), other
+    /// reasons by reason.
+    #[test]
+    fn not_specified_flows_carry_their_location() {
+        let syms = Kallsyms::parse("ffffffff81a00000 T virtio_transport_recv_pkt\nffffffff81b00000 T ip6_mc_input\n");
+        let reasons = ReasonTable::new([(2, "NOT_SPECIFIED".to_owned()), (3, "NO_SOCKET".to_owned())]);
+        let mut a = Aggregator::new(reasons, syms, 0);
+        a.location_keyed_reason = 2;
+        let vsock = FlowKey { netns: 1, reason: 0x81a0_0434, ..FlowKey::default() };
+        let mld = FlowKey { family: 6, l4proto: 0, netns: 42, reason: 0x81b0_0010, ..FlowKey::default() };
+        let udp = FlowKey { family: 4, l4proto: 17, dport: 9, netns: 42, reason: 3, ..FlowKey::default() };
+        let raw = RawCounts {
+            stats: vec![0; stat::COUNT as usize],
+            drops: vec![
+                (DropKey { location: 0xffff_ffff_81a0_0434, reason: 2, stack_id: -1 }, 1),
+                (DropKey { location: 0xffff_ffff_81b0_0010, reason: 2, stack_id: -1 }, 4),
+                (DropKey { location: 0xffff_ffff_81a0_0000, reason: 3, stack_id: -1 }, 5),
+            ],
+            flows: vec![(vsock, 1), (mld, 4), (udp, 5)],
+            ..RawCounts::default()
+        };
+        let s = a.summary(&raw, &CaptureInfo::default(), &|_| Vec::new(), &mut |_, _| String::new());
+        let mut flows: Vec<(&str, &str, u64)> =
+            s.flows.iter().map(|f| (f.reason.as_str(), f.location.as_str(), f.count)).collect();
+        flows.sort_unstable();
+        assert_eq!(
+            flows,
+            [
+                ("NOT_SPECIFIED", "ip6_mc_input+0x10", 4),
+                ("NOT_SPECIFIED", "virtio_transport_recv_pkt+0x434", 1),
+                ("NO_SOCKET", "", 5)
+            ]
+        );
+        let vs = s.flows.iter().find(|f| f.count == 1).expect("vsock flow");
+        assert!(
+            vs.is("NOT_SPECIFIED", Some("virtio_transport_recv_pkt+0x434"))
+                && !vs.is("NOT_SPECIFIED", Some("ip6_mc_input+0x10"))
         );
     }
 

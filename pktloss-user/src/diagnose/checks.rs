@@ -44,12 +44,13 @@ pub(super) fn config_findings(cx: &mut Ctx<'_>) {
     }
 }
 
-/// The flows dropped with one of `reasons`, largest first; on a kernel without drop reasons,
-/// the flows whose drop location points at the cause those reasons select.
+/// The flows dropped with one of `reasons`, largest first; and the flows whose reason says
+/// nothing (none on a kernel without reasons, or `NOT_SPECIFIED`) and whose drop location points
+/// at the cause those reasons select.
 pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
     let causes: Vec<CauseId> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
     let by_location = |f: &crate::model::FlowCount| {
-        f.reason == crate::decode::reasons::NO_REASON
+        (f.reason == crate::decode::reasons::NO_REASON || f.reason == "NOT_SPECIFIED")
             && !f.location.is_empty()
             && taxonomy::cause_for_location(&f.location).is_some_and(|c| causes.contains(&c))
     };

@@ -97,6 +97,8 @@ pub(crate) struct KernelFacts {
     pub untrusted_mem_loads: bool,
     /// The kernel has the `bpf_get_current_task_btf` helper (5.11+).
     pub task_btf: bool,
+    /// Code of `SKB_DROP_REASON_NOT_SPECIFIED` in the running kernel, when it has reasons.
+    pub not_specified: Option<u32>,
     /// `uname -r`, for messages.
     pub release: String,
     /// `major.minor` of the running kernel, when `release` starts with it.
@@ -114,6 +116,7 @@ impl KernelFacts {
             has_tcp_drop: false,
             untrusted_mem_loads: kbtf.has_enum_member("bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID"),
             task_btf: kbtf.has_enum_member("bpf_func_id", "BPF_FUNC_get_current_task_btf"),
+            not_specified: kbtf.drop_reasons().into_iter().find(|(_, n)| n == "NOT_SPECIFIED").map(|(c, _)| c),
             release: String::new(),
             version: None,
         }
@@ -159,6 +162,8 @@ pub(crate) struct Tracer {
     _budget_clock: Option<mpsc::Sender<()>>,
     /// State of each probe.
     pub probes: Vec<ProbeStatus>,
+    /// The reason whose flows the programs key by location (`Config::location_keyed_reason`).
+    pub location_keyed_reason: u32,
 }
 
 fn status(name: &str, attach: &str, active: bool, note: impl Into<String>) -> ProbeStatus {
@@ -257,9 +262,14 @@ impl Tracer {
         if kbtf.task_btf {
             flags |= flag::TASK_BTF;
         }
-        if kfree_fmt.offset_or_absent("reason") == u32::MAX {
+        // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
+        // all flows on a kernel without reasons.
+        let location_keyed_reason = if kfree_fmt.offset_or_absent("reason") == u32::MAX {
             flags |= flag::NO_REASONS;
-        }
+            pktloss_common::REASON_NONE
+        } else {
+            kbtf.not_specified.unwrap_or(pktloss_common::NO_LOCATION_KEYED_REASON)
+        };
         let per_cpu = match options.detail_budget {
             None => u32::MAX,
             Some(b) => b.div_ceil(ncpus as u32),
@@ -292,6 +302,7 @@ impl Tracer {
             check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
             wakeup_fill: options.ringbuf_bytes / 4,
             event_bytes: pktloss_common::event_bytes(options.snaplen),
+            location_keyed_reason,
         };
         // Fault injection for the tests: records 8 bytes too short for the packet copy, which
         // every verifier must refuse (a real rejection, to test how it is reported).
@@ -406,6 +417,7 @@ impl Tracer {
             streaming: false,
             _budget_clock: budget_clock,
             probes,
+            location_keyed_reason,
         })
     }
 
