@@ -8,6 +8,7 @@
 //! - [`host`]: every read of /proc and /sys (namespaces, counters, configuration, devices);
 //! - [`diagnose`]: the cause taxonomy, a pure function of the collected data;
 //! - [`render`], [`tui`], [`capture`]: text, Markdown and JSON, the live view, incident files;
+//! - [`export`]: `pktloss serve`, the metrics for Prometheus;
 //! - [`session`] runs the pipeline for every command of [`cli`].
 
 mod aggregate;
@@ -15,6 +16,7 @@ pub mod capture;
 pub mod cli;
 mod decode;
 mod diagnose;
+mod export;
 mod host;
 mod kernel;
 mod model;

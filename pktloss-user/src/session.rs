@@ -112,7 +112,7 @@ impl Session {
 
     /// Once per [`LIFECYCLE_INTERVAL`], tell the watcher which namespaces have drops, so that
     /// it reads them while they live.
-    fn tell_lifecycle(&mut self) {
+    pub(crate) fn tell_lifecycle(&mut self) {
         let Some(l) = &self.lifecycle else { return };
         if self.drops_told.elapsed() < LIFECYCLE_INTERVAL {
             return;

@@ -37,8 +37,11 @@ pub(crate) struct Aggregator {
     pub max_samples: usize,
     samples: Vec<Sample>,
     delivered: u64,
-    /// A process seen per flow, from detail events.
+    /// A process seen per flow, from detail events. Bounded: each summary keeps only the flows
+    /// the kernel's table still holds, and past [`MAX_FLOW_PROCESSES`] between two summaries
+    /// (`watch` takes none) it starts over; `flow_process_resets` counts that.
     flow_process: HashMap<FlowKey, (String, u32)>,
+    pub flow_process_resets: u64,
     /// Stack ids of the sampled detail events per (reason, location), with how often each
     /// was seen (`--stacks`).
     stack_samples: HashMap<(u32, u64), HashMap<i32, u64>>,
@@ -47,6 +50,9 @@ pub(crate) struct Aggregator {
     /// without drop reasons `REASON_NONE`.
     pub location_keyed_reason: u32,
 }
+
+/// Most flows whose process is remembered (twice the kernel's flow table).
+const MAX_FLOW_PROCESSES: usize = 2 * crate::kernel::tracer::FLOW_CAPACITY as usize;
 
 fn is_user_comm(pid: u32) -> bool {
     pid != 0
@@ -63,6 +69,7 @@ impl Aggregator {
             samples: Vec::new(),
             delivered: 0,
             flow_process: HashMap::new(),
+            flow_process_resets: 0,
             stack_samples: HashMap::new(),
             location_keyed_reason: pktloss_common::NO_LOCATION_KEYED_REASON,
         }
@@ -87,6 +94,10 @@ impl Aggregator {
             *self.stack_samples.entry((code, ev.location)).or_default().entry(ev.stack_id).or_default() += 1;
         }
         if is_user_comm(ev.pid) {
+            if self.flow_process.len() >= MAX_FLOW_PROCESSES && !self.flow_process.contains_key(&ev.flow) {
+                self.flow_process.clear();
+                self.flow_process_resets += 1;
+            }
             self.flow_process.entry(ev.flow).or_insert_with(|| (decode::comm(&ev.comm), ev.pid));
         }
         if self.samples.len() < self.max_samples {
@@ -305,7 +316,8 @@ fn from_location(frames: Vec<u64>, location: u64) -> Vec<u64> {
     }
 }
 
-/// Per-(reason, location) drop counts of `now` minus `before` (for `watch` intervals).
+/// Per-(reason, location) and per-flow drop counts of `now` minus `before` (`watch` intervals,
+/// `serve`'s diagnosis windows).
 pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
     let prev: HashMap<_, _> = before.drops.iter().map(|(k, c)| (*k, *c)).collect();
     let mut drops: Vec<_> = now
@@ -323,7 +335,19 @@ pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
         .enumerate()
         .map(|(i, v)| v.saturating_sub(before.stats.get(i).copied().unwrap_or(0)))
         .collect();
-    RawCounts { stats, drops, ..RawCounts::default() }
+    // Flows: what each grew by (a flow evicted from the LRU table and seen again counts from
+    // zero, so its growth is its count).
+    let prev_flows: HashMap<_, _> = before.flows.iter().map(|(k, c)| (*k, *c)).collect();
+    let flows = now
+        .flows
+        .iter()
+        .filter_map(|(k, c)| {
+            let p = prev_flows.get(k).copied().unwrap_or(0);
+            let d = if *c >= p { c - p } else { *c };
+            (d > 0).then_some((*k, d))
+        })
+        .collect();
+    RawCounts { stats, drops, flows, ..RawCounts::default() }
 }
 
 #[cfg(test)]

@@ -43,6 +43,48 @@ pub(crate) enum Command {
     /// Summary and diagnosis of a saved capture file (no root needed).
     #[command(after_help = help::examples(help::REPORT))]
     Report(ReportArgs),
+    /// Run as a daemon: drop metrics for Prometheus at /metrics, diagnosed in rolling windows.
+    #[command(after_help = help::examples(help::SERVE))]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address and port to serve /metrics on.
+    #[arg(long, default_value = crate::export::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Length of each diagnosis window (the causes' metrics are updated at its end).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub window: Duration,
+    /// Also export drops per network namespace and reason (bounded by --max-netns).
+    #[arg(long)]
+    pub netns_labels: bool,
+    /// Most namespaces with their own series (the rest count under netns="other").
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_netns: u32,
+    /// How long the series of a namespace that is gone stay exported.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub netns_grace: Duration,
+    /// Most kernel functions with their own series (the rest count under function="other").
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_functions: u32,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+impl ServeArgs {
+    pub(crate) fn config(&self) -> crate::export::serve::ServeConfig {
+        crate::export::serve::ServeConfig {
+            listen: self.listen,
+            window: self.window,
+            limits: crate::export::metrics::Limits {
+                max_functions: self.max_functions as usize,
+                max_devices: 64,
+                max_netns: if self.netns_labels { self.max_netns as usize } else { 0 },
+                netns_grace: self.netns_grace,
+            },
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -39,6 +39,12 @@ pub(crate) const TOP: &[Example] = &[
     ("pktloss top --detail-budget unlimited", "no cap on detail events: more sample packets, more overhead"),
 ];
 
+pub(crate) const SERVE: &[Example] = &[
+    ("pktloss serve", "metrics for Prometheus at http://127.0.0.1:19623/metrics, a diagnosis every minute"),
+    ("pktloss serve --listen 0.0.0.0:19623 --window 5m", "on every address, diagnosing every 5 minutes"),
+    ("pktloss serve --netns-labels", "also drops per network namespace (at most 64 series sets, gone ones removed after 5m)"),
+];
+
 pub(crate) const REPORT: &[Example] = &[
     ("pktloss report incident.pktloss", "summary and diagnosis of a saved capture, on any machine, no root needed"),
     ("pktloss report incident.pktloss --format markdown", "the same in Markdown, for a ticket"),

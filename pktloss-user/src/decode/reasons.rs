@@ -40,11 +40,6 @@ impl ReasonTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
         self.names.iter().map(|(c, n)| (*c, n.as_str()))
     }
-
-    /// Whether the table is empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
 }
 
 /// A short description of a reason, by name (stable across kernels, unlike values).

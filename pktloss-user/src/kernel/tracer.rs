@@ -466,6 +466,42 @@ impl Tracer {
         }
     }
 
+    /// Run-time statistics of the attached programs, from `/proc/self/fdinfo` of their file
+    /// descriptors (aya 0.14's `ProgramInfo` does not carry them): run time and count when
+    /// `kernel.bpf_stats_enabled` is on, recursion misses where the kernel counts them (5.12+).
+    pub(crate) fn program_stats(&self) -> Vec<crate::export::metrics::ProgramStats> {
+        let ids: Vec<(String, u32)> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| p.info().ok().map(|i| (name.to_owned(), i.id())))
+            .collect();
+        let enabled = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1");
+        let mut by_id: std::collections::HashMap<u32, std::collections::HashMap<String, u64>> =
+            std::collections::HashMap::new();
+        for e in fs::read_dir("/proc/self/fdinfo").into_iter().flatten().flatten() {
+            let Ok(text) = fs::read_to_string(e.path()) else { continue };
+            let kv: std::collections::HashMap<String, u64> = text
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter_map(|(k, v)| v.trim().parse().ok().map(|v| (k.trim().to_owned(), v)))
+                .collect();
+            if let Some(id) = kv.get("prog_id") {
+                by_id.insert(*id as u32, kv);
+            }
+        }
+        ids.into_iter()
+            .filter_map(|(name, id)| {
+                let kv = by_id.get(&id)?;
+                Some(crate::export::metrics::ProgramStats {
+                    name,
+                    run_time_ns: kv.get("run_time_ns").copied().filter(|_| enabled),
+                    run_count: kv.get("run_cnt").copied().filter(|_| enabled),
+                    recursion_misses: kv.get("recursion_misses").copied(),
+                })
+            })
+            .collect()
+    }
+
     /// Sum of a per-CPU stat counter.
     pub(crate) fn stat(&self, idx: u32) -> u64 {
         if let Some(v) = run_stat(&self.runs(), idx) {

@@ -1,0 +1,533 @@
+//! The metrics of `pktloss serve`: counters that only grow, kept from the programs' exact maps
+//! (through the [`Summary`] of a scrape) and the rolling diagnosis, and their OpenMetrics text.
+//!
+//! Every series is bounded: reasons are the kernel's enum, functions the first `max_functions`
+//! seen (the rest under `function="other"`), devices those of the host's namespace (at most
+//! `max_devices`), namespaces (opt-in) at most `max_netns` and removed a grace period after
+//! they are gone. No flow, port, address or process is ever a label.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    diagnose::{CauseId, Diagnosis},
+    model::{FlowCount, ProbeStatus, Summary},
+};
+
+/// The label of everything past a bound.
+const OTHER: &str = "other";
+
+/// Bounds and options of the metric set.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    /// Functions with their own series; later ones count under `function="other"`.
+    pub max_functions: usize,
+    /// Devices of the host's namespace with their own series.
+    pub max_devices: usize,
+    /// Per-namespace series (`--netns-labels`); 0 turns them off.
+    pub max_netns: usize,
+    /// How long the series of a namespace that is gone are kept.
+    pub netns_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_functions: 50, max_devices: 64, max_netns: 0, netns_grace: Duration::from_secs(300) }
+    }
+}
+
+/// A flow's identity in the flow table, for the deltas between two scrapes.
+type FlowId = (String, String, u16, String, u16, u32, u32, String, String);
+
+fn flow_id(f: &FlowCount) -> FlowId {
+    (f.proto.clone(), f.src.clone(), f.sport, f.dst.clone(), f.dport, f.netns, f.ifindex, f.reason.clone(), f.location.clone())
+}
+
+/// The series of one network namespace.
+#[derive(Debug, Default)]
+struct NetnsSeries {
+    label: String,
+    by_reason: BTreeMap<String, u64>,
+    /// When it was last listed as living (`None`: still there at the last look).
+    gone_since: Option<Instant>,
+}
+
+/// What the exporter knows, updated at each scrape and each diagnosis window.
+#[derive(Debug)]
+pub(crate) struct MetricsState {
+    limits: Limits,
+    /// Exact drops by reason (from the in-kernel counters: cumulative, never evicted).
+    by_reason: BTreeMap<String, (&'static str, u64)>,
+    /// Exact drops by location symbol, cumulative.
+    by_location: BTreeMap<String, u64>,
+    /// Functions with their own series and their count at the scrape before they got it (what
+    /// `other` had shown of them stays there, so that no series ever goes down).
+    functions: BTreeMap<String, u64>,
+    /// Drops by function at the last scrape.
+    fn_last: BTreeMap<String, u64>,
+    /// Last count of each flow the kernel's flow table held (bounded by that table).
+    flows_last: HashMap<FlowId, u64>,
+    /// Drops counted in flows, by device of the host's namespace.
+    devices: BTreeMap<String, u64>,
+    devices_other: u64,
+    /// Per-namespace series (opt-in).
+    netns: BTreeMap<u32, NetnsSeries>,
+    netns_other: BTreeMap<String, u64>,
+    /// Drops each cause explained, summed over the diagnosis windows.
+    causes: BTreeMap<CauseId, u64>,
+    /// Causes of the last window.
+    active: BTreeSet<CauseId>,
+    windows: u64,
+    last_window_end: Option<f64>,
+    /// Totals of the last scrape.
+    drops: u64,
+    detail_delivered: u64,
+    detail_over_budget: u64,
+    detail_lost_ring: u64,
+    flow_evictions: u64,
+    drops_not_in_flows: u64,
+    probes: Vec<ProbeStatus>,
+    /// `(version, kernel)`.
+    build: (String, String),
+    /// The namespace pktloss runs in (its devices are the host's).
+    host_netns: u32,
+    /// Per-program BPF run time and count (`kernel.bpf_stats_enabled`), and recursion misses.
+    programs: Vec<ProgramStats>,
+    scrapes: u64,
+}
+
+/// Run-time statistics of one loaded program, as the kernel keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProgramStats {
+    pub name: String,
+    /// `None` when `kernel.bpf_stats_enabled` is off (the kernel does not count).
+    pub run_time_ns: Option<u64>,
+    pub run_count: Option<u64>,
+    /// Runs skipped because the program was already running on that CPU (a drop inside it).
+    pub recursion_misses: Option<u64>,
+}
+
+/// The subsystem of a reason code: the core enum, or pktloss's own codes for kernels without
+/// reasons and for the `tcp_drop` probe.
+fn subsystem(code: u32) -> &'static str {
+    if code >> 16 == 0 { "core" } else { "none" }
+}
+
+/// The function of a location (`func+0x1a [mod]` -> `func`); an unresolved address is `unknown`.
+fn function(symbol: &str) -> String {
+    let f = symbol.split(['+', ' ']).next().unwrap_or(symbol);
+    if f.is_empty() || f.starts_with("0x") { "unknown".to_owned() } else { f.to_owned() }
+}
+
+impl MetricsState {
+    pub(crate) fn new(
+        limits: Limits,
+        reasons: Vec<(u32, String)>,
+        build: (String, String),
+        host_netns: u32,
+    ) -> Self {
+        let by_reason = reasons.into_iter().map(|(c, n)| (n, (subsystem(c), 0))).collect();
+        Self {
+            limits,
+            by_reason,
+            by_location: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            fn_last: BTreeMap::new(),
+            flows_last: HashMap::new(),
+            devices: BTreeMap::new(),
+            devices_other: 0,
+            netns: BTreeMap::new(),
+            netns_other: BTreeMap::new(),
+            causes: CauseId::ALL.iter().map(|c| (*c, 0)).collect(),
+            active: BTreeSet::new(),
+            windows: 0,
+            last_window_end: None,
+            drops: 0,
+            detail_delivered: 0,
+            detail_over_budget: 0,
+            detail_lost_ring: 0,
+            flow_evictions: 0,
+            drops_not_in_flows: 0,
+            probes: Vec::new(),
+            build,
+            host_netns,
+            programs: Vec::new(),
+            scrapes: 0,
+        }
+    }
+
+    /// Take the summary of everything since attach (exact cumulative counts) and the living
+    /// namespaces (`inode -> label`; `None` when they were not listed this time).
+    pub(crate) fn observe(&mut self, s: &Summary, living: Option<&BTreeMap<u32, String>>, now: Instant) {
+        self.scrapes += 1;
+        self.drops = s.total_drops;
+        for r in &s.reasons {
+            let e = self.by_reason.entry(r.reason.clone()).or_insert((subsystem(r.code), 0));
+            e.1 = e.1.max(r.count);
+        }
+        for l in &s.locations {
+            let e = self.by_location.entry(l.symbol.clone()).or_default();
+            *e = (*e).max(l.count);
+        }
+        // Functions get their own series while there is room, largest first.
+        let mut by_fn: BTreeMap<String, u64> = BTreeMap::new();
+        for (sym, c) in &self.by_location {
+            *by_fn.entry(function(sym)).or_default() += c;
+        }
+        let mut new: Vec<(&String, &u64)> = by_fn.iter().filter(|(f, _)| !self.functions.contains_key(*f)).collect();
+        new.sort_by_key(|(f, c)| (std::cmp::Reverse(**c), (*f).clone()));
+        let room = self.limits.max_functions.saturating_sub(self.functions.len());
+        for (f, _) in new.into_iter().take(room) {
+            self.functions.insert(f.clone(), self.fn_last.get(f).copied().unwrap_or(0));
+        }
+        self.fn_last = by_fn;
+        self.detail_delivered = s.detail.delivered;
+        self.detail_over_budget = s.detail.lost_budget;
+        self.detail_lost_ring = s.detail.lost_ringbuf;
+        self.flow_evictions = s.flow_table.evicted;
+        self.drops_not_in_flows = s.flow_table.drops_not_in_flows;
+        s.probes.clone_into(&mut self.probes);
+        self.observe_flows(&s.flows, living, now);
+    }
+
+    /// Devices and namespaces from the flows: each flow's growth since the last scrape (a flow
+    /// evicted from the kernel's table keeps what it added; one seen again starts over).
+    fn observe_flows(&mut self, flows: &[FlowCount], living: Option<&BTreeMap<u32, String>>, now: Instant) {
+        let mut seen = HashMap::with_capacity(flows.len());
+        for f in flows {
+            let id = flow_id(f);
+            let d = f.count.saturating_sub(self.flows_last.get(&id).copied().unwrap_or(0));
+            seen.insert(id, f.count);
+            if d == 0 {
+                continue;
+            }
+            if f.netns == self.host_netns && f.ifindex != 0 {
+                let name = if f.device.is_empty() { format!("ifindex{}", f.ifindex) } else { f.device.clone() };
+                if self.devices.contains_key(&name) || self.devices.len() < self.limits.max_devices {
+                    *self.devices.entry(name).or_default() += d;
+                } else {
+                    self.devices_other += d;
+                }
+            }
+            if self.limits.max_netns > 0 && f.netns != 0 {
+                let label = living.and_then(|l| l.get(&f.netns)).cloned();
+                if self.netns.contains_key(&f.netns) || self.netns.len() < self.limits.max_netns {
+                    let e = self.netns.entry(f.netns).or_default();
+                    if let Some(l) = label {
+                        e.label = l;
+                    } else if e.label.is_empty() {
+                        e.label = format!("netns:{}", f.netns);
+                    }
+                    *e.by_reason.entry(f.reason.clone()).or_default() += d;
+                } else {
+                    *self.netns_other.entry(f.reason.clone()).or_default() += d;
+                }
+            }
+        }
+        self.flows_last = seen;
+        if let Some(living) = living {
+            let grace = self.limits.netns_grace;
+            for (inode, n) in &mut self.netns {
+                if living.contains_key(inode) {
+                    n.gone_since = None;
+                } else if n.gone_since.is_none() {
+                    n.gone_since = Some(now);
+                }
+            }
+            self.netns.retain(|_, n| n.gone_since.is_none_or(|t| now.duration_since(t) < grace));
+        }
+    }
+
+    /// Take the diagnosis of one window.
+    pub(crate) fn observe_window(&mut self, d: &Diagnosis, end_unix_secs: f64) {
+        self.windows += 1;
+        self.last_window_end = Some(end_unix_secs);
+        self.active.clear();
+        for c in &d.causes {
+            *self.causes.entry(c.id).or_default() += c.drops;
+            if c.drops > 0 {
+                self.active.insert(c.id);
+            }
+        }
+    }
+
+    pub(crate) fn set_programs(&mut self, programs: Vec<ProgramStats>) {
+        self.programs = programs;
+    }
+
+    /// The state in the Prometheus text format 0.0.4 (for scrapers that do not ask for
+    /// OpenMetrics, and `promtool check metrics`).
+    pub(crate) fn prometheus_text(&self) -> String {
+        to_prometheus_text(&self.exposition())
+    }
+
+    /// The OpenMetrics text of the state.
+    pub(crate) fn exposition(&self) -> String {
+        let mut reg = Registry::with_prefix("pktloss");
+        reg.register_collector(Box::new(Snapshot::of(self)));
+        let mut out = String::new();
+        // Writing into a String fails only if a collector does, and this one does not.
+        if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's HELP and TYPE name
+/// its `_total` samples, and there are no UNIT lines and no `# EOF`.
+pub(crate) fn to_prometheus_text(om: &str) -> String {
+    let counters: BTreeSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for l in om.lines() {
+        if l.starts_with("# UNIT ") || l == "# EOF" {
+            continue;
+        }
+        let meta = l.strip_prefix("# HELP ").map(|r| ("# HELP ", r)).or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_owned() };
+                out.push_str(kind);
+                out.push_str(&name);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The state at one scrape, as flat series for the collector.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// (name, help, unit, is counter, series: labels -> value)
+    families: Vec<Family>,
+}
+
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    counter: bool,
+    series: Vec<(Vec<(&'static str, String)>, Value)>,
+}
+
+/// A sample's value: counts are integers in the text, seconds are not.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Count(u64),
+    Seconds(f64),
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, counter: bool) -> Self {
+        Self { name, help, unit: None, counter, series: Vec::new() }
+    }
+
+    fn unit(mut self, u: Unit) -> Self {
+        self.unit = Some(u);
+        self
+    }
+
+    fn add(&mut self, labels: Vec<(&'static str, String)>, v: u64) {
+        self.series.push((labels, Value::Count(v)));
+    }
+}
+
+impl Snapshot {
+    #[expect(clippy::too_many_lines, reason = "one family after the other, in the order they are exposed")]
+    fn of(m: &MetricsState) -> Self {
+        let mut fams = Vec::new();
+
+        let mut f = Family::new("drops", "Packets the kernel dropped (kfree_skb with a drop reason), exact.", true);
+        for (reason, (sub, c)) in &m.by_reason {
+            f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *c);
+        }
+        fams.push(f);
+
+        let mut f = Family::new(
+            "function_drops",
+            "Drops by the kernel function that freed the packet (the first functions seen have their own series, the rest are function=\"other\").",
+            true,
+        );
+        let mut fn_total: BTreeMap<String, u64> = BTreeMap::new();
+        for (sym, c) in &m.by_location {
+            *fn_total.entry(function(sym)).or_default() += c;
+        }
+        let all: u64 = fn_total.values().sum();
+        let mut labelled = 0;
+        for (func, base) in &m.functions {
+            let v = fn_total.get(func).copied().unwrap_or(0).saturating_sub(*base);
+            labelled += v;
+            f.add(vec![("function", func.clone())], v);
+        }
+        f.add(vec![("function", OTHER.to_owned())], all.saturating_sub(labelled));
+        fams.push(f);
+
+        let mut f = Family::new(
+            "device_drops",
+            "Drops of packets on a device of the host's network namespace (from the flow counters).",
+            true,
+        );
+        for (d, c) in &m.devices {
+            f.add(vec![("device", d.clone())], *c);
+        }
+        if m.devices_other > 0 {
+            f.add(vec![("device", OTHER.to_owned())], m.devices_other);
+        }
+        fams.push(f);
+
+        if m.limits.max_netns > 0 {
+            let mut f = Family::new(
+                "netns_drops",
+                "Drops by network namespace (ip netns name, or netns:INODE) and reason, from the flow counters.",
+                true,
+            );
+            for n in m.netns.values() {
+                for (r, c) in &n.by_reason {
+                    f.add(vec![("netns", n.label.clone()), ("reason", r.clone())], *c);
+                }
+            }
+            for (r, c) in &m.netns_other {
+                f.add(vec![("netns", OTHER.to_owned()), ("reason", r.clone())], *c);
+            }
+            fams.push(f);
+        }
+
+        let mut f = Family::new(
+            "cause_drops",
+            "Drops explained by each cause of the diagnosis, summed over the diagnosis windows.",
+            true,
+        );
+        for (c, n) in &m.causes {
+            f.add(vec![("cause", c.as_str().to_owned())], *n);
+        }
+        fams.push(f);
+
+        let mut f = Family::new("cause_active", "1 when the last diagnosis window found the cause, else 0.", false);
+        for c in m.causes.keys() {
+            f.add(vec![("cause", c.as_str().to_owned())], u64::from(m.active.contains(c)));
+        }
+        fams.push(f);
+
+        let mut f = Family::new("diagnosis_windows", "Diagnosis windows completed.", true);
+        f.add(Vec::new(), m.windows);
+        fams.push(f);
+        if let Some(t) = m.last_window_end {
+            let mut f = Family::new(
+                "diagnosis_last_window_end_timestamp",
+                "When the last diagnosis window ended (Unix time).",
+                false,
+            )
+            .unit(Unit::Seconds);
+            f.series.push((Vec::new(), Value::Seconds(t)));
+            fams.push(f);
+        }
+
+        let mut f = Family::new(
+            "detail_events",
+            "Per-drop detail events: delivered to pktloss, over the detail budget, or lost because the ring buffer was full.",
+            true,
+        );
+        f.add(vec![("outcome", "delivered".to_owned())], m.detail_delivered);
+        f.add(vec![("outcome", "over_budget".to_owned())], m.detail_over_budget);
+        f.add(vec![("outcome", "lost_ring".to_owned())], m.detail_lost_ring);
+        fams.push(f);
+
+        let mut f = Family::new("flow_evictions", "Flows evicted from the in-kernel flow table (LRU).", true);
+        f.add(Vec::new(), m.flow_evictions);
+        fams.push(f);
+        let mut f = Family::new(
+            "drops_not_in_flows",
+            "Drops counted in evicted flows or in no flow (the totals by reason stay exact).",
+            true,
+        );
+        f.add(Vec::new(), m.drops_not_in_flows);
+        fams.push(f);
+
+        let stats: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.run_count.is_some()).collect();
+        if !stats.is_empty() {
+            let mut t = Family::new(
+                "bpf_run",
+                "Time the kernel spent in each pktloss program (kernel.bpf_stats_enabled=1).",
+                true,
+            )
+            .unit(Unit::Seconds);
+            let mut n = Family::new("bpf_runs", "Runs of each pktloss program (kernel.bpf_stats_enabled=1).", true);
+            for p in &stats {
+                #[expect(clippy::cast_precision_loss, reason = "nanoseconds to seconds")]
+                t.series.push((vec![("program", p.name.clone())], Value::Seconds(p.run_time_ns.unwrap_or(0) as f64 / 1e9)));
+                n.add(vec![("program", p.name.clone())], p.run_count.unwrap_or(0));
+            }
+            fams.push(t);
+            fams.push(n);
+        }
+        let misses: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.recursion_misses.is_some()).collect();
+        if !misses.is_empty() {
+            let mut f = Family::new(
+                "bpf_recursion_misses",
+                "Runs of each pktloss program the kernel skipped because it was already running on that CPU (a drop made inside it is not counted).",
+                true,
+            );
+            for p in misses {
+                f.add(vec![("program", p.name.clone())], p.recursion_misses.unwrap_or(0));
+            }
+            fams.push(f);
+        }
+
+        let mut f = Family::new("probe_attached", "1 for each probe attached, with how; 0 for one skipped.", false);
+        for p in &m.probes {
+            f.add(vec![("probe", p.name.clone()), ("mode", p.attach.clone())], u64::from(p.active));
+        }
+        fams.push(f);
+
+        let mut f = Family::new("build_info", "pktloss's version and the running kernel.", false);
+        f.add(vec![("version", m.build.0.clone()), ("kernel", m.build.1.clone())], 1);
+        fams.push(f);
+
+        let mut f = Family::new("scrapes", "Scrapes served.", true);
+        f.add(Vec::new(), m.scrapes);
+        fams.push(f);
+
+        Self { families: fams }
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for fam in &self.families {
+            let kind = if fam.counter {
+                prometheus_client::metrics::MetricType::Counter
+            } else {
+                prometheus_client::metrics::MetricType::Gauge
+            };
+            let mut enc = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), kind)?;
+            for (labels, v) in &fam.series {
+                let e = enc.encode_family(labels)?;
+                match (fam.counter, *v) {
+                    (true, Value::Count(n)) => ConstCounter::new(n).encode(e)?,
+                    (true, Value::Seconds(x)) => ConstCounter::new(x).encode(e)?,
+                    (false, Value::Count(n)) => ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(e)?,
+                    (false, Value::Seconds(x)) => ConstGauge::new(x).encode(e)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
