@@ -80,7 +80,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     let mut window = Window::open(gather_before(), &mut session)?;
     session.announce();
     eprintln!("pktloss: serving http://{addr}/metrics (diagnosis every {})", humantime::format_duration(cfg.window));
-    let mut living: Option<BTreeMap<u32, String>> = None;
+    let mut living: BTreeMap<u32, String> = BTreeMap::new();
     let mut listed = Instant::now() - LIST_NETNS_EVERY;
     let mut job: Option<mpsc::Receiver<(Diagnosed, f64)>> = None;
     let result = loop {
@@ -95,13 +95,18 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         let mut first = true;
         while let Ok((openmetrics, reply)) = scrape_rx.try_recv() {
             if first {
-                if cfg.limits.max_netns > 0 && listed.elapsed() >= LIST_NETNS_EVERY {
-                    listed = Instant::now();
-                    living = Some(crate::host::netns::list().into_iter().map(|(i, r)| (i, r.label())).collect());
-                }
                 let raw = session.read()?;
                 let summary = session.summary_of(&raw);
-                state.observe(&summary, living.take().as_ref(), Instant::now());
+                // Names of the namespaces: listed again when one with drops is not known yet,
+                // and every LIST_NETNS_EVERY (those no longer listed are gone).
+                if cfg.limits.max_netns > 0 {
+                    let unknown = summary.flows.iter().any(|f| f.netns != 0 && !living.contains_key(&f.netns));
+                    if unknown || listed.elapsed() >= LIST_NETNS_EVERY {
+                        listed = Instant::now();
+                        living = crate::host::netns::list().into_iter().map(|(i, r)| (i, r.label())).collect();
+                    }
+                }
+                state.observe(&summary, Some(&living), Instant::now());
                 state.set_programs(session.tracer.program_stats());
                 first = false;
             }

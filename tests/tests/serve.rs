@@ -1,0 +1,327 @@
+//! `pktloss serve` against a real Prometheus: the test starts Debian's `prometheus` on a
+//! loopback port with a config it writes, makes known drops in namespaces it creates, and reads
+//! the values back with PromQL through Prometheus's HTTP API. Also: the exposition passes
+//! `promtool check metrics`, a taken port is one line, and memory stays flat under a
+//! random-port flood with namespace churn.
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pktloss_tests::{Netns, Running, loaded_pktloss_programs, require_root, run};
+use serde_json::Value;
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A plain HTTP/1.0 GET; returns (status, headers, body).
+fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n").expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Percent-encode a PromQL query for a URL.
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server of its own, on a loopback port, killed and its data removed on drop.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("pktloss-prom-{}", std::process::id()));
+        drop(fs::remove_dir_all(&dir));
+        fs::create_dir_all(&dir).expect("prometheus dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: pktloss\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        fs::write(dir.join("prometheus.yml"), config).expect("config");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = fs::File::create(dir.join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus (Debian package `prometheus`, installed by `cargo xtask setup`)");
+        let p = Self { child, dir, addr };
+        let t = Instant::now();
+        loop {
+            if TcpStream::connect(&p.addr).is_ok() && http_get(&p.addr, "/-/ready", None).0 == 200 {
+                return p;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "prometheus not ready in 60 s: {}", p.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Instant query: each series' labels and value.
+    fn query(&self, q: &str) -> Vec<(Value, f64)> {
+        let (status, _, body) = http_get(&self.addr, &format!("/api/v1/query?query={}", encode(q)), None);
+        assert_eq!(status, 200, "query {q}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {q}: {e}: {body}"));
+        v["data"]["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        let x = r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+                        (r["metric"].clone(), x)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The one value of `q`, once it is `want` (or the last one seen after `timeout`).
+    fn wait_for(&self, q: &str, timeout: Duration, want: impl Fn(f64) -> bool) -> Option<f64> {
+        let t = Instant::now();
+        let mut last = None;
+        while t.elapsed() < timeout {
+            let r = self.query(q);
+            if let [(_, v)] = r.as_slice() {
+                last = Some(*v);
+                if want(*v) {
+                    return last;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        last
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        drop(self.child.kill());
+        drop(self.child.wait());
+        drop(fs::remove_dir_all(&self.dir));
+    }
+}
+
+/// Stop `pktloss serve` with SIGTERM: exit 0 and nothing left loaded.
+fn stop(serve: Running) {
+    serve.signal(libc::SIGTERM);
+    let err = serve.stderr();
+    let (code, _) = serve.finish();
+    assert_eq!(code, Some(0), "pktloss serve failed: {err}");
+    assert!(loaded_pktloss_programs().is_empty(), "programs left loaded: {:?}", loaded_pktloss_programs());
+}
+
+#[test]
+fn prometheus_reads_exact_drops_and_causes() {
+    if !require_root("prometheus_reads_exact_drops_and_causes") {
+        return;
+    }
+    const N: usize = 123;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--window", "3s", "--netns-labels"]);
+    let prom = Prometheus::start(&listen);
+    // The scrape target is up before the drops.
+    assert_eq!(
+        prom.wait_for("up{job=\"pktloss\"}", Duration::from_secs(30), |v| v == 1.0),
+        Some(1.0),
+        "pktloss target not up: {}",
+        prom.log()
+    );
+    let ns = Netns::new("prom");
+    let before = ns.snmp("Udp", "NoPorts");
+    ns.send_udp("127.0.0.1:9911".parse().expect("addr"), N);
+    let noports = ns.snmp("Udp", "NoPorts") - before;
+    assert_eq!(noports, N as u64, "the kernel's own count of the drops");
+
+    // Exact per namespace, from the flow counters (no other traffic is in this namespace).
+    let q = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"NO_SOCKET\"}}", ns.name);
+    let got = prom.wait_for(&q, Duration::from_secs(30), |v| v >= N as f64);
+    assert_eq!(got, Some(N as f64), "{q}");
+    // Host-wide by reason: at least these (another process may hit a closed port too).
+    let host = prom.wait_for("pktloss_drops_total{reason=\"NO_SOCKET\"}", Duration::from_secs(10), |v| v >= N as f64);
+    assert!(host.is_some_and(|v| v >= N as f64), "NO_SOCKET host-wide {host:?}");
+    // The diagnosis window that holds them names no-listener with every one of them.
+    let cause =
+        prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= N as f64);
+    assert!(cause.is_some_and(|v| v >= N as f64), "no-listener cause {cause:?}");
+    let windows = prom.query("pktloss_diagnosis_windows_total");
+    assert!(windows.first().is_some_and(|w| w.1 >= 1.0), "no diagnosis window: {windows:?}");
+    // A reason never seen is a series at 0, not an absent one (rate() works from the start).
+    let zero = prom.query("pktloss_drops_total{reason=\"IP_RPFILTER\"}");
+    assert_eq!(zero.len(), 1, "pre-seeded reason: {zero:?}");
+    assert!(zero[0].1.abs() < f64::EPSILON, "IP_RPFILTER: {zero:?}");
+    // The gauge of active causes exists for every cause of the taxonomy.
+    assert!(prom.query("pktloss_cause_active").len() >= 20, "cause_active series");
+    // Health and build info.
+    let built = prom.query("pktloss_build_info");
+    assert_eq!(built.len(), 1, "build info: {built:?}");
+    assert!(built[0].0["kernel"].as_str().is_some_and(|k| !k.is_empty()), "kernel label: {built:?}");
+    let attached = prom.query("pktloss_probe_attached{probe=\"skb:kfree_skb\"} == 1");
+    assert_eq!(attached.len(), 1, "kfree_skb probe: {attached:?}");
+    // No per-flow labels.
+    for forbidden in ["sport", "dport", "src", "dst", "pid", "addr", "port"] {
+        let r = prom.query(&format!("count({{__name__=~\"pktloss_.*\",{forbidden}!=\"\"}})"));
+        assert!(r.is_empty(), "a series has a `{forbidden}` label: {r:?}");
+    }
+    drop(ns);
+
+    // promtool accepts the exposition (text format), and OpenMetrics is served to who asks.
+    let (status, head, text) = http_get(&listen, "/metrics", None);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, head, om) = http_get(&listen, "/metrics", Some("application/openmetrics-text; version=1.0.0"));
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(om.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
+    drop(prom);
+    stop(serve);
+}
+
+#[test]
+fn serve_port_in_use_is_one_line() {
+    if !require_root("serve_port_in_use_is_one_line") {
+        return;
+    }
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(&["serve", "--listen", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+    assert!(loaded_pktloss_programs().is_empty(), "nothing may be attached");
+    let out = run(&["serve", "--listen", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Series in one scrape.
+fn series(listen: &str) -> usize {
+    let (_, _, body) = http_get(listen, "/metrics", None);
+    body.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).count()
+}
+
+/// Memory and series stay flat under a random-port flood (every datagram a new flow, so the
+/// kernel's flow table evicts all the time) with namespaces created and deleted every second.
+/// `PKTLOSS_LONG_RUN_SECS` sets the length (default 60; the soak is 300).
+#[test]
+fn memory_and_series_stay_flat_under_flood_and_churn() {
+    if !require_root("memory_and_series_stay_flat_under_flood_and_churn") {
+        return;
+    }
+    let secs: u64 = std::env::var("PKTLOSS_LONG_RUN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--window",
+        "5s",
+        "--netns-labels",
+        "--max-netns",
+        "16",
+        "--netns-grace",
+        "3s",
+        "--detail-budget",
+        "unlimited",
+    ]);
+    let pid = serve.child.id();
+    let flood = Netns::new("flood");
+    let until = Instant::now() + Duration::from_secs(secs);
+    let path = format!("/run/netns/{}", flood.name);
+    let sender = std::thread::spawn(move || {
+        let file = fs::File::open(&path).expect("open netns");
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: valid fd; affects only this thread.
+        assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut sent = 0u64;
+        let mut port: u16 = 1024;
+        // Bounded in time and count.
+        while Instant::now() < until && sent < 200_000_000 {
+            port = port.wrapping_mul(7919).wrapping_add(13) | 1024;
+            let dst: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+            drop(s.send_to(b"x", dst));
+            sent += 1;
+        }
+        sent
+    });
+    let mut samples = Vec::new();
+    let mut max_series = 0;
+    let mut i = 0;
+    while Instant::now() < until {
+        // Churn: a namespace with a drop in it, created and deleted each second.
+        let ns = Netns::new(&format!("churn{}", i % 1000));
+        ns.send_udp("127.0.0.1:9".parse().expect("addr"), 3);
+        drop(ns);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(700));
+        samples.push(rss_kib(pid));
+        max_series = max_series.max(series(&listen));
+    }
+    let sent = sender.join().expect("sender");
+    let third = samples.len() / 3;
+    assert!(third >= 3, "too few samples: {samples:?}");
+    let early = *samples[third..2 * third].iter().max().unwrap_or(&0);
+    let late = *samples[2 * third..].iter().max().unwrap_or(&0);
+    println!(
+        "long run {secs} s: {sent} datagrams, {i} namespaces; RSS KiB early {early} late {late}; at most {max_series} series; samples {samples:?}"
+    );
+    // Flat: the last third grows by at most 10 % (plus 8 MiB of allocator slack) over the
+    // middle one; the series stay bounded (reasons + 50 functions + 16 namespaces' reasons...).
+    assert!(late <= early + early / 10 + 8 * 1024, "RSS grew: middle {early} KiB, last {late} KiB");
+    assert!(max_series < 2000, "series unbounded: {max_series}");
+    drop(flood);
+    stop(serve);
+}
