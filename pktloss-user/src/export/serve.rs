@@ -51,7 +51,7 @@ pub(crate) struct ServeConfig {
     pub limits: Limits,
 }
 
-/// A scrape request: the format asked for (OpenMetrics or not), and where the collector
+/// A scrape request: the format asked for (`OpenMetrics` or not), and where the collector
 /// sends the exposition.
 type Scrape = (bool, oneshot::Sender<String>);
 
@@ -81,7 +81,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     session.announce();
     eprintln!("pktloss: serving http://{addr}/metrics (diagnosis every {})", humantime::format_duration(cfg.window));
     let mut living: BTreeMap<u32, String> = BTreeMap::new();
-    let mut listed = Instant::now() - LIST_NETNS_EVERY;
+    let mut listed = Instant::now().checked_sub(LIST_NETNS_EVERY).unwrap_or_else(Instant::now);
     let mut job: Option<mpsc::Receiver<(Diagnosed, f64)>> = None;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
