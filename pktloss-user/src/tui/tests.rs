@@ -485,7 +485,7 @@ fn help_table_matches_the_key_map() {
 // pktloss top --help (and every subcommand's examples)
 
 /// Each subcommand with its examples.
-fn help_examples() -> [(&'static str, &'static [Example]); 6] {
+fn help_examples() -> [(&'static str, &'static [Example]); 7] {
     use help::*;
     [
         ("capture", CAPTURE),
@@ -494,6 +494,7 @@ fn help_examples() -> [(&'static str, &'static [Example]); 6] {
         ("top", TOP),
         ("report", REPORT),
         ("reasons", REASONS),
+        ("serve", SERVE),
     ]
 }
 
