@@ -58,6 +58,7 @@ pub(crate) struct Session {
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
     drops_told: Instant,
+    lifecycle_interval: Duration,
 }
 
 impl Session {
@@ -101,20 +102,28 @@ impl Session {
             device_names: DeviceNames::default(),
             lifecycle: None,
             drops_told: Instant::now(),
+            lifecycle_interval: LIFECYCLE_INTERVAL,
         })
     }
 
     /// Follow the namespaces from now on (born during the capture, gone before its end); the
     /// counters read before the capture are its baseline.
     pub(crate) fn watch_namespaces(&mut self) {
-        self.lifecycle = Some(Lifecycle::start(LIFECYCLE_INTERVAL));
+        self.watch_namespaces_every(LIFECYCLE_INTERVAL);
+    }
+
+    /// As [`Session::watch_namespaces`], reading them every `interval` (`serve` reads less
+    /// often: each reading of a namespace with drops costs CPU all day).
+    pub(crate) fn watch_namespaces_every(&mut self, interval: Duration) {
+        self.lifecycle_interval = interval;
+        self.lifecycle = Some(Lifecycle::start(interval));
     }
 
     /// Once per [`LIFECYCLE_INTERVAL`], tell the watcher which namespaces have drops, so that
     /// it reads them while they live.
     pub(crate) fn tell_lifecycle(&mut self) {
         let Some(l) = &self.lifecycle else { return };
-        if self.drops_told.elapsed() < LIFECYCLE_INTERVAL {
+        if self.drops_told.elapsed() < self.lifecycle_interval {
             return;
         }
         self.drops_told = Instant::now();
@@ -130,6 +139,13 @@ impl Session {
         self.started = Instant::now();
         let active: Vec<&str> = self.tracer.probes.iter().filter(|p| p.active).map(|p| p.name.as_str()).collect();
         log::info!("pktloss: tracing with {}", active.join(", "));
+    }
+
+    /// As [`Session::pump`], waking early when `also` is readable.
+    pub(crate) fn pump_also(&mut self, also: std::os::fd::RawFd, wait_ms: i32) {
+        self.tracer.wait_also(also, wait_ms);
+        let agg = &mut self.agg;
+        self.tracer.drain(|ev| agg.ingest(ev));
     }
 
     /// Drain waiting detail events into the aggregator.

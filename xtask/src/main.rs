@@ -57,6 +57,9 @@ enum Cmd {
     /// The portability tests in qemu guests booted with Debian's 5.10, 6.1 and 6.12 kernels
     /// (the host's kernel runs them in `test`).
     VmTest(vm::VmArgs),
+    /// What `pktloss serve` costs: the flood's rate with it attached, its CPU at 100k drops/s,
+    /// scrape latency with many series.
+    BenchServe(bench::ServeBenchArgs),
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
     BenchPair(bench::PairArgs),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Flood(args) => bench::flood_only(args),
         Cmd::BenchPair(args) => bench::pair(args),
+        Cmd::BenchServe(args) => bench::bench_serve(args),
         Cmd::VmTest(args) => vm::vm_test(args),
     };
     match result {

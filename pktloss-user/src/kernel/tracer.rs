@@ -1,6 +1,12 @@
 //! Kernel step: load the eBPF object, attach each probe through its lifecycle (`can_run`, attach,
 //! detach on drop), drain the detail ring buffer and read the exact in-kernel counters.
-use std::{fs, os::fd::RawFd, path::PathBuf, sync::mpsc, time::Duration};
+use std::{
+    fs,
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    path::PathBuf,
+    sync::mpsc,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
@@ -452,6 +458,19 @@ impl Tracer {
     /// events stream in (the last drain read a sixteenth of the ring or more), sleep a
     /// millisecond instead: the reader then keeps up without being woken by the programs,
     /// whose wakeups interrupt the traced CPU.
+    /// As [`Tracer::wait`], also returning as soon as `also` is readable (`serve`'s scrape
+    /// requests wake it through an eventfd).
+    pub(crate) fn wait_also(&self, also: RawFd, timeout_ms: i32) {
+        let ring = self.ring_fd().filter(|_| !self.streaming);
+        let timeout = if self.streaming { timeout_ms.clamp(0, 1) } else { timeout_ms };
+        let mut pfds = [
+            libc::pollfd { fd: also, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: ring.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout) };
+    }
+
     pub(crate) fn wait(&self, timeout_ms: i32) {
         match self.ring_fd() {
             Some(_) if self.streaming => {
@@ -631,6 +650,11 @@ fn merge<K: PartialEq>(list: &mut Vec<(K, u64)>, key: K, n: u64) {
 
 fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> {
     let map = ebpf.map(name).ok_or_else(|| anyhow!("map {name} missing"))?;
+    if let Map::PerCpuHashMap(data) | Map::PerCpuLruHashMap(data) = map
+        && let Some(out) = batch_sum::<K>(data.fd().as_fd().as_raw_fd())
+    {
+        return Ok(out);
+    }
     let map = PerCpuHashMap::<_, K, u64>::try_from(map).with_context(|| format!("map {name}"))?;
     let mut out = Vec::new();
     for item in &map {
@@ -647,6 +671,74 @@ fn sum_map<K: aya::Pod + Ord>(ebpf: &Ebpf, name: &str) -> Result<Vec<(K, u64)>> 
         }
     }
     Ok(out)
+}
+
+/// The whole of a per-CPU hash map of `u64` values, summed over CPUs, read with
+/// `BPF_MAP_LOOKUP_BATCH` (5.6+): a few system calls instead of two per key. Measured with 8k
+/// flows: the key-by-key walk took 40-66 ms per read, which made every scrape of `serve` (and
+/// every refresh of `top`) that slow. `None` when the kernel cannot (the caller walks the map).
+fn batch_sum<K: aya::Pod>(fd: RawFd) -> Option<Vec<(K, u64)>> {
+    /// `union bpf_attr` for the `BPF_MAP_*_BATCH` commands.
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    const CHUNK: usize = 4096;
+    let cpus = aya::util::nr_cpus().ok()?;
+    let key_size = size_of::<K>();
+    let mut keys: Vec<K> = Vec::with_capacity(CHUNK);
+    let mut values = vec![0u64; CHUNK * cpus];
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { (&raw const token_in) as u64 },
+            out_batch: (&raw mut token_out) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: u32::try_from(fd).ok()?,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` points at buffers of CHUNK keys and CHUNK x ncpus values (per-CPU
+        // values of 8 bytes, as the map's are); the kernel writes at most `count` of each.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, &raw mut attr, size_of::<BatchAttr>() as libc::c_uint)
+        };
+        let err = if rc < 0 { std::io::Error::last_os_error().raw_os_error() } else { None };
+        if rc < 0 && err != Some(libc::ENOENT) {
+            // EINVAL/ENOTSUPP before 5.6, ENOSPC for a bucket larger than a chunk: walk instead.
+            log::debug!("BPF_MAP_LOOKUP_BATCH: {}", std::io::Error::from_raw_os_error(err.unwrap_or(0)));
+            return None;
+        }
+        let n = (attr.count as usize).min(CHUNK);
+        // SAFETY: the kernel wrote `n` keys of `key_size` bytes (K is the map's key type).
+        unsafe { keys.set_len(n) };
+        debug_assert_eq!(key_size, size_of::<K>());
+        for (i, k) in keys.iter().enumerate() {
+            let total: u64 = values[i * cpus..(i + 1) * cpus].iter().sum();
+            if total > 0 {
+                out.push((*k, total));
+            }
+        }
+        // SAFETY: shrinking to nothing; K is plain old data.
+        unsafe { keys.set_len(0) };
+        if err == Some(libc::ENOENT) {
+            return Some(out);
+        }
+        token_in = token_out;
+        first = false;
+    }
 }
 
 /// Largest count first, then by key (stable output).

@@ -8,9 +8,11 @@
 mod flood;
 mod pair;
 mod report;
+mod serve;
 mod tracer;
 
 pub(crate) use pair::{PairArgs, pair};
+pub(crate) use serve::{ServeBenchArgs, bench_serve};
 
 use std::{
     fs,
