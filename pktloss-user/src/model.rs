@@ -120,6 +120,10 @@ pub(crate) struct DeviceCount {
     pub tx_packets: u64,
     /// Drops attributed to this device (from the flow counters).
     pub drops: u64,
+    /// Its namespace could not be entered to read its counters (no `CAP_SYS_ADMIN`, or gone):
+    /// `tx_packets` is unknown, not 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tx_unavailable: bool,
 }
 
 /// TCP retransmissions of one flow.

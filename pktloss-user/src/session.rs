@@ -164,7 +164,7 @@ impl Session {
                 raw.flows.iter().filter(|(k, _)| k.ifindex != 0).map(|(k, _)| k.netns).collect();
             with_drops.sort_unstable();
             with_drops.dedup();
-            raw.tx = dtx.read(&with_drops);
+            (raw.tx, raw.tx_unavailable) = dtx.read(&with_drops);
             raw.tx.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         Ok(raw)

@@ -198,7 +198,20 @@ pub struct Running {
 impl Running {
     /// Start `pktloss -v ARGS` and wait until it says it is tracing.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(pktloss_bin())
+        Self::start_wrapped(&[], args)
+    }
+
+    /// As [`Running::start`], run by `wrapper` (e.g. `setpriv --bounding-set ...`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(pktloss_bin());
+                c
+            }
+            None => Command::new(pktloss_bin()),
+        };
+        let mut child = cmd
             .arg("-v")
             .args(args)
             .stdin(Stdio::null())
@@ -287,6 +300,18 @@ pub fn run(args: &[&str]) -> Output {
 /// Names (as the kernel truncates them) of pktloss's programs.
 pub const PROGRAM_NAMES: &[&str] =
     &["kfree_skb_btf", "kfree_skb_tp", "net_dev_queue_b", "net_dev_queue_t", "tcp_retransmit_", "tcp_drop"];
+
+/// Panic unless no pktloss program is loaded, waiting up to 5 s: links and programs are
+/// released when their last fd closes, which the kernel finishes a moment after exit.
+pub fn assert_nothing_attached(when: &str) {
+    for _ in 0..50 {
+        if loaded_pktloss_programs().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{when}: pktloss programs still loaded: {:?}", loaded_pktloss_programs());
+}
 
 /// IDs of loaded BPF programs whose names are pktloss's.
 pub fn loaded_pktloss_programs() -> Vec<String> {

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use pktloss_tests::{
-    NETNS_THREAD, Netns, Running, flow_count, kernel_has_reasons, kernel_version, loaded_pktloss_programs,
+    NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version, loaded_pktloss_programs,
     reason_count, reason_name, require_root, run, sh,
 };
 
@@ -468,16 +468,6 @@ fn count_stops_the_capture() {
     assert!(s["total_drops"].as_u64() >= Some(50));
 }
 
-fn assert_nothing_attached(when: &str) {
-    // Links and programs are released when the last fd closes; give the kernel a moment.
-    for _ in 0..50 {
-        if loaded_pktloss_programs().is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{when}: pktloss programs still loaded: {:?}", loaded_pktloss_programs());
-}
 
 #[test]
 fn nothing_stays_loaded_after_exit_sigterm_sigkill() {

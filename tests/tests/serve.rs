@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, Running, loaded_pktloss_programs, require_root, run};
+use pktloss_tests::{Netns, Running, assert_nothing_attached, require_root, run};
 use serde_json::Value;
 
 /// A free loopback port (bound, then released).
@@ -135,7 +135,7 @@ fn stop(serve: Running) {
     let err = serve.stderr();
     let (code, _) = serve.finish();
     assert_eq!(code, Some(0), "pktloss serve failed: {err}");
-    assert!(loaded_pktloss_programs().is_empty(), "programs left loaded: {:?}", loaded_pktloss_programs());
+    assert_nothing_attached("after exit");
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn serve_port_in_use_is_one_line() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
-    assert!(loaded_pktloss_programs().is_empty(), "nothing may be attached");
+    assert_nothing_attached("after exit");
     let out = run(&["serve", "--listen", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);

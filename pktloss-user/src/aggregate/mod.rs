@@ -236,6 +236,7 @@ impl Aggregator {
                 netns: k.netns,
                 tx_packets: tx,
                 drops,
+                tx_unavailable: raw.tx_unavailable.contains(&k.netns),
             })
             .collect();
         devices.sort_by(|a, b| b.drops.cmp(&a.drops).then(b.tx_packets.cmp(&a.tx_packets)));
@@ -375,6 +376,7 @@ mod tests {
             ],
             flows: vec![(f1, 10), (f2, 4)],
             tx: vec![],
+            tx_unavailable: vec![],
             retrans: vec![],
             pending_new_flows: 0,
         }

@@ -22,7 +22,7 @@ impl Kallsyms {
         }
         k.finish();
         if k.syms.is_empty() {
-            bail!("/proc/kallsyms shows no addresses (needs root; see kernel.kptr_restrict)");
+            bail!("/proc/kallsyms shows no addresses (needs CAP_SYSLOG; see kernel.kptr_restrict)");
         }
         Ok(k)
     }

@@ -88,7 +88,21 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
             })
             .map(|(ns, a, p)| format!("{a}:{p} in {}", cx.tag(ns)))
             .collect();
-        if elsewhere.is_empty() {
+        // Its sockets could not be listed (the namespace could not be entered): say so, never
+        // "nothing listens".
+        let listed = cx.input.checks.iter().any(|c| c.netns == f.netns);
+        if elsewhere.is_empty() && !listed {
+            out.push((
+                format!(
+                    "{tag} whether anything listens on {} port {} is unavailable: its sockets could not be listed",
+                    f.proto, f.dport
+                ),
+                format!(
+                    "Check that a service listens on {} port {} in {tag}, or point the client ({}) at the port the service uses.",
+                    f.proto, f.dport, f.src
+                ),
+            ));
+        } else if elsewhere.is_empty() {
             out.push((
                 format!("{tag} nothing listens on {} port {} (packets to {})", f.proto, f.dport, f.dst),
                 format!(

@@ -72,6 +72,17 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     let stop = stop_flag()?;
     let mut session = Session::start(opts)?;
+    // Attached: keep only what reading maps and namespaces needs, before any thread that
+    // lives long is started (capabilities are per thread).
+    match crate::host::caps::keep_only(crate::host::caps::SERVE_KEEPS) {
+        Ok(dropped) if !dropped.is_empty() => {
+            let mut names: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+            names.sort();
+            log::info!("pktloss: dropped capabilities no longer needed: {}", names.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("pktloss: could not drop capabilities: {e}"),
+    }
     let (_, kernel) = crate::session::host_facts();
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     let host_netns = crate::host::netns::self_inode().unwrap_or(0);

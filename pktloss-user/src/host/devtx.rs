@@ -30,7 +30,7 @@ impl DeviceTx {
     pub(crate) fn start() -> Self {
         let mut s = Self::default();
         for ns in netns::list().into_values().take(MAX_NAMESPACES) {
-            let now = tx_in(&ns);
+            let now = tx_in(&ns).unwrap_or_default();
             deltas(&mut s.base, now);
             s.watched.push(ns);
         }
@@ -38,8 +38,9 @@ impl DeviceTx {
     }
 
     /// Packets transmitted per device since the baseline, in the watched namespaces and in
-    /// `with_drops` (namespaces where drops were seen).
-    pub(crate) fn read(&mut self, with_drops: &[u32]) -> Vec<(DevKey, u64)> {
+    /// `with_drops` (namespaces where drops were seen); and the namespaces of `with_drops`
+    /// whose counters could not be read (not entered: no `CAP_SYS_ADMIN`, or gone).
+    pub(crate) fn read(&mut self, with_drops: &[u32]) -> (Vec<(DevKey, u64)>, Vec<u32>) {
         if with_drops.iter().any(|i| !self.watched.iter().any(|w| w.inode == *i)) {
             let mut known = netns::list();
             for inode in with_drops {
@@ -58,15 +59,24 @@ impl DeviceTx {
             }
         }
         namespaces.truncate(MAX_NAMESPACES);
-        let now: Vec<(DevKey, u64)> = namespaces.iter().flat_map(tx_in).collect();
+        let mut unread: Vec<u32> =
+            with_drops.iter().filter(|i| !namespaces.iter().any(|n| n.inode == **i)).copied().collect();
+        let mut now: Vec<(DevKey, u64)> = Vec::new();
+        for ns in &namespaces {
+            match tx_in(ns) {
+                Some(v) => now.extend(v),
+                None => unread.push(ns.inode),
+            }
+        }
         let mut out = deltas(&mut self.base, now);
         out.retain(|(_, n)| *n > 0);
-        out
+        (out, unread)
     }
 }
 
-/// `tx_packets` of every device in one namespace, by (ifindex, netns).
-fn tx_in(ns: &NetnsRef) -> Vec<(DevKey, u64)> {
+/// `tx_packets` of every device in one namespace, by (ifindex, netns); `None` when the
+/// namespace cannot be entered or read.
+fn tx_in(ns: &NetnsRef) -> Option<Vec<(DevKey, u64)>> {
     let inode = ns.inode;
     netns::run_in(ns, move || {
         let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
@@ -78,10 +88,8 @@ fn tx_in(ns: &NetnsRef) -> Vec<(DevKey, u64)> {
             })
             .collect())
     })
-    .unwrap_or_else(|e| {
-        log::debug!("device counters of netns {inode}: {e:#}");
-        Vec::new()
-    })
+    .map_err(|e| log::debug!("device counters of netns {inode}: {e:#}"))
+    .ok()
 }
 
 /// Turn current counter values into deltas from `base`; a device not in `base` is baselined
@@ -127,7 +135,9 @@ mod tests {
         for _ in 0..10 {
             drop(sock.send_to(b"x", "127.0.0.1:9"));
         }
-        let lo = tx.read(&[me]).into_iter().find(|(d, _)| d.netns == me && d.ifindex == 1).expect("lo counted");
+        let (counts, unread) = tx.read(&[me]);
+        let lo = counts.into_iter().find(|(d, _)| d.netns == me && d.ifindex == 1).expect("lo counted");
         assert!(lo.1 >= 10, "{lo:?}");
+        assert!(unread.is_empty(), "own namespace unread: {unread:?}");
     }
 }

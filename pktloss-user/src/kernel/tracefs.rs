@@ -45,10 +45,19 @@ pub(crate) fn root() -> Result<PathBuf> {
         }
         bail!("tracefs is not mounted at {} (run `mount -t tracefs nodev /sys/kernel/tracing`)", p.display());
     }
+    let mut denied = None;
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(p).join("events").is_dir() {
-            return Ok(PathBuf::from(p));
+        match fs::metadata(Path::new(p).join("events")) {
+            Ok(m) if m.is_dir() => return Ok(PathBuf::from(p)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied = denied.or(Some(p)),
+            _ => {}
         }
+    }
+    // Mounted but not readable: tracefs is mode 0700 root unless mounted otherwise.
+    if let Some(p) = denied {
+        bail!(
+            "cannot read tracefs at {p}: permission denied (it is root's, mode 0700: run as root, or mount it readable, e.g. `mount -o remount,mode=755 {p}`)"
+        );
     }
     bail!("tracefs is not mounted (run `mount -t tracefs nodev /sys/kernel/tracing` or `cargo xtask setup`)")
 }

@@ -70,6 +70,8 @@ pub(crate) struct RawCounts {
     pub drops: Vec<(DropKey, u64)>,
     pub flows: Vec<(FlowKey, u64)>,
     pub tx: Vec<(DevKey, u64)>,
+    /// Namespaces whose device counters could not be read (their devices' TX is unknown).
+    pub tx_unavailable: Vec<u32>,
     pub retrans: Vec<(FlowKey, u64)>,
     /// Flows counted only in a run-length cache so far (not inserted in the map yet).
     pub pending_new_flows: u64,
@@ -189,12 +191,22 @@ pub(crate) fn check_privileges() -> Result<(), StartError> {
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        Ok(())
-    } else {
-        Err(StartError(
-            "pktloss needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs".to_owned(),
-        ))
+        return Ok(());
     }
+    // Say which capability is missing: each gives its own line.
+    let missing: Vec<&str> = [
+        (CAP_BPF, "CAP_BPF, needed to load the eBPF programs"),
+        (CAP_PERFMON, "CAP_PERFMON, needed to attach the eBPF programs"),
+    ]
+        .into_iter()
+        .filter(|(bit, _)| !has(*bit))
+        .map(|(_, what)| what)
+        .collect();
+    Err(StartError(if missing.len() == 2 {
+        "pktloss needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs".to_owned()
+    } else {
+        format!("missing capability {} (CAP_SYS_ADMIN would cover it too)", missing.join(""))
+    }))
 }
 
 fn raise_memlock() {
@@ -556,6 +568,7 @@ impl Tracer {
             drops: sum_map::<DropKey>(&self.ebpf, "DROPS")?,
             flows: sum_map::<FlowKey>(&self.ebpf, "FLOWS")?,
             tx: sum_map::<DevKey>(&self.ebpf, "TX")?,
+            tx_unavailable: Vec::new(),
             retrans: sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
             pending_new_flows: 0,
         };
@@ -615,6 +628,12 @@ fn budget_clock(mut epoch: Array<MapData, u32>) -> Result<mpsc::Sender<()>> {
     std::thread::Builder::new()
         .name("budget-clock".to_owned())
         .spawn(move || {
+            // It only writes one map: it keeps what that needs and nothing else.
+            if let Err(e) =
+                crate::host::caps::keep_only(&[caps::Capability::CAP_BPF, caps::Capability::CAP_SYS_ADMIN])
+            {
+                log::debug!("budget clock: {e}");
+            }
             let mut n = 0u32;
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
                 n = n.wrapping_add(1);

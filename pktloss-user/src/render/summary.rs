@@ -80,7 +80,7 @@ impl Sections<'_> {
             let dev = if !f.device.is_empty() {
                 f.device.clone()
             } else if f.ifindex != 0 {
-                format!("if{}", f.ifindex)
+                format!("unavailable({})", f.ifindex)
             } else {
                 "-".into()
             };
@@ -105,10 +105,10 @@ impl Sections<'_> {
             Table::new(&[("DEVICE", false), ("NETNS", true), ("IFINDEX", true), ("TX PACKETS", true), ("DROPS", true)]);
         for d in self.s.devices.iter().take(TOP_ROWS) {
             t.row(vec![
-                if d.name.is_empty() { format!("if{}", d.ifindex) } else { d.name.clone() },
+                if d.name.is_empty() { "unavailable".to_owned() } else { d.name.clone() },
                 d.netns.to_string(),
                 d.ifindex.to_string(),
-                d.tx_packets.to_string(),
+                if d.tx_unavailable { "unavailable".to_owned() } else { d.tx_packets.to_string() },
                 d.drops.to_string(),
             ]);
         }

@@ -19,6 +19,26 @@ fn summary_text_and_markdown() {
     assert_snapshot!("summary_markdown", md);
 }
 
+/// A device whose namespace could not be entered: its name and TX are unavailable, not ''/0.
+#[test]
+fn unreadable_device_is_unavailable() {
+    let mut s = sample_capture().summary;
+    s.devices[0].name.clear();
+    s.devices[0].tx_unavailable = true;
+    s.devices[0].tx_packets = 0;
+    for f in &mut s.flows {
+        f.device.clear();
+    }
+    let text = summary::text(&s);
+    let dev_rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("Devices")).skip(2).take(1).collect();
+    assert_eq!(dev_rows.len(), 1, "{text}");
+    let cols: Vec<&str> = dev_rows[0].split_whitespace().collect();
+    assert_eq!(cols.first(), Some(&"unavailable"), "{text}");
+    assert_eq!(cols.get(3), Some(&"unavailable"), "TX column: {text}");
+    assert!(text.contains("unavailable(2)"), "flows name the device by ifindex: {text}");
+    assert!(json::pretty(&s).contains("\"tx_unavailable\": true"));
+}
+
 #[test]
 fn summary_json() {
     assert_snapshot!("summary_json", json::pretty(&sample_capture().summary));
