@@ -3,7 +3,7 @@
 //! its own line; a non-root user is told about tracefs; `serve` keeps only what it needs.
 use std::{fs, net::SocketAddr, process::Command, time::Duration};
 
-use pktloss_tests::{Netns, Running, assert_nothing_attached, require_root};
+use pktloss_tests::{Netns, Running, assert_nothing_attached, reason_name, require_root};
 use serde_json::Value;
 
 /// `setpriv` keeping only these capabilities (uid 0: the bounding set is what it gets).
@@ -57,7 +57,7 @@ fn bpf_and_perfmon_count_exactly_and_say_what_is_unavailable() {
     let v: Value = run.stop_json();
     // Exact: the flows of our namespace hold every drop the kernel counted.
     let inode = ns.inode();
-    let ours = pktloss_tests::flow_count(&v, |f| f["netns"].as_u64() == Some(inode) && f["reason"] == "NO_SOCKET");
+    let ours = pktloss_tests::flow_count(&v, |f| f["netns"].as_u64() == Some(inode) && f["reason"] == reason_name("NO_SOCKET"));
     assert_eq!(ours, noports, "exact with CAP_BPF+CAP_PERFMON only");
     assert_eq!(noports, N as u64);
     // It could not enter the namespace: the device's name and TX are unavailable, never ''/0
@@ -146,7 +146,7 @@ fn serve_keeps_only_what_it_needs() {
     write!(s, "GET /metrics HTTP/1.0\r\n\r\n").expect("write");
     let mut body = String::new();
     s.read_to_string(&mut body).expect("read");
-    let want = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"NO_SOCKET\"}} 25", ns.name);
+    let want = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{}\"}} 25", ns.name, reason_name("NO_SOCKET"));
     assert!(body.contains(&want), "{want} not in the scrape");
     drop(ns);
     serve.signal(libc::SIGTERM);

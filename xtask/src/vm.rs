@@ -84,6 +84,9 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("diagnose", "no_listener_is_the_top_cause_with_exact_drops"),
     ("diagnose", "firewall_drop_names_the_rule"),
     ("tui", "tui_shows_real_drops_and_quits_clean"),
+    ("serve", "prometheus_reads_exact_drops_and_causes"),
+    ("caps", "each_missing_capability_is_one_line"),
+    ("caps", "serve_keeps_only_what_it_needs"),
 ];
 
 /// Modules the initramfs loads (with what they depend on) before it can mount the root.
