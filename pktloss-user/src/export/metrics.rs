@@ -101,6 +101,8 @@ pub(crate) struct MetricsState {
     host_netns: u32,
     /// Per-program BPF run time and count (`kernel.bpf_stats_enabled`), and recursion misses.
     programs: Vec<ProgramStats>,
+    /// Times the flow -> process cache was full and started over.
+    process_cache_resets: u64,
     scrapes: u64,
 }
 
@@ -160,6 +162,7 @@ impl MetricsState {
             build,
             host_netns,
             programs: Vec::new(),
+            process_cache_resets: 0,
             scrapes: 0,
         }
     }
@@ -261,6 +264,10 @@ impl MetricsState {
 
     pub(crate) fn set_programs(&mut self, programs: Vec<ProgramStats>) {
         self.programs = programs;
+    }
+
+    pub(crate) fn set_process_cache_resets(&mut self, n: u64) {
+        self.process_cache_resets = n;
     }
 
     /// The state in the Prometheus text format 0.0.4 (for scrapers that do not ask for
@@ -459,6 +466,14 @@ impl Snapshot {
             true,
         );
         f.add(Vec::new(), m.drops_not_in_flows);
+        fams.push(f);
+
+        let mut f = Family::new(
+            "process_cache_resets",
+            "Times the bounded cache of each flow's process was full and started over.",
+            true,
+        );
+        f.add(Vec::new(), m.process_cache_resets);
         fams.push(f);
 
         let stats: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.run_count.is_some()).collect();

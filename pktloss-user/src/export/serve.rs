@@ -150,6 +150,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                 }
                 state.observe(&summary, Some(&living), Instant::now());
                 state.set_programs(session.tracer.program_stats());
+                state.set_process_cache_resets(session.agg.flow_process_resets);
                 first = false;
             }
             // The scraper may have given up; nothing to do then.
@@ -195,7 +196,10 @@ struct Window {
 /// The reading that ended a window as the next one's baseline: the namespaces gone during it
 /// are left out, and those born during it are no longer new.
 fn baseline(mut after: Gathered) -> Gathered {
-    after.snapshots.retain(|s| s.gone_at.is_none());
+    // (Kept, a namespace gone or unreadable would be looked for again at every window: the
+    // list would grow with every container that ever lived.)
+    after.snapshots.retain(|s| s.gone_at.is_none() && !crate::host::counters::not_found(s));
+    after.checks.retain(|c| after.snapshots.iter().any(|s| s.netns == c.netns));
     for s in &mut after.snapshots {
         s.appeared_at = None;
     }

@@ -43,6 +43,11 @@ impl DeviceTx {
     pub(crate) fn read(&mut self, with_drops: &[u32]) -> (Vec<(DevKey, u64)>, Vec<u32>) {
         if with_drops.iter().any(|i| !self.watched.iter().any(|w| w.inode == *i)) {
             let mut known = netns::list();
+            // Forget the namespaces that are gone, and their devices' baselines: a host where
+            // containers come and go would otherwise keep them all.
+            self.watched.retain(|w| known.contains_key(&w.inode));
+            let watched = &self.watched;
+            self.base.retain(|k, _| watched.iter().any(|w| w.inode == k.netns));
             for inode in with_drops {
                 if !self.watched.iter().any(|w| w.inode == *inode)
                     && let Some(ns) = known.remove(inode)
