@@ -141,7 +141,14 @@ pub(crate) fn sample_capture() -> CaptureFile {
             comm: "nc".into(),
             pid: 1234,
         }],
-        devices: vec![DeviceCount { ifindex: 2, name: "veth0".into(), netns: NS, tx_packets: 98, drops: 2, tx_unavailable: false }],
+        devices: vec![DeviceCount {
+            ifindex: 2,
+            name: "veth0".into(),
+            netns: NS,
+            tx_packets: 98,
+            drops: 2,
+            tx_unavailable: false,
+        }],
         retransmits: Retransmits {
             total: 1,
             flows: vec![RetransCount {

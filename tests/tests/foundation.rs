@@ -3,8 +3,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use pktloss_tests::{
-    NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version, loaded_pktloss_programs,
-    reason_count, reason_name, require_root, run, sh,
+    NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
+    loaded_pktloss_programs, reason_count, reason_name, require_root, run, sh,
 };
 
 const N: usize = 200;
@@ -467,7 +467,6 @@ fn count_stops_the_capture() {
     let s: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(s["total_drops"].as_u64() >= Some(50));
 }
-
 
 #[test]
 fn nothing_stays_loaded_after_exit_sigterm_sigkill() {

@@ -168,11 +168,11 @@ fn prometheus_reads_exact_drops_and_causes() {
     let got = prom.wait_for(&q, Duration::from_secs(30), |v| v >= NF);
     assert_eq!(got, Some(NF), "{q}");
     // Host-wide by reason: at least these (another process may hit a closed port too).
-    let host = prom.wait_for(&format!("pktloss_drops_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| v >= NF);
+    let host =
+        prom.wait_for(&format!("pktloss_drops_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| v >= NF);
     assert!(host.is_some_and(|v| v >= NF), "{reason} host-wide {host:?}");
     // The diagnosis window that holds them names no-listener with every one of them.
-    let cause =
-        prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= NF);
+    let cause = prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= NF);
     assert!(cause.is_some_and(|v| v >= NF), "no-listener cause {cause:?}");
     let windows = prom.query("pktloss_diagnosis_windows_total");
     assert!(windows.first().is_some_and(|w| w.1 >= 1.0), "no diagnosis window: {windows:?}");

@@ -42,7 +42,10 @@ pub(crate) const TOP: &[Example] = &[
 pub(crate) const SERVE: &[Example] = &[
     ("pktloss serve", "metrics for Prometheus at http://127.0.0.1:19623/metrics, a diagnosis every minute"),
     ("pktloss serve --listen 0.0.0.0:19623 --window 5m", "on every address, diagnosing every 5 minutes"),
-    ("pktloss serve --netns-labels", "also drops per network namespace (at most 64 series sets, gone ones removed after 5m)"),
+    (
+        "pktloss serve --netns-labels",
+        "also drops per network namespace (at most 64 series sets, gone ones removed after 5m)",
+    ),
 ];
 
 pub(crate) const REPORT: &[Example] = &[

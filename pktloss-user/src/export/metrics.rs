@@ -48,7 +48,17 @@ impl Default for Limits {
 type FlowId = (String, String, u16, String, u16, u32, u32, String, String);
 
 fn flow_id(f: &FlowCount) -> FlowId {
-    (f.proto.clone(), f.src.clone(), f.sport, f.dst.clone(), f.dport, f.netns, f.ifindex, f.reason.clone(), f.location.clone())
+    (
+        f.proto.clone(),
+        f.src.clone(),
+        f.sport,
+        f.dst.clone(),
+        f.dport,
+        f.netns,
+        f.ifindex,
+        f.reason.clone(),
+        f.location.clone(),
+    )
 }
 
 /// The series of one network namespace.
@@ -130,12 +140,7 @@ fn function(symbol: &str) -> String {
 }
 
 impl MetricsState {
-    pub(crate) fn new(
-        limits: Limits,
-        reasons: Vec<(u32, String)>,
-        build: (String, String),
-        host_netns: u32,
-    ) -> Self {
+    pub(crate) fn new(limits: Limits, reasons: Vec<(u32, String)>, build: (String, String), host_netns: u32) -> Self {
         let by_reason = reasons.into_iter().map(|(c, n)| (n, (subsystem(c), 0))).collect();
         Self {
             limits,
@@ -292,17 +297,17 @@ impl MetricsState {
 /// `OpenMetrics` text as the Prometheus text format 0.0.4: a counter family's HELP and TYPE name
 /// its `_total` samples, and there are no UNIT lines and no `# EOF`.
 pub(crate) fn to_prometheus_text(om: &str) -> String {
-    let counters: BTreeSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
+    let counters: BTreeSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(om.len());
     for l in om.lines() {
         if l.starts_with("# UNIT ") || l == "# EOF" {
             continue;
         }
-        let meta = l.strip_prefix("# HELP ").map(|r| ("# HELP ", r)).or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
         match meta {
             Some((kind, rest)) => {
                 let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -487,7 +492,8 @@ impl Snapshot {
             let mut n = Family::new("bpf_runs", "Runs of each pktloss program (kernel.bpf_stats_enabled=1).", true);
             for p in &stats {
                 #[expect(clippy::cast_precision_loss, reason = "nanoseconds to seconds")]
-                t.series.push((vec![("program", p.name.clone())], Value::Seconds(p.run_time_ns.unwrap_or(0) as f64 / 1e9)));
+                t.series
+                    .push((vec![("program", p.name.clone())], Value::Seconds(p.run_time_ns.unwrap_or(0) as f64 / 1e9)));
                 n.add(vec![("program", p.name.clone())], p.run_count.unwrap_or(0));
             }
             fams.push(t);
@@ -636,7 +642,10 @@ mod tests {
         assert_eq!(value(&t2, "pktloss_function_drops_total{function=\"other\"}"), Some(30));
         let ns = f.summary.flows[0].netns;
         let label = format!("netns:{ns}");
-        assert_eq!(value(&t2, &format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"NO_SOCKET\"}}")), Some(50));
+        assert_eq!(
+            value(&t2, &format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"NO_SOCKET\"}}")),
+            Some(50)
+        );
         assert_eq!(
             value(&t2, &format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"NETFILTER_DROP\"}}")),
             Some(30)

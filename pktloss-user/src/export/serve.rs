@@ -8,10 +8,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{
-        atomic::Ordering,
-        mpsc,
-    },
+    sync::{atomic::Ordering, mpsc},
     time::{Duration, Instant, SystemTime},
 };
 

@@ -28,7 +28,8 @@ pub(crate) fn keep_only(keep: &[Capability]) -> Result<Vec<Capability>, String> 
     if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
         for c in caps::all() {
             if !keep.contains(&c) && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, c).map_err(|e| format!("dropping {c} from the bounding set: {e}"))?;
+                caps::drop(None, CapSet::Bounding, c)
+                    .map_err(|e| format!("dropping {c} from the bounding set: {e}"))?;
             }
         }
     }

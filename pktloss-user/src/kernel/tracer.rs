@@ -198,10 +198,10 @@ pub(crate) fn check_privileges() -> Result<(), StartError> {
         (CAP_BPF, "CAP_BPF, needed to load the eBPF programs"),
         (CAP_PERFMON, "CAP_PERFMON, needed to attach the eBPF programs"),
     ]
-        .into_iter()
-        .filter(|(bit, _)| !has(*bit))
-        .map(|(_, what)| what)
-        .collect();
+    .into_iter()
+    .filter(|(bit, _)| !has(*bit))
+    .map(|(_, what)| what)
+    .collect();
     Err(StartError(if missing.len() == 2 {
         "pktloss needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs".to_owned()
     } else {
@@ -501,11 +501,8 @@ impl Tracer {
     /// descriptors (aya 0.14's `ProgramInfo` does not carry them): run time and count when
     /// `kernel.bpf_stats_enabled` is on, recursion misses where the kernel counts them (5.12+).
     pub(crate) fn program_stats(&self) -> Vec<crate::export::metrics::ProgramStats> {
-        let ids: Vec<(String, u32)> = self
-            .ebpf
-            .programs()
-            .filter_map(|(name, p)| p.info().ok().map(|i| (name.to_owned(), i.id())))
-            .collect();
+        let ids: Vec<(String, u32)> =
+            self.ebpf.programs().filter_map(|(name, p)| p.info().ok().map(|i| (name.to_owned(), i.id()))).collect();
         let enabled = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1");
         let mut by_id: std::collections::HashMap<u32, std::collections::HashMap<String, u64>> =
             std::collections::HashMap::new();
@@ -629,8 +626,7 @@ fn budget_clock(mut epoch: Array<MapData, u32>) -> Result<mpsc::Sender<()>> {
         .name("budget-clock".to_owned())
         .spawn(move || {
             // It only writes one map: it keeps what that needs and nothing else.
-            if let Err(e) =
-                crate::host::caps::keep_only(&[caps::Capability::CAP_BPF, caps::Capability::CAP_SYS_ADMIN])
+            if let Err(e) = crate::host::caps::keep_only(&[caps::Capability::CAP_BPF, caps::Capability::CAP_SYS_ADMIN])
             {
                 log::debug!("budget clock: {e}");
             }

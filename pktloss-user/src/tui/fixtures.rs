@@ -374,8 +374,22 @@ pub(super) fn summary_at(t: u64) -> Summary {
         locations,
         flows,
         devices: vec![
-            DeviceCount { ifindex: 2, name: "eth0".into(), netns: NS_HOST, tx_packets: 100 * t, drops: 0, tx_unavailable: false },
-            DeviceCount { ifindex: 3, name: "veth0".into(), netns: NS_TEST, tx_packets: 10 * t, drops: 0, tx_unavailable: false },
+            DeviceCount {
+                ifindex: 2,
+                name: "eth0".into(),
+                netns: NS_HOST,
+                tx_packets: 100 * t,
+                drops: 0,
+                tx_unavailable: false,
+            },
+            DeviceCount {
+                ifindex: 3,
+                name: "veth0".into(),
+                netns: NS_TEST,
+                tx_packets: 10 * t,
+                drops: 0,
+                tx_unavailable: false,
+            },
         ],
         retransmits: Retransmits {
             total: t * 2,

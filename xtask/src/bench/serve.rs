@@ -190,7 +190,8 @@ fn script(verb: &str, n: usize) -> String {
 }
 
 fn ip_batch(script: &str) -> Result<()> {
-    let mut c = Command::new("ip").args(["-force", "-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+    let mut c =
+        Command::new("ip").args(["-force", "-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
     c.stdin.take().context("stdin")?.write_all(script.as_bytes())?;
     c.wait()?;
     Ok(())
