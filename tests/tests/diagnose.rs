@@ -723,6 +723,73 @@ fn mixed_causes_rank_by_drops() {
     assert_eq!(ours, [("no-listener", 90), ("firewall-drop", 30)], "{}", causes(&v));
 }
 
+/// A veth whose peer is down has no carrier: its qdisc is noop, which drops every packet sent
+/// to it (`QDISC_DROP`). The cause is the interface, not a short queue.
+#[test]
+fn interface_down_names_the_device_without_carrier() {
+    if !require_root("interface_down") {
+        return;
+    }
+    const N: usize = 60;
+    let (v, (a, va)) = diagnose_born(10, |nss| {
+        let (ia, ib) = (born(nss, "difa"), born(nss, "difb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        let (va, vb) = veth("if", a, b, "10.231.22.1", "10.231.22.2", 30, true);
+        b.exec(&["ip", "link", "set", &vb, "down"]);
+        a.run(|| {
+            let s = UdpSocket::bind("10.231.22.1:0").expect("bind");
+            for _ in 0..N {
+                // The noop qdisc refuses them (ENOBUFS): that is the drop.
+                drop(s.send_to(b"x", "10.231.22.2:5000"));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        (Gone::of(a), va)
+    });
+    let c = top(&v, "interface-down");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_evidence(&v, c, &[&a.tag, &format!("dev {va}"), "no carrier"]);
+    assert_advice(&v, c, &[&a.tag, &va, "no carrier"]);
+    assert!(v["causes"].as_array().is_some_and(|l| l.iter().all(|c| c["id"] != "qdisc-drop")), "{}", causes(&v));
+}
+
+/// Datagrams with DF set that a router must forward onto a link with a smaller MTU: dropped
+/// there (`PKT_TOO_BIG`, `Ip.FragFails`). The sender ignores the path MTU it learns
+/// (`IP_PMTUDISC_PROBE`), as a host behind a filter that eats ICMP would.
+#[test]
+fn mtu_too_small_on_a_router_is_fragmentation() {
+    if !require_root("mtu_fragmentation") {
+        return;
+    }
+    const N: usize = 40;
+    let (v, (r, fragfails)) = diagnose_born(12, |nss| {
+        let (ia, ir, ib) = (born(nss, "dmta"), born(nss, "dmtr"), born(nss, "dmtb"));
+        let (a, r, b) = (&nss[ia], &nss[ir], &nss[ib]);
+        veth("ma", a, r, "10.231.23.1", "10.231.23.2", 30, true);
+        let (rb, _) = veth("mb", r, b, "10.231.24.1", "10.231.24.2", 30, true);
+        r.exec(&["ip", "link", "set", &rb, "mtu", "1000"]);
+        r.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        a.exec(&["ip", "route", "add", "default", "via", "10.231.23.2"]);
+        let before = r.snmp("Ip", "FragFails");
+        a.run(|| {
+            let s = UdpSocket::bind("10.231.23.1:0").expect("bind");
+            // DF on every datagram, whatever the path MTU says.
+            setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
+            let payload = [0u8; 1400];
+            for _ in 0..N {
+                drop(s.send_to(&payload, "10.231.24.2:5000"));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let after = r.snmp("Ip", "FragFails");
+        (Gone::of(r), after - before)
+    });
+    assert_eq!(fragfails, N as u64, "the router's Ip.FragFails");
+    let c = top(&v, "mtu-fragmentation");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_evidence(&v, c, &[&r.tag, "mtu 1000"]);
+}
+
 /// Every verify command of a diagnosis runs where it says (`ip netns exec NAME ...` for the
 /// namespace it concerns) and succeeds: advice that cannot be followed is a defect.
 #[test]

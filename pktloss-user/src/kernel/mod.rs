@@ -2,6 +2,7 @@
 //! through each probe's lifecycle, their maps read and their detail ring buffer drained.
 
 pub(crate) mod btf;
+pub(crate) mod maps;
 pub(crate) mod ring;
 pub(crate) mod tracefs;
 pub(crate) mod tracer;
