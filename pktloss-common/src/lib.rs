@@ -67,6 +67,9 @@ pub mod flag {
     /// [`Config::location_keyed_reason`]): each flow's drops are counted apart by where they
     /// happened, the one thing such a kernel says about why.
     pub const NO_REASONS: u32 = 64;
+    /// Also count the bytes of the dropped packets (`skb->len`) per (reason, location), in
+    /// `DROP_BYTES` (`serve`'s `drop_bytes_total`; one more load per drop).
+    pub const BYTES: u32 = 128;
 }
 
 /// Reason code used for drops seen through the `tcp_drop()` kprobe (old kernels).
@@ -298,6 +301,9 @@ pub struct RunCache {
     pub dev_net_ptr: u64,
     /// Packets seen on `net_dev_queue` ([`stat::TX_PACKETS`]).
     pub tx_packets: u64,
+    /// Bytes of the drops of the (reason, location) run not yet added to `DROP_BYTES` (with
+    /// [`flag::BYTES`]; last, so that the fields of every drop keep their places).
+    pub drop_bytes_pending: u64,
 }
 
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.

@@ -9,7 +9,7 @@ use crate::{
     detail::send_detail,
     flow::{Diff, Store, flow_key, same_raw_flow, set_raw_flow},
     hook::Hook,
-    maps::{DROPS, EPOCH, FLOWS, RUNS},
+    maps::{DROP_BYTES, DROPS, EPOCH, FLOWS, RUNS},
     mem::Mem,
 };
 
@@ -34,6 +34,11 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
         new_drop_run(rc, location, reason);
     }
     let flags = cfg!(flags);
+    // A constant of the frozen config: without it the verifier drops this path.
+    if flags & flag::BYTES != 0 {
+        let len: u32 = M::get(h.skb(), cfg!(offsets.skb_len)).unwrap_or(0);
+        rc.drop_bytes_pending += u64::from(len);
+    }
     if flags & (flag::FLOWS | flag::DETAIL) == 0 {
         return;
     }
@@ -70,6 +75,11 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
 fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) {
     if rc.drop_pending != 0 && !count_in(&DROPS, &rc.drop_key, rc.drop_pending) {
         bump_by(stat::DROP_KEY_FAILS, rc.drop_pending);
+    }
+    if cfg!(flags) & flag::BYTES != 0 && rc.drop_bytes_pending != 0 {
+        // (A failure is already counted in DROP_KEY_FAILS: same key, same map size.)
+        count_in(&DROP_BYTES, &rc.drop_key, rc.drop_bytes_pending);
+        rc.drop_bytes_pending = 0;
     }
     rc.drop_key = DropKey { location, reason, stack_id: -1 };
     rc.drop_pending = 1;

@@ -13,6 +13,10 @@ pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::
 #[map]
 pub(crate) static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
+/// Bytes dropped per (reason, location) (`flag::BYTES`).
+#[map]
+pub(crate) static DROP_BYTES: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
 /// Exact drop counts per flow, bounded; evictions are derived from `FLOW_INSERTS`.
 #[map]
 pub(crate) static FLOWS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(8192, 0);

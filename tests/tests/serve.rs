@@ -171,6 +171,12 @@ fn prometheus_reads_exact_drops_and_causes() {
     let host =
         prom.wait_for(&format!("pktloss_drops_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| v >= NF);
     assert!(host.is_some_and(|v| v >= NF), "{reason} host-wide {host:?}");
+    // Their bytes: at least a UDP header and "pktloss test N" each (skb->len at the drop).
+    let bytes =
+        prom.wait_for(&format!("pktloss_drop_bytes_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| {
+            v >= NF * 20.0
+        });
+    assert!(bytes.is_some_and(|v| v >= NF * 20.0), "drop bytes {bytes:?}");
     // The diagnosis window that holds them names no-listener with every one of them.
     let cause = prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= NF);
     assert!(cause.is_some_and(|v| v >= NF), "no-listener cause {cause:?}");

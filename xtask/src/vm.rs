@@ -365,7 +365,7 @@ fn guest_script(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<S
     let mut s = String::from(
         "set -u\n\
          export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CI=true TERM=xterm\n\
-         export PKTLOSS_TEST_SLOW=2  # emulated CPUs: tests that wait for pktloss wait longer\n\
+         export PKTLOSS_TEST_SLOW=3  # emulated CPUs: tests that wait for pktloss wait longer\n\
          mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null\n\
          mount -t debugfs nodev /sys/kernel/debug 2>/dev/null\n\
          mount -t bpf bpf /sys/fs/bpf 2>/dev/null\n\

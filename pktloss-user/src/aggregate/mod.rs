@@ -374,6 +374,7 @@ mod tests {
                 (DropKey { location: 0xffff_ffff_81a0_0010, reason: 3, stack_id: -1 }, 10),
                 (DropKey { location: 0xffff_ffff_81b0_0000, reason: 12, stack_id: -1 }, 5),
             ],
+            drop_bytes: vec![],
             flows: vec![(f1, 10), (f2, 4)],
             tx: vec![],
             tx_unavailable: vec![],

@@ -196,6 +196,7 @@ impl TraceArgs {
             ringbuf_bytes: self.ringbuf_kib * 1024,
             classic: self.classic,
             tx_trace: self.tx_trace,
+            bytes: false,
         }
     }
 }

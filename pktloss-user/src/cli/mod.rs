@@ -47,7 +47,9 @@ pub fn main() -> ExitCode {
         Some(Command::Diagnose(a)) => commands::diagnose_cmd(a),
         Some(Command::Top(a)) => crate::tui::live::top(a.trace.options(), a.refresh),
         Some(Command::Report(a)) => commands::report_cmd(a),
-        Some(Command::Serve(a)) => crate::export::serve::run(a.trace.options(), a.config()),
+        Some(Command::Serve(a)) => {
+            crate::export::serve::run(crate::kernel::tracer::Options { bytes: true, ..a.trace.options() }, a.config())
+        }
         None => {
             if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
                 match Cli::try_parse_from(["pktloss", "top"]) {

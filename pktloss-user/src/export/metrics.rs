@@ -76,6 +76,8 @@ pub(crate) struct MetricsState {
     limits: Limits,
     /// Exact drops by reason (from the in-kernel counters: cumulative, never evicted).
     by_reason: BTreeMap<String, (&'static str, u64)>,
+    /// Exact bytes dropped by reason (`None` when the programs do not count bytes).
+    bytes_by_reason: Option<BTreeMap<String, (&'static str, u64)>>,
     /// Exact drops by location symbol, cumulative.
     by_location: BTreeMap<String, u64>,
     /// Functions with their own series and their count at the scrape before they got it (what
@@ -144,6 +146,7 @@ impl MetricsState {
         let by_reason = reasons.into_iter().map(|(c, n)| (n, (subsystem(c), 0))).collect();
         Self {
             limits,
+            bytes_by_reason: None,
             by_reason,
             by_location: BTreeMap::new(),
             functions: BTreeMap::new(),
@@ -267,6 +270,22 @@ impl MetricsState {
         }
     }
 
+    /// Take the exact bytes dropped per reason (cumulative since attach): `(code, name, bytes)`.
+    /// Every reason already known to the metric set is a series, at 0 until it drops.
+    pub(crate) fn observe_bytes(&mut self, by_reason: impl IntoIterator<Item = (u32, String, u64)>) {
+        let m = self
+            .bytes_by_reason
+            .get_or_insert_with(|| self.by_reason.iter().map(|(r, (sub, _))| (r.clone(), (*sub, 0))).collect());
+        let mut now: BTreeMap<String, (&'static str, u64)> = BTreeMap::new();
+        for (code, name, b) in by_reason {
+            now.entry(name).or_insert((subsystem(code), 0)).1 += b;
+        }
+        for (r, (sub, b)) in now {
+            let e = m.entry(r).or_insert((sub, 0));
+            e.1 = e.1.max(b);
+        }
+    }
+
     pub(crate) fn set_programs(&mut self, programs: Vec<ProgramStats>) {
         self.programs = programs;
     }
@@ -372,6 +391,15 @@ impl Snapshot {
             f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *c);
         }
         fams.push(f);
+
+        if let Some(bytes) = &m.bytes_by_reason {
+            let mut f = Family::new("drop", "Bytes of the packets the kernel dropped (skb->len), exact.", true)
+                .unit(Unit::Bytes);
+            for (reason, (sub, b)) in bytes {
+                f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *b);
+            }
+            fams.push(f);
+        }
 
         let mut f = Family::new(
             "function_drops",
@@ -605,6 +633,29 @@ mod tests {
                 assert!(!l.contains(bad), "{l}");
             }
         }
+    }
+
+    /// Bytes by reason: every reason seeded at 0 once bytes are counted, exact sums of the
+    /// (reason, location) counts, never down.
+    #[test]
+    fn drop_bytes_by_reason() {
+        let f = fixture();
+        let mut m = state(&f, Limits::default());
+        m.observe(&f.summary, None, Instant::now());
+        assert!(!m.prometheus_text().contains("pktloss_drop_bytes_total"), "no bytes family before bytes");
+        m.observe_bytes([
+            (3, "NO_SOCKET".to_owned(), 1000),
+            (3, "NO_SOCKET".to_owned(), 50),
+            (12, "NETFILTER_DROP".to_owned(), 840),
+        ]);
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, "pktloss_drop_bytes_total{reason=\"NO_SOCKET\",subsystem=\"core\"}"), Some(1050));
+        assert_eq!(value(&t, "pktloss_drop_bytes_total{reason=\"NETFILTER_DROP\",subsystem=\"core\"}"), Some(840));
+        assert_eq!(value(&t, "pktloss_drop_bytes_total{reason=\"IP_RPFILTER\",subsystem=\"core\"}"), Some(0));
+        assert!(t.contains("# TYPE pktloss_drop_bytes_total counter"), "{t}");
+        m.observe_bytes([(3, "NO_SOCKET".to_owned(), 10)]);
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, "pktloss_drop_bytes_total{reason=\"NO_SOCKET\",subsystem=\"core\"}"), Some(1050));
     }
 
     /// Counters never go down: a function that gets its own series takes only what `other`

@@ -146,6 +146,8 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                     }
                 }
                 state.observe(&summary, Some(&living), Instant::now());
+                let reasons = &session.agg.reasons;
+                state.observe_bytes(raw.drop_bytes.iter().map(|(k, b)| (k.reason, reasons.name(k.reason), *b)));
                 state.set_programs(session.tracer.program_stats());
                 state.set_process_cache_resets(session.agg.flow_process_resets);
                 first = false;

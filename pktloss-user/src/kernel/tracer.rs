@@ -40,6 +40,8 @@ pub(crate) struct Options {
     /// Count transmitted packets with the `net:net_dev_queue` probe (a program run per
     /// transmitted packet) instead of reading the devices' own counters.
     pub tx_trace: bool,
+    /// Count the bytes dropped per (reason, location) (`flag::BYTES`; `serve`).
+    pub bytes: bool,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             ringbuf_bytes: 2 << 20,
             classic: false,
             tx_trace: false,
+            bytes: false,
         }
     }
 }
@@ -62,6 +65,8 @@ impl Default for Options {
 pub(crate) struct RawCounts {
     pub stats: Vec<u64>,
     pub drops: Vec<(DropKey, u64)>,
+    /// Bytes dropped per (reason, location), with `Options::bytes` (else empty).
+    pub drop_bytes: Vec<(DropKey, u64)>,
     pub flows: Vec<(FlowKey, u64)>,
     pub tx: Vec<(DevKey, u64)>,
     /// Namespaces whose device counters could not be read (their devices' TX is unknown).
@@ -166,6 +171,8 @@ pub(crate) struct Tracer {
     pub probes: Vec<ProbeStatus>,
     /// The reason whose flows the programs key by location (`Config::location_keyed_reason`).
     pub location_keyed_reason: u32,
+    /// The programs count dropped bytes (`Options::bytes`).
+    bytes: bool,
 }
 
 fn status(name: &str, attach: &str, active: bool, note: impl Into<String>) -> ProbeStatus {
@@ -268,6 +275,9 @@ impl Tracer {
         if options.stacks {
             flags |= flag::STACKS;
         }
+        if options.bytes {
+            flags |= flag::BYTES;
+        }
         if kbtf.untrusted_mem_loads {
             flags |= flag::UNTRUSTED_LOADS;
         }
@@ -282,6 +292,7 @@ impl Tracer {
         } else {
             kbtf.not_specified.unwrap_or(pktloss_common::NO_LOCATION_KEYED_REASON)
         };
+        let options_bytes = options.bytes;
         let per_cpu = match options.detail_budget {
             None => u32::MAX,
             Some(b) => b.div_ceil(ncpus as u32),
@@ -430,6 +441,7 @@ impl Tracer {
             _budget_clock: budget_clock,
             probes,
             location_keyed_reason,
+            bytes: options_bytes,
         })
     }
 
@@ -529,6 +541,7 @@ impl Tracer {
         let mut raw = RawCounts {
             stats,
             drops: maps::sum_map::<DropKey>(&self.ebpf, "DROPS")?,
+            drop_bytes: if self.bytes { maps::sum_map::<DropKey>(&self.ebpf, "DROP_BYTES")? } else { Vec::new() },
             flows: maps::sum_map::<FlowKey>(&self.ebpf, "FLOWS")?,
             tx: maps::sum_map::<DevKey>(&self.ebpf, "TX")?,
             tx_unavailable: Vec::new(),
@@ -539,6 +552,9 @@ impl Tracer {
         for rc in &runs {
             if rc.drop_pending > 0 {
                 merge(&mut raw.drops, rc.drop_key, rc.drop_pending);
+            }
+            if self.bytes && rc.drop_bytes_pending > 0 {
+                merge(&mut raw.drop_bytes, rc.drop_key, rc.drop_bytes_pending);
             }
             if rc.flow_pending > 0 {
                 if !raw.flows.iter().any(|(k, _)| *k == rc.flow_key) {

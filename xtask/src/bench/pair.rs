@@ -20,7 +20,8 @@ use crate::util;
 /// Options of `cargo xtask bench-pair`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct PairArgs {
-    /// First side: a pktloss binary and its `capture` options, e.g. "target/release/pktloss".
+    /// First side: a pktloss binary and its `capture` options, e.g. "target/release/pktloss"
+    /// (or "BIN serve [OPTIONS]" for `pktloss serve`).
     a: String,
     /// Second side, e.g. "/tmp/pktloss-new --no-detail".
     b: String,
@@ -54,7 +55,14 @@ impl Side {
         Ok(Side { bin, extra: words.map(String::from).collect() })
     }
 
+    /// `pktloss capture ... EXTRA`, or with EXTRA starting with `serve`, `pktloss serve` on a
+    /// free loopback port and the rest of EXTRA (its programs count dropped bytes too).
     fn command(&self) -> Command {
+        if self.extra.first().is_some_and(|w| w == "serve") {
+            let mut c = Command::new(&self.bin);
+            c.args(["serve", "--listen", "127.0.0.1:0"]).args(&self.extra[1..]);
+            return c;
+        }
         pktloss_command(&self.bin, &self.extra)
     }
 }
