@@ -79,6 +79,7 @@ impl Session {
             Kallsyms::default()
         });
         facts.has_tcp_drop = syms.contains("tcp_drop");
+        facts.not_specified = reasons.code("NOT_SPECIFIED");
         let opts_tx_trace = opts.tx_trace;
         let tracer = Tracer::start(opts, &facts)?;
         let info = CaptureInfo {
@@ -141,16 +142,14 @@ impl Session {
         log::info!("pktloss: tracing with {}", active.join(", "));
     }
 
-    /// As [`Session::pump`], waking early when `also` is readable.
-    pub(crate) fn pump_also(&mut self, also: std::os::fd::RawFd, wait_ms: i32) {
-        self.tracer.wait_also(also, wait_ms);
-        let agg = &mut self.agg;
-        self.tracer.drain(|ev| agg.ingest(ev));
-    }
-
     /// Drain waiting detail events into the aggregator.
     pub(crate) fn pump(&mut self, wait_ms: i32) {
-        self.tracer.wait(wait_ms);
+        self.pump_also(None, wait_ms);
+    }
+
+    /// As [`Session::pump`], waking early when `also` is readable.
+    pub(crate) fn pump_also(&mut self, also: Option<std::os::fd::RawFd>, wait_ms: i32) {
+        self.tracer.wait(also, wait_ms);
         let agg = &mut self.agg;
         self.tracer.drain(|ev| agg.ingest(ev));
     }

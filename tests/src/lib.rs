@@ -301,6 +301,34 @@ pub fn run(args: &[&str]) -> Output {
 pub const PROGRAM_NAMES: &[&str] =
     &["kfree_skb_btf", "kfree_skb_tp", "net_dev_queue_b", "net_dev_queue_t", "tcp_retransmit_", "tcp_drop"];
 
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A plain HTTP/1.0 GET (with an `Accept` header when given); returns (status, headers, body).
+pub fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n").expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Stop a running `pktloss serve` with SIGTERM: exit 0 and nothing left loaded.
+pub fn stop_serve(serve: Running) {
+    serve.signal(libc::SIGTERM);
+    let err = serve.stderr();
+    let (code, _) = serve.finish();
+    assert_eq!(code, Some(0), "pktloss serve failed: {err}");
+    assert_nothing_attached("after exit");
+}
+
 /// Panic unless no pktloss program is loaded, waiting up to 5 s: links and programs are
 /// released when their last fd closes, which the kernel finishes a moment after exit.
 pub fn assert_nothing_attached(when: &str) {

@@ -3,7 +3,9 @@
 //! its own line; a non-root user is told about tracefs; `serve` keeps only what it needs.
 use std::{fs, net::SocketAddr, process::Command, time::Duration};
 
-use pktloss_tests::{Netns, Running, assert_nothing_attached, reason_name, require_root};
+use pktloss_tests::{
+    Netns, Running, assert_nothing_attached, free_port, http_get, reason_name, require_root, stop_serve,
+};
 use serde_json::Value;
 
 /// `setpriv` keeping only these capabilities (uid 0: the bounding set is what it gets).
@@ -126,8 +128,7 @@ fn serve_keeps_only_what_it_needs() {
     // CAP_DAC_READ_SEARCH 2, NET_ADMIN 12, NET_RAW 13, SYS_PTRACE 19, SYS_ADMIN 21, BPF 39.
     const KEEP: u64 = 1 << 2 | 1 << 12 | 1 << 13 | 1 << 19 | 1 << 21 | 1 << 39;
     const PERFMON: u64 = 1 << 38;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let serve = Running::start(&["serve", "--listen", &listen, "--netns-labels"]);
     let pid = serve.child.id();
     std::thread::sleep(Duration::from_millis(500));
@@ -143,16 +144,9 @@ fn serve_keeps_only_what_it_needs() {
     let ns = Netns::new("capsv");
     ns.send_udp("127.0.0.1:9911".parse().expect("addr"), 25);
     std::thread::sleep(Duration::from_millis(300));
-    let mut s = std::net::TcpStream::connect(&listen).expect("connect");
-    use std::io::{Read as _, Write as _};
-    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").expect("write");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
+    let (_, _, body) = http_get(&listen, "/metrics", None);
     let want = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{}\"}} 25", ns.name, reason_name("NO_SOCKET"));
     assert!(body.contains(&want), "{want} not in the scrape");
     drop(ns);
-    serve.signal(libc::SIGTERM);
-    let (code, _) = serve.finish();
-    assert_eq!(code, Some(0));
-    assert_nothing_attached("after exit");
+    stop_serve(serve);
 }

@@ -5,33 +5,18 @@
 //! random-port flood with namespace churn.
 use std::{
     fs,
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, Running, assert_nothing_attached, kernel_has_reasons, reason_name, require_root, run};
+use pktloss_tests::{
+    Netns, Running, assert_nothing_attached, free_port, http_get, kernel_has_reasons, reason_name, require_root, run,
+    stop_serve,
+};
 use serde_json::Value;
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// A plain HTTP/1.0 GET; returns (status, headers, body).
-fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n").expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
 
 /// Percent-encode a `PromQL` query for a URL.
 fn encode(q: &str) -> String {
@@ -129,15 +114,6 @@ impl Drop for Prometheus {
     }
 }
 
-/// Stop `pktloss serve` with SIGTERM: exit 0 and nothing left loaded.
-fn stop(serve: Running) {
-    serve.signal(libc::SIGTERM);
-    let err = serve.stderr();
-    let (code, _) = serve.finish();
-    assert_eq!(code, Some(0), "pktloss serve failed: {err}");
-    assert_nothing_attached("after exit");
-}
-
 #[test]
 fn prometheus_reads_exact_drops_and_causes() {
     if !require_root("prometheus_reads_exact_drops_and_causes") {
@@ -227,7 +203,7 @@ fn prometheus_reads_exact_drops_and_causes() {
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(om.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
     drop(prom);
-    stop(serve);
+    stop_serve(serve);
 }
 
 #[test]
@@ -335,5 +311,5 @@ fn memory_and_series_stay_flat_under_flood_and_churn() {
     assert!(late <= early + early / 10 + 8 * 1024, "RSS grew: middle {early} KiB, last {late} KiB");
     assert!(max_series < 2000, "series unbounded: {max_series}");
     drop(flood);
-    stop(serve);
+    stop_serve(serve);
 }

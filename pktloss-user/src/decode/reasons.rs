@@ -31,7 +31,6 @@ impl ReasonTable {
     }
 
     /// Value of a reason name.
-    #[cfg(test)]
     pub(crate) fn code(&self, name: &str) -> Option<u32> {
         self.names.iter().find(|(_, n)| n.as_str() == name).map(|(c, _)| *c)
     }

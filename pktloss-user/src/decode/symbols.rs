@@ -101,6 +101,12 @@ impl Kallsyms {
     }
 }
 
+/// The function of a location as [`Kallsyms::symbolize`] writes it (`func+0x1a [mod]` ->
+/// `func`; an unresolved address stays as it is).
+pub(crate) fn function_of(symbol: &str) -> &str {
+    symbol.split('+').next().unwrap_or(symbol)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

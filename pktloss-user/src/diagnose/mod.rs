@@ -36,6 +36,7 @@ pub(crate) use taxonomy::CauseId;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    decode::symbols::function_of,
     host::counters::{ConfigChecks, NetnsDelta},
     model::Summary,
 };
@@ -115,11 +116,6 @@ pub(crate) struct Diagnosis {
     pub unavailable: Vec<String>,
 }
 
-/// The function of a location (`function+0xoff`).
-fn function(symbol: &str) -> &str {
-    symbol.split('+').next().unwrap_or(symbol)
-}
-
 impl Diagnosis {
     /// The cause that explains a traced drop of `reason` (protocol `proto`, at `symbol`): the
     /// most specific assignment that matches (location by its function, then protocol, then the
@@ -131,7 +127,7 @@ impl Diagnosis {
             .filter(|e| {
                 e.reason == reason
                     && e.proto.as_deref().is_none_or(|p| p == proto)
-                    && e.symbol.as_deref().is_none_or(|s| function(s) == function(symbol))
+                    && e.symbol.as_deref().is_none_or(|s| function_of(s) == function_of(symbol))
             })
             .max_by_key(|e| (e.symbol.is_some(), e.proto.is_some(), e.drops))?;
         self.causes.iter().find(|c| c.id == e.cause)

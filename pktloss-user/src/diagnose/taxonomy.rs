@@ -745,12 +745,12 @@ pub(crate) fn cause_for_reason(reason: &str) -> Option<CauseId> {
 
 /// Whether a drop with a reason that says nothing, at this location, is not packet loss.
 pub(crate) fn is_benign_location(reason: &str, symbol: &str) -> bool {
-    let func = symbol.split('+').next().unwrap_or(symbol);
+    let func = crate::decode::symbols::function_of(symbol);
     matches!(reason, "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
 }
 
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.
 pub(crate) fn cause_for_location(symbol: &str) -> Option<CauseId> {
-    let func = symbol.split('+').next().unwrap_or(symbol);
+    let func = crate::decode::symbols::function_of(symbol);
     LOCATION_HINTS.iter().find(|(p, _)| func.starts_with(p)).map(|(_, c)| *c)
 }

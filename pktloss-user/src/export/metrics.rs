@@ -83,7 +83,7 @@ pub(crate) struct MetricsState {
     /// Functions with their own series and their count at the scrape before they got it (what
     /// `other` had shown of them stays there, so that no series ever goes down).
     functions: BTreeMap<String, u64>,
-    /// Drops by function at the last scrape.
+    /// Drops by function at the last scrape (sums of `by_location`).
     fn_last: BTreeMap<String, u64>,
     /// Last count of each flow the kernel's flow table held (bounded by that table).
     flows_last: HashMap<FlowId, u64>,
@@ -137,7 +137,7 @@ fn subsystem(code: u32) -> &'static str {
 
 /// The function of a location (`func+0x1a [mod]` -> `func`); an unresolved address is `unknown`.
 fn function(symbol: &str) -> String {
-    let f = symbol.split(['+', ' ']).next().unwrap_or(symbol);
+    let f = crate::decode::symbols::function_of(symbol);
     if f.is_empty() || f.starts_with("0x") { "unknown".to_owned() } else { f.to_owned() }
 }
 
@@ -371,6 +371,13 @@ impl Family {
         Self { name, help, unit: None, counter, series: Vec::new() }
     }
 
+    /// A counter of one series without labels.
+    fn scalar(name: &'static str, help: &'static str, v: u64) -> Self {
+        let mut f = Self::new(name, help, true);
+        f.add(Vec::new(), v);
+        f
+    }
+
     fn unit(mut self, u: Unit) -> Self {
         self.unit = Some(u);
         self
@@ -406,10 +413,8 @@ impl Snapshot {
             "Drops by the kernel function that freed the packet (the first functions seen have their own series, the rest are function=\"other\").",
             true,
         );
-        let mut fn_total: BTreeMap<String, u64> = BTreeMap::new();
-        for (sym, c) in &m.by_location {
-            *fn_total.entry(function(sym)).or_default() += c;
-        }
+        // Drops by function as the last scrape summed them.
+        let fn_total = &m.fn_last;
         let all: u64 = fn_total.values().sum();
         let mut labelled = 0;
         for (func, base) in &m.functions {
@@ -466,9 +471,7 @@ impl Snapshot {
         }
         fams.push(f);
 
-        let mut f = Family::new("diagnosis_windows", "Diagnosis windows completed.", true);
-        f.add(Vec::new(), m.windows);
-        fams.push(f);
+        fams.push(Family::scalar("diagnosis_windows", "Diagnosis windows completed.", m.windows));
         if let Some(t) = m.last_window_end {
             let mut f = Family::new(
                 "diagnosis_last_window_end_timestamp",
@@ -490,24 +493,22 @@ impl Snapshot {
         f.add(vec![("outcome", "lost_ring".to_owned())], m.detail_lost_ring);
         fams.push(f);
 
-        let mut f = Family::new("flow_evictions", "Flows evicted from the in-kernel flow table (LRU).", true);
-        f.add(Vec::new(), m.flow_evictions);
-        fams.push(f);
-        let mut f = Family::new(
+        fams.push(Family::scalar(
+            "flow_evictions",
+            "Flows evicted from the in-kernel flow table (LRU).",
+            m.flow_evictions,
+        ));
+        fams.push(Family::scalar(
             "drops_not_in_flows",
             "Drops counted in evicted flows or in no flow (the totals by reason stay exact).",
-            true,
-        );
-        f.add(Vec::new(), m.drops_not_in_flows);
-        fams.push(f);
+            m.drops_not_in_flows,
+        ));
 
-        let mut f = Family::new(
+        fams.push(Family::scalar(
             "process_cache_resets",
             "Times the bounded cache of each flow's process was full and started over.",
-            true,
-        );
-        f.add(Vec::new(), m.process_cache_resets);
-        fams.push(f);
+            m.process_cache_resets,
+        ));
 
         let stats: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.run_count.is_some()).collect();
         if !stats.is_empty() {
@@ -550,9 +551,7 @@ impl Snapshot {
         f.add(vec![("version", m.build.0.clone()), ("kernel", m.build.1.clone())], 1);
         fams.push(f);
 
-        let mut f = Family::new("scrapes", "Scrapes served.", true);
-        f.add(Vec::new(), m.scrapes);
-        fams.push(f);
+        fams.push(Family::scalar("scrapes", "Scrapes served.", m.scrapes));
 
         Self { families: fams }
     }

@@ -116,7 +116,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
             break Err(anyhow::anyhow!("the HTTP server stopped"));
         }
         // Detail events as they come; scrape requests wake it at once.
-        session.pump_also(wake.as_raw_fd(), 100);
+        session.pump_also(Some(wake.as_raw_fd()), 100);
         let mut counter = [0u8; 8];
         // SAFETY: reading the eventfd's 8-byte counter into a local (EAGAIN when zero).
         unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };

@@ -104,7 +104,8 @@ pub(crate) struct KernelFacts {
     pub untrusted_mem_loads: bool,
     /// The kernel has the `bpf_get_current_task_btf` helper (5.11+).
     pub task_btf: bool,
-    /// Code of `SKB_DROP_REASON_NOT_SPECIFIED` in the running kernel, when it has reasons.
+    /// Code of `SKB_DROP_REASON_NOT_SPECIFIED` in the running kernel, when it has reasons
+    /// (filled in by the caller from the reason table it already read from BTF).
     pub not_specified: Option<u32>,
     /// `uname -r`, for messages.
     pub release: String,
@@ -123,7 +124,7 @@ impl KernelFacts {
             has_tcp_drop: false,
             untrusted_mem_loads: kbtf.has_enum_member("bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID"),
             task_btf: kbtf.has_enum_member("bpf_func_id", "BPF_FUNC_get_current_task_btf"),
-            not_specified: kbtf.drop_reasons().into_iter().find(|(_, n)| n == "NOT_SPECIFIED").map(|(c, _)| c),
+            not_specified: None,
             release: String::new(),
             version: None,
         }
@@ -475,32 +476,15 @@ impl Tracer {
     /// Wait up to `timeout_ms` for detail events (or just sleep when detail is off). While
     /// events stream in (the last drain read a sixteenth of the ring or more), sleep a
     /// millisecond instead: the reader then keeps up without being woken by the programs,
-    /// whose wakeups interrupt the traced CPU.
-    /// As [`Tracer::wait`], also returning as soon as `also` is readable (`serve`'s scrape
-    /// requests wake it through an eventfd).
-    pub(crate) fn wait_also(&self, also: RawFd, timeout_ms: i32) {
-        let ring = self.ring_fd().filter(|_| !self.streaming);
-        let timeout = if self.streaming { timeout_ms.clamp(0, 1) } else { timeout_ms };
-        let mut pfds = [
-            libc::pollfd { fd: also, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: ring.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+    /// whose wakeups interrupt the traced CPU. `also`, when given, ends the wait as soon as it
+    /// is readable (`serve`'s scrape requests wake it through an eventfd).
+    pub(crate) fn wait(&self, also: Option<RawFd>, timeout_ms: i32) {
+        let (ring, timeout) =
+            if self.streaming { (None, timeout_ms.clamp(0, 1)) } else { (self.ring_fd(), timeout_ms.max(0)) };
+        // A negative fd is ignored by poll: with neither, it just sleeps for the timeout.
+        let mut pfds = [also, ring].map(|fd| libc::pollfd { fd: fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 });
+        // SAFETY: two pollfds in a local array.
         unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout) };
-    }
-
-    pub(crate) fn wait(&self, timeout_ms: i32) {
-        match self.ring_fd() {
-            Some(_) if self.streaming => {
-                std::thread::sleep(Duration::from_millis(timeout_ms.clamp(0, 1) as u64));
-            }
-            Some(fd) => {
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-            }
-            None => std::thread::sleep(Duration::from_millis(timeout_ms.max(0) as u64)),
-        }
     }
 
     /// Run-time statistics of the attached programs (see [`maps::program_stats`]).
