@@ -42,6 +42,10 @@ pub mod stat {
     pub const DEV_FAILS: u32 = 11;
     /// Drops seen by the `tcp_drop` kprobe.
     pub const TCP_DROP_CALLS: u32 = 12;
+    /// Drops the filter left out (from `RunCache::filtered`, as for `DROPS`).
+    pub const FILTERED: u32 = 13;
+    /// Retransmissions the filter left out.
+    pub const RETRANS_FILTERED: u32 = 14;
     /// Number of counters.
     pub const COUNT: u32 = 16;
 }
@@ -70,6 +74,115 @@ pub mod flag {
     /// Also count the bytes of the dropped packets (`skb->len`) per (reason, location), in
     /// `DROP_BYTES` (`serve`'s `drop_bytes_total`; one more load per drop).
     pub const BYTES: u32 = 128;
+    /// Count only the drops (and retransmissions) that pass [`Config::filter`]; the others
+    /// are counted in [`stat::FILTERED`] (and [`stat::RETRANS_FILTERED`]) and nowhere else.
+    pub const FILTER: u32 = 256;
+    /// The filter reads the device name ([`filter_word::DEV_NAME_LO`]): two more loads per
+    /// drop, only when it asks for them.
+    pub const FILTER_DEV_NAME: u32 = 512;
+}
+
+/// Atoms in a [`Filter`].
+pub const FILTER_ATOMS: usize = 64;
+/// [`FilterAtom::on_true`] / [`FilterAtom::on_false`]: the drop passes.
+pub const FILTER_ACCEPT: u8 = 0xfe;
+/// [`FilterAtom::on_true`] / [`FilterAtom::on_false`]: the drop is left out.
+pub const FILTER_REJECT: u8 = 0xff;
+
+/// The words a filter atom tests: the six words and the trailing u32 of a [`FlowKey`] as the
+/// flow path builds them, then the drop reason and the device name.
+pub mod filter_word {
+    /// Source address, bytes 0..8 (an IPv4 address is the low 32 bits).
+    pub const SADDR_LO: u32 = 0;
+    pub const SADDR_HI: u32 = 1;
+    pub const DADDR_LO: u32 = 2;
+    pub const DADDR_HI: u32 = 3;
+    /// `netns | ifindex << 32`.
+    pub const DEV: u32 = 4;
+    /// `flow reason | sport << 32 | dport << 48`.
+    pub const REASON_PORTS: u32 = 5;
+    /// `family | l4proto << 8 | ethertype << 16`.
+    pub const PROTO: u32 = 6;
+    /// The drop reason (0 for a retransmission).
+    pub const REASON: u32 = 7;
+    /// The device's name, bytes 0..8 and 8..16, as loaded (little-endian, NUL-padded).
+    pub const DEV_NAME_LO: u32 = 8;
+    pub const DEV_NAME_HI: u32 = 9;
+    /// `1 << 16 | sport` for TCP, UDP and SCTP, else 0 (see [`super::derive_filter_words`]).
+    pub const SPORT: u32 = 10;
+    /// `1 << 16 | dport` for TCP, UDP and SCTP, else 0.
+    pub const DPORT: u32 = 11;
+    /// `1 << 32 | saddr` for IPv4, else 0.
+    pub const SADDR4: u32 = 12;
+    /// `1 << 32 | daddr` for IPv4, else 0.
+    pub const DADDR4: u32 = 13;
+    /// Number of words.
+    pub const COUNT: u32 = 14;
+}
+
+/// Fill in the words derived from the flow words (ports of the protocols that have them,
+/// IPv4 addresses of IPv4 packets), so that one atom tests a port or an IPv4 address with its
+/// protocol or family (tcpdump's `port 53` is of TCP, UDP and SCTP only).
+#[inline(always)]
+pub fn derive_filter_words(w: &mut [u64; filter_word::COUNT as usize]) {
+    let proto = w[filter_word::PROTO as usize];
+    let l4 = (proto >> 8) & 0xff;
+    let ports = w[filter_word::REASON_PORTS as usize] >> 32;
+    let ported = l4 == 6 || l4 == 17 || l4 == 132;
+    w[filter_word::SPORT as usize] = if ported { 1 << 16 | (ports & 0xffff) } else { 0 };
+    w[filter_word::DPORT as usize] = if ported { 1 << 16 | (ports >> 16) } else { 0 };
+    let v4 = proto & 0xff == 4;
+    w[filter_word::SADDR4 as usize] = if v4 { 1 << 32 | (w[filter_word::SADDR_LO as usize] & 0xffff_ffff) } else { 0 };
+    w[filter_word::DADDR4 as usize] = if v4 { 1 << 32 | (w[filter_word::DADDR_LO as usize] & 0xffff_ffff) } else { 0 };
+}
+
+/// One test of a filter: `lo <= word & mask <= hi`, then on to atom `on_true` or `on_false`
+/// (or a verdict, [`FILTER_ACCEPT`] / [`FILTER_REJECT`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterAtom {
+    /// One of [`filter_word`].
+    pub word: u32,
+    pub on_true: u8,
+    pub on_false: u8,
+    pub _pad: u16,
+    pub mask: u64,
+    pub lo: u64,
+    pub hi: u64,
+}
+
+/// A filter expression compiled to a decision graph of [`FilterAtom`]s (as libpcap compiles
+/// one to BPF jumps): evaluation starts at `start` and follows `on_true`/`on_false`, each jump
+/// going to a later atom, until a verdict.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub start: u32,
+    /// Atoms in use.
+    pub len: u32,
+    pub atoms: [FilterAtom; FILTER_ATOMS],
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self { start: u32::from(FILTER_REJECT), len: 0, atoms: [FilterAtom::default(); FILTER_ATOMS] }
+    }
+}
+
+impl Filter {
+    /// The verdict on the words of a drop, as the kernel programs reach it (userspace uses
+    /// this to check the graph it built, and to filter what the kernel did not).
+    pub fn passes(&self, words: &[u64; filter_word::COUNT as usize]) -> bool {
+        let mut pc = self.start as usize;
+        let mut steps = 0;
+        while steps < FILTER_ATOMS {
+            let Some(a) = self.atoms.get(pc) else { break };
+            let x = words.get(a.word as usize).copied().unwrap_or(0) & a.mask;
+            pc = usize::from(if a.lo <= x && x <= a.hi { a.on_true } else { a.on_false });
+            steps += 1;
+        }
+        pc == usize::from(FILTER_ACCEPT)
+    }
 }
 
 /// Reason code used for drops seen through the `tcp_drop()` kprobe (old kernels).
@@ -112,6 +225,8 @@ pub struct Offsets {
     pub sock_net: u32,
     /// `task_struct.comm`
     pub task_comm: u32,
+    /// `net_device.name`
+    pub dev_name: u32,
 }
 
 /// Offsets of the fields of the classic `skb:kfree_skb` tracepoint, read from tracefs.
@@ -193,6 +308,8 @@ pub struct Config {
     /// reason code). It is `NOT_SPECIFIED` (from the running kernel's BTF), or [`REASON_NONE`]
     /// on a kernel without drop reasons; [`NO_LOCATION_KEYED_REASON`] for none.
     pub location_keyed_reason: u32,
+    /// What to count, with [`flag::FILTER`].
+    pub filter: Filter,
 }
 
 /// [`Config::location_keyed_reason`] when no reason's flows are keyed by location.
@@ -304,6 +421,8 @@ pub struct RunCache {
     /// Bytes of the drops of the (reason, location) run not yet added to `DROP_BYTES` (with
     /// [`flag::BYTES`]; last, so that the fields of every drop keep their places).
     pub drop_bytes_pending: u64,
+    /// Drops the filter left out ([`stat::FILTERED`]).
+    pub filtered: u64,
 }
 
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.

@@ -25,6 +25,11 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
     // SAFETY: per-CPU slot; this program does not nest on its own CPU, and the only other
     // writer (net_dev_queue) touches other fields.
     let rc = unsafe { &mut *rc };
+    // A constant of the frozen config: without a filter the verifier drops this path.
+    if cfg!(flags) & flag::FILTER != 0 && !crate::filter::drop_passes::<H, M>(h) {
+        rc.filtered += 1;
+        return;
+    }
     rc.drops += 1;
     let (location, reason) = (h.location(), h.reason());
     // The stack id is always -1 here: compare location (one 64-bit word) and reason only.

@@ -11,6 +11,7 @@ mod config;
 mod counting;
 mod detail;
 mod drop;
+mod filter;
 mod flow;
 mod hook;
 mod maps;

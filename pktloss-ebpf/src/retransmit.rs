@@ -1,7 +1,7 @@
 //! TCP retransmissions per flow (`tcp:tcp_retransmit_skb`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use pktloss_common::stat;
+use pktloss_common::{flag, stat};
 
 use crate::{
     counting::{bump, count_in_lru, zero},
@@ -41,6 +41,10 @@ fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
     key.netns = sock_netns::<Probe>(sk);
+    if cfg!(flags) & flag::FILTER != 0 && !crate::filter::key_passes(key) {
+        bump(stat::RETRANS_FILTERED);
+        return 0;
+    }
     let (_, inserted) = count_in_lru(&RETRANS, key, 1);
     if inserted {
         bump(stat::RETRANS_INSERTS);

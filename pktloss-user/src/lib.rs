@@ -4,6 +4,7 @@
 //! - [`kernel`]: BTF, tracefs formats, load and attach the programs, read their maps, drain the
 //!   detail ring buffer;
 //! - [`decode`]: ring-buffer records and map keys, kallsyms, drop-reason names;
+//! - [`filter`]: tcpdump-style filter expressions compiled for the kernel programs;
 //! - [`aggregate`]: exact counters and sampled detail into the [`model`] types;
 //! - [`host`]: every read of /proc and /sys (namespaces, counters, configuration, devices);
 //! - [`diagnose`]: the cause taxonomy, a pure function of the collected data;
@@ -17,6 +18,7 @@ pub mod cli;
 mod decode;
 mod diagnose;
 mod export;
+mod filter;
 mod host;
 mod kernel;
 mod model;

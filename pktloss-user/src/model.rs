@@ -212,6 +212,17 @@ pub(crate) struct Sample {
     pub data_hex: String,
 }
 
+/// The filter of a capture and what it left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FilterInfo {
+    /// The expression as given.
+    pub expr: String,
+    /// Drops the filter left out (counted in the kernel, nowhere else).
+    pub drops_filtered_out: u64,
+    /// TCP retransmissions the filter left out.
+    pub retransmits_filtered_out: u64,
+}
+
 /// The dropwatch-style summary of a capture.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Summary {
@@ -221,6 +232,9 @@ pub(crate) struct Summary {
     pub started: String,
     pub duration_secs: f64,
     pub total_drops: u64,
+    /// The filter, when the capture had one (`total_drops` is then of the drops it passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterInfo>,
     /// Detail events not delivered (budget + ring buffer).
     pub lost_events: u64,
     pub drops_per_sec: f64,

@@ -63,7 +63,7 @@ pub(crate) struct Session {
 
 impl Session {
     /// Start tracing with these options.
-    pub(crate) fn start(opts: Options) -> Result<Self> {
+    pub(crate) fn start(mut opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
@@ -80,6 +80,12 @@ impl Session {
         });
         facts.has_tcp_drop = syms.contains("tcp_drop");
         facts.not_specified = reasons.code("NOT_SPECIFIED");
+        if let Some(f) = &opts.filter {
+            let resolver =
+                crate::filter::HostResolver { reasons: &reasons, has_reasons: facts.not_specified.is_some() };
+            opts.compiled_filter = Some(f.compile(&resolver).map_err(StartError)?);
+        }
+        let filter_text = opts.filter.as_ref().map(|f| f.text.clone());
         let opts_tx_trace = opts.tx_trace;
         let tracer = Tracer::start(opts, &facts)?;
         let info = CaptureInfo {
@@ -90,6 +96,7 @@ impl Session {
             probes: tracer.probes.clone(),
             detail_budget,
             flow_capacity,
+            filter: filter_text,
         };
         let mut agg = Aggregator::new(reasons, syms, start_mono);
         agg.location_keyed_reason = tracer.location_keyed_reason;

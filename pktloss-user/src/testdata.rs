@@ -94,6 +94,11 @@ pub(crate) fn sample_capture() -> CaptureFile {
         started: "2024-05-01T10:00:00Z".into(),
         duration_secs: 30.0,
         total_drops: 3,
+        filter: Some(crate::model::FilterInfo {
+            expr: "udp or tcp and not port 22".into(),
+            drops_filtered_out: 12,
+            retransmits_filtered_out: 1,
+        }),
         lost_events: 0,
         drops_per_sec: 0.1,
         drops_with_detail: 3,

@@ -9,8 +9,8 @@ use crate::{
     decode::symbols::Kallsyms,
     kernel::tracer::RawCounts,
     model::{
-        DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
-        Retransmits, Sample, Summary,
+        DetailStats, DeviceCount, FilterInfo, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount,
+        RetransCount, Retransmits, Sample, Summary,
     },
 };
 
@@ -25,6 +25,8 @@ pub(crate) struct CaptureInfo {
     /// Detail budget per second (None = unlimited), or Some(0) when detail is off.
     pub detail_budget: Option<u64>,
     pub flow_capacity: u32,
+    /// The filter expression, when there is one.
+    pub filter: Option<String>,
 }
 
 /// Collects detail events and turns raw counters into summaries.
@@ -284,6 +286,11 @@ impl Aggregator {
             started: info.started.clone(),
             duration_secs: info.duration_secs,
             total_drops: total,
+            filter: info.filter.as_ref().map(|expr| FilterInfo {
+                expr: expr.clone(),
+                drops_filtered_out: raw.stat(stat::FILTERED),
+                retransmits_filtered_out: raw.stat(stat::RETRANS_FILTERED),
+            }),
             lost_events: lost_budget + lost_ringbuf,
             drops_per_sec: total as f64 / duration,
             drops_with_detail: sent,
@@ -292,7 +299,11 @@ impl Aggregator {
             locations,
             flows,
             devices,
-            retransmits: Retransmits { total: raw.stat(stat::RETRANSMITS), flows: rflows },
+            // The probe counts every retransmission, the filter's too.
+            retransmits: Retransmits {
+                total: raw.stat(stat::RETRANSMITS).saturating_sub(raw.stat(stat::RETRANS_FILTERED)),
+                flows: rflows,
+            },
             probes: info.probes.clone(),
             detail: DetailStats {
                 delivered: self.delivered,

@@ -156,6 +156,11 @@ pub(crate) struct TraceArgs {
     )]
     #[arg(long)]
     pub tx_trace: bool,
+    /// Count only the drops this expression matches, in tcpdump's words (host, net, port,
+    /// portrange, src/dst, tcp/udp/icmp/icmp6/ip/ip6/arp, proto, and/or/not, parentheses) and
+    /// pktloss's: netns NAME|PATH|pid N|id N, dev NAME, ifindex N, reason NAME.
+    #[arg(value_name = "FILTER", trailing_var_arg = true, allow_hyphen_values = false)]
+    pub filter: Vec<String>,
 }
 
 /// A detail budget.
@@ -186,8 +191,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl TraceArgs {
-    pub(crate) fn options(&self) -> Options {
-        Options {
+    /// The options these flags ask for; a bad filter expression is a one-line error.
+    pub(crate) fn options(&self) -> Result<Options, crate::kernel::tracer::StartError> {
+        let filter = crate::filter::FilterSpec::from_words(&self.filter).map_err(crate::kernel::tracer::StartError)?;
+        Ok(Options {
             flows: !self.no_flows,
             detail: !self.no_detail,
             stacks: self.stacks,
@@ -197,7 +204,9 @@ impl TraceArgs {
             classic: self.classic,
             tx_trace: self.tx_trace,
             bytes: false,
-        }
+            filter,
+            compiled_filter: None,
+        })
     }
 }
 

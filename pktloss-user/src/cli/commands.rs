@@ -147,7 +147,7 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
     let out = a.output.as_deref().map(|p| (p, OutKind::of(p)));
     let needs_file = out.is_some_and(|(_, k)| k == OutKind::Capture) || a.pcapng.is_some();
     let stop = stop_flag()?;
-    let mut session = Session::start(a.trace.options())?;
+    let mut session = Session::start(a.trace.options()?)?;
     let before = needs_file.then(gather_before);
     if needs_file {
         session.watch_namespaces();
@@ -222,6 +222,7 @@ fn watch_line(s: &Session, d: &RawCounts, total: u64, t: f64, interval_secs: f64
         drops: d.stat(stat::DROPS),
         total_drops: total,
         lost_events: d.stat(stat::DETAIL_LOST_BUDGET) + d.stat(stat::DETAIL_LOST_RINGBUF),
+        filtered_out: s.info.filter.is_some().then(|| d.stat(stat::FILTERED)),
         top: d
             .drops
             .iter()
@@ -238,7 +239,7 @@ fn watch_line(s: &Session, d: &RawCounts, total: u64, t: f64, interval_secs: f64
 
 pub(super) fn watch(a: WatchArgs) -> Result<()> {
     let stop = stop_flag()?;
-    let mut session = Session::start(a.trace.options())?;
+    let mut session = Session::start(a.trace.options()?)?;
     session.announce();
     // The first interval counts everything since attach.
     let zero = RawCounts { stats: vec![0; stat::COUNT as usize], ..RawCounts::default() };
@@ -298,7 +299,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
 pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     check_output_dir(a.output.as_deref())?;
     let stop = stop_flag()?;
-    let mut session = Session::start(a.trace.options())?;
+    let mut session = Session::start(a.trace.options()?)?;
     let before = gather_before();
     session.watch_namespaces();
     session.announce();

@@ -45,16 +45,22 @@ pub fn main() -> ExitCode {
         Some(Command::Watch(a)) => commands::watch(a),
         Some(Command::Reasons(a)) => commands::reasons(a),
         Some(Command::Diagnose(a)) => commands::diagnose_cmd(a),
-        Some(Command::Top(a)) => crate::tui::live::top(a.trace.options(), a.refresh),
+        Some(Command::Top(a)) => {
+            a.trace.options().map_err(Into::into).and_then(|o| crate::tui::live::top(o, a.refresh))
+        }
         Some(Command::Report(a)) => commands::report_cmd(a),
         Some(Command::Serve(a)) => {
-            crate::export::serve::run(crate::kernel::tracer::Options { bytes: true, ..a.trace.options() }, a.config())
+            let config = a.config();
+            a.trace
+                .options()
+                .map_err(Into::into)
+                .and_then(|o| crate::export::serve::run(crate::kernel::tracer::Options { bytes: true, ..o }, config))
         }
         None => {
             if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
                 match Cli::try_parse_from(["pktloss", "top"]) {
                     Ok(Cli { command: Some(Command::Top(a)), .. }) => {
-                        crate::tui::live::top(a.trace.options(), a.refresh)
+                        a.trace.options().map_err(Into::into).and_then(|o| crate::tui::live::top(o, a.refresh))
                     }
                     _ => Err(anyhow!("cannot build the default `top` arguments")),
                 }

@@ -106,6 +106,8 @@ pub(crate) struct MetricsState {
     detail_lost_ring: u64,
     flow_evictions: u64,
     drops_not_in_flows: u64,
+    /// Drops the filter left out (None: no filter).
+    filtered_out: Option<u64>,
     probes: Vec<ProbeStatus>,
     /// `(version, kernel)`.
     build: (String, String),
@@ -165,6 +167,7 @@ impl MetricsState {
             detail_over_budget: 0,
             detail_lost_ring: 0,
             flow_evictions: 0,
+            filtered_out: None,
             drops_not_in_flows: 0,
             probes: Vec::new(),
             build,
@@ -204,6 +207,7 @@ impl MetricsState {
         self.detail_over_budget = s.detail.lost_budget;
         self.detail_lost_ring = s.detail.lost_ringbuf;
         self.flow_evictions = s.flow_table.evicted;
+        self.filtered_out = s.filter.as_ref().map(|f| f.drops_filtered_out);
         self.drops_not_in_flows = s.flow_table.drops_not_in_flows;
         s.probes.clone_into(&mut self.probes);
         self.observe_flows(&s.flows, living, now);
@@ -503,6 +507,14 @@ impl Snapshot {
             "Drops counted in evicted flows or in no flow (the totals by reason stay exact).",
             m.drops_not_in_flows,
         ));
+
+        if let Some(n) = m.filtered_out {
+            fams.push(Family::scalar(
+                "drops_filtered_out",
+                "Drops the filter expression left out (counted nowhere else).",
+                n,
+            ));
+        }
 
         fams.push(Family::scalar(
             "process_cache_resets",

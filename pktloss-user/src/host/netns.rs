@@ -41,7 +41,7 @@ pub(crate) fn self_inode() -> Result<u32> {
     inode_of(Path::new("/proc/self/ns/net"))
 }
 
-fn inode_of(path: &Path) -> Result<u32> {
+pub(crate) fn inode_of(path: &Path) -> Result<u32> {
     let md = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
     u32::try_from(md.ino()).map_err(|_| anyhow!("netns inode of {} does not fit u32", path.display()))
 }

@@ -261,6 +261,7 @@ impl KernelBtf {
             net_inum: self.offset_of("net", &["ns", "inum"])?,
             sock_net: self.offset_of("sock", &["__sk_common", "skc_net"])?,
             task_comm: self.offset_of("task_struct", &["comm"])?,
+            dev_name: self.offset_of("net_device", &["name"])?,
         })
     }
 

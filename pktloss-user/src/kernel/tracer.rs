@@ -42,6 +42,10 @@ pub(crate) struct Options {
     pub tx_trace: bool,
     /// Count the bytes dropped per (reason, location) (`flag::BYTES`; `serve`).
     pub bytes: bool,
+    /// Count only the drops this filter passes (`flag::FILTER`).
+    pub filter: Option<crate::filter::FilterSpec>,
+    /// The filter compiled for this host (by the session, which knows the kernel's reasons).
+    pub compiled_filter: Option<pktloss_common::Filter>,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
             classic: false,
             tx_trace: false,
             bytes: false,
+            filter: None,
+            compiled_filter: None,
         }
     }
 }
@@ -279,6 +285,13 @@ impl Tracer {
         if options.bytes {
             flags |= flag::BYTES;
         }
+        if let Some(f) = &options.compiled_filter {
+            flags |= flag::FILTER;
+            let words = &f.atoms[..f.len as usize];
+            if words.iter().any(|a| a.word >= pktloss_common::filter_word::DEV_NAME_LO) {
+                flags |= flag::FILTER_DEV_NAME;
+            }
+        }
         if kbtf.untrusted_mem_loads {
             flags |= flag::UNTRUSTED_LOADS;
         }
@@ -327,6 +340,7 @@ impl Tracer {
             wakeup_fill: options.ringbuf_bytes / 4,
             event_bytes: pktloss_common::event_bytes(options.snaplen),
             location_keyed_reason,
+            filter: options.compiled_filter.unwrap_or_default(),
         };
         // Fault injection for the tests: records 8 bytes too short for the packet copy, which
         // every verifier must refuse (a real rejection, to test how it is reported).
@@ -616,6 +630,7 @@ fn run_stat(runs: &[RunCache], idx: u32) -> Option<u64> {
         stat::DETAIL_LOST_BUDGET => |rc| rc.budget_lost,
         stat::TX_PACKETS => |rc| rc.tx_packets,
         stat::DETAIL_SENT => |rc| rc.detail_sent,
+        stat::FILTERED => |rc| rc.filtered,
         _ => return None,
     };
     Some(runs.iter().map(field).sum())

@@ -27,6 +27,16 @@ impl Sections<'_> {
         h
     }
 
+    /// The filter and what it left out, when there is one.
+    fn filter_line(&self) -> Option<String> {
+        let f = self.s.filter.as_ref()?;
+        let mut l = format!("filter `{}`: {} left out", f.expr, plural(f.drops_filtered_out, "drop"));
+        if f.retransmits_filtered_out > 0 {
+            let _ = write!(l, ", and {}", plural(f.retransmits_filtered_out, "retransmission"));
+        }
+        Some(l)
+    }
+
     fn detail_line(&self) -> String {
         let s = self.s;
         let d = &s.detail;
@@ -156,6 +166,9 @@ pub(crate) fn text(s: &Summary) -> String {
     let sec = Sections { s };
     let mut out = String::new();
     let _ = writeln!(out, "{}", clean(&sec.headline()));
+    if let Some(l) = sec.filter_line() {
+        let _ = writeln!(out, "  {}", super::clean_line(&l));
+    }
     let _ = writeln!(out, "  {}", sec.detail_line());
     for w in &s.warnings {
         let _ = writeln!(out, "  warning: {}", clean(w));
@@ -207,6 +220,9 @@ pub(crate) fn text(s: &Summary) -> String {
 pub(crate) fn markdown(s: &Summary, out: &mut String) {
     let sec = Sections { s };
     let _ = writeln!(out, "**{}**  ", md(&sec.headline()));
+    if let Some(l) = sec.filter_line() {
+        let _ = writeln!(out, "{}  ", super::md_sentence(&l));
+    }
     let _ = writeln!(out, "{}\n", md(&sec.detail_line()));
     for w in &s.warnings {
         let _ = writeln!(out, "> **Warning:** {}\n", md(w));

@@ -106,6 +106,7 @@ fn watch_lines() {
         drops: 21,
         total_drops: 60,
         lost_events: 2,
+        filtered_out: Some(4),
         top: vec![
             entry(10, "NO_SOCKET", "__udp4_lib_rcv+0x4bc"),
             entry(5, "NETFILTER_DROP", "nft_do_chain+0x40f"),

@@ -18,6 +18,9 @@ pub(crate) struct WatchLine {
     pub drops: u64,
     pub total_drops: u64,
     pub lost_events: u64,
+    /// Drops the filter left out in this interval (with a filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_out: Option<u64>,
     /// Drops per (reason, location) in this interval, largest first (all of them).
     pub top: Vec<WatchEntry>,
     /// This line is the closing total of the whole run, not one interval.
@@ -41,8 +44,15 @@ pub(crate) fn text(w: &WatchLine) -> String {
     } else {
         format!("{:>8.1}s  {:>8} drops", w.t, w.drops)
     };
+    let mut notes = Vec::new();
+    if let Some(n) = w.filtered_out {
+        notes.push(format!("{n} filtered out"));
+    }
     if w.lost_events > 0 {
-        let _ = write!(o, " ({} detail lost)", w.lost_events);
+        notes.push(format!("{} detail lost", w.lost_events));
+    }
+    if !notes.is_empty() {
+        let _ = write!(o, " ({})", notes.join(", "));
     }
     for e in w.top.iter().take(TOP_ON_LINE) {
         let _ = write!(o, "  | {} {} at {}", e.count, clean(&e.reason), clean(&e.symbol));

@@ -366,6 +366,11 @@ pub(super) fn summary_at(t: u64) -> Summary {
         started: "2025-01-15T10:20:30Z".into(),
         duration_secs: t as f64,
         total_drops: total,
+        filter: Some(crate::model::FilterInfo {
+            expr: "not port 22".into(),
+            drops_filtered_out: 3 * t,
+            retransmits_filtered_out: 0,
+        }),
         lost_events: total / 40,
         drops_per_sec: if t > 0 { total as f64 / t as f64 } else { 0.0 },
         drops_with_detail: with_detail,

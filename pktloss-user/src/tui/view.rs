@@ -236,6 +236,10 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, state: &State) {
                 kv(&mut l2, "flows", format!("{}/{}", ft.live, ft.capacity));
             }
         }
+        if let Some(f) = &s.filter {
+            kv(&mut l3, "filter", crate::render::clean(&f.expr));
+            kv(&mut l3, "left out", fmt_count(f.drops_filtered_out));
+        }
         l3.push(Span::styled("probes ", LABEL));
         for p in &s.probes {
             let (mark, style) = if p.active { ("✓", Style::new().fg(Color::Green)) } else { ("✗", DIM) };

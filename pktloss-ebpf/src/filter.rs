@@ -1,0 +1,86 @@
+//! The filter: a drop's flow words tested against the frozen config's decision graph.
+
+use pktloss_common::{FILTER_ACCEPT, FILTER_ATOMS, derive_filter_words, filter_word, flag};
+
+use crate::{
+    flow::{KeySink, flow_key},
+    hook::Hook,
+    mem::Mem,
+};
+
+const WORDS: usize = filter_word::COUNT as usize;
+
+/// The words a filter tests, on the stack.
+pub(crate) struct Words {
+    pub(crate) w: [u64; WORDS],
+}
+
+impl KeySink for Words {
+    #[inline(always)]
+    fn word(&mut self, i: usize, v: u64) {
+        if let Some(x) = self.w.get_mut(i) {
+            *x = v;
+        }
+    }
+
+    #[inline(always)]
+    fn proto(&mut self, v: u32) {
+        self.w[filter_word::PROTO as usize] = u64::from(v);
+    }
+}
+
+/// Whether this drop passes the filter. A subprogram: it runs only with `flag::FILTER`, and
+/// then decodes the flow key once more than the flow path would (the cost of a filtered-out
+/// drop is this call and nothing else of the drop path).
+#[inline(never)]
+pub(crate) fn drop_passes<H: Hook, M: Mem>(h: H) -> bool {
+    let mut k = Words { w: [0; WORDS] };
+    flow_key::<H, M, _>(h, &mut k);
+    k.w[filter_word::REASON as usize] = u64::from(h.reason());
+    if cfg!(flags) & flag::FILTER_DEV_NAME != 0 {
+        let dev: u64 = M::get(h.skb(), cfg!(offsets.skb_dev)).unwrap_or(0);
+        let name: [u64; 2] = if dev == 0 { [0; 2] } else { M::get(dev, cfg!(offsets.dev_name)).unwrap_or([0; 2]) };
+        k.w[filter_word::DEV_NAME_LO as usize] = name[0];
+        k.w[filter_word::DEV_NAME_HI as usize] = name[1];
+    }
+    derive_filter_words(&mut k.w);
+    passes(&k)
+}
+
+/// Walk the decision graph: at most one step per atom, each jump to a later atom.
+#[inline(always)]
+pub(crate) fn passes(k: &Words) -> bool {
+    let f = &crate::config::config().filter;
+    let mut pc = f.start as usize;
+    let mut steps = 0;
+    while steps < FILTER_ATOMS {
+        let Some(a) = f.atoms.get(pc) else { break };
+        let x = k.w.get(a.word as usize).copied().unwrap_or(0) & a.mask;
+        pc = usize::from(if a.lo <= x && x <= a.hi { a.on_true } else { a.on_false });
+        steps += 1;
+    }
+    pc == usize::from(FILTER_ACCEPT)
+}
+
+/// Whether a retransmission with this flow key passes the filter (reason 0, no device).
+#[expect(
+    clippy::ptr_as_ptr,
+    reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
+)]
+#[expect(clippy::cast_ptr_alignment, reason = "the key is a map value, 8-byte aligned")]
+#[inline(never)]
+pub(crate) fn key_passes(key: &pktloss_common::FlowKey) -> bool {
+    let p: *const pktloss_common::FlowKey = key;
+    let p = p as *const u64;
+    let mut k = Words { w: [0; WORDS] };
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: a FlowKey is six u64 words and a u32.
+        k.w[i] = unsafe { *p.add(i) };
+        i += 1;
+    }
+    // SAFETY: as above.
+    k.w[filter_word::PROTO as usize] = u64::from(unsafe { *(p.add(6) as *const u32) });
+    derive_filter_words(&mut k.w);
+    passes(&k)
+}

@@ -1,0 +1,99 @@
+//! Filters: which drops to count, in tcpdump's words plus pktloss's own (`netns`, `dev`,
+//! `ifindex`, `reason`), compiled to the decision graph the kernel programs walk.
+//!
+//! A drop the filter leaves out costs the kernel program one decode of its flow key and the
+//! walk, and is counted once, as filtered out; nothing else sees it.
+mod compile;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub(crate) use compile::Resolve;
+use parse::Expr;
+pub(crate) use parse::NetnsSpec;
+
+use crate::decode::reasons::ReasonTable;
+
+/// A filter that could not be parsed or resolved, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FilterError {
+    /// Byte offset of the offending word in the expression.
+    pub at: usize,
+    pub len: usize,
+    pub msg: String,
+}
+
+impl FilterError {
+    /// One line: what is wrong, the word, and the expression with the word marked.
+    pub(crate) fn line(&self, expr: &str) -> String {
+        let word = expr.get(self.at..self.at + self.len).unwrap_or("");
+        if word.is_empty() && self.at >= expr.len() && self.len == 0 && self.at > 0 {
+            return format!("bad filter `{expr}`: at its end: {}", self.msg);
+        }
+        if word.is_empty() {
+            return format!("bad filter `{expr}`: {}", self.msg);
+        }
+        format!("bad filter `{expr}`: `{word}` (column {}): {}", self.at + 1, self.msg)
+    }
+}
+
+/// A filter as given: its text, parsed, and (once resolved on the host) compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FilterSpec {
+    pub text: String,
+    expr: Expr,
+}
+
+impl FilterSpec {
+    /// Parse the trailing words of a command (`udp and dst port 53`); `None` without words.
+    pub(crate) fn from_words(words: &[String]) -> Result<Option<Self>, String> {
+        let text = words.join(" ");
+        match parse::parse(&text) {
+            Ok(Some(expr)) => Ok(Some(Self { text, expr })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.line(&text)),
+        }
+    }
+
+    /// Resolve names on this host and compile for the kernel programs.
+    pub(crate) fn compile(&self, r: &dyn Resolve) -> Result<pktloss_common::Filter, String> {
+        compile::compile(&self.expr, r).map_err(|e| e.line(&self.text))
+    }
+}
+
+/// Resolves against the running host: `/run/netns`, `/proc/PID/ns/net`, the kernel's reasons.
+pub(crate) struct HostResolver<'a> {
+    pub reasons: &'a ReasonTable,
+    /// The kernel gives drop reasons (5.17+).
+    pub has_reasons: bool,
+}
+
+impl Resolve for HostResolver<'_> {
+    fn netns(&self, spec: &NetnsSpec) -> Result<u32, String> {
+        let path = match spec {
+            NetnsSpec::Id(id) => return Ok(*id),
+            NetnsSpec::Name(n) => Path::new("/run/netns").join(n),
+            NetnsSpec::Path(p) => p.into(),
+            NetnsSpec::Pid(pid) => format!("/proc/{pid}/ns/net").into(),
+        };
+        crate::host::netns::inode_of(&path).map_err(|_| match spec {
+            NetnsSpec::Name(n) => format!("no namespace `{n}` (ip netns list)"),
+            NetnsSpec::Pid(p) => format!("no process {p}, or its namespace cannot be read"),
+            _ => format!("{} is not a namespace that can be read", path.display()),
+        })
+    }
+
+    fn reason(&self, name: &str) -> Result<u32, String> {
+        if !self.has_reasons {
+            return Err("this kernel gives no drop reasons (they came in 5.17)".to_owned());
+        }
+        if let Ok(n) = name.parse::<u32>() {
+            return Ok(n);
+        }
+        let upper = name.to_ascii_uppercase();
+        let short = upper.strip_prefix("SKB_DROP_REASON_").unwrap_or(&upper);
+        self.reasons.code(short).ok_or_else(|| "not a drop reason of this kernel (pktloss reasons)".to_owned())
+    }
+}

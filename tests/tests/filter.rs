@@ -1,0 +1,134 @@
+//! Filter expressions on the real kernel: each instance of pktloss counts exactly the drops its
+//! expression matches, and the rest only as filtered out.
+use std::{net::SocketAddr, time::Duration};
+
+use pktloss_tests::{Netns, Running, assert_nothing_attached, kernel_has_reasons, require_root, run, sh};
+
+/// Drops made in a namespace of its own, on its loopback.
+struct Traffic {
+    ns: Netns,
+}
+
+const A: u64 = 50; // udp 10.77.0.1 -> 10.77.0.1:1000
+const B: u64 = 30; // udp 10.77.0.1 -> 10.77.0.2:2000
+const C: u64 = 40; // udp fd77::1 -> [fd77::1]:1000
+const D: u64 = 20; // tcp SYN 10.77.0.1 -> 10.77.0.1:3000 (no listener: NO_SOCKET, answered by RST)
+
+impl Traffic {
+    fn new() -> Self {
+        let ns = Netns::new("filt");
+        ns.exec(&["ip", "addr", "add", "10.77.0.1/24", "dev", "lo"]);
+        ns.exec(&["ip", "addr", "add", "10.77.0.2/24", "dev", "lo"]);
+        ns.exec(&["ip", "addr", "add", "fd77::1/64", "dev", "lo", "nodad"]);
+        Self { ns }
+    }
+
+    /// Make every drop; returns the kernel's own count of them (UDP and UDP6 `NoPorts`, TCP
+    /// `OutRsts`), which must be A + B, C and D.
+    fn make(&self) -> (u64, u64, u64) {
+        let (u4, u6, rst) =
+            (self.ns.snmp("Udp", "NoPorts"), self.ns.snmp("Udp6", "NoPorts"), self.ns.snmp("Tcp", "OutRsts"));
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        self.ns.send_udp(addr("10.77.0.1:1000"), A as usize);
+        self.ns.send_udp(addr("10.77.0.2:2000"), B as usize);
+        self.ns.send_udp(addr("[fd77::1]:1000"), C as usize);
+        self.ns.run(|| {
+            for _ in 0..D {
+                let r = std::net::TcpStream::connect_timeout(
+                    &"10.77.0.1:3000".parse().expect("addr"),
+                    Duration::from_secs(2),
+                );
+                assert!(r.is_err(), "nothing listens on port 3000");
+            }
+        });
+        (
+            self.ns.snmp("Udp", "NoPorts") - u4,
+            self.ns.snmp("Udp6", "NoPorts") - u6,
+            self.ns.snmp("Tcp", "OutRsts") - rst,
+        )
+    }
+}
+
+/// Many instances at once, each with its own filter, see the same drops: each counts exactly
+/// what its expression matches. Every filter names the namespace, so the host's own drops (and
+/// other tests') are left out of every count.
+#[test]
+fn each_filter_counts_exactly_its_drops() {
+    if !require_root("each_filter_counts_exactly_its_drops") {
+        return;
+    }
+    let t = Traffic::new();
+    let ns = t.ns.name.clone();
+    let inode = t.ns.inode().to_string();
+    let mut cases: Vec<(String, u64)> = vec![
+        (format!("netns {ns} and udp and dst port 1000"), A + C),
+        (format!("netns {ns} and ip and udp"), A + B),
+        (format!("netns {ns} and ip6 and udp"), C),
+        (format!("netns {ns} and tcp dst port 3000"), D),
+        (format!("netns {ns} and dst host 10.77.0.2"), B),
+        (format!("netns {ns} and src net 10.77.0.0/24 and not dst host 10.77.0.2"), A + D),
+        (format!("netns {ns} and net fd77::/16"), C),
+        (format!("netns id {inode} and portrange 999-2000 and not ip6"), A + B),
+        (format!("netns /run/netns/{ns} and (udp port 2000 or tcp)"), B + D),
+        (format!("netns {ns} and dev lo and not port 1000"), B + D),
+        (format!("netns {ns} and src port 1000"), 0),
+    ];
+    if kernel_has_reasons() {
+        cases.push((format!("netns {ns} and reason NO_SOCKET and ( udp || tcp )"), A + B + C + D));
+        cases.push((format!("netns {ns} and ! reason no_socket"), 0));
+    }
+    let running: Vec<(String, u64, Running)> = cases
+        .into_iter()
+        .map(|(expr, want)| {
+            let mut args = vec!["capture", "--format", "json", "--duration", "120s"];
+            args.extend(expr.split(' '));
+            let r = Running::start(&args);
+            (expr, want, r)
+        })
+        .collect();
+    let (v4, v6, rst) = t.make();
+    assert_eq!((v4, v6, rst), (A + B, C, D), "the kernel's counters of the drops made");
+    // Let every CPU's run cache and the ring settle before stopping.
+    std::thread::sleep(Duration::from_millis(300));
+    for (expr, want, r) in running {
+        let s = r.stop_json();
+        assert_eq!(s["total_drops"].as_u64(), Some(want), "`{expr}`: {}", s["flows"]);
+        assert_eq!(s["filter"]["expr"], expr.as_str());
+        let out = s["filter"]["drops_filtered_out"].as_u64().expect("filtered out count");
+        // Everything made that the filter did not take is counted as filtered out.
+        assert!(out >= A + B + C + D - want, "`{expr}`: {out} filtered out");
+        let in_flows: u64 =
+            s["flows"].as_array().map_or(0, |a| a.iter().map(|f| f["count"].as_u64().unwrap_or(0)).sum());
+        assert_eq!(in_flows, want, "`{expr}`: the flows hold exactly the filtered drops");
+    }
+    assert_nothing_attached("after the filtered captures");
+}
+
+/// A bad expression is one line naming the word, exit 2, before anything is loaded; a
+/// namespace that does not exist is the same.
+#[test]
+fn a_bad_filter_is_one_line_and_exit_2() {
+    if !require_root("a_bad_filter_is_one_line_and_exit_2") {
+        return;
+    }
+    for (args, needle) in [
+        (&["capture", "-d", "1s", "udp", "and", "prot", "53"][..], "`prot` (column 9)"),
+        (&["watch", "-d", "1s", "port", "70000"][..], "not a port number"),
+        (&["diagnose", "-d", "1s", "(", "udp"][..], "this `(` is not closed"),
+        (&["capture", "-d", "1s", "netns", "pktloss-no-such-ns"][..], "no namespace `pktloss-no-such-ns`"),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    if !kernel_has_reasons() {
+        let out = run(&["capture", "-d", "1s", "reason", "NO_SOCKET"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("gives no drop reasons"), "{err}");
+    }
+    assert_nothing_attached("after bad filters");
+    drop(sh(&["true"]));
+}
