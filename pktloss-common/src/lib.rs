@@ -423,6 +423,16 @@ pub struct RunCache {
     pub drop_bytes_pending: u64,
     /// Drops the filter left out ([`stat::FILTERED`]).
     pub filtered: u64,
+    /// The filter's verdict on the last drop it decoded, and that drop's raw signature (as
+    /// `raw`, `raw_mask2`, `raw_dev` and `raw_misc` for flow runs; `filter_mask2` = 0: none):
+    /// a drop with the same signature has the same flow key, reason and device, hence the
+    /// same verdict, without decoding it.
+    pub filter_raw: [u64; 3],
+    pub filter_mask2: u64,
+    pub filter_dev: u64,
+    pub filter_misc: u64,
+    /// 1: the last decoded drop passed.
+    pub filter_pass: u64,
 }
 
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.

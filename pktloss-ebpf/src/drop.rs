@@ -26,7 +26,7 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
     // writer (net_dev_queue) touches other fields.
     let rc = unsafe { &mut *rc };
     // A constant of the frozen config: without a filter the verifier drops this path.
-    if cfg!(flags) & flag::FILTER != 0 && !crate::filter::drop_passes::<H, M>(h) {
+    if cfg!(flags) & flag::FILTER != 0 && !crate::filter::cached_verdict::<H, M>(h, rc) {
         rc.filtered += 1;
         return;
     }

@@ -2,8 +2,10 @@
 
 use pktloss_common::{FILTER_ACCEPT, FILTER_ATOMS, derive_filter_words, filter_word, flag};
 
+use pktloss_common::RunCache;
+
 use crate::{
-    flow::{KeySink, flow_key},
+    flow::{KeySink, flow_key, raw_sig, same_raw},
     hook::Hook,
     mem::Mem,
 };
@@ -27,6 +29,25 @@ impl KeySink for Words {
     fn proto(&mut self, v: u32) {
         self.w[filter_word::PROTO as usize] = u64::from(v);
     }
+}
+
+/// Whether this drop passes the filter: the verdict on the last drop decoded when this one has
+/// its raw signature (a flood is one flow: its drops are decoded once), else decoded.
+#[inline(always)]
+pub(crate) fn cached_verdict<H: Hook, M: Mem>(h: H, rc: &mut RunCache) -> bool {
+    if same_raw::<H, M>(h, &rc.filter_raw, rc.filter_mask2, rc.filter_dev, rc.filter_misc) {
+        return rc.filter_pass != 0;
+    }
+    let pass = drop_passes::<H, M>(h);
+    rc.filter_mask2 = 0;
+    if let Some((raw, mask2, dev, misc)) = raw_sig::<H, M>(h) {
+        rc.filter_raw = raw;
+        rc.filter_dev = dev;
+        rc.filter_misc = misc;
+        rc.filter_mask2 = mask2;
+        rc.filter_pass = u64::from(pass);
+    }
+    pass
 }
 
 /// Whether this drop passes the filter. A subprogram: it runs only with `flag::FILTER`, and

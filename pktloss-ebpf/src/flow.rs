@@ -191,14 +191,19 @@ fn raw_words(w: [u64; 3], mask2: u64) -> [u64; 3] {
 /// not decoded. `false` means only "not known to be the same".
 #[inline(always)]
 pub(crate) fn same_raw_flow<H: Hook, M: Mem>(h: H, rc: &RunCache) -> bool {
-    let mask2 = rc.raw_mask2;
+    same_raw::<H, M>(h, &rc.raw, rc.raw_mask2, rc.raw_dev, rc.raw_misc)
+}
+
+/// Whether this drop has the raw signature (`raw`, `mask2`, `dev`, `misc`); see `same_raw_flow`.
+#[inline(always)]
+pub(crate) fn same_raw<H: Hook, M: Mem>(h: H, raw: &[u64; 3], mask2: u64, dev: u64, misc: u64) -> bool {
     if mask2 == 0 {
         return false;
     }
-    let mut diff = (dev_word::<H, M>(h) ^ rc.raw_dev) | (raw_misc::<H, M>(h) ^ rc.raw_misc);
+    let mut diff = (dev_word::<H, M>(h) ^ dev) | (raw_misc::<H, M>(h) ^ misc);
     let Some(w) = plain_v4::<M>(h.skb()) else { return false };
     let w = raw_words(w, mask2);
-    diff |= (w[0] ^ rc.raw[0]) | (w[1] ^ rc.raw[1]) | (w[2] ^ rc.raw[2]);
+    diff |= (w[0] ^ raw[0]) | (w[1] ^ raw[1]) | (w[2] ^ raw[2]);
     diff == 0
 }
 
@@ -207,7 +212,17 @@ pub(crate) fn same_raw_flow<H: Hook, M: Mem>(h: H, rc: &RunCache) -> bool {
 #[inline(always)]
 pub(crate) fn set_raw_flow<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     rc.raw_mask2 = 0;
-    let Some(w) = plain_v4::<M>(h.skb()) else { return };
+    let Some((raw, mask2, dev, misc)) = raw_sig::<H, M>(h) else { return };
+    rc.raw = raw;
+    rc.raw_dev = dev;
+    rc.raw_misc = misc;
+    rc.raw_mask2 = mask2;
+}
+
+/// The raw signature of this drop (`raw`, `mask2`, `dev`, `misc`), if its header is plain IPv4.
+#[inline(always)]
+pub(crate) fn raw_sig<H: Hook, M: Mem>(h: H) -> Option<([u64; 3], u64, u64, u64)> {
+    let w = plain_v4::<M>(h.skb())?;
     // The transport bytes the key keeps (see `ports_word`), none in a non-first fragment.
     let ports: u64 = if w[0] & RAW_MASK0 & !0xff != 0 {
         0
@@ -219,10 +234,7 @@ pub(crate) fn set_raw_flow<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
         }
     };
     let mask2 = 0xffff_ffff | ports << 32;
-    rc.raw = raw_words(w, mask2);
-    rc.raw_dev = dev_word::<H, M>(h);
-    rc.raw_misc = raw_misc::<H, M>(h);
-    rc.raw_mask2 = mask2;
+    Some((raw_words(w, mask2), mask2, dev_word::<H, M>(h), raw_misc::<H, M>(h)))
 }
 
 /// The flow key of `skb` (device, namespace, IP addresses, protocol, ports).

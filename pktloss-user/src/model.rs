@@ -48,6 +48,9 @@ pub(crate) struct FlowCount {
     pub dst: String,
     pub dport: u16,
     pub netns: u32,
+    /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns_name: String,
     pub ifindex: u32,
     /// Device name in that netns, when it could be resolved.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -197,6 +200,9 @@ pub(crate) struct Sample {
     pub dst: String,
     pub dport: u16,
     pub netns: u32,
+    /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns_name: String,
     pub ifindex: u32,
     pub pid: u32,
     pub tid: u32,
@@ -210,6 +216,82 @@ pub(crate) struct Sample {
     /// First bytes of the packet, hex-encoded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data_hex: String,
+}
+
+/// A container, from the cgroup path of a process in a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Container {
+    /// "docker", "containerd", "cri-o", "podman", or "container" (a cgroupfs path that does
+    /// not say).
+    pub runtime: String,
+    /// The first 12 hex digits of its id.
+    pub id: String,
+    /// Its name, where the runtime keeps it in a local file (Docker's `config.v2.json`, the
+    /// kubelet's `/var/log/containers` links).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// A Kubernetes pod, from the kubepods cgroup path (and the kubelet's `/var/log/pods`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pod {
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// What a network namespace is, by name: its `ip netns` name, and whose processes live in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NamespaceInfo {
+    /// Inode, as flows and samples give it.
+    pub netns: u32,
+    /// The most specific name (see [`NamespaceInfo::make_label`]); empty when none is known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// `ip netns` name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip_netns: String,
+    /// The namespace pktloss runs in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_host: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    /// Containers with processes in it (at most `host::names::MAX_CONTAINERS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
+    /// Containers left out of `containers`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub containers_omitted: u32,
+    /// systemd service or scope of its processes, when they are in no container.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+}
+
+impl NamespaceInfo {
+    /// The `ip netns` name; else `pod:NAMESPACE/NAME` (or `pod:UID`); else
+    /// `RUNTIME:NAME` (or `RUNTIME:ID`) of its first container; else its systemd unit; else
+    /// "host" for pktloss's own; else empty.
+    pub(crate) fn make_label(&self) -> String {
+        if !self.ip_netns.is_empty() {
+            return self.ip_netns.clone();
+        }
+        if let Some(p) = &self.pod {
+            return if p.name.is_empty() {
+                format!("pod:{}", p.uid)
+            } else {
+                format!("pod:{}/{}", p.namespace, p.name)
+            };
+        }
+        if let Some(c) = self.containers.first() {
+            return format!("{}:{}", c.runtime, if c.name.is_empty() { &c.id } else { &c.name });
+        }
+        if !self.unit.is_empty() {
+            return self.unit.clone();
+        }
+        if self.is_host { "host".to_owned() } else { String::new() }
+    }
 }
 
 /// The filter of a capture and what it left out.
@@ -255,6 +337,43 @@ pub(crate) struct Summary {
     /// Sampled drops (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+    /// The namespaces of the flows and samples, with their names (those named only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<NamespaceInfo>,
+}
+
+impl Summary {
+    /// The name of namespace `netns` when one is known, else its inode.
+    pub(crate) fn netns_label(&self, netns: u32) -> String {
+        self.namespaces
+            .iter()
+            .find(|n| n.netns == netns && !n.label.is_empty())
+            .map_or_else(|| netns.to_string(), |n| n.label.clone())
+    }
+
+    /// Name the namespaces of the flows and samples (`names` says what is known of one).
+    pub(crate) fn name_namespaces(&mut self, names: &mut dyn FnMut(u32) -> Option<NamespaceInfo>) {
+        let mut seen: std::collections::BTreeMap<u32, Option<NamespaceInfo>> = std::collections::BTreeMap::new();
+        let mut label = |ns: u32| {
+            seen.entry(ns)
+                .or_insert_with(|| names(ns).filter(|i| !i.label.is_empty()))
+                .as_ref()
+                .map(|i| i.label.clone())
+        };
+        for f in &mut self.flows {
+            f.netns_name = label(f.netns).unwrap_or_default();
+        }
+        for s in &mut self.samples {
+            s.netns_name = label(s.netns).unwrap_or_default();
+        }
+        for d in &self.devices {
+            label(d.netns);
+        }
+        for r in &self.retransmits.flows {
+            label(r.netns);
+        }
+        self.namespaces = seen.into_values().flatten().collect();
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub(crate) struct Session {
     /// Device TX from the devices' own counters, when the `net_dev_queue` probe is off.
     device_tx: Option<DeviceTx>,
     device_names: DeviceNames,
+    namespace_names: crate::host::names::NamespaceNames,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -108,6 +109,7 @@ impl Session {
             started: Instant::now(),
             device_tx,
             device_names: DeviceNames::default(),
+            namespace_names: crate::host::names::NamespaceNames::default(),
             lifecycle: None,
             drops_told: Instant::now(),
             lifecycle_interval: LIFECYCLE_INTERVAL,
@@ -196,7 +198,11 @@ impl Session {
         let tracer = &self.tracer;
         let names = &mut self.device_names;
         names.refresh();
-        self.agg.summary(raw, &self.info, &|id| tracer.stack(id), &mut |ns, ifindex| names.name(ns, ifindex))
+        let mut s =
+            self.agg.summary(raw, &self.info, &|id| tracer.stack(id), &mut |ns, ifindex| names.name(ns, ifindex));
+        let ns_names = &mut self.namespace_names;
+        s.name_namespaces(&mut |ns| ns_names.get(ns).cloned());
+        s
     }
 }
 

@@ -77,6 +77,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         dst: dst.into(),
         dport,
         netns: NS,
+        netns_name: "ns1".into(),
         ifindex,
         pid: 1234,
         tid: 1234,
@@ -137,6 +138,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             dst: "10.0.0.2".into(),
             dport: 9999,
             netns: NS,
+            netns_name: "ns1".into(),
             ifindex: 2,
             device: "veth0".into(),
             reason: "NO_SOCKET".into(),
@@ -177,6 +179,23 @@ pub(crate) fn sample_capture() -> CaptureFile {
         detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
+        namespaces: vec![crate::model::NamespaceInfo {
+            netns: NS,
+            label: "ns1".into(),
+            ip_netns: "ns1".into(),
+            pod: Some(crate::model::Pod {
+                uid: "5d1c2f3a-4b5c-6d7e-8f90-123456789abc".into(),
+                namespace: "shop".into(),
+                name: "cart-7f9".into(),
+            }),
+            containers: vec![crate::model::Container {
+                runtime: "containerd".into(),
+                id: "3f2a9c1b2d4e".into(),
+                name: "cart".into(),
+            }],
+            containers_omitted: 1,
+            ..crate::model::NamespaceInfo::default()
+        }],
         samples: vec![
             sample(
                 1_000,

@@ -116,6 +116,7 @@ impl Aggregator {
                 dst,
                 dport: ev.flow.dport,
                 netns: ev.flow.netns,
+                netns_name: String::new(),
                 ifindex: ev.flow.ifindex,
                 pid: ev.pid,
                 tid: ev.tid,
@@ -210,6 +211,7 @@ impl Aggregator {
                 dst,
                 dport: k.dport,
                 netns: k.netns,
+                netns_name: String::new(),
                 ifindex: k.ifindex,
                 device: names(k.netns, k.ifindex),
                 reason: self.reasons.name(code),
@@ -314,6 +316,8 @@ impl Aggregator {
             flow_table,
             warnings,
             samples: self.samples.clone(),
+            // Named by the session, which reads /proc (see `Summary::name_namespaces`).
+            namespaces: Vec::new(),
         }
     }
 }

@@ -427,7 +427,7 @@ fn pcapng_structure() {
     assert!(idbs[0].1.contains("veth0@ns1") && idbs[1].1.contains("veth1@ns1"));
     assert_eq!(comments[0].1, 132);
     assert_eq!(comments[1].2, std::time::Duration::from_secs(1_714_557_602) + std::time::Duration::from_millis(500));
-    assert!(comments[0].3.contains("drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener netns=4026532291 dev=veth0 pid=1234 comm=nc"), "{}", comments[0].3);
+    assert!(comments[0].3.contains("drop reason=NO_SOCKET location=__udp4_lib_rcv+0x5e3 cause=no-listener netns=4026532291 netns_name=ns1 pod=shop/cart-7f9 container=containerd:cart dev=veth0 pid=1234 comm=nc"), "{}", comments[0].3);
     assert!(comments[1].3.contains("cause=firewall-drop"), "{}", comments[1].3);
 }
 

@@ -6,4 +6,5 @@ pub(crate) mod counters;
 pub(crate) mod devices;
 pub(crate) mod devtx;
 pub(crate) mod lifecycle;
+pub(crate) mod names;
 pub(crate) mod netns;

@@ -102,6 +102,20 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
         kv(&mut c, "cause", cause.id.as_str());
     }
     kv(&mut c, "netns", &s.netns.to_string());
+    if !s.netns_name.is_empty() {
+        kv(&mut c, "netns_name", &s.netns_name);
+    }
+    if let Some(ns) = file.summary.namespaces.iter().find(|n| n.netns == s.netns) {
+        if let Some(p) = &ns.pod {
+            kv(&mut c, "pod", &if p.name.is_empty() { p.uid.clone() } else { format!("{}/{}", p.namespace, p.name) });
+        }
+        if let Some(k) = ns.containers.first() {
+            kv(&mut c, "container", &format!("{}:{}", k.runtime, if k.name.is_empty() { &k.id } else { &k.name }));
+        }
+        if !ns.unit.is_empty() {
+            kv(&mut c, "unit", &ns.unit);
+        }
+    }
     if let Some(i) = file.interface(s.netns, s.ifindex) {
         kv(&mut c, "dev", &i.name);
     } else if s.ifindex != 0 {

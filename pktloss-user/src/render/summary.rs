@@ -80,7 +80,7 @@ impl Sections<'_> {
             ("PROTO", false),
             ("SOURCE", false),
             ("DESTINATION", false),
-            ("NETNS", true),
+            ("NETNS", false),
             ("DEVICE", false),
             ("REASON", false),
             ("PROCESS", false),
@@ -99,7 +99,7 @@ impl Sections<'_> {
                 f.proto.clone(),
                 src,
                 dst,
-                f.netns.to_string(),
+                if f.netns_name.is_empty() { f.netns.to_string() } else { f.netns_name.clone() },
                 dev,
                 f.why().to_owned(),
                 f.process(),
@@ -111,12 +111,17 @@ impl Sections<'_> {
     fn devices(&self) -> (Table, usize) {
         // Drops on a device happen on receive and on transmit alike: a share of the transmitted
         // packets would mix the two, so both counts stand alone.
-        let mut t =
-            Table::new(&[("DEVICE", false), ("NETNS", true), ("IFINDEX", true), ("TX PACKETS", true), ("DROPS", true)]);
+        let mut t = Table::new(&[
+            ("DEVICE", false),
+            ("NETNS", false),
+            ("IFINDEX", true),
+            ("TX PACKETS", true),
+            ("DROPS", true),
+        ]);
         for d in self.s.devices.iter().take(TOP_ROWS) {
             t.row(vec![
                 if d.name.is_empty() { "unavailable".to_owned() } else { d.name.clone() },
-                d.netns.to_string(),
+                self.s.netns_label(d.netns),
                 d.ifindex.to_string(),
                 if d.tx_unavailable { "unavailable".to_owned() } else { d.tx_packets.to_string() },
                 d.drops.to_string(),
@@ -126,13 +131,13 @@ impl Sections<'_> {
     }
 
     fn retransmits(&self) -> (Table, usize) {
-        let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", true)]);
+        let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", false)]);
         for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
             t.row(vec![
                 r.count.to_string(),
                 endpoint(&r.src, r.sport, 0, "tcp"),
                 endpoint(&r.dst, r.dport, 0, "tcp"),
-                r.netns.to_string(),
+                self.s.netns_label(r.netns),
             ]);
         }
         (t, self.s.retransmits.flows.len())
@@ -150,6 +155,36 @@ impl Sections<'_> {
         }
         let active = self.s.probes.iter().filter(|p| p.active).count();
         (t, format!("{active} active, {} skipped", self.s.probes.len() - active))
+    }
+
+    fn namespaces(&self) -> (Table, usize) {
+        let mut t =
+            Table::new(&[("NETNS", false), ("NAME", false), ("POD", false), ("CONTAINERS", false), ("UNIT", false)]);
+        for n in self.s.namespaces.iter().take(TOP_ROWS) {
+            let pod = n.pod.as_ref().map_or_else(String::new, |p| {
+                if p.name.is_empty() {
+                    format!("uid {}", p.uid)
+                } else {
+                    format!("{}/{} (uid {})", p.namespace, p.name, p.uid)
+                }
+            });
+            let mut containers: Vec<String> = n
+                .containers
+                .iter()
+                .map(|c| {
+                    if c.name.is_empty() {
+                        format!("{} {}", c.runtime, c.id)
+                    } else {
+                        format!("{} {} ({})", c.runtime, c.name, c.id)
+                    }
+                })
+                .collect();
+            if n.containers_omitted > 0 {
+                containers.push(format!("+{} more", n.containers_omitted));
+            }
+            t.row(vec![n.netns.to_string(), n.label.clone(), pod, containers.join(", "), n.unit.clone()]);
+        }
+        (t, self.s.namespaces.len())
     }
 
     fn flow_table_line(&self) -> String {
@@ -197,6 +232,7 @@ pub(crate) fn text(s: &Summary) -> String {
     }
     section("Top flows".into(), sec.flows(), &mut out);
     section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
+    section("Namespaces".into(), sec.namespaces(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -256,6 +292,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     }
     section("Top flows", sec.flows(), out);
     section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
+    section("Namespaces", sec.namespaces(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();

@@ -360,7 +360,12 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
             flows.iter().find(|f| f.key == detail.key).map(|fr| {
                 let f = &fr.flow;
                 doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
-                doc.field("netns", &f.netns.to_string());
+                let ns = if f.netns_name.is_empty() {
+                    f.netns.to_string()
+                } else {
+                    format!("{} ({})", f.netns_name, f.netns)
+                };
+                doc.field("netns", &ns);
                 doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
                 doc.field("process", &or_dash(&f.process()));
                 doc.field("reason", &reason_line(&f.reason, f.code));

@@ -47,6 +47,7 @@ fn flow(
         dst: dst.into(),
         dport,
         netns,
+        netns_name: String::new(),
         ifindex,
         device: device.into(),
         reason: reason.into(),
@@ -93,6 +94,7 @@ fn sample(
         dst: dst.into(),
         dport,
         netns,
+        netns_name: String::new(),
         ifindex,
         pid,
         tid: pid,
@@ -437,6 +439,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         flow_table: FlowTableStats { capacity: 4096, live: 6, evicted: 0, drops_not_in_flows: 0 },
         warnings: Vec::new(),
         samples,
+        namespaces: Vec::new(),
     }
 }
 

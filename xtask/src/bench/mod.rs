@@ -156,6 +156,22 @@ const MODES: &[Mode] = &[
         all_cpus: false,
     },
     Mode {
+        key: "pktloss-filter-match",
+        what: "pktloss capture udp and dst port 9 and dst host 10.231.0.2 (every drop matches)",
+        kind: Kind::Pktloss(&["udp", "and", "dst", "port", "9", "and", "dst", "host", "10.231.0.2"]),
+        rate: None,
+        default: true,
+        all_cpus: false,
+    },
+    Mode {
+        key: "pktloss-filter-miss",
+        what: "pktloss capture udp and port 53 (no drop matches: each is filtered out)",
+        kind: Kind::Pktloss(&["udp", "and", "port", "53"]),
+        rate: None,
+        default: true,
+        all_cpus: false,
+    },
+    Mode {
         key: "pktloss-100k",
         what: "pktloss capture (default mode), flood paced to 100k/s",
         kind: Kind::Pktloss(&[]),
@@ -600,7 +616,9 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
                     let err = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
                     format!("pktloss printed no JSON report ({} bytes of stdout; stderr: {err})", text.len())
                 })?;
-            ts.counted = report.get("total_drops").and_then(Value::as_u64);
+            // With a filter, what it left out was seen and counted too.
+            let left_out = report.pointer("/filter/drops_filtered_out").and_then(Value::as_u64).unwrap_or(0);
+            ts.counted = report.get("total_drops").and_then(Value::as_u64).map(|n| n + left_out);
             ts.report = Some(report);
         }
         Kind::Bpftrace(_) => {

@@ -1,0 +1,228 @@
+//! Names of namespaces on the real kernel: processes in cgroups shaped like a Kubernetes pod's
+//! (containerd), a Docker container's and a systemd service's, each in a network namespace of
+//! its own with drops in it; the capture's JSON, its report and its pcapng comments name each.
+use std::{
+    fs,
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use pktloss_tests::{Running, require_root, run, sh};
+use serde_json::Value;
+
+const ID: &str = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+const POD_UID: &str = "5d1c2f3a-4b5c-6d7e-8f90-123456789abc";
+
+/// The cgroup2 mount (`/sys/fs/cgroup` or, on a hybrid host, `/sys/fs/cgroup/unified`).
+fn cgroup2_root() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/mounts").expect("mounts");
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// A process in a network namespace of its own (not in /run/netns: only its cgroup names it),
+/// moved into the cgroup `rel` under the cgroup2 root. Killed and its cgroups removed on drop.
+struct Tenant {
+    child: Child,
+    dirs: Vec<PathBuf>,
+}
+
+impl Tenant {
+    fn new(rel: &str) -> Self {
+        let child = Command::new("unshare").args(["-n", "sleep", "120"]).stdin(Stdio::null()).spawn().expect("unshare");
+        let root = cgroup2_root();
+        let mut dirs = Vec::new();
+        let mut at = root.clone();
+        for part in rel.split('/') {
+            at = at.join(part);
+            if !at.exists() {
+                fs::create_dir(&at).unwrap_or_else(|e| panic!("mkdir {}: {e}", at.display()));
+                dirs.push(at.clone());
+            }
+        }
+        let t = Self { child, dirs };
+        // `unshare` execs `sleep`: wait until the namespace is its own.
+        for _ in 0..100 {
+            let mine = fs::read_link(format!("/proc/{}/ns/net", t.pid())).ok();
+            if mine.is_some() && mine != fs::read_link("/proc/self/ns/net").ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        fs::write(at.join("cgroup.procs"), t.pid().to_string()).expect("move into the cgroup");
+        t.in_netns(|| sh(&["ip", "link", "set", "lo", "up"]));
+        t
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(format!("/proc/{}/ns/net", self.pid())).expect("netns").ino()
+    }
+
+    fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/proc/{}/ns/net", self.pid());
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            let file = fs::File::open(&path).expect("open netns");
+            // SAFETY: a valid fd; affects only this thread.
+            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+
+    /// `n` datagrams to a port nobody listens on.
+    fn drops(&self, n: usize) {
+        self.in_netns(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let dst: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+            for _ in 0..n {
+                s.send_to(b"pktloss names", dst).expect("send");
+            }
+        });
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        drop(self.child.kill());
+        drop(self.child.wait());
+        for d in self.dirs.iter().rev() {
+            for _ in 0..50 {
+                if fs::remove_dir(d).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Files the kubelet keeps (pod and container log directories), made for the test and removed.
+struct KubeletFiles {
+    made: Vec<PathBuf>,
+}
+
+impl KubeletFiles {
+    fn new() -> Self {
+        let mut made = Vec::new();
+        for d in ["/var/log/pods", "/var/log/containers"] {
+            if !Path::new(d).exists() {
+                fs::create_dir_all(d).expect("mkdir");
+                made.push(PathBuf::from(d));
+            }
+        }
+        let pod = PathBuf::from(format!("/var/log/pods/shop_cart-7f9_{POD_UID}"));
+        fs::create_dir_all(pod.join("cart")).expect("pod dir");
+        let link = PathBuf::from(format!("/var/log/containers/cart-7f9_shop_cart-{ID}.log"));
+        drop(fs::remove_file(&link));
+        std::os::unix::fs::symlink(pod.join("cart/0.log"), &link).expect("container link");
+        made.push(pod);
+        made.push(link);
+        Self { made }
+    }
+}
+
+impl Drop for KubeletFiles {
+    fn drop(&mut self) {
+        for p in self.made.iter().rev() {
+            drop(if p.is_dir() { fs::remove_dir_all(p) } else { fs::remove_file(p) });
+        }
+    }
+}
+
+fn namespace<'a>(v: &'a Value, inode: u64) -> &'a Value {
+    v["namespaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["netns"].as_u64() == Some(inode)))
+        .unwrap_or_else(|| panic!("no namespace {inode} in {}", v["namespaces"]))
+}
+
+#[test]
+fn pods_containers_and_services_name_their_namespaces() {
+    if !require_root("pods_containers_and_services_name_their_namespaces") {
+        return;
+    }
+    let _kubelet = KubeletFiles::new();
+    let uid_ = POD_UID.replace('-', "_");
+    let pid = std::process::id();
+    let pod = Tenant::new(&format!(
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/cri-containerd-{ID}.scope"
+    ));
+    let docker = Tenant::new(&format!("pktloss-test-{pid}.slice/docker-{ID}.scope"));
+    let unit = format!("pktloss-test-{pid}.service");
+    let service = Tenant::new(&format!("pktloss-test-{pid}-svc.slice/{unit}"));
+
+    let dir = std::env::temp_dir().join(format!("pktloss-names-{pid}"));
+    fs::create_dir_all(&dir).expect("dir");
+    let (file, pcap) = (dir.join("c.pktloss"), dir.join("c.pcapng"));
+    let r = Running::start(&[
+        "capture",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().expect("utf-8"),
+        "--pcapng",
+        pcap.to_str().expect("utf-8"),
+        "--duration",
+        "60s",
+        "port",
+        "9",
+    ]);
+    pod.drops(10);
+    docker.drops(7);
+    service.drops(5);
+    std::thread::sleep(Duration::from_millis(300));
+    let live = r.stop_json();
+
+    let report = run(&["report", "--format", "json", file.to_str().expect("utf-8")]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let report: Value = serde_json::from_slice(&report.stdout).expect("report JSON");
+    let report = if report.get("summary").is_some() { report["summary"].clone() } else { report };
+
+    for v in [&live, &report] {
+        let p = namespace(v, pod.inode());
+        assert_eq!(p["label"], "pod:shop/cart-7f9", "{p}");
+        assert_eq!(p["pod"]["uid"], POD_UID);
+        assert_eq!(p["containers"][0]["runtime"], "containerd");
+        assert_eq!(p["containers"][0]["id"], &ID[..12]);
+        assert_eq!(p["containers"][0]["name"], "cart");
+        let d = namespace(v, docker.inode());
+        assert_eq!(d["containers"][0]["runtime"], "docker", "{d}");
+        assert_eq!(d["containers"][0]["id"], &ID[..12]);
+        assert_eq!(namespace(v, service.inode())["label"], unit.as_str());
+        let flow_name = |inode: u64| {
+            v["flows"]
+                .as_array()
+                .and_then(|a| a.iter().find(|f| f["netns"].as_u64() == Some(inode)))
+                .map(|f| (f["netns_name"].as_str().unwrap_or("").to_owned(), f["count"].as_u64().unwrap_or(0)))
+                .unwrap_or_default()
+        };
+        assert_eq!(flow_name(pod.inode()), ("pod:shop/cart-7f9".to_owned(), 10));
+        assert_eq!(flow_name(service.inode()), (unit.clone(), 5));
+        assert_eq!(flow_name(docker.inode()).1, 7);
+    }
+    let text = run(&["report", file.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("pod:shop/cart-7f9") && text.contains(&unit), "{text}");
+
+    let comments = sh(&["tshark", "-r", pcap.to_str().expect("utf-8"), "-T", "fields", "-e", "frame.comment"]);
+    assert!(
+        comments.lines().any(|c| c.contains("netns_name=pod:shop/cart-7f9") && c.contains("container=containerd:cart")),
+        "{comments}"
+    );
+    assert!(comments.lines().any(|c| c.contains(&format!("unit={unit}"))), "{comments}");
+    drop(fs::remove_dir_all(&dir));
+}
