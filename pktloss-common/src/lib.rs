@@ -221,6 +221,8 @@ pub struct Offsets {
     pub dev_nd_net: u32,
     /// `net.ns.inum`
     pub net_inum: u32,
+    /// `net.net_cookie`
+    pub net_cookie: u32,
     /// `sock.__sk_common.skc_net`
     pub sock_net: u32,
     /// `task_struct.comm`
@@ -350,6 +352,12 @@ pub struct FlowKey {
     pub l4proto: u8,
     /// `skb->protocol` (host order), e.g. 0x0800, 0x86dd, 0x0806.
     pub ethertype: u16,
+    /// Always 0 (the programs write `family`..`ethertype` as one 64-bit word).
+    pub pad: u32,
+    /// The namespace's cookie (`net->net_cookie`, unique for the life of the boot, 5.12+; 0 on
+    /// an older kernel): a namespace whose inode the kernel gave to an earlier one (inodes are
+    /// reused) is still a flow of its own.
+    pub netns_cookie: u64,
 }
 
 /// Key of the per-device transmit counters.
@@ -393,7 +401,8 @@ pub struct RunCache {
     /// Mask of the third word: the destination address, and the transport bytes that the
     /// key keeps for this protocol. Zero when the run has no raw signature.
     pub raw_mask2: u64,
-    /// The run's `netns | ifindex << 32` (word 4 of its key).
+    /// The run's namespace id (the low half of its cookie, or its inode before 5.12) and
+    /// device: `id | ifindex << 32`.
     pub raw_dev: u64,
     /// The run's drop reason and `skb->protocol` as stored (big-endian): `reason | proto << 32`.
     pub raw_misc: u64,
@@ -447,7 +456,7 @@ pub const RAW_MASK0: u64 = 0xff1f_0000_0000_00ff;
 /// Mask of the second raw IPv4 word: protocol (byte 9) and source address (bytes 12..16); not
 /// the TTL or the checksum.
 pub const RAW_MASK1: u64 = 0xffff_ffff_0000_ff00;
-const _: () = assert!(size_of::<FlowKey>() == 52);
+const _: () = assert!(size_of::<FlowKey>() == 64);
 
 /// Where the captured bytes of a detail event start.
 pub mod data_start {
@@ -516,13 +525,13 @@ mod tests {
     #[test]
     fn layouts_are_stable() {
         assert_eq!(size_of::<DropKey>(), 16);
-        assert_eq!(size_of::<FlowKey>(), 52);
+        assert_eq!(size_of::<FlowKey>(), 64);
         assert_eq!(size_of::<DevKey>(), 8);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
-        assert_eq!(DROP_EVENT_HEADER, 108);
-        assert_eq!(event_bytes(0), 112);
-        assert_eq!(event_bytes(4), 112);
-        assert_eq!(event_bytes(5), 120);
+        assert_eq!(DROP_EVENT_HEADER, 120);
+        assert_eq!(event_bytes(0), 120);
+        assert_eq!(event_bytes(8), 128);
+        assert_eq!(event_bytes(9), 136);
         assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
         assert_eq!(size_of::<Config>() % 4, 0);
     }

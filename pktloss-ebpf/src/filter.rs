@@ -18,16 +18,12 @@ pub(crate) struct Words {
 }
 
 impl KeySink for Words {
+    /// Words 0..=6 of the key are the filter's first words; the cookie (7) is not one.
     #[inline(always)]
     fn word(&mut self, i: usize, v: u64) {
-        if let Some(x) = self.w.get_mut(i) {
-            *x = v;
+        if i <= filter_word::PROTO as usize {
+            self.w[i] = v;
         }
-    }
-
-    #[inline(always)]
-    fn proto(&mut self, v: u32) {
-        self.w[filter_word::PROTO as usize] = u64::from(v);
     }
 }
 
@@ -95,13 +91,11 @@ pub(crate) fn key_passes(key: &pktloss_common::FlowKey) -> bool {
     let p = p as *const u64;
     let mut k = Words { w: [0; WORDS] };
     let mut i = 0;
-    while i < 6 {
-        // SAFETY: a FlowKey is six u64 words and a u32.
+    while i <= filter_word::PROTO as usize {
+        // SAFETY: a FlowKey is eight u64 words (the upper half of word 6 is the zero pad).
         k.w[i] = unsafe { *p.add(i) };
         i += 1;
     }
-    // SAFETY: as above.
-    k.w[filter_word::PROTO as usize] = u64::from(unsafe { *(p.add(6) as *const u32) });
     derive_filter_words(&mut k.w);
     passes(&k)
 }

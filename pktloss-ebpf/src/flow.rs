@@ -8,13 +8,6 @@ use crate::{hook::Hook, mem::Mem};
 
 pub(crate) const UNSET_HEADER: u16 = 0xffff;
 
-/// Inode of the netns of a `net_device`.
-#[inline(always)]
-fn dev_netns<M: Mem>(dev: u64) -> u32 {
-    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
-    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
-}
-
 /// Inode of the netns of a `sock`.
 #[inline(always)]
 pub(crate) fn sock_netns<M: Mem>(sk: u64) -> u32 {
@@ -22,20 +15,25 @@ pub(crate) fn sock_netns<M: Mem>(sk: u64) -> u32 {
     M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
 }
 
-/// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is six
-/// native-endian u64 words and a trailing u32 (see `FlowKey` for the layout): saddr (2 words),
-/// daddr (2), `netns | ifindex << 32`, `reason | ports << 32`, and
-/// `family | l4proto << 8 | ethertype << 16`.
+/// The cookie of the netns of a `sock`.
+#[inline(always)]
+pub(crate) fn sock_net_cookie<M: Mem>(sk: u64) -> u64 {
+    let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
+    M::get(net, cfg!(offsets.net_cookie)).unwrap_or(0)
+}
+
+/// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is eight
+/// native-endian u64 words (see `FlowKey` for the layout): saddr (2 words), daddr (2),
+/// `netns | ifindex << 32`, `reason | ports << 32`, `family | l4proto << 8 | ethertype << 16`
+/// (its upper half the zero pad), and the netns cookie.
 ///
 /// Words are compared or stored as soon as they are known, a whole word at a time: no key is
 /// held in registers (BPF has few, so LLVM spilled it to the stack on every drop), and no byte
 /// or half-word stores, which would stall store forwarding when the run comparison loads the
 /// words back.
 pub(crate) trait KeySink {
-    /// Word `i` (0..6) of the key.
+    /// Word `i` (0..8) of the key.
     fn word(&mut self, i: usize, v: u64);
-    /// The trailing u32.
-    fn proto(&mut self, v: u32);
 }
 
 /// Compares a key with the one at `at` (an 8-byte aligned `FlowKey`): `diff` stays 0 while
@@ -48,18 +46,8 @@ pub(crate) struct Diff {
 impl KeySink for Diff {
     #[inline(always)]
     fn word(&mut self, i: usize, v: u64) {
-        // SAFETY: `at` is an 8-byte aligned FlowKey (52 bytes: six u64 and a u32).
+        // SAFETY: `at` is an 8-byte aligned FlowKey (64 bytes: eight u64).
         self.diff |= v ^ unsafe { *self.at.add(i) };
-    }
-
-    #[expect(
-        clippy::ptr_as_ptr,
-        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
-    )]
-    #[inline(always)]
-    fn proto(&mut self, v: u32) {
-        // SAFETY: as above.
-        self.diff |= u64::from(v ^ unsafe { *(self.at.add(6) as *const u32) });
     }
 }
 
@@ -74,16 +62,6 @@ impl KeySink for Store {
     fn word(&mut self, i: usize, v: u64) {
         // SAFETY: as for `Diff`.
         unsafe { core::ptr::write_volatile(self.at.add(i), v) };
-    }
-
-    #[expect(
-        clippy::ptr_as_ptr,
-        reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
-    )]
-    #[inline(always)]
-    fn proto(&mut self, v: u32) {
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(self.at.add(6) as *mut u32, v) };
     }
 }
 
@@ -100,13 +78,11 @@ impl KeySink for Store {
 pub(crate) fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
     let (d, s) = (dst as *mut u64, src as *const u64);
     let mut i = 0;
-    while i < 6 {
+    while i < 8 {
         // SAFETY: both are 8-byte aligned FlowKeys.
         unsafe { core::ptr::write_volatile(d.add(i), read_volatile(s.add(i))) };
         i += 1;
     }
-    // SAFETY: as above.
-    unsafe { core::ptr::write_volatile(d.add(6) as *mut u32, read_volatile(s.add(6) as *const u32)) };
 }
 
 /// Where the network header of `skb` is: `head`, the header's offset from it (`UNSET_HEADER`
@@ -138,22 +114,55 @@ fn ports_word(l4: u8, raw: u32) -> u32 {
     }
 }
 
-/// Word 4 of the flow key of the drop: `netns | ifindex << 32`. The namespace is the device's,
-/// or without a device the socket's (a null device reads as ifindex 0 in namespace 0).
+/// The identity of a namespace in a raw signature: the low half of its cookie (a counter,
+/// unique for the boot), or its inode where the kernel leaves cookies 0 (before 5.12).
+#[inline(always)]
+fn net_id<M: Mem>(net: u64) -> u32 {
+    let cookie: u64 = M::get(net, cfg!(offsets.net_cookie)).unwrap_or(0);
+    if cookie != 0 { cookie as u32 } else { M::get(net, cfg!(offsets.net_inum)).unwrap_or(0) }
+}
+
+/// The device word of a raw signature (`RunCache::raw_dev`): `net_id | ifindex << 32`. It
+/// tells apart what the key's device words do (`netns | ifindex << 32` and the cookie): a
+/// namespace that has the inode of one gone before it is a different signature. The namespace
+/// is the device's, or without a device the socket's (a null device reads as ifindex 0 in
+/// namespace 0).
 #[inline(always)]
 fn dev_word<H: Hook, M: Mem>(h: H) -> u64 {
     let skb = h.skb();
     let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
     let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
-    let mut netns = dev_netns::<M>(dev);
+    let net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    let mut id = net_id::<M>(net);
+    if id == 0 {
+        let rx_sk = h.rx_sk();
+        let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
+        if sk != 0 {
+            id = net_id::<M>(M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0));
+        }
+    }
+    u64::from(id) | u64::from(ifindex) << 32
+}
+
+/// Words 4 and 7 of the flow key of the drop: `netns | ifindex << 32` and the cookie of that
+/// namespace (the device's, or without a device the socket's).
+#[inline(always)]
+fn dev_words<H: Hook, M: Mem>(h: H) -> (u64, u64) {
+    let skb = h.skb();
+    let dev: u64 = M::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0);
+    let ifindex: u32 = M::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    let mut net: u64 = M::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+    let mut netns: u32 = M::get(net, cfg!(offsets.net_inum)).unwrap_or(0);
     if netns == 0 {
         let rx_sk = h.rx_sk();
         let sk: u64 = if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) };
         if sk != 0 {
-            netns = sock_netns::<M>(sk);
+            net = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
+            netns = M::get(net, cfg!(offsets.net_inum)).unwrap_or(0);
         }
     }
-    u64::from(netns) | u64::from(ifindex) << 32
+    let cookie: u64 = M::get(net, cfg!(offsets.net_cookie)).unwrap_or(0);
+    (u64::from(netns) | u64::from(ifindex) << 32, cookie)
 }
 
 /// The first three words of a plain IPv4 header of `skb` (version 4, no options, at least 24
@@ -247,7 +256,9 @@ pub(crate) fn raw_sig<H: Hook, M: Mem>(h: H) -> Option<([u64; 3], u64, u64, u64)
 #[inline(always)]
 pub(crate) fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
     let skb = h.skb();
-    out.word(4, dev_word::<H, M>(h));
+    let (dev, cookie) = dev_words::<H, M>(h);
+    out.word(4, dev);
+    out.word(7, cookie);
     let proto_be: u16 = M::get(skb, cfg!(offsets.skb_protocol)).unwrap_or(0);
     let ethertype = u16::from_be(proto_be);
     let (head, nh, tail) = l3_of::<M>(skb);
@@ -295,5 +306,5 @@ pub(crate) fn flow_key<H: Hook, M: Mem, S: KeySink>(h: H, out: &mut S) {
         out.word(3, 0);
     }
     out.word(5, u64::from(h.flow_reason()) | u64::from(ports) << 32);
-    out.proto(proto_word(family, l4, ethertype));
+    out.word(6, u64::from(proto_word(family, l4, ethertype)));
 }

@@ -5,7 +5,7 @@ use pktloss_common::{flag, stat};
 
 use crate::{
     counting::{bump, count_in_lru, zero},
-    flow::sock_netns,
+    flow::{sock_net_cookie, sock_netns},
     hook::tp_field,
     maps::{RETRANS, SCRATCH},
     mem::Probe,
@@ -21,7 +21,7 @@ fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     let Some(key) = SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU scratch slot, reinitialised here.
     let key = unsafe { &mut *key };
-    zero::<_, 13>(key);
+    zero::<_, 16>(key);
     key.l4proto = 6;
     let family: u16 = tp_field(&ctx, cfg!(retrans_tp.family));
     key.sport = tp_field(&ctx, cfg!(retrans_tp.sport));
@@ -41,6 +41,7 @@ fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
     key.netns = sock_netns::<Probe>(sk);
+    key.netns_cookie = sock_net_cookie::<Probe>(sk);
     if cfg!(flags) & flag::FILTER != 0 && !crate::filter::key_passes(key) {
         bump(stat::RETRANS_FILTERED);
         return 0;

@@ -48,6 +48,10 @@ pub(crate) struct FlowCount {
     pub dst: String,
     pub dport: u16,
     pub netns: u32,
+    /// The namespace's cookie (unique for the boot, 5.12+): flows of two namespaces that had
+    /// the same inode one after the other differ by it. 0 when the kernel has none.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub netns_cookie: u64,
     /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns_name: String,
@@ -73,6 +77,11 @@ pub(crate) struct FlowCount {
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
 fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
+fn is_zero64(v: &u64) -> bool {
     *v == 0
 }
 
@@ -200,6 +209,9 @@ pub(crate) struct Sample {
     pub dst: String,
     pub dport: u16,
     pub netns: u32,
+    /// The namespace's cookie (see [`FlowCount::netns_cookie`]).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub netns_cookie: u64,
     /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns_name: String,

@@ -292,6 +292,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that panics before stopping its pktloss leaves none running (or attached).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            drop(self.child.kill());
+            drop(self.child.wait());
+        }
+    }
+}
+
 /// Run pktloss to completion.
 pub fn run(args: &[&str]) -> Output {
     Command::new(pktloss_bin()).args(args).stdin(Stdio::null()).output().expect("run pktloss")

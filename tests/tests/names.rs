@@ -226,3 +226,33 @@ fn pods_containers_and_services_name_their_namespaces() {
     assert!(comments.lines().any(|c| c.contains(&format!("unit={unit}"))), "{comments}");
     drop(fs::remove_dir_all(&dir));
 }
+
+/// 300 namespaces made and deleted one after another, 10 drops each, in one capture: the kernel
+/// gives the inode of a deleted namespace to a later one, yet each stays a namespace of its own
+/// (by its cookie), with exactly its drops.
+#[test]
+fn three_hundred_namespaces_one_after_another_stay_apart() {
+    if !require_root("three_hundred_namespaces_one_after_another_stay_apart") {
+        return;
+    }
+    let r = Running::start(&["capture", "--format", "json", "--duration", "300s", "udp", "and", "dst", "port", "7"]);
+    let dst: SocketAddr = "127.0.0.1:7".parse().expect("addr");
+    let mut inodes = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let ns = pktloss_tests::Netns::new(&format!("churn{i}"));
+        inodes.insert(ns.inode());
+        ns.send_udp(dst, 10);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let s = r.stop_json();
+    let flows = s["flows"].as_array().expect("flows");
+    let mut per_ns = std::collections::BTreeMap::new();
+    for f in flows.iter().filter(|f| f["dport"] == 7) {
+        let key = (f["netns"].as_u64().unwrap_or(0), f["netns_cookie"].as_u64().unwrap_or(0));
+        *per_ns.entry(key).or_insert(0) += f["count"].as_u64().unwrap_or(0);
+    }
+    eprintln!("300 namespaces had {} distinct inodes", inodes.len());
+    assert_eq!(s["total_drops"].as_u64(), Some(3000));
+    assert_eq!(per_ns.len(), 300, "namespaces told apart: {per_ns:?}");
+    assert!(per_ns.values().all(|&n| n == 10), "{per_ns:?}");
+}

@@ -87,6 +87,8 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("serve", "prometheus_reads_exact_drops_and_causes"),
     ("caps", "each_missing_capability_is_one_line"),
     ("caps", "serve_keeps_only_what_it_needs"),
+    ("filter", "each_filter_counts_exactly_its_drops"),
+    ("filter", "a_bad_filter_is_one_line_and_exit_2"),
 ];
 
 /// Modules the initramfs loads (with what they depend on) before it can mount the root.

@@ -259,6 +259,7 @@ impl KernelBtf {
             dev_ifindex: self.offset_of("net_device", &["ifindex"])?,
             dev_nd_net: self.offset_of("net_device", &["nd_net"])?,
             net_inum: self.offset_of("net", &["ns", "inum"])?,
+            net_cookie: self.offset_of("net", &["net_cookie"])?,
             sock_net: self.offset_of("sock", &["__sk_common", "skc_net"])?,
             task_comm: self.offset_of("task_struct", &["comm"])?,
             dev_name: self.offset_of("net_device", &["name"])?,
