@@ -145,7 +145,7 @@ pub struct FilterAtom {
     pub word: u32,
     pub on_true: u8,
     pub on_false: u8,
-    pub _pad: u16,
+    pub pad: u16,
     pub mask: u64,
     pub lo: u64,
     pub hi: u64,
@@ -227,6 +227,12 @@ pub struct Offsets {
     pub sock_net: u32,
     /// `task_struct.comm`
     pub task_comm: u32,
+    /// `sock.sk_socket`
+    pub sock_socket: u32,
+    /// `sock.__sk_common.skc_state`
+    pub sock_state: u32,
+    /// `socket_alloc.vfs_inode` plus `inode.i_ino`: where a `struct socket`'s inode number is.
+    pub socket_ino: u32,
     /// `net_device.name`
     pub dev_name: u32,
 }
@@ -490,6 +496,12 @@ pub struct DropEvent {
     /// 1 when the tracepoint reported a receiving socket.
     pub has_rx_sk: u8,
     pub comm: [u8; COMM_LEN],
+    /// Inode number of the socket of the drop (the receiving socket the tracepoint reports,
+    /// 6.11+, else `skb->sk`), 0 when none: userspace finds its owner in `/proc/*/fd`.
+    pub sk_ino: u64,
+    /// That socket's state (`skc_state`: `TCP_ESTABLISHED` = 1 ...), 0 when none.
+    pub sk_state: u8,
+    pub pad: [u8; 7],
     pub data: [u8; MAX_SNAPLEN],
 }
 
@@ -528,10 +540,10 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 64);
         assert_eq!(size_of::<DevKey>(), 8);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
-        assert_eq!(DROP_EVENT_HEADER, 120);
-        assert_eq!(event_bytes(0), 120);
-        assert_eq!(event_bytes(8), 128);
-        assert_eq!(event_bytes(9), 136);
+        assert_eq!(DROP_EVENT_HEADER, 136);
+        assert_eq!(event_bytes(0), 136);
+        assert_eq!(event_bytes(8), 144);
+        assert_eq!(event_bytes(9), 152);
         assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
         assert_eq!(size_of::<Config>() % 4, 0);
     }

@@ -16,7 +16,7 @@ use crate::{
     flow::{Store, UNSET_HEADER, flow_key, key_copy, l3_of},
     hook::Hook,
     maps::{EVENTS, STACKS},
-    mem::Mem,
+    mem::{Mem, Probe},
 };
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -75,6 +75,10 @@ pub(crate) fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
         (*ev).skb_len = M::get(skb, cfg!(offsets.skb_len)).unwrap_or(0);
         (*ev).has_rx_sk = u8::from(rx_sk != 0);
         M::comm(addr_of_mut!((*ev).comm) as *mut u8);
+        let (ino, state) =
+            socket_of::<M>(if rx_sk != 0 { rx_sk } else { M::get(skb, cfg!(offsets.skb_sk)).unwrap_or(0) });
+        (*ev).sk_ino = ino;
+        (*ev).sk_state = state;
         (*ev).cap_len = 0;
         (*ev).data_start = data_start::NONE;
         let (head, nh, tail) = l3_of::<M>(skb);
@@ -111,6 +115,23 @@ pub(crate) fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     }
     entry.submit(wake);
     rc.detail_sent += 1;
+}
+
+/// A socket's inode number and state, read with the helper (the inode lies past the `struct
+/// socket` that BTF types, in its `socket_alloc`). Time-wait and request sockets are smaller
+/// structs without `sk_socket`: their state only.
+#[inline(always)]
+fn socket_of<M: Mem>(sk: u64) -> (u64, u8) {
+    if sk == 0 {
+        return (0, 0);
+    }
+    let state: u8 = Probe::get(sk, cfg!(offsets.sock_state)).unwrap_or(0);
+    // TCP_TIME_WAIT, TCP_NEW_SYN_RECV
+    if state == 6 || state == 12 {
+        return (0, state);
+    }
+    let socket: u64 = Probe::get(sk, cfg!(offsets.sock_socket)).unwrap_or(0);
+    (Probe::get(socket, cfg!(offsets.socket_ino)).unwrap_or(0), state)
 }
 
 /// `min(n, max)` written so that every verifier can follow it: one compare of `n` with the

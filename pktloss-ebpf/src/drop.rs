@@ -55,7 +55,6 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
                 clippy::ptr_as_ptr,
                 reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
             )]
-            #[expect(clippy::cast_ptr_alignment, reason = "`RunCache` is 8-byte aligned with `flow_key` at offset 104")]
             let mut d = Diff { at: addr_of!(rc.flow_key) as *const u64, diff: 0 };
             flow_key::<H, M, _>(h, &mut d);
             if rc.flow_pending != 0 && d.diff == 0 {
@@ -95,7 +94,6 @@ fn new_drop_run(rc: &mut RunCache, location: u64, reason: u32) {
     clippy::ptr_as_ptr,
     reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
 )]
-#[expect(clippy::cast_ptr_alignment, reason = "`RunCache` is 8-byte aligned with `flow_key` at offset 104")]
 #[inline(never)]
 fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     if rc.flow_pending != 0 {

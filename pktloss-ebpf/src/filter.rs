@@ -84,7 +84,6 @@ pub(crate) fn passes(k: &Words) -> bool {
     clippy::ptr_as_ptr,
     reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
 )]
-#[expect(clippy::cast_ptr_alignment, reason = "the key is a map value, 8-byte aligned")]
 #[inline(never)]
 pub(crate) fn key_passes(key: &pktloss_common::FlowKey) -> bool {
     let p: *const pktloss_common::FlowKey = key;

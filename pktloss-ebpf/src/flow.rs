@@ -70,10 +70,6 @@ impl KeySink for Store {
     clippy::ptr_as_ptr,
     reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
 )]
-#[expect(
-    clippy::cast_ptr_alignment,
-    reason = "both keys are 8-byte aligned (`RunCache::flow_key`, `DropEvent::flow`), as the callers guarantee"
-)]
 #[inline(always)]
 pub(crate) fn key_copy(dst: *mut FlowKey, src: *const FlowKey) {
     let (d, s) = (dst as *mut u64, src as *const u64);

@@ -67,8 +67,8 @@ pub(crate) struct FlowCount {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
     pub count: u64,
-    /// A process seen on this flow's drops (from detail events), as the samples say it: the
-    /// task name and its process id (0: none seen).
+    /// The process of this flow's drops, as the samples say it: the owner of the socket where
+    /// one was found, else a task seen running at a drop (its name and process id; 0: none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub comm: String,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -113,6 +113,18 @@ impl FlowCount {
     /// The process as text, `comm[pid]`, empty when none was seen.
     pub(crate) fn process(&self) -> String {
         if self.pid == 0 && self.comm.is_empty() { String::new() } else { format!("{}[{}]", self.comm, self.pid) }
+    }
+
+    /// Whether `s` is a sampled drop of this flow.
+    pub(crate) fn has_sample(&self, s: &Sample) -> bool {
+        s.proto == self.proto
+            && s.src == self.src
+            && s.dst == self.dst
+            && s.sport == self.sport
+            && s.dport == self.dport
+            && s.netns == self.netns
+            && s.netns_cookie == self.netns_cookie
+            && self.is(&s.reason, Some(&s.symbol))
     }
 
     /// What tells these drops apart: the reason, or the location where the kernel gives none.
@@ -222,6 +234,21 @@ pub(crate) struct Sample {
     pub cpu: u32,
     pub skb_len: u32,
     pub has_rx_sk: bool,
+    /// Inode number of the drop's socket (the receiving socket, 6.11+, else the packet's own),
+    /// 0 when none.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub sk_ino: u64,
+    /// The process that holds that socket open (from `/proc/*/fd`), when it could be found:
+    /// whose drop this is, whichever task ran the softirq (`pid`, `comm`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owner_pid: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner_comm: String,
+    /// TCP drops: the socket's state as `ss` names it, and the packet's flags.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tcp_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tcp_flags: String,
     pub stack_id: i32,
     /// "network" (bytes start at the IP header), "data" (at skb->data) or "none".
     pub data_start: String,
@@ -361,6 +388,23 @@ impl Summary {
             .iter()
             .find(|n| n.netns == netns && !n.label.is_empty())
             .map_or_else(|| netns.to_string(), |n| n.label.clone())
+    }
+
+    /// Give samples the owner of their socket (`owner` finds it by inode), and each flow the
+    /// owner found in one of its samples (in place of the task that happened to run).
+    pub(crate) fn name_socket_owners(&mut self, owner: &mut dyn FnMut(u64) -> Option<(u32, String)>) {
+        for s in &mut self.samples {
+            if s.sk_ino != 0
+                && let Some((pid, comm)) = owner(s.sk_ino)
+            {
+                (s.owner_pid, s.owner_comm) = (pid, comm);
+            }
+        }
+        for f in &mut self.flows {
+            if let Some(s) = self.samples.iter().find(|s| s.owner_pid != 0 && f.has_sample(s)) {
+                (f.pid, f.comm) = (s.owner_pid, s.owner_comm.clone());
+            }
+        }
     }
 
     /// Name the namespaces of the flows and samples (`names` says what is known of one).

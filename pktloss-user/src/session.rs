@@ -55,6 +55,7 @@ pub(crate) struct Session {
     device_tx: Option<DeviceTx>,
     device_names: DeviceNames,
     namespace_names: crate::host::names::NamespaceNames,
+    socket_owners: crate::host::sockets::SocketOwners,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -110,6 +111,7 @@ impl Session {
             device_tx,
             device_names: DeviceNames::default(),
             namespace_names: crate::host::names::NamespaceNames::default(),
+            socket_owners: crate::host::sockets::SocketOwners::default(),
             lifecycle: None,
             drops_told: Instant::now(),
             lifecycle_interval: LIFECYCLE_INTERVAL,
@@ -202,6 +204,8 @@ impl Session {
             self.agg.summary(raw, &self.info, &|id| tracer.stack(id), &mut |ns, ifindex| names.name(ns, ifindex));
         let ns_names = &mut self.namespace_names;
         s.name_namespaces(&mut |ns| ns_names.get(ns).cloned());
+        let owners = &mut self.socket_owners;
+        s.name_socket_owners(&mut |ino| owners.get(ino));
         s
     }
 }

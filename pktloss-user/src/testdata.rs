@@ -85,7 +85,12 @@ pub(crate) fn sample_capture() -> CaptureFile {
         comm: "nc".into(),
         cpu: 1,
         skb_len: u32::try_from(data.len()).unwrap_or(0) + 100,
-        has_rx_sk: false,
+        has_rx_sk: start == "network" && proto == "tcp",
+        sk_ino: if proto == "tcp" { 81_234 } else { 0 },
+        owner_pid: if proto == "tcp" { 4321 } else { 0 },
+        owner_comm: if proto == "tcp" { "nginx".into() } else { String::new() },
+        tcp_state: if proto == "tcp" { "ESTABLISHED".into() } else { String::new() },
+        tcp_flags: if proto == "tcp" { "ACK".into() } else { String::new() },
         stack_id: 3,
         data_start: start.into(),
         data_hex: hex_encode(&data),
@@ -96,7 +101,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         started: "2024-05-01T10:00:00Z".into(),
         duration_secs: 30.0,
         total_drops: 3,
-        filter: Some(crate::model::FilterInfo {
+        filter: Some(FilterInfo {
             expr: "udp or tcp and not port 22".into(),
             drops_filtered_out: 12,
             retransmits_filtered_out: 1,
@@ -181,22 +186,22 @@ pub(crate) fn sample_capture() -> CaptureFile {
         detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
-        namespaces: vec![crate::model::NamespaceInfo {
+        namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),
             ip_netns: "ns1".into(),
-            pod: Some(crate::model::Pod {
+            pod: Some(Pod {
                 uid: "5d1c2f3a-4b5c-6d7e-8f90-123456789abc".into(),
                 namespace: "shop".into(),
                 name: "cart-7f9".into(),
             }),
-            containers: vec![crate::model::Container {
+            containers: vec![Container {
                 runtime: "containerd".into(),
                 id: "3f2a9c1b2d4e".into(),
                 name: "cart".into(),
             }],
             containers_omitted: 1,
-            ..crate::model::NamespaceInfo::default()
+            ..NamespaceInfo::default()
         }],
         samples: vec![
             sample(

@@ -143,7 +143,7 @@ impl Drop for KubeletFiles {
     }
 }
 
-fn namespace<'a>(v: &'a Value, inode: u64) -> &'a Value {
+fn namespace(v: &Value, inode: u64) -> &Value {
     v["namespaces"]
         .as_array()
         .and_then(|a| a.iter().find(|n| n["netns"].as_u64() == Some(inode)))
@@ -255,4 +255,73 @@ fn three_hundred_namespaces_one_after_another_stay_apart() {
     assert_eq!(s["total_drops"].as_u64(), Some(3000));
     assert_eq!(per_ns.len(), 300, "namespaces told apart: {per_ns:?}");
     assert!(per_ns.values().all(|&n| n == 10), "{per_ns:?}");
+}
+
+/// Receive drops are the socket owner's: a receiver whose buffer is full drops datagrams in the
+/// softirq of whichever task sent them, yet flows and samples name the receiver (found by its
+/// socket's inode); TCP drops carry the packet's flags.
+#[test]
+fn receive_drops_name_the_socket_owner() {
+    if !require_root("receive_drops_name_the_socket_owner") {
+        return;
+    }
+    let format = fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").unwrap_or_default();
+    let ns = pktloss_tests::Netns::new("owner");
+    let mut receiver = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-c"])
+        .arg(
+            "import socket,time\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,1)\n\
+             s.bind(('127.0.0.1',5555))\n\
+             print('ready',flush=True)\n\
+             time.sleep(60)",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("receiver");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(receiver.stdout.take().expect("stdout")), &mut line)
+        .expect("ready");
+    assert_eq!(line.trim(), "ready");
+    let r = Running::start(&[
+        "capture",
+        "--format",
+        "json",
+        "--duration",
+        "60s",
+        "netns",
+        &ns.name,
+        "and",
+        "(udp",
+        "port",
+        "5555",
+        "or",
+        "tcp)",
+    ]);
+    ns.send_udp("127.0.0.1:5555".parse().expect("addr"), 200);
+    ns.run(|| {
+        drop(std::net::TcpStream::connect_timeout(&"127.0.0.1:5556".parse().expect("addr"), Duration::from_secs(2)))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s = r.stop_json();
+    drop(receiver.kill());
+    drop(receiver.wait());
+    let rcvbuf = s["flows"]
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["dport"] == 5555))
+        .unwrap_or_else(|| panic!("no flow to port 5555: {}", s["flows"]));
+    assert!(rcvbuf["count"].as_u64().unwrap_or(0) > 100, "{rcvbuf}");
+    let samples = s["samples"].as_array().expect("samples");
+    let udp = samples.iter().find(|x| x["dport"] == 5555).expect("a sample of the full receiver");
+    // The task that ran the softirq is the sender (this test), not the receiver.
+    assert_eq!(udp["pid"].as_u64(), Some(u64::from(std::process::id())), "{udp}");
+    if format.contains("rx_sk") {
+        assert_eq!(udp["owner_pid"].as_u64(), Some(u64::from(receiver.id())), "{udp}");
+        assert_eq!(udp["owner_comm"], "python3");
+        assert_eq!(rcvbuf["pid"].as_u64(), Some(u64::from(receiver.id())), "the flow is the receiver's: {rcvbuf}");
+        assert_eq!(rcvbuf["comm"], "python3");
+    }
+    let syn = samples.iter().find(|x| x["dport"] == 5556).expect("a sample of the refused SYN");
+    assert_eq!(syn["tcp_flags"], "SYN", "{syn}");
 }

@@ -125,6 +125,15 @@ impl Aggregator {
                 cpu: ev.cpu,
                 skb_len: ev.skb_len,
                 has_rx_sk: ev.has_rx_sk != 0,
+                sk_ino: ev.sk_ino,
+                owner_pid: 0,
+                owner_comm: String::new(),
+                tcp_state: if ev.flow.l4proto == 6 {
+                    decode::tcp_state_name(ev.sk_state).to_owned()
+                } else {
+                    String::new()
+                },
+                tcp_flags: decode::tcp_flags(decode::packet_bytes(ev), ev.data_start),
                 stack_id: ev.stack_id,
                 data_start: decode::data_start_name(ev.data_start).to_owned(),
                 data_hex: decode::hex(decode::packet_bytes(ev)),

@@ -36,6 +36,41 @@ pub(crate) fn drop_event(bytes: &[u8]) -> Result<DropEvent, DecodeError> {
     Ok(ev)
 }
 
+/// A TCP socket state (`skc_state`) as `ss` names it; empty for none.
+pub(crate) fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN-SENT",
+        3 => "SYN-RECV",
+        4 => "FIN-WAIT-1",
+        5 => "FIN-WAIT-2",
+        6 => "TIME-WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE-WAIT",
+        9 => "LAST-ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW-SYN-RECV",
+        _ => "",
+    }
+}
+
+/// The TCP flags (`SYN,ACK`) of captured bytes that start at an IP header; empty when they are
+/// not TCP (or an IPv6 extension header comes first) or too short.
+pub(crate) fn tcp_flags(bytes: &[u8], start: u8) -> String {
+    if start != data_start::NETWORK {
+        return String::new();
+    }
+    let (proto, off) = match bytes.first().map(|b| b >> 4) {
+        Some(4) => (bytes.get(9).copied(), usize::from(bytes[0] & 0x0f) * 4),
+        Some(6) => (bytes.get(6).copied(), 40),
+        _ => return String::new(),
+    };
+    let Some(f) = bytes.get(off + 13).copied().filter(|_| proto == Some(6)) else { return String::new() };
+    let names = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+    names.iter().enumerate().filter(|(i, _)| f & (1 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+}
+
 /// The captured packet bytes of an event.
 pub(crate) fn packet_bytes(ev: &DropEvent) -> &[u8] {
     ev.data.get(..usize::from(ev.cap_len)).unwrap_or(&[])
@@ -140,8 +175,28 @@ mod tests {
             data_start: data_start::NETWORK,
             has_rx_sk: 0,
             comm: *b"nc\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            sk_ino: 0,
+            sk_state: 0,
+            pad: [0; 7],
             data: [0x45; pktloss_common::MAX_SNAPLEN],
         }
+    }
+
+    #[test]
+    fn tcp_flags_and_states_read_as_ss_and_tcpdump_say_them() {
+        let v6 = crate::testdata::ipv6_tcp();
+        assert_eq!(tcp_flags(&v6, data_start::NETWORK), "ACK");
+        assert_eq!(tcp_flags(&v6, data_start::DATA), "");
+        assert_eq!(tcp_flags(&crate::testdata::ipv4_udp(), data_start::NETWORK), "");
+        let mut syn = crate::testdata::ipv4_udp();
+        syn[9] = 6;
+        syn.resize(40, 0);
+        syn[20 + 13] = 0x12;
+        assert_eq!(tcp_flags(&syn, data_start::NETWORK), "SYN,ACK");
+        assert_eq!(tcp_flags(&syn[..30], data_start::NETWORK), "");
+        assert_eq!(tcp_state_name(1), "ESTABLISHED");
+        assert_eq!(tcp_state_name(10), "LISTEN");
+        assert_eq!(tcp_state_name(0), "");
     }
 
     #[test]

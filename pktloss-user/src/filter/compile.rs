@@ -70,7 +70,7 @@ pub(crate) fn compile(expr: &Expr, r: &dyn Resolve) -> Result<Filter, FilterErro
             word: t.word,
             on_true: remap(*on_true),
             on_false: remap(*on_false),
-            _pad: 0,
+            pad: 0,
             mask: t.mask,
             lo: t.lo,
             hi: t.hi,
@@ -80,21 +80,21 @@ pub(crate) fn compile(expr: &Expr, r: &dyn Resolve) -> Result<Filter, FilterErro
 }
 
 /// Emit the atoms of `b` that go to `t` when it holds and `f` when not; returns where to start.
-fn build(b: &B, t: usize, f: usize, atoms: &mut Vec<(Test, usize, usize)>) -> usize {
-    match b {
-        B::T(x) => {
-            atoms.push((*x, t, f));
+fn build(expr: &B, on_true: usize, on_false: usize, atoms: &mut Vec<(Test, usize, usize)>) -> usize {
+    match expr {
+        B::T(test) => {
+            atoms.push((*test, on_true, on_false));
             atoms.len() - 1
         }
-        B::And(x, y) => {
-            let y = build(y, t, f, atoms);
-            build(x, y, f, atoms)
+        B::And(first, second) => {
+            let then = build(second, on_true, on_false, atoms);
+            build(first, then, on_false, atoms)
         }
-        B::Or(x, y) => {
-            let y = build(y, t, f, atoms);
-            build(x, t, y, atoms)
+        B::Or(first, second) => {
+            let otherwise = build(second, on_true, on_false, atoms);
+            build(first, on_true, otherwise, atoms)
         }
-        B::Not(x) => build(x, f, t, atoms),
+        B::Not(inner) => build(inner, on_false, on_true, atoms),
     }
 }
 

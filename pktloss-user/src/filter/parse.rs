@@ -209,7 +209,7 @@ pub(crate) fn parse(expr: &str) -> Result<Option<Expr>, FilterError> {
     let mut p = Parser { toks, pos: 0, end: expr.len(), last: None };
     let e = p.or()?;
     if let Some(t) = p.peek_tok() {
-        return Err(p.err_at(t, "expected `and` or `or`"));
+        return Err(Parser::err_at(t, "expected `and` or `or`"));
     }
     Ok(Some(e))
 }
@@ -229,7 +229,7 @@ impl Parser {
         t
     }
 
-    fn err_at(&self, t: &Token, msg: &str) -> FilterError {
+    fn err_at(t: &Token, msg: &str) -> FilterError {
         FilterError { at: t.at, len: t.text.len(), msg: msg.to_owned() }
     }
 
@@ -271,8 +271,8 @@ impl Parser {
                 let e = self.or()?;
                 match self.next() {
                     Some(t) if t.text == ")" => Ok(e),
-                    Some(t) => Err(self.err_at(&t, "expected `)`")),
-                    None => Err(self.err_at(&open, "this `(` is not closed")),
+                    Some(t) => Err(Self::err_at(&t, "expected `)`")),
+                    None => Err(Self::err_at(&open, "this `(` is not closed")),
                 }
             }
             _ => self.prim(),
@@ -297,7 +297,7 @@ impl Parser {
                     "id" => NetnsSpec::Id(self.number("a namespace id (inode number)")?),
                     s if s.starts_with('/') => NetnsSpec::Path(s.to_owned()),
                     s if s.bytes().all(|b| b.is_ascii_digit()) => {
-                        NetnsSpec::Id(s.parse().map_err(|_| self.err_at(&t, "not a namespace id"))?)
+                        NetnsSpec::Id(s.parse().map_err(|_| Self::err_at(&t, "not a namespace id"))?)
                     }
                     s => NetnsSpec::Name(s.to_owned()),
                 };
@@ -306,7 +306,7 @@ impl Parser {
             "dev" | "ifname" => {
                 let t = self.need("a device name")?;
                 if t.text.len() > 15 || t.text.contains('/') {
-                    return Err(self.err_at(&t, "not a device name (at most 15 bytes, no `/`)"));
+                    return Err(Self::err_at(&t, "not a device name (at most 15 bytes, no `/`)"));
                 }
                 return Ok(Term::Dev(t.text));
             }
@@ -356,7 +356,7 @@ impl Parser {
             None if proto.is_none() && dir == Dir::Any => {
                 // A bare value: tcpdump reuses the qualifiers of the primitive before it.
                 let Some(q) = self.last else {
-                    return Err(self.err_at(
+                    return Err(Self::err_at(
                         &tok,
                         "expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, ...)",
                     ));
@@ -367,13 +367,13 @@ impl Parser {
             }
             // `src 10.0.0.1`: a host, as tcpdump takes it.
             None if value_is_addr(&tok.text) => (if tok.text.contains('/') { Kind::Net } else { Kind::Host }, tok),
-            None => return Err(self.err_at(&tok, "expected host, net, port or portrange")),
+            None => return Err(Self::err_at(&tok, "expected host, net, port or portrange")),
         };
         self.last = Some(Quals { proto, dir, kind });
-        self.value(kind, proto, dir, &value)
+        Self::value(kind, proto, dir, &value)
     }
 
-    fn value(&self, kind: Kind, proto: Option<Proto>, dir: Dir, t: &Token) -> Result<Term, FilterError> {
+    fn value(kind: Kind, proto: Option<Proto>, dir: Dir, t: &Token) -> Result<Term, FilterError> {
         let family_ok = |a: &IpAddr| match proto {
             Some(Proto::Ip) => a.is_ipv4(),
             Some(Proto::Ip6) => a.is_ipv6(),
@@ -382,45 +382,45 @@ impl Parser {
         match kind {
             Kind::Host => {
                 let addr: IpAddr =
-                    t.text.parse().map_err(|_| self.err_at(t, "not an IP address (host names are not resolved)"))?;
+                    t.text.parse().map_err(|_| Self::err_at(t, "not an IP address (host names are not resolved)"))?;
                 if !family_ok(&addr) {
-                    return Err(self.err_at(t, "this address is not of the protocol before it"));
+                    return Err(Self::err_at(t, "this address is not of the protocol before it"));
                 }
                 if matches!(proto, Some(Proto::Arp)) {
-                    return Err(self.err_at(t, "arp drops have no addresses pktloss reads"));
+                    return Err(Self::err_at(t, "arp drops have no addresses pktloss reads"));
                 }
                 Ok(Term::Host { proto, dir, addr })
             }
             Kind::Net => {
                 let (a, len) = t.text.split_once('/').unwrap_or((&t.text, ""));
-                let addr: IpAddr = a.parse().map_err(|_| self.err_at(t, "not a network (ADDR/LEN)"))?;
+                let addr: IpAddr = a.parse().map_err(|_| Self::err_at(t, "not a network (ADDR/LEN)"))?;
                 let max = if addr.is_ipv4() { 32 } else { 128 };
                 let prefix: u8 = if len.is_empty() {
                     max
                 } else {
-                    len.parse().ok().filter(|&l| l <= max).ok_or_else(|| self.err_at(t, "bad prefix length"))?
+                    len.parse().ok().filter(|&l| l <= max).ok_or_else(|| Self::err_at(t, "bad prefix length"))?
                 };
                 if !family_ok(&addr) {
-                    return Err(self.err_at(t, "this network is not of the protocol before it"));
+                    return Err(Self::err_at(t, "this network is not of the protocol before it"));
                 }
                 if host_bits(addr, prefix) {
-                    return Err(self.err_at(t, "non-network bits set in this network"));
+                    return Err(Self::err_at(t, "non-network bits set in this network"));
                 }
                 Ok(Term::Net { proto, dir, addr, prefix })
             }
             Kind::Port | Kind::PortRange => {
                 if proto.is_some_and(|p| !matches!(p, Proto::Tcp | Proto::Udp | Proto::Sctp | Proto::Ip | Proto::Ip6)) {
-                    return Err(self.err_at(t, "ports are of tcp, udp and sctp"));
+                    return Err(Self::err_at(t, "ports are of tcp, udp and sctp"));
                 }
-                let num = |s: &str| s.parse::<u16>().map_err(|_| self.err_at(t, "not a port number (0-65535)"));
+                let num = |s: &str| s.parse::<u16>().map_err(|_| Self::err_at(t, "not a port number (0-65535)"));
                 let (lo, hi) = if kind == Kind::Port {
                     let p = num(&t.text)?;
                     (p, p)
                 } else {
-                    let (a, b) = t.text.split_once('-').ok_or_else(|| self.err_at(t, "expected a range LO-HI"))?;
+                    let (a, b) = t.text.split_once('-').ok_or_else(|| Self::err_at(t, "expected a range LO-HI"))?;
                     let (lo, hi) = (num(a)?, num(b)?);
                     if lo > hi {
-                        return Err(self.err_at(t, "the range is empty (LO > HI)"));
+                        return Err(Self::err_at(t, "the range is empty (LO > HI)"));
                     }
                     (lo, hi)
                 };
@@ -431,7 +431,7 @@ impl Parser {
 
     fn number(&mut self, what: &str) -> Result<u32, FilterError> {
         let t = self.need(what)?;
-        t.text.parse().map_err(|_| self.err_at(&t, &format!("expected {what}")))
+        t.text.parse().map_err(|_| Self::err_at(&t, &format!("expected {what}")))
     }
 
     fn ip_proto(&mut self) -> Result<u8, FilterError> {
@@ -439,7 +439,7 @@ impl Parser {
         let by_name = Proto::from_word(t.text.trim_start_matches('\\')).and_then(Proto::l4);
         by_name
             .or_else(|| t.text.parse().ok())
-            .ok_or_else(|| self.err_at(&t, "expected a protocol number (0-255) or tcp, udp, sctp, icmp, icmp6"))
+            .ok_or_else(|| Self::err_at(&t, "expected a protocol number (0-255) or tcp, udp, sctp, icmp, icmp6"))
     }
 }
 
@@ -450,10 +450,10 @@ fn value_is_addr(s: &str) -> bool {
 /// Whether `addr` has bits set past the first `prefix`.
 fn host_bits(addr: IpAddr, prefix: u8) -> bool {
     let (bits, width) = match addr {
-        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32u32),
         IpAddr::V6(a) => (u128::from(a), 128),
     };
-    let prefix = u32::from(prefix);
-    let host = if prefix >= width { 0 } else { (1u128 << (width - prefix)) - 1 };
+    // The low `width - prefix` bits (none past the width, all 128 for ::/0).
+    let host = u128::MAX.checked_shr(128 - width.saturating_sub(u32::from(prefix))).unwrap_or(0);
     bits & host != 0
 }

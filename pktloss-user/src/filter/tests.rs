@@ -39,7 +39,7 @@ fn words(k: &FlowKey, reason: u32, dev: &[u8]) -> [u64; filter_word::COUNT as us
     w[4] = u64::from(k.netns) | u64::from(k.ifindex) << 32;
     w[5] = u64::from(k.reason) | u64::from(k.sport) << 32 | u64::from(k.dport) << 48;
     w[6] = u64::from(k.family) | u64::from(k.l4proto) << 8 | u64::from(k.ethertype) << 16;
-    w[filter_word::REASON as usize] = u64::from(k.reason);
+    w[filter_word::REASON as usize] = u64::from(reason);
     w[filter_word::DEV_NAME_LO as usize] = w8(&name[..8]);
     w[filter_word::DEV_NAME_HI as usize] = w8(&name[8..]);
     derive_filter_words(&mut w);
@@ -223,7 +223,7 @@ fn errors_name_the_word_and_its_column() {
     assert!(FilterSpec::from_words(&[]).expect("empty is fine").is_none());
 }
 
-/// The flows of a real capture (NO_SOCKET and nft drops in namespaces), selected by filters:
+/// The flows of a real capture (`NO_SOCKET` and nft drops in namespaces), selected by filters:
 /// each count is what a plain reading of the flow says.
 #[test]
 fn filters_select_the_flows_of_a_real_capture() {

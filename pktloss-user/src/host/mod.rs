@@ -8,3 +8,4 @@ pub(crate) mod devtx;
 pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod netns;
+pub(crate) mod sockets;

@@ -85,7 +85,11 @@ pub(crate) fn parse_cgroup_path(path: &str) -> CgroupOwner {
     if o.container.is_none()
         && o.pod_uid.is_none()
         && let Some(last) = parts.last()
-        && (last.ends_with(".service") || (last.ends_with(".scope") && !last.starts_with("session-")))
+        && match last.rsplit_once('.') {
+            Some((_, "service")) => true,
+            Some((name, "scope")) => !name.starts_with("session-"),
+            _ => false,
+        }
     {
         o.unit = Some((*last).to_owned());
     }

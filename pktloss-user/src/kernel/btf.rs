@@ -263,6 +263,9 @@ impl KernelBtf {
             sock_net: self.offset_of("sock", &["__sk_common", "skc_net"])?,
             task_comm: self.offset_of("task_struct", &["comm"])?,
             dev_name: self.offset_of("net_device", &["name"])?,
+            sock_socket: self.offset_of("sock", &["sk_socket"])?,
+            sock_state: self.offset_of("sock", &["__sk_common", "skc_state"])?,
+            socket_ino: self.offset_of("socket_alloc", &["vfs_inode"])? + self.offset_of("inode", &["i_ino"])?,
         })
     }
 

@@ -1,5 +1,7 @@
 //! The drill-down overlay (Enter on a row): kernel stacks, sample packets, a cause's evidence
 //! and advice. Pure: [`detail_lines`] builds pre-wrapped lines for a given width.
+use std::fmt::Write as _;
+
 use ratatui::{
     Frame,
     layout::{Alignment, Rect},
@@ -125,7 +127,18 @@ impl Doc {
         reason = "the sample's time since the capture start in seconds for display; exact below 2^53 ns (104 days)"
     )]
     fn sample(&mut self, s: &Sample, d: &Data) {
-        let who = if s.comm.is_empty() { String::new() } else { format!(" {}[{}]", s.comm, s.pid) };
+        let mut who = if s.comm.is_empty() { String::new() } else { format!(" {}[{}]", s.comm, s.pid) };
+        if s.owner_pid != 0 {
+            who = format!(
+                " socket of {}[{}]{}",
+                s.owner_comm,
+                s.owner_pid,
+                if who.is_empty() { String::new() } else { format!(", ran{who}") }
+            );
+        }
+        if !s.tcp_state.is_empty() || !s.tcp_flags.is_empty() {
+            let _ = write!(who, "  tcp {} [{}]", or_dash(&s.tcp_state), s.tcp_flags);
+        }
         let what = if s.family == 0 {
             s.proto.clone()
         } else {
@@ -226,13 +239,7 @@ impl Doc {
 /// Whether a sampled drop is one of the flow's: same packet tuple, namespace and reason (and
 /// location, where flows have one).
 fn sample_of(s: &Sample, f: &FlowCount) -> bool {
-    s.proto == f.proto
-        && s.src == f.src
-        && s.dst == f.dst
-        && s.sport == f.sport
-        && s.dport == f.dport
-        && s.netns == f.netns
-        && f.is(&s.reason, Some(&s.symbol))
+    f.has_sample(s)
 }
 
 /// What a NIC/softnet counter means, for its drill-down.

@@ -1,0 +1,79 @@
+//! Owners of sockets: the process holding a socket open, by the socket's inode number, from
+//! `/proc/*/fd` (what `ss -p` reads), cached and bounded.
+use std::{
+    collections::HashMap,
+    fs,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+/// Most sockets remembered; past it the cache starts over.
+const MAX_SOCKETS: usize = 65_536;
+/// How often the processes' descriptors are listed again for a socket not known.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// Socket inode -> (pid, comm) of a process holding it.
+#[derive(Default)]
+pub(crate) struct SocketOwners {
+    known: HashMap<u64, (u32, String)>,
+    scanned: Option<Instant>,
+}
+
+impl SocketOwners {
+    /// The owner of socket `ino`, listing descriptors again (at most once a second) when it is
+    /// not known. A socket closed before that is not found.
+    pub(crate) fn get(&mut self, ino: u64) -> Option<(u32, String)> {
+        if ino == 0 {
+            return None;
+        }
+        if !self.known.contains_key(&ino) && self.scanned.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
+            self.scan();
+        }
+        self.known.get(&ino).cloned()
+    }
+
+    fn scan(&mut self) {
+        self.scanned = Some(Instant::now());
+        if self.known.len() >= MAX_SOCKETS {
+            self.known.clear();
+        }
+        let me = std::process::id();
+        let Ok(procs) = fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let name = p.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+            let mut comm = None;
+            for fd in fds.flatten() {
+                let Ok(target) = fs::read_link(fd.path()) else { continue };
+                let Some(ino) = socket_inode(&target) else { continue };
+                let comm = comm.get_or_insert_with(|| {
+                    fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("comm"))
+                        .map(|c| c.trim_end().to_owned())
+                        .unwrap_or_default()
+                });
+                self.known.entry(ino).or_insert_with(|| (pid, comm.clone()));
+            }
+        }
+    }
+}
+
+/// The inode of a descriptor's link target `socket:[12345]`.
+fn socket_inode(target: &Path) -> Option<u64> {
+    target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links_give_their_inode() {
+        assert_eq!(socket_inode(Path::new("socket:[4026]")), Some(4026));
+        assert_eq!(socket_inode(Path::new("pipe:[4026]")), None);
+        assert_eq!(socket_inode(Path::new("/dev/null")), None);
+    }
+}
