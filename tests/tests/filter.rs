@@ -78,6 +78,8 @@ fn each_filter_counts_exactly_its_drops() {
     if kernel_has_reasons() {
         cases.push((format!("netns {ns} and reason NO_SOCKET and ( udp || tcp )"), A + B + C + D));
         cases.push((format!("netns {ns} and ! reason no_socket and ( udp || tcp )"), 0));
+        cases.push((format!("netns {ns} and cause no-listener"), A + B + C + D));
+        cases.push((format!("netns {ns} and cause firewall-drop"), 0));
     }
     // The same filter through the classic tracepoint, and with exact counters only (no flows,
     // no detail: the filter runs before both).

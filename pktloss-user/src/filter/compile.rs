@@ -14,6 +14,9 @@ pub(crate) trait Resolve {
     fn netns(&self, spec: &NetnsSpec) -> Result<u32, String>;
     /// The code of a drop reason on the running kernel.
     fn reason(&self, name: &str) -> Result<u32, String>;
+    /// The drop reasons (codes) that make a cause of the diagnosis, each with the IP protocol it
+    /// is limited to (`SOCKET_RCVBUFF` is a UDP or a TCP cause by protocol).
+    fn cause(&self, id: &str) -> Result<Vec<(u32, Option<u8>)>, String>;
 }
 
 /// One test: `lo <= word & mask <= hi`.
@@ -138,6 +141,19 @@ fn prim(p: &Prim, r: &dyn Resolve) -> Result<B, FilterError> {
         Term::Ifindex(i) => B::T(Test::eq(fw::DEV, 0xffff_ffff << 32, u64::from(*i) << 32)),
         Term::Dev(name) => dev_name(name),
         Term::Reason(name) => B::T(Test::eq(fw::REASON, 0xffff_ffff, u64::from(r.reason(name).map_err(err)?))),
+        Term::Cause(id) => {
+            let reasons = r.cause(id).map_err(err)?;
+            let one = |&(code, l4): &(u32, Option<u8>)| {
+                let reason = B::T(Test::eq(fw::REASON, 0xffff_ffff, u64::from(code)));
+                match l4 {
+                    Some(p) => and(reason, B::T(Test::eq(fw::PROTO, 0xff00, u64::from(p) << 8))),
+                    None => reason,
+                }
+            };
+            let mut it = reasons.iter();
+            let first = it.next().map(one).ok_or_else(|| err(format!("cause {id} has no drop reason")))?;
+            it.fold(first, |acc, x| or(acc, one(x)))
+        }
     })
 }
 

@@ -1,5 +1,5 @@
 //! Filters: which drops to count, in tcpdump's words plus pktloss's own (`netns`, `dev`,
-//! `ifindex`, `reason`), compiled to the decision graph the kernel programs walk.
+//! `ifindex`, `reason`, `cause`), compiled to the decision graph the kernel programs walk.
 //!
 //! A drop the filter leaves out costs the kernel program one decode of its flow key and the
 //! walk, and is counted once, as filtered out; nothing else sees it.
@@ -95,5 +95,34 @@ impl Resolve for HostResolver<'_> {
         let upper = name.to_ascii_uppercase();
         let short = upper.strip_prefix("SKB_DROP_REASON_").unwrap_or(&upper);
         self.reasons.code(short).ok_or_else(|| "not a drop reason of this kernel (pktloss reasons)".to_owned())
+    }
+
+    fn cause(&self, id: &str) -> Result<Vec<(u32, Option<u8>)>, String> {
+        use crate::diagnose::taxonomy::{CauseId, cause_for_reason};
+        let cause: CauseId = id.parse().map_err(|_| "not a cause id (see `pktloss diagnose --help`)".to_owned())?;
+        if !self.has_reasons {
+            return Err("this kernel gives no drop reasons (they came in 5.17): causes are told by location".to_owned());
+        }
+        let mut out: Vec<(u32, Option<u8>)> = self
+            .reasons
+            .iter()
+            .filter(|(_, name)| cause_for_reason(name) == Some(cause))
+            .map(|(code, _)| (code, None))
+            .collect();
+        // SOCKET_RCVBUFF is a UDP receiver's full buffer, or TCP memory pressure.
+        let split = match cause {
+            CauseId::UdpRcvbufFull => Some(17),
+            CauseId::SocketMemoryPressure => Some(6),
+            _ => None,
+        };
+        if let (Some(l4), Some(code)) = (split, self.reasons.code("SOCKET_RCVBUFF")) {
+            out.push((code, Some(l4)));
+        }
+        if out.is_empty() {
+            return Err(format!(
+                "{cause} has no drop reason on this kernel (it is found by drop locations or by counters only)"
+            ));
+        }
+        Ok(out)
     }
 }

@@ -127,6 +127,8 @@ pub(crate) enum Term {
     Ifindex(u32),
     /// A drop reason by name (as `pktloss reasons` lists it) or number.
     Reason(String),
+    /// A cause of the diagnosis (`no-listener`): the drop reasons that make it.
+    Cause(String),
 }
 
 #[derive(Clone, Debug)]
@@ -315,6 +317,10 @@ impl Parser {
                 let t = self.need("a drop reason (see `pktloss reasons`)")?;
                 return Ok(Term::Reason(t.text));
             }
+            "cause" => {
+                let t = self.need("a cause id (e.g. no-listener, firewall-drop)")?;
+                return Ok(Term::Cause(t.text));
+            }
             "proto" => return Ok(Term::IpProto { family: None, number: self.ip_proto()? }),
             _ => {}
         }
@@ -358,7 +364,7 @@ impl Parser {
                 let Some(q) = self.last else {
                     return Err(Self::err_at(
                         &tok,
-                        "expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, ...)",
+                        "expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, cause, ...)",
                     ));
                 };
                 proto = q.proto;

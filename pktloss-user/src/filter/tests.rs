@@ -24,6 +24,14 @@ impl Resolve for Fixed {
             _ => Err("not a drop reason of this kernel".to_owned()),
         }
     }
+
+    fn cause(&self, id: &str) -> Result<Vec<(u32, Option<u8>)>, String> {
+        match id {
+            "no-listener" => Ok(vec![(3, None)]),
+            "udp-rcvbuf-full" => Ok(vec![(13, Some(17))]),
+            _ => Err("not a cause id".to_owned()),
+        }
+    }
 }
 
 /// The words the kernel programs test for a drop: as `flow_key` builds them, then derived.
@@ -87,6 +95,10 @@ impl Resolve for Captured {
     fn reason(&self, name: &str) -> Result<u32, String> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, c)| *c).ok_or_else(|| "not in the capture".to_owned())
     }
+
+    fn cause(&self, _: &str) -> Result<Vec<(u32, Option<u8>)>, String> {
+        Err("unused".to_owned())
+    }
 }
 
 fn passes(expr: &str, k: &FlowKey) -> bool {
@@ -136,11 +148,24 @@ fn tcpdump_primitives_select_what_tcpdump_would() {
         ("reason NO_SOCKET", [true, true, true]),
         ("not reason no_socket", [false, false, false]),
         ("reason SKB_DROP_REASON_NETFILTER_DROP or port 80", [false, true, false]),
+        ("cause no-listener", [true, true, true]),
+        ("cause udp-rcvbuf-full", [false, false, false]),
     ];
     for (expr, want) in cases {
         let got = [passes(expr, &udp4), passes(expr, &tcp6), passes(expr, &icmp4)];
         assert_eq!(&got, want, "{expr}");
     }
+}
+
+#[test]
+fn a_cause_is_its_reasons_and_their_protocol() {
+    let mut udp = key("udp", "10.0.0.1", 1, "10.0.0.2", 2);
+    udp.reason = 13;
+    let mut tcp = key("tcp", "10.0.0.1", 1, "10.0.0.2", 2);
+    tcp.reason = 13;
+    assert!(passes("cause udp-rcvbuf-full", &udp));
+    assert!(!passes("cause udp-rcvbuf-full", &tcp));
+    assert!(!passes("cause no-listener", &udp));
 }
 
 #[test]
@@ -193,7 +218,7 @@ fn errors_name_the_word_and_its_column() {
     };
     assert_eq!(
         err("udp and prot 53"),
-        "bad filter `udp and prot 53`: `prot` (column 9): expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, ...)"
+        "bad filter `udp and prot 53`: `prot` (column 9): expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, cause, ...)"
     );
     assert_eq!(err("port 70000"), "bad filter `port 70000`: `70000` (column 6): not a port number (0-65535)");
     assert_eq!(

@@ -95,6 +95,11 @@ impl Lifecycle {
                     for inode in to_read {
                         let Some(ns) = listed_refs.get(&inode) else { continue };
                         let reading = (counters::snapshot(ns), counters::config_checks(ns));
+                        // A namespace deleted while it was read gives a partial reading (its
+                        // tools fail midway): keep the one before.
+                        if netns::inode_of(&ns.path).ok() != Some(inode) {
+                            continue;
+                        }
                         if let Ok(mut s) = shared.lock() {
                             s.last.insert(inode, reading);
                         }
