@@ -90,7 +90,9 @@ fn each_filter_counts_exactly_its_drops() {
             _ => &[&[]],
         };
         for flags in variants {
-            let mut args = vec!["capture", "--format", "json", "--duration", "120s"];
+            // Long enough for the slowest guest to start every instance before the drops (each is
+            // stopped by SIGINT after them).
+            let mut args = vec!["capture", "--format", "json", "--duration", "900s"];
             args.extend_from_slice(flags);
             args.extend(expr.split(' '));
             running.push((
