@@ -115,6 +115,11 @@ impl FlowCount {
         if self.pid == 0 && self.comm.is_empty() { String::new() } else { format!("{}[{}]", self.comm, self.pid) }
     }
 
+    /// The flow's namespace as text: its name when one is known, else its inode.
+    pub(crate) fn netns_text(&self) -> String {
+        if self.netns_name.is_empty() { self.netns.to_string() } else { self.netns_name.clone() }
+    }
+
     /// Whether `s` is a sampled drop of this flow.
     pub(crate) fn has_sample(&self, s: &Sample) -> bool {
         s.proto == self.proto

@@ -99,7 +99,7 @@ impl Sections<'_> {
                 f.proto.clone(),
                 src,
                 dst,
-                if f.netns_name.is_empty() { f.netns.to_string() } else { f.netns_name.clone() },
+                f.netns_text(),
                 dev,
                 f.why().to_owned(),
                 f.process(),

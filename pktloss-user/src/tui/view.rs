@@ -201,11 +201,6 @@ fn kv(spans: &mut Vec<Span<'static>>, label: &str, value: impl Into<String>) {
     spans.push(Span::raw("  "));
 }
 
-/// A flow's namespace: its name when one is known, else its inode.
-fn netns_text(f: &FlowCount) -> String {
-    if f.netns_name.is_empty() { f.netns.to_string() } else { f.netns_name.clone() }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Header and footer
 
@@ -663,7 +658,7 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                     Cell::from(f.proto.clone()),
                     Cell::from(ellipsize(&endpoint(&f.src, f.sport, f.family), cols[1])),
                     Cell::from(ellipsize(&endpoint(&f.dst, f.dport, f.family), cols[2])),
-                    right(ellipsize(&netns_text(f), cols[3])),
+                    right(ellipsize(&f.netns_text(), cols[3])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
                     Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
                     Cell::from(ellipsize(&f.reason, cols[6])),
@@ -674,7 +669,7 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                 Row::new(vec![
                     Cell::from(f.proto.clone()),
                     Cell::from(ellipsize(&flow_cell(f), cols[1])),
-                    right(ellipsize(&netns_text(f), cols[2])),
+                    right(ellipsize(&f.netns_text(), cols[2])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[3])),
                     right(fmt_count(f.count)),
                 ])
