@@ -12,6 +12,10 @@ use std::{
 
 use serde_json::Value;
 
+pub mod bpf;
+pub mod packet;
+pub mod tun;
+
 /// Path of the `pktloss` binary under test (`PKTLOSS_BIN`, else `target/debug/pktloss`).
 pub fn pktloss_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PKTLOSS_BIN") {

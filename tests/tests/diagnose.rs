@@ -820,3 +820,384 @@ fn verify_commands_run_where_they_say() {
     }
     assert!(ran >= 3, "{}", causes(&v));
 }
+
+/// A counter of `/proc/net/netstat`, or 0 where this kernel does not have it.
+fn netstat_or_0(ns: &Netns, table: &str, field: &str) -> u64 {
+    let text = ns.exec(&["cat", "/proc/net/netstat"]);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
+    let Some(i) = rows.first().and_then(|r| r.split_whitespace().position(|n| n == field)) else { return 0 };
+    rows.get(1).and_then(|r| r.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A listening TCP socket in a namespace with the given backlog.
+fn tcp_listen(ns: &Netns, addr: &str, backlog: i32) -> OwnedFd {
+    let sa = sockaddr_in(addr.parse().expect("addr"));
+    ns.run(move || {
+        // SAFETY: plain syscalls on a fresh fd, owned right away.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0);
+            let owned = OwnedFd::from_raw_fd(fd);
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            assert_eq!(libc::bind(fd, (&raw const sa).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t), 0);
+            assert_eq!(libc::listen(fd, backlog), 0);
+            owned
+        }
+    })
+}
+
+/// Accept one connection (blocking).
+fn tcp_accept(listener: &OwnedFd) -> std::net::TcpStream {
+    // SAFETY: a listening socket; the accepted fd is owned right away.
+    unsafe {
+        let fd = libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC);
+        assert!(fd >= 0, "accept: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// A TCP receiver that runs out of receive memory: its socket's `SO_RCVBUF` shrinks to the
+/// minimum under the window it had already offered, and the senders' small segments fill it.
+/// The kernel drops data (`PROTO_MEM`, `TCPRcvQDrop`) and closes the window; the retransmissions
+/// then land beyond it (`BeyondWindow`). One fault: all of it is socket-memory-pressure, counted
+/// once, with advice on the receiver's `SO_RCVBUF` and no tcp-protocol cause.
+#[test]
+fn socket_memory_pressure_names_the_starved_receiver() {
+    if !require_root("socket_memory_pressure") {
+        return;
+    }
+    const CONNS: usize = 10;
+    let (v, (ns, memory, window, _socks)) = diagnose_born(12, |nss| {
+        let i = born(nss, "dsockmem");
+        let ns = &nss[i];
+        let listener = tcp_listen(ns, "127.0.0.1:6021", 64);
+        let clients: Vec<std::net::TcpStream> = ns.run(|| {
+            (0..CONNS)
+                .map(|_| {
+                    let c = std::net::TcpStream::connect("127.0.0.1:6021").expect("connect");
+                    c.set_nodelay(true).expect("nodelay");
+                    c.set_nonblocking(true).expect("nonblocking");
+                    c
+                })
+                .collect()
+        });
+        let servers: Vec<std::net::TcpStream> = (0..CONNS)
+            .map(|_| {
+                let s = tcp_accept(&listener);
+                setsockopt_int(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1024);
+                s
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let chunk = [b'x'; 1000];
+        while Instant::now() < deadline {
+            for mut c in &clients {
+                drop(std::io::Write::write(&mut c, &chunk));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let memory = netstat(ns, "TcpExt", "TCPRcvQDrop") + netstat(ns, "TcpExt", "TCPOFODrop");
+        let window = netstat_or_0(ns, "TcpExt", "BeyondWindow") + netstat(ns, "TcpExt", "TCPZeroWindowDrop");
+        (Gone::of(ns), memory, window, (listener, clients, servers))
+    });
+    assert!(memory >= CONNS as u64, "TcpExt.TCPRcvQDrop + TCPOFODrop +{memory}");
+    let c = top(&v, "socket-memory-pressure");
+    // Every drop once: the memory drops and the window drops they caused, all traced (the
+    // counters were read above while retransmissions went on, so they are a lower bound).
+    assert!(drops(c) >= memory + window, "{} drops, counters +{memory} +{window}: {}", drops(c), causes(&v));
+    assert_eq!(c["event_drops"].as_u64(), Some(drops(c)), "{}", causes(&v));
+    let list = v["causes"].as_array().expect("causes");
+    assert!(list.iter().all(|c| c["id"] != "tcp-protocol"), "window drops counted again: {}", causes(&v));
+    assert_evidence(&v, c, &[&ns.tag, "TcpExt.TCPRcvQDrop"]);
+    if window > 0 {
+        assert_evidence(&v, c, &["connections that ran out of receive memory"]);
+    }
+    assert_advice(&v, c, &[&ns.tag, "receiver on tcp :6021", "SO_RCVBUF"]);
+}
+
+/// Segments far outside an established connection's window (as from a middlebox that rewrites
+/// sequence numbers), made with a raw socket at the connection's own addresses and ports: each
+/// is a TCP protocol drop, counted exactly.
+#[test]
+fn tcp_protocol_out_of_window_segments() {
+    use pktloss_tests::packet;
+    if !require_root("tcp_protocol") {
+        return;
+    }
+    const N: u32 = 40;
+    let (v, (ns, _socks)) = diagnose_born(10, |nss| {
+        let i = born(nss, "dtcpproto");
+        let ns = &nss[i];
+        let listener = tcp_listen(ns, "127.0.0.1:6031", 8);
+        let client = ns.run(|| std::net::TcpStream::connect("127.0.0.1:6031").expect("connect"));
+        let server = tcp_accept(&listener);
+        let seq = packet::tcp_send_seq(client.as_raw_fd());
+        let cport = client.local_addr().expect("local").port();
+        ns.run(move || {
+            let raw = packet::RawSender::new();
+            let lo = std::net::Ipv4Addr::LOCALHOST;
+            for k in 0..N {
+                // A quarter of the sequence space ahead: beyond any window.
+                let s = seq.wrapping_add(1 << 30).wrapping_add(k * 100);
+                raw.send(&packet::tcp(lo, cport, lo, 6031, s, 1, packet::TCP_ACK | packet::TCP_PSH, b"stray data"));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        (Gone::of(ns), (listener, client, server))
+    });
+    let c = top(&v, "tcp-protocol");
+    assert_eq!(c["event_drops"].as_u64(), Some(u64::from(N)), "{}", causes(&v));
+    assert_eq!(drops(c), u64::from(N), "{}", causes(&v));
+    assert_evidence(&v, c, &[&ns.tag, "127.0.0.1:6031"]);
+    assert_advice(&v, c, &["sequence numbers"]);
+}
+
+/// A SYN flood from addresses that never answer, onto a listener with a backlog of 2 and SYN
+/// cookies off: the SYN queue is full and the kernel drops the SYNs (`TCPReqQFullDrop`), freeing
+/// them without a drop event. Counted from the counter, with the advice on the SYN queue.
+#[test]
+fn tcp_syn_queue_full_without_cookies() {
+    use pktloss_tests::packet;
+    if !require_root("tcp_syn_queue_full") {
+        return;
+    }
+    const N: u32 = 100;
+    let (v, (a, full, _listener)) = diagnose_born(10, |nss| {
+        let (ia, ib) = (born(nss, "dsynqa"), born(nss, "dsynqb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        veth("sq", a, b, "10.231.41.1", "10.231.41.2", 30, true);
+        a.exec(&["sysctl", "-qw", "net.ipv4.tcp_syncookies=0"]);
+        // The spoofed sources are routed back through b, which does not forward: no answer.
+        a.exec(&["ip", "route", "add", "10.231.77.0/24", "via", "10.231.41.2"]);
+        let listener = tcp_listen(a, "10.231.41.1:6041", 2);
+        b.run(|| {
+            let raw = packet::RawSender::new();
+            let dst = std::net::Ipv4Addr::new(10, 231, 41, 1);
+            for k in 0..N {
+                let src = std::net::Ipv4Addr::new(10, 231, 77, 1 + (k % 250) as u8);
+                raw.send(&packet::tcp(src, 20000 + k as u16, dst, 6041, k.wrapping_mul(7919), 0, packet::TCP_SYN, b""));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let full = netstat(a, "TcpExt", "TCPReqQFullDrop");
+        (Gone::of(a), full, listener)
+    });
+    assert!(full >= u64::from(N) - 3, "TcpExt.TCPReqQFullDrop +{full}");
+    let c = top(&v, "tcp-syn-queue-full");
+    assert_eq!(drops(c), full, "{}", causes(&v));
+    assert_evidence(&v, c, &[&a.tag, "TcpExt.TCPReqQFullDrop"]);
+    assert_advice(&v, c, &[&a.tag, "tcp_max_syn_backlog"]);
+    assert_advice(&v, c, &[&a.tag, "SYN cookies are off", "tcp_syncookies=1"]);
+}
+
+/// Sum of one column of `/proc/net/stat/nf_conntrack` (per-CPU rows in hex) in a namespace.
+fn conntrack_stat(ns: &Netns, column: &str) -> u64 {
+    let text = ns.exec(&["cat", "/proc/net/stat/nf_conntrack"]);
+    let mut rows = text.lines();
+    let head: Vec<&str> = rows.next().unwrap_or_default().split_whitespace().collect();
+    let i = head.iter().position(|h| *h == column).unwrap_or_else(|| panic!("no column {column}"));
+    rows.filter_map(|r| r.split_whitespace().nth(i).and_then(|v| u64::from_str_radix(v, 16).ok())).sum()
+}
+
+/// The conntrack table full: the limit is host-wide (read-only in a namespace), so the test
+/// lowers it on the host for its duration to what a born namespace then fills with established
+/// connections; the next SYNs find no entry and are dropped (`NETFILTER_DROP`, stats `drop`).
+/// The cause is conntrack, not the firewall, and the advice names the host's knob.
+#[test]
+fn conntrack_table_full_in_a_born_namespace() {
+    if !require_root("conntrack_table_full") {
+        return;
+    }
+    const REFUSED: usize = 30;
+    let host_count: u64 = sh(&["sh", "-c", "cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0"])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // Room for the host's own entries, and a table the namespace fills quickly.
+    let max = host_count + 40;
+    let (v, (a, dropped, _socks)) = {
+        let _g = SysctlGuard::set("net.netfilter.nf_conntrack_max", &max.to_string());
+        diagnose_born(12, |nss| {
+            let (ia, ib) = (born(nss, "dcta"), born(nss, "dctb"));
+            let (a, b) = (&nss[ia], &nss[ib]);
+            veth("ct", a, b, "10.231.42.1", "10.231.42.2", 30, true);
+            a.exec(&["nft", "add table inet pktlct"]);
+            a.exec(&["nft", "add chain inet pktlct input { type filter hook input priority 0 ; policy accept ; }"]);
+            a.exec(&["nft", "add rule inet pktlct input ct state established,related accept"]);
+            let listener = tcp_listen(a, "10.231.42.1:6051", 1024);
+            let dst: SocketAddr = "10.231.42.1:6051".parse().expect("addr");
+            // Established (assured) connections that early_drop may not evict: the table is full.
+            let fill = usize::try_from(max).expect("max");
+            let clients: Vec<std::net::TcpStream> = b.run(move || {
+                (0..fill)
+                    .map_while(|_| std::net::TcpStream::connect_timeout(&dst, Duration::from_millis(500)).ok())
+                    .collect()
+            });
+            let servers: Vec<std::net::TcpStream> = (0..clients.len()).map(|_| tcp_accept(&listener)).collect();
+            b.run(|| {
+                let fds: Vec<OwnedFd> =
+                    (0..REFUSED).map(|_| tcp_connect_nb("10.231.42.1:6051".parse().expect("addr"))).collect();
+                // Closed before the SYN retransmission timer (1 s): one dropped SYN each.
+                std::thread::sleep(Duration::from_millis(300));
+                drop(fds);
+            });
+            let dropped = conntrack_stat(a, "drop");
+            (Gone::of(a), dropped, (listener, clients, servers))
+        })
+    };
+    assert!(dropped >= REFUSED as u64, "conntrack stats drop +{dropped}");
+    let c = top(&v, "conntrack-table-full");
+    assert_eq!(drops(c), dropped, "{}", causes(&v));
+    assert_evidence(&v, c, &[&a.tag, "conntrack count", &format!("of max {max}")]);
+    assert_advice(&v, c, &[&a.tag, "on the host", "sysctl -w net.netfilter.nf_conntrack_max="]);
+    let list = v["causes"].as_array().expect("causes");
+    assert!(list.iter().all(|c| c["id"] != "firewall-drop"), "conntrack drops named a firewall drop: {}", causes(&v));
+}
+
+fn softnet_squeezed() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .expect("softnet_stat")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).and_then(|v| u64::from_str_radix(v, 16).ok()))
+        .sum()
+}
+
+/// The receive softirq out of budget: with `net.core.netdev_budget` at 1 for the flood (restored
+/// after), `net_rx_action` stops with work pending on nearly every run (`time_squeeze`), though no
+/// packet is lost. A signal without drops: named, with the budget advice.
+#[test]
+fn softirq_budget_exhausted_points_at_netdev_budget() {
+    if !require_root("softirq_budget") {
+        return;
+    }
+    let before = softnet_squeezed();
+    let (v, received) = diagnose_born(10, |nss| {
+        let (ia, ib) = (born(nss, "dsqa"), born(nss, "dsqb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        veth("bq", a, b, "10.231.43.1", "10.231.43.2", 30, true);
+        let rx = udp_bound(b, "10.231.43.2:5000");
+        setsockopt_int(rx.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 64 << 20);
+        rx.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut n = 0u64;
+            while rx.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        {
+            let _g = SysctlGuard::set("net.core.netdev_budget", "1");
+            a.run(|| {
+                let s = UdpSocket::bind("10.231.43.1:0").expect("bind");
+                let deadline = Instant::now() + Duration::from_secs(1);
+                // Paced (~100k/s): the per-CPU backlog must not overflow, only the budget run out.
+                for i in 0..200_000u32 {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    drop(s.send_to(&[0u8; 16], "10.231.43.2:5000"));
+                    if i % 50 == 49 {
+                        std::thread::sleep(Duration::from_micros(400));
+                    }
+                }
+            });
+        }
+        reader.join().expect("reader")
+    });
+    let squeezed = softnet_squeezed() - before;
+    assert!(received > 1000, "received {received}");
+    assert!(squeezed >= 10, "time_squeeze +{squeezed}");
+    let c = top(&v, "softirq-budget-exhausted");
+    assert_evidence(&v, c, &["[host-wide softnet_stat] time_squeeze +"]);
+    assert_advice(&v, c, &["sysctl -w net.core.netdev_budget="]);
+}
+
+/// A tc ingress program that drops everything (two BPF instructions, loaded and pinned by the
+/// test, attached with `tc filter ... bpf da pinned`): `TC_INGRESS` events and the same packets in
+/// the clsact qdisc's counter, counted once under the program.
+#[test]
+fn tc_program_drops_are_counted_once() {
+    if !require_root("bpf_or_tc_program") {
+        return;
+    }
+    const N: usize = 60;
+    let prog = pktloss_tests::bpf::PinnedDropProgram::load();
+    let pinned = prog.path.to_string_lossy().into_owned();
+    let (v, (a, va)) = diagnose_born(10, |nss| {
+        let (ia, ib) = (born(nss, "dtca"), born(nss, "dtcb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        // No IPv6: its link chatter would meet the program too.
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        let (va, _vb) = veth("tc", a, b, "10.231.44.1", "10.231.44.2", 30, true);
+        a.exec(&["tc", "qdisc", "add", "dev", &va, "clsact"]);
+        a.exec(&["tc", "filter", "add", "dev", &va, "ingress", "bpf", "da", "pinned", &pinned]);
+        b.send_udp("10.231.44.1:5000".parse().expect("addr"), N);
+        std::thread::sleep(Duration::from_millis(200));
+        (Gone::of(a), va)
+    });
+    drop(prog);
+    let c = top(&v, "bpf-or-tc-program");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_eq!(c["event_drops"].as_u64(), Some(N as u64), "{}", causes(&v));
+    assert_evidence(&v, c, &[&a.tag, "clsact", &va]);
+    assert_advice(&v, c, &[&a.tag, &format!("tc filter show dev {va} ingress")]);
+    let list = v["causes"].as_array().expect("causes");
+    assert!(list.iter().all(|c| c["id"] != "qdisc-drop"), "clsact counted as a queue: {}", causes(&v));
+}
+
+/// Loss outside the host: two namespaces joined by TUN devices and a relay in the test that
+/// loses every 25th TCP data packet. The kernel traced no drop (the relay read the packets), yet
+/// the sender retransmits: external-loss, with the path advice toward the peer.
+#[test]
+fn external_loss_from_a_lossy_path() {
+    use pktloss_tests::tun;
+    if !require_root("external_loss") {
+        return;
+    }
+    let (v, lost) = diagnose_born(12, |nss| {
+        let (ia, ib) = (born(nss, "dexta"), born(nss, "dextb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        let pid = std::process::id();
+        let (ta, tb) = (format!("pla{pid}"), format!("plb{pid}"));
+        let fa = {
+            let n = ta.clone();
+            a.run(move || tun::open(&n))
+        };
+        let fb = {
+            let n = tb.clone();
+            b.run(move || tun::open(&n))
+        };
+        a.exec(&["ip", "addr", "add", "10.231.45.1", "peer", "10.231.45.2", "dev", &ta]);
+        b.exec(&["ip", "addr", "add", "10.231.45.2", "peer", "10.231.45.1", "dev", &tb]);
+        a.exec(&["ip", "link", "set", &ta, "up"]);
+        b.exec(&["ip", "link", "set", &tb, "up"]);
+        let relay = tun::Relay::start(fa, fb, 25);
+        let listener = tcp_listen(b, "10.231.45.2:6061", 8);
+        let sink = std::thread::spawn(move || {
+            let mut s = tcp_accept(&listener);
+            drop(std::io::copy(&mut s, &mut std::io::sink()));
+        });
+        a.run(|| {
+            let mut c = std::net::TcpStream::connect("10.231.45.2:6061").expect("connect");
+            c.set_write_timeout(Some(Duration::from_secs(3))).expect("timeout");
+            let chunk = vec![7u8; 64 << 10];
+            let deadline = Instant::now() + Duration::from_secs(2);
+            for _ in 0..48 {
+                if Instant::now() >= deadline || std::io::Write::write_all(&mut c, &chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        drop(sink.join());
+        let lost = relay.lost();
+        drop(relay);
+        lost
+    });
+    assert!(lost >= 5, "the relay lost {lost} packets");
+    let c = top(&v, "external-loss");
+    assert_evidence(&v, c, &["not explained by any local drop"]);
+    assert_advice(&v, c, &["mtr -rwc 100 10.231.45.2"]);
+}

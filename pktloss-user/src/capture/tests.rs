@@ -13,7 +13,7 @@ use super::{
 };
 use crate::testdata::sample_capture;
 use crate::{
-    diagnose::{Cause, CauseId, Explained},
+    diagnose::{Cause, CauseId, Conn, Explained},
     model::*,
     render::{
         pcapng::{pcapng_bytes, write_pcapng},
@@ -515,25 +515,39 @@ fn causes_for_drops() {
         reason: reason.into(),
         proto: proto.map(Into::into),
         symbol: symbol.map(Into::into),
+        flows: Vec::new(),
         drops: 1,
     };
+    let starved = Conn { netns: 7, src: "10.0.0.1".into(), sport: 40000, dst: "10.0.0.2".into(), dport: 5001 };
     let d = Diagnosis {
         causes: vec![
             Cause { explanation: "why".into(), verify: vec!["ss -uam".into()], ..cause(CauseId::UdpRcvbufFull) },
             cause(CauseId::SocketMemoryPressure),
             cause(CauseId::FirewallDrop),
             cause(CauseId::Routing),
+            cause(CauseId::TcpProtocol),
         ],
         explained: vec![
             explained(CauseId::UdpRcvbufFull, "SOCKET_RCVBUFF", Some("udp"), None),
             explained(CauseId::SocketMemoryPressure, "SOCKET_RCVBUFF", Some("tcp"), None),
             explained(CauseId::FirewallDrop, "NOT_SPECIFIED", None, Some("nf_hook_slow+0x1")),
             explained(CauseId::Routing, "NOT_SPECIFIED", None, Some("ip_error+0x2")),
+            explained(CauseId::TcpProtocol, "TCP_INVALID_END_SEQUENCE", None, None),
+            Explained {
+                flows: vec![starved.clone()],
+                ..explained(CauseId::SocketMemoryPressure, "TCP_INVALID_END_SEQUENCE", Some("tcp"), None)
+            },
         ],
         reconciliation: vec!["udp-rcvbuf-full: ok".into()],
         unavailable: vec!["conntrack: not loaded".into()],
     };
-    let id = |r, p, s| d.cause_for_drop(r, p, s).map(|c| c.id);
+    let other = Conn { sport: 40001, ..starved.clone() };
+    let id = |r, p, s| d.cause_for_drop(r, p, s, &other).map(|c| c.id);
+    // Limited to connections: those connections only, before any wider assignment.
+    let on =
+        |c: &Conn| d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x1", c).map(|c| c.id);
+    assert_eq!(on(&starved), Some(CauseId::SocketMemoryPressure));
+    assert_eq!(on(&other), Some(CauseId::TcpProtocol));
     assert_eq!(id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"), Some(CauseId::UdpRcvbufFull));
     assert_eq!(id("SOCKET_RCVBUFF", "tcp", "tcp_data_queue+0x9"), Some(CauseId::SocketMemoryPressure));
     // By the function of the location, whatever the offset.

@@ -1,7 +1,7 @@
 //! Configuration checks: evidence and concrete advice for the causes already selected (listeners,
 //! firewall rules, buffers, queues, routes, neighbours, devices...), from each namespace's
 //! configuration.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     CauseId,
@@ -454,7 +454,55 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
             cx.sysctl_str(d.netns, "net.core.rmem_max")
         ));
     }
-    cx.add(id, ev, Vec::new());
+    let mut adv = Vec::new();
+    if id == CauseId::SocketMemoryPressure {
+        // The TCP receivers that ran out of receive memory, by namespace and port, with the
+        // process that owns the socket where the samples found it.
+        let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
+        for f in drop_flows(cx, &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"])
+            .into_iter()
+            .filter(|f| f.proto == "tcp")
+        {
+            receivers.entry((f.netns, f.dport)).or_default().0 += f.count;
+        }
+        for x in cx.input.summary.samples.iter().filter(|x| x.proto == "tcp" && x.owner_pid != 0) {
+            if let Some(r) = receivers.get_mut(&(x.netns, x.dport)) {
+                r.1.insert(format!("{}[{}]", x.owner_comm, x.owner_pid));
+            }
+        }
+        let mut top: Vec<_> = receivers.into_iter().collect();
+        top.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
+        for ((netns, port), (n, owners)) in top.iter().take(3) {
+            let who = if owners.is_empty() {
+                "the program".to_owned()
+            } else {
+                owners.iter().take(2).cloned().collect::<Vec<_>>().join(", ")
+            };
+            let rmem: Vec<u64> = cx
+                .sysctl(*netns, "net.ipv4.tcp_rmem")
+                .map(|(v, _)| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+                .unwrap_or_default();
+            let raise = match rmem.as_slice() {
+                [min, def, max] => format!(
+                    "; otherwise raise the maximum of tcp_rmem (`{}sysctl -w net.ipv4.tcp_rmem='{min} {def} {}'`)",
+                    cx.in_ns(*netns),
+                    max.saturating_mul(2)
+                ),
+                _ => String::new(),
+            };
+            adv.push(format!(
+                "{} the receiver on tcp :{port} ({who}) ran out of receive memory ({n} drops): if it sets SO_RCVBUF, remove the setting (a fixed SO_RCVBUF turns off receive-buffer autotuning) or raise it{raise}; and have it read faster.",
+                cx.tag(*netns),
+            ));
+        }
+        if cx.input.deltas.iter().any(|d| d.counter("TcpExt.TCPMemoryPressures") > 0) {
+            adv.push(format!(
+                "TCP reached its host-wide memory limit (TcpExt.TCPMemoryPressures; {}): raise it on the host (`sysctl -w net.ipv4.tcp_mem='LOW PRESSURE HIGH'`, in pages) or find the sockets holding memory (`ss -tm`).",
+                cx.sysctl_str(cx.host().map_or(0, |h| h.netns), "net.ipv4.tcp_mem")
+            ));
+        }
+    }
+    cx.add(id, ev, adv);
 }
 
 fn rps_summary(c: &ConfigChecks) -> (Vec<String>, Vec<String>) {
@@ -638,7 +686,8 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &reasons);
     // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
     // (assigned here by location): match those flows against the drop routes too.
-    let by_location = cx.acc.get(&CauseId::Routing).is_some_and(|a| a.events.iter().any(|e| e.0 == "NOT_SPECIFIED"));
+    let by_location =
+        cx.acc.get(&CauseId::Routing).is_some_and(|a| a.events.iter().any(|e| e.reason == "NOT_SPECIFIED"));
     let unspecified = if by_location { drop_flows(cx, &["NOT_SPECIFIED"]) } else { Vec::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();

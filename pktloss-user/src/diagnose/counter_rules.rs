@@ -49,9 +49,14 @@ const COUNTER_RULES: &[CounterRule] = &[
     rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesSent", Role::Select, 1),
     rule(CauseId::TcpSynQueueFull, "TcpExt.SyncookiesFailed", Role::Evidence, 1),
     rule(CauseId::TcpBacklogOverflow, "TcpExt.TCPBacklogDrop", Role::Drop, 1),
+    // TCPRcvQDrop and TCPOFODrop count the data TCP drops for want of receive memory (traced as
+    // PROTO_MEM): in order and out of order.
     rule(CauseId::SocketMemoryPressure, "TcpExt.TCPRcvQDrop", Role::Drop, 1),
-    rule(CauseId::SocketMemoryPressure, "TcpExt.RcvPruned", Role::Drop, 1),
-    rule(CauseId::SocketMemoryPressure, "TcpExt.OfoPruned", Role::Drop, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.TCPOFODrop", Role::Drop, 1),
+    // Prunes, not packets: a failed prune precedes a drop counted above (or traced as
+    // TCP_OFO_QUEUE_PRUNE).
+    rule(CauseId::SocketMemoryPressure, "TcpExt.RcvPruned", Role::Evidence, 1),
+    rule(CauseId::SocketMemoryPressure, "TcpExt.OfoPruned", Role::Evidence, 1),
     rule(CauseId::SocketMemoryPressure, "Udp.MemErrors", Role::Drop, 1),
     rule(CauseId::SocketMemoryPressure, "Udp6.MemErrors", Role::Drop, 1),
     rule(CauseId::SocketMemoryPressure, "TcpExt.TCPMemoryPressures", Role::Select, 1),
@@ -78,7 +83,6 @@ const COUNTER_RULES: &[CounterRule] = &[
     rule(CauseId::MtuFragmentation, "Ip6.ReasmFails", Role::Drop, 1),
     rule(CauseId::MtuFragmentation, "Ip6.InTooBigErrors", Role::Drop, 1),
     rule(CauseId::MtuFragmentation, "Ip.ReasmTimeout", Role::Evidence, 1),
-    rule(CauseId::TcpProtocol, "TcpExt.TCPOFODrop", Role::Drop, MIN_TCP_PROTOCOL),
     rule(CauseId::TcpProtocol, "TcpExt.TCPZeroWindowDrop", Role::Drop, MIN_TCP_PROTOCOL),
     rule(CauseId::TcpProtocol, "TcpExt.PAWSEstab", Role::Drop, MIN_TCP_PROTOCOL),
     rule(CauseId::TcpProtocol, "TcpExt.BeyondWindow", Role::Drop, MIN_TCP_PROTOCOL),
@@ -428,20 +432,21 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     if total < MIN_EXTERNAL_RETRANS {
         return;
     }
-    // Retransmitted flows that have local drops on the same 4-tuple (either direction).
-    let matched: u64 = s
-        .retransmits
-        .flows
-        .iter()
-        .filter(|r| {
-            s.flows.iter().any(|f| {
-                f.proto == "tcp"
-                    && ((f.src == r.src && f.sport == r.sport && f.dst == r.dst && f.dport == r.dport)
-                        || (f.src == r.dst && f.sport == r.dport && f.dst == r.src && f.dport == r.sport))
-            })
-        })
-        .map(|r| r.count)
-        .sum();
+    // Retransmissions that local drops on the same connection (either direction) explain: a
+    // dropped segment explains its retransmission, not every retransmission of the connection.
+    let conn = |a: &str, ap: u16, b: &str, bp: u16| {
+        if (a, ap) <= (b, bp) { (a.to_owned(), ap, b.to_owned(), bp) } else { (b.to_owned(), bp, a.to_owned(), ap) }
+    };
+    let mut by_conn: std::collections::BTreeMap<_, (u64, u64)> = std::collections::BTreeMap::new();
+    for r in &s.retransmits.flows {
+        by_conn.entry(conn(&r.src, r.sport, &r.dst, r.dport)).or_default().0 += r.count;
+    }
+    for f in s.flows.iter().filter(|f| f.proto == "tcp") {
+        if let Some(e) = by_conn.get_mut(&conn(&f.src, f.sport, &f.dst, f.dport)) {
+            e.1 += f.count;
+        }
+    }
+    let matched: u64 = by_conn.values().map(|(retrans, dropped)| (*retrans).min(*dropped)).sum();
     // Local TCP drops on any tuple (NAT may hide the match) and drops at layers that do not
     // know the protocol (qdisc, NIC, backlog, ...) may explain retransmissions too.
     let tcp_flow_drops: u64 = s.flows.iter().filter(|f| f.proto == "tcp").map(|f| f.count).sum();

@@ -6,7 +6,7 @@ use super::{
     Cause, CauseId, Diagnosis, DiagnosisInput, Explained,
     checks::config_findings,
     counter_rules::{counter_signals, counters_only_why, external_loss},
-    events::{assign_events, event_evidence},
+    events::{assign_events, claimed, event_evidence, memory_window, shows},
     taxonomy,
     template::Fill,
 };
@@ -22,8 +22,9 @@ pub(super) struct Acc {
     pub(super) evidence: Vec<String>,
     pub(super) advice: Vec<String>,
     pub(super) netns: BTreeSet<u32>,
-    /// (reason, protocol filter, symbol filter) of the events assigned here.
-    pub(super) events: Vec<(String, Option<&'static str>, Option<String>, u64)>,
+    /// The events assigned here (reason, and the protocol, location or connections they are
+    /// limited to).
+    pub(super) events: Vec<Explained>,
     /// Counter keys seen (for reconciliation): counters for this cause were readable.
     pub(super) counter_seen: bool,
 }
@@ -147,27 +148,17 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
 
     let benign = assign_events(&mut cx);
     counter_signals(&mut cx);
+    memory_window(&mut cx);
     external_loss(&mut cx);
     event_evidence(&mut cx);
     config_findings(&mut cx);
 
     // Which cause explains which traced drops.
-    let mut assignments: Vec<Explained> = cx
-        .acc
-        .iter()
-        .flat_map(|(id, a)| {
-            a.events.iter().map(|(reason, proto, symbol, n)| Explained {
-                cause: *id,
-                reason: reason.clone(),
-                proto: proto.map(str::to_owned),
-                symbol: symbol.clone(),
-                drops: *n,
-            })
-        })
-        .collect();
+    let mut assignments: Vec<Explained> = cx.acc.values().flat_map(|a| a.events.iter().cloned()).collect();
     assignments.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.cause.cmp(&b.cause)));
 
     // Build, reconcile, rank.
+    let taken = claimed(&cx);
     let mut causes = Vec::new();
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
@@ -232,16 +223,8 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
         }
         // The taxonomy's generic lines, made concrete from the largest flow of this cause's
         // drops and run in its namespace; a line that cannot be made concrete is left out.
-        let flow = input
-            .summary
-            .flows
-            .iter()
-            .filter(|f| {
-                a.events.iter().any(|(reason, proto, symbol, _)| {
-                    f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p)
-                })
-            })
-            .max_by_key(|f| f.count);
+        let flow =
+            input.summary.flows.iter().filter(|f| a.events.iter().any(|e| shows(e, f, &taken))).max_by_key(|f| f.count);
         let namespaces: Vec<u32> = a.netns.iter().copied().filter(|n| *n != 0).collect();
         let in_ns = match namespaces.as_slice() {
             [one] => cx.in_ns(*one),

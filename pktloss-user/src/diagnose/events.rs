@@ -1,8 +1,9 @@
 //! Event rules: every traced drop reason assigned to one cause (by reason, by protocol for
 //! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CauseId, engine::Ctx, taxonomy};
+use super::{CauseId, Conn, Explained, engine::Ctx, taxonomy};
+use crate::model::FlowCount;
 
 /// Map every drop reason of the summary to a cause. Returns the benign (teardown) drops.
 pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
@@ -146,17 +147,153 @@ pub(super) fn push_event(
     a.event_drops += n;
     a.selected = true;
     a.netns.extend(flows_ns);
-    a.events.push((reason.to_owned(), proto, symbol, n));
+    a.events.push(Explained {
+        cause: id,
+        reason: reason.to_owned(),
+        proto: proto.map(str::to_owned),
+        symbol,
+        flows: Vec::new(),
+        drops: n,
+    });
+}
+
+/// TCP drop reasons of segments outside the receive window.
+const WINDOW_REASONS: &[&str] =
+    &["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];
+/// TCP drop reasons of data dropped for want of receive memory.
+const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
+/// Counters of the segments outside the receive window.
+const WINDOW_COUNTERS: &[&str] = &["TcpExt.BeyondWindow", "TcpExt.TCPZeroWindowDrop"];
+
+/// A TCP receiver that runs out of receive memory drops data (`PROTO_MEM`) and closes its
+/// window; the sender's retransmissions then land beyond that window and are dropped as
+/// `TCP_INVALID_END_SEQUENCE` (`TCP_ZEROWINDOW`, ...), counted in `BeyondWindow`. On the
+/// connections that had memory drops, those window drops are the same fault: they move from
+/// tcp-protocol to socket-memory-pressure, events and counters both, so that no drop is counted
+/// twice and the cause is named by what started it.
+pub(super) fn memory_window(cx: &mut Ctx<'_>) {
+    let s = cx.input.summary;
+    let starved: BTreeSet<Conn> = s
+        .flows
+        .iter()
+        .filter(|f| f.proto == "tcp" && f.count > 0 && MEMORY_REASONS.contains(&f.reason.as_str()))
+        .map(Conn::of)
+        .collect();
+    if starved.is_empty() || cx.acc.get(&CauseId::SocketMemoryPressure).is_none_or(|a| a.event_drops == 0) {
+        return;
+    }
+    // Window drops on those connections, by reason.
+    let mut found: BTreeMap<&str, (u64, BTreeSet<Conn>)> = BTreeMap::new();
+    for f in s.flows.iter().filter(|f| f.proto == "tcp" && WINDOW_REASONS.contains(&f.reason.as_str())) {
+        let c = Conn::of(f);
+        if starved.contains(&c) {
+            let e = found.entry(f.reason.as_str()).or_default();
+            e.0 += f.count;
+            e.1.insert(c);
+        }
+    }
+    let Some(tp) = cx.acc.get_mut(&CauseId::TcpProtocol) else { return };
+    let mut moved = Vec::new();
+    for (reason, (n, conns)) in found {
+        let Some(e) = tp.events.iter_mut().find(|e| e.reason == reason && e.symbol.is_none() && e.flows.is_empty())
+        else {
+            continue;
+        };
+        let k = n.min(e.drops);
+        e.drops -= k;
+        tp.event_drops -= k;
+        if k > 0 {
+            moved.push((reason, k, conns));
+        }
+    }
+    tp.events.retain(|e| e.drops > 0);
+    if moved.is_empty() {
+        return;
+    }
+    // The same segments in the counters of their namespaces.
+    let total: u64 = moved.iter().map(|m| m.1).sum();
+    let mut ctr_lines = Vec::new();
+    let mut ctr_moved = 0;
+    let namespaces: BTreeSet<u32> = moved.iter().flat_map(|m| m.2.iter().map(|c| c.netns)).collect();
+    for d in cx.input.deltas.iter().filter(|d| namespaces.contains(&d.netns) && !d.no_baseline) {
+        let in_ns: u64 = moved.iter().flat_map(|m| &m.2).filter(|c| c.netns == d.netns).count() as u64;
+        let ctr: u64 = WINDOW_COUNTERS.iter().map(|k| d.counter(k)).sum();
+        if in_ns == 0 || ctr == 0 {
+            continue;
+        }
+        let events_ns: u64 = s
+            .flows
+            .iter()
+            .filter(|f| {
+                f.netns == d.netns && WINDOW_REASONS.contains(&f.reason.as_str()) && starved.contains(&Conn::of(f))
+            })
+            .map(|f| f.count)
+            .sum();
+        let sub = ctr.min(events_ns);
+        ctr_moved += sub;
+        let shown: Vec<String> =
+            WINDOW_COUNTERS.iter().filter(|k| d.counter(k) > 0).map(|k| format!("{k} +{}", d.counter(k))).collect();
+        ctr_lines.push(format!(
+            "{} {}: {sub} of them are these segments beyond the closed window",
+            cx.tag(d.netns),
+            shown.join(", ")
+        ));
+    }
+    let tp = cx.a(CauseId::TcpProtocol);
+    tp.counter_drops = tp.counter_drops.saturating_sub(ctr_moved);
+    tp.score = tp.score.saturating_sub(ctr_moved);
+    if tp.event_drops == 0 && tp.counter_drops == 0 {
+        tp.selected = false;
+    }
+    let a = cx.a(CauseId::SocketMemoryPressure);
+    a.counter_drops += ctr_moved;
+    a.score += total;
+    for (reason, k, conns) in moved {
+        let n = conns.len();
+        a.ev(format!(
+            "events: {k} drops with reason {reason} on the {n} connection{} that ran out of receive memory: the sender's segments beyond the window the receiver closed (the same fault, counted here and not as tcp-protocol)",
+            if n == 1 { "" } else { "s" }
+        ));
+        a.event_drops += k;
+        a.events.push(Explained {
+            cause: CauseId::SocketMemoryPressure,
+            reason: reason.to_owned(),
+            proto: Some("tcp".to_owned()),
+            symbol: None,
+            flows: conns.into_iter().collect(),
+            drops: k,
+        });
+    }
+    for l in ctr_lines {
+        a.ev(l);
+    }
+}
+
+/// The (reason, connection) pairs that an assignment limited to connections took: an
+/// assignment of the same reason without that limit does not show them.
+pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Conn)> {
+    cx.acc
+        .values()
+        .flat_map(|a| &a.events)
+        .flat_map(|e| e.flows.iter().map(|c| (e.reason.clone(), c.clone())))
+        .collect()
+}
+
+/// Whether flow `f` is among the drops of assignment `e`, and not taken by a narrower one.
+pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Conn)>) -> bool {
+    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.clone(), Conn::of(f))))
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
 pub(super) fn event_evidence(cx: &mut Ctx<'_>) {
     let s = cx.input.summary;
+    let taken = claimed(cx);
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
         let events = cx.acc.get(&id).map(|a| a.events.clone()).unwrap_or_default();
         let mut lines = Vec::new();
-        for (reason, proto, symbol, n) in &events {
+        for e in &events {
+            let (reason, proto, symbol, n) = (&e.reason, e.proto.as_deref(), &e.symbol, e.drops);
             let locs: Vec<String> = s
                 .locations
                 .iter()
@@ -172,18 +309,16 @@ pub(super) fn event_evidence(cx: &mut Ctx<'_>) {
                 format!(" at {}", locs.join(", "))
             };
             let on = proto.map(|p| format!(" on {p}")).unwrap_or_default();
-            if reason == crate::decode::reasons::NO_REASON {
+            if !e.flows.is_empty() {
+                // Said by the rule that limited it to these connections.
+            } else if reason == crate::decode::reasons::NO_REASON {
                 lines.push(format!(
                     "events: {n} drops{on}{at}; this kernel gives no drop reasons (before 5.17): classified by the drop location"
                 ));
             } else {
                 lines.push(format!("events: {n} drops with reason {reason}{on}{at}"));
             }
-            let mut flows: Vec<_> = s
-                .flows
-                .iter()
-                .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p))
-                .collect();
+            let mut flows: Vec<_> = s.flows.iter().filter(|f| shows(e, f, &taken)).collect();
             flows.sort_by_key(|f| std::cmp::Reverse(f.count));
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };

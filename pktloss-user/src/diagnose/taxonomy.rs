@@ -402,18 +402,18 @@ pub(crate) const CAUSES: &[CauseInfo] = &[
         explanation: "The socket's receive memory or the protocol-wide memory limit (tcp_mem, udp_mem) was exceeded, so data was dropped or queues were pruned (TCPRcvQDrop, RcvPruned, OfoPruned, PROTO_MEM). Slow readers with large windows, or too many sockets holding data.",
         signals: &[
             "drop reasons PROTO_MEM, TCP_OFO_QUEUE_PRUNE, SOCKET_RCVBUFF on TCP",
-            "TcpExt.TCPRcvQDrop, RcvPruned, OfoPruned, TCPMemoryPressures, Udp.MemErrors increasing",
+            "TcpExt.TCPRcvQDrop, TCPOFODrop, RcvPruned, OfoPruned, TCPMemoryPressures, Udp.MemErrors increasing",
         ],
         reasons: &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE"],
         checks: &[
-            "nstat -az TcpExtTCPRcvQDrop TcpExtRcvPruned TcpExtOfoPruned TcpExtTCPMemoryPressures UdpMemErrors",
+            "nstat -az TcpExtTCPRcvQDrop TcpExtTCPOFODrop TcpExtRcvPruned TcpExtOfoPruned TcpExtTCPMemoryPressures UdpMemErrors",
             "cat /proc/net/sockstat (mem vs tcp_mem)",
             "sysctl net.ipv4.tcp_mem net.ipv4.udp_mem net.ipv4.tcp_rmem",
         ],
         remediation: &[
             "Raise net.ipv4.tcp_rmem/tcp_mem (TCP) or net.ipv4.udp_mem (UDP) and net.core.rmem_max; make the application read faster; avoid tiny SO_RCVBUF settings.",
         ],
-        verify: &["nstat -az TcpExtTCPRcvQDrop TcpExtRcvPruned (stop increasing)", "cat /proc/net/sockstat"],
+        verify: &["nstat -az TcpExtTCPRcvQDrop TcpExtTCPOFODrop (stop increasing)", "cat /proc/net/sockstat"],
     },
     CauseInfo {
         id: CauseId::SoftnetBacklogFull,
@@ -591,19 +591,19 @@ pub(crate) const CAUSES: &[CauseInfo] = &[
         title: "TCP protocol-level drops (window, sequence, PAWS, out-of-order)",
         explanation: "TCP discarded segments that did not fit the connection's state: outside the receive window, old or duplicate data, zero window, PAWS timestamp checks, invalid sequence or ACK numbers, or out-of-order queue limits. A few are normal (retransmitted duplicates); many indicate reordering, middleboxes rewriting sequence numbers or timestamps, or an overloaded receiver.",
         signals: &[
-            "drop reasons TCP_* (other than listen overflow / OFO prune)",
-            "TcpExt.TCPOFODrop, TCPZeroWindowDrop, PAWSEstab, BeyondWindow increasing",
+            "drop reasons TCP_* (other than listen overflow / OFO prune; window drops on connections that ran out of receive memory are socket-memory-pressure)",
+            "TcpExt.TCPZeroWindowDrop, PAWSEstab, BeyondWindow increasing",
         ],
         reasons: &["TCP_*", "TCP_DROP"],
         checks: &[
-            "nstat -az | grep -E 'TcpExt(TCPOFODrop|TCPZeroWindowDrop|PAWSEstab|BeyondWindow)'",
+            "nstat -az | grep -E 'TcpExt(TCPZeroWindowDrop|PAWSEstab|BeyondWindow)'",
             "ss -tin (rcv_space, rwnd, reordering)",
             "tcpdump -i DEV -nn port PORT (sequence numbers, window, retransmissions)",
         ],
         remediation: &[
             "Find what disturbs the stream: make the receiver read faster (zero window), enlarge tcp_rmem for high BDP, look for middleboxes rewriting sequence numbers or timestamps (PAWS; try net.ipv4.tcp_timestamps only as a test), reduce reordering in the path.",
         ],
-        verify: &["nstat -az TcpExtTCPOFODrop TcpExtTCPZeroWindowDrop TcpExtPAWSEstab (stop increasing)"],
+        verify: &["nstat -az TcpExtBeyondWindow TcpExtTCPZeroWindowDrop TcpExtPAWSEstab (stop increasing)"],
     },
     CauseInfo {
         id: CauseId::BpfOrTcProgram,

@@ -9,7 +9,7 @@ use crate::{
         self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats,
         SoftnetCpu, UdpSocket, parse,
     },
-    model::{FlowCount, LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
+    model::{LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
 };
 
 const HOST: u32 = 4026531840;
@@ -197,7 +197,7 @@ fn idle_baseline_gives_no_cause() {
     h.snmp.insert("Ip.InReceives".into(), 45);
     h.netstat.insert("TcpExt.TCPHPAcks".into(), 12);
     h.netstat.insert("TcpExt.DelayedACKs".into(), 3);
-    h.netstat.insert("TcpExt.TCPOFODrop".into(), 1);
+    h.netstat.insert("TcpExt.TCPOFOQueue".into(), 1);
     h.netstat.insert("TcpExt.ListenDrops".into(), 0);
     h.devices.push(DeviceStats { name: "ifb0".into(), operstate: "DOWN".into(), ..Default::default() });
     h.devices.push(DeviceStats { name: "eth0".into(), up: true, lower_up: true, rx_packets: 40, ..Default::default() });
@@ -467,11 +467,60 @@ fn tcp_backlog_overflow() {
 
 #[test]
 fn socket_memory_pressure() {
+    // Each failed prune (RcvPruned) comes before a drop that TCPRcvQDrop counts: one drop.
     let s = summary(&[("PROTO_MEM", 4)]);
-    let causes = run(&s, &[host_delta(), ns_delta(&[("TcpExt.RcvPruned", 10), ("TcpExt.PruneCalled", 30)])], &[]);
+    let counters =
+        [("TcpExt.TCPRcvQDrop", 3), ("TcpExt.TCPOFODrop", 1), ("TcpExt.RcvPruned", 4), ("TcpExt.PruneCalled", 30)];
+    let causes = run(&s, &[host_delta(), ns_delta(&counters)], &[]);
     let c = top(&causes, CauseId::SocketMemoryPressure);
-    assert_eq!(c.drops, 10);
-    assert!(has(&c.evidence, "TcpExt.PruneCalled +30"));
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (4, 4, 4));
+    assert!(has(&c.evidence, "TcpExt.PruneCalled +30") && has(&c.evidence, "TcpExt.RcvPruned +4"));
+    // Counters alone: out-of-order data dropped for want of memory is a drop from the first.
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 1)])], &[]);
+    assert_eq!(top(&causes, CauseId::SocketMemoryPressure).drops, 1);
+}
+
+/// A TCP receiver (a socket whose `SO_RCVBUF` shrank under a window it
+/// had opened): data dropped for memory, then the sender's retransmissions beyond the window it
+/// closed. On the same connections they are one fault, counted once, under memory; window drops
+/// on another connection stay tcp-protocol.
+#[test]
+fn window_drops_of_a_starved_receiver_are_memory() {
+    let conn = |sport: u16, reason: &str, count: u64| FlowCount {
+        sport,
+        ..flow(reason, "tcp", "10.99.0.1", 5001, NSA, count)
+    };
+    let mut s = summary(&[("PROTO_MEM", 10), ("TCP_INVALID_END_SEQUENCE", 62)]);
+    s.flows = (0..10)
+        .flat_map(|i| [conn(40000 + i, "PROTO_MEM", 1), conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)])
+        .collect();
+    s.flows.push(conn(50000, "TCP_INVALID_END_SEQUENCE", 12));
+    let counters = [("TcpExt.TCPRcvQDrop", 10), ("TcpExt.RcvPruned", 10), ("TcpExt.BeyondWindow", 62)];
+    let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta(), ns_delta(&counters)], checks: &[] });
+    let ids: Vec<_> = d.causes.iter().map(|c| (c.id, c.drops, c.event_drops, c.counter_drops)).collect();
+    assert_eq!(ids, [(CauseId::SocketMemoryPressure, 60, 60, 60), (CauseId::TcpProtocol, 12, 12, 12)]);
+    let mem = top(&d.causes, CauseId::SocketMemoryPressure);
+    assert!(
+        has(&mem.evidence, "50 drops with reason TCP_INVALID_END_SEQUENCE on the 10 connections"),
+        "{:#?}",
+        mem.evidence
+    );
+    assert!(has(&mem.evidence, "TcpExt.BeyondWindow +62: 50 of them"));
+    assert!(has(&mem.advice, "the receiver on tcp :5001") && has(&mem.advice, "SO_RCVBUF"), "{:#?}", mem.advice);
+    // The protocol cause shows only the connection it kept.
+    let tp = &d.causes[1];
+    assert!(has(&tp.evidence, ":50000") && !has(&tp.evidence, ":40000"), "{:#?}", tp.evidence);
+    // Each traced drop names its own cause.
+    let c = |sport: u16| Conn { netns: NSA, src: "10.99.0.2".into(), sport, dst: "10.99.0.1".into(), dport: 5001 };
+    let of = |sport| {
+        d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x16b", &c(sport)).map(|c| c.id)
+    };
+    assert_eq!((of(40003), of(50000)), (Some(CauseId::SocketMemoryPressure), Some(CauseId::TcpProtocol)));
+    // Without memory drops the window drops are the protocol's.
+    let mut s2 = summary(&[("TCP_INVALID_END_SEQUENCE", 50)]);
+    s2.flows = (0..10).map(|i| conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)).collect();
+    let causes = run(&s2, &[host_delta(), ns_delta(&[("TcpExt.BeyondWindow", 50)])], &[]);
+    assert_eq!(causes.iter().map(|c| (c.id, c.drops)).collect::<Vec<_>>(), [(CauseId::TcpProtocol, 50)]);
 }
 
 #[test]
@@ -724,8 +773,8 @@ fn tcp_protocol_events_and_threshold() {
     let causes = run(&summary(&[("TCP_OLD_DATA", 3), ("TCP_RFC7323_PAWS", 2)]), &[host_delta()], &[]);
     assert_eq!(top(&causes, CauseId::TcpProtocol).drops, 5);
     // Counters only: a handful is normal.
-    assert!(run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 3)])], &[]).is_empty());
-    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.TCPOFODrop", 30)])], &[]);
+    assert!(run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.PAWSEstab", 3)])], &[]).is_empty());
+    let causes = run(&summary(&[]), &[host_delta(), ns_delta(&[("TcpExt.PAWSEstab", 30)])], &[]);
     assert_eq!(top(&causes, CauseId::TcpProtocol).drops, 30);
 }
 
@@ -847,8 +896,16 @@ fn external_loss_only_without_local_drops() {
     f.src = "10.0.0.2".into();
     f.sport = 5555;
     s.flows.push(f);
-    let causes = run(&s, &[h], &[]);
+    let causes = run(&s, &[h.clone()], &[]);
     assert!(causes.iter().all(|c| c.id != CauseId::ExternalLoss), "{causes:#?}");
+    // One local drop on the connection explains one retransmission, not all 40 (the reverse
+    // direction is the same connection).
+    s.reasons = vec![ReasonCount { reason: "TCP_CLOSE".into(), count: 0, ..Default::default() }];
+    let mut f = flow("NOT_SPECIFIED", "tcp", "10.0.0.2", 5555, HOST, 1);
+    (f.src, f.sport, f.location) = ("203.0.113.9".into(), 443, "tcp_v4_rcv+0x99".into());
+    s.flows = vec![f];
+    let causes = run(&s, &[h], &[]);
+    assert_eq!(top(&causes, CauseId::ExternalLoss).drops, 39, "{causes:#?}");
 }
 
 /// Two namespaces joined by a veth, brought up during a capture on 6.18: their router and

@@ -27,7 +27,7 @@ use pcap_file::{
 
 use crate::{
     capture::{CaptureFile, sample_bytes},
-    diagnose::Diagnosis,
+    diagnose::{Conn, Diagnosis},
     model::Sample,
     render::report::device_label,
 };
@@ -98,7 +98,12 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     let mut c = String::from("drop");
     kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);
-    if let Some(cause) = diagnosis.cause_for_drop(reason, &s.proto, &s.symbol) {
+    if let Some(cause) = diagnosis.cause_for_drop(
+        reason,
+        &s.proto,
+        &s.symbol,
+        &Conn { netns: s.netns, src: s.src.clone(), sport: s.sport, dst: s.dst.clone(), dport: s.dport },
+    ) {
         kv(&mut c, "cause", cause.id.as_str());
     }
     kv(&mut c, "netns", &s.netns.to_string());
