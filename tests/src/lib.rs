@@ -15,6 +15,7 @@ use serde_json::Value;
 pub mod bpf;
 pub mod packet;
 pub mod tun;
+pub mod uffd;
 
 /// Path of the `pktloss` binary under test (`PKTLOSS_BIN`, else `target/debug/pktloss`).
 pub fn pktloss_bin() -> PathBuf {

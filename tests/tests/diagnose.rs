@@ -1201,3 +1201,45 @@ fn external_loss_from_a_lossy_path() {
     assert_evidence(&v, c, &["not explained by any local drop"]);
     assert_advice(&v, c, &["mtr -rwc 100 10.231.45.2"]);
 }
+
+/// The socket backlog overflows: the receiving application holds its socket (a `recv()` whose
+/// copy to user space waits on a userfaultfd page, as a slow page fault would), and one-byte
+/// segments keep arriving (a route with `initcwnd 1000` lets the sender have them all in
+/// flight; each in its own millisecond, so that their timestamps differ and the backlog cannot
+/// coalesce them). Past the backlog's limit the kernel drops them: `SOCKET_BACKLOG`,
+/// `TCPBacklogDrop`.
+#[test]
+fn tcp_backlog_overflow_behind_a_held_socket() {
+    if !require_root("tcp_backlog_overflow") {
+        return;
+    }
+    const SEGMENTS: usize = 600;
+    let (v, (b, backlog, _socks)) = diagnose_born(12, |nss| {
+        let (ia, ib) = (born(nss, "dtbla"), born(nss, "dtblb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        let (va, _vb) = veth("bl", a, b, "10.231.47.1", "10.231.47.2", 30, true);
+        a.exec(&["ip", "route", "replace", "10.231.47.0/30", "dev", &va, "src", "10.231.47.1", "initcwnd", "1000"]);
+        let listener = tcp_listen(b, "10.231.47.2:6071", 8);
+        let mut client = a.run(|| std::net::TcpStream::connect("10.231.47.2:6071").expect("connect"));
+        client.set_nodelay(true).expect("nodelay");
+        let server = tcp_accept(&listener);
+        // Data queued, so that the recv() copies (and faults) instead of waiting unlocked.
+        std::io::Write::write_all(&mut client, b"x").expect("write");
+        std::thread::sleep(Duration::from_millis(100));
+        let held = pktloss_tests::uffd::HeldRecv::start(server.as_raw_fd());
+        for _ in 0..SEGMENTS {
+            std::io::Write::write_all(&mut client, b"y").expect("write");
+            std::thread::sleep(Duration::from_micros(1100));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let backlog = netstat(b, "TcpExt", "TCPBacklogDrop");
+        held.release();
+        (Gone::of(b), backlog, (listener, client, server))
+    });
+    assert!(backlog > 10, "TcpExt.TCPBacklogDrop +{backlog}");
+    let c = top(&v, "tcp-backlog-overflow");
+    assert_eq!(drops(c), backlog, "{}", causes(&v));
+    assert_eq!(c["event_drops"].as_u64(), Some(backlog), "SOCKET_BACKLOG events: {}", causes(&v));
+    assert_evidence(&v, c, &[&b.tag, "TcpExt.TCPBacklogDrop"]);
+    assert_advice(&v, c, &["SO_RCVBUF"]);
+}
