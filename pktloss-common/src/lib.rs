@@ -170,8 +170,10 @@ impl Default for Filter {
 }
 
 impl Filter {
-    /// The verdict on the words of a drop, as the kernel programs reach it (userspace uses
-    /// this to check the graph it built, and to filter what the kernel did not).
+    /// The verdict on the words of a drop: the kernel programs' walk of the decision graph (at
+    /// most one step per atom, each jump to a later atom), which the unit tests run on the
+    /// graphs userspace builds.
+    #[inline(always)]
     pub fn passes(&self, words: &[u64; filter_word::COUNT as usize]) -> bool {
         let mut pc = self.start as usize;
         let mut steps = 0;

@@ -1,8 +1,6 @@
 //! The filter: a drop's flow words tested against the frozen config's decision graph.
 
-use pktloss_common::{FILTER_ACCEPT, FILTER_ATOMS, derive_filter_words, filter_word, flag};
-
-use pktloss_common::RunCache;
+use pktloss_common::{FlowKey, RunCache, derive_filter_words, filter_word, flag};
 
 use crate::{
     flow::{KeySink, flow_key, raw_sig, same_raw},
@@ -61,22 +59,7 @@ pub(crate) fn drop_passes<H: Hook, M: Mem>(h: H) -> bool {
         k.w[filter_word::DEV_NAME_HI as usize] = name[1];
     }
     derive_filter_words(&mut k.w);
-    passes(&k)
-}
-
-/// Walk the decision graph: at most one step per atom, each jump to a later atom.
-#[inline(always)]
-pub(crate) fn passes(k: &Words) -> bool {
-    let f = &crate::config::config().filter;
-    let mut pc = f.start as usize;
-    let mut steps = 0;
-    while steps < FILTER_ATOMS {
-        let Some(a) = f.atoms.get(pc) else { break };
-        let x = k.w.get(a.word as usize).copied().unwrap_or(0) & a.mask;
-        pc = usize::from(if a.lo <= x && x <= a.hi { a.on_true } else { a.on_false });
-        steps += 1;
-    }
-    pc == usize::from(FILTER_ACCEPT)
+    crate::config::config().filter.passes(&k.w)
 }
 
 /// Whether a retransmission with this flow key passes the filter (reason 0, no device).
@@ -85,8 +68,8 @@ pub(crate) fn passes(k: &Words) -> bool {
     reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
 )]
 #[inline(never)]
-pub(crate) fn key_passes(key: &pktloss_common::FlowKey) -> bool {
-    let p: *const pktloss_common::FlowKey = key;
+pub(crate) fn key_passes(key: &FlowKey) -> bool {
+    let p: *const FlowKey = key;
     let p = p as *const u64;
     let mut k = Words { w: [0; WORDS] };
     let mut i = 0;
@@ -96,5 +79,5 @@ pub(crate) fn key_passes(key: &pktloss_common::FlowKey) -> bool {
         i += 1;
     }
     derive_filter_words(&mut k.w);
-    passes(&k)
+    crate::config::config().filter.passes(&k.w)
 }

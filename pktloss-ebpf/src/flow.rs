@@ -8,18 +8,11 @@ use crate::{hook::Hook, mem::Mem};
 
 pub(crate) const UNSET_HEADER: u16 = 0xffff;
 
-/// Inode of the netns of a `sock`.
+/// The inode and the cookie of the netns of a `sock` (`sk->sk_net` read once).
 #[inline(always)]
-pub(crate) fn sock_netns<M: Mem>(sk: u64) -> u32 {
+pub(crate) fn sock_netns<M: Mem>(sk: u64) -> (u32, u64) {
     let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
-    M::get(net, cfg!(offsets.net_inum)).unwrap_or(0)
-}
-
-/// The cookie of the netns of a `sock`.
-#[inline(always)]
-pub(crate) fn sock_net_cookie<M: Mem>(sk: u64) -> u64 {
-    let net: u64 = M::get(sk, cfg!(offsets.sock_net)).unwrap_or(0);
-    M::get(net, cfg!(offsets.net_cookie)).unwrap_or(0)
+    (M::get(net, cfg!(offsets.net_inum)).unwrap_or(0), M::get(net, cfg!(offsets.net_cookie)).unwrap_or(0))
 }
 
 /// Receives the words of a flow key as `flow_key` computes them. A [`FlowKey`] is eight

@@ -5,7 +5,7 @@ use pktloss_common::{flag, stat};
 
 use crate::{
     counting::{bump, count_in_lru, zero},
-    flow::{sock_net_cookie, sock_netns},
+    flow::sock_netns,
     hook::tp_field,
     maps::{RETRANS, SCRATCH},
     mem::Probe,
@@ -40,8 +40,7 @@ fn tcp_retransmit_skb(ctx: TracePointContext) -> i32 {
         key.daddr[..4].copy_from_slice(&d);
     }
     let sk: u64 = tp_field(&ctx, cfg!(retrans_tp.skaddr));
-    key.netns = sock_netns::<Probe>(sk);
-    key.netns_cookie = sock_net_cookie::<Probe>(sk);
+    (key.netns, key.netns_cookie) = sock_netns::<Probe>(sk);
     if cfg!(flags) & flag::FILTER != 0 && !crate::filter::key_passes(key) {
         bump(stat::RETRANS_FILTERED);
         return 0;
