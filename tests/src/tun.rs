@@ -17,6 +17,18 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 
 /// Create TUN device `name` in the namespace of the calling thread (use `Netns::run`).
 pub fn open(name: &str) -> OwnedFd {
+    // A minimal init (the kernel matrix's guests) has no /dev/net/tun: make the node systemd
+    // would (misc 10:200); opening it loads the module.
+    if std::fs::metadata("/dev/net/tun").is_err() {
+        drop(std::fs::create_dir_all("/dev/net"));
+        // SAFETY: a NUL-terminated path.
+        let rc = unsafe { libc::mknod(c"/dev/net/tun".as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(10, 200)) };
+        assert!(
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST),
+            "mknod /dev/net/tun: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     // SAFETY: a NUL-terminated path; the fd is owned right away.
     let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK) };
     assert!(fd >= 0, "open /dev/net/tun: {}", std::io::Error::last_os_error());

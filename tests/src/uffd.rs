@@ -29,7 +29,12 @@ impl HeldRecv {
             assert!(u >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
             let uffd = OwnedFd::from_raw_fd(i32::try_from(u).expect("fd"));
             let mut api = [UFFD_API, 0, 0];
-            assert_eq!(libc::ioctl(uffd.as_raw_fd(), UFFDIO_API, api.as_mut_ptr()), 0, "UFFDIO_API: {}", std::io::Error::last_os_error());
+            assert_eq!(
+                libc::ioctl(uffd.as_raw_fd(), UFFDIO_API, api.as_mut_ptr()),
+                0,
+                "UFFDIO_API: {}",
+                std::io::Error::last_os_error()
+            );
             let len = 2 * 4096;
             let mem = libc::mmap(
                 std::ptr::null_mut(),

@@ -421,6 +421,14 @@ pub(super) fn tcp_local_drops(cx: &Ctx<'_>) -> u64 {
             n += a.event_drops.max(a.counter_drops);
         }
     }
+    // TCP drops the kernel only counted (traced ones are in the TCP flows already): data
+    // dropped for receive memory or outside the window, e.g. inside `tcp_drop()` on kernels
+    // before 5.17, which frees without a `kfree_skb` event.
+    for id in [CauseId::SocketMemoryPressure, CauseId::TcpProtocol] {
+        if let Some(a) = cx.acc.get(&id) {
+            n += a.counter_drops.saturating_sub(a.event_drops);
+        }
+    }
     n
 }
 

@@ -101,7 +101,16 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
                     } else {
                         CauseId::Unclassified
                     });
-                    push_event(cx, id, reason, None, Some(l.symbol.clone()), n);
+                    // Before drop reasons, a tc verdict is freed in the device core (its
+                    // `sch_handle_ingress` inlined there): where the flows' devices have a
+                    // clsact qdisc that dropped as much, these are its programs' drops.
+                    let tc = if id == CauseId::Unclassified { tc_verdicts(cx, reason, &l.symbol).min(n) } else { 0 };
+                    if tc > 0 {
+                        push_event(cx, CauseId::BpfOrTcProgram, reason, None, Some(l.symbol.clone()), tc);
+                    }
+                    if n > tc {
+                        push_event(cx, id, reason, None, Some(l.symbol.clone()), n - tc);
+                    }
                     left -= n;
                 }
                 if left > 0 {
@@ -112,6 +121,33 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
         }
     }
     benign
+}
+
+/// Functions of the device core that free a packet a tc program dropped, on kernels without
+/// drop reasons (`sch_handle_ingress`/`sch_handle_egress` inlined into them).
+const TC_CORE: &[&str] = &["__netif_receive_skb_core", "__dev_queue_xmit"];
+
+/// Of the drops of `reason` at `symbol`, how many a clsact or ingress qdisc of their devices
+/// counted (the verdicts of its tc programs): the smaller of the two.
+fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
+    if !TC_CORE.contains(&crate::decode::symbols::function_of(symbol)) {
+        return 0;
+    }
+    let mut flows = 0;
+    let mut devices = BTreeSet::new();
+    for f in cx.input.summary.flows.iter().filter(|f| f.reason == reason && f.location == symbol) {
+        flows += f.count;
+        devices.insert((f.netns, f.device.as_str()));
+    }
+    let verdicts: u64 = cx
+        .input
+        .deltas
+        .iter()
+        .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns, q)))
+        .filter(|(ns, q)| matches!(q.kind.as_str(), "clsact" | "ingress") && devices.contains(&(*ns, q.dev.as_str())))
+        .map(|(_, q)| q.drops)
+        .sum();
+    flows.min(verdicts)
 }
 
 /// Whether device `ifindex` of namespace `netns` was down or without carrier at the end of the

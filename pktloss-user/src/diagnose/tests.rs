@@ -820,6 +820,29 @@ fn tc_ingress_drops_are_not_counted_twice() {
     assert_eq!((c.drops, c.event_drops, c.counter_drops), (2000, 2000, 2000), "{c:#?}");
     assert!(has(&c.evidence, "qdisc clsact on dev pktl-v0: dropped +2000 (the verdicts of its tc programs)"));
     assert_eq!(causes.len(), 1, "no qdisc-drop beside it: {causes:#?}");
+    // Before drop reasons (5.10): the same verdicts freed in the device core, by location. The
+    // ones its clsact counted are the program's; the rest of that location stays unclassified.
+    let no_reason = crate::decode::reasons::NO_REASON;
+    let mut s = summary(&[(no_reason, 2010)]);
+    let at = "__netif_receive_skb_core+0xe65";
+    s.locations =
+        vec![LocationCount { reason: no_reason.into(), symbol: at.into(), count: 2010, ..Default::default() }];
+    let mut f = flow(no_reason, "udp", "10.99.0.2", 5000, NSA, 2000);
+    (f.location, f.device) = (at.into(), "pktl-v0".into());
+    let mut other = flow(no_reason, "udp", "10.99.0.3", 5000, NSA, 10);
+    (other.location, other.device) = (at.into(), "pktl-v1".into());
+    s.flows = vec![f, other];
+    let mut d = ns_delta(&[]);
+    d.qdiscs.push(QdiscStats {
+        dev: "pktl-v0".into(),
+        kind: "clsact".into(),
+        parent: "ffff:fff1".into(),
+        drops: 2000,
+        ..Default::default()
+    });
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let got: Vec<_> = causes.iter().map(|c| (c.id, c.drops, c.event_drops)).collect();
+    assert_eq!(got, [(CauseId::BpfOrTcProgram, 2000, 2000), (CauseId::Unclassified, 10, 10)], "{causes:#?}");
 }
 
 /// A device without carrier has the noop qdisc, which drops everything sent to it with
@@ -904,8 +927,13 @@ fn external_loss_only_without_local_drops() {
     let mut f = flow("NOT_SPECIFIED", "tcp", "10.0.0.2", 5555, HOST, 1);
     (f.src, f.sport, f.location) = ("203.0.113.9".into(), 443, "tcp_v4_rcv+0x99".into());
     s.flows = vec![f];
-    let causes = run(&s, &[h], &[]);
+    let causes = run(&s, &[h.clone()], &[]);
     assert_eq!(top(&causes, CauseId::ExternalLoss).drops, 39, "{causes:#?}");
+    // Receive-memory drops only counted (5.10 frees them in tcp_drop() without an event): they
+    // explain retransmissions too.
+    s.flows.clear();
+    let causes = run(&s, &[h, ns_delta(&[("TcpExt.TCPRcvQDrop", 30), ("TcpExt.TCPOFODrop", 10)])], &[]);
+    assert!(causes.iter().all(|c| c.id != CauseId::ExternalLoss), "{causes:#?}");
 }
 
 /// Two namespaces joined by a veth, brought up during a capture on 6.18: their router and
