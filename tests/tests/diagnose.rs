@@ -902,17 +902,28 @@ fn socket_memory_pressure_names_the_starved_receiver() {
     });
     assert!(memory >= CONNS as u64, "TcpExt.TCPRcvQDrop + TCPOFODrop +{memory}");
     let c = top(&v, "socket-memory-pressure");
-    // Every drop once: the memory drops and the window drops they caused, all traced (the
-    // counters were read above while retransmissions went on, so they are a lower bound).
+    // Every drop once: the memory drops and the window drops they caused (the counters were
+    // read above while retransmissions went on, so they are a lower bound).
     assert!(drops(c) >= memory + window, "{} drops, counters +{memory} +{window}: {}", drops(c), causes(&v));
-    assert_eq!(c["event_drops"].as_u64(), Some(drops(c)), "{}", causes(&v));
+    if pktloss_tests::kernel_has_reasons() {
+        // All traced.
+        assert_eq!(c["event_drops"].as_u64(), Some(drops(c)), "{}", causes(&v));
+    }
+    // Before 5.17 TCP frees these in `tcp_drop()` without an event: counted, not traced; and
+    // they explain the retransmissions, which are no external loss.
     let list = v["causes"].as_array().expect("causes");
     assert!(list.iter().all(|c| c["id"] != "tcp-protocol"), "window drops counted again: {}", causes(&v));
+    assert!(list.iter().all(|c| c["id"] != "external-loss"), "retransmissions of local drops: {}", causes(&v));
     assert_evidence(&v, c, &[&ns.tag, "TcpExt.TCPRcvQDrop"]);
     if window > 0 {
         assert_evidence(&v, c, &["connections that ran out of receive memory"]);
     }
-    assert_advice(&v, c, &[&ns.tag, "receiver on tcp :6021", "SO_RCVBUF"]);
+    if pktloss_tests::kernel_has_reasons() {
+        assert_advice(&v, c, &[&ns.tag, "receiver on tcp :6021", "SO_RCVBUF"]);
+    } else {
+        // No drop event names the receiver: the taxonomy's advice.
+        assert_advice(&v, c, &["tcp_rmem", "SO_RCVBUF"]);
+    }
 }
 
 /// Segments far outside an established connection's window (as from a middlebox that rewrites

@@ -86,6 +86,7 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("diagnose", "tcp_syn_queue_full_without_cookies"),
     ("diagnose", "tc_program_drops_are_counted_once"),
     ("diagnose", "external_loss_from_a_lossy_path"),
+    ("diagnose", "socket_memory_pressure_names_the_starved_receiver"),
     ("tui", "tui_shows_real_drops_and_quits_clean"),
     ("serve", "prometheus_reads_exact_drops_and_causes"),
     ("caps", "each_missing_capability_is_one_line"),

@@ -458,15 +458,23 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
     if id == CauseId::SocketMemoryPressure {
         // The TCP receivers that ran out of receive memory, by namespace and port, with the
         // process that owns the socket where the samples found it.
+        // A drop at the socket has no namespace in its flow before 6.11 (no device, no
+        // `rx_sk`): it is the one namespace whose counters show the cause, if there is one.
+        let known: Vec<u32> =
+            cx.acc.get(&id).map(|a| a.netns.iter().copied().filter(|n| *n != 0).collect()).unwrap_or_default();
+        let resolve = |ns: u32| match known.as_slice() {
+            [one] if ns == 0 => *one,
+            _ => ns,
+        };
         let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
         for f in drop_flows(cx, &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"])
             .into_iter()
             .filter(|f| f.proto == "tcp")
         {
-            receivers.entry((f.netns, f.dport)).or_default().0 += f.count;
+            receivers.entry((resolve(f.netns), f.dport)).or_default().0 += f.count;
         }
         for x in cx.input.summary.samples.iter().filter(|x| x.proto == "tcp" && x.owner_pid != 0) {
-            if let Some(r) = receivers.get_mut(&(x.netns, x.dport)) {
+            if let Some(r) = receivers.get_mut(&(resolve(x.netns), x.dport)) {
                 r.1.insert(format!("{}[{}]", x.owner_comm, x.owner_pid));
             }
         }
@@ -483,7 +491,7 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
                 .map(|(v, _)| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
                 .unwrap_or_default();
             let raise = match rmem.as_slice() {
-                [min, def, max] => format!(
+                [min, def, max] if *netns != 0 => format!(
                     "; otherwise raise the maximum of tcp_rmem (`{}sysctl -w net.ipv4.tcp_rmem='{min} {def} {}'`)",
                     cx.in_ns(*netns),
                     max.saturating_mul(2)

@@ -495,10 +495,13 @@ fn window_drops_of_a_starved_receiver_are_memory() {
         .flat_map(|i| [conn(40000 + i, "PROTO_MEM", 1), conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)])
         .collect();
     s.flows.push(conn(50000, "TCP_INVALID_END_SEQUENCE", 12));
+    // Duplicates of the sender's recovery, on a starved connection: the same fault.
+    s.reasons.push(ReasonCount { reason: "TCP_OLD_DATA".into(), count: 2, ..Default::default() });
+    s.flows.push(conn(40001, "TCP_OLD_DATA", 2));
     let counters = [("TcpExt.TCPRcvQDrop", 10), ("TcpExt.RcvPruned", 10), ("TcpExt.BeyondWindow", 62)];
     let d = diagnose(&DiagnosisInput { summary: &s, deltas: &[host_delta(), ns_delta(&counters)], checks: &[] });
     let ids: Vec<_> = d.causes.iter().map(|c| (c.id, c.drops, c.event_drops, c.counter_drops)).collect();
-    assert_eq!(ids, [(CauseId::SocketMemoryPressure, 60, 60, 60), (CauseId::TcpProtocol, 12, 12, 12)]);
+    assert_eq!(ids, [(CauseId::SocketMemoryPressure, 62, 62, 60), (CauseId::TcpProtocol, 12, 12, 12)]);
     let mem = top(&d.causes, CauseId::SocketMemoryPressure);
     assert!(
         has(&mem.evidence, "50 drops with reason TCP_INVALID_END_SEQUENCE on the 10 connections"),
@@ -516,6 +519,17 @@ fn window_drops_of_a_starved_receiver_are_memory() {
         d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x16b", &c(sport)).map(|c| c.id)
     };
     assert_eq!((of(40003), of(50000)), (Some(CauseId::SocketMemoryPressure), Some(CauseId::TcpProtocol)));
+    // Before 6.11 a drop at the socket has no namespace in its flow: the counters of the
+    // namespace that counted them still move with them.
+    let mut s0 = s.clone();
+    for f in &mut s0.flows {
+        f.netns = 0;
+    }
+    let d0 = diagnose(&DiagnosisInput { summary: &s0, deltas: &[host_delta(), ns_delta(&counters)], checks: &[] });
+    let ids0: Vec<_> = d0.causes.iter().map(|c| (c.id, c.drops, c.event_drops, c.counter_drops)).collect();
+    assert_eq!(ids0, ids);
+    let mem0 = top(&d0.causes, CauseId::SocketMemoryPressure);
+    assert!(has(&mem0.advice, "[netns pktl-a (4026532291)] the receiver on tcp :5001"), "{:#?}", mem0.advice);
     // Without memory drops the window drops are the protocol's.
     let mut s2 = summary(&[("TCP_INVALID_END_SEQUENCE", 50)]);
     s2.flows = (0..10).map(|i| conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)).collect();
