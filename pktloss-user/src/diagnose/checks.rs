@@ -7,6 +7,7 @@ use super::{
     CauseId,
     counter_rules::{ethtool_sum, is_ring_counter},
     engine::Ctx,
+    events::MEMORY_REASONS,
     taxonomy,
 };
 use crate::host::counters::ConfigChecks;
@@ -467,10 +468,7 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
             _ => ns,
         };
         let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
-        for f in drop_flows(cx, &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"])
-            .into_iter()
-            .filter(|f| f.proto == "tcp")
-        {
+        for f in drop_flows(cx, MEMORY_REASONS).into_iter().filter(|f| f.proto == "tcp") {
             receivers.entry((resolve(f.netns), f.dport)).or_default().0 += f.count;
         }
         for x in cx.input.summary.samples.iter().filter(|x| x.proto == "tcp" && x.owner_pid != 0) {
@@ -802,7 +800,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
             ));
             adv.push(format!("{tag} inspect the XDP program on {}: `{pre}bpftool net show dev {}`.", x.name, x.name));
         }
-        for q in d.qdiscs.iter().filter(|q| q.kind == "clsact" || q.kind == "ingress") {
+        for q in d.qdiscs.iter().filter(|q| q.runs_tc()) {
             ev.push(format!("{tag} dev {} has a {} qdisc (tc filters/BPF attached)", q.dev, q.kind));
             adv.push(format!(
                 "{tag} list the tc programs on {}: `{pre}tc filter show dev {} ingress; {pre}tc filter show dev {} egress`.",

@@ -205,7 +205,7 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
             if q.drops == 0 {
                 continue;
             }
-            if matches!(q.kind.as_str(), "clsact" | "ingress") {
+            if q.runs_tc() {
                 // These qdiscs queue nothing: their drops are the verdicts of the tc programs
                 // attached to them, traced as TC_INGRESS/TC_EGRESS drops. The same packets,
                 // counted once, under the program.
@@ -233,12 +233,8 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
 
         // A UDP send dropped by the local qdisc returns ENOBUFS, which UDP counts as a send
         // buffer error: those SndbufErrors are the qdisc's drops, not a full socket buffer.
-        let qdisc_drops: u64 = d
-            .qdiscs
-            .iter()
-            .filter(|q| (!has_root || q.parent == "root") && !matches!(q.kind.as_str(), "clsact" | "ingress"))
-            .map(|q| q.drops)
-            .sum();
+        let qdisc_drops: u64 =
+            d.qdiscs.iter().filter(|q| (!has_root || q.parent == "root") && !q.runs_tc()).map(|q| q.drops).sum();
         let sndbuf: u64 = ["Udp.SndbufErrors", "Udp6.SndbufErrors", "UdpLite.SndbufErrors", "UdpLite6.SndbufErrors"]
             .iter()
             .map(|k| d.counter(k))

@@ -150,7 +150,10 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     counter_signals(&mut cx);
     memory_window(&mut cx);
     external_loss(&mut cx);
-    event_evidence(&mut cx);
+    // The (reason, connection) pairs taken by assignments limited to connections: final once
+    // the rules that move events have run.
+    let taken = claimed(&cx);
+    event_evidence(&mut cx, &taken);
     config_findings(&mut cx);
 
     // Which cause explains which traced drops.
@@ -158,7 +161,6 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     assignments.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.cause.cmp(&b.cause)));
 
     // Build, reconcile, rank.
-    let taken = claimed(&cx);
     let mut causes = Vec::new();
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {

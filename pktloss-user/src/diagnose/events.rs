@@ -144,7 +144,7 @@ fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
         .deltas
         .iter()
         .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns, q)))
-        .filter(|(ns, q)| matches!(q.kind.as_str(), "clsact" | "ingress") && devices.contains(&(*ns, q.dev.as_str())))
+        .filter(|(ns, q)| q.runs_tc() && devices.contains(&(*ns, q.dev.as_str())))
         .map(|(_, q)| q.drops)
         .sum();
     flows.min(verdicts)
@@ -204,7 +204,7 @@ const WINDOW_REASONS: &[&str] = &[
     "TCP_OLD_SEQUENCE",
 ];
 /// TCP drop reasons of data dropped for want of receive memory.
-const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
+pub(super) const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
 /// Counters of the segments outside the receive window, and the reasons of the drops they count.
 const WINDOW_COUNTERS: &[&str] = &["TcpExt.BeyondWindow", "TcpExt.TCPZeroWindowDrop"];
 const COUNTED_WINDOW_REASONS: &[&str] = &["TCP_ZEROWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];
@@ -333,9 +333,8 @@ pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Co
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
-pub(super) fn event_evidence(cx: &mut Ctx<'_>) {
+pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Conn)>) {
     let s = cx.input.summary;
-    let taken = claimed(cx);
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
         let events = cx.acc.get(&id).map(|a| a.events.clone()).unwrap_or_default();
@@ -366,7 +365,7 @@ pub(super) fn event_evidence(cx: &mut Ctx<'_>) {
             } else {
                 lines.push(format!("events: {n} drops with reason {reason}{on}{at}"));
             }
-            let mut flows: Vec<_> = s.flows.iter().filter(|f| shows(e, f, &taken)).collect();
+            let mut flows: Vec<_> = s.flows.iter().filter(|f| shows(e, f, taken)).collect();
             flows.sort_by_key(|f| std::cmp::Reverse(f.count));
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };

@@ -90,6 +90,11 @@ fn ns_delta(counters: &[(&str, i64)]) -> NetnsDelta {
     d
 }
 
+/// A clsact qdisc on `dev` that dropped `drops` packets (its tc programs' verdicts).
+fn clsact(dev: &str, drops: u64) -> QdiscStats {
+    QdiscStats { dev: dev.into(), kind: "clsact".into(), parent: "ffff:fff1".into(), drops, ..Default::default() }
+}
+
 fn checks(f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
     let mut c = ConfigChecks { netns: NSA, label: "pktl-a".into(), ..Default::default() };
     f(&mut c);
@@ -802,12 +807,7 @@ fn bpf_or_tc_program() {
         lower_up: true,
         ..Default::default()
     });
-    d.qdiscs.push(QdiscStats {
-        dev: "eth0".into(),
-        kind: "clsact".into(),
-        parent: "ffff:fff1".into(),
-        ..Default::default()
-    });
+    d.qdiscs.push(clsact("eth0", 0));
     let causes = run(&summary(&[("XDP", 11), ("TC_INGRESS", 4)]), &[host_delta(), d], &[]);
     let c = top(&causes, CauseId::BpfOrTcProgram);
     assert_eq!(c.drops, 15);
@@ -820,13 +820,7 @@ fn bpf_or_tc_program() {
 #[test]
 fn tc_ingress_drops_are_not_counted_twice() {
     let mut d = ns_delta(&[]);
-    d.qdiscs.push(QdiscStats {
-        dev: "pktl-v0".into(),
-        kind: "clsact".into(),
-        parent: "ffff:fff1".into(),
-        drops: 2000,
-        ..Default::default()
-    });
+    d.qdiscs.push(clsact("pktl-v0", 2000));
     let mut s = summary(&[("TC_INGRESS", 2000)]);
     s.flows.push(flow("TC_INGRESS", "udp", "10.99.0.2", 5000, NSA, 2000));
     let causes = run(&s, &[host_delta(), d], &[]);
@@ -847,13 +841,7 @@ fn tc_ingress_drops_are_not_counted_twice() {
     (other.location, other.device) = (at.into(), "pktl-v1".into());
     s.flows = vec![f, other];
     let mut d = ns_delta(&[]);
-    d.qdiscs.push(QdiscStats {
-        dev: "pktl-v0".into(),
-        kind: "clsact".into(),
-        parent: "ffff:fff1".into(),
-        drops: 2000,
-        ..Default::default()
-    });
+    d.qdiscs.push(clsact("pktl-v0", 2000));
     let causes = run(&s, &[host_delta(), d], &[]);
     let got: Vec<_> = causes.iter().map(|c| (c.id, c.drops, c.event_drops)).collect();
     assert_eq!(got, [(CauseId::BpfOrTcProgram, 2000, 2000), (CauseId::Unclassified, 10, 10)], "{causes:#?}");

@@ -103,6 +103,14 @@ pub(crate) struct QdiscStats {
     pub qlen: u64,
 }
 
+impl QdiscStats {
+    /// A clsact or ingress qdisc: it queues nothing, its drops are the verdicts of the tc
+    /// programs attached to it.
+    pub(crate) fn runs_tc(&self) -> bool {
+        matches!(self.kind.as_str(), "clsact" | "ingress")
+    }
+}
+
 /// Connection tracking: table fill (gauges) and per-CPU stats summed (counters).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ConntrackStats {
