@@ -1,5 +1,6 @@
 //! Hand-made IPv4 packets for faults that only a raw sender makes (out-of-window TCP segments,
-//! SYN floods from addresses that do not answer), and a raw socket to send them.
+//! SYN floods from addresses that do not answer, corrupted checksums), and a raw socket to send
+//! them.
 use std::{
     net::Ipv4Addr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
@@ -65,6 +66,19 @@ pub fn tcp(
     t[16..18].copy_from_slice(&sum.to_be_bytes());
     let mut p = ipv4(src, dst, libc::IPPROTO_TCP as u8, t.len());
     p.extend_from_slice(&t);
+    p
+}
+
+/// A UDP datagram in an IPv4 packet whose UDP checksum is wrong (and non-zero: zero means "no
+/// checksum"), as a corrupting link or NIC would deliver it.
+pub fn udp_bad_checksum(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = u16::try_from(8 + payload.len()).expect("datagram fits");
+    let mut p = ipv4(src, dst, libc::IPPROTO_UDP as u8, usize::from(ulen));
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&ulen.to_be_bytes());
+    p.extend_from_slice(&0x1234u16.to_be_bytes());
+    p.extend_from_slice(payload);
     p
 }
 

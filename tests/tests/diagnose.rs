@@ -157,13 +157,18 @@ fn sockaddr_in(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-/// A counter from /proc/net/netstat ("`TcpExt`", "`ListenOverflows`") inside the namespace.
-fn netstat(ns: &Netns, table: &str, field: &str) -> u64 {
+/// A counter from /proc/net/netstat ("`TcpExt`", "`ListenOverflows`") inside the namespace, if
+/// this kernel has it.
+fn netstat_field(ns: &Netns, table: &str, field: &str) -> Option<u64> {
     let text = ns.exec(&["cat", "/proc/net/netstat"]);
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
-    assert!(rows.len() >= 2, "no {table} in netstat");
-    let i = rows[0].split_whitespace().position(|n| n == field).unwrap_or_else(|| panic!("no {table}.{field}"));
-    rows[1].split_whitespace().nth(i).and_then(|v| v.parse().ok()).expect("number")
+    let i = rows.first()?.split_whitespace().position(|n| n == field)?;
+    Some(rows.get(1)?.split_whitespace().nth(i).and_then(|v| v.parse().ok()).expect("number"))
+}
+
+/// A counter from /proc/net/netstat that this kernel must have.
+fn netstat(ns: &Netns, table: &str, field: &str) -> u64 {
+    netstat_field(ns, table, field).unwrap_or_else(|| panic!("no {table}.{field} in netstat"))
 }
 
 /// Wait until IPv6 duplicate address detection is over in the namespaces, so that the link
@@ -324,21 +329,7 @@ fn tcp_accept_queue_full_points_at_backlog() {
         let i = born(nss, "dacceptq");
         let ns = &nss[i];
         // listen(fd, 1) and never accept: the accept queue holds 2 connections.
-        let listener = ns.run(|| {
-            // SAFETY: plain syscalls on a fresh fd, owned right away.
-            unsafe {
-                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-                assert!(fd >= 0);
-                let owned = OwnedFd::from_raw_fd(fd);
-                let sa = sockaddr_in("127.0.0.1:6011".parse().expect("addr"));
-                assert_eq!(
-                    libc::bind(fd, (&raw const sa).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t),
-                    0
-                );
-                assert_eq!(libc::listen(fd, 1), 0);
-                owned
-            }
-        });
+        let listener = tcp_listen(ns, "127.0.0.1:6011", 1);
         ns.run(|| {
             let mut fds = Vec::new();
             for _ in 0..CONNECTS {
@@ -428,12 +419,13 @@ fn qdisc_drop_points_at_the_tbf_rate() {
     assert!(v["causes"].as_array().is_some_and(|a| a.iter().all(|c| c["id"] != "udp-sndbuf-full")), "{}", causes(&v));
 }
 
-/// Sum of the "dropped" column of /`proc/net/softnet_stat` (host-wide).
-fn softnet_dropped() -> u64 {
+/// Sum over the CPUs of one column of /`proc/net/softnet_stat` (host-wide): 1 is "dropped"
+/// (backlog full), 2 "`time_squeeze`".
+fn softnet_column(column: usize) -> u64 {
     std::fs::read_to_string("/proc/net/softnet_stat")
         .expect("softnet_stat")
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| u64::from_str_radix(v, 16).ok()))
+        .filter_map(|l| l.split_whitespace().nth(column).and_then(|v| u64::from_str_radix(v, 16).ok()))
         .sum()
 }
 
@@ -466,7 +458,7 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
     let ncpu = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(64);
     assert!(ncpu >= 2, "softnet-backlog-full needs 2 CPUs to reproduce");
     const SENT: usize = 20_000;
-    let before = softnet_dropped();
+    let before = softnet_column(1);
     let (v, ()) = {
         let _g = SysctlGuard::set("net.core.netdev_max_backlog", "1");
         diagnose_born(12, |nss| {
@@ -503,7 +495,7 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
             drop(rx);
         })
     };
-    let kernel = softnet_dropped() - before;
+    let kernel = softnet_column(1) - before;
     let c = top(&v, "softnet-backlog-full");
     assert!(drops(c) > 0 && drops(c) <= kernel, "{} drops, softnet_stat +{kernel}: {}", drops(c), causes(&v));
     assert_evidence(&v, c, &["[host-wide softnet_stat] dropped +"]);
@@ -585,28 +577,7 @@ fn neighbor_failure_names_the_next_hop() {
     assert_advice(&v, c, &[&a.tag, "next hop 10.231.5.3", "does not answer ARP"]);
 }
 
-/// An IPv4+UDP datagram with a wrong UDP checksum.
-fn bad_csum_datagram(src: [u8; 4], dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + 8 + payload.len();
-    let mut p = Vec::with_capacity(total);
-    p.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let mut ip_sum: u32 = p.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while ip_sum > 0xffff {
-        ip_sum = (ip_sum & 0xffff) + (ip_sum >> 16);
-    }
-    let ip_sum = !(ip_sum as u16);
-    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-    let ulen = (8 + payload.len()) as u16;
-    p.extend_from_slice(&40000u16.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&ulen.to_be_bytes());
-    p.extend_from_slice(&0x1234u16.to_be_bytes()); // wrong (and non-zero: zero means "no checksum")
-    p.extend_from_slice(payload);
-    p
-}
-
+/// UDP datagrams with a wrong checksum from a raw sender, as a corrupting link would deliver them.
 #[test]
 fn checksum_error_from_a_raw_sender() {
     if !require_root("checksum_error") {
@@ -619,24 +590,11 @@ fn checksum_error_from_a_raw_sender() {
         veth("cs", a, b, "10.231.17.1", "10.231.17.2", 30, true);
         let rx = udp_bound(b, "10.231.17.2:5000");
         a.run(|| {
-            // SAFETY: plain syscalls on a fresh fd, owned right away; buffers outlive the calls.
-            unsafe {
-                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW);
-                assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-                let _owned = OwnedFd::from_raw_fd(fd);
-                let pkt = bad_csum_datagram([10, 231, 17, 1], [10, 231, 17, 2], 5000, b"corrupted payload");
-                let sa = sockaddr_in("10.231.17.2:0".parse().expect("addr"));
-                for _ in 0..N {
-                    let n = libc::sendto(
-                        fd,
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    );
-                    assert_eq!(n, pkt.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-                }
+            let raw = pktloss_tests::packet::RawSender::new();
+            let (src, dst) = (std::net::Ipv4Addr::new(10, 231, 17, 1), std::net::Ipv4Addr::new(10, 231, 17, 2));
+            let pkt = pktloss_tests::packet::udp_bad_checksum(src, 40000, dst, 5000, b"corrupted payload");
+            for _ in 0..N {
+                raw.send(&pkt);
             }
         });
         std::thread::sleep(Duration::from_millis(200));
@@ -821,14 +779,6 @@ fn verify_commands_run_where_they_say() {
     assert!(ran >= 3, "{}", causes(&v));
 }
 
-/// A counter of `/proc/net/netstat`, or 0 where this kernel does not have it.
-fn netstat_or_0(ns: &Netns, table: &str, field: &str) -> u64 {
-    let text = ns.exec(&["cat", "/proc/net/netstat"]);
-    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
-    let Some(i) = rows.first().and_then(|r| r.split_whitespace().position(|n| n == field)) else { return 0 };
-    rows.get(1).and_then(|r| r.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// A listening TCP socket in a namespace with the given backlog.
 fn tcp_listen(ns: &Netns, addr: &str, backlog: i32) -> OwnedFd {
     let sa = sockaddr_in(addr.parse().expect("addr"));
@@ -897,7 +847,8 @@ fn socket_memory_pressure_names_the_starved_receiver() {
             std::thread::sleep(Duration::from_millis(1));
         }
         let memory = netstat(ns, "TcpExt", "TCPRcvQDrop") + netstat(ns, "TcpExt", "TCPOFODrop");
-        let window = netstat_or_0(ns, "TcpExt", "BeyondWindow") + netstat(ns, "TcpExt", "TCPZeroWindowDrop");
+        let window =
+            netstat_field(ns, "TcpExt", "BeyondWindow").unwrap_or(0) + netstat(ns, "TcpExt", "TCPZeroWindowDrop");
         (Gone::of(ns), memory, window, (listener, clients, servers))
     });
     assert!(memory >= CONNS as u64, "TcpExt.TCPRcvQDrop + TCPOFODrop +{memory}");
@@ -1065,14 +1016,6 @@ fn conntrack_table_full_in_a_born_namespace() {
     assert!(list.iter().all(|c| c["id"] != "firewall-drop"), "conntrack drops named a firewall drop: {}", causes(&v));
 }
 
-fn softnet_squeezed() -> u64 {
-    std::fs::read_to_string("/proc/net/softnet_stat")
-        .expect("softnet_stat")
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2).and_then(|v| u64::from_str_radix(v, 16).ok()))
-        .sum()
-}
-
 /// The receive softirq out of budget: with `net.core.netdev_budget` at 1 for the flood (restored
 /// after), `net_rx_action` stops with work pending on nearly every run (`time_squeeze`), though no
 /// packet is lost. A signal without drops: named, with the budget advice.
@@ -1081,7 +1024,7 @@ fn softirq_budget_exhausted_points_at_netdev_budget() {
     if !require_root("softirq_budget") {
         return;
     }
-    let before = softnet_squeezed();
+    let before = softnet_column(2);
     let (v, received) = diagnose_born(10, |nss| {
         let (ia, ib) = (born(nss, "dsqa"), born(nss, "dsqb"));
         let (a, b) = (&nss[ia], &nss[ib]);
@@ -1116,7 +1059,7 @@ fn softirq_budget_exhausted_points_at_netdev_budget() {
         }
         reader.join().expect("reader")
     });
-    let squeezed = softnet_squeezed() - before;
+    let squeezed = softnet_column(2) - before;
     assert!(received > 1000, "received {received}");
     assert!(squeezed >= 10, "time_squeeze +{squeezed}");
     let c = top(&v, "softirq-budget-exhausted");
