@@ -46,6 +46,9 @@ pub mod stat {
     pub const FILTERED: u32 = 13;
     /// Retransmissions the filter left out.
     pub const RETRANS_FILTERED: u32 = 14;
+    /// Drops whose (namespace, device, reason) key could not be inserted in `NETNS_DROPS`
+    /// (map full): they are in no per-namespace count.
+    pub const NETNS_FAILS: u32 = 15;
     /// Number of counters.
     pub const COUNT: u32 = 16;
 }
@@ -376,6 +379,23 @@ pub struct DevKey {
     pub netns: u32,
 }
 
+/// Key of the exact per-namespace drop counts (`NETNS_DROPS`): the namespace (cookie, and
+/// inode as in `/proc/PID/ns/net`), the device index in it (0: no device) and the drop reason
+/// (the kernel's, not the flow key's location-keyed word). Counted at the end of each flow run,
+/// so it needs [`flag::FLOWS`] and costs nothing while a run goes on; unlike the flow table it
+/// is never evicted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetnsKey {
+    /// The namespace's cookie (5.12+; 0 before, where `netns` alone tells them apart).
+    pub cookie: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub reason: u32,
+    /// Always 0.
+    pub pad: u32,
+}
+
 /// Per-CPU run-length cache: consecutive events with the same key are counted here and
 /// flushed into the hash maps only when the key changes, which saves a hash-map operation per
 /// event during a flood. Userspace adds the pending counts of every CPU when it reads the
@@ -450,6 +470,15 @@ pub struct RunCache {
     pub filter_misc: u64,
     /// 1: the last decoded drop passed.
     pub filter_pass: u64,
+    /// The drop reason of the flow run (`flow_key.reason` is the location's for the reason
+    /// that says nothing; the per-namespace counts keep the kernel's).
+    pub flow_drop_reason: u32,
+    _pad3: u32,
+    /// The run of ended flow runs with one (namespace, device, reason) not yet added to
+    /// `NETNS_DROPS`: a flood of many flows in one namespace costs a map update only when
+    /// the namespace, device or reason changes.
+    pub ns_key: NetnsKey,
+    pub ns_pending: u64,
 }
 
 // The drop programs compare and store flow keys as u64 words: keep them 8-byte aligned.
@@ -530,6 +559,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::DevKey {}
     unsafe impl aya::Pod for super::RunCache {}
+    unsafe impl aya::Pod for super::NetnsKey {}
 }
 
 #[cfg(test)]
@@ -541,6 +571,7 @@ mod tests {
         assert_eq!(size_of::<DropKey>(), 16);
         assert_eq!(size_of::<FlowKey>(), 64);
         assert_eq!(size_of::<DevKey>(), 8);
+        assert_eq!(size_of::<NetnsKey>(), 24);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
         assert_eq!(DROP_EVENT_HEADER, 136);
         assert_eq!(event_bytes(0), 136);

@@ -2,14 +2,14 @@
 
 use core::ptr::{addr_of, addr_of_mut};
 
-use pktloss_common::{DropKey, RunCache, flag, stat};
+use pktloss_common::{DropKey, NetnsKey, RunCache, flag, stat};
 
 use crate::{
     counting::{bump, bump_by, count_in, count_in_lru},
     detail::send_detail,
     flow::{Diff, Store, flow_key, same_raw_flow, set_raw_flow},
     hook::Hook,
-    maps::{DROP_BYTES, DROPS, EPOCH, FLOWS, RUNS},
+    maps::{DROP_BYTES, DROPS, EPOCH, FLOWS, NETNS_DROPS, RUNS},
     mem::Mem,
 };
 
@@ -103,11 +103,31 @@ fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
         } else if inserted {
             bump(stat::FLOW_INSERTS);
         }
+        end_ns_run(rc);
     }
     // The key was compared, not kept: decode again to store it.
     flow_key::<H, M, _>(h, &mut Store { at: addr_of_mut!(rc.flow_key) as *mut u64 });
     set_raw_flow::<H, M>(h, rc);
+    rc.flow_drop_reason = h.reason();
     rc.flow_pending = 1;
+}
+
+/// Add the flow run that just ended to the per-namespace run (same namespace, device and
+/// reason), or count that run in `NETNS_DROPS` and start one with this flow run.
+#[inline(always)]
+fn end_ns_run(rc: &mut RunCache) {
+    let (cookie, netns, ifindex, reason) =
+        (rc.flow_key.netns_cookie, rc.flow_key.netns, rc.flow_key.ifindex, rc.flow_drop_reason);
+    let k = &rc.ns_key;
+    if rc.ns_pending != 0 && k.cookie == cookie && k.netns == netns && k.ifindex == ifindex && k.reason == reason {
+        rc.ns_pending += rc.flow_pending;
+        return;
+    }
+    if rc.ns_pending != 0 && !count_in(&NETNS_DROPS, &rc.ns_key, rc.ns_pending) {
+        bump_by(stat::NETNS_FAILS, rc.ns_pending);
+    }
+    rc.ns_key = NetnsKey { cookie, netns, ifindex, reason, pad: 0 };
+    rc.ns_pending = rc.flow_pending;
 }
 
 /// How often (in drops over budget, a power of two) a CPU whose budget is spent reads `EPOCH`

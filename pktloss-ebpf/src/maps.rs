@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropKey, FlowKey, RunCache, stat};
+use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, stat};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -20,6 +20,11 @@ pub(crate) static DROP_BYTES: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_
 /// Exact drop counts per flow, bounded; evictions are derived from `FLOW_INSERTS`.
 #[map]
 pub(crate) static FLOWS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// Exact drop counts per (namespace, device, reason), never evicted (see `NetnsKey`); full:
+/// `stat::NETNS_FAILS`. Userspace deletes the keys of namespaces that are gone.
+#[map]
+pub(crate) static NETNS_DROPS: PerCpuHashMap<NetnsKey, u64> = PerCpuHashMap::with_max_entries(8192, 0);
 
 /// Transmitted packets per device (`net:net_dev_queue`).
 #[map]

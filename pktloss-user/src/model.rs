@@ -338,6 +338,27 @@ impl NamespaceInfo {
     }
 }
 
+/// Exact drops of one (namespace, device, reason), from the kernel's per-namespace counts
+/// (never evicted, unlike the flow table; absent when flows are off).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NetnsDropCount {
+    /// Inode, as flows give it.
+    pub netns: u32,
+    /// The namespace's cookie (5.12+; 0 before): two namespaces that had one inode are two.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub netns_cookie: u64,
+    /// Device index in it (0: the drop had no device).
+    pub ifindex: u32,
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
 /// The filter of a capture and what it left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FilterInfo {
@@ -384,6 +405,9 @@ pub(crate) struct Summary {
     /// The namespaces of the flows and samples, with their names (those named only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<NamespaceInfo>,
+    /// Exact drops per namespace, device and reason (largest first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub netns_drops: Vec<NetnsDropCount>,
 }
 
 impl Summary {

@@ -186,6 +186,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
+        netns_drops: Vec::new(),
         namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),

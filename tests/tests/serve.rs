@@ -313,3 +313,146 @@ fn memory_and_series_stay_flat_under_flood_and_churn() {
     drop(flood);
     stop_serve(serve);
 }
+
+/// The value of `pktloss_netns_drops_total{netns=NAME,reason=REASON}` in one scrape.
+fn netns_series(body: &str, name: &str, reason: &str) -> Option<u64> {
+    let series = format!("pktloss_netns_drops_total{{netns=\"{name}\",reason=\"{reason}\"}} ");
+    body.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// Namespaces made one after another get inodes the kernel used before: each keeps its own
+/// series, equal to its own `NoPorts`, under its own name, never another's. The first 100 are
+/// scraped while they live; 20 more live about 1.3 s each and are never waited for.
+#[test]
+fn netns_series_exact_when_inodes_are_reused() {
+    if !require_root("netns_series_exact_when_inodes_are_reused") {
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--window",
+        "5s",
+        "--netns-labels",
+        "--max-netns",
+        "200",
+        "--netns-grace",
+        "10m",
+    ]);
+    let reason = reason_name("NO_SOCKET");
+    // A scrape once a second all along, as Prometheus would: every value seen of every series.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (stop, listen) = (std::sync::Arc::clone(&stop), listen.clone());
+        std::thread::spawn(move || {
+            let mut seen: Vec<String> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(http_get(&listen, "/metrics", None).2);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            seen
+        })
+    };
+    let mut expected: Vec<(String, u64, u64)> = Vec::new();
+    for i in 0..120 {
+        let ns = Netns::new(&format!("reuse{i}"));
+        let inode = ns.inode();
+        let before = ns.snmp("Udp", "NoPorts");
+        ns.send_udp("127.0.0.1:9".parse().expect("addr"), 10);
+        let noports = ns.snmp("Udp", "NoPorts") - before;
+        assert_eq!(noports, 10, "{}: the kernel's count", ns.name);
+        if i < 100 {
+            // Until a scrape shows it (exact at once or never: checked at the end).
+            let t = Instant::now();
+            while netns_series(&http_get(&listen, "/metrics", None).2, &ns.name, reason).is_none() {
+                assert!(t.elapsed() < Duration::from_secs(10), "{} never exported", ns.name);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(1300));
+        }
+        expected.push((ns.name.clone(), inode, noports));
+        drop(ns);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut scrapes = scraper.join().expect("scraper");
+    scrapes.push(http_get(&listen, "/metrics", None).2);
+    let inodes: std::collections::BTreeSet<u64> = expected.iter().map(|e| e.1).collect();
+    println!("{} namespaces had {} inodes; {} scrapes", expected.len(), inodes.len(), scrapes.len());
+    assert!(inodes.len() < expected.len(), "the kernel reused no inode: the test proves nothing");
+    let last = scrapes.last().expect("a scrape");
+    for (name, _, noports) in &expected {
+        assert_eq!(netns_series(last, name, reason), Some(*noports), "{name}: its own NoPorts, under its name");
+        // Never more than its own, at any scrape (no other namespace's drops under its name).
+        for body in &scrapes {
+            if let Some(v) = netns_series(body, name, reason) {
+                assert!(v <= *noports, "{name} showed {v} > {noports}");
+            }
+        }
+    }
+    // Every drop of these namespaces is under one of their names.
+    let unnamed: Vec<&str> =
+        last.lines().filter(|l| l.starts_with("pktloss_netns_drops_total{netns=\"netns:")).collect();
+    assert!(unnamed.is_empty(), "unnamed namespaces: {unnamed:?}");
+    stop_serve(serve);
+}
+
+/// A random-port flood overflows the kernel's flow table: the flood namespace's count is
+/// still the nftables rule's counter, exactly.
+#[test]
+fn netns_count_exact_when_the_flow_table_overflows() {
+    if !require_root("netns_count_exact_when_the_flow_table_overflows") {
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--window", "5s", "--netns-labels"]);
+    let ns = Netns::new("overflow");
+    ns.exec(&["nft", "add", "table", "inet", "pktlovf"]);
+    ns.exec(&["nft", "add chain inet pktlovf input { type filter hook input priority 0 ; policy accept ; }"]);
+    ns.exec(&["nft", "add rule inet pktlovf input udp dport != 9 counter drop"]);
+    let sent = ns.run(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut sent = 0u64;
+        let until = Instant::now() + Duration::from_secs(5);
+        // Bounded in time and count; ports in turn through 60000, more than seven times the
+        // 8192-flow table, so that the table evicts all the time.
+        while Instant::now() < until && sent < 2_000_000 {
+            let port = 1024 + (sent % 60_000) as u16;
+            if s.send_to(b"x", SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let rules = ns.exec(&["nft", "list", "chain", "inet", "pktlovf", "input"]);
+    let counted: u64 = rules
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("nft counter: {rules}"));
+    let reason = reason_name("NETFILTER_DROP");
+    let t = Instant::now();
+    let (mut got, mut body) = (None, String::new());
+    while t.elapsed() < Duration::from_secs(10) {
+        body = http_get(&listen, "/metrics", None).2;
+        got = netns_series(&body, &ns.name, reason);
+        if got == Some(counted) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let evicted = body
+        .lines()
+        .find_map(|l| l.strip_prefix("pktloss_flow_evictions_total ")?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    println!("sent {sent}, nft counted {counted}, netns series {got:?}, flow evictions {evicted}");
+    assert!(counted >= 40_000, "flood too small to overflow the table: {counted}");
+    assert!(evicted > 0, "the flow table did not overflow");
+    assert_eq!(got, Some(counted), "per-namespace count vs the nft counter");
+    drop(ns);
+    stop_serve(serve);
+}

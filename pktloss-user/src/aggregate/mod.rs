@@ -9,8 +9,8 @@ use crate::{
     decode::symbols::Kallsyms,
     kernel::tracer::RawCounts,
     model::{
-        DetailStats, DeviceCount, FilterInfo, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount,
-        RetransCount, Retransmits, Sample, Summary,
+        DetailStats, DeviceCount, FilterInfo, FlowCount, FlowTableStats, LocationCount, NetnsDropCount, ProbeStatus,
+        ReasonCount, RetransCount, Retransmits, Sample, Summary,
     },
 };
 
@@ -204,11 +204,23 @@ impl Aggregator {
 
         let mut flows = Vec::new();
         let mut dev_drops: BTreeMap<DevKey, u64> = BTreeMap::new();
-        let mut in_flows = 0u64;
-        for (k, c) in &raw.flows {
-            in_flows += c;
+        let in_flows: u64 = raw.flows.iter().map(|(_, c)| c).sum();
+        // Devices from the exact per-namespace counts (the flow table may have lost some).
+        for (k, c) in &raw.netns {
             *dev_drops.entry(DevKey { ifindex: k.ifindex, netns: k.netns }).or_default() += c;
         }
+        let netns_drops: Vec<NetnsDropCount> = raw
+            .netns
+            .iter()
+            .map(|(k, c)| NetnsDropCount {
+                netns: k.netns,
+                netns_cookie: k.cookie,
+                ifindex: k.ifindex,
+                reason: self.reasons.name(k.reason),
+                code: k.reason,
+                count: *c,
+            })
+            .collect();
         // Every flow the table holds (8192 at most): JSON is complete; text cuts and says so.
         for (k, c) in &raw.flows {
             let (src, dst) = decode::addr_strings(k);
@@ -288,6 +300,9 @@ impl Aggregator {
                 flow_table.evicted, flow_table.capacity, flow_table.drops_not_in_flows
             ));
         }
+        if raw.stat(stat::NETNS_FAILS) > 0 {
+            warnings.push(format!("{} drops not in the per-namespace counts (map full)", raw.stat(stat::NETNS_FAILS)));
+        }
         if raw.stat(stat::STACK_FAILS) > 0 {
             warnings.push(format!("{} stacks could not be recorded", raw.stat(stat::STACK_FAILS)));
         }
@@ -329,6 +344,7 @@ impl Aggregator {
             samples: self.samples.clone(),
             // Named by the session, which reads /proc (see `Summary::name_namespaces`).
             namespaces: Vec::new(),
+            netns_drops,
         }
     }
 }
@@ -374,12 +390,22 @@ pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
             (d > 0).then_some((*k, d))
         })
         .collect();
-    RawCounts { stats, drops, flows, ..RawCounts::default() }
+    // Per-namespace counts only grow (a key deleted for a namespace gone is absent from `now`).
+    let prev_ns: HashMap<_, _> = before.netns.iter().map(|(k, c)| (*k, *c)).collect();
+    let netns = now
+        .netns
+        .iter()
+        .filter_map(|(k, c)| {
+            let d = c.saturating_sub(prev_ns.get(k).copied().unwrap_or(0));
+            (d > 0).then_some((*k, d))
+        })
+        .collect();
+    RawCounts { stats, drops, flows, netns, ..RawCounts::default() }
 }
 
 #[cfg(test)]
 mod tests {
-    use pktloss_common::{DropKey, REASON_NONE};
+    use pktloss_common::{DropKey, NetnsKey, REASON_NONE};
 
     use super::*;
 
@@ -406,6 +432,10 @@ mod tests {
             tx_unavailable: vec![],
             retrans: vec![],
             pending_new_flows: 0,
+            netns: vec![
+                (NetnsKey { netns: 42, reason: 3, ..NetnsKey::default() }, 10),
+                (NetnsKey { netns: 42, reason: 12, ..NetnsKey::default() }, 4),
+            ],
         }
     }
 

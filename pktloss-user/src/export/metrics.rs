@@ -6,7 +6,7 @@
 //! `max_devices`), namespaces (opt-in) at most `max_netns` and removed a grace period after
 //! they are gone. No flow, port, address or process is ever a label.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -19,7 +19,7 @@ use prometheus_client::{
 
 use crate::{
     diagnose::{CauseId, Diagnosis},
-    model::{FlowCount, ProbeStatus, Summary},
+    model::{ProbeStatus, Summary},
 };
 
 /// The label of everything past a bound.
@@ -44,27 +44,19 @@ impl Default for Limits {
     }
 }
 
-/// A flow's identity in the flow table, for the deltas between two scrapes.
-type FlowId = (String, String, u16, String, u16, u32, u32, String, String);
+/// A namespace as the per-namespace series tell them apart: its inode and its cookie (0 on
+/// kernels without cookies, before 5.12, where the inode alone is its identity).
+pub(crate) type NetnsId = (u32, u64);
 
-fn flow_id(f: &FlowCount) -> FlowId {
-    (
-        f.proto.clone(),
-        f.src.clone(),
-        f.sport,
-        f.dst.clone(),
-        f.dport,
-        f.netns,
-        f.ifindex,
-        f.reason.clone(),
-        f.location.clone(),
-    )
-}
+/// The living namespaces: inode -> (cookie, label), as last read.
+pub(crate) type Living = BTreeMap<u32, (u64, String)>;
 
 /// The series of one network namespace.
 #[derive(Debug, Default)]
 struct NetnsSeries {
+    /// Its name, bound to its cookie when first read (never another namespace's).
     label: String,
+    /// Exact drops by reason (cumulative, from the kernel's per-namespace counts).
     by_reason: BTreeMap<String, u64>,
     /// When it was last listed as living (`None`: still there at the last look).
     gone_since: Option<Instant>,
@@ -85,14 +77,16 @@ pub(crate) struct MetricsState {
     functions: BTreeMap<String, u64>,
     /// Drops by function at the last scrape (sums of `by_location`).
     fn_last: BTreeMap<String, u64>,
-    /// Last count of each flow the kernel's flow table held (bounded by that table).
-    flows_last: HashMap<FlowId, u64>,
-    /// Drops counted in flows, by device of the host's namespace.
+    /// Exact drops by device of the host's namespace.
     devices: BTreeMap<String, u64>,
     devices_other: u64,
-    /// Per-namespace series (opt-in).
-    netns: BTreeMap<u32, NetnsSeries>,
+    /// Per-namespace series (opt-in), by namespace identity.
+    netns: BTreeMap<NetnsId, NetnsSeries>,
+    /// Drops of namespaces past `max_netns`, by reason.
     netns_other: BTreeMap<String, u64>,
+    /// What each namespace past `max_netns` had at the last scrape, by reason (its growth is
+    /// added to `netns_other`), and since when it is gone.
+    netns_other_last: BTreeMap<NetnsId, NetnsSeries>,
     /// Drops each cause explained, summed over the diagnosis windows.
     causes: BTreeMap<CauseId, u64>,
     /// Causes of the last window.
@@ -106,6 +100,8 @@ pub(crate) struct MetricsState {
     detail_lost_ring: u64,
     flow_evictions: u64,
     drops_not_in_flows: u64,
+    /// Drops the per-namespace map could not hold.
+    netns_overflow: u64,
     /// Drops the filter left out (None: no filter).
     filtered_out: Option<u64>,
     probes: Vec<ProbeStatus>,
@@ -153,11 +149,11 @@ impl MetricsState {
             by_location: BTreeMap::new(),
             functions: BTreeMap::new(),
             fn_last: BTreeMap::new(),
-            flows_last: HashMap::new(),
             devices: BTreeMap::new(),
             devices_other: 0,
             netns: BTreeMap::new(),
             netns_other: BTreeMap::new(),
+            netns_other_last: BTreeMap::new(),
             causes: CauseId::ALL.iter().map(|c| (*c, 0)).collect(),
             active: BTreeSet::new(),
             windows: 0,
@@ -169,6 +165,7 @@ impl MetricsState {
             flow_evictions: 0,
             filtered_out: None,
             drops_not_in_flows: 0,
+            netns_overflow: 0,
             probes: Vec::new(),
             build,
             host_netns,
@@ -179,8 +176,10 @@ impl MetricsState {
     }
 
     /// Take the summary of everything since attach (exact cumulative counts) and the living
-    /// namespaces (`inode -> label`; `None` when they were not listed this time).
-    pub(crate) fn observe(&mut self, s: &Summary, living: Option<&BTreeMap<u32, String>>, now: Instant) {
+    /// namespaces (`None` when they were not listed this time). Returns the namespaces whose
+    /// series were removed (gone longer than the grace period): the caller may forget their
+    /// counts in the kernel.
+    pub(crate) fn observe(&mut self, s: &Summary, living: Option<&Living>, now: Instant) -> Vec<NetnsId> {
         self.scrapes += 1;
         self.drops = s.total_drops;
         for r in &s.reasons {
@@ -210,55 +209,80 @@ impl MetricsState {
         self.filtered_out = s.filter.as_ref().map(|f| f.drops_filtered_out);
         self.drops_not_in_flows = s.flow_table.drops_not_in_flows;
         s.probes.clone_into(&mut self.probes);
-        self.observe_flows(&s.flows, living, now);
+        self.observe_devices(s);
+        self.observe_netns(s, living, now)
     }
 
-    /// Devices and namespaces from the flows: each flow's growth since the last scrape (a flow
-    /// evicted from the kernel's table keeps what it added; one seen again starts over).
-    fn observe_flows(&mut self, flows: &[FlowCount], living: Option<&BTreeMap<u32, String>>, now: Instant) {
-        let mut seen = HashMap::with_capacity(flows.len());
-        for f in flows {
-            let id = flow_id(f);
-            let d = f.count.saturating_sub(self.flows_last.get(&id).copied().unwrap_or(0));
-            seen.insert(id, f.count);
-            if d == 0 {
-                continue;
+    /// Devices of the host's namespace, from the exact per-device counts of the summary.
+    fn observe_devices(&mut self, s: &Summary) {
+        let mut other = 0;
+        for d in s.devices.iter().filter(|d| d.netns == self.host_netns && d.ifindex != 0 && d.drops > 0) {
+            let name = if d.name.is_empty() { format!("ifindex{}", d.ifindex) } else { d.name.clone() };
+            if self.devices.contains_key(&name) || self.devices.len() < self.limits.max_devices {
+                let e = self.devices.entry(name).or_default();
+                *e = (*e).max(d.drops);
+            } else {
+                other += d.drops;
             }
-            if f.netns == self.host_netns && f.ifindex != 0 {
-                let name = if f.device.is_empty() { format!("ifindex{}", f.ifindex) } else { f.device.clone() };
-                if self.devices.contains_key(&name) || self.devices.len() < self.limits.max_devices {
-                    *self.devices.entry(name).or_default() += d;
-                } else {
-                    self.devices_other += d;
-                }
-            }
-            if self.limits.max_netns > 0 && f.netns != 0 {
-                let label = living.and_then(|l| l.get(&f.netns)).cloned();
-                if self.netns.contains_key(&f.netns) || self.netns.len() < self.limits.max_netns {
-                    let e = self.netns.entry(f.netns).or_default();
-                    if let Some(l) = label {
-                        e.label = l;
-                    } else if e.label.is_empty() {
-                        e.label = format!("netns:{}", f.netns);
+        }
+        self.devices_other = self.devices_other.max(other);
+    }
+
+    /// Namespaces from the exact per-namespace counts, each by its identity (inode and
+    /// cookie), named by what `living` says of that very namespace.
+    fn observe_netns(&mut self, s: &Summary, living: Option<&Living>, now: Instant) -> Vec<NetnsId> {
+        if self.limits.max_netns == 0 {
+            return Vec::new();
+        }
+        let mut by_ns: BTreeMap<NetnsId, BTreeMap<&str, u64>> = BTreeMap::new();
+        for n in s.netns_drops.iter().filter(|n| n.netns != 0) {
+            *by_ns.entry((n.netns, n.netns_cookie)).or_default().entry(n.reason.as_str()).or_default() += n.count;
+        }
+        let alive =
+            |id: &NetnsId| living.and_then(|l| l.get(&id.0)).filter(|(c, _)| *c == id.1 || *c == 0 || id.1 == 0);
+        for (id, reasons) in by_ns {
+            if self.netns.contains_key(&id) || self.netns.len() < self.limits.max_netns {
+                let e = self.netns.entry(id).or_default();
+                if let Some((_, label)) = alive(&id) {
+                    if e.label.is_empty() || e.label.starts_with("netns:") {
+                        e.label.clone_from(label);
                     }
-                    *e.by_reason.entry(f.reason.clone()).or_default() += d;
-                } else {
-                    *self.netns_other.entry(f.reason.clone()).or_default() += d;
+                } else if e.label.is_empty() {
+                    e.label = format!("netns:{}", id.0);
+                }
+                for (r, c) in reasons {
+                    let v = e.by_reason.entry(r.to_owned()).or_default();
+                    *v = (*v).max(c);
+                }
+            } else {
+                let e = self.netns_other_last.entry(id).or_default();
+                for (r, c) in reasons {
+                    let last = e.by_reason.entry(r.to_owned()).or_default();
+                    *self.netns_other.entry(r.to_owned()).or_default() += c.saturating_sub(*last);
+                    *last = (*last).max(c);
                 }
             }
         }
-        self.flows_last = seen;
-        if let Some(living) = living {
-            let grace = self.limits.netns_grace;
-            for (inode, n) in &mut self.netns {
-                if living.contains_key(inode) {
+        let Some(_) = living else { return Vec::new() };
+        let grace = self.limits.netns_grace;
+        let mut removed = Vec::new();
+        for series in [&mut self.netns, &mut self.netns_other_last] {
+            for (id, n) in series.iter_mut() {
+                if alive(id).is_some() {
                     n.gone_since = None;
                 } else if n.gone_since.is_none() {
                     n.gone_since = Some(now);
                 }
             }
-            self.netns.retain(|_, n| n.gone_since.is_none_or(|t| now.duration_since(t) < grace));
+            series.retain(|id, n| {
+                let keep = n.gone_since.is_none_or(|t| now.duration_since(t) < grace);
+                if !keep {
+                    removed.push(*id);
+                }
+                keep
+            });
         }
+        removed
     }
 
     /// Take the diagnosis of one window.
@@ -296,6 +320,11 @@ impl MetricsState {
 
     pub(crate) fn set_process_cache_resets(&mut self, n: u64) {
         self.process_cache_resets = n;
+    }
+
+    /// Drops the kernel's per-namespace map could not hold (`stat::NETNS_FAILS`).
+    pub(crate) fn set_netns_overflow(&mut self, n: u64) {
+        self.netns_overflow = n;
     }
 
     /// The state in the Prometheus text format 0.0.4 (for scrapers that do not ask for
@@ -431,7 +460,7 @@ impl Snapshot {
 
         let mut f = Family::new(
             "device_drops",
-            "Drops of packets on a device of the host's network namespace (from the flow counters).",
+            "Drops of packets on a device of the host's network namespace (exact, from the per-namespace counters).",
             true,
         );
         for (d, c) in &m.devices {
@@ -445,13 +474,19 @@ impl Snapshot {
         if m.limits.max_netns > 0 {
             let mut f = Family::new(
                 "netns_drops",
-                "Drops by network namespace (ip netns name, or netns:INODE) and reason, from the flow counters.",
+                "Drops by network namespace (ip netns name, or netns:INODE) and reason (exact, from the per-namespace counters).",
                 true,
             );
+            // Two namespaces with one name (a name used again, or one never listed whose inode
+            // another had) are one series: their sum.
+            let mut by_label: BTreeMap<(&str, &str), u64> = BTreeMap::new();
             for n in m.netns.values() {
                 for (r, c) in &n.by_reason {
-                    f.add(vec![("netns", n.label.clone()), ("reason", r.clone())], *c);
+                    *by_label.entry((n.label.as_str(), r.as_str())).or_default() += c;
                 }
+            }
+            for ((l, r), c) in by_label {
+                f.add(vec![("netns", l.to_owned()), ("reason", r.to_owned())], c);
             }
             for (r, c) in &m.netns_other {
                 f.add(vec![("netns", OTHER.to_owned()), ("reason", r.clone())], *c);
@@ -506,6 +541,11 @@ impl Snapshot {
             "drops_not_in_flows",
             "Drops counted in evicted flows or in no flow (the totals by reason stay exact).",
             m.drops_not_in_flows,
+        ));
+        fams.push(Family::scalar(
+            "drops_not_in_netns_counts",
+            "Drops the per-namespace counters could not hold (their kernel map was full).",
+            m.netns_overflow,
         ));
 
         if let Some(n) = m.filtered_out {
@@ -602,7 +642,29 @@ mod tests {
     fn fixture() -> CaptureFile {
         let mut f = crate::capture::read_bytes(include_bytes!("fixtures/nosocket_nft.pktloss")).expect("fixture");
         f.rediagnose();
+        with_netns_drops(&mut f.summary);
         f
+    }
+
+    /// The per-namespace counts of a summary as the kernel would give them: the fixture was
+    /// written before they existed, and its flows were never evicted, so they are its flows'
+    /// sums.
+    fn with_netns_drops(s: &mut Summary) {
+        let mut by: BTreeMap<(u32, u64, u32, String, u32), u64> = BTreeMap::new();
+        for f in &s.flows {
+            *by.entry((f.netns, f.netns_cookie, f.ifindex, f.reason.clone(), f.code)).or_default() += f.count;
+        }
+        s.netns_drops = by
+            .into_iter()
+            .map(|((netns, netns_cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
+                netns,
+                netns_cookie,
+                ifindex,
+                reason,
+                code,
+                count,
+            })
+            .collect();
     }
 
     fn reasons(f: &CaptureFile) -> Vec<(u32, String)> {
@@ -681,6 +743,7 @@ mod tests {
         early.flows.retain(|x| x.reason == "NO_SOCKET");
         early.reasons.retain(|r| r.reason == "NO_SOCKET");
         early.total_drops = 50;
+        with_netns_drops(&mut early);
         m.observe(&early, None, Instant::now());
         let t1 = m.prometheus_text();
         // Second: everything, and the NO_SOCKET flow evicted from the table.
@@ -725,25 +788,58 @@ mod tests {
         for x in &mut other.flows {
             x.netns = ns + 1;
         }
+        with_netns_drops(&mut other);
         let t0 = Instant::now();
-        let living: BTreeMap<u32, String> = [(ns, "uxa".to_owned())].into();
+        let cookie = f.summary.flows[0].netns_cookie;
+        let living: Living = [(ns, (cookie, "uxa".to_owned()))].into();
         m.observe(&f.summary, Some(&living), t0);
         m.observe(&other, Some(&living), t0);
         let t = m.prometheus_text();
         assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"uxa\",reason=\"NO_SOCKET\"}"), Some(50));
         assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"other\",reason=\"NO_SOCKET\"}"), Some(50));
-        let none = BTreeMap::new();
-        m.observe(&other, Some(&none), t0 + Duration::from_secs(30));
+        let none = Living::new();
+        assert!(m.observe(&other, Some(&none), t0 + Duration::from_secs(30)).is_empty());
         assert!(m.prometheus_text().contains("netns=\"uxa\""), "kept during the grace period");
-        m.observe(&other, Some(&none), t0 + Duration::from_secs(91));
+        let removed = m.observe(&other, Some(&none), t0 + Duration::from_secs(91));
         assert!(!m.prometheus_text().contains("netns=\"uxa\""), "removed after it");
+        assert_eq!(removed, vec![(ns, cookie), (ns + 1, cookie)], "their kernel counts may go");
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"other\",reason=\"NO_SOCKET\"}"), Some(50));
+    }
+
+    /// Two namespaces that had one inode (the kernel reuses inodes) are two series, each with
+    /// its own drops under its own name, even when the first is gone when the second is named.
+    #[test]
+    fn reused_inode_keeps_two_namespaces() {
+        let f = fixture();
+        let mut m = state(&f, Limits { max_netns: 8, ..Limits::default() });
+        let ns = f.summary.flows[0].netns;
+        let cookie = f.summary.flows[0].netns_cookie;
+        let t0 = Instant::now();
+        let mut first = f.summary.clone();
+        first.netns_drops.retain(|n| n.netns == ns && n.reason == "NO_SOCKET");
+        m.observe(&first, Some(&[(ns, (cookie, "old".to_owned()))].into()), t0);
+        // The second namespace has the same inode, a new cookie and 30 drops of its own.
+        let mut second = first.clone();
+        second.netns_drops.push(crate::model::NetnsDropCount {
+            netns: ns,
+            netns_cookie: cookie + 1,
+            ifindex: 1,
+            reason: "NO_SOCKET".into(),
+            code: 3,
+            count: 30,
+        });
+        m.observe(&second, Some(&[(ns, (cookie + 1, "new".to_owned()))].into()), t0 + Duration::from_secs(1));
+        let t = m.prometheus_text();
+        assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"old\",reason=\"NO_SOCKET\"}"), Some(50));
+        assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"new\",reason=\"NO_SOCKET\"}"), Some(30));
     }
 
     #[test]
     fn exposition_snapshots() {
         let f = fixture();
         let mut m = state(&f, Limits { max_netns: 8, ..Limits::default() });
-        let living: BTreeMap<u32, String> = [(f.summary.flows[0].netns, "uxa".to_owned())].into();
+        let living: Living = [(f.summary.flows[0].netns, (f.summary.flows[0].netns_cookie, "uxa".to_owned()))].into();
         m.observe(&f.summary, Some(&living), Instant::now());
         m.observe_window(&f.diagnosis, 1_796_500_000.0);
         m.set_programs(vec![ProgramStats {

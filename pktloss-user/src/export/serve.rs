@@ -25,7 +25,7 @@ use axum::{
 use pktloss_common::stat;
 use tokio::sync::oneshot;
 
-use super::metrics::{Limits, MetricsState};
+use super::metrics::{Limits, Living, MetricsState, NetnsId};
 use crate::{
     host::counters::Gathered,
     kernel::tracer::{Options, RawCounts, StartError},
@@ -37,9 +37,14 @@ use crate::{
 /// that range.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:19623";
 
-/// How often the living namespaces are listed (their series are removed a grace period after
-/// they are gone).
-const LIST_NETNS_EVERY: Duration = Duration::from_secs(10);
+/// How often the living namespaces are listed with `--netns-labels`, and the cookies of the new
+/// ones read, so that a namespace that lives a second is named (a listing reads `/run/netns`
+/// and stats `/proc/*/ns/net`: about a millisecond per thousand processes).
+const LIST_NETNS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the cookie of every listed namespace is read again (an inode that the kernel gave
+/// to a new namespace between two listings is then told apart even without drops).
+const VERIFY_NETNS_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the namespaces with drops are read during a window (so that one gone before the
 /// window ends keeps a reading at most this old). Once a second, as `diagnose` does, cost
@@ -105,8 +110,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     let mut window = Window::open(gather_before(), &mut session)?;
     session.announce();
     eprintln!("pktloss: serving http://{addr}/metrics (diagnosis every {})", humantime::format_duration(cfg.window));
-    let mut living: BTreeMap<u32, String> = BTreeMap::new();
-    let mut listed = Instant::now().checked_sub(LIST_NETNS_EVERY).unwrap_or_else(Instant::now);
+    let mut watch = NetnsWatch::new();
     let mut job: Option<mpsc::Receiver<(Diagnosed, f64)>> = None;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
@@ -121,6 +125,9 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         // SAFETY: reading the eventfd's 8-byte counter into a local (EAGAIN when zero).
         unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
         session.tell_lifecycle();
+        if cfg.limits.max_netns > 0 {
+            watch.tick(&[]);
+        }
         let mut first = true;
         while let Ok((openmetrics, reply)) = scrape_rx.try_recv() {
             if first {
@@ -136,20 +143,29 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                     raw.flows.len(),
                     t1.elapsed()
                 );
-                // Names of the namespaces: listed again when one with drops is not known yet,
-                // and every LIST_NETNS_EVERY (those no longer listed are gone).
-                if cfg.limits.max_netns > 0 {
-                    let unknown = summary.flows.iter().any(|f| f.netns != 0 && !living.contains_key(&f.netns));
-                    if unknown || listed.elapsed() >= LIST_NETNS_EVERY {
-                        listed = Instant::now();
-                        living = crate::host::netns::list().into_iter().map(|(i, r)| (i, r.label())).collect();
-                    }
+                // Namespaces with drops whose identity is not known yet: look again now.
+                let living = if cfg.limits.max_netns > 0 {
+                    let ids: Vec<NetnsId> = summary
+                        .netns_drops
+                        .iter()
+                        .filter(|n| n.netns != 0)
+                        .map(|n| (n.netns, n.netns_cookie))
+                        .collect();
+                    watch.tick(&ids);
+                    Some(&watch.living)
+                } else {
+                    None
+                };
+                let removed = state.observe(&summary, living, Instant::now());
+                if !removed.is_empty() {
+                    let n = session.tracer.forget_netns(&|k| removed.contains(&(k.netns, k.cookie)));
+                    log::debug!("forgot the counts of {} namespaces gone ({n} keys)", removed.len());
                 }
-                state.observe(&summary, Some(&living), Instant::now());
                 let reasons = &session.agg.reasons;
                 state.observe_bytes(raw.drop_bytes.iter().map(|(k, b)| (k.reason, reasons.name(k.reason), *b)));
                 state.set_programs(session.tracer.program_stats());
                 state.set_process_cache_resets(session.agg.flow_process_resets);
+                state.set_netns_overflow(raw.stat(stat::NETNS_FAILS));
                 first = false;
             }
             // The scraper may have given up; nothing to do then.
@@ -181,6 +197,65 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     drop(session); // detach
     drop(http.join());
     result
+}
+
+/// The living namespaces, each with its cookie and label (`--netns-labels`).
+struct NetnsWatch {
+    living: Living,
+    listed: Instant,
+    verified: Instant,
+}
+
+impl NetnsWatch {
+    fn new() -> Self {
+        let long_ago = Instant::now().checked_sub(VERIFY_NETNS_EVERY).unwrap_or_else(Instant::now);
+        Self { living: Living::new(), listed: long_ago, verified: long_ago }
+    }
+
+    /// Whether namespace `id` is one of the living ones as last read (a cookie of 0 on either
+    /// side: the kernel cannot tell, the inode decides).
+    fn knows(&self, id: &NetnsId) -> bool {
+        self.living.get(&id.0).is_some_and(|(c, _)| *c == id.1 || *c == 0 || id.1 == 0)
+    }
+
+    /// List the namespaces when it is time, or at once when one of `with_drops` is not known;
+    /// read the cookies of the new ones (of all every `VERIFY_NETNS_EVERY`, and of those with
+    /// drops that do not match).
+    fn tick(&mut self, with_drops: &[NetnsId]) {
+        let unknown: Vec<&NetnsId> = with_drops.iter().filter(|id| !self.knows(id)).collect();
+        if unknown.is_empty() && self.listed.elapsed() < LIST_NETNS_EVERY {
+            return;
+        }
+        self.listed = Instant::now();
+        let listed = crate::host::netns::list();
+        let verify = self.verified.elapsed() >= VERIFY_NETNS_EVERY;
+        if verify {
+            self.verified = Instant::now();
+        }
+        let read: Vec<crate::host::netns::NetnsRef> = listed
+            .values()
+            .filter(|r| {
+                // New, or another name at a known inode (the kernel gave it to a new one).
+                verify
+                    || self.living.get(&r.inode).is_none_or(|(_, l)| *l != r.label())
+                    || unknown.iter().any(|id| id.0 == r.inode)
+            })
+            .cloned()
+            .collect();
+        let cookies = if read.is_empty() { BTreeMap::new() } else { crate::host::netns::cookies(read) };
+        self.living.retain(|inode, _| listed.contains_key(inode));
+        for (inode, r) in &listed {
+            match cookies.get(inode) {
+                Some(c) => {
+                    self.living.insert(*inode, (*c, r.label()));
+                }
+                None => {
+                    // Not read this time (known already, or the kernel has no cookies).
+                    self.living.entry(*inode).or_insert_with(|| (0, r.label()));
+                }
+            }
+        }
+    }
 }
 
 /// One diagnosis window: the namespaces' counters at its start and the drop counts then.

@@ -5,11 +5,11 @@ use std::{fs, os::fd::RawFd, path::PathBuf, sync::mpsc, time::Duration};
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, PerCpuArray, StackTraceMap},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap},
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, RetransTpOffsets, RunCache, flag, stat,
+    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, RetransTpOffsets, RunCache, flag, stat,
 };
 
 use crate::{decode, kernel::btf::KernelBtf, kernel::maps, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus};
@@ -80,6 +80,9 @@ pub(crate) struct RawCounts {
     pub retrans: Vec<(FlowKey, u64)>,
     /// Flows counted only in a run-length cache so far (not inserted in the map yet).
     pub pending_new_flows: u64,
+    /// Exact drops per (namespace, device, reason), with flows on (not bounded by the flow
+    /// table; a namespace forgotten with [`Tracer::forget_netns`] is left out).
+    pub netns: Vec<(NetnsKey, u64)>,
 }
 
 impl RawCounts {
@@ -545,6 +548,7 @@ impl Tracer {
             tx_unavailable: Vec::new(),
             retrans: maps::sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
             pending_new_flows: 0,
+            netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {
@@ -560,6 +564,18 @@ impl Tracer {
                     raw.pending_new_flows += 1;
                 }
                 merge(&mut raw.flows, rc.flow_key, rc.flow_pending);
+                let k = &rc.flow_key;
+                let ns = NetnsKey {
+                    cookie: k.netns_cookie,
+                    netns: k.netns,
+                    ifindex: k.ifindex,
+                    reason: rc.flow_drop_reason,
+                    pad: 0,
+                };
+                merge(&mut raw.netns, ns, rc.flow_pending);
+            }
+            if rc.ns_pending > 0 {
+                merge(&mut raw.netns, rc.ns_key, rc.ns_pending);
             }
             if rc.dev_pending > 0 {
                 merge(&mut raw.tx, rc.dev_key, rc.dev_pending);
@@ -569,7 +585,20 @@ impl Tracer {
         sort_counts(&mut raw.flows);
         sort_counts(&mut raw.tx);
         sort_counts(&mut raw.retrans);
+        sort_counts(&mut raw.netns);
         Ok(raw)
+    }
+
+    /// Delete the per-namespace counts of namespaces that are gone (by cookie, or by inode
+    /// where the kernel has no cookies), so that a long-running `serve` on a host where
+    /// namespaces come and go keeps `NETNS_DROPS` bounded by the living ones. Returns how many
+    /// keys were deleted. (A drop of such a namespace still pending in a run-length cache
+    /// may insert its key again; the next call deletes it.)
+    pub(crate) fn forget_netns(&mut self, gone: &dyn Fn(&NetnsKey) -> bool) -> usize {
+        let Some(map) = self.ebpf.map_mut("NETNS_DROPS") else { return 0 };
+        let Ok(mut map) = PerCpuHashMap::<_, NetnsKey, u64>::try_from(map) else { return 0 };
+        let keys: Vec<NetnsKey> = map.keys().filter_map(Result::ok).filter(|k| gone(k)).collect();
+        keys.iter().filter(|k| map.remove(k).is_ok()).count()
     }
 
     /// Detach every program (maps stay readable), so that a final [`Tracer::read`] is exact:

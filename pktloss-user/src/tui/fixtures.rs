@@ -447,6 +447,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         warnings: Vec::new(),
         samples,
         namespaces: Vec::new(),
+        netns_drops: Vec::new(),
     }
 }
 
