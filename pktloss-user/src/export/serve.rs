@@ -120,7 +120,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         let mut counter = [0u8; 8];
         // SAFETY: reading the eventfd's 8-byte counter into a local (EAGAIN when zero).
         unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
-        session.tell_lifecycle();
+        session.follow_namespaces();
         let mut first = true;
         while let Ok((openmetrics, reply)) = scrape_rx.try_recv() {
             if first {

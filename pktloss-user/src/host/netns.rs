@@ -104,6 +104,59 @@ where
     .map_err(|_| anyhow!("netns worker thread panicked"))?
 }
 
+/// The kernel's cookies of the namespaces `refs` (`net->net_cookie`, what the programs give
+/// flows as `netns_cookie`: unique for the boot, never reused as inodes are), by inode. Read on
+/// one thread that enters each in turn and asks a socket made there (`SO_NETNS_COOKIE`, 5.14+).
+/// `None` when the kernel cannot say (before 5.14) or the namespaces cannot be entered (no
+/// `CAP_SYS_ADMIN`). A reference whose path now leads to another namespace (deleted and its
+/// inode given again) gets no cookie.
+pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
+    std::thread::spawn(move || {
+        let mut out = BTreeMap::new();
+        // Our own first: the thread leaves it below. It also tells whether the kernel can say.
+        let own = thread_cookie()?;
+        for r in refs.iter().filter(|r| r.is_self) {
+            out.insert(r.inode, own);
+        }
+        for r in refs.iter().filter(|r| !r.is_self) {
+            let Ok(file) = fs::File::open(&r.path) else { continue };
+            if file.metadata().ok().map(|m| m.ino()) != Some(u64::from(r.inode)) {
+                continue;
+            }
+            match nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => return None,
+                Err(_) => continue,
+            }
+            if let Some(c) = thread_cookie() {
+                out.insert(r.inode, c);
+            }
+        }
+        Some(out)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The cookie of the calling thread's namespace, from a socket made in it.
+fn thread_cookie() -> Option<u64> {
+    let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a buffer of the length given.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    (rc == 0 && cookie != 0).then_some(cookie)
+}
+
 /// Name of device `ifindex` in namespace `ns` (`if_indextoname` inside it).
 pub(crate) fn ifname_in(ns: &NetnsRef, ifindex: u32) -> Option<String> {
     run_in(ns, move || Ok(ifname(ifindex))).ok().flatten()
@@ -131,5 +184,15 @@ mod tests {
         assert_eq!(inside, me);
         // Loopback is ifindex 1 in every namespace.
         assert_eq!(ifname_in(ns, 1).as_deref(), Some("lo"));
+    }
+
+    #[test]
+    fn own_namespace_has_a_cookie_where_the_kernel_gives_one() {
+        let me = self_inode().expect("own netns inode");
+        let own: Vec<NetnsRef> = list().into_values().filter(|r| r.is_self).collect();
+        // SO_NETNS_COOKIE is 5.14+: an older kernel gives none, never a wrong one.
+        if let Some(c) = cookies(own).and_then(|c| c.get(&me).copied()) {
+            assert_eq!(Some(c), thread_cookie(), "the same namespace, the same cookie");
+        }
     }
 }
