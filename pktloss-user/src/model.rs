@@ -291,6 +291,10 @@ pub(crate) struct Pod {
 pub(crate) struct NamespaceInfo {
     /// Inode, as flows and samples give it.
     pub netns: u32,
+    /// The namespace's cookie (see [`FlowCount::netns_cookie`]): which of the namespaces that
+    /// had this inode one after the other it is. 0 when it could not be read.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub netns_cookie: u64,
     /// The most specific name (see [`NamespaceInfo::make_label`]); empty when none is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub label: String,
@@ -411,12 +415,18 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    /// The name of namespace `netns` when one is known, else its inode.
+    /// The name of namespace `netns` when one is known (the newest namespace of that inode),
+    /// else its inode.
     pub(crate) fn netns_label(&self, netns: u32) -> String {
-        self.namespaces
-            .iter()
-            .find(|n| n.netns == netns && !n.label.is_empty())
-            .map_or_else(|| netns.to_string(), |n| n.label.clone())
+        self.namespace(netns, 0).map_or_else(|| netns.to_string(), |n| n.label.clone())
+    }
+
+    /// What is known of the namespace `netns` with `cookie`: the one with that cookie (or
+    /// read without one); with cookie 0 the newest of that inode.
+    pub(crate) fn namespace(&self, netns: u32, cookie: u64) -> Option<&NamespaceInfo> {
+        self.namespaces.iter().rev().find(|n| {
+            n.netns == netns && (cookie == 0 || n.netns_cookie == 0 || n.netns_cookie == cookie) && !n.label.is_empty()
+        })
     }
 
     /// Give samples the owner of their socket (`owner` finds it by inode), and each flow the
@@ -436,28 +446,33 @@ impl Summary {
         }
     }
 
-    /// Name the namespaces of the flows and samples (`names` says what is known of one).
-    pub(crate) fn name_namespaces(&mut self, names: &mut dyn FnMut(u32) -> Option<NamespaceInfo>) {
-        let mut seen: std::collections::BTreeMap<u32, Option<NamespaceInfo>> = std::collections::BTreeMap::new();
-        let mut label = |ns: u32| {
-            seen.entry(ns)
-                .or_insert_with(|| names(ns).filter(|i| !i.label.is_empty()))
+    /// Name the namespaces of the flows and samples (`names` says what is known of one, by
+    /// inode and cookie).
+    pub(crate) fn name_namespaces(&mut self, names: &mut dyn FnMut(u32, u64) -> Option<NamespaceInfo>) {
+        let mut seen: std::collections::BTreeMap<(u32, u64), Option<NamespaceInfo>> =
+            std::collections::BTreeMap::new();
+        let mut label = |ns: u32, cookie: u64| {
+            seen.entry((ns, cookie))
+                .or_insert_with(|| names(ns, cookie).filter(|i| !i.label.is_empty()))
                 .as_ref()
                 .map(|i| i.label.clone())
         };
         for f in &mut self.flows {
-            f.netns_name = label(f.netns).unwrap_or_default();
+            f.netns_name = label(f.netns, f.netns_cookie).unwrap_or_default();
         }
         for s in &mut self.samples {
-            s.netns_name = label(s.netns).unwrap_or_default();
+            s.netns_name = label(s.netns, s.netns_cookie).unwrap_or_default();
         }
         for d in &self.devices {
-            label(d.netns);
+            label(d.netns, 0);
         }
         for r in &self.retransmits.flows {
-            label(r.netns);
+            label(r.netns, 0);
         }
-        self.namespaces = seen.into_values().flatten().collect();
+        let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
+        list.sort_by_key(|i| (i.netns, i.netns_cookie));
+        list.dedup_by_key(|i| (i.netns, i.netns_cookie));
+        self.namespaces = list;
     }
 }
 

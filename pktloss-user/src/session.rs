@@ -76,6 +76,9 @@ impl Session {
         // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
         crate::kernel::tracer::check_privileges()?;
+        if let Some(line) = crate::host::caps::namespaces_warning() {
+            log::warn!("{line}");
+        }
         let syms = Kallsyms::load().unwrap_or_else(|e| {
             log::warn!("{e}; locations will be addresses");
             Kallsyms::default()
@@ -131,16 +134,20 @@ impl Session {
         self.lifecycle = Some(Lifecycle::start(interval));
     }
 
-    /// Once per [`LIFECYCLE_INTERVAL`], tell the watcher which namespaces have drops, so that
-    /// it reads them while they live.
-    pub(crate) fn tell_lifecycle(&mut self) {
-        let Some(l) = &self.lifecycle else { return };
+    /// Once per [`LIFECYCLE_INTERVAL`], while they live: learn the names of the namespaces
+    /// with drops (kept, bound to each namespace's cookie, for when one is gone before the
+    /// summary), and tell the watcher which namespaces have drops so that it reads them.
+    pub(crate) fn follow_namespaces(&mut self) {
         if self.drops_told.elapsed() < self.lifecycle_interval {
             return;
         }
         self.drops_told = Instant::now();
-        if let Ok(raw) = self.tracer.read() {
-            l.drops_in(raw.flows.iter().map(|(k, _)| k.netns));
+        let with_drops = self.tracer.netns_with_drops();
+        for (netns, cookie) in &with_drops {
+            self.namespace_names.get(*netns, *cookie);
+        }
+        if let Some(l) = &self.lifecycle {
+            l.drops_in(with_drops.iter().map(|(netns, _)| *netns));
         }
     }
 
@@ -203,7 +210,7 @@ impl Session {
         let mut s =
             self.agg.summary(raw, &self.info, &|id| tracer.stack(id), &mut |ns, ifindex| names.name(ns, ifindex));
         let ns_names = &mut self.namespace_names;
-        s.name_namespaces(&mut |ns| ns_names.get(ns).cloned());
+        s.name_namespaces(&mut |ns, cookie| ns_names.get(ns, cookie).cloned());
         let owners = &mut self.socket_owners;
         s.name_socket_owners(&mut |ino| owners.get(ino));
         s
@@ -229,7 +236,7 @@ pub(crate) fn run_until(
         }
         let wait = deadline.map_or(50, |d| d.saturating_duration_since(now).as_millis().min(50) as i32);
         session.pump(wait);
-        session.tell_lifecycle();
+        session.follow_namespaces();
         if let Some(n) = count
             && session.tracer.stat(stat::DROPS) >= n
         {

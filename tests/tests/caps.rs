@@ -1,5 +1,6 @@
 //! Least privilege, measured with `setpriv`: uid 0 with only `CAP_BPF` and `CAP_PERFMON` loads
-//! and counts exactly, and says which data it could not read; each missing capability gives
+//! and counts exactly, and says which data it could not read and which capability would give
+//! it (`CAP_SYS_ADMIN`, to enter other namespaces); each missing capability gives
 //! its own line; a non-root user is told about tracefs; `serve` keeps only what it needs.
 use std::{fs, net::SocketAddr, process::Command, time::Duration};
 
@@ -70,6 +71,10 @@ fn bpf_and_perfmon_count_exactly_and_say_what_is_unavailable() {
     let dev = devs.iter().find(|d| d["netns"].as_u64() == Some(inode)).expect("our device row");
     assert_eq!(dev["tx_unavailable"], true, "TX of a namespace it cannot enter: {dev}");
     assert!(err.contains("CAP_SYSLOG") || err.contains("kallsyms"), "says locations are addresses: {err}");
+    // And which capability would give the unavailable rows: one line.
+    let sys_admin: Vec<&str> = err.lines().filter(|l| l.contains("CAP_SYS_ADMIN")).collect();
+    assert_eq!(sys_admin.len(), 1, "one line names the missing capability: {err}");
+    assert!(sys_admin[0].contains("unavailable"), "{err}");
     drop(ns);
     assert_nothing_attached("after exit");
 }

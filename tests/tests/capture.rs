@@ -269,3 +269,127 @@ fn report_ranks_like_the_live_diagnosis() {
     assert!(ranking(&live).iter().any(|(id, n)| id == "no-listener" && *n >= 60), "{:#?}", live["causes"]);
     drop(std::fs::remove_dir_all(&dir));
 }
+
+/// A tmpfs mounted for one test (read-only, or tiny), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: PathBuf, options: &str) -> Self {
+        std::fs::create_dir_all(&at).expect("mount point");
+        pktloss_tests::sh(&["mount", "-t", "tmpfs", "-o", options, "pktloss-test", at.to_str().expect("utf-8")]);
+        Self(at)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        drop(Command::new("umount").arg(&self.0).status());
+    }
+}
+
+/// An output that cannot be written is refused before anything is attached, in one line and
+/// exit 2: a read-only filesystem, a full one (`ENOSPC` on even one block), a missing directory,
+/// a directory in the way; for `-o` of `capture` and `diagnose` and for `--pcapng`. A 30 s
+/// capture would otherwise be lost at its end.
+#[test]
+fn unwritable_outputs_are_refused_before_tracing() {
+    if !require_root("unwritable_outputs_are_refused_before_tracing") {
+        return;
+    }
+    let dir = TempDir::new("unwritable");
+    let ro = Tmpfs::mount(dir.0.join("ro"), "ro,size=1m");
+    let full = Tmpfs::mount(dir.0.join("full"), "size=64k");
+    // Fill it: writes until ENOSPC.
+    let mut f = std::fs::File::create(full.0.join("fill")).expect("fill file");
+    let block = [0u8; 4096];
+    let mut filled = 0;
+    while std::io::Write::write_all(&mut f, &block).is_ok() && filled < 1024 {
+        filled += 1;
+    }
+    drop(f);
+    assert!(filled < 1024, "the tiny tmpfs did not fill");
+    let p = |d: &Path, name: &str| d.join(name).to_str().expect("utf-8").to_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["capture".into(), "-o".into(), p(&ro.0, "c.json")], "read-only file system"),
+        (vec!["capture".into(), "-o".into(), p(&full.0, "c.pktloss")], "no space left on device"),
+        (vec!["capture".into(), "--pcapng".into(), p(&full.0, "c.pcapng")], "no space left on device"),
+        (vec!["diagnose".into(), "-o".into(), p(&ro.0, "d.md")], "read-only file system"),
+        (vec!["diagnose".into(), "-o".into(), p(&full.0, "d.json")], "no space left on device"),
+        (vec!["capture".into(), "-o".into(), p(&dir.0, "nodir/c.json")], "does not exist"),
+        (vec!["capture".into(), "-o".into(), p(&dir.0, "ro")], "is a directory"),
+    ];
+    for (args, want) in cases {
+        let mut all: Vec<&str> = vec!["-v"];
+        all.extend(args.iter().map(String::as_str));
+        all.extend(["--duration", "30s"]);
+        let t0 = std::time::Instant::now();
+        let out = run(&all);
+        let took = t0.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.contains(want) && err.contains("pktloss: "), "{args:?}: {err}");
+        assert!(!err.contains("tracing"), "{args:?}: refused before attaching: {err}");
+        assert!(took < Duration::from_secs(10), "{args:?}: refused at start, not after the capture ({took:?})");
+        eprintln!("{args:?}: exit 2 in {took:?}: {}", err.trim());
+    }
+    pktloss_tests::assert_nothing_attached("after the refusals");
+    let left: Vec<_> = std::fs::read_dir(&full.0).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, ["fill"], "the check leaves nothing behind");
+}
+
+/// A kill while the output is written leaves nothing: the file is written unnamed (`O_TMPFILE`)
+/// and named only once synced. strace holds the `fsync` of the output for 5 s; meanwhile the
+/// directory stays empty, and after a SIGKILL there it stays empty (a named temporary file,
+/// 0600 with packet bytes, used to stay).
+#[test]
+fn a_kill_during_the_write_leaves_nothing() {
+    if !require_root("a_kill_during_the_write_leaves_nothing") {
+        return;
+    }
+    use std::io::Read as _;
+    let dir = TempDir::new("killwrite");
+    let target = dir.0.join("c.pktloss");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", "inject=fsync:delay_enter=5000000"])
+        .arg(pktloss_bin())
+        .args(["capture", "--duration", "1s", "--format", "json", "-o"])
+        .arg(&target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (run `cargo xtask setup`)");
+    let mut out = strace.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = [0u8; 1];
+        let _ = tx.send(out.read(&mut first).unwrap_or(0));
+        drop(std::io::copy(&mut out, &mut std::io::sink()));
+    });
+    // The summary is printed before the file is written.
+    assert_eq!(rx.recv_timeout(Duration::from_mins(1)), Ok(1), "pktloss printed no summary");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).expect("children");
+    let pid: u32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("pktloss under strace");
+    let writing = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.starts_with(&dir.0)))
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !writing() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "pktloss never opened its output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let listed = || -> Vec<String> {
+        std::fs::read_dir(&dir.0).expect("list").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    };
+    assert!(writing(), "still in the held fsync");
+    assert_eq!(listed(), Vec::<String>::new(), "nothing named while the output is written");
+    // SAFETY: plain syscall on our grandchild.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    drop(strace.wait());
+    assert_eq!(listed(), Vec::<String>::new(), "a kill during the write leaves nothing");
+    pktloss_tests::assert_nothing_attached("after the kill");
+}

@@ -325,3 +325,72 @@ fn receive_drops_name_the_socket_owner() {
     let syn = samples.iter().find(|x| x["dport"] == 5556).expect("a sample of the refused SYN");
     assert_eq!(syn["tcp_flags"], "SYN", "{syn}");
 }
+
+/// The kernel's cookie of a namespace (`SO_NETNS_COOKIE`, 5.14+; 0 before).
+fn cookie_of(ns: &pktloss_tests::Netns) -> u64 {
+    ns.run(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut cookie: u64 = 0;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid socket and a buffer of the length given.
+        let rc = unsafe {
+            libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&raw mut cookie).cast(), &raw mut len)
+        };
+        if rc == 0 { cookie } else { 0 }
+    })
+}
+
+/// A plain capture (no `-o`, nothing read at its end but the maps) keeps the names of the
+/// namespaces that were made with `ip netns add`, had drops and were deleted before its end:
+/// names are read while a namespace with drops lives, and kept bound to its cookie, so that a
+/// later namespace given the same inode is named as itself, not as the one before.
+#[test]
+fn namespaces_gone_before_the_end_keep_their_names() {
+    if !require_root("namespaces_gone_before_the_end_keep_their_names") {
+        return;
+    }
+    let r = Running::start(&["capture", "--format", "json", "--duration", "120s", "udp", "and", "dst", "port", "7"]);
+    let dst: SocketAddr = "127.0.0.1:7".parse().expect("addr");
+    // (inode, cookie) -> name, and how often each inode was given.
+    let mut made = std::collections::BTreeMap::new();
+    let mut inodes = std::collections::BTreeMap::<u64, u32>::new();
+    for round in 0..4 {
+        let batch: Vec<pktloss_tests::Netns> =
+            (0..3).map(|i| pktloss_tests::Netns::new(&format!("gone{round}x{i}"))).collect();
+        for ns in &batch {
+            made.insert((ns.inode(), cookie_of(ns)), ns.name.clone());
+            *inodes.entry(ns.inode()).or_default() += 1;
+            ns.send_udp(dst, 4);
+        }
+        // Alive about two of pktloss's namespace rounds (one a second), then deleted.
+        std::thread::sleep(Duration::from_secs(2));
+        drop(batch);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let s = r.stop_json();
+    let reused = inodes.values().filter(|&&n| n > 1).count();
+    eprintln!("12 namespaces had {} inodes, {reused} given more than once", inodes.len());
+    let ours: Vec<&Value> =
+        s["flows"].as_array().expect("flows").iter().filter(|f| f["dport"] == 7 && f["proto"] == "udp").collect();
+    assert_eq!(ours.iter().map(|f| f["count"].as_u64().unwrap_or(0)).sum::<u64>(), 48, "{ours:?}");
+    let mut named = 0;
+    for f in &ours {
+        let key = (f["netns"].as_u64().unwrap_or(0), f["netns_cookie"].as_u64().unwrap_or(0));
+        if key.1 == 0 && inodes.get(&key.0).copied().unwrap_or(0) > 1 {
+            continue; // no cookie (before 5.14) and an inode given twice: ambiguous by design
+        }
+        let want = made
+            .iter()
+            .find(|((ino, c), _)| *ino == key.0 && (*c == key.1 || key.1 == 0 || *c == 0))
+            .map_or_else(|| panic!("a flow of no namespace we made: {f}"), |(_, n)| n.as_str());
+        assert_eq!(f["netns_name"], want, "flow {f}");
+        named += 1;
+    }
+    assert!(named >= 9, "{named} of {} flows checked", ours.len());
+    let listed: Vec<&str> =
+        s["namespaces"].as_array().expect("namespaces").iter().filter_map(|n| n["label"].as_str()).collect();
+    for name in made.values() {
+        assert!(listed.contains(&name.as_str()), "{name} not in the namespaces: {listed:?}");
+    }
+}

@@ -27,6 +27,8 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     "bpftrace",
     "procps",
     "kmod",
+    // Holds a system call of pktloss in a test (a kill during the write of its output).
+    "strace",
     // The kernel matrix (`cargo xtask vm-test`).
     "qemu-system-x86",
     "busybox-static",

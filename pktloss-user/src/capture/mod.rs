@@ -38,16 +38,11 @@
 //! Files are created with mode 0600: they contain packet headers, addresses and process names.
 
 mod format;
+mod output;
 
-use std::{
-    fs,
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
+use std::{fs, path::Path, time::SystemTime};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -58,6 +53,7 @@ use crate::{
 #[doc(hidden)]
 pub use format::raw_container;
 pub use format::{CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, encode_container};
+pub(crate) use output::{check_writable, write_private};
 pub(crate) use format::{FORMAT_NAME, from_bytes, to_bytes};
 
 use crate::model::{Sample, Summary};
@@ -289,36 +285,6 @@ pub(crate) fn read(path: &Path) -> Result<CaptureFile, CaptureError> {
 /// Read and validate a capture held in memory (what [`read`] does after opening the file).
 pub fn read_bytes(bytes: &[u8]) -> Result<CaptureFile, CaptureError> {
     from_bytes(bytes)
-}
-
-/// Create `path` with `bytes`, mode 0600, atomically (temp file + rename in the same dir).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        // Best effort: the error that matters is the one returned.
-        drop(fs::remove_file(&tmp));
-    }
-    result
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Tests of the capture format, the malformed-file corpus, reports and pcapng export.
 use std::{
     os::unix::fs::PermissionsExt as _,
+    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };

@@ -13,7 +13,7 @@ use pktloss_common::stat;
 
 use super::args::{CaptureArgs, DiagnoseArgs, Format, ReasonsArgs, ReportArgs, TraceArgs, WatchArgs};
 use crate::{
-    capture::write_private,
+    capture::{check_writable, write_private},
     decode::reasons::ReasonTable,
     kernel::{
         btf::KernelBtf,
@@ -45,12 +45,12 @@ impl OutKind {
     }
 }
 
-/// Fail early (before attaching) on output paths that cannot be written.
-fn check_output_dir(path: Option<&Path>) -> Result<()> {
-    if let Some(parent) = path.and_then(|p| p.parent()).filter(|p| !p.as_os_str().is_empty())
-        && !parent.is_dir()
-    {
-        return Err(StartError(format!("output directory {} does not exist", parent.display())).into());
+/// Fail early, before anything is attached, on an output path that cannot be written: a
+/// missing directory, a read-only or full filesystem, a directory in the way. A long capture
+/// would otherwise be lost at its end.
+fn check_output(path: Option<&Path>) -> Result<()> {
+    if let Some(p) = path {
+        check_writable(p).map_err(StartError)?;
     }
     Ok(())
 }
@@ -141,8 +141,8 @@ impl Progress {
 }
 
 pub(super) fn capture(a: CaptureArgs) -> Result<()> {
-    check_output_dir(a.output.as_deref())?;
-    check_output_dir(a.pcapng.as_deref())?;
+    check_output(a.output.as_deref())?;
+    check_output(a.pcapng.as_deref())?;
     check_pcapng(a.pcapng.as_deref(), &a.trace)?;
     let out = a.output.as_deref().map(|p| (p, OutKind::of(p)));
     let needs_file = out.is_some_and(|(_, k)| k == OutKind::Capture) || a.pcapng.is_some();
@@ -203,7 +203,7 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
 /// `pktloss report FILE`: the same summary and diagnosis as live, from the file alone.
 pub(super) fn report_cmd(a: ReportArgs) -> Result<()> {
     let mut file = crate::capture::read(&a.file).map_err(|e| StartError(format!("{}: {e}", a.file.display())))?;
-    check_output_dir(a.pcapng.as_deref())?;
+    check_output(a.pcapng.as_deref())?;
     // The diagnosis is a pure function of the saved data: recompute it with this pktloss.
     file.rediagnose();
     if let Some(out) = &a.pcapng {
@@ -297,7 +297,7 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
 }
 
 pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
-    check_output_dir(a.output.as_deref())?;
+    check_output(a.output.as_deref())?;
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options()?)?;
     let before = gather_before();

@@ -6,7 +6,6 @@
 //! diagnosis window; a window's counters are read and diagnosed on a thread of its own, so that
 //! reading many namespaces never delays a scrape.
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     sync::{atomic::Ordering, mpsc},
     time::{Duration, Instant, SystemTime},
@@ -124,7 +123,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         let mut counter = [0u8; 8];
         // SAFETY: reading the eventfd's 8-byte counter into a local (EAGAIN when zero).
         unsafe { libc::read(wake.as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
-        session.tell_lifecycle();
+        session.follow_namespaces();
         if cfg.limits.max_netns > 0 {
             watch.tick(&[]);
         }
@@ -242,7 +241,7 @@ impl NetnsWatch {
             })
             .cloned()
             .collect();
-        let cookies = if read.is_empty() { BTreeMap::new() } else { crate::host::netns::cookies(read) };
+        let cookies = if read.is_empty() { None } else { crate::host::netns::cookies(read) }.unwrap_or_default();
         self.living.retain(|inode, _| listed.contains_key(inode));
         for (inode, r) in &listed {
             match cookies.get(inode) {

@@ -41,3 +41,14 @@ pub(crate) fn keep_only(keep: &[Capability]) -> Result<Vec<Capability>, String> 
     caps::set(None, CapSet::Permitted, &kept).map_err(|e| format!("setting permitted capabilities: {e}"))?;
     Ok(dropped)
 }
+
+/// The line to say when the process cannot enter other network namespaces (`setns` needs
+/// `CAP_SYS_ADMIN`, which `CAP_BPF` and `CAP_PERFMON` do not give): their device names, device
+/// TX counts and counters are then shown as unavailable, and this names what would give them.
+pub(crate) fn namespaces_warning() -> Option<&'static str> {
+    let has = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(true);
+    (!has).then_some(
+        "without CAP_SYS_ADMIN other network namespaces cannot be entered: their device names, TX counts and \
+         counters are unavailable (grant CAP_SYS_ADMIN to read them)",
+    )
+}

@@ -2,7 +2,7 @@
 //! processes living in each, read from their cgroup paths (Docker, containerd, CRI-O, Podman,
 //! Kubernetes pods, systemd services), cached and bounded.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fs,
     path::Path,
     time::{Duration, Instant},
@@ -143,32 +143,87 @@ impl LocalNames {
     }
 }
 
-/// Namespaces by inode, named from `/run/netns` and their processes' cgroups.
+/// Namespaces by inode and cookie, named from `/run/netns` and their processes' cgroups.
+///
+/// What was read of a namespace is kept once read, also after it is gone (its drops still
+/// are), bound to the namespace's cookie: a later namespace given the same inode (inodes are
+/// reused, cookies never) does not inherit the names of the one before. Where the kernel gives
+/// no cookie (before 5.14 to user space, or without `CAP_SYS_ADMIN` to enter the namespaces)
+/// the names are bound to the inode alone, the newest reading winning.
 #[derive(Default)]
 pub(crate) struct NamespaceNames {
-    known: BTreeMap<u32, NamespaceInfo>,
+    /// By inode: the namespaces that had it, oldest first (`NamespaceInfo::netns_cookie` tells
+    /// them apart; 0 when not known).
+    known: BTreeMap<u32, Vec<NamespaceInfo>>,
     scanned: Option<Instant>,
+    /// Namespaces asked for and not found by the scan after it: asked again only every
+    /// [`RESCAN_EVERY`] (one that was never asked is scanned for at once, a short-lived one
+    /// may be gone by then).
+    missed: BTreeSet<(u32, u64)>,
 }
 
+/// Most namespaces kept per inode (those before are forgotten, oldest first).
+const MAX_PER_INODE: usize = 8;
+/// Soonest a scan follows the one before, even for a namespace never asked for.
+const RESCAN_SOONEST: Duration = Duration::from_millis(250);
+
 impl NamespaceNames {
-    /// What is known of the namespace `inode`, listing the processes again (at most every
-    /// couple of seconds) when it is not known yet.
-    pub(crate) fn get(&mut self, inode: u32) -> Option<&NamespaceInfo> {
-        if inode != 0 && !self.known.contains_key(&inode) && self.scanned.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
-            self.scan();
+    /// What is known of the namespace `inode` with cookie `cookie` (0: the flow's kernel gave
+    /// none), listing the processes again when it is not known yet: at once for one never
+    /// asked for, else at most every couple of seconds.
+    pub(crate) fn get(&mut self, inode: u32, cookie: u64) -> Option<&NamespaceInfo> {
+        if inode != 0 && self.lookup(inode, cookie).is_none() {
+            let since = self.scanned.map(|t| t.elapsed());
+            let due = match since {
+                None => true,
+                Some(s) if s >= RESCAN_EVERY => true,
+                Some(s) => s >= RESCAN_SOONEST && !self.missed.contains(&(inode, cookie)),
+            };
+            if due {
+                self.scan();
+                if self.lookup(inode, cookie).is_none() {
+                    if self.missed.len() >= MAX_NAMESPACES {
+                        self.missed.clear();
+                    }
+                    self.missed.insert((inode, cookie));
+                }
+            }
         }
-        self.known.get(&inode)
+        self.lookup(inode, cookie)
+    }
+
+    /// The namespace `inode` with `cookie`: the one read with that cookie, or one read without
+    /// any; with cookie 0 the newest read.
+    fn lookup(&self, inode: u32, cookie: u64) -> Option<&NamespaceInfo> {
+        let list = self.known.get(&inode)?;
+        if cookie == 0 {
+            return list.last();
+        }
+        list.iter().rev().find(|i| i.netns_cookie == cookie || i.netns_cookie == 0)
+    }
+
+    /// Keep `info` (its inode and cookie say which namespace), over an older reading of the
+    /// same namespace.
+    fn keep(&mut self, mut info: NamespaceInfo) {
+        if self.known.len() >= MAX_NAMESPACES && !self.known.contains_key(&info.netns) {
+            self.known.clear();
+        }
+        info.label = info.make_label();
+        let list = self.known.entry(info.netns).or_default();
+        list.retain(|i| i.netns_cookie != info.netns_cookie);
+        if list.len() >= MAX_PER_INODE {
+            list.remove(0);
+        }
+        list.push(info);
     }
 
     /// List `/run/netns` and every process's namespace and cgroups.
     fn scan(&mut self) {
         self.scanned = Some(Instant::now());
-        if self.known.len() >= MAX_NAMESPACES {
-            self.known.clear();
-        }
         let me = netns::self_inode().unwrap_or(0);
         let mut found: BTreeMap<u32, NamespaceInfo> = BTreeMap::new();
-        for (inode, r) in netns::list() {
+        let listed = netns::list();
+        for (&inode, r) in &listed {
             let info = found.entry(inode).or_insert_with(|| NamespaceInfo { netns: inode, ..NamespaceInfo::default() });
             if let Some(n) = &r.name {
                 info.ip_netns.clone_from(n);
@@ -222,10 +277,19 @@ impl NamespaceNames {
         } else if me != 0 {
             found.insert(me, NamespaceInfo { netns: me, is_host: true, ..NamespaceInfo::default() });
         }
+        // Each namespace's cookie, read after its names: one deleted in between and its inode
+        // given to a new one is refused below (its path leads elsewhere) or, named from its
+        // processes, read again at the next scan.
+        let cookies = netns::cookies(listed.into_values().filter(|r| found.contains_key(&r.inode)).collect());
         // A namespace seen before keeps its names when it is gone now (its drops still are).
         for (inode, mut info) in found {
-            info.label = info.make_label();
-            self.known.insert(inode, info);
+            match cookies.as_ref().map(|c| c.get(&inode)) {
+                Some(Some(c)) => info.netns_cookie = *c,
+                // The kernel gives cookies but this one's could not be read: not named now.
+                Some(None) => continue,
+                None => {}
+            }
+            self.keep(info);
         }
     }
 }
@@ -273,6 +337,35 @@ mod tests {
             format!("12:memory:/system.slice/docker-{ID}.scope\n1:name=systemd:/system.slice/docker.service\n0::/\n");
         let o = parse_cgroup(&text);
         assert_eq!(o.container.map(|c| c.id), Some("3f2a9c1b2d4e".to_owned()));
+    }
+
+    /// Names read for a namespace stay its own: a later namespace given the same inode (with
+    /// another cookie) inherits none; a flow without a cookie gets the newest.
+    #[test]
+    fn names_are_bound_to_the_cookie_they_were_read_for() {
+        let mut n = NamespaceNames::default();
+        let info = |cookie: u64, name: &str| NamespaceInfo {
+            netns: 9,
+            netns_cookie: cookie,
+            ip_netns: name.into(),
+            ..NamespaceInfo::default()
+        };
+        let label = |n: &NamespaceNames, cookie: u64| n.lookup(9, cookie).map(|i| i.label.clone());
+        n.keep(info(100, "a"));
+        n.keep(info(200, "b"));
+        assert_eq!(label(&n, 100).as_deref(), Some("a"));
+        assert_eq!(label(&n, 200).as_deref(), Some("b"));
+        assert_eq!(label(&n, 300), None, "a later namespace with this inode");
+        assert_eq!(label(&n, 0).as_deref(), Some("b"), "no cookie: the newest");
+        n.keep(info(100, "a2"));
+        assert_eq!(label(&n, 100).as_deref(), Some("a2"), "read again: replaced");
+        assert_eq!(n.known.get(&9).map(Vec::len), Some(2));
+        for c in 1..=20 {
+            n.keep(info(1000 + c, "x"));
+        }
+        assert_eq!(n.known.get(&9).map(Vec::len), Some(MAX_PER_INODE), "bounded per inode");
+        n.keep(info(0, "inode only"));
+        assert_eq!(label(&n, 300).as_deref(), Some("inode only"), "read without a cookie: by inode");
     }
 
     #[test]

@@ -104,55 +104,57 @@ where
     .map_err(|_| anyhow!("netns worker thread panicked"))?
 }
 
-/// `SO_NETNS_COOKIE` (5.14+; not in the libc crate for every target).
-const SO_NETNS_COOKIE: libc::c_int = 71;
-
-/// The cookie of the calling thread's namespace (`net->net_cookie`, as the programs read it),
-/// from `SO_NETNS_COOKIE` on a new socket; `None` where the kernel cannot say (before 5.14).
-pub(crate) fn own_cookie() -> Option<u64> {
-    // SAFETY: plain syscalls on a socket this function owns and closes.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return None;
-        }
-        let mut cookie = 0u64;
-        let mut len = size_of::<u64>() as libc::socklen_t;
-        let rc = libc::getsockopt(fd, libc::SOL_SOCKET, SO_NETNS_COOKIE, (&raw mut cookie).cast(), &raw mut len);
-        libc::close(fd);
-        (rc == 0 && len as usize == size_of::<u64>()).then_some(cookie)
-    }
-}
-
-/// The cookies of namespaces (inode -> cookie), read on one thread that joins each in turn
-/// (one thread, not one per namespace: hundreds are read in a few milliseconds). A namespace
-/// that could not be entered, or whose inode changed under its path, is left out; so are all
-/// where the kernel has no `SO_NETNS_COOKIE`.
-pub(crate) fn cookies(mut refs: Vec<NetnsRef>) -> BTreeMap<u32, u64> {
-    // Our own first, while the thread is still in it.
-    refs.sort_by_key(|r| !r.is_self);
-    let worker = std::thread::spawn(move || {
+/// The kernel's cookies of the namespaces `refs` (`net->net_cookie`, what the programs give
+/// flows as `netns_cookie`: unique for the boot, never reused as inodes are), by inode. Read on
+/// one thread that enters each in turn and asks a socket made there (`SO_NETNS_COOKIE`, 5.14+).
+/// `None` when the kernel cannot say (before 5.14) or the namespaces cannot be entered (no
+/// `CAP_SYS_ADMIN`). A reference whose path now leads to another namespace (deleted and its
+/// inode given again) gets no cookie.
+pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
+    std::thread::spawn(move || {
         let mut out = BTreeMap::new();
-        for r in refs {
-            if !r.is_self {
-                let Ok(file) = fs::File::open(&r.path) else { continue };
-                if nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
-                    continue;
-                }
-            }
-            if inode_of(Path::new("/proc/thread-self/ns/net")).ok() != Some(r.inode) {
+        // Our own first: the thread leaves it below. It also tells whether the kernel can say.
+        let own = thread_cookie()?;
+        for r in refs.iter().filter(|r| r.is_self) {
+            out.insert(r.inode, own);
+        }
+        for r in refs.iter().filter(|r| !r.is_self) {
+            let Ok(file) = fs::File::open(&r.path) else { continue };
+            if file.metadata().ok().map(|m| m.ino()) != Some(u64::from(r.inode)) {
                 continue;
             }
-            match own_cookie() {
-                Some(c) => {
-                    out.insert(r.inode, c);
-                }
-                None => break,
+            match nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) => return None,
+                Err(_) => continue,
+            }
+            if let Some(c) = thread_cookie() {
+                out.insert(r.inode, c);
             }
         }
-        out
-    });
-    worker.join().unwrap_or_default()
+        Some(out)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The cookie of the calling thread's namespace, from a socket made in it.
+fn thread_cookie() -> Option<u64> {
+    let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a buffer of the length given.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    (rc == 0 && cookie != 0).then_some(cookie)
 }
 
 /// Name of device `ifindex` in namespace `ns` (`if_indextoname` inside it).
@@ -184,13 +186,13 @@ mod tests {
         assert_eq!(ifname_in(ns, 1).as_deref(), Some("lo"));
     }
 
-    /// The cookie read by entering a namespace is the one of the namespace itself (5.14+).
     #[test]
-    fn cookies_of_namespaces() {
+    fn own_namespace_has_a_cookie_where_the_kernel_gives_one() {
         let me = self_inode().expect("own netns inode");
-        let Some(own) = own_cookie() else { return };
-        let all = list();
-        let ns = all.get(&me).expect("own netns listed").clone();
-        assert_eq!(cookies(vec![ns]).get(&me), Some(&own));
+        let own: Vec<NetnsRef> = list().into_values().filter(|r| r.is_self).collect();
+        // SO_NETNS_COOKIE is 5.14+: an older kernel gives none, never a wrong one.
+        if let Some(c) = cookies(own).and_then(|c| c.get(&me).copied()) {
+            assert_eq!(Some(c), thread_cookie(), "the same namespace, the same cookie");
+        }
     }
 }

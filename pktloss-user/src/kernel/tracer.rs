@@ -589,6 +589,28 @@ impl Tracer {
         Ok(raw)
     }
 
+    /// The namespaces (inode, cookie) with drops so far: the keys of the per-namespace counts
+    /// and the runs pending in the run-length caches (a small read, unlike [`Tracer::read`]).
+    pub(crate) fn netns_with_drops(&self) -> Vec<(u32, u64)> {
+        let mut out: Vec<(u32, u64)> = self
+            .ebpf
+            .map("NETNS_DROPS")
+            .and_then(|m| PerCpuHashMap::<_, NetnsKey, u64>::try_from(m).ok())
+            .map(|m| m.keys().filter_map(Result::ok).map(|k| (k.netns, k.cookie)).collect())
+            .unwrap_or_default();
+        for rc in self.runs() {
+            if rc.flow_pending > 0 {
+                out.push((rc.flow_key.netns, rc.flow_key.netns_cookie));
+            }
+            if rc.ns_pending > 0 {
+                out.push((rc.ns_key.netns, rc.ns_key.cookie));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Delete the per-namespace counts of namespaces that are gone (by cookie, or by inode
     /// where the kernel has no cookies), so that a long-running `serve` on a host where
     /// namespaces come and go keeps `NETNS_DROPS` bounded by the living ones. Returns how many

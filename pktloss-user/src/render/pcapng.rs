@@ -110,7 +110,7 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     if !s.netns_name.is_empty() {
         kv(&mut c, "netns_name", &s.netns_name);
     }
-    if let Some(ns) = file.summary.namespaces.iter().find(|n| n.netns == s.netns) {
+    if let Some(ns) = file.summary.namespace(s.netns, s.netns_cookie) {
         if let Some(p) = &ns.pod {
             kv(&mut c, "pod", &if p.name.is_empty() { p.uid.clone() } else { format!("{}/{}", p.namespace, p.name) });
         }
