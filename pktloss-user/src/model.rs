@@ -415,6 +415,27 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// Exact drops per namespace (inode, cookie), summed over devices and reasons, largest
+    /// first, with the reason that has most of them.
+    pub(crate) fn drops_by_netns(&self) -> Vec<((u32, u64), u64, &str)> {
+        let mut by: std::collections::BTreeMap<(u32, u64), (u64, std::collections::BTreeMap<&str, u64>)> =
+            std::collections::BTreeMap::new();
+        for n in &self.netns_drops {
+            let e = by.entry((n.netns, n.netns_cookie)).or_default();
+            e.0 += n.count;
+            *e.1.entry(n.reason.as_str()).or_default() += n.count;
+        }
+        let mut out: Vec<((u32, u64), u64, &str)> = by
+            .into_iter()
+            .map(|(id, (total, reasons))| {
+                let top = reasons.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map_or("", |r| r.0);
+                (id, total, top)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+
     /// The name of namespace `netns` when one is known (the newest namespace of that inode),
     /// else its inode.
     pub(crate) fn netns_label(&self, netns: u32) -> String {
@@ -449,8 +470,7 @@ impl Summary {
     /// Name the namespaces of the flows and samples (`names` says what is known of one, by
     /// inode and cookie).
     pub(crate) fn name_namespaces(&mut self, names: &mut dyn FnMut(u32, u64) -> Option<NamespaceInfo>) {
-        let mut seen: std::collections::BTreeMap<(u32, u64), Option<NamespaceInfo>> =
-            std::collections::BTreeMap::new();
+        let mut seen: std::collections::BTreeMap<(u32, u64), Option<NamespaceInfo>> = std::collections::BTreeMap::new();
         let mut label = |ns: u32, cookie: u64| {
             seen.entry((ns, cookie))
                 .or_insert_with(|| names(ns, cookie).filter(|i| !i.label.is_empty()))
@@ -465,6 +485,9 @@ impl Summary {
         }
         for d in &self.devices {
             label(d.netns, 0);
+        }
+        for n in &self.netns_drops {
+            label(n.netns, n.netns_cookie);
         }
         for r in &self.retransmits.flows {
             label(r.netns, 0);

@@ -186,7 +186,17 @@ pub(crate) fn sample_capture() -> CaptureFile {
         detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
-        netns_drops: Vec::new(),
+        netns_drops: vec![
+            NetnsDropCount { netns: NS, netns_cookie: 4097, ifindex: 2, reason: "NO_SOCKET".into(), code: 3, count: 2 },
+            NetnsDropCount {
+                netns: NS,
+                netns_cookie: 4097,
+                ifindex: 2,
+                reason: "NETFILTER_DROP".into(),
+                code: 10,
+                count: 1,
+            },
+        ],
         namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),

@@ -372,9 +372,8 @@ fn a_kill_during_the_write_leaves_nothing() {
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).expect("children");
     let pid: u32 = children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("pktloss under strace");
     let writing = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.starts_with(&dir.0)))
-        })
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .is_ok_and(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.starts_with(&dir.0))))
     };
     let t0 = std::time::Instant::now();
     while !writing() {
@@ -383,7 +382,11 @@ fn a_kill_during_the_write_leaves_nothing() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let listed = || -> Vec<String> {
-        std::fs::read_dir(&dir.0).expect("list").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(&dir.0)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
     };
     assert!(writing(), "still in the held fsync");
     assert_eq!(listed(), Vec::<String>::new(), "nothing named while the output is written");

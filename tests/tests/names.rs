@@ -335,7 +335,13 @@ fn cookie_of(ns: &pktloss_tests::Netns) -> u64 {
         use std::os::fd::AsRawFd as _;
         // SAFETY: a valid socket and a buffer of the length given.
         let rc = unsafe {
-            libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&raw mut cookie).cast(), &raw mut len)
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NETNS_COOKIE,
+                (&raw mut cookie).cast(),
+                &raw mut len,
+            )
         };
         if rc == 0 { cookie } else { 0 }
     })

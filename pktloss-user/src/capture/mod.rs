@@ -53,8 +53,8 @@ use crate::{
 #[doc(hidden)]
 pub use format::raw_container;
 pub use format::{CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, encode_container};
-pub(crate) use output::{check_writable, write_private};
 pub(crate) use format::{FORMAT_NAME, from_bytes, to_bytes};
+pub(crate) use output::{check_writable, write_private};
 
 use crate::model::{Sample, Summary};
 

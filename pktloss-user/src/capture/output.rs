@@ -137,8 +137,7 @@ pub(crate) fn check_writable(path: &Path) -> Result<(), String> {
         let text = e.to_string();
         text.split(" (os error").next().unwrap_or(&text).to_lowercase()
     };
-    let mut tmp =
-        Temp::create(&dir, &name).map_err(|e| format!("cannot write {}: {}", path.display(), why(&e)))?;
+    let mut tmp = Temp::create(&dir, &name).map_err(|e| format!("cannot write {}: {}", path.display(), why(&e)))?;
     let probe = tmp.file().write_all(&PROBE);
     tmp.discard();
     probe.map_err(|e| format!("cannot write {}: {}", path.display(), why(&e)))
@@ -158,11 +157,8 @@ mod tests {
     }
 
     fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .expect("list")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            fs::read_dir(dir).expect("list").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }

@@ -157,6 +157,17 @@ impl Sections<'_> {
         (t, format!("{active} active, {} skipped", self.s.probes.len() - active))
     }
 
+    /// Drops per namespace from the kernel's exact per-namespace counts.
+    fn netns_drops(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("DROPS", true), ("NETNS", false), ("NAME", false), ("MOSTLY", false)]);
+        let all = self.s.drops_by_netns();
+        for ((netns, cookie), drops, top) in all.iter().take(TOP_ROWS) {
+            let name = self.s.namespace(*netns, *cookie).map(|n| n.label.clone()).unwrap_or_default();
+            t.row(vec![drops.to_string(), netns.to_string(), name, (*top).to_owned()]);
+        }
+        (t, all.len())
+    }
+
     fn namespaces(&self) -> (Table, usize) {
         let mut t =
             Table::new(&[("NETNS", false), ("NAME", false), ("POD", false), ("CONTAINERS", false), ("UNIT", false)]);
@@ -232,6 +243,7 @@ pub(crate) fn text(s: &Summary) -> String {
     }
     section("Top flows".into(), sec.flows(), &mut out);
     section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
+    section("Drops by namespace (exact, whatever the flow table kept)".into(), sec.netns_drops(), &mut out);
     section("Namespaces".into(), sec.namespaces(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
@@ -292,6 +304,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     }
     section("Top flows", sec.flows(), out);
     section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
+    section("Drops by namespace (exact, whatever the flow table kept)", sec.netns_drops(), out);
     section("Namespaces", sec.namespaces(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
