@@ -1,11 +1,12 @@
 //! `pktloss serve` against a real `Prometheus`: the test starts Debian's `prometheus` on a
 //! loopback port with a config it writes, makes known drops in namespaces it creates, and reads
 //! the values back with `PromQL` through Prometheus's HTTP API. Also: the exposition passes
-//! `promtool check metrics`, a taken port is one line, and memory stays flat under a
-//! random-port flood with namespace churn.
+//! `promtool check metrics`, a taken port is one line, memory stays flat under a random-port
+//! flood with namespace churn, and no client (a half-sent request, 200 slow ones) keeps `serve`
+//! from answering scrapes or from stopping within 2 s of SIGTERM.
 use std::{
     fs,
-    io::Write as _,
+    io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -455,4 +456,157 @@ fn netns_count_exact_when_the_flow_table_overflows() {
     assert_eq!(got, Some(counted), "per-namespace count vs the nft counter");
     drop(ns);
     stop_serve(serve);
+/// The head of a request that never ends (no blank line).
+const HALF_SENT: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
+
+/// SIGTERM, then the time until `serve` exited (0, within 2 s) and nothing is left loaded.
+fn stop_within_2s(serve: Running, what: &str) -> Duration {
+    let t = Instant::now();
+    serve.signal(libc::SIGTERM);
+    let err = serve.stderr();
+    let (code, _) = serve.finish();
+    let took = t.elapsed();
+    assert_eq!(code, Some(0), "{what}: pktloss serve failed: {err}");
+    assert!(took < Duration::from_secs(2), "{what}: serve took {took:?} to exit after SIGTERM: {err}");
+    assert_nothing_attached(what);
+    took
+}
+
+/// Whether the server closed this connection (EOF or reset after whatever it sent), without
+/// waiting.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).expect("non-blocking");
+    let mut buf = [0u8; 4096];
+    // Bounded: the server sends at most one short response before closing.
+    for _ in 0..64 {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// A request with one header line too many for the server (hyper takes at most 100).
+fn too_many_headers(addr: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let pad = (0..150).map(|i| format!("X-Pad-{i}: {}", "v".repeat(32))).collect::<Vec<_>>().join("\r\n");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{pad}\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = String::new();
+    drop(s.read_to_string(&mut raw));
+    raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// One connection that sent half a request and then nothing: SIGTERM still stops `serve` within
+/// 2 s, programs detached. (Before, graceful shutdown waited for that request forever.) Also the
+/// answers that must not change: 404 elsewhere, 431 for too many headers, the format by Accept.
+#[test]
+fn serve_stops_with_a_half_sent_request() {
+    if !require_root("serve_stops_with_a_half_sent_request") {
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--window", "5s"]);
+    let (status, head, _) = http_get(&listen, "/metrics", None);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let (status, head, body) = http_get(&listen, "/metrics", Some("application/openmetrics-text; version=1.0.0"));
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("application/openmetrics-text") && body.trim_end().ends_with("# EOF"), "{head}");
+    assert_eq!(http_get(&listen, "/nope", None).0, 404);
+    assert_eq!(too_many_headers(&listen), 431);
+
+    let mut half = TcpStream::connect(&listen).expect("connect");
+    half.write_all(HALF_SENT).expect("write");
+    // The server has read it (and waits for the rest) before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!closed_by_server(&mut half), "the half-sent request was closed before the signal");
+    let took = stop_within_2s(serve, "half-sent request");
+    println!("stop with a half-sent request: {took:?}");
+    assert!(closed_by_server(&mut half), "the half-sent request's connection is still open");
+}
+
+/// 200 slow clients, half of them sending a request head a byte a second (slowloris), half having
+/// sent half a head and nothing more: scrapes still answer in under 1 s each; the server closes
+/// every slow connection once the header-read timeout (10 s) is past; then, with 200 more
+/// half-sent requests open, SIGTERM stops `serve` within 2 s.
+#[test]
+fn serve_answers_and_stops_beside_slow_clients() {
+    if !require_root("serve_answers_and_stops_beside_slow_clients") {
+        return;
+    }
+    const SLOW: usize = 200;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--window", "5s"]);
+    assert_eq!(http_get(&listen, "/metrics", None).0, 200);
+
+    let opened = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..SLOW).map(|_| TcpStream::connect(&listen).expect("connect")).collect();
+    for s in slow.iter_mut().step_by(2) {
+        s.write_all(HALF_SENT).expect("write");
+    }
+    // The slowloris half: a byte of a never-ending head every second, from a thread of its own
+    // (bounded in time); a write error is the server's close.
+    let mut loris: Vec<TcpStream> = slow.iter().skip(1).step_by(2).map(|s| s.try_clone().expect("clone")).collect();
+    let dribble = std::thread::spawn(move || {
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for b in head.iter().take(20) {
+            loris.retain_mut(|s| s.write_all(&[*b]).is_ok());
+            if loris.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+
+    // Scrape every 250 ms until every slow connection is closed (or 16 s have passed).
+    let mut latencies = Vec::new();
+    let mut closed_at = vec![None; SLOW];
+    while opened.elapsed() < Duration::from_secs(16) && closed_at.iter().any(Option::is_none) {
+        let t = Instant::now();
+        let (status, head, _) = http_get(&listen, "/metrics", None);
+        let took = t.elapsed();
+        assert_eq!(status, 200, "a scrape beside {SLOW} slow clients: {head}");
+        assert!(took < Duration::from_secs(1), "a scrape beside {SLOW} slow clients took {took:?}");
+        latencies.push(took);
+        for (s, at) in slow.iter_mut().zip(&mut closed_at) {
+            if at.is_none() && closed_by_server(s) {
+                *at = Some(opened.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let open = closed_at.iter().filter(|c| c.is_none()).count();
+    assert_eq!(open, 0, "slow connections still open {:?} after they were opened", opened.elapsed());
+    let first = closed_at.iter().flatten().min().copied().unwrap_or_default();
+    let last = closed_at.iter().flatten().max().copied().unwrap_or_default();
+    // Not before the header-read timeout (10 s from the accept; polled every 250 ms or so).
+    assert!(first >= Duration::from_secs(9), "a slow connection closed after only {first:?}");
+    let max = latencies.iter().max().copied().unwrap_or_default();
+    let mean = latencies.iter().sum::<Duration>() / u32::try_from(latencies.len().max(1)).unwrap_or(1);
+    drop(dribble.join());
+    drop(slow);
+
+    // Stopping with 200 half-sent requests open.
+    let slow: Vec<TcpStream> = (0..SLOW)
+        .map(|_| {
+            let mut s = TcpStream::connect(&listen).expect("connect");
+            s.write_all(HALF_SENT).expect("write");
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    assert_eq!(http_get(&listen, "/metrics", None).0, 200);
+    let beside = t.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let took = stop_within_2s(serve, "200 half-sent requests");
+    drop(slow);
+    println!(
+        "{SLOW} slow clients: {} scrapes, mean {mean:?}, max {max:?}; slow connections closed from {first:?} to {last:?}; scrape beside 200 half-sent {beside:?}; stop {took:?}",
+        latencies.len()
+    );
 }

@@ -2,7 +2,8 @@
 //! that moment, and diagnose the host in rolling windows.
 //!
 //! Threads: the collector (this thread) owns the [`Session`]: it drains detail events, answers
-//! scrape requests that the HTTP thread (tokio, axum) sends it over a channel, and closes each
+//! scrape requests that the HTTP thread (tokio; axum's router on the bounded hyper connections of
+//! [`super::http`]) sends it over a channel, and closes each
 //! diagnosis window; a window's counters are read and diagnosed on a thread of its own, so that
 //! reading many namespaces never delays a scrape.
 use std::{
@@ -191,10 +192,23 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
             }
         }
     };
-    // The HTTP thread may be gone already (it stopped on its own).
+    // Scrapes still waiting get 503 at once; the HTTP thread stops accepting and gives the
+    // connections answering a request SHUTDOWN_GRACE (it may be gone already: it stopped on its
+    // own). Meanwhile the programs are detached.
+    drop(scrape_rx);
     quit_tx.send(()).ok();
     drop(session); // detach
-    drop(http.join());
+    // Joined only once finished, and waited for a little longer than its grace: a thread that
+    // does not stop (it should) must not keep the process from exiting.
+    let deadline = Instant::now() + super::http::SHUTDOWN_GRACE + Duration::from_millis(500);
+    while !http.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if http.is_finished() {
+        drop(http.join());
+    } else {
+        log::warn!("pktloss: the HTTP thread did not stop; exiting without it");
+    }
     result
 }
 
@@ -338,15 +352,14 @@ fn http_thread(listener: std::net::TcpListener, scrapes: Requests, quit: oneshot
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = Router::new().route("/metrics", get(metrics)).route("/", get(index)).with_state(scrapes);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                drop(quit.await);
-            })
-            .await
+        super::http::serve(listener, app, quit).await;
+        std::io::Result::Ok(())
     });
     if let Err(e) = served {
         log::error!("HTTP server: {e}");
     }
+    // Dropping the runtime drops every connection still open (their tasks), at once.
+    drop(rt);
 }
 
 async fn metrics(State(scrapes): State<Requests>, headers: axum::http::HeaderMap) -> Response {
