@@ -242,6 +242,9 @@ const KEYWORDS: &[&str] = &[
     "cause",
 ];
 
+/// Words (and operators) a filter may have.
+const MAX_WORDS: usize = 512;
+
 const PRIMITIVES: &str =
     "a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, cause, ...)";
 
@@ -255,6 +258,15 @@ pub(crate) fn parse(expr: &str) -> Result<Option<Expr>, FilterError> {
     let toks = tokenize(expr);
     if toks.is_empty() {
         return Ok(None);
+    }
+    // The parser and the compiler recurse once per nesting (`(`, `not`, each `and`/`or`): a
+    // bound on the words bounds their stack. The kernel program takes 64 tests, far fewer.
+    if toks.len() > MAX_WORDS {
+        return Err(FilterError {
+            at: 0,
+            len: 0,
+            msg: format!("{} words; a filter takes at most {MAX_WORDS} (and the kernel program 64 tests)", toks.len()),
+        });
     }
     let mut p = Parser { toks, pos: 0, end: expr.len(), last: None };
     let e = p.expr()?;

@@ -274,6 +274,15 @@ fn errors_name_the_word_and_its_column() {
         err("dev nosuchdev"),
         "bad filter `dev nosuchdev`: `dev nosuchdev` (column 1): no device `nosuchdev` in any namespace"
     );
+    // The deepest a filter nests fits a test thread's stack.
+    let udp = key("udp", "10.0.0.1", 1, "10.0.0.2", 2);
+    assert!(passes(&format!("{}udp{}", "( ".repeat(255), " )".repeat(255)), &udp));
+    assert!(!passes(&format!("{}udp", "not ".repeat(511)), &udp));
+    let deep = format!("{}udp", "( ".repeat(30_000));
+    assert_eq!(
+        err(&deep),
+        format!("bad filter `{deep}`: 30001 words; a filter takes at most 512 (and the kernel program 64 tests)")
+    );
     assert!(FilterSpec::from_words(&[]).expect("empty is fine").is_none());
 }
 
