@@ -74,6 +74,8 @@ fn each_filter_counts_exactly_its_drops() {
         (format!("netns /run/netns/{ns} and (udp port 2000 or tcp)"), B + D),
         (format!("netns {ns} and dev lo and (udp or tcp) and not port 1000"), B + D),
         (format!("netns {ns} and src port 1000"), 0),
+        // `and` and `or` left to right, as tcpdump: `((tcp or udp) and dst port 2000) and netns`.
+        (format!("tcp or udp and dst port 2000 and netns {ns}"), B),
     ];
     if kernel_has_reasons() {
         cases.push((format!("netns {ns} and reason NO_SOCKET and ( udp || tcp )"), A + B + C + D));
@@ -124,7 +126,7 @@ fn each_filter_counts_exactly_its_drops() {
 }
 
 /// A bad expression is one line naming the word, exit 2, before anything is loaded; a
-/// namespace that does not exist is the same.
+/// namespace that does not exist, or a device that no namespace has, is the same.
 #[test]
 fn a_bad_filter_is_one_line_and_exit_2() {
     if !require_root("a_bad_filter_is_one_line_and_exit_2") {
@@ -135,6 +137,11 @@ fn a_bad_filter_is_one_line_and_exit_2() {
         (&["watch", "-d", "1s", "port", "70000"][..], "not a port number"),
         (&["diagnose", "-d", "1s", "(", "udp"][..], "this `(` is not closed"),
         (&["capture", "-d", "1s", "netns", "pktloss-no-such-ns"][..], "no namespace `pktloss-no-such-ns`"),
+        (&["capture", "-d", "1s", "dev", "pktloss-nodev"][..], "no device `pktloss-nodev` in any namespace"),
+        // What tcpdump refuses.
+        (&["capture", "-d", "1s", "proto", "udp"][..], "escaped here (\\udp)"),
+        (&["capture", "-d", "1s", "udp", "host", "10.0.0.1"][..], "only ip, ip6 or arp before host"),
+        (&["capture", "-d", "1s", "tcp", "or", "80"][..], "`80` (column 8)"),
     ] {
         let out = run(args);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -20,6 +20,8 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     "conntrack",
     "ethtool",
     "tshark",
+    // The filter unit tests check pktloss's filters against tcpdump's on the same packets.
+    "tcpdump",
     "bpftool",
     "iproute2",
     "tmux",

@@ -12,6 +12,8 @@ use super::{
 pub(crate) trait Resolve {
     /// The inode of a namespace.
     fn netns(&self, spec: &NetnsSpec) -> Result<u32, String>;
+    /// Whether a device of this name is in some namespace now.
+    fn dev(&self, name: &str) -> Result<(), String>;
     /// The code of a drop reason on the running kernel.
     fn reason(&self, name: &str) -> Result<u32, String>;
     /// The drop reasons (codes) that make a cause of the diagnosis, each with the IP protocol it
@@ -130,16 +132,18 @@ fn prim(p: &Prim, r: &dyn Resolve) -> Result<B, FilterError> {
             with_proto(*proto, directed(*dir, port))
         }
         Term::Proto(p) => proto_test(*p),
-        Term::IpProto { family, number } => {
-            let l4 = B::T(Test::eq(fw::PROTO, 0xff00, u64::from(*number) << 8));
-            match family {
-                Some(f) => and(proto_test(*f), l4),
-                None => l4,
-            }
-        }
+        Term::IpProto { family, number } => match family {
+            Some(f) => and(proto_test(*f), B::T(Test::eq(fw::PROTO, 0xff00, u64::from(*number) << 8))),
+            // IPv4 or IPv6 (family 4 or 6, the two with bit 2; a drop without IP has family 0
+            // and protocol 0, which `proto 0` must not take).
+            None => B::T(Test::eq(fw::PROTO, 0xff04, u64::from(*number) << 8 | 4)),
+        },
         Term::Netns(spec) => B::T(Test::eq(fw::DEV, 0xffff_ffff, u64::from(r.netns(spec).map_err(err)?))),
         Term::Ifindex(i) => B::T(Test::eq(fw::DEV, 0xffff_ffff << 32, u64::from(*i) << 32)),
-        Term::Dev(name) => dev_name(name),
+        Term::Dev(name) => {
+            r.dev(name).map_err(err)?;
+            dev_name(name)
+        }
         Term::Reason(name) => B::T(Test::eq(fw::REASON, 0xffff_ffff, u64::from(r.reason(name).map_err(err)?))),
         Term::Cause(id) => {
             let reasons = r.cause(id).map_err(err)?;

@@ -6,6 +6,8 @@
 mod compile;
 mod parse;
 #[cfg(test)]
+mod tcpdump_table;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -83,6 +85,31 @@ impl Resolve for HostResolver<'_> {
             NetnsSpec::Pid(p) => format!("no process {p}, or its namespace cannot be read"),
             _ => format!("{} is not a namespace that can be read", path.display()),
         })
+    }
+
+    /// In this namespace or any other one (`/run/netns`, `/proc/*/ns/net`). A device made
+    /// later with the name is counted too (the match is on the name at the drop); a name that
+    /// no namespace has at start is taken for a typo and refused.
+    fn dev(&self, name: &str) -> Result<(), String> {
+        use crate::host::netns;
+        let here = |name: String| nix::net::if_::if_nametoindex(name.as_str()).is_ok();
+        if here(name.to_owned()) {
+            return Ok(());
+        }
+        let mut unread = 0;
+        for ns in netns::list().into_values().filter(|ns| !ns.is_self) {
+            let n = name.to_owned();
+            match netns::run_in(&ns, move || Ok(here(n))) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => unread += 1,
+            }
+        }
+        if unread > 0 {
+            // A namespace that could not be entered may have it.
+            return Ok(());
+        }
+        Err(format!("no device `{name}` in any namespace (ip -all netns exec ip -br link)"))
     }
 
     fn reason(&self, name: &str) -> Result<u32, String> {

@@ -5,7 +5,7 @@ use pktloss_common::{FlowKey, derive_filter_words, filter_word};
 use super::{FilterSpec, NetnsSpec, Resolve};
 
 /// Resolves `uxb` to 4026532239 and a few reasons, as a host would.
-struct Fixed;
+pub(super) struct Fixed;
 
 impl Resolve for Fixed {
     fn netns(&self, spec: &NetnsSpec) -> Result<u32, String> {
@@ -14,6 +14,10 @@ impl Resolve for Fixed {
             NetnsSpec::Id(i) => Ok(*i),
             _ => Err("no such namespace".to_owned()),
         }
+    }
+
+    fn dev(&self, name: &str) -> Result<(), String> {
+        if name == "nosuchdev" { Err("no device `nosuchdev` in any namespace".to_owned()) } else { Ok(()) }
     }
 
     fn reason(&self, name: &str) -> Result<u32, String> {
@@ -35,7 +39,7 @@ impl Resolve for Fixed {
 }
 
 /// The words the kernel programs test for a drop: as `flow_key` builds them, then derived.
-fn words(k: &FlowKey, reason: u32, dev: &[u8]) -> [u64; filter_word::COUNT as usize] {
+pub(super) fn words(k: &FlowKey, reason: u32, dev: &[u8]) -> [u64; filter_word::COUNT as usize] {
     let w8 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     let mut name = [0u8; 16];
     name[..dev.len()].copy_from_slice(dev);
@@ -90,6 +94,10 @@ struct Captured(Vec<(String, u32)>);
 impl Resolve for Captured {
     fn netns(&self, _: &NetnsSpec) -> Result<u32, String> {
         Err("unused".to_owned())
+    }
+
+    fn dev(&self, _: &str) -> Result<(), String> {
+        Ok(())
     }
 
     fn reason(&self, name: &str) -> Result<u32, String> {
@@ -223,7 +231,7 @@ fn errors_name_the_word_and_its_column() {
     assert_eq!(err("port 70000"), "bad filter `port 70000`: `70000` (column 6): not a port number (0-65535)");
     assert_eq!(
         err("udp and"),
-        "bad filter `udp and`: at its end: expected a primitive (host, net, port, portrange, tcp, udp, netns, dev, reason, ...)"
+        "bad filter `udp and`: at its end: expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, cause, ...)"
     );
     assert_eq!(err("( udp"), "bad filter `( udp`: `(` (column 1): this `(` is not closed");
     assert_eq!(err("udp tcp"), "bad filter `udp tcp`: `tcp` (column 5): expected `and` or `or`");
@@ -244,6 +252,36 @@ fn errors_name_the_word_and_its_column() {
     assert_eq!(
         err("host example.com"),
         "bad filter `host example.com`: `example.com` (column 6): not an IP address (host names are not resolved)"
+    );
+    assert_eq!(
+        err("proto udp"),
+        "bad filter `proto udp`: `udp` (column 7): tcpdump wants a protocol name escaped here (\\udp), or a number (0-255)"
+    );
+    assert_eq!(
+        err("udp host 10.0.0.1"),
+        "bad filter `udp host 10.0.0.1`: `10.0.0.1` (column 10): tcpdump takes only ip, ip6 or arp before host and net"
+    );
+    assert_eq!(
+        err("src 10.0.0.0/8"),
+        "bad filter `src 10.0.0.0/8`: `10.0.0.0/8` (column 5): a mask is for networks only (net ADDR/LEN), as in tcpdump"
+    );
+    assert_eq!(
+        err("tcp or 80"),
+        "bad filter `tcp or 80`: `80` (column 8): expected a primitive (host, net, port, portrange, tcp, udp, icmp, ip, ip6, netns, dev, reason, cause, ...)"
+    );
+    assert_eq!(err("tcp )"), "bad filter `tcp )`: `)` (column 5): this `)` closes nothing");
+    assert_eq!(
+        err("dev nosuchdev"),
+        "bad filter `dev nosuchdev`: `dev nosuchdev` (column 1): no device `nosuchdev` in any namespace"
+    );
+    // The deepest a filter nests fits a test thread's stack.
+    let udp = key("udp", "10.0.0.1", 1, "10.0.0.2", 2);
+    assert!(passes(&format!("{}udp{}", "( ".repeat(255), " )".repeat(255)), &udp));
+    assert!(!passes(&format!("{}udp", "not ".repeat(511)), &udp));
+    let deep = format!("{}udp", "( ".repeat(30_000));
+    assert_eq!(
+        err(&deep),
+        format!("bad filter `{deep}`: 30001 words; a filter takes at most 512 (and the kernel program 64 tests)")
     );
     assert!(FilterSpec::from_words(&[]).expect("empty is fine").is_none());
 }
@@ -298,4 +336,20 @@ fn filters_select_the_flows_of_a_real_capture() {
             .sum();
         assert_eq!(got, want, "{expr}");
     }
+}
+
+#[test]
+fn a_device_no_namespace_has_is_refused() {
+    let reasons = crate::decode::reasons::ReasonTable::new(Vec::new());
+    let host = super::HostResolver { reasons: &reasons, has_reasons: true };
+    assert_eq!(host.dev("lo"), Ok(()));
+    // Without root the other namespaces cannot be entered, and a name may be in one of them.
+    let root = nix::unistd::geteuid().is_root();
+    if !crate::testdata::available("a_device_no_namespace_has_is_refused", "root", root) {
+        return;
+    }
+    assert_eq!(
+        host.dev("nosuchdev0"),
+        Err("no device `nosuchdev0` in any namespace (ip -all netns exec ip -br link)".to_owned())
+    );
 }
