@@ -33,6 +33,11 @@ const TX_ADDR: &str = "10.231.0.1";
 const RX_ADDR: &str = "10.231.0.2";
 /// The UDP port the nftables rule drops.
 pub(super) const DPORT: u16 = 9;
+/// First destination port of a many-flows flood (`FloodCfg::ports` > 1): ports from here on are
+/// dropped by a rule of their own, after the one for `DPORT`.
+const MANY_PORTS_FROM: u16 = 10_000;
+/// Most destination ports of a many-flows flood.
+pub(super) const MAX_PORTS: u16 = 16_384;
 const NFT_TABLE: &str = "pktlb";
 
 /// The two namespaces; deleted on drop.
@@ -55,7 +60,8 @@ impl Netns {
         }
         let rules = format!(
             "table inet {NFT_TABLE} {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             udp dport {DPORT} counter drop\n  }}\n}}\n"
+             udp dport {DPORT} counter drop\n    udp dport {MANY_PORTS_FROM}-{} counter drop\n  }}\n}}\n",
+            MANY_PORTS_FROM + MAX_PORTS - 1
         );
         let mut nft = Command::new("ip")
             .args(["netns", "exec", RX_NS, "nft", "-f", "-"])
@@ -83,7 +89,12 @@ impl Netns {
         let out =
             output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
         let v: serde_json::Value = serde_json::from_str(&out).context("nft printed invalid JSON")?;
-        find_counter(&v).context("no counter in the nftables table")
+        let mut all = Vec::new();
+        counters(&v, &mut all);
+        if all.is_empty() {
+            bail!("no counter in the nftables table");
+        }
+        Ok(all.iter().sum())
     }
 }
 
@@ -93,16 +104,24 @@ impl Drop for Netns {
     }
 }
 
-fn find_counter(v: &serde_json::Value) -> Option<u64> {
+/// Every rule counter's packets in `nft -j` output.
+fn counters(v: &serde_json::Value, out: &mut Vec<u64>) {
     match v {
         serde_json::Value::Object(m) => {
             if let Some(p) = m.get("counter").and_then(|c| c.get("packets")).and_then(serde_json::Value::as_u64) {
-                return Some(p);
+                out.push(p);
+                return;
             }
-            m.values().find_map(find_counter)
+            for x in m.values() {
+                counters(x, out);
+            }
         }
-        serde_json::Value::Array(a) => a.iter().find_map(find_counter),
-        _ => None,
+        serde_json::Value::Array(a) => {
+            for x in a {
+                counters(x, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -126,6 +145,9 @@ pub(super) struct FloodCfg {
     pub rate: Option<u64>,
     /// Datagrams per sendmmsg call.
     pub batch: usize,
+    /// Destination ports, one after another (1: every datagram to `DPORT`, one flow; more:
+    /// each datagram a flow of its own while fewer than the flow table's slots).
+    pub ports: u16,
 }
 
 /// What one flood did.
@@ -184,16 +206,31 @@ fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
     }
     pin_to(cfg.cpu)?;
     let sock = UdpSocket::bind((TX_ADDR, 0)).context("cannot bind the sender socket")?;
-    sock.connect((RX_ADDR, DPORT)).context("cannot connect the sender socket")?;
+    let many = cfg.ports > 1;
+    if !many {
+        sock.connect((RX_ADDR, DPORT)).context("cannot connect the sender socket")?;
+    }
     let fd = sock.as_raw_fd();
     let batch = if cfg.rate.is_some() { cfg.batch.clamp(1, 8) } else { cfg.batch.clamp(1, MAX_BATCH) };
     let mut iov = libc::iovec { iov_base: PAYLOAD.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD.len() };
     // SAFETY: mmsghdr is plain old data; all-zero is a valid (empty) value.
     let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
-    for m in &mut msgs {
+    // A many-flows flood names each datagram's destination (the socket is not connected).
+    let rx: std::net::Ipv4Addr = RX_ADDR.parse().context("receiver address")?;
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut names: Vec<libc::sockaddr_in> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (m, a) in msgs.iter_mut().zip(&mut names) {
         m.msg_hdr.msg_iov = &raw mut iov;
         m.msg_hdr.msg_iovlen = 1;
+        if many {
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_addr.s_addr = u32::from_ne_bytes(rx.octets());
+            m.msg_hdr.msg_name = (&raw mut *a).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        }
     }
+    let ports = cfg.ports.clamp(1, MAX_PORTS);
+    let mut next_port: u16 = 0;
     let start = Instant::now();
     let deadline = start + cfg.duration;
     let (mut sent, mut errors) = (0u64, 0u64);
@@ -210,8 +247,15 @@ fn sender(cfg: FloodCfg, stop: &AtomicBool) -> Result<FloodResult> {
                 continue;
             }
         }
-        // SAFETY: fd is a connected UDP socket; msgs holds `batch` headers whose single iovec
-        // points at PAYLOAD, which outlives the call; the kernel only reads them.
+        if many {
+            for a in &mut names {
+                a.sin_port = (MANY_PORTS_FROM + next_port).to_be();
+                next_port = (next_port + 1) % ports;
+            }
+        }
+        // SAFETY: fd is a UDP socket (connected, or each header names its destination in
+        // `names`); msgs holds `batch` headers whose single iovec points at PAYLOAD; all of it
+        // outlives the call; the kernel only reads them.
         let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), batch as libc::c_uint, 0) };
         if n > 0 {
             sent += n as u64;
@@ -257,18 +301,22 @@ pub(super) fn allowed_cpus() -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_counter;
+    use super::counters;
 
     #[test]
-    fn finds_the_rule_counter_in_nft_json() {
+    fn finds_the_rule_counters_in_nft_json() {
         let v: serde_json::Value = serde_json::from_str(
             r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
                 {"table": {"family": "inet", "name": "pktlb", "handle": 1}},
                 {"rule": {"family": "inet", "table": "pktlb", "chain": "input", "expr": [
                     {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 9}},
-                    {"counter": {"packets": 1234, "bytes": 56789}}, {"drop": null}]}}]}"#,
+                    {"counter": {"packets": 1234, "bytes": 56789}}, {"drop": null}]}},
+                {"rule": {"family": "inet", "table": "pktlb", "chain": "input", "expr": [
+                    {"counter": {"packets": 6, "bytes": 100}}, {"drop": null}]}}]}"#,
         )
         .unwrap_or_default();
-        assert_eq!(find_counter(&v), Some(1234));
+        let mut all = Vec::new();
+        counters(&v, &mut all);
+        assert_eq!(all, vec![1234, 6]);
     }
 }

@@ -363,7 +363,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         bin.display()
     );
     // Warm-up (ARP, caches, nft), not recorded.
-    flood::flood(FloodCfg { cpu, duration: Duration::from_millis(500), rate: None, batch }, &stop)?;
+    flood::flood(FloodCfg { cpu, duration: Duration::from_millis(500), rate: None, batch, ports: 1 }, &stop)?;
 
     // Each traced flood is bracketed by untraced ones and compared with their mean: the
     // untraced rate of this VM drifts by several percent within a minute, so a ratio to an
@@ -373,7 +373,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         let active: Vec<usize> = (0..runs.len()).filter(|&i| i != untraced_at && runs[i].problem.is_none()).collect();
         let n = active.len().max(1);
         let untraced = |runs: &mut Vec<ModeRun>, stop: &Arc<AtomicBool>| -> Result<f64> {
-            let cfg = FloodCfg { cpu, duration: dur, rate: None, batch };
+            let cfg = FloodCfg { cpu, duration: dur, rate: None, batch, ports: 1 };
             let s = measure(runs[untraced_at].mode, &bin, &netns, cfg, stop, false).context("untraced flood failed")?;
             let rate = s.rate();
             eprintln!("round {}/{rounds}  {:<20} {:>9.1}k drops/s", round + 1, "untraced", rate / 1e3);
@@ -387,7 +387,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
                 continue;
             }
             let mode = runs[i].mode;
-            let cfg = FloodCfg { cpu, duration: dur, rate: mode.rate, batch };
+            let cfg = FloodCfg { cpu, duration: dur, rate: mode.rate, batch, ports: 1 };
             match measure(mode, &bin, &netns, cfg, &stop, false) {
                 Ok(mut s) => {
                     if mode.rate.is_none() && !mode.all_cpus {
@@ -442,7 +442,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
             if matches!(r.mode.kind, Kind::Untraced | Kind::Perf(_)) {
                 continue;
             }
-            let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch };
+            let cfg = FloodCfg { cpu, duration: dur, rate: r.mode.rate, batch, ports: 1 };
             match measure(r.mode, &bin, &netns, cfg, &stop, true) {
                 Ok(s) => {
                     #[expect(
@@ -657,7 +657,7 @@ fn time_to_first_drop(bin: &Path, cpu: usize, stop: &Arc<AtomicBool>) -> Result<
     }
     let fstop = Arc::new(AtomicBool::new(false));
     let handle = flood::spawn(
-        FloodCfg { cpu, duration: Duration::from_secs(20), rate: Some(100_000), batch: 8 },
+        FloodCfg { cpu, duration: Duration::from_secs(20), rate: Some(100_000), batch: 8, ports: 1 },
         Arc::clone(&fstop),
     );
     let _flood = FloodGuard(fstop, Some(handle));
@@ -784,6 +784,7 @@ pub(crate) fn flood_only(args: FloodArgs) -> Result<()> {
         duration: Duration::from_secs_f64(args.seconds.max(0.1)),
         rate: args.rate,
         batch: usize::from(args.batch),
+        ports: 1,
     };
     eprintln!("flood: {} s on CPU {cpu}", args.seconds);
     let r = flood::flood(cfg, &stop)?;

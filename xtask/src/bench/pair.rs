@@ -34,6 +34,10 @@ pub(crate) struct PairArgs {
     /// Datagrams per sendmmsg call.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
+    /// Destination ports one after another (1: one flow; 16384: every datagram a flow of its
+    /// own, a run of one drop, and a flow table that evicts all the time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(flood::MAX_PORTS)))]
+    ports: u16,
     /// CPU to pin the sender to (default: the last allowed CPU).
     #[arg(long)]
     cpu: Option<usize>,
@@ -94,6 +98,7 @@ pub(crate) fn pair(args: PairArgs) -> Result<()> {
         duration: Duration::from_secs_f64(args.seconds.max(0.1)),
         rate: None,
         batch: usize::from(args.batch),
+        ports: args.ports,
     };
     eprintln!("bench-pair: {} repetitions of {} s on CPU {cpu}, both attached at once", args.reps, args.seconds);
     let (mut a_ns, mut b_ns) = (Vec::new(), Vec::new());

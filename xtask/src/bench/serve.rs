@@ -89,7 +89,8 @@ pub(crate) fn bench_serve(args: ServeBenchArgs) -> Result<()> {
     let extra: Vec<&str> = args.serve_args.split_whitespace().collect();
     let cpu = pick_cpu(None)?;
     let netns = Netns::create()?;
-    let full = FloodCfg { cpu, duration: Duration::from_secs_f64(args.seconds.max(0.5)), rate: None, batch: 64 };
+    let full =
+        FloodCfg { cpu, duration: Duration::from_secs_f64(args.seconds.max(0.5)), rate: None, batch: 64, ports: 1 };
     let rate_of = |cfg: FloodCfg| -> Result<f64> {
         let d0 = netns.dropped()?;
         let r = flood::flood(cfg, &stop)?;
