@@ -1,11 +1,13 @@
-//! A tc program that drops every packet (`TC_ACT_SHOT`), loaded with the `bpf()` syscall from two
-//! instructions and pinned in a bpffs of its own, so that `tc filter add ... bpf da pinned PATH`
-//! attaches it: a real BPF program without a compiler or an object file.
+//! Programs that drop every packet (tc: `TC_ACT_SHOT`; XDP: `XDP_DROP`), loaded with the `bpf()`
+//! syscall from two instructions and pinned in a bpffs of their own, so that `tc filter add ...
+//! bpf da pinned PATH` or `ip link set dev DEV xdpdrv pinned PATH` attaches them: real BPF
+//! programs without a compiler or an object file.
 use std::{ffi::CString, path::PathBuf};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_PROG_TYPE_XDP: u32 = 6;
 
 /// `bpf(cmd, attr)` with a zero-padded attribute union of 128 bytes.
 fn bpf(cmd: libc::c_long, attr: &[u8; 128]) -> libc::c_long {
@@ -21,22 +23,32 @@ pub struct PinnedDropProgram {
 }
 
 impl PinnedDropProgram {
+    /// A tc classifier returning `TC_ACT_SHOT` (2).
     pub fn load() -> Self {
-        let dir = PathBuf::from(format!("/run/pktloss-test-bpf-{}", std::process::id()));
+        Self::load_as(BPF_PROG_TYPE_SCHED_CLS, 2, b"pktl_tdrop", "tc")
+    }
+
+    /// An XDP program returning `XDP_DROP` (1).
+    pub fn load_xdp() -> Self {
+        Self::load_as(BPF_PROG_TYPE_XDP, 1, b"pktl_xdrop", "xdp")
+    }
+
+    fn load_as(prog_type: u32, verdict: u8, name: &[u8; 10], tag: &str) -> Self {
+        let dir = PathBuf::from(format!("/run/pktloss-test-bpf-{tag}-{}", std::process::id()));
         drop(std::fs::create_dir_all(&dir));
         let cdir = CString::new(dir.to_string_lossy().as_bytes()).expect("path");
         // SAFETY: NUL-terminated strings that outlive the call.
         let rc = unsafe { libc::mount(c"bpf".as_ptr(), cdir.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
         assert_eq!(rc, 0, "mount bpffs on {}: {}", dir.display(), std::io::Error::last_os_error());
-        // r0 = TC_ACT_SHOT (2); exit.
+        // r0 = verdict; exit.
         let insns: [u64; 2] =
-            [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
+            [u64::from_le_bytes([0xb7, 0, 0, 0, verdict, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
         let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+        attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
         attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
         attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
         attr[16..24].copy_from_slice(&(c"GPL".as_ptr() as u64).to_ne_bytes());
-        attr[48..58].copy_from_slice(b"pktl_tdrop");
+        attr[48..58].copy_from_slice(name);
         let fd = bpf(BPF_PROG_LOAD, &attr);
         assert!(fd >= 0, "BPF_PROG_LOAD: {}", std::io::Error::last_os_error());
         let path = dir.join("drop");

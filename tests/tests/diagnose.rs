@@ -781,6 +781,12 @@ fn verify_commands_run_where_they_say() {
 
 /// A listening TCP socket in a namespace with the given backlog.
 fn tcp_listen(ns: &Netns, addr: &str, backlog: i32) -> OwnedFd {
+    tcp_listen_rcvbuf(ns, addr, backlog, None)
+}
+
+/// A listener whose connections get receive buffer `rcvbuf` from the start (set before
+/// `listen`, so the window they offer fits it).
+fn tcp_listen_rcvbuf(ns: &Netns, addr: &str, backlog: i32, rcvbuf: Option<i32>) -> OwnedFd {
     let sa = sockaddr_in(addr.parse().expect("addr"));
     ns.run(move || {
         // SAFETY: plain syscalls on a fresh fd, owned right away.
@@ -789,6 +795,9 @@ fn tcp_listen(ns: &Netns, addr: &str, backlog: i32) -> OwnedFd {
             assert!(fd >= 0);
             let owned = OwnedFd::from_raw_fd(fd);
             setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            if let Some(b) = rcvbuf {
+                setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, b);
+            }
             assert_eq!(libc::bind(fd, (&raw const sa).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t), 0);
             assert_eq!(libc::listen(fd, backlog), 0);
             owned
@@ -1196,4 +1205,403 @@ fn tcp_backlog_overflow_behind_a_held_socket() {
     assert_eq!(c["event_drops"].as_u64(), Some(backlog), "SOCKET_BACKLOG events: {}", causes(&v));
     assert_evidence(&v, c, &[&b.tag, "TcpExt.TCPBacklogDrop"]);
     assert_advice(&v, c, &["SO_RCVBUF"]);
+}
+
+/// Drops the diagnosis counted as benign traffic of `class` (all its reasons and locations).
+fn benign(v: &Value, class: &str) -> u64 {
+    v["benign"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|b| b["class"] == class).filter_map(|b| b["drops"].as_u64()).sum())
+}
+
+/// Assert no cause names one of the namespaces `ours` (benign traffic there is not loss).
+fn assert_no_cause_in(v: &Value, ours: &[u64]) {
+    for c in v["causes"].as_array().expect("causes") {
+        let mine = c["netns"].as_array().is_some_and(|n| n.iter().any(|i| ours.iter().any(|o| i == o)));
+        let flows = lines(c, "evidence").iter().any(|l| ours.iter().any(|o| l.contains(&format!("({o})]"))));
+        assert!(
+            !mine && !flows,
+            "benign traffic named cause {}: {}\nbenign: {:#}\nreconciliation: {:#}",
+            c["id"],
+            causes(v),
+            v["benign"],
+            v["reconciliation"]
+        );
+    }
+}
+
+/// A UDP socket in a namespace that may send broadcasts.
+fn udp_broadcaster(ns: &Netns, bind: &str) -> UdpSocket {
+    let s = udp_bound(ns, bind);
+    s.set_broadcast(true).expect("SO_BROADCAST");
+    s
+}
+
+/// Broadcasts to a UDP port nobody listens on (directed and limited) and IPv4 multicast to a
+/// group nobody joined: the kernel ignores them by design (`Udp.IgnoredMulti`; the route input
+/// of an unjoined group). Benign, counted as such, never no-listener or routing.
+#[test]
+fn broadcast_and_multicast_nobody_wanted_are_benign() {
+    if !require_root("benign_broadcast") {
+        return;
+    }
+    const N: usize = 200;
+    let (v, (ours, ignored)) = diagnose_born(12, |nss| {
+        let (ia, ib) = (born(nss, "dbca"), born(nss, "dbcb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        let (_va, vb) = veth("bc", a, b, "10.231.60.1", "10.231.60.2", 24, true);
+        b.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", &vb]);
+        let s = udp_broadcaster(b, "10.231.60.2:0");
+        for i in 0..N {
+            let dst = match i % 3 {
+                0 => "10.231.60.255:7001",
+                1 => "255.255.255.255:7001",
+                _ => "239.23.1.9:7002",
+            };
+            s.send_to(&[1u8; 64], dst).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let ignored = a.snmp("Udp", "IgnoredMulti") + b.snmp("Udp", "IgnoredMulti");
+        ([a.inode(), b.inode()], ignored)
+    });
+    assert!(ignored >= (N as u64) * 2 / 3, "Udp.IgnoredMulti {ignored}");
+    assert_no_cause_in(&v, &ours);
+    let n = benign(&v, "unwanted-broadcast");
+    // Every broadcast the kernel ignored, plus the multicast datagrams the receiver's route
+    // input refused.
+    assert!(n >= ignored + (N as u64) / 3, "benign unwanted-broadcast {n}, IgnoredMulti {ignored}: {:#}", v["benign"]);
+}
+
+/// TCP at teardown and under flow control: a server that closes while its peer still sends
+/// (`TCP_ABORT_ON_DATA`, segments to a closing socket) and a slow reader behind a zero window
+/// (zero-window probes, duplicates of data already acknowledged). Every byte the slow reader
+/// was sent arrives; nothing here is loss.
+#[test]
+fn tcp_teardown_and_flow_control_are_benign() {
+    use std::io::{Read as _, Write as _};
+    if !require_root("benign_tcp") {
+        return;
+    }
+    const BYTES: usize = 400_000;
+    let (v, (ours, got)) = diagnose_born(16, |nss| {
+        let (ia, ib) = (born(nss, "dtta"), born(nss, "dttb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        veth("tt", a, b, "10.231.61.1", "10.231.61.2", 30, true);
+        // Teardown: the server accepts and closes at once; the client keeps writing.
+        let closer = tcp_listen(a, "10.231.61.1:6101", 16);
+        b.run(|| {
+            for _ in 0..5 {
+                let mut c = std::net::TcpStream::connect("10.231.61.1:6101").expect("connect");
+                for _ in 0..50 {
+                    if c.write_all(&[5u8; 1400]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        for _ in 0..5 {
+            drop(tcp_accept(&closer));
+        }
+        // Flow control: a reader with a small buffer that reads in bursts after pauses.
+        let slow = tcp_listen_rcvbuf(a, "10.231.61.1:6102", 4, Some(8192));
+        let writer = b.run(|| {
+            std::thread::spawn(|| {
+                let mut c = std::net::TcpStream::connect("10.231.61.1:6102").expect("connect");
+                c.write_all(&vec![6u8; BYTES]).expect("write");
+            })
+        });
+        let mut r = tcp_accept(&slow);
+        let mut got = 0usize;
+        let mut buf = [0u8; 1024];
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while got < BYTES && Instant::now() < deadline {
+            if got % 65536 < 1024 {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        drop(writer.join());
+        ([a.inode(), b.inode()], got)
+    });
+    assert_eq!(got, BYTES, "the slow reader got every byte");
+    assert_no_cause_in(&v, &ours);
+    let n = benign(&v, "socket-teardown") + benign(&v, "flow-control");
+    assert!(n > 0, "no teardown or flow-control drop seen: {:#}", v["benign"]);
+}
+
+/// A capture socket (`AF_PACKET`) with a tiny buffer that never reads, on the sender: its copies
+/// of a healthy flow's outgoing packets are dropped (`PACKET_SOCK_ERROR`) while the flow delivers
+/// every datagram. (On the receiver the copy shares the original skb, and its drop is no free.)
+#[test]
+fn packet_capture_copies_are_benign() {
+    if !require_root("benign_packet_copies") {
+        return;
+    }
+    const N: usize = 1500;
+    let (v, (ours, delivered)) = diagnose_born(12, |nss| {
+        let (ia, ib) = (born(nss, "dpca"), born(nss, "dpcb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        veth("pc", a, b, "10.231.63.1", "10.231.63.2", 30, true);
+        let cap = b.run(|| {
+            // SAFETY: plain socket(2); the fd is owned below.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from((libc::ETH_P_ALL as u16).to_be())) };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        });
+        setsockopt_int(cap.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1);
+        let rx = udp_bound(a, "10.231.63.1:5000");
+        rx.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            let mut n = 0;
+            while rx.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        b.run(|| {
+            let s = UdpSocket::bind("10.231.63.2:0").expect("bind");
+            for i in 0..N {
+                s.send_to(&[9u8; 100], "10.231.63.1:5000").expect("send");
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        let delivered = reader.join().expect("reader");
+        drop(cap);
+        ([a.inode(), b.inode()], delivered)
+    });
+    assert_eq!(delivered, N, "the flow delivered every datagram");
+    assert_no_cause_in(&v, &ours);
+    let n = benign(&v, "capture-copy");
+    assert!(
+        n >= (N as u64) / 2,
+        "capture copies dropped: {n}: {:#}\nreasons: {:#}\n{}",
+        v["benign"],
+        v["reasons"],
+        causes(&v)
+    );
+}
+
+/// An XDP program that drops everything, attached in native mode to a veth: the kernel frees
+/// its drops at `veth_xdp_rcv_skb` without a reason; they are the program's, reconciled with the
+/// device's `rx_queue_0_xdp_drops`.
+#[test]
+fn xdp_drops_on_veth_are_the_program() {
+    if !require_root("xdp_veth") {
+        return;
+    }
+    const N: usize = 70;
+    let prog = pktloss_tests::bpf::PinnedDropProgram::load_xdp();
+    let pinned = prog.path.to_string_lossy().into_owned();
+    let (v, (a, va, xdp_drops)) = diagnose_born(12, |nss| {
+        let (ia, ib) = (born(nss, "dxda"), born(nss, "dxdb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        let (va, _vb) = veth("xd", a, b, "10.231.64.1", "10.231.64.2", 30, true);
+        a.exec(&["ip", "link", "set", "dev", &va, "xdpdrv", "pinned", &pinned]);
+        b.send_udp("10.231.64.1:5000".parse().expect("addr"), N);
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = a.exec(&["ethtool", "-S", &va]);
+        let xdp_drops: u64 = stats
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rx_queue_0_xdp_drops:"))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum();
+        (Gone::of(a), va, xdp_drops)
+    });
+    drop(prog);
+    assert_eq!(xdp_drops, N as u64, "the device's rx_queue_0_xdp_drops");
+    let c = top(&v, "bpf-or-tc-program");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_eq!(c["event_drops"].as_u64(), Some(N as u64), "{}", causes(&v));
+    assert_eq!(c["counter_drops"].as_u64(), Some(N as u64), "{}", causes(&v));
+    assert_evidence(&v, c, &[&a.tag, &va, "rx_queue_0_xdp_drops +70"]);
+    assert_evidence(&v, c, &[&a.tag, &va, "XDP program attached"]);
+    let list = v["causes"].as_array().expect("causes");
+    assert!(
+        list.iter()
+            .filter(|c| c["id"] == "unclassified")
+            .all(|c| lines(c, "evidence").iter().all(|l| !l.contains("veth_xdp"))),
+        "XDP drops unclassified: {}",
+        causes(&v)
+    );
+}
+
+/// The neighbour table full (the host's `gc_thresh3` lowered to the table's entries + a few for
+/// the test, restored after): sends to many unresolved neighbours fail with `NEIGH_CREATEFAIL`,
+/// and UDP counts those failed sends in `Udp.SndbufErrors` too. One drop, one cause:
+/// neighbor-failure, no udp-sndbuf-full.
+#[test]
+fn neighbour_table_full_is_one_cause() {
+    if !require_root("neigh_table_full") {
+        return;
+    }
+    const TARGETS: u8 = 60;
+    let entries = u64::from_str_radix(
+        sh(&["cat", "/proc/net/stat/arp_cache"])
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("0"),
+        16,
+    )
+    .unwrap_or(0);
+    let max = (entries + 8).to_string();
+    let (v, (a, sndbuf)) = {
+        let _g1 = SysctlGuard::set("net.ipv4.neigh.default.gc_thresh3", &max);
+        let _g2 = SysctlGuard::set("net.ipv4.neigh.default.gc_thresh2", &max);
+        diagnose_born(12, |nss| {
+            let (ia, ib) = (born(nss, "dnta"), born(nss, "dntb"));
+            let (a, b) = (&nss[ia], &nss[ib]);
+            for ns in [a, b] {
+                ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+            }
+            veth("nt", a, b, "10.232.0.1", "10.232.0.2", 16, false);
+            a.run(|| {
+                let s = UdpSocket::bind("10.232.0.1:0").expect("bind");
+                for i in 0..TARGETS {
+                    drop(s.send_to(&[3u8; 32], format!("10.232.9.{}:9", i + 10)));
+                }
+            });
+            std::thread::sleep(Duration::from_millis(400));
+            (Gone::of(a), a.snmp("Udp", "SndbufErrors"))
+        })
+    };
+    assert!(sndbuf > 0, "no send failed for want of a neighbour entry (Udp.SndbufErrors 0)");
+    let c = top(&v, "neighbor-failure");
+    assert!(drops(c) >= sndbuf, "{}", causes(&v));
+    assert_evidence(&v, c, &["NEIGH_CREATEFAIL"]);
+    assert_evidence(&v, c, &[&a.tag, &format!("Udp.SndbufErrors +{sndbuf}")]);
+    let list = v["causes"].as_array().expect("causes");
+    assert!(list.iter().all(|c| c["id"] != "udp-sndbuf-full"), "the same sends counted twice: {}", causes(&v));
+}
+
+/// Heavy benign traffic of every kind above (broadcast and multicast nobody wanted, TCP
+/// teardown, a slow reader, capture copies) with one small real fault, 20 datagrams to a closed
+/// unicast port: that fault is the only cause named, with exactly its 20 drops.
+#[test]
+fn benign_noise_leaves_the_one_real_cause() {
+    use std::io::{Read as _, Write as _};
+    if !require_root("benign_noise") {
+        return;
+    }
+    const REAL: usize = 20;
+    let (v, (ours, noports)) = diagnose_born(16, |nss| {
+        let (ia, ib) = (born(nss, "dnza"), born(nss, "dnzb"));
+        let (a, b) = (&nss[ia], &nss[ib]);
+        for ns in [a, b] {
+            ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        }
+        let (_va, vb) = veth("nz", a, b, "10.231.65.1", "10.231.65.2", 24, true);
+        b.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", &vb]);
+        let cap = b.run(|| {
+            // SAFETY: plain socket(2); the fd is owned below.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from((libc::ETH_P_ALL as u16).to_be())) };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        });
+        setsockopt_int(cap.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1);
+        // A healthy unicast flow, read as fast as it comes.
+        let rx = udp_bound(a, "10.231.65.1:5000");
+        rx.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            let mut n = 0usize;
+            while rx.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        let sender = udp_broadcaster(b, "10.231.65.2:0");
+        for i in 0..3000 {
+            let dst = match i % 4 {
+                0 => "10.231.65.255:7001",
+                1 => "255.255.255.255:7001",
+                2 => "239.23.1.9:7002",
+                _ => "10.231.65.1:5000",
+            };
+            sender.send_to(&[1u8; 64], dst).expect("send");
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        // Teardown and a slow reader.
+        let closer = tcp_listen(a, "10.231.65.1:6101", 16);
+        b.run(|| {
+            for _ in 0..3 {
+                let mut c = std::net::TcpStream::connect("10.231.65.1:6101").expect("connect");
+                for _ in 0..40 {
+                    if c.write_all(&[5u8; 1400]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        for _ in 0..3 {
+            drop(tcp_accept(&closer));
+        }
+        let slow = tcp_listen_rcvbuf(a, "10.231.65.1:6102", 4, Some(8192));
+        let writer = b.run(|| {
+            std::thread::spawn(|| {
+                let mut c = std::net::TcpStream::connect("10.231.65.1:6102").expect("connect");
+                c.write_all(&vec![6u8; 200_000]).expect("write");
+            })
+        });
+        let mut r = tcp_accept(&slow);
+        let mut got = 0usize;
+        let mut buf = [0u8; 1024];
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while got < 200_000 && Instant::now() < deadline {
+            if got % 65536 < 1024 {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        drop(writer.join());
+        // The one real fault.
+        b.send_udp("10.231.65.1:9911".parse().expect("addr"), REAL);
+        std::thread::sleep(Duration::from_millis(200));
+        let delivered = reader.join().expect("reader");
+        drop(cap);
+        ([a.inode(), b.inode()], (a.snmp("Udp", "NoPorts"), delivered))
+    });
+    let (noports, delivered) = noports;
+    assert_eq!(delivered, 750, "the unicast flow delivered every datagram");
+    assert_eq!(noports, REAL as u64, "kernel Udp.NoPorts of the receiver");
+    let list = v["causes"].as_array().expect("causes");
+    let in_ours: Vec<&Value> = list
+        .iter()
+        .filter(|c| c["netns"].as_array().is_some_and(|n| n.iter().any(|i| ours.iter().any(|o| i == o))))
+        .collect();
+    assert_eq!(in_ours.len(), 1, "one cause in the test's namespaces: {}\nbenign: {:#}", causes(&v), v["benign"]);
+    let c = top(&v, "no-listener");
+    assert_eq!(drops(c), REAL as u64, "{}\nbenign: {:#}", causes(&v), v["benign"]);
+    let total: u64 =
+        ["unwanted-broadcast", "capture-copy", "socket-teardown", "flow-control"].iter().map(|k| benign(&v, k)).sum();
+    assert!(total > 1000, "benign noise counted: {:#}", v["benign"]);
 }

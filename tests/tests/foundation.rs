@@ -143,6 +143,30 @@ fn udp4_no_socket_exact_counters_only() {
 /// address, source port), sent interleaved so that every drop ends the run of the one before,
 /// and one flow whose consecutive packets differ only outside the key (TTL, and with it the
 /// checksum and the IP ID): each flow counted exactly and apart from the others.
+/// Every drop reason of the running kernel (its BTF enums, as `pktloss reasons` lists them) is
+/// classified: the cause its drops count under, or benign (not loss), or the rule that classifies
+/// it by context (protocol, location). A reason with none fails, by name.
+#[test]
+fn every_drop_reason_is_classified() {
+    let out = run(&["reasons", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v.as_array().expect("array");
+    let (mut causes, mut benign, mut by) = (0, 0, 0);
+    let mut missing = Vec::new();
+    for r in rows {
+        let name = r["reason"].as_str().expect("name");
+        match (r["cause"].as_str(), r["benign"].as_str(), r["by"].as_str()) {
+            (Some(c), None, None) if c != "unclassified" => causes += 1,
+            (None, Some(_), None) => benign += 1,
+            (None, None, Some(_)) => by += 1,
+            _ => missing.push(name.to_owned()),
+        }
+    }
+    assert!(missing.is_empty(), "{} of {} reasons without one class: {missing:?}", missing.len(), rows.len());
+    println!("{} reasons classified: {causes} causes, {benign} benign, {by} by context", rows.len());
+}
+
 #[test]
 #[expect(
     clippy::many_single_char_names,

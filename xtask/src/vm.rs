@@ -81,6 +81,7 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("foundation", "missing_kernel_features_are_clear_errors"),
     ("foundation", "verifier_rejection_is_one_line_with_the_log_in_a_file"),
     ("foundation", "reasons_come_from_the_running_kernel"),
+    ("foundation", "every_drop_reason_is_classified"),
     ("diagnose", "no_listener_is_the_top_cause_with_exact_drops"),
     ("diagnose", "firewall_drop_names_the_rule"),
     ("diagnose", "tcp_syn_queue_full_without_cookies"),

@@ -539,6 +539,7 @@ fn causes_for_drops() {
                 ..explained(CauseId::SocketMemoryPressure, "TCP_INVALID_END_SEQUENCE", Some("tcp"), None)
             },
         ],
+        benign: Vec::new(),
         reconciliation: vec!["udp-rcvbuf-full: ok".into()],
         unavailable: vec!["conntrack: not loaded".into()],
     };

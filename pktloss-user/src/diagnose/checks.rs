@@ -47,16 +47,24 @@ pub(super) fn config_findings(cx: &mut Ctx<'_>) {
 
 /// The flows dropped with one of `reasons`, largest first; and the flows whose reason says
 /// nothing (none on a kernel without reasons, or `NOT_SPECIFIED`) and whose drop location points
-/// at the cause those reasons select.
+/// at the cause those reasons select. Benign flows (broadcast nobody wanted, teardown, ...) are
+/// never among them.
 pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
     let causes: Vec<CauseId> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
     let by_location = |f: &crate::model::FlowCount| {
         (f.reason == crate::decode::reasons::NO_REASON || f.reason == "NOT_SPECIFIED")
             && !f.location.is_empty()
             && taxonomy::cause_for_location(&f.location).is_some_and(|c| causes.contains(&c))
+            && taxonomy::benign_for_location(&f.reason, &f.location).is_none()
     };
-    let mut v: Vec<_> =
-        cx.input.summary.flows.iter().filter(|f| reasons.contains(&f.reason.as_str()) || by_location(f)).collect();
+    let mut v: Vec<_> = cx
+        .input
+        .summary
+        .flows
+        .iter()
+        .filter(|f| reasons.contains(&f.reason.as_str()) || by_location(f))
+        .filter(|f| taxonomy::benign_for_flow(f).is_none())
+        .collect();
     v.sort_by_key(|f| std::cmp::Reverse(f.count));
     v
 }

@@ -186,6 +186,17 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
                 }
             }
+            // An XDP program's `XDP_DROP` verdicts, counted by the driver (veth frees them
+            // with no reason at `veth_xdp_rcv_skb`): the program's drops, the same packets as
+            // those events.
+            let xdp = xdp_drops(dev);
+            if xdp > 0 {
+                let prog = dev.xdp.as_deref().map(|p| format!(" (XDP program attached: {p})")).unwrap_or_default();
+                let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, xdp);
+                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_xdp_drop_counter(k)) {
+                    a.ev(format!("{tag} dev {} ethtool {k} +{v}{prog}", dev.name));
+                }
+            }
             if dev.carrier_changes > 0 {
                 let a = cx.a(CauseId::InterfaceDown);
                 a.select(0, dev.carrier_changes);
@@ -240,6 +251,30 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
             .map(|k| d.counter(k))
             .sum();
         let by_qdisc = sndbuf.min(qdisc_drops);
+        // A send that finds the neighbour table full fails with ENOBUFS too (the skb freed as
+        // NEIGH_CREATEFAIL): those SndbufErrors are neighbour failures, counted there.
+        let createfail: u64 = cx
+            .input
+            .summary
+            .flows
+            .iter()
+            .filter(|f| {
+                f.netns == d.netns && f.reason == "NEIGH_CREATEFAIL" && matches!(f.proto.as_str(), "udp" | "udplite")
+            })
+            .map(|f| f.count)
+            .sum();
+        let by_neigh = sndbuf.saturating_sub(by_qdisc).min(createfail);
+        if by_neigh > 0 {
+            let a = cx.a(CauseId::UdpSndbufFull);
+            a.counter_drops = a.counter_drops.saturating_sub(by_neigh);
+            a.score = a.score.saturating_sub(by_neigh);
+            a.selected = a.counter_drops > 0;
+            let n = cx.a(CauseId::NeighborFailure);
+            n.netns.insert(d.netns);
+            n.ev(format!(
+                "{tag} Udp.SndbufErrors +{sndbuf}: {by_neigh} of them are these sends the full neighbour table refused (NEIGH_CREATEFAIL; the sender got ENOBUFS), counted once, here"
+            ));
+        }
         if by_qdisc > 0 {
             let a = cx.a(CauseId::UdpSndbufFull);
             a.counter_drops = a.counter_drops.saturating_sub(by_qdisc);
@@ -391,6 +426,22 @@ pub(super) fn is_ring_counter(name: &str) -> bool {
         || n.contains("rx_fw_discards")
         || (n.starts_with("rx") && n.ends_with("_drops") && !n.contains("xdp"))
         || n == "rx_dropped"
+}
+
+/// ethtool counters of an XDP program's drop verdicts (`rx_queue_0_xdp_drops` on veth,
+/// `rx_xdp_drop` on mlx5, ...).
+pub(super) fn is_xdp_drop_counter(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("xdp") && n.contains("drop") && !n.contains("err")
+}
+
+/// An XDP program's drops on a device: the per-queue counters summed, or the largest total.
+pub(super) fn xdp_drops(dev: &crate::host::counters::DeviceStats) -> u64 {
+    let per_queue =
+        |k: &str| k.contains("queue_") || k.starts_with("rx") && k[2..].starts_with(|c: char| c.is_ascii_digit());
+    let queues: u64 = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && per_queue(k)).map(|(_, v)| *v).sum();
+    let totals = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && !per_queue(k)).map(|(_, v)| *v).max();
+    totals.unwrap_or(0).max(queues)
 }
 
 /// ethtool counters of failed RX buffer allocations.

@@ -274,18 +274,32 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
 
     let s = input.summary;
     let explained: u64 = causes.iter().map(|c| c.event_drops).sum();
-    if s.total_drops > 0 || benign > 0 {
+    let benign = benign.into_list();
+    let benign_total: u64 = benign.iter().map(|b| b.drops).sum();
+    if s.total_drops > 0 || benign_total > 0 {
+        let mut by_class: BTreeMap<taxonomy::BenignId, u64> = BTreeMap::new();
+        for b in &benign {
+            *by_class.entry(b.class).or_default() += b.drops;
+        }
+        let classes: Vec<String> = by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let by = if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) };
         reconciliation.insert(
             0,
             format!(
-                "traced drops: {} in total; {} assigned to causes; {} socket teardown, unjoined multicast or IPv6 link start-up (not loss: {}, NOT_SPECIFIED at {}, router and neighbour solicitations and MLD reports to ff02::/16)",
-                s.total_drops,
-                explained,
-                benign,
-                taxonomy::BENIGN_REASONS.join(", "),
-                taxonomy::BENIGN_LOCATIONS.join(", ")
+                "traced drops: {} in total; {} assigned to causes; {benign_total} benign, not loss{by}",
+                s.total_drops, explained
             ),
         );
+        // Benign drops that a counter counts too: the same packets, shown together, counted
+        // nowhere else.
+        let broadcast = by_class.get(&taxonomy::BenignId::UnwantedBroadcast).copied().unwrap_or(0);
+        let ignored: u64 =
+            input.deltas.iter().map(|d| d.counter("Udp.IgnoredMulti") + d.counter("Udp6.IgnoredMulti")).sum();
+        if broadcast > 0 || ignored > 0 {
+            reconciliation.push(format!(
+                "unwanted-broadcast: {broadcast} traced (UDP broadcast and multicast to ports nobody listens on, and multicast to groups nobody joined); Udp.IgnoredMulti +{ignored} counts the UDP ones, not Udp.NoPorts: benign, in no cause"
+            ));
+        }
     }
     let mut unavailable = BTreeSet::new();
     for d in input.deltas {
@@ -298,5 +312,5 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
             unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
         }
     }
-    Diagnosis { causes, explained: assignments, reconciliation, unavailable: unavailable.into_iter().collect() }
+    Diagnosis { causes, explained: assignments, benign, reconciliation, unavailable: unavailable.into_iter().collect() }
 }

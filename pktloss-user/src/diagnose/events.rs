@@ -2,32 +2,74 @@
 //! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CauseId, Conn, Explained, engine::Ctx, taxonomy};
+use super::{Benign, BenignId, CauseId, Conn, Explained, engine::Ctx, taxonomy};
 use crate::model::FlowCount;
 
-/// Map every drop reason of the summary to a cause. Returns the benign (teardown) drops.
-pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
+/// Benign drops found while assigning, by (class, reason, location).
+#[derive(Default)]
+pub(super) struct BenignTally(BTreeMap<(BenignId, String, Option<String>), u64>);
+
+impl BenignTally {
+    fn add(&mut self, class: BenignId, reason: &str, location: Option<&str>, n: u64) {
+        if n > 0 {
+            *self.0.entry((class, reason.to_owned(), location.map(str::to_owned))).or_default() += n;
+        }
+    }
+
+    /// The tally as the diagnosis shows it, largest first.
+    pub(super) fn into_list(self) -> Vec<Benign> {
+        let mut v: Vec<Benign> = self
+            .0
+            .into_iter()
+            .map(|((class, reason, location), drops)| Benign {
+                class,
+                reason,
+                location,
+                drops,
+                why: class.info().why.to_owned(),
+            })
+            .collect();
+        v.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.class.cmp(&b.class)));
+        v
+    }
+}
+
+/// UDP receive functions where, before drop reasons (5.17), a broadcast nobody listens to and a
+/// datagram to a closed port are freed alike: `Udp.IgnoredMulti` tells how many are the former.
+const UDP_RCV: &[&str] = &[
+    "__udp4_lib_rcv",
+    "__udp4_lib_mcast_deliver",
+    "udp_rcv",
+    "__udp6_lib_rcv",
+    "__udp6_lib_mcast_deliver",
+    "udpv6_rcv",
+];
+
+/// Map every drop reason of the summary to a cause, or to a benign class (returned).
+pub(super) fn assign_events(cx: &mut Ctx<'_>) -> BenignTally {
     let s = cx.input.summary;
-    let mut benign = 0;
+    let mut benign = BenignTally::default();
     let total_counter = |cx: &Ctx<'_>, key: &str| cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>();
+    let mut ignored_multi = total_counter(cx, "Udp.IgnoredMulti") + total_counter(cx, "Udp6.IgnoredMulti");
     for r in &s.reasons {
         if r.count == 0 {
             continue;
         }
-        if taxonomy::is_benign(&r.reason) {
-            benign += r.count;
+        if let Some(b) = taxonomy::benign_for_reason(&r.reason) {
+            benign.add(b, &r.reason, None, r.count);
             continue;
         }
-        // IPv6 start-up chatter of a link (RS, NS, MLD to ff02::/16): not loss. (Reasons
-        // classified by location have it at ip6_mc_input, benign there already.)
-        let chatter: u64 = if taxonomy::cause_for_reason(&r.reason).is_some() {
-            s.flows.iter().filter(|f| f.reason == r.reason && taxonomy::is_link_local_control(f)).map(|f| f.count).sum()
-        } else {
-            0
-        };
-        let chatter = chatter.min(r.count);
-        benign += chatter;
-        let r = &crate::model::ReasonCount { count: r.count - chatter, ..r.clone() };
+        // Benign by what the packets are (link chatter, multicast nobody joined), whatever
+        // the location; the rest of the reason goes on.
+        let mut by_flow: BTreeMap<&str, u64> = BTreeMap::new();
+        for f in s.flows.iter().filter(|f| f.reason == r.reason) {
+            if let Some(b) = taxonomy::benign_for_flow(f) {
+                benign.add(b, &r.reason, (!f.location.is_empty()).then_some(f.location.as_str()), f.count);
+                *by_flow.entry(f.location.as_str()).or_default() += f.count;
+            }
+        }
+        let flow_benign: u64 = by_flow.values().sum::<u64>().min(r.count);
+        let r = &crate::model::ReasonCount { count: r.count - flow_benign, ..r.clone() };
         if r.count == 0 {
             continue;
         }
@@ -87,13 +129,31 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> u64 {
                 let mut left = r.count;
                 let locs: Vec<_> = s.locations.iter().filter(|l| l.reason == reason && l.count > 0).collect();
                 for l in locs {
-                    let n = l.count.min(left);
+                    // The flows of this location already counted as benign.
+                    let taken = by_flow.get(l.symbol.as_str()).copied().unwrap_or(0);
+                    let n = l.count.saturating_sub(taken).min(left);
                     if n == 0 {
-                        break;
+                        continue;
                     }
-                    if taxonomy::is_benign_location(reason, &l.symbol) {
-                        benign += n;
+                    if let Some(b) = taxonomy::benign_for_location(reason, &l.symbol) {
+                        benign.add(b, reason, Some(&l.symbol), n);
                         left -= n;
+                        continue;
+                    }
+                    // Before drop reasons, ignored broadcasts and closed ports are freed in
+                    // the same UDP functions: as many as Udp.IgnoredMulti counted are benign.
+                    let n = if reason == crate::decode::reasons::NO_REASON
+                        && UDP_RCV.contains(&crate::decode::symbols::function_of(&l.symbol))
+                    {
+                        let ignored = ignored_multi.min(n);
+                        ignored_multi -= ignored;
+                        benign.add(BenignId::UnwantedBroadcast, reason, Some(&l.symbol), ignored);
+                        left -= ignored;
+                        n - ignored
+                    } else {
+                        n
+                    };
+                    if n == 0 {
                         continue;
                     }
                     let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
@@ -193,16 +253,10 @@ pub(super) fn push_event(
     });
 }
 
-/// TCP drop reasons of segments outside the receive window: beyond it, or before it (the
-/// duplicates of a sender recovering from the loss).
-const WINDOW_REASONS: &[&str] = &[
-    "TCP_ZEROWINDOW",
-    "TCP_OVERWINDOW",
-    "TCP_INVALID_SEQUENCE",
-    "TCP_INVALID_END_SEQUENCE",
-    "TCP_OLD_DATA",
-    "TCP_OLD_SEQUENCE",
-];
+/// TCP drop reasons of segments beyond the receive window. (Duplicates of data already received, `TCP_OLD_DATA`/`TCP_OLD_SEQUENCE`, are benign flow
+/// control: never loss, never moved here.)
+const WINDOW_REASONS: &[&str] =
+    &["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];
 /// TCP drop reasons of data dropped for want of receive memory.
 pub(super) const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
 /// Counters of the segments outside the receive window, and the reasons of the drops they count.

@@ -9,8 +9,9 @@
 //! - Drop events: each reason maps to a cause ([`taxonomy::cause_for_reason`]); `SOCKET_RCVBUFF`
 //!   is split by the flows' protocol (UDP => udp-rcvbuf-full, TCP => socket-memory-pressure);
 //!   `NOT_SPECIFIED`/`TCP_DROP` go by drop location ([`taxonomy::LOCATION_HINTS`]); unknown reasons
-//!   go to `unclassified` with the raw reason and location; [`taxonomy::BENIGN_REASONS`] (socket
-//!   teardown) are not loss and only reported in the reconciliation.
+//!   go to `unclassified` with the raw reason and location; [`taxonomy::BENIGN`] traffic (socket
+//!   teardown, broadcast and multicast nobody wanted, flow control, capture copies, link chatter,
+//!   frames for other hosts) is not loss: counted per class in [`Diagnosis::benign`], never a cause.
 //! - Counters alone also select causes (see `COUNTER_RULES`), e.g. `Udp.SndbufErrors`,
 //!   `TcpExt.ListenOverflows` (SYNs freed with `consume_skb` leave no drop event), softnet dropped,
 //!   device missed/FIFO/CRC errors, qdisc drops, conntrack drops, firewall rule counters.
@@ -31,7 +32,7 @@ mod events;
 pub(crate) mod taxonomy;
 mod template;
 
-pub(crate) use taxonomy::CauseId;
+pub(crate) use taxonomy::{BenignId, CauseId};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +132,19 @@ impl Conn {
     }
 }
 
+/// Benign drops of one class, reason and location: counted, not loss.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Benign {
+    pub class: BenignId,
+    pub reason: String,
+    /// The drop location (`function+0xoff`) when the class was told by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub drops: u64,
+    /// Why this is not loss.
+    pub why: String,
+}
+
 /// The full diagnosis: ranked causes, which cause explains which drops, the reconciliation of
 /// events and counters, and what could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +153,9 @@ pub(crate) struct Diagnosis {
     pub causes: Vec<Cause>,
     #[serde(default)]
     pub explained: Vec<Explained>,
+    /// Benign drops (not loss), largest first.
+    #[serde(default)]
+    pub benign: Vec<Benign>,
     #[serde(default)]
     pub reconciliation: Vec<String>,
     #[serde(default)]

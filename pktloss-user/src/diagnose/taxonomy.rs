@@ -1,4 +1,5 @@
-//! The cause taxonomy: the one readable table of the 25 causes of packet loss pktloss knows.
+//! The cause taxonomy: the one readable table of the 27 causes of packet loss pktloss knows, and of
+//! the benign traffic the kernel drops by design ([`BENIGN`]).
 //!
 //! Ids ([`CauseId`]) are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
 //! the signals that select it (drop reasons from `enum skb_drop_reason`, kernel counters), the
@@ -9,9 +10,11 @@
 //!
 //! Reason matching: an entry in `reasons` matches a reason name exactly, or as a prefix when it
 //! ends with `*`. `SOCKET_RCVBUFF` is split by protocol in code (UDP => udp-rcvbuf-full, TCP =>
-//! socket-memory-pressure). Reasons in [`BENIGN_REASONS`] are not packet loss. Reasons without a
+//! socket-memory-pressure). Reasons, locations and flows of [`BENIGN`] are not packet loss: they
+//! are counted apart, per class, and never select nor add to a cause. Reasons without a
 //! specific meaning (`NOT_SPECIFIED`, `TCP_DROP` on kernels without reasons) are classified by the
-//! drop location with [`LOCATION_HINTS`].
+//! drop location with [`LOCATION_HINTS`]. [`classify_reason`] gives every reason of a kernel its
+//! class; a test walks the running kernel's enum and fails on a reason with none.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +47,8 @@ pub(crate) enum CauseId {
     MemoryPressure,
     InterfaceDown,
     ExternalLoss,
+    MalformedPacket,
+    TunnelOrIpsec,
     /// Also what a cause id this pktloss does not know reads as (a capture file written by a
     /// newer one).
     #[default]
@@ -53,7 +58,7 @@ pub(crate) enum CauseId {
 
 impl CauseId {
     /// Every cause, in taxonomy order.
-    pub(crate) const ALL: [Self; 25] = [
+    pub(crate) const ALL: [Self; 27] = [
         Self::NoListener,
         Self::FirewallDrop,
         Self::ConntrackTableFull,
@@ -78,6 +83,8 @@ impl CauseId {
         Self::MemoryPressure,
         Self::InterfaceDown,
         Self::ExternalLoss,
+        Self::MalformedPacket,
+        Self::TunnelOrIpsec,
         Self::Unclassified,
     ];
 
@@ -108,6 +115,8 @@ impl CauseId {
             Self::MemoryPressure => "memory-pressure",
             Self::InterfaceDown => "interface-down",
             Self::ExternalLoss => "external-loss",
+            Self::MalformedPacket => "malformed-packet",
+            Self::TunnelOrIpsec => "tunnel-or-ipsec",
             Self::Unclassified => "unclassified",
         }
     }
@@ -150,17 +159,147 @@ pub(crate) struct CauseInfo {
     pub verify: &'static [&'static str],
 }
 
-/// Drop reasons that are not packet loss: data freed when a socket closes or a queue is purged.
-pub(crate) const BENIGN_REASONS: &[&str] =
-    &["SOCKET_CLOSE", "TCP_CLOSE", "UNIX_DISCONNECT", "UNIX_SKIP_OOB", "QUEUE_PURGE", "SOCKET_DESTROYED"];
+/// A class of traffic the kernel drops by design: not packet loss. Stable kebab-case ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BenignId {
+    #[default]
+    SocketTeardown,
+    UnwantedBroadcast,
+    FlowControl,
+    CaptureCopy,
+    LinkChatter,
+    NotForThisHost,
+}
 
-/// Locations where a drop with a reason that says nothing (`NOT_SPECIFIED`) is not packet loss:
-/// `ip6_mc_input` frees IPv6 multicast for groups this host has not joined (e.g. MLD reports to
-/// `ff02::16` that every IPv6 link carries) with `kfree_skb`; `udp_destruct_common` and
-/// `inet_sock_destruct` free what a socket still had queued when it closed (a program or
-/// container exiting with unread datagrams), as `SOCKET_CLOSE` does for TCP. Counted like
-/// [`BENIGN_REASONS`].
-pub(crate) const BENIGN_LOCATIONS: &[&str] = &["ip6_mc_input", "udp_destruct_common", "inet_sock_destruct"];
+impl BenignId {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::SocketTeardown => "socket-teardown",
+            Self::UnwantedBroadcast => "unwanted-broadcast",
+            Self::FlowControl => "flow-control",
+            Self::CaptureCopy => "capture-copy",
+            Self::LinkChatter => "link-chatter",
+            Self::NotForThisHost => "not-for-this-host",
+        }
+    }
+
+    pub(crate) fn info(self) -> &'static BenignInfo {
+        &BENIGN[self as usize]
+    }
+}
+
+impl std::fmt::Display for BenignId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One class of benign drops: why it is not loss, and what selects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BenignInfo {
+    pub id: BenignId,
+    pub why: &'static str,
+    /// Drop reasons of this class (exact).
+    pub reasons: &'static [&'static str],
+    /// Functions where a drop with a reason that says nothing (`NOT_SPECIFIED`, or none before
+    /// 5.17) is of this class.
+    pub locations: &'static [&'static str],
+    /// Functions where a `NOT_SPECIFIED` drop is of this class (kernels with reasons only:
+    /// before 5.17 the same function frees real loss without telling it apart).
+    pub unspecified_locations: &'static [&'static str],
+}
+
+/// The benign classes, in [`BenignId`] order. One mechanism: every benign drop of a summary is
+/// one of these, by reason, by location or by flow ([`benign_for_flow`]).
+pub(crate) const BENIGN: &[BenignInfo] = &[
+    BenignInfo {
+        id: BenignId::SocketTeardown,
+        why: "data or segments freed because a socket closed or was torn down (the application closed it, a reset, a TIME_WAIT socket, a purged queue): nobody was left to read them",
+        reasons: &[
+            "SOCKET_CLOSE",
+            "TCP_CLOSE",
+            "TCP_ABORT_ON_DATA",
+            "TCP_RESET",
+            "UNIX_DISCONNECT",
+            "UNIX_SKIP_OOB",
+            "QUEUE_PURGE",
+            "SOCKET_DESTROYED",
+        ],
+        locations: &["udp_destruct_common", "inet_sock_destruct", "skb_queue_purge_reason"],
+        // A TIME_WAIT socket consumes the segments of a closed connection (`TCP_TW_SUCCESS`).
+        unspecified_locations: &["tcp_v4_rcv", "tcp_v6_rcv"],
+    },
+    BenignInfo {
+        id: BenignId::UnwantedBroadcast,
+        why: "broadcast or multicast nobody on this host listens to or joined (Udp.IgnoredMulti, an unjoined group): the sender addressed everyone, this host did not want it",
+        reasons: &[],
+        locations: &["__udp4_lib_mcast_deliver", "__udp6_lib_mcast_deliver", "ip6_mc_input"],
+        unspecified_locations: &["__udp4_lib_rcv", "__udp6_lib_rcv", "udp_rcv", "udpv6_rcv"],
+    },
+    BenignInfo {
+        id: BenignId::FlowControl,
+        why: "duplicates of data the receiver already had and acknowledged (zero-window probes, tail-loss probes, spurious retransmissions): every byte arrived",
+        reasons: &["TCP_OLD_DATA", "TCP_OLD_SEQUENCE"],
+        locations: &[],
+        unspecified_locations: &[],
+    },
+    BenignInfo {
+        id: BenignId::CaptureCopy,
+        why: "a packet capture socket's copy dropped (its buffer was full): the original packet went on",
+        reasons: &["PACKET_SOCK_ERROR"],
+        locations: &["packet_rcv", "tpacket_rcv"],
+        unspecified_locations: &[],
+    },
+    BenignInfo {
+        id: BenignId::LinkChatter,
+        why: "link-layer and link-local control traffic no protocol here handles (IPv6 router and neighbour solicitations and MLD reports of a link coming up, LLDP, pause frames)",
+        reasons: &["UNHANDLED_PROTO", "MAC_IEEE_MAC_CONTROL"],
+        locations: &[],
+        unspecified_locations: &[],
+    },
+    BenignInfo {
+        id: BenignId::NotForThisHost,
+        why: "frames addressed to another host (another MAC or a neighbour solicitation for another address, seen on a shared segment or in promiscuous mode) or this host's own frames looped back",
+        reasons: &["OTHERHOST", "IPV6_NDISC_NS_OTHERHOST", "LOCAL_MAC", "ARP_PVLAN_DISABLE", "UNICAST_IN_L2_MULTICAST"],
+        locations: &[],
+        unspecified_locations: &[],
+    },
+];
+
+/// The benign class of a drop reason, by name alone.
+pub(crate) fn benign_for_reason(reason: &str) -> Option<BenignId> {
+    BENIGN.iter().find(|b| b.reasons.contains(&reason)).map(|b| b.id)
+}
+
+/// The benign class of a drop with a reason that says nothing, by its location.
+pub(crate) fn benign_for_location(reason: &str, symbol: &str) -> Option<BenignId> {
+    let func = crate::decode::symbols::function_of(symbol);
+    let unspecified = reason == "NOT_SPECIFIED";
+    if !unspecified && reason != crate::decode::reasons::NO_REASON {
+        return None;
+    }
+    BENIGN
+        .iter()
+        .find(|b| b.locations.contains(&func) || (unspecified && b.unspecified_locations.contains(&func)))
+        .map(|b| b.id)
+}
+
+/// The benign class of a flow's drops, by what the packets are: IPv6 link start-up chatter
+/// ([`is_link_local_control`]) whatever the reason; multicast or limited broadcast dropped with a
+/// reason that says nothing (an unjoined group at `ip_rcv_finish`, a port nobody listens on).
+pub(crate) fn benign_for_flow(f: &crate::model::FlowCount) -> Option<BenignId> {
+    if is_link_local_control(f) {
+        return Some(BenignId::LinkChatter);
+    }
+    let says_nothing = matches!(f.reason.as_str(), "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON);
+    let group = match f.dst.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_multicast() || a.is_broadcast(),
+        Ok(std::net::IpAddr::V6(a)) => a.is_multicast(),
+        Err(_) => false,
+    };
+    (says_nothing && group).then_some(BenignId::UnwantedBroadcast)
+}
 
 /// Whether a flow is IPv6 link-local control traffic: router solicitations, neighbour
 /// solicitations (address autoconfiguration) and MLD reports to a link-scope multicast group
@@ -222,6 +361,9 @@ pub(crate) const LOCATION_HINTS: &[(&str, CauseId)] = &[
     ("sch_handle_", CauseId::BpfOrTcProgram),
     ("sk_filter", CauseId::BpfOrTcProgram),
     ("do_xdp", CauseId::BpfOrTcProgram),
+    // veth's native XDP frees an `XDP_DROP` verdict's skb with `kfree_skb` (no reason).
+    ("veth_xdp_rcv", CauseId::BpfOrTcProgram),
+    ("netif_receive_generic_xdp", CauseId::BpfOrTcProgram),
     ("bpf_", CauseId::BpfOrTcProgram),
 ];
 
@@ -231,8 +373,11 @@ pub(crate) const CAUSES: &[CauseInfo] = &[
         id: CauseId::NoListener,
         title: "No socket listening on the destination port",
         explanation: "The packet reached this host but no socket is bound to its destination address and port, so the kernel drops it (TCP answers with a RST, UDP with an ICMP port unreachable). Usually the service is not running, listens on another port or address (127.0.0.1 instead of 0.0.0.0), lives in another network namespace, or the client targets the wrong port.",
-        signals: &["drop reason NO_SOCKET", "Udp.NoPorts / Udp6.NoPorts increasing"],
-        reasons: &["NO_SOCKET"],
+        signals: &[
+            "drop reason NO_SOCKET (IP_NOPROTO: no handler for the IP protocol)",
+            "Udp.NoPorts / Udp6.NoPorts increasing",
+        ],
+        reasons: &["NO_SOCKET", "IP_NOPROTO"],
         checks: &[
             "ss -ltnp; ss -lunp (is anything bound to the port, on which address?)",
             "nstat -az UdpNoPorts Udp6NoPorts",
@@ -660,8 +805,12 @@ pub(crate) const CAUSES: &[CauseInfo] = &[
         id: CauseId::InterfaceDown,
         title: "Interface down or link flapping",
         explanation: "The device was not ready to send (DEV_READY: administratively down, no carrier, or a veth whose peer is down), or the link went down and up during the capture (carrier changes). Packets queued to it are dropped until the link is back.",
-        signals: &["drop reason DEV_READY", "device carrier_changes increasing", "device not UP / no LOWER_UP"],
-        reasons: &["DEV_READY"],
+        signals: &[
+            "drop reason DEV_READY (BRIDGE_INGRESS_STP_STATE: a bridge port not forwarding)",
+            "device carrier_changes increasing",
+            "device not UP / no LOWER_UP",
+        ],
+        reasons: &["DEV_READY", "BRIDGE_INGRESS_STP_STATE"],
         checks: &[
             "ip -s link show DEV (state, carrier_changes)",
             "ethtool DEV (Link detected)",
@@ -688,6 +837,67 @@ pub(crate) const CAUSES: &[CauseInfo] = &[
             "If the instance's bandwidth/pps/connection limits are reached, upgrade the instance or reduce traffic; otherwise check the path (mtr), security groups/NACLs, load balancer timeouts and the peer, and open a ticket with the provider with the mtr/tcpdump evidence.",
         ],
         verify: &["ss -ti dst PEER (retrans stops growing)", "nstat -az TcpRetransSegs"],
+    },
+    CauseInfo {
+        id: CauseId::MalformedPacket,
+        title: "Malformed or invalid packet",
+        explanation: "The packet's headers were truncated, too short, inconsistent or not allowed (bad IPv4 header, bad IPv6 extension headers, an invalid neighbour discovery message, a bad link-layer header or source address, a segmentation or copy failure). The sender, a middlebox or a driver builds broken packets.",
+        signals: &[
+            "drop reasons PKT_TOO_SMALL, IP_INHDR, HDR_TRUNC, INVALID_PROTO, IPV6_BAD_EXTHDR, IPV6_NDISC_*, DEV_HDR, MAC_INVALID_SOURCE, SKB_GSO_SEG, SKB_UCOPY_FAULT",
+            "Ip.InHdrErrors, Ip6.InHdrErrors, Ip.InTruncatedPkts increasing",
+        ],
+        reasons: &[
+            "PKT_TOO_SMALL",
+            "IP_INHDR",
+            "HDR_TRUNC",
+            "INVALID_PROTO",
+            "IPV6_BAD_EXTHDR",
+            "IPV6_TOO_MANY_EXTHDRS",
+            "IPV6_NDISC_HOP_LIMIT",
+            "IPV6_NDISC_BAD_CODE",
+            "IPV6_NDISC_BAD_OPTIONS",
+            "DEV_HDR",
+            "MAC_INVALID_SOURCE",
+            "SKB_GSO_SEG",
+            "SKB_UCOPY_FAULT",
+            "SKB_RX_HEADROOM",
+            "CAN*",
+        ],
+        checks: &[
+            "nstat -az IpInHdrErrors Ip6InHdrErrors IpExtInTruncatedPkts",
+            "tcpdump -i DEV -nn -v (header errors of the packets from SRC)",
+        ],
+        remediation: &[
+            "Find the sender of the broken packets (SRC) and fix its software or offloads; a middlebox that rewrites headers may be the culprit.",
+        ],
+        verify: &["nstat -az IpInHdrErrors Ip6InHdrErrors (stop increasing)"],
+    },
+    CauseInfo {
+        id: CauseId::TunnelOrIpsec,
+        title: "Tunnel, overlay or IPsec drop",
+        explanation: "A tunnel or overlay device could not deliver or send the packet (VXLAN header invalid or VNI unknown, no transmit target in the forwarding database, missing tunnel metadata, ECN decapsulation error, a tunnel looping back into itself), or an IPsec (xfrm) or PSP policy rejected it.",
+        signals: &[
+            "drop reasons VXLAN_*, NO_TX_TARGET, IP_TUNNEL_ECN, TUNNEL_TXINFO, RECURSION_LIMIT, XFRM_POLICY, PSP_*",
+            "XfrmInNoPols, XfrmInTmplMismatch increasing (/proc/net/xfrm_stat)",
+        ],
+        reasons: &[
+            "VXLAN_*",
+            "NO_TX_TARGET",
+            "IP_TUNNEL_ECN",
+            "TUNNEL_TXINFO",
+            "RECURSION_LIMIT",
+            "XFRM_POLICY",
+            "PSP_*",
+        ],
+        checks: &[
+            "ip -d link show DEV (tunnel kind, VNI, remote)",
+            "bridge fdb show dev DEV",
+            "ip xfrm policy; cat /proc/net/xfrm_stat",
+        ],
+        remediation: &[
+            "Fix the overlay's configuration (VNI, remote, forwarding database entries), break a route that sends the tunnel's own packets into it, or add the IPsec policy/state the traffic needs.",
+        ],
+        verify: &["cat /proc/net/xfrm_stat", "ip -s -d link show DEV"],
     },
     CauseInfo {
         id: CauseId::Unclassified,
@@ -723,16 +933,11 @@ fn pattern_matches(pattern: &str, reason: &str) -> bool {
     }
 }
 
-/// Whether a reason is not packet loss (socket teardown, queue purge).
-pub(crate) fn is_benign(reason: &str) -> bool {
-    BENIGN_REASONS.contains(&reason)
-}
-
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
 pub(crate) fn cause_for_reason(reason: &str) -> Option<CauseId> {
     if matches!(reason, "SOCKET_RCVBUFF" | "NOT_SPECIFIED" | "TCP_DROP" | crate::decode::reasons::NO_REASON)
-        || is_benign(reason)
+        || benign_for_reason(reason).is_some()
     {
         return None;
     }
@@ -743,14 +948,37 @@ pub(crate) fn cause_for_reason(reason: &str) -> Option<CauseId> {
         .map(|c| c.id)
 }
 
-/// Whether a drop with a reason that says nothing, at this location, is not packet loss.
-pub(crate) fn is_benign_location(reason: &str, symbol: &str) -> bool {
-    let func = crate::decode::symbols::function_of(symbol);
-    matches!(reason, "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON) && BENIGN_LOCATIONS.contains(&func)
-}
-
 /// The cause a drop location (`function+0xoff`) suggests, for reasons that say nothing.
 pub(crate) fn cause_for_location(symbol: &str) -> Option<CauseId> {
     let func = crate::decode::symbols::function_of(symbol);
     LOCATION_HINTS.iter().find(|(p, _)| func.starts_with(p)).map(|(_, c)| *c)
+}
+
+/// How a drop reason is classified: a cause, benign traffic, or by its context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReasonClass {
+    Cause(CauseId),
+    Benign(BenignId),
+    /// Classified per drop: by protocol (`SOCKET_RCVBUFF`) or by location (reasons that say
+    /// nothing); the text says how.
+    ByContext(&'static str),
+}
+
+/// The class of every reason a kernel can give, or `None` for a reason pktloss does not know
+/// (a kernel newer than this table: the test over the kernel's BTF fails on it).
+pub(crate) fn classify_reason(reason: &str) -> Option<ReasonClass> {
+    match reason {
+        "SOCKET_RCVBUFF" => {
+            return Some(ReasonClass::ByContext("by protocol: udp-rcvbuf-full (UDP), socket-memory-pressure (TCP)"));
+        }
+        "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON => {
+            return Some(ReasonClass::ByContext("by drop location (benign locations, then the location hints)"));
+        }
+        "TCP_DROP" => return Some(ReasonClass::ByContext("by drop location, else tcp-protocol")),
+        _ => {}
+    }
+    if let Some(b) = benign_for_reason(reason) {
+        return Some(ReasonClass::Benign(b));
+    }
+    cause_for_reason(reason).map(ReasonClass::Cause)
 }

@@ -4,11 +4,17 @@
 use std::fmt::Write as _;
 
 use super::{clean_line, md_command, md_sentence, plural};
-use crate::diagnose::Diagnosis;
+use crate::diagnose::{Benign, Diagnosis};
 
 /// A verify line as a command: the taxonomy marks its confirmation checks `check: `.
 fn command(v: &str) -> &str {
     v.strip_prefix("check: ").unwrap_or(v)
+}
+
+/// One benign tally: class, count, reason and location, and why it is not loss.
+fn benign_line(b: &Benign) -> String {
+    let at = b.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default();
+    format!("{}: {} with reason {}{at}: {}", b.class, plural(b.drops, "drop"), b.reason, b.why)
 }
 
 /// The diagnosis as text (what `pktloss diagnose` and `pktloss report` print).
@@ -40,6 +46,12 @@ pub(crate) fn text(d: &Diagnosis) -> String {
         }
         out.push('\n');
     }
+    if !d.benign.is_empty() {
+        out.push_str("Not loss (benign, counted apart):\n");
+        for b in &d.benign {
+            let _ = writeln!(out, "  {}", clean_line(&benign_line(b)));
+        }
+    }
     for (title, lines) in [("Events vs counters", &d.reconciliation), ("Not available", &d.unavailable)] {
         if !lines.is_empty() {
             let _ = writeln!(out, "{title}:");
@@ -70,6 +82,13 @@ pub(crate) fn markdown(d: &Diagnosis, out: &mut String) {
         }
         for v in &c.verify {
             let _ = writeln!(out, "- Verify: {}", md_command(command(v)));
+        }
+        out.push('\n');
+    }
+    if !d.benign.is_empty() {
+        let _ = writeln!(out, "#### Not loss (benign, counted apart)\n");
+        for b in &d.benign {
+            let _ = writeln!(out, "- {}", md_sentence(&benign_line(b)));
         }
         out.push('\n');
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     capture::{CaptureFile, DropReasonName, FormatInfo, Interface},
-    diagnose::{Cause, Diagnosis, Explained},
+    diagnose::{Benign, Cause, Diagnosis, Explained},
     host::counters::{ConfigChecks, NetnsDelta},
     model::Summary,
 };
@@ -22,6 +22,8 @@ pub(crate) struct Diagnosed<'a> {
     pub summary: &'a Summary,
     pub causes: &'a [Cause],
     pub explained: &'a [Explained],
+    /// Drops that are not loss, by class.
+    pub benign: &'a [Benign],
     pub reconciliation: &'a [String],
     pub unavailable: &'a [String],
     /// Counter deltas of every namespace read.
@@ -44,6 +46,7 @@ impl<'a> Diagnosed<'a> {
             summary,
             causes: &d.causes,
             explained: &d.explained,
+            benign: &d.benign,
             reconciliation: &d.reconciliation,
             unavailable: &d.unavailable,
             counters,

@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::clean;
-use crate::decode::reasons::{NO_REASON, ReasonTable, describe};
+use crate::{
+    decode::reasons::{NO_REASON, ReasonTable, describe},
+    diagnose::taxonomy::{ReasonClass, classify_reason},
+};
 
 /// One drop reason of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -12,11 +15,42 @@ pub(crate) struct ReasonRow {
     pub code: u32,
     pub reason: String,
     pub description: &'static str,
+    /// The cause its drops are counted under, if by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
+    /// The benign class its drops are counted under (not loss), if by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benign: Option<&'static str>,
+    /// How its drops are classified when the reason alone does not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
 }
 
 /// The rows of a kernel's reason table, in value order.
 pub(crate) fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
-    table.iter().map(|(code, name)| ReasonRow { code, reason: name.to_owned(), description: describe(name) }).collect()
+    table
+        .iter()
+        .map(|(code, name)| {
+            let class = classify_reason(name);
+            ReasonRow {
+                code,
+                reason: name.to_owned(),
+                description: describe(name),
+                cause: match class {
+                    Some(ReasonClass::Cause(c)) => Some(c.as_str()),
+                    _ => None,
+                },
+                benign: match class {
+                    Some(ReasonClass::Benign(b)) => Some(b.as_str()),
+                    _ => None,
+                },
+                by: match class {
+                    Some(ReasonClass::ByContext(how)) => Some(how),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
 }
 
 /// The table as text; a kernel without drop reasons says so.
@@ -29,7 +63,8 @@ pub(crate) fn text(rows: &[ReasonRow]) -> String {
     }
     let mut out = format!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):\n", rows.len());
     for r in rows {
-        let _ = writeln!(out, "{:>8}  {:<32} {}", r.code, clean(&r.reason), r.description);
+        let class = r.cause.or(r.benign.map(|_| "benign")).unwrap_or(if r.by.is_some() { "(by context)" } else { "?" });
+        let _ = writeln!(out, "{:>8}  {:<32} {:<24} {}", r.code, clean(&r.reason), class, r.description);
     }
     out
 }
