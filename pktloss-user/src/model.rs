@@ -372,6 +372,45 @@ pub(crate) struct FilterInfo {
     pub drops_filtered_out: u64,
     /// TCP retransmissions the filter left out.
     pub retransmits_filtered_out: u64,
+    /// Which of the host's counters the filter's view covers (absent in older captures: then
+    /// no counter is taken as the filter's).
+    #[serde(default, skip_serializing_if = "FilterScope::is_unlimited")]
+    pub scope: FilterScope,
+}
+
+/// Which of the host's counters a filter's view covers: the diagnosis of a filtered capture
+/// reads no counter of a namespace or device the filter excludes, and takes a namespace's
+/// counters as the filter's only when the filter selects every drop of it (see
+/// docs/diagnosis.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FilterScope {
+    /// The filter selects drops of these namespaces only (inodes); `None`: of any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Vec<u32>>,
+    /// The filter selects drops on these devices only (names); `None`: on any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
+    /// The filter tests nothing but the namespace: every drop of its namespaces is selected,
+    /// so their own counters count the filter's drops exactly.
+    #[serde(default)]
+    pub whole_netns: bool,
+}
+
+impl FilterScope {
+    /// Limited to no namespace or device, and no namespace taken whole.
+    pub(crate) fn is_unlimited(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether counters of namespace `netns` may be read at all.
+    pub(crate) fn has_netns(&self, netns: u32) -> bool {
+        self.netns.as_ref().is_none_or(|n| n.contains(&netns))
+    }
+
+    /// Whether counters of device `name` may be read at all.
+    pub(crate) fn has_device(&self, name: &str) -> bool {
+        self.devices.as_ref().is_none_or(|d| d.iter().any(|x| x == name))
+    }
 }
 
 /// The dropwatch-style summary of a capture.

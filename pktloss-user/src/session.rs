@@ -90,7 +90,11 @@ impl Session {
                 crate::filter::HostResolver { reasons: &reasons, has_reasons: facts.not_specified.is_some() };
             opts.compiled_filter = Some(f.compile(&resolver).map_err(StartError)?);
         }
-        let filter_text = opts.filter.as_ref().map(|f| f.text.clone());
+        let filter_text = opts.filter.as_ref().map(|f| {
+            let resolver =
+                crate::filter::HostResolver { reasons: &reasons, has_reasons: facts.not_specified.is_some() };
+            (f.text.clone(), f.scope(&resolver))
+        });
         let opts_tx_trace = opts.tx_trace;
         let tracer = Tracer::start(opts, &facts)?;
         let info = CaptureInfo {

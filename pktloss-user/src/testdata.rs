@@ -105,6 +105,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             expr: "udp or tcp and not port 22".into(),
             drops_filtered_out: 12,
             retransmits_filtered_out: 1,
+            scope: Default::default(),
         }),
         lost_events: 0,
         drops_per_sec: 0.1,

@@ -31,11 +31,18 @@ const LIVE: Duration = Duration::from_secs(3);
 /// its fault and traffic, and returns what the assertions need; the namespaces live [`LIVE`]
 /// longer, then are deleted before the capture ends, as a short-lived container's would be.
 fn diagnose_born<T>(secs: u32, scenario: impl FnOnce(&mut Vec<Netns>) -> T) -> (Value, T) {
+    diagnose_born_filtered(secs, &[], scenario)
+}
+
+/// As [`diagnose_born`], with a filter (the trailing words of the command).
+fn diagnose_born_filtered<T>(secs: u32, filter: &[&str], scenario: impl FnOnce(&mut Vec<Netns>) -> T) -> (Value, T) {
     // A slow machine (the kernel matrix's emulated guests) stretches every wait.
     let slow: u32 = std::env::var("PKTLOSS_TEST_SLOW").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let secs = secs * slow;
     let dur = format!("{secs}s");
-    let p = Running::start(&["diagnose", "--duration", &dur, "--format", "json"]);
+    let mut args = vec!["diagnose", "--duration", &dur, "--format", "json"];
+    args.extend_from_slice(filter);
+    let p = Running::start(&args);
     let started = Instant::now();
     std::thread::sleep(SETTLE * slow);
     let mut nss = Vec::new();
@@ -1604,4 +1611,203 @@ fn benign_noise_leaves_the_one_real_cause() {
     let total: u64 =
         ["unwanted-broadcast", "capture-copy", "socket-teardown", "flow-control"].iter().map(|k| benign(&v, k)).sum();
     assert!(total > 1000, "benign noise counted: {:#}", v["benign"]);
+}
+
+/// Ids of a list of causes (`causes` or `outside_filter`).
+fn ids(v: &Value, list: &str) -> Vec<String> {
+    v[list]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// The two faults of the filter tests: in `a`, a UDP receiver on port 7777 that never reads
+/// (buffer full) and datagrams to the closed port 7778; in `b`, an nft rule dropping port 7788.
+/// Returns `a`'s `Udp.RcvbufErrors` and the socket (kept open until the namespace goes).
+fn two_faults(a: &Netns, b: &Netns) -> (u64, UdpSocket) {
+    let sock = udp_bound(a, "127.0.0.1:7777");
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1024);
+    a.send_udp("127.0.0.1:7777".parse().expect("addr"), 150);
+    a.send_udp("127.0.0.1:7778".parse().expect("addr"), 60);
+    b.exec(&["nft", "add", "table", "inet", "pktlfilt"]);
+    b.exec(&["nft", "add chain inet pktlfilt input { type filter hook input priority 0 ; policy accept ; }"]);
+    b.exec(&["nft", "add rule inet pktlfilt input udp dport 7788 counter drop"]);
+    b.send_udp("127.0.0.1:7788".parse().expect("addr"), 100);
+    (a.snmp("Udp", "RcvbufErrors"), sock)
+}
+
+/// `diagnose port 7777`: the diagnosis is of the drops the filter selects. The receive-buffer
+/// drops on 7777 are the one ranked cause, with their exact count; the firewall drops and the
+/// closed port (other ports, counted only by counters that cannot be split by port) are not
+/// ranked, are listed outside the filter's view, and nothing says the probe "missed" them.
+#[test]
+fn filter_by_port_diagnoses_only_what_it_selects() {
+    if !require_root("filter_by_port") {
+        return;
+    }
+    let (v, (errs, _sock)) = diagnose_born_filtered(10, &["port", "7777"], |nss| {
+        let (ia, ib) = (born(nss, "dfpa"), born(nss, "dfpb"));
+        two_faults(&nss[ia], &nss[ib])
+    });
+    assert!(errs >= 50, "Udp.RcvbufErrors +{errs}");
+    let c = top(&v, "udp-rcvbuf-full");
+    assert_eq!(drops(c), errs, "{}", causes(&v));
+    assert_eq!(c["event_drops"].as_u64(), Some(errs), "{}", causes(&v));
+    let ranked = ids(&v, "causes");
+    for wrong in ["firewall-drop", "no-listener", "rp-filter", "tcp-accept-queue-full"] {
+        assert!(!ranked.iter().any(|i| i == wrong), "{wrong} ranked under `port 7777`: {}", causes(&v));
+    }
+    let outside = ids(&v, "outside_filter");
+    assert!(outside.iter().any(|i| i == "firewall-drop"), "firewall counters not listed outside: {v:#}");
+    let rec = v["reconciliation"].to_string();
+    assert!(!rec.contains("missed"), "the reconciliation blames the probe: {rec}");
+    assert!(rec.contains("filter `port 7777`") && rec.contains("left out"), "{rec}");
+    assert_eq!(v["filter"]["expr"], "port 7777");
+    assert!(v["filter"]["drops_filtered_out"].as_u64().unwrap_or(0) >= 160, "{}", v["filter"]);
+}
+
+/// `diagnose netns A`: only A's counters are read; they are all A's drops, so A's causes (the
+/// full buffer and the closed port) are ranked with exact counts, and the firewall of the
+/// other namespace appears nowhere.
+#[test]
+fn filter_by_namespace_reads_only_its_counters() {
+    if !require_root("filter_by_namespace") {
+        return;
+    }
+    // The filter names the namespace: it exists before the capture starts.
+    let a = Netns::new("dfna");
+    let name = a.name.clone();
+    let (v, (errs, noports, _sock)) = diagnose_born_filtered(10, &["netns", &name], |nss| {
+        let ib = born(nss, "dfnb");
+        let (errs, sock) = two_faults(&a, &nss[ib]);
+        (errs, a.snmp("Udp", "NoPorts"), sock)
+    });
+    let tag = ns_tag(&a);
+    drop(a);
+    assert!(errs >= 50 && noports == 60, "Udp.RcvbufErrors +{errs}, NoPorts +{noports}");
+    let c = top(&v, "udp-rcvbuf-full");
+    assert_eq!(drops(c), errs, "{}", causes(&v));
+    let nl = v["causes"].as_array().and_then(|l| l.iter().find(|c| c["id"] == "no-listener")).expect("no-listener");
+    assert_eq!(drops(nl), noports, "{}", causes(&v));
+    assert_evidence(&v, nl, &[&tag, "Udp.NoPorts +60"]);
+    for list in ["causes", "outside_filter"] {
+        assert!(!ids(&v, list).iter().any(|i| i == "firewall-drop"), "firewall of another namespace in {list}: {v:#}");
+    }
+    assert!(!v["reconciliation"].to_string().contains("missed"), "{}", v["reconciliation"]);
+}
+
+/// A router whose IPv6 forwarding is off drops what it would forward as invalid destinations
+/// (`IP_INADDRERRORS` at `ip6_forward`): the route is there, the fix is the router's forwarding
+/// sysctl, in its namespace, not "add the missing route".
+#[test]
+fn ipv6_forwarding_off_names_the_sysctl_of_the_router() {
+    if !require_root("ipv6_forwarding_off") {
+        return;
+    }
+    const N: usize = 60;
+    let (v, (r, inaddr)) = diagnose_born(12, |nss| {
+        let (ia, ir, ib) = (born(nss, "d6fa"), born(nss, "d6fr"), born(nss, "d6fb"));
+        let (a, r, b) = (&nss[ia], &nss[ir], &nss[ib]);
+        veth("6fa", a, r, "fd00:231:1::1", "fd00:231:1::2", 64, true);
+        veth("6fb", r, b, "fd00:231:2::1", "fd00:231:2::2", 64, true);
+        a.exec(&["ip", "-6", "route", "add", "fd00:231:2::/64", "via", "fd00:231:1::2"]);
+        b.exec(&["ip", "-6", "route", "add", "fd00:231:1::/64", "via", "fd00:231:2::1"]);
+        r.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+        a.send_udp("[fd00:231:2::2]:7000".parse().expect("addr"), N);
+        std::thread::sleep(Duration::from_millis(200));
+        (Gone::of(r), r.snmp("Ip6", "InAddrErrors"))
+    });
+    assert_eq!(inaddr, N as u64, "kernel Ip6.InAddrErrors of the router");
+    let c = top(&v, "routing");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_evidence(&v, c, &[&r.tag, "net.ipv6.conf.all.forwarding = 0"]);
+    assert_advice(&v, c, &[&r.tag, &format!("ip netns exec {} sysctl -w net.ipv6.conf.all.forwarding=1", r.name)]);
+    assert!(
+        lines(c, "advice").iter().all(|l| !l.contains("add the missing route")),
+        "route advice for a router that has the route: {}",
+        causes(&v)
+    );
+    assert!(lines(c, "verify").iter().all(|l| !l.contains("ip route get")), "{}", causes(&v));
+}
+
+/// A socket's own classic BPF filter (`SO_ATTACH_FILTER`, `ret #0`) rejects every datagram:
+/// `SOCKET_FILTER`. The advice names the process that owns the socket and the filter it
+/// attached, not XDP or tc.
+#[test]
+fn socket_filter_names_the_process_that_attached_it() {
+    if !require_root("socket_filter") {
+        return;
+    }
+    const N: usize = 70;
+    let (v, (ns, _sock)) = diagnose_born(9, |nss| {
+        let i = born(nss, "dsfl");
+        let ns = &nss[i];
+        let sock = udp_bound(ns, "127.0.0.1:7100");
+        // ret #0: accept no byte of any packet.
+        let mut code = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+        let prog = libc::sock_fprog { len: 1, filter: code.as_mut_ptr() };
+        // SAFETY: a valid socket and a sock_fprog whose program outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&raw const prog).cast(),
+                size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_ATTACH_FILTER: {}", std::io::Error::last_os_error());
+        ns.send_udp("127.0.0.1:7100".parse().expect("addr"), N);
+        (Gone::of(ns), sock)
+    });
+    let c = top(&v, "bpf-or-tc-program");
+    assert_eq!(drops(c), N as u64, "{}", causes(&v));
+    assert_evidence(&v, c, &[&ns.tag, "udp port 7100", "socket's own filter"]);
+    let pid = format!("pid={}", std::process::id());
+    let pid_alt = format!("[{}]", std::process::id());
+    assert!(
+        lines(c, "advice").iter().any(|l| l.contains(&ns.tag)
+            && l.contains("SO_ATTACH_FILTER")
+            && (l.contains(&pid) || l.contains(&pid_alt))),
+        "no advice names the owner {pid}: {}",
+        causes(&v)
+    );
+    for l in lines(c, "advice").iter().chain(lines(c, "verify").iter()) {
+        assert!(!l.contains("xdp off") && !l.contains("tc filter"), "device program advice: {l}");
+    }
+}
+
+/// A TUN device whose reader stalls: the kernel queues up to txqueuelen packets for it, then
+/// drops (`FULL_RING` at `tun_net_xmit`). The advice names the process holding the device and
+/// its txqueuelen, never a NIC ring (`ethtool`).
+#[test]
+fn stalled_tun_reader_is_named_not_a_nic_ring() {
+    use pktloss_tests::tun;
+    if !require_root("stalled_tun_reader") {
+        return;
+    }
+    const N: usize = 80;
+    let (v, (ns, dev, _fd)) = diagnose_born(10, |nss| {
+        let i = born(nss, "dtun");
+        let ns = &nss[i];
+        let dev = format!("pls{}", std::process::id());
+        let fd = {
+            let n = dev.clone();
+            ns.run(move || tun::open(&n))
+        };
+        ns.exec(&["ip", "addr", "add", "10.231.47.1", "peer", "10.231.47.2", "dev", &dev]);
+        ns.exec(&["ip", "link", "set", &dev, "txqueuelen", "20", "up"]);
+        settle_links(&[ns]);
+        // Nobody reads `fd`: the queue fills after 20 packets.
+        ns.send_udp("10.231.47.2:7200".parse().expect("addr"), N);
+        (Gone::of(ns), dev, fd)
+    });
+    let c = top(&v, "nic-ring-full");
+    assert!(drops(c) >= (N - 20) as u64, "{}", causes(&v));
+    assert_evidence(&v, c, &[&ns.tag, &dev, "TUN/TAP", "txqueuelen 20"]);
+    let pid = format!("[{}]", std::process::id());
+    assert_advice(&v, c, &[&ns.tag, &format!("the process reading {dev}"), &pid, "txqueuelen", "(now 20)"]);
+    for l in lines(c, "advice").iter().chain(lines(c, "verify").iter()) {
+        assert!(!l.contains("ethtool"), "hardware advice for a tun: {l}");
+    }
 }

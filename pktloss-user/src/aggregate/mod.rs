@@ -25,8 +25,8 @@ pub(crate) struct CaptureInfo {
     /// Detail budget per second (None = unlimited), or Some(0) when detail is off.
     pub detail_budget: Option<u64>,
     pub flow_capacity: u32,
-    /// The filter expression, when there is one.
-    pub filter: Option<String>,
+    /// The filter expression, when there is one, and which counters its view covers.
+    pub filter: Option<(String, crate::model::FilterScope)>,
 }
 
 /// Collects detail events and turns raw counters into summaries.
@@ -314,10 +314,11 @@ impl Aggregator {
             started: info.started.clone(),
             duration_secs: info.duration_secs,
             total_drops: total,
-            filter: info.filter.as_ref().map(|expr| FilterInfo {
+            filter: info.filter.as_ref().map(|(expr, scope)| FilterInfo {
                 expr: expr.clone(),
                 drops_filtered_out: raw.stat(stat::FILTERED),
                 retransmits_filtered_out: raw.stat(stat::RETRANS_FILTERED),
+                scope: scope.clone(),
             }),
             lost_events: lost_budget + lost_ringbuf,
             drops_per_sec: total as f64 / duration,

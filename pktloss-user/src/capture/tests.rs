@@ -542,6 +542,7 @@ fn causes_for_drops() {
         benign: Vec::new(),
         reconciliation: vec!["udp-rcvbuf-full: ok".into()],
         unavailable: vec!["conntrack: not loaded".into()],
+        outside_filter: Vec::new(),
     };
     let other = Conn { sport: 40001, ..starved.clone() };
     let id = |r, p, s| d.cause_for_drop(r, p, s, &other).map(|c| c.id);

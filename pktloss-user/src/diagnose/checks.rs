@@ -598,7 +598,87 @@ fn cfg_budget(cx: &mut Ctx<'_>) {
     ));
 }
 
+/// A device without hardware: a veth, TUN/TAP, bridge, dummy, vxlan... (`ip -d` names its
+/// link kind; a NIC's driver gives none), or the loopback.
+fn is_virtual(x: &crate::host::counters::DeviceStats) -> bool {
+    !x.kind.is_empty() || x.name == "lo"
+}
+
+/// Ring advice for drops on virtual devices (no ring to enlarge): for a TUN/TAP device, its
+/// queue toward the process reading it, and that process. Returns the devices handled.
+fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
+    let mut ev = Vec::new();
+    let mut adv = Vec::new();
+    let mut verify = Vec::new();
+    let mut done = BTreeSet::new();
+    let flows = drop_flows(cx, &["FULL_RING"]);
+    let mut drops: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    for f in flows.iter().filter(|f| !f.device.is_empty()) {
+        *drops.entry((f.netns, f.device.clone())).or_default() += f.count;
+    }
+    for ((ns, dev), n) in drops {
+        let Some(x) = cx.input.deltas.iter().filter(|d| d.netns == ns).flat_map(|d| &d.devices).find(|x| x.name == dev)
+        else {
+            continue;
+        };
+        if !is_virtual(x) {
+            continue;
+        }
+        let tag = cx.tag(ns);
+        let pre = cx.in_ns(ns);
+        done.insert((ns, dev.clone()));
+        let longer = x.txqlen.saturating_mul(10).clamp(1000, 10_000);
+        if x.kind == "tun" {
+            let readers: Vec<String> = cx
+                .input
+                .checks
+                .iter()
+                .filter(|c| c.netns == ns)
+                .flat_map(|c| &c.tun_readers)
+                .filter(|r| r.dev == dev)
+                .map(|r| format!("{}[{}]", r.comm, r.pid))
+                .collect();
+            ev.push(format!(
+                "{tag} dev {dev} is a TUN/TAP device (virtual: no NIC ring): the kernel queues what it sends through {dev} for the process reading it, up to txqueuelen {} packets; {n} found the queue full",
+                x.txqlen
+            ));
+            let reader = if readers.is_empty() {
+                format!("the process reading {dev} (none holds it open now: it may have exited)")
+            } else {
+                ev.push(format!("{tag} {dev} is held open by {}", readers.join(", ")));
+                format!("the process reading {dev}, {},", readers.join(", "))
+            };
+            adv.push(format!(
+                "{tag} {reader} does not read it fast enough (stalled or too slow): find why it stops reading, or let the queue absorb bursts with `{pre}ip link set {dev} txqueuelen {longer}` (now {}).",
+                x.txqlen
+            ));
+        } else {
+            ev.push(format!(
+                "{tag} dev {dev} is a virtual device ({}): it has no NIC ring; {n} packets found its queue full",
+                if x.kind.is_empty() { "loopback" } else { &x.kind }
+            ));
+            adv.push(format!(
+                "{tag} what drains {dev} does not keep up (for a veth, the receive path of its peer): lengthen the queue with `{pre}ip link set {dev} txqueuelen {longer}` (now {}), or spread the receiving load.",
+                x.txqlen
+            ));
+        }
+        verify.push(format!("{pre}ip -s link show {dev}  # dropped stops increasing"));
+    }
+    let a = cx.a(id);
+    for e in ev {
+        a.ev(e);
+    }
+    for x in adv {
+        a.adv(x);
+    }
+    if !done.is_empty() && a.counter_drops == 0 {
+        a.verify = verify;
+    }
+    done
+}
+
 fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
+    let virtual_devs = if id == CauseId::NicRingFull { cfg_virtual_rings(cx, id) } else { BTreeSet::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let devs: BTreeSet<(u32, String)> = cx
@@ -611,10 +691,11 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
                 .filter(|x| {
                     x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ethtool_sum(x, is_ring_counter) > 0
                 })
+                .filter(|x| !is_virtual(x))
                 .map(move |x| (d.netns, x.name.clone()))
         })
         .collect();
-    for (ns, dev) in &devs {
+    for (ns, dev) in devs.iter().filter(|d| !virtual_devs.contains(d)) {
         let tag = cx.tag(*ns);
         let pre = cx.in_ns(*ns);
         let ring =
@@ -705,6 +786,31 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
     let unspecified = if by_location { drop_flows(cx, &["NOT_SPECIFIED"]) } else { Vec::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
+    let mut verify = Vec::new();
+    // Packets to forward in a namespace whose forwarding is off are dropped as invalid
+    // destinations (IP_INADDRERRORS at ip6_forward / ip_error): the route is there, the
+    // forwarding sysctl of that namespace is the fix.
+    let mut no_forwarding: BTreeSet<(u32, String)> = BTreeSet::new();
+    let mut fwd: BTreeMap<(u32, &'static str), u64> = BTreeMap::new();
+    for f in flows.iter().filter(|f| f.reason == "IP_INADDRERRORS") {
+        let key = if f.family == 6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
+        if matches!(cx.sysctl(f.netns, key), Some((v, false)) if v == "0") {
+            *fwd.entry((f.netns, key)).or_default() += f.count;
+            no_forwarding.insert((f.netns, f.dst.clone()));
+        }
+    }
+    for ((ns, key), n) in fwd {
+        let tag = cx.tag(ns);
+        let pre = cx.in_ns(ns);
+        let v = if key.contains("ipv6") { "IPv6" } else { "IPv4" };
+        ev.push(format!(
+            "{tag} {key} = 0: this namespace does not forward {v}; {n} packets it was to forward were dropped as invalid destinations"
+        ));
+        adv.push(format!(
+            "{tag} the route exists but {v} forwarding is off in this namespace: turn it on where it routes, `{pre}sysctl -w {key}=1`."
+        ));
+        verify.push(format!("{pre}sysctl {key}  # = 1"));
+    }
     for c in cx.checks_for(CauseId::Routing) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
@@ -737,6 +843,7 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
         let dsts: BTreeSet<&str> = flows
             .iter()
             .filter(|f| f.netns == c.netns || f.netns == 0)
+            .filter(|f| !no_forwarding.contains(&(f.netns, f.dst.clone())))
             .filter(|f| !f.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
             .map(|f| f.dst.as_str())
             .take(3)
@@ -745,7 +852,18 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
             adv.push(format!("{tag} check the route to {d}: `{pre}ip route get {d}`, and add the missing route (`{pre}ip route add {d} via GATEWAY`)."));
         }
     }
+    let all_forwarding = !no_forwarding.is_empty()
+        && flows
+            .iter()
+            .chain(unspecified.iter())
+            .filter(|f| !taxonomy::is_link_local_control(f))
+            .filter(|f| !f.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
+            .all(|f| no_forwarding.contains(&(f.netns, f.dst.clone())));
     cx.add(CauseId::Routing, ev, adv);
+    let a = cx.a(CauseId::Routing);
+    if all_forwarding && a.counter_drops <= a.event_drops {
+        a.verify = verify;
+    }
 }
 
 fn cfg_neigh(cx: &mut Ctx<'_>) {
@@ -794,7 +912,77 @@ fn cfg_mtu(cx: &mut Ctx<'_>) {
     cx.add(CauseId::MtuFragmentation, ev, Vec::new());
 }
 
+/// Drops by a socket's own filter (`SOCKET_FILTER`): the process that owns the socket attached
+/// it. Returns whether those are all the cause's drops (no XDP or tc program involved).
+fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
+    let flows = drop_flows(cx, &["SOCKET_FILTER"]);
+    if flows.is_empty() {
+        return false;
+    }
+    let mut by: BTreeMap<(u32, String, u16), u64> = BTreeMap::new();
+    for f in &flows {
+        *by.entry((f.netns, f.proto.clone(), f.dport)).or_default() += f.count;
+    }
+    let mut ev = Vec::new();
+    let mut adv = Vec::new();
+    let mut verify = Vec::new();
+    let samples = &cx.input.summary.samples;
+    for ((ns, proto, port), n) in by.into_iter().take(5) {
+        let tag = cx.tag(ns);
+        let pre = cx.in_ns(ns);
+        // The socket's owner, from the samples (by the socket's inode), else from its flow
+        // (which the session gives the owner when one of its samples has it).
+        let owner = samples
+            .iter()
+            .filter(|x| x.reason == "SOCKET_FILTER" && x.netns == ns && x.dport == port && x.owner_pid != 0)
+            .map(|x| format!("{}[{}]", x.owner_comm, x.owner_pid))
+            .next()
+            .or_else(|| {
+                // The socket as `ss -p` listed it in its namespace, while it lived.
+                let checks = cx.input.checks.iter().filter(|c| c.netns == ns);
+                let mut procs = checks.flat_map(|c| {
+                    let udp = c.udp_sockets.iter().filter(|u| u.port == port).map(|u| u.process.clone());
+                    let tcp = c.listeners.iter().filter(|l| l.port == port).map(|l| l.process.clone());
+                    udp.chain(tcp).collect::<Vec<_>>()
+                });
+                procs.find(|p| !p.is_empty())
+            });
+        let ss = if proto == "tcp" { "ss -tanp" } else { "ss -uanp" };
+        let find = format!("`{pre}{ss} 'sport = :{port}'`");
+        let who = owner.as_ref().map_or_else(
+            || format!("the process that owns the {proto} socket on port {port} (find it with {find})"),
+            |o| format!("process {o}, which owns the {proto} socket on port {port},"),
+        );
+        ev.push(format!(
+            "{tag} {n} packets to {proto} port {port} were rejected by the socket's own filter (SO_ATTACH_FILTER/SO_ATTACH_BPF){}",
+            owner.as_ref().map(|o| format!("; the socket is owned by {o}")).unwrap_or_default()
+        ));
+        adv.push(format!(
+            "{tag} {who} attached a socket filter that rejects these packets: fix the filter it passes to setsockopt(SO_ATTACH_FILTER/SO_ATTACH_BPF), or have it detach it (SO_DETACH_FILTER). No XDP or tc program is involved."
+        ));
+        verify.push(format!("{pre}{ss} 'sport = :{port}'  # the socket and its owner"));
+    }
+    let only = cx
+        .acc
+        .get(&CauseId::BpfOrTcProgram)
+        .is_some_and(|a| a.counter_drops == 0 && a.events.iter().all(|e| e.reason == "SOCKET_FILTER"));
+    let a = cx.a(CauseId::BpfOrTcProgram);
+    for e in ev {
+        a.ev(e);
+    }
+    for x in adv {
+        a.adv(x);
+    }
+    if only {
+        a.verify = verify;
+    }
+    only
+}
+
 fn cfg_bpf(cx: &mut Ctx<'_>) {
+    if cfg_socket_filter(cx) {
+        return;
+    }
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for d in cx.input.deltas {

@@ -482,7 +482,9 @@ pub(super) fn tcp_local_drops(cx: &Ctx<'_>) -> u64 {
 /// TCP retransmissions with no local drop to explain them.
 pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     let s = cx.input.summary;
-    let counter_retrans: u64 = cx.input.deltas.iter().map(|d| d.counter("Tcp.RetransSegs")).sum();
+    // With a filter whose view the counters exceed, only the traced (filtered) retransmissions.
+    let counter_retrans: u64 =
+        if cx.counters_count { cx.input.deltas.iter().map(|d| d.counter("Tcp.RetransSegs")).sum() } else { 0 };
     let total = s.retransmits.total.max(counter_retrans);
     if total < MIN_EXTERNAL_RETRANS {
         return;
@@ -533,8 +535,10 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
         nss.insert(d.netns);
     }
     let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.dst.clone());
+    let traced = !cx.counters_count;
     let a = cx.a(CauseId::ExternalLoss);
     a.select(unexplained, unexplained);
+    a.traced = traced;
     a.netns.extend(nss);
     for l in lines {
         a.ev(l);

@@ -10,7 +10,10 @@ use super::{
     taxonomy,
     template::Fill,
 };
-use crate::host::counters::{ConfigChecks, NetnsDelta};
+use crate::{
+    host::counters::{ConfigChecks, NetnsDelta},
+    model::{FilterInfo, FilterScope},
+};
 
 #[derive(Default)]
 pub(super) struct Acc {
@@ -27,6 +30,12 @@ pub(super) struct Acc {
     pub(super) events: Vec<Explained>,
     /// Counter keys seen (for reconciliation): counters for this cause were readable.
     pub(super) counter_seen: bool,
+    /// Its counter drops are worked out from traced events only (external loss from the
+    /// traced retransmissions): the filter's, like event drops.
+    pub(super) traced: bool,
+    /// Verify commands made for the place of the drops; when set, the taxonomy's generic
+    /// ones (which may not apply there: `ethtool -g` on a virtual device) are left out.
+    pub(super) verify: Vec<String>,
 }
 
 impl Acc {
@@ -51,6 +60,9 @@ impl Acc {
 
 pub(super) struct Ctx<'a> {
     pub(super) input: &'a DiagnosisInput<'a>,
+    /// The counters read count the capture's drops: no filter, or one that selects every drop
+    /// of the namespaces it names. Otherwise counters are evidence, not drops.
+    pub(super) counters_count: bool,
     pub(super) labels: BTreeMap<u32, String>,
     pub(super) acc: BTreeMap<CauseId, Acc>,
 }
@@ -134,8 +146,47 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Classify, and also return the reconciliation and what could not be read.
+/// The counters and checks of what a filter covers: the namespaces and devices it names.
+fn scoped(input: &DiagnosisInput<'_>, scope: &FilterScope) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
+    let deltas = input
+        .deltas
+        .iter()
+        .filter(|d| scope.has_netns(d.netns))
+        .map(|d| {
+            let mut d = d.clone();
+            d.devices.retain(|x| scope.has_device(&x.name));
+            d.qdiscs.retain(|q| scope.has_device(&q.dev));
+            d
+        })
+        .collect();
+    let checks = input
+        .checks
+        .iter()
+        .filter(|c| scope.has_netns(c.netns))
+        .map(|c| {
+            let mut c = c.clone();
+            c.rings.retain(|r| scope.has_device(&r.dev));
+            c.rps.retain(|r| scope.has_device(&r.dev));
+            c
+        })
+        .collect();
+    (deltas, checks)
+}
+
+/// Classify, and also return the reconciliation and what could not be read. With a filter,
+/// only the counters of what it covers are read, and counters that count traffic it may leave
+/// out are evidence, not drops (see docs/diagnosis.md, "With a filter").
 pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
+    match input.summary.filter.as_ref() {
+        Some(f) => {
+            let (deltas, checks) = scoped(input, &f.scope);
+            diagnose_in(&DiagnosisInput { summary: input.summary, deltas: &deltas, checks: &checks }, Some(f))
+        }
+        None => diagnose_in(input, None),
+    }
+}
+
+fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagnosis {
     let mut labels = BTreeMap::new();
     for d in input.deltas {
         labels.insert(d.netns, d.label.clone());
@@ -143,7 +194,8 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     for c in input.checks {
         labels.entry(c.netns).or_insert_with(|| c.label.clone());
     }
-    let mut cx = Ctx { input, labels, acc: BTreeMap::new() };
+    let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
+    let mut cx = Ctx { input, counters_count, labels, acc: BTreeMap::new() };
     let mut reconciliation = Vec::new();
 
     let benign = assign_events(&mut cx);
@@ -162,15 +214,56 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
 
     // Build, reconcile, rank.
     let mut causes = Vec::new();
+    let mut outside = Vec::new();
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
-        let a = cx.acc.remove(&id).unwrap_or_default();
-        let drops = a.event_drops.max(a.counter_drops);
-        if drops == 0 && !a.selected {
+        let mut a = cx.acc.remove(&id).unwrap_or_default();
+        if a.event_drops.max(a.counter_drops) == 0 && !a.selected {
             continue;
         }
+        // With a filter, counters count the filter's drops only when it takes whole
+        // namespaces, and then only the counters of those namespaces (not host-wide ones).
+        let counted = a.traced || (counters_count && (filter.is_none() || !a.netns.is_empty()));
+        let read = a.counter_drops;
+        if !counted {
+            a.counter_drops = 0;
+        }
+        let drops = a.event_drops.max(a.counter_drops);
         let info = taxonomy::info(id);
         let mut evidence = a.evidence;
+        if let Some(f) = filter.filter(|_| !counted && (read > 0 || a.event_drops == 0)) {
+            let line = if a.event_drops == 0 {
+                format!(
+                    "outside the filter's view: only counters select this cause ({read} drops counted), and they count traffic the filter `{}` may leave out; none of the filter's drops were traced as it",
+                    f.expr
+                )
+            } else {
+                format!(
+                    "reconcile: {} traced drops are the filter's; the counters read show {read} for all traffic (they cannot be split by the filter `{}`, so they are evidence, not drops)",
+                    a.event_drops, f.expr
+                )
+            };
+            if a.event_drops > 0 {
+                reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
+            }
+            evidence.push(line);
+        }
+        if drops == 0 && !counted {
+            // Counters alone, outside the filter's view: listed apart, not ranked.
+            outside.push(Cause {
+                id,
+                title: info.title.to_owned(),
+                drops: read,
+                event_drops: 0,
+                counter_drops: read,
+                explanation: info.explanation.to_owned(),
+                evidence,
+                advice: a.advice,
+                verify: Vec::new(),
+                netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
+            });
+            continue;
+        }
         // Namespaces that came or went during the capture: where their counters come from.
         for d in input.deltas.iter().filter(|d| a.netns.contains(&d.netns)) {
             if let Some(t) = d.appeared_after {
@@ -215,7 +308,7 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
             );
             reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
             evidence.push(line);
-        } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen {
+        } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen && counted {
             let line = format!(
                 "reconcile: {} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
                 a.event_drops
@@ -238,8 +331,10 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
         if advice.is_empty() {
             advice.extend(info.remediation.iter().filter_map(|r| fill.fill(r)));
         }
-        let mut verify: Vec<String> = Vec::new();
-        let lines = info.verify.iter().map(|v| (*v, "")).chain(info.checks.iter().map(|c| (*c, "check: ")));
+        let mut verify: Vec<String> = a.verify;
+        let generic = if verify.is_empty() { info.verify } else { &[] };
+        let checks = if verify.is_empty() { info.checks } else { &[] };
+        let lines = generic.iter().map(|v| (*v, "")).chain(checks.iter().map(|c| (*c, "check: ")));
         for (line, kind) in lines {
             if let Some(cmd) = fill.command(line)
                 && !verify.iter().any(|v| v.trim_start_matches("check: ") == cmd)
@@ -273,6 +368,26 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     let causes: Vec<Cause> = causes.into_iter().map(|(_, c)| c).collect();
 
     let s = input.summary;
+    if let Some(f) = filter {
+        reconciliation.insert(
+            0,
+            format!(
+                "filter `{}`: {} drops left out, neither traced nor diagnosed; {}",
+                f.expr,
+                f.drops_filtered_out,
+                if counters_count {
+                    "the counters read are those of the namespaces it selects whole".to_owned()
+                } else {
+                    format!(
+                        "counters cannot be split by it: they add evidence to the causes of its traced drops, and {} cause{} that counters alone select {} listed outside its view, not ranked",
+                        outside.len(),
+                        if outside.len() == 1 { "" } else { "s" },
+                        if outside.len() == 1 { "is" } else { "are" }
+                    )
+                }
+            ),
+        );
+    }
     let explained: u64 = causes.iter().map(|c| c.event_drops).sum();
     let benign = benign.into_list();
     let benign_total: u64 = benign.iter().map(|b| b.drops).sum();
@@ -312,5 +427,13 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
             unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
         }
     }
-    Diagnosis { causes, explained: assignments, benign, reconciliation, unavailable: unavailable.into_iter().collect() }
+    outside.sort_by(|a, b| b.drops.cmp(&a.drops).then(taxonomy::order(a.id).cmp(&taxonomy::order(b.id))));
+    Diagnosis {
+        causes,
+        explained: assignments,
+        benign,
+        reconciliation,
+        unavailable: unavailable.into_iter().collect(),
+        outside_filter: outside,
+    }
 }

@@ -160,6 +160,11 @@ pub(crate) struct Diagnosis {
     pub reconciliation: Vec<String>,
     #[serde(default)]
     pub unavailable: Vec<String>,
+    /// With a filter: causes that only counters select, which count traffic the filter may
+    /// leave out (host-wide or namespace-wide counters cannot be split by port, address or
+    /// protocol). Not ranked, not the filter's drops; shown so that nothing read is hidden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside_filter: Vec<Cause>,
 }
 
 impl Diagnosis {

@@ -59,9 +59,92 @@ impl FilterSpec {
         }
     }
 
+    /// Which of the host's counters this filter's view covers: the namespaces and devices it is
+    /// limited to, and whether it selects every drop of its namespaces. A namespace that cannot
+    /// be resolved leaves the view unlimited by namespace (compiling refuses it anyway).
+    pub(crate) fn scope(&self, r: &dyn Resolve) -> crate::model::FilterScope {
+        let s = scope_of(&self.expr, r);
+        let sorted = |v: Option<std::collections::BTreeSet<u32>>| v.map(|v| v.into_iter().collect());
+        crate::model::FilterScope {
+            netns: sorted(s.netns),
+            devices: s.devices.map(|v| v.into_iter().collect()),
+            whole_netns: s.only_netns && s.has_netns,
+        }
+    }
+
     /// Resolve names on this host and compile for the kernel programs.
     pub(crate) fn compile(&self, r: &dyn Resolve) -> Result<pktloss_common::Filter, String> {
         compile::compile(&self.expr, r).map_err(|e| e.line(&self.text))
+    }
+}
+
+/// What a (sub)expression limits the drops it selects to.
+struct Scope {
+    /// Only drops of these namespaces (`None`: any).
+    netns: Option<std::collections::BTreeSet<u32>>,
+    /// Only drops on these devices (`None`: any).
+    devices: Option<std::collections::BTreeSet<String>>,
+    /// The expression tests nothing but namespaces.
+    only_netns: bool,
+    /// It tests a namespace at all.
+    has_netns: bool,
+}
+
+/// `and` narrows to what both allow; `or` widens to what either allows (unlimited if either
+/// is); `not` of a limit is no limit that a set can say.
+fn scope_of(e: &Expr, r: &dyn Resolve) -> Scope {
+    use std::collections::BTreeSet;
+    fn both<T: Ord + Clone>(a: Option<BTreeSet<T>>, b: Option<BTreeSet<T>>) -> Option<BTreeSet<T>> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+    fn either<T: Ord>(a: Option<BTreeSet<T>>, b: Option<BTreeSet<T>>) -> Option<BTreeSet<T>> {
+        match (a, b) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        }
+    }
+    match e {
+        Expr::And(a, b) => {
+            let (a, b) = (scope_of(a, r), scope_of(b, r));
+            Scope {
+                netns: both(a.netns, b.netns),
+                devices: both(a.devices, b.devices),
+                only_netns: a.only_netns && b.only_netns,
+                has_netns: a.has_netns || b.has_netns,
+            }
+        }
+        Expr::Or(a, b) => {
+            let (a, b) = (scope_of(a, r), scope_of(b, r));
+            Scope {
+                netns: either(a.netns, b.netns),
+                devices: either(a.devices, b.devices),
+                only_netns: a.only_netns && b.only_netns,
+                has_netns: a.has_netns || b.has_netns,
+            }
+        }
+        Expr::Not(_) => Scope { netns: None, devices: None, only_netns: false, has_netns: false },
+        Expr::Prim(p) => match &p.term {
+            parse::Term::Netns(spec) => Scope {
+                netns: r.netns(spec).ok().map(|i| BTreeSet::from([i])),
+                devices: None,
+                only_netns: true,
+                has_netns: true,
+            },
+            parse::Term::Dev(name) => Scope {
+                netns: None,
+                devices: Some(BTreeSet::from([name.clone()])),
+                only_netns: false,
+                has_netns: false,
+            },
+            _ => Scope { netns: None, devices: None, only_netns: false, has_netns: false },
+        },
     }
 }
 

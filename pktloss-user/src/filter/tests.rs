@@ -353,3 +353,26 @@ fn a_device_no_namespace_has_is_refused() {
         Err("no device `nosuchdev0` in any namespace (ip -all netns exec ip -br link)".to_owned())
     );
 }
+
+/// What a filter's view covers: the namespaces and devices it is limited to, and whether it
+/// selects every drop of its namespaces (then their counters are its own).
+#[test]
+fn scope_names_the_namespaces_and_devices_a_filter_covers() {
+    let scope =
+        |text: &str| FilterSpec::from_words(&[text.to_owned()]).expect("parse").expect("a filter").scope(&Fixed);
+    let uxb = 4_026_532_239;
+    let s = scope("netns uxb");
+    assert_eq!((s.netns, s.devices, s.whole_netns), (Some(vec![uxb]), None, true));
+    let s = scope("netns uxb or netns 7");
+    assert_eq!((s.netns, s.whole_netns), (Some(vec![7, uxb]), true));
+    let s = scope("netns uxb and port 7777");
+    assert_eq!((s.netns, s.whole_netns), (Some(vec![uxb]), false));
+    let s = scope("netns uxb or port 7777");
+    assert_eq!((s.netns, s.whole_netns), (None, false));
+    let s = scope("port 7777");
+    assert_eq!((s.netns, s.devices, s.whole_netns), (None, None, false));
+    let s = scope("dev eth0 and udp");
+    assert_eq!((s.netns, s.devices, s.whole_netns), (None, Some(vec!["eth0".to_owned()]), false));
+    let s = scope("not netns uxb");
+    assert_eq!((s.netns, s.whole_netns), (None, false));
+}

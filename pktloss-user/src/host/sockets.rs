@@ -61,6 +61,31 @@ impl SocketOwners {
     }
 }
 
+/// The processes holding a TUN/TAP device open, by the device's name (`iff:` in the fdinfo of
+/// a `/dev/net/tun` descriptor). A name is a namespace's: the caller keeps the names of its own
+/// namespace's devices.
+pub(crate) fn tun_readers() -> Vec<crate::host::counters::TunReader> {
+    let mut out = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else { return out };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if fs::read_link(fd.path()).ok().is_none_or(|t| t != Path::new("/dev/net/tun")) {
+                continue;
+            }
+            let info = fs::read_to_string(p.path().join("fdinfo").join(fd.file_name())).unwrap_or_default();
+            let Some(dev) = info.lines().find_map(|l| l.strip_prefix("iff:")).map(str::trim) else { continue };
+            if out.iter().any(|r: &crate::host::counters::TunReader| r.dev == dev && r.pid == pid) {
+                continue;
+            }
+            let comm = fs::read_to_string(p.path().join("comm")).map(|c| c.trim_end().to_owned()).unwrap_or_default();
+            out.push(crate::host::counters::TunReader { dev: dev.to_owned(), pid, comm });
+        }
+    }
+    out
+}
+
 /// The inode of a descriptor's link target `socket:[12345]`.
 fn socket_inode(target: &Path) -> Option<u64> {
     target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()

@@ -52,6 +52,16 @@ pub(crate) fn text(d: &Diagnosis) -> String {
             let _ = writeln!(out, "  {}", clean_line(&benign_line(b)));
         }
     }
+    if !d.outside_filter.is_empty() {
+        out.push_str("Outside the filter's view (counters only, not ranked):\n");
+        for c in &d.outside_filter {
+            let _ = writeln!(out, "  - [{}] {} — {} counted", c.id, clean_line(&c.title), plural(c.drops, "drop"));
+            for l in &c.evidence {
+                let _ = writeln!(out, "      {}", clean_line(l));
+            }
+        }
+        out.push('\n');
+    }
     for (title, lines) in [("Events vs counters", &d.reconciliation), ("Not available", &d.unavailable)] {
         if !lines.is_empty() {
             let _ = writeln!(out, "{title}:");
@@ -89,6 +99,16 @@ pub(crate) fn markdown(d: &Diagnosis, out: &mut String) {
         let _ = writeln!(out, "#### Not loss (benign, counted apart)\n");
         for b in &d.benign {
             let _ = writeln!(out, "- {}", md_sentence(&benign_line(b)));
+        }
+        out.push('\n');
+    }
+    if !d.outside_filter.is_empty() {
+        let _ = writeln!(out, "#### Outside the filter's view (counters only, not ranked)\n");
+        for c in &d.outside_filter {
+            let _ = writeln!(out, "- `{}`: {} ({} counted)", c.id, md_sentence(&c.title), plural(c.drops, "drop"));
+            for l in &c.evidence {
+                let _ = writeln!(out, "  - {}", md_sentence(l));
+            }
         }
         out.push('\n');
     }

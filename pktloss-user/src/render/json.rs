@@ -26,6 +26,9 @@ pub(crate) struct Diagnosed<'a> {
     pub benign: &'a [Benign],
     pub reconciliation: &'a [String],
     pub unavailable: &'a [String],
+    /// With a filter: causes counters alone select, outside its view (not ranked).
+    #[serde(skip_serializing_if = "<[Cause]>::is_empty")]
+    pub outside_filter: &'a [Cause],
     /// Counter deltas of every namespace read.
     pub counters: &'a [NetnsDelta],
     pub checks: &'a [ConfigChecks],
@@ -49,6 +52,7 @@ impl<'a> Diagnosed<'a> {
             benign: &d.benign,
             reconciliation: &d.reconciliation,
             unavailable: &d.unavailable,
+            outside_filter: &d.outside_filter,
             counters,
             checks,
             capture: None,

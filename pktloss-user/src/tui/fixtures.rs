@@ -379,6 +379,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
             expr: "not port 22".into(),
             drops_filtered_out: 3 * t,
             retransmits_filtered_out: 0,
+            scope: Default::default(),
         }),
         lost_events: total / 40,
         drops_per_sec: if t > 0 { total as f64 / t as f64 } else { 0.0 },

@@ -983,3 +983,29 @@ fn a_resize_reads_pending_input() {
     assert_eq!(after_wake(Wake::Timeout), AfterWake::Idle);
     assert_eq!(after_wake(Wake::Hangup), AfterWake::Stop);
 }
+
+/// Causes whose counters show more drops than were traced (a filtered capture, or a NIC that
+/// drops before any skb): their shares are of every drop known and add up to 100 % at most.
+#[test]
+fn cause_shares_add_up_to_at_most_one_hundred_percent() {
+    let mut s = State::new();
+    let mut u = update_at(5);
+    u.summary.total_drops = 150;
+    u.causes = vec![
+        CauseView { id: "udp-rcvbuf-full".into(), title: "a".into(), drops: 399, ..CauseView::default() },
+        CauseView { id: "no-listener".into(), title: "b".into(), drops: 150, ..CauseView::default() },
+        CauseView { id: "firewall-drop".into(), title: "c".into(), drops: 10, ..CauseView::default() },
+    ];
+    s.ingest(u);
+    let rows = s.data().cause_rows();
+    let sum: f64 = rows.iter().map(|r| r.share).sum();
+    assert!(sum <= 1.0 + 1e-9, "shares add up to {sum}: {:?}", rows.iter().map(|r| r.share).collect::<Vec<_>>());
+    assert!((rows[0].share - 399.0 / 559.0).abs() < 1e-9, "{}", rows[0].share);
+    // Causes that explain fewer drops than were traced keep their share of the traced total.
+    let mut s = State::new();
+    let mut u = update_at(5);
+    u.summary.total_drops = 1000;
+    u.causes = vec![CauseView { id: "no-listener".into(), title: "b".into(), drops: 250, ..CauseView::default() }];
+    s.ingest(u);
+    assert!((s.data().cause_rows()[0].share - 0.25).abs() < 1e-9);
+}

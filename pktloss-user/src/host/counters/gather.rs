@@ -49,6 +49,7 @@ pub(crate) const SYSCTLS: &[&str] = &[
     "net.ipv4.udp_rmem_min",
     "net.ipv4.udp_wmem_min",
     "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
     "net.ipv4.conf.all.rp_filter",
     "net.ipv4.conf.default.rp_filter",
     "net.netfilter.nf_conntrack_max",
@@ -324,10 +325,12 @@ fn checks_here(netns: u32, label: String, is_self: bool) -> ConfigChecks {
         Err(e) => unavailable.push(format!("rps_cpus: {e}")),
     }
 
-    let devs: Vec<String> = match run_tool("ip", &["-j", "link", "show"]) {
-        Ok(t) => parse::ip_link_json(&t).into_iter().map(|d| d.name).filter(|n| n != "lo").collect(),
-        Err(_) => Vec::new(),
-    };
+    let links = run_tool("ip", &["-d", "-j", "link", "show"]).map(|t| parse::ip_link_json(&t)).unwrap_or_default();
+    let tuns: Vec<String> = links.iter().filter(|d| d.kind == "tun").map(|d| d.name.clone()).collect();
+    if !tuns.is_empty() {
+        c.tun_readers = crate::host::sockets::tun_readers().into_iter().filter(|r| tuns.contains(&r.dev)).collect();
+    }
+    let devs: Vec<String> = links.into_iter().map(|d| d.name).filter(|n| n != "lo").collect();
     for d in devs.iter().take(MAX_ETHTOOL_DEVICES) {
         if let Ok(t) = run_tool("ethtool", &["-g", d]) {
             c.rings.extend(parse::ethtool_ring(d, &t));

@@ -343,7 +343,18 @@ pub(crate) struct ConfigChecks {
     pub drop_routes: Vec<RouteEntry>,
     /// Neighbour entries in FAILED/INCOMPLETE state ("10.0.0.9 dev eth0 FAILED").
     pub failed_neighbors: Vec<String>,
+    /// The processes holding this namespace's TUN/TAP devices open (their readers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tun_readers: Vec<TunReader>,
     pub unavailable: Vec<String>,
+}
+
+/// A process holding a TUN/TAP device open: the one that reads what the kernel sends to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TunReader {
+    pub dev: String,
+    pub pid: u32,
+    pub comm: String,
 }
 
 /// Why a namespace has no reading: it could not be found when it was to be read.

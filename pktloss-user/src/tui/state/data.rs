@@ -327,7 +327,6 @@ impl Data {
     /// Causes, ranked by drops since start/reset (then title).
     #[expect(clippy::cast_precision_loss, reason = "each cause's share of all drops, a fraction for display")]
     pub(crate) fn cause_rows(&self) -> Vec<CauseRow> {
-        let total = self.total().max(1) as f64;
         let mut rows: Vec<CauseRow> = self
             .update
             .causes
@@ -337,9 +336,17 @@ impl Data {
                 let mut cause = c.clone();
                 cause.drops = self.adj(&key, c.drops);
                 let (rate, _) = self.series(&key);
-                CauseRow { key, share: cause.drops as f64 / total, cause, rate }
+                CauseRow { key, share: 0.0, cause, rate }
             })
             .collect();
+        // Shares of every drop known: the traced ones, or more when counters show drops that
+        // no event traced (a cause's drops are max(events, counters)). They add up to 100 %
+        // at most.
+        let explained: u64 = rows.iter().map(|r| r.cause.drops).sum();
+        let total = self.total().max(explained).max(1) as f64;
+        for r in &mut rows {
+            r.share = r.cause.drops as f64 / total;
+        }
         rows.sort_by(|a, b| b.cause.drops.cmp(&a.cause.drops).then_with(|| a.cause.title.cmp(&b.cause.title)));
         rows
     }
