@@ -39,6 +39,13 @@ fn kfree_skb_btf(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// An empty program on the same hook (`--floor`): what any program on `tp_btf/kfree_skb` costs,
+/// the floor the benchmark measures beside pktloss's own.
+#[btf_tracepoint(function = "kfree_skb")]
+fn kfree_skb_floor(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// Classic `skb:kfree_skb` tracepoint; field offsets from the tracefs format file.
 #[tracepoint]
 fn kfree_skb_tp(ctx: TracePointContext) -> i32 {

@@ -358,6 +358,16 @@ pub(crate) struct NetnsDropCount {
     pub count: u64,
 }
 
+/// A namespace's exact drops (see [`Summary::drops_by_netns`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NetnsTotal<'a> {
+    pub netns: u32,
+    pub cookie: u64,
+    pub drops: u64,
+    /// The reason with most of them.
+    pub top_reason: &'a str,
+}
+
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
 fn is_zero_u64(v: &u64) -> bool {
     *v == 0
@@ -456,22 +466,34 @@ pub(crate) struct Summary {
 impl Summary {
     /// Exact drops per namespace (inode, cookie), summed over devices and reasons, largest
     /// first, with the reason that has most of them.
-    pub(crate) fn drops_by_netns(&self) -> Vec<((u32, u64), u64, &str)> {
-        let mut by: std::collections::BTreeMap<(u32, u64), (u64, std::collections::BTreeMap<&str, u64>)> =
-            std::collections::BTreeMap::new();
+    pub(crate) fn drops_by_netns(&self) -> Vec<NetnsTotal<'_>> {
+        let mut by: std::collections::BTreeMap<(u32, u64), NetnsTotal<'_>> = std::collections::BTreeMap::new();
+        let mut reasons: std::collections::BTreeMap<(u32, u64, &str), u64> = std::collections::BTreeMap::new();
         for n in &self.netns_drops {
-            let e = by.entry((n.netns, n.netns_cookie)).or_default();
-            e.0 += n.count;
-            *e.1.entry(n.reason.as_str()).or_default() += n.count;
+            let e = by.entry((n.netns, n.netns_cookie)).or_insert(NetnsTotal {
+                netns: n.netns,
+                cookie: n.netns_cookie,
+                drops: 0,
+                top_reason: "",
+            });
+            e.drops += n.count;
+            *reasons.entry((n.netns, n.netns_cookie, n.reason.as_str())).or_default() += n.count;
         }
-        let mut out: Vec<((u32, u64), u64, &str)> = by
+        let mut top: std::collections::BTreeMap<(u32, u64), (u64, &str)> = std::collections::BTreeMap::new();
+        for ((netns, cookie, reason), c) in reasons {
+            let t = top.entry((netns, cookie)).or_insert((0, ""));
+            if c > t.0 {
+                *t = (c, reason);
+            }
+        }
+        let mut out: Vec<NetnsTotal<'_>> = by
             .into_iter()
-            .map(|(id, (total, reasons))| {
-                let top = reasons.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map_or("", |r| r.0);
-                (id, total, top)
+            .map(|(id, mut t)| {
+                t.top_reason = top.get(&id).map_or("", |r| r.1);
+                t
             })
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.sort_by(|a, b| b.drops.cmp(&a.drops).then((a.netns, a.cookie).cmp(&(b.netns, b.cookie))));
         out
     }
 

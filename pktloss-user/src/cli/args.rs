@@ -156,6 +156,10 @@ pub(crate) struct TraceArgs {
     )]
     #[arg(long)]
     pub tx_trace: bool,
+    /// Benchmark floor: attach an empty program on the same hook instead of pktloss's (counts
+    /// nothing; `cargo xtask bench` measures it beside pktloss).
+    #[arg(long, hide = true)]
+    pub floor: bool,
     /// Count only the drops this expression matches, in tcpdump's words (host, net, port,
     /// portrange, src/dst, tcp/udp/icmp/icmp6/ip/ip6/arp, proto, and/or/not, parentheses; and/or
     /// left to right, as tcpdump) and pktloss's: netns NAME|PATH|pid N|id N, dev NAME, ifindex N,
@@ -204,6 +208,7 @@ impl TraceArgs {
             ringbuf_bytes: self.ringbuf_kib * 1024,
             classic: self.classic,
             tx_trace: self.tx_trace,
+            floor: self.floor,
             bytes: false,
             filter,
             compiled_filter: None,

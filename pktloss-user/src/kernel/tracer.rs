@@ -42,6 +42,9 @@ pub(crate) struct Options {
     pub tx_trace: bool,
     /// Count the bytes dropped per (reason, location) (`flag::BYTES`; `serve`).
     pub bytes: bool,
+    /// Attach the empty program `kfree_skb_floor` in place of the drop programs (the
+    /// benchmark's floor: counts nothing).
+    pub floor: bool,
     /// Count only the drops this filter passes (`flag::FILTER`).
     pub filter: Option<crate::filter::FilterSpec>,
     /// The filter compiled for this host (by the session, which knows the kernel's reasons).
@@ -60,6 +63,7 @@ impl Default for Options {
             classic: false,
             tx_trace: false,
             bytes: false,
+            floor: false,
             filter: None,
             compiled_filter: None,
         }
@@ -384,7 +388,13 @@ impl Tracer {
 
         let mut probes = Vec::new();
         // skb:kfree_skb -- required.
-        let kfree = attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?;
+        let kfree = if options.floor {
+            attach_btf(&mut ebpf, "kfree_skb_floor", "kfree_skb", &aya_btf)
+                .map_err(|e| StartError(format!("cannot attach the empty floor program: {e}")))?;
+            status("skb:kfree_skb", "tp_btf", true, "the empty floor program (--floor): nothing is counted")
+        } else {
+            attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?
+        };
         probes.push(kfree);
         // net:net_dev_queue -- on request; otherwise TX comes from the device counters.
         if options.tx_trace {

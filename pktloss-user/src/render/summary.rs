@@ -161,9 +161,9 @@ impl Sections<'_> {
     fn netns_drops(&self) -> (Table, usize) {
         let mut t = Table::new(&[("DROPS", true), ("NETNS", false), ("NAME", false), ("MOSTLY", false)]);
         let all = self.s.drops_by_netns();
-        for ((netns, cookie), drops, top) in all.iter().take(TOP_ROWS) {
-            let name = self.s.namespace(*netns, *cookie).map(|n| n.label.clone()).unwrap_or_default();
-            t.row(vec![drops.to_string(), netns.to_string(), name, (*top).to_owned()]);
+        for n in all.iter().take(TOP_ROWS) {
+            let name = self.s.namespace(n.netns, n.cookie).map(|i| i.label.clone()).unwrap_or_default();
+            t.row(vec![n.drops.to_string(), n.netns.to_string(), name, n.top_reason.to_owned()]);
         }
         (t, all.len())
     }

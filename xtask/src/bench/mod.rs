@@ -100,6 +100,14 @@ const BT_5TUPLE: &str = "tracepoint:skb:kfree_skb { $s = (struct sk_buff *)args-
 const MODES: &[Mode] = &[
     Mode { key: "untraced", what: "no tracer", kind: Kind::Untraced, rate: None, default: true, all_cpus: false },
     Mode {
+        key: "floor",
+        what: "an empty program on tp_btf/kfree_skb (pktloss --floor): what any program on the hook costs",
+        kind: Kind::Pktloss(&["--floor", "--no-detail"]),
+        rate: None,
+        default: true,
+        all_cpus: false,
+    },
+    Mode {
         key: "pktloss",
         what: "pktloss capture (default mode)",
         kind: Kind::Pktloss(&[]),
@@ -618,7 +626,9 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
                 })?;
             // With a filter, what it left out was seen and counted too.
             let left_out = report.pointer("/filter/drops_filtered_out").and_then(Value::as_u64).unwrap_or(0);
-            ts.counted = report.get("total_drops").and_then(Value::as_u64).map(|n| n + left_out);
+            // The floor's empty program counts nothing.
+            ts.counted =
+                report.get("total_drops").and_then(Value::as_u64).map(|n| n + left_out).filter(|_| m.key != "floor");
             ts.report = Some(report);
         }
         Kind::Bpftrace(_) => {
