@@ -456,6 +456,8 @@ fn netns_count_exact_when_the_flow_table_overflows() {
     assert_eq!(got, Some(counted), "per-namespace count vs the nft counter");
     drop(ns);
     stop_serve(serve);
+}
+
 /// The head of a request that never ends (no blank line).
 const HALF_SENT: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
 
