@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Running, require_root, run, sh};
+use pktloss_tests::{Running, free_port, http_get, reason_name, require_root, run, sh, stop_serve};
 use serde_json::Value;
 
 const ID: &str = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
@@ -512,12 +512,12 @@ fn a_podman_container_is_named_by_podman() {
 fn podman_container_named(manager: &str) {
     let name = "pktl-uxc";
     let label = format!("podman:{name}");
-    let c = PodmanContainer::start(manager, name);
-    let (inode, pid) = (c.inode(), c.pid());
+    let ctr = PodmanContainer::start(manager, name);
+    let (inode, pid) = (ctr.inode(), ctr.pid());
     assert_ne!(Some(inode), fs::metadata("/proc/self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m)));
 
     // In the container's directory, removed with it.
-    let file = c.dir.join("c.pktloss");
+    let file = ctr.dir.join("c.pktloss");
     let r = Running::start(&[
         "capture",
         "--format",
@@ -532,7 +532,7 @@ fn podman_container_named(manager: &str) {
         "port",
         "9",
     ]);
-    c.drops(7);
+    ctr.drops(7);
     // Drops of the host's namespace, which the filter leaves out.
     let host = UdpSocket::bind("127.0.0.1:0").expect("bind");
     for _ in 0..3 {
@@ -564,13 +564,27 @@ fn podman_container_named(manager: &str) {
     assert!(String::from_utf8_lossy(&md.stdout).contains(&format!("netns {label} ({inode})")));
 
     // The diagnosis names it, and its verify commands enter it by the container's PID.
-    let d = Running::start(&["diagnose", "--duration", "3s", "netns", &label]);
-    c.drops(5);
-    let (code, out) = d.finish();
+    let diag = Running::start(&["diagnose", "--duration", "3s", "netns", &label]);
+    ctr.drops(5);
+    let (code, out) = diag.finish();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("[netns {label} ({inode})]")), "{out}");
     assert!(out.contains(&format!("nsenter --net=/proc/{pid}/ns/net ")), "{out}");
     assert!(!out.contains("<PID in netns"), "{out}");
+
+    // `serve --netns-labels` names its series by it.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--netns-labels"]);
+    ctr.drops(4);
+    let want = format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"{}\"}} 4", reason_name("NO_SOCKET"));
+    let t = std::time::Instant::now();
+    let mut body = String::new();
+    while t.elapsed() < Duration::from_secs(10) && !body.lines().any(|l| l == want) {
+        std::thread::sleep(Duration::from_millis(300));
+        body = http_get(&listen, "/metrics", None).2;
+    }
+    assert!(body.lines().any(|l| l == want), "{want} not in: {body}");
+    stop_serve(serve);
 
     // A name no namespace has is refused, as before.
     let bad = run(&["capture", "-d", "1s", "netns", "podman:pktl-no-such"]);

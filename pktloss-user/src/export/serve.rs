@@ -257,13 +257,12 @@ impl NetnsWatch {
 
     /// List the namespaces when it is time, or at once when one of `with_drops` is not known;
     /// read the cookies of the new ones (of all every `VERIFY_NETNS_EVERY`, and of those with
-    /// drops that do not match).
+    /// drops that do not match); then name those of `with_drops` the listing left unnamed.
     fn tick(&mut self, with_drops: &[NetnsId]) {
         let unknown: Vec<&NetnsId> = with_drops.iter().filter(|id| !self.knows(id)).collect();
-        if unknown.is_empty() && self.listed.elapsed() < LIST_NETNS_EVERY {
-            return;
+        if !unknown.is_empty() || self.listed.elapsed() >= LIST_NETNS_EVERY {
+            self.list(&unknown);
         }
-        self.list(&unknown);
         self.name_unnamed(with_drops);
     }
 
