@@ -262,6 +262,17 @@ pub(crate) struct Sample {
     pub data_hex: String,
 }
 
+impl Sample {
+    /// Its namespace: "NAME (INODE)" when named, else the inode.
+    pub(crate) fn netns_text(&self) -> String {
+        if self.netns_name.is_empty() {
+            self.netns.to_string()
+        } else {
+            format!("{} ({})", self.netns_name, self.netns)
+        }
+    }
+}
+
 /// A container, from the cgroup path of a process in a namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Container {
@@ -315,14 +326,28 @@ pub(crate) struct NamespaceInfo {
     /// systemd service or scope of its processes, when they are in no container.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unit: String,
+    /// A process living in it when it was named (a container's, where it has one): where
+    /// `nsenter --net=/proc/PID/ns/net` enters it. 0 when none was seen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid: u32,
+}
+
+/// Whether an `ip netns` name is one a container runtime made up (`netns-<uuid>` of Podman's
+/// netavark, `cni-<uuid>` of CNI plugins), that says less than the pod or container names.
+pub(crate) fn runtime_made_netns(name: &str) -> bool {
+    let uuid = name.strip_prefix("netns-").or_else(|| name.strip_prefix("cni-")).unwrap_or("");
+    uuid.len() == 36 && uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 impl NamespaceInfo {
-    /// The `ip netns` name; else `pod:NAMESPACE/NAME` (or `pod:UID`); else
-    /// `RUNTIME:NAME` (or `RUNTIME:ID`) of its first container; else its systemd unit; else
-    /// "host" for pktloss's own; else empty.
+    /// The `ip netns` name (unless a container runtime made it up and the namespace has a pod
+    /// or container); else `pod:NAMESPACE/NAME` (or `pod:UID`); else `RUNTIME:NAME` (or
+    /// `RUNTIME:ID`) of its first container; else its systemd unit; else "host" for pktloss's
+    /// own; else empty.
     pub(crate) fn make_label(&self) -> String {
-        if !self.ip_netns.is_empty() {
+        let owned = self.pod.is_some() || !self.containers.is_empty();
+        let made_up = owned && runtime_made_netns(&self.ip_netns);
+        if !self.ip_netns.is_empty() && !made_up {
             return self.ip_netns.clone();
         }
         if let Some(p) = &self.pod {
@@ -339,6 +364,28 @@ impl NamespaceInfo {
             return self.unit.clone();
         }
         if self.is_host { "host".to_owned() } else { String::new() }
+    }
+
+    /// Whether `name` names this namespace, as a filter's `netns NAME` may: its label or `ip
+    /// netns` name; a container's name, id or `RUNTIME:NAME`; the pod's `NAMESPACE/NAME`, name,
+    /// `pod:NAMESPACE/NAME` or uid; its systemd unit.
+    pub(crate) fn answers_to(&self, name: &str) -> bool {
+        if name.is_empty() {
+            return false;
+        }
+        if name == self.label || name == self.ip_netns || name == self.unit {
+            return true;
+        }
+        let container = |c: &Container| {
+            let (rt, rest) = name.split_once(':').unwrap_or(("", name));
+            (rt.is_empty() || rt == c.runtime) && (rest == c.name || rest == c.id)
+        };
+        let pod = |p: &Pod| {
+            let rest = name.strip_prefix("pod:").unwrap_or(name);
+            let full = format!("{}/{}", p.namespace, p.name);
+            (!p.name.is_empty() && (rest == full || rest == p.name)) || rest == p.uid
+        };
+        self.containers.iter().any(container) || self.pod.as_ref().is_some_and(pod)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Names of namespaces on the real kernel: processes in cgroups shaped like a Kubernetes pod's
 //! (containerd), a Docker container's and a systemd service's, each in a network namespace of
 //! its own with drops in it; the capture's JSON, its report and its pcapng comments name each.
+//! And a real Podman container, named by Podman's own files.
 use std::{
     fs,
     net::{SocketAddr, UdpSocket},
@@ -9,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Running, require_root, run, sh};
+use pktloss_tests::{Running, free_port, http_get, reason_name, require_root, run, sh, stop_serve};
 use serde_json::Value;
 
 const ID: &str = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
@@ -399,4 +400,193 @@ fn namespaces_gone_before_the_end_keep_their_names() {
     for name in made.values() {
         assert!(listed.contains(&name.as_str()), "{name} not in the namespaces: {listed:?}");
     }
+}
+
+/// Podman as the tests run it: runc (crun refuses this VM's hybrid cgroups) and a cgroup manager.
+fn podman(manager: &str, args: &[&str]) -> std::process::Output {
+    Command::new("podman")
+        .args(["--runtime", "runc", "--cgroup-manager", manager])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run podman (cargo xtask setup installs it)")
+}
+
+/// A real Podman container of a local image (a static busybox and nothing else, imported: no
+/// registry), in a network namespace of its own (`--network none`: no bridge, no firewall rule
+/// made on the host). It and its image are removed on drop, also when the test panics.
+struct PodmanContainer {
+    manager: String,
+    name: String,
+    image: String,
+    dir: PathBuf,
+}
+
+impl PodmanContainer {
+    fn start(manager: &str, name: &str) -> Self {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("pktloss-podman-{pid}"));
+        let c = Self {
+            manager: manager.to_owned(),
+            name: name.to_owned(),
+            image: format!("localhost/pktloss-test-{pid}:1"),
+            dir: dir.clone(),
+        };
+        // A container of that name left by a run that was killed.
+        drop(podman(manager, &["rm", "-f", "-t", "0", name]));
+        let bin = dir.join("rootfs/bin");
+        fs::create_dir_all(&bin).expect("rootfs");
+        fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox (busybox-static)");
+        let tar = dir.join("rootfs.tar");
+        sh(&["tar", "-C", dir.join("rootfs").to_str().expect("utf-8"), "-cf", tar.to_str().expect("utf-8"), "."]);
+        let out = podman(manager, &["import", "-q", tar.to_str().expect("utf-8"), &c.image]);
+        assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
+        // The runtime's default limits (1048576 files) are refused in this VM: ask for fewer.
+        let mut run: Vec<&str> = "run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --name"
+            .split_whitespace()
+            .collect();
+        run.extend([name, &c.image, "/bin/busybox", "sleep", "600"]);
+        let out = podman(manager, &run);
+        assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
+        c
+    }
+
+    fn pid(&self) -> u32 {
+        let out = podman(&self.manager, &["inspect", "-f", "{{.State.Pid}}", &self.name]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("the container's PID")
+    }
+
+    fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(format!("/proc/{}/ns/net", self.pid())).expect("netns").ino()
+    }
+
+    /// `n` datagrams to a port nobody listens on, sent from inside its namespace (entered by
+    /// the PID of its process).
+    fn drops(&self, n: usize) {
+        let path = format!("/proc/{}/ns/net", self.pid());
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            let file = fs::File::open(&path).expect("open netns");
+            // SAFETY: a valid fd; affects only this thread.
+            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            for _ in 0..n {
+                s.send_to(b"pktloss podman", "127.0.0.1:9").expect("send");
+            }
+        })
+        .join()
+        .expect("netns thread");
+    }
+}
+
+impl Drop for PodmanContainer {
+    fn drop(&mut self) {
+        drop(podman(&self.manager, &["rm", "-f", "-t", "0", &self.name]));
+        drop(podman(&self.manager, &["rmi", "-f", &self.image]));
+        drop(fs::remove_dir_all(&self.dir));
+    }
+}
+
+/// The cgroup managers Podman can use here: cgroupfs always; systemd's only where systemd runs
+/// the host (PID 1).
+fn podman_managers() -> Vec<&'static str> {
+    let systemd = fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd");
+    if systemd { vec!["cgroupfs", "systemd"] } else { vec!["cgroupfs"] }
+}
+
+/// A real Podman container (no `ip netns` name: only its cgroup and Podman's files name it):
+/// its drops are labelled `podman:pktl-uxc` in the flows, the namespaces, the report's samples
+/// and the diagnosis; `netns pktl-uxc` (and `netns podman:pktl-uxc`) selects its drops alone;
+/// the diagnosis's verify commands enter it by its PID.
+#[test]
+fn a_podman_container_is_named_by_podman() {
+    if !require_root("a_podman_container_is_named_by_podman") {
+        return;
+    }
+    for manager in podman_managers() {
+        podman_container_named(manager);
+    }
+}
+
+fn podman_container_named(manager: &str) {
+    let name = "pktl-uxc";
+    let label = format!("podman:{name}");
+    let ctr = PodmanContainer::start(manager, name);
+    let (inode, pid) = (ctr.inode(), ctr.pid());
+    assert_ne!(Some(inode), fs::metadata("/proc/self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m)));
+
+    // In the container's directory, removed with it.
+    let file = ctr.dir.join("c.pktloss");
+    let r = Running::start(&[
+        "capture",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().expect("utf-8"),
+        "--duration",
+        "60s",
+        "netns",
+        name,
+        "and",
+        "port",
+        "9",
+    ]);
+    ctr.drops(7);
+    // Drops of the host's namespace, which the filter leaves out.
+    let host = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for _ in 0..3 {
+        host.send_to(b"pktloss host", "127.0.0.1:9").expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let v = r.stop_json();
+    assert_eq!(v["total_drops"], 7, "{manager}: {}", v["flows"]);
+    assert!(v["filter"]["drops_filtered_out"].as_u64() >= Some(3), "{}", v["filter"]);
+    let ns = namespace(&v, inode);
+    assert_eq!(ns["label"], label.as_str(), "{manager}: {ns}");
+    assert_eq!(ns["containers"][0]["runtime"], "podman", "{ns}");
+    assert_eq!(ns["containers"][0]["name"], name, "{ns}");
+    assert_eq!(ns["pid"], pid, "{ns}");
+    let flows = v["flows"].as_array().expect("flows");
+    assert!(
+        !flows.is_empty() && flows.iter().all(|f| f["netns"] == inode && f["netns_name"] == label.as_str()),
+        "{flows:?}"
+    );
+    assert!(
+        v["samples"].as_array().is_some_and(|s| !s.is_empty() && s.iter().all(|s| s["netns_name"] == label.as_str()))
+    );
+
+    // The report's samples name it.
+    let text = run(&["report", file.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("netns {label} ({inode})")), "{text}");
+    let md = run(&["report", "--format", "markdown", file.to_str().expect("utf-8")]);
+    assert!(String::from_utf8_lossy(&md.stdout).contains(&format!("netns {label} ({inode})")));
+
+    // The diagnosis names it, and its verify commands enter it by the container's PID.
+    let diag = Running::start(&["diagnose", "--duration", "3s", "netns", &label]);
+    ctr.drops(5);
+    let (code, out) = diag.finish();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("[netns {label} ({inode})]")), "{out}");
+    assert!(out.contains(&format!("nsenter --net=/proc/{pid}/ns/net ")), "{out}");
+    assert!(!out.contains("<PID in netns"), "{out}");
+
+    // `serve --netns-labels` names its series by it.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = Running::start(&["serve", "--listen", &listen, "--netns-labels"]);
+    ctr.drops(4);
+    let want = format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"{}\"}} 4", reason_name("NO_SOCKET"));
+    let t = std::time::Instant::now();
+    let mut body = String::new();
+    while t.elapsed() < Duration::from_secs(10) && !body.lines().any(|l| l == want) {
+        std::thread::sleep(Duration::from_millis(300));
+        body = http_get(&listen, "/metrics", None).2;
+    }
+    assert!(body.lines().any(|l| l == want), "{want} not in: {body}");
+    stop_serve(serve);
+
+    // A name no namespace has is refused, as before.
+    let bad = run(&["capture", "-d", "1s", "netns", "podman:pktl-no-such"]);
+    assert_eq!(bad.status.code(), Some(2));
 }

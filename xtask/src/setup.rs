@@ -40,6 +40,10 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     // `pktloss serve` is scraped by a real Prometheus in the tests; promtool checks the
     // exposition and the alert rules (installed without recommends, its service not started).
     "prometheus",
+    // The names test runs a real Podman container (runc: crun refuses a host whose cgroup v2
+    // hierarchy has a controller beside v1's, as this VM's has).
+    "podman",
+    "runc",
     // The deploy tests read YAML and install kubernetes-validate (PyPI) into a venv.
     "python3-yaml",
     "python3-venv",

@@ -162,8 +162,8 @@ pub(crate) struct TraceArgs {
     pub floor: bool,
     /// Count only the drops this expression matches, in tcpdump's words (host, net, port,
     /// portrange, src/dst, tcp/udp/icmp/icmp6/ip/ip6/arp, proto, and/or/not, parentheses; and/or
-    /// left to right, as tcpdump) and pktloss's: netns NAME|PATH|pid N|id N, dev NAME, ifindex N,
-    /// reason NAME, cause ID.
+    /// left to right, as tcpdump) and pktloss's: netns NAME|PATH|pid N|id N (NAME: ip netns,
+    /// container, pod or unit), dev NAME, ifindex N, reason NAME, cause ID.
     #[arg(value_name = "FILTER", trailing_var_arg = true, allow_hyphen_values = false)]
     pub filter: Vec<String>,
 }

@@ -63,6 +63,8 @@ pub(super) struct Ctx<'a> {
     /// The counters read count the capture's drops: no filter, or one that selects every drop
     /// of the namespaces it names. Otherwise counters are evidence, not drops.
     pub(super) counters_count: bool,
+    /// What each namespace is called: its name in the summary (`ip netns`, pod, container,
+    /// unit), else the label its counters were read under.
     pub(super) labels: BTreeMap<u32, String>,
     pub(super) acc: BTreeMap<CauseId, Acc>,
 }
@@ -76,14 +78,25 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Shell prefix that runs a command in a namespace ("ip netns exec NAME ").
+    /// Shell prefix that runs a command in a namespace: none in our own, `ip netns exec NAME `
+    /// for one with an `ip netns` name, else `nsenter --net=/proc/PID/ns/net ` with a process
+    /// seen living in it.
     pub(super) fn in_ns(&self, netns: u32) -> String {
-        let host = self.input.deltas.iter().any(|d| d.netns == netns && d.is_self)
-            || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
-        match self.labels.get(&netns) {
+        let deltas = || self.input.deltas.iter().filter(|d| d.netns == netns);
+        let host = deltas().any(|d| d.is_self) || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
+        let named = self.input.summary.namespaces.iter().filter(|n| n.netns == netns);
+        // Counters are read under the `ip netns` name when the namespace has one.
+        let ip_name = deltas()
+            .map(|d| d.label.as_str())
+            .chain(self.input.checks.iter().filter(|c| c.netns == netns).map(|c| c.label.as_str()))
+            .find(|l| !l.is_empty() && !l.starts_with("netns:") && *l != "host")
+            .or_else(|| named.clone().map(|n| n.ip_netns.as_str()).find(|n| !n.is_empty()));
+        let pid = deltas().map(|d| d.pid).chain(named.map(|n| n.pid)).find(|p| *p != 0);
+        match (ip_name, pid) {
             _ if host => String::new(),
-            Some(l) if !l.starts_with("netns:") && l != "host" => format!("ip netns exec {l} "),
-            _ => format!("nsenter --net=/proc/<PID in netns {netns}>/ns/net "),
+            (Some(l), _) => format!("ip netns exec {l} "),
+            (None, Some(pid)) => format!("nsenter --net=/proc/{pid}/ns/net "),
+            (None, None) => format!("nsenter --net=/proc/<PID in netns {netns}>/ns/net "),
         }
     }
 
@@ -193,6 +206,9 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
     }
     for c in input.checks {
         labels.entry(c.netns).or_insert_with(|| c.label.clone());
+    }
+    for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
+        labels.insert(n.netns, n.label.clone());
     }
     let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
     let mut cx = Ctx { input, counters_count, labels, acc: BTreeMap::new() };

@@ -271,6 +271,44 @@ fn no_listener() {
     assert!(has(&c.advice, "bind it to 0.0.0.0"), "{:#?}", c.advice);
 }
 
+/// A namespace that only its container names (no `ip netns` name): evidence says the
+/// container's name, verify commands enter it by a process seen in it; one with neither a name
+/// nor a process keeps the placeholder.
+#[test]
+fn a_container_namespace_is_named_and_entered_by_pid() {
+    use crate::model::{Container, NamespaceInfo};
+    let mut s = summary(&[("NO_SOCKET", 20)]);
+    s.flows.push(flow("NO_SOCKET", "udp", "127.0.0.1", 9, NSA, 20));
+    s.namespaces.push(NamespaceInfo {
+        netns: NSA,
+        label: "podman:pktl-uxc".into(),
+        containers: vec![Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "pktl-uxc".into() }],
+        pid: 4242,
+        ..NamespaceInfo::default()
+    });
+    let d = NetnsDelta { label: format!("netns:{NSA}"), ..ns_delta(&[("Udp.NoPorts", 20)]) };
+    let c = ConfigChecks { label: format!("netns:{NSA}"), ..checks(|_| {}) };
+    let causes = run(&s, &[host_delta(), d.clone()], std::slice::from_ref(&c));
+    let cause = top(&causes, CauseId::NoListener);
+    assert!(has(&cause.evidence, "[netns podman:pktl-uxc (4026532291)] Udp.NoPorts +20"), "{:#?}", cause.evidence);
+    assert!(!cause.verify.is_empty());
+    assert!(cause.verify.iter().all(|v| v.contains("nsenter --net=/proc/4242/ns/net ")), "{:#?}", cause.verify);
+    assert!(!cause.verify.iter().any(|v| v.contains("ip netns exec")), "{:#?}", cause.verify);
+
+    // The PID its counters were read through, when the summary has none.
+    s.namespaces[0].pid = 0;
+    let read = NetnsDelta { pid: 777, ..d.clone() };
+    let causes = run(&s, &[host_delta(), read], std::slice::from_ref(&c));
+    assert!(has(&top(&causes, CauseId::NoListener).verify, "nsenter --net=/proc/777/ns/net "));
+
+    // No process known: the placeholder says so.
+    s.namespaces.clear();
+    let causes = run(&s, &[host_delta(), d], &[c]);
+    let cause = top(&causes, CauseId::NoListener);
+    assert!(has(&cause.verify, "nsenter --net=/proc/<PID in netns 4026532291>/ns/net "), "{:#?}", cause.verify);
+    assert!(has(&cause.evidence, "[netns 4026532291]"), "{:#?}", cause.evidence);
+}
+
 #[test]
 fn firewall_drop_with_rules() {
     let texts = parse::nft_rule_texts(fx!("nft_ruleset.txt"));

@@ -474,7 +474,7 @@ impl Snapshot {
         if m.limits.max_netns > 0 {
             let mut f = Family::new(
                 "netns_drops",
-                "Drops by network namespace (ip netns name, or netns:INODE) and reason (exact, from the per-namespace counters).",
+                "Drops by network namespace (ip netns, pod, container or unit name, or netns:INODE) and reason (exact, from the per-namespace counters).",
                 true,
             );
             // Two namespaces with one name (a name used again, or one never listed whose inode

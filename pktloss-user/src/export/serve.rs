@@ -217,12 +217,36 @@ struct NetnsWatch {
     living: Living,
     listed: Instant,
     verified: Instant,
+    /// Names of namespaces with drops that have no `ip netns` name (their pod, container or
+    /// unit), read from their processes.
+    names: crate::host::names::NamespaceNames,
 }
 
 impl NetnsWatch {
     fn new() -> Self {
         let long_ago = Instant::now().checked_sub(VERIFY_NETNS_EVERY).unwrap_or_else(Instant::now);
-        Self { living: Living::new(), listed: long_ago, verified: long_ago }
+        Self {
+            living: Living::new(),
+            listed: long_ago,
+            verified: long_ago,
+            names: crate::host::names::NamespaceNames::default(),
+        }
+    }
+
+    /// The namespaces with drops that the listing left unnamed (`netns:INODE`), named by their
+    /// processes where they can be (the names bound to the cookie read with them).
+    fn name_unnamed(&mut self, with_drops: &[NetnsId]) {
+        for id in with_drops {
+            let Some((cookie, label)) = self.living.get(&id.0) else { continue };
+            if !label.starts_with("netns:") {
+                continue;
+            }
+            let cookie = *cookie;
+            if let Some(info) = self.names.get(id.0, cookie).filter(|i| !i.label.is_empty()) {
+                let name = info.label.clone();
+                self.living.insert(id.0, (cookie, name));
+            }
+        }
     }
 
     /// Whether namespace `id` is one of the living ones as last read (a cookie of 0 on either
@@ -233,12 +257,16 @@ impl NetnsWatch {
 
     /// List the namespaces when it is time, or at once when one of `with_drops` is not known;
     /// read the cookies of the new ones (of all every `VERIFY_NETNS_EVERY`, and of those with
-    /// drops that do not match).
+    /// drops that do not match); then name those of `with_drops` the listing left unnamed.
     fn tick(&mut self, with_drops: &[NetnsId]) {
         let unknown: Vec<&NetnsId> = with_drops.iter().filter(|id| !self.knows(id)).collect();
-        if unknown.is_empty() && self.listed.elapsed() < LIST_NETNS_EVERY {
-            return;
+        if !unknown.is_empty() || self.listed.elapsed() >= LIST_NETNS_EVERY {
+            self.list(&unknown);
         }
+        self.name_unnamed(with_drops);
+    }
+
+    fn list(&mut self, unknown: &[&NetnsId]) {
         self.listed = Instant::now();
         let listed = crate::host::netns::list();
         let verify = self.verified.elapsed() >= VERIFY_NETNS_EVERY;
@@ -250,7 +278,7 @@ impl NetnsWatch {
             .filter(|r| {
                 // New, or another name at a known inode (the kernel gave it to a new one).
                 verify
-                    || self.living.get(&r.inode).is_none_or(|(_, l)| *l != r.label())
+                    || self.living.get(&r.inode).is_none_or(|(_, l)| *l != r.label() && !named(l, &r.label()))
                     || unknown.iter().any(|id| id.0 == r.inode)
             })
             .cloned()
@@ -269,6 +297,12 @@ impl NetnsWatch {
             }
         }
     }
+}
+
+/// Whether `label` is the name pktloss gave an unnamed namespace listed as `listed`
+/// (`netns:INODE`): not another namespace at the inode.
+fn named(label: &str, listed: &str) -> bool {
+    listed.starts_with("netns:") && !label.starts_with("netns:")
 }
 
 /// One diagnosis window: the namespaces' counters at its start and the drop counts then.

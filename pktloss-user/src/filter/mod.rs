@@ -148,7 +148,24 @@ fn scope_of(e: &Expr, r: &dyn Resolve) -> Scope {
     }
 }
 
-/// Resolves against the running host: `/run/netns`, `/proc/PID/ns/net`, the kernel's reasons.
+/// The namespace a container, pod or unit name names (as pktloss labels namespaces).
+fn by_name(name: &str) -> Result<u32, String> {
+    let mut found = crate::host::names::find(name);
+    found.sort_by_key(|n| n.netns);
+    found.dedup_by_key(|n| n.netns);
+    match found.as_slice() {
+        [one] => Ok(one.netns),
+        [] => Err(format!("no namespace `{name}` (ip netns list, or a container, pod or unit name)")),
+        many => Err(format!(
+            "`{name}` names {} namespaces ({}): give one by `id N`",
+            many.len(),
+            many.iter().map(|n| format!("{} {}", n.label, n.netns)).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Resolves against the running host: `/run/netns`, the namespaces' container, pod and unit
+/// names, `/proc/PID/ns/net`, the kernel's reasons.
 pub(crate) struct HostResolver<'a> {
     pub reasons: &'a ReasonTable,
     /// The kernel gives drop reasons (5.17+).
@@ -159,6 +176,9 @@ impl Resolve for HostResolver<'_> {
     fn netns(&self, spec: &NetnsSpec) -> Result<u32, String> {
         let path = match spec {
             NetnsSpec::Id(id) => return Ok(*id),
+            NetnsSpec::Name(n) if n.contains('/') || !Path::new("/run/netns").join(n).exists() => {
+                return by_name(n);
+            }
             NetnsSpec::Name(n) => Path::new("/run/netns").join(n),
             NetnsSpec::Path(p) => p.into(),
             NetnsSpec::Pid(pid) => format!("/proc/{pid}/ns/net").into(),

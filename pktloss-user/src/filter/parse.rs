@@ -83,7 +83,8 @@ impl Proto {
 /// How a namespace is named in a filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum NetnsSpec {
-    /// `ip netns` name (`/run/netns/NAME`).
+    /// `ip netns` name (`/run/netns/NAME`), else a name pktloss gives namespaces: a container's
+    /// (`pktl-uxc`, `podman:pktl-uxc`), a pod's (`shop/cart-7f9`), a systemd unit's.
     Name(String),
     /// A path to a namespace file (`/proc/PID/ns/net`, a bind mount).
     Path(String),

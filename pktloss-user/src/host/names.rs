@@ -1,10 +1,11 @@
 //! Names of namespaces: the `ip netns` name, and the pod, container or systemd unit of the
 //! processes living in each, read from their cgroup paths (Docker, containerd, CRI-O, Podman,
-//! Kubernetes pods, systemd services), cached and bounded.
+//! Kubernetes pods, systemd services) and the runtimes' own local files, cached and bounded.
 use std::{
+    cell::OnceCell,
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -68,16 +69,25 @@ pub(crate) fn parse_cgroup_path(path: &str) -> CgroupOwner {
             o.pod_uid = Some(u.to_owned());
         }
         let scoped = |prefix: &str| p.strip_prefix(prefix).and_then(|s| s.strip_suffix(".scope")).and_then(hex_id);
-        let found =
-            [("docker-", "docker"), ("cri-containerd-", "containerd"), ("crio-", "cri-o"), ("libpod-", "podman")]
-                .iter()
-                .find_map(|(prefix, rt)| scoped(prefix).map(|id| (*rt, id)))
-                .or_else(|| {
-                    // cgroupfs drivers: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>, /machine.slice/libpod-...
-                    let id = hex_id(p)?;
-                    let parent = if i > 0 { parts[i - 1] } else { "" };
-                    Some((if parent == "docker" { "docker" } else { "container" }, id))
-                });
+        let found = [
+            ("docker-", "docker"),
+            ("cri-containerd-", "containerd"),
+            ("nerdctl-", "containerd"),
+            ("crio-", "cri-o"),
+            ("libpod-", "podman"),
+        ]
+        .iter()
+        .find_map(|(prefix, rt)| scoped(prefix).map(|id| (*rt, id)))
+        .or_else(|| {
+            // Podman's cgroupfs manager: /libpod_parent/libpod-<id> (no `.scope`).
+            p.strip_prefix("libpod-").and_then(hex_id).map(|id| ("podman", id))
+        })
+        .or_else(|| {
+            // cgroupfs drivers: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>, /default/<id>.
+            let id = hex_id(p)?;
+            let parent = if i > 0 { parts[i - 1] } else { "" };
+            Some((if parent == "docker" { "docker" } else { "container" }, id))
+        });
         if let Some((runtime, id)) = found {
             o.container = Some(Container { runtime: runtime.to_owned(), id: id[..12].to_owned(), name: String::new() });
         }
@@ -96,20 +106,109 @@ pub(crate) fn parse_cgroup_path(path: &str) -> CgroupOwner {
     o
 }
 
-/// Names found in the local files runtimes keep, read by root without any socket or credential.
-#[derive(Default)]
+/// Where the runtimes keep the files that name their containers: the real paths, or a
+/// directory made by a test.
+#[derive(Clone, Debug)]
+pub(crate) struct Roots {
+    /// Docker: `<docker>/<id>/config.v2.json`.
+    pub docker: PathBuf,
+    /// containers/storage graph and run roots (Podman, CRI-O, Buildah): each holds
+    /// `<driver>-containers/containers.json` (ids and names) and, for a container,
+    /// `<driver>-containers/<id>/userdata/config.json` (its OCI spec: CRI-O's annotations).
+    pub storage: Vec<PathBuf>,
+    /// containerd's tasks: `<containerd>/<namespace>/<id>/config.json` (its OCI spec, with the
+    /// CRI's or nerdctl's annotations).
+    pub containerd: PathBuf,
+    /// The kubelet's `/var/log/pods` and `/var/log/containers`.
+    pub kubelet_pods: PathBuf,
+    pub kubelet_containers: PathBuf,
+}
+
+/// Most entries listed in one runtime directory.
+const MAX_LISTED: usize = 10_000;
+/// Most bytes of a runtime's file read.
+const MAX_FILE: u64 = 16 << 20;
+
+impl Roots {
+    /// This host's: the default stores, the one `/etc/containers/storage.conf` names, and the
+    /// rootless stores of the users under `/home` and of root.
+    pub(crate) fn host() -> Self {
+        let mut storage: Vec<PathBuf> = vec!["/var/lib/containers/storage".into(), "/run/containers/storage".into()];
+        if let Ok(conf) = fs::read_to_string("/etc/containers/storage.conf") {
+            for line in conf.lines() {
+                let Some((k, v)) = line.split_once('=') else { continue };
+                if matches!(k.trim(), "graphroot" | "runroot") {
+                    let v = v.trim().trim_matches('"');
+                    if v.starts_with('/') {
+                        storage.push(v.into());
+                    }
+                }
+            }
+        }
+        let homes = fs::read_dir("/home").into_iter().flatten().flatten().take(256).map(|e| e.path());
+        for home in homes.chain([PathBuf::from("/root")]) {
+            let s = home.join(".local/share/containers/storage");
+            if s.is_dir() {
+                storage.push(s);
+            }
+        }
+        storage.dedup();
+        Self {
+            docker: "/var/lib/docker/containers".into(),
+            storage,
+            containerd: "/run/containerd/io.containerd.runtime.v2.task".into(),
+            kubelet_pods: "/var/log/pods".into(),
+            kubelet_containers: "/var/log/containers".into(),
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    fs::File::open(path).ok()?.take(MAX_FILE).read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The entry of `dir` whose name starts with the short id `short`.
+fn entry_for(dir: &Path, short: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .take(MAX_LISTED)
+        .find(|e| e.file_name().to_str().is_some_and(|f| f.starts_with(short) && hex_id(f).is_some()))
+        .map(|e| e.path())
+}
+
+/// What a runtime's files say of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Named {
+    /// The runtime whose files named it (for a cgroup path that did not say).
+    pub runtime: &'static str,
+    pub name: String,
+    /// Its Kubernetes pod: (namespace, name, uid; the uid empty when not given).
+    pub pod: Option<(String, String, String)>,
+}
+
+/// Names found in the local files runtimes keep, read by root without any socket or credential
+/// (no runtime is run or asked), once per scan.
 struct LocalNames {
+    roots: Roots,
     /// Pod UID -> (namespace, name), from `/var/log/pods/<namespace>_<name>_<uid>`.
     pods: HashMap<String, (String, String)>,
     /// Short container id -> name, from `/var/log/containers/<pod>_<ns>_<name>-<id>.log`.
     k8s_containers: HashMap<String, String>,
+    /// Short container id -> name, from containers/storage's `containers.json` (Podman's
+    /// names), read when first asked.
+    storage_names: OnceCell<HashMap<String, String>>,
 }
 
 impl LocalNames {
-    fn read() -> Self {
-        let mut n = Self::default();
-        if let Ok(dir) = fs::read_dir("/var/log/pods") {
-            for e in dir.flatten().take(10_000) {
+    fn read(roots: Roots) -> Self {
+        let mut n =
+            Self { roots, pods: HashMap::new(), k8s_containers: HashMap::new(), storage_names: OnceCell::new() };
+        if let Ok(dir) = fs::read_dir(&n.roots.kubelet_pods) {
+            for e in dir.flatten().take(MAX_LISTED) {
                 let f = e.file_name().to_string_lossy().into_owned();
                 let mut it = f.splitn(3, '_');
                 if let (Some(ns), Some(name), Some(uid)) = (it.next(), it.next(), it.next()) {
@@ -117,8 +216,8 @@ impl LocalNames {
                 }
             }
         }
-        if let Ok(dir) = fs::read_dir("/var/log/containers") {
-            for e in dir.flatten().take(10_000) {
+        if let Ok(dir) = fs::read_dir(&n.roots.kubelet_containers) {
+            for e in dir.flatten().take(MAX_LISTED) {
                 let f = e.file_name().to_string_lossy().into_owned();
                 let Some(stem) = f.strip_suffix(".log") else { continue };
                 let Some((head, id)) = stem.rsplit_once('-') else { continue };
@@ -131,15 +230,104 @@ impl LocalNames {
         n
     }
 
+    /// A container's name (and pod) from the files of its runtime; for one whose cgroup path
+    /// did not say the runtime ("container"), from whichever runtime knows its id.
+    pub(crate) fn lookup(&self, runtime: &str, short: &str) -> Option<Named> {
+        let named = |runtime: &'static str, name: Option<String>| {
+            name.filter(|n| !n.is_empty()).map(|name| Named { runtime, name, pod: None })
+        };
+        let found = match runtime {
+            "docker" => named("docker", self.docker_name(short)),
+            "podman" => named("podman", self.storage_name(short)),
+            "containerd" => self.containerd(short),
+            "cri-o" => self.crio(short),
+            _ => self
+                .containerd(short)
+                .or_else(|| self.crio(short))
+                .or_else(|| named("podman", self.storage_name(short)))
+                .or_else(|| named("docker", self.docker_name(short))),
+        };
+        found.or_else(|| {
+            let rt = match runtime {
+                "docker" => "docker",
+                "podman" => "podman",
+                "containerd" => "containerd",
+                "cri-o" => "cri-o",
+                _ => "container",
+            };
+            named(rt, self.k8s_containers.get(short).cloned())
+        })
+    }
+
     /// A Docker container's name from its `config.v2.json` (`"Name":"/web"`).
-    fn docker_name(short: &str) -> Option<String> {
-        let dir = fs::read_dir("/var/lib/docker/containers").ok()?;
-        let full =
-            dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).find(|f| f.starts_with(short))?;
-        let text =
-            fs::read_to_string(Path::new("/var/lib/docker/containers").join(full).join("config.v2.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    fn docker_name(&self, short: &str) -> Option<String> {
+        let v = read_json(&entry_for(&self.roots.docker, short)?.join("config.v2.json"))?;
         Some(v.get("Name")?.as_str()?.trim_start_matches('/').to_owned())
+    }
+
+    /// A Podman (or Buildah) container's name from containers/storage's `containers.json`:
+    /// `[{"id":"<64 hex>","names":["web"],...}]`.
+    fn storage_name(&self, short: &str) -> Option<String> {
+        let all = self.storage_names.get_or_init(|| {
+            let mut out = HashMap::new();
+            for root in &self.roots.storage {
+                let Ok(dir) = fs::read_dir(root) else { continue };
+                for e in dir.flatten().take(64) {
+                    if !e.file_name().to_string_lossy().ends_with("-containers") {
+                        continue;
+                    }
+                    let Some(serde_json::Value::Array(list)) = read_json(&e.path().join("containers.json")) else {
+                        continue;
+                    };
+                    for c in list.iter().take(MAX_LISTED) {
+                        let id = c.get("id").and_then(|v| v.as_str()).and_then(hex_id);
+                        let name = c.get("names").and_then(|v| v.get(0)).and_then(|v| v.as_str());
+                        if let (Some(id), Some(name)) = (id, name) {
+                            out.entry(id[..12].to_owned()).or_insert_with(|| name.to_owned());
+                        }
+                    }
+                }
+            }
+            out
+        });
+        all.get(short).cloned()
+    }
+
+    /// A containerd task's OCI spec annotations: the CRI's
+    /// (`io.kubernetes.cri.container-name`, `sandbox-name`, `sandbox-namespace`, `sandbox-uid`)
+    /// or nerdctl's (`nerdctl/name`).
+    fn containerd(&self, short: &str) -> Option<Named> {
+        let spaces = fs::read_dir(&self.roots.containerd).ok()?;
+        let task = spaces.flatten().take(64).find_map(|ns| entry_for(&ns.path(), short))?;
+        let v = read_json(&task.join("config.json"))?;
+        let a = |k: &str| v.get("annotations")?.get(k)?.as_str().map(str::to_owned);
+        let pod = match (a("io.kubernetes.cri.sandbox-namespace"), a("io.kubernetes.cri.sandbox-name")) {
+            (Some(ns), Some(name)) => Some((ns, name, a("io.kubernetes.cri.sandbox-uid").unwrap_or_default())),
+            _ => None,
+        };
+        let name = a("io.kubernetes.cri.container-name").or_else(|| a("nerdctl/name")).unwrap_or_default();
+        (pod.is_some() || !name.is_empty()).then_some(Named { runtime: "containerd", name, pod })
+    }
+
+    /// A CRI-O container's OCI spec annotations (`io.kubernetes.container.name`,
+    /// `io.kubernetes.pod.name`, `io.kubernetes.pod.namespace`, `io.kubernetes.pod.uid`), in
+    /// `<driver>-containers/<id>/userdata/config.json` of its storage.
+    fn crio(&self, short: &str) -> Option<Named> {
+        let spec = self.roots.storage.iter().find_map(|root| {
+            let dirs = fs::read_dir(root).ok()?;
+            dirs.flatten()
+                .take(64)
+                .filter(|e| e.file_name().to_string_lossy().ends_with("-containers"))
+                .find_map(|d| read_json(&entry_for(&d.path(), short)?.join("userdata/config.json")))
+        })?;
+        let a = |k: &str| spec.get("annotations")?.get(k)?.as_str().map(str::to_owned);
+        let pod = match (a("io.kubernetes.pod.namespace"), a("io.kubernetes.pod.name")) {
+            (Some(ns), Some(name)) => Some((ns, name, a("io.kubernetes.pod.uid").unwrap_or_default())),
+            _ => None,
+        };
+        // The pod's infra container is "POD".
+        let name = a("io.kubernetes.container.name").filter(|n| n != "POD").unwrap_or_default();
+        (pod.is_some() || !name.is_empty()).then_some(Named { runtime: "cri-o", name, pod })
     }
 }
 
@@ -150,7 +338,6 @@ impl LocalNames {
 /// reused, cookies never) does not inherit the names of the one before. Where the kernel gives
 /// no cookie (before 5.14 to user space, or without `CAP_SYS_ADMIN` to enter the namespaces)
 /// the names are bound to the inode alone, the newest reading winning.
-#[derive(Default)]
 pub(crate) struct NamespaceNames {
     /// By inode: the namespaces that had it, oldest first (`NamespaceInfo::netns_cookie` tells
     /// them apart; 0 when not known).
@@ -160,6 +347,13 @@ pub(crate) struct NamespaceNames {
     /// [`RESCAN_EVERY`] (one that was never asked is scanned for at once, a short-lived one
     /// may be gone by then).
     missed: BTreeSet<(u32, u64)>,
+    roots: Roots,
+}
+
+impl Default for NamespaceNames {
+    fn default() -> Self {
+        Self::with_roots(Roots::host())
+    }
 }
 
 /// Most namespaces kept per inode (those before are forgotten, oldest first).
@@ -168,6 +362,11 @@ const MAX_PER_INODE: usize = 8;
 const RESCAN_SOONEST: Duration = Duration::from_millis(250);
 
 impl NamespaceNames {
+    /// Names read from the runtimes' files under `roots`.
+    pub(crate) fn with_roots(roots: Roots) -> Self {
+        Self { known: BTreeMap::new(), scanned: None, missed: BTreeSet::new(), roots }
+    }
+
     /// What is known of the namespace `inode` with cookie `cookie` (0: the flow's kernel gave
     /// none), listing the processes again when it is not known yet: at once for one never
     /// asked for, else at most every couple of seconds.
@@ -229,8 +428,8 @@ impl NamespaceNames {
                 info.ip_netns.clone_from(n);
             }
         }
-        let local = LocalNames::read();
-        let mut owners: HashMap<u32, Vec<CgroupOwner>> = HashMap::new();
+        let local = LocalNames::read(self.roots.clone());
+        let mut owners: HashMap<u32, Vec<(u32, CgroupOwner)>> = HashMap::new();
         if let Ok(dir) = fs::read_dir("/proc") {
             for e in dir.flatten() {
                 let name = e.file_name();
@@ -240,12 +439,17 @@ impl NamespaceNames {
                     continue;
                 }
                 let Ok(text) = fs::read_to_string(Path::new("/proc").join(pid).join("cgroup")) else { continue };
-                owners.entry(inode).or_default().push(parse_cgroup(&text));
+                let pid = pid.parse().unwrap_or(0);
+                owners.entry(inode).or_default().push((pid, parse_cgroup(&text)));
             }
         }
         for (inode, list) in owners {
             let info = found.entry(inode).or_insert_with(|| NamespaceInfo { netns: inode, ..NamespaceInfo::default() });
-            for o in list {
+            for (pid, o) in list {
+                if info.pid == 0 || (o.container.is_some() && info.containers.is_empty()) {
+                    // One of its processes: a container's first, where it has one.
+                    info.pid = pid;
+                }
                 if let Some(uid) = o.pod_uid
                     && info.pod.is_none()
                 {
@@ -259,10 +463,21 @@ impl NamespaceNames {
                         info.containers_omitted += 1;
                         continue;
                     }
-                    c.name = match c.runtime.as_str() {
-                        "docker" => LocalNames::docker_name(&c.id).unwrap_or_default(),
-                        _ => local.k8s_containers.get(&c.id).cloned().unwrap_or_default(),
-                    };
+                    if let Some(named) = local.lookup(&c.runtime, &c.id) {
+                        named.runtime.clone_into(&mut c.runtime);
+                        c.name = named.name;
+                        // The pod named by the runtime, where the kubelet's files did not.
+                        if let Some((namespace, name, uid)) = named.pod {
+                            match &mut info.pod {
+                                Some(p) if p.name.is_empty() => {
+                                    p.namespace = namespace;
+                                    p.name = name;
+                                }
+                                Some(_) => {}
+                                None => info.pod = Some(Pod { uid, namespace, name }),
+                            }
+                        }
+                    }
                     info.containers.push(c);
                 }
                 if let Some(u) = o.unit
@@ -292,6 +507,14 @@ impl NamespaceNames {
             self.keep(info);
         }
     }
+}
+
+/// The namespaces that `name` names now (see [`NamespaceInfo::answers_to`]), read afresh:
+/// an `ip netns` name, a container's, a pod's or a systemd unit's.
+pub(crate) fn find(name: &str) -> Vec<NamespaceInfo> {
+    let mut n = NamespaceNames::default();
+    n.scan();
+    n.known.into_values().filter_map(|l| l.into_iter().last()).filter(|i| i.answers_to(name)).collect()
 }
 
 #[cfg(test)]
@@ -329,6 +552,131 @@ mod tests {
         assert_eq!(c("/"), CgroupOwner::default());
         // The conmon of CRI-O and Podman is not the container.
         assert_eq!(c(&format!("/machine.slice/libpod-conmon-{ID}.scope")).container, None);
+    }
+
+    /// Podman's cgroupfs manager (`/libpod_parent/libpod-<id>`, its conmon in
+    /// `/libpod_parent/conmon`), its systemd manager, rootless Podman, nerdctl.
+    #[test]
+    fn podman_and_nerdctl_cgroups_are_told() {
+        let rt = |path: &str| parse_cgroup_path(path).container.map(|c| (c.runtime, c.id));
+        let podman = Some(("podman".to_owned(), ID[..12].to_owned()));
+        assert_eq!(rt(&format!("/libpod_parent/libpod-{ID}")), podman);
+        assert_eq!(rt("/libpod_parent/conmon"), None);
+        assert_eq!(rt(&format!("/machine.slice/libpod-{ID}.scope/container")), podman);
+        assert_eq!(
+            rt(&format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container")),
+            podman
+        );
+        assert_eq!(rt(&format!("/system.slice/nerdctl-{ID}.scope")).map(|c| c.0), Some("containerd".to_owned()));
+        let v1 = format!("9:name=systemd:/libpod_parent/libpod-{ID}\n4:memory:/libpod_parent/libpod-{ID}\n0::/\n");
+        assert_eq!(parse_cgroup(&v1).container.map(|c| c.runtime), Some("podman".to_owned()));
+    }
+
+    /// A directory of files shaped as the runtimes write them, removed on drop.
+    struct RuntimeFiles(PathBuf);
+
+    impl RuntimeFiles {
+        fn write(&self, rel: &str, text: &str) {
+            let p = self.0.join(rel);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, text).expect("write");
+        }
+        fn roots(&self) -> Roots {
+            Roots {
+                docker: self.0.join("docker/containers"),
+                storage: vec![self.0.join("containers/storage"), self.0.join("run/containers/storage")],
+                containerd: self.0.join("run/containerd/io.containerd.runtime.v2.task"),
+                kubelet_pods: self.0.join("log/pods"),
+                kubelet_containers: self.0.join("log/containers"),
+            }
+        }
+    }
+
+    impl Drop for RuntimeFiles {
+        fn drop(&mut self) {
+            drop(fs::remove_dir_all(&self.0));
+        }
+    }
+
+    /// Names read from the runtimes' own files (no runtime run): Podman's `containers.json`
+    /// (as Debian 12's Podman 4.3 writes it), containerd's task specs with the CRI's and
+    /// nerdctl's annotations, CRI-O's spec annotations, Docker's `config.v2.json`; a cgroup
+    /// path that does not say the runtime is named by whichever knows the id.
+    #[test]
+    fn runtimes_name_their_containers_from_their_local_files() {
+        let files = RuntimeFiles(std::env::temp_dir().join(format!("pktloss-runtimes-{}", std::process::id())));
+        let id = |c: char| c.to_string().repeat(64);
+        let (podman, cri, sandbox, nerdctl, crio, docker) = (id('a'), id('b'), id('c'), id('d'), id('e'), id('f'));
+        files.write(
+            "containers/storage/overlay-containers/containers.json",
+            &format!(
+                r#"[{{"id":"{podman}","names":["pktl-uxc"],"image":"41587e8c7203","layer":"a8eb3ce87c6b","metadata":"{{\"image-name\":\"localhost/pktl:1\",\"name\":\"pktl-uxc\",\"created-at\":1796639993}}","created":"2026-12-07T10:39:53.904745702Z","flags":{{"MountLabel":"","ProcessLabel":""}}}}]"#
+            ),
+        );
+        let spec = |annotations: &str| {
+            format!(r#"{{"ociVersion":"1.1.0","process":{{"args":["/pause"]}},"annotations":{{{annotations}}}}}"#)
+        };
+        let k8s = "io.containerd.runtime.v2.task/k8s.io";
+        files.write(
+            &format!("run/containerd/{k8s}/{cri}/config.json"),
+            &spec(&format!(
+                r#""io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"cart","io.kubernetes.cri.image-name":"registry.example/cart:1","io.kubernetes.cri.sandbox-id":"{sandbox}","io.kubernetes.cri.sandbox-name":"cart-7f9","io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-uid":"5d1c2f3a-4b5c-6d7e-8f90-123456789abc""#
+            )),
+        );
+        files.write(
+            &format!("run/containerd/{k8s}/{sandbox}/config.json"),
+            &spec(&format!(
+                r#""io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-id":"{sandbox}","io.kubernetes.cri.sandbox-log-directory":"/var/log/pods/shop_cart-7f9_5d1c2f3a-4b5c-6d7e-8f90-123456789abc","io.kubernetes.cri.sandbox-name":"cart-7f9","io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-uid":"5d1c2f3a-4b5c-6d7e-8f90-123456789abc""#
+            )),
+        );
+        files.write(
+            &format!("run/containerd/io.containerd.runtime.v2.task/default/{nerdctl}/config.json"),
+            &spec(r#""nerdctl/name":"web","nerdctl/platform":"linux/amd64""#),
+        );
+        files.write(
+            &format!("run/containers/storage/overlay-containers/{crio}/userdata/config.json"),
+            &spec(
+                r#""io.kubernetes.container.name":"api","io.kubernetes.pod.name":"api-5c6","io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.uid":"0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d","io.kubernetes.cri-o.ContainerType":"container""#,
+            ),
+        );
+        files.write(&format!("docker/containers/{docker}/config.v2.json"), r#"{"ID":"x","Name":"/db"}"#);
+
+        let local = LocalNames::read(files.roots());
+        let named = |rt: &str, full: &str| local.lookup(rt, &full[..12]);
+        let pod = |ns: &str, name: &str, uid: &str| Some((ns.to_owned(), name.to_owned(), uid.to_owned()));
+        assert_eq!(named("podman", &podman), Some(Named { runtime: "podman", name: "pktl-uxc".into(), pod: None }));
+        assert_eq!(
+            named("containerd", &cri),
+            Some(Named {
+                runtime: "containerd",
+                name: "cart".into(),
+                pod: pod("shop", "cart-7f9", "5d1c2f3a-4b5c-6d7e-8f90-123456789abc"),
+            })
+        );
+        // The pod's sandbox (pause) container: its pod, no name of its own.
+        let s = named("containerd", &sandbox).expect("sandbox");
+        assert_eq!((s.name.as_str(), s.pod.map(|p| p.1)), ("", Some("cart-7f9".to_owned())));
+        assert_eq!(named("containerd", &nerdctl).map(|n| n.name), Some("web".to_owned()));
+        assert_eq!(
+            named("cri-o", &crio),
+            Some(Named {
+                runtime: "cri-o",
+                name: "api".into(),
+                pod: pod("prod", "api-5c6", "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"),
+            })
+        );
+        assert_eq!(named("docker", &docker).map(|n| n.name), Some("db".to_owned()));
+        // A cgroupfs path that does not say: named by the runtime that knows the id.
+        assert_eq!(named("container", &cri).map(|n| (n.runtime, n.name)), Some(("containerd", "cart".to_owned())));
+        assert_eq!(named("container", &podman).map(|n| (n.runtime, n.name)), Some(("podman", "pktl-uxc".to_owned())));
+        assert_eq!(named("container", &docker).map(|n| n.runtime), Some("docker"));
+        // Unknown ids, and a runtime asked for another's id.
+        assert_eq!(named("podman", &id('9')), None);
+        assert_eq!(named("docker", &podman), None);
+        // The kubelet's files still name what no runtime's do.
+        files.write(&format!("log/containers/cart-7f9_shop_side-{}.log", id('7')), "");
+        let local = LocalNames::read(files.roots());
+        assert_eq!(local.lookup("containerd", &id('7')[..12]).map(|n| n.name), Some("side".to_owned()));
     }
 
     #[test]
@@ -384,5 +732,42 @@ mod tests {
         assert_eq!(i.make_label(), "pod:shop/cart-7f9");
         i.ip_netns = "uxb".into();
         assert_eq!(i.make_label(), "uxb");
+    }
+
+    /// The `ip netns` names runtimes make up (`netns-<uuid>`, `cni-<uuid>`) say less than the
+    /// container or pod in the namespace; one without either keeps it.
+    #[test]
+    fn made_up_netns_names_give_way_to_the_container() {
+        let made_up = "netns-0f30a0c6-de26-d5c5-65ed-3727be9d65da";
+        assert!(crate::model::runtime_made_netns(made_up));
+        assert!(crate::model::runtime_made_netns("cni-0f30a0c6-de26-d5c5-65ed-3727be9d65da"));
+        assert!(!crate::model::runtime_made_netns("netns-blue"));
+        let mut i = NamespaceInfo { netns: 7, ip_netns: made_up.into(), ..NamespaceInfo::default() };
+        assert_eq!(i.make_label(), made_up);
+        i.containers.push(Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "web".into() });
+        assert_eq!(i.make_label(), "podman:web");
+        i.ip_netns = "blue".into();
+        assert_eq!(i.make_label(), "blue");
+    }
+
+    /// What a filter's `netns NAME` finds a namespace by.
+    #[test]
+    fn namespaces_answer_to_their_names() {
+        let mut i = NamespaceInfo { netns: 7, ..NamespaceInfo::default() };
+        i.containers.push(Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "pktl-uxc".into() });
+        i.label = i.make_label();
+        for yes in ["podman:pktl-uxc", "pktl-uxc", "2f9d3bb28061", "podman:2f9d3bb28061"] {
+            assert!(i.answers_to(yes), "{yes}");
+        }
+        for no in ["docker:pktl-uxc", "pktl", "", "podman:", "host"] {
+            assert!(!i.answers_to(no), "{no}");
+        }
+        i.pod = Some(Pod { uid: "5d1c".into(), namespace: "shop".into(), name: "cart-7f9".into() });
+        i.unit = "x.service".into();
+        for yes in ["pod:shop/cart-7f9", "shop/cart-7f9", "cart-7f9", "5d1c", "x.service", "pktl-uxc"] {
+            assert!(i.answers_to(yes), "{yes}");
+        }
+        let host = NamespaceInfo { netns: 1, is_host: true, label: "host".into(), ..NamespaceInfo::default() };
+        assert!(host.answers_to("host"));
     }
 }

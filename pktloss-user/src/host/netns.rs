@@ -34,6 +34,17 @@ impl NetnsRef {
             (None, false) => format!("netns:{}", self.inode),
         }
     }
+
+    /// The process whose `/proc/PID/ns/net` refers to it (0 for a `/run/netns` name or our own).
+    pub(crate) fn pid(&self) -> u32 {
+        self.path
+            .strip_prefix("/proc")
+            .ok()
+            .and_then(|p| p.components().next())
+            .and_then(|c| c.as_os_str().to_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// Inode of the netns this process runs in.

@@ -110,7 +110,7 @@ fn sample_flow(f: &CaptureFile, s: &Sample) -> String {
     if !src.is_empty() || !dst.is_empty() {
         let _ = write!(line, " {} -> {}", clean(&src), clean(&dst));
     }
-    let _ = write!(line, ", netns {}", s.netns);
+    let _ = write!(line, ", netns {}", clean(&s.netns_text()));
     if s.ifindex != 0 {
         match f.interface(s.netns, s.ifindex) {
             Some(i) => {

@@ -148,7 +148,7 @@ impl Doc {
             d.device_name(s.netns, s.ifindex).map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
         self.wrapped(
             Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
-            &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns, s.skb_len, s.cpu),
+            &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns_text(), s.skb_len, s.cpu),
             4,
             Style::new(),
         );
@@ -354,7 +354,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                         "{} {}  netns {} {}",
                         f.flow.proto,
                         flow_cell(&f.flow),
-                        f.flow.netns,
+                        f.flow.netns_text(),
                         or_dash(&f.flow.device)
                     ),
                 );

@@ -98,7 +98,7 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
             deltas = next;
         }
         let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &deltas, checks: &checks });
-        let update = Update { causes: cause_views(&d, &summary), counters: counter_rows(&deltas), summary };
+        let update = Update { causes: cause_views(&d, &summary), counters: counter_rows(&deltas, &summary), summary };
         if tx.send(update).is_err() {
             break;
         }
@@ -137,13 +137,15 @@ pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
         .collect()
 }
 
-/// Drop counters that no event shows: per-device NIC/queue counters and per-CPU softnet.
-pub(crate) fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
+/// Drop counters that no event shows: per-device NIC/queue counters and per-CPU softnet; each
+/// namespace called by its name in the summary, else the label its counters were read under.
+pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<CounterRow> {
     let mut rows = Vec::new();
     let mut softnet_done = false;
     for d in deltas {
+        let label = summary.namespace(d.netns, 0).map_or(d.label.as_str(), |n| n.label.as_str());
         for dev in &d.devices {
-            let scope = format!("{} ({})", dev.name, d.label);
+            let scope = format!("{} ({label})", dev.name);
             for (name, v) in [
                 ("rx_dropped", dev.rx_dropped),
                 ("rx_missed_errors", dev.rx_missed_errors),
@@ -166,7 +168,7 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta]) -> Vec<CounterRow> {
         for q in &d.qdiscs {
             if q.drops > 0 {
                 rows.push(CounterRow {
-                    scope: format!("{} qdisc {} ({})", q.dev, q.kind, d.label),
+                    scope: format!("{} qdisc {} ({label})", q.dev, q.kind),
                     counter: "drops".into(),
                     total: q.drops,
                 });
@@ -212,7 +214,7 @@ mod tests {
             softnet: vec![SoftnetCpu { cpu: 1, dropped: 3, ..SoftnetCpu::default() }],
             ..NetnsDelta::default()
         };
-        let rows = counter_rows(&[d.clone(), d]);
+        let rows = counter_rows(&[d.clone(), d], &Summary::default());
         assert_eq!(rows.iter().filter(|r| r.counter == "rx_missed_errors").count(), 2);
         assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
         assert_eq!(rows[0].scope, "eth0 (host)");

@@ -23,7 +23,11 @@ use super::{
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
     input::KEYS,
     map_key, render,
-    state::{Filter, HISTORY_SECS, Panel, SortKey, data::TREND_LEN, filter::Term},
+    state::{
+        Filter, HISTORY_SECS, Panel, SortKey,
+        data::TREND_LEN,
+        filter::{NetnsSel, Term},
+    },
     term::{Input, Wake},
     view::fmt_count,
 };
@@ -176,7 +180,8 @@ fn filter_parsing() {
     let p = |s: &str| Filter::parse(s).unwrap().terms;
     assert_eq!(p("proto:udp"), vec![Term::Proto("udp".into())]);
     assert_eq!(p("port:53"), vec![Term::Port(53)]);
-    assert_eq!(p("netns:4026531840"), vec![Term::Netns(4026531840)]);
+    assert_eq!(p("netns:4026531840"), vec![Term::Netns(NetnsSel::Inode(4026531840))]);
+    assert_eq!(p("netns:podman:web"), vec![Term::Netns(NetnsSel::Name("podman:web".into()))]);
     assert_eq!(p("dev:veth0"), vec![Term::Dev("veth0".into())]);
     assert_eq!(p("host:10.0.0.1"), vec![Term::Host("10.0.0.1".into())]);
     assert_eq!(p("host:2001:db8::1"), vec![Term::Host("2001:db8::1".into())]);
@@ -189,7 +194,7 @@ fn filter_parsing() {
     assert!(Filter::parse("").unwrap().is_empty());
     assert!(Filter::parse("port:abc").unwrap_err().contains("bad port"));
     assert!(Filter::parse("port:70000").is_err());
-    assert!(Filter::parse("netns:x").unwrap_err().contains("netns"));
+    assert!(Filter::parse("netns:99999999999").unwrap_err().contains("netns"));
     assert!(Filter::parse("proto:").unwrap_err().contains("needs a value"));
     assert!(Filter::parse("foo:bar").unwrap_err().contains("unknown filter"));
 }
@@ -249,6 +254,40 @@ fn filter_matching() {
     let s = filtered("proto:sctp");
     assert!(s.visible_drops().is_empty());
     assert!(s.visible_flows().is_empty());
+}
+
+/// The `netns:` term takes the names the TUI shows for namespaces (`podman:pktl-uxc`), the
+/// container's name alone, or the inode; a part of a name is no name.
+#[test]
+fn the_netns_filter_takes_the_names_it_shows() {
+    let name = "podman:pktl-uxc";
+    let mut s = State::new();
+    for t in 0..=30 {
+        let mut u = update_at(t);
+        for f in u.summary.flows.iter_mut().filter(|f| f.netns == NS_TEST) {
+            f.netns_name = name.into();
+        }
+        for x in u.summary.samples.iter_mut().filter(|x| x.netns == NS_TEST) {
+            x.netns_name = name.into();
+        }
+        s.ingest(u);
+    }
+    let mut shown = |text: &str| {
+        s.filter = Filter::parse(text).unwrap();
+        let flows: Vec<u32> = s.visible_flows().iter().map(|f| f.flow.netns).collect();
+        (flows, s.visible_drops().len(), s.visible_causes().len())
+    };
+    let by_inode = shown(&format!("netns:{NS_TEST}"));
+    assert!(!by_inode.0.is_empty() && by_inode.0.iter().all(|n| *n == NS_TEST), "{by_inode:?}");
+    assert!(by_inode.1 > 0 && by_inode.2 > 0, "{by_inode:?}");
+    assert_eq!(shown("netns:podman:pktl-uxc"), by_inode);
+    assert_eq!(shown("netns:pktl-uxc"), by_inode);
+    assert_eq!(shown("netns:PKTL-UXC"), by_inode);
+    assert!(shown("netns:pktl").0.is_empty());
+    assert!(shown("netns:docker:pktl-uxc").0.is_empty());
+    // The flow details show the name.
+    s.filter = Filter::parse("netns:pktl-uxc").unwrap();
+    assert!(s.visible_flows().iter().all(|f| f.flow.netns_text() == name));
 }
 
 /// Every term filters every panel alike: `port:53` keeps the causes that explain port-53

@@ -355,14 +355,16 @@ fn checks_here(netns: u32, label: String, is_self: bool) -> ConfigChecks {
 pub(crate) fn snapshot(ns: &NetnsRef) -> NetnsSnapshot {
     let (inode, label, is_self) = (ns.inode, ns.label(), ns.is_self);
     let l = label.clone();
-    netns::run_in(ns, move || Ok(snapshot_here(inode, l, is_self))).unwrap_or_else(|e| NetnsSnapshot {
+    let mut s = netns::run_in(ns, move || Ok(snapshot_here(inode, l, is_self))).unwrap_or_else(|e| NetnsSnapshot {
         netns: inode,
         label,
         is_self,
         taken_at: now(),
         unavailable: vec![format!("netns: cannot enter: {e:#}")],
         ..Default::default()
-    })
+    });
+    s.pid = ns.pid();
+    s
 }
 
 /// Configuration checks of one namespace.

@@ -120,6 +120,11 @@ pub(crate) struct ConntrackStats {
     pub stats: BTreeMap<String, u64>,
 }
 
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 /// Counters of one network namespace at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsSnapshot {
@@ -127,6 +132,10 @@ pub(crate) struct NetnsSnapshot {
     pub label: String,
     #[serde(default)]
     pub is_self: bool,
+    /// A process living in it when it was read, whose `/proc/PID/ns/net` entered it (0: a
+    /// `/run/netns` name, our own, or gone).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub pid: u32,
     /// Seconds since the Unix epoch (fractional) when the snapshot was taken.
     #[serde(default)]
     pub taken_at: f64,
@@ -165,6 +174,7 @@ impl NetnsSnapshot {
             netns: self.netns,
             label: self.label.clone(),
             is_self: self.is_self,
+            pid: self.pid,
             taken_at: self.appeared_at.unwrap_or(self.taken_at),
             // Every counter at zero (a key missing from a baseline reads as no change).
             snmp: self.snmp.keys().map(|k| (k.clone(), 0)).collect(),
@@ -194,6 +204,9 @@ pub(crate) struct NetnsDelta {
     pub label: String,
     #[serde(default)]
     pub is_self: bool,
+    /// A process living in it at the last reading ([`NetnsSnapshot::pid`]).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub pid: u32,
     /// Seconds between the two snapshots.
     pub seconds: f64,
     #[serde(default)]
@@ -563,6 +576,7 @@ pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta
         netns: after.netns,
         label: after.label.clone(),
         is_self: after.is_self,
+        pid: after.pid,
         seconds: (after.taken_at - before.taken_at).max(0.0),
         no_baseline: false,
         snmp: sub_map(&before.snmp, &after.snmp),
@@ -587,6 +601,7 @@ fn no_baseline(after: &NetnsSnapshot) -> NetnsDelta {
         netns: after.netns,
         label: after.label.clone(),
         is_self: after.is_self,
+        pid: after.pid,
         no_baseline: true,
         conntrack: after.conntrack.as_ref().map(|c| ConntrackStats { stats: BTreeMap::new(), ..c.clone() }),
         sysctls: after.sysctls.clone(),

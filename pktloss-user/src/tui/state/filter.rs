@@ -16,12 +16,44 @@ pub(crate) enum Term {
     Port(u16),
     /// `host:A`: source or destination address is A (prefix when A ends in `.`, `:` or `*`).
     Host(String),
-    /// `netns:N`: network namespace inode is N.
-    Netns(u32),
+    /// `netns:N` or `netns:NAME`: the network namespace with inode N, or the name the TUI shows
+    /// for it (`pod:shop/cart-7f9`, `podman:web`, `ns1`), or that name without its
+    /// `RUNTIME:` or `pod:` prefix (`web`, `shop/cart-7f9`).
+    Netns(NetnsSel),
     /// `dev:X`: device name (or ifindex) is X.
     Dev(String),
     /// A bare word: any field contains it.
     Word(String),
+}
+
+/// A namespace as the `netns:` term gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NetnsSel {
+    Inode(u32),
+    Name(String),
+}
+
+impl NetnsSel {
+    /// Whether the namespace `inode`, shown as `name` (empty: none), is this one.
+    fn is(&self, inode: u32, name: &str) -> bool {
+        match self {
+            Self::Inode(n) => *n == inode,
+            Self::Name(want) => {
+                !name.is_empty()
+                    && (name.eq_ignore_ascii_case(want)
+                        || name.split_once(':').is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(want)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for NetnsSel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inode(n) => write!(f, "{n}"),
+            Self::Name(s) => f.write_str(s),
+        }
+    }
 }
 
 /// A parsed `/` filter.
@@ -40,6 +72,7 @@ struct Pkt<'a> {
     dst: &'a str,
     dport: u16,
     netns: u32,
+    netns_name: &'a str,
     ifindex: u32,
     device: &'a str,
     process: &'a str,
@@ -56,6 +89,7 @@ impl<'a> Pkt<'a> {
             dst: &f.dst,
             dport: f.dport,
             netns: f.netns,
+            netns_name: &f.netns_name,
             ifindex: f.ifindex,
             device: &f.device,
             process: &f.comm,
@@ -72,6 +106,7 @@ impl<'a> Pkt<'a> {
             dst: &s.dst,
             dport: s.dport,
             netns: s.netns,
+            netns_name: &s.netns_name,
             ifindex: s.ifindex,
             device,
             process: &s.comm,
@@ -103,8 +138,8 @@ const FILTER_KEYS: &str = "reason, proto, port, host, netns, dev";
 /// The filter syntax as the help overlay and `pktloss top --help` show it.
 pub(crate) const FILTER_HELP: &[&str] = &[
     "reason:NO_SOCKET  proto:udp  port:53  host:10.0.0.1  host:10.0.0.",
-    "netns:4026531840  dev:veth0  or a bare word. All terms must hold",
-    "together for one dropped packet the row counts or explains.",
+    "netns:4026531840  netns:NAME  dev:veth0  or a bare word. All terms",
+    "hold together for one dropped packet the row counts or explains.",
 ];
 
 impl Term {
@@ -124,7 +159,7 @@ impl Term {
             Term::Proto(x) => p.proto.eq_ignore_ascii_case(x),
             Term::Port(n) => p.sport == *n || p.dport == *n,
             Term::Host(h) => host_match(p.src, h) || host_match(p.dst, h),
-            Term::Netns(n) => p.netns == *n,
+            Term::Netns(n) => n.is(p.netns, p.netns_name),
             Term::Dev(d) => p.device.eq_ignore_ascii_case(d) || p.ifindex.to_string() == *d,
             Term::Word(w) => {
                 [p.reason, p.symbol, p.proto, p.src, p.dst, p.device, p.process].iter().any(|f| contains_ci(f, w))
@@ -149,9 +184,13 @@ impl Filter {
                         "proto" => Term::Proto(value.to_string()),
                         "port" => Term::Port(value.parse().map_err(|_| format!("bad port '{value}' (0-65535)"))?),
                         "host" => Term::Host(value.to_string()),
-                        "netns" => {
-                            Term::Netns(value.parse().map_err(|_| format!("bad netns '{value}' (an inode number)"))?)
-                        }
+                        "netns" => Term::Netns(match value.parse() {
+                            Ok(n) => NetnsSel::Inode(n),
+                            Err(_) if value.bytes().all(|b| b.is_ascii_digit()) => {
+                                return Err(format!("bad netns '{value}' (an inode number or a name)"));
+                            }
+                            Err(_) => NetnsSel::Name(value.to_string()),
+                        }),
                         _ => Term::Dev(value.to_string()),
                     }
                 }
@@ -243,7 +282,7 @@ impl Filter {
             return rest.iter().all(|t| match t {
                 // Only here when one of its reasons matched.
                 Term::Reason(_) => true,
-                Term::Netns(n) => c.netns.contains(n) || cause_says(c, &n.to_string()),
+                Term::Netns(n) => c.netns.iter().any(|i| n.is(*i, "")) || cause_says(c, &n.to_string()),
                 t => cause_says(c, &t.word()),
             });
         }
@@ -256,7 +295,7 @@ impl Filter {
     pub(super) fn matches_counter(&self, c: &CounterRow) -> bool {
         self.terms.iter().all(|t| match t {
             Term::Dev(d) => contains_ci(&c.scope, d),
-            Term::Netns(n) => c.scope.contains(&n.to_string()),
+            Term::Netns(n) => contains_ci(&c.scope, &n.to_string()),
             Term::Word(w) => contains_ci(&c.scope, w) || contains_ci(&c.counter, w),
             Term::Reason(_) | Term::Proto(_) | Term::Port(_) | Term::Host(_) => false,
         })
