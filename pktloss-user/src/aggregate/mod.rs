@@ -363,15 +363,7 @@ fn from_location(frames: Vec<u64>, location: u64) -> Vec<u64> {
 /// Per-(reason, location) and per-flow drop counts of `now` minus `before` (`watch` intervals,
 /// `serve`'s diagnosis windows).
 pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
-    let prev: HashMap<_, _> = before.drops.iter().map(|(k, c)| (*k, *c)).collect();
-    let mut drops: Vec<_> = now
-        .drops
-        .iter()
-        .filter_map(|(k, c)| {
-            let d = c.saturating_sub(prev.get(k).copied().unwrap_or(0));
-            (d > 0).then_some((*k, d))
-        })
-        .collect();
+    let mut drops = grown(&before.drops, &now.drops);
     drops.sort_by_key(|d| std::cmp::Reverse(d.1));
     let stats = now
         .stats
@@ -392,16 +384,20 @@ pub(crate) fn interval(before: &RawCounts, now: &RawCounts) -> RawCounts {
         })
         .collect();
     // Per-namespace counts only grow (a key deleted for a namespace gone is absent from `now`).
-    let prev_ns: HashMap<_, _> = before.netns.iter().map(|(k, c)| (*k, *c)).collect();
-    let netns = now
-        .netns
-        .iter()
+    let netns = grown(&before.netns, &now.netns);
+    RawCounts { stats, drops, flows, netns, ..RawCounts::default() }
+}
+
+/// What each key of counts that only grow grew by from `before` to `now` (keys that did not,
+/// left out).
+fn grown<K: Copy + Eq + std::hash::Hash>(before: &[(K, u64)], now: &[(K, u64)]) -> Vec<(K, u64)> {
+    let prev: HashMap<K, u64> = before.iter().copied().collect();
+    now.iter()
         .filter_map(|(k, c)| {
-            let d = c.saturating_sub(prev_ns.get(k).copied().unwrap_or(0));
+            let d = c.saturating_sub(prev.get(k).copied().unwrap_or(0));
             (d > 0).then_some((*k, d))
         })
-        .collect();
-    RawCounts { stats, drops, flows, netns, ..RawCounts::default() }
+        .collect()
 }
 
 #[cfg(test)]
