@@ -1282,13 +1282,61 @@ fn broadcast_and_multicast_nobody_wanted_are_benign() {
     assert!(n >= ignored + (N as u64) / 3, "benign unwanted-broadcast {n}, IgnoredMulti {ignored}: {:#}", v["benign"]);
 }
 
+/// `conns` connections from `b` to a server in `a` at `addr` that accepts and closes at once,
+/// while each client writes `writes` segments of 1400 bytes (until a write fails).
+fn tcp_teardown(a: &Netns, b: &Netns, addr: &'static str, conns: usize, writes: usize) {
+    use std::io::Write as _;
+    let closer = tcp_listen(a, addr, 16);
+    b.run(move || {
+        for _ in 0..conns {
+            let mut c = std::net::TcpStream::connect(addr).expect("connect");
+            for _ in 0..writes {
+                if c.write_all(&[5u8; 1400]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    for _ in 0..conns {
+        drop(tcp_accept(&closer));
+    }
+}
+
+/// A reader in `a` at `addr` with an 8 KB buffer that pauses `pause` every 64 KiB while `b`
+/// writes `bytes` to it (zero-window probes, duplicates); returns the bytes it got by `within`.
+fn slow_reader(a: &Netns, b: &Netns, addr: &'static str, bytes: usize, within: Duration, pause: Duration) -> usize {
+    use std::io::{Read as _, Write as _};
+    let slow = tcp_listen_rcvbuf(a, addr, 4, Some(8192));
+    let writer = b.run(move || {
+        std::thread::spawn(move || {
+            let mut c = std::net::TcpStream::connect(addr).expect("connect");
+            c.write_all(&vec![6u8; bytes]).expect("write");
+        })
+    });
+    let mut r = tcp_accept(&slow);
+    let mut got = 0usize;
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + within;
+    while got < bytes && Instant::now() < deadline {
+        if got % 65536 < 1024 {
+            std::thread::sleep(pause);
+        }
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    drop(writer.join());
+    got
+}
+
 /// TCP at teardown and under flow control: a server that closes while its peer still sends
 /// (`TCP_ABORT_ON_DATA`, segments to a closing socket) and a slow reader behind a zero window
 /// (zero-window probes, duplicates of data already acknowledged). Every byte the slow reader
 /// was sent arrives; nothing here is loss.
 #[test]
 fn tcp_teardown_and_flow_control_are_benign() {
-    use std::io::{Read as _, Write as _};
     if !require_root("benign_tcp") {
         return;
     }
@@ -1301,43 +1349,9 @@ fn tcp_teardown_and_flow_control_are_benign() {
         }
         veth("tt", a, b, "10.231.61.1", "10.231.61.2", 30, true);
         // Teardown: the server accepts and closes at once; the client keeps writing.
-        let closer = tcp_listen(a, "10.231.61.1:6101", 16);
-        b.run(|| {
-            for _ in 0..5 {
-                let mut c = std::net::TcpStream::connect("10.231.61.1:6101").expect("connect");
-                for _ in 0..50 {
-                    if c.write_all(&[5u8; 1400]).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        });
-        for _ in 0..5 {
-            drop(tcp_accept(&closer));
-        }
+        tcp_teardown(a, b, "10.231.61.1:6101", 5, 50);
         // Flow control: a reader with a small buffer that reads in bursts after pauses.
-        let slow = tcp_listen_rcvbuf(a, "10.231.61.1:6102", 4, Some(8192));
-        let writer = b.run(|| {
-            std::thread::spawn(|| {
-                let mut c = std::net::TcpStream::connect("10.231.61.1:6102").expect("connect");
-                c.write_all(&vec![6u8; BYTES]).expect("write");
-            })
-        });
-        let mut r = tcp_accept(&slow);
-        let mut got = 0usize;
-        let mut buf = [0u8; 1024];
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while got < BYTES && Instant::now() < deadline {
-            if got % 65536 < 1024 {
-                std::thread::sleep(Duration::from_millis(600));
-            }
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        drop(writer.join());
+        let got = slow_reader(a, b, "10.231.61.1:6102", BYTES, Duration::from_secs(8), Duration::from_millis(600));
         ([a.inode(), b.inode()], got)
     });
     assert_eq!(got, BYTES, "the slow reader got every byte");
@@ -1507,7 +1521,6 @@ fn neighbour_table_full_is_one_cause() {
 /// unicast port: that fault is the only cause named, with exactly its 20 drops.
 #[test]
 fn benign_noise_leaves_the_one_real_cause() {
-    use std::io::{Read as _, Write as _};
     if !require_root("benign_noise") {
         return;
     }
@@ -1554,42 +1567,8 @@ fn benign_noise_leaves_the_one_real_cause() {
             }
         }
         // Teardown and a slow reader.
-        let closer = tcp_listen(a, "10.231.65.1:6101", 16);
-        b.run(|| {
-            for _ in 0..3 {
-                let mut c = std::net::TcpStream::connect("10.231.65.1:6101").expect("connect");
-                for _ in 0..40 {
-                    if c.write_all(&[5u8; 1400]).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        });
-        for _ in 0..3 {
-            drop(tcp_accept(&closer));
-        }
-        let slow = tcp_listen_rcvbuf(a, "10.231.65.1:6102", 4, Some(8192));
-        let writer = b.run(|| {
-            std::thread::spawn(|| {
-                let mut c = std::net::TcpStream::connect("10.231.65.1:6102").expect("connect");
-                c.write_all(&vec![6u8; 200_000]).expect("write");
-            })
-        });
-        let mut r = tcp_accept(&slow);
-        let mut got = 0usize;
-        let mut buf = [0u8; 1024];
-        let deadline = Instant::now() + Duration::from_secs(6);
-        while got < 200_000 && Instant::now() < deadline {
-            if got % 65536 < 1024 {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        drop(writer.join());
+        tcp_teardown(a, b, "10.231.65.1:6101", 3, 40);
+        slow_reader(a, b, "10.231.65.1:6102", 200_000, Duration::from_secs(6), Duration::from_millis(500));
         // The one real fault.
         b.send_udp("10.231.65.1:9911".parse().expect("addr"), REAL);
         std::thread::sleep(Duration::from_millis(200));
