@@ -62,9 +62,10 @@ pub(crate) struct ServeArgs {
     /// Most namespaces with their own series (the rest count under netns="other").
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_netns: u32,
-    /// How long the series of a namespace that is gone stay exported.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub netns_grace: Duration,
+    /// How long the series of a namespace that is gone stay exported (default: one --window),
+    /// then they and its counts in the kernel go.
+    #[arg(long, value_parser = parse_duration)]
+    pub netns_grace: Option<Duration>,
     /// Most kernel functions with their own series (the rest count under function="other").
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_functions: u32,
@@ -81,7 +82,7 @@ impl ServeArgs {
                 max_functions: self.max_functions as usize,
                 max_devices: 64,
                 max_netns: if self.netns_labels { self.max_netns as usize } else { 0 },
-                netns_grace: self.netns_grace,
+                netns_grace: self.netns_grace.unwrap_or(self.window),
             },
         }
     }
