@@ -1219,6 +1219,19 @@ fn every_reason_of_the_running_kernel_is_classified() {
     println!("{} reasons classified", reasons.len());
 }
 
+/// `CauseId::info` indexes `CAUSES` by the variant: `ALL` and `CAUSES` hold every variant (their
+/// lengths are the variant count), each at its own position, under its stable id.
+#[test]
+fn causes_are_complete_and_in_variant_order() {
+    for (i, (id, info)) in CauseId::ALL.iter().zip(taxonomy::CAUSES).enumerate() {
+        assert_eq!(*id as usize, i, "CauseId::ALL[{i}] is {id}, variant {}", *id as usize);
+        assert_eq!(info.id, *id, "CAUSES[{i}] is {}, where variant {i} is {id}", info.id);
+        assert_eq!(id.info().id, *id);
+        assert_eq!(serde_json::to_value(id).unwrap(), id.as_str(), "{id:?}");
+        assert_eq!(serde_json::from_value::<CauseId>(id.as_str().into()).unwrap(), *id);
+    }
+}
+
 #[test]
 fn benign_classes_are_in_order_and_explained() {
     for (i, b) in taxonomy::BENIGN.iter().enumerate() {

@@ -125,7 +125,7 @@ pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
                 }
             }
             CauseView {
-                id: c.id.to_string(),
+                id: c.id,
                 title: c.title.clone(),
                 drops: c.drops,
                 evidence: c.evidence.clone(),
