@@ -17,6 +17,7 @@ pub mod capture;
 pub mod cli;
 mod decode;
 mod diagnose;
+mod error;
 mod export;
 mod filter;
 mod host;
@@ -25,6 +26,8 @@ mod model;
 pub mod render;
 mod session;
 mod tui;
+
+pub(crate) use error::Error;
 
 #[cfg(test)]
 mod testdata;

@@ -12,12 +12,13 @@ use anyhow::{Context as _, Result};
 use pktloss_common::stat;
 
 use crate::{
+    Error,
     aggregate::{Aggregator, CaptureInfo},
     decode::{reasons::ReasonTable, symbols::Kallsyms},
     host::{devices::DeviceNames, devtx::DeviceTx, lifecycle::Lifecycle},
     kernel::{
         btf::KernelBtf,
-        tracer::{FLOW_CAPACITY, Options, RawCounts, StartError, Tracer},
+        tracer::{FLOW_CAPACITY, Options, RawCounts, Tracer},
     },
     model::Summary,
 };
@@ -66,7 +67,7 @@ pub(crate) struct Session {
 impl Session {
     /// Start tracing with these options.
     pub(crate) fn start(mut opts: Options) -> Result<Self> {
-        let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+        let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
@@ -88,7 +89,7 @@ impl Session {
         if let Some(f) = &opts.filter {
             let resolver =
                 crate::filter::HostResolver { reasons: &reasons, has_reasons: facts.not_specified.is_some() };
-            opts.compiled_filter = Some(f.compile(&resolver).map_err(StartError)?);
+            opts.compiled_filter = Some(f.compile(&resolver).map_err(Error::BadInput)?);
         }
         let filter_text = opts.filter.as_ref().map(|f| {
             let resolver =
@@ -377,7 +378,7 @@ pub(crate) fn capture_file(
         .collect();
     for (ns, ifindex) in seen {
         let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
-        let netns_name = ns_map.get(&ns).map(crate::host::netns::NetnsRef::label).unwrap_or_default();
+        let netns_name = ns_map.get(&ns).map(|r| r.label().to_string()).unwrap_or_default();
         let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
         file.interfaces.push(Interface {
             netns: ns,

@@ -41,6 +41,23 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// A test that needs root, its name written once: `root_test!(name, { body });`, attributes
+/// before the name (`root_test!(#[expect(..)] name, { body });`). Without root it is skipped
+/// with a printed reason, except under `CI=true`, where it fails ([`require_root`]).
+#[macro_export]
+macro_rules! root_test {
+    ($(#[$attr:meta])* $name:ident, $body:block) => {
+        #[test]
+        $(#[$attr])*
+        fn $name() {
+            if !$crate::require_root(stringify!($name)) {
+                return;
+            }
+            $body
+        }
+    };
+}
+
 /// Run a command, panic with its output on failure.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));

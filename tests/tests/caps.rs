@@ -4,9 +4,7 @@
 //! its own line; a non-root user is told about tracefs; `serve` keeps only what it needs.
 use std::{fs, net::SocketAddr, process::Command, time::Duration};
 
-use pktloss_tests::{
-    Netns, Running, assert_nothing_attached, free_port, http_get, reason_name, require_root, stop_serve,
-};
+use pktloss_tests::{Netns, Running, assert_nothing_attached, free_port, http_get, reason_name, root_test, stop_serve};
 use serde_json::Value;
 
 /// `setpriv` keeping only these capabilities (uid 0: the bounding set is what it gets).
@@ -23,11 +21,7 @@ fn run_with(wrapper: &[String], args: &[&str]) -> std::process::Output {
         .expect("setpriv (util-linux)")
 }
 
-#[test]
-fn each_missing_capability_is_one_line() {
-    if !require_root("each_missing_capability_is_one_line") {
-        return;
-    }
+root_test!(each_missing_capability_is_one_line, {
     for (caps, want) in [
         (",+bpf", "missing capability CAP_PERFMON"),
         (",+perfmon", "missing capability CAP_BPF"),
@@ -40,13 +34,9 @@ fn each_missing_capability_is_one_line() {
         assert!(err.contains(want), "{caps}: {err}");
         assert_nothing_attached("after exit");
     }
-}
+});
 
-#[test]
-fn bpf_and_perfmon_count_exactly_and_say_what_is_unavailable() {
-    if !require_root("bpf_and_perfmon_count_exactly_and_say_what_is_unavailable") {
-        return;
-    }
+root_test!(bpf_and_perfmon_count_exactly_and_say_what_is_unavailable, {
     const N: usize = 40;
     let ns = Netns::new("capbp");
     let wrapper = only(",+bpf,+perfmon");
@@ -77,13 +67,9 @@ fn bpf_and_perfmon_count_exactly_and_say_what_is_unavailable() {
     assert!(sys_admin[0].contains("unavailable"), "{err}");
     drop(ns);
     assert_nothing_attached("after exit");
-}
+});
 
-#[test]
-fn non_root_user_is_told_about_tracefs() {
-    if !require_root("non_root_user_is_told_about_tracefs") {
-        return;
-    }
+root_test!(non_root_user_is_told_about_tracefs, {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = fs::metadata("/sys/kernel/tracing").expect("tracefs").permissions().mode() & 0o777;
     assert_eq!(mode & 0o005, 0, "this test needs tracefs closed to others (mode {mode:o})");
@@ -105,7 +91,7 @@ fn non_root_user_is_told_about_tracefs() {
     assert!(last.contains("cannot read tracefs at /sys/kernel/tracing: permission denied"), "{err}");
     assert!(!err.contains("not mounted"), "{err}");
     assert_nothing_attached("after exit");
-}
+});
 
 /// Capabilities of every thread of a process, as bit masks (effective, bounding).
 fn thread_caps(pid: u32) -> Vec<(String, u64, u64)> {
@@ -125,11 +111,7 @@ fn thread_caps(pid: u32) -> Vec<(String, u64, u64)> {
     out
 }
 
-#[test]
-fn serve_keeps_only_what_it_needs() {
-    if !require_root("serve_keeps_only_what_it_needs") {
-        return;
-    }
+root_test!(serve_keeps_only_what_it_needs, {
     // CAP_DAC_READ_SEARCH 2, NET_ADMIN 12, NET_RAW 13, SYS_PTRACE 19, SYS_ADMIN 21, BPF 39.
     const KEEP: u64 = 1 << 2 | 1 << 12 | 1 << 13 | 1 << 19 | 1 << 21 | 1 << 39;
     const PERFMON: u64 = 1 << 38;
@@ -154,4 +136,4 @@ fn serve_keeps_only_what_it_needs() {
     assert!(body.contains(&want), "{want} not in the scrape");
     drop(ns);
     stop_serve(serve);
-}
+});

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Netns, Running, flow_count, pktloss_bin, require_root, run};
+use pktloss_tests::{Netns, Running, flow_count, pktloss_bin, root_test, run};
 use serde_json::Value;
 
 const N: usize = 150;
@@ -37,11 +37,7 @@ fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
     Command::new(&bin.path).arg("report").arg(file).args(args).uid(65534).gid(65534).output().expect("report as nobody")
 }
 
-#[test]
-fn capture_file_reports_live_counts_without_privileges() {
-    if !require_root("capture_file_reports_live_counts_without_privileges") {
-        return;
-    }
+root_test!(capture_file_reports_live_counts_without_privileges, {
     let ns = Netns::new("capf");
     ns.exec(&["nft", "add", "table", "inet", "pktlcap"]);
     ns.exec(&["nft", "add chain inet pktlcap input { type filter hook input priority 0 ; policy accept ; }"]);
@@ -152,7 +148,7 @@ fn capture_file_reports_live_counts_without_privileges() {
             "{text}"
         );
     }
-}
+});
 
 fn assert_bad_file(bytes: &[u8], needle: &str) {
     let dir = TempDir::new("badf");
@@ -180,14 +176,10 @@ fn malformed_capture_files_are_one_line_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such file"));
 }
 
-/// `-o FILE` means one thing per extension for every command, and every file is private
-/// (0600): addresses, process names and packet bytes are in them. A `.pktloss` written by
-/// `diagnose` is a capture file `report` reads.
-#[test]
-fn outputs_are_private_and_chosen_by_extension() {
-    if !require_root("outputs_are_private_and_chosen_by_extension") {
-        return;
-    }
+// `-o FILE` means one thing per extension for every command, and every file is private
+// (0600): addresses, process names and packet bytes are in them. A `.pktloss` written by
+// `diagnose` is a capture file `report` reads.
+root_test!(outputs_are_private_and_chosen_by_extension, {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = std::env::temp_dir().join(format!("pktl-out-{}", std::process::id()));
     drop(std::fs::remove_dir_all(&dir));
@@ -225,15 +217,11 @@ fn outputs_are_private_and_chosen_by_extension() {
         }
     }
     drop(std::fs::remove_dir_all(&dir));
-}
+});
 
-/// `report` of a capture file ranks the causes as the live diagnosis of that capture did, also
-/// for namespaces born during it and gone before its end.
-#[test]
-fn report_ranks_like_the_live_diagnosis() {
-    if !require_root("report_ranks_like_the_live_diagnosis") {
-        return;
-    }
+// `report` of a capture file ranks the causes as the live diagnosis of that capture did, also
+// for namespaces born during it and gone before its end.
+root_test!(report_ranks_like_the_live_diagnosis, {
     let dir = std::env::temp_dir().join(format!("pktl-rank-{}", std::process::id()));
     drop(std::fs::remove_dir_all(&dir));
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -268,7 +256,7 @@ fn report_ranks_like_the_live_diagnosis() {
     assert_eq!(ranking(&rep), ranking(&live), "report vs live");
     assert!(ranking(&live).iter().any(|(id, n)| id == "no-listener" && *n >= 60), "{:#?}", live["causes"]);
     drop(std::fs::remove_dir_all(&dir));
-}
+});
 
 /// A tmpfs mounted for one test (read-only, or tiny), unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -287,15 +275,11 @@ impl Drop for Tmpfs {
     }
 }
 
-/// An output that cannot be written is refused before anything is attached, in one line and
-/// exit 2: a read-only filesystem, a full one (`ENOSPC` on even one block), a missing directory,
-/// a directory in the way; for `-o` of `capture` and `diagnose` and for `--pcapng`. A 30 s
-/// capture would otherwise be lost at its end.
-#[test]
-fn unwritable_outputs_are_refused_before_tracing() {
-    if !require_root("unwritable_outputs_are_refused_before_tracing") {
-        return;
-    }
+// An output that cannot be written is refused before anything is attached, in one line and
+// exit 2: a read-only filesystem, a full one (`ENOSPC` on even one block), a missing directory,
+// a directory in the way; for `-o` of `capture` and `diagnose` and for `--pcapng`. A 30 s
+// capture would otherwise be lost at its end.
+root_test!(unwritable_outputs_are_refused_before_tracing, {
     let dir = TempDir::new("unwritable");
     let ro = Tmpfs::mount(dir.0.join("ro"), "ro,size=1m");
     let full = Tmpfs::mount(dir.0.join("full"), "size=64k");
@@ -336,17 +320,13 @@ fn unwritable_outputs_are_refused_before_tracing() {
     pktloss_tests::assert_nothing_attached("after the refusals");
     let left: Vec<_> = std::fs::read_dir(&full.0).expect("list").flatten().map(|e| e.file_name()).collect();
     assert_eq!(left, ["fill"], "the check leaves nothing behind");
-}
+});
 
-/// A kill while the output is written leaves nothing: the file is written unnamed (`O_TMPFILE`)
-/// and named only once synced. strace holds the `fsync` of the output for 5 s; meanwhile the
-/// directory stays empty, and after a SIGKILL there it stays empty (a named temporary file,
-/// 0600 with packet bytes, used to stay).
-#[test]
-fn a_kill_during_the_write_leaves_nothing() {
-    if !require_root("a_kill_during_the_write_leaves_nothing") {
-        return;
-    }
+// A kill while the output is written leaves nothing: the file is written unnamed (`O_TMPFILE`)
+// and named only once synced. strace holds the `fsync` of the output for 5 s; meanwhile the
+// directory stays empty, and after a SIGKILL there it stays empty (a named temporary file,
+// 0600 with packet bytes, used to stay).
+root_test!(a_kill_during_the_write_leaves_nothing, {
     use std::io::Read as _;
     let dir = TempDir::new("killwrite");
     let target = dir.0.join("c.pktloss");
@@ -395,4 +375,4 @@ fn a_kill_during_the_write_leaves_nothing() {
     drop(strace.wait());
     assert_eq!(listed(), Vec::<String>::new(), "a kill during the write leaves nothing");
     pktloss_tests::assert_nothing_attached("after the kill");
-}
+});

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, Running, require_root, sh};
+use pktloss_tests::{Netns, Running, root_test, sh};
 use serde_json::Value;
 
 /// Time between "tracing" and the traffic, for the "before" snapshot.
@@ -192,11 +192,7 @@ fn settle_links(nss: &[&Netns]) {
     std::thread::sleep(Duration::from_millis(500));
 }
 
-#[test]
-fn idle_baseline_has_no_cause() {
-    if !require_root("idle_baseline_has_no_cause") {
-        return;
-    }
+root_test!(idle_baseline_has_no_cause, {
     // Namespaces with a veth pair and a listener, all idle, created and deleted during the
     // capture as containers come and go: their start-up (IPv6 router and neighbour
     // solicitations, MLD reports) and configuration (sockets, addresses) must not select a
@@ -226,13 +222,9 @@ fn idle_baseline_has_no_cause() {
         );
         println!("idle capture: host drop outside the test's namespaces, cause {} ({} drops)", c["id"], drops(c));
     }
-}
+});
 
-#[test]
-fn no_listener_is_the_top_cause_with_exact_drops() {
-    if !require_root("no_listener") {
-        return;
-    }
+root_test!(no_listener_is_the_top_cause_with_exact_drops, {
     const N: usize = 150;
     let (v, (ns, noports)) = diagnose_born(9, |nss| {
         let i = born(nss, "dnolis");
@@ -251,13 +243,9 @@ fn no_listener_is_the_top_cause_with_exact_drops() {
     assert_evidence(&v, c, &[&ns.tag, "appeared", "counters count from its birth"]);
     assert_evidence(&v, c, &[&ns.tag, "was gone", "its last reading"]);
     assert_advice(&v, c, &["Start the service on udp port 9911", &ns.tag]);
-}
+});
 
-#[test]
-fn firewall_drop_names_the_rule() {
-    if !require_root("firewall_drop") {
-        return;
-    }
+root_test!(firewall_drop_names_the_rule, {
     const N: usize = 120;
     let (v, ns) = diagnose_born(9, |nss| {
         let i = born(nss, "dfw");
@@ -282,13 +270,9 @@ fn firewall_drop_names_the_rule() {
             &format!("ip netns exec {} nft delete rule inet pktldiag input handle", ns.name),
         ],
     );
-}
+});
 
-#[test]
-fn udp_rcvbuf_full_points_at_so_rcvbuf() {
-    if !require_root("udp_rcvbuf_full") {
-        return;
-    }
+root_test!(udp_rcvbuf_full_points_at_so_rcvbuf, {
     const N: usize = 200;
     let (v, (ns, errs, _sock)) = diagnose_born(9, |nss| {
         let i = born(nss, "drcvbuf");
@@ -309,7 +293,7 @@ fn udp_rcvbuf_full_points_at_so_rcvbuf() {
         &[&ns.tag, "udp socket 127.0.0.1:5544", &format!("{errs} drops during the capture"), "rmem_max"],
     );
     assert_advice(&v, c, &[&ns.tag, "SO_RCVBUF on udp :5544", "rmem_max"]);
-}
+});
 
 /// A non-blocking TCP connect from the current thread's namespace.
 fn tcp_connect_nb(dst: std::net::SocketAddrV4) -> OwnedFd {
@@ -326,11 +310,7 @@ fn tcp_connect_nb(dst: std::net::SocketAddrV4) -> OwnedFd {
     }
 }
 
-#[test]
-fn tcp_accept_queue_full_points_at_backlog() {
-    if !require_root("tcp_accept_queue_full") {
-        return;
-    }
+root_test!(tcp_accept_queue_full_points_at_backlog, {
     const CONNECTS: usize = 20;
     let (v, (ns, overflows, _listener)) = diagnose_born(9, |nss| {
         let i = born(nss, "dacceptq");
@@ -357,13 +337,9 @@ fn tcp_accept_queue_full_points_at_backlog() {
     assert_evidence(&v, c, &[&ns.tag, "TcpExt.ListenOverflows"]);
     assert_evidence(&v, c, &[&ns.tag, "listener 127.0.0.1:6011", "backlog 1"]);
     assert_advice(&v, c, &[&ns.tag, "listener 127.0.0.1:6011 backlog 1", "listen()"]);
-}
+});
 
-#[test]
-fn rp_filter_points_at_loose_mode() {
-    if !require_root("rp_filter") {
-        return;
-    }
+root_test!(rp_filter_points_at_loose_mode, {
     const N: usize = 100;
     let (v, (b, vb, rpf)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "drpa"), born(nss, "drpb"));
@@ -390,13 +366,9 @@ fn rp_filter_points_at_loose_mode() {
         c,
         &[&b.tag, "rp_filter", &format!("net.ipv4.conf.{vb}.rp_filter=2"), &format!("ip netns exec {}", b.name)],
     );
-}
+});
 
-#[test]
-fn qdisc_drop_points_at_the_tbf_rate() {
-    if !require_root("qdisc_drop") {
-        return;
-    }
+root_test!(qdisc_drop_points_at_the_tbf_rate, {
     const N: usize = 200;
     let (v, (a, va, qd)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dqda"), born(nss, "dqdb"));
@@ -424,7 +396,7 @@ fn qdisc_drop_points_at_the_tbf_rate() {
     assert!(qd.contains(&format!("dropped {}", drops(c))), "tc disagrees: {qd}\n{}", causes(&v));
     // The sends the qdisc dropped are counted by UDP as SndbufErrors: not a second cause.
     assert!(v["causes"].as_array().is_some_and(|a| a.iter().all(|c| c["id"] != "udp-sndbuf-full")), "{}", causes(&v));
-}
+});
 
 /// Sum over the CPUs of one column of /`proc/net/softnet_stat` (host-wide): 1 is "dropped"
 /// (backlog full), 2 "`time_squeeze`".
@@ -457,11 +429,7 @@ impl Drop for SysctlGuard {
     }
 }
 
-#[test]
-fn softnet_backlog_full_points_at_netdev_max_backlog() {
-    if !require_root("softnet_backlog_full") {
-        return;
-    }
+root_test!(softnet_backlog_full_points_at_netdev_max_backlog, {
     let ncpu = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(64);
     assert!(ncpu >= 2, "softnet-backlog-full needs 2 CPUs to reproduce");
     const SENT: usize = 20_000;
@@ -508,13 +476,9 @@ fn softnet_backlog_full_points_at_netdev_max_backlog() {
     assert_evidence(&v, c, &["[host-wide softnet_stat] dropped +"]);
     assert_evidence(&v, c, &["net.core.netdev_max_backlog = 1"]);
     assert_advice(&v, c, &["sysctl -w net.core.netdev_max_backlog=4096", "(now 1;"]);
-}
+});
 
-#[test]
-fn routing_no_route_on_a_router() {
-    if !require_root("routing") {
-        return;
-    }
+root_test!(routing_no_route_on_a_router, {
     const N: usize = 100;
     let (v, (r, noroutes)) = diagnose_born(12, |nss| {
         let (ia, ir) = (born(nss, "drta"), born(nss, "drtr"));
@@ -534,13 +498,9 @@ fn routing_no_route_on_a_router() {
     assert_evidence(&v, c, &[&r.tag, "IpExt.InNoRoutes +100"]);
     assert_evidence(&v, c, &["IP_INNOROUTES"]);
     assert_advice(&v, c, &[&r.tag, &format!("ip netns exec {} ip route get 10.231.99.1", r.name)]);
-}
+});
 
-#[test]
-fn routing_blackhole_route_is_named() {
-    if !require_root("routing_blackhole") {
-        return;
-    }
+root_test!(routing_blackhole_route_is_named, {
     const N: usize = 50;
     let (v, r) = diagnose_born(12, |nss| {
         let (ia, ir) = (born(nss, "drtba"), born(nss, "drtbr"));
@@ -557,13 +517,9 @@ fn routing_blackhole_route_is_named() {
     assert_eq!(drops(c), N as u64, "{}", causes(&v));
     assert_evidence(&v, c, &[&r.tag, "blackhole route 10.231.98.0/24"]);
     assert_advice(&v, c, &[&r.tag, "ip route del blackhole 10.231.98.0/24"]);
-}
+});
 
-#[test]
-fn neighbor_failure_names_the_next_hop() {
-    if !require_root("neighbor_failure") {
-        return;
-    }
+root_test!(neighbor_failure_names_the_next_hop, {
     const N: usize = 5;
     let (v, (a, va)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dnba"), born(nss, "dnbb"));
@@ -582,14 +538,10 @@ fn neighbor_failure_names_the_next_hop() {
     assert_evidence(&v, c, &["NEIGH_FAILED"]);
     assert_evidence(&v, c, &[&a.tag, "10.231.5.3", &va, "FAILED"]);
     assert_advice(&v, c, &[&a.tag, "next hop 10.231.5.3", "does not answer ARP"]);
-}
+});
 
-/// UDP datagrams with a wrong checksum from a raw sender, as a corrupting link would deliver them.
-#[test]
-fn checksum_error_from_a_raw_sender() {
-    if !require_root("checksum_error") {
-        return;
-    }
+// UDP datagrams with a wrong checksum from a raw sender, as a corrupting link would deliver them.
+root_test!(checksum_error_from_a_raw_sender, {
     const N: usize = 80;
     let (v, (b, csum)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dcsa"), born(nss, "dcsb"));
@@ -616,13 +568,9 @@ fn checksum_error_from_a_raw_sender() {
     assert_evidence(&v, c, &["UDP_CSUM"]);
     // Concrete: the sender by its address, no template device.
     assert_advice(&v, c, &["checksums of packets from 10.231.17.1", "run on the sender"]);
-}
+});
 
-#[test]
-fn udp_sndbuf_full_points_at_so_sndbuf() {
-    if !require_root("udp_sndbuf_full") {
-        return;
-    }
+root_test!(udp_sndbuf_full_points_at_so_sndbuf, {
     const N: usize = 100;
     let (v, (a, port, errs, eagain, qd, _sender)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dsba"), born(nss, "dsbb"));
@@ -660,15 +608,11 @@ fn udp_sndbuf_full_points_at_so_sndbuf() {
     assert_evidence(&v, c, &[&a.tag, &format!(":{port}"), "SO_SNDBUF"]);
     assert_advice(&v, c, &[&a.tag, &format!("SO_SNDBUF on udp :{port}")]);
     assert_advice(&v, c, &[&a.tag, "net.core.wmem_max"]);
-}
+});
 
-/// Two causes at different volumes in two namespaces born during the capture: ranked by the
-/// drops each explains, each counted exactly.
-#[test]
-fn mixed_causes_rank_by_drops() {
-    if !require_root("mixed_causes") {
-        return;
-    }
+// Two causes at different volumes in two namespaces born during the capture: ranked by the
+// drops each explains, each counted exactly.
+root_test!(mixed_causes_rank_by_drops, {
     let (v, (nolis, fw)) = diagnose_born(9, |nss| {
         let (ia, ib) = (born(nss, "dmixa"), born(nss, "dmixb"));
         let (a, b) = (&nss[ia], &nss[ib]);
@@ -686,15 +630,11 @@ fn mixed_causes_rank_by_drops() {
         .map(|c| (c["id"].as_str().unwrap_or_default(), drops(c)))
         .collect();
     assert_eq!(ours, [("no-listener", 90), ("firewall-drop", 30)], "{}", causes(&v));
-}
+});
 
-/// A veth whose peer is down has no carrier: its qdisc is noop, which drops every packet sent
-/// to it (`QDISC_DROP`). The cause is the interface, not a short queue.
-#[test]
-fn interface_down_names_the_device_without_carrier() {
-    if !require_root("interface_down") {
-        return;
-    }
+// A veth whose peer is down has no carrier: its qdisc is noop, which drops every packet sent
+// to it (`QDISC_DROP`). The cause is the interface, not a short queue.
+root_test!(interface_down_names_the_device_without_carrier, {
     const N: usize = 60;
     let (v, (a, va)) = diagnose_born(10, |nss| {
         let (ia, ib) = (born(nss, "difa"), born(nss, "difb"));
@@ -716,16 +656,12 @@ fn interface_down_names_the_device_without_carrier() {
     assert_evidence(&v, c, &[&a.tag, &format!("dev {va}"), "no carrier"]);
     assert_advice(&v, c, &[&a.tag, &va, "no carrier"]);
     assert!(v["causes"].as_array().is_some_and(|l| l.iter().all(|c| c["id"] != "qdisc-drop")), "{}", causes(&v));
-}
+});
 
-/// Datagrams with DF set that a router must forward onto a link with a smaller MTU: dropped
-/// there (`PKT_TOO_BIG`, `Ip.FragFails`). The sender ignores the path MTU it learns
-/// (`IP_PMTUDISC_PROBE`), as a host behind a filter that eats ICMP would.
-#[test]
-fn mtu_too_small_on_a_router_is_fragmentation() {
-    if !require_root("mtu_fragmentation") {
-        return;
-    }
+// Datagrams with DF set that a router must forward onto a link with a smaller MTU: dropped
+// there (`PKT_TOO_BIG`, `Ip.FragFails`). The sender ignores the path MTU it learns
+// (`IP_PMTUDISC_PROBE`), as a host behind a filter that eats ICMP would.
+root_test!(mtu_too_small_on_a_router_is_fragmentation, {
     const N: usize = 40;
     let (v, (r, fragfails)) = diagnose_born(12, |nss| {
         let (ia, ir, ib) = (born(nss, "dmta"), born(nss, "dmtr"), born(nss, "dmtb"));
@@ -753,15 +689,11 @@ fn mtu_too_small_on_a_router_is_fragmentation() {
     let c = top(&v, "mtu-fragmentation");
     assert_eq!(drops(c), N as u64, "{}", causes(&v));
     assert_evidence(&v, c, &[&r.tag, "mtu 1000"]);
-}
+});
 
-/// Every verify command of a diagnosis runs where it says (`ip netns exec NAME ...` for the
-/// namespace it concerns) and succeeds: advice that cannot be followed is a defect.
-#[test]
-fn verify_commands_run_where_they_say() {
-    if !require_root("verify_commands") {
-        return;
-    }
+// Every verify command of a diagnosis runs where it says (`ip netns exec NAME ...` for the
+// namespace it concerns) and succeeds: advice that cannot be followed is a defect.
+root_test!(verify_commands_run_where_they_say, {
     let ns = Netns::new("dverify");
     ns.exec(&["nft", "add", "table", "inet", "pktlverify"]);
     ns.exec(&["nft", "add chain inet pktlverify input { type filter hook input priority 0 ; policy accept ; }"]);
@@ -784,7 +716,7 @@ fn verify_commands_run_where_they_say() {
         }
     }
     assert!(ran >= 3, "{}", causes(&v));
-}
+});
 
 /// A listening TCP socket in a namespace with the given backlog.
 fn tcp_listen(ns: &Netns, addr: &str, backlog: i32) -> OwnedFd {
@@ -822,16 +754,12 @@ fn tcp_accept(listener: &OwnedFd) -> std::net::TcpStream {
     }
 }
 
-/// A TCP receiver that runs out of receive memory: its socket's `SO_RCVBUF` shrinks to the
-/// minimum under the window it had already offered, and the senders' small segments fill it.
-/// The kernel drops data (`PROTO_MEM`, `TCPRcvQDrop`) and closes the window; the retransmissions
-/// then land beyond it (`BeyondWindow`). One fault: all of it is socket-memory-pressure, counted
-/// once, with advice on the receiver's `SO_RCVBUF` and no tcp-protocol cause.
-#[test]
-fn socket_memory_pressure_names_the_starved_receiver() {
-    if !require_root("socket_memory_pressure") {
-        return;
-    }
+// A TCP receiver that runs out of receive memory: its socket's `SO_RCVBUF` shrinks to the
+// minimum under the window it had already offered, and the senders' small segments fill it.
+// The kernel drops data (`PROTO_MEM`, `TCPRcvQDrop`) and closes the window; the retransmissions
+// then land beyond it (`BeyondWindow`). One fault: all of it is socket-memory-pressure, counted
+// once, with advice on the receiver's `SO_RCVBUF` and no tcp-protocol cause.
+root_test!(socket_memory_pressure_names_the_starved_receiver, {
     const CONNS: usize = 10;
     let (v, (ns, memory, window, _socks)) = diagnose_born(12, |nss| {
         let i = born(nss, "dsockmem");
@@ -891,17 +819,13 @@ fn socket_memory_pressure_names_the_starved_receiver() {
         // No drop event names the receiver: the taxonomy's advice.
         assert_advice(&v, c, &["tcp_rmem", "SO_RCVBUF"]);
     }
-}
+});
 
-/// Segments far outside an established connection's window (as from a middlebox that rewrites
-/// sequence numbers), made with a raw socket at the connection's own addresses and ports: each
-/// is a TCP protocol drop, counted exactly.
-#[test]
-fn tcp_protocol_out_of_window_segments() {
+// Segments far outside an established connection's window (as from a middlebox that rewrites
+// sequence numbers), made with a raw socket at the connection's own addresses and ports: each
+// is a TCP protocol drop, counted exactly.
+root_test!(tcp_protocol_out_of_window_segments, {
     use pktloss_tests::packet;
-    if !require_root("tcp_protocol") {
-        return;
-    }
     const N: u32 = 40;
     let (v, (ns, _socks)) = diagnose_born(10, |nss| {
         let i = born(nss, "dtcpproto");
@@ -928,17 +852,13 @@ fn tcp_protocol_out_of_window_segments() {
     assert_eq!(drops(c), u64::from(N), "{}", causes(&v));
     assert_evidence(&v, c, &[&ns.tag, "127.0.0.1:6031"]);
     assert_advice(&v, c, &["sequence numbers"]);
-}
+});
 
-/// A SYN flood from addresses that never answer, onto a listener with a backlog of 2 and SYN
-/// cookies off: the SYN queue is full and the kernel drops the SYNs (`TCPReqQFullDrop`), freeing
-/// them without a drop event. Counted from the counter, with the advice on the SYN queue.
-#[test]
-fn tcp_syn_queue_full_without_cookies() {
+// A SYN flood from addresses that never answer, onto a listener with a backlog of 2 and SYN
+// cookies off: the SYN queue is full and the kernel drops the SYNs (`TCPReqQFullDrop`), freeing
+// them without a drop event. Counted from the counter, with the advice on the SYN queue.
+root_test!(tcp_syn_queue_full_without_cookies, {
     use pktloss_tests::packet;
-    if !require_root("tcp_syn_queue_full") {
-        return;
-    }
     const N: u32 = 100;
     let (v, (a, full, _listener)) = diagnose_born(10, |nss| {
         let (ia, ib) = (born(nss, "dsynqa"), born(nss, "dsynqb"));
@@ -966,7 +886,7 @@ fn tcp_syn_queue_full_without_cookies() {
     assert_evidence(&v, c, &[&a.tag, "TcpExt.TCPReqQFullDrop"]);
     assert_advice(&v, c, &[&a.tag, "tcp_max_syn_backlog"]);
     assert_advice(&v, c, &[&a.tag, "SYN cookies are off", "tcp_syncookies=1"]);
-}
+});
 
 /// Sum of one column of `/proc/net/stat/nf_conntrack` (per-CPU rows in hex) in a namespace.
 fn conntrack_stat(ns: &Netns, column: &str) -> u64 {
@@ -977,15 +897,11 @@ fn conntrack_stat(ns: &Netns, column: &str) -> u64 {
     rows.filter_map(|r| r.split_whitespace().nth(i).and_then(|v| u64::from_str_radix(v, 16).ok())).sum()
 }
 
-/// The conntrack table full: the limit is host-wide (read-only in a namespace), so the test
-/// lowers it on the host for its duration to what a born namespace then fills with established
-/// connections; the next SYNs find no entry and are dropped (`NETFILTER_DROP`, stats `drop`).
-/// The cause is conntrack, not the firewall, and the advice names the host's knob.
-#[test]
-fn conntrack_table_full_in_a_born_namespace() {
-    if !require_root("conntrack_table_full") {
-        return;
-    }
+// The conntrack table full: the limit is host-wide (read-only in a namespace), so the test
+// lowers it on the host for its duration to what a born namespace then fills with established
+// connections; the next SYNs find no entry and are dropped (`NETFILTER_DROP`, stats `drop`).
+// The cause is conntrack, not the firewall, and the advice names the host's knob.
+root_test!(conntrack_table_full_in_a_born_namespace, {
     const REFUSED: usize = 30;
     let host_count: u64 = sh(&["sh", "-c", "cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0"])
         .trim()
@@ -1030,16 +946,12 @@ fn conntrack_table_full_in_a_born_namespace() {
     assert_advice(&v, c, &[&a.tag, "on the host", "sysctl -w net.netfilter.nf_conntrack_max="]);
     let list = v["causes"].as_array().expect("causes");
     assert!(list.iter().all(|c| c["id"] != "firewall-drop"), "conntrack drops named a firewall drop: {}", causes(&v));
-}
+});
 
-/// The receive softirq out of budget: with `net.core.netdev_budget` at 1 for the flood (restored
-/// after), `net_rx_action` stops with work pending on nearly every run (`time_squeeze`), though no
-/// packet is lost. A signal without drops: named, with the budget advice.
-#[test]
-fn softirq_budget_exhausted_points_at_netdev_budget() {
-    if !require_root("softirq_budget") {
-        return;
-    }
+// The receive softirq out of budget: with `net.core.netdev_budget` at 1 for the flood (restored
+// after), `net_rx_action` stops with work pending on nearly every run (`time_squeeze`), though no
+// packet is lost. A signal without drops: named, with the budget advice.
+root_test!(softirq_budget_exhausted_points_at_netdev_budget, {
     let before = softnet_column(2);
     let (v, received) = diagnose_born(10, |nss| {
         let (ia, ib) = (born(nss, "dsqa"), born(nss, "dsqb"));
@@ -1081,16 +993,12 @@ fn softirq_budget_exhausted_points_at_netdev_budget() {
     let c = top(&v, "softirq-budget-exhausted");
     assert_evidence(&v, c, &["[host-wide softnet_stat] time_squeeze +"]);
     assert_advice(&v, c, &["sysctl -w net.core.netdev_budget="]);
-}
+});
 
-/// A tc ingress program that drops everything (two BPF instructions, loaded and pinned by the
-/// test, attached with `tc filter ... bpf da pinned`): `TC_INGRESS` events and the same packets in
-/// the clsact qdisc's counter, counted once under the program.
-#[test]
-fn tc_program_drops_are_counted_once() {
-    if !require_root("bpf_or_tc_program") {
-        return;
-    }
+// A tc ingress program that drops everything (two BPF instructions, loaded and pinned by the
+// test, attached with `tc filter ... bpf da pinned`): `TC_INGRESS` events and the same packets in
+// the clsact qdisc's counter, counted once under the program.
+root_test!(tc_program_drops_are_counted_once, {
     const N: usize = 60;
     let prog = pktloss_tests::bpf::PinnedDropProgram::load();
     let pinned = prog.path.to_string_lossy().into_owned();
@@ -1116,17 +1024,13 @@ fn tc_program_drops_are_counted_once() {
     assert_advice(&v, c, &[&a.tag, &format!("tc filter show dev {va} ingress")]);
     let list = v["causes"].as_array().expect("causes");
     assert!(list.iter().all(|c| c["id"] != "qdisc-drop"), "clsact counted as a queue: {}", causes(&v));
-}
+});
 
-/// Loss outside the host: two namespaces joined by TUN devices and a relay in the test that
-/// loses every 25th TCP data packet. The kernel traced no drop (the relay read the packets), yet
-/// the sender retransmits: external-loss, with the path advice toward the peer.
-#[test]
-fn external_loss_from_a_lossy_path() {
+// Loss outside the host: two namespaces joined by TUN devices and a relay in the test that
+// loses every 25th TCP data packet. The kernel traced no drop (the relay read the packets), yet
+// the sender retransmits: external-loss, with the path advice toward the peer.
+root_test!(external_loss_from_a_lossy_path, {
     use pktloss_tests::tun;
-    if !require_root("external_loss") {
-        return;
-    }
     let (v, lost) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dexta"), born(nss, "dextb"));
         let (a, b) = (&nss[ia], &nss[ib]);
@@ -1170,19 +1074,15 @@ fn external_loss_from_a_lossy_path() {
     let c = top(&v, "external-loss");
     assert_evidence(&v, c, &["not explained by any local drop"]);
     assert_advice(&v, c, &["mtr -rwc 100 10.231.45.2"]);
-}
+});
 
-/// The socket backlog overflows: the receiving application holds its socket (a `recv()` whose
-/// copy to user space waits on a userfaultfd page, as a slow page fault would), and one-byte
-/// segments keep arriving (a route with `initcwnd 1000` lets the sender have them all in
-/// flight; each in its own millisecond, so that their timestamps differ and the backlog cannot
-/// coalesce them). Past the backlog's limit the kernel drops them: `SOCKET_BACKLOG`,
-/// `TCPBacklogDrop`.
-#[test]
-fn tcp_backlog_overflow_behind_a_held_socket() {
-    if !require_root("tcp_backlog_overflow") {
-        return;
-    }
+// The socket backlog overflows: the receiving application holds its socket (a `recv()` whose
+// copy to user space waits on a userfaultfd page, as a slow page fault would), and one-byte
+// segments keep arriving (a route with `initcwnd 1000` lets the sender have them all in
+// flight; each in its own millisecond, so that their timestamps differ and the backlog cannot
+// coalesce them). Past the backlog's limit the kernel drops them: `SOCKET_BACKLOG`,
+// `TCPBacklogDrop`.
+root_test!(tcp_backlog_overflow_behind_a_held_socket, {
     const SEGMENTS: usize = 600;
     let (v, (b, backlog, _socks)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dtbla"), born(nss, "dtblb"));
@@ -1212,7 +1112,7 @@ fn tcp_backlog_overflow_behind_a_held_socket() {
     assert_eq!(c["event_drops"].as_u64(), Some(backlog), "SOCKET_BACKLOG events: {}", causes(&v));
     assert_evidence(&v, c, &[&b.tag, "TcpExt.TCPBacklogDrop"]);
     assert_advice(&v, c, &["SO_RCVBUF"]);
-}
+});
 
 /// Drops the diagnosis counted as benign traffic of `class` (all its reasons and locations).
 fn benign(v: &Value, class: &str) -> u64 {
@@ -1244,14 +1144,10 @@ fn udp_broadcaster(ns: &Netns, bind: &str) -> UdpSocket {
     s
 }
 
-/// Broadcasts to a UDP port nobody listens on (directed and limited) and IPv4 multicast to a
-/// group nobody joined: the kernel ignores them by design (`Udp.IgnoredMulti`; the route input
-/// of an unjoined group). Benign, counted as such, never no-listener or routing.
-#[test]
-fn broadcast_and_multicast_nobody_wanted_are_benign() {
-    if !require_root("benign_broadcast") {
-        return;
-    }
+// Broadcasts to a UDP port nobody listens on (directed and limited) and IPv4 multicast to a
+// group nobody joined: the kernel ignores them by design (`Udp.IgnoredMulti`; the route input
+// of an unjoined group). Benign, counted as such, never no-listener or routing.
+root_test!(broadcast_and_multicast_nobody_wanted_are_benign, {
     const N: usize = 200;
     let (v, (ours, ignored)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dbca"), born(nss, "dbcb"));
@@ -1280,7 +1176,7 @@ fn broadcast_and_multicast_nobody_wanted_are_benign() {
     // Every broadcast the kernel ignored, plus the multicast datagrams the receiver's route
     // input refused.
     assert!(n >= ignored + (N as u64) / 3, "benign unwanted-broadcast {n}, IgnoredMulti {ignored}: {:#}", v["benign"]);
-}
+});
 
 /// `conns` connections from `b` to a server in `a` at `addr` that accepts and closes at once,
 /// while each client writes `writes` segments of 1400 bytes (until a write fails).
@@ -1331,15 +1227,11 @@ fn slow_reader(a: &Netns, b: &Netns, addr: &'static str, bytes: usize, within: D
     got
 }
 
-/// TCP at teardown and under flow control: a server that closes while its peer still sends
-/// (`TCP_ABORT_ON_DATA`, segments to a closing socket) and a slow reader behind a zero window
-/// (zero-window probes, duplicates of data already acknowledged). Every byte the slow reader
-/// was sent arrives; nothing here is loss.
-#[test]
-fn tcp_teardown_and_flow_control_are_benign() {
-    if !require_root("benign_tcp") {
-        return;
-    }
+// TCP at teardown and under flow control: a server that closes while its peer still sends
+// (`TCP_ABORT_ON_DATA`, segments to a closing socket) and a slow reader behind a zero window
+// (zero-window probes, duplicates of data already acknowledged). Every byte the slow reader
+// was sent arrives; nothing here is loss.
+root_test!(tcp_teardown_and_flow_control_are_benign, {
     const BYTES: usize = 400_000;
     let (v, (ours, got)) = diagnose_born(16, |nss| {
         let (ia, ib) = (born(nss, "dtta"), born(nss, "dttb"));
@@ -1358,16 +1250,12 @@ fn tcp_teardown_and_flow_control_are_benign() {
     assert_no_cause_in(&v, &ours);
     let n = benign(&v, "socket-teardown") + benign(&v, "flow-control");
     assert!(n > 0, "no teardown or flow-control drop seen: {:#}", v["benign"]);
-}
+});
 
-/// A capture socket (`AF_PACKET`) with a tiny buffer that never reads, on the sender: its copies
-/// of a healthy flow's outgoing packets are dropped (`PACKET_SOCK_ERROR`) while the flow delivers
-/// every datagram. (On the receiver the copy shares the original skb, and its drop is no free.)
-#[test]
-fn packet_capture_copies_are_benign() {
-    if !require_root("benign_packet_copies") {
-        return;
-    }
+// A capture socket (`AF_PACKET`) with a tiny buffer that never reads, on the sender: its copies
+// of a healthy flow's outgoing packets are dropped (`PACKET_SOCK_ERROR`) while the flow delivers
+// every datagram. (On the receiver the copy shares the original skb, and its drop is no free.)
+root_test!(packet_capture_copies_are_benign, {
     const N: usize = 1500;
     let (v, (ours, delivered)) = diagnose_born(12, |nss| {
         let (ia, ib) = (born(nss, "dpca"), born(nss, "dpcb"));
@@ -1418,16 +1306,12 @@ fn packet_capture_copies_are_benign() {
         v["reasons"],
         causes(&v)
     );
-}
+});
 
-/// An XDP program that drops everything, attached in native mode to a veth: the kernel frees
-/// its drops at `veth_xdp_rcv_skb` without a reason; they are the program's, reconciled with the
-/// device's `rx_queue_0_xdp_drops`.
-#[test]
-fn xdp_drops_on_veth_are_the_program() {
-    if !require_root("xdp_veth") {
-        return;
-    }
+// An XDP program that drops everything, attached in native mode to a veth: the kernel frees
+// its drops at `veth_xdp_rcv_skb` without a reason; they are the program's, reconciled with the
+// device's `rx_queue_0_xdp_drops`.
+root_test!(xdp_drops_on_veth_are_the_program, {
     const N: usize = 70;
     let prog = pktloss_tests::bpf::PinnedDropProgram::load_xdp();
     let pinned = prog.path.to_string_lossy().into_owned();
@@ -1465,17 +1349,13 @@ fn xdp_drops_on_veth_are_the_program() {
         "XDP drops unclassified: {}",
         causes(&v)
     );
-}
+});
 
-/// The neighbour table full (the host's `gc_thresh3` lowered to the table's entries + a few for
-/// the test, restored after): sends to many unresolved neighbours fail with `NEIGH_CREATEFAIL`,
-/// and UDP counts those failed sends in `Udp.SndbufErrors` too. One drop, one cause:
-/// neighbor-failure, no udp-sndbuf-full.
-#[test]
-fn neighbour_table_full_is_one_cause() {
-    if !require_root("neigh_table_full") {
-        return;
-    }
+// The neighbour table full (the host's `gc_thresh3` lowered to the table's entries + a few for
+// the test, restored after): sends to many unresolved neighbours fail with `NEIGH_CREATEFAIL`,
+// and UDP counts those failed sends in `Udp.SndbufErrors` too. One drop, one cause:
+// neighbor-failure, no udp-sndbuf-full.
+root_test!(neighbour_table_full_is_one_cause, {
     const TARGETS: u8 = 60;
     let entries = u64::from_str_radix(
         sh(&["cat", "/proc/net/stat/arp_cache"])
@@ -1514,16 +1394,12 @@ fn neighbour_table_full_is_one_cause() {
     assert_evidence(&v, c, &[&a.tag, &format!("Udp.SndbufErrors +{sndbuf}")]);
     let list = v["causes"].as_array().expect("causes");
     assert!(list.iter().all(|c| c["id"] != "udp-sndbuf-full"), "the same sends counted twice: {}", causes(&v));
-}
+});
 
-/// Heavy benign traffic of every kind above (broadcast and multicast nobody wanted, TCP
-/// teardown, a slow reader, capture copies) with one small real fault, 20 datagrams to a closed
-/// unicast port: that fault is the only cause named, with exactly its 20 drops.
-#[test]
-fn benign_noise_leaves_the_one_real_cause() {
-    if !require_root("benign_noise") {
-        return;
-    }
+// Heavy benign traffic of every kind above (broadcast and multicast nobody wanted, TCP
+// teardown, a slow reader, capture copies) with one small real fault, 20 datagrams to a closed
+// unicast port: that fault is the only cause named, with exactly its 20 drops.
+root_test!(benign_noise_leaves_the_one_real_cause, {
     const REAL: usize = 20;
     let (v, (ours, noports)) = diagnose_born(16, |nss| {
         let (ia, ib) = (born(nss, "dnza"), born(nss, "dnzb"));
@@ -1590,7 +1466,7 @@ fn benign_noise_leaves_the_one_real_cause() {
     let total: u64 =
         ["unwanted-broadcast", "capture-copy", "socket-teardown", "flow-control"].iter().map(|k| benign(&v, k)).sum();
     assert!(total > 1000, "benign noise counted: {:#}", v["benign"]);
-}
+});
 
 /// Ids of a list of causes (`causes` or `outside_filter`).
 fn ids(v: &Value, list: &str) -> Vec<String> {
@@ -1615,15 +1491,11 @@ fn two_faults(a: &Netns, b: &Netns) -> (u64, UdpSocket) {
     (a.snmp("Udp", "RcvbufErrors"), sock)
 }
 
-/// `diagnose port 7777`: the diagnosis is of the drops the filter selects. The receive-buffer
-/// drops on 7777 are the one ranked cause, with their exact count; the firewall drops and the
-/// closed port (other ports, counted only by counters that cannot be split by port) are not
-/// ranked, are listed outside the filter's view, and nothing says the probe "missed" them.
-#[test]
-fn filter_by_port_diagnoses_only_what_it_selects() {
-    if !require_root("filter_by_port") {
-        return;
-    }
+// `diagnose port 7777`: the diagnosis is of the drops the filter selects. The receive-buffer
+// drops on 7777 are the one ranked cause, with their exact count; the firewall drops and the
+// closed port (other ports, counted only by counters that cannot be split by port) are not
+// ranked, are listed outside the filter's view, and nothing says the probe "missed" them.
+root_test!(filter_by_port_diagnoses_only_what_it_selects, {
     let (v, (errs, _sock)) = diagnose_born_filtered(10, &["port", "7777"], |nss| {
         let (ia, ib) = (born(nss, "dfpa"), born(nss, "dfpb"));
         two_faults(&nss[ia], &nss[ib])
@@ -1643,16 +1515,12 @@ fn filter_by_port_diagnoses_only_what_it_selects() {
     assert!(rec.contains("filter `port 7777`") && rec.contains("left out"), "{rec}");
     assert_eq!(v["filter"]["expr"], "port 7777");
     assert!(v["filter"]["drops_filtered_out"].as_u64().unwrap_or(0) >= 160, "{}", v["filter"]);
-}
+});
 
-/// `diagnose netns A`: only A's counters are read; they are all A's drops, so A's causes (the
-/// full buffer and the closed port) are ranked with exact counts, and the firewall of the
-/// other namespace appears nowhere.
-#[test]
-fn filter_by_namespace_reads_only_its_counters() {
-    if !require_root("filter_by_namespace") {
-        return;
-    }
+// `diagnose netns A`: only A's counters are read; they are all A's drops, so A's causes (the
+// full buffer and the closed port) are ranked with exact counts, and the firewall of the
+// other namespace appears nowhere.
+root_test!(filter_by_namespace_reads_only_its_counters, {
     // The filter names the namespace: it exists before the capture starts.
     let a = Netns::new("dfna");
     let name = a.name.clone();
@@ -1673,16 +1541,12 @@ fn filter_by_namespace_reads_only_its_counters() {
         assert!(!ids(&v, list).iter().any(|i| i == "firewall-drop"), "firewall of another namespace in {list}: {v:#}");
     }
     assert!(!v["reconciliation"].to_string().contains("missed"), "{}", v["reconciliation"]);
-}
+});
 
-/// A router whose IPv6 forwarding is off drops what it would forward as invalid destinations
-/// (`IP_INADDRERRORS` at `ip6_forward`): the route is there, the fix is the router's forwarding
-/// sysctl, in its namespace, not "add the missing route".
-#[test]
-fn ipv6_forwarding_off_names_the_sysctl_of_the_router() {
-    if !require_root("ipv6_forwarding_off") {
-        return;
-    }
+// A router whose IPv6 forwarding is off drops what it would forward as invalid destinations
+// (`IP_INADDRERRORS` at `ip6_forward`): the route is there, the fix is the router's forwarding
+// sysctl, in its namespace, not "add the missing route".
+root_test!(ipv6_forwarding_off_names_the_sysctl_of_the_router, {
     const N: usize = 60;
     let (v, (r, inaddr)) = diagnose_born(12, |nss| {
         let (ia, ir, ib) = (born(nss, "d6fa"), born(nss, "d6fr"), born(nss, "d6fb"));
@@ -1707,16 +1571,12 @@ fn ipv6_forwarding_off_names_the_sysctl_of_the_router() {
         causes(&v)
     );
     assert!(lines(c, "verify").iter().all(|l| !l.contains("ip route get")), "{}", causes(&v));
-}
+});
 
-/// A socket's own classic BPF filter (`SO_ATTACH_FILTER`, `ret #0`) rejects every datagram:
-/// `SOCKET_FILTER`. The advice names the process that owns the socket and the filter it
-/// attached, not XDP or tc.
-#[test]
-fn socket_filter_names_the_process_that_attached_it() {
-    if !require_root("socket_filter") {
-        return;
-    }
+// A socket's own classic BPF filter (`SO_ATTACH_FILTER`, `ret #0`) rejects every datagram:
+// `SOCKET_FILTER`. The advice names the process that owns the socket and the filter it
+// attached, not XDP or tc.
+root_test!(socket_filter_names_the_process_that_attached_it, {
     const N: usize = 70;
     let (v, (ns, _sock)) = diagnose_born(9, |nss| {
         let i = born(nss, "dsfl");
@@ -1754,17 +1614,13 @@ fn socket_filter_names_the_process_that_attached_it() {
     for l in lines(c, "advice").iter().chain(lines(c, "verify").iter()) {
         assert!(!l.contains("xdp off") && !l.contains("tc filter"), "device program advice: {l}");
     }
-}
+});
 
-/// A TUN device whose reader stalls: the kernel queues up to txqueuelen packets for it, then
-/// drops (`FULL_RING` at `tun_net_xmit`). The advice names the process holding the device and
-/// its txqueuelen, never a NIC ring (`ethtool`).
-#[test]
-fn stalled_tun_reader_is_named_not_a_nic_ring() {
+// A TUN device whose reader stalls: the kernel queues up to txqueuelen packets for it, then
+// drops (`FULL_RING` at `tun_net_xmit`). The advice names the process holding the device and
+// its txqueuelen, never a NIC ring (`ethtool`).
+root_test!(stalled_tun_reader_is_named_not_a_nic_ring, {
     use pktloss_tests::tun;
-    if !require_root("stalled_tun_reader") {
-        return;
-    }
     const N: usize = 80;
     let (v, (ns, dev, _fd)) = diagnose_born(10, |nss| {
         let i = born(nss, "dtun");
@@ -1789,4 +1645,4 @@ fn stalled_tun_reader_is_named_not_a_nic_ring() {
     for l in lines(c, "advice").iter().chain(lines(c, "verify").iter()) {
         assert!(!l.contains("ethtool"), "hardware advice for a tun: {l}");
     }
-}
+});

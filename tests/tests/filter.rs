@@ -2,7 +2,7 @@
 //! expression matches, and the rest only as filtered out.
 use std::{net::SocketAddr, time::Duration};
 
-use pktloss_tests::{Netns, Running, assert_nothing_attached, kernel_has_reasons, require_root, run, sh};
+use pktloss_tests::{Netns, Running, assert_nothing_attached, kernel_has_reasons, root_test, run, sh};
 
 /// Drops made in a namespace of its own, on its loopback.
 struct Traffic {
@@ -49,16 +49,12 @@ impl Traffic {
     }
 }
 
-/// Many instances at once, each with its own filter, see the same drops: each counts exactly
-/// what its expression matches. Every filter names the namespace, so the host's own drops (and
-/// other tests') are left out of every count. The port-unreachable errors the drops cause are
-/// dropped too by some kernels (`ICMPv6` at `icmpv6_rcv` on 5.10 and 6.1): filters that could take
-/// them say `udp or tcp`.
-#[test]
-fn each_filter_counts_exactly_its_drops() {
-    if !require_root("each_filter_counts_exactly_its_drops") {
-        return;
-    }
+// Many instances at once, each with its own filter, see the same drops: each counts exactly
+// what its expression matches. Every filter names the namespace, so the host's own drops (and
+// other tests') are left out of every count. The port-unreachable errors the drops cause are
+// dropped too by some kernels (`ICMPv6` at `icmpv6_rcv` on 5.10 and 6.1): filters that could take
+// them say `udp or tcp`.
+root_test!(each_filter_counts_exactly_its_drops, {
     let t = Traffic::new();
     let ns = t.ns.name.clone();
     let inode = t.ns.inode().to_string();
@@ -123,15 +119,11 @@ fn each_filter_counts_exactly_its_drops() {
         }
     }
     assert_nothing_attached("after the filtered captures");
-}
+});
 
-/// A bad expression is one line naming the word, exit 2, before anything is loaded; a
-/// namespace that does not exist, or a device that no namespace has, is the same.
-#[test]
-fn a_bad_filter_is_one_line_and_exit_2() {
-    if !require_root("a_bad_filter_is_one_line_and_exit_2") {
-        return;
-    }
+// A bad expression is one line naming the word, exit 2, before anything is loaded; a
+// namespace that does not exist, or a device that no namespace has, is the same.
+root_test!(a_bad_filter_is_one_line_and_exit_2, {
     for (args, needle) in [
         (&["capture", "-d", "1s", "udp", "and", "prot", "53"][..], "`prot` (column 9)"),
         (&["watch", "-d", "1s", "port", "70000"][..], "not a port number"),
@@ -157,4 +149,4 @@ fn a_bad_filter_is_one_line_and_exit_2() {
     }
     assert_nothing_attached("after bad filters");
     drop(sh(&["true"]));
-}
+});

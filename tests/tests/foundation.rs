@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use pktloss_tests::{
     NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
-    loaded_pktloss_programs, reason_count, reason_name, require_root, run, sh,
+    loaded_pktloss_programs, reason_count, reason_name, require_root, root_test, run, sh,
 };
 
 const N: usize = 200;
@@ -167,15 +167,7 @@ fn every_drop_reason_is_classified() {
     println!("{} reasons classified: {causes} causes, {benign} benign, {by} by context", rows.len());
 }
 
-#[test]
-#[expect(
-    clippy::many_single_char_names,
-    reason = "the flows' sockets `a`, `b`, `c` and the pktloss run `p` with its summary `s`, as in the assertions"
-)]
-fn interleaved_flows_are_counted_apart() {
-    if !require_root("interleaved_flows_are_counted_apart") {
-        return;
-    }
+root_test!(interleaved_flows_are_counted_apart, {
     let ns = Netns::new("mix");
     let p = Running::start(&["capture", "--format", "json", "--no-detail"]);
     let (a, b, c) = ns.run(|| {
@@ -215,15 +207,11 @@ fn interleaved_flows_are_counted_apart() {
     assert_eq!(count(c, "127.0.0.1", 11), 2 * n, "{:#}", s["flows"]);
     let ours = s["flows"].as_array().expect("flows").iter().filter(|f| f["netns"] == inode && f["dport"] == 11).count();
     assert_eq!(ours, 1, "the TTL split a flow: {:#}", s["flows"]);
-}
+});
 
-/// A spent detail budget comes back with the next budget epoch (once a second): drops sent
-/// from one CPU a second apart both get detail events, however many drops were over budget.
-#[test]
-fn detail_budget_comes_back_each_second() {
-    if !require_root("detail_budget_comes_back_each_second") {
-        return;
-    }
+// A spent detail budget comes back with the next budget epoch (once a second): drops sent
+// from one CPU a second apart both get detail events, however many drops were over budget.
+root_test!(detail_budget_comes_back_each_second, {
     let ns = Netns::new("refill");
     let p = Running::start(&["capture", "--format", "json", "--detail-budget", "1"]);
     let dst: SocketAddr = "127.0.0.1:12".parse().expect("addr");
@@ -242,7 +230,7 @@ fn detail_budget_comes_back_each_second() {
     assert!(samples(first.port()) >= 1, "no detail for the first burst (CPU {cpu}): {:#}", s["detail"]);
     assert!(samples(second.port()) >= 1, "no detail for the second burst (CPU {cpu}): {:#}", s["detail"]);
     assert!(s["detail"]["lost_budget"].as_u64().unwrap_or(0) >= 900, "{:#}", s["detail"]);
-}
+});
 
 /// Keeps the calling thread on the CPU it runs on; the thread's CPUs come back on drop.
 struct PinnedHere {
@@ -277,11 +265,7 @@ impl Drop for PinnedHere {
     }
 }
 
-#[test]
-fn nftables_drop_rule_exact() {
-    if !require_root("nftables_drop_rule_exact") {
-        return;
-    }
+root_test!(nftables_drop_rule_exact, {
     let ns = Netns::new("nft");
     ns.exec(&["nft", "add", "table", "inet", "pktltest"]);
     ns.exec(&["nft", "add chain inet pktltest input { type filter hook input priority 0 ; policy accept ; }"]);
@@ -316,13 +300,9 @@ fn nftables_drop_rule_exact() {
     assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
     // The sending thread, as the kernel saw it (or the softirq thread it deferred to).
     assert_sender_or_softirq(sample);
-}
+});
 
-#[test]
-fn detail_accounting_adds_up() {
-    if !require_root("detail_accounting_adds_up") {
-        return;
-    }
+root_test!(detail_accounting_adds_up, {
     let ns = Netns::new("budget");
     // A budget of 10/s cannot cover 2000 drops: every drop is either delivered or counted lost.
     let p = Running::start(&["capture", "--format", "json", "--detail-budget", "10"]);
@@ -338,13 +318,9 @@ fn detail_accounting_adds_up() {
     assert_eq!(d["delivered"].as_u64(), Some(with), "{d}");
     assert_eq!(with + d["lost_budget"].as_u64().unwrap_or(0) + d["lost_ringbuf"].as_u64().unwrap_or(0), total, "{d}");
     assert!(s["lost_events"].as_u64().unwrap_or(0) >= 1000, "{d}");
-}
+});
 
-#[test]
-fn stacks_are_symbolized() {
-    if !require_root("stacks_are_symbolized") {
-        return;
-    }
+root_test!(stacks_are_symbolized, {
     let ns = Netns::new("stacks");
     let p = Running::start(&["capture", "--format", "json", "--stacks"]);
     ns.send_udp("127.0.0.1:9995".parse().expect("addr"), 20);
@@ -360,7 +336,7 @@ fn stacks_are_symbolized() {
     // The stack starts at the drop location: none of the tracer's own frames above it.
     assert_eq!(stack[0], loc["symbol"], "{stack:?}");
     assert!(!stack.iter().any(|f| f.starts_with("bpf_trace_run") || f.starts_with("_einittext")), "{stack:?}");
-}
+});
 
 /// N datagrams over a veth pair into a namespace that drops them: the sender's veth shows at
 /// least N transmitted packets and the receiver's exactly N drops, with TX from `flags` (the
@@ -415,11 +391,7 @@ fn device_tx_counts_over_veth_with_tx_trace() {
     device_tx_counts("device_tx_counts_over_veth_with_tx_trace", "txt", &["--tx-trace"]);
 }
 
-#[test]
-fn watch_json_lines_add_up() {
-    if !require_root("watch_json_lines_add_up") {
-        return;
-    }
+root_test!(watch_json_lines_add_up, {
     let ns = Netns::new("watch");
     let p = Running::start(&["watch", "--interval", "200ms", "--format", "json"]);
     ns.send_udp("127.0.0.1:9994".parse().expect("addr"), N);
@@ -449,15 +421,11 @@ fn watch_json_lines_add_up() {
     let sum: u64 = intervals.iter().map(|l| l["drops"].as_u64().unwrap_or(0)).sum();
     assert_eq!(sum, total["drops"].as_u64().unwrap_or(0), "interval drops add up to the total");
     assert_eq!(sum, total["total_drops"].as_u64().unwrap_or(0), "{out}");
-}
+});
 
-/// `watch --duration` ends with the last, partial interval and the closing total: drops made
-/// just before the end are shown.
-#[test]
-fn watch_duration_shows_the_last_partial_interval() {
-    if !require_root("watch_duration_shows_the_last_partial_interval") {
-        return;
-    }
+// `watch --duration` ends with the last, partial interval and the closing total: drops made
+// just before the end are shown.
+root_test!(watch_duration_shows_the_last_partial_interval, {
     let ns = Netns::new("watchend");
     let p = Running::start(&["watch", "--interval", "1s", "--duration", "1500ms", "--format", "json"]);
     std::thread::sleep(Duration::from_millis(1150));
@@ -476,13 +444,9 @@ fn watch_duration_shows_the_last_partial_interval() {
     };
     assert!(ours(last) >= 30, "the drops of the last half second are in the partial interval: {out}");
     assert!(ours(total) >= 30, "{out}");
-}
+});
 
-#[test]
-fn count_stops_the_capture() {
-    if !require_root("count_stops_the_capture") {
-        return;
-    }
+root_test!(count_stops_the_capture, {
     let ns = Netns::new("count");
     let p = Running::start(&["capture", "--count", "50", "--format", "json"]);
     ns.send_udp("127.0.0.1:9993".parse().expect("addr"), 100);
@@ -490,13 +454,9 @@ fn count_stops_the_capture() {
     assert_eq!(code, Some(0));
     let s: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(s["total_drops"].as_u64() >= Some(50));
-}
+});
 
-#[test]
-fn nothing_stays_loaded_after_exit_sigterm_sigkill() {
-    if !require_root("nothing_stays_loaded") {
-        return;
-    }
+root_test!(nothing_stays_loaded_after_exit_sigterm_sigkill, {
     assert_nothing_attached("before");
     let out = run(&["capture", "--duration", "1s"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -513,7 +473,7 @@ fn nothing_stays_loaded_after_exit_sigterm_sigkill() {
     p.signal(libc::SIGKILL);
     drop(p.finish());
     assert_nothing_attached("after SIGKILL");
-}
+});
 
 fn assert_usage_error(args: &[&str], needle: &str) {
     let out = run(args);
@@ -545,11 +505,7 @@ fn bad_input_is_one_line_and_exit_2() {
     }
 }
 
-#[test]
-fn unprivileged_is_a_clear_error() {
-    if !require_root("unprivileged_is_a_clear_error") {
-        return;
-    }
+root_test!(unprivileged_is_a_clear_error, {
     use std::os::unix::process::CommandExt as _;
     let bin = pktloss_tests::NobodyBin::new();
     let out = std::process::Command::new(&bin.path)
@@ -562,7 +518,7 @@ fn unprivileged_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("needs root"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-}
+});
 
 #[test]
 fn reasons_come_from_the_running_kernel() {
@@ -593,15 +549,7 @@ fn reasons_come_from_the_running_kernel() {
     }
 }
 
-#[test]
-#[expect(
-    clippy::many_single_char_names,
-    reason = "the namespaces `a` and `b` at the ends of the veth pair, the pktloss run `p` and its summary `s`"
-)]
-fn tcp_retransmissions_are_counted_per_flow() {
-    if !require_root("tcp_retransmissions_are_counted_per_flow") {
-        return;
-    }
+root_test!(tcp_retransmissions_are_counted_per_flow, {
     use std::io::Write as _;
     let a = Netns::new("rta");
     let b = Netns::new("rtb");
@@ -635,7 +583,7 @@ fn tcp_retransmissions_are_counted_per_flow() {
     assert_eq!(flow["dst"], "10.231.8.2");
     let dropped = flow_count(&s, |f| f["netns"] == b.inode() && f["reason"] == "NETFILTER_DROP" && f["sport"] == sport);
     assert!(dropped >= 2, "original segment and its retransmissions dropped by nft: {dropped}");
-}
+});
 
 fn assert_start_error(env: (&str, &str), needle: &str) {
     let out = std::process::Command::new(pktloss_tests::pktloss_bin())
@@ -649,11 +597,7 @@ fn assert_start_error(env: (&str, &str), needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in {err}");
 }
 
-#[test]
-fn missing_kernel_features_are_clear_errors() {
-    if !require_root("missing_kernel_features_are_clear_errors") {
-        return;
-    }
+root_test!(missing_kernel_features_are_clear_errors, {
     assert_start_error(("PKTLOSS_BTF", "/nonexistent/vmlinux"), "no kernel BTF");
     assert_start_error(("PKTLOSS_TRACEFS", "/nonexistent/tracing"), "tracefs is not mounted");
     // A tracefs without the skb:kfree_skb tracepoint.
@@ -662,7 +606,7 @@ fn missing_kernel_features_are_clear_errors() {
     assert_start_error(("PKTLOSS_TRACEFS", dir.to_str().expect("path")), "no skb:kfree_skb tracepoint");
     drop(std::fs::remove_dir_all(&dir));
     assert_nothing_attached("after start errors");
-}
+});
 
 /// A summary's probe, by name.
 fn probe<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -672,15 +616,11 @@ fn probe<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no probe {name}: {:#}", s["probes"]))
 }
 
-/// Every program variant a flag can select passes this kernel's verifier and attaches: detail
-/// on and off, stacks, flows off, each record-size class of `--snaplen` (the header alone, each
-/// 8-byte rounding step near the edges, the default and the maximum), `--tx-trace`, on the
-/// `tp_btf` path and on the classic one.
-#[test]
-fn every_flag_variant_loads() {
-    if !require_root("every_flag_variant_loads") {
-        return;
-    }
+// Every program variant a flag can select passes this kernel's verifier and attaches: detail
+// on and off, stacks, flows off, each record-size class of `--snaplen` (the header alone, each
+// 8-byte rounding step near the edges, the default and the maximum), `--tx-trace`, on the
+// `tp_btf` path and on the classic one.
+root_test!(every_flag_variant_loads, {
     let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
     let mut variants: Vec<Vec<&str>> = vec![
         vec![],
@@ -719,17 +659,13 @@ fn every_flag_variant_loads() {
         }
         assert_nothing_attached(&format!("after {flags:?}"));
     }
-}
+});
 
-/// Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
-/// `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
-/// `tcp_drop()` kprobe attached exactly where kallsyms has the function and kprobes exist,
-/// its skip note telling removed (5.19+) from inlined.
-#[test]
-fn attach_modes_are_reported() {
-    if !require_root("attach_modes_are_reported") {
-        return;
-    }
+// Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
+// `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
+// `tcp_drop()` kprobe attached exactly where kallsyms has the function and kprobes exist,
+// its skip note telling removed (5.19+) from inlined.
+root_test!(attach_modes_are_reported, {
     let out = run(&["capture", "--duration", "300ms", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -758,17 +694,13 @@ fn attach_modes_are_reported() {
         let want = if kernel_version() >= (5, 19) { "gone since 5.19" } else { "inlined" };
         assert!(note.contains(want), "tcp_drop note should say {want:?}: {note}");
     }
-}
+});
 
-/// A program the verifier refuses gives one line: which program, which kernel, the refused
-/// instruction and the verifier's message, and where the whole log went (a 0600 file); nothing
-/// stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the detail records 8 bytes too short for
-/// the packet copy, which a verifier must refuse.)
-#[test]
-fn verifier_rejection_is_one_line_with_the_log_in_a_file() {
-    if !require_root("verifier_rejection_is_one_line_with_the_log_in_a_file") {
-        return;
-    }
+// A program the verifier refuses gives one line: which program, which kernel, the refused
+// instruction and the verifier's message, and where the whole log went (a 0600 file); nothing
+// stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the detail records 8 bytes too short for
+// the packet copy, which a verifier must refuse.)
+root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
     use std::os::unix::fs::PermissionsExt as _;
     let out = std::process::Command::new(pktloss_tests::pktloss_bin())
         .args(["capture", "--duration", "1s"])
@@ -794,4 +726,4 @@ fn verifier_rejection_is_one_line_with_the_log_in_a_file() {
         drop(std::fs::remove_file(p.trim()));
     }
     assert_nothing_attached("after a verifier rejection");
-}
+});

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Running, free_port, http_get, reason_name, require_root, run, sh, stop_serve};
+use pktloss_tests::{Running, free_port, http_get, reason_name, root_test, run, sh, stop_serve};
 use serde_json::Value;
 
 const ID: &str = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
@@ -151,11 +151,7 @@ fn namespace(v: &Value, inode: u64) -> &Value {
         .unwrap_or_else(|| panic!("no namespace {inode} in {}", v["namespaces"]))
 }
 
-#[test]
-fn pods_containers_and_services_name_their_namespaces() {
-    if !require_root("pods_containers_and_services_name_their_namespaces") {
-        return;
-    }
+root_test!(pods_containers_and_services_name_their_namespaces, {
     let _kubelet = KubeletFiles::new();
     let uid_ = POD_UID.replace('-', "_");
     let pid = std::process::id();
@@ -226,16 +222,12 @@ fn pods_containers_and_services_name_their_namespaces() {
     );
     assert!(comments.lines().any(|c| c.contains(&format!("unit={unit}"))), "{comments}");
     drop(fs::remove_dir_all(&dir));
-}
+});
 
-/// 300 namespaces made and deleted one after another, 10 drops each, in one capture: the kernel
-/// gives the inode of a deleted namespace to a later one, yet each stays a namespace of its own
-/// (by its cookie), with exactly its drops.
-#[test]
-fn three_hundred_namespaces_one_after_another_stay_apart() {
-    if !require_root("three_hundred_namespaces_one_after_another_stay_apart") {
-        return;
-    }
+// 300 namespaces made and deleted one after another, 10 drops each, in one capture: the kernel
+// gives the inode of a deleted namespace to a later one, yet each stays a namespace of its own
+// (by its cookie), with exactly its drops.
+root_test!(three_hundred_namespaces_one_after_another_stay_apart, {
     let r = Running::start(&["capture", "--format", "json", "--duration", "300s", "udp", "and", "dst", "port", "7"]);
     let dst: SocketAddr = "127.0.0.1:7".parse().expect("addr");
     let mut inodes = std::collections::BTreeSet::new();
@@ -256,16 +248,12 @@ fn three_hundred_namespaces_one_after_another_stay_apart() {
     assert_eq!(s["total_drops"].as_u64(), Some(3000));
     assert_eq!(per_ns.len(), 300, "namespaces told apart: {per_ns:?}");
     assert!(per_ns.values().all(|&n| n == 10), "{per_ns:?}");
-}
+});
 
-/// Receive drops are the socket owner's: a receiver whose buffer is full drops datagrams in the
-/// softirq of whichever task sent them, yet flows and samples name the receiver (found by its
-/// socket's inode); TCP drops carry the packet's flags.
-#[test]
-fn receive_drops_name_the_socket_owner() {
-    if !require_root("receive_drops_name_the_socket_owner") {
-        return;
-    }
+// Receive drops are the socket owner's: a receiver whose buffer is full drops datagrams in the
+// softirq of whichever task sent them, yet flows and samples name the receiver (found by its
+// socket's inode); TCP drops carry the packet's flags.
+root_test!(receive_drops_name_the_socket_owner, {
     let format = fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").unwrap_or_default();
     let ns = pktloss_tests::Netns::new("owner");
     let mut receiver = Command::new("ip")
@@ -325,7 +313,7 @@ fn receive_drops_name_the_socket_owner() {
     }
     let syn = samples.iter().find(|x| x["dport"] == 5556).expect("a sample of the refused SYN");
     assert_eq!(syn["tcp_flags"], "SYN", "{syn}");
-}
+});
 
 /// The kernel's cookie of a namespace (`SO_NETNS_COOKIE`, 5.14+; 0 before).
 fn cookie_of(ns: &pktloss_tests::Netns) -> u64 {
@@ -348,15 +336,11 @@ fn cookie_of(ns: &pktloss_tests::Netns) -> u64 {
     })
 }
 
-/// A plain capture (no `-o`, nothing read at its end but the maps) keeps the names of the
-/// namespaces that were made with `ip netns add`, had drops and were deleted before its end:
-/// names are read while a namespace with drops lives, and kept bound to its cookie, so that a
-/// later namespace given the same inode is named as itself, not as the one before.
-#[test]
-fn namespaces_gone_before_the_end_keep_their_names() {
-    if !require_root("namespaces_gone_before_the_end_keep_their_names") {
-        return;
-    }
+// A plain capture (no `-o`, nothing read at its end but the maps) keeps the names of the
+// namespaces that were made with `ip netns add`, had drops and were deleted before its end:
+// names are read while a namespace with drops lives, and kept bound to its cookie, so that a
+// later namespace given the same inode is named as itself, not as the one before.
+root_test!(namespaces_gone_before_the_end_keep_their_names, {
     let r = Running::start(&["capture", "--format", "json", "--duration", "120s", "udp", "and", "dst", "port", "7"]);
     let dst: SocketAddr = "127.0.0.1:7".parse().expect("addr");
     // (inode, cookie) -> name, and how often each inode was given.
@@ -400,7 +384,7 @@ fn namespaces_gone_before_the_end_keep_their_names() {
     for name in made.values() {
         assert!(listed.contains(&name.as_str()), "{name} not in the namespaces: {listed:?}");
     }
-}
+});
 
 /// Podman as the tests run it: runc (crun refuses this VM's hybrid cgroups) and a cgroup manager.
 fn podman(manager: &str, args: &[&str]) -> std::process::Output {
@@ -495,19 +479,15 @@ fn podman_managers() -> Vec<&'static str> {
     if systemd { vec!["cgroupfs", "systemd"] } else { vec!["cgroupfs"] }
 }
 
-/// A real Podman container (no `ip netns` name: only its cgroup and Podman's files name it):
-/// its drops are labelled `podman:pktl-uxc` in the flows, the namespaces, the report's samples
-/// and the diagnosis; `netns pktl-uxc` (and `netns podman:pktl-uxc`) selects its drops alone;
-/// the diagnosis's verify commands enter it by its PID.
-#[test]
-fn a_podman_container_is_named_by_podman() {
-    if !require_root("a_podman_container_is_named_by_podman") {
-        return;
-    }
+// A real Podman container (no `ip netns` name: only its cgroup and Podman's files name it):
+// its drops are labelled `podman:pktl-uxc` in the flows, the namespaces, the report's samples
+// and the diagnosis; `netns pktl-uxc` (and `netns podman:pktl-uxc`) selects its drops alone;
+// the diagnosis's verify commands enter it by its PID.
+root_test!(a_podman_container_is_named_by_podman, {
     for manager in podman_managers() {
         podman_container_named(manager);
     }
-}
+});
 
 fn podman_container_named(manager: &str) {
     let name = "pktl-uxc";

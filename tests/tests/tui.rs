@@ -489,7 +489,8 @@ fn tui_keys_filter_drilldown_help_pause() {
     for want in ["netns", "device   lo", "reason   NO_SOCKET", "Sample packets", &flow] {
         assert!(s.contains(want), "no {want:?} in the drill-down:\n{s}");
     }
-    assert!(s.contains(&format!("{flow}  netns {}", ns.inode())), "no sampled packet of our flow:\n{s}");
+    // The sample names its namespace, with the inode.
+    assert!(s.contains(&format!("{flow}  netns {} ({})", ns.name, ns.inode())), "no sampled packet of our flow:\n{s}");
     assert!(s.contains("Esc Back"), "drill-down footer:\n{s}");
     t.keys(&["Escape"]);
     t.wait_screen("the main view again", SHOW, |s| s.contains("q Quit Tab Panel") && !s.contains("Flows ›"));

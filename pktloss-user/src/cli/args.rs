@@ -6,9 +6,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::help;
 use crate::kernel::tracer::Options;
 
-/// Exit code for bad input: flags, files, missing kernel features or privileges.
-pub(crate) const EXIT_USAGE: u8 = 2;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "pktloss",
@@ -198,8 +195,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl TraceArgs {
     /// The options these flags ask for; a bad filter expression is a one-line error.
-    pub(crate) fn options(&self) -> Result<Options, crate::kernel::tracer::StartError> {
-        let filter = crate::filter::FilterSpec::from_words(&self.filter).map_err(crate::kernel::tracer::StartError)?;
+    pub(crate) fn options(&self) -> Result<Options, crate::Error> {
+        let filter = crate::filter::FilterSpec::from_words(&self.filter).map_err(crate::Error::BadInput)?;
         Ok(Options {
             flows: !self.no_flows,
             detail: !self.no_detail,

@@ -8,17 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use pktloss_common::stat;
 
 use super::args::{CaptureArgs, DiagnoseArgs, Format, ReasonsArgs, ReportArgs, TraceArgs, WatchArgs};
 use crate::{
+    Error,
     capture::{check_writable, write_private},
     decode::reasons::ReasonTable,
-    kernel::{
-        btf::KernelBtf,
-        tracer::{RawCounts, StartError},
-    },
+    kernel::{btf::KernelBtf, tracer::RawCounts},
     render::{diagnosis, json, pcapng, reasons, report, summary, watch},
     session::{Session, capture_file, gather_after, gather_before, run_until, stop_flag},
 };
@@ -50,7 +48,7 @@ impl OutKind {
 /// would otherwise be lost at its end.
 fn check_output(path: Option<&Path>) -> Result<()> {
     if let Some(p) = path {
-        check_writable(p).map_err(StartError)?;
+        check_writable(p).map_err(Error::BadInput)?;
     }
     Ok(())
 }
@@ -59,7 +57,7 @@ fn check_output(path: Option<&Path>) -> Result<()> {
 fn check_pcapng(pcapng: Option<&Path>, trace: &TraceArgs) -> Result<()> {
     if pcapng.is_some() && (trace.no_detail || trace.snaplen == 0) {
         let why = if trace.no_detail { "--no-detail" } else { "--snaplen 0" };
-        return Err(StartError(format!("--pcapng writes the sampled packets' bytes; {why} keeps none")).into());
+        return Err(Error::BadInput(format!("--pcapng writes the sampled packets' bytes; {why} keeps none")).into());
     }
     Ok(())
 }
@@ -202,7 +200,8 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
 
 /// `pktloss report FILE`: the same summary and diagnosis as live, from the file alone.
 pub(super) fn report_cmd(a: ReportArgs) -> Result<()> {
-    let mut file = crate::capture::read(&a.file).map_err(|e| StartError(format!("{}: {e}", a.file.display())))?;
+    let mut file = crate::capture::read(&a.file)
+        .map_err(|e| Error::BadCaptureFile { path: a.file.clone(), error: Box::new(e) })?;
     check_output(a.pcapng.as_deref())?;
     // The diagnosis is a pure function of the saved data: recompute it with this pktloss.
     file.rediagnose();
@@ -253,9 +252,8 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
             Format::Json => watch::json_line(line),
         };
         let mut out = std::io::stdout().lock();
-        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-            // stdout closed (e.g. piped into head): stop quietly.
-            *failure = Some(anyhow!("stdout closed"));
+        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+            *failure = Some(anyhow::Error::new(e).context("writing to stdout"));
         }
     };
     run_until(&mut session, a.duration, None, &stop, |s| {
@@ -290,7 +288,10 @@ pub(super) fn watch(a: WatchArgs) -> Result<()> {
     }
     drop(session);
     match failure {
-        Some(e) if e.to_string() == "stdout closed" => Ok(()),
+        // stdout closed (e.g. piped into head): stop quietly.
+        Some(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -339,7 +340,7 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
 }
 
 pub(super) fn reasons(a: ReasonsArgs) -> Result<()> {
-    let kbtf = KernelBtf::load().map_err(|e| StartError(format!("{e:#}")))?;
+    let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
     let rows = reasons::rows(&ReasonTable::new(kbtf.drop_reasons()));
     print(&match a.format {
         Format::Json => json::pretty(&rows),

@@ -8,9 +8,9 @@ pub(crate) mod args;
 mod commands;
 pub(crate) mod help;
 
-use args::{Cli, Command, EXIT_USAGE};
+use args::{Cli, Command};
 
-use crate::kernel::tracer::StartError;
+use crate::error::{EXIT_USAGE, exit_code};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -75,9 +75,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let usage = e.downcast_ref::<StartError>().is_some();
             eprintln!("pktloss: {}", one_line(&e));
-            ExitCode::from(if usage { EXIT_USAGE } else { 1 })
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    CauseId,
+    CauseId, Verify,
     counter_rules::{ethtool_sum, is_ring_counter},
     engine::Ctx,
     events::MEMORY_REASONS,
@@ -662,7 +662,7 @@ fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
                 x.txqlen
             ));
         }
-        verify.push(format!("{pre}ip -s link show {dev}  # dropped stops increasing"));
+        verify.push(Verify::fix(format!("{pre}ip -s link show {dev}  # dropped stops increasing")));
     }
     let a = cx.a(id);
     for e in ev {
@@ -809,7 +809,7 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
         adv.push(format!(
             "{tag} the route exists but {v} forwarding is off in this namespace: turn it on where it routes, `{pre}sysctl -w {key}=1`."
         ));
-        verify.push(format!("{pre}sysctl {key}  # = 1"));
+        verify.push(Verify::fix(format!("{pre}sysctl {key}  # = 1")));
     }
     for c in cx.checks_for(CauseId::Routing) {
         let tag = cx.tag(c.netns);
@@ -960,7 +960,7 @@ fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
         adv.push(format!(
             "{tag} {who} attached a socket filter that rejects these packets: fix the filter it passes to setsockopt(SO_ATTACH_FILTER/SO_ATTACH_BPF), or have it detach it (SO_DETACH_FILTER). No XDP or tc program is involved."
         ));
-        verify.push(format!("{pre}{ss} 'sport = :{port}'  # the socket and its owner"));
+        verify.push(Verify::fix(format!("{pre}{ss} 'sport = :{port}'  # the socket and its owner")));
     }
     let only = cx
         .acc

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Cause, CauseId, Diagnosis, DiagnosisInput, Explained,
+    Cause, CauseId, Diagnosis, DiagnosisInput, Explained, Verify,
     checks::config_findings,
     counter_rules::{counter_signals, counters_only_why, external_loss},
     events::{assign_events, claimed, event_evidence, memory_window, shows},
@@ -11,7 +11,10 @@ use super::{
     template::Fill,
 };
 use crate::{
-    host::counters::{ConfigChecks, NetnsDelta},
+    host::{
+        counters::{ConfigChecks, NetnsDelta},
+        netns::NetnsLabel,
+    },
     model::{FilterInfo, FilterScope},
 };
 
@@ -35,7 +38,7 @@ pub(super) struct Acc {
     pub(super) traced: bool,
     /// Verify commands made for the place of the drops; when set, the taxonomy's generic
     /// ones (which may not apply there: `ethtool -g` on a virtual device) are left out.
-    pub(super) verify: Vec<String>,
+    pub(super) verify: Vec<Verify>,
 }
 
 impl Acc {
@@ -64,15 +67,16 @@ pub(super) struct Ctx<'a> {
     /// of the namespaces it names. Otherwise counters are evidence, not drops.
     pub(super) counters_count: bool,
     /// What each namespace is called: its name in the summary (`ip netns`, pod, container,
-    /// unit), else the label its counters were read under.
-    pub(super) labels: BTreeMap<u32, String>,
+    /// unit), else the label its counters were read under; `None` when they were read under
+    /// no name.
+    pub(super) labels: BTreeMap<u32, Option<String>>,
     pub(super) acc: BTreeMap<CauseId, Acc>,
 }
 
 impl<'a> Ctx<'a> {
     pub(super) fn tag(&self, netns: u32) -> String {
         match self.labels.get(&netns) {
-            Some(l) if !l.starts_with("netns:") => format!("[netns {l} ({netns})]"),
+            Some(Some(l)) => format!("[netns {l} ({netns})]"),
             _ if netns == 0 => "[netns ?]".to_owned(),
             _ => format!("[netns {netns}]"),
         }
@@ -87,9 +91,9 @@ impl<'a> Ctx<'a> {
         let named = self.input.summary.namespaces.iter().filter(|n| n.netns == netns);
         // Counters are read under the `ip netns` name when the namespace has one.
         let ip_name = deltas()
-            .map(|d| d.label.as_str())
-            .chain(self.input.checks.iter().filter(|c| c.netns == netns).map(|c| c.label.as_str()))
-            .find(|l| !l.is_empty() && !l.starts_with("netns:") && *l != "host")
+            .map(|d| &d.label)
+            .chain(self.input.checks.iter().filter(|c| c.netns == netns).map(|c| &c.label))
+            .find_map(NetnsLabel::ip_netns)
             .or_else(|| named.clone().map(|n| n.ip_netns.as_str()).find(|n| !n.is_empty()));
         let pid = deltas().map(|d| d.pid).chain(named.map(|n| n.pid)).find(|p| *p != 0);
         match (ip_name, pid) {
@@ -159,6 +163,18 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The name counters were read under, if any.
+fn name(label: &NetnsLabel) -> Option<String> {
+    (!matches!(label, NetnsLabel::Inode(_))).then(|| label.to_string())
+}
+
+/// How a cause's traced drops and counters compare: a line of the diagnosis's reconciliation,
+/// and of the cause's evidence.
+fn reconcile(id: CauseId, line: &str, evidence: &mut Vec<String>, reconciliation: &mut Vec<String>) {
+    reconciliation.push(format!("{id}: {line}"));
+    evidence.push(format!("reconcile: {line}"));
+}
+
 /// The counters and checks of what a filter covers: the namespaces and devices it names.
 fn scoped(input: &DiagnosisInput<'_>, scope: &FilterScope) -> (Vec<NetnsDelta>, Vec<ConfigChecks>) {
     let deltas = input
@@ -202,13 +218,13 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
 fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagnosis {
     let mut labels = BTreeMap::new();
     for d in input.deltas {
-        labels.insert(d.netns, d.label.clone());
+        labels.insert(d.netns, name(&d.label));
     }
     for c in input.checks {
-        labels.entry(c.netns).or_insert_with(|| c.label.clone());
+        labels.entry(c.netns).or_insert_with(|| name(&c.label));
     }
     for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
-        labels.insert(n.netns, n.label.clone());
+        labels.insert(n.netns, Some(n.label.clone()));
     }
     let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
     let mut cx = Ctx { input, counters_count, labels, acc: BTreeMap::new() };
@@ -248,21 +264,18 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
         let info = taxonomy::info(id);
         let mut evidence = a.evidence;
         if let Some(f) = filter.filter(|_| !counted && (read > 0 || a.event_drops == 0)) {
-            let line = if a.event_drops == 0 {
-                format!(
+            if a.event_drops == 0 {
+                evidence.push(format!(
                     "outside the filter's view: only counters select this cause ({read} drops counted), and they count traffic the filter `{}` may leave out; none of the filter's drops were traced as it",
                     f.expr
-                )
+                ));
             } else {
-                format!(
-                    "reconcile: {} traced drops are the filter's; the counters read show {read} for all traffic (they cannot be split by the filter `{}`, so they are evidence, not drops)",
+                let line = format!(
+                    "{} traced drops are the filter's; the counters read show {read} for all traffic (they cannot be split by the filter `{}`, so they are evidence, not drops)",
                     a.event_drops, f.expr
-                )
-            };
-            if a.event_drops > 0 {
-                reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
+                );
+                reconcile(id, &line, &mut evidence, &mut reconciliation);
             }
-            evidence.push(line);
         }
         if drops == 0 && !counted {
             // Counters alone, outside the filter's view: listed apart, not ranked.
@@ -295,42 +308,41 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
                 ));
             }
         }
-        if a.event_drops > 0 && a.counter_drops > 0 {
-            let line = match a.counter_drops.cmp(&a.event_drops) {
+        let line = if a.event_drops > 0 && a.counter_drops > 0 {
+            Some(match a.counter_drops.cmp(&a.event_drops) {
                 std::cmp::Ordering::Equal => {
-                    format!("reconcile: {} traced drops match the counters exactly", a.event_drops)
+                    format!("{} traced drops match the counters exactly", a.event_drops)
                 }
                 std::cmp::Ordering::Greater => format!(
-                    "reconcile: counters show {} drops, events {}: {} not seen as events ({})",
+                    "counters show {} drops, events {}: {} not seen as events ({})",
                     a.counter_drops,
                     a.event_drops,
                     a.counter_drops - a.event_drops,
                     counters_only_why(id)
                 ),
                 std::cmp::Ordering::Less => format!(
-                    "reconcile: events show {} drops, counters {}: {} not in the counters read (a namespace not read, or counted under another counter)",
+                    "events show {} drops, counters {}: {} not in the counters read (a namespace not read, or counted under another counter)",
                     a.event_drops,
                     a.counter_drops,
                     a.event_drops - a.counter_drops
                 ),
-            };
-            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
-            evidence.push(line);
+            })
         } else if a.counter_drops > 0 && a.event_drops == 0 {
-            let line = format!(
-                "reconcile: {} drops counted by the kernel, none traced as drop events ({})",
+            Some(format!(
+                "{} drops counted by the kernel, none traced as drop events ({})",
                 a.counter_drops,
                 counters_only_why(id)
-            );
-            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
-            evidence.push(line);
+            ))
         } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen && counted {
-            let line = format!(
-                "reconcile: {} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
+            Some(format!(
+                "{} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
                 a.event_drops
-            );
-            reconciliation.push(format!("{id}: {}", line.trim_start_matches("reconcile: ")));
-            evidence.push(line);
+            ))
+        } else {
+            None
+        };
+        if let Some(line) = line {
+            reconcile(id, &line, &mut evidence, &mut reconciliation);
         }
         // The taxonomy's generic lines, made concrete from the largest flow of this cause's
         // drops and run in its namespace; a line that cannot be made concrete is left out.
@@ -347,15 +359,15 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
         if advice.is_empty() {
             advice.extend(info.remediation.iter().filter_map(|r| fill.fill(r)));
         }
-        let mut verify: Vec<String> = a.verify;
+        let mut verify = a.verify;
         let generic = if verify.is_empty() { info.verify } else { &[] };
         let checks = if verify.is_empty() { info.checks } else { &[] };
-        let lines = generic.iter().map(|v| (*v, "")).chain(checks.iter().map(|c| (*c, "check: ")));
-        for (line, kind) in lines {
-            if let Some(cmd) = fill.command(line)
-                && !verify.iter().any(|v| v.trim_start_matches("check: ") == cmd)
+        let lines = generic.iter().map(|v| (*v, false)).chain(checks.iter().map(|c| (*c, true)));
+        for (line, check) in lines {
+            if let Some(command) = fill.command(line)
+                && !verify.iter().any(|v| v.command == command)
             {
-                verify.push(format!("{kind}{cmd}"));
+                verify.push(Verify { check, command });
             }
         }
         causes.push((

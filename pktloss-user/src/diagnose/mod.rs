@@ -81,10 +81,59 @@ pub(crate) struct Cause {
     pub evidence: Vec<String>,
     /// What to do, most specific first.
     pub advice: Vec<String>,
-    /// Commands that verify the fix.
-    pub verify: Vec<String>,
+    /// Commands that confirm the cause and verify the fix.
+    pub verify: Vec<Verify>,
     /// Namespaces involved (inodes).
     pub netns: Vec<u32>,
+}
+
+/// A verify line: a command that verifies the fix, or a check that confirms the cause first
+/// (the taxonomy's `checks`). Files and JSON hold it as one string, a check's command after
+/// `check: `.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub(crate) struct Verify {
+    /// A check that confirms the cause, rather than a command to run after the fix.
+    pub check: bool,
+    pub command: String,
+}
+
+/// How a check's command is marked in files and JSON.
+const CHECK_MARK: &str = "check: ";
+
+impl Verify {
+    /// A command that verifies the fix.
+    pub(crate) fn fix(command: String) -> Self {
+        Self { check: false, command }
+    }
+}
+
+impl From<String> for Verify {
+    fn from(s: String) -> Self {
+        match s.strip_prefix(CHECK_MARK) {
+            Some(c) => Self { check: true, command: c.to_owned() },
+            None => Self::fix(s),
+        }
+    }
+}
+
+impl From<&str> for Verify {
+    fn from(s: &str) -> Self {
+        s.to_owned().into()
+    }
+}
+
+impl From<Verify> for String {
+    fn from(v: Verify) -> Self {
+        if v.check { format!("{CHECK_MARK}{}", v.command) } else { v.command }
+    }
+}
+
+impl std::ops::Deref for Verify {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.command
+    }
 }
 
 /// Which cause explains the traced drops of one reason (split by protocol or drop location where

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 /// The id of a cause: one variant per entry of [`CAUSES`], written as its stable kebab-case
 /// name (`CauseId::NoListener`) in JSON, capture files and text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, strum::EnumCount,
+)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum CauseId {
     NoListener,
@@ -57,8 +59,9 @@ pub(crate) enum CauseId {
 }
 
 impl CauseId {
-    /// Every cause, in taxonomy order.
-    pub(crate) const ALL: [Self; 27] = [
+    /// Every cause, in taxonomy order (its length is the number of variants: a new one does
+    /// not compile until it is here).
+    pub(crate) const ALL: [Self; <Self as strum::EnumCount>::COUNT] = [
         Self::NoListener,
         Self::FirewallDrop,
         Self::ConntrackTableFull,
@@ -367,8 +370,9 @@ pub(crate) const LOCATION_HINTS: &[(&str, CauseId)] = &[
     ("bpf_", CauseId::BpfOrTcProgram),
 ];
 
-/// All causes, in a stable order (used to break ties when ranking).
-pub(crate) const CAUSES: &[CauseInfo] = &[
+/// All causes, in a stable order (used to break ties when ranking): entry `i` is variant `i` of
+/// [`CauseId`] ([`CauseId::info`] indexes it so), one entry per variant.
+pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
     CauseInfo {
         id: CauseId::NoListener,
         title: "No socket listening on the destination port",

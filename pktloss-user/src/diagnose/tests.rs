@@ -106,7 +106,8 @@ fn checks(f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
 fn run(s: &Summary, deltas: &[NetnsDelta], checks: &[ConfigChecks]) -> Vec<Cause> {
     let causes = classify(&DiagnosisInput { summary: s, deltas, checks });
     for c in &causes {
-        for lines in [&c.advice, &c.verify] {
+        let verify: Vec<String> = c.verify.iter().map(|v| v.command.clone()).collect();
+        for lines in [&c.advice, &verify] {
             for (i, l) in lines.iter().enumerate() {
                 assert!(!lines[..i].contains(l), "{} repeats {l:?}", c.id);
                 let l = l.replace("sar -n DEV", "sar -n");
@@ -126,7 +127,7 @@ fn top(causes: &[Cause], id: CauseId) -> &Cause {
     &causes[0]
 }
 
-fn has(lines: &[String], needle: &str) -> bool {
+fn has(lines: &[impl std::ops::Deref<Target = str>], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
 }
 
@@ -286,8 +287,8 @@ fn a_container_namespace_is_named_and_entered_by_pid() {
         pid: 4242,
         ..NamespaceInfo::default()
     });
-    let d = NetnsDelta { label: format!("netns:{NSA}"), ..ns_delta(&[("Udp.NoPorts", 20)]) };
-    let c = ConfigChecks { label: format!("netns:{NSA}"), ..checks(|_| {}) };
+    let d = NetnsDelta { label: format!("netns:{NSA}").into(), ..ns_delta(&[("Udp.NoPorts", 20)]) };
+    let c = ConfigChecks { label: format!("netns:{NSA}").into(), ..checks(|_| {}) };
     let causes = run(&s, &[host_delta(), d.clone()], std::slice::from_ref(&c));
     let cause = top(&causes, CauseId::NoListener);
     assert!(has(&cause.evidence, "[netns podman:pktl-uxc (4026532291)] Udp.NoPorts +20"), "{:#?}", cause.evidence);
@@ -1218,6 +1219,19 @@ fn every_reason_of_the_running_kernel_is_classified() {
     println!("{} reasons classified", reasons.len());
 }
 
+/// `CauseId::info` indexes `CAUSES` by the variant: `ALL` and `CAUSES` hold every variant (their
+/// lengths are the variant count), each at its own position, under its stable id.
+#[test]
+fn causes_are_complete_and_in_variant_order() {
+    for (i, (id, info)) in CauseId::ALL.iter().zip(taxonomy::CAUSES).enumerate() {
+        assert_eq!(*id as usize, i, "CauseId::ALL[{i}] is {id}, variant {}", *id as usize);
+        assert_eq!(info.id, *id, "CAUSES[{i}] is {}, where variant {i} is {id}", info.id);
+        assert_eq!(id.info().id, *id);
+        assert_eq!(serde_json::to_value(id).unwrap(), id.as_str(), "{id:?}");
+        assert_eq!(serde_json::from_value::<CauseId>(id.as_str().into()).unwrap(), *id);
+    }
+}
+
 #[test]
 fn benign_classes_are_in_order_and_explained() {
     for (i, b) in taxonomy::BENIGN.iter().enumerate() {
@@ -1235,4 +1249,28 @@ fn benign_classes_are_in_order_and_explained() {
     assert_eq!(taxonomy::benign_for_location("UNKNOWN", "__udp4_lib_rcv+0xbbf"), None);
     assert_eq!(taxonomy::benign_for_location("NOT_SPECIFIED", "tcp_v4_rcv+0x99"), Some(BenignId::SocketTeardown));
     assert_eq!(taxonomy::cause_for_location("veth_xdp_rcv_skb+0x2cc"), Some(CauseId::BpfOrTcProgram));
+}
+
+/// A verify line is typed in memory and one string in files and JSON: a check's command after
+/// `check: `, a fix's command alone; both read back as they were.
+#[test]
+fn verify_lines_keep_their_string_form() {
+    let lines = vec![Verify { check: true, command: "nstat -az".into() }, Verify::fix("ss -uam".into())];
+    let json = serde_json::to_value(&lines).unwrap();
+    assert_eq!(json, serde_json::json!(["check: nstat -az", "ss -uam"]));
+    assert_eq!(serde_json::from_value::<Vec<Verify>>(json).unwrap(), lines);
+}
+
+/// Counters are read under a typed label, written as the name, "host" or "netns:INODE".
+#[test]
+fn netns_labels_keep_their_string_form() {
+    use crate::host::netns::NetnsLabel;
+    for (label, text) in [
+        (NetnsLabel::IpNetns("pktl-a".into()), "pktl-a"),
+        (NetnsLabel::Host, "host"),
+        (NetnsLabel::Inode(NSA), "netns:4026532291"),
+    ] {
+        assert_eq!(serde_json::to_value(&label).unwrap(), text);
+        assert_eq!(serde_json::from_value::<NetnsLabel>(text.into()).unwrap(), label);
+    }
 }

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use super::metrics::{Limits, Living, MetricsState, NetnsId};
 use crate::{
     host::counters::Gathered,
-    kernel::tracer::{Options, RawCounts, StartError},
+    kernel::tracer::{Options, RawCounts},
     session::{Diagnosed, Session, gather_after, gather_before, stop_flag},
 };
 
@@ -68,8 +68,8 @@ type Scrape = (bool, oneshot::Sender<String>);
 /// Run `pktloss serve` until SIGINT/SIGTERM.
 pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     // Bind first: a taken port is one line, before anything is attached.
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .map_err(|e| StartError(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let listener =
+        std::net::TcpListener::bind(cfg.listen).map_err(|source| crate::Error::Listen { addr: cfg.listen, source })?;
     listener.set_nonblocking(true).context("setting the listening socket non-blocking")?;
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     let stop = stop_flag()?;
@@ -278,7 +278,10 @@ impl NetnsWatch {
             .filter(|r| {
                 // New, or another name at a known inode (the kernel gave it to a new one).
                 verify
-                    || self.living.get(&r.inode).is_none_or(|(_, l)| *l != r.label() && !named(l, &r.label()))
+                    || self
+                        .living
+                        .get(&r.inode)
+                        .is_none_or(|(_, l)| *l != r.label().to_string() && !named(l, &r.label().to_string()))
                     || unknown.iter().any(|id| id.0 == r.inode)
             })
             .cloned()
@@ -288,11 +291,11 @@ impl NetnsWatch {
         for (inode, r) in &listed {
             match cookies.get(inode) {
                 Some(c) => {
-                    self.living.insert(*inode, (*c, r.label()));
+                    self.living.insert(*inode, (*c, r.label().to_string()));
                 }
                 None => {
                     // Not read this time (known already, or the kernel has no cookies).
-                    self.living.entry(*inode).or_insert_with(|| (0, r.label()));
+                    self.living.entry(*inode).or_insert_with(|| (0, r.label().to_string()));
                 }
             }
         }
@@ -319,7 +322,7 @@ struct Window {
 fn baseline(mut after: Gathered) -> Gathered {
     // (Kept, a namespace gone or unreadable would be looked for again at every window: the
     // list would grow with every container that ever lived.)
-    after.snapshots.retain(|s| s.gone_at.is_none() && !crate::host::counters::not_found(s));
+    after.snapshots.retain(|s| s.gone_at.is_none() && !s.not_found);
     after.checks.retain(|c| after.snapshots.iter().any(|s| s.netns == c.netns));
     for s in &mut after.snapshots {
         s.appeared_at = None;

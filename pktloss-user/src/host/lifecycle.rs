@@ -134,7 +134,7 @@ impl Lifecycle {
             s.appeared_at = seen.born.get(&s.netns).copied();
         }
         for (inode, (snap, checks)) in &seen.last {
-            if after.snapshots.iter().any(|s| s.netns == *inode && !counters::not_found(s)) {
+            if after.snapshots.iter().any(|s| s.netns == *inode && !s.not_found) {
                 continue; // read at the end: that reading is the newest
             }
             let mut snap = snap.clone();

@@ -11,6 +11,71 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow};
+use serde::{Deserialize, Serialize};
+
+/// What a namespace's counters were read under: its `ip netns` name, our own namespace, or
+/// neither. Files and JSON hold it as one string: the name, "host", or "netns:INODE".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub(crate) enum NetnsLabel {
+    /// Its `/run/netns` name.
+    IpNetns(String),
+    /// The namespace pktloss runs in.
+    Host,
+    /// No name: the inode.
+    Inode(u32),
+}
+
+impl Default for NetnsLabel {
+    fn default() -> Self {
+        Self::IpNetns(String::new())
+    }
+}
+
+impl NetnsLabel {
+    /// Its `ip netns` name, if it has one.
+    pub(crate) fn ip_netns(&self) -> Option<&str> {
+        match self {
+            Self::IpNetns(n) if !n.is_empty() => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetnsLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::IpNetns(n) => f.write_str(n),
+            Self::Host => f.write_str("host"),
+            Self::Inode(i) => write!(f, "netns:{i}"),
+        }
+    }
+}
+
+/// The string form, as files written by any pktloss hold it.
+impl From<String> for NetnsLabel {
+    fn from(s: String) -> Self {
+        if s == "host" {
+            return Self::Host;
+        }
+        match s.strip_prefix("netns:").and_then(|i| i.parse().ok()) {
+            Some(inode) => Self::Inode(inode),
+            None => Self::IpNetns(s),
+        }
+    }
+}
+
+impl From<&str> for NetnsLabel {
+    fn from(s: &str) -> Self {
+        s.to_owned().into()
+    }
+}
+
+impl From<NetnsLabel> for String {
+    fn from(l: NetnsLabel) -> Self {
+        l.to_string()
+    }
+}
 
 /// A network namespace we can enter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,12 +91,13 @@ pub(crate) struct NetnsRef {
 }
 
 impl NetnsRef {
-    /// A short label: the `ip netns` name, "host" for our own, or "netns:INODE".
-    pub(crate) fn label(&self) -> String {
+    /// What its counters are read under: the `ip netns` name, else [`NetnsLabel::Host`] for our
+    /// own, else the inode.
+    pub(crate) fn label(&self) -> NetnsLabel {
         match (&self.name, self.is_self) {
-            (Some(n), _) => n.clone(),
-            (None, true) => "host".to_owned(),
-            (None, false) => format!("netns:{}", self.inode),
+            (Some(n), _) => NetnsLabel::IpNetns(n.clone()),
+            (None, true) => NetnsLabel::Host,
+            (None, false) => NetnsLabel::Inode(self.inode),
         }
     }
 

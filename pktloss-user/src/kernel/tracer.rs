@@ -12,7 +12,9 @@ use pktloss_common::{
     Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, RetransTpOffsets, RunCache, flag, stat,
 };
 
-use crate::{decode, kernel::btf::KernelBtf, kernel::maps, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus};
+use crate::{
+    Error, decode, kernel::btf::KernelBtf, kernel::maps, kernel::ring::Ring, kernel::tracefs, model::ProbeStatus,
+};
 
 /// The eBPF object built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktloss"));
@@ -95,11 +97,6 @@ impl RawCounts {
         self.stats.get(idx as usize).copied().unwrap_or(0)
     }
 }
-
-/// A user-facing start failure: printed as one line, exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct StartError(pub String);
 
 /// What the programs need from the kernel's BTF, extracted up front so that the (large)
 /// parsed BTF can be freed before the eBPF object is loaded.
@@ -194,7 +191,7 @@ fn status(name: &str, attach: &str, active: bool, note: impl Into<String>) -> Pr
 }
 
 /// Check the privileges needed to load programs: root, or `CAP_BPF` + `CAP_PERFMON`, or `CAP_SYS_ADMIN`.
-pub(crate) fn check_privileges() -> Result<(), StartError> {
+pub(crate) fn check_privileges() -> Result<(), Error> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let cap_eff = status
         .lines()
@@ -217,7 +214,7 @@ pub(crate) fn check_privileges() -> Result<(), StartError> {
     .filter(|(bit, _)| !has(*bit))
     .map(|(_, what)| what)
     .collect();
-    Err(StartError(if missing.len() == 2 {
+    Err(Error::MissingPrivilege(if missing.len() == 2 {
         "pktloss needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load its eBPF programs".to_owned()
     } else {
         format!("missing capability {} (CAP_SYS_ADMIN would cover it too)", missing.join(""))
@@ -246,32 +243,30 @@ impl Tracer {
     pub(crate) fn start(options: Options, kbtf: &KernelFacts) -> Result<Self> {
         check_privileges()?;
         if EBPF_OBJECT.is_empty() {
-            return Err(StartError(
-                "this pktloss was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
-                    .to_owned(),
-            )
-            .into());
+            return Err(Error::NoPrograms.into());
         }
         if options.stacks && !options.detail {
-            return Err(StartError(
+            return Err(Error::BadInput(
                 "--stacks records the stack of each sampled detail event; it cannot go with --no-detail".to_owned(),
             )
             .into());
         }
         if options.snaplen as usize > MAX_SNAPLEN {
-            return Err(
-                StartError(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into()
-            );
+            return Err(Error::BadInput(format!(
+                "--snaplen {} is larger than the maximum {MAX_SNAPLEN}",
+                options.snaplen
+            ))
+            .into());
         }
-        let tracefs = tracefs::root().map_err(|e| StartError(e.to_string()))?;
+        let tracefs = tracefs::root().map_err(Error::KernelInterface)?;
         if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
-            return Err(StartError("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
+            return Err(Error::MissingKernelFeature("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
         }
         let offsets = kbtf
             .offsets
             .clone()
-            .map_err(|e| StartError(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
-        let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(|e| StartError(e.to_string()))?;
+            .map_err(|e| Error::MissingKernelFeature(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
+        let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(Error::KernelInterface)?;
         let kfree_btf = kbtf.kfree_btf;
         let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
@@ -364,7 +359,8 @@ impl Tracer {
         // copies (about 10 MiB each) never live at once.
         let mut loader = EbpfLoader::new();
         loader.btf(None);
-        let aya_btf = Btf::from_sys_fs().map_err(|e| StartError(format!("cannot read kernel BTF: {e}")))?;
+        let aya_btf =
+            Btf::from_sys_fs().map_err(|e| Error::MissingKernelFeature(format!("cannot read kernel BTF: {e}")))?;
         loader.btf(Some(&aya_btf));
         loader.override_global("CONFIG", &config, true);
         loader.map_max_entries("EVENTS", options.ringbuf_bytes);
@@ -372,7 +368,7 @@ impl Tracer {
             loader.map_max_entries("STACKS", 1);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
-            StartError(format!(
+            Error::MissingKernelFeature(format!(
                 "cannot load the eBPF object on kernel {}: {}",
                 kbtf.release,
                 crate::kernel::verifier::shorten(&format!("{e}").replace('\n', " "), 300)
@@ -390,7 +386,7 @@ impl Tracer {
         // skb:kfree_skb -- required.
         let kfree = if options.floor {
             attach_btf(&mut ebpf, "kfree_skb_floor", "kfree_skb", &aya_btf)
-                .map_err(|e| StartError(format!("cannot attach the empty floor program: {e}")))?;
+                .map_err(|e| Error::MissingKernelFeature(format!("cannot attach the empty floor program: {e}")))?;
             status("skb:kfree_skb", "tp_btf", true, "the empty floor program (--floor): nothing is counted")
         } else {
             attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?
@@ -760,7 +756,7 @@ fn attach_kfree(ebpf: &mut Ebpf, btf: &Btf, kbtf: &KernelFacts, classic: bool) -
                 Some(None) => "; tp_btf failed too (-v for why)".to_owned(),
                 None => String::new(),
             };
-            bail!(StartError(format!("cannot attach to skb:kfree_skb: {classic}{btf}")))
+            bail!(Error::MissingKernelFeature(format!("cannot attach to skb:kfree_skb: {classic}{btf}")))
         }
     }
 }

@@ -6,11 +6,6 @@ use std::fmt::Write as _;
 use super::{clean_line, md_command, md_sentence, plural};
 use crate::diagnose::{Benign, Diagnosis};
 
-/// A verify line as a command: the taxonomy marks its confirmation checks `check: `.
-fn command(v: &str) -> &str {
-    v.strip_prefix("check: ").unwrap_or(v)
-}
-
 /// One benign tally: class, count, reason and location, and why it is not loss.
 fn benign_line(b: &Benign) -> String {
     let at = b.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default();
@@ -41,7 +36,7 @@ pub(crate) fn text(d: &Diagnosis) -> String {
         if !c.verify.is_empty() {
             out.push_str("   Verify:\n");
             for v in &c.verify {
-                let _ = writeln!(out, "     $ {}", clean_line(command(v)));
+                let _ = writeln!(out, "     $ {}", clean_line(&v.command));
             }
         }
         out.push('\n');
@@ -91,7 +86,7 @@ pub(crate) fn markdown(d: &Diagnosis, out: &mut String) {
             let _ = writeln!(out, "- **Advice:** {}", md_sentence(a));
         }
         for v in &c.verify {
-            let _ = writeln!(out, "- Verify: {}", md_command(command(v)));
+            let _ = writeln!(out, "- Verify: {}", md_command(&v.command));
         }
         out.push('\n');
     }

@@ -1,5 +1,6 @@
 //! Test fixtures: a deterministic capture whose cumulative updates grow with time.
 use super::{CauseView, CounterRow, State, Update};
+use crate::diagnose::CauseId;
 use crate::model::{
     DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
     Retransmits, Sample, Summary,
@@ -456,7 +457,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
 pub(super) fn causes_at(t: u64) -> Vec<CauseView> {
     vec![
         CauseView {
-            id: "udp-no-socket".into(),
+            id: CauseId::NoListener,
             title: "UDP to a port with no socket".into(),
             drops: cum(40, t, 0),
             evidence: vec![
@@ -471,7 +472,7 @@ pub(super) fn causes_at(t: u64) -> Vec<CauseView> {
             netns: vec![NS_TEST],
         },
         CauseView {
-            id: "udp-rcvbuf".into(),
+            id: CauseId::UdpRcvbufFull,
             title: "UDP receive buffer full".into(),
             drops: cum(25, t, 5),
             evidence: vec!["SOCKET_RCVBUFF on 224.0.0.251:5353 (avahi-daemon)".into()],
@@ -483,7 +484,7 @@ pub(super) fn causes_at(t: u64) -> Vec<CauseView> {
             netns: vec![NS_HOST],
         },
         CauseView {
-            id: "netfilter".into(),
+            id: CauseId::FirewallDrop,
             title: "Dropped by a netfilter rule".into(),
             drops: cum(4, t, 1),
             evidence: vec!["NETFILTER_DROP in nf_hook_slow, tcp 443".into()],

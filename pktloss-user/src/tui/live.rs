@@ -75,7 +75,7 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
                 summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
             if !new.is_empty() {
                 let g = counters::gather(&new);
-                for snap in g.snapshots.into_iter().filter(|s| !counters::not_found(s)) {
+                for snap in g.snapshots.into_iter().filter(|s| !s.not_found) {
                     let baseline = if at_start.contains(&snap.netns) { snap } else { snap.at_birth() };
                     base.entry(baseline.netns).or_insert(baseline);
                 }
@@ -88,7 +88,7 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
             let inodes: Vec<u32> = base.keys().copied().collect();
             let mut next: Vec<NetnsDelta> = Vec::new();
             for now in counters::snapshot_all(&inodes) {
-                if counters::not_found(&now) {
+                if now.not_found {
                     // Gone: keep what it counted while it lived.
                     next.extend(deltas.iter().find(|d| d.netns == now.netns).cloned());
                 } else if let Some(b) = base.get(&now.netns) {
@@ -125,7 +125,7 @@ pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
                 }
             }
             CauseView {
-                id: c.id.to_string(),
+                id: c.id,
                 title: c.title.clone(),
                 drops: c.drops,
                 evidence: c.evidence.clone(),
@@ -143,7 +143,7 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
     let mut rows = Vec::new();
     let mut softnet_done = false;
     for d in deltas {
-        let label = summary.namespace(d.netns, 0).map_or(d.label.as_str(), |n| n.label.as_str());
+        let label = summary.namespace(d.netns, 0).map_or_else(|| d.label.to_string(), |n| n.label.clone());
         for dev in &d.devices {
             let scope = format!("{} ({label})", dev.name);
             for (name, v) in [

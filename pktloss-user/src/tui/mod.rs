@@ -35,6 +35,8 @@ use ratatui::{
 
 use term::{Input, Wake};
 
+use crate::diagnose::CauseId;
+
 pub(crate) use input::{Action, Mode, map_key};
 pub(crate) use state::{Drawn, State};
 pub(crate) use view::render;
@@ -42,8 +44,8 @@ pub(crate) use view::render;
 /// One classified cause, as the diagnosis shows it (ranked by `drops`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct CauseView {
-    /// Stable identifier, e.g. "no-listener" ([`crate::diagnose::CauseId`]).
-    pub id: String,
+    /// Which cause of the taxonomy.
+    pub id: CauseId,
     /// One-line human title.
     pub title: String,
     /// Drops attributed to this cause (cumulative since the capture start).

@@ -17,7 +17,7 @@ use std::{
 use ratatui::crossterm::event::Event;
 
 use super::{
-    Action, AfterWake, CauseView, Drawn, Mode, State, Update, after_wake,
+    Action, AfterWake, CauseId, CauseView, Drawn, Mode, State, Update, after_wake,
     detail::detail_lines,
     event_loop,
     fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
@@ -295,30 +295,30 @@ fn the_netns_filter_takes_the_names_it_shows() {
 /// unfiltered, while a bare number filtered it).
 #[test]
 fn field_terms_filter_the_causes_panel() {
-    let ids = |s: &State| s.visible_causes().into_iter().map(|c| c.cause.id).collect::<Vec<_>>();
+    let ids = |s: &State| s.visible_causes().into_iter().map(|c| c.cause.id.as_str()).collect::<Vec<_>>();
     // The port-53 flow is a UDP NO_SOCKET drop: its cause only.
-    assert_eq!(ids(&filtered("port:53")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("port:53")), ["no-listener"]);
     // 8080 is a TCP NO_SOCKET flow: the same as a term and as a bare word.
-    assert_eq!(ids(&filtered("port:8080")), ["udp-no-socket"]);
-    assert_eq!(ids(&filtered("8080")), ["udp-no-socket"]);
-    assert_eq!(ids(&filtered("proto:udp")), ["udp-no-socket", "udp-rcvbuf"]);
-    assert_eq!(ids(&filtered("host:2001:db8::1")), ["netfilter"]);
-    assert_eq!(ids(&filtered(&format!("netns:{NS_HOST}"))), ["udp-rcvbuf", "netfilter"]);
-    assert_eq!(ids(&filtered("dev:veth0")), ["udp-no-socket"]);
+    assert_eq!(ids(&filtered("port:8080")), ["no-listener"]);
+    assert_eq!(ids(&filtered("8080")), ["no-listener"]);
+    assert_eq!(ids(&filtered("proto:udp")), ["no-listener", "udp-rcvbuf-full"]);
+    assert_eq!(ids(&filtered("host:2001:db8::1")), ["firewall-drop"]);
+    assert_eq!(ids(&filtered(&format!("netns:{NS_HOST}"))), ["udp-rcvbuf-full", "firewall-drop"]);
+    assert_eq!(ids(&filtered("dev:veth0")), ["no-listener"]);
     // The terms hold together for one packet: no UDP drop to port 8080.
     assert!(ids(&filtered("proto:udp port:8080")).is_empty());
     assert!(ids(&filtered("port:9")).is_empty());
     assert!(ids(&filtered("proto:sctp")).is_empty());
     // reason: and words still match what the cause says.
-    assert_eq!(ids(&filtered("reason:rcvbuf")), ["udp-rcvbuf"]);
-    assert_eq!(ids(&filtered("reason:no_socket")), ["udp-no-socket"]);
-    assert_eq!(ids(&filtered("netfilter port:443")), ["netfilter"]);
+    assert_eq!(ids(&filtered("reason:rcvbuf")), ["udp-rcvbuf-full"]);
+    assert_eq!(ids(&filtered("reason:no_socket")), ["no-listener"]);
+    assert_eq!(ids(&filtered("netfilter port:443")), ["firewall-drop"]);
 
     // A cause that no traced drop shows (counters only) is matched on what it says, and on
     // its namespaces.
     let mut u = update_at(31);
     u.causes.push(CauseView {
-        id: "nic-ring-full".into(),
+        id: CauseId::NicRingFull,
         title: "NIC RX ring full".into(),
         drops: 500,
         evidence: vec!["eth0: rx_missed_errors +500".into()],
@@ -329,7 +329,7 @@ fn field_terms_filter_the_causes_panel() {
     s.ingest(u);
     let mut shows = |text: &str| {
         s.filter = Filter::parse(text).unwrap();
-        ids(&s).iter().any(|id| id == "nic-ring-full")
+        ids(&s).contains(&"nic-ring-full")
     };
     assert!(shows(&format!("netns:{NS_HOST}")) && shows("dev:eth0") && shows("eth0"));
     assert!(!shows("port:53") && !shows(&format!("netns:{NS_TEST}")) && !shows("proto:tcp"));
@@ -1031,9 +1031,9 @@ fn cause_shares_add_up_to_at_most_one_hundred_percent() {
     let mut u = update_at(5);
     u.summary.total_drops = 150;
     u.causes = vec![
-        CauseView { id: "udp-rcvbuf-full".into(), title: "a".into(), drops: 399, ..CauseView::default() },
-        CauseView { id: "no-listener".into(), title: "b".into(), drops: 150, ..CauseView::default() },
-        CauseView { id: "firewall-drop".into(), title: "c".into(), drops: 10, ..CauseView::default() },
+        CauseView { id: CauseId::UdpRcvbufFull, title: "a".into(), drops: 399, ..CauseView::default() },
+        CauseView { id: CauseId::NoListener, title: "b".into(), drops: 150, ..CauseView::default() },
+        CauseView { id: CauseId::FirewallDrop, title: "c".into(), drops: 10, ..CauseView::default() },
     ];
     s.ingest(u);
     let rows = s.data().cause_rows();
@@ -1044,7 +1044,7 @@ fn cause_shares_add_up_to_at_most_one_hundred_percent() {
     let mut s = State::new();
     let mut u = update_at(5);
     u.summary.total_drops = 1000;
-    u.causes = vec![CauseView { id: "no-listener".into(), title: "b".into(), drops: 250, ..CauseView::default() }];
+    u.causes = vec![CauseView { id: CauseId::NoListener, title: "b".into(), drops: 250, ..CauseView::default() }];
     s.ingest(u);
     assert!((s.data().cause_rows()[0].share - 0.25).abs() < 1e-9);
 }

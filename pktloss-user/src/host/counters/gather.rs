@@ -19,7 +19,7 @@ use std::{
 };
 
 use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, parse};
-use crate::host::netns::{self, NetnsRef};
+use crate::host::netns::{self, NetnsLabel, NetnsRef};
 
 /// How long one tool may run before it is killed and recorded as unavailable.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,7 +137,7 @@ fn module_present(name: &str) -> bool {
 }
 
 /// Snapshot of counters, run in the calling thread's namespace.
-fn snapshot_here(netns: u32, label: String, is_self: bool) -> NetnsSnapshot {
+fn snapshot_here(netns: u32, label: NetnsLabel, is_self: bool) -> NetnsSnapshot {
     let mut s = NetnsSnapshot { netns, label, is_self, taken_at: now(), ..Default::default() };
     let mut unavailable = Vec::new();
     match read("/proc/thread-self/net/snmp") {
@@ -221,7 +221,7 @@ fn snapshot_here(netns: u32, label: String, is_self: bool) -> NetnsSnapshot {
 }
 
 /// Configuration checks, run in the calling thread's namespace.
-fn checks_here(netns: u32, label: String, is_self: bool) -> ConfigChecks {
+fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
     let mut c = ConfigChecks { netns, label, is_self, ..Default::default() };
     let mut unavailable = Vec::new();
 
@@ -399,13 +399,7 @@ pub(crate) fn snapshot_all(inodes: &[u32]) -> Vec<NetnsSnapshot> {
         .into_iter()
         .map(|r| match r {
             Ok(ns) => snapshot(&ns),
-            Err(inode) => NetnsSnapshot {
-                netns: inode,
-                label: format!("netns:{inode}"),
-                taken_at: now(),
-                unavailable: vec![super::NOT_FOUND.to_owned()],
-                ..Default::default()
-            },
+            Err(inode) => NetnsSnapshot::not_found(inode, now()),
         })
         .collect()
 }
@@ -420,20 +414,8 @@ pub(crate) fn gather(inodes: &[u32]) -> Gathered {
                 g.checks.push(config_checks(&ns));
             }
             Err(inode) => {
-                let why = super::NOT_FOUND.to_owned();
-                g.snapshots.push(NetnsSnapshot {
-                    netns: inode,
-                    label: format!("netns:{inode}"),
-                    taken_at: now(),
-                    unavailable: vec![why.clone()],
-                    ..Default::default()
-                });
-                g.checks.push(ConfigChecks {
-                    netns: inode,
-                    label: format!("netns:{inode}"),
-                    unavailable: vec![why],
-                    ..Default::default()
-                });
+                g.snapshots.push(NetnsSnapshot::not_found(inode, now()));
+                g.checks.push(ConfigChecks::not_found(inode));
             }
         }
     }

@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::netns::NetnsLabel;
+
 pub(crate) use gather::{config_checks, snapshot, snapshot_all};
 
 /// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
@@ -129,7 +131,7 @@ fn is_zero_u32(v: &u32) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsSnapshot {
     pub netns: u32,
-    pub label: String,
+    pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
     /// A process living in it when it was read, whose `/proc/PID/ns/net` entered it (0: a
@@ -155,6 +157,10 @@ pub(crate) struct NetnsSnapshot {
     /// "net.core.somaxconn" => "4096"; only the keys readable in this namespace.
     pub sysctls: BTreeMap<String, String>,
     pub unavailable: Vec<String>,
+    /// The namespace could not be found when it was to be read: nothing was read (`unavailable`
+    /// says so). Known only live: a capture file's snapshots read back have it false.
+    #[serde(skip)]
+    pub not_found: bool,
     /// The namespace did not exist when the capture started: when it was first seen (Unix
     /// seconds). Its counters count from zero, from its birth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,7 +207,7 @@ pub(crate) type DeviceDelta = DeviceStats;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsDelta {
     pub netns: u32,
-    pub label: String,
+    pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
     /// A process living in it at the last reading ([`NetnsSnapshot::pid`]).
@@ -342,7 +348,7 @@ pub(crate) struct RpsQueue {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ConfigChecks {
     pub netns: u32,
-    pub label: String,
+    pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
     pub drop_chains: Vec<FirewallChain>,
@@ -371,11 +377,32 @@ pub(crate) struct TunReader {
 }
 
 /// Why a namespace has no reading: it could not be found when it was to be read.
-pub(crate) const NOT_FOUND: &str = "netns: not found (no process or /run/netns entry holds it)";
+const NOT_FOUND: &str = "netns: not found (no process or /run/netns entry holds it)";
 
-/// Whether `s` stands for a namespace that could not be found (no counters in it).
-pub(crate) fn not_found(s: &NetnsSnapshot) -> bool {
-    s.unavailable.iter().any(|u| u == NOT_FOUND)
+impl NetnsSnapshot {
+    /// The placeholder of namespace `inode`, not found when it was to be read at `taken_at`.
+    pub(crate) fn not_found(inode: u32, taken_at: f64) -> Self {
+        Self {
+            netns: inode,
+            label: NetnsLabel::Inode(inode),
+            taken_at,
+            unavailable: vec![NOT_FOUND.to_owned()],
+            not_found: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl ConfigChecks {
+    /// The placeholder of namespace `inode`, not found when it was to be read.
+    pub(crate) fn not_found(inode: u32) -> Self {
+        Self {
+            netns: inode,
+            label: NetnsLabel::Inode(inode),
+            unavailable: vec![NOT_FOUND.to_owned()],
+            ..Self::default()
+        }
+    }
 }
 
 /// Everything read at one instant: counters and configuration of each namespace.

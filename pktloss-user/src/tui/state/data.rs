@@ -123,7 +123,7 @@ fn flow_key(f: &FlowCount) -> String {
     )
 }
 fn cause_key(c: &CauseView) -> String {
-    ["c", &c.id].join(SEP)
+    ["c", c.id.as_str()].join(SEP)
 }
 fn counter_key(c: &CounterRow) -> String {
     ["n", &c.scope, &c.counter].join(SEP)

@@ -265,7 +265,7 @@ impl Filter {
         let mut rest: Vec<&Term> = Vec::new();
         for t in &self.terms {
             match t {
-                Term::Reason(r) if contains_ci(&c.id, r) || contains_ci(&c.title, r) => {}
+                Term::Reason(r) if contains_ci(c.id.as_str(), r) || contains_ci(&c.title, r) => {}
                 Term::Reason(r) if c.reasons.iter().any(|x| contains_ci(x, r)) => rest.push(t),
                 Term::Reason(_) => return false,
                 Term::Word(w) if cause_says(c, w) => {}
@@ -312,7 +312,7 @@ fn any_packet(terms: &[&Term], data: &Data, samples: &[&Sample], flows: &[&FlowC
 
 /// Whether a cause's own text (id, title, reasons, evidence) contains `word`.
 fn cause_says(c: &CauseView, word: &str) -> bool {
-    contains_ci(&c.id, word)
+    contains_ci(c.id.as_str(), word)
         || contains_ci(&c.title, word)
         || c.reasons.iter().any(|x| contains_ci(x, word))
         || c.evidence.iter().any(|x| contains_ci(x, word))
