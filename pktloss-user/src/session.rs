@@ -148,11 +148,12 @@ impl Session {
         }
         self.drops_told = Instant::now();
         let with_drops = self.tracer.netns_with_drops();
-        for (netns, cookie) in &with_drops {
-            self.namespace_names.get(*netns, *cookie);
-        }
+        // The watcher first: naming may take a while on a slow host.
         if let Some(l) = &self.lifecycle {
             l.drops_in(with_drops.iter().map(|(netns, _)| *netns));
+        }
+        for (netns, cookie) in &with_drops {
+            self.namespace_names.get(*netns, *cookie);
         }
     }
 

@@ -847,7 +847,7 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
         title: "Malformed or invalid packet",
         explanation: "The packet's headers were truncated, too short, inconsistent or not allowed (bad IPv4 header, bad IPv6 extension headers, an invalid neighbour discovery message, a bad link-layer header or source address, a segmentation or copy failure). The sender, a middlebox or a driver builds broken packets.",
         signals: &[
-            "drop reasons PKT_TOO_SMALL, IP_INHDR, HDR_TRUNC, INVALID_PROTO, IPV6_BAD_EXTHDR, IPV6_NDISC_*, DEV_HDR, MAC_INVALID_SOURCE, SKB_GSO_SEG, SKB_UCOPY_FAULT",
+            "drop reasons PKT_TOO_SMALL, IP_INHDR, HDR_TRUNC, INVALID_PROTO, IPV6_BAD_EXTHDR, IPV6_NDISC_*, DEV_HDR, MAC_INVALID_SOURCE, SKB_GSO_SEG, SKB_BAD_GSO, SKB_UCOPY_FAULT",
             "Ip.InHdrErrors, Ip6.InHdrErrors, Ip.InTruncatedPkts increasing",
         ],
         reasons: &[
@@ -863,6 +863,7 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
             "DEV_HDR",
             "MAC_INVALID_SOURCE",
             "SKB_GSO_SEG",
+            "SKB_BAD_GSO",
             "SKB_UCOPY_FAULT",
             "SKB_RX_HEADROOM",
             "CAN*",

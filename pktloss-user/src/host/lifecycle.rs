@@ -74,6 +74,7 @@ impl Seen {
 /// The watcher thread of a capture. Dropping it stops the thread.
 pub(crate) struct Lifecycle {
     seen: Arc<Mutex<Seen>>,
+    /// Wakes the thread for a round (a message) or ends it (dropped).
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -88,13 +89,18 @@ impl Lifecycle {
         let thread = std::thread::Builder::new()
             .name("pktloss-netns".to_owned())
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                // A round each `interval`, and at once when the capture sees drops in a
+                // namespace it had not seen drops in (its first reading may predate them);
+                // the sender dropped ends the thread.
+                while !matches!(rx.recv_timeout(interval), Err(mpsc::RecvTimeoutError::Disconnected)) {
                     let listed_refs = netns::list();
                     let listed: BTreeSet<u32> = listed_refs.keys().copied().collect();
                     let Some(to_read) = shared.lock().ok().map(|mut s| s.round(&listed, now())) else { return };
                     for inode in to_read {
                         let Some(ns) = listed_refs.get(&inode) else { continue };
+                        let t = std::time::Instant::now();
                         let reading = (counters::snapshot(ns), counters::config_checks(ns));
+                        log::debug!("lifecycle: read netns {inode} in {:?}", t.elapsed());
                         // A namespace deleted while it was read gives a partial reading (its
                         // tools fail midway): keep the one before.
                         if netns::inode_of(&ns.path).ok() != Some(inode) {
@@ -110,10 +116,16 @@ impl Lifecycle {
         Self { seen, stop: Some(stop), thread }
     }
 
-    /// The capture saw drops in these namespaces: read them too from now on.
+    /// The capture saw drops in these namespaces: read them too from now on, and those not
+    /// seen with drops before at once.
     pub(crate) fn drops_in(&self, namespaces: impl IntoIterator<Item = u32>) {
-        if let Ok(mut s) = self.seen.lock() {
-            s.with_drops.extend(namespaces.into_iter().filter(|n| *n != 0));
+        let Ok(mut s) = self.seen.lock() else { return };
+        let before = s.with_drops.len();
+        s.with_drops.extend(namespaces.into_iter().filter(|n| *n != 0));
+        if s.with_drops.len() > before
+            && let Some(wake) = &self.stop
+        {
+            drop(wake.send(()));
         }
     }
 
