@@ -60,6 +60,9 @@ enum Cmd {
     /// What `pktloss serve` costs: the flood's rate with it attached, its CPU at 100k drops/s,
     /// scrape latency with many series.
     BenchServe(bench::ServeBenchArgs),
+    /// TCP throughput of iperf3 between two namespaces, untraced and with `pktloss serve`
+    /// attached (also beside a drop flood): the production-safety table.
+    BenchThroughput(bench::ThroughputArgs),
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
     BenchPair(bench::PairArgs),
 }
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Flood(args) => bench::flood_only(args),
         Cmd::BenchPair(args) => bench::pair(args),
         Cmd::BenchServe(args) => bench::bench_serve(args),
+        Cmd::BenchThroughput(args) => bench::bench_throughput(args),
         Cmd::VmTest(args) => vm::vm_test(args),
     };
     match result {

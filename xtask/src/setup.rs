@@ -47,6 +47,9 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     // The deploy tests read YAML and install kubernetes-validate (PyPI) into a venv.
     "python3-yaml",
     "python3-venv",
+    // `cargo xtask bench-throughput`: TCP throughput between two namespaces with and without
+    // `pktloss serve` (its daemon is not started: debconf answered below).
+    "iperf3",
 ];
 
 /// Packages installed without their recommends (`prometheus` recommends a node exporter) and
@@ -210,7 +213,8 @@ fn debian_packages() -> Result<()> {
     if !is_root() {
         bail!("setup must run as root to install missing Debian packages: {}", missing.join(" "));
     }
-    // tshark asks whether non-root users may capture; answer before it asks.
+    // tshark asks whether non-root users may capture, iperf3 whether to start its daemon:
+    // answer before they ask.
     let mut debconf = Command::new("debconf-set-selections")
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -218,7 +222,10 @@ fn debian_packages() -> Result<()> {
     if let Some(mut stdin) = debconf.stdin.take() {
         use std::io::Write as _;
         stdin
-            .write_all(b"wireshark-common wireshark-common/install-setuid boolean false\n")
+            .write_all(
+                b"wireshark-common wireshark-common/install-setuid boolean false\n\
+                  iperf3 iperf3/start_daemon boolean false\n",
+            )
             .context("cannot preseed debconf")?;
     }
     debconf.wait().context("debconf-set-selections")?;

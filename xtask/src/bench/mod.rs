@@ -9,10 +9,12 @@ mod flood;
 mod pair;
 mod report;
 mod serve;
+mod throughput;
 mod tracer;
 
 pub(crate) use pair::{PairArgs, pair};
 pub(crate) use serve::{ServeBenchArgs, bench_serve};
+pub(crate) use throughput::{ThroughputArgs, bench_throughput};
 
 use std::{
     fs,

@@ -101,7 +101,7 @@ fn summarize(r: &ModeRun) -> Summary {
 
 /// First and third quartiles (linear interpolation), None for fewer than two values.
 #[expect(clippy::cast_precision_loss, reason = "an interpolation position in a short list of samples")]
-fn quartiles(v: &[f64]) -> Option<(f64, f64)> {
+pub(super) fn quartiles(v: &[f64]) -> Option<(f64, f64)> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if v.len() < 2 {
         return None;

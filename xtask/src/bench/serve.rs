@@ -10,7 +10,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
@@ -49,7 +49,7 @@ pub(crate) struct ServeBenchArgs {
 }
 
 /// `serve` on a free loopback port.
-fn spawn_serve(bin: &PathBuf, verbose: bool, extra: &[&str]) -> Result<(Tracer, String)> {
+pub(super) fn spawn_serve(bin: &Path, verbose: bool, extra: &[&str]) -> Result<(Tracer, String)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut c = Command::new(bin);
@@ -61,7 +61,7 @@ fn spawn_serve(bin: &PathBuf, verbose: bool, extra: &[&str]) -> Result<(Tracer, 
 }
 
 /// GET /metrics; returns the body and how long it took.
-fn scrape(addr: &str) -> Result<(String, Duration)> {
+pub(super) fn scrape(addr: &str) -> Result<(String, Duration)> {
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
