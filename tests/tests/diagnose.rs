@@ -1178,6 +1178,35 @@ root_test!(broadcast_and_multicast_nobody_wanted_are_benign, {
     assert!(n >= ignored + (N as u64) / 3, "benign unwanted-broadcast {n}, IgnoredMulti {ignored}: {:#}", v["benign"]);
 });
 
+/// A packet capture socket (`AF_PACKET`, every protocol) in `ns` with the smallest receive
+/// buffer, never read: the copies it is given are dropped (`PACKET_SOCK_ERROR`).
+fn capture_socket(ns: &Netns) -> OwnedFd {
+    let cap = ns.run(|| {
+        // SAFETY: plain socket(2); the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from((libc::ETH_P_ALL as u16).to_be())) };
+        assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh fd we own.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    setsockopt_int(cap.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1);
+    cap
+}
+
+/// A UDP socket in `ns` at `addr` read as fast as datagrams come, on a thread that returns how
+/// many it got once none came for half a second.
+fn udp_counter(ns: &Netns, addr: &str) -> std::thread::JoinHandle<usize> {
+    let rx = udp_bound(ns, addr);
+    rx.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut n = 0usize;
+        while rx.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    })
+}
+
 /// `conns` connections from `b` to a server in `a` at `addr` that accepts and closes at once,
 /// while each client writes `writes` segments of 1400 bytes (until a write fails).
 fn tcp_teardown(a: &Netns, b: &Netns, addr: &'static str, conns: usize, writes: usize) {
@@ -1264,25 +1293,8 @@ root_test!(packet_capture_copies_are_benign, {
             ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
         }
         veth("pc", a, b, "10.231.63.1", "10.231.63.2", 30, true);
-        let cap = b.run(|| {
-            // SAFETY: plain socket(2); the fd is owned below.
-            let fd =
-                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from((libc::ETH_P_ALL as u16).to_be())) };
-            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            // SAFETY: a fresh fd we own.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        });
-        setsockopt_int(cap.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1);
-        let rx = udp_bound(a, "10.231.63.1:5000");
-        rx.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            let mut n = 0;
-            while rx.recv(&mut buf).is_ok() {
-                n += 1;
-            }
-            n
-        });
+        let cap = capture_socket(b);
+        let reader = udp_counter(a, "10.231.63.1:5000");
         b.run(|| {
             let s = UdpSocket::bind("10.231.63.2:0").expect("bind");
             for i in 0..N {
@@ -1409,26 +1421,9 @@ root_test!(benign_noise_leaves_the_one_real_cause, {
         }
         let (_va, vb) = veth("nz", a, b, "10.231.65.1", "10.231.65.2", 24, true);
         b.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", &vb]);
-        let cap = b.run(|| {
-            // SAFETY: plain socket(2); the fd is owned below.
-            let fd =
-                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from((libc::ETH_P_ALL as u16).to_be())) };
-            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            // SAFETY: a fresh fd we own.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        });
-        setsockopt_int(cap.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1);
+        let cap = capture_socket(b);
         // A healthy unicast flow, read as fast as it comes.
-        let rx = udp_bound(a, "10.231.65.1:5000");
-        rx.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            let mut n = 0usize;
-            while rx.recv(&mut buf).is_ok() {
-                n += 1;
-            }
-            n
-        });
+        let reader = udp_counter(a, "10.231.65.1:5000");
         let sender = udp_broadcaster(b, "10.231.65.2:0");
         for i in 0..3000 {
             let dst = match i % 4 {
