@@ -104,7 +104,7 @@ const EXIT_MARKER: &str = "PKTLOSS-VM-EXIT=";
 
 const DEFAULT_CPUS: u32 = 2;
 const DEFAULT_MEMORY_MIB: u32 = 2048;
-const DEFAULT_TIMEOUT_SECS: u64 = 900;
+const DEFAULT_TIMEOUT_SECS: u64 = 1500;
 
 #[derive(clap::Args)]
 pub(crate) struct VmArgs {

@@ -93,6 +93,8 @@ impl Lifecycle {
                 // namespace it had not seen drops in (its first reading may predate them);
                 // the sender dropped ends the thread.
                 while !matches!(rx.recv_timeout(interval), Err(mpsc::RecvTimeoutError::Disconnected)) {
+                    // Wakes that came meanwhile are this round's too.
+                    while rx.try_recv().is_ok() {}
                     let listed_refs = netns::list();
                     let listed: BTreeSet<u32> = listed_refs.keys().copied().collect();
                     let Some(to_read) = shared.lock().ok().map(|mut s| s.round(&listed, now())) else { return };
