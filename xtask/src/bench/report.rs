@@ -338,10 +338,20 @@ fn targets(sums: &[Summary], ttfd: Option<f64>) -> Vec<Target> {
     t.push(("default mode BPF ns per drop", opt(ns, 1), "<= 80", ns.map(|n| n <= 80.0)));
     let best_peer = sums
         .iter()
-        .filter(|s| !s.key.starts_with("pktloss") && s.key != "untraced")
+        .filter(|s| !s.key.starts_with("pktloss") && s.key != "untraced" && s.key != "floor")
         .filter_map(|s| Some((s.key, s.ratio?)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let def = ratio("pktloss");
+    // The floor is the empty program's ratio in the same run, not a peer: the default mode's
+    // distance to it is what the programs themselves cost.
+    if let (Some(d), Some(f)) = (def, ratio("floor")) {
+        t.push((
+            "default mode within 0.01 of the floor",
+            format!("{d:.3} vs floor {f:.3}"),
+            ">= floor - 0.01",
+            Some(d >= f - 0.01),
+        ));
+    }
     t.push((
         "default mode ahead of every peer",
         match (def, best_peer) {
