@@ -127,7 +127,8 @@ impl Lifecycle {
         if s.with_drops.len() > before
             && let Some(wake) = &self.stop
         {
-            drop(wake.send(()));
+            // A closed channel means the thread is ending: nothing to wake.
+            wake.send(()).ok();
         }
     }
 
