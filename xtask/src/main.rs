@@ -65,6 +65,9 @@ enum Cmd {
     BenchThroughput(bench::ThroughputArgs),
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
     BenchPair(bench::PairArgs),
+    /// CI regression gate: bench-pair of the base commit's build against this tree's, on the
+    /// default and detail paths; fails when the default path's BPF ns/drop rose over 15 %.
+    BenchGate(bench::GateArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(args),
         Cmd::Flood(args) => bench::flood_only(args),
         Cmd::BenchPair(args) => bench::pair(args),
+        Cmd::BenchGate(args) => bench::gate(&args),
         Cmd::BenchServe(args) => bench::bench_serve(args),
         Cmd::BenchThroughput(args) => bench::bench_throughput(args),
         Cmd::VmTest(args) => vm::vm_test(args),

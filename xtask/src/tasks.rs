@@ -102,6 +102,14 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     }
     let status = child.wait().context("cargo test")?;
     println!("xtask: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    // The regression gate of the eBPF hot path (issue 32), before the matrix: it rebuilds
+    // target/debug/pktloss last, so the guests see this tree's build.
+    let gate = if util::is_root() || std::env::var_os("CI").is_some_and(|v| v == "true") {
+        crate::bench::gate(&crate::bench::GateArgs::default())
+    } else {
+        println!("xtask: bench-gate skipped (not root)");
+        Ok(())
+    };
     // The matrix runs even when a host test failed: CI should show both.
     let matrix = if vm {
         crate::vm::test_binaries().and_then(|bins| crate::vm::run_matrix(&crate::vm::VmArgs::default(), &bins))
@@ -116,6 +124,7 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
         bail!("no test ran");
     }
     matrix?;
+    gate?;
     fuzz_smoke()
 }
 

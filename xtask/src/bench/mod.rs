@@ -6,12 +6,14 @@
 //! comes from a separate pass with `kernel.bpf_stats_enabled=1` (its own overhead would otherwise
 //! skew the rates).
 mod flood;
+mod gate;
 mod pair;
 mod report;
 mod serve;
 mod throughput;
 mod tracer;
 
+pub(crate) use gate::{GateArgs, gate};
 pub(crate) use pair::{PairArgs, pair};
 pub(crate) use serve::{ServeBenchArgs, bench_serve};
 pub(crate) use throughput::{ThroughputArgs, bench_throughput};

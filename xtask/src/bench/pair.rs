@@ -18,29 +18,29 @@ use super::{
 use crate::util;
 
 /// Options of `cargo xtask bench-pair`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub(crate) struct PairArgs {
     /// First side: a pktloss binary and its `capture` options, e.g. "target/release/pktloss"
     /// (or "BIN serve [OPTIONS]" for `pktloss serve`).
-    a: String,
+    pub(crate) a: String,
     /// Second side, e.g. "/tmp/pktloss-new --no-detail".
-    b: String,
+    pub(crate) b: String,
     /// Repetitions (the attach order alternates; use an even number).
     #[arg(long, default_value_t = 6)]
-    reps: usize,
+    pub(crate) reps: usize,
     /// Seconds of flood per repetition.
     #[arg(long, default_value_t = 3.0)]
-    seconds: f64,
+    pub(crate) seconds: f64,
     /// Datagrams per sendmmsg call.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    batch: u16,
+    pub(crate) batch: u16,
     /// Destination ports one after another (1: one flow; 16384: every datagram a flow of its
     /// own, a run of one drop, and a flow table that evicts all the time).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(flood::MAX_PORTS)))]
-    ports: u16,
+    pub(crate) ports: u16,
     /// CPU to pin the sender to (default: the last allowed CPU).
     #[arg(long)]
-    cpu: Option<usize>,
+    pub(crate) cpu: Option<usize>,
 }
 
 /// One side: the binary and its extra `capture` options.
@@ -76,12 +76,28 @@ fn run_time_ns(before: &BTreeMap<u32, ProgStats>, after: &BTreeMap<u32, ProgStat
     after.iter().map(|(id, p)| p.since(before.get(id).copied().unwrap_or_default()).run_time_ns).sum()
 }
 
+/// Mean BPF ns per drop of both sides over the repetitions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairResult {
+    /// Side A's mean.
+    pub(crate) a: f64,
+    /// Side B's mean.
+    pub(crate) b: f64,
+    /// Smallest and largest per-repetition difference B - A.
+    pub(crate) diff_range: (f64, f64),
+}
+
 /// `cargo xtask bench-pair A B`.
+pub(crate) fn pair(args: PairArgs) -> Result<()> {
+    measure(&args).map(|_| ())
+}
+
+/// Run the pair and print each repetition and the means.
 #[expect(
     clippy::cast_precision_loss,
     reason = "nanoseconds per drop and their mean over the repetitions, printed with one decimal"
 )]
-pub(crate) fn pair(args: PairArgs) -> Result<()> {
+pub(crate) fn measure(args: &PairArgs) -> Result<PairResult> {
     if !util::is_root() {
         bail!("bench-pair must run as root (BPF, namespaces, nftables)");
     }
@@ -155,5 +171,12 @@ pub(crate) fn pair(args: PairArgs) -> Result<()> {
         diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
     );
     drop(netns);
-    Ok(())
+    Ok(PairResult {
+        a: mean(&a_ns),
+        b: mean(&b_ns),
+        diff_range: (
+            diffs.iter().copied().fold(f64::INFINITY, f64::min),
+            diffs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ),
+    })
 }
