@@ -69,8 +69,9 @@ fn base_commit(arg: Option<&str>) -> Result<String> {
             .and_then(|t| t.split_whitespace().next().map(str::to_owned))
             .unwrap_or_else(|| "HEAD~1".to_owned()),
     };
-    let hash = output(Command::new("git").current_dir(&root).args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")]))
-        .with_context(|| format!("base revision {rev} is not a commit of this clone"))?;
+    let hash =
+        output(Command::new("git").current_dir(&root).args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")]))
+            .with_context(|| format!("base revision {rev} is not a commit of this clone"))?;
     Ok(hash.trim().to_owned())
 }
 
@@ -113,13 +114,13 @@ pub(crate) fn gate(args: &GateArgs) -> Result<()> {
     }
     let commit = base_commit(args.base.as_deref())?;
     let unchanged = util::succeeds(
-        Command::new("git")
-            .current_dir(util::workspace_root())
-            .args(["diff", "--quiet", &commit, "--"])
-            .args(HOT_PATH),
+        Command::new("git").current_dir(util::workspace_root()).args(["diff", "--quiet", &commit, "--"]).args(HOT_PATH),
     );
     if unchanged && !args.always {
-        println!("bench-gate: {} unchanged since {commit}: the BPF cost is the base's, nothing to measure", HOT_PATH.join(", "));
+        println!(
+            "bench-gate: {} unchanged since {commit}: the BPF cost is the base's, nothing to measure",
+            HOT_PATH.join(", ")
+        );
         return Ok(());
     }
     let base = build_base(&commit)?;
