@@ -98,18 +98,28 @@ impl Ethtool {
     }
 
     /// Ring sizes of `dev`, current and pre-set maximum (what `ethtool -g` prints); `None`
-    /// when the driver has none.
-    pub(crate) fn ring(&self, dev: &str) -> Option<RingParams> {
+    /// when the driver reports none (`EOPNOTSUPP`, or all zero).
+    pub(crate) fn ring(&self, dev: &str) -> io::Result<Option<RingParams>> {
         // struct ethtool_ringparam { cmd, rx_max, rx_mini_max, rx_jumbo_max, tx_max, rx,
         // rx_mini, rx_jumbo, tx }
         let mut b = [0u8; 36];
         b[..4].copy_from_slice(&ETHTOOL_GRINGPARAM.to_ne_bytes());
-        self.ioctl(dev, &mut b).ok()?;
+        match self.ioctl(dev, &mut b) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(None),
+            Err(e) => return Err(e),
+        }
         let w = |i: usize| u32::from_ne_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
         let (rx_max, tx_max, rx, tx) = (w(1), w(4), w(5), w(8));
         if rx == 0 && rx_max == 0 && tx == 0 {
-            return None;
+            return Ok(None);
         }
-        Some(RingParams { dev: dev.to_owned(), rx: Some(rx), rx_max: Some(rx_max), tx: Some(tx), tx_max: Some(tx_max) })
+        Ok(Some(RingParams {
+            dev: dev.to_owned(),
+            rx: Some(rx),
+            rx_max: Some(rx_max),
+            tx: Some(tx),
+            tx_max: Some(tx_max),
+        }))
     }
 }

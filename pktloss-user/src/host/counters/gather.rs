@@ -129,20 +129,21 @@ pub(crate) fn read_sysctl(key: &str) -> Option<String> {
 /// `/proc/self/fd/N`, the descriptor's path.
 fn rps_masks(is_self: bool) -> Result<Vec<RpsQueue>, String> {
     if is_self {
-        return Ok(rps_under(Path::new("/sys/class/net")));
+        return rps_under(Path::new("/sys/class/net"));
     }
     let mnt = detached_sysfs()?;
     let root = std::path::PathBuf::from(format!("/proc/self/fd/{}/class/net", std::os::fd::AsRawFd::as_raw_fd(&mnt)));
     if !root.is_dir() {
         return Err(format!("{}: not a directory", root.display()));
     }
-    Ok(rps_under(&root))
+    rps_under(&root)
 }
 
 /// `DEV/queues/rx-N/rps_cpus` under a `class/net` directory.
-fn rps_under(class_net: &Path) -> Vec<RpsQueue> {
+fn rps_under(class_net: &Path) -> Result<Vec<RpsQueue>, String> {
     let mut out = Vec::new();
-    for d in std::fs::read_dir(class_net).into_iter().flatten().flatten() {
+    let devs = std::fs::read_dir(class_net).map_err(|e| format!("{}: {e}", class_net.display()))?;
+    for d in devs.flatten() {
         let dev = d.file_name().to_string_lossy().into_owned();
         for q in std::fs::read_dir(d.path().join("queues")).into_iter().flatten().flatten() {
             let queue = q.file_name().to_string_lossy().into_owned();
@@ -155,7 +156,7 @@ fn rps_under(class_net: &Path) -> Vec<RpsQueue> {
         }
     }
     out.sort_by(|a, b| (&a.dev, &a.queue).cmp(&(&b.dev, &b.queue)));
-    out
+    Ok(out)
 }
 
 /// A read-only sysfs of the calling thread's network namespace, mounted nowhere.
@@ -417,7 +418,10 @@ fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
     match ethtool::Ethtool::open() {
         Ok(et) => {
             for d in links.iter().filter(|d| d.name != "lo").take(MAX_ETHTOOL_DEVICES) {
-                c.rings.extend(et.ring(&d.name));
+                match et.ring(&d.name) {
+                    Ok(r) => c.rings.extend(r),
+                    Err(e) => unavailable.push(format!("ring sizes of {} (ethtool): {e}", d.name)),
+                }
             }
         }
         Err(e) => unavailable.push(format!("ring sizes (ethtool): socket: {e}")),
