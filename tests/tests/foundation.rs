@@ -727,3 +727,78 @@ root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
     }
     assert_nothing_attached("after a verifier rejection");
 });
+
+/// The pid of the one child of `parent` (pktloss under its tracer).
+fn child_of(parent: u32) -> u32 {
+    let started = std::time::Instant::now();
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no child of {parent}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The firewall's readers, still run until the `nf_tables` netlink reader replaces them (issue 29,
+/// a branch of its own): their execve calls are left out here, and this list goes with them.
+const FIREWALL_TOOLS: &[&str] = &["\"nft\"", "\"iptables-save\"", "\"ip6tables-save\""];
+
+/// The `execve` calls strace recorded: pktloss's own, and any program it started (but
+/// [`FIREWALL_TOOLS`]).
+fn execs(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    text.lines()
+        .filter(|l| l.contains("execve("))
+        .filter(|l| !FIREWALL_TOOLS.iter().any(|t| l.contains(&format!("[{t}"))))
+        .map(str::to_owned)
+        .collect()
+}
+
+// `diagnose` and `serve` read the counters and configuration of a namespace with drops (links,
+// qdiscs, sockets, routes, neighbours, NIC statistics, RPS, conntrack) without starting any
+// program: under `strace -f -e trace=execve` the only execve is pktloss's own. ~18 s.
+root_test!(diagnose_and_serve_start_no_program, {
+    let dir = std::env::temp_dir().join(format!("pktl-noexec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ns = Netns::new("noexec");
+    ns.exec(&["ip", "link", "add", "nx0", "type", "veth", "peer", "name", "nx1"]);
+    ns.exec(&["ip", "link", "set", "nx0", "up"]);
+    let dst: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+
+    let log = dir.join("diagnose.strace");
+    let log_s = log.to_str().expect("path").to_owned();
+    let wrap = ["strace", "-f", "-qq", "-e", "trace=execve", "-o", log_s.as_str()];
+    let run = Running::start_wrapped(&wrap, &["diagnose", "--duration", "3s", "--format", "json"]);
+    ns.send_udp(dst, 20);
+    let err = run.stderr();
+    let (code, out) = run.finish();
+    assert_eq!(code, Some(0), "diagnose failed: {err}\n{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    assert!(v["causes"].to_string().contains("no-listener"), "{v}");
+    let e = execs(&log);
+    assert_eq!(e.len(), 1, "diagnose started programs: {e:#?}");
+
+    let log = dir.join("serve.strace");
+    let log_s = log.to_str().expect("path").to_owned();
+    let wrap = ["strace", "-f", "-qq", "-e", "trace=execve", "-o", log_s.as_str()];
+    let listen = format!("127.0.0.1:{}", pktloss_tests::free_port());
+    let serve = Running::start_wrapped(&wrap, &["serve", "--listen", &listen, "--window", "2s", "--netns-labels"]);
+    let pid = child_of(serve.child.id());
+    for _ in 0..2 {
+        ns.send_udp(dst, 10);
+        std::thread::sleep(Duration::from_millis(2500));
+        let (status, _, body) = pktloss_tests::http_get(&listen, "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("pktloss_netns_drops_total{{netns=\"{}\"", ns.name)), "{body}");
+    }
+    // SAFETY: a signal to pktloss itself (the child of strace).
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let err = serve.stderr();
+    let (code, _) = serve.finish();
+    assert_eq!(code, Some(0), "serve failed: {err}");
+    let e = execs(&log);
+    assert_eq!(e.len(), 1, "serve started programs: {e:#?}");
+    drop(std::fs::remove_dir_all(&dir));
+});

@@ -7,7 +7,7 @@ use super::*;
 use crate::{
     host::counters::{
         self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats,
-        SoftnetCpu, UdpSocket, parse,
+        SoftnetCpu, UdpSocket, parse, samples,
     },
     model::{LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
 };
@@ -410,7 +410,7 @@ fn udp_rcvbuf_full() {
     let mut f = flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 199);
     (f.comm, f.pid) = ("python3".into(), 11082);
     s.flows.push(f);
-    let mut socks = parse::ss_udp(fx!("ss_uamn.txt"));
+    let mut socks = samples::udp_sockets();
     socks[0].drops_delta = Some(199);
     socks[1].drops_delta = Some(0);
     let c = checks(|c| c.udp_sockets = socks);
@@ -442,7 +442,7 @@ fn udp_rcvbuf_counters_only_and_tcp_rcvbuff_split() {
 
 #[test]
 fn udp_sndbuf_full() {
-    let mut socks = parse::ss_udp(fx!("ss_uamn.txt"));
+    let mut socks = samples::udp_sockets();
     socks[0].sndbuf = Some(4608);
     socks[0].tx_queue = 4096;
     let c = checks(|c| c.udp_sockets = socks);
@@ -456,7 +456,7 @@ fn udp_sndbuf_full() {
 
 #[test]
 fn tcp_accept_queue_full_from_counters_alone() {
-    let mut ls = parse::ss_listeners(fx!("ss_ltn.txt"));
+    let mut ls = samples::listeners();
     ls[0].drops_delta = Some(8);
     ls[1].drops_delta = Some(0);
     let c = checks(|c| c.listeners = ls);
@@ -627,8 +627,7 @@ fn softirq_budget_exhausted_threshold() {
 /// Device snapshots from fixtures shaped like a real NIC (ip -s -s -j link, ethtool -S ixgbe):
 /// "before" has the error counters lower than "after".
 fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
-    let mut after_dev = parse::ip_link_json(fx!("ip_link_nic_errors.json")).remove(0);
-    after_dev.ethtool = parse::ethtool_stats(fx!("ethtool_S_ixgbe.txt"));
+    let after_dev = samples::nic_with_errors();
     let mut before_dev = after_dev.clone();
     before_dev.rx_missed_errors -= 1000;
     before_dev.rx_fifo_errors -= 50;
@@ -657,13 +656,7 @@ fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
         netns: HOST,
         label: "host".into(),
         is_self: true,
-        rings: vec![
-            parse::ethtool_ring(
-                "enp3s0f0",
-                fx!("ethtool_g_eth0.txt").replacen("RX:\t\t256", "RX:\t\t4096", 1).as_str(),
-            )
-            .expect("ring"),
-        ],
+        rings: vec![samples::ring("enp3s0f0")],
         ..Default::default()
     };
     let mut c = c;
@@ -740,8 +733,8 @@ fn checksum_error_from_counters() {
 #[test]
 fn qdisc_drop() {
     let mut d = ns_delta(&[]);
-    d.qdiscs = parse::tc_qdisc_json(fx!("tc_qdisc.json"));
-    d.devices = parse::ip_link_json(fx!("ip_link.json"));
+    d.qdiscs = samples::qdiscs();
+    d.devices = samples::links();
     let mut s = summary(&[("QDISC_DROP", 43)]);
     s.flows.push(flow("QDISC_DROP", "udp", "10.99.0.2", 5000, NSA, 43));
     let causes = run(&s, &[host_delta(), d], &[]);
@@ -770,7 +763,7 @@ fn qdisc_drop() {
 fn routing_blackhole() {
     let mut s = summary(&[("IP_OUTNOROUTES", 6)]);
     s.flows.push(flow("IP_OUTNOROUTES", "udp", "10.200.0.5", 53, NSA, 6));
-    let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
+    let c = checks(|c| c.drop_routes = samples::drop_routes());
     let causes = run(&s, &[host_delta(), ns_delta(&[("Ip.OutNoRoutes", 6)])], &[c]);
     let c = top(&causes, CauseId::Routing);
     assert_eq!(c.drops, 6);
@@ -796,7 +789,7 @@ fn routing_blackhole() {
         ..Default::default()
     });
     s.flows.push(flow("NOT_SPECIFIED", "udp", "10.200.0.7", 9, NSA, 5));
-    let c = checks(|c| c.drop_routes = parse::ip_route_json(fx!("ip_route.json")));
+    let c = checks(|c| c.drop_routes = samples::drop_routes());
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
     let c = top(&causes, CauseId::Routing);
     assert!(has(&c.advice, "ip netns exec pktl-a ip route del blackhole 10.200.0.0/24"), "{:#?}", c.advice);

@@ -61,6 +61,33 @@ impl SocketOwners {
     }
 }
 
+/// The owners of these sockets, as `ss -p` names them: `comm[pid]`, several joined by `,`,
+/// from one walk of `/proc/*/fd` (sockets of no process, e.g. closed meanwhile, are absent).
+pub(crate) fn owners(inodes: &std::collections::HashSet<u64>) -> HashMap<u64, String> {
+    let mut out: HashMap<u64, Vec<String>> = HashMap::new();
+    let Ok(procs) = fs::read_dir("/proc") else { return HashMap::new() };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+        let mut comm = None;
+        for fd in fds.flatten() {
+            let Some(ino) = fs::read_link(fd.path()).ok().and_then(|t| socket_inode(&t)) else { continue };
+            if !inodes.contains(&ino) {
+                continue;
+            }
+            let comm = comm.get_or_insert_with(|| {
+                fs::read_to_string(p.path().join("comm")).map(|c| c.trim_end().to_owned()).unwrap_or_default()
+            });
+            let who = format!("{comm}[{pid}]");
+            let list = out.entry(ino).or_default();
+            if !list.contains(&who) {
+                list.push(who);
+            }
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, v.join(","))).collect()
+}
+
 /// The processes holding a TUN/TAP device open, by the device's name (`iff:` in the fdinfo of
 /// a `/dev/net/tun` descriptor). A name is a namespace's: the caller keeps the names of its own
 /// namespace's devices.

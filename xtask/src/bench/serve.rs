@@ -46,6 +46,13 @@ pub(crate) struct ServeBenchArgs {
     /// Extra `serve` options for the ratio and CPU parts (e.g. "--no-detail").
     #[arg(long, default_value = "")]
     serve_args: String,
+    /// Only the cost of many namespaces that keep having drops, for each of these counts
+    /// (e.g. `10,100,500`): serve's CPU, processes started per second, scrape latency, RSS.
+    #[arg(long, value_delimiter = ',')]
+    busy_netns: Vec<usize>,
+    /// Seconds of each `--busy-netns` run (one drop per namespace and one scrape per second).
+    #[arg(long, default_value_t = 30)]
+    busy_seconds: u64,
 }
 
 /// `serve` on a free loopback port.
@@ -86,6 +93,12 @@ pub(crate) fn bench_serve(args: ServeBenchArgs) -> Result<()> {
         bail!("{} not built (cargo xtask build --release)", args.bin.display());
     }
     let stop = stop_flag()?;
+    if !args.busy_netns.is_empty() {
+        for n in &args.busy_netns {
+            busy(&args, *n, &stop)?;
+        }
+        return Ok(());
+    }
     let extra: Vec<&str> = args.serve_args.split_whitespace().collect();
     let cpu = pick_cpu(None)?;
     let netns = Netns::create()?;
@@ -167,9 +180,112 @@ fn median_ms(v: &mut [Duration]) -> f64 {
     v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
-/// Names of the namespaces of part 3.
+/// Names of the namespaces of part 3 and of `--busy-netns`.
 fn ns_name(i: usize) -> String {
     format!("pktl-bs{i}")
+}
+
+/// `processes` of /proc/stat: processes (and threads) started since boot.
+fn processes_started() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no `processes` in /proc/stat")
+}
+
+/// CPU seconds of the waited-for children of `pid` (`cutime` + `cstime`).
+#[expect(clippy::cast_precision_loss, reason = "clock ticks")]
+fn children_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let f: Vec<u64> = rest.split_whitespace().skip(13).take(2).filter_map(|v| v.parse().ok()).collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    f.iter().sum::<u64>() as f64 / hz as f64
+}
+
+/// One datagram to a closed port in each of the first `n` namespaces, from a thread that
+/// enters them in turn (no process).
+fn drop_in_each(n: usize) -> Result<()> {
+    std::thread::spawn(move || -> Result<()> {
+        for i in 0..n {
+            let f = std::fs::File::open(format!("/run/netns/{}", ns_name(i)))?;
+            // SAFETY: a valid namespace fd; setns affects only this thread.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {}: {}", ns_name(i), std::io::Error::last_os_error());
+            }
+            let lo = Ipv4Addr::LOCALHOST;
+            UdpSocket::bind((lo, 0))?.send_to(b"x", SocketAddr::from((lo, 9)))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the sender thread panicked"))?
+}
+
+/// `--busy-netns`: `n` namespaces that each have a drop every second, for `busy_seconds`,
+/// first without serve (the host's own rate of new processes), then with `serve` scraped once
+/// a second: its CPU, the processes started per second over that rate, scrape latency, RSS.
+#[expect(clippy::cast_precision_loss, reason = "benchmark figures")]
+fn busy(args: &ServeBenchArgs, n: usize, stop: &std::sync::atomic::AtomicBool) -> Result<()> {
+    let guard = ManyNetns(n);
+    ip_batch(&script("add", n))?;
+    std::thread::spawn(move || -> Result<()> {
+        for i in 0..n {
+            let f = std::fs::File::open(format!("/run/netns/{}", ns_name(i)))?;
+            // SAFETY: a valid namespace fd; setns affects only this thread.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns: {}", std::io::Error::last_os_error());
+            }
+            lo_up()?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the lo thread panicked"))??;
+    let secs = args.busy_seconds.max(5);
+    let rounds = |scrape_at: Option<&str>| -> Result<(f64, Vec<Duration>)> {
+        let (p0, t0) = (processes_started()?, Instant::now());
+        let mut lat = Vec::new();
+        for r in 0..secs {
+            drop_in_each(n)?;
+            if let Some(addr) = scrape_at {
+                lat.push(scrape(addr)?.1);
+            }
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            let next = Duration::from_secs(r + 1);
+            std::thread::sleep(next.saturating_sub(t0.elapsed()));
+        }
+        Ok(((processes_started()? - p0) as f64 / t0.elapsed().as_secs_f64(), lat))
+    };
+    let (base_rate, _) = rounds(None)?;
+    let (mut t, listen) = spawn_serve(&args.bin, false, &[])?;
+    t.wait_attached(Duration::from_mins(1), stop)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu0, kids0, w0) = (t.cpu_s().unwrap_or(0.0), children_cpu_s(t.pid()), Instant::now());
+    let (rate, mut lat) = rounds(Some(&listen))?;
+    let wall = w0.elapsed().as_secs_f64();
+    let cpu = (t.cpu_s().unwrap_or(0.0) - cpu0) / wall * 100.0;
+    let kids = (children_cpu_s(t.pid()) - kids0) / wall * 100.0;
+    let rss = t.hwm_kib().unwrap_or(0);
+    let fin = t.stop(Duration::from_secs(15));
+    if !fin.ok {
+        bail!("pktloss serve ended badly ({}): {}", fin.status, fin.stderr.trim());
+    }
+    let (after_rate, _) = rounds(None)?;
+    let base = f64::midpoint(base_rate, after_rate);
+    let max = lat.iter().max().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "busy {n} namespaces, {secs} s: serve CPU {cpu:.2} % of a core (+ {kids:.2} % in its child processes); processes started {:.1}/s over the {base:.1}/s without serve ({rate:.1}/s with it); scrape {:.1} ms median, {max:.1} ms max; peak RSS {:.1} MiB",
+        rate - base,
+        median_ms(&mut lat),
+        rss as f64 / 1024.0
+    );
+    drop(guard);
+    Ok(())
 }
 
 /// Deletes the namespaces of part 3 when dropped.

@@ -188,6 +188,11 @@ impl Tracer {
         }
     }
 
+    /// Its process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.pid.unsigned_abs()
+    }
+
     /// User+system CPU seconds so far (from /proc/PID/stat).
     #[expect(clippy::cast_precision_loss, reason = "CPU seconds from clock ticks; tick counts are far below 2^53")]
     pub(super) fn cpu_s(&self) -> Option<f64> {

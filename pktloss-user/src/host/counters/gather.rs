@@ -2,23 +2,23 @@
 //!
 //! Everything runs on a thread that joined the namespace ([`crate::host::netns::run_in`]):
 //! `/proc/thread-self/net/*` and `/proc/sys/net/*` opened by that thread belong to its
-//! namespace, and tools (`ip`, `tc`, `ss`, `nft`, `ethtool`) started from it inherit it. Only
-//! `/sys/class/net` follows the mount namespace instead, so RPS masks of another namespace are
-//! read by a helper in a private mount namespace with its own sysfs mount (what `ip netns exec`
-//! does), which disappears with it.
+//! namespace, and so do the netlink and ioctl sockets it opens (links, qdiscs, routes,
+//! neighbours, sockets and conntrack statistics in [`super::netlink`], NIC statistics and rings
+//! in [`super::ethtool`]). Only `/sys/class/net` follows the mount namespace instead, so RPS
+//! masks of another namespace are read from a sysfs made on that thread and mounted nowhere.
+//! No other program is run for any of it.
 //!
-//! Tools that would autoload kernel modules are not run when their subsystem is absent
-//! (`nft`/`iptables-save` without `nf_tables`/`ip_tables`, `conntrack -S` without ctnetlink).
+//! Subsystems that a read would autoload are not asked when absent (`nft`/`iptables-save`
+//! without `nf_tables`/`ip_tables`, ctnetlink without `nf_conntrack_netlink`).
 use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
+    collections::{BTreeMap, HashMap, HashSet},
     io::Read as _,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, parse};
+use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, ethtool, netlink, parse};
 use crate::host::netns::{self, NetnsLabel, NetnsRef};
 
 /// How long one tool may run before it is killed and recorded as unavailable.
@@ -120,6 +120,85 @@ pub(crate) fn read_sysctl(key: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// The RPS masks of every RX queue of the calling thread's namespace.
+///
+/// `/sys/class/net` shows the devices of the namespace that mounted that sysfs, so our own is
+/// read there and another's from a sysfs made on this thread (`fsopen`/`fsmount`: a sysfs
+/// superblock takes the network namespace of the thread that creates it), never attached to
+/// any mount point and gone when its descriptor closes. It is read through
+/// `/proc/self/fd/N`, the descriptor's path.
+fn rps_masks(is_self: bool) -> Result<Vec<RpsQueue>, String> {
+    if is_self {
+        return rps_under(Path::new("/sys/class/net"));
+    }
+    let mnt = detached_sysfs()?;
+    let root = std::path::PathBuf::from(format!("/proc/self/fd/{}/class/net", std::os::fd::AsRawFd::as_raw_fd(&mnt)));
+    if !root.is_dir() {
+        return Err(format!("{}: not a directory", root.display()));
+    }
+    rps_under(&root)
+}
+
+/// `DEV/queues/rx-N/rps_cpus` under a `class/net` directory.
+fn rps_under(class_net: &Path) -> Result<Vec<RpsQueue>, String> {
+    let mut out = Vec::new();
+    let devs = std::fs::read_dir(class_net).map_err(|e| format!("{}: {e}", class_net.display()))?;
+    for d in devs.flatten() {
+        let dev = d.file_name().to_string_lossy().into_owned();
+        for q in std::fs::read_dir(d.path().join("queues")).into_iter().flatten().flatten() {
+            let queue = q.file_name().to_string_lossy().into_owned();
+            if !queue.starts_with("rx-") {
+                continue;
+            }
+            if let Ok(m) = std::fs::read_to_string(q.path().join("rps_cpus")) {
+                out.push(RpsQueue { dev: dev.clone(), queue, mask: m.trim().to_owned() });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.dev, &a.queue).cmp(&(&b.dev, &b.queue)));
+    Ok(out)
+}
+
+/// A read-only sysfs of the calling thread's network namespace, mounted nowhere.
+fn detached_sysfs() -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
+    let fd = |r: libc::c_long, what: &str| -> Result<OwnedFd, String> {
+        let r = libc::c_int::try_from(r).unwrap_or(-1);
+        if r < 0 {
+            return Err(format!("{what}: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the syscall returned a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(r) })
+    };
+    // SAFETY: fsopen with a NUL-terminated file system name.
+    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"sysfs".as_ptr(), FSOPEN_CLOEXEC) }, "fsopen sysfs")?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            raw,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(format!("fsconfig sysfs: {}", std::io::Error::last_os_error()));
+    }
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: fsmount on the configured context descriptor.
+    fd(unsafe { libc::syscall(libc::SYS_fsmount, raw, FSMOUNT_CLOEXEC, attrs) }, "fsmount sysfs")
+}
+
 /// Whether a tool may use this kernel subsystem without autoloading a module: it is loaded, or
 /// it is not a loadable module at all (built in, or the kernel has no modules.dep entry for it).
 fn module_present(name: &str) -> bool {
@@ -156,46 +235,58 @@ fn snapshot_here(netns: u32, label: NetnsLabel, is_self: bool) -> NetnsSnapshot 
         Ok(t) => s.softnet = parse::softnet_stat(&t),
         Err(e) => unavailable.push(format!("/proc/net/softnet_stat: {e}")),
     }
-    match run_tool("ip", &["-s", "-s", "-d", "-j", "link", "show"]) {
-        Ok(t) => s.devices = parse::ip_link_json(&t),
+    match netlink::links() {
+        Ok((devs, bad)) => {
+            s.devices = devs;
+            unavailable.extend(netlink::undecoded("links", bad));
+        }
         Err(e) => {
-            unavailable.push(format!("ip -s -j link: {e} (using /proc/net/dev)"));
+            unavailable.push(format!("links (rtnetlink): {e} (using /proc/net/dev)"));
             if let Ok(t) = read("/proc/thread-self/net/dev") {
                 s.devices = parse::proc_net_dev(&t);
             }
         }
     }
-    let mut no_ethtool = Vec::new();
-    for d in s.devices.iter_mut().filter(|d| d.name != "lo").take(MAX_ETHTOOL_DEVICES) {
-        match run_tool("ethtool", &["-S", &d.name]) {
-            Ok(t) => d.ethtool = parse::ethtool_stats(&t),
-            Err(e) if e == "not installed" => {
-                unavailable.push("ethtool -S: not installed".to_owned());
-                break;
+    match ethtool::Ethtool::open() {
+        Ok(et) => {
+            let mut no_stats = Vec::new();
+            for d in s.devices.iter_mut().filter(|d| d.name != "lo").take(MAX_ETHTOOL_DEVICES) {
+                match et.stats(&d.name) {
+                    Ok(st) => d.ethtool = st,
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => no_stats.push(d.name.clone()),
+                    Err(e) => unavailable.push(format!("ethtool statistics of {}: {e}", d.name)),
+                }
             }
-            Err(_) => no_ethtool.push(d.name.clone()),
+            if !no_stats.is_empty() {
+                unavailable.push(format!("ethtool statistics: not supported by the driver of {}", no_stats.join(", ")));
+            }
         }
+        Err(e) => unavailable.push(format!("ethtool statistics: socket: {e}")),
     }
-    if !no_ethtool.is_empty() {
-        unavailable.push(format!("ethtool -S: not supported by the driver of {}", no_ethtool.join(", ")));
-    }
-    match run_tool("tc", &["-s", "-j", "qdisc", "show"]) {
-        Ok(t) => s.qdiscs = parse::tc_qdisc_json(&t),
-        Err(e) => unavailable.push(format!("tc -s qdisc: {e}")),
+    let names: HashMap<u32, String> = s.devices.iter().map(|d| (d.ifindex, d.name.clone())).collect();
+    match netlink::qdiscs(&names) {
+        Ok((q, bad)) => {
+            s.qdiscs = q;
+            unavailable.extend(netlink::undecoded("qdiscs", bad));
+        }
+        Err(e) => unavailable.push(format!("qdiscs (rtnetlink): {e}")),
     }
     let count = read_sysctl("net.netfilter.nf_conntrack_count");
     if count.is_some() || Path::new("/sys/module/nf_conntrack").exists() {
         let stats = match read("/proc/thread-self/net/stat/nf_conntrack") {
             Ok(t) => parse::proc_stat_table(&t),
-            Err(_) if module_present("nf_conntrack_netlink") => match run_tool("conntrack", &["-S"]) {
-                Ok(t) => parse::conntrack_s(&t),
+            Err(_) if module_present("nf_conntrack_netlink") => match netlink::conntrack_stats() {
+                Ok(t) => t,
                 Err(e) => {
-                    unavailable.push(format!("conntrack -S: {e}"));
+                    unavailable.push(format!("conntrack statistics (ctnetlink): {e}"));
                     BTreeMap::new()
                 }
             },
             Err(e) => {
-                unavailable.push(format!("/proc/net/stat/nf_conntrack: {e}"));
+                // Asking ctnetlink would load nf_conntrack_netlink: not done, said instead.
+                unavailable.push(format!(
+                    "conntrack statistics: /proc/net/stat/nf_conntrack: {e}, and nf_conntrack_netlink is not loaded"
+                ));
                 BTreeMap::new()
             }
         };
@@ -259,19 +350,48 @@ fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
         }
     }
 
-    match run_tool("ss", &["-ltnpmeH"]) {
-        Ok(t) => c.listeners = parse::ss_listeners(&t),
-        Err(e) => unavailable.push(format!("ss -ltn: {e}")),
-    }
-    match run_tool("ss", &["-uamnpeH"]) {
-        Ok(t) => c.udp_sockets = parse::ss_udp(&t),
+    let (links, names) = match netlink::links() {
+        Ok((l, bad)) => {
+            unavailable.extend(netlink::undecoded("links", bad));
+            let names: HashMap<u32, String> = l.iter().map(|d| (d.ifindex, d.name.clone())).collect();
+            (l, names)
+        }
         Err(e) => {
-            unavailable.push(format!("ss -uamn: {e} (using /proc/net/udp)"));
+            unavailable.push(format!("links (rtnetlink): {e}"));
+            (Vec::new(), HashMap::new())
+        }
+    };
+    match netlink::tcp_listeners(&names) {
+        Ok((l, bad)) => {
+            c.listeners = l;
+            unavailable.extend(netlink::undecoded("TCP listeners", bad));
+        }
+        Err(e) => unavailable.push(format!("TCP listeners (sock_diag): {e}")),
+    }
+    match netlink::udp_sockets(&names) {
+        Ok((u, bad)) => {
+            c.udp_sockets = u;
+            unavailable.extend(netlink::undecoded("UDP sockets", bad));
+        }
+        Err(e) => {
+            unavailable.push(format!("UDP sockets (sock_diag): {e} (using /proc/net/udp)"));
             for f in ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"] {
                 if let Ok(t) = read(f) {
                     c.udp_sockets.extend(parse::proc_net_udp(&t));
                 }
             }
+        }
+    }
+    let inodes: HashSet<u64> =
+        c.listeners.iter().filter_map(|l| l.inode).chain(c.udp_sockets.iter().filter_map(|u| u.inode)).collect();
+    if !inodes.is_empty() {
+        let owners = crate::host::sockets::owners(&inodes);
+        let owner = |ino: Option<u64>| ino.and_then(|i| owners.get(&i)).cloned().unwrap_or_default();
+        for l in &mut c.listeners {
+            l.process = owner(l.inode);
+        }
+        for u in &mut c.udp_sockets {
+            u.process = owner(u.inode);
         }
     }
 
@@ -286,66 +406,40 @@ fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
         unavailable.push("/proc/sys/net/ipv4/conf: unreadable".to_owned());
     }
 
-    let rps = if is_self {
-        let mut out = String::new();
-        if let Ok(devs) = std::fs::read_dir("/sys/class/net") {
-            for d in devs.flatten() {
-                let qdir = d.path().join("queues");
-                for q in std::fs::read_dir(&qdir).into_iter().flatten().flatten() {
-                    let f = q.path().join("rps_cpus");
-                    if let Ok(m) = std::fs::read_to_string(&f) {
-                        let _ = writeln!(out, "{} {}", f.display(), m.trim());
-                    }
-                }
-            }
-        }
-        Ok(out)
-    } else {
-        run_tool(
-            "unshare",
-            &[
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                "mount -t sysfs sysfs /sys && for f in /sys/class/net/*/queues/rx-*/rps_cpus; do \
-                 [ -r \"$f\" ] && echo \"$f $(cat \"$f\")\"; done; true",
-            ],
-        )
-    };
-    match rps {
-        Ok(t) => {
-            c.rps = parse::rps_lines(&t)
-                .into_iter()
-                .filter(|(d, _, _)| d != "lo")
-                .map(|(dev, queue, mask)| RpsQueue { dev, queue, mask })
-                .collect()
-        }
+    match rps_masks(is_self) {
+        Ok(r) => c.rps = r.into_iter().filter(|q| q.dev != "lo").collect(),
         Err(e) => unavailable.push(format!("rps_cpus: {e}")),
     }
 
-    let links = run_tool("ip", &["-d", "-j", "link", "show"]).map(|t| parse::ip_link_json(&t)).unwrap_or_default();
     let tuns: Vec<String> = links.iter().filter(|d| d.kind == "tun").map(|d| d.name.clone()).collect();
     if !tuns.is_empty() {
         c.tun_readers = crate::host::sockets::tun_readers().into_iter().filter(|r| tuns.contains(&r.dev)).collect();
     }
-    let devs: Vec<String> = links.into_iter().map(|d| d.name).filter(|n| n != "lo").collect();
-    for d in devs.iter().take(MAX_ETHTOOL_DEVICES) {
-        if let Ok(t) = run_tool("ethtool", &["-g", d]) {
-            c.rings.extend(parse::ethtool_ring(d, &t));
+    match ethtool::Ethtool::open() {
+        Ok(et) => {
+            for d in links.iter().filter(|d| d.name != "lo").take(MAX_ETHTOOL_DEVICES) {
+                match et.ring(&d.name) {
+                    Ok(r) => c.rings.extend(r),
+                    Err(e) => unavailable.push(format!("ring sizes of {} (ethtool): {e}", d.name)),
+                }
+            }
         }
+        Err(e) => unavailable.push(format!("ring sizes (ethtool): socket: {e}")),
     }
 
-    for args in [&["-j", "route", "show", "table", "all"][..], &["-6", "-j", "route", "show", "table", "all"][..]] {
-        match run_tool("ip", args) {
-            Ok(t) => c.drop_routes.extend(parse::ip_route_json(&t)),
-            Err(e) => unavailable.push(format!("ip route: {e}")),
+    match netlink::drop_routes() {
+        Ok((r, bad)) => {
+            c.drop_routes = r;
+            unavailable.extend(netlink::undecoded("routes", bad));
         }
+        Err(e) => unavailable.push(format!("routes (rtnetlink): {e}")),
     }
-    match run_tool("ip", &["-j", "neigh", "show"]) {
-        Ok(t) => c.failed_neighbors = parse::ip_neigh_failed(&t),
-        Err(e) => unavailable.push(format!("ip neigh: {e}")),
+    match netlink::failed_neighbours(&names) {
+        Ok((n, bad)) => {
+            c.failed_neighbors = n;
+            unavailable.extend(netlink::undecoded("neighbours", bad));
+        }
+        Err(e) => unavailable.push(format!("neighbours (rtnetlink): {e}")),
     }
     c.unavailable = unavailable;
     c

@@ -1,9 +1,11 @@
 //! Kernel counters and configuration, read inside each network namespace, and their deltas.
 //!
-//! Two layers: [`parse`] turns the text of /proc files and tool outputs into the plain serde types
-//! below (pure, unit-tested on fixtures captured from a real 6.18 kernel), and [`gather`] reads
-//! them inside a namespace (a thread that joined it with `setns`, see [`crate::host::netns::run_in`];
-//! tools run as child processes of that thread and so inherit its namespace).
+//! [`gather`] reads them on a thread that joined the namespace (`setns`, see
+//! [`crate::host::netns::run_in`]): /proc files parsed by [`parse`] (pure, unit-tested on
+//! fixtures captured from a real 6.18 kernel), links, qdiscs, routes, neighbours, sockets and
+//! conntrack statistics over netlink ([`netlink`]), NIC statistics and rings by ioctl
+//! ([`ethtool`]), all into the plain serde types below. No other program is run, except the
+//! firewall readers' tools.
 //!
 //! Nothing here changes the system. A missing tool or unreadable file is recorded in
 //! `unavailable` as "what: why", never an error.
@@ -13,8 +15,12 @@
 //! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (`netdev_max_backlog`,
 //! `netdev_budget`, `tcp_mem`, `udp_mem`, `rmem_max` in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
+mod ethtool;
 pub(crate) mod gather;
+mod netlink;
 pub(crate) mod parse;
+#[cfg(test)]
+pub(crate) mod samples;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,8 +45,8 @@ pub(crate) struct SoftnetCpu {
     pub backlog_len: u64,
 }
 
-/// Counters of one network device (`ip -s -s -j link`, or /proc/net/dev as a fallback), plus its
-/// drop/error `ethtool -S` counters when the driver has them.
+/// Counters of one network device (rtnetlink's link statistics, or /proc/net/dev as a fallback),
+/// plus its drop/error ethtool statistics when the driver has them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeviceStats {
     pub name: String,
@@ -87,7 +93,7 @@ pub(crate) struct DeviceStats {
     pub ethtool: BTreeMap<String, u64>,
 }
 
-/// One qdisc from `tc -s -j qdisc show`.
+/// One qdisc with its statistics (rtnetlink; handles in `tc`'s form).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QdiscStats {
     pub dev: String,

@@ -1,4 +1,5 @@
-//! Pure parsers: the text of a /proc file or a tool's output in, plain structs out.
+//! Pure parsers: the text of a /proc file (or, for the firewall, a tool's output) in, plain
+//! structs out.
 //!
 //! Every function here takes `&str` and never panics: unknown, truncated or garbage lines are
 //! skipped. The gathering layer (`super::gather`) feeds them the real files.
@@ -6,10 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{
-    ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, QdiscStats, RingParams, RouteEntry, SoftnetCpu,
-    UdpSocket,
-};
+use super::{ConntrackStats, DeviceStats, FirewallChain, FirewallRule, SoftnetCpu, UdpSocket};
 
 /// `/proc/net/snmp` and `/proc/net/netstat`: pairs of "Proto: names" / "Proto: values" lines,
 /// into "Proto.Name" => value ("Udp.RcvbufErrors", "TcpExt.ListenOverflows").
@@ -87,7 +85,7 @@ pub(crate) fn softnet_stat(text: &str) -> Vec<SoftnetCpu> {
     out
 }
 
-/// `/proc/net/dev`: fallback device counters when `ip -j` is unavailable.
+/// `/proc/net/dev`: fallback device counters when rtnetlink is unavailable.
 pub(crate) fn proc_net_dev(text: &str) -> Vec<DeviceStats> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -137,147 +135,13 @@ fn js(v: &Value, key: &str) -> String {
     }
 }
 
-/// `ip -s -s -j link show`: devices with their full statistics.
-pub(crate) fn ip_link_json(text: &str) -> Vec<DeviceStats> {
-    let Ok(Value::Array(links)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
-    let mut out = Vec::new();
-    for l in &links {
-        let name = js(l, "ifname");
-        if name.is_empty() {
-            continue;
-        }
-        let st = l.get("stats64").or_else(|| l.get("stats")).cloned().unwrap_or(Value::Null);
-        let flags: Vec<String> = l
-            .get("flags")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let xdp = l.get("xdp").map(|x| {
-            let mode = x.get("mode").and_then(Value::as_u64).unwrap_or(0);
-            let id = x.get("prog").and_then(|p| p.get("id")).and_then(Value::as_u64);
-            match id {
-                Some(id) => format!("mode {mode} prog id {id}"),
-                None => format!("mode {mode}"),
-            }
-        });
-        out.push(DeviceStats {
-            name,
-            ifindex: u32::try_from(ju(l, &["ifindex"])).unwrap_or(0),
-            operstate: js(l, "operstate"),
-            up: flags.iter().any(|f| f == "UP"),
-            lower_up: flags.iter().any(|f| f == "LOWER_UP"),
-            mtu: u32::try_from(ju(l, &["mtu"])).unwrap_or(0),
-            qdisc: js(l, "qdisc"),
-            txqlen: u32::try_from(ju(l, &["txqlen"])).unwrap_or(0),
-            kind: l
-                .get("linkinfo")
-                .and_then(|i| i.get("info_kind"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            xdp,
-            rx_bytes: ju(&st, &["rx", "bytes"]),
-            rx_packets: ju(&st, &["rx", "packets"]),
-            rx_errors: ju(&st, &["rx", "errors"]),
-            rx_dropped: ju(&st, &["rx", "dropped"]),
-            rx_over_errors: ju(&st, &["rx", "over_errors"]),
-            rx_crc_errors: ju(&st, &["rx", "crc_errors"]),
-            rx_frame_errors: ju(&st, &["rx", "frame_errors"]),
-            rx_fifo_errors: ju(&st, &["rx", "fifo_errors"]),
-            rx_missed_errors: ju(&st, &["rx", "missed_errors"]),
-            rx_length_errors: ju(&st, &["rx", "length_errors"]),
-            rx_nohandler: ju(&st, &["rx", "nohandler"]),
-            tx_bytes: ju(&st, &["tx", "bytes"]),
-            tx_packets: ju(&st, &["tx", "packets"]),
-            tx_errors: ju(&st, &["tx", "errors"]),
-            tx_dropped: ju(&st, &["tx", "dropped"]),
-            tx_fifo_errors: ju(&st, &["tx", "fifo_errors"]),
-            tx_carrier_errors: ju(&st, &["tx", "carrier_errors"]),
-            carrier_changes: ju(&st, &["tx", "carrier_changes"]),
-            ethtool: BTreeMap::new(),
-        });
-    }
-    out
-}
-
-/// Whether an `ethtool -S` counter name is about drops, errors or missed frames (the rest, e.g.
+/// Whether an ethtool statistic's name is about drops, errors or missed frames (the rest, e.g.
 /// byte counters per queue, is left out to keep snapshots small on NICs with thousands).
 pub(crate) fn ethtool_key_is_interesting(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     ["drop", "miss", "fifo", "over", "crc", "err", "discard", "no_buf", "nobuf", "no_dma", "alloc", "full", "fail"]
         .iter()
         .any(|k| n.contains(k))
-}
-
-/// `ethtool -S DEV`: "     name: value" lines (drop/error ones only, see
-/// [`ethtool_key_is_interesting`]).
-pub(crate) fn ethtool_stats(text: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some((k, v)) = line.rsplit_once(':') else { continue };
-        let k = k.trim();
-        let Ok(v) = v.trim().parse::<u64>() else { continue };
-        if !k.is_empty() && ethtool_key_is_interesting(k) {
-            out.insert(k.to_owned(), v);
-        }
-    }
-    out
-}
-
-/// `ethtool -g DEV`: ring sizes (current vs pre-set maximum). `None` when nothing parses.
-pub(crate) fn ethtool_ring(dev: &str, text: &str) -> Option<RingParams> {
-    let mut max = (None, None);
-    let mut cur = (None, None);
-    let mut in_cur = None::<bool>;
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with("Pre-set maximums") {
-            in_cur = Some(false);
-            continue;
-        }
-        if l.starts_with("Current hardware settings") {
-            in_cur = Some(true);
-            continue;
-        }
-        let Some(is_cur) = in_cur else { continue };
-        let Some((k, v)) = l.split_once(':') else { continue };
-        let v = v.trim().parse::<u32>().ok();
-        let slot = if is_cur { &mut cur } else { &mut max };
-        match k.trim() {
-            "RX" => slot.0 = v,
-            "TX" => slot.1 = v,
-            _ => {}
-        }
-    }
-    if cur.0.is_none() && max.0.is_none() && cur.1.is_none() {
-        return None;
-    }
-    Some(RingParams { dev: dev.to_owned(), rx: cur.0, rx_max: max.0, tx: cur.1, tx_max: max.1 })
-}
-
-/// `tc -s -j qdisc show`.
-pub(crate) fn tc_qdisc_json(text: &str) -> Vec<QdiscStats> {
-    let Ok(Value::Array(qs)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
-    qs.iter()
-        .map(|q| QdiscStats {
-            dev: js(q, "dev"),
-            kind: js(q, "kind"),
-            handle: js(q, "handle"),
-            parent: if q.get("root").and_then(Value::as_bool) == Some(true) {
-                "root".to_owned()
-            } else {
-                js(q, "parent")
-            },
-            bytes: ju(q, &["bytes"]),
-            packets: ju(q, &["packets"]),
-            drops: ju(q, &["drops"]),
-            overlimits: ju(q, &["overlimits"]),
-            requeues: ju(q, &["requeues"]),
-            backlog: ju(q, &["backlog"]),
-            qlen: ju(q, &["qlen"]),
-        })
-        .filter(|q| !q.dev.is_empty())
-        .collect()
 }
 
 /// `/proc/net/stat/nf_conntrack` (header line + one hex line per CPU; the first column,
@@ -304,22 +168,6 @@ pub(crate) fn proc_stat_table(text: &str) -> BTreeMap<String, u64> {
     out
 }
 
-/// `conntrack -S`: `cpu=0 found=0 invalid=3 insert_failed=0 drop=0 ...` summed over CPUs.
-pub(crate) fn conntrack_s(text: &str) -> BTreeMap<String, u64> {
-    let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    for tok in text.split_whitespace() {
-        let Some((k, v)) = tok.split_once('=') else { continue };
-        if k == "cpu" {
-            continue;
-        }
-        if let Ok(v) = v.parse::<u64>() {
-            let e = out.entry(k.to_owned()).or_insert(0);
-            *e = e.saturating_add(v);
-        }
-    }
-    out
-}
-
 /// Conntrack gauges and stats, from the count/max sysctls and a stats table.
 pub(crate) fn conntrack(count: Option<&str>, max: Option<&str>, mut stats: BTreeMap<String, u64>) -> ConntrackStats {
     // `entries` is a gauge (the count), not a counter.
@@ -329,134 +177,6 @@ pub(crate) fn conntrack(count: Option<&str>, max: Option<&str>, mut stats: BTree
         max: max.and_then(|s| s.trim().parse().ok()),
         stats,
     }
-}
-
-/// A local address `127.0.0.1:8080`, `[::1]:8443`, `*:5353`, `0.0.0.0%lo:53` into (addr, port).
-pub(crate) fn split_addr_port(s: &str) -> (String, u16) {
-    match s.rsplit_once(':') {
-        Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().unwrap_or(0)),
-        None => (s.to_owned(), 0),
-    }
-}
-
-fn ss_process(line: &str) -> String {
-    // users:(("python3",pid=11082,fd=3),("x",pid=2,fd=4))
-    let Some(start) = line.find("users:((") else { return String::new() };
-    let rest = &line[start + 8..];
-    let mut procs = Vec::new();
-    for part in rest.split("),(") {
-        let mut comm = "";
-        let mut pid = "";
-        for (i, f) in part.split(',').enumerate() {
-            if i == 0 {
-                comm = f.trim_matches(|c| c == '"' || c == '(' || c == ')');
-            } else if let Some(p) = f.strip_prefix("pid=") {
-                pid = p.trim_end_matches(')');
-            }
-        }
-        if !comm.is_empty() {
-            let p = format!("{comm}[{pid}]");
-            if !procs.contains(&p) {
-                procs.push(p);
-            }
-        }
-        if part.contains("))") {
-            break;
-        }
-    }
-    procs.join(",")
-}
-
-fn ss_token<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|t| t.strip_prefix(prefix))
-}
-
-/// `skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d8)` fields.
-fn skmem(line: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let Some(start) = line.find("skmem:(") else { return out };
-    let inner = line[start + 7..].split(')').next().unwrap_or("");
-    for f in inner.split(',') {
-        let split = f.find(|c: char| c.is_ascii_digit()).unwrap_or(f.len());
-        let (k, v) = f.split_at(split);
-        if let Ok(v) = v.parse::<u64>() {
-            out.insert(k.to_owned(), v);
-        }
-    }
-    out
-}
-
-/// Group `ss` output into one string per socket (continuation lines start with whitespace).
-fn ss_records(text: &str) -> Vec<String> {
-    let mut recs: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.starts_with(char::is_whitespace) {
-            if let Some(last) = recs.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else {
-            recs.push(line.to_owned());
-        }
-    }
-    recs
-}
-
-/// `ss -ltnpmeH`: listening TCP sockets. Recv-Q is the current accept queue, Send-Q the backlog
-/// passed to `listen()` (already capped by somaxconn); skmem `d` counts this listener's drops.
-pub(crate) fn ss_listeners(text: &str) -> Vec<Listener> {
-    let mut out = Vec::new();
-    for rec in ss_records(text) {
-        let cols: Vec<&str> = rec.split_whitespace().collect();
-        if cols.len() < 5 || cols[0] != "LISTEN" {
-            continue;
-        }
-        let (Ok(q), Ok(b)) = (cols[1].parse::<u64>(), cols[2].parse::<u64>()) else { continue };
-        let (addr, port) = split_addr_port(cols[3]);
-        let mem = skmem(&rec);
-        out.push(Listener {
-            addr,
-            port,
-            accept_queue: q,
-            backlog: b,
-            drops: mem.get("d").copied(),
-            drops_delta: None,
-            inode: ss_token(&rec, "ino:").and_then(|s| s.parse().ok()),
-            process: ss_process(&rec),
-        });
-    }
-    out
-}
-
-/// `ss -uamnpeH`: UDP sockets with their queues, buffer sizes (skmem rb/tb) and drops (d).
-pub(crate) fn ss_udp(text: &str) -> Vec<UdpSocket> {
-    let mut out = Vec::new();
-    for rec in ss_records(text) {
-        let cols: Vec<&str> = rec.split_whitespace().collect();
-        if cols.len() < 5 {
-            continue;
-        }
-        let (Ok(rq), Ok(sq)) = (cols[1].parse::<u64>(), cols[2].parse::<u64>()) else { continue };
-        let (addr, port) = split_addr_port(cols[3]);
-        let mem = skmem(&rec);
-        out.push(UdpSocket {
-            addr,
-            port,
-            peer: cols[4].to_owned(),
-            rx_queue: rq,
-            tx_queue: sq,
-            rcvbuf: mem.get("rb").copied(),
-            sndbuf: mem.get("tb").copied(),
-            drops: mem.get("d").copied().unwrap_or(0),
-            drops_delta: None,
-            inode: ss_token(&rec, "ino:").and_then(|s| s.parse().ok()),
-            process: ss_process(&rec),
-        });
-    }
-    out
 }
 
 fn proc_ip(hexaddr: &str) -> String {
@@ -478,7 +198,7 @@ fn proc_ip(hexaddr: &str) -> String {
     }
 }
 
-/// `/proc/net/udp` and `udp6` (fallback when `ss` is missing): queues and the drops column.
+/// `/proc/net/udp` and `udp6` (fallback when `sock_diag` is unavailable): queues and the drops column.
 pub(crate) fn proc_net_udp(text: &str) -> Vec<UdpSocket> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
@@ -706,52 +426,6 @@ pub(crate) fn nft_json(
         }
     }
     (chains, rules)
-}
-
-/// `ip -j route show table all` (and `-6`): routes of type blackhole, unreachable or prohibit.
-pub(crate) fn ip_route_json(text: &str) -> Vec<RouteEntry> {
-    let Ok(Value::Array(rs)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
-    rs.iter()
-        .filter_map(|r| {
-            let t = js(r, "type");
-            matches!(t.as_str(), "blackhole" | "unreachable" | "prohibit" | "throw").then(|| RouteEntry {
-                kind: t,
-                dst: js(r, "dst"),
-                table: {
-                    let t = js(r, "table");
-                    if t.is_empty() { "main".to_owned() } else { t }
-                },
-            })
-        })
-        .collect()
-}
-
-/// `ip -j neigh show`: neighbour entries in FAILED or INCOMPLETE state, as "dst dev state".
-pub(crate) fn ip_neigh_failed(text: &str) -> Vec<String> {
-    let Ok(Value::Array(ns)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
-    ns.iter()
-        .filter_map(|n| {
-            let states: Vec<&str> =
-                n.get("state").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect())?;
-            states
-                .iter()
-                .any(|s| matches!(*s, "FAILED" | "INCOMPLETE"))
-                .then(|| format!("{} dev {} {}", js(n, "dst"), js(n, "dev"), states.join(",")))
-        })
-        .collect()
-}
-
-/// "path value" lines printed by the RPS helper script: `/sys/class/net/DEV/queues/rx-N/rps_cpus
-/// 0000000f` into (dev, queue, mask).
-pub(crate) fn rps_lines(text: &str) -> Vec<(String, String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let (path, mask) = l.trim().split_once(' ')?;
-            let parts: Vec<&str> = path.split('/').collect();
-            let qi = parts.iter().position(|p| *p == "queues")?;
-            Some(((*parts.get(qi - 1)?).to_owned(), (*parts.get(qi + 1)?).to_owned(), mask.trim().to_owned()))
-        })
-        .collect()
 }
 
 /// Whether an RPS mask ("0", "00000000,00000003") selects any CPU.
