@@ -14,6 +14,7 @@
 //! `netdev_budget`, `tcp_mem`, `udp_mem`, `rmem_max` in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
 pub(crate) mod gather;
+pub(crate) mod nft;
 pub(crate) mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
