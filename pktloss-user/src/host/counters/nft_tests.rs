@@ -99,14 +99,21 @@ fn damaged_dumps_do_not_panic() {
     drop(firewall(&decode(&flipped)));
 }
 
-/// A table, chain and counted rule made with `nft` in a namespace made for the test, read back
-/// through netlink with its exact counter after datagrams that hit it. Needs root and nft.
+/// A table, chain and counted rule made with `nft` in a namespace made for the test, and an
+/// iptables-nft rule and chain policy, read back through netlink with their exact counters
+/// after datagrams that hit them. Needs root, nft and iptables (nft backend).
 #[test]
 fn reads_back_a_rule_and_its_exact_counter_in_a_namespace() {
     use crate::host::counters::gather::run_tool;
     const N: u64 = 37;
-    let root = nix::unistd::Uid::effective().is_root() && run_tool("nft", &["--version"]).is_ok();
-    if !crate::testdata::available("reads_back_a_rule_and_its_exact_counter_in_a_namespace", "root and nft", root) {
+    let root = nix::unistd::Uid::effective().is_root()
+        && run_tool("nft", &["--version"]).is_ok()
+        && run_tool("iptables", &["--version"]).is_ok_and(|v| v.contains("nf_tables"));
+    if !crate::testdata::available(
+        "reads_back_a_rule_and_its_exact_counter_in_a_namespace",
+        "root, nft and iptables-nft",
+        root,
+    ) {
         return;
     }
     let name = format!("pktl-nftut-{}", std::process::id());
@@ -121,6 +128,8 @@ fn reads_back_a_rule_and_its_exact_counter_in_a_namespace() {
         x(&["nft", "add table inet pktlut"]);
         x(&["nft", "add chain inet pktlut input { type filter hook input priority 0 ; policy accept ; }"]);
         x(&["nft", "add rule inet pktlut input udp dport 7791 counter drop"]);
+        x(&["iptables", "-A", "INPUT", "-p", "udp", "--dport", "7792", "-j", "DROP"]);
+        x(&["ip6tables", "-P", "INPUT", "DROP"]);
         let path = std::path::PathBuf::from(format!("/run/netns/{name}"));
         let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("stat")) as u32;
         let ns = crate::host::netns::NetnsRef { inode, path, name: Some(name.clone()), is_self: false };
@@ -129,25 +138,53 @@ fn reads_back_a_rule_and_its_exact_counter_in_a_namespace() {
         };
         let Firewall { rules, note, .. } = read(&ns);
         assert_eq!(note, None);
-        assert_eq!(rules.len(), 1, "{rules:?}");
-        assert_eq!((rules[0].packets, rules[0].rule.as_str()), (Some(0), "udp dport 7791 counter drop"));
-        // N datagrams from a socket in the namespace, each dropped by the rule.
+        let texts: Vec<(Option<u64>, &str)> = rules.iter().map(|r| (r.packets, r.rule.as_str())).collect();
+        assert_eq!(
+            texts,
+            [(Some(0), "udp dport 7791 counter drop"), (Some(0), "-A INPUT -p udp -m udp --dport 7792 -j DROP")]
+        );
+        // N datagrams to the nft rule, N + 3 to the iptables rule and N + 5 to the ip6tables
+        // policy, from sockets in the namespace.
         crate::host::netns::run_in(&ns, || {
             let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            let s6 = std::net::UdpSocket::bind("[::1]:0")?;
             for _ in 0..N {
                 s.send_to(b"x", "127.0.0.1:7791")?;
+            }
+            for _ in 0..N + 3 {
+                s.send_to(b"x", "127.0.0.1:7792")?;
+            }
+            for _ in 0..N + 5 {
+                s6.send_to(b"x", "[::1]:7793")?;
             }
             Ok(())
         })
         .expect("send");
         let Firewall { chains, rules, .. } = read(&ns);
-        assert!(chains.is_empty(), "{chains:?}");
-        let r = &rules[0];
+        let got: Vec<String> = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {} {:?} {:?}",
+                    r.backend, r.family, r.table, r.chain, r.verdict, r.packets, r.bytes
+                )
+            })
+            .collect();
+        // 29 bytes per IPv4 datagram (20 + 8 + 1), 49 per IPv6 one (40 + 8 + 1).
         assert_eq!(
-            (r.backend.as_str(), r.family.as_str(), r.table.as_str(), r.chain.as_str(), r.verdict.as_str()),
-            ("nft", "inet", "pktlut", "input", "drop")
+            got,
+            [
+                format!("nft inet pktlut input drop Some({N}) Some({})", N * 29),
+                format!("iptables ip filter INPUT drop Some({}) Some({})", N + 3, (N + 3) * 29),
+            ]
         );
-        assert_eq!((r.packets, r.bytes), (Some(N), Some(N * 29)), "29 bytes per datagram (IPv4 20 + UDP 8 + 1)");
+        let got: Vec<String> = chains
+            .iter()
+            .map(|c| {
+                format!("{} {} {} {} {} {:?} {:?}", c.backend, c.family, c.table, c.chain, c.hook, c.packets, c.bytes)
+            })
+            .collect();
+        assert_eq!(got, [format!("ip6tables ip6 filter INPUT input Some({}) Some({})", N + 5, (N + 5) * 49)]);
         // The host's own ruleset does not have it.
         let here = read_here().expect("host");
         assert!(!here.rules.iter().any(|r| r.table == "pktlut"));
