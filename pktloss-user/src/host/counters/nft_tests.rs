@@ -194,3 +194,19 @@ fn reads_back_a_rule_and_its_exact_counter_in_a_namespace() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A real host's tables as podman's netavark left them through iptables-nft (comment, addrtype
+/// and mark matches, MARK and MASQUERADE targets, jumps to its own chains): all decoded, and
+/// nothing in them drops.
+#[test]
+fn decodes_a_netavark_ruleset_with_no_drop() {
+    let rs = decode(include_bytes!("fixtures/nft_dump_netavark.bin"));
+    assert_eq!(rs.undecoded, 0);
+    let tables: Vec<String> = rs.tables.iter().map(|t| format!("{} {}", t.family, t.name)).collect();
+    assert_eq!(tables, ["ip nat", "ip filter"]);
+    assert!(rs.rules.len() >= 5, "{:?}", rs.rules);
+    let (chains, rules) = firewall(&rs);
+    assert!(chains.is_empty() && rules.is_empty(), "{chains:?} {rules:?}");
+    let masq = rs.rules.iter().find(|r| r.chain == "NETAVARK-HOSTPORT-MASQ").expect("masq rule");
+    assert!(masq.exprs.iter().any(|e| matches!(e, Expr::XtTarget { name, .. } if name == "MASQUERADE")), "{masq:?}");
+}
