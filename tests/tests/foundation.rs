@@ -741,9 +741,9 @@ fn child_of(parent: u32) -> u32 {
     }
 }
 
-/// The firewall's readers, still run until the `nf_tables` netlink reader replaces them (issue 29,
-/// a branch of its own): their execve calls are left out here, and this list goes with them.
-const FIREWALL_TOOLS: &[&str] = &["\"nft\"", "\"iptables-save\"", "\"ip6tables-save\""];
+/// The one program pktloss may run: legacy iptables (x_tables, no netlink interface) is read
+/// with `iptables-legacy-save` when a namespace has legacy tables (issue 29).
+const FIREWALL_TOOLS: &[&str] = &["\"iptables-legacy-save\"", "\"ip6tables-legacy-save\""];
 
 /// The `execve` calls strace recorded: pktloss's own, and any program it started (but
 /// [`FIREWALL_TOOLS`]).

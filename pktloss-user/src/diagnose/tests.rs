@@ -312,8 +312,10 @@ fn a_container_namespace_is_named_and_entered_by_pid() {
 
 #[test]
 fn firewall_drop_with_rules() {
-    let texts = parse::nft_rule_texts(fx!("nft_ruleset.txt"));
-    let (chains, mut rules) = parse::nft_json(fx!("nft_ruleset.json"), &texts);
+    let (mut chains, mut rules) =
+        counters::nft::firewall(&counters::nft::decode(include_bytes!("../host/counters/fixtures/nft_dump.bin")));
+    // The policy counters of the iptables-nft chains are not this capture's.
+    chains.retain(|c| c.backend == "nft");
     for r in &mut rules {
         r.packets_delta = Some(if r.rule.contains("9999") { 20 } else { 0 });
     }
@@ -333,10 +335,10 @@ fn firewall_drop_with_rules() {
     let causes = run(&s, &[host_delta(), ns_delta(&[])], &[c]);
     let c = top(&causes, CauseId::FirewallDrop);
     assert_eq!((c.drops, c.event_drops, c.counter_drops), (25, 25, 20));
-    assert!(has(&c.evidence, "rule `udp dport 9999 counter packets 20 bytes 2560 drop`"), "{:#?}", c.evidence);
+    assert!(has(&c.evidence, "rule `udp dport 9999 counter drop`"), "{:#?}", c.evidence);
     assert!(has(&c.evidence, "matched 20 packets"));
     assert!(has(&c.evidence, "nft chain inet filter input has policy drop"));
-    assert!(has(&c.advice, "ip netns exec pktl-a nft delete rule inet filter input handle 4"), "{:#?}", c.advice);
+    assert!(has(&c.advice, "ip netns exec pktl-a nft delete rule inet filter input handle 5"), "{:#?}", c.advice);
     assert!(has(&c.advice, "nft insert rule inet filter input tcp dport 8000 accept"));
     assert!(has(&c.evidence, "reconcile:"));
 }

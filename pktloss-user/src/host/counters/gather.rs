@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, ethtool, netlink, parse};
+use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, ethtool, netlink, nft, parse};
 use crate::host::netns::{self, NetnsLabel, NetnsRef};
 
 /// How long one tool may run before it is killed and recorded as unavailable.
@@ -311,44 +311,48 @@ fn snapshot_here(netns: u32, label: NetnsLabel, is_self: bool) -> NetnsSnapshot 
     s
 }
 
+/// Firewall drop chains and rules in the calling thread's namespace: `nf_tables` read over netlink
+/// ([`nft`], which also holds the tables of iptables-nft), and the tables of legacy iptables
+/// (`x_tables`, listed in `/proc/net/ip_tables_names`), which only `iptables-legacy-save` reads.
+fn firewall_here(c: &mut ConfigChecks, unavailable: &mut Vec<String>) {
+    // The dump would autoload nf_tables: not when it is absent.
+    if module_present("nf_tables") {
+        match nft::read_here() {
+            Ok(fw) => {
+                c.drop_chains.extend(fw.chains);
+                c.drop_rules.extend(fw.rules);
+                unavailable.extend(fw.note);
+            }
+            Err(e) => unavailable.push(format!("nf_tables: {e}")),
+        }
+    }
+    for (names, prog, backend) in [
+        ("ip_tables_names", "iptables-legacy-save", "iptables"),
+        ("ip6_tables_names", "ip6tables-legacy-save", "ip6tables"),
+    ] {
+        let tables = read(&format!("/proc/thread-self/net/{names}")).unwrap_or_default();
+        let tables: Vec<&str> = tables.split_whitespace().collect();
+        if tables.is_empty() {
+            continue;
+        }
+        match run_tool(prog, &["-c"]) {
+            Ok(t) => {
+                let (chains, rules) = parse::iptables_save(backend, &t);
+                c.drop_chains.extend(chains);
+                c.drop_rules.extend(rules);
+            }
+            Err(e) => unavailable.push(format!("{prog}: {e} (legacy {backend} tables {} not read)", tables.join(", "))),
+        }
+    }
+}
+
 /// Configuration checks, run in the calling thread's namespace.
 fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
     let mut c = ConfigChecks { netns, label, is_self, ..Default::default() };
     let mut unavailable = Vec::new();
 
-    // Firewall: nft (which also shows iptables-nft tables, opaquely) and iptables-save.
-    let mut ipt_tables: Vec<(String, String)> = Vec::new();
-    if module_present("nf_tables") || module_present("ip_tables") || module_present("ip6_tables") {
-        for (prog, backend) in [("iptables-save", "iptables"), ("ip6tables-save", "ip6tables")] {
-            match run_tool(prog, &["-c"]) {
-                Ok(t) => {
-                    let (chains, rules) = parse::iptables_save(backend, &t);
-                    let fam = if backend == "ip6tables" { "ip6" } else { "ip" };
-                    if t.contains("(nf_tables)") {
-                        for l in t.lines().filter_map(|l| l.strip_prefix('*')) {
-                            ipt_tables.push((fam.to_owned(), l.trim().to_owned()));
-                        }
-                    }
-                    c.drop_chains.extend(chains);
-                    c.drop_rules.extend(rules);
-                }
-                Err(e) => unavailable.push(format!("{prog}: {e}")),
-            }
-        }
-    }
-    if module_present("nf_tables") {
-        let texts = run_tool("nft", &["-a", "list", "ruleset"]).map(|t| parse::nft_rule_texts(&t)).unwrap_or_default();
-        match run_tool("nft", &["-j", "-a", "list", "ruleset"]) {
-            Ok(t) => {
-                let (chains, rules) = parse::nft_json(&t, &texts);
-                // Tables managed by iptables-nft were already read, with their iptables syntax.
-                let keep = |fam: &str, table: &str| !ipt_tables.iter().any(|(f, n)| f == fam && n == table);
-                c.drop_chains.extend(chains.into_iter().filter(|x| keep(&x.family, &x.table)));
-                c.drop_rules.extend(rules.into_iter().filter(|x| keep(&x.family, &x.table)));
-            }
-            Err(e) => unavailable.push(format!("nft list ruleset: {e}")),
-        }
-    }
+    // Firewall: nf_tables over netlink (nft and iptables-nft tables), and legacy x_tables.
+    firewall_here(&mut c, &mut unavailable);
 
     let (links, names) = match netlink::links() {
         Ok((l, bad)) => {

@@ -18,6 +18,7 @@
 mod ethtool;
 pub(crate) mod gather;
 mod netlink;
+pub(crate) mod nft;
 pub(crate) mod parse;
 #[cfg(test)]
 pub(crate) mod samples;
@@ -261,7 +262,8 @@ pub(crate) struct FirewallChain {
     pub chain: String,
     pub hook: String,
     pub policy: String,
-    /// Packets that hit the policy (iptables-save -c only).
+    /// Packets that met the policy: the chain's own counters (iptables-nft and legacy iptables
+    /// keep them; an nft chain has none).
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
 }
@@ -274,7 +276,8 @@ pub(crate) struct FirewallRule {
     pub table: String,
     pub chain: String,
     pub handle: Option<u64>,
-    /// The rule as nft/iptables-save print it.
+    /// The rule rendered from its expressions, in nft syntax, or `-A CHAIN ...` as
+    /// `iptables-save` prints it for iptables tables ([`nft`]).
     pub rule: String,
     /// "drop" or "reject".
     pub verdict: String,

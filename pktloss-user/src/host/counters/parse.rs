@@ -5,7 +5,6 @@
 //! skipped. The gathering layer (`super::gather`) feeds them the real files.
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 
 use super::{ConntrackStats, DeviceStats, FirewallChain, FirewallRule, SoftnetCpu, UdpSocket};
 
@@ -114,25 +113,6 @@ pub(crate) fn proc_net_dev(text: &str) -> Vec<DeviceStats> {
         out.push(d);
     }
     out
-}
-
-fn ju(v: &Value, path: &[&str]) -> u64 {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(n) => cur = n,
-            None => return 0,
-        }
-    }
-    cur.as_u64().unwrap_or(0)
-}
-
-fn js(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
 }
 
 /// Whether an ethtool statistic's name is about drops, errors or missed frames (the rest, e.g.
@@ -291,141 +271,6 @@ fn bracket_counters(s: &str) -> (Option<u64>, Option<u64>) {
         Some((p, b)) => (p.parse().ok(), b.parse().ok()),
         None => (None, None),
     }
-}
-
-/// `nft -a list ruleset` (text): rule text by (family, table, chain, handle), for display.
-pub(crate) fn nft_rule_texts(text: &str) -> BTreeMap<(String, String, String, u64), String> {
-    let mut out = BTreeMap::new();
-    let (mut fam, mut table, mut chain) = (String::new(), String::new(), String::new());
-    for line in text.lines() {
-        let l = line.trim();
-        let (body, handle) = match l.rsplit_once("# handle ") {
-            Some((b, h)) => (b.trim(), h.trim().parse::<u64>().ok()),
-            None => (l, None),
-        };
-        let w: Vec<&str> = body.split_whitespace().collect();
-        if w.first() == Some(&"table") && w.len() >= 3 {
-            w[1].clone_into(&mut fam);
-            w[2].clone_into(&mut table);
-        } else if w.first() == Some(&"chain") && w.len() >= 2 {
-            w[1].clone_into(&mut chain);
-        } else if let Some(h) = handle.filter(|_| !body.is_empty()) {
-            out.insert((fam.clone(), table.clone(), chain.clone(), h), body.to_owned());
-        }
-    }
-    out
-}
-
-/// Render a few common nft JSON expressions as nft syntax (used when the text form is missing).
-fn nft_expr_text(e: &Value) -> String {
-    let Some(obj) = e.as_object() else { return String::new() };
-    let Some((k, v)) = obj.iter().next() else { return String::new() };
-    match k.as_str() {
-        "match" => {
-            let left = v.get("left").map(nft_operand).unwrap_or_default();
-            let right = v.get("right").map(nft_operand).unwrap_or_default();
-            let op = v.get("op").and_then(Value::as_str).unwrap_or("==");
-            if op == "==" || op == "in" { format!("{left} {right}") } else { format!("{left} {op} {right}") }
-        }
-        "counter" => format!("counter packets {} bytes {}", ju(v, &["packets"]), ju(v, &["bytes"])),
-        "xt" => format!("xt {}", v.get("name").and_then(Value::as_str).unwrap_or("?")),
-        "reject" => "reject".to_owned(),
-        other => other.to_owned(),
-    }
-}
-
-fn nft_operand(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!("{{ {} }}", a.iter().map(nft_operand).collect::<Vec<_>>().join(", ")),
-        Value::Object(o) => {
-            if let Some(p) = o.get("payload") {
-                format!("{} {}", js(p, "protocol"), js(p, "field"))
-            } else if let Some(m) = o.get("meta") {
-                js(m, "key")
-            } else if let Some(c) = o.get("ct") {
-                format!("ct {}", js(c, "key"))
-            } else if let Some(p) = o.get("prefix") {
-                format!("{}/{}", js(p, "addr"), ju(p, &["len"]))
-            } else if let Some(s) = o.get("set") {
-                nft_operand(s)
-            } else if let Some(r) = o.get("range").and_then(Value::as_array) {
-                r.iter().map(nft_operand).collect::<Vec<_>>().join("-")
-            } else {
-                o.keys().next().cloned().unwrap_or_default()
-            }
-        }
-        _ => String::new(),
-    }
-}
-
-/// `nft -j -a list ruleset`: base chains with policy drop, and rules whose verdict is drop or
-/// reject (including iptables-nft `xt` DROP/REJECT targets), with their counters when the rule
-/// has one. `texts` (from [`nft_rule_texts`]) supplies the rule as the user wrote it.
-pub(crate) fn nft_json(
-    text: &str,
-    texts: &BTreeMap<(String, String, String, u64), String>,
-) -> (Vec<FirewallChain>, Vec<FirewallRule>) {
-    let mut chains = Vec::new();
-    let mut rules = Vec::new();
-    let Ok(v) = serde_json::from_str::<Value>(text) else { return (chains, rules) };
-    let Some(items) = v.get("nftables").and_then(Value::as_array) else { return (chains, rules) };
-    for it in items {
-        if let Some(c) = it.get("chain") {
-            if c.get("policy").and_then(Value::as_str) == Some("drop") {
-                chains.push(FirewallChain {
-                    backend: "nft".to_owned(),
-                    family: js(c, "family"),
-                    table: js(c, "table"),
-                    chain: js(c, "name"),
-                    hook: js(c, "hook"),
-                    policy: "drop".to_owned(),
-                    packets: None,
-                    bytes: None,
-                });
-            }
-        } else if let Some(r) = it.get("rule") {
-            let exprs = r.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
-            let mut verdict = None;
-            let mut counter = None;
-            for e in &exprs {
-                if e.get("drop").is_some() {
-                    verdict = Some("drop");
-                } else if e.get("reject").is_some() {
-                    verdict = Some("reject");
-                } else if let Some(xt) = e.get("xt") {
-                    if js(xt, "type") == "target" {
-                        match js(xt, "name").as_str() {
-                            "DROP" => verdict = Some("drop"),
-                            "REJECT" => verdict = Some("reject"),
-                            _ => {}
-                        }
-                    }
-                } else if let Some(c) = e.get("counter") {
-                    counter = Some((ju(c, &["packets"]), ju(c, &["bytes"])));
-                }
-            }
-            let Some(verdict) = verdict else { continue };
-            let key = (js(r, "family"), js(r, "table"), js(r, "chain"), ju(r, &["handle"]));
-            let rule = texts.get(&key).cloned().unwrap_or_else(|| {
-                exprs.iter().map(nft_expr_text).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
-            });
-            rules.push(FirewallRule {
-                backend: "nft".to_owned(),
-                family: key.0,
-                table: key.1,
-                chain: key.2,
-                handle: Some(key.3),
-                rule,
-                verdict: verdict.to_owned(),
-                packets: counter.map(|c| c.0),
-                bytes: counter.map(|c| c.1),
-                packets_delta: None,
-            });
-        }
-    }
-    (chains, rules)
 }
 
 /// Whether an RPS mask ("0", "00000000,00000003") selects any CPU.

@@ -74,26 +74,6 @@ fn conntrack_tables() {
 }
 
 #[test]
-fn firewall_nft() {
-    let texts = parse::nft_rule_texts(fx!("nft_ruleset.txt"));
-    assert_eq!(
-        texts.get(&("inet".into(), "filter".into(), "input".into(), 4)).map(String::as_str),
-        Some("udp dport 9999 counter packets 20 bytes 2560 drop")
-    );
-    let (chains, rules) = parse::nft_json(fx!("nft_ruleset.json"), &texts);
-    let names: Vec<String> = chains.iter().map(|c| format!("{} {} {}", c.family, c.table, c.chain)).collect();
-    assert_eq!(names, ["inet filter input", "ip filter FORWARD", "ip6 filter INPUT"]);
-    let r = rules.iter().find(|r| r.rule.contains("9999")).expect("rule");
-    assert_eq!((r.verdict.as_str(), r.packets, r.handle), ("drop", Some(20), Some(4)));
-    assert!(rules.iter().any(|r| r.verdict == "reject" && r.rule.contains("8081")));
-    // iptables-nft rules (xt targets) are found too.
-    assert!(rules.iter().any(|r| r.table == "filter" && r.family == "ip" && r.packets == Some(5)));
-    // Without the text form, the JSON is rendered.
-    let (_, rules) = parse::nft_json(fx!("nft_ruleset.json"), &BTreeMap::new());
-    assert!(rules.iter().any(|r| r.rule.contains("udp dport 9999") && r.rule.contains("drop")), "{rules:?}");
-}
-
-#[test]
 fn firewall_iptables() {
     let (chains, rules) = parse::iptables_save("iptables", fx!("iptables_save.txt"));
     assert_eq!(chains.len(), 1);
@@ -146,7 +126,7 @@ fn garbage_never_panics() {
         "Pre-set maximums:\nRX:\nCurrent hardware settings:\nRX: n/a\n",
         "/sys/class/net/queues 1\n/x/queues\n",
     ];
-    let truncated: Vec<&str> = [fx!("snmp.txt"), fx!("netstat.txt"), fx!("nft_ruleset.json"), fx!("udp.txt")]
+    let truncated: Vec<&str> = [fx!("snmp.txt"), fx!("netstat.txt"), fx!("udp.txt")]
         .iter()
         .flat_map(|f| [&f[..f.len() / 3], &f[..=(f.len() / 2)]])
         .collect();
@@ -158,8 +138,6 @@ fn garbage_never_panics() {
         drop(parse::proc_stat_table(t));
         drop(parse::proc_net_udp(t));
         drop(parse::iptables_save("iptables", t));
-        drop(parse::nft_rule_texts(t));
-        drop(parse::nft_json(t, &BTreeMap::new()));
     }
 }
 
@@ -274,7 +252,7 @@ fn a_born_namespaces_rules_sockets_and_devices_count_from_zero() {
         rx_dropped: 4,
         ..DeviceStats::default()
     }];
-    let (_, rules) = parse::nft_json(fx!("nft_ruleset.json"), &BTreeMap::new());
+    let (_, rules) = nft::firewall(&nft::decode(include_bytes!("fixtures/nft_dump.bin")));
     let checks =
         ConfigChecks { netns: 9, drop_rules: rules, udp_sockets: samples::udp_sockets(), ..ConfigChecks::default() };
     let (deltas, checks) =
