@@ -508,7 +508,7 @@ fn bad_input_is_one_line_and_exit_2() {
 root_test!(unprivileged_is_a_clear_error, {
     use std::os::unix::process::CommandExt as _;
     let bin = pktloss_tests::NobodyBin::new();
-    let out = std::process::Command::new(&bin.path)
+    let out = pktloss_tests::pktloss_command_at(&bin.path)
         .args(["capture", "--duration", "1s"])
         .uid(65534)
         .gid(65534)
@@ -586,11 +586,8 @@ root_test!(tcp_retransmissions_are_counted_per_flow, {
 });
 
 fn assert_start_error(env: (&str, &str), needle: &str) {
-    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
-        .args(["capture", "--duration", "1s"])
-        .env(env.0, env.1)
-        .output()
-        .expect("run");
+    let out =
+        pktloss_tests::pktloss_command().args(["capture", "--duration", "1s"]).env(env.0, env.1).output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -702,7 +699,7 @@ root_test!(attach_modes_are_reported, {
 // the packet copy, which a verifier must refuse.)
 root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
     use std::os::unix::fs::PermissionsExt as _;
-    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
+    let out = pktloss_tests::pktloss_command()
         .args(["capture", "--duration", "1s"])
         .env("PKTLOSS_TEST_SHORT_RECORDS", "1")
         .output()
