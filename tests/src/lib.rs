@@ -284,6 +284,16 @@ impl Running {
 
     /// As [`Running::start`], run by `wrapper` (e.g. `setpriv --bounding-set ...`).
     pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        Self::spawn_wrapped(wrapper, args).ready()
+    }
+
+    /// Start `pktloss -v ARGS` without waiting: [`Running::ready`] waits (several started
+    /// at once load their programs side by side).
+    pub fn spawn(args: &[&str]) -> Starting {
+        Self::spawn_wrapped(&[], args)
+    }
+
+    fn spawn_wrapped(wrapper: &[&str], args: &[&str]) -> Starting {
         let mut cmd = if wrapper.is_empty() { pktloss_command() } else { wrapped_pktloss(wrapper) };
         let mut child = cmd
             .arg("-v")
@@ -315,17 +325,7 @@ impl Running {
                 }
             }
         });
-        let started = Instant::now();
-        let mut r = Self { child, stdout: rx, stderr };
-        loop {
-            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                return r;
-            }
-            if let Ok(Some(status)) = r.child.try_wait() {
-                panic!("pktloss exited early ({status}): {}", r.stderr());
-            }
-            assert!(started.elapsed() < Duration::from_mins(1), "pktloss did not attach in 60 s: {}", r.stderr());
-        }
+        Starting { running: Self { child, stdout: rx, stderr }, ready: ready_rx }
     }
 
     /// What it printed on stderr so far.
@@ -363,6 +363,29 @@ impl Running {
         let (code, out) = self.finish();
         assert_eq!(code, Some(0), "pktloss failed: {err}\n{out}");
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    }
+}
+
+/// A `pktloss` started by [`Running::spawn`], not yet known to be tracing.
+pub struct Starting {
+    running: Running,
+    ready: mpsc::Receiver<()>,
+}
+
+impl Starting {
+    /// Wait until it says it is tracing (at most 60 s).
+    pub fn ready(self) -> Running {
+        let Self { mut running, ready } = self;
+        let started = Instant::now();
+        loop {
+            if ready.recv_timeout(Duration::from_millis(100)).is_ok() {
+                return running;
+            }
+            if let Ok(Some(status)) = running.child.try_wait() {
+                panic!("pktloss exited early ({status}): {}", running.stderr());
+            }
+            assert!(started.elapsed() < Duration::from_mins(1), "pktloss did not attach in 60 s: {}", running.stderr());
+        }
     }
 }
 
