@@ -28,6 +28,55 @@ pub fn pktloss_bin() -> PathBuf {
     p
 }
 
+/// The variable that holds the `PATH` the `pktloss` process gets (and only it: the tests' own
+/// setup keeps the test's `PATH`). The kernel matrix sets it to an empty directory, so that a
+/// pktloss that still ran another program (`ip`, `nft`, ...) would find none.
+pub const CHILD_PATH_VAR: &str = "PKTLOSS_CHILD_PATH";
+
+/// Give `cmd` (pktloss, or a wrapper that passes its environment on to pktloss) the `PATH` of
+/// [`CHILD_PATH_VAR`] when that is set.
+pub fn child_path(cmd: &mut Command) -> &mut Command {
+    if let Some(path) = std::env::var_os(CHILD_PATH_VAR) {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// `pktloss` (the binary under test) as a command, with the `PATH` of [`CHILD_PATH_VAR`].
+pub fn pktloss_command() -> Command {
+    pktloss_command_at(&pktloss_bin())
+}
+
+/// As [`pktloss_command`], for a copy of the binary at `bin` (see [`NobodyBin`]).
+pub fn pktloss_command_at(bin: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    child_path(&mut cmd);
+    cmd
+}
+
+/// `wrapper ARGS.. pktloss` (e.g. `setpriv`, `strace`): the wrapper is found on the test's own
+/// `PATH`, and gets (so passes on to pktloss) the `PATH` of [`CHILD_PATH_VAR`].
+pub fn wrapped_pktloss(wrapper: &[&str]) -> Command {
+    let (first, rest) = wrapper.split_first().expect("a wrapper command");
+    let found = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(first)).find(|c| c.is_file()))
+        .unwrap_or_else(|| PathBuf::from(first));
+    let mut cmd = Command::new(found);
+    cmd.args(rest).arg(pktloss_bin());
+    child_path(&mut cmd);
+    cmd
+}
+
+/// A shell word that runs pktloss with the `PATH` of [`CHILD_PATH_VAR`] (for scripts: `tmux`).
+pub fn pktloss_shell_prefix() -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let bin = quote(&pktloss_bin().display().to_string());
+    match std::env::var(CHILD_PATH_VAR) {
+        Ok(path) => format!("PATH={} {bin}", quote(&path)),
+        Err(_) => bin,
+    }
+}
+
 /// True when the test may touch the kernel. Under `CI=true` a missing privilege is a failure,
 /// never a skip; elsewhere the test is skipped with a printed reason.
 pub fn require_root(test: &str) -> bool {
@@ -56,6 +105,16 @@ macro_rules! root_test {
             $body
         }
     };
+}
+
+/// An ioctl request number as this libc takes it: `c_ulong` in glibc, `c_int` in musl (the
+/// tests also run as aarch64 musl binaries in the kernel matrix's arm64 guest).
+#[cfg_attr(
+    not(target_env = "musl"),
+    expect(clippy::cast_lossless, reason = "u32 to c_ulong; musl's c_int is not From<u32>")
+)]
+pub fn ioctl_request(request: u32) -> libc::Ioctl {
+    request as libc::Ioctl
 }
 
 /// Run a command, panic with its output on failure.
@@ -225,14 +284,17 @@ impl Running {
 
     /// As [`Running::start`], run by `wrapper` (e.g. `setpriv --bounding-set ...`).
     pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(pktloss_bin());
-                c
-            }
-            None => Command::new(pktloss_bin()),
-        };
+        Self::spawn_wrapped(wrapper, args).ready()
+    }
+
+    /// Start `pktloss -v ARGS` without waiting: [`Running::ready`] waits (several started
+    /// at once load their programs side by side).
+    pub fn spawn(args: &[&str]) -> Starting {
+        Self::spawn_wrapped(&[], args)
+    }
+
+    fn spawn_wrapped(wrapper: &[&str], args: &[&str]) -> Starting {
+        let mut cmd = if wrapper.is_empty() { pktloss_command() } else { wrapped_pktloss(wrapper) };
         let mut child = cmd
             .arg("-v")
             .args(args)
@@ -263,17 +325,7 @@ impl Running {
                 }
             }
         });
-        let started = Instant::now();
-        let mut r = Self { child, stdout: rx, stderr };
-        loop {
-            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                return r;
-            }
-            if let Ok(Some(status)) = r.child.try_wait() {
-                panic!("pktloss exited early ({status}): {}", r.stderr());
-            }
-            assert!(started.elapsed() < Duration::from_mins(1), "pktloss did not attach in 60 s: {}", r.stderr());
-        }
+        Starting { running: Self { child, stdout: rx, stderr }, ready: ready_rx }
     }
 
     /// What it printed on stderr so far.
@@ -314,6 +366,29 @@ impl Running {
     }
 }
 
+/// A `pktloss` started by [`Running::spawn`], not yet known to be tracing.
+pub struct Starting {
+    running: Running,
+    ready: mpsc::Receiver<()>,
+}
+
+impl Starting {
+    /// Wait until it says it is tracing (at most 60 s).
+    pub fn ready(self) -> Running {
+        let Self { mut running, ready } = self;
+        let started = Instant::now();
+        loop {
+            if ready.recv_timeout(Duration::from_millis(100)).is_ok() {
+                return running;
+            }
+            if let Ok(Some(status)) = running.child.try_wait() {
+                panic!("pktloss exited early ({status}): {}", running.stderr());
+            }
+            assert!(started.elapsed() < Duration::from_mins(1), "pktloss did not attach in 60 s: {}", running.stderr());
+        }
+    }
+}
+
 impl Drop for Running {
     /// A test that panics before stopping its pktloss leaves none running (or attached).
     fn drop(&mut self) {
@@ -326,7 +401,7 @@ impl Drop for Running {
 
 /// Run pktloss to completion.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(pktloss_bin()).args(args).stdin(Stdio::null()).output().expect("run pktloss")
+    pktloss_command().args(args).stdin(Stdio::null()).output().expect("run pktloss")
 }
 
 /// Names (as the kernel truncates them) of pktloss's programs.

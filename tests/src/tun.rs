@@ -11,7 +11,7 @@ use std::{
     thread::JoinHandle,
 };
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETIFF: u32 = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 
@@ -43,7 +43,7 @@ pub fn open(name: &str) -> OwnedFd {
     let mut req = IfReq { name: [0; 16], flags: IFF_TUN | IFF_NO_PI, pad: [0; 22] };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     // SAFETY: a valid fd and an ifreq-sized buffer.
-    let rc = unsafe { libc::ioctl(fd, TUNSETIFF, &raw mut req) };
+    let rc = unsafe { libc::ioctl(fd, crate::ioctl_request(TUNSETIFF), &raw mut req) };
     assert_eq!(rc, 0, "TUNSETIFF {name}: {}", std::io::Error::last_os_error());
     owned
 }

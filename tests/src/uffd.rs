@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
-const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
+const UFFDIO_API: u32 = 0xc018_aa3f;
+const UFFDIO_REGISTER: u32 = 0xc020_aa00;
 const UFFD_API: u64 = 0xaa;
 const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 
@@ -30,7 +30,7 @@ impl HeldRecv {
             let uffd = OwnedFd::from_raw_fd(i32::try_from(u).expect("fd"));
             let mut api = [UFFD_API, 0, 0];
             assert_eq!(
-                libc::ioctl(uffd.as_raw_fd(), UFFDIO_API, api.as_mut_ptr()),
+                libc::ioctl(uffd.as_raw_fd(), crate::ioctl_request(UFFDIO_API), api.as_mut_ptr()),
                 0,
                 "UFFDIO_API: {}",
                 std::io::Error::last_os_error()
@@ -47,7 +47,7 @@ impl HeldRecv {
             assert_ne!(mem, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
             let mut reg = [mem as u64, len as u64, UFFDIO_REGISTER_MODE_MISSING, 0];
             assert_eq!(
-                libc::ioctl(uffd.as_raw_fd(), UFFDIO_REGISTER, reg.as_mut_ptr()),
+                libc::ioctl(uffd.as_raw_fd(), crate::ioctl_request(UFFDIO_REGISTER), reg.as_mut_ptr()),
                 0,
                 "UFFDIO_REGISTER: {}",
                 std::io::Error::last_os_error()

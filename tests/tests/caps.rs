@@ -2,7 +2,7 @@
 //! and counts exactly, and says which data it could not read and which capability would give
 //! it (`CAP_SYS_ADMIN`, to enter other namespaces); each missing capability gives
 //! its own line; a non-root user is told about tracefs; `serve` keeps only what it needs.
-use std::{fs, net::SocketAddr, process::Command, time::Duration};
+use std::{fs, net::SocketAddr, time::Duration};
 
 use pktloss_tests::{Netns, Running, assert_nothing_attached, free_port, http_get, reason_name, root_test, stop_serve};
 use serde_json::Value;
@@ -13,12 +13,8 @@ fn only(caps: &str) -> Vec<String> {
 }
 
 fn run_with(wrapper: &[String], args: &[&str]) -> std::process::Output {
-    Command::new(&wrapper[0])
-        .args(&wrapper[1..])
-        .arg(pktloss_tests::pktloss_bin())
-        .args(args)
-        .output()
-        .expect("setpriv (util-linux)")
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    pktloss_tests::wrapped_pktloss(&wrapper).args(args).output().expect("setpriv (util-linux)")
 }
 
 root_test!(each_missing_capability_is_one_line, {
@@ -73,18 +69,17 @@ root_test!(non_root_user_is_told_about_tracefs, {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = fs::metadata("/sys/kernel/tracing").expect("tracefs").permissions().mode() & 0o777;
     assert_eq!(mode & 0o005, 0, "this test needs tracefs closed to others (mode {mode:o})");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=+bpf,+perfmon",
-            "--ambient-caps=+bpf,+perfmon",
-        ])
-        .arg(pktloss_tests::pktloss_bin())
-        .args(["capture", "--duration", "1s"])
-        .output()
-        .expect("setpriv");
+    let out = pktloss_tests::wrapped_pktloss(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+bpf,+perfmon",
+        "--ambient-caps=+bpf,+perfmon",
+    ])
+    .args(["capture", "--duration", "1s"])
+    .output()
+    .expect("setpriv");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let last = err.lines().last().unwrap_or("");

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Netns, Running, flow_count, pktloss_bin, root_test, run};
+use pktloss_tests::{Netns, Running, flow_count, pktloss_command, root_test, run};
 use serde_json::Value;
 
 const N: usize = 150;
@@ -34,7 +34,14 @@ impl Drop for TempDir {
 
 fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
     let bin = pktloss_tests::NobodyBin::new();
-    Command::new(&bin.path).arg("report").arg(file).args(args).uid(65534).gid(65534).output().expect("report as nobody")
+    pktloss_tests::pktloss_command_at(&bin.path)
+        .arg("report")
+        .arg(file)
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("report as nobody")
 }
 
 root_test!(capture_file_reports_live_counts_without_privileges, {
@@ -101,7 +108,7 @@ root_test!(capture_file_reports_live_counts_without_privileges, {
 
     // pcapng: from the live capture and from the report, read back by tshark with comments.
     let from_report = dir.0.join("report.pcapng");
-    let out = Command::new(pktloss_bin())
+    let out = pktloss_command()
         .args(["report", file_s, "--pcapng", from_report.to_str().expect("path")])
         .output()
         .expect("report --pcapng");
@@ -330,16 +337,24 @@ root_test!(a_kill_during_the_write_leaves_nothing, {
     use std::io::Read as _;
     let dir = TempDir::new("killwrite");
     let target = dir.0.join("c.pktloss");
-    let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", "inject=fsync:delay_enter=5000000"])
-        .arg(pktloss_bin())
-        .args(["capture", "--duration", "1s", "--format", "json", "-o"])
-        .arg(&target)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace (run `cargo xtask setup`)");
+    let mut strace = pktloss_tests::wrapped_pktloss(&[
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fsync",
+        "-e",
+        "inject=fsync:delay_enter=5000000",
+    ])
+    .args(["capture", "--duration", "1s", "--format", "json", "-o"])
+    .arg(&target)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("strace (run `cargo xtask setup`)");
     let mut out = strace.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -2,7 +2,7 @@
 //! expression matches, and the rest only as filtered out.
 use std::{net::SocketAddr, time::Duration};
 
-use pktloss_tests::{Netns, Running, assert_nothing_attached, kernel_has_reasons, root_test, run, sh};
+use pktloss_tests::{Netns, Running, Starting, assert_nothing_attached, kernel_has_reasons, root_test, run, sh};
 
 /// Drops made in a namespace of its own, on its loopback.
 struct Traffic {
@@ -82,6 +82,7 @@ root_test!(each_filter_counts_exactly_its_drops, {
     // The same filter through the classic tracepoint, and with exact counters only (no flows,
     // no detail: the filter runs before both).
     let mut running: Vec<(String, u64, Running)> = Vec::new();
+    let mut starting: Vec<(String, u64, Starting)> = Vec::new();
     for (i, (expr, want)) in cases.into_iter().enumerate() {
         let variants: &[&[&str]] = match i {
             0 => &[&[], &["--classic"], &["--no-flows", "--no-detail"]],
@@ -93,13 +94,19 @@ root_test!(each_filter_counts_exactly_its_drops, {
             let mut args = vec!["capture", "--format", "json", "--duration", "900s"];
             args.extend_from_slice(flags);
             args.extend(expr.split(' '));
-            running.push((
+            starting.push((
                 format!("{expr}{}", if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(" ")) }),
                 want,
-                Running::start(&args),
+                Running::spawn(&args),
             ));
+            // Six load at once (their verifier work is most of this test's time in an emulated
+            // guest); the next six start once these trace.
+            if starting.len() == 6 {
+                wait_ready(&mut starting, &mut running);
+            }
         }
     }
+    wait_ready(&mut starting, &mut running);
     let (v4, v6, rst) = t.make();
     assert_eq!((v4, v6, rst), (A + B, C, D), "the kernel's counters of the drops made");
     // Let every CPU's run cache and the ring settle before stopping.
@@ -120,6 +127,13 @@ root_test!(each_filter_counts_exactly_its_drops, {
     }
     assert_nothing_attached("after the filtered captures");
 });
+
+/// Wait until every started capture traces; they join `running`.
+fn wait_ready(starting: &mut Vec<(String, u64, Starting)>, running: &mut Vec<(String, u64, Running)>) {
+    for (expr, want, s) in starting.drain(..) {
+        running.push((expr, want, s.ready()));
+    }
+}
 
 // A bad expression is one line naming the word, exit 2, before anything is loaded; a
 // namespace that does not exist, or a device that no namespace has, is the same.

@@ -508,7 +508,7 @@ fn bad_input_is_one_line_and_exit_2() {
 root_test!(unprivileged_is_a_clear_error, {
     use std::os::unix::process::CommandExt as _;
     let bin = pktloss_tests::NobodyBin::new();
-    let out = std::process::Command::new(&bin.path)
+    let out = pktloss_tests::pktloss_command_at(&bin.path)
         .args(["capture", "--duration", "1s"])
         .uid(65534)
         .gid(65534)
@@ -586,11 +586,8 @@ root_test!(tcp_retransmissions_are_counted_per_flow, {
 });
 
 fn assert_start_error(env: (&str, &str), needle: &str) {
-    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
-        .args(["capture", "--duration", "1s"])
-        .env(env.0, env.1)
-        .output()
-        .expect("run");
+    let out =
+        pktloss_tests::pktloss_command().args(["capture", "--duration", "1s"]).env(env.0, env.1).output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -641,25 +638,45 @@ root_test!(every_flag_variant_loads, {
         classic.push("--classic");
         all.push(classic);
     }
-    for flags in all {
-        let mut args = vec!["capture", "--duration", "300ms", "--format", "json"];
-        args.extend_from_slice(&flags);
-        let out = run(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{flags:?} did not load: {err}");
-        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
-        let kfree = probe(&s, "skb:kfree_skb");
-        assert_eq!(kfree["active"], true, "{flags:?}: {kfree:#}");
-        let want = if btf && !flags.contains(&"--classic") { "tp_btf" } else { "tracepoint" };
-        assert_eq!(kfree["attach"], want, "{flags:?}: {kfree:#}");
-        if flags.contains(&"--tx-trace") {
-            let tx = probe(&s, "net:net_dev_queue");
-            assert_eq!(tx["active"], true, "{flags:?}: {tx:#}");
-            assert_eq!(tx["attach"], want, "{flags:?}: {tx:#}");
+    // A few at once: each is its own load and attach, and the verifier's work is most of this
+    // test's time on the kernel matrix's emulated CPUs. Nothing stays loaded after each batch.
+    for batch in all.chunks(4) {
+        let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+            let runs: Vec<_> = batch
+                .iter()
+                .map(|flags| {
+                    scope.spawn(move || {
+                        let mut args = vec!["capture", "--duration", "300ms", "--format", "json"];
+                        args.extend_from_slice(flags);
+                        run(&args)
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().expect("capture thread")).collect()
+        });
+        for (flags, out) in batch.iter().zip(outs) {
+            check_variant(btf, flags, &out);
         }
-        assert_nothing_attached(&format!("after {flags:?}"));
+        assert_nothing_attached(&format!("after {batch:?}"));
     }
 });
+
+/// One variant of [`every_flag_variant_loads`] loaded, attached by the expected path and exited
+/// with a summary.
+fn check_variant(btf: bool, flags: &[&str], out: &std::process::Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{flags:?} did not load: {err}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    let kfree = probe(&s, "skb:kfree_skb");
+    assert_eq!(kfree["active"], true, "{flags:?}: {kfree:#}");
+    let want = if btf && !flags.contains(&"--classic") { "tp_btf" } else { "tracepoint" };
+    assert_eq!(kfree["attach"], want, "{flags:?}: {kfree:#}");
+    if flags.contains(&"--tx-trace") {
+        let tx = probe(&s, "net:net_dev_queue");
+        assert_eq!(tx["active"], true, "{flags:?}: {tx:#}");
+        assert_eq!(tx["attach"], want, "{flags:?}: {tx:#}");
+    }
+}
 
 // Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
 // `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
@@ -702,7 +719,7 @@ root_test!(attach_modes_are_reported, {
 // the packet copy, which a verifier must refuse.)
 root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
     use std::os::unix::fs::PermissionsExt as _;
-    let out = std::process::Command::new(pktloss_tests::pktloss_bin())
+    let out = pktloss_tests::pktloss_command()
         .args(["capture", "--duration", "1s"])
         .env("PKTLOSS_TEST_SHORT_RECORDS", "1")
         .output()

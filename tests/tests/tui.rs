@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, loaded_pktloss_programs, pktloss_bin, require_root};
+use pktloss_tests::{Netns, loaded_pktloss_programs, pktloss_shell_prefix, require_root};
 
 /// Datagrams sent to a closed port per test (each one is a `NO_SOCKET` drop).
 const N: usize = 300;
@@ -63,8 +63,8 @@ impl Tmux {
         t.kill_server();
         let d = t.dir.display().to_string();
         let script = format!(
-            "{bin} {args}; echo $? > {rc}.tmp; stty -a > {stty}; mv {rc}.tmp {rc}; exec sleep 120",
-            bin = shq(&pktloss_bin().display().to_string()),
+            "{run} {args}; echo $? > {rc}.tmp; stty -a > {stty}; mv {rc}.tmp {rc}; exec sleep 120",
+            run = pktloss_shell_prefix(),
             rc = shq(&format!("{d}/rc")),
             stty = shq(&format!("{d}/stty")),
         );

@@ -112,7 +112,7 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     };
     // The matrix runs even when a host test failed: CI should show both.
     let matrix = if vm {
-        crate::vm::test_binaries().and_then(|bins| crate::vm::run_matrix(&crate::vm::VmArgs::default(), &bins))
+        crate::vm::run_matrix(&crate::vm::VmArgs::default())
     } else {
         println!("xtask: kernel matrix skipped (--no-vm)");
         Ok(())

@@ -1,14 +1,24 @@
 //! `cargo xtask vm-test`: the real-kernel portability tests inside qemu guests booted with
 //! Debian's own kernels (the kernel matrix).
 //!
-//! Each guest boots an unpacked Debian `linux-image-*-amd64-unsigned` package under qemu TCG
-//! (the nested KVM of these machines cannot run stock kernels) with a busybox initramfs that
-//! loads the 9p and overlay modules of that kernel, mounts the host's `/` read-only over 9p
-//! under a tmpfs overlay, binds the kernel's own modules at `/lib/modules/$(uname -r)`, and runs
-//! the workspace's integration-test binaries (built on the host) with the portability tests
-//! selected by name. Nothing is installed in the guest: it sees the host's tools and binaries.
+//! Each guest boots an unpacked Debian `linux-image-*-unsigned` package under qemu TCG (the
+//! nested KVM of these machines cannot run stock kernels) with a busybox initramfs that loads
+//! the 9p and overlay modules of that kernel, mounts a root read-only over 9p under a tmpfs
+//! overlay, binds the kernel's own modules at `/lib/modules/$(uname -r)`, and runs the
+//! workspace's integration-test binaries (built on the host) with the portability tests
+//! selected by name.
 //!
-//! Kernels are cached outside the clone (`$XDG_CACHE_HOME/pktloss/vm`, else
+//! What runs is the release artifact: the static musl `pktloss` of `cargo xtask dist`, checked
+//! to have no ELF interpreter, and run with a `PATH` that is an empty directory
+//! (`PKTLOSS_CHILD_PATH`, which the test harness gives to the pktloss process only: the tests'
+//! own setup still uses `ip` and `nft`).
+//!
+//! The x86-64 guests (Debian 11, 12 and 12's newer kernel) see the host's `/` as their root. The
+//! arm64 guest (qemu-system-aarch64 `-M virt`) cannot use the host's x86-64 programs: its root
+//! is a Debian 12 arm64 `debootstrap --variant=minbase` tree (its second stage run through
+//! qemu-user binfmt), and it runs the aarch64 musl `pktloss` with aarch64 test binaries.
+//!
+//! Kernels and the arm64 root are cached outside the clone (`$XDG_CACHE_HOME/pktloss/vm`, else
 //! `~/.cache/pktloss/vm`): a second run neither updates the package lists nor downloads.
 use std::{
     collections::BTreeMap,
@@ -25,15 +35,71 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    dist,
     setup::{self, Scope},
-    tasks::{self, Totals},
+    tasks::Totals,
     util::{self, output, run, show},
 };
+
+/// A guest architecture: how qemu emulates it and which binaries it runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The Rust target of the static `pktloss` and of the test binaries the guest runs.
+    fn musl_target(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64-unknown-linux-musl",
+            Self::Aarch64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    /// Debian's name of the architecture.
+    fn debian(self) -> &'static str {
+        match self {
+            Self::X86_64 => "amd64",
+            Self::Aarch64 => "arm64",
+        }
+    }
+
+    /// `e_machine` of its ELF files.
+    fn elf_machine(self) -> u16 {
+        match self {
+            Self::X86_64 => 62,
+            Self::Aarch64 => 183,
+        }
+    }
+
+    /// The qemu system emulator and its machine arguments. On aarch64 the pointer
+    /// authentication of `-cpu max` is emulated with QEMU's cheap algorithm (`pauth-impdef`):
+    /// the architected one costs much of the guest's speed under TCG.
+    fn qemu(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Self::X86_64 => ("qemu-system-x86_64", &["-cpu", "max"]),
+            Self::Aarch64 => ("qemu-system-aarch64", &["-M", "virt", "-cpu", "max,pauth-impdef=on"]),
+        }
+    }
+
+    /// The serial console of the machine.
+    fn console(self) -> &'static str {
+        match self {
+            Self::X86_64 => "ttyS0",
+            Self::Aarch64 => "ttyAMA0",
+        }
+    }
+}
 
 /// A kernel series of the matrix and where its Debian package comes from.
 struct Series {
     /// What `--kernel` takes.
     name: &'static str,
+    /// The guest's architecture (its kernel package's, its root's and its binaries').
+    arch: Arch,
+    /// The test sets it runs when none are named.
+    tests: &'static [&'static [(&'static str, &'static str)]],
     /// Debian suites that carry it (the private apt config lists these).
     suites: &'static [&'static str],
     /// The package name is `PREFIX<abi>SUFFIX`, `<abi>` a version without `-` (e.g. `57`,
@@ -43,30 +109,44 @@ struct Series {
 }
 
 /// The kernels of the matrix besides the host's own: Debian 11, Debian 12, Debian 12
-/// security / Debian 13.
+/// security / Debian 13 (x86-64), and Debian 12's on arm64.
 const MATRIX: &[Series] = &[
     Series {
         name: "5.10",
+        arch: Arch::X86_64,
+        tests: &[PORTABILITY_TESTS, KERNEL_INDEPENDENT_TESTS],
         suites: &["bullseye", "bullseye-security"],
         prefix: "linux-image-5.10.0-",
         suffix: "-amd64-unsigned",
     },
     Series {
         name: "6.1",
+        arch: Arch::X86_64,
+        tests: &[PORTABILITY_TESTS],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.1.0-",
         suffix: "-amd64-unsigned",
     },
     Series {
         name: "6.12",
+        arch: Arch::X86_64,
+        tests: &[PORTABILITY_TESTS],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.12.",
         suffix: "-amd64-unsigned",
     },
+    Series {
+        name: "arm64",
+        arch: Arch::Aarch64,
+        tests: &[ARM64_TESTS],
+        suites: &["bookworm", "bookworm-security"],
+        prefix: "linux-image-6.1.0-",
+        suffix: "-arm64-unsigned",
+    },
 ];
 
-/// The tests that matter for portability, run in every guest (`binary::name`). Each must run:
-/// a name that matches nothing fails the matrix, so a rename cannot silently empty it.
+/// The tests that matter for portability, run in every x86-64 guest (`binary::name`). Each
+/// must run: a name that matches nothing fails the matrix, so a rename cannot silently empty it.
 pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("foundation", "udp4_no_socket_exact"),
     ("foundation", "udp6_no_socket_exact"),
@@ -77,8 +157,6 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("foundation", "every_flag_variant_loads"),
     ("foundation", "attach_modes_are_reported"),
     ("foundation", "nothing_stays_loaded_after_exit_sigterm_sigkill"),
-    ("foundation", "bad_input_is_one_line_and_exit_2"),
-    ("foundation", "missing_kernel_features_are_clear_errors"),
     ("foundation", "verifier_rejection_is_one_line_with_the_log_in_a_file"),
     ("foundation", "reasons_come_from_the_running_kernel"),
     ("foundation", "every_drop_reason_is_classified"),
@@ -90,11 +168,40 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("diagnose", "socket_memory_pressure_names_the_starved_receiver"),
     ("tui", "tui_shows_real_drops_and_quits_clean"),
     ("serve", "prometheus_reads_exact_drops_and_causes"),
-    ("caps", "each_missing_capability_is_one_line"),
     ("caps", "serve_keeps_only_what_it_needs"),
     ("filter", "each_filter_counts_exactly_its_drops"),
+];
+
+/// Portability tests whose outcome does not depend on the kernel (usage errors, pktloss's own
+/// capability check, faked BTF and tracefs paths, filter parse errors): run once, in the 5.10
+/// guest (the only one where `a_bad_filter_is_one_line_and_exit_2` takes its no-reasons branch).
+/// They took 10 to 20 s each in a guest.
+pub(crate) const KERNEL_INDEPENDENT_TESTS: &[(&str, &str)] = &[
+    ("foundation", "bad_input_is_one_line_and_exit_2"),
+    ("foundation", "missing_kernel_features_are_clear_errors"),
+    ("caps", "each_missing_capability_is_one_line"),
     ("filter", "a_bad_filter_is_one_line_and_exit_2"),
 ];
+
+/// What the arm64 guest shows with the aarch64 binary: exact `NO_SOCKET` count = the kernel's
+/// `NoPorts` delta (v4 and v6), an nftables drop = its rule's counter, `diagnose` names
+/// no-listener with the exact drops, and a real Prometheus scrapes `serve`.
+pub(crate) const ARM64_TESTS: &[(&str, &str)] = &[
+    ("foundation", "udp4_no_socket_exact"),
+    ("foundation", "udp6_no_socket_exact"),
+    ("foundation", "nftables_drop_rule_exact"),
+    ("diagnose", "no_listener_is_the_top_cause_with_exact_drops"),
+    ("serve", "prometheus_reads_exact_drops_and_causes"),
+];
+
+/// Debian packages of the arm64 guest's root besides `minbase`: the tests' own tools (`ip`,
+/// `nft`, `sysctl`, `bpftool` to see that nothing stays loaded, Prometheus and promtool) and
+/// busybox for the initramfs.
+const ARM64_ROOT_PACKAGES: &[&str] =
+    &["iproute2", "nftables", "procps", "kmod", "bpftool", "prometheus", "busybox-static"];
+
+/// The directory the guest gives pktloss as its `PATH`: empty, so no other program is found.
+const EMPTY_PATH_DIR: &str = "/run/pktloss-no-tools";
 
 /// Modules the initramfs loads (with what they depend on) before it can mount the root.
 const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
@@ -108,7 +215,7 @@ const DEFAULT_TIMEOUT_SECS: u64 = 1500;
 
 #[derive(clap::Args)]
 pub(crate) struct VmArgs {
-    /// Kernel series to boot (comma-separated): 5.10, 6.1, 6.12, or all.
+    /// Kernel series to boot (comma-separated): 5.10, 6.1, 6.12 (x86-64), arm64 (6.1), or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     kernel: Vec<String>,
     /// Guest CPUs.
@@ -142,25 +249,41 @@ impl Default for VmArgs {
     }
 }
 
-/// `vm-test`: setup, debug build, then every selected kernel in turn; fails if any guest does.
+/// `vm-test`: setup, then every selected kernel in turn; fails if any guest does.
 pub(crate) fn vm_test(args: VmArgs) -> Result<()> {
     setup::setup(Scope::All)?;
-    tasks::cargo_build(false)?;
-    let binaries = test_binaries()?;
-    run_matrix(&args, &binaries)
+    run_matrix(&args)
 }
 
-/// Boot the selected kernels with already-built test binaries (`name -> path`).
-pub(crate) fn run_matrix(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<()> {
+/// What the guests of one architecture run.
+struct Binaries {
+    /// The static `pktloss` of `cargo xtask dist`.
+    pktloss: PathBuf,
+    /// The integration-test binaries by name (`foundation`, `diagnose`, ...).
+    tests: BTreeMap<String, PathBuf>,
+}
+
+/// Build what the selected kernels' guests run, then boot them one after the other.
+pub(crate) fn run_matrix(args: &VmArgs) -> Result<()> {
     let series = select(&args.kernel)?;
     let cache = cache_dir();
     let started = Instant::now();
-    let mut failed = Vec::new();
+    let mut built: BTreeMap<&str, Binaries> = BTreeMap::new();
     let mut lines = Vec::new();
+    for s in &series {
+        let target = s.arch.musl_target();
+        if !built.contains_key(target) {
+            let t = Instant::now();
+            built.insert(target, binaries(s.arch)?);
+            lines.push(format!("vm binaries for {target}: built in {:.0} s", t.elapsed().as_secs_f64()));
+        }
+    }
+    let mut failed = Vec::new();
     for s in series {
         let t = Instant::now();
         let kernel = kernel(s, &cache).with_context(|| format!("kernel {}", s.name))?;
-        let result = boot(args, &kernel, binaries);
+        let bins = built.get(s.arch.musl_target()).context("binaries of the guest's architecture")?;
+        let result = boot(args, s, &kernel, bins, &cache);
         let secs = t.elapsed().as_secs_f64();
         match result {
             Ok(totals) => lines.push(format!(
@@ -242,7 +365,7 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
     let dl = dir.join("download");
     drop(fs::remove_dir_all(&dir));
     fs::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
-    run(apt.cmd("apt-get").arg("download").arg(&pkg).current_dir(&dl))?;
+    run(apt.cmd("apt-get").arg("download").arg(format!("{pkg}:{}", s.arch.debian())).current_dir(&dl))?;
     let deb = fs::read_dir(&dl)?
         .filter_map(std::result::Result::ok)
         .map(|e| e.path())
@@ -271,8 +394,8 @@ fn unpacked(root: &Path) -> Option<Kernel> {
     k.image().is_file().then_some(k)
 }
 
-/// apt with its own sources, lists and cache: reaches Debian 11 and 12 without touching the
-/// host's apt configuration.
+/// apt with its own sources, lists and cache: reaches Debian 11 and 12 (amd64 and arm64)
+/// without touching the host's apt configuration.
 struct Apt {
     dir: PathBuf,
 }
@@ -290,7 +413,7 @@ impl Apt {
             let archive = if suite.ends_with("-security") { "debian-security" } else { "debian" };
             let _ = writeln!(
                 sources,
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
+                "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
             );
         }
         fs::write(dir.join("sources.list"), sources)?;
@@ -315,6 +438,7 @@ impl Apt {
         ] {
             c.arg("-o").arg(format!("{k}={}", v.display()));
         }
+        c.args(["-o", "APT::Architectures::=amd64", "-o", "APT::Architectures::=arm64"]);
         // Downloads land in directories `_apt` cannot write.
         c.args(["-o", "APT::Sandbox::User=root"]);
         c
@@ -339,16 +463,59 @@ impl Apt {
     }
 }
 
-/// The integration-test binaries of the `tests` crate, by name (`foundation`, `diagnose`, ...).
-pub(crate) fn test_binaries() -> Result<BTreeMap<String, PathBuf>> {
-    let out = output(util::cargo().args([
-        "test",
-        "-p",
-        "pktloss-tests",
-        "--tests",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]))?;
+/// The static pktloss (checked to be static and of the right machine) and the test binaries of
+/// an architecture.
+fn binaries(arch: Arch) -> Result<Binaries> {
+    let target = arch.musl_target();
+    if !output(Command::new("rustup").args(["target", "list", "--installed"]))?.lines().any(|l| l.trim() == target) {
+        run(Command::new("rustup").args(["target", "add", target]))?;
+    }
+    let pktloss = dist::static_binary(target)?;
+    check_static(&pktloss, arch)?;
+    let tests = test_binaries(arch)?;
+    Ok(Binaries { pktloss, tests })
+}
+
+/// Fail unless `path` is an ELF executable of `arch` without a program interpreter (static).
+fn check_static(path: &Path, arch: Arch) -> Result<()> {
+    let elf = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o: usize| elf.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    // ELF64 little-endian: e_machine at 18, e_phoff at 32, e_phentsize and e_phnum at 54 and 56.
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        bail!("{} is not a 64-bit little-endian ELF file", path.display());
+    }
+    let machine = u16_at(18).unwrap_or(0);
+    if machine != arch.elf_machine() {
+        bail!("{} is for ELF machine {machine}, not {arch:?}", path.display());
+    }
+    let (phoff, phentsize, phnum) = (u64_at(32).unwrap_or(0), u16_at(54).unwrap_or(0), u16_at(56).unwrap_or(0));
+    for i in 0..u64::from(phnum) {
+        let at = usize::try_from(phoff + i * u64::from(phentsize)).context("program header offset")?;
+        // PT_INTERP: a dynamic executable's loader.
+        if u32_at(at) == Some(3) {
+            bail!("{} has a program interpreter: it is not static", path.display());
+        }
+    }
+    eprintln!("ok: {} is a static {arch:?} executable ({} bytes)", path.display(), elf.len());
+    Ok(())
+}
+
+/// The integration-test binaries of the `tests` crate for `arch`, by name (`foundation`,
+/// `diagnose`, ...): the host's build on x86-64 (those guests see the host's root and its libc),
+/// the aarch64 musl target's (static) on arm64.
+fn test_binaries(arch: Arch) -> Result<BTreeMap<String, PathBuf>> {
+    let mut cmd = util::cargo();
+    cmd.args(["test", "-p", "pktloss-tests", "--tests", "--no-run", "--message-format=json-render-diagnostics"]);
+    if arch == Arch::Aarch64 {
+        let target = arch.musl_target();
+        cmd.args(["--target", target]);
+        if env::consts::ARCH != "aarch64" {
+            cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "aarch64-linux-gnu-gcc");
+        }
+    }
+    let out = output(&mut cmd)?;
     let mut bins = BTreeMap::new();
     for line in out.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
@@ -365,10 +532,56 @@ pub(crate) fn test_binaries() -> Result<BTreeMap<String, PathBuf>> {
     Ok(bins)
 }
 
+/// Where the guest finds the exchange directory (`run.sh`, the binaries under `bin/`).
+const GUEST_XCHG: &str = "/run/xchg";
+
+/// Put the binaries the guest runs into the exchange directory (hard links: the guest keeps its
+/// own copy while the host rebuilds); returns pktloss's and the selected test binaries' guest
+/// paths.
+fn stage_binaries(
+    bins: &Binaries,
+    wanted: &[(String, String)],
+    xchg: &Path,
+) -> Result<(String, BTreeMap<String, String>)> {
+    let dir = xchg.join("bin");
+    fs::create_dir_all(&dir)?;
+    let stage = |src: &Path, name: &str| -> Result<String> {
+        let dst = dir.join(name);
+        if fs::hard_link(src, &dst).is_err() {
+            fs::copy(src, &dst).with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
+        }
+        Ok(format!("{GUEST_XCHG}/bin/{name}"))
+    };
+    let pktloss = stage(&bins.pktloss, "pktloss")?;
+    let mut tests = BTreeMap::new();
+    for (b, _) in wanted {
+        if !tests.contains_key(b) {
+            let exe = bins.tests.get(b).with_context(|| format!("no test binary {b}"))?;
+            tests.insert(b.clone(), stage(exe, &format!("test-{b}"))?);
+        }
+    }
+    Ok((pktloss, tests))
+}
+
+/// The tests a guest runs, `(binary, name)`: the series' set, or the names given on the command
+/// line looked up in every test binary.
+fn wanted_tests(args: &VmArgs, s: &Series, bins: &Binaries) -> Vec<(String, String)> {
+    if args.tests.is_empty() {
+        return s.tests.iter().flat_map(|set| set.iter()).map(|(b, t)| ((*b).to_owned(), (*t).to_owned())).collect();
+    }
+    bins.tests.keys().flat_map(|b| args.tests.iter().map(move |t| (b.clone(), t.clone()))).collect()
+}
+
 /// The shell script the guest runs after its root is mounted: mounts, then the test binaries
-/// with the selected names, one at a time.
-fn guest_script(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<String> {
-    let bin = tasks::pktloss_bin(false);
+/// with the selected names, one at a time (each test's time reported), pktloss with a `PATH`
+/// that holds no program.
+fn guest_script(
+    args: &VmArgs,
+    wanted: &[(String, String)],
+    pktloss: &str,
+    tests: &BTreeMap<String, String>,
+    cwd: &str,
+) -> Result<String> {
     let mut s = String::from(
         "set -u\n\
          export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CI=true TERM=xterm\n\
@@ -378,33 +591,32 @@ fn guest_script(args: &VmArgs, binaries: &BTreeMap<String, PathBuf>) -> Result<S
          mount -t bpf bpf /sys/fs/bpf 2>/dev/null\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null\n\
          ip link set lo up\n\
-         echo \"guest: $(uname -r), $(nproc) CPUs, kprobes $(test -e /sys/kernel/tracing/kprobe_events && echo yes || echo no)\"\n",
+         echo \"guest: $(uname -r) $(uname -m), $(nproc) CPUs, kprobes $(test -e /sys/kernel/tracing/kprobe_events && echo yes || echo no)\"\n",
     );
-    let _ = writeln!(s, "export PKTLOSS_BIN={}", sh_quote(&bin.to_string_lossy()));
-    let _ = writeln!(s, "cd {}", sh_quote(&util::workspace_root().join("tests").to_string_lossy()));
+    let _ = writeln!(s, "export PKTLOSS_BIN={}", sh_quote(pktloss));
+    let _ = writeln!(s, "mkdir -p {EMPTY_PATH_DIR}\nexport PKTLOSS_CHILD_PATH={EMPTY_PATH_DIR}");
+    let _ = writeln!(
+        s,
+        "echo \"guest: pktloss is $PKTLOSS_BIN ($(wc -c < \"$PKTLOSS_BIN\") bytes), run with PATH=$PKTLOSS_CHILD_PATH ($(ls -A $PKTLOSS_CHILD_PATH | wc -l) entries)\""
+    );
+    let _ = writeln!(s, "cd {}", sh_quote(cwd));
     if let Some(cmd) = &args.exec {
         s.push_str(cmd);
         s.push('\n');
         return Ok(s);
     }
     s.push_str("rc=0\n");
-    let custom: Vec<(String, String)>;
-    let selected: Vec<(&str, &str)> = if args.tests.is_empty() {
-        PORTABILITY_TESTS.to_vec()
-    } else {
-        custom = binaries.keys().flat_map(|b| args.tests.iter().map(move |t| (b.clone(), t.clone()))).collect();
-        custom.iter().map(|(b, t)| (b.as_str(), t.as_str())).collect()
-    };
     let mut by_binary: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (b, t) in selected {
+    for (b, t) in wanted {
         by_binary.entry(b).or_default().push(t);
     }
     for (b, names) in by_binary {
-        let exe = binaries.get(b).with_context(|| format!("no test binary {b}"))?;
+        let exe = tests.get(b).with_context(|| format!("no test binary {b}"))?;
+        // `--report-time` is unstable in libtest; RUSTC_BOOTSTRAP lets a stable build take it.
         let _ = writeln!(
             s,
-            "{} --test-threads=1 --color never --exact {} || rc=1",
-            sh_quote(&exe.to_string_lossy()),
+            "RUSTC_BOOTSTRAP=1 {} --test-threads=1 --color never -Z unstable-options --report-time --exact {} || rc=1",
+            sh_quote(exe),
             names.iter().map(|n| sh_quote(n)).collect::<Vec<_>>().join(" ")
         );
     }
@@ -444,13 +656,16 @@ echo 1 > /proc/sys/kernel/panic_on_oops
 exec switch_root /newroot /bin/bash -c '/bin/bash /run/xchg/run.sh; echo "PKTLOSS-VM-EXIT=$?"; /bin/busybox poweroff -f'
 "#;
 
-/// Build the initramfs of a kernel (busybox, the boot modules decompressed, `/init`).
-fn initramfs(k: &Kernel, dir: &Path) -> Result<PathBuf> {
+/// Build the initramfs of a kernel (the guest root's busybox, the boot modules decompressed,
+/// `/init`).
+fn initramfs(k: &Kernel, dir: &Path, root: &Path) -> Result<PathBuf> {
     let tree = dir.join("initramfs");
     for d in ["bin", "proc", "sys", "dev", "lower", "rw", "newroot", "mods"] {
         fs::create_dir_all(tree.join(d))?;
     }
-    fs::copy("/bin/busybox", tree.join("bin/busybox")).context("copy /bin/busybox (busybox-static)")?;
+    let busybox = root.join("bin/busybox");
+    fs::copy(&busybox, tree.join("bin/busybox"))
+        .with_context(|| format!("copy {} (busybox-static)", busybox.display()))?;
     let mut order: Vec<String> = Vec::new();
     for m in BOOT_MODULES {
         let deps =
@@ -510,13 +725,20 @@ fn initramfs(k: &Kernel, dir: &Path) -> Result<PathBuf> {
 
 /// Boot one kernel, stream its console with a `[vm RELEASE]` prefix, and return the test
 /// totals; fails on a guest failure, a timeout or no test run.
-fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Result<Totals> {
+fn boot(args: &VmArgs, s: &Series, k: &Kernel, bins: &Binaries, cache: &Path) -> Result<Totals> {
     let work = util::target_dir().join("vm").join(&k.release);
     drop(fs::remove_dir_all(&work));
     let xchg = work.join("xchg");
     fs::create_dir_all(&xchg)?;
-    fs::write(xchg.join("run.sh"), guest_script(args, binaries)?)?;
-    let initrd = initramfs(k, &work)?;
+    // x86_64 guests see the host's `/` (and the checkout where it is); arm64 its own root.
+    let (root, cwd) = match s.arch {
+        Arch::X86_64 => (PathBuf::from("/"), util::workspace_root().join("tests").to_string_lossy().into_owned()),
+        Arch::Aarch64 => (arm64_root(cache)?, GUEST_XCHG.to_owned()),
+    };
+    let wanted = wanted_tests(args, s, bins);
+    let (pktloss, tests) = stage_binaries(bins, &wanted, &xchg)?;
+    fs::write(xchg.join("run.sh"), guest_script(args, &wanted, &pktloss, &tests, &cwd)?)?;
+    let initrd = initramfs(k, &work, &root)?;
     let share = |id: &str, path: &Path, tag: &str, ro: bool| {
         [
             "-fsdev".to_string(),
@@ -529,22 +751,26 @@ fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Resu
             format!("virtio-9p-pci,fsdev={id},mount_tag={tag}"),
         ]
     };
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"])
+    let (qemu, machine) = s.arch.qemu();
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-accel", "tcg"])
+        .args(machine)
+        .args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"])
         .args(["-m", &args.memory_mib.to_string(), "-smp", &args.cpus.to_string()])
         .arg("-kernel")
         .arg(k.image())
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3"])
-        .args(share("root", Path::new("/"), "hostroot", true))
+        .arg("-append")
+        .arg(format!("console={} rdinit=/init panic=-1 quiet loglevel=3", s.arch.console()))
+        .args(share("root", &root, "hostroot", true))
         .args(share("kmods", &k.modules(), "kmods", true))
         .args(share("xchg", &xchg, "xchg", false))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     eprintln!("booting {} ({} CPUs, {} MiB): {}", k.release, args.cpus, args.memory_mib, show(&cmd));
-    let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {qemu}"))?;
     let (tx, rx) = mpsc::channel::<String>();
     for pipe in [
         child.stdout.take().map(|p| -> Box<dyn std::io::Read + Send> { Box::new(p) }),
@@ -591,7 +817,8 @@ fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Resu
         None => bail!("the guest stopped without an exit code (qemu: {status})"),
         Some(0) if args.exec.is_some() => Ok(totals),
         Some(0) if totals.failed == 0 && totals.passed > 0 => {
-            let want = if args.tests.is_empty() { PORTABILITY_TESTS.len() as u64 } else { totals.passed };
+            let want =
+                if args.tests.is_empty() { s.tests.iter().map(|set| set.len() as u64).sum() } else { totals.passed };
             if totals.passed < want {
                 bail!("{} of the {want} portability tests ran", totals.passed);
             }
@@ -600,4 +827,55 @@ fn boot(args: &VmArgs, k: &Kernel, binaries: &BTreeMap<String, PathBuf>) -> Resu
         Some(0) if totals.passed == 0 => bail!("no test ran"),
         Some(code) => bail!("{} passed, {} failed (guest exit code {code})", totals.passed, totals.failed),
     }
+}
+
+/// The arm64 guest's root: Debian 12 arm64 `minbase` with [`ARM64_ROOT_PACKAGES`], made once
+/// by debootstrap (its second stage runs arm64 programs through qemu-user's binfmt handler) and
+/// cached; made again when the package list changes.
+fn arm64_root(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join("roots/arm64");
+    let stamp = cache.join("roots/arm64.packages");
+    let want = ARM64_ROOT_PACKAGES.join(",");
+    if dir.join("bin/busybox").exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
+        eprintln!("ok: arm64 root cached in {}", dir.display());
+        return Ok(dir);
+    }
+    binfmt_aarch64()?;
+    let tmp = cache.join("roots/arm64.tmp");
+    drop(fs::remove_dir_all(&tmp));
+    drop(fs::remove_dir_all(&dir));
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    eprintln!("making the arm64 root in {} (debootstrap, a few minutes)...", dir.display());
+    run(Command::new("debootstrap")
+        .args(["--arch=arm64", "--variant=minbase", &format!("--include={want}"), "bookworm"])
+        .arg(&tmp)
+        .arg("http://deb.debian.org/debian"))?;
+    // The downloaded packages are not needed in the guest.
+    for e in fs::read_dir(tmp.join("var/cache/apt/archives"))?.filter_map(std::result::Result::ok) {
+        if e.path().extension().is_some_and(|x| x == "deb") {
+            fs::remove_file(e.path())?;
+        }
+    }
+    fs::rename(&tmp, &dir)?;
+    fs::write(&stamp, format!("{want}\n"))?;
+    eprintln!("did: cached the arm64 root in {}", dir.display());
+    Ok(dir)
+}
+
+/// Register qemu-user's aarch64 handler (Debian's `qemu-user-static`, its `F` flag: the
+/// interpreter is opened now, so it works inside the chroot) unless it is registered.
+fn binfmt_aarch64() -> Result<()> {
+    let misc = Path::new("/proc/sys/fs/binfmt_misc");
+    if !misc.join("register").exists() {
+        run(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc"]).arg(misc))?;
+    }
+    if misc.join("qemu-aarch64").exists() {
+        return Ok(());
+    }
+    let conf = Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf");
+    let line =
+        fs::read_to_string(conf).with_context(|| format!("cannot read {} (qemu-user-static)", conf.display()))?;
+    fs::write(misc.join("register"), line.trim()).context("cannot register the qemu-aarch64 binfmt handler")?;
+    eprintln!("did: registered the qemu-aarch64 binfmt handler");
+    Ok(())
 }
