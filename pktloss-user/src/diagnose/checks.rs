@@ -3,14 +3,11 @@
 //! configuration.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    CauseId, Verify,
-    counter_rules::{ethtool_sum, is_ring_counter},
-    engine::Ctx,
-    events::MEMORY_REASONS,
-    taxonomy,
+use super::{CauseId, Verify, engine::Ctx, events::MEMORY_REASONS, taxonomy};
+use crate::host::counters::{
+    ConfigChecks,
+    nic::{NicCounter, ethtool_max},
 };
-use crate::host::counters::ConfigChecks;
 
 /// Configuration findings: evidence and specific advice for the selected causes.
 pub(super) fn config_findings(cx: &mut Ctx<'_>) {
@@ -689,7 +686,8 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
             d.devices
                 .iter()
                 .filter(|x| {
-                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ethtool_sum(x, is_ring_counter) > 0
+                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0
+                        || ethtool_max(x, NicCounter::RingFull) > 0
                 })
                 .filter(|x| !is_virtual(x))
                 .map(move |x| (d.netns, x.name.clone()))

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::{
     CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx, taxonomy,
 };
+use crate::host::counters::nic::{NicCounter, ethtool_max, xdp_drops};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -152,11 +153,13 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
 
         // Devices.
         for dev in &d.devices {
-            let ring = dev.rx_missed_errors.max(ethtool_sum(dev, is_ring_counter));
+            let ring = dev.rx_missed_errors.max(ethtool_max(dev, NicCounter::RingFull));
             if ring > 0 {
                 let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
                 a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_ring_counter(k)) {
+                for (k, v) in
+                    dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::RingFull)
+                {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
                 }
                 if dev.rx_dropped > 0 {
@@ -179,10 +182,12 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
                     dev.name, dev.rx_crc_errors, dev.rx_frame_errors
                 ));
             }
-            let alloc = ethtool_sum(dev, is_alloc_failure);
+            let alloc = ethtool_max(dev, NicCounter::AllocFailure);
             if alloc > 0 {
                 let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_alloc_failure(k)) {
+                for (k, v) in
+                    dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::AllocFailure)
+                {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
                 }
             }
@@ -193,7 +198,9 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
             if xdp > 0 {
                 let prog = dev.xdp.as_deref().map(|p| format!(" (XDP program attached: {p})")).unwrap_or_default();
                 let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, xdp);
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_xdp_drop_counter(k)) {
+                for (k, v) in
+                    dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::XdpDrop)
+                {
                     a.ev(format!("{tag} dev {} ethtool {k} +{v}{prog}", dev.name));
                 }
             }
@@ -407,47 +414,6 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
             }
         }
     }
-}
-
-pub(super) fn ethtool_sum(dev: &crate::host::counters::DeviceStats, f: fn(&str) -> bool) -> u64 {
-    // Per-queue counters repeat the totals; take the largest matching one as the lower bound.
-    dev.ethtool.iter().filter(|(k, _)| f(k)).map(|(_, v)| *v).max().unwrap_or(0)
-}
-
-/// ethtool counters that mean "no RX descriptor/buffer available" (ring full).
-pub(super) fn is_ring_counter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    (n.contains("missed") && n.contains("rx"))
-        || n.contains("no_buffer")
-        || n.contains("nobuf")
-        || n.contains("no_dma")
-        || n.contains("out_of_buffer")
-        || n.contains("rx_discards")
-        || n.contains("rx_fw_discards")
-        || (n.starts_with("rx") && n.ends_with("_drops") && !n.contains("xdp"))
-        || n == "rx_dropped"
-}
-
-/// ethtool counters of an XDP program's drop verdicts (`rx_queue_0_xdp_drops` on veth,
-/// `rx_xdp_drop` on mlx5, ...).
-pub(super) fn is_xdp_drop_counter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("xdp") && n.contains("drop") && !n.contains("err")
-}
-
-/// An XDP program's drops on a device: the per-queue counters summed, or the largest total.
-pub(super) fn xdp_drops(dev: &crate::host::counters::DeviceStats) -> u64 {
-    let per_queue =
-        |k: &str| k.contains("queue_") || k.starts_with("rx") && k[2..].starts_with(|c: char| c.is_ascii_digit());
-    let queues: u64 = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && per_queue(k)).map(|(_, v)| *v).sum();
-    let totals = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && !per_queue(k)).map(|(_, v)| *v).max();
-    totals.unwrap_or(0).max(queues)
-}
-
-/// ethtool counters of failed RX buffer allocations.
-pub(super) fn is_alloc_failure(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("alloc") && (n.contains("fail") || n.contains("err"))
 }
 
 pub(super) fn tcp_local_drops(cx: &Ctx<'_>) -> u64 {

@@ -27,9 +27,10 @@ use tokio::sync::oneshot;
 
 use super::metrics::{Limits, Living, MetricsState, NetnsId};
 use crate::{
+    host::counters::CounterWatch,
     host::counters::Gathered,
     kernel::tracer::{Options, RawCounts},
-    session::{Diagnosed, Session, gather_after, gather_before, stop_flag},
+    session::{Diagnosed, Session, gather_after, stop_flag},
 };
 
 /// The port `serve` listens on by default (loopback). The Prometheus default-port allocation
@@ -107,7 +108,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         .spawn(move || http_thread(listener, Requests { scrapes: scrape_tx, wake: wake_http }, quit_rx))
         .context("starting the HTTP thread")?;
 
-    let mut window = Window::open(gather_before(), &mut session)?;
+    let mut window = Window::open(CounterWatch::baseline(), &mut session)?;
     session.announce();
     eprintln!("pktloss: serving http://{addr}/metrics (diagnosis every {})", humantime::format_duration(cfg.window));
     let mut watch = NetnsWatch::new();
@@ -179,7 +180,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         {
             state.observe_window(&d.diagnosis, end);
             log::info!("pktloss: diagnosis window: {} causes", d.diagnosis.causes.len());
-            window.before = Some(baseline(d.after));
+            window.before = Some(CounterWatch::from_reading(baseline(d.after)));
             job = None;
         }
         if job.is_none() && window.opened.elapsed() >= cfg.window {
@@ -313,7 +314,7 @@ struct Window {
     opened: Instant,
     /// The reading that ended the window before (set when its diagnosis is done), or the first
     /// reading.
-    before: Option<Gathered>,
+    before: Option<CounterWatch>,
     raw: RawCounts,
 }
 
@@ -331,7 +332,7 @@ fn baseline(mut after: Gathered) -> Gathered {
 }
 
 impl Window {
-    fn open(before: Gathered, session: &mut Session) -> Result<Self> {
+    fn open(before: CounterWatch, session: &mut Session) -> Result<Self> {
         session.watch_namespaces_every(READ_NETNS_EVERY);
         Ok(Self { opened: Instant::now(), before: Some(before), raw: session.read()? })
     }
@@ -344,7 +345,7 @@ impl Window {
         let mut summary = session.summary_of(&interval);
         summary.total_drops = interval.stat(stat::DROPS);
         let lifecycle = session.lifecycle.take();
-        let before = self.before.take().unwrap_or_else(gather_before);
+        let before = self.before.take().unwrap_or_else(CounterWatch::baseline);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("pktloss-diagnose".to_owned())

@@ -14,7 +14,10 @@ use super::{
     state::{CauseRow, Data, DropRow, Panel, State, endpoint},
     view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
-use crate::model::{FlowCount, Sample};
+use crate::{
+    host::counters::nic::NicCounter,
+    model::{FlowCount, Sample},
+};
 
 /// Sample packets shown per drill-down (newest first).
 const MAX_SAMPLES: usize = 6;
@@ -242,22 +245,6 @@ fn sample_of(s: &Sample, f: &FlowCount) -> bool {
     f.has_sample(s)
 }
 
-/// What a NIC/softnet counter means, for its drill-down.
-fn counter_hint(counter: &str) -> &'static str {
-    let c = counter.to_ascii_lowercase();
-    if c.contains("missed") || c.contains("no_buffer") || c.contains("ring") {
-        "The NIC had no free RX descriptor: the ring was full because the host drained it too slowly. Grow it (ethtool -G <dev> rx N), spread the load (RSS, ethtool -L), check IRQ affinity."
-    } else if c.contains("fifo") || c.contains("over") {
-        "The NIC's internal FIFO overflowed before DMA: PCIe/memory pressure or bursts beyond the ring. See ethtool -S, ring size and interrupt coalescing."
-    } else if c.contains("squeeze") {
-        "NAPI ran out of budget or time with work left (not a drop by itself): raise net.core.netdev_budget / netdev_budget_usecs if drops follow."
-    } else if c.contains("softnet") || c.contains("backlog") || c.contains("dropped") {
-        "The per-CPU input backlog was full (enqueue_to_backlog): raise net.core.netdev_max_backlog, or spread RPS/RFS so one CPU is not saturated."
-    } else {
-        "A drop counter the kernel keeps outside the skb drop-reason tracepoint."
-    }
-}
-
 /// Title and lines of the drill-down overlay, wrapped to `width` columns.
 pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
     let Some(detail) = &state.detail else {
@@ -409,7 +396,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                     ),
                 );
                 doc.section("What it means");
-                doc.text(2, counter_hint(&c.row.counter), Style::new());
+                doc.text(2, NicCounter::of(&c.row.counter).hint(), Style::new());
                 doc.blank();
                 doc.note("These drops happen before an skb exists: no drop event shows them.");
                 format!("{} on {}", c.row.counter, c.row.scope)

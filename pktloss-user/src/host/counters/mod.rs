@@ -14,7 +14,9 @@
 //! `netdev_budget`, `tcp_mem`, `udp_mem`, `rmem_max` in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
 pub(crate) mod gather;
+pub(crate) mod nic;
 pub(crate) mod parse;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::host::netns::NetnsLabel;
 
 pub(crate) use gather::{config_checks, snapshot, snapshot_all};
+pub(crate) use watch::{Counted, CounterWatch};
 
 /// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
