@@ -283,7 +283,7 @@ impl Diagnosed {
 
 /// The namespaces the summary's drops came from.
 pub(crate) fn netns_with_drops(summary: &Summary) -> Vec<u32> {
-    let mut v: Vec<u32> = summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0).collect();
+    let mut v: Vec<u32> = summary.flows.iter().map(|f| f.flow.netns.inode).filter(|n| *n != 0).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -314,7 +314,7 @@ fn fill_device_names(summary: &mut Summary, readings: &crate::host::counters::Ga
             .map(|d| d.name.clone())
     };
     for f in summary.flows.iter_mut().filter(|f| f.device.is_empty()) {
-        if let Some(n) = name(f.netns, f.ifindex) {
+        if let Some(n) = name(f.flow.netns.inode, f.ifindex) {
             f.device = n;
         }
     }
@@ -346,8 +346,8 @@ pub(crate) fn capture_file(
         .devices
         .iter()
         .map(|x| (x.netns, x.ifindex))
-        .chain(file.summary.flows.iter().map(|f| (f.netns, f.ifindex)))
-        .chain(file.summary.samples.iter().map(|x| (x.netns, x.ifindex)))
+        .chain(file.summary.flows.iter().map(|f| (f.flow.netns.inode, f.ifindex)))
+        .chain(file.summary.samples.iter().map(|x| (x.flow.netns.inode, x.ifindex)))
     {
         if ifindex != 0 {
             seen.insert((ns, ifindex));
@@ -358,7 +358,7 @@ pub(crate) fn capture_file(
         .devices
         .iter()
         .map(|x| ((x.netns, x.ifindex), x.name.clone()))
-        .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
+        .chain(file.summary.flows.iter().map(|f| ((f.flow.netns.inode, f.ifindex), f.device.clone())))
         .filter(|(_, n)| !n.is_empty())
         .collect();
     let ns_map = crate::host::netns::list();

@@ -150,7 +150,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                         .netns_drops
                         .iter()
                         .filter(|n| n.netns != 0)
-                        .map(|n| (n.netns, n.netns_cookie))
+                        .map(crate::model::NetnsDropCount::id)
                         .collect();
                     watch.tick(&ids);
                     Some(&watch.living)
@@ -159,7 +159,9 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                 };
                 let removed = state.observe(&summary, living, Instant::now());
                 if !removed.is_empty() {
-                    let n = session.tracer.forget_netns(&|k| removed.contains(&(k.netns, k.cookie)));
+                    let n = session
+                        .tracer
+                        .forget_netns(&|k| removed.contains(&NetnsId { inode: k.netns, cookie: k.cookie }));
                     log::debug!("forgot the counts of {} namespaces gone ({n} keys)", removed.len());
                 }
                 let reasons = &session.agg.reasons;
@@ -238,14 +240,14 @@ impl NetnsWatch {
     /// processes where they can be (the names bound to the cookie read with them).
     fn name_unnamed(&mut self, with_drops: &[NetnsId]) {
         for id in with_drops {
-            let Some((cookie, label)) = self.living.get(&id.0) else { continue };
+            let Some((cookie, label)) = self.living.get(&id.inode) else { continue };
             if !label.starts_with("netns:") {
                 continue;
             }
             let cookie = *cookie;
-            if let Some(info) = self.names.get(id.0, cookie).filter(|i| !i.label.is_empty()) {
+            if let Some(info) = self.names.get(id.inode, cookie).filter(|i| !i.label.is_empty()) {
                 let name = info.label.clone();
-                self.living.insert(id.0, (cookie, name));
+                self.living.insert(id.inode, (cookie, name));
             }
         }
     }
@@ -253,7 +255,7 @@ impl NetnsWatch {
     /// Whether namespace `id` is one of the living ones as last read (a cookie of 0 on either
     /// side: the kernel cannot tell, the inode decides).
     fn knows(&self, id: &NetnsId) -> bool {
-        self.living.get(&id.0).is_some_and(|(c, _)| *c == id.1 || *c == 0 || id.1 == 0)
+        self.living.get(&id.inode).is_some_and(|(c, _)| *c == id.cookie || *c == 0 || id.cookie == 0)
     }
 
     /// List the namespaces when it is time, or at once when one of `with_drops` is not known;
@@ -283,7 +285,7 @@ impl NetnsWatch {
                         .living
                         .get(&r.inode)
                         .is_none_or(|(_, l)| *l != r.label().to_string() && !named(l, &r.label().to_string()))
-                    || unknown.iter().any(|id| id.0 == r.inode)
+                    || unknown.iter().any(|id| id.inode == r.inode)
             })
             .cloned()
             .collect();

@@ -11,7 +11,7 @@ use ratatui::{
 };
 
 use super::{
-    state::{CauseRow, Data, DropRow, Panel, State, endpoint},
+    state::{CauseRow, Data, DropRow, Panel, State},
     view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
 use crate::{
@@ -142,13 +142,14 @@ impl Doc {
         if !s.tcp_state.is_empty() || !s.tcp_flags.is_empty() {
             let _ = write!(who, "  tcp {} [{}]", or_dash(&s.tcp_state), s.tcp_flags);
         }
-        let what = if s.family == 0 {
-            s.proto.clone()
+        let what = if s.flow.family == 0 {
+            s.flow.proto.clone()
         } else {
-            format!("{} {} → {}", s.proto, endpoint(&s.src, s.sport, s.family), endpoint(&s.dst, s.dport, s.family))
+            format!("{} {} → {}", s.flow.proto, s.flow.source(), s.flow.destination())
         };
-        let dev =
-            d.device_name(s.netns, s.ifindex).map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
+        let dev = d
+            .device_name(s.flow.netns.inode, s.ifindex)
+            .map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
         self.wrapped(
             Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
             &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns_text(), s.skb_len, s.cpu),
@@ -339,7 +340,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                     f.flow.count,
                     &format!(
                         "{} {}  netns {} {}",
-                        f.flow.proto,
+                        f.flow.flow.proto,
                         flow_cell(&f.flow),
                         f.flow.netns_text(),
                         or_dash(&f.flow.device)
@@ -353,11 +354,11 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
             let flows = d.flow_rows();
             flows.iter().find(|f| f.key == detail.key).map(|fr| {
                 let f = &fr.flow;
-                doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
+                doc.field("flow", &format!("{} {}", f.flow.proto, flow_cell(f)));
                 let ns = if f.netns_name.is_empty() {
-                    f.netns.to_string()
+                    f.flow.netns.inode.to_string()
                 } else {
-                    format!("{} ({})", f.netns_name, f.netns)
+                    format!("{} ({})", f.netns_name, f.flow.netns.inode)
                 };
                 doc.field("netns", &ns);
                 doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
@@ -378,7 +379,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                 doc.samples(d, sampled.into_iter());
                 doc.section("Causes");
                 doc.causes(&causes_for(&f.reason));
-                format!("{} {}", f.proto, flow_cell(f))
+                format!("{} {}", f.flow.proto, flow_cell(f))
             })
         }
         Panel::Counters => {

@@ -17,9 +17,7 @@ use ratatui::{
 
 use super::{
     input::KEYS,
-    state::{
-        CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint, filter::FILTER_HELP,
-    },
+    state::{CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, filter::FILTER_HELP},
 };
 use crate::model::FlowCount;
 
@@ -602,7 +600,7 @@ fn causes_panel(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CauseR
 
 /// `src -> dst`, compact for the table.
 pub(super) fn flow_cell(f: &FlowCount) -> String {
-    format!("{} → {}", endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
+    format!("{} → {}", f.flow.source(), f.flow.destination())
 }
 
 pub(super) fn or_dash(s: &str) -> String {
@@ -655,9 +653,9 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
             let f = &r.flow;
             if wide {
                 Row::new(vec![
-                    Cell::from(f.proto.clone()),
-                    Cell::from(ellipsize(&endpoint(&f.src, f.sport, f.family), cols[1])),
-                    Cell::from(ellipsize(&endpoint(&f.dst, f.dport, f.family), cols[2])),
+                    Cell::from(f.flow.proto.clone()),
+                    Cell::from(ellipsize(&f.flow.source(), cols[1])),
+                    Cell::from(ellipsize(&f.flow.destination(), cols[2])),
                     right(ellipsize(&f.netns_text(), cols[3])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
                     Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
@@ -667,7 +665,7 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                 ])
             } else {
                 Row::new(vec![
-                    Cell::from(f.proto.clone()),
+                    Cell::from(f.flow.proto.clone()),
                     Cell::from(ellipsize(&flow_cell(f), cols[1])),
                     right(ellipsize(&f.netns_text(), cols[2])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[3])),
