@@ -1,5 +1,6 @@
 //! `cargo xtask`: the build, test and benchmark entry points of pktloss.
 mod bench;
+mod edges;
 mod setup;
 mod tasks;
 mod util;

@@ -156,6 +156,7 @@ pub(crate) fn lint(fmt: bool) -> Result<()> {
         "warnings",
     ]))?;
     clippy_ebpf()?;
+    crate::edges::check(&util::workspace_root())?;
     println!("lint: clean");
     Ok(())
 }

@@ -116,16 +116,8 @@ pub(crate) struct MetricsState {
     scrapes: u64,
 }
 
-/// Run-time statistics of one loaded program, as the kernel keeps them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ProgramStats {
-    pub name: String,
-    /// `None` when `kernel.bpf_stats_enabled` is off (the kernel does not count).
-    pub run_time_ns: Option<u64>,
-    pub run_count: Option<u64>,
-    /// Runs skipped because the program was already running on that CPU (a drop inside it).
-    pub recursion_misses: Option<u64>,
-}
+/// Run-time statistics of one loaded program (the kernel stage reads them).
+pub(crate) use crate::kernel::maps::ProgramStats;
 
 /// The subsystem of a reason code: the core enum, or pktloss's own codes for kernels without
 /// reasons and for the `tcp_drop` probe.

@@ -562,7 +562,7 @@ impl Tracer {
     }
 
     /// Run-time statistics of the attached programs (see [`maps::program_stats`]).
-    pub(crate) fn program_stats(&self) -> Vec<crate::export::metrics::ProgramStats> {
+    pub(crate) fn program_stats(&self) -> Vec<maps::ProgramStats> {
         maps::program_stats(&self.ebpf)
     }
 
