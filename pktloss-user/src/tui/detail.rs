@@ -12,7 +12,7 @@ use ratatui::{
 
 use super::{
     state::{CauseRow, Data, DropRow, Panel, State},
-    view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
+    style::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
 use crate::{
     host::counters::nic::NicCounter,
