@@ -2,8 +2,6 @@
 //!
 //! Everything downstream of collection (text and JSON output, diagnosis, TUI, capture files)
 //! reads these types only, so it can run on live data or on a saved capture.
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
 /// Drops counted for one drop reason.
@@ -36,9 +34,29 @@ pub(crate) struct LocationCount {
     pub stack: Vec<String>,
 }
 
-/// Drops counted for one flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FlowCount {
+/// A network namespace's identity: its inode, and its cookie (unique for the boot, 5.12+; 0
+/// when the kernel has none). Two namespaces that had the same inode one after the other differ
+/// by the cookie. In JSON, `netns` and `netns_cookie` (left out when 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) struct NetnsId {
+    #[serde(rename = "netns", default)]
+    pub inode: u32,
+    #[serde(rename = "netns_cookie", default, skip_serializing_if = "is_zero64")]
+    pub cookie: u64,
+}
+
+impl std::fmt::Display for NetnsId {
+    /// `4026531840`, or `4026531840/12` with a cookie.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.cookie == 0 { write!(f, "{}", self.inode) } else { write!(f, "{}/{}", self.inode, self.cookie) }
+    }
+}
+
+/// A flow's identity: protocol, family, endpoints and namespace. Every flow-shaped record
+/// holds one (`#[serde(flatten)]`: its fields stay where they were in JSON and capture files).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Flow {
     /// "tcp", "udp", "icmp", "icmpv6", "sctp", "proto-N", or "eth-0xNNNN" when no IP header.
     pub proto: String,
     /// 4, 6, or 0 when not an IP packet / not decodable.
@@ -47,11 +65,58 @@ pub(crate) struct FlowCount {
     pub sport: u16,
     pub dst: String,
     pub dport: u16,
-    pub netns: u32,
-    /// The namespace's cookie (unique for the boot, 5.12+): flows of two namespaces that had
-    /// the same inode one after the other differ by it. 0 when the kernel has none.
-    #[serde(default, skip_serializing_if = "is_zero64")]
-    pub netns_cookie: u64,
+    #[serde(flatten)]
+    pub netns: NetnsId,
+}
+
+impl Flow {
+    /// Whether the protocol has ports (else `sport`/`dport` are ICMP's type and code, or 0).
+    pub(crate) fn ported(&self) -> bool {
+        matches!(self.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite")
+    }
+
+    /// One endpoint: `10.0.0.1:5000`, `[fd00::2]:9`, the bare address for a portless protocol,
+    /// `-` for an unknown address.
+    pub(crate) fn endpoint(&self, addr: &str, port: u16) -> String {
+        if addr.is_empty() {
+            return "-".to_owned();
+        }
+        let v6 = self.family == 6 || addr.contains(':');
+        match (self.ported(), v6) {
+            (false, _) => addr.to_owned(),
+            (true, true) => format!("[{addr}]:{port}"),
+            (true, false) => format!("{addr}:{port}"),
+        }
+    }
+
+    /// The source endpoint ([`Flow::endpoint`]).
+    pub(crate) fn source(&self) -> String {
+        self.endpoint(&self.src, self.sport)
+    }
+
+    /// The destination endpoint ([`Flow::endpoint`]).
+    pub(crate) fn destination(&self) -> String {
+        self.endpoint(&self.dst, self.dport)
+    }
+}
+
+impl std::fmt::Display for Flow {
+    /// `udp 10.0.0.1:5000 -> [fd00::2]:9` (ICMP: type and code; no ports for portless
+    /// protocols; `-` for an unknown address).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} -> {}", self.proto, self.source(), self.destination())?;
+        if self.proto.starts_with("icmp") {
+            write!(f, " type {} code {}", self.sport, self.dport)?;
+        }
+        Ok(())
+    }
+}
+
+/// Drops counted for one flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FlowCount {
+    #[serde(flatten)]
+    pub flow: Flow,
     /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns_name: String,
@@ -92,22 +157,9 @@ impl FlowCount {
         self.reason == reason && (self.location.is_empty() || symbol.is_none_or(|s| self.location == s))
     }
 
-    /// `udp 10.0.0.1:5000 -> [fd00::2]:9` (ICMP: type and code; no ports for portless
-    /// protocols; `-` for an unknown address).
+    /// The flow as one line ([`Flow`]'s `Display`).
     pub(crate) fn line(&self) -> String {
-        let ported = matches!(self.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite");
-        let end = |addr: &str, port: u16| {
-            if addr.is_empty() {
-                return "-".to_owned();
-            }
-            let a = if addr.contains(':') { format!("[{addr}]") } else { addr.to_owned() };
-            if ported { format!("{a}:{port}") } else { a }
-        };
-        let mut s = format!("{} {} -> {}", self.proto, end(&self.src, self.sport), end(&self.dst, self.dport));
-        if self.proto.starts_with("icmp") {
-            let _ = write!(s, " type {} code {}", self.sport, self.dport);
-        }
-        s
+        self.flow.to_string()
     }
 
     /// The process as text, `comm[pid]`, empty when none was seen.
@@ -117,19 +169,12 @@ impl FlowCount {
 
     /// The flow's namespace as text: its name when one is known, else its inode.
     pub(crate) fn netns_text(&self) -> String {
-        if self.netns_name.is_empty() { self.netns.to_string() } else { self.netns_name.clone() }
+        if self.netns_name.is_empty() { self.flow.netns.inode.to_string() } else { self.netns_name.clone() }
     }
 
     /// Whether `s` is a sampled drop of this flow.
     pub(crate) fn has_sample(&self, s: &Sample) -> bool {
-        s.proto == self.proto
-            && s.src == self.src
-            && s.dst == self.dst
-            && s.sport == self.sport
-            && s.dport == self.dport
-            && s.netns == self.netns
-            && s.netns_cookie == self.netns_cookie
-            && self.is(&s.reason, Some(&s.symbol))
+        s.flow == self.flow && self.is(&s.reason, Some(&s.symbol))
     }
 
     /// What tells these drops apart: the reason, or the location where the kernel gives none.
@@ -164,6 +209,21 @@ pub(crate) struct RetransCount {
     pub dport: u16,
     pub netns: u32,
     pub count: u64,
+}
+
+impl RetransCount {
+    /// Its flow (TCP; the family from the addresses).
+    pub(crate) fn flow(&self) -> Flow {
+        Flow {
+            proto: "tcp".to_owned(),
+            family: if self.src.contains(':') { 6 } else { 4 },
+            src: self.src.clone(),
+            sport: self.sport,
+            dst: self.dst.clone(),
+            dport: self.dport,
+            netns: NetnsId { inode: self.netns, cookie: 0 },
+        }
+    }
 }
 
 /// Retransmissions seen during the capture.
@@ -219,16 +279,8 @@ pub(crate) struct Sample {
     pub reason: String,
     pub code: u32,
     pub symbol: String,
-    pub proto: String,
-    pub family: u8,
-    pub src: String,
-    pub sport: u16,
-    pub dst: String,
-    pub dport: u16,
-    pub netns: u32,
-    /// The namespace's cookie (see [`FlowCount::netns_cookie`]).
-    #[serde(default, skip_serializing_if = "is_zero64")]
-    pub netns_cookie: u64,
+    #[serde(flatten)]
+    pub flow: Flow,
     /// The namespace's name ([`NamespaceInfo::label`]), when one is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns_name: String,
@@ -266,9 +318,9 @@ impl Sample {
     /// Its namespace: "NAME (INODE)" when named, else the inode.
     pub(crate) fn netns_text(&self) -> String {
         if self.netns_name.is_empty() {
-            self.netns.to_string()
+            self.flow.netns.inode.to_string()
         } else {
-            format!("{} ({})", self.netns_name, self.netns)
+            format!("{} ({})", self.netns_name, self.flow.netns.inode)
         }
     }
 }
@@ -403,6 +455,13 @@ pub(crate) struct NetnsDropCount {
     pub reason: String,
     pub code: u32,
     pub count: u64,
+}
+
+impl NetnsDropCount {
+    /// Its namespace's identity.
+    pub(crate) fn id(&self) -> NetnsId {
+        NetnsId { inode: self.netns, cookie: self.netns_cookie }
+    }
 }
 
 /// A namespace's exact drops (see [`Summary::drops_by_netns`]).
@@ -586,10 +645,10 @@ impl Summary {
                 .map(|i| i.label.clone())
         };
         for f in &mut self.flows {
-            f.netns_name = label(f.netns, f.netns_cookie).unwrap_or_default();
+            f.netns_name = label(f.flow.netns.inode, f.flow.netns.cookie).unwrap_or_default();
         }
         for s in &mut self.samples {
-            s.netns_name = label(s.netns, s.netns_cookie).unwrap_or_default();
+            s.netns_name = label(s.flow.netns.inode, s.flow.netns.cookie).unwrap_or_default();
         }
         for d in &self.devices {
             label(d.netns, 0);
@@ -614,11 +673,14 @@ mod tests {
     #[test]
     fn flow_lines_bracket_ipv6_and_drop_ports_where_there_are_none() {
         let f = |proto: &str, src: &str, dst: &str| super::FlowCount {
-            proto: proto.into(),
-            src: src.into(),
-            sport: 5000,
-            dst: dst.into(),
-            dport: 53,
+            flow: crate::model::Flow {
+                proto: proto.into(),
+                src: src.into(),
+                sport: 5000,
+                dst: dst.into(),
+                dport: 53,
+                ..crate::model::Flow::default()
+            },
             ..super::FlowCount::default()
         };
         assert_eq!(f("udp", "fd00::1", "fd00::2").line(), "udp [fd00::1]:5000 -> [fd00::2]:53");

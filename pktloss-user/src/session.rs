@@ -15,7 +15,12 @@ use crate::{
     Error,
     aggregate::{Aggregator, CaptureInfo},
     decode::{reasons::ReasonTable, symbols::Kallsyms},
-    host::{devices::DeviceNames, devtx::DeviceTx, lifecycle::Lifecycle},
+    host::{
+        counters::{Counted, CounterWatch},
+        devices::DeviceNames,
+        devtx::DeviceTx,
+        lifecycle::Lifecycle,
+    },
     kernel::{
         btf::KernelBtf,
         tracer::{FLOW_CAPACITY, Options, RawCounts, Tracer},
@@ -257,9 +262,6 @@ pub(crate) fn run_until(
 /// How often the namespaces are listed, and those with drops or born during the capture read.
 const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Namespaces to snapshot before a capture: every one we can see, bounded.
-pub(crate) const MAX_NETNS: usize = 64;
-
 /// Counters and configuration around a capture, and the diagnosis they give.
 pub(crate) struct Diagnosed {
     pub before: crate::host::counters::Gathered,
@@ -269,41 +271,33 @@ pub(crate) struct Diagnosed {
     pub diagnosis: crate::diagnose::Diagnosis,
 }
 
-/// Snapshot every visible namespace (bounded) before a capture.
-pub(crate) fn gather_before() -> crate::host::counters::Gathered {
-    let inodes: Vec<u32> = crate::host::netns::list().keys().copied().take(MAX_NETNS).collect();
-    crate::host::counters::gather(&inodes)
+impl Diagnosed {
+    /// The diagnosis of `summary` with these counters.
+    pub(crate) fn of(summary: &Summary, counted: Counted) -> Self {
+        let Counted { before, after, deltas, checks } = counted;
+        let diagnosis =
+            crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
+        Self { before, after, deltas, checks, diagnosis }
+    }
 }
 
-/// After a capture: snapshot the same namespaces plus every one drops came from, and diagnose.
-/// Namespaces born during the capture (read at the end) are counted from zero, and those gone
-/// before the end keep their last reading, when a `lifecycle` watcher followed them.
+/// The namespaces the summary's drops came from.
+pub(crate) fn netns_with_drops(summary: &Summary) -> Vec<u32> {
+    let mut v: Vec<u32> = summary.flows.iter().map(|f| f.flow.netns.inode).filter(|n| *n != 0).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// After a capture: read the baseline's namespaces plus every one drops came from, and
+/// diagnose. Namespaces born during the capture (read at the end) are counted from zero, and
+/// those gone before the end keep their last reading, when a `lifecycle` watcher followed them.
 /// Device names the summary could not resolve (a namespace gone before it was read) are filled
 /// from the namespaces' readings.
-pub(crate) fn gather_after(
-    before: crate::host::counters::Gathered,
-    summary: &mut Summary,
-    lifecycle: Option<Lifecycle>,
-) -> Diagnosed {
-    let mut inodes: Vec<u32> = before.snapshots.iter().map(|s| s.netns).collect();
-    let born = lifecycle.as_ref().map(Lifecycle::born).unwrap_or_default();
-    for n in summary.flows.iter().map(|f| f.netns).chain(born) {
-        if n != 0 && !inodes.contains(&n) {
-            inodes.push(n);
-        }
-    }
-    let after = crate::host::counters::gather(&inodes);
-    let after = match lifecycle {
-        Some(l) => l.complete(after),
-        None => after,
-    };
-    fill_device_names(summary, &after);
-    let summary = &*summary;
-    let (kept_before, kept_after) = (before.clone(), after.clone());
-    let (deltas, checks) = crate::host::counters::finish(before, after);
-    let diagnosis =
-        crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary, deltas: &deltas, checks: &checks });
-    Diagnosed { before: kept_before, after: kept_after, deltas, checks, diagnosis }
+pub(crate) fn gather_after(watch: CounterWatch, summary: &mut Summary, lifecycle: Option<Lifecycle>) -> Diagnosed {
+    let counted = watch.finish(&netns_with_drops(summary), lifecycle);
+    fill_device_names(summary, &counted.after);
+    Diagnosed::of(summary, counted)
 }
 
 /// Names of the devices of flows and device rows that have none, from the readings of their
@@ -320,7 +314,7 @@ fn fill_device_names(summary: &mut Summary, readings: &crate::host::counters::Ga
             .map(|d| d.name.clone())
     };
     for f in summary.flows.iter_mut().filter(|f| f.device.is_empty()) {
-        if let Some(n) = name(f.netns, f.ifindex) {
+        if let Some(n) = name(f.flow.netns.inode, f.ifindex) {
             f.device = n;
         }
     }
@@ -352,8 +346,8 @@ pub(crate) fn capture_file(
         .devices
         .iter()
         .map(|x| (x.netns, x.ifindex))
-        .chain(file.summary.flows.iter().map(|f| (f.netns, f.ifindex)))
-        .chain(file.summary.samples.iter().map(|x| (x.netns, x.ifindex)))
+        .chain(file.summary.flows.iter().map(|f| (f.flow.netns.inode, f.ifindex)))
+        .chain(file.summary.samples.iter().map(|x| (x.flow.netns.inode, x.ifindex)))
     {
         if ifindex != 0 {
             seen.insert((ns, ifindex));
@@ -364,7 +358,7 @@ pub(crate) fn capture_file(
         .devices
         .iter()
         .map(|x| ((x.netns, x.ifindex), x.name.clone()))
-        .chain(file.summary.flows.iter().map(|f| ((f.netns, f.ifindex), f.device.clone())))
+        .chain(file.summary.flows.iter().map(|f| ((f.flow.netns.inode, f.ifindex), f.device.clone())))
         .filter(|(_, n)| !n.is_empty())
         .collect();
     let ns_map = crate::host::netns::list();

@@ -758,7 +758,7 @@ fn child_of(parent: u32) -> u32 {
     }
 }
 
-/// The one program pktloss may run: legacy iptables (x_tables, no netlink interface) is read
+/// The one program pktloss may run: legacy iptables (`x_tables`, no netlink interface) is read
 /// with `iptables-legacy-save` when a namespace has legacy tables (issue 29).
 const FIREWALL_TOOLS: &[&str] = &["\"iptables-legacy-save\"", "\"ip6tables-legacy-save\""];
 

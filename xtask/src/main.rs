@@ -1,6 +1,7 @@
 //! `cargo xtask`: the build, test and benchmark entry points of pktloss.
 mod bench;
 mod dist;
+mod edges;
 mod setup;
 mod tasks;
 mod util;

@@ -165,6 +165,7 @@ pub(crate) fn lint(fmt: bool) -> Result<()> {
         "warnings",
     ]))?;
     clippy_ebpf()?;
+    crate::edges::check(&util::workspace_root())?;
     println!("lint: clean");
     Ok(())
 }

@@ -9,8 +9,8 @@ use crate::{
     decode::symbols::Kallsyms,
     kernel::tracer::RawCounts,
     model::{
-        DetailStats, DeviceCount, FilterInfo, FlowCount, FlowTableStats, LocationCount, NetnsDropCount, ProbeStatus,
-        ReasonCount, RetransCount, Retransmits, Sample, Summary,
+        DetailStats, DeviceCount, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount, NetnsDropCount, NetnsId,
+        ProbeStatus, ReasonCount, RetransCount, Retransmits, Sample, Summary,
     },
 };
 
@@ -109,14 +109,15 @@ impl Aggregator {
                 reason: self.reasons.name(code),
                 code,
                 symbol: self.syms.symbolize(ev.location),
-                proto: decode::proto_name(&ev.flow),
-                family: ev.flow.family,
-                src,
-                sport: ev.flow.sport,
-                dst,
-                dport: ev.flow.dport,
-                netns: ev.flow.netns,
-                netns_cookie: ev.flow.netns_cookie,
+                flow: Flow {
+                    proto: decode::proto_name(&ev.flow),
+                    family: ev.flow.family,
+                    src,
+                    sport: ev.flow.sport,
+                    dst,
+                    dport: ev.flow.dport,
+                    netns: NetnsId { inode: ev.flow.netns, cookie: ev.flow.netns_cookie },
+                },
                 netns_name: String::new(),
                 ifindex: ev.flow.ifindex,
                 pid: ev.pid,
@@ -226,14 +227,15 @@ impl Aggregator {
             let (src, dst) = decode::addr_strings(k);
             let (code, location) = self.flow_reason(k.reason);
             flows.push(FlowCount {
-                proto: decode::proto_name(k),
-                family: k.family,
-                src,
-                sport: k.sport,
-                dst,
-                dport: k.dport,
-                netns: k.netns,
-                netns_cookie: k.netns_cookie,
+                flow: Flow {
+                    proto: decode::proto_name(k),
+                    family: k.family,
+                    src,
+                    sport: k.sport,
+                    dst,
+                    dport: k.dport,
+                    netns: NetnsId { inode: k.netns, cookie: k.netns_cookie },
+                },
                 netns_name: String::new(),
                 ifindex: k.ifindex,
                 device: names(k.netns, k.ifindex),
@@ -453,9 +455,9 @@ mod tests {
         assert_eq!(s.reasons[0].count, 10);
         assert_eq!(s.reasons[1].code, 12);
         assert_eq!(s.locations[0].symbol, "__udp4_lib_rcv+0x10");
-        assert_eq!(s.flows[0].src, "10.0.0.1");
-        assert_eq!(s.flows[0].proto, "udp");
-        assert_eq!(s.flows[1].dst, "::");
+        assert_eq!(s.flows[0].flow.src, "10.0.0.1");
+        assert_eq!(s.flows[0].flow.proto, "udp");
+        assert_eq!(s.flows[1].flow.dst, "::");
         assert_eq!(s.lost_events, 11);
         assert_eq!(s.drops_with_detail, 4);
         assert_eq!(s.drops_without_detail, 11);

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::testdata::sample_capture;
 use crate::{
-    diagnose::{Cause, CauseId, Conn, Explained},
+    diagnose::{Cause, CauseId, Explained},
     model::*,
     render::{
         pcapng::{pcapng_bytes, write_pcapng},
@@ -519,7 +519,15 @@ fn causes_for_drops() {
         flows: Vec::new(),
         drops: 1,
     };
-    let starved = Conn { netns: 7, src: "10.0.0.1".into(), sport: 40000, dst: "10.0.0.2".into(), dport: 5001 };
+    let starved = Flow {
+        proto: "tcp".into(),
+        family: 4,
+        src: "10.0.0.1".into(),
+        sport: 40000,
+        dst: "10.0.0.2".into(),
+        dport: 5001,
+        netns: NetnsId { inode: 7, cookie: 0 },
+    };
     let d = Diagnosis {
         causes: vec![
             Cause { explanation: "why".into(), verify: vec!["ss -uam".into()], ..cause(CauseId::UdpRcvbufFull) },
@@ -544,11 +552,11 @@ fn causes_for_drops() {
         unavailable: vec!["conntrack: not loaded".into()],
         outside_filter: Vec::new(),
     };
-    let other = Conn { sport: 40001, ..starved.clone() };
+    let other = Flow { sport: 40001, ..starved.clone() };
     let id = |r, p, s| d.cause_for_drop(r, p, s, &other).map(|c| c.id);
     // Limited to connections: those connections only, before any wider assignment.
     let on =
-        |c: &Conn| d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x1", c).map(|c| c.id);
+        |c: &Flow| d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x1", c).map(|c| c.id);
     assert_eq!(on(&starved), Some(CauseId::SocketMemoryPressure));
     assert_eq!(on(&other), Some(CauseId::TcpProtocol));
     assert_eq!(id("SOCKET_RCVBUFF", "udp", "__udp_enqueue_schedule_skb+0x1"), Some(CauseId::UdpRcvbufFull));
@@ -591,4 +599,29 @@ fn unknown_cause_ids_read_as_unclassified() {
     v["diagnosis"]["causes"][0]["id"] = json!("a-cause-from-the-future");
     let f = read_bytes(&encode_container(&serde_json::to_vec(&v).unwrap(), true).unwrap()).unwrap();
     assert_eq!(f.diagnosis.causes[0].id, CauseId::Unclassified);
+}
+
+/// A capture written before flows held a `Flow` (the committed fixture, written by an earlier
+/// pktloss) reads, and its flows and samples write back field for field: the flattened identity
+/// keeps the format.
+#[test]
+fn flows_and_samples_of_an_earlier_capture_write_back_unchanged() {
+    use std::io::Read as _;
+    let bytes = include_bytes!("../export/fixtures/nosocket_nft.pktloss");
+    let file = read_bytes(bytes).expect("fixture");
+    let mut json = String::new();
+    flate2::read::DeflateDecoder::new(&bytes[HEADER_LEN..]).read_to_string(&mut json).expect("payload");
+    let old: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let new = serde_json::to_value(&file.summary).expect("json");
+    assert!(!file.summary.flows.is_empty() && !file.summary.samples.is_empty());
+    assert!(file.summary.flows.iter().all(|f| f.flow.netns.inode != 0));
+    for key in ["flows", "samples", "netns_drops"] {
+        assert_eq!(new[key], old["summary"][key], "{key}");
+    }
+    // The fixture predates cookies: one written now keeps it beside the inode, and reads it.
+    let mut flow = file.summary.flows[0].clone();
+    flow.flow.netns.cookie = 12;
+    let v = serde_json::to_value(&flow).expect("json");
+    assert_eq!((v["netns"].as_u64(), v["netns_cookie"].as_u64()), (Some(u64::from(flow.flow.netns.inode)), Some(12)));
+    assert_eq!(serde_json::from_value::<FlowCount>(v).expect("flow"), flow);
 }

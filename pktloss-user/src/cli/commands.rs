@@ -16,9 +16,10 @@ use crate::{
     Error,
     capture::{check_writable, write_private},
     decode::reasons::ReasonTable,
+    host::counters::CounterWatch,
     kernel::{btf::KernelBtf, tracer::RawCounts},
     render::{diagnosis, json, pcapng, reasons, report, summary, watch},
-    session::{Session, capture_file, gather_after, gather_before, run_until, stop_flag},
+    session::{Session, capture_file, gather_after, run_until, stop_flag},
 };
 
 /// What `-o FILE` writes, by the file's extension: `.pktloss` a capture file (read it with
@@ -146,7 +147,7 @@ pub(super) fn capture(a: CaptureArgs) -> Result<()> {
     let needs_file = out.is_some_and(|(_, k)| k == OutKind::Capture) || a.pcapng.is_some();
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options()?)?;
-    let before = needs_file.then(gather_before);
+    let before = needs_file.then(CounterWatch::baseline);
     if needs_file {
         session.watch_namespaces();
     }
@@ -301,7 +302,7 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
     check_output(a.output.as_deref())?;
     let stop = stop_flag()?;
     let mut session = Session::start(a.trace.options()?)?;
-    let before = gather_before();
+    let before = CounterWatch::baseline();
     session.watch_namespaces();
     session.announce();
     run_until(&mut session, Some(a.duration), a.count, &stop, |_| {});

@@ -3,14 +3,11 @@
 //! configuration.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    CauseId, Verify,
-    counter_rules::{ethtool_sum, is_ring_counter},
-    engine::Ctx,
-    events::MEMORY_REASONS,
-    taxonomy,
+use super::{CauseId, Verify, engine::Ctx, events::MEMORY_REASONS, taxonomy};
+use crate::host::counters::{
+    ConfigChecks,
+    nic::{NicCounter, ethtool_max},
 };
-use crate::host::counters::ConfigChecks;
 
 /// Configuration findings: evidence and specific advice for the selected causes.
 pub(super) fn config_findings(cx: &mut Ctx<'_>) {
@@ -74,10 +71,10 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for f in flows.iter().take(5) {
-        if !seen.insert((f.netns, f.proto.clone(), f.dport)) {
+        if !seen.insert((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)) {
             continue;
         }
-        let tag = cx.tag(f.netns);
+        let tag = cx.tag(f.flow.netns.inode);
         let elsewhere: Vec<String> = cx
             .input
             .checks
@@ -86,12 +83,12 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
                 let tcp = c
                     .listeners
                     .iter()
-                    .filter(|l| f.proto == "tcp" && l.port == f.dport)
+                    .filter(|l| f.flow.proto == "tcp" && l.port == f.flow.dport)
                     .map(|l| (l.addr.clone(), l.port));
                 let udp = c
                     .udp_sockets
                     .iter()
-                    .filter(|u| f.proto == "udp" && u.port == f.dport)
+                    .filter(|u| f.flow.proto == "udp" && u.port == f.flow.dport)
                     .map(|u| (u.addr.clone(), u.port));
                 tcp.chain(udp).map(move |(a, p)| (c.netns, a, p)).collect::<Vec<_>>()
             })
@@ -99,32 +96,32 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
             .collect();
         // Its sockets could not be listed (the namespace could not be entered): say so, never
         // "nothing listens".
-        let listed = cx.input.checks.iter().any(|c| c.netns == f.netns);
+        let listed = cx.input.checks.iter().any(|c| c.netns == f.flow.netns.inode);
         if elsewhere.is_empty() && !listed {
             out.push((
                 format!(
                     "{tag} whether anything listens on {} port {} is unavailable: its sockets could not be listed",
-                    f.proto, f.dport
+                    f.flow.proto, f.flow.dport
                 ),
                 format!(
                     "Check that a service listens on {} port {} in {tag}, or point the client ({}) at the port the service uses.",
-                    f.proto, f.dport, f.src
+                    f.flow.proto, f.flow.dport, f.flow.src
                 ),
             ));
         } else if elsewhere.is_empty() {
             out.push((
-                format!("{tag} nothing listens on {} port {} (packets to {})", f.proto, f.dport, f.dst),
+                format!("{tag} nothing listens on {} port {} (packets to {})", f.flow.proto, f.flow.dport, f.flow.dst),
                 format!(
                     "Start the service on {} port {} in {tag}, or point the client ({}) at the port the service uses.",
-                    f.proto, f.dport, f.src
+                    f.flow.proto, f.flow.dport, f.flow.src
                 ),
             ));
         } else {
             out.push((
-                format!("{tag} no {} socket for {}:{}; listeners on that port: {}", f.proto, f.dst, f.dport, elsewhere.join(", ")),
+                format!("{tag} no {} socket for {}:{}; listeners on that port: {}", f.flow.proto, f.flow.dst, f.flow.dport, elsewhere.join(", ")),
                 format!(
                     "A listener on port {} exists but not for {} in {tag}: bind it to 0.0.0.0/[::] or to {}, in the namespace that receives the traffic.",
-                    f.dport, f.dst, f.dst
+                    f.flow.dport, f.flow.dst, f.flow.dst
                 ),
             ));
         }
@@ -171,9 +168,9 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
             // Accept rules for the dropped flows' ports, in the chain's syntax.
             let ports: BTreeSet<(String, u16)> = flows
                 .iter()
-                .filter(|f| f.netns == c.netns || f.netns == 0)
-                .filter(|f| matches!(f.proto.as_str(), "tcp" | "udp") && f.dport != 0)
-                .map(|f| (f.proto.clone(), f.dport))
+                .filter(|f| f.flow.netns.inode == c.netns || f.flow.netns.inode == 0)
+                .filter(|f| matches!(f.flow.proto.as_str(), "tcp" | "udp") && f.flow.dport != 0)
+                .map(|f| (f.flow.proto.clone(), f.flow.dport))
                 .take(3)
                 .collect();
             if ch.hook == "input" || ch.hook == "forward" {
@@ -196,8 +193,8 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
                 // Policy advice only when the policy itself (not a rule) plausibly dropped.
                 let rule_drops: u64 = c.drop_rules.iter().filter_map(|r| r.packets_delta).sum();
                 let family_seen = match ch.family.as_str() {
-                    "ip" => flows.is_empty() || flows.iter().any(|f| f.family == 4),
-                    "ip6" => flows.iter().any(|f| f.family == 6),
+                    "ip" => flows.is_empty() || flows.iter().any(|f| f.flow.family == 4),
+                    "ip6" => flows.iter().any(|f| f.flow.family == 6),
                     _ => true,
                 };
                 let policy_dropped = ch.packets.is_some_and(|p| p > 0) || (fw_events > rule_drops && family_seen);
@@ -262,8 +259,11 @@ fn cfg_rp_filter(cx: &mut Ctx<'_>) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
         let all = c.rp_filter.get("all").copied().unwrap_or(0);
-        let devs: BTreeSet<String> =
-            flows.iter().filter(|f| f.netns == c.netns && !f.device.is_empty()).map(|f| f.device.clone()).collect();
+        let devs: BTreeSet<String> = flows
+            .iter()
+            .filter(|f| f.flow.netns.inode == c.netns && !f.device.is_empty())
+            .map(|f| f.device.clone())
+            .collect();
         let strict: Vec<String> = c
             .rp_filter
             .iter()
@@ -295,7 +295,8 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let flows = drop_flows(cx, &["SOCKET_RCVBUFF"]);
-    let ports: BTreeSet<(u32, u16)> = flows.iter().filter(|f| f.proto == "udp").map(|f| (f.netns, f.dport)).collect();
+    let ports: BTreeSet<(u32, u16)> =
+        flows.iter().filter(|f| f.flow.proto == "udp").map(|f| (f.flow.netns.inode, f.flow.dport)).collect();
     for c in cx.checks_for(CauseId::UdpRcvbufFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
@@ -384,7 +385,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx<'_>) {
 fn cfg_accept_queue(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let ports: BTreeSet<u16> = drop_flows(cx, &["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.dport).collect();
+    let ports: BTreeSet<u16> = drop_flows(cx, &["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.flow.dport).collect();
     for c in cx.checks_for(CauseId::TcpAcceptQueueFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
@@ -476,11 +477,11 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
             _ => ns,
         };
         let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
-        for f in drop_flows(cx, MEMORY_REASONS).into_iter().filter(|f| f.proto == "tcp") {
-            receivers.entry((resolve(f.netns), f.dport)).or_default().0 += f.count;
+        for f in drop_flows(cx, MEMORY_REASONS).into_iter().filter(|f| f.flow.proto == "tcp") {
+            receivers.entry((resolve(f.flow.netns.inode), f.flow.dport)).or_default().0 += f.count;
         }
-        for x in cx.input.summary.samples.iter().filter(|x| x.proto == "tcp" && x.owner_pid != 0) {
-            if let Some(r) = receivers.get_mut(&(resolve(x.netns), x.dport)) {
+        for x in cx.input.summary.samples.iter().filter(|x| x.flow.proto == "tcp" && x.owner_pid != 0) {
+            if let Some(r) = receivers.get_mut(&(resolve(x.flow.netns.inode), x.flow.dport)) {
                 r.1.insert(format!("{}[{}]", x.owner_comm, x.owner_pid));
             }
         }
@@ -614,7 +615,7 @@ fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
     let flows = drop_flows(cx, &["FULL_RING"]);
     let mut drops: BTreeMap<(u32, String), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| !f.device.is_empty()) {
-        *drops.entry((f.netns, f.device.clone())).or_default() += f.count;
+        *drops.entry((f.flow.netns.inode, f.device.clone())).or_default() += f.count;
     }
     for ((ns, dev), n) in drops {
         let Some(x) = cx.input.deltas.iter().filter(|d| d.netns == ns).flat_map(|d| &d.devices).find(|x| x.name == dev)
@@ -689,7 +690,8 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
             d.devices
                 .iter()
                 .filter(|x| {
-                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ethtool_sum(x, is_ring_counter) > 0
+                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0
+                        || ethtool_max(x, NicCounter::RingFull) > 0
                 })
                 .filter(|x| !is_virtual(x))
                 .map(move |x| (d.netns, x.name.clone()))
@@ -793,10 +795,10 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
     let mut no_forwarding: BTreeSet<(u32, String)> = BTreeSet::new();
     let mut fwd: BTreeMap<(u32, &'static str), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| f.reason == "IP_INADDRERRORS") {
-        let key = if f.family == 6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
-        if matches!(cx.sysctl(f.netns, key), Some((v, false)) if v == "0") {
-            *fwd.entry((f.netns, key)).or_default() += f.count;
-            no_forwarding.insert((f.netns, f.dst.clone()));
+        let key = if f.flow.family == 6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
+        if matches!(cx.sysctl(f.flow.netns.inode, key), Some((v, false)) if v == "0") {
+            *fwd.entry((f.flow.netns.inode, key)).or_default() += f.count;
+            no_forwarding.insert((f.flow.netns.inode, f.flow.dst.clone()));
         }
     }
     for ((ns, key), n) in fwd {
@@ -818,8 +820,10 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
             let hit: Vec<&str> = flows
                 .iter()
                 .chain(unspecified.iter())
-                .filter(|f| (f.netns == c.netns || f.netns == 0) && in_prefix(&f.dst, &r.dst))
-                .map(|f| f.dst.as_str())
+                .filter(|f| {
+                    (f.flow.netns.inode == c.netns || f.flow.netns.inode == 0) && in_prefix(&f.flow.dst, &r.dst)
+                })
+                .map(|f| f.flow.dst.as_str())
                 .collect();
             ev.push(format!(
                 "{tag} {} route {} (table {}){}",
@@ -842,10 +846,10 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
         // exists) are not routed via a gateway: no "add the route" advice for them.
         let dsts: BTreeSet<&str> = flows
             .iter()
-            .filter(|f| f.netns == c.netns || f.netns == 0)
-            .filter(|f| !no_forwarding.contains(&(f.netns, f.dst.clone())))
-            .filter(|f| !f.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
-            .map(|f| f.dst.as_str())
+            .filter(|f| f.flow.netns.inode == c.netns || f.flow.netns.inode == 0)
+            .filter(|f| !no_forwarding.contains(&(f.flow.netns.inode, f.flow.dst.clone())))
+            .filter(|f| !f.flow.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
+            .map(|f| f.flow.dst.as_str())
             .take(3)
             .collect();
         for d in dsts {
@@ -857,8 +861,8 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
             .iter()
             .chain(unspecified.iter())
             .filter(|f| !taxonomy::is_link_local_control(f))
-            .filter(|f| !f.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
-            .all(|f| no_forwarding.contains(&(f.netns, f.dst.clone())));
+            .filter(|f| !f.flow.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
+            .all(|f| no_forwarding.contains(&(f.flow.netns.inode, f.flow.dst.clone())));
     cx.add(CauseId::Routing, ev, adv);
     let a = cx.a(CauseId::Routing);
     if all_forwarding && a.counter_drops <= a.event_drops {
@@ -921,7 +925,7 @@ fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
     }
     let mut by: BTreeMap<(u32, String, u16), u64> = BTreeMap::new();
     for f in &flows {
-        *by.entry((f.netns, f.proto.clone(), f.dport)).or_default() += f.count;
+        *by.entry((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)).or_default() += f.count;
     }
     let mut ev = Vec::new();
     let mut adv = Vec::new();
@@ -934,7 +938,9 @@ fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
         // (which the session gives the owner when one of its samples has it).
         let owner = samples
             .iter()
-            .filter(|x| x.reason == "SOCKET_FILTER" && x.netns == ns && x.dport == port && x.owner_pid != 0)
+            .filter(|x| {
+                x.reason == "SOCKET_FILTER" && x.flow.netns.inode == ns && x.flow.dport == port && x.owner_pid != 0
+            })
             .map(|x| format!("{}[{}]", x.owner_comm, x.owner_pid))
             .next()
             .or_else(|| {
@@ -1013,9 +1019,9 @@ fn cfg_ifdown(cx: &mut Ctx<'_>) {
     // The devices the drops went to: DEV_READY, and QDISC_DROP (a down device's noop qdisc).
     let flows = drop_flows(cx, &["DEV_READY", "QDISC_DROP"]);
     let flow_devs: BTreeSet<(u32, String)> =
-        flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.netns, f.device.clone())).collect();
+        flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.flow.netns.inode, f.device.clone())).collect();
     let flow_ifs: BTreeSet<(u32, u32)> =
-        flows.iter().filter(|f| f.ifindex != 0).map(|f| (f.netns, f.ifindex)).collect();
+        flows.iter().filter(|f| f.ifindex != 0).map(|f| (f.flow.netns.inode, f.ifindex)).collect();
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);

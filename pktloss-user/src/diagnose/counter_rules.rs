@@ -6,6 +6,10 @@ use std::collections::BTreeSet;
 use super::{
     CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx, taxonomy,
 };
+use crate::host::counters::{
+    NetnsDelta,
+    nic::{NicCounter, ethtool_max, xdp_drops},
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -114,274 +118,314 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
     let deltas = cx.input.deltas;
     for d in deltas.iter().filter(|d| !d.no_baseline) {
         let tag = cx.tag(d.netns);
-        for r in COUNTER_RULES {
-            let mut v = d.counter(r.key);
-            if r.key == "Ip6.InNoRoutes" {
-                // The namespace's IPv6 start-up chatter, dropped for want of a route: not loss.
-                let chatter: u64 = cx
-                    .input
-                    .summary
-                    .flows
-                    .iter()
-                    .filter(|f| f.netns == d.netns && f.reason == "IP_INNOROUTES" && taxonomy::is_link_local_control(f))
-                    .map(|f| f.count)
-                    .sum();
-                v = v.saturating_sub(chatter);
+        snmp_signals(cx, d, &tag);
+        device_signals(cx, d, &tag);
+        qdisc_signals(cx, d, &tag);
+        sndbuf_signals(cx, d, &tag);
+        conntrack_signals(cx, d, &tag);
+    }
+    // Host-wide: softnet_stat and the neighbour tables, read once (from our own namespace).
+    if let Some(h) = cx.host() {
+        softnet_signals(cx, h);
+        neighbour_signals(cx, h);
+    }
+    firewall_signals(cx);
+}
+
+/// The namespace's snmp/netstat counters, by [`COUNTER_RULES`].
+fn snmp_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
+    for r in COUNTER_RULES {
+        let mut v = d.counter(r.key);
+        if r.key == "Ip6.InNoRoutes" {
+            // The namespace's IPv6 start-up chatter, dropped for want of a route: not loss.
+            let chatter: u64 = cx
+                .input
+                .summary
+                .flows
+                .iter()
+                .filter(|f| {
+                    f.flow.netns.inode == d.netns && f.reason == "IP_INNOROUTES" && taxonomy::is_link_local_control(f)
+                })
+                .map(|f| f.count)
+                .sum();
+            v = v.saturating_sub(chatter);
+        }
+        let a = cx.a(r.cause);
+        if d.snmp.contains_key(r.key) || d.netstat.contains_key(r.key) {
+            a.counter_seen = true;
+        }
+        if v < r.min || v == 0 {
+            continue;
+        }
+        match r.role {
+            Role::Drop | Role::Select => {
+                a.select(if r.role == Role::Drop { v } else { 0 }, v);
+                a.netns.insert(d.netns);
+                a.ev(format!("{tag} {} +{v}", r.key));
             }
-            let a = cx.a(r.cause);
-            if d.snmp.contains_key(r.key) || d.netstat.contains_key(r.key) {
-                a.counter_seen = true;
-            }
-            if v < r.min || v == 0 {
-                continue;
-            }
-            match r.role {
-                Role::Drop | Role::Select => {
-                    a.select(if r.role == Role::Drop { v } else { 0 }, v);
-                    a.netns.insert(d.netns);
-                    a.ev(format!("{tag} {} +{v}", r.key));
-                }
-                Role::Evidence => {
-                    a.score += v;
-                    a.ev(format!("{tag} {} +{v}", r.key));
-                }
+            Role::Evidence => {
+                a.score += v;
+                a.ev(format!("{tag} {} +{v}", r.key));
             }
         }
-        // Evidence-only counters shown for unselected causes would be noise: drop them later
-        // (a cause with no drops and not selected is skipped when building the output).
+    }
+    // Evidence-only counters shown for unselected causes would be noise: drop them later
+    // (a cause with no drops and not selected is skipped when building the output).
+}
 
-        // Devices.
-        for dev in &d.devices {
-            let ring = dev.rx_missed_errors.max(ethtool_sum(dev, is_ring_counter));
-            if ring > 0 {
-                let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
-                a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_ring_counter(k)) {
-                    a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
-                }
-                if dev.rx_dropped > 0 {
-                    a.ev(format!("{tag} dev {} rx_dropped +{}", dev.name, dev.rx_dropped));
-                }
+/// A namespace's devices: ring, FIFO, CRC, allocation failures, XDP drops, carrier changes.
+fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
+    // Devices.
+    for dev in &d.devices {
+        let ring = dev.rx_missed_errors.max(ethtool_max(dev, NicCounter::RingFull));
+        if ring > 0 {
+            let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
+            a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
+            for (k, v) in
+                dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::RingFull)
+            {
+                a.ev(format!("{tag} dev {} ethtool {k} +{v}", dev.name));
             }
-            let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
-            if fifo > 0 {
-                let a = cx.counted(CauseId::NicFifoOverrun, d.netns, fifo);
-                a.ev(format!(
-                    "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
-                    dev.name, dev.rx_fifo_errors, dev.rx_over_errors
-                ));
+            if dev.rx_dropped > 0 {
+                a.ev(format!("{tag} dev {} rx_dropped +{}", dev.name, dev.rx_dropped));
             }
-            let crc = dev.rx_crc_errors + dev.rx_frame_errors;
-            if crc > 0 {
-                let a = cx.counted(CauseId::ChecksumError, d.netns, crc);
-                a.ev(format!(
+        }
+        let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
+        if fifo > 0 {
+            let a = cx.counted(CauseId::NicFifoOverrun, d.netns, fifo);
+            a.ev(format!(
+                "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
+                dev.name, dev.rx_fifo_errors, dev.rx_over_errors
+            ));
+        }
+        let crc = dev.rx_crc_errors + dev.rx_frame_errors;
+        if crc > 0 {
+            let a = cx.counted(CauseId::ChecksumError, d.netns, crc);
+            a.ev(format!(
                     "{tag} dev {} rx_crc_errors +{} rx_frame_errors +{} (link-layer corruption: cable, optics, NIC or switch port)",
                     dev.name, dev.rx_crc_errors, dev.rx_frame_errors
                 ));
-            }
-            let alloc = ethtool_sum(dev, is_alloc_failure);
-            if alloc > 0 {
-                let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_alloc_failure(k)) {
-                    a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
-                }
-            }
-            // An XDP program's `XDP_DROP` verdicts, counted by the driver (veth frees them
-            // with no reason at `veth_xdp_rcv_skb`): the program's drops, the same packets as
-            // those events.
-            let xdp = xdp_drops(dev);
-            if xdp > 0 {
-                let prog = dev.xdp.as_deref().map(|p| format!(" (XDP program attached: {p})")).unwrap_or_default();
-                let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, xdp);
-                for (k, v) in dev.ethtool.iter().filter(|(k, v)| **v > 0 && is_xdp_drop_counter(k)) {
-                    a.ev(format!("{tag} dev {} ethtool {k} +{v}{prog}", dev.name));
-                }
-            }
-            if dev.carrier_changes > 0 {
-                let a = cx.a(CauseId::InterfaceDown);
-                a.select(0, dev.carrier_changes);
-                a.netns.insert(d.netns);
-                a.ev(format!(
-                    "{tag} dev {} carrier_changes +{} (link went down/up during the capture; now {})",
-                    dev.name,
-                    dev.carrier_changes,
-                    if dev.operstate.is_empty() { "?" } else { &dev.operstate }
-                ));
+        }
+        let alloc = ethtool_max(dev, NicCounter::AllocFailure);
+        if alloc > 0 {
+            let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
+            for (k, v) in
+                dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::AllocFailure)
+            {
+                a.ev(format!("{tag} dev {} ethtool {k} +{v} (RX buffer allocation failed)", dev.name));
             }
         }
-
-        // Qdiscs: root (and ingress) qdiscs only, children are included in their root's stats.
-        let has_root = d.qdiscs.iter().any(|q| q.parent == "root");
-        for q in d.qdiscs.iter().filter(|q| !has_root || q.parent == "root" || q.parent.starts_with("ffff:")) {
-            if q.drops == 0 {
-                continue;
+        // An XDP program's `XDP_DROP` verdicts, counted by the driver (veth frees them
+        // with no reason at `veth_xdp_rcv_skb`): the program's drops, the same packets as
+        // those events.
+        let xdp = xdp_drops(dev);
+        if xdp > 0 {
+            let prog = dev.xdp.as_deref().map(|p| format!(" (XDP program attached: {p})")).unwrap_or_default();
+            let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, xdp);
+            for (k, v) in
+                dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::XdpDrop)
+            {
+                a.ev(format!("{tag} dev {} ethtool {k} +{v}{prog}", dev.name));
             }
-            if q.runs_tc() {
-                // These qdiscs queue nothing: their drops are the verdicts of the tc programs
-                // attached to them, traced as TC_INGRESS/TC_EGRESS drops. The same packets,
-                // counted once, under the program.
-                let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, q.drops);
-                a.ev(format!(
-                    "{tag} qdisc {} on dev {}: dropped +{} (the verdicts of its tc programs)",
-                    q.kind, q.dev, q.drops
-                ));
-                continue;
-            }
-            let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
-            let a = cx.counted(CauseId::QdiscDrop, d.netns, q.drops);
+        }
+        if dev.carrier_changes > 0 {
+            let a = cx.a(CauseId::InterfaceDown);
+            a.select(0, dev.carrier_changes);
+            a.netns.insert(d.netns);
             a.ev(format!(
-                "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
-                q.kind,
-                q.handle,
-                q.dev,
-                q.drops,
-                q.overlimits,
-                q.backlog,
-                q.qlen,
-                txq.map(|t| format!(", txqueuelen {t}")).unwrap_or_default()
+                "{tag} dev {} carrier_changes +{} (link went down/up during the capture; now {})",
+                dev.name,
+                dev.carrier_changes,
+                if dev.operstate.is_empty() { "?" } else { &dev.operstate }
             ));
         }
+    }
+}
 
-        // A UDP send dropped by the local qdisc returns ENOBUFS, which UDP counts as a send
-        // buffer error: those SndbufErrors are the qdisc's drops, not a full socket buffer.
-        let qdisc_drops: u64 =
-            d.qdiscs.iter().filter(|q| (!has_root || q.parent == "root") && !q.runs_tc()).map(|q| q.drops).sum();
-        let sndbuf: u64 = ["Udp.SndbufErrors", "Udp6.SndbufErrors", "UdpLite.SndbufErrors", "UdpLite6.SndbufErrors"]
-            .iter()
-            .map(|k| d.counter(k))
-            .sum();
-        let by_qdisc = sndbuf.min(qdisc_drops);
-        // A send that finds the neighbour table full fails with ENOBUFS too (the skb freed as
-        // NEIGH_CREATEFAIL): those SndbufErrors are neighbour failures, counted there.
-        let createfail: u64 = cx
-            .input
-            .summary
-            .flows
-            .iter()
-            .filter(|f| {
-                f.netns == d.netns && f.reason == "NEIGH_CREATEFAIL" && matches!(f.proto.as_str(), "udp" | "udplite")
-            })
-            .map(|f| f.count)
-            .sum();
-        let by_neigh = sndbuf.saturating_sub(by_qdisc).min(createfail);
-        if by_neigh > 0 {
-            let a = cx.a(CauseId::UdpSndbufFull);
-            a.counter_drops = a.counter_drops.saturating_sub(by_neigh);
-            a.score = a.score.saturating_sub(by_neigh);
-            a.selected = a.counter_drops > 0;
-            let n = cx.a(CauseId::NeighborFailure);
-            n.netns.insert(d.netns);
-            n.ev(format!(
+/// A namespace's qdiscs.
+fn qdisc_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
+    // Qdiscs: root (and ingress) qdiscs only, children are included in their root's stats.
+    let has_root = d.qdiscs.iter().any(|q| q.parent == "root");
+    for q in d.qdiscs.iter().filter(|q| !has_root || q.parent == "root" || q.parent.starts_with("ffff:")) {
+        if q.drops == 0 {
+            continue;
+        }
+        if q.runs_tc() {
+            // These qdiscs queue nothing: their drops are the verdicts of the tc programs
+            // attached to them, traced as TC_INGRESS/TC_EGRESS drops. The same packets,
+            // counted once, under the program.
+            let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, q.drops);
+            a.ev(format!(
+                "{tag} qdisc {} on dev {}: dropped +{} (the verdicts of its tc programs)",
+                q.kind, q.dev, q.drops
+            ));
+            continue;
+        }
+        let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
+        let a = cx.counted(CauseId::QdiscDrop, d.netns, q.drops);
+        a.ev(format!(
+            "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
+            q.kind,
+            q.handle,
+            q.dev,
+            q.drops,
+            q.overlimits,
+            q.backlog,
+            q.qlen,
+            txq.map(|t| format!(", txqueuelen {t}")).unwrap_or_default()
+        ));
+    }
+}
+
+/// A namespace's UDP send buffer errors: the qdisc's or the neighbour table's drops.
+fn sndbuf_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
+    // A UDP send dropped by the local qdisc returns ENOBUFS, which UDP counts as a send
+    // buffer error: those SndbufErrors are the qdisc's drops, not a full socket buffer.
+    let has_root = d.qdiscs.iter().any(|q| q.parent == "root");
+    let qdisc_drops: u64 =
+        d.qdiscs.iter().filter(|q| (!has_root || q.parent == "root") && !q.runs_tc()).map(|q| q.drops).sum();
+    let sndbuf: u64 = ["Udp.SndbufErrors", "Udp6.SndbufErrors", "UdpLite.SndbufErrors", "UdpLite6.SndbufErrors"]
+        .iter()
+        .map(|k| d.counter(k))
+        .sum();
+    let by_qdisc = sndbuf.min(qdisc_drops);
+    // A send that finds the neighbour table full fails with ENOBUFS too (the skb freed as
+    // NEIGH_CREATEFAIL): those SndbufErrors are neighbour failures, counted there.
+    let createfail: u64 = cx
+        .input
+        .summary
+        .flows
+        .iter()
+        .filter(|f| {
+            f.flow.netns.inode == d.netns
+                && f.reason == "NEIGH_CREATEFAIL"
+                && matches!(f.flow.proto.as_str(), "udp" | "udplite")
+        })
+        .map(|f| f.count)
+        .sum();
+    let by_neigh = sndbuf.saturating_sub(by_qdisc).min(createfail);
+    if by_neigh > 0 {
+        let a = cx.a(CauseId::UdpSndbufFull);
+        a.counter_drops = a.counter_drops.saturating_sub(by_neigh);
+        a.score = a.score.saturating_sub(by_neigh);
+        a.selected = a.counter_drops > 0;
+        let n = cx.a(CauseId::NeighborFailure);
+        n.netns.insert(d.netns);
+        n.ev(format!(
                 "{tag} Udp.SndbufErrors +{sndbuf}: {by_neigh} of them are these sends the full neighbour table refused (NEIGH_CREATEFAIL; the sender got ENOBUFS), counted once, here"
             ));
-        }
-        if by_qdisc > 0 {
-            let a = cx.a(CauseId::UdpSndbufFull);
-            a.counter_drops = a.counter_drops.saturating_sub(by_qdisc);
-            a.selected = a.counter_drops > 0;
-            a.ev(format!(
+    }
+    if by_qdisc > 0 {
+        let a = cx.a(CauseId::UdpSndbufFull);
+        a.counter_drops = a.counter_drops.saturating_sub(by_qdisc);
+        a.selected = a.counter_drops > 0;
+        a.ev(format!(
                 "{tag} {by_qdisc} of the SndbufErrors are sends the local qdisc dropped (UDP counts its ENOBUFS as a send buffer error): see qdisc-drop"
             ));
-            cx.a(CauseId::QdiscDrop).ev(format!(
-                "{tag} Udp.SndbufErrors +{sndbuf}: {by_qdisc} of them are these qdisc drops (the sender got ENOBUFS)"
+        cx.a(CauseId::QdiscDrop).ev(format!(
+            "{tag} Udp.SndbufErrors +{sndbuf}: {by_qdisc} of them are these qdisc drops (the sender got ENOBUFS)"
+        ));
+    }
+}
+
+/// A namespace's conntrack table.
+fn conntrack_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
+    // Conntrack.
+    if let Some(ct) = &d.conntrack {
+        let drop = ct.stats.get("drop").copied().unwrap_or(0);
+        let failed = ct.stats.get("insert_failed").copied().unwrap_or(0);
+        let early = ct.stats.get("early_drop").copied().unwrap_or(0);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "the conntrack fill ratio, compared with a threshold; entry counts are far below 2^53"
+        )]
+        let full = match (ct.count, ct.max) {
+            (Some(c), Some(m)) if m > 0 => c as f64 / m as f64 >= CONNTRACK_FULL_RATIO,
+            _ => false,
+        };
+        if drop + failed + early > 0 || full {
+            let a = cx.a(CauseId::ConntrackTableFull);
+            a.select(drop + failed, drop + failed + early + u64::from(full));
+            a.netns.insert(d.netns);
+            a.ev(format!(
+                "{tag} conntrack count {} of max {}; stats drop +{drop}, insert_failed +{failed}, early_drop +{early}",
+                ct.count.map_or("?".to_owned(), |c| c.to_string()),
+                ct.max.map_or("?".to_owned(), |c| c.to_string()),
             ));
         }
+    }
+}
 
-        // Conntrack.
-        if let Some(ct) = &d.conntrack {
-            let drop = ct.stats.get("drop").copied().unwrap_or(0);
-            let failed = ct.stats.get("insert_failed").copied().unwrap_or(0);
-            let early = ct.stats.get("early_drop").copied().unwrap_or(0);
+/// The host's `softnet_stat`.
+fn softnet_signals<'a>(cx: &mut Ctx<'a>, h: &'a NetnsDelta) {
+    let tag = "[host-wide softnet_stat]";
+    let dropped: u64 = h.softnet.iter().map(|c| c.dropped).sum();
+    if dropped > 0 {
+        let per: Vec<String> =
+            h.softnet.iter().filter(|c| c.dropped > 0).map(|c| format!("cpu{} +{}", c.cpu, c.dropped)).collect();
+        let a = cx.a(CauseId::SoftnetBacklogFull);
+        a.select(dropped, dropped);
+        a.ev(format!("{tag} dropped +{dropped} ({})", per.join(", ")));
+        let flow: u64 = h.softnet.iter().map(|c| c.flow_limit_count).sum();
+        if flow > 0 {
+            a.ev(format!("{tag} flow_limit_count +{flow} (flow limit dropped large flows first)"));
+        }
+    }
+    if !h.softnet.is_empty() {
+        cx.a(CauseId::SoftnetBacklogFull).counter_seen = true;
+    }
+    let squeeze: u64 = h.softnet.iter().map(|c| c.time_squeeze).sum();
+    if squeeze >= MIN_TIME_SQUEEZE {
+        let per: Vec<String> = h
+            .softnet
+            .iter()
+            .filter(|c| c.time_squeeze > 0)
+            .map(|c| format!("cpu{} +{}", c.cpu, c.time_squeeze))
+            .collect();
+        let a = cx.a(CauseId::SoftirqBudgetExhausted);
+        a.select(0, squeeze);
+        a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
+        let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
+        if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1) {
             #[expect(
                 clippy::cast_precision_loss,
-                reason = "the conntrack fill ratio, compared with a threshold; entry counts are far below 2^53"
+                reason = "a CPU's share of the received packets, a percentage for the evidence line"
             )]
-            let full = match (ct.count, ct.max) {
-                (Some(c), Some(m)) if m > 0 => c as f64 / m as f64 >= CONNTRACK_FULL_RATIO,
-                _ => false,
-            };
-            if drop + failed + early > 0 || full {
-                let a = cx.a(CauseId::ConntrackTableFull);
-                a.select(drop + failed, drop + failed + early + u64::from(full));
-                a.netns.insert(d.netns);
+            let share = top.processed as f64 * 100.0 / total as f64;
+            #[expect(clippy::cast_precision_loss, reason = "the even share of one CPU; a CPU count is exact in f64")]
+            let even = 100.0 / h.softnet.len() as f64;
+            if share >= (2.0 * even).min(75.0) {
                 a.ev(format!(
-                    "{tag} conntrack count {} of max {}; stats drop +{drop}, insert_failed +{failed}, early_drop +{early}",
-                    ct.count.map_or("?".to_owned(), |c| c.to_string()),
-                    ct.max.map_or("?".to_owned(), |c| c.to_string()),
+                    "{tag} uneven load: cpu{} processed {share:.0}% of received packets ({} CPUs)",
+                    top.cpu,
+                    h.softnet.len()
                 ));
             }
         }
     }
+}
 
-    // Host-wide: softnet_stat and the neighbour tables, read once (from our own namespace).
-    if let Some(h) = cx.host() {
-        let tag = "[host-wide softnet_stat]";
-        let dropped: u64 = h.softnet.iter().map(|c| c.dropped).sum();
-        if dropped > 0 {
-            let per: Vec<String> =
-                h.softnet.iter().filter(|c| c.dropped > 0).map(|c| format!("cpu{} +{}", c.cpu, c.dropped)).collect();
-            let a = cx.a(CauseId::SoftnetBacklogFull);
-            a.select(dropped, dropped);
-            a.ev(format!("{tag} dropped +{dropped} ({})", per.join(", ")));
-            let flow: u64 = h.softnet.iter().map(|c| c.flow_limit_count).sum();
-            if flow > 0 {
-                a.ev(format!("{tag} flow_limit_count +{flow} (flow limit dropped large flows first)"));
-            }
+/// The host's neighbour tables.
+fn neighbour_signals<'a>(cx: &mut Ctx<'a>, h: &'a NetnsDelta) {
+    let neigh_tag = "[host-wide neighbour tables]";
+    for (k, role) in [
+        ("arp.unresolved_discards", Role::Drop),
+        ("ndisc.unresolved_discards", Role::Drop),
+        ("arp.table_fulls", Role::Select),
+        ("ndisc.table_fulls", Role::Select),
+    ] {
+        let v = h.neigh.get(k).copied().unwrap_or(0);
+        if v == 0 {
+            continue;
         }
-        if !h.softnet.is_empty() {
-            cx.a(CauseId::SoftnetBacklogFull).counter_seen = true;
-        }
-        let squeeze: u64 = h.softnet.iter().map(|c| c.time_squeeze).sum();
-        if squeeze >= MIN_TIME_SQUEEZE {
-            let per: Vec<String> = h
-                .softnet
-                .iter()
-                .filter(|c| c.time_squeeze > 0)
-                .map(|c| format!("cpu{} +{}", c.cpu, c.time_squeeze))
-                .collect();
-            let a = cx.a(CauseId::SoftirqBudgetExhausted);
-            a.select(0, squeeze);
-            a.ev(format!("{tag} time_squeeze +{squeeze} ({})", per.join(", ")));
-            let total: u64 = h.softnet.iter().map(|c| c.processed).sum();
-            if let Some(top) = h.softnet.iter().max_by_key(|c| c.processed).filter(|_| total > 0 && h.softnet.len() > 1)
-            {
-                #[expect(
-                    clippy::cast_precision_loss,
-                    reason = "a CPU's share of the received packets, a percentage for the evidence line"
-                )]
-                let share = top.processed as f64 * 100.0 / total as f64;
-                #[expect(
-                    clippy::cast_precision_loss,
-                    reason = "the even share of one CPU; a CPU count is exact in f64"
-                )]
-                let even = 100.0 / h.softnet.len() as f64;
-                if share >= (2.0 * even).min(75.0) {
-                    a.ev(format!(
-                        "{tag} uneven load: cpu{} processed {share:.0}% of received packets ({} CPUs)",
-                        top.cpu,
-                        h.softnet.len()
-                    ));
-                }
-            }
-        }
-        let neigh_tag = "[host-wide neighbour tables]";
-        for (k, role) in [
-            ("arp.unresolved_discards", Role::Drop),
-            ("ndisc.unresolved_discards", Role::Drop),
-            ("arp.table_fulls", Role::Select),
-            ("ndisc.table_fulls", Role::Select),
-        ] {
-            let v = h.neigh.get(k).copied().unwrap_or(0);
-            if v == 0 {
-                continue;
-            }
-            let a = cx.a(CauseId::NeighborFailure);
-            a.select(if role == Role::Drop { v } else { 0 }, v);
-            a.ev(format!("{neigh_tag} {k} +{v}"));
-        }
+        let a = cx.a(CauseId::NeighborFailure);
+        a.select(if role == Role::Drop { v } else { 0 }, v);
+        a.ev(format!("{neigh_tag} {k} +{v}"));
     }
+}
 
-    // Firewall rule and policy counters over the capture.
+/// Firewall rule and policy counters over the capture.
+fn firewall_signals(cx: &mut Ctx<'_>) {
     for c in cx.input.checks {
         let tag = cx.tag(c.netns);
         for r in &c.drop_rules {
@@ -407,47 +451,6 @@ pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
             }
         }
     }
-}
-
-pub(super) fn ethtool_sum(dev: &crate::host::counters::DeviceStats, f: fn(&str) -> bool) -> u64 {
-    // Per-queue counters repeat the totals; take the largest matching one as the lower bound.
-    dev.ethtool.iter().filter(|(k, _)| f(k)).map(|(_, v)| *v).max().unwrap_or(0)
-}
-
-/// ethtool counters that mean "no RX descriptor/buffer available" (ring full).
-pub(super) fn is_ring_counter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    (n.contains("missed") && n.contains("rx"))
-        || n.contains("no_buffer")
-        || n.contains("nobuf")
-        || n.contains("no_dma")
-        || n.contains("out_of_buffer")
-        || n.contains("rx_discards")
-        || n.contains("rx_fw_discards")
-        || (n.starts_with("rx") && n.ends_with("_drops") && !n.contains("xdp"))
-        || n == "rx_dropped"
-}
-
-/// ethtool counters of an XDP program's drop verdicts (`rx_queue_0_xdp_drops` on veth,
-/// `rx_xdp_drop` on mlx5, ...).
-pub(super) fn is_xdp_drop_counter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("xdp") && n.contains("drop") && !n.contains("err")
-}
-
-/// An XDP program's drops on a device: the per-queue counters summed, or the largest total.
-pub(super) fn xdp_drops(dev: &crate::host::counters::DeviceStats) -> u64 {
-    let per_queue =
-        |k: &str| k.contains("queue_") || k.starts_with("rx") && k[2..].starts_with(|c: char| c.is_ascii_digit());
-    let queues: u64 = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && per_queue(k)).map(|(_, v)| *v).sum();
-    let totals = dev.ethtool.iter().filter(|(k, _)| is_xdp_drop_counter(k) && !per_queue(k)).map(|(_, v)| *v).max();
-    totals.unwrap_or(0).max(queues)
-}
-
-/// ethtool counters of failed RX buffer allocations.
-pub(super) fn is_alloc_failure(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("alloc") && (n.contains("fail") || n.contains("err"))
 }
 
 pub(super) fn tcp_local_drops(cx: &Ctx<'_>) -> u64 {
@@ -498,15 +501,15 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     for r in &s.retransmits.flows {
         by_conn.entry(conn(&r.src, r.sport, &r.dst, r.dport)).or_default().0 += r.count;
     }
-    for f in s.flows.iter().filter(|f| f.proto == "tcp") {
-        if let Some(e) = by_conn.get_mut(&conn(&f.src, f.sport, &f.dst, f.dport)) {
+    for f in s.flows.iter().filter(|f| f.flow.proto == "tcp") {
+        if let Some(e) = by_conn.get_mut(&conn(&f.flow.src, f.flow.sport, &f.flow.dst, f.flow.dport)) {
             e.1 += f.count;
         }
     }
     let matched: u64 = by_conn.values().map(|(retrans, dropped)| (*retrans).min(*dropped)).sum();
     // Local TCP drops on any tuple (NAT may hide the match) and drops at layers that do not
     // know the protocol (qdisc, NIC, backlog, ...) may explain retransmissions too.
-    let tcp_flow_drops: u64 = s.flows.iter().filter(|f| f.proto == "tcp").map(|f| f.count).sum();
+    let tcp_flow_drops: u64 = s.flows.iter().filter(|f| f.flow.proto == "tcp").map(|f| f.count).sum();
     let unexplained = total.saturating_sub(matched.max(tcp_flow_drops) + tcp_local_drops(cx));
     if unexplained < MIN_EXTERNAL_RETRANS {
         return;

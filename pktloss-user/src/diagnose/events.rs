@@ -2,7 +2,8 @@
 //! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Benign, BenignId, CauseId, Conn, Explained, engine::Ctx, taxonomy};
+use super::{Benign, BenignId, CauseId, Explained, engine::Ctx, taxonomy};
+use crate::model::Flow;
 use crate::model::FlowCount;
 
 /// Benign drops found while assigning, by (class, reason, location).
@@ -76,7 +77,7 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> BenignTally {
         let flows: Vec<_> = s.flows.iter().filter(|f| f.reason == r.reason).collect();
         match r.reason.as_str() {
             "SOCKET_RCVBUFF" => {
-                let by = |p: &str| flows.iter().filter(|f| f.proto == p).map(|f| f.count).sum::<u64>();
+                let by = |p: &str| flows.iter().filter(|f| f.flow.proto == p).map(|f| f.count).sum::<u64>();
                 let (udp, tcp) = (by("udp"), by("tcp"));
                 let rest = r.count.saturating_sub(udp + tcp);
                 let udp_counters = total_counter(cx, "Udp.RcvbufErrors") + total_counter(cx, "Udp6.RcvbufErrors");
@@ -92,7 +93,8 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> BenignTally {
             "QDISC_DROP" => {
                 // A device without carrier (or down) holds the noop qdisc, which drops every
                 // packet with QDISC_DROP: the interface is down, no queue is too short.
-                let down: u64 = flows.iter().filter(|f| device_is_down(cx, f.netns, f.ifindex)).map(|f| f.count).sum();
+                let down: u64 =
+                    flows.iter().filter(|f| device_is_down(cx, f.flow.netns.inode, f.ifindex)).map(|f| f.count).sum();
                 let down = down.min(r.count);
                 if down > 0 {
                     push_event(cx, CauseId::InterfaceDown, &r.reason, None, None, down);
@@ -197,7 +199,7 @@ fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
     let mut devices = BTreeSet::new();
     for f in cx.input.summary.flows.iter().filter(|f| f.reason == reason && f.location == symbol) {
         flows += f.count;
-        devices.insert((f.netns, f.device.as_str()));
+        devices.insert((f.flow.netns.inode, f.device.as_str()));
     }
     let verdicts: u64 = cx
         .input
@@ -236,8 +238,10 @@ pub(super) fn push_event(
         .summary
         .flows
         .iter()
-        .filter(|f| f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.proto == p) && f.netns != 0)
-        .map(|f| f.netns)
+        .filter(|f| {
+            f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.flow.proto == p) && f.flow.netns.inode != 0
+        })
+        .map(|f| f.flow.netns.inode)
         .collect();
     let a = cx.a(id);
     a.event_drops += n;
@@ -271,19 +275,19 @@ const COUNTED_WINDOW_REASONS: &[&str] = &["TCP_ZEROWINDOW", "TCP_INVALID_SEQUENC
 /// twice and the cause is named by what started it.
 pub(super) fn memory_window(cx: &mut Ctx<'_>) {
     let s = cx.input.summary;
-    let starved: BTreeSet<Conn> = s
+    let starved: BTreeSet<Flow> = s
         .flows
         .iter()
-        .filter(|f| f.proto == "tcp" && f.count > 0 && MEMORY_REASONS.contains(&f.reason.as_str()))
-        .map(Conn::of)
+        .filter(|f| f.flow.proto == "tcp" && f.count > 0 && MEMORY_REASONS.contains(&f.reason.as_str()))
+        .map(|f| f.flow.clone())
         .collect();
     if starved.is_empty() || cx.acc.get(&CauseId::SocketMemoryPressure).is_none_or(|a| a.event_drops == 0) {
         return;
     }
     // Window drops on those connections, by reason.
-    let mut found: BTreeMap<&str, (u64, BTreeSet<Conn>)> = BTreeMap::new();
-    for f in s.flows.iter().filter(|f| f.proto == "tcp" && WINDOW_REASONS.contains(&f.reason.as_str())) {
-        let c = Conn::of(f);
+    let mut found: BTreeMap<&str, (u64, BTreeSet<Flow>)> = BTreeMap::new();
+    for f in s.flows.iter().filter(|f| f.flow.proto == "tcp" && WINDOW_REASONS.contains(&f.reason.as_str())) {
+        let c = f.flow.clone();
         if starved.contains(&c) {
             let e = found.entry(f.reason.as_str()).or_default();
             e.0 += f.count;
@@ -316,10 +320,9 @@ pub(super) fn memory_window(cx: &mut Ctx<'_>) {
     // the kernel did not give (a drop at the socket before 6.11 has neither device nor
     // `rx_sk`), whose counter may be any namespace's.
     let mut events: BTreeMap<u32, u64> = BTreeMap::new();
-    for f in
-        s.flows.iter().filter(|f| COUNTED_WINDOW_REASONS.contains(&f.reason.as_str()) && starved.contains(&Conn::of(f)))
+    for f in s.flows.iter().filter(|f| COUNTED_WINDOW_REASONS.contains(&f.reason.as_str()) && starved.contains(&f.flow))
     {
-        *events.entry(f.netns).or_default() += f.count;
+        *events.entry(f.flow.netns.inode).or_default() += f.count;
     }
     let mut unknown = events.get(&0).copied().unwrap_or(0);
     for d in cx.input.deltas.iter().filter(|d| !d.no_baseline) {
@@ -373,7 +376,7 @@ pub(super) fn memory_window(cx: &mut Ctx<'_>) {
 
 /// The (reason, connection) pairs that an assignment limited to connections took: an
 /// assignment of the same reason without that limit does not show them.
-pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Conn)> {
+pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Flow)> {
     cx.acc
         .values()
         .flat_map(|a| &a.events)
@@ -382,12 +385,12 @@ pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Conn)> {
 }
 
 /// Whether flow `f` is among the drops of assignment `e`, and not taken by a narrower one.
-pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Conn)>) -> bool {
-    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.clone(), Conn::of(f))))
+pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Flow)>) -> bool {
+    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.clone(), f.flow.clone())))
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
-pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Conn)>) {
+pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Flow)>) {
     let s = cx.input.summary;
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
@@ -424,7 +427,7 @@ pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Conn)>)
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
                 let who = if f.pid == 0 { String::new() } else { format!(" process {}", f.process()) };
-                lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag(f.netns), f.line(), f.count));
+                lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag(f.flow.netns.inode), f.line(), f.count));
             }
             let procs: BTreeSet<String> = s
                 .samples
@@ -433,7 +436,7 @@ pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Conn)>)
                 .filter(|x| {
                     reason != crate::decode::reasons::NO_REASON || symbol.as_ref().is_none_or(|sy| &x.symbol == sy)
                 })
-                .filter(|x| proto.is_none_or(|p| x.proto == p))
+                .filter(|x| proto.is_none_or(|p| x.flow.proto == p))
                 .map(|x| format!("{}[{}]", x.comm, x.pid))
                 .take(3)
                 .collect();

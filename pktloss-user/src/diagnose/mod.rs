@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     decode::symbols::function_of,
     host::counters::{ConfigChecks, NetnsDelta},
-    model::{FlowCount, Summary},
+    model::{Flow, FlowCount, Summary},
 };
 
 /// Minimum `time_squeeze` increase (all CPUs, whole capture) for softirq-budget-exhausted.
@@ -152,7 +152,7 @@ pub(crate) struct Explained {
     /// Only these drops of the reason: the ones of these connections (e.g. TCP segments beyond
     /// a window that a receiver short of memory closed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub flows: Vec<Conn>,
+    pub flows: Vec<Flow>,
     pub drops: u64,
 }
 
@@ -160,24 +160,8 @@ impl Explained {
     /// Whether the drops of flow `f` are among these.
     pub(crate) fn covers(&self, f: &FlowCount) -> bool {
         f.is(&self.reason, self.symbol.as_deref())
-            && self.proto.as_deref().is_none_or(|p| f.proto == p)
-            && (self.flows.is_empty() || self.flows.contains(&Conn::of(f)))
-    }
-}
-
-/// One connection as a drop's flow names it: namespace and the packet's addresses and ports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) struct Conn {
-    pub netns: u32,
-    pub src: String,
-    pub sport: u16,
-    pub dst: String,
-    pub dport: u16,
-}
-
-impl Conn {
-    pub(crate) fn of(f: &FlowCount) -> Self {
-        Self { netns: f.netns, src: f.src.clone(), sport: f.sport, dst: f.dst.clone(), dport: f.dport }
+            && self.proto.as_deref().is_none_or(|p| f.flow.proto == p)
+            && (self.flows.is_empty() || self.flows.contains(&f.flow))
     }
 }
 
@@ -218,9 +202,9 @@ pub(crate) struct Diagnosis {
 
 impl Diagnosis {
     /// The cause that explains a traced drop of `reason` (protocol `proto`, at `symbol`, of
-    /// connection `conn`): the most specific assignment that matches (the connection, then the
+    /// flow `flow`): the most specific assignment that matches (the connection, then the
     /// location by its function, then protocol, then the reason alone).
-    pub(crate) fn cause_for_drop(&self, reason: &str, proto: &str, symbol: &str, conn: &Conn) -> Option<&Cause> {
+    pub(crate) fn cause_for_drop(&self, reason: &str, proto: &str, symbol: &str, flow: &Flow) -> Option<&Cause> {
         let e = self
             .explained
             .iter()
@@ -228,7 +212,7 @@ impl Diagnosis {
                 e.reason == reason
                     && e.proto.as_deref().is_none_or(|p| p == proto)
                     && e.symbol.as_deref().is_none_or(|s| function_of(s) == function_of(symbol))
-                    && (e.flows.is_empty() || e.flows.contains(conn))
+                    && (e.flows.is_empty() || e.flows.contains(flow))
             })
             .max_by_key(|e| (!e.flows.is_empty(), e.symbol.is_some(), e.proto.is_some(), e.drops))?;
         self.causes.iter().find(|c| c.id == e.cause)

@@ -296,7 +296,7 @@ pub(crate) fn benign_for_flow(f: &crate::model::FlowCount) -> Option<BenignId> {
         return Some(BenignId::LinkChatter);
     }
     let says_nothing = matches!(f.reason.as_str(), "NOT_SPECIFIED" | crate::decode::reasons::NO_REASON);
-    let group = match f.dst.parse::<std::net::IpAddr>() {
+    let group = match f.flow.dst.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(a)) => a.is_multicast() || a.is_broadcast(),
         Ok(std::net::IpAddr::V6(a)) => a.is_multicast(),
         Err(_) => false,
@@ -311,15 +311,15 @@ pub(crate) fn benign_for_flow(f: &crate::model::FlowCount) -> Option<BenignId> {
 /// `ip6_mc_input`): start-up chatter, not loss. Data to a link-scope group, or anything to a
 /// unicast or wider-scope address, is not this.
 pub(crate) fn is_link_local_control(f: &crate::model::FlowCount) -> bool {
-    let link_scope = f.dst.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ff02:"));
+    let link_scope = f.flow.dst.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("ff02:"));
     // ICMPv6 RS (133), NS (135), MLDv2 report (143); MLD behind a hop-by-hop header shows as
     // protocol 0.
-    let control = match f.proto.as_str() {
-        "icmpv6" => matches!(f.sport, 133 | 135 | 143),
+    let control = match f.flow.proto.as_str() {
+        "icmpv6" => matches!(f.flow.sport, 133 | 135 | 143),
         "proto-0" => true,
         _ => false,
     };
-    f.family == 6 && link_scope && control
+    f.flow.family == 6 && link_scope && control
 }
 
 /// Drop-location hints for reasons that say nothing (`NOT_SPECIFIED`, `TCP_DROP`, and

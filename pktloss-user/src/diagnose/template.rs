@@ -47,13 +47,13 @@ impl Fill {
     pub(super) fn from_flow(f: Option<&FlowCount>, in_ns: String) -> Self {
         let known = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let Some(f) = f else { return Self { in_ns, ..Self::default() } };
-        let ported = matches!(f.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite");
+        let ported = matches!(f.flow.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite");
         Self {
-            port: (ported && f.dport != 0).then(|| f.dport.to_string()),
+            port: (ported && f.flow.dport != 0).then(|| f.flow.dport.to_string()),
             dev: known(&f.device),
-            dst: known(&f.dst),
-            src: known(&f.src),
-            proto: (ported || f.proto.starts_with("icmp")).then(|| f.proto.clone()),
+            dst: known(&f.flow.dst),
+            src: known(&f.flow.src),
+            proto: (ported || f.flow.proto.starts_with("icmp")).then(|| f.flow.proto.clone()),
             in_ns,
         }
     }
@@ -130,10 +130,13 @@ mod tests {
 
     fn fill() -> Fill {
         let f = FlowCount {
-            proto: "udp".into(),
-            src: "10.0.0.1".into(),
-            dst: "10.0.0.2".into(),
-            dport: 9911,
+            flow: crate::model::Flow {
+                proto: "udp".into(),
+                src: "10.0.0.1".into(),
+                dst: "10.0.0.2".into(),
+                dport: 9911,
+                ..crate::model::Flow::default()
+            },
             device: "veth0".into(),
             ..FlowCount::default()
         };

@@ -9,7 +9,7 @@ use crate::{
         self, ConntrackStats, DeviceStats, FirewallChain, FirewallRule, Listener, NetnsSnapshot, QdiscStats,
         SoftnetCpu, UdpSocket, parse, samples,
     },
-    model::{LocationCount, ReasonCount, RetransCount, Retransmits, Sample},
+    model::{LocationCount, NetnsId, ReasonCount, RetransCount, Retransmits, Sample},
 };
 
 const HOST: u32 = 4026531840;
@@ -34,13 +34,15 @@ fn summary(reasons: &[(&str, u64)]) -> Summary {
 
 fn flow(reason: &str, proto: &str, dst: &str, dport: u16, netns: u32, count: u64) -> FlowCount {
     FlowCount {
-        proto: proto.into(),
-        family: 4,
-        src: "10.99.0.2".into(),
-        sport: 40000,
-        dst: dst.into(),
-        dport,
-        netns,
+        flow: Flow {
+            proto: proto.into(),
+            family: 4,
+            src: "10.99.0.2".into(),
+            sport: 40000,
+            dst: dst.into(),
+            dport,
+            netns: NetnsId { inode: netns, ..NetnsId::default() },
+        },
         reason: reason.into(),
         count,
         ..Default::default()
@@ -535,9 +537,10 @@ fn socket_memory_pressure() {
 /// on another connection stay tcp-protocol.
 #[test]
 fn window_drops_of_a_starved_receiver_are_memory() {
-    let conn = |sport: u16, reason: &str, count: u64| FlowCount {
-        sport,
-        ..flow(reason, "tcp", "10.99.0.1", 5001, NSA, count)
+    let conn = |sport: u16, reason: &str, count: u64| {
+        let mut f = flow(reason, "tcp", "10.99.0.1", 5001, NSA, count);
+        f.flow.sport = sport;
+        f
     };
     let mut s = summary(&[("PROTO_MEM", 10), ("TCP_INVALID_END_SEQUENCE", 62)]);
     s.flows = (0..10)
@@ -565,7 +568,15 @@ fn window_drops_of_a_starved_receiver_are_memory() {
     let tp = &d.causes[1];
     assert!(has(&tp.evidence, ":50000") && !has(&tp.evidence, ":40000"), "{:#?}", tp.evidence);
     // Each traced drop names its own cause.
-    let c = |sport: u16| Conn { netns: NSA, src: "10.99.0.2".into(), sport, dst: "10.99.0.1".into(), dport: 5001 };
+    let c = |sport: u16| Flow {
+        proto: "tcp".into(),
+        family: 4,
+        src: "10.99.0.2".into(),
+        sport,
+        dst: "10.99.0.1".into(),
+        dport: 5001,
+        netns: NetnsId { inode: NSA, cookie: 0 },
+    };
     let of = |sport| {
         d.cause_for_drop("TCP_INVALID_END_SEQUENCE", "tcp", "tcp_validate_incoming+0x16b", &c(sport)).map(|c| c.id)
     };
@@ -574,7 +585,7 @@ fn window_drops_of_a_starved_receiver_are_memory() {
     // namespace that counted them still move with them.
     let mut s0 = s.clone();
     for f in &mut s0.flows {
-        f.netns = 0;
+        f.flow.netns.inode = 0;
     }
     let d0 = diagnose(&DiagnosisInput { summary: &s0, deltas: &[host_delta(), ns_delta(&counters)], checks: &[] });
     let ids0: Vec<_> = d0.causes.iter().map(|c| (c.id, c.drops, c.event_drops, c.counter_drops)).collect();
@@ -958,8 +969,8 @@ fn external_loss_only_without_local_drops() {
     // The same retransmissions explained by local drops on the flow: no external loss.
     s.reasons.push(ReasonCount { reason: "QDISC_DROP".into(), count: 40, ..Default::default() });
     let mut f = flow("QDISC_DROP", "tcp", "203.0.113.9", 443, HOST, 40);
-    f.src = "10.0.0.2".into();
-    f.sport = 5555;
+    f.flow.src = "10.0.0.2".into();
+    f.flow.sport = 5555;
     s.flows.push(f);
     let causes = run(&s, &[h.clone()], &[]);
     assert!(causes.iter().all(|c| c.id != CauseId::ExternalLoss), "{causes:#?}");
@@ -967,7 +978,7 @@ fn external_loss_only_without_local_drops() {
     // direction is the same connection).
     s.reasons = vec![ReasonCount { reason: "TCP_CLOSE".into(), count: 0, ..Default::default() }];
     let mut f = flow("NOT_SPECIFIED", "tcp", "10.0.0.2", 5555, HOST, 1);
-    (f.src, f.sport, f.location) = ("203.0.113.9".into(), 443, "tcp_v4_rcv+0x99".into());
+    (f.flow.src, f.flow.sport, f.location) = ("203.0.113.9".into(), 443, "tcp_v4_rcv+0x99".into());
     s.flows = vec![f];
     let causes = run(&s, &[h.clone()], &[]);
     assert_eq!(top(&causes, CauseId::ExternalLoss).drops, 39, "{causes:#?}");
@@ -985,12 +996,15 @@ fn external_loss_only_without_local_drops() {
 #[test]
 fn ipv6_link_start_up_chatter_is_not_a_cause() {
     let v6 = |reason: &str, proto: &str, src: &str, sport: u16, dst: &str, count: u64| FlowCount {
-        proto: proto.into(),
-        family: 6,
-        src: src.into(),
-        sport,
-        dst: dst.into(),
-        netns: NSA,
+        flow: Flow {
+            proto: proto.into(),
+            family: 6,
+            src: src.into(),
+            sport,
+            dst: dst.into(),
+            netns: NetnsId { inode: NSA, ..NetnsId::default() },
+            ..Flow::default()
+        },
         reason: reason.into(),
         count,
         ..Default::default()

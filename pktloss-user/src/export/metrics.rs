@@ -46,7 +46,7 @@ impl Default for Limits {
 
 /// A namespace as the per-namespace series tell them apart: its inode and its cookie (0 on
 /// kernels without cookies, before 5.12, where the inode alone is its identity).
-pub(crate) type NetnsId = (u32, u64);
+pub(crate) use crate::model::NetnsId;
 
 /// The living namespaces: inode -> (cookie, label), as last read.
 pub(crate) type Living = BTreeMap<u32, (u64, String)>;
@@ -116,16 +116,8 @@ pub(crate) struct MetricsState {
     scrapes: u64,
 }
 
-/// Run-time statistics of one loaded program, as the kernel keeps them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ProgramStats {
-    pub name: String,
-    /// `None` when `kernel.bpf_stats_enabled` is off (the kernel does not count).
-    pub run_time_ns: Option<u64>,
-    pub run_count: Option<u64>,
-    /// Runs skipped because the program was already running on that CPU (a drop inside it).
-    pub recursion_misses: Option<u64>,
-}
+/// Run-time statistics of one loaded program (the kernel stage reads them).
+pub(crate) use crate::kernel::maps::ProgramStats;
 
 /// The subsystem of a reason code: the core enum, or pktloss's own codes for kernels without
 /// reasons and for the `tcp_drop` probe.
@@ -236,10 +228,11 @@ impl MetricsState {
         }
         let mut by_ns: BTreeMap<NetnsId, BTreeMap<&str, u64>> = BTreeMap::new();
         for n in s.netns_drops.iter().filter(|n| n.netns != 0) {
-            *by_ns.entry((n.netns, n.netns_cookie)).or_default().entry(n.reason.as_str()).or_default() += n.count;
+            *by_ns.entry(n.id()).or_default().entry(n.reason.as_str()).or_default() += n.count;
         }
-        let alive =
-            |id: &NetnsId| living.and_then(|l| l.get(&id.0)).filter(|(c, _)| *c == id.1 || *c == 0 || id.1 == 0);
+        let alive = |id: &NetnsId| {
+            living.and_then(|l| l.get(&id.inode)).filter(|(c, _)| *c == id.cookie || *c == 0 || id.cookie == 0)
+        };
         for (id, reasons) in by_ns {
             if self.netns.contains_key(&id) || self.netns.len() < self.limits.max_netns {
                 let e = self.netns.entry(id).or_default();
@@ -248,7 +241,7 @@ impl MetricsState {
                         e.label.clone_from(label);
                     }
                 } else if e.label.is_empty() {
-                    e.label = format!("netns:{}", id.0);
+                    e.label = format!("netns:{}", id.inode);
                 }
                 for (r, c) in reasons {
                     let v = e.by_reason.entry(r.to_owned()).or_default();
@@ -652,7 +645,8 @@ mod tests {
     fn with_netns_drops(s: &mut Summary) {
         let mut by: BTreeMap<(u32, u64, u32, String, u32), u64> = BTreeMap::new();
         for f in &s.flows {
-            *by.entry((f.netns, f.netns_cookie, f.ifindex, f.reason.clone(), f.code)).or_default() += f.count;
+            *by.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, f.reason.clone(), f.code)).or_default() +=
+                f.count;
         }
         s.netns_drops = by
             .into_iter()
@@ -765,7 +759,7 @@ mod tests {
         // One function slot: __udp4_lib_rcv has it, nft_do_chain's 30 are in other.
         assert_eq!(value(&t2, "pktloss_function_drops_total{function=\"__udp4_lib_rcv\"}"), Some(50));
         assert_eq!(value(&t2, "pktloss_function_drops_total{function=\"other\"}"), Some(30));
-        let ns = f.summary.flows[0].netns;
+        let ns = f.summary.flows[0].flow.netns.inode;
         let label = format!("netns:{ns}");
         assert_eq!(
             value(&t2, &format!("pktloss_netns_drops_total{{netns=\"{label}\",reason=\"NO_SOCKET\"}}")),
@@ -783,14 +777,14 @@ mod tests {
     fn namespaces_are_bounded_and_expire() {
         let f = fixture();
         let mut m = state(&f, Limits { max_netns: 1, netns_grace: Duration::from_mins(1), ..Limits::default() });
-        let ns = f.summary.flows[0].netns;
+        let ns = f.summary.flows[0].flow.netns.inode;
         let mut other = f.summary.clone();
         for x in &mut other.flows {
-            x.netns = ns + 1;
+            x.flow.netns.inode = ns + 1;
         }
         with_netns_drops(&mut other);
         let t0 = Instant::now();
-        let cookie = f.summary.flows[0].netns_cookie;
+        let cookie = f.summary.flows[0].flow.netns.cookie;
         let living: Living = [(ns, (cookie, "uxa".to_owned()))].into();
         m.observe(&f.summary, Some(&living), t0);
         m.observe(&other, Some(&living), t0);
@@ -802,7 +796,11 @@ mod tests {
         assert!(m.prometheus_text().contains("netns=\"uxa\""), "kept during the grace period");
         let removed = m.observe(&other, Some(&none), t0 + Duration::from_secs(91));
         assert!(!m.prometheus_text().contains("netns=\"uxa\""), "removed after it");
-        assert_eq!(removed, vec![(ns, cookie), (ns + 1, cookie)], "their kernel counts may go");
+        assert_eq!(
+            removed,
+            vec![NetnsId { inode: ns, cookie }, NetnsId { inode: ns + 1, cookie }],
+            "their kernel counts may go"
+        );
         let t = m.prometheus_text();
         assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"other\",reason=\"NO_SOCKET\"}"), Some(50));
     }
@@ -813,8 +811,8 @@ mod tests {
     fn reused_inode_keeps_two_namespaces() {
         let f = fixture();
         let mut m = state(&f, Limits { max_netns: 8, ..Limits::default() });
-        let ns = f.summary.flows[0].netns;
-        let cookie = f.summary.flows[0].netns_cookie;
+        let ns = f.summary.flows[0].flow.netns.inode;
+        let cookie = f.summary.flows[0].flow.netns.cookie;
         let t0 = Instant::now();
         let mut first = f.summary.clone();
         first.netns_drops.retain(|n| n.netns == ns && n.reason == "NO_SOCKET");
@@ -839,7 +837,8 @@ mod tests {
     fn exposition_snapshots() {
         let f = fixture();
         let mut m = state(&f, Limits { max_netns: 8, ..Limits::default() });
-        let living: Living = [(f.summary.flows[0].netns, (f.summary.flows[0].netns_cookie, "uxa".to_owned()))].into();
+        let living: Living =
+            [(f.summary.flows[0].flow.netns.inode, (f.summary.flows[0].flow.netns.cookie, "uxa".to_owned()))].into();
         m.observe(&f.summary, Some(&living), Instant::now());
         m.observe_window(&f.diagnosis, 1_796_500_000.0);
         m.set_programs(vec![ProgramStats {

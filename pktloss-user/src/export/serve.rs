@@ -27,9 +27,10 @@ use tokio::sync::oneshot;
 
 use super::metrics::{Limits, Living, MetricsState, NetnsId};
 use crate::{
+    host::counters::CounterWatch,
     host::counters::Gathered,
     kernel::tracer::{Options, RawCounts},
-    session::{Diagnosed, Session, gather_after, gather_before, stop_flag},
+    session::{Diagnosed, Session, gather_after, stop_flag},
 };
 
 /// The port `serve` listens on by default (loopback). The Prometheus default-port allocation
@@ -107,7 +108,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         .spawn(move || http_thread(listener, Requests { scrapes: scrape_tx, wake: wake_http }, quit_rx))
         .context("starting the HTTP thread")?;
 
-    let mut window = Window::open(gather_before(), &mut session)?;
+    let mut window = Window::open(CounterWatch::baseline(), &mut session)?;
     session.announce();
     eprintln!("pktloss: serving http://{addr}/metrics (diagnosis every {})", humantime::format_duration(cfg.window));
     let mut watch = NetnsWatch::new();
@@ -149,7 +150,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                         .netns_drops
                         .iter()
                         .filter(|n| n.netns != 0)
-                        .map(|n| (n.netns, n.netns_cookie))
+                        .map(crate::model::NetnsDropCount::id)
                         .collect();
                     watch.tick(&ids);
                     Some(&watch.living)
@@ -158,7 +159,9 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                 };
                 let removed = state.observe(&summary, living, Instant::now());
                 if !removed.is_empty() {
-                    let n = session.tracer.forget_netns(&|k| removed.contains(&(k.netns, k.cookie)));
+                    let n = session
+                        .tracer
+                        .forget_netns(&|k| removed.contains(&NetnsId { inode: k.netns, cookie: k.cookie }));
                     log::debug!("forgot the counts of {} namespaces gone ({n} keys)", removed.len());
                 }
                 let reasons = &session.agg.reasons;
@@ -179,7 +182,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         {
             state.observe_window(&d.diagnosis, end);
             log::info!("pktloss: diagnosis window: {} causes", d.diagnosis.causes.len());
-            window.before = Some(baseline(d.after));
+            window.before = Some(CounterWatch::from_reading(baseline(d.after)));
             job = None;
         }
         if job.is_none() && window.opened.elapsed() >= cfg.window {
@@ -237,14 +240,14 @@ impl NetnsWatch {
     /// processes where they can be (the names bound to the cookie read with them).
     fn name_unnamed(&mut self, with_drops: &[NetnsId]) {
         for id in with_drops {
-            let Some((cookie, label)) = self.living.get(&id.0) else { continue };
+            let Some((cookie, label)) = self.living.get(&id.inode) else { continue };
             if !label.starts_with("netns:") {
                 continue;
             }
             let cookie = *cookie;
-            if let Some(info) = self.names.get(id.0, cookie).filter(|i| !i.label.is_empty()) {
+            if let Some(info) = self.names.get(id.inode, cookie).filter(|i| !i.label.is_empty()) {
                 let name = info.label.clone();
-                self.living.insert(id.0, (cookie, name));
+                self.living.insert(id.inode, (cookie, name));
             }
         }
     }
@@ -252,7 +255,7 @@ impl NetnsWatch {
     /// Whether namespace `id` is one of the living ones as last read (a cookie of 0 on either
     /// side: the kernel cannot tell, the inode decides).
     fn knows(&self, id: &NetnsId) -> bool {
-        self.living.get(&id.0).is_some_and(|(c, _)| *c == id.1 || *c == 0 || id.1 == 0)
+        self.living.get(&id.inode).is_some_and(|(c, _)| *c == id.cookie || *c == 0 || id.cookie == 0)
     }
 
     /// List the namespaces when it is time, or at once when one of `with_drops` is not known;
@@ -282,7 +285,7 @@ impl NetnsWatch {
                         .living
                         .get(&r.inode)
                         .is_none_or(|(_, l)| *l != r.label().to_string() && !named(l, &r.label().to_string()))
-                    || unknown.iter().any(|id| id.0 == r.inode)
+                    || unknown.iter().any(|id| id.inode == r.inode)
             })
             .cloned()
             .collect();
@@ -313,7 +316,7 @@ struct Window {
     opened: Instant,
     /// The reading that ended the window before (set when its diagnosis is done), or the first
     /// reading.
-    before: Option<Gathered>,
+    before: Option<CounterWatch>,
     raw: RawCounts,
 }
 
@@ -331,7 +334,7 @@ fn baseline(mut after: Gathered) -> Gathered {
 }
 
 impl Window {
-    fn open(before: Gathered, session: &mut Session) -> Result<Self> {
+    fn open(before: CounterWatch, session: &mut Session) -> Result<Self> {
         session.watch_namespaces_every(READ_NETNS_EVERY);
         Ok(Self { opened: Instant::now(), before: Some(before), raw: session.read()? })
     }
@@ -344,7 +347,7 @@ impl Window {
         let mut summary = session.summary_of(&interval);
         summary.total_drops = interval.stat(stat::DROPS);
         let lifecycle = session.lifecycle.take();
-        let before = self.before.take().unwrap_or_else(gather_before);
+        let before = self.before.take().unwrap_or_else(CounterWatch::baseline);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("pktloss-diagnose".to_owned())

@@ -295,22 +295,22 @@ fn filters_select_the_flows_of_a_real_capture() {
     assert!(flows.len() >= 2);
     let resolver = Captured(file.summary.reasons.iter().map(|r| (r.reason.clone(), r.code)).collect());
     let key_of = |f: &crate::model::FlowCount| {
-        let proto = match f.proto.as_str() {
-            "tcp" | "udp" | "icmp" => f.proto.clone(),
+        let proto = match f.flow.proto.as_str() {
+            "tcp" | "udp" | "icmp" => f.flow.proto.clone(),
             "icmpv6" => "icmp6".to_owned(),
             p => p.strip_prefix("proto-").unwrap_or("0").to_owned(),
         };
         let mut k = key(
             &proto,
-            if f.src.is_empty() { "0.0.0.0" } else { &f.src },
-            f.sport,
-            if f.dst.is_empty() { "0.0.0.0" } else { &f.dst },
-            f.dport,
+            if f.flow.src.is_empty() { "0.0.0.0" } else { &f.flow.src },
+            f.flow.sport,
+            if f.flow.dst.is_empty() { "0.0.0.0" } else { &f.flow.dst },
+            f.flow.dport,
         );
-        k.netns = f.netns;
+        k.netns = f.flow.netns.inode;
         k.ifindex = f.ifindex;
         k.reason = f.code;
-        if f.family == 0 {
+        if f.flow.family == 0 {
             (k.family, k.ethertype, k.saddr, k.daddr) = (0, 0, [0; 16], [0; 16]);
         }
         k
@@ -325,12 +325,12 @@ fn filters_select_the_flows_of_a_real_capture() {
         let want: u64 = flows
             .iter()
             .filter(|fl| match expr {
-                "udp" => fl.proto == "udp",
-                "ip6" => fl.family == 6,
+                "udp" => fl.flow.proto == "udp",
+                "ip6" => fl.flow.family == 6,
                 "reason NO_SOCKET" => fl.reason == "NO_SOCKET",
                 "reason NETFILTER_DROP" => fl.reason == "NETFILTER_DROP",
-                "udp and dst port 9000" => fl.proto == "udp" && fl.dport == 9000,
-                _ => fl.family != 6,
+                "udp and dst port 9000" => fl.flow.proto == "udp" && fl.flow.dport == 9000,
+                _ => fl.flow.family != 6,
             })
             .map(|fl| fl.count)
             .sum();

@@ -105,10 +105,21 @@ fn batch_sum<K: aya::Pod>(fd: RawFd) -> Option<Vec<(K, u64)>> {
     }
 }
 
+/// Run-time statistics of one loaded program, as the kernel keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProgramStats {
+    pub name: String,
+    /// `None` when `kernel.bpf_stats_enabled` is off (the kernel does not count).
+    pub run_time_ns: Option<u64>,
+    pub run_count: Option<u64>,
+    /// Runs skipped because the program was already running on that CPU (a drop inside it).
+    pub recursion_misses: Option<u64>,
+}
+
 /// Run-time statistics of the attached programs, from `/proc/self/fdinfo` of their file
 /// descriptors (aya 0.14's `ProgramInfo` does not carry them): run time and count when
 /// `kernel.bpf_stats_enabled` is on, recursion misses where the kernel counts them (5.12+).
-pub(crate) fn program_stats(ebpf: &Ebpf) -> Vec<crate::export::metrics::ProgramStats> {
+pub(crate) fn program_stats(ebpf: &Ebpf) -> Vec<ProgramStats> {
     let ids: Vec<(String, u32)> =
         ebpf.programs().filter_map(|(name, p)| p.info().ok().map(|i| (name.to_owned(), i.id()))).collect();
     let enabled = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1");
@@ -128,7 +139,7 @@ pub(crate) fn program_stats(ebpf: &Ebpf) -> Vec<crate::export::metrics::ProgramS
     ids.into_iter()
         .filter_map(|(name, id)| {
             let kv = by_id.get(&id)?;
-            Some(crate::export::metrics::ProgramStats {
+            Some(ProgramStats {
                 name,
                 run_time_ns: kv.get("run_time_ns").copied().filter(|_| enabled),
                 run_count: kv.get("run_cnt").copied().filter(|_| enabled),

@@ -72,6 +72,202 @@ impl Default for Options {
     }
 }
 
+/// Options no kernel can run: one line each, exit code 2.
+fn check_options(options: &Options) -> Result<()> {
+    if options.stacks && !options.detail {
+        return Err(Error::BadInput(
+            "--stacks records the stack of each sampled detail event; it cannot go with --no-detail".to_owned(),
+        )
+        .into());
+    }
+    if options.snaplen as usize > MAX_SNAPLEN {
+        return Err(
+            Error::BadInput(format!("--snaplen {} is larger than the maximum {MAX_SNAPLEN}", options.snaplen)).into()
+        );
+    }
+    Ok(())
+}
+
+/// What tracefs and the system say of the tracepoints the programs read, beside
+/// [`KernelFacts`]: the configuration is built from both.
+pub(crate) struct TracepointFacts {
+    /// The `skb:kfree_skb` format (required).
+    pub kfree: tracefs::Format,
+    /// The `tcp:tcp_retransmit_skb` format, when the kernel has it.
+    pub retrans: Option<tracefs::Format>,
+    pub ncpus: usize,
+}
+
+impl TracepointFacts {
+    fn read(tracefs: &std::path::Path) -> Result<Self> {
+        if !tracefs::exists(tracefs, "skb", "kfree_skb") {
+            return Err(Error::MissingKernelFeature("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
+        }
+        let kfree = tracefs::read_format(tracefs, "skb", "kfree_skb").map_err(Error::KernelInterface)?;
+        let retrans = tracefs::read_format(tracefs, "tcp", "tcp_retransmit_skb").ok();
+        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
+        Ok(Self { kfree, retrans, ncpus })
+    }
+}
+
+/// The programs' frozen configuration and what userspace keeps of it.
+#[derive(Debug)]
+pub(crate) struct ProgramConfig {
+    pub config: Config,
+    /// The reason whose flows are keyed by location ([`Config::location_keyed_reason`]).
+    pub location_keyed_reason: u32,
+    /// Detail events per CPU and second (`u32::MAX`: unlimited).
+    pub per_cpu: u32,
+}
+
+/// The programs' configuration: a pure function of the options and the kernel's facts.
+pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &TracepointFacts) -> Result<ProgramConfig> {
+    let offsets = kbtf
+        .offsets
+        .clone()
+        .map_err(|e| Error::MissingKernelFeature(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
+    let (kfree_fmt, retrans_fmt, ncpus) = (&tp.kfree, &tp.retrans, tp.ncpus);
+    let kfree_btf = kbtf.kfree_btf;
+    let mut flags = 0;
+    if options.flows {
+        flags |= flag::FLOWS;
+    }
+    if options.detail {
+        flags |= flag::DETAIL;
+        if options.snaplen > 0 {
+            flags |= flag::PACKET_BYTES;
+        }
+    }
+    if options.stacks {
+        flags |= flag::STACKS;
+    }
+    if options.bytes {
+        flags |= flag::BYTES;
+    }
+    if let Some(f) = &options.compiled_filter {
+        flags |= flag::FILTER;
+        let words = &f.atoms[..f.len as usize];
+        if words.iter().any(|a| a.word >= pktloss_common::filter_word::DEV_NAME_LO) {
+            flags |= flag::FILTER_DEV_NAME;
+        }
+    }
+    if kbtf.untrusted_mem_loads {
+        flags |= flag::UNTRUSTED_LOADS;
+    }
+    if kbtf.task_btf {
+        flags |= flag::TASK_BTF;
+    }
+    // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
+    // all flows on a kernel without reasons.
+    let location_keyed_reason = if kfree_fmt.offset_or_absent("reason") == u32::MAX {
+        flags |= flag::NO_REASONS;
+        pktloss_common::REASON_NONE
+    } else {
+        kbtf.not_specified.unwrap_or(pktloss_common::NO_LOCATION_KEYED_REASON)
+    };
+    let per_cpu = match options.detail_budget {
+        None => u32::MAX,
+        Some(b) => b.div_ceil(ncpus as u32),
+    };
+    let config = Config {
+        offsets,
+        kfree_tp: pktloss_common::KfreeTpOffsets {
+            skbaddr: kfree_fmt.offset_or_absent("skbaddr"),
+            location: kfree_fmt.offset_or_absent("location"),
+            protocol: kfree_fmt.offset_or_absent("protocol"),
+            reason: kfree_fmt.offset_or_absent("reason"),
+            rx_sk: kfree_fmt.offset_or_absent("rx_sk"),
+        },
+        kfree_btf,
+        retrans_tp: retrans_fmt.as_ref().map_or_else(RetransTpOffsets::default, |f| RetransTpOffsets {
+            skaddr: f.offset_or_absent("skaddr"),
+            sport: f.offset_or_absent("sport"),
+            dport: f.offset_or_absent("dport"),
+            family: f.offset_or_absent("family"),
+            saddr: f.offset_or_absent("saddr"),
+            daddr: f.offset_or_absent("daddr"),
+            saddr_v6: f.offset_or_absent("saddr_v6"),
+            daddr_v6: f.offset_or_absent("daddr_v6"),
+        }),
+        flags,
+        detail_budget_per_cpu: per_cpu,
+        snaplen: options.snaplen,
+        // Every CPU may be producing at once: check often enough that together they cannot
+        // fill the ring between two checks of the same CPU.
+        check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
+        wakeup_fill: options.ringbuf_bytes / 4,
+        event_bytes: pktloss_common::event_bytes(options.snaplen),
+        location_keyed_reason,
+        filter: options.compiled_filter.unwrap_or_default(),
+    };
+    Ok(ProgramConfig { config, location_keyed_reason, per_cpu })
+}
+
+/// Attach every probe: the drop tracepoint (required), the others when the kernel and the
+/// options allow, each with its status.
+fn attach_probes(
+    ebpf: &mut Ebpf,
+    aya_btf: &Btf,
+    kbtf: &KernelFacts,
+    tracefs: &std::path::Path,
+    options: &Options,
+    has_retrans: bool,
+) -> Result<Vec<ProbeStatus>> {
+    let mut probes = Vec::new();
+    // skb:kfree_skb -- required.
+    let kfree = if options.floor {
+        attach_btf(ebpf, "kfree_skb_floor", "kfree_skb", aya_btf)
+            .map_err(|e| Error::MissingKernelFeature(format!("cannot attach the empty floor program: {e}")))?;
+        status("skb:kfree_skb", "tp_btf", true, "the empty floor program (--floor): nothing is counted")
+    } else {
+        attach_kfree(ebpf, aya_btf, kbtf, options.classic)?
+    };
+    probes.push(kfree);
+    // net:net_dev_queue -- on request; otherwise TX comes from the device counters.
+    if options.tx_trace {
+        probes.push(attach_dev_queue(ebpf, aya_btf, kbtf, tracefs, options.classic));
+    } else {
+        probes.push(status(
+            "net:net_dev_queue",
+            "tp_btf",
+            false,
+            "off by default (a program run per transmitted packet); TX from device counters, --tx-trace to attach",
+        ));
+    }
+    // tcp:tcp_retransmit_skb -- optional.
+    probes.push(match has_retrans.then_some(()) {
+        None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
+        Some(()) => match attach_tp(ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb") {
+            Ok(()) => status(
+                "tcp:tcp_retransmit_skb",
+                "tracepoint",
+                true,
+                "classic only: it runs per retransmission, fields from tracefs",
+            ),
+            Err(e) => status(
+                "tcp:tcp_retransmit_skb",
+                "tracepoint",
+                false,
+                crate::kernel::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
+            ),
+        },
+    });
+    // tcp_drop() -- only on kernels that still have it, and only with kprobes.
+    probes.push(match kbtf.tcp_drop_skip(kprobes_available(tracefs)) {
+        Some(why) => status("tcp_drop", "kprobe", false, why),
+        None => match attach_kprobe(ebpf, "tcp_drop") {
+            Ok(()) => status("tcp_drop", "kprobe", true, ""),
+            Err(e) => status(
+                "tcp_drop",
+                "kprobe",
+                false,
+                crate::kernel::verifier::describe_failure("tcp_drop", &kbtf.release, &e).line,
+            ),
+        },
+    });
+    Ok(probes)
+}
+
 /// The exact counters read from the kernel maps at one instant (cumulative since attach).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RawCounts {
@@ -245,105 +441,10 @@ impl Tracer {
         if EBPF_OBJECT.is_empty() {
             return Err(Error::NoPrograms.into());
         }
-        if options.stacks && !options.detail {
-            return Err(Error::BadInput(
-                "--stacks records the stack of each sampled detail event; it cannot go with --no-detail".to_owned(),
-            )
-            .into());
-        }
-        if options.snaplen as usize > MAX_SNAPLEN {
-            return Err(Error::BadInput(format!(
-                "--snaplen {} is larger than the maximum {MAX_SNAPLEN}",
-                options.snaplen
-            ))
-            .into());
-        }
+        check_options(&options)?;
         let tracefs = tracefs::root().map_err(Error::KernelInterface)?;
-        if !tracefs::exists(&tracefs, "skb", "kfree_skb") {
-            return Err(Error::MissingKernelFeature("this kernel has no skb:kfree_skb tracepoint".to_owned()).into());
-        }
-        let offsets = kbtf
-            .offsets
-            .clone()
-            .map_err(|e| Error::MissingKernelFeature(format!("cannot resolve kernel struct offsets from BTF: {e}")))?;
-        let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(Error::KernelInterface)?;
-        let kfree_btf = kbtf.kfree_btf;
-        let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
-        let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
-
-        let mut flags = 0;
-        if options.flows {
-            flags |= flag::FLOWS;
-        }
-        if options.detail {
-            flags |= flag::DETAIL;
-            if options.snaplen > 0 {
-                flags |= flag::PACKET_BYTES;
-            }
-        }
-        if options.stacks {
-            flags |= flag::STACKS;
-        }
-        if options.bytes {
-            flags |= flag::BYTES;
-        }
-        if let Some(f) = &options.compiled_filter {
-            flags |= flag::FILTER;
-            let words = &f.atoms[..f.len as usize];
-            if words.iter().any(|a| a.word >= pktloss_common::filter_word::DEV_NAME_LO) {
-                flags |= flag::FILTER_DEV_NAME;
-            }
-        }
-        if kbtf.untrusted_mem_loads {
-            flags |= flag::UNTRUSTED_LOADS;
-        }
-        if kbtf.task_btf {
-            flags |= flag::TASK_BTF;
-        }
-        // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
-        // all flows on a kernel without reasons.
-        let location_keyed_reason = if kfree_fmt.offset_or_absent("reason") == u32::MAX {
-            flags |= flag::NO_REASONS;
-            pktloss_common::REASON_NONE
-        } else {
-            kbtf.not_specified.unwrap_or(pktloss_common::NO_LOCATION_KEYED_REASON)
-        };
-        let options_bytes = options.bytes;
-        let per_cpu = match options.detail_budget {
-            None => u32::MAX,
-            Some(b) => b.div_ceil(ncpus as u32),
-        };
-        let config = Config {
-            offsets,
-            kfree_tp: pktloss_common::KfreeTpOffsets {
-                skbaddr: kfree_fmt.offset_or_absent("skbaddr"),
-                location: kfree_fmt.offset_or_absent("location"),
-                protocol: kfree_fmt.offset_or_absent("protocol"),
-                reason: kfree_fmt.offset_or_absent("reason"),
-                rx_sk: kfree_fmt.offset_or_absent("rx_sk"),
-            },
-            kfree_btf,
-            retrans_tp: retrans_fmt.as_ref().map_or_else(RetransTpOffsets::default, |f| RetransTpOffsets {
-                skaddr: f.offset_or_absent("skaddr"),
-                sport: f.offset_or_absent("sport"),
-                dport: f.offset_or_absent("dport"),
-                family: f.offset_or_absent("family"),
-                saddr: f.offset_or_absent("saddr"),
-                daddr: f.offset_or_absent("daddr"),
-                saddr_v6: f.offset_or_absent("saddr_v6"),
-                daddr_v6: f.offset_or_absent("daddr_v6"),
-            }),
-            flags,
-            detail_budget_per_cpu: per_cpu,
-            snaplen: options.snaplen,
-            // Every CPU may be producing at once: check often enough that together they cannot
-            // fill the ring between two checks of the same CPU.
-            check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
-            wakeup_fill: options.ringbuf_bytes / 4,
-            event_bytes: pktloss_common::event_bytes(options.snaplen),
-            location_keyed_reason,
-            filter: options.compiled_filter.unwrap_or_default(),
-        };
+        let tp = TracepointFacts::read(&tracefs)?;
+        let ProgramConfig { config, location_keyed_reason, per_cpu } = program_config(&options, kbtf, &tp)?;
         // Fault injection for the tests: records 8 bytes too short for the packet copy, which
         // every verifier must refuse (a real rejection, to test how it is reported).
         let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen >= 8 {
@@ -351,6 +452,7 @@ impl Tracer {
         } else {
             config
         };
+        let options_bytes = options.bytes;
         log::debug!("config: {config:?}");
 
         raise_memlock();
@@ -382,58 +484,7 @@ impl Tracer {
             }
         };
 
-        let mut probes = Vec::new();
-        // skb:kfree_skb -- required.
-        let kfree = if options.floor {
-            attach_btf(&mut ebpf, "kfree_skb_floor", "kfree_skb", &aya_btf)
-                .map_err(|e| Error::MissingKernelFeature(format!("cannot attach the empty floor program: {e}")))?;
-            status("skb:kfree_skb", "tp_btf", true, "the empty floor program (--floor): nothing is counted")
-        } else {
-            attach_kfree(&mut ebpf, &aya_btf, kbtf, options.classic)?
-        };
-        probes.push(kfree);
-        // net:net_dev_queue -- on request; otherwise TX comes from the device counters.
-        if options.tx_trace {
-            probes.push(attach_dev_queue(&mut ebpf, &aya_btf, kbtf, &tracefs, options.classic));
-        } else {
-            probes.push(status(
-                "net:net_dev_queue",
-                "tp_btf",
-                false,
-                "off by default (a program run per transmitted packet); TX from device counters, --tx-trace to attach",
-            ));
-        }
-        // tcp:tcp_retransmit_skb -- optional.
-        probes.push(match retrans_fmt {
-            None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
-            Some(_) => match attach_tp(&mut ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb") {
-                Ok(()) => status(
-                    "tcp:tcp_retransmit_skb",
-                    "tracepoint",
-                    true,
-                    "classic only: it runs per retransmission, fields from tracefs",
-                ),
-                Err(e) => status(
-                    "tcp:tcp_retransmit_skb",
-                    "tracepoint",
-                    false,
-                    crate::kernel::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
-                ),
-            },
-        });
-        // tcp_drop() -- only on kernels that still have it, and only with kprobes.
-        probes.push(match kbtf.tcp_drop_skip(kprobes_available(&tracefs)) {
-            Some(why) => status("tcp_drop", "kprobe", false, why),
-            None => match attach_kprobe(&mut ebpf, "tcp_drop") {
-                Ok(()) => status("tcp_drop", "kprobe", true, ""),
-                Err(e) => status(
-                    "tcp_drop",
-                    "kprobe",
-                    false,
-                    crate::kernel::verifier::describe_failure("tcp_drop", &kbtf.release, &e).line,
-                ),
-            },
-        });
+        let probes = attach_probes(&mut ebpf, &aya_btf, kbtf, &tracefs, &options, tp.retrans.is_some())?;
         for p in &probes {
             if p.active {
                 log::info!("probe {} attached via {}", p.name, p.attach);
@@ -511,7 +562,7 @@ impl Tracer {
     }
 
     /// Run-time statistics of the attached programs (see [`maps::program_stats`]).
-    pub(crate) fn program_stats(&self) -> Vec<crate::export::metrics::ProgramStats> {
+    pub(crate) fn program_stats(&self) -> Vec<maps::ProgramStats> {
         maps::program_stats(&self.ebpf)
     }
 
@@ -795,5 +846,64 @@ fn attach_dev_queue(
             false,
             format!("{note}{}", crate::kernel::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `skb:kfree_skb` as 6.18 and 5.15 (no reason, no `rx_sk`) describe it.
+    const KFREE_6_18: &str = "name: kfree_skb\nID: 2310\nformat:\n\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:void * rx_sk;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:unsigned short protocol;\toffset:32;\tsize:2;\tsigned:0;\n\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;\n";
+    const KFREE_5_15: &str = "name: kfree_skb\nID: 1443\nformat:\n\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:unsigned short protocol;\toffset:24;\tsize:2;\tsigned:0;\n";
+
+    fn facts() -> KernelFacts {
+        KernelFacts {
+            offsets: Ok(pktloss_common::Offsets::default()),
+            kfree_btf: pktloss_common::KfreeBtfArgs::default(),
+            has_kfree_btf: true,
+            has_dev_queue_btf: true,
+            has_tcp_drop: false,
+            untrusted_mem_loads: false,
+            task_btf: true,
+            not_specified: Some(2),
+            release: "6.18.0".into(),
+            version: Some((6, 18)),
+        }
+    }
+
+    fn tp(kfree: &str, ncpus: usize) -> TracepointFacts {
+        TracepointFacts { kfree: tracefs::parse_format(kfree).expect("format"), retrans: None, ncpus }
+    }
+
+    /// The configuration follows the options and the kernel: flags, the reason keyed by
+    /// location, the budget per CPU, the ring's check interval, the tracepoint's fields.
+    #[test]
+    fn the_configuration_is_built_from_options_and_facts() {
+        let c = program_config(&Options::default(), &facts(), &tp(KFREE_6_18, 2)).expect("config");
+        assert_eq!(c.config.flags & (flag::FLOWS | flag::DETAIL | flag::PACKET_BYTES | flag::TASK_BTF), {
+            flag::FLOWS | flag::DETAIL | flag::PACKET_BYTES | flag::TASK_BTF
+        });
+        assert_eq!(c.config.flags & (flag::NO_REASONS | flag::STACKS | flag::BYTES | flag::FILTER), 0);
+        assert_eq!((c.location_keyed_reason, c.config.location_keyed_reason), (2, 2), "NOT_SPECIFIED");
+        assert_eq!(c.per_cpu, 500, "1000 a second over 2 CPUs");
+        assert_eq!(c.config.detail_budget_per_cpu, 500);
+        assert_eq!((c.config.kfree_tp.reason, c.config.kfree_tp.rx_sk), (36, 24));
+        assert_eq!(c.config.check_bytes, (2 << 20) / 32);
+        assert_eq!(c.config.wakeup_fill, (2 << 20) / 4);
+
+        // A kernel without reasons; no detail, unlimited budget, 1 CPU.
+        let o = Options { detail: false, detail_budget: None, ringbuf_bytes: 4096, ..Options::default() };
+        let c = program_config(&o, &facts(), &tp(KFREE_5_15, 1)).expect("config");
+        assert_eq!(c.config.flags & (flag::NO_REASONS | flag::DETAIL), flag::NO_REASONS);
+        assert_eq!(c.location_keyed_reason, pktloss_common::REASON_NONE);
+        assert_eq!(c.config.kfree_tp.reason, u32::MAX, "absent");
+        assert_eq!(c.per_cpu, u32::MAX);
+        assert_eq!(c.config.check_bytes, 4096, "never under a page");
+
+        // No struct offsets: the kernel lacks a feature (exit 2).
+        let broken = KernelFacts { offsets: Err("no sk_buff".into()), ..facts() };
+        let e = program_config(&Options::default(), &broken, &tp(KFREE_6_18, 2)).expect_err("no offsets");
+        assert!(matches!(e.downcast_ref::<Error>(), Some(Error::MissingKernelFeature(_))), "{e:#}");
     }
 }

@@ -148,22 +148,8 @@ pub(crate) fn more(out: &mut String, total: usize, shown: usize) {
     }
 }
 
-pub(crate) fn endpoint(addr: &str, port: u16, family: u8, proto: &str) -> String {
-    let portless = port == 0 && !matches!(proto, "tcp" | "udp" | "sctp");
-    if addr.is_empty() {
-        return String::new();
-    }
-    if portless {
-        addr.to_string()
-    } else if family == 6 || addr.contains(':') {
-        format!("[{addr}]:{port}")
-    } else {
-        format!("{addr}:{port}")
-    }
-}
-
 pub(crate) fn flow_desc(f: &FlowCount) -> (String, String) {
-    (endpoint(&f.src, f.sport, f.family, &f.proto), endpoint(&f.dst, f.dport, f.family, &f.proto))
+    (f.flow.source(), f.flow.destination())
 }
 
 #[expect(

@@ -27,7 +27,7 @@ use pcap_file::{
 
 use crate::{
     capture::{CaptureFile, sample_bytes},
-    diagnose::{Conn, Diagnosis},
+    diagnose::Diagnosis,
     model::Sample,
     render::report::device_label,
 };
@@ -56,7 +56,7 @@ fn link_type(file: &CaptureFile, s: &Sample, bytes: &[u8]) -> DataLink {
     if s.data_start == "network" {
         return DataLink::RAW;
     }
-    let arphrd = file.interface(s.netns, s.ifindex).and_then(|i| i.arphrd);
+    let arphrd = file.interface(s.flow.netns.inode, s.ifindex).and_then(|i| i.arphrd);
     let ether_dev = matches!(arphrd, Some(ARPHRD_ETHER | ARPHRD_LOOPBACK));
     if ether_dev && ethernet_header(bytes) {
         DataLink::ETHERNET
@@ -98,19 +98,14 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     let mut c = String::from("drop");
     kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);
-    if let Some(cause) = diagnosis.cause_for_drop(
-        reason,
-        &s.proto,
-        &s.symbol,
-        &Conn { netns: s.netns, src: s.src.clone(), sport: s.sport, dst: s.dst.clone(), dport: s.dport },
-    ) {
+    if let Some(cause) = diagnosis.cause_for_drop(reason, &s.flow.proto, &s.symbol, &s.flow) {
         kv(&mut c, "cause", cause.id.as_str());
     }
-    kv(&mut c, "netns", &s.netns.to_string());
+    kv(&mut c, "netns", &s.flow.netns.inode.to_string());
     if !s.netns_name.is_empty() {
         kv(&mut c, "netns_name", &s.netns_name);
     }
-    if let Some(ns) = file.summary.namespace(s.netns, s.netns_cookie) {
+    if let Some(ns) = file.summary.namespace(s.flow.netns.inode, s.flow.netns.cookie) {
         if let Some(p) = &ns.pod {
             kv(&mut c, "pod", &if p.name.is_empty() { p.uid.clone() } else { format!("{}/{}", p.namespace, p.name) });
         }
@@ -121,7 +116,7 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
             kv(&mut c, "unit", &ns.unit);
         }
     }
-    if let Some(i) = file.interface(s.netns, s.ifindex) {
+    if let Some(i) = file.interface(s.flow.netns.inode, s.ifindex) {
         kv(&mut c, "dev", &i.name);
     } else if s.ifindex != 0 {
         kv(&mut c, "ifindex", &s.ifindex.to_string());
@@ -150,7 +145,7 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             continue;
         }
         let lt = link_type(file, s, &bytes);
-        let key = (s.netns, s.ifindex, u32::from(lt));
+        let key = (s.flow.netns.inode, s.ifindex, u32::from(lt));
         let next = u32::try_from(ifaces.len()).context("too many interfaces")?;
         let entry = ifaces.entry(key).or_insert((next, 0));
         let caplen = u32::try_from(bytes.len()).context("packet too long")?;

@@ -4,7 +4,7 @@
 //! stripped of control characters (no terminal escapes) and escaped for Markdown.
 use std::{fmt::Write as _, str::FromStr};
 
-use super::{clean, code, diagnosis, endpoint, json, md, plural, secs, shell_join, summary};
+use super::{clean, code, diagnosis, json, md, plural, secs, shell_join, summary};
 use crate::{
     capture::{CaptureFile, netns_label, sample_bytes},
     model::Sample,
@@ -104,15 +104,15 @@ fn header_rows(f: &CaptureFile) -> Vec<(&'static str, String)> {
 }
 
 fn sample_flow(f: &CaptureFile, s: &Sample) -> String {
-    let mut line = clean(&s.proto);
-    let src = endpoint(&s.src, s.sport, s.family, &s.proto);
-    let dst = endpoint(&s.dst, s.dport, s.family, &s.proto);
+    let mut line = clean(&s.flow.proto);
+    let src = s.flow.source();
+    let dst = s.flow.destination();
     if !src.is_empty() || !dst.is_empty() {
         let _ = write!(line, " {} -> {}", clean(&src), clean(&dst));
     }
     let _ = write!(line, ", netns {}", clean(&s.netns_text()));
     if s.ifindex != 0 {
-        match f.interface(s.netns, s.ifindex) {
+        match f.interface(s.flow.netns.inode, s.ifindex) {
             Some(i) => {
                 let _ = write!(line, " dev {} (ifindex {})", clean(&i.name), s.ifindex);
             }
@@ -222,7 +222,7 @@ pub(crate) fn device_label(f: &CaptureFile, netns: u32, ifindex: u32) -> String 
             f.summary
                 .flows
                 .iter()
-                .find(|fl| fl.netns == netns && fl.ifindex == ifindex && !fl.device.is_empty())
+                .find(|fl| fl.flow.netns.inode == netns && fl.ifindex == ifindex && !fl.device.is_empty())
                 .map(|fl| fl.device.clone())
         })
         .unwrap_or_else(|| if ifindex == 0 { "no-device".into() } else { format!("if{ifindex}") });

@@ -2,7 +2,7 @@
 //! text and Markdown, built once as tables.
 use std::fmt::Write as _;
 
-use super::{TOP_ROWS, Table, clean, code, endpoint, flow_desc, md, md_code, more, percent, plural, rate, secs};
+use super::{TOP_ROWS, Table, clean, code, flow_desc, md, md_code, more, percent, plural, rate, secs};
 use crate::model::Summary;
 
 /// The summary's sections as (title, body) built as tables, shared by text and Markdown.
@@ -96,7 +96,7 @@ impl Sections<'_> {
             };
             t.row(vec![
                 f.count.to_string(),
-                f.proto.clone(),
+                f.flow.proto.clone(),
                 src,
                 dst,
                 f.netns_text(),
@@ -133,12 +133,7 @@ impl Sections<'_> {
     fn retransmits(&self) -> (Table, usize) {
         let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", false)]);
         for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
-            t.row(vec![
-                r.count.to_string(),
-                endpoint(&r.src, r.sport, 0, "tcp"),
-                endpoint(&r.dst, r.dport, 0, "tcp"),
-                self.s.netns_label(r.netns),
-            ]);
+            t.row(vec![r.count.to_string(), r.flow().source(), r.flow().destination(), self.s.netns_label(r.netns)]);
         }
         (t, self.s.retransmits.flows.len())
     }

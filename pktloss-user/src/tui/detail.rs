@@ -11,10 +11,13 @@ use ratatui::{
 };
 
 use super::{
-    state::{CauseRow, Data, DropRow, Panel, State, endpoint},
-    view::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
+    state::{CauseRow, Data, DropRow, Panel, State},
+    style::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
-use crate::model::{FlowCount, Sample};
+use crate::{
+    host::counters::nic::NicCounter,
+    model::{FlowCount, Sample},
+};
 
 /// Sample packets shown per drill-down (newest first).
 const MAX_SAMPLES: usize = 6;
@@ -139,13 +142,14 @@ impl Doc {
         if !s.tcp_state.is_empty() || !s.tcp_flags.is_empty() {
             let _ = write!(who, "  tcp {} [{}]", or_dash(&s.tcp_state), s.tcp_flags);
         }
-        let what = if s.family == 0 {
-            s.proto.clone()
+        let what = if s.flow.family == 0 {
+            s.flow.proto.clone()
         } else {
-            format!("{} {} → {}", s.proto, endpoint(&s.src, s.sport, s.family), endpoint(&s.dst, s.dport, s.family))
+            format!("{} {} → {}", s.flow.proto, s.flow.source(), s.flow.destination())
         };
-        let dev =
-            d.device_name(s.netns, s.ifindex).map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
+        let dev = d
+            .device_name(s.flow.netns.inode, s.ifindex)
+            .map_or_else(|| format!("ifindex {}", s.ifindex), |n| format!("dev {n}"));
         self.wrapped(
             Span::styled(format!("  +{:.3}s ", s.t_ns as f64 / 1e9), DIM),
             &format!("{what}  netns {} {dev}  len {}  cpu{}{who}", s.netns_text(), s.skb_len, s.cpu),
@@ -242,22 +246,6 @@ fn sample_of(s: &Sample, f: &FlowCount) -> bool {
     f.has_sample(s)
 }
 
-/// What a NIC/softnet counter means, for its drill-down.
-fn counter_hint(counter: &str) -> &'static str {
-    let c = counter.to_ascii_lowercase();
-    if c.contains("missed") || c.contains("no_buffer") || c.contains("ring") {
-        "The NIC had no free RX descriptor: the ring was full because the host drained it too slowly. Grow it (ethtool -G <dev> rx N), spread the load (RSS, ethtool -L), check IRQ affinity."
-    } else if c.contains("fifo") || c.contains("over") {
-        "The NIC's internal FIFO overflowed before DMA: PCIe/memory pressure or bursts beyond the ring. See ethtool -S, ring size and interrupt coalescing."
-    } else if c.contains("squeeze") {
-        "NAPI ran out of budget or time with work left (not a drop by itself): raise net.core.netdev_budget / netdev_budget_usecs if drops follow."
-    } else if c.contains("softnet") || c.contains("backlog") || c.contains("dropped") {
-        "The per-CPU input backlog was full (enqueue_to_backlog): raise net.core.netdev_max_backlog, or spread RPS/RFS so one CPU is not saturated."
-    } else {
-        "A drop counter the kernel keeps outside the skb drop-reason tracepoint."
-    }
-}
-
 /// Title and lines of the drill-down overlay, wrapped to `width` columns.
 pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'static>>) {
     let Some(detail) = &state.detail else {
@@ -352,7 +340,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                     f.flow.count,
                     &format!(
                         "{} {}  netns {} {}",
-                        f.flow.proto,
+                        f.flow.flow.proto,
                         flow_cell(&f.flow),
                         f.flow.netns_text(),
                         or_dash(&f.flow.device)
@@ -366,11 +354,11 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
             let flows = d.flow_rows();
             flows.iter().find(|f| f.key == detail.key).map(|fr| {
                 let f = &fr.flow;
-                doc.field("flow", &format!("{} {}", f.proto, flow_cell(f)));
+                doc.field("flow", &format!("{} {}", f.flow.proto, flow_cell(f)));
                 let ns = if f.netns_name.is_empty() {
-                    f.netns.to_string()
+                    f.flow.netns.inode.to_string()
                 } else {
-                    format!("{} ({})", f.netns_name, f.netns)
+                    format!("{} ({})", f.netns_name, f.flow.netns.inode)
                 };
                 doc.field("netns", &ns);
                 doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
@@ -391,7 +379,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                 doc.samples(d, sampled.into_iter());
                 doc.section("Causes");
                 doc.causes(&causes_for(&f.reason));
-                format!("{} {}", f.proto, flow_cell(f))
+                format!("{} {}", f.flow.proto, flow_cell(f))
             })
         }
         Panel::Counters => {
@@ -409,7 +397,7 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
                     ),
                 );
                 doc.section("What it means");
-                doc.text(2, counter_hint(&c.row.counter), Style::new());
+                doc.text(2, NicCounter::of(&c.row.counter).hint(), Style::new());
                 doc.blank();
                 doc.note("These drops happen before an skb exists: no drop event shows them.");
                 format!("{} on {}", c.row.counter, c.row.scope)

@@ -2,8 +2,8 @@
 use super::{CauseView, CounterRow, State, Update};
 use crate::diagnose::CauseId;
 use crate::model::{
-    DetailStats, DeviceCount, FlowCount, FlowTableStats, LocationCount, ProbeStatus, ReasonCount, RetransCount,
-    Retransmits, Sample, Summary,
+    DetailStats, DeviceCount, Flow, FlowCount, FlowTableStats, LocationCount, NetnsId, ProbeStatus, ReasonCount,
+    RetransCount, Retransmits, Sample, Summary,
 };
 
 /// Drops in second `i` for a row with base rate `rate`, varying so trends have a shape.
@@ -41,14 +41,15 @@ fn flow(
     process: &str,
 ) -> FlowCount {
     FlowCount {
-        proto: proto.into(),
-        family,
-        src: src.into(),
-        sport,
-        dst: dst.into(),
-        dport,
-        netns,
-        netns_cookie: 0,
+        flow: Flow {
+            proto: proto.into(),
+            family,
+            src: src.into(),
+            sport,
+            dst: dst.into(),
+            dport,
+            netns: NetnsId { inode: netns, cookie: 0 },
+        },
         netns_name: String::new(),
         ifindex,
         device: device.into(),
@@ -89,14 +90,15 @@ fn sample(
         reason: reason.into(),
         code: 0,
         symbol: symbol.into(),
-        proto: proto.into(),
-        family: if src.contains(':') { 6 } else { 4 },
-        src: src.into(),
-        sport,
-        dst: dst.into(),
-        dport,
-        netns,
-        netns_cookie: 0,
+        flow: Flow {
+            proto: proto.into(),
+            family: if src.contains(':') { 6 } else { 4 },
+            src: src.into(),
+            sport,
+            dst: dst.into(),
+            dport,
+            netns: NetnsId { inode: netns, cookie: 0 },
+        },
         netns_name: String::new(),
         ifindex,
         pid,

@@ -1,7 +1,6 @@
 //! `pktloss top`: a collector thread (kernel -> aggregate -> classify) feeding the TUI through
 //! a channel, one update a second; the TUI owns the terminal on the main thread.
 use std::{
-    collections::{BTreeSet, HashMap},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -14,11 +13,13 @@ use anyhow::Result;
 
 use crate::{
     diagnose::{self, Diagnosis, DiagnosisInput, taxonomy},
-    host::counters::{self, NetnsDelta, NetnsSnapshot},
-    host::netns,
+    host::counters::{
+        Counted, CounterWatch, NetnsDelta,
+        nic::{DEVICE_COUNTERS, ETHTOOL_PREFIX, SOFTNET_DROPPED, TIME_SQUEEZE},
+    },
     kernel::tracer::Options,
     model::Summary,
-    session::{Session, gather_before},
+    session::{Session, netns_with_drops},
     tui::{self, CauseView, CounterRow, Update},
 };
 
@@ -53,12 +54,8 @@ pub(crate) fn top(options: Options, refresh: Duration) -> Result<()> {
 }
 
 fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBool, refresh: Duration) {
-    // Namespaces that exist now; one seen later was born during the run and counts from zero.
-    let at_start: BTreeSet<u32> = netns::list().keys().copied().collect();
-    let before = gather_before();
-    let mut base: HashMap<u32, NetnsSnapshot> = before.snapshots.iter().map(|s| (s.netns, s.clone())).collect();
-    let mut checks = before.checks.clone();
-    let mut deltas: Vec<NetnsDelta> = Vec::new();
+    let mut watch = CounterWatch::baseline();
+    let mut counted = watch.at_start();
     let mut last_counters: Option<Instant> = None;
     let mut last_send: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -70,39 +67,19 @@ fn collect_loop(mut session: Session, tx: &mpsc::Sender<Update>, stop: &AtomicBo
         let Ok(summary) = session.summary() else { continue };
         if last_counters.is_none_or(|t| t.elapsed() >= refresh) {
             last_counters = Some(Instant::now());
-            // Namespaces that appeared since the start (a new container): baseline them now.
-            let new: Vec<u32> =
-                summary.flows.iter().map(|f| f.netns).filter(|n| *n != 0 && !base.contains_key(n)).collect();
-            if !new.is_empty() {
-                let g = counters::gather(&new);
-                for snap in g.snapshots.into_iter().filter(|s| !s.not_found) {
-                    let baseline = if at_start.contains(&snap.netns) { snap } else { snap.at_birth() };
-                    base.entry(baseline.netns).or_insert(baseline);
-                }
-                for c in g.checks {
-                    if !checks.iter().any(|x| x.netns == c.netns) {
-                        checks.push(c);
-                    }
-                }
-            }
-            let inodes: Vec<u32> = base.keys().copied().collect();
-            let mut next: Vec<NetnsDelta> = Vec::new();
-            for now in counters::snapshot_all(&inodes) {
-                if now.not_found {
-                    // Gone: keep what it counted while it lived.
-                    next.extend(deltas.iter().find(|d| d.netns == now.netns).cloned());
-                } else if let Some(b) = base.get(&now.netns) {
-                    next.push(counters::delta(b, &now));
-                }
-            }
-            deltas = next;
+            counted = watch.refresh(&netns_with_drops(&summary));
         }
-        let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &deltas, checks: &checks });
-        let update = Update { causes: cause_views(&d, &summary), counters: counter_rows(&deltas, &summary), summary };
-        if tx.send(update).is_err() {
+        if tx.send(update(summary, &counted)).is_err() {
             break;
         }
     }
+}
+
+/// What the TUI shows of a summary and the counters so far: the diagnosis `diagnose` would
+/// give of them.
+pub(crate) fn update(summary: Summary, counted: &Counted) -> Update {
+    let d = diagnose::diagnose(&DiagnosisInput { summary: &summary, deltas: &counted.deltas, checks: &counted.checks });
+    Update { causes: cause_views(&d, &summary), counters: counter_rows(&counted.deltas, &summary), summary }
 }
 
 /// Map diagnosed causes to the TUI's view, linking each to the drop reasons it explains: the
@@ -146,22 +123,15 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
         let label = summary.namespace(d.netns, 0).map_or_else(|| d.label.to_string(), |n| n.label.clone());
         for dev in &d.devices {
             let scope = format!("{} ({label})", dev.name);
-            for (name, v) in [
-                ("rx_dropped", dev.rx_dropped),
-                ("rx_missed_errors", dev.rx_missed_errors),
-                ("rx_fifo_errors", dev.rx_fifo_errors),
-                ("rx_over_errors", dev.rx_over_errors),
-                ("rx_crc_errors", dev.rx_crc_errors),
-                ("tx_dropped", dev.tx_dropped),
-                ("tx_errors", dev.tx_errors),
-            ] {
+            for (name, value, _) in &DEVICE_COUNTERS {
+                let v = value(dev);
                 if v > 0 {
-                    rows.push(CounterRow { scope: scope.clone(), counter: name.to_owned(), total: v });
+                    rows.push(CounterRow { scope: scope.clone(), counter: (*name).to_owned(), total: v });
                 }
             }
             for (k, v) in &dev.ethtool {
                 if *v > 0 {
-                    rows.push(CounterRow { scope: scope.clone(), counter: format!("ethtool {k}"), total: *v });
+                    rows.push(CounterRow { scope: scope.clone(), counter: format!("{ETHTOOL_PREFIX}{k}"), total: *v });
                 }
             }
         }
@@ -180,14 +150,14 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
                 if c.dropped > 0 {
                     rows.push(CounterRow {
                         scope: format!("cpu{}", c.cpu),
-                        counter: "softnet dropped".into(),
+                        counter: SOFTNET_DROPPED.into(),
                         total: c.dropped,
                     });
                 }
                 if c.time_squeeze > 0 {
                     rows.push(CounterRow {
                         scope: format!("cpu{}", c.cpu),
-                        counter: "time_squeeze".into(),
+                        counter: TIME_SQUEEZE.into(),
                         total: c.time_squeeze,
                     });
                 }
@@ -218,6 +188,42 @@ mod tests {
         assert_eq!(rows.iter().filter(|r| r.counter == "rx_missed_errors").count(), 2);
         assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
         assert_eq!(rows[0].scope, "eth0 (host)");
+    }
+
+    /// `top` diagnoses as `diagnose` does on the same drops and counters: the same causes, with
+    /// the firewall rule's counter as evidence (`top` once had no rule deltas).
+    #[test]
+    fn top_diagnoses_as_diagnose_does() {
+        use crate::host::counters::{ConfigChecks, FirewallRule, Gathered, NetnsSnapshot};
+        let rule = |packets| FirewallRule {
+            backend: "nft".into(),
+            family: "inet".into(),
+            table: "t".into(),
+            chain: "input".into(),
+            handle: Some(2),
+            rule: "udp dport 9 drop".into(),
+            verdict: "drop".into(),
+            packets: Some(packets),
+            ..FirewallRule::default()
+        };
+        let reading = |t, packets| Gathered {
+            snapshots: vec![NetnsSnapshot { netns: 1, taken_at: t, ..NetnsSnapshot::default() }],
+            checks: vec![ConfigChecks { netns: 1, drop_rules: vec![rule(packets)], ..ConfigChecks::default() }],
+        };
+        let summary = Summary {
+            total_drops: 40,
+            reasons: vec![ReasonCount { reason: "NETFILTER_DROP".into(), count: 40, ..ReasonCount::default() }],
+            ..Summary::default()
+        };
+        let counted = |after| {
+            let (deltas, checks) = crate::host::counters::finish(reading(1.0, 100), after);
+            Counted { deltas, checks, ..Counted::default() }
+        };
+        let top = update(summary.clone(), &counted(reading(3.0, 140)));
+        let diagnosed = crate::session::Diagnosed::of(&summary, counted(reading(3.0, 140)));
+        assert_eq!(top.causes, cause_views(&diagnosed.diagnosis, &summary));
+        let fw = top.causes.iter().find(|c| c.id == CauseId::FirewallDrop).expect("firewall cause");
+        assert!(fw.evidence.iter().any(|e| e.contains("matched 40 packets")), "{:?}", fw.evidence);
     }
 
     /// Reasons the diagnosis splits (`SOCKET_RCVBUFF` by protocol, UNKNOWN by location) link to

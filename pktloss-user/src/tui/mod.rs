@@ -8,6 +8,7 @@ pub(crate) mod detail;
 pub(crate) mod input;
 pub(crate) mod live;
 pub(crate) mod state;
+pub(crate) mod style;
 pub(crate) mod term;
 pub(crate) mod view;
 

@@ -208,7 +208,7 @@ fn filtered(text: &str) -> State {
 #[test]
 fn filter_matching() {
     let s = filtered("proto:udp");
-    assert!(s.visible_flows().iter().all(|f| f.flow.proto == "udp"));
+    assert!(s.visible_flows().iter().all(|f| f.flow.flow.proto == "udp"));
     assert_eq!(s.visible_flows().len(), 3);
     let drops: Vec<String> = s.visible_drops().into_iter().map(|r| r.symbol).collect();
     assert_eq!(drops.len(), 2, "{drops:?}");
@@ -219,7 +219,7 @@ fn filter_matching() {
     assert_eq!(s.visible_drops().len(), 1);
 
     let s = filtered(&format!("netns:{NS_HOST}"));
-    assert!(s.visible_flows().iter().all(|f| f.flow.netns == NS_HOST));
+    assert!(s.visible_flows().iter().all(|f| f.flow.flow.netns.inode == NS_HOST));
     let s = filtered(&format!("netns:{NS_TEST} proto:tcp"));
     assert_eq!(s.visible_flows().len(), 1);
 
@@ -264,17 +264,17 @@ fn the_netns_filter_takes_the_names_it_shows() {
     let mut s = State::new();
     for t in 0..=30 {
         let mut u = update_at(t);
-        for f in u.summary.flows.iter_mut().filter(|f| f.netns == NS_TEST) {
+        for f in u.summary.flows.iter_mut().filter(|f| f.flow.netns.inode == NS_TEST) {
             f.netns_name = name.into();
         }
-        for x in u.summary.samples.iter_mut().filter(|x| x.netns == NS_TEST) {
+        for x in u.summary.samples.iter_mut().filter(|x| x.flow.netns.inode == NS_TEST) {
             x.netns_name = name.into();
         }
         s.ingest(u);
     }
     let mut shown = |text: &str| {
         s.filter = Filter::parse(text).unwrap();
-        let flows: Vec<u32> = s.visible_flows().iter().map(|f| f.flow.netns).collect();
+        let flows: Vec<u32> = s.visible_flows().iter().map(|f| f.flow.flow.netns.inode).collect();
         (flows, s.visible_drops().len(), s.visible_causes().len())
     };
     let by_inode = shown(&format!("netns:{NS_TEST}"));
@@ -366,11 +366,11 @@ fn flow_detail_shows_only_the_flows_locations() {
     let mut s = main_state();
     // NO_SOCKET happens at two locations (UDP and TCP); flows are counted per reason, so the
     // UDP flow's locations are the ones its samples show.
-    let udp = flow_detail(&mut s, |f| f.dport == 53);
+    let udp = flow_detail(&mut s, |f| f.flow.dport == 53);
     assert!(udp.contains("__udp4_lib_rcv+0x8b2  (in 1 of the flow's 1 sampled drops)"), "{udp}");
     assert!(!udp.contains("tcp_v4_rcv"), "another flow's location in the UDP flow's details:\n{udp}");
     assert!(udp.contains("NO_SOCKET drops happen at 2 locations"), "{udp}");
-    let tcp = flow_detail(&mut s, |f| f.dport == 8080);
+    let tcp = flow_detail(&mut s, |f| f.flow.dport == 8080);
     assert!(tcp.contains("tcp_v4_rcv+0x1a2  (in 1 of the flow's 1 sampled drops)"), "{tcp}");
     assert!(!tcp.contains("__udp4_lib_rcv"), "{tcp}");
     // SOCKET_RCVBUFF happens at one location: all of the flow's drops happened there.
@@ -1047,4 +1047,41 @@ fn cause_shares_add_up_to_at_most_one_hundred_percent() {
     u.causes = vec![CauseView { id: CauseId::NoListener, title: "b".into(), drops: 250, ..CauseView::default() }];
     s.ingest(u);
     assert!((s.data().cause_rows()[0].share - 0.25).abs() < 1e-9);
+}
+
+/// Two namespaces that had one inode, told apart by their cookies, keep two rows in `top`,
+/// each with its own rate (their flows once shared a key: their counts and rates merged).
+#[test]
+fn flows_of_two_namespaces_with_one_inode_are_two_rows() {
+    use crate::model::{Flow, FlowCount, NetnsId, Summary};
+    let flow = |cookie, count| FlowCount {
+        flow: Flow {
+            proto: "udp".into(),
+            family: 4,
+            src: "10.0.0.1".into(),
+            sport: 5000,
+            dst: "10.0.0.2".into(),
+            dport: 9,
+            netns: NetnsId { inode: 4_026_532_000, cookie },
+        },
+        reason: "NO_SOCKET".into(),
+        count,
+        ..FlowCount::default()
+    };
+    let mut st = State::new();
+    for t in 0..=4u32 {
+        let summary = Summary {
+            duration_secs: f64::from(t),
+            total_drops: u64::from(10 * t + 100),
+            flows: vec![flow(1, u64::from(10 * t)), flow(2, 100)],
+            ..Summary::default()
+        };
+        st.ingest(Update { summary, ..Update::default() });
+    }
+    let rows = st.data().flow_rows();
+    let of = |cookie| rows.iter().find(|r| r.flow.flow.netns.cookie == cookie).expect("a row per namespace");
+    assert_eq!(rows.len(), 2);
+    assert_ne!(of(1).key, of(2).key);
+    assert_eq!((of(1).flow.count, of(2).flow.count), (40, 100));
+    assert!(of(1).rate > 5.0 && of(2).rate.abs() < f64::EPSILON, "{} {}", of(1).rate, of(2).rate);
 }

@@ -15,17 +15,14 @@ use ratatui::{
     },
 };
 
+pub(crate) use super::style::{
+    ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_hms, fmt_pct, fmt_rate, fmt_short, or_dash, spark,
+};
 use super::{
     input::KEYS,
-    state::{
-        CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, endpoint, filter::FILTER_HELP,
-    },
+    state::{CauseRow, CounterLine, Data, Drawn, DropRow, FlowRow, HISTORY_SECS, Panel, State, filter::FILTER_HELP},
 };
-use crate::model::FlowCount;
 
-pub(super) const ACCENT: Color = Color::Cyan;
-pub(super) const LABEL: Style = Style::new().fg(Color::Gray);
-pub(super) const DIM: Style = Style::new().fg(Color::DarkGray);
 const WARN: Style = Style::new().fg(Color::Yellow);
 
 /// Everything the screen shows, computed once per frame.
@@ -124,71 +121,6 @@ impl Screen {
 /// Where the drill-down overlay goes on a screen of `area`: over the panels.
 pub(crate) fn detail_area(area: Rect) -> Rect {
     Screen::new(area).body
-}
-
-// ---------------------------------------------------------------------------------------------
-// Formatting
-
-/// `1234567` -> `1,234,567`.
-pub(crate) fn fmt_count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A rate: one decimal below 100, whole numbers with separators above.
-pub(crate) fn fmt_rate(r: f64) -> String {
-    if r <= 0.0 {
-        "0".into()
-    } else if r < 100.0 {
-        format!("{r:.1}")
-    } else {
-        fmt_count(r.round() as u64)
-    }
-}
-
-/// Short number for axes and titles: `950`, `1.2k`, `3.4M`.
-pub(crate) fn fmt_short(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.0}k", v / 1e3)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else if v >= 10.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-pub(super) fn fmt_pct(x: f64) -> String {
-    if x >= 0.9995 { "100%".into() } else { format!("{:.1}%", x * 100.0) }
-}
-
-/// Seconds as `HH:MM:SS` (`Nd HH:MM:SS` past a day).
-pub(crate) fn fmt_hms(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    let (d, h, m, s) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if d > 0 { format!("{d}d {h:02}:{m:02}:{s:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
-}
-
-/// The last `width` values as block characters, newest on the right; blank for zero.
-pub(crate) fn spark(values: &[u64], width: usize) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let tail = &values[values.len().saturating_sub(width)..];
-    let max = tail.iter().copied().max().unwrap_or(0);
-    let mut out: String = " ".repeat(width - tail.len());
-    for &v in tail {
-        out.push(if v == 0 || max == 0 { ' ' } else { BARS[((v * 8).div_ceil(max) as usize).clamp(1, 8) - 1] });
-    }
-    out
 }
 
 fn right(s: impl Into<String>) -> Cell<'static> {
@@ -600,15 +532,6 @@ fn causes_panel(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CauseR
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), advice);
 }
 
-/// `src -> dst`, compact for the table.
-pub(super) fn flow_cell(f: &FlowCount) -> String {
-    format!("{} → {}", endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
-}
-
-pub(super) fn or_dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.to_string() }
-}
-
 fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow], focused: bool) {
     let wide = area.width >= 110;
     let (head, widths) = if wide {
@@ -655,9 +578,9 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
             let f = &r.flow;
             if wide {
                 Row::new(vec![
-                    Cell::from(f.proto.clone()),
-                    Cell::from(ellipsize(&endpoint(&f.src, f.sport, f.family), cols[1])),
-                    Cell::from(ellipsize(&endpoint(&f.dst, f.dport, f.family), cols[2])),
+                    Cell::from(f.flow.proto.clone()),
+                    Cell::from(ellipsize(&f.flow.source(), cols[1])),
+                    Cell::from(ellipsize(&f.flow.destination(), cols[2])),
                     right(ellipsize(&f.netns_text(), cols[3])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
                     Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
@@ -667,7 +590,7 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                 ])
             } else {
                 Row::new(vec![
-                    Cell::from(f.proto.clone()),
+                    Cell::from(f.flow.proto.clone()),
                     Cell::from(ellipsize(&flow_cell(f), cols[1])),
                     right(ellipsize(&f.netns_text(), cols[2])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[3])),

@@ -19,9 +19,11 @@ mod ethtool;
 pub(crate) mod gather;
 mod netlink;
 pub(crate) mod nft;
+pub(crate) mod nic;
 pub(crate) mod parse;
 #[cfg(test)]
 pub(crate) mod samples;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::host::netns::NetnsLabel;
 
 pub(crate) use gather::{config_checks, snapshot, snapshot_all};
+pub(crate) use watch::{Counted, CounterWatch};
 
 /// One CPU's line of `/proc/net/softnet_stat` (host-wide, the same in every namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,6 @@
 //! skipped. The gathering layer (`super::gather`) feeds them the real files.
 use std::collections::BTreeMap;
 
-
 use super::{ConntrackStats, DeviceStats, FirewallChain, FirewallRule, SoftnetCpu, UdpSocket};
 
 /// `/proc/net/snmp` and `/proc/net/netstat`: pairs of "Proto: names" / "Proto: values" lines,

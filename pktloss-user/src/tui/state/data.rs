@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::{
-    model::{FlowCount, Sample},
+    model::{Flow, FlowCount, Sample},
     tui::{CauseView, CounterRow, Update},
 };
 
@@ -117,9 +117,12 @@ fn stack_key(reason: &str, symbol: &str, stack: &[String]) -> String {
 /// A flow row is one flow table entry: the location is part of it on kernels without drop
 /// reasons.
 fn flow_key(f: &FlowCount) -> String {
+    // The flow's whole identity, its namespace's cookie with it: two namespaces that had one
+    // inode are two rows.
+    let Flow { proto, family, src, sport, dst, dport, netns } = &f.flow;
     format!(
-        "f{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}",
-        f.proto, f.src, f.sport, f.dst, f.dport, f.netns, f.ifindex, f.reason, f.location
+        "f{SEP}{proto}{SEP}{family}{SEP}{src}{SEP}{sport}{SEP}{dst}{SEP}{dport}{SEP}{netns}{SEP}{}{SEP}{}{SEP}{}",
+        f.ifindex, f.reason, f.location
     )
 }
 fn cause_key(c: &CauseView) -> String {
@@ -316,7 +319,7 @@ impl Data {
                     let mut flow = f.clone();
                     flow.count = count;
                     if flow.device.is_empty() {
-                        flow.device = self.device_name(f.netns, f.ifindex).unwrap_or_default();
+                        flow.device = self.device_name(f.flow.netns.inode, f.ifindex).unwrap_or_default();
                     }
                     FlowRow { key, flow, rate, trend }
                 })
@@ -389,7 +392,7 @@ impl Data {
             .or_else(|| {
                 s.flows
                     .iter()
-                    .find(|f| f.netns == netns && f.ifindex == ifindex && !f.device.is_empty())
+                    .find(|f| f.flow.netns.inode == netns && f.ifindex == ifindex && !f.device.is_empty())
                     .map(|f| f.device.clone())
             })
     }

@@ -83,12 +83,12 @@ struct Pkt<'a> {
 impl<'a> Pkt<'a> {
     fn flow(f: &'a FlowCount) -> Self {
         Pkt {
-            proto: &f.proto,
-            src: &f.src,
-            sport: f.sport,
-            dst: &f.dst,
-            dport: f.dport,
-            netns: f.netns,
+            proto: &f.flow.proto,
+            src: &f.flow.src,
+            sport: f.flow.sport,
+            dst: &f.flow.dst,
+            dport: f.flow.dport,
+            netns: f.flow.netns.inode,
             netns_name: &f.netns_name,
             ifindex: f.ifindex,
             device: &f.device,
@@ -100,12 +100,12 @@ impl<'a> Pkt<'a> {
     }
     fn sample(s: &'a Sample, device: &'a str) -> Self {
         Pkt {
-            proto: &s.proto,
-            src: &s.src,
-            sport: s.sport,
-            dst: &s.dst,
-            dport: s.dport,
-            netns: s.netns,
+            proto: &s.flow.proto,
+            src: &s.flow.src,
+            sport: s.flow.sport,
+            dst: &s.flow.dst,
+            dport: s.flow.dport,
+            netns: s.flow.netns.inode,
             netns_name: &s.netns_name,
             ifindex: s.ifindex,
             device,
@@ -249,7 +249,10 @@ impl Filter {
             .flows
             .iter()
             .filter(|f| f.is(&row.reason, Some(&row.symbol)))
-            .filter(|f| samples.is_empty() || samples.iter().any(|s| s.proto == f.proto && s.netns == f.netns))
+            .filter(|f| {
+                samples.is_empty()
+                    || samples.iter().any(|s| s.flow.proto == f.flow.proto && s.flow.netns.inode == f.flow.netns.inode)
+            })
             .collect();
         any_packet(&rest, data, &samples, &flows)
     }
@@ -305,7 +308,7 @@ impl Filter {
 /// Whether one of the packets, sampled drops or flows, satisfies every term together.
 fn any_packet(terms: &[&Term], data: &Data, samples: &[&Sample], flows: &[&FlowCount]) -> bool {
     samples.iter().any(|s| {
-        let device = data.device_name(s.netns, s.ifindex).unwrap_or_default();
+        let device = data.device_name(s.flow.netns.inode, s.ifindex).unwrap_or_default();
         terms.iter().all(|t| t.matches_pkt(&Pkt::sample(s, &device)))
     }) || flows.iter().any(|f| terms.iter().all(|t| t.matches_pkt(&Pkt::flow(f))))
 }

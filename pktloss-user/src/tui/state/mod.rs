@@ -14,7 +14,7 @@ pub(crate) mod select;
 
 pub(crate) use data::{CauseRow, CounterLine, Data, DropRow, FlowRow, HISTORY_SECS};
 pub(crate) use filter::Filter;
-pub(crate) use select::{Panel, SortKey, endpoint, flow_tuple};
+pub(crate) use select::{Panel, SortKey, flow_tuple};
 
 use super::{Update, input::Mode};
 use select::{Selection, sort_rows};

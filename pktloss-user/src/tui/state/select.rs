@@ -88,16 +88,7 @@ pub(crate) fn sort_rows<T>(
 
 /// The flow as one sortable/printable string.
 pub(crate) fn flow_tuple(f: &FlowCount) -> String {
-    format!("{} {} {}", f.proto, endpoint(&f.src, f.sport, f.family), endpoint(&f.dst, f.dport, f.family))
-}
-
-/// `addr:port`, `[v6]:port`, or `addr` when there is no port.
-pub(crate) fn endpoint(addr: &str, port: u16, family: u8) -> String {
-    match (port, family == 6 || addr.contains(':')) {
-        (0, _) => addr.to_string(),
-        (_, true) => format!("[{addr}]:{port}"),
-        (_, false) => format!("{addr}:{port}"),
-    }
+    format!("{} {} {}", f.flow.proto, f.flow.source(), f.flow.destination())
 }
 
 /// The selected row of each panel: its key, and its last index (used when the key disappears).

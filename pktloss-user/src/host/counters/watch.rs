@@ -1,0 +1,204 @@
+//! Host step: the counters of one command from its baseline to now. Every command that
+//! diagnoses (`capture -o`, `diagnose`, `top`, `serve`) reads the namespaces' counters and
+//! configuration through a [`CounterWatch`]: a baseline when it starts, a fresh reading
+//! whenever it wants the counters so far (`top`, every `--refresh`), and a last reading at its
+//! end; each reading is turned into deltas by [`super::finish`], so every command sees the same
+//! counters (firewall rules, listeners and sockets as deltas too).
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish};
+use crate::host::{lifecycle::Lifecycle, netns};
+
+/// Most namespaces read for a baseline (every one visible, up to this many).
+pub(crate) const MAX_NETNS: usize = 64;
+
+/// The counters read so far: the baseline, the latest reading and what changed in between.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counted {
+    pub before: Gathered,
+    pub after: Gathered,
+    /// The counters of each namespace over the interval.
+    pub deltas: Vec<NetnsDelta>,
+    /// The latest configuration, its rule and socket counters as deltas over the interval.
+    pub checks: Vec<ConfigChecks>,
+}
+
+/// The counters of a command from its baseline on.
+#[derive(Debug)]
+pub(crate) struct CounterWatch {
+    before: Gathered,
+    /// The namespaces listed when the baseline was read: one seen later was born since.
+    at_start: BTreeSet<u32>,
+    /// Namespaces born since the baseline: when first read.
+    born: BTreeMap<u32, f64>,
+    /// The latest reading (by [`CounterWatch::refresh`]): a namespace gone since keeps it.
+    latest: Gathered,
+}
+
+impl CounterWatch {
+    /// Read every visible namespace (bounded by [`MAX_NETNS`]) now: the baseline.
+    pub(crate) fn baseline() -> Self {
+        let at_start: BTreeSet<u32> = netns::list().keys().copied().collect();
+        let inodes: Vec<u32> = at_start.iter().copied().take(MAX_NETNS).collect();
+        Self::new(super::gather(&inodes), at_start)
+    }
+
+    /// A baseline read already (`serve`'s next window starts from the reading that ended the
+    /// one before).
+    pub(crate) fn from_reading(before: Gathered) -> Self {
+        let at_start = before.snapshots.iter().map(|s| s.netns).collect();
+        Self::new(before, at_start)
+    }
+
+    fn new(before: Gathered, at_start: BTreeSet<u32>) -> Self {
+        Self { latest: before.clone(), before, at_start, born: BTreeMap::new() }
+    }
+
+    /// The baseline alone: no counter moved yet, the configuration as read.
+    pub(crate) fn at_start(&self) -> Counted {
+        Counted {
+            before: self.before.clone(),
+            after: self.before.clone(),
+            deltas: Vec::new(),
+            checks: self.before.checks.clone(),
+        }
+    }
+
+    /// The counters so far, the watch going on: the baseline's namespaces and those with drops
+    /// read now (the configuration only of those with drops, where the diagnosis looks; the
+    /// others keep their latest). A namespace gone since keeps its last reading, marked gone;
+    /// one born since counts from zero; one that existed at the start but was not in the
+    /// baseline (beyond its bound) counts from its first reading.
+    pub(crate) fn refresh(&mut self, with_drops: &[u32]) -> Counted {
+        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns).collect();
+        let drops: BTreeSet<u32> = with_drops.iter().copied().filter(|n| *n != 0).collect();
+        inodes.extend(drops.iter().filter(|n| !inodes.contains(n)).copied().collect::<Vec<_>>());
+        let (checked, rest): (Vec<u32>, Vec<u32>) = inodes.into_iter().partition(|n| drops.contains(n));
+        let mut fresh = if checked.is_empty() { Gathered::default() } else { super::gather(&checked) };
+        let read: BTreeSet<u32> = fresh.snapshots.iter().map(|s| s.netns).collect();
+        fresh.snapshots.extend(super::snapshot_all(&rest).into_iter().filter(|s| !read.contains(&s.netns)));
+        self.advance(fresh)
+    }
+
+    /// [`CounterWatch::refresh`] given what was read now.
+    fn advance(&mut self, mut fresh: Gathered) -> Counted {
+        let mut snapshots: BTreeMap<u32, NetnsSnapshot> = BTreeMap::new();
+        for mut s in std::mem::take(&mut fresh.snapshots) {
+            if s.not_found {
+                // Gone: what it counted while it lived.
+                if let Some(last) = self.latest.snapshots.iter().find(|l| l.netns == s.netns && !l.not_found) {
+                    let mut last = last.clone();
+                    last.gone_at.get_or_insert(last.taken_at);
+                    snapshots.insert(last.netns, last);
+                }
+                continue;
+            }
+            if !self.before.snapshots.iter().any(|b| b.netns == s.netns) {
+                if self.at_start.contains(&s.netns) {
+                    self.before.snapshots.push(s.clone());
+                    self.before.checks.extend(fresh.checks.iter().find(|c| c.netns == s.netns).cloned());
+                } else {
+                    s.appeared_at = Some(*self.born.entry(s.netns).or_insert(s.taken_at));
+                }
+            }
+            snapshots.insert(s.netns, s);
+        }
+        let checks = snapshots
+            .keys()
+            .filter_map(|n| {
+                let of = |g: &Gathered| g.checks.iter().find(|c| c.netns == *n).cloned();
+                // A gone namespace's fresh checks are a placeholder: its latest stay.
+                let living = snapshots.get(n).is_some_and(|s| s.gone_at.is_none());
+                of(&fresh).filter(|_| living).or_else(|| of(&self.latest)).or_else(|| of(&self.before))
+            })
+            .collect();
+        self.latest = Gathered { snapshots: snapshots.into_values().collect(), checks };
+        self.counted(self.latest.clone())
+    }
+
+    fn counted(&self, after: Gathered) -> Counted {
+        let (deltas, checks) = finish(self.before.clone(), after.clone());
+        Counted { before: self.before.clone(), after, deltas, checks }
+    }
+
+    /// The last reading: the baseline's namespaces, those with drops and those the
+    /// `lifecycle` watcher saw born, read now and completed with the watcher's readings of
+    /// those gone meanwhile.
+    pub(crate) fn finish(self, with_drops: &[u32], lifecycle: Option<Lifecycle>) -> Counted {
+        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns).collect();
+        let born = lifecycle.as_ref().map(Lifecycle::born).unwrap_or_default();
+        for n in with_drops.iter().copied().chain(born) {
+            if n != 0 && !inodes.contains(&n) {
+                inodes.push(n);
+            }
+        }
+        let after = super::gather(&inodes);
+        let after = match lifecycle {
+            Some(l) => l.complete(after),
+            None => after,
+        };
+        self.counted(after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::counters::FirewallRule;
+
+    fn reading(netns: u32, taken_at: f64, in_errors: i64, rule_packets: u64) -> (NetnsSnapshot, ConfigChecks) {
+        let snap = NetnsSnapshot {
+            netns,
+            taken_at,
+            snmp: [("Udp.InErrors".to_owned(), in_errors)].into(),
+            ..NetnsSnapshot::default()
+        };
+        let rule = FirewallRule {
+            backend: "nft".into(),
+            family: "inet".into(),
+            table: "t".into(),
+            chain: "input".into(),
+            handle: Some(3),
+            rule: "udp dport 9 drop".into(),
+            verdict: "drop".into(),
+            packets: Some(rule_packets),
+            ..FirewallRule::default()
+        };
+        (snap, ConfigChecks { netns, drop_rules: vec![rule], ..ConfigChecks::default() })
+    }
+
+    fn gathered(r: &[(NetnsSnapshot, ConfigChecks)]) -> Gathered {
+        Gathered { snapshots: r.iter().map(|x| x.0.clone()).collect(), checks: r.iter().map(|x| x.1.clone()).collect() }
+    }
+
+    /// A refresh gives what the end of a capture gives on the same readings: counter deltas
+    /// and the firewall rules' deltas (`top` once had none); a namespace gone keeps what it
+    /// counted; one born counts from zero.
+    #[test]
+    fn a_refresh_counts_as_the_end_of_a_capture() {
+        let before = gathered(&[reading(1, 10.0, 5, 100), reading(2, 10.0, 0, 0)]);
+        let mut w = CounterWatch::from_reading(before.clone());
+        let now = gathered(&[reading(1, 12.0, 9, 130), reading(2, 12.0, 4, 0)]);
+        let top = w.advance(now.clone());
+        let (deltas, checks) = finish(before, now);
+        assert_eq!(top.deltas, deltas);
+        assert_eq!(top.checks, checks);
+        assert_eq!(top.checks[0].drop_rules[0].packets_delta, Some(30));
+        assert_eq!(top.deltas[0].counter("Udp.InErrors"), 4);
+
+        // 2 is gone, 7 was born with 3 errors.
+        let gone = NetnsSnapshot::not_found(2, 14.0);
+        let (born, born_checks) = reading(7, 14.0, 3, 2);
+        let next = Gathered {
+            snapshots: vec![reading(1, 14.0, 9, 130).0, gone, born],
+            checks: vec![reading(1, 14.0, 9, 130).1, ConfigChecks::not_found(2), born_checks],
+        };
+        let top = w.advance(next);
+        let of = |n: u32| top.deltas.iter().find(|d| d.netns == n).expect("delta");
+        assert_eq!(of(2).counter("Udp.InErrors"), 4, "gone: its last reading");
+        assert!(of(2).gone_after.is_some());
+        assert_eq!(of(7).counter("Udp.InErrors"), 3, "born: from zero");
+        let rules = |n: u32| top.checks.iter().find(|c| c.netns == n).map(|c| c.drop_rules[0].packets_delta);
+        assert_eq!((rules(2), rules(7)), (Some(Some(0)), Some(Some(2))));
+    }
+}
