@@ -49,8 +49,14 @@ pub mod stat {
     /// Drops whose (namespace, device, reason) key could not be inserted in `NETNS_DROPS`
     /// (map full): they are in no per-namespace count.
     pub const NETNS_FAILS: u32 = 15;
+    /// TCP resets sent (`tcp:tcp_send_reset`, 6.10+).
+    pub const RESETS: u32 = 16;
+    /// Resets the filter left out.
+    pub const RESETS_FILTERED: u32 = 17;
+    /// Reset flow inserts (the `RESETS` map is an LRU: evictions are inserts minus live keys).
+    pub const RESET_INSERTS: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 19;
 }
 
 /// Bits of [`Config::flags`].
@@ -274,6 +280,24 @@ pub struct RetransTpOffsets {
     pub daddr_v6: u32,
 }
 
+/// Offsets of the fields of the classic `tcp:tcp_send_reset` tracepoint (6.10+ has `reason`);
+/// `saddr`/`daddr` are `sockaddr_in`/`sockaddr_in6` of the reset (its source is the sender).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetTpOffsets {
+    pub skbaddr: u32,
+    pub skaddr: u32,
+    pub reason: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+}
+
+impl Default for ResetTpOffsets {
+    fn default() -> Self {
+        Self { skbaddr: u32::MAX, skaddr: u32::MAX, reason: u32::MAX, saddr: u32::MAX, daddr: u32::MAX }
+    }
+}
+
 /// Positions of the arguments of the `kfree_skb` BTF tracepoint (`btf_trace_kfree_skb`),
 /// as indexes into the program context (the `void *__data` of the typedef is not in it).
 /// `u32::MAX` means the kernel lacks it.
@@ -300,6 +324,7 @@ pub struct Config {
     pub kfree_tp: KfreeTpOffsets,
     pub kfree_btf: KfreeBtfArgs,
     pub retrans_tp: RetransTpOffsets,
+    pub reset_tp: ResetTpOffsets,
     /// Bits from [`flag`].
     pub flags: u32,
     /// Detail events allowed per second on each CPU; `u32::MAX` means no limit.

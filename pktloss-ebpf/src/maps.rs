@@ -52,3 +52,11 @@ pub(crate) static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1,
 /// Scratch flow key of the retransmission program.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// TCP resets sent per flow of the RST, its key's `reason` the reset reason (`tcp:tcp_send_reset`).
+#[map]
+pub(crate) static RESETS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(4096, 0);
+
+/// Scratch flow key of the reset program.
+#[map]
+pub(crate) static RESET_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);

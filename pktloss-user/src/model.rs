@@ -173,6 +173,56 @@ pub(crate) struct Retransmits {
     pub flows: Vec<RetransCount>,
 }
 
+/// TCP resets sent for one flow (the RST's own direction: `src` sent it) and reset reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResetCount {
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    /// The device the segment that caused it came in on (0: none known).
+    #[serde(default)]
+    pub ifindex: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    /// The reset reason (`enum sk_rst_reason`, 6.10+), `UNKNOWN` before.
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+}
+
+/// Resets sent per reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResetReasonCount {
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+}
+
+/// TCP resets sent during the capture (`tcp:tcp_send_reset`), beside the drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Resets {
+    /// Every reset the probe saw that the filter passed (exact).
+    pub total: u64,
+    /// Per reason, largest first (exact while the flow table has not evicted).
+    pub reasons: Vec<ResetReasonCount>,
+    /// Per flow and reason, largest first (bounded).
+    pub flows: Vec<ResetCount>,
+    /// Flows evicted from the probe's 4096-entry table (their resets are in `total` only).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub evicted: u64,
+}
+
+impl Resets {
+    /// No reset seen.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.total == 0 && self.flows.is_empty()
+    }
+}
+
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProbeStatus {
@@ -508,6 +558,9 @@ pub(crate) struct Summary {
     /// Exact drops per namespace, device and reason (largest first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub netns_drops: Vec<NetnsDropCount>,
+    /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
+    #[serde(default, skip_serializing_if = "Resets::is_empty")]
+    pub resets: Resets,
 }
 
 impl Summary {
@@ -599,6 +652,9 @@ impl Summary {
         }
         for r in &self.retransmits.flows {
             label(r.netns, 0);
+        }
+        for r in &self.resets.flows {
+            label(r.netns, r.netns_cookie);
         }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
         list.sort_by_key(|i| (i.netns, i.netns_cookie));

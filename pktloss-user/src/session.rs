@@ -69,6 +69,7 @@ impl Session {
     pub(crate) fn start(mut opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
+        let reset_reasons = ReasonTable::new(kbtf.reset_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
@@ -110,6 +111,7 @@ impl Session {
         };
         let mut agg = Aggregator::new(reasons, syms, start_mono);
         agg.location_keyed_reason = tracer.location_keyed_reason;
+        agg.reset_reasons = reset_reasons;
         let device_tx = (!opts_tx_trace).then(DeviceTx::start);
         Ok(Self {
             tracer,

@@ -198,6 +198,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
                 count: 1,
             },
         ],
+        resets: Resets::default(),
         namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),

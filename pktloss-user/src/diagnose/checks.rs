@@ -72,12 +72,36 @@ pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::m
 fn cfg_no_listener(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["NO_SOCKET"]);
     let mut out = Vec::new();
+    let mut resets = Vec::new();
     let mut seen = BTreeSet::new();
     for f in flows.iter().take(5) {
         if !seen.insert((f.netns, f.proto.clone(), f.dport)) {
             continue;
         }
         let tag = cx.tag(f.netns);
+        if f.proto == "tcp" {
+            // Each SYN to a closed port is a NO_SOCKET drop here and a reset sent back.
+            let rst: u64 = cx
+                .input
+                .summary
+                .resets
+                .flows
+                .iter()
+                .filter(|r| {
+                    r.netns == f.netns
+                        && r.sport == f.dport
+                        && r.src == f.dst
+                        && matches!(r.reason.as_str(), "NO_SOCKET" | crate::decode::reasons::NO_REASON)
+                })
+                .map(|r| r.count)
+                .sum();
+            if rst > 0 {
+                resets.push(format!(
+                    "{tag} {rst} TCP resets sent from {}:{} (tcp:tcp_send_reset): the clients saw connection refused",
+                    f.dst, f.dport
+                ));
+            }
+        }
         let elsewhere: Vec<String> = cx
             .input
             .checks
@@ -131,6 +155,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
     }
     let (ev, adv) = out.into_iter().unzip();
     cx.add(CauseId::NoListener, ev, adv);
+    cx.add(CauseId::NoListener, resets, Vec::new());
 }
 
 fn cfg_firewall(cx: &mut Ctx<'_>) {

@@ -9,7 +9,8 @@ use aya::{
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, RetransTpOffsets, RunCache, flag, stat,
+    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, ResetTpOffsets, RetransTpOffsets, RunCache,
+    flag, stat,
 };
 
 use crate::{
@@ -89,6 +90,9 @@ pub(crate) struct RawCounts {
     /// Exact drops per (namespace, device, reason), with flows on (not bounded by the flow
     /// table; a namespace forgotten with [`Tracer::forget_netns`] is left out).
     pub netns: Vec<(NetnsKey, u64)>,
+    /// TCP resets sent per flow of the RST (`tcp:tcp_send_reset`), the key's reason the reset
+    /// reason (`enum sk_rst_reason`; 0 on a kernel before 6.10, whose tracepoint has none).
+    pub resets: Vec<(FlowKey, u64)>,
 }
 
 impl RawCounts {
@@ -269,6 +273,7 @@ impl Tracer {
         let kfree_fmt = tracefs::read_format(&tracefs, "skb", "kfree_skb").map_err(Error::KernelInterface)?;
         let kfree_btf = kbtf.kfree_btf;
         let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
+        let reset_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_send_reset").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
 
         let mut flags = 0;
@@ -332,6 +337,13 @@ impl Tracer {
                 daddr: f.offset_or_absent("daddr"),
                 saddr_v6: f.offset_or_absent("saddr_v6"),
                 daddr_v6: f.offset_or_absent("daddr_v6"),
+            }),
+            reset_tp: reset_fmt.as_ref().map_or_else(ResetTpOffsets::default, |f| ResetTpOffsets {
+                skbaddr: f.offset_or_absent("skbaddr"),
+                skaddr: f.offset_or_absent("skaddr"),
+                reason: f.offset_or_absent("reason"),
+                saddr: f.offset_or_absent("saddr"),
+                daddr: f.offset_or_absent("daddr"),
             }),
             flags,
             detail_budget_per_cpu: per_cpu,
@@ -421,6 +433,8 @@ impl Tracer {
                 ),
             },
         });
+        // tcp:tcp_send_reset -- optional; its reason field is 6.10+.
+        probes.push(attach_reset(&mut ebpf, reset_fmt.as_ref(), options.floor, &kbtf.release));
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
         probes.push(match kbtf.tcp_drop_skip(kprobes_available(&tracefs)) {
             Some(why) => status("tcp_drop", "kprobe", false, why),
@@ -555,6 +569,7 @@ impl Tracer {
             retrans: maps::sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
             pending_new_flows: 0,
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
+            resets: maps::sum_map::<FlowKey>(&self.ebpf, "RESETS")?,
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {
@@ -592,6 +607,7 @@ impl Tracer {
         sort_counts(&mut raw.tx);
         sort_counts(&mut raw.retrans);
         sort_counts(&mut raw.netns);
+        sort_counts(&mut raw.resets);
         Ok(raw)
     }
 
@@ -794,6 +810,34 @@ fn attach_dev_queue(
             "tracepoint",
             false,
             format!("{note}{}", crate::kernel::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
+        ),
+    }
+}
+
+/// Attach `tcp:tcp_send_reset` (resets by reason): its status says what it counts here.
+fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, floor: bool, release: &str) -> ProbeStatus {
+    const NAME: &str = "tcp:tcp_send_reset";
+    let Some(fmt) = fmt else {
+        return status(NAME, "tracepoint", false, "tracepoint absent in this kernel (4.16+): resets are not counted");
+    };
+    if floor {
+        return status(NAME, "tracepoint", false, "not attached with the floor program (--floor)");
+    }
+    match attach_tp(ebpf, "tcp_send_reset", "tcp", "tcp_send_reset") {
+        Ok(()) if fmt.offset("reason").is_some() => {
+            status(NAME, "tracepoint", true, "runs per RST sent: resets per flow and reset reason")
+        }
+        Ok(()) => status(
+            NAME,
+            "tracepoint",
+            true,
+            "runs per RST sent; this kernel's tracepoint has no reset reason (6.10+): resets per flow, reason UNKNOWN",
+        ),
+        Err(e) => status(
+            NAME,
+            "tracepoint",
+            false,
+            crate::kernel::verifier::describe_failure("tcp_send_reset", release, &e).line,
         ),
     }
 }

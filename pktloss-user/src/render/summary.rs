@@ -143,6 +143,39 @@ impl Sections<'_> {
         (t, self.s.retransmits.flows.len())
     }
 
+    fn resets(&self) -> (Table, usize) {
+        let mut t = Table::new(&[
+            ("COUNT", true),
+            ("REASON", false),
+            ("SOURCE", false),
+            ("DESTINATION", false),
+            ("DEVICE", false),
+            ("NETNS", false),
+        ]);
+        for r in self.s.resets.flows.iter().take(TOP_ROWS) {
+            t.row(vec![
+                r.count.to_string(),
+                clean(&r.reason),
+                endpoint(&r.src, r.sport, 0, "tcp"),
+                endpoint(&r.dst, r.dport, 0, "tcp"),
+                if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
+                self.s.netns_label(r.netns),
+            ]);
+        }
+        (t, self.s.resets.flows.len())
+    }
+
+    /// `N (NO_SOCKET 40, ...)`: the resets' total and reasons.
+    fn resets_line(&self) -> String {
+        let r = &self.s.resets;
+        let by: Vec<String> = r.reasons.iter().map(|x| format!("{} {}", clean(&x.reason), x.count)).collect();
+        let mut l = format!("{} ({})", r.total, by.join(", "));
+        if r.evicted > 0 {
+            let _ = write!(l, "; {} flows evicted from the reset table", r.evicted);
+        }
+        l
+    }
+
     fn probes(&self) -> (Table, String) {
         let mut t = Table::new(&[("STATE", false), ("PROBE", false), ("ATTACH", false), ("NOTE", false)]);
         for p in &self.s.probes {
@@ -253,6 +286,14 @@ pub(crate) fn text(s: &Summary) -> String {
             more(&mut out, n, t.rows.len());
         }
     }
+    if !s.resets.is_empty() {
+        let (t, n) = sec.resets();
+        let _ = writeln!(out, "\nTCP resets sent (tcp:tcp_send_reset, by reason): {}", sec.resets_line());
+        if n > 0 {
+            t.text(&mut out);
+            more(&mut out, n, t.rows.len());
+        }
+    }
     if !s.probes.is_empty() {
         let (t, line) = sec.probes();
         let _ = writeln!(out, "\nProbes: {line}");
@@ -314,6 +355,14 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
             out.push('\n');
         }
     }
+    if !s.resets.is_empty() {
+        let _ = writeln!(out, "### TCP resets sent (by reason): {}\n", md(&sec.resets_line()));
+        let (t, n) = sec.resets();
+        if n > 0 {
+            t.markdown(out);
+            out.push('\n');
+        }
+    }
     if !s.probes.is_empty() {
         let (t, line) = sec.probes();
         let _ = writeln!(out, "### Probes: {line}\n");
@@ -322,5 +371,44 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     }
     if s.flow_table.capacity > 0 {
         let _ = writeln!(out, "Flow table: {}\n", sec.flow_table_line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{ResetCount, ResetReasonCount, Resets, Summary};
+
+    #[test]
+    fn resets_are_shown_by_reason_and_flow() {
+        let mut s = Summary::default();
+        assert!(!super::text(&s).contains("TCP resets"));
+        let reason = |r: &str, code, count| ResetReasonCount { reason: r.into(), code, count };
+        s.resets = Resets {
+            total: 9,
+            reasons: vec![reason("NO_SOCKET", 1, 6), reason("TCP_ABORT_ON_CLOSE", 11, 2)],
+            flows: vec![ResetCount {
+                src: "127.0.0.1".into(),
+                sport: 9,
+                dst: "127.0.0.1".into(),
+                dport: 4000,
+                device: "lo".into(),
+                reason: "NO_SOCKET".into(),
+                code: 1,
+                count: 6,
+                ..ResetCount::default()
+            }],
+            evicted: 1,
+        };
+        let text = super::text(&s);
+        assert!(
+            text.contains(
+                "TCP resets sent (tcp:tcp_send_reset, by reason): 9 (NO_SOCKET 6, TCP_ABORT_ON_CLOSE 2); 1 flows evicted"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("127.0.0.1:9") && text.contains("127.0.0.1:4000"), "{text}");
+        let mut md = String::new();
+        super::markdown(&s, &mut md);
+        assert!(md.contains("### TCP resets sent (by reason): 9 (NO\\_SOCKET 6"), "{md}");
     }
 }

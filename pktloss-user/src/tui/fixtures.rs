@@ -450,6 +450,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         samples,
         namespaces: Vec::new(),
         netns_drops: Vec::new(),
+        resets: crate::model::Resets::default(),
     }
 }
 

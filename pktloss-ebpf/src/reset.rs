@@ -1,0 +1,79 @@
+//! TCP resets sent, per flow and reset reason (`tcp:tcp_send_reset`, reason since 6.10).
+//!
+//! It runs once per RST the kernel sends: nothing on the drop path, nothing when no reset is sent.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use pktloss_common::{flag, stat};
+
+use crate::{
+    counting::{bump, count_in_lru, zero},
+    flow::sock_netns,
+    hook::tp_field,
+    maps::{RESET_SCRATCH, RESETS},
+    mem::{Mem as _, Probe},
+};
+
+const AF_INET6: u16 = 10;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// Classic `tcp:tcp_send_reset`: resets per (flow of the RST, netns, device, reset reason).
+#[tracepoint]
+fn tcp_send_reset(ctx: TracePointContext) -> i32 {
+    bump(stat::RESETS);
+    let Some(key) = RESET_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU scratch slot, reinitialised here.
+    let key = unsafe { &mut *key };
+    zero::<_, 16>(key);
+    key.l4proto = 6;
+    key.reason = tp_field(&ctx, cfg!(reset_tp.reason));
+    let (sa, da) = (cfg!(reset_tp.saddr), cfg!(reset_tp.daddr));
+    let family: u16 = tp_field(&ctx, sa);
+    key.sport = u16::from_be(tp_field(&ctx, sa.saturating_add(2)));
+    key.dport = u16::from_be(tp_field(&ctx, da.saturating_add(2)));
+    if family == AF_INET6 {
+        key.family = 6;
+        key.ethertype = ETH_P_IPV6;
+        key.saddr = tp_field(&ctx, sa.saturating_add(8));
+        key.daddr = tp_field(&ctx, da.saturating_add(8));
+    } else {
+        key.family = 4;
+        key.ethertype = ETH_P_IP;
+        let s: [u8; 4] = tp_field(&ctx, sa.saturating_add(4));
+        let d: [u8; 4] = tp_field(&ctx, da.saturating_add(4));
+        key.saddr[..4].copy_from_slice(&s);
+        key.daddr[..4].copy_from_slice(&d);
+    }
+    // The namespace: the socket's, or for a reset with no socket (no listener) the device's
+    // the segment came in on.
+    let sk: u64 = tp_field(&ctx, cfg!(reset_tp.skaddr));
+    let skb: u64 = tp_field(&ctx, cfg!(reset_tp.skbaddr));
+    let dev: u64 = if skb != 0 { Probe::get(skb, cfg!(offsets.skb_dev)).unwrap_or(0) } else { 0 };
+    if dev != 0 {
+        key.ifindex = Probe::get(dev, cfg!(offsets.dev_ifindex)).unwrap_or(0);
+    }
+    if sk != 0 {
+        (key.netns, key.netns_cookie) = sock_netns::<Probe>(sk);
+    } else if dev != 0 {
+        let net: u64 = Probe::get(dev, cfg!(offsets.dev_nd_net)).unwrap_or(0);
+        key.netns = Probe::get(net, cfg!(offsets.net_inum)).unwrap_or(0);
+        key.netns_cookie = Probe::get(net, cfg!(offsets.net_cookie)).unwrap_or(0);
+    }
+    if cfg!(flags) & flag::FILTER != 0 {
+        // The filter sees a reset as a retransmission: reason 0 (a reset reason is not a drop
+        // reason, and `reason NAME` means a drop reason).
+        let reason = key.reason;
+        key.reason = 0;
+        let pass = crate::filter::key_passes(key);
+        key.reason = reason;
+        if !pass {
+            bump(stat::RESETS_FILTERED);
+            return 0;
+        }
+    }
+    let (_, inserted) = count_in_lru(&RESETS, key, 1);
+    if inserted {
+        bump(stat::RESET_INSERTS);
+    }
+    0
+}
