@@ -223,6 +223,38 @@ impl Resets {
     }
 }
 
+/// A BPF program attached to a tc hook of a device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TcProgram {
+    /// The kernel's program id (`bpftool prog show id N`).
+    pub id: u32,
+    /// The program's name.
+    pub name: String,
+    /// How it is attached (`tcx ingress`, `clsact ingress pref 49152 handle 0x1 bpf ...`).
+    pub attach: String,
+}
+
+/// The tc drops (`TC_INGRESS`/`TC_EGRESS`) of one device and hook, with the programs attached
+/// there when its drops were seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TcDrops {
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    pub ifindex: u32,
+    pub device: String,
+    /// `ingress` or `egress`.
+    pub hook: String,
+    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`).
+    pub reason: String,
+    /// Exact drops of the device and reason.
+    pub drops: u64,
+    /// The programs on the hook, in the order they run.
+    pub programs: Vec<TcProgram>,
+    /// Which program dropped: the one attached, or the candidates and why it is not known.
+    pub note: String,
+}
+
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProbeStatus {
@@ -558,6 +590,9 @@ pub(crate) struct Summary {
     /// Exact drops per namespace, device and reason (largest first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub netns_drops: Vec<NetnsDropCount>,
+    /// The tc programs of the `TC_INGRESS`/`TC_EGRESS` drops, per device and hook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tc_drops: Vec<TcDrops>,
     /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
     #[serde(default, skip_serializing_if = "Resets::is_empty")]
     pub resets: Resets,

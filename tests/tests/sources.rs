@@ -63,3 +63,86 @@ root_test!(resets_to_a_closed_port_are_counted_by_reason, {
     let evidence = cause["evidence"].to_string();
     assert!(evidence.contains(&format!("{N} TCP resets sent")), "{evidence}");
 });
+
+/// A tc program that drops the UDP datagrams to one port (IPv4 without options, behind an
+/// Ethernet header as tc sees them on lo and veth).
+const TC_DROP_C: &str = r#"
+#define SEC(n) __attribute__((section(n), used))
+static long (*bpf_skb_load_bytes)(const void *skb, unsigned off, void *to, unsigned len) = (void *)26;
+SEC("tc") int pktl_tc_drop(void *skb) {
+    unsigned char proto = 0;
+    unsigned short dport = 0;
+    if (bpf_skb_load_bytes(skb, 14 + 9, &proto, 1) || proto != 17)
+        return 0;
+    if (bpf_skb_load_bytes(skb, 14 + 20 + 2, &dport, 2))
+        return 0;
+    return dport == __builtin_bswap16(PORT) ? 2 : 0; /* TC_ACT_SHOT : TC_ACT_OK */
+}
+char _license[] SEC("license") = "GPL";
+"#;
+
+/// The id `tc filter show` gives the program of a `bpf` filter.
+fn tc_prog_id(ns: &Netns, dev: &str, hook: &str) -> u32 {
+    let out = ns.exec(&["tc", "filter", "show", "dev", dev, hook]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "id")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no program id in: {out}"))
+}
+
+root_test!(tc_ingress_drops_name_their_program, {
+    let fmt = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").unwrap_or_default();
+    if !fmt.contains("\"TC_INGRESS\"") {
+        eprintln!("no TC_INGRESS drop reason on {:?}", kernel_version());
+        return;
+    }
+    let ns = Netns::new("tcx");
+    let dir = std::env::temp_dir().join(format!("pktl-tcx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let obj = pktloss_tests::build_bpf(&dir, "tcdrop", &TC_DROP_C.replace("PORT", "7777"));
+    ns.exec(&["tc", "qdisc", "add", "dev", "lo", "clsact"]);
+    ns.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "lo",
+        "ingress",
+        "bpf",
+        "da",
+        "obj",
+        obj.to_str().expect("path"),
+        "sec",
+        "tc",
+    ]);
+    let id = tc_prog_id(&ns, "lo", "ingress");
+    let p = Running::start(&["capture", "--format", "json"]);
+    let dst: SocketAddr = "127.0.0.1:7777".parse().expect("addr");
+    ns.send_udp(dst, N);
+    // Another port passes the program (and is a NO_SOCKET drop, not a tc one).
+    ns.send_udp("127.0.0.1:7778".parse().expect("addr"), 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.stop_json();
+    drop(std::fs::remove_dir_all(&dir));
+    let inode = ns.inode();
+    let tc = s["tc_drops"].as_array().unwrap_or_else(|| panic!("no tc_drops: {s:#}"));
+    let ours: Vec<&serde_json::Value> = tc.iter().filter(|t| t["netns"] == inode).collect();
+    assert_eq!(ours.len(), 1, "{tc:#?}");
+    let t = ours[0];
+    assert_eq!(
+        (t["device"].as_str(), t["hook"].as_str(), t["reason"].as_str()),
+        (Some("lo"), Some("ingress"), Some("TC_INGRESS")),
+        "{t:#}"
+    );
+    assert_eq!(t["drops"], N as u64, "{t:#}");
+    let progs = t["programs"].as_array().expect("programs");
+    assert_eq!(progs.len(), 1, "{t:#}");
+    assert_eq!(
+        (progs[0]["id"].as_u64(), progs[0]["name"].as_str()),
+        (Some(u64::from(id)), Some("pktl_tc_drop")),
+        "{t:#}"
+    );
+    assert!(progs[0]["attach"].as_str().is_some_and(|a| a.starts_with("clsact ingress")), "{t:#}");
+    assert!(t["note"].as_str().is_some_and(|n| n.contains("only BPF program")), "{t:#}");
+});

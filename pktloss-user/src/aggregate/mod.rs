@@ -352,6 +352,8 @@ impl Aggregator {
             // Named by the session, which reads /proc (see `Summary::name_namespaces`).
             namespaces: Vec::new(),
             netns_drops,
+            // Read by the session, which reads the tc hooks (see `Session::summary_of`).
+            tc_drops: Vec::new(),
             resets,
         }
     }

@@ -1010,6 +1010,26 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
     }
     let mut ev = Vec::new();
     let mut adv = Vec::new();
+    // The programs on the hooks of the tc drops, read while they dropped.
+    for t in &cx.input.summary.tc_drops {
+        let tag = cx.tag(t.netns);
+        let progs: Vec<String> = t.programs.iter().map(|p| format!("{} (id {}, {})", p.name, p.id, p.attach)).collect();
+        ev.push(format!(
+            "{tag} {} {} drops on {} {}: {}{}",
+            t.drops,
+            t.reason,
+            t.device,
+            t.hook,
+            if progs.is_empty() { String::new() } else { format!("{}; ", progs.join(", ")) },
+            t.note
+        ));
+        if let Some(p) = t.programs.first() {
+            adv.push(format!(
+                "{tag} see what the program on {} {} drops: `bpftool prog dump xlated id {}`.",
+                t.device, t.hook, p.id
+            ));
+        }
+    }
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);

@@ -633,6 +633,25 @@ impl Tracer {
         out
     }
 
+    /// The (namespace, device, reason) keys with drops of one of `reasons` so far (a small read
+    /// of the per-namespace map's keys and the run-length caches).
+    pub(crate) fn netns_keys_of(&self, reasons: &[u32]) -> Vec<NetnsKey> {
+        let mut out: Vec<NetnsKey> = self
+            .ebpf
+            .map("NETNS_DROPS")
+            .and_then(|m| PerCpuHashMap::<_, NetnsKey, u64>::try_from(m).ok())
+            .map(|m| m.keys().filter_map(Result::ok).filter(|k| reasons.contains(&k.reason)).collect())
+            .unwrap_or_default();
+        for rc in self.runs() {
+            if rc.ns_pending > 0 && reasons.contains(&rc.ns_key.reason) {
+                out.push(rc.ns_key);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Delete the per-namespace counts of namespaces that are gone (by cookie, or by inode
     /// where the kernel has no cookies), so that a long-running `serve` on a host where
     /// namespaces come and go keeps `NETNS_DROPS` bounded by the living ones. Returns how many

@@ -143,6 +143,30 @@ impl Sections<'_> {
         (t, self.s.retransmits.flows.len())
     }
 
+    fn tc_drops(&self) -> (Table, usize) {
+        let mut t = Table::new(&[
+            ("DROPS", true),
+            ("REASON", false),
+            ("DEVICE", false),
+            ("HOOK", false),
+            ("NETNS", false),
+            ("PROGRAMS (ID NAME ATTACH)", false),
+        ]);
+        for d in self.s.tc_drops.iter().take(TOP_ROWS) {
+            let progs: Vec<String> =
+                d.programs.iter().map(|p| format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach))).collect();
+            t.row(vec![
+                d.drops.to_string(),
+                clean(&d.reason),
+                clean(&d.device),
+                clean(&d.hook),
+                self.s.netns_label(d.netns),
+                if progs.is_empty() { clean(&d.note) } else { format!("{}: {}", progs.join("; "), clean(&d.note)) },
+            ]);
+        }
+        (t, self.s.tc_drops.len())
+    }
+
     fn resets(&self) -> (Table, usize) {
         let mut t = Table::new(&[
             ("COUNT", true),
@@ -278,6 +302,7 @@ pub(crate) fn text(s: &Summary) -> String {
     section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
     section("Drops by namespace (exact, whatever the flow table kept)".into(), sec.netns_drops(), &mut out);
     section("Namespaces".into(), sec.namespaces(), &mut out);
+    section("tc programs of the tc drops (read while they dropped)".into(), sec.tc_drops(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -347,6 +372,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
     section("Drops by namespace (exact, whatever the flow table kept)", sec.netns_drops(), out);
     section("Namespaces", sec.namespaces(), out);
+    section("tc programs of the tc drops (read while they dropped)", sec.tc_drops(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();

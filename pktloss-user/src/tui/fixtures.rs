@@ -451,6 +451,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         namespaces: Vec::new(),
         netns_drops: Vec::new(),
         resets: crate::model::Resets::default(),
+        tc_drops: Vec::new(),
     }
 }
 
