@@ -202,6 +202,12 @@ pub const REASON_TCP_DROP: u32 = 0x0001_0000;
 /// the drop is counted by location and flow, its reason unknown.
 pub const REASON_NONE: u32 = 0x0002_0000;
 
+/// Userspace's reason-like code of the drops of an XDP program's `XDP_DROP` verdict, which the
+/// kernel frees without a reason (`NOT_SPECIFIED` at `veth_xdp_rcv_skb`); no kernel reason has it.
+pub const REASON_XDP_DROP: u32 = 0x0003_0000;
+/// Its name.
+pub const XDP_DROP: &str = "XDP_DROP";
+
 /// Offsets of kernel struct members, resolved from the running kernel's BTF by userspace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

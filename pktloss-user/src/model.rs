@@ -255,6 +255,23 @@ pub(crate) struct TcDrops {
     pub note: String,
 }
 
+/// The `XDP_DROP` drops of one device, with the XDP program attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct XdpDrops {
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    pub ifindex: u32,
+    pub device: String,
+    /// Drops (exact while the flow table has not evicted their flows).
+    pub drops: u64,
+    /// The program attached to the device when read (`attach`: its XDP mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<TcProgram>,
+    /// What is known of the program, or why not.
+    pub note: String,
+}
+
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProbeStatus {
@@ -593,6 +610,9 @@ pub(crate) struct Summary {
     /// The tc programs of the `TC_INGRESS`/`TC_EGRESS` drops, per device and hook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tc_drops: Vec<TcDrops>,
+    /// `XDP_DROP` drops per device and program (from `veth_xdp_rcv_skb`'s reason-less frees).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp_drops: Vec<XdpDrops>,
     /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
     #[serde(default, skip_serializing_if = "Resets::is_empty")]
     pub resets: Resets,
@@ -630,6 +650,77 @@ impl Summary {
             .collect();
         out.sort_by(|a, b| b.drops.cmp(&a.drops).then((a.netns, a.cookie).cmp(&(b.netns, b.cookie))));
         out
+    }
+
+    /// Count the drops an XDP program's `XDP_DROP` verdict made on a veth (freed without a
+    /// reason at `veth_xdp_rcv_skb`) as `XDP_DROP`, once: moved out of `NOT_SPECIFIED` in the
+    /// reasons, locations, flows, samples and per-namespace counts, and listed per device in
+    /// `xdp_drops` (its program filled in by the session).
+    pub(crate) fn relabel_xdp_drops(&mut self) {
+        use pktloss_common::{REASON_XDP_DROP, XDP_DROP};
+        let is_xdp = |reason: &str, symbol: &str| reason == "NOT_SPECIFIED" && symbol.starts_with("veth_xdp_rcv");
+        let mut moved = 0;
+        for l in self.locations.iter_mut().filter(|l| is_xdp(&l.reason, &l.symbol)) {
+            (l.reason, l.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            moved += l.count;
+        }
+        if moved == 0 {
+            return;
+        }
+        if let Some(r) = self.reasons.iter_mut().find(|r| r.reason == "NOT_SPECIFIED") {
+            r.count = r.count.saturating_sub(moved);
+        }
+        self.reasons.retain(|r| r.count > 0);
+        self.reasons.push(ReasonCount {
+            reason: XDP_DROP.to_owned(),
+            code: REASON_XDP_DROP,
+            count: moved,
+            description: "an XDP program returned XDP_DROP (freed by veth_xdp_rcv_skb without a reason)".to_owned(),
+        });
+        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        for s in self.samples.iter_mut().filter(|s| is_xdp(&s.reason, &s.symbol)) {
+            (s.reason, s.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+        }
+        let mut per_dev: std::collections::BTreeMap<(u32, u64, u32), u64> = std::collections::BTreeMap::new();
+        for f in self.flows.iter_mut().filter(|f| is_xdp(&f.reason, &f.location)) {
+            (f.reason, f.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            *per_dev.entry((f.netns, f.netns_cookie, f.ifindex)).or_default() += f.count;
+        }
+        for (&(netns, cookie, ifindex), &count) in &per_dev {
+            if let Some(n) = self.netns_drops.iter_mut().find(|n| {
+                n.netns == netns && n.netns_cookie == cookie && n.ifindex == ifindex && n.reason == "NOT_SPECIFIED"
+            }) {
+                let c = count.min(n.count);
+                n.count -= c;
+                self.netns_drops.push(NetnsDropCount {
+                    netns,
+                    netns_cookie: cookie,
+                    ifindex,
+                    reason: XDP_DROP.to_owned(),
+                    code: REASON_XDP_DROP,
+                    count: c,
+                });
+            }
+        }
+        self.netns_drops.retain(|n| n.count > 0);
+        self.netns_drops.sort_by_key(|n| std::cmp::Reverse(n.count));
+        self.xdp_drops = per_dev
+            .into_iter()
+            .map(|((netns, netns_cookie, ifindex), drops)| XdpDrops {
+                netns,
+                netns_cookie,
+                ifindex,
+                device: self
+                    .flows
+                    .iter()
+                    .find(|f| f.netns == netns && f.ifindex == ifindex)
+                    .map(|f| f.device.clone())
+                    .unwrap_or_default(),
+                drops,
+                program: None,
+                note: String::new(),
+            })
+            .collect();
     }
 
     /// The name of namespace `netns` when one is known (the newest namespace of that inode),
@@ -701,6 +792,61 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::LocationCount;
+
+    #[test]
+    fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
+        use super::{FlowCount, NetnsDropCount, ReasonCount, Summary};
+        let ns = |reason: &str, count| NetnsDropCount {
+            netns: 7,
+            netns_cookie: 9,
+            ifindex: 3,
+            reason: reason.into(),
+            code: 2,
+            count,
+        };
+        let mut s = Summary {
+            reasons: vec![ReasonCount { reason: "NOT_SPECIFIED".into(), code: 2, count: 12, ..ReasonCount::default() }],
+            locations: vec![
+                LocationCount {
+                    symbol: "veth_xdp_rcv_skb+0x2cc".into(),
+                    reason: "NOT_SPECIFIED".into(),
+                    code: 2,
+                    count: 10,
+                    ..LocationCount::default()
+                },
+                LocationCount {
+                    symbol: "ip6_mc_input+0x10".into(),
+                    reason: "NOT_SPECIFIED".into(),
+                    code: 2,
+                    count: 2,
+                    ..LocationCount::default()
+                },
+            ],
+            flows: vec![FlowCount {
+                netns: 7,
+                netns_cookie: 9,
+                ifindex: 3,
+                device: "vb".into(),
+                reason: "NOT_SPECIFIED".into(),
+                location: "veth_xdp_rcv_skb+0x2cc".into(),
+                count: 10,
+                ..FlowCount::default()
+            }],
+            netns_drops: vec![ns("NOT_SPECIFIED", 12)],
+            ..Summary::default()
+        };
+        s.relabel_xdp_drops();
+        let reasons: Vec<(&str, u64)> = s.reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
+        assert_eq!(reasons, [("XDP_DROP", 10), ("NOT_SPECIFIED", 2)]);
+        assert_eq!((s.flows[0].reason.as_str(), s.locations[0].reason.as_str()), ("XDP_DROP", "XDP_DROP"));
+        let by_ns: Vec<(&str, u64)> = s.netns_drops.iter().map(|n| (n.reason.as_str(), n.count)).collect();
+        assert_eq!(by_ns, [("XDP_DROP", 10), ("NOT_SPECIFIED", 2)]);
+        assert_eq!((s.xdp_drops.len(), s.xdp_drops[0].drops, s.xdp_drops[0].device.as_str()), (1, 10, "vb"));
+        // Once only: a second pass finds nothing to move.
+        let before = s.clone();
+        s.relabel_xdp_drops();
+        assert_eq!(s, before);
+    }
 
     #[test]
     fn flow_lines_bracket_ipv6_and_drop_ports_where_there_are_none() {

@@ -146,3 +146,83 @@ root_test!(tc_ingress_drops_name_their_program, {
     assert!(progs[0]["attach"].as_str().is_some_and(|a| a.starts_with("clsact ingress")), "{t:#}");
     assert!(t["note"].as_str().is_some_and(|n| n.contains("only BPF program")), "{t:#}");
 });
+
+/// An XDP program that drops the UDP datagrams to one port (IPv4 without options) and passes
+/// everything else.
+const XDP_DROP_C: &str = r#"
+#define SEC(n) __attribute__((section(n), used))
+struct xdp_md { unsigned data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex; };
+SEC("xdp") int pktl_xdp_drop(struct xdp_md *ctx) {
+    unsigned char *d = (unsigned char *)(unsigned long)ctx->data;
+    unsigned char *end = (unsigned char *)(unsigned long)ctx->data_end;
+    if (d + 14 + 20 + 4 > end) return 2;
+    if (d[12] != 0x08 || d[13] != 0 || d[14 + 9] != 17 || (d[14] & 0xf) != 5) return 2;
+    unsigned short dport = (unsigned short)(d[14 + 20 + 2] << 8 | d[14 + 20 + 3]);
+    return dport == PORT ? 1 : 2; /* XDP_DROP : XDP_PASS */
+}
+char _license[] SEC("license") = "GPL";
+"#;
+
+root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
+    let (a, b) = (Netns::new("xdpa"), Netns::new("xdpb"));
+    let (va, vb) = (format!("xa{}", std::process::id()), format!("xb{}", std::process::id()));
+    pktloss_tests::sh(&[
+        "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
+    ]);
+    a.exec(&["ip", "addr", "add", "10.231.9.1/30", "dev", &va]);
+    b.exec(&["ip", "addr", "add", "10.231.9.2/30", "dev", &vb]);
+    a.exec(&["ip", "link", "set", &va, "up"]);
+    b.exec(&["ip", "link", "set", &vb, "up"]);
+    let dir = std::env::temp_dir().join(format!("pktl-xdp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let obj = pktloss_tests::build_bpf(&dir, "xdpdrop", &XDP_DROP_C.replace("PORT", "7777"));
+    b.exec(&["ip", "link", "set", "dev", &vb, "xdpdrv", "obj", obj.to_str().expect("path"), "sec", "xdp"]);
+    drop(std::fs::remove_dir_all(&dir));
+    let link = b.exec(&["ip", "-d", "link", "show", &vb]);
+    let id: u64 = link
+        .split_whitespace()
+        .skip_while(|w| *w != "prog/xdp")
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
+    let p = Running::start(&["capture", "--format", "json"]);
+    a.send_udp("10.231.9.2:7777".parse().expect("addr"), N);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = p.stop_json();
+    let inode = b.inode();
+    let xdp = s["xdp_drops"].as_array().unwrap_or_else(|| panic!("no xdp_drops: {s:#}"));
+    let ours: Vec<&serde_json::Value> = xdp.iter().filter(|x| x["netns"] == inode).collect();
+    assert_eq!(ours.len(), 1, "{xdp:#?}");
+    let x = ours[0];
+    assert_eq!((x["device"].as_str(), x["drops"].as_u64()), (Some(vb.as_str()), Some(N as u64)), "{x:#}");
+    assert_eq!(
+        (x["program"]["id"].as_u64(), x["program"]["name"].as_str()),
+        (Some(id), Some("pktl_xdp_drop")),
+        "{x:#}"
+    );
+    assert!(x["program"]["attach"].as_str().is_some_and(|m| m.contains("native")), "{x:#}");
+    // Counted once: as XDP_DROP, not also as NOT_SPECIFIED.
+    let flows = s["flows"].as_array().expect("flows");
+    let of_ns = |reason: &str| -> u64 {
+        flows
+            .iter()
+            .filter(|f| f["netns"] == inode && f["reason"] == reason)
+            .map(|f| f["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!((of_ns("XDP_DROP"), of_ns("NOT_SPECIFIED")), (N as u64, 0), "{flows:#?}");
+    let by_ns: u64 = s["netns_drops"]
+        .as_array()
+        .expect("netns_drops")
+        .iter()
+        .filter(|n| n["netns"] == inode && n["reason"] == "NOT_SPECIFIED")
+        .map(|n| n["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(by_ns, 0, "{:#}", s["netns_drops"]);
+    assert!(
+        s["locations"].as_array().expect("locations").iter().all(|l| !(l["reason"] == "NOT_SPECIFIED"
+            && l["symbol"].as_str().is_some_and(|y| y.starts_with("veth_xdp_rcv")))),
+        "{:#}",
+        s["locations"]
+    );
+});

@@ -354,6 +354,7 @@ impl Aggregator {
             netns_drops,
             // Read by the session, which reads the tc hooks (see `Session::summary_of`).
             tc_drops: Vec::new(),
+            xdp_drops: Vec::new(),
             resets,
         }
     }

@@ -1030,6 +1030,12 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
             ));
         }
     }
+    for x in &cx.input.summary.xdp_drops {
+        let tag = cx.tag(x.netns);
+        let prog =
+            x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
+        ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));
+    }
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);

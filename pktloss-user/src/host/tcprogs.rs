@@ -87,8 +87,10 @@ pub(crate) fn parse_filter(msg: &[u8]) -> Option<Filter> {
     Some((id, name, pref, handle, flags & TCA_BPF_FLAG_ACT_DIRECT != 0))
 }
 
-/// The `cls_bpf` filters of the clsact hook of `ifindex` in this thread's namespace.
-fn clsact_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
+/// Send one netlink request (`ty`, `flags`, `payload`) on `NETLINK_ROUTE` in this thread's
+/// namespace and hand each answer of type `want` (its payload) to `f`, until the dump ends or
+/// an error comes (`ENOENT`/`EINVAL`, no such qdisc or device: the answers so far).
+fn nl_request(ty: u16, flags: u16, payload: &[u8], want: u16, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     // SAFETY: plain syscall; the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
@@ -108,22 +110,18 @@ fn clsact_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
             size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
-    let mut req = Vec::with_capacity(NLMSG_HDR + TCMSG);
-    req.extend_from_slice(&((NLMSG_HDR + TCMSG) as u32).to_ne_bytes());
-    req.extend_from_slice(&RTM_GETTFILTER.to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    let mut req = Vec::with_capacity(NLMSG_HDR + payload.len());
+    req.extend_from_slice(&((NLMSG_HDR + payload.len()) as u32).to_ne_bytes());
+    req.extend_from_slice(&ty.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
     req.extend_from_slice(&1u32.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&[0u8; 4]); // family (AF_UNSPEC), padding
-    req.extend_from_slice(&ifindex.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes()); // handle
-    req.extend_from_slice(&(if ingress { TC_H_INGRESS_PARENT } else { TC_H_EGRESS_PARENT }).to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes()); // info
+    req.extend_from_slice(payload);
     // SAFETY: a valid socket and buffer.
     if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut out = Vec::new();
+    let dump = flags & NLM_F_DUMP != 0;
     let mut buf = vec![0u8; 32 << 10];
     // Bounded: a dump ends with NLMSG_DONE; a reply that never ends times out (SO_RCVTIMEO).
     for _ in 0..1024 {
@@ -131,29 +129,74 @@ fn clsact_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         let Ok(n) = usize::try_from(n) else { return Err(io::Error::last_os_error()) };
         let mut b = &buf[..n];
-        while let (Some(len), Some(ty)) = (u32_at(b, 0), u16_at(b, 4)) {
+        while let (Some(len), Some(t)) = (u32_at(b, 0), u16_at(b, 4)) {
             let len = len as usize;
             if len < NLMSG_HDR || len > b.len() {
-                return Ok(out);
+                return Ok(());
             }
-            match ty {
-                NLMSG_DONE => return Ok(out),
+            match t {
+                NLMSG_DONE => return Ok(()),
                 NLMSG_ERROR => {
                     let errno = u32_at(b, NLMSG_HDR).map_or(0, |e| -(e as i32));
-                    // No clsact qdisc: no filters.
-                    return if errno == 0 || errno == libc::EINVAL || errno == libc::ENOENT {
-                        Ok(out)
+                    return if errno == 0 || errno == libc::EINVAL || errno == libc::ENOENT || errno == libc::ENODEV {
+                        Ok(())
                     } else {
                         Err(io::Error::from_raw_os_error(errno))
                     };
                 }
-                RTM_NEWTFILTER => out.extend(parse_filter(&b[NLMSG_HDR..len])),
+                t if t == want => f(&b[NLMSG_HDR..len]),
                 _ => {}
             }
             b = b.get(len.next_multiple_of(4)..).unwrap_or_default();
         }
+        if !dump {
+            return Ok(());
+        }
     }
+    Ok(())
+}
+
+/// The `cls_bpf` filters of the clsact hook of `ifindex` in this thread's namespace.
+fn clsact_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
+    let mut tcm = Vec::with_capacity(TCMSG);
+    tcm.extend_from_slice(&[0u8; 4]); // family (AF_UNSPEC), padding
+    tcm.extend_from_slice(&ifindex.to_ne_bytes());
+    tcm.extend_from_slice(&0u32.to_ne_bytes()); // handle
+    tcm.extend_from_slice(&(if ingress { TC_H_INGRESS_PARENT } else { TC_H_EGRESS_PARENT }).to_ne_bytes());
+    tcm.extend_from_slice(&0u32.to_ne_bytes()); // info
+    let mut out = Vec::new();
+    nl_request(RTM_GETTFILTER, NLM_F_DUMP, &tcm, RTM_NEWTFILTER, |m| out.extend(parse_filter(m)))?;
     Ok(out)
+}
+
+/// The XDP program of a link message: (program id, mode), or `None` without one.
+pub(crate) fn parse_link_xdp(msg: &[u8]) -> Option<(u32, &'static str)> {
+    const IFINFOMSG: usize = 16;
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_ATTACHED: u16 = 2;
+    const IFLA_XDP_PROG_ID: u16 = 4;
+    let top = attrs(msg.get(IFINFOMSG..)?);
+    let xdp = attrs(top.iter().find(|(t, _)| *t == IFLA_XDP)?.1);
+    let mode = match xdp.iter().find(|(t, _)| *t == IFLA_XDP_ATTACHED).and_then(|(_, v)| v.first())? {
+        1 => "xdpdrv (native)",
+        2 => "xdpgeneric (skb)",
+        3 => "xdpoffload",
+        4 => "several modes",
+        _ => return None,
+    };
+    let id = xdp.iter().find(|(t, _)| *t == IFLA_XDP_PROG_ID).and_then(|(_, v)| u32_at(v, 0))?;
+    Some((id, mode))
+}
+
+/// The XDP program of `ifindex` in this thread's namespace (`RTM_GETLINK`, `IFLA_XDP`).
+pub(crate) fn xdp_here(ifindex: u32) -> io::Result<Option<HookProgram>> {
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_GETLINK: u16 = 18;
+    let mut ifi = vec![0u8; 16];
+    ifi[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut found = None;
+    nl_request(RTM_GETLINK, 0, &ifi, RTM_NEWLINK, |m| found = found.or(parse_link_xdp(m)))?;
+    Ok(found.map(|(id, mode)| HookProgram { id, name: prog_name(id), attach: format!("xdp {mode}") }))
 }
 
 /// The program's name from its id.
@@ -206,6 +249,7 @@ pub(crate) fn read_here(ifindex: u32, ingress: bool) -> io::Result<Vec<HookProgr
 #[derive(Debug, Default)]
 pub(crate) struct TcPrograms {
     seen: HashMap<(u32, u64, u32, bool), (Instant, HookRead)>,
+    xdp: HashMap<(u32, u64, u32), Result<Option<HookProgram>, String>>,
 }
 
 /// How often the programs of a device with tc drops are read again.
@@ -232,15 +276,18 @@ impl TcPrograms {
         self.seen.insert(key, (Instant::now(), read));
     }
 
+    /// Read the XDP program of `ifindex` in namespace `netns` once (kept: a later reading may
+    /// find it detached).
+    pub(crate) fn look_xdp(&mut self, netns: u32, cookie: u64, ifindex: u32) -> &Result<Option<HookProgram>, String> {
+        self.xdp.entry((netns, cookie, ifindex)).or_insert_with(|| match crate::host::netns::list().get(&netns) {
+            Some(ns) => crate::host::netns::run_in(ns, move || Ok(xdp_here(ifindex)?)).map_err(|e| format!("{e:#}")),
+            None => Err(format!("namespace {netns} not found")),
+        })
+    }
+
     /// What was read of a hook: the programs, or why they could not be read (`None`: never
     /// looked at).
-    pub(crate) fn get(
-        &self,
-        netns: u32,
-        cookie: u64,
-        ifindex: u32,
-        ingress: bool,
-    ) -> Option<&HookRead> {
+    pub(crate) fn get(&self, netns: u32, cookie: u64, ifindex: u32, ingress: bool) -> Option<&HookRead> {
         self.seen.get(&(netns, cookie, ifindex, ingress)).map(|(_, r)| r)
     }
 }
@@ -258,6 +305,19 @@ mod tests {
             a.push(0);
         }
         a
+    }
+
+    #[test]
+    fn the_xdp_program_of_a_link_is_parsed() {
+        let mut xdp = attr(2, &[1]);
+        xdp.extend(attr(4, &77u32.to_ne_bytes()));
+        let mut msg = vec![0u8; 16];
+        msg.extend(attr(3, b"vb\0"));
+        msg.extend(attr(43 | 0x8000, &xdp));
+        assert_eq!(parse_link_xdp(&msg), Some((77, "xdpdrv (native)")));
+        let mut none = vec![0u8; 16];
+        none.extend(attr(43 | 0x8000, &attr(2, &[0])));
+        assert_eq!(parse_link_xdp(&none), None);
     }
 
     #[test]

@@ -167,6 +167,23 @@ impl Sections<'_> {
         (t, self.s.tc_drops.len())
     }
 
+    fn xdp_drops(&self) -> (Table, usize) {
+        let mut t =
+            Table::new(&[("DROPS", true), ("DEVICE", false), ("NETNS", false), ("PROGRAM (ID NAME MODE)", false)]);
+        for d in self.s.xdp_drops.iter().take(TOP_ROWS) {
+            t.row(vec![
+                d.drops.to_string(),
+                clean(&d.device),
+                self.s.netns_label(d.netns),
+                match &d.program {
+                    Some(p) => format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach)),
+                    None => clean(&d.note),
+                },
+            ]);
+        }
+        (t, self.s.xdp_drops.len())
+    }
+
     fn resets(&self) -> (Table, usize) {
         let mut t = Table::new(&[
             ("COUNT", true),
@@ -303,6 +320,7 @@ pub(crate) fn text(s: &Summary) -> String {
     section("Drops by namespace (exact, whatever the flow table kept)".into(), sec.netns_drops(), &mut out);
     section("Namespaces".into(), sec.namespaces(), &mut out);
     section("tc programs of the tc drops (read while they dropped)".into(), sec.tc_drops(), &mut out);
+    section("XDP_DROP by device and XDP program".into(), sec.xdp_drops(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -373,6 +391,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     section("Drops by namespace (exact, whatever the flow table kept)", sec.netns_drops(), out);
     section("Namespaces", sec.namespaces(), out);
     section("tc programs of the tc drops (read while they dropped)", sec.tc_drops(), out);
+    section("XDP\\_DROP by device and XDP program", sec.xdp_drops(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();

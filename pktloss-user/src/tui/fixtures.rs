@@ -452,6 +452,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         netns_drops: Vec::new(),
         resets: crate::model::Resets::default(),
         tc_drops: Vec::new(),
+        xdp_drops: Vec::new(),
     }
 }
 
