@@ -331,6 +331,7 @@ pub struct Config {
     pub kfree_btf: KfreeBtfArgs,
     pub retrans_tp: RetransTpOffsets,
     pub reset_tp: ResetTpOffsets,
+    pub xdp_exc_tp: XdpExcTpOffsets,
     /// Bits from [`flag`].
     pub flags: u32,
     /// Detail events allowed per second on each CPU; `u32::MAX` means no limit.
@@ -425,6 +426,35 @@ pub struct NetnsKey {
     pub reason: u32,
     /// Always 0.
     pub pad: u32,
+}
+
+/// Key of the XDP exception counts (`xdp:xdp_exception`: an XDP program returned
+/// `XDP_ABORTED`, or an action the driver does not support).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct XdpExcKey {
+    pub prog_id: u32,
+    /// The XDP action (0 `XDP_ABORTED`, 1 DROP, 2 PASS, 3 TX, 4 REDIRECT).
+    pub act: u32,
+    /// The device's index (in the namespace of the device; the tracepoint does not say which).
+    pub ifindex: u32,
+    /// Always 0.
+    pub pad: u32,
+}
+
+/// Offsets of the fields of the classic `xdp:xdp_exception` tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpExcTpOffsets {
+    pub prog_id: u32,
+    pub act: u32,
+    pub ifindex: u32,
+}
+
+impl Default for XdpExcTpOffsets {
+    fn default() -> Self {
+        Self { prog_id: u32::MAX, act: u32::MAX, ifindex: u32::MAX }
+    }
 }
 
 /// Per-CPU run-length cache: consecutive events with the same key are counted here and
@@ -591,6 +621,7 @@ mod pod {
     unsafe impl aya::Pod for super::DevKey {}
     unsafe impl aya::Pod for super::RunCache {}
     unsafe impl aya::Pod for super::NetnsKey {}
+    unsafe impl aya::Pod for super::XdpExcKey {}
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, stat};
+use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, XdpExcKey, stat};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -60,3 +60,7 @@ pub(crate) static RESETS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::wit
 /// Scratch flow key of the reset program.
 #[map]
 pub(crate) static RESET_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
+#[map]
+pub(crate) static XDP_EXCEPTIONS: PerCpuHashMap<XdpExcKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);

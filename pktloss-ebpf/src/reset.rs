@@ -1,15 +1,15 @@
-//! TCP resets sent, per flow and reset reason (`tcp:tcp_send_reset`, reason since 6.10).
-//!
-//! It runs once per RST the kernel sends: nothing on the drop path, nothing when no reset is sent.
+//! Sources beside `kfree_skb` that run only when they have something to report: TCP resets
+//! sent, per flow and reset reason (`tcp:tcp_send_reset`, reason since 6.10), once per RST; XDP
+//! exceptions per program (`xdp:xdp_exception`), once per `XDP_ABORTED`.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use pktloss_common::{flag, stat};
+use pktloss_common::{XdpExcKey, flag, stat};
 
 use crate::{
     counting::{bump, count_in_lru, zero},
     flow::sock_netns,
     hook::tp_field,
-    maps::{RESET_SCRATCH, RESETS},
+    maps::{RESET_SCRATCH, RESETS, XDP_EXCEPTIONS},
     mem::{Mem as _, Probe},
 };
 
@@ -75,5 +75,18 @@ fn tcp_send_reset(ctx: TracePointContext) -> i32 {
     if inserted {
         bump(stat::RESET_INSERTS);
     }
+    0
+}
+
+/// Classic `xdp:xdp_exception`: exceptions per (program id, action, device).
+#[tracepoint]
+fn xdp_exception(ctx: TracePointContext) -> i32 {
+    let key = XdpExcKey {
+        prog_id: tp_field(&ctx, cfg!(xdp_exc_tp.prog_id)),
+        act: tp_field(&ctx, cfg!(xdp_exc_tp.act)),
+        ifindex: tp_field(&ctx, cfg!(xdp_exc_tp.ifindex)),
+        pad: 0,
+    };
+    crate::counting::count_in(&XDP_EXCEPTIONS, &key, 1);
     0
 }

@@ -272,6 +272,19 @@ pub(crate) struct XdpDrops {
     pub note: String,
 }
 
+/// XDP exceptions of one program, action and device (`xdp:xdp_exception`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct XdpException {
+    pub prog_id: u32,
+    /// The program's name when it was still loaded at the summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prog_name: String,
+    /// `XDP_ABORTED`, or the unsupported action the driver met.
+    pub action: String,
+    pub ifindex: u32,
+    pub count: u64,
+}
+
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProbeStatus {
@@ -613,6 +626,9 @@ pub(crate) struct Summary {
     /// `XDP_DROP` drops per device and program (from `veth_xdp_rcv_skb`'s reason-less frees).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp_drops: Vec<XdpDrops>,
+    /// XDP exceptions per program, action and device (`xdp:xdp_exception`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp_exceptions: Vec<XdpException>,
     /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
     #[serde(default, skip_serializing_if = "Resets::is_empty")]
     pub resets: Resets,

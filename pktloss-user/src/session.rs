@@ -246,11 +246,14 @@ impl Session {
         s.name_socket_owners(&mut |ino| owners.get(ino));
         s.tc_drops = self.tc_drops(&s);
         s.relabel_xdp_drops();
+        for x in &mut s.xdp_exceptions {
+            x.prog_name = crate::host::tcprogs::prog_name(x.prog_id);
+        }
         for x in &mut s.xdp_drops {
             (x.program, x.note) = match self.tc_programs.look_xdp(x.netns, x.netns_cookie, x.ifindex) {
                 Ok(Some(p)) => (
                     Some(crate::model::TcProgram { id: p.id, name: p.name.clone(), attach: p.attach.clone() }),
-                    "the XDP program attached to the device (one per device and mode)".to_owned(),
+                    "the XDP program attached to the device (on a veth its XDP_ABORTED are freed here too: see xdp_exceptions)".to_owned(),
                 ),
                 Ok(None) => (None, "no XDP program on the device when read (detached since)".to_owned()),
                 Err(e) => (None, format!("the device's XDP program could not be read: {e}")),

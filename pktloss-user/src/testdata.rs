@@ -201,6 +201,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         resets: Resets::default(),
         tc_drops: Vec::new(),
         xdp_drops: Vec::new(),
+        xdp_exceptions: Vec::new(),
         namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),

@@ -7,8 +7,10 @@ use std::{
 
 use pktloss_tests::{Netns, Running, kernel_version, root_test};
 
-/// Connections refused.
+/// Connections refused; datagrams dropped.
 const N: usize = 50;
+/// Datagrams the XDP program aborts on.
+const ABORTS: usize = 5;
 
 /// Kernel 6.10+ reports the reason of each reset it sends.
 fn kernel_has_reset_reasons() -> bool {
@@ -147,8 +149,8 @@ root_test!(tc_ingress_drops_name_their_program, {
     assert!(t["note"].as_str().is_some_and(|n| n.contains("only BPF program")), "{t:#}");
 });
 
-/// An XDP program that drops the UDP datagrams to one port (IPv4 without options) and passes
-/// everything else.
+/// An XDP program that drops the UDP datagrams to one port (IPv4 without options), aborts on
+/// the next port and passes everything else.
 const XDP_DROP_C: &str = r#"
 #define SEC(n) __attribute__((section(n), used))
 struct xdp_md { unsigned data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex; };
@@ -158,6 +160,7 @@ SEC("xdp") int pktl_xdp_drop(struct xdp_md *ctx) {
     if (d + 14 + 20 + 4 > end) return 2;
     if (d[12] != 0x08 || d[13] != 0 || d[14 + 9] != 17 || (d[14] & 0xf) != 5) return 2;
     unsigned short dport = (unsigned short)(d[14 + 20 + 2] << 8 | d[14 + 20 + 3]);
+    if (dport == PORT + 1) return 0; /* XDP_ABORTED */
     return dport == PORT ? 1 : 2; /* XDP_DROP : XDP_PASS */
 }
 char _license[] SEC("license") = "GPL";
@@ -187,6 +190,7 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
         .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
     let p = Running::start(&["capture", "--format", "json"]);
     a.send_udp("10.231.9.2:7777".parse().expect("addr"), N);
+    a.send_udp("10.231.9.2:7778".parse().expect("addr"), ABORTS);
     std::thread::sleep(Duration::from_millis(300));
     let s = p.stop_json();
     let inode = b.inode();
@@ -194,7 +198,16 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
     let ours: Vec<&serde_json::Value> = xdp.iter().filter(|x| x["netns"] == inode).collect();
     assert_eq!(ours.len(), 1, "{xdp:#?}");
     let x = ours[0];
-    assert_eq!((x["device"].as_str(), x["drops"].as_u64()), (Some(vb.as_str()), Some(N as u64)), "{x:#}");
+    // veth frees the aborted packets where it frees the dropped ones.
+    assert_eq!((x["device"].as_str(), x["drops"].as_u64()), (Some(vb.as_str()), Some((N + ABORTS) as u64)), "{x:#}");
+    let aborted: u64 = s["xdp_exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no xdp_exceptions: {s:#}"))
+        .iter()
+        .filter(|e| e["prog_id"] == id && e["action"] == "XDP_ABORTED")
+        .map(|e| e["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(aborted, ABORTS as u64, "{:#}", s["xdp_exceptions"]);
     assert_eq!(
         (x["program"]["id"].as_u64(), x["program"]["name"].as_str()),
         (Some(id), Some("pktl_xdp_drop")),
@@ -210,7 +223,7 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
             .map(|f| f["count"].as_u64().unwrap_or(0))
             .sum()
     };
-    assert_eq!((of_ns("XDP_DROP"), of_ns("NOT_SPECIFIED")), (N as u64, 0), "{flows:#?}");
+    assert_eq!((of_ns("XDP_DROP"), of_ns("NOT_SPECIFIED")), ((N + ABORTS) as u64, 0), "{flows:#?}");
     let by_ns: u64 = s["netns_drops"]
         .as_array()
         .expect("netns_drops")

@@ -355,6 +355,24 @@ impl Aggregator {
             // Read by the session, which reads the tc hooks (see `Session::summary_of`).
             tc_drops: Vec::new(),
             xdp_drops: Vec::new(),
+            xdp_exceptions: raw
+                .xdp_exceptions
+                .iter()
+                .map(|(k, c)| crate::model::XdpException {
+                    prog_id: k.prog_id,
+                    prog_name: String::new(),
+                    action: match k.act {
+                        0 => "XDP_ABORTED".to_owned(),
+                        1 => "XDP_DROP".to_owned(),
+                        2 => "XDP_PASS".to_owned(),
+                        3 => "XDP_TX".to_owned(),
+                        4 => "XDP_REDIRECT".to_owned(),
+                        a => format!("action {a}"),
+                    },
+                    ifindex: k.ifindex,
+                    count: *c,
+                })
+                .collect(),
             resets,
         }
     }
@@ -484,6 +502,7 @@ mod tests {
                 (NetnsKey { netns: 42, reason: 12, ..NetnsKey::default() }, 4),
             ],
             resets: vec![],
+            xdp_exceptions: vec![],
         }
     }
 

@@ -200,7 +200,7 @@ pub(crate) fn xdp_here(ifindex: u32) -> io::Result<Option<HookProgram>> {
 }
 
 /// The program's name from its id.
-fn prog_name(id: u32) -> String {
+pub(crate) fn prog_name(id: u32) -> String {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|p| p.id() == id)
@@ -313,10 +313,10 @@ mod tests {
         xdp.extend(attr(4, &77u32.to_ne_bytes()));
         let mut msg = vec![0u8; 16];
         msg.extend(attr(3, b"vb\0"));
-        msg.extend(attr(43 | 0x8000, &xdp));
+        msg.extend(attr(0x2b | 0x8000, &xdp));
         assert_eq!(parse_link_xdp(&msg), Some((77, "xdpdrv (native)")));
         let mut none = vec![0u8; 16];
-        none.extend(attr(43 | 0x8000, &attr(2, &[0])));
+        none.extend(attr(0x2b | 0x8000, &attr(2, &[0])));
         assert_eq!(parse_link_xdp(&none), None);
     }
 

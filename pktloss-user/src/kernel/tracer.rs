@@ -93,6 +93,8 @@ pub(crate) struct RawCounts {
     /// TCP resets sent per flow of the RST (`tcp:tcp_send_reset`), the key's reason the reset
     /// reason (`enum sk_rst_reason`; 0 on a kernel before 6.10, whose tracepoint has none).
     pub resets: Vec<(FlowKey, u64)>,
+    /// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
+    pub xdp_exceptions: Vec<(pktloss_common::XdpExcKey, u64)>,
 }
 
 impl RawCounts {
@@ -274,6 +276,7 @@ impl Tracer {
         let kfree_btf = kbtf.kfree_btf;
         let retrans_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_retransmit_skb").ok();
         let reset_fmt = tracefs::read_format(&tracefs, "tcp", "tcp_send_reset").ok();
+        let xdp_exc_fmt = tracefs::read_format(&tracefs, "xdp", "xdp_exception").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
 
         let mut flags = 0;
@@ -344,6 +347,13 @@ impl Tracer {
                 reason: f.offset_or_absent("reason"),
                 saddr: f.offset_or_absent("saddr"),
                 daddr: f.offset_or_absent("daddr"),
+            }),
+            xdp_exc_tp: xdp_exc_fmt.as_ref().map_or_else(pktloss_common::XdpExcTpOffsets::default, |f| {
+                pktloss_common::XdpExcTpOffsets {
+                    prog_id: f.offset_or_absent("prog_id"),
+                    act: f.offset_or_absent("act"),
+                    ifindex: f.offset_or_absent("ifindex"),
+                }
             }),
             flags,
             detail_budget_per_cpu: per_cpu,
@@ -435,6 +445,27 @@ impl Tracer {
         });
         // tcp:tcp_send_reset -- optional; its reason field is 6.10+.
         probes.push(attach_reset(&mut ebpf, reset_fmt.as_ref(), options.floor, &kbtf.release));
+        // xdp:xdp_exception -- optional; runs per XDP_ABORTED (or unsupported action).
+        probes.push(match (&xdp_exc_fmt, options.floor) {
+            (None, _) => status("xdp:xdp_exception", "tracepoint", false, "tracepoint absent in this kernel"),
+            (Some(_), true) => {
+                status("xdp:xdp_exception", "tracepoint", false, "not attached with the floor program (--floor)")
+            }
+            (Some(_), false) => match attach_tp(&mut ebpf, "xdp_exception", "xdp", "xdp_exception") {
+                Ok(()) => status(
+                    "xdp:xdp_exception",
+                    "tracepoint",
+                    true,
+                    "runs per XDP exception (XDP_ABORTED): counts per program, action and device",
+                ),
+                Err(e) => status(
+                    "xdp:xdp_exception",
+                    "tracepoint",
+                    false,
+                    crate::kernel::verifier::describe_failure("xdp_exception", &kbtf.release, &e).line,
+                ),
+            },
+        });
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
         probes.push(match kbtf.tcp_drop_skip(kprobes_available(&tracefs)) {
             Some(why) => status("tcp_drop", "kprobe", false, why),
@@ -570,6 +601,7 @@ impl Tracer {
             pending_new_flows: 0,
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
             resets: maps::sum_map::<FlowKey>(&self.ebpf, "RESETS")?,
+            xdp_exceptions: maps::sum_map::<pktloss_common::XdpExcKey>(&self.ebpf, "XDP_EXCEPTIONS")?,
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {

@@ -184,6 +184,19 @@ impl Sections<'_> {
         (t, self.s.xdp_drops.len())
     }
 
+    fn xdp_exceptions(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("COUNT", true), ("ACTION", false), ("PROGRAM (ID NAME)", false), ("IFINDEX", true)]);
+        for x in self.s.xdp_exceptions.iter().take(TOP_ROWS) {
+            t.row(vec![
+                x.count.to_string(),
+                clean(&x.action),
+                format!("{} {}", x.prog_id, clean(&x.prog_name)),
+                x.ifindex.to_string(),
+            ]);
+        }
+        (t, self.s.xdp_exceptions.len())
+    }
+
     fn resets(&self) -> (Table, usize) {
         let mut t = Table::new(&[
             ("COUNT", true),
@@ -321,6 +334,7 @@ pub(crate) fn text(s: &Summary) -> String {
     section("Namespaces".into(), sec.namespaces(), &mut out);
     section("tc programs of the tc drops (read while they dropped)".into(), sec.tc_drops(), &mut out);
     section("XDP_DROP by device and XDP program".into(), sec.xdp_drops(), &mut out);
+    section("XDP exceptions (xdp:xdp_exception)".into(), sec.xdp_exceptions(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -392,6 +406,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     section("Namespaces", sec.namespaces(), out);
     section("tc programs of the tc drops (read while they dropped)", sec.tc_drops(), out);
     section("XDP\\_DROP by device and XDP program", sec.xdp_drops(), out);
+    section("XDP exceptions (xdp:xdp_exception)", sec.xdp_exceptions(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();

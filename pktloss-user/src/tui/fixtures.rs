@@ -453,6 +453,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         resets: crate::model::Resets::default(),
         tc_drops: Vec::new(),
         xdp_drops: Vec::new(),
+        xdp_exceptions: Vec::new(),
     }
 }
 
