@@ -296,11 +296,29 @@ pub struct ResetTpOffsets {
     pub reason: u32,
     pub saddr: u32,
     pub daddr: u32,
+    /// Before 6.10 the event has the fields of `tcp:tcp_retransmit_skb` (host-order ports, a
+    /// family, IPv4 addresses in `saddr`/`daddr` and IPv6 ones apart): these are then set.
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
 }
 
 impl Default for ResetTpOffsets {
     fn default() -> Self {
-        Self { skbaddr: u32::MAX, skaddr: u32::MAX, reason: u32::MAX, saddr: u32::MAX, daddr: u32::MAX }
+        Self {
+            skbaddr: u32::MAX,
+            skaddr: u32::MAX,
+            reason: u32::MAX,
+            saddr: u32::MAX,
+            daddr: u32::MAX,
+            sport: u32::MAX,
+            dport: u32::MAX,
+            family: u32::MAX,
+            saddr_v6: u32::MAX,
+            daddr_v6: u32::MAX,
+        }
     }
 }
 

@@ -28,19 +28,34 @@ fn tcp_send_reset(ctx: TracePointContext) -> i32 {
     key.l4proto = 6;
     key.reason = tp_field(&ctx, cfg!(reset_tp.reason));
     let (sa, da) = (cfg!(reset_tp.saddr), cfg!(reset_tp.daddr));
-    let family: u16 = tp_field(&ctx, sa);
-    key.sport = u16::from_be(tp_field(&ctx, sa.saturating_add(2)));
-    key.dport = u16::from_be(tp_field(&ctx, da.saturating_add(2)));
+    // 6.10+: `saddr`/`daddr` are a sockaddr_in/in6 each; before, the fields of
+    // tcp_retransmit_skb (the reset's source is then the socket's own address).
+    let old = cfg!(reset_tp.sport) != u32::MAX;
+    let (family, sa4, da4, sa6, da6) = if old {
+        key.sport = tp_field(&ctx, cfg!(reset_tp.sport));
+        key.dport = tp_field(&ctx, cfg!(reset_tp.dport));
+        (tp_field::<u16>(&ctx, cfg!(reset_tp.family)), sa, da, cfg!(reset_tp.saddr_v6), cfg!(reset_tp.daddr_v6))
+    } else {
+        key.sport = u16::from_be(tp_field(&ctx, sa.saturating_add(2)));
+        key.dport = u16::from_be(tp_field(&ctx, da.saturating_add(2)));
+        (
+            tp_field::<u16>(&ctx, sa),
+            sa.saturating_add(4),
+            da.saturating_add(4),
+            sa.saturating_add(8),
+            da.saturating_add(8),
+        )
+    };
     if family == AF_INET6 {
         key.family = 6;
         key.ethertype = ETH_P_IPV6;
-        key.saddr = tp_field(&ctx, sa.saturating_add(8));
-        key.daddr = tp_field(&ctx, da.saturating_add(8));
+        key.saddr = tp_field(&ctx, sa6);
+        key.daddr = tp_field(&ctx, da6);
     } else {
         key.family = 4;
         key.ethertype = ETH_P_IP;
-        let s: [u8; 4] = tp_field(&ctx, sa.saturating_add(4));
-        let d: [u8; 4] = tp_field(&ctx, da.saturating_add(4));
+        let s: [u8; 4] = tp_field(&ctx, sa4);
+        let d: [u8; 4] = tp_field(&ctx, da4);
         key.saddr[..4].copy_from_slice(&s);
         key.daddr[..4].copy_from_slice(&d);
     }

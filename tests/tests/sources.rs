@@ -19,8 +19,10 @@ fn kernel_has_reset_reasons() -> bool {
 }
 
 root_test!(resets_to_a_closed_port_are_counted_by_reason, {
-    if !std::path::Path::new("/sys/kernel/tracing/events/tcp/tcp_send_reset").exists() {
-        eprintln!("no tcp:tcp_send_reset on {:?}", kernel_version());
+    // Before 6.10 the tracepoint has no reason, and the resets of no socket (a closed port)
+    // may not reach it.
+    if !kernel_has_reset_reasons() {
+        eprintln!("no reset reasons in tcp:tcp_send_reset on {:?}", kernel_version());
         return;
     }
     let ns = Netns::new("rst");
@@ -43,7 +45,7 @@ root_test!(resets_to_a_closed_port_are_counted_by_reason, {
     assert_eq!(after - before, N as u64, "kernel OutRsts delta");
     let r = &s["resets"];
     let flows = r["flows"].as_array().unwrap_or_else(|| panic!("no resets: {s:#}"));
-    let reason = if kernel_has_reset_reasons() { "NO_SOCKET" } else { "UNKNOWN" };
+    let reason = "NO_SOCKET";
     let ours: u64 = flows
         .iter()
         .filter(|f| {
@@ -216,10 +218,15 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
     assert!(x["program"]["attach"].as_str().is_some_and(|m| m.contains("native")), "{x:#}");
     // Counted once: as XDP_DROP, not also as NOT_SPECIFIED.
     let flows = s["flows"].as_array().expect("flows");
+    // (The namespace's own IPv6 chatter may add NOT_SPECIFIED drops elsewhere, at ip6_mc_input.)
     let of_ns = |reason: &str| -> u64 {
         flows
             .iter()
-            .filter(|f| f["netns"] == inode && f["reason"] == reason)
+            .filter(|f| {
+                f["netns"] == inode
+                    && f["reason"] == reason
+                    && f["location"].as_str().is_some_and(|l| l.starts_with("veth_xdp_rcv"))
+            })
             .map(|f| f["count"].as_u64().unwrap_or(0))
             .sum()
     };
@@ -228,10 +235,10 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
         .as_array()
         .expect("netns_drops")
         .iter()
-        .filter(|n| n["netns"] == inode && n["reason"] == "NOT_SPECIFIED")
+        .filter(|n| n["netns"] == inode && n["reason"] == "XDP_DROP")
         .map(|n| n["count"].as_u64().unwrap_or(0))
         .sum();
-    assert_eq!(by_ns, 0, "{:#}", s["netns_drops"]);
+    assert_eq!(by_ns, (N + ABORTS) as u64, "{:#}", s["netns_drops"]);
     assert!(
         s["locations"].as_array().expect("locations").iter().all(|l| !(l["reason"] == "NOT_SPECIFIED"
             && l["symbol"].as_str().is_some_and(|y| y.starts_with("veth_xdp_rcv")))),

@@ -347,6 +347,11 @@ impl Tracer {
                 reason: f.offset_or_absent("reason"),
                 saddr: f.offset_or_absent("saddr"),
                 daddr: f.offset_or_absent("daddr"),
+                sport: f.offset_or_absent("sport"),
+                dport: f.offset_or_absent("dport"),
+                family: f.offset_or_absent("family"),
+                saddr_v6: f.offset_or_absent("saddr_v6"),
+                daddr_v6: f.offset_or_absent("daddr_v6"),
             }),
             xdp_exc_tp: xdp_exc_fmt.as_ref().map_or_else(pktloss_common::XdpExcTpOffsets::default, |f| {
                 pktloss_common::XdpExcTpOffsets {
@@ -882,7 +887,7 @@ fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, floor: bool, rel
             NAME,
             "tracepoint",
             true,
-            "runs per RST sent; this kernel's tracepoint has no reset reason (6.10+): resets per flow, reason UNKNOWN",
+            "runs per RST sent; this kernel's tracepoint has no reset reason (6.10+) and sees only the resets of a socket: resets per flow, reason UNKNOWN",
         ),
         Err(e) => status(
             NAME,
