@@ -49,8 +49,14 @@ pub mod stat {
     /// Drops whose (namespace, device, reason) key could not be inserted in `NETNS_DROPS`
     /// (map full): they are in no per-namespace count.
     pub const NETNS_FAILS: u32 = 15;
+    /// TCP resets sent (`tcp:tcp_send_reset`, 6.10+).
+    pub const RESETS: u32 = 16;
+    /// Resets the filter left out.
+    pub const RESETS_FILTERED: u32 = 17;
+    /// Reset flow inserts (the `RESETS` map is an LRU: evictions are inserts minus live keys).
+    pub const RESET_INSERTS: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 19;
 }
 
 /// Bits of [`Config::flags`].
@@ -196,6 +202,12 @@ pub const REASON_TCP_DROP: u32 = 0x0001_0000;
 /// the drop is counted by location and flow, its reason unknown.
 pub const REASON_NONE: u32 = 0x0002_0000;
 
+/// Userspace's reason-like code of the drops of an XDP program's `XDP_DROP` verdict, which the
+/// kernel frees without a reason (`NOT_SPECIFIED` at `veth_xdp_rcv_skb`); no kernel reason has it.
+pub const REASON_XDP_DROP: u32 = 0x0003_0000;
+/// Its name.
+pub const XDP_DROP: &str = "XDP_DROP";
+
 /// Offsets of kernel struct members, resolved from the running kernel's BTF by userspace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,6 +286,42 @@ pub struct RetransTpOffsets {
     pub daddr_v6: u32,
 }
 
+/// Offsets of the fields of the classic `tcp:tcp_send_reset` tracepoint (6.10+ has `reason`);
+/// `saddr`/`daddr` are `sockaddr_in`/`sockaddr_in6` of the reset (its source is the sender).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetTpOffsets {
+    pub skbaddr: u32,
+    pub skaddr: u32,
+    pub reason: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    /// Before 6.10 the event has the fields of `tcp:tcp_retransmit_skb` (host-order ports, a
+    /// family, IPv4 addresses in `saddr`/`daddr` and IPv6 ones apart): these are then set.
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+}
+
+impl Default for ResetTpOffsets {
+    fn default() -> Self {
+        Self {
+            skbaddr: u32::MAX,
+            skaddr: u32::MAX,
+            reason: u32::MAX,
+            saddr: u32::MAX,
+            daddr: u32::MAX,
+            sport: u32::MAX,
+            dport: u32::MAX,
+            family: u32::MAX,
+            saddr_v6: u32::MAX,
+            daddr_v6: u32::MAX,
+        }
+    }
+}
+
 /// Positions of the arguments of the `kfree_skb` BTF tracepoint (`btf_trace_kfree_skb`),
 /// as indexes into the program context (the `void *__data` of the typedef is not in it).
 /// `u32::MAX` means the kernel lacks it.
@@ -300,6 +348,8 @@ pub struct Config {
     pub kfree_tp: KfreeTpOffsets,
     pub kfree_btf: KfreeBtfArgs,
     pub retrans_tp: RetransTpOffsets,
+    pub reset_tp: ResetTpOffsets,
+    pub xdp_exc_tp: XdpExcTpOffsets,
     /// Bits from [`flag`].
     pub flags: u32,
     /// Detail events allowed per second on each CPU; `u32::MAX` means no limit.
@@ -394,6 +444,35 @@ pub struct NetnsKey {
     pub reason: u32,
     /// Always 0.
     pub pad: u32,
+}
+
+/// Key of the XDP exception counts (`xdp:xdp_exception`: an XDP program returned
+/// `XDP_ABORTED`, or an action the driver does not support).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct XdpExcKey {
+    pub prog_id: u32,
+    /// The XDP action (0 `XDP_ABORTED`, 1 DROP, 2 PASS, 3 TX, 4 REDIRECT).
+    pub act: u32,
+    /// The device's index (in the namespace of the device; the tracepoint does not say which).
+    pub ifindex: u32,
+    /// Always 0.
+    pub pad: u32,
+}
+
+/// Offsets of the fields of the classic `xdp:xdp_exception` tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpExcTpOffsets {
+    pub prog_id: u32,
+    pub act: u32,
+    pub ifindex: u32,
+}
+
+impl Default for XdpExcTpOffsets {
+    fn default() -> Self {
+        Self { prog_id: u32::MAX, act: u32::MAX, ifindex: u32::MAX }
+    }
 }
 
 /// Per-CPU run-length cache: consecutive events with the same key are counted here and
@@ -560,6 +639,7 @@ mod pod {
     unsafe impl aya::Pod for super::DevKey {}
     unsafe impl aya::Pod for super::RunCache {}
     unsafe impl aya::Pod for super::NetnsKey {}
+    unsafe impl aya::Pod for super::XdpExcKey {}
 }
 
 #[cfg(test)]

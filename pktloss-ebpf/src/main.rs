@@ -16,6 +16,7 @@ mod flow;
 mod hook;
 mod maps;
 mod mem;
+mod reset;
 mod retransmit;
 mod tx;
 

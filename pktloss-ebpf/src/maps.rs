@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, stat};
+use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, XdpExcKey, stat};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -52,3 +52,15 @@ pub(crate) static RUNS: PerCpuArray<RunCache> = PerCpuArray::with_max_entries(1,
 /// Scratch flow key of the retransmission program.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// TCP resets sent per flow of the RST, its key's `reason` the reset reason (`tcp:tcp_send_reset`).
+#[map]
+pub(crate) static RESETS: LruPerCpuHashMap<FlowKey, u64> = LruPerCpuHashMap::with_max_entries(4096, 0);
+
+/// Scratch flow key of the reset program.
+#[map]
+pub(crate) static RESET_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
+#[map]
+pub(crate) static XDP_EXCEPTIONS: PerCpuHashMap<XdpExcKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);

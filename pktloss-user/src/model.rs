@@ -233,6 +233,133 @@ pub(crate) struct Retransmits {
     pub flows: Vec<RetransCount>,
 }
 
+/// TCP resets sent for one flow (the RST's own direction: `src` sent it) and reset reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResetCount {
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    /// The device the segment that caused it came in on (0: none known).
+    #[serde(default)]
+    pub ifindex: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    /// The reset reason (`enum sk_rst_reason`, 6.10+), `UNKNOWN` before.
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+}
+
+impl ResetCount {
+    /// The reset's flow (TCP, its own direction).
+    pub(crate) fn flow(&self) -> Flow {
+        Flow {
+            proto: "tcp".to_owned(),
+            family: if self.src.contains(':') { 6 } else { 4 },
+            src: self.src.clone(),
+            sport: self.sport,
+            dst: self.dst.clone(),
+            dport: self.dport,
+            netns: NetnsId { inode: self.netns, cookie: self.netns_cookie },
+        }
+    }
+}
+
+/// Resets sent per reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResetReasonCount {
+    pub reason: String,
+    pub code: u32,
+    pub count: u64,
+}
+
+/// TCP resets sent during the capture (`tcp:tcp_send_reset`), beside the drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Resets {
+    /// Every reset the probe saw that the filter passed (exact).
+    pub total: u64,
+    /// Per reason, largest first (exact while the flow table has not evicted).
+    pub reasons: Vec<ResetReasonCount>,
+    /// Per flow and reason, largest first (bounded).
+    pub flows: Vec<ResetCount>,
+    /// Flows evicted from the probe's 4096-entry table (their resets are in `total` only).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub evicted: u64,
+}
+
+impl Resets {
+    /// No reset seen.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.total == 0 && self.flows.is_empty()
+    }
+}
+
+/// A BPF program attached to a tc hook of a device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TcProgram {
+    /// The kernel's program id (`bpftool prog show id N`).
+    pub id: u32,
+    /// The program's name.
+    pub name: String,
+    /// How it is attached (`tcx ingress`, `clsact ingress pref 49152 handle 0x1 bpf ...`).
+    pub attach: String,
+}
+
+/// The tc drops (`TC_INGRESS`/`TC_EGRESS`) of one device and hook, with the programs attached
+/// there when its drops were seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TcDrops {
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    pub ifindex: u32,
+    pub device: String,
+    /// `ingress` or `egress`.
+    pub hook: String,
+    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`).
+    pub reason: String,
+    /// Exact drops of the device and reason.
+    pub drops: u64,
+    /// The programs on the hook, in the order they run.
+    pub programs: Vec<TcProgram>,
+    /// Which program dropped: the one attached, or the candidates and why it is not known.
+    pub note: String,
+}
+
+/// The `XDP_DROP` drops of one device, with the XDP program attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct XdpDrops {
+    pub netns: u32,
+    #[serde(default)]
+    pub netns_cookie: u64,
+    pub ifindex: u32,
+    pub device: String,
+    /// Drops (exact while the flow table has not evicted their flows).
+    pub drops: u64,
+    /// The program attached to the device when read (`attach`: its XDP mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<TcProgram>,
+    /// What is known of the program, or why not.
+    pub note: String,
+}
+
+/// XDP exceptions of one program, action and device (`xdp:xdp_exception`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct XdpException {
+    pub prog_id: u32,
+    /// The program's name when it was still loaded at the summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prog_name: String,
+    /// `XDP_ABORTED`, or the unsupported action the driver met.
+    pub action: String,
+    pub ifindex: u32,
+    pub count: u64,
+}
+
 /// State of one probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProbeStatus {
@@ -567,6 +694,18 @@ pub(crate) struct Summary {
     /// Exact drops per namespace, device and reason (largest first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub netns_drops: Vec<NetnsDropCount>,
+    /// The tc programs of the `TC_INGRESS`/`TC_EGRESS` drops, per device and hook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tc_drops: Vec<TcDrops>,
+    /// `XDP_DROP` drops per device and program (from `veth_xdp_rcv_skb`'s reason-less frees).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp_drops: Vec<XdpDrops>,
+    /// XDP exceptions per program, action and device (`xdp:xdp_exception`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xdp_exceptions: Vec<XdpException>,
+    /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
+    #[serde(default, skip_serializing_if = "Resets::is_empty")]
+    pub resets: Resets,
 }
 
 impl Summary {
@@ -601,6 +740,77 @@ impl Summary {
             .collect();
         out.sort_by(|a, b| b.drops.cmp(&a.drops).then((a.netns, a.cookie).cmp(&(b.netns, b.cookie))));
         out
+    }
+
+    /// Count the drops an XDP program's `XDP_DROP` verdict made on a veth (freed without a
+    /// reason at `veth_xdp_rcv_skb`) as `XDP_DROP`, once: moved out of `NOT_SPECIFIED` in the
+    /// reasons, locations, flows, samples and per-namespace counts, and listed per device in
+    /// `xdp_drops` (its program filled in by the session).
+    pub(crate) fn relabel_xdp_drops(&mut self) {
+        use pktloss_common::{REASON_XDP_DROP, XDP_DROP};
+        let is_xdp = |reason: &str, symbol: &str| reason == "NOT_SPECIFIED" && symbol.starts_with("veth_xdp_rcv");
+        let mut moved = 0;
+        for l in self.locations.iter_mut().filter(|l| is_xdp(&l.reason, &l.symbol)) {
+            (l.reason, l.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            moved += l.count;
+        }
+        if moved == 0 {
+            return;
+        }
+        if let Some(r) = self.reasons.iter_mut().find(|r| r.reason == "NOT_SPECIFIED") {
+            r.count = r.count.saturating_sub(moved);
+        }
+        self.reasons.retain(|r| r.count > 0);
+        self.reasons.push(ReasonCount {
+            reason: XDP_DROP.to_owned(),
+            code: REASON_XDP_DROP,
+            count: moved,
+            description: "an XDP program returned XDP_DROP (freed by veth_xdp_rcv_skb without a reason)".to_owned(),
+        });
+        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        for s in self.samples.iter_mut().filter(|s| is_xdp(&s.reason, &s.symbol)) {
+            (s.reason, s.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+        }
+        let mut per_dev: std::collections::BTreeMap<(u32, u64, u32), u64> = std::collections::BTreeMap::new();
+        for f in self.flows.iter_mut().filter(|f| is_xdp(&f.reason, &f.location)) {
+            (f.reason, f.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            *per_dev.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex)).or_default() += f.count;
+        }
+        for (&(netns, cookie, ifindex), &count) in &per_dev {
+            if let Some(n) = self.netns_drops.iter_mut().find(|n| {
+                n.netns == netns && n.netns_cookie == cookie && n.ifindex == ifindex && n.reason == "NOT_SPECIFIED"
+            }) {
+                let c = count.min(n.count);
+                n.count -= c;
+                self.netns_drops.push(NetnsDropCount {
+                    netns,
+                    netns_cookie: cookie,
+                    ifindex,
+                    reason: XDP_DROP.to_owned(),
+                    code: REASON_XDP_DROP,
+                    count: c,
+                });
+            }
+        }
+        self.netns_drops.retain(|n| n.count > 0);
+        self.netns_drops.sort_by_key(|n| std::cmp::Reverse(n.count));
+        self.xdp_drops = per_dev
+            .into_iter()
+            .map(|((netns, netns_cookie, ifindex), drops)| XdpDrops {
+                netns,
+                netns_cookie,
+                ifindex,
+                device: self
+                    .flows
+                    .iter()
+                    .find(|f| f.flow.netns.inode == netns && f.ifindex == ifindex)
+                    .map(|f| f.device.clone())
+                    .unwrap_or_default(),
+                drops,
+                program: None,
+                note: String::new(),
+            })
+            .collect();
     }
 
     /// The name of namespace `netns` when one is known (the newest namespace of that inode),
@@ -659,6 +869,9 @@ impl Summary {
         for r in &self.retransmits.flows {
             label(r.netns, 0);
         }
+        for r in &self.resets.flows {
+            label(r.netns, r.netns_cookie);
+        }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
         list.sort_by_key(|i| (i.netns, i.netns_cookie));
         list.dedup_by_key(|i| (i.netns, i.netns_cookie));
@@ -669,6 +882,60 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::LocationCount;
+
+    #[test]
+    fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
+        use super::{FlowCount, NetnsDropCount, ReasonCount, Summary};
+        let ns = |reason: &str, count| NetnsDropCount {
+            netns: 7,
+            netns_cookie: 9,
+            ifindex: 3,
+            reason: reason.into(),
+            code: 2,
+            count,
+        };
+        let mut s = Summary {
+            reasons: vec![ReasonCount { reason: "NOT_SPECIFIED".into(), code: 2, count: 12, ..ReasonCount::default() }],
+            locations: vec![
+                LocationCount {
+                    symbol: "veth_xdp_rcv_skb+0x2cc".into(),
+                    reason: "NOT_SPECIFIED".into(),
+                    code: 2,
+                    count: 10,
+                    ..LocationCount::default()
+                },
+                LocationCount {
+                    symbol: "ip6_mc_input+0x10".into(),
+                    reason: "NOT_SPECIFIED".into(),
+                    code: 2,
+                    count: 2,
+                    ..LocationCount::default()
+                },
+            ],
+            flows: vec![FlowCount {
+                flow: super::Flow { netns: super::NetnsId { inode: 7, cookie: 9 }, ..super::Flow::default() },
+                ifindex: 3,
+                device: "vb".into(),
+                reason: "NOT_SPECIFIED".into(),
+                location: "veth_xdp_rcv_skb+0x2cc".into(),
+                count: 10,
+                ..FlowCount::default()
+            }],
+            netns_drops: vec![ns("NOT_SPECIFIED", 12)],
+            ..Summary::default()
+        };
+        s.relabel_xdp_drops();
+        let reasons: Vec<(&str, u64)> = s.reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
+        assert_eq!(reasons, [("XDP_DROP", 10), ("NOT_SPECIFIED", 2)]);
+        assert_eq!((s.flows[0].reason.as_str(), s.locations[0].reason.as_str()), ("XDP_DROP", "XDP_DROP"));
+        let by_ns: Vec<(&str, u64)> = s.netns_drops.iter().map(|n| (n.reason.as_str(), n.count)).collect();
+        assert_eq!(by_ns, [("XDP_DROP", 10), ("NOT_SPECIFIED", 2)]);
+        assert_eq!((s.xdp_drops.len(), s.xdp_drops[0].drops, s.xdp_drops[0].device.as_str()), (1, 10, "vb"));
+        // Once only: a second pass finds nothing to move.
+        let before = s.clone();
+        s.relabel_xdp_drops();
+        assert_eq!(s, before);
+    }
 
     #[test]
     fn flow_lines_bracket_ipv6_and_drop_ports_where_there_are_none() {

@@ -62,6 +62,10 @@ pub(crate) struct Session {
     device_names: DeviceNames,
     namespace_names: crate::host::names::NamespaceNames,
     socket_owners: crate::host::sockets::SocketOwners,
+    /// The programs on the tc hooks of the devices with tc drops.
+    tc_programs: crate::host::tcprogs::TcPrograms,
+    /// The codes of `TC_INGRESS` and `TC_EGRESS` in this kernel (those it has).
+    tc_reasons: Vec<(u32, bool)>,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -74,6 +78,7 @@ impl Session {
     pub(crate) fn start(mut opts: Options) -> Result<Self> {
         let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
+        let reset_reasons = ReasonTable::new(kbtf.reset_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
         let flow_capacity = if opts.flows { FLOW_CAPACITY } else { 0 };
         let start_mono = mono_ns();
@@ -113,8 +118,13 @@ impl Session {
             flow_capacity,
             filter: filter_text,
         };
+        let tc_reasons: Vec<(u32, bool)> = [("TC_INGRESS", true), ("TC_EGRESS", false)]
+            .into_iter()
+            .filter_map(|(n, ingress)| reasons.code(n).map(|c| (c, ingress)))
+            .collect();
         let mut agg = Aggregator::new(reasons, syms, start_mono);
         agg.location_keyed_reason = tracer.location_keyed_reason;
+        agg.reset_reasons = reset_reasons;
         let device_tx = (!opts_tx_trace).then(DeviceTx::start);
         Ok(Self {
             tracer,
@@ -125,6 +135,8 @@ impl Session {
             device_names: DeviceNames::default(),
             namespace_names: crate::host::names::NamespaceNames::default(),
             socket_owners: crate::host::sockets::SocketOwners::default(),
+            tc_programs: crate::host::tcprogs::TcPrograms::default(),
+            tc_reasons,
             lifecycle: None,
             drops_told: Instant::now(),
             lifecycle_interval: LIFECYCLE_INTERVAL,
@@ -159,6 +171,19 @@ impl Session {
         }
         for (netns, cookie) in &with_drops {
             self.namespace_names.get(*netns, *cookie);
+        }
+        self.look_at_tc_hooks();
+    }
+
+    /// Read the programs on the tc hooks of the devices with tc drops while they are attached.
+    fn look_at_tc_hooks(&mut self) {
+        if self.tc_reasons.is_empty() {
+            return;
+        }
+        let codes: Vec<u32> = self.tc_reasons.iter().map(|(c, _)| *c).collect();
+        for k in self.tracer.netns_keys_of(&codes) {
+            let ingress = self.tc_reasons.iter().any(|(c, i)| *c == k.reason && *i);
+            self.tc_programs.look(k.netns, k.cookie, k.ifindex, ingress);
         }
     }
 
@@ -224,7 +249,91 @@ impl Session {
         s.name_namespaces(&mut |ns, cookie| ns_names.get(ns, cookie).cloned());
         let owners = &mut self.socket_owners;
         s.name_socket_owners(&mut |ino| owners.get(ino));
+        s.tc_drops = self.tc_drops(&s);
+        s.relabel_xdp_drops();
+        for x in &mut s.xdp_exceptions {
+            x.prog_name = crate::host::tcprogs::prog_name(x.prog_id);
+        }
+        for x in &mut s.xdp_drops {
+            (x.program, x.note) = match self.tc_programs.look_xdp(x.netns, x.netns_cookie, x.ifindex) {
+                Ok(Some(p)) => (
+                    Some(crate::model::TcProgram { id: p.id, name: p.name.clone(), attach: p.attach.clone() }),
+                    "the XDP program attached to the device (on a veth its XDP_ABORTED are freed here too: see xdp_exceptions)".to_owned(),
+                ),
+                Ok(None) => (None, "no XDP program on the device when read (detached since)".to_owned()),
+                Err(e) => (None, format!("the device's XDP program could not be read: {e}")),
+            };
+        }
         s
+    }
+
+    /// The tc drops of the summary per device and hook, with the programs on that hook: by
+    /// reason (`TC_INGRESS`/`TC_EGRESS`), or on a kernel without reasons by location
+    /// (`sch_handle_ingress`/`sch_handle_egress`).
+    fn tc_drops(&mut self, s: &Summary) -> Vec<crate::model::TcDrops> {
+        let mut hooks: std::collections::BTreeMap<(u32, u64, u32, bool), (String, u64)> =
+            std::collections::BTreeMap::new();
+        for n in &s.netns_drops {
+            if let Some((_, ingress)) = self.tc_reasons.iter().find(|(c, _)| *c == n.code) {
+                let e = hooks.entry((n.netns, n.netns_cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
+                e.1 += n.count;
+            }
+        }
+        if self.tc_reasons.is_empty() {
+            for f in &s.flows {
+                let ingress = if f.location.starts_with("sch_handle_ingress") {
+                    true
+                } else if f.location.starts_with("sch_handle_egress") {
+                    false
+                } else {
+                    continue;
+                };
+                let e = hooks
+                    .entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, ingress))
+                    .or_insert((f.reason.clone(), 0));
+                e.1 += f.count;
+            }
+        }
+        let mut out = Vec::new();
+        for ((netns, cookie, ifindex, ingress), (reason, drops)) in hooks {
+            if ifindex == 0 {
+                continue;
+            }
+            if self.tc_programs.get(netns, cookie, ifindex, ingress).is_none() {
+                self.tc_programs.look(netns, cookie, ifindex, ingress);
+            }
+            let (programs, note) = match self.tc_programs.get(netns, cookie, ifindex, ingress) {
+                Some(Ok(p)) => {
+                    let programs: Vec<crate::model::TcProgram> = p
+                        .iter()
+                        .map(|h| crate::model::TcProgram { id: h.id, name: h.name.clone(), attach: h.attach.clone() })
+                        .collect();
+                    let note = match programs.len() {
+                        0 => "no BPF program on the hook when read (detached since, or a tc action that is not BPF dropped)"
+                            .to_owned(),
+                        1 => "the only BPF program on the hook".to_owned(),
+                        n => format!(
+                            "{n} BPF programs on the hook, all candidates: which one returned the drop verdict needs fexit on each program, not attached here"
+                        ),
+                    };
+                    (programs, note)
+                }
+                Some(Err(e)) => (Vec::new(), format!("the programs on the hook could not be read: {e}")),
+                None => (Vec::new(), "the programs on the hook were not read".to_owned()),
+            };
+            out.push(crate::model::TcDrops {
+                netns,
+                netns_cookie: cookie,
+                ifindex,
+                device: self.device_names.name(netns, ifindex),
+                hook: if ingress { "ingress" } else { "egress" }.to_owned(),
+                reason,
+                drops,
+                programs,
+                note,
+            });
+        }
+        out
     }
 }
 

@@ -200,6 +200,10 @@ pub(crate) fn sample_capture() -> CaptureFile {
                 count: 1,
             },
         ],
+        resets: Resets::default(),
+        tc_drops: Vec::new(),
+        xdp_drops: Vec::new(),
+        xdp_exceptions: Vec::new(),
         namespaces: vec![NamespaceInfo {
             netns: NS,
             label: "ns1".into(),

@@ -513,3 +513,12 @@ impl Drop for NobodyBin {
         drop(fs::remove_dir_all(&self.dir));
     }
 }
+
+/// Build a BPF object from C `source` with clang (`-target bpf`) in `dir`; returns its path.
+pub fn build_bpf(dir: &std::path::Path, name: &str, source: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    let o = dir.join(format!("{name}.o"));
+    fs::write(&c, source).expect("write C");
+    sh(&["clang", "-O2", "-g", "-target", "bpf", "-c", c.to_str().expect("path"), "-o", o.to_str().expect("path")]);
+    o
+}

@@ -701,6 +701,14 @@ root_test!(attach_modes_are_reported, {
         (true.into(), "tracepoint".into()),
         "{retrans:#}"
     );
+    // tcp:tcp_send_reset: resets by reason where the tracepoint has one (6.10+), by flow before.
+    let rst = probe(&s, "tcp:tcp_send_reset");
+    let rst_fmt = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").unwrap_or_default();
+    assert_eq!(rst["active"], !rst_fmt.is_empty(), "{rst:#}");
+    if !rst_fmt.is_empty() {
+        let want = if rst_fmt.contains("sk_rst_reason") { "per flow and reset reason" } else { "no reset reason" };
+        assert!(rst["note"].as_str().is_some_and(|n| n.contains(want)), "{rst:#}");
+    }
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("kallsyms");
     let has_tcp_drop = kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some("tcp_drop"));
     let kprobes = std::path::Path::new("/sys/kernel/tracing/kprobe_events").exists();

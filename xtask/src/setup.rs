@@ -23,6 +23,8 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     // The filter unit tests check pktloss's filters against tcpdump's on the same packets.
     "tcpdump",
     "bpftool",
+    // The tests build tiny tc and XDP programs (tests/tests/sources.rs) and attach them with tc.
+    "clang",
     "iproute2",
     "tmux",
     "linux-perf",

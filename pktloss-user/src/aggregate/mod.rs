@@ -10,7 +10,7 @@ use crate::{
     kernel::tracer::RawCounts,
     model::{
         DetailStats, DeviceCount, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount, NetnsDropCount, NetnsId,
-        ProbeStatus, ReasonCount, RetransCount, Retransmits, Sample, Summary,
+        ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount, Retransmits, Sample, Summary,
     },
 };
 
@@ -51,6 +51,9 @@ pub(crate) struct Aggregator {
     /// (`pktloss_common::Config::location_keyed_reason`): `NOT_SPECIFIED`, or on a kernel
     /// without drop reasons `REASON_NONE`.
     pub location_keyed_reason: u32,
+    /// Reset reason names (`enum sk_rst_reason`, 6.10+; empty before, where every reset's
+    /// reason is `UNKNOWN`).
+    pub reset_reasons: ReasonTable,
 }
 
 /// Most flows whose process is remembered (twice the kernel's flow table).
@@ -74,6 +77,7 @@ impl Aggregator {
             flow_process_resets: 0,
             stack_samples: HashMap::new(),
             location_keyed_reason: pktloss_common::NO_LOCATION_KEYED_REASON,
+            reset_reasons: ReasonTable::default(),
         }
     }
 
@@ -280,6 +284,8 @@ impl Aggregator {
             .collect();
         rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
 
+        let resets = self.resets(raw, names);
+
         let inserts = raw.stat(stat::FLOW_INSERTS);
         let live = raw.flows.len() as u64;
         let flow_table = FlowTableStats {
@@ -348,7 +354,69 @@ impl Aggregator {
             // Named by the session, which reads /proc (see `Summary::name_namespaces`).
             namespaces: Vec::new(),
             netns_drops,
+            // Read by the session, which reads the tc hooks (see `Session::summary_of`).
+            tc_drops: Vec::new(),
+            xdp_drops: Vec::new(),
+            xdp_exceptions: raw
+                .xdp_exceptions
+                .iter()
+                .map(|(k, c)| crate::model::XdpException {
+                    prog_id: k.prog_id,
+                    prog_name: String::new(),
+                    action: match k.act {
+                        0 => "XDP_ABORTED".to_owned(),
+                        1 => "XDP_DROP".to_owned(),
+                        2 => "XDP_PASS".to_owned(),
+                        3 => "XDP_TX".to_owned(),
+                        4 => "XDP_REDIRECT".to_owned(),
+                        a => format!("action {a}"),
+                    },
+                    ifindex: k.ifindex,
+                    count: *c,
+                })
+                .collect(),
+            resets,
         }
+    }
+
+    /// The resets of the counters: exact total, per reason and per flow (top 200).
+    fn resets(&self, raw: &RawCounts, names: &mut dyn FnMut(u32, u32) -> String) -> Resets {
+        // Before 6.10 the tracepoint has no reason: every reset is UNKNOWN, code 0.
+        let has_reasons = self.reset_reasons.iter().next().is_some();
+        let code = |k: &FlowKey| if has_reasons { k.reason } else { 0 };
+        let name =
+            |code: u32| if has_reasons { self.reset_reasons.name(code) } else { decode::reasons::NO_REASON.to_owned() };
+        let mut by_reason: BTreeMap<u32, u64> = BTreeMap::new();
+        for (k, c) in &raw.resets {
+            *by_reason.entry(code(k)).or_default() += c;
+        }
+        let mut reasons: Vec<ResetReasonCount> =
+            by_reason.into_iter().map(|(code, count)| ResetReasonCount { reason: name(code), code, count }).collect();
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        let flows = raw
+            .resets
+            .iter()
+            .take(200)
+            .map(|(k, c)| {
+                let (src, dst) = decode::addr_strings(k);
+                ResetCount {
+                    src,
+                    sport: k.sport,
+                    dst,
+                    dport: k.dport,
+                    netns: k.netns,
+                    netns_cookie: k.netns_cookie,
+                    ifindex: k.ifindex,
+                    device: if k.ifindex == 0 { String::new() } else { names(k.netns, k.ifindex) },
+                    reason: name(code(k)),
+                    code: code(k),
+                    count: *c,
+                }
+            })
+            .collect();
+        let total = raw.stat(stat::RESETS).saturating_sub(raw.stat(stat::RESETS_FILTERED));
+        let live = raw.resets.len() as u64;
+        Resets { total, reasons, flows, evicted: raw.stat(stat::RESET_INSERTS).saturating_sub(live) }
     }
 }
 
@@ -435,6 +503,8 @@ mod tests {
                 (NetnsKey { netns: 42, reason: 3, ..NetnsKey::default() }, 10),
                 (NetnsKey { netns: 42, reason: 12, ..NetnsKey::default() }, 4),
             ],
+            resets: vec![],
+            xdp_exceptions: vec![],
         }
     }
 
@@ -469,6 +539,39 @@ mod tests {
 
     /// A kernel without drop reasons (5.10): the programs key flows by the low half of the
     /// drop location, and the summary names it, with reason UNKNOWN.
+    #[test]
+    fn resets_by_reason_and_flow() {
+        let mut a = agg();
+        let mut raw = raw();
+        raw.stats[stat::RESETS as usize] = 9;
+        raw.stats[stat::RESET_INSERTS as usize] = 3;
+        let mut k = FlowKey {
+            family: 4,
+            l4proto: 6,
+            sport: 9,
+            dport: 4000,
+            netns: 42,
+            ifindex: 1,
+            reason: 1,
+            ..FlowKey::default()
+        };
+        k.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        k.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        raw.resets = vec![(k, 6), (FlowKey { reason: 11, ..k }, 2)];
+        // Before 6.10 there are no reset reasons: every reset is UNKNOWN.
+        let info = CaptureInfo { duration_secs: 1.0, ..CaptureInfo::default() };
+        let s = a.summary(&raw, &info, &|_| Vec::new(), &mut |_, i| format!("dev{i}"));
+        assert_eq!((s.resets.total, s.resets.evicted), (9, 1));
+        assert_eq!(s.resets.reasons.len(), 1, "{:?}", s.resets.reasons);
+        assert_eq!((s.resets.reasons[0].reason.as_str(), s.resets.reasons[0].count), ("UNKNOWN", 8));
+        a.reset_reasons = ReasonTable::new([(1, "NO_SOCKET".to_owned()), (11, "TCP_ABORT_ON_CLOSE".to_owned())]);
+        let s = a.summary(&raw, &info, &|_| Vec::new(), &mut |_, i| format!("dev{i}"));
+        let by: Vec<(&str, u64)> = s.resets.reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
+        assert_eq!(by, [("NO_SOCKET", 6), ("TCP_ABORT_ON_CLOSE", 2)]);
+        let f = &s.resets.flows[0];
+        assert_eq!((f.src.as_str(), f.sport, f.dport, f.device.as_str(), f.count), ("127.0.0.1", 9, 4000, "dev1", 6));
+    }
+
     #[test]
     fn flows_of_a_kernel_without_reasons_carry_their_location() {
         let syms = Kallsyms::parse("ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T nf_hook_slow\n");

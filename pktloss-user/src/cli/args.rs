@@ -267,4 +267,8 @@ pub(crate) struct WatchArgs {
 pub(crate) struct ReasonsArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// List the reasons of the TCP resets the kernel sends (`enum sk_rst_reason`, 6.10+) instead
+    /// of its drop reasons.
+    #[arg(long)]
+    pub resets: bool,
 }

@@ -342,6 +342,14 @@ pub(super) fn diagnose_cmd(a: DiagnoseArgs) -> Result<()> {
 
 pub(super) fn reasons(a: ReasonsArgs) -> Result<()> {
     let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
+    if a.resets {
+        let rows = reasons::reset_rows(&ReasonTable::new(kbtf.reset_reasons()));
+        print(&match a.format {
+            Format::Json => json::pretty(&rows),
+            Format::Text => reasons::resets_text(&rows),
+        });
+        return Ok(());
+    }
     let rows = reasons::rows(&ReasonTable::new(kbtf.drop_reasons()));
     print(&match a.format {
         Format::Json => json::pretty(&rows),

@@ -2,7 +2,7 @@
 //! human descriptions for the common ones (the names themselves always come from BTF).
 use std::collections::BTreeMap;
 
-use pktloss_common::{REASON_NONE, REASON_TCP_DROP};
+use pktloss_common::{REASON_NONE, REASON_TCP_DROP, REASON_XDP_DROP, XDP_DROP};
 
 /// Name of the drops of a kernel without drop reasons (before 5.17; [`REASON_NONE`]).
 pub(crate) const NO_REASON: &str = "UNKNOWN";
@@ -26,6 +26,9 @@ impl ReasonTable {
         }
         if code == REASON_NONE {
             return NO_REASON.to_owned();
+        }
+        if code == REASON_XDP_DROP {
+            return XDP_DROP.to_owned();
         }
         self.names.get(&code).cloned().unwrap_or_else(|| format!("REASON_{code}"))
     }

@@ -69,12 +69,36 @@ pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::m
 fn cfg_no_listener(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["NO_SOCKET"]);
     let mut out = Vec::new();
+    let mut resets = Vec::new();
     let mut seen = BTreeSet::new();
     for f in flows.iter().take(5) {
         if !seen.insert((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)) {
             continue;
         }
         let tag = cx.tag(f.flow.netns.inode);
+        if f.flow.proto == "tcp" {
+            // Each SYN to a closed port is a NO_SOCKET drop here and a reset sent back.
+            let rst: u64 = cx
+                .input
+                .summary
+                .resets
+                .flows
+                .iter()
+                .filter(|r| {
+                    r.netns == f.flow.netns.inode
+                        && r.sport == f.flow.dport
+                        && r.src == f.flow.dst
+                        && matches!(r.reason.as_str(), "NO_SOCKET" | crate::decode::reasons::NO_REASON)
+                })
+                .map(|r| r.count)
+                .sum();
+            if rst > 0 {
+                resets.push(format!(
+                    "{tag} {rst} TCP resets sent from {}:{} (tcp:tcp_send_reset): the clients saw connection refused",
+                    f.flow.dst, f.flow.dport
+                ));
+            }
+        }
         let elsewhere: Vec<String> = cx
             .input
             .checks
@@ -128,6 +152,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
     }
     let (ev, adv) = out.into_iter().unzip();
     cx.add(CauseId::NoListener, ev, adv);
+    cx.add(CauseId::NoListener, resets, Vec::new());
 }
 
 fn cfg_firewall(cx: &mut Ctx<'_>) {
@@ -991,6 +1016,32 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
     }
     let mut ev = Vec::new();
     let mut adv = Vec::new();
+    // The programs on the hooks of the tc drops, read while they dropped.
+    for t in &cx.input.summary.tc_drops {
+        let tag = cx.tag(t.netns);
+        let progs: Vec<String> = t.programs.iter().map(|p| format!("{} (id {}, {})", p.name, p.id, p.attach)).collect();
+        ev.push(format!(
+            "{tag} {} {} drops on {} {}: {}{}",
+            t.drops,
+            t.reason,
+            t.device,
+            t.hook,
+            if progs.is_empty() { String::new() } else { format!("{}; ", progs.join(", ")) },
+            t.note
+        ));
+        if let Some(p) = t.programs.first() {
+            adv.push(format!(
+                "{tag} see what the program on {} {} drops: `bpftool prog dump xlated id {}`.",
+                t.device, t.hook, p.id
+            ));
+        }
+    }
+    for x in &cx.input.summary.xdp_drops {
+        let tag = cx.tag(x.netns);
+        let prog =
+            x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
+        ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));
+    }
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
         let pre = cx.in_ns(d.netns);

@@ -764,6 +764,8 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
         ],
         reasons: &[
             "XDP",
+            // pktloss's label of veth_xdp_rcv_skb's reason-less frees (an XDP_DROP verdict).
+            "XDP_DROP",
             "TC_INGRESS",
             "TC_EGRESS",
             "BPF_CGROUP_EGRESS",

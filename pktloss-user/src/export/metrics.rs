@@ -114,6 +114,9 @@ pub(crate) struct MetricsState {
     /// Times the flow -> process cache was full and started over.
     process_cache_resets: u64,
     scrapes: u64,
+    /// TCP resets sent by reset reason (`tcp:tcp_send_reset`; reasons are a kernel enum, so
+    /// bounded).
+    resets_by_reason: BTreeMap<String, u64>,
 }
 
 /// Run-time statistics of one loaded program (the kernel stage reads them).
@@ -164,6 +167,7 @@ impl MetricsState {
             programs: Vec::new(),
             process_cache_resets: 0,
             scrapes: 0,
+            resets_by_reason: BTreeMap::new(),
         }
     }
 
@@ -201,6 +205,10 @@ impl MetricsState {
         self.filtered_out = s.filter.as_ref().map(|f| f.drops_filtered_out);
         self.drops_not_in_flows = s.flow_table.drops_not_in_flows;
         s.probes.clone_into(&mut self.probes);
+        for r in &s.resets.reasons {
+            let e = self.resets_by_reason.entry(r.reason.clone()).or_default();
+            *e = (*e).max(r.count);
+        }
         self.observe_devices(s);
         self.observe_netns(s, living, now)
     }
@@ -424,6 +432,18 @@ impl Snapshot {
             f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *c);
         }
         fams.push(f);
+
+        if !m.resets_by_reason.is_empty() {
+            let mut f = Family::new(
+                "resets_sent",
+                "TCP resets the kernel sent, by reset reason (tcp:tcp_send_reset; reason UNKNOWN before 6.10).",
+                true,
+            );
+            for (reason, c) in &m.resets_by_reason {
+                f.add(vec![("reason", reason.clone())], *c);
+            }
+            fams.push(f);
+        }
 
         if let Some(bytes) = &m.bytes_by_reason {
             let mut f = Family::new("drop", "Bytes of the packets the kernel dropped (skb->len), exact.", true)

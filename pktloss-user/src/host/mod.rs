@@ -9,3 +9,4 @@ pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod netns;
 pub(crate) mod sockets;
+pub(crate) mod tcprogs;

@@ -342,6 +342,25 @@ impl KernelBtf {
             .collect()
     }
 
+    /// Values and names of `enum sk_rst_reason` (prefix `SK_RST_REASON_` removed, its `MAX`
+    /// left out): the reasons of the resets `tcp:tcp_send_reset` reports (6.10+; empty before).
+    pub(crate) fn reset_reasons(&self) -> Vec<(u32, String)> {
+        let mut out: Vec<(u32, String)> = (1..self.types.len() as u32)
+            .filter_map(|id| self.ty(id))
+            .filter(|t| t.kind == kind::ENUM && self.name(t.name_off) == "sk_rst_reason")
+            .flat_map(|t| {
+                self.enum_members(&t)
+                    .into_iter()
+                    .filter_map(|(v, n)| n.strip_prefix("SK_RST_REASON_").map(|r| (v, r.to_owned())))
+                    .filter(|(_, n)| n != "MAX")
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Values and names of `enum skb_drop_reason` (prefix `SKB_DROP_REASON_` removed), plus the
     /// subsystem reasons of the other `*_drop_reason` enums (subsystem in the upper 16 bits).
     /// Empty on kernels without drop reasons (before 5.17).
@@ -441,6 +460,23 @@ mod tests {
         assert_ne!(a.reason, u32::MAX);
         assert!(k.has_tracepoint("net_dev_queue"));
         assert!(!k.has_tracepoint("no_such_tracepoint_pktloss"));
+    }
+
+    #[test]
+    fn reset_reasons_come_from_the_enum() {
+        let Some(k) = kernel() else { return };
+        let r = k.reset_reasons();
+        let Ok(fmt) = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format") else { return };
+        if !fmt.contains("reason") {
+            assert!(r.is_empty(), "{r:?}");
+            return;
+        }
+        assert!(r.iter().any(|(_, n)| n == "NO_SOCKET"), "{r:?}");
+        assert!(!r.iter().any(|(_, n)| n == "MAX"));
+        // tracefs prints the same names for the same values.
+        for (v, n) in &r {
+            assert!(fmt.contains(&format!("{{ {v}, \"{n}\" }}")), "{v} {n} not in tracefs");
+        }
     }
 
     #[test]

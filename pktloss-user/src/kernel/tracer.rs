@@ -9,7 +9,8 @@ use aya::{
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, RetransTpOffsets, RunCache, flag, stat,
+    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, ResetTpOffsets, RetransTpOffsets, RunCache,
+    flag, stat,
 };
 
 use crate::{
@@ -95,6 +96,10 @@ pub(crate) struct TracepointFacts {
     pub kfree: tracefs::Format,
     /// The `tcp:tcp_retransmit_skb` format, when the kernel has it.
     pub retrans: Option<tracefs::Format>,
+    /// The `tcp:tcp_send_reset` format, when the kernel has it.
+    pub reset: Option<tracefs::Format>,
+    /// The `xdp:xdp_exception` format, when the kernel has it.
+    pub xdp_exc: Option<tracefs::Format>,
     pub ncpus: usize,
 }
 
@@ -105,8 +110,10 @@ impl TracepointFacts {
         }
         let kfree = tracefs::read_format(tracefs, "skb", "kfree_skb").map_err(Error::KernelInterface)?;
         let retrans = tracefs::read_format(tracefs, "tcp", "tcp_retransmit_skb").ok();
+        let reset = tracefs::read_format(tracefs, "tcp", "tcp_send_reset").ok();
+        let xdp_exc = tracefs::read_format(tracefs, "xdp", "xdp_exception").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
-        Ok(Self { kfree, retrans, ncpus })
+        Ok(Self { kfree, retrans, reset, xdp_exc, ncpus })
     }
 }
 
@@ -189,6 +196,25 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
             saddr_v6: f.offset_or_absent("saddr_v6"),
             daddr_v6: f.offset_or_absent("daddr_v6"),
         }),
+        reset_tp: tp.reset.as_ref().map_or_else(ResetTpOffsets::default, |f| ResetTpOffsets {
+            skbaddr: f.offset_or_absent("skbaddr"),
+            skaddr: f.offset_or_absent("skaddr"),
+            reason: f.offset_or_absent("reason"),
+            saddr: f.offset_or_absent("saddr"),
+            daddr: f.offset_or_absent("daddr"),
+            sport: f.offset_or_absent("sport"),
+            dport: f.offset_or_absent("dport"),
+            family: f.offset_or_absent("family"),
+            saddr_v6: f.offset_or_absent("saddr_v6"),
+            daddr_v6: f.offset_or_absent("daddr_v6"),
+        }),
+        xdp_exc_tp: tp.xdp_exc.as_ref().map_or_else(pktloss_common::XdpExcTpOffsets::default, |f| {
+            pktloss_common::XdpExcTpOffsets {
+                prog_id: f.offset_or_absent("prog_id"),
+                act: f.offset_or_absent("act"),
+                ifindex: f.offset_or_absent("ifindex"),
+            }
+        }),
         flags,
         detail_budget_per_cpu: per_cpu,
         snaplen: options.snaplen,
@@ -211,7 +237,7 @@ fn attach_probes(
     kbtf: &KernelFacts,
     tracefs: &std::path::Path,
     options: &Options,
-    has_retrans: bool,
+    tp: &TracepointFacts,
 ) -> Result<Vec<ProbeStatus>> {
     let mut probes = Vec::new();
     // skb:kfree_skb -- required.
@@ -235,7 +261,7 @@ fn attach_probes(
         ));
     }
     // tcp:tcp_retransmit_skb -- optional.
-    probes.push(match has_retrans.then_some(()) {
+    probes.push(match tp.retrans.is_some().then_some(()) {
         None => status("tcp:tcp_retransmit_skb", "tracepoint", false, "tracepoint absent in this kernel"),
         Some(()) => match attach_tp(ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb") {
             Ok(()) => status(
@@ -249,6 +275,29 @@ fn attach_probes(
                 "tracepoint",
                 false,
                 crate::kernel::verifier::describe_failure("tcp_retransmit_skb", &kbtf.release, &e).line,
+            ),
+        },
+    });
+    // tcp:tcp_send_reset -- optional; its reason field is 6.10+.
+    probes.push(attach_reset(ebpf, tp.reset.as_ref(), options.floor, &kbtf.release));
+    // xdp:xdp_exception -- optional; runs per XDP_ABORTED (or unsupported action).
+    probes.push(match (&tp.xdp_exc, options.floor) {
+        (None, _) => status("xdp:xdp_exception", "tracepoint", false, "tracepoint absent in this kernel"),
+        (Some(_), true) => {
+            status("xdp:xdp_exception", "tracepoint", false, "not attached with the floor program (--floor)")
+        }
+        (Some(_), false) => match attach_tp(ebpf, "xdp_exception", "xdp", "xdp_exception") {
+            Ok(()) => status(
+                "xdp:xdp_exception",
+                "tracepoint",
+                true,
+                "runs per XDP exception (XDP_ABORTED): counts per program, action and device",
+            ),
+            Err(e) => status(
+                "xdp:xdp_exception",
+                "tracepoint",
+                false,
+                crate::kernel::verifier::describe_failure("xdp_exception", &kbtf.release, &e).line,
             ),
         },
     });
@@ -285,6 +334,11 @@ pub(crate) struct RawCounts {
     /// Exact drops per (namespace, device, reason), with flows on (not bounded by the flow
     /// table; a namespace forgotten with [`Tracer::forget_netns`] is left out).
     pub netns: Vec<(NetnsKey, u64)>,
+    /// TCP resets sent per flow of the RST (`tcp:tcp_send_reset`), the key's reason the reset
+    /// reason (`enum sk_rst_reason`; 0 on a kernel before 6.10, whose tracepoint has none).
+    pub resets: Vec<(FlowKey, u64)>,
+    /// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
+    pub xdp_exceptions: Vec<(pktloss_common::XdpExcKey, u64)>,
 }
 
 impl RawCounts {
@@ -484,7 +538,7 @@ impl Tracer {
             }
         };
 
-        let probes = attach_probes(&mut ebpf, &aya_btf, kbtf, &tracefs, &options, tp.retrans.is_some())?;
+        let probes = attach_probes(&mut ebpf, &aya_btf, kbtf, &tracefs, &options, &tp)?;
         for p in &probes {
             if p.active {
                 log::info!("probe {} attached via {}", p.name, p.attach);
@@ -606,6 +660,8 @@ impl Tracer {
             retrans: maps::sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
             pending_new_flows: 0,
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
+            resets: maps::sum_map::<FlowKey>(&self.ebpf, "RESETS")?,
+            xdp_exceptions: maps::sum_map::<pktloss_common::XdpExcKey>(&self.ebpf, "XDP_EXCEPTIONS")?,
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {
@@ -643,6 +699,7 @@ impl Tracer {
         sort_counts(&mut raw.tx);
         sort_counts(&mut raw.retrans);
         sort_counts(&mut raw.netns);
+        sort_counts(&mut raw.resets);
         Ok(raw)
     }
 
@@ -661,6 +718,25 @@ impl Tracer {
             }
             if rc.ns_pending > 0 {
                 out.push((rc.ns_key.netns, rc.ns_key.cookie));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The (namespace, device, reason) keys with drops of one of `reasons` so far (a small read
+    /// of the per-namespace map's keys and the run-length caches).
+    pub(crate) fn netns_keys_of(&self, reasons: &[u32]) -> Vec<NetnsKey> {
+        let mut out: Vec<NetnsKey> = self
+            .ebpf
+            .map("NETNS_DROPS")
+            .and_then(|m| PerCpuHashMap::<_, NetnsKey, u64>::try_from(m).ok())
+            .map(|m| m.keys().filter_map(Result::ok).filter(|k| reasons.contains(&k.reason)).collect())
+            .unwrap_or_default();
+        for rc in self.runs() {
+            if rc.ns_pending > 0 && reasons.contains(&rc.ns_key.reason) {
+                out.push(rc.ns_key);
             }
         }
         out.sort_unstable();
@@ -849,6 +925,34 @@ fn attach_dev_queue(
     }
 }
 
+/// Attach `tcp:tcp_send_reset` (resets by reason): its status says what it counts here.
+fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, floor: bool, release: &str) -> ProbeStatus {
+    const NAME: &str = "tcp:tcp_send_reset";
+    let Some(fmt) = fmt else {
+        return status(NAME, "tracepoint", false, "tracepoint absent in this kernel (4.16+): resets are not counted");
+    };
+    if floor {
+        return status(NAME, "tracepoint", false, "not attached with the floor program (--floor)");
+    }
+    match attach_tp(ebpf, "tcp_send_reset", "tcp", "tcp_send_reset") {
+        Ok(()) if fmt.offset("reason").is_some() => {
+            status(NAME, "tracepoint", true, "runs per RST sent: resets per flow and reset reason")
+        }
+        Ok(()) => status(
+            NAME,
+            "tracepoint",
+            true,
+            "runs per RST sent; this kernel's tracepoint has no reset reason (6.10+) and sees only the resets of a socket: resets per flow, reason UNKNOWN",
+        ),
+        Err(e) => status(
+            NAME,
+            "tracepoint",
+            false,
+            crate::kernel::verifier::describe_failure("tcp_send_reset", release, &e).line,
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -873,7 +977,13 @@ mod tests {
     }
 
     fn tp(kfree: &str, ncpus: usize) -> TracepointFacts {
-        TracepointFacts { kfree: tracefs::parse_format(kfree).expect("format"), retrans: None, ncpus }
+        TracepointFacts {
+            kfree: tracefs::parse_format(kfree).expect("format"),
+            retrans: None,
+            reset: None,
+            xdp_exc: None,
+            ncpus,
+        }
     }
 
     /// The configuration follows the options and the kernel: flags, the reason keyed by

@@ -53,6 +53,33 @@ pub(crate) fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
         .collect()
 }
 
+/// One reset reason of the kernel (`enum sk_rst_reason`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct ResetReasonRow {
+    pub code: u32,
+    pub reason: String,
+}
+
+/// The reset reasons as rows, in value order.
+pub(crate) fn reset_rows(table: &ReasonTable) -> Vec<ResetReasonRow> {
+    table.iter().map(|(code, name)| ResetReasonRow { code, reason: name.to_owned() }).collect()
+}
+
+/// The reset reasons as text; a kernel without them says so.
+pub(crate) fn resets_text(rows: &[ResetReasonRow]) -> String {
+    if rows.is_empty() {
+        return "this kernel has no reset reasons (enum sk_rst_reason and the reason of tcp:tcp_send_reset are new \
+                in 6.10): pktloss counts the resets it sends per flow, with reason UNKNOWN\n"
+            .to_owned();
+    }
+    let mut out =
+        format!("{} reset reasons in this kernel (enum sk_rst_reason, from BTF; tcp:tcp_send_reset):\n", rows.len());
+    for r in rows {
+        let _ = writeln!(out, "{:>8}  {}", r.code, clean(&r.reason));
+    }
+    out
+}
+
 /// The table as text; a kernel without drop reasons says so.
 pub(crate) fn text(rows: &[ReasonRow]) -> String {
     if rows.is_empty() {

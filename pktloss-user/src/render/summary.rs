@@ -138,6 +138,93 @@ impl Sections<'_> {
         (t, self.s.retransmits.flows.len())
     }
 
+    fn tc_drops(&self) -> (Table, usize) {
+        let mut t = Table::new(&[
+            ("DROPS", true),
+            ("REASON", false),
+            ("DEVICE", false),
+            ("HOOK", false),
+            ("NETNS", false),
+            ("PROGRAMS (ID NAME ATTACH)", false),
+        ]);
+        for d in self.s.tc_drops.iter().take(TOP_ROWS) {
+            let progs: Vec<String> =
+                d.programs.iter().map(|p| format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach))).collect();
+            t.row(vec![
+                d.drops.to_string(),
+                clean(&d.reason),
+                clean(&d.device),
+                clean(&d.hook),
+                self.s.netns_label(d.netns),
+                if progs.is_empty() { clean(&d.note) } else { format!("{}: {}", progs.join("; "), clean(&d.note)) },
+            ]);
+        }
+        (t, self.s.tc_drops.len())
+    }
+
+    fn xdp_drops(&self) -> (Table, usize) {
+        let mut t =
+            Table::new(&[("DROPS", true), ("DEVICE", false), ("NETNS", false), ("PROGRAM (ID NAME MODE)", false)]);
+        for d in self.s.xdp_drops.iter().take(TOP_ROWS) {
+            t.row(vec![
+                d.drops.to_string(),
+                clean(&d.device),
+                self.s.netns_label(d.netns),
+                match &d.program {
+                    Some(p) => format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach)),
+                    None => clean(&d.note),
+                },
+            ]);
+        }
+        (t, self.s.xdp_drops.len())
+    }
+
+    fn xdp_exceptions(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("COUNT", true), ("ACTION", false), ("PROGRAM (ID NAME)", false), ("IFINDEX", true)]);
+        for x in self.s.xdp_exceptions.iter().take(TOP_ROWS) {
+            t.row(vec![
+                x.count.to_string(),
+                clean(&x.action),
+                format!("{} {}", x.prog_id, clean(&x.prog_name)),
+                x.ifindex.to_string(),
+            ]);
+        }
+        (t, self.s.xdp_exceptions.len())
+    }
+
+    fn resets(&self) -> (Table, usize) {
+        let mut t = Table::new(&[
+            ("COUNT", true),
+            ("REASON", false),
+            ("SOURCE", false),
+            ("DESTINATION", false),
+            ("DEVICE", false),
+            ("NETNS", false),
+        ]);
+        for r in self.s.resets.flows.iter().take(TOP_ROWS) {
+            t.row(vec![
+                r.count.to_string(),
+                clean(&r.reason),
+                r.flow().endpoint(&r.src, r.sport),
+                r.flow().endpoint(&r.dst, r.dport),
+                if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
+                self.s.netns_label(r.netns),
+            ]);
+        }
+        (t, self.s.resets.flows.len())
+    }
+
+    /// `N (NO_SOCKET 40, ...)`: the resets' total and reasons.
+    fn resets_line(&self) -> String {
+        let r = &self.s.resets;
+        let by: Vec<String> = r.reasons.iter().map(|x| format!("{} {}", clean(&x.reason), x.count)).collect();
+        let mut l = format!("{} ({})", r.total, by.join(", "));
+        if r.evicted > 0 {
+            let _ = write!(l, "; {} flows evicted from the reset table", r.evicted);
+        }
+        l
+    }
+
     fn probes(&self) -> (Table, String) {
         let mut t = Table::new(&[("STATE", false), ("PROBE", false), ("ATTACH", false), ("NOTE", false)]);
         for p in &self.s.probes {
@@ -240,9 +327,20 @@ pub(crate) fn text(s: &Summary) -> String {
     section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
     section("Drops by namespace (exact, whatever the flow table kept)".into(), sec.netns_drops(), &mut out);
     section("Namespaces".into(), sec.namespaces(), &mut out);
+    section("tc programs of the tc drops (read while they dropped)".into(), sec.tc_drops(), &mut out);
+    section("XDP_DROP by device and XDP program".into(), sec.xdp_drops(), &mut out);
+    section("XDP exceptions (xdp:xdp_exception)".into(), sec.xdp_exceptions(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
+        if n > 0 {
+            t.text(&mut out);
+            more(&mut out, n, t.rows.len());
+        }
+    }
+    if !s.resets.is_empty() {
+        let (t, n) = sec.resets();
+        let _ = writeln!(out, "\nTCP resets sent (tcp:tcp_send_reset, by reason): {}", sec.resets_line());
         if n > 0 {
             t.text(&mut out);
             more(&mut out, n, t.rows.len());
@@ -301,9 +399,20 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
     section("Drops by namespace (exact, whatever the flow table kept)", sec.netns_drops(), out);
     section("Namespaces", sec.namespaces(), out);
+    section("tc programs of the tc drops (read while they dropped)", sec.tc_drops(), out);
+    section("XDP\\_DROP by device and XDP program", sec.xdp_drops(), out);
+    section("XDP exceptions (xdp:xdp_exception)", sec.xdp_exceptions(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();
+        if n > 0 {
+            t.markdown(out);
+            out.push('\n');
+        }
+    }
+    if !s.resets.is_empty() {
+        let _ = writeln!(out, "### TCP resets sent (by reason): {}\n", md(&sec.resets_line()));
+        let (t, n) = sec.resets();
         if n > 0 {
             t.markdown(out);
             out.push('\n');
@@ -317,5 +426,44 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     }
     if s.flow_table.capacity > 0 {
         let _ = writeln!(out, "Flow table: {}\n", sec.flow_table_line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{ResetCount, ResetReasonCount, Resets, Summary};
+
+    #[test]
+    fn resets_are_shown_by_reason_and_flow() {
+        let mut s = Summary::default();
+        assert!(!super::text(&s).contains("TCP resets"));
+        let reason = |r: &str, code, count| ResetReasonCount { reason: r.into(), code, count };
+        s.resets = Resets {
+            total: 9,
+            reasons: vec![reason("NO_SOCKET", 1, 6), reason("TCP_ABORT_ON_CLOSE", 11, 2)],
+            flows: vec![ResetCount {
+                src: "127.0.0.1".into(),
+                sport: 9,
+                dst: "127.0.0.1".into(),
+                dport: 4000,
+                device: "lo".into(),
+                reason: "NO_SOCKET".into(),
+                code: 1,
+                count: 6,
+                ..ResetCount::default()
+            }],
+            evicted: 1,
+        };
+        let text = super::text(&s);
+        assert!(
+            text.contains(
+                "TCP resets sent (tcp:tcp_send_reset, by reason): 9 (NO_SOCKET 6, TCP_ABORT_ON_CLOSE 2); 1 flows evicted"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("127.0.0.1:9") && text.contains("127.0.0.1:4000"), "{text}");
+        let mut md = String::new();
+        super::markdown(&s, &mut md);
+        assert!(md.contains("### TCP resets sent (by reason): 9 (NO\\_SOCKET 6"), "{md}");
     }
 }

@@ -452,6 +452,10 @@ pub(super) fn summary_at(t: u64) -> Summary {
         samples,
         namespaces: Vec::new(),
         netns_drops: Vec::new(),
+        resets: crate::model::Resets::default(),
+        tc_drops: Vec::new(),
+        xdp_drops: Vec::new(),
+        xdp_exceptions: Vec::new(),
     }
 }
 
