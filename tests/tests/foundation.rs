@@ -505,6 +505,46 @@ fn bad_input_is_one_line_and_exit_2() {
     }
 }
 
+/// `pktloss --version`, a loose snapshot (the commit and target vary, programs may be added):
+/// the version, the commit, the target and its linking, and the embedded programs by attach
+/// point, each `tp_btf` one with its classic-tracepoint fallback.
+#[test]
+fn version_names_commit_target_and_programs() {
+    let out = run(&["--version"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(format!("pktloss {}", env!("CARGO_PKG_VERSION")).as_str()), "{text}");
+    let commit = lines.next().and_then(|l| l.strip_prefix("commit: ")).expect("a commit line");
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{text}");
+    let target = lines.next().and_then(|l| l.strip_prefix("target: ")).expect("a target line");
+    assert!(target.starts_with(std::env::consts::ARCH) && target.contains("-linux-"), "{text}");
+    assert!(target.ends_with(" (static)") || target.ends_with(" (dynamic)"), "{text}");
+    let ebpf = lines.next().and_then(|l| l.strip_prefix("ebpf: ")).expect("an ebpf line");
+    let programs: Vec<String> = lines.map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(
+        ebpf,
+        format!(
+            "{} programs for {} kernels, struct offsets from the running kernel's BTF",
+            programs.len(),
+            std::env::consts::ARCH
+        ),
+        "{text}"
+    );
+    for want in [
+        "tp_btf/kfree_skb kfree_skb_btf (else kfree_skb_tp)",
+        "tracepoint kfree_skb_tp",
+        "tp_btf/net_dev_queue net_dev_queue_btf (else net_dev_queue_tp)",
+        "kprobe tcp_drop",
+        "tracepoint tcp_retransmit_skb",
+    ] {
+        assert!(programs.iter().any(|p| p == want), "no `{want}` in:\n{text}");
+    }
+    // `-V` is the one-line form.
+    let short = run(&["-V"]);
+    assert_eq!(String::from_utf8_lossy(&short.stdout).trim(), format!("pktloss {}", env!("CARGO_PKG_VERSION")));
+}
+
 root_test!(unprivileged_is_a_clear_error, {
     use std::os::unix::process::CommandExt as _;
     let bin = pktloss_tests::NobodyBin::new();

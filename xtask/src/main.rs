@@ -1,6 +1,7 @@
 //! `cargo xtask`: the build, test and benchmark entry points of pktloss.
 mod bench;
 mod dist;
+mod dist_test;
 mod edges;
 mod setup;
 mod tasks;
@@ -65,6 +66,12 @@ enum Cmd {
     /// TCP throughput of iperf3 between two namespaces, untraced and with `pktloss serve`
     /// attached (also beside a drop flood): the production-safety table.
     BenchThroughput(bench::ThroughputArgs),
+    /// The release files in `target/dist/`: static musl tarballs and .debs for `x86_64` and
+    /// aarch64, an OCI image archive of both, SHA256SUMS.
+    Dist,
+    /// Build the release files, then install the .deb in a booted Debian 12 root
+    /// (systemd-nspawn) and run the OCI image under podman; both must serve exact counts.
+    DistTest,
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
     BenchPair(bench::PairArgs),
     /// CI regression gate: bench-pair of the base commit's build against this tree's, on the
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Cmd::BenchServe(args) => bench::bench_serve(args),
         Cmd::BenchThroughput(args) => bench::bench_throughput(args),
         Cmd::VmTest(args) => vm::vm_test(args),
+        Cmd::Dist => dist::dist(),
+        Cmd::DistTest => dist_test::dist_test(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,11 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     // The deploy tests read YAML and install kubernetes-validate (PyPI) into a venv.
     "python3-yaml",
     "python3-venv",
+    // `cargo xtask dist-test`: the .deb checked by lintian and installed in a Debian 12 root
+    // (debootstrap) booted by systemd-nspawn (systemd-container).
+    "lintian",
+    "debootstrap",
+    "systemd-container",
     // `cargo xtask bench-throughput`: TCP throughput between two namespaces with and without
     // `pktloss serve` (its daemon is not started: debconf answered below).
     "iperf3",

@@ -79,7 +79,8 @@ impl Totals {
 }
 
 /// `test`: full setup, a debug build so the binary exists, then every test, one at a time, the
-/// kernel matrix (unless `vm` is false) and the fuzz smoke run.
+/// release files' tests (`dist-test`), the kernel matrix (unless `vm` is false) and the fuzz
+/// smoke run.
 pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     setup::setup(Scope::All)?;
     cargo_build(false)?;
@@ -110,6 +111,11 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
         println!("xtask: bench-gate skipped (not root)");
         Ok(())
     };
+    // The release files on real systems: the .deb booted in nspawn, the image under podman.
+    let dist = crate::dist_test::dist_test();
+    if let Err(e) = &dist {
+        eprintln!("xtask: dist-test FAILED: {e:#}");
+    }
     // The matrix runs even when a host test failed: CI should show both.
     let matrix = if vm {
         crate::vm::run_matrix(&crate::vm::VmArgs::default())
@@ -123,6 +129,7 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     if totals.passed == 0 {
         bail!("no test ran");
     }
+    dist?;
     matrix?;
     gate?;
     fuzz_smoke()

@@ -10,6 +10,7 @@ use crate::kernel::tracer::Options;
 #[command(
     name = "pktloss",
     version,
+    long_version = concat!(env!("CARGO_PKG_VERSION"), include_str!(concat!(env!("OUT_DIR"), "/long_version.txt"))),
     about = "Linux kernel packet-drop tracer: every drop, why, where, which flow, and what to do"
 )]
 pub(crate) struct Cli {

@@ -12,6 +12,12 @@ use args::{Cli, Command};
 
 use crate::error::{EXIT_USAGE, exit_code};
 
+/// The command line's definition, for the man pages and shell completions that
+/// `examples/pktloss-docs.rs` writes (`cargo xtask dist`).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     // Die quietly on a closed pipe (`pktloss ... | head`), like other Unix tools; the kernel
