@@ -33,12 +33,10 @@ pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     "kmod",
     // Holds a system call of pktloss in a test (a kill during the write of its output).
     "strace",
-    // The kernel matrix (`cargo xtask vm-test`); its arm64 guest: the emulator, qemu-user for
-    // debootstrap's second stage of the guest's root, the cross linker of the aarch64 binaries.
+    // The kernel matrix (`cargo xtask vm-test`); its arm64 guest: the emulator, the cross linker
+    // of the aarch64 binaries.
     "qemu-system-x86",
     "qemu-system-arm",
-    "qemu-user-static",
-    "debootstrap",
     "gcc-aarch64-linux-gnu",
     "busybox-static",
     "cpio",

@@ -15,8 +15,9 @@
 //!
 //! The x86-64 guests (Debian 11, 12 and 12's newer kernel) see the host's `/` as their root. The
 //! arm64 guest (qemu-system-aarch64 `-M virt`) cannot use the host's x86-64 programs: its root
-//! is a Debian 12 arm64 `debootstrap --variant=minbase` tree (its second stage run through
-//! qemu-user binfmt), and it runs the aarch64 musl `pktloss` with aarch64 test binaries.
+//! is Debian 12 arm64's essential and required packages with the tests' tools, their
+//! dependencies downloaded by a private apt and unpacked (no maintainer script runs, so nothing
+//! arm64 runs on the host), and it runs the aarch64 musl `pktloss` with aarch64 test binaries.
 //!
 //! Kernels and the arm64 root are cached outside the clone (`$XDG_CACHE_HOME/pktloss/vm`, else
 //! `~/.cache/pktloss/vm`): a second run neither updates the package lists nor downloads.
@@ -139,7 +140,7 @@ const MATRIX: &[Series] = &[
         name: "arm64",
         arch: Arch::Aarch64,
         tests: &[ARM64_TESTS],
-        suites: &["bookworm", "bookworm-security"],
+        suites: ARM64_SUITES,
         prefix: "linux-image-6.1.0-",
         suffix: "-arm64-unsigned",
     },
@@ -194,9 +195,9 @@ pub(crate) const ARM64_TESTS: &[(&str, &str)] = &[
     ("serve", "prometheus_reads_exact_drops_and_causes"),
 ];
 
-/// Debian packages of the arm64 guest's root besides `minbase`: the tests' own tools (`ip`,
-/// `nft`, `sysctl`, `bpftool` to see that nothing stays loaded, Prometheus and promtool) and
-/// busybox for the initramfs.
+/// Debian packages of the arm64 guest's root besides the essential and required ones: the
+/// tests' own tools (`ip`, `nft`, `sysctl`, `bpftool` to see that nothing stays loaded,
+/// Prometheus and promtool) and busybox for the initramfs.
 const ARM64_ROOT_PACKAGES: &[&str] =
     &["iproute2", "nftables", "procps", "kmod", "bpftool", "prometheus", "busybox-static"];
 
@@ -359,7 +360,10 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
         eprintln!("ok: kernel {} ({}) cached in {}", s.name, k.release, dir.display());
         return Ok(k);
     }
-    let apt = Apt::new(cache.join("apt"))?;
+    let mut suites: Vec<&str> = MATRIX.iter().flat_map(|s| s.suites.iter().copied()).collect();
+    suites.sort_unstable();
+    suites.dedup();
+    let apt = Apt::new(cache.join("apt"), &suites, &["amd64", "arm64"])?;
     let pkg = apt.newest(s)?;
     eprintln!("downloading {pkg}...");
     let dl = dir.join("download");
@@ -394,30 +398,29 @@ fn unpacked(root: &Path) -> Option<Kernel> {
     k.image().is_file().then_some(k)
 }
 
-/// apt with its own sources, lists and cache: reaches Debian 11 and 12 (amd64 and arm64)
-/// without touching the host's apt configuration.
+/// apt with its own sources, lists and cache: reaches Debian suites of the given architectures
+/// (the first its native one) without touching the host's apt configuration.
 struct Apt {
     dir: PathBuf,
+    archs: &'static [&'static str],
 }
 
 impl Apt {
-    fn new(dir: PathBuf) -> Result<Self> {
+    fn new(dir: PathBuf, suites: &[&str], archs: &'static [&'static str]) -> Result<Self> {
         for sub in ["lists/partial", "cache/archives/partial"] {
             fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let mut sources = String::new();
-        let mut suites: Vec<&str> = MATRIX.iter().flat_map(|s| s.suites.iter().copied()).collect();
-        suites.sort_unstable();
-        suites.dedup();
         for suite in suites {
             let archive = if suite.ends_with("-security") { "debian-security" } else { "debian" };
             let _ = writeln!(
                 sources,
-                "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main"
+                "deb [arch={} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/{archive} {suite} main",
+                archs.join(",")
             );
         }
         fs::write(dir.join("sources.list"), sources)?;
-        let apt = Self { dir };
+        let apt = Self { dir, archs };
         eprintln!("updating the private package lists in {}...", apt.dir.display());
         let mut update = apt.cmd("apt-get");
         update.args(["-q", "update"]).stdout(Stdio::null());
@@ -432,13 +435,22 @@ impl Apt {
         for (k, v) in [
             ("Dir::Etc::SourceList", d.join("sources.list")),
             ("Dir::Etc::SourceParts", PathBuf::from("/dev/null")),
+            ("Dir::Etc::Preferences", PathBuf::from("/dev/null")),
+            ("Dir::Etc::PreferencesParts", PathBuf::from("/dev/null")),
             ("Dir::State::Lists", d.join("lists")),
+            ("Dir::State::extended_states", d.join("extended_states")),
             ("Dir::Cache", d.join("cache")),
             ("Dir::State::status", PathBuf::from("/dev/null")),
         ] {
             c.arg("-o").arg(format!("{k}={}", v.display()));
         }
-        c.args(["-o", "APT::Architectures::=amd64", "-o", "APT::Architectures::=arm64"]);
+        if let Some(native) = self.archs.first() {
+            c.arg("-o").arg(format!("APT::Architecture={native}"));
+        }
+        for a in self.archs {
+            c.arg("-o").arg(format!("APT::Architectures::={a}"));
+        }
+        c.args(["-o", "Acquire::Languages=none"]);
         // Downloads land in directories `_apt` cannot write.
         c.args(["-o", "APT::Sandbox::User=root"]);
         c
@@ -829,53 +841,137 @@ fn boot(args: &VmArgs, s: &Series, k: &Kernel, bins: &Binaries, cache: &Path) ->
     }
 }
 
-/// The arm64 guest's root: Debian 12 arm64 `minbase` with [`ARM64_ROOT_PACKAGES`], made once
-/// by debootstrap (its second stage runs arm64 programs through qemu-user's binfmt handler) and
-/// cached; made again when the package list changes.
+/// The arm64 guest's root: Debian 12 arm64's essential and required packages (what debootstrap's
+/// `minbase` installs) with [`ARM64_ROOT_PACKAGES`] and all they depend on, downloaded by a
+/// private arm64 apt and unpacked into a merged-`/usr` tree; made once and cached, made again
+/// when the package list changes. No maintainer script runs (they are arm64 programs): the few
+/// files of theirs that the tests need are written here.
 fn arm64_root(cache: &Path) -> Result<PathBuf> {
-    let dir = cache.join("roots/arm64");
-    let stamp = cache.join("roots/arm64.packages");
+    let dir = cache.join("roots/arm64-unpacked");
+    let stamp = cache.join("roots/arm64-unpacked.packages");
     let want = ARM64_ROOT_PACKAGES.join(",");
     if dir.join("bin/busybox").exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
         eprintln!("ok: arm64 root cached in {}", dir.display());
         return Ok(dir);
     }
-    binfmt_aarch64()?;
-    let tmp = cache.join("roots/arm64.tmp");
+    let started = Instant::now();
+    let tmp = cache.join("roots/arm64-unpacked.tmp");
     drop(fs::remove_dir_all(&tmp));
     drop(fs::remove_dir_all(&dir));
-    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    eprintln!("making the arm64 root in {} (debootstrap, a few minutes)...", dir.display());
-    run(Command::new("debootstrap")
-        .args(["--arch=arm64", "--variant=minbase", &format!("--include={want}"), "bookworm"])
-        .arg(&tmp)
-        .arg("http://deb.debian.org/debian"))?;
-    // The downloaded packages are not needed in the guest.
-    for e in fs::read_dir(tmp.join("var/cache/apt/archives"))?.filter_map(std::result::Result::ok) {
-        if e.path().extension().is_some_and(|x| x == "deb") {
-            fs::remove_file(e.path())?;
-        }
+    eprintln!("making the arm64 root in {}...", dir.display());
+    let apt = Apt::new(cache.join("roots/apt-arm64"), ARM64_SUITES, &["arm64"])?;
+    let mut names = base_packages(&output(apt.cmd("apt-cache").arg("dumpavail"))?);
+    names.extend(ARM64_ROOT_PACKAGES.iter().map(|p| (*p).to_owned()));
+    let archives = apt.dir.join("cache/archives");
+    for deb in debs(&archives)? {
+        fs::remove_file(deb)?;
     }
+    let mut download = apt.cmd("apt-get");
+    download
+        .args(["-q", "-y", "--download-only", "--no-install-recommends", "install"])
+        .args(&names)
+        .stdout(Stdio::null());
+    run(&mut download)?;
+    // Merged /usr, as Debian 12's debootstrap makes it; tar keeps these links (the packages
+    // still hold files under /bin, /sbin and /lib).
+    for d in ["bin", "sbin", "lib"] {
+        fs::create_dir_all(tmp.join("usr").join(d)).with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::os::unix::fs::symlink(format!("usr/{d}"), tmp.join(d))?;
+    }
+    let debs = debs(&archives)?;
+    for deb in &debs {
+        unpack(deb, &tmp)?;
+        fs::remove_file(deb)?;
+    }
+    finish_root(&tmp)?;
     fs::rename(&tmp, &dir)?;
     fs::write(&stamp, format!("{want}\n"))?;
-    eprintln!("did: cached the arm64 root in {}", dir.display());
+    eprintln!(
+        "did: made the arm64 root ({} packages) in {} s: {}",
+        debs.len(),
+        started.elapsed().as_secs(),
+        dir.display()
+    );
     Ok(dir)
 }
 
-/// Register qemu-user's aarch64 handler (Debian's `qemu-user-static`, its `F` flag: the
-/// interpreter is opened now, so it works inside the chroot) unless it is registered.
-fn binfmt_aarch64() -> Result<()> {
-    let misc = Path::new("/proc/sys/fs/binfmt_misc");
-    if !misc.join("register").exists() {
-        run(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc"]).arg(misc))?;
+/// The Debian suites of the arm64 guest (its kernel and its root).
+const ARM64_SUITES: &[&str] = &["bookworm", "bookworm-security"];
+
+/// The essential and required packages in `apt-cache dumpavail`'s records.
+fn base_packages(avail: &str) -> Vec<String> {
+    let mut names: Vec<String> = avail
+        .split("\n\n")
+        .filter(|r| r.lines().any(|l| l == "Essential: yes" || l == "Priority: required"))
+        .filter_map(|r| r.lines().find_map(|l| l.strip_prefix("Package: ")).map(str::to_owned))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The `.deb` files in a directory.
+fn debs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort_unstable();
+    Ok(debs)
+}
+
+/// Unpack a package's files into `root` (`dpkg-deb --fsys-tarfile | tar -x`, keeping the
+/// merged-/usr links that `dpkg-deb -x`'s tar would replace by directories).
+fn unpack(deb: &Path, root: &Path) -> Result<()> {
+    let mut data = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start dpkg-deb")?;
+    let tar = Command::new("tar")
+        .args(["-x", "--keep-directory-symlink", "--same-owner", "--same-permissions", "-C"])
+        .arg(root)
+        .stdin(data.stdout.take().context("dpkg-deb stdout")?)
+        .status()
+        .context("cannot start tar")?;
+    if !data.wait()?.success() || !tar.success() {
+        bail!("cannot unpack {}", deb.display());
     }
-    if misc.join("qemu-aarch64").exists() {
-        return Ok(());
+    Ok(())
+}
+
+/// What the maintainer scripts would have made that the guest needs: users and groups, name
+/// lookups, the mount points, `/tmp`, the `awk` alternative.
+fn finish_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (file, master) in [("passwd", "passwd.master"), ("group", "group.master")] {
+        let from = root.join("usr/share/base-passwd").join(master);
+        fs::copy(&from, root.join("etc").join(file)).with_context(|| format!("copy {}", from.display()))?;
     }
-    let conf = Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf");
-    let line =
-        fs::read_to_string(conf).with_context(|| format!("cannot read {} (qemu-user-static)", conf.display()))?;
-    fs::write(misc.join("register"), line.trim()).context("cannot register the qemu-aarch64 binfmt handler")?;
-    eprintln!("did: registered the qemu-aarch64 binfmt handler");
+    fs::write(
+        root.join("etc/nsswitch.conf"),
+        "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n",
+    )?;
+    fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")?;
+    for (d, mode) in [
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("dev", 0o755),
+        ("run", 0o755),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("var/tmp", 0o1777),
+    ] {
+        let p = root.join(d);
+        fs::create_dir_all(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
+    }
+    let awk = root.join("usr/bin/awk");
+    if awk.symlink_metadata().is_err() && root.join("usr/bin/mawk").exists() {
+        std::os::unix::fs::symlink("mawk", awk)?;
+    }
     Ok(())
 }
