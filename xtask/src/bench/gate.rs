@@ -5,8 +5,8 @@
 //!
 //! The base is `--base REV`, else the commit in `.ci/bench-base` (the last landed one, moved
 //! forward when a landing changes the hot path on purpose), else `HEAD~1`. It is unpacked with
-//! `git archive` into `target/bench/base/src` and built in a target directory of its own
-//! (about 3 minutes on these machines). When nothing the BPF programs' cost depends on changed
+//! `git archive` into `target/bench/base/src` and built in this tree's target directory with
+//! a version suffix (only the workspace's crates compile: under a minute here). When nothing the BPF programs' cost depends on changed
 //! since the base ([`HOT_PATH`]), the gate says so and measures nothing.
 use std::{
     fs,
@@ -25,6 +25,9 @@ use crate::{
 /// What the programs' cost depends on: the programs, the shared types, and the loader that
 /// configures and attaches them.
 const HOT_PATH: &[&str] = &["pktloss-ebpf", "pktloss-common", "pktloss-user/src/kernel"];
+
+/// What the base's workspace version gets, so its crates do not share artifacts with ours.
+const BASE_VERSION_SUFFIX: &str = "-gatebase";
 
 /// Largest accepted rise of the default path's BPF ns per drop (B over A).
 const MAX_RISE: f64 = 0.15;
@@ -96,15 +99,27 @@ fn build_base(commit: &str) -> Result<PathBuf> {
         }
         fs::write(&stamp, commit)?;
     }
-    // A target directory of its own: in this tree's, the base's workspace crates get the same
-    // artifact hashes as ours (cargo hashes a member's path relative to its workspace) and one
-    // build would be taken for the other. Copying the compiled dependencies in does not help
-    // either (their build-script outputs name the old directory, so all rebuild).
-    let target = dir.join("target");
+    // Built in this tree's target directory, so the dependencies are shared. Cargo hashes a
+    // workspace member's path relative to its workspace, so the base's crates would be taken for
+    // ours: the base's workspace version gets a suffix, which gives them other hashes. The last
+    // build links `target/debug/pktloss`, so the base binary is copied out and this tree's is
+    // linked again by the caller (nothing compiles).
+    let manifest = src.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    if !text.contains(BASE_VERSION_SUFFIX) {
+        let Some(at) = text.find("\nversion = \"").map(|i| i + "\nversion = \"".len()) else {
+            bail!("no workspace version in {}", manifest.display());
+        };
+        let end = at + text[at..].find('"').context("unterminated version")?;
+        let patched = format!("{}{BASE_VERSION_SUFFIX}{}", &text[..end], &text[end..]);
+        fs::write(&manifest, patched)?;
+    }
     let mut cmd = util::cargo();
-    cmd.current_dir(&src).env("CARGO_TARGET_DIR", &target).args(["build", "-p", "pktloss-user"]);
+    cmd.current_dir(&src).env("CARGO_TARGET_DIR", util::target_dir()).args(["build", "-p", "pktloss-user"]);
     run(&mut cmd).with_context(|| format!("building the base commit {commit}"))?;
-    Ok(target.join("debug/pktloss"))
+    let bin = dir.join("pktloss");
+    fs::copy(tasks::pktloss_bin(false), &bin).with_context(|| format!("cannot copy the base binary to {}", bin.display()))?;
+    Ok(bin)
 }
 
 /// `cargo xtask bench-gate`.
@@ -126,6 +141,10 @@ pub(crate) fn gate(args: &GateArgs) -> Result<()> {
     let base = build_base(&commit)?;
     tasks::cargo_build(false)?;
     let head = tasks::pktloss_bin(false);
+    let version = output(&mut Command::new(&head).arg("--version"))?;
+    if version.contains(BASE_VERSION_SUFFIX) {
+        bail!("{} is still the base build after relinking this tree's", head.display());
+    }
     let pair_args = |extra: &str| PairArgs {
         a: format!("{} {extra}", base.display()),
         b: format!("{} {extra}", head.display()),
