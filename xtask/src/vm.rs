@@ -94,6 +94,9 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("caps", "serve_keeps_only_what_it_needs"),
     ("filter", "each_filter_counts_exactly_its_drops"),
     ("filter", "a_bad_filter_is_one_line_and_exit_2"),
+    ("firewall", "nft_drop_names_the_base_chain_and_the_jump_target"),
+    ("firewall", "iptables_nft_and_legacy_drops_name_the_chain"),
+    ("firewall", "dnat_drop_shows_the_original_destination"),
 ];
 
 /// Modules the initramfs loads (with what they depend on) before it can mount the root.

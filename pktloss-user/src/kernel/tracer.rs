@@ -9,7 +9,8 @@ use aya::{
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, RetransTpOffsets, RunCache, flag, stat,
+    Config, DevKey, DropEvent, DropKey, FlowKey, FwKey, FwOffsets, MAX_SNAPLEN, NatTuple, NetnsKey, RetransTpOffsets,
+    RunCache, flag, stat,
 };
 
 use crate::{
@@ -89,6 +90,10 @@ pub(crate) struct RawCounts {
     /// Exact drops per (namespace, device, reason), with flows on (not bounded by the flow
     /// table; a namespace forgotten with [`Tracer::forget_netns`] is left out).
     pub netns: Vec<(NetnsKey, u64)>,
+    /// Exact `NETFILTER_DROP` drops per (flow, table, chain, rule), with the firewall probes.
+    pub firewall: Vec<(FwKey, u64)>,
+    /// The conntrack original tuple of dropped flows whose packets were translated.
+    pub nat: Vec<(FlowKey, NatTuple)>,
 }
 
 impl RawCounts {
@@ -121,6 +126,20 @@ pub(crate) struct KernelFacts {
     pub release: String,
     /// `major.minor` of the running kernel, when `release` starts with it.
     pub version: Option<(u32, u32)>,
+    /// The firewall-chain and NAT facts (filled in by the caller, which appends the modules'
+    /// BTF); `None`: not resolved.
+    pub fw: Option<crate::kernel::btf::FwFacts>,
+    /// The netfilter walkers the kprobes attach to are in kallsyms (filled in by the caller).
+    pub fw_syms: FwSyms,
+}
+
+/// Which netfilter functions kallsyms lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FwSyms {
+    pub nft_do_chain: bool,
+    pub nft_immediate_eval: bool,
+    pub ipt_do_table: bool,
+    pub ip6t_do_table: bool,
 }
 
 impl KernelFacts {
@@ -137,6 +156,8 @@ impl KernelFacts {
             not_specified: None,
             release: String::new(),
             version: None,
+            fw: None,
+            fw_syms: FwSyms::default(),
         }
     }
 
@@ -300,6 +321,14 @@ impl Tracer {
         if kbtf.task_btf {
             flags |= flag::TASK_BTF;
         }
+        let kprobes = kprobes_available(&tracefs);
+        let fw_plan = FwPlan::new(kbtf, kprobes, options.floor);
+        if fw_plan.any() {
+            flags |= flag::FIREWALL;
+        }
+        if options.flows && !options.floor && kbtf.fw.as_ref().is_some_and(|f| f.nat.is_ok()) {
+            flags |= flag::NAT;
+        }
         // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
         // all flows on a kernel without reasons.
         let location_keyed_reason = if kfree_fmt.offset_or_absent("reason") == u32::MAX {
@@ -343,6 +372,7 @@ impl Tracer {
             event_bytes: pktloss_common::event_bytes(options.snaplen),
             location_keyed_reason,
             filter: options.compiled_filter.unwrap_or_default(),
+            fw: kbtf.fw.as_ref().map_or_else(FwOffsets::default, |f| f.offsets),
         };
         // Fault injection for the tests: records 8 bytes too short for the packet copy, which
         // every verifier must refuse (a real rejection, to test how it is reported).
@@ -422,9 +452,9 @@ impl Tracer {
             },
         });
         // tcp_drop() -- only on kernels that still have it, and only with kprobes.
-        probes.push(match kbtf.tcp_drop_skip(kprobes_available(&tracefs)) {
+        probes.push(match kbtf.tcp_drop_skip(kprobes) {
             Some(why) => status("tcp_drop", "kprobe", false, why),
-            None => match attach_kprobe(&mut ebpf, "tcp_drop") {
+            None => match attach_kprobe(&mut ebpf, "tcp_drop", "tcp_drop") {
                 Ok(()) => status("tcp_drop", "kprobe", true, ""),
                 Err(e) => status(
                     "tcp_drop",
@@ -434,6 +464,14 @@ impl Tracer {
                 ),
             },
         });
+        if !options.floor {
+            probes.push(fw_plan.attach(&mut ebpf, &kbtf.release));
+            if flags & flag::NAT != 0 {
+                probes.push(status("conntrack original tuple", "tp_btf", true, "read at the start of each flow run"));
+            } else if let Some(Err(why)) = kbtf.fw.as_ref().map(|f| &f.nat) {
+                probes.push(status("conntrack original tuple", "tp_btf", false, why.clone()));
+            }
+        }
         for p in &probes {
             if p.active {
                 log::info!("probe {} attached via {}", p.name, p.attach);
@@ -555,6 +593,13 @@ impl Tracer {
             retrans: maps::sum_map::<FlowKey>(&self.ebpf, "RETRANS")?,
             pending_new_flows: 0,
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
+            firewall: maps::sum_map::<FwKey>(&self.ebpf, "FW_DROPS")?,
+            nat: self
+                .ebpf
+                .map("NAT_ORIG")
+                .and_then(|m| aya::maps::HashMap::<_, FlowKey, NatTuple>::try_from(m).ok())
+                .map(|m| m.iter().filter_map(Result::ok).collect())
+                .unwrap_or_default(),
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {
@@ -592,6 +637,8 @@ impl Tracer {
         sort_counts(&mut raw.tx);
         sort_counts(&mut raw.retrans);
         sort_counts(&mut raw.netns);
+        sort_counts(&mut raw.firewall);
+        raw.nat.sort_unstable();
         Ok(raw)
     }
 
@@ -720,8 +767,8 @@ fn attach_tp(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<
     Ok(())
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
-    let p: &mut KProbe = ebpf.program_mut("tcp_drop").ok_or_else(|| anyhow!("program tcp_drop missing"))?.try_into()?;
+fn attach_kprobe(ebpf: &mut Ebpf, prog: &str, func: &str) -> Result<()> {
+    let p: &mut KProbe = ebpf.program_mut(prog).ok_or_else(|| anyhow!("program {prog} missing"))?.try_into()?;
     p.load()?;
     p.attach(func, 0)?;
     Ok(())
@@ -795,5 +842,103 @@ fn attach_dev_queue(
             false,
             format!("{note}{}", crate::kernel::verifier::describe_failure("net_dev_queue_tp", &kbtf.release, &e)),
         ),
+    }
+}
+
+/// The name of the firewall-chain probe in the probe list.
+pub(crate) const FIREWALL_PROBE: &str = "netfilter chains";
+
+/// Which firewall-chain kprobes to attach, or why none.
+struct FwPlan {
+    nft: bool,
+    /// `nft_immediate_eval` too: jump targets and rule handles.
+    imm: bool,
+    ipt: bool,
+    ip6t: bool,
+    /// Why nothing is attached (when nothing is).
+    why_not: Option<String>,
+}
+
+impl FwPlan {
+    fn new(k: &KernelFacts, kprobes: bool, floor: bool) -> Self {
+        let none = |why: String| Self { nft: false, imm: false, ipt: false, ip6t: false, why_not: Some(why) };
+        let Some(fw) = k.fw.as_ref() else { return none("BTF not resolved".to_owned()) };
+        if floor {
+            return none("--floor".to_owned());
+        }
+        if fw.offsets.netfilter_drop_reason == u32::MAX {
+            return none("the kernel has no NETFILTER_DROP drop reason (5.17+)".to_owned());
+        }
+        if !kprobes {
+            return none("the kernel has no kprobe support".to_owned());
+        }
+        let s = k.fw_syms;
+        let plan = Self {
+            nft: fw.nft.is_ok() && s.nft_do_chain,
+            imm: fw.nft.is_ok() && s.nft_do_chain && s.nft_immediate_eval,
+            ipt: fw.ipt.is_ok() && s.ipt_do_table,
+            ip6t: fw.ip6t.is_ok() && s.ip6t_do_table,
+            why_not: None,
+        };
+        if plan.any() {
+            return plan;
+        }
+        let mut why: Vec<String> = Vec::new();
+        for (name, r, sym) in [
+            ("nft", &fw.nft, s.nft_do_chain),
+            ("iptables", &fw.ipt, s.ipt_do_table),
+            ("ip6tables", &fw.ip6t, s.ip6t_do_table),
+        ] {
+            why.push(match r {
+                Err(e) => format!("{name}: {e}"),
+                Ok(()) if !sym => format!("{name}: not in kallsyms"),
+                Ok(()) => continue,
+            });
+        }
+        none(why.join("; "))
+    }
+
+    fn any(&self) -> bool {
+        self.nft || self.ipt || self.ip6t
+    }
+
+    /// Attach the kprobes; the status says which, or that it falls back to rule counters.
+    fn attach(&self, ebpf: &mut Ebpf, release: &str) -> ProbeStatus {
+        let fallback = |why: &str| {
+            status(
+                FIREWALL_PROBE,
+                "kprobe",
+                false,
+                format!("cannot attach ({why}), falling back to rule counters for firewall drops"),
+            )
+        };
+        if let Some(why) = &self.why_not {
+            return fallback(why);
+        }
+        let mut on = Vec::new();
+        let mut errors = Vec::new();
+        for (want, prog, func) in [
+            (self.nft, "fw_nft_do_chain", "nft_do_chain"),
+            (self.imm, "fw_nft_immediate", "nft_immediate_eval"),
+            (self.ipt, "fw_ipt_do_table", "ipt_do_table"),
+            (self.ip6t, "fw_ip6t_do_table", "ip6t_do_table"),
+        ] {
+            if !want {
+                continue;
+            }
+            match attach_kprobe(ebpf, prog, func) {
+                Ok(()) => on.push(func),
+                Err(e) => errors
+                    .push(format!("{func}: {}", crate::kernel::verifier::describe_failure(prog, release, &e).line)),
+            }
+        }
+        if on.is_empty() {
+            return fallback(&errors.join("; "));
+        }
+        let mut note = format!("table and chain of NETFILTER_DROP drops, at the entry of {}", on.join(", "));
+        if !errors.is_empty() {
+            let _ = std::fmt::Write::write_fmt(&mut note, format_args!(" (not: {})", errors.join("; ")));
+        }
+        status(FIREWALL_PROBE, "kprobe", true, note)
     }
 }

@@ -106,6 +106,12 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     ) {
         kv(&mut c, "cause", cause.id.as_str());
     }
+    if !s.chain.is_empty() {
+        kv(&mut c, "chain", &s.chain);
+    }
+    if !s.nat_original.is_empty() {
+        kv(&mut c, "nat_original", &s.nat_original);
+    }
     kv(&mut c, "netns", &s.netns.to_string());
     if !s.netns_name.is_empty() {
         kv(&mut c, "netns_name", &s.netns_name);
