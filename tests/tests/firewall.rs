@@ -54,6 +54,8 @@ fn chains(v: &Value, ns: &Netns) -> Vec<(String, u64, bool)> {
                     if d["handle"].as_u64().unwrap_or(0) != 0 {
                         label.push_str(" rule");
                     }
+                    label.push_str(" @");
+                    label.push_str(d["hook"].as_str().unwrap_or(""));
                     (label, d["count"].as_u64().unwrap_or(0), d["jumped"] == true)
                 })
                 .collect()
@@ -98,9 +100,9 @@ root_test!(nft_drop_names_the_base_chain_and_the_jump_target, {
     }
     // Jump targets and rule handles need the rule blobs of 5.17+.
     let (base, jump) = if pktloss_tests::kernel_version() >= (5, 17) {
-        ("nftables inet pktlfw input rule", "nftables inet pktlfw blocked rule")
+        ("nftables inet pktlfw input rule @input", "nftables inet pktlfw blocked rule @input")
     } else {
-        ("nftables inet pktlfw input", "nftables inet pktlfw input")
+        ("nftables inet pktlfw input @input", "nftables inet pktlfw input @input")
     };
     let got = chains(&v, &ns);
     if base == jump {
@@ -134,8 +136,9 @@ root_test!(iptables_nft_and_legacy_drops_name_the_chain, {
         return;
     }
     let rule = if pktloss_tests::kernel_version() >= (5, 17) { " rule" } else { "" };
-    assert_eq!(chains(&v, &a), [(format!("nftables ip filter INPUT{rule}"), 4, false)], "{}", v["firewall"]);
-    assert_eq!(chains(&v, &b), [("iptables ip filter INPUT".to_owned(), 6, false)], "{}", v["firewall"]);
+    let why = format!("{}\n{}", v["firewall"], v["probes"]);
+    assert_eq!(chains(&v, &a), [(format!("nftables ip filter INPUT{rule} @input"), 4, false)], "{why}");
+    assert_eq!(chains(&v, &b), [("iptables ip filter INPUT @input".to_owned(), 6, false)], "{why}");
 });
 
 root_test!(dnat_drop_shows_the_original_destination, {

@@ -97,6 +97,7 @@ pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
     ("firewall", "nft_drop_names_the_base_chain_and_the_jump_target"),
     ("firewall", "iptables_nft_and_legacy_drops_name_the_chain"),
     ("firewall", "dnat_drop_shows_the_original_destination"),
+    ("dropwatch", "dropwatch_counts_the_same_drops_per_location"),
 ];
 
 /// Modules the initramfs loads (with what they depend on) before it can mount the root.

@@ -528,6 +528,8 @@ pub(crate) struct FwFacts {
 /// Resolve `FwFacts` from vmlinux and the split BTF of the netfilter modules that are loaded.
 pub(crate) fn fw_facts(k: &mut KernelBtf, netfilter_drop: Option<u32>) -> FwFacts {
     let mut fw = FwOffsets { netfilter_drop_reason: netfilter_drop.unwrap_or(u32::MAX), ..FwOffsets::default() };
+    fw.state_hook = k.offset_of("nf_hook_state", &["hook"]).unwrap_or(u32::MAX);
+    fw.state_pf = k.offset_of("nf_hook_state", &["pf"]).unwrap_or(u32::MAX);
     let in_vmlinux = |k: &KernelBtf, s: &str| k.find(s, kind::STRUCT).next().is_some();
     let nft = if in_vmlinux(k, "nft_chain") {
         k.nft_offsets(&mut fw).map_err(|e| format!("{e:#}"))
