@@ -77,10 +77,22 @@ fn fw_ip6t_do_table(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn xt_enter(ctx: &ProbeContext, kind: u8) {
-    let skb: u64 = ctx.arg(cfg!(fw.xt_arg_skb) as usize).unwrap_or(0);
-    let state: u64 = ctx.arg(cfg!(fw.xt_arg_state) as usize).unwrap_or(0);
-    let table: u64 = ctx.arg(cfg!(fw.xt_arg_table) as usize).unwrap_or(0);
-    enter(skb, table, state, kind);
+    // Each argument read at a constant position, then picked by value: an argument read at a
+    // position from the config is a context access at a computed offset, which the verifier
+    // refuses ("dereference of modified ctx ptr"); `black_box` keeps LLVM from turning the
+    // pick back into one.
+    let a: [u64; 3] = [
+        core::hint::black_box(ctx.arg(0).unwrap_or(0)),
+        core::hint::black_box(ctx.arg(1).unwrap_or(0)),
+        core::hint::black_box(ctx.arg(2).unwrap_or(0)),
+    ];
+    let pick = |n: u32| match n {
+        0 => a[0],
+        1 => a[1],
+        2 => a[2],
+        _ => 0,
+    };
+    enter(pick(cfg!(fw.xt_arg_skb)), pick(cfg!(fw.xt_arg_table)), pick(cfg!(fw.xt_arg_state)), kind);
 }
 
 /// `nft_immediate_eval(const struct nft_expr *expr, struct nft_regs *regs, const struct
