@@ -436,6 +436,10 @@ pub const FW_JUMPS: usize = 4;
 pub struct FwSlot {
     /// The `sk_buff`.
     pub skb: u64,
+    /// Its `head`: an `sk_buff` freed and allocated again at the same address (slab reuse on
+    /// the same CPU is common) for a packet that a hook other than a chain drops (conntrack)
+    /// has another data buffer most of the time, and is not taken for the packet of the slot.
+    pub head: u64,
     /// `nft_chain *` (nft) or `xt_table *` (iptables).
     pub obj: u64,
     /// The chain of the immediate `drop` verdict, when found among the base chain and its

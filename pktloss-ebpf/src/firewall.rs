@@ -43,6 +43,7 @@ fn enter(skb: u64, obj: u64, state: u64, kind: u8) {
     // which the drop path sees as another packet (`skb` differs) and does not attribute.
     let s = unsafe { &mut *s };
     s.skb = skb;
+    s.head = get(skb, cfg!(offsets.skb_head));
     s.obj = obj;
     s.drop_chain = 0;
     s.handle = 0;
@@ -185,12 +186,14 @@ fn rule_handle(data: u64, expr: u64) -> u64 {
 /// and chain of the slot if the slot is this packet's.
 #[inline(never)]
 pub(crate) fn count_drop(skb: u64, rc: &RunCache) {
-    let Some(s) = FW_SLOT.get_ptr(0) else { return };
+    let Some(s) = FW_SLOT.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slot (see `enter`).
-    let s = unsafe { &*s };
-    if s.skb != skb || s.kind == 0 {
+    let s = unsafe { &mut *s };
+    if s.skb != skb || s.kind == 0 || s.head != get::<u64>(skb, cfg!(offsets.skb_head)) {
         return;
     }
+    // One traversal, one drop: a later free of this address is another packet's.
+    s.skb = 0;
     let Some(k) = FW_SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU scratch slot, wholly rewritten here.
     let k = unsafe { &mut *k };
