@@ -94,7 +94,10 @@ root_test!(nft_drop_names_the_base_chain_and_the_jump_target, {
         ns.send_udp(lo(7711), 5);
         ns.send_udp(lo(7712), 3);
     });
-    assert_eq!(netfilter_drops(&v, &ns), 8, "{}", v["netns_drops"]);
+    // Before 5.17 there is no NETFILTER_DROP: the probe says why it is not attached.
+    if pktloss_tests::kernel_has_reasons() {
+        assert_eq!(netfilter_drops(&v, &ns), 8, "{}", v["netns_drops"]);
+    }
     if !firewall_attached(&v) {
         return;
     }
@@ -130,8 +133,10 @@ root_test!(iptables_nft_and_legacy_drops_name_the_chain, {
     });
     // iptables-legacy's tables live in the namespace: delete the rule (the namespace goes too).
     b.exec(&["iptables-legacy", "-F", "INPUT"]);
-    assert_eq!(netfilter_drops(&v, &a), 4, "{}", v["netns_drops"]);
-    assert_eq!(netfilter_drops(&v, &b), 6, "{}", v["netns_drops"]);
+    if pktloss_tests::kernel_has_reasons() {
+        assert_eq!(netfilter_drops(&v, &a), 4, "{}", v["netns_drops"]);
+        assert_eq!(netfilter_drops(&v, &b), 6, "{}", v["netns_drops"]);
+    }
     if !firewall_attached(&v) {
         return;
     }
@@ -168,7 +173,7 @@ root_test!(dnat_drop_shows_the_original_destination, {
         .unwrap_or_default();
     assert_eq!(flows.iter().map(|f| f["count"].as_u64().unwrap_or(0)).sum::<u64>(), 3, "{}", v["flows"]);
     for f in &flows {
-        assert_eq!(f["reason"], "NO_SOCKET", "{f}");
+        assert_eq!(f["reason"], pktloss_tests::reason_name("NO_SOCKET"), "{f}");
         let orig = f["nat_original"].as_str().unwrap_or_default();
         assert!(orig.starts_with("127.0.0.1:") && orig.ends_with(" -> 10.96.0.10:80"), "{f}");
     }
