@@ -89,6 +89,10 @@ pub mod flag {
     /// The filter reads the device name ([`filter_word::DEV_NAME_LO`]): two more loads per
     /// drop, only when it asks for them.
     pub const FILTER_DEV_NAME: u32 = 512;
+    /// Attribute `NETFILTER_DROP` drops to the table and chain the firewall probes saw.
+    pub const FIREWALL: u32 = 1 << 20;
+    /// Record the conntrack original tuple of a dropped flow (at the start of a flow run).
+    pub const NAT: u32 = 1 << 21;
 }
 
 /// Atoms in a [`Filter`].
@@ -373,6 +377,186 @@ pub struct Config {
     pub location_keyed_reason: u32,
     /// What to count, with [`flag::FILTER`].
     pub filter: Filter,
+    /// The firewall and conntrack offsets, with [`flag::FIREWALL`] or [`flag::NAT`].
+    pub fw: FwOffsets,
+}
+
+/// Offsets and codes of the firewall-chain probes (`flag::FIREWALL`) and of the conntrack
+/// original tuple (`flag::NAT`), from the kernel's BTF (vmlinux and the netfilter modules'
+/// split BTF). `u32::MAX` where the kernel lacks one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FwOffsets {
+    /// The kernel's `SKB_DROP_REASON_NETFILTER_DROP`.
+    pub netfilter_drop_reason: u32,
+    /// `nft_pktinfo.skb`
+    pub pkt_skb: u32,
+    /// `nft_pktinfo.state` (or `xt.state`)
+    pub pkt_state: u32,
+    /// `nf_hook_state.hook` (u8)
+    pub state_hook: u32,
+    /// `nf_hook_state.pf` (u8)
+    pub state_pf: u32,
+    /// `nft_chain.name` (`char *`)
+    pub chain_name: u32,
+    /// `nft_chain.table`
+    pub chain_table: u32,
+    /// `nft_table.name` (`char *`)
+    pub table_name: u32,
+    /// `nft_table.family`: the byte offset of the u16 that holds it, and its shift and mask
+    /// in that u16 (a bitfield in most kernels).
+    pub table_family: u32,
+    pub table_family_shift: u32,
+    pub table_family_mask: u32,
+    /// `nft_chain.blob_gen_0` and `blob_gen_1` (5.17+; `u32::MAX` before: no jump targets)
+    pub chain_blob0: u32,
+    pub chain_blob1: u32,
+    /// `nft_rule_blob.size` and `.data`
+    pub blob_size: u32,
+    pub blob_data: u32,
+    /// `nft_immediate_expr.data` and `.dreg`, from the start of the `nft_expr` (its `data`
+    /// member plus the member offset)
+    pub imm_verdict: u32,
+    pub imm_chain: u32,
+    pub imm_dreg: u32,
+    /// `xt_table.name` (a `char[32]`)
+    pub xt_table_name: u32,
+    /// Argument positions of `ipt_do_table`/`ip6t_do_table`: skb, state, table.
+    pub xt_arg_skb: u32,
+    pub xt_arg_state: u32,
+    pub xt_arg_table: u32,
+    /// `sk_buff._nfct`
+    pub skb_nfct: u32,
+    /// `nf_conn.tuplehash` (the original direction's `tuple` is at its start)
+    pub ct_tuple: u32,
+    /// 1 when a rule blob is a sequence of 8-byte `nft_rule_dp` headers (`is_last:1, dlen:12,
+    /// handle:42`) each followed by its expressions: the drop's rule handle is then found.
+    pub rule_walk: u32,
+}
+
+impl Default for FwOffsets {
+    fn default() -> Self {
+        Self {
+            netfilter_drop_reason: u32::MAX,
+            pkt_skb: u32::MAX,
+            pkt_state: u32::MAX,
+            state_hook: u32::MAX,
+            state_pf: u32::MAX,
+            chain_name: u32::MAX,
+            chain_table: u32::MAX,
+            table_name: u32::MAX,
+            table_family: u32::MAX,
+            table_family_shift: 0,
+            table_family_mask: 0,
+            chain_blob0: u32::MAX,
+            chain_blob1: u32::MAX,
+            blob_size: u32::MAX,
+            blob_data: u32::MAX,
+            imm_verdict: u32::MAX,
+            imm_chain: u32::MAX,
+            imm_dreg: u32::MAX,
+            xt_table_name: u32::MAX,
+            xt_arg_skb: u32::MAX,
+            xt_arg_state: u32::MAX,
+            xt_arg_table: u32::MAX,
+            skb_nfct: u32::MAX,
+            ct_tuple: u32::MAX,
+            rule_walk: 0,
+        }
+    }
+}
+
+/// Which netfilter walker saw a packet last ([`FwSlot::kind`], [`FwKey::kind`]).
+pub mod fw_kind {
+    pub const NFT: u8 = 1;
+    pub const IPT: u8 = 2;
+    pub const IP6T: u8 = 3;
+}
+
+/// Bytes of a table name and of a chain name in a [`FwKey`] (longer names are cut).
+pub const FW_TABLE_LEN: usize = 32;
+pub const FW_CHAIN_LEN: usize = 64;
+/// Jump targets remembered per traversal ([`FwSlot::jumps`]).
+pub const FW_JUMPS: usize = 4;
+
+/// The last netfilter table a packet entered on this CPU (per-CPU, written by the firewall
+/// probes, read by the drop path when the reason is `NETFILTER_DROP`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwSlot {
+    /// The `sk_buff`.
+    pub skb: u64,
+    /// Its `head`: an `sk_buff` freed and allocated again at the same address (slab reuse on
+    /// the same CPU is common) for a packet that a hook other than a chain drops (conntrack)
+    /// has another data buffer most of the time, and is not taken for the packet of the slot.
+    pub head: u64,
+    /// `nft_chain *` (nft) or `xt_table *` (iptables).
+    pub obj: u64,
+    /// The chain of the immediate `drop` verdict, when found among the base chain and its
+    /// jump targets (nft, 5.17+), else 0 (the base chain's policy or another expression).
+    pub drop_chain: u64,
+    /// The rule handle of that verdict (0: unknown).
+    pub handle: u64,
+    /// Jump and goto targets taken in this traversal.
+    pub jumps: [u64; FW_JUMPS],
+    pub njumps: u32,
+    pub kind: u8,
+    pub pf: u8,
+    pub hook: u8,
+    pub pad: u8,
+}
+
+/// Key of the exact firewall-drop counters: the flow and the table, chain and rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FwKey {
+    pub flow: FlowKey,
+    /// nft rule handle, 0 when unknown.
+    pub handle: u64,
+    /// [`fw_kind`]
+    pub kind: u8,
+    /// `NFPROTO_*` of the hook (2 ipv4, 10 ipv6, 1 inet...).
+    pub pf: u8,
+    /// `NF_INET_*` hook number.
+    pub hook: u8,
+    /// 1 when the chain is a jump target found by the `drop` verdict, 0 the base chain.
+    pub jumped: u8,
+    pub pad: u32,
+    pub table: [u8; FW_TABLE_LEN],
+    pub chain: [u8; FW_CHAIN_LEN],
+}
+
+impl Default for FwKey {
+    fn default() -> Self {
+        Self {
+            flow: FlowKey::default(),
+            handle: 0,
+            kind: 0,
+            pf: 0,
+            hook: 0,
+            jumped: 0,
+            pad: 0,
+            table: [0; FW_TABLE_LEN],
+            chain: [0; FW_CHAIN_LEN],
+        }
+    }
+}
+
+/// The conntrack original-direction tuple of a dropped packet's connection (`flag::NAT`),
+/// kept per flow when it differs from the packet's own addresses or ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NatTuple {
+    pub saddr: [u8; 16],
+    /// Network order, as in the kernel's tuple.
+    pub sport: u16,
+    /// `AF_INET`/`AF_INET6`
+    pub l3num: u16,
+    pub daddr: [u8; 16],
+    /// Network order.
+    pub dport: u16,
+    pub protonum: u8,
+    pub dir: u8,
 }
 
 /// [`Config::location_keyed_reason`] when no reason's flows are keyed by location.
@@ -640,6 +824,9 @@ mod pod {
     unsafe impl aya::Pod for super::RunCache {}
     unsafe impl aya::Pod for super::NetnsKey {}
     unsafe impl aya::Pod for super::XdpExcKey {}
+    unsafe impl aya::Pod for super::FwKey {}
+    unsafe impl aya::Pod for super::FwSlot {}
+    unsafe impl aya::Pod for super::NatTuple {}
 }
 
 #[cfg(test)]
@@ -652,6 +839,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 64);
         assert_eq!(size_of::<DevKey>(), 8);
         assert_eq!(size_of::<NetnsKey>(), 24);
+        assert_eq!(size_of::<FwKey>(), 64 + 16 + FW_TABLE_LEN + FW_CHAIN_LEN);
+        assert_eq!(size_of::<NatTuple>(), 40);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
         assert_eq!(DROP_EVENT_HEADER, 136);
         assert_eq!(event_bytes(0), 136);

@@ -44,7 +44,7 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
         let len: u32 = M::get(h.skb(), cfg!(offsets.skb_len)).unwrap_or(0);
         rc.drop_bytes_pending += u64::from(len);
     }
-    if flags & (flag::FLOWS | flag::DETAIL) == 0 {
+    if flags & (flag::FLOWS | flag::DETAIL | flag::FIREWALL) == 0 {
         return;
     }
     if flags & flag::FLOWS != 0 {
@@ -63,6 +63,10 @@ pub(crate) fn on_drop<H: Hook, M: Mem>(h: H) {
                 new_flow_run::<H, M>(h, rc);
             }
         }
+    }
+    // A constant of the frozen config: without the firewall probes the verifier drops this.
+    if cfg!(flags) & flag::FIREWALL != 0 && h.reason() == cfg!(fw.netfilter_drop_reason) {
+        crate::firewall::count_drop(h.skb(), rc);
     }
     if cfg!(flags) & flag::DETAIL == 0 {
         return;
@@ -110,6 +114,9 @@ fn new_flow_run<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
     set_raw_flow::<H, M>(h, rc);
     rc.flow_drop_reason = h.reason();
     rc.flow_pending = 1;
+    if cfg!(flags) & flag::NAT != 0 {
+        crate::firewall::record_nat::<M>(h.skb(), &rc.flow_key);
+    }
 }
 
 /// Add the flow run that just ended to the per-namespace run (same namespace, device and

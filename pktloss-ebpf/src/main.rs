@@ -12,6 +12,7 @@ mod counting;
 mod detail;
 mod drop;
 mod filter;
+mod firewall;
 mod flow;
 mod hook;
 mod maps;

@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropKey, FlowKey, NetnsKey, RunCache, XdpExcKey, stat};
+use pktloss_common::{DevKey, DropKey, FlowKey, FwKey, FwSlot, NatTuple, NetnsKey, RunCache, XdpExcKey, stat};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -64,3 +64,23 @@ pub(crate) static RESET_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_en
 /// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
 #[map]
 pub(crate) static XDP_EXCEPTIONS: PerCpuHashMap<XdpExcKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// The last netfilter chain or table each CPU's packet entered (`firewall.rs`).
+#[map]
+pub(crate) static FW_SLOT: PerCpuArray<FwSlot> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch key of the firewall-drop count.
+#[map]
+pub(crate) static FW_SCRATCH: PerCpuArray<FwKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exact `NETFILTER_DROP` drops per (flow, table, chain, rule) (`flag::FIREWALL`).
+#[map]
+pub(crate) static FW_DROPS: PerCpuHashMap<FwKey, u64> = PerCpuHashMap::with_max_entries(2048, 0);
+
+/// The conntrack original tuple of dropped flows whose packets were translated (`flag::NAT`).
+#[map]
+pub(crate) static NAT_ORIG: LruHashMap<FlowKey, NatTuple> = LruHashMap::with_max_entries(4096, 0);
+
+/// Scratch slot of the conntrack tuple read at the start of a flow run.
+#[map]
+pub(crate) static NAT_SCRATCH: PerCpuArray<NatTuple> = PerCpuArray::with_max_entries(1, 0);

@@ -138,6 +138,56 @@ pub(crate) struct FlowCount {
     pub comm: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pid: u32,
+    /// The firewall chain that dropped this flow's packets (`NETFILTER_DROP`), as
+    /// [`FirewallDrop::label`] says it; the one with most drops when several did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chain: String,
+    /// The connection's original tuple before NAT (conntrack's original direction,
+    /// `SRC:PORT -> DST:PORT`), when it is not the packet's own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nat_original: String,
+}
+
+/// Exact `NETFILTER_DROP` drops of one firewall chain (or rule) in one namespace, read at the
+/// drop by the firewall probes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FirewallDrop {
+    /// "nftables", "iptables" or "ip6tables" (`iptables-nft` rules are nftables chains).
+    pub backend: String,
+    /// nft table family ("ip", "ip6", "inet", "arp", "bridge", "netdev"); "ip"/"ip6" for
+    /// `x_tables`.
+    pub family: String,
+    pub table: String,
+    /// The chain: nft's chain name; for `x_tables` the built-in chain of the hook.
+    pub chain: String,
+    /// The hook ("input", "forward"...).
+    pub hook: String,
+    /// The nft rule handle of the `drop` verdict; 0 when not known (a chain policy, a verdict
+    /// from a map or another expression, or a kernel before 5.17).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub handle: u64,
+    /// The chain is a jump target of the base chain the packet entered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jumped: bool,
+    pub netns: u32,
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub netns_cookie: u64,
+    pub count: u64,
+}
+
+impl FirewallDrop {
+    /// `nftables inet filter input`, `nftables ip filter blocked rule 4`, `iptables filter INPUT`.
+    pub(crate) fn label(&self) -> String {
+        let mut s = if self.backend == "nftables" {
+            format!("nftables {} {} {}", self.family, self.table, self.chain)
+        } else {
+            format!("{} {} {}", self.backend, self.table, self.chain)
+        };
+        if self.handle != 0 {
+            let _ = std::fmt::Write::write_fmt(&mut s, format_args!(" rule {}", self.handle));
+        }
+        s
+    }
 }
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
@@ -439,6 +489,12 @@ pub(crate) struct Sample {
     /// First bytes of the packet, hex-encoded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data_hex: String,
+    /// The firewall chain of its flow (see [`FlowCount::chain`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chain: String,
+    /// The connection's original tuple before NAT (see [`FlowCount::nat_original`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nat_original: String,
 }
 
 impl Sample {
@@ -706,6 +762,10 @@ pub(crate) struct Summary {
     /// TCP resets sent, by reason and flow (`tcp:tcp_send_reset`).
     #[serde(default, skip_serializing_if = "Resets::is_empty")]
     pub resets: Resets,
+    /// Exact `NETFILTER_DROP` drops per firewall chain and rule, read at the drop (largest
+    /// first); empty where the firewall probes cannot attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall: Vec<FirewallDrop>,
 }
 
 impl Summary {

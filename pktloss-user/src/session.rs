@@ -76,7 +76,7 @@ pub(crate) struct Session {
 impl Session {
     /// Start tracing with these options.
     pub(crate) fn start(mut opts: Options) -> Result<Self> {
-        let kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
+        let mut kbtf = KernelBtf::load().map_err(Error::KernelInterface)?;
         let reasons = ReasonTable::new(kbtf.drop_reasons());
         let reset_reasons = ReasonTable::new(kbtf.reset_reasons());
         let detail_budget = if opts.detail { opts.detail_budget.map(u64::from) } else { Some(0) };
@@ -84,6 +84,7 @@ impl Session {
         let start_mono = mono_ns();
         let (hostname, kernel) = host_facts();
         let mut facts = crate::kernel::tracer::KernelFacts::from_btf(&kbtf).with_release(&kernel);
+        facts.fw = Some(crate::kernel::btf::fw_facts(&mut kbtf, reasons.code("NETFILTER_DROP")));
         // Free the parsed BTF before aya parses its own copy: halves the peak RSS.
         drop(kbtf);
         crate::kernel::tracer::check_privileges()?;
@@ -95,6 +96,12 @@ impl Session {
             Kallsyms::default()
         });
         facts.has_tcp_drop = syms.contains("tcp_drop");
+        facts.fw_syms = crate::kernel::tracer::FwSyms {
+            nft_do_chain: syms.contains("nft_do_chain"),
+            nft_immediate_eval: syms.contains("nft_immediate_eval"),
+            ipt_do_table: syms.contains("ipt_do_table"),
+            ip6t_do_table: syms.contains("ip6t_do_table"),
+        };
         facts.not_specified = reasons.code("NOT_SPECIFIED");
         if let Some(f) = &opts.filter {
             let resolver =

@@ -95,6 +95,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
         stack_id: 3,
         data_start: start.into(),
         data_hex: hex_encode(&data),
+        chain: String::new(),
+        nat_original: String::new(),
     };
     let summary = Summary {
         hostname: "testhost".into(),
@@ -157,6 +159,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
             count: 2,
             comm: "nc".into(),
             pid: 1234,
+            chain: String::new(),
+            nat_original: String::new(),
         }],
         devices: vec![DeviceCount {
             ifindex: 2,
@@ -189,6 +193,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         detail: DetailStats { delivered: 3, lost_budget: 0, lost_ringbuf: 0, budget_per_sec: Some(1000) },
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
+        firewall: vec![],
         netns_drops: vec![
             NetnsDropCount { netns: NS, netns_cookie: 4097, ifindex: 2, reason: "NO_SOCKET".into(), code: 3, count: 2 },
             NetnsDropCount {

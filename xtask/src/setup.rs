@@ -17,6 +17,8 @@ use crate::util::{self, home, is_root, output, run};
 pub(crate) const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
+    // The side-by-side test with dropwatch (a peer as the oracle) in the kernel matrix.
+    "dropwatch",
     "conntrack",
     "ethtool",
     "tshark",

@@ -182,6 +182,10 @@ pub(crate) const KERNEL_INDEPENDENT_TESTS: &[(&str, &str)] = &[
     ("foundation", "missing_kernel_features_are_clear_errors"),
     ("caps", "each_missing_capability_is_one_line"),
     ("filter", "a_bad_filter_is_one_line_and_exit_2"),
+    ("firewall", "nft_drop_names_the_base_chain_and_the_jump_target"),
+    ("firewall", "iptables_nft_and_legacy_drops_name_the_chain"),
+    ("firewall", "dnat_drop_shows_the_original_destination"),
+    ("dropwatch", "dropwatch_counts_the_same_drops_per_location"),
 ];
 
 /// What the arm64 guest shows with the aarch64 binary: exact `NO_SOCKET` count = the kernel's

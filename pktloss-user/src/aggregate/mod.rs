@@ -1,4 +1,6 @@
 //! Aggregate step: exact kernel counters plus sampled detail events into a [`Summary`].
+mod firewall;
+
 use std::collections::{BTreeMap, HashMap};
 
 use pktloss_common::{DevKey, DropEvent, FlowKey, stat};
@@ -38,6 +40,8 @@ pub(crate) struct Aggregator {
     /// Most samples kept (the first ones; later events are still counted).
     pub max_samples: usize,
     samples: Vec<Sample>,
+    /// The flow key of each sample (to give it its flow's chain and NAT tuple).
+    sample_flows: Vec<FlowKey>,
     delivered: u64,
     /// A process seen per flow, from detail events. Bounded: each summary keeps only the flows
     /// the kernel's table still holds, and past [`MAX_FLOW_PROCESSES`] between two summaries
@@ -72,6 +76,7 @@ impl Aggregator {
             start_mono_ns,
             max_samples: 1000,
             samples: Vec::new(),
+            sample_flows: Vec::new(),
             delivered: 0,
             flow_process: HashMap::new(),
             flow_process_resets: 0,
@@ -108,6 +113,7 @@ impl Aggregator {
         }
         if self.samples.len() < self.max_samples {
             let (src, dst) = decode::addr_strings(&ev.flow);
+            self.sample_flows.push(ev.flow);
             self.samples.push(Sample {
                 t_ns: ev.ts_ns.saturating_sub(self.start_mono_ns),
                 reason: self.reasons.name(code),
@@ -142,6 +148,8 @@ impl Aggregator {
                 stack_id: ev.stack_id,
                 data_start: decode::data_start_name(ev.data_start).to_owned(),
                 data_hex: decode::hex(decode::packet_bytes(ev)),
+                chain: String::new(),
+                nat_original: String::new(),
             });
         }
     }
@@ -226,6 +234,8 @@ impl Aggregator {
                 count: *c,
             })
             .collect();
+        let chains = firewall::chain_by_flow(&raw.firewall);
+        let nat: HashMap<FlowKey, String> = raw.nat.iter().map(|(k, t)| (*k, firewall::nat_text(t))).collect();
         // Every flow the table holds (8192 at most): JSON is complete; text cuts and says so.
         for (k, c) in &raw.flows {
             let (src, dst) = decode::addr_strings(k);
@@ -249,7 +259,14 @@ impl Aggregator {
                 count: *c,
                 comm: self.flow_process.get(k).map(|p| p.0.clone()).unwrap_or_default(),
                 pid: self.flow_process.get(k).map_or(0, |p| p.1),
+                chain: chains.get(k).cloned().unwrap_or_default(),
+                nat_original: nat.get(k).cloned().unwrap_or_default(),
             });
+        }
+        let mut samples = self.samples.clone();
+        for (s, k) in samples.iter_mut().zip(&self.sample_flows) {
+            s.chain = chains.get(k).cloned().unwrap_or_default();
+            s.nat_original = nat.get(k).cloned().unwrap_or_default();
         }
 
         let mut devs: BTreeMap<DevKey, (u64, u64)> = BTreeMap::new();
@@ -350,7 +367,7 @@ impl Aggregator {
             },
             flow_table,
             warnings,
-            samples: self.samples.clone(),
+            samples,
             // Named by the session, which reads /proc (see `Summary::name_namespaces`).
             namespaces: Vec::new(),
             netns_drops,
@@ -376,6 +393,7 @@ impl Aggregator {
                 })
                 .collect(),
             resets,
+            firewall: firewall::firewall_drops(&raw.firewall),
         }
     }
 
@@ -505,6 +523,8 @@ mod tests {
             ],
             resets: vec![],
             xdp_exceptions: vec![],
+            firewall: vec![],
+            nat: vec![],
         }
     }
 

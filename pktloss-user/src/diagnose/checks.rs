@@ -161,6 +161,17 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
     let flows = drop_flows(cx, &["NETFILTER_DROP"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
+    // The chains the firewall probes saw drop, exact and read at the drop.
+    for d in cx.input.summary.firewall.iter().take(5) {
+        let how = if d.jumped { " (a jump target)" } else { "" };
+        ev.push(format!(
+            "{} {} dropped in chain {}{how}, hook {}",
+            cx.tag(d.netns),
+            if d.count == 1 { "1 packet".to_owned() } else { format!("{} packets", d.count) },
+            d.label(),
+            d.hook
+        ));
+    }
     for c in &checks {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);

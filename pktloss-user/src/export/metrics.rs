@@ -24,6 +24,8 @@ use crate::{
 
 /// The label of everything past a bound.
 const OTHER: &str = "other";
+/// Firewall chains with a series of their own.
+const MAX_CHAINS: usize = 64;
 
 /// Bounds and options of the metric set.
 #[derive(Clone, Debug)]
@@ -80,6 +82,10 @@ pub(crate) struct MetricsState {
     /// Exact drops by device of the host's namespace.
     devices: BTreeMap<String, u64>,
     devices_other: u64,
+    /// Exact `NETFILTER_DROP` drops by firewall chain (label of `FirewallDrop`), the first
+    /// `MAX_CHAINS` seen; the rest under `chain="other"`.
+    chains: BTreeMap<String, u64>,
+    chains_other: u64,
     /// Per-namespace series (opt-in), by namespace identity.
     netns: BTreeMap<NetnsId, NetnsSeries>,
     /// Drops of namespaces past `max_netns`, by reason.
@@ -146,6 +152,8 @@ impl MetricsState {
             fn_last: BTreeMap::new(),
             devices: BTreeMap::new(),
             devices_other: 0,
+            chains: BTreeMap::new(),
+            chains_other: 0,
             netns: BTreeMap::new(),
             netns_other: BTreeMap::new(),
             netns_other_last: BTreeMap::new(),
@@ -210,7 +218,26 @@ impl MetricsState {
             *e = (*e).max(r.count);
         }
         self.observe_devices(s);
+        self.observe_chains(s);
         self.observe_netns(s, living, now)
+    }
+
+    /// Firewall chains, from the exact counts read at the drop (summed over namespaces).
+    fn observe_chains(&mut self, s: &Summary) {
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for d in &s.firewall {
+            *by.entry(d.label()).or_default() += d.count;
+        }
+        let mut other = 0;
+        for (label, n) in by {
+            if self.chains.contains_key(&label) || self.chains.len() < MAX_CHAINS {
+                let e = self.chains.entry(label).or_default();
+                *e = (*e).max(n);
+            } else {
+                other += n;
+            }
+        }
+        self.chains_other = self.chains_other.max(other);
     }
 
     /// Devices of the host's namespace, from the exact per-device counts of the summary.
@@ -483,6 +510,21 @@ impl Snapshot {
             f.add(vec![("device", OTHER.to_owned())], m.devices_other);
         }
         fams.push(f);
+
+        if !m.chains.is_empty() {
+            let mut f = Family::new(
+                "firewall_chain_drops",
+                "NETFILTER_DROP drops by firewall chain (backend, table, chain and rule), read at the drop (the first 64 chains seen have their own series, the rest are chain=\"other\").",
+                true,
+            );
+            for (c, n) in &m.chains {
+                f.add(vec![("chain", c.clone())], *n);
+            }
+            if m.chains_other > 0 {
+                f.add(vec![("chain", OTHER.to_owned())], m.chains_other);
+            }
+            fams.push(f);
+        }
 
         if m.limits.max_netns > 0 {
             let mut f = Family::new(

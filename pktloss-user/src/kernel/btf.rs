@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use pktloss_common::{KfreeBtfArgs, Offsets};
+use pktloss_common::{FwOffsets, KfreeBtfArgs, Offsets};
 
 /// Where the kernel exposes its own BTF.
 pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -55,6 +55,9 @@ pub(crate) struct KernelBtf {
     strings: std::ops::Range<usize>,
     /// Byte offset of each type's header; index = type id (0 = void, unused).
     types: Vec<u32>,
+    /// While a module's split BTF is appended (`with_module`): the length of the base string
+    /// section and where the module's strings are.
+    split: Option<(u32, std::ops::Range<usize>)>,
 }
 
 fn u16_at(d: &[u8], off: usize) -> Option<u16> {
@@ -102,36 +105,74 @@ impl KernelBtf {
             bail!("BTF sections extend past the end of the data");
         }
         let mut types = vec![0u32];
-        let mut off = t_start;
-        while off < t_end {
-            let info = u32_at(&data, off + 4).ok_or_else(bad)?;
-            let vlen = (info & 0xffff) as usize;
-            let k = (info >> 24) & 0x1f;
-            let extra = match k {
-                kind::INT | kind::VAR | kind::DECL_TAG => 4,
-                kind::ARRAY => 12,
-                kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen,
-                kind::ENUM | kind::FUNC_PROTO => 8 * vlen,
-                kind::PTR
-                | kind::FWD
-                | kind::TYPEDEF
-                | kind::VOLATILE
-                | kind::CONST
-                | kind::RESTRICT
-                | kind::FUNC
-                | kind::FLOAT
-                | kind::TYPE_TAG => 0,
-                other => bail!("unknown BTF kind {other} at byte {off}"),
-            };
-            types.push(u32::try_from(off).map_err(|_| anyhow!("BTF too large"))?);
-            off += 12 + extra;
-        }
-        if off != t_end {
-            bail!("BTF type section is truncated");
-        }
-        Ok(Self { data, strings: s_start..s_end, types })
+        scan_types(&data, t_start, t_end, &mut types)?;
+        Ok(Self { data, strings: s_start..s_end, types, split: None })
     }
 
+    /// Run `f` on this BTF with the split BTF of a loaded module (`/sys/kernel/btf/MODULE`)
+    /// appended, then take it away again. `None` when the module has no BTF (not loaded, or
+    /// built in: then its types are in vmlinux).
+    pub(crate) fn with_module<R>(&mut self, module: &str, f: impl FnOnce(&Self) -> R) -> Option<R> {
+        let path = Path::new("/sys/kernel/btf").join(module);
+        let data = std::fs::read(&path).ok()?;
+        let (base_len, base_types) = (self.data.len(), self.types.len());
+        let base_str_len = u32::try_from(self.strings.len()).ok()?;
+        let hdr = |o: usize| u32_at(&data, o).map(|v| v as usize);
+        let (hdr_len, type_off, type_len, str_off, str_len) = (hdr(4)?, hdr(8)?, hdr(12)?, hdr(16)?, hdr(20)?);
+        if u16_at(&data, 0)? != BTF_MAGIC
+            || hdr_len + type_off + type_len > data.len()
+            || hdr_len + str_off + str_len > data.len()
+        {
+            return None;
+        }
+        self.data.reserve_exact(data.len());
+        self.data.extend_from_slice(&data);
+        let t_start = base_len + hdr_len + type_off;
+        let s_start = base_len + hdr_len + str_off;
+        let ok = scan_types(&self.data, t_start, t_start + type_len, &mut self.types).is_ok();
+        self.split = Some((base_str_len, s_start..s_start + str_len));
+        let out = ok.then(|| f(self));
+        self.split = None;
+        self.types.truncate(base_types);
+        self.data.truncate(base_len);
+        out
+    }
+}
+
+/// Append the byte offset of each type header in `data[t_start..t_end]` to `types`.
+fn scan_types(data: &[u8], t_start: usize, t_end: usize, types: &mut Vec<u32>) -> Result<()> {
+    let bad = || anyhow!("truncated or malformed BTF header");
+    let mut off = t_start;
+    while off < t_end {
+        let info = u32_at(data, off + 4).ok_or_else(bad)?;
+        let vlen = (info & 0xffff) as usize;
+        let k = (info >> 24) & 0x1f;
+        let extra = match k {
+            kind::INT | kind::VAR | kind::DECL_TAG => 4,
+            kind::ARRAY => 12,
+            kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen,
+            kind::ENUM | kind::FUNC_PROTO => 8 * vlen,
+            kind::PTR
+            | kind::FWD
+            | kind::TYPEDEF
+            | kind::VOLATILE
+            | kind::CONST
+            | kind::RESTRICT
+            | kind::FUNC
+            | kind::FLOAT
+            | kind::TYPE_TAG => 0,
+            other => bail!("unknown BTF kind {other} at byte {off}"),
+        };
+        types.push(u32::try_from(off).map_err(|_| anyhow!("BTF too large"))?);
+        off += 12 + extra;
+    }
+    if off != t_end {
+        bail!("BTF type section is truncated");
+    }
+    Ok(())
+}
+
+impl KernelBtf {
     /// Number of types (including void).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -155,8 +196,11 @@ impl KernelBtf {
     }
 
     fn name(&self, name_off: u32) -> &str {
-        let start = self.strings.start + name_off as usize;
-        let Some(rest) = self.data.get(start..self.strings.end) else { return "" };
+        let (start, end) = match &self.split {
+            Some((base, r)) if name_off >= *base => (r.start + (name_off - base) as usize, r.end),
+            _ => (self.strings.start + name_off as usize, self.strings.end),
+        };
+        let Some(rest) = self.data.get(start..end) else { return "" };
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
         std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
@@ -267,6 +311,91 @@ impl KernelBtf {
             sock_state: self.offset_of("sock", &["__sk_common", "skc_state"])?,
             socket_ino: self.offset_of("socket_alloc", &["vfs_inode"])? + self.offset_of("inode", &["i_ino"])?,
         })
+    }
+
+    /// Parameter types of function `func` (`FUNC` of this BTF): for each, the pointee struct
+    /// name of a pointer ("void" for `void *`), else "".
+    fn func_params(&self, func: &str) -> Option<Vec<String>> {
+        let id = self.find(func, kind::FUNC).next()?;
+        let proto = self.ty(self.ty(id)?.size_or_type).filter(|t| t.kind == kind::FUNC_PROTO)?;
+        Some(
+            (0..proto.vlen as usize)
+                .map(|i| {
+                    let tid = u32_at(&self.data, proto.extra + i * 8 + 4).unwrap_or(0);
+                    match self.ty(self.strip(tid)) {
+                        Some(t) if t.kind == kind::PTR => match self.ty(self.strip(t.size_or_type)) {
+                            Some(p) if matches!(p.kind, kind::STRUCT | kind::FWD) => self.name(p.name_off).to_owned(),
+                            _ => "void".to_owned(),
+                        },
+                        _ => String::new(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Bit offset and bitfield size (0: not a bitfield) of a direct member of struct `sname`.
+    fn member_bits(&self, sname: &str, member: &str) -> Option<(u32, u32)> {
+        let t = self.ty(self.find(sname, kind::STRUCT).next()?)?;
+        self.members(&t).iter().find(|m| m.0 == member).map(|m| (m.2, m.3))
+    }
+
+    /// Whether struct `sname` has a bitfield `member` at bit `bit` of `bits` bits.
+    fn bitfield_at(&self, sname: &str, member: &str, bit: u32, bits: u32) -> bool {
+        self.find(sname, kind::STRUCT)
+            .next()
+            .and_then(|id| self.ty(id))
+            .is_some_and(|t| self.members(&t).iter().any(|m| m.0 == member && m.2 == bit && m.3 == bits))
+    }
+
+    /// The `nf_tables` offsets of `fw` (from this BTF, vmlinux plus the module's if appended).
+    fn nft_offsets(&self, fw: &mut FwOffsets) -> Result<()> {
+        fw.pkt_skb = self.offset_of("nft_pktinfo", &["skb"])?;
+        fw.pkt_state =
+            self.offset_of("nft_pktinfo", &["state"]).or_else(|_| self.offset_of("nft_pktinfo", &["xt", "state"]))?;
+        fw.chain_name = self.offset_of("nft_chain", &["name"])?;
+        fw.chain_table = self.offset_of("nft_chain", &["table"])?;
+        fw.table_name = self.offset_of("nft_table", &["name"])?;
+        if let Some((bit, bits)) = self.member_bits("nft_table", "family") {
+            let bits = if bits == 0 { 8 } else { bits };
+            if bits <= 8 {
+                fw.table_family = (bit / 16) * 2;
+                fw.table_family_shift = bit % 16;
+                fw.table_family_mask = (1 << bits) - 1;
+            }
+        }
+        let imm = self.offset_of("nft_expr", &["data"])?;
+        fw.imm_verdict = imm + self.offset_of("nft_immediate_expr", &["data", "verdict", "code"])?;
+        fw.imm_chain = imm + self.offset_of("nft_immediate_expr", &["data", "verdict", "chain"])?;
+        fw.imm_dreg = imm + self.offset_of("nft_immediate_expr", &["dreg"])?;
+        // 5.17+: each chain's rules in one blob, for the jump targets and the rule handle.
+        if let (Ok(b0), Ok(b1), Ok(size), Ok(data)) = (
+            self.offset_of("nft_chain", &["blob_gen_0"]),
+            self.offset_of("nft_chain", &["blob_gen_1"]),
+            self.offset_of("nft_rule_blob", &["size"]),
+            self.offset_of("nft_rule_blob", &["data"]),
+        ) {
+            (fw.chain_blob0, fw.chain_blob1, fw.blob_size, fw.blob_data) = (b0, b1, size, data);
+            fw.rule_walk = u32::from(
+                self.bitfield_at("nft_rule_dp", "is_last", 0, 1)
+                    && self.bitfield_at("nft_rule_dp", "dlen", 1, 12)
+                    && self.bitfield_at("nft_rule_dp", "handle", 13, 42),
+            );
+        }
+        Ok(())
+    }
+
+    /// The `x_tables` offsets of `fw` from `ipt_do_table`'s prototype (`func`).
+    fn xt_offsets(&self, func: &str, fw: &mut FwOffsets) -> Result<()> {
+        let params = self.func_params(func).ok_or_else(|| anyhow!("BTF has no function {func}"))?;
+        let pos = |n: &str| params.iter().position(|p| p == n).map(|p| p as u32);
+        fw.xt_arg_skb = pos("sk_buff").ok_or_else(|| anyhow!("{func} has no sk_buff argument"))?;
+        fw.xt_arg_state = pos("nf_hook_state").ok_or_else(|| anyhow!("{func} has no nf_hook_state argument"))?;
+        // The table: `struct xt_table *` before 5.16, `void *priv` since.
+        fw.xt_arg_table =
+            pos("xt_table").or_else(|| pos("void")).ok_or_else(|| anyhow!("{func} has no table argument"))?;
+        fw.xt_table_name = self.offset_of("xt_table", &["name"])?;
+        Ok(())
     }
 
     /// Parameters of a tracepoint's BTF prototype (`btf_trace_NAME`), without the leading
@@ -400,6 +529,69 @@ impl KernelBtf {
         out.dedup_by_key(|(v, _)| *v);
         out
     }
+}
+
+/// What the firewall-chain probes and the NAT tuple need from BTF, and why a part is missing.
+#[derive(Clone, Debug)]
+pub(crate) struct FwFacts {
+    pub offsets: FwOffsets,
+    /// `nf_tables` offsets resolved (its module loaded or built in).
+    pub nft: Result<(), String>,
+    /// `ipt_do_table` and `ip6t_do_table` resolved.
+    pub ipt: Result<(), String>,
+    pub ip6t: Result<(), String>,
+    /// The conntrack tuple offsets resolved.
+    pub nat: Result<(), String>,
+}
+
+/// Resolve `FwFacts` from vmlinux and the split BTF of the netfilter modules that are loaded.
+pub(crate) fn fw_facts(k: &mut KernelBtf, netfilter_drop: Option<u32>) -> FwFacts {
+    let mut fw = FwOffsets { netfilter_drop_reason: netfilter_drop.unwrap_or(u32::MAX), ..FwOffsets::default() };
+    fw.state_hook = k.offset_of("nf_hook_state", &["hook"]).unwrap_or(u32::MAX);
+    fw.state_pf = k.offset_of("nf_hook_state", &["pf"]).unwrap_or(u32::MAX);
+    let in_vmlinux = |k: &KernelBtf, s: &str| k.find(s, kind::STRUCT).next().is_some();
+    let nft = if in_vmlinux(k, "nft_chain") {
+        k.nft_offsets(&mut fw).map_err(|e| format!("{e:#}"))
+    } else {
+        k.with_module("nf_tables", |k| k.nft_offsets(&mut fw).map_err(|e| format!("{e:#}")))
+            .unwrap_or_else(|| Err("nf_tables is not loaded".to_owned()))
+    };
+    let mut xt = |k: &mut KernelBtf, module: &str, func: &str| {
+        if k.find(func, kind::FUNC).next().is_some() {
+            k.xt_offsets(func, &mut fw).map_err(|e| format!("{e:#}"))
+        } else {
+            k.with_module(module, |k| k.xt_offsets(func, &mut fw).map_err(|e| format!("{e:#}")))
+                .unwrap_or_else(|| Err(format!("{module} is not loaded")))
+        }
+    };
+    let ipt = xt(k, "ip_tables", "ipt_do_table");
+    let ip6t = xt(k, "ip6_tables", "ip6t_do_table");
+    let ct = |k: &KernelBtf, fw: &mut FwOffsets| -> Result<(), String> {
+        let off = |s: &str, p: &[&str]| k.offset_of(s, p).map_err(|e| format!("{e:#}"));
+        // `NatTuple` is the tuple's layout: check it.
+        let layout = [
+            off("nf_conntrack_tuple", &["src", "u"])?,
+            off("nf_conntrack_tuple", &["src", "l3num"])?,
+            off("nf_conntrack_tuple", &["dst", "u3"])?,
+            off("nf_conntrack_tuple", &["dst", "u"])?,
+            off("nf_conntrack_tuple", &["dst", "protonum"])?,
+        ];
+        if layout != [16, 18, 20, 36, 38] {
+            return Err(format!("unexpected layout of struct nf_conntrack_tuple: {layout:?}"));
+        }
+        fw.ct_tuple = off("nf_conn", &["tuplehash"])? + off("nf_conntrack_tuple_hash", &["tuple"])?;
+        Ok(())
+    };
+    fw.skb_nfct = k.offset_of("sk_buff", &["_nfct"]).unwrap_or(u32::MAX);
+    let nat = if fw.skb_nfct == u32::MAX {
+        Err("the kernel has no conntrack (sk_buff._nfct)".to_owned())
+    } else if in_vmlinux(k, "nf_conn") {
+        ct(k, &mut fw)
+    } else {
+        k.with_module("nf_conntrack", |k| ct(k, &mut fw))
+            .unwrap_or_else(|| Err("nf_conntrack is not loaded".to_owned()))
+    };
+    FwFacts { offsets: fw, nft, ipt, ip6t, nat }
 }
 
 #[cfg(test)]

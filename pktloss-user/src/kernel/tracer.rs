@@ -9,8 +9,8 @@ use aya::{
     programs::{BtfTracePoint, KProbe, TracePoint},
 };
 use pktloss_common::{
-    Config, DevKey, DropEvent, DropKey, FlowKey, MAX_SNAPLEN, NetnsKey, ResetTpOffsets, RetransTpOffsets, RunCache,
-    flag, stat,
+    Config, DevKey, DropEvent, DropKey, FlowKey, FwKey, FwOffsets, MAX_SNAPLEN, NatTuple, NetnsKey, ResetTpOffsets,
+    RetransTpOffsets, RunCache, flag, stat,
 };
 
 use crate::{
@@ -100,6 +100,8 @@ pub(crate) struct TracepointFacts {
     pub reset: Option<tracefs::Format>,
     /// The `xdp:xdp_exception` format, when the kernel has it.
     pub xdp_exc: Option<tracefs::Format>,
+    /// Whether the kernel has kprobes (the firewall-chain probes and `tcp_drop` need them).
+    pub kprobes: bool,
     pub ncpus: usize,
 }
 
@@ -113,7 +115,8 @@ impl TracepointFacts {
         let reset = tracefs::read_format(tracefs, "tcp", "tcp_send_reset").ok();
         let xdp_exc = tracefs::read_format(tracefs, "xdp", "xdp_exception").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
-        Ok(Self { kfree, retrans, reset, xdp_exc, ncpus })
+        let kprobes = kprobes_available(tracefs);
+        Ok(Self { kfree, retrans, reset, xdp_exc, kprobes, ncpus })
     }
 }
 
@@ -163,6 +166,12 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
     }
     if kbtf.task_btf {
         flags |= flag::TASK_BTF;
+    }
+    if FwPlan::new(kbtf, tp.kprobes, options.floor).any() {
+        flags |= flag::FIREWALL;
+    }
+    if nat_on(options, kbtf) {
+        flags |= flag::NAT;
     }
     // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
     // all flows on a kernel without reasons.
@@ -225,6 +234,7 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
         event_bytes: pktloss_common::event_bytes(options.snaplen),
         location_keyed_reason,
         filter: options.compiled_filter.unwrap_or_default(),
+        fw: kbtf.fw.as_ref().map_or_else(FwOffsets::default, |f| f.offsets),
     };
     Ok(ProgramConfig { config, location_keyed_reason, per_cpu })
 }
@@ -302,9 +312,9 @@ fn attach_probes(
         },
     });
     // tcp_drop() -- only on kernels that still have it, and only with kprobes.
-    probes.push(match kbtf.tcp_drop_skip(kprobes_available(tracefs)) {
+    probes.push(match kbtf.tcp_drop_skip(tp.kprobes) {
         Some(why) => status("tcp_drop", "kprobe", false, why),
-        None => match attach_kprobe(ebpf, "tcp_drop") {
+        None => match attach_kprobe(ebpf, "tcp_drop", "tcp_drop") {
             Ok(()) => status("tcp_drop", "kprobe", true, ""),
             Err(e) => status(
                 "tcp_drop",
@@ -314,6 +324,15 @@ fn attach_probes(
             ),
         },
     });
+    // The firewall chain of NETFILTER_DROP drops (kprobes) and the conntrack original tuple.
+    if !options.floor {
+        probes.push(FwPlan::new(kbtf, tp.kprobes, options.floor).attach(ebpf, &kbtf.release));
+        if nat_on(options, kbtf) {
+            probes.push(status("conntrack original tuple", "tp_btf", true, "read at the start of each flow run"));
+        } else if let Some(Err(why)) = kbtf.fw.as_ref().map(|f| &f.nat) {
+            probes.push(status("conntrack original tuple", "tp_btf", false, why.clone()));
+        }
+    }
     Ok(probes)
 }
 
@@ -339,6 +358,10 @@ pub(crate) struct RawCounts {
     pub resets: Vec<(FlowKey, u64)>,
     /// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
     pub xdp_exceptions: Vec<(pktloss_common::XdpExcKey, u64)>,
+    /// Exact `NETFILTER_DROP` drops per (flow, table, chain, rule), with the firewall probes.
+    pub firewall: Vec<(FwKey, u64)>,
+    /// The conntrack original tuple of dropped flows whose packets were translated.
+    pub nat: Vec<(FlowKey, NatTuple)>,
 }
 
 impl RawCounts {
@@ -371,6 +394,20 @@ pub(crate) struct KernelFacts {
     pub release: String,
     /// `major.minor` of the running kernel, when `release` starts with it.
     pub version: Option<(u32, u32)>,
+    /// The firewall-chain and NAT facts (filled in by the caller, which appends the modules'
+    /// BTF); `None`: not resolved.
+    pub fw: Option<crate::kernel::btf::FwFacts>,
+    /// The netfilter walkers the kprobes attach to are in kallsyms (filled in by the caller).
+    pub fw_syms: FwSyms,
+}
+
+/// Which netfilter functions kallsyms lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FwSyms {
+    pub nft_do_chain: bool,
+    pub nft_immediate_eval: bool,
+    pub ipt_do_table: bool,
+    pub ip6t_do_table: bool,
 }
 
 impl KernelFacts {
@@ -387,6 +424,8 @@ impl KernelFacts {
             not_specified: None,
             release: String::new(),
             version: None,
+            fw: None,
+            fw_syms: FwSyms::default(),
         }
     }
 
@@ -662,6 +701,13 @@ impl Tracer {
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
             resets: maps::sum_map::<FlowKey>(&self.ebpf, "RESETS")?,
             xdp_exceptions: maps::sum_map::<pktloss_common::XdpExcKey>(&self.ebpf, "XDP_EXCEPTIONS")?,
+            firewall: maps::sum_map::<FwKey>(&self.ebpf, "FW_DROPS")?,
+            nat: self
+                .ebpf
+                .map("NAT_ORIG")
+                .and_then(|m| aya::maps::HashMap::<_, FlowKey, NatTuple>::try_from(m).ok())
+                .map(|m| m.iter().filter_map(Result::ok).collect())
+                .unwrap_or_default(),
         };
         // Add what the per-CPU run-length caches have not flushed yet.
         for rc in &runs {
@@ -700,6 +746,8 @@ impl Tracer {
         sort_counts(&mut raw.retrans);
         sort_counts(&mut raw.netns);
         sort_counts(&mut raw.resets);
+        sort_counts(&mut raw.firewall);
+        raw.nat.sort_unstable();
         Ok(raw)
     }
 
@@ -847,8 +895,8 @@ fn attach_tp(ebpf: &mut Ebpf, prog: &str, category: &str, name: &str) -> Result<
     Ok(())
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<()> {
-    let p: &mut KProbe = ebpf.program_mut("tcp_drop").ok_or_else(|| anyhow!("program tcp_drop missing"))?.try_into()?;
+fn attach_kprobe(ebpf: &mut Ebpf, prog: &str, func: &str) -> Result<()> {
+    let p: &mut KProbe = ebpf.program_mut(prog).ok_or_else(|| anyhow!("program {prog} missing"))?.try_into()?;
     p.load()?;
     p.attach(func, 0)?;
     Ok(())
@@ -925,6 +973,109 @@ fn attach_dev_queue(
     }
 }
 
+/// Whether the conntrack original tuple is read (flows on, not the floor, its offsets known).
+fn nat_on(options: &Options, kbtf: &KernelFacts) -> bool {
+    options.flows && !options.floor && kbtf.fw.as_ref().is_some_and(|f| f.nat.is_ok())
+}
+
+/// The name of the firewall-chain probe in the probe list.
+pub(crate) const FIREWALL_PROBE: &str = "netfilter chains";
+
+/// Which firewall-chain kprobes to attach, or why none.
+struct FwPlan {
+    nft: bool,
+    /// `nft_immediate_eval` too: jump targets and rule handles.
+    imm: bool,
+    ipt: bool,
+    ip6t: bool,
+    /// Why nothing is attached (when nothing is).
+    why_not: Option<String>,
+}
+
+impl FwPlan {
+    fn new(k: &KernelFacts, kprobes: bool, floor: bool) -> Self {
+        let none = |why: String| Self { nft: false, imm: false, ipt: false, ip6t: false, why_not: Some(why) };
+        let Some(fw) = k.fw.as_ref() else { return none("BTF not resolved".to_owned()) };
+        if floor {
+            return none("--floor".to_owned());
+        }
+        if fw.offsets.netfilter_drop_reason == u32::MAX {
+            return none("the kernel has no NETFILTER_DROP drop reason (5.17+)".to_owned());
+        }
+        if !kprobes {
+            return none("the kernel has no kprobe support".to_owned());
+        }
+        let s = k.fw_syms;
+        let plan = Self {
+            nft: fw.nft.is_ok() && s.nft_do_chain,
+            imm: fw.nft.is_ok() && s.nft_do_chain && s.nft_immediate_eval,
+            ipt: fw.ipt.is_ok() && s.ipt_do_table,
+            ip6t: fw.ip6t.is_ok() && s.ip6t_do_table,
+            why_not: None,
+        };
+        if plan.any() {
+            return plan;
+        }
+        let mut why: Vec<String> = Vec::new();
+        for (name, r, sym) in [
+            ("nft", &fw.nft, s.nft_do_chain),
+            ("iptables", &fw.ipt, s.ipt_do_table),
+            ("ip6tables", &fw.ip6t, s.ip6t_do_table),
+        ] {
+            why.push(match r {
+                Err(e) => format!("{name}: {e}"),
+                Ok(()) if !sym => format!("{name}: not in kallsyms"),
+                Ok(()) => continue,
+            });
+        }
+        none(why.join("; "))
+    }
+
+    fn any(&self) -> bool {
+        self.nft || self.ipt || self.ip6t
+    }
+
+    /// Attach the kprobes; the status says which, or that it falls back to rule counters.
+    fn attach(&self, ebpf: &mut Ebpf, release: &str) -> ProbeStatus {
+        let fallback = |why: &str| {
+            status(
+                FIREWALL_PROBE,
+                "kprobe",
+                false,
+                format!("cannot attach ({why}), falling back to rule counters for firewall drops"),
+            )
+        };
+        if let Some(why) = &self.why_not {
+            return fallback(why);
+        }
+        let mut on = Vec::new();
+        let mut errors = Vec::new();
+        for (want, prog, func) in [
+            (self.nft, "fw_nft_do_chain", "nft_do_chain"),
+            (self.imm, "fw_nft_immediate", "nft_immediate_eval"),
+            (self.ipt, "fw_ipt_do_table", "ipt_do_table"),
+            (self.ip6t, "fw_ip6t_do_table", "ip6t_do_table"),
+        ] {
+            if !want {
+                continue;
+            }
+            match attach_kprobe(ebpf, prog, func) {
+                Ok(()) => on.push(func),
+                Err(e) => errors
+                    .push(format!("{func}: {}", crate::kernel::verifier::describe_failure(prog, release, &e).line)),
+            }
+        }
+        if on.is_empty() {
+            return fallback(&errors.join("; "));
+        }
+        let mut note = format!("table and chain of NETFILTER_DROP drops, at the entry of {}", on.join(", "));
+        if !errors.is_empty() {
+            let _ = std::fmt::Write::write_fmt(&mut note, format_args!(" (not: {})", errors.join("; ")));
+        }
+        status(FIREWALL_PROBE, "kprobe", true, note)
+    }
+}
+
 /// Attach `tcp:tcp_send_reset` (resets by reason): its status says what it counts here.
 fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, floor: bool, release: &str) -> ProbeStatus {
     const NAME: &str = "tcp:tcp_send_reset";
@@ -973,6 +1124,8 @@ mod tests {
             not_specified: Some(2),
             release: "6.18.0".into(),
             version: Some((6, 18)),
+            fw: None,
+            fw_syms: FwSyms::default(),
         }
     }
 
@@ -982,6 +1135,7 @@ mod tests {
             retrans: None,
             reset: None,
             xdp_exc: None,
+            kprobes: false,
             ncpus,
         }
     }

@@ -101,6 +101,12 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     if let Some(cause) = diagnosis.cause_for_drop(reason, &s.flow.proto, &s.symbol, &s.flow) {
         kv(&mut c, "cause", cause.id.as_str());
     }
+    if !s.chain.is_empty() {
+        kv(&mut c, "chain", &s.chain);
+    }
+    if !s.nat_original.is_empty() {
+        kv(&mut c, "nat_original", &s.nat_original);
+    }
     kv(&mut c, "netns", &s.flow.netns.inode.to_string());
     if !s.netns_name.is_empty() {
         kv(&mut c, "netns_name", &s.netns_name);

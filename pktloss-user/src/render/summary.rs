@@ -94,18 +94,22 @@ impl Sections<'_> {
             } else {
                 "-".into()
             };
-            t.row(vec![
-                f.count.to_string(),
-                f.flow.proto.clone(),
-                src,
-                dst,
-                f.netns_text(),
-                dev,
-                f.why().to_owned(),
-                f.process(),
-            ]);
+            // The NAT original tuple beside the destination; the chain beside the reason.
+            let dst = if f.nat_original.is_empty() { dst } else { format!("{dst} (before NAT: {})", f.nat_original) };
+            let why = if f.chain.is_empty() { f.why().to_owned() } else { format!("{} in {}", f.why(), f.chain) };
+            t.row(vec![f.count.to_string(), f.flow.proto.clone(), src, dst, f.netns_text(), dev, why, f.process()]);
         }
         (t, self.s.flows.len())
+    }
+
+    /// `NETFILTER_DROP` drops per chain and rule, read at the drop.
+    fn firewall(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("DROPS", true), ("CHAIN", false), ("HOOK", false), ("NETNS", false)]);
+        for d in self.s.firewall.iter().take(TOP_ROWS) {
+            let label = if d.jumped { format!("{} (jump target)", d.label()) } else { d.label() };
+            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns)]);
+        }
+        (t, self.s.firewall.len())
     }
 
     fn devices(&self) -> (Table, usize) {
@@ -324,6 +328,7 @@ pub(crate) fn text(s: &Summary) -> String {
         }
     }
     section("Top flows".into(), sec.flows(), &mut out);
+    section("Firewall drops by chain (read at the drop)".into(), sec.firewall(), &mut out);
     section("Devices (drops on receive and transmit; TX packets from the device)".into(), sec.devices(), &mut out);
     section("Drops by namespace (exact, whatever the flow table kept)".into(), sec.netns_drops(), &mut out);
     section("Namespaces".into(), sec.namespaces(), &mut out);
@@ -396,6 +401,7 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
         }
     }
     section("Top flows", sec.flows(), out);
+    section("Firewall drops by chain (read at the drop)", sec.firewall(), out);
     section("Devices (drops on receive and transmit; TX packets from the device)", sec.devices(), out);
     section("Drops by namespace (exact, whatever the flow table kept)", sec.netns_drops(), out);
     section("Namespaces", sec.namespaces(), out);

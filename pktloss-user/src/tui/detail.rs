@@ -142,6 +142,12 @@ impl Doc {
         if !s.tcp_state.is_empty() || !s.tcp_flags.is_empty() {
             let _ = write!(who, "  tcp {} [{}]", or_dash(&s.tcp_state), s.tcp_flags);
         }
+        if !s.chain.is_empty() {
+            let _ = write!(who, "  chain {}", s.chain);
+        }
+        if !s.nat_original.is_empty() {
+            let _ = write!(who, "  before NAT {}", s.nat_original);
+        }
         let what = if s.flow.family == 0 {
             s.flow.proto.clone()
         } else {

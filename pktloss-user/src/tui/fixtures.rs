@@ -60,6 +60,8 @@ fn flow(
         // "comm[pid]" as the fixtures write it.
         comm: process.split('[').next().unwrap_or_default().into(),
         pid: process.split('[').nth(1).and_then(|p| p.trim_end_matches(']').parse().ok()).unwrap_or(0),
+        chain: String::new(),
+        nat_original: String::new(),
     }
 }
 
@@ -115,6 +117,8 @@ fn sample(
         stack_id: 1,
         data_start: "network".into(),
         data_hex: "4500005400004000401126a80a0000010a000002a0120035004000000000".into(),
+        chain: String::new(),
+        nat_original: String::new(),
     }
 }
 
@@ -456,6 +460,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         tc_drops: Vec::new(),
         xdp_drops: Vec::new(),
         xdp_exceptions: Vec::new(),
+        firewall: Vec::new(),
     }
 }
 

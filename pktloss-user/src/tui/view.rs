@@ -584,7 +584,10 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                     right(ellipsize(&f.netns_text(), cols[3])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
                     Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
-                    Cell::from(ellipsize(&f.reason, cols[6])),
+                    Cell::from(ellipsize(
+                        &if f.chain.is_empty() { f.reason.clone() } else { format!("{} in {}", f.reason, f.chain) },
+                        cols[6],
+                    )),
                     right(fmt_count(f.count)),
                     right(fmt_rate(r.rate)),
                 ])

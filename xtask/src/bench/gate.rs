@@ -118,7 +118,8 @@ fn build_base(commit: &str) -> Result<PathBuf> {
     cmd.current_dir(&src).env("CARGO_TARGET_DIR", util::target_dir()).args(["build", "-p", "pktloss-user"]);
     run(&mut cmd).with_context(|| format!("building the base commit {commit}"))?;
     let bin = dir.join("pktloss");
-    fs::copy(tasks::pktloss_bin(false), &bin).with_context(|| format!("cannot copy the base binary to {}", bin.display()))?;
+    fs::copy(tasks::pktloss_bin(false), &bin)
+        .with_context(|| format!("cannot copy the base binary to {}", bin.display()))?;
     Ok(bin)
 }
 
@@ -141,7 +142,7 @@ pub(crate) fn gate(args: &GateArgs) -> Result<()> {
     let base = build_base(&commit)?;
     tasks::cargo_build(false)?;
     let head = tasks::pktloss_bin(false);
-    let version = output(&mut Command::new(&head).arg("--version"))?;
+    let version = output(Command::new(&head).arg("--version"))?;
     if version.contains(BASE_VERSION_SUFFIX) {
         bail!("{} is still the base build after relinking this tree's", head.display());
     }
