@@ -128,6 +128,8 @@ pub(crate) struct ProgramConfig {
     pub location_keyed_reason: u32,
     /// Detail events per CPU and second (`u32::MAX`: unlimited).
     pub per_cpu: u32,
+    /// The firewall-chain kprobes to attach (`flag::FIREWALL` is set when any).
+    fw: FwPlan,
 }
 
 /// The programs' configuration: a pure function of the options and the kernel's facts.
@@ -167,10 +169,12 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
     if kbtf.task_btf {
         flags |= flag::TASK_BTF;
     }
-    if FwPlan::new(kbtf, tp.kprobes, options.floor).any() {
+    let fw_plan = FwPlan::new(kbtf, tp.kprobes, options.floor);
+    if fw_plan.any() {
         flags |= flag::FIREWALL;
     }
-    if nat_on(options, kbtf) {
+    // The conntrack original tuple: with flows, not the floor, its offsets known.
+    if options.flows && !options.floor && kbtf.fw.as_ref().is_some_and(|f| f.nat.is_ok()) {
         flags |= flag::NAT;
     }
     // NOT_SPECIFIED says nothing of why: its flows are counted apart by location, as are
@@ -236,7 +240,7 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
         filter: options.compiled_filter.unwrap_or_default(),
         fw: kbtf.fw.as_ref().map_or_else(FwOffsets::default, |f| f.offsets),
     };
-    Ok(ProgramConfig { config, location_keyed_reason, per_cpu })
+    Ok(ProgramConfig { config, location_keyed_reason, per_cpu, fw: fw_plan })
 }
 
 /// Attach every probe: the drop tracepoint (required), the others when the kernel and the
@@ -248,6 +252,7 @@ fn attach_probes(
     tracefs: &std::path::Path,
     options: &Options,
     tp: &TracepointFacts,
+    program: &ProgramConfig,
 ) -> Result<Vec<ProbeStatus>> {
     let mut probes = Vec::new();
     // skb:kfree_skb -- required.
@@ -326,8 +331,8 @@ fn attach_probes(
     });
     // The firewall chain of NETFILTER_DROP drops (kprobes) and the conntrack original tuple.
     if !options.floor {
-        probes.push(FwPlan::new(kbtf, tp.kprobes, options.floor).attach(ebpf, &kbtf.release));
-        if nat_on(options, kbtf) {
+        probes.push(program.fw.attach(ebpf, &kbtf.release));
+        if program.config.flags & flag::NAT != 0 {
             probes.push(status("conntrack original tuple", "tp_btf", true, "read at the start of each flow run"));
         } else if let Some(Err(why)) = kbtf.fw.as_ref().map(|f| &f.nat) {
             probes.push(status("conntrack original tuple", "tp_btf", false, why.clone()));
@@ -537,13 +542,13 @@ impl Tracer {
         check_options(&options)?;
         let tracefs = tracefs::root().map_err(Error::KernelInterface)?;
         let tp = TracepointFacts::read(&tracefs)?;
-        let ProgramConfig { config, location_keyed_reason, per_cpu } = program_config(&options, kbtf, &tp)?;
+        let program = program_config(&options, kbtf, &tp)?;
         // Fault injection for the tests: records 8 bytes too short for the packet copy, which
         // every verifier must refuse (a real rejection, to test how it is reported).
         let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen >= 8 {
-            Config { event_bytes: config.event_bytes - 8, ..config }
+            Config { event_bytes: program.config.event_bytes - 8, ..program.config }
         } else {
-            config
+            program.config
         };
         let options_bytes = options.bytes;
         log::debug!("config: {config:?}");
@@ -577,7 +582,8 @@ impl Tracer {
             }
         };
 
-        let probes = attach_probes(&mut ebpf, &aya_btf, kbtf, &tracefs, &options, &tp)?;
+        let probes = attach_probes(&mut ebpf, &aya_btf, kbtf, &tracefs, &options, &tp, &program)?;
+        let ProgramConfig { location_keyed_reason, per_cpu, .. } = program;
         for p in &probes {
             if p.active {
                 log::info!("probe {} attached via {}", p.name, p.attach);
@@ -973,15 +979,11 @@ fn attach_dev_queue(
     }
 }
 
-/// Whether the conntrack original tuple is read (flows on, not the floor, its offsets known).
-fn nat_on(options: &Options, kbtf: &KernelFacts) -> bool {
-    options.flows && !options.floor && kbtf.fw.as_ref().is_some_and(|f| f.nat.is_ok())
-}
-
 /// The name of the firewall-chain probe in the probe list.
 pub(crate) const FIREWALL_PROBE: &str = "netfilter chains";
 
 /// Which firewall-chain kprobes to attach, or why none.
+#[derive(Debug)]
 struct FwPlan {
     nft: bool,
     /// `nft_immediate_eval` too: jump targets and rule handles.
