@@ -159,9 +159,10 @@ pub(crate) fn list() -> BTreeMap<u32, NetnsRef> {
     out
 }
 
-/// Run `f` on a new thread that has joined the namespace `ns`; the caller's thread is untouched.
+/// Run `f` on a thread that has joined the namespace `ns`; the caller's thread is untouched.
 ///
-/// Inside `f`, `/proc/thread-self/net/*` and sockets belong to `ns`.
+/// Inside `f`, `/proc/thread-self/net/*` and sockets belong to `ns`. The thread is one of
+/// [`workers`]'s, which enters `ns` for this call only.
 pub(crate) fn run_in<T, F>(ns: &NetnsRef, f: F) -> Result<T>
 where
     T: Send + 'static,
@@ -169,16 +170,15 @@ where
 {
     let path = ns.path.clone();
     let is_self = ns.is_self;
-    std::thread::spawn(move || -> Result<T> {
-        if !is_self {
+    workers::run(move |own| -> Result<T> {
+        if is_self {
+            workers::enter(own).context("setns back to our own namespace")?;
+        } else {
             let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("setns {}", path.display()))?;
+            workers::enter(&file).with_context(|| format!("setns {}", path.display()))?;
         }
         f()
-    })
-    .join()
-    .map_err(|_| anyhow!("netns worker thread panicked"))?
+    })?
 }
 
 /// The kernel's cookies of the namespaces `refs` (`net->net_cookie`, what the programs give
@@ -188,9 +188,10 @@ where
 /// `CAP_SYS_ADMIN`). A reference whose path now leads to another namespace (deleted and its
 /// inode given again) gets no cookie.
 pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
-    std::thread::spawn(move || {
-        let mut out = BTreeMap::new();
+    workers::run(move |own| {
         // Our own first: the thread leaves it below. It also tells whether the kernel can say.
+        workers::enter(own).ok()?;
+        let mut out = BTreeMap::new();
         let own = thread_cookie()?;
         for r in refs.iter().filter(|r| r.is_self) {
             out.insert(r.inode, own);
@@ -200,7 +201,7 @@ pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
             if file.metadata().ok().map(|m| m.ino()) != Some(u64::from(r.inode)) {
                 continue;
             }
-            match nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET) {
+            match workers::enter(&file) {
                 Ok(()) => {}
                 Err(nix::errno::Errno::EPERM) => return None,
                 Err(_) => continue,
@@ -211,9 +212,87 @@ pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
         }
         Some(out)
     })
-    .join()
     .ok()
     .flatten()
+}
+
+/// Threads kept for entering namespaces. `serve` reads every namespace with drops each few
+/// seconds; a new thread per read started one per namespace per read (measured with
+/// `cargo xtask bench-serve --busy-netns 500`: 65 more tasks a second than the host's own,
+/// `processes` in /proc/stat), so a thread that has done its read waits for the next instead
+/// of ending. Each call enters the namespace it needs first and the thread goes back to ours
+/// after it; as many threads are made as calls run at once, and a few are kept idle.
+mod workers {
+    use std::{
+        fs,
+        os::fd::AsFd,
+        sync::{Mutex, mpsc},
+    };
+
+    use anyhow::{Result, anyhow};
+
+    /// A call, given our own namespace to go back to.
+    type Job = Box<dyn FnOnce(&fs::File) + Send>;
+
+    /// Idle workers beyond this many end (the busiest caller, `serve`, reads on up to three
+    /// threads at once: the scrape, the namespace watch and the device names).
+    const KEEP: usize = 4;
+
+    static IDLE: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
+
+    /// Join the namespace of `ns` (an open `/proc/.../ns/net` or `/run/netns` file).
+    pub(super) fn enter(ns: &impl AsFd) -> nix::Result<()> {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+    }
+
+    /// Run `f` on an idle worker, or a new one when none is idle.
+    pub(super) fn run<T: Send + 'static>(f: impl FnOnce(&fs::File) -> T + Send + 'static) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |own| {
+            // The caller waits for it; it is gone only if it panicked.
+            tx.send(f(own)).ok();
+        });
+        let idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let worker = match idle {
+            Some(w) => match w.send(job) {
+                Ok(()) => w,
+                Err(mpsc::SendError(job)) => spawn(job)?,
+            },
+            None => spawn(job)?,
+        };
+        let out = rx.recv().map_err(|_| anyhow!("netns worker thread panicked"))?;
+        let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < KEEP {
+            idle.push(worker);
+        }
+        Ok(out)
+    }
+
+    /// A new worker, running `first` before it waits for more.
+    fn spawn(first: Job) -> Result<mpsc::Sender<Job>> {
+        // The process's namespace, which the main thread never leaves.
+        let own = fs::File::open("/proc/self/ns/net").map_err(|e| anyhow!("open /proc/self/ns/net: {e}"))?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("pktloss-netns".into())
+            .spawn(move || {
+                let mut job = first;
+                loop {
+                    job(&own);
+                    // Back home before waiting: an idle thread inside a namespace would keep
+                    // it alive after its last process and `ip netns del` (and its devices).
+                    if enter(&own).is_err() {
+                        return;
+                    }
+                    match rx.recv() {
+                        Ok(next) => job = next,
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| anyhow!("netns worker thread: {e}"))?;
+        Ok(tx)
+    }
 }
 
 /// The cookie of the calling thread's namespace, from a socket made in it.
@@ -270,6 +349,52 @@ mod tests {
         // SO_NETNS_COOKIE is 5.14+: an older kernel gives none, never a wrong one.
         if let Some(c) = cookies(own).and_then(|c| c.get(&me).copied()) {
             assert_eq!(Some(c), thread_cookie(), "the same namespace, the same cookie");
+        }
+    }
+
+    /// Reads in another namespace run on kept threads, not a new one per read, and each goes
+    /// back to our namespace after its read, so none keeps a deleted namespace alive. Needs
+    /// root; creates and deletes a namespace.
+    #[test]
+    fn workers_are_kept_and_go_back_home() {
+        use crate::host::counters::gather::run_tool;
+        let root = nix::unistd::Uid::effective().is_root() && run_tool("ip", &["-V"]).is_ok();
+        if !crate::testdata::available("workers_are_kept_and_go_back_home", "root and iproute2", root) {
+            return;
+        }
+        let me = self_inode().expect("own netns inode");
+        let name = format!("pktl-ut-pool-{}", std::process::id());
+        run_tool("ip", &["netns", "add", &name]).expect("ip netns add");
+        let result = std::panic::catch_unwind(|| {
+            let path = PathBuf::from(format!("/run/netns/{name}"));
+            let inode = inode_of(&path).expect("stat");
+            let ns = NetnsRef { inode, path, name: Some(name.clone()), is_self: false };
+            let mut tids = std::collections::BTreeSet::new();
+            for _ in 0..20 {
+                let (tid, inside) = run_in(&ns, || {
+                    Ok((nix::unistd::gettid().as_raw(), inode_of(Path::new("/proc/thread-self/ns/net"))?))
+                })
+                .expect("run_in");
+                assert_eq!(inside, inode);
+                tids.insert(tid);
+            }
+            // One thread, or a few while other tests read at the same time; never one per read.
+            assert!(tids.len() <= 3, "20 reads on {} threads", tids.len());
+            let away = || -> Vec<i32> {
+                tids.iter()
+                    .copied()
+                    .filter(|t| inode_of(Path::new(&format!("/proc/self/task/{t}/ns/net"))).is_ok_and(|i| i != me))
+                    .collect()
+            };
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !away().is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert_eq!(away(), Vec::<i32>::new(), "workers left in the namespace");
+        });
+        run_tool("ip", &["netns", "del", &name]).expect("ip netns del");
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
         }
     }
 }
