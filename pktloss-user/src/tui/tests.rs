@@ -96,6 +96,33 @@ fn rates_come_from_successive_updates() {
     assert!(udp.stacks[0].0 >= udp.stacks[1].0);
 }
 
+/// Two namespaces that had one inode (the first deleted, its inode given to the second) are
+/// told apart by their cookies: two flow rows, each with its own count and rate.
+#[test]
+#[expect(clippy::float_cmp, reason = "rates of small whole counts over whole seconds are exact in f64")]
+fn flows_of_namespaces_that_reused_an_inode_stay_apart() {
+    let with_twin = |t: u64, first: u64, second: u64| {
+        let mut u = update_at(t);
+        let mut f = u.summary.flows[0].clone();
+        u.summary.flows.truncate(1);
+        f.flow.netns.cookie = u.summary.flows[0].flow.netns.cookie + 1;
+        (u.summary.flows[0].count, f.count) = (first, second);
+        u.summary.flows.push(f);
+        u
+    };
+    let mut s = State::new();
+    s.ingest(with_twin(0, 10, 0));
+    s.ingest(with_twin(1, 10, 7));
+    s.ingest(with_twin(2, 13, 9));
+    let mut rows: Vec<(u64, u64, f64)> =
+        s.data().flow_rows().iter().map(|r| (r.flow.flow.netns.cookie, r.flow.count, r.rate)).collect();
+    rows.sort_by_key(|r| r.0);
+    assert_eq!(rows.len(), 2, "one inode, two namespaces: {rows:?}");
+    assert_eq!(rows[0].0 + 1, rows[1].0);
+    assert_eq!((rows[0].1, rows[0].2), (13, 3.0));
+    assert_eq!((rows[1].1, rows[1].2), (9, 2.0));
+}
+
 #[test]
 #[expect(clippy::cast_precision_loss, reason = "small test counts, exact in f64")]
 #[expect(clippy::float_cmp, reason = "rates of small whole counts over whole seconds are exact in f64")]
