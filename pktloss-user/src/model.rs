@@ -380,6 +380,19 @@ pub(crate) struct TcDrops {
     pub note: String,
 }
 
+impl TcProgram {
+    /// `name (id N)`.
+    pub(crate) fn label(&self) -> String {
+        format!("{} (id {})", self.name, self.id)
+    }
+
+    /// Where it is attached, in short and bounded: the first two words of `attach`
+    /// (`tcx ingress`, `clsact ingress`, `xdp native`...).
+    pub(crate) fn attach_point(&self) -> String {
+        self.attach.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// The `XDP_DROP` drops of one device, with the XDP program attached to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct XdpDrops {
@@ -871,6 +884,24 @@ impl Summary {
                 note: String::new(),
             })
             .collect();
+    }
+
+    /// The BPF program behind drops of `reason` on device `ifindex` of namespace
+    /// (`netns`, `cookie`; 0: any): for `TC_INGRESS`/`TC_EGRESS` the program on the device's tc
+    /// hook (the candidates when several), for `XDP_DROP` the device's XDP program, as
+    /// `name (id N)`; `None` for other reasons or when not known.
+    pub(crate) fn program_of(&self, netns: u32, cookie: u64, ifindex: u32, reason: &str) -> Option<String> {
+        let here = |n: u32, c: u64, i: u32| n == netns && (cookie == 0 || c == 0 || c == cookie) && i == ifindex;
+        if reason == pktloss_common::XDP_DROP {
+            let d = self.xdp_drops.iter().find(|d| here(d.netns, d.netns_cookie, d.ifindex))?;
+            return d.program.as_ref().map(TcProgram::label);
+        }
+        let t = self.tc_drops.iter().find(|t| t.reason == reason && here(t.netns, t.netns_cookie, t.ifindex))?;
+        match t.programs.as_slice() {
+            [] => None,
+            [p] => Some(p.label()),
+            many => Some(format!("one of {}", many.iter().map(TcProgram::label).collect::<Vec<_>>().join(", "))),
+        }
     }
 
     /// The name of namespace `netns` when one is known (the newest namespace of that inode),
