@@ -410,6 +410,51 @@ pub(crate) struct XdpDrops {
     pub note: String,
 }
 
+/// Packets one devlink device trapped and reported for one trap and input port
+/// (`devlink:devlink_trap_report`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HwTrap {
+    /// The devlink device, `bus/device` (`pci/0000:03:00.0`, `netdevsim/netdevsim1`).
+    pub device: String,
+    /// The trap (`blackhole_route`, `tail_drop`...).
+    pub trap: String,
+    pub group: String,
+    /// The input port's net device (`NULL` when the driver gave none).
+    pub input_port: String,
+    /// Reports seen (exact).
+    pub count: u64,
+}
+
+/// Growth of one trap's devlink statistics (`devlink -s trap show`) during the capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrapStat {
+    pub device: String,
+    pub trap: String,
+    /// `rx_packets` now minus at the start.
+    pub packets: u64,
+}
+
+/// Hardware drops and traps: the tracepoint's reports and devlink's own statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HwTraps {
+    /// Per device, trap and input port, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<HwTrap>,
+    /// Per device and trap, the traps that grew, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stats: Vec<TrapStat>,
+    /// Why the statistics are missing, when they are.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl HwTraps {
+    /// Nothing trapped.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.reported.is_empty() && self.stats.is_empty()
+    }
+}
+
 /// XDP exceptions of one program, action and device (`xdp:xdp_exception`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct XdpException {
@@ -779,6 +824,9 @@ pub(crate) struct Summary {
     /// first); empty where the firewall probes cannot attach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firewall: Vec<FirewallDrop>,
+    /// Hardware traps (`devlink:devlink_trap_report`) and devlink's trap statistics.
+    #[serde(default, skip_serializing_if = "HwTraps::is_empty")]
+    pub hw_traps: HwTraps,
 }
 
 impl Summary {

@@ -129,6 +129,8 @@ pub(crate) struct MetricsState {
     xdp_drops: Bounded<2>,
     /// XDP exceptions by program and action.
     xdp_exceptions: Bounded<2>,
+    /// Hardware traps by devlink device, trap and group.
+    hw_traps: Bounded<3>,
     /// Per-namespace series (opt-in), by namespace identity.
     netns: BTreeMap<NetnsId, NetnsSeries>,
     /// Drops of namespaces past `max_netns`, by reason.
@@ -200,6 +202,7 @@ impl MetricsState {
             tc_programs: Bounded::default(),
             xdp_drops: Bounded::default(),
             xdp_exceptions: Bounded::default(),
+            hw_traps: Bounded::default(),
             netns: BTreeMap::new(),
             netns_other: BTreeMap::new(),
             netns_other_last: BTreeMap::new(),
@@ -312,6 +315,11 @@ impl MetricsState {
             *exc.entry([program, x.action.clone()]).or_default() += x.count;
         }
         self.xdp_exceptions.observe(exc);
+        let mut hw: BTreeMap<[String; 3], u64> = BTreeMap::new();
+        for t in &s.hw_traps.reported {
+            *hw.entry([t.device.clone(), t.trap.clone(), t.group.clone()]).or_default() += t.count;
+        }
+        self.hw_traps.observe(hw);
     }
 
     /// Devices of the host's namespace, from the exact per-device counts of the summary.
@@ -616,6 +624,15 @@ impl Snapshot {
                 true,
             );
             m.xdp_drops.add_to(&mut f, ["program", "ifname"]);
+            fams.push(f);
+        }
+        if !m.hw_traps.series.is_empty() {
+            let mut f = Family::new(
+                "hw_trap_drops",
+                "Packets devices trapped and reported to devlink (devlink:devlink_trap_report: hardware drops, exceptions and control traps), by devlink device, trap and group (the first 64 have their own series, the rest are \"other\").",
+                true,
+            );
+            m.hw_traps.add_to(&mut f, ["device", "trap", "group"]);
             fams.push(f);
         }
         if !m.xdp_exceptions.series.is_empty() {
@@ -1023,7 +1040,8 @@ mod tests {
         insta::assert_snapshot!("prometheus_text", keep(m.prometheus_text()));
     }
 
-    /// tc and XDP program series: named, exact, bounded (64, then `other`), never down.
+    /// tc and XDP program and hardware trap series: named, exact, bounded (64, then `other`),
+    /// never down.
     #[test]
     fn program_series_are_bounded() {
         use crate::model::{TcDrops, TcProgram, XdpDrops, XdpException};
@@ -1055,13 +1073,23 @@ mod tests {
                 ifindex: 5,
                 count: 2,
             }],
+            hw_traps: crate::model::HwTraps {
+                reported: vec![crate::model::HwTrap {
+                    device: "netdevsim/netdevsim1".into(),
+                    trap: "blackhole_route".into(),
+                    group: "l3_drops".into(),
+                    input_port: "eth0".into(),
+                    count: 9,
+                }],
+                ..Default::default()
+            },
             ..Summary::default()
         };
         m.observe(&s, None, Instant::now());
         let t = m.prometheus_text();
         let ours: String = t
             .lines()
-            .filter(|l| l.contains("tc_program_drops") || l.contains("xdp_"))
+            .filter(|l| l.contains("tc_program_drops") || l.contains("xdp_") || l.contains("hw_trap"))
             .fold(String::new(), |acc, l| acc + l + "\n");
         insta::assert_snapshot!("program_series", ours);
         // 70 more programs: 64 series in all, the rest summed under "other".

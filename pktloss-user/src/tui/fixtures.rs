@@ -461,6 +461,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         xdp_drops: Vec::new(),
         xdp_exceptions: Vec::new(),
         firewall: Vec::new(),
+        hw_traps: crate::model::HwTraps::default(),
     }
 }
 
