@@ -123,7 +123,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "6.1",
         arch: Arch::X86_64,
-        tests: &[PORTABILITY_TESTS],
+        tests: &[PORTABILITY_TESTS, NETDEVSIM_TESTS],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.1.0-",
         suffix: "-amd64-unsigned",
@@ -187,6 +187,10 @@ pub(crate) const KERNEL_INDEPENDENT_TESTS: &[(&str, &str)] = &[
     ("firewall", "dnat_drop_shows_the_original_destination"),
     ("dropwatch", "dropwatch_counts_the_same_drops_per_location"),
 ];
+
+/// Run in the guest that gets netdevsim ([`NETDEVSIM_SERIES`]): hardware traps, exact against
+/// devlink's trap statistics (12 s in the 6.1 guest).
+pub(crate) const NETDEVSIM_TESTS: &[(&str, &str)] = &[("sources", "devlink_trap_reports_match_the_trap_statistics")];
 
 /// What the arm64 guest shows with the aarch64 binary: exact `NO_SOCKET` count = the kernel's
 /// `NoPorts` delta (v4 and v6), an nftables drop = its rule's counter, `diagnose` names
