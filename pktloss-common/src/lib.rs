@@ -354,6 +354,7 @@ pub struct Config {
     pub retrans_tp: RetransTpOffsets,
     pub reset_tp: ResetTpOffsets,
     pub xdp_exc_tp: XdpExcTpOffsets,
+    pub trap_tp: TrapTpOffsets,
     /// Bits from [`flag`].
     pub flags: u32,
     /// Detail events allowed per second on each CPU; `u32::MAX` means no limit.
@@ -644,6 +645,65 @@ pub struct XdpExcKey {
     pub pad: u32,
 }
 
+/// Length of the device and trap names of a [`TrapKey`] (longer names are cut).
+pub const TRAP_NAME_LEN: usize = 32;
+
+/// Key of the hardware-trap counts (`devlink:devlink_trap_report`: a device reported a packet
+/// it trapped or dropped). Names are NUL-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrapKey {
+    /// The devlink device's bus (`pci`, `netdevsim`).
+    pub bus: [u8; 16],
+    /// The devlink device (`0000:03:00.0`, `netdevsim1`).
+    pub dev: [u8; TRAP_NAME_LEN],
+    /// The trap (`blackhole_route`, `ttl_value_is_too_small`).
+    pub trap: [u8; TRAP_NAME_LEN],
+    /// Its group (`l3_drops`).
+    pub group: [u8; TRAP_NAME_LEN],
+    /// The input port's net device (`NULL` when the driver gave none).
+    pub input: [u8; 16],
+}
+
+impl Default for TrapKey {
+    fn default() -> Self {
+        Self {
+            bus: [0; 16],
+            dev: [0; TRAP_NAME_LEN],
+            trap: [0; TRAP_NAME_LEN],
+            group: [0; TRAP_NAME_LEN],
+            input: [0; 16],
+        }
+    }
+}
+
+/// Offsets of the fields of the classic `devlink:devlink_trap_report` tracepoint (the names
+/// are `__data_loc` strings, the input device a `char[16]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrapTpOffsets {
+    pub bus_name: u32,
+    pub dev_name: u32,
+    pub trap_name: u32,
+    pub trap_group_name: u32,
+    pub input_dev_name: u32,
+    /// Always 0.
+    pub pad: u32,
+}
+
+impl Default for TrapTpOffsets {
+    fn default() -> Self {
+        Self {
+            bus_name: u32::MAX,
+            dev_name: u32::MAX,
+            trap_name: u32::MAX,
+            trap_group_name: u32::MAX,
+            input_dev_name: u32::MAX,
+            pad: 0,
+        }
+    }
+}
+
 /// Offsets of the fields of the classic `xdp:xdp_exception` tracepoint.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -824,6 +884,8 @@ mod pod {
     unsafe impl aya::Pod for super::RunCache {}
     unsafe impl aya::Pod for super::NetnsKey {}
     unsafe impl aya::Pod for super::XdpExcKey {}
+    // SAFETY: repr(C), byte arrays only, no padding.
+    unsafe impl aya::Pod for super::TrapKey {}
     unsafe impl aya::Pod for super::FwKey {}
     unsafe impl aya::Pod for super::FwSlot {}
     unsafe impl aya::Pod for super::NatTuple {}

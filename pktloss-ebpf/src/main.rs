@@ -10,6 +10,7 @@
 mod config;
 mod counting;
 mod detail;
+mod devlink;
 mod drop;
 mod filter;
 mod firewall;

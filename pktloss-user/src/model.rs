@@ -382,6 +382,19 @@ pub(crate) struct TcDrops {
     pub note: String,
 }
 
+impl TcProgram {
+    /// `name (id N)`.
+    pub(crate) fn label(&self) -> String {
+        format!("{} (id {})", self.name, self.id)
+    }
+
+    /// Where it is attached, in short and bounded: the first two words of `attach`
+    /// (`tcx ingress`, `clsact ingress`, `xdp native`...).
+    pub(crate) fn attach_point(&self) -> String {
+        self.attach.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// The `XDP_DROP` drops of one device, with the XDP program attached to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct XdpDrops {
@@ -397,6 +410,51 @@ pub(crate) struct XdpDrops {
     pub program: Option<TcProgram>,
     /// What is known of the program, or why not.
     pub note: String,
+}
+
+/// Packets one devlink device trapped and reported for one trap and input port
+/// (`devlink:devlink_trap_report`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HwTrap {
+    /// The devlink device, `bus/device` (`pci/0000:03:00.0`, `netdevsim/netdevsim1`).
+    pub device: String,
+    /// The trap (`blackhole_route`, `tail_drop`...).
+    pub trap: String,
+    pub group: String,
+    /// The input port's net device (`NULL` when the driver gave none).
+    pub input_port: String,
+    /// Reports seen (exact).
+    pub count: u64,
+}
+
+/// Growth of one trap's devlink statistics (`devlink -s trap show`) during the capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TrapStat {
+    pub device: String,
+    pub trap: String,
+    /// `rx_packets` now minus at the start.
+    pub packets: u64,
+}
+
+/// Hardware drops and traps: the tracepoint's reports and devlink's own statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HwTraps {
+    /// Per device, trap and input port, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<HwTrap>,
+    /// Per device and trap, the traps that grew, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stats: Vec<TrapStat>,
+    /// Why the statistics are missing, when they are.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl HwTraps {
+    /// Nothing trapped.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.reported.is_empty() && self.stats.is_empty()
+    }
 }
 
 /// XDP exceptions of one program, action and device (`xdp:xdp_exception`).
@@ -768,6 +826,9 @@ pub(crate) struct Summary {
     /// first); empty where the firewall probes cannot attach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firewall: Vec<FirewallDrop>,
+    /// Hardware traps (`devlink:devlink_trap_report`) and devlink's trap statistics.
+    #[serde(default, skip_serializing_if = "HwTraps::is_empty")]
+    pub hw_traps: HwTraps,
 }
 
 impl Summary {
@@ -873,6 +934,24 @@ impl Summary {
                 note: String::new(),
             })
             .collect();
+    }
+
+    /// The BPF program behind drops of `reason` on device `ifindex` of namespace
+    /// (`netns`, `cookie`; 0: any): for `TC_INGRESS`/`TC_EGRESS` the program on the device's tc
+    /// hook (the candidates when several), for `XDP_DROP` the device's XDP program, as
+    /// `name (id N)`; `None` for other reasons or when not known.
+    pub(crate) fn program_of(&self, netns: u32, cookie: u64, ifindex: u32, reason: &str) -> Option<String> {
+        let here = |n: u32, c: u64, i: u32| n == netns && (cookie == 0 || c == 0 || c == cookie) && i == ifindex;
+        if reason == pktloss_common::XDP_DROP {
+            let d = self.xdp_drops.iter().find(|d| here(d.netns, d.netns_cookie, d.ifindex))?;
+            return d.program.as_ref().map(TcProgram::label);
+        }
+        let t = self.tc_drops.iter().find(|t| t.reason == reason && here(t.netns, t.netns_cookie, t.ifindex))?;
+        match t.programs.as_slice() {
+            [] => None,
+            [p] => Some(p.label()),
+            many => Some(format!("one of {}", many.iter().map(TcProgram::label).collect::<Vec<_>>().join(", "))),
+        }
     }
 
     /// The name of namespace `netns` when one is known (the newest namespace of that inode),

@@ -66,6 +66,8 @@ pub(crate) struct Session {
     tc_programs: crate::host::tcprogs::TcPrograms,
     /// The codes of `TC_INGRESS` and `TC_EGRESS` in this kernel (those it has).
     tc_reasons: Vec<(u32, bool)>,
+    /// devlink's trap statistics when the capture started, or why they cannot be read.
+    trap_baseline: Result<std::collections::BTreeMap<crate::host::devlink::TrapId, u64>, String>,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -144,6 +146,7 @@ impl Session {
             socket_owners: crate::host::sockets::SocketOwners::default(),
             tc_programs: crate::host::tcprogs::TcPrograms::default(),
             tc_reasons,
+            trap_baseline: crate::host::devlink::trap_stats(),
             lifecycle: None,
             drops_told: Instant::now(),
             lifecycle_interval: LIFECYCLE_INTERVAL,
@@ -257,6 +260,7 @@ impl Session {
         let owners = &mut self.socket_owners;
         s.name_socket_owners(&mut |ino| owners.get(ino));
         s.tc_drops = self.tc_drops(&s);
+        self.trap_stats(&mut s.hw_traps);
         s.relabel_xdp_drops();
         for x in &mut s.xdp_exceptions {
             x.prog_name = crate::host::tcprogs::prog_name(x.prog_id);
@@ -272,6 +276,29 @@ impl Session {
             };
         }
         s
+    }
+
+    /// devlink's trap statistics since the start: the traps that grew (none read when the
+    /// baseline could not be, and no device traps anything; the reason is said when the
+    /// tracepoint did see traps).
+    fn trap_stats(&self, hw: &mut crate::model::HwTraps) {
+        let now = match (self.trap_baseline.as_ref(), crate::host::devlink::trap_stats().as_ref()) {
+            (Ok(base), Ok(now)) => now
+                .iter()
+                .filter_map(|(id, n)| Some((id.clone(), n.checked_sub(base.get(id).copied().unwrap_or(0))?)))
+                .filter(|(_, n)| *n > 0)
+                .collect::<Vec<_>>(),
+            (Err(e), _) | (_, Err(e)) => {
+                if !hw.reported.is_empty() {
+                    hw.note = format!("devlink trap statistics not read: {e}");
+                }
+                return;
+            }
+        };
+        hw.stats =
+            now.into_iter().map(|((device, trap), packets)| crate::model::TrapStat { device, trap, packets }).collect();
+        hw.stats
+            .sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| (&a.device, &a.trap).cmp(&(&b.device, &b.trap))));
     }
 
     /// The tc drops of the summary per device and hook, with the programs on that hook: by

@@ -194,6 +194,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         flow_table: FlowTableStats { capacity: 4096, live: 1, evicted: 0, drops_not_in_flows: 0 },
         warnings: vec![],
         firewall: vec![],
+        hw_traps: HwTraps::default(),
         netns_drops: vec![
             NetnsDropCount { netns: NS, netns_cookie: 4097, ifindex: 2, reason: "NO_SOCKET".into(), code: 3, count: 2 },
             NetnsDropCount {

@@ -1,5 +1,6 @@
 //! Sources beside `kfree_skb` on the real kernel: TCP resets by reason (`tcp:tcp_send_reset`),
-//! tc programs of `TC_INGRESS` drops, XDP drops per program. Run with `--test-threads=1`.
+//! tc programs of `TC_INGRESS` drops, XDP drops per program, hardware traps
+//! (`devlink:devlink_trap_report`, netdevsim). Run with `--test-threads=1`.
 use std::{
     net::{SocketAddr, TcpStream},
     time::Duration,
@@ -245,4 +246,116 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
         "{:#}",
         s["locations"]
     );
+});
+
+/// The netdevsim module: the kernel's own (`modprobe`), else one built out of tree for this
+/// kernel and cached by `cargo xtask vm-test` (`~/.cache/pktloss/netdevsim/RELEASE/`).
+/// Returns whether it was loaded here (to unload it after) or `None` when there is none.
+fn load_netdevsim() -> Option<bool> {
+    if std::path::Path::new("/sys/bus/netdevsim").exists() {
+        return Some(false);
+    }
+    let ok = |c: &mut std::process::Command| c.output().is_ok_and(|o| o.status.success());
+    if ok(std::process::Command::new("modprobe").arg("netdevsim")) {
+        return Some(true);
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    let ko = cache.join("pktloss/netdevsim").join(release.trim()).join("netdevsim.ko");
+    if !ko.exists() {
+        return None;
+    }
+    // Its dependency, from the kernel's own modules.
+    drop(std::process::Command::new("modprobe").arg("psample").output());
+    assert!(ok(std::process::Command::new("insmod").arg(&ko)), "insmod {} failed", ko.display());
+    Some(true)
+}
+
+/// `devlink -s -j trap show`: `rx_packets` per trap of `dev`.
+fn devlink_trap_packets(dev: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = pktloss_tests::sh(&["devlink", "-s", "-j", "trap", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("devlink json: {e}: {out}"));
+    let traps = v["trap"][dev].as_array().unwrap_or_else(|| panic!("no traps of {dev}: {out}"));
+    traps.iter().filter_map(|t| Some((t["name"].as_str()?.to_owned(), t["stats"]["rx"]["packets"].as_u64()?))).collect()
+}
+
+/// Deletes the netdevsim device, and unloads the module when the test loaded it.
+struct NetdevsimGuard {
+    id: u32,
+    unload: bool,
+}
+
+impl Drop for NetdevsimGuard {
+    fn drop(&mut self) {
+        drop(std::fs::write("/sys/bus/netdevsim/del_device", self.id.to_string()));
+        if self.unload {
+            drop(std::process::Command::new("rmmod").arg("netdevsim").output());
+        }
+    }
+}
+
+root_test!(devlink_trap_reports_match_the_trap_statistics, {
+    let has_tp = std::path::Path::new("/sys/kernel/tracing/events/devlink/devlink_trap_report").exists();
+    if !has_tp {
+        // The degrade path: one probe line saying why, and the capture runs.
+        let p = Running::start(&["capture", "--format", "json"]);
+        let s = p.stop_json();
+        let probe = s["probes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "devlink:devlink_trap_report"))
+            .unwrap_or_else(|| panic!("no devlink probe line: {s:#}"));
+        assert_eq!(probe["active"], false, "{probe:#}");
+        assert!(probe["note"].as_str().is_some_and(|n| n.contains("tracepoint absent")), "{probe:#}");
+        return;
+    }
+    let Some(loaded) = load_netdevsim() else {
+        eprintln!("no netdevsim module for {:?}: the trap reports are not checked", kernel_version());
+        return;
+    };
+    let id = 700 + std::process::id() % 200;
+    let dev = format!("netdevsim/netdevsim{id}");
+    std::fs::write("/sys/bus/netdevsim/new_device", format!("{id} 1")).expect("new netdevsim device");
+    let _gone = NetdevsimGuard { id, unload: loaded };
+    let netdev = std::fs::read_dir(format!("/sys/bus/netdevsim/devices/netdevsim{id}/net"))
+        .expect("netdevsim net dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a port");
+    // A drop trap made to report (netdevsim reports every trap not set to drop, each 100 ms
+    // per running port).
+    pktloss_tests::sh(&["devlink", "trap", "set", &dev, "trap", "blackhole_route", "action", "trap"]);
+    let before = devlink_trap_packets(&dev);
+    let p = Running::start(&["capture", "--format", "json"]);
+    pktloss_tests::sh(&["ip", "link", "set", &netdev, "up"]);
+    std::thread::sleep(Duration::from_secs(1));
+    pktloss_tests::sh(&["ip", "link", "set", &netdev, "down"]);
+    // The report work sees the port down from its next run on.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = devlink_trap_packets(&dev);
+    let s = p.stop_json();
+    let reported = s["hw_traps"]["reported"].as_array().unwrap_or_else(|| panic!("no hw_traps: {s:#}"));
+    let ours = |trap: &str| -> u64 {
+        reported
+            .iter()
+            .filter(|r| r["device"] == dev.as_str() && r["trap"] == trap)
+            .filter_map(|r| r["count"].as_u64())
+            .sum()
+    };
+    let grew = |trap: &str| after.get(trap).copied().unwrap_or(0) - before.get(trap).copied().unwrap_or(0);
+    eprintln!("blackhole_route: pktloss {} devlink {}", ours("blackhole_route"), grew("blackhole_route"));
+    assert!(grew("blackhole_route") >= 5, "few reports: {before:?} -> {after:?}");
+    for trap in after.keys() {
+        assert_eq!(ours(trap), grew(trap), "trap {trap}: {reported:#?}");
+    }
+    let bh = reported.iter().find(|r| r["trap"] == "blackhole_route").expect("blackhole_route reported");
+    assert_eq!((bh["group"].as_str(), bh["input_port"].as_str()), (Some("l3_drops"), Some(netdev.as_str())), "{bh:#}");
+    // devlink's own statistics, read by pktloss, say the same.
+    let stat = s["hw_traps"]["stats"]
+        .as_array()
+        .and_then(|st| st.iter().find(|t| t["device"] == dev.as_str() && t["trap"] == "blackhole_route"))
+        .unwrap_or_else(|| panic!("no devlink statistics: {s:#}"));
+    assert_eq!(stat["packets"].as_u64(), Some(grew("blackhole_route")), "{stat:#}");
 });

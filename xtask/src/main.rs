@@ -3,6 +3,7 @@ mod bench;
 mod dist;
 mod dist_test;
 mod edges;
+mod netdevsim;
 mod setup;
 mod tasks;
 mod util;

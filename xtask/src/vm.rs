@@ -123,7 +123,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "6.1",
         arch: Arch::X86_64,
-        tests: &[PORTABILITY_TESTS],
+        tests: &[PORTABILITY_TESTS, NETDEVSIM_TESTS],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.1.0-",
         suffix: "-amd64-unsigned",
@@ -187,6 +187,10 @@ pub(crate) const KERNEL_INDEPENDENT_TESTS: &[(&str, &str)] = &[
     ("firewall", "dnat_drop_shows_the_original_destination"),
     ("dropwatch", "dropwatch_counts_the_same_drops_per_location"),
 ];
+
+/// Run in the guest that gets netdevsim ([`NETDEVSIM_SERIES`]): hardware traps, exact against
+/// devlink's trap statistics (12 s in the 6.1 guest).
+pub(crate) const NETDEVSIM_TESTS: &[(&str, &str)] = &[("sources", "devlink_trap_reports_match_the_trap_statistics")];
 
 /// What the arm64 guest shows with the aarch64 binary: exact `NO_SOCKET` count = the kernel's
 /// `NoPorts` delta (v4 and v6), an nftables drop = its rule's counter, `diagnose` names
@@ -287,6 +291,9 @@ pub(crate) fn run_matrix(args: &VmArgs) -> Result<()> {
     for s in series {
         let t = Instant::now();
         let kernel = kernel(s, &cache).with_context(|| format!("kernel {}", s.name))?;
+        if s.name == NETDEVSIM_SERIES {
+            netdevsim_for(&kernel, &cache);
+        }
         let bins = built.get(s.arch.musl_target()).context("binaries of the guest's architecture")?;
         let result = boot(args, s, &kernel, bins, &cache);
         let secs = t.elapsed().as_secs_f64();
@@ -389,6 +396,35 @@ fn kernel(s: &Series, cache: &Path) -> Result<Kernel> {
     fs::write(dir.join("package"), format!("{pkg}\n"))?;
     eprintln!("did: cached {pkg} in {}", dir.display());
     Ok(Kernel { root: dir.join("root"), ..k })
+}
+
+/// The series whose guest gets netdevsim, built out of tree (the hardware-trap test).
+const NETDEVSIM_SERIES: &str = "6.1";
+
+/// Build (or find cached) netdevsim for `kernel`, next to the kernels' cache. A failure is a
+/// warning: the hardware-trap test then says it found no module.
+fn netdevsim_for(kernel: &Kernel, cache: &Path) {
+    let parent = cache.parent().unwrap_or(cache);
+    let download = |dir: &Path| -> Result<()> {
+        let mut suites: Vec<&str> = MATRIX.iter().flat_map(|s| s.suites.iter().copied()).collect();
+        suites.sort_unstable();
+        suites.dedup();
+        let apt = Apt::new(cache.join("apt"), &suites, &["amd64", "arm64"])?;
+        let headers = format!("linux-headers-{}", kernel.release);
+        let show = output(apt.cmd("apt-cache").args(["show", "--no-all-versions", &headers]))?;
+        let version = show
+            .lines()
+            .find_map(|l| l.strip_prefix("Version: "))
+            .with_context(|| format!("no version of {headers}"))?;
+        run(apt
+            .cmd("apt-get")
+            .arg("download")
+            .args(crate::netdevsim::packages(&kernel.release, version)?)
+            .current_dir(dir))
+    };
+    if let Err(e) = crate::netdevsim::ensure(parent, &kernel.release, &download) {
+        eprintln!("warning: no netdevsim for {}: {e:#}", kernel.release);
+    }
 }
 
 /// The kernel unpacked at `root`, if it has an image and a module directory.

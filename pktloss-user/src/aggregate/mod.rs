@@ -374,6 +374,7 @@ impl Aggregator {
             // Read by the session, which reads the tc hooks (see `Session::summary_of`).
             tc_drops: Vec::new(),
             xdp_drops: Vec::new(),
+            hw_traps: crate::model::HwTraps { reported: hw_traps(&raw.traps), ..Default::default() },
             xdp_exceptions: raw
                 .xdp_exceptions
                 .iter()
@@ -488,6 +489,27 @@ fn grown<K: Copy + Eq + std::hash::Hash>(before: &[(K, u64)], now: &[(K, u64)]) 
         .collect()
 }
 
+/// A NUL-padded name of a trap key.
+fn trap_name(b: &[u8]) -> String {
+    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned()
+}
+
+/// The tracepoint's trap reports, largest first.
+fn hw_traps(raw: &[(pktloss_common::TrapKey, u64)]) -> Vec<crate::model::HwTrap> {
+    let mut out: Vec<crate::model::HwTrap> = raw
+        .iter()
+        .map(|(k, c)| crate::model::HwTrap {
+            device: format!("{}/{}", trap_name(&k.bus), trap_name(&k.dev)),
+            trap: trap_name(&k.trap),
+            group: trap_name(&k.group),
+            input_port: trap_name(&k.input),
+            count: *c,
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.device, &a.trap).cmp(&(&b.device, &b.trap))));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use pktloss_common::{DropKey, NetnsKey, REASON_NONE};
@@ -523,6 +545,7 @@ mod tests {
             ],
             resets: vec![],
             xdp_exceptions: vec![],
+            traps: vec![],
             firewall: vec![],
             nat: vec![],
         }

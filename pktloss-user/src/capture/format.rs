@@ -15,7 +15,7 @@ pub(crate) const MAGIC: [u8; 8] = *b"PKTLOSS\0";
 /// Format major version written and read by this pktloss.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Format minor version written by this pktloss (any minor of [`FORMAT_MAJOR`] is read).
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 /// `format.name` inside the JSON payload.
 pub(crate) const FORMAT_NAME: &str = "pktloss-capture";
 /// Size of the fixed header.

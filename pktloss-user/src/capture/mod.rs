@@ -5,7 +5,7 @@
 //! needed); [`crate::render::report`] renders it as text, Markdown or JSON, and
 //! [`crate::render::pcapng`] exports the dropped packets' headers.
 //!
-//! # File format (version 1.1)
+//! # File format (version 1.2)
 //!
 //! A file is a 40-byte header followed by one payload. All integers are little-endian.
 //!
@@ -13,7 +13,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 8 | magic `PKTLOSS\0` (`50 4B 54 4C 4F 53 53 00`) |
 //! | 8  | 2 | format major version (1) |
-//! | 10 | 2 | format minor version (1) |
+//! | 10 | 2 | format minor version (2) |
 //! | 12 | 4 | flags: bit 0 = payload is raw DEFLATE (RFC 1951); other bits reserved, must be 0 |
 //! | 16 | 8 | stored payload length in bytes: the file is exactly 40 + this long |
 //! | 24 | 8 | JSON length in bytes (after decompression) |

@@ -432,6 +432,46 @@ fn pcapng_structure() {
     assert!(comments[1].3.contains("cause=firewall-drop"), "{}", comments[1].3);
 }
 
+/// The comment of a tc or XDP drop names the program, from the summary's tc and XDP drops.
+#[test]
+fn pcapng_comment_names_tc_and_xdp_programs() {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut f = sample_capture();
+    let prog = |id: u32, name: &str, attach: &str| TcProgram { id, name: name.into(), attach: attach.into() };
+    let (netns, ifindex) = (f.summary.samples[0].flow.netns.inode, f.summary.samples[0].ifindex);
+    f.summary.samples[0].reason = "TC_INGRESS".into();
+    f.summary.samples[1].reason = pktloss_common::XDP_DROP.into();
+    (f.summary.samples[1].flow.netns.inode, f.summary.samples[1].ifindex) = (netns, ifindex);
+    f.summary.tc_drops.push(TcDrops {
+        netns,
+        ifindex,
+        hook: "ingress".into(),
+        reason: "TC_INGRESS".into(),
+        drops: 1,
+        programs: vec![prog(41, "drop_port", "tcx ingress")],
+        ..TcDrops::default()
+    });
+    f.summary.xdp_drops.push(XdpDrops {
+        netns,
+        ifindex,
+        drops: 1,
+        program: Some(prog(44, "xdp_ddos", "xdp native")),
+        ..XdpDrops::default()
+    });
+    let (bytes, _) = pcapng_bytes(&f).unwrap();
+    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+    let mut comments = vec![];
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(p) = b.unwrap() {
+            comments.push(format!("{:?}", p.options));
+        }
+    }
+    assert!(comments[0].contains("reason=TC_INGRESS "), "{}", comments[0]);
+    assert!(comments[0].contains(r#" program=\"drop_port (id 41)\""#), "{}", comments[0]);
+    assert!(comments[1].contains(r#"program=\"xdp_ddos (id 44)\""#), "{}", comments[1]);
+    assert!(!comments[2].contains("program="), "{}", comments[2]);
+}
+
 #[test]
 fn pcapng_read_back_by_tshark() {
     let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].into_iter().find(|p| Path::new(p).exists());

@@ -26,6 +26,42 @@ use crate::{
 const OTHER: &str = "other";
 /// Firewall chains with a series of their own.
 const MAX_CHAINS: usize = 64;
+/// tc programs, XDP programs (per device) and XDP exceptions with series of their own.
+const MAX_PROGRAMS: usize = 64;
+
+/// Cumulative counts under label sets, the first `MAX_PROGRAMS` seen with their own series and
+/// the rest summed under `other` in each label.
+#[derive(Debug, Default)]
+struct Bounded<const N: usize> {
+    series: BTreeMap<[String; N], u64>,
+    other: u64,
+}
+
+impl<const N: usize> Bounded<N> {
+    /// Take the cumulative counts of this scrape (series never go down).
+    fn observe(&mut self, by: BTreeMap<[String; N], u64>) {
+        let mut other = 0;
+        for (labels, n) in by {
+            if self.series.contains_key(&labels) || self.series.len() < MAX_PROGRAMS {
+                let e = self.series.entry(labels).or_default();
+                *e = (*e).max(n);
+            } else {
+                other += n;
+            }
+        }
+        self.other = self.other.max(other);
+    }
+
+    /// Its series into `f`, labelled `names`.
+    fn add_to(&self, f: &mut Family, names: [&'static str; N]) {
+        for (labels, n) in &self.series {
+            f.add(names.iter().zip(labels).map(|(k, v)| (*k, v.clone())).collect(), *n);
+        }
+        if self.other > 0 {
+            f.add(names.iter().map(|k| (*k, OTHER.to_owned())).collect(), self.other);
+        }
+    }
+}
 
 /// Bounds and options of the metric set.
 #[derive(Clone, Debug)]
@@ -86,6 +122,15 @@ pub(crate) struct MetricsState {
     /// `MAX_CHAINS` seen; the rest under `chain="other"`.
     chains: BTreeMap<String, u64>,
     chains_other: u64,
+    /// tc drops by program (name, id, attach point; `unknown` when none or several were on
+    /// the hook).
+    tc_programs: Bounded<3>,
+    /// `XDP_DROP` drops by program and device.
+    xdp_drops: Bounded<2>,
+    /// XDP exceptions by program and action.
+    xdp_exceptions: Bounded<2>,
+    /// Hardware traps by devlink device, trap and group.
+    hw_traps: Bounded<3>,
     /// Per-namespace series (opt-in), by namespace identity.
     netns: BTreeMap<NetnsId, NetnsSeries>,
     /// Drops of namespaces past `max_netns`, by reason.
@@ -154,6 +199,10 @@ impl MetricsState {
             devices_other: 0,
             chains: BTreeMap::new(),
             chains_other: 0,
+            tc_programs: Bounded::default(),
+            xdp_drops: Bounded::default(),
+            xdp_exceptions: Bounded::default(),
+            hw_traps: Bounded::default(),
             netns: BTreeMap::new(),
             netns_other: BTreeMap::new(),
             netns_other_last: BTreeMap::new(),
@@ -219,6 +268,7 @@ impl MetricsState {
         }
         self.observe_devices(s);
         self.observe_chains(s);
+        self.observe_programs(s);
         self.observe_netns(s, living, now)
     }
 
@@ -238,6 +288,38 @@ impl MetricsState {
             }
         }
         self.chains_other = self.chains_other.max(other);
+    }
+
+    /// tc and XDP programs, from the summary's exact drops per device and hook.
+    fn observe_programs(&mut self, s: &Summary) {
+        const UNKNOWN: &str = "unknown";
+        let mut tc: BTreeMap<[String; 3], u64> = BTreeMap::new();
+        for t in &s.tc_drops {
+            let key = match t.programs.as_slice() {
+                [p] => [p.name.clone(), p.id.to_string(), p.attach_point()],
+                _ => [UNKNOWN.to_owned(), String::new(), t.hook.clone()],
+            };
+            *tc.entry(key).or_default() += t.drops;
+        }
+        self.tc_programs.observe(tc);
+        let mut xdp: BTreeMap<[String; 2], u64> = BTreeMap::new();
+        for d in &s.xdp_drops {
+            let program = d.program.as_ref().map_or_else(|| UNKNOWN.to_owned(), |p| p.name.clone());
+            let dev = if d.device.is_empty() { format!("ifindex{}", d.ifindex) } else { d.device.clone() };
+            *xdp.entry([program, dev]).or_default() += d.drops;
+        }
+        self.xdp_drops.observe(xdp);
+        let mut exc: BTreeMap<[String; 2], u64> = BTreeMap::new();
+        for x in &s.xdp_exceptions {
+            let program = if x.prog_name.is_empty() { UNKNOWN.to_owned() } else { x.prog_name.clone() };
+            *exc.entry([program, x.action.clone()]).or_default() += x.count;
+        }
+        self.xdp_exceptions.observe(exc);
+        let mut hw: BTreeMap<[String; 3], u64> = BTreeMap::new();
+        for t in &s.hw_traps.reported {
+            *hw.entry([t.device.clone(), t.trap.clone(), t.group.clone()]).or_default() += t.count;
+        }
+        self.hw_traps.observe(hw);
     }
 
     /// Devices of the host's namespace, from the exact per-device counts of the summary.
@@ -523,6 +605,43 @@ impl Snapshot {
             if m.chains_other > 0 {
                 f.add(vec![("chain", OTHER.to_owned())], m.chains_other);
             }
+            fams.push(f);
+        }
+
+        if !m.tc_programs.series.is_empty() {
+            let mut f = Family::new(
+                "tc_program_drops",
+                "TC_INGRESS/TC_EGRESS drops by the BPF program on the tc hook (program, id, attach point; program=\"unknown\" when none or several were there; the first 64 have their own series, the rest are \"other\").",
+                true,
+            );
+            m.tc_programs.add_to(&mut f, ["program", "id", "attach"]);
+            fams.push(f);
+        }
+        if !m.xdp_drops.series.is_empty() {
+            let mut f = Family::new(
+                "xdp_drops",
+                "XDP_DROP drops by XDP program and device, counted once (on a veth every frame it frees, XDP_ABORTED included; the first 64 have their own series, the rest are \"other\").",
+                true,
+            );
+            m.xdp_drops.add_to(&mut f, ["program", "ifname"]);
+            fams.push(f);
+        }
+        if !m.hw_traps.series.is_empty() {
+            let mut f = Family::new(
+                "hw_trap_drops",
+                "Packets devices trapped and reported to devlink (devlink:devlink_trap_report: hardware drops, exceptions and control traps), by devlink device, trap and group (the first 64 have their own series, the rest are \"other\").",
+                true,
+            );
+            m.hw_traps.add_to(&mut f, ["device", "trap", "group"]);
+            fams.push(f);
+        }
+        if !m.xdp_exceptions.series.is_empty() {
+            let mut f = Family::new(
+                "xdp_exceptions",
+                "XDP exceptions (xdp:xdp_exception: XDP_ABORTED, or an action the driver does not support) by program and action (the first 64 have their own series, the rest are \"other\").",
+                true,
+            );
+            m.xdp_exceptions.add_to(&mut f, ["program", "action"]);
             fams.push(f);
         }
 
@@ -919,5 +1038,74 @@ mod tests {
         };
         insta::assert_snapshot!("openmetrics", keep(m.exposition()));
         insta::assert_snapshot!("prometheus_text", keep(m.prometheus_text()));
+    }
+
+    /// tc and XDP program and hardware trap series: named, exact, bounded (64, then `other`),
+    /// never down.
+    #[test]
+    fn program_series_are_bounded() {
+        use crate::model::{TcDrops, TcProgram, XdpDrops, XdpException};
+        let f = fixture();
+        let mut m = state(&f, Limits::default());
+        let prog = |id: u32, name: &str, attach: &str| TcProgram { id, name: name.into(), attach: attach.into() };
+        let tc = |programs: Vec<TcProgram>, drops: u64| TcDrops {
+            hook: "ingress".into(),
+            reason: "TC_INGRESS".into(),
+            drops,
+            programs,
+            ..TcDrops::default()
+        };
+        let mut s = Summary {
+            tc_drops: vec![
+                tc(vec![prog(41, "drop_port", "clsact ingress pref 49152 handle 0x1 bpf da")], 7),
+                tc(vec![prog(42, "a", "tcx ingress"), prog(43, "b", "tcx ingress")], 3),
+            ],
+            xdp_drops: vec![XdpDrops {
+                device: "veth1".into(),
+                drops: 11,
+                program: Some(prog(44, "xdp_ddos", "xdp native")),
+                ..XdpDrops::default()
+            }],
+            xdp_exceptions: vec![XdpException {
+                prog_id: 44,
+                prog_name: "xdp_ddos".into(),
+                action: "XDP_ABORTED".into(),
+                ifindex: 5,
+                count: 2,
+            }],
+            hw_traps: crate::model::HwTraps {
+                reported: vec![crate::model::HwTrap {
+                    device: "netdevsim/netdevsim1".into(),
+                    trap: "blackhole_route".into(),
+                    group: "l3_drops".into(),
+                    input_port: "eth0".into(),
+                    count: 9,
+                }],
+                ..Default::default()
+            },
+            ..Summary::default()
+        };
+        m.observe(&s, None, Instant::now());
+        let t = m.prometheus_text();
+        let ours: String = t
+            .lines()
+            .filter(|l| l.contains("tc_program_drops") || l.contains("xdp_") || l.contains("hw_trap"))
+            .fold(String::new(), |acc, l| acc + l + "\n");
+        insta::assert_snapshot!("program_series", ours);
+        // 70 more programs: 64 series in all, the rest summed under "other".
+        s.tc_drops = (0..70).map(|i| tc(vec![prog(100 + i, &format!("p{i}"), "tcx ingress")], 1)).collect();
+        m.observe(&s, None, Instant::now());
+        let t = m.prometheus_text();
+        let series = t.lines().filter(|l| l.starts_with("pktloss_tc_program_drops_total{")).count();
+        assert_eq!(series, 65);
+        assert_eq!(
+            value(&t, "pktloss_tc_program_drops_total{program=\"other\",id=\"other\",attach=\"other\"}"),
+            Some(8)
+        );
+        // Never down: the first program keeps its count though no longer in the summary.
+        assert_eq!(
+            value(&t, "pktloss_tc_program_drops_total{program=\"drop_port\",id=\"41\",attach=\"clsact ingress\"}"),
+            Some(7)
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod caps;
 pub(crate) mod counters;
 pub(crate) mod devices;
+pub(crate) mod devlink;
 pub(crate) mod devtx;
 pub(crate) mod lifecycle;
 pub(crate) mod names;

@@ -100,6 +100,8 @@ pub(crate) struct TracepointFacts {
     pub reset: Option<tracefs::Format>,
     /// The `xdp:xdp_exception` format, when the kernel has it.
     pub xdp_exc: Option<tracefs::Format>,
+    /// The `devlink:devlink_trap_report` format, when the kernel has it.
+    pub trap: Option<tracefs::Format>,
     /// Whether the kernel has kprobes (the firewall-chain probes and `tcp_drop` need them).
     pub kprobes: bool,
     pub ncpus: usize,
@@ -114,9 +116,10 @@ impl TracepointFacts {
         let retrans = tracefs::read_format(tracefs, "tcp", "tcp_retransmit_skb").ok();
         let reset = tracefs::read_format(tracefs, "tcp", "tcp_send_reset").ok();
         let xdp_exc = tracefs::read_format(tracefs, "xdp", "xdp_exception").ok();
+        let trap = tracefs::read_format(tracefs, "devlink", "devlink_trap_report").ok();
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("cannot count CPUs: {e}"))?;
         let kprobes = kprobes_available(tracefs);
-        Ok(Self { kfree, retrans, reset, xdp_exc, kprobes, ncpus })
+        Ok(Self { kfree, retrans, reset, xdp_exc, trap, kprobes, ncpus })
     }
 }
 
@@ -228,6 +231,16 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
                 ifindex: f.offset_or_absent("ifindex"),
             }
         }),
+        trap_tp: tp.trap.as_ref().map_or_else(pktloss_common::TrapTpOffsets::default, |f| {
+            pktloss_common::TrapTpOffsets {
+                bus_name: f.offset_or_absent("bus_name"),
+                dev_name: f.offset_or_absent("dev_name"),
+                trap_name: f.offset_or_absent("trap_name"),
+                trap_group_name: f.offset_or_absent("trap_group_name"),
+                input_dev_name: f.offset_or_absent("input_dev_name"),
+                pad: 0,
+            }
+        }),
         flags,
         detail_budget_per_cpu: per_cpu,
         snaplen: options.snaplen,
@@ -316,6 +329,32 @@ fn attach_probes(
             ),
         },
     });
+    // devlink:devlink_trap_report -- optional; runs per packet a device traps and reports.
+    probes.push(match (&tp.trap, options.floor) {
+        (None, _) => status(
+            "devlink:devlink_trap_report",
+            "tracepoint",
+            false,
+            "tracepoint absent in this kernel (no devlink tracepoints): hardware traps not counted",
+        ),
+        (Some(_), true) => {
+            status("devlink:devlink_trap_report", "tracepoint", false, "not attached with the floor program (--floor)")
+        }
+        (Some(_), false) => match attach_tp(ebpf, "devlink_trap_report", "devlink", "devlink_trap_report") {
+            Ok(()) => status(
+                "devlink:devlink_trap_report",
+                "tracepoint",
+                true,
+                "runs per packet a device traps and reports to devlink: counts per device, trap and input port",
+            ),
+            Err(e) => status(
+                "devlink:devlink_trap_report",
+                "tracepoint",
+                false,
+                crate::kernel::verifier::describe_failure("devlink_trap_report", &kbtf.release, &e).line,
+            ),
+        },
+    });
     // tcp_drop() -- only on kernels that still have it, and only with kprobes.
     probes.push(match kbtf.tcp_drop_skip(tp.kprobes) {
         Some(why) => status("tcp_drop", "kprobe", false, why),
@@ -363,6 +402,8 @@ pub(crate) struct RawCounts {
     pub resets: Vec<(FlowKey, u64)>,
     /// XDP exceptions per (program, action, device) (`xdp:xdp_exception`).
     pub xdp_exceptions: Vec<(pktloss_common::XdpExcKey, u64)>,
+    /// Hardware traps per device, trap and input port (`devlink:devlink_trap_report`).
+    pub traps: Vec<(pktloss_common::TrapKey, u64)>,
     /// Exact `NETFILTER_DROP` drops per (flow, table, chain, rule), with the firewall probes.
     pub firewall: Vec<(FwKey, u64)>,
     /// The conntrack original tuple of dropped flows whose packets were translated.
@@ -707,6 +748,7 @@ impl Tracer {
             netns: maps::sum_map::<NetnsKey>(&self.ebpf, "NETNS_DROPS")?,
             resets: maps::sum_map::<FlowKey>(&self.ebpf, "RESETS")?,
             xdp_exceptions: maps::sum_map::<pktloss_common::XdpExcKey>(&self.ebpf, "XDP_EXCEPTIONS")?,
+            traps: maps::sum_map::<pktloss_common::TrapKey>(&self.ebpf, "TRAPS")?,
             firewall: maps::sum_map::<FwKey>(&self.ebpf, "FW_DROPS")?,
             nat: self
                 .ebpf
@@ -1137,6 +1179,7 @@ mod tests {
             retrans: None,
             reset: None,
             xdp_exc: None,
+            trap: None,
             kprobes: false,
             ncpus,
         }

@@ -3,7 +3,7 @@
 //! One Interface Description Block per (netns, ifindex, link type) seen in the samples, named
 //! "dev@netns"; one Enhanced Packet Block per sample that has bytes, with its timestamp
 //! (capture start + offset, nanosecond resolution), original length (`skb_len`) and a comment
-//! `drop reason=... location=... cause=... netns=... dev=... pid=... comm=...`.
+//! `drop reason=... location=... cause=... chain=... program=... netns=... dev=... pid=... comm=...`.
 //! Bytes that start at the IP header use link type RAW (101); bytes from `skb->data` use
 //! ETHERNET (1) when they carry a plausible Ethernet header on an Ethernet-like device, else RAW.
 use std::{
@@ -103,6 +103,9 @@ fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
     }
     if !s.chain.is_empty() {
         kv(&mut c, "chain", &s.chain);
+    }
+    if let Some(p) = file.summary.program_of(s.flow.netns.inode, s.flow.netns.cookie, s.ifindex, reason) {
+        kv(&mut c, "program", &p);
     }
     if !s.nat_original.is_empty() {
         kv(&mut c, "nat_original", &s.nat_original);

@@ -196,6 +196,25 @@ impl Sections<'_> {
         (t, self.s.xdp_exceptions.len())
     }
 
+    fn hw_traps(&self) -> (Table, usize) {
+        let mut t =
+            Table::new(&[("COUNT", true), ("DEVICE", false), ("TRAP", false), ("GROUP", false), ("INPUT PORT", false)]);
+        let r = &self.s.hw_traps.reported;
+        for x in r.iter().take(TOP_ROWS) {
+            t.row(vec![x.count.to_string(), clean(&x.device), clean(&x.trap), clean(&x.group), clean(&x.input_port)]);
+        }
+        (t, r.len())
+    }
+
+    fn trap_stats(&self) -> (Table, usize) {
+        let mut t = Table::new(&[("PACKETS", true), ("DEVICE", false), ("TRAP", false)]);
+        let st = &self.s.hw_traps.stats;
+        for x in st.iter().take(TOP_ROWS) {
+            t.row(vec![x.packets.to_string(), clean(&x.device), clean(&x.trap)]);
+        }
+        (t, st.len())
+    }
+
     fn resets(&self) -> (Table, usize) {
         let mut t = Table::new(&[
             ("COUNT", true),
@@ -335,6 +354,8 @@ pub(crate) fn text(s: &Summary) -> String {
     section("tc programs of the tc drops (read while they dropped)".into(), sec.tc_drops(), &mut out);
     section("XDP_DROP by device and XDP program".into(), sec.xdp_drops(), &mut out);
     section("XDP exceptions (xdp:xdp_exception)".into(), sec.xdp_exceptions(), &mut out);
+    section("Hardware traps (devlink:devlink_trap_report)".into(), sec.hw_traps(), &mut out);
+    section("devlink trap statistics (growth during the capture)".into(), sec.trap_stats(), &mut out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let (t, n) = sec.retransmits();
         let _ = writeln!(out, "\nTCP retransmits: {}", s.retransmits.total);
@@ -408,6 +429,8 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
     section("tc programs of the tc drops (read while they dropped)", sec.tc_drops(), out);
     section("XDP\\_DROP by device and XDP program", sec.xdp_drops(), out);
     section("XDP exceptions (xdp:xdp_exception)", sec.xdp_exceptions(), out);
+    section("Hardware traps (devlink:devlink\\_trap\\_report)", sec.hw_traps(), out);
+    section("devlink trap statistics (growth during the capture)", sec.trap_stats(), out);
     if s.retransmits.total > 0 || !s.retransmits.flows.is_empty() {
         let _ = writeln!(out, "### TCP retransmits: {}\n", s.retransmits.total);
         let (t, n) = sec.retransmits();

@@ -39,6 +39,31 @@ fn unreadable_device_is_unavailable() {
     assert!(json::pretty(&s).contains("\"tx_unavailable\": true"));
 }
 
+/// Hardware traps: the tracepoint's reports and devlink's statistics, in text, Markdown and JSON.
+#[test]
+fn hardware_traps_in_every_format() {
+    use crate::model::{HwTrap, TrapStat};
+    let mut s = sample_capture().summary;
+    s.hw_traps.reported = vec![HwTrap {
+        device: "netdevsim/netdevsim1".into(),
+        trap: "blackhole_route".into(),
+        group: "l3_drops".into(),
+        input_port: "eth0".into(),
+        count: 9,
+    }];
+    s.hw_traps.stats =
+        vec![TrapStat { device: "netdevsim/netdevsim1".into(), trap: "blackhole_route".into(), packets: 9 }];
+    let text = summary::text(&s);
+    let from = |t: &str, h: &str| t.lines().skip_while(|l| !l.starts_with(h)).take(7).collect::<Vec<_>>().join("\n");
+    assert_snapshot!("hw_traps_text", from(&text, "Hardware traps"));
+    let mut md = String::new();
+    summary::markdown(&s, &mut md);
+    assert!(md.contains("Hardware traps") && md.contains("netdevsim/netdevsim1"), "{md}");
+    let v: serde_json::Value = serde_json::from_str(&json::pretty(&s)).expect("json");
+    assert_eq!(v["hw_traps"]["reported"][0]["count"], 9);
+    assert_eq!(v["hw_traps"]["stats"][0]["packets"], 9);
+}
+
 #[test]
 fn summary_json() {
     assert_snapshot!("summary_json", json::pretty(&sample_capture().summary));

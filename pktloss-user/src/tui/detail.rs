@@ -145,6 +145,9 @@ impl Doc {
         if !s.chain.is_empty() {
             let _ = write!(who, "  chain {}", s.chain);
         }
+        if let Some(p) = d.update.summary.program_of(s.flow.netns.inode, s.flow.netns.cookie, s.ifindex, &s.reason) {
+            let _ = write!(who, "  program {p}");
+        }
         if !s.nat_original.is_empty() {
             let _ = write!(who, "  before NAT {}", s.nat_original);
         }

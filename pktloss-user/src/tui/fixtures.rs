@@ -461,6 +461,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         xdp_drops: Vec::new(),
         xdp_exceptions: Vec::new(),
         firewall: Vec::new(),
+        hw_traps: crate::model::HwTraps::default(),
     }
 }
 
@@ -528,4 +529,39 @@ pub(super) fn state_after(secs: u64) -> State {
         s.ingest(update_at(t));
     }
     s
+}
+
+/// [`update_at`] with drops of a tc program (`TC_INGRESS` on eth0) and of an XDP program
+/// (`XDP_DROP` on veth1 of the test namespace), each named in the summary.
+pub(super) fn update_with_programs_at(t: u64) -> Update {
+    let mut u = update_at(t);
+    let s = &mut u.summary;
+    let (tc, xdp) = (cum(7, t, 0), cum(11, t, 0));
+    s.flows.push(flow("udp", 4, "198.51.100.7", 5353, "10.0.0.2", 9999, NS_HOST, 2, "eth0", "TC_INGRESS", 69, tc, ""));
+    s.flows
+        .push(flow("udp", 4, "10.9.0.1", 4000, "10.9.0.2", 7777, NS_TEST, 5, "veth1", "XDP_DROP", 0x3_0000, xdp, ""));
+    s.flows.sort_by_key(|f| std::cmp::Reverse(f.count));
+    let program =
+        |id: u32, name: &str, attach: &str| crate::model::TcProgram { id, name: name.into(), attach: attach.into() };
+    s.tc_drops.push(crate::model::TcDrops {
+        netns: NS_HOST,
+        ifindex: 2,
+        device: "eth0".into(),
+        hook: "ingress".into(),
+        reason: "TC_INGRESS".into(),
+        drops: tc,
+        programs: vec![program(412, "drop_port", "tcx ingress")],
+        note: "the only BPF program on the hook".into(),
+        ..Default::default()
+    });
+    s.xdp_drops.push(crate::model::XdpDrops {
+        netns: NS_TEST,
+        ifindex: 5,
+        device: "veth1".into(),
+        drops: xdp,
+        program: Some(program(413, "xdp_ddos", "xdp native")),
+        note: "the XDP program attached to the device".into(),
+        ..Default::default()
+    });
+    u
 }

@@ -164,6 +164,14 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
             }
         }
     }
+    // Hardware traps (devlink:devlink_trap_report), cumulative like the counters.
+    for t in &summary.hw_traps.reported {
+        rows.push(CounterRow {
+            scope: format!("{} port {}", t.device, t.input_port),
+            counter: format!("trap {} ({})", t.trap, t.group),
+            total: t.count,
+        });
+    }
     rows
 }
 
@@ -188,6 +196,23 @@ mod tests {
         assert_eq!(rows.iter().filter(|r| r.counter == "rx_missed_errors").count(), 2);
         assert_eq!(rows.iter().filter(|r| r.counter == "softnet dropped").count(), 1);
         assert_eq!(rows[0].scope, "eth0 (host)");
+    }
+
+    #[test]
+    fn hardware_traps_are_counter_rows() {
+        let mut s = Summary::default();
+        s.hw_traps.reported.push(crate::model::HwTrap {
+            device: "netdevsim/netdevsim1".into(),
+            trap: "blackhole_route".into(),
+            group: "l3_drops".into(),
+            input_port: "eth0".into(),
+            count: 9,
+        });
+        let rows = counter_rows(&[], &s);
+        assert_eq!(
+            rows.iter().map(|r| (r.scope.as_str(), r.counter.as_str(), r.total)).collect::<Vec<_>>(),
+            [("netdevsim/netdevsim1 port eth0", "trap blackhole_route (l3_drops)", 9)]
+        );
     }
 
     /// `top` diagnoses as `diagnose` does on the same drops and counters: the same causes, with

@@ -20,7 +20,7 @@ use super::{
     Action, AfterWake, CauseId, CauseView, Drawn, Mode, State, Update, after_wake,
     detail::detail_lines,
     event_loop,
-    fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at},
+    fixtures::{NS_HOST, NS_TEST, state_after, summary_at, update_at, update_with_programs_at},
     input::KEYS,
     map_key, render,
     state::{
@@ -837,6 +837,20 @@ fn snap_help() {
     assert_snapshot!("help_160x48", draw(&mut s, 160, 48));
     press(&mut s, &[KeyCode::Char('x')]);
     assert!(!s.help);
+}
+
+/// Drops of tc and XDP programs name their program in the flows table.
+#[test]
+fn snap_flows_name_tc_and_xdp_programs() {
+    let mut s = State::new();
+    for t in 0..=30 {
+        s.ingest(update_with_programs_at(t));
+    }
+    press(&mut s, &[KeyCode::Tab, KeyCode::Tab]);
+    let screen = draw(&mut s, 240, 30);
+    assert!(screen.contains("TC_INGRESS by drop_port (id 412)"), "{screen}");
+    assert!(screen.contains("XDP_DROP by xdp_ddos (id 413)"), "{screen}");
+    assert_snapshot!("flows_programs_240x30", screen);
 }
 
 #[test]

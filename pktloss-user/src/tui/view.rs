@@ -584,10 +584,7 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
                     right(ellipsize(&f.netns_text(), cols[3])),
                     Cell::from(ellipsize(&or_dash(&f.device), cols[4])),
                     Cell::from(ellipsize(&or_dash(&f.process()), cols[5])),
-                    Cell::from(ellipsize(
-                        &if f.chain.is_empty() { f.reason.clone() } else { format!("{} in {}", f.reason, f.chain) },
-                        cols[6],
-                    )),
+                    Cell::from(ellipsize(&reason_cell(state, f), cols[6])),
                     right(fmt_count(f.count)),
                     right(fmt_rate(r.rate)),
                 ])
@@ -604,6 +601,20 @@ fn flows_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[FlowRow
         .collect();
     let sel = selection(state, Panel::Flows, rows.iter().map(|r| r.key.clone()));
     draw_table(frame, area, state, header_row(head), body, widths, sel, focused, "no flows");
+}
+
+/// A flow's reason, with who dropped it: the firewall chain (`in`), or the tc or XDP program
+/// (`by`).
+fn reason_cell(state: &State, f: &crate::model::FlowCount) -> String {
+    if !f.chain.is_empty() {
+        return format!("{} in {}", f.reason, f.chain);
+    }
+    state
+        .data()
+        .update
+        .summary
+        .program_of(f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, &f.reason)
+        .map_or_else(|| f.reason.clone(), |p| format!("{} by {p}", f.reason))
 }
 
 fn counters_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CounterLine], focused: bool) {

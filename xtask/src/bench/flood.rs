@@ -1,6 +1,10 @@
 //! The local drop flood: two namespaces joined by a veth pair, an nftables DROP rule in the
 //! receiver, and a sender thread pinned to one CPU that floods small UDP datagrams into it.
 //!
+//! With `PKTLOSS_BENCH_DROP=xdp` the receiver drops them with a native XDP program on its veth
+//! instead (`XDP_DROP`: freed at `veth_xdp_rcv_skb` without a reason, which pktloss counts as
+//! `XDP_DROP` per device and program); the drops are then the veth's `xdp_drops` counters.
+//!
 //! Traffic never leaves the two namespaces this module creates; they (and with them the veth
 //! pair and the nftables table) are deleted when the [`Netns`] guard drops, and leftovers of a
 //! killed run are deleted before a new pair is made.
@@ -39,6 +43,69 @@ const MANY_PORTS_FROM: u16 = 10_000;
 /// Most destination ports of a many-flows flood.
 pub(super) const MAX_PORTS: u16 = 16_384;
 const NFT_TABLE: &str = "pktlb";
+/// Environment variable choosing the receiver's drop: `nft` (default) or `xdp`.
+const DROP_MODE_ENV: &str = "PKTLOSS_BENCH_DROP";
+
+/// An XDP program dropping the flood's UDP datagrams (IPv4 without options, to `DPORT` or
+/// the many-flows range) and passing everything else.
+const XDP_DROP_C: &str = r#"
+#define SEC(n) __attribute__((section(n), used))
+struct xdp_md { unsigned data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex; };
+SEC("xdp") int pktlb_xdp_drop(struct xdp_md *ctx) {
+    unsigned char *d = (unsigned char *)(unsigned long)ctx->data;
+    unsigned char *end = (unsigned char *)(unsigned long)ctx->data_end;
+    if (d + 14 + 20 + 4 > end) return 2;
+    if (d[12] != 0x08 || d[13] != 0 || d[14 + 9] != 17 || (d[14] & 0xf) != 5) return 2;
+    unsigned short p = (unsigned short)(d[14 + 20 + 2] << 8 | d[14 + 20 + 3]);
+    return (p == DPORT || (p >= FROM && p < TO)) ? 1 : 2;
+}
+char _license[] SEC("license") = "GPL";
+"#;
+
+/// Whether the receiver drops with XDP (`PKTLOSS_BENCH_DROP=xdp`); another value is refused.
+pub(super) fn xdp_mode() -> Result<bool> {
+    match std::env::var(DROP_MODE_ENV).as_deref() {
+        Err(_) | Ok("" | "nft") => Ok(false),
+        Ok("xdp") => Ok(true),
+        Ok(other) => bail!("{DROP_MODE_ENV}={other}: expected nft or xdp"),
+    }
+}
+
+/// Build the XDP program with clang and attach it natively to the receiver's veth.
+fn attach_xdp() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("pktlb-xdp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (c, o) = (dir.join("xdp.c"), dir.join("xdp.o"));
+    let src = XDP_DROP_C
+        .replace("DPORT", &DPORT.to_string())
+        .replace("FROM", &MANY_PORTS_FROM.to_string())
+        .replace("TO", &(u32::from(MANY_PORTS_FROM) + u32::from(MAX_PORTS)).to_string());
+    std::fs::write(&c, src)?;
+    let built = run(Command::new("clang").args(["-O2", "-g", "-target", "bpf", "-c"]).arg(&c).arg("-o").arg(&o));
+    let attached = built.and_then(|()| {
+        run(Command::new("ip")
+            .args(["-n", RX_NS, "link", "set", "dev", RX_IF, "xdpdrv", "obj"])
+            .arg(&o)
+            .args(["sec", "xdp"]))
+    });
+    drop(std::fs::remove_dir_all(&dir));
+    attached.context("the XDP drop program (clang -target bpf, ip link set xdpdrv)")
+}
+
+/// The receiver veth's `XDP_DROP`s (`ethtool -S`: `rx_queue_N_xdp_drops`, summed).
+fn xdp_drops() -> Result<u64> {
+    let out = output(Command::new("ip").args(["netns", "exec", RX_NS, "ethtool", "-S", RX_IF]))?;
+    let all: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.starts_with("rx_queue_") && k.ends_with("_xdp_drops"))
+        .filter_map(|(_, v)| v.trim().parse().ok())
+        .collect();
+    if all.is_empty() {
+        bail!("no rx_queue_*_xdp_drops counter on {RX_IF}");
+    }
+    Ok(all.iter().sum())
+}
 
 /// The two namespaces; deleted on drop.
 pub(super) struct Netns(());
@@ -57,6 +124,11 @@ impl Netns {
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))?;
             run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ifname]))?;
             run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
+        }
+        if xdp_mode()? {
+            attach_xdp()?;
+            succeeds(Command::new("ip").args(["netns", "exec", TX_NS, "ping", "-c1", "-W1", RX_ADDR]));
+            return Ok(guard);
         }
         let rules = format!(
             "table inet {NFT_TABLE} {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
@@ -80,12 +152,15 @@ impl Netns {
         Ok(guard)
     }
 
-    /// The packets counted by the DROP rule so far.
+    /// The packets counted by the DROP rule (or the XDP program's drops) so far.
     #[expect(
         clippy::unused_self,
         reason = "the counter lives in the namespaces this guard owns: `&self` says they must still exist"
     )]
     pub(super) fn dropped(&self) -> Result<u64> {
+        if xdp_mode()? {
+            return xdp_drops();
+        }
         let out =
             output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
         let v: serde_json::Value = serde_json::from_str(&out).context("nft printed invalid JSON")?;
