@@ -99,7 +99,6 @@ fn rates_come_from_successive_updates() {
 /// Two namespaces that had one inode (the first deleted, its inode given to the second) are
 /// told apart by their cookies: two flow rows, each with its own count and rate.
 #[test]
-#[expect(clippy::float_cmp, reason = "rates of small whole counts over whole seconds are exact in f64")]
 fn flows_of_namespaces_that_reused_an_inode_stay_apart() {
     let with_twin = |t: u64, first: u64, second: u64| {
         let mut u = update_at(t);
