@@ -5,6 +5,7 @@ mod dist_test;
 mod edges;
 mod setup;
 mod tasks;
+mod totals;
 mod util;
 mod vm;
 

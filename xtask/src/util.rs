@@ -32,6 +32,24 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
+/// The pktloss binary of a profile.
+pub(crate) fn pktloss_bin(release: bool) -> PathBuf {
+    target_dir().join(profile_dir(release)).join("pktloss")
+}
+
+pub(crate) fn cargo_build(release: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "pktloss-user"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
 /// Whether we run as root (euid 0).
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

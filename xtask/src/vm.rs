@@ -38,7 +38,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     dist,
     setup::{self, Scope},
-    tasks::Totals,
+    totals::Totals,
     util::{self, output, run, show},
 };
 
