@@ -58,7 +58,7 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     // The regression gate of the eBPF hot path (issue 32): the base commit is built in a
     // target directory of its own, this tree's build is the one the host tests used.
     let gate = if util::is_root() || std::env::var_os("CI").is_some_and(|v| v == "true") {
-        crate::bench::gate(&crate::bench::GateArgs::default())
+        crate::bench::gate()
     } else {
         println!("xtask: bench-gate skipped (not root)");
         Ok(())

@@ -52,13 +52,6 @@ const CI_REPS: usize = 4;
 /// Seconds of flood per repetition in CI.
 const CI_SECONDS: f64 = 2.0;
 
-impl Default for GateArgs {
-    /// What `cargo xtask test` runs.
-    fn default() -> Self {
-        Self { base: None, reps: CI_REPS, seconds: CI_SECONDS, always: false }
-    }
-}
-
 /// The base revision: the argument, `.ci/bench-base`'s first word, else `HEAD~1`; as a hash.
 fn base_commit(arg: Option<&str>) -> Result<String> {
     let root = util::workspace_root();
