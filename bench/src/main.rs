@@ -38,6 +38,7 @@ use serde_json::Value;
 
 use clap::{Parser, Subcommand};
 use flood::{FloodCfg, Netns};
+use pktloss_testkit::summary::Summary;
 use tracer::{ProgStats, Tracer};
 
 /// The benchmarks of pktloss (each needs root: namespaces, nftables, BPF).
@@ -675,11 +676,11 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
                     let err = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
                     format!("pktloss printed no JSON report ({} bytes of stdout; stderr: {err})", text.len())
                 })?;
+            let summary = Summary::read(&report).context("pktloss's JSON report is not a summary")?;
             // With a filter, what it left out was seen and counted too.
-            let left_out = report.pointer("/filter/drops_filtered_out").and_then(Value::as_u64).unwrap_or(0);
+            let left_out = summary.filter.as_ref().map_or(0, |f| f.drops_filtered_out);
             // The floor's empty program counts nothing.
-            ts.counted =
-                report.get("total_drops").and_then(Value::as_u64).map(|n| n + left_out).filter(|_| m.key != "floor");
+            ts.counted = Some(summary.total_drops + left_out).filter(|_| m.key != "floor");
             ts.report = Some(report);
         }
         Kind::Bpftrace(_) => {

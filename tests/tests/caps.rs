@@ -31,9 +31,7 @@ root_test!(bpf_and_perfmon_count_exactly_and_say_what_is_unavailable, {
     let v: Value = run.stop_json();
     // Exact: the flows of our namespace hold every drop the kernel counted.
     let inode = ns.inode();
-    let ours = pktloss_tests::flow_count(&v, |f| {
-        f["netns"].as_u64() == Some(inode) && f["reason"] == reason_name("NO_SOCKET")
-    });
+    let ours = pktloss_tests::flow_count(&v, |f| f.netns == inode && f.reason == reason_name("NO_SOCKET"));
     assert_eq!(ours, noports, "exact with CAP_BPF+CAP_PERFMON only");
     assert_eq!(noports, N as u64);
     // It could not enter the namespace: the device's name and TX are unavailable, never ''/0

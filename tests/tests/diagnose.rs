@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, Running, root_test, sh};
+use pktloss_tests::{End, Netns, Running, Veth, nft_drop, root_test, sh, summary};
 use serde_json::Value;
 
 /// Time between "tracing" and the traffic, for the "before" snapshot.
@@ -127,20 +127,16 @@ fn ns_tag(ns: &Netns) -> String {
 /// the other, so no packet waits for ARP. The pair goes away with the namespaces.
 fn veth(tag: &str, a: &Netns, b: &Netns, ip_a: &str, ip_b: &str, prefix: u8, static_neigh: bool) -> (String, String) {
     let pid = std::process::id();
-    let (va, vb) = (format!("{tag}a{pid}"), format!("{tag}b{pid}"));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec(&["ip", "addr", "add", &format!("{ip_a}/{prefix}"), "dev", &va]);
-    b.exec(&["ip", "addr", "add", &format!("{ip_b}/{prefix}"), "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    let v = Veth::new(
+        End::new(&a.name, &format!("{tag}a{pid}"), ip_a),
+        End::new(&b.name, &format!("{tag}b{pid}"), ip_b),
+        prefix,
+    );
     if static_neigh {
-        let mac_a = a.exec(&["cat", &format!("/sys/class/net/{va}/address")]).trim().to_owned();
-        let mac_b = b.exec(&["cat", &format!("/sys/class/net/{vb}/address")]).trim().to_owned();
-        a.exec(&["ip", "neigh", "replace", ip_b, "lladdr", &mac_b, "dev", &va, "nud", "permanent"]);
-        b.exec(&["ip", "neigh", "replace", ip_a, "lladdr", &mac_a, "dev", &vb, "nud", "permanent"]);
+        v.static_neighbours().expect("static neighbours");
     }
     settle_links(&[a, b]);
-    (va, vb)
+    (v.a.name, v.b.name)
 }
 
 /// A UDP socket bound inside a namespace (kept open by the caller).
@@ -568,9 +564,7 @@ root_test!(mixed_causes_rank_by_drops, {
     let (v, (nolis, fw)) = diagnose_born(9, |nss| {
         let (ia, ib) = (born(nss, "dmixa"), born(nss, "dmixb"));
         let (a, b) = (&nss[ia], &nss[ib]);
-        b.exec(&["nft", "add", "table", "inet", "pktlmix"]);
-        b.exec(&["nft", "add chain inet pktlmix input { type filter hook input priority 0 ; policy accept ; }"]);
-        b.exec(&["nft", "add rule inet pktlmix input udp dport 7799 counter drop"]);
+        nft_drop(b, "pktlmix", "udp dport 7799").keep_with_namespace();
         a.send_udp("127.0.0.1:9912".parse().expect("addr"), 90);
         b.send_udp("127.0.0.1:7799".parse().expect("addr"), 30);
         (Gone::of(a), Gone::of(b))
@@ -647,9 +641,7 @@ root_test!(mtu_too_small_on_a_router_is_fragmentation, {
 // namespace it concerns) and succeeds: advice that cannot be followed is a defect.
 root_test!(verify_commands_run_where_they_say, {
     let ns = Netns::new("dverify");
-    ns.exec(&["nft", "add", "table", "inet", "pktlverify"]);
-    ns.exec(&["nft", "add chain inet pktlverify input { type filter hook input priority 0 ; policy accept ; }"]);
-    ns.exec(&["nft", "add rule inet pktlverify input udp dport 7797 counter drop"]);
+    let _nft_verify = nft_drop(&ns, "pktlverify", "udp dport 7797");
     let (v, ()) = diagnose_born(6, |_| {
         ns.send_udp("127.0.0.1:9913".parse().expect("addr"), 20);
         ns.send_udp("127.0.0.1:7797".parse().expect("addr"), 20);
@@ -1235,10 +1227,7 @@ root_test!(benign_noise_leaves_the_one_real_cause, {
 
 /// Ids of a list of causes (`causes` or `outside_filter`).
 fn ids(v: &Value, list: &str) -> Vec<String> {
-    v[list]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
+    summary::causes(v, list).into_iter().map(|c| c.id).collect()
 }
 
 /// The two faults of the filter tests: in `a`, a UDP receiver on port 7777 that never reads
@@ -1249,9 +1238,7 @@ fn two_faults(a: &Netns, b: &Netns) -> (u64, UdpSocket) {
     setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1024);
     a.send_udp("127.0.0.1:7777".parse().expect("addr"), 150);
     a.send_udp("127.0.0.1:7778".parse().expect("addr"), 60);
-    b.exec(&["nft", "add", "table", "inet", "pktlfilt"]);
-    b.exec(&["nft", "add chain inet pktlfilt input { type filter hook input priority 0 ; policy accept ; }"]);
-    b.exec(&["nft", "add rule inet pktlfilt input udp dport 7788 counter drop"]);
+    nft_drop(b, "pktlfilt", "udp dport 7788").keep_with_namespace();
     b.send_udp("127.0.0.1:7788".parse().expect("addr"), 100);
     (a.snmp("Udp", "RcvbufErrors"), sock)
 }
@@ -1422,9 +1409,7 @@ mod matrix {
         let (v, ns) = diagnose_born(9, |nss| {
             let i = born(nss, "dfw");
             let ns = &nss[i];
-            ns.exec(&["nft", "add", "table", "inet", "pktldiag"]);
-            ns.exec(&["nft", "add chain inet pktldiag input { type filter hook input priority 0 ; policy accept ; }"]);
-            ns.exec(&["nft", "add rule inet pktldiag input udp dport 7788 counter drop"]);
+            nft_drop(ns, "pktldiag", "udp dport 7788").keep_with_namespace();
             ns.send_udp("127.0.0.1:7788".parse().expect("addr"), N);
             Gone::of(ns)
         });

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pktloss_tests::{Netns, Running, root_test};
+use pktloss_tests::{Netns, Running, nft_drop, root_test};
 
 /// Write to the real stderr (libtest captures `eprintln!` of passing tests).
 fn log(s: &str) {
@@ -64,9 +64,7 @@ mod matrix_once {
             return;
         }
         let ns = Netns::new("dw");
-        ns.exec(&["nft", "add table inet pktldw"]);
-        ns.exec(&["nft", "add chain inet pktldw input { type filter hook input priority 0 ; policy accept ; }"]);
-        ns.exec(&["nft", "add rule inet pktldw input udp dport 7721 drop"]);
+        let _nft_dw = nft_drop(&ns, "pktldw", "udp dport 7721");
         ns.exec(&["ip", "link", "add", "dw0", "type", "dummy"]);
         // No IPv6 on it: its router solicitations and MLD reports would be qdisc drops too, at
         // times only one of the two tools sees.

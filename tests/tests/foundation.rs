@@ -3,8 +3,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use pktloss_tests::{
-    NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
-    loaded_pktloss_programs, reason_count, reason_name, require_root, root_test, run, sh,
+    End, NETNS_THREAD, Netns, Running, Veth, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
+    loaded_pktloss_programs, nft_drop, reason_count, reason_name, require_root, root_test, run,
 };
 
 const N: usize = 200;
@@ -34,15 +34,15 @@ fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) 
     let ip = dst.ip().to_string();
     let reason = reason_name("NO_SOCKET");
     let exact = flow_count(&s, |f| {
-        f["netns"] == inode
-            && f["proto"] == "udp"
-            && f["reason"] == reason
-            && f["src"] == ip.as_str()
-            && f["sport"] == src.port()
-            && f["dst"] == ip.as_str()
-            && f["dport"] == dst.port()
-            && f["family"] == if v6 { 6 } else { 4 }
-            && f["device"] == "lo"
+        f.netns == inode
+            && f.proto == "udp"
+            && f.reason == reason
+            && f.src == ip.as_str()
+            && f.sport == src.port()
+            && f.dst == ip.as_str()
+            && f.dport == dst.port()
+            && f.family == if v6 { 6 } else { 4 }
+            && f.device == "lo"
     });
     assert_eq!(exact, N as u64, "NO_SOCKET drops of our flow in netns {inode}: {s:#}");
     assert_eq!(after - before, N as u64, "kernel NoPorts delta");
@@ -135,13 +135,13 @@ root_test!(interleaved_flows_are_counted_apart, {
     let inode = ns.inode();
     let count = |sport: u16, dst: &str, dport: u16| {
         flow_count(&s, |f| {
-            f["netns"] == inode
-                && f["proto"] == "udp"
-                && f["reason"] == "NO_SOCKET"
-                && f["src"] == "127.0.0.1"
-                && f["sport"] == sport
-                && f["dst"] == dst
-                && f["dport"] == dport
+            f.netns == inode
+                && f.proto == "udp"
+                && f.reason == "NO_SOCKET"
+                && f.src == "127.0.0.1"
+                && f.sport == sport
+                && f.dst == dst
+                && f.dport == dport
         })
     };
     let n = N as u64;
@@ -256,11 +256,7 @@ fn device_tx_counts(test: &str, tag: &str, flags: &[&str]) {
     let a = Netns::new(&format!("{tag}a"));
     let b = Netns::new(&format!("{tag}b"));
     let (va, vb) = (format!("{tag}a{}", std::process::id()), format!("{tag}b{}", std::process::id()));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec(&["ip", "addr", "add", "10.231.7.1/30", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.7.2/30", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    Veth::new(End::new(&a.name, &va, "10.231.7.1"), End::new(&b.name, &vb, "10.231.7.2"), 30);
     // Resolve the neighbour first so every datagram is transmitted.
     let _ = a.send_udp("10.231.7.2:9".parse().expect("addr"), 1);
     std::thread::sleep(Duration::from_millis(200));
@@ -285,7 +281,7 @@ fn device_tx_counts(test: &str, tag: &str, flags: &[&str]) {
         .unwrap_or_else(|| panic!("no net_dev_queue probe status: {:#}", s["probes"]));
     assert_eq!(dev_queue["active"], flags.contains(&"--tx-trace"), "{dev_queue}");
     // The receiver drops them (no socket): attributed to the receiving veth.
-    let rx = flow_count(&s, |f| f["netns"] == inode_b && f["reason"] == "NO_SOCKET" && f["device"] == vb.as_str());
+    let rx = flow_count(&s, |f| f.netns == inode_b && f.reason == "NO_SOCKET" && f.device == vb.as_str());
     assert_eq!(rx, N as u64, "{s:#}");
 }
 
@@ -433,19 +429,13 @@ root_test!(tcp_retransmissions_are_counted_per_flow, {
     let a = Netns::new("rta");
     let b = Netns::new("rtb");
     let (va, vb) = (format!("ra{}", std::process::id()), format!("rb{}", std::process::id()));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec(&["ip", "addr", "add", "10.231.8.1/30", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.8.2/30", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    Veth::new(End::new(&a.name, &va, "10.231.8.1"), End::new(&b.name, &vb, "10.231.8.2"), 30);
     let listener = b.run(|| std::net::TcpListener::bind("10.231.8.2:8081").expect("listen"));
     let client = a.run(|| std::net::TcpStream::connect("10.231.8.2:8081").expect("connect"));
     let (_server, _) = listener.accept().expect("accept");
     let sport = client.local_addr().expect("addr").port();
     // From now on the receiver drops the client's segments: the client retransmits.
-    b.exec(&["nft", "add", "table", "inet", "pktlrt"]);
-    b.exec(&["nft", "add chain inet pktlrt input { type filter hook input priority 0 ; policy accept ; }"]);
-    b.exec(&["nft", "add rule inet pktlrt input tcp dport 8081 drop"]);
+    let _nft_rt = nft_drop(&b, "pktlrt", "tcp dport 8081");
     let p = Running::start(&["capture", "--format", "json"]);
     let mut c = &client;
     c.write_all(b"hello").expect("write");
@@ -460,7 +450,7 @@ root_test!(tcp_retransmissions_are_counted_per_flow, {
         .unwrap_or_else(|| panic!("no retransmit flow for :{sport}: {r:#}"));
     assert_eq!(flow["src"], "10.231.8.1");
     assert_eq!(flow["dst"], "10.231.8.2");
-    let dropped = flow_count(&s, |f| f["netns"] == b.inode() && f["reason"] == "NETFILTER_DROP" && f["sport"] == sport);
+    let dropped = flow_count(&s, |f| f.netns == b.inode() && f.reason == "NETFILTER_DROP" && f.sport == sport);
     assert!(dropped >= 2, "original segment and its retransmissions dropped by nft: {dropped}");
 });
 
@@ -812,18 +802,15 @@ mod matrix {
 
         root_test!(nftables_drop_rule_exact, {
             let ns = Netns::new("nft");
-            ns.exec(&["nft", "add", "table", "inet", "pktltest"]);
-            ns.exec(&["nft", "add chain inet pktltest input { type filter hook input priority 0 ; policy accept ; }"]);
-            ns.exec(&["nft", "add rule inet pktltest input udp dport 7777 counter drop"]);
+            let _nft_test = nft_drop(&ns, "pktltest", "udp dport 7777");
             let p = Running::start(&["capture", "--format", "json"]);
             let src = ns.send_udp("127.0.0.1:7777".parse().expect("addr"), N);
             std::thread::sleep(Duration::from_millis(300));
             let s = p.stop_json();
             let inode = ns.inode();
             let reason = reason_name("NETFILTER_DROP");
-            let got = flow_count(&s, |f| {
-                f["netns"] == inode && f["reason"] == reason && f["dport"] == 7777 && f["sport"] == src.port()
-            });
+            let got =
+                flow_count(&s, |f| f.netns == inode && f.reason == reason && f.dport == 7777 && f.sport == src.port());
             assert_eq!(got, N as u64, "{s:#}");
             if !kernel_has_reasons() {
                 // Without reasons, the netfilter drops are the ones freed by the hook.

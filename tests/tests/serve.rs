@@ -14,8 +14,8 @@ use std::{
 };
 
 use pktloss_tests::{
-    Netns, Running, assert_nothing_attached, free_port, http_get, kernel_has_reasons, reason_name, root_test, run,
-    stop_serve,
+    Netns, Running, assert_nothing_attached, free_port, http_get, kernel_has_reasons, nft_drop, reason_name, root_test,
+    run, stop_serve,
 };
 use serde_json::Value;
 
@@ -305,9 +305,7 @@ root_test!(netns_count_exact_when_the_flow_table_overflows, {
     let listen = format!("127.0.0.1:{}", free_port());
     let serve = Running::start(&["serve", "--listen", &listen, "--window", "5s", "--netns-labels"]);
     let ns = Netns::new("overflow");
-    ns.exec(&["nft", "add", "table", "inet", "pktlovf"]);
-    ns.exec(&["nft", "add chain inet pktlovf input { type filter hook input priority 0 ; policy accept ; }"]);
-    ns.exec(&["nft", "add rule inet pktlovf input udp dport != 9 counter drop"]);
+    let _nft_ovf = nft_drop(&ns, "pktlovf", "udp dport != 9");
     let sent = ns.run(|| {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut sent = 0u64;

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Netns, Running, kernel_version, root_test};
+use pktloss_tests::{End, Netns, Running, Veth, kernel_version, root_test};
 
 /// Connections refused; datagrams dropped.
 const N: usize = 50;
@@ -171,13 +171,7 @@ char _license[] SEC("license") = "GPL";
 root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
     let (a, b) = (Netns::new("xdpa"), Netns::new("xdpb"));
     let (va, vb) = (format!("xa{}", std::process::id()), format!("xb{}", std::process::id()));
-    pktloss_tests::sh(&[
-        "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
-    ]);
-    a.exec(&["ip", "addr", "add", "10.231.9.1/30", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.9.2/30", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    Veth::new(End::new(&a.name, &va, "10.231.9.1"), End::new(&b.name, &vb, "10.231.9.2"), 30);
     let dir = std::env::temp_dir().join(format!("pktl-xdp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let obj = pktloss_tests::build_bpf(&dir, "xdpdrop", &XDP_DROP_C.replace("PORT", "7777"));

@@ -607,9 +607,8 @@ fn wanted_tests(args: &VmArgs, s: &Series, listing: &BTreeMap<String, Vec<String
         for name in &args.tests {
             let before = wanted.len();
             let suffix = format!("::{name}");
-            wanted.extend(
-                all().filter(|(_, t)| *t == name || t.ends_with(&suffix)).map(|(b, t)| (b.clone(), t.clone())),
-            );
+            wanted
+                .extend(all().filter(|(_, t)| *t == name || t.ends_with(&suffix)).map(|(b, t)| (b.clone(), t.clone())));
             if wanted.len() == before {
                 bail!("no test is named {name:?}");
             }
