@@ -3,7 +3,6 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _},
-    net::{SocketAddr, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
@@ -16,6 +15,8 @@ pub mod bpf;
 pub mod packet;
 pub mod tun;
 pub mod uffd;
+
+pub use pktloss_testkit::{End, NETNS_THREAD, Netns, NftDrop, Veth, sh, summary};
 
 /// Path of the `pktloss` binary under test (`PKTLOSS_BIN`, else `target/debug/pktloss`).
 pub fn pktloss_bin() -> PathBuf {
@@ -117,18 +118,6 @@ pub fn ioctl_request(request: u32) -> libc::Ioctl {
     request as libc::Ioctl
 }
 
-/// Run a command, panic with its output on failure.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Whether the running kernel gives drop reasons: its `skb:kfree_skb` tracepoint has a
 /// `reason` field (5.17+).
 pub fn kernel_has_reasons() -> bool {
@@ -148,125 +137,6 @@ pub fn kernel_version() -> (u32, u32) {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     let mut it = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
-}
-
-/// Name of the threads that run code inside a test namespace (the `comm` of their drops).
-pub const NETNS_THREAD: &str = "pktl-netns";
-
-/// A network namespace made for one test, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// Create `pktl-<tag>-<pid>` with loopback up (IPv4 and IPv6).
-    pub fn new(tag: &str) -> Self {
-        let name = format!("pktl-{tag}-{}", std::process::id());
-        drop(Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Run a command inside the namespace.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    /// Inode of the namespace, as pktloss reports it.
-    pub fn inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt as _;
-        fs::metadata(format!("/run/netns/{}", self.name)).expect("stat netns").ino()
-    }
-
-    /// Run `f` on a thread named [`NETNS_THREAD`] inside the namespace.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::Builder::new()
-            .name(NETNS_THREAD.into())
-            .spawn(move || {
-                let file = fs::File::open(&path).expect("open netns");
-                use std::os::fd::AsRawFd as _;
-                // SAFETY: valid fd; affects only this thread.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .expect("spawn netns thread")
-            .join()
-            .expect("netns thread")
-    }
-
-    /// Send `n` UDP datagrams to `dst` from inside the namespace; returns the source address.
-    pub fn send_udp(&self, dst: SocketAddr, n: usize) -> SocketAddr {
-        self.send_udp_with(dst, n, &[])
-    }
-
-    /// As [`Netns::send_udp`] (IPv4 only), with `options` in every IPv4 header (`IP_OPTIONS`):
-    /// the transport header then starts past byte 20.
-    pub fn send_udp_with(&self, dst: SocketAddr, n: usize, options: &[u8]) -> SocketAddr {
-        let options = options.to_vec();
-        self.run(move || {
-            let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.expect("addr");
-            // Unconnected on purpose: a connected socket turns the ICMP port-unreachable of a
-            // previous datagram into ECONNREFUSED and does not send the next one.
-            let s = UdpSocket::bind(bind).expect("bind");
-            if !options.is_empty() {
-                use std::os::fd::AsRawFd as _;
-                // SAFETY: a valid socket and a buffer of the given length.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IP,
-                        libc::IP_OPTIONS,
-                        options.as_ptr().cast(),
-                        options.len() as libc::socklen_t,
-                    )
-                };
-                assert_eq!(rc, 0, "IP_OPTIONS: {}", std::io::Error::last_os_error());
-            }
-            let local = s.local_addr().expect("local addr");
-            for i in 0..n {
-                let sent = s.send_to(format!("pktloss test {i}").as_bytes(), dst).expect("send_to");
-                assert!(sent > 0);
-            }
-            SocketAddr::new(dst.ip(), local.port())
-        })
-    }
-
-    /// A counter from /proc/net/snmp (e.g. "Udp", "`NoPorts`") or /proc/net/snmp6 inside the namespace.
-    pub fn snmp(&self, table: &str, field: &str) -> u64 {
-        let (table, field) = (table.to_owned(), field.to_owned());
-        self.run(move || {
-            if table.ends_with('6') || table.starts_with("Ip6") || table.starts_with("Udp6") {
-                let text = fs::read_to_string("/proc/thread-self/net/snmp6").expect("snmp6");
-                let key = format!("{table}{field}");
-                return text
-                    .lines()
-                    .find_map(|l| {
-                        let mut it = l.split_whitespace();
-                        (it.next() == Some(key.as_str())).then(|| it.next().and_then(|v| v.parse().ok()))?
-                    })
-                    .unwrap_or_else(|| panic!("no {key} in snmp6"));
-            }
-            let text = fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
-            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{table}:"))).collect();
-            assert!(lines.len() >= 2, "no {table} in snmp");
-            let names: Vec<&str> = lines[0].split_whitespace().collect();
-            let vals: Vec<&str> = lines[1].split_whitespace().collect();
-            let i = names.iter().position(|n| *n == field).unwrap_or_else(|| panic!("no {table}.{field}"));
-            vals[i].parse().expect("number")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        drop(Command::new("ip").args(["netns", "del", &self.name]).status());
-    }
 }
 
 /// A running `pktloss` whose stdout and stderr are collected.
@@ -466,19 +336,19 @@ pub fn loaded_pktloss_programs() -> Vec<String> {
 }
 
 /// Sum of `count` over flows matching a predicate.
-pub fn flow_count(summary: &Value, pred: impl Fn(&Value) -> bool) -> u64 {
-    summary["flows"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|f| pred(f)).map(|f| f["count"].as_u64().unwrap_or(0)).sum())
+pub fn flow_count(summary: &Value, pred: impl Fn(&summary::Flow) -> bool) -> u64 {
+    summary::Summary::of(summary).flow_count(pred)
 }
 
 /// Count of a reason in the summary.
 pub fn reason_count(summary: &Value, reason: &str) -> u64 {
-    summary["reasons"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["reason"] == reason))
-        .and_then(|r| r["count"].as_u64())
-        .unwrap_or(0)
+    summary::Summary::of(summary).reason_count(reason)
+}
+
+/// An nftables table `table` in `ns` that drops (and counts) what `rule` matches on the input
+/// hook; deleted on drop: keep it while the drops should happen.
+pub fn nft_drop(ns: &Netns, table: &str, rule: &str) -> NftDrop {
+    NftDrop::new(&ns.name, table, rule)
 }
 
 /// A copy of the binary that an unprivileged user can execute, wherever the checkout lives: a

@@ -17,21 +17,6 @@ fn run_with(wrapper: &[String], args: &[&str]) -> std::process::Output {
     pktloss_tests::wrapped_pktloss(&wrapper).args(args).output().expect("setpriv (util-linux)")
 }
 
-root_test!(each_missing_capability_is_one_line, {
-    for (caps, want) in [
-        (",+bpf", "missing capability CAP_PERFMON"),
-        (",+perfmon", "missing capability CAP_BPF"),
-        ("", "needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)"),
-    ] {
-        let out = run_with(&only(caps), &["capture", "--duration", "1s"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{caps}: {err}");
-        assert_eq!(err.lines().count(), 1, "{caps}: one line: {err}");
-        assert!(err.contains(want), "{caps}: {err}");
-        assert_nothing_attached("after exit");
-    }
-});
-
 root_test!(bpf_and_perfmon_count_exactly_and_say_what_is_unavailable, {
     const N: usize = 40;
     let ns = Netns::new("capbp");
@@ -46,9 +31,7 @@ root_test!(bpf_and_perfmon_count_exactly_and_say_what_is_unavailable, {
     let v: Value = run.stop_json();
     // Exact: the flows of our namespace hold every drop the kernel counted.
     let inode = ns.inode();
-    let ours = pktloss_tests::flow_count(&v, |f| {
-        f["netns"].as_u64() == Some(inode) && f["reason"] == reason_name("NO_SOCKET")
-    });
+    let ours = pktloss_tests::flow_count(&v, |f| f.netns == inode && f.reason == reason_name("NO_SOCKET"));
     assert_eq!(ours, noports, "exact with CAP_BPF+CAP_PERFMON only");
     assert_eq!(noports, N as u64);
     // It could not enter the namespace: the device's name and TX are unavailable, never ''/0
@@ -106,29 +89,57 @@ fn thread_caps(pid: u32) -> Vec<(String, u64, u64)> {
     out
 }
 
-root_test!(serve_keeps_only_what_it_needs, {
-    // CAP_DAC_READ_SEARCH 2, NET_ADMIN 12, NET_RAW 13, SYS_PTRACE 19, SYS_ADMIN 21, BPF 39.
-    const KEEP: u64 = 1 << 2 | 1 << 12 | 1 << 13 | 1 << 19 | 1 << 21 | 1 << 39;
-    const PERFMON: u64 = 1 << 38;
-    let listen = format!("127.0.0.1:{}", free_port());
-    let serve = Running::start(&["serve", "--listen", &listen, "--netns-labels"]);
-    let pid = serve.child.id();
-    std::thread::sleep(Duration::from_millis(500));
-    let threads = thread_caps(pid);
-    assert!(threads.len() >= 3, "{threads:?}");
-    for (comm, eff, bnd) in &threads {
-        assert_eq!(eff & !KEEP, 0, "thread {comm} kept more than it needs: {eff:x}");
-        assert_eq!(bnd & !KEEP, 0, "thread {comm}'s bounding set: {bnd:x}");
-        assert_eq!(eff & PERFMON, 0, "CAP_PERFMON is needed only to attach");
-    }
-    assert!(serve.stderr().contains("dropped capabilities no longer needed"), "{}", serve.stderr());
-    // And it still counts, names and enters namespaces.
-    let ns = Netns::new("capsv");
-    ns.send_udp("127.0.0.1:9911".parse().expect("addr"), 25);
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, _, body) = http_get(&listen, "/metrics", None);
-    let want = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{}\"}} 25", ns.name, reason_name("NO_SOCKET"));
-    assert!(body.contains(&want), "{want} not in the scrape");
-    drop(ns);
-    stop_serve(serve);
-});
+/// Portability tests: run in every x86-64 guest of the kernel matrix (`cargo xtask vm-test`
+/// selects them by this module) and on the host.
+mod matrix {
+    use super::*;
+
+    root_test!(serve_keeps_only_what_it_needs, {
+        // CAP_DAC_READ_SEARCH 2, NET_ADMIN 12, NET_RAW 13, SYS_PTRACE 19, SYS_ADMIN 21, BPF 39.
+        const KEEP: u64 = 1 << 2 | 1 << 12 | 1 << 13 | 1 << 19 | 1 << 21 | 1 << 39;
+        const PERFMON: u64 = 1 << 38;
+        let listen = format!("127.0.0.1:{}", free_port());
+        let serve = Running::start(&["serve", "--listen", &listen, "--netns-labels"]);
+        let pid = serve.child.id();
+        std::thread::sleep(Duration::from_millis(500));
+        let threads = thread_caps(pid);
+        assert!(threads.len() >= 3, "{threads:?}");
+        for (comm, eff, bnd) in &threads {
+            assert_eq!(eff & !KEEP, 0, "thread {comm} kept more than it needs: {eff:x}");
+            assert_eq!(bnd & !KEEP, 0, "thread {comm}'s bounding set: {bnd:x}");
+            assert_eq!(eff & PERFMON, 0, "CAP_PERFMON is needed only to attach");
+        }
+        assert!(serve.stderr().contains("dropped capabilities no longer needed"), "{}", serve.stderr());
+        // And it still counts, names and enters namespaces.
+        let ns = Netns::new("capsv");
+        ns.send_udp("127.0.0.1:9911".parse().expect("addr"), 25);
+        std::thread::sleep(Duration::from_millis(300));
+        let (_, _, body) = http_get(&listen, "/metrics", None);
+        let want =
+            format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{}\"}} 25", ns.name, reason_name("NO_SOCKET"));
+        assert!(body.contains(&want), "{want} not in the scrape");
+        drop(ns);
+        stop_serve(serve);
+    });
+}
+
+/// Portability tests whose outcome does not depend on the kernel: run once, in the 5.10 guest
+/// of the kernel matrix (`cargo xtask vm-test` selects them by this module), and on the host.
+mod matrix_once {
+    use super::*;
+
+    root_test!(each_missing_capability_is_one_line, {
+        for (caps, want) in [
+            (",+bpf", "missing capability CAP_PERFMON"),
+            (",+perfmon", "missing capability CAP_BPF"),
+            ("", "needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)"),
+        ] {
+            let out = run_with(&only(caps), &["capture", "--duration", "1s"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{caps}: {err}");
+            assert_eq!(err.lines().count(), 1, "{caps}: one line: {err}");
+            assert!(err.contains(want), "{caps}: {err}");
+            assert_nothing_attached("after exit");
+        }
+    });
+}

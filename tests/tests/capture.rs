@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use pktloss_tests::{Netns, Running, flow_count, pktloss_command, root_test, run};
+use pktloss_tests::{Netns, Running, flow_count, nft_drop, pktloss_command, root_test, run};
 use serde_json::Value;
 
 const N: usize = 150;
@@ -46,9 +46,7 @@ fn report_as_nobody(file: &Path, args: &[&str]) -> std::process::Output {
 
 root_test!(capture_file_reports_live_counts_without_privileges, {
     let ns = Netns::new("capf");
-    ns.exec(&["nft", "add", "table", "inet", "pktlcap"]);
-    ns.exec(&["nft", "add chain inet pktlcap input { type filter hook input priority 0 ; policy accept ; }"]);
-    ns.exec(&["nft", "add rule inet pktlcap input udp dport 7001 counter drop"]);
+    let _nft_cap = nft_drop(&ns, "pktlcap", "udp dport 7001");
     let dir = TempDir::new("capf");
     let file = dir.0.join("incident.pktloss");
     let pcap = dir.0.join("live.pcapng");
@@ -62,13 +60,10 @@ root_test!(capture_file_reports_live_counts_without_privileges, {
     let live = p.stop_json();
     let inode = ns.inode();
     assert_eq!(
-        flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NETFILTER_DROP" && f["sport"] == src.port()),
+        flow_count(&live, |f| f.netns == inode && f.reason == "NETFILTER_DROP" && f.sport == src.port()),
         N as u64
     );
-    assert_eq!(
-        flow_count(&live, |f| f["netns"] == inode && f["reason"] == "NO_SOCKET" && f["dport"] == 7002),
-        N as u64
-    );
+    assert_eq!(flow_count(&live, |f| f.netns == inode && f.reason == "NO_SOCKET" && f.dport == 7002), N as u64);
 
     let md = std::fs::metadata(&file).expect("capture file written");
     assert_eq!(md.permissions().mode() & 0o777, 0o600, "capture files hold packets: mode 0600");
@@ -238,9 +233,7 @@ root_test!(report_ranks_like_the_live_diagnosis, {
     {
         let a = Netns::new("rnka");
         let b = Netns::new("rnkb");
-        b.exec(&["nft", "add", "table", "inet", "pktlrank"]);
-        b.exec(&["nft", "add chain inet pktlrank input { type filter hook input priority 0 ; policy accept ; }"]);
-        b.exec(&["nft", "add rule inet pktlrank input udp dport 7798 counter drop"]);
+        let _nft_rank = nft_drop(&b, "pktlrank", "udp dport 7798");
         a.send_udp("127.0.0.1:9914".parse().expect("addr"), 60);
         b.send_udp("127.0.0.1:7798".parse().expect("addr"), 25);
         std::thread::sleep(Duration::from_secs(3));

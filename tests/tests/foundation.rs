@@ -3,8 +3,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use pktloss_tests::{
-    NETNS_THREAD, Netns, Running, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
-    loaded_pktloss_programs, reason_count, reason_name, require_root, root_test, run, sh,
+    End, NETNS_THREAD, Netns, Running, Veth, assert_nothing_attached, flow_count, kernel_has_reasons, kernel_version,
+    loaded_pktloss_programs, nft_drop, reason_count, reason_name, require_root, root_test, run,
 };
 
 const N: usize = 200;
@@ -34,15 +34,15 @@ fn no_socket_case_with(tag: &str, dst: &str, extra: &[&str], ip_options: &[u8]) 
     let ip = dst.ip().to_string();
     let reason = reason_name("NO_SOCKET");
     let exact = flow_count(&s, |f| {
-        f["netns"] == inode
-            && f["proto"] == "udp"
-            && f["reason"] == reason
-            && f["src"] == ip.as_str()
-            && f["sport"] == src.port()
-            && f["dst"] == ip.as_str()
-            && f["dport"] == dst.port()
-            && f["family"] == if v6 { 6 } else { 4 }
-            && f["device"] == "lo"
+        f.netns == inode
+            && f.proto == "udp"
+            && f.reason == reason
+            && f.src == ip.as_str()
+            && f.sport == src.port()
+            && f.dst == ip.as_str()
+            && f.dport == dst.port()
+            && f.family == if v6 { 6 } else { 4 }
+            && f.device == "lo"
     });
     assert_eq!(exact, N as u64, "NO_SOCKET drops of our flow in netns {inode}: {s:#}");
     assert_eq!(after - before, N as u64, "kernel NoPorts delta");
@@ -99,27 +99,6 @@ fn assert_sender_or_softirq(x: &serde_json::Value) {
     assert_eq!(x["pid"], u64::from(std::process::id()), "{x:#}");
 }
 
-#[test]
-fn udp4_no_socket_exact() {
-    no_socket_case("nosock4", "127.0.0.1:9999", &[]);
-}
-
-#[test]
-fn udp6_no_socket_exact() {
-    no_socket_case("nosock6", "[::1]:9998", &[]);
-}
-
-#[test]
-fn udp4_no_socket_exact_classic_tracepoint() {
-    no_socket_case("nosockc", "127.0.0.1:9997", &["--classic"]);
-}
-
-/// The helper-read path of IPv6 (two reads: the addresses span both halves of the header).
-#[test]
-fn udp6_no_socket_exact_classic_tracepoint() {
-    no_socket_case("nosock6c", "[::1]:9992", &["--classic"]);
-}
-
 /// Four NOPs of IPv4 options: the ports sit at byte 24, read apart from the header words.
 const IP_NOPS: [u8; 4] = [1, 1, 1, 1];
 
@@ -131,40 +110,6 @@ fn udp4_with_ip_options_exact() {
 #[test]
 fn udp4_with_ip_options_exact_classic_tracepoint() {
     no_socket_case_with("nosockoc", "127.0.0.1:9994", &["--classic"], &IP_NOPS);
-}
-
-#[test]
-fn udp4_no_socket_exact_counters_only() {
-    // Detail off: flows and counts still exact.
-    no_socket_case("nosockx", "127.0.0.1:9996", &["--no-detail"]);
-}
-
-/// Flows that differ in one key field from the drop before (destination port, destination
-/// address, source port), sent interleaved so that every drop ends the run of the one before,
-/// and one flow whose consecutive packets differ only outside the key (TTL, and with it the
-/// checksum and the IP ID): each flow counted exactly and apart from the others.
-/// Every drop reason of the running kernel (its BTF enums, as `pktloss reasons` lists them) is
-/// classified: the cause its drops count under, or benign (not loss), or the rule that classifies
-/// it by context (protocol, location). A reason with none fails, by name.
-#[test]
-fn every_drop_reason_is_classified() {
-    let out = run(&["reasons", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let rows = v.as_array().expect("array");
-    let (mut causes, mut benign, mut by) = (0, 0, 0);
-    let mut missing = Vec::new();
-    for r in rows {
-        let name = r["reason"].as_str().expect("name");
-        match (r["cause"].as_str(), r["benign"].as_str(), r["by"].as_str()) {
-            (Some(c), None, None) if c != "unclassified" => causes += 1,
-            (None, Some(_), None) => benign += 1,
-            (None, None, Some(_)) => by += 1,
-            _ => missing.push(name.to_owned()),
-        }
-    }
-    assert!(missing.is_empty(), "{} of {} reasons without one class: {missing:?}", missing.len(), rows.len());
-    println!("{} reasons classified: {causes} causes, {benign} benign, {by} by context", rows.len());
 }
 
 root_test!(interleaved_flows_are_counted_apart, {
@@ -190,13 +135,13 @@ root_test!(interleaved_flows_are_counted_apart, {
     let inode = ns.inode();
     let count = |sport: u16, dst: &str, dport: u16| {
         flow_count(&s, |f| {
-            f["netns"] == inode
-                && f["proto"] == "udp"
-                && f["reason"] == "NO_SOCKET"
-                && f["src"] == "127.0.0.1"
-                && f["sport"] == sport
-                && f["dst"] == dst
-                && f["dport"] == dport
+            f.netns == inode
+                && f.proto == "udp"
+                && f.reason == "NO_SOCKET"
+                && f.src == "127.0.0.1"
+                && f.sport == sport
+                && f.dst == dst
+                && f.dport == dport
         })
     };
     let n = N as u64;
@@ -265,43 +210,6 @@ impl Drop for PinnedHere {
     }
 }
 
-root_test!(nftables_drop_rule_exact, {
-    let ns = Netns::new("nft");
-    ns.exec(&["nft", "add", "table", "inet", "pktltest"]);
-    ns.exec(&["nft", "add chain inet pktltest input { type filter hook input priority 0 ; policy accept ; }"]);
-    ns.exec(&["nft", "add rule inet pktltest input udp dport 7777 counter drop"]);
-    let p = Running::start(&["capture", "--format", "json"]);
-    let src = ns.send_udp("127.0.0.1:7777".parse().expect("addr"), N);
-    std::thread::sleep(Duration::from_millis(300));
-    let s = p.stop_json();
-    let inode = ns.inode();
-    let reason = reason_name("NETFILTER_DROP");
-    let got = flow_count(&s, |f| {
-        f["netns"] == inode && f["reason"] == reason && f["dport"] == 7777 && f["sport"] == src.port()
-    });
-    assert_eq!(got, N as u64, "{s:#}");
-    if !kernel_has_reasons() {
-        // Without reasons, the netfilter drops are the ones freed by the hook.
-        assert!(
-            s["locations"].as_array().expect("locations").iter().any(|l| l["symbol"]
-                .as_str()
-                .is_some_and(|x| x.starts_with("nf_hook_slow") || x.starts_with("nft_do_chain"))
-                && l["count"].as_u64() >= Some(N as u64)),
-            "no nf_hook_slow location with {N} drops: {:#}",
-            s["locations"]
-        );
-    }
-    let rules = ns.exec(&["nft", "list", "chain", "inet", "pktltest", "input"]);
-    assert!(rules.contains(&format!("packets {N} ")), "nft counter disagrees: {rules}");
-    // Samples carry the packet bytes of the dropped datagram, starting at the IPv4 header.
-    let sample =
-        s["samples"].as_array().and_then(|a| a.iter().find(|x| x["netns"] == inode)).expect("a sample from our netns");
-    assert_eq!(sample["data_start"], "network");
-    assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
-    // The sending thread, as the kernel saw it (or the softirq thread it deferred to).
-    assert_sender_or_softirq(sample);
-});
-
 root_test!(detail_accounting_adds_up, {
     let ns = Netns::new("budget");
     // A budget of 10/s cannot cover 2000 drops: every drop is either delivered or counted lost.
@@ -348,11 +256,7 @@ fn device_tx_counts(test: &str, tag: &str, flags: &[&str]) {
     let a = Netns::new(&format!("{tag}a"));
     let b = Netns::new(&format!("{tag}b"));
     let (va, vb) = (format!("{tag}a{}", std::process::id()), format!("{tag}b{}", std::process::id()));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec(&["ip", "addr", "add", "10.231.7.1/30", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.7.2/30", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    Veth::new(End::new(&a.name, &va, "10.231.7.1"), End::new(&b.name, &vb, "10.231.7.2"), 30);
     // Resolve the neighbour first so every datagram is transmitted.
     let _ = a.send_udp("10.231.7.2:9".parse().expect("addr"), 1);
     std::thread::sleep(Duration::from_millis(200));
@@ -377,7 +281,7 @@ fn device_tx_counts(test: &str, tag: &str, flags: &[&str]) {
         .unwrap_or_else(|| panic!("no net_dev_queue probe status: {:#}", s["probes"]));
     assert_eq!(dev_queue["active"], flags.contains(&"--tx-trace"), "{dev_queue}");
     // The receiver drops them (no socket): attributed to the receiving veth.
-    let rx = flow_count(&s, |f| f["netns"] == inode_b && f["reason"] == "NO_SOCKET" && f["device"] == vb.as_str());
+    let rx = flow_count(&s, |f| f.netns == inode_b && f.reason == "NO_SOCKET" && f.device == vb.as_str());
     assert_eq!(rx, N as u64, "{s:#}");
 }
 
@@ -456,25 +360,6 @@ root_test!(count_stops_the_capture, {
     assert!(s["total_drops"].as_u64() >= Some(50));
 });
 
-root_test!(nothing_stays_loaded_after_exit_sigterm_sigkill, {
-    assert_nothing_attached("before");
-    let out = run(&["capture", "--duration", "1s"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_nothing_attached("after a normal exit");
-
-    let p = Running::start(&["capture"]);
-    assert!(!loaded_pktloss_programs().is_empty(), "programs should be loaded while running");
-    p.signal(libc::SIGTERM);
-    let (code, _) = p.finish();
-    assert_eq!(code, Some(0));
-    assert_nothing_attached("after SIGTERM");
-
-    let p = Running::start(&["watch"]);
-    p.signal(libc::SIGKILL);
-    drop(p.finish());
-    assert_nothing_attached("after SIGKILL");
-});
-
 fn assert_usage_error(args: &[&str], needle: &str) {
     let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -482,27 +367,6 @@ fn assert_usage_error(args: &[&str], needle: &str) {
     assert_eq!(err.trim().lines().count(), 1, "{args:?} should print one line: {err}");
     assert!(err.contains(needle), "{args:?}: {err}");
     assert!(!err.contains("panicked"));
-}
-
-#[test]
-fn bad_input_is_one_line_and_exit_2() {
-    assert_usage_error(&["capture", "--duration", "banana"], "banana");
-    assert_usage_error(&["capture", "--snaplen", "9999"], "9999");
-    assert_usage_error(&["capture", "--detail-budget", "lots"], "lots");
-    assert_usage_error(&["capture", "--ringbuf-kib", "3"], "power of two");
-    assert_usage_error(&["capture", "--stacks", "--no-detail"], "--no-detail");
-    assert_usage_error(&["capture", "--count", "0"], "0");
-    assert_usage_error(&["watch", "--interval", "0s"], "0s");
-    assert_usage_error(&["frobnicate"], "frobnicate");
-    if require_root("bad_output_dir") {
-        assert_usage_error(&["capture", "--duration", "1s", "-o", "/nonexistent/dir/x.json"], "does not exist");
-        assert_usage_error(&["capture", "--duration", "1s", "--pcapng", "/tmp/x.pcapng", "--no-detail"], "--no-detail");
-        assert_usage_error(
-            &["capture", "--duration", "1s", "--pcapng", "/tmp/x.pcapng", "--snaplen", "0"],
-            "--snaplen 0",
-        );
-        assert_nothing_attached("after a usage error");
-    }
 }
 
 /// `pktloss --version`, a loose snapshot (the commit and target vary, programs may be added):
@@ -560,53 +424,18 @@ root_test!(unprivileged_is_a_clear_error, {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 });
 
-#[test]
-fn reasons_come_from_the_running_kernel() {
-    let out = run(&["reasons", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let fmt = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").unwrap_or_default();
-    let rows = v.as_array().expect("array");
-    if !fmt.is_empty() && !kernel_has_reasons() {
-        // Before 5.17: none, and the text says so.
-        assert!(rows.is_empty(), "{v:#}");
-        let text = run(&["reasons"]);
-        assert!(text.status.success());
-        let text = String::from_utf8_lossy(&text.stdout);
-        assert!(text.contains("this kernel has no drop reasons") && text.contains("UNKNOWN"), "{text}");
-        return;
-    }
-    assert!(rows.len() > 20);
-    for r in rows {
-        let (code, name) = (r["code"].as_u64().expect("code"), r["reason"].as_str().expect("name"));
-        assert!(
-            !matches!(name, "NOT_DROPPED_YET" | "SKB_NOT_DROPPED_YET" | "SKB_CONSUMED" | "MAX" | "SUBSYS_MASK"),
-            "{name} is not a drop reason"
-        );
-        if !fmt.is_empty() && code < 0x10000 {
-            assert!(fmt.contains(&format!("{{ {code}, \"{name}\" }}")), "{code} {name} not in tracefs format");
-        }
-    }
-}
-
 root_test!(tcp_retransmissions_are_counted_per_flow, {
     use std::io::Write as _;
     let a = Netns::new("rta");
     let b = Netns::new("rtb");
     let (va, vb) = (format!("ra{}", std::process::id()), format!("rb{}", std::process::id()));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
-    a.exec(&["ip", "addr", "add", "10.231.8.1/30", "dev", &va]);
-    b.exec(&["ip", "addr", "add", "10.231.8.2/30", "dev", &vb]);
-    a.exec(&["ip", "link", "set", &va, "up"]);
-    b.exec(&["ip", "link", "set", &vb, "up"]);
+    Veth::new(End::new(&a.name, &va, "10.231.8.1"), End::new(&b.name, &vb, "10.231.8.2"), 30);
     let listener = b.run(|| std::net::TcpListener::bind("10.231.8.2:8081").expect("listen"));
     let client = a.run(|| std::net::TcpStream::connect("10.231.8.2:8081").expect("connect"));
     let (_server, _) = listener.accept().expect("accept");
     let sport = client.local_addr().expect("addr").port();
     // From now on the receiver drops the client's segments: the client retransmits.
-    b.exec(&["nft", "add", "table", "inet", "pktlrt"]);
-    b.exec(&["nft", "add chain inet pktlrt input { type filter hook input priority 0 ; policy accept ; }"]);
-    b.exec(&["nft", "add rule inet pktlrt input tcp dport 8081 drop"]);
+    let _nft_rt = nft_drop(&b, "pktlrt", "tcp dport 8081");
     let p = Running::start(&["capture", "--format", "json"]);
     let mut c = &client;
     c.write_all(b"hello").expect("write");
@@ -621,7 +450,7 @@ root_test!(tcp_retransmissions_are_counted_per_flow, {
         .unwrap_or_else(|| panic!("no retransmit flow for :{sport}: {r:#}"));
     assert_eq!(flow["src"], "10.231.8.1");
     assert_eq!(flow["dst"], "10.231.8.2");
-    let dropped = flow_count(&s, |f| f["netns"] == b.inode() && f["reason"] == "NETFILTER_DROP" && f["sport"] == sport);
+    let dropped = flow_count(&s, |f| f.netns == b.inode() && f.reason == "NETFILTER_DROP" && f.sport == sport);
     assert!(dropped >= 2, "original segment and its retransmissions dropped by nft: {dropped}");
 });
 
@@ -634,17 +463,6 @@ fn assert_start_error(env: (&str, &str), needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in {err}");
 }
 
-root_test!(missing_kernel_features_are_clear_errors, {
-    assert_start_error(("PKTLOSS_BTF", "/nonexistent/vmlinux"), "no kernel BTF");
-    assert_start_error(("PKTLOSS_TRACEFS", "/nonexistent/tracing"), "tracefs is not mounted");
-    // A tracefs without the skb:kfree_skb tracepoint.
-    let dir = std::env::temp_dir().join(format!("pktl-fake-tracefs-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("events/net")).expect("mkdir");
-    assert_start_error(("PKTLOSS_TRACEFS", dir.to_str().expect("path")), "no skb:kfree_skb tracepoint");
-    drop(std::fs::remove_dir_all(&dir));
-    assert_nothing_attached("after start errors");
-});
-
 /// A summary's probe, by name.
 fn probe<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     s["probes"]
@@ -652,54 +470,6 @@ fn probe<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .and_then(|a| a.iter().find(|p| p["name"] == name))
         .unwrap_or_else(|| panic!("no probe {name}: {:#}", s["probes"]))
 }
-
-// Every program variant a flag can select passes this kernel's verifier and attaches: detail
-// on and off, stacks, flows off, each record-size class of `--snaplen` (the header alone, each
-// 8-byte rounding step near the edges, the default and the maximum), `--tx-trace`, on the
-// `tp_btf` path and on the classic one.
-root_test!(every_flag_variant_loads, {
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    let mut variants: Vec<Vec<&str>> = vec![
-        vec![],
-        vec!["--no-detail"],
-        vec!["--no-flows"],
-        vec!["--no-detail", "--no-flows"],
-        vec!["--stacks"],
-        vec!["--detail-budget", "unlimited"],
-        vec!["--tx-trace"],
-    ];
-    for snaplen in ["0", "1", "7", "8", "9", "64", "127", "200", "255", "256"] {
-        variants.push(vec!["--snaplen", snaplen]);
-    }
-    let mut all = Vec::new();
-    for v in &variants {
-        all.push(v.clone());
-        let mut classic = v.clone();
-        classic.push("--classic");
-        all.push(classic);
-    }
-    // A few at once: each is its own load and attach, and the verifier's work is most of this
-    // test's time on the kernel matrix's emulated CPUs. Nothing stays loaded after each batch.
-    for batch in all.chunks(4) {
-        let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
-            let runs: Vec<_> = batch
-                .iter()
-                .map(|flags| {
-                    scope.spawn(move || {
-                        let mut args = vec!["capture", "--duration", "300ms", "--format", "json"];
-                        args.extend_from_slice(flags);
-                        run(&args)
-                    })
-                })
-                .collect();
-            runs.into_iter().map(|r| r.join().expect("capture thread")).collect()
-        });
-        for (flags, out) in batch.iter().zip(outs) {
-            check_variant(btf, flags, &out);
-        }
-        assert_nothing_attached(&format!("after {batch:?}"));
-    }
-});
 
 /// One variant of [`every_flag_variant_loads`] loaded, attached by the expected path and exited
 /// with a summary.
@@ -717,81 +487,6 @@ fn check_variant(btf: bool, flags: &[&str], out: &std::process::Output) {
         assert_eq!(tx["attach"], want, "{flags:?}: {tx:#}");
     }
 }
-
-// Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
-// `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
-// `tcp_drop()` kprobe attached exactly where kallsyms has the function and kprobes exist,
-// its skip note telling removed (5.19+) from inlined.
-root_test!(attach_modes_are_reported, {
-    let out = run(&["capture", "--duration", "300ms", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    for p in s["probes"].as_array().expect("probes") {
-        assert!(p["attach"].as_str().is_some_and(|a| !a.is_empty()), "{p:#}");
-        if p["active"] == false {
-            assert!(p["note"].as_str().is_some_and(|n| n.len() > 10), "an inactive probe says why: {p:#}");
-        }
-    }
-    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        assert_eq!(probe(&s, "skb:kfree_skb")["attach"], "tp_btf");
-    }
-    let retrans = probe(&s, "tcp:tcp_retransmit_skb");
-    assert_eq!(
-        (retrans["active"].clone(), retrans["attach"].clone()),
-        (true.into(), "tracepoint".into()),
-        "{retrans:#}"
-    );
-    // tcp:tcp_send_reset: resets by reason where the tracepoint has one (6.10+), by flow before.
-    let rst = probe(&s, "tcp:tcp_send_reset");
-    let rst_fmt = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").unwrap_or_default();
-    assert_eq!(rst["active"], !rst_fmt.is_empty(), "{rst:#}");
-    if !rst_fmt.is_empty() {
-        let want = if rst_fmt.contains("sk_rst_reason") { "per flow and reset reason" } else { "no reset reason" };
-        assert!(rst["note"].as_str().is_some_and(|n| n.contains(want)), "{rst:#}");
-    }
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("kallsyms");
-    let has_tcp_drop = kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some("tcp_drop"));
-    let kprobes = std::path::Path::new("/sys/kernel/tracing/kprobe_events").exists();
-    let tcp_drop = probe(&s, "tcp_drop");
-    assert_eq!(tcp_drop["active"], has_tcp_drop && kprobes, "{tcp_drop:#}");
-    let note = tcp_drop["note"].as_str().unwrap_or_default();
-    if !has_tcp_drop {
-        let want = if kernel_version() >= (5, 19) { "gone since 5.19" } else { "inlined" };
-        assert!(note.contains(want), "tcp_drop note should say {want:?}: {note}");
-    }
-});
-
-// A program the verifier refuses gives one line: which program, which kernel, the refused
-// instruction and the verifier's message, and where the whole log went (a 0600 file); nothing
-// stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the detail records 8 bytes too short for
-// the packet copy, which a verifier must refuse.)
-root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
-    use std::os::unix::fs::PermissionsExt as _;
-    let out = pktloss_tests::pktloss_command()
-        .args(["capture", "--duration", "1s"])
-        .env("PKTLOSS_TEST_SHORT_RECORDS", "1")
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(err.len() < 1000, "{} characters: {err}", err.len());
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    assert!(err.contains(&format!("kernel {} refused kfree_skb_tp", release.trim())), "{err}");
-    assert!(err.contains("call bpf_probe_read_kernel"), "the refused instruction: {err}");
-    let path = err
-        .split("full log in ")
-        .nth(1)
-        .and_then(|r| r.split([')', ';']).next())
-        .unwrap_or_else(|| panic!("no log path: {err}"));
-    let log = std::fs::read_to_string(path).expect("the log file");
-    assert!(log.contains("processed ") && log.len() > 1000, "a whole verifier log: {} bytes", log.len());
-    assert_eq!(std::fs::metadata(path).expect("stat").permissions().mode() & 0o777, 0o600);
-    for p in err.split("log in ").skip(1).filter_map(|r| r.split([')', ';']).next()) {
-        drop(std::fs::remove_file(p.trim()));
-    }
-    assert_nothing_attached("after a verifier rejection");
-});
 
 /// The pid of the one child of `parent` (pktloss under its tracer).
 fn child_of(parent: u32) -> u32 {
@@ -867,3 +562,319 @@ root_test!(diagnose_and_serve_start_no_program, {
     assert_eq!(e.len(), 1, "serve started programs: {e:#?}");
     drop(std::fs::remove_dir_all(&dir));
 });
+
+/// Portability tests: run in every x86-64 guest of the kernel matrix (`cargo xtask vm-test`
+/// selects them by this module) and on the host.
+mod matrix {
+    use super::*;
+
+    #[test]
+    fn udp4_no_socket_exact_classic_tracepoint() {
+        no_socket_case("nosockc", "127.0.0.1:9997", &["--classic"]);
+    }
+
+    /// The helper-read path of IPv6 (two reads: the addresses span both halves of the header).
+    #[test]
+    fn udp6_no_socket_exact_classic_tracepoint() {
+        no_socket_case("nosock6c", "[::1]:9992", &["--classic"]);
+    }
+
+    #[test]
+    fn udp4_no_socket_exact_counters_only() {
+        // Detail off: flows and counts still exact.
+        no_socket_case("nosockx", "127.0.0.1:9996", &["--no-detail"]);
+    }
+
+    // Every program variant a flag can select passes this kernel's verifier and attaches: detail
+    // on and off, stacks, flows off, each record-size class of `--snaplen` (the header alone, each
+    // 8-byte rounding step near the edges, the default and the maximum), `--tx-trace`, on the
+    // `tp_btf` path and on the classic one.
+    root_test!(every_flag_variant_loads, {
+        let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+        let mut variants: Vec<Vec<&str>> = vec![
+            vec![],
+            vec!["--no-detail"],
+            vec!["--no-flows"],
+            vec!["--no-detail", "--no-flows"],
+            vec!["--stacks"],
+            vec!["--detail-budget", "unlimited"],
+            vec!["--tx-trace"],
+        ];
+        for snaplen in ["0", "1", "7", "8", "9", "64", "127", "200", "255", "256"] {
+            variants.push(vec!["--snaplen", snaplen]);
+        }
+        let mut all = Vec::new();
+        for v in &variants {
+            all.push(v.clone());
+            let mut classic = v.clone();
+            classic.push("--classic");
+            all.push(classic);
+        }
+        // A few at once: each is its own load and attach, and the verifier's work is most of this
+        // test's time on the kernel matrix's emulated CPUs. Nothing stays loaded after each batch.
+        for batch in all.chunks(4) {
+            let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+                let runs: Vec<_> = batch
+                    .iter()
+                    .map(|flags| {
+                        scope.spawn(move || {
+                            let mut args = vec!["capture", "--duration", "300ms", "--format", "json"];
+                            args.extend_from_slice(flags);
+                            run(&args)
+                        })
+                    })
+                    .collect();
+                runs.into_iter().map(|r| r.join().expect("capture thread")).collect()
+            });
+            for (flags, out) in batch.iter().zip(outs) {
+                check_variant(btf, flags, &out);
+            }
+            assert_nothing_attached(&format!("after {batch:?}"));
+        }
+    });
+
+    // Each probe says how it is attached and, when it is not, why: the `kfree_skb` program by
+    // `tp_btf` where the kernel has BTF, retransmissions by the classic tracepoint, and the
+    // `tcp_drop()` kprobe attached exactly where kallsyms has the function and kprobes exist,
+    // its skip note telling removed (5.19+) from inlined.
+    root_test!(attach_modes_are_reported, {
+        let out = run(&["capture", "--duration", "300ms", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        for p in s["probes"].as_array().expect("probes") {
+            assert!(p["attach"].as_str().is_some_and(|a| !a.is_empty()), "{p:#}");
+            if p["active"] == false {
+                assert!(p["note"].as_str().is_some_and(|n| n.len() > 10), "an inactive probe says why: {p:#}");
+            }
+        }
+        if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            assert_eq!(probe(&s, "skb:kfree_skb")["attach"], "tp_btf");
+        }
+        let retrans = probe(&s, "tcp:tcp_retransmit_skb");
+        assert_eq!(
+            (retrans["active"].clone(), retrans["attach"].clone()),
+            (true.into(), "tracepoint".into()),
+            "{retrans:#}"
+        );
+        // tcp:tcp_send_reset: resets by reason where the tracepoint has one (6.10+), by flow before.
+        let rst = probe(&s, "tcp:tcp_send_reset");
+        let rst_fmt =
+            std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").unwrap_or_default();
+        assert_eq!(rst["active"], !rst_fmt.is_empty(), "{rst:#}");
+        if !rst_fmt.is_empty() {
+            let want = if rst_fmt.contains("sk_rst_reason") { "per flow and reset reason" } else { "no reset reason" };
+            assert!(rst["note"].as_str().is_some_and(|n| n.contains(want)), "{rst:#}");
+        }
+        let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("kallsyms");
+        let has_tcp_drop = kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some("tcp_drop"));
+        let kprobes = std::path::Path::new("/sys/kernel/tracing/kprobe_events").exists();
+        let tcp_drop = probe(&s, "tcp_drop");
+        assert_eq!(tcp_drop["active"], has_tcp_drop && kprobes, "{tcp_drop:#}");
+        let note = tcp_drop["note"].as_str().unwrap_or_default();
+        if !has_tcp_drop {
+            let want = if kernel_version() >= (5, 19) { "gone since 5.19" } else { "inlined" };
+            assert!(note.contains(want), "tcp_drop note should say {want:?}: {note}");
+        }
+    });
+
+    root_test!(nothing_stays_loaded_after_exit_sigterm_sigkill, {
+        assert_nothing_attached("before");
+        let out = run(&["capture", "--duration", "1s"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_nothing_attached("after a normal exit");
+
+        let p = Running::start(&["capture"]);
+        assert!(!loaded_pktloss_programs().is_empty(), "programs should be loaded while running");
+        p.signal(libc::SIGTERM);
+        let (code, _) = p.finish();
+        assert_eq!(code, Some(0));
+        assert_nothing_attached("after SIGTERM");
+
+        let p = Running::start(&["watch"]);
+        p.signal(libc::SIGKILL);
+        drop(p.finish());
+        assert_nothing_attached("after SIGKILL");
+    });
+
+    // A program the verifier refuses gives one line: which program, which kernel, the refused
+    // instruction and the verifier's message, and where the whole log went (a 0600 file); nothing
+    // stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the detail records 8 bytes too short for
+    // the packet copy, which a verifier must refuse.)
+    root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
+        use std::os::unix::fs::PermissionsExt as _;
+        let out = pktloss_tests::pktloss_command()
+            .args(["capture", "--duration", "1s"])
+            .env("PKTLOSS_TEST_SHORT_RECORDS", "1")
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.len() < 1000, "{} characters: {err}", err.len());
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+        assert!(err.contains(&format!("kernel {} refused kfree_skb_tp", release.trim())), "{err}");
+        assert!(err.contains("call bpf_probe_read_kernel"), "the refused instruction: {err}");
+        let path = err
+            .split("full log in ")
+            .nth(1)
+            .and_then(|r| r.split([')', ';']).next())
+            .unwrap_or_else(|| panic!("no log path: {err}"));
+        let log = std::fs::read_to_string(path).expect("the log file");
+        assert!(log.contains("processed ") && log.len() > 1000, "a whole verifier log: {} bytes", log.len());
+        assert_eq!(std::fs::metadata(path).expect("stat").permissions().mode() & 0o777, 0o600);
+        for p in err.split("log in ").skip(1).filter_map(|r| r.split([')', ';']).next()) {
+            drop(std::fs::remove_file(p.trim()));
+        }
+        assert_nothing_attached("after a verifier rejection");
+    });
+
+    #[test]
+    fn reasons_come_from_the_running_kernel() {
+        let out = run(&["reasons", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let fmt = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").unwrap_or_default();
+        let rows = v.as_array().expect("array");
+        if !fmt.is_empty() && !kernel_has_reasons() {
+            // Before 5.17: none, and the text says so.
+            assert!(rows.is_empty(), "{v:#}");
+            let text = run(&["reasons"]);
+            assert!(text.status.success());
+            let text = String::from_utf8_lossy(&text.stdout);
+            assert!(text.contains("this kernel has no drop reasons") && text.contains("UNKNOWN"), "{text}");
+            return;
+        }
+        assert!(rows.len() > 20);
+        for r in rows {
+            let (code, name) = (r["code"].as_u64().expect("code"), r["reason"].as_str().expect("name"));
+            assert!(
+                !matches!(name, "NOT_DROPPED_YET" | "SKB_NOT_DROPPED_YET" | "SKB_CONSUMED" | "MAX" | "SUBSYS_MASK"),
+                "{name} is not a drop reason"
+            );
+            if !fmt.is_empty() && code < 0x10000 {
+                assert!(fmt.contains(&format!("{{ {code}, \"{name}\" }}")), "{code} {name} not in tracefs format");
+            }
+        }
+    }
+
+    /// Flows that differ in one key field from the drop before (destination port, destination
+    /// address, source port), sent interleaved so that every drop ends the run of the one before,
+    /// and one flow whose consecutive packets differ only outside the key (TTL, and with it the
+    /// checksum and the IP ID): each flow counted exactly and apart from the others.
+    /// Every drop reason of the running kernel (its BTF enums, as `pktloss reasons` lists them) is
+    /// classified: the cause its drops count under, or benign (not loss), or the rule that classifies
+    /// it by context (protocol, location). A reason with none fails, by name.
+    #[test]
+    fn every_drop_reason_is_classified() {
+        let out = run(&["reasons", "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let rows = v.as_array().expect("array");
+        let (mut causes, mut benign, mut by) = (0, 0, 0);
+        let mut missing = Vec::new();
+        for r in rows {
+            let name = r["reason"].as_str().expect("name");
+            match (r["cause"].as_str(), r["benign"].as_str(), r["by"].as_str()) {
+                (Some(c), None, None) if c != "unclassified" => causes += 1,
+                (None, Some(_), None) => benign += 1,
+                (None, None, Some(_)) => by += 1,
+                _ => missing.push(name.to_owned()),
+            }
+        }
+        assert!(missing.is_empty(), "{} of {} reasons without one class: {missing:?}", missing.len(), rows.len());
+        println!("{} reasons classified: {causes} causes, {benign} benign, {by} by context", rows.len());
+    }
+
+    /// Portability tests the arm64 guest runs too (with the aarch64 binary), besides every
+    /// x86-64 guest.
+    mod arm64 {
+        use super::*;
+
+        #[test]
+        fn udp4_no_socket_exact() {
+            no_socket_case("nosock4", "127.0.0.1:9999", &[]);
+        }
+
+        #[test]
+        fn udp6_no_socket_exact() {
+            no_socket_case("nosock6", "[::1]:9998", &[]);
+        }
+
+        root_test!(nftables_drop_rule_exact, {
+            let ns = Netns::new("nft");
+            let _nft_test = nft_drop(&ns, "pktltest", "udp dport 7777");
+            let p = Running::start(&["capture", "--format", "json"]);
+            let src = ns.send_udp("127.0.0.1:7777".parse().expect("addr"), N);
+            std::thread::sleep(Duration::from_millis(300));
+            let s = p.stop_json();
+            let inode = ns.inode();
+            let reason = reason_name("NETFILTER_DROP");
+            let got =
+                flow_count(&s, |f| f.netns == inode && f.reason == reason && f.dport == 7777 && f.sport == src.port());
+            assert_eq!(got, N as u64, "{s:#}");
+            if !kernel_has_reasons() {
+                // Without reasons, the netfilter drops are the ones freed by the hook.
+                assert!(
+                    s["locations"].as_array().expect("locations").iter().any(|l| l["symbol"]
+                        .as_str()
+                        .is_some_and(|x| x.starts_with("nf_hook_slow") || x.starts_with("nft_do_chain"))
+                        && l["count"].as_u64() >= Some(N as u64)),
+                    "no nf_hook_slow location with {N} drops: {:#}",
+                    s["locations"]
+                );
+            }
+            let rules = ns.exec(&["nft", "list", "chain", "inet", "pktltest", "input"]);
+            assert!(rules.contains(&format!("packets {N} ")), "nft counter disagrees: {rules}");
+            // Samples carry the packet bytes of the dropped datagram, starting at the IPv4 header.
+            let sample = s["samples"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["netns"] == inode))
+                .expect("a sample from our netns");
+            assert_eq!(sample["data_start"], "network");
+            assert!(sample["data_hex"].as_str().is_some_and(|h| h.starts_with("45")), "{sample:#}");
+            // The sending thread, as the kernel saw it (or the softirq thread it deferred to).
+            assert_sender_or_softirq(sample);
+        });
+    }
+}
+
+/// Portability tests whose outcome does not depend on the kernel: run once, in the 5.10 guest
+/// of the kernel matrix (`cargo xtask vm-test` selects them by this module), and on the host.
+mod matrix_once {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_one_line_and_exit_2() {
+        assert_usage_error(&["capture", "--duration", "banana"], "banana");
+        assert_usage_error(&["capture", "--snaplen", "9999"], "9999");
+        assert_usage_error(&["capture", "--detail-budget", "lots"], "lots");
+        assert_usage_error(&["capture", "--ringbuf-kib", "3"], "power of two");
+        assert_usage_error(&["capture", "--stacks", "--no-detail"], "--no-detail");
+        assert_usage_error(&["capture", "--count", "0"], "0");
+        assert_usage_error(&["watch", "--interval", "0s"], "0s");
+        assert_usage_error(&["frobnicate"], "frobnicate");
+        if require_root("bad_output_dir") {
+            assert_usage_error(&["capture", "--duration", "1s", "-o", "/nonexistent/dir/x.json"], "does not exist");
+            assert_usage_error(
+                &["capture", "--duration", "1s", "--pcapng", "/tmp/x.pcapng", "--no-detail"],
+                "--no-detail",
+            );
+            assert_usage_error(
+                &["capture", "--duration", "1s", "--pcapng", "/tmp/x.pcapng", "--snaplen", "0"],
+                "--snaplen 0",
+            );
+            assert_nothing_attached("after a usage error");
+        }
+    }
+
+    root_test!(missing_kernel_features_are_clear_errors, {
+        assert_start_error(("PKTLOSS_BTF", "/nonexistent/vmlinux"), "no kernel BTF");
+        assert_start_error(("PKTLOSS_TRACEFS", "/nonexistent/tracing"), "tracefs is not mounted");
+        // A tracefs without the skb:kfree_skb tracepoint.
+        let dir = std::env::temp_dir().join(format!("pktl-fake-tracefs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("events/net")).expect("mkdir");
+        assert_start_error(("PKTLOSS_TRACEFS", dir.to_str().expect("path")), "no skb:kfree_skb tracepoint");
+        drop(std::fs::remove_dir_all(&dir));
+        assert_nothing_attached("after start errors");
+    });
+}

@@ -14,8 +14,8 @@ use std::{
 };
 
 use pktloss_tests::{
-    Netns, Running, assert_nothing_attached, free_port, http_get, kernel_has_reasons, reason_name, root_test, run,
-    stop_serve,
+    Netns, Running, assert_nothing_attached, free_port, http_get, kernel_has_reasons, nft_drop, reason_name, root_test,
+    run, stop_serve,
 };
 use serde_json::Value;
 
@@ -114,94 +114,6 @@ impl Drop for Prometheus {
         drop(fs::remove_dir_all(&self.dir));
     }
 }
-
-root_test!(prometheus_reads_exact_drops_and_causes, {
-    const N: usize = 123;
-    const NF: f64 = 123.0;
-    let listen = format!("127.0.0.1:{}", free_port());
-    let serve = Running::start(&["serve", "--listen", &listen, "--window", "3s", "--netns-labels"]);
-    let prom = Prometheus::start(&listen);
-    // The scrape target is up before the drops.
-    assert_eq!(
-        prom.wait_for("up{job=\"pktloss\"}", Duration::from_secs(30), |v| v > 0.5).map(|v| v > 0.5),
-        Some(true),
-        "pktloss target not up: {}",
-        prom.log()
-    );
-    let ns = Netns::new("prom");
-    let before = ns.snmp("Udp", "NoPorts");
-    ns.send_udp("127.0.0.1:9911".parse().expect("addr"), N);
-    let noports = ns.snmp("Udp", "NoPorts") - before;
-    assert_eq!(noports, N as u64, "the kernel's own count of the drops");
-
-    // Exact per namespace, from the flow counters (no other traffic is in this namespace).
-    // Before 5.17 the kernel gives no reason: the drops are reason UNKNOWN there.
-    let reason = reason_name("NO_SOCKET");
-    let q = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{reason}\"}}", ns.name);
-    let got = prom.wait_for(&q, Duration::from_secs(30), |v| v >= NF);
-    assert_eq!(got, Some(NF), "{q}");
-    // Host-wide by reason: at least these (another process may hit a closed port too).
-    let host =
-        prom.wait_for(&format!("pktloss_drops_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| v >= NF);
-    assert!(host.is_some_and(|v| v >= NF), "{reason} host-wide {host:?}");
-    // Their bytes: at least a UDP header and "pktloss test N" each (skb->len at the drop).
-    let bytes =
-        prom.wait_for(&format!("pktloss_drop_bytes_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| {
-            v >= NF * 20.0
-        });
-    assert!(bytes.is_some_and(|v| v >= NF * 20.0), "drop bytes {bytes:?}");
-    // The diagnosis window that holds them names no-listener with every one of them.
-    let cause = prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= NF);
-    assert!(cause.is_some_and(|v| v >= NF), "no-listener cause {cause:?}");
-    let windows = prom.query("pktloss_diagnosis_windows_total");
-    assert!(windows.first().is_some_and(|w| w.1 >= 1.0), "no diagnosis window: {windows:?}");
-    // A reason never seen is a series at 0, not an absent one (rate() works from the start).
-    // (A kernel without reasons has none to seed.)
-    if kernel_has_reasons() {
-        let zero = prom.query("pktloss_drops_total{reason=\"IP_RPFILTER\"}");
-        assert_eq!(zero.len(), 1, "pre-seeded reason: {zero:?}");
-        assert!(zero[0].1.abs() < f64::EPSILON, "IP_RPFILTER: {zero:?}");
-    }
-    // The gauge of active causes exists for every cause of the taxonomy.
-    assert!(prom.query("pktloss_cause_active").len() >= 20, "cause_active series");
-    // Health and build info.
-    let built = prom.query("pktloss_build_info");
-    assert_eq!(built.len(), 1, "build info: {built:?}");
-    assert!(built[0].0["kernel"].as_str().is_some_and(|k| !k.is_empty()), "kernel label: {built:?}");
-    let attached = prom.query("pktloss_probe_attached{probe=\"skb:kfree_skb\"} == 1");
-    assert_eq!(attached.len(), 1, "kfree_skb probe: {attached:?}");
-    // No per-flow labels.
-    for forbidden in ["sport", "dport", "src", "dst", "pid", "addr", "port"] {
-        let r = prom.query(&format!("count({{__name__=~\"pktloss_.*\",{forbidden}!=\"\"}})"));
-        assert!(r.is_empty(), "a series has a `{forbidden}` label: {r:?}");
-    }
-    drop(ns);
-
-    // promtool accepts the exposition (text format), and OpenMetrics is served to who asks.
-    let (status, head, text) = http_get(&listen, "/metrics", None);
-    assert_eq!(status, 200, "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
-    let out = check.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, head, om) = http_get(&listen, "/metrics", Some("application/openmetrics-text; version=1.0.0"));
-    assert!(head.contains("application/openmetrics-text"), "{head}");
-    assert!(om.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
-    drop(prom);
-    stop_serve(serve);
-});
 
 root_test!(serve_port_in_use_is_one_line, {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -393,9 +305,7 @@ root_test!(netns_count_exact_when_the_flow_table_overflows, {
     let listen = format!("127.0.0.1:{}", free_port());
     let serve = Running::start(&["serve", "--listen", &listen, "--window", "5s", "--netns-labels"]);
     let ns = Netns::new("overflow");
-    ns.exec(&["nft", "add", "table", "inet", "pktlovf"]);
-    ns.exec(&["nft", "add chain inet pktlovf input { type filter hook input priority 0 ; policy accept ; }"]);
-    ns.exec(&["nft", "add rule inet pktlovf input udp dport != 9 counter drop"]);
+    let _nft_ovf = nft_drop(&ns, "pktlovf", "udp dport != 9");
     let sent = ns.run(|| {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut sent = 0u64;
@@ -586,3 +496,107 @@ root_test!(serve_answers_and_stops_beside_slow_clients, {
         latencies.len()
     );
 });
+
+/// Portability tests: run in every x86-64 guest of the kernel matrix (`cargo xtask vm-test`
+/// selects them by this module) and on the host.
+mod matrix {
+    use super::*;
+
+    /// Portability tests the arm64 guest runs too (with the aarch64 binary), besides every
+    /// x86-64 guest.
+    mod arm64 {
+        use super::*;
+
+        root_test!(prometheus_reads_exact_drops_and_causes, {
+            const N: usize = 123;
+            const NF: f64 = 123.0;
+            let listen = format!("127.0.0.1:{}", free_port());
+            let serve = Running::start(&["serve", "--listen", &listen, "--window", "3s", "--netns-labels"]);
+            let prom = Prometheus::start(&listen);
+            // The scrape target is up before the drops.
+            assert_eq!(
+                prom.wait_for("up{job=\"pktloss\"}", Duration::from_secs(30), |v| v > 0.5).map(|v| v > 0.5),
+                Some(true),
+                "pktloss target not up: {}",
+                prom.log()
+            );
+            let ns = Netns::new("prom");
+            let before = ns.snmp("Udp", "NoPorts");
+            ns.send_udp("127.0.0.1:9911".parse().expect("addr"), N);
+            let noports = ns.snmp("Udp", "NoPorts") - before;
+            assert_eq!(noports, N as u64, "the kernel's own count of the drops");
+
+            // Exact per namespace, from the flow counters (no other traffic is in this namespace).
+            // Before 5.17 the kernel gives no reason: the drops are reason UNKNOWN there.
+            let reason = reason_name("NO_SOCKET");
+            let q = format!("pktloss_netns_drops_total{{netns=\"{}\",reason=\"{reason}\"}}", ns.name);
+            let got = prom.wait_for(&q, Duration::from_secs(30), |v| v >= NF);
+            assert_eq!(got, Some(NF), "{q}");
+            // Host-wide by reason: at least these (another process may hit a closed port too).
+            let host =
+                prom.wait_for(&format!("pktloss_drops_total{{reason=\"{reason}\"}}"), Duration::from_secs(10), |v| {
+                    v >= NF
+                });
+            assert!(host.is_some_and(|v| v >= NF), "{reason} host-wide {host:?}");
+            // Their bytes: at least a UDP header and "pktloss test N" each (skb->len at the drop).
+            let bytes = prom.wait_for(
+                &format!("pktloss_drop_bytes_total{{reason=\"{reason}\"}}"),
+                Duration::from_secs(10),
+                |v| v >= NF * 20.0,
+            );
+            assert!(bytes.is_some_and(|v| v >= NF * 20.0), "drop bytes {bytes:?}");
+            // The diagnosis window that holds them names no-listener with every one of them.
+            let cause =
+                prom.wait_for("pktloss_cause_drops_total{cause=\"no-listener\"}", Duration::from_secs(30), |v| v >= NF);
+            assert!(cause.is_some_and(|v| v >= NF), "no-listener cause {cause:?}");
+            let windows = prom.query("pktloss_diagnosis_windows_total");
+            assert!(windows.first().is_some_and(|w| w.1 >= 1.0), "no diagnosis window: {windows:?}");
+            // A reason never seen is a series at 0, not an absent one (rate() works from the start).
+            // (A kernel without reasons has none to seed.)
+            if kernel_has_reasons() {
+                let zero = prom.query("pktloss_drops_total{reason=\"IP_RPFILTER\"}");
+                assert_eq!(zero.len(), 1, "pre-seeded reason: {zero:?}");
+                assert!(zero[0].1.abs() < f64::EPSILON, "IP_RPFILTER: {zero:?}");
+            }
+            // The gauge of active causes exists for every cause of the taxonomy.
+            assert!(prom.query("pktloss_cause_active").len() >= 20, "cause_active series");
+            // Health and build info.
+            let built = prom.query("pktloss_build_info");
+            assert_eq!(built.len(), 1, "build info: {built:?}");
+            assert!(built[0].0["kernel"].as_str().is_some_and(|k| !k.is_empty()), "kernel label: {built:?}");
+            let attached = prom.query("pktloss_probe_attached{probe=\"skb:kfree_skb\"} == 1");
+            assert_eq!(attached.len(), 1, "kfree_skb probe: {attached:?}");
+            // No per-flow labels.
+            for forbidden in ["sport", "dport", "src", "dst", "pid", "addr", "port"] {
+                let r = prom.query(&format!("count({{__name__=~\"pktloss_.*\",{forbidden}!=\"\"}})"));
+                assert!(r.is_empty(), "a series has a `{forbidden}` label: {r:?}");
+            }
+            drop(ns);
+
+            // promtool accepts the exposition (text format), and OpenMetrics is served to who asks.
+            let (status, head, text) = http_get(&listen, "/metrics", None);
+            assert_eq!(status, 200, "{head}");
+            assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+            let mut check = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("promtool");
+            check.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+            let out = check.wait_with_output().expect("promtool");
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (_, head, om) = http_get(&listen, "/metrics", Some("application/openmetrics-text; version=1.0.0"));
+            assert!(head.contains("application/openmetrics-text"), "{head}");
+            assert!(om.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
+            drop(prom);
+            stop_serve(serve);
+        });
+    }
+}

@@ -313,36 +313,6 @@ fn wait_clean_frame(t: &Tmux, width: u16, height: u16) -> String {
     }
 }
 
-/// 160x48 (the full layout, every panel on screen): real `NO_SOCKET` drops show their reason and
-/// their flow; q quits promptly, the terminal is restored and nothing stays attached.
-#[test]
-fn tui_shows_real_drops_and_quits_clean() {
-    if !require("tui_shows_real_drops_and_quits_clean") {
-        return;
-    }
-    let before = baseline();
-    let ns = Netns::new("tui1");
-    let t = Tmux::start("show", 160, 48, "top");
-    t.wait_live();
-    let dst: SocketAddr = "127.0.0.1:9999".parse().expect("addr");
-    let src = ns.send_udp(dst, N);
-    let screen = t.wait_screen("NO_SOCKET drops of our flow", SHOW, |s| shows_flow(s, src, dst));
-    // The drops table counts all of them (our flow is the only one in a fresh namespace).
-    let n = N.to_string();
-    let reason = pktloss_tests::reason_name("NO_SOCKET");
-    assert!(
-        screen.lines().any(|l| l.contains(reason) && l.contains("__udp4_lib_rcv") && l.contains(&n)),
-        "no {reason} row at __udp4_lib_rcv with {N} drops:\n{screen}"
-    );
-    assert!(screen.lines().any(|l| l.contains(&src.to_string()) && l.contains(" lo ")), "flow device:\n{screen}");
-    t.keys(&["q"]);
-    let (rc, took) = t.wait_exit();
-    assert_eq!(rc, "0", "exit status after q");
-    assert!(took < Duration::from_secs(3), "q took {took:?} to exit");
-    t.assert_restored();
-    assert_detached(&before);
-}
-
 /// 80x24 with the bare `pktloss` (the TUI is the default on a terminal): drops and the flow (in
 /// the Flows tab) show; resizing redraws a clean frame at every size; q quits clean.
 #[test]
@@ -517,4 +487,40 @@ fn tui_keys_filter_drilldown_help_pause() {
     assert!(took < Duration::from_secs(3), "Ctrl-C took {took:?} to exit");
     t.assert_restored();
     assert_detached(&before);
+}
+
+/// Portability tests: run in every x86-64 guest of the kernel matrix (`cargo xtask vm-test`
+/// selects them by this module) and on the host.
+mod matrix {
+    use super::*;
+
+    /// 160x48 (the full layout, every panel on screen): real `NO_SOCKET` drops show their reason and
+    /// their flow; q quits promptly, the terminal is restored and nothing stays attached.
+    #[test]
+    fn tui_shows_real_drops_and_quits_clean() {
+        if !require("tui_shows_real_drops_and_quits_clean") {
+            return;
+        }
+        let before = baseline();
+        let ns = Netns::new("tui1");
+        let t = Tmux::start("show", 160, 48, "top");
+        t.wait_live();
+        let dst: SocketAddr = "127.0.0.1:9999".parse().expect("addr");
+        let src = ns.send_udp(dst, N);
+        let screen = t.wait_screen("NO_SOCKET drops of our flow", SHOW, |s| shows_flow(s, src, dst));
+        // The drops table counts all of them (our flow is the only one in a fresh namespace).
+        let n = N.to_string();
+        let reason = pktloss_tests::reason_name("NO_SOCKET");
+        assert!(
+            screen.lines().any(|l| l.contains(reason) && l.contains("__udp4_lib_rcv") && l.contains(&n)),
+            "no {reason} row at __udp4_lib_rcv with {N} drops:\n{screen}"
+        );
+        assert!(screen.lines().any(|l| l.contains(&src.to_string()) && l.contains(" lo ")), "flow device:\n{screen}");
+        t.keys(&["q"]);
+        let (rc, took) = t.wait_exit();
+        assert_eq!(rc, "0", "exit status after q");
+        assert!(took < Duration::from_secs(3), "q took {took:?} to exit");
+        t.assert_restored();
+        assert_detached(&before);
+    }
 }

@@ -6,6 +6,7 @@ mod edges;
 mod netdevsim;
 mod setup;
 mod tasks;
+mod totals;
 mod util;
 mod vm;
 
@@ -55,18 +56,22 @@ enum Cmd {
         fmt: bool,
     },
     /// Drop-flood overhead of pktloss and its peers; table on stdout, JSON under target/bench/.
-    Bench(bench::BenchArgs),
+    #[command(disable_help_flag = true)]
+    Bench(Forwarded),
     /// The benchmark's drop flood alone (namespaces, nftables DROP rule), for profiling.
-    Flood(bench::FloodArgs),
+    #[command(disable_help_flag = true)]
+    Flood(Forwarded),
     /// The portability tests in qemu guests booted with Debian's 5.10, 6.1 and 6.12 kernels
     /// (the host's kernel runs them in `test`).
     VmTest(vm::VmArgs),
     /// What `pktloss serve` costs: the flood's rate with it attached, its CPU at 100k drops/s,
     /// scrape latency with many series.
-    BenchServe(bench::ServeBenchArgs),
+    #[command(disable_help_flag = true)]
+    BenchServe(Forwarded),
     /// TCP throughput of iperf3 between two namespaces, untraced and with `pktloss serve`
     /// attached (also beside a drop flood): the production-safety table.
-    BenchThroughput(bench::ThroughputArgs),
+    #[command(disable_help_flag = true)]
+    BenchThroughput(Forwarded),
     /// The release files in `target/dist/`: static musl tarballs and .debs for `x86_64` and
     /// aarch64, an OCI image archive of both, SHA256SUMS.
     Dist,
@@ -74,10 +79,19 @@ enum Cmd {
     /// (systemd-nspawn) and run the OCI image under podman; both must serve exact counts.
     DistTest,
     /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
-    BenchPair(bench::PairArgs),
+    #[command(disable_help_flag = true)]
+    BenchPair(Forwarded),
     /// CI regression gate: bench-pair of the base commit's build against this tree's, on the
     /// default and detail paths; fails when the default path's BPF ns/drop rose over 15 %.
-    BenchGate(bench::GateArgs),
+    #[command(disable_help_flag = true)]
+    BenchGate(Forwarded),
+}
+
+/// The arguments of a benchmark command, passed on to `pktloss-bench` as given (`--help` too).
+#[derive(clap::Args)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -88,12 +102,12 @@ fn main() -> ExitCode {
         Cmd::Run { args } => tasks::run_pktloss(&args),
         Cmd::Test { no_vm, args } => tasks::test(&args, !no_vm),
         Cmd::Lint { fmt } => tasks::lint(fmt),
-        Cmd::Bench(args) => bench::bench(args),
-        Cmd::Flood(args) => bench::flood_only(args),
-        Cmd::BenchPair(args) => bench::pair(args),
-        Cmd::BenchGate(args) => bench::gate(&args),
-        Cmd::BenchServe(args) => bench::bench_serve(args),
-        Cmd::BenchThroughput(args) => bench::bench_throughput(args),
+        Cmd::Bench(f) => setup::setup(setup::Scope::All).and_then(|()| bench::forward("bench", &f.args)),
+        Cmd::Flood(f) => bench::forward("flood", &f.args),
+        Cmd::BenchPair(f) => bench::forward("pair", &f.args),
+        Cmd::BenchGate(f) => bench::forward("gate", &f.args),
+        Cmd::BenchServe(f) => bench::forward("serve", &f.args),
+        Cmd::BenchThroughput(f) => bench::forward("throughput", &f.args),
         Cmd::VmTest(args) => vm::vm_test(args),
         Cmd::Dist => dist::dist(),
         Cmd::DistTest => dist_test::dist_test(),

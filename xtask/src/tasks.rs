@@ -2,7 +2,6 @@
 use std::{
     io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
-    path::PathBuf,
     process::{Command, Stdio},
 };
 
@@ -10,26 +9,9 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     setup::{self, Scope},
-    util::{self, run, show},
+    totals::Totals,
+    util::{self, cargo_build, pktloss_bin, run, show},
 };
-
-fn profile_dir(release: bool) -> &'static str {
-    if release { "release" } else { "debug" }
-}
-
-/// The pktloss binary of a profile.
-pub(crate) fn pktloss_bin(release: bool) -> PathBuf {
-    util::target_dir().join(profile_dir(release)).join("pktloss")
-}
-
-pub(crate) fn cargo_build(release: bool) -> Result<()> {
-    let mut cmd = util::cargo();
-    cmd.args(["build", "-p", "pktloss-user"]);
-    if release {
-        cmd.arg("--release");
-    }
-    run(&mut cmd)
-}
 
 /// `build [--release]`: the toolchain part of setup, then `cargo build -p pktloss-user`.
 pub(crate) fn build(release: bool) -> Result<()> {
@@ -46,36 +28,6 @@ pub(crate) fn run_pktloss(args: &[String]) -> Result<()> {
     let bin = pktloss_bin(true);
     let err = Command::new(&bin).args(args).exec();
     bail!("cannot exec {}: {err}", bin.display())
-}
-
-/// Totals of cargo test's `test result:` lines.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub(crate) struct Totals {
-    pub passed: u64,
-    pub failed: u64,
-    pub ignored: u64,
-}
-
-impl Totals {
-    /// Add one line if it is a `test result:` line.
-    pub(crate) fn add_line(&mut self, line: &str) {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else {
-            return;
-        };
-        for part in rest.split([';', '.']) {
-            let mut it = part.split_whitespace();
-            let (Some(n), Some(what)) = (it.next(), it.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u64>() else { continue };
-            match what {
-                "passed" => self.passed += n,
-                "failed" => self.failed += n,
-                "ignored" => self.ignored += n,
-                _ => {}
-            }
-        }
-    }
 }
 
 /// `test`: full setup, a debug build so the binary exists, then every test, one at a time, the
@@ -106,7 +58,7 @@ pub(crate) fn test(extra: &[String], vm: bool) -> Result<()> {
     // The regression gate of the eBPF hot path (issue 32): the base commit is built in a
     // target directory of its own, this tree's build is the one the host tests used.
     let gate = if util::is_root() || std::env::var_os("CI").is_some_and(|v| v == "true") {
-        crate::bench::gate(&crate::bench::GateArgs::default())
+        crate::bench::gate()
     } else {
         println!("xtask: bench-gate skipped (not root)");
         Ok(())
@@ -196,18 +148,4 @@ fn clippy_ebpf() -> Result<()> {
         .args(["--", "-D", "warnings"]);
     eprintln!("running: {}", show(&cmd));
     run(&mut cmd).context("clippy on the eBPF crate")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Totals;
-
-    #[test]
-    fn totals_add_up_test_result_lines() {
-        let mut t = Totals::default();
-        t.add_line("test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
-        t.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s");
-        t.add_line("running 3 tests");
-        assert_eq!(t, Totals { passed: 5, failed: 1, ignored: 1 });
-    }
 }

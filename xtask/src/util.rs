@@ -1,7 +1,6 @@
 //! Small helpers shared by the subcommands: paths, running commands, root checks.
 use std::{
     env,
-    ffi::OsStr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -30,6 +29,24 @@ pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
+}
+
+fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
+/// The pktloss binary of a profile.
+pub(crate) fn pktloss_bin(release: bool) -> PathBuf {
+    target_dir().join(profile_dir(release)).join("pktloss")
+}
+
+pub(crate) fn cargo_build(release: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "pktloss-user"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
 }
 
 /// Whether we run as root (euid 0).
@@ -71,22 +88,6 @@ pub(crate) fn output(cmd: &mut Command) -> Result<String> {
 /// Run a command quietly; true if it started and exited 0.
 pub(crate) fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Find an executable by name in PATH (or return the path if it contains a slash and exists).
-pub(crate) fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
-    let name = name.as_ref();
-    let p = Path::new(name);
-    if p.components().count() > 1 {
-        return is_executable(p).then(|| p.to_path_buf());
-    }
-    let path = env::var_os("PATH")?;
-    env::split_paths(&path).map(|d| d.join(name)).find(|c| is_executable(c))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `$HOME`, or `/root` if unset.

@@ -6,7 +6,8 @@
 //! the 9p and overlay modules of that kernel, mounts a root read-only over 9p under a tmpfs
 //! overlay, binds the kernel's own modules at `/lib/modules/$(uname -r)`, and runs the
 //! workspace's integration-test binaries (built on the host) with the portability tests
-//! selected by name.
+//! selected by their mark: the module they are written in (`mod matrix`, `mod matrix::arm64`,
+//! `mod matrix_once` in `tests/tests/*.rs`), read from each binary's `--list`.
 //!
 //! What runs is the release artifact: the static musl `pktloss` of `cargo xtask dist`, checked
 //! to have no ELF interpreter, and run with a `PATH` that is an empty directory
@@ -38,7 +39,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     dist,
     setup::{self, Scope},
-    tasks::Totals,
+    totals::Totals,
     util::{self, output, run, show},
 };
 
@@ -84,6 +85,11 @@ impl Arch {
         }
     }
 
+    /// The architecture of this machine (the one whose test binaries run here).
+    fn host() -> Self {
+        if env::consts::ARCH == "aarch64" { Self::Aarch64 } else { Self::X86_64 }
+    }
+
     /// The serial console of the machine.
     fn console(self) -> &'static str {
         match self {
@@ -99,8 +105,9 @@ struct Series {
     name: &'static str,
     /// The guest's architecture (its kernel package's, its root's and its binaries').
     arch: Arch,
-    /// The test sets it runs when none are named.
-    tests: &'static [&'static [(&'static str, &'static str)]],
+    /// The marks of the tests it runs when none are named: module paths in the test binaries
+    /// (`matrix` selects `matrix::*` and `matrix::arm64::*`). Each must select a test.
+    marks: &'static [&'static str],
     /// Debian suites that carry it (the private apt config lists these).
     suites: &'static [&'static str],
     /// The package name is `PREFIX<abi>SUFFIX`, `<abi>` a version without `-` (e.g. `57`,
@@ -115,7 +122,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "5.10",
         arch: Arch::X86_64,
-        tests: &[PORTABILITY_TESTS, KERNEL_INDEPENDENT_TESTS],
+        marks: &[MARK_MATRIX, MARK_ONCE],
         suites: &["bullseye", "bullseye-security"],
         prefix: "linux-image-5.10.0-",
         suffix: "-amd64-unsigned",
@@ -123,7 +130,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "6.1",
         arch: Arch::X86_64,
-        tests: &[PORTABILITY_TESTS, NETDEVSIM_TESTS],
+        marks: &[MARK_MATRIX, MARK_NETDEVSIM],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.1.0-",
         suffix: "-amd64-unsigned",
@@ -131,7 +138,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "6.12",
         arch: Arch::X86_64,
-        tests: &[PORTABILITY_TESTS],
+        marks: &[MARK_MATRIX],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.12.",
         suffix: "-amd64-unsigned",
@@ -139,69 +146,33 @@ const MATRIX: &[Series] = &[
     Series {
         name: "arm64",
         arch: Arch::Aarch64,
-        tests: &[ARM64_TESTS],
+        marks: &[MARK_ARM64],
         suites: ARM64_SUITES,
         prefix: "linux-image-6.1.0-",
         suffix: "-arm64-unsigned",
     },
 ];
 
-/// The tests that matter for portability, run in every x86-64 guest (`binary::name`). Each
-/// must run: a name that matches nothing fails the matrix, so a rename cannot silently empty it.
-pub(crate) const PORTABILITY_TESTS: &[(&str, &str)] = &[
-    ("foundation", "udp4_no_socket_exact"),
-    ("foundation", "udp6_no_socket_exact"),
-    ("foundation", "udp4_no_socket_exact_classic_tracepoint"),
-    ("foundation", "udp6_no_socket_exact_classic_tracepoint"),
-    ("foundation", "udp4_no_socket_exact_counters_only"),
-    ("foundation", "nftables_drop_rule_exact"),
-    ("foundation", "every_flag_variant_loads"),
-    ("foundation", "attach_modes_are_reported"),
-    ("foundation", "nothing_stays_loaded_after_exit_sigterm_sigkill"),
-    ("foundation", "verifier_rejection_is_one_line_with_the_log_in_a_file"),
-    ("foundation", "reasons_come_from_the_running_kernel"),
-    ("foundation", "every_drop_reason_is_classified"),
-    ("diagnose", "no_listener_is_the_top_cause_with_exact_drops"),
-    ("diagnose", "firewall_drop_names_the_rule"),
-    ("diagnose", "tcp_syn_queue_full_without_cookies"),
-    ("diagnose", "tc_program_drops_are_counted_once"),
-    ("diagnose", "external_loss_from_a_lossy_path"),
-    ("diagnose", "socket_memory_pressure_names_the_starved_receiver"),
-    ("tui", "tui_shows_real_drops_and_quits_clean"),
-    ("serve", "prometheus_reads_exact_drops_and_causes"),
-    ("caps", "serve_keeps_only_what_it_needs"),
-    ("filter", "each_filter_counts_exactly_its_drops"),
-];
+/// The mark of the tests that matter for portability, run in every x86-64 guest: the module
+/// `matrix` of a test file.
+const MARK_MATRIX: &str = "matrix";
 
 /// Portability tests whose outcome does not depend on the kernel (usage errors, pktloss's own
-/// capability check, faked BTF and tracefs paths, filter parse errors): run once, in the 5.10
-/// guest (the only one where `a_bad_filter_is_one_line_and_exit_2` takes its no-reasons branch).
-/// They took 10 to 20 s each in a guest.
-pub(crate) const KERNEL_INDEPENDENT_TESTS: &[(&str, &str)] = &[
-    ("foundation", "bad_input_is_one_line_and_exit_2"),
-    ("foundation", "missing_kernel_features_are_clear_errors"),
-    ("caps", "each_missing_capability_is_one_line"),
-    ("filter", "a_bad_filter_is_one_line_and_exit_2"),
-    ("firewall", "nft_drop_names_the_base_chain_and_the_jump_target"),
-    ("firewall", "iptables_nft_and_legacy_drops_name_the_chain"),
-    ("firewall", "dnat_drop_shows_the_original_destination"),
-    ("dropwatch", "dropwatch_counts_the_same_drops_per_location"),
-];
+/// capability check, faked BTF and tracefs paths, filter parse errors), the module
+/// `matrix_once`: run once, in the 5.10 guest (the only one where
+/// `a_bad_filter_is_one_line_and_exit_2` takes its no-reasons branch). They took 10 to 20 s each
+/// in a guest.
+const MARK_ONCE: &str = "matrix_once";
 
-/// Run in the guest that gets netdevsim ([`NETDEVSIM_SERIES`]): hardware traps, exact against
-/// devlink's trap statistics (12 s in the 6.1 guest).
-pub(crate) const NETDEVSIM_TESTS: &[(&str, &str)] = &[("sources", "devlink_trap_reports_match_the_trap_statistics")];
+/// Run in the guest that gets netdevsim ([`NETDEVSIM_SERIES`]), the module `matrix_netdevsim`:
+/// hardware traps, exact against devlink's trap statistics (12 s in the 6.1 guest).
+const MARK_NETDEVSIM: &str = "matrix_netdevsim";
 
-/// What the arm64 guest shows with the aarch64 binary: exact `NO_SOCKET` count = the kernel's
-/// `NoPorts` delta (v4 and v6), an nftables drop = its rule's counter, `diagnose` names
-/// no-listener with the exact drops, and a real Prometheus scrapes `serve`.
-pub(crate) const ARM64_TESTS: &[(&str, &str)] = &[
-    ("foundation", "udp4_no_socket_exact"),
-    ("foundation", "udp6_no_socket_exact"),
-    ("foundation", "nftables_drop_rule_exact"),
-    ("diagnose", "no_listener_is_the_top_cause_with_exact_drops"),
-    ("serve", "prometheus_reads_exact_drops_and_causes"),
-];
+/// What the arm64 guest runs with the aarch64 binary (the module `matrix::arm64`, so the x86-64
+/// guests run them too): exact `NO_SOCKET` count = the kernel's `NoPorts` delta (v4 and v6), an
+/// nftables drop = its rule's counter, `diagnose` names no-listener with the exact drops, and a
+/// real Prometheus scrapes `serve`.
+const MARK_ARM64: &str = "matrix::arm64";
 
 /// Debian packages of the arm64 guest's root besides the essential and required ones: the
 /// tests' own tools (`ip`, `nft`, `sysctl`, `bpftool` to see that nothing stays loaded,
@@ -239,7 +210,11 @@ pub(crate) struct VmArgs {
     /// Run this shell command in the guests instead of the portability tests (for exploring).
     #[arg(long)]
     exec: Option<String>,
-    /// Test names to run instead of the portability set (exact names, any test binary).
+    /// Print the tests each selected guest would run, and boot none.
+    #[arg(long)]
+    list: bool,
+    /// Test names to run instead of the portability set (a test's full name, `matrix::x`, or
+    /// its last part, `x`; any test binary; each must name a test).
     #[arg(trailing_var_arg = true)]
     tests: Vec<String>,
 }
@@ -253,6 +228,7 @@ impl Default for VmArgs {
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             exec: None,
+            list: false,
             tests: Vec::new(),
         }
     }
@@ -275,6 +251,23 @@ struct Binaries {
 /// Build what the selected kernels' guests run, then boot them one after the other.
 pub(crate) fn run_matrix(args: &VmArgs) -> Result<()> {
     let series = select(&args.kernel)?;
+    // The names come from the host's build of the tests (an aarch64 binary does not run here):
+    // the same sources, so the same names.
+    let listing = list_tests(&test_binaries(Arch::host())?)?;
+    let mut selected = BTreeMap::new();
+    for s in &series {
+        let wanted = wanted_tests(args, s, &listing)?;
+        eprintln!("vm {}: {} tests selected", s.name, wanted.len());
+        if args.list {
+            for (b, t) in &wanted {
+                println!("{} {b} {t}", s.name);
+            }
+        }
+        selected.insert(s.name, wanted);
+    }
+    if args.list {
+        return Ok(());
+    }
     let cache = cache_dir();
     let started = Instant::now();
     let mut built: BTreeMap<&str, Binaries> = BTreeMap::new();
@@ -295,7 +288,8 @@ pub(crate) fn run_matrix(args: &VmArgs) -> Result<()> {
             netdevsim_for(&kernel, &cache);
         }
         let bins = built.get(s.arch.musl_target()).context("binaries of the guest's architecture")?;
-        let result = boot(args, s, &kernel, bins, &cache);
+        let wanted = selected.get(s.name).context("the guest's tests")?;
+        let result = boot(args, s, &kernel, bins, wanted, &cache);
         let secs = t.elapsed().as_secs_f64();
         match result {
             Ok(totals) => lines.push(format!(
@@ -615,13 +609,50 @@ fn stage_binaries(
     Ok((pktloss, tests))
 }
 
-/// The tests a guest runs, `(binary, name)`: the series' set, or the names given on the command
-/// line looked up in every test binary.
-fn wanted_tests(args: &VmArgs, s: &Series, bins: &Binaries) -> Vec<(String, String)> {
+/// Every test of each test binary, by binary: its `--list`.
+fn list_tests(bins: &BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, Vec<String>>> {
+    bins.iter()
+        .map(|(b, exe)| {
+            let out = output(Command::new(exe).args(["--list", "--format", "terse"]))
+                .with_context(|| format!("listing the tests of {b}"))?;
+            Ok((b.clone(), out.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_owned).collect()))
+        })
+        .collect()
+}
+
+/// Whether a test's full name carries a mark (is in that module or one inside it).
+fn has_mark(test: &str, mark: &str) -> bool {
+    test.strip_prefix(mark).is_some_and(|rest| rest.starts_with("::"))
+}
+
+/// The tests a guest runs, `(binary, full name)`: the series' marks, or the names given on the
+/// command line (a full name or its last part). A mark or a name that selects nothing fails, so
+/// a rename cannot silently empty the matrix.
+fn wanted_tests(args: &VmArgs, s: &Series, listing: &BTreeMap<String, Vec<String>>) -> Result<Vec<(String, String)>> {
+    let all = || listing.iter().flat_map(|(b, tests)| tests.iter().map(move |t| (b, t)));
+    let mut wanted = Vec::new();
     if args.tests.is_empty() {
-        return s.tests.iter().flat_map(|set| set.iter()).map(|(b, t)| ((*b).to_owned(), (*t).to_owned())).collect();
+        for mark in s.marks {
+            let before = wanted.len();
+            wanted.extend(all().filter(|(_, t)| has_mark(t, mark)).map(|(b, t)| (b.clone(), t.clone())));
+            if wanted.len() == before {
+                bail!("the mark {mark:?} of the {} guest selects no test (no `mod {mark}` with tests)", s.name);
+            }
+        }
+    } else {
+        for name in &args.tests {
+            let before = wanted.len();
+            let suffix = format!("::{name}");
+            wanted
+                .extend(all().filter(|(_, t)| *t == name || t.ends_with(&suffix)).map(|(b, t)| (b.clone(), t.clone())));
+            if wanted.len() == before {
+                bail!("no test is named {name:?}");
+            }
+        }
     }
-    bins.tests.keys().flat_map(|b| args.tests.iter().map(move |t| (b.clone(), t.clone()))).collect()
+    wanted.sort();
+    wanted.dedup();
+    Ok(wanted)
 }
 
 /// The shell script the guest runs after its root is mounted: mounts, then the test binaries
@@ -777,7 +808,14 @@ fn initramfs(k: &Kernel, dir: &Path, root: &Path) -> Result<PathBuf> {
 
 /// Boot one kernel, stream its console with a `[vm RELEASE]` prefix, and return the test
 /// totals; fails on a guest failure, a timeout or no test run.
-fn boot(args: &VmArgs, s: &Series, k: &Kernel, bins: &Binaries, cache: &Path) -> Result<Totals> {
+fn boot(
+    args: &VmArgs,
+    s: &Series,
+    k: &Kernel,
+    bins: &Binaries,
+    wanted: &[(String, String)],
+    cache: &Path,
+) -> Result<Totals> {
     let work = util::target_dir().join("vm").join(&k.release);
     drop(fs::remove_dir_all(&work));
     let xchg = work.join("xchg");
@@ -787,9 +825,8 @@ fn boot(args: &VmArgs, s: &Series, k: &Kernel, bins: &Binaries, cache: &Path) ->
         Arch::X86_64 => (PathBuf::from("/"), util::workspace_root().join("tests").to_string_lossy().into_owned()),
         Arch::Aarch64 => (arm64_root(cache)?, GUEST_XCHG.to_owned()),
     };
-    let wanted = wanted_tests(args, s, bins);
-    let (pktloss, tests) = stage_binaries(bins, &wanted, &xchg)?;
-    fs::write(xchg.join("run.sh"), guest_script(args, &wanted, &pktloss, &tests, &cwd)?)?;
+    let (pktloss, tests) = stage_binaries(bins, wanted, &xchg)?;
+    fs::write(xchg.join("run.sh"), guest_script(args, wanted, &pktloss, &tests, &cwd)?)?;
     let initrd = initramfs(k, &work, &root)?;
     let share = |id: &str, path: &Path, tag: &str, ro: bool| {
         [
@@ -869,10 +906,9 @@ fn boot(args: &VmArgs, s: &Series, k: &Kernel, bins: &Binaries, cache: &Path) ->
         None => bail!("the guest stopped without an exit code (qemu: {status})"),
         Some(0) if args.exec.is_some() => Ok(totals),
         Some(0) if totals.failed == 0 && totals.passed > 0 => {
-            let want =
-                if args.tests.is_empty() { s.tests.iter().map(|set| set.len() as u64).sum() } else { totals.passed };
+            let want = wanted.len() as u64;
             if totals.passed < want {
-                bail!("{} of the {want} portability tests ran", totals.passed);
+                bail!("{} of the {want} selected tests ran", totals.passed);
             }
             Ok(totals)
         }
@@ -1014,4 +1050,16 @@ fn finish_root(root: &Path) -> Result<()> {
         std::os::unix::fs::symlink("mawk", awk)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_mark;
+
+    #[test]
+    fn a_mark_is_a_module_path() {
+        assert!(has_mark("matrix::udp4", "matrix") && has_mark("matrix::arm64::udp4", "matrix"));
+        assert!(has_mark("matrix::arm64::udp4", "matrix::arm64") && !has_mark("matrix::udp4", "matrix::arm64"));
+        assert!(!has_mark("matrix_once::x", "matrix") && !has_mark("matrixy", "matrix"));
+    }
 }

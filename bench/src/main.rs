@@ -1,4 +1,6 @@
-//! `cargo xtask bench`: drop-flood overhead of pktloss and its peers, measured in one run.
+//! `pktloss-bench` (run by `cargo xtask bench`, `bench-pair`, `bench-gate`, `bench-serve`,
+//! `bench-throughput` and `flood`): the benchmarks of pktloss. This file is `bench`, the
+//! drop-flood overhead of pktloss and its peers, measured in one run.
 //!
 //! Every mode floods the same nftables DROP rule from one pinned CPU; rounds are interleaved
 //! (the mode order rotates each round), each traced flood is bracketed by untraced floods and
@@ -12,16 +14,17 @@ mod report;
 mod serve;
 mod throughput;
 mod tracer;
+mod util;
 
-pub(crate) use gate::{GateArgs, gate};
-pub(crate) use pair::{PairArgs, pair};
-pub(crate) use serve::{ServeBenchArgs, bench_serve};
-pub(crate) use throughput::{ThroughputArgs, bench_throughput};
+use gate::{GateArgs, gate};
+use pair::{PairArgs, pair};
+use serve::{ServeBenchArgs, bench_serve};
+use throughput::{ThroughputArgs, bench_throughput};
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitCode},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -33,13 +36,59 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use crate::{setup, util};
+use clap::{Parser, Subcommand};
 use flood::{FloodCfg, Netns};
+use pktloss_testkit::summary::Summary;
 use tracer::{ProgStats, Tracer};
+
+/// The benchmarks of pktloss (each needs root: namespaces, nftables, BPF).
+#[derive(Parser)]
+#[command(name = "pktloss-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Drop-flood overhead of pktloss and its peers; table on stdout, JSON under target/bench/.
+    Bench(BenchArgs),
+    /// The benchmark's drop flood alone (namespaces, nftables DROP rule), for profiling.
+    Flood(FloodArgs),
+    /// BPF ns per drop of two pktloss builds or modes attached at once (for A/B on a noisy VM).
+    Pair(PairArgs),
+    /// CI regression gate: bench-pair of the base commit's build against this tree's, on the
+    /// default and detail paths; fails when the default path's BPF ns/drop rose over 15 %.
+    Gate(GateArgs),
+    /// What `pktloss serve` costs: the flood's rate with it attached, its CPU at 100k drops/s,
+    /// scrape latency with many series.
+    Serve(ServeBenchArgs),
+    /// TCP throughput of iperf3 between two namespaces, untraced and with `pktloss serve`
+    /// attached (also beside a drop flood): the production-safety table.
+    Throughput(ThroughputArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().cmd {
+        Cmd::Bench(args) => bench(args),
+        Cmd::Flood(args) => flood_only(args),
+        Cmd::Pair(args) => pair(args),
+        Cmd::Gate(args) => gate(&args),
+        Cmd::Serve(args) => bench_serve(args),
+        Cmd::Throughput(args) => bench_throughput(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pktloss-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
-pub(crate) struct BenchArgs {
+struct BenchArgs {
     /// Rounds (each mode measured once per round; medians over rounds).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -310,11 +359,10 @@ struct Run {
 }
 
 /// Run the benchmark.
-pub(crate) fn bench(args: BenchArgs) -> Result<()> {
+fn bench(args: BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("bench must run as root (namespaces, nftables, BPF)");
     }
-    setup::setup(setup::Scope::All)?;
     let stop = Arc::new(AtomicBool::new(false));
     // A first Ctrl-C stops the run cleanly (namespaces deleted); a second one exits at once.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -628,11 +676,11 @@ fn measure(m: &Mode, bin: &Path, netns: &Netns, cfg: FloodCfg, stop: &Arc<Atomic
                     let err = fin.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
                     format!("pktloss printed no JSON report ({} bytes of stdout; stderr: {err})", text.len())
                 })?;
+            let summary = Summary::read(&report).context("pktloss's JSON report is not a summary")?;
             // With a filter, what it left out was seen and counted too.
-            let left_out = report.pointer("/filter/drops_filtered_out").and_then(Value::as_u64).unwrap_or(0);
+            let left_out = summary.filter.as_ref().map_or(0, |f| f.drops_filtered_out);
             // The floor's empty program counts nothing.
-            ts.counted =
-                report.get("total_drops").and_then(Value::as_u64).map(|n| n + left_out).filter(|_| m.key != "floor");
+            ts.counted = Some(summary.total_drops + left_out).filter(|_| m.key != "floor");
             ts.report = Some(report);
         }
         Kind::Bpftrace(_) => {
@@ -767,7 +815,7 @@ fn pick_cpu(wanted: Option<usize>) -> Result<usize> {
 
 /// Options of `cargo xtask flood`.
 #[derive(clap::Args, Debug)]
-pub(crate) struct FloodArgs {
+struct FloodArgs {
     /// Seconds to flood.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -785,7 +833,7 @@ pub(crate) struct FloodArgs {
 /// `cargo xtask flood`: the benchmark's drop flood alone, for profiling a tracer started by
 /// hand (`perf record -C CPU`, bpftool, ...). Prints the rate; the namespaces go away at the end.
 #[expect(clippy::cast_precision_loss, reason = "the drop rate, printed with one decimal")]
-pub(crate) fn flood_only(args: FloodArgs) -> Result<()> {
+fn flood_only(args: FloodArgs) -> Result<()> {
     if !util::is_root() {
         bail!("flood must run as root (namespaces, nftables)");
     }

@@ -17,10 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::pair::{self, PairArgs};
-use crate::{
-    tasks,
-    util::{self, output, run},
-};
+use crate::util::{self, output, run};
 
 /// What the programs' cost depends on: the programs, the shared types, and the loader that
 /// configures and attaches them.
@@ -54,13 +51,6 @@ pub(crate) struct GateArgs {
 const CI_REPS: usize = 4;
 /// Seconds of flood per repetition in CI.
 const CI_SECONDS: f64 = 2.0;
-
-impl Default for GateArgs {
-    /// What `cargo xtask test` runs.
-    fn default() -> Self {
-        Self { base: None, reps: CI_REPS, seconds: CI_SECONDS, always: false }
-    }
-}
 
 /// The base revision: the argument, `.ci/bench-base`'s first word, else `HEAD~1`; as a hash.
 fn base_commit(arg: Option<&str>) -> Result<String> {
@@ -118,7 +108,7 @@ fn build_base(commit: &str) -> Result<PathBuf> {
     cmd.current_dir(&src).env("CARGO_TARGET_DIR", util::target_dir()).args(["build", "-p", "pktloss-user"]);
     run(&mut cmd).with_context(|| format!("building the base commit {commit}"))?;
     let bin = dir.join("pktloss");
-    fs::copy(tasks::pktloss_bin(false), &bin)
+    fs::copy(util::pktloss_bin(false), &bin)
         .with_context(|| format!("cannot copy the base binary to {}", bin.display()))?;
     Ok(bin)
 }
@@ -140,8 +130,8 @@ pub(crate) fn gate(args: &GateArgs) -> Result<()> {
         return Ok(());
     }
     let base = build_base(&commit)?;
-    tasks::cargo_build(false)?;
-    let head = tasks::pktloss_bin(false);
+    util::cargo_build(false)?;
+    let head = util::pktloss_bin(false);
     let version = output(Command::new(&head).arg("--version"))?;
     if version.contains(BASE_VERSION_SUFFIX) {
         bail!("{} is still the base build after relinking this tree's", head.display());

@@ -5,16 +5,16 @@
 //! instead (`XDP_DROP`: freed at `veth_xdp_rcv_skb` without a reason, which pktloss counts as
 //! `XDP_DROP` per device and program); the drops are then the veth's `xdp_drops` counters.
 //!
-//! Traffic never leaves the two namespaces this module creates; they (and with them the veth
-//! pair and the nftables table) are deleted when the [`Netns`] guard drops, and leftovers of a
-//! killed run are deleted before a new pair is made.
+//! Traffic never leaves the two namespaces this module creates (with the shared testkit's
+//! namespaces, veth pair and nftables drop rules); they (and with them the veth pair and the
+//! nftables table) are deleted when the [`Netns`] guard drops, and leftovers of a killed run are
+//! deleted before a new pair is made.
 use std::{
     fs::File,
-    io::Write as _,
     net::UdpSocket,
     os::fd::AsRawFd as _,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,6 +24,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+
+use pktloss_testkit::{self as testkit, End, NftDrop, Veth};
 
 use crate::util::{output, run, succeeds};
 
@@ -107,104 +109,37 @@ fn xdp_drops() -> Result<u64> {
     Ok(all.iter().sum())
 }
 
-/// The two namespaces; deleted on drop.
-pub(super) struct Netns(());
+/// The two namespaces, their veth pair and the DROP rules; deleted on drop.
+pub(super) struct Netns {
+    /// First, so dropped (its table deleted) before the namespaces; `None` in XDP mode.
+    nft: Option<NftDrop>,
+    _rx: testkit::Netns,
+    _tx: testkit::Netns,
+}
 
 impl Netns {
-    /// Delete leftovers, then create the namespaces, the veth pair and the DROP rule.
+    /// Delete leftovers, then create the namespaces, the veth pair and the DROP rules.
     pub(super) fn create() -> Result<Self> {
-        cleanup();
-        let guard = Netns(());
-        for ns in [TX_NS, RX_NS] {
-            run(Command::new("ip").args(["netns", "add", ns]))?;
-        }
-        run(Command::new("ip")
-            .args(["link", "add", TX_IF, "netns", TX_NS, "type", "veth", "peer", "name", RX_IF, "netns", RX_NS]))?;
-        for (ns, ifname, addr) in [(TX_NS, TX_IF, TX_ADDR), (RX_NS, RX_IF, RX_ADDR)] {
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))?;
-            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ifname]))?;
-            run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
-        }
-        if xdp_mode()? {
+        let tx = testkit::Netns::named(TX_NS)?;
+        let rx = testkit::Netns::named(RX_NS)?;
+        Veth::create(End::new(TX_NS, TX_IF, TX_ADDR), End::new(RX_NS, RX_IF, RX_ADDR), 30)?;
+        let nft = if xdp_mode()? {
             attach_xdp()?;
-            succeeds(Command::new("ip").args(["netns", "exec", TX_NS, "ping", "-c1", "-W1", RX_ADDR]));
-            return Ok(guard);
-        }
-        let rules = format!(
-            "table inet {NFT_TABLE} {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    \
-             udp dport {DPORT} counter drop\n    udp dport {MANY_PORTS_FROM}-{} counter drop\n  }}\n}}\n",
-            MANY_PORTS_FROM + MAX_PORTS - 1
-        );
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", RX_NS, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .context("cannot start nft")?;
-        if let Some(mut stdin) = nft.stdin.take() {
-            stdin.write_all(rules.as_bytes()).context("cannot write the nftables rules")?;
-        }
-        let status = nft.wait().context("nft")?;
-        if !status.success() {
-            bail!("nft could not load the DROP rule in {RX_NS} ({status})");
-        }
+            None
+        } else {
+            let many = format!("udp dport {MANY_PORTS_FROM}-{}", MANY_PORTS_FROM + MAX_PORTS - 1);
+            Some(NftDrop::create(RX_NS, NFT_TABLE, &[&format!("udp dport {DPORT}"), &many])?)
+        };
         // Resolve the neighbour once so the first measured packets do not wait on ARP.
         succeeds(Command::new("ip").args(["netns", "exec", TX_NS, "ping", "-c1", "-W1", RX_ADDR]));
-        Ok(guard)
+        Ok(Self { nft, _rx: rx, _tx: tx })
     }
 
-    /// The packets counted by the DROP rule (or the XDP program's drops) so far.
-    #[expect(
-        clippy::unused_self,
-        reason = "the counter lives in the namespaces this guard owns: `&self` says they must still exist"
-    )]
+    /// The packets counted by the DROP rules (or the XDP program's drops) so far.
     pub(super) fn dropped(&self) -> Result<u64> {
-        if xdp_mode()? {
-            return xdp_drops();
-        }
-        let out =
-            output(Command::new("ip").args(["netns", "exec", RX_NS, "nft", "-j", "list", "table", "inet", NFT_TABLE]))?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("nft printed invalid JSON")?;
-        let mut all = Vec::new();
-        counters(&v, &mut all);
-        if all.is_empty() {
-            bail!("no counter in the nftables table");
-        }
-        Ok(all.iter().sum())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        cleanup();
-    }
-}
-
-/// Every rule counter's packets in `nft -j` output.
-fn counters(v: &serde_json::Value, out: &mut Vec<u64>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            if let Some(p) = m.get("counter").and_then(|c| c.get("packets")).and_then(serde_json::Value::as_u64) {
-                out.push(p);
-                return;
-            }
-            for x in m.values() {
-                counters(x, out);
-            }
-        }
-        serde_json::Value::Array(a) => {
-            for x in a {
-                counters(x, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Delete the namespaces if they exist (from this or a killed earlier run).
-pub(super) fn cleanup() {
-    for ns in [TX_NS, RX_NS] {
-        if Path::new("/run/netns").join(ns).exists() {
-            succeeds(Command::new("ip").args(["netns", "del", ns]));
+        match &self.nft {
+            Some(nft) => nft.packets(),
+            None => xdp_drops(),
         }
     }
 }
@@ -371,27 +306,5 @@ pub(super) fn allowed_cpus() -> Vec<usize> {
             return vec![0];
         }
         (0..8 * size_of::<libc::cpu_set_t>()).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::counters;
-
-    #[test]
-    fn finds_the_rule_counters_in_nft_json() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
-                {"table": {"family": "inet", "name": "pktlb", "handle": 1}},
-                {"rule": {"family": "inet", "table": "pktlb", "chain": "input", "expr": [
-                    {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 9}},
-                    {"counter": {"packets": 1234, "bytes": 56789}}, {"drop": null}]}},
-                {"rule": {"family": "inet", "table": "pktlb", "chain": "input", "expr": [
-                    {"counter": {"packets": 6, "bytes": 100}}, {"drop": null}]}}]}"#,
-        )
-        .unwrap_or_default();
-        let mut all = Vec::new();
-        counters(&v, &mut all);
-        assert_eq!(all, vec![1234, 6]);
     }
 }

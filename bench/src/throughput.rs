@@ -31,6 +31,8 @@ use super::{
     stop_flag,
     tracer::Tracer,
 };
+use pktloss_testkit::{self as testkit, End, Veth};
+
 use crate::util::{self, output, run, succeeds};
 
 /// The namespace of the iperf3 server.
@@ -105,25 +107,19 @@ struct Sample {
     scrape_errors: usize,
 }
 
-/// The two namespaces of the iperf3 pair; deleted on drop.
-struct Pair(());
+/// The two namespaces of the iperf3 pair and their veth; deleted on drop, with what still runs
+/// in them (a leftover pair of a killed run is deleted the same way before a new one is made).
+struct Pair {
+    srv: testkit::Netns,
+    cli: testkit::Netns,
+}
 
 impl Pair {
     fn create() -> Result<Self> {
-        cleanup();
-        let guard = Pair(());
-        for ns in [SRV_NS, CLI_NS] {
-            run(Command::new("ip").args(["netns", "add", ns]))?;
-        }
-        run(Command::new("ip")
-            .args(["link", "add", CLI_IF, "netns", CLI_NS, "type", "veth", "peer", "name", SRV_IF, "netns", SRV_NS]))?;
-        for (ns, ifname, addr) in [(CLI_NS, CLI_IF, CLI_ADDR), (SRV_NS, SRV_IF, SRV_ADDR)] {
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]))?;
-            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", ifname]))?;
-            run(Command::new("ip").args(["-n", ns, "link", "set", ifname, "up"]))?;
-        }
+        let pair = Pair { srv: testkit::Netns::named(SRV_NS)?, cli: testkit::Netns::named(CLI_NS)? };
+        Veth::create(End::new(CLI_NS, CLI_IF, CLI_ADDR), End::new(SRV_NS, SRV_IF, SRV_ADDR), 30)?;
         succeeds(Command::new("ip").args(["netns", "exec", CLI_NS, "ping", "-c1", "-W1", SRV_ADDR]));
-        Ok(guard)
+        Ok(pair)
     }
 
     /// MTU and offloads of both ends for a case.
@@ -150,24 +146,8 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        cleanup();
-    }
-}
-
-/// Kill what still runs in the pair's namespaces (an iperf3 of a killed earlier run) and delete
-/// them.
-fn cleanup() {
-    for ns in [SRV_NS, CLI_NS] {
-        if !Path::new("/run/netns").join(ns).exists() {
-            continue;
-        }
-        if let Ok(pids) = output(Command::new("ip").args(["netns", "pids", ns])) {
-            for pid in pids.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()) {
-                // SAFETY: kill on a pid that runs in a namespace of ours (our iperf3).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        succeeds(Command::new("ip").args(["netns", "del", ns]));
+        self.srv.kill_processes();
+        self.cli.kill_processes();
     }
 }
 
