@@ -16,10 +16,9 @@ use crate::{
     aggregate::{Aggregator, CaptureInfo},
     decode::{reasons::ReasonTable, symbols::Kallsyms},
     host::{
-        counters::{Counted, CounterWatch},
+        counters::{Counted, CounterWatch, lifecycle::Lifecycle},
         devices::DeviceNames,
         devtx::DeviceTx,
-        lifecycle::Lifecycle,
     },
     kernel::{
         btf::KernelBtf,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{
-    CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx, taxonomy,
+    CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, ctx::Ctx, taxonomy,
 };
 use crate::host::counters::{
     NetnsDelta,

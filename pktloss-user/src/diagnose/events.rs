@@ -2,7 +2,11 @@
 //! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Benign, BenignId, CauseId, Explained, engine::Ctx, taxonomy};
+use super::{
+    Benign, BenignId, CauseId, Explained,
+    ctx::Ctx,
+    taxonomy::{self, MEMORY_REASONS},
+};
 use crate::model::Flow;
 use crate::model::FlowCount;
 
@@ -261,8 +265,6 @@ pub(super) fn push_event(
 /// control: never loss, never moved here.)
 const WINDOW_REASONS: &[&str] =
     &["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];
-/// TCP drop reasons of data dropped for want of receive memory.
-pub(super) const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
 /// Counters of the segments outside the receive window, and the reasons of the drops they count.
 const WINDOW_COUNTERS: &[&str] = &["TcpExt.BeyondWindow", "TcpExt.TCPZeroWindowDrop"];
 const COUNTED_WINDOW_REASONS: &[&str] = &["TCP_ZEROWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];

@@ -27,6 +27,7 @@
 //! on their own: they add evidence and advice to a cause selected by drops or counters.
 mod checks;
 mod counter_rules;
+mod ctx;
 mod engine;
 mod events;
 pub(crate) mod taxonomy;
