@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Cause, CauseId, Diagnosis, DiagnosisInput, Explained, Verify,
+    Cause, CauseId, Diagnosis, DiagnosisInput, Explained, Verify, VerifyKind,
     checks::config_findings,
     counter_rules::{counter_signals, counters_only_why, external_loss},
     ctx::Ctx,
@@ -202,12 +202,12 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
         let mut verify = a.verify;
         let generic = if verify.is_empty() { info.verify } else { &[] };
         let checks = if verify.is_empty() { info.checks } else { &[] };
-        let lines = generic.iter().map(|v| (*v, false)).chain(checks.iter().map(|c| (*c, true)));
-        for (line, check) in lines {
+        let lines = generic.iter().map(|v| (*v, VerifyKind::Fix)).chain(checks.iter().map(|c| (*c, VerifyKind::Check)));
+        for (line, kind) in lines {
             if let Some(command) = fill.command(line)
                 && !verify.iter().any(|v| v.command == command)
             {
-                verify.push(Verify { check, command });
+                verify.push(Verify { kind, command });
             }
         }
         causes.push((

@@ -1264,7 +1264,7 @@ fn benign_classes_are_in_order_and_explained() {
 /// `check: `, a fix's command alone; both read back as they were.
 #[test]
 fn verify_lines_keep_their_string_form() {
-    let lines = vec![Verify { check: true, command: "nstat -az".into() }, Verify::fix("ss -uam".into())];
+    let lines = vec![Verify::check("nstat -az".into()), Verify::fix("ss -uam".into())];
     let json = serde_json::to_value(&lines).unwrap();
     assert_eq!(json, serde_json::json!(["check: nstat -az", "ss -uam"]));
     assert_eq!(serde_json::from_value::<Vec<Verify>>(json).unwrap(), lines);

@@ -25,7 +25,7 @@ use axum::{
 use pktloss_common::stat;
 use tokio::sync::oneshot;
 
-use super::metrics::{Limits, Living, MetricsState, NetnsId};
+use super::metrics::{Limits, Living, MetricsState, NetnsId, NetnsName};
 use crate::{
     host::counters::CounterWatch,
     host::counters::Gathered,
@@ -241,12 +241,12 @@ impl NetnsWatch {
     fn name_unnamed(&mut self, with_drops: &[NetnsId]) {
         for id in with_drops {
             let Some((cookie, label)) = self.living.get(&id.inode) else { continue };
-            if !label.starts_with("netns:") {
+            if !label.is_unnamed() {
                 continue;
             }
             let cookie = *cookie;
             if let Some(info) = self.names.get(id.inode, cookie).filter(|i| !i.label.is_empty()) {
-                let name = info.label.clone();
+                let name = NetnsName::Named(info.label.clone());
                 self.living.insert(id.inode, (cookie, name));
             }
         }
@@ -284,7 +284,7 @@ impl NetnsWatch {
                     || self
                         .living
                         .get(&r.inode)
-                        .is_none_or(|(_, l)| *l != r.label().to_string() && !named(l, &r.label().to_string()))
+                        .is_none_or(|(_, l)| !same_or_named(l, &NetnsName::from(r.label())))
                     || unknown.iter().any(|id| id.inode == r.inode)
             })
             .cloned()
@@ -294,21 +294,22 @@ impl NetnsWatch {
         for (inode, r) in &listed {
             match cookies.get(inode) {
                 Some(c) => {
-                    self.living.insert(*inode, (*c, r.label().to_string()));
+                    self.living.insert(*inode, (*c, r.label().into()));
                 }
                 None => {
                     // Not read this time (known already, or the kernel has no cookies).
-                    self.living.entry(*inode).or_insert_with(|| (0, r.label().to_string()));
+                    self.living.entry(*inode).or_insert_with(|| (0, r.label().into()));
                 }
             }
         }
     }
 }
 
-/// Whether `label` is the name pktloss gave an unnamed namespace listed as `listed`
-/// (`netns:INODE`): not another namespace at the inode.
-fn named(label: &str, listed: &str) -> bool {
-    listed.starts_with("netns:") && !label.starts_with("netns:")
+/// Whether `label` is what the namespace listed as `listed` is called: the same, or the name
+/// pktloss gave it when it was listed unnamed (`netns:INODE`), not another namespace at the
+/// inode.
+fn same_or_named(label: &NetnsName, listed: &NetnsName) -> bool {
+    label == listed || (listed.is_unnamed() && !label.is_unnamed())
 }
 
 /// One diagnosis window: the namespaces' counters at its start and the drop counts then.
