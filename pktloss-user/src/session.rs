@@ -281,7 +281,8 @@ impl Session {
             std::collections::BTreeMap::new();
         for n in &s.netns_drops {
             if let Some((_, ingress)) = self.tc_reasons.iter().find(|(c, _)| *c == n.code) {
-                let e = hooks.entry((n.netns, n.netns_cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
+                let e =
+                    hooks.entry((n.netns.inode, n.netns.cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
                 e.1 += n.count;
             }
         }

@@ -226,8 +226,7 @@ impl Aggregator {
             .netns
             .iter()
             .map(|(k, c)| NetnsDropCount {
-                netns: k.netns,
-                netns_cookie: k.cookie,
+                netns: NetnsId { inode: k.netns, cookie: k.cookie },
                 ifindex: k.ifindex,
                 reason: self.reasons.name(k.reason),
                 code: k.reason,
@@ -296,7 +295,8 @@ impl Aggregator {
             .iter()
             .map(|(k, c)| {
                 let (src, dst) = decode::addr_strings(k);
-                RetransCount { src, sport: k.sport, dst, dport: k.dport, netns: k.netns, count: *c }
+                let flow = Flow::tcp(src, k.sport, dst, k.dport, NetnsId { inode: k.netns, cookie: 0 });
+                RetransCount { flow, count: *c }
             })
             .collect();
         rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
@@ -417,13 +417,9 @@ impl Aggregator {
             .take(200)
             .map(|(k, c)| {
                 let (src, dst) = decode::addr_strings(k);
+                let netns = NetnsId { inode: k.netns, cookie: k.netns_cookie };
                 ResetCount {
-                    src,
-                    sport: k.sport,
-                    dst,
-                    dport: k.dport,
-                    netns: k.netns,
-                    netns_cookie: k.netns_cookie,
+                    flow: Flow::tcp(src, k.sport, dst, k.dport, netns),
                     ifindex: k.ifindex,
                     device: if k.ifindex == 0 { String::new() } else { names(k.netns, k.ifindex) },
                     reason: name(code(k)),
@@ -589,7 +585,10 @@ mod tests {
         let by: Vec<(&str, u64)> = s.resets.reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
         assert_eq!(by, [("NO_SOCKET", 6), ("TCP_ABORT_ON_CLOSE", 2)]);
         let f = &s.resets.flows[0];
-        assert_eq!((f.src.as_str(), f.sport, f.dport, f.device.as_str(), f.count), ("127.0.0.1", 9, 4000, "dev1", 6));
+        assert_eq!(
+            (f.flow.src.as_str(), f.flow.sport, f.flow.dport, f.device.as_str(), f.count),
+            ("127.0.0.1", 9, 4000, "dev1", 6)
+        );
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! configuration.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CauseId, Verify, ctx::Ctx, taxonomy::{self, MEMORY_REASONS}};
+use super::{
+    CauseId, Verify,
+    ctx::Ctx,
+    taxonomy::{self, MEMORY_REASONS},
+};
 use crate::host::counters::{
     ConfigChecks,
     nic::{NicCounter, ethtool_max},
@@ -61,9 +65,9 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
                 .flows
                 .iter()
                 .filter(|r| {
-                    r.netns == f.flow.netns.inode
-                        && r.sport == f.flow.dport
-                        && r.src == f.flow.dst
+                    r.flow.netns.inode == f.flow.netns.inode
+                        && r.flow.sport == f.flow.dport
+                        && r.flow.src == f.flow.dst
                         && matches!(r.reason.as_str(), "NO_SOCKET" | crate::decode::reasons::NO_REASON)
                 })
                 .map(|r| r.count)

@@ -469,11 +469,7 @@ fn tcp_accept_queue_full_from_counters_alone() {
     s.retransmits = Retransmits {
         total: 8,
         flows: vec![RetransCount {
-            src: "127.0.0.1".into(),
-            sport: 1,
-            dst: "127.0.0.1".into(),
-            dport: 8080,
-            netns: NSA,
+            flow: Flow::tcp("127.0.0.1".into(), 1, "127.0.0.1".into(), 8080, NetnsId { inode: NSA, cookie: 0 }),
             count: 8,
         }],
     };
@@ -951,11 +947,7 @@ fn external_loss_only_without_local_drops() {
     s.retransmits = Retransmits {
         total: 40,
         flows: vec![RetransCount {
-            src: "10.0.0.2".into(),
-            sport: 5555,
-            dst: "203.0.113.9".into(),
-            dport: 443,
-            netns: HOST,
+            flow: Flow::tcp("10.0.0.2".into(), 5555, "203.0.113.9".into(), 443, NetnsId { inode: HOST, cookie: 0 }),
             count: 40,
         }],
     };

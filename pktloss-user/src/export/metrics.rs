@@ -301,8 +301,8 @@ impl MetricsState {
             return Vec::new();
         }
         let mut by_ns: BTreeMap<NetnsId, BTreeMap<&str, u64>> = BTreeMap::new();
-        for n in s.netns_drops.iter().filter(|n| n.netns != 0) {
-            *by_ns.entry(n.id()).or_default().entry(n.reason.as_str()).or_default() += n.count;
+        for n in s.netns_drops.iter().filter(|n| n.netns.inode != 0) {
+            *by_ns.entry(n.netns).or_default().entry(n.reason.as_str()).or_default() += n.count;
         }
         let alive = |id: &NetnsId| {
             living.and_then(|l| l.get(&id.inode)).filter(|(c, _)| *c == id.cookie || *c == 0 || id.cookie == 0)
@@ -752,9 +752,8 @@ mod tests {
         }
         s.netns_drops = by
             .into_iter()
-            .map(|((netns, netns_cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
-                netns,
-                netns_cookie,
+            .map(|((inode, cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
+                netns: NetnsId { inode, cookie },
                 ifindex,
                 reason,
                 code,
@@ -917,13 +916,12 @@ mod tests {
         let cookie = f.summary.flows[0].flow.netns.cookie;
         let t0 = Instant::now();
         let mut first = f.summary.clone();
-        first.netns_drops.retain(|n| n.netns == ns && n.reason == "NO_SOCKET");
+        first.netns_drops.retain(|n| n.netns.inode == ns && n.reason == "NO_SOCKET");
         m.observe(&first, Some(&[(ns, (cookie, "old".into()))].into()), t0);
         // The second namespace has the same inode, a new cookie and 30 drops of its own.
         let mut second = first.clone();
         second.netns_drops.push(crate::model::NetnsDropCount {
-            netns: ns,
-            netns_cookie: cookie + 1,
+            netns: NetnsId { inode: ns, cookie: cookie + 1 },
             ifindex: 1,
             reason: "NO_SOCKET".into(),
             code: 3,

@@ -146,12 +146,8 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
                 );
                 // Namespaces with drops whose identity is not known yet: look again now.
                 let living = if cfg.limits.max_netns > 0 {
-                    let ids: Vec<NetnsId> = summary
-                        .netns_drops
-                        .iter()
-                        .filter(|n| n.netns != 0)
-                        .map(crate::model::NetnsDropCount::id)
-                        .collect();
+                    let ids: Vec<NetnsId> =
+                        summary.netns_drops.iter().filter(|n| n.netns.inode != 0).map(|n| n.netns).collect();
                     watch.tick(&ids);
                     Some(&watch.living)
                 } else {
@@ -281,10 +277,7 @@ impl NetnsWatch {
             .filter(|r| {
                 // New, or another name at a known inode (the kernel gave it to a new one).
                 verify
-                    || self
-                        .living
-                        .get(&r.inode)
-                        .is_none_or(|(_, l)| !same_or_named(l, &NetnsName::from(r.label())))
+                    || self.living.get(&r.inode).is_none_or(|(_, l)| !same_or_named(l, &NetnsName::from(r.label())))
                     || unknown.iter().any(|id| id.inode == r.inode)
             })
             .cloned()

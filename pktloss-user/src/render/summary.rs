@@ -137,7 +137,12 @@ impl Sections<'_> {
     fn retransmits(&self) -> (Table, usize) {
         let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", false)]);
         for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
-            t.row(vec![r.count.to_string(), r.flow().source(), r.flow().destination(), self.s.netns_label(r.netns)]);
+            t.row(vec![
+                r.count.to_string(),
+                r.flow.source(),
+                r.flow.destination(),
+                self.s.netns_label(r.flow.netns.inode),
+            ]);
         }
         (t, self.s.retransmits.flows.len())
     }
@@ -209,10 +214,10 @@ impl Sections<'_> {
             t.row(vec![
                 r.count.to_string(),
                 clean(&r.reason),
-                r.flow().endpoint(&r.src, r.sport),
-                r.flow().endpoint(&r.dst, r.dport),
+                r.flow.source(),
+                r.flow.destination(),
                 if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
-                self.s.netns_label(r.netns),
+                self.s.netns_label(r.flow.netns.inode),
             ]);
         }
         (t, self.s.resets.flows.len())
@@ -448,10 +453,13 @@ mod tests {
             total: 9,
             reasons: vec![reason("NO_SOCKET", 1, 6), reason("TCP_ABORT_ON_CLOSE", 11, 2)],
             flows: vec![ResetCount {
-                src: "127.0.0.1".into(),
-                sport: 9,
-                dst: "127.0.0.1".into(),
-                dport: 4000,
+                flow: crate::model::Flow::tcp(
+                    "127.0.0.1".into(),
+                    9,
+                    "127.0.0.1".into(),
+                    4000,
+                    crate::model::NetnsId::default(),
+                ),
                 device: "lo".into(),
                 reason: "NO_SOCKET".into(),
                 code: 1,
