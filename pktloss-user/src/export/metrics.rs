@@ -489,10 +489,20 @@ impl Family {
 }
 
 impl Snapshot {
-    #[expect(clippy::too_many_lines, reason = "one family after the other, in the order they are exposed")]
     fn of(m: &MetricsState) -> Self {
         let mut fams = Vec::new();
+        Self::drops(m, &mut fams);
+        Self::places(m, &mut fams);
+        Self::diagnosis(m, &mut fams);
+        Self::accounting(m, &mut fams);
+        Self::programs(m, &mut fams);
+        fams.push(Family::scalar("scrapes", "Scrapes served.", m.scrapes));
 
+        Self { families: fams }
+    }
+
+    /// Drops, their bytes and the resets sent, by reason.
+    fn drops(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new("drops", "Packets the kernel dropped (kfree_skb with a drop reason), exact.", true);
         for (reason, (sub, c)) in &m.by_reason {
             f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *c);
@@ -519,7 +529,10 @@ impl Snapshot {
             }
             fams.push(f);
         }
+    }
 
+    /// Drops by where: kernel function, device, firewall chain, namespace.
+    fn places(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "function_drops",
             "Drops by the kernel function that freed the packet (the first functions seen have their own series, the rest are function=\"other\").",
@@ -588,7 +601,10 @@ impl Snapshot {
             }
             fams.push(f);
         }
+    }
 
+    /// The diagnosis windows: drops by cause, the causes active, the windows.
+    fn diagnosis(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "cause_drops",
             "Drops explained by each cause of the diagnosis, summed over the diagnosis windows.",
@@ -616,7 +632,10 @@ impl Snapshot {
             f.series.push((Vec::new(), Value::Seconds(t)));
             fams.push(f);
         }
+    }
 
+    /// What the tracer could not count in detail, in flows or in namespaces, and what the filter left out.
+    fn accounting(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "detail_events",
             "Per-drop detail events: delivered to pktloss, over the detail budget, or lost because the ring buffer was full.",
@@ -656,7 +675,10 @@ impl Snapshot {
             "Times the bounded cache of each flow's process was full and started over.",
             m.process_cache_resets,
         ));
+    }
 
+    /// The programs (run time, runs, recursion misses), the probes and the build.
+    fn programs(m: &MetricsState, fams: &mut Vec<Family>) {
         let stats: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.run_count.is_some()).collect();
         if !stats.is_empty() {
             let mut t = Family::new(
@@ -697,10 +719,6 @@ impl Snapshot {
         let mut f = Family::new("build_info", "pktloss's version and the running kernel.", false);
         f.add(vec![("version", m.build.0.clone()), ("kernel", m.build.1.clone())], 1);
         fams.push(f);
-
-        fams.push(Family::scalar("scrapes", "Scrapes served.", m.scrapes));
-
-        Self { families: fams }
     }
 }
 
