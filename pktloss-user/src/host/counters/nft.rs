@@ -699,36 +699,11 @@ fn terms(r: &Rule) -> Vec<Term> {
     for e in &r.exprs {
         match e {
             Expr::Payload { base, offset, len, dreg } => {
-                let f = match (base, l3.unwrap_or(if *len == 16 { "ip6" } else { "ip" }), offset, len) {
-                    (1, "ip", 9, 1) => Field::Proto("ip protocol"),
-                    // A prefix on a byte boundary loads only its bytes (10.0.0.0/8: one).
-                    (1, "ip", 12, 1..=4) => Field::Addr("ip", "saddr"),
-                    (1, "ip", 16, 1..=4) => Field::Addr("ip", "daddr"),
-                    (1, "ip6", 6, 1) => Field::Proto("ip6 nexthdr"),
-                    (1, "ip6", 8, 1..=16) => Field::Addr("ip6", "saddr"),
-                    (1, "ip6", 24, 1..=16) => Field::Addr("ip6", "daddr"),
-                    (2, _, 0, 2) => Field::Port(l4.clone(), "sport"),
-                    (2, _, 2, 2) => Field::Port(l4.clone(), "dport"),
-                    (b, _, o, l) => {
-                        let base = ["@ll", "@nh", "@th", "@ih"].get(*b as usize).copied().unwrap_or("@?");
-                        Field::Other(format!("{base},{},{}", o * 8, l * 8), false)
-                    }
-                };
+                let f = payload_field(*base, l3.unwrap_or(if *len == 16 { "ip6" } else { "ip" }), *offset, *len, &l4);
                 regs.insert(*dreg, (f, None));
             }
             Expr::Meta { key, dreg } => {
-                let f = match key {
-                    4 => Field::Other("iif".into(), true),
-                    5 => Field::Other("oif".into(), true),
-                    6 => Field::IfName("iifname"),
-                    7 => Field::IfName("oifname"),
-                    3 => Field::Other("meta mark".into(), true),
-                    10 => Field::Other("meta skuid".into(), true),
-                    11 => Field::Other("meta skgid".into(), true),
-                    15 => Field::NfProto,
-                    16 => Field::Proto("meta l4proto"),
-                    k => Field::Other(format!("meta key {k}"), false),
-                };
+                let f = meta_field(*key);
                 regs.insert(*dreg, (f, None));
             }
             Expr::Ct { key, dreg } => {
@@ -770,38 +745,7 @@ fn terms(r: &Rule) -> Vec<Term> {
                     }
                     _ => {}
                 }
-                let zero = data.iter().all(|b| *b == 0);
-                let t = match (&field, mask) {
-                    (Field::Addr(l3, _), None) if data.len() < addr_len(l3) => {
-                        let mut full = data.clone();
-                        full.resize(addr_len(l3), 0);
-                        Term::Match {
-                            value: value(&field, &full),
-                            field,
-                            op: op_str(*op),
-                            prefix: Some(data.len() as u32 * 8),
-                        }
-                    }
-                    // `ct state established,related`: a mask and a non-zero test.
-                    (Field::CtState, Some(m)) if zero => Term::Match {
-                        field,
-                        op: if *op == 0 { "!=" } else { "" },
-                        value: value(&Field::CtState, &m),
-                        prefix: None,
-                    },
-                    // An address prefix: a mask of leading ones.
-                    (Field::Addr(..), Some(m)) => {
-                        let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
-                        Term::Match { value: value(&field, data), field, op: op_str(*op), prefix: Some(ones) }
-                    }
-                    (_, Some(m)) => Term::Match {
-                        value: format!("{} {}", hex(&m), value(&field, data)),
-                        field: Field::Other(format!("{} &", field_name(&field)), false),
-                        op: op_str(*op),
-                        prefix: None,
-                    },
-                    (_, None) => Term::Match { value: value(&field, data), field, op: op_str(*op), prefix: None },
-                };
+                let t = cmp_term(field, mask, *op, data);
                 // `a-b`: a range compiled to `>= a` and `<= b`.
                 if let (
                     Term::Match { field, op: "<=", value: hi, .. },
@@ -844,6 +788,70 @@ fn terms(r: &Rule) -> Vec<Term> {
         }
     }
     out
+}
+
+/// The field a payload load reads: `base` (0 link, 1 network, 2 transport header), `offset` and
+/// `len` in bytes, under network protocol `l3` and transport protocol `l4`.
+fn payload_field(base: u32, l3: &str, offset: u32, len: u32, l4: &str) -> Field {
+    match (base, l3, offset, len) {
+        (1, "ip", 9, 1) => Field::Proto("ip protocol"),
+        // A prefix on a byte boundary loads only its bytes (10.0.0.0/8: one).
+        (1, "ip", 12, 1..=4) => Field::Addr("ip", "saddr"),
+        (1, "ip", 16, 1..=4) => Field::Addr("ip", "daddr"),
+        (1, "ip6", 6, 1) => Field::Proto("ip6 nexthdr"),
+        (1, "ip6", 8, 1..=16) => Field::Addr("ip6", "saddr"),
+        (1, "ip6", 24, 1..=16) => Field::Addr("ip6", "daddr"),
+        (2, _, 0, 2) => Field::Port(l4.to_owned(), "sport"),
+        (2, _, 2, 2) => Field::Port(l4.to_owned(), "dport"),
+        (b, _, o, l) => {
+            let base = ["@ll", "@nh", "@th", "@ih"].get(b as usize).copied().unwrap_or("@?");
+            Field::Other(format!("{base},{},{}", o * 8, l * 8), false)
+        }
+    }
+}
+
+/// The field a meta load reads.
+fn meta_field(key: u32) -> Field {
+    match key {
+        4 => Field::Other("iif".into(), true),
+        5 => Field::Other("oif".into(), true),
+        6 => Field::IfName("iifname"),
+        7 => Field::IfName("oifname"),
+        3 => Field::Other("meta mark".into(), true),
+        10 => Field::Other("meta skuid".into(), true),
+        11 => Field::Other("meta skgid".into(), true),
+        15 => Field::NfProto,
+        16 => Field::Proto("meta l4proto"),
+        k => Field::Other(format!("meta key {k}"), false),
+    }
+}
+
+/// A comparison of `field` (under `mask`, if any) with `data`, as a term.
+fn cmp_term(field: Field, mask: Option<Vec<u8>>, op: u32, data: &[u8]) -> Term {
+    let zero = data.iter().all(|b| *b == 0);
+    match (&field, mask) {
+        (Field::Addr(l3, _), None) if data.len() < addr_len(l3) => {
+            let mut full = data.to_vec();
+            full.resize(addr_len(l3), 0);
+            Term::Match { value: value(&field, &full), field, op: op_str(op), prefix: Some(data.len() as u32 * 8) }
+        }
+        // `ct state established,related`: a mask and a non-zero test.
+        (Field::CtState, Some(m)) if zero => {
+            Term::Match { field, op: if op == 0 { "!=" } else { "" }, value: value(&Field::CtState, &m), prefix: None }
+        }
+        // An address prefix: a mask of leading ones.
+        (Field::Addr(..), Some(m)) => {
+            let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
+            Term::Match { value: value(&field, data), field, op: op_str(op), prefix: Some(ones) }
+        }
+        (_, Some(m)) => Term::Match {
+            value: format!("{} {}", hex(&m), value(&field, data)),
+            field: Field::Other(format!("{} &", field_name(&field)), false),
+            op: op_str(op),
+            prefix: None,
+        },
+        (_, None) => Term::Match { value: value(&field, data), field, op: op_str(op), prefix: None },
+    }
 }
 
 /// `reject` in nft syntax: type 0 ICMP or `ICMPv6` (code), 1 TCP reset, 2 ICMPX (code); without
