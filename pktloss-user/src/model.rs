@@ -175,9 +175,8 @@ pub(crate) struct FirewallDrop {
     /// The chain is a jump target of the base chain the packet entered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jumped: bool,
-    pub netns: u32,
-    #[serde(default, skip_serializing_if = "is_zero64")]
-    pub netns_cookie: u64,
+    #[serde(flatten)]
+    pub netns: NetnsId,
     pub count: u64,
 }
 

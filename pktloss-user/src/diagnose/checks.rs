@@ -146,7 +146,7 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
         let how = if d.jumped { " (a jump target)" } else { "" };
         ev.push(format!(
             "{} {} dropped in chain {}{how}, hook {}",
-            cx.tag(d.netns),
+            cx.tag(d.netns.inode),
             if d.count == 1 { "1 packet".to_owned() } else { format!("{} packets", d.count) },
             d.label(),
             d.hook

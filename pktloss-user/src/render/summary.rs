@@ -107,7 +107,7 @@ impl Sections<'_> {
         let mut t = Table::new(&[("DROPS", true), ("CHAIN", false), ("HOOK", false), ("NETNS", false)]);
         for d in self.s.firewall.iter().take(TOP_ROWS) {
             let label = if d.jumped { format!("{} (jump target)", d.label()) } else { d.label() };
-            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns)]);
+            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns.inode)]);
         }
         (t, self.s.firewall.len())
     }
