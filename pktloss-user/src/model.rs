@@ -72,6 +72,12 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
+    /// A TCP flow (the family from the addresses), as retransmissions and resets give them.
+    pub(crate) fn tcp(src: String, sport: u16, dst: String, dport: u16, netns: NetnsId) -> Self {
+        let family = if src.contains(':') { 6 } else { 4 };
+        Self { proto: "tcp".to_owned(), family, src, sport, dst, dport, netns }
+    }
+
     /// Whether the protocol has ports (else `sport`/`dport` are ICMP's type and code, or 0).
     pub(crate) fn ported(&self) -> bool {
         matches!(self.proto.as_str(), "tcp" | "udp" | "sctp" | "udplite")
@@ -171,9 +177,8 @@ pub(crate) struct FirewallDrop {
     /// The chain is a jump target of the base chain the packet entered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jumped: bool,
-    pub netns: u32,
-    #[serde(default, skip_serializing_if = "is_zero64")]
-    pub netns_cookie: u64,
+    #[serde(flatten)]
+    pub netns: NetnsId,
     pub count: u64,
 }
 
@@ -252,30 +257,13 @@ pub(crate) struct DeviceCount {
     pub tx_unavailable: bool,
 }
 
-/// TCP retransmissions of one flow.
+/// TCP retransmissions of one flow (its protocol `tcp`; no cookie: the kernel's key has the
+/// inode alone).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RetransCount {
-    pub src: String,
-    pub sport: u16,
-    pub dst: String,
-    pub dport: u16,
-    pub netns: u32,
+    #[serde(flatten)]
+    pub flow: Flow,
     pub count: u64,
-}
-
-impl RetransCount {
-    /// Its flow (TCP; the family from the addresses).
-    pub(crate) fn flow(&self) -> Flow {
-        Flow {
-            proto: "tcp".to_owned(),
-            family: if self.src.contains(':') { 6 } else { 4 },
-            src: self.src.clone(),
-            sport: self.sport,
-            dst: self.dst.clone(),
-            dport: self.dport,
-            netns: NetnsId { inode: self.netns, cookie: 0 },
-        }
-    }
 }
 
 /// Retransmissions seen during the capture.
@@ -288,13 +276,8 @@ pub(crate) struct Retransmits {
 /// TCP resets sent for one flow (the RST's own direction: `src` sent it) and reset reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ResetCount {
-    pub src: String,
-    pub sport: u16,
-    pub dst: String,
-    pub dport: u16,
-    pub netns: u32,
-    #[serde(default)]
-    pub netns_cookie: u64,
+    #[serde(flatten)]
+    pub flow: Flow,
     /// The device the segment that caused it came in on (0: none known).
     #[serde(default)]
     pub ifindex: u32,
@@ -304,21 +287,6 @@ pub(crate) struct ResetCount {
     pub reason: String,
     pub code: u32,
     pub count: u64,
-}
-
-impl ResetCount {
-    /// The reset's flow (TCP, its own direction).
-    pub(crate) fn flow(&self) -> Flow {
-        Flow {
-            proto: "tcp".to_owned(),
-            family: if self.src.contains(':') { 6 } else { 4 },
-            src: self.src.clone(),
-            sport: self.sport,
-            dst: self.dst.clone(),
-            dport: self.dport,
-            netns: NetnsId { inode: self.netns, cookie: self.netns_cookie },
-        }
-    }
 }
 
 /// Resets sent per reason.
@@ -688,23 +656,15 @@ impl NamespaceInfo {
 /// (never evicted, unlike the flow table; absent when flows are off).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NetnsDropCount {
-    /// Inode, as flows give it.
-    pub netns: u32,
-    /// The namespace's cookie (5.12+; 0 before): two namespaces that had one inode are two.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub netns_cookie: u64,
+    /// Its namespace: inode, as flows give it, and cookie (5.12+; 0 before): two namespaces
+    /// that had one inode are two.
+    #[serde(flatten)]
+    pub netns: NetnsId,
     /// Device index in it (0: the drop had no device).
     pub ifindex: u32,
     pub reason: String,
     pub code: u32,
     pub count: u64,
-}
-
-impl NetnsDropCount {
-    /// Its namespace's identity.
-    pub(crate) fn id(&self) -> NetnsId {
-        NetnsId { inode: self.netns, cookie: self.netns_cookie }
-    }
 }
 
 /// A namespace's exact drops (see [`Summary::drops_by_netns`]).
@@ -715,11 +675,6 @@ pub(crate) struct NetnsTotal<'a> {
     pub drops: u64,
     /// The reason with most of them.
     pub top_reason: &'a str,
-}
-
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
-fn is_zero_u64(v: &u64) -> bool {
-    *v == 0
 }
 
 /// The filter of a capture and what it left out.
@@ -838,14 +793,10 @@ impl Summary {
         let mut by: std::collections::BTreeMap<(u32, u64), NetnsTotal<'_>> = std::collections::BTreeMap::new();
         let mut reasons: std::collections::BTreeMap<(u32, u64, &str), u64> = std::collections::BTreeMap::new();
         for n in &self.netns_drops {
-            let e = by.entry((n.netns, n.netns_cookie)).or_insert(NetnsTotal {
-                netns: n.netns,
-                cookie: n.netns_cookie,
-                drops: 0,
-                top_reason: "",
-            });
+            let (netns, cookie) = (n.netns.inode, n.netns.cookie);
+            let e = by.entry((netns, cookie)).or_insert(NetnsTotal { netns, cookie, drops: 0, top_reason: "" });
             e.drops += n.count;
-            *reasons.entry((n.netns, n.netns_cookie, n.reason.as_str())).or_default() += n.count;
+            *reasons.entry((netns, cookie, n.reason.as_str())).or_default() += n.count;
         }
         let mut top: std::collections::BTreeMap<(u32, u64), (u64, &str)> = std::collections::BTreeMap::new();
         for ((netns, cookie, reason), c) in reasons {
@@ -901,13 +852,12 @@ impl Summary {
         }
         for (&(netns, cookie, ifindex), &count) in &per_dev {
             if let Some(n) = self.netns_drops.iter_mut().find(|n| {
-                n.netns == netns && n.netns_cookie == cookie && n.ifindex == ifindex && n.reason == "NOT_SPECIFIED"
+                n.netns == NetnsId { inode: netns, cookie } && n.ifindex == ifindex && n.reason == "NOT_SPECIFIED"
             }) {
                 let c = count.min(n.count);
                 n.count -= c;
                 self.netns_drops.push(NetnsDropCount {
-                    netns,
-                    netns_cookie: cookie,
+                    netns: NetnsId { inode: netns, cookie },
                     ifindex,
                     reason: XDP_DROP.to_owned(),
                     code: REASON_XDP_DROP,
@@ -1011,13 +961,13 @@ impl Summary {
             label(d.netns, 0);
         }
         for n in &self.netns_drops {
-            label(n.netns, n.netns_cookie);
+            label(n.netns.inode, n.netns.cookie);
         }
         for r in &self.retransmits.flows {
-            label(r.netns, 0);
+            label(r.flow.netns.inode, 0);
         }
         for r in &self.resets.flows {
-            label(r.netns, r.netns_cookie);
+            label(r.flow.netns.inode, r.flow.netns.cookie);
         }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
         list.sort_by_key(|i| (i.netns, i.netns_cookie));
@@ -1034,8 +984,7 @@ mod tests {
     fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
         use super::{FlowCount, NetnsDropCount, ReasonCount, Summary};
         let ns = |reason: &str, count| NetnsDropCount {
-            netns: 7,
-            netns_cookie: 9,
+            netns: super::NetnsId { inode: 7, cookie: 9 },
             ifindex: 3,
             reason: reason.into(),
             code: 2,

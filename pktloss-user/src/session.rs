@@ -16,10 +16,9 @@ use crate::{
     aggregate::{Aggregator, CaptureInfo},
     decode::{reasons::ReasonTable, symbols::Kallsyms},
     host::{
-        counters::{Counted, CounterWatch},
+        counters::{Counted, CounterWatch, lifecycle::Lifecycle},
         devices::DeviceNames,
         devtx::DeviceTx,
-        lifecycle::Lifecycle,
     },
     kernel::{
         btf::KernelBtf,
@@ -309,7 +308,8 @@ impl Session {
             std::collections::BTreeMap::new();
         for n in &s.netns_drops {
             if let Some((_, ingress)) = self.tc_reasons.iter().find(|(c, _)| *c == n.code) {
-                let e = hooks.entry((n.netns, n.netns_cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
+                let e =
+                    hooks.entry((n.netns.inode, n.netns.cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
                 e.1 += n.count;
             }
         }

@@ -173,11 +173,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         retransmits: Retransmits {
             total: 1,
             flows: vec![RetransCount {
-                src: "fd00::1".into(),
-                sport: 443,
-                dst: "fd00::2".into(),
-                dport: 51000,
-                netns: NS,
+                flow: Flow::tcp("fd00::1".into(), 443, "fd00::2".into(), 51000, NetnsId { inode: NS, cookie: 0 }),
                 count: 1,
             }],
         },
@@ -196,10 +192,15 @@ pub(crate) fn sample_capture() -> CaptureFile {
         firewall: vec![],
         hw_traps: HwTraps::default(),
         netns_drops: vec![
-            NetnsDropCount { netns: NS, netns_cookie: 4097, ifindex: 2, reason: "NO_SOCKET".into(), code: 3, count: 2 },
             NetnsDropCount {
-                netns: NS,
-                netns_cookie: 4097,
+                netns: NetnsId { inode: NS, cookie: 4097 },
+                ifindex: 2,
+                reason: "NO_SOCKET".into(),
+                code: 3,
+                count: 2,
+            },
+            NetnsDropCount {
+                netns: NetnsId { inode: NS, cookie: 4097 },
                 ifindex: 2,
                 reason: "NETFILTER_DROP".into(),
                 code: 10,

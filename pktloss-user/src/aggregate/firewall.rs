@@ -8,7 +8,7 @@ use std::{
 
 use pktloss_common::{FlowKey, FwKey, NatTuple, fw_kind};
 
-use crate::model::FirewallDrop;
+use crate::model::{FirewallDrop, NetnsId};
 
 /// The text of a NUL-terminated name.
 fn name(bytes: &[u8]) -> String {
@@ -67,8 +67,7 @@ fn drop_of(k: &FwKey, n: u64) -> FirewallDrop {
         hook,
         handle: k.handle,
         jumped: k.jumped != 0,
-        netns: k.flow.netns,
-        netns_cookie: k.flow.netns_cookie,
+        netns: NetnsId { inode: k.flow.netns, cookie: k.flow.netns_cookie },
         count: n,
     }
 }
@@ -79,7 +78,7 @@ pub(crate) fn firewall_drops(raw: &[(FwKey, u64)]) -> Vec<FirewallDrop> {
     let mut by: BTreeMap<(u32, u64, String, u64, bool), FirewallDrop> = BTreeMap::new();
     for (k, n) in raw {
         let d = drop_of(k, *n);
-        let key = (d.netns, d.netns_cookie, format!("{} {}", d.label(), d.hook), d.handle, d.jumped);
+        let key = (d.netns.inode, d.netns.cookie, format!("{} {}", d.label(), d.hook), d.handle, d.jumped);
         by.entry(key).and_modify(|e| e.count += n).or_insert(d);
     }
     let mut out: Vec<FirewallDrop> = by.into_values().collect();

@@ -183,123 +183,15 @@ impl Aggregator {
         let lost_ringbuf = raw.stat(stat::DETAIL_LOST_RINGBUF);
         let sent = raw.stat(stat::DETAIL_SENT);
 
-        let mut by_reason: BTreeMap<u32, u64> = BTreeMap::new();
-        for (k, c) in &raw.drops {
-            *by_reason.entry(k.reason).or_default() += c;
-        }
-        let mut reasons: Vec<ReasonCount> = by_reason
-            .into_iter()
-            .map(|(code, count)| {
-                let reason = self.reasons.name(code);
-                ReasonCount { description: describe(&reason).to_owned(), reason, code, count }
-            })
-            .collect();
-        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        let reasons = self.reasons_of(raw);
 
-        let mut locations: Vec<LocationCount> = raw
-            .drops
-            .iter()
-            .map(|(k, c)| LocationCount {
-                symbol: self.syms.symbolize(k.location),
-                address: k.location,
-                reason: self.reasons.name(k.reason),
-                code: k.reason,
-                count: *c,
-                stack: match self.sampled_stack(k.reason, k.location) {
-                    Some(id) => {
-                        from_location(stacks(id), k.location).into_iter().map(|ip| self.syms.symbolize(ip)).collect()
-                    }
-                    None => Vec::new(),
-                },
-            })
-            .collect();
-        locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
+        let locations = self.locations_of(raw, stacks);
 
-        let mut flows = Vec::new();
-        let mut dev_drops: BTreeMap<DevKey, u64> = BTreeMap::new();
         let in_flows: u64 = raw.flows.iter().map(|(_, c)| c).sum();
-        // Devices from the exact per-namespace counts (the flow table may have lost some).
-        for (k, c) in &raw.netns {
-            *dev_drops.entry(DevKey { ifindex: k.ifindex, netns: k.netns }).or_default() += c;
-        }
-        let netns_drops: Vec<NetnsDropCount> = raw
-            .netns
-            .iter()
-            .map(|(k, c)| NetnsDropCount {
-                netns: k.netns,
-                netns_cookie: k.cookie,
-                ifindex: k.ifindex,
-                reason: self.reasons.name(k.reason),
-                code: k.reason,
-                count: *c,
-            })
-            .collect();
-        let chains = firewall::chain_by_flow(&raw.firewall);
-        let nat: HashMap<FlowKey, String> = raw.nat.iter().map(|(k, t)| (*k, firewall::nat_text(t))).collect();
-        // Every flow the table holds (8192 at most): JSON is complete; text cuts and says so.
-        for (k, c) in &raw.flows {
-            let (src, dst) = decode::addr_strings(k);
-            let (code, location) = self.flow_reason(k.reason);
-            flows.push(FlowCount {
-                flow: Flow {
-                    proto: decode::proto_name(k),
-                    family: k.family,
-                    src,
-                    sport: k.sport,
-                    dst,
-                    dport: k.dport,
-                    netns: NetnsId { inode: k.netns, cookie: k.netns_cookie },
-                },
-                netns_name: String::new(),
-                ifindex: k.ifindex,
-                device: names(k.netns, k.ifindex),
-                reason: self.reasons.name(code),
-                code,
-                location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
-                count: *c,
-                comm: self.flow_process.get(k).map(|p| p.0.clone()).unwrap_or_default(),
-                pid: self.flow_process.get(k).map_or(0, |p| p.1),
-                chain: chains.get(k).cloned().unwrap_or_default(),
-                nat_original: nat.get(k).cloned().unwrap_or_default(),
-            });
-        }
-        let mut samples = self.samples.clone();
-        for (s, k) in samples.iter_mut().zip(&self.sample_flows) {
-            s.chain = chains.get(k).cloned().unwrap_or_default();
-            s.nat_original = nat.get(k).cloned().unwrap_or_default();
-        }
-
-        let mut devs: BTreeMap<DevKey, (u64, u64)> = BTreeMap::new();
-        for (k, c) in &raw.tx {
-            devs.entry(*k).or_default().0 += c;
-        }
-        for (k, c) in dev_drops {
-            if k.ifindex != 0 {
-                devs.entry(k).or_default().1 += c;
-            }
-        }
-        let mut devices: Vec<DeviceCount> = devs
-            .into_iter()
-            .map(|(k, (tx, drops))| DeviceCount {
-                ifindex: k.ifindex,
-                name: names(k.netns, k.ifindex),
-                netns: k.netns,
-                tx_packets: tx,
-                drops,
-                tx_unavailable: raw.tx_unavailable.contains(&k.netns),
-            })
-            .collect();
-        devices.sort_by(|a, b| b.drops.cmp(&a.drops).then(b.tx_packets.cmp(&a.tx_packets)));
-
-        let mut rflows: Vec<RetransCount> = raw
-            .retrans
-            .iter()
-            .map(|(k, c)| {
-                let (src, dst) = decode::addr_strings(k);
-                RetransCount { src, sport: k.sport, dst, dport: k.dport, netns: k.netns, count: *c }
-            })
-            .collect();
-        rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
+        let netns_drops = self.netns_drops_of(raw);
+        let (flows, samples) = self.flows_of(raw, names);
+        let devices = devices_of(raw, names);
+        let rflows = retransmits_of(raw);
 
         let resets = self.resets(raw, names);
 
@@ -312,25 +204,7 @@ impl Aggregator {
             drops_not_in_flows: if info.flow_capacity == 0 { 0 } else { total.saturating_sub(in_flows) },
         };
 
-        let mut warnings = Vec::new();
-        if raw.stat(stat::DROP_KEY_FAILS) > 0 {
-            warnings.push(format!(
-                "{} drops not in the reason x location table (map full)",
-                raw.stat(stat::DROP_KEY_FAILS)
-            ));
-        }
-        if flow_table.evicted > 0 {
-            warnings.push(format!(
-                "{} flows evicted from the {}-entry flow table; {} drops are not in the flow list",
-                flow_table.evicted, flow_table.capacity, flow_table.drops_not_in_flows
-            ));
-        }
-        if raw.stat(stat::NETNS_FAILS) > 0 {
-            warnings.push(format!("{} drops not in the per-namespace counts (map full)", raw.stat(stat::NETNS_FAILS)));
-        }
-        if raw.stat(stat::STACK_FAILS) > 0 {
-            warnings.push(format!("{} stacks could not be recorded", raw.stat(stat::STACK_FAILS)));
-        }
+        let warnings = warnings_of(raw, &flow_table);
 
         let duration = info.duration_secs.max(1e-9);
         Summary {
@@ -375,27 +249,104 @@ impl Aggregator {
             tc_drops: Vec::new(),
             xdp_drops: Vec::new(),
             hw_traps: crate::model::HwTraps { reported: hw_traps(&raw.traps), ..Default::default() },
-            xdp_exceptions: raw
-                .xdp_exceptions
-                .iter()
-                .map(|(k, c)| crate::model::XdpException {
-                    prog_id: k.prog_id,
-                    prog_name: String::new(),
-                    action: match k.act {
-                        0 => "XDP_ABORTED".to_owned(),
-                        1 => "XDP_DROP".to_owned(),
-                        2 => "XDP_PASS".to_owned(),
-                        3 => "XDP_TX".to_owned(),
-                        4 => "XDP_REDIRECT".to_owned(),
-                        a => format!("action {a}"),
-                    },
-                    ifindex: k.ifindex,
-                    count: *c,
-                })
-                .collect(),
+            xdp_exceptions: xdp_exceptions_of(raw),
             resets,
             firewall: firewall::firewall_drops(&raw.firewall),
         }
+    }
+
+    /// Drops by reason, most first.
+    fn reasons_of(&self, raw: &RawCounts) -> Vec<ReasonCount> {
+        let mut by_reason: BTreeMap<u32, u64> = BTreeMap::new();
+        for (k, c) in &raw.drops {
+            *by_reason.entry(k.reason).or_default() += c;
+        }
+        let mut reasons: Vec<ReasonCount> = by_reason
+            .into_iter()
+            .map(|(code, count)| {
+                let reason = self.reasons.name(code);
+                ReasonCount { description: describe(&reason).to_owned(), reason, code, count }
+            })
+            .collect();
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        reasons
+    }
+
+    /// Drops by (location, reason), with the most seen sampled stack, most first.
+    fn locations_of(&self, raw: &RawCounts, stacks: &dyn Fn(i32) -> Vec<u64>) -> Vec<LocationCount> {
+        let mut locations: Vec<LocationCount> = raw
+            .drops
+            .iter()
+            .map(|(k, c)| LocationCount {
+                symbol: self.syms.symbolize(k.location),
+                address: k.location,
+                reason: self.reasons.name(k.reason),
+                code: k.reason,
+                count: *c,
+                stack: match self.sampled_stack(k.reason, k.location) {
+                    Some(id) => {
+                        from_location(stacks(id), k.location).into_iter().map(|ip| self.syms.symbolize(ip)).collect()
+                    }
+                    None => Vec::new(),
+                },
+            })
+            .collect();
+        locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
+        locations
+    }
+
+    /// Exact drops per (namespace, device, reason).
+    fn netns_drops_of(&self, raw: &RawCounts) -> Vec<NetnsDropCount> {
+        raw.netns
+            .iter()
+            .map(|(k, c)| NetnsDropCount {
+                netns: NetnsId { inode: k.netns, cookie: k.cookie },
+                ifindex: k.ifindex,
+                reason: self.reasons.name(k.reason),
+                code: k.reason,
+                count: *c,
+            })
+            .collect()
+    }
+
+    /// Every flow the table holds, and the samples, with their firewall chain and NAT tuple.
+    fn flows_of(&self, raw: &RawCounts, names: &mut dyn FnMut(u32, u32) -> String) -> (Vec<FlowCount>, Vec<Sample>) {
+        let mut flows = Vec::new();
+        let chains = firewall::chain_by_flow(&raw.firewall);
+        let nat: HashMap<FlowKey, String> = raw.nat.iter().map(|(k, t)| (*k, firewall::nat_text(t))).collect();
+        // Every flow the table holds (8192 at most): JSON is complete; text cuts and says so.
+        for (k, c) in &raw.flows {
+            let (src, dst) = decode::addr_strings(k);
+            let (code, location) = self.flow_reason(k.reason);
+            flows.push(FlowCount {
+                flow: Flow {
+                    proto: decode::proto_name(k),
+                    family: k.family,
+                    src,
+                    sport: k.sport,
+                    dst,
+                    dport: k.dport,
+                    netns: NetnsId { inode: k.netns, cookie: k.netns_cookie },
+                },
+                netns_name: String::new(),
+                ifindex: k.ifindex,
+                device: names(k.netns, k.ifindex),
+                reason: self.reasons.name(code),
+                code,
+                location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
+                count: *c,
+                comm: self.flow_process.get(k).map(|p| p.0.clone()).unwrap_or_default(),
+                pid: self.flow_process.get(k).map_or(0, |p| p.1),
+                chain: chains.get(k).cloned().unwrap_or_default(),
+                nat_original: nat.get(k).cloned().unwrap_or_default(),
+            });
+        }
+        let mut samples = self.samples.clone();
+        for (s, k) in samples.iter_mut().zip(&self.sample_flows) {
+            s.chain = chains.get(k).cloned().unwrap_or_default();
+            s.nat_original = nat.get(k).cloned().unwrap_or_default();
+        }
+        (flows, samples)
     }
 
     /// The resets of the counters: exact total, per reason and per flow (top 200).
@@ -418,13 +369,9 @@ impl Aggregator {
             .take(200)
             .map(|(k, c)| {
                 let (src, dst) = decode::addr_strings(k);
+                let netns = NetnsId { inode: k.netns, cookie: k.netns_cookie };
                 ResetCount {
-                    src,
-                    sport: k.sport,
-                    dst,
-                    dport: k.dport,
-                    netns: k.netns,
-                    netns_cookie: k.netns_cookie,
+                    flow: Flow::tcp(src, k.sport, dst, k.dport, netns),
                     ifindex: k.ifindex,
                     device: if k.ifindex == 0 { String::new() } else { names(k.netns, k.ifindex) },
                     reason: name(code(k)),
@@ -437,6 +384,95 @@ impl Aggregator {
         let live = raw.resets.len() as u64;
         Resets { total, reasons, flows, evicted: raw.stat(stat::RESET_INSERTS).saturating_sub(live) }
     }
+}
+
+/// Devices: transmissions and drops (from the exact per-namespace counts: the flow table may
+/// have lost some), most drops first.
+fn devices_of(raw: &RawCounts, names: &mut dyn FnMut(u32, u32) -> String) -> Vec<DeviceCount> {
+    let mut dev_drops: BTreeMap<DevKey, u64> = BTreeMap::new();
+    for (k, c) in &raw.netns {
+        *dev_drops.entry(DevKey { ifindex: k.ifindex, netns: k.netns }).or_default() += c;
+    }
+    let mut devs: BTreeMap<DevKey, (u64, u64)> = BTreeMap::new();
+    for (k, c) in &raw.tx {
+        devs.entry(*k).or_default().0 += c;
+    }
+    for (k, c) in dev_drops {
+        if k.ifindex != 0 {
+            devs.entry(k).or_default().1 += c;
+        }
+    }
+    let mut devices: Vec<DeviceCount> = devs
+        .into_iter()
+        .map(|(k, (tx, drops))| DeviceCount {
+            ifindex: k.ifindex,
+            name: names(k.netns, k.ifindex),
+            netns: k.netns,
+            tx_packets: tx,
+            drops,
+            tx_unavailable: raw.tx_unavailable.contains(&k.netns),
+        })
+        .collect();
+    devices.sort_by(|a, b| b.drops.cmp(&a.drops).then(b.tx_packets.cmp(&a.tx_packets)));
+    devices
+}
+
+/// Retransmissions per flow, most first.
+fn retransmits_of(raw: &RawCounts) -> Vec<RetransCount> {
+    let mut rflows: Vec<RetransCount> = raw
+        .retrans
+        .iter()
+        .map(|(k, c)| {
+            let (src, dst) = decode::addr_strings(k);
+            let flow = Flow::tcp(src, k.sport, dst, k.dport, NetnsId { inode: k.netns, cookie: 0 });
+            RetransCount { flow, count: *c }
+        })
+        .collect();
+    rflows.sort_by_key(|r| std::cmp::Reverse(r.count));
+    rflows
+}
+
+/// What the maps could not hold.
+fn warnings_of(raw: &RawCounts, flow_table: &FlowTableStats) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if raw.stat(stat::DROP_KEY_FAILS) > 0 {
+        warnings
+            .push(format!("{} drops not in the reason x location table (map full)", raw.stat(stat::DROP_KEY_FAILS)));
+    }
+    if flow_table.evicted > 0 {
+        warnings.push(format!(
+            "{} flows evicted from the {}-entry flow table; {} drops are not in the flow list",
+            flow_table.evicted, flow_table.capacity, flow_table.drops_not_in_flows
+        ));
+    }
+    if raw.stat(stat::NETNS_FAILS) > 0 {
+        warnings.push(format!("{} drops not in the per-namespace counts (map full)", raw.stat(stat::NETNS_FAILS)));
+    }
+    if raw.stat(stat::STACK_FAILS) > 0 {
+        warnings.push(format!("{} stacks could not be recorded", raw.stat(stat::STACK_FAILS)));
+    }
+    warnings
+}
+
+/// XDP programs' exceptions by program, action and device.
+fn xdp_exceptions_of(raw: &RawCounts) -> Vec<crate::model::XdpException> {
+    raw.xdp_exceptions
+        .iter()
+        .map(|(k, c)| crate::model::XdpException {
+            prog_id: k.prog_id,
+            prog_name: String::new(),
+            action: match k.act {
+                0 => "XDP_ABORTED".to_owned(),
+                1 => "XDP_DROP".to_owned(),
+                2 => "XDP_PASS".to_owned(),
+                3 => "XDP_TX".to_owned(),
+                4 => "XDP_REDIRECT".to_owned(),
+                a => format!("action {a}"),
+            },
+            ifindex: k.ifindex,
+            count: *c,
+        })
+        .collect()
 }
 
 /// A drop's kernel stack from its location on: the frames above it are the tracer's own (the
@@ -612,7 +648,10 @@ mod tests {
         let by: Vec<(&str, u64)> = s.resets.reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
         assert_eq!(by, [("NO_SOCKET", 6), ("TCP_ABORT_ON_CLOSE", 2)]);
         let f = &s.resets.flows[0];
-        assert_eq!((f.src.as_str(), f.sport, f.dport, f.device.as_str(), f.count), ("127.0.0.1", 9, 4000, "dev1", 6));
+        assert_eq!(
+            (f.flow.src.as_str(), f.flow.sport, f.flow.dport, f.device.as_str(), f.count),
+            ("127.0.0.1", 9, 4000, "dev1", 6)
+        );
     }
 
     #[test]

@@ -570,7 +570,11 @@ fn causes_for_drops() {
     };
     let d = Diagnosis {
         causes: vec![
-            Cause { explanation: "why".into(), verify: vec!["ss -uam".into()], ..cause(CauseId::UdpRcvbufFull) },
+            Cause {
+                explanation: "why".into(),
+                verify: vec![crate::diagnose::Verify::fix("ss -uam".into())],
+                ..cause(CauseId::UdpRcvbufFull)
+            },
             cause(CauseId::SocketMemoryPressure),
             cause(CauseId::FirewallDrop),
             cause(CauseId::Routing),

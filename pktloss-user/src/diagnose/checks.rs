@@ -3,7 +3,11 @@
 //! configuration.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{CauseId, Verify, engine::Ctx, events::MEMORY_REASONS, taxonomy};
+use super::{
+    CauseId, Verify,
+    ctx::Ctx,
+    taxonomy::{self, MEMORY_REASONS},
+};
 use crate::host::counters::{
     ConfigChecks,
     nic::{NicCounter, ethtool_max},
@@ -42,32 +46,8 @@ pub(super) fn config_findings(cx: &mut Ctx<'_>) {
     }
 }
 
-/// The flows dropped with one of `reasons`, largest first; and the flows whose reason says
-/// nothing (none on a kernel without reasons, or `NOT_SPECIFIED`) and whose drop location points
-/// at the cause those reasons select. Benign flows (broadcast nobody wanted, teardown, ...) are
-/// never among them.
-pub(super) fn drop_flows<'a>(cx: &Ctx<'a>, reasons: &[&str]) -> Vec<&'a crate::model::FlowCount> {
-    let causes: Vec<CauseId> = reasons.iter().filter_map(|r| taxonomy::cause_for_reason(r)).collect();
-    let by_location = |f: &crate::model::FlowCount| {
-        (f.reason == crate::decode::reasons::NO_REASON || f.reason == "NOT_SPECIFIED")
-            && !f.location.is_empty()
-            && taxonomy::cause_for_location(&f.location).is_some_and(|c| causes.contains(&c))
-            && taxonomy::benign_for_location(&f.reason, &f.location).is_none()
-    };
-    let mut v: Vec<_> = cx
-        .input
-        .summary
-        .flows
-        .iter()
-        .filter(|f| reasons.contains(&f.reason.as_str()) || by_location(f))
-        .filter(|f| taxonomy::benign_for_flow(f).is_none())
-        .collect();
-    v.sort_by_key(|f| std::cmp::Reverse(f.count));
-    v
-}
-
 fn cfg_no_listener(cx: &mut Ctx<'_>) {
-    let flows = drop_flows(cx, &["NO_SOCKET"]);
+    let flows = cx.drop_flows(&["NO_SOCKET"]);
     let mut out = Vec::new();
     let mut resets = Vec::new();
     let mut seen = BTreeSet::new();
@@ -85,9 +65,9 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
                 .flows
                 .iter()
                 .filter(|r| {
-                    r.netns == f.flow.netns.inode
-                        && r.sport == f.flow.dport
-                        && r.src == f.flow.dst
+                    r.flow.netns.inode == f.flow.netns.inode
+                        && r.flow.sport == f.flow.dport
+                        && r.flow.src == f.flow.dst
                         && matches!(r.reason.as_str(), "NO_SOCKET" | crate::decode::reasons::NO_REASON)
                 })
                 .map(|r| r.count)
@@ -158,7 +138,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
 fn cfg_firewall(cx: &mut Ctx<'_>) {
     let checks = cx.checks_for(CauseId::FirewallDrop);
     let fw_events = cx.acc.get(&CauseId::FirewallDrop).map_or(0, |a| a.event_drops);
-    let flows = drop_flows(cx, &["NETFILTER_DROP"]);
+    let flows = cx.drop_flows(&["NETFILTER_DROP"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     // The chains the firewall probes saw drop, exact and read at the drop.
@@ -166,7 +146,7 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
         let how = if d.jumped { " (a jump target)" } else { "" };
         ev.push(format!(
             "{} {} dropped in chain {}{how}, hook {}",
-            cx.tag(d.netns),
+            cx.tag(d.netns.inode),
             if d.count == 1 { "1 packet".to_owned() } else { format!("{} packets", d.count) },
             d.label(),
             d.hook
@@ -288,7 +268,7 @@ fn cfg_conntrack(cx: &mut Ctx<'_>) {
 }
 
 fn cfg_rp_filter(cx: &mut Ctx<'_>) {
-    let flows = drop_flows(cx, &["IP_RPFILTER"]);
+    let flows = cx.drop_flows(&["IP_RPFILTER"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.checks_for(CauseId::RpFilter) {
@@ -330,7 +310,7 @@ fn cfg_rp_filter(cx: &mut Ctx<'_>) {
 fn cfg_udp_rcvbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let flows = drop_flows(cx, &["SOCKET_RCVBUFF"]);
+    let flows = cx.drop_flows(&["SOCKET_RCVBUFF"]);
     let ports: BTreeSet<(u32, u16)> =
         flows.iter().filter(|f| f.flow.proto == "udp").map(|f| (f.flow.netns.inode, f.flow.dport)).collect();
     for c in cx.checks_for(CauseId::UdpRcvbufFull) {
@@ -421,7 +401,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx<'_>) {
 fn cfg_accept_queue(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let ports: BTreeSet<u16> = drop_flows(cx, &["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.flow.dport).collect();
+    let ports: BTreeSet<u16> = cx.drop_flows(&["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.flow.dport).collect();
     for c in cx.checks_for(CauseId::TcpAcceptQueueFull) {
         let tag = cx.tag(c.netns);
         let pre = cx.in_ns(c.netns);
@@ -513,7 +493,7 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
             _ => ns,
         };
         let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
-        for f in drop_flows(cx, MEMORY_REASONS).into_iter().filter(|f| f.flow.proto == "tcp") {
+        for f in cx.drop_flows(MEMORY_REASONS).into_iter().filter(|f| f.flow.proto == "tcp") {
             receivers.entry((resolve(f.flow.netns.inode), f.flow.dport)).or_default().0 += f.count;
         }
         for x in cx.input.summary.samples.iter().filter(|x| x.flow.proto == "tcp" && x.owner_pid != 0) {
@@ -648,7 +628,7 @@ fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
     let mut adv = Vec::new();
     let mut verify = Vec::new();
     let mut done = BTreeSet::new();
-    let flows = drop_flows(cx, &["FULL_RING"]);
+    let flows = cx.drop_flows(&["FULL_RING"]);
     let mut drops: BTreeMap<(u32, String), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| !f.device.is_empty()) {
         *drops.entry((f.flow.netns.inode, f.device.clone())).or_default() += f.count;
@@ -816,12 +796,12 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
     // The routing cause's reasons, but IPV6DISABLED: no route to add or remove for those.
     let reasons: Vec<&str> =
         taxonomy::info(CauseId::Routing).reasons.iter().copied().filter(|r| *r != "IPV6DISABLED").collect();
-    let flows = drop_flows(cx, &reasons);
+    let flows = cx.drop_flows(&reasons);
     // A forwarded packet that hits a blackhole route is dropped at ip_error with NOT_SPECIFIED
     // (assigned here by location): match those flows against the drop routes too.
     let by_location =
         cx.acc.get(&CauseId::Routing).is_some_and(|a| a.events.iter().any(|e| e.reason == "NOT_SPECIFIED"));
-    let unspecified = if by_location { drop_flows(cx, &["NOT_SPECIFIED"]) } else { Vec::new() };
+    let unspecified = if by_location { cx.drop_flows(&["NOT_SPECIFIED"]) } else { Vec::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let mut verify = Vec::new();
@@ -907,7 +887,7 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
 }
 
 fn cfg_neigh(cx: &mut Ctx<'_>) {
-    let flows = drop_flows(cx, &["NEIGH_FAILED", "NEIGH_QUEUEFULL", "NEIGH_DEAD", "NEIGH_CREATEFAIL"]);
+    let flows = cx.drop_flows(&["NEIGH_FAILED", "NEIGH_QUEUEFULL", "NEIGH_DEAD", "NEIGH_CREATEFAIL"]);
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.checks_for(CauseId::NeighborFailure) {
@@ -955,7 +935,7 @@ fn cfg_mtu(cx: &mut Ctx<'_>) {
 /// Drops by a socket's own filter (`SOCKET_FILTER`): the process that owns the socket attached
 /// it. Returns whether those are all the cause's drops (no XDP or tc program involved).
 fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
-    let flows = drop_flows(cx, &["SOCKET_FILTER"]);
+    let flows = cx.drop_flows(&["SOCKET_FILTER"]);
     if flows.is_empty() {
         return false;
     }
@@ -1079,7 +1059,7 @@ fn cfg_ifdown(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     // The devices the drops went to: DEV_READY, and QDISC_DROP (a down device's noop qdisc).
-    let flows = drop_flows(cx, &["DEV_READY", "QDISC_DROP"]);
+    let flows = cx.drop_flows(&["DEV_READY", "QDISC_DROP"]);
     let flow_devs: BTreeSet<(u32, String)> =
         flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.flow.netns.inode, f.device.clone())).collect();
     let flow_ifs: BTreeSet<(u32, u32)> =

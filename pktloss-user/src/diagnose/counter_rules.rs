@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{
-    CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, engine::Ctx, taxonomy,
+    CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, ctx::Ctx, taxonomy,
 };
 use crate::host::counters::{
     NetnsDelta,
@@ -499,7 +499,7 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     };
     let mut by_conn: std::collections::BTreeMap<_, (u64, u64)> = std::collections::BTreeMap::new();
     for r in &s.retransmits.flows {
-        by_conn.entry(conn(&r.src, r.sport, &r.dst, r.dport)).or_default().0 += r.count;
+        by_conn.entry(conn(&r.flow.src, r.flow.sport, &r.flow.dst, r.flow.dport)).or_default().0 += r.count;
     }
     for f in s.flows.iter().filter(|f| f.flow.proto == "tcp") {
         if let Some(e) = by_conn.get_mut(&conn(&f.flow.src, f.flow.sport, &f.flow.dst, f.flow.dport)) {
@@ -524,20 +524,20 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     for r in flows.iter().take(3) {
         lines.push(format!(
             "{} retransmits {}:{} -> {}:{}: {}",
-            cx.tag(r.netns),
-            r.src,
-            r.sport,
-            r.dst,
-            r.dport,
+            cx.tag(r.flow.netns.inode),
+            r.flow.src,
+            r.flow.sport,
+            r.flow.dst,
+            r.flow.dport,
             r.count
         ));
-        nss.insert(r.netns);
+        nss.insert(r.flow.netns.inode);
     }
     for d in cx.input.deltas.iter().filter(|d| d.counter("Tcp.RetransSegs") > 0) {
         lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag(d.netns), d.counter("Tcp.RetransSegs")));
         nss.insert(d.netns);
     }
-    let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.dst.clone());
+    let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.flow.dst.clone());
     let traced = !cx.counters_count;
     let a = cx.a(CauseId::ExternalLoss);
     a.select(unexplained, unexplained);

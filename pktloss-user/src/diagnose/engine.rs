@@ -1,172 +1,22 @@
-//! The engine: each rule adds drops, evidence and advice to a cause's accumulator ([`Acc`]);
-//! [`diagnose`] runs the rules in order, then builds, reconciles and ranks the causes.
+//! The engine: [`diagnose`] makes the passes' context ([`Ctx`]), runs the passes over it in
+//! order (each adds drops, evidence and advice to a cause's accumulator, [`super::ctx::Acc`]),
+//! then builds, reconciles and ranks the causes. Only the engine calls the passes; they do not
+//! call back.
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Cause, CauseId, Diagnosis, DiagnosisInput, Explained, Verify,
+    Benign, Cause, CauseId, Diagnosis, DiagnosisInput, Explained, Verify, VerifyKind,
     checks::config_findings,
     counter_rules::{counter_signals, counters_only_why, external_loss},
-    events::{assign_events, claimed, event_evidence, memory_window, shows},
+    ctx::{Acc, Ctx},
+    events::{BenignTally, assign_events, claimed, event_evidence, memory_window, shows},
     taxonomy,
     template::Fill,
 };
 use crate::{
-    host::{
-        counters::{ConfigChecks, NetnsDelta},
-        netns::NetnsLabel,
-    },
-    model::{FilterInfo, FilterScope},
+    host::counters::{ConfigChecks, NetnsDelta},
+    model::{FilterInfo, FilterScope, Flow},
 };
-
-#[derive(Default)]
-pub(super) struct Acc {
-    pub(super) event_drops: u64,
-    pub(super) counter_drops: u64,
-    /// Counter magnitude, for ranking causes with equal drops.
-    pub(super) score: u64,
-    pub(super) selected: bool,
-    pub(super) evidence: Vec<String>,
-    pub(super) advice: Vec<String>,
-    pub(super) netns: BTreeSet<u32>,
-    /// The events assigned here (reason, and the protocol, location or connections they are
-    /// limited to).
-    pub(super) events: Vec<Explained>,
-    /// Counter keys seen (for reconciliation): counters for this cause were readable.
-    pub(super) counter_seen: bool,
-    /// Its counter drops are worked out from traced events only (external loss from the
-    /// traced retransmissions): the filter's, like event drops.
-    pub(super) traced: bool,
-    /// Verify commands made for the place of the drops; when set, the taxonomy's generic
-    /// ones (which may not apply there: `ethtool -g` on a virtual device) are left out.
-    pub(super) verify: Vec<Verify>,
-}
-
-impl Acc {
-    /// Selects the cause by a counter: `drops` packets it counted (0 for a signal that is not a
-    /// drop count) and `score` for ranking.
-    pub(super) fn select(&mut self, drops: u64, score: u64) {
-        self.counter_drops += drops;
-        self.selected = true;
-        self.score += score;
-    }
-    pub(super) fn ev(&mut self, s: String) {
-        if !self.evidence.contains(&s) {
-            self.evidence.push(s);
-        }
-    }
-    pub(super) fn adv(&mut self, s: String) {
-        if !self.advice.contains(&s) {
-            self.advice.push(s);
-        }
-    }
-}
-
-pub(super) struct Ctx<'a> {
-    pub(super) input: &'a DiagnosisInput<'a>,
-    /// The counters read count the capture's drops: no filter, or one that selects every drop
-    /// of the namespaces it names. Otherwise counters are evidence, not drops.
-    pub(super) counters_count: bool,
-    /// What each namespace is called: its name in the summary (`ip netns`, pod, container,
-    /// unit), else the label its counters were read under; `None` when they were read under
-    /// no name.
-    pub(super) labels: BTreeMap<u32, Option<String>>,
-    pub(super) acc: BTreeMap<CauseId, Acc>,
-}
-
-impl<'a> Ctx<'a> {
-    pub(super) fn tag(&self, netns: u32) -> String {
-        match self.labels.get(&netns) {
-            Some(Some(l)) => format!("[netns {l} ({netns})]"),
-            _ if netns == 0 => "[netns ?]".to_owned(),
-            _ => format!("[netns {netns}]"),
-        }
-    }
-
-    /// Shell prefix that runs a command in a namespace: none in our own, `ip netns exec NAME `
-    /// for one with an `ip netns` name, else `nsenter --net=/proc/PID/ns/net ` with a process
-    /// seen living in it.
-    pub(super) fn in_ns(&self, netns: u32) -> String {
-        let deltas = || self.input.deltas.iter().filter(|d| d.netns == netns);
-        let host = deltas().any(|d| d.is_self) || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
-        let named = self.input.summary.namespaces.iter().filter(|n| n.netns == netns);
-        // Counters are read under the `ip netns` name when the namespace has one.
-        let ip_name = deltas()
-            .map(|d| &d.label)
-            .chain(self.input.checks.iter().filter(|c| c.netns == netns).map(|c| &c.label))
-            .find_map(NetnsLabel::ip_netns)
-            .or_else(|| named.clone().map(|n| n.ip_netns.as_str()).find(|n| !n.is_empty()));
-        let pid = deltas().map(|d| d.pid).chain(named.map(|n| n.pid)).find(|p| *p != 0);
-        match (ip_name, pid) {
-            _ if host => String::new(),
-            (Some(l), _) => format!("ip netns exec {l} "),
-            (None, Some(pid)) => format!("nsenter --net=/proc/{pid}/ns/net "),
-            (None, None) => format!("nsenter --net=/proc/<PID in netns {netns}>/ns/net "),
-        }
-    }
-
-    pub(super) fn a(&mut self, id: CauseId) -> &mut Acc {
-        self.acc.entry(id).or_default()
-    }
-
-    /// Selects cause `id` by `drops` packets a counter in `netns` counted; returns it for evidence.
-    pub(super) fn counted(&mut self, id: CauseId, netns: u32, drops: u64) -> &mut Acc {
-        let a = self.a(id);
-        a.select(drops, drops);
-        a.netns.insert(netns);
-        a
-    }
-
-    /// Adds evidence and advice (in order, without repeats) to a cause.
-    pub(super) fn add(&mut self, id: CauseId, evidence: Vec<String>, advice: Vec<String>) {
-        let a = self.a(id);
-        for e in evidence {
-            a.ev(e);
-        }
-        for x in advice {
-            a.adv(x);
-        }
-    }
-
-    /// The host's (our own namespace's) delta, for host-wide counters and sysctls.
-    pub(super) fn host(&self) -> Option<&'a NetnsDelta> {
-        self.input.deltas.iter().find(|d| d.is_self).or_else(|| self.input.deltas.first())
-    }
-
-    /// A sysctl in a namespace, falling back to the host's value for host-wide ones.
-    pub(super) fn sysctl(&self, netns: u32, key: &str) -> Option<(String, bool)> {
-        if let Some(v) = self.input.deltas.iter().find(|d| d.netns == netns).and_then(|d| d.sysctls.get(key)) {
-            return Some((v.clone(), false));
-        }
-        self.host().and_then(|h| h.sysctls.get(key)).map(|v| (v.clone(), true))
-    }
-
-    pub(super) fn sysctl_str(&self, netns: u32, key: &str) -> String {
-        match self.sysctl(netns, key) {
-            Some((v, false)) => format!("{key} = {v}"),
-            Some((v, true)) => format!("{key} = {v} (host-wide)"),
-            None => format!("{key} unknown"),
-        }
-    }
-
-    pub(super) fn sysctl_u64(&self, netns: u32, key: &str) -> Option<u64> {
-        self.sysctl(netns, key).and_then(|(v, _)| v.split_whitespace().next().and_then(|x| x.parse().ok()))
-    }
-
-    pub(super) fn checks_for(&self, id: CauseId) -> Vec<&'a ConfigChecks> {
-        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
-        self.input.checks.iter().filter(|c| ns.is_empty() || ns.contains(&c.netns)).collect()
-    }
-
-    pub(super) fn deltas_for(&self, id: CauseId) -> Vec<&'a NetnsDelta> {
-        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
-        self.input.deltas.iter().filter(|d| ns.is_empty() || ns.contains(&d.netns)).collect()
-    }
-}
-
-/// The name counters were read under, if any.
-fn name(label: &NetnsLabel) -> Option<String> {
-    (!matches!(label, NetnsLabel::Inode(_))).then(|| label.to_string())
-}
 
 /// How a cause's traced drops and counters compare: a line of the diagnosis's reconciliation,
 /// and of the cause's evidence.
@@ -216,175 +66,25 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
 }
 
 fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagnosis {
-    let mut labels = BTreeMap::new();
-    for d in input.deltas {
-        labels.insert(d.netns, name(&d.label));
-    }
-    for c in input.checks {
-        labels.entry(c.netns).or_insert_with(|| name(&c.label));
-    }
-    for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
-        labels.insert(n.netns, Some(n.label.clone()));
-    }
-    let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
-    let mut cx = Ctx { input, counters_count, labels, acc: BTreeMap::new() };
-    let mut reconciliation = Vec::new();
-
-    let benign = assign_events(&mut cx);
-    counter_signals(&mut cx);
-    memory_window(&mut cx);
-    external_loss(&mut cx);
-    // The (reason, connection) pairs taken by assignments limited to connections: final once
-    // the rules that move events have run.
-    let taken = claimed(&cx);
-    event_evidence(&mut cx, &taken);
-    config_findings(&mut cx);
+    let mut cx = Ctx::new(input, filter);
+    let (benign, taken) = run_passes(&mut cx);
 
     // Which cause explains which traced drops.
     let mut assignments: Vec<Explained> = cx.acc.values().flat_map(|a| a.events.iter().cloned()).collect();
     assignments.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.cause.cmp(&b.cause)));
 
     // Build, reconcile, rank.
+    let mut reconciliation = Vec::new();
     let mut causes = Vec::new();
     let mut outside = Vec::new();
     let ids: Vec<CauseId> = cx.acc.keys().copied().collect();
     for id in ids {
-        let mut a = cx.acc.remove(&id).unwrap_or_default();
-        if a.event_drops.max(a.counter_drops) == 0 && !a.selected {
-            continue;
+        let a = cx.acc.remove(&id).unwrap_or_default();
+        match build(&cx, id, a, filter, &taken, &mut reconciliation) {
+            Built::Ranked(score, c) => causes.push((score, c)),
+            Built::Outside(c) => outside.push(c),
+            Built::Nothing => {}
         }
-        // With a filter, counters count the filter's drops only when it takes whole
-        // namespaces, and then only the counters of those namespaces (not host-wide ones).
-        let counted = a.traced || (counters_count && (filter.is_none() || !a.netns.is_empty()));
-        let read = a.counter_drops;
-        if !counted {
-            a.counter_drops = 0;
-        }
-        let drops = a.event_drops.max(a.counter_drops);
-        let info = taxonomy::info(id);
-        let mut evidence = a.evidence;
-        if let Some(f) = filter.filter(|_| !counted && (read > 0 || a.event_drops == 0)) {
-            if a.event_drops == 0 {
-                evidence.push(format!(
-                    "outside the filter's view: only counters select this cause ({read} drops counted), and they count traffic the filter `{}` may leave out; none of the filter's drops were traced as it",
-                    f.expr
-                ));
-            } else {
-                let line = format!(
-                    "{} traced drops are the filter's; the counters read show {read} for all traffic (they cannot be split by the filter `{}`, so they are evidence, not drops)",
-                    a.event_drops, f.expr
-                );
-                reconcile(id, &line, &mut evidence, &mut reconciliation);
-            }
-        }
-        if drops == 0 && !counted {
-            // Counters alone, outside the filter's view: listed apart, not ranked.
-            outside.push(Cause {
-                id,
-                title: info.title.to_owned(),
-                drops: read,
-                event_drops: 0,
-                counter_drops: read,
-                explanation: info.explanation.to_owned(),
-                evidence,
-                advice: a.advice,
-                verify: Vec::new(),
-                netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
-            });
-            continue;
-        }
-        // Namespaces that came or went during the capture: where their counters come from.
-        for d in input.deltas.iter().filter(|d| a.netns.contains(&d.netns)) {
-            if let Some(t) = d.appeared_after {
-                evidence.push(format!(
-                    "{} appeared {t:.1} s into the capture: its counters count from its birth",
-                    cx.tag(d.netns)
-                ));
-            }
-            if let Some(t) = d.gone_after {
-                evidence.push(format!(
-                    "{} was gone {t:.1} s into the capture: its counters are its last reading",
-                    cx.tag(d.netns)
-                ));
-            }
-        }
-        let line = if a.event_drops > 0 && a.counter_drops > 0 {
-            Some(match a.counter_drops.cmp(&a.event_drops) {
-                std::cmp::Ordering::Equal => {
-                    format!("{} traced drops match the counters exactly", a.event_drops)
-                }
-                std::cmp::Ordering::Greater => format!(
-                    "counters show {} drops, events {}: {} not seen as events ({})",
-                    a.counter_drops,
-                    a.event_drops,
-                    a.counter_drops - a.event_drops,
-                    counters_only_why(id)
-                ),
-                std::cmp::Ordering::Less => format!(
-                    "events show {} drops, counters {}: {} not in the counters read (a namespace not read, or counted under another counter)",
-                    a.event_drops,
-                    a.counter_drops,
-                    a.event_drops - a.counter_drops
-                ),
-            })
-        } else if a.counter_drops > 0 && a.event_drops == 0 {
-            Some(format!(
-                "{} drops counted by the kernel, none traced as drop events ({})",
-                a.counter_drops,
-                counters_only_why(id)
-            ))
-        } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen && counted {
-            Some(format!(
-                "{} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
-                a.event_drops
-            ))
-        } else {
-            None
-        };
-        if let Some(line) = line {
-            reconcile(id, &line, &mut evidence, &mut reconciliation);
-        }
-        // The taxonomy's generic lines, made concrete from the largest flow of this cause's
-        // drops and run in its namespace; a line that cannot be made concrete is left out.
-        let flow =
-            input.summary.flows.iter().filter(|f| a.events.iter().any(|e| shows(e, f, &taken))).max_by_key(|f| f.count);
-        let namespaces: Vec<u32> = a.netns.iter().copied().filter(|n| *n != 0).collect();
-        let in_ns = match namespaces.as_slice() {
-            [one] => cx.in_ns(*one),
-            _ => String::new(),
-        };
-        let fill = Fill::from_flow(flow, in_ns);
-        let mut advice = a.advice;
-        // The generic remediation only when the checks found nothing specific to say.
-        if advice.is_empty() {
-            advice.extend(info.remediation.iter().filter_map(|r| fill.fill(r)));
-        }
-        let mut verify = a.verify;
-        let generic = if verify.is_empty() { info.verify } else { &[] };
-        let checks = if verify.is_empty() { info.checks } else { &[] };
-        let lines = generic.iter().map(|v| (*v, false)).chain(checks.iter().map(|c| (*c, true)));
-        for (line, check) in lines {
-            if let Some(command) = fill.command(line)
-                && !verify.iter().any(|v| v.command == command)
-            {
-                verify.push(Verify { check, command });
-            }
-        }
-        causes.push((
-            a.score,
-            Cause {
-                id,
-                title: info.title.to_owned(),
-                drops,
-                event_drops: a.event_drops,
-                counter_drops: a.counter_drops,
-                explanation: info.explanation.to_owned(),
-                evidence,
-                advice,
-                verify,
-                netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
-            },
-        ));
     }
     causes.sort_by(|(sa, a), (sb, b)| {
         b.drops
@@ -395,73 +95,276 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
     });
     let causes: Vec<Cause> = causes.into_iter().map(|(_, c)| c).collect();
 
-    let s = input.summary;
     if let Some(f) = filter {
-        reconciliation.insert(
-            0,
-            format!(
-                "filter `{}`: {} drops left out, neither traced nor diagnosed; {}",
-                f.expr,
-                f.drops_filtered_out,
-                if counters_count {
-                    "the counters read are those of the namespaces it selects whole".to_owned()
-                } else {
-                    format!(
-                        "counters cannot be split by it: they add evidence to the causes of its traced drops, and {} cause{} that counters alone select {} listed outside its view, not ranked",
-                        outside.len(),
-                        if outside.len() == 1 { "" } else { "s" },
-                        if outside.len() == 1 { "is" } else { "are" }
-                    )
-                }
-            ),
-        );
+        reconciliation.insert(0, filter_line(f, cx.counters_count, outside.len()));
     }
-    let explained: u64 = causes.iter().map(|c| c.event_drops).sum();
     let benign = benign.into_list();
-    let benign_total: u64 = benign.iter().map(|b| b.drops).sum();
-    if s.total_drops > 0 || benign_total > 0 {
-        let mut by_class: BTreeMap<taxonomy::BenignId, u64> = BTreeMap::new();
-        for b in &benign {
-            *by_class.entry(b.class).or_default() += b.drops;
-        }
-        let classes: Vec<String> = by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        let by = if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) };
-        reconciliation.insert(
-            0,
-            format!(
-                "traced drops: {} in total; {} assigned to causes; {benign_total} benign, not loss{by}",
-                s.total_drops, explained
-            ),
-        );
-        // Benign drops that a counter counts too: the same packets, shown together, counted
-        // nowhere else.
-        let broadcast = by_class.get(&taxonomy::BenignId::UnwantedBroadcast).copied().unwrap_or(0);
-        let ignored: u64 =
-            input.deltas.iter().map(|d| d.counter("Udp.IgnoredMulti") + d.counter("Udp6.IgnoredMulti")).sum();
-        if broadcast > 0 || ignored > 0 {
-            reconciliation.push(format!(
-                "unwanted-broadcast: {broadcast} traced (UDP broadcast and multicast to ports nobody listens on, and multicast to groups nobody joined); Udp.IgnoredMulti +{ignored} counts the UDP ones, not Udp.NoPorts: benign, in no cause"
-            ));
-        }
-    }
-    let mut unavailable = BTreeSet::new();
-    for d in input.deltas {
-        for u in &d.unavailable {
-            unavailable.insert(format!("{} {u}", cx.tag(d.netns)));
-        }
-    }
-    for c in input.checks {
-        for u in &c.unavailable {
-            unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
-        }
-    }
+    traced_lines(input, &causes, &benign, &mut reconciliation);
     outside.sort_by(|a, b| b.drops.cmp(&a.drops).then(taxonomy::order(a.id).cmp(&taxonomy::order(b.id))));
     Diagnosis {
         causes,
         explained: assignments,
         benign,
         reconciliation,
-        unavailable: unavailable.into_iter().collect(),
+        unavailable: unavailable(&cx),
         outside_filter: outside,
     }
+}
+
+/// The passes, in their order: events assigned to causes, counters, the drops of a receive
+/// memory window moved, external loss, the evidence of the events, configuration findings.
+/// Returns the benign drops and the (reason, connection) pairs taken by assignments limited
+/// to connections.
+fn run_passes(cx: &mut Ctx<'_>) -> (BenignTally, BTreeSet<(String, Flow)>) {
+    let benign = assign_events(cx);
+    counter_signals(cx);
+    memory_window(cx);
+    external_loss(cx);
+    // The (reason, connection) pairs taken by assignments limited to connections: final once
+    // the rules that move events have run.
+    let taken = claimed(cx);
+    event_evidence(cx, &taken);
+    config_findings(cx);
+    (benign, taken)
+}
+
+/// What one cause's accumulator becomes.
+enum Built {
+    /// A ranked cause, with its counter score for ties.
+    Ranked(u64, Cause),
+    /// Counters alone, outside the filter's view: listed apart, not ranked.
+    Outside(Cause),
+    /// Nothing to show.
+    Nothing,
+}
+
+/// One cause from its accumulator: its drops as the filter lets them count, its
+/// reconciliation, and its advice and verify lines made concrete.
+fn build(
+    cx: &Ctx<'_>,
+    id: CauseId,
+    mut a: Acc,
+    filter: Option<&FilterInfo>,
+    taken: &BTreeSet<(String, Flow)>,
+    reconciliation: &mut Vec<String>,
+) -> Built {
+    let input = cx.input;
+    if a.event_drops.max(a.counter_drops) == 0 && !a.selected {
+        return Built::Nothing;
+    }
+    // With a filter, counters count the filter's drops only when it takes whole
+    // namespaces, and then only the counters of those namespaces (not host-wide ones).
+    let counted = a.traced || (cx.counters_count && (filter.is_none() || !a.netns.is_empty()));
+    let read = a.counter_drops;
+    if !counted {
+        a.counter_drops = 0;
+    }
+    let drops = a.event_drops.max(a.counter_drops);
+    let info = taxonomy::info(id);
+    let mut evidence = std::mem::take(&mut a.evidence);
+    if let Some(f) = filter.filter(|_| !counted && (read > 0 || a.event_drops == 0)) {
+        if a.event_drops == 0 {
+            evidence.push(format!(
+                "outside the filter's view: only counters select this cause ({read} drops counted), and they count traffic the filter `{}` may leave out; none of the filter's drops were traced as it",
+                f.expr
+            ));
+        } else {
+            let line = format!(
+                "{} traced drops are the filter's; the counters read show {read} for all traffic (they cannot be split by the filter `{}`, so they are evidence, not drops)",
+                a.event_drops, f.expr
+            );
+            reconcile(id, &line, &mut evidence, reconciliation);
+        }
+    }
+    if drops == 0 && !counted {
+        return Built::Outside(Cause {
+            id,
+            title: info.title.to_owned(),
+            drops: read,
+            event_drops: 0,
+            counter_drops: read,
+            explanation: info.explanation.to_owned(),
+            evidence,
+            advice: a.advice,
+            verify: Vec::new(),
+            netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
+        });
+    }
+    // Namespaces that came or went during the capture: where their counters come from.
+    for d in input.deltas.iter().filter(|d| a.netns.contains(&d.netns)) {
+        if let Some(t) = d.appeared_after {
+            evidence.push(format!(
+                "{} appeared {t:.1} s into the capture: its counters count from its birth",
+                cx.tag(d.netns)
+            ));
+        }
+        if let Some(t) = d.gone_after {
+            evidence.push(format!(
+                "{} was gone {t:.1} s into the capture: its counters are its last reading",
+                cx.tag(d.netns)
+            ));
+        }
+    }
+    if let Some(line) = reconcile_line(id, &a, counted) {
+        reconcile(id, &line, &mut evidence, reconciliation);
+    }
+    let (advice, verify) = concrete(cx, info, &mut a, taken);
+    Built::Ranked(
+        a.score,
+        Cause {
+            id,
+            title: info.title.to_owned(),
+            drops,
+            event_drops: a.event_drops,
+            counter_drops: a.counter_drops,
+            explanation: info.explanation.to_owned(),
+            evidence,
+            advice,
+            verify,
+            netns: a.netns.into_iter().filter(|n| *n != 0).collect(),
+        },
+    )
+}
+
+/// How a cause's traced drops and its counters compare, if there is something to say.
+fn reconcile_line(id: CauseId, a: &Acc, counted: bool) -> Option<String> {
+    if a.event_drops > 0 && a.counter_drops > 0 {
+        Some(match a.counter_drops.cmp(&a.event_drops) {
+            std::cmp::Ordering::Equal => {
+                format!("{} traced drops match the counters exactly", a.event_drops)
+            }
+            std::cmp::Ordering::Greater => format!(
+                "counters show {} drops, events {}: {} not seen as events ({})",
+                a.counter_drops,
+                a.event_drops,
+                a.counter_drops - a.event_drops,
+                counters_only_why(id)
+            ),
+            std::cmp::Ordering::Less => format!(
+                "events show {} drops, counters {}: {} not in the counters read (a namespace not read, or counted under another counter)",
+                a.event_drops,
+                a.counter_drops,
+                a.event_drops - a.counter_drops
+            ),
+        })
+    } else if a.counter_drops > 0 && a.event_drops == 0 {
+        Some(format!(
+            "{} drops counted by the kernel, none traced as drop events ({})",
+            a.counter_drops,
+            counters_only_why(id)
+        ))
+    } else if a.event_drops > 0 && a.counter_drops == 0 && a.counter_seen && counted {
+        Some(format!(
+            "{} traced drops, the counters read show none (a namespace not read, or a path without a counter)",
+            a.event_drops
+        ))
+    } else {
+        None
+    }
+}
+
+/// The cause's advice and verify lines: the specific ones the passes made, else the
+/// taxonomy's generic lines, made concrete from the largest flow of this cause's drops and
+/// run in its namespace (a line that cannot be made concrete is left out).
+fn concrete(
+    cx: &Ctx<'_>,
+    info: &taxonomy::CauseInfo,
+    a: &mut Acc,
+    taken: &BTreeSet<(String, Flow)>,
+) -> (Vec<String>, Vec<Verify>) {
+    let flow =
+        cx.input.summary.flows.iter().filter(|f| a.events.iter().any(|e| shows(e, f, taken))).max_by_key(|f| f.count);
+    let namespaces: Vec<u32> = a.netns.iter().copied().filter(|n| *n != 0).collect();
+    let in_ns = match namespaces.as_slice() {
+        [one] => cx.in_ns(*one),
+        _ => String::new(),
+    };
+    let fill = Fill::from_flow(flow, in_ns);
+    let mut advice = std::mem::take(&mut a.advice);
+    // The generic remediation only when the checks found nothing specific to say.
+    if advice.is_empty() {
+        advice.extend(info.remediation.iter().filter_map(|r| fill.fill(r)));
+    }
+    let mut verify = std::mem::take(&mut a.verify);
+    let generic = if verify.is_empty() { info.verify } else { &[] };
+    let checks = if verify.is_empty() { info.checks } else { &[] };
+    let lines = generic.iter().map(|v| (*v, VerifyKind::Fix)).chain(checks.iter().map(|c| (*c, VerifyKind::Check)));
+    for (line, kind) in lines {
+        if let Some(command) = fill.command(line)
+            && !verify.iter().any(|v| v.command == command)
+        {
+            verify.push(Verify { kind, command });
+        }
+    }
+    (advice, verify)
+}
+
+/// The first line of a filtered diagnosis's reconciliation: what the filter left out and what
+/// the counters read mean under it.
+fn filter_line(f: &FilterInfo, counters_count: bool, outside: usize) -> String {
+    format!(
+        "filter `{}`: {} drops left out, neither traced nor diagnosed; {}",
+        f.expr,
+        f.drops_filtered_out,
+        if counters_count {
+            "the counters read are those of the namespaces it selects whole".to_owned()
+        } else {
+            format!(
+                "counters cannot be split by it: they add evidence to the causes of its traced drops, and {} cause{} that counters alone select {} listed outside its view, not ranked",
+                outside,
+                if outside == 1 { "" } else { "s" },
+                if outside == 1 { "is" } else { "are" }
+            )
+        }
+    )
+}
+
+/// The reconciliation of the traced drops as a whole: how many went to causes and how many
+/// were benign, and the benign ones a counter counts too.
+fn traced_lines(input: &DiagnosisInput<'_>, causes: &[Cause], benign: &[Benign], reconciliation: &mut Vec<String>) {
+    let s = input.summary;
+    let explained: u64 = causes.iter().map(|c| c.event_drops).sum();
+    let benign_total: u64 = benign.iter().map(|b| b.drops).sum();
+    if s.total_drops == 0 && benign_total == 0 {
+        return;
+    }
+    let mut by_class: BTreeMap<taxonomy::BenignId, u64> = BTreeMap::new();
+    for b in benign {
+        *by_class.entry(b.class).or_default() += b.drops;
+    }
+    let classes: Vec<String> = by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let by = if classes.is_empty() { String::new() } else { format!(" ({})", classes.join(", ")) };
+    reconciliation.insert(
+        0,
+        format!(
+            "traced drops: {} in total; {} assigned to causes; {benign_total} benign, not loss{by}",
+            s.total_drops, explained
+        ),
+    );
+    // Benign drops that a counter counts too: the same packets, shown together, counted
+    // nowhere else.
+    let broadcast = by_class.get(&taxonomy::BenignId::UnwantedBroadcast).copied().unwrap_or(0);
+    let ignored: u64 =
+        input.deltas.iter().map(|d| d.counter("Udp.IgnoredMulti") + d.counter("Udp6.IgnoredMulti")).sum();
+    if broadcast > 0 || ignored > 0 {
+        reconciliation.push(format!(
+            "unwanted-broadcast: {broadcast} traced (UDP broadcast and multicast to ports nobody listens on, and multicast to groups nobody joined); Udp.IgnoredMulti +{ignored} counts the UDP ones, not Udp.NoPorts: benign, in no cause"
+        ));
+    }
+}
+
+/// What could not be read, each line tagged with its namespace.
+fn unavailable(cx: &Ctx<'_>) -> Vec<String> {
+    let mut unavailable = BTreeSet::new();
+    for d in cx.input.deltas {
+        for u in &d.unavailable {
+            unavailable.insert(format!("{} {u}", cx.tag(d.netns)));
+        }
+    }
+    for c in cx.input.checks {
+        for u in &c.unavailable {
+            unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
+        }
+    }
+    unavailable.into_iter().collect()
 }

@@ -2,9 +2,12 @@
 //! `SOCKET_RCVBUFF`, by location for reasons that say nothing), and the evidence of the events.
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Benign, BenignId, CauseId, Explained, engine::Ctx, taxonomy};
-use crate::model::Flow;
-use crate::model::FlowCount;
+use super::{
+    Benign, BenignId, CauseId, Explained,
+    ctx::Ctx,
+    taxonomy::{self, MEMORY_REASONS},
+};
+use crate::model::{Flow, FlowCount, ReasonCount};
 
 /// Benign drops found while assigning, by (class, reason, location).
 #[derive(Default)]
@@ -50,7 +53,6 @@ const UDP_RCV: &[&str] = &[
 pub(super) fn assign_events(cx: &mut Ctx<'_>) -> BenignTally {
     let s = cx.input.summary;
     let mut benign = BenignTally::default();
-    let total_counter = |cx: &Ctx<'_>, key: &str| cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>();
     let mut ignored_multi = total_counter(cx, "Udp.IgnoredMulti") + total_counter(cx, "Udp6.IgnoredMulti");
     for r in &s.reasons {
         if r.count == 0 {
@@ -70,119 +72,142 @@ pub(super) fn assign_events(cx: &mut Ctx<'_>) -> BenignTally {
             }
         }
         let flow_benign: u64 = by_flow.values().sum::<u64>().min(r.count);
-        let r = &crate::model::ReasonCount { count: r.count - flow_benign, ..r.clone() };
+        let r = &ReasonCount { count: r.count - flow_benign, ..r.clone() };
         if r.count == 0 {
             continue;
         }
         let flows: Vec<_> = s.flows.iter().filter(|f| f.reason == r.reason).collect();
         match r.reason.as_str() {
-            "SOCKET_RCVBUFF" => {
-                let by = |p: &str| flows.iter().filter(|f| f.flow.proto == p).map(|f| f.count).sum::<u64>();
-                let (udp, tcp) = (by("udp"), by("tcp"));
-                let rest = r.count.saturating_sub(udp + tcp);
-                let udp_counters = total_counter(cx, "Udp.RcvbufErrors") + total_counter(cx, "Udp6.RcvbufErrors");
-                let rest_to_tcp = tcp > udp && udp_counters == 0;
-                let (udp, tcp) = if rest_to_tcp { (udp, tcp + rest) } else { (udp + rest, tcp) };
-                if udp > 0 {
-                    push_event(cx, CauseId::UdpRcvbufFull, &r.reason, Some("udp"), None, udp);
-                }
-                if tcp > 0 {
-                    push_event(cx, CauseId::SocketMemoryPressure, &r.reason, Some("tcp"), None, tcp);
-                }
-            }
-            "QDISC_DROP" => {
-                // A device without carrier (or down) holds the noop qdisc, which drops every
-                // packet with QDISC_DROP: the interface is down, no queue is too short.
-                let down: u64 =
-                    flows.iter().filter(|f| device_is_down(cx, f.flow.netns.inode, f.ifindex)).map(|f| f.count).sum();
-                let down = down.min(r.count);
-                if down > 0 {
-                    push_event(cx, CauseId::InterfaceDown, &r.reason, None, None, down);
-                }
-                if r.count > down {
-                    push_event(cx, CauseId::QdiscDrop, &r.reason, None, None, r.count - down);
-                }
-            }
-            "NETFILTER_DROP" => {
-                // Conntrack refusing new entries shows as NETFILTER_DROP too.
-                let ct: u64 = cx
-                    .input
-                    .deltas
-                    .iter()
-                    .filter_map(|d| d.conntrack.as_ref())
-                    .map(|c| {
-                        c.stats.get("drop").copied().unwrap_or(0) + c.stats.get("insert_failed").copied().unwrap_or(0)
-                    })
-                    .sum();
-                let to_ct = ct.min(r.count);
-                if to_ct > 0 {
-                    push_event(cx, CauseId::ConntrackTableFull, &r.reason, None, None, to_ct);
-                }
-                if r.count > to_ct {
-                    push_event(cx, CauseId::FirewallDrop, &r.reason, None, None, r.count - to_ct);
-                }
-            }
+            "SOCKET_RCVBUFF" => assign_rcvbuff(cx, r, &flows),
+            "QDISC_DROP" => assign_qdisc(cx, r, &flows),
+            "NETFILTER_DROP" => assign_netfilter(cx, r),
             reason => {
                 if let Some(id) = taxonomy::cause_for_reason(reason) {
                     push_event(cx, id, reason, None, None, r.count);
                     continue;
                 }
-                // By location: NOT_SPECIFIED, TCP_DROP and unknown reasons.
-                let mut left = r.count;
-                let locs: Vec<_> = s.locations.iter().filter(|l| l.reason == reason && l.count > 0).collect();
-                for l in locs {
-                    // The flows of this location already counted as benign.
-                    let taken = by_flow.get(l.symbol.as_str()).copied().unwrap_or(0);
-                    let n = l.count.saturating_sub(taken).min(left);
-                    if n == 0 {
-                        continue;
-                    }
-                    if let Some(b) = taxonomy::benign_for_location(reason, &l.symbol) {
-                        benign.add(b, reason, Some(&l.symbol), n);
-                        left -= n;
-                        continue;
-                    }
-                    // Before drop reasons, ignored broadcasts and closed ports are freed in
-                    // the same UDP functions: as many as Udp.IgnoredMulti counted are benign.
-                    let n = if reason == crate::decode::reasons::NO_REASON
-                        && UDP_RCV.contains(&crate::decode::symbols::function_of(&l.symbol))
-                    {
-                        let ignored = ignored_multi.min(n);
-                        ignored_multi -= ignored;
-                        benign.add(BenignId::UnwantedBroadcast, reason, Some(&l.symbol), ignored);
-                        left -= ignored;
-                        n - ignored
-                    } else {
-                        n
-                    };
-                    if n == 0 {
-                        continue;
-                    }
-                    let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
-                        CauseId::TcpProtocol
-                    } else {
-                        CauseId::Unclassified
-                    });
-                    // Before drop reasons, a tc verdict is freed in the device core (its
-                    // `sch_handle_ingress` inlined there): where the flows' devices have a
-                    // clsact qdisc that dropped as much, these are its programs' drops.
-                    let tc = if id == CauseId::Unclassified { tc_verdicts(cx, reason, &l.symbol).min(n) } else { 0 };
-                    if tc > 0 {
-                        push_event(cx, CauseId::BpfOrTcProgram, reason, None, Some(l.symbol.clone()), tc);
-                    }
-                    if n > tc {
-                        push_event(cx, id, reason, None, Some(l.symbol.clone()), n - tc);
-                    }
-                    left -= n;
-                }
-                if left > 0 {
-                    let id = if reason == "TCP_DROP" { CauseId::TcpProtocol } else { CauseId::Unclassified };
-                    push_event(cx, id, reason, None, None, left);
-                }
+                assign_by_location(cx, r, &by_flow, &mut ignored_multi, &mut benign);
             }
         }
     }
     benign
+}
+
+/// A counter summed over the namespaces read.
+fn total_counter(cx: &Ctx<'_>, key: &str) -> u64 {
+    cx.input.deltas.iter().map(|d| d.counter(key)).sum::<u64>()
+}
+
+/// `SOCKET_RCVBUFF`, split by the flows' protocol (UDP => udp-rcvbuf-full, TCP =>
+/// socket-memory-pressure); drops of no flow go with UDP unless only TCP could have them.
+fn assign_rcvbuff(cx: &mut Ctx<'_>, r: &ReasonCount, flows: &[&FlowCount]) {
+    let by = |p: &str| flows.iter().filter(|f| f.flow.proto == p).map(|f| f.count).sum::<u64>();
+    let (udp, tcp) = (by("udp"), by("tcp"));
+    let rest = r.count.saturating_sub(udp + tcp);
+    let udp_counters = total_counter(cx, "Udp.RcvbufErrors") + total_counter(cx, "Udp6.RcvbufErrors");
+    let rest_to_tcp = tcp > udp && udp_counters == 0;
+    let (udp, tcp) = if rest_to_tcp { (udp, tcp + rest) } else { (udp + rest, tcp) };
+    if udp > 0 {
+        push_event(cx, CauseId::UdpRcvbufFull, &r.reason, Some("udp"), None, udp);
+    }
+    if tcp > 0 {
+        push_event(cx, CauseId::SocketMemoryPressure, &r.reason, Some("tcp"), None, tcp);
+    }
+}
+
+/// `QDISC_DROP`: a device without carrier (or down) holds the noop qdisc, which drops every
+/// packet with `QDISC_DROP`: the interface is down, no queue is too short.
+fn assign_qdisc(cx: &mut Ctx<'_>, r: &ReasonCount, flows: &[&FlowCount]) {
+    let down: u64 = flows.iter().filter(|f| device_is_down(cx, f.flow.netns.inode, f.ifindex)).map(|f| f.count).sum();
+    let down = down.min(r.count);
+    if down > 0 {
+        push_event(cx, CauseId::InterfaceDown, &r.reason, None, None, down);
+    }
+    if r.count > down {
+        push_event(cx, CauseId::QdiscDrop, &r.reason, None, None, r.count - down);
+    }
+}
+
+/// `NETFILTER_DROP`: conntrack refusing new entries shows as `NETFILTER_DROP` too.
+fn assign_netfilter(cx: &mut Ctx<'_>, r: &ReasonCount) {
+    let ct: u64 = cx
+        .input
+        .deltas
+        .iter()
+        .filter_map(|d| d.conntrack.as_ref())
+        .map(|c| c.stats.get("drop").copied().unwrap_or(0) + c.stats.get("insert_failed").copied().unwrap_or(0))
+        .sum();
+    let to_ct = ct.min(r.count);
+    if to_ct > 0 {
+        push_event(cx, CauseId::ConntrackTableFull, &r.reason, None, None, to_ct);
+    }
+    if r.count > to_ct {
+        push_event(cx, CauseId::FirewallDrop, &r.reason, None, None, r.count - to_ct);
+    }
+}
+
+/// A reason that names no cause (`NOT_SPECIFIED`, `TCP_DROP`, unknown ones): by drop location,
+/// less the flows of each location already counted as benign (`by_flow`).
+fn assign_by_location(
+    cx: &mut Ctx<'_>,
+    r: &ReasonCount,
+    by_flow: &BTreeMap<&str, u64>,
+    ignored_multi: &mut u64,
+    benign: &mut BenignTally,
+) {
+    let s = cx.input.summary;
+    let reason = r.reason.as_str();
+    let mut left = r.count;
+    let locs: Vec<_> = s.locations.iter().filter(|l| l.reason == reason && l.count > 0).collect();
+    for l in locs {
+        // The flows of this location already counted as benign.
+        let taken = by_flow.get(l.symbol.as_str()).copied().unwrap_or(0);
+        let n = l.count.saturating_sub(taken).min(left);
+        if n == 0 {
+            continue;
+        }
+        if let Some(b) = taxonomy::benign_for_location(reason, &l.symbol) {
+            benign.add(b, reason, Some(&l.symbol), n);
+            left -= n;
+            continue;
+        }
+        // Before drop reasons, ignored broadcasts and closed ports are freed in
+        // the same UDP functions: as many as Udp.IgnoredMulti counted are benign.
+        let n = if reason == crate::decode::reasons::NO_REASON
+            && UDP_RCV.contains(&crate::decode::symbols::function_of(&l.symbol))
+        {
+            let ignored = (*ignored_multi).min(n);
+            *ignored_multi -= ignored;
+            benign.add(BenignId::UnwantedBroadcast, reason, Some(&l.symbol), ignored);
+            left -= ignored;
+            n - ignored
+        } else {
+            n
+        };
+        if n == 0 {
+            continue;
+        }
+        let id = taxonomy::cause_for_location(&l.symbol).unwrap_or(if reason == "TCP_DROP" {
+            CauseId::TcpProtocol
+        } else {
+            CauseId::Unclassified
+        });
+        // Before drop reasons, a tc verdict is freed in the device core (its
+        // `sch_handle_ingress` inlined there): where the flows' devices have a
+        // clsact qdisc that dropped as much, these are its programs' drops.
+        let tc = if id == CauseId::Unclassified { tc_verdicts(cx, reason, &l.symbol).min(n) } else { 0 };
+        if tc > 0 {
+            push_event(cx, CauseId::BpfOrTcProgram, reason, None, Some(l.symbol.clone()), tc);
+        }
+        if n > tc {
+            push_event(cx, id, reason, None, Some(l.symbol.clone()), n - tc);
+        }
+        left -= n;
+    }
+    if left > 0 {
+        let id = if reason == "TCP_DROP" { CauseId::TcpProtocol } else { CauseId::Unclassified };
+        push_event(cx, id, reason, None, None, left);
+    }
 }
 
 /// Functions of the device core that free a packet a tc program dropped, on kernels without
@@ -261,8 +286,6 @@ pub(super) fn push_event(
 /// control: never loss, never moved here.)
 const WINDOW_REASONS: &[&str] =
     &["TCP_ZEROWINDOW", "TCP_OVERWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];
-/// TCP drop reasons of data dropped for want of receive memory.
-pub(super) const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
 /// Counters of the segments outside the receive window, and the reasons of the drops they count.
 const WINDOW_COUNTERS: &[&str] = &["TcpExt.BeyondWindow", "TcpExt.TCPZeroWindowDrop"];
 const COUNTED_WINDOW_REASONS: &[&str] = &["TCP_ZEROWINDOW", "TCP_INVALID_SEQUENCE", "TCP_INVALID_END_SEQUENCE"];

@@ -27,6 +27,7 @@
 //! on their own: they add evidence and advice to a cause selected by drops or counters.
 mod checks;
 mod counter_rules;
+mod ctx;
 mod engine;
 mod events;
 pub(crate) mod taxonomy;
@@ -88,44 +89,59 @@ pub(crate) struct Cause {
 }
 
 /// A verify line: a command that verifies the fix, or a check that confirms the cause first
-/// (the taxonomy's `checks`). Files and JSON hold it as one string, a check's command after
-/// `check: `.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+/// (the taxonomy's `checks`). Files and JSON hold it as one string, the command after its
+/// kind's mark ([`VerifyKind::mark`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Verify {
-    /// A check that confirms the cause, rather than a command to run after the fix.
-    pub check: bool,
+    pub kind: VerifyKind,
     pub command: String,
 }
 
-/// How a check's command is marked in files and JSON.
-const CHECK_MARK: &str = "check: ";
-
-impl Verify {
-    /// A command that verifies the fix.
-    pub(crate) fn fix(command: String) -> Self {
-        Self { check: false, command }
-    }
+/// What a verify line is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum VerifyKind {
+    /// A command to run after the fix, to see that it worked.
+    #[default]
+    Fix,
+    /// A check that confirms the cause, before any fix.
+    Check,
 }
 
-impl From<String> for Verify {
-    fn from(s: String) -> Self {
-        match s.strip_prefix(CHECK_MARK) {
-            Some(c) => Self { check: true, command: c.to_owned() },
-            None => Self::fix(s),
+impl VerifyKind {
+    /// What comes before the command of a line of this kind in files and JSON.
+    pub(crate) const fn mark(self) -> &'static str {
+        match self {
+            Self::Fix => "",
+            Self::Check => "check: ",
         }
     }
 }
 
-impl From<&str> for Verify {
-    fn from(s: &str) -> Self {
-        s.to_owned().into()
+impl Verify {
+    /// A command that verifies the fix.
+    pub(crate) fn fix(command: String) -> Self {
+        Self { kind: VerifyKind::Fix, command }
+    }
+
+    /// A check that confirms the cause.
+    pub(crate) fn check(command: String) -> Self {
+        Self { kind: VerifyKind::Check, command }
     }
 }
 
-impl From<Verify> for String {
-    fn from(v: Verify) -> Self {
-        if v.check { format!("{CHECK_MARK}{}", v.command) } else { v.command }
+impl Serialize for Verify {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}{}", self.kind.mark(), self.command))
+    }
+}
+
+impl<'de> Deserialize<'de> for Verify {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.strip_prefix(VerifyKind::Check.mark()) {
+            Some(c) => Self::check(c.to_owned()),
+            None => Self::fix(s),
+        })
     }
 }
 

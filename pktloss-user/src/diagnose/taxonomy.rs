@@ -940,6 +940,9 @@ fn pattern_matches(pattern: &str, reason: &str) -> bool {
     }
 }
 
+/// TCP drop reasons of data dropped for want of receive memory.
+pub(crate) const MEMORY_REASONS: &[&str] = &["PROTO_MEM", "TCP_OFO_QUEUE_PRUNE", "SOCKET_RCVBUFF"];
+
 /// The cause a drop reason maps to by name alone (exact matches before prefix matches), if any.
 /// `SOCKET_RCVBUFF`, `NOT_SPECIFIED` and `TCP_DROP` need more context and return `None`.
 pub(crate) fn cause_for_reason(reason: &str) -> Option<CauseId> {

@@ -469,11 +469,7 @@ fn tcp_accept_queue_full_from_counters_alone() {
     s.retransmits = Retransmits {
         total: 8,
         flows: vec![RetransCount {
-            src: "127.0.0.1".into(),
-            sport: 1,
-            dst: "127.0.0.1".into(),
-            dport: 8080,
-            netns: NSA,
+            flow: Flow::tcp("127.0.0.1".into(), 1, "127.0.0.1".into(), 8080, NetnsId { inode: NSA, cookie: 0 }),
             count: 8,
         }],
     };
@@ -951,11 +947,7 @@ fn external_loss_only_without_local_drops() {
     s.retransmits = Retransmits {
         total: 40,
         flows: vec![RetransCount {
-            src: "10.0.0.2".into(),
-            sport: 5555,
-            dst: "203.0.113.9".into(),
-            dport: 443,
-            netns: HOST,
+            flow: Flow::tcp("10.0.0.2".into(), 5555, "203.0.113.9".into(), 443, NetnsId { inode: HOST, cookie: 0 }),
             count: 40,
         }],
     };
@@ -1264,7 +1256,7 @@ fn benign_classes_are_in_order_and_explained() {
 /// `check: `, a fix's command alone; both read back as they were.
 #[test]
 fn verify_lines_keep_their_string_form() {
-    let lines = vec![Verify { check: true, command: "nstat -az".into() }, Verify::fix("ss -uam".into())];
+    let lines = vec![Verify::check("nstat -az".into()), Verify::fix("ss -uam".into())];
     let json = serde_json::to_value(&lines).unwrap();
     assert_eq!(json, serde_json::json!(["check: nstat -az", "ss -uam"]));
     assert_eq!(serde_json::from_value::<Vec<Verify>>(json).unwrap(), lines);

@@ -19,6 +19,7 @@ use prometheus_client::{
 
 use crate::{
     diagnose::{CauseId, Diagnosis},
+    host::netns::NetnsLabel,
     model::{ProbeStatus, Summary},
 };
 
@@ -87,13 +88,51 @@ impl Default for Limits {
 pub(crate) use crate::model::NetnsId;
 
 /// The living namespaces: inode -> (cookie, label), as last read.
-pub(crate) type Living = BTreeMap<u32, (u64, String)>;
+pub(crate) type Living = BTreeMap<u32, (u64, NetnsName)>;
+
+/// What a namespace's series is called: a name (`ip netns`, `host`, pod, container or unit),
+/// or, unnamed, its inode (written `netns:INODE`, as [`NetnsLabel::Inode`] is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NetnsName {
+    Named(String),
+    Unnamed(u32),
+}
+
+impl NetnsName {
+    pub(crate) fn is_unnamed(&self) -> bool {
+        matches!(self, Self::Unnamed(_))
+    }
+}
+
+impl From<NetnsLabel> for NetnsName {
+    fn from(l: NetnsLabel) -> Self {
+        match l {
+            NetnsLabel::Inode(i) => Self::Unnamed(i),
+            l => Self::Named(l.to_string()),
+        }
+    }
+}
+
+impl From<&str> for NetnsName {
+    fn from(s: &str) -> Self {
+        Self::Named(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for NetnsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Named(n) => f.write_str(n),
+            Self::Unnamed(i) => NetnsLabel::Inode(*i).fmt(f),
+        }
+    }
+}
 
 /// The series of one network namespace.
 #[derive(Debug, Default)]
 struct NetnsSeries {
     /// Its name, bound to its cookie when first read (never another namespace's).
-    label: String,
+    label: Option<NetnsName>,
     /// Exact drops by reason (cumulative, from the kernel's per-namespace counts).
     by_reason: BTreeMap<String, u64>,
     /// When it was last listed as living (`None`: still there at the last look).
@@ -344,8 +383,8 @@ impl MetricsState {
             return Vec::new();
         }
         let mut by_ns: BTreeMap<NetnsId, BTreeMap<&str, u64>> = BTreeMap::new();
-        for n in s.netns_drops.iter().filter(|n| n.netns != 0) {
-            *by_ns.entry(n.id()).or_default().entry(n.reason.as_str()).or_default() += n.count;
+        for n in s.netns_drops.iter().filter(|n| n.netns.inode != 0) {
+            *by_ns.entry(n.netns).or_default().entry(n.reason.as_str()).or_default() += n.count;
         }
         let alive = |id: &NetnsId| {
             living.and_then(|l| l.get(&id.inode)).filter(|(c, _)| *c == id.cookie || *c == 0 || id.cookie == 0)
@@ -354,11 +393,11 @@ impl MetricsState {
             if self.netns.contains_key(&id) || self.netns.len() < self.limits.max_netns {
                 let e = self.netns.entry(id).or_default();
                 if let Some((_, label)) = alive(&id) {
-                    if e.label.is_empty() || e.label.starts_with("netns:") {
-                        e.label.clone_from(label);
+                    if e.label.as_ref().is_none_or(NetnsName::is_unnamed) {
+                        e.label = Some(label.clone());
                     }
-                } else if e.label.is_empty() {
-                    e.label = format!("netns:{}", id.inode);
+                } else if e.label.is_none() {
+                    e.label = Some(NetnsName::Unnamed(id.inode));
                 }
                 for (r, c) in reasons {
                     let v = e.by_reason.entry(r.to_owned()).or_default();
@@ -532,10 +571,20 @@ impl Family {
 }
 
 impl Snapshot {
-    #[expect(clippy::too_many_lines, reason = "one family after the other, in the order they are exposed")]
     fn of(m: &MetricsState) -> Self {
         let mut fams = Vec::new();
+        Self::drops(m, &mut fams);
+        Self::places(m, &mut fams);
+        Self::diagnosis(m, &mut fams);
+        Self::accounting(m, &mut fams);
+        Self::programs(m, &mut fams);
+        fams.push(Family::scalar("scrapes", "Scrapes served.", m.scrapes));
 
+        Self { families: fams }
+    }
+
+    /// Drops, their bytes and the resets sent, by reason.
+    fn drops(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new("drops", "Packets the kernel dropped (kfree_skb with a drop reason), exact.", true);
         for (reason, (sub, c)) in &m.by_reason {
             f.add(vec![("reason", reason.clone()), ("subsystem", (*sub).to_owned())], *c);
@@ -562,7 +611,10 @@ impl Snapshot {
             }
             fams.push(f);
         }
+    }
 
+    /// Drops by where: kernel function, device, firewall chain, namespace.
+    fn places(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "function_drops",
             "Drops by the kernel function that freed the packet (the first functions seen have their own series, the rest are function=\"other\").",
@@ -653,21 +705,25 @@ impl Snapshot {
             );
             // Two namespaces with one name (a name used again, or one never listed whose inode
             // another had) are one series: their sum.
-            let mut by_label: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+            let mut by_label: BTreeMap<(String, &str), u64> = BTreeMap::new();
             for n in m.netns.values() {
+                let l = n.label.as_ref().map(ToString::to_string).unwrap_or_default();
                 for (r, c) in &n.by_reason {
-                    *by_label.entry((n.label.as_str(), r.as_str())).or_default() += c;
+                    *by_label.entry((l.clone(), r.as_str())).or_default() += c;
                 }
             }
             for ((l, r), c) in by_label {
-                f.add(vec![("netns", l.to_owned()), ("reason", r.to_owned())], c);
+                f.add(vec![("netns", l), ("reason", r.to_owned())], c);
             }
             for (r, c) in &m.netns_other {
                 f.add(vec![("netns", OTHER.to_owned()), ("reason", r.clone())], *c);
             }
             fams.push(f);
         }
+    }
 
+    /// The diagnosis windows: drops by cause, the causes active, the windows.
+    fn diagnosis(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "cause_drops",
             "Drops explained by each cause of the diagnosis, summed over the diagnosis windows.",
@@ -695,7 +751,10 @@ impl Snapshot {
             f.series.push((Vec::new(), Value::Seconds(t)));
             fams.push(f);
         }
+    }
 
+    /// What the tracer could not count in detail, in flows or in namespaces, and what the filter left out.
+    fn accounting(m: &MetricsState, fams: &mut Vec<Family>) {
         let mut f = Family::new(
             "detail_events",
             "Per-drop detail events: delivered to pktloss, over the detail budget, or lost because the ring buffer was full.",
@@ -735,7 +794,10 @@ impl Snapshot {
             "Times the bounded cache of each flow's process was full and started over.",
             m.process_cache_resets,
         ));
+    }
 
+    /// The programs (run time, runs, recursion misses), the probes and the build.
+    fn programs(m: &MetricsState, fams: &mut Vec<Family>) {
         let stats: Vec<&ProgramStats> = m.programs.iter().filter(|p| p.run_count.is_some()).collect();
         if !stats.is_empty() {
             let mut t = Family::new(
@@ -776,10 +838,6 @@ impl Snapshot {
         let mut f = Family::new("build_info", "pktloss's version and the running kernel.", false);
         f.add(vec![("version", m.build.0.clone()), ("kernel", m.build.1.clone())], 1);
         fams.push(f);
-
-        fams.push(Family::scalar("scrapes", "Scrapes served.", m.scrapes));
-
-        Self { families: fams }
     }
 }
 
@@ -831,9 +889,8 @@ mod tests {
         }
         s.netns_drops = by
             .into_iter()
-            .map(|((netns, netns_cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
-                netns,
-                netns_cookie,
+            .map(|((inode, cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
+                netns: NetnsId { inode, cookie },
                 ifindex,
                 reason,
                 code,
@@ -966,7 +1023,7 @@ mod tests {
         with_netns_drops(&mut other);
         let t0 = Instant::now();
         let cookie = f.summary.flows[0].flow.netns.cookie;
-        let living: Living = [(ns, (cookie, "uxa".to_owned()))].into();
+        let living: Living = [(ns, (cookie, "uxa".into()))].into();
         m.observe(&f.summary, Some(&living), t0);
         m.observe(&other, Some(&living), t0);
         let t = m.prometheus_text();
@@ -996,19 +1053,18 @@ mod tests {
         let cookie = f.summary.flows[0].flow.netns.cookie;
         let t0 = Instant::now();
         let mut first = f.summary.clone();
-        first.netns_drops.retain(|n| n.netns == ns && n.reason == "NO_SOCKET");
-        m.observe(&first, Some(&[(ns, (cookie, "old".to_owned()))].into()), t0);
+        first.netns_drops.retain(|n| n.netns.inode == ns && n.reason == "NO_SOCKET");
+        m.observe(&first, Some(&[(ns, (cookie, "old".into()))].into()), t0);
         // The second namespace has the same inode, a new cookie and 30 drops of its own.
         let mut second = first.clone();
         second.netns_drops.push(crate::model::NetnsDropCount {
-            netns: ns,
-            netns_cookie: cookie + 1,
+            netns: NetnsId { inode: ns, cookie: cookie + 1 },
             ifindex: 1,
             reason: "NO_SOCKET".into(),
             code: 3,
             count: 30,
         });
-        m.observe(&second, Some(&[(ns, (cookie + 1, "new".to_owned()))].into()), t0 + Duration::from_secs(1));
+        m.observe(&second, Some(&[(ns, (cookie + 1, "new".into()))].into()), t0 + Duration::from_secs(1));
         let t = m.prometheus_text();
         assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"old\",reason=\"NO_SOCKET\"}"), Some(50));
         assert_eq!(value(&t, "pktloss_netns_drops_total{netns=\"new\",reason=\"NO_SOCKET\"}"), Some(30));
@@ -1019,7 +1075,7 @@ mod tests {
         let f = fixture();
         let mut m = state(&f, Limits { max_netns: 8, ..Limits::default() });
         let living: Living =
-            [(f.summary.flows[0].flow.netns.inode, (f.summary.flows[0].flow.netns.cookie, "uxa".to_owned()))].into();
+            [(f.summary.flows[0].flow.netns.inode, (f.summary.flows[0].flow.netns.cookie, "uxa".into()))].into();
         m.observe(&f.summary, Some(&living), Instant::now());
         m.observe_window(&f.diagnosis, 1_796_500_000.0);
         m.set_programs(vec![ProgramStats {

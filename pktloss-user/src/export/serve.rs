@@ -25,7 +25,7 @@ use axum::{
 use pktloss_common::stat;
 use tokio::sync::oneshot;
 
-use super::metrics::{Limits, Living, MetricsState, NetnsId};
+use super::metrics::{Limits, Living, MetricsState, NetnsId, NetnsName};
 use crate::{
     host::counters::CounterWatch,
     host::counters::Gathered,
@@ -77,15 +77,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     let mut session = Session::start(opts)?;
     // Attached: keep only what reading maps and namespaces needs, before any thread that
     // lives long is started (capabilities are per thread).
-    match crate::host::caps::keep_only(crate::host::caps::SERVE_KEEPS) {
-        Ok(dropped) if !dropped.is_empty() => {
-            let mut names: Vec<String> = dropped.iter().map(ToString::to_string).collect();
-            names.sort();
-            log::info!("pktloss: dropped capabilities no longer needed: {}", names.join(", "));
-        }
-        Ok(_) => {}
-        Err(e) => log::warn!("pktloss: could not drop capabilities: {e}"),
-    }
+    drop_capabilities();
     let (_, kernel) = crate::session::host_facts();
     let reasons: Vec<(u32, String)> = session.agg.reasons.iter().map(|(c, n)| (c, n.to_owned())).collect();
     let host_netns = crate::host::netns::self_inode().unwrap_or(0);
@@ -94,13 +86,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
 
     let (scrape_tx, scrape_rx) = mpsc::channel::<Scrape>();
     // Each request also bumps this eventfd, which wakes the collector at once.
-    // SAFETY: eventfd has no preconditions; the fd is owned below.
-    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if efd < 0 {
-        return Err(anyhow::anyhow!("eventfd: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let wake = std::sync::Arc::new(unsafe { std::os::fd::OwnedFd::from_raw_fd(efd) });
+    let wake = std::sync::Arc::new(eventfd()?);
     let wake_http = std::sync::Arc::clone(&wake);
     let (quit_tx, quit_rx) = oneshot::channel::<()>();
     let http = std::thread::Builder::new()
@@ -132,43 +118,7 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
         let mut first = true;
         while let Ok((openmetrics, reply)) = scrape_rx.try_recv() {
             if first {
-                // The programs' maps only: device TX counts (read by entering every namespace
-                // with drops) are not exported.
-                let t0 = Instant::now();
-                let raw = session.tracer.read()?;
-                let t1 = Instant::now();
-                let summary = session.summary_of(&raw);
-                log::debug!(
-                    "scrape: maps read in {:?} ({} flows), summary in {:?}",
-                    t1 - t0,
-                    raw.flows.len(),
-                    t1.elapsed()
-                );
-                // Namespaces with drops whose identity is not known yet: look again now.
-                let living = if cfg.limits.max_netns > 0 {
-                    let ids: Vec<NetnsId> = summary
-                        .netns_drops
-                        .iter()
-                        .filter(|n| n.netns != 0)
-                        .map(crate::model::NetnsDropCount::id)
-                        .collect();
-                    watch.tick(&ids);
-                    Some(&watch.living)
-                } else {
-                    None
-                };
-                let removed = state.observe(&summary, living, Instant::now());
-                if !removed.is_empty() {
-                    let n = session
-                        .tracer
-                        .forget_netns(&|k| removed.contains(&NetnsId { inode: k.netns, cookie: k.cookie }));
-                    log::debug!("forgot the counts of {} namespaces gone ({n} keys)", removed.len());
-                }
-                let reasons = &session.agg.reasons;
-                state.observe_bytes(raw.drop_bytes.iter().map(|(k, b)| (k.reason, reasons.name(k.reason), *b)));
-                state.set_programs(session.tracer.program_stats());
-                state.set_process_cache_resets(session.agg.flow_process_resets);
-                state.set_netns_overflow(raw.stat(stat::NETNS_FAILS));
+                refresh(&mut session, &mut state, &mut watch, &cfg)?;
                 first = false;
             }
             // The scraper may have given up; nothing to do then.
@@ -201,8 +151,70 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     drop(scrape_rx);
     quit_tx.send(()).ok();
     drop(session); // detach
-    // Joined only once finished, and waited for a little longer than its grace: a thread that
-    // does not stop (it should) must not keep the process from exiting.
+    join_http(http);
+    result
+}
+
+/// Keep only the capabilities that reading maps and namespaces needs (per thread: before any
+/// thread that lives long is started).
+fn drop_capabilities() {
+    match crate::host::caps::keep_only(crate::host::caps::SERVE_KEEPS) {
+        Ok(dropped) if !dropped.is_empty() => {
+            let mut names: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+            names.sort();
+            log::info!("pktloss: dropped capabilities no longer needed: {}", names.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("pktloss: could not drop capabilities: {e}"),
+    }
+}
+
+/// A non-blocking eventfd, owned.
+fn eventfd() -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: eventfd has no preconditions; the fd is owned below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(anyhow::anyhow!("eventfd: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(efd) })
+}
+
+/// Read the maps for a scrape and fold them into the state: the summary, the namespaces with
+/// drops (looked up when not known yet, the counts of gone ones forgotten), drop bytes, the
+/// programs' statistics.
+fn refresh(session: &mut Session, state: &mut MetricsState, watch: &mut NetnsWatch, cfg: &ServeConfig) -> Result<()> {
+    // The programs' maps only: device TX counts (read by entering every namespace
+    // with drops) are not exported.
+    let t0 = Instant::now();
+    let raw = session.tracer.read()?;
+    let t1 = Instant::now();
+    let summary = session.summary_of(&raw);
+    log::debug!("scrape: maps read in {:?} ({} flows), summary in {:?}", t1 - t0, raw.flows.len(), t1.elapsed());
+    // Namespaces with drops whose identity is not known yet: look again now.
+    let living = if cfg.limits.max_netns > 0 {
+        let ids: Vec<NetnsId> = summary.netns_drops.iter().filter(|n| n.netns.inode != 0).map(|n| n.netns).collect();
+        watch.tick(&ids);
+        Some(&watch.living)
+    } else {
+        None
+    };
+    let removed = state.observe(&summary, living, Instant::now());
+    if !removed.is_empty() {
+        let n = session.tracer.forget_netns(&|k| removed.contains(&NetnsId { inode: k.netns, cookie: k.cookie }));
+        log::debug!("forgot the counts of {} namespaces gone ({n} keys)", removed.len());
+    }
+    let reasons = &session.agg.reasons;
+    state.observe_bytes(raw.drop_bytes.iter().map(|(k, b)| (k.reason, reasons.name(k.reason), *b)));
+    state.set_programs(session.tracer.program_stats());
+    state.set_process_cache_resets(session.agg.flow_process_resets);
+    state.set_netns_overflow(raw.stat(stat::NETNS_FAILS));
+    Ok(())
+}
+
+/// Wait for the HTTP thread, joined only once finished, and waited for a little longer than
+/// its grace: a thread that does not stop (it should) must not keep the process from exiting.
+fn join_http(http: std::thread::JoinHandle<()>) {
     let deadline = Instant::now() + super::http::SHUTDOWN_GRACE + Duration::from_millis(500);
     while !http.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -212,7 +224,6 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
     } else {
         log::warn!("pktloss: the HTTP thread did not stop; exiting without it");
     }
-    result
 }
 
 /// The living namespaces, each with its cookie and label (`--netns-labels`).
@@ -241,12 +252,12 @@ impl NetnsWatch {
     fn name_unnamed(&mut self, with_drops: &[NetnsId]) {
         for id in with_drops {
             let Some((cookie, label)) = self.living.get(&id.inode) else { continue };
-            if !label.starts_with("netns:") {
+            if !label.is_unnamed() {
                 continue;
             }
             let cookie = *cookie;
             if let Some(info) = self.names.get(id.inode, cookie).filter(|i| !i.label.is_empty()) {
-                let name = info.label.clone();
+                let name = NetnsName::Named(info.label.clone());
                 self.living.insert(id.inode, (cookie, name));
             }
         }
@@ -281,10 +292,7 @@ impl NetnsWatch {
             .filter(|r| {
                 // New, or another name at a known inode (the kernel gave it to a new one).
                 verify
-                    || self
-                        .living
-                        .get(&r.inode)
-                        .is_none_or(|(_, l)| *l != r.label().to_string() && !named(l, &r.label().to_string()))
+                    || self.living.get(&r.inode).is_none_or(|(_, l)| !same_or_named(l, &NetnsName::from(r.label())))
                     || unknown.iter().any(|id| id.inode == r.inode)
             })
             .cloned()
@@ -294,21 +302,22 @@ impl NetnsWatch {
         for (inode, r) in &listed {
             match cookies.get(inode) {
                 Some(c) => {
-                    self.living.insert(*inode, (*c, r.label().to_string()));
+                    self.living.insert(*inode, (*c, r.label().into()));
                 }
                 None => {
                     // Not read this time (known already, or the kernel has no cookies).
-                    self.living.entry(*inode).or_insert_with(|| (0, r.label().to_string()));
+                    self.living.entry(*inode).or_insert_with(|| (0, r.label().into()));
                 }
             }
         }
     }
 }
 
-/// Whether `label` is the name pktloss gave an unnamed namespace listed as `listed`
-/// (`netns:INODE`): not another namespace at the inode.
-fn named(label: &str, listed: &str) -> bool {
-    listed.starts_with("netns:") && !label.starts_with("netns:")
+/// Whether `label` is what the namespace listed as `listed` is called: the same, or the name
+/// pktloss gave it when it was listed unnamed (`netns:INODE`), not another namespace at the
+/// inode.
+fn same_or_named(label: &NetnsName, listed: &NetnsName) -> bool {
+    label == listed || (listed.is_unnamed() && !label.is_unnamed())
 }
 
 /// One diagnosis window: the namespaces' counters at its start and the drop counts then.

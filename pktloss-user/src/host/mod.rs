@@ -6,7 +6,6 @@ pub(crate) mod counters;
 pub(crate) mod devices;
 pub(crate) mod devlink;
 pub(crate) mod devtx;
-pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod netns;
 pub(crate) mod sockets;

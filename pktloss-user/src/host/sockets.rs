@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
+
 /// Most sockets remembered; past it the cache starts over.
 const MAX_SOCKETS: usize = 65_536;
 /// How often the processes' descriptors are listed again for a socket not known.
@@ -88,10 +90,18 @@ pub(crate) fn owners(inodes: &std::collections::HashSet<u64>) -> HashMap<u64, St
     out.into_iter().map(|(k, v)| (k, v.join(","))).collect()
 }
 
+/// A process holding a TUN/TAP device open: the one that reads what the kernel sends to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TunReader {
+    pub dev: String,
+    pub pid: u32,
+    pub comm: String,
+}
+
 /// The processes holding a TUN/TAP device open, by the device's name (`iff:` in the fdinfo of
 /// a `/dev/net/tun` descriptor). A name is a namespace's: the caller keeps the names of its own
 /// namespace's devices.
-pub(crate) fn tun_readers() -> Vec<crate::host::counters::TunReader> {
+pub(crate) fn tun_readers() -> Vec<TunReader> {
     let mut out = Vec::new();
     let Ok(procs) = fs::read_dir("/proc") else { return out };
     for p in procs.flatten() {
@@ -103,11 +113,11 @@ pub(crate) fn tun_readers() -> Vec<crate::host::counters::TunReader> {
             }
             let info = fs::read_to_string(p.path().join("fdinfo").join(fd.file_name())).unwrap_or_default();
             let Some(dev) = info.lines().find_map(|l| l.strip_prefix("iff:")).map(str::trim) else { continue };
-            if out.iter().any(|r: &crate::host::counters::TunReader| r.dev == dev && r.pid == pid) {
+            if out.iter().any(|r: &TunReader| r.dev == dev && r.pid == pid) {
                 continue;
             }
             let comm = fs::read_to_string(p.path().join("comm")).map(|c| c.trim_end().to_owned()).unwrap_or_default();
-            out.push(crate::host::counters::TunReader { dev: dev.to_owned(), pid, comm });
+            out.push(TunReader { dev: dev.to_owned(), pid, comm });
         }
     }
     out

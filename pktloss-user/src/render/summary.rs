@@ -107,7 +107,7 @@ impl Sections<'_> {
         let mut t = Table::new(&[("DROPS", true), ("CHAIN", false), ("HOOK", false), ("NETNS", false)]);
         for d in self.s.firewall.iter().take(TOP_ROWS) {
             let label = if d.jumped { format!("{} (jump target)", d.label()) } else { d.label() };
-            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns)]);
+            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns.inode)]);
         }
         (t, self.s.firewall.len())
     }
@@ -137,7 +137,12 @@ impl Sections<'_> {
     fn retransmits(&self) -> (Table, usize) {
         let mut t = Table::new(&[("COUNT", true), ("SOURCE", false), ("DESTINATION", false), ("NETNS", false)]);
         for r in self.s.retransmits.flows.iter().take(TOP_ROWS) {
-            t.row(vec![r.count.to_string(), r.flow().source(), r.flow().destination(), self.s.netns_label(r.netns)]);
+            t.row(vec![
+                r.count.to_string(),
+                r.flow.source(),
+                r.flow.destination(),
+                self.s.netns_label(r.flow.netns.inode),
+            ]);
         }
         (t, self.s.retransmits.flows.len())
     }
@@ -228,10 +233,10 @@ impl Sections<'_> {
             t.row(vec![
                 r.count.to_string(),
                 clean(&r.reason),
-                r.flow().endpoint(&r.src, r.sport),
-                r.flow().endpoint(&r.dst, r.dport),
+                r.flow.source(),
+                r.flow.destination(),
                 if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
-                self.s.netns_label(r.netns),
+                self.s.netns_label(r.flow.netns.inode),
             ]);
         }
         (t, self.s.resets.flows.len())
@@ -471,10 +476,13 @@ mod tests {
             total: 9,
             reasons: vec![reason("NO_SOCKET", 1, 6), reason("TCP_ABORT_ON_CLOSE", 11, 2)],
             flows: vec![ResetCount {
-                src: "127.0.0.1".into(),
-                sport: 9,
-                dst: "127.0.0.1".into(),
-                dport: 4000,
+                flow: crate::model::Flow::tcp(
+                    "127.0.0.1".into(),
+                    9,
+                    "127.0.0.1".into(),
+                    4000,
+                    crate::model::NetnsId::default(),
+                ),
                 device: "lo".into(),
                 reason: "NO_SOCKET".into(),
                 code: 1,

@@ -78,8 +78,9 @@ fn diagnosis_with_commands() -> Diagnosis {
         "[netns uxb (4026532291)] the nft rule `udp dport 7777 counter packets 30 bytes 870 drop` dropped 30 packets: remove or narrow it if that traffic is legitimate (`ip netns exec uxb nft delete rule inet uxfw input handle 4`). {}",
         "Then watch its counter stay still. ".repeat(6)
     ));
-    d.causes[1].verify =
-        vec!["ip netns exec uxb nft list ruleset | grep -c drop  # the drop rule's counter stops increasing".into()];
+    d.causes[1].verify = vec![crate::diagnose::Verify::fix(
+        "ip netns exec uxb nft list ruleset | grep -c drop  # the drop rule's counter stops increasing".into(),
+    )];
     d.reconciliation = vec!["firewall-drop: 1 traced drops match the counters exactly".into()];
     d.unavailable = vec!["[netns ?] conntrack: module not loaded".into()];
     d

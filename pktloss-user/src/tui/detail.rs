@@ -11,7 +11,7 @@ use ratatui::{
 };
 
 use super::{
-    state::{CauseRow, Data, DropRow, Panel, State},
+    state::{CauseRow, CounterLine, Data, DropRow, FlowRow, Panel, State},
     style::{ACCENT, DIM, LABEL, flow_cell, fmt_count, fmt_pct, fmt_rate, or_dash, spark},
 };
 use crate::{
@@ -264,153 +264,16 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
     let causes = d.cause_rows();
     let rows = d.drop_rows();
     let mut doc = Doc { width: width.max(10) as usize, lines: Vec::new() };
-    let causes_for = |reason: &str| -> Vec<&CauseRow> {
-        causes.iter().filter(|c| c.cause.reasons.iter().any(|r| r == reason)).collect()
-    };
-    let reason_line = |reason: &str, code: u32| {
-        let desc = d.reason_description(reason).map(|s| format!(" — {s}")).unwrap_or_default();
-        format!("{reason} (code {code}){desc}")
-    };
     let title = match detail.panel {
-        Panel::Drops => rows.iter().find(|r| r.key == detail.key).map(|r| {
-            let linked = causes_for(&r.reason);
-            doc.field("reason", &reason_line(&r.reason, r.code));
-            doc.field("location", &r.symbol);
-            doc.field(
-                "drops",
-                &format!(
-                    "{}  ·  {}/s  ·  {} of all  ·  trend {}",
-                    fmt_count(r.count),
-                    fmt_rate(r.rate),
-                    fmt_pct(r.share),
-                    spark(&r.trend, 16).trim_start()
-                ),
-            );
-            if let Some(c) = linked.first() {
-                doc.field("cause", &c.cause.title);
-            }
-            doc.section(format!("Kernel stacks ({})", r.stacks.len()));
-            if r.stacks.is_empty() {
-                doc.note("(no stacks recorded: capture with --stacks)");
-            }
-            for (i, (count, stack)) in r.stacks.iter().enumerate() {
-                #[expect(
-                    clippy::cast_precision_loss,
-                    reason = "a stack's share of its row's drops, a percentage for display"
-                )]
-                doc.lines.push(Line::from(vec![
-                    Span::styled(format!("  #{} ", i + 1), Style::new().bold()),
-                    Span::styled(
-                        format!("{} drops ({})", fmt_count(*count), fmt_pct(*count as f64 / r.count.max(1) as f64)),
-                        LABEL,
-                    ),
-                ]));
-                for frame in stack {
-                    doc.text(6, frame, Style::new());
-                }
-            }
-            doc.samples(d, d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol));
-            doc.section("Causes");
-            doc.causes(&linked);
-            format!("{} at {}", r.reason, r.symbol)
-        }),
-        Panel::Causes => causes.iter().find(|c| c.key == detail.key).map(|c| {
-            let related = |reason: &str| c.cause.reasons.iter().any(|r| r == reason);
-            doc.field("cause", &format!("{} ({})", c.cause.title, c.cause.id));
-            doc.field(
-                "drops",
-                &format!("{}  ·  {}/s  ·  {} of all", fmt_count(c.cause.drops), fmt_rate(c.rate), fmt_pct(c.share)),
-            );
-            if !c.cause.reasons.is_empty() {
-                doc.field("reasons", &c.cause.reasons.join(", "));
-            }
-            doc.section("Evidence");
-            doc.bullets(&c.cause.evidence, "(none)");
-            doc.section("Advice");
-            doc.bullets(&c.cause.advice, "(none)");
-            doc.section("Drop locations");
-            let mut any = false;
-            for r in rows.iter().filter(|r| related(&r.reason)) {
-                any = true;
-                doc.counted(r.count, &format!("{} at {}", r.reason, r.symbol));
-            }
-            if !any {
-                doc.note("(none linked)");
-            }
-            doc.section("Top flows");
-            let mut flows = d.flow_rows();
-            flows.retain(|f| related(&f.flow.reason));
-            flows.sort_by_key(|f| std::cmp::Reverse(f.flow.count));
-            if flows.is_empty() {
-                doc.note("(none linked)");
-            }
-            for f in flows.iter().take(MAX_FLOWS) {
-                doc.counted(
-                    f.flow.count,
-                    &format!(
-                        "{} {}  netns {} {}",
-                        f.flow.flow.proto,
-                        flow_cell(&f.flow),
-                        f.flow.netns_text(),
-                        or_dash(&f.flow.device)
-                    ),
-                );
-            }
-            doc.samples(d, d.samples().filter(|s| related(&s.reason)));
-            c.cause.title.clone()
-        }),
+        Panel::Drops => rows.iter().find(|r| r.key == detail.key).map(|r| drop_detail(&mut doc, d, r, &causes)),
+        Panel::Causes => causes.iter().find(|c| c.key == detail.key).map(|c| cause_detail(&mut doc, d, c, &rows)),
         Panel::Flows => {
             let flows = d.flow_rows();
-            flows.iter().find(|f| f.key == detail.key).map(|fr| {
-                let f = &fr.flow;
-                doc.field("flow", &format!("{} {}", f.flow.proto, flow_cell(f)));
-                let ns = if f.netns_name.is_empty() {
-                    f.flow.netns.inode.to_string()
-                } else {
-                    format!("{} ({})", f.netns_name, f.flow.netns.inode)
-                };
-                doc.field("netns", &ns);
-                doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
-                doc.field("process", &or_dash(&f.process()));
-                doc.field("reason", &reason_line(&f.reason, f.code));
-                doc.field(
-                    "drops",
-                    &format!(
-                        "{}  ·  {}/s  ·  trend {}",
-                        fmt_count(f.count),
-                        fmt_rate(fr.rate),
-                        spark(&fr.trend, 16).trim_start()
-                    ),
-                );
-                let sampled: Vec<&Sample> = d.samples().filter(|s| sample_of(s, f)).collect();
-                doc.section("Dropped at");
-                doc.flow_locations(f, &rows, &sampled);
-                doc.samples(d, sampled.into_iter());
-                doc.section("Causes");
-                doc.causes(&causes_for(&f.reason));
-                format!("{} {}", f.flow.proto, flow_cell(f))
-            })
+            flows.iter().find(|f| f.key == detail.key).map(|fr| flow_detail(&mut doc, d, fr, &rows, &causes))
         }
         Panel::Counters => {
             let counters = d.counter_rows();
-            counters.iter().find(|c| c.key == detail.key).map(|c| {
-                doc.field("counter", &c.row.counter);
-                doc.field("scope", &c.row.scope);
-                doc.field(
-                    "total",
-                    &format!(
-                        "{}  ·  {}/s  ·  trend {}",
-                        fmt_count(c.row.total),
-                        fmt_rate(c.rate),
-                        spark(&c.trend, 16).trim_start()
-                    ),
-                );
-                doc.section("What it means");
-                doc.text(2, NicCounter::of(&c.row.counter).hint(), Style::new());
-                doc.blank();
-                doc.note("These drops happen before an skb exists: no drop event shows them.");
-                format!("{} on {}", c.row.counter, c.row.scope)
-            })
+            counters.iter().find(|c| c.key == detail.key).map(|c| counter_detail(&mut doc, c))
         }
     };
     if let Some(title) = title {
@@ -419,6 +282,151 @@ pub(crate) fn detail_lines(state: &State, width: u16) -> (String, Vec<Line<'stat
         doc.note("This row is no longer in the data (reset, or it aged out). Esc goes back.");
         ("(gone)".to_string(), doc.lines)
     }
+}
+
+/// The causes whose reasons include `reason`.
+fn causes_for<'a>(causes: &'a [CauseRow], reason: &str) -> Vec<&'a CauseRow> {
+    causes.iter().filter(|c| c.cause.reasons.iter().any(|r| r == reason)).collect()
+}
+
+/// `REASON (code N) — description`.
+fn reason_line(d: &Data, reason: &str, code: u32) -> String {
+    let desc = d.reason_description(reason).map(|s| format!(" — {s}")).unwrap_or_default();
+    format!("{reason} (code {code}){desc}")
+}
+
+/// A drop row's drill-down: its reason, location, kernel stacks, samples and causes.
+fn drop_detail(doc: &mut Doc, d: &Data, r: &DropRow, causes: &[CauseRow]) -> String {
+    let linked = causes_for(causes, &r.reason);
+    doc.field("reason", &reason_line(d, &r.reason, r.code));
+    doc.field("location", &r.symbol);
+    doc.field(
+        "drops",
+        &format!(
+            "{}  ·  {}/s  ·  {} of all  ·  trend {}",
+            fmt_count(r.count),
+            fmt_rate(r.rate),
+            fmt_pct(r.share),
+            spark(&r.trend, 16).trim_start()
+        ),
+    );
+    if let Some(c) = linked.first() {
+        doc.field("cause", &c.cause.title);
+    }
+    doc.section(format!("Kernel stacks ({})", r.stacks.len()));
+    if r.stacks.is_empty() {
+        doc.note("(no stacks recorded: capture with --stacks)");
+    }
+    for (i, (count, stack)) in r.stacks.iter().enumerate() {
+        #[expect(clippy::cast_precision_loss, reason = "a stack's share of its row's drops, a percentage for display")]
+        doc.lines.push(Line::from(vec![
+            Span::styled(format!("  #{} ", i + 1), Style::new().bold()),
+            Span::styled(
+                format!("{} drops ({})", fmt_count(*count), fmt_pct(*count as f64 / r.count.max(1) as f64)),
+                LABEL,
+            ),
+        ]));
+        for frame in stack {
+            doc.text(6, frame, Style::new());
+        }
+    }
+    doc.samples(d, d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol));
+    doc.section("Causes");
+    doc.causes(&linked);
+    format!("{} at {}", r.reason, r.symbol)
+}
+
+/// A cause's drill-down: evidence, advice, its drop locations, top flows and samples.
+fn cause_detail(doc: &mut Doc, d: &Data, c: &CauseRow, rows: &[DropRow]) -> String {
+    let related = |reason: &str| c.cause.reasons.iter().any(|r| r == reason);
+    doc.field("cause", &format!("{} ({})", c.cause.title, c.cause.id));
+    doc.field(
+        "drops",
+        &format!("{}  ·  {}/s  ·  {} of all", fmt_count(c.cause.drops), fmt_rate(c.rate), fmt_pct(c.share)),
+    );
+    if !c.cause.reasons.is_empty() {
+        doc.field("reasons", &c.cause.reasons.join(", "));
+    }
+    doc.section("Evidence");
+    doc.bullets(&c.cause.evidence, "(none)");
+    doc.section("Advice");
+    doc.bullets(&c.cause.advice, "(none)");
+    doc.section("Drop locations");
+    let mut any = false;
+    for r in rows.iter().filter(|r| related(&r.reason)) {
+        any = true;
+        doc.counted(r.count, &format!("{} at {}", r.reason, r.symbol));
+    }
+    if !any {
+        doc.note("(none linked)");
+    }
+    doc.section("Top flows");
+    let mut flows = d.flow_rows();
+    flows.retain(|f| related(&f.flow.reason));
+    flows.sort_by_key(|f| std::cmp::Reverse(f.flow.count));
+    if flows.is_empty() {
+        doc.note("(none linked)");
+    }
+    for f in flows.iter().take(MAX_FLOWS) {
+        doc.counted(
+            f.flow.count,
+            &format!(
+                "{} {}  netns {} {}",
+                f.flow.flow.proto,
+                flow_cell(&f.flow),
+                f.flow.netns_text(),
+                or_dash(&f.flow.device)
+            ),
+        );
+    }
+    doc.samples(d, d.samples().filter(|s| related(&s.reason)));
+    c.cause.title.clone()
+}
+
+/// A flow's drill-down: its namespace, device, process, where it was dropped and why.
+fn flow_detail(doc: &mut Doc, d: &Data, fr: &FlowRow, rows: &[DropRow], causes: &[CauseRow]) -> String {
+    let f = &fr.flow;
+    doc.field("flow", &format!("{} {}", f.flow.proto, flow_cell(f)));
+    let ns = if f.netns_name.is_empty() {
+        f.flow.netns.inode.to_string()
+    } else {
+        format!("{} ({})", f.netns_name, f.flow.netns.inode)
+    };
+    doc.field("netns", &ns);
+    doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
+    doc.field("process", &or_dash(&f.process()));
+    doc.field("reason", &reason_line(d, &f.reason, f.code));
+    doc.field(
+        "drops",
+        &format!("{}  ·  {}/s  ·  trend {}", fmt_count(f.count), fmt_rate(fr.rate), spark(&fr.trend, 16).trim_start()),
+    );
+    let sampled: Vec<&Sample> = d.samples().filter(|s| sample_of(s, f)).collect();
+    doc.section("Dropped at");
+    doc.flow_locations(f, rows, &sampled);
+    doc.samples(d, sampled.into_iter());
+    doc.section("Causes");
+    doc.causes(&causes_for(causes, &f.reason));
+    format!("{} {}", f.flow.proto, flow_cell(f))
+}
+
+/// A counter's drill-down: what it means.
+fn counter_detail(doc: &mut Doc, c: &CounterLine) -> String {
+    doc.field("counter", &c.row.counter);
+    doc.field("scope", &c.row.scope);
+    doc.field(
+        "total",
+        &format!(
+            "{}  ·  {}/s  ·  trend {}",
+            fmt_count(c.row.total),
+            fmt_rate(c.rate),
+            spark(&c.trend, 16).trim_start()
+        ),
+    );
+    doc.section("What it means");
+    doc.text(2, NicCounter::of(&c.row.counter).hint(), Style::new());
+    doc.blank();
+    doc.note("These drops happen before an skb exists: no drop event shows them.");
+    format!("{} on {}", c.row.counter, c.row.scope)
 }
 
 /// Draw the drill-down over `area`; returns the farthest it can scroll.

@@ -416,11 +416,13 @@ pub(super) fn summary_at(t: u64) -> Summary {
         retransmits: Retransmits {
             total: t * 2,
             flows: vec![RetransCount {
-                src: "10.0.0.1".into(),
-                sport: 50522,
-                dst: "10.0.0.2".into(),
-                dport: 8080,
-                netns: NS_TEST,
+                flow: Flow::tcp(
+                    "10.0.0.1".into(),
+                    50522,
+                    "10.0.0.2".into(),
+                    8080,
+                    NetnsId { inode: NS_TEST, cookie: 0 },
+                ),
                 count: t * 2,
             }],
         },

@@ -17,6 +17,7 @@
 //! child namespace does not have them and the diagnosis falls back to the host's value.
 mod ethtool;
 pub(crate) mod gather;
+pub(crate) mod lifecycle;
 mod netlink;
 pub(crate) mod nft;
 pub(crate) mod nic;
@@ -30,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::host::netns::NetnsLabel;
+pub(crate) use crate::host::sockets::TunReader;
 
 pub(crate) use gather::{config_checks, snapshot, snapshot_all};
 pub(crate) use watch::{Counted, CounterWatch};
@@ -378,14 +380,6 @@ pub(crate) struct ConfigChecks {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tun_readers: Vec<TunReader>,
     pub unavailable: Vec<String>,
-}
-
-/// A process holding a TUN/TAP device open: the one that reads what the kernel sends to it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TunReader {
-    pub dev: String,
-    pub pid: u32,
-    pub comm: String,
 }
 
 /// Why a namespace has no reading: it could not be found when it was to be read.

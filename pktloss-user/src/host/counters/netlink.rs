@@ -14,7 +14,7 @@ use std::{
 };
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     NetlinkSerializable,
 };
 use netlink_packet_route::{
@@ -42,7 +42,7 @@ const RECV_TIMEOUT_S: libc::time_t = 5;
 const MAX_MESSAGES: usize = 200_000;
 
 /// A socket of `protocol` in the calling thread's namespace, with a receive timeout.
-fn open(protocol: isize) -> Result<Socket, String> {
+pub(super) fn open(protocol: isize) -> Result<Socket, String> {
     let mut s = Socket::new(protocol).map_err(|e| format!("netlink socket: {e}"))?;
     s.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
     s.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("netlink connect: {e}"))?;
@@ -63,6 +63,119 @@ fn open(protocol: isize) -> Result<Socket, String> {
     Ok(s)
 }
 
+/// One netlink message of a dump (or of a fixture of one): its header's type, flags and
+/// sequence number, and the whole message (header included).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Frame<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// What follows the 16-byte header.
+    pub(super) fn payload(&self) -> &'a [u8] {
+        self.bytes.get(16..).unwrap_or_default()
+    }
+}
+
+/// A message whose length runs past the bytes read (or is shorter than a header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Truncated;
+
+/// The messages one after the other in `bytes` (what one `recv` returns, or a fixture), each
+/// 4-byte aligned; a truncated one is the last item.
+pub(super) fn frames(bytes: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, Truncated>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.len() < 16 {
+            return None;
+        }
+        let word = |at: usize| u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+        let len = word(0) as usize;
+        if len < 16 || len > rest.len() {
+            rest = &[];
+            return Some(Err(Truncated));
+        }
+        let (msg, tail) = rest.split_at(len);
+        let frame = Frame {
+            kind: u16::from_ne_bytes([msg[4], msg[5]]),
+            flags: u16::from_ne_bytes([msg[6], msg[7]]),
+            seq: word(8),
+            bytes: msg,
+        };
+        rest = tail.get(len.next_multiple_of(4) - len..).unwrap_or_default();
+        Some(Ok(frame))
+    })
+}
+
+/// Why a dump failed.
+#[derive(Debug)]
+pub(super) enum WalkError {
+    Send(std::io::Error),
+    Recv(std::io::Error),
+    /// The socket gave no more bytes before `NLMSG_DONE`.
+    Ended,
+    Truncated,
+    /// The kernel answered `NLMSG_ERROR` with this error.
+    Kernel(std::io::Error),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Send(e) => write!(f, "netlink send: {e}"),
+            Self::Recv(e) => write!(f, "netlink recv: {e}"),
+            Self::Ended => f.write_str("netlink: the dump ended without NLMSG_DONE"),
+            Self::Truncated => f.write_str("netlink: a truncated message"),
+            Self::Kernel(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The one dump loop of every reader here: send `request` (a whole message with
+/// `NLM_F_DUMP`, sequence number `seq`) on `sock` and hand each answer of that sequence to
+/// `each` until `NLMSG_DONE`; an `NLMSG_ERROR` with an error ends it with that error.
+/// Returns whether the kernel marked the dump interrupted (`NLM_F_DUMP_INTR`: the objects
+/// changed while it was read).
+pub(super) fn walk(
+    sock: &Socket,
+    request: &[u8],
+    seq: u32,
+    mut each: impl FnMut(Frame<'_>),
+) -> Result<bool, WalkError> {
+    const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+    const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+    const NLMSG_MIN_TYPE: u16 = 0x10;
+    sock.send(request, 0).map_err(WalkError::Send)?;
+    let mut interrupted = false;
+    loop {
+        let (data, _) = sock.recv_from_full().map_err(WalkError::Recv)?;
+        if data.is_empty() {
+            return Err(WalkError::Ended);
+        }
+        for f in frames(&data) {
+            let f = f.map_err(|Truncated| WalkError::Truncated)?;
+            if f.seq != seq {
+                continue;
+            }
+            interrupted |= f.flags & NLM_F_DUMP_INTR != 0;
+            match f.kind {
+                NLMSG_DONE => return Ok(interrupted),
+                NLMSG_ERROR => {
+                    let errno = f.payload().get(..4).map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                    if errno != 0 {
+                        return Err(WalkError::Kernel(std::io::Error::from_raw_os_error(-errno)));
+                    }
+                }
+                k if k >= NLMSG_MIN_TYPE => each(f),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Send one dump request and collect the answers until `NLMSG_DONE`. Messages that do not
 /// decode are skipped and counted (`.1`).
 fn dump<M>(protocol: isize, request: M) -> Result<(Vec<M>, usize), String>
@@ -77,31 +190,16 @@ where
     msg.finalize();
     let mut buf = vec![0; msg.buffer_len()];
     msg.serialize(&mut buf);
-    sock.send(&buf, 0).map_err(|e| format!("netlink send: {e}"))?;
     let (mut out, mut bad) = (Vec::new(), 0);
-    loop {
-        let (data, _) = sock.recv_from_full().map_err(|e| format!("netlink recv: {e}"))?;
-        if data.is_empty() {
-            return Err("netlink: the dump ended without NLMSG_DONE".to_owned());
+    walk(&sock, &buf, 1, |f| match NetlinkMessage::<M>::deserialize(f.bytes) {
+        Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(inner), .. }) if out.len() < MAX_MESSAGES => {
+            out.push(inner);
         }
-        let mut off = 0;
-        while off + 16 <= data.len() {
-            let len = u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
-            if len < 16 || off + len > data.len() {
-                return Err("netlink: a truncated message".to_owned());
-            }
-            match NetlinkMessage::<M>::deserialize(&data[off..off + len]) {
-                Ok(m) => match m.payload {
-                    NetlinkPayload::Done(_) => return Ok((out, bad)),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io().to_string()),
-                    NetlinkPayload::InnerMessage(inner) if out.len() < MAX_MESSAGES => out.push(inner),
-                    _ => {}
-                },
-                Err(_) => bad += 1,
-            }
-            off += (len + 3) & !3;
-        }
-    }
+        Ok(_) => {}
+        Err(_) => bad += 1,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((out, bad))
 }
 
 fn route_dump(request: RouteNetlinkMessage) -> Result<(Vec<RouteNetlinkMessage>, usize), String> {
@@ -490,49 +588,26 @@ pub(crate) fn conntrack_stats() -> Result<BTreeMap<String, u64>, String> {
     req.extend_from_slice(&1u32.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
     req.extend_from_slice(&[0, 0, 0, 0]);
-    sock.send(&req, 0).map_err(|e| format!("netlink send: {e}"))?;
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    loop {
-        let (data, _) = sock.recv_from_full().map_err(|e| format!("netlink recv: {e}"))?;
-        if data.is_empty() {
-            return Err("ctnetlink: the dump ended without NLMSG_DONE".to_owned());
-        }
-        let mut off = 0;
-        while off + 16 <= data.len() {
-            let word = |at: usize| data.get(at..at + 4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-            let len = word(off) as usize;
-            if len < 16 || off + len > data.len() {
-                return Err("ctnetlink: a truncated message".to_owned());
+    walk(&sock, &req, 1, |f| {
+        // Attributes after nlmsghdr + nfgenmsg; values are big-endian u32.
+        let attrs = f.payload().get(4..).unwrap_or_default();
+        let mut a = 0;
+        while a + 4 <= attrs.len() {
+            let alen = usize::from(u16::from_ne_bytes([attrs[a], attrs[a + 1]]));
+            let atype = u16::from_ne_bytes([attrs[a + 2], attrs[a + 3]]) & 0x3fff;
+            if alen < 4 || a + alen > attrs.len() {
+                break;
             }
-            let kind = u16::from_ne_bytes([data[off + 4], data[off + 5]]);
-            match i32::from(kind) {
-                libc::NLMSG_DONE => return Ok(out),
-                libc::NLMSG_ERROR => {
-                    let code = i32::from_ne_bytes(word(off + 16).to_ne_bytes());
-                    if code != 0 {
-                        return Err(std::io::Error::from_raw_os_error(-code).to_string());
-                    }
-                }
-                _ => {
-                    // Attributes after nlmsghdr + nfgenmsg; values are big-endian u32.
-                    let mut a = off + 20;
-                    while a + 4 <= off + len {
-                        let alen = usize::from(u16::from_ne_bytes([data[a], data[a + 1]]));
-                        let atype = u16::from_ne_bytes([data[a + 2], data[a + 3]]) & 0x3fff;
-                        if alen < 4 || a + alen > off + len {
-                            break;
-                        }
-                        let name = NAMES.iter().find(|(t, _)| *t == atype).map(|(_, n)| *n);
-                        if let (8, Some(name)) = (alen, name) {
-                            let v = u32::from_be_bytes([data[a + 4], data[a + 5], data[a + 6], data[a + 7]]);
-                            let e = out.entry(name.to_owned()).or_insert(0);
-                            *e = e.saturating_add(u64::from(v));
-                        }
-                        a += (alen + 3) & !3;
-                    }
-                }
+            let name = NAMES.iter().find(|(t, _)| *t == atype).map(|(_, n)| *n);
+            if let (8, Some(name)) = (alen, name) {
+                let v = u32::from_be_bytes([attrs[a + 4], attrs[a + 5], attrs[a + 6], attrs[a + 7]]);
+                let e = out.entry(name.to_owned()).or_insert(0);
+                *e = e.saturating_add(u64::from(v));
             }
-            off += (len + 3) & !3;
+            a += (alen + 3) & !3;
         }
-    }
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(out)
 }

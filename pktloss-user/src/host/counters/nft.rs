@@ -20,13 +20,9 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     net::{Ipv4Addr, Ipv6Addr},
-    time::Duration,
 };
 
-use netlink_packet_core::{
-    DefaultNla, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, Nla,
-};
+use netlink_packet_core::{DefaultNla, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla};
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
     nftables::{
@@ -35,16 +31,12 @@ use netlink_packet_netfilter::{
         VerdictAttribute,
     },
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
-use super::{FirewallChain, FirewallRule};
+use super::{FirewallChain, FirewallRule, netlink};
 
-/// How long one dump may wait for the kernel before it is given up.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// A dump interrupted by a ruleset change (`NLM_F_DUMP_INTR`) is read again, at most this often.
 const DUMP_TRIES: usize = 3;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
@@ -427,25 +419,11 @@ fn rule_of(family: String, m: &RuleMessage) -> Rule {
     r
 }
 
-/// Netlink messages one after the other (what a dump returns, or a fixture of it).
-fn messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = bytes;
-    std::iter::from_fn(move || {
-        let len = NetlinkBuffer::new_checked(rest).ok()?.length() as usize;
-        if len < 16 || len > rest.len() {
-            return None;
-        }
-        let (msg, tail) = rest.split_at(len);
-        rest = tail.get(len.next_multiple_of(4) - len..).unwrap_or_default();
-        Some(msg)
-    })
-}
-
 /// Decode the messages of `nf_tables` dumps (tables, chains and rules, in any order).
 pub(crate) fn decode(bytes: &[u8]) -> Ruleset {
     let mut rs = Ruleset::default();
-    for msg in messages(bytes) {
-        let Ok(m) = NetlinkMessage::<NetfilterMessage>::deserialize(msg) else {
+    for f in netlink::frames(bytes).map_while(Result::ok) {
+        let Ok(m) = NetlinkMessage::<NetfilterMessage>::deserialize(f.bytes) else {
             rs.undecoded += 1;
             continue;
         };
@@ -464,28 +442,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Ruleset {
 /// Dump tables, chains and rules of every family in the calling thread's namespace: the raw
 /// messages (for [`decode`]). Opening the socket loads no module when `nf_tables` is loaded.
 pub(crate) fn dump_here() -> Result<Vec<u8>, String> {
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| format!("netlink socket: {e}"))?;
-    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
-    sock.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("netlink connect: {e}"))?;
-    nix::sys::socket::setsockopt(
-        &sock,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(RECV_TIMEOUT.as_secs() as _, 0),
-    )
-    .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let sock = netlink::open(NETLINK_NETFILTER)?;
     let mut out = Vec::new();
     for (seq, kind) in [NFT_MSG_NEWTABLE + 1, NFT_MSG_NEWCHAIN + 1, NFT_MSG_NEWRULE + 1].into_iter().enumerate() {
         let mut tries = 0;
         loop {
             tries += 1;
-            match dump_one(&sock, kind, seq as u32 + 1) {
-                Ok(Some(bytes)) => {
+            match dump_one(&sock, kind, seq as u32 + 1)? {
+                Some(bytes) => {
                     out.extend(bytes);
                     break;
                 }
-                Ok(None) if tries < DUMP_TRIES => {}
-                Ok(None) => return Err(format!("the ruleset kept changing during {DUMP_TRIES} dumps")),
-                Err(e) => return Err(e),
+                None if tries < DUMP_TRIES => {}
+                None => return Err(format!("the ruleset kept changing during {DUMP_TRIES} dumps")),
             }
         }
     }
@@ -507,39 +476,19 @@ fn dump_one(sock: &Socket, get: u16, seq: u32) -> Result<Option<Vec<u8>>, String
     req.finalize();
     let mut buf = vec![0; req.buffer_len()];
     req.serialize(&mut buf);
-    sock.send(&buf, 0).map_err(|e| format!("netlink send: {e}"))?;
     let mut out = Vec::new();
-    let mut interrupted = false;
-    let mut rx = Vec::with_capacity(1 << 16);
-    loop {
-        rx.clear();
-        sock.recv(&mut rx, 0).map_err(|e| format!("netlink recv: {e}"))?;
-        if rx.is_empty() {
-            return Err("netlink recv: end of stream".to_owned());
+    let interrupted = netlink::walk(sock, &buf, seq, |f| {
+        if f.kind >> 8 == NFNL_SUBSYS_NFTABLES {
+            out.extend_from_slice(f.bytes);
+            // Keep the messages 4-byte aligned, as the kernel sends them.
+            out.resize(out.len().next_multiple_of(4), 0);
         }
-        for msg in messages(&rx) {
-            let Ok(b) = NetlinkBuffer::new_checked(msg) else { continue };
-            if b.sequence_number() != seq {
-                continue;
-            }
-            interrupted |= b.flags() & NLM_F_DUMP_INTR != 0;
-            match b.message_type() {
-                NLMSG_DONE => return Ok((!interrupted).then_some(out)),
-                NLMSG_ERROR => {
-                    let errno = b.payload().get(..4).map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
-                    if errno != 0 {
-                        return Err(format!("nf_tables dump: {}", std::io::Error::from_raw_os_error(-errno)));
-                    }
-                }
-                t if t >> 8 == NFNL_SUBSYS_NFTABLES => {
-                    out.extend_from_slice(msg);
-                    // Keep the messages 4-byte aligned, as the kernel sends them.
-                    out.resize(out.len().next_multiple_of(4), 0);
-                }
-                _ => {}
-            }
-        }
-    }
+    })
+    .map_err(|e| match e {
+        netlink::WalkError::Kernel(e) => format!("nf_tables dump: {e}"),
+        e => e.to_string(),
+    })?;
+    Ok((!interrupted).then_some(out))
 }
 
 /// Whether a table is one iptables-nft manages: an iptables table name in family ip/ip6, whose
@@ -750,36 +699,11 @@ fn terms(r: &Rule) -> Vec<Term> {
     for e in &r.exprs {
         match e {
             Expr::Payload { base, offset, len, dreg } => {
-                let f = match (base, l3.unwrap_or(if *len == 16 { "ip6" } else { "ip" }), offset, len) {
-                    (1, "ip", 9, 1) => Field::Proto("ip protocol"),
-                    // A prefix on a byte boundary loads only its bytes (10.0.0.0/8: one).
-                    (1, "ip", 12, 1..=4) => Field::Addr("ip", "saddr"),
-                    (1, "ip", 16, 1..=4) => Field::Addr("ip", "daddr"),
-                    (1, "ip6", 6, 1) => Field::Proto("ip6 nexthdr"),
-                    (1, "ip6", 8, 1..=16) => Field::Addr("ip6", "saddr"),
-                    (1, "ip6", 24, 1..=16) => Field::Addr("ip6", "daddr"),
-                    (2, _, 0, 2) => Field::Port(l4.clone(), "sport"),
-                    (2, _, 2, 2) => Field::Port(l4.clone(), "dport"),
-                    (b, _, o, l) => {
-                        let base = ["@ll", "@nh", "@th", "@ih"].get(*b as usize).copied().unwrap_or("@?");
-                        Field::Other(format!("{base},{},{}", o * 8, l * 8), false)
-                    }
-                };
+                let f = payload_field(*base, l3.unwrap_or(if *len == 16 { "ip6" } else { "ip" }), *offset, *len, &l4);
                 regs.insert(*dreg, (f, None));
             }
             Expr::Meta { key, dreg } => {
-                let f = match key {
-                    4 => Field::Other("iif".into(), true),
-                    5 => Field::Other("oif".into(), true),
-                    6 => Field::IfName("iifname"),
-                    7 => Field::IfName("oifname"),
-                    3 => Field::Other("meta mark".into(), true),
-                    10 => Field::Other("meta skuid".into(), true),
-                    11 => Field::Other("meta skgid".into(), true),
-                    15 => Field::NfProto,
-                    16 => Field::Proto("meta l4proto"),
-                    k => Field::Other(format!("meta key {k}"), false),
-                };
+                let f = meta_field(*key);
                 regs.insert(*dreg, (f, None));
             }
             Expr::Ct { key, dreg } => {
@@ -821,38 +745,7 @@ fn terms(r: &Rule) -> Vec<Term> {
                     }
                     _ => {}
                 }
-                let zero = data.iter().all(|b| *b == 0);
-                let t = match (&field, mask) {
-                    (Field::Addr(l3, _), None) if data.len() < addr_len(l3) => {
-                        let mut full = data.clone();
-                        full.resize(addr_len(l3), 0);
-                        Term::Match {
-                            value: value(&field, &full),
-                            field,
-                            op: op_str(*op),
-                            prefix: Some(data.len() as u32 * 8),
-                        }
-                    }
-                    // `ct state established,related`: a mask and a non-zero test.
-                    (Field::CtState, Some(m)) if zero => Term::Match {
-                        field,
-                        op: if *op == 0 { "!=" } else { "" },
-                        value: value(&Field::CtState, &m),
-                        prefix: None,
-                    },
-                    // An address prefix: a mask of leading ones.
-                    (Field::Addr(..), Some(m)) => {
-                        let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
-                        Term::Match { value: value(&field, data), field, op: op_str(*op), prefix: Some(ones) }
-                    }
-                    (_, Some(m)) => Term::Match {
-                        value: format!("{} {}", hex(&m), value(&field, data)),
-                        field: Field::Other(format!("{} &", field_name(&field)), false),
-                        op: op_str(*op),
-                        prefix: None,
-                    },
-                    (_, None) => Term::Match { value: value(&field, data), field, op: op_str(*op), prefix: None },
-                };
+                let t = cmp_term(field, mask, *op, data);
                 // `a-b`: a range compiled to `>= a` and `<= b`.
                 if let (
                     Term::Match { field, op: "<=", value: hi, .. },
@@ -895,6 +788,70 @@ fn terms(r: &Rule) -> Vec<Term> {
         }
     }
     out
+}
+
+/// The field a payload load reads: `base` (0 link, 1 network, 2 transport header), `offset` and
+/// `len` in bytes, under network protocol `l3` and transport protocol `l4`.
+fn payload_field(base: u32, l3: &str, offset: u32, len: u32, l4: &str) -> Field {
+    match (base, l3, offset, len) {
+        (1, "ip", 9, 1) => Field::Proto("ip protocol"),
+        // A prefix on a byte boundary loads only its bytes (10.0.0.0/8: one).
+        (1, "ip", 12, 1..=4) => Field::Addr("ip", "saddr"),
+        (1, "ip", 16, 1..=4) => Field::Addr("ip", "daddr"),
+        (1, "ip6", 6, 1) => Field::Proto("ip6 nexthdr"),
+        (1, "ip6", 8, 1..=16) => Field::Addr("ip6", "saddr"),
+        (1, "ip6", 24, 1..=16) => Field::Addr("ip6", "daddr"),
+        (2, _, 0, 2) => Field::Port(l4.to_owned(), "sport"),
+        (2, _, 2, 2) => Field::Port(l4.to_owned(), "dport"),
+        (b, _, o, l) => {
+            let base = ["@ll", "@nh", "@th", "@ih"].get(b as usize).copied().unwrap_or("@?");
+            Field::Other(format!("{base},{},{}", o * 8, l * 8), false)
+        }
+    }
+}
+
+/// The field a meta load reads.
+fn meta_field(key: u32) -> Field {
+    match key {
+        4 => Field::Other("iif".into(), true),
+        5 => Field::Other("oif".into(), true),
+        6 => Field::IfName("iifname"),
+        7 => Field::IfName("oifname"),
+        3 => Field::Other("meta mark".into(), true),
+        10 => Field::Other("meta skuid".into(), true),
+        11 => Field::Other("meta skgid".into(), true),
+        15 => Field::NfProto,
+        16 => Field::Proto("meta l4proto"),
+        k => Field::Other(format!("meta key {k}"), false),
+    }
+}
+
+/// A comparison of `field` (under `mask`, if any) with `data`, as a term.
+fn cmp_term(field: Field, mask: Option<Vec<u8>>, op: u32, data: &[u8]) -> Term {
+    let zero = data.iter().all(|b| *b == 0);
+    match (&field, mask) {
+        (Field::Addr(l3, _), None) if data.len() < addr_len(l3) => {
+            let mut full = data.to_vec();
+            full.resize(addr_len(l3), 0);
+            Term::Match { value: value(&field, &full), field, op: op_str(op), prefix: Some(data.len() as u32 * 8) }
+        }
+        // `ct state established,related`: a mask and a non-zero test.
+        (Field::CtState, Some(m)) if zero => {
+            Term::Match { field, op: if op == 0 { "!=" } else { "" }, value: value(&Field::CtState, &m), prefix: None }
+        }
+        // An address prefix: a mask of leading ones.
+        (Field::Addr(..), Some(m)) => {
+            let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
+            Term::Match { value: value(&field, data), field, op: op_str(op), prefix: Some(ones) }
+        }
+        (_, Some(m)) => Term::Match {
+            value: format!("{} {}", hex(&m), value(&field, data)),
+            field: Field::Other(format!("{} &", field_name(&field)), false),
+            op: op_str(op),
+            prefix: None,
+        },
+        (_, None) => Term::Match { value: value(&field, data), field, op: op_str(op), prefix: None },
+    }
 }
 
 /// `reject` in nft syntax: type 0 ICMP or `ICMPv6` (code), 1 TCP reset, 2 ICMPX (code); without

@@ -6,8 +6,8 @@
 //! counters (firewall rules, listeners and sockets as deltas too).
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish};
-use crate::host::{lifecycle::Lifecycle, netns};
+use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish, lifecycle::Lifecycle};
+use crate::host::netns;
 
 /// Most namespaces read for a baseline (every one visible, up to this many).
 pub(crate) const MAX_NETNS: usize = 64;

@@ -12,10 +12,8 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::host::{
-    counters::{self, ConfigChecks, Gathered, NetnsSnapshot},
-    netns,
-};
+use super::{self as counters, ConfigChecks, Gathered, NetnsSnapshot};
+use crate::host::netns;
 
 /// Most namespaces read in one round (the others wait for the next rounds).
 const MAX_PER_ROUND: usize = 16;
