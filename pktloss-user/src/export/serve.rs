@@ -158,7 +158,10 @@ pub(crate) fn run(opts: Options, cfg: ServeConfig) -> Result<()> {
 /// Keep only the capabilities that reading maps and namespaces needs (per thread: before any
 /// thread that lives long is started).
 fn drop_capabilities() {
-    match crate::host::caps::keep_only(crate::host::caps::SERVE_KEEPS) {
+    let kept = crate::host::caps::keep_only(crate::host::caps::SERVE_KEEPS);
+    // Threads made before keep theirs: the namespace workers are made again as needed.
+    crate::host::netns::retire_workers();
+    match kept {
         Ok(dropped) if !dropped.is_empty() => {
             let mut names: Vec<String> = dropped.iter().map(ToString::to_string).collect();
             names.sort();

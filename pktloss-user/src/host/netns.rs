@@ -216,6 +216,12 @@ pub(crate) fn cookies(refs: Vec<NetnsRef>) -> Option<BTreeMap<u32, u64>> {
     .flatten()
 }
 
+/// End the threads kept for entering namespaces (see [`workers::retire`]): call after dropping
+/// capabilities, which each thread keeps from its making.
+pub(crate) fn retire_workers() {
+    workers::retire();
+}
+
 /// Threads kept for entering namespaces. `serve` reads every namespace with drops each few
 /// seconds; a new thread per read started one per namespace per read (measured with
 /// `cargo xtask bench-serve --busy-netns 500`: 65 more tasks a second than the host's own,
@@ -226,7 +232,11 @@ mod workers {
     use std::{
         fs,
         os::fd::AsFd,
-        sync::{Mutex, mpsc},
+        sync::{
+            Mutex,
+            atomic::{AtomicU64, Ordering},
+            mpsc,
+        },
     };
 
     use anyhow::{Result, anyhow};
@@ -238,7 +248,21 @@ mod workers {
     /// threads at once: the scrape, the namespace watch and the device names).
     const KEEP: usize = 4;
 
-    static IDLE: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
+    /// A worker: where to send it calls, and the generation it was made in.
+    type Worker = (mpsc::Sender<Job>, u64);
+
+    static IDLE: Mutex<Vec<Worker>> = Mutex::new(Vec::new());
+
+    /// Workers made before the last [`retire`] are not kept.
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+    /// End every kept worker: each thread keeps the capabilities it was made with, so after the
+    /// process drops some (`serve`), the workers made before would keep them. A worker busy now
+    /// ends after its call.
+    pub(super) fn retire() {
+        GENERATION.fetch_add(1, Ordering::SeqCst);
+        IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
 
     /// Join the namespace of `ns` (an open `/proc/.../ns/net` or `/run/netns` file).
     pub(super) fn enter(ns: &impl AsFd) -> nix::Result<()> {
@@ -254,22 +278,23 @@ mod workers {
         });
         let idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let worker = match idle {
-            Some(w) => match w.send(job) {
-                Ok(()) => w,
+            Some((w, generation)) => match w.send(job) {
+                Ok(()) => (w, generation),
                 Err(mpsc::SendError(job)) => spawn(job)?,
             },
             None => spawn(job)?,
         };
         let out = rx.recv().map_err(|_| anyhow!("netns worker thread panicked"))?;
         let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < KEEP {
+        if idle.len() < KEEP && worker.1 == GENERATION.load(Ordering::SeqCst) {
             idle.push(worker);
         }
         Ok(out)
     }
 
     /// A new worker, running `first` before it waits for more.
-    fn spawn(first: Job) -> Result<mpsc::Sender<Job>> {
+    fn spawn(first: Job) -> Result<Worker> {
+        let generation = GENERATION.load(Ordering::SeqCst);
         // The process's namespace, which the main thread never leaves.
         let own = fs::File::open("/proc/self/ns/net").map_err(|e| anyhow!("open /proc/self/ns/net: {e}"))?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -291,7 +316,7 @@ mod workers {
                 }
             })
             .map_err(|e| anyhow!("netns worker thread: {e}"))?;
-        Ok(tx)
+        Ok((tx, generation))
     }
 }
 
