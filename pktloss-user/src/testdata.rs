@@ -212,7 +212,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         xdp_drops: Vec::new(),
         xdp_exceptions: Vec::new(),
         namespaces: vec![NamespaceInfo {
-            netns: NS,
+            netns: NetnsId { inode: NS, cookie: 0 },
             label: "ns1".into(),
             ip_netns: "ns1".into(),
             pod: Some(Pod {
