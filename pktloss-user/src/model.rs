@@ -6,6 +6,27 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+/// One value of a kernel's `enum skb_drop_reason`: its number on that kernel and its name
+/// without the `SKB_DROP_REASON_` prefix (`NO_SOCKET`). In JSON `code` and `name` (the
+/// capture file's list); the `reasons` list writes `code` and `reason` ([`Self::code_reason`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DropReason {
+    pub code: u32,
+    pub name: String,
+}
+
+impl DropReason {
+    /// `code` and `reason`, for a record that holds one flattened under those keys
+    /// (`#[serde(flatten, serialize_with = "DropReason::code_reason")]`).
+    pub(crate) fn code_reason<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("DropReason", 2)?;
+        st.serialize_field("code", &r.code)?;
+        st.serialize_field("reason", &r.name)?;
+        st.end()
+    }
+}
+
 /// Drops counted for one drop reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReasonCount {

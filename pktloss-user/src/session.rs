@@ -476,9 +476,9 @@ pub(crate) fn capture_file(
     options: serde_json::Value,
     stopped_by: &str,
 ) -> crate::capture::CaptureFile {
-    use crate::capture::{CaptureFile, DropReasonName, Interface};
+    use crate::capture::{CaptureFile, Interface};
     let mut file = CaptureFile::for_this_host(summary);
-    file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
+    file.drop_reasons = reasons.into_iter().map(|(code, name)| crate::model::DropReason { code, name }).collect();
     stopped_by.clone_into(&mut file.stopped_by);
     file.options = options;
     // Interfaces of every namespace with drops or traffic.
