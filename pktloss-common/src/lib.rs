@@ -875,19 +875,30 @@ pub const fn event_bytes(snaplen: u32) -> u32 {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all these types are `#[repr(C)]`, `Copy`, contain only integers and arrays of
-    // integers, and any bit pattern is valid for them.
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and structs of integers only: any bit pattern
+    // is valid.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::DropKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::DevKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers, integer arrays and keys of integers only: any bit
+    // pattern is valid.
     unsafe impl aya::Pod for super::RunCache {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::NetnsKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::XdpExcKey {}
-    // SAFETY: repr(C), byte arrays only, no padding.
+    // SAFETY: `#[repr(C)]`, `Copy`, byte arrays only (no padding): any bit pattern is valid.
     unsafe impl aya::Pod for super::TrapKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers, integer arrays and keys of integers only: any bit
+    // pattern is valid.
     unsafe impl aya::Pod for super::FwKey {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::FwSlot {}
+    // SAFETY: `#[repr(C)]`, `Copy`, integers and integer arrays only: any bit pattern is valid.
     unsafe impl aya::Pod for super::NatTuple {}
 }
 

@@ -6,6 +6,7 @@ use pktloss_common::Config;
 
 /// Written by userspace before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
+// SAFETY: `Config` is `#[repr(C)]` and holds only integers: all-zero bytes are a valid value.
 static CONFIG: Config = unsafe { core::mem::zeroed() };
 
 /// The frozen config as an opaque reference: LLVM cannot fold its (zero) initializer, since

@@ -6,6 +6,27 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+/// One value of a kernel's `enum skb_drop_reason`: its number on that kernel and its name
+/// without the `SKB_DROP_REASON_` prefix (`NO_SOCKET`). In JSON `code` and `name` (the
+/// capture file's list); the `reasons` list writes `code` and `reason` ([`Self::code_reason`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DropReason {
+    pub code: u32,
+    pub name: String,
+}
+
+impl DropReason {
+    /// `code` and `reason`, for a record that holds one flattened under those keys
+    /// (`#[serde(flatten, serialize_with = "DropReason::code_reason")]`).
+    pub(crate) fn code_reason<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("DropReason", 2)?;
+        st.serialize_field("code", &r.code)?;
+        st.serialize_field("reason", &r.name)?;
+        st.end()
+    }
+}
+
 /// Drops counted for one drop reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReasonCount {
@@ -45,6 +66,16 @@ pub(crate) struct NetnsId {
     pub inode: u32,
     #[serde(rename = "netns_cookie", default, skip_serializing_if = "is_zero64")]
     pub cookie: u64,
+}
+
+/// `netns` and `netns_cookie`, the cookie written even when 0: the form of the records that
+/// always wrote it (`TcDrops`, `XdpDrops`), kept so that their JSON does not change.
+fn netns_with_cookie<S: serde::Serializer>(id: &NetnsId, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct as _;
+    let mut st = s.serialize_struct("NetnsId", 2)?;
+    st.serialize_field("netns", &id.inode)?;
+    st.serialize_field("netns_cookie", &id.cookie)?;
+    st.end()
 }
 
 impl std::fmt::Display for NetnsId {
@@ -333,9 +364,9 @@ pub(crate) struct TcProgram {
 /// there when its drops were seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TcDrops {
-    pub netns: u32,
-    #[serde(default)]
-    pub netns_cookie: u64,
+    /// Its namespace (in JSON `netns` and `netns_cookie`, the cookie even when 0).
+    #[serde(flatten, serialize_with = "netns_with_cookie")]
+    pub netns: NetnsId,
     pub ifindex: u32,
     pub device: String,
     /// `ingress` or `egress`.
@@ -366,9 +397,9 @@ impl TcProgram {
 /// The `XDP_DROP` drops of one device, with the XDP program attached to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct XdpDrops {
-    pub netns: u32,
-    #[serde(default)]
-    pub netns_cookie: u64,
+    /// Its namespace (in JSON `netns` and `netns_cookie`, the cookie even when 0).
+    #[serde(flatten, serialize_with = "netns_with_cookie")]
+    pub netns: NetnsId,
     pub ifindex: u32,
     pub device: String,
     /// Drops (exact while the flow table has not evicted their flows).
@@ -563,12 +594,11 @@ pub(crate) struct Pod {
 /// What a network namespace is, by name: its `ip netns` name, and whose processes live in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NamespaceInfo {
-    /// Inode, as flows and samples give it.
-    pub netns: u32,
-    /// The namespace's cookie (see [`FlowCount::netns_cookie`]): which of the namespaces that
-    /// had this inode one after the other it is. 0 when it could not be read.
-    #[serde(default, skip_serializing_if = "is_zero64")]
-    pub netns_cookie: u64,
+    /// Inode, as flows and samples give it, and cookie (see [`NetnsId`]): which of the
+    /// namespaces that had this inode one after the other it is; cookie 0 when it could not be
+    /// read.
+    #[serde(flatten)]
+    pub netns: NetnsId,
     /// The most specific name (see [`NamespaceInfo::make_label`]); empty when none is known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub label: String,
@@ -670,8 +700,7 @@ pub(crate) struct NetnsDropCount {
 /// A namespace's exact drops (see [`Summary::drops_by_netns`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NetnsTotal<'a> {
-    pub netns: u32,
-    pub cookie: u64,
+    pub netns: NetnsId,
     pub drops: u64,
     /// The reason with most of them.
     pub top_reason: &'a str,
@@ -790,17 +819,17 @@ impl Summary {
     /// Exact drops per namespace (inode, cookie), summed over devices and reasons, largest
     /// first, with the reason that has most of them.
     pub(crate) fn drops_by_netns(&self) -> Vec<NetnsTotal<'_>> {
-        let mut by: std::collections::BTreeMap<(u32, u64), NetnsTotal<'_>> = std::collections::BTreeMap::new();
-        let mut reasons: std::collections::BTreeMap<(u32, u64, &str), u64> = std::collections::BTreeMap::new();
+        let mut by: std::collections::BTreeMap<NetnsId, NetnsTotal<'_>> = std::collections::BTreeMap::new();
+        let mut reasons: std::collections::BTreeMap<(NetnsId, &str), u64> = std::collections::BTreeMap::new();
         for n in &self.netns_drops {
-            let (netns, cookie) = (n.netns.inode, n.netns.cookie);
-            let e = by.entry((netns, cookie)).or_insert(NetnsTotal { netns, cookie, drops: 0, top_reason: "" });
+            let netns = n.netns;
+            let e = by.entry(netns).or_insert(NetnsTotal { netns, drops: 0, top_reason: "" });
             e.drops += n.count;
-            *reasons.entry((netns, cookie, n.reason.as_str())).or_default() += n.count;
+            *reasons.entry((netns, n.reason.as_str())).or_default() += n.count;
         }
-        let mut top: std::collections::BTreeMap<(u32, u64), (u64, &str)> = std::collections::BTreeMap::new();
-        for ((netns, cookie, reason), c) in reasons {
-            let t = top.entry((netns, cookie)).or_insert((0, ""));
+        let mut top: std::collections::BTreeMap<NetnsId, (u64, &str)> = std::collections::BTreeMap::new();
+        for ((netns, reason), c) in reasons {
+            let t = top.entry(netns).or_insert((0, ""));
             if c > t.0 {
                 *t = (c, reason);
             }
@@ -812,7 +841,7 @@ impl Summary {
                 t
             })
             .collect();
-        out.sort_by(|a, b| b.drops.cmp(&a.drops).then((a.netns, a.cookie).cmp(&(b.netns, b.cookie))));
+        out.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.netns.cmp(&b.netns)));
         out
     }
 
@@ -869,9 +898,8 @@ impl Summary {
         self.netns_drops.sort_by_key(|n| std::cmp::Reverse(n.count));
         self.xdp_drops = per_dev
             .into_iter()
-            .map(|((netns, netns_cookie, ifindex), drops)| XdpDrops {
-                netns,
-                netns_cookie,
+            .map(|((netns, cookie, ifindex), drops)| XdpDrops {
+                netns: NetnsId { inode: netns, cookie },
                 ifindex,
                 device: self
                     .flows
@@ -891,12 +919,14 @@ impl Summary {
     /// hook (the candidates when several), for `XDP_DROP` the device's XDP program, as
     /// `name (id N)`; `None` for other reasons or when not known.
     pub(crate) fn program_of(&self, netns: u32, cookie: u64, ifindex: u32, reason: &str) -> Option<String> {
-        let here = |n: u32, c: u64, i: u32| n == netns && (cookie == 0 || c == 0 || c == cookie) && i == ifindex;
+        let here = |n: NetnsId, i: u32| {
+            n.inode == netns && (cookie == 0 || n.cookie == 0 || n.cookie == cookie) && i == ifindex
+        };
         if reason == pktloss_common::XDP_DROP {
-            let d = self.xdp_drops.iter().find(|d| here(d.netns, d.netns_cookie, d.ifindex))?;
+            let d = self.xdp_drops.iter().find(|d| here(d.netns, d.ifindex))?;
             return d.program.as_ref().map(TcProgram::label);
         }
-        let t = self.tc_drops.iter().find(|t| t.reason == reason && here(t.netns, t.netns_cookie, t.ifindex))?;
+        let t = self.tc_drops.iter().find(|t| t.reason == reason && here(t.netns, t.ifindex))?;
         match t.programs.as_slice() {
             [] => None,
             [p] => Some(p.label()),
@@ -914,7 +944,9 @@ impl Summary {
     /// read without one); with cookie 0 the newest of that inode.
     pub(crate) fn namespace(&self, netns: u32, cookie: u64) -> Option<&NamespaceInfo> {
         self.namespaces.iter().rev().find(|n| {
-            n.netns == netns && (cookie == 0 || n.netns_cookie == 0 || n.netns_cookie == cookie) && !n.label.is_empty()
+            n.netns.inode == netns
+                && (cookie == 0 || n.netns.cookie == 0 || n.netns.cookie == cookie)
+                && !n.label.is_empty()
         })
     }
 
@@ -970,8 +1002,8 @@ impl Summary {
             label(r.flow.netns.inode, r.flow.netns.cookie);
         }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
-        list.sort_by_key(|i| (i.netns, i.netns_cookie));
-        list.dedup_by_key(|i| (i.netns, i.netns_cookie));
+        list.sort_by_key(|i| i.netns);
+        list.dedup_by_key(|i| i.netns);
         self.namespaces = list;
     }
 }
@@ -979,6 +1011,33 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::LocationCount;
+
+    /// The records that hold a `NetnsId` write what they wrote with two fields: tc and XDP drops
+    /// `netns_cookie` even when 0, namespaces not; and read it back.
+    #[test]
+    fn netns_ids_keep_their_json() {
+        use super::{NamespaceInfo, NetnsId, TcDrops, XdpDrops};
+        let id = |cookie| NetnsId { inode: 7, cookie };
+        let tc = TcDrops { netns: id(0), ifindex: 2, drops: 1, ..TcDrops::default() };
+        let json = serde_json::to_string(&tc).expect("json");
+        assert_eq!(
+            json,
+            r#"{"netns":7,"netns_cookie":0,"ifindex":2,"device":"","hook":"","reason":"","drops":1,"programs":[],"note":""}"#
+        );
+        assert_eq!(serde_json::from_str::<TcDrops>(&json).expect("read"), tc);
+        let xdp = XdpDrops { netns: id(9), ifindex: 3, ..XdpDrops::default() };
+        let json = serde_json::to_string(&xdp).expect("json");
+        assert_eq!(json, r#"{"netns":7,"netns_cookie":9,"ifindex":3,"device":"","drops":0,"note":""}"#);
+        assert_eq!(serde_json::from_str::<XdpDrops>(&json).expect("read"), xdp);
+        for (ns, want) in [
+            (NamespaceInfo { netns: id(0), pid: 5, ..NamespaceInfo::default() }, r#"{"netns":7,"pid":5}"#),
+            (NamespaceInfo { netns: id(9), ..NamespaceInfo::default() }, r#"{"netns":7,"netns_cookie":9}"#),
+        ] {
+            let json = serde_json::to_string(&ns).expect("json");
+            assert_eq!(json, want);
+            assert_eq!(serde_json::from_str::<NamespaceInfo>(&json).expect("read"), ns);
+        }
+    }
 
     #[test]
     fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {

@@ -265,7 +265,7 @@ impl Session {
             x.prog_name = crate::host::tcprogs::prog_name(x.prog_id);
         }
         for x in &mut s.xdp_drops {
-            (x.program, x.note) = match self.tc_programs.look_xdp(x.netns, x.netns_cookie, x.ifindex) {
+            (x.program, x.note) = match self.tc_programs.look_xdp(x.netns.inode, x.netns.cookie, x.ifindex) {
                 Ok(Some(p)) => (
                     Some(crate::model::TcProgram { id: p.id, name: p.name.clone(), attach: p.attach.clone() }),
                     "the XDP program attached to the device (on a veth its XDP_ABORTED are freed here too: see xdp_exceptions)".to_owned(),
@@ -356,8 +356,7 @@ impl Session {
                 None => (Vec::new(), "the programs on the hook were not read".to_owned()),
             };
             out.push(crate::model::TcDrops {
-                netns,
-                netns_cookie: cookie,
+                netns: crate::model::NetnsId { inode: netns, cookie },
                 ifindex,
                 device: self.device_names.name(netns, ifindex),
                 hook: if ingress { "ingress" } else { "egress" }.to_owned(),
@@ -477,9 +476,9 @@ pub(crate) fn capture_file(
     options: serde_json::Value,
     stopped_by: &str,
 ) -> crate::capture::CaptureFile {
-    use crate::capture::{CaptureFile, DropReasonName, Interface};
+    use crate::capture::{CaptureFile, Interface};
     let mut file = CaptureFile::for_this_host(summary);
-    file.drop_reasons = reasons.into_iter().map(|(code, name)| DropReasonName { code, name }).collect();
+    file.drop_reasons = reasons.into_iter().map(|(code, name)| crate::model::DropReason { code, name }).collect();
     stopped_by.clone_into(&mut file.stopped_by);
     file.options = options;
     // Interfaces of every namespace with drops or traffic.

@@ -16,7 +16,7 @@ pub(crate) fn available(test: &str, what: &str, ok: bool) -> bool {
 }
 
 use crate::{
-    capture::{CaptureFile, DropReasonName, Interface, hex_encode},
+    capture::{CaptureFile, Interface, hex_encode},
     diagnose::{Cause, CauseId, Diagnosis, Explained},
     model::*,
 };
@@ -212,7 +212,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         xdp_drops: Vec::new(),
         xdp_exceptions: Vec::new(),
         namespaces: vec![NamespaceInfo {
-            netns: NS,
+            netns: NetnsId { inode: NS, cookie: 0 },
             label: "ns1".into(),
             ip_netns: "ns1".into(),
             pod: Some(Pod {
@@ -295,8 +295,8 @@ pub(crate) fn sample_capture() -> CaptureFile {
         arch: "x86_64".into(),
         boot_id: "0f2c1d3e-1111-2222-3333-444455556666".into(),
         drop_reasons: vec![
-            DropReasonName { code: 3, name: "NO_SOCKET".into() },
-            DropReasonName { code: 10, name: "NETFILTER_DROP".into() },
+            DropReason { code: 3, name: "NO_SOCKET".into() },
+            DropReason { code: 10, name: "NETFILTER_DROP".into() },
         ],
         interfaces: vec![
             Interface {

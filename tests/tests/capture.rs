@@ -70,8 +70,9 @@ root_test!(capture_file_reports_live_counts_without_privileges, {
     // Hand a copy to an unprivileged user, as on another machine.
     let copy = dir.0.join("copy.pktloss");
     std::fs::copy(&file, &copy).expect("copy");
-    // SAFETY: plain chown syscall on our own file.
     let c = std::ffi::CString::new(copy.to_str().expect("path")).expect("cstr");
+    // SAFETY: plain chown syscall on our own file; `c` is a NUL-terminated path that outlives
+    // the call.
     assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
 
     let out = report_as_nobody(&copy, &["--format", "json"]);

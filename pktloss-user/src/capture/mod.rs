@@ -56,7 +56,7 @@ pub use format::{CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, encode_
 pub(crate) use format::{FORMAT_NAME, from_bytes, to_bytes};
 pub(crate) use output::{check_writable, write_private};
 
-use crate::model::{Sample, Summary};
+use crate::model::{DropReason, Sample, Summary};
 
 /// Name and version of the container format, repeated inside the JSON so that an extracted
 /// payload still says what it is. On reading, the header's version is authoritative.
@@ -72,14 +72,6 @@ impl Default for FormatInfo {
     fn default() -> Self {
         Self { name: FORMAT_NAME.to_string(), major: FORMAT_MAJOR, minor: FORMAT_MINOR }
     }
-}
-
-/// One value of the capturing kernel's `enum skb_drop_reason`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DropReasonName {
-    pub code: u32,
-    /// Name without the `SKB_DROP_REASON_` prefix, e.g. `NO_SOCKET`.
-    pub name: String,
 }
 
 /// A network device present during the capture.
@@ -150,7 +142,7 @@ pub struct CaptureFile {
     pub(crate) boot_id: String,
     /// The capturing kernel's `enum skb_drop_reason`, so codes can be named on any machine.
     #[serde(default)]
-    pub(crate) drop_reasons: Vec<DropReasonName>,
+    pub(crate) drop_reasons: Vec<DropReason>,
     /// Network devices of the namespaces seen in the capture.
     #[serde(default)]
     pub(crate) interfaces: Vec<Interface>,

@@ -443,7 +443,7 @@ fn pcapng_comment_names_tc_and_xdp_programs() {
     f.summary.samples[1].reason = pktloss_common::XDP_DROP.into();
     (f.summary.samples[1].flow.netns.inode, f.summary.samples[1].ifindex) = (netns, ifindex);
     f.summary.tc_drops.push(TcDrops {
-        netns,
+        netns: NetnsId { inode: netns, cookie: 0 },
         ifindex,
         hook: "ingress".into(),
         reason: "TC_INGRESS".into(),
@@ -452,7 +452,7 @@ fn pcapng_comment_names_tc_and_xdp_programs() {
         ..TcDrops::default()
     });
     f.summary.xdp_drops.push(XdpDrops {
-        netns,
+        netns: NetnsId { inode: netns, cookie: 0 },
         ifindex,
         drops: 1,
         program: Some(prog(44, "xdp_ddos", "xdp native")),

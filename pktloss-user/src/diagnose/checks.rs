@@ -1009,7 +1009,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     // The programs on the hooks of the tc drops, read while they dropped.
     for t in &cx.input.summary.tc_drops {
-        let tag = cx.tag(t.netns);
+        let tag = cx.tag(t.netns.inode);
         let progs: Vec<String> = t.programs.iter().map(|p| format!("{} (id {}, {})", p.name, p.id, p.attach)).collect();
         ev.push(format!(
             "{tag} {} {} drops on {} {}: {}{}",
@@ -1028,7 +1028,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
         }
     }
     for x in &cx.input.summary.xdp_drops {
-        let tag = cx.tag(x.netns);
+        let tag = cx.tag(x.netns.inode);
         let prog =
             x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
         ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));

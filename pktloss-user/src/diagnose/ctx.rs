@@ -81,7 +81,7 @@ impl<'a> Ctx<'a> {
             labels.entry(c.netns).or_insert_with(|| name(&c.label));
         }
         for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
-            labels.insert(n.netns, Some(n.label.clone()));
+            labels.insert(n.netns.inode, Some(n.label.clone()));
         }
         let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
         Self { input, counters_count, labels, acc: BTreeMap::new() }
@@ -101,7 +101,7 @@ impl<'a> Ctx<'a> {
     pub(super) fn in_ns(&self, netns: u32) -> String {
         let deltas = || self.input.deltas.iter().filter(|d| d.netns == netns);
         let host = deltas().any(|d| d.is_self) || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
-        let named = self.input.summary.namespaces.iter().filter(|n| n.netns == netns);
+        let named = self.input.summary.namespaces.iter().filter(|n| n.netns.inode == netns);
         // Counters are read under the `ip netns` name when the namespace has one.
         let ip_name = deltas()
             .map(|d| &d.label)

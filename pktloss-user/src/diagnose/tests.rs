@@ -283,7 +283,7 @@ fn a_container_namespace_is_named_and_entered_by_pid() {
     let mut s = summary(&[("NO_SOCKET", 20)]);
     s.flows.push(flow("NO_SOCKET", "udp", "127.0.0.1", 9, NSA, 20));
     s.namespaces.push(NamespaceInfo {
-        netns: NSA,
+        netns: NetnsId { inode: NSA, cookie: 0 },
         label: "podman:pktl-uxc".into(),
         containers: vec![Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "pktl-uxc".into() }],
         pid: 4242,

@@ -151,15 +151,15 @@ fn scope_of(e: &Expr, r: &dyn Resolve) -> Scope {
 /// The namespace a container, pod or unit name names (as pktloss labels namespaces).
 fn by_name(name: &str) -> Result<u32, String> {
     let mut found = crate::host::names::find(name);
-    found.sort_by_key(|n| n.netns);
-    found.dedup_by_key(|n| n.netns);
+    found.sort_by_key(|n| n.netns.inode);
+    found.dedup_by_key(|n| n.netns.inode);
     match found.as_slice() {
-        [one] => Ok(one.netns),
+        [one] => Ok(one.netns.inode),
         [] => Err(format!("no namespace `{name}` (ip netns list, or a container, pod or unit name)")),
         many => Err(format!(
             "`{name}` names {} namespaces ({}): give one by `id N`",
             many.len(),
-            many.iter().map(|n| format!("{} {}", n.label, n.netns)).collect::<Vec<_>>().join(", ")
+            many.iter().map(|n| format!("{} {}", n.label, n.netns.inode)).collect::<Vec<_>>().join(", ")
         )),
     }
 }

@@ -11,7 +11,7 @@ use std::{
 
 use crate::{
     host::netns,
-    model::{Container, NamespaceInfo, Pod},
+    model::{Container, NamespaceInfo, NetnsId, Pod},
 };
 
 /// Most namespaces named; past it the cache starts over.
@@ -339,7 +339,7 @@ impl LocalNames {
 /// no cookie (before 5.14 to user space, or without `CAP_SYS_ADMIN` to enter the namespaces)
 /// the names are bound to the inode alone, the newest reading winning.
 pub(crate) struct NamespaceNames {
-    /// By inode: the namespaces that had it, oldest first (`NamespaceInfo::netns_cookie` tells
+    /// By inode: the namespaces that had it, oldest first (`NamespaceInfo::netns`'s cookie tells
     /// them apart; 0 when not known).
     known: BTreeMap<u32, Vec<NamespaceInfo>>,
     scanned: Option<Instant>,
@@ -398,18 +398,18 @@ impl NamespaceNames {
         if cookie == 0 {
             return list.last();
         }
-        list.iter().rev().find(|i| i.netns_cookie == cookie || i.netns_cookie == 0)
+        list.iter().rev().find(|i| i.netns.cookie == cookie || i.netns.cookie == 0)
     }
 
     /// Keep `info` (its inode and cookie say which namespace), over an older reading of the
     /// same namespace.
     fn keep(&mut self, mut info: NamespaceInfo) {
-        if self.known.len() >= MAX_NAMESPACES && !self.known.contains_key(&info.netns) {
+        if self.known.len() >= MAX_NAMESPACES && !self.known.contains_key(&info.netns.inode) {
             self.known.clear();
         }
         info.label = info.make_label();
-        let list = self.known.entry(info.netns).or_default();
-        list.retain(|i| i.netns_cookie != info.netns_cookie);
+        let list = self.known.entry(info.netns.inode).or_default();
+        list.retain(|i| i.netns.cookie != info.netns.cookie);
         if list.len() >= MAX_PER_INODE {
             list.remove(0);
         }
@@ -423,7 +423,9 @@ impl NamespaceNames {
         let mut found: BTreeMap<u32, NamespaceInfo> = BTreeMap::new();
         let listed = netns::list();
         for (&inode, r) in &listed {
-            let info = found.entry(inode).or_insert_with(|| NamespaceInfo { netns: inode, ..NamespaceInfo::default() });
+            let info = found
+                .entry(inode)
+                .or_insert_with(|| NamespaceInfo { netns: NetnsId { inode, cookie: 0 }, ..NamespaceInfo::default() });
             if let Some(n) = &r.name {
                 info.ip_netns.clone_from(n);
             }
@@ -444,7 +446,9 @@ impl NamespaceNames {
             }
         }
         for (inode, list) in owners {
-            let info = found.entry(inode).or_insert_with(|| NamespaceInfo { netns: inode, ..NamespaceInfo::default() });
+            let info = found
+                .entry(inode)
+                .or_insert_with(|| NamespaceInfo { netns: NetnsId { inode, cookie: 0 }, ..NamespaceInfo::default() });
             for (pid, o) in list {
                 if info.pid == 0 || (o.container.is_some() && info.containers.is_empty()) {
                     // One of its processes: a container's first, where it has one.
@@ -490,7 +494,10 @@ impl NamespaceNames {
         if let Some(host) = found.get_mut(&me) {
             host.is_host = true;
         } else if me != 0 {
-            found.insert(me, NamespaceInfo { netns: me, is_host: true, ..NamespaceInfo::default() });
+            found.insert(
+                me,
+                NamespaceInfo { netns: NetnsId { inode: me, cookie: 0 }, is_host: true, ..NamespaceInfo::default() },
+            );
         }
         // Each namespace's cookie, read after its names: one deleted in between and its inode
         // given to a new one is refused below (its path leads elsewhere) or, named from its
@@ -499,7 +506,7 @@ impl NamespaceNames {
         // A namespace seen before keeps its names when it is gone now (its drops still are).
         for (inode, mut info) in found {
             match cookies.as_ref().map(|c| c.get(&inode)) {
-                Some(Some(c)) => info.netns_cookie = *c,
+                Some(Some(c)) => info.netns.cookie = *c,
                 // The kernel gives cookies but this one's could not be read: not named now.
                 Some(None) => continue,
                 None => {}
@@ -693,8 +700,7 @@ mod tests {
     fn names_are_bound_to_the_cookie_they_were_read_for() {
         let mut n = NamespaceNames::default();
         let info = |cookie: u64, name: &str| NamespaceInfo {
-            netns: 9,
-            netns_cookie: cookie,
+            netns: NetnsId { inode: 9, cookie },
             ip_netns: name.into(),
             ..NamespaceInfo::default()
         };
@@ -718,7 +724,7 @@ mod tests {
 
     #[test]
     fn labels_say_the_most_specific_name() {
-        let mut i = NamespaceInfo { netns: 7, ..NamespaceInfo::default() };
+        let mut i = NamespaceInfo { netns: NetnsId { inode: 7, cookie: 0 }, ..NamespaceInfo::default() };
         assert_eq!(i.make_label(), "");
         i.unit = "nginx.service".into();
         assert_eq!(i.make_label(), "nginx.service");
@@ -742,7 +748,11 @@ mod tests {
         assert!(crate::model::runtime_made_netns(made_up));
         assert!(crate::model::runtime_made_netns("cni-0f30a0c6-de26-d5c5-65ed-3727be9d65da"));
         assert!(!crate::model::runtime_made_netns("netns-blue"));
-        let mut i = NamespaceInfo { netns: 7, ip_netns: made_up.into(), ..NamespaceInfo::default() };
+        let mut i = NamespaceInfo {
+            netns: NetnsId { inode: 7, cookie: 0 },
+            ip_netns: made_up.into(),
+            ..NamespaceInfo::default()
+        };
         assert_eq!(i.make_label(), made_up);
         i.containers.push(Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "web".into() });
         assert_eq!(i.make_label(), "podman:web");
@@ -753,7 +763,7 @@ mod tests {
     /// What a filter's `netns NAME` finds a namespace by.
     #[test]
     fn namespaces_answer_to_their_names() {
-        let mut i = NamespaceInfo { netns: 7, ..NamespaceInfo::default() };
+        let mut i = NamespaceInfo { netns: NetnsId { inode: 7, cookie: 0 }, ..NamespaceInfo::default() };
         i.containers.push(Container { runtime: "podman".into(), id: "2f9d3bb28061".into(), name: "pktl-uxc".into() });
         i.label = i.make_label();
         for yes in ["podman:pktl-uxc", "pktl-uxc", "2f9d3bb28061", "podman:2f9d3bb28061"] {
@@ -767,7 +777,12 @@ mod tests {
         for yes in ["pod:shop/cart-7f9", "shop/cart-7f9", "cart-7f9", "5d1c", "x.service", "pktl-uxc"] {
             assert!(i.answers_to(yes), "{yes}");
         }
-        let host = NamespaceInfo { netns: 1, is_host: true, label: "host".into(), ..NamespaceInfo::default() };
+        let host = NamespaceInfo {
+            netns: NetnsId { inode: 1, cookie: 0 },
+            is_host: true,
+            label: "host".into(),
+            ..NamespaceInfo::default()
+        };
         assert!(host.answers_to("host"));
     }
 }

@@ -208,12 +208,12 @@ impl Data {
     unsafe fn at(&self, pos: u64) -> Rec<'_> {
         let size = self.mask + 1;
         let off = (pos & self.mask) as usize;
-        // SAFETY: `off` < size and records are multiples of 8 bytes, so the header is aligned
-        // and within the first copy.
         #[expect(
             clippy::cast_ptr_alignment,
             reason = "`base` is 8-byte aligned and records are multiples of 8 bytes (see the SAFETY comment)"
         )]
+        // SAFETY: `off` < size and records are multiples of 8 bytes, so the header is aligned
+        // and within the first copy.
         let hdr = unsafe { &*self.base.add(off).cast::<AtomicU32>() };
         // Acquire pairs with the kernel's xchg that commits the record.
         let word = hdr.load(Ordering::Acquire);

@@ -4,10 +4,10 @@
 use serde::Serialize;
 
 use crate::{
-    capture::{CaptureFile, DropReasonName, FormatInfo, Interface},
+    capture::{CaptureFile, FormatInfo, Interface},
     diagnose::{Benign, Cause, Diagnosis, Explained},
     host::counters::{ConfigChecks, NetnsDelta},
-    model::Summary,
+    model::{DropReason, Summary},
 };
 
 /// Pretty JSON of any serializable value.
@@ -75,7 +75,7 @@ pub(crate) struct CaptureMeta<'a> {
     pub arch: &'a str,
     pub boot_id: &'a str,
     pub interfaces: &'a [Interface],
-    pub drop_reasons: &'a [DropReasonName],
+    pub drop_reasons: &'a [DropReason],
 }
 
 impl<'a> CaptureMeta<'a> {

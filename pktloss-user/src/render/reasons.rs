@@ -7,13 +7,15 @@ use super::clean;
 use crate::{
     decode::reasons::{NO_REASON, ReasonTable, describe},
     diagnose::taxonomy::{ReasonClass, classify_reason},
+    model::DropReason,
 };
 
 /// One drop reason of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct ReasonRow {
-    pub code: u32,
-    pub reason: String,
+    /// In JSON `code` and `reason`.
+    #[serde(flatten, serialize_with = "DropReason::code_reason")]
+    pub reason: DropReason,
     pub description: &'static str,
     /// The cause its drops are counted under, if by name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,8 +35,7 @@ pub(crate) fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
         .map(|(code, name)| {
             let class = classify_reason(name);
             ReasonRow {
-                code,
-                reason: name.to_owned(),
+                reason: DropReason { code, name: name.to_owned() },
                 description: describe(name),
                 cause: match class {
                     Some(ReasonClass::Cause(c)) => Some(c.as_str()),
@@ -91,7 +92,7 @@ pub(crate) fn text(rows: &[ReasonRow]) -> String {
     let mut out = format!("{} drop reasons in this kernel (enum skb_drop_reason, from BTF):\n", rows.len());
     for r in rows {
         let class = r.cause.or(r.benign.map(|_| "benign")).unwrap_or(if r.by.is_some() { "(by context)" } else { "?" });
-        let _ = writeln!(out, "{:>8}  {:<32} {:<24} {}", r.code, clean(&r.reason), class, r.description);
+        let _ = writeln!(out, "{:>8}  {:<32} {:<24} {}", r.reason.code, clean(&r.reason.name), class, r.description);
     }
     out
 }

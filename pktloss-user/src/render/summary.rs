@@ -164,7 +164,7 @@ impl Sections<'_> {
                 clean(&d.reason),
                 clean(&d.device),
                 clean(&d.hook),
-                self.s.netns_label(d.netns),
+                self.s.netns_label(d.netns.inode),
                 if progs.is_empty() { clean(&d.note) } else { format!("{}: {}", progs.join("; "), clean(&d.note)) },
             ]);
         }
@@ -178,7 +178,7 @@ impl Sections<'_> {
             t.row(vec![
                 d.drops.to_string(),
                 clean(&d.device),
-                self.s.netns_label(d.netns),
+                self.s.netns_label(d.netns.inode),
                 match &d.program {
                     Some(p) => format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach)),
                     None => clean(&d.note),
@@ -272,8 +272,8 @@ impl Sections<'_> {
         let mut t = Table::new(&[("DROPS", true), ("NETNS", false), ("NAME", false), ("MOSTLY", false)]);
         let all = self.s.drops_by_netns();
         for n in all.iter().take(TOP_ROWS) {
-            let name = self.s.namespace(n.netns, n.cookie).map(|i| i.label.clone()).unwrap_or_default();
-            t.row(vec![n.drops.to_string(), n.netns.to_string(), name, n.top_reason.to_owned()]);
+            let name = self.s.namespace(n.netns.inode, n.netns.cookie).map(|i| i.label.clone()).unwrap_or_default();
+            t.row(vec![n.drops.to_string(), n.netns.inode.to_string(), name, n.top_reason.to_owned()]);
         }
         (t, all.len())
     }
@@ -303,7 +303,7 @@ impl Sections<'_> {
             if n.containers_omitted > 0 {
                 containers.push(format!("+{} more", n.containers_omitted));
             }
-            t.row(vec![n.netns.to_string(), n.label.clone(), pod, containers.join(", "), n.unit.clone()]);
+            t.row(vec![n.netns.inode.to_string(), n.label.clone(), pod, containers.join(", "), n.unit.clone()]);
         }
         (t, self.s.namespaces.len())
     }

@@ -546,7 +546,7 @@ pub(super) fn update_with_programs_at(t: u64) -> Update {
     let program =
         |id: u32, name: &str, attach: &str| crate::model::TcProgram { id, name: name.into(), attach: attach.into() };
     s.tc_drops.push(crate::model::TcDrops {
-        netns: NS_HOST,
+        netns: NetnsId { inode: NS_HOST, cookie: 0 },
         ifindex: 2,
         device: "eth0".into(),
         hook: "ingress".into(),
@@ -554,16 +554,14 @@ pub(super) fn update_with_programs_at(t: u64) -> Update {
         drops: tc,
         programs: vec![program(412, "drop_port", "tcx ingress")],
         note: "the only BPF program on the hook".into(),
-        ..Default::default()
     });
     s.xdp_drops.push(crate::model::XdpDrops {
-        netns: NS_TEST,
+        netns: NetnsId { inode: NS_TEST, cookie: 0 },
         ifindex: 5,
         device: "veth1".into(),
         drops: xdp,
         program: Some(program(413, "xdp_ddos", "xdp native")),
         note: "the XDP program attached to the device".into(),
-        ..Default::default()
     });
     u
 }
