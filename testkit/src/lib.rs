@@ -1,11 +1,13 @@
 //! What the integration tests (`tests/`) and the benchmarks (`bench/`) of pktloss share, each
 //! written once: network namespaces ([`Netns`]), veth pairs between them ([`Veth`]), nftables
-//! drop rules removed on drop ([`NftDrop`]), and typed readers of pktloss's JSON output
-//! ([`summary`]). Everything here acts on the real kernel; nothing is mocked.
+//! drop rules removed on drop ([`NftDrop`]), typed readers of pktloss's JSON output
+//! ([`summary`]), and the workspace's paths and commands for xtask and the benchmarks
+//! ([`workspace`]). Everything here acts on the real kernel; nothing is mocked.
 mod netns;
 mod nft;
 pub mod summary;
 mod veth;
+pub mod workspace;
 
 use std::process::Command;
 
