@@ -1,9 +1,11 @@
 //! devlink trap statistics (`devlink -s trap show`): a `DEVLINK_CMD_TRAP_GET` dump over generic
 //! netlink, in the calling thread's namespace. No crate of the netlink-packet family speaks
 //! devlink; the few attributes read here are walked by hand, bounds-checked.
-use std::{collections::BTreeMap, os::fd::AsRawFd as _};
+use std::collections::BTreeMap;
 
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
+
+use super::counters::netlink;
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -64,7 +66,9 @@ fn request(family: u16, flags: u16, cmd: u8, attributes: &[(u16, &[u8])]) -> Vec
 }
 
 /// Send `req` and hand each answer's genl payload (past the 4-byte genl header) to `each`,
-/// until the kernel says done (a dump) or acknowledges (a request).
+/// until the kernel says done (a dump) or acknowledges (a request). Not
+/// [`netlink::walk`], which waits for the end of a dump: the family lookup is a request that
+/// ends with its acknowledgement.
 fn exchange(sock: &Socket, req: &[u8], mut each: impl FnMut(&[u8])) -> Result<(), String> {
     sock.send(req, 0).map_err(|e| format!("netlink send: {e}"))?;
     let mut n = 0;
@@ -73,17 +77,12 @@ fn exchange(sock: &Socket, req: &[u8], mut each: impl FnMut(&[u8])) -> Result<()
         if data.is_empty() {
             return Err("netlink: the answer ended early".to_owned());
         }
-        let mut off = 0;
-        while let Some(h) = data.get(off..off + 16) {
-            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let kind = u16::from_ne_bytes([h[4], h[5]]);
-            let Some(msg) = data.get(off..off + len).filter(|_| len >= 16) else {
-                return Err("netlink: a truncated message".to_owned());
-            };
-            match kind {
+        for f in netlink::frames(&data) {
+            let f = f.map_err(|netlink::Truncated| "netlink: a truncated message".to_owned())?;
+            match f.kind {
                 NLMSG_DONE => return Ok(()),
                 NLMSG_ERROR => {
-                    let code = msg.get(16..20).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                    let code = f.payload().get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
                     return if code == 0 { Ok(()) } else { Err(std::io::Error::from_raw_os_error(-code).to_string()) };
                 }
                 _ => {
@@ -91,40 +90,18 @@ fn exchange(sock: &Socket, req: &[u8], mut each: impl FnMut(&[u8])) -> Result<()
                     if n > MAX_MESSAGES {
                         return Err("netlink: too many messages".to_owned());
                     }
-                    each(msg.get(20..).unwrap_or_default());
+                    each(f.payload().get(4..).unwrap_or_default());
                 }
             }
-            off += (len + 3) & !3;
         }
     }
-}
-
-fn open() -> Result<Socket, String> {
-    let mut s = Socket::new(NETLINK_GENERIC).map_err(|e| format!("netlink socket: {e}"))?;
-    s.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
-    s.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("netlink connect: {e}"))?;
-    let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-    // SAFETY: setsockopt on an open socket with a timeval of the right size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(format!("netlink SO_RCVTIMEO: {}", std::io::Error::last_os_error()));
-    }
-    Ok(s)
 }
 
 /// Packets each trap of each devlink device reported (`rx_packets` of its statistics), in
 /// the calling thread's namespace. Empty when there is no devlink device; an error when
 /// devlink is not there at all or the dump fails.
 pub(crate) fn trap_stats() -> Result<BTreeMap<TrapId, u64>, String> {
-    let sock = open()?;
+    let sock = netlink::open(NETLINK_GENERIC)?;
     let mut family = None;
     exchange(
         &sock,

@@ -18,7 +18,7 @@
 mod ethtool;
 pub(crate) mod gather;
 pub(crate) mod lifecycle;
-mod netlink;
+pub(in crate::host) mod netlink;
 pub(crate) mod nft;
 pub(crate) mod nic;
 pub(crate) mod parse;

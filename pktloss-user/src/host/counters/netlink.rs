@@ -42,7 +42,7 @@ const RECV_TIMEOUT_S: libc::time_t = 5;
 const MAX_MESSAGES: usize = 200_000;
 
 /// A socket of `protocol` in the calling thread's namespace, with a receive timeout.
-pub(super) fn open(protocol: isize) -> Result<Socket, String> {
+pub(in crate::host) fn open(protocol: isize) -> Result<Socket, String> {
     let mut s = Socket::new(protocol).map_err(|e| format!("netlink socket: {e}"))?;
     s.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
     s.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("netlink connect: {e}"))?;
@@ -66,7 +66,7 @@ pub(super) fn open(protocol: isize) -> Result<Socket, String> {
 /// One netlink message of a dump (or of a fixture of one): its header's type, flags and
 /// sequence number, and the whole message (header included).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Frame<'a> {
+pub(in crate::host) struct Frame<'a> {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
@@ -75,18 +75,18 @@ pub(super) struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     /// What follows the 16-byte header.
-    pub(super) fn payload(&self) -> &'a [u8] {
+    pub(in crate::host) fn payload(&self) -> &'a [u8] {
         self.bytes.get(16..).unwrap_or_default()
     }
 }
 
 /// A message whose length runs past the bytes read (or is shorter than a header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Truncated;
+pub(in crate::host) struct Truncated;
 
 /// The messages one after the other in `bytes` (what one `recv` returns, or a fixture), each
 /// 4-byte aligned; a truncated one is the last item.
-pub(super) fn frames(bytes: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, Truncated>> {
+pub(in crate::host) fn frames(bytes: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, Truncated>> {
     let mut rest = bytes;
     std::iter::from_fn(move || {
         if rest.len() < 16 {
