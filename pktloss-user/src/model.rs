@@ -934,14 +934,53 @@ impl Summary {
         }
     }
 
-    /// The name of namespace `netns` when one is known (the newest namespace of that inode),
-    /// else its inode.
+    /// The name of the namespace of inode `netns` (a record that does not say its cookie) when
+    /// one is known and the inode was one namespace's in this summary (see
+    /// [`Summary::cookie_of`]), else its inode.
     pub(crate) fn netns_label(&self, netns: u32) -> String {
-        self.namespace(netns, 0).map_or_else(|| netns.to_string(), |n| n.label.clone())
+        self.namespace_of_inode(netns).map_or_else(|| netns.to_string(), |n| n.label.clone())
     }
 
-    /// What is known of the namespace `netns` with `cookie`: the one with that cookie (or
-    /// read without one); with cookie 0 the newest of that inode.
+    /// What was read of the namespace of inode `netns`, for a record that does not say its
+    /// cookie: where the inode was one namespace's in this summary (see [`Summary::cookie_of`]).
+    pub(crate) fn namespace_of_inode(&self, netns: u32) -> Option<&NamespaceInfo> {
+        self.cookie_of(netns).and_then(|cookie| self.namespace(netns, cookie))
+    }
+
+    /// The name of namespace `id` when one was read for it (see [`Summary::namespace`]), else
+    /// its inode.
+    pub(crate) fn netns_name(&self, id: NetnsId) -> String {
+        self.namespace(id.inode, id.cookie).map_or_else(|| id.inode.to_string(), |n| n.label.clone())
+    }
+
+    /// The cookie of the namespace that had inode `netns` in this summary's records that say
+    /// it: 0 when none says one (a kernel without cookies); `None` when they say several (the
+    /// inode was given to one namespace after another: which one a record without a cookie
+    /// was of is not known).
+    pub(crate) fn cookie_of(&self, netns: u32) -> Option<u64> {
+        let ids = self
+            .flows
+            .iter()
+            .map(|f| f.flow.netns)
+            .chain(self.samples.iter().map(|s| s.flow.netns))
+            .chain(self.netns_drops.iter().map(|n| n.netns))
+            .chain(self.resets.flows.iter().map(|r| r.flow.netns))
+            .chain(self.tc_drops.iter().map(|t| t.netns))
+            .chain(self.xdp_drops.iter().map(|x| x.netns))
+            .chain(self.firewall.iter().map(|d| d.netns))
+            .chain(self.namespaces.iter().map(|n| n.netns));
+        let cookies: std::collections::BTreeSet<u64> =
+            ids.filter(|id| id.inode == netns && id.cookie != 0).map(|id| id.cookie).collect();
+        match cookies.len() {
+            0 => Some(0),
+            1 => cookies.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// What was read of the namespace `netns` with `cookie`: the one read with that cookie, or
+    /// (where either has no cookie: a kernel without them) with that inode, the newest. A name
+    /// read for another namespace that had the inode is never given.
     pub(crate) fn namespace(&self, netns: u32, cookie: u64) -> Option<&NamespaceInfo> {
         self.namespaces.iter().rev().find(|n| {
             n.netns.inode == netns
@@ -989,17 +1028,25 @@ impl Summary {
         for s in &mut self.samples {
             s.netns_name = label(s.flow.netns.inode, s.flow.netns.cookie).unwrap_or_default();
         }
-        for d in &self.devices {
-            label(d.netns, 0);
-        }
         for n in &self.netns_drops {
             label(n.netns.inode, n.netns.cookie);
         }
-        for r in &self.retransmits.flows {
-            label(r.flow.netns.inode, 0);
-        }
         for r in &self.resets.flows {
             label(r.flow.netns.inode, r.flow.netns.cookie);
+        }
+        // Devices and retransmissions say no cookie: named as the one namespace the other
+        // records say had the inode, none when they say several (a later namespace given the
+        // inode is not the one before).
+        let no_cookie: std::collections::BTreeSet<u32> = self
+            .devices
+            .iter()
+            .map(|d| d.netns)
+            .chain(self.retransmits.flows.iter().map(|r| r.flow.netns.inode))
+            .collect();
+        for ns in no_cookie {
+            if let Some(cookie) = self.cookie_of(ns) {
+                label(ns, cookie);
+            }
         }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
         list.sort_by_key(|i| i.netns);
@@ -1037,6 +1084,48 @@ mod tests {
             assert_eq!(json, want);
             assert_eq!(serde_json::from_str::<NamespaceInfo>(&json).expect("read"), ns);
         }
+    }
+
+    /// A namespace gone before it was named, and a later one given its inode and named: the
+    /// flows of the first are not named after the second, by cookie or by inode; records
+    /// without a cookie (devices) are named only where the inode was one namespace's.
+    #[test]
+    fn a_name_is_only_the_namespace_it_was_read_for() {
+        use super::{DeviceCount, Flow, FlowCount, NamespaceInfo, NetnsId, Summary};
+        let (gone, next) = (NetnsId { inode: 9, cookie: 100 }, NetnsId { inode: 9, cookie: 200 });
+        let flow = |netns, dport| FlowCount {
+            flow: Flow { proto: "udp".into(), dport, netns, ..Flow::default() },
+            count: 1,
+            ..FlowCount::default()
+        };
+        let mut s = Summary {
+            flows: vec![flow(gone, 1), flow(next, 2)],
+            devices: vec![DeviceCount { netns: 9, ifindex: 1, ..DeviceCount::default() }],
+            ..Summary::default()
+        };
+        let mut asked = Vec::new();
+        s.name_namespaces(&mut |inode, cookie| {
+            asked.push((inode, cookie));
+            (cookie == 200).then(|| NamespaceInfo { netns: next, label: "b".into(), ..NamespaceInfo::default() })
+        });
+        assert_eq!(asked, [(9, 100), (9, 200)], "the device's namespace is not asked for by inode alone");
+        let names: Vec<&str> = s.flows.iter().map(|f| f.netns_name.as_str()).collect();
+        assert_eq!(names, ["", "b"]);
+        assert_eq!((s.netns_name(gone), s.netns_name(next)), ("9".to_owned(), "b".to_owned()));
+        assert_eq!(s.cookie_of(9), None);
+        assert_eq!(s.netns_label(9), "9", "the inode was two namespaces'");
+        s.flows.remove(0);
+        assert_eq!(s.netns_label(9), "b", "the inode was one namespace's");
+        // Without cookies (before 5.14) names are by inode, the newest.
+        let old = Summary {
+            namespaces: vec![NamespaceInfo {
+                netns: NetnsId { inode: 9, cookie: 0 },
+                label: "a".into(),
+                ..NamespaceInfo::default()
+            }],
+            ..Summary::default()
+        };
+        assert_eq!((old.netns_label(9), old.netns_name(NetnsId { inode: 9, cookie: 0 })), ("a".into(), "a".into()));
     }
 
     #[test]
