@@ -25,15 +25,101 @@ impl DropReason {
         st.serialize_field("reason", &r.name)?;
         st.end()
     }
+
+    /// `reason` and `code`, in that order: the form of the records that hold one flattened
+    /// (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples), as they always
+    /// wrote it.
+    pub(crate) fn reason_code<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("DropReason", 2)?;
+        st.serialize_field("reason", &r.name)?;
+        st.serialize_field("code", &r.code)?;
+        st.end()
+    }
+}
+
+impl DropReason {
+    /// The reason `name` with number `code`.
+    pub(crate) fn new(code: u32, name: impl Into<String>) -> Self {
+        Self { code, name: name.into() }
+    }
+
+    /// Its name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A reason by name alone (number 0), for the tests' fixtures.
+#[cfg(test)]
+impl From<&str> for DropReason {
+    fn from(name: &str) -> Self {
+        Self::new(0, name)
+    }
+}
+
+/// A reason reads as its name (`r == "NO_SOCKET"`, `&r` where a `&str` is taken).
+impl std::ops::Deref for DropReason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq<str> for DropReason {
+    fn eq(&self, other: &str) -> bool {
+        self.name == other
+    }
+}
+
+impl PartialEq<&str> for DropReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
+}
+
+impl PartialEq<String> for DropReason {
+    fn eq(&self, other: &String) -> bool {
+        &self.name == other
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    /// Its name (`NO_SOCKET`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A [`DropReason`] held flattened as `reason` (its name) and `code`.
+pub(crate) mod reason_code {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::DropReason;
+
+    pub(crate) fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {
+        DropReason::reason_code(r, s)
+    }
+
+    #[derive(serde::Deserialize)]
+    struct ReasonCode {
+        reason: String,
+        code: u32,
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DropReason, D::Error> {
+        let r = ReasonCode::deserialize(d)?;
+        Ok(DropReason { code: r.code, name: r.reason })
+    }
 }
 
 /// Drops counted for one drop reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReasonCount {
-    /// Name from the kernel's `enum skb_drop_reason`, without the `SKB_DROP_REASON_` prefix.
-    pub reason: String,
-    /// Numeric value of the reason on the capturing kernel.
-    pub code: u32,
+    /// The reason (in JSON `reason`, its name without the `SKB_DROP_REASON_` prefix, and
+    /// `code`, its number on the capturing kernel).
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
     /// Short human description, when known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -49,8 +135,8 @@ pub(crate) struct LocationCount {
     /// would not survive JSON tools that read numbers as doubles (jq).
     #[serde(with = "hex_address")]
     pub address: u64,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
     /// Symbolized kernel stack (innermost first), when `--stacks` was on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,8 +249,8 @@ pub(crate) struct FlowCount {
     /// Device name in that netns, when it could be resolved.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     /// Where these drops happened (`function+0xoff`), for drops whose reason says nothing
     /// (`NOT_SPECIFIED`, or any drop on a kernel without reasons): their flows are counted apart
     /// by location (see `pktloss_common::Config::location_keyed_reason`).
@@ -512,8 +598,8 @@ pub(crate) struct FlowTableStats {
 pub(crate) struct Sample {
     /// Nanoseconds since the start of the capture.
     pub t_ns: u64,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub symbol: String,
     #[serde(flatten)]
     pub flow: Flow,
@@ -853,8 +939,9 @@ impl Summary {
         use pktloss_common::{REASON_XDP_DROP, XDP_DROP};
         let is_xdp = |reason: &str, symbol: &str| reason == "NOT_SPECIFIED" && symbol.starts_with("veth_xdp_rcv");
         let mut moved = 0;
+        let xdp = DropReason::new(REASON_XDP_DROP, XDP_DROP);
         for l in self.locations.iter_mut().filter(|l| is_xdp(&l.reason, &l.symbol)) {
-            (l.reason, l.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            l.reason = xdp.clone();
             moved += l.count;
         }
         if moved == 0 {
@@ -865,18 +952,17 @@ impl Summary {
         }
         self.reasons.retain(|r| r.count > 0);
         self.reasons.push(ReasonCount {
-            reason: XDP_DROP.to_owned(),
-            code: REASON_XDP_DROP,
+            reason: xdp.clone(),
             count: moved,
             description: "an XDP program returned XDP_DROP (freed by veth_xdp_rcv_skb without a reason)".to_owned(),
         });
-        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.code.cmp(&b.reason.code)));
         for s in self.samples.iter_mut().filter(|s| is_xdp(&s.reason, &s.symbol)) {
-            (s.reason, s.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            s.reason = xdp.clone();
         }
         let mut per_dev: std::collections::BTreeMap<(u32, u64, u32), u64> = std::collections::BTreeMap::new();
         for f in self.flows.iter_mut().filter(|f| is_xdp(&f.reason, &f.location)) {
-            (f.reason, f.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            f.reason = xdp.clone();
             *per_dev.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex)).or_default() += f.count;
         }
         for (&(netns, cookie, ifindex), &count) in &per_dev {
@@ -1128,9 +1214,25 @@ mod tests {
         assert_eq!((old.netns_label(9), old.netns_name(NetnsId { inode: 9, cookie: 0 })), ("a".into(), "a".into()));
     }
 
+    /// The records that hold a `DropReason` write `reason` and `code` where they wrote them,
+    /// and read them back.
+    #[test]
+    fn drop_reasons_keep_their_json() {
+        use super::{DropReason, ReasonCount, Sample};
+        let r = ReasonCount { reason: DropReason::new(2, "NO_SOCKET"), count: 1, ..ReasonCount::default() };
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(json, r#"{"reason":"NO_SOCKET","code":2,"count":1}"#);
+        assert_eq!(serde_json::from_str::<ReasonCount>(&json).expect("read"), r);
+        let s = Sample { t_ns: 5, reason: DropReason::new(3, "NETFILTER_DROP"), ..Sample::default() };
+        let json = serde_json::to_string(&s).expect("json");
+        assert!(json.starts_with(r#"{"t_ns":5,"reason":"NETFILTER_DROP","code":3,"symbol":"#), "{json}");
+        assert_eq!(serde_json::from_str::<Sample>(&json).expect("read"), s);
+        assert!(serde_json::from_str::<ReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
+    }
+
     #[test]
     fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
-        use super::{FlowCount, NetnsDropCount, ReasonCount, Summary};
+        use super::{DropReason, FlowCount, NetnsDropCount, ReasonCount, Summary};
         let ns = |reason: &str, count| NetnsDropCount {
             netns: super::NetnsId { inode: 7, cookie: 9 },
             ifindex: 3,
@@ -1139,19 +1241,21 @@ mod tests {
             count,
         };
         let mut s = Summary {
-            reasons: vec![ReasonCount { reason: "NOT_SPECIFIED".into(), code: 2, count: 12, ..ReasonCount::default() }],
+            reasons: vec![ReasonCount {
+                reason: DropReason::new(2, "NOT_SPECIFIED"),
+                count: 12,
+                ..ReasonCount::default()
+            }],
             locations: vec![
                 LocationCount {
                     symbol: "veth_xdp_rcv_skb+0x2cc".into(),
-                    reason: "NOT_SPECIFIED".into(),
-                    code: 2,
+                    reason: DropReason::new(2, "NOT_SPECIFIED"),
                     count: 10,
                     ..LocationCount::default()
                 },
                 LocationCount {
                     symbol: "ip6_mc_input+0x10".into(),
-                    reason: "NOT_SPECIFIED".into(),
-                    code: 2,
+                    reason: DropReason::new(2, "NOT_SPECIFIED"),
                     count: 2,
                     ..LocationCount::default()
                 },

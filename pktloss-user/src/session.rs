@@ -324,7 +324,7 @@ impl Session {
                 };
                 let e = hooks
                     .entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, ingress))
-                    .or_insert((f.reason.clone(), 0));
+                    .or_insert((f.reason.name.clone(), 0));
                 e.1 += f.count;
             }
         }

@@ -409,7 +409,7 @@ pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Flow)> {
 
 /// Whether flow `f` is among the drops of assignment `e`, and not taken by a narrower one.
 pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Flow)>) -> bool {
-    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.clone(), f.flow.clone())))
+    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.name.clone(), f.flow.clone())))
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.

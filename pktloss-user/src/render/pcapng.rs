@@ -94,7 +94,7 @@ fn kv(out: &mut String, key: &str, value: &str) {
 
 /// The comment of one packet.
 fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
-    let reason = if s.reason.is_empty() { file.reason_name(s.code).unwrap_or_default() } else { &s.reason };
+    let reason = if s.reason.is_empty() { file.reason_name(s.reason.code).unwrap_or_default() } else { &s.reason.name };
     let mut c = String::from("drop");
     kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);

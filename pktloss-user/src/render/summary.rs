@@ -58,8 +58,8 @@ impl Sections<'_> {
             t.row(vec![
                 r.count.to_string(),
                 percent(r.count, self.s.total_drops),
-                r.reason.clone(),
-                r.code.to_string(),
+                r.reason.name.clone(),
+                r.reason.code.to_string(),
                 r.description.clone(),
             ]);
         }
@@ -69,7 +69,7 @@ impl Sections<'_> {
     fn locations(&self) -> (Table, usize) {
         let mut t = Table::new(&[("DROPS", true), ("LOCATION", false), ("REASON", false)]);
         for l in self.s.locations.iter().take(TOP_ROWS) {
-            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.clone()]);
+            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.name.clone()]);
         }
         (t, self.s.locations.len())
     }

@@ -197,7 +197,7 @@ impl Doc {
             self.counted(f.count, &f.location);
             return;
         }
-        let places: Vec<&DropRow> = rows.iter().filter(|r| r.reason == f.reason).collect();
+        let places: Vec<&DropRow> = rows.iter().filter(|r| f.reason == r.reason).collect();
         match places.as_slice() {
             [] => self.note(&format!("(no drop location recorded for {})", f.reason)),
             // Every drop of the reason happened there, this flow's too.
@@ -395,7 +395,7 @@ fn flow_detail(doc: &mut Doc, d: &Data, fr: &FlowRow, rows: &[DropRow], causes: 
     doc.field("netns", &ns);
     doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
     doc.field("process", &or_dash(&f.process()));
-    doc.field("reason", &reason_line(d, &f.reason, f.code));
+    doc.field("reason", &reason_line(d, &f.reason, f.reason.code));
     doc.field(
         "drops",
         &format!("{}  ·  {}/s  ·  trend {}", fmt_count(f.count), fmt_rate(fr.rate), spark(&fr.trend, 16).trim_start()),

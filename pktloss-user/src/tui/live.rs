@@ -95,7 +95,7 @@ pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
                 .reasons
                 .iter()
                 .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id))
-                .map(|r| &r.reason);
+                .map(|r| &r.reason.name);
             for r in assigned.chain(mapped) {
                 if !reasons.contains(r) {
                     reasons.push(r.clone());
