@@ -631,9 +631,9 @@ pub(crate) struct Sample {
     pub stack_id: i32,
     /// "network" (bytes start at the IP header), "data" (at skb->data) or "none".
     pub data_start: String,
-    /// First bytes of the packet, hex-encoded.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub data_hex: String,
+    /// First bytes of the packet (in JSON `data_hex`).
+    #[serde(rename = "data_hex", default, skip_serializing_if = "Packet::is_empty")]
+    pub data: Packet,
     /// The firewall chain of its flow (see [`FlowCount::chain`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub chain: String,
@@ -650,6 +650,55 @@ impl Sample {
         } else {
             format!("{} ({})", self.netns_name, self.flow.netns.inode)
         }
+    }
+}
+
+/// Bytes of a captured packet, from where its sample's `data_start` says. In JSON and capture
+/// files one lower-case hex string; text that is not hex reads as no bytes (a reader never
+/// fails on it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Packet(Vec<u8>);
+
+impl Packet {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// From hex (either case, no separators); `None` when malformed.
+    pub(crate) fn from_hex(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if !b.len().is_multiple_of(2) {
+            return None;
+        }
+        let nib = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        b.chunks_exact(2).map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?)).collect::<Option<_>>().map(Self)
+    }
+}
+
+impl std::fmt::Display for Packet {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for Packet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_hex(&String::deserialize(d)?).unwrap_or_default())
     }
 }
 
@@ -1212,6 +1261,22 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!((old.netns_label(9), old.netns_name(NetnsId { inode: 9, cookie: 0 })), ("a".into(), "a".into()));
+    }
+
+    /// Packet bytes are hex in JSON, written lower-case, read in either case; text that is not
+    /// hex reads as none.
+    #[test]
+    fn packets_are_hex() {
+        use super::Packet;
+        let p = Packet::new(vec![0x45, 0x0a, 0xff]);
+        assert_eq!(p.to_string(), "450aff");
+        assert_eq!(serde_json::to_string(&p).expect("json"), r#""450aff""#);
+        assert_eq!(serde_json::from_str::<Packet>(r#""450AfF""#).expect("read"), p);
+        assert_eq!(Packet::from_hex("0aFf").map(|p| p.bytes().to_vec()), Some(vec![0x0a, 0xff]));
+        for bad in ["0g", "abc"] {
+            assert_eq!(Packet::from_hex(bad), None);
+            assert!(serde_json::from_str::<Packet>(&format!("{bad:?}")).expect("read").is_empty());
+        }
     }
 
     /// The records that hold a `DropReason` write `reason` and `code` where they wrote them,

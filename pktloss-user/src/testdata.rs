@@ -16,7 +16,7 @@ pub(crate) fn available(test: &str, what: &str, ok: bool) -> bool {
 }
 
 use crate::{
-    capture::{CaptureFile, Interface, hex_encode},
+    capture::{CaptureFile, Interface},
     diagnose::{Cause, CauseId, Diagnosis, Explained},
     model::*,
 };
@@ -93,7 +93,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         tcp_flags: if proto == "tcp" { "ACK".into() } else { String::new() },
         stack_id: 3,
         data_start: start.into(),
-        data_hex: hex_encode(&data),
+        data: Packet::new(data),
         chain: String::new(),
         nat_original: String::new(),
     };

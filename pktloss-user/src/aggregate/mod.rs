@@ -12,7 +12,7 @@ use crate::{
     kernel::tracer::RawCounts,
     model::{
         DetailStats, DeviceCount, DropReason, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount,
-        NetnsDropCount, NetnsId, ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount,
+        NetnsDropCount, NetnsId, Packet, ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount,
         Retransmits, Sample, Summary,
     },
 };
@@ -147,7 +147,7 @@ impl Aggregator {
                 tcp_flags: decode::tcp_flags(decode::packet_bytes(ev), ev.data_start),
                 stack_id: ev.stack_id,
                 data_start: decode::data_start_name(ev.data_start).to_owned(),
-                data_hex: decode::hex(decode::packet_bytes(ev)),
+                data: Packet::new(decode::packet_bytes(ev).to_vec()),
                 chain: String::new(),
                 nat_original: String::new(),
             });

@@ -165,9 +165,8 @@ impl Doc {
             4,
             Style::new(),
         );
-        if !s.data_hex.is_empty() {
-            let bytes: Vec<&str> =
-                s.data_hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).take(32).collect();
+        if !s.data.is_empty() {
+            let bytes: Vec<String> = s.data.bytes().iter().take(32).map(|b| format!("{b:02x}")).collect();
             for chunk in bytes.chunks(16) {
                 self.text(6, &chunk.join(" "), DIM);
             }

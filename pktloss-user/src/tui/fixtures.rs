@@ -2,7 +2,7 @@
 use super::{CauseView, CounterRow, State, Update};
 use crate::diagnose::CauseId;
 use crate::model::{
-    DetailStats, DeviceCount, DropReason, Flow, FlowCount, FlowTableStats, LocationCount, NetnsId, ProbeStatus,
+    DetailStats, DeviceCount, DropReason, Flow, FlowCount, FlowTableStats, LocationCount, NetnsId, Packet, ProbeStatus,
     ReasonCount, RetransCount, Retransmits, Sample, Summary,
 };
 
@@ -114,7 +114,7 @@ fn sample(
         tcp_flags: String::new(),
         stack_id: 1,
         data_start: "network".into(),
-        data_hex: "4500005400004000401126a80a0000010a000002a0120035004000000000".into(),
+        data: Packet::from_hex("4500005400004000401126a80a0000010a000002a0120035004000000000").unwrap_or_default(),
         chain: String::new(),
         nat_original: String::new(),
     }
