@@ -628,6 +628,10 @@ root_test!(a_gone_namespace_is_not_named_after_the_next_one_with_its_inode, {
     let (code, out) = r.finish();
     assert_eq!(code, Some(0), "pktloss diagnose failed: {err}\n{out}");
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    if cookie_of(&next) == 0 {
+        eprintln!("no namespace cookies on this kernel (before 5.14): names are by inode, ambiguous by design");
+        return;
+    }
     let named = format!("[netns {} ({gone})]", next.name);
     let line = evidence_line(&v, &format!("flow udp {from_gone} -> {dst}"));
     assert!(!line.contains(&next.name), "the gone namespace's flow is named after the next one: {line}");
