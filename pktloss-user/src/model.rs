@@ -25,15 +25,101 @@ impl DropReason {
         st.serialize_field("reason", &r.name)?;
         st.end()
     }
+
+    /// `reason` and `code`, in that order: the form of the records that hold one flattened
+    /// (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples), as they always
+    /// wrote it.
+    pub(crate) fn reason_code<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("DropReason", 2)?;
+        st.serialize_field("reason", &r.name)?;
+        st.serialize_field("code", &r.code)?;
+        st.end()
+    }
+}
+
+impl DropReason {
+    /// The reason `name` with number `code`.
+    pub(crate) fn new(code: u32, name: impl Into<String>) -> Self {
+        Self { code, name: name.into() }
+    }
+
+    /// Its name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A reason by name alone (number 0), for the tests' fixtures.
+#[cfg(test)]
+impl From<&str> for DropReason {
+    fn from(name: &str) -> Self {
+        Self::new(0, name)
+    }
+}
+
+/// A reason reads as its name (`r == "NO_SOCKET"`, `&r` where a `&str` is taken).
+impl std::ops::Deref for DropReason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq<str> for DropReason {
+    fn eq(&self, other: &str) -> bool {
+        self.name == other
+    }
+}
+
+impl PartialEq<&str> for DropReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
+}
+
+impl PartialEq<String> for DropReason {
+    fn eq(&self, other: &String) -> bool {
+        &self.name == other
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    /// Its name (`NO_SOCKET`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A [`DropReason`] held flattened as `reason` (its name) and `code`.
+pub(crate) mod reason_code {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::DropReason;
+
+    pub(crate) fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {
+        DropReason::reason_code(r, s)
+    }
+
+    #[derive(serde::Deserialize)]
+    struct ReasonCode {
+        reason: String,
+        code: u32,
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DropReason, D::Error> {
+        let r = ReasonCode::deserialize(d)?;
+        Ok(DropReason { code: r.code, name: r.reason })
+    }
 }
 
 /// Drops counted for one drop reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReasonCount {
-    /// Name from the kernel's `enum skb_drop_reason`, without the `SKB_DROP_REASON_` prefix.
-    pub reason: String,
-    /// Numeric value of the reason on the capturing kernel.
-    pub code: u32,
+    /// The reason (in JSON `reason`, its name without the `SKB_DROP_REASON_` prefix, and
+    /// `code`, its number on the capturing kernel).
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
     /// Short human description, when known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -49,8 +135,8 @@ pub(crate) struct LocationCount {
     /// would not survive JSON tools that read numbers as doubles (jq).
     #[serde(with = "hex_address")]
     pub address: u64,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
     /// Symbolized kernel stack (innermost first), when `--stacks` was on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,8 +249,8 @@ pub(crate) struct FlowCount {
     /// Device name in that netns, when it could be resolved.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     /// Where these drops happened (`function+0xoff`), for drops whose reason says nothing
     /// (`NOT_SPECIFIED`, or any drop on a kernel without reasons): their flows are counted apart
     /// by location (see `pktloss_common::Config::location_keyed_reason`).
@@ -512,8 +598,8 @@ pub(crate) struct FlowTableStats {
 pub(crate) struct Sample {
     /// Nanoseconds since the start of the capture.
     pub t_ns: u64,
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub symbol: String,
     #[serde(flatten)]
     pub flow: Flow,
@@ -545,9 +631,9 @@ pub(crate) struct Sample {
     pub stack_id: i32,
     /// "network" (bytes start at the IP header), "data" (at skb->data) or "none".
     pub data_start: String,
-    /// First bytes of the packet, hex-encoded.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub data_hex: String,
+    /// First bytes of the packet (in JSON `data_hex`).
+    #[serde(rename = "data_hex", default, skip_serializing_if = "Packet::is_empty")]
+    pub data: Packet,
     /// The firewall chain of its flow (see [`FlowCount::chain`]).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub chain: String,
@@ -564,6 +650,55 @@ impl Sample {
         } else {
             format!("{} ({})", self.netns_name, self.flow.netns.inode)
         }
+    }
+}
+
+/// Bytes of a captured packet, from where its sample's `data_start` says. In JSON and capture
+/// files one lower-case hex string; text that is not hex reads as no bytes (a reader never
+/// fails on it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Packet(Vec<u8>);
+
+impl Packet {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// From hex (either case, no separators); `None` when malformed.
+    pub(crate) fn from_hex(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if !b.len().is_multiple_of(2) {
+            return None;
+        }
+        let nib = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        b.chunks_exact(2).map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?)).collect::<Option<_>>().map(Self)
+    }
+}
+
+impl std::fmt::Display for Packet {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for Packet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_hex(&String::deserialize(d)?).unwrap_or_default())
     }
 }
 
@@ -853,8 +988,9 @@ impl Summary {
         use pktloss_common::{REASON_XDP_DROP, XDP_DROP};
         let is_xdp = |reason: &str, symbol: &str| reason == "NOT_SPECIFIED" && symbol.starts_with("veth_xdp_rcv");
         let mut moved = 0;
+        let xdp = DropReason::new(REASON_XDP_DROP, XDP_DROP);
         for l in self.locations.iter_mut().filter(|l| is_xdp(&l.reason, &l.symbol)) {
-            (l.reason, l.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            l.reason = xdp.clone();
             moved += l.count;
         }
         if moved == 0 {
@@ -865,18 +1001,17 @@ impl Summary {
         }
         self.reasons.retain(|r| r.count > 0);
         self.reasons.push(ReasonCount {
-            reason: XDP_DROP.to_owned(),
-            code: REASON_XDP_DROP,
+            reason: xdp.clone(),
             count: moved,
             description: "an XDP program returned XDP_DROP (freed by veth_xdp_rcv_skb without a reason)".to_owned(),
         });
-        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        self.reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.code.cmp(&b.reason.code)));
         for s in self.samples.iter_mut().filter(|s| is_xdp(&s.reason, &s.symbol)) {
-            (s.reason, s.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            s.reason = xdp.clone();
         }
         let mut per_dev: std::collections::BTreeMap<(u32, u64, u32), u64> = std::collections::BTreeMap::new();
         for f in self.flows.iter_mut().filter(|f| is_xdp(&f.reason, &f.location)) {
-            (f.reason, f.code) = (XDP_DROP.to_owned(), REASON_XDP_DROP);
+            f.reason = xdp.clone();
             *per_dev.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex)).or_default() += f.count;
         }
         for (&(netns, cookie, ifindex), &count) in &per_dev {
@@ -934,14 +1069,53 @@ impl Summary {
         }
     }
 
-    /// The name of namespace `netns` when one is known (the newest namespace of that inode),
-    /// else its inode.
+    /// The name of the namespace of inode `netns` (a record that does not say its cookie) when
+    /// one is known and the inode was one namespace's in this summary (see
+    /// [`Summary::cookie_of`]), else its inode.
     pub(crate) fn netns_label(&self, netns: u32) -> String {
-        self.namespace(netns, 0).map_or_else(|| netns.to_string(), |n| n.label.clone())
+        self.namespace_of_inode(netns).map_or_else(|| netns.to_string(), |n| n.label.clone())
     }
 
-    /// What is known of the namespace `netns` with `cookie`: the one with that cookie (or
-    /// read without one); with cookie 0 the newest of that inode.
+    /// What was read of the namespace of inode `netns`, for a record that does not say its
+    /// cookie: where the inode was one namespace's in this summary (see [`Summary::cookie_of`]).
+    pub(crate) fn namespace_of_inode(&self, netns: u32) -> Option<&NamespaceInfo> {
+        self.cookie_of(netns).and_then(|cookie| self.namespace(netns, cookie))
+    }
+
+    /// The name of namespace `id` when one was read for it (see [`Summary::namespace`]), else
+    /// its inode.
+    pub(crate) fn netns_name(&self, id: NetnsId) -> String {
+        self.namespace(id.inode, id.cookie).map_or_else(|| id.inode.to_string(), |n| n.label.clone())
+    }
+
+    /// The cookie of the namespace that had inode `netns` in this summary's records that say
+    /// it: 0 when none says one (a kernel without cookies); `None` when they say several (the
+    /// inode was given to one namespace after another: which one a record without a cookie
+    /// was of is not known).
+    pub(crate) fn cookie_of(&self, netns: u32) -> Option<u64> {
+        let ids = self
+            .flows
+            .iter()
+            .map(|f| f.flow.netns)
+            .chain(self.samples.iter().map(|s| s.flow.netns))
+            .chain(self.netns_drops.iter().map(|n| n.netns))
+            .chain(self.resets.flows.iter().map(|r| r.flow.netns))
+            .chain(self.tc_drops.iter().map(|t| t.netns))
+            .chain(self.xdp_drops.iter().map(|x| x.netns))
+            .chain(self.firewall.iter().map(|d| d.netns))
+            .chain(self.namespaces.iter().map(|n| n.netns));
+        let cookies: std::collections::BTreeSet<u64> =
+            ids.filter(|id| id.inode == netns && id.cookie != 0).map(|id| id.cookie).collect();
+        match cookies.len() {
+            0 => Some(0),
+            1 => cookies.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// What was read of the namespace `netns` with `cookie`: the one read with that cookie, or
+    /// (where either has no cookie: a kernel without them) with that inode, the newest. A name
+    /// read for another namespace that had the inode is never given.
     pub(crate) fn namespace(&self, netns: u32, cookie: u64) -> Option<&NamespaceInfo> {
         self.namespaces.iter().rev().find(|n| {
             n.netns.inode == netns
@@ -989,17 +1163,25 @@ impl Summary {
         for s in &mut self.samples {
             s.netns_name = label(s.flow.netns.inode, s.flow.netns.cookie).unwrap_or_default();
         }
-        for d in &self.devices {
-            label(d.netns, 0);
-        }
         for n in &self.netns_drops {
             label(n.netns.inode, n.netns.cookie);
         }
-        for r in &self.retransmits.flows {
-            label(r.flow.netns.inode, 0);
-        }
         for r in &self.resets.flows {
             label(r.flow.netns.inode, r.flow.netns.cookie);
+        }
+        // Devices and retransmissions say no cookie: named as the one namespace the other
+        // records say had the inode, none when they say several (a later namespace given the
+        // inode is not the one before).
+        let no_cookie: std::collections::BTreeSet<u32> = self
+            .devices
+            .iter()
+            .map(|d| d.netns)
+            .chain(self.retransmits.flows.iter().map(|r| r.flow.netns.inode))
+            .collect();
+        for ns in no_cookie {
+            if let Some(cookie) = self.cookie_of(ns) {
+                label(ns, cookie);
+            }
         }
         let mut list: Vec<NamespaceInfo> = seen.into_values().flatten().collect();
         list.sort_by_key(|i| i.netns);
@@ -1039,9 +1221,83 @@ mod tests {
         }
     }
 
+    /// A namespace gone before it was named, and a later one given its inode and named: the
+    /// flows of the first are not named after the second, by cookie or by inode; records
+    /// without a cookie (devices) are named only where the inode was one namespace's.
+    #[test]
+    fn a_name_is_only_the_namespace_it_was_read_for() {
+        use super::{DeviceCount, Flow, FlowCount, NamespaceInfo, NetnsId, Summary};
+        let (gone, next) = (NetnsId { inode: 9, cookie: 100 }, NetnsId { inode: 9, cookie: 200 });
+        let flow = |netns, dport| FlowCount {
+            flow: Flow { proto: "udp".into(), dport, netns, ..Flow::default() },
+            count: 1,
+            ..FlowCount::default()
+        };
+        let mut s = Summary {
+            flows: vec![flow(gone, 1), flow(next, 2)],
+            devices: vec![DeviceCount { netns: 9, ifindex: 1, ..DeviceCount::default() }],
+            ..Summary::default()
+        };
+        let mut asked = Vec::new();
+        s.name_namespaces(&mut |inode, cookie| {
+            asked.push((inode, cookie));
+            (cookie == 200).then(|| NamespaceInfo { netns: next, label: "b".into(), ..NamespaceInfo::default() })
+        });
+        assert_eq!(asked, [(9, 100), (9, 200)], "the device's namespace is not asked for by inode alone");
+        let names: Vec<&str> = s.flows.iter().map(|f| f.netns_name.as_str()).collect();
+        assert_eq!(names, ["", "b"]);
+        assert_eq!((s.netns_name(gone), s.netns_name(next)), ("9".to_owned(), "b".to_owned()));
+        assert_eq!(s.cookie_of(9), None);
+        assert_eq!(s.netns_label(9), "9", "the inode was two namespaces'");
+        s.flows.remove(0);
+        assert_eq!(s.netns_label(9), "b", "the inode was one namespace's");
+        // Without cookies (before 5.14) names are by inode, the newest.
+        let old = Summary {
+            namespaces: vec![NamespaceInfo {
+                netns: NetnsId { inode: 9, cookie: 0 },
+                label: "a".into(),
+                ..NamespaceInfo::default()
+            }],
+            ..Summary::default()
+        };
+        assert_eq!((old.netns_label(9), old.netns_name(NetnsId { inode: 9, cookie: 0 })), ("a".into(), "a".into()));
+    }
+
+    /// Packet bytes are hex in JSON, written lower-case, read in either case; text that is not
+    /// hex reads as none.
+    #[test]
+    fn packets_are_hex() {
+        use super::Packet;
+        let p = Packet::new(vec![0x45, 0x0a, 0xff]);
+        assert_eq!(p.to_string(), "450aff");
+        assert_eq!(serde_json::to_string(&p).expect("json"), r#""450aff""#);
+        assert_eq!(serde_json::from_str::<Packet>(r#""450AfF""#).expect("read"), p);
+        assert_eq!(Packet::from_hex("0aFf").map(|p| p.bytes().to_vec()), Some(vec![0x0a, 0xff]));
+        for bad in ["0g", "abc"] {
+            assert_eq!(Packet::from_hex(bad), None);
+            assert!(serde_json::from_str::<Packet>(&format!("{bad:?}")).expect("read").is_empty());
+        }
+    }
+
+    /// The records that hold a `DropReason` write `reason` and `code` where they wrote them,
+    /// and read them back.
+    #[test]
+    fn drop_reasons_keep_their_json() {
+        use super::{DropReason, ReasonCount, Sample};
+        let r = ReasonCount { reason: DropReason::new(2, "NO_SOCKET"), count: 1, ..ReasonCount::default() };
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(json, r#"{"reason":"NO_SOCKET","code":2,"count":1}"#);
+        assert_eq!(serde_json::from_str::<ReasonCount>(&json).expect("read"), r);
+        let s = Sample { t_ns: 5, reason: DropReason::new(3, "NETFILTER_DROP"), ..Sample::default() };
+        let json = serde_json::to_string(&s).expect("json");
+        assert!(json.starts_with(r#"{"t_ns":5,"reason":"NETFILTER_DROP","code":3,"symbol":"#), "{json}");
+        assert_eq!(serde_json::from_str::<Sample>(&json).expect("read"), s);
+        assert!(serde_json::from_str::<ReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
+    }
+
     #[test]
     fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
-        use super::{FlowCount, NetnsDropCount, ReasonCount, Summary};
+        use super::{DropReason, FlowCount, NetnsDropCount, ReasonCount, Summary};
         let ns = |reason: &str, count| NetnsDropCount {
             netns: super::NetnsId { inode: 7, cookie: 9 },
             ifindex: 3,
@@ -1050,19 +1306,21 @@ mod tests {
             count,
         };
         let mut s = Summary {
-            reasons: vec![ReasonCount { reason: "NOT_SPECIFIED".into(), code: 2, count: 12, ..ReasonCount::default() }],
+            reasons: vec![ReasonCount {
+                reason: DropReason::new(2, "NOT_SPECIFIED"),
+                count: 12,
+                ..ReasonCount::default()
+            }],
             locations: vec![
                 LocationCount {
                     symbol: "veth_xdp_rcv_skb+0x2cc".into(),
-                    reason: "NOT_SPECIFIED".into(),
-                    code: 2,
+                    reason: DropReason::new(2, "NOT_SPECIFIED"),
                     count: 10,
                     ..LocationCount::default()
                 },
                 LocationCount {
                     symbol: "ip6_mc_input+0x10".into(),
-                    reason: "NOT_SPECIFIED".into(),
-                    code: 2,
+                    reason: DropReason::new(2, "NOT_SPECIFIED"),
                     count: 2,
                     ..LocationCount::default()
                 },

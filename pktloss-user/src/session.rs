@@ -324,7 +324,7 @@ impl Session {
                 };
                 let e = hooks
                     .entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, ingress))
-                    .or_insert((f.reason.clone(), 0));
+                    .or_insert((f.reason.name.clone(), 0));
                 e.1 += f.count;
             }
         }
@@ -467,6 +467,29 @@ fn fill_device_names(summary: &mut Summary, readings: &crate::host::counters::Ga
     }
 }
 
+/// The name of namespace `ns` for the capture's interfaces: the summary's, read while it had
+/// drops; else the label of the namespace that has the inode now, when it is the one of the
+/// drops (the same cookie, or the kernel gives none); else none (gone, and the inode maybe
+/// another's now).
+fn interface_netns_name(
+    summary: &Summary,
+    listed: &std::collections::BTreeMap<u32, crate::host::netns::NetnsRef>,
+    ns: u32,
+) -> String {
+    if let Some(n) = summary.namespace_of_inode(ns) {
+        return n.label.clone();
+    }
+    let Some(r) = listed.get(&ns) else { return String::new() };
+    let same = match summary.cookie_of(ns) {
+        Some(0) => true,
+        Some(cookie) => {
+            r.is_self || crate::host::netns::cookies(vec![r.clone()]).and_then(|c| c.get(&ns).copied()) == Some(cookie)
+        }
+        None => false,
+    };
+    if same { r.label().to_string() } else { String::new() }
+}
+
 /// The self-contained capture file of a session: its summary, the counters and configuration
 /// read before and after, the diagnosis, the drop-reason names and the devices seen.
 pub(crate) fn capture_file(
@@ -515,7 +538,7 @@ pub(crate) fn capture_file(
         .collect();
     for (ns, ifindex) in seen {
         let name = names.get(&(ns, ifindex)).cloned().unwrap_or_default();
-        let netns_name = ns_map.get(&ns).map(|r| r.label().to_string()).unwrap_or_default();
+        let netns_name = interface_netns_name(&file.summary, &ns_map, ns);
         let (mtu, is_lo) = after_devs.get(&(ns, name.clone())).copied().unwrap_or((0, name == "lo"));
         file.interfaces.push(Interface {
             netns: ns,

@@ -16,7 +16,7 @@ pub(crate) fn available(test: &str, what: &str, ok: bool) -> bool {
 }
 
 use crate::{
-    capture::{CaptureFile, Interface, hex_encode},
+    capture::{CaptureFile, Interface},
     diagnose::{Cause, CauseId, Diagnosis, Explained},
     model::*,
 };
@@ -67,8 +67,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
                   start: &str,
                   data: Vec<u8>| Sample {
         t_ns,
-        reason: reason.into(),
-        code,
+        reason: DropReason::new(code, reason),
         symbol: symbol.into(),
         flow: Flow {
             proto: proto.into(),
@@ -94,7 +93,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
         tcp_flags: if proto == "tcp" { "ACK".into() } else { String::new() },
         stack_id: 3,
         data_start: start.into(),
-        data_hex: hex_encode(&data),
+        data: Packet::new(data),
         chain: String::new(),
         nat_original: String::new(),
     };
@@ -115,15 +114,14 @@ pub(crate) fn sample_capture() -> CaptureFile {
         drops_with_detail: 3,
         drops_without_detail: 0,
         reasons: vec![
-            ReasonCount { reason: "NO_SOCKET".into(), code: 3, count: 2, description: "no socket found".into() },
-            ReasonCount { reason: "NETFILTER_DROP".into(), code: 10, count: 1, description: String::new() },
+            ReasonCount { reason: DropReason::new(3, "NO_SOCKET"), count: 2, description: "no socket found".into() },
+            ReasonCount { reason: DropReason::new(10, "NETFILTER_DROP"), count: 1, description: String::new() },
         ],
         locations: vec![
             LocationCount {
                 symbol: "__udp4_lib_rcv+0x5e3".into(),
                 address: 0xffff_ffff_81a0_0000,
-                reason: "NO_SOCKET".into(),
-                code: 3,
+                reason: DropReason::new(3, "NO_SOCKET"),
                 count: 2,
                 stack: vec![
                     "kfree_skb_reason+0x0".into(),
@@ -134,8 +132,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             LocationCount {
                 symbol: "nf_hook_slow+0x91".into(),
                 address: 1,
-                reason: "NETFILTER_DROP".into(),
-                code: 10,
+                reason: DropReason::new(10, "NETFILTER_DROP"),
                 count: 1,
                 stack: vec![],
             },
@@ -153,8 +150,7 @@ pub(crate) fn sample_capture() -> CaptureFile {
             netns_name: "ns1".into(),
             ifindex: 2,
             device: "veth0".into(),
-            reason: "NO_SOCKET".into(),
-            code: 3,
+            reason: DropReason::new(3, "NO_SOCKET"),
             location: String::new(),
             count: 2,
             comm: "nc".into(),

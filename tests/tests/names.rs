@@ -570,3 +570,73 @@ fn podman_container_named(manager: &str) {
     let bad = run(&["capture", "-d", "1s", "netns", "podman:pktl-no-such"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Run `f` on a thread in a network namespace of its own (`unshare`, loopback up): a namespace
+/// with no name anywhere (no `/run/netns` entry, no process's `/proc/PID/ns/net`), gone when
+/// the thread ends. Returns its inode and what `f` returned.
+fn in_unnamed_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> (u64, T) {
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: no memory preconditions; affects only this thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        // A child made on this thread lives in its namespace.
+        sh(&["ip", "link", "set", "lo", "up"]);
+        let inode = fs::metadata("/proc/thread-self/ns/net").expect("stat own netns").ino();
+        (inode, f())
+    })
+    .join()
+    .expect("unnamed namespace thread")
+}
+
+/// The first evidence line of the diagnosis that says `what`.
+fn evidence_line<'a>(v: &'a Value, what: &str) -> &'a str {
+    let lines = || v["causes"].as_array().into_iter().flatten().filter_map(|c| c["evidence"].as_array()).flatten();
+    lines().filter_map(Value::as_str).find(|l| l.contains(what)).unwrap_or_else(|| {
+        panic!("no evidence line with {what:?}: {:#}", serde_json::to_string_pretty(&v["causes"]).unwrap_or_default())
+    })
+}
+
+// The race of a diagnose run where test namespaces came and went one after another: a namespace
+// with drops is gone before it is named, a later one is given its inode (the kernel hands out
+// the lowest free one) and is named. Each flow says its own namespace's name, or none: never
+// the later one's, which only shares the inode (namespaces are told apart by cookie).
+root_test!(a_gone_namespace_is_not_named_after_the_next_one_with_its_inode, {
+    let r = Running::start(&["diagnose", "--format", "json", "--duration", "5s", "udp", "and", "dst", "port", "7"]);
+    let dst: SocketAddr = "127.0.0.1:7".parse().expect("addr");
+    let (gone, from_gone) = in_unnamed_namespace(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..3 {
+            s.send_to(&[0u8; 8], dst).expect("send");
+        }
+        s.local_addr().expect("addr")
+    });
+    // Its inode is free once the kernel has cleaned the namespace up (a workqueue, soon after).
+    let mut next = None;
+    for i in 0..50 {
+        let ns = pktloss_tests::Netns::new(&format!("after{i}"));
+        if ns.inode() == gone {
+            next = Some(ns);
+            break;
+        }
+        drop(ns);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let next = next.unwrap_or_else(|| panic!("no new namespace was given inode {gone}: the test proves nothing"));
+    let from_next = next.send_udp(dst, 5);
+    let err = r.stderr();
+    let (code, out) = r.finish();
+    assert_eq!(code, Some(0), "pktloss diagnose failed: {err}\n{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    if cookie_of(&next) == 0 {
+        eprintln!("no namespace cookies on this kernel (before 5.14): names are by inode, ambiguous by design");
+        return;
+    }
+    let named = format!("[netns {} ({gone})]", next.name);
+    let line = evidence_line(&v, &format!("flow udp {from_gone} -> {dst}"));
+    assert!(!line.contains(&next.name), "the gone namespace's flow is named after the next one: {line}");
+    assert!(line.starts_with(&format!("[netns {gone}]")), "{line}");
+    let line = evidence_line(&v, &format!("flow udp {from_next} -> {dst}"));
+    assert!(line.starts_with(&named), "{line}");
+    drop(next);
+});

@@ -11,8 +11,9 @@ use crate::{
     decode::symbols::Kallsyms,
     kernel::tracer::RawCounts,
     model::{
-        DetailStats, DeviceCount, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount, NetnsDropCount, NetnsId,
-        ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount, Retransmits, Sample, Summary,
+        DetailStats, DeviceCount, DropReason, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount,
+        NetnsDropCount, NetnsId, Packet, ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount,
+        Retransmits, Sample, Summary,
     },
 };
 
@@ -116,8 +117,7 @@ impl Aggregator {
             self.sample_flows.push(ev.flow);
             self.samples.push(Sample {
                 t_ns: ev.ts_ns.saturating_sub(self.start_mono_ns),
-                reason: self.reasons.name(code),
-                code,
+                reason: DropReason::new(code, self.reasons.name(code)),
                 symbol: self.syms.symbolize(ev.location),
                 flow: Flow {
                     proto: decode::proto_name(&ev.flow),
@@ -147,7 +147,7 @@ impl Aggregator {
                 tcp_flags: decode::tcp_flags(decode::packet_bytes(ev), ev.data_start),
                 stack_id: ev.stack_id,
                 data_start: decode::data_start_name(ev.data_start).to_owned(),
-                data_hex: decode::hex(decode::packet_bytes(ev)),
+                data: Packet::new(decode::packet_bytes(ev).to_vec()),
                 chain: String::new(),
                 nat_original: String::new(),
             });
@@ -264,11 +264,11 @@ impl Aggregator {
         let mut reasons: Vec<ReasonCount> = by_reason
             .into_iter()
             .map(|(code, count)| {
-                let reason = self.reasons.name(code);
-                ReasonCount { description: describe(&reason).to_owned(), reason, code, count }
+                let reason = DropReason::new(code, self.reasons.name(code));
+                ReasonCount { description: describe(&reason).to_owned(), reason, count }
             })
             .collect();
-        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.code.cmp(&b.reason.code)));
         reasons
     }
 
@@ -280,8 +280,7 @@ impl Aggregator {
             .map(|(k, c)| LocationCount {
                 symbol: self.syms.symbolize(k.location),
                 address: k.location,
-                reason: self.reasons.name(k.reason),
-                code: k.reason,
+                reason: DropReason::new(k.reason, self.reasons.name(k.reason)),
                 count: *c,
                 stack: match self.sampled_stack(k.reason, k.location) {
                     Some(id) => {
@@ -331,8 +330,7 @@ impl Aggregator {
                 netns_name: String::new(),
                 ifindex: k.ifindex,
                 device: names(k.netns, k.ifindex),
-                reason: self.reasons.name(code),
-                code,
+                reason: DropReason::new(code, self.reasons.name(code)),
                 location: location.map(|a| self.syms.symbolize(a)).unwrap_or_default(),
                 count: *c,
                 comm: self.flow_process.get(k).map(|p| p.0.clone()).unwrap_or_default(),
@@ -602,7 +600,7 @@ mod tests {
         assert_eq!(s.total_drops, 15);
         assert_eq!(s.reasons[0].reason, "NO_SOCKET");
         assert_eq!(s.reasons[0].count, 10);
-        assert_eq!(s.reasons[1].code, 12);
+        assert_eq!(s.reasons[1].reason.code, 12);
         assert_eq!(s.locations[0].symbol, "__udp4_lib_rcv+0x10");
         assert_eq!(s.flows[0].flow.src, "10.0.0.1");
         assert_eq!(s.flows[0].flow.proto, "udp");
@@ -674,7 +672,7 @@ mod tests {
         let s = a.summary(&raw, &CaptureInfo::default(), &|_| Vec::new(), &mut |_, _| String::new());
         assert_eq!((s.reasons[0].reason.as_str(), s.reasons[0].count), ("UNKNOWN", 10));
         let flows: Vec<(&str, &str, u32, u64)> =
-            s.flows.iter().map(|f| (f.reason.as_str(), f.location.as_str(), f.code, f.count)).collect();
+            s.flows.iter().map(|f| (f.reason.as_str(), f.location.as_str(), f.reason.code, f.count)).collect();
         assert_eq!(flows, [("UNKNOWN", "__udp4_lib_rcv+0x10", none, 7), ("UNKNOWN", "nf_hook_slow+0x93", none, 3)]);
         assert!(
             s.flows[0].is("UNKNOWN", Some("__udp4_lib_rcv+0x10"))

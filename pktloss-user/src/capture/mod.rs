@@ -22,7 +22,8 @@
 //!
 //! The payload is one UTF-8 JSON object: the serde form of [`CaptureFile`] (see
 //! `docs/capture-format.md` for every field). Packet bytes live in the summary's samples
-//! (`summary.samples[i].data_hex`, hex, starting where `data_start` says), exactly as in the
+//! (`summary.samples[i].data_hex`, a [`crate::model::Packet`] in hex, starting where
+//! `data_start` says), exactly as in the
 //! live `--format json` output, so there is one copy of each and no index to keep in step.
 //!
 //! Versioning: a reader accepts every minor version of its major version. Minor versions only
@@ -56,7 +57,7 @@ pub use format::{CaptureError, FLAG_DEFLATE, FORMAT_MAJOR, FORMAT_MINOR, encode_
 pub(crate) use format::{FORMAT_NAME, from_bytes, to_bytes};
 pub(crate) use output::{check_writable, write_private};
 
-use crate::model::{DropReason, Sample, Summary};
+use crate::model::{DropReason, Summary};
 
 /// Name and version of the container format, repeated inside the JSON so that an extracted
 /// payload still says what it is. On reading, the header's version is authoritative.
@@ -223,33 +224,6 @@ impl CaptureFile {
     pub(crate) fn interface(&self, netns: u32, ifindex: u32) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.netns == netns && i.ifindex == ifindex)
     }
-}
-
-/// Decode a sample's `data_hex` (empty on invalid hex: the reader never fails on it).
-pub(crate) fn sample_bytes(s: &Sample) -> Vec<u8> {
-    hex_decode(&s.data_hex).unwrap_or_default()
-}
-
-/// Lower-case hex, as in `Sample::data_hex`.
-#[cfg(test)]
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
-
-/// Parse hex (either case, no separators); None when malformed.
-pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let nib = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
-    b.chunks_exact(2).map(|p| Some((nib(*p.first()?)? << 4) | nib(*p.get(1)?)?)).collect()
 }
 
 /// Write `file` to `path` atomically, mode 0600 from creation on: the bytes go to a

@@ -631,9 +631,6 @@ fn host_metadata_and_format_names() {
     assert_eq!(read_bytes(&to_bytes(&f).unwrap()).unwrap(), f);
     assert_eq!("md".parse::<ReportFormat>(), Ok(ReportFormat::Markdown));
     assert!("xml".parse::<ReportFormat>().is_err());
-    assert_eq!(hex_decode("0aFf"), Some(vec![0x0a, 0xff]));
-    assert_eq!(hex_decode("0g"), None);
-    assert_eq!(hex_decode("abc"), None);
 }
 
 /// A cause id this pktloss does not know (a file from a newer one) reads as unclassified.

@@ -227,8 +227,7 @@ fn watch_line(s: &Session, d: &RawCounts, total: u64, t: f64, interval_secs: f64
             .drops
             .iter()
             .map(|(k, c)| watch::WatchEntry {
-                reason: s.agg.reasons.name(k.reason),
-                code: k.reason,
+                reason: crate::model::DropReason::new(k.reason, s.agg.reasons.name(k.reason)),
                 symbol: s.agg.syms.symbolize(k.location),
                 count: *c,
             })

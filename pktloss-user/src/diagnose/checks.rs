@@ -55,7 +55,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
         if !seen.insert((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)) {
             continue;
         }
-        let tag = cx.tag(f.flow.netns.inode);
+        let tag = cx.tag_of(f.flow.netns);
         if f.flow.proto == "tcp" {
             // Each SYN to a closed port is a NO_SOCKET drop here and a reset sent back.
             let rst: u64 = cx
@@ -146,7 +146,7 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
         let how = if d.jumped { " (a jump target)" } else { "" };
         ev.push(format!(
             "{} {} dropped in chain {}{how}, hook {}",
-            cx.tag(d.netns.inode),
+            cx.tag_of(d.netns),
             if d.count == 1 { "1 packet".to_owned() } else { format!("{} packets", d.count) },
             d.label(),
             d.hook
@@ -1009,7 +1009,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     // The programs on the hooks of the tc drops, read while they dropped.
     for t in &cx.input.summary.tc_drops {
-        let tag = cx.tag(t.netns.inode);
+        let tag = cx.tag_of(t.netns);
         let progs: Vec<String> = t.programs.iter().map(|p| format!("{} (id {}, {})", p.name, p.id, p.attach)).collect();
         ev.push(format!(
             "{tag} {} {} drops on {} {}: {}{}",
@@ -1028,7 +1028,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
         }
     }
     for x in &cx.input.summary.xdp_drops {
-        let tag = cx.tag(x.netns.inode);
+        let tag = cx.tag_of(x.netns);
         let prog =
             x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
         ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));

@@ -11,7 +11,7 @@ use crate::{
         counters::{ConfigChecks, NetnsDelta},
         netns::NetnsLabel,
     },
-    model::{FilterInfo, FlowCount},
+    model::{FilterInfo, FlowCount, NetnsId},
 };
 
 #[derive(Default)]
@@ -80,13 +80,41 @@ impl<'a> Ctx<'a> {
         for c in input.checks {
             labels.entry(c.netns).or_insert_with(|| name(&c.label));
         }
+        // A name of the summary is bound to a cookie: it names the inode only where the inode
+        // was that one namespace's (not where it was given to one namespace after another).
         for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
-            labels.insert(n.netns.inode, Some(n.label.clone()));
+            if input.summary.cookie_of(n.netns.inode).is_some_and(|c| c == 0 || c == n.netns.cookie) {
+                labels.insert(n.netns.inode, Some(n.label.clone()));
+            }
         }
         let counters_count = filter.is_none_or(|f| f.scope.whole_netns);
         Self { input, counters_count, labels, acc: BTreeMap::new() }
     }
 
+    /// The tag of a record that says its namespace's cookie (a flow, a tc or XDP drop): the
+    /// name read for that namespace, none when none was (another namespace that had the
+    /// inode, before or after, is not this one); by inode ([`Ctx::tag`]) where the kernel
+    /// gave no cookie.
+    pub(super) fn tag_of(&self, id: NetnsId) -> String {
+        if id.cookie == 0 {
+            return self.tag(id.inode);
+        }
+        match self.input.summary.namespace(id.inode, id.cookie) {
+            Some(n) => format!("[netns {} ({})]", n.label, id.inode),
+            None if self.host_cookie(id) => self.tag(id.inode),
+            None => format!("[netns {}]", id.inode),
+        }
+    }
+
+    /// Whether `id` is the namespace pktloss runs in, as its counters say (its inode is never
+    /// given to another while pktloss runs).
+    fn host_cookie(&self, id: NetnsId) -> bool {
+        self.input.deltas.iter().any(|d| d.netns == id.inode && d.is_self)
+            || self.input.checks.iter().any(|c| c.netns == id.inode && c.is_self)
+    }
+
+    /// The tag of a namespace by inode: its counters' label, or the summary's name where the
+    /// inode was one namespace's.
     pub(super) fn tag(&self, netns: u32) -> String {
         match self.labels.get(&netns) {
             Some(Some(l)) => format!("[netns {l} ({netns})]"),

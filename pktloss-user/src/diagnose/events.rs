@@ -409,7 +409,7 @@ pub(super) fn claimed(cx: &Ctx<'_>) -> BTreeSet<(String, Flow)> {
 
 /// Whether flow `f` is among the drops of assignment `e`, and not taken by a narrower one.
 pub(super) fn shows(e: &Explained, f: &FlowCount, claimed: &BTreeSet<(String, Flow)>) -> bool {
-    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.clone(), f.flow.clone())))
+    e.covers(f) && (!e.flows.is_empty() || !claimed.contains(&(f.reason.name.clone(), f.flow.clone())))
 }
 
 /// Evidence lines for the events assigned to each cause: reason, location, top flows, processes.
@@ -450,7 +450,7 @@ pub(super) fn event_evidence(cx: &mut Ctx<'_>, taken: &BTreeSet<(String, Flow)>)
             for f in flows.iter().take(3) {
                 let dev = if f.device.is_empty() { String::new() } else { format!(" dev {}", f.device) };
                 let who = if f.pid == 0 { String::new() } else { format!(" process {}", f.process()) };
-                lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag(f.flow.netns.inode), f.line(), f.count));
+                lines.push(format!("{} flow {}{dev}{who}: {} drops", cx.tag_of(f.flow.netns), f.line(), f.count));
             }
             let procs: BTreeSet<String> = s
                 .samples

@@ -275,7 +275,7 @@ impl MetricsState {
         self.scrapes += 1;
         self.drops = s.total_drops;
         for r in &s.reasons {
-            let e = self.by_reason.entry(r.reason.clone()).or_insert((subsystem(r.code), 0));
+            let e = self.by_reason.entry(r.reason.name.clone()).or_insert((subsystem(r.reason.code), 0));
             e.1 = e.1.max(r.count);
         }
         for l in &s.locations {
@@ -884,8 +884,8 @@ mod tests {
     fn with_netns_drops(s: &mut Summary) {
         let mut by: BTreeMap<(u32, u64, u32, String, u32), u64> = BTreeMap::new();
         for f in &s.flows {
-            *by.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, f.reason.clone(), f.code)).or_default() +=
-                f.count;
+            *by.entry((f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, f.reason.name.clone(), f.reason.code))
+                .or_default() += f.count;
         }
         s.netns_drops = by
             .into_iter()

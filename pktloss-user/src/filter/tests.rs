@@ -293,7 +293,7 @@ fn filters_select_the_flows_of_a_real_capture() {
     let file = crate::capture::read_bytes(include_bytes!("../export/fixtures/nosocket_nft.pktloss")).expect("fixture");
     let flows = &file.summary.flows;
     assert!(flows.len() >= 2);
-    let resolver = Captured(file.summary.reasons.iter().map(|r| (r.reason.clone(), r.code)).collect());
+    let resolver = Captured(file.summary.reasons.iter().map(|r| (r.reason.name.clone(), r.reason.code)).collect());
     let key_of = |f: &crate::model::FlowCount| {
         let proto = match f.flow.proto.as_str() {
             "tcp" | "udp" | "icmp" => f.flow.proto.clone(),
@@ -309,7 +309,7 @@ fn filters_select_the_flows_of_a_real_capture() {
         );
         k.netns = f.flow.netns.inode;
         k.ifindex = f.ifindex;
-        k.reason = f.code;
+        k.reason = f.reason.code;
         if f.flow.family == 0 {
             (k.family, k.ethertype, k.saddr, k.daddr) = (0, 0, [0; 16], [0; 16]);
         }
@@ -319,7 +319,7 @@ fn filters_select_the_flows_of_a_real_capture() {
         let f = compiled_with(expr, &resolver);
         let got: u64 = flows
             .iter()
-            .filter(|fl| f.passes(&words(&key_of(fl), fl.code, fl.device.as_bytes())))
+            .filter(|fl| f.passes(&words(&key_of(fl), fl.reason.code, fl.device.as_bytes())))
             .map(|fl| fl.count)
             .sum();
         let want: u64 = flows

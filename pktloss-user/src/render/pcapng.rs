@@ -25,12 +25,7 @@ use pcap_file::{
     },
 };
 
-use crate::{
-    capture::{CaptureFile, sample_bytes},
-    diagnose::Diagnosis,
-    model::Sample,
-    render::report::device_label,
-};
+use crate::{capture::CaptureFile, diagnose::Diagnosis, model::Sample, render::report::device_label};
 
 const ARPHRD_ETHER: u16 = 1;
 const ARPHRD_LOOPBACK: u16 = 772;
@@ -94,7 +89,7 @@ fn kv(out: &mut String, key: &str, value: &str) {
 
 /// The comment of one packet.
 fn comment(file: &CaptureFile, diagnosis: &Diagnosis, s: &Sample) -> String {
-    let reason = if s.reason.is_empty() { file.reason_name(s.code).unwrap_or_default() } else { &s.reason };
+    let reason = if s.reason.is_empty() { file.reason_name(s.reason.code).unwrap_or_default() } else { &s.reason.name };
     let mut c = String::from("drop");
     kv(&mut c, "reason", if reason.is_empty() { "?" } else { reason });
     kv(&mut c, "location", &s.symbol);
@@ -149,11 +144,11 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
     let mut ifaces: BTreeMap<(u32, u32, u32), (u32, u32)> = BTreeMap::new(); // key -> (id, snaplen)
     let mut packets = vec![];
     for s in &file.summary.samples {
-        let bytes = sample_bytes(s);
+        let bytes = s.data.bytes();
         if bytes.is_empty() {
             continue;
         }
-        let lt = link_type(file, s, &bytes);
+        let lt = link_type(file, s, bytes);
         let key = (s.flow.netns.inode, s.ifindex, u32::from(lt));
         let next = u32::try_from(ifaces.len()).context("too many interfaces")?;
         let entry = ifaces.entry(key).or_insert((next, 0));
@@ -202,7 +197,7 @@ pub fn pcapng_bytes(file: &CaptureFile) -> Result<(Vec<u8>, usize)> {
             interface_id: id,
             timestamp: start.saturating_add(Duration::from_nanos(s.t_ns)),
             original_len: s.skb_len.max(caplen),
-            data: Cow::Owned(bytes),
+            data: Cow::Borrowed(bytes),
             options: vec![EnhancedPacketOption::Comment(Cow::Owned(comment(file, &file.diagnosis, s)))],
         };
         w.write_pcapng_block(epb).context("pcapng packet block")?;

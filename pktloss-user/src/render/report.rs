@@ -6,7 +6,7 @@ use std::{fmt::Write as _, str::FromStr};
 
 use super::{clean, code, diagnosis, json, md, plural, secs, shell_join, summary};
 use crate::{
-    capture::{CaptureFile, netns_label, sample_bytes},
+    capture::{CaptureFile, netns_label},
     model::Sample,
 };
 
@@ -145,7 +145,7 @@ fn sample_lines(f: &CaptureFile, i: usize, s: &Sample, indent: &str, out: &mut S
         clean(&s.symbol)
     );
     let _ = writeln!(out, "{indent}    {}", sample_flow(f, s));
-    let bytes = sample_bytes(s);
+    let bytes = s.data.bytes();
     if !bytes.is_empty() {
         let _ = writeln!(
             out,

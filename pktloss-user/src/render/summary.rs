@@ -58,8 +58,8 @@ impl Sections<'_> {
             t.row(vec![
                 r.count.to_string(),
                 percent(r.count, self.s.total_drops),
-                r.reason.clone(),
-                r.code.to_string(),
+                r.reason.name.clone(),
+                r.reason.code.to_string(),
                 r.description.clone(),
             ]);
         }
@@ -69,7 +69,7 @@ impl Sections<'_> {
     fn locations(&self) -> (Table, usize) {
         let mut t = Table::new(&[("DROPS", true), ("LOCATION", false), ("REASON", false)]);
         for l in self.s.locations.iter().take(TOP_ROWS) {
-            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.clone()]);
+            t.row(vec![l.count.to_string(), l.symbol.clone(), l.reason.name.clone()]);
         }
         (t, self.s.locations.len())
     }
@@ -107,7 +107,7 @@ impl Sections<'_> {
         let mut t = Table::new(&[("DROPS", true), ("CHAIN", false), ("HOOK", false), ("NETNS", false)]);
         for d in self.s.firewall.iter().take(TOP_ROWS) {
             let label = if d.jumped { format!("{} (jump target)", d.label()) } else { d.label() };
-            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_label(d.netns.inode)]);
+            t.row(vec![d.count.to_string(), label, d.hook.clone(), self.s.netns_name(d.netns)]);
         }
         (t, self.s.firewall.len())
     }
@@ -164,7 +164,7 @@ impl Sections<'_> {
                 clean(&d.reason),
                 clean(&d.device),
                 clean(&d.hook),
-                self.s.netns_label(d.netns.inode),
+                self.s.netns_name(d.netns),
                 if progs.is_empty() { clean(&d.note) } else { format!("{}: {}", progs.join("; "), clean(&d.note)) },
             ]);
         }
@@ -178,7 +178,7 @@ impl Sections<'_> {
             t.row(vec![
                 d.drops.to_string(),
                 clean(&d.device),
-                self.s.netns_label(d.netns.inode),
+                self.s.netns_name(d.netns),
                 match &d.program {
                     Some(p) => format!("{} {} ({})", p.id, clean(&p.name), clean(&p.attach)),
                     None => clean(&d.note),
@@ -236,7 +236,7 @@ impl Sections<'_> {
                 r.flow.source(),
                 r.flow.destination(),
                 if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
-                self.s.netns_label(r.flow.netns.inode),
+                self.s.netns_name(r.flow.netns),
             ]);
         }
         (t, self.s.resets.flows.len())

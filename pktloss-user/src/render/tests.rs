@@ -121,8 +121,7 @@ fn report_text_markdown_json() {
 #[test]
 fn watch_lines() {
     let entry = |n: u64, reason: &str, symbol: &str| watch::WatchEntry {
-        reason: reason.into(),
-        code: 2,
+        reason: crate::model::DropReason::new(2, reason),
         symbol: symbol.into(),
         count: n,
     };

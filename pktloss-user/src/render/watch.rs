@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::clean;
+use crate::model::DropReason;
 
 /// (reason, location) pairs shown on a text line; the rest are counted in "+N more".
 const TOP_ON_LINE: usize = 4;
@@ -31,8 +32,8 @@ pub(crate) struct WatchLine {
 /// A (reason, location) count of one interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct WatchEntry {
-    pub reason: String,
-    pub code: u32,
+    #[serde(flatten, serialize_with = "DropReason::reason_code")]
+    pub reason: DropReason,
     pub symbol: String,
     pub count: u64,
 }

@@ -165,9 +165,8 @@ impl Doc {
             4,
             Style::new(),
         );
-        if !s.data_hex.is_empty() {
-            let bytes: Vec<&str> =
-                s.data_hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).take(32).collect();
+        if !s.data.is_empty() {
+            let bytes: Vec<String> = s.data.bytes().iter().take(32).map(|b| format!("{b:02x}")).collect();
             for chunk in bytes.chunks(16) {
                 self.text(6, &chunk.join(" "), DIM);
             }
@@ -197,7 +196,7 @@ impl Doc {
             self.counted(f.count, &f.location);
             return;
         }
-        let places: Vec<&DropRow> = rows.iter().filter(|r| r.reason == f.reason).collect();
+        let places: Vec<&DropRow> = rows.iter().filter(|r| f.reason == r.reason).collect();
         match places.as_slice() {
             [] => self.note(&format!("(no drop location recorded for {})", f.reason)),
             // Every drop of the reason happened there, this flow's too.
@@ -395,7 +394,7 @@ fn flow_detail(doc: &mut Doc, d: &Data, fr: &FlowRow, rows: &[DropRow], causes: 
     doc.field("netns", &ns);
     doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
     doc.field("process", &or_dash(&f.process()));
-    doc.field("reason", &reason_line(d, &f.reason, f.code));
+    doc.field("reason", &reason_line(d, &f.reason, f.reason.code));
     doc.field(
         "drops",
         &format!("{}  ·  {}/s  ·  trend {}", fmt_count(f.count), fmt_rate(fr.rate), spark(&fr.trend, 16).trim_start()),

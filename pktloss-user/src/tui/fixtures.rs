@@ -2,8 +2,8 @@
 use super::{CauseView, CounterRow, State, Update};
 use crate::diagnose::CauseId;
 use crate::model::{
-    DetailStats, DeviceCount, Flow, FlowCount, FlowTableStats, LocationCount, NetnsId, ProbeStatus, ReasonCount,
-    RetransCount, Retransmits, Sample, Summary,
+    DetailStats, DeviceCount, DropReason, Flow, FlowCount, FlowTableStats, LocationCount, NetnsId, Packet, ProbeStatus,
+    ReasonCount, RetransCount, Retransmits, Sample, Summary,
 };
 
 /// Drops in second `i` for a row with base rate `rate`, varying so trends have a shape.
@@ -53,8 +53,7 @@ fn flow(
         netns_name: String::new(),
         ifindex,
         device: device.into(),
-        reason: reason.into(),
-        code,
+        reason: DropReason::new(code, reason),
         location: String::new(),
         count,
         // "comm[pid]" as the fixtures write it.
@@ -89,8 +88,7 @@ fn sample(
 ) -> Sample {
     Sample {
         t_ns: t_ms * 1_000_000,
-        reason: reason.into(),
-        code: 0,
+        reason: DropReason::new(0, reason),
         symbol: symbol.into(),
         flow: Flow {
             proto: proto.into(),
@@ -116,7 +114,7 @@ fn sample(
         tcp_flags: String::new(),
         stack_id: 1,
         data_start: "network".into(),
-        data_hex: "4500005400004000401126a80a0000010a000002a0120035004000000000".into(),
+        data: Packet::from_hex("4500005400004000401126a80a0000010a000002a0120035004000000000").unwrap_or_default(),
         chain: String::new(),
         nat_original: String::new(),
     }
@@ -140,8 +138,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         LocationCount {
             symbol: "__udp4_lib_rcv+0x8b2".into(),
             address: 0xffffffff81c3e4b2,
-            reason: "NO_SOCKET".into(),
-            code: 2,
+            reason: DropReason::new(2, "NO_SOCKET"),
             count: udp_a,
             stack: stack(&[
                 "kfree_skb_reason+0x4f",
@@ -157,8 +154,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         LocationCount {
             symbol: "__udp4_lib_rcv+0x8b2".into(),
             address: 0xffffffff81c3e4b2,
-            reason: "NO_SOCKET".into(),
-            code: 2,
+            reason: DropReason::new(2, "NO_SOCKET"),
             count: udp_b,
             stack: stack(&[
                 "kfree_skb_reason+0x4f",
@@ -172,8 +168,7 @@ pub(super) fn summary_at(t: u64) -> Summary {
         LocationCount {
             symbol: "__udp_enqueue_schedule_skb+0x1d3".into(),
             address: 0xffffffff81c3a1d3,
-            reason: "SOCKET_RCVBUFF".into(),
-            code: 5,
+            reason: DropReason::new(5, "SOCKET_RCVBUFF"),
             count: rcvbuf,
             stack: stack(&[
                 "kfree_skb_reason+0x4f",
@@ -185,24 +180,21 @@ pub(super) fn summary_at(t: u64) -> Summary {
         LocationCount {
             symbol: "tcp_v4_rcv+0x1a2".into(),
             address: 0xffffffff81c2b1a2,
-            reason: "NO_SOCKET".into(),
-            code: 2,
+            reason: DropReason::new(2, "NO_SOCKET"),
             count: tcp_nosock,
             stack: Vec::new(),
         },
         LocationCount {
             symbol: "nf_hook_slow+0xb6".into(),
             address: 0xffffffff81bf20b6,
-            reason: "NETFILTER_DROP".into(),
-            code: 8,
+            reason: DropReason::new(8, "NETFILTER_DROP"),
             count: nf,
             stack: Vec::new(),
         },
         LocationCount {
             symbol: "ip_rcv_core+0x2a5".into(),
             address: 0xffffffff81c0a2a5,
-            reason: "OTHERHOST".into(),
-            code: 16,
+            reason: DropReason::new(16, "OTHERHOST"),
             count: otherhost,
             stack: Vec::new(),
         },
@@ -211,26 +203,27 @@ pub(super) fn summary_at(t: u64) -> Summary {
         locations.push(LocationCount {
             symbol: "__dev_queue_xmit+0x7c1".into(),
             address: 0xffffffff81b9a7c1,
-            reason: "QDISC_DROP".into(),
-            code: 41,
+            reason: DropReason::new(41, "QDISC_DROP"),
             count: qdisc,
             stack: Vec::new(),
         });
     }
     let reasons = vec![
         ReasonCount {
-            reason: "NO_SOCKET".into(),
-            code: 2,
+            reason: DropReason::new(2, "NO_SOCKET"),
             count: udp_nosock + tcp_nosock,
             description: "no socket found for the packet".into(),
         },
         ReasonCount {
-            reason: "SOCKET_RCVBUFF".into(),
-            code: 5,
+            reason: DropReason::new(5, "SOCKET_RCVBUFF"),
             count: rcvbuf,
             description: "socket receive buffer full".into(),
         },
-        ReasonCount { reason: "NETFILTER_DROP".into(), code: 8, count: nf, description: "dropped by netfilter".into() },
+        ReasonCount {
+            reason: DropReason::new(8, "NETFILTER_DROP"),
+            count: nf,
+            description: "dropped by netfilter".into(),
+        },
     ];
     let flows = vec![
         flow(

@@ -95,7 +95,7 @@ pub(crate) fn cause_views(d: &Diagnosis, summary: &Summary) -> Vec<CauseView> {
                 .reasons
                 .iter()
                 .filter(|r| taxonomy::cause_for_reason(&r.reason) == Some(c.id))
-                .map(|r| &r.reason);
+                .map(|r| &r.reason.name);
             for r in assigned.chain(mapped) {
                 if !reasons.contains(r) {
                     reasons.push(r.clone());
@@ -120,7 +120,7 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
     let mut rows = Vec::new();
     let mut softnet_done = false;
     for d in deltas {
-        let label = summary.namespace(d.netns, 0).map_or_else(|| d.label.to_string(), |n| n.label.clone());
+        let label = summary.namespace_of_inode(d.netns).map_or_else(|| d.label.to_string(), |n| n.label.clone());
         for dev in &d.devices {
             let scope = format!("{} ({label})", dev.name);
             for (name, value, _) in &DEVICE_COUNTERS {

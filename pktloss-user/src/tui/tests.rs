@@ -413,8 +413,7 @@ fn flow_detail_shows_only_the_flows_locations() {
     let mut u = update_at(30);
     let udp = u.summary.flows[0].clone();
     let at = |location: &str, count: u64, f: &FlowCount| FlowCount {
-        reason: "UNKNOWN".into(),
-        code: 0,
+        reason: crate::model::DropReason::new(0, "UNKNOWN"),
         location: location.into(),
         count,
         ..f.clone()

@@ -614,7 +614,7 @@ fn reason_cell(state: &State, f: &crate::model::FlowCount) -> String {
         .update
         .summary
         .program_of(f.flow.netns.inode, f.flow.netns.cookie, f.ifindex, &f.reason)
-        .map_or_else(|| f.reason.clone(), |p| format!("{} by {p}", f.reason))
+        .map_or_else(|| f.reason.name.clone(), |p| format!("{} by {p}", f.reason))
 }
 
 fn counters_table(frame: &mut Frame<'_>, area: Rect, state: &State, rows: &[CounterLine], focused: bool) {

@@ -280,8 +280,8 @@ impl Data {
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 rows.push(DropRow {
                     key,
-                    reason: l.reason.clone(),
-                    code: l.code,
+                    reason: l.reason.name.clone(),
+                    code: l.reason.code,
                     symbol: l.symbol.clone(),
                     count: 0,
                     rate: 0.0,

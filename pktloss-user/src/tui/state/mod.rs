@@ -178,7 +178,7 @@ impl State {
             self.reverse,
             |r| r.flow.count,
             |r| r.rate,
-            |r| r.flow.reason.clone(),
+            |r| r.flow.reason.name.clone(),
             |r| flow_tuple(&r.flow),
         );
         rows
