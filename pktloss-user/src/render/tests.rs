@@ -51,8 +51,14 @@ fn hardware_traps_in_every_format() {
         input_port: "eth0".into(),
         count: 9,
     }];
-    s.hw_traps.stats =
-        vec![TrapStat { device: "netdevsim/netdevsim1".into(), trap: "blackhole_route".into(), packets: 9 }];
+    s.hw_traps.stats = vec![TrapStat {
+        device: "netdevsim/netdevsim1".into(),
+        trap: "blackhole_route".into(),
+        group: "l3_drops".into(),
+        kind: "drop".into(),
+        action: "trap".into(),
+        packets: 9,
+    }];
     let text = summary::text(&s);
     let from = |t: &str, h: &str| t.lines().skip_while(|l| !l.starts_with(h)).take(7).collect::<Vec<_>>().join("\n");
     assert_snapshot!("hw_traps_text", from(&text, "Hardware traps"));
