@@ -517,6 +517,16 @@ pub(crate) struct HwTrap {
 pub(crate) struct TrapStat {
     pub device: String,
     pub trap: String,
+    /// Its group (`l3_drops`), as devlink says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// The trap's type as devlink says: `drop` (the device dropped the packet), `exception`
+    /// (it could not forward it and sent it to the kernel), `control` (a control packet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Its action when read: `trap`, `drop` (reports nothing) or `mirror`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
     /// `rx_packets` now minus at the start.
     pub packets: u64,
 }

@@ -66,7 +66,8 @@ pub(crate) struct Session {
     /// The codes of `TC_INGRESS` and `TC_EGRESS` in this kernel (those it has).
     tc_reasons: Vec<(u32, bool)>,
     /// devlink's trap statistics when the capture started, or why they cannot be read.
-    trap_baseline: Result<std::collections::BTreeMap<crate::host::devlink::TrapId, u64>, String>,
+    trap_baseline:
+        Result<std::collections::BTreeMap<crate::host::devlink::TrapId, crate::host::devlink::TrapInfo>, String>,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -281,11 +282,14 @@ impl Session {
     /// baseline could not be, and no device traps anything; the reason is said when the
     /// tracepoint did see traps).
     fn trap_stats(&self, hw: &mut crate::model::HwTraps) {
-        let now = match (self.trap_baseline.as_ref(), crate::host::devlink::trap_stats().as_ref()) {
+        let read = crate::host::devlink::trap_stats();
+        let now = match (self.trap_baseline.as_ref(), read.as_ref()) {
             (Ok(base), Ok(now)) => now
                 .iter()
-                .filter_map(|(id, n)| Some((id.clone(), n.checked_sub(base.get(id).copied().unwrap_or(0))?)))
-                .filter(|(_, n)| *n > 0)
+                .filter_map(|(id, t)| {
+                    let grew = t.packets.checked_sub(base.get(id).map_or(0, |b| b.packets))?;
+                    (grew > 0).then(|| (id.clone(), grew, t.clone()))
+                })
                 .collect::<Vec<_>>(),
             (Err(e), _) | (_, Err(e)) => {
                 if !hw.reported.is_empty() {
@@ -294,8 +298,17 @@ impl Session {
                 return;
             }
         };
-        hw.stats =
-            now.into_iter().map(|((device, trap), packets)| crate::model::TrapStat { device, trap, packets }).collect();
+        hw.stats = now
+            .into_iter()
+            .map(|((device, trap), packets, t)| crate::model::TrapStat {
+                device,
+                trap,
+                group: t.group,
+                kind: t.kind,
+                action: t.action,
+                packets,
+            })
+            .collect();
         hw.stats
             .sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| (&a.device, &a.trap).cmp(&(&b.device, &b.trap))));
     }

@@ -298,9 +298,12 @@ mod matrix_netdevsim {
     root_test!(devlink_trap_reports_match_the_trap_statistics, {
         let has_tp = std::path::Path::new("/sys/kernel/tracing/events/devlink/devlink_trap_report").exists();
         if !has_tp {
-            // The degrade path: one probe line saying why, and the capture runs.
-            let p = Running::start(&["capture", "--format", "json"]);
+            // The degrade path: one probe line saying why, and the diagnosis runs without
+            // inventing a hardware cause.
+            let p = Running::start(&["diagnose", "--format", "json"]);
             let s = p.stop_json();
+            let causes = s["causes"].as_array().unwrap_or_else(|| panic!("no causes: {s:#}"));
+            assert!(causes.iter().all(|c| c["id"] != "hardware-trap"), "{causes:#?}");
             let probe = s["probes"]
                 .as_array()
                 .and_then(|ps| ps.iter().find(|p| p["name"] == "devlink:devlink_trap_report"))
@@ -327,7 +330,7 @@ mod matrix_netdevsim {
         // per running port).
         pktloss_tests::sh(&["devlink", "trap", "set", &dev, "trap", "blackhole_route", "action", "trap"]);
         let before = devlink_trap_packets(&dev);
-        let p = Running::start(&["capture", "--format", "json"]);
+        let p = Running::start(&["diagnose", "--format", "json"]);
         pktloss_tests::sh(&["ip", "link", "set", &netdev, "up"]);
         std::thread::sleep(Duration::from_secs(1));
         pktloss_tests::sh(&["ip", "link", "set", &netdev, "down"]);
@@ -361,5 +364,23 @@ mod matrix_netdevsim {
             .and_then(|st| st.iter().find(|t| t["device"] == dev.as_str() && t["trap"] == "blackhole_route"))
             .unwrap_or_else(|| panic!("no devlink statistics: {s:#}"));
         assert_eq!(stat["packets"].as_u64(), Some(grew("blackhole_route")), "{stat:#}");
+        assert_eq!((stat["kind"].as_str(), stat["group"].as_str()), (Some("drop"), Some("l3_drops")), "{stat:#}");
+        // What the unit tests of the diagnosis read (diagnose/fixtures/netdevsim_hw_traps.json).
+        eprintln!("hw_traps: {}", s["hw_traps"]);
+        // The diagnosis: blackhole_route, the one drop trap set to trap, is the top cause with
+        // the exact count; the exception and control traps netdevsim reports too are not drops.
+        let causes = s["causes"].as_array().unwrap_or_else(|| panic!("no causes: {s:#}"));
+        let top = &causes[0];
+        assert_eq!(top["id"], "hardware-trap", "{causes:#?}");
+        assert_eq!(top["drops"].as_u64(), Some(grew("blackhole_route")), "{top:#}");
+        let evidence: Vec<&str> = top["evidence"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+        let line = format!(
+            "{dev}: drop trap blackhole_route, group l3_drops dropped {} packets (devlink:devlink_trap_report), input port {netdev} {}",
+            grew("blackhole_route"),
+            grew("blackhole_route")
+        );
+        assert!(evidence.iter().any(|e| e.starts_with(&line)), "{line}\n{evidence:#?}");
+        let verify = top["verify"].to_string();
+        assert!(verify.contains(&format!("devlink -s trap show {dev} trap blackhole_route")), "{verify}");
     });
 }

@@ -109,6 +109,9 @@ pub(super) fn counters_only_why(id: CauseId) -> &'static str {
         CauseId::FirewallDrop => "traced, they show as NETFILTER_DROP: the drop probe was inactive or missed them",
         CauseId::Routing => "a send with no route fails before an skb exists (the application gets ENETUNREACH)",
         CauseId::NeighborFailure => "the neighbour table counts discards in the whole host",
+        CauseId::HardwareTrap => {
+            "the device dropped them itself: they never reached the kernel's stack, so no kfree_skb"
+        }
         _ => "the kernel counts these drops without a kfree_skb event, or they happened outside the traced probes",
     }
 }

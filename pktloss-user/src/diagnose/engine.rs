@@ -12,6 +12,7 @@ use super::{
     events::{BenignTally, assign_events, claimed, event_evidence, memory_window, shows},
     taxonomy,
     template::Fill,
+    traps::hardware_traps,
 };
 use crate::{
     host::counters::{ConfigChecks, NetnsDelta},
@@ -111,13 +112,14 @@ fn diagnose_in(input: &DiagnosisInput<'_>, filter: Option<&FilterInfo>) -> Diagn
     }
 }
 
-/// The passes, in their order: events assigned to causes, counters, the drops of a receive
+/// The passes, in their order: events assigned to causes, counters, hardware traps, the drops of a receive
 /// memory window moved, external loss, the evidence of the events, configuration findings.
 /// Returns the benign drops and the (reason, connection) pairs taken by assignments limited
 /// to connections.
 fn run_passes(cx: &mut Ctx<'_>) -> (BenignTally, BTreeSet<(String, Flow)>) {
     let benign = assign_events(cx);
     counter_signals(cx);
+    hardware_traps(cx);
     memory_window(cx);
     external_loss(cx);
     // The (reason, connection) pairs taken by assignments limited to connections: final once

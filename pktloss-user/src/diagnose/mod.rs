@@ -32,6 +32,7 @@ mod engine;
 mod events;
 pub(crate) mod taxonomy;
 mod template;
+mod traps;
 
 pub(crate) use taxonomy::{BenignId, CauseId};
 

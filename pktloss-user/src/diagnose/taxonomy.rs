@@ -1,4 +1,4 @@
-//! The cause taxonomy: the one readable table of the 27 causes of packet loss pktloss knows, and of
+//! The cause taxonomy: the one readable table of the 28 causes of packet loss pktloss knows, and of
 //! the benign traffic the kernel drops by design ([`BENIGN`]).
 //!
 //! Ids ([`CauseId`]) are stable (scripts match on them). Each cause has a title, a one-paragraph explanation,
@@ -51,6 +51,7 @@ pub(crate) enum CauseId {
     ExternalLoss,
     MalformedPacket,
     TunnelOrIpsec,
+    HardwareTrap,
     /// Also what a cause id this pktloss does not know reads as (a capture file written by a
     /// newer one).
     #[default]
@@ -88,6 +89,7 @@ impl CauseId {
         Self::ExternalLoss,
         Self::MalformedPacket,
         Self::TunnelOrIpsec,
+        Self::HardwareTrap,
         Self::Unclassified,
     ];
 
@@ -120,6 +122,7 @@ impl CauseId {
             Self::ExternalLoss => "external-loss",
             Self::MalformedPacket => "malformed-packet",
             Self::TunnelOrIpsec => "tunnel-or-ipsec",
+            Self::HardwareTrap => "hardware-trap",
             Self::Unclassified => "unclassified",
         }
     }
@@ -907,6 +910,24 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
         verify: &["cat /proc/net/xfrm_stat", "ip -s -d link show DEV"],
     },
     CauseInfo {
+        id: CauseId::HardwareTrap,
+        title: "Dropped in hardware (devlink trap)",
+        explanation: "A device that offloads forwarding (a switch ASIC, a smart NIC: mlxsw, mlx5, netdevsim) dropped the packet itself and reported it to devlink through a drop trap: a blackhole route, a full egress buffer, an offloaded tc/ACL rule, a VLAN or STP filter, a malformed header. Such packets never reach the kernel's stack, so no kfree_skb sees them; devlink counts them per trap, and `devlink:devlink_trap_report` names the trap, its group and the input port. Exception traps (no route, TTL, MTU, neighbour) are not drops of the device: it hands those packets to the kernel, whose own drops of them are traced as usual.",
+        signals: &[
+            "devlink:devlink_trap_report reports of traps of type drop (device, trap, group, input port)",
+            "devlink -s trap show: rx_packets of drop traps increasing",
+        ],
+        reasons: &[],
+        checks: &[
+            "devlink trap show (each trap's type, action and group)",
+            "devlink -s trap show (per-trap packets and bytes)",
+        ],
+        remediation: &[
+            "Fix what the trap names (devlink-trap.rst, Generic Packet Traps): the offloaded route, buffer/QoS, tc flower/ACL rule, VLAN/STP state or the sender of malformed packets; set the trap's action to trap (`devlink trap set DEV trap TRAP action trap`) to see the packets.",
+        ],
+        verify: &["devlink -s trap show (rx_packets of the drop traps stop increasing)"],
+    },
+    CauseInfo {
         id: CauseId::Unclassified,
         title: "Unclassified drop reason",
         explanation: "The kernel dropped packets for a reason pktloss does not map to a documented cause. The raw reason and the kernel function that dropped them are kept so the code path can be read.",
@@ -922,6 +943,139 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
         verify: &["pktloss diagnose --duration 10s (the reason no longer appears)"],
     },
 ];
+
+/// A devlink trap's type (devlink-trap.rst, "Trap Types").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TrapKind {
+    /// The device dropped the packet (reported only while the trap's action is `trap`).
+    Drop,
+    /// The device could not forward the packet and handed it to the kernel.
+    Exception,
+    /// A control packet the kernel needs (ARP, IGMP, STP...): not loss.
+    Control,
+}
+
+/// A family of devlink traps: what to look at when its traps drop.
+pub(crate) struct TrapFamily {
+    /// Short name, in the evidence.
+    pub name: &'static str,
+    /// The generic traps of the family with their type (devlink-trap.rst, "Generic Packet
+    /// Traps").
+    pub traps: &'static [(&'static str, TrapKind)],
+    /// What to do; `DEV` is the devlink device, `PORT` the input port, `TRAP` the trap.
+    pub advice: &'static str,
+    /// A command that shows the configuration at fault (`PORT` as above), if there is one.
+    pub check: Option<&'static str>,
+}
+
+/// The generic devlink traps by family, after devlink-trap.rst; control traps are left out
+/// (they are not loss). A trap no family lists (a driver's own) is typed by devlink's dump.
+pub(crate) const TRAP_FAMILIES: &[TrapFamily] = &[
+    TrapFamily {
+        name: "routing",
+        traps: &[
+            ("blackhole_route", TrapKind::Drop),
+            ("blackhole_nexthop", TrapKind::Drop),
+            ("non_routable_packet", TrapKind::Drop),
+            ("ipv4_lpm_miss", TrapKind::Exception),
+            ("ipv6_lpm_miss", TrapKind::Exception),
+            ("reject_route", TrapKind::Exception),
+            ("mc_reverse_path_forwarding", TrapKind::Exception),
+        ],
+        advice: "TRAP on DEV: the routing table the device offloads (the kernel's) sends these packets to a blackhole route or nexthop, a reject route, or has no route for them: find the route (`ip route get <destination>`), remove the unintended blackhole/unreachable/prohibit route or add the missing one.",
+        check: Some("ip route show table all type blackhole; ip -6 route show table all; ip nexthop show"),
+    },
+    TrapFamily {
+        name: "TTL",
+        traps: &[("ttl_value_is_too_small", TrapKind::Exception)],
+        advice: "TRAP on DEV: packets arrive with a TTL too small to route: a routing loop between routers (two next hops pointing at each other) or a sender with a small TTL; trace the path (`traceroute <destination>`, `mtr <destination>`) and break the loop.",
+        check: Some("traceroute <destination>"),
+    },
+    TrapFamily {
+        name: "buffers/QoS",
+        traps: &[("tail_drop", TrapKind::Drop), ("early_drop", TrapKind::Drop)],
+        advice: "TRAP on DEV: an egress queue of the device was full (tail_drop) or RED dropped early (early_drop): congestion; look at the shared buffer occupancy (`devlink sb occupancy snapshot DEV; devlink sb occupancy show DEV`) and the offloaded qdiscs (`tc -s qdisc show`), raise the buffer quota or the RED thresholds, or reduce the oversubscription (more egress bandwidth, paced senders).",
+        check: Some("devlink sb occupancy show DEV"),
+    },
+    TrapFamily {
+        name: "ACL/flow rule",
+        traps: &[("ingress_flow_action_drop", TrapKind::Drop), ("egress_flow_action_drop", TrapKind::Drop)],
+        advice: "TRAP on DEV: an offloaded tc flower (ACL) rule with action drop matched these packets: find the rule whose hardware counter grows (`tc -s filter show dev PORT ingress`, and `egress`) and remove or narrow it if the traffic is wanted.",
+        check: Some("tc -s filter show dev PORT ingress"),
+    },
+    TrapFamily {
+        name: "MTU",
+        traps: &[("mtu_value_is_too_small", TrapKind::Exception)],
+        advice: "TRAP on DEV: packets larger than the egress interface's MTU: align the MTUs along the path (`ip link show`), or clamp the TCP MSS; make sure ICMP \"fragmentation needed\" reaches the senders.",
+        check: Some("ip link show"),
+    },
+    TrapFamily {
+        name: "neighbour",
+        traps: &[("unresolved_neigh", TrapKind::Exception)],
+        advice: "TRAP on DEV: no neighbour entry for the next hop after routing: check that the next hop exists and answers ARP/ND (`ip neigh show`, FAILED or INCOMPLETE entries).",
+        check: Some("ip neigh show"),
+    },
+    TrapFamily {
+        name: "L2 forwarding",
+        traps: &[
+            ("source_mac_is_multicast", TrapKind::Drop),
+            ("vlan_tag_mismatch", TrapKind::Drop),
+            ("ingress_vlan_filter", TrapKind::Drop),
+            ("ingress_spanning_tree_filter", TrapKind::Drop),
+            ("port_list_is_empty", TrapKind::Drop),
+            ("port_loopback_filter", TrapKind::Drop),
+            ("dmac_filter", TrapKind::Drop),
+        ],
+        advice: "TRAP on DEV: the bridge the device offloads refused these frames: a VLAN the ingress port is not a member of or no PVID (`bridge vlan show`), a port not in STP forwarding state (`bridge link show`), no port to flood to, or a destination MAC not in the FDB (`bridge fdb show`); fix the bridge's VLAN, STP or FDB configuration.",
+        check: Some("bridge vlan show; bridge link show"),
+    },
+    TrapFamily {
+        name: "invalid or malformed packet",
+        traps: &[
+            ("non_ip", TrapKind::Drop),
+            ("uc_dip_over_mc_dmac", TrapKind::Drop),
+            ("dip_is_loopback_address", TrapKind::Drop),
+            ("sip_is_mc", TrapKind::Drop),
+            ("sip_is_loopback_address", TrapKind::Drop),
+            ("ip_header_corrupted", TrapKind::Drop),
+            ("ipv4_sip_is_limited_bc", TrapKind::Drop),
+            ("ipv6_mc_dip_reserved_scope", TrapKind::Drop),
+            ("ipv6_mc_dip_interface_local_scope", TrapKind::Drop),
+            ("vlan_parsing", TrapKind::Drop),
+            ("llc_snap_parsing", TrapKind::Drop),
+            ("pppoe_ppp_parsing", TrapKind::Drop),
+            ("mpls_parsing", TrapKind::Drop),
+            ("arp_parsing", TrapKind::Drop),
+            ("ip_1_parsing", TrapKind::Drop),
+            ("ip_n_parsing", TrapKind::Drop),
+            ("gre_parsing", TrapKind::Drop),
+            ("udp_parsing", TrapKind::Drop),
+            ("tcp_parsing", TrapKind::Drop),
+            ("ipsec_parsing", TrapKind::Drop),
+            ("sctp_parsing", TrapKind::Drop),
+            ("dccp_parsing", TrapKind::Drop),
+            ("gtp_parsing", TrapKind::Drop),
+            ("esp_parsing", TrapKind::Drop),
+        ],
+        advice: "TRAP on DEV: packets with corrupted headers or addresses that must not be routed (loopback or multicast source, non-IP): find the sender behind input port PORT (set the trap's action to trap and capture them) and fix it, or a faulty link/cable corrupting frames.",
+        check: None,
+    },
+    TrapFamily {
+        name: "tunnel",
+        traps: &[
+            ("decap_error", TrapKind::Exception),
+            ("overlay_smac_is_mc", TrapKind::Drop),
+            ("vxlan_parsing", TrapKind::Drop),
+        ],
+        advice: "TRAP on DEV: encapsulated packets the device could not decapsulate (truncated, reserved VXLAN bits, a multicast overlay source MAC): check the tunnel's configuration and the remote end (`ip -d link show`).",
+        check: Some("ip -d link show"),
+    },
+];
+
+/// The family and type of a generic trap.
+pub(crate) fn trap_family(trap: &str) -> Option<(&'static TrapFamily, TrapKind)> {
+    TRAP_FAMILIES.iter().find_map(|f| f.traps.iter().find(|(t, _)| *t == trap).map(|(_, k)| (f, *k)))
+}
 
 /// The cause with this id.
 pub(crate) fn info(id: CauseId) -> &'static CauseInfo {

@@ -165,6 +165,7 @@ fn taxonomy_has_exactly_the_issue_ids() {
             "external-loss",
             "malformed-packet",
             "tunnel-or-ipsec",
+            "hardware-trap",
             "unclassified"
         ]
     );
@@ -1274,4 +1275,102 @@ fn netns_labels_keep_their_string_form() {
         assert_eq!(serde_json::to_value(&label).unwrap(), text);
         assert_eq!(serde_json::from_value::<NetnsLabel>(text.into()).unwrap(), label);
     }
+}
+
+/// The trap reports and devlink statistics of the netdevsim run in the 6.1 guest
+/// (`tests/tests/sources.rs`, `matrix_netdevsim`: `blackhole_route` set to trap, the port up for
+/// a second; netdevsim reports its exception and control traps too), with the tracepoint
+/// attached or, as on a kernel without it, the statistics alone.
+fn netdevsim_traps(tracepoint: bool) -> Summary {
+    let hw: crate::model::HwTraps = serde_json::from_str(fx!("netdevsim_hw_traps.json")).expect("fixture");
+    let mut s = Summary { hw_traps: hw, ..Summary::default() };
+    s.probes.push(crate::model::ProbeStatus {
+        name: "devlink:devlink_trap_report".into(),
+        attach: "tracepoint".into(),
+        active: tracepoint,
+        note: String::new(),
+    });
+    if !tracepoint {
+        s.hw_traps.reported.clear();
+    }
+    s
+}
+
+#[test]
+fn hardware_trap_from_the_trap_reports() {
+    let causes = run(&netdevsim_traps(true), &[host_delta()], &[]);
+    assert_eq!(causes.len(), 1, "{causes:#?}");
+    let c = top(&causes, CauseId::HardwareTrap);
+    // blackhole_route is the one drop trap; fid_miss and ttl_value_is_too_small are
+    // exceptions, igmp_* control traps: 11 reports each, not drops.
+    assert_eq!((c.drops, c.event_drops, c.counter_drops), (11, 0, 11));
+    assert_eq!(
+        c.evidence[0],
+        "netdevsim/netdevsim835: drop trap blackhole_route, group l3_drops dropped 11 packets (devlink:devlink_trap_report), input port eth0 11; devlink's statistics grew by 11: the same"
+    );
+    assert!(
+        has(&c.evidence, "exception traps, not counted here")
+            && has(&c.evidence, "netdevsim/netdevsim835 fid_miss 11, netdevsim/netdevsim835 ttl_value_is_too_small 11"),
+        "{:#?}",
+        c.evidence
+    );
+    assert!(!has(&c.evidence, "igmp"), "control traps are not loss: {:#?}", c.evidence);
+    assert!(has(&c.advice, "blackhole_route on netdevsim/netdevsim835: the routing table"), "{:#?}", c.advice);
+    let verify: Vec<String> = c.verify.iter().map(|v| v.command.clone()).collect();
+    assert!(has(&verify, "devlink -s trap show netdevsim/netdevsim835 trap blackhole_route"), "{verify:#?}");
+    assert!(has(&verify, "devlink trap set netdevsim/netdevsim835 trap blackhole_route action trap"), "{verify:#?}");
+    assert!(has(&verify, "ip route show table all type blackhole"), "{verify:#?}");
+}
+
+/// Without the tracepoint (the 6.18 host's kernel has none) the statistics' growth counts, and
+/// the evidence says so.
+#[test]
+fn hardware_trap_from_the_statistics_alone() {
+    let causes = run(&netdevsim_traps(false), &[host_delta()], &[]);
+    let c = top(&causes, CauseId::HardwareTrap);
+    assert_eq!(c.drops, 11);
+    assert!(
+        c.evidence[0].contains(
+            "dropped 11 packets (growth of devlink's trap statistics; no devlink:devlink_trap_report tracepoint"
+        ),
+        "{:#?}",
+        c.evidence
+    );
+}
+
+/// Exception and control traps alone are no hardware drop; nor are reports of a trap whose
+/// type nothing says (a driver's own, with the statistics unread).
+#[test]
+fn hardware_exceptions_and_control_traps_select_nothing() {
+    let mut s = netdevsim_traps(true);
+    s.hw_traps.reported.retain(|r| r.trap != "blackhole_route");
+    s.hw_traps.stats.retain(|r| r.trap != "blackhole_route");
+    assert!(run(&s, &[host_delta()], &[]).is_empty());
+    s.hw_traps.stats.clear();
+    s.hw_traps.reported.retain(|r| r.trap == "fid_miss");
+    assert!(run(&s, &[host_delta()], &[]).is_empty());
+    // A generic drop trap is known by name when the statistics could not be read.
+    let mut s = netdevsim_traps(true);
+    s.hw_traps.stats.clear();
+    s.hw_traps.note = "devlink trap statistics not read: Operation not permitted".into();
+    let causes = run(&s, &[host_delta()], &[]);
+    let c = top(&causes, CauseId::HardwareTrap);
+    assert_eq!(c.drops, 11);
+    assert!(
+        has(&c.evidence, "devlink's statistics not read") && has(&c.evidence, "traps of unknown type, not counted"),
+        "{:#?}",
+        c.evidence
+    );
+}
+
+/// Every generic trap of devlink-trap.rst that is not a control trap has one family.
+#[test]
+fn trap_families_are_disjoint() {
+    let mut seen = std::collections::BTreeSet::new();
+    for f in taxonomy::TRAP_FAMILIES {
+        for (t, _) in f.traps {
+            assert!(seen.insert(*t), "{t} in two families");
+        }
+    }
+    assert_eq!(taxonomy::trap_family("tail_drop").map(|(f, _)| f.name), Some("buffers/QoS"));
 }

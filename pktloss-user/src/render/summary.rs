@@ -212,10 +212,11 @@ impl Sections<'_> {
     }
 
     fn trap_stats(&self) -> (Table, usize) {
-        let mut t = Table::new(&[("PACKETS", true), ("DEVICE", false), ("TRAP", false)]);
+        let mut t =
+            Table::new(&[("PACKETS", true), ("DEVICE", false), ("TRAP", false), ("GROUP", false), ("TYPE", false)]);
         let st = &self.s.hw_traps.stats;
         for x in st.iter().take(TOP_ROWS) {
-            t.row(vec![x.packets.to_string(), clean(&x.device), clean(&x.trap)]);
+            t.row(vec![x.packets.to_string(), clean(&x.device), clean(&x.trap), clean(&x.group), clean(&x.kind)]);
         }
         (t, st.len())
     }

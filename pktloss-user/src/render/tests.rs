@@ -51,8 +51,14 @@ fn hardware_traps_in_every_format() {
         input_port: "eth0".into(),
         count: 9,
     }];
-    s.hw_traps.stats =
-        vec![TrapStat { device: "netdevsim/netdevsim1".into(), trap: "blackhole_route".into(), packets: 9 }];
+    s.hw_traps.stats = vec![TrapStat {
+        device: "netdevsim/netdevsim1".into(),
+        trap: "blackhole_route".into(),
+        group: "l3_drops".into(),
+        kind: "drop".into(),
+        action: "trap".into(),
+        packets: 9,
+    }];
     let text = summary::text(&s);
     let from = |t: &str, h: &str| t.lines().skip_while(|l| !l.starts_with(h)).take(7).collect::<Vec<_>>().join("\n");
     assert_snapshot!("hw_traps_text", from(&text, "Hardware traps"));
@@ -62,6 +68,35 @@ fn hardware_traps_in_every_format() {
     let v: serde_json::Value = serde_json::from_str(&json::pretty(&s)).expect("json");
     assert_eq!(v["hw_traps"]["reported"][0]["count"], 9);
     assert_eq!(v["hw_traps"]["stats"][0]["packets"], 9);
+}
+
+/// The hardware-trap cause of the netdevsim run in the 6.1 guest (the trap reports and devlink
+/// statistics `pktloss diagnose` read there), in text, Markdown and JSON.
+#[test]
+fn hardware_trap_cause_in_every_format() {
+    let mut s = sample_capture().summary;
+    // Trap reports are no filter's: under one they are evidence, outside its view.
+    s.filter = None;
+    s.hw_traps =
+        serde_json::from_str(include_str!("../host/counters/fixtures/netdevsim_hw_traps.json")).expect("fixture");
+    s.probes.push(crate::model::ProbeStatus {
+        name: "devlink:devlink_trap_report".into(),
+        attach: "tracepoint".into(),
+        active: true,
+        note: String::new(),
+    });
+    let d = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &s, deltas: &[], checks: &[] });
+    let hw = Diagnosis {
+        causes: d.causes.into_iter().filter(|c| c.id == crate::diagnose::CauseId::HardwareTrap).collect(),
+        reconciliation: d.reconciliation.into_iter().filter(|l| l.starts_with("hardware-trap")).collect(),
+        ..Diagnosis::default()
+    };
+    assert_eq!(hw.causes.len(), 1, "{hw:#?}");
+    assert_snapshot!("hardware_trap_text", diagnosis::text(&hw));
+    let mut md = String::new();
+    diagnosis::markdown(&hw, &mut md);
+    assert_snapshot!("hardware_trap_markdown", md);
+    assert_snapshot!("hardware_trap_json", json::pretty(&hw.causes));
 }
 
 #[test]

@@ -865,6 +865,36 @@ fn snap_detail_drop() {
     assert_snapshot!("detail_drop_third_row_80x24", draw(&mut s, 80, 24));
 }
 
+/// The hardware-trap cause the 6.1 guest's netdevsim run gave (its trap reports and devlink
+/// statistics, diagnosed), first in the causes panel and drilled into.
+#[test]
+fn snap_detail_hardware_trap_cause() {
+    let mut summary = crate::model::Summary {
+        hw_traps: serde_json::from_str(include_str!("../host/counters/fixtures/netdevsim_hw_traps.json"))
+            .expect("fixture"),
+        ..Default::default()
+    };
+    summary.probes.push(crate::model::ProbeStatus {
+        name: "devlink:devlink_trap_report".into(),
+        attach: "tracepoint".into(),
+        active: true,
+        note: String::new(),
+    });
+    let d = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &summary, deltas: &[], checks: &[] });
+    let views = super::live::cause_views(&d, &summary);
+    assert_eq!(views.iter().map(|c| c.id).collect::<Vec<_>>(), [CauseId::HardwareTrap]);
+    let mut s = State::new();
+    for t in 0..=30 {
+        let mut u = update_at(t);
+        u.causes.clone_from(&views);
+        s.ingest(u);
+    }
+    press(&mut s, &[KeyCode::Tab, KeyCode::Enter]);
+    let screen = draw(&mut s, 160, 48);
+    assert!(screen.contains("Dropped in hardware (devlink trap)") && screen.contains("blackhole_route"), "{screen}");
+    assert_snapshot!("detail_hardware_trap_160x48", screen);
+}
+
 #[test]
 fn snap_detail_cause_flow_counter() {
     let mut s = main_state();
