@@ -378,7 +378,13 @@ fn cause_detail(doc: &mut Doc, d: &Data, c: &CauseRow, rows: &[DropRow]) -> Stri
             ),
         );
     }
-    doc.samples(d, d.samples().filter(|s| related(&s.reason)));
+    if c.cause.reasons.is_empty() {
+        // A cause with no drop reason (hardware traps, counter-only causes) has no traced packet to sample.
+        doc.section("Sample packets");
+        doc.note("(none: these drops are counted by the kernel or the device, not traced per packet)");
+    } else {
+        doc.samples(d, d.samples().filter(|s| related(&s.reason)));
+    }
     c.cause.title.clone()
 }
 
