@@ -1031,7 +1031,8 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
         let tag = cx.tag(x.netns.inode);
         let prog =
             x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
-        ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));
+        let drops = x.drops.map_or_else(|| "unavailable:".to_owned(), |n| n.to_string());
+        ev.push(format!("{tag} {drops} XDP_DROP on {}{prog}: {}", x.device, x.note));
     }
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);
