@@ -505,7 +505,8 @@ mod matrix_nic {
         let dir = std::env::temp_dir().join(format!("pktl-xdpnic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let obj = pktloss_tests::build_bpf(&dir, "xdppong", XDP_DROP_PONG_C);
-        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "obj", obj.to_str().expect("path"), "sec", "xdp"]);
+        let obj = obj.to_str().expect("path");
+        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "obj", obj, "sec", "xdp"]);
         drop(std::fs::remove_dir_all(&dir));
         let link = pktloss_tests::sh(&["ip", "-d", "link", "show", &dev]);
         let id: u64 = link

@@ -181,11 +181,8 @@ impl NicXdpDrops {
         }
         let mut out = Vec::new();
         for (&(netns, ifindex, prog_id), e) in &self.seen {
-            let program = Some(TcProgram {
-                id: prog_id,
-                name: e.prog_name.clone(),
-                attach: "xdp xdpdrv (native)".to_owned(),
-            });
+            let program =
+                Some(TcProgram { id: prog_id, name: e.prog_name.clone(), attach: "xdp xdpdrv (native)".to_owned() });
             let (drops, note) = match (&e.now, e.base) {
                 (Ok((v, names)), Some(b)) => {
                     let drops = e.carried + v.saturating_sub(b);
@@ -193,7 +190,10 @@ impl NicXdpDrops {
                         continue;
                     }
                     let from = e.since.map_or_else(String::new, |d| {
-                        format!("; counted from {:.0} s into the capture, when the program was first seen", d.as_secs_f64())
+                        format!(
+                            "; counted from {:.0} s into the capture, when the program was first seen",
+                            d.as_secs_f64()
+                        )
                     });
                     (
                         Some(drops),
