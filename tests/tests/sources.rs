@@ -364,21 +364,37 @@ mod matrix_netdevsim {
     });
 }
 
-/// An XDP program that drops the ICMP echo replies from 10.0.2.2 (qemu's user-network
-/// gateway) and passes everything else.
-const XDP_DROP_PONG_C: &str = r#"
-#define SEC(n) __attribute__((section(n), used))
-struct xdp_md { unsigned data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex; };
-SEC("xdp") int pktl_xdp_pong(struct xdp_md *ctx) {
-    unsigned char *d = (unsigned char *)(unsigned long)ctx->data;
-    unsigned char *end = (unsigned char *)(unsigned long)ctx->data_end;
-    if (d + 14 + 20 + 8 > end) return 2;
-    if (d[12] != 0x08 || d[13] != 0 || (d[14] & 0xf) != 5 || d[14 + 9] != 1) return 2;
-    if (d[26] != 10 || d[27] != 0 || d[28] != 2 || d[29] != 2) return 2;
-    return d[34] == 0 ? 1 : 2; /* an echo reply: XDP_DROP, else XDP_PASS */
+/// One BPF instruction: opcode, destination and source registers, offset, immediate.
+const fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    (op as u64) | ((dst as u64 | (src as u64) << 4) << 8) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
 }
-char _license[] SEC("license") = "GPL";
-"#;
+
+/// An XDP program that drops the ICMP echo replies from 10.0.2.2 (qemu's user-network gateway)
+/// and passes everything else; in bytecode, loaded with `bpf()`: clang's first run in a guest
+/// reads LLVM over 9p for 30 s. As C:
+/// `if (d + 42 > end) return XDP_PASS; if (ethertype == IPv4 && ver_ihl == 0x45 && proto ==
+/// ICMP && saddr == 10.0.2.2 && icmp_type == 0 /* echo reply */) return XDP_DROP; return
+/// XDP_PASS;`
+const XDP_DROP_PONG: [u64; 18] = [
+    insn(0x61, 2, 1, 0, 0),           // r2 = ctx->data
+    insn(0x61, 3, 1, 4, 0),           // r3 = ctx->data_end
+    insn(0xb7, 0, 0, 0, 2),           // r0 = XDP_PASS
+    insn(0xbf, 4, 2, 0, 0),           // r4 = r2
+    insn(0x07, 4, 0, 0, 42),          // r4 += 42 (Ethernet, IPv4 without options, 8 bytes)
+    insn(0x2d, 4, 3, 11, 0),          // if r4 > r3 goto exit
+    insn(0x69, 5, 2, 12, 0),          // r5 = ethertype (u16, as stored)
+    insn(0x55, 5, 0, 9, 0x0008),      // if r5 != htons(0x0800) goto exit
+    insn(0x71, 5, 2, 14, 0),          // r5 = version and header length
+    insn(0x55, 5, 0, 7, 0x45),        // if r5 != 0x45 goto exit
+    insn(0x71, 5, 2, 23, 0),          // r5 = protocol
+    insn(0x55, 5, 0, 5, 1),           // if r5 != ICMP goto exit
+    insn(0x61, 5, 2, 26, 0),          // r5 = saddr (u32, as stored)
+    insn(0x55, 5, 0, 3, 0x0202_000a), // if r5 != 10.0.2.2 goto exit
+    insn(0x71, 5, 2, 34, 0),          // r5 = ICMP type
+    insn(0x55, 5, 0, 1, 0),           // if r5 != echo reply goto exit
+    insn(0xb7, 0, 0, 0, 1),           // r0 = XDP_DROP
+    insn(0x95, 0, 0, 0, 0),           // exit
+];
 
 /// The virtio-net NICs whose interface is down (not in use): the guest's second NIC once
 /// `virtio_net` is loaded; never the NIC a host runs on.
@@ -474,6 +490,8 @@ mod matrix_nic {
 
     root_test!(native_xdp_drops_on_a_nic_driver_are_counted_from_its_counter, {
         const PINGS: u16 = 40;
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| eprintln!("{what}: {:.1} s", t0.elapsed().as_secs_f64());
         let loaded = !std::path::Path::new("/sys/module/virtio_net").exists()
             && std::process::Command::new("modprobe").arg("virtio_net").status().is_ok_and(|s| s.success());
         let nics = unused_virtio_nics();
@@ -484,7 +502,8 @@ mod matrix_nic {
             eprintln!("no unused virtio-net NIC (the 6.1 guest of `cargo xtask vm-test` has one): nothing checked");
             return;
         };
-        let _back = NicGuard { dev: dev.clone(), unload: loaded };
+        let back = NicGuard { dev: dev.clone(), unload: loaded };
+        phase("virtio_net loaded");
         pktloss_tests::sh(&["ip", "addr", "add", "10.0.2.15/24", "dev", &dev]);
         pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "up"]);
         // The gateway answers before the program is attached (and its address is resolved).
@@ -502,12 +521,10 @@ mod matrix_nic {
             std::thread::sleep(Duration::from_millis(200));
         }
         assert!(rx(&dev) >= rx0 + 2, "the gateway 10.0.2.2 does not answer on {dev}");
-        let dir = std::env::temp_dir().join(format!("pktl-xdpnic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let obj = pktloss_tests::build_bpf(&dir, "xdppong", XDP_DROP_PONG_C);
-        let obj = obj.to_str().expect("path");
-        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "obj", obj, "sec", "xdp"]);
-        drop(std::fs::remove_dir_all(&dir));
+        phase("the gateway answered");
+        let prog = pktloss_tests::bpf::PinnedDropProgram::load_xdp_insns(&XDP_DROP_PONG, b"pktl_xdp_pong", "xdppong");
+        let pinned = prog.path.to_string_lossy().into_owned();
+        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "pinned", &pinned]);
         let link = pktloss_tests::sh(&["ip", "-d", "link", "show", &dev]);
         let id: u64 = link
             .split_whitespace()
@@ -515,12 +532,15 @@ mod matrix_nic {
             .nth(2)
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
+        phase("program loaded and attached");
         let before = ethtool_xdp_drops(&dev);
         let p = Running::start(&["capture", "--format", "json"]);
+        phase("pktloss started");
         let sent = send_pings(gw, PINGS);
         std::thread::sleep(Duration::from_millis(500));
         let grew = ethtool_xdp_drops(&dev) - before;
         let s = p.stop_json();
+        phase("pktloss stopped");
         eprintln!("{dev}: sent {sent} pings, the driver's xdp_drops grew by {grew}");
         assert_eq!((sent, grew), (PINGS, u64::from(PINGS)), "every reply dropped by the program, once");
         let xdp = s["xdp_drops"].as_array().unwrap_or_else(|| panic!("no xdp_drops: {s:#}"));
@@ -540,5 +560,7 @@ mod matrix_nic {
         assert!(flows.iter().all(|f| f["src"].as_str().is_none_or(|a| !a.starts_with("10.0.2.2"))), "{flows:#?}");
         let reasons = s["reasons"].as_array().cloned().unwrap_or_default();
         assert!(reasons.iter().all(|r| r["reason"] != "XDP_DROP" && r["reason"] != "XDP"), "{reasons:#?}");
+        drop(back);
+        phase("the NIC put back");
     });
 }
