@@ -534,7 +534,8 @@ mod matrix_nic {
             .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
         phase("program loaded and attached");
         let before = ethtool_xdp_drops(&dev);
-        let p = Running::start(&["capture", "--format", "json"]);
+        // `diagnose`: the summary's fields and the causes, in one run.
+        let p = Running::start(&["diagnose", "--format", "json"]);
         phase("pktloss started");
         let sent = send_pings(gw, PINGS);
         std::thread::sleep(Duration::from_millis(500));
@@ -560,6 +561,17 @@ mod matrix_nic {
         assert!(flows.iter().all(|f| f["src"].as_str().is_none_or(|a| !a.starts_with("10.0.2.2"))), "{flows:#?}");
         let reasons = s["reasons"].as_array().cloned().unwrap_or_default();
         assert!(reasons.iter().all(|r| r["reason"] != "XDP_DROP" && r["reason"] != "XDP"), "{reasons:#?}");
+        // The diagnosis: the program's cause, naming it; never a full ring (virtio_net counts
+        // them in rx_queue_N_drops too).
+        let causes = s["causes"].as_array().cloned().unwrap_or_default();
+        let bpf = causes.iter().find(|c| c["id"] == "bpf-or-tc-program");
+        let named = format!("{grew} XDP_DROP on {dev} by pktl_xdp_pong (id {id}");
+        assert!(
+            bpf.and_then(|c| c["evidence"].as_array())
+                .is_some_and(|ev| ev.iter().any(|l| l.as_str().is_some_and(|l| l.contains(&named)))),
+            "no evidence {named:?}: {causes:#?}"
+        );
+        assert!(causes.iter().all(|c| c["id"] != "nic-ring-full"), "{causes:#?}");
         drop(back);
         phase("the NIC put back");
     });
