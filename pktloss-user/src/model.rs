@@ -488,8 +488,10 @@ pub(crate) struct XdpDrops {
     pub netns: NetnsId,
     pub ifindex: u32,
     pub device: String,
-    /// Drops (exact while the flow table has not evicted their flows).
-    pub drops: u64,
+    /// Drops: on a veth exact while the flow table has not evicted their flows; on a NIC
+    /// driver the growth of its XDP drop counter. `None` (JSON `null`): unavailable, the
+    /// driver keeps no such counter (`note` says why).
+    pub drops: Option<u64>,
     /// The program attached to the device when read (`attach`: its XDP mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<TcProgram>,
@@ -942,7 +944,8 @@ pub(crate) struct Summary {
     /// The tc programs of the `TC_INGRESS`/`TC_EGRESS` drops, per device and hook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tc_drops: Vec<TcDrops>,
-    /// `XDP_DROP` drops per device and program (from `veth_xdp_rcv_skb`'s reason-less frees).
+    /// `XDP_DROP` drops per device and program: on a veth from `veth_xdp_rcv_skb`'s
+    /// reason-less frees, on a NIC driver (native XDP, never an skb) from its XDP drop counter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xdp_drops: Vec<XdpDrops>,
     /// XDP exceptions per program, action and device (`xdp:xdp_exception`).
@@ -1052,7 +1055,7 @@ impl Summary {
                     .find(|f| f.flow.netns.inode == netns && f.ifindex == ifindex)
                     .map(|f| f.device.clone())
                     .unwrap_or_default(),
-                drops,
+                drops: Some(drops),
                 program: None,
                 note: String::new(),
             })
@@ -1217,7 +1220,7 @@ mod tests {
             r#"{"netns":7,"netns_cookie":0,"ifindex":2,"device":"","hook":"","reason":"","drops":1,"programs":[],"note":""}"#
         );
         assert_eq!(serde_json::from_str::<TcDrops>(&json).expect("read"), tc);
-        let xdp = XdpDrops { netns: id(9), ifindex: 3, ..XdpDrops::default() };
+        let xdp = XdpDrops { netns: id(9), ifindex: 3, drops: Some(0), ..XdpDrops::default() };
         let json = serde_json::to_string(&xdp).expect("json");
         assert_eq!(json, r#"{"netns":7,"netns_cookie":9,"ifindex":3,"device":"","drops":0,"note":""}"#);
         assert_eq!(serde_json::from_str::<XdpDrops>(&json).expect("read"), xdp);
@@ -1353,7 +1356,7 @@ mod tests {
         assert_eq!((s.flows[0].reason.as_str(), s.locations[0].reason.as_str()), ("XDP_DROP", "XDP_DROP"));
         let by_ns: Vec<(&str, u64)> = s.netns_drops.iter().map(|n| (n.reason.as_str(), n.count)).collect();
         assert_eq!(by_ns, [("XDP_DROP", 10), ("NOT_SPECIFIED", 2)]);
-        assert_eq!((s.xdp_drops.len(), s.xdp_drops[0].drops, s.xdp_drops[0].device.as_str()), (1, 10, "vb"));
+        assert_eq!((s.xdp_drops.len(), s.xdp_drops[0].drops, s.xdp_drops[0].device.as_str()), (1, Some(10), "vb"));
         // Once only: a second pass finds nothing to move.
         let before = s.clone();
         s.relabel_xdp_drops();

@@ -68,6 +68,10 @@ pub(crate) struct Session {
     /// devlink's trap statistics when the capture started, or why they cannot be read.
     trap_baseline:
         Result<std::collections::BTreeMap<crate::host::devlink::TrapId, crate::host::devlink::TrapInfo>, String>,
+    /// The native XDP programs' drops counted by NIC drivers (never an skb).
+    nic_xdp: crate::host::xdpnic::NicXdpDrops,
+    /// The next summary is the final one: read the NIC drivers' XDP counters now.
+    fresh_counters: bool,
     /// The namespaces followed from birth to death (commands that diagnose).
     pub lifecycle: Option<Lifecycle>,
     /// When the lifecycle watcher was last told where drops are.
@@ -147,6 +151,8 @@ impl Session {
             tc_programs: crate::host::tcprogs::TcPrograms::default(),
             tc_reasons,
             trap_baseline: crate::host::devlink::trap_stats(),
+            nic_xdp: crate::host::xdpnic::NicXdpDrops::start(),
+            fresh_counters: false,
             lifecycle: None,
             drops_told: Instant::now(),
             lifecycle_interval: LIFECYCLE_INTERVAL,
@@ -244,6 +250,7 @@ impl Session {
         self.tracer.detach();
         let agg = &mut self.agg;
         self.tracer.drain(|ev| agg.ingest(ev));
+        self.fresh_counters = true;
         self.summary()
     }
 
@@ -275,6 +282,8 @@ impl Session {
                 Err(e) => (None, format!("the device's XDP program could not be read: {e}")),
             };
         }
+        // Native XDP on NIC drivers: never an skb, counted by the driver (veth's are above).
+        s.xdp_drops.extend(self.nic_xdp.drops(std::mem::take(&mut self.fresh_counters)));
         s
     }
 

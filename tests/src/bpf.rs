@@ -34,21 +34,31 @@ impl PinnedDropProgram {
     }
 
     fn load_as(prog_type: u32, verdict: u8, name: &[u8; 10], tag: &str) -> Self {
+        // r0 = verdict; exit.
+        let insns: [u64; 2] =
+            [u64::from_le_bytes([0xb7, 0, 0, 0, verdict, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
+        Self::load_insns(prog_type, &insns, name, tag)
+    }
+
+    /// An XDP program of these instructions, named `name` (at most 15 bytes).
+    pub fn load_xdp_insns(insns: &[u64], name: &[u8], tag: &str) -> Self {
+        Self::load_insns(BPF_PROG_TYPE_XDP, insns, name, tag)
+    }
+
+    fn load_insns(prog_type: u32, insns: &[u64], name: &[u8], tag: &str) -> Self {
+        assert!(name.len() < 16, "a BPF object name has at most 15 bytes");
         let dir = PathBuf::from(format!("/run/pktloss-test-bpf-{tag}-{}", std::process::id()));
         drop(std::fs::create_dir_all(&dir));
         let cdir = CString::new(dir.to_string_lossy().as_bytes()).expect("path");
         // SAFETY: NUL-terminated strings that outlive the call.
         let rc = unsafe { libc::mount(c"bpf".as_ptr(), cdir.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
         assert_eq!(rc, 0, "mount bpffs on {}: {}", dir.display(), std::io::Error::last_os_error());
-        // r0 = verdict; exit.
-        let insns: [u64; 2] =
-            [u64::from_le_bytes([0xb7, 0, 0, 0, verdict, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
         let mut attr = [0u8; 128];
         attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
-        attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+        attr[4..8].copy_from_slice(&u32::try_from(insns.len()).expect("count").to_ne_bytes());
         attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
         attr[16..24].copy_from_slice(&(c"GPL".as_ptr() as u64).to_ne_bytes());
-        attr[48..58].copy_from_slice(name);
+        attr[48..48 + name.len()].copy_from_slice(name);
         let fd = bpf(BPF_PROG_LOAD, &attr);
         assert!(fd >= 0, "BPF_PROG_LOAD: {}", std::io::Error::last_os_error());
         let path = dir.join("drop");

@@ -384,3 +384,216 @@ mod matrix_netdevsim {
         assert!(verify.contains(&format!("devlink -s trap show {dev} trap blackhole_route")), "{verify}");
     });
 }
+
+/// One BPF instruction: opcode, destination and source registers, offset, immediate.
+const fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    (op as u64) | ((dst as u64 | (src as u64) << 4) << 8) | ((off as u16 as u64) << 16) | ((imm as u32 as u64) << 32)
+}
+
+/// An XDP program that drops the ICMP echo replies from 10.0.2.2 (qemu's user-network gateway)
+/// and passes everything else; in bytecode, loaded with `bpf()`: clang's first run in a guest
+/// reads LLVM over 9p for 30 s. As C:
+/// `if (d + 42 > end) return XDP_PASS; if (ethertype == IPv4 && ver_ihl == 0x45 && proto ==
+/// ICMP && saddr == 10.0.2.2 && icmp_type == 0 /* echo reply */) return XDP_DROP; return
+/// XDP_PASS;`
+const XDP_DROP_PONG: [u64; 18] = [
+    insn(0x61, 2, 1, 0, 0),           // r2 = ctx->data
+    insn(0x61, 3, 1, 4, 0),           // r3 = ctx->data_end
+    insn(0xb7, 0, 0, 0, 2),           // r0 = XDP_PASS
+    insn(0xbf, 4, 2, 0, 0),           // r4 = r2
+    insn(0x07, 4, 0, 0, 42),          // r4 += 42 (Ethernet, IPv4 without options, 8 bytes)
+    insn(0x2d, 4, 3, 11, 0),          // if r4 > r3 goto exit
+    insn(0x69, 5, 2, 12, 0),          // r5 = ethertype (u16, as stored)
+    insn(0x55, 5, 0, 9, 0x0008),      // if r5 != htons(0x0800) goto exit
+    insn(0x71, 5, 2, 14, 0),          // r5 = version and header length
+    insn(0x55, 5, 0, 7, 0x45),        // if r5 != 0x45 goto exit
+    insn(0x71, 5, 2, 23, 0),          // r5 = protocol
+    insn(0x55, 5, 0, 5, 1),           // if r5 != ICMP goto exit
+    insn(0x61, 5, 2, 26, 0),          // r5 = saddr (u32, as stored)
+    insn(0x55, 5, 0, 3, 0x0202_000a), // if r5 != 10.0.2.2 goto exit
+    insn(0x71, 5, 2, 34, 0),          // r5 = ICMP type
+    insn(0x55, 5, 0, 1, 0),           // if r5 != echo reply goto exit
+    insn(0xb7, 0, 0, 0, 1),           // r0 = XDP_DROP
+    insn(0x95, 0, 0, 0, 0),           // exit
+];
+
+/// The virtio-net NICs whose interface is down (not in use): the guest's second NIC once
+/// `virtio_net` is loaded; never the NIC a host runs on.
+fn unused_virtio_nics() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+    dir.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            let drv = std::fs::read_link(format!("/sys/class/net/{n}/device/driver")).ok();
+            let flags = std::fs::read_to_string(format!("/sys/class/net/{n}/flags")).unwrap_or_default();
+            let up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).map_or(true, |f| f & 1 != 0);
+            drv.is_some_and(|d| d.ends_with("virtio_net")) && !up
+        })
+        .collect()
+}
+
+/// The sum of a device's per-queue `xdp_drops` counters (`ethtool -S`).
+fn ethtool_xdp_drops(dev: &str) -> u64 {
+    pktloss_tests::sh(&["ethtool", "-S", dev])
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.ends_with("xdp_drops"))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Send `n` ICMP echo requests to `to` (raw socket), 20 ms apart; returns how many were sent.
+fn send_pings(to: std::net::Ipv4Addr, n: u16) -> u16 {
+    // SAFETY: plain syscall; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    assert!(fd >= 0, "raw ICMP socket: {}", std::io::Error::last_os_error());
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(to).to_be() },
+        sin_zero: [0; 8],
+    };
+    let mut sent = 0;
+    for seq in 0..n {
+        let mut p = [8u8, 0, 0, 0, 0x70, 0x6b, 0, 0, b'p', b'k', b't', b'l'];
+        p[6..8].copy_from_slice(&seq.to_be_bytes());
+        let sum: u32 = p.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+        p[2..4].copy_from_slice(&sum.to_be_bytes());
+        // SAFETY: a valid socket, buffer and address.
+        let r = unsafe {
+            libc::sendto(
+                fd,
+                p.as_ptr().cast(),
+                p.len(),
+                0,
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if r == p.len() as isize {
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    sent
+}
+
+/// Puts the NIC back as it was: XDP off, no address, down; `virtio_net` unloaded if the test
+/// loaded it.
+struct NicGuard {
+    dev: String,
+    unload: bool,
+}
+
+impl Drop for NicGuard {
+    fn drop(&mut self) {
+        for args in [
+            &["ip", "link", "set", "dev", &self.dev, "xdpdrv", "off"][..],
+            &["ip", "addr", "flush", "dev", &self.dev],
+            &["ip", "link", "set", "dev", &self.dev, "down"],
+        ] {
+            drop(std::process::Command::new(args[0]).args(&args[1..]).output());
+        }
+        if self.unload {
+            drop(std::process::Command::new("rmmod").arg("virtio_net").output());
+        }
+    }
+}
+
+/// Run in the guest that gets a second virtio-net NIC (`xtask/src/vm.rs`, `NIC_ARGS`); on a
+/// host without an unused virtio-net NIC it says so and checks nothing.
+mod matrix_nic {
+    use super::*;
+
+    root_test!(native_xdp_drops_on_a_nic_driver_are_counted_from_its_counter, {
+        const PINGS: u16 = 40;
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| eprintln!("{what}: {:.1} s", t0.elapsed().as_secs_f64());
+        let loaded = !std::path::Path::new("/sys/module/virtio_net").exists()
+            && std::process::Command::new("modprobe").arg("virtio_net").status().is_ok_and(|s| s.success());
+        let nics = unused_virtio_nics();
+        let Some(dev) = nics.first().cloned() else {
+            if loaded {
+                drop(std::process::Command::new("rmmod").arg("virtio_net").output());
+            }
+            eprintln!("no unused virtio-net NIC (the 6.1 guest of `cargo xtask vm-test` has one): nothing checked");
+            return;
+        };
+        let back = NicGuard { dev: dev.clone(), unload: loaded };
+        phase("virtio_net loaded");
+        pktloss_tests::sh(&["ip", "addr", "add", "10.0.2.15/24", "dev", &dev]);
+        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "up"]);
+        // The gateway answers before the program is attached (and its address is resolved).
+        let gw: std::net::Ipv4Addr = "10.0.2.2".parse().expect("addr");
+        let rx = |d: &str| -> u64 {
+            std::fs::read_to_string(format!("/sys/class/net/{d}/statistics/rx_packets"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let t = std::time::Instant::now();
+        let rx0 = rx(&dev);
+        while rx(&dev) < rx0 + 2 && t.elapsed() < Duration::from_secs(10) {
+            send_pings(gw, 1);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(rx(&dev) >= rx0 + 2, "the gateway 10.0.2.2 does not answer on {dev}");
+        phase("the gateway answered");
+        let prog = pktloss_tests::bpf::PinnedDropProgram::load_xdp_insns(&XDP_DROP_PONG, b"pktl_xdp_pong", "xdppong");
+        let pinned = prog.path.to_string_lossy().into_owned();
+        pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "pinned", &pinned]);
+        let link = pktloss_tests::sh(&["ip", "-d", "link", "show", &dev]);
+        let id: u64 = link
+            .split_whitespace()
+            .skip_while(|w| *w != "prog/xdp")
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
+        phase("program loaded and attached");
+        let before = ethtool_xdp_drops(&dev);
+        // `diagnose`: the summary's fields and the causes, in one run.
+        let p = Running::start(&["diagnose", "--format", "json"]);
+        phase("pktloss started");
+        let sent = send_pings(gw, PINGS);
+        std::thread::sleep(Duration::from_millis(500));
+        let grew = ethtool_xdp_drops(&dev) - before;
+        let s = p.stop_json();
+        phase("pktloss stopped");
+        eprintln!("{dev}: sent {sent} pings, the driver's xdp_drops grew by {grew}");
+        assert_eq!((sent, grew), (PINGS, u64::from(PINGS)), "every reply dropped by the program, once");
+        let xdp = s["xdp_drops"].as_array().unwrap_or_else(|| panic!("no xdp_drops: {s:#}"));
+        let ours: Vec<&serde_json::Value> = xdp.iter().filter(|x| x["device"] == dev.as_str()).collect();
+        assert_eq!(ours.len(), 1, "{xdp:#?}");
+        let x = ours[0];
+        assert_eq!(x["drops"].as_u64(), Some(grew), "{x:#}");
+        assert_eq!(
+            (x["program"]["id"].as_u64(), x["program"]["name"].as_str()),
+            (Some(id), Some("pktl_xdp_pong")),
+            "{x:#}"
+        );
+        assert!(x["program"]["attach"].as_str().is_some_and(|m| m.contains("native")), "{x:#}");
+        assert!(x["note"].as_str().is_some_and(|n| n.contains("virtio_net")), "{x:#}");
+        // kfree_skb saw none of them: no flow from the gateway, no XDP reason.
+        let flows = s["flows"].as_array().cloned().unwrap_or_default();
+        assert!(flows.iter().all(|f| f["src"].as_str().is_none_or(|a| !a.starts_with("10.0.2.2"))), "{flows:#?}");
+        let reasons = s["reasons"].as_array().cloned().unwrap_or_default();
+        assert!(reasons.iter().all(|r| r["reason"] != "XDP_DROP" && r["reason"] != "XDP"), "{reasons:#?}");
+        // The diagnosis: the program's cause, naming it; never a full ring (virtio_net counts
+        // them in rx_queue_N_drops too).
+        let causes = s["causes"].as_array().cloned().unwrap_or_default();
+        let bpf = causes.iter().find(|c| c["id"] == "bpf-or-tc-program");
+        let named = format!("{grew} XDP_DROP on {dev} by pktl_xdp_pong (id {id}");
+        assert!(
+            bpf.and_then(|c| c["evidence"].as_array())
+                .is_some_and(|ev| ev.iter().any(|l| l.as_str().is_some_and(|l| l.contains(&named)))),
+            "no evidence {named:?}: {causes:#?}"
+        );
+        assert!(causes.iter().all(|c| c["id"] != "nic-ring-full"), "{causes:#?}");
+        drop(back);
+        phase("the NIC put back");
+    });
+}

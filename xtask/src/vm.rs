@@ -130,7 +130,7 @@ const MATRIX: &[Series] = &[
     Series {
         name: "6.1",
         arch: Arch::X86_64,
-        marks: &[MARK_MATRIX, MARK_NETDEVSIM],
+        marks: &[MARK_MATRIX, MARK_NETDEVSIM, MARK_NIC],
         suites: &["bookworm", "bookworm-security"],
         prefix: "linux-image-6.1.0-",
         suffix: "-amd64-unsigned",
@@ -167,6 +167,24 @@ const MARK_ONCE: &str = "matrix_once";
 /// Run in the guest that gets netdevsim ([`NETDEVSIM_SERIES`]), the module `matrix_netdevsim`:
 /// hardware traps, exact against devlink's trap statistics (12 s in the 6.1 guest).
 const MARK_NETDEVSIM: &str = "matrix_netdevsim";
+
+/// Run in the guest that gets a second, real virtio-net NIC ([`NIC_SERIES`]), the module
+/// `matrix_nic`: native XDP drops on a NIC driver, exact against the driver's counter.
+const MARK_NIC: &str = "matrix_nic";
+
+/// The series whose guest gets the virtio-net NIC of [`NIC_ARGS`].
+const NIC_SERIES: &str = "6.1";
+
+/// A virtio-net NIC on qemu's user network (slirp: the gateway 10.0.2.2 answers pings), with
+/// the guest offloads off (`virtio_net` refuses native XDP while the host may hand it GRO/CSUM
+/// frames). One queue pair. No driver binds it until a test loads `virtio_net` (the guest has
+/// no udev), so the other tests see no new device.
+const NIC_ARGS: &[&str] = &[
+    "-netdev",
+    "user,id=xdpnic",
+    "-device",
+    "virtio-net-pci,netdev=xdpnic,guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off",
+];
 
 /// What the arm64 guest runs with the aarch64 binary (the module `matrix::arm64`, so the x86-64
 /// guests run them too): exact `NO_SOCKET` count = the kernel's `NoPorts` delta (v4 and v6), an
@@ -855,6 +873,7 @@ fn boot(
         .args(share("root", &root, "hostroot", true))
         .args(share("kmods", &k.modules(), "kmods", true))
         .args(share("xchg", &xchg, "xchg", false))
+        .args(if s.name == NIC_SERIES { NIC_ARGS } else { &[] })
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

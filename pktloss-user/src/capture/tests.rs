@@ -454,7 +454,7 @@ fn pcapng_comment_names_tc_and_xdp_programs() {
     f.summary.xdp_drops.push(XdpDrops {
         netns: NetnsId { inode: netns, cookie: 0 },
         ifindex,
-        drops: 1,
+        drops: Some(1),
         program: Some(prog(44, "xdp_ddos", "xdp native")),
         ..XdpDrops::default()
     });

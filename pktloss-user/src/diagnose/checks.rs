@@ -8,10 +8,7 @@ use super::{
     ctx::Ctx,
     taxonomy::{self, MEMORY_REASONS},
 };
-use crate::host::counters::{
-    ConfigChecks,
-    nic::{NicCounter, ethtool_max},
-};
+use crate::host::counters::{ConfigChecks, nic::ring_full};
 
 /// Configuration findings: evidence and specific advice for the selected causes.
 pub(super) fn config_findings(cx: &mut Ctx<'_>) {
@@ -705,10 +702,7 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
         .flat_map(|d| {
             d.devices
                 .iter()
-                .filter(|x| {
-                    x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0
-                        || ethtool_max(x, NicCounter::RingFull) > 0
-                })
+                .filter(|x| x.rx_missed_errors + x.rx_fifo_errors + x.rx_over_errors > 0 || ring_full(x) > 0)
                 .filter(|x| !is_virtual(x))
                 .map(move |x| (d.netns, x.name.clone()))
         })
@@ -1031,7 +1025,8 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
         let tag = cx.tag_of(x.netns);
         let prog =
             x.program.as_ref().map_or_else(String::new, |p| format!(" by {} (id {}, {})", p.name, p.id, p.attach));
-        ev.push(format!("{tag} {} XDP_DROP on {}{prog}: {}", x.drops, x.device, x.note));
+        let drops = x.drops.map_or_else(|| "unavailable:".to_owned(), |n| n.to_string());
+        ev.push(format!("{tag} {drops} XDP_DROP on {}{prog}: {}", x.device, x.note));
     }
     for d in cx.input.deltas {
         let tag = cx.tag(d.netns);

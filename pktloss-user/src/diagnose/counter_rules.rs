@@ -8,7 +8,7 @@ use super::{
 };
 use crate::host::counters::{
     NetnsDelta,
-    nic::{NicCounter, ethtool_max, xdp_drops},
+    nic::{NicCounter, ethtool_max, ring_full, xdp_drops},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn snmp_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
 fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
     // Devices.
     for dev in &d.devices {
-        let ring = dev.rx_missed_errors.max(ethtool_max(dev, NicCounter::RingFull));
+        let ring = dev.rx_missed_errors.max(ring_full(dev));
         if ring > 0 {
             let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
             a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));

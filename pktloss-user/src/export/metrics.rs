@@ -342,10 +342,12 @@ impl MetricsState {
         }
         self.tc_programs.observe(tc);
         let mut xdp: BTreeMap<[String; 2], u64> = BTreeMap::new();
+        // Unavailable (a driver without an XDP drop counter): no series, rather than a 0.
         for d in &s.xdp_drops {
+            let Some(drops) = d.drops else { continue };
             let program = d.program.as_ref().map_or_else(|| UNKNOWN.to_owned(), |p| p.name.clone());
             let dev = if d.device.is_empty() { format!("ifindex{}", d.ifindex) } else { d.device.clone() };
-            *xdp.entry([program, dev]).or_default() += d.drops;
+            *xdp.entry([program, dev]).or_default() += drops;
         }
         self.xdp_drops.observe(xdp);
         let mut exc: BTreeMap<[String; 2], u64> = BTreeMap::new();
@@ -672,7 +674,7 @@ impl Snapshot {
         if !m.xdp_drops.series.is_empty() {
             let mut f = Family::new(
                 "xdp_drops",
-                "XDP_DROP drops by XDP program and device, counted once (on a veth every frame it frees, XDP_ABORTED included; the first 64 have their own series, the rest are \"other\").",
+                "XDP_DROP drops by XDP program and device, counted once (on a veth every frame it frees, on a NIC driver in native mode the growth of its XDP drop counter, XDP_ABORTED included in both; the first 64 have their own series, the rest are \"other\").",
                 true,
             );
             m.xdp_drops.add_to(&mut f, ["program", "ifname"]);
@@ -1118,7 +1120,7 @@ mod tests {
             ],
             xdp_drops: vec![XdpDrops {
                 device: "veth1".into(),
-                drops: 11,
+                drops: Some(11),
                 program: Some(prog(44, "xdp_ddos", "xdp native")),
                 ..XdpDrops::default()
             }],

@@ -10,3 +10,4 @@ pub(crate) mod names;
 pub(crate) mod netns;
 pub(crate) mod sockets;
 pub(crate) mod tcprogs;
+pub(crate) mod xdpnic;

@@ -188,6 +188,57 @@ pub(crate) fn parse_link_xdp(msg: &[u8]) -> Option<(u32, &'static str)> {
     Some((id, mode))
 }
 
+/// A device with an XDP program in the driver (native mode, alone or beside a generic one),
+/// or offloaded to the NIC.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DriverXdp {
+    pub ifindex: u32,
+    pub name: String,
+    /// The driver's program (`IFLA_XDP_DRV_PROG_ID`, or `IFLA_XDP_PROG_ID` in native mode);
+    /// for an offloaded one, its id (`IFLA_XDP_HW_PROG_ID`).
+    pub prog_id: u32,
+    /// Offloaded to the NIC (`xdpoffload`), not run by the driver.
+    pub offload: bool,
+}
+
+/// The driver's XDP program of a link message (native or offloaded), or `None` when it has
+/// none (no program, or only a generic one: its drops are skb frees with reason `XDP`).
+pub(crate) fn parse_driver_xdp(msg: &[u8]) -> Option<DriverXdp> {
+    const IFINFOMSG: usize = 16;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_ATTACHED: u16 = 2;
+    const IFLA_XDP_PROG_ID: u16 = 4;
+    const IFLA_XDP_DRV_PROG_ID: u16 = 5;
+    const IFLA_XDP_HW_PROG_ID: u16 = 7;
+    let ifindex = u32_at(msg, 4)?;
+    let top = attrs(msg.get(IFINFOMSG..)?);
+    let name = top.iter().find(|(t, _)| *t == IFLA_IFNAME).map(|(_, v)| c_str(v)).unwrap_or_default();
+    let xdp = attrs(top.iter().find(|(t, _)| *t == IFLA_XDP)?.1);
+    let id = |ty: u16| xdp.iter().find(|(t, _)| *t == ty).and_then(|(_, v)| u32_at(v, 0));
+    let mode = *xdp.iter().find(|(t, _)| *t == IFLA_XDP_ATTACHED).and_then(|(_, v)| v.first())?;
+    let (prog_id, offload) = match mode {
+        1 => (id(IFLA_XDP_DRV_PROG_ID).or_else(|| id(IFLA_XDP_PROG_ID))?, false),
+        3 => (id(IFLA_XDP_HW_PROG_ID).or_else(|| id(IFLA_XDP_PROG_ID))?, true),
+        4 => match id(IFLA_XDP_DRV_PROG_ID) {
+            Some(p) => (p, false),
+            None => (id(IFLA_XDP_HW_PROG_ID)?, true),
+        },
+        _ => return None,
+    };
+    Some(DriverXdp { ifindex, name, prog_id, offload })
+}
+
+/// The devices of this thread's namespace with an XDP program in their driver or NIC (one
+/// `RTM_GETLINK` dump).
+pub(crate) fn driver_xdp_here() -> io::Result<Vec<DriverXdp>> {
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_GETLINK: u16 = 18;
+    let mut out = Vec::new();
+    nl_request(RTM_GETLINK, NLM_F_DUMP, &[0u8; 16], RTM_NEWLINK, |m| out.extend(parse_driver_xdp(m)))?;
+    Ok(out)
+}
+
 /// The XDP program of `ifindex` in this thread's namespace (`RTM_GETLINK`, `IFLA_XDP`).
 pub(crate) fn xdp_here(ifindex: u32) -> io::Result<Option<HookProgram>> {
     const RTM_NEWLINK: u16 = 16;
@@ -318,6 +369,33 @@ mod tests {
         let mut none = vec![0u8; 16];
         none.extend(attr(0x2b | 0x8000, &attr(2, &[0])));
         assert_eq!(parse_link_xdp(&none), None);
+    }
+
+    #[test]
+    fn the_driver_xdp_program_of_a_link_is_parsed() {
+        let link = |xdp: Vec<u8>| {
+            let mut msg = vec![0u8; 16];
+            msg[4..8].copy_from_slice(&5u32.to_ne_bytes());
+            msg.extend(attr(3, b"ens4\0"));
+            msg.extend(attr(0x2b | 0x8000, &xdp));
+            msg
+        };
+        let mut native = attr(2, &[1]);
+        native.extend(attr(4, &77u32.to_ne_bytes()));
+        native.extend(attr(5, &77u32.to_ne_bytes()));
+        let want = DriverXdp { ifindex: 5, name: "ens4".into(), prog_id: 77, offload: false };
+        assert_eq!(parse_driver_xdp(&link(native)), Some(want.clone()));
+        // Native and generic at once: the driver's program.
+        let mut multi = attr(2, &[4]);
+        multi.extend(attr(5, &77u32.to_ne_bytes()));
+        multi.extend(attr(6, &78u32.to_ne_bytes()));
+        assert_eq!(parse_driver_xdp(&link(multi)), Some(want));
+        // Generic only: none (its drops are skb frees).
+        let mut generic = attr(2, &[2]);
+        generic.extend(attr(4, &78u32.to_ne_bytes()));
+        assert_eq!(parse_driver_xdp(&link(generic)), None);
+        assert_eq!(parse_driver_xdp(&link(attr(2, &[0]))), None);
+        assert_eq!(parse_driver_xdp(&[0; 7]), None);
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Sections<'_> {
             Table::new(&[("DROPS", true), ("DEVICE", false), ("NETNS", false), ("PROGRAM (ID NAME MODE)", false)]);
         for d in self.s.xdp_drops.iter().take(TOP_ROWS) {
             t.row(vec![
-                d.drops.to_string(),
+                d.drops.map_or_else(|| "unavailable".to_owned(), |n| n.to_string()),
                 clean(&d.device),
                 self.s.netns_name(d.netns),
                 match &d.program {

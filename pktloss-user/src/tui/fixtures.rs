@@ -552,7 +552,7 @@ pub(super) fn update_with_programs_at(t: u64) -> Update {
         netns: NetnsId { inode: NS_TEST, cookie: 0 },
         ifindex: 5,
         device: "veth1".into(),
-        drops: xdp,
+        drops: Some(xdp),
         program: Some(program(413, "xdp_ddos", "xdp native")),
         note: "the XDP program attached to the device".into(),
     });

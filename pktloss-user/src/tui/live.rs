@@ -164,6 +164,14 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
             }
         }
     }
+    // XDP programs' drops per device (a NIC driver's own counter in native mode; a veth's
+    // reason-less frees), cumulative like the counters; unavailable ones have no row.
+    for x in &summary.xdp_drops {
+        if let Some(n) = x.drops {
+            let prog = x.program.as_ref().map_or_else(|| "XDP program ?".to_owned(), |p| format!("xdp {}", p.label()));
+            rows.push(CounterRow { scope: format!("{} {prog}", x.device), counter: "XDP_DROP".into(), total: n });
+        }
+    }
     // Hardware traps (devlink:devlink_trap_report), cumulative like the counters.
     for t in &summary.hw_traps.reported {
         rows.push(CounterRow {
@@ -212,6 +220,25 @@ mod tests {
         assert_eq!(
             rows.iter().map(|r| (r.scope.as_str(), r.counter.as_str(), r.total)).collect::<Vec<_>>(),
             [("netdevsim/netdevsim1 port eth0", "trap blackhole_route (l3_drops)", 9)]
+        );
+    }
+
+    #[test]
+    fn xdp_drops_are_counter_rows_unless_unavailable() {
+        let mut s = Summary::default();
+        let prog = crate::model::TcProgram { id: 7, name: "pktl_xdp".into(), attach: "xdp xdpdrv (native)".into() };
+        for drops in [Some(5), None] {
+            s.xdp_drops.push(crate::model::XdpDrops {
+                device: "ens4".into(),
+                drops,
+                program: Some(prog.clone()),
+                ..crate::model::XdpDrops::default()
+            });
+        }
+        let rows = counter_rows(&[], &s);
+        assert_eq!(
+            rows.iter().map(|r| (r.scope.as_str(), r.counter.as_str(), r.total)).collect::<Vec<_>>(),
+            [("ens4 xdp pktl_xdp (id 7)", "XDP_DROP", 5)]
         );
     }
 

@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, io, os::fd::AsRawFd as _};
 use super::{RingParams, parse::ethtool_key_is_interesting};
 
 const SIOCETHTOOL: libc::Ioctl = 0x8946;
+const ETHTOOL_GDRVINFO: u32 = 0x3;
 const ETHTOOL_GRINGPARAM: u32 = 0x10;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSTATS: u32 = 0x1d;
@@ -95,6 +96,19 @@ impl Ethtool {
             }
         }
         Ok(out)
+    }
+
+    /// The name of `dev`'s driver (`ETHTOOL_GDRVINFO`, what `ethtool -i` prints first:
+    /// `virtio_net`, `veth`, `mlx5_core`...).
+    pub(crate) fn driver(&self, dev: &str) -> io::Result<String> {
+        // struct ethtool_drvinfo { cmd, char driver[32], version[32], fw_version[32],
+        // bus_info[32], erom_version[32], reserved2[12], u32 x 5 }
+        let mut b = [0u8; 196];
+        b[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+        self.ioctl(dev, &mut b)?;
+        let raw = &b[4..4 + ETH_GSTRING_LEN];
+        let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+        Ok(String::from_utf8_lossy(&raw[..end]).into_owned())
     }
 
     /// Ring sizes of `dev`, current and pre-set maximum (what `ethtool -g` prints); `None`

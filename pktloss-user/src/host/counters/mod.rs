@@ -15,7 +15,7 @@
 //! each namespace. `softnet_stat`, neighbour-table stats and the global sysctls (`netdev_max_backlog`,
 //! `netdev_budget`, `tcp_mem`, `udp_mem`, `rmem_max` in a child netns on some kernels) are host-wide: a
 //! child namespace does not have them and the diagnosis falls back to the host's value.
-mod ethtool;
+pub(in crate::host) mod ethtool;
 pub(crate) mod gather;
 pub(crate) mod lifecycle;
 pub(in crate::host) mod netlink;

@@ -130,6 +130,21 @@ pub(crate) fn ethtool_max(dev: &DeviceStats, what: NicCounter) -> u64 {
     dev.ethtool.iter().filter(|(k, _)| NicCounter::of_ethtool(k) == what).map(|(_, v)| *v).max().unwrap_or(0)
 }
 
+/// The largest of a device's full-ring counters, less the XDP drops a driver also counts in
+/// its per-queue `drops` (`virtio_net` counts an `XDP_DROP` in `rx_queue_N_drops` and in
+/// `rx_queue_N_xdp_drops`; `rxN_drops` from 6.10): those are the program's, not a full ring.
+pub(crate) fn ring_full(dev: &DeviceStats) -> u64 {
+    dev.ethtool
+        .iter()
+        .filter(|(k, _)| NicCounter::of_ethtool(k) == NicCounter::RingFull)
+        .map(|(k, v)| {
+            let xdp = k.strip_suffix("_drops").and_then(|q| dev.ethtool.get(&format!("{q}_xdp_drops")));
+            v.saturating_sub(xdp.copied().unwrap_or(0))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// An XDP program's drops on a device: the per-queue counters summed, or the largest total.
 pub(crate) fn xdp_drops(dev: &DeviceStats) -> u64 {
     let per_queue =
@@ -166,5 +181,17 @@ mod tests {
             assert_eq!(NicCounter::of(name), want, "{name}");
         }
         assert_eq!(NicCounter::of_ethtool("rx_xdp_drop"), NicCounter::XdpDrop);
+    }
+
+    /// `virtio_net`'s per-queue drops include its XDP drops: only the rest is a full ring.
+    #[test]
+    fn xdp_drops_counted_in_queue_drops_are_not_a_full_ring() {
+        let dev = |pairs: &[(&str, u64)]| DeviceStats {
+            ethtool: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            ..DeviceStats::default()
+        };
+        assert_eq!(ring_full(&dev(&[("rx_queue_0_drops", 40), ("rx_queue_0_xdp_drops", 40)])), 0);
+        assert_eq!(ring_full(&dev(&[("rx0_drops", 45), ("rx0_xdp_drops", 40)])), 5);
+        assert_eq!(ring_full(&dev(&[("rx_out_of_buffer", 7), ("rx_xdp_drop", 40)])), 7);
     }
 }
