@@ -95,9 +95,26 @@ fn read_here(netns: u32) -> io::Result<Vec<Read>> {
     Ok(out)
 }
 
-/// Every namespace's devices with a driver XDP program.
+/// `BPF_PROG_TYPE_XDP` of `enum bpf_prog_type` (uapi, stable).
+const BPF_PROG_TYPE_XDP: u32 = 6;
+
+/// Whether any XDP program is loaded on the host: a walk of the program ids (three `bpf()`
+/// calls per program), far cheaper than entering every namespace for a link dump, which
+/// `serve` would otherwise do every [`REREAD`] for each of hundreds of namespaces.
+/// A program that cannot be read (gone meanwhile, or no permission) answers yes: the devices
+/// are read then, so that nothing is left out on a guess.
+fn any_xdp_program() -> bool {
+    aya::programs::loaded_programs()
+        .any(|p| p.is_err() || p.is_ok_and(|p| p.program_type() as u32 == BPF_PROG_TYPE_XDP))
+}
+
+/// Every namespace's devices with a driver XDP program (none read when no XDP program is
+/// loaded anywhere).
 fn read_all() -> Vec<Read> {
     let mut out = Vec::new();
+    if !any_xdp_program() {
+        return out;
+    }
     for ns in netns::list().into_values() {
         let inode = ns.inode;
         match netns::run_in(&ns, move || Ok(read_here(inode)?)) {
