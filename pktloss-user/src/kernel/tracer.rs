@@ -248,7 +248,6 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
         // fill the ring between two checks of the same CPU.
         check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
         wakeup_fill: options.ringbuf_bytes / 4,
-        event_bytes: pktloss_common::event_bytes(options.snaplen),
         location_keyed_reason,
         filter: options.compiled_filter.unwrap_or_default(),
         fw: kbtf.fw.as_ref().map_or_else(FwOffsets::default, |f| f.offsets),
@@ -584,10 +583,11 @@ impl Tracer {
         let tracefs = tracefs::root().map_err(Error::KernelInterface)?;
         let tp = TracepointFacts::read(&tracefs)?;
         let program = program_config(&options, kbtf, &tp)?;
-        // Fault injection for the tests: records 8 bytes too short for the packet copy, which
-        // every verifier must refuse (a real rejection, to test how it is reported).
-        let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen >= 8 {
-            Config { event_bytes: program.config.event_bytes - 8, ..program.config }
+        // Fault injection for the tests: a packet copy 8 bytes longer than the detail record
+        // (a snap length past MAX_SNAPLEN), which every verifier must refuse (a real rejection,
+        // to test how it is reported).
+        let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen > 0 {
+            Config { snaplen: MAX_SNAPLEN as u32 + 8, ..program.config }
         } else {
             program.config
         };
