@@ -185,6 +185,22 @@ const MODES: &[Mode] = &[
         all_cpus: true,
     },
     Mode {
+        key: "pktloss-detail-cpus-ring512k",
+        what: "the same with a 512 KiB ring buffer (--ringbuf-kib 512)",
+        kind: Kind::Pktloss(&["--detail-budget", "unlimited", "--ringbuf-kib", "512"]),
+        rate: None,
+        default: false,
+        all_cpus: true,
+    },
+    Mode {
+        key: "pktloss-detail-cpus-ring8m",
+        what: "the same with an 8 MiB ring buffer (--ringbuf-kib 8192): what ring size does to the losses",
+        kind: Kind::Pktloss(&["--detail-budget", "unlimited", "--ringbuf-kib", "8192"]),
+        rate: None,
+        default: false,
+        all_cpus: true,
+    },
+    Mode {
         key: "pktloss-stacks",
         what: "pktloss capture --stacks",
         kind: Kind::Pktloss(&["--stacks"]),

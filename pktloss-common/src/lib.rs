@@ -367,9 +367,6 @@ pub struct Config {
     /// own (with a timeout, and every millisecond while events stream in), so it is woken only
     /// when it fell behind: a wakeup is an interrupt (on a VM, an exit) on the traced CPU.
     pub wakeup_fill: u32,
-    /// Bytes of each detail record: [`DROP_EVENT_HEADER`] plus the snap length, rounded up
-    /// to 8 (records carry only the packet bytes asked for).
-    pub event_bytes: u32,
     /// Drops with this reason code are told apart by where they happened, not by why: their
     /// flows are keyed by the low half of the drop location in place of the reason (kernel
     /// text and modules lie in the top 4 GiB, so the word is at least 2^31 and cannot be a
@@ -867,12 +864,6 @@ pub const DROP_EVENT_SIZE: usize = size_of::<DropEvent>();
 /// Bytes of a [`DropEvent`] before its packet bytes: the smallest valid record.
 pub const DROP_EVENT_HEADER: usize = core::mem::offset_of!(DropEvent, data);
 
-/// Size of the detail records for a snap length (a multiple of 8, as the ring buffer
-/// allocates).
-pub const fn event_bytes(snaplen: u32) -> u32 {
-    (DROP_EVENT_HEADER as u32 + snaplen).div_ceil(8) * 8
-}
-
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: `#[repr(C)]`, `Copy`, integers and structs of integers only: any bit pattern
@@ -916,10 +907,7 @@ mod tests {
         assert_eq!(size_of::<NatTuple>(), 40);
         assert_eq!(DROP_EVENT_SIZE % 8, 0);
         assert_eq!(DROP_EVENT_HEADER, 136);
-        assert_eq!(event_bytes(0), 136);
-        assert_eq!(event_bytes(8), 144);
-        assert_eq!(event_bytes(9), 152);
-        assert_eq!(event_bytes(MAX_SNAPLEN as u32) as usize, DROP_EVENT_SIZE);
+        assert_eq!(DROP_EVENT_SIZE, DROP_EVENT_HEADER + MAX_SNAPLEN);
         assert_eq!(size_of::<Config>() % 4, 0);
     }
 }

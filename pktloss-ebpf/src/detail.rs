@@ -9,13 +9,13 @@ use aya_ebpf::{
     },
     programs::tracing::StackIdContext as _,
 };
-use pktloss_common::{DropEvent, RunCache, data_start, flag, stat};
+use pktloss_common::{DROP_EVENT_HEADER, RunCache, data_start, flag, stat};
 
 use crate::{
     counting::bump,
     flow::{Store, UNSET_HEADER, flow_key, key_copy, l3_of},
     hook::Hook,
-    maps::{EVENTS, STACKS},
+    maps::{EVENT_SCRATCH, EVENTS, STACKS},
     mem::{Mem, Probe},
 };
 
@@ -28,10 +28,6 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 #[expect(
     clippy::ptr_as_ptr,
     reason = "the drop path is kept as written and verified: these `as` casts only retype a pointer to the words read or written"
-)]
-#[expect(
-    clippy::cast_ptr_alignment,
-    reason = "ring-buffer records are 8-byte aligned and `DropEvent::flow` is at offset 16"
 )]
 #[expect(clippy::if_not_else, reason = "the usual case first: a drop normally has a network header")]
 #[inline(never)]
@@ -47,18 +43,17 @@ pub(crate) fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
             Err(_) => bump(stat::STACK_FAILS),
         }
     }
-    // The record holds the header and `snaplen` packet bytes; the size is a constant of the
-    // frozen config, as the verifier requires.
-    let size = cfg!(event_bytes);
-    let Some(mut entry) = EVENTS.reserve_bytes(size as usize, 0) else {
-        bump(stat::DETAIL_LOST_RINGBUF);
+    // The record is built in this CPU's scratch slot and copied into the ring with only the
+    // bytes captured (`bpf_ringbuf_output`: one helper call, a record sized at run time), not
+    // reserved at the snap length: a flood of small packets sends its header and 46 bytes, not
+    // 128.
+    let Some(ev) = EVENT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let ev = entry.as_mut_ptr() as *mut DropEvent;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: `ev` points at a reserved ring-buffer record of `size` bytes: the DropEvent
-    // header plus `snaplen` bytes of `data`, the only part of `data` written. Every header field
-    // is written before submit.
+    let mut cap = 0u32;
+    // SAFETY: `ev` points at this CPU's scratch record, a whole DropEvent; the packet copy is at
+    // most `snaplen` (at most MAX_SNAPLEN) bytes into `data`. Every header field is written.
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = location;
@@ -98,14 +93,16 @@ pub(crate) fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
                 if n > 0 && raw_read(dst, n, src) == 0 {
                     (*ev).cap_len = n as u16;
                     (*ev).data_start = kind;
+                    cap = n;
                 }
             }
         }
     }
+    let len = DROP_EVENT_HEADER as u64 + u64::from(cap);
     // The reader polls on its own; wake it only when it fell behind (more than `wakeup_fill`
     // bytes waiting), checked once per `check_bytes` this CPU produced. A wakeup is an
     // interrupt on this CPU; one per event would cost more than the event.
-    rc.ring_bytes += size + 8;
+    rc.ring_bytes += ((len + 15) & !7) as u32;
     let mut wake = BPF_RB_NO_WAKEUP;
     if rc.ring_bytes >= cfg!(check_bytes) {
         rc.ring_bytes = 0;
@@ -113,7 +110,13 @@ pub(crate) fn send_detail<H: Hook, M: Mem>(h: H, rc: &mut RunCache) {
             wake = BPF_RB_FORCE_WAKEUP;
         }
     }
-    entry.submit(wake);
+    // SAFETY: the scratch record is DROP_EVENT_SIZE bytes and `len` at most DROP_EVENT_HEADER +
+    // snaplen of them.
+    let record = unsafe { core::slice::from_raw_parts(ev as *const u8, len as usize) };
+    if EVENTS.output::<[u8]>(record, wake).is_err() {
+        bump(stat::DETAIL_LOST_RINGBUF);
+        return;
+    }
     rc.detail_sent += 1;
 }
 

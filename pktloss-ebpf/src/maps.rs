@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropKey, FlowKey, FwKey, FwSlot, NatTuple, NetnsKey, RunCache, XdpExcKey, stat};
+use pktloss_common::{DevKey, DropEvent, DropKey, FlowKey, FwKey, FwSlot, NatTuple, NetnsKey, RunCache, XdpExcKey, stat};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
@@ -44,6 +44,10 @@ pub(crate) static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 /// Sampled per-drop detail; size set by userspace.
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Each CPU's detail record, built here and copied into `EVENTS` with only its captured bytes.
+#[map]
+pub(crate) static EVENT_SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Run-length caches in front of DROPS, FLOWS and TX (see `RunCache`).
 #[map]

@@ -698,8 +698,8 @@ mod matrix {
 
     // A program the verifier refuses gives one line: which program, which kernel, the refused
     // instruction and the verifier's message, and where the whole log went (a 0600 file); nothing
-    // stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the detail records 8 bytes too short for
-    // the packet copy, which a verifier must refuse.)
+    // stays loaded. (`PKTLOSS_TEST_SHORT_RECORDS` makes the packet copy 8 bytes longer than the
+    // detail record, which a verifier must refuse.)
     root_test!(verifier_rejection_is_one_line_with_the_log_in_a_file, {
         use std::os::unix::fs::PermissionsExt as _;
         let out = pktloss_tests::pktloss_command()

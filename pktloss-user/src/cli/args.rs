@@ -159,6 +159,10 @@ pub(crate) struct TraceArgs {
     /// nothing; `cargo xtask bench` measures it beside pktloss).
     #[arg(long, hide = true)]
     pub floor: bool,
+    /// Benchmark: leave out the probes that never run per drop (the TCP reset, XDP exception and
+    /// devlink trap tracepoints), to measure what they cost.
+    #[arg(long, hide = true)]
+    pub no_sources: bool,
     /// Count only the drops this expression matches, in tcpdump's words (host, net, port,
     /// portrange, src/dst, tcp/udp/icmp/icmp6/ip/ip6/arp, proto, and/or/not, parentheses; and/or
     /// left to right, as tcpdump) and pktloss's: netns NAME|PATH|pid N|id N (NAME: ip netns,
@@ -208,6 +212,7 @@ impl TraceArgs {
             classic: self.classic,
             tx_trace: self.tx_trace,
             floor: self.floor,
+            no_sources: self.no_sources,
             bytes: false,
             filter,
             compiled_filter: None,

@@ -48,6 +48,9 @@ pub(crate) struct Options {
     /// Attach the empty program `kfree_skb_floor` in place of the drop programs (the
     /// benchmark's floor: counts nothing).
     pub floor: bool,
+    /// Leave out the probes that never run per drop (`tcp:tcp_send_reset`, `xdp:xdp_exception`,
+    /// `devlink:devlink_trap_report`): the benchmark's "sources off" side.
+    pub no_sources: bool,
     /// Count only the drops this filter passes (`flag::FILTER`).
     pub filter: Option<crate::filter::FilterSpec>,
     /// The filter compiled for this host (by the session, which knows the kernel's reasons).
@@ -67,6 +70,7 @@ impl Default for Options {
             tx_trace: false,
             bytes: false,
             floor: false,
+            no_sources: false,
             filter: None,
             compiled_filter: None,
         }
@@ -248,7 +252,6 @@ pub(crate) fn program_config(options: &Options, kbtf: &KernelFacts, tp: &Tracepo
         // fill the ring between two checks of the same CPU.
         check_bytes: (options.ringbuf_bytes / (16 * ncpus as u32).max(1)).max(4096),
         wakeup_fill: options.ringbuf_bytes / 4,
-        event_bytes: pktloss_common::event_bytes(options.snaplen),
         location_keyed_reason,
         filter: options.compiled_filter.unwrap_or_default(),
         fw: kbtf.fw.as_ref().map_or_else(FwOffsets::default, |f| f.offsets),
@@ -307,14 +310,19 @@ fn attach_probes(
         },
     });
     // tcp:tcp_send_reset -- optional; its reason field is 6.10+.
-    probes.push(attach_reset(ebpf, tp.reset.as_ref(), options.floor, &kbtf.release));
+    let skip = if options.floor {
+        Some("not attached with the floor program (--floor)")
+    } else if options.no_sources {
+        Some("left out (--no-sources, the benchmark's sources-off side)")
+    } else {
+        None
+    };
+    probes.push(attach_reset(ebpf, tp.reset.as_ref(), skip, &kbtf.release));
     // xdp:xdp_exception -- optional; runs per XDP_ABORTED (or unsupported action).
-    probes.push(match (&tp.xdp_exc, options.floor) {
+    probes.push(match (&tp.xdp_exc, skip) {
         (None, _) => status("xdp:xdp_exception", "tracepoint", false, "tracepoint absent in this kernel"),
-        (Some(_), true) => {
-            status("xdp:xdp_exception", "tracepoint", false, "not attached with the floor program (--floor)")
-        }
-        (Some(_), false) => match attach_tp(ebpf, "xdp_exception", "xdp", "xdp_exception") {
+        (Some(_), Some(why)) => status("xdp:xdp_exception", "tracepoint", false, why),
+        (Some(_), None) => match attach_tp(ebpf, "xdp_exception", "xdp", "xdp_exception") {
             Ok(()) => status(
                 "xdp:xdp_exception",
                 "tracepoint",
@@ -330,17 +338,15 @@ fn attach_probes(
         },
     });
     // devlink:devlink_trap_report -- optional; runs per packet a device traps and reports.
-    probes.push(match (&tp.trap, options.floor) {
+    probes.push(match (&tp.trap, skip) {
         (None, _) => status(
             "devlink:devlink_trap_report",
             "tracepoint",
             false,
             "tracepoint absent in this kernel (no devlink tracepoints): hardware traps not counted",
         ),
-        (Some(_), true) => {
-            status("devlink:devlink_trap_report", "tracepoint", false, "not attached with the floor program (--floor)")
-        }
-        (Some(_), false) => match attach_tp(ebpf, "devlink_trap_report", "devlink", "devlink_trap_report") {
+        (Some(_), Some(why)) => status("devlink:devlink_trap_report", "tracepoint", false, why),
+        (Some(_), None) => match attach_tp(ebpf, "devlink_trap_report", "devlink", "devlink_trap_report") {
             Ok(()) => status(
                 "devlink:devlink_trap_report",
                 "tracepoint",
@@ -584,10 +590,11 @@ impl Tracer {
         let tracefs = tracefs::root().map_err(Error::KernelInterface)?;
         let tp = TracepointFacts::read(&tracefs)?;
         let program = program_config(&options, kbtf, &tp)?;
-        // Fault injection for the tests: records 8 bytes too short for the packet copy, which
-        // every verifier must refuse (a real rejection, to test how it is reported).
-        let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen >= 8 {
-            Config { event_bytes: program.config.event_bytes - 8, ..program.config }
+        // Fault injection for the tests: a packet copy 8 bytes longer than the detail record
+        // (a snap length past MAX_SNAPLEN), which every verifier must refuse (a real rejection,
+        // to test how it is reported).
+        let config = if std::env::var_os("PKTLOSS_TEST_SHORT_RECORDS").is_some() && options.snaplen > 0 {
+            Config { snaplen: MAX_SNAPLEN as u32 + 8, ..program.config }
         } else {
             program.config
         };
@@ -1121,13 +1128,13 @@ impl FwPlan {
 }
 
 /// Attach `tcp:tcp_send_reset` (resets by reason): its status says what it counts here.
-fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, floor: bool, release: &str) -> ProbeStatus {
+fn attach_reset(ebpf: &mut Ebpf, fmt: Option<&tracefs::Format>, skip: Option<&str>, release: &str) -> ProbeStatus {
     const NAME: &str = "tcp:tcp_send_reset";
     let Some(fmt) = fmt else {
         return status(NAME, "tracepoint", false, "tracepoint absent in this kernel (4.16+): resets are not counted");
     };
-    if floor {
-        return status(NAME, "tracepoint", false, "not attached with the floor program (--floor)");
+    if let Some(why) = skip {
+        return status(NAME, "tracepoint", false, why);
     }
     match attach_tp(ebpf, "tcp_send_reset", "tcp", "tcp_send_reset") {
         Ok(()) if fmt.offset("reason").is_some() => {
