@@ -134,13 +134,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The tag of the namespace counters `d` were read in: the name they were read under, by
-    /// cookie; by inode ([`Ctx::tag`]) where the kernel gave no cookie.
+    /// The tag of the namespace counters `d` were read in, by cookie: the summary's name read
+    /// for it, else the name its counters were read under; by inode ([`Ctx::tag`]) where the
+    /// kernel gave no cookie.
     pub(super) fn tag_delta(&self, d: &NetnsDelta) -> String {
-        match name(&d.label) {
-            Some(l) if d.cookie != 0 => format!("[netns {l} ({})]", d.netns),
-            _ if d.cookie != 0 => self.tag_of(d.id()),
-            _ => self.tag(d.netns),
+        if d.cookie == 0 {
+            return self.tag(d.netns);
+        }
+        match (self.input.summary.namespace(d.netns, d.cookie), name(&d.label)) {
+            (Some(n), _) => format!("[netns {} ({})]", n.label, d.netns),
+            (None, Some(l)) => format!("[netns {l} ({})]", d.netns),
+            (None, None) => self.tag_of(d.id()),
         }
     }
 
