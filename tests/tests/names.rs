@@ -640,3 +640,55 @@ root_test!(a_gone_namespace_is_not_named_after_the_next_one_with_its_inode, {
     assert!(line.starts_with(&named), "{line}");
     drop(next);
 });
+
+// The counters of a namespace gone before the end, and the lines that say when it appeared and
+// went, are its own: not those of a later namespace the kernel gave its inode (the lowest free
+// one), which counted nothing. The namespaces are told apart by cookie.
+root_test!(a_gone_namespace_keeps_its_own_counters_when_its_inode_is_given_again, {
+    const N: usize = 40;
+    let r = Running::start(&["diagnose", "--format", "json", "--duration", "8s"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let first = pktloss_tests::Netns::new("lifea");
+    let (gone, first_name) = (first.inode(), first.name.clone());
+    let first_cookie = cookie_of(&first);
+    first.send_udp("127.0.0.1:9913".parse().expect("addr"), N);
+    // The watcher reads it while it lives (each second, at once after its first drops).
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(first);
+    // Its inode is free once the kernel has cleaned the namespace up (a workqueue, soon after).
+    let mut next = None;
+    for i in 0..50 {
+        let ns = pktloss_tests::Netns::new(&format!("lifeb{i}"));
+        if ns.inode() == gone {
+            next = Some(ns);
+            break;
+        }
+        drop(ns);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let next = next.unwrap_or_else(|| panic!("no new namespace was given inode {gone}: the test proves nothing"));
+    let err = r.stderr();
+    let (code, out) = r.finish();
+    assert_eq!(code, Some(0), "pktloss diagnose failed: {err}\n{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    if first_cookie == 0 {
+        eprintln!("no namespace cookies on this kernel (before 5.14): counters are by inode, ambiguous by design");
+        return;
+    }
+    let causes = serde_json::to_string_pretty(&v["causes"]).unwrap_or_default();
+    let c = v["causes"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|c| c["id"] == "no-listener" && c["netns"].as_array().is_some_and(|n| n.contains(&gone.into())))
+        })
+        .unwrap_or_else(|| panic!("no no-listener cause in netns {gone}: {causes}"));
+    assert_eq!(c["counter_drops"].as_u64(), Some(N as u64), "its own Udp.NoPorts, not the next one's: {causes}");
+    let lines: Vec<&str> = c["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let tag = format!("[netns {first_name} ({gone})]");
+    assert!(lines.iter().any(|l| l.starts_with(&tag) && l.contains("was gone")), "{causes}");
+    assert!(lines.iter().any(|l| l.starts_with(&tag) && l.contains(&format!("Udp.NoPorts +{N}"))), "{causes}");
+    assert!(lines.iter().all(|l| !l.contains(&next.name)), "the next namespace's lines: {causes}");
+    assert_eq!(lines.iter().filter(|l| l.contains("appeared")).count(), 1, "one namespace was born: {causes}");
+    drop(next);
+});

@@ -24,6 +24,9 @@ pub(super) struct Acc {
     pub(super) evidence: Vec<String>,
     pub(super) advice: Vec<String>,
     pub(super) netns: BTreeSet<u32>,
+    /// The namespaces of `netns` by cookie too, where the drops or counters that select it
+    /// said one: which of the namespaces that had an inode one after the other they are.
+    pub(super) ids: BTreeSet<NetnsId>,
     /// The events assigned here (reason, and the protocol, location or connections they are
     /// limited to).
     pub(super) events: Vec<Explained>,
@@ -45,6 +48,23 @@ impl Acc {
         self.selected = true;
         self.score += score;
     }
+    /// The cause is in namespace `id` (its drops or counters are there).
+    pub(super) fn in_netns(&mut self, id: NetnsId) {
+        self.netns.insert(id.inode);
+        if id.cookie != 0 {
+            self.ids.insert(id);
+        }
+    }
+
+    /// Whether the counters read in namespace `id` are of this cause's namespaces: its
+    /// inode, and its cookie where the cause knows the cookies of that inode (a namespace that
+    /// had the inode before or after is another one); by inode alone where the kernel gave no
+    /// cookie.
+    pub(super) fn has_netns(&self, id: NetnsId) -> bool {
+        self.netns.contains(&id.inode)
+            && (id.cookie == 0 || self.ids.contains(&id) || !self.ids.iter().any(|i| i.inode == id.inode))
+    }
+
     pub(super) fn ev(&mut self, s: String) {
         if !self.evidence.contains(&s) {
             self.evidence.push(s);
@@ -80,6 +100,14 @@ impl<'a> Ctx<'a> {
         for c in input.checks {
             labels.entry(c.netns).or_insert_with(|| name(&c.label));
         }
+        // An inode read under other names for namespaces that had it one after the other
+        // (other cookies) names none of them.
+        for d in input.deltas {
+            let other = |e: &NetnsDelta| e.netns == d.netns && e.cookie != d.cookie && e.label != d.label;
+            if d.cookie != 0 && input.deltas.iter().any(other) {
+                labels.insert(d.netns, None);
+            }
+        }
         // A name of the summary is bound to a cookie: it names the inode only where the inode
         // was that one namespace's (not where it was given to one namespace after another).
         for n in input.summary.namespaces.iter().filter(|n| !n.label.is_empty()) {
@@ -103,6 +131,20 @@ impl<'a> Ctx<'a> {
             Some(n) => format!("[netns {} ({})]", n.label, id.inode),
             None if self.host_cookie(id) => self.tag(id.inode),
             None => format!("[netns {}]", id.inode),
+        }
+    }
+
+    /// The tag of the namespace counters `d` were read in, by cookie: the summary's name read
+    /// for it, else the name its counters were read under; by inode ([`Ctx::tag`]) where the
+    /// kernel gave no cookie.
+    pub(super) fn tag_delta(&self, d: &NetnsDelta) -> String {
+        if d.cookie == 0 {
+            return self.tag(d.netns);
+        }
+        match (self.input.summary.namespace(d.netns, d.cookie), name(&d.label)) {
+            (Some(n), _) => format!("[netns {} ({})]", n.label, d.netns),
+            (None, Some(l)) => format!("[netns {l} ({})]", d.netns),
+            (None, None) => self.tag_of(d.id()),
         }
     }
 
@@ -150,10 +192,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// Selects cause `id` by `drops` packets a counter in `netns` counted; returns it for evidence.
-    pub(super) fn counted(&mut self, id: CauseId, netns: u32, drops: u64) -> &mut Acc {
+    pub(super) fn counted(&mut self, id: CauseId, netns: NetnsId, drops: u64) -> &mut Acc {
         let a = self.a(id);
         a.select(drops, drops);
-        a.netns.insert(netns);
+        a.in_netns(netns);
         a
     }
 
@@ -194,13 +236,15 @@ impl<'a> Ctx<'a> {
     }
 
     pub(super) fn checks_for(&self, id: CauseId) -> Vec<&'a ConfigChecks> {
-        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
-        self.input.checks.iter().filter(|c| ns.is_empty() || ns.contains(&c.netns)).collect()
+        let a = self.acc.get(&id);
+        let of = |c: &&ConfigChecks| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(c.id()));
+        self.input.checks.iter().filter(of).collect()
     }
 
     pub(super) fn deltas_for(&self, id: CauseId) -> Vec<&'a NetnsDelta> {
-        let ns = self.acc.get(&id).map(|a| a.netns.clone()).unwrap_or_default();
-        self.input.deltas.iter().filter(|d| ns.is_empty() || ns.contains(&d.netns)).collect()
+        let a = self.acc.get(&id);
+        let of = |d: &&NetnsDelta| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(d.id()));
+        self.input.deltas.iter().filter(of).collect()
     }
 
     /// The flows dropped with one of `reasons`, largest first; and the flows whose reason says

@@ -193,17 +193,18 @@ fn build(
         });
     }
     // Namespaces that came or went during the capture: where their counters come from.
-    for d in input.deltas.iter().filter(|d| a.netns.contains(&d.netns)) {
+    // By cookie: a namespace that had one of its inodes before or after is not one of them.
+    for d in input.deltas.iter().filter(|d| a.has_netns(d.id())) {
         if let Some(t) = d.appeared_after {
             evidence.push(format!(
                 "{} appeared {t:.1} s into the capture: its counters count from its birth",
-                cx.tag(d.netns)
+                cx.tag_delta(d)
             ));
         }
         if let Some(t) = d.gone_after {
             evidence.push(format!(
                 "{} was gone {t:.1} s into the capture: its counters are its last reading",
-                cx.tag(d.netns)
+                cx.tag_delta(d)
             ));
         }
     }

@@ -7,7 +7,7 @@ use super::{
     ctx::Ctx,
     taxonomy::{self, MEMORY_REASONS},
 };
-use crate::model::{Flow, FlowCount, ReasonCount};
+use crate::model::{Flow, FlowCount, NetnsId, ReasonCount};
 
 /// Benign drops found while assigning, by (class, reason, location).
 #[derive(Default)]
@@ -258,7 +258,7 @@ pub(super) fn push_event(
     symbol: Option<String>,
     n: u64,
 ) {
-    let flows_ns: Vec<u32> = cx
+    let flows_ns: Vec<NetnsId> = cx
         .input
         .summary
         .flows
@@ -266,12 +266,14 @@ pub(super) fn push_event(
         .filter(|f| {
             f.is(reason, symbol.as_deref()) && proto.is_none_or(|p| f.flow.proto == p) && f.flow.netns.inode != 0
         })
-        .map(|f| f.flow.netns.inode)
+        .map(|f| f.flow.netns)
         .collect();
     let a = cx.a(id);
     a.event_drops += n;
     a.selected = true;
-    a.netns.extend(flows_ns);
+    for ns in flows_ns {
+        a.in_netns(ns);
+    }
     a.events.push(Explained {
         cause: id,
         reason: reason.to_owned(),

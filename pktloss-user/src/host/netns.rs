@@ -321,7 +321,7 @@ mod workers {
 }
 
 /// The cookie of the calling thread's namespace, from a socket made in it.
-fn thread_cookie() -> Option<u64> {
+pub(crate) fn thread_cookie() -> Option<u64> {
     let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
     let mut cookie: u64 = 0;
     let mut len = size_of::<u64>() as libc::socklen_t;

@@ -217,7 +217,8 @@ fn module_present(name: &str) -> bool {
 
 /// Snapshot of counters, run in the calling thread's namespace.
 fn snapshot_here(netns: u32, label: NetnsLabel, is_self: bool) -> NetnsSnapshot {
-    let mut s = NetnsSnapshot { netns, label, is_self, taken_at: now(), ..Default::default() };
+    let cookie = netns::thread_cookie().unwrap_or(0);
+    let mut s = NetnsSnapshot { netns, cookie, label, is_self, taken_at: now(), ..Default::default() };
     let mut unavailable = Vec::new();
     match read("/proc/thread-self/net/snmp") {
         Ok(t) => s.snmp = parse::proc_pairs(&t),
@@ -348,7 +349,8 @@ fn firewall_here(c: &mut ConfigChecks, unavailable: &mut Vec<String>) {
 
 /// Configuration checks, run in the calling thread's namespace.
 fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
-    let mut c = ConfigChecks { netns, label, is_self, ..Default::default() };
+    let cookie = netns::thread_cookie().unwrap_or(0);
+    let mut c = ConfigChecks { netns, cookie, label, is_self, ..Default::default() };
     let mut unavailable = Vec::new();
 
     // Firewall: nf_tables over netlink (nft and iptables-nft tables), and legacy x_tables.

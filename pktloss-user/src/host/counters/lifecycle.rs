@@ -31,8 +31,11 @@ struct Seen {
     born: BTreeMap<u32, f64>,
     /// Gone before the end: when last seen.
     gone: BTreeMap<u32, f64>,
-    /// The latest reading made during the capture.
+    /// The latest reading made during the capture, of the namespace that has the inode now.
     last: BTreeMap<u32, (NetnsSnapshot, ConfigChecks)>,
+    /// The last readings of namespaces gone whose inode the kernel gave to a later one (told
+    /// apart by cookie): marked born and gone.
+    retired: Vec<(NetnsSnapshot, ConfigChecks)>,
     /// Namespaces the capture saw drops in.
     with_drops: BTreeSet<u32>,
     /// Round-robin position among the namespaces to read.
@@ -66,6 +69,24 @@ impl Seen {
         let start = self.next % alive.len();
         self.next = start + MAX_PER_ROUND;
         alive.iter().cycle().skip(start).take(MAX_PER_ROUND).copied().collect()
+    }
+
+    /// Keep `reading` of namespace `inode`, made at `t`. Where the namespace read before under
+    /// that inode had another cookie, it is gone (as of its last reading) and this one was born
+    /// since: the kernel gave the inode again.
+    fn keep(&mut self, inode: u32, reading: (NetnsSnapshot, ConfigChecks), t: f64) {
+        let cookie = reading.0.cookie;
+        if let Some((mut old, checks)) = self.last.remove(&inode) {
+            if counters::same_cookie(old.cookie, cookie) {
+                self.last.insert(inode, (old, checks));
+            } else {
+                old.appeared_at = self.born.get(&inode).copied();
+                old.gone_at = Some(self.gone.remove(&inode).unwrap_or(old.taken_at));
+                self.retired.push((old, checks));
+                self.born.insert(inode, t);
+            }
+        }
+        self.last.insert(inode, reading);
     }
 }
 
@@ -107,7 +128,8 @@ impl Lifecycle {
                             continue;
                         }
                         if let Ok(mut s) = shared.lock() {
-                            s.last.insert(inode, reading);
+                            let at = reading.0.taken_at;
+                            s.keep(inode, reading, at);
                         }
                     }
                 }
@@ -144,20 +166,28 @@ impl Lifecycle {
         self.stop();
         let Ok(seen) = self.seen.lock() else { return after };
         for s in &mut after.snapshots {
-            s.appeared_at = seen.born.get(&s.netns).copied();
+            s.appeared_at = match seen.last.get(&s.netns) {
+                // Another namespace than the one the watcher read under this inode, seen only
+                // now: born since that one's last reading.
+                Some((l, _)) if !counters::same_cookie(l.cookie, s.cookie) => Some(s.taken_at),
+                _ => seen.born.get(&s.netns).copied(),
+            };
         }
         for (inode, (snap, checks)) in &seen.last {
-            if after.snapshots.iter().any(|s| s.netns == *inode && !s.not_found) {
+            let of_it = |s: &NetnsSnapshot| s.netns == *inode && counters::same_cookie(s.cookie, snap.cookie);
+            if after.snapshots.iter().any(|s| of_it(s) && !s.not_found) {
                 continue; // read at the end: that reading is the newest
             }
             let mut snap = snap.clone();
             snap.appeared_at = seen.born.get(inode).copied();
             snap.gone_at = Some(seen.gone.get(inode).copied().unwrap_or(snap.taken_at));
-            after.snapshots.retain(|s| s.netns != *inode);
-            after.checks.retain(|c| c.netns != *inode);
+            after.snapshots.retain(|s| !(s.netns == *inode && s.not_found));
+            after.checks.retain(|c| !(c.netns == *inode && counters::same_cookie(c.cookie, snap.cookie)));
             after.snapshots.push(snap);
             after.checks.push(checks.clone());
         }
+        after.snapshots.extend(seen.retired.iter().map(|r| r.0.clone()));
+        after.checks.extend(seen.retired.iter().map(|r| r.1.clone()));
         after.snapshots.sort_by_key(|s| s.netns);
         after.checks.sort_by_key(|c| c.netns);
         after
@@ -199,6 +229,35 @@ mod tests {
         assert_eq!(s.round(&set(&[1, 2]), 12.0), [2], "7 is gone; 2 has drops");
         assert_eq!(s.gone.get(&7), Some(&11.5), "gone as of its last reading");
         assert_eq!(s.born.get(&7), Some(&11.0));
+    }
+
+    /// A namespace gone whose inode the kernel gave to a later one (another cookie) keeps its
+    /// own last reading, born and gone; the later one was born when first read.
+    #[test]
+    fn an_inode_given_again_is_another_namespace() {
+        let reading = |cookie: u64, taken_at: f64, no_ports: i64| {
+            let snmp = [("Udp.NoPorts".to_owned(), no_ports)].into();
+            (
+                NetnsSnapshot { netns: 7, cookie, taken_at, snmp, ..NetnsSnapshot::default() },
+                ConfigChecks { netns: 7, cookie, ..ConfigChecks::default() },
+            )
+        };
+        let mut s = Seen { at_start: set(&[1]), ..Seen::default() };
+        assert_eq!(s.round(&set(&[1, 7]), 10.0), [7]);
+        s.keep(7, reading(70, 10.5, 3), 10.5);
+        assert_eq!(s.round(&set(&[1]), 11.0), Vec::<u32>::new());
+        assert_eq!(s.round(&set(&[1, 7]), 12.0), [7]);
+        s.keep(7, reading(71, 12.5, 0), 12.5);
+        let l = Lifecycle { seen: Arc::new(Mutex::new(s)), stop: None, thread: None };
+        let (end, end_checks) = reading(71, 14.0, 1);
+        let out = l.complete(Gathered { snapshots: vec![end], checks: vec![end_checks] });
+        let of = |cookie: u64| out.snapshots.iter().find(|s| s.cookie == cookie).expect("a reading");
+        assert_eq!((of(70).appeared_at, of(70).gone_at, of(70).snmp["Udp.NoPorts"]), (Some(10.0), Some(10.5), 3));
+        assert_eq!((of(71).appeared_at, of(71).gone_at, of(71).taken_at), (Some(12.5), None, 14.0));
+        assert_eq!(out.checks.iter().map(|c| c.cookie).collect::<BTreeSet<_>>(), [70, 71].into());
+        let (deltas, _) = counters::finish(Gathered::default(), out);
+        let no_ports = |cookie: u64| deltas.iter().find(|d| d.cookie == cookie).map(|d| d.counter("Udp.NoPorts"));
+        assert_eq!((no_ports(70), no_ports(71)), (Some(3), Some(1)), "each its own counters");
     }
 
     #[test]

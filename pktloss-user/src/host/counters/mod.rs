@@ -135,6 +135,17 @@ pub(crate) struct ConntrackStats {
 }
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Whether two readings of one inode can be of one namespace: the same cookie, or no cookie
+/// on either (a kernel without them: by inode, as the kernel allows).
+pub(crate) fn same_cookie(a: u64, b: u64) -> bool {
+    a == 0 || b == 0 || a == b
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
 fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }
@@ -143,6 +154,11 @@ fn is_zero_u32(v: &u32) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsSnapshot {
     pub netns: u32,
+    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
+    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
+    /// 5.14), where readings of one inode are told apart by inode only.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -190,6 +206,7 @@ impl NetnsSnapshot {
     pub(crate) fn at_birth(&self) -> Self {
         Self {
             netns: self.netns,
+            cookie: self.cookie,
             label: self.label.clone(),
             is_self: self.is_self,
             pid: self.pid,
@@ -219,6 +236,11 @@ pub(crate) type DeviceDelta = DeviceStats;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsDelta {
     pub netns: u32,
+    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
+    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
+    /// 5.14), where readings of one inode are told apart by inode only.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -250,6 +272,11 @@ pub(crate) struct NetnsDelta {
 }
 
 impl NetnsDelta {
+    /// The namespace these counters were read in: inode and cookie.
+    pub(crate) fn id(&self) -> crate::model::NetnsId {
+        crate::model::NetnsId { inode: self.netns, cookie: self.cookie }
+    }
+
     /// A counter from snmp or netstat ("Udp.RcvbufErrors", "TcpExt.ListenOverflows"), 0 if absent.
     pub(crate) fn counter(&self, key: &str) -> u64 {
         let v = self.snmp.get(key).or_else(|| self.netstat.get(key)).copied().unwrap_or(0);
@@ -362,6 +389,11 @@ pub(crate) struct RpsQueue {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ConfigChecks {
     pub netns: u32,
+    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
+    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
+    /// 5.14), where readings of one inode are told apart by inode only.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -400,6 +432,11 @@ impl NetnsSnapshot {
 }
 
 impl ConfigChecks {
+    /// The namespace this configuration was read in: inode and cookie.
+    pub(crate) fn id(&self) -> crate::model::NetnsId {
+        crate::model::NetnsId { inode: self.netns, cookie: self.cookie }
+    }
+
     /// The placeholder of namespace `inode`, not found when it was to be read.
     pub(crate) fn not_found(inode: u32) -> Self {
         Self {
@@ -433,7 +470,7 @@ pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec
         .snapshots
         .iter()
         .map(|a| {
-            let mut d = match before.snapshots.iter().find(|b| b.netns == a.netns) {
+            let mut d = match before.snapshots.iter().find(|b| b.netns == a.netns && same_cookie(b.cookie, a.cookie)) {
                 Some(b) => delta(b, a),
                 // Born during the capture: its counters started at zero.
                 None if a.appeared_at.is_some() => delta(&a.at_birth(), a),
@@ -444,14 +481,15 @@ pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec
             d
         })
         .collect();
-    let born: BTreeSet<u32> = after.snapshots.iter().filter(|s| s.appeared_at.is_some()).map(|s| s.netns).collect();
+    let born: BTreeSet<(u32, u64)> =
+        after.snapshots.iter().filter(|s| s.appeared_at.is_some()).map(|s| (s.netns, s.cookie)).collect();
     let checks = after
         .checks
         .into_iter()
         .map(|mut a| {
-            if let Some(b) = before.checks.iter().find(|b| b.netns == a.netns) {
+            if let Some(b) = before.checks.iter().find(|b| b.netns == a.netns && same_cookie(b.cookie, a.cookie)) {
                 checks_delta(b, &mut a);
-            } else if born.contains(&a.netns) {
+            } else if born.contains(&(a.netns, a.cookie)) {
                 // Born during the capture: its rules and sockets counted from zero.
                 checks_delta(&ConfigChecks::default(), &mut a);
             }
@@ -607,6 +645,7 @@ pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta
     unavailable.extend(after.unavailable.iter().cloned());
     NetnsDelta {
         netns: after.netns,
+        cookie: after.cookie,
         label: after.label.clone(),
         is_self: after.is_self,
         pid: after.pid,
@@ -632,6 +671,7 @@ fn no_baseline(after: &NetnsSnapshot) -> NetnsDelta {
     unavailable.push("counters: no snapshot before the capture (namespace appeared during it)".to_owned());
     NetnsDelta {
         netns: after.netns,
+        cookie: after.cookie,
         label: after.label.clone(),
         is_self: after.is_self,
         pid: after.pid,

@@ -6,7 +6,7 @@
 //! counters (firewall rules, listeners and sockets as deltas too).
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish, lifecycle::Lifecycle};
+use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish, lifecycle::Lifecycle, same_cookie};
 use crate::host::netns;
 
 /// Most namespaces read for a baseline (every one visible, up to this many).
@@ -29,8 +29,8 @@ pub(crate) struct CounterWatch {
     before: Gathered,
     /// The namespaces listed when the baseline was read: one seen later was born since.
     at_start: BTreeSet<u32>,
-    /// Namespaces born since the baseline: when first read.
-    born: BTreeMap<u32, f64>,
+    /// Namespaces born since the baseline (inode and cookie): when first read.
+    born: BTreeMap<(u32, u64), f64>,
     /// The latest reading (by [`CounterWatch::refresh`]): a namespace gone since keeps it.
     latest: Gathered,
 }
@@ -82,33 +82,45 @@ impl CounterWatch {
 
     /// [`CounterWatch::refresh`] given what was read now.
     fn advance(&mut self, mut fresh: Gathered) -> Counted {
-        let mut snapshots: BTreeMap<u32, NetnsSnapshot> = BTreeMap::new();
+        // By inode and cookie: a namespace gone whose inode the kernel gave to a later one is
+        // not that one.
+        let mut snapshots: BTreeMap<(u32, u64), NetnsSnapshot> = BTreeMap::new();
+        let gone = |l: &NetnsSnapshot| {
+            let mut l = l.clone();
+            l.gone_at.get_or_insert(l.taken_at);
+            ((l.netns, l.cookie), l)
+        };
         for mut s in std::mem::take(&mut fresh.snapshots) {
+            // Gone: what it counted while it lived. Another namespace now has its inode when
+            // the cookie differs.
+            let ended = |l: &&NetnsSnapshot| {
+                l.netns == s.netns && !l.not_found && (s.not_found || !same_cookie(l.cookie, s.cookie))
+            };
+            snapshots.extend(self.latest.snapshots.iter().filter(ended).map(gone));
             if s.not_found {
-                // Gone: what it counted while it lived.
-                if let Some(last) = self.latest.snapshots.iter().find(|l| l.netns == s.netns && !l.not_found) {
-                    let mut last = last.clone();
-                    last.gone_at.get_or_insert(last.taken_at);
-                    snapshots.insert(last.netns, last);
-                }
                 continue;
             }
-            if !self.before.snapshots.iter().any(|b| b.netns == s.netns) {
-                if self.at_start.contains(&s.netns) {
+            if !self.before.snapshots.iter().any(|b| b.netns == s.netns && same_cookie(b.cookie, s.cookie)) {
+                if self.at_start.contains(&s.netns) && !self.before.snapshots.iter().any(|b| b.netns == s.netns) {
                     self.before.snapshots.push(s.clone());
                     self.before.checks.extend(fresh.checks.iter().find(|c| c.netns == s.netns).cloned());
                 } else {
-                    s.appeared_at = Some(*self.born.entry(s.netns).or_insert(s.taken_at));
+                    s.appeared_at = Some(*self.born.entry((s.netns, s.cookie)).or_insert(s.taken_at));
                 }
             }
-            snapshots.insert(s.netns, s);
+            snapshots.insert((s.netns, s.cookie), s);
+        }
+        // Those gone before stay gone.
+        for l in self.latest.snapshots.iter().filter(|l| l.gone_at.is_some()) {
+            snapshots.entry((l.netns, l.cookie)).or_insert_with(|| l.clone());
         }
         let checks = snapshots
-            .keys()
-            .filter_map(|n| {
-                let of = |g: &Gathered| g.checks.iter().find(|c| c.netns == *n).cloned();
+            .iter()
+            .filter_map(|(&(n, cookie), snap)| {
+                let of =
+                    |g: &Gathered| g.checks.iter().find(|c| c.netns == n && same_cookie(c.cookie, cookie)).cloned();
                 // A gone namespace's fresh checks are a placeholder: its latest stay.
-                let living = snapshots.get(n).is_some_and(|s| s.gone_at.is_none());
+                let living = snap.gone_at.is_none();
                 of(&fresh).filter(|_| living).or_else(|| of(&self.latest)).or_else(|| of(&self.before))
             })
             .collect();
@@ -200,5 +212,25 @@ mod tests {
         assert_eq!(of(7).counter("Udp.InErrors"), 3, "born: from zero");
         let rules = |n: u32| top.checks.iter().find(|c| c.netns == n).map(|c| c.drop_rules[0].packets_delta);
         assert_eq!((rules(2), rules(7)), (Some(Some(0)), Some(Some(2))));
+    }
+
+    /// A namespace gone whose inode the kernel gave to a later one (another cookie): a refresh
+    /// keeps the first one's counters, marked gone, and counts the later one from zero.
+    #[test]
+    fn a_refresh_tells_an_inode_given_again_by_cookie() {
+        let with = |r: (NetnsSnapshot, ConfigChecks), cookie: u64| {
+            (NetnsSnapshot { cookie, ..r.0 }, ConfigChecks { cookie, ..r.1 })
+        };
+        let mut w = CounterWatch::from_reading(gathered(&[with(reading(7, 10.0, 5, 100), 70)]));
+        let top = w.advance(gathered(&[with(reading(7, 12.0, 9, 130), 70)]));
+        assert_eq!(top.deltas[0].counter("Udp.InErrors"), 4);
+        for t in [14.0, 16.0] {
+            let top = w.advance(gathered(&[with(reading(7, t, 2, 1), 71)]));
+            let of = |c: u64| top.deltas.iter().find(|d| d.cookie == c).expect("delta");
+            assert_eq!((of(70).counter("Udp.InErrors"), of(70).gone_after), (4, Some(2.0)));
+            assert_eq!((of(71).counter("Udp.InErrors"), of(71).appeared_after), (2, Some(4.0)), "from zero");
+            let rules = |c: u64| top.checks.iter().find(|x| x.cookie == c).map(|x| x.drop_rules[0].packets_delta);
+            assert_eq!((rules(70), rules(71)), (Some(Some(30)), Some(Some(1))));
+        }
     }
 }
