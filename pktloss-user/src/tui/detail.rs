@@ -173,12 +173,7 @@ impl Doc {
         }
     }
 
-    #[expect(
-        single_use_lifetimes,
-        reason = "the lifetime cannot be elided: anonymous lifetimes in `impl Trait` are unstable"
-    )]
-    fn samples<'a>(&mut self, d: &Data, matching: impl Iterator<Item = &'a Sample>) {
-        let all: Vec<&Sample> = matching.collect();
+    fn samples(&mut self, d: &Data, all: &[&Sample]) {
         self.section(format!("Sample packets ({} of {} sampled)", all.len().min(MAX_SAMPLES), all.len()));
         if all.is_empty() {
             self.note("(none sampled: detail events are budgeted)");
@@ -329,7 +324,7 @@ fn drop_detail(doc: &mut Doc, d: &Data, r: &DropRow, causes: &[CauseRow]) -> Str
             doc.text(6, frame, Style::new());
         }
     }
-    doc.samples(d, d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol));
+    doc.samples(d, &d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol).collect::<Vec<_>>());
     doc.section("Causes");
     doc.causes(&linked);
     format!("{} at {}", r.reason, r.symbol)
@@ -383,7 +378,7 @@ fn cause_detail(doc: &mut Doc, d: &Data, c: &CauseRow, rows: &[DropRow]) -> Stri
         doc.section("Sample packets");
         doc.note("(none: these drops are counted by the kernel or the device, not traced per packet)");
     } else {
-        doc.samples(d, d.samples().filter(|s| related(&s.reason)));
+        doc.samples(d, &d.samples().filter(|s| related(&s.reason)).collect::<Vec<_>>());
     }
     c.cause.title.clone()
 }
@@ -408,7 +403,7 @@ fn flow_detail(doc: &mut Doc, d: &Data, fr: &FlowRow, rows: &[DropRow], causes: 
     let sampled: Vec<&Sample> = d.samples().filter(|s| sample_of(s, f)).collect();
     doc.section("Dropped at");
     doc.flow_locations(f, rows, &sampled);
-    doc.samples(d, sampled.into_iter());
+    doc.samples(d, &sampled);
     doc.section("Causes");
     doc.causes(&causes_for(causes, &f.reason));
     format!("{} {}", f.flow.proto, flow_cell(f))
