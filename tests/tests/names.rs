@@ -589,6 +589,20 @@ fn in_unnamed_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
     .expect("unnamed namespace thread")
 }
 
+/// A new namespace given the inode `gone` (the kernel gives the lowest free one, once it has
+/// cleaned the old namespace up: a workqueue, soon after), tried up to 50 times.
+fn namespace_with_inode(gone: u64, tag: &str) -> pktloss_tests::Netns {
+    for i in 0..50 {
+        let ns = pktloss_tests::Netns::new(&format!("{tag}{i}"));
+        if ns.inode() == gone {
+            return ns;
+        }
+        drop(ns);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    panic!("no new namespace was given inode {gone}: the test proves nothing")
+}
+
 /// The first evidence line of the diagnosis that says `what`.
 fn evidence_line<'a>(v: &'a Value, what: &str) -> &'a str {
     let lines = || v["causes"].as_array().into_iter().flatten().filter_map(|c| c["evidence"].as_array()).flatten();
@@ -611,18 +625,7 @@ root_test!(a_gone_namespace_is_not_named_after_the_next_one_with_its_inode, {
         }
         s.local_addr().expect("addr")
     });
-    // Its inode is free once the kernel has cleaned the namespace up (a workqueue, soon after).
-    let mut next = None;
-    for i in 0..50 {
-        let ns = pktloss_tests::Netns::new(&format!("after{i}"));
-        if ns.inode() == gone {
-            next = Some(ns);
-            break;
-        }
-        drop(ns);
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    let next = next.unwrap_or_else(|| panic!("no new namespace was given inode {gone}: the test proves nothing"));
+    let next = namespace_with_inode(gone, "after");
     let from_next = next.send_udp(dst, 5);
     let err = r.stderr();
     let (code, out) = r.finish();
@@ -655,18 +658,7 @@ root_test!(a_gone_namespace_keeps_its_own_counters_when_its_inode_is_given_again
     // The watcher reads it while it lives (each second, at once after its first drops).
     std::thread::sleep(Duration::from_millis(2500));
     drop(first);
-    // Its inode is free once the kernel has cleaned the namespace up (a workqueue, soon after).
-    let mut next = None;
-    for i in 0..50 {
-        let ns = pktloss_tests::Netns::new(&format!("lifeb{i}"));
-        if ns.inode() == gone {
-            next = Some(ns);
-            break;
-        }
-        drop(ns);
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    let next = next.unwrap_or_else(|| panic!("no new namespace was given inode {gone}: the test proves nothing"));
+    let next = namespace_with_inode(gone, "lifeb");
     let err = r.stderr();
     let (code, out) = r.finish();
     assert_eq!(code, Some(0), "pktloss diagnose failed: {err}\n{out}");

@@ -19,6 +19,15 @@ fn kernel_has_reset_reasons() -> bool {
         .is_ok_and(|f| f.contains("sk_rst_reason"))
 }
 
+/// The XDP program's id in `ip -d link show` (`prog/xdp id N`).
+fn xdp_prog_id(link: &str) -> u64 {
+    link.split_whitespace()
+        .skip_while(|w| *w != "prog/xdp")
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no XDP program id in: {link}"))
+}
+
 root_test!(resets_to_a_closed_port_are_counted_by_reason, {
     // Before 6.10 the tracepoint has no reason, and the resets of no socket (a closed port)
     // may not reach it.
@@ -179,12 +188,7 @@ root_test!(xdp_drops_on_a_veth_are_counted_once_per_program, {
     b.exec(&["ip", "link", "set", "dev", &vb, "xdpdrv", "obj", obj.to_str().expect("path"), "sec", "xdp"]);
     drop(std::fs::remove_dir_all(&dir));
     let link = b.exec(&["ip", "-d", "link", "show", &vb]);
-    let id: u64 = link
-        .split_whitespace()
-        .skip_while(|w| *w != "prog/xdp")
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
+    let id = xdp_prog_id(&link);
     let p = Running::start(&["capture", "--format", "json"]);
     a.send_udp("10.231.9.2:7777".parse().expect("addr"), N);
     a.send_udp("10.231.9.2:7778".parse().expect("addr"), ABORTS);
@@ -547,12 +551,7 @@ mod matrix_nic {
         let pinned = prog.path.to_string_lossy().into_owned();
         pktloss_tests::sh(&["ip", "link", "set", "dev", &dev, "xdpdrv", "pinned", &pinned]);
         let link = pktloss_tests::sh(&["ip", "-d", "link", "show", &dev]);
-        let id: u64 = link
-            .split_whitespace()
-            .skip_while(|w| *w != "prog/xdp")
-            .nth(2)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no XDP program id in: {link}"));
+        let id = xdp_prog_id(&link);
         phase("program loaded and attached");
         let before = ethtool_xdp_drops(&dev);
         // `diagnose`: the summary's fields and the causes, in one run.
