@@ -21,6 +21,23 @@ use crate::{
     model::*,
 };
 
+/// Adds the trap reports and devlink statistics of the netdevsim run in the 6.1 guest
+/// (`tests/tests/sources.rs`, `matrix_netdevsim`: `blackhole_route` set to trap, the port up for
+/// a second; netdevsim reports its exception and control traps too) to `s`, with the tracepoint
+/// attached or, as on a kernel without it, the statistics alone.
+pub(crate) fn add_netdevsim_traps(s: &mut Summary, tracepoint: bool) {
+    s.hw_traps = serde_json::from_str(include_str!("host/counters/fixtures/netdevsim_hw_traps.json")).expect("fixture");
+    s.probes.push(ProbeStatus {
+        name: "devlink:devlink_trap_report".into(),
+        attach: "tracepoint".into(),
+        active: tracepoint,
+        note: String::new(),
+    });
+    if !tracepoint {
+        s.hw_traps.reported.clear();
+    }
+}
+
 pub(crate) fn ipv4_udp() -> Vec<u8> {
     let mut p = vec![
         0x45, 0x00, 0x00, 0x20, 0x00, 0x01, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, // ver/ihl .. proto, csum

@@ -1277,22 +1277,10 @@ fn netns_labels_keep_their_string_form() {
     }
 }
 
-/// The trap reports and devlink statistics of the netdevsim run in the 6.1 guest
-/// (`tests/tests/sources.rs`, `matrix_netdevsim`: `blackhole_route` set to trap, the port up for
-/// a second; netdevsim reports its exception and control traps too), with the tracepoint
-/// attached or, as on a kernel without it, the statistics alone.
+/// The netdevsim run's traps ([`crate::testdata::add_netdevsim_traps`]) in an empty summary.
 fn netdevsim_traps(tracepoint: bool) -> Summary {
-    let hw: crate::model::HwTraps = serde_json::from_str(fx!("netdevsim_hw_traps.json")).expect("fixture");
-    let mut s = Summary { hw_traps: hw, ..Summary::default() };
-    s.probes.push(crate::model::ProbeStatus {
-        name: "devlink:devlink_trap_report".into(),
-        attach: "tracepoint".into(),
-        active: tracepoint,
-        note: String::new(),
-    });
-    if !tracepoint {
-        s.hw_traps.reported.clear();
-    }
+    let mut s = Summary::default();
+    crate::testdata::add_netdevsim_traps(&mut s, tracepoint);
     s
 }
 

@@ -77,14 +77,7 @@ fn hardware_trap_cause_in_every_format() {
     let mut s = sample_capture().summary;
     // Trap reports are no filter's: under one they are evidence, outside its view.
     s.filter = None;
-    s.hw_traps =
-        serde_json::from_str(include_str!("../host/counters/fixtures/netdevsim_hw_traps.json")).expect("fixture");
-    s.probes.push(crate::model::ProbeStatus {
-        name: "devlink:devlink_trap_report".into(),
-        attach: "tracepoint".into(),
-        active: true,
-        note: String::new(),
-    });
+    crate::testdata::add_netdevsim_traps(&mut s, true);
     let d = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &s, deltas: &[], checks: &[] });
     let hw = Diagnosis {
         causes: d.causes.into_iter().filter(|c| c.id == crate::diagnose::CauseId::HardwareTrap).collect(),

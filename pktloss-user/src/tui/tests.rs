@@ -869,17 +869,8 @@ fn snap_detail_drop() {
 /// statistics, diagnosed), first in the causes panel and drilled into.
 #[test]
 fn snap_detail_hardware_trap_cause() {
-    let mut summary = crate::model::Summary {
-        hw_traps: serde_json::from_str(include_str!("../host/counters/fixtures/netdevsim_hw_traps.json"))
-            .expect("fixture"),
-        ..Default::default()
-    };
-    summary.probes.push(crate::model::ProbeStatus {
-        name: "devlink:devlink_trap_report".into(),
-        attach: "tracepoint".into(),
-        active: true,
-        note: String::new(),
-    });
+    let mut summary = crate::model::Summary::default();
+    crate::testdata::add_netdevsim_traps(&mut summary, true);
     let d = crate::diagnose::diagnose(&crate::diagnose::DiagnosisInput { summary: &summary, deltas: &[], checks: &[] });
     let views = super::live::cause_views(&d, &summary);
     assert_eq!(views.iter().map(|c| c.id).collect::<Vec<_>>(), [CauseId::HardwareTrap]);
