@@ -71,11 +71,11 @@ impl Seen {
         alive.iter().cycle().skip(start).take(MAX_PER_ROUND).copied().collect()
     }
 
-    /// Keep `reading` of namespace `inode`, made at `t`. Where the namespace read before under
+    /// Keep `reading` of namespace `inode`. Where the namespace read before under
     /// that inode had another cookie, it is gone (as of its last reading) and this one was born
     /// since: the kernel gave the inode again.
-    fn keep(&mut self, inode: u32, reading: (NetnsSnapshot, ConfigChecks), t: f64) {
-        let cookie = reading.0.cookie;
+    fn keep(&mut self, inode: u32, reading: (NetnsSnapshot, ConfigChecks)) {
+        let (cookie, t) = (reading.0.cookie, reading.0.taken_at);
         if let Some((mut old, checks)) = self.last.remove(&inode) {
             if counters::same_cookie(old.cookie, cookie) {
                 self.last.insert(inode, (old, checks));
@@ -128,8 +128,7 @@ impl Lifecycle {
                             continue;
                         }
                         if let Ok(mut s) = shared.lock() {
-                            let at = reading.0.taken_at;
-                            s.keep(inode, reading, at);
+                            s.keep(inode, reading);
                         }
                     }
                 }
@@ -244,10 +243,10 @@ mod tests {
         };
         let mut s = Seen { at_start: set(&[1]), ..Seen::default() };
         assert_eq!(s.round(&set(&[1, 7]), 10.0), [7]);
-        s.keep(7, reading(70, 10.5, 3), 10.5);
+        s.keep(7, reading(70, 10.5, 3));
         assert_eq!(s.round(&set(&[1]), 11.0), Vec::<u32>::new());
         assert_eq!(s.round(&set(&[1, 7]), 12.0), [7]);
-        s.keep(7, reading(71, 12.5, 0), 12.5);
+        s.keep(7, reading(71, 12.5, 0));
         let l = Lifecycle { seen: Arc::new(Mutex::new(s)), stop: None, thread: None };
         let (end, end_checks) = reading(71, 14.0, 1);
         let out = l.complete(Gathered { snapshots: vec![end], checks: vec![end_checks] });
