@@ -315,12 +315,12 @@ impl FirewallDrop {
 }
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
-fn is_zero(v: &u32) -> bool {
+pub(crate) fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's `skip_serializing_if` passes the field by reference")]
-fn is_zero64(v: &u64) -> bool {
+pub(crate) fn is_zero64(v: &u64) -> bool {
     *v == 0
 }
 

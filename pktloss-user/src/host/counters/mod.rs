@@ -134,20 +134,10 @@ pub(crate) struct ConntrackStats {
     pub stats: BTreeMap<String, u64>,
 }
 
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
-fn is_zero_u64(v: &u64) -> bool {
-    *v == 0
-}
-
 /// Whether two readings of one inode can be of one namespace: the same cookie, or no cookie
 /// on either (a kernel without them: by inode, as the kernel allows).
 pub(crate) fn same_cookie(a: u64, b: u64) -> bool {
     a == 0 || b == 0 || a == b
-}
-
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
 }
 
 /// Counters of one network namespace at one instant.
@@ -157,14 +147,14 @@ pub(crate) struct NetnsSnapshot {
     /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
     /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
     /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
     pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
     /// A process living in it when it was read, whose `/proc/PID/ns/net` entered it (0: a
     /// `/run/netns` name, our own, or gone).
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[serde(default, skip_serializing_if = "crate::model::is_zero")]
     pub pid: u32,
     /// Seconds since the Unix epoch (fractional) when the snapshot was taken.
     #[serde(default)]
@@ -239,13 +229,13 @@ pub(crate) struct NetnsDelta {
     /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
     /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
     /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
     pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
     /// A process living in it at the last reading ([`NetnsSnapshot::pid`]).
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[serde(default, skip_serializing_if = "crate::model::is_zero")]
     pub pid: u32,
     /// Seconds between the two snapshots.
     pub seconds: f64,
@@ -392,7 +382,7 @@ pub(crate) struct ConfigChecks {
     /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
     /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
     /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
     pub cookie: u64,
     pub label: NetnsLabel,
     #[serde(default)]
