@@ -216,6 +216,19 @@ fn nightly_llvm(sysroot: &Path) -> Result<(String, String)> {
 }
 
 /// Install whichever Debian packages are missing (one `dpkg-query` when none is).
+/// The version of qemu-utils to install beside the emulator, when the installed one is not the
+/// emulator's: some machines come with a backported qemu-utils (10.x) whose `Breaks:
+/// qemu-system-common (<< 8.0)` stops apt from installing Debian 12's emulator (7.2) at all.
+fn qemu_utils_pin(missing: &[&String]) -> Option<String> {
+    if !missing.iter().any(|p| p.starts_with("qemu-system-")) {
+        return None;
+    }
+    let installed = output(Command::new("dpkg-query").args(["-W", "-f", "${Version}", "qemu-utils"])).ok()?;
+    let policy = output(Command::new("apt-cache").args(["policy", "qemu-system-x86"])).ok()?;
+    let candidate = policy.lines().find_map(|l| l.trim().strip_prefix("Candidate: "))?.trim().to_owned();
+    (!installed.trim().is_empty() && installed.trim() != candidate && candidate != "(none)").then_some(candidate)
+}
+
 fn debian_packages() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
@@ -253,6 +266,10 @@ fn debian_packages() -> Result<()> {
     if !loud.is_empty() {
         let mut install = apt(&["install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold"]);
         install.args(&loud);
+        if let Some(pin) = qemu_utils_pin(&loud) {
+            eprintln!("note: qemu-utils {pin} replaces the installed one, which breaks Debian 12's emulator");
+            install.arg("--allow-downgrades").arg(format!("qemu-utils={pin}"));
+        }
         run(&mut install)?;
     }
     if !quiet.is_empty() {
