@@ -514,6 +514,75 @@ pub(crate) struct HwTrap {
     pub count: u64,
 }
 
+/// A devlink trap's type (`DEVLINK_ATTR_TRAP_TYPE`; devlink-trap.rst, "Trap Types"). In JSON
+/// and capture files its [`Display`](std::fmt::Display) word: `drop`, `exception`, `control`,
+/// or `type N` for a number this pktloss does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum TrapKind {
+    /// The device dropped the packet (reported only while the trap's action is `trap`).
+    Drop,
+    /// The device could not forward the packet and handed it to the kernel.
+    Exception,
+    /// A control packet the kernel needs (ARP, IGMP, STP...): not loss.
+    Control,
+    /// A value devlink had none of these for (a newer kernel's), kept as its number.
+    Other(u8),
+}
+
+impl TrapKind {
+    /// The type of devlink's `enum devlink_trap_type` value `v`.
+    pub(crate) fn from_devlink(v: u8) -> Self {
+        match v {
+            0 => Self::Drop,
+            1 => Self::Exception,
+            2 => Self::Control,
+            n => Self::Other(n),
+        }
+    }
+}
+
+impl std::fmt::Display for TrapKind {
+    /// `drop`, `exception`, `control`, `type N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Drop => f.write_str("drop"),
+            Self::Exception => f.write_str("exception"),
+            Self::Control => f.write_str("control"),
+            Self::Other(n) => write!(f, "type {n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TrapKind {
+    type Err = String;
+
+    /// What [`Display`](std::fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(Self::Drop),
+            "exception" => Ok(Self::Exception),
+            "control" => Ok(Self::Control),
+            _ => s
+                .strip_prefix("type ")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Other)
+                .ok_or_else(|| format!("unknown devlink trap type {s:?}")),
+        }
+    }
+}
+
+impl Serialize for TrapKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrapKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Growth of one trap's devlink statistics (`devlink -s trap show`) during the capture.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TrapStat {
@@ -522,10 +591,9 @@ pub(crate) struct TrapStat {
     /// Its group (`l3_drops`), as devlink says.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
-    /// The trap's type as devlink says: `drop` (the device dropped the packet), `exception`
-    /// (it could not forward it and sent it to the kernel), `control` (a control packet).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
+    /// The trap's type as devlink says it; `None` when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TrapKind>,
     /// Its action when read: `trap`, `drop` (reports nothing) or `mirror`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
@@ -1306,6 +1374,38 @@ mod tests {
         assert!(json.starts_with(r#"{"t_ns":5,"reason":"NETFILTER_DROP","code":3,"symbol":"#), "{json}");
         assert_eq!(serde_json::from_str::<Sample>(&json).expect("read"), s);
         assert!(serde_json::from_str::<ReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
+    }
+
+    /// A trap's type is one `TrapKind`, written as the word devlink's reader wrote before
+    /// (`drop`, `exception`, `control`, `type N`), left out when not known; a file written
+    /// before reads field for field, and a word that is none of these is an error.
+    #[test]
+    fn trap_kinds_keep_their_json() {
+        use super::{TrapKind, TrapStat};
+        let old = r#"{"device":"netdevsim/netdevsim1","trap":"blackhole_route","group":"l3_drops","kind":"drop","action":"trap","packets":9}"#;
+        let t: TrapStat = serde_json::from_str(old).expect("read");
+        assert_eq!(t.kind, Some(TrapKind::Drop));
+        assert_eq!((t.group.as_str(), t.action.as_str(), t.packets), ("l3_drops", "trap", 9));
+        assert_eq!(serde_json::to_string(&t).expect("json"), old);
+        for (v, kind, word) in [
+            (0, TrapKind::Drop, "drop"),
+            (1, TrapKind::Exception, "exception"),
+            (2, TrapKind::Control, "control"),
+            (7, TrapKind::Other(7), "type 7"),
+        ] {
+            assert_eq!(TrapKind::from_devlink(v), kind);
+            assert_eq!(kind.to_string(), word);
+            assert_eq!(serde_json::to_string(&kind).expect("json"), format!("{word:?}"));
+            assert_eq!(serde_json::from_str::<TrapKind>(&format!("{word:?}")).expect("read"), kind);
+        }
+        let unsaid = r#"{"device":"d","trap":"t","packets":1}"#;
+        let t: TrapStat = serde_json::from_str(unsaid).expect("read");
+        assert_eq!(t.kind, None);
+        assert_eq!(serde_json::to_string(&t).expect("json"), unsaid);
+        for bad in ["\"dropped\"", "\"type x\"", "\"type 300\"", "3"] {
+            let json = format!(r#"{{"device":"d","trap":"t","kind":{bad},"packets":1}}"#);
+            assert!(serde_json::from_str::<TrapStat>(&json).is_err(), "{json}");
+        }
     }
 
     #[test]

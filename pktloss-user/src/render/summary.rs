@@ -216,7 +216,13 @@ impl Sections<'_> {
             Table::new(&[("PACKETS", true), ("DEVICE", false), ("TRAP", false), ("GROUP", false), ("TYPE", false)]);
         let st = &self.s.hw_traps.stats;
         for x in st.iter().take(TOP_ROWS) {
-            t.row(vec![x.packets.to_string(), clean(&x.device), clean(&x.trap), clean(&x.group), clean(&x.kind)]);
+            t.row(vec![
+                x.packets.to_string(),
+                clean(&x.device),
+                clean(&x.trap),
+                clean(&x.group),
+                x.kind.map(|k| k.to_string()).unwrap_or_default(),
+            ]);
         }
         (t, st.len())
     }

@@ -55,7 +55,7 @@ fn hardware_traps_in_every_format() {
         device: "netdevsim/netdevsim1".into(),
         trap: "blackhole_route".into(),
         group: "l3_drops".into(),
-        kind: "drop".into(),
+        kind: Some(crate::model::TrapKind::Drop),
         action: "trap".into(),
         packets: 9,
     }];
