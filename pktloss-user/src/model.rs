@@ -8,34 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// One value of a kernel's `enum skb_drop_reason`: its number on that kernel and its name
 /// without the `SKB_DROP_REASON_` prefix (`NO_SOCKET`). In JSON `code` and `name` (the
-/// capture file's list); the `reasons` list writes `code` and `reason` ([`Self::code_reason`]).
+/// capture file's list); the `reasons` list writes `code` and `reason` ([`code_reason`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DropReason {
     pub code: u32,
     pub name: String,
-}
-
-impl DropReason {
-    /// `code` and `reason`, for a record that holds one flattened under those keys
-    /// (`#[serde(flatten, serialize_with = "DropReason::code_reason")]`).
-    pub(crate) fn code_reason<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut st = s.serialize_struct("DropReason", 2)?;
-        st.serialize_field("code", &r.code)?;
-        st.serialize_field("reason", &r.name)?;
-        st.end()
-    }
-
-    /// `reason` and `code`, in that order: the form of the records that hold one flattened
-    /// (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples), as they always
-    /// wrote it.
-    pub(crate) fn reason_code<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut st = s.serialize_struct("DropReason", 2)?;
-        st.serialize_field("reason", &r.name)?;
-        st.serialize_field("code", &r.code)?;
-        st.end()
-    }
 }
 
 impl DropReason {
@@ -91,14 +68,89 @@ impl std::fmt::Display for DropReason {
     }
 }
 
-/// A [`DropReason`] held flattened as `reason` (its name) and `code`.
+/// One value of a kernel's `enum sk_rst_reason` (6.10+), why TCP sent a reset: its number on
+/// that kernel and its name without the `SK_RST_REASON_` prefix (`NO_SOCKET`); `UNKNOWN`,
+/// number 0, before 6.10. Not a [`DropReason`]: another enum, whose numbers and names differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ResetReason {
+    pub code: u32,
+    pub name: String,
+}
+
+impl ResetReason {
+    /// The reset reason `name` with number `code`.
+    pub(crate) fn new(code: u32, name: impl Into<String>) -> Self {
+        Self { code, name: name.into() }
+    }
+
+    /// Its name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for ResetReason {
+    /// Its name (`TCP_ABORT_ON_CLOSE`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A value of a kernel enum held as its number and name ([`DropReason`], [`ResetReason`]):
+/// what the records that hold one flattened write as `reason` and `code`.
+pub(crate) trait CodeName: Sized {
+    fn code(&self) -> u32;
+    fn name(&self) -> &str;
+    fn from_parts(code: u32, name: String) -> Self;
+}
+
+impl CodeName for DropReason {
+    fn code(&self) -> u32 {
+        self.code
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn from_parts(code: u32, name: String) -> Self {
+        Self { code, name }
+    }
+}
+
+impl CodeName for ResetReason {
+    fn code(&self) -> u32 {
+        self.code
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn from_parts(code: u32, name: String) -> Self {
+        Self { code, name }
+    }
+}
+
+/// `code` and `reason`, in that order, for a record that holds a reason flattened under those
+/// keys (`#[serde(flatten, serialize_with = "code_reason")]`: the rows of `pktloss reasons`).
+pub(crate) fn code_reason<S: serde::Serializer, R: CodeName>(r: &R, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct as _;
+    let mut st = s.serialize_struct("Reason", 2)?;
+    st.serialize_field("code", &r.code())?;
+    st.serialize_field("reason", r.name())?;
+    st.end()
+}
+
+/// A reason held flattened as `reason` (its name) and `code`, in that order: the form of the
+/// records that hold one (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples,
+/// resets), as they always wrote it. Both are required when read.
 pub(crate) mod reason_code {
-    use serde::{Deserialize as _, Deserializer, Serializer};
+    use serde::{Deserialize as _, Deserializer, Serializer, ser::SerializeStruct as _};
 
-    use super::DropReason;
+    use super::CodeName;
 
-    pub(crate) fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {
-        DropReason::reason_code(r, s)
+    pub(crate) fn serialize<S: Serializer, R: CodeName>(r: &R, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Reason", 2)?;
+        st.serialize_field("reason", r.name())?;
+        st.serialize_field("code", &r.code())?;
+        st.end()
     }
 
     #[derive(serde::Deserialize)]
@@ -107,9 +159,9 @@ pub(crate) mod reason_code {
         code: u32,
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DropReason, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, R: CodeName>(d: D) -> Result<R, D::Error> {
         let r = ReasonCode::deserialize(d)?;
-        Ok(DropReason { code: r.code, name: r.reason })
+        Ok(R::from_parts(r.code, r.reason))
     }
 }
 
@@ -400,17 +452,18 @@ pub(crate) struct ResetCount {
     pub ifindex: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
-    /// The reset reason (`enum sk_rst_reason`, 6.10+), `UNKNOWN` before.
-    pub reason: String,
-    pub code: u32,
+    /// The reset reason (in JSON `reason` and `code`).
+    #[serde(flatten, with = "reason_code")]
+    pub reason: ResetReason,
     pub count: u64,
 }
 
 /// Resets sent per reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ResetReasonCount {
-    pub reason: String,
-    pub code: u32,
+    /// In JSON `reason` and `code`.
+    #[serde(flatten, with = "reason_code")]
+    pub reason: ResetReason,
     pub count: u64,
 }
 
@@ -457,7 +510,8 @@ pub(crate) struct TcDrops {
     pub device: String,
     /// `ingress` or `egress`.
     pub hook: String,
-    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`).
+    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`), by name alone: on a kernel without drop
+    /// reasons these drops are told by location and have no number (nor has the JSON one).
     pub reason: String,
     /// Exact drops of the device and reason.
     pub drops: u64,
@@ -907,8 +961,9 @@ pub(crate) struct NetnsDropCount {
     pub netns: NetnsId,
     /// Device index in it (0: the drop had no device).
     pub ifindex: u32,
-    pub reason: String,
-    pub code: u32,
+    /// In JSON `reason` and `code`.
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
 }
 
@@ -1104,8 +1159,7 @@ impl Summary {
                 self.netns_drops.push(NetnsDropCount {
                     netns: NetnsId { inode: netns, cookie },
                     ifindex,
-                    reason: XDP_DROP.to_owned(),
-                    code: REASON_XDP_DROP,
+                    reason: xdp.clone(),
                     count: c,
                 });
             }
@@ -1376,6 +1430,57 @@ mod tests {
         assert!(serde_json::from_str::<ReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
     }
 
+    /// Per-namespace drop counts hold a `DropReason` and write `reason` and `code` where they
+    /// wrote them; a file written before reads field for field.
+    #[test]
+    fn netns_drop_counts_keep_their_json() {
+        use super::{DropReason, NetnsDropCount, NetnsId};
+        let old = r#"{"netns":7,"netns_cookie":9,"ifindex":3,"reason":"NO_SOCKET","code":2,"count":5}"#;
+        let n: NetnsDropCount = serde_json::from_str(old).expect("read");
+        assert_eq!(
+            n,
+            NetnsDropCount {
+                netns: NetnsId { inode: 7, cookie: 9 },
+                ifindex: 3,
+                reason: DropReason::new(2, "NO_SOCKET"),
+                count: 5
+            }
+        );
+        assert_eq!(serde_json::to_string(&n).expect("json"), old);
+        let no_cookie = NetnsDropCount { netns: NetnsId { inode: 7, cookie: 0 }, ..n };
+        assert_eq!(
+            serde_json::to_string(&no_cookie).expect("json"),
+            r#"{"netns":7,"ifindex":3,"reason":"NO_SOCKET","code":2,"count":5}"#
+        );
+    }
+
+    /// Resets hold a `ResetReason`: per reason and per flow they write `reason` and `code`
+    /// where they wrote them, and files written before read field for field.
+    #[test]
+    fn reset_reasons_keep_their_json() {
+        use super::{Flow, NetnsId, ResetCount, ResetReason, ResetReasonCount};
+        let old = r#"{"reason":"TCP_ABORT_ON_CLOSE","code":11,"count":2}"#;
+        let r: ResetReasonCount = serde_json::from_str(old).expect("read");
+        assert_eq!(r, ResetReasonCount { reason: ResetReason::new(11, "TCP_ABORT_ON_CLOSE"), count: 2 });
+        assert_eq!(serde_json::to_string(&r).expect("json"), old);
+        assert_eq!(r.reason.to_string(), "TCP_ABORT_ON_CLOSE");
+        let old = r#"{"proto":"tcp","family":4,"src":"127.0.0.1","sport":9,"dst":"127.0.0.1","dport":4000,"netns":7,"ifindex":1,"device":"lo","reason":"NO_SOCKET","code":1,"count":6}"#;
+        let f: ResetCount = serde_json::from_str(old).expect("read");
+        let netns = NetnsId { inode: 7, cookie: 0 };
+        assert_eq!(
+            f,
+            ResetCount {
+                flow: Flow::tcp("127.0.0.1".into(), 9, "127.0.0.1".into(), 4000, netns),
+                ifindex: 1,
+                device: "lo".into(),
+                reason: ResetReason::new(1, "NO_SOCKET"),
+                count: 6,
+            }
+        );
+        assert_eq!(serde_json::to_string(&f).expect("json"), old);
+        assert!(serde_json::from_str::<ResetReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
+    }
+
     /// A trap's type is one `TrapKind`, written as the word devlink's reader wrote before
     /// (`drop`, `exception`, `control`, `type N`), left out when not known; a file written
     /// before reads field for field, and a word that is none of these is an error.
@@ -1414,8 +1519,7 @@ mod tests {
         let ns = |reason: &str, count| NetnsDropCount {
             netns: super::NetnsId { inode: 7, cookie: 9 },
             ifindex: 3,
-            reason: reason.into(),
-            code: 2,
+            reason: DropReason::new(2, reason),
             count,
         };
         let mut s = Summary {
