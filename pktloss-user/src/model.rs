@@ -8,34 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// One value of a kernel's `enum skb_drop_reason`: its number on that kernel and its name
 /// without the `SKB_DROP_REASON_` prefix (`NO_SOCKET`). In JSON `code` and `name` (the
-/// capture file's list); the `reasons` list writes `code` and `reason` ([`Self::code_reason`]).
+/// capture file's list); the `reasons` list writes `code` and `reason` ([`code_reason`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DropReason {
     pub code: u32,
     pub name: String,
-}
-
-impl DropReason {
-    /// `code` and `reason`, for a record that holds one flattened under those keys
-    /// (`#[serde(flatten, serialize_with = "DropReason::code_reason")]`).
-    pub(crate) fn code_reason<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut st = s.serialize_struct("DropReason", 2)?;
-        st.serialize_field("code", &r.code)?;
-        st.serialize_field("reason", &r.name)?;
-        st.end()
-    }
-
-    /// `reason` and `code`, in that order: the form of the records that hold one flattened
-    /// (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples), as they always
-    /// wrote it.
-    pub(crate) fn reason_code<S: serde::Serializer>(r: &Self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut st = s.serialize_struct("DropReason", 2)?;
-        st.serialize_field("reason", &r.name)?;
-        st.serialize_field("code", &r.code)?;
-        st.end()
-    }
 }
 
 impl DropReason {
@@ -91,14 +68,89 @@ impl std::fmt::Display for DropReason {
     }
 }
 
-/// A [`DropReason`] held flattened as `reason` (its name) and `code`.
+/// One value of a kernel's `enum sk_rst_reason` (6.10+), why TCP sent a reset: its number on
+/// that kernel and its name without the `SK_RST_REASON_` prefix (`NO_SOCKET`); `UNKNOWN`,
+/// number 0, before 6.10. Not a [`DropReason`]: another enum, whose numbers and names differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ResetReason {
+    pub code: u32,
+    pub name: String,
+}
+
+impl ResetReason {
+    /// The reset reason `name` with number `code`.
+    pub(crate) fn new(code: u32, name: impl Into<String>) -> Self {
+        Self { code, name: name.into() }
+    }
+
+    /// Its name.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for ResetReason {
+    /// Its name (`TCP_ABORT_ON_CLOSE`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A value of a kernel enum held as its number and name ([`DropReason`], [`ResetReason`]):
+/// what the records that hold one flattened write as `reason` and `code`.
+pub(crate) trait CodeName: Sized {
+    fn code(&self) -> u32;
+    fn name(&self) -> &str;
+    fn from_parts(code: u32, name: String) -> Self;
+}
+
+impl CodeName for DropReason {
+    fn code(&self) -> u32 {
+        self.code
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn from_parts(code: u32, name: String) -> Self {
+        Self { code, name }
+    }
+}
+
+impl CodeName for ResetReason {
+    fn code(&self) -> u32 {
+        self.code
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn from_parts(code: u32, name: String) -> Self {
+        Self { code, name }
+    }
+}
+
+/// `code` and `reason`, in that order, for a record that holds a reason flattened under those
+/// keys (`#[serde(flatten, serialize_with = "code_reason")]`: the rows of `pktloss reasons`).
+pub(crate) fn code_reason<S: serde::Serializer, R: CodeName>(r: &R, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct as _;
+    let mut st = s.serialize_struct("Reason", 2)?;
+    st.serialize_field("code", &r.code())?;
+    st.serialize_field("reason", r.name())?;
+    st.end()
+}
+
+/// A reason held flattened as `reason` (its name) and `code`, in that order: the form of the
+/// records that hold one (`#[serde(flatten, with = "reason_code")]`: counts, flows, samples,
+/// resets), as they always wrote it. Both are required when read.
 pub(crate) mod reason_code {
-    use serde::{Deserialize as _, Deserializer, Serializer};
+    use serde::{Deserialize as _, Deserializer, Serializer, ser::SerializeStruct as _};
 
-    use super::DropReason;
+    use super::CodeName;
 
-    pub(crate) fn serialize<S: Serializer>(r: &DropReason, s: S) -> Result<S::Ok, S::Error> {
-        DropReason::reason_code(r, s)
+    pub(crate) fn serialize<S: Serializer, R: CodeName>(r: &R, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Reason", 2)?;
+        st.serialize_field("reason", r.name())?;
+        st.serialize_field("code", &r.code())?;
+        st.end()
     }
 
     #[derive(serde::Deserialize)]
@@ -107,9 +159,9 @@ pub(crate) mod reason_code {
         code: u32,
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DropReason, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, R: CodeName>(d: D) -> Result<R, D::Error> {
         let r = ReasonCode::deserialize(d)?;
-        Ok(DropReason { code: r.code, name: r.reason })
+        Ok(R::from_parts(r.code, r.reason))
     }
 }
 
@@ -400,17 +452,18 @@ pub(crate) struct ResetCount {
     pub ifindex: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
-    /// The reset reason (`enum sk_rst_reason`, 6.10+), `UNKNOWN` before.
-    pub reason: String,
-    pub code: u32,
+    /// The reset reason (in JSON `reason` and `code`).
+    #[serde(flatten, with = "reason_code")]
+    pub reason: ResetReason,
     pub count: u64,
 }
 
 /// Resets sent per reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ResetReasonCount {
-    pub reason: String,
-    pub code: u32,
+    /// In JSON `reason` and `code`.
+    #[serde(flatten, with = "reason_code")]
+    pub reason: ResetReason,
     pub count: u64,
 }
 
@@ -457,7 +510,8 @@ pub(crate) struct TcDrops {
     pub device: String,
     /// `ingress` or `egress`.
     pub hook: String,
-    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`).
+    /// The drop reason (`TC_INGRESS`, `TC_EGRESS`), by name alone: on a kernel without drop
+    /// reasons these drops are told by location and have no number (nor has the JSON one).
     pub reason: String,
     /// Exact drops of the device and reason.
     pub drops: u64,
@@ -514,6 +568,75 @@ pub(crate) struct HwTrap {
     pub count: u64,
 }
 
+/// A devlink trap's type (`DEVLINK_ATTR_TRAP_TYPE`; devlink-trap.rst, "Trap Types"). In JSON
+/// and capture files its [`Display`](std::fmt::Display) word: `drop`, `exception`, `control`,
+/// or `type N` for a number this pktloss does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum TrapKind {
+    /// The device dropped the packet (reported only while the trap's action is `trap`).
+    Drop,
+    /// The device could not forward the packet and handed it to the kernel.
+    Exception,
+    /// A control packet the kernel needs (ARP, IGMP, STP...): not loss.
+    Control,
+    /// A value devlink had none of these for (a newer kernel's), kept as its number.
+    Other(u8),
+}
+
+impl TrapKind {
+    /// The type of devlink's `enum devlink_trap_type` value `v`.
+    pub(crate) fn from_devlink(v: u8) -> Self {
+        match v {
+            0 => Self::Drop,
+            1 => Self::Exception,
+            2 => Self::Control,
+            n => Self::Other(n),
+        }
+    }
+}
+
+impl std::fmt::Display for TrapKind {
+    /// `drop`, `exception`, `control`, `type N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Drop => f.write_str("drop"),
+            Self::Exception => f.write_str("exception"),
+            Self::Control => f.write_str("control"),
+            Self::Other(n) => write!(f, "type {n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TrapKind {
+    type Err = String;
+
+    /// What [`Display`](std::fmt::Display) writes.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(Self::Drop),
+            "exception" => Ok(Self::Exception),
+            "control" => Ok(Self::Control),
+            _ => s
+                .strip_prefix("type ")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Other)
+                .ok_or_else(|| format!("unknown devlink trap type {s:?}")),
+        }
+    }
+}
+
+impl Serialize for TrapKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TrapKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Growth of one trap's devlink statistics (`devlink -s trap show`) during the capture.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TrapStat {
@@ -522,10 +645,9 @@ pub(crate) struct TrapStat {
     /// Its group (`l3_drops`), as devlink says.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
-    /// The trap's type as devlink says: `drop` (the device dropped the packet), `exception`
-    /// (it could not forward it and sent it to the kernel), `control` (a control packet).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
+    /// The trap's type as devlink says it; `None` when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TrapKind>,
     /// Its action when read: `trap`, `drop` (reports nothing) or `mirror`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
@@ -839,8 +961,9 @@ pub(crate) struct NetnsDropCount {
     pub netns: NetnsId,
     /// Device index in it (0: the drop had no device).
     pub ifindex: u32,
-    pub reason: String,
-    pub code: u32,
+    /// In JSON `reason` and `code`.
+    #[serde(flatten, with = "reason_code")]
+    pub reason: DropReason,
     pub count: u64,
 }
 
@@ -1036,8 +1159,7 @@ impl Summary {
                 self.netns_drops.push(NetnsDropCount {
                     netns: NetnsId { inode: netns, cookie },
                     ifindex,
-                    reason: XDP_DROP.to_owned(),
-                    code: REASON_XDP_DROP,
+                    reason: xdp.clone(),
                     count: c,
                 });
             }
@@ -1308,14 +1430,96 @@ mod tests {
         assert!(serde_json::from_str::<ReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
     }
 
+    /// Per-namespace drop counts hold a `DropReason` and write `reason` and `code` where they
+    /// wrote them; a file written before reads field for field.
+    #[test]
+    fn netns_drop_counts_keep_their_json() {
+        use super::{DropReason, NetnsDropCount, NetnsId};
+        let old = r#"{"netns":7,"netns_cookie":9,"ifindex":3,"reason":"NO_SOCKET","code":2,"count":5}"#;
+        let n: NetnsDropCount = serde_json::from_str(old).expect("read");
+        assert_eq!(
+            n,
+            NetnsDropCount {
+                netns: NetnsId { inode: 7, cookie: 9 },
+                ifindex: 3,
+                reason: DropReason::new(2, "NO_SOCKET"),
+                count: 5
+            }
+        );
+        assert_eq!(serde_json::to_string(&n).expect("json"), old);
+        let no_cookie = NetnsDropCount { netns: NetnsId { inode: 7, cookie: 0 }, ..n };
+        assert_eq!(
+            serde_json::to_string(&no_cookie).expect("json"),
+            r#"{"netns":7,"ifindex":3,"reason":"NO_SOCKET","code":2,"count":5}"#
+        );
+    }
+
+    /// Resets hold a `ResetReason`: per reason and per flow they write `reason` and `code`
+    /// where they wrote them, and files written before read field for field.
+    #[test]
+    fn reset_reasons_keep_their_json() {
+        use super::{Flow, NetnsId, ResetCount, ResetReason, ResetReasonCount};
+        let old = r#"{"reason":"TCP_ABORT_ON_CLOSE","code":11,"count":2}"#;
+        let r: ResetReasonCount = serde_json::from_str(old).expect("read");
+        assert_eq!(r, ResetReasonCount { reason: ResetReason::new(11, "TCP_ABORT_ON_CLOSE"), count: 2 });
+        assert_eq!(serde_json::to_string(&r).expect("json"), old);
+        assert_eq!(r.reason.to_string(), "TCP_ABORT_ON_CLOSE");
+        let old = r#"{"proto":"tcp","family":4,"src":"127.0.0.1","sport":9,"dst":"127.0.0.1","dport":4000,"netns":7,"ifindex":1,"device":"lo","reason":"NO_SOCKET","code":1,"count":6}"#;
+        let f: ResetCount = serde_json::from_str(old).expect("read");
+        let netns = NetnsId { inode: 7, cookie: 0 };
+        assert_eq!(
+            f,
+            ResetCount {
+                flow: Flow::tcp("127.0.0.1".into(), 9, "127.0.0.1".into(), 4000, netns),
+                ifindex: 1,
+                device: "lo".into(),
+                reason: ResetReason::new(1, "NO_SOCKET"),
+                count: 6,
+            }
+        );
+        assert_eq!(serde_json::to_string(&f).expect("json"), old);
+        assert!(serde_json::from_str::<ResetReasonCount>(r#"{"reason":"X","count":1}"#).is_err(), "no code");
+    }
+
+    /// A trap's type is one `TrapKind`, written as the word devlink's reader wrote before
+    /// (`drop`, `exception`, `control`, `type N`), left out when not known; a file written
+    /// before reads field for field, and a word that is none of these is an error.
+    #[test]
+    fn trap_kinds_keep_their_json() {
+        use super::{TrapKind, TrapStat};
+        let old = r#"{"device":"netdevsim/netdevsim1","trap":"blackhole_route","group":"l3_drops","kind":"drop","action":"trap","packets":9}"#;
+        let t: TrapStat = serde_json::from_str(old).expect("read");
+        assert_eq!(t.kind, Some(TrapKind::Drop));
+        assert_eq!((t.group.as_str(), t.action.as_str(), t.packets), ("l3_drops", "trap", 9));
+        assert_eq!(serde_json::to_string(&t).expect("json"), old);
+        for (v, kind, word) in [
+            (0, TrapKind::Drop, "drop"),
+            (1, TrapKind::Exception, "exception"),
+            (2, TrapKind::Control, "control"),
+            (7, TrapKind::Other(7), "type 7"),
+        ] {
+            assert_eq!(TrapKind::from_devlink(v), kind);
+            assert_eq!(kind.to_string(), word);
+            assert_eq!(serde_json::to_string(&kind).expect("json"), format!("{word:?}"));
+            assert_eq!(serde_json::from_str::<TrapKind>(&format!("{word:?}")).expect("read"), kind);
+        }
+        let unsaid = r#"{"device":"d","trap":"t","packets":1}"#;
+        let t: TrapStat = serde_json::from_str(unsaid).expect("read");
+        assert_eq!(t.kind, None);
+        assert_eq!(serde_json::to_string(&t).expect("json"), unsaid);
+        for bad in ["\"dropped\"", "\"type x\"", "\"type 300\"", "3"] {
+            let json = format!(r#"{{"device":"d","trap":"t","kind":{bad},"packets":1}}"#);
+            assert!(serde_json::from_str::<TrapStat>(&json).is_err(), "{json}");
+        }
+    }
+
     #[test]
     fn xdp_drops_of_a_veth_are_moved_out_of_not_specified() {
         use super::{DropReason, FlowCount, NetnsDropCount, ReasonCount, Summary};
         let ns = |reason: &str, count| NetnsDropCount {
             netns: super::NetnsId { inode: 7, cookie: 9 },
             ifindex: 3,
-            reason: reason.into(),
-            code: 2,
+            reason: DropReason::new(2, reason),
             count,
         };
         let mut s = Summary {

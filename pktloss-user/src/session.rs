@@ -329,9 +329,10 @@ impl Session {
         let mut hooks: std::collections::BTreeMap<(u32, u64, u32, bool), (String, u64)> =
             std::collections::BTreeMap::new();
         for n in &s.netns_drops {
-            if let Some((_, ingress)) = self.tc_reasons.iter().find(|(c, _)| *c == n.code) {
-                let e =
-                    hooks.entry((n.netns.inode, n.netns.cookie, n.ifindex, *ingress)).or_insert((n.reason.clone(), 0));
+            if let Some((_, ingress)) = self.tc_reasons.iter().find(|(c, _)| *c == n.reason.code) {
+                let e = hooks
+                    .entry((n.netns.inode, n.netns.cookie, n.ifindex, *ingress))
+                    .or_insert((n.reason.name.clone(), 0));
                 e.1 += n.count;
             }
         }

@@ -208,15 +208,13 @@ pub(crate) fn sample_capture() -> CaptureFile {
             NetnsDropCount {
                 netns: NetnsId { inode: NS, cookie: 4097 },
                 ifindex: 2,
-                reason: "NO_SOCKET".into(),
-                code: 3,
+                reason: DropReason::new(3, "NO_SOCKET"),
                 count: 2,
             },
             NetnsDropCount {
                 netns: NetnsId { inode: NS, cookie: 4097 },
                 ifindex: 2,
-                reason: "NETFILTER_DROP".into(),
-                code: 10,
+                reason: DropReason::new(10, "NETFILTER_DROP"),
                 count: 1,
             },
         ],

@@ -12,8 +12,8 @@ use crate::{
     kernel::tracer::RawCounts,
     model::{
         DetailStats, DeviceCount, DropReason, FilterInfo, Flow, FlowCount, FlowTableStats, LocationCount,
-        NetnsDropCount, NetnsId, Packet, ProbeStatus, ReasonCount, ResetCount, ResetReasonCount, Resets, RetransCount,
-        Retransmits, Sample, Summary,
+        NetnsDropCount, NetnsId, Packet, ProbeStatus, ReasonCount, ResetCount, ResetReason, ResetReasonCount, Resets,
+        RetransCount, Retransmits, Sample, Summary,
     },
 };
 
@@ -301,8 +301,7 @@ impl Aggregator {
             .map(|(k, c)| NetnsDropCount {
                 netns: NetnsId { inode: k.netns, cookie: k.cookie },
                 ifindex: k.ifindex,
-                reason: self.reasons.name(k.reason),
-                code: k.reason,
+                reason: DropReason::new(k.reason, self.reasons.name(k.reason)),
                 count: *c,
             })
             .collect()
@@ -351,16 +350,20 @@ impl Aggregator {
     fn resets(&self, raw: &RawCounts, names: &mut dyn FnMut(u32, u32) -> String) -> Resets {
         // Before 6.10 the tracepoint has no reason: every reset is UNKNOWN, code 0.
         let has_reasons = self.reset_reasons.iter().next().is_some();
-        let code = |k: &FlowKey| if has_reasons { k.reason } else { 0 };
-        let name =
-            |code: u32| if has_reasons { self.reset_reasons.name(code) } else { decode::reasons::NO_REASON.to_owned() };
+        let reason = |code: u32| {
+            if has_reasons {
+                ResetReason::new(code, self.reset_reasons.name(code))
+            } else {
+                ResetReason::new(0, decode::reasons::NO_REASON)
+            }
+        };
         let mut by_reason: BTreeMap<u32, u64> = BTreeMap::new();
         for (k, c) in &raw.resets {
-            *by_reason.entry(code(k)).or_default() += c;
+            *by_reason.entry(if has_reasons { k.reason } else { 0 }).or_default() += c;
         }
         let mut reasons: Vec<ResetReasonCount> =
-            by_reason.into_iter().map(|(code, count)| ResetReasonCount { reason: name(code), code, count }).collect();
-        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
+            by_reason.into_iter().map(|(code, count)| ResetReasonCount { reason: reason(code), count }).collect();
+        reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.code.cmp(&b.reason.code)));
         let flows = raw
             .resets
             .iter()
@@ -372,8 +375,7 @@ impl Aggregator {
                     flow: Flow::tcp(src, k.sport, dst, k.dport, netns),
                     ifindex: k.ifindex,
                     device: if k.ifindex == 0 { String::new() } else { names(k.netns, k.ifindex) },
-                    reason: name(code(k)),
-                    code: code(k),
+                    reason: reason(k.reason),
                     count: *c,
                 }
             })

@@ -159,6 +159,7 @@ impl std::ops::Deref for Verify {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Explained {
     pub cause: CauseId,
+    /// The drop reason by name, as the taxonomy's rules match it (the JSON holds no number).
     pub reason: String,
     /// Only these drops of the reason: one protocol ("udp").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +187,7 @@ impl Explained {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Benign {
     pub class: BenignId,
+    /// The drop reason by name (see [`Explained::reason`]).
     pub reason: String,
     /// The drop location (`function+0xoff`) when the class was told by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::TrapKind;
+
 /// The id of a cause: one variant per entry of [`CAUSES`], written as its stable kebab-case
 /// name (`CauseId::NoListener`) in JSON, capture files and text.
 #[derive(
@@ -943,17 +945,6 @@ pub(crate) const CAUSES: &[CauseInfo; <CauseId as strum::EnumCount>::COUNT] = &[
         verify: &["pktloss diagnose --duration 10s (the reason no longer appears)"],
     },
 ];
-
-/// A devlink trap's type (devlink-trap.rst, "Trap Types").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TrapKind {
-    /// The device dropped the packet (reported only while the trap's action is `trap`).
-    Drop,
-    /// The device could not forward the packet and handed it to the kernel.
-    Exception,
-    /// A control packet the kernel needs (ARP, IGMP, STP...): not loss.
-    Control,
-}
 
 /// A family of devlink traps: what to look at when its traps drop.
 pub(crate) struct TrapFamily {

@@ -5,12 +5,8 @@
 //! drops of them are traced as drop events) and control traps are not loss.
 use std::collections::BTreeMap;
 
-use super::{
-    CauseId, Verify, VerifyKind,
-    ctx::Ctx,
-    taxonomy::{self, TrapKind},
-};
-use crate::model::{HwTraps, Summary};
+use super::{CauseId, Verify, VerifyKind, ctx::Ctx, taxonomy};
+use crate::model::{HwTraps, Summary, TrapKind};
 
 /// The tracepoint that reports traps, as its probe line names it.
 const TRAP_PROBE: &str = "devlink:devlink_trap_report";
@@ -24,7 +20,7 @@ struct Trap {
     /// Growth of devlink's statistics, when read.
     stats: Option<u64>,
     /// The type devlink's dump gave, if read.
-    kind: String,
+    kind: Option<TrapKind>,
 }
 
 impl Trap {
@@ -33,13 +29,12 @@ impl Trap {
     }
 }
 
-/// The trap's type: devlink's word for it, else the generic traps' table.
-fn kind_of(trap: &str, devlink: &str) -> Option<TrapKind> {
+/// The trap's type: devlink's, where it gave one this pktloss knows, else the generic traps'
+/// table.
+fn kind_of(trap: &str, devlink: Option<TrapKind>) -> Option<TrapKind> {
     match devlink {
-        "drop" => Some(TrapKind::Drop),
-        "exception" => Some(TrapKind::Exception),
-        "control" => Some(TrapKind::Control),
-        _ => taxonomy::trap_family(trap).map(|(_, k)| k),
+        Some(k @ (TrapKind::Drop | TrapKind::Exception | TrapKind::Control)) => Some(k),
+        Some(TrapKind::Other(_)) | None => taxonomy::trap_family(trap).map(|(_, k)| k),
     }
 }
 
@@ -54,7 +49,7 @@ fn traps(hw: &HwTraps) -> BTreeMap<(&str, &str), Trap> {
     for s in &hw.stats {
         let t = out.entry((s.device.as_str(), s.trap.as_str())).or_default();
         t.stats = Some(t.stats.unwrap_or(0) + s.packets);
-        t.kind.clone_from(&s.kind);
+        t.kind = s.kind;
         if t.group.is_empty() {
             t.group.clone_from(&s.group);
         }
@@ -77,7 +72,7 @@ pub(super) fn hardware_traps(cx: &mut Ctx<'_>) {
     let mut unknown = Vec::new();
     for (id, t) in &all {
         let n = if traced { t.reported() } else { t.stats.unwrap_or(0) };
-        match kind_of(id.1, &t.kind) {
+        match kind_of(id.1, t.kind) {
             Some(TrapKind::Drop) if n > 0 => drops.push((*id, t, n)),
             Some(TrapKind::Exception) if n > 0 => exceptions.push(format!("{} {} {n}", id.0, id.1)),
             None if n > 0 => unknown.push(format!("{} {} {n}", id.0, id.1)),

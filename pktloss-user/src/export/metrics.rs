@@ -302,7 +302,7 @@ impl MetricsState {
         self.drops_not_in_flows = s.flow_table.drops_not_in_flows;
         s.probes.clone_into(&mut self.probes);
         for r in &s.resets.reasons {
-            let e = self.resets_by_reason.entry(r.reason.clone()).or_default();
+            let e = self.resets_by_reason.entry(r.reason.name.clone()).or_default();
             *e = (*e).max(r.count);
         }
         self.observe_devices(s);
@@ -894,8 +894,7 @@ mod tests {
             .map(|((inode, cookie, ifindex, reason, code), count)| crate::model::NetnsDropCount {
                 netns: NetnsId { inode, cookie },
                 ifindex,
-                reason,
-                code,
+                reason: crate::model::DropReason::new(code, reason),
                 count,
             })
             .collect();
@@ -1062,8 +1061,7 @@ mod tests {
         second.netns_drops.push(crate::model::NetnsDropCount {
             netns: NetnsId { inode: ns, cookie: cookie + 1 },
             ifindex: 1,
-            reason: "NO_SOCKET".into(),
-            code: 3,
+            reason: crate::model::DropReason::new(3, "NO_SOCKET"),
             count: 30,
         });
         m.observe(&second, Some(&[(ns, (cookie + 1, "new".into()))].into()), t0 + Duration::from_secs(1));

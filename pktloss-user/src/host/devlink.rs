@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::counters::netlink;
+use crate::model::TrapKind;
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -39,20 +40,10 @@ pub(crate) struct TrapInfo {
     pub packets: u64,
     /// Its group (`l3_drops`).
     pub group: String,
-    /// `drop`, `exception` or `control` (devlink-trap.rst, "Trap Types"); empty when not said.
-    pub kind: String,
+    /// Its type; `None` when not said.
+    pub kind: Option<TrapKind>,
     /// `drop`, `trap` or `mirror`; empty when not said.
     pub action: String,
-}
-
-/// The name of a `DEVLINK_ATTR_TRAP_TYPE` value.
-fn kind_name(v: u8) -> String {
-    match v {
-        0 => "drop".to_owned(),
-        1 => "exception".to_owned(),
-        2 => "control".to_owned(),
-        n => format!("type {n}"),
-    }
 }
 
 /// The name of a `DEVLINK_ATTR_TRAP_ACTION` value.
@@ -76,7 +67,7 @@ pub(crate) fn parse_trap(p: &[u8]) -> Option<(TrapId, TrapInfo)> {
             DEVLINK_ATTR_DEV_NAME => dev = string(v),
             DEVLINK_ATTR_TRAP_NAME => trap = string(v),
             DEVLINK_ATTR_TRAP_GROUP_NAME => info.group = string(v),
-            DEVLINK_ATTR_TRAP_TYPE => info.kind = v.first().map(|t| kind_name(*t)).unwrap_or_default(),
+            DEVLINK_ATTR_TRAP_TYPE => info.kind = v.first().copied().map(TrapKind::from_devlink),
             DEVLINK_ATTR_TRAP_ACTION => info.action = v.first().map(|a| action_name(*a)).unwrap_or_default(),
             DEVLINK_ATTR_STATS => {
                 rx = attrs(v)
@@ -234,15 +225,17 @@ mod tests {
         let dump = include_bytes!("counters/fixtures/devlink_traps.bin");
         let traps: BTreeMap<TrapId, TrapInfo> = split(dump).into_iter().filter_map(parse_trap).collect();
         assert_eq!(traps.len(), 14, "{traps:#?}");
-        let t = |name: &str| -> (&str, &str, &str, u64) {
+        let t = |name: &str| -> (&str, Option<TrapKind>, &str, u64) {
             let i = &traps[&("netdevsim/netdevsim9".to_owned(), name.to_owned())];
-            (i.group.as_str(), i.kind.as_str(), i.action.as_str(), i.packets)
+            (i.group.as_str(), i.kind, i.action.as_str(), i.packets)
         };
-        assert_eq!(t("blackhole_route"), ("l3_drops", "drop", "trap", 12));
-        assert_eq!(t("tail_drop"), ("buffer_drops", "drop", "drop", 0));
-        assert_eq!(t("fid_miss"), ("l2_drops", "exception", "trap", 12));
-        assert_eq!(t("ttl_value_is_too_small"), ("l3_exceptions", "exception", "trap", 12));
-        assert_eq!(t("igmp_query"), ("mc_snooping", "control", "mirror", 12));
+        let (drop, exception, control) = (Some(TrapKind::Drop), Some(TrapKind::Exception), Some(TrapKind::Control));
+        assert_eq!(t("blackhole_route"), ("l3_drops", drop, "trap", 12));
+        assert_eq!(t("tail_drop"), ("buffer_drops", drop, "drop", 0));
+        assert_eq!(t("fid_miss"), ("l2_drops", exception, "trap", 12));
+        assert_eq!(t("ttl_value_is_too_small"), ("l3_exceptions", exception, "trap", 12));
+        assert_eq!(t("igmp_query"), ("mc_snooping", control, "mirror", 12));
+        assert!(traps.values().all(|i| i.kind.is_some()), "every trap says its type");
         // A cut answer yields what it holds, and none without statistics.
         assert_eq!(parse_trap(&split(dump)[0][..40]), None);
     }

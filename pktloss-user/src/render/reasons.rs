@@ -7,14 +7,14 @@ use super::clean;
 use crate::{
     decode::reasons::{NO_REASON, ReasonTable, describe},
     diagnose::taxonomy::{ReasonClass, classify_reason},
-    model::DropReason,
+    model::{DropReason, ResetReason, code_reason},
 };
 
 /// One drop reason of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct ReasonRow {
     /// In JSON `code` and `reason`.
-    #[serde(flatten, serialize_with = "DropReason::code_reason")]
+    #[serde(flatten, serialize_with = "code_reason")]
     pub reason: DropReason,
     pub description: &'static str,
     /// The cause its drops are counted under, if by name.
@@ -57,13 +57,14 @@ pub(crate) fn rows(table: &ReasonTable) -> Vec<ReasonRow> {
 /// One reset reason of the kernel (`enum sk_rst_reason`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct ResetReasonRow {
-    pub code: u32,
-    pub reason: String,
+    /// In JSON `code` and `reason`.
+    #[serde(flatten, serialize_with = "code_reason")]
+    pub reason: ResetReason,
 }
 
 /// The reset reasons as rows, in value order.
 pub(crate) fn reset_rows(table: &ReasonTable) -> Vec<ResetReasonRow> {
-    table.iter().map(|(code, name)| ResetReasonRow { code, reason: name.to_owned() }).collect()
+    table.iter().map(|(code, name)| ResetReasonRow { reason: ResetReason::new(code, name) }).collect()
 }
 
 /// The reset reasons as text; a kernel without them says so.
@@ -76,7 +77,7 @@ pub(crate) fn resets_text(rows: &[ResetReasonRow]) -> String {
     let mut out =
         format!("{} reset reasons in this kernel (enum sk_rst_reason, from BTF; tcp:tcp_send_reset):\n", rows.len());
     for r in rows {
-        let _ = writeln!(out, "{:>8}  {}", r.code, clean(&r.reason));
+        let _ = writeln!(out, "{:>8}  {}", r.reason.code, clean(&r.reason.to_string()));
     }
     out
 }

@@ -216,7 +216,13 @@ impl Sections<'_> {
             Table::new(&[("PACKETS", true), ("DEVICE", false), ("TRAP", false), ("GROUP", false), ("TYPE", false)]);
         let st = &self.s.hw_traps.stats;
         for x in st.iter().take(TOP_ROWS) {
-            t.row(vec![x.packets.to_string(), clean(&x.device), clean(&x.trap), clean(&x.group), clean(&x.kind)]);
+            t.row(vec![
+                x.packets.to_string(),
+                clean(&x.device),
+                clean(&x.trap),
+                clean(&x.group),
+                x.kind.map(|k| k.to_string()).unwrap_or_default(),
+            ]);
         }
         (t, st.len())
     }
@@ -233,7 +239,7 @@ impl Sections<'_> {
         for r in self.s.resets.flows.iter().take(TOP_ROWS) {
             t.row(vec![
                 r.count.to_string(),
-                clean(&r.reason),
+                clean(&r.reason.to_string()),
                 r.flow.source(),
                 r.flow.destination(),
                 if r.device.is_empty() { "-".to_owned() } else { clean(&r.device) },
@@ -246,7 +252,8 @@ impl Sections<'_> {
     /// `N (NO_SOCKET 40, ...)`: the resets' total and reasons.
     fn resets_line(&self) -> String {
         let r = &self.s.resets;
-        let by: Vec<String> = r.reasons.iter().map(|x| format!("{} {}", clean(&x.reason), x.count)).collect();
+        let by: Vec<String> =
+            r.reasons.iter().map(|x| format!("{} {}", clean(&x.reason.to_string()), x.count)).collect();
         let mut l = format!("{} ({})", r.total, by.join(", "));
         if r.evicted > 0 {
             let _ = write!(l, "; {} flows evicted from the reset table", r.evicted);
@@ -466,13 +473,13 @@ pub(crate) fn markdown(s: &Summary, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{ResetCount, ResetReasonCount, Resets, Summary};
+    use crate::model::{ResetCount, ResetReason, ResetReasonCount, Resets, Summary};
 
     #[test]
     fn resets_are_shown_by_reason_and_flow() {
         let mut s = Summary::default();
         assert!(!super::text(&s).contains("TCP resets"));
-        let reason = |r: &str, code, count| ResetReasonCount { reason: r.into(), code, count };
+        let reason = |r: &str, code, count| ResetReasonCount { reason: ResetReason::new(code, r), count };
         s.resets = Resets {
             total: 9,
             reasons: vec![reason("NO_SOCKET", 1, 6), reason("TCP_ABORT_ON_CLOSE", 11, 2)],
@@ -485,8 +492,7 @@ mod tests {
                     crate::model::NetnsId::default(),
                 ),
                 device: "lo".into(),
-                reason: "NO_SOCKET".into(),
-                code: 1,
+                reason: ResetReason::new(1, "NO_SOCKET"),
                 count: 6,
                 ..ResetCount::default()
             }],

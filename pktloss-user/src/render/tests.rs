@@ -55,7 +55,7 @@ fn hardware_traps_in_every_format() {
         device: "netdevsim/netdevsim1".into(),
         trap: "blackhole_route".into(),
         group: "l3_drops".into(),
-        kind: "drop".into(),
+        kind: Some(crate::model::TrapKind::Drop),
         action: "trap".into(),
         packets: 9,
     }];
@@ -182,4 +182,21 @@ fn reasons_text_and_json() {
     assert_snapshot!("reasons_text", reasons::text(&rows));
     assert_snapshot!("reasons_json", json::pretty(&rows));
     assert_snapshot!("reasons_none_text", reasons::text(&[]));
+}
+
+/// `pktloss reasons --resets`: each row a `ResetReason`, written `code` then `reason` as the
+/// rows always were, and one line of text each.
+#[test]
+fn reset_reasons_text_and_json() {
+    let table = ReasonTable::new([(0, "NOT_SPECIFIED".to_owned()), (11, "TCP_ABORT_ON_CLOSE".to_owned())]);
+    let rows = reasons::reset_rows(&table);
+    assert_eq!(
+        serde_json::to_string(&rows).expect("json"),
+        r#"[{"code":0,"reason":"NOT_SPECIFIED"},{"code":11,"reason":"TCP_ABORT_ON_CLOSE"}]"#
+    );
+    assert_eq!(
+        reasons::resets_text(&rows),
+        "2 reset reasons in this kernel (enum sk_rst_reason, from BTF; tcp:tcp_send_reset):\n       0  NOT_SPECIFIED\n      11  TCP_ABORT_ON_CLOSE\n"
+    );
+    assert!(reasons::resets_text(&[]).starts_with("this kernel has no reset reasons"));
 }

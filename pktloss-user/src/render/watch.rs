@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::clean;
-use crate::model::DropReason;
+use crate::model::{DropReason, reason_code};
 
 /// (reason, location) pairs shown on a text line; the rest are counted in "+N more".
 const TOP_ON_LINE: usize = 4;
@@ -32,7 +32,7 @@ pub(crate) struct WatchLine {
 /// A (reason, location) count of one interval.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct WatchEntry {
-    #[serde(flatten, serialize_with = "DropReason::reason_code")]
+    #[serde(flatten, serialize_with = "reason_code::serialize")]
     pub reason: DropReason,
     pub symbol: String,
     pub count: u64,

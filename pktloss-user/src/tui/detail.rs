@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     host::counters::nic::NicCounter,
-    model::{FlowCount, Sample},
+    model::{DropReason, FlowCount, Sample},
 };
 
 /// Sample packets shown per drill-down (newest first).
@@ -191,7 +191,7 @@ impl Doc {
             self.counted(f.count, &f.location);
             return;
         }
-        let places: Vec<&DropRow> = rows.iter().filter(|r| f.reason == r.reason).collect();
+        let places: Vec<&DropRow> = rows.iter().filter(|r| f.reason == r.reason.name).collect();
         match places.as_slice() {
             [] => self.note(&format!("(no drop location recorded for {})", f.reason)),
             // Every drop of the reason happened there, this flow's too.
@@ -284,15 +284,15 @@ fn causes_for<'a>(causes: &'a [CauseRow], reason: &str) -> Vec<&'a CauseRow> {
 }
 
 /// `REASON (code N) — description`.
-fn reason_line(d: &Data, reason: &str, code: u32) -> String {
+fn reason_line(d: &Data, reason: &DropReason) -> String {
     let desc = d.reason_description(reason).map(|s| format!(" — {s}")).unwrap_or_default();
-    format!("{reason} (code {code}){desc}")
+    format!("{reason} (code {}){desc}", reason.code)
 }
 
 /// A drop row's drill-down: its reason, location, kernel stacks, samples and causes.
 fn drop_detail(doc: &mut Doc, d: &Data, r: &DropRow, causes: &[CauseRow]) -> String {
     let linked = causes_for(causes, &r.reason);
-    doc.field("reason", &reason_line(d, &r.reason, r.code));
+    doc.field("reason", &reason_line(d, &r.reason));
     doc.field("location", &r.symbol);
     doc.field(
         "drops",
@@ -324,7 +324,7 @@ fn drop_detail(doc: &mut Doc, d: &Data, r: &DropRow, causes: &[CauseRow]) -> Str
             doc.text(6, frame, Style::new());
         }
     }
-    doc.samples(d, &d.samples().filter(|s| s.reason == r.reason && s.symbol == r.symbol).collect::<Vec<_>>());
+    doc.samples(d, &d.samples().filter(|s| s.reason == r.reason.name && s.symbol == r.symbol).collect::<Vec<_>>());
     doc.section("Causes");
     doc.causes(&linked);
     format!("{} at {}", r.reason, r.symbol)
@@ -395,7 +395,7 @@ fn flow_detail(doc: &mut Doc, d: &Data, fr: &FlowRow, rows: &[DropRow], causes: 
     doc.field("netns", &ns);
     doc.field("device", &format!("{} (ifindex {})", or_dash(&f.device), f.ifindex));
     doc.field("process", &or_dash(&f.process()));
-    doc.field("reason", &reason_line(d, &f.reason, f.reason.code));
+    doc.field("reason", &reason_line(d, &f.reason));
     doc.field(
         "drops",
         &format!("{}  ·  {}/s  ·  trend {}", fmt_count(f.count), fmt_rate(fr.rate), spark(&fr.trend, 16).trim_start()),

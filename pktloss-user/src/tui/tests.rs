@@ -448,7 +448,7 @@ fn sort_keys_order_rows() {
     let rates: Vec<f64> = s.visible_drops().iter().map(|r| r.rate).collect();
     assert!(rates.windows(2).all(|w| w[0] >= w[1]));
     s.sort = SortKey::Reason;
-    let reasons: Vec<String> = s.visible_drops().into_iter().map(|r| r.reason).collect();
+    let reasons: Vec<String> = s.visible_drops().into_iter().map(|r| r.reason.name).collect();
     assert!(reasons.windows(2).all(|w| w[0] <= w[1]));
     s.sort = SortKey::Location;
     s.reverse = true;

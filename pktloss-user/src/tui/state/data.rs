@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::{
-    model::{Flow, FlowCount, Sample},
+    model::{DropReason, Flow, FlowCount, Sample},
     tui::{CauseView, CounterRow, Update},
 };
 
@@ -46,8 +46,7 @@ impl Series {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DropRow {
     pub key: String,
-    pub reason: String,
-    pub code: u32,
+    pub reason: DropReason,
     pub symbol: String,
     pub count: u64,
     pub rate: f64,
@@ -280,8 +279,7 @@ impl Data {
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 rows.push(DropRow {
                     key,
-                    reason: l.reason.name.clone(),
-                    code: l.reason.code,
+                    reason: l.reason.clone(),
                     symbol: l.symbol.clone(),
                     count: 0,
                     rate: 0.0,

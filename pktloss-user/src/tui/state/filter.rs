@@ -240,7 +240,7 @@ impl Filter {
             return true;
         }
         let samples: Vec<&Sample> =
-            data.samples().filter(|s| s.reason == row.reason && s.symbol == row.symbol).collect();
+            data.samples().filter(|s| s.reason == row.reason.name && s.symbol == row.symbol).collect();
         // The flows of the row's reason, from a protocol and netns the row's samples show (any,
         // when it has none).
         let flows: Vec<&FlowCount> = data

@@ -162,7 +162,7 @@ impl State {
             self.reverse,
             |r| r.count,
             |r| r.rate,
-            |r| r.reason.clone(),
+            |r| r.reason.name.clone(),
             |r| r.symbol.clone(),
         );
         rows
