@@ -216,6 +216,15 @@ fn netns_with_cookie<S: serde::Serializer>(id: &NetnsId, s: S) -> Result<S::Ok, 
     st.end()
 }
 
+impl NetnsId {
+    /// Whether a record of `self` and one of `other` can be of one namespace: the same inode,
+    /// and the same cookie where both say one; by inode alone where either says none (a kernel
+    /// without cookies).
+    pub(crate) fn matches(self, other: Self) -> bool {
+        self.inode == other.inode && (self.cookie == 0 || other.cookie == 0 || self.cookie == other.cookie)
+    }
+}
+
 impl std::fmt::Display for NetnsId {
     /// `4026531840`, or `4026531840/12` with a cookie.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -24,7 +24,7 @@ use crate::{
         btf::KernelBtf,
         tracer::{FLOW_CAPACITY, Options, RawCounts, Tracer},
     },
-    model::Summary,
+    model::{NetnsId, Summary},
 };
 
 /// SIGINT/SIGTERM set this flag; the loops check it and detach cleanly.
@@ -379,7 +379,7 @@ impl Session {
                 None => (Vec::new(), "the programs on the hook were not read".to_owned()),
             };
             out.push(crate::model::TcDrops {
-                netns: crate::model::NetnsId { inode: netns, cookie },
+                netns: NetnsId { inode: netns, cookie },
                 ifindex,
                 device: self.device_names.name(netns, ifindex),
                 hook: if ingress { "ingress" } else { "egress" }.to_owned(),
@@ -469,22 +469,23 @@ pub(crate) fn gather_after(watch: CounterWatch, summary: &mut Summary, lifecycle
 /// namespaces (a namespace gone before the summary named its devices was still read while it
 /// lived).
 fn fill_device_names(summary: &mut Summary, readings: &crate::host::counters::Gathered) {
-    let name = |netns: u32, ifindex: u32| {
+    // By cookie where the record says one: another namespace that had the inode had other devices.
+    let name = |netns: NetnsId, ifindex: u32| {
         readings
             .snapshots
             .iter()
-            .filter(|s| s.netns == netns)
+            .filter(|s| s.netns.matches(netns))
             .flat_map(|s| &s.devices)
             .find(|d| d.ifindex == ifindex && ifindex != 0)
             .map(|d| d.name.clone())
     };
     for f in summary.flows.iter_mut().filter(|f| f.device.is_empty()) {
-        if let Some(n) = name(f.flow.netns.inode, f.ifindex) {
+        if let Some(n) = name(f.flow.netns, f.ifindex) {
             f.device = n;
         }
     }
     for d in summary.devices.iter_mut().filter(|d| d.name.is_empty()) {
-        if let Some(n) = name(d.netns, d.ifindex) {
+        if let Some(n) = name(NetnsId { inode: d.netns, cookie: 0 }, d.ifindex) {
             d.name = n;
         }
     }
@@ -554,9 +555,9 @@ pub(crate) fn capture_file(
         .deltas
         .iter()
         .flat_map(|x| {
-            x.devices
-                .iter()
-                .map(move |dev| ((x.netns, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo")))
+            x.devices.iter().map(move |dev| {
+                ((x.netns.inode, dev.name.clone()), (dev.mtu, dev.kind == "loopback" || dev.name == "lo"))
+            })
         })
         .collect();
     for (ns, ifindex) in seen {

@@ -8,7 +8,10 @@ use super::{
     ctx::Ctx,
     taxonomy::{self, MEMORY_REASONS},
 };
-use crate::host::counters::{ConfigChecks, nic::ring_full};
+use crate::{
+    host::counters::{ConfigChecks, nic::ring_full},
+    model::NetnsId,
+};
 
 /// Configuration findings: evidence and specific advice for the selected causes.
 pub(super) fn config_findings(cx: &mut Ctx<'_>) {
@@ -49,7 +52,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
     let mut resets = Vec::new();
     let mut seen = BTreeSet::new();
     for f in flows.iter().take(5) {
-        if !seen.insert((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)) {
+        if !seen.insert((f.flow.netns, f.flow.proto.clone(), f.flow.dport)) {
             continue;
         }
         let tag = cx.tag_of(f.flow.netns);
@@ -62,7 +65,7 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
                 .flows
                 .iter()
                 .filter(|r| {
-                    r.flow.netns.inode == f.flow.netns.inode
+                    r.flow.netns.matches(f.flow.netns)
                         && r.flow.sport == f.flow.dport
                         && r.flow.src == f.flow.dst
                         && matches!(r.reason.as_str(), "NO_SOCKET" | crate::decode::reasons::NO_REASON)
@@ -93,11 +96,11 @@ fn cfg_no_listener(cx: &mut Ctx<'_>) {
                     .map(|u| (u.addr.clone(), u.port));
                 tcp.chain(udp).map(move |(a, p)| (c.netns, a, p)).collect::<Vec<_>>()
             })
-            .map(|(ns, a, p)| format!("{a}:{p} in {}", cx.tag(ns)))
+            .map(|(ns, a, p)| format!("{a}:{p} in {}", cx.tag_read(ns)))
             .collect();
         // Its sockets could not be listed (the namespace could not be entered): say so, never
         // "nothing listens".
-        let listed = cx.input.checks.iter().any(|c| c.netns == f.flow.netns.inode);
+        let listed = cx.input.checks.iter().any(|c| c.netns.matches(f.flow.netns));
         if elsewhere.is_empty() && !listed {
             out.push((
                 format!(
@@ -150,7 +153,7 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
         ));
     }
     for c in &checks {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         let mut rules: Vec<_> = c.drop_rules.iter().collect();
         rules.sort_by_key(|r| std::cmp::Reverse(r.packets_delta.unwrap_or(0)));
@@ -181,7 +184,7 @@ fn cfg_firewall(cx: &mut Ctx<'_>) {
             // Accept rules for the dropped flows' ports, in the chain's syntax.
             let ports: BTreeSet<(String, u16)> = flows
                 .iter()
-                .filter(|f| f.flow.netns.inode == c.netns || f.flow.netns.inode == 0)
+                .filter(|f| f.flow.netns.matches(c.netns) || f.flow.netns.inode == 0)
                 .filter(|f| matches!(f.flow.proto.as_str(), "tcp" | "udp") && f.flow.dport != 0)
                 .map(|f| (f.flow.proto.clone(), f.flow.dport))
                 .take(3)
@@ -251,11 +254,11 @@ fn cfg_conntrack(cx: &mut Ctx<'_>) {
             let on = if d.is_self {
                 String::new()
             } else {
-                format!(" on the host (it is host-wide, read-only in {})", cx.tag(d.netns))
+                format!(" on the host (it is host-wide, read-only in {})", cx.tag_read(d.netns))
             };
             adv.push(format!(
                 "{} raise the conntrack limit{on}: `sysctl -w net.netfilter.nf_conntrack_max={}` (now {max}, count {}), or shorten conntrack timeouts / add notrack rules for stateless traffic.",
-                cx.tag(d.netns),
+                cx.tag_read(d.netns),
                 max.saturating_mul(2),
                 ct.count.map_or("?".to_owned(), |c| c.to_string())
             ));
@@ -269,12 +272,12 @@ fn cfg_rp_filter(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.checks_for(CauseId::RpFilter) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         let all = c.rp_filter.get("all").copied().unwrap_or(0);
         let devs: BTreeSet<String> = flows
             .iter()
-            .filter(|f| f.flow.netns.inode == c.netns && !f.device.is_empty())
+            .filter(|f| f.flow.netns.matches(c.netns) && !f.device.is_empty())
             .map(|f| f.device.clone())
             .collect();
         let strict: Vec<String> = c
@@ -308,18 +311,16 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let flows = cx.drop_flows(&["SOCKET_RCVBUFF"]);
-    let ports: BTreeSet<(u32, u16)> =
-        flows.iter().filter(|f| f.flow.proto == "udp").map(|f| (f.flow.netns.inode, f.flow.dport)).collect();
+    let ports: BTreeSet<(NetnsId, u16)> =
+        flows.iter().filter(|f| f.flow.proto == "udp").map(|f| (f.flow.netns, f.flow.dport)).collect();
+    let dropped_at = |ns: NetnsId, port: u16| ports.iter().any(|(n, p)| *p == port && n.matches(ns));
     for c in cx.checks_for(CauseId::UdpRcvbufFull) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         let rmem_max = cx.sysctl_u64(c.netns, "net.core.rmem_max");
         let rmem_def = cx.sysctl_u64(c.netns, "net.core.rmem_default");
-        let mut socks: Vec<_> = c
-            .udp_sockets
-            .iter()
-            .filter(|u| u.drops_delta.unwrap_or(0) > 0 || ports.contains(&(c.netns, u.port)))
-            .collect();
+        let mut socks: Vec<_> =
+            c.udp_sockets.iter().filter(|u| u.drops_delta.unwrap_or(0) > 0 || dropped_at(c.netns, u.port)).collect();
         socks.sort_by_key(|u| std::cmp::Reverse(u.drops_delta.unwrap_or(0)));
         for u in socks.iter().take(5) {
             let who = if u.process.is_empty() { String::new() } else { format!(" owned by {}", u.process) };
@@ -347,7 +348,9 @@ fn cfg_udp_rcvbuf(cx: &mut Ctx<'_>) {
                 )),
             }
         }
-        if socks.is_empty() && cx.input.deltas.iter().any(|d| d.netns == c.netns && d.counter("Udp.RcvbufErrors") > 0) {
+        if socks.is_empty()
+            && cx.input.deltas.iter().any(|d| d.netns.matches(c.netns) && d.counter("Udp.RcvbufErrors") > 0)
+        {
             ev.push(format!(
                 "{tag} no UDP socket left with drops (the receiver may have exited); {}, {}",
                 cx.sysctl_str(c.netns, "net.core.rmem_max"),
@@ -362,7 +365,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::UdpSndbufFull) {
-        let tag = cx.tag(d.netns);
+        let tag = cx.tag_read(d.netns);
         let pre = cx.in_ns(d.netns);
         let wmem_def = cx.sysctl_u64(d.netns, "net.core.wmem_default");
         ev.push(format!(
@@ -370,7 +373,7 @@ fn cfg_udp_sndbuf(cx: &mut Ctx<'_>) {
             cx.sysctl_str(d.netns, "net.core.wmem_max"),
             cx.sysctl_str(d.netns, "net.core.wmem_default")
         ));
-        let socks = cx.input.checks.iter().filter(|c| c.netns == d.netns).flat_map(|c| c.udp_sockets.iter());
+        let socks = cx.input.checks.iter().filter(|c| c.netns.matches(d.netns)).flat_map(|c| c.udp_sockets.iter());
         for u in socks.filter(|u| u.tx_queue > 0 || matches!((u.sndbuf, wmem_def), (Some(t), Some(d)) if t < d)).take(5)
         {
             let prog = if u.process.is_empty() { "the program".to_owned() } else { u.process.clone() };
@@ -400,7 +403,7 @@ fn cfg_accept_queue(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     let ports: BTreeSet<u16> = cx.drop_flows(&["TCP_LISTEN_OVERFLOW"]).iter().map(|f| f.flow.dport).collect();
     for c in cx.checks_for(CauseId::TcpAcceptQueueFull) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         let somax = cx.sysctl_u64(c.netns, "net.core.somaxconn");
         let mut ls: Vec<_> = c
@@ -445,7 +448,7 @@ fn cfg_syn_queue(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.deltas_for(CauseId::TcpSynQueueFull) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         ev.push(format!(
             "{tag} {}, {}, {}",
@@ -470,7 +473,7 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
     for d in cx.deltas_for(id) {
         ev.push(format!(
             "{} {}; {}; {}; {}",
-            cx.tag(d.netns),
+            cx.tag_read(d.netns),
             cx.sysctl_str(d.netns, "net.ipv4.tcp_rmem"),
             cx.sysctl_str(d.netns, "net.ipv4.tcp_mem"),
             cx.sysctl_str(d.netns, "net.ipv4.udp_mem"),
@@ -483,18 +486,21 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
         // process that owns the socket where the samples found it.
         // A drop at the socket has no namespace in its flow before 6.11 (no device, no
         // `rx_sk`): it is the one namespace whose counters show the cause, if there is one.
-        let known: Vec<u32> =
-            cx.acc.get(&id).map(|a| a.netns.iter().copied().filter(|n| *n != 0).collect()).unwrap_or_default();
-        let resolve = |ns: u32| match known.as_slice() {
-            [one] if ns == 0 => *one,
+        let known: Vec<NetnsId> = cx
+            .acc
+            .get(&id)
+            .map(|a| a.netns.iter().filter(|n| **n != 0).map(|n| a.id_of(*n)).collect())
+            .unwrap_or_default();
+        let resolve = |ns: NetnsId| match known.as_slice() {
+            [one] if ns.inode == 0 => *one,
             _ => ns,
         };
-        let mut receivers: BTreeMap<(u32, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
+        let mut receivers: BTreeMap<(NetnsId, u16), (u64, BTreeSet<String>)> = BTreeMap::new();
         for f in cx.drop_flows(MEMORY_REASONS).into_iter().filter(|f| f.flow.proto == "tcp") {
-            receivers.entry((resolve(f.flow.netns.inode), f.flow.dport)).or_default().0 += f.count;
+            receivers.entry((resolve(f.flow.netns), f.flow.dport)).or_default().0 += f.count;
         }
         for x in cx.input.summary.samples.iter().filter(|x| x.flow.proto == "tcp" && x.owner_pid != 0) {
-            if let Some(r) = receivers.get_mut(&(resolve(x.flow.netns.inode), x.flow.dport)) {
+            if let Some(r) = receivers.get_mut(&(resolve(x.flow.netns), x.flow.dport)) {
                 r.1.insert(format!("{}[{}]", x.owner_comm, x.owner_pid));
             }
         }
@@ -511,7 +517,7 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
                 .map(|(v, _)| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
                 .unwrap_or_default();
             let raise = match rmem.as_slice() {
-                [min, def, max] if *netns != 0 => format!(
+                [min, def, max] if netns.inode != 0 => format!(
                     "; otherwise raise the maximum of tcp_rmem (`{}sysctl -w net.ipv4.tcp_rmem='{min} {def} {}'`)",
                     cx.in_ns(*netns),
                     max.saturating_mul(2)
@@ -520,13 +526,13 @@ fn cfg_socket_mem(cx: &mut Ctx<'_>, id: CauseId) {
             };
             adv.push(format!(
                 "{} the receiver on tcp :{port} ({who}) ran out of receive memory ({n} drops): if it sets SO_RCVBUF, remove the setting (a fixed SO_RCVBUF turns off receive-buffer autotuning) or raise it{raise}; and have it read faster.",
-                cx.tag(*netns),
+                cx.tag_read(*netns),
             ));
         }
         if cx.input.deltas.iter().any(|d| d.counter("TcpExt.TCPMemoryPressures") > 0) {
             adv.push(format!(
                 "TCP reached its host-wide memory limit (TcpExt.TCPMemoryPressures; {}): raise it on the host (`sysctl -w net.ipv4.tcp_mem='LOW PRESSURE HIGH'`, in pages) or find the sockets holding memory (`ss -tm`).",
-                cx.sysctl_str(cx.host().map_or(0, |h| h.netns), "net.ipv4.tcp_mem")
+                cx.sysctl_str(cx.host_id(), "net.ipv4.tcp_mem")
             ));
         }
     }
@@ -550,7 +556,7 @@ fn rps_summary(c: &ConfigChecks) -> (Vec<String>, Vec<String>) {
 fn cfg_softnet(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let host_ns = cx.host().map_or(0, |h| h.netns);
+    let host_ns = cx.host_id();
     ev.push(format!("[host-wide] {}", cx.sysctl_str(host_ns, "net.core.netdev_max_backlog")));
     let cur = cx.sysctl_u64(host_ns, "net.core.netdev_max_backlog").unwrap_or(1000);
     let mut any_rps = false;
@@ -559,10 +565,10 @@ fn cfg_softnet(cx: &mut Ctx<'_>) {
         let (on, off) = rps_summary(c);
         if !on.is_empty() {
             any_rps = true;
-            ev.push(format!("{} RPS enabled on {}", cx.tag(c.netns), on.join(", ")));
+            ev.push(format!("{} RPS enabled on {}", cx.tag_read(c.netns), on.join(", ")));
         }
         if !off.is_empty() && c.is_self {
-            ev.push(format!("{} RPS disabled (rps_cpus 0) on {}", cx.tag(c.netns), off.join(", ")));
+            ev.push(format!("{} RPS disabled (rps_cpus 0) on {}", cx.tag_read(c.netns), off.join(", ")));
             host_off.clone_from(&off);
         }
     }
@@ -595,7 +601,7 @@ fn cfg_softnet(cx: &mut Ctx<'_>) {
 }
 
 fn cfg_budget(cx: &mut Ctx<'_>) {
-    let host_ns = cx.host().map_or(0, |h| h.netns);
+    let host_ns = cx.host_id();
     let ev = format!(
         "[host-wide] {}, {}",
         cx.sysctl_str(host_ns, "net.core.netdev_budget"),
@@ -619,26 +625,33 @@ fn is_virtual(x: &crate::host::counters::DeviceStats) -> bool {
 }
 
 /// Ring advice for drops on virtual devices (no ring to enlarge): for a TUN/TAP device, its
-/// queue toward the process reading it, and that process. Returns the devices handled.
-fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
+/// queue toward the process reading it, and that process. Returns the devices handled (by the
+/// namespace their counters were read in).
+fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(NetnsId, String)> {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let mut verify = Vec::new();
     let mut done = BTreeSet::new();
     let flows = cx.drop_flows(&["FULL_RING"]);
-    let mut drops: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    let mut drops: BTreeMap<(NetnsId, String), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| !f.device.is_empty()) {
-        *drops.entry((f.flow.netns.inode, f.device.clone())).or_default() += f.count;
+        *drops.entry((f.flow.netns, f.device.clone())).or_default() += f.count;
     }
-    for ((ns, dev), n) in drops {
-        let Some(x) = cx.input.deltas.iter().filter(|d| d.netns == ns).flat_map(|d| &d.devices).find(|x| x.name == dev)
+    for ((flow_ns, dev), n) in drops {
+        let Some((ns, x)) = cx
+            .input
+            .deltas
+            .iter()
+            .filter(|d| d.netns.matches(flow_ns))
+            .flat_map(|d| d.devices.iter().map(move |x| (d.netns, x)))
+            .find(|(_, x)| x.name == dev)
         else {
             continue;
         };
         if !is_virtual(x) {
             continue;
         }
-        let tag = cx.tag(ns);
+        let tag = cx.tag_read(ns);
         let pre = cx.in_ns(ns);
         done.insert((ns, dev.clone()));
         let longer = x.txqlen.saturating_mul(10).clamp(1000, 10_000);
@@ -647,7 +660,7 @@ fn cfg_virtual_rings(cx: &mut Ctx<'_>, id: CauseId) -> BTreeSet<(u32, String)> {
                 .input
                 .checks
                 .iter()
-                .filter(|c| c.netns == ns)
+                .filter(|c| c.netns.matches(ns))
                 .flat_map(|c| &c.tun_readers)
                 .filter(|r| r.dev == dev)
                 .map(|r| format!("{}[{}]", r.comm, r.pid))
@@ -695,7 +708,7 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
     let virtual_devs = if id == CauseId::NicRingFull { cfg_virtual_rings(cx, id) } else { BTreeSet::new() };
     let mut ev = Vec::new();
     let mut adv = Vec::new();
-    let devs: BTreeSet<(u32, String)> = cx
+    let devs: BTreeSet<(NetnsId, String)> = cx
         .input
         .deltas
         .iter()
@@ -708,10 +721,15 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
         })
         .collect();
     for (ns, dev) in devs.iter().filter(|d| !virtual_devs.contains(d)) {
-        let tag = cx.tag(*ns);
+        let tag = cx.tag_read(*ns);
         let pre = cx.in_ns(*ns);
-        let ring =
-            cx.input.checks.iter().filter(|c| c.netns == *ns).flat_map(|c| c.rings.iter()).find(|r| &r.dev == dev);
+        let ring = cx
+            .input
+            .checks
+            .iter()
+            .filter(|c| c.netns.matches(*ns))
+            .flat_map(|c| c.rings.iter())
+            .find(|r| &r.dev == dev);
         match ring {
             Some(r) => {
                 ev.push(format!(
@@ -737,7 +755,7 @@ fn cfg_rings(cx: &mut Ctx<'_>, id: CauseId) {
 fn cfg_qdisc(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     for d in cx.deltas_for(CauseId::QdiscDrop) {
-        let tag = cx.tag(d.netns);
+        let tag = cx.tag_read(d.netns);
         let pre = cx.in_ns(d.netns);
         for q in d.qdiscs.iter().filter(|q| q.drops > 0) {
             let txq = d.devices.iter().find(|x| x.name == q.dev).map_or(1000, |x| x.txqlen);
@@ -802,17 +820,17 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
     // Packets to forward in a namespace whose forwarding is off are dropped as invalid
     // destinations (IP_INADDRERRORS at ip6_forward / ip_error): the route is there, the
     // forwarding sysctl of that namespace is the fix.
-    let mut no_forwarding: BTreeSet<(u32, String)> = BTreeSet::new();
-    let mut fwd: BTreeMap<(u32, &'static str), u64> = BTreeMap::new();
+    let mut no_forwarding: BTreeSet<(NetnsId, String)> = BTreeSet::new();
+    let mut fwd: BTreeMap<(NetnsId, &'static str), u64> = BTreeMap::new();
     for f in flows.iter().filter(|f| f.reason == "IP_INADDRERRORS") {
         let key = if f.flow.family == 6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
-        if matches!(cx.sysctl(f.flow.netns.inode, key), Some((v, false)) if v == "0") {
-            *fwd.entry((f.flow.netns.inode, key)).or_default() += f.count;
-            no_forwarding.insert((f.flow.netns.inode, f.flow.dst.clone()));
+        if matches!(cx.sysctl(f.flow.netns, key), Some((v, false)) if v == "0") {
+            *fwd.entry((f.flow.netns, key)).or_default() += f.count;
+            no_forwarding.insert((f.flow.netns, f.flow.dst.clone()));
         }
     }
     for ((ns, key), n) in fwd {
-        let tag = cx.tag(ns);
+        let tag = cx.tag_read(ns);
         let pre = cx.in_ns(ns);
         let v = if key.contains("ipv6") { "IPv6" } else { "IPv4" };
         ev.push(format!(
@@ -824,14 +842,14 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
         verify.push(Verify::fix(format!("{pre}sysctl {key}  # = 1")));
     }
     for c in cx.checks_for(CauseId::Routing) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         for r in &c.drop_routes {
             let hit: Vec<&str> = flows
                 .iter()
                 .chain(unspecified.iter())
                 .filter(|f| {
-                    (f.flow.netns.inode == c.netns || f.flow.netns.inode == 0) && in_prefix(&f.flow.dst, &r.dst)
+                    (f.flow.netns.matches(c.netns) || f.flow.netns.inode == 0) && in_prefix(&f.flow.dst, &r.dst)
                 })
                 .map(|f| f.flow.dst.as_str())
                 .collect();
@@ -856,8 +874,8 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
         // exists) are not routed via a gateway: no "add the route" advice for them.
         let dsts: BTreeSet<&str> = flows
             .iter()
-            .filter(|f| f.flow.netns.inode == c.netns || f.flow.netns.inode == 0)
-            .filter(|f| !no_forwarding.contains(&(f.flow.netns.inode, f.flow.dst.clone())))
+            .filter(|f| f.flow.netns.matches(c.netns) || f.flow.netns.inode == 0)
+            .filter(|f| !no_forwarding.contains(&(f.flow.netns, f.flow.dst.clone())))
             .filter(|f| !f.flow.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
             .map(|f| f.flow.dst.as_str())
             .take(3)
@@ -872,7 +890,7 @@ fn cfg_routing(cx: &mut Ctx<'_>) {
             .chain(unspecified.iter())
             .filter(|f| !taxonomy::is_link_local_control(f))
             .filter(|f| !f.flow.dst.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_multicast()))
-            .all(|f| no_forwarding.contains(&(f.flow.netns.inode, f.flow.dst.clone())));
+            .all(|f| no_forwarding.contains(&(f.flow.netns, f.flow.dst.clone())));
     cx.add(CauseId::Routing, ev, adv);
     let a = cx.a(CauseId::Routing);
     if all_forwarding && a.counter_drops <= a.event_drops {
@@ -885,7 +903,7 @@ fn cfg_neigh(cx: &mut Ctx<'_>) {
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     for c in cx.checks_for(CauseId::NeighborFailure) {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         let pre = cx.in_ns(c.netns);
         for n in c.failed_neighbors.iter().take(5) {
             ev.push(format!("{tag} neighbour {n}"));
@@ -920,7 +938,7 @@ fn cfg_mtu(cx: &mut Ctx<'_>) {
             .map(|x| format!("{} mtu {}", x.name, x.mtu))
             .collect();
         if !mtus.is_empty() {
-            ev.push(format!("{} {}", cx.tag(d.netns), mtus.join(", ")));
+            ev.push(format!("{} {}", cx.tag_read(d.netns), mtus.join(", ")));
         }
     }
     cx.add(CauseId::MtuFragmentation, ev, Vec::new());
@@ -933,29 +951,29 @@ fn cfg_socket_filter(cx: &mut Ctx<'_>) -> bool {
     if flows.is_empty() {
         return false;
     }
-    let mut by: BTreeMap<(u32, String, u16), u64> = BTreeMap::new();
+    let mut by: BTreeMap<(NetnsId, String, u16), u64> = BTreeMap::new();
     for f in &flows {
-        *by.entry((f.flow.netns.inode, f.flow.proto.clone(), f.flow.dport)).or_default() += f.count;
+        *by.entry((f.flow.netns, f.flow.proto.clone(), f.flow.dport)).or_default() += f.count;
     }
     let mut ev = Vec::new();
     let mut adv = Vec::new();
     let mut verify = Vec::new();
     let samples = &cx.input.summary.samples;
     for ((ns, proto, port), n) in by.into_iter().take(5) {
-        let tag = cx.tag(ns);
+        let tag = cx.tag_read(ns);
         let pre = cx.in_ns(ns);
         // The socket's owner, from the samples (by the socket's inode), else from its flow
         // (which the session gives the owner when one of its samples has it).
         let owner = samples
             .iter()
             .filter(|x| {
-                x.reason == "SOCKET_FILTER" && x.flow.netns.inode == ns && x.flow.dport == port && x.owner_pid != 0
+                x.reason == "SOCKET_FILTER" && x.flow.netns.matches(ns) && x.flow.dport == port && x.owner_pid != 0
             })
             .map(|x| format!("{}[{}]", x.owner_comm, x.owner_pid))
             .next()
             .or_else(|| {
                 // The socket as `ss -p` listed it in its namespace, while it lived.
-                let checks = cx.input.checks.iter().filter(|c| c.netns == ns);
+                let checks = cx.input.checks.iter().filter(|c| c.netns.matches(ns));
                 let mut procs = checks.flat_map(|c| {
                     let udp = c.udp_sockets.iter().filter(|u| u.port == port).map(|u| u.process.clone());
                     let tcp = c.listeners.iter().filter(|l| l.port == port).map(|l| l.process.clone());
@@ -1029,7 +1047,7 @@ fn cfg_bpf(cx: &mut Ctx<'_>) {
         ev.push(format!("{tag} {drops} XDP_DROP on {}{prog}: {}", x.device, x.note));
     }
     for d in cx.input.deltas {
-        let tag = cx.tag(d.netns);
+        let tag = cx.tag_read(d.netns);
         let pre = cx.in_ns(d.netns);
         for x in d.devices.iter().filter(|x| x.xdp.is_some()) {
             ev.push(format!(
@@ -1055,17 +1073,17 @@ fn cfg_ifdown(cx: &mut Ctx<'_>) {
     let mut adv = Vec::new();
     // The devices the drops went to: DEV_READY, and QDISC_DROP (a down device's noop qdisc).
     let flows = cx.drop_flows(&["DEV_READY", "QDISC_DROP"]);
-    let flow_devs: BTreeSet<(u32, String)> =
-        flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.flow.netns.inode, f.device.clone())).collect();
-    let flow_ifs: BTreeSet<(u32, u32)> =
-        flows.iter().filter(|f| f.ifindex != 0).map(|f| (f.flow.netns.inode, f.ifindex)).collect();
+    let flow_devs: BTreeSet<(NetnsId, String)> =
+        flows.iter().filter(|f| !f.device.is_empty()).map(|f| (f.flow.netns, f.device.clone())).collect();
+    let flow_ifs: BTreeSet<(NetnsId, u32)> =
+        flows.iter().filter(|f| f.ifindex != 0).map(|f| (f.flow.netns, f.ifindex)).collect();
     for d in cx.input.deltas {
-        let tag = cx.tag(d.netns);
+        let tag = cx.tag_read(d.netns);
         let pre = cx.in_ns(d.netns);
         for x in &d.devices {
-            let involved = flow_devs.contains(&(d.netns, x.name.clone()))
-                || (flow_ifs.contains(&(d.netns, x.ifindex)) && !(x.up && x.lower_up))
-                || x.carrier_changes > 0;
+            let dropped_to = flow_devs.iter().any(|(ns, name)| ns.matches(d.netns) && *name == x.name);
+            let sent_to = flow_ifs.iter().any(|(ns, ifindex)| ns.matches(d.netns) && *ifindex == x.ifindex);
+            let involved = dropped_to || (sent_to && !(x.up && x.lower_up)) || x.carrier_changes > 0;
             if !involved && (x.up && x.lower_up || x.name == "lo" || x.operstate.is_empty()) {
                 continue;
             }
@@ -1099,7 +1117,7 @@ fn cfg_csum(cx: &mut Ctx<'_>) {
         for x in d.devices.iter().filter(|x| x.rx_crc_errors + x.rx_frame_errors > 0) {
             adv.push(format!(
                 "{} CRC/frame errors on {}: check and replace the cable/transceiver and the switch port, then watch `ethtool -S {} | grep -i crc`.",
-                cx.tag(d.netns),
+                cx.tag_read(d.netns),
                 x.name,
                 x.name
             ));

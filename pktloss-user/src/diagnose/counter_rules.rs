@@ -120,7 +120,7 @@ pub(super) fn counters_only_why(id: CauseId) -> &'static str {
 pub(super) fn counter_signals(cx: &mut Ctx<'_>) {
     let deltas = cx.input.deltas;
     for d in deltas.iter().filter(|d| !d.no_baseline) {
-        let tag = cx.tag_delta(d);
+        let tag = cx.tag_read(d.netns);
         snmp_signals(cx, d, &tag);
         device_signals(cx, d, &tag);
         qdisc_signals(cx, d, &tag);
@@ -147,7 +147,7 @@ fn snmp_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
                 .flows
                 .iter()
                 .filter(|f| {
-                    f.flow.netns.inode == d.netns && f.reason == "IP_INNOROUTES" && taxonomy::is_link_local_control(f)
+                    f.flow.netns.matches(d.netns) && f.reason == "IP_INNOROUTES" && taxonomy::is_link_local_control(f)
                 })
                 .map(|f| f.count)
                 .sum();
@@ -163,7 +163,7 @@ fn snmp_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         match r.role {
             Role::Drop | Role::Select => {
                 a.select(if r.role == Role::Drop { v } else { 0 }, v);
-                a.in_netns(d.id());
+                a.in_netns(d.netns);
                 a.ev(format!("{tag} {} +{v}", r.key));
             }
             Role::Evidence => {
@@ -182,7 +182,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
     for dev in &d.devices {
         let ring = dev.rx_missed_errors.max(ring_full(dev));
         if ring > 0 {
-            let a = cx.counted(CauseId::NicRingFull, d.id(), ring);
+            let a = cx.counted(CauseId::NicRingFull, d.netns, ring);
             a.ev(format!("{tag} dev {} rx_missed_errors +{}", dev.name, dev.rx_missed_errors));
             for (k, v) in
                 dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::RingFull)
@@ -195,7 +195,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         }
         let fifo = dev.rx_fifo_errors.max(dev.rx_over_errors);
         if fifo > 0 {
-            let a = cx.counted(CauseId::NicFifoOverrun, d.id(), fifo);
+            let a = cx.counted(CauseId::NicFifoOverrun, d.netns, fifo);
             a.ev(format!(
                 "{tag} dev {} rx_fifo_errors +{} rx_over_errors +{}",
                 dev.name, dev.rx_fifo_errors, dev.rx_over_errors
@@ -203,7 +203,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         }
         let crc = dev.rx_crc_errors + dev.rx_frame_errors;
         if crc > 0 {
-            let a = cx.counted(CauseId::ChecksumError, d.id(), crc);
+            let a = cx.counted(CauseId::ChecksumError, d.netns, crc);
             a.ev(format!(
                     "{tag} dev {} rx_crc_errors +{} rx_frame_errors +{} (link-layer corruption: cable, optics, NIC or switch port)",
                     dev.name, dev.rx_crc_errors, dev.rx_frame_errors
@@ -211,7 +211,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         }
         let alloc = ethtool_max(dev, NicCounter::AllocFailure);
         if alloc > 0 {
-            let a = cx.counted(CauseId::MemoryPressure, d.id(), alloc);
+            let a = cx.counted(CauseId::MemoryPressure, d.netns, alloc);
             for (k, v) in
                 dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::AllocFailure)
             {
@@ -224,7 +224,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         let xdp = xdp_drops(dev);
         if xdp > 0 {
             let prog = dev.xdp.as_deref().map(|p| format!(" (XDP program attached: {p})")).unwrap_or_default();
-            let a = cx.counted(CauseId::BpfOrTcProgram, d.id(), xdp);
+            let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, xdp);
             for (k, v) in
                 dev.ethtool.iter().filter(|(k, v)| **v > 0 && NicCounter::of_ethtool(k) == NicCounter::XdpDrop)
             {
@@ -234,7 +234,7 @@ fn device_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         if dev.carrier_changes > 0 {
             let a = cx.a(CauseId::InterfaceDown);
             a.select(0, dev.carrier_changes);
-            a.in_netns(d.id());
+            a.in_netns(d.netns);
             a.ev(format!(
                 "{tag} dev {} carrier_changes +{} (link went down/up during the capture; now {})",
                 dev.name,
@@ -257,7 +257,7 @@ fn qdisc_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
             // These qdiscs queue nothing: their drops are the verdicts of the tc programs
             // attached to them, traced as TC_INGRESS/TC_EGRESS drops. The same packets,
             // counted once, under the program.
-            let a = cx.counted(CauseId::BpfOrTcProgram, d.id(), q.drops);
+            let a = cx.counted(CauseId::BpfOrTcProgram, d.netns, q.drops);
             a.ev(format!(
                 "{tag} qdisc {} on dev {}: dropped +{} (the verdicts of its tc programs)",
                 q.kind, q.dev, q.drops
@@ -265,7 +265,7 @@ fn qdisc_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
             continue;
         }
         let txq = d.devices.iter().find(|x| x.name == q.dev).map(|x| x.txqlen);
-        let a = cx.counted(CauseId::QdiscDrop, d.id(), q.drops);
+        let a = cx.counted(CauseId::QdiscDrop, d.netns, q.drops);
         a.ev(format!(
             "{tag} qdisc {} {} on dev {}: dropped +{}, overlimits +{}, backlog {}b {}p{}",
             q.kind,
@@ -300,7 +300,7 @@ fn sndbuf_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         .flows
         .iter()
         .filter(|f| {
-            f.flow.netns.inode == d.netns
+            f.flow.netns.matches(d.netns)
                 && f.reason == "NEIGH_CREATEFAIL"
                 && matches!(f.flow.proto.as_str(), "udp" | "udplite")
         })
@@ -313,7 +313,7 @@ fn sndbuf_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         a.score = a.score.saturating_sub(by_neigh);
         a.selected = a.counter_drops > 0;
         let n = cx.a(CauseId::NeighborFailure);
-        n.in_netns(d.id());
+        n.in_netns(d.netns);
         n.ev(format!(
                 "{tag} Udp.SndbufErrors +{sndbuf}: {by_neigh} of them are these sends the full neighbour table refused (NEIGH_CREATEFAIL; the sender got ENOBUFS), counted once, here"
             ));
@@ -349,7 +349,7 @@ fn conntrack_signals<'a>(cx: &mut Ctx<'a>, d: &'a NetnsDelta, tag: &str) {
         if drop + failed + early > 0 || full {
             let a = cx.a(CauseId::ConntrackTableFull);
             a.select(drop + failed, drop + failed + early + u64::from(full));
-            a.in_netns(d.id());
+            a.in_netns(d.netns);
             a.ev(format!(
                 "{tag} conntrack count {} of max {}; stats drop +{drop}, insert_failed +{failed}, early_drop +{early}",
                 ct.count.map_or("?".to_owned(), |c| c.to_string()),
@@ -430,10 +430,10 @@ fn neighbour_signals<'a>(cx: &mut Ctx<'a>, h: &'a NetnsDelta) {
 /// Firewall rule and policy counters over the capture.
 fn firewall_signals(cx: &mut Ctx<'_>) {
     for c in cx.input.checks {
-        let tag = cx.tag(c.netns);
+        let tag = cx.tag_read(c.netns);
         for r in &c.drop_rules {
             let Some(n) = r.packets_delta.filter(|n| *n > 0) else { continue };
-            let a = cx.counted(CauseId::FirewallDrop, c.id(), n);
+            let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
             a.ev(format!(
                 "{tag} {} rule `{}` ({} {} {}{}) matched {n} packets during the capture",
                 r.backend,
@@ -446,7 +446,7 @@ fn firewall_signals(cx: &mut Ctx<'_>) {
         }
         for ch in &c.drop_chains {
             if let Some(n) = ch.packets.filter(|n| *n > 0) {
-                let a = cx.counted(CauseId::FirewallDrop, c.id(), n);
+                let a = cx.counted(CauseId::FirewallDrop, c.netns, n);
                 a.ev(format!(
                     "{tag} {} chain {} {} {} policy {}: {n} packets fell through to the policy",
                     ch.backend, ch.family, ch.table, ch.chain, ch.policy
@@ -537,8 +537,8 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
         nss.insert(r.flow.netns.inode);
     }
     for d in cx.input.deltas.iter().filter(|d| d.counter("Tcp.RetransSegs") > 0) {
-        lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag(d.netns), d.counter("Tcp.RetransSegs")));
-        nss.insert(d.netns);
+        lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag_read(d.netns), d.counter("Tcp.RetransSegs")));
+        nss.insert(d.netns.inode);
     }
     let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.flow.dst.clone());
     let traced = !cx.counters_count;

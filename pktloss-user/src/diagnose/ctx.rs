@@ -56,6 +56,16 @@ impl Acc {
         }
     }
 
+    /// The namespace of inode `inode` this cause is in, by cookie where it knows the one
+    /// namespace of that inode it is in; else by inode alone (cookie 0).
+    pub(super) fn id_of(&self, inode: u32) -> NetnsId {
+        let mut of = self.ids.iter().filter(|i| i.inode == inode);
+        match (of.next(), of.next()) {
+            (Some(one), None) => *one,
+            _ => NetnsId { inode, cookie: 0 },
+        }
+    }
+
     /// Whether the counters read in namespace `id` are of this cause's namespaces: its
     /// inode, and its cookie where the cause knows the cookies of that inode (a namespace that
     /// had the inode before or after is another one); by inode alone where the kernel gave no
@@ -95,17 +105,19 @@ impl<'a> Ctx<'a> {
     pub(super) fn new(input: &'a DiagnosisInput<'a>, filter: Option<&FilterInfo>) -> Self {
         let mut labels = BTreeMap::new();
         for d in input.deltas {
-            labels.insert(d.netns, name(&d.label));
+            labels.insert(d.netns.inode, name(&d.label));
         }
         for c in input.checks {
-            labels.entry(c.netns).or_insert_with(|| name(&c.label));
+            labels.entry(c.netns.inode).or_insert_with(|| name(&c.label));
         }
         // An inode read under other names for namespaces that had it one after the other
         // (other cookies) names none of them.
         for d in input.deltas {
-            let other = |e: &NetnsDelta| e.netns == d.netns && e.cookie != d.cookie && e.label != d.label;
-            if d.cookie != 0 && input.deltas.iter().any(other) {
-                labels.insert(d.netns, None);
+            let other = |e: &NetnsDelta| {
+                e.netns.inode == d.netns.inode && e.netns.cookie != d.netns.cookie && e.label != d.label
+            };
+            if d.netns.cookie != 0 && input.deltas.iter().any(other) {
+                labels.insert(d.netns.inode, None);
             }
         }
         // A name of the summary is bound to a cookie: it names the inode only where the inode
@@ -134,25 +146,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The tag of the namespace counters `d` were read in, by cookie: the summary's name read
-    /// for it, else the name its counters were read under; by inode ([`Ctx::tag`]) where the
-    /// kernel gave no cookie.
-    pub(super) fn tag_delta(&self, d: &NetnsDelta) -> String {
-        if d.cookie == 0 {
-            return self.tag(d.netns);
+    /// The tag of namespace `id` whose counters or configuration were read, by cookie: the
+    /// summary's name read for it, else the name its counters or configuration were read
+    /// under (another namespace that had the inode, before or after, is not this one); by inode
+    /// ([`Ctx::tag`]) where the kernel gave no cookie.
+    pub(super) fn tag_read(&self, id: NetnsId) -> String {
+        if id.cookie == 0 {
+            return self.tag(id.inode);
         }
-        match (self.input.summary.namespace(d.netns, d.cookie), name(&d.label)) {
-            (Some(n), _) => format!("[netns {} ({})]", n.label, d.netns),
-            (None, Some(l)) => format!("[netns {l} ({})]", d.netns),
-            (None, None) => self.tag_of(d.id()),
+        let read = || {
+            let deltas = self.input.deltas.iter().filter(|d| d.netns == id).map(|d| &d.label);
+            deltas.chain(self.input.checks.iter().filter(|c| c.netns == id).map(|c| &c.label)).find_map(name)
+        };
+        match self.input.summary.namespace(id.inode, id.cookie) {
+            Some(n) => format!("[netns {} ({})]", n.label, id.inode),
+            None => read().map_or_else(|| self.tag_of(id), |l| format!("[netns {l} ({})]", id.inode)),
         }
     }
 
     /// Whether `id` is the namespace pktloss runs in, as its counters say (its inode is never
     /// given to another while pktloss runs).
     fn host_cookie(&self, id: NetnsId) -> bool {
-        self.input.deltas.iter().any(|d| d.netns == id.inode && d.is_self)
-            || self.input.checks.iter().any(|c| c.netns == id.inode && c.is_self)
+        self.input.deltas.iter().any(|d| d.netns.inode == id.inode && d.is_self)
+            || self.input.checks.iter().any(|c| c.netns.inode == id.inode && c.is_self)
     }
 
     /// The tag of a namespace by inode: its counters' label, or the summary's name where the
@@ -165,17 +181,18 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Shell prefix that runs a command in a namespace: none in our own, `ip netns exec NAME `
-    /// for one with an `ip netns` name, else `nsenter --net=/proc/PID/ns/net ` with a process
-    /// seen living in it.
-    pub(super) fn in_ns(&self, netns: u32) -> String {
-        let deltas = || self.input.deltas.iter().filter(|d| d.netns == netns);
-        let host = deltas().any(|d| d.is_self) || self.input.checks.iter().any(|c| c.netns == netns && c.is_self);
-        let named = self.input.summary.namespaces.iter().filter(|n| n.netns.inode == netns);
+    /// Shell prefix that runs a command in namespace `id` (by cookie where it has one, else
+    /// by inode): none in our own, `ip netns exec NAME ` for one with an `ip netns` name, else
+    /// `nsenter --net=/proc/PID/ns/net ` with a process seen living in it.
+    pub(super) fn in_ns(&self, id: NetnsId) -> String {
+        let deltas = || self.input.deltas.iter().filter(|d| d.netns.matches(id));
+        let checks = || self.input.checks.iter().filter(|c| c.netns.matches(id));
+        let host = deltas().any(|d| d.is_self) || checks().any(|c| c.is_self);
+        let named = self.input.summary.namespaces.iter().filter(|n| n.netns.matches(id));
         // Counters are read under the `ip netns` name when the namespace has one.
         let ip_name = deltas()
             .map(|d| &d.label)
-            .chain(self.input.checks.iter().filter(|c| c.netns == netns).map(|c| &c.label))
+            .chain(checks().map(|c| &c.label))
             .find_map(NetnsLabel::ip_netns)
             .or_else(|| named.clone().map(|n| n.ip_netns.as_str()).find(|n| !n.is_empty()));
         let pid = deltas().map(|d| d.pid).chain(named.map(|n| n.pid)).find(|p| *p != 0);
@@ -183,7 +200,7 @@ impl<'a> Ctx<'a> {
             _ if host => String::new(),
             (Some(l), _) => format!("ip netns exec {l} "),
             (None, Some(pid)) => format!("nsenter --net=/proc/{pid}/ns/net "),
-            (None, None) => format!("nsenter --net=/proc/<PID in netns {netns}>/ns/net "),
+            (None, None) => format!("nsenter --net=/proc/<PID in netns {}>/ns/net ", id.inode),
         }
     }
 
@@ -210,40 +227,48 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Our own namespace: that of the host's delta ([`Ctx::host`]).
+    pub(super) fn host_id(&self) -> NetnsId {
+        self.host().map_or_else(NetnsId::default, |h| h.netns)
+    }
+
     /// The host's (our own namespace's) delta, for host-wide counters and sysctls.
     pub(super) fn host(&self) -> Option<&'a NetnsDelta> {
         self.input.deltas.iter().find(|d| d.is_self).or_else(|| self.input.deltas.first())
     }
 
-    /// A sysctl in a namespace, falling back to the host's value for host-wide ones.
-    pub(super) fn sysctl(&self, netns: u32, key: &str) -> Option<(String, bool)> {
-        if let Some(v) = self.input.deltas.iter().find(|d| d.netns == netns).and_then(|d| d.sysctls.get(key)) {
+    /// A sysctl in namespace `id` (its counters' reading: by cookie where both say one, else
+    /// by inode), falling back to the host's value for host-wide ones.
+    pub(super) fn sysctl(&self, id: NetnsId, key: &str) -> Option<(String, bool)> {
+        if let Some(v) = self.input.deltas.iter().find(|d| d.netns.matches(id)).and_then(|d| d.sysctls.get(key)) {
             return Some((v.clone(), false));
         }
         self.host().and_then(|h| h.sysctls.get(key)).map(|v| (v.clone(), true))
     }
 
-    pub(super) fn sysctl_str(&self, netns: u32, key: &str) -> String {
-        match self.sysctl(netns, key) {
+    /// `key = value` of [`Ctx::sysctl`], `(host-wide)` when it is the host's.
+    pub(super) fn sysctl_str(&self, id: NetnsId, key: &str) -> String {
+        match self.sysctl(id, key) {
             Some((v, false)) => format!("{key} = {v}"),
             Some((v, true)) => format!("{key} = {v} (host-wide)"),
             None => format!("{key} unknown"),
         }
     }
 
-    pub(super) fn sysctl_u64(&self, netns: u32, key: &str) -> Option<u64> {
-        self.sysctl(netns, key).and_then(|(v, _)| v.split_whitespace().next().and_then(|x| x.parse().ok()))
+    /// The first number of [`Ctx::sysctl`].
+    pub(super) fn sysctl_u64(&self, id: NetnsId, key: &str) -> Option<u64> {
+        self.sysctl(id, key).and_then(|(v, _)| v.split_whitespace().next().and_then(|x| x.parse().ok()))
     }
 
     pub(super) fn checks_for(&self, id: CauseId) -> Vec<&'a ConfigChecks> {
         let a = self.acc.get(&id);
-        let of = |c: &&ConfigChecks| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(c.id()));
+        let of = |c: &&ConfigChecks| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(c.netns));
         self.input.checks.iter().filter(of).collect()
     }
 
     pub(super) fn deltas_for(&self, id: CauseId) -> Vec<&'a NetnsDelta> {
         let a = self.acc.get(&id);
-        let of = |d: &&NetnsDelta| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(d.id()));
+        let of = |d: &&NetnsDelta| a.is_none_or(|a| a.netns.is_empty() || a.has_netns(d.netns));
         self.input.deltas.iter().filter(of).collect()
     }
 

@@ -31,7 +31,7 @@ fn scoped(input: &DiagnosisInput<'_>, scope: &FilterScope) -> (Vec<NetnsDelta>, 
     let deltas = input
         .deltas
         .iter()
-        .filter(|d| scope.has_netns(d.netns))
+        .filter(|d| scope.has_netns(d.netns.inode))
         .map(|d| {
             let mut d = d.clone();
             d.devices.retain(|x| scope.has_device(&x.name));
@@ -42,7 +42,7 @@ fn scoped(input: &DiagnosisInput<'_>, scope: &FilterScope) -> (Vec<NetnsDelta>, 
     let checks = input
         .checks
         .iter()
-        .filter(|c| scope.has_netns(c.netns))
+        .filter(|c| scope.has_netns(c.netns.inode))
         .map(|c| {
             let mut c = c.clone();
             c.rings.retain(|r| scope.has_device(&r.dev));
@@ -194,17 +194,17 @@ fn build(
     }
     // Namespaces that came or went during the capture: where their counters come from.
     // By cookie: a namespace that had one of its inodes before or after is not one of them.
-    for d in input.deltas.iter().filter(|d| a.has_netns(d.id())) {
+    for d in input.deltas.iter().filter(|d| a.has_netns(d.netns)) {
         if let Some(t) = d.appeared_after {
             evidence.push(format!(
                 "{} appeared {t:.1} s into the capture: its counters count from its birth",
-                cx.tag_delta(d)
+                cx.tag_read(d.netns)
             ));
         }
         if let Some(t) = d.gone_after {
             evidence.push(format!(
                 "{} was gone {t:.1} s into the capture: its counters are its last reading",
-                cx.tag_delta(d)
+                cx.tag_read(d.netns)
             ));
         }
     }
@@ -279,7 +279,7 @@ fn concrete(
         cx.input.summary.flows.iter().filter(|f| a.events.iter().any(|e| shows(e, f, taken))).max_by_key(|f| f.count);
     let namespaces: Vec<u32> = a.netns.iter().copied().filter(|n| *n != 0).collect();
     let in_ns = match namespaces.as_slice() {
-        [one] => cx.in_ns(*one),
+        [one] => cx.in_ns(a.id_of(*one)),
         _ => String::new(),
     };
     let fill = Fill::from_flow(flow, in_ns);
@@ -361,12 +361,12 @@ fn unavailable(cx: &Ctx<'_>) -> Vec<String> {
     let mut unavailable = BTreeSet::new();
     for d in cx.input.deltas {
         for u in &d.unavailable {
-            unavailable.insert(format!("{} {u}", cx.tag(d.netns)));
+            unavailable.insert(format!("{} {u}", cx.tag_read(d.netns)));
         }
     }
     for c in cx.input.checks {
         for u in &c.unavailable {
-            unavailable.insert(format!("{} {u}", cx.tag(c.netns)));
+            unavailable.insert(format!("{} {u}", cx.tag_read(c.netns)));
         }
     }
     unavailable.into_iter().collect()

@@ -118,7 +118,7 @@ fn assign_rcvbuff(cx: &mut Ctx<'_>, r: &ReasonCount, flows: &[&FlowCount]) {
 /// `QDISC_DROP`: a device without carrier (or down) holds the noop qdisc, which drops every
 /// packet with `QDISC_DROP`: the interface is down, no queue is too short.
 fn assign_qdisc(cx: &mut Ctx<'_>, r: &ReasonCount, flows: &[&FlowCount]) {
-    let down: u64 = flows.iter().filter(|f| device_is_down(cx, f.flow.netns.inode, f.ifindex)).map(|f| f.count).sum();
+    let down: u64 = flows.iter().filter(|f| device_is_down(cx, f.flow.netns, f.ifindex)).map(|f| f.count).sum();
     let down = down.min(r.count);
     if down > 0 {
         push_event(cx, CauseId::InterfaceDown, &r.reason, None, None, down);
@@ -230,7 +230,7 @@ fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
         .input
         .deltas
         .iter()
-        .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns, q)))
+        .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns.inode, q)))
         .filter(|(ns, q)| q.runs_tc() && devices.contains(&(*ns, q.dev.as_str())))
         .map(|(_, q)| q.drops)
         .sum();
@@ -239,13 +239,13 @@ fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
 
 /// Whether device `ifindex` of namespace `netns` was down or without carrier at the end of the
 /// capture (its qdisc then is noop).
-pub(super) fn device_is_down(cx: &Ctx<'_>, netns: u32, ifindex: u32) -> bool {
+pub(super) fn device_is_down(cx: &Ctx<'_>, netns: NetnsId, ifindex: u32) -> bool {
     ifindex != 0
         && cx
             .input
             .deltas
             .iter()
-            .filter(|d| d.netns == netns)
+            .filter(|d| d.netns.matches(netns))
             .flat_map(|d| &d.devices)
             .any(|x| x.ifindex == ifindex && !x.operstate.is_empty() && (!x.up || !x.lower_up || x.qdisc == "noop"))
 }
@@ -352,7 +352,7 @@ pub(super) fn memory_window(cx: &mut Ctx<'_>) {
     let mut unknown = events.get(&0).copied().unwrap_or(0);
     for d in cx.input.deltas.iter().filter(|d| !d.no_baseline) {
         let ctr: u64 = WINDOW_COUNTERS.iter().map(|k| d.counter(k)).sum();
-        let known = events.get(&d.netns).copied().unwrap_or(0);
+        let known = events.get(&d.netns.inode).copied().unwrap_or(0);
         if ctr == 0 || known + unknown == 0 {
             continue;
         }
@@ -365,7 +365,7 @@ pub(super) fn memory_window(cx: &mut Ctx<'_>) {
             WINDOW_COUNTERS.iter().filter(|k| d.counter(k) > 0).map(|k| format!("{k} +{}", d.counter(k))).collect();
         ctr_lines.push(format!(
             "{} {}: {sub} of them are these segments outside the closed window",
-            cx.tag(d.netns),
+            cx.tag_read(d.netns),
             shown.join(", ")
         ));
     }

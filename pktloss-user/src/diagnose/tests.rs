@@ -21,6 +21,11 @@ macro_rules! fx {
     };
 }
 
+/// Namespace `inode`, on a kernel without cookies.
+fn ns(inode: u32) -> NetnsId {
+    NetnsId { inode, cookie: 0 }
+}
+
 fn summary(reasons: &[(&str, u64)]) -> Summary {
     Summary {
         total_drops: reasons.iter().map(|r| r.1).sum(),
@@ -51,7 +56,7 @@ fn flow(reason: &str, proto: &str, dst: &str, dport: u16, netns: u32, count: u64
 
 fn host_delta() -> NetnsDelta {
     NetnsDelta {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         seconds: 10.0,
@@ -80,7 +85,7 @@ fn host_delta() -> NetnsDelta {
 }
 
 fn ns_delta(counters: &[(&str, i64)]) -> NetnsDelta {
-    let mut d = NetnsDelta { netns: NSA, label: "pktl-a".into(), seconds: 10.0, ..Default::default() };
+    let mut d = NetnsDelta { netns: ns(NSA), label: "pktl-a".into(), seconds: 10.0, ..Default::default() };
     for (k, v) in counters {
         if k.starts_with("TcpExt.") || k.starts_with("IpExt.") {
             d.netstat.insert((*k).into(), *v);
@@ -98,7 +103,7 @@ fn clsact(dev: &str, drops: u64) -> QdiscStats {
 }
 
 fn checks(f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
-    let mut c = ConfigChecks { netns: NSA, label: "pktl-a".into(), ..Default::default() };
+    let mut c = ConfigChecks { netns: ns(NSA), label: "pktl-a".into(), ..Default::default() };
     f(&mut c);
     c
 }
@@ -222,7 +227,7 @@ fn idle_baseline_gives_no_cause() {
     h.conntrack = Some(ConntrackStats { count: Some(12), max: Some(262144), stats: BTreeMap::new() });
     // Configuration that looks alarming but drops nothing: FAILED neighbour, policy drop chain.
     let c = ConfigChecks {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         failed_neighbors: vec!["fd00::1 dev eth0 FAILED".into()],
@@ -359,8 +364,13 @@ fn firewall_drop_iptables_policy() {
         bytes: Some(700),
     }];
     chains[0].packets = Some(7);
-    let c =
-        ConfigChecks { netns: HOST, label: "host".into(), is_self: true, drop_chains: chains, ..Default::default() };
+    let c = ConfigChecks {
+        netns: ns(HOST),
+        label: "host".into(),
+        is_self: true,
+        drop_chains: chains,
+        ..Default::default()
+    };
     let mut s = summary(&[("NETFILTER_DROP", 7)]);
     s.flows.push(flow("NETFILTER_DROP", "tcp", "10.0.0.5", 5432, HOST, 7));
     let causes = run(&s, &[host_delta()], &[c]);
@@ -602,7 +612,7 @@ fn softnet_backlog_full() {
     h.softnet[1].dropped = 77;
     let s = summary(&[("CPU_BACKLOG", 70)]);
     let c = ConfigChecks {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         rps: vec![counters::RpsQueue { dev: "eth0".into(), queue: "rx-0".into(), mask: "0".into() }],
@@ -653,7 +663,7 @@ fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
         }
     }
     let snap = |d: DeviceStats, t: f64| NetnsSnapshot {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         taken_at: t,
@@ -663,7 +673,7 @@ fn nic_deltas() -> (NetnsDelta, ConfigChecks) {
     let mut d = counters::delta(&snap(before_dev, 0.0), &snap(after_dev, 10.0));
     d.sysctls = host_delta().sysctls;
     let c = ConfigChecks {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         rings: vec![samples::ring("enp3s0f0")],
@@ -705,7 +715,7 @@ fn memory_pressure_from_netstat_fixture_and_events() {
     let mut after = before.clone();
     *after.get_mut("TcpExt.PFMemallocDrop").expect("key exists on 6.18") += 25;
     let snap = |n: BTreeMap<String, i64>| NetnsSnapshot {
-        netns: HOST,
+        netns: ns(HOST),
         label: "host".into(),
         is_self: true,
         netstat: n,
@@ -1140,6 +1150,135 @@ fn no_baseline_namespace_counts_nothing() {
     let dg = diagnose(&DiagnosisInput { summary: &summary(&[]), deltas: &[host_delta(), d], checks: &[] });
     assert!(dg.causes.is_empty());
     assert!(has(&dg.unavailable, "[netns pktl-a (4026532291)] counters: no snapshot"));
+}
+
+/// Namespace `id` as read under `label` (its `ip netns` name) with these sysctls and counters.
+fn delta_in(id: NetnsId, label: &str, sysctls: &[(&str, &str)], counters: &[(&str, i64)]) -> NetnsDelta {
+    let mut d = ns_delta(counters);
+    (d.netns, d.label) = (id, label.into());
+    d.sysctls = sysctls.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    d
+}
+
+/// The configuration of namespace `id`, read under `label`.
+fn checks_in(id: NetnsId, label: &str, f: impl FnOnce(&mut ConfigChecks)) -> ConfigChecks {
+    checks(|c| {
+        (c.netns, c.label) = (id, label.into());
+        f(c);
+    })
+}
+
+/// Each order of `gone`'s and `next`'s readings: which comes first must not matter.
+fn both_orders<T: Clone>(gone: &T, next: &T) -> [Vec<T>; 2] {
+    [vec![gone.clone(), next.clone()], vec![next.clone(), gone.clone()]]
+}
+
+// A namespace gone during the capture whose inode the kernel gave to a later one: two
+// namespaces, one inode, told apart by cookie. The drops were in the first; its configuration
+// lines cite its own sysctls and sockets under its own name, never the later one's.
+#[test]
+fn udp_buffer_lines_are_those_of_the_namespace_of_the_drops_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let mut s = summary(&[("SOCKET_RCVBUFF", 40)]);
+    let mut f = flow("SOCKET_RCVBUFF", "udp", "127.0.0.1", 5000, NSA, 40);
+    f.flow.netns = gone;
+    s.flows.push(f);
+    let mut d_gone = delta_in(
+        gone,
+        "pktl-a",
+        &[("net.core.rmem_max", "1048576"), ("net.core.rmem_default", "524288")],
+        &[("Udp.RcvbufErrors", 40)],
+    );
+    d_gone.gone_after = Some(3.0);
+    let mut d_next =
+        delta_in(next, "pktl-b", &[("net.core.rmem_max", "4194304"), ("net.core.rmem_default", "2097152")], &[]);
+    d_next.appeared_after = Some(4.0);
+    let sock = |process: &str, drops, rcvbuf| UdpSocket {
+        addr: "0.0.0.0".into(),
+        port: 5000,
+        rcvbuf: Some(rcvbuf),
+        drops_delta: Some(drops),
+        process: process.into(),
+        ..Default::default()
+    };
+    let c_gone = checks_in(gone, "pktl-a", |c| c.udp_sockets.push(sock("recv-a[100]", 40, 2304)));
+    let c_next = checks_in(next, "pktl-b", |c| c.udp_sockets.push(sock("recv-b[200]", 0, 8_388_608)));
+    for (deltas, checks) in both_orders(&d_gone, &d_next).into_iter().zip(both_orders(&c_gone, &c_next)) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &checks);
+        let c = top(&causes, CauseId::UdpRcvbufFull);
+        assert!(
+            has(
+                &c.evidence,
+                "[netns pktl-a (4026532291)] udp socket 0.0.0.0:5000 owned by recv-a[100]: 40 drops during the capture, SO_RCVBUF (skmem rb) 2304, Recv-Q 0 bytes; net.core.rmem_max = 1048576, net.core.rmem_default = 524288"
+            ),
+            "{:#?}",
+            c.evidence
+        );
+        assert!(
+            has(
+                &c.advice,
+                "[netns pktl-a (4026532291)] recv-a[100] sets SO_RCVBUF on udp :5000 to 2304 bytes, below rmem_default 524288: raise the value it passes to setsockopt(SO_RCVBUF) (effective up to net.core.rmem_max = 1048576)"
+            ),
+            "{:#?}",
+            c.advice
+        );
+        for l in c.evidence.iter().chain(&c.advice) {
+            for other in ["pktl-b", "recv-b", "4194304", "2097152", "8388608"] {
+                assert!(!l.contains(other), "the next namespace's {other} in {l:?}");
+            }
+        }
+    }
+}
+
+// As above, for a listener's backlog and somaxconn.
+#[test]
+fn accept_queue_lines_are_those_of_the_namespace_of_the_drops_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let d_gone = delta_in(
+        gone,
+        "pktl-a",
+        &[("net.core.somaxconn", "128")],
+        &[("TcpExt.ListenOverflows", 8), ("TcpExt.ListenDrops", 8)],
+    );
+    let d_next = delta_in(next, "pktl-b", &[("net.core.somaxconn", "1024")], &[]);
+    let listener = |process: &str, drops| Listener {
+        addr: "127.0.0.1".into(),
+        port: 8080,
+        accept_queue: 129,
+        backlog: 128,
+        drops_delta: Some(drops),
+        process: process.into(),
+        ..Default::default()
+    };
+    let c_gone = checks_in(gone, "pktl-a", |c| c.listeners.push(listener("srv-a[100]", 8)));
+    let c_next = checks_in(next, "pktl-b", |c| c.listeners.push(listener("srv-b[200]", 0)));
+    for (deltas, checks) in both_orders(&d_gone, &d_next).into_iter().zip(both_orders(&c_gone, &c_next)) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&summary(&[]), &deltas, &checks);
+        let c = top(&causes, CauseId::TcpAcceptQueueFull);
+        assert!(
+            has(
+                &c.evidence,
+                "[netns pktl-a (4026532291)] listener 127.0.0.1:8080 (srv-a[100]): backlog 128 (somaxconn 128), accept queue 129/128, 8 listen drops"
+            ),
+            "{:#?}",
+            c.evidence
+        );
+        assert!(
+            has(
+                &c.advice,
+                "[netns pktl-a (4026532291)] listener 127.0.0.1:8080 backlog 128 is capped by somaxconn 128: `ip netns exec pktl-a sysctl -w net.core.somaxconn=65535`"
+            ),
+            "{:#?}",
+            c.advice
+        );
+        for l in c.evidence.iter().chain(&c.advice) {
+            for other in ["pktl-b", "srv-b", "1024"] {
+                assert!(!l.contains(other), "the next namespace's {other} in {l:?}");
+            }
+        }
+    }
 }
 
 #[test]

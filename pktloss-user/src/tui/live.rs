@@ -120,7 +120,8 @@ pub(crate) fn counter_rows(deltas: &[NetnsDelta], summary: &Summary) -> Vec<Coun
     let mut rows = Vec::new();
     let mut softnet_done = false;
     for d in deltas {
-        let label = summary.namespace_of_inode(d.netns).map_or_else(|| d.label.to_string(), |n| n.label.clone());
+        let label =
+            summary.namespace(d.netns.inode, d.netns.cookie).map_or_else(|| d.label.to_string(), |n| n.label.clone());
         for dev in &d.devices {
             let scope = format!("{} ({label})", dev.name);
             for (name, value, _) in &DEVICE_COUNTERS {
@@ -189,7 +190,7 @@ mod tests {
     use crate::{
         diagnose::{Cause, CauseId, Explained},
         host::counters::{DeviceStats, SoftnetCpu},
-        model::ReasonCount,
+        model::{NetnsId, ReasonCount},
     };
 
     #[test]
@@ -259,8 +260,16 @@ mod tests {
             ..FirewallRule::default()
         };
         let reading = |t, packets| Gathered {
-            snapshots: vec![NetnsSnapshot { netns: 1, taken_at: t, ..NetnsSnapshot::default() }],
-            checks: vec![ConfigChecks { netns: 1, drop_rules: vec![rule(packets)], ..ConfigChecks::default() }],
+            snapshots: vec![NetnsSnapshot {
+                netns: NetnsId { inode: 1, cookie: 0 },
+                taken_at: t,
+                ..NetnsSnapshot::default()
+            }],
+            checks: vec![ConfigChecks {
+                netns: NetnsId { inode: 1, cookie: 0 },
+                drop_rules: vec![rule(packets)],
+                ..ConfigChecks::default()
+            }],
         };
         let summary = Summary {
             total_drops: 40,

@@ -19,7 +19,10 @@ use std::{
 };
 
 use super::{ConfigChecks, Gathered, NetnsSnapshot, RpsQueue, ethtool, netlink, nft, parse};
-use crate::host::netns::{self, NetnsLabel, NetnsRef};
+use crate::{
+    host::netns::{self, NetnsLabel, NetnsRef},
+    model::NetnsId,
+};
 
 /// How long one tool may run before it is killed and recorded as unavailable.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -218,7 +221,13 @@ fn module_present(name: &str) -> bool {
 /// Snapshot of counters, run in the calling thread's namespace.
 fn snapshot_here(netns: u32, label: NetnsLabel, is_self: bool) -> NetnsSnapshot {
     let cookie = netns::thread_cookie().unwrap_or(0);
-    let mut s = NetnsSnapshot { netns, cookie, label, is_self, taken_at: now(), ..Default::default() };
+    let mut s = NetnsSnapshot {
+        netns: NetnsId { inode: netns, cookie },
+        label,
+        is_self,
+        taken_at: now(),
+        ..Default::default()
+    };
     let mut unavailable = Vec::new();
     match read("/proc/thread-self/net/snmp") {
         Ok(t) => s.snmp = parse::proc_pairs(&t),
@@ -350,7 +359,7 @@ fn firewall_here(c: &mut ConfigChecks, unavailable: &mut Vec<String>) {
 /// Configuration checks, run in the calling thread's namespace.
 fn checks_here(netns: u32, label: NetnsLabel, is_self: bool) -> ConfigChecks {
     let cookie = netns::thread_cookie().unwrap_or(0);
-    let mut c = ConfigChecks { netns, cookie, label, is_self, ..Default::default() };
+    let mut c = ConfigChecks { netns: NetnsId { inode: netns, cookie }, label, is_self, ..Default::default() };
     let mut unavailable = Vec::new();
 
     // Firewall: nf_tables over netlink (nft and iptables-nft tables), and legacy x_tables.
@@ -456,7 +465,7 @@ pub(crate) fn snapshot(ns: &NetnsRef) -> NetnsSnapshot {
     let (inode, label, is_self) = (ns.inode, ns.label(), ns.is_self);
     let l = label.clone();
     let mut s = netns::run_in(ns, move || Ok(snapshot_here(inode, l, is_self))).unwrap_or_else(|e| NetnsSnapshot {
-        netns: inode,
+        netns: NetnsId { inode, cookie: 0 },
         label,
         is_self,
         taken_at: now(),
@@ -472,7 +481,7 @@ pub(crate) fn config_checks(ns: &NetnsRef) -> ConfigChecks {
     let (inode, label, is_self) = (ns.inode, ns.label(), ns.is_self);
     let l = label.clone();
     netns::run_in(ns, move || Ok(checks_here(inode, l, is_self))).unwrap_or_else(|e| ConfigChecks {
-        netns: inode,
+        netns: NetnsId { inode, cookie: 0 },
         label,
         is_self,
         unavailable: vec![format!("netns: cannot enter: {e:#}")],

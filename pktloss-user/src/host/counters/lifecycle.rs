@@ -75,9 +75,9 @@ impl Seen {
     /// that inode had another cookie, it is gone (as of its last reading) and this one was born
     /// since: the kernel gave the inode again.
     fn keep(&mut self, inode: u32, reading: (NetnsSnapshot, ConfigChecks)) {
-        let (cookie, t) = (reading.0.cookie, reading.0.taken_at);
+        let (id, t) = (reading.0.netns, reading.0.taken_at);
         if let Some((mut old, checks)) = self.last.remove(&inode) {
-            if counters::same_cookie(old.cookie, cookie) {
+            if old.netns.matches(id) {
                 self.last.insert(inode, (old, checks));
             } else {
                 old.appeared_at = self.born.get(&inode).copied();
@@ -165,30 +165,30 @@ impl Lifecycle {
         self.stop();
         let Ok(seen) = self.seen.lock() else { return after };
         for s in &mut after.snapshots {
-            s.appeared_at = match seen.last.get(&s.netns) {
+            s.appeared_at = match seen.last.get(&s.netns.inode) {
                 // Another namespace than the one the watcher read under this inode, seen only
                 // now: born since that one's last reading.
-                Some((l, _)) if !counters::same_cookie(l.cookie, s.cookie) => Some(s.taken_at),
-                _ => seen.born.get(&s.netns).copied(),
+                Some((l, _)) if !l.netns.matches(s.netns) => Some(s.taken_at),
+                _ => seen.born.get(&s.netns.inode).copied(),
             };
         }
         for (inode, (snap, checks)) in &seen.last {
-            let of_it = |s: &NetnsSnapshot| s.netns == *inode && counters::same_cookie(s.cookie, snap.cookie);
+            let of_it = |s: &NetnsSnapshot| s.netns.matches(snap.netns);
             if after.snapshots.iter().any(|s| of_it(s) && !s.not_found) {
                 continue; // read at the end: that reading is the newest
             }
             let mut snap = snap.clone();
             snap.appeared_at = seen.born.get(inode).copied();
             snap.gone_at = Some(seen.gone.get(inode).copied().unwrap_or(snap.taken_at));
-            after.snapshots.retain(|s| !(s.netns == *inode && s.not_found));
-            after.checks.retain(|c| !(c.netns == *inode && counters::same_cookie(c.cookie, snap.cookie)));
+            after.snapshots.retain(|s| !(s.netns.inode == *inode && s.not_found));
+            after.checks.retain(|c| !c.netns.matches(snap.netns));
             after.snapshots.push(snap);
             after.checks.push(checks.clone());
         }
         after.snapshots.extend(seen.retired.iter().map(|r| r.0.clone()));
         after.checks.extend(seen.retired.iter().map(|r| r.1.clone()));
-        after.snapshots.sort_by_key(|s| s.netns);
-        after.checks.sort_by_key(|c| c.netns);
+        after.snapshots.sort_by_key(|s| s.netns.inode);
+        after.checks.sort_by_key(|c| c.netns.inode);
         after
     }
 
@@ -207,6 +207,7 @@ impl Drop for Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NetnsId;
 
     fn set(v: &[u32]) -> BTreeSet<u32> {
         v.iter().copied().collect()
@@ -223,7 +224,10 @@ mod tests {
         s.with_drops.insert(2);
         s.last.insert(
             7,
-            (NetnsSnapshot { netns: 7, taken_at: 11.5, ..NetnsSnapshot::default() }, ConfigChecks::default()),
+            (
+                NetnsSnapshot { netns: NetnsId { inode: 7, cookie: 0 }, taken_at: 11.5, ..NetnsSnapshot::default() },
+                ConfigChecks::default(),
+            ),
         );
         assert_eq!(s.round(&set(&[1, 2]), 12.0), [2], "7 is gone; 2 has drops");
         assert_eq!(s.gone.get(&7), Some(&11.5), "gone as of its last reading");
@@ -237,8 +241,8 @@ mod tests {
         let reading = |cookie: u64, taken_at: f64, no_ports: i64| {
             let snmp = [("Udp.NoPorts".to_owned(), no_ports)].into();
             (
-                NetnsSnapshot { netns: 7, cookie, taken_at, snmp, ..NetnsSnapshot::default() },
-                ConfigChecks { netns: 7, cookie, ..ConfigChecks::default() },
+                NetnsSnapshot { netns: NetnsId { inode: 7, cookie }, taken_at, snmp, ..NetnsSnapshot::default() },
+                ConfigChecks { netns: NetnsId { inode: 7, cookie }, ..ConfigChecks::default() },
             )
         };
         let mut s = Seen { at_start: set(&[1]), ..Seen::default() };
@@ -250,12 +254,12 @@ mod tests {
         let l = Lifecycle { seen: Arc::new(Mutex::new(s)), stop: None, thread: None };
         let (end, end_checks) = reading(71, 14.0, 1);
         let out = l.complete(Gathered { snapshots: vec![end], checks: vec![end_checks] });
-        let of = |cookie: u64| out.snapshots.iter().find(|s| s.cookie == cookie).expect("a reading");
+        let of = |cookie: u64| out.snapshots.iter().find(|s| s.netns.cookie == cookie).expect("a reading");
         assert_eq!((of(70).appeared_at, of(70).gone_at, of(70).snmp["Udp.NoPorts"]), (Some(10.0), Some(10.5), 3));
         assert_eq!((of(71).appeared_at, of(71).gone_at, of(71).taken_at), (Some(12.5), None, 14.0));
-        assert_eq!(out.checks.iter().map(|c| c.cookie).collect::<BTreeSet<_>>(), [70, 71].into());
+        assert_eq!(out.checks.iter().map(|c| c.netns.cookie).collect::<BTreeSet<_>>(), [70, 71].into());
         let (deltas, _) = counters::finish(Gathered::default(), out);
-        let no_ports = |cookie: u64| deltas.iter().find(|d| d.cookie == cookie).map(|d| d.counter("Udp.NoPorts"));
+        let no_ports = |cookie: u64| deltas.iter().find(|d| d.netns.cookie == cookie).map(|d| d.counter("Udp.NoPorts"));
         assert_eq!((no_ports(70), no_ports(71)), (Some(3), Some(1)), "each its own counters");
     }
 

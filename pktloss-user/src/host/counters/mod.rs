@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::netns::NetnsLabel;
 pub(crate) use crate::host::sockets::TunReader;
+use crate::{host::netns::NetnsLabel, model::NetnsId};
 
 pub(crate) use gather::{config_checks, snapshot, snapshot_all};
 pub(crate) use watch::{Counted, CounterWatch};
@@ -134,21 +134,40 @@ pub(crate) struct ConntrackStats {
     pub stats: BTreeMap<String, u64>,
 }
 
-/// Whether two readings of one inode can be of one namespace: the same cookie, or no cookie
-/// on either (a kernel without them: by inode, as the kernel allows).
-pub(crate) fn same_cookie(a: u64, b: u64) -> bool {
-    a == 0 || b == 0 || a == b
+/// The namespace of a reading ([`NetnsSnapshot`], [`NetnsDelta`], [`ConfigChecks`]) as JSON and
+/// capture files hold it: `netns` (the inode) and `cookie` (left out when 0), the fields these
+/// records have always had (not the `netns_cookie` of the summary's records).
+mod netns_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::NetnsId;
+
+    #[derive(Serialize, Deserialize)]
+    struct Fields {
+        netns: u32,
+        /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
+        /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
+        /// 5.14), where readings of one inode are told apart by inode only.
+        #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
+        cookie: u64,
+    }
+
+    pub(super) fn serialize<S: Serializer>(id: &NetnsId, s: S) -> Result<S::Ok, S::Error> {
+        Fields { netns: id.inode, cookie: id.cookie }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NetnsId, D::Error> {
+        let f = Fields::deserialize(d)?;
+        Ok(NetnsId { inode: f.netns, cookie: f.cookie })
+    }
 }
 
 /// Counters of one network namespace at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsSnapshot {
-    pub netns: u32,
-    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
-    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
-    /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
-    pub cookie: u64,
+    /// The namespace it was read in: its inode and cookie (in JSON `netns` and `cookie`).
+    #[serde(flatten, with = "netns_fields")]
+    pub netns: NetnsId,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -196,7 +215,6 @@ impl NetnsSnapshot {
     pub(crate) fn at_birth(&self) -> Self {
         Self {
             netns: self.netns,
-            cookie: self.cookie,
             label: self.label.clone(),
             is_self: self.is_self,
             pid: self.pid,
@@ -225,12 +243,9 @@ pub(crate) type DeviceDelta = DeviceStats;
 /// `after`. When a namespace has no `before` snapshot, counters are left empty (`no_baseline`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NetnsDelta {
-    pub netns: u32,
-    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
-    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
-    /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
-    pub cookie: u64,
+    /// The namespace it was read in: its inode and cookie (in JSON `netns` and `cookie`).
+    #[serde(flatten, with = "netns_fields")]
+    pub netns: NetnsId,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -262,11 +277,6 @@ pub(crate) struct NetnsDelta {
 }
 
 impl NetnsDelta {
-    /// The namespace these counters were read in: inode and cookie.
-    pub(crate) fn id(&self) -> crate::model::NetnsId {
-        crate::model::NetnsId { inode: self.netns, cookie: self.cookie }
-    }
-
     /// A counter from snmp or netstat ("Udp.RcvbufErrors", "TcpExt.ListenOverflows"), 0 if absent.
     pub(crate) fn counter(&self, key: &str) -> u64 {
         let v = self.snmp.get(key).or_else(|| self.netstat.get(key)).copied().unwrap_or(0);
@@ -378,12 +388,9 @@ pub(crate) struct RpsQueue {
 /// Configuration of one namespace that can explain drops (read-only checks).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ConfigChecks {
-    pub netns: u32,
-    /// The namespace's cookie (`SO_NETNS_COOKIE` of a socket made in it when it was read:
-    /// unique for the boot, never reused as inodes are); 0 where the kernel has none (before
-    /// 5.14), where readings of one inode are told apart by inode only.
-    #[serde(default, skip_serializing_if = "crate::model::is_zero64")]
-    pub cookie: u64,
+    /// The namespace it was read in: its inode and cookie (in JSON `netns` and `cookie`).
+    #[serde(flatten, with = "netns_fields")]
+    pub netns: NetnsId,
     pub label: NetnsLabel,
     #[serde(default)]
     pub is_self: bool,
@@ -411,7 +418,7 @@ impl NetnsSnapshot {
     /// The placeholder of namespace `inode`, not found when it was to be read at `taken_at`.
     pub(crate) fn not_found(inode: u32, taken_at: f64) -> Self {
         Self {
-            netns: inode,
+            netns: NetnsId { inode, cookie: 0 },
             label: NetnsLabel::Inode(inode),
             taken_at,
             unavailable: vec![NOT_FOUND.to_owned()],
@@ -422,15 +429,10 @@ impl NetnsSnapshot {
 }
 
 impl ConfigChecks {
-    /// The namespace this configuration was read in: inode and cookie.
-    pub(crate) fn id(&self) -> crate::model::NetnsId {
-        crate::model::NetnsId { inode: self.netns, cookie: self.cookie }
-    }
-
     /// The placeholder of namespace `inode`, not found when it was to be read.
     pub(crate) fn not_found(inode: u32) -> Self {
         Self {
-            netns: inode,
+            netns: NetnsId { inode, cookie: 0 },
             label: NetnsLabel::Inode(inode),
             unavailable: vec![NOT_FOUND.to_owned()],
             ..Self::default()
@@ -460,7 +462,7 @@ pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec
         .snapshots
         .iter()
         .map(|a| {
-            let mut d = match before.snapshots.iter().find(|b| b.netns == a.netns && same_cookie(b.cookie, a.cookie)) {
+            let mut d = match before.snapshots.iter().find(|b| b.netns.matches(a.netns)) {
                 Some(b) => delta(b, a),
                 // Born during the capture: its counters started at zero.
                 None if a.appeared_at.is_some() => delta(&a.at_birth(), a),
@@ -471,15 +473,14 @@ pub(crate) fn finish(before: Gathered, after: Gathered) -> (Vec<NetnsDelta>, Vec
             d
         })
         .collect();
-    let born: BTreeSet<(u32, u64)> =
-        after.snapshots.iter().filter(|s| s.appeared_at.is_some()).map(|s| (s.netns, s.cookie)).collect();
+    let born: BTreeSet<NetnsId> = after.snapshots.iter().filter(|s| s.appeared_at.is_some()).map(|s| s.netns).collect();
     let checks = after
         .checks
         .into_iter()
         .map(|mut a| {
-            if let Some(b) = before.checks.iter().find(|b| b.netns == a.netns && same_cookie(b.cookie, a.cookie)) {
+            if let Some(b) = before.checks.iter().find(|b| b.netns.matches(a.netns)) {
                 checks_delta(b, &mut a);
-            } else if born.contains(&(a.netns, a.cookie)) {
+            } else if born.contains(&a.netns) {
                 // Born during the capture: its rules and sockets counted from zero.
                 checks_delta(&ConfigChecks::default(), &mut a);
             }
@@ -635,7 +636,6 @@ pub(crate) fn delta(before: &NetnsSnapshot, after: &NetnsSnapshot) -> NetnsDelta
     unavailable.extend(after.unavailable.iter().cloned());
     NetnsDelta {
         netns: after.netns,
-        cookie: after.cookie,
         label: after.label.clone(),
         is_self: after.is_self,
         pid: after.pid,
@@ -661,7 +661,6 @@ fn no_baseline(after: &NetnsSnapshot) -> NetnsDelta {
     unavailable.push("counters: no snapshot before the capture (namespace appeared during it)".to_owned());
     NetnsDelta {
         netns: after.netns,
-        cookie: after.cookie,
         label: after.label.clone(),
         is_self: after.is_self,
         pid: after.pid,

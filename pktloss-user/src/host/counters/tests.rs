@@ -141,9 +141,14 @@ fn garbage_never_panics() {
     }
 }
 
+/// Namespace `inode`, on a kernel without cookies.
+fn ns(inode: u32) -> NetnsId {
+    NetnsId { inode, cookie: 0 }
+}
+
 fn snap(snmp: &[(&str, i64)], t: f64) -> NetnsSnapshot {
     NetnsSnapshot {
-        netns: 7,
+        netns: ns(7),
         label: "x".into(),
         taken_at: t,
         snmp: snmp.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
@@ -177,13 +182,34 @@ fn deltas() {
     assert!(d.snmp.is_empty() && d.softnet[0].dropped == 0 && d.qdiscs.iter().all(|q| q.drops == 0));
 }
 
+/// A reading's namespace stays `netns` and `cookie` in JSON and capture files (the cookie left
+/// out when 0), as before readings held a [`NetnsId`]; files without a cookie read as 0, and a
+/// reading without `netns` is refused as it was.
+#[test]
+fn a_readings_namespace_keeps_its_json_fields() {
+    let id = NetnsId { inode: 7, cookie: 9 };
+    let json = serde_json::to_string(&NetnsSnapshot { netns: id, label: "x".into(), ..NetnsSnapshot::default() })
+        .expect("json");
+    assert!(json.starts_with(r#"{"netns":7,"cookie":9,"label":"x","#), "{json}");
+    let json = serde_json::to_string(&ConfigChecks { netns: ns(7), ..ConfigChecks::default() }).expect("json");
+    assert!(json.starts_with(r#"{"netns":7,"label":"#), "{json}");
+    let d = NetnsDelta { netns: id, seconds: 2.0, ..NetnsDelta::default() };
+    let back: NetnsDelta = serde_json::from_str(&serde_json::to_string(&d).expect("json")).expect("read back");
+    assert_eq!(back, d);
+    let old = r#"{"netns":7,"label":"netns:7","drop_chains":[],"drop_rules":[],"listeners":[],"udp_sockets":[],"rp_filter":{},"rps":[],"rings":[],"drop_routes":[],"failed_neighbors":[],"unavailable":[]}"#;
+    let read: ConfigChecks = serde_json::from_str(old).expect("a file without cookies");
+    assert_eq!(read.netns, ns(7));
+    let none = serde_json::from_str::<ConfigChecks>(&old.replace(r#""netns":7,"#, "")).map(|_| ());
+    assert!(none.as_ref().is_err_and(|e| e.to_string().contains("missing field `netns`")), "{none:?}");
+}
+
 #[test]
 fn finish_turns_rule_and_socket_counters_into_deltas() {
     let (chains, rules) = parse::iptables_save("iptables", fx!("iptables_save.txt"));
     let before = Gathered {
         snapshots: vec![snap(&[], 0.0)],
         checks: vec![ConfigChecks {
-            netns: 7,
+            netns: ns(7),
             drop_chains: chains.clone(),
             drop_rules: rules.clone(),
             udp_sockets: samples::udp_sockets(),
@@ -195,7 +221,7 @@ fn finish_turns_rule_and_socket_counters_into_deltas() {
     after.checks[0].drop_rules[0].packets = Some(105);
     after.checks[0].udp_sockets[0].drops += 300;
     after.checks[0].listeners[0].drops = Some(20);
-    after.snapshots.push(NetnsSnapshot { netns: 9, ..snap(&[("Udp.NoPorts", 50)], 1.0) });
+    after.snapshots.push(NetnsSnapshot { netns: ns(9), ..snap(&[("Udp.NoPorts", 50)], 1.0) });
     let (deltas, checks) = finish(before, after);
     assert_eq!(checks[0].drop_rules[0].packets_delta, Some(100));
     assert_eq!(checks[0].drop_rules[1].packets_delta, Some(0));
@@ -211,23 +237,23 @@ fn finish_turns_rule_and_socket_counters_into_deltas() {
 #[test]
 fn born_and_gone_namespaces_keep_their_counters() {
     let host = NetnsSnapshot {
-        netns: 1,
+        netns: ns(1),
         softnet: vec![SoftnetCpu { cpu: 0, dropped: 5, ..SoftnetCpu::default() }],
         ..snap(&[], 100.0)
     };
     let mut old = snap(&[("Udp.NoPorts", 10)], 100.0);
-    old.netns = 7;
+    old.netns = ns(7);
     let before = Gathered { snapshots: vec![host.clone(), old.clone()], checks: vec![] };
     let mut born = snap(&[("Udp.NoPorts", 40), ("TcpExt.ListenOverflows", 3)], 104.0);
-    born.netns = 9;
+    born.netns = ns(9);
     born.appeared_at = Some(102.5);
     born.softnet = vec![SoftnetCpu { cpu: 0, dropped: 8, ..SoftnetCpu::default() }];
     let mut gone = snap(&[("Udp.NoPorts", 25)], 103.0);
-    gone.netns = 7;
+    gone.netns = ns(7);
     gone.gone_at = Some(103.0);
     let after = Gathered { snapshots: vec![host, gone, born], checks: vec![] };
     let (deltas, _) = finish(before, after);
-    let d = |n: u32| deltas.iter().find(|d| d.netns == n).expect("delta");
+    let d = |n: u32| deltas.iter().find(|d| d.netns.inode == n).expect("delta");
     let b = d(9);
     assert!(!b.no_baseline);
     assert_eq!((b.counter("Udp.NoPorts"), b.counter("TcpExt.ListenOverflows")), (40, 3), "from its birth");
@@ -243,7 +269,7 @@ fn born_and_gone_namespaces_keep_their_counters() {
 #[test]
 fn a_born_namespaces_rules_sockets_and_devices_count_from_zero() {
     let mut born = snap(&[], 104.0);
-    born.netns = 9;
+    born.netns = ns(9);
     born.appeared_at = Some(102.0);
     born.devices = vec![DeviceStats {
         name: "veth9".into(),
@@ -253,8 +279,12 @@ fn a_born_namespaces_rules_sockets_and_devices_count_from_zero() {
         ..DeviceStats::default()
     }];
     let (_, rules) = nft::firewall(&nft::decode(include_bytes!("fixtures/nft_dump.bin")));
-    let checks =
-        ConfigChecks { netns: 9, drop_rules: rules, udp_sockets: samples::udp_sockets(), ..ConfigChecks::default() };
+    let checks = ConfigChecks {
+        netns: ns(9),
+        drop_rules: rules,
+        udp_sockets: samples::udp_sockets(),
+        ..ConfigChecks::default()
+    };
     let (deltas, checks) =
         finish(Gathered::default(), Gathered { snapshots: vec![born], checks: vec![checks.clone()] });
     assert_eq!(checks[0].drop_rules[0].packets_delta, checks[0].drop_rules[0].packets, "{:?}", checks[0].drop_rules[0]);
@@ -290,7 +320,7 @@ fn live_namespace_view() {
         run_tool("ip", &["netns", "exec", &name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]).expect("sysctl");
         run_tool("ip", &["netns", "exec", &name, "sysctl", "-qw", "net.core.somaxconn=77"]).expect("sysctl");
         let s = snapshot(&ns);
-        assert_eq!(s.netns, inode);
+        assert_eq!(s.netns.inode, inode);
         assert_eq!(s.sysctls.get("net.core.somaxconn").map(String::as_str), Some("77"), "{:?}", s.sysctls);
         assert!(s.snmp.contains_key("Udp.RcvbufErrors"));
         assert!(s.netstat.contains_key("TcpExt.ListenOverflows"));

@@ -6,8 +6,8 @@
 //! counters (firewall rules, listeners and sockets as deltas too).
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish, lifecycle::Lifecycle, same_cookie};
-use crate::host::netns;
+use super::{ConfigChecks, Gathered, NetnsDelta, NetnsSnapshot, finish, lifecycle::Lifecycle};
+use crate::{host::netns, model::NetnsId};
 
 /// Most namespaces read for a baseline (every one visible, up to this many).
 pub(crate) const MAX_NETNS: usize = 64;
@@ -30,7 +30,7 @@ pub(crate) struct CounterWatch {
     /// The namespaces listed when the baseline was read: one seen later was born since.
     at_start: BTreeSet<u32>,
     /// Namespaces born since the baseline (inode and cookie): when first read.
-    born: BTreeMap<(u32, u64), f64>,
+    born: BTreeMap<NetnsId, f64>,
     /// The latest reading (by [`CounterWatch::refresh`]): a namespace gone since keeps it.
     latest: Gathered,
 }
@@ -46,7 +46,7 @@ impl CounterWatch {
     /// A baseline read already (`serve`'s next window starts from the reading that ended the
     /// one before).
     pub(crate) fn from_reading(before: Gathered) -> Self {
-        let at_start = before.snapshots.iter().map(|s| s.netns).collect();
+        let at_start = before.snapshots.iter().map(|s| s.netns.inode).collect();
         Self::new(before, at_start)
     }
 
@@ -70,13 +70,13 @@ impl CounterWatch {
     /// one born since counts from zero; one that existed at the start but was not in the
     /// baseline (beyond its bound) counts from its first reading.
     pub(crate) fn refresh(&mut self, with_drops: &[u32]) -> Counted {
-        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns).collect();
+        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns.inode).collect();
         let drops: BTreeSet<u32> = with_drops.iter().copied().filter(|n| *n != 0).collect();
         inodes.extend(drops.iter().filter(|n| !inodes.contains(n)).copied().collect::<Vec<_>>());
         let (checked, rest): (Vec<u32>, Vec<u32>) = inodes.into_iter().partition(|n| drops.contains(n));
         let mut fresh = if checked.is_empty() { Gathered::default() } else { super::gather(&checked) };
-        let read: BTreeSet<u32> = fresh.snapshots.iter().map(|s| s.netns).collect();
-        fresh.snapshots.extend(super::snapshot_all(&rest).into_iter().filter(|s| !read.contains(&s.netns)));
+        let read: BTreeSet<u32> = fresh.snapshots.iter().map(|s| s.netns.inode).collect();
+        fresh.snapshots.extend(super::snapshot_all(&rest).into_iter().filter(|s| !read.contains(&s.netns.inode)));
         self.advance(fresh)
     }
 
@@ -84,41 +84,42 @@ impl CounterWatch {
     fn advance(&mut self, mut fresh: Gathered) -> Counted {
         // By inode and cookie: a namespace gone whose inode the kernel gave to a later one is
         // not that one.
-        let mut snapshots: BTreeMap<(u32, u64), NetnsSnapshot> = BTreeMap::new();
+        let mut snapshots: BTreeMap<NetnsId, NetnsSnapshot> = BTreeMap::new();
         let gone = |l: &NetnsSnapshot| {
             let mut l = l.clone();
             l.gone_at.get_or_insert(l.taken_at);
-            ((l.netns, l.cookie), l)
+            (l.netns, l)
         };
         for mut s in std::mem::take(&mut fresh.snapshots) {
             // Gone: what it counted while it lived. Another namespace now has its inode when
             // the cookie differs.
             let ended = |l: &&NetnsSnapshot| {
-                l.netns == s.netns && !l.not_found && (s.not_found || !same_cookie(l.cookie, s.cookie))
+                l.netns.inode == s.netns.inode && !l.not_found && (s.not_found || !l.netns.matches(s.netns))
             };
             snapshots.extend(self.latest.snapshots.iter().filter(ended).map(gone));
             if s.not_found {
                 continue;
             }
-            if !self.before.snapshots.iter().any(|b| b.netns == s.netns && same_cookie(b.cookie, s.cookie)) {
-                if self.at_start.contains(&s.netns) && !self.before.snapshots.iter().any(|b| b.netns == s.netns) {
+            if !self.before.snapshots.iter().any(|b| b.netns.matches(s.netns)) {
+                if self.at_start.contains(&s.netns.inode)
+                    && !self.before.snapshots.iter().any(|b| b.netns.inode == s.netns.inode)
+                {
                     self.before.snapshots.push(s.clone());
-                    self.before.checks.extend(fresh.checks.iter().find(|c| c.netns == s.netns).cloned());
+                    self.before.checks.extend(fresh.checks.iter().find(|c| c.netns.inode == s.netns.inode).cloned());
                 } else {
-                    s.appeared_at = Some(*self.born.entry((s.netns, s.cookie)).or_insert(s.taken_at));
+                    s.appeared_at = Some(*self.born.entry(s.netns).or_insert(s.taken_at));
                 }
             }
-            snapshots.insert((s.netns, s.cookie), s);
+            snapshots.insert(s.netns, s);
         }
         // Those gone before stay gone.
         for l in self.latest.snapshots.iter().filter(|l| l.gone_at.is_some()) {
-            snapshots.entry((l.netns, l.cookie)).or_insert_with(|| l.clone());
+            snapshots.entry(l.netns).or_insert_with(|| l.clone());
         }
         let checks = snapshots
             .iter()
-            .filter_map(|(&(n, cookie), snap)| {
-                let of =
-                    |g: &Gathered| g.checks.iter().find(|c| c.netns == n && same_cookie(c.cookie, cookie)).cloned();
+            .filter_map(|(&id, snap)| {
+                let of = |g: &Gathered| g.checks.iter().find(|c| c.netns.matches(id)).cloned();
                 // A gone namespace's fresh checks are a placeholder: its latest stay.
                 let living = snap.gone_at.is_none();
                 of(&fresh).filter(|_| living).or_else(|| of(&self.latest)).or_else(|| of(&self.before))
@@ -137,7 +138,7 @@ impl CounterWatch {
     /// `lifecycle` watcher saw born, read now and completed with the watcher's readings of
     /// those gone meanwhile.
     pub(crate) fn finish(self, with_drops: &[u32], lifecycle: Option<Lifecycle>) -> Counted {
-        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns).collect();
+        let mut inodes: Vec<u32> = self.before.snapshots.iter().map(|s| s.netns.inode).collect();
         let born = lifecycle.as_ref().map(Lifecycle::born).unwrap_or_default();
         for n in with_drops.iter().copied().chain(born) {
             if n != 0 && !inodes.contains(&n) {
@@ -159,6 +160,7 @@ mod tests {
     use crate::host::counters::FirewallRule;
 
     fn reading(netns: u32, taken_at: f64, in_errors: i64, rule_packets: u64) -> (NetnsSnapshot, ConfigChecks) {
+        let netns = NetnsId { inode: netns, cookie: 0 };
         let snap = NetnsSnapshot {
             netns,
             taken_at,
@@ -206,11 +208,11 @@ mod tests {
             checks: vec![reading(1, 14.0, 9, 130).1, ConfigChecks::not_found(2), born_checks],
         };
         let top = w.advance(next);
-        let of = |n: u32| top.deltas.iter().find(|d| d.netns == n).expect("delta");
+        let of = |n: u32| top.deltas.iter().find(|d| d.netns.inode == n).expect("delta");
         assert_eq!(of(2).counter("Udp.InErrors"), 4, "gone: its last reading");
         assert!(of(2).gone_after.is_some());
         assert_eq!(of(7).counter("Udp.InErrors"), 3, "born: from zero");
-        let rules = |n: u32| top.checks.iter().find(|c| c.netns == n).map(|c| c.drop_rules[0].packets_delta);
+        let rules = |n: u32| top.checks.iter().find(|c| c.netns.inode == n).map(|c| c.drop_rules[0].packets_delta);
         assert_eq!((rules(2), rules(7)), (Some(Some(0)), Some(Some(2))));
     }
 
@@ -219,17 +221,18 @@ mod tests {
     #[test]
     fn a_refresh_tells_an_inode_given_again_by_cookie() {
         let with = |r: (NetnsSnapshot, ConfigChecks), cookie: u64| {
-            (NetnsSnapshot { cookie, ..r.0 }, ConfigChecks { cookie, ..r.1 })
+            let netns = NetnsId { cookie, ..r.0.netns };
+            (NetnsSnapshot { netns, ..r.0 }, ConfigChecks { netns, ..r.1 })
         };
         let mut w = CounterWatch::from_reading(gathered(&[with(reading(7, 10.0, 5, 100), 70)]));
         let top = w.advance(gathered(&[with(reading(7, 12.0, 9, 130), 70)]));
         assert_eq!(top.deltas[0].counter("Udp.InErrors"), 4);
         for t in [14.0, 16.0] {
             let top = w.advance(gathered(&[with(reading(7, t, 2, 1), 71)]));
-            let of = |c: u64| top.deltas.iter().find(|d| d.cookie == c).expect("delta");
+            let of = |c: u64| top.deltas.iter().find(|d| d.netns.cookie == c).expect("delta");
             assert_eq!((of(70).counter("Udp.InErrors"), of(70).gone_after), (4, Some(2.0)));
             assert_eq!((of(71).counter("Udp.InErrors"), of(71).appeared_after), (2, Some(4.0)), "from zero");
-            let rules = |c: u64| top.checks.iter().find(|x| x.cookie == c).map(|x| x.drop_rules[0].packets_delta);
+            let rules = |c: u64| top.checks.iter().find(|x| x.netns.cookie == c).map(|x| x.drop_rules[0].packets_delta);
             assert_eq!((rules(70), rules(71)), (Some(Some(30)), Some(Some(1))));
         }
     }
