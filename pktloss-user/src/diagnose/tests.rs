@@ -1501,3 +1501,44 @@ fn trap_families_are_disjoint() {
     }
     assert_eq!(taxonomy::trap_family("tail_drop").map(|(f, _)| f.name), Some("buffers/QoS"));
 }
+
+/// The flow of a drop with no reason (before 5.17) at the device core, on `dev`, in `id`.
+fn core_drop(id: NetnsId, dev: &str, count: u64) -> (Summary, &'static str) {
+    let no_reason = crate::decode::reasons::NO_REASON;
+    let at = "__netif_receive_skb_core+0xe65";
+    let mut s = summary(&[(no_reason, count)]);
+    s.locations = vec![LocationCount { reason: no_reason.into(), symbol: at.into(), count, ..Default::default() }];
+    let mut f = flow(no_reason, "udp", "10.99.0.2", 5000, id.inode, count);
+    (f.location, f.device, f.flow.netns) = (at.into(), dev.into(), id);
+    s.flows = vec![f];
+    (s, at)
+}
+
+// Before drop reasons, drops at the device core are a tc program's only where the clsact of
+// their device, in their namespace, counted them: a device of the same name in a namespace that
+// had the inode before or after is another device.
+#[test]
+fn tc_verdicts_are_those_of_the_namespace_of_the_flows_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let d_gone = delta_in(gone, "pktl-a", &[], &[]);
+    let mut d_next = delta_in(next, "pktl-b", &[], &[]);
+    d_next.qdiscs.push(clsact("pktl-v0", 2000));
+    let (s, at) = core_drop(gone, "pktl-v0", 2000);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
+        assert!(got.contains(&(CauseId::Unclassified, 2000)), "{causes:#?}");
+        let tc = causes.iter().find(|c| c.id == CauseId::BpfOrTcProgram);
+        assert!(tc.is_none_or(|c| c.event_drops == 0), "{causes:#?}");
+        let un = causes.iter().find(|c| c.id == CauseId::Unclassified).map(|c| &c.evidence);
+        assert!(un.is_some_and(|e| has(e, &format!("at {at}"))), "{causes:#?}");
+    }
+    // A flow without a cookie (a kernel before 5.12): by inode, the clsact of that inode counts.
+    let (s, _) = core_drop(ns(NSA), "pktl-v0", 2000);
+    let mut d = ns_delta(&[]);
+    d.qdiscs.push(clsact("pktl-v0", 2000));
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
+    assert_eq!(got, [(CauseId::BpfOrTcProgram, 2000)], "{causes:#?}");
+}
