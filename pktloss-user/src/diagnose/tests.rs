@@ -1542,3 +1542,36 @@ fn tc_verdicts_are_those_of_the_namespace_of_the_flows_when_its_inode_was_given_
     let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
     assert_eq!(got, [(CauseId::BpfOrTcProgram, 2000)], "{causes:#?}");
 }
+
+// A starved receiver's window drops move to socket-memory-pressure with the window counters of
+// their own namespace: not with those of the namespace that had its inode after it.
+#[test]
+fn window_counters_of_a_starved_receiver_are_its_own_namespaces_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let conn = |sport: u16, reason: &str, count: u64| {
+        let mut f = flow(reason, "tcp", "10.99.0.1", 5001, NSA, count);
+        (f.flow.sport, f.flow.netns) = (sport, gone);
+        f
+    };
+    let mut s = summary(&[("PROTO_MEM", 10), ("TCP_INVALID_END_SEQUENCE", 50)]);
+    s.flows = (0..10)
+        .flat_map(|i| [conn(40000 + i, "PROTO_MEM", 1), conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)])
+        .collect();
+    let d_gone = delta_in(
+        gone,
+        "pktl-a",
+        &[],
+        &[("TcpExt.TCPRcvQDrop", 10), ("TcpExt.RcvPruned", 10), ("TcpExt.BeyondWindow", 50)],
+    );
+    let d_next = delta_in(next, "pktl-b", &[], &[("TcpExt.BeyondWindow", 30)]);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let mem = top(&causes, CauseId::SocketMemoryPressure);
+        assert_eq!((mem.event_drops, mem.counter_drops), (60, 60), "{causes:#?}");
+        assert!(has(&mem.evidence, "[netns pktl-a (4026532291)] TcpExt.BeyondWindow +50: 50 of them"));
+        for l in mem.evidence.iter().chain(&mem.advice) {
+            assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+        }
+    }
+}
