@@ -1575,3 +1575,61 @@ fn window_counters_of_a_starved_receiver_are_its_own_namespaces_when_its_inode_w
         }
     }
 }
+
+/// Retransmissions of connection 10.0.0.2:5555 -> 203.0.113.9:443 in namespace `id`.
+fn retransmits_in(id: NetnsId, count: u64) -> Summary {
+    let mut s = summary(&[]);
+    s.retransmits = Retransmits {
+        total: count,
+        flows: vec![RetransCount { flow: Flow::tcp("10.0.0.2".into(), 5555, "203.0.113.9".into(), 443, id), count }],
+    };
+    s
+}
+
+// External loss: the retransmission records say no cookie (the kernel gives only the inode);
+// the counters that counted them say which namespace of that inode they were in, and only that
+// one is the cause's: the namespace that had the inode after it is not.
+#[test]
+fn external_loss_lists_the_namespace_whose_counters_counted_the_retransmissions_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let mut d_gone = delta_in(gone, "pktl-a", &[], &[("Tcp.RetransSegs", 40)]);
+    d_gone.gone_after = Some(3.0);
+    let mut d_next = delta_in(next, "pktl-b", &[], &[]);
+    d_next.appeared_after = Some(4.0);
+    let s = retransmits_in(ns(NSA), 40);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let c = top(&causes, CauseId::ExternalLoss);
+        assert_eq!(c.drops, 40);
+        assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Tcp.RetransSegs +40"), "{:#?}", c.evidence);
+        assert!(has(&c.evidence, "[netns pktl-a (4026532291)] was gone 3.0 s into the capture"), "{:#?}", c.evidence);
+        // The record names the inode only: both namespaces had it.
+        assert!(
+            has(&c.evidence, "[netns 4026532291] retransmits 10.0.0.2:5555 -> 203.0.113.9:443: 40"),
+            "{:#?}",
+            c.evidence
+        );
+        for l in c.evidence.iter().chain(&c.advice) {
+            assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+        }
+    }
+}
+
+// A retransmission record that says its namespace's cookie is named by it: not by the name read
+// for the namespace that had its inode after it (the one whose counters were read).
+#[test]
+fn a_retransmission_record_with_a_cookie_is_tagged_by_its_own_namespace() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let s = retransmits_in(gone, 40);
+    let causes = run(&s, &[host_delta(), delta_in(next, "pktl-b", &[], &[])], &[]);
+    let c = top(&causes, CauseId::ExternalLoss);
+    assert!(
+        has(&c.evidence, "[netns 4026532291] retransmits 10.0.0.2:5555 -> 203.0.113.9:443: 40"),
+        "{:#?}",
+        c.evidence
+    );
+    for l in c.evidence.iter().chain(&c.advice) {
+        assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+    }
+}
