@@ -1,8 +1,6 @@
 //! Counter rules: kernel counters (snmp/netstat, softnet, devices, qdiscs, conntrack, firewall
 //! rules) that select causes or add to their drops, and TCP retransmissions no local drop
 //! explains (external loss).
-use std::collections::BTreeSet;
-
 use super::{
     CONNTRACK_FULL_RATIO, CauseId, MIN_EXTERNAL_RETRANS, MIN_TCP_PROTOCOL, MIN_TIME_SQUEEZE, ctx::Ctx, taxonomy,
 };
@@ -523,29 +521,36 @@ pub(super) fn external_loss(cx: &mut Ctx<'_>) {
     )];
     let mut flows: Vec<_> = s.retransmits.flows.iter().collect();
     flows.sort_by_key(|f| std::cmp::Reverse(f.count));
-    let mut nss = BTreeSet::new();
+    // The namespaces of the retransmissions, by identity where known. A retransmission record
+    // says no cookie (the key of the `tcp:tcp_retransmit_skb` probe holds the inode only): it is
+    // tagged and listed by inode, the documented fallback (`Ctx::tag_of`, `Acc::in_netns`);
+    // the counters that counted retransmissions say their namespace's cookie, and then the
+    // cause is that namespace's, not one that had the inode before or after.
+    let mut nss = Vec::new();
     for r in flows.iter().take(3) {
         lines.push(format!(
             "{} retransmits {}:{} -> {}:{}: {}",
-            cx.tag(r.flow.netns.inode),
+            cx.tag_of(r.flow.netns),
             r.flow.src,
             r.flow.sport,
             r.flow.dst,
             r.flow.dport,
             r.count
         ));
-        nss.insert(r.flow.netns.inode);
+        nss.push(r.flow.netns);
     }
     for d in cx.input.deltas.iter().filter(|d| d.counter("Tcp.RetransSegs") > 0) {
         lines.push(format!("{} Tcp.RetransSegs +{}", cx.tag_read(d.netns), d.counter("Tcp.RetransSegs")));
-        nss.insert(d.netns.inode);
+        nss.push(d.netns);
     }
     let peer = flows.first().map_or_else(|| "PEER".to_owned(), |r| r.flow.dst.clone());
     let traced = !cx.counters_count;
     let a = cx.a(CauseId::ExternalLoss);
     a.select(unexplained, unexplained);
     a.traced = traced;
-    a.netns.extend(nss);
+    for id in nss {
+        a.in_netns(id);
+    }
     for l in lines {
         a.ev(l);
     }

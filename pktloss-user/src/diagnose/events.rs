@@ -224,14 +224,17 @@ fn tc_verdicts(cx: &Ctx<'_>, reason: &str, symbol: &str) -> u64 {
     let mut devices = BTreeSet::new();
     for f in cx.input.summary.flows.iter().filter(|f| f.reason == reason && f.location == symbol) {
         flows += f.count;
-        devices.insert((f.flow.netns.inode, f.device.as_str()));
+        devices.insert((f.flow.netns, f.device.as_str()));
     }
+    // A device of the flows' namespace by identity (`NetnsId::matches`): a device of the same
+    // name in a namespace that had the inode before or after is another one; by inode alone
+    // where the flow or the reading says no cookie (a kernel before 5.12).
     let verdicts: u64 = cx
         .input
         .deltas
         .iter()
-        .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns.inode, q)))
-        .filter(|(ns, q)| q.runs_tc() && devices.contains(&(*ns, q.dev.as_str())))
+        .flat_map(|d| d.qdiscs.iter().map(move |q| (d.netns, q)))
+        .filter(|(ns, q)| q.runs_tc() && devices.iter().any(|(f, dev)| f.matches(*ns) && *dev == q.dev))
         .map(|(_, q)| q.drops)
         .sum();
     flows.min(verdicts)
@@ -341,22 +344,33 @@ pub(super) fn memory_window(cx: &mut Ctx<'_>) {
     let total: u64 = moved.iter().map(|m| m.1).sum();
     let mut ctr_lines = Vec::new();
     let mut ctr_moved = 0;
-    // Counted window drops on the starved connections, by namespace; 0: a flow whose namespace
-    // the kernel did not give (a drop at the socket before 6.11 has neither device nor
-    // `rx_sk`), whose counter may be any namespace's.
-    let mut events: BTreeMap<u32, u64> = BTreeMap::new();
+    // Counted window drops on the starved connections, by namespace (inode and cookie); inode
+    // 0: a flow whose namespace the kernel did not give (a drop at the socket before 6.11 has
+    // neither device nor `rx_sk`), whose counter may be any namespace's.
+    let mut events: BTreeMap<NetnsId, u64> = BTreeMap::new();
     for f in s.flows.iter().filter(|f| COUNTED_WINDOW_REASONS.contains(&f.reason.as_str()) && starved.contains(&f.flow))
     {
-        *events.entry(f.flow.netns.inode).or_default() += f.count;
+        *events.entry(f.flow.netns).or_default() += f.count;
     }
-    let mut unknown = events.get(&0).copied().unwrap_or(0);
+    let mut unknown: u64 = events.iter().filter(|(id, _)| id.inode == 0).map(|(_, n)| *n).sum();
+    events.retain(|id, _| id.inode != 0);
     for d in cx.input.deltas.iter().filter(|d| !d.no_baseline) {
         let ctr: u64 = WINDOW_COUNTERS.iter().map(|k| d.counter(k)).sum();
-        let known = events.get(&d.netns.inode).copied().unwrap_or(0);
+        // The drops of this namespace by identity (`NetnsId::matches`): a namespace that had
+        // the inode before or after counted other segments; by inode alone where the flow or
+        // the reading says no cookie, and then each drop is taken by one reading only.
+        let mine = |id: &NetnsId| id.matches(d.netns);
+        let known: u64 = events.iter().filter(|(id, _)| mine(id)).map(|(_, n)| *n).sum();
         if ctr == 0 || known + unknown == 0 {
             continue;
         }
         let from_known = ctr.min(known);
+        let mut take = from_known;
+        for (_, n) in events.iter_mut().filter(|(id, _)| mine(id)) {
+            let t = take.min(*n);
+            *n -= t;
+            take -= t;
+        }
         let from_unknown = (ctr - from_known).min(unknown);
         unknown -= from_unknown;
         let sub = from_known + from_unknown;

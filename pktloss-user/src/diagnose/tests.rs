@@ -1501,3 +1501,135 @@ fn trap_families_are_disjoint() {
     }
     assert_eq!(taxonomy::trap_family("tail_drop").map(|(f, _)| f.name), Some("buffers/QoS"));
 }
+
+/// The flow of a drop with no reason (before 5.17) at the device core, on `dev`, in `id`.
+fn core_drop(id: NetnsId, dev: &str, count: u64) -> (Summary, &'static str) {
+    let no_reason = crate::decode::reasons::NO_REASON;
+    let at = "__netif_receive_skb_core+0xe65";
+    let mut s = summary(&[(no_reason, count)]);
+    s.locations = vec![LocationCount { reason: no_reason.into(), symbol: at.into(), count, ..Default::default() }];
+    let mut f = flow(no_reason, "udp", "10.99.0.2", 5000, id.inode, count);
+    (f.location, f.device, f.flow.netns) = (at.into(), dev.into(), id);
+    s.flows = vec![f];
+    (s, at)
+}
+
+// Before drop reasons, drops at the device core are a tc program's only where the clsact of
+// their device, in their namespace, counted them: a device of the same name in a namespace that
+// had the inode before or after is another device.
+#[test]
+fn tc_verdicts_are_those_of_the_namespace_of_the_flows_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let d_gone = delta_in(gone, "pktl-a", &[], &[]);
+    let mut d_next = delta_in(next, "pktl-b", &[], &[]);
+    d_next.qdiscs.push(clsact("pktl-v0", 2000));
+    let (s, at) = core_drop(gone, "pktl-v0", 2000);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
+        assert!(got.contains(&(CauseId::Unclassified, 2000)), "{causes:#?}");
+        let tc = causes.iter().find(|c| c.id == CauseId::BpfOrTcProgram);
+        assert!(tc.is_none_or(|c| c.event_drops == 0), "{causes:#?}");
+        let un = causes.iter().find(|c| c.id == CauseId::Unclassified).map(|c| &c.evidence);
+        assert!(un.is_some_and(|e| has(e, &format!("at {at}"))), "{causes:#?}");
+    }
+    // A flow without a cookie (a kernel before 5.12): by inode, the clsact of that inode counts.
+    let (s, _) = core_drop(ns(NSA), "pktl-v0", 2000);
+    let mut d = ns_delta(&[]);
+    d.qdiscs.push(clsact("pktl-v0", 2000));
+    let causes = run(&s, &[host_delta(), d], &[]);
+    let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
+    assert_eq!(got, [(CauseId::BpfOrTcProgram, 2000)], "{causes:#?}");
+}
+
+// A starved receiver's window drops move to socket-memory-pressure with the window counters of
+// their own namespace: not with those of the namespace that had its inode after it.
+#[test]
+fn window_counters_of_a_starved_receiver_are_its_own_namespaces_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let conn = |sport: u16, reason: &str, count: u64| {
+        let mut f = flow(reason, "tcp", "10.99.0.1", 5001, NSA, count);
+        (f.flow.sport, f.flow.netns) = (sport, gone);
+        f
+    };
+    let mut s = summary(&[("PROTO_MEM", 10), ("TCP_INVALID_END_SEQUENCE", 50)]);
+    s.flows = (0..10)
+        .flat_map(|i| [conn(40000 + i, "PROTO_MEM", 1), conn(40000 + i, "TCP_INVALID_END_SEQUENCE", 5)])
+        .collect();
+    let d_gone = delta_in(
+        gone,
+        "pktl-a",
+        &[],
+        &[("TcpExt.TCPRcvQDrop", 10), ("TcpExt.RcvPruned", 10), ("TcpExt.BeyondWindow", 50)],
+    );
+    let d_next = delta_in(next, "pktl-b", &[], &[("TcpExt.BeyondWindow", 30)]);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let mem = top(&causes, CauseId::SocketMemoryPressure);
+        assert_eq!((mem.event_drops, mem.counter_drops), (60, 60), "{causes:#?}");
+        assert!(has(&mem.evidence, "[netns pktl-a (4026532291)] TcpExt.BeyondWindow +50: 50 of them"));
+        for l in mem.evidence.iter().chain(&mem.advice) {
+            assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+        }
+    }
+}
+
+/// Retransmissions of connection 10.0.0.2:5555 -> 203.0.113.9:443 in namespace `id`.
+fn retransmits_in(id: NetnsId, count: u64) -> Summary {
+    let mut s = summary(&[]);
+    s.retransmits = Retransmits {
+        total: count,
+        flows: vec![RetransCount { flow: Flow::tcp("10.0.0.2".into(), 5555, "203.0.113.9".into(), 443, id), count }],
+    };
+    s
+}
+
+// External loss: the retransmission records say no cookie (the kernel gives only the inode);
+// the counters that counted them say which namespace of that inode they were in, and only that
+// one is the cause's: the namespace that had the inode after it is not.
+#[test]
+fn external_loss_lists_the_namespace_whose_counters_counted_the_retransmissions_when_its_inode_was_given_again() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let mut d_gone = delta_in(gone, "pktl-a", &[], &[("Tcp.RetransSegs", 40)]);
+    d_gone.gone_after = Some(3.0);
+    let mut d_next = delta_in(next, "pktl-b", &[], &[]);
+    d_next.appeared_after = Some(4.0);
+    let s = retransmits_in(ns(NSA), 40);
+    for deltas in both_orders(&d_gone, &d_next) {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
+        let causes = run(&s, &deltas, &[]);
+        let c = top(&causes, CauseId::ExternalLoss);
+        assert_eq!(c.drops, 40);
+        assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Tcp.RetransSegs +40"), "{:#?}", c.evidence);
+        assert!(has(&c.evidence, "[netns pktl-a (4026532291)] was gone 3.0 s into the capture"), "{:#?}", c.evidence);
+        // The record names the inode only: both namespaces had it.
+        assert!(
+            has(&c.evidence, "[netns 4026532291] retransmits 10.0.0.2:5555 -> 203.0.113.9:443: 40"),
+            "{:#?}",
+            c.evidence
+        );
+        for l in c.evidence.iter().chain(&c.advice) {
+            assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+        }
+    }
+}
+
+// A retransmission record that says its namespace's cookie is named by it: not by the name read
+// for the namespace that had its inode after it (the one whose counters were read).
+#[test]
+fn a_retransmission_record_with_a_cookie_is_tagged_by_its_own_namespace() {
+    let (gone, next) = (NetnsId { inode: NSA, cookie: 11 }, NetnsId { inode: NSA, cookie: 12 });
+    let s = retransmits_in(gone, 40);
+    let causes = run(&s, &[host_delta(), delta_in(next, "pktl-b", &[], &[])], &[]);
+    let c = top(&causes, CauseId::ExternalLoss);
+    assert!(
+        has(&c.evidence, "[netns 4026532291] retransmits 10.0.0.2:5555 -> 203.0.113.9:443: 40"),
+        "{:#?}",
+        c.evidence
+    );
+    for l in c.evidence.iter().chain(&c.advice) {
+        assert!(!l.contains("pktl-b"), "the next namespace in {l:?}");
+    }
+}
