@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use pktloss_common::{DevKey, DropEvent, DropKey, FlowKey, FwKey, FwSlot, NatTuple, NetnsKey, RunCache, XdpExcKey, stat};
+use pktloss_common::{
+    DevKey, DropEvent, DropKey, FlowKey, FwKey, FwSlot, NatTuple, NetnsKey, RunCache, XdpExcKey, stat,
+};
 
 #[map]
 pub(crate) static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
