@@ -1169,8 +1169,15 @@ fn checks_in(id: NetnsId, label: &str, f: impl FnOnce(&mut ConfigChecks)) -> Con
 }
 
 /// Each order of `gone`'s and `next`'s readings: which comes first must not matter.
-fn both_orders<T: Clone>(gone: &T, next: &T) -> [Vec<T>; 2] {
-    [vec![gone.clone(), next.clone()], vec![next.clone(), gone.clone()]]
+/// The causes of `s` with two namespaces' readings (the gone one's, then the next one's, and
+/// their checks if given) after the host's, in both orders: the result must not depend on
+/// which the watcher read first.
+fn run_in_both_orders(s: &Summary, deltas: [&NetnsDelta; 2], checks: Option<[&ConfigChecks; 2]>) -> [Vec<Cause>; 2] {
+    [[0, 1], [1, 0]].map(|order| {
+        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(order.map(|i| deltas[i].clone())).collect();
+        let checks: Vec<ConfigChecks> = checks.map_or_else(Vec::new, |c| order.map(|i| c[i].clone()).to_vec());
+        run(s, &deltas, &checks)
+    })
 }
 
 // A namespace gone during the capture whose inode the kernel gave to a later one: two
@@ -1203,9 +1210,7 @@ fn udp_buffer_lines_are_those_of_the_namespace_of_the_drops_when_its_inode_was_g
     };
     let c_gone = checks_in(gone, "pktl-a", |c| c.udp_sockets.push(sock("recv-a[100]", 40, 2304)));
     let c_next = checks_in(next, "pktl-b", |c| c.udp_sockets.push(sock("recv-b[200]", 0, 8_388_608)));
-    for (deltas, checks) in both_orders(&d_gone, &d_next).into_iter().zip(both_orders(&c_gone, &c_next)) {
-        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
-        let causes = run(&s, &deltas, &checks);
+    for causes in run_in_both_orders(&s, [&d_gone, &d_next], Some([&c_gone, &c_next])) {
         let c = top(&causes, CauseId::UdpRcvbufFull);
         assert!(
             has(
@@ -1253,9 +1258,7 @@ fn accept_queue_lines_are_those_of_the_namespace_of_the_drops_when_its_inode_was
     };
     let c_gone = checks_in(gone, "pktl-a", |c| c.listeners.push(listener("srv-a[100]", 8)));
     let c_next = checks_in(next, "pktl-b", |c| c.listeners.push(listener("srv-b[200]", 0)));
-    for (deltas, checks) in both_orders(&d_gone, &d_next).into_iter().zip(both_orders(&c_gone, &c_next)) {
-        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
-        let causes = run(&summary(&[]), &deltas, &checks);
+    for causes in run_in_both_orders(&summary(&[]), [&d_gone, &d_next], Some([&c_gone, &c_next])) {
         let c = top(&causes, CauseId::TcpAcceptQueueFull);
         assert!(
             has(
@@ -1524,9 +1527,7 @@ fn tc_verdicts_are_those_of_the_namespace_of_the_flows_when_its_inode_was_given_
     let mut d_next = delta_in(next, "pktl-b", &[], &[]);
     d_next.qdiscs.push(clsact("pktl-v0", 2000));
     let (s, at) = core_drop(gone, "pktl-v0", 2000);
-    for deltas in both_orders(&d_gone, &d_next) {
-        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
-        let causes = run(&s, &deltas, &[]);
+    for causes in run_in_both_orders(&s, [&d_gone, &d_next], None) {
         let got: Vec<_> = causes.iter().map(|c| (c.id, c.event_drops)).collect();
         assert!(got.contains(&(CauseId::Unclassified, 2000)), "{causes:#?}");
         let tc = causes.iter().find(|c| c.id == CauseId::BpfOrTcProgram);
@@ -1564,9 +1565,7 @@ fn window_counters_of_a_starved_receiver_are_its_own_namespaces_when_its_inode_w
         &[("TcpExt.TCPRcvQDrop", 10), ("TcpExt.RcvPruned", 10), ("TcpExt.BeyondWindow", 50)],
     );
     let d_next = delta_in(next, "pktl-b", &[], &[("TcpExt.BeyondWindow", 30)]);
-    for deltas in both_orders(&d_gone, &d_next) {
-        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
-        let causes = run(&s, &deltas, &[]);
+    for causes in run_in_both_orders(&s, [&d_gone, &d_next], None) {
         let mem = top(&causes, CauseId::SocketMemoryPressure);
         assert_eq!((mem.event_drops, mem.counter_drops), (60, 60), "{causes:#?}");
         assert!(has(&mem.evidence, "[netns pktl-a (4026532291)] TcpExt.BeyondWindow +50: 50 of them"));
@@ -1597,9 +1596,7 @@ fn external_loss_lists_the_namespace_whose_counters_counted_the_retransmissions_
     let mut d_next = delta_in(next, "pktl-b", &[], &[]);
     d_next.appeared_after = Some(4.0);
     let s = retransmits_in(ns(NSA), 40);
-    for deltas in both_orders(&d_gone, &d_next) {
-        let deltas: Vec<NetnsDelta> = [host_delta()].into_iter().chain(deltas).collect();
-        let causes = run(&s, &deltas, &[]);
+    for causes in run_in_both_orders(&s, [&d_gone, &d_next], None) {
         let c = top(&causes, CauseId::ExternalLoss);
         assert_eq!(c.drops, 40);
         assert!(has(&c.evidence, "[netns pktl-a (4026532291)] Tcp.RetransSegs +40"), "{:#?}", c.evidence);
