@@ -104,29 +104,24 @@ pub(crate) trait CodeName: Sized {
     fn from_parts(code: u32, name: String) -> Self;
 }
 
-impl CodeName for DropReason {
-    fn code(&self) -> u32 {
-        self.code
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn from_parts(code: u32, name: String) -> Self {
-        Self { code, name }
-    }
+/// `CodeName` for structs of exactly `code: u32` and `name: String`.
+macro_rules! code_name {
+    ($($t:ty),+) => {$(
+        impl CodeName for $t {
+            fn code(&self) -> u32 {
+                self.code
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn from_parts(code: u32, name: String) -> Self {
+                Self { code, name }
+            }
+        }
+    )+};
 }
 
-impl CodeName for ResetReason {
-    fn code(&self) -> u32 {
-        self.code
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn from_parts(code: u32, name: String) -> Self {
-        Self { code, name }
-    }
-}
+code_name!(DropReason, ResetReason);
 
 /// `code` and `reason`, in that order, for a record that holds a reason flattened under those
 /// keys (`#[serde(flatten, serialize_with = "code_reason")]`: the rows of `pktloss reasons`).
